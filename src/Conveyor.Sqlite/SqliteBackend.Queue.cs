@@ -1,0 +1,451 @@
+using System.Text.Json;
+using Conveyor.Backends;
+using Microsoft.Data.Sqlite;
+
+namespace Conveyor.Sqlite;
+
+public sealed partial class SqliteBackend
+{
+    private const string InsertSql = """
+        INSERT INTO tasks (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
+            timeout_ms, not_before, expires_at, created_at, idempotency_key, headers, history)
+        VALUES ($id, $task, $queue, $state, $priority, $args, $max, $base, $maxdelay, $jitter,
+            $timeout, $nb, $exp, $created, $key, $headers, $history)
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        """;
+
+    private static readonly string[] InsertParameters =
+        ["$id", "$task", "$queue", "$state", "$priority", "$args", "$max", "$base", "$maxdelay", "$jitter",
+         "$timeout", "$nb", "$exp", "$created", "$key", "$headers", "$history"];
+
+    private const string MessageColumns =
+        "seq, id, task, queue, priority, args, not_before, expires_at, attempt, max_attempts, retry_base_ms, retry_max_ms, retry_jitter, timeout_ms, idempotency_key, headers, created_at, redelivered";
+
+    private const string FetchSql = $"""
+        UPDATE tasks SET state = 2, attempt = attempt + 1, lease_owner = $owner, lease_token = $token,
+            lease_expires = $expires, started_at = $now, history = history || '|2:' || $now
+        WHERE seq IN (SELECT seq FROM tasks WHERE queue = $queue AND state = 1 ORDER BY priority DESC, seq LIMIT $limit)
+          AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $queue AND paused = 1)
+        RETURNING {MessageColumns}
+        """;
+
+    private const string CompleteSql = """
+        UPDATE tasks SET state = $state, result = $result, error = coalesce($error, error),
+            errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
+            not_before = $nb, finished_at = $finished, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+            redelivered = 0, cancel_requested = 0, history = history || '|' || $state || ':' || $at
+        WHERE id = $id AND lease_token = $token AND state = 2
+        """;
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        cancellationToken.ThrowIfCancellationRequested();
+        var now = _time.GetUtcNow();
+        var task = Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now));
+        return WakeAfter(task);
+    }
+
+    private async Task<IReadOnlyList<EnqueueResult>> WakeAfter(Task<IReadOnlyList<EnqueueResult>> insert)
+    {
+        var results = await insert.ConfigureAwait(false);
+        Wake();
+        return results;
+    }
+
+    private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now)
+    {
+        var insert = w.Statement(InsertSql, InsertParameters);
+        var p = insert.Parameters;
+        var results = new List<EnqueueResult>(messages.Count);
+        var nowMs = now.ToUnixTimeMilliseconds();
+        foreach (var m in messages)
+        {
+            EnsureQueue(w, m.Queue);
+            var state = m.InitialState(now);
+            p[0].Value = IdBytes(m.Id);
+            p[1].Value = m.Task;
+            p[2].Value = m.Queue;
+            p[3].Value = (int)state;
+            p[4].Value = m.Priority;
+            p[5].Value = Db(m.Args);
+            p[6].Value = m.MaxAttempts;
+            p[7].Value = (long)m.Retry.BaseDelay.TotalMilliseconds;
+            p[8].Value = (long)m.Retry.MaxDelay.TotalMilliseconds;
+            p[9].Value = m.Retry.Jitter;
+            p[10].Value = Db(m.Timeout is { } t ? (long)t.TotalMilliseconds : null);
+            p[11].Value = Db(m.NotBefore?.ToUnixTimeMilliseconds());
+            p[12].Value = Db(m.ExpiresAt?.ToUnixTimeMilliseconds());
+            p[13].Value = m.CreatedAt.ToUnixTimeMilliseconds();
+            p[14].Value = Db(m.IdempotencyKey);
+            p[15].Value = Db(SerializeHeaders(m.Headers));
+            p[16].Value = $"{(int)state}:{nowMs}";
+            if (insert.ExecuteNonQuery() == 1 || m.IdempotencyKey is null)
+            {
+                results.Add(new EnqueueResult(m.Id, true, state));
+                continue;
+            }
+            var existing = w.Statement("SELECT id, state FROM tasks WHERE idempotency_key = $key", "$key");
+            existing.Parameters[0].Value = m.IdempotencyKey;
+            using var reader = existing.ExecuteReader();
+            reader.Read();
+            results.Add(new EnqueueResult(ReadId(reader, 0), false, (TaskState)reader.GetInt32(1)));
+        }
+        return results;
+    }
+
+    private void EnsureQueue(SqliteWriter w, string queue)
+    {
+        if (_knownQueues.Contains(queue))
+        {
+            return;
+        }
+        var command = w.Statement("INSERT INTO queues (name) VALUES ($name) ON CONFLICT (name) DO NOTHING", "$name");
+        command.Parameters[0].Value = queue;
+        command.ExecuteNonQuery();
+        // Only the writer thread touches this set. If the transaction rolls back, the queue row is
+        // recreated by the next enqueue after a restart; the set only saves repeated statements.
+        _knownQueues.Add(queue);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var deadline = _time.GetUtcNow() + request.MaxWait;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var wake = _wake.Task;
+            // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
+            var leases = await Writer.RunAsync(w => Fetch(w, request)).ConfigureAwait(false);
+            if (leases.Count > 0)
+            {
+                return leases;
+            }
+            var remaining = deadline - _time.GetUtcNow();
+            if (remaining <= TimeSpan.Zero)
+            {
+                return leases;
+            }
+            var wait = remaining < _options.PollInterval ? remaining : _options.PollInterval;
+            try
+            {
+                await wake.WaitAsync(wait, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Poll for work from other processes.
+            }
+        }
+    }
+
+    private List<Lease> Fetch(SqliteWriter w, FetchRequest request)
+    {
+        var now = Now();
+        var expires = now + (long)request.LeaseDuration.TotalMilliseconds;
+        var token = Random.Shared.NextInt64(1, long.MaxValue);
+        var leases = new List<Lease>();
+        var fetch = w.Statement(FetchSql, "$owner", "$token", "$expires", "$now", "$queue", "$limit");
+        foreach (var queue in request.Queues)
+        {
+            var remaining = request.MaxCount - leases.Count;
+            if (remaining <= 0)
+            {
+                break;
+            }
+            fetch.Parameters[0].Value = request.WorkerId;
+            fetch.Parameters[1].Value = token;
+            fetch.Parameters[2].Value = expires;
+            fetch.Parameters[3].Value = now;
+            fetch.Parameters[4].Value = queue.Name;
+            fetch.Parameters[5].Value = remaining;
+            var fetched = new List<(int Priority, long Sequence, Lease Lease)>();
+            using (var reader = fetch.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    var lease = ReadLease(reader, token, expires);
+                    fetched.Add((lease.Message.Priority, reader.GetInt64(0), lease));
+                }
+            }
+            // RETURNING gives no order: restore priority, then FIFO, within this queue's share.
+            fetched.Sort(static (x, y) => x.Priority != y.Priority ? y.Priority.CompareTo(x.Priority) : x.Sequence.CompareTo(y.Sequence));
+            foreach (var item in fetched)
+            {
+                leases.Add(item.Lease);
+            }
+        }
+        return leases;
+    }
+
+    private static Lease ReadLease(SqliteDataReader r, long token, long expires)
+    {
+        var message = new TaskMessage
+        {
+            Id = ReadId(r, 1),
+            Task = r.GetString(2),
+            Queue = r.GetString(3),
+            Priority = r.GetInt32(4),
+            Args = ReadString(r, 5),
+            NotBefore = FromMs(r, 6),
+            ExpiresAt = FromMs(r, 7),
+            MaxAttempts = r.GetInt32(9),
+            Retry = new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(10)), TimeSpan.FromMilliseconds(r.GetInt64(11)), r.GetDouble(12)),
+            Timeout = r.IsDBNull(13) ? null : TimeSpan.FromMilliseconds(r.GetInt64(13)),
+            IdempotencyKey = ReadString(r, 14),
+            Headers = DeserializeHeaders(ReadString(r, 15)),
+            CreatedAt = FromMs(r.GetInt64(16)),
+        };
+        return new Lease(message, token, r.GetInt32(8), r.GetInt64(17) != 0, FromMs(expires));
+    }
+
+    /// <inheritdoc />
+    public Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(completions);
+        if (completions.Count == 0)
+        {
+            return Task.CompletedTask;
+        }
+        return Writer.RunAsync(w => Complete(w, completions));
+    }
+
+    private static int Complete(SqliteWriter w, IReadOnlyList<Completion> completions)
+    {
+        var command = w.Statement(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token");
+        var p = command.Parameters;
+        var changed = 0;
+        foreach (var c in completions)
+        {
+            var state = c.Kind switch
+            {
+                CompletionKind.Succeeded => TaskState.Succeeded,
+                CompletionKind.Retry => TaskState.Retrying,
+                CompletionKind.Dead => TaskState.Dead,
+                CompletionKind.Cancelled => TaskState.Cancelled,
+                CompletionKind.Expired => TaskState.Expired,
+                _ => throw new ArgumentOutOfRangeException(nameof(completions), c.Kind, "unknown completion kind"),
+            };
+            var at = c.At.ToUnixTimeMilliseconds();
+            p[0].Value = (int)state;
+            p[1].Value = Db(c.Result);
+            p[2].Value = Db(c.Error is null ? null : JsonSerializer.Serialize(c.Error, ConveyorJson.Options));
+            p[3].Value = Db(c.Error is null ? null : JsonSerializer.Serialize(new AttemptError(c.Attempt, c.At, c.Error), ConveyorJson.Options));
+            p[4].Value = Db(c.Kind == CompletionKind.Retry ? (c.RetryAt ?? c.At).ToUnixTimeMilliseconds() : null);
+            p[5].Value = Db(state.IsTerminal() ? at : null);
+            p[6].Value = at;
+            p[7].Value = IdBytes(c.Lease.TaskId);
+            p[8].Value = c.Lease.Token;
+            changed += command.ExecuteNonQuery();
+        }
+        return changed;
+    }
+
+    /// <inheritdoc />
+    public Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return Task.FromResult(LeaseExtension.None);
+        }
+        return Writer.RunAsync(w =>
+        {
+            var expires = Now() + (long)duration.TotalMilliseconds;
+            var command = w.Statement(
+                "UPDATE tasks SET lease_expires = $expires WHERE id = $id AND lease_token = $token AND state = 2 RETURNING cancel_requested",
+                "$expires", "$id", "$token");
+            var cancel = new List<Guid>();
+            var lost = new List<LeaseRef>();
+            foreach (var lease in leases)
+            {
+                command.Parameters[0].Value = expires;
+                command.Parameters[1].Value = IdBytes(lease.TaskId);
+                command.Parameters[2].Value = lease.Token;
+                using var reader = command.ExecuteReader();
+                if (!reader.Read())
+                {
+                    lost.Add(lease);
+                }
+                else if (reader.GetInt64(0) != 0)
+                {
+                    cancel.Add(lease.TaskId);
+                }
+            }
+            return new LeaseExtension(cancel, lost);
+        });
+    }
+
+    /// <inheritdoc />
+    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return;
+        }
+        await Writer.RunAsync(w =>
+        {
+            var now = Now();
+            var command = w.Statement("""
+                UPDATE tasks SET state = 1, attempt = attempt - 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                    history = history || '|1:' || $now
+                WHERE id = $id AND lease_token = $token AND state = 2
+                """, "$now", "$id", "$token");
+            var changed = 0;
+            foreach (var lease in leases)
+            {
+                command.Parameters[0].Value = now;
+                command.Parameters[1].Value = IdBytes(lease.TaskId);
+                command.Parameters[2].Value = lease.Token;
+                changed += command.ExecuteNonQuery();
+            }
+            return changed;
+        }).ConfigureAwait(false);
+        Wake();
+    }
+
+    /// <inheritdoc />
+    public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
+    {
+        var count = await Writer.RunAsync(w =>
+        {
+            var now = Now();
+            // A lease that ran out on the last attempt, or after a cancel was asked, ends the task:
+            // otherwise a task that kills its worker would be redelivered forever.
+            var settle = w.Statement("""
+                UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END, finished_at = $now,
+                    error = CASE WHEN cancel_requested = 1 THEN error ELSE $error END,
+                    lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                    history = history || '|' || (CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END) || ':' || $now
+                WHERE state = 2 AND lease_expires < $now AND (attempt >= max_attempts OR cancel_requested = 1)
+                """, "$now", "$error");
+            settle.Parameters[0].Value = now;
+            settle.Parameters[1].Value = JsonSerializer.Serialize(
+                new TaskError("Conveyor.LeaseExpired", "The worker running the last attempt stopped heartbeating (it crashed or was killed)."),
+                ConveyorJson.Options);
+            var settled = settle.ExecuteNonQuery();
+            var requeue = w.Statement("""
+                UPDATE tasks SET state = 1, redelivered = 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                    history = history || '|1:' || $now
+                WHERE state = 2 AND lease_expires < $now
+                """, "$now");
+            requeue.Parameters[0].Value = now;
+            return settled + requeue.ExecuteNonQuery();
+        }).ConfigureAwait(false);
+        if (count > 0)
+        {
+            Wake();
+        }
+        return count;
+    }
+
+    /// <inheritdoc />
+    public async Task<int> PromoteDueAsync(CancellationToken cancellationToken)
+    {
+        var count = await Writer.RunAsync(w =>
+        {
+            var command = w.Statement("""
+                UPDATE tasks SET state = 1, history = history || '|1:' || $now
+                WHERE state IN (0, 4) AND not_before <= $now
+                """, "$now");
+            command.Parameters[0].Value = Now();
+            return command.ExecuteNonQuery();
+        }).ConfigureAwait(false);
+        if (count > 0)
+        {
+            Wake();
+        }
+        return count;
+    }
+
+    /// <inheritdoc />
+    public async Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT min(not_before) FROM tasks WHERE state IN (0, 4)";
+        var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        return value is long ms ? FromMs(ms) : null;
+    }
+
+    /// <inheritdoc />
+    public Task<CancelOutcome> CancelAsync(Guid taskId, CancellationToken cancellationToken) =>
+        Writer.RunAsync(w =>
+        {
+            var now = Now();
+            var cancel = w.Statement("""
+                UPDATE tasks SET state = 6, finished_at = $now, history = history || '|6:' || $now
+                WHERE id = $id AND state IN (0, 1, 4)
+                """, "$now", "$id");
+            cancel.Parameters[0].Value = now;
+            cancel.Parameters[1].Value = IdBytes(taskId);
+            if (cancel.ExecuteNonQuery() == 1)
+            {
+                return CancelOutcome.Cancelled;
+            }
+            var request = w.Statement("UPDATE tasks SET cancel_requested = 1 WHERE id = $id AND state = 2", "$id");
+            request.Parameters[0].Value = IdBytes(taskId);
+            if (request.ExecuteNonQuery() == 1)
+            {
+                return CancelOutcome.Requested;
+            }
+            var exists = w.Statement("SELECT 1 FROM tasks WHERE id = $id", "$id");
+            exists.Parameters[0].Value = IdBytes(taskId);
+            return exists.ExecuteScalar() is null ? CancelOutcome.NotFound : CancelOutcome.AlreadyFinished;
+        });
+
+    /// <inheritdoc />
+    public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        var outcome = await Writer.RunAsync(w =>
+        {
+            var now = Now();
+            var retry = w.Statement("""
+                UPDATE tasks SET state = 1, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
+                    cancel_requested = 0, redelivered = 0, history = history || '|1:' || $now
+                WHERE id = $id AND state IN (5, 6, 7)
+                """, "$now", "$id");
+            retry.Parameters[0].Value = now;
+            retry.Parameters[1].Value = IdBytes(taskId);
+            if (retry.ExecuteNonQuery() == 1)
+            {
+                return RetryOutcome.Requeued;
+            }
+            var exists = w.Statement("SELECT 1 FROM tasks WHERE id = $id", "$id");
+            exists.Parameters[0].Value = IdBytes(taskId);
+            return exists.ExecuteScalar() is null ? RetryOutcome.NotFound : RetryOutcome.NotRetryable;
+        }).ConfigureAwait(false);
+        if (outcome == RetryOutcome.Requeued)
+        {
+            Wake();
+        }
+        return outcome;
+    }
+
+    /// <inheritdoc />
+    public Task PauseQueueAsync(string queue, CancellationToken cancellationToken) => SetPaused(queue, true);
+
+    /// <inheritdoc />
+    public async Task ResumeQueueAsync(string queue, CancellationToken cancellationToken)
+    {
+        await SetPaused(queue, false).ConfigureAwait(false);
+        Wake();
+    }
+
+    private Task<int> SetPaused(string queue, bool paused)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(queue);
+        return Writer.RunAsync(w =>
+        {
+            var command = w.Statement(
+                "INSERT INTO queues (name, paused) VALUES ($name, $paused) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                "$name", "$paused");
+            command.Parameters[0].Value = queue;
+            command.Parameters[1].Value = paused ? 1 : 0;
+            return command.ExecuteNonQuery();
+        });
+    }
+}

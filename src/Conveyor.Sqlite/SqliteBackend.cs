@@ -1,0 +1,133 @@
+using System.Text.Json;
+using Conveyor.Backends;
+using Microsoft.Data.Sqlite;
+
+namespace Conveyor.Sqlite;
+
+/// <summary>
+/// The embedded backend: one SQLite file in WAL mode plays the queue, store and coordination roles.
+/// Writes go through one writer per process with group commit; reads use pooled connections.
+/// </summary>
+public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IDisposable
+{
+    private readonly SqliteBackendOptions _options;
+    private readonly TimeProvider _time;
+    private readonly string _connectionString;
+    private readonly Lazy<SqliteWriter> _writer;
+    private readonly HashSet<string> _knownQueues = new(StringComparer.Ordinal);
+    private volatile TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _migrated;
+
+    /// <summary>Opens (creating if needed) the database at <see cref="SqliteBackendOptions.Path"/>.</summary>
+    public SqliteBackend(SqliteBackendOptions options, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _options = options;
+        _time = time ?? TimeProvider.System;
+        var fullPath = System.IO.Path.GetFullPath(options.Path);
+        var folder = System.IO.Path.GetDirectoryName(fullPath);
+        if (!string.IsNullOrEmpty(folder))
+        {
+            Directory.CreateDirectory(folder);
+        }
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = fullPath,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = true,
+            DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds),
+        }.ToString();
+        _writer = new Lazy<SqliteWriter>(() => new SqliteWriter(_connectionString, _options), LazyThreadSafetyMode.ExecutionAndPublication);
+        DatabasePath = fullPath;
+    }
+
+    /// <summary>Full path of the database file.</summary>
+    public string DatabasePath { get; }
+
+    /// <inheritdoc />
+    public string Name => "sqlite";
+    /// <inheritdoc />
+    public IQueueBackend Queue => this;
+    /// <inheritdoc />
+    public ITaskStore Store => this;
+    /// <inheritdoc />
+    public ICoordinationBackend Coordination => this;
+
+    private SqliteWriter Writer => _writer.Value;
+
+    /// <inheritdoc />
+    public async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await Writer.RunAsync(w => SqliteSchema.Apply(w.Connection)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        Volatile.Write(ref _migrated, 1);
+    }
+
+    /// <summary>The schema version of the database file.</summary>
+    public async Task<int> GetSchemaVersionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA user_version";
+        return Convert.ToInt32(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <inheritdoc />
+    public async Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var version = await GetSchemaVersionAsync(cancellationToken).ConfigureAwait(false);
+            if (version < SqliteSchema.LatestVersion)
+            {
+                return new BackendHealth(false, $"SQLite {DatabasePath}: schema version {version}, expected {SqliteSchema.LatestVersion}; run 'conveyor migrate'");
+            }
+            return new BackendHealth(true, $"SQLite {DatabasePath} (schema {version}, synchronous={_options.Synchronous.ToString().ToUpperInvariant()})");
+        }
+        catch (SqliteException ex)
+        {
+            return new BackendHealth(false, $"SQLite {DatabasePath}: {ex.Message}");
+        }
+    }
+
+    private async Task<SqliteConnection> OpenReadAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        return connection;
+    }
+
+    // Wakes fetches waiting in this process; other processes on the same file find work by polling.
+    private void Wake() => Interlocked.Exchange(ref _wake, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+
+    private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private static object Db(object? value) => value ?? DBNull.Value;
+
+    private static byte[] IdBytes(Guid id) => id.ToByteArray(bigEndian: true);
+
+    private static Guid ReadId(SqliteDataReader reader, int ordinal) => new(reader.GetFieldValue<byte[]>(ordinal), bigEndian: true);
+
+    private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
+
+    private static DateTimeOffset? FromMs(SqliteDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
+
+    private static string? ReadString(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+
+    private static string? SerializeHeaders(IReadOnlyDictionary<string, string>? headers) =>
+        headers is null || headers.Count == 0 ? null : JsonSerializer.Serialize(headers, ConveyorJson.Options);
+
+    private static Dictionary<string, string>? DeserializeHeaders(string? json) =>
+        json is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(json, ConveyorJson.Options);
+
+    /// <summary>Stops the writer after the operations already queued.</summary>
+    public void Dispose()
+    {
+        if (_writer.IsValueCreated)
+        {
+            _writer.Value.Dispose();
+        }
+        using var connection = new SqliteConnection(_connectionString);
+        SqliteConnection.ClearPool(connection);
+    }
+}

@@ -1,0 +1,31 @@
+namespace Conveyor.Sqlite;
+
+/// <summary>The <c>synchronous</c> setting of SQLite in WAL mode. See docs/sqlite.md.</summary>
+public enum SqliteSynchronous
+{
+    /// <summary>WAL is synced at checkpoints only. A committed task survives a crash or kill -9 of the
+    /// process; a power loss or OS crash may lose the last transactions (never corrupts the file). Default.</summary>
+    Normal,
+    /// <summary>WAL is synced at every commit: committed tasks also survive a power loss; each commit costs an fsync.</summary>
+    Full,
+}
+
+/// <summary>Settings of the SQLite backend.</summary>
+public sealed class SqliteBackendOptions
+{
+    /// <summary>Database file. Default <c>data/conveyor.db</c>; its folder is created.</summary>
+    public string Path { get; set; } = System.IO.Path.Combine("data", "conveyor.db");
+
+    /// <summary>Durability of a commit. Default <see cref="SqliteSynchronous.Normal"/>.</summary>
+    public SqliteSynchronous Synchronous { get; set; } = SqliteSynchronous.Normal;
+
+    /// <summary>How often an idle fetch looks for tasks enqueued by other processes on the same file;
+    /// tasks enqueued in this process wake it at once. Default 100 ms.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>How long a statement waits for another process's write lock. Default 10 s.</summary>
+    public TimeSpan BusyTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Most queued write operations joined into one transaction. Default 1,000.</summary>
+    public int MaxOperationsPerTransaction { get; set; } = 1000;
+}

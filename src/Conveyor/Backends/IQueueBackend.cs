@@ -1,0 +1,57 @@
+namespace Conveyor.Backends;
+
+/// <summary>
+/// The queue role: delivers messages under leases, at least once. Every call may batch many
+/// messages; implementations keep each call to as few round trips as the engine allows
+/// (docs/architecture.md lists them per backend).
+/// </summary>
+/// <remarks>
+/// Guarantees every implementation gives, checked by the conformance suite:
+/// a message acknowledged by <see cref="EnqueueAsync"/> is durable; a message is held by at most one
+/// unexpired lease; within one queue and priority, messages are fetched in enqueue order;
+/// a completion naming a lease that is no longer held changes nothing.
+/// </remarks>
+public interface IQueueBackend
+{
+    /// <summary>Stores messages, all or none, and returns one result per message in order.
+    /// A message whose idempotency key exists returns the existing task.</summary>
+    Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken);
+
+    /// <summary>Leases up to <see cref="FetchRequest.MaxCount"/> ready messages from unpaused queues,
+    /// highest priority first, FIFO within a priority; waits up to <see cref="FetchRequest.MaxWait"/>
+    /// (notified, not busy-polling) when none is ready. Returns an empty list when the wait ends.</summary>
+    Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Settles attempts: success with a result, retry at a time, dead letter, cancelled or expired.
+    /// Completions whose lease is no longer held are ignored.</summary>
+    Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken);
+
+    /// <summary>Extends held leases to now + <paramref name="duration"/> and reports cancel requests and lost leases.</summary>
+    Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken);
+
+    /// <summary>Hands back leased messages that never started: they become ready again at once and
+    /// the attempt they were counted for is not spent.</summary>
+    Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken);
+
+    /// <summary>Makes messages whose lease ran out ready again, marked as redeliveries. Returns how many.</summary>
+    Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken);
+
+    /// <summary>Makes scheduled and retrying messages whose time has come ready. Returns how many.</summary>
+    Task<int> PromoteDueAsync(CancellationToken cancellationToken);
+
+    /// <summary>The earliest not-before time among scheduled and retrying messages, or null when none,
+    /// so that the scheduler can sleep until then.</summary>
+    Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken);
+
+    /// <summary>Cancels a waiting task, or asks its worker to cancel a running one.</summary>
+    Task<CancelOutcome> CancelAsync(Guid taskId, CancellationToken cancellationToken);
+
+    /// <summary>Queues a dead, cancelled or expired task again with a fresh set of attempts.</summary>
+    Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken);
+
+    /// <summary>Stops fetches from a queue; enqueues still succeed.</summary>
+    Task PauseQueueAsync(string queue, CancellationToken cancellationToken);
+
+    /// <summary>Lets fetches from a queue go on.</summary>
+    Task ResumeQueueAsync(string queue, CancellationToken cancellationToken);
+}

@@ -1,0 +1,85 @@
+namespace Conveyor.Backends;
+
+/// <summary>A filter and page of the task list.</summary>
+public sealed record TaskQuery
+{
+    /// <summary>Only tasks in this state.</summary>
+    public TaskState? State { get; init; }
+    /// <summary>Only tasks with this name.</summary>
+    public string? Task { get; init; }
+    /// <summary>Only tasks in this queue.</summary>
+    public string? Queue { get; init; }
+    /// <summary>Opaque cursor from the previous page's <see cref="TaskPage.NextCursor"/>.</summary>
+    public string? Cursor { get; init; }
+    /// <summary>Page size, 1 to 1,000. Default 100.</summary>
+    public int Limit { get; init; } = 100;
+}
+
+/// <summary>One page of tasks, newest first.</summary>
+/// <param name="Items">The tasks.</param>
+/// <param name="NextCursor">Cursor of the next page, or null at the end.</param>
+public sealed record TaskPage(IReadOnlyList<TaskRecord> Items, string? NextCursor);
+
+/// <summary>
+/// The store role: task state, results, errors and history; queries for the API and dashboard;
+/// retention of finished tasks.
+/// </summary>
+public interface ITaskStore
+{
+    /// <summary>One task, or null when unknown.</summary>
+    Task<TaskRecord?> GetAsync(Guid taskId, CancellationToken cancellationToken);
+
+    /// <summary>Tasks matching a filter, newest first, one page at a time.</summary>
+    Task<TaskPage> ListAsync(TaskQuery query, CancellationToken cancellationToken);
+
+    /// <summary>Every known queue with its depth per state and whether it is paused.</summary>
+    Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken);
+
+    /// <summary>Deletes up to <paramref name="maxCount"/> tasks that reached a terminal state before
+    /// <paramref name="finishedBefore"/>. Returns how many.</summary>
+    Task<int> PurgeFinishedAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// The coordination role: worker heartbeats and leader election (later: rate-limit counters, schedule state).
+/// </summary>
+public interface ICoordinationBackend
+{
+    /// <summary>Records a worker's heartbeat (insert or update).</summary>
+    Task HeartbeatAsync(WorkerInfo worker, CancellationToken cancellationToken);
+
+    /// <summary>Removes a worker that stopped.</summary>
+    Task RemoveWorkerAsync(string workerId, CancellationToken cancellationToken);
+
+    /// <summary>Workers whose last heartbeat is newer than <paramref name="seenSince"/>.</summary>
+    Task<IReadOnlyList<WorkerInfo>> ListWorkersAsync(DateTimeOffset seenSince, CancellationToken cancellationToken);
+
+    /// <summary>Takes or renews the named leadership for <paramref name="ttl"/>; true while <paramref name="owner"/> holds it.</summary>
+    Task<bool> TryAcquireLeadershipAsync(string name, string owner, TimeSpan ttl, CancellationToken cancellationToken);
+
+    /// <summary>Gives up the named leadership if <paramref name="owner"/> holds it.</summary>
+    Task ReleaseLeadershipAsync(string name, string owner, CancellationToken cancellationToken);
+}
+
+/// <summary>The result of a backend's health check.</summary>
+/// <param name="Healthy">Whether the engine answered.</param>
+/// <param name="Description">What was checked, or what failed.</param>
+/// <param name="Warnings">Settings that work but put tasks at risk.</param>
+public sealed record BackendHealth(bool Healthy, string Description, IReadOnlyList<string>? Warnings = null);
+
+/// <summary>A configured backend: its roles, migrations and health check.</summary>
+public interface IConveyorBackend
+{
+    /// <summary>Short name: <c>sqlite</c>, <c>postgres</c>, <c>redis</c>, <c>rabbitmq</c>.</summary>
+    string Name { get; }
+    /// <summary>The queue role.</summary>
+    IQueueBackend Queue { get; }
+    /// <summary>The store role.</summary>
+    ITaskStore Store { get; }
+    /// <summary>The coordination role.</summary>
+    ICoordinationBackend Coordination { get; }
+    /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>
+    Task MigrateAsync(CancellationToken cancellationToken);
+    /// <summary>Checks that the engine answers.</summary>
+    Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken);
+}

@@ -1,0 +1,83 @@
+namespace Conveyor.Backends;
+
+/// <summary>A queue to fetch from and its weight among the others.</summary>
+/// <param name="Name">Queue name.</param>
+/// <param name="Weight">Relative share of fetches, ≥ 1. Default 1.</param>
+public readonly record struct QueueWeight(string Name, int Weight = 1);
+
+/// <summary>What a worker asks for when it fetches.</summary>
+public sealed record FetchRequest
+{
+    /// <summary>The worker that will hold the leases.</summary>
+    public required string WorkerId { get; init; }
+    /// <summary>Queues to fetch from, with weights.</summary>
+    public required IReadOnlyList<QueueWeight> Queues { get; init; }
+    /// <summary>Most messages to return.</summary>
+    public required int MaxCount { get; init; }
+    /// <summary>How long a lease lasts unless extended.</summary>
+    public required TimeSpan LeaseDuration { get; init; }
+    /// <summary>How long to wait for a message when none is ready; zero returns at once.</summary>
+    public TimeSpan MaxWait { get; init; }
+    /// <summary>When true, queues are tried in the order given (strict priority) instead of by weight.</summary>
+    public bool StrictOrder { get; init; }
+}
+
+/// <summary>A message delivered under a lease.</summary>
+/// <param name="Message">The message.</param>
+/// <param name="Token">Fencing token of this delivery; later operations name it, so a lease lost to the reaper cannot complete the task.</param>
+/// <param name="Attempt">This delivery's attempt number, 1-based.</param>
+/// <param name="IsRedelivery">True when an earlier delivery's lease ran out or was handed back after starting.</param>
+/// <param name="ExpiresAt">When the lease runs out unless extended.</param>
+public sealed record Lease(TaskMessage Message, long Token, int Attempt, bool IsRedelivery, DateTimeOffset ExpiresAt)
+{
+    /// <summary>The reference that names this lease in later calls.</summary>
+    public LeaseRef Ref => new(Message.Id, Token);
+}
+
+/// <summary>Names a lease: the task and the delivery's token.</summary>
+/// <param name="TaskId">Task id.</param>
+/// <param name="Token">Fencing token from <see cref="Lease.Token"/>.</param>
+public readonly record struct LeaseRef(Guid TaskId, long Token);
+
+/// <summary>How an attempt ended.</summary>
+public enum CompletionKind
+{
+    /// <summary>Handler returned.</summary>
+    Succeeded,
+    /// <summary>Handler failed; run again at <see cref="Completion.RetryAt"/>.</summary>
+    Retry,
+    /// <summary>Handler failed for the last time, or permanently.</summary>
+    Dead,
+    /// <summary>Cancelled while running.</summary>
+    Cancelled,
+    /// <summary>Delivered after its expiry; not run.</summary>
+    Expired,
+}
+
+/// <summary>The outcome of one attempt, reported to the backend (usually in batches).</summary>
+public sealed record Completion
+{
+    /// <summary>The lease this outcome settles.</summary>
+    public required LeaseRef Lease { get; init; }
+    /// <summary>The outcome.</summary>
+    public required CompletionKind Kind { get; init; }
+    /// <summary>The attempt number that ended.</summary>
+    public int Attempt { get; init; }
+    /// <summary>Result JSON for <see cref="CompletionKind.Succeeded"/>.</summary>
+    public string? Result { get; init; }
+    /// <summary>Error for failures.</summary>
+    public TaskError? Error { get; init; }
+    /// <summary>Next attempt time for <see cref="CompletionKind.Retry"/>.</summary>
+    public DateTimeOffset? RetryAt { get; init; }
+    /// <summary>When the attempt ended.</summary>
+    public required DateTimeOffset At { get; init; }
+}
+
+/// <summary>The answer to a lease extension.</summary>
+/// <param name="CancelRequested">Tasks whose cancellation was asked: the worker cancels their handlers.</param>
+/// <param name="Lost">Leases no longer held (expired and taken by the reaper, or the task was settled elsewhere).</param>
+public sealed record LeaseExtension(IReadOnlyList<Guid> CancelRequested, IReadOnlyList<LeaseRef> Lost)
+{
+    /// <summary>Nothing to report.</summary>
+    public static LeaseExtension None { get; } = new([], []);
+}

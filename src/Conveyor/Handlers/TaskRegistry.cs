@@ -1,0 +1,171 @@
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Conveyor;
+
+/// <summary>Defaults a task applies to messages that do not set their own.</summary>
+public sealed class TaskDefaults
+{
+    /// <summary>Queue. Default <c>default</c>.</summary>
+    public string Queue { get; set; } = QueueNames.Default;
+    /// <summary>Attempts in all. Default 5.</summary>
+    public int MaxAttempts { get; set; } = 5;
+    /// <summary>Backoff between attempts. Default 1 s doubling to 10 min, ±20 %.</summary>
+    public RetryPolicy Retry { get; set; } = RetryPolicy.Default;
+    /// <summary>Time limit of one attempt; null for none. Default none.</summary>
+    public TimeSpan? Timeout { get; set; }
+    /// <summary>Priority. Default 0.</summary>
+    public int Priority { get; set; }
+}
+
+/// <summary>A registered task: its name, handler and how to call it.</summary>
+public sealed class TaskDescriptor
+{
+    private readonly Func<IServiceProvider, TaskContext, string?, CancellationToken, Task<string?>> _invoke;
+
+    internal TaskDescriptor(string name, Type handlerType, Type argsType, Type? resultType, TaskDefaults defaults,
+        Func<IServiceProvider, TaskContext, string?, CancellationToken, Task<string?>> invoke)
+    {
+        Name = name;
+        HandlerType = handlerType;
+        ArgsType = argsType;
+        ResultType = resultType;
+        Defaults = defaults;
+        _invoke = invoke;
+    }
+
+    /// <summary>Task name.</summary>
+    public string Name { get; }
+    /// <summary>Handler class.</summary>
+    public Type HandlerType { get; }
+    /// <summary>Arguments type.</summary>
+    public Type ArgsType { get; }
+    /// <summary>Result type, or null when the handler returns nothing.</summary>
+    public Type? ResultType { get; }
+    /// <summary>Defaults for messages of this task.</summary>
+    public TaskDefaults Defaults { get; }
+
+    /// <summary>Runs the handler in the given scope and returns its result as JSON.</summary>
+    public Task<string?> InvokeAsync(IServiceProvider scope, TaskContext context, string? args, CancellationToken cancellationToken) =>
+        _invoke(scope, context, args, cancellationToken);
+
+    /// <summary>Checks that <paramref name="argsJson"/> reads as the arguments type; returns the problem, or null.</summary>
+    public string? ValidateArgs(string? argsJson)
+    {
+        if (ArgsType == typeof(JsonElement) || ArgsType == typeof(NoArgs))
+        {
+            return null;
+        }
+        try
+        {
+            var value = JsonSerializer.Deserialize(argsJson ?? "null", ArgsType, ConveyorJson.Options);
+            if (value is null && ArgsType.IsClass)
+            {
+                return $"task '{Name}' needs arguments of type {ArgsType.Name}";
+            }
+            return null;
+        }
+        catch (JsonException ex)
+        {
+            return $"does not match the arguments of task '{Name}' ({ArgsType.Name}): {ex.Message}";
+        }
+        catch (NotSupportedException ex)
+        {
+            return $"does not match the arguments of task '{Name}' ({ArgsType.Name}): {ex.Message}";
+        }
+    }
+}
+
+/// <summary>Arguments type for tasks that take none; any JSON is accepted and ignored.</summary>
+public sealed record NoArgs
+{
+    /// <summary>The one instance.</summary>
+    public static NoArgs Instance { get; } = new();
+}
+
+/// <summary>The JSON settings Conveyor uses for arguments and results: web defaults (camelCase).</summary>
+public static class ConveyorJson
+{
+    /// <summary>Shared options.</summary>
+    public static JsonSerializerOptions Options { get; } = new(JsonSerializerDefaults.Web);
+}
+
+/// <summary>Every task registered with <c>AddTask</c>, by name.</summary>
+public sealed class TaskRegistry
+{
+    private readonly Dictionary<string, TaskDescriptor> _tasks = new(StringComparer.Ordinal);
+
+    /// <summary>Registered tasks.</summary>
+    public IReadOnlyCollection<TaskDescriptor> Tasks => _tasks.Values;
+
+    /// <summary>Finds a task by name.</summary>
+    public bool TryGet(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out TaskDescriptor? descriptor) =>
+        _tasks.TryGetValue(name, out descriptor);
+
+    internal void Add(TaskDescriptor descriptor)
+    {
+        if (_tasks.TryGetValue(descriptor.Name, out var existing) && existing.HandlerType != descriptor.HandlerType)
+        {
+            throw new InvalidOperationException(
+                $"Task '{descriptor.Name}' is already registered to {existing.HandlerType.Name}; cannot register {descriptor.HandlerType.Name}.");
+        }
+        _tasks[descriptor.Name] = descriptor;
+    }
+
+    internal static TaskDescriptor Describe<THandler>(string name, TaskDefaults defaults) where THandler : class
+    {
+        var handlerType = typeof(THandler);
+        foreach (var iface in handlerType.GetInterfaces())
+        {
+            if (!iface.IsGenericType)
+            {
+                continue;
+            }
+            var definition = iface.GetGenericTypeDefinition();
+            if (definition == typeof(ITaskHandler<>))
+            {
+                var argsType = iface.GetGenericArguments()[0];
+                var method = typeof(TaskRegistry).GetMethod(nameof(InvokerWithoutResult), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
+                    .MakeGenericMethod(handlerType, argsType);
+                var invoke = (Func<IServiceProvider, TaskContext, string?, CancellationToken, Task<string?>>)method.Invoke(null, null)!;
+                return new TaskDescriptor(name, handlerType, argsType, null, defaults, invoke);
+            }
+            if (definition == typeof(ITaskHandler<,>))
+            {
+                var args = iface.GetGenericArguments();
+                var method = typeof(TaskRegistry).GetMethod(nameof(InvokerWithResult), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
+                    .MakeGenericMethod(handlerType, args[0], args[1]);
+                var invoke = (Func<IServiceProvider, TaskContext, string?, CancellationToken, Task<string?>>)method.Invoke(null, null)!;
+                return new TaskDescriptor(name, handlerType, args[0], args[1], defaults, invoke);
+            }
+        }
+        throw new ArgumentException($"{handlerType.Name} implements neither ITaskHandler<TArgs> nor ITaskHandler<TArgs, TResult>.", nameof(THandler));
+    }
+
+    private static TArgs ReadArgs<TArgs>(string? json)
+    {
+        if (typeof(TArgs) == typeof(NoArgs))
+        {
+            return (TArgs)(object)NoArgs.Instance;
+        }
+        return JsonSerializer.Deserialize<TArgs>(json ?? "null", ConveyorJson.Options)!;
+    }
+
+    private static Func<IServiceProvider, TaskContext, string?, CancellationToken, Task<string?>> InvokerWithoutResult<THandler, TArgs>()
+        where THandler : ITaskHandler<TArgs> =>
+        async (services, context, json, cancellationToken) =>
+        {
+            var handler = services.GetRequiredService<THandler>();
+            await handler.HandleAsync(ReadArgs<TArgs>(json), context, cancellationToken).ConfigureAwait(false);
+            return null;
+        };
+
+    private static Func<IServiceProvider, TaskContext, string?, CancellationToken, Task<string?>> InvokerWithResult<THandler, TArgs, TResult>()
+        where THandler : ITaskHandler<TArgs, TResult> =>
+        async (services, context, json, cancellationToken) =>
+        {
+            var handler = services.GetRequiredService<THandler>();
+            var result = await handler.HandleAsync(ReadArgs<TArgs>(json), context, cancellationToken).ConfigureAwait(false);
+            return JsonSerializer.Serialize(result, ConveyorJson.Options);
+        };
+}

@@ -1,0 +1,108 @@
+using Conveyor.Backends;
+
+namespace Conveyor;
+
+/// <summary>Settings of the worker and scheduler, bound from the <c>Conveyor</c> configuration section.</summary>
+public sealed class ConveyorOptions
+{
+    /// <summary>Whether this process runs a worker. Default true.</summary>
+    public bool RunWorker { get; set; } = true;
+
+    /// <summary>Whether this process takes part in leader election to run the scheduler
+    /// (ETA promotion, lease reaper, retention). Default true.</summary>
+    public bool RunScheduler { get; set; } = true;
+
+    /// <summary>Worker settings.</summary>
+    public WorkerOptions Worker { get; set; } = new();
+
+    /// <summary>Scheduler settings.</summary>
+    public SchedulerOptions Scheduler { get; set; } = new();
+}
+
+/// <summary>Settings of a worker.</summary>
+public sealed class WorkerOptions
+{
+    /// <summary>Queues to consume, in the form <c>name</c> or <c>name:weight</c>. Default <c>default</c>.</summary>
+    public IList<string> Queues { get; } = [];
+
+    /// <summary>When true, queues are drained in the order listed (strict priority); otherwise by weight. Default false.</summary>
+    public bool StrictQueueOrder { get; set; }
+
+    /// <summary>Handlers that may run at once. Default 16.</summary>
+    public int Concurrency { get; set; } = 16;
+
+    /// <summary>Most leases held at once, running and waiting; also the largest fetch. Default 4 × concurrency, at least 64.</summary>
+    public int? Prefetch { get; set; }
+
+    /// <summary>Lease length; a worker that misses heartbeats for this long loses its tasks to others. Default 30 s.</summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often leases are extended and the worker reports itself. Default 10 s.</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a fetch waits for work before asking again. Default 5 s.</summary>
+    public TimeSpan FetchWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long shutdown waits for running handlers before cancelling them. Default 30 s.</summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Most completions written in one backend call. Default 512.</summary>
+    public int CompletionBatchSize { get; set; } = 512;
+
+    /// <summary>The effective prefetch.</summary>
+    public int EffectivePrefetch => Prefetch ?? Math.Max(64, Concurrency * 4);
+
+    /// <summary>The queues as weights; <c>default</c> when none is listed.</summary>
+    public IReadOnlyList<QueueWeight> ParseQueues()
+    {
+        if (Queues.Count == 0)
+        {
+            return [new QueueWeight(QueueNames.Default)];
+        }
+        var result = new List<QueueWeight>();
+        foreach (var entry in Queues)
+        {
+            foreach (var part in entry.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                var colon = part.LastIndexOf(':');
+                if (colon > 0 && int.TryParse(part.AsSpan(colon + 1), out var weight))
+                {
+                    result.Add(new QueueWeight(part[..colon], Math.Max(1, weight)));
+                }
+                else
+                {
+                    result.Add(new QueueWeight(part));
+                }
+            }
+        }
+        return result;
+    }
+}
+
+/// <summary>Settings of the scheduler (run by one leader among all processes).</summary>
+public sealed class SchedulerOptions
+{
+    /// <summary>Longest sleep between ETA promotions; the next due time wakes it sooner. Default 1 s.</summary>
+    public TimeSpan PromotionInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How often expired leases are requeued. Default 5 s.</summary>
+    public TimeSpan ReaperInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long finished tasks are kept. Default 7 days.</summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>Leader lease length. Default 15 s.</summary>
+    public TimeSpan LeaderLease { get; set; } = TimeSpan.FromSeconds(15);
+}
+
+/// <summary>Wakes the in-process scheduler when a task with an ETA is enqueued, so it need not poll.</summary>
+public sealed class SchedulerSignal
+{
+    private volatile TaskCompletionSource _next = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Wakes waiters.</summary>
+    public void Notify() => Interlocked.Exchange(ref _next, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+
+    /// <summary>Completes at the next <see cref="Notify"/>.</summary>
+    public Task WaitAsync() => _next.Task;
+}

@@ -1,0 +1,31 @@
+namespace Conveyor;
+
+/// <summary>The answer to an enqueue of one message.</summary>
+/// <param name="Id">The task's id: the new one, or the existing task's when the idempotency key matched.</param>
+/// <param name="Created">False when an existing task was returned for the idempotency key.</param>
+/// <param name="State">The task's state after the call.</param>
+public readonly record struct EnqueueResult(Guid Id, bool Created, TaskState State);
+
+/// <summary>What a cancel did.</summary>
+public enum CancelOutcome
+{
+    /// <summary>No such task.</summary>
+    NotFound,
+    /// <summary>It was waiting; now <see cref="TaskState.Cancelled"/>.</summary>
+    Cancelled,
+    /// <summary>It is running; its worker will cancel it at its next heartbeat.</summary>
+    Requested,
+    /// <summary>It had already finished; nothing changed.</summary>
+    AlreadyFinished,
+}
+
+/// <summary>What a manual retry did.</summary>
+public enum RetryOutcome
+{
+    /// <summary>No such task.</summary>
+    NotFound,
+    /// <summary>Queued again with a fresh set of attempts.</summary>
+    Requeued,
+    /// <summary>Not in a state that can be retried (only dead, cancelled and expired can).</summary>
+    NotRetryable,
+}

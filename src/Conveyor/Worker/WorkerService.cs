@@ -1,0 +1,492 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Conveyor.Backends;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor;
+
+/// <summary>
+/// The worker engine: fetches batches under leases, runs handlers with a concurrency limit,
+/// extends leases by heartbeat and writes completions in batches.
+/// </summary>
+/// <remarks>
+/// At-least-once checkpoints: a lease is held (and extended) from fetch until its completion is
+/// written; a handler's outcome is written only after the handler returns; a worker that dies
+/// leaves its leases to run out, after which the reaper requeues them as redeliveries.
+/// </remarks>
+internal sealed partial class WorkerService(
+    IConveyorBackend backend,
+    TaskRegistry registry,
+    IServiceScopeFactory scopes,
+    IOptions<ConveyorOptions> options,
+    TimeProvider time,
+    WorkerStatus status,
+    ILogger<WorkerService> logger) : BackgroundService
+{
+    private readonly WorkerOptions _options = options.Value.Worker;
+    private readonly ConcurrentDictionary<Guid, InFlight> _inFlight = new();
+    private readonly Channel<Lease> _ready = Channel.CreateUnbounded<Lease>(new UnboundedChannelOptions { SingleWriter = true });
+    private readonly Channel<Completion> _completions = Channel.CreateUnbounded<Completion>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ConcurrentQueue<Lease> _unstarted = new();
+    private readonly CancellationTokenSource _hardStop = new();
+    private SemaphoreSlim? _slots;
+    private volatile bool _draining;
+
+    private sealed class InFlight(Lease lease)
+    {
+        public Lease Lease { get; } = lease;
+        public CancellationTokenSource? Cancellation { get; set; }
+        public volatile bool CancelRequested;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!options.Value.RunWorker)
+        {
+            return;
+        }
+        await Task.Yield();
+        var prefetch = _options.EffectivePrefetch;
+        var concurrency = Math.Max(1, _options.Concurrency);
+        _slots = new SemaphoreSlim(prefetch, prefetch);
+        var queues = _options.ParseQueues();
+        status.StartedAt = time.GetUtcNow();
+        status.IsRunning = true;
+        LogStarted(status.WorkerId, string.Join(",", queues.Select(q => q.Name)), concurrency, prefetch);
+
+        var runners = new Task[concurrency];
+        for (var i = 0; i < concurrency; i++)
+        {
+            runners[i] = Task.Run(RunLoopAsync, CancellationToken.None);
+        }
+        var completer = Task.Run(CompleteLoopAsync, CancellationToken.None);
+        using var heartbeatStop = new CancellationTokenSource();
+        var heartbeat = Task.Run(() => HeartbeatLoopAsync(queues, concurrency, heartbeatStop.Token), CancellationToken.None);
+
+        try
+        {
+            await FetchLoopAsync(queues, prefetch, stoppingToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await DrainAsync(runners).ConfigureAwait(false);
+            _completions.Writer.TryComplete();
+            await completer.ConfigureAwait(false);
+            await heartbeatStop.CancelAsync().ConfigureAwait(false);
+            await heartbeat.ConfigureAwait(false);
+            try
+            {
+                await backend.Coordination.RemoveWorkerAsync(status.WorkerId, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                LogBackendError(ex, "remove worker");
+            }
+            status.IsRunning = false;
+            LogStopped(status.WorkerId);
+        }
+    }
+
+    private async Task FetchLoopAsync(IReadOnlyList<QueueWeight> queues, int prefetch, CancellationToken stoppingToken)
+    {
+        var slots = _slots!;
+        var failures = 0;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await slots.WaitAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            // Take every free slot, so one fetch fills the whole prefetch buffer.
+            var wanted = 1;
+            while (wanted < prefetch && slots.Wait(0, CancellationToken.None))
+            {
+                wanted++;
+            }
+            IReadOnlyList<Lease> leases;
+            try
+            {
+                leases = await backend.Queue.FetchAsync(new FetchRequest
+                {
+                    WorkerId = status.WorkerId,
+                    Queues = OrderQueues(queues),
+                    MaxCount = wanted,
+                    LeaseDuration = _options.LeaseDuration,
+                    MaxWait = _options.FetchWait,
+                    StrictOrder = _options.StrictQueueOrder,
+                }, stoppingToken).ConfigureAwait(false);
+                if (failures > 0)
+                {
+                    LogBackendRecovered();
+                }
+                failures = 0;
+                status.BackendReachable = true;
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                slots.Release(wanted);
+                return;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                slots.Release(wanted);
+                if (failures++ == 0)
+                {
+                    LogBackendError(ex, "fetch");
+                }
+                status.BackendReachable = false;
+                try
+                {
+                    await Task.Delay(Backoff(failures), time, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                continue;
+            }
+            if (leases.Count < wanted)
+            {
+                slots.Release(wanted - leases.Count);
+            }
+            foreach (var lease in leases)
+            {
+                _inFlight[lease.Message.Id] = new InFlight(lease);
+                _ready.Writer.TryWrite(lease);
+            }
+        }
+    }
+
+    private static TimeSpan Backoff(int failures) =>
+        TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(failures, 10))) * (0.8 + Random.Shared.NextDouble() * 0.4));
+
+    // Weighted order: each fetch starts with a queue drawn by weight, then takes the rest in turn,
+    // so a busy high-weight queue cannot starve the others.
+    private static IReadOnlyList<QueueWeight> OrderQueues(IReadOnlyList<QueueWeight> queues)
+    {
+        if (queues.Count <= 1)
+        {
+            return queues;
+        }
+        var total = 0;
+        foreach (var q in queues)
+        {
+            total += q.Weight;
+        }
+        var pick = Random.Shared.Next(total);
+        var first = 0;
+        for (var i = 0; i < queues.Count; i++)
+        {
+            pick -= queues[i].Weight;
+            if (pick < 0)
+            {
+                first = i;
+                break;
+            }
+        }
+        if (first == 0)
+        {
+            return queues;
+        }
+        var ordered = new QueueWeight[queues.Count];
+        for (var i = 0; i < queues.Count; i++)
+        {
+            ordered[i] = queues[(first + i) % queues.Count];
+        }
+        return ordered;
+    }
+
+    private async Task RunLoopAsync()
+    {
+        var reader = _ready.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            while (reader.TryRead(out var lease))
+            {
+                if (_draining)
+                {
+                    _unstarted.Enqueue(lease);
+                    continue;
+                }
+                await RunOneAsync(lease).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task RunOneAsync(Lease lease)
+    {
+        var message = lease.Message;
+        var inFlight = _inFlight.GetValueOrDefault(message.Id) ?? new InFlight(lease);
+        status.Started();
+        Completion completion;
+        if (message.ExpiresAt is { } expiresAt && expiresAt <= time.GetUtcNow())
+        {
+            completion = new Completion { Lease = lease.Ref, Kind = CompletionKind.Expired, Attempt = lease.Attempt, At = time.GetUtcNow() };
+        }
+        else if (!registry.TryGet(message.Task, out var descriptor))
+        {
+            // Another worker (say, a newer version in a rolling deploy) may know it: retry by the policy.
+            completion = Failure(lease, new TaskError("Conveyor.UnknownTask", $"No handler is registered for task '{message.Task}' on worker {status.WorkerId}."), permanent: false);
+        }
+        else
+        {
+            completion = await InvokeAsync(lease, inFlight, descriptor).ConfigureAwait(false);
+        }
+        status.Finished(completion.Kind == CompletionKind.Succeeded);
+        _completions.Writer.TryWrite(completion);
+        _slots!.Release();
+    }
+
+    private const string ShutdownErrorType = "Conveyor.WorkerShutdown";
+
+    private async Task<Completion> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor)
+    {
+        var message = lease.Message;
+        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(_hardStop.Token);
+        if (message.Timeout is { } timeout)
+        {
+            cancellation.CancelAfter(timeout);
+        }
+        inFlight.Cancellation = cancellation;
+        if (inFlight.CancelRequested)
+        {
+            await cancellation.CancelAsync().ConfigureAwait(false);
+        }
+        var context = new TaskContext(message, lease.Attempt, lease.IsRedelivery);
+        var scope = scopes.CreateAsyncScope();
+        try
+        {
+            var result = await descriptor.InvokeAsync(scope.ServiceProvider, context, message.Args, cancellation.Token).ConfigureAwait(false);
+            return new Completion { Lease = lease.Ref, Kind = CompletionKind.Succeeded, Attempt = lease.Attempt, Result = result, At = time.GetUtcNow() };
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            if (inFlight.CancelRequested)
+            {
+                return new Completion { Lease = lease.Ref, Kind = CompletionKind.Cancelled, Attempt = lease.Attempt, At = time.GetUtcNow() };
+            }
+            if (_hardStop.IsCancellationRequested)
+            {
+                // Interrupted after the grace period: it runs again at once, and the attempt counts, as a time limit's would.
+                return Failure(lease, new TaskError(ShutdownErrorType, "The worker shut down while the task ran."), permanent: false, retryNow: true);
+            }
+            return Failure(lease, new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout}."), permanent: false);
+        }
+        catch (PermanentTaskException ex)
+        {
+            LogTaskFailed(ex, message.Task, message.Id, lease.Attempt);
+            return Failure(lease, TaskError.From(ex), permanent: true);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogTaskFailed(ex, message.Task, message.Id, lease.Attempt);
+            return Failure(lease, TaskError.From(ex), permanent: false);
+        }
+        finally
+        {
+            inFlight.Cancellation = null;
+            await scope.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private Completion Failure(Lease lease, TaskError error, bool permanent, bool retryNow = false)
+    {
+        var now = time.GetUtcNow();
+        if (permanent || lease.Attempt >= lease.Message.MaxAttempts)
+        {
+            return new Completion { Lease = lease.Ref, Kind = CompletionKind.Dead, Attempt = lease.Attempt, Error = error, At = now };
+        }
+        return new Completion
+        {
+            Lease = lease.Ref,
+            Kind = CompletionKind.Retry,
+            Attempt = lease.Attempt,
+            Error = error,
+            RetryAt = retryNow ? now : now + lease.Message.Retry.DelayAfter(lease.Attempt),
+            At = now,
+        };
+    }
+
+    private async Task CompleteLoopAsync()
+    {
+        var reader = _completions.Reader;
+        var max = Math.Max(1, _options.CompletionBatchSize);
+        var batch = new List<Completion>(max);
+        var failures = 0;
+        // Completions that arrive while a write is in flight form the next batch: batching costs no added latency.
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            while (batch.Count < max && reader.TryRead(out var completion))
+            {
+                batch.Add(completion);
+            }
+            while (true)
+            {
+                try
+                {
+                    await backend.Queue.CompleteAsync(batch, CancellationToken.None).ConfigureAwait(false);
+                    failures = 0;
+                    break;
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    if (failures++ == 0)
+                    {
+                        LogBackendError(ex, "complete");
+                    }
+                    status.BackendReachable = false;
+                    // Leases stay held and heartbeated while we retry; past the lease they are redelivered anyway.
+                    await Task.Delay(Backoff(failures), time).ConfigureAwait(false);
+                }
+            }
+            foreach (var completion in batch)
+            {
+                _inFlight.TryRemove(completion.Lease.TaskId, out _);
+            }
+            batch.Clear();
+        }
+    }
+
+    private async Task HeartbeatLoopAsync(IReadOnlyList<QueueWeight> queues, int concurrency, CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(_options.HeartbeatInterval, time);
+        var queueNames = queues.Select(q => q.Name).ToArray();
+        while (true)
+        {
+            try
+            {
+                await backend.Coordination.HeartbeatAsync(new WorkerInfo
+                {
+                    Id = status.WorkerId,
+                    Host = Environment.MachineName,
+                    ProcessId = Environment.ProcessId,
+                    Queues = queueNames,
+                    Concurrency = concurrency,
+                    Running = status.Running,
+                    Processed = status.Processed,
+                    Failed = status.Failed,
+                    StartedAt = status.StartedAt,
+                    HeartbeatAt = time.GetUtcNow(),
+                }, stop).ConfigureAwait(false);
+                var held = _inFlight.Values.Select(f => f.Lease.Ref).ToArray();
+                if (held.Length > 0)
+                {
+                    var extension = await backend.Queue.ExtendLeasesAsync(held, _options.LeaseDuration, stop).ConfigureAwait(false);
+                    foreach (var id in extension.CancelRequested)
+                    {
+                        if (_inFlight.TryGetValue(id, out var inFlight))
+                        {
+                            inFlight.CancelRequested = true;
+                            inFlight.Cancellation?.Cancel();
+                        }
+                    }
+                    foreach (var lost in extension.Lost)
+                    {
+                        LogLeaseLost(lost.TaskId);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                LogBackendError(ex, "heartbeat");
+            }
+            try
+            {
+                if (!await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task DrainAsync(Task[] runners)
+    {
+        _draining = true;
+        _ready.Writer.TryComplete();
+        while (_ready.Reader.TryRead(out var lease))
+        {
+            _unstarted.Enqueue(lease);
+        }
+        await ReleaseUnstartedAsync().ConfigureAwait(false);
+        var all = Task.WhenAll(runners);
+        var finished = await Task.WhenAny(all, Task.Delay(_options.ShutdownTimeout, time)).ConfigureAwait(false);
+        if (finished != all)
+        {
+            LogShutdownTimeout(status.Running, _options.ShutdownTimeout);
+            await _hardStop.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(5), time)).ConfigureAwait(false);
+        }
+        await ReleaseUnstartedAsync().ConfigureAwait(false);
+    }
+
+    private async Task ReleaseUnstartedAsync()
+    {
+        var leases = new List<LeaseRef>();
+        while (_unstarted.TryDequeue(out var lease))
+        {
+            leases.Add(lease.Ref);
+            _inFlight.TryRemove(lease.Message.Id, out _);
+        }
+        if (leases.Count == 0)
+        {
+            return;
+        }
+        try
+        {
+            await backend.Queue.ReleaseAsync(leases, CancellationToken.None).ConfigureAwait(false);
+            LogReleased(leases.Count);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Their leases run out and the reaper requeues them.
+            LogBackendError(ex, "release");
+        }
+    }
+
+    public override void Dispose()
+    {
+        _hardStop.Dispose();
+        _slots?.Dispose();
+        base.Dispose();
+    }
+
+    [LoggerMessage(1, LogLevel.Information, "Worker {WorkerId} started on queues {Queues}, concurrency {Concurrency}, prefetch {Prefetch}")]
+    private partial void LogStarted(string workerId, string queues, int concurrency, int prefetch);
+
+    [LoggerMessage(2, LogLevel.Information, "Worker {WorkerId} stopped")]
+    private partial void LogStopped(string workerId);
+
+    [LoggerMessage(3, LogLevel.Warning, "Backend call '{Operation}' failed; retrying with backoff")]
+    private partial void LogBackendError(Exception exception, string operation);
+
+    [LoggerMessage(4, LogLevel.Information, "Backend reachable again")]
+    private partial void LogBackendRecovered();
+
+    [LoggerMessage(5, LogLevel.Warning, "Task {Task} {TaskId} failed attempt {Attempt}")]
+    private partial void LogTaskFailed(Exception exception, string task, Guid taskId, int attempt);
+
+    [LoggerMessage(6, LogLevel.Warning, "Lease of task {TaskId} was lost; its outcome will be ignored")]
+    private partial void LogLeaseLost(Guid taskId);
+
+    [LoggerMessage(7, LogLevel.Warning, "{Running} tasks still running after the shutdown grace of {Grace}; cancelling them")]
+    private partial void LogShutdownTimeout(int running, TimeSpan grace);
+
+    [LoggerMessage(8, LogLevel.Information, "Handed back {Count} unstarted tasks")]
+    private partial void LogReleased(int count);
+}
