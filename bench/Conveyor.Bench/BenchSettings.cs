@@ -1,0 +1,38 @@
+using Conveyor.Sqlite;
+
+namespace Conveyor.Bench;
+
+/// <summary>Everything the command line sets; defaults are documented in <see cref="Cli"/> and docs/benchmarks.md.</summary>
+internal sealed record BenchSettings
+{
+    public required IReadOnlySet<string> Workloads { get; init; }
+    public required IReadOnlySet<string> Systems { get; init; }
+    public required IReadOnlyList<SqliteSynchronous> Synchronous { get; init; }
+    public int Runs { get; init; } = 3;
+    public int Tasks { get; init; } = 100_000;
+    public int BatchSize { get; init; } = 1_000;
+    public int Concurrency { get; init; } = 16;
+    public int Workers { get; init; } = 16;
+    public double Rate { get; init; } = 500;
+    public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan TimeLimit { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan Idle { get; init; } = TimeSpan.FromSeconds(5);
+    public bool Warmup { get; init; } = true;
+    public string? ServerDll { get; init; }
+    public string ServerCommand { get; init; } = "server";
+    public string WorkerCommand { get; init; } = "worker";
+    public string? JsonPath { get; init; }
+
+    public bool Wants(string workload) => Workloads.Contains("all") || Workloads.Contains(workload);
+
+    public bool Includes(Results.BenchSystem system) =>
+        Systems.Contains("all") || Systems.Contains(system.ToString().ToLowerInvariant());
+
+    /// <summary>Settings of the untimed warm-up pass that precedes the runs of a case: small, but enough to JIT the hot paths.</summary>
+    public BenchSettings ForWarmup() => this with
+    {
+        Tasks = Math.Min(Tasks, 5_000),
+        Duration = TimeSpan.FromSeconds(Math.Min(Duration.TotalSeconds, 1)),
+        TimeLimit = TimeSpan.FromSeconds(Math.Min(TimeLimit.TotalSeconds, 3)),
+    };
+}

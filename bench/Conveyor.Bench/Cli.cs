@@ -1,0 +1,151 @@
+using System.CommandLine;
+using System.Globalization;
+using Conveyor.Bench.Results;
+using Conveyor.Bench.Systems;
+using Conveyor.Sqlite;
+
+namespace Conveyor.Bench;
+
+/// <summary>The command line: options, their defaults and their validation.</summary>
+internal static class Cli
+{
+    private static readonly string[] WorkloadNames = ["all", .. BenchRunner.AllWorkloads.Select(w => w.Name)];
+
+    public static RootCommand Build()
+    {
+        var workload = new Option<string[]>("--workload", "-w")
+        {
+            Description = "Workloads to run: all, enqueue, drain, latency, http, rss. Repeat the option or separate with commas.",
+            DefaultValueFactory = _ => ["all"],
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var system = new Option<string>("--system")
+        {
+            Description = "Systems to measure: all, conveyor or hangfire.",
+            DefaultValueFactory = _ => "all",
+        };
+        system.AcceptOnlyFromAmong("all", "conveyor", "hangfire");
+        var synchronous = new Option<string>("--synchronous")
+        {
+            Description = "SQLite synchronous settings to measure Conveyor with: normal, full or both.",
+            DefaultValueFactory = _ => "both",
+        };
+        synchronous.AcceptOnlyFromAmong("both", "normal", "full");
+        var runs = Positive(new Option<int>("--runs") { Description = "Measured runs of each case; the report gives the median and min–max.", DefaultValueFactory = _ => 3 });
+        var tasks = Positive(new Option<int>("--tasks", "-n")
+        {
+            Description = "Tasks per enqueue run (one at a time, concurrent, batched, HTTP) and per drain run.",
+            DefaultValueFactory = _ => 100_000,
+        });
+        var batchSize = Positive(new Option<int>("--batch-size") { Description = "Tasks per EnqueueManyAsync call (batched enqueue; drain's untimed fill).", DefaultValueFactory = _ => 1_000 });
+        var concurrency = Positive(new Option<int>("--concurrency", "-c")
+        {
+            Description = "Concurrent callers for the concurrent enqueue and Hangfire's batched path; concurrent keep-alive connections for HTTP.",
+            DefaultValueFactory = _ => 16,
+        });
+        var workers = Positive(new Option<int>("--workers") { Description = "Handlers at once in the worker (Conveyor Concurrency, Hangfire WorkerCount), same for both.", DefaultValueFactory = _ => 16 });
+        var rate = Positive(new Option<double>("--rate") { Description = "Tasks per second sent by the latency workloads.", DefaultValueFactory = _ => 500 });
+        var duration = Positive(new Option<double>("--duration") { Description = "Seconds of paced sending measured by the latency workloads (after 1 s of unrecorded warm-up).", DefaultValueFactory = _ => 10 });
+        var timeLimit = Positive(new Option<double>("--time-limit")
+        {
+            Description = "Seconds after which an enqueue run stops even if --tasks were not all sent (one at a time with synchronous=FULL is slow); the rate is then what was stored in that time.",
+            DefaultValueFactory = _ => 30,
+        });
+        var idle = Positive(new Option<double>("--idle") { Description = "Seconds an idle worker process runs before its RSS is read.", DefaultValueFactory = _ => 5 });
+        var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the untimed warm-up run that precedes each case's runs." };
+        var server = new Option<string?>("--server")
+        {
+            Description = "Path of conveyor.dll (src/Conveyor.Server, Release build), run with `dotnet <dll>`; enables the http workload and the `conveyor worker` RSS figure.",
+        };
+        var serverCommand = new Option<string>("--server-command") { Description = "Arguments that start the HTTP server.", DefaultValueFactory = _ => "server" };
+        var workerCommand = new Option<string>("--worker-command") { Description = "Arguments that start a worker process.", DefaultValueFactory = _ => "worker" };
+        var json = new Option<string?>("--json") { Description = "Also write machine-readable results to this file." };
+
+        var root = new RootCommand("""
+            Conveyor's throughput and latency harness, with Hangfire 1.8 (Hangfire.InMemory) measured in the same run.
+            Build and run in Release: dotnet run -c Release --project bench/Conveyor.Bench -- [options].
+            Writes a markdown report to stdout and progress to stderr. See docs/benchmarks.md.
+            """)
+        {
+            workload, system, synchronous, runs, tasks, batchSize, concurrency, workers, rate, duration, timeLimit, idle, noWarmup,
+            server, serverCommand, workerCommand, json,
+        };
+        workload.Validators.Add(result =>
+        {
+            foreach (var name in Split(result.GetValueOrDefault<string[]>() ?? []))
+            {
+                if (!WorkloadNames.Contains(name))
+                {
+                    result.AddError($"Unknown workload '{name}'; expected one of {string.Join(", ", WorkloadNames)}.");
+                }
+            }
+        });
+
+        root.SetAction(async (parse, ct) =>
+        {
+            var settings = new BenchSettings
+            {
+                Workloads = Split(parse.GetValue(workload) ?? ["all"]).ToHashSet(StringComparer.Ordinal),
+                Systems = new HashSet<string>(StringComparer.Ordinal) { parse.GetValue(system)! },
+                Synchronous = parse.GetValue(synchronous) switch
+                {
+                    "normal" => [SqliteSynchronous.Normal],
+                    "full" => [SqliteSynchronous.Full],
+                    _ => [SqliteSynchronous.Normal, SqliteSynchronous.Full],
+                },
+                Runs = parse.GetValue(runs),
+                Tasks = parse.GetValue(tasks),
+                BatchSize = parse.GetValue(batchSize),
+                Concurrency = parse.GetValue(concurrency),
+                Workers = parse.GetValue(workers),
+                Rate = parse.GetValue(rate),
+                Duration = TimeSpan.FromSeconds(parse.GetValue(duration)),
+                TimeLimit = TimeSpan.FromSeconds(parse.GetValue(timeLimit)),
+                Idle = TimeSpan.FromSeconds(parse.GetValue(idle)),
+                Warmup = !parse.GetValue(noWarmup),
+                ServerDll = parse.GetValue(server) is { Length: > 0 } dll ? Path.GetFullPath(dll) : null,
+                ServerCommand = parse.GetValue(serverCommand)!,
+                WorkerCommand = parse.GetValue(workerCommand)!,
+                JsonPath = parse.GetValue(json),
+            };
+            var report = await new BenchRunner(settings).RunAsync(ct);
+            Console.Out.Write(Report.Markdown(report));
+            if (settings.JsonPath is { } path)
+            {
+                await Report.WriteJsonAsync(report, path, ct);
+                BenchRunner.Log($"wrote {path}");
+            }
+            return report.Sections.Any(x => x.Skipped.Any(k => k.Reason.StartsWith("failed", StringComparison.Ordinal))) ? 1 : 0;
+        });
+
+        root.Add(IdleHostCommand());
+        return root;
+    }
+
+    private static Command IdleHostCommand()
+    {
+        var which = new Argument<string>("system") { Description = "conveyor or hangfire" };
+        var db = new Option<string>("--db") { Description = "SQLite file (Conveyor)", Required = true };
+        var workers = Positive(new Option<int>("--workers") { DefaultValueFactory = _ => 16 });
+        var command = new Command(IdleHost.Command, "Internal: a minimal idle worker process, for the rss workload.") { which, db, workers };
+        command.Hidden = true;
+        command.SetAction((parse, ct) => IdleHost.RunAsync(parse.GetValue(which)!, parse.GetValue(db)!, parse.GetValue(workers), ct));
+        return command;
+    }
+
+    private static IEnumerable<string> Split(IEnumerable<string> values) =>
+        values.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Select(v => v.ToLowerInvariant());
+
+    private static Option<T> Positive<T>(Option<T> option) where T : struct, IComparable<T>
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<T>().CompareTo(default) <= 0)
+            {
+                result.AddError(string.Create(CultureInfo.InvariantCulture, $"{option.Name} must be greater than zero."));
+            }
+        });
+        return option;
+    }
+}

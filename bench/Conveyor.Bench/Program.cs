@@ -1,0 +1,3 @@
+using Conveyor.Bench;
+
+return await Cli.Build().Parse(args).InvokeAsync();

@@ -1,0 +1,174 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Conveyor.Bench.Results;
+
+/// <summary>The figures of one workload.</summary>
+internal sealed record ReportSection(string Workload, string Title, IReadOnlyList<MetricSummary> Metrics, IReadOnlyList<SkippedCase> Skipped);
+
+/// <summary>Everything one invocation measured.</summary>
+internal sealed record BenchReport(MachineInfo Machine, BenchSettings Settings, IReadOnlyList<ReportSection> Sections);
+
+/// <summary>Writes a <see cref="BenchReport"/> as markdown (stdout) and JSON (<c>--json</c>).</summary>
+internal static class Report
+{
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+    };
+
+    public static string Format(double value, string unit)
+    {
+        if (double.IsNaN(value))
+        {
+            return "n/a";
+        }
+        return unit switch
+        {
+            "ms" => value.ToString(value < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture),
+            "MiB" => value.ToString("0.0", CultureInfo.InvariantCulture),
+            _ => value.ToString("N0", CultureInfo.InvariantCulture),
+        };
+    }
+
+    public static string Markdown(BenchReport report)
+    {
+        var s = report.Settings;
+        var m = report.Machine;
+        var md = new StringBuilder();
+        md.AppendLine("## Conveyor benchmark");
+        md.AppendLine();
+        md.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {m.Processor}, {m.Cores} cores; {m.Os}");
+        md.AppendLine(CultureInfo.InvariantCulture, $"- Runtime: {m.Runtime}, {m.Gc} GC; load average at start: {m.LoadAverageAtStart}");
+        md.AppendLine(CultureInfo.InvariantCulture, $"- Started: {m.StartedAt:yyyy-MM-dd HH:mm:ss} UTC");
+        md.AppendLine(CultureInfo.InvariantCulture,
+            $"- Settings: runs {s.Runs}, tasks {s.Tasks:N0}, batch size {s.BatchSize:N0}, concurrency {s.Concurrency}, workers {s.Workers}, " +
+            $"rate {s.Rate:0}/s for {s.Duration.TotalSeconds:0} s, time limit {s.TimeLimit.TotalSeconds:0} s, idle {s.Idle.TotalSeconds:0} s, warm-up {(s.Warmup ? "on" : "off")}");
+        md.AppendLine("- Figures: median of the runs, (min–max) when more than one run. \"Advantage\" is how many times better Conveyor is " +
+            "than Hangfire: throughput ÷ throughput, or Hangfire's latency or memory ÷ Conveyor's; above 1 favours Conveyor.");
+        foreach (var section in report.Sections)
+        {
+            md.AppendLine();
+            AppendSection(md, section, s.Runs);
+        }
+        return md.ToString();
+    }
+
+    private static void AppendSection(StringBuilder md, ReportSection section, int runs)
+    {
+        md.AppendLine(CultureInfo.InvariantCulture, $"### {section.Title}");
+        md.AppendLine();
+        var conveyor = section.Metrics.Where(x => x.Case.System == BenchSystem.Conveyor).Select(x => x.Case).Distinct().ToList();
+        var hangfire = section.Metrics.Where(x => x.Case.System == BenchSystem.Hangfire).Select(x => x.Case).Distinct().ToList();
+        var baseline = hangfire.FirstOrDefault();
+        var columns = conveyor.Concat(hangfire).ToList();
+        if (columns.Count > 0)
+        {
+            var header = new List<string> { "Workload", "Unit" };
+            header.AddRange(columns.Select(Header));
+            if (baseline is not null)
+            {
+                header.AddRange(conveyor.Select(c => $"Advantage, {c.Variant}"));
+            }
+            md.AppendLine("| " + string.Join(" | ", header) + " |");
+            md.AppendLine("| " + string.Join(" | ", header.Select((_, i) => i < 2 ? "---" : "---:")) + " |");
+            foreach (var name in section.Metrics.Select(x => x.Name).Distinct())
+            {
+                var row = section.Metrics.Where(x => x.Name == name).ToList();
+                var unit = row[0].Unit;
+                var cells = new List<string> { name, unit };
+                cells.AddRange(columns.Select(c => row.FirstOrDefault(x => x.Case == c) is { } f ? Cell(f, runs) : "—"));
+                if (baseline is not null)
+                {
+                    var theirs = row.FirstOrDefault(x => x.Case == baseline);
+                    cells.AddRange(conveyor.Select(c => Advantage(row.FirstOrDefault(x => x.Case == c), theirs)));
+                }
+                md.AppendLine("| " + string.Join(" | ", cells) + " |");
+            }
+        }
+        else
+        {
+            md.AppendLine("No figures.");
+        }
+        foreach (var skip in section.Skipped)
+        {
+            md.AppendLine();
+            md.AppendLine(CultureInfo.InvariantCulture, $"- Not measured: {skip.Case.System} ({skip.Case.Variant}): {skip.Reason}");
+        }
+    }
+
+    private static string Header(CaseKey key) =>
+        key.Variant.StartsWith(key.System.ToString(), StringComparison.Ordinal) ? key.Variant : $"{key.System}, {key.Variant}";
+
+    private static string Cell(MetricSummary f, int runs) =>
+        runs > 1 && f.Runs.Count > 1
+            ? $"{Format(f.Median, f.Unit)} ({Format(f.Min, f.Unit)}–{Format(f.Max, f.Unit)})"
+            : Format(f.Median, f.Unit);
+
+    private static string Advantage(MetricSummary? ours, MetricSummary? theirs)
+    {
+        if (ours is null || theirs is null || ours.Median <= 0 || theirs.Median <= 0)
+        {
+            return "—";
+        }
+        var ratio = ours.HigherIsBetter ? ours.Median / theirs.Median : theirs.Median / ours.Median;
+        return ratio.ToString(ratio < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture) + "×";
+    }
+
+    public static async Task WriteJsonAsync(BenchReport report, string path, CancellationToken ct)
+    {
+        var document = new
+        {
+            report.Machine,
+            Settings = new
+            {
+                Workloads = report.Settings.Workloads.Order(),
+                Systems = report.Settings.Systems.Order(),
+                Synchronous = report.Settings.Synchronous.Select(x => x.ToString().ToUpperInvariant()),
+                report.Settings.Runs,
+                report.Settings.Tasks,
+                report.Settings.BatchSize,
+                report.Settings.Concurrency,
+                report.Settings.Workers,
+                report.Settings.Rate,
+                DurationSeconds = report.Settings.Duration.TotalSeconds,
+                TimeLimitSeconds = report.Settings.TimeLimit.TotalSeconds,
+                IdleSeconds = report.Settings.Idle.TotalSeconds,
+                report.Settings.Warmup,
+                report.Settings.ServerDll,
+            },
+            Results = report.Sections.SelectMany(section => section.Metrics.Select(f => new
+            {
+                f.Case.Workload,
+                f.Case.System,
+                f.Case.Variant,
+                Metric = f.Name,
+                f.Unit,
+                f.HigherIsBetter,
+                f.Median,
+                f.Min,
+                f.Max,
+                f.Runs,
+            })),
+            Skipped = report.Sections.SelectMany(section => section.Skipped.Select(x => new
+            {
+                x.Case.Workload,
+                x.Case.System,
+                x.Case.Variant,
+                x.Reason,
+            })),
+        };
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(folder))
+        {
+            Directory.CreateDirectory(folder);
+        }
+        await using var stream = File.Create(path);
+        await JsonSerializer.SerializeAsync(stream, document, JsonOptions, ct);
+    }
+}

@@ -1,0 +1,110 @@
+using Conveyor.Backends;
+using Conveyor.Bench.Infrastructure;
+using Conveyor.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Conveyor.Bench.Systems;
+
+/// <summary>Arguments of <c>bench.probe</c>.</summary>
+/// <param name="T">Stopwatch timestamp taken just before the enqueue call.</param>
+/// <param name="M">Whether the sample counts (false during warm-up).</param>
+public sealed record ProbeArgs(long T, bool M);
+
+/// <summary><c>bench.probe</c>: records the time from its enqueue to the start of its handler.</summary>
+internal sealed class ProbeTask(LatencyRecorder recorder) : ITaskHandler<ProbeArgs>
+{
+    public const string Name = "bench.probe";
+
+    public Task HandleAsync(ProbeArgs args, TaskContext context, CancellationToken cancellationToken)
+    {
+        recorder.Record(args.T, args.M);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// An in-process Conveyor host on a SQLite file, as an application would build it:
+/// <c>AddConveyor(…).AddNoopTask().UseSqlite(…)</c> on a generic host.
+/// </summary>
+internal sealed class ConveyorInstance : IAsyncDisposable
+{
+    private readonly IHost _host;
+
+    private ConveyorInstance(IHost host)
+    {
+        _host = host;
+        Client = host.Services.GetRequiredService<ITaskClient>();
+        Status = host.Services.GetRequiredService<WorkerStatus>();
+        Store = host.Services.GetRequiredService<IConveyorBackend>().Store;
+    }
+
+    public ITaskClient Client { get; }
+
+    /// <summary>The worker's in-process counters.</summary>
+    public WorkerStatus Status { get; }
+
+    /// <summary>The store role, for counts that come from the database itself.</summary>
+    public ITaskStore Store { get; }
+
+    /// <param name="databasePath">SQLite file.</param>
+    /// <param name="synchronous">SQLite <c>synchronous</c> setting.</param>
+    /// <param name="runWorker">Whether to run a worker (and the scheduler) in this host.</param>
+    /// <param name="workers">Worker concurrency (handlers at once).</param>
+    /// <param name="recorder">When given, <c>bench.probe</c> is registered and records into it.</param>
+    public static async Task<ConveyorInstance> StartAsync(string databasePath, SqliteSynchronous synchronous, bool runWorker, int workers,
+        LatencyRecorder? recorder, CancellationToken cancellationToken)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning);
+        var conveyor = builder.Services
+            .AddConveyor(o =>
+            {
+                o.RunWorker = runWorker;
+                o.RunScheduler = runWorker;
+                o.Worker.Concurrency = workers;
+            })
+            .AddNoopTask()
+            .UseSqlite(o =>
+            {
+                o.Path = databasePath;
+                o.Synchronous = synchronous;
+            });
+        if (recorder is not null)
+        {
+            builder.Services.AddSingleton(recorder);
+            conveyor.AddTask<ProbeTask>(ProbeTask.Name);
+        }
+        var host = builder.Build();
+        try
+        {
+            await host.StartAsync(cancellationToken);
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
+        return new ConveyorInstance(host);
+    }
+
+    /// <summary>Tasks in <paramref name="state"/> in the default queue, counted by the store.</summary>
+    public async Task<long> CountAsync(TaskState state, CancellationToken cancellationToken)
+    {
+        var queues = await Store.GetQueuesAsync(cancellationToken);
+        return queues.Where(q => q.Name == QueueNames.Default).Sum(q => q.Count(state));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await _host.StopAsync(CancellationToken.None);
+        }
+        finally
+        {
+            _host.Dispose();
+        }
+    }
+}

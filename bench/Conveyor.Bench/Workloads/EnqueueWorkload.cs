@@ -1,0 +1,160 @@
+using System.Diagnostics;
+using Conveyor.Bench.Infrastructure;
+using Conveyor.Bench.Results;
+using Conveyor.Bench.Systems;
+using Hangfire;
+
+namespace Conveyor.Bench.Workloads;
+
+/// <summary>
+/// Enqueue throughput with no worker running: one at a time (sequential awaits), from
+/// <c>--concurrency</c> callers at once, and batched. Every figure is the count the store holds
+/// afterwards divided by the elapsed time; a run stops at <c>--tasks</c> or <c>--time-limit</c>.
+/// </summary>
+internal sealed class EnqueueWorkload : IWorkload
+{
+    public string Name => "enqueue";
+
+    public string Title => "Enqueue throughput (in-process, no worker running)";
+
+    public IEnumerable<BenchCase> Cases(BenchSettings settings)
+    {
+        foreach (var synchronous in settings.Synchronous)
+        {
+            yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, Variants.Sqlite(synchronous)),
+                (s, ct) => RunConveyorAsync(s, synchronous, ct));
+        }
+        yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, Variants.HangfireInMemory),
+            (s, ct) => Task.FromResult(RunHangfire(s)));
+    }
+
+    private static string Single => "enqueue, one at a time";
+    private static string Concurrent(BenchSettings s) => $"enqueue, {s.Concurrency} concurrent callers";
+    private static string Batched(BenchSettings s) => $"enqueue, batched ({s.BatchSize:N0} per call)";
+
+    private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, Sqlite.SqliteSynchronous synchronous, CancellationToken ct)
+    {
+        var request = new TaskRequest(NoopTask.Name);
+        var single = await MeasureConveyorAsync(s, synchronous, async (client, deadline) =>
+        {
+            var n = 0;
+            while (n < s.Tasks && Stopwatch.GetTimestamp() < deadline)
+            {
+                await client.EnqueueAsync(request, ct);
+                n++;
+            }
+            return n;
+        }, ct);
+        var concurrent = await MeasureConveyorAsync(s, synchronous, async (client, deadline) =>
+        {
+            var claimed = 0;
+            var done = 0;
+            var callers = Enumerable.Range(0, s.Concurrency).Select(_ => Task.Run(async () =>
+            {
+                while (Interlocked.Increment(ref claimed) <= s.Tasks && Stopwatch.GetTimestamp() < deadline)
+                {
+                    await client.EnqueueAsync(request, ct);
+                    Interlocked.Increment(ref done);
+                }
+            }, ct));
+            await Task.WhenAll(callers);
+            return done;
+        }, ct);
+        var batch = Enumerable.Repeat(request, s.BatchSize).ToArray();
+        var batched = await MeasureConveyorAsync(s, synchronous, async (client, deadline) =>
+        {
+            var n = 0;
+            while (n < s.Tasks && Stopwatch.GetTimestamp() < deadline)
+            {
+                var size = Math.Min(s.BatchSize, s.Tasks - n);
+                await client.EnqueueManyAsync(size == batch.Length ? batch : batch[..size], ct);
+                n += size;
+            }
+            return n;
+        }, ct);
+        return
+        [
+            new Metric(Single, "tasks/s", true, single),
+            new Metric(Concurrent(s), "tasks/s", true, concurrent),
+            new Metric(Batched(s), "tasks/s", true, batched),
+        ];
+    }
+
+    /// <summary>Runs <paramref name="enqueue"/> on a fresh database and returns the rate at which the
+    /// store gained queued tasks. The enqueued count is checked against the store.</summary>
+    private static async Task<double> MeasureConveyorAsync(BenchSettings s, Sqlite.SqliteSynchronous synchronous,
+        Func<ITaskClient, long, Task<int>> enqueue, CancellationToken ct)
+    {
+        using var dir = new TempDirectory("enqueue");
+        await using var conveyor = await ConveyorInstance.StartAsync(dir.File("conveyor.db"), synchronous, runWorker: false, s.Workers, null, ct);
+        var start = Stopwatch.GetTimestamp();
+        var deadline = start + (long)(s.TimeLimit.TotalSeconds * Stopwatch.Frequency);
+        var count = await enqueue(conveyor.Client, deadline);
+        var elapsed = Stopwatch.GetElapsedTime(start);
+        var stored = await conveyor.CountAsync(TaskState.Queued, ct);
+        if (stored != count)
+        {
+            throw new InvalidOperationException($"Conveyor acknowledged {count} enqueues but the store holds {stored} queued tasks.");
+        }
+        return stored / elapsed.TotalSeconds;
+    }
+
+    private static IReadOnlyList<Metric> RunHangfire(BenchSettings s)
+    {
+        var single = MeasureHangfire(s, (hangfire, deadline) =>
+        {
+            var n = 0;
+            while (n < s.Tasks && Stopwatch.GetTimestamp() < deadline)
+            {
+                hangfire.Client.Enqueue(() => HangfireJobs.Noop());
+                n++;
+            }
+            return n;
+        });
+        var concurrent = MeasureHangfire(s, (hangfire, deadline) =>
+            OnThreads(s, deadline, () => hangfire.Client.Enqueue(() => HangfireJobs.Noop())));
+        // Hangfire has no batch API: its fastest path is a pre-built Job (no expression parsing)
+        // created from --concurrency threads at once.
+        var batched = MeasureHangfire(s, (hangfire, deadline) =>
+            OnThreads(s, deadline, () => hangfire.EnqueuePrebuilt(HangfireInstance.NoopJob)));
+        return
+        [
+            new Metric(Single, "tasks/s", true, single),
+            new Metric(Concurrent(s), "tasks/s", true, concurrent),
+            new Metric(Batched(s), "tasks/s", true, batched),
+        ];
+    }
+
+    /// <summary>Hangfire's client is synchronous: concurrent callers are dedicated threads.</summary>
+    private static int OnThreads(BenchSettings s, long deadline, Action enqueue)
+    {
+        var claimed = 0;
+        var done = 0;
+        var threads = Enumerable.Range(0, s.Concurrency).Select(_ => new Thread(() =>
+        {
+            while (Interlocked.Increment(ref claimed) <= s.Tasks && Stopwatch.GetTimestamp() < deadline)
+            {
+                enqueue();
+                Interlocked.Increment(ref done);
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        return done;
+    }
+
+    private static double MeasureHangfire(BenchSettings s, Func<HangfireInstance, long, int> enqueue)
+    {
+        using var hangfire = new HangfireInstance();
+        var start = Stopwatch.GetTimestamp();
+        var deadline = start + (long)(s.TimeLimit.TotalSeconds * Stopwatch.Frequency);
+        var count = enqueue(hangfire, deadline);
+        var elapsed = Stopwatch.GetElapsedTime(start);
+        var stored = hangfire.EnqueuedCount();
+        if (stored != count)
+        {
+            throw new InvalidOperationException($"Hangfire acknowledged {count} enqueues but its storage holds {stored} enqueued jobs.");
+        }
+        return stored / elapsed.TotalSeconds;
+    }
+}

@@ -1,0 +1,66 @@
+using System.Diagnostics;
+using Conveyor.Bench.Infrastructure;
+using Conveyor.Bench.Results;
+using Conveyor.Bench.Systems;
+
+namespace Conveyor.Bench.Workloads;
+
+/// <summary>
+/// Resident memory of an idle worker process: the process is started, left idle for <c>--idle</c>
+/// seconds after it is ready, and <c>VmRSS</c> is read from <c>/proc/&lt;pid&gt;/status</c>. Measured
+/// for <c>conveyor worker</c> (needs <c>--server</c>) and, as a like-for-like pair, for a minimal
+/// generic host running a Conveyor worker and one running a Hangfire server (both this harness's
+/// hidden <c>__idle-host</c> command). An in-process figure would include the harness and mean nothing.
+/// </summary>
+internal sealed class RssWorkload : IWorkload
+{
+    public string Name => "rss";
+
+    public string Title => "Idle worker memory (separate process, VmRSS)";
+
+    public IEnumerable<BenchCase> Cases(BenchSettings settings)
+    {
+        var worker = new CaseKey(Name, BenchSystem.Conveyor, "`conveyor worker`");
+        if (settings.ServerDll is null || !File.Exists(settings.ServerDll))
+        {
+            yield return BenchCase.Skip(worker, settings.ServerDll is null
+                ? "no --server given, so the `conveyor worker` process cannot be started"
+                : $"--server {settings.ServerDll} does not exist");
+        }
+        else
+        {
+            yield return new BenchCase(worker, (s, ct) => MeasureAsync(s, "conveyor-worker", dir =>
+                ChildProcess.StartDotnet(s.ServerDll!, s.WorkerCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries),
+                    ConveyorServer.Environment(dir.File("conveyor.db"), port: null), dir.Path),
+                // It prints nothing we can rely on: it is up once it has created its database.
+                (_, dir) => File.Exists(dir.File("conveyor.db")), ct)) { Warmup = false };
+        }
+        yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, "minimal host"),
+            (s, ct) => MeasureAsync(s, "conveyor-host", dir => StartIdleHost("conveyor", dir, s), PrintedReady, ct)) { Warmup = false };
+        yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, "minimal host"),
+            (s, ct) => MeasureAsync(s, "hangfire-host", dir => StartIdleHost("hangfire", dir, s), PrintedReady, ct)) { Warmup = false };
+    }
+
+    private static bool PrintedReady(ChildProcess process, TempDirectory dir) => process.Output.Contains(IdleHost.ReadyLine, StringComparison.Ordinal);
+
+    private static ChildProcess StartIdleHost(string system, TempDirectory dir, BenchSettings s) =>
+        ChildProcess.StartDotnet(typeof(RssWorkload).Assembly.Location,
+            [IdleHost.Command, system, "--db", dir.File("conveyor.db"), "--workers", s.Workers.ToString(System.Globalization.CultureInfo.InvariantCulture)],
+            new Dictionary<string, string>(), dir.Path);
+
+    private static async Task<IReadOnlyList<Metric>> MeasureAsync(BenchSettings s, string label, Func<TempDirectory, ChildProcess> start,
+        Func<ChildProcess, TempDirectory, bool> ready, CancellationToken ct)
+    {
+        using var dir = new TempDirectory(label);
+        using var process = start(dir);
+        var started = Stopwatch.GetTimestamp();
+        await Wait.UntilAsync(() => process.HasExited || ready(process, dir), TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(60), $"{label} to start", ct);
+        await Task.Delay(s.Idle, ct);
+        if (process.HasExited)
+        {
+            throw new InvalidOperationException($"{label} exited after {Stopwatch.GetElapsedTime(started).TotalSeconds:0.0} s. Its last output:{Environment.NewLine}{process.Output}");
+        }
+        var kib = process.ReadRssKiB();
+        return [new Metric($"idle worker RSS after {s.Idle.TotalSeconds:0} s, {s.Workers} workers", "MiB", false, kib / 1024.0)];
+    }
+}
