@@ -40,6 +40,8 @@ internal sealed partial class WorkerService(
         public Lease Lease { get; } = lease;
         public CancellationTokenSource? Cancellation { get; set; }
         public volatile bool CancelRequested;
+        /// <summary>Set once the outcome is handed to the completion writer.</summary>
+        public volatile bool Finished;
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -240,6 +242,7 @@ internal sealed partial class WorkerService(
             completion = await InvokeAsync(lease, inFlight, descriptor).ConfigureAwait(false);
         }
         status.Finished(completion.Kind == CompletionKind.Succeeded);
+        inFlight.Finished = true;
         _completions.Writer.TryWrite(completion);
         _slots!.Release();
     }
@@ -389,7 +392,12 @@ internal sealed partial class WorkerService(
                     }
                     foreach (var lost in extension.Lost)
                     {
-                        LogLeaseLost(lost.TaskId);
+                        // A lease whose outcome was already handed over was usually settled by that
+                        // outcome's write before the extension ran: nothing was lost.
+                        if (_inFlight.TryGetValue(lost.TaskId, out var inFlight) && !inFlight.Finished)
+                        {
+                            LogLeaseLost(lost.TaskId);
+                        }
                     }
                 }
             }
