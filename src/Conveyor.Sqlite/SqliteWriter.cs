@@ -42,6 +42,7 @@ internal sealed class SqliteWriter : IDisposable
     private readonly object _lock = new();
     private readonly Thread _thread;
     private readonly int _maxPerTransaction;
+    private readonly SqliteCheckpointer _checkpointer;
     private bool _stopping;
 
     public SqliteWriter(string connectionString, SqliteBackendOptions options)
@@ -53,6 +54,8 @@ internal sealed class SqliteWriter : IDisposable
         Pragma($"PRAGMA synchronous = {(options.Synchronous == SqliteSynchronous.Full ? "FULL" : "NORMAL")}");
         Pragma($"PRAGMA busy_timeout = {(int)options.BusyTimeout.TotalMilliseconds}");
         Pragma("PRAGMA temp_store = MEMORY");
+        Pragma($"PRAGMA wal_autocheckpoint = {SqliteCheckpointer.WriterFallbackPages}");
+        _checkpointer = new SqliteCheckpointer(connectionString);
         _thread = new Thread(Run) { IsBackground = true, Name = "conveyor-sqlite-writer" };
         _thread.Start();
     }
@@ -195,6 +198,7 @@ internal sealed class SqliteWriter : IDisposable
             }
             return;
         }
+        _checkpointer.Committed();
         foreach (var operation in succeeded)
         {
             operation.Committed();
@@ -211,6 +215,7 @@ internal sealed class SqliteWriter : IDisposable
             Monitor.PulseAll(_lock);
         }
         _thread.Join();
+        _checkpointer.Dispose();
         foreach (var statement in _statements.Values)
         {
             statement.Dispose();
