@@ -43,15 +43,9 @@ public sealed partial class SqliteBackend
         ArgumentNullException.ThrowIfNull(messages);
         cancellationToken.ThrowIfCancellationRequested();
         var now = _time.GetUtcNow();
-        var task = Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now));
-        return WakeAfter(task);
-    }
-
-    private async Task<IReadOnlyList<EnqueueResult>> WakeAfter(Task<IReadOnlyList<EnqueueResult>> insert)
-    {
-        var results = await insert.ConfigureAwait(false);
-        Wake();
-        return results;
+        // Waiting fetches are woken from the writer's thread right after the commit: one thread-pool
+        // hop fewer between an enqueue and its start than waking them from the caller's continuation.
+        return Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now), Wake);
     }
 
     private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now)

@@ -13,8 +13,9 @@ internal abstract class WriteOperation
     public abstract void Failed(Exception exception);
 }
 
-/// <summary>A write operation with a result.</summary>
-internal sealed class WriteOperation<T>(Func<SqliteWriter, T> execute) : WriteOperation
+/// <summary>A write operation with a result, and an optional action run on the writer's thread
+/// right after the commit, before the caller's continuation is scheduled.</summary>
+internal sealed class WriteOperation<T>(Func<SqliteWriter, T> execute, Action? afterCommit = null) : WriteOperation
 {
     private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private T? _result;
@@ -23,7 +24,11 @@ internal sealed class WriteOperation<T>(Func<SqliteWriter, T> execute) : WriteOp
 
     public override void Execute(SqliteWriter writer) => _result = execute(writer);
 
-    public override void Committed() => _completion.TrySetResult(_result!);
+    public override void Committed()
+    {
+        afterCommit?.Invoke();
+        _completion.TrySetResult(_result!);
+    }
 
     public override void Failed(Exception exception) => _completion.TrySetException(exception);
 }
@@ -63,9 +68,13 @@ internal sealed class SqliteWriter : IDisposable
     public SqliteConnection Connection => _connection;
 
     /// <summary>Queues an operation and returns its result once committed.</summary>
-    public Task<T> RunAsync<T>(Func<SqliteWriter, T> execute)
+    public Task<T> RunAsync<T>(Func<SqliteWriter, T> execute) => RunAsync(execute, null);
+
+    /// <summary>Queues an operation and returns its result once committed; <paramref name="afterCommit"/>
+    /// runs on the writer's thread as soon as the commit is done. It must be quick and must not throw.</summary>
+    public Task<T> RunAsync<T>(Func<SqliteWriter, T> execute, Action? afterCommit)
     {
-        var operation = new WriteOperation<T>(execute);
+        var operation = new WriteOperation<T>(execute, afterCommit);
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_stopping, this);
