@@ -18,10 +18,18 @@ internal sealed record BenchSettings
     public TimeSpan TimeLimit { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan Idle { get; init; } = TimeSpan.FromSeconds(5);
     public bool Warmup { get; init; } = true;
-    public string? ServerDll { get; init; }
+    public string? Server { get; init; }
     public string ServerCommand { get; init; } = "server";
     public string WorkerCommand { get; init; } = "worker";
     public string? JsonPath { get; init; }
+
+    /// <summary>Why the <c>conveyor</c> executable cannot be run, or null when it can.</summary>
+    public string? ServerProblem() => Server switch
+    {
+        null => "no --server given: pass the path of the conveyor executable or Conveyor.Server.dll (src/Conveyor.Server, built with -c Release)",
+        _ when !File.Exists(Server) => $"--server {Server} does not exist: build src/Conveyor.Server with -c Release first",
+        _ => null,
+    };
 
     public bool Wants(string workload) => Workloads.Contains("all") || Workloads.Contains(workload);
 

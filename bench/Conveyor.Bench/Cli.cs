@@ -55,7 +55,8 @@ internal static class Cli
         var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the untimed warm-up run that precedes each case's runs." };
         var server = new Option<string?>("--server")
         {
-            Description = "Path of conveyor.dll (src/Conveyor.Server, Release build), run with `dotnet <dll>`; enables the http workload and the `conveyor worker` RSS figure.",
+            Description = "Path of the conveyor executable, or of Conveyor.Server.dll to run with `dotnet <dll>` (src/Conveyor.Server, Release build); " +
+                "enables the http workload and the `conveyor worker` RSS figure.",
         };
         var serverCommand = new Option<string>("--server-command") { Description = "Arguments that start the HTTP server.", DefaultValueFactory = _ => "server" };
         var workerCommand = new Option<string>("--worker-command") { Description = "Arguments that start a worker process.", DefaultValueFactory = _ => "worker" };
@@ -103,7 +104,7 @@ internal static class Cli
                 TimeLimit = TimeSpan.FromSeconds(parse.GetValue(timeLimit)),
                 Idle = TimeSpan.FromSeconds(parse.GetValue(idle)),
                 Warmup = !parse.GetValue(noWarmup),
-                ServerDll = parse.GetValue(server) is { Length: > 0 } dll ? Path.GetFullPath(dll) : null,
+                Server = parse.GetValue(server) is { Length: > 0 } program ? Path.GetFullPath(program) : null,
                 ServerCommand = parse.GetValue(serverCommand)!,
                 WorkerCommand = parse.GetValue(workerCommand)!,
                 JsonPath = parse.GetValue(json),

@@ -27,17 +27,22 @@ internal sealed class ChildProcess : IDisposable
     /// <summary>The last lines the process wrote, stdout and stderr interleaved.</summary>
     public string Output => string.Join(Environment.NewLine, _output);
 
-    /// <summary>Starts <c>dotnet <paramref name="dll"/> <paramref name="arguments"/></c>.</summary>
-    public static ChildProcess StartDotnet(string dll, IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment, string workingDirectory)
+    /// <summary>Starts <c>dotnet <paramref name="program"/> <paramref name="arguments"/></c> when
+    /// <paramref name="program"/> is a <c>.dll</c>, else runs <paramref name="program"/> itself (an app host such as <c>conveyor</c>).</summary>
+    public static ChildProcess Start(string program, IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment, string workingDirectory)
     {
-        var info = new ProcessStartInfo(DotnetHost())
+        var isDll = program.EndsWith(".dll", StringComparison.OrdinalIgnoreCase);
+        var info = new ProcessStartInfo(isDll ? DotnetHost() : program)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = workingDirectory,
         };
-        info.ArgumentList.Add(dll);
+        if (isDll)
+        {
+            info.ArgumentList.Add(program);
+        }
         foreach (var argument in arguments)
         {
             info.ArgumentList.Add(argument);

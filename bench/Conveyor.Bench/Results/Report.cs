@@ -140,7 +140,7 @@ internal static class Report
                 TimeLimitSeconds = report.Settings.TimeLimit.TotalSeconds,
                 IdleSeconds = report.Settings.Idle.TotalSeconds,
                 report.Settings.Warmup,
-                report.Settings.ServerDll,
+                report.Settings.Server,
             },
             Results = report.Sections.SelectMany(section => section.Metrics.Select(f => new
             {

@@ -3,13 +3,14 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Conveyor.Bench.Infrastructure;
+using Conveyor.Sqlite;
 
 namespace Conveyor.Bench.Systems;
 
 /// <summary>
 /// The <c>conveyor</c> executable (src/Conveyor.Server) run as a child process, as deployed:
-/// <c>dotnet conveyor.dll server</c> with <c>HOST</c>, <c>PORT</c> and <c>DATABASE_URL</c> set, on a
-/// free loopback port and a fresh SQLite file. It runs a worker in-process by default.
+/// <c>conveyor server</c> (or <c>dotnet Conveyor.Server.dll server</c>) with <c>HOST</c>, <c>PORT</c> and
+/// <c>DATABASE_URL</c> set, on a free loopback port and a fresh SQLite file. It runs a worker in-process by default.
 /// </summary>
 internal sealed class ConveyorServer : IDisposable
 {
@@ -43,14 +44,15 @@ internal sealed class ConveyorServer : IDisposable
 
     public int ProcessId => _process.Id;
 
-    /// <summary>The environment the <c>conveyor</c> executable reads (docs/configuration): listen address and database.</summary>
-    public static Dictionary<string, string> Environment(string databasePath, int? port)
+    /// <summary>The environment the <c>conveyor</c> executable reads: listen address, database (SQLAlchemy's
+    /// convention, four slashes before an absolute path, <c>?synchronous=</c> for durability) and worker concurrency.</summary>
+    public static Dictionary<string, string> Environment(string databasePath, SqliteSynchronous synchronous, int workers, int? port)
     {
         var environment = new Dictionary<string, string>
         {
             ["HOST"] = "127.0.0.1",
-            // sqlite:// followed by the absolute path, as in sqlite:///var/lib/conveyor.db.
-            ["DATABASE_URL"] = "sqlite://" + Path.GetFullPath(databasePath),
+            ["DATABASE_URL"] = $"sqlite:///{Path.GetFullPath(databasePath)}?synchronous={synchronous.ToString().ToLowerInvariant()}",
+            ["CONVEYOR_WORKER__CONCURRENCY"] = workers.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["LOG_LEVEL"] = "Warning",
             ["DOTNET_ENVIRONMENT"] = "Production",
             ["ASPNETCORE_ENVIRONMENT"] = "Production",
@@ -63,12 +65,12 @@ internal sealed class ConveyorServer : IDisposable
     }
 
     /// <summary>Starts the server and waits until <c>/health/ready</c> (or, lacking it, <c>/health/live</c>) answers 200.</summary>
-    public static async Task<ConveyorServer> StartAsync(BenchSettings s, TempDirectory dir, CancellationToken ct)
+    public static async Task<ConveyorServer> StartAsync(BenchSettings s, SqliteSynchronous synchronous, TempDirectory dir, CancellationToken ct)
     {
-        var dll = s.ServerDll ?? throw new InvalidOperationException("--server is required");
+        var program = s.Server ?? throw new InvalidOperationException("--server is required");
         var port = ChildProcess.FreePort();
-        var process = ChildProcess.StartDotnet(dll, s.ServerCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries),
-            Environment(dir.File("conveyor.db"), port), dir.Path);
+        var process = ChildProcess.Start(program, s.ServerCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries),
+            Environment(dir.File("conveyor.db"), synchronous, s.Workers, port), dir.Path);
         var server = new ConveyorServer(process, new Uri($"http://127.0.0.1:{port}/"), s.Concurrency);
         try
         {

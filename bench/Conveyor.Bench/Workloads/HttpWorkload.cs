@@ -27,26 +27,20 @@ internal sealed class HttpWorkload : IWorkload
 
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
-        var key = new CaseKey(Name, BenchSystem.Conveyor, "conveyor server");
-        if (settings.ServerDll is null)
+        foreach (var synchronous in settings.Synchronous)
         {
-            yield return BenchCase.Skip(key, "no --server given: pass the path of conveyor.dll (src/Conveyor.Server, built with -c Release)");
-        }
-        else if (!File.Exists(settings.ServerDll))
-        {
-            yield return BenchCase.Skip(key, $"--server {settings.ServerDll} does not exist: build src/Conveyor.Server with -c Release first");
-        }
-        else
-        {
-            // Each run starts a fresh server process, so it warms itself up; the global warm-up would not help it.
-            yield return new BenchCase(key, RunAsync) { Warmup = false };
+            var key = new CaseKey(Name, BenchSystem.Conveyor, $"server, {Variants.Sqlite(synchronous)}");
+            // Each run starts a fresh server process, which warms itself up; the global warm-up would not help it.
+            yield return settings.ServerProblem() is { } problem
+                ? BenchCase.Skip(key, problem)
+                : new BenchCase(key, (s, ct) => RunAsync(s, synchronous, ct)) { Warmup = false };
         }
     }
 
-    private static async Task<IReadOnlyList<Metric>> RunAsync(BenchSettings s, CancellationToken ct)
+    private static async Task<IReadOnlyList<Metric>> RunAsync(BenchSettings s, Sqlite.SqliteSynchronous synchronous, CancellationToken ct)
     {
         using var dir = new TempDirectory("http");
-        using var server = await ConveyorServer.StartAsync(s, dir, ct);
+        using var server = await ConveyorServer.StartAsync(s, synchronous, dir, ct);
         long total = 0;
 
         // Warm-up: the server process is new, so JIT its hot paths before the clock runs.

@@ -21,18 +21,16 @@ internal sealed class RssWorkload : IWorkload
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
         var worker = new CaseKey(Name, BenchSystem.Conveyor, "`conveyor worker`");
-        if (settings.ServerDll is null || !File.Exists(settings.ServerDll))
+        if (settings.ServerProblem() is { } problem)
         {
-            yield return BenchCase.Skip(worker, settings.ServerDll is null
-                ? "no --server given, so the `conveyor worker` process cannot be started"
-                : $"--server {settings.ServerDll} does not exist");
+            yield return BenchCase.Skip(worker, problem);
         }
         else
         {
             yield return new BenchCase(worker, (s, ct) => MeasureAsync(s, "conveyor-worker", dir =>
-                ChildProcess.StartDotnet(s.ServerDll!, s.WorkerCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries),
-                    ConveyorServer.Environment(dir.File("conveyor.db"), port: null), dir.Path),
-                // It prints nothing we can rely on: it is up once it has created its database.
+                ChildProcess.Start(s.Server!, s.WorkerCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries),
+                    ConveyorServer.Environment(dir.File("conveyor.db"), Sqlite.SqliteSynchronous.Normal, s.Workers, port: null), dir.Path),
+                // It prints nothing we rely on: it is up once it has created its database.
                 (_, dir) => File.Exists(dir.File("conveyor.db")), ct)) { Warmup = false };
         }
         yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, "minimal host"),
@@ -44,7 +42,7 @@ internal sealed class RssWorkload : IWorkload
     private static bool PrintedReady(ChildProcess process, TempDirectory dir) => process.Output.Contains(IdleHost.ReadyLine, StringComparison.Ordinal);
 
     private static ChildProcess StartIdleHost(string system, TempDirectory dir, BenchSettings s) =>
-        ChildProcess.StartDotnet(typeof(RssWorkload).Assembly.Location,
+        ChildProcess.Start(typeof(RssWorkload).Assembly.Location,
             [IdleHost.Command, system, "--db", dir.File("conveyor.db"), "--workers", s.Workers.ToString(System.Globalization.CultureInfo.InvariantCulture)],
             new Dictionary<string, string>(), dir.Path);
 
