@@ -2,8 +2,8 @@ using System.Diagnostics;
 using Conveyor.Bench.Infrastructure;
 using Conveyor.Bench.Results;
 using Conveyor.Bench.Systems;
-using Hangfire;
 using Conveyor.Sqlite;
+using Hangfire;
 
 namespace Conveyor.Bench.Workloads;
 

@@ -21,23 +21,23 @@ internal sealed class RssWorkload : IWorkload
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
         var worker = new CaseKey(Name, BenchSystem.Conveyor, "`conveyor worker`");
-        if (settings.ServerProblem() is { } problem)
-        {
-            yield return BenchCase.Skip(worker, problem);
-        }
-        else
-        {
-            yield return new BenchCase(worker, (s, ct) => MeasureAsync(s, "conveyor-worker", dir =>
-                ChildProcess.Start(s.Server!, s.WorkerCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries),
-                    ConveyorServer.Environment(dir.File("conveyor.db"), Sqlite.SqliteSynchronous.Normal, s.Workers, port: null), dir.Path),
-                // It prints nothing we rely on: it is up once it has created its database.
-                (_, dir) => File.Exists(dir.File("conveyor.db")), ct)) { Warmup = false };
-        }
+        yield return settings.ServerProblem() is { } problem
+            ? BenchCase.Skip(worker, problem)
+            : new BenchCase(worker, (s, ct) => MeasureAsync(s, "conveyor-worker", StartConveyorWorker, HasDatabase, ct)) { Warmup = false };
         yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, "minimal host"),
-            (s, ct) => MeasureAsync(s, "conveyor-host", dir => StartIdleHost("conveyor", dir, s), PrintedReady, ct)) { Warmup = false };
+            (s, ct) => MeasureAsync(s, "conveyor-host", (dir, s) => StartIdleHost("conveyor", dir, s), PrintedReady, ct))
+        { Warmup = false };
         yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, "minimal host"),
-            (s, ct) => MeasureAsync(s, "hangfire-host", dir => StartIdleHost("hangfire", dir, s), PrintedReady, ct)) { Warmup = false };
+            (s, ct) => MeasureAsync(s, "hangfire-host", (dir, s) => StartIdleHost("hangfire", dir, s), PrintedReady, ct))
+        { Warmup = false };
     }
+
+    private static ChildProcess StartConveyorWorker(TempDirectory dir, BenchSettings s) =>
+        ChildProcess.Start(s.Server!, s.WorkerCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries),
+            ConveyorServer.Environment(dir.File("conveyor.db"), Sqlite.SqliteSynchronous.Normal, s.Workers, port: null), dir.Path);
+
+    /// <summary><c>conveyor worker</c> prints nothing we rely on: it is up once it has created its database.</summary>
+    private static bool HasDatabase(ChildProcess process, TempDirectory dir) => File.Exists(dir.File("conveyor.db"));
 
     private static bool PrintedReady(ChildProcess process, TempDirectory dir) => process.Output.Contains(IdleHost.ReadyLine, StringComparison.Ordinal);
 
@@ -46,11 +46,11 @@ internal sealed class RssWorkload : IWorkload
             [IdleHost.Command, system, "--db", dir.File("conveyor.db"), "--workers", s.Workers.ToString(System.Globalization.CultureInfo.InvariantCulture)],
             new Dictionary<string, string>(), dir.Path);
 
-    private static async Task<IReadOnlyList<Metric>> MeasureAsync(BenchSettings s, string label, Func<TempDirectory, ChildProcess> start,
+    private static async Task<IReadOnlyList<Metric>> MeasureAsync(BenchSettings s, string label, Func<TempDirectory, BenchSettings, ChildProcess> start,
         Func<ChildProcess, TempDirectory, bool> ready, CancellationToken ct)
     {
         using var dir = new TempDirectory(label);
-        using var process = start(dir);
+        using var process = start(dir, s);
         var started = Stopwatch.GetTimestamp();
         await Wait.UntilAsync(() => process.HasExited || ready(process, dir), TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(60), $"{label} to start", ct);
         await Task.Delay(s.Idle, ct);
