@@ -50,32 +50,36 @@ public sealed partial class SqliteBackend
 
     private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now)
     {
-        var insert = w.Statement(InsertSql, InsertParameters);
-        var p = insert.Parameters;
+        var insert = w.Prepared(InsertSql, InsertParameters);
         var results = new List<EnqueueResult>(messages.Count);
         var nowMs = now.ToUnixTimeMilliseconds();
+        // Every row of a call starts its history at the same time: two strings serve them all.
+        var queuedHistory = $"{(int)TaskState.Queued}:{nowMs}";
+        var scheduledHistory = $"{(int)TaskState.Scheduled}:{nowMs}";
+        Span<byte> id = stackalloc byte[16];
         foreach (var m in messages)
         {
             EnsureQueue(w, m.Queue);
             var state = m.InitialState(now);
-            p[0].Value = IdBytes(m.Id);
-            p[1].Value = m.Task;
-            p[2].Value = m.Queue;
-            p[3].Value = (int)state;
-            p[4].Value = m.Priority;
-            p[5].Value = Db(m.Args);
-            p[6].Value = m.MaxAttempts;
-            p[7].Value = (long)m.Retry.BaseDelay.TotalMilliseconds;
-            p[8].Value = (long)m.Retry.MaxDelay.TotalMilliseconds;
-            p[9].Value = m.Retry.Jitter;
-            p[10].Value = Db(m.Timeout is { } t ? (long)t.TotalMilliseconds : null);
-            p[11].Value = Db(m.NotBefore?.ToUnixTimeMilliseconds());
-            p[12].Value = Db(m.ExpiresAt?.ToUnixTimeMilliseconds());
-            p[13].Value = m.CreatedAt.ToUnixTimeMilliseconds();
-            p[14].Value = Db(m.IdempotencyKey);
-            p[15].Value = Db(SerializeHeaders(m.Headers));
-            p[16].Value = $"{(int)state}:{nowMs}";
-            if (insert.ExecuteNonQuery() == 1 || m.IdempotencyKey is null)
+            m.Id.TryWriteBytes(id, bigEndian: true, out _);
+            insert.Bind(0, id);
+            insert.Bind(1, m.Task);
+            insert.Bind(2, m.Queue);
+            insert.Bind(3, (int)state);
+            insert.Bind(4, m.Priority);
+            insert.Bind(5, m.Args);
+            insert.Bind(6, m.MaxAttempts);
+            insert.Bind(7, (long)m.Retry.BaseDelay.TotalMilliseconds);
+            insert.Bind(8, (long)m.Retry.MaxDelay.TotalMilliseconds);
+            insert.Bind(9, m.Retry.Jitter);
+            insert.Bind(10, m.Timeout is { } t ? (long)t.TotalMilliseconds : null);
+            insert.Bind(11, m.NotBefore?.ToUnixTimeMilliseconds());
+            insert.Bind(12, m.ExpiresAt?.ToUnixTimeMilliseconds());
+            insert.Bind(13, m.CreatedAt.ToUnixTimeMilliseconds());
+            insert.Bind(14, m.IdempotencyKey);
+            insert.Bind(15, SerializeHeaders(m.Headers));
+            insert.Bind(16, state == TaskState.Queued ? queuedHistory : state == TaskState.Scheduled ? scheduledHistory : $"{(int)state}:{nowMs}");
+            if (insert.Execute() == 1 || m.IdempotencyKey is null)
             {
                 results.Add(new EnqueueResult(m.Id, true, state));
                 continue;
@@ -141,7 +145,8 @@ public sealed partial class SqliteBackend
         var expires = now + (long)request.LeaseDuration.TotalMilliseconds;
         var token = Random.Shared.NextInt64(1, long.MaxValue);
         var leases = new List<Lease>();
-        var fetch = w.Statement(FetchSql, "$owner", "$token", "$expires", "$now", "$queue", "$limit");
+        var fetch = w.Prepared(FetchSql, "$owner", "$token", "$expires", "$now", "$queue", "$limit");
+        var names = new NameCache();
         foreach (var queue in request.Queues)
         {
             var remaining = request.MaxCount - leases.Count;
@@ -149,20 +154,24 @@ public sealed partial class SqliteBackend
             {
                 break;
             }
-            fetch.Parameters[0].Value = request.WorkerId;
-            fetch.Parameters[1].Value = token;
-            fetch.Parameters[2].Value = expires;
-            fetch.Parameters[3].Value = now;
-            fetch.Parameters[4].Value = queue.Name;
-            fetch.Parameters[5].Value = remaining;
+            fetch.Bind(0, request.WorkerId);
+            fetch.Bind(1, token);
+            fetch.Bind(2, expires);
+            fetch.Bind(3, now);
+            fetch.Bind(4, queue.Name);
+            fetch.Bind(5, remaining);
             var fetched = new List<(int Priority, long Sequence, Lease Lease)>();
-            using (var reader = fetch.ExecuteReader())
+            try
             {
-                while (reader.Read())
+                while (fetch.Read())
                 {
-                    var lease = ReadLease(reader, token, expires);
-                    fetched.Add((lease.Message.Priority, reader.GetInt64(0), lease));
+                    var lease = ReadLease(fetch, token, expires, ref names);
+                    fetched.Add((lease.Message.Priority, fetch.GetInt64(0), lease));
                 }
+            }
+            finally
+            {
+                fetch.Reset();
             }
             // RETURNING gives no order: restore priority, then FIFO, within this queue's share.
             fetched.Sort(static (x, y) => x.Priority != y.Priority ? y.Priority.CompareTo(x.Priority) : x.Sequence.CompareTo(y.Sequence));
@@ -174,22 +183,67 @@ public sealed partial class SqliteBackend
         return leases;
     }
 
-    private static Lease ReadLease(SqliteDataReader r, long token, long expires)
+    /// <summary>The task and queue names of the last row read: rows of one fetch mostly share them,
+    /// so each distinct name is decoded once per fetch instead of once per row.</summary>
+    private struct NameCache
     {
+        private string? _task;
+        private string? _queue;
+
+        public string Task(PreparedStatement row, int column) => Reuse(row.GetBytes(column), ref _task);
+
+        public string Queue(PreparedStatement row, int column) => Reuse(row.GetBytes(column), ref _queue);
+
+        private static string Reuse(ReadOnlySpan<byte> utf8, ref string? last)
+        {
+            if (last is null || !SameAscii(utf8, last))
+            {
+                last = System.Text.Encoding.UTF8.GetString(utf8);
+            }
+            return last;
+        }
+
+        // False for any non-ASCII byte: such a name is decoded again, which is correct, only slower.
+        private static bool SameAscii(ReadOnlySpan<byte> utf8, string text)
+        {
+            if (utf8.Length != text.Length)
+            {
+                return false;
+            }
+            for (var i = 0; i < utf8.Length; i++)
+            {
+                if (utf8[i] >= 0x80 || utf8[i] != text[i])
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+    }
+
+    private static Lease ReadLease(PreparedStatement r, long token, long expires, ref NameCache names)
+    {
+        var baseMs = r.GetInt64(10);
+        var maxMs = r.GetInt64(11);
+        var jitter = r.GetDouble(12);
+        var defaults = RetryPolicy.Default;
         var message = new TaskMessage
         {
-            Id = ReadId(r, 1),
-            Task = r.GetString(2),
-            Queue = r.GetString(3),
+            Id = new Guid(r.GetBytes(1), bigEndian: true),
+            Task = names.Task(r, 2),
+            Queue = names.Queue(r, 3),
             Priority = r.GetInt32(4),
-            Args = ReadString(r, 5),
-            NotBefore = FromMs(r, 6),
-            ExpiresAt = FromMs(r, 7),
+            Args = r.GetString(5),
+            NotBefore = r.GetNullableInt64(6) is { } notBefore ? FromMs(notBefore) : null,
+            ExpiresAt = r.GetNullableInt64(7) is { } expiresAt ? FromMs(expiresAt) : null,
             MaxAttempts = r.GetInt32(9),
-            Retry = new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(10)), TimeSpan.FromMilliseconds(r.GetInt64(11)), r.GetDouble(12)),
-            Timeout = r.IsDBNull(13) ? null : TimeSpan.FromMilliseconds(r.GetInt64(13)),
-            IdempotencyKey = ReadString(r, 14),
-            Headers = DeserializeHeaders(ReadString(r, 15)),
+            // Most tasks use the default policy: share its instance rather than build an equal one per row.
+            Retry = baseMs == (long)defaults.BaseDelay.TotalMilliseconds && maxMs == (long)defaults.MaxDelay.TotalMilliseconds && jitter == defaults.Jitter
+                ? defaults
+                : new RetryPolicy(TimeSpan.FromMilliseconds(baseMs), TimeSpan.FromMilliseconds(maxMs), jitter),
+            Timeout = r.GetNullableInt64(13) is { } timeout ? TimeSpan.FromMilliseconds(timeout) : null,
+            IdempotencyKey = r.GetString(14),
+            Headers = DeserializeHeaders(r.GetString(15)),
             CreatedAt = FromMs(r.GetInt64(16)),
         };
         return new Lease(message, token, r.GetInt32(8), r.GetInt64(17) != 0, FromMs(expires));
@@ -208,9 +262,9 @@ public sealed partial class SqliteBackend
 
     private static int Complete(SqliteWriter w, IReadOnlyList<Completion> completions)
     {
-        var command = w.Statement(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token");
-        var p = command.Parameters;
+        var command = w.Prepared(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token");
         var changed = 0;
+        Span<byte> id = stackalloc byte[16];
         foreach (var c in completions)
         {
             var state = c.Kind switch
@@ -223,16 +277,17 @@ public sealed partial class SqliteBackend
                 _ => throw new ArgumentOutOfRangeException(nameof(completions), c.Kind, "unknown completion kind"),
             };
             var at = c.At.ToUnixTimeMilliseconds();
-            p[0].Value = (int)state;
-            p[1].Value = Db(c.Result);
-            p[2].Value = Db(c.Error is null ? null : JsonSerializer.Serialize(c.Error, ConveyorJson.Options));
-            p[3].Value = Db(c.Error is null ? null : JsonSerializer.Serialize(new AttemptError(c.Attempt, c.At, c.Error), ConveyorJson.Options));
-            p[4].Value = Db(c.Kind == CompletionKind.Retry ? (c.RetryAt ?? c.At).ToUnixTimeMilliseconds() : null);
-            p[5].Value = Db(state.IsTerminal() ? at : null);
-            p[6].Value = at;
-            p[7].Value = IdBytes(c.Lease.TaskId);
-            p[8].Value = c.Lease.Token;
-            changed += command.ExecuteNonQuery();
+            c.Lease.TaskId.TryWriteBytes(id, bigEndian: true, out _);
+            command.Bind(0, (int)state);
+            command.Bind(1, c.Result);
+            command.Bind(2, c.Error is null ? null : JsonSerializer.Serialize(c.Error, ConveyorJson.Options));
+            command.Bind(3, c.Error is null ? null : JsonSerializer.Serialize(new AttemptError(c.Attempt, c.At, c.Error), ConveyorJson.Options));
+            command.Bind(4, c.Kind == CompletionKind.Retry ? (c.RetryAt ?? c.At).ToUnixTimeMilliseconds() : null);
+            command.Bind(5, state.IsTerminal() ? at : null);
+            command.Bind(6, at);
+            command.Bind(7, id);
+            command.Bind(8, c.Lease.Token);
+            changed += command.Execute();
         }
         return changed;
     }

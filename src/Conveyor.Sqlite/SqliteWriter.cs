@@ -43,6 +43,7 @@ internal sealed class SqliteWriter : IDisposable
 {
     private readonly SqliteConnection _connection;
     private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, PreparedStatement> _prepared = new(StringComparer.Ordinal);
     private readonly Queue<WriteOperation> _pending = new();
     private readonly object _lock = new();
     private readonly Thread _thread;
@@ -102,6 +103,18 @@ internal sealed class SqliteWriter : IDisposable
             _statements[sql] = command;
         }
         return command;
+    }
+
+    /// <summary>A statement bound by position, for per-row statements on the hot path; cached for the life of the connection.
+    /// Position <c>i</c> in <paramref name="parameters"/> is parameter <c>i</c> of the Bind methods.</summary>
+    public PreparedStatement Prepared(string sql, params string[] parameters)
+    {
+        if (!_prepared.TryGetValue(sql, out var statement))
+        {
+            statement = new PreparedStatement(_connection, sql, parameters);
+            _prepared[sql] = statement;
+        }
+        return statement;
     }
 
     private void Pragma(string sql)
@@ -225,6 +238,10 @@ internal sealed class SqliteWriter : IDisposable
         }
         _thread.Join();
         _checkpointer.Dispose();
+        foreach (var statement in _prepared.Values)
+        {
+            statement.Dispose();
+        }
         foreach (var statement in _statements.Values)
         {
             statement.Dispose();
