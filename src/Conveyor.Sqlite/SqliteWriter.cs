@@ -227,7 +227,8 @@ internal sealed class SqliteWriter : IDisposable
         }
     }
 
-    private void Exec(string sql) => Statement(sql).ExecuteNonQuery();
+    // Transaction control runs once or twice per operation: prepared once, without Microsoft.Data.Sqlite's per-call overhead.
+    private void Exec(string sql) => Prepared(sql).Execute();
 
     public void Dispose()
     {
