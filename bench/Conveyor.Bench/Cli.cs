@@ -44,6 +44,18 @@ internal static class Cli
             DefaultValueFactory = _ => 16,
         });
         var workers = Positive(new Option<int>("--workers") { Description = "Handlers at once in the worker (Conveyor Concurrency, Hangfire WorkerCount), same for both.", DefaultValueFactory = _ => 16 });
+        var prefetch = new Option<int?>("--prefetch")
+        {
+            Description = "Conveyor's worker prefetch (leases held at once, the largest fetch). Default: Conveyor's own default, 4 × workers and at least 64; " +
+                "set it only to explore, and say so with the figures.",
+        };
+        prefetch.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int?>() is <= 0)
+            {
+                result.AddError("--prefetch must be greater than zero.");
+            }
+        });
         var rate = Positive(new Option<double>("--rate") { Description = "Tasks per second sent by the latency workloads.", DefaultValueFactory = _ => 500 });
         var duration = Positive(new Option<double>("--duration") { Description = "Seconds of paced sending measured by the latency workloads (after 1 s of unrecorded warm-up).", DefaultValueFactory = _ => 10 });
         var timeLimit = Positive(new Option<double>("--time-limit")
@@ -68,7 +80,7 @@ internal static class Cli
             Writes a markdown report to stdout and progress to stderr. See docs/benchmarks.md.
             """)
         {
-            workload, system, synchronous, runs, tasks, batchSize, concurrency, workers, rate, duration, timeLimit, idle, noWarmup,
+            workload, system, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, duration, timeLimit, idle, noWarmup,
             server, serverCommand, workerCommand, json,
         };
         workload.Validators.Add(result =>
@@ -99,6 +111,7 @@ internal static class Cli
                 BatchSize = parse.GetValue(batchSize),
                 Concurrency = parse.GetValue(concurrency),
                 Workers = parse.GetValue(workers),
+                Prefetch = parse.GetValue(prefetch),
                 Rate = parse.GetValue(rate),
                 Duration = TimeSpan.FromSeconds(parse.GetValue(duration)),
                 TimeLimit = TimeSpan.FromSeconds(parse.GetValue(timeLimit)),

@@ -48,6 +48,7 @@ internal static class Report
         md.AppendLine(CultureInfo.InvariantCulture, $"- Started: {m.StartedAt:yyyy-MM-dd HH:mm:ss} UTC");
         md.AppendLine(CultureInfo.InvariantCulture,
             $"- Settings: runs {s.Runs}, tasks {s.Tasks:N0}, batch size {s.BatchSize:N0}, concurrency {s.Concurrency}, workers {s.Workers}, " +
+            $"prefetch {(s.Prefetch is { } prefetch ? prefetch.ToString(CultureInfo.InvariantCulture) + " (not Conveyor's default)" : "Conveyor's default")}, " +
             $"rate {s.Rate:0}/s for {s.Duration.TotalSeconds:0} s, time limit {s.TimeLimit.TotalSeconds:0} s, idle {s.Idle.TotalSeconds:0} s, warm-up {(s.Warmup ? "on" : "off")}");
         md.AppendLine("- Figures: median of the runs, (min–max) when more than one run. \"Advantage\" is how many times better Conveyor is " +
             "than Hangfire: throughput ÷ throughput, or Hangfire's latency or memory ÷ Conveyor's; above 1 favours Conveyor.");
@@ -135,6 +136,7 @@ internal static class Report
                 report.Settings.BatchSize,
                 report.Settings.Concurrency,
                 report.Settings.Workers,
+                report.Settings.Prefetch,
                 report.Settings.Rate,
                 DurationSeconds = report.Settings.Duration.TotalSeconds,
                 TimeLimitSeconds = report.Settings.TimeLimit.TotalSeconds,

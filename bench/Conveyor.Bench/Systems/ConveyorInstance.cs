@@ -53,8 +53,9 @@ internal sealed class ConveyorInstance : IAsyncDisposable
     /// <param name="runWorker">Whether to run a worker (and the scheduler) in this host.</param>
     /// <param name="workers">Worker concurrency (handlers at once).</param>
     /// <param name="recorder">When given, <c>bench.probe</c> is registered and records into it.</param>
+    /// <param name="prefetch">Worker prefetch, or null for Conveyor's default.</param>
     public static async Task<ConveyorInstance> StartAsync(string databasePath, SqliteSynchronous synchronous, bool runWorker, int workers,
-        LatencyRecorder? recorder, CancellationToken cancellationToken)
+        LatencyRecorder? recorder, CancellationToken cancellationToken, int? prefetch = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning);
@@ -64,6 +65,7 @@ internal sealed class ConveyorInstance : IAsyncDisposable
                 o.RunWorker = runWorker;
                 o.RunScheduler = runWorker;
                 o.Worker.Concurrency = workers;
+                o.Worker.Prefetch = prefetch;
             })
             .AddNoopTask()
             .UseSqlite(o =>

@@ -46,7 +46,7 @@ internal sealed class ConveyorServer : IDisposable
 
     /// <summary>The environment the <c>conveyor</c> executable reads: listen address, database (SQLAlchemy's
     /// convention, four slashes before an absolute path, <c>?synchronous=</c> for durability) and worker concurrency.</summary>
-    public static Dictionary<string, string> Environment(string databasePath, SqliteSynchronous synchronous, int workers, int? port)
+    public static Dictionary<string, string> Environment(string databasePath, SqliteSynchronous synchronous, int workers, int? port, int? prefetch = null)
     {
         var environment = new Dictionary<string, string>
         {
@@ -57,6 +57,10 @@ internal sealed class ConveyorServer : IDisposable
             ["DOTNET_ENVIRONMENT"] = "Production",
             ["ASPNETCORE_ENVIRONMENT"] = "Production",
         };
+        if (prefetch is { } f)
+        {
+            environment["CONVEYOR_WORKER__PREFETCH"] = f.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
         if (port is { } p)
         {
             environment["PORT"] = p.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -70,7 +74,7 @@ internal sealed class ConveyorServer : IDisposable
         var program = s.Server ?? throw new InvalidOperationException("--server is required");
         var port = ChildProcess.FreePort();
         var process = ChildProcess.Start(program, s.ServerCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries),
-            Environment(dir.File("conveyor.db"), synchronous, s.Workers, port), dir.Path);
+            Environment(dir.File("conveyor.db"), synchronous, s.Workers, port, s.Prefetch), dir.Path);
         var server = new ConveyorServer(process, new Uri($"http://127.0.0.1:{port}/"), s.Concurrency);
         try
         {

@@ -51,7 +51,7 @@ internal sealed class DrainWorkload : IWorkload
         }
 
         var start = Stopwatch.GetTimestamp();
-        await using var worker = await ConveyorInstance.StartAsync(path, synchronous, runWorker: true, s.Workers, null, ct);
+        await using var worker = await ConveyorInstance.StartAsync(path, synchronous, runWorker: true, s.Workers, null, ct, s.Prefetch);
         var timeout = DrainTimeout(s);
         // The in-process counter is cheap to poll; the store is asked only once it says all are done,
         // and the clock stops when the store agrees.

@@ -50,7 +50,7 @@ internal sealed class LatencyWorkload : IWorkload
     {
         using var dir = new TempDirectory("latency");
         var recorder = new LatencyRecorder();
-        await using var conveyor = await ConveyorInstance.StartAsync(dir.File("conveyor.db"), synchronous, runWorker: true, s.Workers, recorder, ct);
+        await using var conveyor = await ConveyorInstance.StartAsync(dir.File("conveyor.db"), synchronous, runWorker: true, s.Workers, recorder, ct, s.Prefetch);
         await Task.Delay(Settle, ct);
 
         async Task SendAsync(int count, bool measured)
