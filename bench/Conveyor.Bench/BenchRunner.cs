@@ -66,7 +66,7 @@ internal sealed class BenchRunner(BenchSettings settings)
             }
         }
         var summaries = figures.Select(f => new MetricSummary(f.Case, f.First.Name, f.First.Unit, f.First.HigherIsBetter, f.Runs)).ToList();
-        return new ReportSection(workload.Name, workload.Title, summaries, skipped);
+        return new ReportSection(workload.Name, workload.Title, workload.Note, summaries, skipped);
     }
 
     /// <summary>Runs a case once; on failure, reports it, drops the case from later runs and returns false.</summary>

@@ -6,7 +6,7 @@ using System.Text.Json.Serialization;
 namespace Conveyor.Bench.Results;
 
 /// <summary>The figures of one workload.</summary>
-internal sealed record ReportSection(string Workload, string Title, IReadOnlyList<MetricSummary> Metrics, IReadOnlyList<SkippedCase> Skipped);
+internal sealed record ReportSection(string Workload, string Title, string Note, IReadOnlyList<MetricSummary> Metrics, IReadOnlyList<SkippedCase> Skipped);
 
 /// <summary>Everything one invocation measured.</summary>
 internal sealed record BenchReport(MachineInfo Machine, BenchSettings Settings, IReadOnlyList<ReportSection> Sections);
@@ -96,9 +96,14 @@ internal static class Report
         {
             md.AppendLine("No figures.");
         }
-        foreach (var skip in section.Skipped)
+        md.AppendLine();
+        md.AppendLine(CultureInfo.InvariantCulture, $"_{section.Note}_");
+        if (section.Skipped.Count > 0)
         {
             md.AppendLine();
+        }
+        foreach (var skip in section.Skipped)
+        {
             md.AppendLine(CultureInfo.InvariantCulture, $"- Not measured: {skip.Case.System} ({skip.Case.Variant}): {skip.Reason}");
         }
     }

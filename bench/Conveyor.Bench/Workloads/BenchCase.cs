@@ -25,6 +25,9 @@ internal interface IWorkload
     /// <summary>Heading of its table in the report.</summary>
     string Title { get; }
 
+    /// <summary>What a reader of the table must know to read it right (printed under it).</summary>
+    string Note { get; }
+
     IEnumerable<BenchCase> Cases(BenchSettings settings);
 }
 

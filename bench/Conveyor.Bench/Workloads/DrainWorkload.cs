@@ -19,6 +19,8 @@ internal sealed class DrainWorkload : IWorkload
 
     public string Title => "Drain throughput (in-process; tasks enqueued first, then workers started)";
 
+    public string Note => "Timed from the worker's start until the store reports every task succeeded; worker start-up is inside the window for both.";
+
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
         foreach (var synchronous in settings.Synchronous)

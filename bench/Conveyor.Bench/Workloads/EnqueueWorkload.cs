@@ -17,6 +17,10 @@ internal sealed class EnqueueWorkload : IWorkload
 
     public string Title => "Enqueue throughput (in-process, no worker running)";
 
+    public string Note =>
+        "Conveyor acknowledges an enqueue once SQLite has committed it; Hangfire.InMemory keeps jobs in memory only. " +
+        "Hangfire has no batch API: its batched figure is its fastest path, a pre-built Job passed to Create, from one thread or many, whichever was faster.";
+
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
         foreach (var synchronous in settings.Synchronous)

@@ -25,6 +25,10 @@ internal sealed class HttpWorkload : IWorkload
 
     public string Title => "Through the HTTP server (conveyor server, SQLite, worker in-process)";
 
+    public string Note =>
+        "Client and server share the machine. Enqueue runs while the server's own worker drains. " +
+        "Latency is the server's startedAt (set at lease, stored in whole ms) minus the client's clock before the POST: 1 ms resolution. Hangfire has no HTTP API.";
+
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
         foreach (var synchronous in settings.Synchronous)

@@ -23,6 +23,8 @@ internal sealed class LatencyWorkload : IWorkload
 
     public string Title => "Enqueue-to-start latency (in-process, paced, worker idle)";
 
+    public string Note => "From just before the enqueue call to the start of the handler, Stopwatch timestamps; 1 s of unrecorded sending precedes the window.";
+
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
         foreach (var synchronous in settings.Synchronous)

@@ -18,6 +18,10 @@ internal sealed class RssWorkload : IWorkload
 
     public string Title => "Idle worker memory (separate process, VmRSS)";
 
+    public string Note =>
+        "Minimal hosts: Conveyor as a generic host with AddConveyor().AddNoopTask().UseSqlite() (console logging at Warning), " +
+        "Hangfire as a BackgroundJobServer on InMemory storage; same number of workers.";
+
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
         var worker = new CaseKey(Name, BenchSystem.Conveyor, "`conveyor worker`");
