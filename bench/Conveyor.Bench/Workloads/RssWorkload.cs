@@ -19,8 +19,8 @@ internal sealed class RssWorkload : IWorkload
     public string Title => "Idle worker memory (separate process, VmRSS)";
 
     public string Note =>
-        "Minimal hosts: Conveyor as a generic host with AddConveyor().AddNoopTask().UseSqlite() (console logging at Warning), " +
-        "Hangfire as a BackgroundJobServer on InMemory storage; same number of workers.";
+        "Minimal hosts: the same generic host (console logging at Warning) running AddConveyor().AddNoopTask().UseSqlite() " +
+        "or a Hangfire BackgroundJobServer on InMemory storage, with the same number of workers.";
 
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
