@@ -342,6 +342,11 @@ internal sealed partial class WorkerService(
                         LogBackendError(ex, "complete");
                     }
                     status.BackendReachable = false;
+                    if (_hardStop.IsCancellationRequested && failures > 5)
+                    {
+                        // Shutting down and the backend is gone: these leases run out and are redelivered.
+                        break;
+                    }
                     // Leases stay held and heartbeated while we retry; past the lease they are redelivered anyway.
                     await Task.Delay(Backoff(failures), time).ConfigureAwait(false);
                 }
