@@ -148,7 +148,7 @@ public sealed partial class SqliteBackend
         var token = Random.Shared.NextInt64(1, long.MaxValue);
         var leases = new List<Lease>();
         var fetch = w.Statement(FetchSql, "$owner", "$token", "$expires", "$now", "$queue", "$limit");
-        foreach (var queue in request.Queues)
+        foreach (var queue in QueueOrder.For(request))
         {
             var remaining = request.MaxCount - leases.Count;
             if (remaining <= 0)
