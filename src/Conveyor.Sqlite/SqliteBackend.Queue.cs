@@ -37,6 +37,10 @@ public sealed partial class SqliteBackend
         WHERE id = $id AND lease_token = $token AND state = 2
         """;
 
+    // Appends an AttemptError (as serialized by ConveyorJson) for the attempt whose lease ran out.
+    private const string AppendLeaseExpiredError =
+        "coalesce(errors || char(10), '') || json_object('attempt', attempt, 'at', json($at), 'error', json($error))";
+
     /// <inheritdoc />
     public Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
     {
@@ -314,25 +318,33 @@ public sealed partial class SqliteBackend
         {
             var now = Now();
             // A lease that ran out on the last attempt, or after a cancel was asked, ends the task:
-            // otherwise a task that kills its worker would be redelivered forever.
-            var settle = w.Statement("""
+            // otherwise a task that kills its worker would be redelivered forever. Every attempt
+            // lost this way is recorded as failed, like one that threw.
+            var settle = w.Statement($"""
                 UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END, finished_at = $now,
                     error = CASE WHEN cancel_requested = 1 THEN error ELSE $error END,
+                    errors = CASE WHEN cancel_requested = 1 THEN errors ELSE {AppendLeaseExpiredError} END,
                     lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
                     history = history || '|' || (CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END) || ':' || $now
                 WHERE state = 2 AND lease_expires < $now AND (attempt >= max_attempts OR cancel_requested = 1)
-                """, "$now", "$error");
-            settle.Parameters[0].Value = now;
-            settle.Parameters[1].Value = JsonSerializer.Serialize(
-                new TaskError("Conveyor.LeaseExpired", "The worker running the last attempt stopped heartbeating (it crashed or was killed)."),
+                """, "$now", "$error", "$at");
+            var error = JsonSerializer.Serialize(
+                new TaskError("Conveyor.LeaseExpired", "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend)."),
                 ConveyorJson.Options);
+            var at = JsonSerializer.Serialize(FromMs(now), ConveyorJson.Options);
+            settle.Parameters[0].Value = now;
+            settle.Parameters[1].Value = error;
+            settle.Parameters[2].Value = at;
             var settled = settle.ExecuteNonQuery();
-            var requeue = w.Statement("""
-                UPDATE tasks SET state = 1, redelivered = 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+            var requeue = w.Statement($"""
+                UPDATE tasks SET state = 1, redelivered = 1, error = $error, errors = {AppendLeaseExpiredError},
+                    lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
                     history = history || '|1:' || $now
                 WHERE state = 2 AND lease_expires < $now
-                """, "$now");
+                """, "$now", "$error", "$at");
             requeue.Parameters[0].Value = now;
+            requeue.Parameters[1].Value = error;
+            requeue.Parameters[2].Value = at;
             return settled + requeue.ExecuteNonQuery();
         }).ConfigureAwait(false);
         if (count > 0)
