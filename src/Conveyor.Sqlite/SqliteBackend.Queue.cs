@@ -29,11 +29,15 @@ public sealed partial class SqliteBackend
         RETURNING {MessageColumns}
         """;
 
+    // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
+    // before the worker heard of it, and must not be lost. (SET expressions read the old row.)
     private const string CompleteSql = """
-        UPDATE tasks SET state = $state, result = $result, error = coalesce($error, error),
+        UPDATE tasks SET state = CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END,
+            result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
-            not_before = $nb, finished_at = $finished, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
-            redelivered = 0, cancel_requested = 0, history = history || '|' || $state || ':' || $at
+            not_before = $nb, finished_at = CASE WHEN $state = 4 AND cancel_requested = 1 THEN $at ELSE $finished END,
+            lease_owner = NULL, lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
+            history = history || '|' || (CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END) || ':' || $at
         WHERE id = $id AND lease_token = $token AND state = 2
         """;
 

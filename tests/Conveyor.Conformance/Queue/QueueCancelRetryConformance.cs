@@ -78,6 +78,39 @@ public abstract class QueueCancelRetryConformance : ConformanceTest
     }
 
     [Fact]
+    public async Task Running_task_whose_cancel_was_requested_is_cancelled_instead_of_retried()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        await Queue.CancelAsync(lease.Message.Id, Timeout);
+
+        // The handler failed before the worker heard of the cancel: the cancel still wins.
+        await RetryAtAsync(lease, Now.AddSeconds(1));
+
+        Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(0, await Queue.PromoteDueAsync(Timeout));
+        var record = await GetAsync(lease.Message.Id);
+        Assert.Equal(TaskState.Cancelled, record.State);
+        Assert.Equal(Now - TimeSpan.FromSeconds(1), record.FinishedAt);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Running_task_whose_cancel_was_requested_keeps_the_outcome_it_finished_with()
+    {
+        await EnqueueManyAsync(2);
+        var leases = await FetchAsync();
+        await Queue.CancelAsync(leases[0].Message.Id, Timeout);
+        await Queue.CancelAsync(leases[1].Message.Id, Timeout);
+
+        await SucceedAsync(leases[0], "done anyway");
+        await DeadAsync(leases[1]);
+
+        Assert.Equal(TaskState.Succeeded, await StateOf(leases[0].Message.Id));
+        Assert.Equal(TaskState.Dead, await StateOf(leases[1].Message.Id));
+    }
+
+    [Fact]
     public async Task Cancel_of_a_running_task_twice_is_requested_both_times()
     {
         await EnqueueAsync(NewMessage());
