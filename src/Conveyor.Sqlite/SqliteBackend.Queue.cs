@@ -51,18 +51,24 @@ public sealed partial class SqliteBackend
         ArgumentNullException.ThrowIfNull(messages);
         cancellationToken.ThrowIfCancellationRequested();
         var now = _time.GetUtcNow();
-        var task = Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now));
-        return WakeAfter(task);
+        var newQueues = new HashSet<string>(StringComparer.Ordinal);
+        var task = Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now, newQueues));
+        return WakeAfter(task, newQueues);
     }
 
-    private async Task<IReadOnlyList<EnqueueResult>> WakeAfter(Task<IReadOnlyList<EnqueueResult>> insert)
+    private async Task<IReadOnlyList<EnqueueResult>> WakeAfter(Task<IReadOnlyList<EnqueueResult>> insert, HashSet<string> newQueues)
     {
         var results = await insert.ConfigureAwait(false);
+        // Only now are the queue rows durable: a batch that rolled back must not mark its queues known.
+        foreach (var queue in newQueues)
+        {
+            _knownQueues.TryAdd(queue, true);
+        }
         Wake();
         return results;
     }
 
-    private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now)
+    private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now, HashSet<string> newQueues)
     {
         var insert = w.Statement(InsertSql, InsertParameters);
         var p = insert.Parameters;
@@ -70,7 +76,7 @@ public sealed partial class SqliteBackend
         var nowMs = now.ToUnixTimeMilliseconds();
         foreach (var m in messages)
         {
-            EnsureQueue(w, m.Queue);
+            EnsureQueue(w, m.Queue, newQueues);
             var state = m.InitialState(now);
             p[0].Value = IdBytes(m.Id);
             p[1].Value = m.Task;
@@ -103,18 +109,15 @@ public sealed partial class SqliteBackend
         return results;
     }
 
-    private void EnsureQueue(SqliteWriter w, string queue)
+    private void EnsureQueue(SqliteWriter w, string queue, HashSet<string> newQueues)
     {
-        if (_knownQueues.Contains(queue))
+        if (_knownQueues.ContainsKey(queue) || !newQueues.Add(queue))
         {
             return;
         }
         var command = w.Statement("INSERT INTO queues (name) VALUES ($name) ON CONFLICT (name) DO NOTHING", "$name");
         command.Parameters[0].Value = queue;
         command.ExecuteNonQuery();
-        // Only the writer thread touches this set. If the transaction rolls back, the queue row is
-        // recreated by the next enqueue after a restart; the set only saves repeated statements.
-        _knownQueues.Add(queue);
     }
 
     /// <inheritdoc />

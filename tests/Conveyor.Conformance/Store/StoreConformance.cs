@@ -182,6 +182,33 @@ public abstract class StoreConformance : ConformanceTest
     }
 
     [Fact]
+    public async Task Queue_stays_listed_after_its_tasks_are_purged()
+    {
+        await EnqueueAsync(NewMessage("reports"));
+        await SucceedAsync(await FetchOneAsync("reports"));
+        Advance(TimeSpan.FromMinutes(1));
+
+        await Store.PurgeFinishedAsync(Now, 100, Timeout);
+
+        var queue = Assert.Single(await Store.GetQueuesAsync(Timeout), q => q.Name == "reports");
+        Assert.Equal(0, queue.Count(TaskState.Succeeded));
+    }
+
+    [Fact]
+    public async Task Queue_first_named_by_a_failed_batch_is_known_once_an_enqueue_succeeds()
+    {
+        var message = NewMessage("reports");
+        await Assert.ThrowsAnyAsync<Exception>(() => Queue.EnqueueAsync([message, message], Timeout));
+        await EnqueueAsync(NewMessage("reports"));
+        await SucceedAsync(await FetchOneAsync("reports"));
+        Advance(TimeSpan.FromMinutes(1));
+
+        await Store.PurgeFinishedAsync(Now, 100, Timeout);
+
+        Assert.Single(await Store.GetQueuesAsync(Timeout), q => q.Name == "reports");
+    }
+
+    [Fact]
     public async Task Get_queues_of_an_empty_backend_lists_no_queue_with_tasks()
     {
         var queues = await Store.GetQueuesAsync(Timeout);
