@@ -191,7 +191,12 @@ internal sealed partial class WorkerService(
         var inFlight = _inFlight.GetValueOrDefault(message.Id) ?? new InFlight(lease);
         status.Started();
         Completion completion;
-        if (message.ExpiresAt is { } expiresAt && expiresAt <= time.GetUtcNow())
+        if (inFlight.CancelRequested)
+        {
+            // Cancelled while it waited in the prefetch buffer: it never starts.
+            completion = new Completion { Lease = lease.Ref, Kind = CompletionKind.Cancelled, Attempt = lease.Attempt, At = time.GetUtcNow() };
+        }
+        else if (message.ExpiresAt is { } expiresAt && expiresAt <= time.GetUtcNow())
         {
             completion = new Completion { Lease = lease.Ref, Kind = CompletionKind.Expired, Attempt = lease.Attempt, At = time.GetUtcNow() };
         }

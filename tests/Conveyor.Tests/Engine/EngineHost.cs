@@ -68,7 +68,13 @@ internal sealed class EngineHost : IAsyncDisposable
         return record!;
     }
 
-    public Task<TaskRecord> WaitForStateAsync(Guid id, TaskState state) => WaitForAsync(id, r => r.State == state);
+    /// <summary>Waits until the task is in <paramref name="state"/>; fails at once if it ends in another terminal state.</summary>
+    public async Task<TaskRecord> WaitForStateAsync(Guid id, TaskState state)
+    {
+        var record = await WaitForAsync(id, r => r.State == state || r.State.IsTerminal());
+        Assert.Equal(state, record.State);
+        return record;
+    }
 
     /// <summary>Polls the default queue's counts until <paramref name="condition"/> holds.</summary>
     public async Task WaitForQueueAsync(Func<QueueStats, bool> condition, string what)
@@ -84,6 +90,26 @@ internal sealed class EngineHost : IAsyncDisposable
             await Task.Delay(20);
         }
         Assert.Fail($"the default queue never showed {what}");
+    }
+
+    /// <summary>Waits until the worker has finished <paramref name="count"/> heartbeats that began after
+    /// <paramref name="after"/>; each heartbeat extends the leases and applies cancel requests before the next begins.</summary>
+    public async Task WaitForHeartbeatsAsync(DateTimeOffset after, int count)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        var last = after;
+        for (var seen = 0; seen < count;)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"saw only {seen} of {count} heartbeats");
+            var worker = (await Backend.ListWorkersAsync(last, CancellationToken.None)).SingleOrDefault();
+            if (worker is not null && worker.HeartbeatAt > last)
+            {
+                last = worker.HeartbeatAt;
+                seen++;
+                continue;
+            }
+            await Task.Delay(20);
+        }
     }
 
     public async ValueTask DisposeAsync()

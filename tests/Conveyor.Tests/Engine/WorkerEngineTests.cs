@@ -75,6 +75,30 @@ public sealed class WorkerEngineTests
     }
 
     [Fact]
+    public async Task Cancelled_task_that_was_prefetched_but_not_started_is_cancelled_without_running()
+    {
+        await using var host = new EngineHost(c => c.AddTask<GatedTask>(GatedTask.Name).AddTask<CountingTask>(CountingTask.Name), o =>
+        {
+            o.Worker.Concurrency = 1;
+            o.Worker.Prefetch = 2;
+        });
+        await host.StartAsync();
+        var results = await host.Client.EnqueueManyAsync([new TaskRequest(GatedTask.Name), new TaskRequest(CountingTask.Name)]);
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await host.WaitForQueueAsync(q => q.Count(TaskState.Running) == 2, "both tasks leased");
+
+        Assert.Equal(CancelOutcome.Requested, await host.Client.CancelAsync(results[1].Id));
+        // The first heartbeat that begins after the cancel hears of it; the one after shows it was applied.
+        await host.WaitForHeartbeatsAsync(DateTimeOffset.UtcNow, 2);
+        host.Probe.Gate.SetResult();
+
+        var record = await host.WaitForStateAsync(results[1].Id, TaskState.Cancelled);
+        await host.WaitForStateAsync(results[0].Id, TaskState.Succeeded);
+        Assert.Equal(1, host.Probe.Runs);
+        Assert.Null(record.Result);
+    }
+
+    [Fact]
     public async Task Graceful_shutdown_hands_back_prefetched_tasks_that_never_started()
     {
         await using var host = new EngineHost(c => c.AddTask<GatedTask>(GatedTask.Name), o =>
