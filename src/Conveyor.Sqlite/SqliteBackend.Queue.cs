@@ -29,13 +29,21 @@ public sealed partial class SqliteBackend
         RETURNING {MessageColumns}
         """;
 
+    // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
+    // before the worker heard of it, and must not be lost. (SET expressions read the old row.)
     private const string CompleteSql = """
-        UPDATE tasks SET state = $state, result = $result, error = coalesce($error, error),
+        UPDATE tasks SET state = CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END,
+            result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
-            not_before = $nb, finished_at = $finished, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
-            redelivered = 0, cancel_requested = 0, history = history || '|' || $state || ':' || $at
+            not_before = $nb, finished_at = CASE WHEN $state = 4 AND cancel_requested = 1 THEN $at ELSE $finished END,
+            lease_owner = NULL, lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
+            history = history || '|' || (CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END) || ':' || $at
         WHERE id = $id AND lease_token = $token AND state = 2
         """;
+
+    // Appends an AttemptError (as serialized by ConveyorJson) for the attempt whose lease ran out.
+    private const string AppendLeaseExpiredError =
+        "coalesce(errors || char(10), '') || json_object('attempt', attempt, 'at', json($at), 'error', json($error))";
 
     /// <inheritdoc />
     public Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
@@ -43,18 +51,24 @@ public sealed partial class SqliteBackend
         ArgumentNullException.ThrowIfNull(messages);
         cancellationToken.ThrowIfCancellationRequested();
         var now = _time.GetUtcNow();
-        var task = Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now));
-        return WakeAfter(task);
+        var newQueues = new HashSet<string>(StringComparer.Ordinal);
+        var task = Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now, newQueues));
+        return WakeAfter(task, newQueues);
     }
 
-    private async Task<IReadOnlyList<EnqueueResult>> WakeAfter(Task<IReadOnlyList<EnqueueResult>> insert)
+    private async Task<IReadOnlyList<EnqueueResult>> WakeAfter(Task<IReadOnlyList<EnqueueResult>> insert, HashSet<string> newQueues)
     {
         var results = await insert.ConfigureAwait(false);
+        // Only now are the queue rows durable: a batch that rolled back must not mark its queues known.
+        foreach (var queue in newQueues)
+        {
+            _knownQueues.TryAdd(queue, true);
+        }
         Wake();
         return results;
     }
 
-    private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now)
+    private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now, HashSet<string> newQueues)
     {
         var insert = w.Statement(InsertSql, InsertParameters);
         var p = insert.Parameters;
@@ -62,7 +76,7 @@ public sealed partial class SqliteBackend
         var nowMs = now.ToUnixTimeMilliseconds();
         foreach (var m in messages)
         {
-            EnsureQueue(w, m.Queue);
+            EnsureQueue(w, m.Queue, newQueues);
             var state = m.InitialState(now);
             p[0].Value = IdBytes(m.Id);
             p[1].Value = m.Task;
@@ -95,18 +109,15 @@ public sealed partial class SqliteBackend
         return results;
     }
 
-    private void EnsureQueue(SqliteWriter w, string queue)
+    private void EnsureQueue(SqliteWriter w, string queue, HashSet<string> newQueues)
     {
-        if (_knownQueues.Contains(queue))
+        if (_knownQueues.ContainsKey(queue) || !newQueues.Add(queue))
         {
             return;
         }
         var command = w.Statement("INSERT INTO queues (name) VALUES ($name) ON CONFLICT (name) DO NOTHING", "$name");
         command.Parameters[0].Value = queue;
         command.ExecuteNonQuery();
-        // Only the writer thread touches this set. If the transaction rolls back, the queue row is
-        // recreated by the next enqueue after a restart; the set only saves repeated statements.
-        _knownQueues.Add(queue);
     }
 
     /// <inheritdoc />
@@ -148,7 +159,7 @@ public sealed partial class SqliteBackend
         var token = Random.Shared.NextInt64(1, long.MaxValue);
         var leases = new List<Lease>();
         var fetch = w.Statement(FetchSql, "$owner", "$token", "$expires", "$now", "$queue", "$limit");
-        foreach (var queue in request.Queues)
+        foreach (var queue in QueueOrder.For(request))
         {
             var remaining = request.MaxCount - leases.Count;
             if (remaining <= 0)
@@ -314,25 +325,33 @@ public sealed partial class SqliteBackend
         {
             var now = Now();
             // A lease that ran out on the last attempt, or after a cancel was asked, ends the task:
-            // otherwise a task that kills its worker would be redelivered forever.
-            var settle = w.Statement("""
+            // otherwise a task that kills its worker would be redelivered forever. Every attempt
+            // lost this way is recorded as failed, like one that threw.
+            var settle = w.Statement($"""
                 UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END, finished_at = $now,
                     error = CASE WHEN cancel_requested = 1 THEN error ELSE $error END,
+                    errors = CASE WHEN cancel_requested = 1 THEN errors ELSE {AppendLeaseExpiredError} END,
                     lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
                     history = history || '|' || (CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END) || ':' || $now
                 WHERE state = 2 AND lease_expires < $now AND (attempt >= max_attempts OR cancel_requested = 1)
-                """, "$now", "$error");
-            settle.Parameters[0].Value = now;
-            settle.Parameters[1].Value = JsonSerializer.Serialize(
-                new TaskError("Conveyor.LeaseExpired", "The worker running the last attempt stopped heartbeating (it crashed or was killed)."),
+                """, "$now", "$error", "$at");
+            var error = JsonSerializer.Serialize(
+                new TaskError("Conveyor.LeaseExpired", "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend)."),
                 ConveyorJson.Options);
+            var at = JsonSerializer.Serialize(FromMs(now), ConveyorJson.Options);
+            settle.Parameters[0].Value = now;
+            settle.Parameters[1].Value = error;
+            settle.Parameters[2].Value = at;
             var settled = settle.ExecuteNonQuery();
-            var requeue = w.Statement("""
-                UPDATE tasks SET state = 1, redelivered = 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+            var requeue = w.Statement($"""
+                UPDATE tasks SET state = 1, redelivered = 1, error = $error, errors = {AppendLeaseExpiredError},
+                    lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
                     history = history || '|1:' || $now
                 WHERE state = 2 AND lease_expires < $now
-                """, "$now");
+                """, "$now", "$error", "$at");
             requeue.Parameters[0].Value = now;
+            requeue.Parameters[1].Value = error;
+            requeue.Parameters[2].Value = at;
             return settled + requeue.ExecuteNonQuery();
         }).ConfigureAwait(false);
         if (count > 0)
