@@ -125,31 +125,56 @@ public sealed partial class SqliteBackend
     {
         ArgumentNullException.ThrowIfNull(request);
         var deadline = _time.GetUtcNow() + request.MaxWait;
+        var polling = false;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var wake = _wake.Task;
-            // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
-            var leases = await Writer.RunAsync(w => Fetch(w, request)).ConfigureAwait(false);
-            if (leases.Count > 0)
+            // A poll (no wake-up from this process) first looks on a read connection, so an idle worker
+            // does not take the write lock every PollInterval.
+            if (!polling || await AnyReadyAsync(request, cancellationToken).ConfigureAwait(false))
             {
-                return leases;
+                // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
+                var leases = await Writer.RunAsync(w => Fetch(w, request)).ConfigureAwait(false);
+                if (leases.Count > 0)
+                {
+                    return leases;
+                }
             }
             var remaining = deadline - _time.GetUtcNow();
             if (remaining <= TimeSpan.Zero)
             {
-                return leases;
+                return [];
             }
             var wait = remaining < _options.PollInterval ? remaining : _options.PollInterval;
             try
             {
                 await wake.WaitAsync(wait, cancellationToken).ConfigureAwait(false);
+                polling = false;
             }
             catch (TimeoutException)
             {
-                // Poll for work from other processes.
+                // Poll for work enqueued by other processes.
+                polling = true;
             }
         }
+    }
+
+    private async Task<bool> AnyReadyAsync(FetchRequest request, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT EXISTS (SELECT 1 FROM tasks WHERE queue = $queue AND state = 1)";
+        var parameter = command.Parameters.Add("$queue", SqliteType.Text);
+        foreach (var queue in request.Queues)
+        {
+            parameter.Value = queue.Name;
+            if (Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) != 0)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     private List<Lease> Fetch(SqliteWriter w, FetchRequest request)

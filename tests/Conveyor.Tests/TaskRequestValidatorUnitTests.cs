@@ -44,7 +44,7 @@ public sealed class TaskRequestValidatorUnitTests
     {
         var request = new TaskRequest("flights.score", """{"flight":"LH1","points":3}""", new EnqueueOptions
         {
-            Queue = "scores:eu-1",
+            Queue = "scores.eu-1",
             Priority = 10,
             Delay = TimeSpan.FromSeconds(30),
             MaxAttempts = 3,
