@@ -36,7 +36,12 @@ public static class ConveyorApiExtensions
         services.AddHealthChecks()
             .AddCheck<BackendHealthCheck>("backend", tags: [HealthReportWriter.ReadyTag])
             .AddCheck<WorkerHealthCheck>("worker", tags: [HealthReportWriter.ReadyTag]);
-        services.AddOpenApi();
+        services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "Conveyor HTTP API";
+            document.Info.Description = "Enqueue and manage tasks. Errors are RFC 9457 problem details naming the field at fault.";
+            return Task.CompletedTask;
+        }));
         return services;
     }
 

@@ -65,9 +65,7 @@ internal static class QueueEndpoints
         [FromServices] IConveyorBackend backend, [FromServices] IOptions<ConveyorOptions> options, [FromServices] TimeProvider time,
         CancellationToken cancellationToken)
     {
-        // A worker that missed three heartbeats, or outlived its leases, is gone as far as anyone can tell.
-        var worker = options.Value.Worker;
-        var window = worker.HeartbeatInterval * 3 > worker.LeaseDuration ? worker.HeartbeatInterval * 3 : worker.LeaseDuration;
+        var window = WorkerListing.Window(options.Value.Worker);
         var workers = await backend.Coordination.ListWorkersAsync(time.GetUtcNow() - window, cancellationToken).ConfigureAwait(false);
         return TypedResults.Ok(workers);
     }

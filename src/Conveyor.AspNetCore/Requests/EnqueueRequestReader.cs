@@ -136,14 +136,12 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
             IdempotencyKey = idempotencyKey,
             Headers = headers,
         });
-        if (errors.Count == before)
-        {
-            EnqueueValidation.Validate(request, registry, validators, requireRegistered: true, prefix, errors);
-        }
-        else if (task is null && !errors.Any(e => e.Field == prefix + "task"))
-        {
-            errors.Add(new(prefix + "task", "is required"));
-        }
+        // The rules run even when a field failed to read, so one answer lists every problem; a field already
+        // reported (read as null) is not reported again as missing.
+        var rules = new List<FieldError>();
+        EnqueueValidation.Validate(request, registry, validators, requireRegistered: true, prefix, rules);
+        var reported = errors.Skip(before).Select(e => e.Field).ToHashSet(StringComparer.Ordinal);
+        errors.AddRange(rules.Where(e => !reported.Contains(e.Field)));
         return request;
     }
 
