@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Conveyor.Sqlite;
 
 namespace Conveyor.Server.Tests;
 
@@ -141,5 +142,34 @@ public sealed class CliTests : IDisposable
 
         server.Terminate();
         Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+    }
+
+    [Fact]
+    public async Task Worker_runs_tasks_enqueued_by_another_process_and_stops_on_sigterm()
+    {
+        using var worker = ConveyorProcess.Start(_folder, Environment, "worker", "--concurrency", "2");
+        var line = await worker.WaitForLineAsync(l => l.StartsWith("Conveyor worker ", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        Assert.Contains("concurrency 2", line);
+
+        var enqueue = await ConveyorProcess.RunAsync(_folder, Environment, "enqueue", "conveyor.noop", "--json");
+        Assert.True(enqueue.ExitCode == 0, enqueue.Error);
+        var id = JsonDocument.Parse(enqueue.Output).RootElement.GetProperty("id").GetGuid();
+        using var backend = new SqliteBackend(new SqliteBackendOptions { Path = Path.Combine(_folder, "cli.db") });
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        TaskRecord? task;
+        do
+        {
+            task = await backend.GetAsync(id, CancellationToken.None);
+            if (task?.State == TaskState.Succeeded)
+            {
+                break;
+            }
+            await Task.Delay(25);
+        }
+        while (DateTime.UtcNow < deadline);
+        Assert.Equal(TaskState.Succeeded, task?.State);
+
+        worker.Terminate();
+        Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
     }
 }

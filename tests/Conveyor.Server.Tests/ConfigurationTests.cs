@@ -177,6 +177,16 @@ public sealed class BindSafetyTests
     }
 
     [Fact]
+    public void Server_refuses_kestrel_endpoints_that_would_bypass_the_check()
+    {
+        var exception = Assert.Throws<ConveyorConfigurationException>(() => ConveyorHosts.BuildServer(
+            new Dictionary<string, string?> { ["Kestrel:Endpoints:Http:Url"] = "http://0.0.0.0:8000" },
+            new Dictionary<string, string?>()));
+
+        Assert.Contains("HOST and PORT", exception.Message);
+    }
+
+    [Fact]
     public async Task Server_builds_for_a_public_address_with_an_api_key()
     {
         var folder = TempFolder.Create();

@@ -86,8 +86,9 @@ internal static class TaskEndpoints
             {
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, ex.Errors);
             }
-            var record = await client.GetAsync(result.Id, cancellationToken).ConfigureAwait(false);
+            // Read back so that 201 and 200 (idempotency key matched) show the task exactly as GET does.
             // Null only if retention deleted the task in between; answer with what is known.
+            var record = await client.GetAsync(result.Id, cancellationToken).ConfigureAwait(false);
             var resource = record is null
                 ? new TaskResource { Id = result.Id, Task = request!.Task, Queue = request.Options?.Queue ?? QueueNames.Default, State = result.State }
                 : TaskResource.From(record);

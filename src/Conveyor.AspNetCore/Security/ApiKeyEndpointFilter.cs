@@ -29,8 +29,7 @@ internal sealed class ApiKeyValidator
     public bool IsValid(ReadOnlySpan<char> presented)
     {
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
-        var bytes = Encoding.UTF8.GetBytes(presented.ToArray());
-        SHA256.HashData(bytes, hash);
+        SHA256.HashData(Encoding.UTF8.GetBytes(presented.ToString()), hash);
         var match = false;
         foreach (var key in _keyHashes)
         {

@@ -30,12 +30,15 @@ internal static class ConveyorHosts
     public static WebApplication BuildServer(IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
-        var server = AddConveyor(builder.Configuration, builder.Services, builder.Logging, HostRole.Server, flags, environment);
-        var section = builder.Configuration.GetSection(ConveyorConfiguration.Section);
-        builder.Services.AddConveyorApi();
-        builder.Services.AddOptions<ConveyorApiOptions>().Bind(section);
-        var api = section.Get<ConveyorApiOptions>() ?? new ConveyorApiOptions();
+        var (server, api) = AddConveyor(builder.Configuration, builder.Services, builder.Logging, HostRole.Server, flags, environment);
+        if (builder.Configuration.GetSection("Kestrel:Endpoints").Exists())
+        {
+            // Kestrel would listen where those say, past the loopback check below.
+            throw new ConveyorConfigurationException("Kestrel:Endpoints is not supported by conveyor server; set the address with HOST and PORT (or --host and --port).");
+        }
         ListenAddress.EnsureSafe(server.Host, server.Port, api.ApiKeys);
+        builder.Services.AddConveyorApi();
+        builder.Services.AddOptions<ConveyorApiOptions>().Bind(builder.Configuration.GetSection(ConveyorConfiguration.Section));
         builder.WebHost.UseUrls(ListenAddress.Url(server.Host, server.Port));
         var app = builder.Build();
         app.UseExceptionHandler();
@@ -52,7 +55,7 @@ internal static class ConveyorHosts
         return builder.Build();
     }
 
-    private static ServerOptions AddConveyor(ConfigurationManager configuration, IServiceCollection services, ILoggingBuilder logging,
+    private static (ServerOptions Server, ConveyorApiOptions Api) AddConveyor(ConfigurationManager configuration, IServiceCollection services, ILoggingBuilder logging,
         HostRole role, IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment)
     {
         ConveyorConfiguration.AddSources(configuration, flags, environment);
@@ -61,7 +64,7 @@ internal static class ConveyorHosts
         // Bound here once so that a value that does not convert stops the command with a message, instead of
         // failing later inside a hosted service.
         Read<ConveyorOptions>(section);
-        Read<ConveyorApiOptions>(section);
+        var api = Read<ConveyorApiOptions>(section);
         Read<HttpTaskOptions>(section.GetSection("Http"));
         if (server.Port is < 0 or > 65535)
         {
@@ -99,7 +102,7 @@ internal static class ConveyorHosts
         }
         services.AddOptions<HostOptions>().Configure<IOptions<ConveyorOptions>>((host, conveyor) =>
             host.ShutdownTimeout = conveyor.Value.Worker.ShutdownTimeout + ShutdownMargin);
-        return server;
+        return (server, api);
     }
 
     private static T Read<T>(IConfiguration section) where T : new()
