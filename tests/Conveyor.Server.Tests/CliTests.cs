@@ -115,6 +115,19 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Server_on_a_taken_port_exits_one_naming_the_address()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+
+        var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains($"conveyor: Failed to bind to address http://127.0.0.1:{port}", error);
+    }
+
+    [Fact]
     public async Task Default_command_serves_prints_its_url_and_stops_on_sigterm()
     {
         using var server = ConveyorProcess.Start(_folder, Environment, "--port", "0");

@@ -49,17 +49,21 @@ internal static class ServerCommand
         }
         await using (app.ConfigureAwait(false))
         {
-            app.Lifetime.ApplicationStarted.Register(() => output.WriteLine(Describe(app)));
             try
             {
-                await app.RunAsync().ConfigureAwait(false);
+                await app.StartAsync().ConfigureAwait(false);
             }
             catch (IOException ex)
             {
-                // Kestrel's AddressInUseException and friends: say which address, not a stack trace.
-                error.WriteLine($"conveyor: cannot listen on {string.Join(", ", app.Urls)}: {ex.Message}");
+                // Kestrel binds after the worker has started (it may hold leases already): stop it properly,
+                // which hands its tasks back, before the host is disposed. The message names the address.
+                error.WriteLine($"conveyor: {ex.Message}");
+                await app.StopAsync().ConfigureAwait(false);
                 return ExitCodes.Failure;
             }
+            output.WriteLine(Describe(app));
+            // Returns once Ctrl+C or SIGTERM has stopped the host, after the worker drained.
+            await app.WaitForShutdownAsync().ConfigureAwait(false);
         }
         return ExitCodes.Success;
     }
