@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace Conveyor.AspNetCore.Contracts;
 
@@ -6,6 +7,8 @@ namespace Conveyor.AspNetCore.Contracts;
 /// The body of <c>POST /api/v1/tasks</c>, as documented in the OpenAPI document. The API reads bodies itself
 /// (<see cref="Requests.EnqueueRequestReader"/>) so that every problem names its field; this type only describes them.
 /// </summary>
+// Numbers are numbers: the reader refuses "5" for priority, so the document must not offer it.
+[JsonNumberHandling(JsonNumberHandling.Strict)]
 public sealed record EnqueueTaskBody
 {
     /// <summary>Task name, such as <c>conveyor.noop</c>. Required.</summary>
