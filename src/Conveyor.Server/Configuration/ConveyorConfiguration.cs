@@ -14,6 +14,9 @@ internal static class ConveyorConfiguration
     public const string Section = "Conveyor";
     public const string LogLevelKey = "Logging:LogLevel:Default";
 
+    /// <summary>Keys whose value is a list, given in the environment or a flag as one comma-separated value.</summary>
+    private static readonly string[] ListKeys = ["Conveyor:ApiKeys", "Conveyor:Http:AllowedHosts", "Conveyor:Worker:Queues"];
+
     private static readonly Dictionary<string, string?> Defaults = new(StringComparer.OrdinalIgnoreCase)
     {
         [LogLevelKey] = "Information",
@@ -54,7 +57,7 @@ internal static class ConveyorConfiguration
             data[LogLevelKey] = NormalizeLogLevel(value);
             return;
         }
-        var listKey = ConveyorEnvironmentVariablesProvider.ListKeys.FirstOrDefault(k => k.Equals(key, StringComparison.OrdinalIgnoreCase));
+        var listKey = ListKeys.FirstOrDefault(k => k.Equals(key, StringComparison.OrdinalIgnoreCase));
         if (listKey is null)
         {
             data[key] = value;

@@ -23,9 +23,6 @@ internal sealed class ConveyorEnvironmentVariablesProvider(IReadOnlyDictionary<s
 {
     private const string Prefix = "CONVEYOR_";
 
-    /// <summary>Keys whose value is a list: given as one comma-separated variable.</summary>
-    internal static readonly string[] ListKeys = ["Conveyor:ApiKeys", "Conveyor:Http:AllowedHosts", "Conveyor:Worker:Queues"];
-
     private static readonly Dictionary<string, string> Aliases = new(StringComparer.Ordinal)
     {
         ["DATABASE_URL"] = "Conveyor:DatabaseUrl",

@@ -24,14 +24,14 @@ internal sealed class HttpRequestTask(IHttpClientFactory clients, IOptions<HttpT
     {
         ArgumentNullException.ThrowIfNull(args);
         var settings = options.Value;
+        var timeoutProblem = HttpTargetPolicy.CheckTimeout(args.TimeoutSeconds, settings, out var timeout);
         var problem = HttpTargetPolicy.CheckUrl(args.Url, settings.AllowedHosts, out var uri)
             ?? HttpTargetPolicy.CheckMethod(args.Method)
-            ?? HttpTargetPolicy.CheckTimeout(args.TimeoutSeconds, settings, out _);
+            ?? timeoutProblem;
         if (problem is not null)
         {
             throw new PermanentTaskException($"http.request refused: {problem}");
         }
-        HttpTargetPolicy.CheckTimeout(args.TimeoutSeconds, settings, out var timeout);
         var method = new HttpMethod(args.Method.ToUpperInvariant());
         using var request = new HttpRequestMessage(method, uri);
         request.Content = BuildContent(args.Body);
