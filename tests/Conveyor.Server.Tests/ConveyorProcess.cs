@@ -128,6 +128,14 @@ public sealed class ConveyorProcess : IDisposable
         return await line;
     }
 
+    /// <summary>Kills the process with SIGKILL, as the OOM killer or a power cut to the process would, and waits for it to end.</summary>
+    public void KillHard()
+    {
+        // Process.Kill sends SIGKILL on Unix: no shutdown code runs.
+        _process.Kill();
+        _process.WaitForExit();
+    }
+
     /// <summary>Asks the process to stop as a service manager would (SIGTERM).</summary>
     public void Terminate()
     {
