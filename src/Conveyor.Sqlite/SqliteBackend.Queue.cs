@@ -29,13 +29,21 @@ public sealed partial class SqliteBackend
         RETURNING {MessageColumns}
         """;
 
+    // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
+    // before the worker heard of it, and must not be lost. (SET expressions read the old row.)
     private const string CompleteSql = """
-        UPDATE tasks SET state = $state, result = $result, error = coalesce($error, error),
+        UPDATE tasks SET state = CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END,
+            result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
-            not_before = $nb, finished_at = $finished, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
-            redelivered = 0, cancel_requested = 0, history = history || '|' || $state || ':' || $at
+            not_before = $nb, finished_at = CASE WHEN $state = 4 AND cancel_requested = 1 THEN $at ELSE $finished END,
+            lease_owner = NULL, lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
+            history = history || '|' || (CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END) || ':' || $at
         WHERE id = $id AND lease_token = $token AND state = 2
         """;
+
+    // Appends an AttemptError (as serialized by ConveyorJson) for the attempt whose lease ran out.
+    private const string AppendLeaseExpiredError =
+        "coalesce(errors || char(10), '') || json_object('attempt', attempt, 'at', json($at), 'error', json($error))";
 
     /// <inheritdoc />
     public Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
@@ -43,12 +51,21 @@ public sealed partial class SqliteBackend
         ArgumentNullException.ThrowIfNull(messages);
         cancellationToken.ThrowIfCancellationRequested();
         var now = _time.GetUtcNow();
-        // Waiting fetches are woken from the writer's thread right after the commit: one thread-pool
-        // hop fewer between an enqueue and its start than waking them from the caller's continuation.
-        return Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now), Wake);
+        var newQueues = new HashSet<string>(StringComparer.Ordinal);
+        // Runs on the writer's thread right after the commit: only now are the queue rows durable (a batch
+        // that rolled back must not mark its queues known), and waking waiting fetches here rather than in
+        // the caller's continuation saves a thread-pool hop between an enqueue and its start.
+        return Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now, newQueues), () =>
+        {
+            foreach (var queue in newQueues)
+            {
+                _knownQueues.TryAdd(queue, true);
+            }
+            Wake();
+        });
     }
 
-    private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now)
+    private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now, HashSet<string> newQueues)
     {
         var insert = w.Prepared(InsertSql, InsertParameters);
         var results = new List<EnqueueResult>(messages.Count);
@@ -59,7 +76,7 @@ public sealed partial class SqliteBackend
         Span<byte> id = stackalloc byte[16];
         foreach (var m in messages)
         {
-            EnsureQueue(w, m.Queue);
+            EnsureQueue(w, m.Queue, newQueues);
             var state = m.InitialState(now);
             m.Id.TryWriteBytes(id, bigEndian: true, out _);
             insert.Bind(0, id);
@@ -93,18 +110,15 @@ public sealed partial class SqliteBackend
         return results;
     }
 
-    private void EnsureQueue(SqliteWriter w, string queue)
+    private void EnsureQueue(SqliteWriter w, string queue, HashSet<string> newQueues)
     {
-        if (_knownQueues.Contains(queue))
+        if (_knownQueues.ContainsKey(queue) || !newQueues.Add(queue))
         {
             return;
         }
         var command = w.Statement("INSERT INTO queues (name) VALUES ($name) ON CONFLICT (name) DO NOTHING", "$name");
         command.Parameters[0].Value = queue;
         command.ExecuteNonQuery();
-        // Only the writer thread touches this set. If the transaction rolls back, the queue row is
-        // recreated by the next enqueue after a restart; the set only saves repeated statements.
-        _knownQueues.Add(queue);
     }
 
     /// <inheritdoc />
@@ -112,31 +126,56 @@ public sealed partial class SqliteBackend
     {
         ArgumentNullException.ThrowIfNull(request);
         var deadline = _time.GetUtcNow() + request.MaxWait;
+        var polling = false;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var wake = _wake.Task;
-            // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
-            var leases = await Writer.RunAsync(w => Fetch(w, request)).ConfigureAwait(false);
-            if (leases.Count > 0)
+            // A poll (no wake-up from this process) first looks on a read connection, so an idle worker
+            // does not take the write lock every PollInterval.
+            if (!polling || await AnyReadyAsync(request, cancellationToken).ConfigureAwait(false))
             {
-                return leases;
+                // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
+                var leases = await Writer.RunAsync(w => Fetch(w, request)).ConfigureAwait(false);
+                if (leases.Count > 0)
+                {
+                    return leases;
+                }
             }
             var remaining = deadline - _time.GetUtcNow();
             if (remaining <= TimeSpan.Zero)
             {
-                return leases;
+                return [];
             }
             var wait = remaining < _options.PollInterval ? remaining : _options.PollInterval;
             try
             {
                 await wake.WaitAsync(wait, cancellationToken).ConfigureAwait(false);
+                polling = false;
             }
             catch (TimeoutException)
             {
-                // Poll for work from other processes.
+                // Poll for work enqueued by other processes.
+                polling = true;
             }
         }
+    }
+
+    private async Task<bool> AnyReadyAsync(FetchRequest request, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT EXISTS (SELECT 1 FROM tasks WHERE queue = $queue AND state = 1)";
+        var parameter = command.Parameters.Add("$queue", SqliteType.Text);
+        foreach (var queue in request.Queues)
+        {
+            parameter.Value = queue.Name;
+            if (Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) != 0)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     private List<Lease> Fetch(SqliteWriter w, FetchRequest request)
@@ -147,7 +186,7 @@ public sealed partial class SqliteBackend
         var leases = new List<Lease>();
         var fetch = w.Prepared(FetchSql, "$owner", "$token", "$expires", "$now", "$queue", "$limit");
         var names = new NameCache();
-        foreach (var queue in request.Queues)
+        foreach (var queue in QueueOrder.For(request))
         {
             var remaining = request.MaxCount - leases.Count;
             if (remaining <= 0)
@@ -363,25 +402,33 @@ public sealed partial class SqliteBackend
         {
             var now = Now();
             // A lease that ran out on the last attempt, or after a cancel was asked, ends the task:
-            // otherwise a task that kills its worker would be redelivered forever.
-            var settle = w.Statement("""
+            // otherwise a task that kills its worker would be redelivered forever. Every attempt
+            // lost this way is recorded as failed, like one that threw.
+            var settle = w.Statement($"""
                 UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END, finished_at = $now,
                     error = CASE WHEN cancel_requested = 1 THEN error ELSE $error END,
+                    errors = CASE WHEN cancel_requested = 1 THEN errors ELSE {AppendLeaseExpiredError} END,
                     lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
                     history = history || '|' || (CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END) || ':' || $now
                 WHERE state = 2 AND lease_expires < $now AND (attempt >= max_attempts OR cancel_requested = 1)
-                """, "$now", "$error");
-            settle.Parameters[0].Value = now;
-            settle.Parameters[1].Value = JsonSerializer.Serialize(
-                new TaskError("Conveyor.LeaseExpired", "The worker running the last attempt stopped heartbeating (it crashed or was killed)."),
+                """, "$now", "$error", "$at");
+            var error = JsonSerializer.Serialize(
+                new TaskError("Conveyor.LeaseExpired", "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend)."),
                 ConveyorJson.Options);
+            var at = JsonSerializer.Serialize(FromMs(now), ConveyorJson.Options);
+            settle.Parameters[0].Value = now;
+            settle.Parameters[1].Value = error;
+            settle.Parameters[2].Value = at;
             var settled = settle.ExecuteNonQuery();
-            var requeue = w.Statement("""
-                UPDATE tasks SET state = 1, redelivered = 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+            var requeue = w.Statement($"""
+                UPDATE tasks SET state = 1, redelivered = 1, error = $error, errors = {AppendLeaseExpiredError},
+                    lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
                     history = history || '|1:' || $now
                 WHERE state = 2 AND lease_expires < $now
-                """, "$now");
+                """, "$now", "$error", "$at");
             requeue.Parameters[0].Value = now;
+            requeue.Parameters[1].Value = error;
+            requeue.Parameters[2].Value = at;
             return settled + requeue.ExecuteNonQuery();
         }).ConfigureAwait(false);
         if (count > 0)

@@ -14,7 +14,8 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
     private readonly TimeProvider _time;
     private readonly string _connectionString;
     private readonly Lazy<SqliteWriter> _writer;
-    private readonly HashSet<string> _knownQueues = new(StringComparer.Ordinal);
+    // Queues whose row is committed: enqueues skip the insert for them. Filled only after a commit.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _knownQueues = new(StringComparer.Ordinal);
     private volatile TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _migrated;
 

@@ -10,7 +10,7 @@ public sealed record FetchRequest
 {
     /// <summary>The worker that will hold the leases.</summary>
     public required string WorkerId { get; init; }
-    /// <summary>Queues to fetch from, with weights.</summary>
+    /// <summary>Queues to fetch from, with weights; <see cref="QueueOrder.For"/> gives the order to take them in.</summary>
     public required IReadOnlyList<QueueWeight> Queues { get; init; }
     /// <summary>Most messages to return.</summary>
     public required int MaxCount { get; init; }

@@ -70,7 +70,7 @@ public static class TaskRequestValidator
         }
         if (options.Queue is not null && !QueueNames.IsValid(options.Queue))
         {
-            errors.Add(new(prefix + "queue", $"'{options.Queue}' is not a valid queue name: 1 to {QueueNames.MaxLength} letters, digits, '.', '-', '_' or ':'"));
+            errors.Add(new(prefix + "queue", $"'{options.Queue}' is not a valid queue name: 1 to {QueueNames.MaxLength} letters, digits, '.', '-' or '_'"));
         }
         if (options.Priority is { } priority && (priority < Priorities.Min || priority > Priorities.Max))
         {

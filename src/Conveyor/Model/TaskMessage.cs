@@ -58,7 +58,7 @@ public static class QueueNames
     /// <summary>Longest queue name, in characters.</summary>
     public const int MaxLength = 100;
 
-    /// <summary>Letters, digits, <c>.</c>, <c>-</c>, <c>_</c> and <c>:</c>; 1 to 100 characters.</summary>
+    /// <summary>Letters, digits, <c>.</c>, <c>-</c> and <c>_</c>; 1 to 100 characters. No <c>:</c>, which separates a weight in worker settings (<c>emails:3</c>).</summary>
     public static bool IsValid(string? name)
     {
         if (string.IsNullOrEmpty(name) || name.Length > MaxLength)

@@ -118,7 +118,8 @@ internal sealed partial class WorkerService(
                 leases = await backend.Queue.FetchAsync(new FetchRequest
                 {
                     WorkerId = status.WorkerId,
-                    Queues = OrderQueues(queues),
+                    // The backend weighs the queues (QueueOrder), or keeps their order when strict.
+                    Queues = queues,
                     MaxCount = wanted,
                     LeaseDuration = _options.LeaseDuration,
                     MaxWait = _options.FetchWait,
@@ -169,42 +170,6 @@ internal sealed partial class WorkerService(
     private static TimeSpan Backoff(int failures) =>
         TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(failures, 10))) * (0.8 + Random.Shared.NextDouble() * 0.4));
 
-    // Weighted order: each fetch starts with a queue drawn by weight, then takes the rest in turn,
-    // so a busy high-weight queue cannot starve the others.
-    private static IReadOnlyList<QueueWeight> OrderQueues(IReadOnlyList<QueueWeight> queues)
-    {
-        if (queues.Count <= 1)
-        {
-            return queues;
-        }
-        var total = 0;
-        foreach (var q in queues)
-        {
-            total += q.Weight;
-        }
-        var pick = Random.Shared.Next(total);
-        var first = 0;
-        for (var i = 0; i < queues.Count; i++)
-        {
-            pick -= queues[i].Weight;
-            if (pick < 0)
-            {
-                first = i;
-                break;
-            }
-        }
-        if (first == 0)
-        {
-            return queues;
-        }
-        var ordered = new QueueWeight[queues.Count];
-        for (var i = 0; i < queues.Count; i++)
-        {
-            ordered[i] = queues[(first + i) % queues.Count];
-        }
-        return ordered;
-    }
-
     private async Task RunLoopAsync()
     {
         var reader = _ready.Reader;
@@ -228,7 +193,12 @@ internal sealed partial class WorkerService(
         var inFlight = _inFlight.GetValueOrDefault(message.Id) ?? new InFlight(lease);
         status.Started();
         Completion completion;
-        if (message.ExpiresAt is { } expiresAt && expiresAt <= time.GetUtcNow())
+        if (inFlight.CancelRequested)
+        {
+            // Cancelled while it waited in the prefetch buffer: it never starts.
+            completion = new Completion { Lease = lease.Ref, Kind = CompletionKind.Cancelled, Attempt = lease.Attempt, At = time.GetUtcNow() };
+        }
+        else if (message.ExpiresAt is { } expiresAt && expiresAt <= time.GetUtcNow())
         {
             completion = new Completion { Lease = lease.Ref, Kind = CompletionKind.Expired, Attempt = lease.Attempt, At = time.GetUtcNow() };
         }
@@ -345,6 +315,11 @@ internal sealed partial class WorkerService(
                         LogBackendError(ex, "complete");
                     }
                     status.BackendReachable = false;
+                    if (_hardStop.IsCancellationRequested && failures > 5)
+                    {
+                        // Shutting down and the backend is gone: these leases run out and are redelivered.
+                        break;
+                    }
                     // Leases stay held and heartbeated while we retry; past the lease they are redelivered anyway.
                     await Task.Delay(Backoff(failures), time).ConfigureAwait(false);
                 }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs Conveyor's whole test suite from a fresh clone: checks formatting, builds with warnings as
+# errors, starts the servers the tests need (scripts/services/*.sh, once per run), runs every test
+# project and prints one total line from the test results:  N passed, N failed, N skipped
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+RESULTS="$ROOT/.artifacts/test-results"
+CONFIGURATION="${CONFIGURATION:-Release}"
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+step() { printf '\n== %s ==\n' "$*"; }
+fail() { echo "FAILED: $*" >&2; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+
+step "restore"
+dotnet restore Conveyor.slnx || fail "restore"
+
+step "format (dotnet format --verify-no-changes)"
+dotnet format Conveyor.slnx --verify-no-changes --no-restore || fail "formatting: run 'dotnet format Conveyor.slnx'"
+
+step "build ($CONFIGURATION, warnings as errors)"
+dotnet build Conveyor.slnx -c "$CONFIGURATION" --no-restore || fail "build"
+
+# Servers the backend tests need: each script installs its engine from Debian's packages if missing,
+# starts it on loopback with a private data directory, and exports its URL. Stopped on exit.
+STOP_HOOKS=()
+cleanup() { for hook in "${STOP_HOOKS[@]}"; do $hook || true; done; }
+trap cleanup EXIT
+for service in scripts/services/*.sh; do
+  [ -e "$service" ] || continue
+  step "service $(basename "$service" .sh)"
+  # shellcheck source=/dev/null
+  source "$service" || fail "starting $service"
+done
+
+overall=0
+for project in $(find tests -name '*.Tests.csproj' | sort); do
+  name="$(basename "$project" .csproj)"
+  step "test $name"
+  dotnet test "$project" -c "$CONFIGURATION" --no-build \
+    --logger "trx;LogFileName=$name.trx" --results-directory "$RESULTS" \
+    -- RunConfiguration.TreatNoTestsAsError=true || overall=1
+done
+
+step "totals"
+passed=0; failed=0; skipped=0; files=0
+for trx in "$RESULTS"/*.trx; do
+  [ -e "$trx" ] || continue
+  files=$((files + 1))
+  counters="$(grep -o '<Counters [^>]*>' "$trx" | head -1)"
+  attr() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
+  p="$(attr passed)"; f="$(attr failed)"; e="$(attr error)"; t="$(attr timeout)"; a="$(attr aborted)"
+  total="$(attr total)"; executed="$(attr executed)"
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0} + ${e:-0} + ${t:-0} + ${a:-0}))
+  skipped=$((skipped + ${total:-0} - ${executed:-0}))
+  echo "$(basename "$trx" .trx): passed ${p:-0}, failed ${f:-0}, not executed $(( ${total:-0} - ${executed:-0} ))"
+done
+if [ "$files" -eq 0 ] || [ "$passed" -eq 0 ]; then
+  echo "no test results found" >&2
+  overall=1
+fi
+[ "$failed" -eq 0 ] || overall=1
+echo "$passed passed, $failed failed, $skipped skipped"
+exit $overall

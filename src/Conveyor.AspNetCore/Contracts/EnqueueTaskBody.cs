@@ -1,0 +1,40 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Conveyor.AspNetCore.Contracts;
+
+/// <summary>
+/// The body of <c>POST /api/v1/tasks</c>, as documented in the OpenAPI document. The API reads bodies itself
+/// (<see cref="Requests.EnqueueRequestReader"/>) so that every problem names its field; this type only describes them.
+/// </summary>
+// Numbers are numbers: the reader refuses "5" for priority, so the document must not offer it.
+[JsonNumberHandling(JsonNumberHandling.Strict)]
+public sealed record EnqueueTaskBody
+{
+    /// <summary>Task name, such as <c>conveyor.noop</c>. Required.</summary>
+    public required string Task { get; init; }
+    /// <summary>Arguments: any JSON the task's argument type reads.</summary>
+    public JsonElement? Args { get; init; }
+    /// <summary>Queue name: 1 to 100 letters, digits, '.', '-', '_' or ':'. Default: the task's queue, else <c>default</c>.</summary>
+    public string? Queue { get; init; }
+    /// <summary>Priority in [-100, 100]; higher runs first. Default: the task's, else 0.</summary>
+    public int? Priority { get; init; }
+    /// <summary>Run no sooner than this long from now: an ISO 8601 duration such as <c>PT30S</c>, or a number of seconds.</summary>
+    public string? Delay { get; init; }
+    /// <summary>Run no sooner than this time, RFC 3339 with an offset (<c>2026-01-01T00:00:00Z</c>). Exclusive with <see cref="Delay"/>.</summary>
+    public DateTimeOffset? Eta { get; init; }
+    /// <summary>Expire, unstarted, at this time (RFC 3339).</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+    /// <summary>Attempts in all, 1 to 1,000. Default: the task's, else 5.</summary>
+    public int? MaxAttempts { get; init; }
+    /// <summary>Time limit of one attempt: an ISO 8601 duration or a number of seconds.</summary>
+    public string? Timeout { get; init; }
+    /// <summary>Enqueueing again with the same key returns the first task (200) instead of a new one. 1 to 200 characters.</summary>
+    public string? IdempotencyKey { get; init; }
+    /// <summary>String headers carried with the task (trace context, parent ids).</summary>
+    public IReadOnlyDictionary<string, string>? Headers { get; init; }
+}
+
+/// <summary>The body of <c>POST /api/v1/tasks/batch</c>: enqueued all or none.</summary>
+/// <param name="Tasks">The tasks, each as for <c>POST /api/v1/tasks</c>.</param>
+public sealed record EnqueueBatchBody(IReadOnlyList<EnqueueTaskBody> Tasks);

@@ -1,0 +1,91 @@
+using Conveyor.AspNetCore.Endpoints;
+using Conveyor.AspNetCore.Health;
+using Conveyor.AspNetCore.Requests;
+using Conveyor.AspNetCore.Security;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.AspNetCore;
+
+/// <summary>Registration and mapping of Conveyor's HTTP API.</summary>
+public static class ConveyorApiExtensions
+{
+    /// <summary>Adds what <see cref="MapConveyorApi"/> needs: problem details, health checks (backend and worker,
+    /// tagged for readiness) and the OpenAPI document. Call <c>AddConveyor</c> too. Idempotent.</summary>
+    public static IServiceCollection AddConveyorApi(this IServiceCollection services, Action<ConveyorApiOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        var options = services.AddOptions<ConveyorApiOptions>();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+        if (services.Any(d => d.ServiceType == typeof(ApiKeyValidator)))
+        {
+            return services;
+        }
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<ApiKeyValidator>();
+        services.AddSingleton<EnqueueRequestReader>();
+        services.AddProblemDetails();
+        services.AddHealthChecks()
+            .AddCheck<BackendHealthCheck>("backend", tags: [HealthReportWriter.ReadyTag])
+            .AddCheck<WorkerHealthCheck>("worker", tags: [HealthReportWriter.ReadyTag]);
+        services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "Conveyor HTTP API";
+            document.Info.Description = "Enqueue and manage tasks. Errors are RFC 9457 problem details naming the field at fault.";
+            return Task.CompletedTask;
+        }));
+        return services;
+    }
+
+    /// <summary>
+    /// Maps the API v1 under <c>/api/v1</c> (tasks, queues, workers), <c>/health/live</c> and <c>/health/ready</c>,
+    /// and <c>/openapi/v1.json</c>. When API keys are configured, every <c>/api</c> call needs one; health and
+    /// OpenAPI stay open. Returns the <c>/api/v1</c> group, to which more conventions can be added.
+    /// </summary>
+    public static RouteGroupBuilder MapConveyorApi(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        if (endpoints.ServiceProvider.GetService<ApiKeyValidator>() is null)
+        {
+            throw new InvalidOperationException("Call services.AddConveyorApi() before app.MapConveyorApi().");
+        }
+        if (endpoints.ServiceProvider.GetService<TaskRegistry>() is null)
+        {
+            throw new InvalidOperationException("Call services.AddConveyor() before app.MapConveyorApi().");
+        }
+        var options = endpoints.ServiceProvider.GetRequiredService<IOptions<ConveyorApiOptions>>().Value;
+        var api = endpoints.MapGroup("/api/v1")
+            .AddEndpointFilter<ApiKeyEndpointFilter>()
+            .WithTags("Conveyor")
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
+        TaskEndpoints.Map(api);
+        QueueEndpoints.Map(api);
+        if (options.MapHealthChecks)
+        {
+            endpoints.MapHealthChecks("/health/live", new HealthCheckOptions
+            {
+                // Live means the process answers; dependencies belong to readiness, so a backend outage does not restart it.
+                Predicate = _ => false,
+                ResponseWriter = HealthReportWriter.WriteAsync,
+            });
+            endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions
+            {
+                Predicate = check => check.Tags.Contains(HealthReportWriter.ReadyTag),
+                ResponseWriter = HealthReportWriter.WriteAsync,
+            });
+        }
+        if (options.MapOpenApi)
+        {
+            endpoints.MapOpenApi();
+        }
+        return api;
+    }
+}

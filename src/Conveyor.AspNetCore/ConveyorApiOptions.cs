@@ -1,0 +1,28 @@
+namespace Conveyor.AspNetCore;
+
+/// <summary>Settings of the HTTP API, bound from the <c>Conveyor</c> configuration section.</summary>
+public sealed class ConveyorApiOptions
+{
+    /// <summary>One mebibyte, the default <see cref="MaxRequestBodySize"/>.</summary>
+    public const long DefaultMaxRequestBodySize = 1024 * 1024;
+
+    /// <summary>Keys accepted in <c>Authorization: Bearer &lt;key&gt;</c>. When any is set, every <c>/api</c>
+    /// request needs one of them; health checks and the OpenAPI document stay open. Default none: <c>/api</c> is
+    /// open, which is safe only on a loopback address.</summary>
+    public IList<string> ApiKeys { get; } = [];
+
+    /// <summary>Largest request body the API reads, in bytes; a larger one is answered 413. Default 1 MiB (1,048,576).</summary>
+    public long MaxRequestBodySize { get; set; } = DefaultMaxRequestBodySize;
+
+    /// <summary>Most tasks in one <c>POST /api/v1/tasks/batch</c>. Default 1,000.</summary>
+    public int MaxBatchSize { get; set; } = 1000;
+
+    /// <summary>Page size of <c>GET /api/v1/tasks</c> when the request gives no <c>limit</c>. Default 100; at most 1,000.</summary>
+    public int DefaultPageSize { get; set; } = 100;
+
+    /// <summary>Whether <c>MapConveyorApi</c> maps <c>/health/live</c> and <c>/health/ready</c>. Default true.</summary>
+    public bool MapHealthChecks { get; set; } = true;
+
+    /// <summary>Whether <c>MapConveyorApi</c> maps <c>/openapi/v1.json</c>. Default true.</summary>
+    public bool MapOpenApi { get; set; } = true;
+}

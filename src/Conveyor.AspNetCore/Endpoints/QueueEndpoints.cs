@@ -1,0 +1,72 @@
+using Conveyor.AspNetCore.Contracts;
+using Conveyor.AspNetCore.Requests;
+using Conveyor.Backends;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.AspNetCore.Endpoints;
+
+/// <summary><c>/api/v1/queues</c> and <c>/api/v1/workers</c>.</summary>
+internal static class QueueEndpoints
+{
+    public static void Map(RouteGroupBuilder api)
+    {
+        api.MapGet("/queues", ListQueuesAsync)
+            .WithName("ListQueues")
+            .WithSummary("Every known queue with its depth per state and whether it is paused");
+        api.MapPost("/queues/{name}/pause", (string name, IConveyorBackend backend, CancellationToken cancellationToken) =>
+                SetPausedAsync(name, paused: true, backend, cancellationToken))
+            .WithName("PauseQueue")
+            .WithSummary("Keep workers from fetching from a queue; enqueues still succeed")
+            .ProducesValidationProblem(StatusCodes.Status400BadRequest);
+        api.MapPost("/queues/{name}/resume", (string name, IConveyorBackend backend, CancellationToken cancellationToken) =>
+                SetPausedAsync(name, paused: false, backend, cancellationToken))
+            .WithName("ResumeQueue")
+            .WithSummary("Let workers fetch from a queue again")
+            .ProducesValidationProblem(StatusCodes.Status400BadRequest);
+        api.MapGet("/workers", ListWorkersAsync)
+            .WithName("ListWorkers")
+            .WithSummary("Workers whose heartbeat is recent, with their queues and counters");
+    }
+
+    private static async Task<Ok<List<QueueResource>>> ListQueuesAsync([FromServices] IConveyorBackend backend, CancellationToken cancellationToken)
+    {
+        var queues = await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
+        return TypedResults.Ok(queues.Select(QueueResource.From).ToList());
+    }
+
+    private static async Task<Results<Ok<QueueResource>, ProblemHttpResult>> SetPausedAsync(
+        string name, bool paused, IConveyorBackend backend, CancellationToken cancellationToken)
+    {
+        if (!QueueNames.IsValid(name))
+        {
+            return ApiProblems.Field(StatusCodes.Status400BadRequest, "name",
+                $"'{name}' is not a valid queue name: 1 to {QueueNames.MaxLength} letters, digits, '.', '-', '_' or ':'");
+        }
+        if (paused)
+        {
+            await backend.Queue.PauseQueueAsync(name, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            await backend.Queue.ResumeQueueAsync(name, cancellationToken).ConfigureAwait(false);
+        }
+        var queues = await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
+        var stats = queues.FirstOrDefault(q => q.Name == name)
+            ?? new QueueStats { Name = name, Paused = paused, Counts = new Dictionary<TaskState, long>() };
+        return TypedResults.Ok(QueueResource.From(stats));
+    }
+
+    private static async Task<Ok<IReadOnlyList<WorkerInfo>>> ListWorkersAsync(
+        [FromServices] IConveyorBackend backend, [FromServices] IOptions<ConveyorOptions> options, [FromServices] TimeProvider time,
+        CancellationToken cancellationToken)
+    {
+        var window = WorkerListing.Window(options.Value.Worker);
+        var workers = await backend.Coordination.ListWorkersAsync(time.GetUtcNow() - window, cancellationToken).ConfigureAwait(false);
+        return TypedResults.Ok(workers);
+    }
+}

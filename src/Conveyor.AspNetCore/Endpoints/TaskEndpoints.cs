@@ -1,0 +1,286 @@
+using System.Text.Json;
+using Conveyor.AspNetCore.Contracts;
+using Conveyor.AspNetCore.Requests;
+using Conveyor.Backends;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.AspNetCore.Endpoints;
+
+/// <summary><c>/api/v1/tasks</c>: enqueue, read, list, cancel and retry.</summary>
+internal static class TaskEndpoints
+{
+    public static void Map(RouteGroupBuilder api)
+    {
+        api.MapPost("/tasks", EnqueueAsync)
+            .WithName("EnqueueTask")
+            .WithSummary("Enqueue one task")
+            .WithDescription("201 with the new task; 200 with the existing task when the idempotency key matched.")
+            .Accepts<EnqueueTaskBody>("application/json")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
+        api.MapPost("/tasks/batch", EnqueueBatchAsync)
+            .WithName("EnqueueTasks")
+            .WithSummary("Enqueue many tasks, all or none")
+            .Accepts<EnqueueBatchBody>("application/json")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
+        api.MapGet("/tasks/{id}", GetAsync)
+            .WithName("GetTask")
+            .WithSummary("A task's state, arguments, result, errors and history")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        api.MapGet("/tasks", ListAsync)
+            .WithName("ListTasks")
+            .WithSummary("Tasks matching a filter, newest first, a page at a time")
+            .ProducesValidationProblem(StatusCodes.Status400BadRequest);
+        api.MapPost("/tasks/{id}/cancel", CancelAsync)
+            .WithName("CancelTask")
+            .WithSummary("Cancel a waiting task, or ask a running one to stop")
+            .WithDescription("200 when cancelled; 202 when it is running and its worker will cancel it at its next heartbeat; 409 when it already finished.")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        api.MapPost("/tasks/{id}/retry", RetryAsync)
+            .WithName("RetryTask")
+            .WithSummary("Queue a dead, cancelled or expired task again with a fresh set of attempts")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+    }
+
+    private static async Task<Results<Created<TaskResource>, Ok<TaskResource>, ProblemHttpResult>> EnqueueAsync(
+        HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader,
+        [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
+    {
+        var limit = options.Value.MaxRequestBodySize;
+        var body = await RequestBodyReader.ReadAsync(http.Request, limit, cancellationToken).ConfigureAwait(false);
+        if (body is null)
+        {
+            return RequestBodyReader.TooLarge(limit);
+        }
+        if (EnqueueRequestReader.TryParse(body.Value, out var document) is { } malformed)
+        {
+            return malformed;
+        }
+        using (document)
+        {
+            var errors = new List<FieldError>();
+            var request = reader.ReadTask(document!.RootElement, "", errors);
+            if (errors.Count > 0)
+            {
+                return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
+            }
+            EnqueueResult result;
+            try
+            {
+                result = await client.EnqueueAsync(request!, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TaskValidationException ex)
+            {
+                return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, ex.Errors);
+            }
+            // Read back so that 201 and 200 (idempotency key matched) show the task exactly as GET does.
+            // Null only if retention deleted the task in between; answer with what is known.
+            var record = await client.GetAsync(result.Id, cancellationToken).ConfigureAwait(false);
+            var resource = record is null
+                ? new TaskResource { Id = result.Id, Task = request!.Task, Queue = request.Options?.Queue ?? QueueNames.Default, State = result.State }
+                : TaskResource.From(record);
+            return result.Created
+                ? TypedResults.Created(TaskLocation(http, result.Id), resource)
+                : TypedResults.Ok(resource);
+        }
+    }
+
+    private static async Task<Results<Created<BatchResource>, ProblemHttpResult>> EnqueueBatchAsync(
+        HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader,
+        [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
+    {
+        var limit = options.Value.MaxRequestBodySize;
+        var body = await RequestBodyReader.ReadAsync(http.Request, limit, cancellationToken).ConfigureAwait(false);
+        if (body is null)
+        {
+            return RequestBodyReader.TooLarge(limit);
+        }
+        if (EnqueueRequestReader.TryParse(body.Value, out var document) is { } malformed)
+        {
+            return malformed;
+        }
+        using (document)
+        {
+            var errors = new List<FieldError>();
+            JsonElement tasks = default;
+            foreach (var property in document!.RootElement.EnumerateObject())
+            {
+                if (property.Name == "tasks")
+                {
+                    tasks = property.Value;
+                }
+                else
+                {
+                    errors.Add(new(property.Name, "is not a field of a batch; send {\"tasks\": [...]}"));
+                }
+            }
+            var maxBatch = options.Value.MaxBatchSize;
+            if (tasks.ValueKind != JsonValueKind.Array)
+            {
+                errors.Add(new("tasks", "is required: an array of tasks, each as for POST /api/v1/tasks"));
+            }
+            else if (tasks.GetArrayLength() == 0)
+            {
+                errors.Add(new("tasks", "must hold at least one task"));
+            }
+            else if (tasks.GetArrayLength() > maxBatch)
+            {
+                errors.Add(new("tasks", $"holds {tasks.GetArrayLength()} tasks; at most {maxBatch} fit in one batch (Conveyor:MaxBatchSize)"));
+            }
+            if (errors.Count > 0)
+            {
+                return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
+            }
+            var requests = new List<TaskRequest>(tasks.GetArrayLength());
+            var index = 0;
+            foreach (var element in tasks.EnumerateArray())
+            {
+                if (reader.ReadTask(element, $"tasks[{index}].", errors) is { } request)
+                {
+                    requests.Add(request);
+                }
+                index++;
+            }
+            if (errors.Count > 0)
+            {
+                return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
+            }
+            IReadOnlyList<EnqueueResult> results;
+            try
+            {
+                results = await client.EnqueueManyAsync(requests, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TaskValidationException ex)
+            {
+                return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, ex.Errors);
+            }
+            return TypedResults.Created((string?)null, new BatchResource(results.Select(r => r.Id).ToList()));
+        }
+    }
+
+    private static async Task<Results<Ok<TaskResource>, ProblemHttpResult>> GetAsync(
+        string id, [FromServices] ITaskClient client, CancellationToken cancellationToken)
+    {
+        if (ParseId(id) is not { } taskId)
+        {
+            return MalformedId(id);
+        }
+        var record = await client.GetAsync(taskId, cancellationToken).ConfigureAwait(false);
+        return record is null ? ApiProblems.TaskNotFound(taskId) : TypedResults.Ok(TaskResource.From(record));
+    }
+
+    private static async Task<Results<Ok<TaskPageResource>, ProblemHttpResult>> ListAsync(
+        string? state, string? task, string? queue, string? cursor, string? limit,
+        [FromServices] IConveyorBackend backend, [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
+    {
+        var errors = new List<FieldError>();
+        TaskState? stateFilter = null;
+        if (!string.IsNullOrEmpty(state))
+        {
+            if (TaskStates.TryParseApiName(state, out var parsed))
+            {
+                stateFilter = parsed;
+            }
+            else
+            {
+                errors.Add(new("state", $"'{state}' is not a state; one of {string.Join(", ", Enum.GetValues<TaskState>().Select(s => s.ToApiName()))}"));
+            }
+        }
+        if (!string.IsNullOrEmpty(queue) && !QueueNames.IsValid(queue))
+        {
+            errors.Add(new("queue", $"'{queue}' is not a valid queue name"));
+        }
+        var pageSize = Math.Clamp(options.Value.DefaultPageSize, 1, 1000);
+        if (!string.IsNullOrEmpty(limit) && (!int.TryParse(limit, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out pageSize) || pageSize is < 1 or > 1000))
+        {
+            errors.Add(new("limit", $"'{limit}' is not a page size from 1 to 1000"));
+        }
+        if (errors.Count > 0)
+        {
+            return ApiProblems.Fields(StatusCodes.Status400BadRequest, errors);
+        }
+        TaskPage page;
+        try
+        {
+            page = await backend.Store.ListAsync(new TaskQuery
+            {
+                State = stateFilter,
+                Task = string.IsNullOrEmpty(task) ? null : task,
+                Queue = string.IsNullOrEmpty(queue) ? null : queue,
+                Cursor = string.IsNullOrEmpty(cursor) ? null : cursor,
+                Limit = pageSize,
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ArgumentException) when (!string.IsNullOrEmpty(cursor))
+        {
+            // The store's cursors are opaque; the store rejects one it did not make.
+            return ApiProblems.Field(StatusCodes.Status400BadRequest, "cursor", $"'{cursor}' is not a cursor returned by this API");
+        }
+        return TypedResults.Ok(new TaskPageResource(page.Items.Select(TaskResource.From).ToList(), page.NextCursor));
+    }
+
+    private static async Task<Results<Ok<TaskResource>, Accepted<TaskResource>, ProblemHttpResult>> CancelAsync(
+        string id, [FromServices] ITaskClient client, CancellationToken cancellationToken)
+    {
+        if (ParseId(id) is not { } taskId)
+        {
+            return MalformedId(id);
+        }
+        var outcome = await client.CancelAsync(taskId, cancellationToken).ConfigureAwait(false);
+        if (outcome == CancelOutcome.NotFound)
+        {
+            return ApiProblems.TaskNotFound(taskId);
+        }
+        var record = await client.GetAsync(taskId, cancellationToken).ConfigureAwait(false);
+        if (record is null)
+        {
+            return ApiProblems.TaskNotFound(taskId);
+        }
+        return outcome switch
+        {
+            CancelOutcome.Cancelled => TypedResults.Ok(TaskResource.From(record)),
+            CancelOutcome.Requested => TypedResults.Accepted((string?)null, TaskResource.From(record)),
+            _ => ApiProblems.Status(StatusCodes.Status409Conflict, "The task already finished.",
+                $"Task {taskId} is {record.State.ToApiName()}; only waiting or running tasks can be cancelled."),
+        };
+    }
+
+    private static async Task<Results<Ok<TaskResource>, ProblemHttpResult>> RetryAsync(
+        string id, [FromServices] ITaskClient client, CancellationToken cancellationToken)
+    {
+        if (ParseId(id) is not { } taskId)
+        {
+            return MalformedId(id);
+        }
+        var outcome = await client.RetryAsync(taskId, cancellationToken).ConfigureAwait(false);
+        var record = outcome == RetryOutcome.NotFound ? null : await client.GetAsync(taskId, cancellationToken).ConfigureAwait(false);
+        if (record is null)
+        {
+            return ApiProblems.TaskNotFound(taskId);
+        }
+        return outcome == RetryOutcome.Requeued
+            ? TypedResults.Ok(TaskResource.From(record))
+            : ApiProblems.Status(StatusCodes.Status409Conflict, "The task cannot be retried.",
+                $"Task {taskId} is {record.State.ToApiName()}; only dead, cancelled and expired tasks can be retried.");
+    }
+
+    private static Guid? ParseId(string id) => Guid.TryParse(id, out var parsed) ? parsed : null;
+
+    private static ProblemHttpResult MalformedId(string id) =>
+        ApiProblems.Field(StatusCodes.Status400BadRequest, "id", $"'{id}' is not a task id (a UUID such as 0192f0c1-7a3e-7c4d-9b1a-2f4e5d6c7b8a)");
+
+    private static string TaskLocation(HttpContext http, Guid id) => $"{http.Request.PathBase}/api/v1/tasks/{id}";
+}

@@ -1,0 +1,86 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using Conveyor.Server.Configuration;
+
+namespace Conveyor.Server.Cli;
+
+/// <summary>The <c>conveyor</c> command line: <c>server</c> (the default), <c>worker</c>, <c>enqueue</c>, <c>info</c>, <c>migrate</c>.</summary>
+internal static class ConveyorCommandLine
+{
+    /// <summary>Parses <paramref name="args"/> and runs the command. Ctrl+C and SIGTERM are left to the hosts, which
+    /// drain the worker; System.CommandLine's own handling would end the process after 2 s.</summary>
+    public static Task<int> RunAsync(string[] args, TextWriter output, TextWriter error) =>
+        Build(output, error).Parse(args).InvokeAsync(new InvocationConfiguration
+        {
+            Output = output,
+            Error = error,
+            ProcessTerminationTimeout = null,
+        });
+
+    /// <summary>The command tree. The root is a plain command named <c>conveyor</c> rather than a RootCommand, which
+    /// names itself after the entry assembly (Conveyor.Server) in help.</summary>
+    public static Command Build(TextWriter output, TextWriter error)
+    {
+        var global = new ConfigurationFlags();
+        var root = new Command("conveyor",
+            "Conveyor: a distributed task platform for .NET. Without a command, runs the server: HTTP API on " +
+            "http://127.0.0.1:8000, a worker and the scheduler, SQLite at ./data/conveyor.db.")
+        {
+            new HelpOption { Recursive = true },
+            new VersionOption(),
+        };
+        global.Add(root, new Option<string>("--database-url")
+        {
+            Description = "Database URL [env DATABASE_URL]: sqlite:///./data/conveyor.db (relative to the working directory) " +
+                "or sqlite:////var/lib/conveyor/conveyor.db (absolute); add ?synchronous=full to sync every commit.",
+            HelpName = "url",
+            Recursive = true,
+        }, "Conveyor:DatabaseUrl");
+        global.Add(root, new Option<string>("--log-level")
+        {
+            Description = "Log level [env LOG_LEVEL]: trace, debug, information, warning, error, critical or none. Default information.",
+            HelpName = "level",
+            Recursive = true,
+        }, ConveyorConfiguration.LogLevelKey);
+
+        var rootServer = ServerCommand.AddOptions(root);
+        root.SetAction((parse, _) => ServerCommand.RunAsync(Flags(parse, global, rootServer), output, error));
+
+        var server = new Command("server", "Run the HTTP API, a worker and the scheduler (the default command).");
+        var serverFlags = ServerCommand.AddOptions(server);
+        server.SetAction((parse, _) => ServerCommand.RunAsync(Flags(parse, global, serverFlags), output, error));
+        root.Subcommands.Add(server);
+
+        root.Subcommands.Add(WorkerCommand.Create(global, output, error));
+        root.Subcommands.Add(EnqueueCommand.Create(global, output, error));
+        root.Subcommands.Add(InfoCommand.Create(global, output, error));
+        root.Subcommands.Add(MigrateCommand.Create(global, output, error));
+        return root;
+    }
+
+    /// <summary>The configuration keys set by the global and the command's flags.</summary>
+    public static Dictionary<string, string?> Flags(ParseResult parse, ConfigurationFlags global, ConfigurationFlags command) =>
+        command.Read(parse, global.Read(parse));
+
+    /// <summary>Adds <c>--concurrency</c> and <c>--queues</c>, which the server and the worker share.</summary>
+    public static void AddWorkerOptions(Command command, ConfigurationFlags flags)
+    {
+        flags.Add(command, new Option<int?>("--concurrency")
+        {
+            Description = "Handlers that run at once [env CONVEYOR_WORKER__CONCURRENCY]. Default 16.",
+            HelpName = "n",
+        }, "Conveyor:Worker:Concurrency");
+        flags.Add(command, new Option<string>("--queues")
+        {
+            Description = "Queues to consume, comma-separated, each 'name' or 'name:weight' [env CONVEYOR_WORKER__QUEUES]. Default 'default'.",
+            HelpName = "list",
+        }, "Conveyor:Worker:Queues");
+    }
+
+    /// <summary>Prints a configuration problem; the exit code for it.</summary>
+    public static int Invalid(TextWriter error, ConveyorConfigurationException exception)
+    {
+        error.WriteLine($"conveyor: {exception.Message}");
+        return ExitCodes.InvalidInput;
+    }
+}

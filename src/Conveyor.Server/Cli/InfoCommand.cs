@@ -1,0 +1,108 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Conveyor.AspNetCore;
+using Conveyor.AspNetCore.Contracts;
+using Conveyor.Backends;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Server.Cli;
+
+/// <summary><c>conveyor info</c>: queue depths per state, task totals and live workers, like <c>rq info</c>.</summary>
+internal static class InfoCommand
+{
+    private static readonly string[] QueueHeader = ["QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "RETRYING", "SUCCEEDED", "DEAD", "CANCELLED", "EXPIRED", "PAUSED"];
+    private static readonly string[] WorkerHeader = ["WORKER", "QUEUES", "RUNNING", "PROCESSED", "FAILED", "UP", "LAST SEEN"];
+
+    public static Command Create(ConfigurationFlags global, TextWriter output, TextWriter error)
+    {
+        var command = new Command("info", "Show each queue's tasks per state, the totals, and the workers seen recently.");
+        var json = new Option<bool>("--json") { Description = "Write JSON for scripts: {\"queues\": [...], \"totals\": {...}, \"workers\": [...]}." };
+        command.Options.Add(json);
+        var flags = new ConfigurationFlags();
+        command.SetAction((parse, cancellationToken) => MigrateCommand.WithBackendAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
+            async services =>
+            {
+                var info = await ReadAsync(services, cancellationToken).ConfigureAwait(false);
+                output.Write(parse.GetValue(json) ? JsonSerializer.Serialize(info, CliJson.Options) + Environment.NewLine : Render(info, services.GetRequiredService<TimeProvider>().GetUtcNow()));
+                return ExitCodes.Success;
+            }, cancellationToken));
+        return command;
+    }
+
+    /// <summary>What <c>info --json</c> writes.</summary>
+    /// <param name="Queues">Each queue with its depth per state.</param>
+    /// <param name="Totals">Tasks per state over all queues, by API state name.</param>
+    /// <param name="Workers">Workers whose heartbeat is recent.</param>
+    internal sealed record Info(IReadOnlyList<QueueResource> Queues, IReadOnlyDictionary<string, long> Totals, IReadOnlyList<WorkerInfo> Workers);
+
+    private static async Task<Info> ReadAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var backend = services.GetRequiredService<IConveyorBackend>();
+        var time = services.GetRequiredService<TimeProvider>();
+        var window = WorkerListing.Window(services.GetRequiredService<IOptions<ConveyorOptions>>().Value.Worker);
+        var queues = await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
+        var workers = await backend.Coordination.ListWorkersAsync(time.GetUtcNow() - window, cancellationToken).ConfigureAwait(false);
+        var totals = Enum.GetValues<TaskState>().ToDictionary(s => s.ToApiName(), s => queues.Sum(q => q.Count(s)));
+        return new Info(queues.Select(QueueResource.From).ToList(), totals, workers);
+    }
+
+    private static string Render(Info info, DateTimeOffset now)
+    {
+        var text = new StringBuilder();
+        if (info.Queues.Count == 0)
+        {
+            text.AppendLine("No queues yet: nothing has been enqueued.");
+        }
+        else
+        {
+            var rows = new List<string[]> { QueueHeader };
+            rows.AddRange(info.Queues.Select(q => new[]
+            {
+                q.Name, N(q.Queued), N(q.Scheduled), N(q.Running), N(q.Retrying), N(q.Succeeded), N(q.Dead), N(q.Cancelled), N(q.Expired),
+                q.Paused ? "yes" : "no",
+            }));
+            AppendTable(text, rows, rightAligned: column => column is > 0 and < 9);
+        }
+        text.AppendLine();
+        var all = info.Totals.Values.Sum();
+        text.Append("Tasks: ").AppendJoin(", ", info.Totals.Select(t => $"{N(t.Value)} {t.Key}")).AppendLine(CultureInfo.InvariantCulture, $" ({N(all)} in all)");
+        text.AppendLine();
+        if (info.Workers.Count == 0)
+        {
+            text.AppendLine("Workers: none seen recently.");
+        }
+        else
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"Workers: {info.Workers.Count}");
+            var rows = new List<string[]> { WorkerHeader };
+            rows.AddRange(info.Workers.Select(w => new[]
+            {
+                w.Id, string.Join(",", w.Queues), $"{w.Running}/{w.Concurrency}", N(w.Processed), N(w.Failed),
+                Ago(now - w.StartedAt), Ago(now - w.HeartbeatAt) + " ago",
+            }));
+            AppendTable(text, rows, rightAligned: column => column is 2 or 3 or 4);
+        }
+        return text.ToString();
+    }
+
+    private static void AppendTable(StringBuilder text, List<string[]> rows, Func<int, bool> rightAligned)
+    {
+        var widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(r => r[c].Length)).ToArray();
+        foreach (var row in rows)
+        {
+            var cells = row.Select((cell, c) => rightAligned(c) ? cell.PadLeft(widths[c]) : cell.PadRight(widths[c]));
+            text.AppendLine(string.Join("  ", cells).TrimEnd());
+        }
+    }
+
+    private static string N(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static string Ago(TimeSpan span) =>
+        span < TimeSpan.Zero ? "0s"
+        : span.TotalSeconds < 120 ? $"{(int)span.TotalSeconds}s"
+        : span.TotalMinutes < 120 ? $"{(int)span.TotalMinutes}m"
+        : span.TotalHours < 48 ? $"{(int)span.TotalHours}h"
+        : $"{(int)span.TotalDays}d";
+}

@@ -1,0 +1,29 @@
+namespace Conveyor.Server.Configuration;
+
+/// <summary>Where the server listens and which database it uses, bound from the <c>Conveyor</c> section
+/// (environment: <c>HOST</c>, <c>PORT</c>, <c>DATABASE_URL</c>).</summary>
+internal sealed class ServerOptions
+{
+    /// <summary>The default <see cref="DatabaseUrl"/>.</summary>
+    public const string DefaultDatabaseUrl = "sqlite:///./data/conveyor.db";
+
+    /// <summary>Address to listen on: an IP address or <c>localhost</c>. Default <c>127.0.0.1</c>. Any address but a
+    /// loopback one needs API keys.</summary>
+    public string Host { get; set; } = "127.0.0.1";
+
+    /// <summary>TCP port; 0 takes any free port. Default 8000.</summary>
+    public int Port { get; set; } = 8000;
+
+    /// <summary>Database URL. Default <c>sqlite:///./data/conveyor.db</c> (relative to the working directory).</summary>
+    public string DatabaseUrl { get; set; } = DefaultDatabaseUrl;
+}
+
+/// <summary>A setting that cannot work; the message says what to change. The CLI prints it and exits with code 2.</summary>
+internal sealed class ConveyorConfigurationException : Exception
+{
+    public ConveyorConfigurationException() { }
+
+    public ConveyorConfigurationException(string message) : base(message) { }
+
+    public ConveyorConfigurationException(string message, Exception innerException) : base(message, innerException) { }
+}

@@ -1,0 +1,120 @@
+using Conveyor.AspNetCore;
+using Conveyor.Server.Configuration;
+using Conveyor.Server.Tasks;
+using Conveyor.Sqlite;
+using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Server.Hosting;
+
+/// <summary>What a command runs in this process.</summary>
+internal enum HostRole
+{
+    /// <summary>HTTP API with a worker and the scheduler (each switchable in configuration).</summary>
+    Server,
+    /// <summary>A worker and the scheduler, no HTTP.</summary>
+    Worker,
+    /// <summary>Nothing in the background: a command that calls the backend and exits.</summary>
+    Tool,
+}
+
+/// <summary>Builds the hosts of the <c>conveyor</c> commands from configuration.</summary>
+internal static class ConveyorHosts
+{
+    /// <summary>Margin between the worker's drain (<see cref="WorkerOptions.ShutdownTimeout"/>, then up to 5 s for
+    /// cancelled handlers) and the host's own shutdown limit, so the host never cuts the drain short.</summary>
+    internal static readonly TimeSpan ShutdownMargin = TimeSpan.FromSeconds(15);
+
+    /// <summary>The server: API, health, OpenAPI, and by default a worker and the scheduler. Throws
+    /// <see cref="ConveyorConfigurationException"/> when a setting cannot work, including a non-loopback address without API keys.</summary>
+    public static WebApplication BuildServer(IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
+        var (server, api) = AddConveyor(builder.Configuration, builder.Services, builder.Logging, HostRole.Server, flags, environment);
+        if (builder.Configuration.GetSection("Kestrel:Endpoints").Exists())
+        {
+            // Kestrel would listen where those say, past the loopback check below.
+            throw new ConveyorConfigurationException("Kestrel:Endpoints is not supported by conveyor server; set the address with HOST and PORT (or --host and --port).");
+        }
+        ListenAddress.EnsureSafe(server.Host, server.Port, api.ApiKeys);
+        builder.Services.AddConveyorApi();
+        builder.Services.AddOptions<ConveyorApiOptions>().Bind(builder.Configuration.GetSection(ConveyorConfiguration.Section));
+        builder.WebHost.UseUrls(ListenAddress.Url(server.Host, server.Port));
+        var app = builder.Build();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.MapConveyorApi();
+        return app;
+    }
+
+    /// <summary>A worker (and the scheduler) without HTTP, or a tool host whose services are used without starting it.</summary>
+    public static IHost BuildHost(HostRole role, IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
+        AddConveyor(builder.Configuration, builder.Services, builder.Logging, role, flags, environment);
+        return builder.Build();
+    }
+
+    private static (ServerOptions Server, ConveyorApiOptions Api) AddConveyor(ConfigurationManager configuration, IServiceCollection services, ILoggingBuilder logging,
+        HostRole role, IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment)
+    {
+        ConveyorConfiguration.AddSources(configuration, flags, environment);
+        var section = configuration.GetSection(ConveyorConfiguration.Section);
+        var server = Read<ServerOptions>(section);
+        // Bound here once so that a value that does not convert stops the command with a message, instead of
+        // failing later inside a hosted service.
+        Read<ConveyorOptions>(section);
+        var api = Read<ConveyorApiOptions>(section);
+        Read<HttpTaskOptions>(section.GetSection("Http"));
+        if (server.Port is < 0 or > 65535)
+        {
+            throw new ConveyorConfigurationException($"PORT {server.Port} is out of range: 1 to 65535, or 0 for any free port.");
+        }
+        var database = DatabaseUrl.Parse(server.DatabaseUrl);
+
+        logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss ";
+        });
+        if (role == HostRole.Tool)
+        {
+            // A tool's standard output is its answer (info --json); logs go to standard error.
+            services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        }
+
+        services.AddConveyor()
+            .AddNoopTask()
+            .AddHttpRequestTask(section.GetSection("Http"))
+            .UseSqlite(database.Apply);
+        services.AddOptions<ConveyorOptions>().Bind(section);
+        if (role == HostRole.Worker)
+        {
+            services.PostConfigure<ConveyorOptions>(o => o.RunWorker = true);
+        }
+        else if (role == HostRole.Tool)
+        {
+            services.PostConfigure<ConveyorOptions>(o =>
+            {
+                o.RunWorker = false;
+                o.RunScheduler = false;
+            });
+        }
+        services.AddOptions<HostOptions>().Configure<IOptions<ConveyorOptions>>((host, conveyor) =>
+            host.ShutdownTimeout = conveyor.Value.Worker.ShutdownTimeout + ShutdownMargin);
+        return (server, api);
+    }
+
+    private static T Read<T>(IConfiguration section) where T : new()
+    {
+        try
+        {
+            return section.Get<T>() ?? new T();
+        }
+        catch (InvalidOperationException ex)
+        {
+            // The binder's message names the key and the value that did not convert (PORT=abc).
+            throw new ConveyorConfigurationException($"{ex.Message} {ex.InnerException?.Message}".Trim(), ex);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+using Microsoft.Extensions.Time.Testing;
+
+namespace Conveyor.Conformance;
+
+/// <summary>
+/// Base of every conformance suite. A backend's test project subclasses each suite and says only
+/// how to build a clean backend; the suite defines the behaviour.
+/// </summary>
+/// <remarks>
+/// Each test gets its own backend (xunit makes a new instance of the class per test), so tests may
+/// run in parallel. Unless a suite asks for the system clock, the backend runs on a
+/// <see cref="FakeTimeProvider"/> that only moves when a test calls <see cref="Advance"/>: lease
+/// expiry, ETAs and retry times are tested without waiting. A backend must take every time it
+/// compares (lease expiry, not-before, leader expiry) from the <see cref="TimeProvider"/> it was built with.
+/// </remarks>
+public abstract class ConformanceTest : IAsyncLifetime, IDisposable
+{
+    /// <summary>The worker id used by fetches that name no other.</summary>
+    protected const string WorkerId = "worker-1";
+
+    /// <summary>Lease length of fetches that name no other: 30 s.</summary>
+    protected static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(30);
+
+    private readonly List<IConveyorBackend> _backends = [];
+    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(60));
+    private IConveyorBackend? _backend;
+
+    /// <summary>Runs the suite on a fake clock that starts now (whole milliseconds) and stands still.</summary>
+    protected ConformanceTest() : this(null)
+    {
+    }
+
+    /// <summary>Runs the suite on <paramref name="time"/>, or on a fake clock when null.</summary>
+    protected ConformanceTest(TimeProvider? time)
+    {
+        // Whole milliseconds: every backend can store such a time exactly, so tests may compare times with ==.
+        Time = time ?? new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+    }
+
+    /// <summary>
+    /// Builds a backend on storage of its own (a new file, schema, database or key prefix), migrated
+    /// and empty, that takes its time from <paramref name="time"/>.
+    /// </summary>
+    protected abstract Task<IConveyorBackend> CreateBackendAsync(TimeProvider time);
+
+    /// <summary>Releases a backend built by <see cref="CreateBackendAsync"/> and its storage.
+    /// By default disposes it when it is disposable.</summary>
+    protected virtual async ValueTask DisposeBackendAsync(IConveyorBackend backend)
+    {
+        switch (backend)
+        {
+            case IAsyncDisposable asyncDisposable:
+                await asyncDisposable.DisposeAsync();
+                break;
+            case IDisposable disposable:
+                disposable.Dispose();
+                break;
+        }
+    }
+
+    /// <summary>The clock the backend runs on.</summary>
+    protected TimeProvider Time { get; }
+
+    /// <summary>The fake clock; throws when the suite runs on the system clock.</summary>
+    protected FakeTimeProvider FakeTime =>
+        Time as FakeTimeProvider ?? throw new InvalidOperationException("This suite runs on the system clock.");
+
+    /// <summary>Now, on the backend's clock.</summary>
+    protected DateTimeOffset Now => Time.GetUtcNow();
+
+    /// <summary>The backend of this test.</summary>
+    protected IConveyorBackend Backend => _backend ?? throw new InvalidOperationException("InitializeAsync has not run.");
+
+    /// <summary>The queue role of <see cref="Backend"/>.</summary>
+    protected IQueueBackend Queue => Backend.Queue;
+
+    /// <summary>The store role of <see cref="Backend"/>.</summary>
+    protected ITaskStore Store => Backend.Store;
+
+    /// <summary>The coordination role of <see cref="Backend"/>.</summary>
+    protected ICoordinationBackend Coordination => Backend.Coordination;
+
+    /// <summary>A token that ends a test that hangs: it fires 60 s after the test starts.</summary>
+    protected CancellationToken Timeout => _timeout.Token;
+
+    /// <inheritdoc />
+    public async Task InitializeAsync() => _backend = await NewBackendAsync(Time);
+
+    /// <inheritdoc />
+    public async Task DisposeAsync()
+    {
+        foreach (var backend in _backends)
+        {
+            await DisposeBackendAsync(backend);
+        }
+        _backends.Clear();
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases the test's timeout; backends are released by <see cref="DisposeAsync"/>.</summary>
+    protected virtual void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _timeout.Dispose();
+        }
+    }
+
+    /// <summary>Builds another backend, disposed with the test.</summary>
+    protected async Task<IConveyorBackend> NewBackendAsync(TimeProvider time)
+    {
+        var backend = await CreateBackendAsync(time);
+        _backends.Add(backend);
+        return backend;
+    }
+
+    /// <summary>Moves the fake clock forward.</summary>
+    protected void Advance(TimeSpan by) => FakeTime.Advance(by);
+
+    /// <summary>A message created now, ready at once, with 5 attempts.</summary>
+    protected TaskMessage NewMessage(string queue = QueueNames.Default, int priority = 0, string task = "test.task") => new()
+    {
+        Id = Guid.CreateVersion7(Now),
+        Task = task,
+        Queue = queue,
+        Priority = priority,
+        CreatedAt = Now,
+    };
+
+    /// <summary>Enqueues one message and returns its result.</summary>
+    protected async Task<EnqueueResult> EnqueueAsync(TaskMessage message)
+    {
+        var results = await Queue.EnqueueAsync([message], Timeout);
+        return Assert.Single(results);
+    }
+
+    /// <summary>Enqueues <paramref name="count"/> new messages in one batch and returns their ids in order.</summary>
+    protected async Task<List<Guid>> EnqueueManyAsync(int count, string queue = QueueNames.Default, int priority = 0)
+    {
+        var messages = Enumerable.Range(0, count).Select(_ => NewMessage(queue, priority)).ToList();
+        var results = await Queue.EnqueueAsync(messages, Timeout);
+        return results.Select(r => r.Id).ToList();
+    }
+
+    /// <summary>Fetches up to <paramref name="max"/> ready messages at once (no wait) from the given queues, in order, strictly.</summary>
+    protected Task<IReadOnlyList<Lease>> FetchAsync(int max = 100, params string[] queues) =>
+        Queue.FetchAsync(Request(max, queues), Timeout);
+
+    /// <summary>Fetches exactly one message, failing the test when none or more is ready.</summary>
+    protected async Task<Lease> FetchOneAsync(params string[] queues) => Assert.Single(await FetchAsync(1, queues));
+
+    /// <summary>A fetch request without wait, strict order over <paramref name="queues"/> (<c>default</c> when none).</summary>
+    protected static FetchRequest Request(int max, params string[] queues) => new()
+    {
+        WorkerId = WorkerId,
+        Queues = (queues.Length == 0 ? [QueueNames.Default] : queues).Select(q => new QueueWeight(q)).ToList(),
+        MaxCount = max,
+        LeaseDuration = LeaseDuration,
+        StrictOrder = true,
+    };
+
+    /// <summary>Settles one attempt as succeeded.</summary>
+    protected Task SucceedAsync(Lease lease, string? result = null) =>
+        Queue.CompleteAsync([Completion(lease, CompletionKind.Succeeded) with { Result = result }], Timeout);
+
+    /// <summary>Settles one attempt as failed, to run again at <paramref name="retryAt"/>.</summary>
+    protected Task RetryAtAsync(Lease lease, DateTimeOffset retryAt, TaskError? error = null) =>
+        Queue.CompleteAsync([Completion(lease, CompletionKind.Retry) with { RetryAt = retryAt, Error = error ?? Error(lease) }], Timeout);
+
+    /// <summary>Settles one attempt as failed for good.</summary>
+    protected Task DeadAsync(Lease lease, TaskError? error = null) =>
+        Queue.CompleteAsync([Completion(lease, CompletionKind.Dead) with { Error = error ?? Error(lease) }], Timeout);
+
+    /// <summary>A completion of <paramref name="lease"/>'s attempt, now.</summary>
+    protected Completion Completion(Lease lease, CompletionKind kind) =>
+        new() { Lease = lease.Ref, Kind = kind, Attempt = lease.Attempt, At = Now };
+
+    /// <summary>An error naming the attempt it failed.</summary>
+    protected static TaskError Error(Lease lease) =>
+        new("Test.Failure", $"attempt {lease.Attempt} failed", "detail of attempt " + lease.Attempt);
+
+    /// <summary>The stored task, failing the test when it is unknown.</summary>
+    protected async Task<TaskRecord> GetAsync(Guid id)
+    {
+        var record = await Store.GetAsync(id, Timeout);
+        Assert.NotNull(record);
+        return record;
+    }
+
+    /// <summary>The stored state of a task.</summary>
+    protected async Task<TaskState> StateOf(Guid id) => (await GetAsync(id)).State;
+}

@@ -1,0 +1,177 @@
+namespace Conveyor.Conformance;
+
+/// <summary>Queue role: enqueue, single and batch, durability and idempotency keys.</summary>
+public abstract class QueueEnqueueConformance : ConformanceTest
+{
+    [Fact]
+    public async Task Enqueue_returns_the_id_created_and_queued()
+    {
+        var message = NewMessage();
+
+        var result = await EnqueueAsync(message);
+
+        Assert.Equal(new EnqueueResult(message.Id, true, TaskState.Queued), result);
+        Assert.Equal(TaskState.Queued, await StateOf(message.Id));
+    }
+
+    [Fact]
+    public async Task Enqueued_message_is_fetched_with_every_field_it_was_given()
+    {
+        var message = NewMessage("mail", priority: 7, task: "mail.send") with
+        {
+            Args = """{"to":"a@example.com","n":3}""",
+            ExpiresAt = Now.AddHours(1),
+            MaxAttempts = 9,
+            Retry = new RetryPolicy(TimeSpan.FromSeconds(2), TimeSpan.FromMinutes(3), 0.1),
+            Timeout = TimeSpan.FromSeconds(45),
+            IdempotencyKey = "mail-42",
+            Headers = new Dictionary<string, string> { ["traceparent"] = "00-abc-def-01", ["root"] = "r1" },
+        };
+        await EnqueueAsync(message);
+
+        var lease = await FetchOneAsync("mail");
+
+        var fetched = lease.Message;
+        Assert.Equal(message.Id, fetched.Id);
+        Assert.Equal("mail.send", fetched.Task);
+        Assert.Equal("mail", fetched.Queue);
+        Assert.Equal(7, fetched.Priority);
+        Assert.Equal(message.Args, fetched.Args);
+        Assert.Equal(message.ExpiresAt, fetched.ExpiresAt);
+        Assert.Equal(9, fetched.MaxAttempts);
+        Assert.Equal(message.Retry, fetched.Retry);
+        Assert.Equal(message.Timeout, fetched.Timeout);
+        Assert.Equal("mail-42", fetched.IdempotencyKey);
+        Assert.Equal(message.Headers, fetched.Headers);
+        Assert.Equal(message.CreatedAt, fetched.CreatedAt);
+    }
+
+    [Fact]
+    public async Task Enqueue_many_returns_one_result_per_message_in_order()
+    {
+        var messages = Enumerable.Range(0, 50).Select(_ => NewMessage()).ToList();
+        messages[7] = messages[7] with { NotBefore = Now.AddMinutes(5) };
+
+        var results = await Queue.EnqueueAsync(messages, Timeout);
+
+        Assert.Equal(messages.Select(m => m.Id), results.Select(r => r.Id));
+        Assert.All(results, r => Assert.True(r.Created));
+        Assert.Equal(TaskState.Scheduled, results[7].State);
+        Assert.All(results.Where((_, i) => i != 7), r => Assert.Equal(TaskState.Queued, r.State));
+    }
+
+    [Fact]
+    public async Task Enqueue_of_an_empty_batch_returns_no_results()
+    {
+        var results = await Queue.EnqueueAsync([], Timeout);
+
+        Assert.Empty(results);
+    }
+
+    [Fact]
+    public async Task Enqueue_many_with_a_duplicate_id_stores_none_of_the_batch()
+    {
+        var first = NewMessage();
+        var second = NewMessage();
+        var duplicate = NewMessage() with { Id = first.Id };
+
+        await Assert.ThrowsAnyAsync<Exception>(() => Queue.EnqueueAsync([first, second, duplicate], Timeout));
+
+        Assert.Null(await Store.GetAsync(first.Id, Timeout));
+        Assert.Null(await Store.GetAsync(second.Id, Timeout));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Enqueue_many_whose_id_exists_already_stores_none_of_the_batch()
+    {
+        var existing = NewMessage();
+        await EnqueueAsync(existing);
+        var fresh = NewMessage();
+
+        await Assert.ThrowsAnyAsync<Exception>(() => Queue.EnqueueAsync([fresh, existing with { Args = "1" }], Timeout));
+
+        Assert.Null(await Store.GetAsync(fresh.Id, Timeout));
+        var stored = await GetAsync(existing.Id);
+        Assert.Null(stored.Args);
+    }
+
+    [Fact]
+    public async Task Enqueue_with_an_existing_idempotency_key_returns_the_existing_task()
+    {
+        var first = NewMessage() with { IdempotencyKey = "order-1" };
+        await EnqueueAsync(first);
+        var second = NewMessage() with { IdempotencyKey = "order-1" };
+
+        var result = await EnqueueAsync(second);
+
+        Assert.Equal(new EnqueueResult(first.Id, false, TaskState.Queued), result);
+        Assert.Null(await Store.GetAsync(second.Id, Timeout));
+        Assert.Single(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Enqueue_with_an_existing_idempotency_key_reports_the_existing_tasks_state()
+    {
+        var first = NewMessage() with { IdempotencyKey = "order-1" };
+        await EnqueueAsync(first);
+        await SucceedAsync(await FetchOneAsync());
+
+        var result = await EnqueueAsync(NewMessage() with { IdempotencyKey = "order-1" });
+
+        Assert.Equal(new EnqueueResult(first.Id, false, TaskState.Succeeded), result);
+    }
+
+    [Fact]
+    public async Task Enqueue_many_with_one_idempotency_key_twice_creates_one_task()
+    {
+        var messages = new[]
+        {
+            NewMessage() with { IdempotencyKey = "k" },
+            NewMessage(),
+            NewMessage() with { IdempotencyKey = "k" },
+        };
+
+        var results = await Queue.EnqueueAsync(messages, Timeout);
+
+        Assert.Equal(new EnqueueResult(messages[0].Id, true, TaskState.Queued), results[0]);
+        Assert.Equal(new EnqueueResult(messages[1].Id, true, TaskState.Queued), results[1]);
+        Assert.Equal(new EnqueueResult(messages[0].Id, false, TaskState.Queued), results[2]);
+        Assert.Null(await Store.GetAsync(messages[2].Id, Timeout));
+        Assert.Equal(2, (await FetchAsync()).Count);
+    }
+
+    [Fact]
+    public async Task Different_idempotency_keys_create_different_tasks()
+    {
+        var a = await EnqueueAsync(NewMessage() with { IdempotencyKey = "a" });
+        var b = await EnqueueAsync(NewMessage() with { IdempotencyKey = "b" });
+
+        Assert.True(a.Created);
+        Assert.True(b.Created);
+        Assert.NotEqual(a.Id, b.Id);
+    }
+
+    [Fact]
+    public async Task Enqueue_into_a_new_queue_makes_the_queue_known()
+    {
+        await EnqueueAsync(NewMessage("reports"));
+
+        var queues = await Store.GetQueuesAsync(Timeout);
+
+        var reports = Assert.Single(queues, q => q.Name == "reports");
+        Assert.Equal(1, reports.Count(TaskState.Queued));
+        Assert.False(reports.Paused);
+    }
+
+    [Fact]
+    public async Task Enqueue_with_a_past_eta_is_queued_at_once()
+    {
+        var message = NewMessage() with { NotBefore = Now.AddMinutes(-1) };
+
+        var result = await EnqueueAsync(message);
+
+        Assert.Equal(TaskState.Queued, result.State);
+        Assert.Equal(message.Id, (await FetchOneAsync()).Message.Id);
+    }
+}

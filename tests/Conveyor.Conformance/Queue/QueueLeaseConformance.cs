@@ -1,0 +1,369 @@
+namespace Conveyor.Conformance;
+
+/// <summary>Queue role: completions, lease expiry and redelivery, fencing tokens, extension and release.</summary>
+public abstract class QueueLeaseConformance : ConformanceTest
+{
+    [Fact]
+    public async Task Complete_succeeded_stores_the_result_and_finishes_the_task()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        Advance(TimeSpan.FromSeconds(2));
+
+        await SucceedAsync(lease, """{"score":0.93}""");
+
+        var record = await GetAsync(lease.Message.Id);
+        Assert.Equal(TaskState.Succeeded, record.State);
+        Assert.Equal("""{"score":0.93}""", record.Result);
+        Assert.Equal(Now, record.FinishedAt);
+        Assert.Null(record.WorkerId);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Complete_dead_moves_the_task_to_the_dead_letter_state()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        var error = new TaskError("System.InvalidOperationException", "boom", "at Handler.Run()");
+
+        await DeadAsync(lease, error);
+
+        var record = await GetAsync(lease.Message.Id);
+        Assert.Equal(TaskState.Dead, record.State);
+        Assert.Equal(error, record.Error);
+        Assert.Equal(Now, record.FinishedAt);
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(1, (await Store.GetQueuesAsync(Timeout)).Single().Count(TaskState.Dead));
+    }
+
+    [Fact]
+    public async Task Complete_expired_and_cancelled_finish_the_task_in_those_states()
+    {
+        await EnqueueManyAsync(2);
+        var leases = await FetchAsync();
+
+        await Queue.CompleteAsync([Completion(leases[0], CompletionKind.Expired), Completion(leases[1], CompletionKind.Cancelled)], Timeout);
+
+        Assert.Equal(TaskState.Expired, await StateOf(leases[0].Message.Id));
+        Assert.Equal(TaskState.Cancelled, await StateOf(leases[1].Message.Id));
+        Assert.Equal(Now, (await GetAsync(leases[0].Message.Id)).FinishedAt);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Complete_many_settles_each_attempt_as_told()
+    {
+        await EnqueueManyAsync(3);
+        var leases = await FetchAsync();
+
+        await Queue.CompleteAsync(
+        [
+            Completion(leases[0], CompletionKind.Succeeded) with { Result = "1" },
+            Completion(leases[1], CompletionKind.Retry) with { RetryAt = Now.AddMinutes(1), Error = Error(leases[1]) },
+            Completion(leases[2], CompletionKind.Dead) with { Error = Error(leases[2]) },
+        ], Timeout);
+
+        Assert.Equal(TaskState.Succeeded, await StateOf(leases[0].Message.Id));
+        Assert.Equal(TaskState.Retrying, await StateOf(leases[1].Message.Id));
+        Assert.Equal(TaskState.Dead, await StateOf(leases[2].Message.Id));
+    }
+
+    [Fact]
+    public async Task Complete_of_an_empty_batch_does_nothing()
+    {
+        await Queue.CompleteAsync([], Timeout);
+
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Expired_lease_is_requeued_as_a_redelivery_with_the_attempt_counted()
+    {
+        var message = NewMessage();
+        await EnqueueAsync(message);
+        var first = await FetchOneAsync();
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+
+        var requeued = await Queue.RequeueExpiredLeasesAsync(Timeout);
+
+        Assert.Equal(1, requeued);
+        Assert.Equal(TaskState.Queued, await StateOf(message.Id));
+        var second = await FetchOneAsync();
+        Assert.Equal(message.Id, second.Message.Id);
+        Assert.True(second.IsRedelivery);
+        Assert.Equal(2, second.Attempt);
+        Assert.NotEqual(first.Token, second.Token);
+    }
+
+    [Fact]
+    public async Task Lease_that_has_not_run_out_is_not_requeued()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        Advance(LeaseDuration - TimeSpan.FromSeconds(1));
+
+        var requeued = await Queue.RequeueExpiredLeasesAsync(Timeout);
+
+        Assert.Equal(0, requeued);
+        Assert.Equal(TaskState.Running, await StateOf(lease.Message.Id));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Lease_expiry_on_the_last_attempt_makes_the_task_dead_with_an_error()
+    {
+        var message = NewMessage() with { MaxAttempts = 2 };
+        await EnqueueAsync(message);
+        await FetchOneAsync();
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        await Queue.RequeueExpiredLeasesAsync(Timeout);
+        var last = await FetchOneAsync();
+        Assert.Equal(2, last.Attempt);
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+
+        var settled = await Queue.RequeueExpiredLeasesAsync(Timeout);
+
+        Assert.Equal(1, settled);
+        var record = await GetAsync(message.Id);
+        Assert.Equal(TaskState.Dead, record.State);
+        Assert.NotNull(record.Error);
+        Assert.Equal(Now, record.FinishedAt);
+        Assert.Equal(2, record.Attempts);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Lease_expiry_records_an_error_for_the_lost_attempt()
+    {
+        var message = NewMessage() with { MaxAttempts = 2 };
+        await EnqueueAsync(message);
+        await FetchOneAsync();
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        await Queue.RequeueExpiredLeasesAsync(Timeout);
+        await FetchOneAsync();
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        await Queue.RequeueExpiredLeasesAsync(Timeout);
+
+        var record = await GetAsync(message.Id);
+
+        Assert.Equal([1, 2], record.Errors.Select(e => e.Attempt));
+        Assert.Equal(record.Error, record.Errors[^1].Error);
+        Assert.Equal(Now, record.Errors[^1].At);
+    }
+
+    [Fact]
+    public async Task Lease_expiry_after_a_cancel_request_cancels_the_task()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        Assert.Equal(CancelOutcome.Requested, await Queue.CancelAsync(lease.Message.Id, Timeout));
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+
+        await Queue.RequeueExpiredLeasesAsync(Timeout);
+
+        Assert.Equal(TaskState.Cancelled, await StateOf(lease.Message.Id));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Completion_naming_a_stale_lease_changes_nothing()
+    {
+        await EnqueueAsync(NewMessage());
+        var stale = await FetchOneAsync();
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        await Queue.RequeueExpiredLeasesAsync(Timeout);
+        var current = await FetchOneAsync();
+
+        await SucceedAsync(stale, "from the stale worker");
+        await DeadAsync(stale);
+
+        var record = await GetAsync(current.Message.Id);
+        Assert.Equal(TaskState.Running, record.State);
+        Assert.Null(record.Result);
+        await SucceedAsync(current, "from the current worker");
+        Assert.Equal("from the current worker", (await GetAsync(current.Message.Id)).Result);
+    }
+
+    [Fact]
+    public async Task Completion_naming_a_wrong_token_changes_nothing()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        var forged = lease with { Token = lease.Token + 1 };
+
+        await SucceedAsync(forged);
+
+        Assert.Equal(TaskState.Running, await StateOf(lease.Message.Id));
+    }
+
+    [Fact]
+    public async Task Second_completion_of_the_same_lease_changes_nothing()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        await SucceedAsync(lease, "first");
+
+        await DeadAsync(lease);
+
+        var record = await GetAsync(lease.Message.Id);
+        Assert.Equal(TaskState.Succeeded, record.State);
+        Assert.Equal("first", record.Result);
+    }
+
+    [Fact]
+    public async Task Extension_naming_a_stale_lease_is_reported_lost_and_changes_nothing()
+    {
+        await EnqueueAsync(NewMessage());
+        var stale = await FetchOneAsync();
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        await Queue.RequeueExpiredLeasesAsync(Timeout);
+        var current = await FetchOneAsync();
+
+        var extension = await Queue.ExtendLeasesAsync([stale.Ref], TimeSpan.FromHours(1), Timeout);
+
+        Assert.Equal([stale.Ref], extension.Lost);
+        Assert.Empty(extension.CancelRequested);
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        Assert.Equal(1, await Queue.RequeueExpiredLeasesAsync(Timeout));
+        Assert.Equal(3, (await FetchOneAsync()).Attempt);
+        Assert.NotEqual(stale.Token, current.Token);
+    }
+
+    [Fact]
+    public async Task Extension_of_a_finished_task_is_reported_lost()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        await SucceedAsync(lease);
+
+        var extension = await Queue.ExtendLeasesAsync([lease.Ref], LeaseDuration, Timeout);
+
+        Assert.Equal([lease.Ref], extension.Lost);
+    }
+
+    [Fact]
+    public async Task Extended_lease_outlives_its_first_expiry()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        Advance(LeaseDuration - TimeSpan.FromSeconds(5));
+
+        var extension = await Queue.ExtendLeasesAsync([lease.Ref], LeaseDuration, Timeout);
+        Advance(LeaseDuration - TimeSpan.FromSeconds(5));
+
+        Assert.Empty(extension.Lost);
+        Assert.Empty(extension.CancelRequested);
+        Assert.Equal(0, await Queue.RequeueExpiredLeasesAsync(Timeout));
+        Assert.Equal(TaskState.Running, await StateOf(lease.Message.Id));
+        Advance(TimeSpan.FromSeconds(6));
+        Assert.Equal(1, await Queue.RequeueExpiredLeasesAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task Extension_of_many_leases_reports_only_the_lost_ones()
+    {
+        await EnqueueManyAsync(3);
+        var leases = await FetchAsync();
+        await SucceedAsync(leases[1]);
+
+        var extension = await Queue.ExtendLeasesAsync(leases.Select(l => l.Ref).ToList(), LeaseDuration, Timeout);
+
+        Assert.Equal([leases[1].Ref], extension.Lost);
+    }
+
+    [Fact]
+    public async Task Extension_of_no_leases_reports_nothing()
+    {
+        var extension = await Queue.ExtendLeasesAsync([], LeaseDuration, Timeout);
+
+        Assert.Empty(extension.Lost);
+        Assert.Empty(extension.CancelRequested);
+    }
+
+    [Fact]
+    public async Task Completion_after_extension_is_accepted()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        await Queue.ExtendLeasesAsync([lease.Ref], LeaseDuration, Timeout);
+
+        await SucceedAsync(lease);
+
+        Assert.Equal(TaskState.Succeeded, await StateOf(lease.Message.Id));
+    }
+
+    [Fact]
+    public async Task Released_message_is_ready_again_at_once_with_its_attempt_not_spent()
+    {
+        var message = NewMessage();
+        await EnqueueAsync(message);
+        var first = await FetchOneAsync();
+
+        await Queue.ReleaseAsync([first.Ref], Timeout);
+
+        Assert.Equal(TaskState.Queued, await StateOf(message.Id));
+        var second = await FetchOneAsync();
+        Assert.Equal(message.Id, second.Message.Id);
+        Assert.Equal(1, second.Attempt);
+        Assert.False(second.IsRedelivery);
+    }
+
+    [Fact]
+    public async Task Released_message_keeps_its_place_before_later_messages()
+    {
+        var ids = await EnqueueManyAsync(3);
+        var leases = await FetchAsync(max: 2);
+
+        await Queue.ReleaseAsync(leases.Select(l => l.Ref).ToList(), Timeout);
+
+        Assert.Equal(ids, (await FetchAsync()).Select(l => l.Message.Id));
+    }
+
+    [Fact]
+    public async Task Release_naming_a_stale_lease_changes_nothing()
+    {
+        await EnqueueAsync(NewMessage());
+        var stale = await FetchOneAsync();
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        await Queue.RequeueExpiredLeasesAsync(Timeout);
+        var current = await FetchOneAsync();
+
+        await Queue.ReleaseAsync([stale.Ref], Timeout);
+
+        Assert.Equal(TaskState.Running, await StateOf(current.Message.Id));
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(2, (await GetAsync(current.Message.Id)).Attempts);
+    }
+
+    [Fact]
+    public async Task Release_of_a_finished_task_changes_nothing()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = await FetchOneAsync();
+        await SucceedAsync(lease);
+
+        await Queue.ReleaseAsync([lease.Ref], Timeout);
+
+        Assert.Equal(TaskState.Succeeded, await StateOf(lease.Message.Id));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Redelivered_message_that_then_retries_is_not_marked_redelivered_again()
+    {
+        await EnqueueAsync(NewMessage());
+        await FetchOneAsync();
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        await Queue.RequeueExpiredLeasesAsync(Timeout);
+        var redelivered = await FetchOneAsync();
+        Assert.True(redelivered.IsRedelivery);
+
+        await RetryAtAsync(redelivered, Now);
+        await Queue.PromoteDueAsync(Timeout);
+
+        var third = await FetchOneAsync();
+        Assert.False(third.IsRedelivery);
+        Assert.Equal(3, third.Attempt);
+    }
+}

@@ -1,0 +1,286 @@
+namespace Conveyor.Conformance;
+
+/// <summary>Store role: a task with its history, queue statistics and retention.</summary>
+public abstract class StoreConformance : ConformanceTest
+{
+    [Fact]
+    public async Task Get_of_an_unknown_task_returns_null()
+    {
+        Assert.Null(await Store.GetAsync(Guid.CreateVersion7(), Timeout));
+    }
+
+    [Fact]
+    public async Task Get_returns_every_field_of_a_new_task()
+    {
+        var message = NewMessage("imports", priority: -4, task: "aip.ingest") with
+        {
+            Args = """{"path":"/in/1.zip"}""",
+            NotBefore = Now.AddMinutes(1),
+            ExpiresAt = Now.AddDays(1),
+            MaxAttempts = 3,
+            IdempotencyKey = "ingest-1",
+            Headers = new Dictionary<string, string> { ["parent"] = "p-1" },
+        };
+        await EnqueueAsync(message);
+
+        var record = await GetAsync(message.Id);
+
+        Assert.Equal(message.Id, record.Id);
+        Assert.Equal("aip.ingest", record.Task);
+        Assert.Equal("imports", record.Queue);
+        Assert.Equal(TaskState.Scheduled, record.State);
+        Assert.Equal(-4, record.Priority);
+        Assert.Equal(message.Args, record.Args);
+        Assert.Null(record.Result);
+        Assert.Null(record.Error);
+        Assert.Equal(0, record.Attempts);
+        Assert.Equal(3, record.MaxAttempts);
+        Assert.Equal(message.CreatedAt, record.CreatedAt);
+        Assert.Equal(message.NotBefore, record.NotBefore);
+        Assert.Equal(message.ExpiresAt, record.ExpiresAt);
+        Assert.Null(record.StartedAt);
+        Assert.Null(record.FinishedAt);
+        Assert.Equal("ingest-1", record.IdempotencyKey);
+        Assert.Equal(message.Headers, record.Headers);
+        Assert.Null(record.WorkerId);
+        Assert.False(record.CancelRequested);
+        Assert.Equal([new TaskTransition(TaskState.Scheduled, Now)], record.Transitions);
+        Assert.Empty(record.Errors);
+    }
+
+    [Fact]
+    public async Task Get_returns_the_full_history_of_a_task_that_failed_then_succeeded()
+    {
+        var message = NewMessage();
+        var enqueuedAt = Now;
+        await EnqueueAsync(message);
+        Advance(TimeSpan.FromSeconds(1));
+        var startedFirst = Now;
+        var first = await FetchOneAsync();
+        Advance(TimeSpan.FromSeconds(1));
+        var failedAt = Now;
+        var firstError = new TaskError("System.IO.IOException", "disk full", "stack 1");
+        await RetryAtAsync(first, Now.AddSeconds(10), firstError);
+        Advance(TimeSpan.FromSeconds(10));
+        var promotedAt = Now;
+        await Queue.PromoteDueAsync(Timeout);
+        Advance(TimeSpan.FromSeconds(1));
+        var startedSecond = Now;
+        var second = await FetchOneAsync();
+        Advance(TimeSpan.FromSeconds(1));
+        var succeededAt = Now;
+        await SucceedAsync(second, "42");
+
+        var record = await GetAsync(message.Id);
+
+        Assert.Equal(
+        [
+            new TaskTransition(TaskState.Queued, enqueuedAt),
+            new TaskTransition(TaskState.Running, startedFirst),
+            new TaskTransition(TaskState.Retrying, failedAt),
+            new TaskTransition(TaskState.Queued, promotedAt),
+            new TaskTransition(TaskState.Running, startedSecond),
+            new TaskTransition(TaskState.Succeeded, succeededAt),
+        ], record.Transitions);
+        Assert.Equal([new AttemptError(1, failedAt, firstError)], record.Errors);
+        Assert.Equal(TaskState.Succeeded, record.State);
+        Assert.Equal("42", record.Result);
+        Assert.Equal(2, record.Attempts);
+        Assert.Equal(startedSecond, record.StartedAt);
+        Assert.Equal(succeededAt, record.FinishedAt);
+    }
+
+    [Fact]
+    public async Task Get_returns_one_error_per_failed_attempt_oldest_first()
+    {
+        var message = NewMessage() with { MaxAttempts = 3 };
+        await EnqueueAsync(message);
+        var errors = new List<AttemptError>();
+        for (var attempt = 1; attempt <= 3; attempt++)
+        {
+            var lease = await FetchOneAsync();
+            Assert.Equal(attempt, lease.Attempt);
+            var error = new TaskError("Test.Failure", $"failure {attempt}", null);
+            errors.Add(new AttemptError(attempt, Now, error));
+            if (attempt < 3)
+            {
+                await RetryAtAsync(lease, Now.AddSeconds(1), error);
+                Advance(TimeSpan.FromSeconds(1));
+                await Queue.PromoteDueAsync(Timeout);
+            }
+            else
+            {
+                await DeadAsync(lease, error);
+            }
+        }
+
+        var record = await GetAsync(message.Id);
+
+        Assert.Equal(errors, record.Errors);
+        Assert.Equal(errors[^1].Error, record.Error);
+        Assert.Equal(TaskState.Dead, record.State);
+        Assert.Equal(
+            [TaskState.Queued, TaskState.Running, TaskState.Retrying, TaskState.Queued, TaskState.Running,
+             TaskState.Retrying, TaskState.Queued, TaskState.Running, TaskState.Dead],
+            record.Transitions.Select(t => t.State));
+    }
+
+    [Fact]
+    public async Task Get_shows_the_worker_holding_a_running_task()
+    {
+        await EnqueueAsync(NewMessage());
+        var lease = Assert.Single(await Queue.FetchAsync(Request(1) with { WorkerId = "host-a:7" }, Timeout));
+
+        Assert.Equal("host-a:7", (await GetAsync(lease.Message.Id)).WorkerId);
+    }
+
+    [Fact]
+    public async Task Get_queues_counts_tasks_per_state_and_queue()
+    {
+        await EnqueueManyAsync(3, "a");
+        await EnqueueAsync(NewMessage("a") with { NotBefore = Now.AddMinutes(1) });
+        await EnqueueManyAsync(2, "b");
+        var leases = await FetchAsync(2, "b");
+        await SucceedAsync(leases[0]);
+        await DeadAsync(await FetchOneAsync("a"));
+
+        var queues = await Store.GetQueuesAsync(Timeout);
+
+        var a = Assert.Single(queues, q => q.Name == "a");
+        Assert.Equal(2, a.Count(TaskState.Queued));
+        Assert.Equal(1, a.Count(TaskState.Scheduled));
+        Assert.Equal(1, a.Count(TaskState.Dead));
+        Assert.Equal(0, a.Count(TaskState.Running));
+        var b = Assert.Single(queues, q => q.Name == "b");
+        Assert.Equal(1, b.Count(TaskState.Running));
+        Assert.Equal(1, b.Count(TaskState.Succeeded));
+        Assert.Equal(0, b.Count(TaskState.Queued));
+    }
+
+    [Fact]
+    public async Task Get_queues_shows_which_are_paused()
+    {
+        await EnqueueAsync(NewMessage("a"));
+        await EnqueueAsync(NewMessage("b"));
+
+        await Queue.PauseQueueAsync("b", Timeout);
+
+        var queues = await Store.GetQueuesAsync(Timeout);
+        Assert.False(queues.Single(q => q.Name == "a").Paused);
+        Assert.True(queues.Single(q => q.Name == "b").Paused);
+    }
+
+    [Fact]
+    public async Task Get_queues_lists_a_paused_queue_that_has_no_tasks()
+    {
+        await Queue.PauseQueueAsync("empty", Timeout);
+
+        var queue = Assert.Single(await Store.GetQueuesAsync(Timeout), q => q.Name == "empty");
+
+        Assert.True(queue.Paused);
+        Assert.Equal(0, queue.Count(TaskState.Queued));
+    }
+
+    [Fact]
+    public async Task Queue_stays_listed_after_its_tasks_are_purged()
+    {
+        await EnqueueAsync(NewMessage("reports"));
+        await SucceedAsync(await FetchOneAsync("reports"));
+        Advance(TimeSpan.FromMinutes(1));
+
+        await Store.PurgeFinishedAsync(Now, 100, Timeout);
+
+        var queue = Assert.Single(await Store.GetQueuesAsync(Timeout), q => q.Name == "reports");
+        Assert.Equal(0, queue.Count(TaskState.Succeeded));
+    }
+
+    [Fact]
+    public async Task Queue_first_named_by_a_failed_batch_is_known_once_an_enqueue_succeeds()
+    {
+        var message = NewMessage("reports");
+        await Assert.ThrowsAnyAsync<Exception>(() => Queue.EnqueueAsync([message, message], Timeout));
+        await EnqueueAsync(NewMessage("reports"));
+        await SucceedAsync(await FetchOneAsync("reports"));
+        Advance(TimeSpan.FromMinutes(1));
+
+        await Store.PurgeFinishedAsync(Now, 100, Timeout);
+
+        Assert.Single(await Store.GetQueuesAsync(Timeout), q => q.Name == "reports");
+    }
+
+    [Fact]
+    public async Task Get_queues_of_an_empty_backend_lists_no_queue_with_tasks()
+    {
+        var queues = await Store.GetQueuesAsync(Timeout);
+
+        Assert.All(queues, q => Assert.All(q.Counts.Values, n => Assert.Equal(0, n)));
+    }
+
+    [Fact]
+    public async Task Purge_finished_deletes_tasks_finished_before_the_cutoff()
+    {
+        await EnqueueManyAsync(3);
+        var leases = await FetchAsync();
+        await SucceedAsync(leases[0]);
+        await DeadAsync(leases[1]);
+        await Queue.CompleteAsync([Completion(leases[2], CompletionKind.Expired)], Timeout);
+        var cancelled = NewMessage();
+        await EnqueueAsync(cancelled);
+        await Queue.CancelAsync(cancelled.Id, Timeout);
+        Advance(TimeSpan.FromHours(1));
+
+        var purged = await Store.PurgeFinishedAsync(Now, 100, Timeout);
+
+        Assert.Equal(4, purged);
+        foreach (var lease in leases)
+        {
+            Assert.Null(await Store.GetAsync(lease.Message.Id, Timeout));
+        }
+        Assert.Null(await Store.GetAsync(cancelled.Id, Timeout));
+    }
+
+    [Fact]
+    public async Task Purge_finished_keeps_unfinished_and_recently_finished_tasks()
+    {
+        var waiting = NewMessage();
+        var scheduled = NewMessage() with { NotBefore = Now.AddDays(1) };
+        await Queue.EnqueueAsync([waiting, scheduled], Timeout);
+        await EnqueueManyAsync(2);
+        var leases = await FetchAsync(3);
+        var running = leases[1];
+        await RetryAtAsync(leases[2], Now.AddDays(1));
+        var old = leases[0];
+        await SucceedAsync(old);
+        Advance(TimeSpan.FromHours(2));
+        var cutoff = Now;
+        await EnqueueAsync(NewMessage());
+        var recent = await FetchOneAsync();
+        await SucceedAsync(recent);
+        Advance(TimeSpan.FromHours(2));
+
+        var purged = await Store.PurgeFinishedAsync(cutoff, 100, Timeout);
+
+        Assert.Equal(1, purged);
+        Assert.Null(await Store.GetAsync(old.Message.Id, Timeout));
+        Assert.Equal(TaskState.Succeeded, await StateOf(recent.Message.Id));
+        Assert.Equal(TaskState.Running, await StateOf(running.Message.Id));
+        Assert.Equal(TaskState.Retrying, await StateOf(leases[2].Message.Id));
+        Assert.Equal(TaskState.Scheduled, await StateOf(scheduled.Id));
+    }
+
+    [Fact]
+    public async Task Purge_finished_deletes_at_most_the_count_asked()
+    {
+        await EnqueueManyAsync(5);
+        foreach (var lease in await FetchAsync())
+        {
+            await SucceedAsync(lease);
+        }
+        Advance(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(3, await Store.PurgeFinishedAsync(Now, 3, Timeout));
+        Assert.Equal(2, await Store.PurgeFinishedAsync(Now, 3, Timeout));
+        Assert.Equal(0, await Store.PurgeFinishedAsync(Now, 3, Timeout));
+        Assert.Equal(0, (await Store.GetQueuesAsync(Timeout)).Sum(q => q.Count(TaskState.Succeeded)));
+    }
+}

@@ -1,0 +1,188 @@
+namespace Conveyor.Conformance;
+
+/// <summary>Store role: listing tasks with filters and cursor paging.</summary>
+public abstract class StoreListConformance : ConformanceTest
+{
+    [Fact]
+    public async Task List_returns_tasks_newest_first()
+    {
+        var ids = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            ids.Add((await EnqueueAsync(NewMessage())).Id);
+            Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        var page = await Store.ListAsync(new TaskQuery(), Timeout);
+
+        Assert.Equal(Enumerable.Reverse(ids), page.Items.Select(t => t.Id));
+        Assert.Null(page.NextCursor);
+    }
+
+    [Fact]
+    public async Task List_of_an_empty_store_returns_an_empty_last_page()
+    {
+        var page = await Store.ListAsync(new TaskQuery(), Timeout);
+
+        Assert.Empty(page.Items);
+        Assert.Null(page.NextCursor);
+    }
+
+    [Fact]
+    public async Task List_filters_by_state()
+    {
+        await EnqueueManyAsync(4);
+        var leases = await FetchAsync(2);
+        await SucceedAsync(leases[0]);
+
+        var running = await Store.ListAsync(new TaskQuery { State = TaskState.Running }, Timeout);
+        var queued = await Store.ListAsync(new TaskQuery { State = TaskState.Queued }, Timeout);
+        var succeeded = await Store.ListAsync(new TaskQuery { State = TaskState.Succeeded }, Timeout);
+        var dead = await Store.ListAsync(new TaskQuery { State = TaskState.Dead }, Timeout);
+
+        Assert.Equal(leases[1].Message.Id, Assert.Single(running.Items).Id);
+        Assert.Equal(2, queued.Items.Count);
+        Assert.All(queued.Items, t => Assert.Equal(TaskState.Queued, t.State));
+        Assert.Equal(leases[0].Message.Id, Assert.Single(succeeded.Items).Id);
+        Assert.Empty(dead.Items);
+    }
+
+    [Fact]
+    public async Task List_filters_by_task_name()
+    {
+        var score = NewMessage(task: "flights.score");
+        await Queue.EnqueueAsync([NewMessage(task: "flights.fetch"), score, NewMessage(task: "flights.scores")], Timeout);
+
+        var page = await Store.ListAsync(new TaskQuery { Task = "flights.score" }, Timeout);
+
+        Assert.Equal(score.Id, Assert.Single(page.Items).Id);
+    }
+
+    [Fact]
+    public async Task List_filters_by_queue()
+    {
+        await EnqueueManyAsync(2, "a");
+        var b = await EnqueueManyAsync(3, "b");
+
+        var page = await Store.ListAsync(new TaskQuery { Queue = "b" }, Timeout);
+
+        Assert.Equal(b.ToHashSet(), page.Items.Select(t => t.Id).ToHashSet());
+        Assert.All(page.Items, t => Assert.Equal("b", t.Queue));
+    }
+
+    [Fact]
+    public async Task List_combines_filters()
+    {
+        var wanted = NewMessage("a", task: "x");
+        await Queue.EnqueueAsync([wanted, NewMessage("a", task: "y"), NewMessage("b", task: "x")], Timeout);
+        await EnqueueAsync(NewMessage("a", task: "x") with { NotBefore = Now.AddMinutes(1) });
+
+        var page = await Store.ListAsync(new TaskQuery { Queue = "a", Task = "x", State = TaskState.Queued }, Timeout);
+
+        Assert.Equal(wanted.Id, Assert.Single(page.Items).Id);
+    }
+
+    [Fact]
+    public async Task List_pages_cover_every_task_exactly_once()
+    {
+        var ids = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            ids.AddRange(await EnqueueManyAsync(5));
+            Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        var seen = new List<Guid>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var page = await Store.ListAsync(new TaskQuery { Limit = 7, Cursor = cursor }, Timeout);
+            Assert.InRange(page.Items.Count, 1, 7);
+            seen.AddRange(page.Items.Select(t => t.Id));
+            cursor = page.NextCursor;
+            pages++;
+        }
+        while (cursor is not null && pages < 100);
+
+        Assert.Equal(4, pages);
+        Assert.Equal(ids.Count, seen.Count);
+        Assert.Equal(ids.ToHashSet(), seen.ToHashSet());
+    }
+
+    [Fact]
+    public async Task List_pages_with_a_filter_cover_every_matching_task_exactly_once()
+    {
+        var matching = new HashSet<Guid>();
+        for (var i = 0; i < 4; i++)
+        {
+            matching.UnionWith(await EnqueueManyAsync(3, "a"));
+            await EnqueueManyAsync(3, "b");
+            Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        var seen = new List<Guid>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var page = await Store.ListAsync(new TaskQuery { Queue = "a", Limit = 5, Cursor = cursor }, Timeout);
+            seen.AddRange(page.Items.Select(t => t.Id));
+            cursor = page.NextCursor;
+            pages++;
+        }
+        while (cursor is not null && pages < 100);
+
+        Assert.Equal(3, pages);
+        Assert.Equal(matching.Count, seen.Count);
+        Assert.True(matching.SetEquals(seen));
+    }
+
+    [Fact]
+    public async Task List_page_that_ends_exactly_at_the_last_task_has_no_next_cursor()
+    {
+        await EnqueueManyAsync(6);
+
+        var first = await Store.ListAsync(new TaskQuery { Limit = 3 }, Timeout);
+        var second = await Store.ListAsync(new TaskQuery { Limit = 3, Cursor = first.NextCursor }, Timeout);
+
+        Assert.NotNull(first.NextCursor);
+        Assert.Equal(3, second.Items.Count);
+        Assert.Null(second.NextCursor);
+    }
+
+    [Fact]
+    public async Task List_cursor_is_stable_when_tasks_are_added_meanwhile()
+    {
+        var ids = await EnqueueManyAsync(6);
+        var first = await Store.ListAsync(new TaskQuery { Limit = 3 }, Timeout);
+        Advance(TimeSpan.FromMilliseconds(1));
+        var added = await EnqueueManyAsync(2);
+
+        var second = await Store.ListAsync(new TaskQuery { Limit = 3, Cursor = first.NextCursor }, Timeout);
+
+        var seen = first.Items.Concat(second.Items).Select(t => t.Id).ToList();
+        Assert.Equal(6, seen.Count);
+        Assert.True(ids.ToHashSet().SetEquals(seen));
+        Assert.Empty(added.Intersect(seen));
+    }
+
+    [Fact]
+    public async Task List_with_a_cursor_it_did_not_issue_throws_ArgumentException()
+    {
+        await EnqueueManyAsync(2);
+
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => Store.ListAsync(new TaskQuery { Cursor = "not a cursor!" }, Timeout));
+    }
+
+    [Fact]
+    public async Task List_items_carry_their_history()
+    {
+        await EnqueueAsync(NewMessage());
+        await SucceedAsync(await FetchOneAsync());
+
+        var item = Assert.Single((await Store.ListAsync(new TaskQuery(), Timeout)).Items);
+
+        Assert.Equal([TaskState.Queued, TaskState.Running, TaskState.Succeeded], item.Transitions.Select(t => t.State));
+    }
+}

@@ -1,0 +1,88 @@
+using System.Net;
+using System.Net.Http.Headers;
+
+namespace Conveyor.Server.Tests;
+
+public sealed class KeyedServerFixture : ServerFixture
+{
+    protected override IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Conveyor:ApiKeys"] = "first-key, second-key",
+    };
+}
+
+public sealed class ApiKeyTests(KeyedServerFixture fixture) : IClassFixture<KeyedServerFixture>
+{
+    private TestServer Server => fixture.Server;
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("Bearer wrong-key")]
+    [InlineData("Bearer first-key-but-longer")]
+    [InlineData("Basic Zmlyc3Qta2V5")]
+    [InlineData("first-key")]
+    public async Task Api_call_without_a_valid_key_is_401_problem(string? authorization)
+    {
+        foreach (var path in new[] { "/api/v1/queues", "/api/v1/workers", "/api/v1/tasks" })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, path);
+            if (authorization is not null)
+            {
+                request.Headers.TryAddWithoutValidation("Authorization", authorization);
+            }
+            using var response = await Server.Client.SendAsync(request);
+
+            await ApiValidationTests.AssertProblemAsync(response, HttpStatusCode.Unauthorized);
+            Assert.Equal("Bearer", response.Headers.WwwAuthenticate.Single().Scheme);
+        }
+    }
+
+    [Fact]
+    public async Task Enqueue_without_a_key_is_401_and_stores_nothing()
+    {
+        using var response = await Server.PostJsonAsync("/api/v1/tasks", """{"task": "conveyor.noop"}""");
+
+        await ApiValidationTests.AssertProblemAsync(response, HttpStatusCode.Unauthorized);
+        using var count = new HttpRequestMessage(HttpMethod.Get, "/api/v1/tasks");
+        count.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "first-key");
+        using var list = await Server.Client.SendAsync(count);
+        Assert.Empty((await TestServer.ReadJsonAsync(list)).GetProperty("items").EnumerateArray());
+    }
+
+    [Theory]
+    [InlineData("first-key")]
+    [InlineData("second-key")]
+    public async Task Api_call_with_any_configured_key_succeeds(string key)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/queues");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+
+        using var response = await Server.Client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("/health/live")]
+    [InlineData("/health/ready")]
+    [InlineData("/openapi/v1.json")]
+    public async Task Health_and_openapi_need_no_key(string path)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        HttpStatusCode status;
+        do
+        {
+            // Readiness waits for the worker to start; the others answer at once.
+            using var response = await Server.Client.GetAsync(path);
+            status = response.StatusCode;
+            if (status == HttpStatusCode.OK)
+            {
+                break;
+            }
+            await Task.Delay(25);
+        }
+        while (DateTime.UtcNow < deadline);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+    }
+}

@@ -1,0 +1,253 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace Conveyor.Server.Tests;
+
+/// <summary>Every rejected request answers RFC 9457 problem details naming the field at fault, and stores nothing.</summary>
+public sealed class ApiValidationTests(OpenServerFixture fixture) : IClassFixture<OpenServerFixture>
+{
+    private TestServer Server => fixture.Server;
+
+    public static TheoryData<string, string> InvalidTasks => new()
+    {
+        { """{"task": "no.such.task"}""", "task" },
+        { """{"queue": "default"}""", "task" },
+        { """{"task": 42}""", "task" },
+        { """{"task": "conveyor.noop", "queue": "bad queue"}""", "queue" },
+        { """{"task": "conveyor.noop", "queue": ""}""", "queue" },
+        { """{"task": "conveyor.noop", "priority": 101}""", "priority" },
+        { """{"task": "conveyor.noop", "priority": -101}""", "priority" },
+        { """{"task": "conveyor.noop", "priority": "high"}""", "priority" },
+        { """{"task": "conveyor.noop", "eta": "tomorrow"}""", "eta" },
+        { """{"task": "conveyor.noop", "eta": "2030-01-01T00:00:00"}""", "eta" },
+        { """{"task": "conveyor.noop", "delay": "30 seconds"}""", "delay" },
+        { """{"task": "conveyor.noop", "delay": "P1M"}""", "delay" },
+        { """{"task": "conveyor.noop", "delay": "-PT5S"}""", "delay" },
+        { """{"task": "conveyor.noop", "delay": "PT5S", "eta": "2030-01-01T00:00:00Z"}""", "eta" },
+        { """{"task": "conveyor.noop", "expiresAt": "2001-01-01T00:00:00Z"}""", "expiresAt" },
+        { """{"task": "conveyor.noop", "maxAttempts": 0}""", "maxAttempts" },
+        { """{"task": "conveyor.noop", "timeout": "PT0S"}""", "timeout" },
+        { """{"task": "conveyor.noop", "idempotencyKey": ""}""", "idempotencyKey" },
+        { """{"task": "conveyor.noop", "headers": {"traceparent": 1}}""", "headers.traceparent" },
+        { """{"task": "conveyor.noop", "dealy": "PT5S"}""", "dealy" },
+        { """{"task": "http.request"}""", "args" },
+        { """{"task": "http.request", "args": {"url": 5}}""", "args" },
+        { """{"task": "http.request", "args": "https://127.0.0.1/"}""", "args" },
+        { """{"task": "http.request", "args": {"url": "http://example.com/hook"}}""", "args.url" },
+        { """{"task": "http.request", "args": {"url": "ftp://127.0.0.1/file"}}""", "args.url" },
+        { """{"task": "http.request", "args": {"url": "http://127.0.0.1/", "method": "BREW"}}""", "args.method" },
+        { """{"task": "http.request", "args": {"url": "http://127.0.0.1/", "timeoutSeconds": 0}}""", "args.timeoutSeconds" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidTasks))]
+    public async Task Invalid_task_is_422_naming_the_field_and_stores_nothing(string body, string field)
+    {
+        var before = await Server.CountTasksAsync();
+
+        using var response = await Server.PostJsonAsync("/api/v1/tasks", body);
+
+        var problem = await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity);
+        AssertNamesField(problem, field);
+        Assert.Equal(before, await Server.CountTasksAsync());
+    }
+
+    [Fact]
+    public async Task Unknown_task_says_which_name_was_unknown()
+    {
+        using var response = await Server.PostJsonAsync("/api/v1/tasks", """{"task": "reports.nightly"}""");
+
+        var problem = await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("reports.nightly", problem.GetProperty("errors").GetProperty("task")[0].GetString());
+    }
+
+    [Fact]
+    public async Task Every_problem_of_a_request_is_reported_at_once()
+    {
+        using var response = await Server.PostJsonAsync("/api/v1/tasks",
+            """{"task": "no.such.task", "queue": "bad queue", "priority": 500, "eta": "soon"}""");
+
+        var problem = await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity);
+        foreach (var field in new[] { "task", "queue", "priority", "eta" })
+        {
+            AssertNamesField(problem, field);
+        }
+    }
+
+    [Fact]
+    public async Task Malformed_json_is_400_saying_where_it_broke()
+    {
+        var before = await Server.CountTasksAsync();
+
+        using var response = await Server.PostJsonAsync("/api/v1/tasks", "{\"task\": \"conveyor.noop\",\n \"queue\": }");
+
+        var problem = await AssertProblemAsync(response, HttpStatusCode.BadRequest);
+        Assert.Contains("line 2", problem.GetProperty("detail").GetString());
+        Assert.Equal(2, problem.GetProperty("line").GetInt32());
+        Assert.True(problem.GetProperty("bytePosition").GetInt32() > 1);
+        Assert.Equal(before, await Server.CountTasksAsync());
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("[1, 2]")]
+    [InlineData("\"conveyor.noop\"")]
+    public async Task Body_that_is_not_a_json_object_is_400(string body)
+    {
+        using var response = await Server.PostJsonAsync("/api/v1/tasks", body);
+
+        await AssertProblemAsync(response, HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task Body_that_is_not_json_content_is_415()
+    {
+        using var response = await Server.Client.PostAsync("/api/v1/tasks", new StringContent("task=conveyor.noop", Encoding.UTF8, "application/x-www-form-urlencoded"));
+
+        await AssertProblemAsync(response, HttpStatusCode.UnsupportedMediaType);
+    }
+
+    [Fact]
+    public void Default_body_limit_is_one_mebibyte()
+    {
+        Assert.Equal(1024 * 1024, new Conveyor.AspNetCore.ConveyorApiOptions().MaxRequestBodySize);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Body_over_the_limit_is_413_problem_with_or_without_content_length(bool declareLength)
+    {
+        var before = await Server.CountTasksAsync();
+        // A valid task padded past 1 MiB, so only its size is wrong.
+        var json = "{\"task\": \"conveyor.noop\", \"args\": \"" + new string('x', 1024 * 1024) + "\"}";
+        HttpContent content = declareLength
+            ? new StringContent(json, Encoding.UTF8, "application/json")
+            : new StreamContent(new NonSeekableStream(Encoding.UTF8.GetBytes(json)));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using (content)
+        {
+            using var response = await Server.Client.PostAsync("/api/v1/tasks", content);
+
+            var problem = await AssertProblemAsync(response, HttpStatusCode.RequestEntityTooLarge);
+            Assert.Equal(1024 * 1024, problem.GetProperty("limit").GetInt64());
+        }
+        Assert.Equal(before, await Server.CountTasksAsync());
+    }
+
+    [Fact]
+    public async Task Batch_with_one_bad_item_stores_nothing_and_names_the_item()
+    {
+        var before = await Server.CountTasksAsync();
+
+        using var response = await Server.PostJsonAsync("/api/v1/tasks/batch", """
+            {"tasks": [
+              {"task": "conveyor.noop"}, {"task": "conveyor.noop"}, {"task": "conveyor.noop"},
+              {"task": "conveyor.noop", "queue": "no spaces allowed"}, {"task": "conveyor.noop"}
+            ]}
+            """);
+
+        var problem = await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity);
+        AssertNamesField(problem, "tasks[3].queue");
+        Assert.Single(problem.GetProperty("errors").EnumerateObject());
+        Assert.Equal(before, await Server.CountTasksAsync());
+    }
+
+    [Theory]
+    [InlineData("""{"tasks": []}""", "tasks")]
+    [InlineData("""{"tasks": {"task": "conveyor.noop"}}""", "tasks")]
+    [InlineData("""{}""", "tasks")]
+    [InlineData("""{"tasks": [{"task": "conveyor.noop"}], "extra": 1}""", "extra")]
+    [InlineData("""{"tasks": [{"task": "conveyor.noop"}, 7]}""", "tasks[1]")]
+    [InlineData("""{"tasks": [{"task": "conveyor.noop"}, {"task": "conveyor.noop", "priority": 1000}]}""", "tasks[1].priority")]
+    public async Task Malformed_batch_is_422_naming_the_field(string body, string field)
+    {
+        var before = await Server.CountTasksAsync();
+
+        using var response = await Server.PostJsonAsync("/api/v1/tasks/batch", body);
+
+        AssertNamesField(await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity), field);
+        Assert.Equal(before, await Server.CountTasksAsync());
+    }
+
+    [Theory]
+    [InlineData("GET", "")]
+    [InlineData("POST", "/cancel")]
+    [InlineData("POST", "/retry")]
+    public async Task Unknown_task_id_is_404(string method, string suffix)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), $"/api/v1/tasks/{Guid.CreateVersion7()}{suffix}");
+        using var response = await Server.Client.SendAsync(request);
+
+        await AssertProblemAsync(response, HttpStatusCode.NotFound);
+    }
+
+    [Theory]
+    [InlineData("GET", "")]
+    [InlineData("POST", "/cancel")]
+    [InlineData("POST", "/retry")]
+    public async Task Malformed_task_id_is_400_naming_id(string method, string suffix)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), $"/api/v1/tasks/not-a-uuid{suffix}");
+        using var response = await Server.Client.SendAsync(request);
+
+        AssertNamesField(await AssertProblemAsync(response, HttpStatusCode.BadRequest), "id");
+    }
+
+    [Theory]
+    [InlineData("state=finished", "state")]
+    [InlineData("queue=bad%20queue", "queue")]
+    [InlineData("limit=0", "limit")]
+    [InlineData("limit=many", "limit")]
+    [InlineData("cursor=not-a-cursor", "cursor")]
+    public async Task Bad_list_query_is_400_naming_the_parameter(string query, string field)
+    {
+        using var response = await Server.Client.GetAsync($"/api/v1/tasks?{query}");
+
+        AssertNamesField(await AssertProblemAsync(response, HttpStatusCode.BadRequest), field);
+    }
+
+    [Fact]
+    public async Task Pausing_an_invalid_queue_name_is_400_naming_it()
+    {
+        using var response = await Server.Client.PostAsync("/api/v1/queues/bad%20name/pause", null);
+
+        AssertNamesField(await AssertProblemAsync(response, HttpStatusCode.BadRequest), "name");
+    }
+
+    [Fact]
+    public async Task Unknown_api_route_is_a_404_problem()
+    {
+        using var response = await Server.Client.GetAsync("/api/v1/nothing-here");
+
+        await AssertProblemAsync(response, HttpStatusCode.NotFound);
+    }
+
+    internal static async Task<JsonElement> AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(status == response.StatusCode, $"Expected {(int)status}, got {(int)response.StatusCode}: {text}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        using var document = JsonDocument.Parse(text);
+        var problem = document.RootElement.Clone();
+        Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
+        Assert.False(string.IsNullOrEmpty(problem.GetProperty("title").GetString()));
+        return problem;
+    }
+
+    internal static void AssertNamesField(JsonElement problem, string field)
+    {
+        Assert.True(problem.TryGetProperty("errors", out var errors), $"No 'errors' in {problem}");
+        Assert.True(errors.TryGetProperty(field, out var messages), $"'{field}' is not named in {errors}");
+        Assert.False(string.IsNullOrWhiteSpace(messages[0].GetString()));
+        Assert.Contains(field, problem.GetProperty("detail").GetString());
+    }
+
+    /// <summary>Sends its bytes chunked: HttpClient cannot know the length of a stream that cannot seek.</summary>
+    private sealed class NonSeekableStream(byte[] bytes) : MemoryStream(bytes)
+    {
+        public override bool CanSeek => false;
+    }
+}

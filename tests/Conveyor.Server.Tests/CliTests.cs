@@ -1,0 +1,188 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Conveyor.Sqlite;
+
+namespace Conveyor.Server.Tests;
+
+public sealed class CliTests : IDisposable
+{
+    private readonly string _folder = TempFolder.Create();
+
+    private Dictionary<string, string> Environment => new()
+    {
+        ["DATABASE_URL"] = "sqlite:///" + Path.Combine(_folder, "cli.db"),
+        ["LOG_LEVEL"] = "warning",
+    };
+
+    public void Dispose() => TempFolder.Delete(_folder);
+
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("server --help")]
+    [InlineData("worker --help")]
+    [InlineData("enqueue --help")]
+    [InlineData("info --help")]
+    [InlineData("migrate --help")]
+    public async Task Help_exits_zero_and_shows_usage(string arguments)
+    {
+        var args = arguments.Split(' ');
+
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, args);
+
+        Assert.True(exitCode == 0, error);
+        var command = args.Length > 1 ? args[0] + " " : "";
+        Assert.Contains($"conveyor {command}", output);
+        Assert.Contains("Usage:", output);
+        Assert.False(File.Exists(Path.Combine(_folder, "cli.db")), "help must not touch the database");
+    }
+
+    [Fact]
+    public async Task Enqueued_task_shows_in_info_json()
+    {
+        var enqueue = await ConveyorProcess.RunAsync(_folder, Environment, "enqueue", "conveyor.noop", "--queue", "cli", "--args", """{"n": 1}""", "--priority", "3");
+        Assert.True(enqueue.ExitCode == 0, enqueue.Error);
+        Assert.Contains("Enqueued conveyor.noop as", enqueue.Output);
+
+        var info = await ConveyorProcess.RunAsync(_folder, Environment, "info", "--json");
+
+        Assert.True(info.ExitCode == 0, info.Error);
+        using var document = JsonDocument.Parse(info.Output);
+        var queue = document.RootElement.GetProperty("queues").EnumerateArray().Single();
+        Assert.Equal("cli", queue.GetProperty("name").GetString());
+        Assert.Equal(1, queue.GetProperty("queued").GetInt64());
+        Assert.Equal(1, document.RootElement.GetProperty("totals").GetProperty("queued").GetInt64());
+        Assert.Equal(0, document.RootElement.GetProperty("totals").GetProperty("succeeded").GetInt64());
+        Assert.Empty(document.RootElement.GetProperty("workers").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task Info_table_shows_queues_and_totals()
+    {
+        await ConveyorProcess.RunAsync(_folder, Environment, "enqueue", "conveyor.noop", "--delay", "PT1H");
+
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "info");
+
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("QUEUE", output);
+        Assert.Contains("default", output);
+        Assert.Contains("1 scheduled", output);
+    }
+
+    [Fact]
+    public async Task Invalid_enqueue_exits_two_naming_the_field_and_stores_nothing()
+    {
+        var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, "enqueue", "conveyor.noop", "--priority", "500");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("priority", error);
+        var info = await ConveyorProcess.RunAsync(_folder, Environment, "info", "--json");
+        using var document = JsonDocument.Parse(info.Output);
+        Assert.Empty(document.RootElement.GetProperty("queues").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task Migrate_reports_the_schema()
+    {
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "migrate");
+
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("Migrated: SQLite", output);
+        Assert.True(File.Exists(Path.Combine(_folder, "cli.db")));
+    }
+
+    [Fact]
+    public async Task Unsupported_database_url_exits_two_with_a_clear_message()
+    {
+        var environment = Environment;
+        environment["DATABASE_URL"] = "postgresql://conveyor:secret@db:5432/conveyor";
+
+        var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, environment, "info");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("postgresql:// needs the PostgreSQL backend, not yet available", error);
+        Assert.DoesNotContain("secret", error);
+    }
+
+    [Fact]
+    public async Task Server_refuses_a_public_address_without_api_keys()
+    {
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "server", "--host", "0.0.0.0", "--port", "0");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("Refusing to listen on http://0.0.0.0:0 without API keys", error);
+        Assert.DoesNotContain("Conveyor serving", output);
+    }
+
+    [Fact]
+    public async Task Server_on_a_taken_port_exits_one_naming_the_address()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+
+        var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains($"conveyor: Failed to bind to address http://127.0.0.1:{port}", error);
+    }
+
+    [Fact]
+    public async Task Default_command_serves_prints_its_url_and_stops_on_sigterm()
+    {
+        using var server = ConveyorProcess.Start(_folder, Environment, "--port", "0");
+        var line = await server.WaitForLineAsync(l => l.StartsWith("Conveyor serving http://127.0.0.1:", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        var url = line["Conveyor serving ".Length..].Trim();
+        using var http = new HttpClient { BaseAddress = new Uri(url) };
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/live")).StatusCode);
+
+        var enqueue = await ConveyorProcess.RunAsync(_folder, Environment, "enqueue", "conveyor.noop", "--url", url, "--json");
+        Assert.True(enqueue.ExitCode == 0, enqueue.Error);
+        var id = JsonDocument.Parse(enqueue.Output).RootElement.GetProperty("id").GetGuid();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        string? state;
+        do
+        {
+            state = (await http.GetFromJsonAsync<JsonElement>($"/api/v1/tasks/{id}")).GetProperty("state").GetString();
+            if (state == "succeeded")
+            {
+                break;
+            }
+            await Task.Delay(25);
+        }
+        while (DateTime.UtcNow < deadline);
+        Assert.Equal("succeeded", state);
+
+        server.Terminate();
+        Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+    }
+
+    [Fact]
+    public async Task Worker_runs_tasks_enqueued_by_another_process_and_stops_on_sigterm()
+    {
+        using var worker = ConveyorProcess.Start(_folder, Environment, "worker", "--concurrency", "2");
+        var line = await worker.WaitForLineAsync(l => l.StartsWith("Conveyor worker ", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        Assert.Contains("concurrency 2", line);
+
+        var enqueue = await ConveyorProcess.RunAsync(_folder, Environment, "enqueue", "conveyor.noop", "--json");
+        Assert.True(enqueue.ExitCode == 0, enqueue.Error);
+        var id = JsonDocument.Parse(enqueue.Output).RootElement.GetProperty("id").GetGuid();
+        using var backend = new SqliteBackend(new SqliteBackendOptions { Path = Path.Combine(_folder, "cli.db") });
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        TaskRecord? task;
+        do
+        {
+            task = await backend.GetAsync(id, CancellationToken.None);
+            if (task?.State == TaskState.Succeeded)
+            {
+                break;
+            }
+            await Task.Delay(25);
+        }
+        while (DateTime.UtcNow < deadline);
+        Assert.Equal(TaskState.Succeeded, task?.State);
+
+        worker.Terminate();
+        Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+    }
+}

@@ -1,0 +1,211 @@
+using Conveyor.AspNetCore;
+using Conveyor.Server.Configuration;
+using Conveyor.Server.Hosting;
+using Conveyor.Server.Tasks;
+using Conveyor.Sqlite;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Server.Tests;
+
+public sealed class ConfigurationTests
+{
+    [Theory]
+    [InlineData("sqlite:///./data/x.db", "./data/x.db")]
+    [InlineData("sqlite:///data/x.db", "data/x.db")]
+    [InlineData("sqlite:////var/lib/conveyor/x.db", "/var/lib/conveyor/x.db")]
+    [InlineData("sqlite:///my%20data/x.db", "my data/x.db")]
+    [InlineData("", "./data/conveyor.db")]
+    public void Sqlite_url_gives_the_path_with_sqlalchemy_slashes(string url, string path)
+    {
+        Assert.Equal(path, DatabaseUrl.Parse(url).Path);
+    }
+
+    [Fact]
+    public void Sqlite_url_takes_synchronous()
+    {
+        Assert.Equal(SqliteSynchronous.Full, DatabaseUrl.Parse("sqlite:///x.db?synchronous=full").Synchronous);
+        Assert.Null(DatabaseUrl.Parse("sqlite:///x.db").Synchronous);
+    }
+
+    [Theory]
+    [InlineData("postgresql://conveyor:secret@db/conveyor", "postgresql:// needs the PostgreSQL backend, not yet available")]
+    [InlineData("postgres://conveyor:secret@db/conveyor", "postgres:// needs the PostgreSQL backend, not yet available")]
+    [InlineData("mysql://u:secret@db/c", "MySQL")]
+    [InlineData("redis://localhost:6379", "Redis")]
+    [InlineData("mongodb://localhost", "'mongodb://' is not supported")]
+    [InlineData("conveyor.db", "not a URL")]
+    [InlineData("sqlite://./x.db", "three slashes")]
+    [InlineData("sqlite:///", "needs a file path")]
+    [InlineData("sqlite:///x.db?journal=off", "unknown parameter")]
+    public void Unusable_database_url_says_what_to_change_without_echoing_secrets(string url, string message)
+    {
+        var exception = Assert.Throws<ConveyorConfigurationException>(() => DatabaseUrl.Parse(url));
+
+        Assert.Contains(message, exception.Message);
+        Assert.DoesNotContain("secret", exception.Message);
+    }
+
+    [Theory]
+    [InlineData("WORKER__CONCURRENCY", "Conveyor:WORKER:CONCURRENCY")]
+    [InlineData("API_KEYS", "Conveyor:APIKEYS")]
+    [InlineData("HTTP__ALLOWED_HOSTS", "Conveyor:HTTP:ALLOWEDHOSTS")]
+    [InlineData("WORKER__SHUTDOWN_TIMEOUT", "Conveyor:WORKER:SHUTDOWNTIMEOUT")]
+    public void Conveyor_variables_map_to_option_keys(string name, string key)
+    {
+        Assert.Equal(key, ConveyorEnvironmentVariablesProvider.MapName(name));
+    }
+
+    [Fact]
+    public void Environment_names_bind_the_options()
+    {
+        var configuration = Configure(new Dictionary<string, string?>(), new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = "sqlite:////srv/conveyor.db",
+            ["HOST"] = "0.0.0.0",
+            ["PORT"] = "9000",
+            ["LOG_LEVEL"] = "WARN",
+            ["CONVEYOR_WORKER__CONCURRENCY"] = "3",
+            ["CONVEYOR_WORKER__SHUTDOWN_TIMEOUT"] = "00:01:00",
+            ["CONVEYOR_API_KEYS"] = "one, two",
+            ["CONVEYOR_HTTP__ALLOWED_HOSTS"] = "api.example.com,*.hooks.example.com",
+            ["CONVEYOR_MAX_REQUEST_BODY_SIZE"] = "2048",
+            ["UNRELATED"] = "x",
+        });
+        var section = configuration.GetSection("Conveyor");
+
+        var server = section.Get<ServerOptions>()!;
+        Assert.Equal(("0.0.0.0", 9000, "sqlite:////srv/conveyor.db"), (server.Host, server.Port, server.DatabaseUrl));
+        var conveyor = section.Get<ConveyorOptions>()!;
+        Assert.Equal(3, conveyor.Worker.Concurrency);
+        Assert.Equal(TimeSpan.FromMinutes(1), conveyor.Worker.ShutdownTimeout);
+        var api = section.Get<ConveyorApiOptions>()!;
+        Assert.Equal(["one", "two"], api.ApiKeys);
+        Assert.Equal(2048, api.MaxRequestBodySize);
+        Assert.Equal(["api.example.com", "*.hooks.example.com"], section.GetSection("Http").Get<HttpTaskOptions>()!.AllowedHosts);
+        Assert.Equal("Warning", configuration[ConveyorConfiguration.LogLevelKey]);
+    }
+
+    [Fact]
+    public void Flags_win_over_environment_and_conveyor_names_over_aliases()
+    {
+        var configuration = Configure(
+            new Dictionary<string, string?> { ["Conveyor:Worker:Concurrency"] = "7" },
+            new Dictionary<string, string?>
+            {
+                ["CONVEYOR_WORKER__CONCURRENCY"] = "3",
+                ["DATABASE_URL"] = "sqlite:///alias.db",
+                ["CONVEYOR_DATABASE_URL"] = "sqlite:///explicit.db",
+            });
+
+        Assert.Equal("7", configuration["Conveyor:Worker:Concurrency"]);
+        Assert.Equal("sqlite:///explicit.db", configuration["Conveyor:DatabaseUrl"]);
+    }
+
+    [Fact]
+    public void Unknown_log_level_is_refused()
+    {
+        var exception = Assert.Throws<ConveyorConfigurationException>(() =>
+            Configure(new Dictionary<string, string?>(), new Dictionary<string, string?> { ["LOG_LEVEL"] = "loud" }));
+
+        Assert.Contains("LOG_LEVEL 'loud'", exception.Message);
+    }
+
+    [Fact]
+    public void Port_that_is_not_a_number_is_a_configuration_error()
+    {
+        var exception = Assert.Throws<ConveyorConfigurationException>(() =>
+            ConveyorHosts.BuildHost(HostRole.Tool, new Dictionary<string, string?>(), new Dictionary<string, string?> { ["PORT"] = "eighty" }));
+
+        Assert.Contains("eighty", exception.Message);
+    }
+
+    [Fact]
+    public void Host_shutdown_timeout_outlasts_the_worker_drain()
+    {
+        using var host = ConveyorHosts.BuildHost(HostRole.Worker,
+            new Dictionary<string, string?> { ["Conveyor:Worker:ShutdownTimeout"] = "00:01:00", ["Conveyor:DatabaseUrl"] = "sqlite:///unused.db" },
+            new Dictionary<string, string?>());
+
+        var worker = host.Services.GetRequiredService<IOptions<ConveyorOptions>>().Value.Worker.ShutdownTimeout;
+        var shutdown = host.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout;
+
+        Assert.Equal(TimeSpan.FromMinutes(1), worker);
+        Assert.True(shutdown > worker + TimeSpan.FromSeconds(5), $"host {shutdown}, worker {worker}");
+    }
+
+    private static ConfigurationManager Configure(Dictionary<string, string?> flags, Dictionary<string, string?> environment)
+    {
+        var configuration = new ConfigurationManager();
+        ConveyorConfiguration.AddSources(configuration, flags, environment);
+        return configuration;
+    }
+}
+
+public sealed class BindSafetyTests
+{
+    [Theory]
+    [InlineData("127.0.0.1", true)]
+    [InlineData("127.0.0.2", true)]
+    [InlineData("localhost", true)]
+    [InlineData("::1", true)]
+    [InlineData("[::1]", true)]
+    [InlineData("0.0.0.0", false)]
+    [InlineData("::", false)]
+    [InlineData("*", false)]
+    [InlineData("+", false)]
+    [InlineData("192.168.1.10", false)]
+    [InlineData("conveyor.internal", false)]
+    public void Loopback_is_told_apart(string host, bool loopback)
+    {
+        Assert.Equal(loopback, ListenAddress.IsLoopback(host));
+    }
+
+    [Theory]
+    [InlineData("0.0.0.0")]
+    [InlineData("::")]
+    public void Server_refuses_a_public_address_without_api_keys(string host)
+    {
+        var exception = Assert.Throws<ConveyorConfigurationException>(() => ConveyorHosts.BuildServer(
+            new Dictionary<string, string?> { ["Conveyor:Host"] = host, ["Conveyor:Port"] = "0" },
+            new Dictionary<string, string?>()));
+
+        Assert.Contains("without API keys", exception.Message);
+        Assert.Contains("CONVEYOR_API_KEYS", exception.Message);
+    }
+
+    [Fact]
+    public void Server_refuses_kestrel_endpoints_that_would_bypass_the_check()
+    {
+        var exception = Assert.Throws<ConveyorConfigurationException>(() => ConveyorHosts.BuildServer(
+            new Dictionary<string, string?> { ["Kestrel:Endpoints:Http:Url"] = "http://0.0.0.0:8000" },
+            new Dictionary<string, string?>()));
+
+        Assert.Contains("HOST and PORT", exception.Message);
+    }
+
+    [Fact]
+    public async Task Server_builds_for_a_public_address_with_an_api_key()
+    {
+        var folder = TempFolder.Create();
+        try
+        {
+            await using var app = ConveyorHosts.BuildServer(
+                new Dictionary<string, string?>
+                {
+                    ["Conveyor:Host"] = "0.0.0.0",
+                    ["Conveyor:Port"] = "0",
+                    ["Conveyor:DatabaseUrl"] = "sqlite:///" + Path.Combine(folder, "c.db"),
+                },
+                new Dictionary<string, string?> { ["CONVEYOR_API_KEYS"] = "secret" });
+
+            Assert.Equal(["secret"], app.Services.GetRequiredService<IOptions<ConveyorApiOptions>>().Value.ApiKeys);
+        }
+        finally
+        {
+            TempFolder.Delete(folder);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Conveyor.Server.Tests;
+
+/// <summary>Runs the built <c>conveyor</c> executable (dotnet Conveyor.Server.dll from the server project's own
+/// output, whose deps.json resolves the native SQLite library) with a clean environment.</summary>
+public sealed class ConveyorProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+    private readonly StringBuilder _error = new();
+    private readonly object _gate = new();
+    private TaskCompletionSource<string>? _lineWaiter;
+    private Func<string, bool>? _linePredicate;
+
+    private ConveyorProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public string Output
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public string Error
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _error.ToString();
+            }
+        }
+    }
+
+    public static string ServerDll { get; } = FindServerDll();
+
+    public static ConveyorProcess Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(ServerDll);
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+        foreach (var name in info.Environment.Keys.ToList())
+        {
+            if (name is "HOST" or "PORT" or "DATABASE_URL" or "LOG_LEVEL" or "ASPNETCORE_URLS" or "URLS"
+                || name.StartsWith("CONVEYOR_", StringComparison.Ordinal) || name.StartsWith("Conveyor__", StringComparison.OrdinalIgnoreCase))
+            {
+                info.Environment.Remove(name);
+            }
+        }
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+        var process = new Process { StartInfo = info };
+        var wrapper = new ConveyorProcess(process);
+        process.OutputDataReceived += (_, e) => wrapper.Received(e.Data, error: false);
+        process.ErrorDataReceived += (_, e) => wrapper.Received(e.Data, error: true);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return wrapper;
+    }
+
+    /// <summary>Runs to the end (at most 60 s) and returns the exit code.</summary>
+    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    {
+        using var process = Start(workingDirectory, environment, args);
+        var exitCode = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        return (exitCode, process.Output, process.Error);
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cancellation = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cancellation.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            _process.Kill(entireProcessTree: true);
+            Assert.Fail($"conveyor did not exit within {timeout}. Output: {Output} Error: {Error}");
+        }
+        // The parameterless wait returns only once the redirected streams are drained.
+        await _process.WaitForExitAsync();
+        return _process.ExitCode;
+    }
+
+    /// <summary>Waits for a line of standard output that matches; fails after <paramref name="timeout"/> or if the process ends first.</summary>
+    public async Task<string> WaitForLineAsync(Func<string, bool> predicate, TimeSpan timeout)
+    {
+        Task<string> line;
+        lock (_gate)
+        {
+            var existing = _output.ToString().Split('\n').FirstOrDefault(l => predicate(l.TrimEnd('\r')));
+            if (existing is not null)
+            {
+                return existing;
+            }
+            _linePredicate = predicate;
+            _lineWaiter = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            line = _lineWaiter.Task;
+        }
+        var finished = await Task.WhenAny(line, _process.WaitForExitAsync(), Task.Delay(timeout));
+        if (finished != line)
+        {
+            Assert.Fail($"No such line from conveyor (exited: {_process.HasExited}). Output: {Output} Error: {Error}");
+        }
+        return await line;
+    }
+
+    /// <summary>Kills the process with SIGKILL, as the OOM killer or a power cut to the process would, and waits for it to end.</summary>
+    public void KillHard()
+    {
+        // Process.Kill sends SIGKILL on Unix: no shutdown code runs.
+        _process.Kill();
+        _process.WaitForExit();
+    }
+
+    /// <summary>Asks the process to stop as a service manager would (SIGTERM).</summary>
+    public void Terminate()
+    {
+        using var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
+    private void Received(string? line, bool error)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        lock (_gate)
+        {
+            (error ? _error : _output).AppendLine(line);
+            if (!error && _linePredicate is not null && _linePredicate(line))
+            {
+                _linePredicate = null;
+                _lineWaiter!.TrySetResult(line);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+        }
+        _process.Dispose();
+    }
+
+    private static string FindServerDll()
+    {
+        // tests/Conveyor.Server.Tests/bin/<Configuration>/<tfm>/ → src/Conveyor.Server/bin/<Configuration>/<tfm>/Conveyor.Server.dll
+        var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        var tfm = output.Name;
+        var configuration = output.Parent!.Name;
+        var root = output;
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Conveyor.slnx")))
+        {
+            root = root.Parent;
+        }
+        Assert.NotNull(root);
+        var dll = Path.Combine(root.FullName, "src", "Conveyor.Server", "bin", configuration, tfm, "Conveyor.Server.dll");
+        Assert.True(File.Exists(dll), $"{dll} is not built");
+        return dll;
+    }
+}

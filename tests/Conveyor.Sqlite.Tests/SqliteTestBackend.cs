@@ -1,0 +1,41 @@
+using Conveyor.Backends;
+using Conveyor.Sqlite;
+
+namespace Conveyor.Sqlite.Tests;
+
+/// <summary>Builds each test's SQLite backend on a fresh file of its own and deletes it afterwards.</summary>
+internal static class SqliteTestBackend
+{
+    private static readonly string Folder = Path.Combine(Path.GetTempPath(), "conveyor-sqlite-tests");
+
+    public static async Task<IConveyorBackend> CreateAsync(TimeProvider time)
+    {
+        var path = Path.Combine(Folder, Guid.NewGuid().ToString("N") + ".db");
+        var backend = new SqliteBackend(new SqliteBackendOptions { Path = path }, time);
+        try
+        {
+            await backend.MigrateAsync(CancellationToken.None);
+        }
+        catch
+        {
+            Dispose(backend);
+            throw;
+        }
+        return backend;
+    }
+
+    public static ValueTask DisposeAsync(IConveyorBackend backend)
+    {
+        Dispose((SqliteBackend)backend);
+        return ValueTask.CompletedTask;
+    }
+
+    private static void Dispose(SqliteBackend backend)
+    {
+        backend.Dispose();
+        foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
+        {
+            File.Delete(backend.DatabasePath + suffix);
+        }
+    }
+}
