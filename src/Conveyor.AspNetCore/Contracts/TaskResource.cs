@@ -80,6 +80,29 @@ public sealed record TaskResource
         };
     }
 
+    /// <summary>The resource of a task this request just created, as a GET right after it would show it,
+    /// without reading it back from the store.</summary>
+    public static TaskResource FromNew(TaskMessage message, TaskState state)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return new TaskResource
+        {
+            Id = message.Id,
+            Task = message.Task,
+            Queue = message.Queue,
+            State = state,
+            Priority = message.Priority,
+            Args = EmbeddedJson(message.Args),
+            MaxAttempts = message.MaxAttempts,
+            CreatedAt = message.CreatedAt,
+            NotBefore = message.NotBefore,
+            ExpiresAt = message.ExpiresAt,
+            IdempotencyKey = message.IdempotencyKey,
+            Headers = message.Headers,
+            Transitions = [new TransitionResource(state, message.CreatedAt)],
+        };
+    }
+
     // Arguments enqueued through the .NET client are not checked to be JSON; such text is shown as a JSON string
     // rather than failing the whole answer.
     private static JsonElement? EmbeddedJson(string? json)

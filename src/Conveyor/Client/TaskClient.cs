@@ -35,7 +35,12 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
             messages[i] = BuildMessage(requests[i], registry, now);
             anyScheduled |= messages[i].NotBefore is not null;
         }
-        var results = await backend.Queue.EnqueueAsync(messages, cancellationToken).ConfigureAwait(false);
+        var stored = await backend.Queue.EnqueueAsync(messages, cancellationToken).ConfigureAwait(false);
+        var results = new EnqueueResult[stored.Count];
+        for (var i = 0; i < stored.Count; i++)
+        {
+            results[i] = stored[i].Created ? stored[i] with { Message = messages[i] } : stored[i];
+        }
         if (anyScheduled)
         {
             signal.Notify();

@@ -4,7 +4,11 @@ namespace Conveyor;
 /// <param name="Id">The task's id: the new one, or the existing task's when the idempotency key matched.</param>
 /// <param name="Created">False when an existing task was returned for the idempotency key.</param>
 /// <param name="State">The task's state after the call.</param>
-public readonly record struct EnqueueResult(Guid Id, bool Created, TaskState State);
+public readonly record struct EnqueueResult(Guid Id, bool Created, TaskState State)
+{
+    /// <summary>The message as stored, when this call created the task (set by <see cref="ITaskClient"/>; backends leave it null).</summary>
+    public TaskMessage? Message { get; init; }
+}
 
 /// <summary>What a cancel did.</summary>
 public enum CancelOutcome
