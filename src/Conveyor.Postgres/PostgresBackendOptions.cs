@@ -1,0 +1,16 @@
+namespace Conveyor.Postgres;
+
+/// <summary>Settings of the PostgreSQL backend.</summary>
+public sealed class PostgresBackendOptions
+{
+    /// <summary>An Npgsql connection string (<c>Host=…;Username=…</c>) or a <c>postgresql://user:pass@host:port/db</c> URL. Required.</summary>
+    public string ConnectionString { get; set; } = "";
+
+    /// <summary>Schema holding Conveyor's tables: lower-case letters, digits and <c>_</c>, at most 50 characters.
+    /// Default <c>conveyor</c>. Tests use a unique one each.</summary>
+    public string Schema { get; set; } = "conveyor";
+
+    /// <summary>Longest pause between attempts to re-establish the LISTEN connection after it broke
+    /// (the pause doubles from 100 ms up to this). Default 5 s.</summary>
+    public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(5);
+}
