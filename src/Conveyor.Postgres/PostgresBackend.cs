@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Conveyor.Backends;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -20,6 +19,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly NpgsqlDataSource _dataSource;
     private readonly PostgresListener _listener;
     private readonly string _host;
+    private int _disposed;
 
     /// <summary>Builds the backend; no connection is opened until the first call.</summary>
     public PostgresBackend(PostgresBackendOptions options, TimeProvider? time = null, ILogger<PostgresBackend>? logger = null)
@@ -29,7 +29,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         {
             throw new ArgumentException("PostgresBackendOptions.ConnectionString is required.", nameof(options));
         }
-        if (!SchemaName().IsMatch(options.Schema))
+        if (!PostgresBackendOptions.IsValidSchema(options.Schema))
         {
             throw new ArgumentException($"Schema '{options.Schema}' is not valid: use lower-case letters, digits and '_', at most 50 characters, starting with a letter or '_'.", nameof(options));
         }
@@ -45,8 +45,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _listener = new PostgresListener(_dataSource, Channel, options.MaxReconnectDelay, logger ?? NullLogger<PostgresBackend>.Instance);
     }
 
-    [GeneratedRegex("^[a-z_][a-z0-9_]{0,49}$")]
-    private static partial Regex SchemaName();
+    /// <summary>Host, port and database, without credentials: for logs and status lines.</summary>
+    public string Server => _host;
 
     /// <summary>The schema holding the tables.</summary>
     public string Schema => _options.Schema;
@@ -131,9 +131,13 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Stops the listener and closes the pool.</summary>
+    /// <summary>Stops the listener and closes the pool. Safe to call more than once (DI may own it under two registrations).</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
         await _listener.DisposeAsync().ConfigureAwait(false);
         await _dataSource.DisposeAsync().ConfigureAwait(false);
     }
