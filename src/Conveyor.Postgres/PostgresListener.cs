@@ -95,8 +95,9 @@ internal sealed partial class PostgresListener : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception ex) when (ex is NpgsqlException or System.Net.Sockets.SocketException or IOException or InvalidOperationException or TimeoutException)
+            catch (Exception ex)
             {
+                // Any failure (network, server restart, pool exhausted) ends in a reconnect, never a dead listener.
                 if (!_broken)
                 {
                     _broken = true;
