@@ -95,12 +95,12 @@ public sealed class CliTests : IDisposable
     public async Task Unsupported_database_url_exits_two_with_a_clear_message()
     {
         var environment = Environment;
-        environment["DATABASE_URL"] = "postgresql://conveyor:secret@db:5432/conveyor";
+        environment["DATABASE_URL"] = "mysql://conveyor:secret@db:3306/conveyor";
 
         var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, environment, "info");
 
         Assert.Equal(2, exitCode);
-        Assert.Contains("postgresql:// needs the PostgreSQL backend, not yet available", error);
+        Assert.Contains("mysql:// needs the MySQL/MariaDB backend, not yet available", error);
         Assert.DoesNotContain("secret", error);
     }
 

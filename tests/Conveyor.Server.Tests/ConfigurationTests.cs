@@ -20,19 +20,33 @@ public sealed class ConfigurationTests
     [InlineData("", "./data/conveyor.db")]
     public void Sqlite_url_gives_the_path_with_sqlalchemy_slashes(string url, string path)
     {
-        Assert.Equal(path, DatabaseUrl.Parse(url).Path);
+        Assert.Equal(path, Assert.IsType<SqliteDatabase>(DatabaseUrl.Parse(url)).Path);
     }
 
     [Fact]
     public void Sqlite_url_takes_synchronous()
     {
-        Assert.Equal(SqliteSynchronous.Full, DatabaseUrl.Parse("sqlite:///x.db?synchronous=full").Synchronous);
-        Assert.Null(DatabaseUrl.Parse("sqlite:///x.db").Synchronous);
+        Assert.Equal(SqliteSynchronous.Full, Assert.IsType<SqliteDatabase>(DatabaseUrl.Parse("sqlite:///x.db?synchronous=full")).Synchronous);
+        Assert.Null(Assert.IsType<SqliteDatabase>(DatabaseUrl.Parse("sqlite:///x.db")).Synchronous);
     }
 
     [Theory]
-    [InlineData("postgresql://conveyor:secret@db/conveyor", "postgresql:// needs the PostgreSQL backend, not yet available")]
-    [InlineData("postgres://conveyor:secret@db/conveyor", "postgres:// needs the PostgreSQL backend, not yet available")]
+    [InlineData("postgresql://conveyor:s%40cret@db.internal:6432/jobs?schema=tasks_v1&sslmode=require", 6432, "tasks_v1")]
+    [InlineData("postgres://conveyor:s%40cret@db.internal/jobs", 5432, null)]
+    public void Postgres_url_gives_a_connection_string_and_schema(string url, int port, string? schema)
+    {
+        var database = Assert.IsType<PostgresDatabase>(DatabaseUrl.Parse(url));
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(database.ConnectionString);
+
+        Assert.Equal(("db.internal", port, "conveyor", "s@cret", "jobs"), (builder.Host, builder.Port, builder.Username, builder.Password, builder.Database));
+        Assert.Equal(schema, database.Schema);
+        Assert.DoesNotContain("s@cret", database.ToString());
+    }
+
+    [Theory]
+    [InlineData("postgresql://conveyor:secret@db/conveyor?schema=Bad-Name", "schema 'Bad-Name' is not valid")]
+    [InlineData("postgresql://conveyor:secret@db/conveyor?no_such_setting=1", "postgresql:// is not valid")]
+    [InlineData("postgres://conveyor:secret@/conveyor", "postgres:// is not valid")]
     [InlineData("mysql://u:secret@db/c", "MySQL")]
     [InlineData("redis://localhost:6379", "Redis")]
     [InlineData("mongodb://localhost", "'mongodb://' is not supported")]

@@ -7,19 +7,21 @@ using System.Text.Json;
 
 namespace Conveyor.Server.Tests;
 
-/// <summary>Process-level: the server is killed with SIGKILL while tasks are enqueued and run, then restarted.</summary>
+/// <summary>Process-level: the server is killed with SIGKILL while tasks are enqueued and run, then restarted;
+/// on SQLite and on PostgreSQL (CONVEYOR_TEST_POSTGRES, in a schema of its own that is dropped afterwards).</summary>
 public sealed class CrashRecoveryTests : IDisposable
 {
     private const int TotalTasks = 10_000;
     private const int KillAfterAcknowledged = 5_000;
     private const int Clients = 8;
     private readonly string _folder = TempFolder.Create();
+    private string _databaseUrl = "";
 
     public void Dispose() => TempFolder.Delete(_folder);
 
     private Dictionary<string, string> Environment => new()
     {
-        ["DATABASE_URL"] = "sqlite:///" + Path.Combine(_folder, "crash.db"),
+        ["DATABASE_URL"] = _databaseUrl,
         ["PORT"] = "0",
         ["LOG_LEVEL"] = "warning",
         // Short leases so that the tasks the killed worker held are redelivered within seconds, not 30 s.
@@ -28,8 +30,32 @@ public sealed class CrashRecoveryTests : IDisposable
         ["CONVEYOR_SCHEDULER__REAPER_INTERVAL"] = "00:00:01",
     };
 
-    [Fact]
-    public async Task Server_killed_with_SIGKILL_loses_no_acknowledged_task()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task Server_killed_with_SIGKILL_loses_no_acknowledged_task(string backend)
+    {
+        if (backend == "sqlite")
+        {
+            _databaseUrl = "sqlite:///" + Path.Combine(_folder, "crash.db");
+            await RunAsync();
+            return;
+        }
+        var schema = "crash_" + Guid.NewGuid().ToString("N");
+        var url = PostgresServerTests.PostgresUrl;
+        _databaseUrl = url + (url.Contains('?', StringComparison.Ordinal) ? "&" : "?") + "schema=" + schema;
+        try
+        {
+            await RunAsync();
+        }
+        finally
+        {
+            await using var cleanup = new Conveyor.Postgres.PostgresBackend(new Conveyor.Postgres.PostgresBackendOptions { ConnectionString = url, Schema = schema });
+            await cleanup.DropSchemaAsync(CancellationToken.None);
+        }
+    }
+
+    private async Task RunAsync()
     {
         var acknowledged = new ConcurrentDictionary<Guid, bool>();
 
@@ -80,7 +106,7 @@ public sealed class CrashRecoveryTests : IDisposable
             // entered running before the kill, and been redelivered after it.
             Assert.All(ranTwice, t => Assert.True(t.FirstRunningAt <= killedAt.AddSeconds(1), $"task {t.Id} first ran at {t.FirstRunningAt:O}, after the kill at {killedAt:O}"));
             Assert.True(ranTwice.Count <= prefetch, $"{ranTwice.Count} tasks ran twice; at most the worker's {prefetch} leases may");
-            Console.WriteLine($"SIGKILL test: {acknowledgedBeforeKill} acknowledged before the kill, {acknowledged.Count} in all, {tasks.Count} stored, {ranTwice.Count} ran twice");
+            Console.WriteLine($"SIGKILL test ({_databaseUrl.Split(':')[0]}): {acknowledgedBeforeKill} acknowledged before the kill, {acknowledged.Count} in all, {tasks.Count} stored, {ranTwice.Count} ran twice");
         }
     }
 

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Hosting;
-using Conveyor.Sqlite;
 using Microsoft.Extensions.Options;
 
 namespace Conveyor.Server.Cli;
@@ -71,12 +70,12 @@ internal static class ServerCommand
     private static string Describe(WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<ConveyorOptions>>().Value;
-        var database = app.Services.GetRequiredService<SqliteBackend>().DatabasePath;
+        var database = DatabaseDescription.Of(app.Services);
         var worker = options.RunWorker
             ? $"on (queues {string.Join(",", options.Worker.ParseQueues().Select(q => q.Name))}, concurrency {options.Worker.Concurrency})"
             : "off";
         return $"Conveyor serving {string.Join(" ", app.Urls)}{Environment.NewLine}" +
-            $"  API /api/v1, health /health/ready, OpenAPI /openapi/v1.json; database sqlite {database}; " +
+            $"  API /api/v1, health /health/ready, OpenAPI /openapi/v1.json; database {database}; " +
             $"worker {worker}; scheduler {(options.RunScheduler ? "on" : "off")}. Ctrl+C to stop.";
     }
 }

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Hosting;
-using Conveyor.Sqlite;
 using Microsoft.Extensions.Options;
 
 namespace Conveyor.Server.Cli;
@@ -38,7 +37,7 @@ internal static class WorkerCommand
                 var options = host.Services.GetRequiredService<IOptions<ConveyorOptions>>().Value;
                 var status = host.Services.GetRequiredService<WorkerStatus>();
                 output.WriteLine($"Conveyor worker {status.WorkerId} on queues {string.Join(",", options.Worker.ParseQueues().Select(q => q.Name))}, " +
-                    $"concurrency {options.Worker.Concurrency}; database sqlite {host.Services.GetRequiredService<SqliteBackend>().DatabasePath}. Ctrl+C to stop.");
+                    $"concurrency {options.Worker.Concurrency}; database {DatabaseDescription.Of(host.Services)}. Ctrl+C to stop.");
             });
             await host.RunAsync().ConfigureAwait(false);
         }

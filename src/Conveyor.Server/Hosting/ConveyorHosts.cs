@@ -1,7 +1,6 @@
 using Conveyor.AspNetCore;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Tasks;
-using Conveyor.Sqlite;
 using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 
@@ -83,10 +82,9 @@ internal static class ConveyorHosts
             services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         }
 
-        services.AddConveyor()
+        database.Use(services.AddConveyor()
             .AddNoopTask()
-            .AddHttpRequestTask(section.GetSection("Http"))
-            .UseSqlite(database.Apply);
+            .AddHttpRequestTask(section.GetSection("Http")));
         services.AddOptions<ConveyorOptions>().Bind(section);
         if (role == HostRole.Worker)
         {

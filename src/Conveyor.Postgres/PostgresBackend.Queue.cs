@@ -1,0 +1,578 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Conveyor.Backends;
+using Npgsql;
+
+namespace Conveyor.Postgres;
+
+public sealed partial class PostgresBackend
+{
+    // Rows go in array order (WITH ORDINALITY … ORDER BY), so seq, and with it FIFO, follows the batch.
+    private const string InsertSql = """
+        INSERT INTO tasks (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
+            timeout_ms, not_before, expires_at, created_at, idempotency_key, headers, history)
+        SELECT u.id, u.task, u.queue, u.state, u.priority, u.args, u.max, u.base, u.maxdelay, u.jitter,
+            u.timeout, u.nb, u.exp, u.created, u.key, u.headers, u.history
+        FROM unnest(@id::uuid[], @task::text[], @queue::text[], @state::smallint[], @priority::int[], @args::text[], @max::int[],
+            @base::bigint[], @maxdelay::bigint[], @jitter::float8[], @timeout::bigint[], @nb::bigint[], @exp::bigint[],
+            @created::bigint[], @key::text[], @headers::text[], @history::text[])
+            WITH ORDINALITY AS u(id, task, queue, state, priority, args, max, base, maxdelay, jitter, timeout, nb, exp, created, key, headers, history, ord)
+        ORDER BY u.ord
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id
+        """;
+
+    private const string MessageColumns =
+        "t.seq, t.id, t.task, t.queue, t.priority, t.args, t.not_before, t.expires_at, t.attempt, t.max_attempts, t.retry_base_ms, t.retry_max_ms, t.retry_jitter, t.timeout_ms, t.idempotency_key, t.headers, t.created_at, t.redelivered";
+
+    private const string FetchSql = $"""
+        WITH c AS (
+            SELECT seq FROM tasks
+            WHERE queue = @queue AND state = 1 AND NOT EXISTS (SELECT 1 FROM queues WHERE name = @queue AND paused)
+            ORDER BY priority DESC, seq
+            LIMIT @limit
+            FOR UPDATE SKIP LOCKED)
+        UPDATE tasks t SET state = 2, attempt = t.attempt + 1, lease_owner = @owner, lease_token = @token,
+            lease_expires = @expires, started_at = @now, history = t.history || '|2:' || @now
+        FROM c WHERE t.seq = c.seq
+        RETURNING {MessageColumns}
+        """;
+
+    // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
+    // before the worker heard of it, and must not be lost. (SET expressions read the old row.)
+    private const string CompleteSql = """
+        UPDATE tasks t SET state = CASE WHEN u.state = 4 AND t.cancel_requested THEN 6 ELSE u.state END,
+            result = u.result, error = coalesce(u.error, t.error),
+            errors = CASE WHEN u.entry IS NULL THEN t.errors ELSE coalesce(t.errors || chr(10), '') || u.entry END,
+            not_before = u.nb, finished_at = CASE WHEN u.state = 4 AND t.cancel_requested THEN u.at ELSE u.finished END,
+            lease_owner = NULL, lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
+            history = t.history || '|' || (CASE WHEN u.state = 4 AND t.cancel_requested THEN 6 ELSE u.state END) || ':' || u.at
+        FROM unnest(@id::uuid[], @token::bigint[], @state::int[], @result::text[], @error::text[], @entry::text[],
+            @nb::bigint[], @finished::bigint[], @at::bigint[]) AS u(id, token, state, result, error, entry, nb, finished, at)
+        WHERE t.id = u.id AND t.lease_token = u.token AND t.state = 2
+        """;
+
+    // Appends an AttemptError (as serialized by ConveyorJson) for the attempt whose lease ran out.
+    private const string AppendLeaseExpiredError =
+        "coalesce(errors || chr(10), '') || jsonb_build_object('attempt', attempt, 'at', @at::jsonb, 'error', @error::jsonb)::text";
+
+    // Queues whose row is committed: enqueues skip the insert for them. Filled only after a commit.
+    private readonly ConcurrentDictionary<string, bool> _knownQueues = new(StringComparer.Ordinal);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        if (messages.Count == 0)
+        {
+            return [];
+        }
+        var now = _time.GetUtcNow();
+        var nowMs = now.ToUnixTimeMilliseconds();
+        var n = messages.Count;
+        var states = new TaskState[n];
+        var ids = new Guid[n];
+        var tasks = new string[n];
+        var queues = new string[n];
+        var stateValues = new short[n];
+        var priorities = new int[n];
+        var args = new string?[n];
+        var maxAttempts = new int[n];
+        var baseDelays = new long[n];
+        var maxDelays = new long[n];
+        var jitters = new double[n];
+        var timeouts = new long?[n];
+        var notBefores = new long?[n];
+        var expires = new long?[n];
+        var created = new long[n];
+        var keys = new string?[n];
+        var headers = new string?[n];
+        var histories = new string[n];
+        var newQueues = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < n; i++)
+        {
+            var m = messages[i];
+            var state = m.InitialState(now);
+            states[i] = state;
+            ids[i] = m.Id;
+            tasks[i] = m.Task;
+            queues[i] = m.Queue;
+            stateValues[i] = (short)state;
+            priorities[i] = m.Priority;
+            args[i] = m.Args;
+            maxAttempts[i] = m.MaxAttempts;
+            baseDelays[i] = (long)m.Retry.BaseDelay.TotalMilliseconds;
+            maxDelays[i] = (long)m.Retry.MaxDelay.TotalMilliseconds;
+            jitters[i] = m.Retry.Jitter;
+            timeouts[i] = m.Timeout is { } t ? (long)t.TotalMilliseconds : null;
+            notBefores[i] = m.NotBefore?.ToUnixTimeMilliseconds();
+            expires[i] = m.ExpiresAt?.ToUnixTimeMilliseconds();
+            created[i] = m.CreatedAt.ToUnixTimeMilliseconds();
+            keys[i] = m.IdempotencyKey;
+            headers[i] = SerializeHeaders(m.Headers);
+            histories[i] = $"{(int)state}:{nowMs}";
+            if (!_knownQueues.ContainsKey(m.Queue))
+            {
+                newQueues.Add(m.Queue);
+            }
+        }
+
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        // One round trip: queue rows, the tasks and the wake-up, in the batch's implicit transaction.
+        await using var batch = new NpgsqlBatch(connection);
+        if (newQueues.Count > 0)
+        {
+            var queuesCommand = new NpgsqlBatchCommand("INSERT INTO queues (name) SELECT unnest(@names::text[]) ON CONFLICT (name) DO NOTHING");
+            queuesCommand.Parameters.AddWithValue("names", newQueues.ToArray());
+            batch.BatchCommands.Add(queuesCommand);
+        }
+        var insert = new NpgsqlBatchCommand(InsertSql);
+        var p = insert.Parameters;
+        p.AddWithValue("id", ids);
+        p.AddWithValue("task", tasks);
+        p.AddWithValue("queue", queues);
+        p.AddWithValue("state", stateValues);
+        p.AddWithValue("priority", priorities);
+        p.AddWithValue("args", args);
+        p.AddWithValue("max", maxAttempts);
+        p.AddWithValue("base", baseDelays);
+        p.AddWithValue("maxdelay", maxDelays);
+        p.AddWithValue("jitter", jitters);
+        p.AddWithValue("timeout", timeouts);
+        p.AddWithValue("nb", notBefores);
+        p.AddWithValue("exp", expires);
+        p.AddWithValue("created", created);
+        p.AddWithValue("key", keys);
+        p.AddWithValue("headers", headers);
+        p.AddWithValue("history", histories);
+        batch.BatchCommands.Add(insert);
+        var notify = new NpgsqlBatchCommand("SELECT pg_notify(@channel, '')");
+        notify.Parameters.AddWithValue("channel", Channel);
+        batch.BatchCommands.Add(notify);
+
+        var inserted = new HashSet<Guid>();
+        await using (var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            do
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    if (reader.FieldCount == 1 && reader.GetDataTypeName(0) == "uuid")
+                    {
+                        inserted.Add(reader.GetGuid(0));
+                    }
+                }
+            }
+            while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+        }
+        foreach (var queue in newQueues)
+        {
+            _knownQueues.TryAdd(queue, true);
+        }
+        _listener.Wake();
+
+        var results = new EnqueueResult[n];
+        var pending = new bool[n];
+        List<string>? conflicted = null;
+        for (var i = 0; i < n; i++)
+        {
+            if (inserted.Contains(ids[i]) || keys[i] is null)
+            {
+                results[i] = new EnqueueResult(ids[i], true, states[i]);
+            }
+            else
+            {
+                pending[i] = true;
+                (conflicted ??= []).Add(keys[i]!);
+            }
+        }
+        if (conflicted is not null)
+        {
+            // Second round trip, only when a key existed: the tasks that hold those keys.
+            var existing = new Dictionary<string, (Guid Id, TaskState State)>(StringComparer.Ordinal);
+            await using var command = Command(connection, "SELECT idempotency_key, id, state FROM tasks WHERE idempotency_key = ANY(@keys)");
+            command.Parameters.AddWithValue("keys", conflicted.ToArray());
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                existing[reader.GetString(0)] = (reader.GetGuid(1), (TaskState)reader.GetInt16(2));
+            }
+            for (var i = 0; i < n; i++)
+            {
+                if (pending[i])
+                {
+                    var found = existing[keys[i]!];
+                    results[i] = new EnqueueResult(found.Id, false, found.State);
+                }
+            }
+        }
+        return results;
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var deadline = _time.GetUtcNow() + request.MaxWait;
+        if (request.MaxWait > TimeSpan.Zero)
+        {
+            await _listener.EnsureListeningAsync(request.MaxWait, cancellationToken).ConfigureAwait(false);
+        }
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var wake = _listener.Signal;
+            // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
+            var leases = await FetchOnceAsync(request).ConfigureAwait(false);
+            if (leases.Count > 0)
+            {
+                return leases;
+            }
+            var remaining = deadline - _time.GetUtcNow();
+            if (remaining <= TimeSpan.Zero)
+            {
+                return [];
+            }
+            try
+            {
+                // Woken by NOTIFY (or an enqueue in this process); the timeout is the only fallback: no polling.
+                await wake.WaitAsync(remaining, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return [];
+            }
+        }
+    }
+
+    private async Task<List<Lease>> FetchOnceAsync(FetchRequest request)
+    {
+        var now = Now();
+        var expires = now + (long)request.LeaseDuration.TotalMilliseconds;
+        var token = Random.Shared.NextInt64(1, long.MaxValue);
+        var leases = new List<Lease>();
+        await using var connection = await OpenAsync(CancellationToken.None).ConfigureAwait(false);
+        await using var command = Command(connection, FetchSql);
+        var queue = command.Parameters.AddWithValue("queue", "");
+        var limit = command.Parameters.AddWithValue("limit", 0);
+        command.Parameters.AddWithValue("owner", request.WorkerId);
+        command.Parameters.AddWithValue("token", token);
+        command.Parameters.AddWithValue("expires", expires);
+        command.Parameters.AddWithValue("now", now);
+        // One statement per queue, in QueueOrder; usually the first fills the batch (one round trip).
+        foreach (var q in QueueOrder.For(request))
+        {
+            var remaining = request.MaxCount - leases.Count;
+            if (remaining <= 0)
+            {
+                break;
+            }
+            queue.Value = q.Name;
+            limit.Value = remaining;
+            var fetched = new List<(int Priority, long Sequence, Lease Lease)>();
+            await using (var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
+                {
+                    var lease = ReadLease(reader, token, expires);
+                    fetched.Add((lease.Message.Priority, reader.GetInt64(0), lease));
+                }
+            }
+            // RETURNING gives no order: restore priority, then FIFO, within this queue's share.
+            fetched.Sort(static (x, y) => x.Priority != y.Priority ? y.Priority.CompareTo(x.Priority) : x.Sequence.CompareTo(y.Sequence));
+            foreach (var item in fetched)
+            {
+                leases.Add(item.Lease);
+            }
+        }
+        return leases;
+    }
+
+    private static Lease ReadLease(NpgsqlDataReader r, long token, long expires)
+    {
+        var message = new TaskMessage
+        {
+            Id = r.GetGuid(1),
+            Task = r.GetString(2),
+            Queue = r.GetString(3),
+            Priority = r.GetInt32(4),
+            Args = ReadString(r, 5),
+            NotBefore = FromMs(r, 6),
+            ExpiresAt = FromMs(r, 7),
+            MaxAttempts = r.GetInt32(9),
+            Retry = new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(10)), TimeSpan.FromMilliseconds(r.GetInt64(11)), r.GetDouble(12)),
+            Timeout = r.IsDBNull(13) ? null : TimeSpan.FromMilliseconds(r.GetInt64(13)),
+            IdempotencyKey = ReadString(r, 14),
+            Headers = DeserializeHeaders(ReadString(r, 15)),
+            CreatedAt = FromMs(r.GetInt64(16)),
+        };
+        return new Lease(message, token, r.GetInt32(8), r.GetBoolean(17), FromMs(expires));
+    }
+
+    /// <inheritdoc />
+    public async Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(completions);
+        var n = completions.Count;
+        if (n == 0)
+        {
+            return;
+        }
+        var ids = new Guid[n];
+        var tokens = new long[n];
+        var states = new int[n];
+        var results = new string?[n];
+        var errors = new string?[n];
+        var entries = new string?[n];
+        var notBefores = new long?[n];
+        var finished = new long?[n];
+        var ats = new long[n];
+        for (var i = 0; i < n; i++)
+        {
+            var c = completions[i];
+            var state = c.Kind switch
+            {
+                CompletionKind.Succeeded => TaskState.Succeeded,
+                CompletionKind.Retry => TaskState.Retrying,
+                CompletionKind.Dead => TaskState.Dead,
+                CompletionKind.Cancelled => TaskState.Cancelled,
+                CompletionKind.Expired => TaskState.Expired,
+                _ => throw new ArgumentOutOfRangeException(nameof(completions), c.Kind, "unknown completion kind"),
+            };
+            var at = c.At.ToUnixTimeMilliseconds();
+            ids[i] = c.Lease.TaskId;
+            tokens[i] = c.Lease.Token;
+            states[i] = (int)state;
+            results[i] = c.Result;
+            errors[i] = c.Error is null ? null : JsonSerializer.Serialize(c.Error, ConveyorJson.Options);
+            entries[i] = c.Error is null ? null : JsonSerializer.Serialize(new AttemptError(c.Attempt, c.At, c.Error), ConveyorJson.Options);
+            notBefores[i] = c.Kind == CompletionKind.Retry ? (c.RetryAt ?? c.At).ToUnixTimeMilliseconds() : null;
+            finished[i] = state.IsTerminal() ? at : null;
+            ats[i] = at;
+        }
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, CompleteSql);
+        var p = command.Parameters;
+        p.AddWithValue("id", ids);
+        p.AddWithValue("token", tokens);
+        p.AddWithValue("state", states);
+        p.AddWithValue("result", results);
+        p.AddWithValue("error", errors);
+        p.AddWithValue("entry", entries);
+        p.AddWithValue("nb", notBefores);
+        p.AddWithValue("finished", finished);
+        p.AddWithValue("at", ats);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return LeaseExtension.None;
+        }
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, """
+            UPDATE tasks t SET lease_expires = @expires
+            FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
+            WHERE t.id = u.id AND t.lease_token = u.token AND t.state = 2
+            RETURNING t.id, t.lease_token, t.cancel_requested
+            """);
+        command.Parameters.AddWithValue("expires", Now() + (long)duration.TotalMilliseconds);
+        command.Parameters.AddWithValue("id", leases.Select(l => l.TaskId).ToArray());
+        command.Parameters.AddWithValue("token", leases.Select(l => l.Token).ToArray());
+        var held = new HashSet<LeaseRef>();
+        var cancel = new List<Guid>();
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var id = reader.GetGuid(0);
+                held.Add(new LeaseRef(id, reader.GetInt64(1)));
+                if (reader.GetBoolean(2))
+                {
+                    cancel.Add(id);
+                }
+            }
+        }
+        var lost = leases.Where(l => !held.Contains(l)).ToList();
+        return new LeaseExtension(cancel, lost);
+    }
+
+    /// <inheritdoc />
+    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return;
+        }
+        await ExecuteAndNotifyAsync("""
+            UPDATE tasks t SET state = 1, attempt = t.attempt - 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                history = t.history || '|1:' || @now
+            FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
+            WHERE t.id = u.id AND t.lease_token = u.token AND t.state = 2
+            """, p =>
+        {
+            p.AddWithValue("now", Now());
+            p.AddWithValue("id", leases.Select(l => l.TaskId).ToArray());
+            p.AddWithValue("token", leases.Select(l => l.Token).ToArray());
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs one statement and, when it changed rows, sends the wake-up in the same round trip.</summary>
+    private async Task<int> ExecuteAndNotifyAsync(string updateSql, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, $"""
+            WITH changed AS ({updateSql} RETURNING 1), n AS (SELECT count(*) AS c FROM changed)
+            SELECT n.c, (SELECT count(*) FROM (SELECT pg_notify(@channel, '') FROM n WHERE n.c > 0) z) FROM n
+            """);
+        parameters(command.Parameters);
+        command.Parameters.AddWithValue("channel", Channel);
+        var count = Convert.ToInt32(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
+        if (count > 0)
+        {
+            _listener.Wake();
+        }
+        return count;
+    }
+
+    /// <inheritdoc />
+    public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
+    {
+        var now = Now();
+        var error = JsonSerializer.Serialize(
+            new TaskError("Conveyor.LeaseExpired", "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend)."),
+            ConveyorJson.Options);
+        var at = JsonSerializer.Serialize(FromMs(now), ConveyorJson.Options);
+        // A lease that ran out on the last attempt, or after a cancel was asked, ends the task:
+        // otherwise a task that kills its worker would be redelivered forever. Every attempt
+        // lost this way is recorded as failed, like one that threw.
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using var settle = new NpgsqlCommand($"""
+            UPDATE tasks SET state = CASE WHEN cancel_requested THEN 6 ELSE 5 END, finished_at = @now,
+                error = CASE WHEN cancel_requested THEN error ELSE @error END,
+                errors = CASE WHEN cancel_requested THEN errors ELSE {AppendLeaseExpiredError} END,
+                lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                history = history || '|' || (CASE WHEN cancel_requested THEN 6 ELSE 5 END) || ':' || @now
+            WHERE state = 2 AND lease_expires < @now AND (attempt >= max_attempts OR cancel_requested)
+            """, connection, transaction);
+        settle.Parameters.AddWithValue("now", now);
+        settle.Parameters.AddWithValue("error", error);
+        settle.Parameters.AddWithValue("at", at);
+        var settled = await settle.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await using var requeue = new NpgsqlCommand($"""
+            UPDATE tasks SET state = 1, redelivered = true, error = @error, errors = {AppendLeaseExpiredError},
+                lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                history = history || '|1:' || @now
+            WHERE state = 2 AND lease_expires < @now
+            """, connection, transaction);
+        requeue.Parameters.AddWithValue("now", now);
+        requeue.Parameters.AddWithValue("error", error);
+        requeue.Parameters.AddWithValue("at", at);
+        var requeued = await requeue.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        if (requeued > 0)
+        {
+            await using var notify = new NpgsqlCommand("SELECT pg_notify(@channel, '')", connection, transaction);
+            notify.Parameters.AddWithValue("channel", Channel);
+            await notify.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        if (requeued > 0)
+        {
+            _listener.Wake();
+        }
+        return settled + requeued;
+    }
+
+    /// <inheritdoc />
+    public Task<int> PromoteDueAsync(CancellationToken cancellationToken) =>
+        ExecuteAndNotifyAsync("""
+            UPDATE tasks SET state = 1, history = history || '|1:' || @now
+            WHERE state IN (0, 4) AND not_before <= @now
+            """, p => p.AddWithValue("now", Now()), cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, "SELECT min(not_before) FROM tasks WHERE state IN (0, 4)");
+        var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        return value is long ms ? FromMs(ms) : null;
+    }
+
+    /// <inheritdoc />
+    public async Task<CancelOutcome> CancelAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        // One statement: cancel a waiting task, or flag a running one, and say which (or whether it exists).
+        await using var command = Command(connection, """
+            WITH cancelled AS (
+                UPDATE tasks SET state = 6, finished_at = @now, history = history || '|6:' || @now
+                WHERE id = @id AND state IN (0, 1, 4) RETURNING 1),
+            requested AS (
+                UPDATE tasks SET cancel_requested = true WHERE id = @id AND state = 2 RETURNING 1)
+            SELECT (SELECT count(*) FROM cancelled), (SELECT count(*) FROM requested), (SELECT count(*) FROM tasks WHERE id = @id)
+            """);
+        command.Parameters.AddWithValue("now", Now());
+        command.Parameters.AddWithValue("id", taskId);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        if (reader.GetInt64(0) > 0)
+        {
+            return CancelOutcome.Cancelled;
+        }
+        if (reader.GetInt64(1) > 0)
+        {
+            return CancelOutcome.Requested;
+        }
+        return reader.GetInt64(2) == 0 ? CancelOutcome.NotFound : CancelOutcome.AlreadyFinished;
+    }
+
+    /// <inheritdoc />
+    public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        var changed = await ExecuteAndNotifyAsync("""
+            UPDATE tasks SET state = 1, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
+                cancel_requested = false, redelivered = false, history = history || '|1:' || @now
+            WHERE id = @id AND state IN (5, 6, 7)
+            """, p =>
+        {
+            p.AddWithValue("now", Now());
+            p.AddWithValue("id", taskId);
+        }, cancellationToken).ConfigureAwait(false);
+        if (changed > 0)
+        {
+            return RetryOutcome.Requeued;
+        }
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var exists = Command(connection, "SELECT 1 FROM tasks WHERE id = @id");
+        exists.Parameters.AddWithValue("id", taskId);
+        return await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null ? RetryOutcome.NotFound : RetryOutcome.NotRetryable;
+    }
+
+    /// <inheritdoc />
+    public Task PauseQueueAsync(string queue, CancellationToken cancellationToken) => SetPausedAsync(queue, true, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task ResumeQueueAsync(string queue, CancellationToken cancellationToken)
+    {
+        await SetPausedAsync(queue, false, cancellationToken).ConfigureAwait(false);
+        await NotifyAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task SetPausedAsync(string queue, bool paused, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(queue);
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection,
+            "INSERT INTO queues (name, paused) VALUES (@name, @paused) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused");
+        command.Parameters.AddWithValue("name", queue);
+        command.Parameters.AddWithValue("paused", paused);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+}

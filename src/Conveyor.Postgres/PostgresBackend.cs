@@ -1,0 +1,147 @@
+using System.Text.Json;
+using Conveyor.Backends;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+
+namespace Conveyor.Postgres;
+
+/// <summary>
+/// PostgreSQL plays the queue, store and coordination roles: fetches lease rows with
+/// <c>FOR UPDATE SKIP LOCKED</c>, waiting fetches are woken by <c>LISTEN/NOTIFY</c> on one dedicated
+/// connection per backend, and every batch call is one round trip (docs/architecture.md).
+/// Every time it stores or compares comes from the injected <see cref="TimeProvider"/>, never the server's clock.
+/// </summary>
+public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IAsyncDisposable, IDisposable
+{
+    private readonly PostgresBackendOptions _options;
+    private readonly TimeProvider _time;
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly PostgresListener _listener;
+    private readonly string _host;
+    private int _disposed;
+
+    /// <summary>Builds the backend; no connection is opened until the first call.</summary>
+    public PostgresBackend(PostgresBackendOptions options, TimeProvider? time = null, ILogger<PostgresBackend>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (string.IsNullOrWhiteSpace(options.ConnectionString))
+        {
+            throw new ArgumentException("PostgresBackendOptions.ConnectionString is required.", nameof(options));
+        }
+        if (!PostgresBackendOptions.IsValidSchema(options.Schema))
+        {
+            throw new ArgumentException($"Schema '{options.Schema}' is not valid: use lower-case letters, digits and '_', at most 50 characters, starting with a letter or '_'.", nameof(options));
+        }
+        _options = options;
+        _time = time ?? TimeProvider.System;
+        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(options.ConnectionString))
+        {
+            SearchPath = options.Schema,
+        };
+        _host = $"{builder.Host}:{builder.Port}/{builder.Database}";
+        _dataSource = NpgsqlDataSource.Create(builder);
+        Channel = options.Schema + "_wake";
+        _listener = new PostgresListener(_dataSource, Channel, options.MaxReconnectDelay, logger ?? NullLogger<PostgresBackend>.Instance);
+    }
+
+    /// <summary>Host, port and database, without credentials: for logs and status lines.</summary>
+    public string Server => _host;
+
+    /// <summary>The schema holding the tables.</summary>
+    public string Schema => _options.Schema;
+
+    /// <summary>The NOTIFY channel that wakes waiting fetches.</summary>
+    internal string Channel { get; }
+
+    /// <inheritdoc />
+    public string Name => "postgres";
+    /// <inheritdoc />
+    public IQueueBackend Queue => this;
+    /// <inheritdoc />
+    public ITaskStore Store => this;
+    /// <inheritdoc />
+    public ICoordinationBackend Coordination => this;
+
+    /// <inheritdoc />
+    public Task MigrateAsync(CancellationToken cancellationToken) => PostgresSchema.ApplyAsync(_dataSource, _options.Schema, cancellationToken);
+
+    /// <summary>The applied schema version.</summary>
+    public async Task<int> GetSchemaVersionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await PostgresSchema.ReadVersionAsync(connection, _options.Schema, null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var version = await GetSchemaVersionAsync(cancellationToken).ConfigureAwait(false);
+            if (version < PostgresSchema.LatestVersion)
+            {
+                return new BackendHealth(false, $"PostgreSQL {_host} schema {_options.Schema}: version {version}, expected {PostgresSchema.LatestVersion}; run 'conveyor migrate'");
+            }
+            var warnings = _listener.IsBroken ? new[] { "the LISTEN connection is down; waiting fetches fall back to their timeout until it reconnects" } : null;
+            return new BackendHealth(true, $"PostgreSQL {_host} schema {_options.Schema} (version {version})", warnings);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            return new BackendHealth(false, $"PostgreSQL {_host}: {ex.Message}");
+        }
+    }
+
+    private async Task<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken) =>
+        await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+
+    private static NpgsqlCommand Command(NpgsqlConnection connection, string sql) => new(sql, connection);
+
+    private async Task NotifyAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, "SELECT pg_notify(@channel, '')");
+        command.Parameters.AddWithValue("channel", Channel);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        _listener.Wake();
+    }
+
+    private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private static object Db(object? value) => value ?? DBNull.Value;
+
+    private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
+
+    private static DateTimeOffset? FromMs(NpgsqlDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
+
+    private static string? ReadString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+
+    private static string? SerializeHeaders(IReadOnlyDictionary<string, string>? headers) =>
+        headers is null || headers.Count == 0 ? null : JsonSerializer.Serialize(headers, ConveyorJson.Options);
+
+    private static Dictionary<string, string>? DeserializeHeaders(string? json) =>
+        json is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(json, ConveyorJson.Options);
+
+    /// <summary>Drops the schema and everything in it. For tests and tear-down; irreversible.</summary>
+    public async Task DropSchemaAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, $"DROP SCHEMA IF EXISTS \"{_options.Schema}\" CASCADE");
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Stops the listener and closes the pool. Safe to call more than once (DI may own it under two registrations).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+        await _listener.DisposeAsync().ConfigureAwait(false);
+        await _dataSource.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Stops the listener and closes the pool.</summary>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+}

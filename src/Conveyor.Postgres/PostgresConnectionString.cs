@@ -1,0 +1,64 @@
+using Npgsql;
+
+namespace Conveyor.Postgres;
+
+/// <summary>Turns a <c>postgresql://</c> or <c>postgres://</c> URL (libpq's form) into an Npgsql connection string.</summary>
+public static class PostgresConnectionString
+{
+    /// <summary>Returns <paramref name="value"/> as an Npgsql connection string: URLs are converted, anything else is returned as it is.</summary>
+    public static string Normalize(string value)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(value);
+        value = value.Trim();
+        if (!value.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase) && !value.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase))
+        {
+            return value;
+        }
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || string.IsNullOrEmpty(uri.Host))
+        {
+            // Never repeat the URL: it may hold a password.
+            throw new ArgumentException("The PostgreSQL URL is not valid; expected postgresql://user:password@host:port/database.", nameof(value));
+        }
+        var builder = new NpgsqlConnectionStringBuilder { Host = uri.Host.Trim('[', ']') };
+        if (uri.Port > 0)
+        {
+            builder.Port = uri.Port;
+        }
+        if (uri.UserInfo.Length > 0)
+        {
+            var colon = uri.UserInfo.IndexOf(':', StringComparison.Ordinal);
+            builder.Username = Uri.UnescapeDataString(colon < 0 ? uri.UserInfo : uri.UserInfo[..colon]);
+            if (colon >= 0)
+            {
+                builder.Password = Uri.UnescapeDataString(uri.UserInfo[(colon + 1)..]);
+            }
+        }
+        var database = Uri.UnescapeDataString(uri.AbsolutePath.TrimStart('/'));
+        if (database.Length > 0)
+        {
+            builder.Database = database;
+        }
+        foreach (var pair in uri.Query.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var equals = pair.IndexOf('=', StringComparison.Ordinal);
+            var key = Uri.UnescapeDataString(equals < 0 ? pair : pair[..equals]);
+            var setting = equals < 0 ? "" : Uri.UnescapeDataString(pair[(equals + 1)..]);
+            switch (key.ToLowerInvariant())
+            {
+                case "sslmode":
+                    builder.SslMode = Enum.Parse<SslMode>(setting.Replace("-", "", StringComparison.Ordinal), ignoreCase: true);
+                    break;
+                case "application_name":
+                    builder.ApplicationName = setting;
+                    break;
+                case "connect_timeout":
+                    builder.Timeout = int.Parse(setting, System.Globalization.CultureInfo.InvariantCulture);
+                    break;
+                default:
+                    builder[key] = setting;
+                    break;
+            }
+        }
+        return builder.ConnectionString;
+    }
+}

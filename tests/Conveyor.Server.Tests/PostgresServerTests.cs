@@ -1,0 +1,43 @@
+using System.Net;
+using Conveyor.Postgres;
+
+namespace Conveyor.Server.Tests;
+
+/// <summary>The server with DATABASE_URL=postgresql://…, against the test PostgreSQL server (CONVEYOR_TEST_POSTGRES),
+/// in a schema of its own that is dropped afterwards.</summary>
+public sealed class PostgresServerTests
+{
+    internal static string PostgresUrl =>
+        Environment.GetEnvironmentVariable("CONVEYOR_TEST_POSTGRES") is { Length: > 0 } url && url.StartsWith("postgres", StringComparison.Ordinal)
+            ? url
+            : throw new InvalidOperationException(
+                "CONVEYOR_TEST_POSTGRES is not set to a postgresql:// URL, so the PostgreSQL server tests have no server. Start one with "
+                + "'source scripts/services/postgres.sh' or 'eval \"$(bash scripts/services/postgres.sh start)\"'; 'bash scripts/test.sh' starts it by itself.");
+
+    [Fact]
+    public async Task Server_on_postgres_runs_a_task_to_success_and_reports_ready()
+    {
+        var schema = "srv_" + Guid.NewGuid().ToString("N");
+        var url = PostgresUrl + (PostgresUrl.Contains('?', StringComparison.Ordinal) ? "&" : "?") + "schema=" + schema;
+        try
+        {
+            await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Conveyor:DatabaseUrl"] = url });
+            Assert.Equal(schema, server.Service<PostgresBackend>().Schema);
+
+            var id = await server.EnqueueAsync(new { task = "conveyor.noop", args = new { n = 1 } });
+            var task = await server.WaitForStateAsync(id, "succeeded");
+            Assert.Equal(1, task.GetProperty("attempts").GetInt32());
+
+            using var ready = await server.Client.GetAsync("/health/ready");
+            var body = await ready.Content.ReadAsStringAsync();
+            Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+            Assert.Contains("PostgreSQL", body);
+            Assert.DoesNotContain("conveyor:conveyor@", body);
+        }
+        finally
+        {
+            await using var cleanup = new PostgresBackend(new PostgresBackendOptions { ConnectionString = PostgresUrl, Schema = schema });
+            await cleanup.DropSchemaAsync(CancellationToken.None);
+        }
+    }
+}
