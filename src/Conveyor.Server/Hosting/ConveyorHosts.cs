@@ -1,4 +1,5 @@
 using Conveyor.AspNetCore;
+using Conveyor.Redis;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Tasks;
 using Conveyor.Sqlite;
@@ -70,7 +71,8 @@ internal static class ConveyorHosts
         {
             throw new ConveyorConfigurationException($"PORT {server.Port} is out of range: 1 to 65535, or 0 for any free port.");
         }
-        var database = DatabaseUrl.Parse(server.DatabaseUrl);
+        var redisUrl = RedisSelection.Select(server);
+        var database = redisUrl is null ? DatabaseUrl.Parse(server.DatabaseUrl) : null;
 
         logging.AddSimpleConsole(o =>
         {
@@ -83,10 +85,23 @@ internal static class ConveyorHosts
             services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         }
 
-        services.AddConveyor()
+        var conveyor = services.AddConveyor()
             .AddNoopTask()
-            .AddHttpRequestTask(section.GetSection("Http"))
-            .UseSqlite(database.Apply);
+            .AddHttpRequestTask(section.GetSection("Http"));
+        if (redisUrl is not null)
+        {
+            // Conveyor:Redis (CONVEYOR_REDIS__KEY_PREFIX, …) tunes the backend; the URL comes from REDIS_URL or DATABASE_URL.
+            var redisSection = section.GetSection("Redis");
+            conveyor.UseRedis(o =>
+            {
+                redisSection.Bind(o);
+                o.Configuration = redisUrl;
+            });
+        }
+        else
+        {
+            conveyor.UseSqlite(database!.Apply);
+        }
         services.AddOptions<ConveyorOptions>().Bind(section);
         if (role == HostRole.Worker)
         {
