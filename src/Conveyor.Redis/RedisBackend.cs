@@ -140,10 +140,21 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
             if (_connection is null)
             {
                 _connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(_options.Configuration)).ConfigureAwait(false);
-                _connection.ConnectionFailed += (_, e) => LogConnectionLost(_logger, Endpoint, e.FailureType.ToString(), e.Exception);
+                // Logged once per outage: StackExchange.Redis raises ConnectionFailed for each of its connections
+                // (commands, pub/sub) and again for each failed reconnect attempt.
+                _connection.ConnectionFailed += (_, e) =>
+                {
+                    if (Interlocked.Exchange(ref _down, 1) == 0)
+                    {
+                        LogConnectionLost(_logger, Endpoint, e.FailureType.ToString(), e.Exception);
+                    }
+                };
                 _connection.ConnectionRestored += (_, _) =>
                 {
-                    LogConnectionRestored(_logger, Endpoint);
+                    if (Interlocked.Exchange(ref _down, 0) == 1)
+                    {
+                        LogConnectionRestored(_logger, Endpoint);
+                    }
                     // Wake-ups published while the connection was down are lost: look again now.
                     Wake();
                 };
@@ -162,6 +173,7 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     }
 
     private volatile bool _subscribed;
+    private int _down;
     private Action<RedisChannel, RedisValue>? _onWakeHandler;
     private Action<RedisChannel, RedisValue> _onWake => _onWakeHandler ??= (_, _) => Wake();
 

@@ -122,6 +122,9 @@ public sealed class RedisFaultTests : IDisposable
             var ranTwice = tasks.Values.Count(t => t.Attempts > 1);
             Console.WriteLine($"Redis restart test: {acknowledged.Count} acknowledged, {failedBatches} batches refused while Redis was down, {tasks.Count} stored, {ranTwice} ran twice");
             Assert.False(worker.Output.Contains("Unhandled exception", StringComparison.Ordinal), worker.Output);
+            // The worker logged the outage once, not once per connection or per reconnect attempt.
+            var logs = worker.Output + worker.Error;
+            Assert.True(logs.Split("Lost the connection to Redis").Length - 1 == 1, logs);
         }
         finally
         {
