@@ -216,6 +216,10 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
         {
             _connection?.Dispose();
         }
+        else if (_connection is not null && _subscribed)
+        {
+            _connection.GetSubscriber().Unsubscribe(_wakeChannel, _onWake);
+        }
         _connectLock.Dispose();
     }
 
