@@ -60,7 +60,7 @@ public sealed class ConveyorProcess : IDisposable
         }
         foreach (var name in info.Environment.Keys.ToList())
         {
-            if (name is "HOST" or "PORT" or "DATABASE_URL" or "LOG_LEVEL" or "ASPNETCORE_URLS" or "URLS"
+            if (name is "HOST" or "PORT" or "DATABASE_URL" or "REDIS_URL" or "LOG_LEVEL" or "ASPNETCORE_URLS" or "URLS"
                 || name.StartsWith("CONVEYOR_", StringComparison.Ordinal) || name.StartsWith("Conveyor__", StringComparison.OrdinalIgnoreCase))
             {
                 info.Environment.Remove(name);

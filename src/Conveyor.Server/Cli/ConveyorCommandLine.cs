@@ -36,6 +36,13 @@ internal static class ConveyorCommandLine
             HelpName = "url",
             Recursive = true,
         }, "Conveyor:DatabaseUrl");
+        global.Add(root, new Option<string>("--redis-url")
+        {
+            Description = "Redis URL [env REDIS_URL]: redis://[:password@]host[:port][/db], or rediss:// for TLS; uses the Redis " +
+                "backend unless --database-url names another. DATABASE_URL=redis://… does the same.",
+            HelpName = "url",
+            Recursive = true,
+        }, "Conveyor:RedisUrl");
         global.Add(root, new Option<string>("--log-level")
         {
             Description = "Log level [env LOG_LEVEL]: trace, debug, information, warning, error, critical or none. Default information.",

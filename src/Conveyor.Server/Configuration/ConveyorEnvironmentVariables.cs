@@ -26,6 +26,7 @@ internal sealed class ConveyorEnvironmentVariablesProvider(IReadOnlyDictionary<s
     private static readonly Dictionary<string, string> Aliases = new(StringComparer.Ordinal)
     {
         ["DATABASE_URL"] = "Conveyor:DatabaseUrl",
+        ["REDIS_URL"] = "Conveyor:RedisUrl",
         ["HOST"] = "Conveyor:Host",
         ["PORT"] = "Conveyor:Port",
         ["LOG_LEVEL"] = ConveyorConfiguration.LogLevelKey,

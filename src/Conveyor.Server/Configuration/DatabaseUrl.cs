@@ -74,7 +74,7 @@ internal static class DatabaseUrl
             case "mysql" or "mariadb":
                 throw Unavailable($"{scheme}://", "the MySQL/MariaDB backend");
             case "redis" or "rediss":
-                throw Unavailable($"{scheme}://", "the Redis backend");
+                throw new ConveyorConfigurationException($"DATABASE_URL {scheme}:// selects the Redis backend (RedisSelection), not a SQL database.");
             case "amqp" or "amqps":
                 throw Unavailable($"{scheme}://", "the RabbitMQ backend (and a SQL store beside it)");
             case "":

@@ -16,6 +16,10 @@ internal sealed class ServerOptions
 
     /// <summary>Database URL. Default <c>sqlite:///./data/conveyor.db</c> (relative to the working directory).</summary>
     public string DatabaseUrl { get; set; } = DefaultDatabaseUrl;
+
+    /// <summary>Redis URL (<c>redis://</c> or <c>rediss://</c>; environment <c>REDIS_URL</c>): selects the Redis backend
+    /// unless <see cref="DatabaseUrl"/> is set to something other than its default. Default none.</summary>
+    public string? RedisUrl { get; set; }
 }
 
 /// <summary>A setting that cannot work; the message says what to change. The CLI prints it and exits with code 2.</summary>

@@ -1,4 +1,5 @@
 using Conveyor.AspNetCore;
+using Conveyor.Redis;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Tasks;
 using Microsoft.Extensions.Logging.Console;
@@ -69,7 +70,8 @@ internal static class ConveyorHosts
         {
             throw new ConveyorConfigurationException($"PORT {server.Port} is out of range: 1 to 65535, or 0 for any free port.");
         }
-        var database = DatabaseUrl.Parse(server.DatabaseUrl);
+        var redisUrl = RedisSelection.Select(server);
+        var database = redisUrl is null ? DatabaseUrl.Parse(server.DatabaseUrl) : null;
 
         logging.AddSimpleConsole(o =>
         {
@@ -82,9 +84,23 @@ internal static class ConveyorHosts
             services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         }
 
-        database.Use(services.AddConveyor()
+        var conveyor = services.AddConveyor()
             .AddNoopTask()
-            .AddHttpRequestTask(section.GetSection("Http")));
+            .AddHttpRequestTask(section.GetSection("Http"));
+        if (redisUrl is not null)
+        {
+            // Conveyor:Redis (CONVEYOR_REDIS__KEY_PREFIX, …) tunes the backend; the URL comes from REDIS_URL or DATABASE_URL.
+            var redisSection = section.GetSection("Redis");
+            conveyor.UseRedis(o =>
+            {
+                redisSection.Bind(o);
+                o.Configuration = redisUrl;
+            });
+        }
+        else
+        {
+            database!.Use(conveyor);
+        }
         services.AddOptions<ConveyorOptions>().Bind(section);
         if (role == HostRole.Worker)
         {

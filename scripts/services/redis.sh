@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Starts a private redis-server for Conveyor's tests and exports CONVEYOR_TEST_REDIS.
+#   sourced by scripts/test.sh:   registers a stop hook in STOP_HOOKS
+#   by hand:  source scripts/services/redis.sh          (exports the URL into your shell)
+#             bash scripts/services/redis.sh start|stop  (prints the URL; 'stop' stops it)
+# Installs Debian's redis-server package when it is missing (the system service is not used).
+# The server runs daemonized on 127.0.0.1 on a free port, with its data, log and pidfile under
+# .artifacts/redis, with the settings Conveyor needs (docs/redis.md): appendonly yes,
+# appendfsync everysec, maxmemory-policy noeviction.
+_cv_redis_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+_cv_redis_dir="$_cv_redis_root/.artifacts/redis"
+
+_cv_redis_stop() {
+  local pid
+  [ -f "$_cv_redis_dir/redis.pid" ] || return 0
+  pid="$(cat "$_cv_redis_dir/redis.pid" 2>/dev/null)"
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$_cv_redis_dir/redis.pid"
+  return 0
+}
+
+_cv_redis_start() {
+  local port
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "redis: installing Debian's redis-server package" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >&2 \
+      || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >&2; } \
+      || { echo "redis: could not install redis-server" >&2; return 1; }
+  fi
+  _cv_redis_stop
+  rm -rf "$_cv_redis_dir"
+  mkdir -p "$_cv_redis_dir"
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null \
+    || echo $((20000 + RANDOM % 20000)))"
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$_cv_redis_dir" --daemonize yes \
+    --pidfile "$_cv_redis_dir/redis.pid" --logfile "$_cv_redis_dir/redis.log" \
+    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save "" \
+    || { echo "redis: redis-server did not start" >&2; return 1; }
+  for _ in $(seq 1 100); do
+    redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 || { cat "$_cv_redis_dir/redis.log" >&2; return 1; }
+  export CONVEYOR_TEST_REDIS="redis://127.0.0.1:$port"
+  echo "redis: $CONVEYOR_TEST_REDIS (data in $_cv_redis_dir)" >&2
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-start}" in
+    start) _cv_redis_start && echo "$CONVEYOR_TEST_REDIS" ;;
+    stop) _cv_redis_stop ;;
+    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  esac
+else
+  _cv_redis_start || return 1
+  STOP_HOOKS+=(_cv_redis_stop)
+fi

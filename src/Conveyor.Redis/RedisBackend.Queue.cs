@@ -1,0 +1,305 @@
+using System.Globalization;
+using System.Text.Json;
+using Conveyor.Backends;
+using StackExchange.Redis;
+
+namespace Conveyor.Redis;
+
+public sealed partial class RedisBackend
+{
+    private static readonly string LeaseExpiredError = JsonSerializer.Serialize(
+        new TaskError("Conveyor.LeaseExpired", "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend)."),
+        ConveyorJson.Options);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (messages.Count == 0)
+        {
+            return [];
+        }
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var args = new RedisValue[3 + (messages.Count * RedisScripts.EnqueueFields)];
+        args[0] = _base;
+        args[1] = Ms(Now());
+        args[2] = messages.Count;
+        var i = 3;
+        foreach (var m in messages)
+        {
+            args[i++] = IdText(m.Id);
+            args[i++] = m.Task;
+            args[i++] = m.Queue;
+            args[i++] = m.Priority;
+            args[i++] = Opt(m.Args);
+            args[i++] = m.MaxAttempts;
+            args[i++] = (long)m.Retry.BaseDelay.TotalMilliseconds;
+            args[i++] = (long)m.Retry.MaxDelay.TotalMilliseconds;
+            args[i++] = m.Retry.Jitter.ToString("R", CultureInfo.InvariantCulture);
+            args[i++] = Opt(m.Timeout is { } t ? Ms((long)t.TotalMilliseconds) : null);
+            args[i++] = Opt(m.NotBefore is { } nb ? Ms(nb) : null);
+            args[i++] = Opt(m.ExpiresAt is { } exp ? Ms(exp) : null);
+            args[i++] = Ms(m.CreatedAt);
+            args[i++] = Opt(m.IdempotencyKey);
+            args[i++] = Opt(SerializeHeaders(m.Headers));
+        }
+        var reply = (RedisResult[])(await RunAsync(db, RedisScripts.Enqueue, args).ConfigureAwait(false))!;
+        var results = new EnqueueResult[reply.Length];
+        for (var r = 0; r < reply.Length; r++)
+        {
+            var row = (RedisResult[])reply[r]!;
+            results[r] = new EnqueueResult(Guid.Parse((string)row[0]!), (int)row[1] == 1, (TaskState)(int)row[2]);
+        }
+        return results;
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var deadline = _time.GetUtcNow() + request.MaxWait;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var wake = _wake.Task;
+            // Not cancelled midway: a script that ran must hand its leases to the caller.
+            var leases = await FetchOnceAsync(db, request).ConfigureAwait(false);
+            if (leases.Count > 0)
+            {
+                return leases;
+            }
+            var remaining = deadline - _time.GetUtcNow();
+            if (remaining <= TimeSpan.Zero)
+            {
+                return [];
+            }
+            var wait = remaining < _options.PollInterval ? remaining : _options.PollInterval;
+            try
+            {
+                await wake.WaitAsync(wait, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Fallback look, in case a wake-up was lost.
+            }
+        }
+    }
+
+    private async Task<List<Lease>> FetchOnceAsync(IDatabase db, FetchRequest request)
+    {
+        var queues = QueueOrder.For(request);
+        var now = Now();
+        var expires = now + (long)request.LeaseDuration.TotalMilliseconds;
+        var token = Random.Shared.NextInt64(1, long.MaxValue);
+        var args = new RedisValue[7 + queues.Count];
+        args[0] = _base;
+        args[1] = Ms(now);
+        args[2] = Ms(expires);
+        args[3] = token;
+        args[4] = request.WorkerId;
+        args[5] = request.MaxCount;
+        args[6] = queues.Count;
+        for (var q = 0; q < queues.Count; q++)
+        {
+            args[7 + q] = queues[q].Name;
+        }
+        var reply = (RedisResult[])(await RunAsync(db, RedisScripts.Fetch, args).ConfigureAwait(false))!;
+        var leases = new List<Lease>(reply.Length);
+        var expiresAt = DateTimeOffset.FromUnixTimeMilliseconds(expires);
+        foreach (var item in reply)
+        {
+            var f = (RedisResult[])item!;
+            var message = new TaskMessage
+            {
+                Id = Guid.Parse((string)f[0]!),
+                Task = (string)f[1]!,
+                Queue = (string)f[2]!,
+                Priority = (int)f[3],
+                Args = (string?)f[4],
+                NotBefore = MsOrNull(f[5]),
+                ExpiresAt = MsOrNull(f[6]),
+                MaxAttempts = (int)f[8],
+                Retry = new RetryPolicy(
+                    TimeSpan.FromMilliseconds((long)f[9]),
+                    TimeSpan.FromMilliseconds((long)f[10]),
+                    double.Parse((string)f[11]!, CultureInfo.InvariantCulture)),
+                Timeout = f[12].IsNull ? null : TimeSpan.FromMilliseconds((long)f[12]),
+                IdempotencyKey = (string?)f[13],
+                Headers = DeserializeHeaders((string?)f[14]),
+                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds((long)f[15]),
+            };
+            leases.Add(new Lease(message, token, (int)f[7], !f[16].IsNull && (string?)f[16] == "1", expiresAt));
+        }
+        return leases;
+    }
+
+    private static DateTimeOffset? MsOrNull(RedisResult value) =>
+        value.IsNull ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)value);
+
+    /// <inheritdoc />
+    public async Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(completions);
+        if (completions.Count == 0)
+        {
+            return;
+        }
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var args = new RedisValue[2 + (completions.Count * RedisScripts.CompleteFields)];
+        args[0] = _base;
+        args[1] = completions.Count;
+        var i = 2;
+        foreach (var c in completions)
+        {
+            var state = c.Kind switch
+            {
+                CompletionKind.Succeeded => TaskState.Succeeded,
+                CompletionKind.Retry => TaskState.Retrying,
+                CompletionKind.Dead => TaskState.Dead,
+                CompletionKind.Cancelled => TaskState.Cancelled,
+                CompletionKind.Expired => TaskState.Expired,
+                _ => throw new ArgumentOutOfRangeException(nameof(completions), c.Kind, "unknown completion kind"),
+            };
+            args[i++] = IdText(c.Lease.TaskId);
+            args[i++] = c.Lease.Token;
+            args[i++] = (int)state;
+            args[i++] = Opt(c.Result);
+            args[i++] = Opt(c.Error is null ? null : JsonSerializer.Serialize(c.Error, ConveyorJson.Options));
+            args[i++] = Opt(c.Error is null ? null : JsonSerializer.Serialize(new AttemptError(c.Attempt, c.At, c.Error), ConveyorJson.Options));
+            args[i++] = Opt(c.Kind == CompletionKind.Retry ? Ms(c.RetryAt ?? c.At) : null);
+            args[i++] = Ms(c.At);
+        }
+        await RunAsync(db, RedisScripts.Complete, args).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return LeaseExtension.None;
+        }
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var args = LeaseArgs(Ms(Now() + (long)duration.TotalMilliseconds), leases);
+        var reply = (int[])(await RunAsync(db, RedisScripts.Extend, args).ConfigureAwait(false))!;
+        var cancel = new List<Guid>();
+        var lost = new List<LeaseRef>();
+        for (var i = 0; i < leases.Count; i++)
+        {
+            if (reply[i] == 0)
+            {
+                lost.Add(leases[i]);
+            }
+            else if (reply[i] == 2)
+            {
+                cancel.Add(leases[i].TaskId);
+            }
+        }
+        return new LeaseExtension(cancel, lost);
+    }
+
+    private RedisValue[] LeaseArgs(string first, IReadOnlyList<LeaseRef> leases)
+    {
+        var args = new RedisValue[3 + (leases.Count * 2)];
+        args[0] = _base;
+        args[1] = first;
+        args[2] = leases.Count;
+        var i = 3;
+        foreach (var lease in leases)
+        {
+            args[i++] = IdText(lease.TaskId);
+            args[i++] = lease.Token;
+        }
+        return args;
+    }
+
+    /// <inheritdoc />
+    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return;
+        }
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        await RunAsync(db, RedisScripts.Release, LeaseArgs(Ms(Now()), leases)).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
+    {
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var now = _time.GetUtcNow();
+        var at = JsonSerializer.Serialize(DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()), ConveyorJson.Options);
+        var reply = await RunAsync(db, RedisScripts.RequeueExpired, [_base, Ms(now), LeaseExpiredError, at]).ConfigureAwait(false);
+        return (int)reply;
+    }
+
+    /// <inheritdoc />
+    public async Task<int> PromoteDueAsync(CancellationToken cancellationToken)
+    {
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        return (int)await RunAsync(db, RedisScripts.Promote, [_base, Ms(Now())]).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
+    {
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var first = await db.SortedSetRangeByRankWithScoresAsync(_base + "scheduled", 0, 0).ConfigureAwait(false);
+        return first.Length == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)first[0].Score);
+    }
+
+    /// <inheritdoc />
+    public async Task<CancelOutcome> CancelAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var code = (int)await RunAsync(db, RedisScripts.Cancel, [_base, IdText(taskId), Ms(Now())]).ConfigureAwait(false);
+        return code switch
+        {
+            1 => CancelOutcome.Cancelled,
+            2 => CancelOutcome.Requested,
+            3 => CancelOutcome.AlreadyFinished,
+            _ => CancelOutcome.NotFound,
+        };
+    }
+
+    /// <inheritdoc />
+    public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var code = (int)await RunAsync(db, RedisScripts.Retry, [_base, IdText(taskId), Ms(Now())]).ConfigureAwait(false);
+        return code switch
+        {
+            1 => RetryOutcome.Requeued,
+            2 => RetryOutcome.NotRetryable,
+            _ => RetryOutcome.NotFound,
+        };
+    }
+
+    /// <inheritdoc />
+    public async Task PauseQueueAsync(string queue, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(queue);
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        await db.HashSetAsync(_base + "queues", queue, "1").ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task ResumeQueueAsync(string queue, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(queue);
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        await db.HashSetAsync(_base + "queues", queue, "0").ConfigureAwait(false);
+        await db.PublishAsync(_wakeChannel, queue).ConfigureAwait(false);
+    }
+
+    private static string? SerializeHeaders(IReadOnlyDictionary<string, string>? headers) =>
+        headers is null || headers.Count == 0 ? null : JsonSerializer.Serialize(headers, ConveyorJson.Options);
+
+    private static Dictionary<string, string>? DeserializeHeaders(string? json) =>
+        json is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(json, ConveyorJson.Options);
+}

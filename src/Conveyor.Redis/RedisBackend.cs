@@ -1,0 +1,234 @@
+using System.Globalization;
+using System.Text.Json;
+using Conveyor.Backends;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using StackExchange.Redis;
+
+namespace Conveyor.Redis;
+
+/// <summary>
+/// The Redis backend: Lua scripts over one multiplexed StackExchange.Redis connection play the queue,
+/// store and coordination roles. Enqueue, fetch and complete are one script call (one round trip) per batch;
+/// idle fetches wait on a pub/sub wake-up, never on a blocking command. See docs/redis.md.
+/// </summary>
+public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IAsyncDisposable, IDisposable
+{
+    private readonly RedisBackendOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _connectLock = new(1, 1);
+    private readonly string _base;
+    private readonly RedisKey _routeKey;
+    private readonly RedisChannel _wakeChannel;
+    private readonly bool _ownsConnection;
+    private IConnectionMultiplexer? _connection;
+    private volatile TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Uses Redis at <see cref="RedisBackendOptions.Configuration"/>; connects on first use.</summary>
+    public RedisBackend(RedisBackendOptions options, TimeProvider? time = null, ILogger<RedisBackend>? logger = null)
+        : this(options, null, time, logger)
+    {
+    }
+
+    /// <summary>Uses an existing connection (not disposed with the backend), or connects itself when null.</summary>
+    public RedisBackend(RedisBackendOptions options, IConnectionMultiplexer? connection, TimeProvider? time = null, ILogger<RedisBackend>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentException.ThrowIfNullOrWhiteSpace(options.KeyPrefix);
+        _options = options;
+        _time = time ?? TimeProvider.System;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _connection = connection;
+        _ownsConnection = connection is null;
+        // The braces are a hash tag: Redis Cluster puts every key of a deployment in one slot, as scripts need.
+        _base = "{" + options.KeyPrefix.TrimEnd(':') + "}:";
+        _routeKey = _base + "seq";
+        _wakeChannel = RedisChannel.Literal(_base + "wake");
+        Endpoint = RedisUrl.Redact(options.Configuration);
+    }
+
+    /// <summary>The configured server, password hidden.</summary>
+    public string Endpoint { get; }
+
+    /// <summary>The prefix every key starts with: <c>{prefix}:</c>.</summary>
+    public string KeyBase => _base;
+
+    /// <inheritdoc />
+    public string Name => "redis";
+    /// <inheritdoc />
+    public IQueueBackend Queue => this;
+    /// <inheritdoc />
+    public ITaskStore Store => this;
+    /// <inheritdoc />
+    public ICoordinationBackend Coordination => this;
+
+    /// <summary>Connects, subscribes to wake-ups and checks the server's settings; there is no schema to create.</summary>
+    public async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var warning in await GetWarningsAsync().ConfigureAwait(false))
+        {
+            LogSettingWarning(_logger, warning);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+            var latency = await db.PingAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            var warnings = await GetWarningsAsync().ConfigureAwait(false);
+            return new BackendHealth(true, $"Redis {Endpoint} (keys {_base}*, ping {latency.TotalMilliseconds:0.#} ms)", warnings);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+        {
+            return new BackendHealth(false, $"Redis {Endpoint}: {ex.Message}");
+        }
+    }
+
+    /// <summary>Settings of the server that put tasks at risk: an eviction policy other than <c>noeviction</c>
+    /// (Redis would drop queued tasks when full) or persistence off. Empty when CONFIG is not allowed.</summary>
+    internal async Task<IReadOnlyList<string>> GetWarningsAsync()
+    {
+        var warnings = new List<string>();
+        var connection = _connection;
+        if (connection is null)
+        {
+            return warnings;
+        }
+        try
+        {
+            var db = connection.GetDatabase();
+            var policy = await ConfigGetAsync(db, "maxmemory-policy").ConfigureAwait(false);
+            if (policy is not null && !string.Equals(policy, "noeviction", StringComparison.OrdinalIgnoreCase))
+            {
+                warnings.Add($"Redis maxmemory-policy is '{policy}': when Redis fills up it silently evicts keys, queued tasks included. Set 'maxmemory-policy noeviction' (docs/redis.md).");
+            }
+            var aof = await ConfigGetAsync(db, "appendonly").ConfigureAwait(false);
+            if (aof is not null && !string.Equals(aof, "yes", StringComparison.OrdinalIgnoreCase))
+            {
+                warnings.Add("Redis appendonly is 'no': a restart of Redis loses every task written since the last snapshot. Set 'appendonly yes' and 'appendfsync everysec' (docs/redis.md).");
+            }
+        }
+        catch (Exception ex) when (ex is RedisServerException or RedisCommandException)
+        {
+            // CONFIG is disabled on some managed services: nothing to check.
+        }
+        return warnings;
+    }
+
+    private static async Task<string?> ConfigGetAsync(IDatabase db, string name)
+    {
+        var reply = await db.ExecuteAsync("CONFIG", "GET", name).ConfigureAwait(false);
+        var items = (RedisResult[]?)reply;
+        return items is { Length: >= 2 } ? (string?)items[1] : null;
+    }
+
+    private async ValueTask<IDatabase> GetDatabaseAsync(CancellationToken cancellationToken)
+    {
+        var connection = _connection;
+        if (connection is not null && _subscribed)
+        {
+            return connection.GetDatabase();
+        }
+        await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_connection is null)
+            {
+                _connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(_options.Configuration)).ConfigureAwait(false);
+                // Logged once per outage: StackExchange.Redis raises ConnectionFailed for each of its connections
+                // (commands, pub/sub) and again for each failed reconnect attempt.
+                _connection.ConnectionFailed += (_, e) =>
+                {
+                    if (Interlocked.Exchange(ref _down, 1) == 0)
+                    {
+                        LogConnectionLost(_logger, Endpoint, e.FailureType.ToString(), e.Exception);
+                    }
+                };
+                _connection.ConnectionRestored += (_, _) =>
+                {
+                    if (Interlocked.Exchange(ref _down, 0) == 1)
+                    {
+                        LogConnectionRestored(_logger, Endpoint);
+                    }
+                    // Wake-ups published while the connection was down are lost: look again now.
+                    Wake();
+                };
+            }
+            if (!_subscribed)
+            {
+                await _connection.GetSubscriber().SubscribeAsync(_wakeChannel, _onWake).ConfigureAwait(false);
+                _subscribed = true;
+            }
+            return _connection.GetDatabase();
+        }
+        finally
+        {
+            _connectLock.Release();
+        }
+    }
+
+    private volatile bool _subscribed;
+    private int _down;
+    private Action<RedisChannel, RedisValue>? _onWakeHandler;
+    private Action<RedisChannel, RedisValue> _onWake => _onWakeHandler ??= (_, _) => Wake();
+
+    private Task<RedisResult> RunAsync(IDatabase db, string script, RedisValue[] args) =>
+        // StackExchange.Redis sends EVALSHA once the script is known to the server, EVAL (which caches it) otherwise.
+        db.ScriptEvaluateAsync(script, [_routeKey], args);
+
+    private void Wake() => Interlocked.Exchange(ref _wake, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+
+    private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private static string Ms(long ms) => ms.ToString(CultureInfo.InvariantCulture);
+
+    private static string Ms(DateTimeOffset time) => Ms(time.ToUnixTimeMilliseconds());
+
+    // Nullable argument: "" for null, "v" + value otherwise.
+    private static RedisValue Opt(string? value) => value is null ? RedisValue.EmptyString : "v" + value;
+
+    private static string IdText(Guid id) => id.ToString("D");
+
+    /// <summary>Closes the connection when the backend opened it.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_ownsConnection && _connection is not null)
+        {
+            await _connection.CloseAsync().ConfigureAwait(false);
+            _connection.Dispose();
+        }
+        else if (_connection is not null && _subscribed)
+        {
+            await _connection.GetSubscriber().UnsubscribeAsync(_wakeChannel, _onWake).ConfigureAwait(false);
+        }
+        _connectLock.Dispose();
+    }
+
+    /// <summary>Closes the connection when the backend opened it.</summary>
+    public void Dispose()
+    {
+        if (_ownsConnection)
+        {
+            _connection?.Dispose();
+        }
+        else if (_connection is not null && _subscribed)
+        {
+            _connection.GetSubscriber().Unsubscribe(_wakeChannel, _onWake);
+        }
+        _connectLock.Dispose();
+    }
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Redis setting puts tasks at risk: {Warning}")]
+    private static partial void LogSettingWarning(ILogger logger, string warning);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "Lost the connection to Redis {Endpoint} ({Failure}); reconnecting with backoff")]
+    private static partial void LogConnectionLost(ILogger logger, string endpoint, string failure, Exception? exception);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "Connection to Redis {Endpoint} restored")]
+    private static partial void LogConnectionRestored(ILogger logger, string endpoint);
+}

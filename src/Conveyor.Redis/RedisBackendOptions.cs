@@ -1,0 +1,17 @@
+namespace Conveyor.Redis;
+
+/// <summary>Settings of the Redis backend. See docs/redis.md.</summary>
+public sealed class RedisBackendOptions
+{
+    /// <summary>Where Redis is: a URL (<c>redis://[user:password@]host[:port][/db]</c>, or <c>rediss://…</c> for TLS)
+    /// or a StackExchange.Redis configuration string (<c>host:6379,password=…,ssl=true</c>). Default <c>redis://127.0.0.1:6379</c>.</summary>
+    public string Configuration { get; set; } = "redis://127.0.0.1:6379";
+
+    /// <summary>Prefix of every key; a deployment's keys are <c>{prefix}:…</c>, the braces a hash tag that keeps them
+    /// in one Redis Cluster slot. Default <c>conveyor:</c> (keys <c>{conveyor}:…</c>).</summary>
+    public string KeyPrefix { get; set; } = "conveyor:";
+
+    /// <summary>How often an idle fetch looks for work when no pub/sub wake-up came (a lost message during a
+    /// reconnect, say). Wake-ups arrive at once; this is only the fallback. Default 1 s.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+}

@@ -1,0 +1,357 @@
+namespace Conveyor.Redis;
+
+/// <summary>
+/// The Lua scripts behind every operation that changes more than one key. Each runs atomically in Redis,
+/// so a fetch, a completion or a reaper pass is one round trip and never half done. Times come from the
+/// caller (the backend's TimeProvider) as arguments: the scripts never read Redis TIME, and no key TTL
+/// takes part in lease logic.
+/// </summary>
+/// <remarks>
+/// Keys (B = <c>{prefix}:</c>, one hash tag, so one Cluster slot): <c>B t:{id}</c> task hash;
+/// <c>B q:{queue}:ready</c> ready set (score: priority, then sequence); <c>B scheduled</c> (score: not-before ms);
+/// <c>B leased</c> (score: lease expiry ms); <c>B finished</c> (score: finish ms); state indexes
+/// <c>B s:{state}</c> and <c>B q:{queue}:s:{state}</c>, and <c>B all</c>, <c>B q:{queue}:all</c>, <c>B n:{task}</c>
+/// (score: sequence); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id); <c>B seq</c>;
+/// channel <c>B wake</c>. Nullable arguments are sent as "" for null and "v" + value otherwise.
+/// </remarks>
+internal static class RedisScripts
+{
+    private const string Prelude = """
+        local B = ARGV[1]
+        local function opt(v) if v == nil or v == '' then return nil end return string.sub(v, 2) end
+        local function hist(k, state, at)
+          local h = redis.call('HGET', k, 'hist')
+          if h then redis.call('HSET', k, 'hist', h .. '|' .. state .. ':' .. at) else redis.call('HSET', k, 'hist', state .. ':' .. at) end
+        end
+        local function idx(id, queue, from, to, seq)
+          if from ~= nil then
+            redis.call('ZREM', B .. 's:' .. from, id)
+            redis.call('ZREM', B .. 'q:' .. queue .. ':s:' .. from, id)
+          end
+          if to ~= nil then
+            redis.call('ZADD', B .. 's:' .. to, seq, id)
+            redis.call('ZADD', B .. 'q:' .. queue .. ':s:' .. to, seq, id)
+          end
+        end
+        local function ready(id, queue, prio, seq)
+          redis.call('ZADD', B .. 'q:' .. queue .. ':ready', (100 - tonumber(prio)) * 17592186044416 + tonumber(seq), id)
+        end
+        local function terminal(st) return st == 3 or st == 5 or st == 6 or st == 7 end
+        local function append_error(k, entry)
+          local e = redis.call('HGET', k, 'errors')
+          if e then redis.call('HSET', k, 'errors', e .. '\n' .. entry) else redis.call('HSET', k, 'errors', entry) end
+        end
+
+        """;
+
+    /// <summary>Fields per message in <see cref="Enqueue"/>.</summary>
+    public const int EnqueueFields = 15;
+
+    /// <summary>ARGV: B, now, n, then per message: id, task, queue, prio, args?, max, rb, rm, rj, timeout?, nb?, exp?, created, key?, headers?.
+    /// Returns per message {id, created 0/1, state}. Fails whole, before any write, on a duplicate id.</summary>
+    public const string Enqueue = Prelude + """
+        local now = tonumber(ARGV[2])
+        local n = tonumber(ARGV[3])
+        local F = 15
+        local seen = {}
+        for i = 0, n - 1 do
+          local id = ARGV[4 + i * F]
+          if seen[id] or redis.call('EXISTS', B .. 't:' .. id) == 1 then
+            return redis.error_reply('CONVEYOR duplicate task id ' .. id)
+          end
+          seen[id] = true
+        end
+        local out = {}
+        local woken = {}
+        for i = 0, n - 1 do
+          local o = 4 + i * F
+          local id, task, queue, prio = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
+          local key = opt(ARGV[o + 13])
+          local existing = false
+          if key then existing = redis.call('HGET', B .. 'idem', key) end
+          if existing then
+            out[#out + 1] = { existing, 0, tonumber(redis.call('HGET', B .. 't:' .. existing, 'state') or '1') }
+          else
+            local nb = opt(ARGV[o + 10])
+            local state = 1
+            if nb and tonumber(nb) > now then state = 0 end
+            local seq = redis.call('INCR', B .. 'seq')
+            local k = B .. 't:' .. id
+            redis.call('HSET', k, 'id', id, 'task', task, 'queue', queue, 'state', state, 'prio', prio, 'max', ARGV[o + 5],
+              'rb', ARGV[o + 6], 'rm', ARGV[o + 7], 'rj', ARGV[o + 8], 'created', ARGV[o + 12], 'seq', seq, 'attempt', 0,
+              'hist', state .. ':' .. now)
+            local optional = { args = o + 4, to = o + 9, nb = o + 10, exp = o + 11, key = o + 13, headers = o + 14 }
+            for field, at in pairs(optional) do
+              local v = opt(ARGV[at])
+              if v then redis.call('HSET', k, field, v) end
+            end
+            if key then redis.call('HSET', B .. 'idem', key, id) end
+            redis.call('HSETNX', B .. 'queues', queue, '0')
+            redis.call('ZADD', B .. 'all', seq, id)
+            redis.call('ZADD', B .. 'q:' .. queue .. ':all', seq, id)
+            redis.call('ZADD', B .. 'n:' .. task, seq, id)
+            idx(id, queue, nil, state, seq)
+            if state == 0 then
+              redis.call('ZADD', B .. 'scheduled', nb, id)
+            else
+              ready(id, queue, prio, seq)
+              woken[queue] = true
+            end
+            out[#out + 1] = { id, 1, state }
+          end
+        end
+        for q in pairs(woken) do redis.call('PUBLISH', B .. 'wake', q) end
+        return out
+        """;
+
+    /// <summary>ARGV: B, now, expires, token, owner, max, nq, queues…. Returns per lease the task fields the lease needs (HMGET order in the script).</summary>
+    public const string Fetch = Prelude + """
+        local now, expires, token, owner = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+        local left = tonumber(ARGV[6])
+        local nq = tonumber(ARGV[7])
+        local out = {}
+        for qi = 1, nq do
+          if left <= 0 then break end
+          local queue = ARGV[7 + qi]
+          if redis.call('HGET', B .. 'queues', queue) ~= '1' then
+            local rk = B .. 'q:' .. queue .. ':ready'
+            local ids = redis.call('ZRANGE', rk, 0, left - 1)
+            for _, id in ipairs(ids) do
+              redis.call('ZREM', rk, id)
+              local k = B .. 't:' .. id
+              redis.call('HINCRBY', k, 'attempt', 1)
+              redis.call('HSET', k, 'state', 2, 'token', token, 'owner', owner, 'lexp', expires, 'started', now)
+              hist(k, 2, now)
+              redis.call('ZADD', B .. 'leased', expires, id)
+              idx(id, queue, 1, 2, redis.call('HGET', k, 'seq'))
+              out[#out + 1] = redis.call('HMGET', k, 'id', 'task', 'queue', 'prio', 'args', 'nb', 'exp', 'attempt', 'max',
+                'rb', 'rm', 'rj', 'to', 'key', 'headers', 'created', 'redel')
+              left = left - 1
+            end
+          end
+        end
+        return out
+        """;
+
+    /// <summary>Fields per completion in <see cref="Complete"/>.</summary>
+    public const int CompleteFields = 8;
+
+    /// <summary>ARGV: B, n, then per completion: id, token, state, result?, error?, errorEntry?, retryAt?, at. Returns how many settled.</summary>
+    public const string Complete = Prelude + """
+        local n = tonumber(ARGV[2])
+        local changed = 0
+        for i = 0, n - 1 do
+          local o = 3 + i * 8
+          local id, token, at = ARGV[o], ARGV[o + 1], ARGV[o + 7]
+          local k = B .. 't:' .. id
+          local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq')
+          if cur[1] == '2' and cur[2] == token then
+            local st = tonumber(ARGV[o + 2])
+            -- A retry of a task whose cancel was asked cancels it: the cancel must not be lost.
+            if st == 4 and cur[3] == '1' then st = 6 end
+            local result = opt(ARGV[o + 3])
+            if result then redis.call('HSET', k, 'result', result) else redis.call('HDEL', k, 'result') end
+            local err = opt(ARGV[o + 4])
+            if err then redis.call('HSET', k, 'error', err) end
+            local entry = opt(ARGV[o + 5])
+            if entry then append_error(k, entry) end
+            local nb = opt(ARGV[o + 6]) or at
+            if tonumber(ARGV[o + 2]) == 4 then redis.call('HSET', k, 'nb', nb) else redis.call('HDEL', k, 'nb') end
+            redis.call('HDEL', k, 'owner', 'token', 'lexp')
+            redis.call('HSET', k, 'state', st, 'redel', 0, 'cancel', 0)
+            hist(k, st, at)
+            redis.call('ZREM', B .. 'leased', id)
+            idx(id, cur[4], 2, st, cur[5])
+            if terminal(st) then
+              redis.call('HSET', k, 'finished', at)
+              redis.call('ZADD', B .. 'finished', at, id)
+            else
+              redis.call('ZADD', B .. 'scheduled', nb, id)
+            end
+            changed = changed + 1
+          end
+        end
+        return changed
+        """;
+
+    /// <summary>ARGV: B, expires, n, then id, token pairs. Returns per lease 0 (lost), 1 (held) or 2 (held, cancel asked).</summary>
+    public const string Extend = Prelude + """
+        local n = tonumber(ARGV[3])
+        local out = {}
+        for i = 0, n - 1 do
+          local id, token = ARGV[4 + i * 2], ARGV[5 + i * 2]
+          local k = B .. 't:' .. id
+          local cur = redis.call('HMGET', k, 'state', 'token', 'cancel')
+          if cur[1] == '2' and cur[2] == token then
+            redis.call('HSET', k, 'lexp', ARGV[2])
+            redis.call('ZADD', B .. 'leased', 'XX', ARGV[2], id)
+            if cur[3] == '1' then out[#out + 1] = 2 else out[#out + 1] = 1 end
+          else
+            out[#out + 1] = 0
+          end
+        end
+        return out
+        """;
+
+    /// <summary>ARGV: B, now, n, then id, token pairs. Returns how many went back to their ready set (keeping their place).</summary>
+    public const string Release = Prelude + """
+        local now = ARGV[2]
+        local n = tonumber(ARGV[3])
+        local changed = 0
+        for i = 0, n - 1 do
+          local id, token = ARGV[4 + i * 2], ARGV[5 + i * 2]
+          local k = B .. 't:' .. id
+          local cur = redis.call('HMGET', k, 'state', 'token', 'queue', 'seq', 'prio')
+          if cur[1] == '2' and cur[2] == token then
+            redis.call('HDEL', k, 'owner', 'token', 'lexp')
+            redis.call('HSET', k, 'state', 1)
+            redis.call('HINCRBY', k, 'attempt', -1)
+            hist(k, 1, now)
+            redis.call('ZREM', B .. 'leased', id)
+            idx(id, cur[3], 2, 1, cur[4])
+            ready(id, cur[3], cur[5], cur[4])
+            redis.call('PUBLISH', B .. 'wake', cur[3])
+            changed = changed + 1
+          end
+        end
+        return changed
+        """;
+
+    /// <summary>ARGV: B, now, error JSON, now as JSON. Requeues (or, on the last attempt or after a cancel request, settles)
+    /// every task whose lease expired before now. Returns how many.</summary>
+    public const string RequeueExpired = Prelude + """
+        local now, errjson, atjson = ARGV[2], ARGV[3], ARGV[4]
+        local ids = redis.call('ZRANGEBYSCORE', B .. 'leased', '-inf', '(' .. now)
+        local count = 0
+        for _, id in ipairs(ids) do
+          redis.call('ZREM', B .. 'leased', id)
+          local k = B .. 't:' .. id
+          local cur = redis.call('HMGET', k, 'state', 'attempt', 'max', 'cancel', 'queue', 'seq', 'prio')
+          if cur[1] == '2' then
+            redis.call('HDEL', k, 'owner', 'token', 'lexp')
+            local entry = '{"attempt":' .. cur[2] .. ',"at":' .. atjson .. ',"error":' .. errjson .. '}'
+            local cancelled = cur[4] == '1'
+            if cancelled or tonumber(cur[2]) >= tonumber(cur[3]) then
+              local st = 5
+              if cancelled then st = 6 else
+                redis.call('HSET', k, 'error', errjson)
+                append_error(k, entry)
+              end
+              redis.call('HSET', k, 'state', st, 'finished', now)
+              hist(k, st, now)
+              idx(id, cur[5], 2, st, cur[6])
+              redis.call('ZADD', B .. 'finished', now, id)
+            else
+              redis.call('HSET', k, 'state', 1, 'redel', 1, 'error', errjson)
+              append_error(k, entry)
+              hist(k, 1, now)
+              idx(id, cur[5], 2, 1, cur[6])
+              ready(id, cur[5], cur[7], cur[6])
+              redis.call('PUBLISH', B .. 'wake', cur[5])
+            end
+            count = count + 1
+          end
+        end
+        return count
+        """;
+
+    /// <summary>ARGV: B, now. Makes scheduled and retrying tasks due by now ready. Returns how many.</summary>
+    public const string Promote = Prelude + """
+        local now = ARGV[2]
+        local ids = redis.call('ZRANGEBYSCORE', B .. 'scheduled', '-inf', now)
+        local count = 0
+        local woken = {}
+        for _, id in ipairs(ids) do
+          redis.call('ZREM', B .. 'scheduled', id)
+          local k = B .. 't:' .. id
+          local cur = redis.call('HMGET', k, 'state', 'queue', 'seq', 'prio')
+          if cur[1] == '0' or cur[1] == '4' then
+            redis.call('HSET', k, 'state', 1)
+            hist(k, 1, now)
+            idx(id, cur[2], cur[1], 1, cur[3])
+            ready(id, cur[2], cur[4], cur[3])
+            woken[cur[2]] = true
+            count = count + 1
+          end
+        end
+        for q in pairs(woken) do redis.call('PUBLISH', B .. 'wake', q) end
+        return count
+        """;
+
+    /// <summary>ARGV: B, id, now. Returns 0 not found, 1 cancelled, 2 requested, 3 already finished.</summary>
+    public const string Cancel = Prelude + """
+        local id, now = ARGV[2], ARGV[3]
+        local k = B .. 't:' .. id
+        local cur = redis.call('HMGET', k, 'state', 'queue', 'seq')
+        if not cur[1] then return 0 end
+        local st = cur[1]
+        if st == '0' or st == '1' or st == '4' then
+          if st == '1' then redis.call('ZREM', B .. 'q:' .. cur[2] .. ':ready', id) else redis.call('ZREM', B .. 'scheduled', id) end
+          redis.call('HSET', k, 'state', 6, 'finished', now)
+          hist(k, 6, now)
+          idx(id, cur[2], st, 6, cur[3])
+          redis.call('ZADD', B .. 'finished', now, id)
+          return 1
+        end
+        if st == '2' then
+          redis.call('HSET', k, 'cancel', 1)
+          return 2
+        end
+        return 3
+        """;
+
+    /// <summary>ARGV: B, id, now. Returns 0 not found, 1 requeued, 2 not retryable.</summary>
+    public const string Retry = Prelude + """
+        local id, now = ARGV[2], ARGV[3]
+        local k = B .. 't:' .. id
+        local cur = redis.call('HMGET', k, 'state', 'queue', 'seq', 'prio')
+        if not cur[1] then return 0 end
+        local st = cur[1]
+        if st ~= '5' and st ~= '6' and st ~= '7' then return 2 end
+        redis.call('HDEL', k, 'finished', 'nb', 'exp')
+        redis.call('HSET', k, 'state', 1, 'attempt', 0, 'cancel', 0, 'redel', 0)
+        hist(k, 1, now)
+        redis.call('ZREM', B .. 'finished', id)
+        idx(id, cur[2], st, 1, cur[3])
+        ready(id, cur[2], cur[4], cur[3])
+        redis.call('PUBLISH', B .. 'wake', cur[2])
+        return 1
+        """;
+
+    /// <summary>ARGV: B, before, max. Deletes up to max tasks finished before the time, with their index entries. Returns how many.</summary>
+    public const string Purge = Prelude + """
+        local ids = redis.call('ZRANGEBYSCORE', B .. 'finished', '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+        for _, id in ipairs(ids) do
+          local k = B .. 't:' .. id
+          local cur = redis.call('HMGET', k, 'queue', 'task', 'state', 'key')
+          redis.call('ZREM', B .. 'finished', id)
+          if cur[1] then
+            redis.call('ZREM', B .. 'all', id)
+            redis.call('ZREM', B .. 'q:' .. cur[1] .. ':all', id)
+            redis.call('ZREM', B .. 'n:' .. cur[2], id)
+            idx(id, cur[1], cur[3], nil, nil)
+            if cur[4] and redis.call('HGET', B .. 'idem', cur[4]) == id then redis.call('HDEL', B .. 'idem', cur[4]) end
+            redis.call('DEL', k)
+          end
+        end
+        return #ids
+        """;
+
+    /// <summary>ARGV: B, name, owner, now, expires. Returns 1 when owner holds the leadership after the call.</summary>
+    public const string AcquireLeadership = Prelude + """
+        local k = B .. 'leader:' .. ARGV[2]
+        local cur = redis.call('HMGET', k, 'owner', 'exp')
+        if (not cur[1]) or cur[1] == ARGV[3] or tonumber(cur[2]) < tonumber(ARGV[4]) then
+          redis.call('HSET', k, 'owner', ARGV[3], 'exp', ARGV[5])
+          return 1
+        end
+        return 0
+        """;
+
+    /// <summary>ARGV: B, name, owner. Deletes the leadership if owner holds it.</summary>
+    public const string ReleaseLeadership = Prelude + """
+        local k = B .. 'leader:' .. ARGV[2]
+        if redis.call('HGET', k, 'owner') == ARGV[3] then redis.call('DEL', k) return 1 end
+        return 0
+        """;
+}

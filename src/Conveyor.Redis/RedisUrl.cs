@@ -1,0 +1,82 @@
+using System.Globalization;
+using StackExchange.Redis;
+
+namespace Conveyor.Redis;
+
+/// <summary>Turns <c>redis://</c> and <c>rediss://</c> URLs (or StackExchange.Redis configuration strings) into options.</summary>
+public static class RedisUrl
+{
+    /// <summary>Parses <paramref name="configuration"/>: a URL <c>redis[s]://[[user]:password@]host[:port][/db]</c>
+    /// (port 6379 by default, TLS for <c>rediss</c>) or a StackExchange.Redis configuration string.</summary>
+    public static ConfigurationOptions Parse(string configuration)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(configuration);
+        ConfigurationOptions options;
+        if (configuration.StartsWith("redis://", StringComparison.OrdinalIgnoreCase)
+            || configuration.StartsWith("rediss://", StringComparison.OrdinalIgnoreCase))
+        {
+            if (!Uri.TryCreate(configuration, UriKind.Absolute, out var uri) || string.IsNullOrEmpty(uri.Host))
+            {
+                throw new FormatException($"'{Redact(configuration)}' is not a valid Redis URL: expected redis[s]://[[user]:password@]host[:port][/db]");
+            }
+            options = new ConfigurationOptions { Ssl = uri.Scheme.Equals("rediss", StringComparison.OrdinalIgnoreCase) };
+            options.EndPoints.Add(uri.Host, uri.IsDefaultPort || uri.Port <= 0 ? 6379 : uri.Port);
+            if (options.Ssl)
+            {
+                options.SslHost = uri.Host;
+            }
+            if (!string.IsNullOrEmpty(uri.UserInfo))
+            {
+                var colon = uri.UserInfo.IndexOf(':', StringComparison.Ordinal);
+                var user = Uri.UnescapeDataString(colon < 0 ? string.Empty : uri.UserInfo[..colon]);
+                var password = Uri.UnescapeDataString(colon < 0 ? uri.UserInfo : uri.UserInfo[(colon + 1)..]);
+                if (user.Length > 0)
+                {
+                    options.User = user;
+                }
+                if (password.Length > 0)
+                {
+                    options.Password = password;
+                }
+            }
+            var path = uri.AbsolutePath.Trim('/');
+            if (path.Length > 0)
+            {
+                if (!int.TryParse(path, NumberStyles.None, CultureInfo.InvariantCulture, out var db))
+                {
+                    throw new FormatException($"'{Redact(configuration)}': the path must be a database number, such as /0");
+                }
+                options.DefaultDatabase = db;
+            }
+        }
+        else
+        {
+            options = ConfigurationOptions.Parse(configuration);
+        }
+        // Start even when Redis is down, and reconnect in the background with backoff.
+        options.AbortOnConnectFail = false;
+        // CONFIG GET reads maxmemory-policy and appendonly for the start-up and health warnings.
+        options.AllowAdmin = true;
+        options.ClientName ??= "conveyor";
+        return options;
+    }
+
+    /// <summary>The URL with its password replaced by <c>***</c>, for logs and health reports.</summary>
+    public static string Redact(string configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var scheme = configuration.IndexOf("://", StringComparison.Ordinal);
+        var at = configuration.LastIndexOf('@');
+        if (scheme >= 0 && at > scheme)
+        {
+            return string.Concat(configuration.AsSpan(0, scheme + 3), "***", configuration.AsSpan(at));
+        }
+        var password = configuration.IndexOf("password=", StringComparison.OrdinalIgnoreCase);
+        if (password >= 0)
+        {
+            var end = configuration.IndexOf(',', password);
+            return string.Concat(configuration.AsSpan(0, password + 9), "***", end < 0 ? string.Empty : configuration[end..]);
+        }
+        return configuration;
+    }
+}

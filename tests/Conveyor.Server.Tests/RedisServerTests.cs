@@ -1,0 +1,77 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Conveyor.Redis;
+using Conveyor.Server.Configuration;
+using StackExchange.Redis;
+
+namespace Conveyor.Server.Tests;
+
+/// <summary>The server on the Redis backend (CONVEYOR_TEST_REDIS, started by scripts/test.sh).</summary>
+public sealed class RedisServerTests
+{
+    private static string RedisUrlForTests =>
+        Environment.GetEnvironmentVariable("CONVEYOR_TEST_REDIS") is { Length: > 0 } url
+            ? url
+            : throw new InvalidOperationException(
+                "CONVEYOR_TEST_REDIS is not set: run 'bash scripts/test.sh' (it starts Redis), or 'source scripts/services/redis.sh' and run the tests from that shell.");
+
+    [Fact]
+    public async Task Server_on_redis_runs_a_task_to_success_and_reports_redis_in_health()
+    {
+        var url = RedisUrlForTests;
+        var prefix = "cvserver-" + Guid.NewGuid().ToString("N");
+        try
+        {
+            await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+            {
+                ["Conveyor:DatabaseUrl"] = url,
+                ["Conveyor:Redis:KeyPrefix"] = prefix,
+            });
+
+            var id = await server.EnqueueAsync(new { task = "conveyor.noop", args = new { n = 1 } });
+            var task = await server.WaitForStateAsync(id, "succeeded");
+            Assert.Equal("conveyor.noop", task.GetProperty("task").GetString());
+
+            using var response = await server.Client.GetAsync("/health/ready");
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+            Assert.Contains("Redis", text, StringComparison.Ordinal);
+
+            var queues = await server.Client.GetFromJsonAsync<JsonElement>("/api/v1/queues");
+            var queue = queues.EnumerateArray().Single(q => q.GetProperty("name").GetString() == "default");
+            Assert.Equal(1, queue.GetProperty("succeeded").GetInt64());
+        }
+        finally
+        {
+            using var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
+            var server = connection.GetServer(connection.GetEndPoints()[0]);
+            var keys = new List<RedisKey>();
+            await foreach (var key in server.KeysAsync(pattern: "\\{" + prefix + "\\}:*"))
+            {
+                keys.Add(key);
+            }
+            if (keys.Count > 0)
+            {
+                await connection.GetDatabase().KeyDeleteAsync(keys.ToArray());
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(ServerOptions.DefaultDatabaseUrl, "redis://cache:6379/1", "redis://cache:6379/1")]
+    [InlineData("rediss://:pw@cache:6380/0", null, "rediss://:pw@cache:6380/0")]
+    [InlineData("sqlite:///./other.db", "redis://cache:6379", null)]
+    [InlineData(ServerOptions.DefaultDatabaseUrl, null, null)]
+    public void Redis_is_selected_by_DATABASE_URL_or_by_REDIS_URL_when_DATABASE_URL_is_not_set(string databaseUrl, string? redisUrl, string? selected)
+    {
+        Assert.Equal(selected, RedisSelection.Select(new ServerOptions { DatabaseUrl = databaseUrl, RedisUrl = redisUrl }));
+    }
+
+    [Fact]
+    public void REDIS_URL_that_is_not_a_redis_url_says_what_to_change()
+    {
+        var exception = Assert.Throws<ConveyorConfigurationException>(() => RedisSelection.Select(new ServerOptions { RedisUrl = "cache:6379" }));
+        Assert.Contains("redis://", exception.Message, StringComparison.Ordinal);
+    }
+}
