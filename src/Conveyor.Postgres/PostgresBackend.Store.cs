@@ -79,14 +79,7 @@ public sealed partial class PostgresBackend
     {
         var errorJson = ReadString(r, 8);
         var errorsText = ReadString(r, 9);
-        var errors = new List<AttemptError>();
-        if (errorsText is not null)
-        {
-            foreach (var line in errorsText.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-            {
-                errors.Add(JsonSerializer.Deserialize<AttemptError>(line, ConveyorJson.Options)!);
-            }
-        }
+        var errors = TaskHistoryText.ParseErrors(errorsText);
         return new TaskRecord
         {
             Id = r.GetGuid(1),
@@ -109,27 +102,10 @@ public sealed partial class PostgresBackend
             Headers = DeserializeHeaders(ReadString(r, 18)),
             WorkerId = ReadString(r, 19),
             CancelRequested = r.GetBoolean(20),
-            Transitions = ParseHistory(r.GetString(21)),
+            Transitions = TaskHistoryText.ParseTransitions(r.GetString(21)),
         };
     }
 
-    // History is "state:unixms|state:unixms|…": appended in the same UPDATE as each transition, so
-    // recording it costs no extra row or index write.
-    private static List<TaskTransition> ParseHistory(string history)
-    {
-        var transitions = new List<TaskTransition>();
-        foreach (var entry in history.Split('|', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var colon = entry.IndexOf(':', StringComparison.Ordinal);
-            if (colon > 0
-                && int.TryParse(entry.AsSpan(0, colon), NumberStyles.Integer, CultureInfo.InvariantCulture, out var state)
-                && long.TryParse(entry.AsSpan(colon + 1), NumberStyles.Integer, CultureInfo.InvariantCulture, out var at))
-            {
-                transitions.Add(new TaskTransition((TaskState)state, FromMs(at)));
-            }
-        }
-        return transitions;
-    }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken)

@@ -95,14 +95,7 @@ public sealed partial class RedisBackend
         string? S(string name) => f.TryGetValue(name, out var v) ? v : null;
         long? L(string name) => f.TryGetValue(name, out var v) ? long.Parse(v, CultureInfo.InvariantCulture) : null;
         DateTimeOffset? T(string name) => L(name) is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
-        var errors = new List<AttemptError>();
-        if (S("errors") is { } errorsText)
-        {
-            foreach (var line in errorsText.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-            {
-                errors.Add(JsonSerializer.Deserialize<AttemptError>(line, ConveyorJson.Options)!);
-            }
-        }
+        var errors = TaskHistoryText.ParseErrors(S("errors"));
         return new TaskRecord
         {
             Id = Guid.Parse(f["id"]),
@@ -125,25 +118,10 @@ public sealed partial class RedisBackend
             Headers = DeserializeHeaders(S("headers")),
             WorkerId = S("owner"),
             CancelRequested = S("cancel") == "1",
-            Transitions = ParseHistory(S("hist") ?? string.Empty),
+            Transitions = TaskHistoryText.ParseTransitions(S("hist")),
         };
     }
 
-    private static List<TaskTransition> ParseHistory(string history)
-    {
-        var transitions = new List<TaskTransition>();
-        foreach (var entry in history.Split('|', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var colon = entry.IndexOf(':', StringComparison.Ordinal);
-            if (colon > 0
-                && int.TryParse(entry.AsSpan(0, colon), NumberStyles.Integer, CultureInfo.InvariantCulture, out var state)
-                && long.TryParse(entry.AsSpan(colon + 1), NumberStyles.Integer, CultureInfo.InvariantCulture, out var at))
-            {
-                transitions.Add(new TaskTransition((TaskState)state, DateTimeOffset.FromUnixTimeMilliseconds(at)));
-            }
-        }
-        return transitions;
-    }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken)
