@@ -55,19 +55,29 @@ internal static class TaskEndpoints
             .ProducesProblem(StatusCodes.Status409Conflict);
     }
 
+    // The body is read here, not bound by the framework, so that an oversized body is a 413 problem
+    // and malformed JSON a 400 that says where it broke.
+    private static async Task<(JsonDocument? Document, ProblemHttpResult? Problem)> ReadJsonBodyAsync(
+        HttpContext http, ConveyorApiOptions options, CancellationToken cancellationToken)
+    {
+        var limit = options.MaxRequestBodySize;
+        var body = await RequestBodyReader.ReadAsync(http.Request, limit, cancellationToken).ConfigureAwait(false);
+        if (body is null)
+        {
+            return (null, RequestBodyReader.TooLarge(limit));
+        }
+        var malformed = EnqueueRequestReader.TryParse(body.Value, out var document);
+        return (document, malformed);
+    }
+
     private static async Task<Results<Created<TaskResource>, Ok<TaskResource>, ProblemHttpResult>> EnqueueAsync(
         HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader,
         [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
     {
-        var limit = options.Value.MaxRequestBodySize;
-        var body = await RequestBodyReader.ReadAsync(http.Request, limit, cancellationToken).ConfigureAwait(false);
-        if (body is null)
+        var (document, problem) = await ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
         {
-            return RequestBodyReader.TooLarge(limit);
-        }
-        if (EnqueueRequestReader.TryParse(body.Value, out var document) is { } malformed)
-        {
-            return malformed;
+            return problem;
         }
         using (document)
         {
@@ -106,15 +116,10 @@ internal static class TaskEndpoints
         HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader,
         [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
     {
-        var limit = options.Value.MaxRequestBodySize;
-        var body = await RequestBodyReader.ReadAsync(http.Request, limit, cancellationToken).ConfigureAwait(false);
-        if (body is null)
+        var (document, problem) = await ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
         {
-            return RequestBodyReader.TooLarge(limit);
-        }
-        if (EnqueueRequestReader.TryParse(body.Value, out var document) is { } malformed)
-        {
-            return malformed;
+            return problem;
         }
         using (document)
         {
