@@ -47,6 +47,8 @@ internal static class Report
         md.AppendLine(CultureInfo.InvariantCulture, $"- Runtime: {m.Runtime}, {m.Gc} GC; load average at start: {m.LoadAverageAtStart}");
         md.AppendLine(CultureInfo.InvariantCulture, $"- Started: {m.StartedAt:yyyy-MM-dd HH:mm:ss} UTC");
         md.AppendLine(CultureInfo.InvariantCulture,
+            $"- Backends: {string.Join(", ", s.Backends.Select(Systems.StoreTarget.DisplayName))} (PostgreSQL and Redis on this machine, loopback; Hangfire on the matching storage)");
+        md.AppendLine(CultureInfo.InvariantCulture,
             $"- Settings: runs {s.Runs}, tasks {s.Tasks:N0}, batch size {s.BatchSize:N0}, concurrency {s.Concurrency}, workers {s.Workers}, " +
             $"prefetch {(s.Prefetch is { } prefetch ? prefetch.ToString(CultureInfo.InvariantCulture) + " (not Conveyor's default)" : "Conveyor's default")}, " +
             $"rate {s.Rate:0}/s for {s.Duration.TotalSeconds:0} s, time limit {s.TimeLimit.TotalSeconds:0} s, idle {s.Idle.TotalSeconds:0} s, warm-up {(s.Warmup ? "on" : "off")}");
@@ -135,6 +137,7 @@ internal static class Report
             {
                 Workloads = report.Settings.Workloads.Order(),
                 Systems = report.Settings.Systems.Order(),
+                Backends = report.Settings.Backends.Select(Systems.StoreTarget.DisplayName),
                 Synchronous = report.Settings.Synchronous.Select(x => x.ToString().ToUpperInvariant()),
                 report.Settings.Runs,
                 report.Settings.Tasks,
