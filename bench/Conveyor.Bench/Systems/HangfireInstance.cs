@@ -35,6 +35,7 @@ internal sealed class HangfireInstance : IDisposable
     private static readonly Lock ConfigureLock = new();
     private static bool _configured;
     private readonly Func<ValueTask> _cleanup;
+    private readonly bool _onServer;
     private BackgroundJobServer? _server;
 
     /// <summary>On Hangfire.InMemory.</summary>
@@ -47,6 +48,7 @@ internal sealed class HangfireInstance : IDisposable
     public HangfireInstance(BenchBackend backend, BenchSettings? settings)
     {
         ConfigureOnce();
+        _onServer = StoreTarget.IsServer(backend);
         (Storage, _cleanup) = StoreTarget.OpenHangfire(backend, settings!);
         Client = new BackgroundJobClient(Storage);
     }
@@ -74,7 +76,11 @@ internal sealed class HangfireInstance : IDisposable
 
     public long EnqueuedCount() => Storage.GetMonitoringApi().EnqueuedCount(EnqueuedState.DefaultQueue);
 
-    public long SucceededCount() => Storage.GetMonitoringApi().SucceededListCount();
+    /// <summary>Jobs the storage records as succeeded. InMemory: its succeeded list. On a server, the statistics counter:
+    /// Hangfire.Redis.StackExchange trims its succeeded list (to 499 entries by default), so the list cannot count a drain.</summary>
+    public long SucceededCount() => _onServer
+        ? Storage.GetMonitoringApi().GetStatistics().Succeeded
+        : Storage.GetMonitoringApi().SucceededListCount();
 
     public void Dispose()
     {
