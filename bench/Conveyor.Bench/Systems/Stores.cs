@@ -75,12 +75,12 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
             case BenchBackend.Redis:
                 {
                     var url = Url(Backend, s);
-                    var prefix = FreshName("bench:conveyor") + ":";
+                    var name = FreshName("bench:conveyor");
                     return new RunStore(b => b.UseRedis(o =>
                     {
                         o.Configuration = url;
-                        o.KeyPrefix = prefix;
-                    }), () => DeleteKeysAsync(url, prefix));
+                        o.KeyPrefix = name + ":";
+                    }), () => DeleteKeysAsync(url, name));
                 }
             default:
                 {
@@ -123,13 +123,13 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
             case BenchBackend.Redis:
                 {
                     var url = Url(backend, s);
-                    var prefix = "{" + FreshName("bench:hangfire") + "}:";
+                    var name = FreshName("bench:hangfire");
                     var connection = ConnectionMultiplexer.Connect(RedisUrl.Parse(url));
-                    var storage = new RedisStorage(connection, new RedisStorageOptions { Prefix = prefix });
+                    var storage = new RedisStorage(connection, new RedisStorageOptions { Prefix = "{" + name + "}:" });
                     return (storage, async () =>
                     {
                         await connection.DisposeAsync();
-                        await DeleteKeysAsync(url, prefix);
+                        await DeleteKeysAsync(url, name);
                     });
                 }
             default:
@@ -155,7 +155,9 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
         await command.ExecuteNonQueryAsync();
     }
 
-    private static async ValueTask DeleteKeysAsync(string url, string prefix)
+    /// <summary>Deletes every key that contains <paramref name="name"/>, a name unique to one run (Conveyor wraps its key
+    /// prefix in a hash tag, <c>{name}:</c>, so the keys do not start with the prefix as configured).</summary>
+    private static async ValueTask DeleteKeysAsync(string url, string name)
     {
         await using var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
         var db = connection.GetDatabase();
@@ -163,7 +165,7 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
         {
             var server = connection.GetServer(endpoint);
             var batch = new List<RedisKey>(1_000);
-            await foreach (var key in server.KeysAsync(pattern: RedisPattern(prefix) + "*", pageSize: 1_000))
+            await foreach (var key in server.KeysAsync(pattern: "*" + RedisPattern(name) + "*", pageSize: 1_000))
             {
                 batch.Add(key);
                 if (batch.Count == 1_000)
@@ -179,9 +181,9 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
         }
     }
 
-    /// <summary>Escapes the glob characters of a key prefix for SCAN MATCH.</summary>
-    private static string RedisPattern(string prefix) =>
-        string.Concat(prefix.Select(c => c is '*' or '?' or '[' or ']' or '\\' ? "\\" + c : c.ToString()));
+    /// <summary>Escapes the glob characters of a name for SCAN MATCH.</summary>
+    private static string RedisPattern(string name) =>
+        string.Concat(name.Select(c => c is '*' or '?' or '[' or ']' or '\\' ? "\\" + c : c.ToString()));
 }
 
 /// <summary>One run's fresh Conveyor store: how to use it, and its removal on dispose.</summary>
