@@ -126,20 +126,22 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
                     var name = FreshName("bench:hangfire");
                     var connection = ConnectionMultiplexer.Connect(RedisUrl.Parse(url));
                     var storage = new RedisStorage(connection, new RedisStorageOptions { Prefix = "{" + name + "}:" });
-                    return (storage, async () =>
+                    async ValueTask CleanupAsync()
                     {
                         await connection.DisposeAsync();
                         await DeleteKeysAsync(url, name);
-                    });
+                    }
+                    return (storage, CleanupAsync);
                 }
             default:
                 {
                     var storage = new InMemoryStorage();
-                    return (storage, () =>
+                    ValueTask Cleanup()
                     {
                         storage.Dispose();
                         return ValueTask.CompletedTask;
-                    });
+                    }
+                    return (storage, Cleanup);
                 }
         }
     }
