@@ -28,6 +28,10 @@ internal static class Report
         {
             return "n/a";
         }
+        if (double.IsPositiveInfinity(value))
+        {
+            return "> limit";
+        }
         return unit switch
         {
             "ms" => value.ToString(value < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture),
@@ -120,7 +124,7 @@ internal static class Report
 
     private static string Advantage(MetricSummary? ours, MetricSummary? theirs)
     {
-        if (ours is null || theirs is null || ours.Median <= 0 || theirs.Median <= 0)
+        if (ours is null || theirs is null || ours.Median <= 0 || theirs.Median <= 0 || double.IsInfinity(ours.Median) || double.IsInfinity(theirs.Median))
         {
             return "—";
         }
