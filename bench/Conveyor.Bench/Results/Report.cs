@@ -51,7 +51,8 @@ internal static class Report
         md.AppendLine(CultureInfo.InvariantCulture, $"- Runtime: {m.Runtime}, {m.Gc} GC; load average at start: {m.LoadAverageAtStart}");
         md.AppendLine(CultureInfo.InvariantCulture, $"- Started: {m.StartedAt:yyyy-MM-dd HH:mm:ss} UTC");
         md.AppendLine(CultureInfo.InvariantCulture,
-            $"- Backends: {string.Join(", ", s.Backends.Select(Systems.StoreTarget.DisplayName))} (PostgreSQL and Redis on this machine, loopback; Hangfire on the matching storage)");
+            $"- Backends: {string.Join(", ", s.Backends.Select(Systems.StoreTarget.DisplayName))}" +
+            (s.Backends.Any(Systems.StoreTarget.IsServer) ? " (servers reached by the URLs given; Hangfire on the matching storage on the same server)" : ""));
         md.AppendLine(CultureInfo.InvariantCulture,
             $"- Settings: runs {s.Runs}, tasks {s.Tasks:N0}, batch size {s.BatchSize:N0}, concurrency {s.Concurrency}, workers {s.Workers}, " +
             $"prefetch {(s.Prefetch is { } prefetch ? prefetch.ToString(CultureInfo.InvariantCulture) + " (not Conveyor's default)" : "Conveyor's default")}, " +
