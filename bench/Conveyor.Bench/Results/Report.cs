@@ -50,9 +50,8 @@ internal static class Report
         md.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {m.Processor}, {m.Cores} cores; {m.Os}");
         md.AppendLine(CultureInfo.InvariantCulture, $"- Runtime: {m.Runtime}, {m.Gc} GC; load average at start: {m.LoadAverageAtStart}");
         md.AppendLine(CultureInfo.InvariantCulture, $"- Started: {m.StartedAt:yyyy-MM-dd HH:mm:ss} UTC");
-        md.AppendLine(CultureInfo.InvariantCulture,
-            $"- Backends: {string.Join(", ", s.Backends.Select(Systems.StoreTarget.DisplayName))}" +
-            (s.Backends.Any(Systems.StoreTarget.IsServer) ? " (servers reached by the URLs given; Hangfire on the matching storage on the same server)" : ""));
+        var servers = s.Backends.Any(Systems.StoreTarget.IsServer) ? " (servers reached by the URLs given; Hangfire on the matching storage on the same server)" : "";
+        md.AppendLine(CultureInfo.InvariantCulture, $"- Backends: {string.Join(", ", s.Backends.Select(Systems.StoreTarget.DisplayName))}{servers}");
         md.AppendLine(CultureInfo.InvariantCulture,
             $"- Settings: runs {s.Runs}, tasks {s.Tasks:N0}, batch size {s.BatchSize:N0}, concurrency {s.Concurrency}, workers {s.Workers}, " +
             $"prefetch {(s.Prefetch is { } prefetch ? prefetch.ToString(CultureInfo.InvariantCulture) + " (not Conveyor's default)" : "Conveyor's default")}, " +
