@@ -1,4 +1,5 @@
 using Conveyor.Bench.Results;
+using Conveyor.Bench.Systems;
 using Conveyor.Bench.Workloads;
 
 namespace Conveyor.Bench;
@@ -12,13 +13,21 @@ internal sealed class BenchRunner(BenchSettings settings)
     public static IReadOnlyList<IWorkload> AllWorkloads { get; } =
         [new EnqueueWorkload(), new DrainWorkload(), new LatencyWorkload(), new HttpWorkload(), new RssWorkload()];
 
+    /// <summary>The workloads made on <paramref name="backend"/>: all of them on SQLite; the in-process ones on a server.</summary>
+    public static IReadOnlyList<IWorkload> Workloads(BenchBackend backend) => backend == BenchBackend.Sqlite
+        ? AllWorkloads
+        : [new EnqueueWorkload(backend), new DrainWorkload(backend), new LatencyWorkload(backend)];
+
     public async Task<BenchReport> RunAsync(CancellationToken ct)
     {
         var machine = MachineInfo.Read();
         var sections = new List<ReportSection>();
-        foreach (var workload in AllWorkloads.Where(w => settings.Wants(w.Name)))
+        foreach (var backend in settings.Backends)
         {
-            sections.Add(await RunWorkloadAsync(workload, ct));
+            foreach (var workload in Workloads(backend).Where(w => settings.Wants(w.Name)))
+            {
+                sections.Add(await RunWorkloadAsync(workload, ct));
+            }
         }
         return new BenchReport(machine, settings, sections);
     }

@@ -8,6 +8,12 @@ internal sealed record BenchSettings
     public required IReadOnlySet<string> Workloads { get; init; }
     public required IReadOnlySet<string> Systems { get; init; }
     public required IReadOnlyList<SqliteSynchronous> Synchronous { get; init; }
+    /// <summary>Backends whose tables are made, in this order (<c>--backend</c>); SQLite alone by default.</summary>
+    public IReadOnlyList<Conveyor.Bench.Systems.BenchBackend> Backends { get; init; } = [Conveyor.Bench.Systems.BenchBackend.Sqlite];
+    /// <summary><c>postgresql://</c> URL of the server for <c>--backend postgres</c>.</summary>
+    public string? PostgresUrl { get; init; }
+    /// <summary><c>redis://</c> URL of the server for <c>--backend redis</c>.</summary>
+    public string? RedisUrl { get; init; }
     public int Runs { get; init; } = 3;
     public int Tasks { get; init; } = 100_000;
     public int BatchSize { get; init; } = 1_000;

@@ -31,6 +31,35 @@ internal static class Cli
             DefaultValueFactory = _ => "both",
         };
         synchronous.AcceptOnlyFromAmong("both", "normal", "full");
+        var backend = new Option<string[]>("--backend")
+        {
+            Description = "Backends to measure, each with Hangfire on the matching storage: sqlite (Hangfire.InMemory), postgres (Hangfire.PostgreSql), " +
+                "redis (Hangfire.Redis.StackExchange) or all. Repeat the option or separate with commas. On postgres and redis only enqueue, drain and latency run.",
+            DefaultValueFactory = _ => ["sqlite"],
+            AllowMultipleArgumentsPerToken = true,
+        };
+        backend.Validators.Add(result =>
+        {
+            foreach (var name in Split(result.GetValueOrDefault<string[]>() ?? []))
+            {
+                if (name is not ("all" or "sqlite" or "postgres" or "redis"))
+                {
+                    result.AddError($"Unknown backend '{name}'; expected one of all, sqlite, postgres, redis.");
+                }
+            }
+        });
+        var postgresUrl = new Option<string?>("--postgres-url")
+        {
+            Description = "postgresql://user:password@host:port/database of the server for --backend postgres (both systems, a fresh schema each run). " +
+                "Default: $CONVEYOR_TEST_POSTGRES (scripts/services/postgres.sh start).",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("CONVEYOR_TEST_POSTGRES"),
+        };
+        var redisUrl = new Option<string?>("--redis-url")
+        {
+            Description = "redis://[:password@]host:port of the server for --backend redis (both systems, a fresh key prefix each run). " +
+                "Default: $CONVEYOR_TEST_REDIS (scripts/services/redis.sh start).",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("CONVEYOR_TEST_REDIS"),
+        };
         var runs = Positive(new Option<int>("--runs") { Description = "Measured runs of each case; the report gives the median and min–max.", DefaultValueFactory = _ => 3 });
         var tasks = Positive(new Option<int>("--tasks", "-n")
         {
@@ -75,12 +104,12 @@ internal static class Cli
         var json = new Option<string?>("--json") { Description = "Also write machine-readable results to this file." };
 
         var root = new RootCommand("""
-            Conveyor's throughput and latency harness, with Hangfire 1.8 (Hangfire.InMemory) measured in the same run.
+            Conveyor's throughput and latency harness, with Hangfire 1.8 measured in the same run (Hangfire.InMemory against SQLite; Hangfire.PostgreSql, Hangfire.Redis.StackExchange on the same servers).
             Build and run in Release: dotnet run -c Release --project bench/Conveyor.Bench -- [options].
             Writes a markdown report to stdout and progress to stderr. See docs/benchmarks.md.
             """)
         {
-            workload, system, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, duration, timeLimit, idle, noWarmup,
+            workload, system, backend, postgresUrl, redisUrl, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, duration, timeLimit, idle, noWarmup,
             server, serverCommand, workerCommand, json,
         };
         workload.Validators.Add(result =>
@@ -106,6 +135,9 @@ internal static class Cli
                     "full" => [SqliteSynchronous.Full],
                     _ => [SqliteSynchronous.Normal, SqliteSynchronous.Full],
                 },
+                Backends = ParseBackends(parse.GetValue(backend) ?? ["sqlite"]),
+                PostgresUrl = parse.GetValue(postgresUrl) is { Length: > 0 } pg ? pg : null,
+                RedisUrl = parse.GetValue(redisUrl) is { Length: > 0 } redis ? redis : null,
                 Runs = parse.GetValue(runs),
                 Tasks = parse.GetValue(tasks),
                 BatchSize = parse.GetValue(batchSize),
@@ -122,6 +154,21 @@ internal static class Cli
                 WorkerCommand = parse.GetValue(workerCommand)!,
                 JsonPath = parse.GetValue(json),
             };
+            foreach (var missing in settings.Backends.Where(b => b != BenchBackend.Sqlite))
+            {
+                if ((missing == BenchBackend.Postgres ? settings.PostgresUrl : settings.RedisUrl) is null)
+                {
+                    try
+                    {
+                        StoreTarget.Url(missing, settings);
+                    }
+                    catch (InvalidOperationException ex)
+                    {
+                        await Console.Error.WriteLineAsync(ex.Message);
+                        return 2;
+                    }
+                }
+            }
             var report = await new BenchRunner(settings).RunAsync(ct);
             Console.Out.Write(Report.Markdown(report));
             if (settings.JsonPath is { } path)
@@ -145,6 +192,15 @@ internal static class Cli
         command.Hidden = true;
         command.SetAction((parse, ct) => IdleHost.RunAsync(parse.GetValue(which)!, parse.GetValue(db)!, parse.GetValue(workers), ct));
         return command;
+    }
+
+    private static List<BenchBackend> ParseBackends(IEnumerable<string> values)
+    {
+        var names = Split(values).ToList();
+        BenchBackend[] order = [BenchBackend.Sqlite, BenchBackend.Postgres, BenchBackend.Redis];
+        return names.Contains("all")
+            ? [.. order]
+            : [.. order.Where(b => names.Contains(b.ToString().ToLowerInvariant()))];
     }
 
     private static IEnumerable<string> Split(IEnumerable<string> values) =>

@@ -28,6 +28,10 @@ internal static class Report
         {
             return "n/a";
         }
+        if (double.IsPositiveInfinity(value))
+        {
+            return "> limit";
+        }
         return unit switch
         {
             "ms" => value.ToString(value < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture),
@@ -46,6 +50,8 @@ internal static class Report
         md.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {m.Processor}, {m.Cores} cores; {m.Os}");
         md.AppendLine(CultureInfo.InvariantCulture, $"- Runtime: {m.Runtime}, {m.Gc} GC; load average at start: {m.LoadAverageAtStart}");
         md.AppendLine(CultureInfo.InvariantCulture, $"- Started: {m.StartedAt:yyyy-MM-dd HH:mm:ss} UTC");
+        var servers = s.Backends.Any(Systems.StoreTarget.IsServer) ? " (servers reached by the URLs given; Hangfire on the matching storage on the same server)" : "";
+        md.AppendLine(CultureInfo.InvariantCulture, $"- Backends: {string.Join(", ", s.Backends.Select(Systems.StoreTarget.DisplayName))}{servers}");
         md.AppendLine(CultureInfo.InvariantCulture,
             $"- Settings: runs {s.Runs}, tasks {s.Tasks:N0}, batch size {s.BatchSize:N0}, concurrency {s.Concurrency}, workers {s.Workers}, " +
             $"prefetch {(s.Prefetch is { } prefetch ? prefetch.ToString(CultureInfo.InvariantCulture) + " (not Conveyor's default)" : "Conveyor's default")}, " +
@@ -118,7 +124,7 @@ internal static class Report
 
     private static string Advantage(MetricSummary? ours, MetricSummary? theirs)
     {
-        if (ours is null || theirs is null || ours.Median <= 0 || theirs.Median <= 0)
+        if (ours is null || theirs is null || ours.Median <= 0 || theirs.Median <= 0 || double.IsInfinity(ours.Median) || double.IsInfinity(theirs.Median))
         {
             return "—";
         }
@@ -135,6 +141,7 @@ internal static class Report
             {
                 Workloads = report.Settings.Workloads.Order(),
                 Systems = report.Settings.Systems.Order(),
+                Backends = report.Settings.Backends.Select(Systems.StoreTarget.DisplayName),
                 Synchronous = report.Settings.Synchronous.Select(x => x.ToString().ToUpperInvariant()),
                 report.Settings.Runs,
                 report.Settings.Tasks,

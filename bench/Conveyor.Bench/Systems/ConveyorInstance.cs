@@ -25,8 +25,8 @@ internal sealed class ProbeTask(LatencyRecorder recorder) : ITaskHandler<ProbeAr
 }
 
 /// <summary>
-/// An in-process Conveyor host on a SQLite file, as an application would build it:
-/// <c>AddConveyor(…).AddNoopTask().UseSqlite(…)</c> on a generic host.
+/// An in-process Conveyor host, as an application would build it:
+/// <c>AddConveyor(…).AddNoopTask().UseSqlite(…)</c> (or <c>UsePostgres</c>, <c>UseRedis</c>) on a generic host.
 /// </summary>
 internal sealed class ConveyorInstance : IAsyncDisposable
 {
@@ -53,8 +53,23 @@ internal sealed class ConveyorInstance : IAsyncDisposable
     /// <param name="runWorker">Whether to run a worker (and the scheduler) in this host.</param>
     /// <param name="workers">Worker concurrency (handlers at once).</param>
     /// <param name="recorder">When given, <c>bench.probe</c> is registered and records into it.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
     /// <param name="prefetch">Worker prefetch, or null for Conveyor's default.</param>
-    public static async Task<ConveyorInstance> StartAsync(string databasePath, SqliteSynchronous synchronous, bool runWorker, int workers,
+    public static Task<ConveyorInstance> StartAsync(string databasePath, SqliteSynchronous synchronous, bool runWorker, int workers,
+        LatencyRecorder? recorder, CancellationToken cancellationToken, int? prefetch = null) =>
+        StartAsync(b => b.UseSqlite(o =>
+        {
+            o.Path = databasePath;
+            o.Synchronous = synchronous;
+        }), runWorker, workers, recorder, cancellationToken, prefetch);
+
+    /// <param name="useBackend">Registers the backend (<c>UseSqlite</c>, <c>UsePostgres</c>, <c>UseRedis</c>).</param>
+    /// <param name="runWorker">Whether to run a worker (and the scheduler) in this host.</param>
+    /// <param name="workers">Worker concurrency (handlers at once).</param>
+    /// <param name="recorder">When given, <c>bench.probe</c> is registered and records into it.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    /// <param name="prefetch">Worker prefetch, or null for Conveyor's default.</param>
+    public static async Task<ConveyorInstance> StartAsync(Action<ConveyorBuilder> useBackend, bool runWorker, int workers,
         LatencyRecorder? recorder, CancellationToken cancellationToken, int? prefetch = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
@@ -67,12 +82,8 @@ internal sealed class ConveyorInstance : IAsyncDisposable
                 o.Worker.Concurrency = workers;
                 o.Worker.Prefetch = prefetch;
             })
-            .AddNoopTask()
-            .UseSqlite(o =>
-            {
-                o.Path = databasePath;
-                o.Synchronous = synchronous;
-            });
+            .AddNoopTask();
+        useBackend(conveyor);
         if (recorder is not null)
         {
             builder.Services.AddSingleton(recorder);

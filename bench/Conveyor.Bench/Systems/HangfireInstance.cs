@@ -1,7 +1,6 @@
 using Conveyor.Bench.Infrastructure;
 using Hangfire;
 using Hangfire.Common;
-using Hangfire.InMemory;
 using Hangfire.States;
 
 namespace Conveyor.Bench.Systems;
@@ -27,7 +26,7 @@ public static class HangfireJobs
 }
 
 /// <summary>
-/// Hangfire 1.8 on Hangfire.InMemory, configured as its documentation recommends for new
+/// Hangfire 1.8 on Hangfire.InMemory (or Hangfire.PostgreSql, Hangfire.Redis.StackExchange), configured as its documentation recommends for new
 /// applications (compatibility level 1.8, simple assembly names, recommended serializer settings).
 /// Each instance has its own storage; the server runs only while <see cref="StartServer"/> holds it.
 /// </summary>
@@ -35,16 +34,26 @@ internal sealed class HangfireInstance : IDisposable
 {
     private static readonly Lock ConfigureLock = new();
     private static bool _configured;
+    private readonly Func<ValueTask> _cleanup;
+    private readonly bool _onServer;
     private BackgroundJobServer? _server;
 
+    /// <summary>On Hangfire.InMemory.</summary>
     public HangfireInstance()
+        : this(BenchBackend.Sqlite, null)
+    {
+    }
+
+    /// <summary>On the storage that matches <paramref name="backend"/> (fresh schema or key prefix; InMemory for SQLite).</summary>
+    public HangfireInstance(BenchBackend backend, BenchSettings? settings)
     {
         ConfigureOnce();
-        Storage = new InMemoryStorage();
+        _onServer = StoreTarget.IsServer(backend);
+        (Storage, _cleanup) = StoreTarget.OpenHangfire(backend, settings!);
         Client = new BackgroundJobClient(Storage);
     }
 
-    public InMemoryStorage Storage { get; }
+    public JobStorage Storage { get; }
 
     public IBackgroundJobClient Client { get; }
 
@@ -67,7 +76,11 @@ internal sealed class HangfireInstance : IDisposable
 
     public long EnqueuedCount() => Storage.GetMonitoringApi().EnqueuedCount(EnqueuedState.DefaultQueue);
 
-    public long SucceededCount() => Storage.GetMonitoringApi().SucceededListCount();
+    /// <summary>Jobs the storage records as succeeded. InMemory: its succeeded list. On a server, the statistics counter:
+    /// Hangfire.Redis.StackExchange trims its succeeded list (to 499 entries by default), so the list cannot count a drain.</summary>
+    public long SucceededCount() => _onServer
+        ? Storage.GetMonitoringApi().GetStatistics().Succeeded
+        : Storage.GetMonitoringApi().SucceededListCount();
 
     public void Dispose()
     {
@@ -76,7 +89,7 @@ internal sealed class HangfireInstance : IDisposable
             _server.SendStop();
             _server.Dispose();
         }
-        Storage.Dispose();
+        _cleanup().AsTask().GetAwaiter().GetResult();
     }
 
     private static void ConfigureOnce()

@@ -36,4 +36,8 @@ internal static class Variants
     public const string HangfireInMemory = "Hangfire.InMemory";
 
     public static string Sqlite(SqliteSynchronous synchronous) => $"SQLite {synchronous.ToString().ToUpperInvariant()}";
+
+    /// <summary>Appended to a table's title for a backend other than SQLite (whose tables keep their titles).</summary>
+    public static string TitleSuffix(Systems.BenchBackend backend) =>
+        backend == Systems.BenchBackend.Sqlite ? "" : $" — {Systems.StoreTarget.DisplayName(backend)}";
 }

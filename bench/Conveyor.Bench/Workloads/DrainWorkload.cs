@@ -11,33 +11,40 @@ namespace Conveyor.Bench.Workloads;
 /// <c>--workers</c> handlers at once is started, and the clock runs from its start until the store
 /// reports every task succeeded.
 /// </summary>
-internal sealed class DrainWorkload : IWorkload
+internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) : IWorkload
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(5);
+    private static readonly TimeSpan ServerPollInterval = TimeSpan.FromMilliseconds(20);
 
     public string Name => "drain";
 
-    public string Title => "Drain throughput (in-process; tasks enqueued first, then workers started)";
+    public string Title => "Drain throughput (in-process; tasks enqueued first, then workers started)" + Variants.TitleSuffix(backend);
 
-    public string Note => "Timed from the worker's start until the store reports every task succeeded; worker start-up is inside the window for both.";
+    public string Note => "Timed from the worker's start until the store reports every task succeeded; worker start-up is inside the window for both." +
+        (backend == BenchBackend.Sqlite ? "" :
+            $" Both systems use a fresh {StoreTarget.DisplayName(backend)} {(backend == BenchBackend.Postgres ? "schema" : "key prefix")} on the same server each run. " +
+            "Hangfire's run is capped by --time-limit: its untimed fill (pre-built Jobs from --concurrency threads) stops there short of --tasks, and its drain stops there too; " +
+            "its figure is then the jobs its storage reports succeeded divided by the time elapsed, not an extrapolation of a full drain.");
 
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
-        foreach (var synchronous in settings.Synchronous)
+        IEnumerable<StoreTarget> targets = backend == BenchBackend.Sqlite
+            ? settings.Synchronous.Select(x => new StoreTarget(BenchBackend.Sqlite, x))
+            : [new StoreTarget(backend)];
+        foreach (var target in targets)
         {
-            yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, Variants.Sqlite(synchronous)),
-                (s, ct) => RunConveyorAsync(s, synchronous, ct));
+            yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, target.ConveyorVariant),
+                (s, ct) => RunConveyorAsync(s, target, ct));
         }
-        yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, Variants.HangfireInMemory), RunHangfireAsync);
+        yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, StoreTarget.HangfireVariant(backend)), (s, ct) => RunHangfireAsync(s, backend, ct));
     }
 
     private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers";
 
-    private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, SqliteSynchronous synchronous, CancellationToken ct)
+    private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
     {
-        using var dir = new TempDirectory("drain");
-        var path = dir.File("conveyor.db");
-        await using (var producer = await ConveyorInstance.StartAsync(path, synchronous, runWorker: false, s.Workers, null, ct))
+        await using var store = target.OpenConveyor("drain", s);
+        await using (var producer = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
         {
             var batch = Enumerable.Repeat(new TaskRequest(NoopTask.Name), s.BatchSize).ToArray();
             for (var n = 0; n < s.Tasks; n += s.BatchSize)
@@ -53,7 +60,7 @@ internal sealed class DrainWorkload : IWorkload
         }
 
         var start = Stopwatch.GetTimestamp();
-        await using var worker = await ConveyorInstance.StartAsync(path, synchronous, runWorker: true, s.Workers, null, ct, s.Prefetch);
+        await using var worker = await ConveyorInstance.StartAsync(store.Use, runWorker: true, s.Workers, null, ct, s.Prefetch);
         var timeout = DrainTimeout(s);
         // The in-process counter is cheap to poll; the store is asked only once it says all are done,
         // and the clock stops when the store agrees.
@@ -64,21 +71,64 @@ internal sealed class DrainWorkload : IWorkload
         return [new Metric(MetricName(s), "tasks/s", true, s.Tasks / elapsed.TotalSeconds)];
     }
 
-    private static async Task<IReadOnlyList<Metric>> RunHangfireAsync(BenchSettings s, CancellationToken ct)
+    private static async Task<IReadOnlyList<Metric>> RunHangfireAsync(BenchSettings s, BenchBackend backend, CancellationToken ct)
     {
-        using var hangfire = new HangfireInstance();
-        for (var n = 0; n < s.Tasks; n++)
+        using var hangfire = new HangfireInstance(backend, s);
+        var capped = StoreTarget.IsServer(backend);
+        long total;
+        if (capped)
         {
-            hangfire.EnqueuePrebuilt(HangfireInstance.NoopJob);
+            // On a server Hangfire enqueues at hundreds to a few thousand per second: fill from
+            // --concurrency threads, and stop at --time-limit with what was stored by then.
+            var fillDeadline = Stopwatch.GetTimestamp() + (long)(s.TimeLimit.TotalSeconds * Stopwatch.Frequency);
+            var claimed = 0;
+            var threads = Enumerable.Range(0, s.Concurrency).Select(_ => new Thread(() =>
+            {
+                while (Interlocked.Increment(ref claimed) <= s.Tasks && Stopwatch.GetTimestamp() < fillDeadline)
+                {
+                    hangfire.EnqueuePrebuilt(HangfireInstance.NoopJob);
+                }
+            })).ToList();
+            threads.ForEach(t => t.Start());
+            threads.ForEach(t => t.Join());
+            total = hangfire.EnqueuedCount();
+            if (total < s.Tasks)
+            {
+                BenchRunner.Log($"  (Hangfire's fill reached the time limit: {total:N0} of {s.Tasks:N0} jobs enqueued; the drain runs on those)");
+            }
         }
-        if (hangfire.EnqueuedCount() != s.Tasks)
+        else
         {
-            throw new InvalidOperationException($"Expected {s.Tasks} enqueued jobs before the drain, Hangfire holds {hangfire.EnqueuedCount()}.");
+            for (var n = 0; n < s.Tasks; n++)
+            {
+                hangfire.EnqueuePrebuilt(HangfireInstance.NoopJob);
+            }
+            total = hangfire.EnqueuedCount();
+            if (total != s.Tasks)
+            {
+                throw new InvalidOperationException($"Expected {s.Tasks} enqueued jobs before the drain, Hangfire holds {total}.");
+            }
         }
         HangfireJobs.ResetCounter();
 
         var start = Stopwatch.GetTimestamp();
         hangfire.StartServer(s.Workers);
+        if (capped)
+        {
+            var deadline = start + (long)(s.TimeLimit.TotalSeconds * Stopwatch.Frequency);
+            while (Stopwatch.GetTimestamp() < deadline && hangfire.SucceededCount() < total)
+            {
+                // Hangfire's statistics query is not free on a server: poll it less often than the in-memory list.
+                await Task.Delay(ServerPollInterval, ct);
+            }
+            var succeeded = hangfire.SucceededCount();
+            var elapsedCapped = Stopwatch.GetElapsedTime(start);
+            if (succeeded < total)
+            {
+                BenchRunner.Log($"  (Hangfire's drain reached the time limit: {succeeded:N0} of {total:N0} jobs succeeded in {elapsedCapped.TotalSeconds:0.0} s)");
+            }
+            return [new Metric(MetricName(s), "tasks/s", true, succeeded / elapsedCapped.TotalSeconds)];
+        }
         var timeout = DrainTimeout(s);
         await Wait.UntilAsync(() => HangfireJobs.Performed >= s.Tasks, PollInterval, timeout, "Hangfire's workers to run every job", ct);
         await Wait.UntilAsync(() => hangfire.SucceededCount() >= s.Tasks, PollInterval, timeout,

@@ -11,35 +11,41 @@ namespace Conveyor.Bench.Workloads;
 /// <c>--concurrency</c> callers at once, and batched. Every figure is the count the store holds
 /// afterwards divided by the elapsed time; a run stops at <c>--tasks</c> or <c>--time-limit</c>.
 /// </summary>
-internal sealed class EnqueueWorkload : IWorkload
+internal sealed class EnqueueWorkload(BenchBackend backend = BenchBackend.Sqlite) : IWorkload
 {
     public string Name => "enqueue";
 
-    public string Title => "Enqueue throughput (in-process, no worker running)";
+    public string Title => "Enqueue throughput (in-process, no worker running)" + Variants.TitleSuffix(backend);
 
-    public string Note =>
-        "Conveyor acknowledges an enqueue once SQLite has committed it; Hangfire.InMemory keeps jobs in memory only. " +
+    public string Note => backend switch
+    {
+        BenchBackend.Sqlite => "Conveyor acknowledges an enqueue once SQLite has committed it; Hangfire.InMemory keeps jobs in memory only. ",
+        _ => $"Both systems store in a fresh {StoreTarget.DisplayName(backend)} {(backend == BenchBackend.Postgres ? "schema" : "key prefix")} on the same server each run. " +
+            "Every run of either system stops at --tasks or at --time-limit, whichever comes first; the figure is what the store holds divided by the time taken. ",
+    } +
         "Hangfire has no batch API: its batched figure is its fastest path, a pre-built Job passed to Create, from one thread or many, whichever was faster.";
 
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
-        foreach (var synchronous in settings.Synchronous)
+        IEnumerable<StoreTarget> targets = backend == BenchBackend.Sqlite
+            ? settings.Synchronous.Select(x => new StoreTarget(BenchBackend.Sqlite, x))
+            : [new StoreTarget(backend)];
+        foreach (var target in targets)
         {
-            yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, Variants.Sqlite(synchronous)),
-                (s, ct) => RunConveyorAsync(s, synchronous, ct));
+            yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, target.ConveyorVariant),
+                (s, ct) => RunConveyorAsync(s, target, ct));
         }
-        yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, Variants.HangfireInMemory),
-            (s, ct) => Task.FromResult(RunHangfire(s)));
+        yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, StoreTarget.HangfireVariant(backend)), (s, ct) => Task.FromResult(RunHangfire(s, backend)));
     }
 
     private static string Single => "enqueue, one at a time";
     private static string Concurrent(BenchSettings s) => $"enqueue, {s.Concurrency} concurrent callers";
     private static string Batched(BenchSettings s) => $"enqueue, batched ({s.BatchSize:N0} per call)";
 
-    private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, Sqlite.SqliteSynchronous synchronous, CancellationToken ct)
+    private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
     {
         var request = new TaskRequest(NoopTask.Name);
-        var single = await MeasureConveyorAsync(s, synchronous, async (client, deadline) =>
+        var single = await MeasureConveyorAsync(s, target, async (client, deadline) =>
         {
             var n = 0;
             while (n < s.Tasks && Stopwatch.GetTimestamp() < deadline)
@@ -49,7 +55,7 @@ internal sealed class EnqueueWorkload : IWorkload
             }
             return n;
         }, ct);
-        var concurrent = await MeasureConveyorAsync(s, synchronous, async (client, deadline) =>
+        var concurrent = await MeasureConveyorAsync(s, target, async (client, deadline) =>
         {
             var claimed = 0;
             var done = 0;
@@ -65,7 +71,7 @@ internal sealed class EnqueueWorkload : IWorkload
             return done;
         }, ct);
         var batch = Enumerable.Repeat(request, s.BatchSize).ToArray();
-        var batched = await MeasureConveyorAsync(s, synchronous, async (client, deadline) =>
+        var batched = await MeasureConveyorAsync(s, target, async (client, deadline) =>
         {
             var n = 0;
             while (n < s.Tasks && Stopwatch.GetTimestamp() < deadline)
@@ -86,11 +92,11 @@ internal sealed class EnqueueWorkload : IWorkload
 
     /// <summary>Runs <paramref name="enqueue"/> on a fresh database and returns the rate at which the
     /// store gained queued tasks. The enqueued count is checked against the store.</summary>
-    private static async Task<double> MeasureConveyorAsync(BenchSettings s, Sqlite.SqliteSynchronous synchronous,
+    private static async Task<double> MeasureConveyorAsync(BenchSettings s, StoreTarget target,
         Func<ITaskClient, long, Task<int>> enqueue, CancellationToken ct)
     {
-        using var dir = new TempDirectory("enqueue");
-        await using var conveyor = await ConveyorInstance.StartAsync(dir.File("conveyor.db"), synchronous, runWorker: false, s.Workers, null, ct);
+        await using var store = target.OpenConveyor("enqueue", s);
+        await using var conveyor = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct);
         var start = Stopwatch.GetTimestamp();
         var deadline = start + (long)(s.TimeLimit.TotalSeconds * Stopwatch.Frequency);
         var count = await enqueue(conveyor.Client, deadline);
@@ -103,9 +109,9 @@ internal sealed class EnqueueWorkload : IWorkload
         return stored / elapsed.TotalSeconds;
     }
 
-    private static IReadOnlyList<Metric> RunHangfire(BenchSettings s)
+    private static IReadOnlyList<Metric> RunHangfire(BenchSettings s, BenchBackend backend)
     {
-        var single = MeasureHangfire(s, (hangfire, deadline) =>
+        var single = MeasureHangfire(s, backend, (hangfire, deadline) =>
         {
             var n = 0;
             while (n < s.Tasks && Stopwatch.GetTimestamp() < deadline)
@@ -115,12 +121,12 @@ internal sealed class EnqueueWorkload : IWorkload
             }
             return n;
         });
-        var concurrent = MeasureHangfire(s, (hangfire, deadline) =>
+        var concurrent = MeasureHangfire(s, backend, (hangfire, deadline) =>
             OnThreads(s, deadline, () => hangfire.Client.Enqueue(() => HangfireJobs.Noop())));
         // Hangfire has no batch API. Its fastest path is a pre-built Job (no expression parsing) passed
         // to IBackgroundJobClient.Create, either from one thread or from --concurrency threads, whichever
         // is faster on this machine: both are measured and the better counts.
-        var prebuiltOne = MeasureHangfire(s, (hangfire, deadline) =>
+        var prebuiltOne = MeasureHangfire(s, backend, (hangfire, deadline) =>
         {
             var n = 0;
             while (n < s.Tasks && Stopwatch.GetTimestamp() < deadline)
@@ -130,7 +136,7 @@ internal sealed class EnqueueWorkload : IWorkload
             }
             return n;
         });
-        var prebuiltMany = MeasureHangfire(s, (hangfire, deadline) =>
+        var prebuiltMany = MeasureHangfire(s, backend, (hangfire, deadline) =>
             OnThreads(s, deadline, () => hangfire.EnqueuePrebuilt(HangfireInstance.NoopJob)));
         BenchRunner.Log($"  (Hangfire pre-built Job: {prebuiltOne:N0}/s from one thread, {prebuiltMany:N0}/s from {s.Concurrency} threads; the better counts as batched)");
         var batched = Math.Max(prebuiltOne, prebuiltMany);
@@ -160,9 +166,9 @@ internal sealed class EnqueueWorkload : IWorkload
         return done;
     }
 
-    private static double MeasureHangfire(BenchSettings s, Func<HangfireInstance, long, int> enqueue)
+    private static double MeasureHangfire(BenchSettings s, BenchBackend backend, Func<HangfireInstance, long, int> enqueue)
     {
-        using var hangfire = new HangfireInstance();
+        using var hangfire = new HangfireInstance(backend, s);
         var start = Stopwatch.GetTimestamp();
         var deadline = start + (long)(s.TimeLimit.TotalSeconds * Stopwatch.Frequency);
         var count = enqueue(hangfire, deadline);

@@ -1,0 +1,197 @@
+using Conveyor.Bench.Infrastructure;
+using Conveyor.Postgres;
+using Conveyor.Redis;
+using Conveyor.Sqlite;
+using Hangfire;
+using Hangfire.InMemory;
+using Hangfire.PostgreSql;
+using Hangfire.PostgreSql.Factories;
+using Hangfire.Redis.StackExchange;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Conveyor.Bench.Systems;
+
+/// <summary>The storage engine a table of the report is about (<c>--backend</c>).</summary>
+internal enum BenchBackend
+{
+    Sqlite,
+    Postgres,
+    Redis,
+}
+
+/// <summary>
+/// What one case runs on: the backend and, for SQLite, its <c>synchronous</c> setting.
+/// <see cref="OpenConveyor"/> and <see cref="OpenHangfire"/> give each run a fresh store
+/// (a temporary SQLite file, a fresh PostgreSQL schema or a fresh Redis key prefix) that is removed afterwards.
+/// </summary>
+internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synchronous = SqliteSynchronous.Normal)
+{
+    public static string DisplayName(BenchBackend backend) => backend switch
+    {
+        BenchBackend.Postgres => "PostgreSQL",
+        BenchBackend.Redis => "Redis",
+        _ => "SQLite",
+    };
+
+    /// <summary>Column of Conveyor's figures: <c>SQLite NORMAL</c>, <c>PostgreSQL</c>, <c>Redis</c>.</summary>
+    public string ConveyorVariant => Backend == BenchBackend.Sqlite ? Workloads.Variants.Sqlite(Synchronous) : DisplayName(Backend);
+
+    /// <summary>Column of Hangfire's figures on the matching storage.</summary>
+    public static string HangfireVariant(BenchBackend backend) => backend switch
+    {
+        BenchBackend.Postgres => "Hangfire.PostgreSql",
+        BenchBackend.Redis => "Hangfire.Redis.StackExchange",
+        _ => Workloads.Variants.HangfireInMemory,
+    };
+
+    /// <summary>Whether Hangfire runs on a server here, and is therefore capped by <c>--time-limit</c>.</summary>
+    public static bool IsServer(BenchBackend backend) => backend != BenchBackend.Sqlite;
+
+    public static string Url(BenchBackend backend, BenchSettings s) => backend switch
+    {
+        BenchBackend.Postgres => s.PostgresUrl ?? throw new InvalidOperationException(
+            "no PostgreSQL URL: pass --postgres-url or set CONVEYOR_TEST_POSTGRES (eval \"$(bash scripts/services/postgres.sh start)\")"),
+        BenchBackend.Redis => s.RedisUrl ?? throw new InvalidOperationException(
+            "no Redis URL: pass --redis-url or set CONVEYOR_TEST_REDIS (export CONVEYOR_TEST_REDIS=$(bash scripts/services/redis.sh start))"),
+        _ => throw new InvalidOperationException("SQLite has no server."),
+    };
+
+    /// <summary>A fresh store for one Conveyor run.</summary>
+    public RunStore OpenConveyor(string label, BenchSettings s)
+    {
+        switch (Backend)
+        {
+            case BenchBackend.Postgres:
+                {
+                    var url = Url(Backend, s);
+                    var schema = FreshName("bench_conveyor");
+                    return new RunStore(b => b.UsePostgres(o =>
+                    {
+                        o.ConnectionString = url;
+                        o.Schema = schema;
+                    }), () => DropSchemaAsync(url, schema));
+                }
+            case BenchBackend.Redis:
+                {
+                    var url = Url(Backend, s);
+                    var name = FreshName("bench:conveyor");
+                    return new RunStore(b => b.UseRedis(o =>
+                    {
+                        o.Configuration = url;
+                        o.KeyPrefix = name + ":";
+                    }), () => DeleteKeysAsync(url, name));
+                }
+            default:
+                {
+                    var dir = new TempDirectory(label);
+                    var path = dir.File("conveyor.db");
+                    var synchronous = Synchronous;
+                    return new RunStore(b => b.UseSqlite(o =>
+                    {
+                        o.Path = path;
+                        o.Synchronous = synchronous;
+                    }), () =>
+                    {
+                        dir.Dispose();
+                        return ValueTask.CompletedTask;
+                    });
+                }
+        }
+    }
+
+    /// <summary>A fresh Hangfire storage for one run on <paramref name="backend"/>, with what removes it afterwards.</summary>
+    public static (JobStorage Storage, Func<ValueTask> Cleanup) OpenHangfire(BenchBackend backend, BenchSettings s)
+    {
+        switch (backend)
+        {
+            case BenchBackend.Postgres:
+                {
+                    var url = Url(backend, s);
+                    var schema = FreshName("bench_hangfire");
+                    var options = new PostgreSqlStorageOptions
+                    {
+                        SchemaName = schema,
+                        PrepareSchemaIfNecessary = true,
+                        // LISTEN/NOTIFY instead of the default 15 s queue poll: Hangfire.PostgreSql's fastest fetch.
+                        EnableLongPolling = true,
+                    };
+                    var connectionString = PostgresConnectionString.Normalize(url);
+                    var storage = new PostgreSqlStorage(new NpgsqlConnectionFactory(connectionString, options), options);
+                    return (storage, () => DropSchemaAsync(url, schema));
+                }
+            case BenchBackend.Redis:
+                {
+                    var url = Url(backend, s);
+                    var name = FreshName("bench:hangfire");
+                    var connection = ConnectionMultiplexer.Connect(RedisUrl.Parse(url));
+                    var storage = new RedisStorage(connection, new RedisStorageOptions { Prefix = "{" + name + "}:" });
+                    async ValueTask CleanupAsync()
+                    {
+                        await connection.DisposeAsync();
+                        await DeleteKeysAsync(url, name);
+                    }
+                    return (storage, CleanupAsync);
+                }
+            default:
+                {
+                    var storage = new InMemoryStorage();
+                    ValueTask Cleanup()
+                    {
+                        storage.Dispose();
+                        return ValueTask.CompletedTask;
+                    }
+                    return (storage, Cleanup);
+                }
+        }
+    }
+
+    private static string FreshName(string prefix) => $"{prefix}_{Guid.NewGuid():N}"[..(prefix.Length + 13)];
+
+    private static async ValueTask DropSchemaAsync(string url, string schema)
+    {
+        NpgsqlConnection.ClearAllPools();
+        await using var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(url));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE", connection);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>Deletes every key that contains <paramref name="name"/>, a name unique to one run (Conveyor wraps its key
+    /// prefix in a hash tag, <c>{name}:</c>, so the keys do not start with the prefix as configured).</summary>
+    private static async ValueTask DeleteKeysAsync(string url, string name)
+    {
+        await using var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
+        var db = connection.GetDatabase();
+        foreach (var endpoint in connection.GetEndPoints())
+        {
+            var server = connection.GetServer(endpoint);
+            var batch = new List<RedisKey>(1_000);
+            await foreach (var key in server.KeysAsync(pattern: "*" + RedisPattern(name) + "*", pageSize: 1_000))
+            {
+                batch.Add(key);
+                if (batch.Count == 1_000)
+                {
+                    await db.KeyDeleteAsync([.. batch]);
+                    batch.Clear();
+                }
+            }
+            if (batch.Count > 0)
+            {
+                await db.KeyDeleteAsync([.. batch]);
+            }
+        }
+    }
+
+    /// <summary>Escapes the glob characters of a name for SCAN MATCH.</summary>
+    private static string RedisPattern(string name) =>
+        string.Concat(name.Select(c => c is '*' or '?' or '[' or ']' or '\\' ? "\\" + c : c.ToString()));
+}
+
+/// <summary>One run's fresh Conveyor store: how to use it, and its removal on dispose.</summary>
+internal sealed class RunStore(Action<ConveyorBuilder> use, Func<ValueTask> cleanup) : IAsyncDisposable
+{
+    public Action<ConveyorBuilder> Use { get; } = use;
+
+    public ValueTask DisposeAsync() => cleanup();
+}
