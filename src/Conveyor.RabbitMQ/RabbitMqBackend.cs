@@ -31,6 +31,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
     private readonly Lock _bufferLock = new();
     private readonly Dictionary<Guid, List<ulong>> _buffer = [];
+    private readonly Dictionary<Guid, List<ulong>> _held = [];
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IConnection? _connection;
     private IChannel? _publisher;
@@ -142,6 +143,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
                 lock (_bufferLock)
                 {
                     _buffer.Clear();
+                    _held.Clear();
                 }
                 _consumers.Clear();
                 _consumer = consumer;
@@ -219,7 +221,16 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
-    private async Task AckAsync(List<ulong> tags)
+    private enum Settle
+    {
+        Ack,
+        Requeue,
+        DeadLetter,
+    }
+
+    private Task AckAsync(List<ulong> tags) => SettleAsync(tags, Settle.Ack);
+
+    private async Task SettleAsync(List<ulong> tags, Settle how)
     {
         if (tags.Count == 0 || _consumer is not { IsOpen: true } channel)
         {
@@ -229,7 +240,19 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         {
             try
             {
-                await channel.BasicAckAsync(tag, multiple: false).ConfigureAwait(false);
+                switch (how)
+                {
+                    case Settle.Ack:
+                        await channel.BasicAckAsync(tag, multiple: false).ConfigureAwait(false);
+                        break;
+                    case Settle.Requeue:
+                        await channel.BasicNackAsync(tag, multiple: false, requeue: true).ConfigureAwait(false);
+                        break;
+                    default:
+                        // The queue's x-dead-letter-exchange takes it.
+                        await channel.BasicRejectAsync(tag, requeue: false).ConfigureAwait(false);
+                        break;
+                }
             }
             catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or ObjectDisposedException)
             {
@@ -239,20 +262,49 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         }
     }
 
-    private List<ulong> TakeDeliveries(IEnumerable<Guid> ids)
+    private List<ulong> TakeDeliveries(IEnumerable<Guid> ids) => Take(_buffer, ids, out _);
+
+    private List<ulong> TakeHeld(IEnumerable<Guid> ids, out HashSet<Guid> found) => Take(_held, ids, out found);
+
+    private List<ulong> Take(Dictionary<Guid, List<ulong>> from, IEnumerable<Guid> ids, out HashSet<Guid> found)
     {
         var tags = new List<ulong>();
+        found = [];
         lock (_bufferLock)
         {
             foreach (var id in ids)
             {
-                if (_buffer.Remove(id, out var held))
+                if (from.Remove(id, out var held))
                 {
                     tags.AddRange(held);
+                    found.Add(id);
                 }
             }
         }
         return tags;
+    }
+
+    /// <summary>Moves the buffered deliveries of leased tasks to the held set: they stay unacked until the attempt settles.</summary>
+    private void Hold(IReadOnlyList<Lease> leases)
+    {
+        lock (_bufferLock)
+        {
+            foreach (var lease in leases)
+            {
+                var id = lease.Message.Id;
+                if (_buffer.Remove(id, out var tags))
+                {
+                    if (_held.TryGetValue(id, out var held))
+                    {
+                        held.AddRange(tags);
+                    }
+                    else
+                    {
+                        _held[id] = tags;
+                    }
+                }
+            }
+        }
     }
 
     private async Task PublishAsync(IEnumerable<(string Queue, Guid Id, int Priority)> messages, CancellationToken cancellationToken)
@@ -314,7 +366,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             cancellationToken.ThrowIfCancellationRequested();
             var wake = Volatile.Read(ref _wake).Task;
             var leases = await _store.Queue.FetchAsync(now, cancellationToken).ConfigureAwait(false);
-            await AckAsync(TakeDeliveries(leases.Select(l => l.Message.Id))).ConfigureAwait(false);
+            Hold(leases);
             if (leases.Count < request.MaxCount)
             {
                 await DropStaleDeliveriesAsync(cancellationToken).ConfigureAwait(false);
@@ -369,35 +421,59 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     {
         ArgumentNullException.ThrowIfNull(completions);
         await _store.Queue.CompleteAsync(completions, cancellationToken).ConfigureAwait(false);
-        var dead = completions.Where(c => c.Kind == CompletionKind.Dead).ToList();
+        // The store has the outcomes: settle the deliveries. A dead task's delivery is rejected to the
+        // dead-letter exchange; the others are acked (a retry waits in the store and is published when due).
+        var dead = new List<Guid>();
+        foreach (var completion in completions)
+        {
+            if (completion.Kind == CompletionKind.Dead
+                && await _store.Store.GetAsync(completion.Lease.TaskId, cancellationToken).ConfigureAwait(false) is { State: TaskState.Dead })
+            {
+                dead.Add(completion.Lease.TaskId);
+            }
+        }
+        var deadSet = dead.ToHashSet();
+        await AckAsync(TakeHeld(completions.Select(c => c.Lease.TaskId).Where(id => !deadSet.Contains(id)), out _)).ConfigureAwait(false);
         if (dead.Count == 0)
         {
             return;
         }
+        await SettleAsync(TakeHeld(dead, out var rejected), Settle.DeadLetter).ConfigureAwait(false);
+        var unheld = dead.Where(id => !rejected.Contains(id)).ToList();
+        if (unheld.Count == 0)
+        {
+            return;
+        }
+        // No delivery held here (it was consumed by another process, or its channel closed): publish the record.
         var (_, publisher, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
         var pending = new List<Task>();
-        foreach (var completion in dead)
+        foreach (var id in unheld)
         {
-            var record = await _store.Store.GetAsync(completion.Lease.TaskId, cancellationToken).ConfigureAwait(false);
-            if (record is { State: TaskState.Dead })
-            {
-                // A record of the dead task on the dead-letter exchange, after the store has it.
-                pending.Add(Publish(publisher, DeadExchange, record.Queue, record.Id.ToString("D"), 0, cancellationToken));
-            }
+            pending.Add(Publish(publisher, DeadExchange, "", id.ToString("D"), 0, cancellationToken));
         }
         await Task.WhenAll(pending).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
-    public Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken) =>
-        _store.Queue.ExtendLeasesAsync(leases, duration, cancellationToken);
+    public async Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        var extension = await _store.Queue.ExtendLeasesAsync(leases, duration, cancellationToken).ConfigureAwait(false);
+        if (extension.Lost.Count > 0)
+        {
+            // The store gave these leases up: their deliveries have nothing left to guard.
+            await AckAsync(TakeHeld(extension.Lost.Select(l => l.TaskId), out _)).ConfigureAwait(false);
+        }
+        return extension;
+    }
 
     /// <inheritdoc />
     public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
         await _store.Queue.ReleaseAsync(leases, cancellationToken).ConfigureAwait(false);
-        await PublishReadyAsync(leases.Select(l => l.TaskId), cancellationToken).ConfigureAwait(false);
+        // Held deliveries go back to their queue (basic.nack with requeue); the others are published again.
+        await SettleAsync(TakeHeld(leases.Select(l => l.TaskId), out var requeued), Settle.Requeue).ConfigureAwait(false);
+        await PublishReadyAsync(leases.Select(l => l.TaskId).Where(id => !requeued.Contains(id)), cancellationToken).ConfigureAwait(false);
     }
 
     private async Task PublishReadyAsync(IEnumerable<Guid> ids, CancellationToken cancellationToken)
