@@ -66,6 +66,12 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <summary>The paired SQL backend.</summary>
     public IConveyorBackend StoreBackend => _store;
 
+    /// <summary>The name of the broker queue that carries a Conveyor queue: <c>{prefix}.q.{queue}</c>.</summary>
+    public string BrokerQueueName(string queue) => BrokerQueue(queue);
+
+    /// <summary>The name of the dead-letter exchange and of the queue bound to it: <c>{prefix}.dead</c>.</summary>
+    public string DeadLetterName => DeadExchange;
+
     private string Exchange => _options.Prefix;
 
     private string DeadExchange => _options.Prefix + ".dead";
