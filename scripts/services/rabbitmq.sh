@@ -24,7 +24,12 @@ _cv_rabbit_stop() {
   [ -f "$_cv_rabbit_dir/node" ] || return 0
   node="$(cat "$_cv_rabbit_dir/node" 2>/dev/null)"
   [ -n "$node" ] || return 0
-  "$_cv_rabbit_bin/rabbitmqctl" -q -n "$node" stop >/dev/null 2>&1 || true
+  # With the pid file, 'stop' returns only once the Erlang VM has exited.
+  if [ -s "$_cv_rabbit_dir/rabbitmq.pid" ]; then
+    "$_cv_rabbit_bin/rabbitmqctl" -q -n "$node" stop "$_cv_rabbit_dir/rabbitmq.pid" >/dev/null 2>&1 || true
+  else
+    "$_cv_rabbit_bin/rabbitmqctl" -q -n "$node" stop >/dev/null 2>&1 || true
+  fi
   rm -f "$_cv_rabbit_dir/node"
   return 0
 }
