@@ -37,6 +37,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     private IChannel? _publisher;
     private IChannel? _consumer;
     private bool _disposed;
+    private long _lastSweep = long.MinValue;
 
     /// <summary>Creates the backend; it connects to the broker on first use.</summary>
     /// <param name="store">The SQL backend that holds state, results and coordination.</param>
@@ -401,6 +402,15 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <summary>Acks the buffered deliveries whose row is no longer ready (leased elsewhere, cancelled, finished).</summary>
     private async Task DropStaleDeliveriesAsync(CancellationToken cancellationToken)
     {
+        // At most once per PollInterval (wall clock): a paused queue's deliveries wait in the buffer and
+        // need not be looked up on every fetch.
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref _lastSweep);
+        if (last != long.MinValue && now - last < (long)_options.PollInterval.TotalMilliseconds)
+        {
+            return;
+        }
+        Interlocked.Exchange(ref _lastSweep, now);
         Guid[] ids;
         lock (_bufferLock)
         {
