@@ -1,4 +1,6 @@
 using Conveyor.AspNetCore;
+using Conveyor.Backends;
+using Conveyor.RabbitMQ;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Hosting;
 using Conveyor.Server.Tasks;
@@ -49,6 +51,7 @@ public sealed class ConfigurationTests
     [InlineData("postgres://conveyor:secret@/conveyor", "postgres:// is not valid")]
     [InlineData("mysql://u:secret@db/c", "MySQL")]
     [InlineData("redis://localhost:6379", "Redis")]
+    [InlineData("amqp://u:secret@broker/", "AMQP_URL")]
     [InlineData("mongodb://localhost", "'mongodb://' is not supported")]
     [InlineData("conveyor.db", "not a URL")]
     [InlineData("sqlite://./x.db", "three slashes")]
@@ -221,5 +224,41 @@ public sealed class BindSafetyTests
         {
             TempFolder.Delete(folder);
         }
+    }
+
+    [Fact]
+    public async Task Amqp_url_moves_the_queue_role_to_rabbitmq_with_the_database_as_its_store()
+    {
+        var folder = TempFolder.Create();
+        try
+        {
+            await using var app = ConveyorHosts.BuildServer(
+                new Dictionary<string, string?>
+                {
+                    ["Conveyor:Port"] = "0",
+                    ["Conveyor:DatabaseUrl"] = "sqlite:///" + Path.Combine(folder, "c.db"),
+                },
+                new Dictionary<string, string?> { ["AMQP_URL"] = "amqp://guest:guest@127.0.0.1:5672/", ["CONVEYOR_RABBITMQ__PREFIX"] = "app" });
+
+            // Resolving connects nothing: the backend connects on first use.
+            var backend = Assert.IsType<RabbitMqBackend>(app.Services.GetRequiredService<IConveyorBackend>());
+            Assert.IsType<SqliteBackend>(backend.StoreBackend);
+            Assert.Equal("app.q.default", backend.BrokerQueueName("default"));
+        }
+        finally
+        {
+            TempFolder.Delete(folder);
+        }
+    }
+
+    [Fact]
+    public void Amqp_url_must_name_a_broker()
+    {
+        var exception = Assert.Throws<ConveyorConfigurationException>(() => ConveyorHosts.BuildServer(
+            new Dictionary<string, string?> { ["Conveyor:Port"] = "0" },
+            new Dictionary<string, string?> { ["AMQP_URL"] = "http://u:secret@broker/" }));
+
+        Assert.Contains("AMQP_URL must start with amqp://", exception.Message);
+        Assert.DoesNotContain("secret", exception.Message);
     }
 }

@@ -27,6 +27,7 @@ internal sealed class ConveyorEnvironmentVariablesProvider(IReadOnlyDictionary<s
     {
         ["DATABASE_URL"] = "Conveyor:DatabaseUrl",
         ["REDIS_URL"] = "Conveyor:RedisUrl",
+        ["AMQP_URL"] = "Conveyor:AmqpUrl",
         ["HOST"] = "Conveyor:Host",
         ["PORT"] = "Conveyor:Port",
         ["LOG_LEVEL"] = ConveyorConfiguration.LogLevelKey,

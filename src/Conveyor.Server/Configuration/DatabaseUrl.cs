@@ -76,7 +76,8 @@ internal static class DatabaseUrl
             case "redis" or "rediss":
                 throw new ConveyorConfigurationException($"DATABASE_URL {scheme}:// selects the Redis backend (RedisSelection), not a SQL database.");
             case "amqp" or "amqps":
-                throw Unavailable($"{scheme}://", "the RabbitMQ backend (and a SQL store beside it)");
+                throw new ConveyorConfigurationException(
+                    $"DATABASE_URL {scheme}:// names a broker, not a database: set AMQP_URL to the RabbitMQ URL and DATABASE_URL to its SQL store (postgresql://… or sqlite:///…).");
             case "":
                 throw new ConveyorConfigurationException(
                     "DATABASE_URL is not a URL; use sqlite:///./data/conveyor.db (relative) or sqlite:////var/lib/conveyor/conveyor.db (absolute).");

@@ -20,6 +20,10 @@ internal sealed class ServerOptions
     /// <summary>Redis URL (<c>redis://</c> or <c>rediss://</c>; environment <c>REDIS_URL</c>): selects the Redis backend
     /// unless <see cref="DatabaseUrl"/> is set to something other than its default. Default none.</summary>
     public string? RedisUrl { get; set; }
+
+    /// <summary>RabbitMQ URL (<c>amqp://</c> or <c>amqps://</c>; environment <c>AMQP_URL</c>): moves the queue role to
+    /// RabbitMQ, with the SQL database of <see cref="DatabaseUrl"/> as its store. Ignored when Redis is selected. Default none.</summary>
+    public string? AmqpUrl { get; set; }
 }
 
 /// <summary>A setting that cannot work; the message says what to change. The CLI prints it and exits with code 2.</summary>

@@ -1,4 +1,5 @@
 using Conveyor.AspNetCore;
+using Conveyor.RabbitMQ;
 using Conveyor.Redis;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Tasks;
@@ -72,6 +73,7 @@ internal static class ConveyorHosts
         }
         var redisUrl = RedisSelection.Select(server);
         var database = redisUrl is null ? DatabaseUrl.Parse(server.DatabaseUrl) : null;
+        var amqpUrl = redisUrl is null ? AmqpSelection.Select(server) : null;
 
         logging.AddSimpleConsole(o =>
         {
@@ -100,6 +102,16 @@ internal static class ConveyorHosts
         else
         {
             database!.Use(conveyor);
+            if (amqpUrl is not null)
+            {
+                // Conveyor:RabbitMq (CONVEYOR_RABBITMQ__PREFIX, …) tunes the backend; the URL comes from AMQP_URL.
+                var rabbitSection = section.GetSection("RabbitMq");
+                conveyor.UseRabbitMq(o =>
+                {
+                    rabbitSection.Bind(o);
+                    o.Url = amqpUrl;
+                });
+            }
         }
         services.AddOptions<ConveyorOptions>().Bind(section);
         if (role == HostRole.Worker)

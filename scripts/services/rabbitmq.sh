@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Starts a private RabbitMQ node for Conveyor's tests and exports CONVEYOR_TEST_AMQP.
+#   sourced by scripts/test.sh:   registers a stop hook in STOP_HOOKS
+#   by hand:  source scripts/services/rabbitmq.sh          (exports the URL into your shell)
+#             bash scripts/services/rabbitmq.sh start|stop  (prints the URL; 'stop' stops it)
+# Installs Debian's rabbitmq-server package when it is missing (the system service is not used).
+# The node has a name of its own, listens on 127.0.0.1 on a free port (and a free distribution
+# port), keeps its database and logs under .artifacts/rabbitmq, and runs no plugins. The default
+# guest/guest user works because it connects over loopback. Erlang's port mapper (epmd, shared by
+# every node on the machine) is started by the node if needed and left running.
+_cv_rabbit_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+_cv_rabbit_dir="$_cv_rabbit_root/.artifacts/rabbitmq"
+# Debian's /usr/sbin wrappers switch to the rabbitmq user; the scripts behind them run the node as
+# the caller, with the caller's Erlang cookie, so the node's files stay under .artifacts.
+_cv_rabbit_bin=/usr/lib/rabbitmq/bin
+
+_cv_rabbit_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null \
+    || echo $((20000 + RANDOM % 20000))
+}
+
+_cv_rabbit_stop() {
+  local node
+  [ -f "$_cv_rabbit_dir/node" ] || return 0
+  node="$(cat "$_cv_rabbit_dir/node" 2>/dev/null)"
+  [ -n "$node" ] || return 0
+  # With the pid file, 'stop' returns only once the Erlang VM has exited.
+  if [ -s "$_cv_rabbit_dir/rabbitmq.pid" ]; then
+    "$_cv_rabbit_bin/rabbitmqctl" -q -n "$node" stop "$_cv_rabbit_dir/rabbitmq.pid" >/dev/null 2>&1 || true
+  else
+    "$_cv_rabbit_bin/rabbitmqctl" -q -n "$node" stop >/dev/null 2>&1 || true
+  fi
+  rm -f "$_cv_rabbit_dir/node"
+  return 0
+}
+
+_cv_rabbit_start() {
+  local port dist node
+  if [ ! -x "$_cv_rabbit_bin/rabbitmq-server" ]; then
+    echo "rabbitmq: installing Debian's rabbitmq-server package" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server >&2 \
+      || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server >&2; } \
+      || { echo "rabbitmq: could not install rabbitmq-server" >&2; return 1; }
+  fi
+  _cv_rabbit_stop
+  rm -rf "$_cv_rabbit_dir"
+  mkdir -p "$_cv_rabbit_dir/mnesia" "$_cv_rabbit_dir/log"
+  port="$(_cv_rabbit_free_port)"
+  dist="$(_cv_rabbit_free_port)"
+  node="conveyor_$$_$port@localhost"
+  echo "$node" > "$_cv_rabbit_dir/node"
+  # An empty enabled-plugins file: no management plugin, faster start.
+  : > "$_cv_rabbit_dir/enabled_plugins"
+  RABBITMQ_NODENAME="$node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$port" \
+    RABBITMQ_DIST_PORT="$dist" RABBITMQ_MNESIA_BASE="$_cv_rabbit_dir/mnesia" \
+    RABBITMQ_LOG_BASE="$_cv_rabbit_dir/log" RABBITMQ_ENABLED_PLUGINS_FILE="$_cv_rabbit_dir/enabled_plugins" \
+    RABBITMQ_PID_FILE="$_cv_rabbit_dir/rabbitmq.pid" \
+    "$_cv_rabbit_bin/rabbitmq-server" -detached >"$_cv_rabbit_dir/start.log" 2>&1 \
+    || { cat "$_cv_rabbit_dir/start.log" >&2; echo "rabbitmq: rabbitmq-server did not start" >&2; return 1; }
+  # await_startup fails at once while the Erlang VM is not yet reachable, so ask again until it answers.
+  local up=0
+  for _ in $(seq 1 90); do
+    if "$_cv_rabbit_bin/rabbitmqctl" -q -n "$node" await_startup --timeout 60 >/dev/null 2>&1; then up=1; break; fi
+    sleep 1
+  done
+  if [ "$up" -ne 1 ]; then
+    cat "$_cv_rabbit_dir/start.log" "$_cv_rabbit_dir"/log/*.log >&2 2>/dev/null
+    echo "rabbitmq: node $node did not start" >&2
+    _cv_rabbit_stop
+    return 1
+  fi
+  export CONVEYOR_TEST_AMQP="amqp://guest:guest@127.0.0.1:$port/"
+  echo "rabbitmq: $CONVEYOR_TEST_AMQP (node $node, data in $_cv_rabbit_dir)" >&2
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-start}" in
+    start) _cv_rabbit_start && echo "$CONVEYOR_TEST_AMQP" ;;
+    stop) _cv_rabbit_stop ;;
+    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  esac
+else
+  _cv_rabbit_start || return 1
+  STOP_HOOKS+=(_cv_rabbit_stop)
+fi

@@ -1,0 +1,625 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Conveyor.Backends;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace Conveyor.RabbitMQ;
+
+/// <summary>
+/// The queue role on a RabbitMQ broker, paired with a SQL store (any <see cref="IConveyorBackend"/>,
+/// e.g. PostgreSQL or SQLite) that holds task state, results and coordination.
+/// </summary>
+/// <remarks>
+/// The store is the authority for every task's state, so cancel, idempotency, lists, queue statistics,
+/// lease fencing and lease expiry behave exactly as in the store's backend. The broker carries the
+/// hand-off between processes: every message made ready (enqueue, release, manual retry) is published
+/// persistently to a durable priority queue with publisher confirms (awaited before the call returns),
+/// and consumers with a <c>basic.qos</c> prefetch push the deliveries into an in-process buffer, which wakes
+/// waiting fetches without polling. A fetch leases rows in the store (the store picks priority, FIFO and
+/// queue order) and acks the deliveries of the rows it leased; deliveries whose row is no longer ready
+/// (cancelled, or leased by another process) are acked and dropped. Dead tasks are also published to a
+/// dead-letter exchange. See docs/rabbitmq.md for the trade-offs.
+/// </remarks>
+public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDisposable
+{
+    private readonly IConveyorBackend _store;
+    private readonly RabbitMqBackendOptions _options;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _connectLock = new(1, 1);
+    private readonly ConcurrentDictionary<string, Lazy<Task>> _declared = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
+    private readonly Lock _bufferLock = new();
+    private readonly Dictionary<Guid, List<ulong>> _buffer = [];
+    private readonly Dictionary<Guid, List<ulong>> _held = [];
+    private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private IConnection? _connection;
+    private IChannel? _publisher;
+    private IChannel? _consumer;
+    private bool _disposed;
+    private long _lastSweep = long.MinValue;
+
+    /// <summary>Creates the backend; it connects to the broker on first use.</summary>
+    /// <param name="store">The SQL backend that holds state, results and coordination.</param>
+    /// <param name="options">Broker settings.</param>
+    /// <param name="time">The clock; the store should use the same one.</param>
+    public RabbitMqBackend(IConveyorBackend store, RabbitMqBackendOptions options, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(options);
+        _store = store;
+        _options = options;
+        _time = time ?? TimeProvider.System;
+    }
+
+    /// <inheritdoc />
+    public string Name => "rabbitmq";
+
+    /// <inheritdoc />
+    public IQueueBackend Queue => this;
+
+    /// <inheritdoc />
+    public ITaskStore Store => _store.Store;
+
+    /// <inheritdoc />
+    public ICoordinationBackend Coordination => _store.Coordination;
+
+    /// <summary>The paired SQL backend.</summary>
+    public IConveyorBackend StoreBackend => _store;
+
+    /// <summary>The name of the broker queue that carries a Conveyor queue: <c>{prefix}.q.{queue}</c>.</summary>
+    public string BrokerQueueName(string queue) => BrokerQueue(queue);
+
+    /// <summary>The name of the dead-letter exchange and of the queue bound to it: <c>{prefix}.dead</c>.</summary>
+    public string DeadLetterName => DeadExchange;
+
+    private string Exchange => _options.Prefix;
+
+    private string DeadExchange => _options.Prefix + ".dead";
+
+    private string BrokerQueue(string queue) => _options.Prefix + ".q." + queue;
+
+    /// <inheritdoc />
+    public async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await _store.MigrateAsync(cancellationToken).ConfigureAwait(false);
+        await ConnectAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken)
+    {
+        var store = await _store.CheckHealthAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var (connection, _, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
+            if (!connection.IsOpen)
+            {
+                return new BackendHealth(false, "rabbitmq: the broker connection is closed; " + store.Description, store.Warnings);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return new BackendHealth(false, "rabbitmq: " + e.Message + "; " + store.Description, store.Warnings);
+        }
+        return store with { Description = "rabbitmq broker answered; store: " + store.Description };
+    }
+
+    private async Task<(IConnection Connection, IChannel Publisher, IChannel Consumer)> ConnectAsync(CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_connection is { } c && _publisher is { IsOpen: true } p && _consumer is { IsOpen: true } k)
+        {
+            return (c, p, k);
+        }
+        await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_connection is null)
+            {
+                var factory = new ConnectionFactory
+                {
+                    Uri = new Uri(_options.Url),
+                    ClientProvidedName = "conveyor:" + _options.Prefix,
+                    AutomaticRecoveryEnabled = true,
+                };
+                _connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+            }
+            if (_publisher is not { IsOpen: true })
+            {
+                // A channel error (say, a queue deleted under a binding) closes the channel: open a new one.
+                _publisher?.Dispose();
+                var publisher = await _connection.CreateChannelAsync(
+                    new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true),
+                    cancellationToken).ConfigureAwait(false);
+                await publisher.ExchangeDeclareAsync(Exchange, ExchangeType.Direct, durable: true, autoDelete: false,
+                    cancellationToken: cancellationToken).ConfigureAwait(false);
+                await publisher.ExchangeDeclareAsync(DeadExchange, ExchangeType.Fanout, durable: true, autoDelete: false,
+                    cancellationToken: cancellationToken).ConfigureAwait(false);
+                await publisher.QueueDeclareAsync(DeadExchange, durable: true, exclusive: false, autoDelete: false,
+                    arguments: null, cancellationToken: cancellationToken).ConfigureAwait(false);
+                await publisher.QueueBindAsync(DeadExchange, DeadExchange, "", cancellationToken: cancellationToken).ConfigureAwait(false);
+                _publisher = publisher;
+            }
+            if (_consumer is not { IsOpen: true })
+            {
+                // Deliveries of a closed channel go back to their queues: forget them and consume again.
+                _consumer?.Dispose();
+                var consumer = await _connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+                await consumer.BasicQosAsync(0, _options.Prefetch, false, cancellationToken).ConfigureAwait(false);
+                lock (_bufferLock)
+                {
+                    _buffer.Clear();
+                    _held.Clear();
+                }
+                _consumers.Clear();
+                _consumer = consumer;
+            }
+            return (_connection, _publisher, _consumer);
+        }
+        finally
+        {
+            _connectLock.Release();
+        }
+    }
+
+    /// <summary>Declares the durable priority queue of a Conveyor queue, bound to the exchange by its name.</summary>
+    private Task DeclareQueueAsync(string queue, CancellationToken cancellationToken)
+    {
+        var lazy = _declared.GetOrAdd(queue, q => new Lazy<Task>(async () =>
+        {
+            var (_, publisher, _) = await ConnectAsync(CancellationToken.None).ConfigureAwait(false);
+            var arguments = new Dictionary<string, object?>
+            {
+                ["x-max-priority"] = 10,
+                ["x-dead-letter-exchange"] = DeadExchange,
+            };
+            await publisher.QueueDeclareAsync(BrokerQueue(q), durable: true, exclusive: false, autoDelete: false, arguments).ConfigureAwait(false);
+            await publisher.QueueBindAsync(BrokerQueue(q), Exchange, q).ConfigureAwait(false);
+        }));
+        return WithRetryOnFailure(_declared, queue, lazy).WaitAsync(cancellationToken);
+    }
+
+    private static async Task WithRetryOnFailure(ConcurrentDictionary<string, Lazy<Task>> cache, string key, Lazy<Task> lazy)
+    {
+        try
+        {
+            await lazy.Value.ConfigureAwait(false);
+        }
+        catch
+        {
+            cache.TryRemove(new KeyValuePair<string, Lazy<Task>>(key, lazy));
+            throw;
+        }
+    }
+
+    private Task EnsureConsumerAsync(string queue, CancellationToken cancellationToken)
+    {
+        var lazy = _consumers.GetOrAdd(queue, q => new Lazy<Task>(async () =>
+        {
+            await DeclareQueueAsync(q, CancellationToken.None).ConfigureAwait(false);
+            var (_, _, channel) = await ConnectAsync(CancellationToken.None).ConfigureAwait(false);
+            var consumer = new AsyncEventingBasicConsumer(channel);
+            consumer.ReceivedAsync += OnDeliveryAsync;
+            await channel.BasicConsumeAsync(BrokerQueue(q), autoAck: false, consumer).ConfigureAwait(false);
+        }));
+        return WithRetryOnFailure(_consumers, queue, lazy).WaitAsync(cancellationToken);
+    }
+
+    private async Task OnDeliveryAsync(object sender, BasicDeliverEventArgs delivery)
+    {
+        var text = Encoding.UTF8.GetString(delivery.Body.Span);
+        if (Guid.TryParse(text, out var id))
+        {
+            lock (_bufferLock)
+            {
+                if (!_buffer.TryGetValue(id, out var tags))
+                {
+                    _buffer[id] = tags = [];
+                }
+                tags.Add(delivery.DeliveryTag);
+            }
+        }
+        else
+        {
+            // A wake-up without a task (promotion, requeued leases): nothing to hold.
+            await AckAsync([delivery.DeliveryTag]).ConfigureAwait(false);
+        }
+        Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    private enum Settle
+    {
+        Ack,
+        Requeue,
+        DeadLetter,
+    }
+
+    private Task AckAsync(List<ulong> tags) => SettleAsync(tags, Settle.Ack);
+
+    private async Task SettleAsync(List<ulong> tags, Settle how)
+    {
+        if (tags.Count == 0 || _consumer is not { IsOpen: true } channel)
+        {
+            return;
+        }
+        foreach (var tag in tags)
+        {
+            try
+            {
+                switch (how)
+                {
+                    case Settle.Ack:
+                        await channel.BasicAckAsync(tag, multiple: false).ConfigureAwait(false);
+                        break;
+                    case Settle.Requeue:
+                        await channel.BasicNackAsync(tag, multiple: false, requeue: true).ConfigureAwait(false);
+                        break;
+                    default:
+                        // The queue's x-dead-letter-exchange takes it.
+                        await channel.BasicRejectAsync(tag, requeue: false).ConfigureAwait(false);
+                        break;
+                }
+            }
+            catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or ObjectDisposedException)
+            {
+                // The channel closed: the broker redelivers; the store decides whether the row is still ready.
+                return;
+            }
+        }
+    }
+
+    private List<ulong> TakeDeliveries(IEnumerable<Guid> ids) => Take(_buffer, ids, out _);
+
+    private List<ulong> TakeHeld(IEnumerable<Guid> ids, out HashSet<Guid> found) => Take(_held, ids, out found);
+
+    private List<ulong> Take(Dictionary<Guid, List<ulong>> from, IEnumerable<Guid> ids, out HashSet<Guid> found)
+    {
+        var tags = new List<ulong>();
+        found = [];
+        lock (_bufferLock)
+        {
+            foreach (var id in ids)
+            {
+                if (from.Remove(id, out var held))
+                {
+                    tags.AddRange(held);
+                    found.Add(id);
+                }
+            }
+        }
+        return tags;
+    }
+
+    /// <summary>Moves the buffered deliveries of leased tasks to the held set: they stay unacked until the attempt settles.</summary>
+    private void Hold(IReadOnlyList<Lease> leases)
+    {
+        lock (_bufferLock)
+        {
+            foreach (var lease in leases)
+            {
+                var id = lease.Message.Id;
+                if (_buffer.Remove(id, out var tags))
+                {
+                    if (_held.TryGetValue(id, out var held))
+                    {
+                        held.AddRange(tags);
+                    }
+                    else
+                    {
+                        _held[id] = tags;
+                    }
+                }
+            }
+        }
+    }
+
+    private async Task PublishAsync(IEnumerable<(string Queue, Guid Id, int Priority)> messages, CancellationToken cancellationToken)
+    {
+        var (_, publisher, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
+        var pending = new List<Task>();
+        foreach (var (queue, id, priority) in messages)
+        {
+            await DeclareQueueAsync(queue, cancellationToken).ConfigureAwait(false);
+            pending.Add(Publish(publisher, Exchange, queue, id == Guid.Empty ? "" : id.ToString("D"), priority, cancellationToken));
+        }
+        // Publisher confirms: each publish completes when the broker has taken the message (persisted to disk for a durable queue).
+        await Task.WhenAll(pending).ConfigureAwait(false);
+    }
+
+    private static Task Publish(IChannel channel, string exchange, string routingKey, string body, int priority, CancellationToken cancellationToken)
+    {
+        var properties = new BasicProperties
+        {
+            Persistent = true,
+            Priority = (byte)Math.Clamp((priority - Priorities.Min) * 10 / (Priorities.Max - Priorities.Min + 1), 0, 9),
+            MessageId = body.Length == 0 ? null : body,
+        };
+        return channel.BasicPublishAsync(exchange, routingKey, mandatory: false, properties, Encoding.UTF8.GetBytes(body), cancellationToken).AsTask();
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        var results = await _store.Queue.EnqueueAsync(messages, cancellationToken).ConfigureAwait(false);
+        var ready = new List<(string, Guid, int)>();
+        for (var i = 0; i < results.Count; i++)
+        {
+            if (results[i] is { Created: true, State: TaskState.Queued })
+            {
+                ready.Add((messages[i].Queue, messages[i].Id, messages[i].Priority));
+            }
+        }
+        if (ready.Count > 0)
+        {
+            await PublishAsync(ready, cancellationToken).ConfigureAwait(false);
+        }
+        return results;
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        foreach (var queue in request.Queues)
+        {
+            await EnsureConsumerAsync(queue.Name, cancellationToken).ConfigureAwait(false);
+        }
+        var deadline = _time.GetUtcNow() + request.MaxWait;
+        var now = request with { MaxWait = TimeSpan.Zero };
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var wake = Volatile.Read(ref _wake).Task;
+            var leases = await _store.Queue.FetchAsync(now, cancellationToken).ConfigureAwait(false);
+            Hold(leases);
+            if (leases.Count < request.MaxCount)
+            {
+                await DropStaleDeliveriesAsync(cancellationToken).ConfigureAwait(false);
+            }
+            if (leases.Count > 0)
+            {
+                return leases;
+            }
+            var remaining = deadline - _time.GetUtcNow();
+            if (remaining <= TimeSpan.Zero)
+            {
+                return [];
+            }
+            var wait = remaining < _options.PollInterval ? remaining : _options.PollInterval;
+            try
+            {
+                await wake.WaitAsync(wait, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Look in the store again: work may have become ready without a message.
+            }
+        }
+    }
+
+    /// <summary>Acks the buffered deliveries whose row is no longer ready (leased elsewhere, cancelled, finished).</summary>
+    private async Task DropStaleDeliveriesAsync(CancellationToken cancellationToken)
+    {
+        // At most once per PollInterval (wall clock): a paused queue's deliveries wait in the buffer and
+        // need not be looked up on every fetch.
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref _lastSweep);
+        if (last != long.MinValue && now - last < (long)_options.PollInterval.TotalMilliseconds)
+        {
+            return;
+        }
+        Interlocked.Exchange(ref _lastSweep, now);
+        Guid[] ids;
+        lock (_bufferLock)
+        {
+            ids = [.. _buffer.Keys];
+        }
+        if (ids.Length == 0)
+        {
+            return;
+        }
+        var stale = new List<Guid>();
+        foreach (var id in ids)
+        {
+            var record = await _store.Store.GetAsync(id, cancellationToken).ConfigureAwait(false);
+            if (record is null || record.State != TaskState.Queued)
+            {
+                stale.Add(id);
+            }
+        }
+        await AckAsync(TakeDeliveries(stale)).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(completions);
+        await _store.Queue.CompleteAsync(completions, cancellationToken).ConfigureAwait(false);
+        // The store has the outcomes: settle the deliveries. A dead task's delivery is rejected to the
+        // dead-letter exchange; the others are acked (a retry waits in the store and is published when due).
+        var dead = new List<Guid>();
+        foreach (var completion in completions)
+        {
+            if (completion.Kind == CompletionKind.Dead
+                && await _store.Store.GetAsync(completion.Lease.TaskId, cancellationToken).ConfigureAwait(false) is { State: TaskState.Dead })
+            {
+                dead.Add(completion.Lease.TaskId);
+            }
+        }
+        var deadSet = dead.ToHashSet();
+        await AckAsync(TakeHeld(completions.Select(c => c.Lease.TaskId).Where(id => !deadSet.Contains(id)), out _)).ConfigureAwait(false);
+        if (dead.Count == 0)
+        {
+            return;
+        }
+        await SettleAsync(TakeHeld(dead, out var rejected), Settle.DeadLetter).ConfigureAwait(false);
+        var unheld = dead.Where(id => !rejected.Contains(id)).ToList();
+        if (unheld.Count == 0)
+        {
+            return;
+        }
+        // No delivery held here (it was consumed by another process, or its channel closed): publish the record.
+        var (_, publisher, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
+        var pending = new List<Task>();
+        foreach (var id in unheld)
+        {
+            pending.Add(Publish(publisher, DeadExchange, "", id.ToString("D"), 0, cancellationToken));
+        }
+        await Task.WhenAll(pending).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        var extension = await _store.Queue.ExtendLeasesAsync(leases, duration, cancellationToken).ConfigureAwait(false);
+        if (extension.Lost.Count > 0)
+        {
+            // The store gave these leases up: their deliveries have nothing left to guard.
+            await AckAsync(TakeHeld(extension.Lost.Select(l => l.TaskId), out _)).ConfigureAwait(false);
+        }
+        return extension;
+    }
+
+    /// <inheritdoc />
+    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        await _store.Queue.ReleaseAsync(leases, cancellationToken).ConfigureAwait(false);
+        // Held deliveries go back to their queue (basic.nack with requeue); the others are published again.
+        await SettleAsync(TakeHeld(leases.Select(l => l.TaskId), out var requeued), Settle.Requeue).ConfigureAwait(false);
+        await PublishReadyAsync(leases.Select(l => l.TaskId).Where(id => !requeued.Contains(id)), cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task PublishReadyAsync(IEnumerable<Guid> ids, CancellationToken cancellationToken)
+    {
+        var ready = new List<(string, Guid, int)>();
+        foreach (var id in ids)
+        {
+            var record = await _store.Store.GetAsync(id, cancellationToken).ConfigureAwait(false);
+            if (record is { State: TaskState.Queued })
+            {
+                ready.Add((record.Queue, record.Id, record.Priority));
+            }
+        }
+        if (ready.Count > 0)
+        {
+            await PublishAsync(ready, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
+    {
+        var count = await _store.Queue.RequeueExpiredLeasesAsync(cancellationToken).ConfigureAwait(false);
+        if (count > 0)
+        {
+            await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
+        }
+        return count;
+    }
+
+    /// <inheritdoc />
+    public async Task<int> PromoteDueAsync(CancellationToken cancellationToken)
+    {
+        var count = await _store.Queue.PromoteDueAsync(cancellationToken).ConfigureAwait(false);
+        if (count > 0)
+        {
+            await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
+        }
+        return count;
+    }
+
+    /// <summary>Publishes a wake-up (a message without a task) to every queue with ready work.</summary>
+    private async Task WakeQueuesAsync(CancellationToken cancellationToken)
+    {
+        var queues = await _store.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
+        await PublishAsync(queues.Where(q => q.Count(TaskState.Queued) > 0).Select(q => (q.Name, Guid.Empty, 0)), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken) => _store.Queue.NextDueAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task<CancelOutcome> CancelAsync(Guid taskId, CancellationToken cancellationToken) => _store.Queue.CancelAsync(taskId, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        var outcome = await _store.Queue.RetryAsync(taskId, cancellationToken).ConfigureAwait(false);
+        if (outcome == RetryOutcome.Requeued)
+        {
+            await PublishReadyAsync([taskId], cancellationToken).ConfigureAwait(false);
+        }
+        return outcome;
+    }
+
+    /// <inheritdoc />
+    public Task PauseQueueAsync(string queue, CancellationToken cancellationToken) => _store.Queue.PauseQueueAsync(queue, cancellationToken);
+
+    /// <inheritdoc />
+    public Task ResumeQueueAsync(string queue, CancellationToken cancellationToken) => _store.Queue.ResumeQueueAsync(queue, cancellationToken);
+
+    /// <summary>Deletes the exchanges and queues of this backend's prefix that it declared (for tests and teardown).</summary>
+    public async Task DeleteBrokerObjectsAsync(CancellationToken cancellationToken)
+    {
+        // Let declarations and consumers under way finish first, so that none re-creates what is deleted.
+        foreach (var pending in _declared.Values.Concat(_consumers.Values).ToList())
+        {
+            try
+            {
+                await pending.Value.ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                // A failed declaration left nothing to delete.
+            }
+        }
+        var (_, publisher, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var queue in _declared.Keys)
+        {
+            await publisher.QueueDeleteAsync(BrokerQueue(queue), ifUnused: false, ifEmpty: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        await publisher.QueueDeleteAsync(DeadExchange, ifUnused: false, ifEmpty: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await publisher.ExchangeDeleteAsync(DeadExchange, ifUnused: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await publisher.ExchangeDeleteAsync(Exchange, ifUnused: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        try
+        {
+            if (_connection is { } connection)
+            {
+                await connection.CloseAsync().ConfigureAwait(false);
+                connection.Dispose();
+            }
+        }
+        catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException)
+        {
+            // Closing a connection the broker already dropped.
+        }
+        _publisher?.Dispose();
+        _consumer?.Dispose();
+        _connectLock.Dispose();
+        if (_options.OwnsStore)
+        {
+            switch (_store)
+            {
+                case IAsyncDisposable asyncDisposable:
+                    await asyncDisposable.DisposeAsync().ConfigureAwait(false);
+                    break;
+                case IDisposable disposable:
+                    disposable.Dispose();
+                    break;
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+using System.Diagnostics;
+using Conveyor.Backends;
+using Conveyor.Sqlite;
+using RabbitMQ.Client;
+
+namespace Conveyor.RabbitMQ.Tests;
+
+/// <summary>What the broker itself carries, beyond the shared suites (which see only the roles).</summary>
+public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
+{
+    private static readonly string Folder = Path.Combine(Path.GetTempPath(), "conveyor-rabbitmq-tests");
+    private readonly string _prefix = "t." + Guid.NewGuid().ToString("N");
+    private readonly string _path = Path.Combine(Folder, Guid.NewGuid().ToString("N") + ".db");
+    private readonly List<(RabbitMqBackend Rabbit, SqliteBackend Store)> _backends = [];
+    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(60));
+    private IConnection? _connection;
+    private IChannel? _channel;
+
+    public async Task InitializeAsync()
+    {
+        _connection = await new ConnectionFactory { Uri = new Uri(RabbitMqTestBackend.Url) }.CreateConnectionAsync(_timeout.Token);
+        _channel = await _connection.CreateChannelAsync(cancellationToken: _timeout.Token);
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var (rabbit, store) in _backends)
+        {
+            await rabbit.DeleteBrokerObjectsAsync(CancellationToken.None);
+            await rabbit.DisposeAsync();
+            store.Dispose();
+        }
+        foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
+        {
+            File.Delete(_path + suffix);
+        }
+        if (_channel is not null)
+        {
+            await _channel.CloseAsync();
+            _channel.Dispose();
+        }
+        if (_connection is not null)
+        {
+            await _connection.CloseAsync();
+            _connection.Dispose();
+        }
+    }
+
+    public void Dispose() => _timeout.Dispose();
+
+    /// <summary>A backend on the shared store file and prefix, as another process would have.</summary>
+    private async Task<RabbitMqBackend> NewBackendAsync(TimeSpan? pollInterval = null)
+    {
+        var store = new SqliteBackend(new SqliteBackendOptions { Path = _path });
+        var rabbit = new RabbitMqBackend(store, new RabbitMqBackendOptions
+        {
+            Url = RabbitMqTestBackend.Url,
+            Prefix = _prefix,
+            OwnsStore = false,
+            PollInterval = pollInterval ?? TimeSpan.FromSeconds(1),
+        });
+        _backends.Add((rabbit, store));
+        await rabbit.MigrateAsync(_timeout.Token);
+        return rabbit;
+    }
+
+    private static TaskMessage NewMessage() => new() { Id = Guid.CreateVersion7(), Task = "test.task", CreatedAt = DateTimeOffset.UtcNow };
+
+    private async Task<uint> ReadyCountAsync(string queue) => (await _channel!.QueueDeclarePassiveAsync(queue, _timeout.Token)).MessageCount;
+
+    [Fact]
+    public async Task Enqueue_returns_after_the_broker_holds_each_message()
+    {
+        var backend = await NewBackendAsync();
+        await backend.EnqueueAsync([NewMessage(), NewMessage(), NewMessage()], _timeout.Token);
+
+        // Publisher confirms were awaited: the messages are in the durable queue (no consumer yet).
+        Assert.Equal(3u, await ReadyCountAsync(backend.BrokerQueueName(QueueNames.Default)));
+    }
+
+    [Fact]
+    public async Task A_dead_attempt_reaches_the_dead_letter_queue()
+    {
+        var backend = await NewBackendAsync();
+        var message = NewMessage();
+        await backend.EnqueueAsync([message], _timeout.Token);
+        var lease = Assert.Single(await backend.FetchAsync(new FetchRequest
+        {
+            WorkerId = "w",
+            Queues = [new QueueWeight(QueueNames.Default)],
+            MaxCount = 1,
+            LeaseDuration = TimeSpan.FromSeconds(30),
+            MaxWait = TimeSpan.FromSeconds(5),
+        }, _timeout.Token));
+
+        await backend.CompleteAsync([new Completion
+        {
+            Lease = lease.Ref,
+            Kind = CompletionKind.Dead,
+            Attempt = 1,
+            Error = new TaskError("Test", "failed for good"),
+            At = DateTimeOffset.UtcNow,
+        }], _timeout.Token);
+
+        var stopwatch = Stopwatch.StartNew();
+        while (await ReadyCountAsync(backend.DeadLetterName) == 0 && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(50, _timeout.Token);
+        }
+        Assert.Equal(1u, await ReadyCountAsync(backend.DeadLetterName));
+        Assert.Equal(TaskState.Dead, (await backend.Store.GetAsync(message.Id, _timeout.Token))?.State);
+    }
+
+    [Fact]
+    public async Task A_delivery_wakes_a_waiting_fetch_in_another_process()
+    {
+        // The fetching side looks in the store by itself only every 60 s: only the broker can wake it in time.
+        var consumer = await NewBackendAsync(pollInterval: TimeSpan.FromSeconds(60));
+        var producer = await NewBackendAsync();
+        var request = new FetchRequest
+        {
+            WorkerId = "w",
+            Queues = [new QueueWeight(QueueNames.Default)],
+            MaxCount = 10,
+            LeaseDuration = TimeSpan.FromSeconds(30),
+            MaxWait = TimeSpan.FromSeconds(30),
+        };
+        Assert.Empty(await consumer.FetchAsync(request with { MaxWait = TimeSpan.Zero }, _timeout.Token));
+        var fetch = consumer.FetchAsync(request, _timeout.Token);
+        await Task.Delay(200, _timeout.Token);
+        var message = NewMessage();
+        var stopwatch = Stopwatch.StartNew();
+        await producer.EnqueueAsync([message], _timeout.Token);
+
+        var lease = Assert.Single(await fetch);
+        Assert.Equal(message.Id, lease.Message.Id);
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(10), $"the fetch took {stopwatch.Elapsed}");
+    }
+}

@@ -1,0 +1,66 @@
+using Conveyor.Backends;
+using Conveyor.Sqlite;
+
+namespace Conveyor.RabbitMQ.Tests;
+
+/// <summary>
+/// Builds each test's backend: RabbitMQ (exchanges and queues under a prefix of the test's own) paired
+/// with a SQLite store on a fresh file; deletes both afterwards.
+/// </summary>
+internal static class RabbitMqTestBackend
+{
+    public const string Variable = "CONVEYOR_TEST_AMQP";
+
+    private static readonly string Folder = Path.Combine(Path.GetTempPath(), "conveyor-rabbitmq-tests");
+
+    /// <summary>The test broker's URL; fails (never skips) when it is not set.</summary>
+    public static string Url =>
+        Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } value
+            ? value
+            : throw new InvalidOperationException(
+                $"{Variable} is not set, so the RabbitMQ tests have no broker. Start one with "
+                + "'source scripts/services/rabbitmq.sh' (exports the variable into your shell) or "
+                + "'export CONVEYOR_TEST_AMQP=\"$(bash scripts/services/rabbitmq.sh start)\"', or set it to an amqp://user:pass@host:port/ URL; "
+                + "'bash scripts/test.sh' starts it by itself.");
+
+    public static async Task<IConveyorBackend> CreateAsync(TimeProvider time)
+    {
+        var url = Url;
+        var store = new SqliteBackend(new SqliteBackendOptions { Path = Path.Combine(Folder, Guid.NewGuid().ToString("N") + ".db") }, time);
+        var backend = new RabbitMqBackend(store, new RabbitMqBackendOptions
+        {
+            Url = url,
+            Prefix = "t." + Guid.NewGuid().ToString("N"),
+            OwnsStore = false,
+        }, time);
+        try
+        {
+            await backend.MigrateAsync(CancellationToken.None);
+        }
+        catch
+        {
+            await DisposeAsync(backend);
+            throw;
+        }
+        return backend;
+    }
+
+    public static async ValueTask DisposeAsync(IConveyorBackend backend)
+    {
+        var rabbit = (RabbitMqBackend)backend;
+        var store = (SqliteBackend)rabbit.StoreBackend;
+        try
+        {
+            await rabbit.DeleteBrokerObjectsAsync(CancellationToken.None);
+        }
+        finally
+        {
+            await rabbit.DisposeAsync();
+            store.Dispose();
+            foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
+            {
+                File.Delete(store.DatabasePath + suffix);
+            }
+        }
+    }
+}
