@@ -14,6 +14,8 @@ public sealed class CrashRecoveryTests : IDisposable
     private const int TotalTasks = 10_000;
     private const int KillAfterAcknowledged = 5_000;
     private const int Clients = 8;
+    // The server's worker holds at most this many leases (WorkerOptions.EffectivePrefetch at its defaults).
+    private static readonly int DefaultPrefetch = new WorkerOptions().EffectivePrefetch;
     private readonly string _folder = TempFolder.Create();
     private string _databaseUrl = "";
 
@@ -61,10 +63,8 @@ public sealed class CrashRecoveryTests : IDisposable
 
         // 1. Enqueue over HTTP from several keep-alive clients while the in-process worker runs them; kill -9 midway.
         DateTimeOffset killedAt;
-        int prefetch;
         using (var server = await StartServerAsync())
         {
-            prefetch = 64;
             using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromSeconds(10) };
             using var stop = new CancellationTokenSource();
             var clients = Enumerable.Range(0, Clients).Select(_ => EnqueueUntilAsync(http, acknowledged, KillAfterAcknowledged + 2_000, stop.Token)).ToArray();
@@ -105,7 +105,7 @@ public sealed class CrashRecoveryTests : IDisposable
             // Only a task that was leased (running) when the process died may run again: it must have
             // entered running before the kill, and been redelivered after it.
             Assert.All(ranTwice, t => Assert.True(t.FirstRunningAt <= killedAt.AddSeconds(1), $"task {t.Id} first ran at {t.FirstRunningAt:O}, after the kill at {killedAt:O}"));
-            Assert.True(ranTwice.Count <= prefetch, $"{ranTwice.Count} tasks ran twice; at most the worker's {prefetch} leases may");
+            Assert.True(ranTwice.Count <= DefaultPrefetch, $"{ranTwice.Count} tasks ran twice; at most the worker's {DefaultPrefetch} leases may");
             Console.WriteLine($"SIGKILL test ({_databaseUrl.Split(':')[0]}): {acknowledgedBeforeKill} acknowledged before the kill, {acknowledged.Count} in all, {tasks.Count} stored, {ranTwice.Count} ran twice");
         }
     }
