@@ -60,13 +60,16 @@ public sealed partial class PostgresBackend
     private readonly ConcurrentDictionary<string, bool> _knownQueues = new(StringComparer.Ordinal);
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        if (messages.Count == 0)
-        {
-            return [];
-        }
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return messages.Count == 0 ? Task.FromResult<IReadOnlyList<EnqueueResult>>([]) : _enqueueGroups.EnqueueAsync(messages, cancellationToken);
+    }
+
+    /// <summary>Inserts one group (the calls <see cref="PostgresEnqueueGroups"/> merged) in one round trip and transaction.</summary>
+    private async Task<EnqueueResult[]> InsertAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
+    {
         var now = _time.GetUtcNow();
         var nowMs = now.ToUnixTimeMilliseconds();
         var n = messages.Count;
@@ -118,7 +121,7 @@ public sealed partial class PostgresBackend
         }
 
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        // One round trip: queue rows, the tasks and the wake-up, in the batch's implicit transaction.
+        // One round trip: queue rows and the tasks, in the batch's implicit transaction; the wake-up follows the commit.
         await using var batch = new NpgsqlBatch(connection);
         if (newQueues.Count > 0)
         {
@@ -146,9 +149,6 @@ public sealed partial class PostgresBackend
         p.AddWithValue("headers", headers);
         p.AddWithValue("history", histories);
         batch.BatchCommands.Add(insert);
-        var notify = new NpgsqlBatchCommand("SELECT pg_notify(@channel, '')");
-        notify.Parameters.AddWithValue("channel", Channel);
-        batch.BatchCommands.Add(notify);
 
         var inserted = new HashSet<Guid>();
         await using (var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
@@ -169,7 +169,10 @@ public sealed partial class PostgresBackend
         {
             _knownQueues.TryAdd(queue, true);
         }
-        _listener.Wake();
+        if (inserted.Count > 0)
+        {
+            WakeFetchers();
+        }
 
         var results = new EnqueueResult[n];
         var pending = new bool[n];
@@ -422,20 +425,16 @@ public sealed partial class PostgresBackend
         }, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Runs one statement and, when it changed rows, sends the wake-up in the same round trip.</summary>
+    /// <summary>Runs one statement and, when it changed rows, wakes waiting fetches after its commit.</summary>
     private async Task<int> ExecuteAndNotifyAsync(string updateSql, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, $"""
-            WITH changed AS ({updateSql} RETURNING 1), n AS (SELECT count(*) AS c FROM changed)
-            SELECT n.c, (SELECT count(*) FROM (SELECT pg_notify(@channel, '') FROM n WHERE n.c > 0) z) FROM n
-            """);
+        await using var command = Command(connection, updateSql);
         parameters(command.Parameters);
-        command.Parameters.AddWithValue("channel", Channel);
-        var count = Convert.ToInt32(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
+        var count = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         if (count > 0)
         {
-            _listener.Wake();
+            WakeFetchers();
         }
         return count;
     }
@@ -475,16 +474,10 @@ public sealed partial class PostgresBackend
         requeue.Parameters.AddWithValue("error", error);
         requeue.Parameters.AddWithValue("at", at);
         var requeued = await requeue.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        if (requeued > 0)
-        {
-            await using var notify = new NpgsqlCommand("SELECT pg_notify(@channel, '')", connection, transaction);
-            notify.Parameters.AddWithValue("channel", Channel);
-            await notify.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         if (requeued > 0)
         {
-            _listener.Wake();
+            WakeFetchers();
         }
         return settled + requeued;
     }
@@ -562,7 +555,7 @@ public sealed partial class PostgresBackend
     public async Task ResumeQueueAsync(string queue, CancellationToken cancellationToken)
     {
         await SetPausedAsync(queue, false, cancellationToken).ConfigureAwait(false);
-        await NotifyAsync(cancellationToken).ConfigureAwait(false);
+        WakeFetchers();
     }
 
     private async Task SetPausedAsync(string queue, bool paused, CancellationToken cancellationToken)

@@ -18,6 +18,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly TimeProvider _time;
     private readonly NpgsqlDataSource _dataSource;
     private readonly PostgresListener _listener;
+    private readonly PostgresNotifier _notifier;
+    private readonly PostgresEnqueueGroups _enqueueGroups;
     private readonly string _host;
     private int _disposed;
 
@@ -39,10 +41,20 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         {
             SearchPath = options.Schema,
         };
+        // The hot statements are few and fixed: prepare them on each connection once instead of parsing and
+        // planning them on every call (unless the caller's connection string chose otherwise).
+        if (builder.MaxAutoPrepare == 0)
+        {
+            builder.MaxAutoPrepare = 32;
+            builder.AutoPrepareMinUsages = 2;
+        }
         _host = $"{builder.Host}:{builder.Port}/{builder.Database}";
         _dataSource = NpgsqlDataSource.Create(builder);
         Channel = options.Schema + "_wake";
-        _listener = new PostgresListener(_dataSource, Channel, options.MaxReconnectDelay, logger ?? NullLogger<PostgresBackend>.Instance);
+        ILogger log = logger ?? NullLogger<PostgresBackend>.Instance;
+        _listener = new PostgresListener(_dataSource, Channel, options.MaxReconnectDelay, log);
+        _notifier = new PostgresNotifier(_dataSource, Channel, log);
+        _enqueueGroups = new PostgresEnqueueGroups(InsertAsync);
     }
 
     /// <summary>Host, port and database, without credentials: for logs and status lines.</summary>
@@ -97,13 +109,11 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
 
     private static NpgsqlCommand Command(NpgsqlConnection connection, string sql) => new(sql, connection);
 
-    private async Task NotifyAsync(CancellationToken cancellationToken)
+    /// <summary>After a commit that made work ready: wakes this process's fetches now, other processes' by a coalesced NOTIFY.</summary>
+    private void WakeFetchers()
     {
-        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "SELECT pg_notify(@channel, '')");
-        command.Parameters.AddWithValue("channel", Channel);
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         _listener.Wake();
+        _notifier.Request();
     }
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -138,6 +148,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         {
             return;
         }
+        await _enqueueGroups.DisposeAsync().ConfigureAwait(false);
+        await _notifier.DisposeAsync().ConfigureAwait(false);
         await _listener.DisposeAsync().ConfigureAwait(false);
         await _dataSource.DisposeAsync().ConfigureAwait(false);
     }

@@ -34,6 +34,10 @@ public sealed class WorkerOptions
     /// <summary>Most leases held at once, running and waiting; also the largest fetch. Default 4 × concurrency, at least 64.</summary>
     public int? Prefetch { get; set; }
 
+    /// <summary>Fetches in flight at once. Default 2: while one fetch makes its round trip, slots freed meanwhile are
+    /// filled by the next, so a fast queue does not wait on the backend's latency. 1 fetches strictly one batch at a time.</summary>
+    public int FetchConcurrency { get; set; } = 2;
+
     /// <summary>Lease length; a worker that misses heartbeats for this long loses its tasks to others. Default 30 s.</summary>
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -28,12 +28,14 @@ internal sealed partial class WorkerService(
 {
     private readonly WorkerOptions _options = options.Value.Worker;
     private readonly ConcurrentDictionary<Guid, InFlight> _inFlight = new();
-    private readonly Channel<Lease> _ready = Channel.CreateUnbounded<Lease>(new UnboundedChannelOptions { SingleWriter = true });
+    private readonly Channel<Lease> _ready = Channel.CreateUnbounded<Lease>(new UnboundedChannelOptions { SingleWriter = false });
     private readonly Channel<Completion> _completions = Channel.CreateUnbounded<Completion>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentQueue<Lease> _unstarted = new();
     private readonly CancellationTokenSource _hardStop = new();
     private SemaphoreSlim? _slots;
     private volatile bool _draining;
+    // Shared by the fetch loops, so that an outage is logged once, not once per loop.
+    private int _fetchFailing;
 
     private sealed class InFlight(Lease lease)
     {
@@ -70,7 +72,12 @@ internal sealed partial class WorkerService(
 
         try
         {
-            await FetchLoopAsync(queues, prefetch, stoppingToken).ConfigureAwait(false);
+            var fetchers = new Task[Math.Max(1, _options.FetchConcurrency)];
+            for (var i = 0; i < fetchers.Length; i++)
+            {
+                fetchers[i] = FetchLoopAsync(queues, prefetch, stoppingToken);
+            }
+            await Task.WhenAll(fetchers).ConfigureAwait(false);
         }
         finally
         {
@@ -125,7 +132,7 @@ internal sealed partial class WorkerService(
                     MaxWait = _options.FetchWait,
                     StrictOrder = _options.StrictQueueOrder,
                 }, stoppingToken).ConfigureAwait(false);
-                if (failures > 0)
+                if (failures > 0 && Interlocked.Exchange(ref _fetchFailing, 0) == 1)
                 {
                     LogBackendRecovered();
                 }
@@ -140,7 +147,7 @@ internal sealed partial class WorkerService(
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 slots.Release(wanted);
-                if (failures++ == 0)
+                if (failures++ == 0 && Interlocked.Exchange(ref _fetchFailing, 1) == 0)
                 {
                     LogBackendError(ex, "fetch");
                 }

@@ -142,6 +142,44 @@ public abstract class QueueEnqueueConformance : ConformanceTest
     }
 
     [Fact]
+    public async Task Concurrent_enqueues_with_one_idempotency_key_create_one_task()
+    {
+        var messages = Enumerable.Range(0, 24).Select(_ => NewMessage() with { IdempotencyKey = "shared" }).ToList();
+
+        // Started together, so that backends that merge concurrent calls into one write get them at once.
+        var results = await Task.WhenAll(messages.Select(m => Queue.EnqueueAsync([m], Timeout)));
+
+        var created = results.Select(r => r[0]).Where(r => r.Created).ToList();
+        var winner = Assert.Single(created);
+        Assert.All(results, r => Assert.Equal(winner.Id, r[0].Id));
+        Assert.Single(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task A_failing_enqueue_does_not_fail_the_calls_made_at_the_same_time()
+    {
+        var good = Enumerable.Range(0, 24).Select(_ => NewMessage()).ToList();
+        var first = NewMessage();
+        var bad = new[] { first, NewMessage(), NewMessage() with { Id = first.Id } };
+
+        var calls = good.Take(12).Select(m => Queue.EnqueueAsync([m], Timeout))
+            .Append(Queue.EnqueueAsync(bad, Timeout))
+            .Concat(good.Skip(12).Select(m => Queue.EnqueueAsync([m], Timeout)))
+            .ToList();
+        var failing = calls[12];
+
+        await Assert.ThrowsAnyAsync<Exception>(() => failing);
+        foreach (var call in calls.Where(c => c != failing))
+        {
+            Assert.True((await call)[0].Created);
+        }
+        Assert.Null(await Store.GetAsync(first.Id, Timeout));
+        Assert.Null(await Store.GetAsync(bad[1].Id, Timeout));
+        var fetched = await FetchAsync(max: 100);
+        Assert.Equal(good.Select(m => m.Id).Order(), fetched.Select(l => l.Message.Id).Order());
+    }
+
+    [Fact]
     public async Task Different_idempotency_keys_create_different_tasks()
     {
         var a = await EnqueueAsync(NewMessage() with { IdempotencyKey = "a" });
