@@ -37,6 +37,18 @@ internal static class RedisScripts
           redis.call('ZADD', B .. 'q:' .. queue .. ':ready', (100 - tonumber(prio)) * 17592186044416 + tonumber(seq), id)
         end
         local function terminal(st) return st == 3 or st == 5 or st == 6 or st == 7 end
+        -- One command for many members (ZADD pairs or ZREM ids), in chunks that stay within Lua's stack.
+        local function bulk(cmd, key, list)
+          for i = 1, #list, 4000 do
+            redis.call(cmd, key, unpack(list, i, math.min(i + 3999, #list)))
+          end
+        end
+        local function push(map, key, ...)
+          local list = map[key]
+          if not list then list = {} map[key] = list end
+          for _, v in ipairs({...}) do list[#list + 1] = v end
+        end
+        local function flush(cmd, map) for key, list in pairs(map) do bulk(cmd, key, list) end end
         local function append_error(k, entry)
           local e = redis.call('HGET', k, 'errors')
           if e then redis.call('HSET', k, 'errors', e .. '\n' .. entry) else redis.call('HSET', k, 'errors', entry) end
@@ -105,31 +117,43 @@ internal static class RedisScripts
         """;
 
     /// <summary>ARGV: B, now, expires, token, owner, max, nq, queues…. Returns per lease the task fields the lease needs (HMGET order in the script).</summary>
+    /// <remarks>Per task: one HMGET and one HSET; the sorted sets take one command per batch (ZPOPMIN, and bulk ZADD/ZREM),
+    /// since Redis's single thread is the bottleneck of a drain and every command costs it.</remarks>
     public const string Fetch = Prelude + """
         local now, expires, token, owner = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
         local left = tonumber(ARGV[6])
         local nq = tonumber(ARGV[7])
         local out = {}
+        local adds, rems = {}, {}
         for qi = 1, nq do
           if left <= 0 then break end
           local queue = ARGV[7 + qi]
           if redis.call('HGET', B .. 'queues', queue) ~= '1' then
-            local rk = B .. 'q:' .. queue .. ':ready'
-            local ids = redis.call('ZRANGE', rk, 0, left - 1)
-            for _, id in ipairs(ids) do
-              redis.call('ZREM', rk, id)
+            local popped = redis.call('ZPOPMIN', B .. 'q:' .. queue .. ':ready', left)
+            for p = 1, #popped, 2 do
+              local id = popped[p]
               local k = B .. 't:' .. id
-              redis.call('HINCRBY', k, 'attempt', 1)
-              redis.call('HSET', k, 'state', 2, 'token', token, 'owner', owner, 'lexp', expires, 'started', now)
-              hist(k, 2, now)
-              redis.call('ZADD', B .. 'leased', expires, id)
-              idx(id, queue, 1, 2, redis.call('HGET', k, 'seq'))
-              out[#out + 1] = redis.call('HMGET', k, 'id', 'task', 'queue', 'prio', 'args', 'nb', 'exp', 'attempt', 'max',
-                'rb', 'rm', 'rj', 'to', 'key', 'headers', 'created', 'redel')
+              local f = redis.call('HMGET', k, 'id', 'task', 'queue', 'prio', 'args', 'nb', 'exp', 'attempt', 'max',
+                'rb', 'rm', 'rj', 'to', 'key', 'headers', 'created', 'redel', 'seq', 'hist')
+              local attempt = tonumber(f[8]) + 1
+              local seq = f[18]
+              redis.call('HSET', k, 'state', 2, 'token', token, 'owner', owner, 'lexp', expires, 'started', now,
+                'attempt', attempt, 'hist', f[19] .. '|2:' .. now)
+              push(adds, B .. 'leased', expires, id)
+              push(rems, B .. 's:1', id)
+              push(rems, B .. 'q:' .. queue .. ':s:1', id)
+              push(adds, B .. 's:2', seq, id)
+              push(adds, B .. 'q:' .. queue .. ':s:2', seq, id)
+              f[8] = tostring(attempt)
+              f[18] = nil
+              f[19] = nil
+              out[#out + 1] = f
               left = left - 1
             end
           end
         end
+        flush('ZREM', rems)
+        flush('ZADD', adds)
         return out
         """;
 
@@ -137,40 +161,52 @@ internal static class RedisScripts
     public const int CompleteFields = 8;
 
     /// <summary>ARGV: B, n, then per completion: id, token, state, result?, error?, errorEntry?, retryAt?, at. Returns how many settled.</summary>
+    /// <remarks>Per task: HMGET, HSET and HDEL; the sorted sets take one bulk command per key and batch.</remarks>
     public const string Complete = Prelude + """
         local n = tonumber(ARGV[2])
         local changed = 0
+        local adds, rems = {}, {}
         for i = 0, n - 1 do
           local o = 3 + i * 8
           local id, token, at = ARGV[o], ARGV[o + 1], ARGV[o + 7]
           local k = B .. 't:' .. id
-          local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq')
+          local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq', 'hist', 'errors')
           if cur[1] == '2' and cur[2] == token then
-            local st = tonumber(ARGV[o + 2])
+            local asked = tonumber(ARGV[o + 2])
+            local st = asked
             -- A retry of a task whose cancel was asked cancels it: the cancel must not be lost.
             if st == 4 and cur[3] == '1' then st = 6 end
+            local set = { 'state', st, 'redel', 0, 'cancel', 0, 'hist', cur[6] .. '|' .. st .. ':' .. at }
+            local del = { 'owner', 'token', 'lexp' }
             local result = opt(ARGV[o + 3])
-            if result then redis.call('HSET', k, 'result', result) else redis.call('HDEL', k, 'result') end
+            if result then set[#set + 1] = 'result' set[#set + 1] = result else del[#del + 1] = 'result' end
             local err = opt(ARGV[o + 4])
-            if err then redis.call('HSET', k, 'error', err) end
+            if err then set[#set + 1] = 'error' set[#set + 1] = err end
             local entry = opt(ARGV[o + 5])
-            if entry then append_error(k, entry) end
-            local nb = opt(ARGV[o + 6]) or at
-            if tonumber(ARGV[o + 2]) == 4 then redis.call('HSET', k, 'nb', nb) else redis.call('HDEL', k, 'nb') end
-            redis.call('HDEL', k, 'owner', 'token', 'lexp')
-            redis.call('HSET', k, 'state', st, 'redel', 0, 'cancel', 0)
-            hist(k, st, at)
-            redis.call('ZREM', B .. 'leased', id)
-            idx(id, cur[4], 2, st, cur[5])
-            if terminal(st) then
-              redis.call('HSET', k, 'finished', at)
-              redis.call('ZADD', B .. 'finished', at, id)
-            else
-              redis.call('ZADD', B .. 'scheduled', nb, id)
+            if entry then
+              set[#set + 1] = 'errors'
+              if cur[7] then set[#set + 1] = cur[7] .. '\n' .. entry else set[#set + 1] = entry end
             end
+            local nb = opt(ARGV[o + 6]) or at
+            if asked == 4 then set[#set + 1] = 'nb' set[#set + 1] = nb else del[#del + 1] = 'nb' end
+            if terminal(st) then
+              set[#set + 1] = 'finished' set[#set + 1] = at
+              push(adds, B .. 'finished', at, id)
+            else
+              push(adds, B .. 'scheduled', nb, id)
+            end
+            redis.call('HSET', k, unpack(set))
+            redis.call('HDEL', k, unpack(del))
+            push(rems, B .. 'leased', id)
+            push(rems, B .. 's:2', id)
+            push(rems, B .. 'q:' .. cur[4] .. ':s:2', id)
+            push(adds, B .. 's:' .. st, cur[5], id)
+            push(adds, B .. 'q:' .. cur[4] .. ':s:' .. st, cur[5], id)
             changed = changed + 1
           end
         end
+        flush('ZREM', rems)
+        flush('ZADD', adds)
         return changed
         """;
 
