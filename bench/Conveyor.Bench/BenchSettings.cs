@@ -14,6 +14,8 @@ internal sealed record BenchSettings
     public string? PostgresUrl { get; init; }
     /// <summary><c>redis://</c> URL of the server for <c>--backend redis</c>.</summary>
     public string? RedisUrl { get; init; }
+    /// <summary><c>amqp://</c> URL of the broker for <c>--backend rabbitmq</c>.</summary>
+    public string? AmqpUrl { get; init; }
     public int Runs { get; init; } = 3;
     public int Tasks { get; init; } = 100_000;
     public int BatchSize { get; init; } = 1_000;

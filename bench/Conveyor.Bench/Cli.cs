@@ -34,7 +34,7 @@ internal static class Cli
         var backend = new Option<string[]>("--backend")
         {
             Description = "Backends to measure, each with Hangfire on the matching storage: sqlite (Hangfire.InMemory), postgres (Hangfire.PostgreSql), " +
-                "redis (Hangfire.Redis.StackExchange) or all. Repeat the option or separate with commas. On postgres and redis only enqueue, drain and latency run.",
+                "redis (Hangfire.Redis.StackExchange), rabbitmq (RabbitMQ with a SQLite store; Hangfire has no RabbitMQ storage) or all. Repeat the option or separate with commas. On postgres and redis only enqueue, drain and latency run.",
             DefaultValueFactory = _ => ["sqlite"],
             AllowMultipleArgumentsPerToken = true,
         };
@@ -42,9 +42,9 @@ internal static class Cli
         {
             foreach (var name in Split(result.GetValueOrDefault<string[]>() ?? []))
             {
-                if (name is not ("all" or "sqlite" or "postgres" or "redis"))
+                if (name is not ("all" or "sqlite" or "postgres" or "redis" or "rabbitmq"))
                 {
-                    result.AddError($"Unknown backend '{name}'; expected one of all, sqlite, postgres, redis.");
+                    result.AddError($"Unknown backend '{name}'; expected one of all, sqlite, postgres, redis, rabbitmq.");
                 }
             }
         });
@@ -59,6 +59,12 @@ internal static class Cli
             Description = "redis://[:password@]host:port of the server for --backend redis (both systems, a fresh key prefix each run). " +
                 "Default: $CONVEYOR_TEST_REDIS (scripts/services/redis.sh start).",
             DefaultValueFactory = _ => Environment.GetEnvironmentVariable("CONVEYOR_TEST_REDIS"),
+        };
+        var amqpUrl = new Option<string?>("--amqp-url")
+        {
+            Description = "amqp://user:password@host:port/ of the broker for --backend rabbitmq (fresh queues each run). " +
+                "Default: $CONVEYOR_TEST_AMQP (scripts/services/rabbitmq.sh).",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("CONVEYOR_TEST_AMQP"),
         };
         var runs = Positive(new Option<int>("--runs") { Description = "Measured runs of each case; the report gives the median and min–max.", DefaultValueFactory = _ => 3 });
         var tasks = Positive(new Option<int>("--tasks", "-n")
@@ -109,7 +115,7 @@ internal static class Cli
             Writes a markdown report to stdout and progress to stderr. See docs/benchmarks.md.
             """)
         {
-            workload, system, backend, postgresUrl, redisUrl, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, duration, timeLimit, idle, noWarmup,
+            workload, system, backend, postgresUrl, redisUrl, amqpUrl, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, duration, timeLimit, idle, noWarmup,
             server, serverCommand, workerCommand, json,
         };
         workload.Validators.Add(result =>
@@ -138,6 +144,7 @@ internal static class Cli
                 Backends = ParseBackends(parse.GetValue(backend) ?? ["sqlite"]),
                 PostgresUrl = parse.GetValue(postgresUrl) is { Length: > 0 } pg ? pg : null,
                 RedisUrl = parse.GetValue(redisUrl) is { Length: > 0 } redis ? redis : null,
+                AmqpUrl = parse.GetValue(amqpUrl) is { Length: > 0 } amqp ? amqp : null,
                 Runs = parse.GetValue(runs),
                 Tasks = parse.GetValue(tasks),
                 BatchSize = parse.GetValue(batchSize),
@@ -156,17 +163,14 @@ internal static class Cli
             };
             foreach (var missing in settings.Backends.Where(b => b != BenchBackend.Sqlite))
             {
-                if ((missing == BenchBackend.Postgres ? settings.PostgresUrl : settings.RedisUrl) is null)
+                try
                 {
-                    try
-                    {
-                        StoreTarget.Url(missing, settings);
-                    }
-                    catch (InvalidOperationException ex)
-                    {
-                        await Console.Error.WriteLineAsync(ex.Message);
-                        return 2;
-                    }
+                    StoreTarget.Url(missing, settings);
+                }
+                catch (InvalidOperationException ex)
+                {
+                    await Console.Error.WriteLineAsync(ex.Message);
+                    return 2;
                 }
             }
             var report = await new BenchRunner(settings).RunAsync(ct);
@@ -197,7 +201,7 @@ internal static class Cli
     private static List<BenchBackend> ParseBackends(IEnumerable<string> values)
     {
         var names = Split(values).ToList();
-        BenchBackend[] order = [BenchBackend.Sqlite, BenchBackend.Postgres, BenchBackend.Redis];
+        BenchBackend[] order = [BenchBackend.Sqlite, BenchBackend.Postgres, BenchBackend.Redis, BenchBackend.RabbitMq];
         return names.Contains("all")
             ? [.. order]
             : [.. order.Where(b => names.Contains(b.ToString().ToLowerInvariant()))];

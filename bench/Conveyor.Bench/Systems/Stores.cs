@@ -1,5 +1,6 @@
 using Conveyor.Bench.Infrastructure;
 using Conveyor.Postgres;
+using Conveyor.RabbitMQ;
 using Conveyor.Redis;
 using Conveyor.Sqlite;
 using Hangfire;
@@ -8,6 +9,7 @@ using Hangfire.PostgreSql;
 using Hangfire.PostgreSql.Factories;
 using Hangfire.Redis.StackExchange;
 using Npgsql;
+using RabbitMQ.Client;
 using StackExchange.Redis;
 
 namespace Conveyor.Bench.Systems;
@@ -18,6 +20,8 @@ internal enum BenchBackend
     Sqlite,
     Postgres,
     Redis,
+    /// <summary>The queue role on RabbitMQ, paired with a SQLite store; there is no Hangfire storage for RabbitMQ.</summary>
+    RabbitMq,
 }
 
 /// <summary>
@@ -31,8 +35,21 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
     {
         BenchBackend.Postgres => "PostgreSQL",
         BenchBackend.Redis => "Redis",
+        BenchBackend.RabbitMq => "RabbitMQ + SQLite",
         _ => "SQLite",
     };
+
+    /// <summary>What a fresh run gets on the backend, for the reports' notes.</summary>
+    public static string FreshStore(BenchBackend backend) => backend switch
+    {
+        BenchBackend.Postgres => "a fresh PostgreSQL schema",
+        BenchBackend.Redis => "a fresh Redis key prefix",
+        BenchBackend.RabbitMq => "a fresh SQLite file (NORMAL) and fresh broker queues (durable, persistent messages, publisher confirms)",
+        _ => "a fresh SQLite file",
+    };
+
+    /// <summary>Whether Hangfire has a storage on this backend to compare with in the same run.</summary>
+    public static bool HasHangfire(BenchBackend backend) => backend != BenchBackend.RabbitMq;
 
     /// <summary>Column of Conveyor's figures: <c>SQLite NORMAL</c>, <c>PostgreSQL</c>, <c>Redis</c>.</summary>
     public string ConveyorVariant => Backend == BenchBackend.Sqlite ? Workloads.Variants.Sqlite(Synchronous) : DisplayName(Backend);
@@ -42,6 +59,7 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
     {
         BenchBackend.Postgres => "Hangfire.PostgreSql",
         BenchBackend.Redis => "Hangfire.Redis.StackExchange",
+        BenchBackend.RabbitMq => throw new InvalidOperationException("Hangfire has no RabbitMQ storage."),
         _ => Workloads.Variants.HangfireInMemory,
     };
 
@@ -54,6 +72,8 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
             "no PostgreSQL URL: pass --postgres-url or set CONVEYOR_TEST_POSTGRES (eval \"$(bash scripts/services/postgres.sh start)\")"),
         BenchBackend.Redis => s.RedisUrl ?? throw new InvalidOperationException(
             "no Redis URL: pass --redis-url or set CONVEYOR_TEST_REDIS (export CONVEYOR_TEST_REDIS=$(bash scripts/services/redis.sh start))"),
+        BenchBackend.RabbitMq => s.AmqpUrl ?? throw new InvalidOperationException(
+            "no RabbitMQ URL: pass --amqp-url or set CONVEYOR_TEST_AMQP (source scripts/services/rabbitmq.sh)"),
         _ => throw new InvalidOperationException("SQLite has no server."),
     };
 
@@ -81,6 +101,22 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
                         o.Configuration = url;
                         o.KeyPrefix = name + ":";
                     }), () => DeleteKeysAsync(url, name));
+                }
+            case BenchBackend.RabbitMq:
+                {
+                    var url = Url(Backend, s);
+                    var prefix = FreshName("bench.conveyor");
+                    var dir = new TempDirectory(label);
+                    var path = dir.File("conveyor.db");
+                    return new RunStore(b => b.UseSqlite(o => o.Path = path).UseRabbitMq(o =>
+                    {
+                        o.Url = url;
+                        o.Prefix = prefix;
+                    }), async () =>
+                    {
+                        await DeleteBrokerObjectsAsync(url, prefix);
+                        dir.Dispose();
+                    });
                 }
             default:
                 {
@@ -144,6 +180,18 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
                     return (storage, Cleanup);
                 }
         }
+    }
+
+    /// <summary>Deletes what a run's RabbitMQ backend declared under <paramref name="prefix"/> (queue names as in docs/rabbitmq.md).</summary>
+    private static async ValueTask DeleteBrokerObjectsAsync(string url, string prefix)
+    {
+        var factory = new ConnectionFactory { Uri = new Uri(url) };
+        await using var connection = await factory.CreateConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        await channel.QueueDeleteAsync(prefix + ".q." + QueueNames.Default, ifUnused: false, ifEmpty: false);
+        await channel.QueueDeleteAsync(prefix + ".dead", ifUnused: false, ifEmpty: false);
+        await channel.ExchangeDeleteAsync(prefix + ".dead", ifUnused: false);
+        await channel.ExchangeDeleteAsync(prefix, ifUnused: false);
     }
 
     private static string FreshName(string prefix) => $"{prefix}_{Guid.NewGuid():N}"[..(prefix.Length + 13)];

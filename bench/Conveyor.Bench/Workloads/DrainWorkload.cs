@@ -22,7 +22,7 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
 
     public string Note => "Timed from the worker's start until the store reports every task succeeded; worker start-up is inside the window for both." +
         (backend == BenchBackend.Sqlite ? "" :
-            $" Both systems use a fresh {StoreTarget.DisplayName(backend)} {(backend == BenchBackend.Postgres ? "schema" : "key prefix")} on the same server each run. " +
+            $" Each run uses {StoreTarget.FreshStore(backend)} on the same server. " +
             "Hangfire's run is capped by --time-limit: its untimed fill (pre-built Jobs from --concurrency threads) stops there short of --tasks, and its drain stops there too; " +
             "its figure is then the jobs its storage reports succeeded divided by the time elapsed, not an extrapolation of a full drain.");
 
@@ -36,7 +36,10 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
             yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, target.ConveyorVariant),
                 (s, ct) => RunConveyorAsync(s, target, ct));
         }
-        yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, StoreTarget.HangfireVariant(backend)), (s, ct) => RunHangfireAsync(s, backend, ct));
+        if (StoreTarget.HasHangfire(backend))
+        {
+            yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, StoreTarget.HangfireVariant(backend)), (s, ct) => RunHangfireAsync(s, backend, ct));
+        }
     }
 
     private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers";

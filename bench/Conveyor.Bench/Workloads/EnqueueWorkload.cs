@@ -20,7 +20,7 @@ internal sealed class EnqueueWorkload(BenchBackend backend = BenchBackend.Sqlite
     public string Note => backend switch
     {
         BenchBackend.Sqlite => "Conveyor acknowledges an enqueue once SQLite has committed it; Hangfire.InMemory keeps jobs in memory only. ",
-        _ => $"Both systems store in a fresh {StoreTarget.DisplayName(backend)} {(backend == BenchBackend.Postgres ? "schema" : "key prefix")} on the same server each run. " +
+        _ => $"Each run stores in {StoreTarget.FreshStore(backend)} on the same server. " +
             "Every run of either system stops at --tasks or at --time-limit, whichever comes first; the figure is what the store holds divided by the time taken. ",
     } +
         "Hangfire has no batch API: its batched figure is its fastest path, a pre-built Job passed to Create, from one thread or many, whichever was faster.";
@@ -35,7 +35,10 @@ internal sealed class EnqueueWorkload(BenchBackend backend = BenchBackend.Sqlite
             yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, target.ConveyorVariant),
                 (s, ct) => RunConveyorAsync(s, target, ct));
         }
-        yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, StoreTarget.HangfireVariant(backend)), (s, ct) => Task.FromResult(RunHangfire(s, backend)));
+        if (StoreTarget.HasHangfire(backend))
+        {
+            yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, StoreTarget.HangfireVariant(backend)), (s, ct) => Task.FromResult(RunHangfire(s, backend)));
+        }
     }
 
     private static string Single => "enqueue, one at a time";

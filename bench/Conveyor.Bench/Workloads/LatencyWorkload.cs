@@ -38,7 +38,10 @@ internal sealed class LatencyWorkload(BenchBackend backend = BenchBackend.Sqlite
             yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, target.ConveyorVariant),
                 (s, ct) => RunConveyorAsync(s, target, ct));
         }
-        yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, StoreTarget.HangfireVariant(backend)), (s, ct) => RunHangfireAsync(s, backend, ct));
+        if (StoreTarget.HasHangfire(backend))
+        {
+            yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, StoreTarget.HangfireVariant(backend)), (s, ct) => RunHangfireAsync(s, backend, ct));
+        }
     }
 
     internal static IReadOnlyList<Metric> Summarise(BenchSettings s, IReadOnlyList<double> samples, string prefix = "")
