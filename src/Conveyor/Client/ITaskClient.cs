@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Conveyor;
 
 /// <summary>Options of one enqueue; anything unset takes the task's defaults.</summary>
@@ -67,6 +69,9 @@ public static class TaskClientExtensions
     }
 
     /// <summary>Enqueues one task without arguments.</summary>
+    /// <remarks>Preferred in overload resolution, so that <c>EnqueueAsync("name", new EnqueueOptions { … })</c> binds here
+    /// (options) rather than being ambiguous with <see cref="EnqueueAsync{TArgs}"/> (the options as arguments).</remarks>
+    [OverloadResolutionPriority(1)]
     public static Task<EnqueueResult> EnqueueAsync(this ITaskClient client, string task,
         EnqueueOptions? options = null, CancellationToken cancellationToken = default)
     {

@@ -158,7 +158,7 @@ public sealed class WorkerEngineTests
         await using var host = new EngineHost(c => c.AddTask<CountingTask>(CountingTask.Name));
         await host.StartAsync();
 
-        var result = await host.Client.EnqueueAsync(CountingTask.Name, options: new EnqueueOptions { Delay = TimeSpan.FromMilliseconds(300) });
+        var result = await host.Client.EnqueueAsync(CountingTask.Name, new EnqueueOptions { Delay = TimeSpan.FromMilliseconds(300) });
 
         Assert.Equal(TaskState.Scheduled, result.State);
         var record = await host.WaitForStateAsync(result.Id, TaskState.Succeeded);
