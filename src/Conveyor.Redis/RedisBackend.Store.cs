@@ -31,6 +31,10 @@ public sealed partial class RedisBackend
             }
             before = seq;
         }
+        if (query.State == TaskState.Running)
+        {
+            return await ListRunningAsync(query, limit, before, cancellationToken).ConfigureAwait(false);
+        }
         // The narrowest index that the filter allows; other filters are checked on the records.
         var index = (query.Queue, query.State) switch
         {
@@ -85,6 +89,38 @@ public sealed partial class RedisBackend
             more ? items[^1].Seq.ToString(CultureInfo.InvariantCulture) : null);
     }
 
+    /// <summary>Running tasks have no state index (see <see cref="RedisScripts"/>): they are the leased set, which is
+    /// bounded by the leases workers hold (their prefetch), so it is read whole and sorted here.</summary>
+    private async Task<TaskPage> ListRunningAsync(TaskQuery query, int limit, double before, CancellationToken cancellationToken)
+    {
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var ids = await db.SortedSetRangeByRankAsync(_base + "leased").ConfigureAwait(false);
+        var batch = db.CreateBatch();
+        var reads = ids.Select(id => batch.HashGetAllAsync(_base + "t:" + (string)id!)).ToArray();
+        batch.Execute();
+        var items = new List<(long Seq, TaskRecord Record)>();
+        foreach (var read in reads)
+        {
+            var fields = await read.ConfigureAwait(false);
+            if (fields.Length == 0)
+            {
+                continue;
+            }
+            var seq = (long)fields.First(f => f.Name == "seq").Value;
+            var record = ReadRecord(fields);
+            if (seq < before && record.State == TaskState.Running
+                && (query.Queue is null || record.Queue == query.Queue)
+                && (query.Task is null || record.Task == query.Task))
+            {
+                items.Add((seq, record));
+            }
+        }
+        items.Sort((x, y) => y.Seq.CompareTo(x.Seq));
+        var more = items.Count > limit;
+        var page = items.Take(limit).ToList();
+        return new TaskPage(page.Select(i => i.Record).ToList(), more ? page[^1].Seq.ToString(CultureInfo.InvariantCulture) : null);
+    }
+
     private static TaskRecord ReadRecord(HashEntry[] entries)
     {
         var f = new Dictionary<string, string>(entries.Length, StringComparer.Ordinal);
@@ -130,15 +166,26 @@ public sealed partial class RedisBackend
         var queues = await db.HashGetAllAsync(_base + "queues").ConfigureAwait(false);
         // ZCARD of each queue's state indexes, all in one pipelined batch: O(1) each.
         var batch = db.CreateBatch();
-        var counts = queues.Select(q => AllStates.Select(s => batch.SortedSetLengthAsync($"{_base}q:{q.Name}:s:{(int)s}")).ToArray()).ToArray();
+        var counts = queues.Select(q => AllStates.Select(s => s == TaskState.Running
+            ? Task.FromResult(0L)
+            : batch.SortedSetLengthAsync($"{_base}q:{q.Name}:s:{(int)s}")).ToArray()).ToArray();
+        var running = batch.ScriptEvaluateAsync(RedisScripts.RunningByQueue, [_routeKey], [_base]);
         batch.Execute();
+        var runningByQueue = new Dictionary<string, long>(StringComparer.Ordinal);
+        var pairs = (RedisResult[])(await running.ConfigureAwait(false))!;
+        for (var p = 0; p + 1 < pairs.Length; p += 2)
+        {
+            runningByQueue[(string)pairs[p]!] = (long)pairs[p + 1];
+        }
         var stats = new List<QueueStats>(queues.Length);
         for (var i = 0; i < queues.Length; i++)
         {
             var byState = new Dictionary<TaskState, long>();
             for (var s = 0; s < AllStates.Length; s++)
             {
-                var n = await counts[i][s].ConfigureAwait(false);
+                var n = AllStates[s] == TaskState.Running
+                    ? runningByQueue.GetValueOrDefault((string)queues[i].Name!)
+                    : await counts[i][s].ConfigureAwait(false);
                 if (n > 0)
                 {
                     byState[AllStates[s]] = n;

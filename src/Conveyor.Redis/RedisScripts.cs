@@ -9,8 +9,8 @@ namespace Conveyor.Redis;
 /// <remarks>
 /// Keys (B = <c>{prefix}:</c>, one hash tag, so one Cluster slot): <c>B t:{id}</c> task hash;
 /// <c>B q:{queue}:ready</c> ready set (score: priority, then sequence); <c>B scheduled</c> (score: not-before ms);
-/// <c>B leased</c> (score: lease expiry ms); <c>B finished</c> (score: finish ms); state indexes
-/// <c>B s:{state}</c> and <c>B q:{queue}:s:{state}</c>, and <c>B all</c>, <c>B q:{queue}:all</c>, <c>B n:{task}</c>
+/// <c>B leased</c> (score: lease expiry ms; it is also the index of running tasks); <c>B finished</c> (score: finish ms);
+/// state indexes <c>B s:{state}</c> and <c>B q:{queue}:s:{state}</c> for every state but running, and <c>B all</c>, <c>B q:{queue}:all</c>, <c>B n:{task}</c>
 /// (score: sequence); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id); <c>B seq</c>;
 /// channel <c>B wake</c>. Nullable arguments are sent as "" for null and "v" + value otherwise.
 /// </remarks>
@@ -23,7 +23,11 @@ internal static class RedisScripts
           local h = redis.call('HGET', k, 'hist')
           if h then redis.call('HSET', k, 'hist', h .. '|' .. state .. ':' .. at) else redis.call('HSET', k, 'hist', state .. ':' .. at) end
         end
+        -- Running (2) has no state index: the leased set is it, and the transitions into and out of
+        -- running are the hot path (a drain pays for every index entry twice per task).
         local function idx(id, queue, from, to, seq)
+          if from ~= nil and tostring(from) == '2' then from = nil end
+          if to ~= nil and tostring(to) == '2' then to = nil end
           if from ~= nil then
             redis.call('ZREM', B .. 's:' .. from, id)
             redis.call('ZREM', B .. 'q:' .. queue .. ':s:' .. from, id)
@@ -134,19 +138,15 @@ internal static class RedisScripts
               local id = popped[p]
               local k = B .. 't:' .. id
               local f = redis.call('HMGET', k, 'id', 'task', 'queue', 'prio', 'args', 'nb', 'exp', 'attempt', 'max',
-                'rb', 'rm', 'rj', 'to', 'key', 'headers', 'created', 'redel', 'seq', 'hist')
+                'rb', 'rm', 'rj', 'to', 'key', 'headers', 'created', 'redel', 'hist')
               local attempt = tonumber(f[8]) + 1
-              local seq = f[18]
               redis.call('HSET', k, 'state', 2, 'token', token, 'owner', owner, 'lexp', expires, 'started', now,
-                'attempt', attempt, 'hist', f[19] .. '|2:' .. now)
+                'attempt', attempt, 'hist', f[18] .. '|2:' .. now)
               push(adds, B .. 'leased', expires, id)
               push(rems, B .. 's:1', id)
               push(rems, B .. 'q:' .. queue .. ':s:1', id)
-              push(adds, B .. 's:2', seq, id)
-              push(adds, B .. 'q:' .. queue .. ':s:2', seq, id)
               f[8] = tostring(attempt)
               f[18] = nil
-              f[19] = nil
               out[#out + 1] = f
               left = left - 1
             end
@@ -198,8 +198,6 @@ internal static class RedisScripts
             redis.call('HSET', k, unpack(set))
             redis.call('HDEL', k, unpack(del))
             push(rems, B .. 'leased', id)
-            push(rems, B .. 's:2', id)
-            push(rems, B .. 'q:' .. cur[4] .. ':s:2', id)
             push(adds, B .. 's:' .. st, cur[5], id)
             push(adds, B .. 'q:' .. cur[4] .. ':s:' .. st, cur[5], id)
             changed = changed + 1
@@ -289,6 +287,18 @@ internal static class RedisScripts
           end
         end
         return count
+        """;
+
+    /// <summary>ARGV: B. Returns queue, count pairs of the running tasks (the leased set; running has no state index).</summary>
+    public const string RunningByQueue = Prelude + """
+        local counts = {}
+        for _, id in ipairs(redis.call('ZRANGE', B .. 'leased', 0, -1)) do
+          local q = redis.call('HGET', B .. 't:' .. id, 'queue')
+          if q then counts[q] = (counts[q] or 0) + 1 end
+        end
+        local out = {}
+        for q, n in pairs(counts) do out[#out + 1] = q out[#out + 1] = n end
+        return out
         """;
 
     /// <summary>ARGV: B, now. Makes scheduled and retrying tasks due by now ready. Returns how many.</summary>

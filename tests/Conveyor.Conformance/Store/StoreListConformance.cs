@@ -48,6 +48,29 @@ public abstract class StoreListConformance : ConformanceTest
     }
 
     [Fact]
+    public async Task List_of_running_tasks_pages_newest_first_within_a_queue()
+    {
+        var a = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            a.Add((await EnqueueAsync(NewMessage("a"))).Id);
+            await EnqueueAsync(NewMessage("b"));
+        }
+        await FetchAsync(100, "a", "b");
+
+        var first = await Store.ListAsync(new TaskQuery { State = TaskState.Running, Queue = "a", Limit = 3 }, Timeout);
+        var second = await Store.ListAsync(new TaskQuery { State = TaskState.Running, Queue = "a", Limit = 3, Cursor = first.NextCursor }, Timeout);
+        var stats = await Store.GetQueuesAsync(Timeout);
+
+        Assert.Equal(Enumerable.Reverse(a).Take(3), first.Items.Select(t => t.Id));
+        Assert.NotNull(first.NextCursor);
+        Assert.Equal(Enumerable.Reverse(a).Skip(3), second.Items.Select(t => t.Id));
+        Assert.Null(second.NextCursor);
+        Assert.Equal(5, stats.Single(q => q.Name == "a").Count(TaskState.Running));
+        Assert.Equal(5, stats.Single(q => q.Name == "b").Count(TaskState.Running));
+    }
+
+    [Fact]
     public async Task List_filters_by_task_name()
     {
         var score = NewMessage(task: "flights.score");
