@@ -46,12 +46,18 @@ internal sealed class ConveyorServer : IDisposable
 
     /// <summary>The environment the <c>conveyor</c> executable reads: listen address, database (SQLAlchemy's
     /// convention, four slashes before an absolute path, <c>?synchronous=</c> for durability) and worker concurrency.</summary>
-    public static Dictionary<string, string> Environment(string databasePath, SqliteSynchronous synchronous, int workers, int? port, int? prefetch = null)
+    public static Dictionary<string, string> Environment(string databasePath, SqliteSynchronous synchronous, int workers, int? port, int? prefetch = null) =>
+        Environment(new Dictionary<string, string>
+        {
+            ["DATABASE_URL"] = $"sqlite:///{Path.GetFullPath(databasePath)}?synchronous={synchronous.ToString().ToLowerInvariant()}",
+        }, workers, port, prefetch);
+
+    /// <summary>The same, with the store's variables (<see cref="StoreTarget.ForServer"/>) instead of a SQLite file.</summary>
+    public static Dictionary<string, string> Environment(IReadOnlyDictionary<string, string> store, int workers, int? port, int? prefetch = null)
     {
-        var environment = new Dictionary<string, string>
+        var environment = new Dictionary<string, string>(store)
         {
             ["HOST"] = "127.0.0.1",
-            ["DATABASE_URL"] = $"sqlite:///{Path.GetFullPath(databasePath)}?synchronous={synchronous.ToString().ToLowerInvariant()}",
             ["CONVEYOR_WORKER__CONCURRENCY"] = workers.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["LOG_LEVEL"] = "Warning",
             ["DOTNET_ENVIRONMENT"] = "Production",
@@ -69,12 +75,12 @@ internal sealed class ConveyorServer : IDisposable
     }
 
     /// <summary>Starts the server and waits until <c>/health/ready</c> (or, lacking it, <c>/health/live</c>) answers 200.</summary>
-    public static async Task<ConveyorServer> StartAsync(BenchSettings s, SqliteSynchronous synchronous, TempDirectory dir, CancellationToken ct)
+    public static async Task<ConveyorServer> StartAsync(BenchSettings s, IReadOnlyDictionary<string, string> store, TempDirectory dir, CancellationToken ct)
     {
         var program = s.Server ?? throw new InvalidOperationException("--server is required");
         var port = ChildProcess.FreePort();
         var process = ChildProcess.Start(program, s.ServerCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries),
-            Environment(dir.File("conveyor.db"), synchronous, s.Workers, port, s.Prefetch), dir.Path);
+            Environment(store, s.Workers, port, s.Prefetch), dir.Path);
         var server = new ConveyorServer(process, new Uri($"http://127.0.0.1:{port}/"), s.Concurrency);
         try
         {

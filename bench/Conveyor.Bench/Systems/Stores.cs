@@ -136,6 +136,39 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
         }
     }
 
+    /// <summary>The environment that points a <c>conveyor</c> process at a fresh store of this target in <paramref name="dir"/>
+    /// (the variables of docs/configuration.md), with what removes the store afterwards.</summary>
+    public (Dictionary<string, string> Environment, Func<ValueTask> Cleanup) ForServer(BenchSettings s, TempDirectory dir)
+    {
+        var sqliteUrl = $"sqlite:///{Path.GetFullPath(dir.File("conveyor.db"))}?synchronous={Synchronous.ToString().ToLowerInvariant()}";
+        static ValueTask Nothing() => ValueTask.CompletedTask;
+        switch (Backend)
+        {
+            case BenchBackend.Postgres:
+                {
+                    var url = Url(Backend, s);
+                    var schema = FreshName("bench_server");
+                    var separator = url.Contains('?', StringComparison.Ordinal) ? '&' : '?';
+                    return (new() { ["DATABASE_URL"] = $"{url}{separator}schema={schema}" }, () => DropSchemaAsync(url, schema));
+                }
+            case BenchBackend.Redis:
+                {
+                    var url = Url(Backend, s);
+                    var name = FreshName("bench:server");
+                    return (new() { ["REDIS_URL"] = url, ["CONVEYOR_REDIS__KEY_PREFIX"] = name + ":" }, () => DeleteKeysAsync(url, name));
+                }
+            case BenchBackend.RabbitMq:
+                {
+                    var url = Url(Backend, s);
+                    var prefix = FreshName("bench.server");
+                    return (new() { ["DATABASE_URL"] = sqliteUrl, ["AMQP_URL"] = url, ["CONVEYOR_RABBITMQ__PREFIX"] = prefix },
+                        () => DeleteBrokerObjectsAsync(url, prefix));
+                }
+            default:
+                return (new() { ["DATABASE_URL"] = sqliteUrl }, Nothing);
+        }
+    }
+
     /// <summary>A fresh Hangfire storage for one run on <paramref name="backend"/>, with what removes it afterwards.</summary>
     public static (JobStorage Storage, Func<ValueTask> Cleanup) OpenHangfire(BenchBackend backend, BenchSettings s)
     {

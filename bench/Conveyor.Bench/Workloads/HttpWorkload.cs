@@ -16,14 +16,14 @@ namespace Conveyor.Bench.Workloads;
 /// connections, and enqueue-to-start latency at <c>--rate</c>. Hangfire has no HTTP enqueue API,
 /// so these figures have no Hangfire counterpart.
 /// </summary>
-internal sealed class HttpWorkload : IWorkload
+internal sealed class HttpWorkload(BenchBackend backend = BenchBackend.Sqlite) : IWorkload
 {
     private static readonly MediaTypeHeaderValue Json = new("application/json");
     private static readonly byte[] NoopBody = Encoding.UTF8.GetBytes($$$"""{"task":"{{{NoopTask.Name}}}","args":{}}""");
 
     public string Name => "http";
 
-    public string Title => "Through the HTTP server (conveyor server, SQLite, worker in-process)";
+    public string Title => $"Through the HTTP server (conveyor server, {StoreTarget.DisplayName(backend)}, worker in-process)";
 
     public string Note =>
         "Client and server share the machine. Enqueue runs while the server's own worker drains. " +
@@ -31,20 +31,36 @@ internal sealed class HttpWorkload : IWorkload
 
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
-        foreach (var synchronous in settings.Synchronous)
+        IEnumerable<StoreTarget> targets = backend == BenchBackend.Sqlite
+            ? settings.Synchronous.Select(x => new StoreTarget(BenchBackend.Sqlite, x))
+            : [new StoreTarget(backend)];
+        foreach (var target in targets)
         {
-            var key = new CaseKey(Name, BenchSystem.Conveyor, $"server, {Variants.Sqlite(synchronous)}");
+            var key = new CaseKey(Name, BenchSystem.Conveyor, $"server, {target.ConveyorVariant}");
             // Each run starts a fresh server process, which warms itself up; the global warm-up would not help it.
             yield return settings.ServerProblem() is { } problem
                 ? BenchCase.Skip(key, problem)
-                : new BenchCase(key, (s, ct) => RunAsync(s, synchronous, ct)) { Warmup = false };
+                : new BenchCase(key, (s, ct) => RunAsync(s, target, ct)) { Warmup = false };
         }
     }
 
-    private static async Task<IReadOnlyList<Metric>> RunAsync(BenchSettings s, Sqlite.SqliteSynchronous synchronous, CancellationToken ct)
+    private static async Task<IReadOnlyList<Metric>> RunAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
     {
         using var dir = new TempDirectory("http");
-        using var server = await ConveyorServer.StartAsync(s, synchronous, dir, ct);
+        var (store, cleanup) = target.ForServer(s, dir);
+        try
+        {
+            return await RunAsync(s, store, dir, ct);
+        }
+        finally
+        {
+            await cleanup();
+        }
+    }
+
+    private static async Task<IReadOnlyList<Metric>> RunAsync(BenchSettings s, Dictionary<string, string> store, TempDirectory dir, CancellationToken ct)
+    {
+        using var server = await ConveyorServer.StartAsync(s, store, dir, ct);
         long total = 0;
 
         // Warm-up: the server process is new, so JIT its hot paths before the clock runs.
