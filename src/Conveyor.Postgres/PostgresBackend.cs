@@ -52,8 +52,10 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _dataSource = NpgsqlDataSource.Create(builder);
         Channel = options.Schema + "_wake";
         ILogger log = logger ?? NullLogger<PostgresBackend>.Instance;
-        _listener = new PostgresListener(_dataSource, Channel, options.MaxReconnectDelay, log);
-        _notifier = new PostgresNotifier(_dataSource, Channel, log);
+        // Names this instance in its NOTIFY payloads, so that its own listener can skip them.
+        var self = Guid.NewGuid().ToString("N");
+        _listener = new PostgresListener(_dataSource, Channel, self, options.MaxReconnectDelay, log);
+        _notifier = new PostgresNotifier(_dataSource, Channel, self, log);
         _enqueueGroups = new PostgresEnqueueGroups(InsertAsync);
     }
 

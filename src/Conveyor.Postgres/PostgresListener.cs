@@ -14,6 +14,7 @@ internal sealed partial class PostgresListener : IAsyncDisposable
 {
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _channel;
+    private readonly string _self;
     private readonly TimeSpan _maxDelay;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
@@ -23,10 +24,11 @@ internal sealed partial class PostgresListener : IAsyncDisposable
     private Task? _loop;
     private volatile bool _broken;
 
-    public PostgresListener(NpgsqlDataSource dataSource, string channel, TimeSpan maxDelay, ILogger logger)
+    public PostgresListener(NpgsqlDataSource dataSource, string channel, string self, TimeSpan maxDelay, ILogger logger)
     {
         _dataSource = dataSource;
         _channel = channel;
+        _self = self;
         _maxDelay = maxDelay <= TimeSpan.Zero ? TimeSpan.FromSeconds(5) : maxDelay;
         _logger = logger;
     }
@@ -72,7 +74,14 @@ internal sealed partial class PostgresListener : IAsyncDisposable
             try
             {
                 await using var connection = await _dataSource.OpenConnectionAsync(stop).ConfigureAwait(false);
-                connection.Notification += (_, _) => Wake();
+                // A notification this process sent woke its fetches already (PostgresNotifier).
+                connection.Notification += (_, e) =>
+                {
+                    if (e.Payload != _self)
+                    {
+                        Wake();
+                    }
+                };
                 await using (var listen = new NpgsqlCommand($"LISTEN \"{_channel}\"", connection))
                 {
                     await listen.ExecuteNonQueryAsync(stop).ConfigureAwait(false);

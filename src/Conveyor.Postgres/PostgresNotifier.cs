@@ -24,15 +24,17 @@ internal sealed partial class PostgresNotifier : IAsyncDisposable
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _channel;
+    private readonly string _sender;
     private readonly ILogger _logger;
     private int _state;
     private volatile bool _disposed;
     private Task _running = Task.CompletedTask;
 
-    public PostgresNotifier(NpgsqlDataSource dataSource, string channel, ILogger logger)
+    public PostgresNotifier(NpgsqlDataSource dataSource, string channel, string sender, ILogger logger)
     {
         _dataSource = dataSource;
         _channel = channel;
+        _sender = sender;
         _logger = logger;
     }
 
@@ -79,8 +81,10 @@ internal sealed partial class PostgresNotifier : IAsyncDisposable
         {
             await using var connection = await _dataSource.OpenConnectionAsync().ConfigureAwait(false);
             // set_config(…, true) lasts until this statement's implicit transaction commits, which it governs.
-            await using var command = new NpgsqlCommand("SELECT set_config('synchronous_commit', 'off', true), pg_notify(@channel, '')", connection);
+            // The payload names the sender, whose own listener ignores it: its fetches were woken directly.
+            await using var command = new NpgsqlCommand("SELECT set_config('synchronous_commit', 'off', true), pg_notify(@channel, @sender)", connection);
             command.Parameters.AddWithValue("channel", _channel);
+            command.Parameters.AddWithValue("sender", _sender);
             await command.ExecuteNonQueryAsync().ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException or ObjectDisposedException)
