@@ -105,6 +105,16 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Amqp_url_flag_is_read_and_checked_like_the_variable()
+    {
+        var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, "info", "--amqp-url", "http://u:secret@broker/");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("AMQP_URL must start with amqp://", error);
+        Assert.DoesNotContain("secret", error);
+    }
+
+    [Fact]
     public async Task Server_refuses_a_public_address_without_api_keys()
     {
         var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "server", "--host", "0.0.0.0", "--port", "0");

@@ -32,7 +32,8 @@ internal static class ConveyorCommandLine
         global.Add(root, new Option<string>("--database-url")
         {
             Description = "Database URL [env DATABASE_URL]: sqlite:///./data/conveyor.db (relative to the working directory) " +
-                "or sqlite:////var/lib/conveyor/conveyor.db (absolute); add ?synchronous=full to sync every commit.",
+                "or sqlite:////var/lib/conveyor/conveyor.db (absolute), ?synchronous=full to sync every commit; " +
+                "or postgresql://user:password@host:5432/database[?schema=conveyor] for PostgreSQL.",
             HelpName = "url",
             Recursive = true,
         }, "Conveyor:DatabaseUrl");
@@ -43,6 +44,13 @@ internal static class ConveyorCommandLine
             HelpName = "url",
             Recursive = true,
         }, "Conveyor:RedisUrl");
+        global.Add(root, new Option<string>("--amqp-url")
+        {
+            Description = "RabbitMQ URL [env AMQP_URL]: amqp://user:password@host:5672/vhost, or amqps:// for TLS; moves the queue role " +
+                "to RabbitMQ, with --database-url (SQLite or PostgreSQL) keeping state, results and coordination.",
+            HelpName = "url",
+            Recursive = true,
+        }, "Conveyor:AmqpUrl");
         global.Add(root, new Option<string>("--log-level")
         {
             Description = "Log level [env LOG_LEVEL]: trace, debug, information, warning, error, critical or none. Default information.",
