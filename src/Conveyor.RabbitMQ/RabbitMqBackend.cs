@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Conveyor.Backends;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
 
@@ -21,11 +23,12 @@ namespace Conveyor.RabbitMQ;
 /// (cancelled, or leased by another process) are acked and dropped. Dead tasks are also published to a
 /// dead-letter exchange. See docs/rabbitmq.md for the trade-offs.
 /// </remarks>
-public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDisposable
+public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDisposable
 {
     private readonly IConveyorBackend _store;
     private readonly RabbitMqBackendOptions _options;
     private readonly TimeProvider _time;
+    private readonly ILogger _logger;
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private readonly ConcurrentDictionary<string, Lazy<Task>> _declared = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
@@ -38,18 +41,22 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     private IChannel? _consumer;
     private bool _disposed;
     private long _lastSweep = long.MinValue;
+    // 1 while the broker connection is lost: the loss is logged once, not once per call that fails meanwhile.
+    private int _down;
 
     /// <summary>Creates the backend; it connects to the broker on first use.</summary>
     /// <param name="store">The SQL backend that holds state, results and coordination.</param>
     /// <param name="options">Broker settings.</param>
     /// <param name="time">The clock; the store should use the same one.</param>
-    public RabbitMqBackend(IConveyorBackend store, RabbitMqBackendOptions options, TimeProvider? time = null)
+    /// <param name="logger">Where the loss and the recovery of the broker connection are logged.</param>
+    public RabbitMqBackend(IConveyorBackend store, RabbitMqBackendOptions options, TimeProvider? time = null, ILogger<RabbitMqBackend>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(options);
         _store = store;
         _options = options;
         _time = time ?? TimeProvider.System;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
     }
 
     /// <inheritdoc />
@@ -123,7 +130,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
                     ClientProvidedName = "conveyor:" + _options.Prefix,
                     AutomaticRecoveryEnabled = true,
                 };
-                _connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+                var connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+                connection.ConnectionShutdownAsync += OnConnectionShutdownAsync;
+                connection.RecoverySucceededAsync += OnRecoverySucceededAsync;
+                _connection = connection;
             }
             if (_publisher is not { IsOpen: true })
             {
@@ -162,6 +172,38 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             _connectLock.Release();
         }
     }
+
+    private Task OnConnectionShutdownAsync(object sender, ShutdownEventArgs e)
+    {
+        // Our own close (dispose) is no outage. The client reconnects by itself (automatic recovery, every
+        // NetworkRecoveryInterval); meanwhile calls that need the broker fail and the fetches use the store.
+        if (e.Initiator != ShutdownInitiator.Application && Interlocked.Exchange(ref _down, 1) == 0)
+        {
+            LogConnectionLost(_logger, Endpoint(sender), e.ReplyText, e.Exception);
+        }
+        return Task.CompletedTask;
+    }
+
+    private Task OnRecoverySucceededAsync(object sender, AsyncEventArgs e)
+    {
+        if (Interlocked.Exchange(ref _down, 0) == 1)
+        {
+            LogConnectionRestored(_logger, Endpoint(sender));
+        }
+        // Look in the store now rather than at the next poll.
+        Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        return Task.CompletedTask;
+    }
+
+    // Host and port only: the URL may hold a password.
+    private static string Endpoint(object sender) =>
+        sender is IConnection { Endpoint: { } endpoint } ? endpoint.HostName + ":" + endpoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?";
+
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Warning, Message = "Lost the connection to RabbitMQ {Endpoint} ({Reason}); reconnecting in the background, calls that need the broker fail until then")]
+    private static partial void LogConnectionLost(ILogger logger, string endpoint, string reason, Exception? exception);
+
+    [LoggerMessage(EventId = 5002, Level = LogLevel.Information, Message = "Connection to RabbitMQ {Endpoint} restored")]
+    private static partial void LogConnectionRestored(ILogger logger, string endpoint);
 
     /// <summary>Declares the durable priority queue of a Conveyor queue, bound to the exchange by its name.</summary>
     private Task DeclareQueueAsync(string queue, CancellationToken cancellationToken)
