@@ -33,14 +33,28 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     private readonly ConcurrentDictionary<string, Lazy<Task>> _declared = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
     private readonly Lock _bufferLock = new();
-    private readonly Dictionary<Guid, List<ulong>> _buffer = [];
-    private readonly Dictionary<Guid, List<ulong>> _held = [];
+    // Deliveries not matched to a lease yet, by task id.
+    private readonly Dictionary<Guid, List<Delivery>> _buffer = [];
+    // Deliveries of tasks leased here, unacked until the attempt settles.
+    private readonly Dictionary<Guid, List<Delivery>> _held = [];
+    // Tasks leased here before their delivery arrived (the store's fetch does not wait for it): the delivery is
+    // held when it comes. Without this, nearly every delivery would arrive after its task was leased (or done),
+    // wait in the buffer as stale until a sweep looked it up, and the broker queue would grow whenever tasks are
+    // enqueued faster than the sweep drains (prefetch per PollInterval).
+    private readonly HashSet<Guid> _leasedUndelivered = [];
+    // Tasks settled here before their delivery arrived: the delivery is acked at once when it comes. Bounded: a
+    // delivery may go to another process's consumer instead, so the oldest entries are forgotten (the sweep
+    // still drops such a delivery, with one store lookup).
+    private readonly HashSet<Guid> _settledUndelivered = [];
+    private readonly Queue<Guid> _settledOrder = new();
+    private const int SettledUndeliveredLimit = 16_384;
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IConnection? _connection;
     private IChannel? _publisher;
     private IChannel? _consumer;
     private bool _disposed;
     private long _lastSweep = long.MinValue;
+    private bool _lastSweepDropped;
     // 1 while the broker connection is lost: the loss is logged once, not once per call that fails meanwhile.
     private int _down;
 
@@ -159,7 +173,10 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
                 await consumer.BasicQosAsync(0, _options.Prefetch, false, cancellationToken).ConfigureAwait(false);
                 lock (_bufferLock)
                 {
+                    // Unacked deliveries of the old channel go back to the queue and come again on the new one:
+                    // those of tasks still leased here are held again when they come.
                     _buffer.Clear();
+                    _leasedUndelivered.UnionWith(_held.Keys);
                     _held.Clear();
                 }
                 _consumers.Clear();
@@ -191,7 +208,7 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
             LogConnectionRestored(_logger, Endpoint(sender));
         }
         // Look in the store now rather than at the next poll.
-        Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        Wake();
         return Task.CompletedTask;
     }
 
@@ -248,27 +265,58 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         return WithRetryOnFailure(_consumers, queue, lazy).WaitAsync(cancellationToken);
     }
 
-    private async Task OnDeliveryAsync(object sender, BasicDeliverEventArgs delivery)
+    /// <summary>A delivery, acked on the channel it came from (its tag means nothing on another).</summary>
+    private readonly record struct Delivery(IChannel Channel, ulong Tag);
+
+    private async Task OnDeliveryAsync(object sender, BasicDeliverEventArgs e)
     {
-        var text = Encoding.UTF8.GetString(delivery.Body.Span);
-        if (Guid.TryParse(text, out var id))
-        {
-            lock (_bufferLock)
-            {
-                if (!_buffer.TryGetValue(id, out var tags))
-                {
-                    _buffer[id] = tags = [];
-                }
-                tags.Add(delivery.DeliveryTag);
-            }
-        }
-        else
+        var delivery = new Delivery(((AsyncEventingBasicConsumer)sender).Channel, e.DeliveryTag);
+        var text = Encoding.UTF8.GetString(e.Body.Span);
+        if (!Guid.TryParse(text, out var id))
         {
             // A wake-up without a task (promotion, requeued leases): nothing to hold.
-            await AckAsync([delivery.DeliveryTag]).ConfigureAwait(false);
+            await AckAsync([delivery]).ConfigureAwait(false);
+            Wake();
+            return;
         }
-        Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        var settled = false;
+        lock (_bufferLock)
+        {
+            if (_held.TryGetValue(id, out var held))
+            {
+                // Another delivery of a task running here (a redelivery): settled with it.
+                held.Add(delivery);
+                return;
+            }
+            if (_leasedUndelivered.Remove(id))
+            {
+                _held[id] = [delivery];
+                return;
+            }
+            if (_settledUndelivered.Remove(id))
+            {
+                settled = true;
+            }
+            else
+            {
+                if (!_buffer.TryGetValue(id, out var buffered))
+                {
+                    _buffer[id] = buffered = [];
+                }
+                buffered.Add(delivery);
+            }
+        }
+        if (settled)
+        {
+            // Its task already ran here: nothing to wake.
+            await AckAsync([delivery]).ConfigureAwait(false);
+            return;
+        }
+        Wake();
     }
+
+    private void Wake() =>
+        Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     private enum Settle
     {
@@ -277,16 +325,17 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         DeadLetter,
     }
 
-    private Task AckAsync(List<ulong> tags) => SettleAsync(tags, Settle.Ack);
+    private static Task AckAsync(List<Delivery> deliveries) => SettleAsync(deliveries, Settle.Ack);
 
-    private async Task SettleAsync(List<ulong> tags, Settle how)
+    private static async Task SettleAsync(List<Delivery> deliveries, Settle how)
     {
-        if (tags.Count == 0 || _consumer is not { IsOpen: true } channel)
+        foreach (var (channel, tag) in deliveries)
         {
-            return;
-        }
-        foreach (var tag in tags)
-        {
+            if (!channel.IsOpen)
+            {
+                // The channel closed (or is recovering): the broker redelivers its unacked messages.
+                continue;
+            }
             try
             {
                 switch (how)
@@ -305,32 +354,53 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
             }
             catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or ObjectDisposedException)
             {
-                // The channel closed: the broker redelivers; the store decides whether the row is still ready.
-                return;
+                // The channel closed meanwhile: the broker redelivers; the store decides whether the row is still ready.
             }
         }
     }
 
-    private List<ulong> TakeDeliveries(IEnumerable<Guid> ids) => Take(_buffer, ids, out _);
-
-    private List<ulong> TakeHeld(IEnumerable<Guid> ids, out HashSet<Guid> found) => Take(_held, ids, out found);
-
-    private List<ulong> Take(Dictionary<Guid, List<ulong>> from, IEnumerable<Guid> ids, out HashSet<Guid> found)
+    private List<Delivery> TakeDeliveries(IEnumerable<Guid> ids)
     {
-        var tags = new List<ulong>();
+        var deliveries = new List<Delivery>();
+        lock (_bufferLock)
+        {
+            foreach (var id in ids)
+            {
+                if (_buffer.Remove(id, out var buffered))
+                {
+                    deliveries.AddRange(buffered);
+                }
+            }
+        }
+        return deliveries;
+    }
+
+    /// <summary>Takes the held deliveries of tasks whose attempt settled here (<paramref name="found"/>: the tasks that
+    /// had one); a task whose delivery has not arrived yet has it acked at once when it comes.</summary>
+    private List<Delivery> TakeHeld(IEnumerable<Guid> ids, out HashSet<Guid> found)
+    {
+        var deliveries = new List<Delivery>();
         found = [];
         lock (_bufferLock)
         {
             foreach (var id in ids)
             {
-                if (from.Remove(id, out var held))
+                if (_held.Remove(id, out var held))
                 {
-                    tags.AddRange(held);
+                    deliveries.AddRange(held);
                     found.Add(id);
+                }
+                else if (_leasedUndelivered.Remove(id) && _settledUndelivered.Add(id))
+                {
+                    _settledOrder.Enqueue(id);
+                    while (_settledOrder.Count > SettledUndeliveredLimit)
+                    {
+                        _settledUndelivered.Remove(_settledOrder.Dequeue());
+                    }
                 }
             }
         }
-        return tags;
+        return deliveries;
     }
 
     /// <summary>Moves the buffered deliveries of leased tasks to the held set: they stay unacked until the attempt settles.</summary>
@@ -341,16 +411,21 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
             foreach (var lease in leases)
             {
                 var id = lease.Message.Id;
-                if (_buffer.Remove(id, out var tags))
+                if (_buffer.Remove(id, out var deliveries))
                 {
                     if (_held.TryGetValue(id, out var held))
                     {
-                        held.AddRange(tags);
+                        held.AddRange(deliveries);
                     }
                     else
                     {
-                        _held[id] = tags;
+                        _held[id] = deliveries;
                     }
+                }
+                else if (!_held.ContainsKey(id))
+                {
+                    // Leased before its delivery arrived: held when it comes.
+                    _leasedUndelivered.Add(id);
                 }
             }
         }
@@ -445,10 +520,11 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     private async Task DropStaleDeliveriesAsync(CancellationToken cancellationToken)
     {
         // At most once per PollInterval (wall clock): a paused queue's deliveries wait in the buffer and
-        // need not be looked up on every fetch.
+        // need not be looked up on every fetch. Right away again when the last sweep dropped some: stale
+        // deliveries are coming in (tasks leased by another process), and a buffer full of them stops the consumer.
         var now = Environment.TickCount64;
         var last = Interlocked.Read(ref _lastSweep);
-        if (last != long.MinValue && now - last < (long)_options.PollInterval.TotalMilliseconds)
+        if (last != long.MinValue && now - last < (long)_options.PollInterval.TotalMilliseconds && !Volatile.Read(ref _lastSweepDropped))
         {
             return;
         }
@@ -460,6 +536,7 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         }
         if (ids.Length == 0)
         {
+            Volatile.Write(ref _lastSweepDropped, false);
             return;
         }
         var stale = new List<Guid>();
@@ -471,6 +548,7 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
                 stale.Add(id);
             }
         }
+        Volatile.Write(ref _lastSweepDropped, stale.Count > 0);
         await AckAsync(TakeDeliveries(stale)).ConfigureAwait(false);
     }
 
