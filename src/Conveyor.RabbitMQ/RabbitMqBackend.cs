@@ -57,6 +57,8 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     private bool _lastSweepDropped;
     // 1 while the broker connection is lost: the loss is logged once, not once per call that fails meanwhile.
     private int _down;
+    // 1 while publishing after a store change fails: logged once per failing streak.
+    private int _publishFailing;
 
     /// <summary>Creates the backend; it connects to the broker on first use.</summary>
     /// <param name="store">The SQL backend that holds state, results and coordination.</param>
@@ -218,6 +220,9 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Warning, Message = "Lost the connection to RabbitMQ {Endpoint} ({Reason}); reconnecting in the background, calls that need the broker fail until then")]
     private static partial void LogConnectionLost(ILogger logger, string endpoint, string reason, Exception? exception);
+
+    [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "Could not publish to RabbitMQ after {Operation} ({Reason}); the tasks are stored, and fetches find them by polling the store until the broker is back")]
+    private static partial void LogPublishFailed(ILogger logger, string operation, string reason, Exception exception);
 
     [LoggerMessage(EventId = 5002, Level = LogLevel.Information, Message = "Connection to RabbitMQ {Endpoint} restored")]
     private static partial void LogConnectionRestored(ILogger logger, string endpoint);
@@ -470,9 +475,32 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         }
         if (ready.Count > 0)
         {
-            await PublishAsync(ready, cancellationToken).ConfigureAwait(false);
+            await AfterStoreAsync(() => PublishAsync(ready, cancellationToken), "enqueue", cancellationToken).ConfigureAwait(false);
         }
         return results;
+    }
+
+    /// <summary>
+    /// Runs a broker step that follows a store change already made (publishing ready tasks, a wake-up, a dead-letter
+    /// copy). The store is the authority and its row the outbox, so a broker failure here does not fail the call: a
+    /// ready row without a message is found by the fetches' store poll (PollInterval), as after a crash between the
+    /// two steps. Failing the call instead would report an enqueue as refused although its tasks are stored and will
+    /// run. Logged once per failing streak.
+    /// </summary>
+    private async Task AfterStoreAsync(Func<Task> step, string operation, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await step().ConfigureAwait(false);
+            Volatile.Write(ref _publishFailing, 0);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            if (Interlocked.Exchange(ref _publishFailing, 1) == 0)
+            {
+                LogPublishFailed(_logger, operation, e.Message, e);
+            }
+        }
     }
 
     /// <inheritdoc />
@@ -581,13 +609,17 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
             return;
         }
         // No delivery held here (it was consumed by another process, or its channel closed): publish the record.
-        var (_, publisher, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
-        var pending = new List<Task>();
-        foreach (var id in unheld)
+        // Without a broker the dead-letter queue misses it; the store has the task dead.
+        await AfterStoreAsync(async () =>
         {
-            pending.Add(Publish(publisher, DeadExchange, "", id.ToString("D"), 0, cancellationToken));
-        }
-        await Task.WhenAll(pending).ConfigureAwait(false);
+            var (_, publisher, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
+            var pending = new List<Task>();
+            foreach (var id in unheld)
+            {
+                pending.Add(Publish(publisher, DeadExchange, "", id.ToString("D"), 0, cancellationToken));
+            }
+            await Task.WhenAll(pending).ConfigureAwait(false);
+        }, "a dead-letter copy", cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -625,7 +657,7 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         }
         if (ready.Count > 0)
         {
-            await PublishAsync(ready, cancellationToken).ConfigureAwait(false);
+            await AfterStoreAsync(() => PublishAsync(ready, cancellationToken), "release or retry", cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -655,7 +687,8 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     private async Task WakeQueuesAsync(CancellationToken cancellationToken)
     {
         var queues = await _store.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
-        await PublishAsync(queues.Where(q => q.Count(TaskState.Queued) > 0).Select(q => (q.Name, Guid.Empty, 0)), cancellationToken).ConfigureAwait(false);
+        await AfterStoreAsync(() => PublishAsync(queues.Where(q => q.Count(TaskState.Queued) > 0).Select(q => (q.Name, Guid.Empty, 0)), cancellationToken),
+            "a wake-up", cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
