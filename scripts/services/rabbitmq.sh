@@ -5,6 +5,7 @@
 #             bash scripts/services/rabbitmq.sh start|stop  (prints the URL; 'stop' stops it)
 #             bash scripts/services/rabbitmq.sh restart     (starts the same node again after 'stop', or stops and
 #                                                            starts it: same data, same ports, same URL)
+#             bash scripts/services/rabbitmq.sh queues      (each queue: name, messages (ready + unacked), consumers)
 # CONVEYOR_RABBITMQ_DIR overrides the folder (a fault test runs a node of its own there).
 # Installs Debian's rabbitmq-server package when it is missing (the system service is not used).
 # The node has a name of its own, listens on 127.0.0.1 on a free port (and a free distribution
@@ -98,7 +99,9 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     start) _cv_rabbit_start && echo "$CONVEYOR_TEST_AMQP" ;;
     stop) _cv_rabbit_stop ;;
     restart) _cv_rabbit_restart && echo "$CONVEYOR_TEST_AMQP" ;;
-    *) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
+    queues) [ -f "$_cv_rabbit_dir/node" ] || { echo "rabbitmq: no node running in $_cv_rabbit_dir" >&2; exit 1; }
+      "$_cv_rabbit_bin/rabbitmqctl" -q -n "$(cat "$_cv_rabbit_dir/node")" list_queues --no-table-headers name messages consumers ;;
+    *) echo "usage: $0 start|stop|restart|queues" >&2; exit 2 ;;
   esac
 else
   _cv_rabbit_start || return 1
