@@ -48,6 +48,7 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     private readonly HashSet<Guid> _settledUndelivered = [];
     private readonly Queue<Guid> _settledOrder = new();
     private const int SettledUndeliveredLimit = 16_384;
+    private const int SweepParallelism = 8;
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IConnection? _connection;
     private IChannel? _publisher;
@@ -567,16 +568,18 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
             Volatile.Write(ref _lastSweepDropped, false);
             return;
         }
-        var stale = new List<Guid>();
-        foreach (var id in ids)
+        // One store lookup per delivery, several at a time: after a restart the queue can hold thousands of
+        // messages for tasks another process already ran, and only this sweep drains them.
+        var stale = new ConcurrentBag<Guid>();
+        await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = SweepParallelism, CancellationToken = cancellationToken }, async (id, ct) =>
         {
-            var record = await _store.Store.GetAsync(id, cancellationToken).ConfigureAwait(false);
+            var record = await _store.Store.GetAsync(id, ct).ConfigureAwait(false);
             if (record is null || record.State != TaskState.Queued)
             {
                 stale.Add(id);
             }
-        }
-        Volatile.Write(ref _lastSweepDropped, stale.Count > 0);
+        }).ConfigureAwait(false);
+        Volatile.Write(ref _lastSweepDropped, !stale.IsEmpty);
         await AckAsync(TakeDeliveries(stale)).ConfigureAwait(false);
     }
 
