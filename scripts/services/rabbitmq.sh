@@ -3,13 +3,17 @@
 #   sourced by scripts/test.sh:   registers a stop hook in STOP_HOOKS
 #   by hand:  source scripts/services/rabbitmq.sh          (exports the URL into your shell)
 #             bash scripts/services/rabbitmq.sh start|stop  (prints the URL; 'stop' stops it)
+#             bash scripts/services/rabbitmq.sh restart     (starts the same node again after 'stop', or stops and
+#                                                            starts it: same data, same ports, same URL)
+#             bash scripts/services/rabbitmq.sh queues      (each queue: name, messages (ready + unacked), consumers)
+# CONVEYOR_RABBITMQ_DIR overrides the folder (a fault test runs a node of its own there).
 # Installs Debian's rabbitmq-server package when it is missing (the system service is not used).
 # The node has a name of its own, listens on 127.0.0.1 on a free port (and a free distribution
 # port), keeps its database and logs under .artifacts/rabbitmq, and runs no plugins. The default
 # guest/guest user works because it connects over loopback. Erlang's port mapper (epmd, shared by
 # every node on the machine) is started by the node if needed and left running.
 _cv_rabbit_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-_cv_rabbit_dir="$_cv_rabbit_root/.artifacts/rabbitmq"
+_cv_rabbit_dir="${CONVEYOR_RABBITMQ_DIR:-$_cv_rabbit_root/.artifacts/rabbitmq}"
 # Debian's /usr/sbin wrappers switch to the rabbitmq user; the scripts behind them run the node as
 # the caller, with the caller's Erlang cookie, so the node's files stay under .artifacts.
 _cv_rabbit_bin=/usr/lib/rabbitmq/bin
@@ -34,23 +38,12 @@ _cv_rabbit_stop() {
   return 0
 }
 
-_cv_rabbit_start() {
-  local port dist node
-  if [ ! -x "$_cv_rabbit_bin/rabbitmq-server" ]; then
-    echo "rabbitmq: installing Debian's rabbitmq-server package" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server >&2 \
-      || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server >&2; } \
-      || { echo "rabbitmq: could not install rabbitmq-server" >&2; return 1; }
-  fi
-  _cv_rabbit_stop
-  rm -rf "$_cv_rabbit_dir"
-  mkdir -p "$_cv_rabbit_dir/mnesia" "$_cv_rabbit_dir/log"
-  port="$(_cv_rabbit_free_port)"
-  dist="$(_cv_rabbit_free_port)"
-  node="conveyor_$$_$port@localhost"
+# Runs the node named in $_cv_rabbit_dir/{name,port,dist} on the data in that folder, and waits until it answers.
+_cv_rabbit_run() {
+  local node port dist
+  node="$(cat "$_cv_rabbit_dir/name")"; port="$(cat "$_cv_rabbit_dir/port")"; dist="$(cat "$_cv_rabbit_dir/dist")"
   echo "$node" > "$_cv_rabbit_dir/node"
-  # An empty enabled-plugins file: no management plugin, faster start.
-  : > "$_cv_rabbit_dir/enabled_plugins"
+  rm -f "$_cv_rabbit_dir/rabbitmq.pid"
   RABBITMQ_NODENAME="$node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$port" \
     RABBITMQ_DIST_PORT="$dist" RABBITMQ_MNESIA_BASE="$_cv_rabbit_dir/mnesia" \
     RABBITMQ_LOG_BASE="$_cv_rabbit_dir/log" RABBITMQ_ENABLED_PLUGINS_FILE="$_cv_rabbit_dir/enabled_plugins" \
@@ -73,11 +66,42 @@ _cv_rabbit_start() {
   echo "rabbitmq: $CONVEYOR_TEST_AMQP (node $node, data in $_cv_rabbit_dir)" >&2
 }
 
+_cv_rabbit_start() {
+  local port dist
+  if [ ! -x "$_cv_rabbit_bin/rabbitmq-server" ]; then
+    echo "rabbitmq: installing Debian's rabbitmq-server package" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server >&2 \
+      || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server >&2; } \
+      || { echo "rabbitmq: could not install rabbitmq-server" >&2; return 1; }
+  fi
+  _cv_rabbit_stop
+  rm -rf "$_cv_rabbit_dir"
+  mkdir -p "$_cv_rabbit_dir/mnesia" "$_cv_rabbit_dir/log"
+  port="$(_cv_rabbit_free_port)"
+  dist="$(_cv_rabbit_free_port)"
+  echo "$port" > "$_cv_rabbit_dir/port"
+  echo "$dist" > "$_cv_rabbit_dir/dist"
+  echo "conveyor_$$_$port@localhost" > "$_cv_rabbit_dir/name"
+  # An empty enabled-plugins file: no management plugin, faster start.
+  : > "$_cv_rabbit_dir/enabled_plugins"
+  _cv_rabbit_run
+}
+
+# The same node on the same data (durable queues and persistent messages survive): after 'stop', or stops it first.
+_cv_rabbit_restart() {
+  [ -f "$_cv_rabbit_dir/name" ] || { echo "rabbitmq: no node in $_cv_rabbit_dir to restart; run 'start' first" >&2; return 1; }
+  _cv_rabbit_stop
+  _cv_rabbit_run
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-start}" in
     start) _cv_rabbit_start && echo "$CONVEYOR_TEST_AMQP" ;;
     stop) _cv_rabbit_stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    restart) _cv_rabbit_restart && echo "$CONVEYOR_TEST_AMQP" ;;
+    queues) [ -f "$_cv_rabbit_dir/node" ] || { echo "rabbitmq: no node running in $_cv_rabbit_dir" >&2; exit 1; }
+      "$_cv_rabbit_bin/rabbitmqctl" -q -n "$(cat "$_cv_rabbit_dir/node")" list_queues --no-table-headers name messages consumers ;;
+    *) echo "usage: $0 start|stop|restart|queues" >&2; exit 2 ;;
   esac
 else
   _cv_rabbit_start || return 1

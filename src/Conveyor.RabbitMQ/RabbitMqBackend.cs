@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Conveyor.Backends;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
 
@@ -21,35 +23,57 @@ namespace Conveyor.RabbitMQ;
 /// (cancelled, or leased by another process) are acked and dropped. Dead tasks are also published to a
 /// dead-letter exchange. See docs/rabbitmq.md for the trade-offs.
 /// </remarks>
-public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDisposable
+public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDisposable
 {
     private readonly IConveyorBackend _store;
     private readonly RabbitMqBackendOptions _options;
     private readonly TimeProvider _time;
+    private readonly ILogger _logger;
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private readonly ConcurrentDictionary<string, Lazy<Task>> _declared = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
     private readonly Lock _bufferLock = new();
-    private readonly Dictionary<Guid, List<ulong>> _buffer = [];
-    private readonly Dictionary<Guid, List<ulong>> _held = [];
+    // Deliveries not matched to a lease yet, by task id.
+    private readonly Dictionary<Guid, List<Delivery>> _buffer = [];
+    // Deliveries of tasks leased here, unacked until the attempt settles.
+    private readonly Dictionary<Guid, List<Delivery>> _held = [];
+    // Tasks leased here before their delivery arrived (the store's fetch does not wait for it): the delivery is
+    // held when it comes. Without this, nearly every delivery would arrive after its task was leased (or done),
+    // wait in the buffer as stale until a sweep looked it up, and the broker queue would grow whenever tasks are
+    // enqueued faster than the sweep drains (prefetch per PollInterval).
+    private readonly HashSet<Guid> _leasedUndelivered = [];
+    // Tasks settled here before their delivery arrived: the delivery is acked at once when it comes. Bounded: a
+    // delivery may go to another process's consumer instead, so the oldest entries are forgotten (the sweep
+    // still drops such a delivery, with one store lookup).
+    private readonly HashSet<Guid> _settledUndelivered = [];
+    private readonly Queue<Guid> _settledOrder = new();
+    private const int SettledUndeliveredLimit = 16_384;
+    private const int SweepParallelism = 8;
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IConnection? _connection;
     private IChannel? _publisher;
     private IChannel? _consumer;
     private bool _disposed;
     private long _lastSweep = long.MinValue;
+    private bool _lastSweepDropped;
+    // 1 while the broker connection is lost: the loss is logged once, not once per call that fails meanwhile.
+    private int _down;
+    // 1 while publishing after a store change fails: logged once per failing streak.
+    private int _publishFailing;
 
     /// <summary>Creates the backend; it connects to the broker on first use.</summary>
     /// <param name="store">The SQL backend that holds state, results and coordination.</param>
     /// <param name="options">Broker settings.</param>
     /// <param name="time">The clock; the store should use the same one.</param>
-    public RabbitMqBackend(IConveyorBackend store, RabbitMqBackendOptions options, TimeProvider? time = null)
+    /// <param name="logger">Where the loss and the recovery of the broker connection are logged.</param>
+    public RabbitMqBackend(IConveyorBackend store, RabbitMqBackendOptions options, TimeProvider? time = null, ILogger<RabbitMqBackend>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(options);
         _store = store;
         _options = options;
         _time = time ?? TimeProvider.System;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
     }
 
     /// <inheritdoc />
@@ -123,7 +147,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
                     ClientProvidedName = "conveyor:" + _options.Prefix,
                     AutomaticRecoveryEnabled = true,
                 };
-                _connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+                var connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+                connection.ConnectionShutdownAsync += OnConnectionShutdownAsync;
+                connection.RecoverySucceededAsync += OnRecoverySucceededAsync;
+                _connection = connection;
             }
             if (_publisher is not { IsOpen: true })
             {
@@ -149,7 +176,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
                 await consumer.BasicQosAsync(0, _options.Prefetch, false, cancellationToken).ConfigureAwait(false);
                 lock (_bufferLock)
                 {
+                    // Unacked deliveries of the old channel go back to the queue and come again on the new one:
+                    // those of tasks still leased here are held again when they come.
                     _buffer.Clear();
+                    _leasedUndelivered.UnionWith(_held.Keys);
                     _held.Clear();
                 }
                 _consumers.Clear();
@@ -162,6 +192,41 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             _connectLock.Release();
         }
     }
+
+    private Task OnConnectionShutdownAsync(object sender, ShutdownEventArgs e)
+    {
+        // Our own close (dispose) is no outage. The client reconnects by itself (automatic recovery, every
+        // NetworkRecoveryInterval); meanwhile calls that need the broker fail and the fetches use the store.
+        if (e.Initiator != ShutdownInitiator.Application && Interlocked.Exchange(ref _down, 1) == 0)
+        {
+            LogConnectionLost(_logger, Endpoint(sender), e.ReplyText, e.Exception);
+        }
+        return Task.CompletedTask;
+    }
+
+    private Task OnRecoverySucceededAsync(object sender, AsyncEventArgs e)
+    {
+        if (Interlocked.Exchange(ref _down, 0) == 1)
+        {
+            LogConnectionRestored(_logger, Endpoint(sender));
+        }
+        // Look in the store now rather than at the next poll.
+        Wake();
+        return Task.CompletedTask;
+    }
+
+    // Host and port only: the URL may hold a password.
+    private static string Endpoint(object sender) =>
+        sender is IConnection { Endpoint: { } endpoint } ? endpoint.HostName + ":" + endpoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?";
+
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Warning, Message = "Lost the connection to RabbitMQ {Endpoint} ({Reason}); reconnecting in the background, calls that need the broker fail until then")]
+    private static partial void LogConnectionLost(ILogger logger, string endpoint, string reason, Exception? exception);
+
+    [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "Could not publish to RabbitMQ after {Operation} ({Reason}); the tasks are stored, and fetches find them by polling the store until the broker is back")]
+    private static partial void LogPublishFailed(ILogger logger, string operation, string reason, Exception exception);
+
+    [LoggerMessage(EventId = 5002, Level = LogLevel.Information, Message = "Connection to RabbitMQ {Endpoint} restored")]
+    private static partial void LogConnectionRestored(ILogger logger, string endpoint);
 
     /// <summary>Declares the durable priority queue of a Conveyor queue, bound to the exchange by its name.</summary>
     private Task DeclareQueueAsync(string queue, CancellationToken cancellationToken)
@@ -206,27 +271,58 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         return WithRetryOnFailure(_consumers, queue, lazy).WaitAsync(cancellationToken);
     }
 
-    private async Task OnDeliveryAsync(object sender, BasicDeliverEventArgs delivery)
+    /// <summary>A delivery, acked on the channel it came from (its tag means nothing on another).</summary>
+    private readonly record struct Delivery(IChannel Channel, ulong Tag);
+
+    private async Task OnDeliveryAsync(object sender, BasicDeliverEventArgs e)
     {
-        var text = Encoding.UTF8.GetString(delivery.Body.Span);
-        if (Guid.TryParse(text, out var id))
-        {
-            lock (_bufferLock)
-            {
-                if (!_buffer.TryGetValue(id, out var tags))
-                {
-                    _buffer[id] = tags = [];
-                }
-                tags.Add(delivery.DeliveryTag);
-            }
-        }
-        else
+        var delivery = new Delivery(((AsyncEventingBasicConsumer)sender).Channel, e.DeliveryTag);
+        var text = Encoding.UTF8.GetString(e.Body.Span);
+        if (!Guid.TryParse(text, out var id))
         {
             // A wake-up without a task (promotion, requeued leases): nothing to hold.
-            await AckAsync([delivery.DeliveryTag]).ConfigureAwait(false);
+            await AckAsync([delivery]).ConfigureAwait(false);
+            Wake();
+            return;
         }
-        Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        var settled = false;
+        lock (_bufferLock)
+        {
+            if (_held.TryGetValue(id, out var held))
+            {
+                // Another delivery of a task running here (a redelivery): settled with it.
+                held.Add(delivery);
+                return;
+            }
+            if (_leasedUndelivered.Remove(id))
+            {
+                _held[id] = [delivery];
+                return;
+            }
+            if (_settledUndelivered.Remove(id))
+            {
+                settled = true;
+            }
+            else
+            {
+                if (!_buffer.TryGetValue(id, out var buffered))
+                {
+                    _buffer[id] = buffered = [];
+                }
+                buffered.Add(delivery);
+            }
+        }
+        if (settled)
+        {
+            // Its task already ran here: nothing to wake.
+            await AckAsync([delivery]).ConfigureAwait(false);
+            return;
+        }
+        Wake();
     }
+
+    private void Wake() =>
+        Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     private enum Settle
     {
@@ -235,16 +331,17 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         DeadLetter,
     }
 
-    private Task AckAsync(List<ulong> tags) => SettleAsync(tags, Settle.Ack);
+    private static Task AckAsync(List<Delivery> deliveries) => SettleAsync(deliveries, Settle.Ack);
 
-    private async Task SettleAsync(List<ulong> tags, Settle how)
+    private static async Task SettleAsync(List<Delivery> deliveries, Settle how)
     {
-        if (tags.Count == 0 || _consumer is not { IsOpen: true } channel)
+        foreach (var (channel, tag) in deliveries)
         {
-            return;
-        }
-        foreach (var tag in tags)
-        {
+            if (!channel.IsOpen)
+            {
+                // The channel closed (or is recovering): the broker redelivers its unacked messages.
+                continue;
+            }
             try
             {
                 switch (how)
@@ -263,32 +360,53 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             }
             catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or ObjectDisposedException)
             {
-                // The channel closed: the broker redelivers; the store decides whether the row is still ready.
-                return;
+                // The channel closed meanwhile: the broker redelivers; the store decides whether the row is still ready.
             }
         }
     }
 
-    private List<ulong> TakeDeliveries(IEnumerable<Guid> ids) => Take(_buffer, ids, out _);
-
-    private List<ulong> TakeHeld(IEnumerable<Guid> ids, out HashSet<Guid> found) => Take(_held, ids, out found);
-
-    private List<ulong> Take(Dictionary<Guid, List<ulong>> from, IEnumerable<Guid> ids, out HashSet<Guid> found)
+    private List<Delivery> TakeDeliveries(IEnumerable<Guid> ids)
     {
-        var tags = new List<ulong>();
+        var deliveries = new List<Delivery>();
+        lock (_bufferLock)
+        {
+            foreach (var id in ids)
+            {
+                if (_buffer.Remove(id, out var buffered))
+                {
+                    deliveries.AddRange(buffered);
+                }
+            }
+        }
+        return deliveries;
+    }
+
+    /// <summary>Takes the held deliveries of tasks whose attempt settled here (<paramref name="found"/>: the tasks that
+    /// had one); a task whose delivery has not arrived yet has it acked at once when it comes.</summary>
+    private List<Delivery> TakeHeld(IEnumerable<Guid> ids, out HashSet<Guid> found)
+    {
+        var deliveries = new List<Delivery>();
         found = [];
         lock (_bufferLock)
         {
             foreach (var id in ids)
             {
-                if (from.Remove(id, out var held))
+                if (_held.Remove(id, out var held))
                 {
-                    tags.AddRange(held);
+                    deliveries.AddRange(held);
                     found.Add(id);
+                }
+                else if (_leasedUndelivered.Remove(id) && _settledUndelivered.Add(id))
+                {
+                    _settledOrder.Enqueue(id);
+                    while (_settledOrder.Count > SettledUndeliveredLimit)
+                    {
+                        _settledUndelivered.Remove(_settledOrder.Dequeue());
+                    }
                 }
             }
         }
-        return tags;
+        return deliveries;
     }
 
     /// <summary>Moves the buffered deliveries of leased tasks to the held set: they stay unacked until the attempt settles.</summary>
@@ -299,16 +417,21 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             foreach (var lease in leases)
             {
                 var id = lease.Message.Id;
-                if (_buffer.Remove(id, out var tags))
+                if (_buffer.Remove(id, out var deliveries))
                 {
                     if (_held.TryGetValue(id, out var held))
                     {
-                        held.AddRange(tags);
+                        held.AddRange(deliveries);
                     }
                     else
                     {
-                        _held[id] = tags;
+                        _held[id] = deliveries;
                     }
+                }
+                else if (!_held.ContainsKey(id))
+                {
+                    // Leased before its delivery arrived: held when it comes.
+                    _leasedUndelivered.Add(id);
                 }
             }
         }
@@ -353,9 +476,32 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         }
         if (ready.Count > 0)
         {
-            await PublishAsync(ready, cancellationToken).ConfigureAwait(false);
+            await AfterStoreAsync(() => PublishAsync(ready, cancellationToken), "enqueue", cancellationToken).ConfigureAwait(false);
         }
         return results;
+    }
+
+    /// <summary>
+    /// Runs a broker step that follows a store change already made (publishing ready tasks, a wake-up, a dead-letter
+    /// copy). The store is the authority and its row the outbox, so a broker failure here does not fail the call: a
+    /// ready row without a message is found by the fetches' store poll (PollInterval), as after a crash between the
+    /// two steps. Failing the call instead would report an enqueue as refused although its tasks are stored and will
+    /// run. Logged once per failing streak.
+    /// </summary>
+    private async Task AfterStoreAsync(Func<Task> step, string operation, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await step().ConfigureAwait(false);
+            Volatile.Write(ref _publishFailing, 0);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            if (Interlocked.Exchange(ref _publishFailing, 1) == 0)
+            {
+                LogPublishFailed(_logger, operation, e.Message, e);
+            }
+        }
     }
 
     /// <inheritdoc />
@@ -403,10 +549,11 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     private async Task DropStaleDeliveriesAsync(CancellationToken cancellationToken)
     {
         // At most once per PollInterval (wall clock): a paused queue's deliveries wait in the buffer and
-        // need not be looked up on every fetch.
+        // need not be looked up on every fetch. Right away again when the last sweep dropped some: stale
+        // deliveries are coming in (tasks leased by another process), and a buffer full of them stops the consumer.
         var now = Environment.TickCount64;
         var last = Interlocked.Read(ref _lastSweep);
-        if (last != long.MinValue && now - last < (long)_options.PollInterval.TotalMilliseconds)
+        if (last != long.MinValue && now - last < (long)_options.PollInterval.TotalMilliseconds && !Volatile.Read(ref _lastSweepDropped))
         {
             return;
         }
@@ -418,17 +565,21 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         }
         if (ids.Length == 0)
         {
+            Volatile.Write(ref _lastSweepDropped, false);
             return;
         }
-        var stale = new List<Guid>();
-        foreach (var id in ids)
+        // One store lookup per delivery, several at a time: after a restart the queue can hold thousands of
+        // messages for tasks another process already ran, and only this sweep drains them.
+        var stale = new ConcurrentBag<Guid>();
+        await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = SweepParallelism, CancellationToken = cancellationToken }, async (id, ct) =>
         {
-            var record = await _store.Store.GetAsync(id, cancellationToken).ConfigureAwait(false);
+            var record = await _store.Store.GetAsync(id, ct).ConfigureAwait(false);
             if (record is null || record.State != TaskState.Queued)
             {
                 stale.Add(id);
             }
-        }
+        }).ConfigureAwait(false);
+        Volatile.Write(ref _lastSweepDropped, !stale.IsEmpty);
         await AckAsync(TakeDeliveries(stale)).ConfigureAwait(false);
     }
 
@@ -461,13 +612,17 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             return;
         }
         // No delivery held here (it was consumed by another process, or its channel closed): publish the record.
-        var (_, publisher, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
-        var pending = new List<Task>();
-        foreach (var id in unheld)
+        // Without a broker the dead-letter queue misses it; the store has the task dead.
+        await AfterStoreAsync(async () =>
         {
-            pending.Add(Publish(publisher, DeadExchange, "", id.ToString("D"), 0, cancellationToken));
-        }
-        await Task.WhenAll(pending).ConfigureAwait(false);
+            var (_, publisher, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
+            var pending = new List<Task>();
+            foreach (var id in unheld)
+            {
+                pending.Add(Publish(publisher, DeadExchange, "", id.ToString("D"), 0, cancellationToken));
+            }
+            await Task.WhenAll(pending).ConfigureAwait(false);
+        }, "a dead-letter copy", cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -505,7 +660,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         }
         if (ready.Count > 0)
         {
-            await PublishAsync(ready, cancellationToken).ConfigureAwait(false);
+            await AfterStoreAsync(() => PublishAsync(ready, cancellationToken), "release or retry", cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -535,7 +690,8 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     private async Task WakeQueuesAsync(CancellationToken cancellationToken)
     {
         var queues = await _store.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
-        await PublishAsync(queues.Where(q => q.Count(TaskState.Queued) > 0).Select(q => (q.Name, Guid.Empty, 0)), cancellationToken).ConfigureAwait(false);
+        await AfterStoreAsync(() => PublishAsync(queues.Where(q => q.Count(TaskState.Queued) > 0).Select(q => (q.Name, Guid.Empty, 0)), cancellationToken),
+            "a wake-up", cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

@@ -1,5 +1,6 @@
 using Conveyor.Backends;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Conveyor.RabbitMQ;
@@ -30,7 +31,8 @@ public static class RabbitMqConveyorBuilderExtensions
         builder.Services.AddSingleton(sp => new RabbitMqBackend(
             store(sp),
             sp.GetRequiredService<IOptions<RabbitMqBackendOptions>>().Value,
-            sp.GetService<TimeProvider>()));
+            sp.GetService<TimeProvider>(),
+            sp.GetService<ILogger<RabbitMqBackend>>()));
         return builder.UseBackend(sp => sp.GetRequiredService<RabbitMqBackend>());
     }
 }

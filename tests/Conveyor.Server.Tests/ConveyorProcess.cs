@@ -41,6 +41,10 @@ public sealed class ConveyorProcess : IDisposable
         }
     }
 
+    /// <summary>The repository's root (the folder of Conveyor.slnx) above the test's output folder.</summary>
+    public static string RepositoryRoot { get; } = FindRepositoryRoot();
+
+    // After RepositoryRoot: static initializers run in the order they are written.
     public static string ServerDll { get; } = FindServerDll();
 
     public static ConveyorProcess Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
@@ -60,7 +64,7 @@ public sealed class ConveyorProcess : IDisposable
         }
         foreach (var name in info.Environment.Keys.ToList())
         {
-            if (name is "HOST" or "PORT" or "DATABASE_URL" or "REDIS_URL" or "LOG_LEVEL" or "ASPNETCORE_URLS" or "URLS"
+            if (name is "HOST" or "PORT" or "DATABASE_URL" or "REDIS_URL" or "AMQP_URL" or "LOG_LEVEL" or "ASPNETCORE_URLS" or "URLS"
                 || name.StartsWith("CONVEYOR_", StringComparison.Ordinal) || name.StartsWith("Conveyor__", StringComparison.OrdinalIgnoreCase))
             {
                 info.Environment.Remove(name);
@@ -170,19 +174,24 @@ public sealed class ConveyorProcess : IDisposable
         _process.Dispose();
     }
 
+    private static string FindRepositoryRoot()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Conveyor.slnx")))
+        {
+            root = root.Parent;
+        }
+        Assert.NotNull(root);
+        return root.FullName;
+    }
+
     private static string FindServerDll()
     {
         // tests/Conveyor.Server.Tests/bin/<Configuration>/<tfm>/ → src/Conveyor.Server/bin/<Configuration>/<tfm>/Conveyor.Server.dll
         var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         var tfm = output.Name;
         var configuration = output.Parent!.Name;
-        var root = output;
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Conveyor.slnx")))
-        {
-            root = root.Parent;
-        }
-        Assert.NotNull(root);
-        var dll = Path.Combine(root.FullName, "src", "Conveyor.Server", "bin", configuration, tfm, "Conveyor.Server.dll");
+        var dll = Path.Combine(RepositoryRoot, "src", "Conveyor.Server", "bin", configuration, tfm, "Conveyor.Server.dll");
         Assert.True(File.Exists(dll), $"{dll} is not built");
         return dll;
     }

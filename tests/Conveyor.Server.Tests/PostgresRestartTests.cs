@@ -1,20 +1,18 @@
 using System.Diagnostics;
-using System.Net.Http.Json;
-using System.Text;
-using System.Text.Json;
+using System.Net;
+using static Conveyor.Server.Tests.FaultTests;
 
 namespace Conveyor.Server.Tests;
 
 /// <summary>
-/// Process-level fault test: while a server process runs tasks on PostgreSQL, the PostgreSQL server itself is
-/// stopped and started again. The server's worker, scheduler and LISTEN connection reconnect with backoff, and
-/// every acknowledged task ends succeeded. Runs a private cluster of its own (scripts/services/postgres.sh with
-/// CONVEYOR_POSTGRES_DIR), so stopping it disturbs no other test.
+/// Process-level fault test: while a server process runs 20,000 tasks on PostgreSQL, the PostgreSQL server itself is
+/// stopped and started again. The server's worker, scheduler and LISTEN connection reconnect with backoff,
+/// /health/ready reports the outage while it lasts, and every acknowledged task ends succeeded. Runs a private
+/// cluster of its own (scripts/services/postgres.sh with CONVEYOR_POSTGRES_DIR), so stopping it disturbs no other test.
 /// </summary>
 public sealed class PostgresRestartTests : IDisposable
 {
-    private const int Batches = 10;
-    private const int BatchSize = 500;
+    private const int TotalTasks = 20_000;
     private readonly string _folder = TempFolder.Create();
 
     public void Dispose() => TempFolder.Delete(_folder);
@@ -22,8 +20,9 @@ public sealed class PostgresRestartTests : IDisposable
     [Fact]
     public async Task PostgreSQL_stopped_and_restarted_while_tasks_run_loses_nothing()
     {
-        var pgDir = Path.Combine(_folder, "pg");
-        var started = await RunScriptAsync(pgDir, "start");
+        var clock = Stopwatch.StartNew();
+        var script = new Dictionary<string, string> { ["CONVEYOR_POSTGRES_DIR"] = Path.Combine(_folder, "pg") };
+        var started = await RunServiceScriptAsync("postgres", "start", script);
         var url = started.Split('\n').Select(l => l.Trim()).Single(l => l.StartsWith("export CONVEYOR_TEST_POSTGRES=", StringComparison.Ordinal))["export CONVEYOR_TEST_POSTGRES=".Length..];
         try
         {
@@ -36,119 +35,56 @@ public sealed class PostgresRestartTests : IDisposable
                 ["CONVEYOR_WORKER__HEARTBEAT_INTERVAL"] = "00:00:01",
                 ["CONVEYOR_SCHEDULER__REAPER_INTERVAL"] = "00:00:01",
             };
-            using var server = ConveyorProcess.Start(_folder, environment, "server");
-            var line = await server.WaitForLineAsync(l => l.Contains("Conveyor serving http://", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
-            var baseUrl = new Uri(line[line.IndexOf("http://", StringComparison.Ordinal)..].Split(' ')[0].TrimEnd());
-            using var http = new HttpClient { BaseAddress = baseUrl, Timeout = TimeSpan.FromSeconds(30) };
+            using var server = await ServerProcess.StartAsync(_folder, environment);
+            using var http = server.CreateClient(TimeSpan.FromSeconds(30));
 
-            var acknowledged = new List<Guid>();
-            for (var b = 0; b < Batches; b++)
-            {
-                var tasks = string.Join(',', Enumerable.Range(0, BatchSize).Select(i => "{\"task\":\"conveyor.noop\",\"args\":{\"i\":" + i.ToString(System.Globalization.CultureInfo.InvariantCulture) + "}}"));
-                using var content = new StringContent($$"""{"tasks":[{{tasks}}]}""", Encoding.UTF8, "application/json");
-                using var response = await http.PostAsync("/api/v1/tasks/batch", content);
-                Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
-                var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-                acknowledged.AddRange(body.GetProperty("ids").EnumerateArray().Select(e => e.GetGuid()));
-            }
+            // Enqueue batches of 500 as fast as the server takes them (faster than its worker runs them), before,
+            // during and after the outage, until 20,000 were acknowledged; a batch refused while PostgreSQL is down
+            // acknowledged nothing and is made again.
+            var acknowledged = new HashSet<Guid>();
+            using var stopEnqueuing = new CancellationTokenSource(TimeSpan.FromSeconds(180));
+            var enqueuer = EnqueueUntilAsync(http, acknowledged, TotalTasks, refusalsExpected: true, stopEnqueuing.Token, batchSize: 500);
 
             // Stop PostgreSQL while the worker is part-way through, keep it down for 3 s, then start it again.
-            await WaitUntilAsync(async () => (await CountsAsync(http)).Succeeded >= 500, TimeSpan.FromSeconds(60), "the first tasks to run");
-            var before = await CountsAsync(http);
+            await WaitUntilAsync(async () => (await GetDefaultQueueAsync(http)).Succeeded >= 2_000, TimeSpan.FromSeconds(60), "the first tasks to run");
+            var before = await GetDefaultQueueAsync(http);
+            var acknowledgedBeforeStop = Count(acknowledged);
             Assert.True(before.Pending > 0, "tasks must still be waiting when PostgreSQL stops");
-            await RunScriptAsync(pgDir, "stop");
+            var outage = Stopwatch.StartNew();
+            await RunServiceScriptAsync("postgres", "stop", script);
+            var downBody = "";
+            await WaitUntilAsync(async () =>
+            {
+                (var status, downBody) = await GetReadyAsync(http);
+                return status == HttpStatusCode.ServiceUnavailable;
+            }, TimeSpan.FromSeconds(15), "/health/ready to report the outage");
             await Task.Delay(TimeSpan.FromSeconds(3));
-            using (var ready = await http.GetAsync("/health/ready"))
-            {
-                Assert.False(ready.IsSuccessStatusCode, "/health/ready must report the outage");
-            }
-            await RunScriptAsync(pgDir, "restart");
+            var (stillDown, stillDownBody) = await GetReadyAsync(http);
+            Assert.True(stillDown == HttpStatusCode.ServiceUnavailable, $"/health/ready answered {stillDown} while PostgreSQL was down: {stillDownBody}");
+            await RunServiceScriptAsync("postgres", "restart", script);
+            var downFor = outage.Elapsed;
 
-            await WaitUntilAsync(async () =>
-            {
-                try
-                {
-                    var counts = await CountsAsync(http);
-                    return counts.Succeeded >= acknowledged.Count && counts.Pending == 0;
-                }
-                catch (HttpRequestException)
-                {
-                    return false;
-                }
-            }, TimeSpan.FromSeconds(120), "every task succeeded after the restart");
+            // The worker reports itself reachable again at its next successful call (a fetch, after its backoff).
+            await WaitUntilAsync(async () => (await GetReadyAsync(http)).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(60),
+                "/health/ready to be healthy again");
+            var readyAfter = outage.Elapsed - downFor;
+            var refused = await enqueuer;
+            await WaitForAllSucceededAsync(http, () => Count(acknowledged), TimeSpan.FromSeconds(120));
 
-            var attempts = new Dictionary<Guid, (string State, int Attempts)>();
-            string? cursor = null;
-            do
-            {
-                var page = await http.GetFromJsonAsync<JsonElement>("/api/v1/tasks?limit=1000" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor)));
-                foreach (var item in page.GetProperty("items").EnumerateArray())
-                {
-                    attempts[item.GetProperty("id").GetGuid()] = (item.GetProperty("state").GetString()!, item.GetProperty("attempts").GetInt32());
-                }
-                cursor = page.TryGetProperty("nextCursor", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
-            }
-            while (cursor is not null);
-            Assert.All(acknowledged, id => Assert.Equal("succeeded", attempts[id].State));
-            var ranTwice = acknowledged.Count(id => attempts[id].Attempts > 1);
-            Console.WriteLine($"PostgreSQL restart test: {acknowledged.Count} acknowledged, {before.Succeeded} succeeded before the stop, all succeeded after; {ranTwice} ran more than once");
-            // The worker reports itself reachable again at its next successful call (a heartbeat, after its backoff).
-            await WaitUntilAsync(async () =>
-            {
-                using var ready = await http.GetAsync("/health/ready");
-                return ready.IsSuccessStatusCode;
-            }, TimeSpan.FromSeconds(60), "/health/ready to be healthy again");
+            var tasks = await ListAllTasksAsync(http);
+            AssertEverySucceeded(acknowledged, tasks);
+            var ranTwice = tasks.Values.Count(t => t.Attempts > 1);
+            var logs = server.Process.Output + server.Process.Error;
+            Console.WriteLine(
+                $"PostgreSQL restart test: at the stop {acknowledgedBeforeStop} acknowledged, {before.Succeeded} succeeded, {before.Pending} pending; "
+                + $"down {downFor.TotalSeconds:F1} s, ready again {readyAfter.TotalSeconds:F1} s after the restart; {acknowledged.Count} acknowledged, "
+                + $"{refused} batches refused, {tasks.Count} stored, all acknowledged succeeded; {ranTwice} ran more than once; "
+                + $"{clock.Elapsed.TotalSeconds:F0} s; log: {LogSummary(logs)}");
+            Console.WriteLine($"503 body while down: {downBody}");
         }
         finally
         {
-            await RunScriptAsync(pgDir, "stop");
-        }
-    }
-
-    private sealed record Counts(long Succeeded, long Pending);
-
-    private static async Task<Counts> CountsAsync(HttpClient http)
-    {
-        var queues = await http.GetFromJsonAsync<JsonElement>("/api/v1/queues");
-        var queue = queues.EnumerateArray().SingleOrDefault(q => q.GetProperty("name").GetString() == "default");
-        if (queue.ValueKind != JsonValueKind.Object)
-        {
-            return new Counts(0, 0);
-        }
-        long Count(string name) => queue.TryGetProperty(name, out var value) ? value.GetInt64() : 0;
-        return new Counts(Count("succeeded"), Count("queued") + Count("running") + Count("scheduled") + Count("retrying"));
-    }
-
-    private static async Task<string> RunScriptAsync(string pgDir, string command)
-    {
-        var root = new DirectoryInfo(AppContext.BaseDirectory);
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Conveyor.slnx")))
-        {
-            root = root.Parent;
-        }
-        Assert.NotNull(root);
-        var info = new ProcessStartInfo("bash", [Path.Combine(root.FullName, "scripts", "services", "postgres.sh"), command])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        info.Environment["CONVEYOR_POSTGRES_DIR"] = pgDir;
-        using var process = Process.Start(info)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        await process.WaitForExitAsync(timeout.Token);
-        Assert.True(process.ExitCode == 0, $"postgres.sh {command} failed: {await error}");
-        return await output;
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out after {timeout} waiting for {what}");
-            await Task.Delay(100);
+            await RunServiceScriptAsync("postgres", "stop", script);
         }
     }
 }

@@ -5,18 +5,20 @@ using System.Net.Sockets;
 using Conveyor.Backends;
 using Conveyor.Redis;
 using StackExchange.Redis;
+using static Conveyor.Server.Tests.FaultTests;
 
 namespace Conveyor.Server.Tests;
 
 /// <summary>Process-level faults on the Redis backend: a worker killed with SIGKILL, and the Redis server killed and
-/// restarted while tasks run. Tasks are enqueued from this process straight through the backend; an enqueue counts
-/// as acknowledged once <see cref="IQueueBackend.EnqueueAsync"/> returned.</summary>
+/// restarted while a server process runs tasks. Tasks are enqueued from this process straight through the backend; an
+/// enqueue counts as acknowledged once <see cref="IQueueBackend.EnqueueAsync"/> returned.</summary>
 public sealed class RedisFaultTests : IDisposable
 {
-    private const int TotalTasks = 3_000;
-    private const int BatchSize = 20;
-    // Default prefetch of a worker with concurrency 16: at most this many leases die with it.
-    private const int Prefetch = 64;
+    private const int TotalTasks = 20_000;
+    private const int BatchSize = 100;
+    // A worker runs or holds at most this many fetched tasks (WorkerOptions.EffectivePrefetch at its defaults); at a kill
+    // it may hold more leases: finished tasks whose outcome it had not written yet.
+    private static readonly int Prefetch = new WorkerOptions().EffectivePrefetch;
     private readonly string _folder = TempFolder.Create();
     private readonly string _prefix = "cvfault-" + Guid.NewGuid().ToString("N");
 
@@ -48,23 +50,24 @@ public sealed class RedisFaultTests : IDisposable
         try
         {
             await backend.MigrateAsync(CancellationToken.None);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             var acknowledged = new List<Guid>();
             DateTimeOffset killedAt;
-            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-            Task<int> enqueuer;
+            Counts atKill;
+            // A backlog first, so that the worker is busy (holds a full prefetch of leases) all along until it is killed;
+            // a Redis worker runs no-op tasks faster than one client enqueues them.
+            await EnqueueAsync(backend, acknowledged, TotalTasks, CancellationToken.None);
             using (var first = ConveyorProcess.Start(_folder, WorkerEnvironment(url), "worker"))
             {
-                await WaitUntilAsync(async () => (await backend.ListWorkersAsync(DateTimeOffset.UtcNow.AddMinutes(-1), CancellationToken.None)).Count > 0,
-                    TimeSpan.FromSeconds(60), "the first worker to start");
-                // Enqueue all along (about 1,000 tasks/s), so that the worker holds leases when it is killed.
-                enqueuer = EnqueueAsync(backend, acknowledged, TotalTasks, stop.Token, pause: TimeSpan.FromMilliseconds(20));
-                await WaitUntilAsync(async () => (await CountsAsync(backend)).Succeeded >= 300, TimeSpan.FromSeconds(60), "the first worker to run tasks");
+                await WaitUntilAsync(async () => (await CountsAsync(backend)).Succeeded >= TotalTasks / 4, TimeSpan.FromSeconds(60), "the first worker to run tasks");
                 killedAt = DateTimeOffset.UtcNow;
                 first.KillHard();
+                // No other worker runs yet: the tasks running now are the leases that died with this one.
+                atKill = await CountsAsync(backend);
             }
-            Assert.True(Volatile.Read(ref _acknowledgedCount) < TotalTasks, "every task was enqueued before the kill: nothing ran while the worker died");
+            Assert.True(atKill.Running > 0, $"the worker held no task when it was killed: {atKill}");
+            Assert.True(atKill.Pending > atKill.Running, $"every task ran before the kill: {atKill}");
             using var second = ConveyorProcess.Start(_folder, WorkerEnvironment(url), "worker");
-            await enqueuer;
             await WaitUntilAsync(async () =>
             {
                 var counts = await CountsAsync(backend);
@@ -76,8 +79,9 @@ public sealed class RedisFaultTests : IDisposable
             var ranTwice = tasks.Values.Where(t => t.Attempts > 1).ToList();
             Assert.All(tasks.Values, t => Assert.InRange(t.Attempts, 1, 2));
             Assert.All(ranTwice, t => Assert.True(t.StartedAt is not null));
-            Assert.True(ranTwice.Count <= Prefetch, $"{ranTwice.Count} tasks ran twice; at most the killed worker's {Prefetch} leases may");
-            Console.WriteLine($"Redis SIGKILL worker test: {acknowledged.Count} acknowledged, {tasks.Count} stored, {ranTwice.Count} ran twice (killed at {killedAt:O})");
+            Assert.True(ranTwice.Count <= atKill.Running, $"{ranTwice.Count} tasks ran twice; at most the {atKill.Running} leases the killed worker held may");
+            Console.WriteLine($"Redis SIGKILL worker test: {acknowledged.Count} acknowledged, at the kill {atKill.Succeeded} succeeded and {atKill.Running} running (prefetch {Prefetch}), "
+                + $"{tasks.Count} stored, {ranTwice.Count} ran twice (killed at {killedAt:O}); {clock.Elapsed.TotalSeconds:F0} s");
         }
         finally
         {
@@ -89,25 +93,46 @@ public sealed class RedisFaultTests : IDisposable
     [Fact]
     public async Task Redis_killed_and_restarted_while_tasks_run_loses_no_acknowledged_task()
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         using var redis = PrivateRedis.Start(Path.Combine(_folder, "redis"));
         var url = redis.Url;
         var backend = new RedisBackend(new RedisBackendOptions { Configuration = url, KeyPrefix = _prefix });
         try
         {
             await backend.MigrateAsync(CancellationToken.None);
-            using var worker = ConveyorProcess.Start(_folder, WorkerEnvironment(url), "worker");
+            // A server process (API, health, worker, scheduler): /health/ready must report the outage while it lasts.
+            var environment = WorkerEnvironment(url);
+            environment["PORT"] = "0";
+            using var server = await ServerProcess.StartAsync(_folder, environment);
+            using var http = server.CreateClient();
             var acknowledged = new List<Guid>();
-            await EnqueueAsync(backend, acknowledged, TotalTasks / 3, CancellationToken.None);
-            await WaitUntilAsync(async () => (await CountsAsync(backend)).Succeeded >= 200, TimeSpan.FromSeconds(60), "the worker to run tasks");
+            await EnqueueAsync(backend, acknowledged, TotalTasks / 4, CancellationToken.None);
+            await WaitUntilAsync(async () => (await CountsAsync(backend)).Succeeded >= 1_000, TimeSpan.FromSeconds(60), "the worker to run tasks");
 
             // Enqueue on while Redis is killed (SIGKILL) and, 2 s later, started again on the same data.
             using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(120));
             var enqueuer = EnqueueAsync(backend, acknowledged, TotalTasks, stop.Token);
             await WaitUntilAsync(() => Task.FromResult(Volatile.Read(ref _acknowledgedCount) >= TotalTasks / 2), TimeSpan.FromSeconds(60), "half the enqueues");
+            var before = await CountsAsync(backend);
+            var outage = System.Diagnostics.Stopwatch.StartNew();
             redis.Kill();
             Assert.True(Volatile.Read(ref _acknowledgedCount) < TotalTasks, "every task was enqueued before Redis was killed");
-            await Task.Delay(TimeSpan.FromSeconds(2));
+            var downBody = "";
+            await WaitUntilAsync(async () =>
+            {
+                (var status, downBody) = await GetReadyAsync(http);
+                return status == HttpStatusCode.ServiceUnavailable;
+            }, TimeSpan.FromSeconds(15), "/health/ready to report the Redis outage");
+            Assert.Contains("Redis", downBody, StringComparison.OrdinalIgnoreCase);
+            var seenDownAfter = outage.Elapsed;
+            await Task.Delay(TimeSpan.FromSeconds(2) - seenDownAfter is { Ticks: > 0 } rest ? rest : TimeSpan.Zero);
+            var (stillDown, stillDownBody) = await GetReadyAsync(http);
+            Assert.True(stillDown == HttpStatusCode.ServiceUnavailable, $"/health/ready answered {stillDown} while Redis was down: {stillDownBody}");
             redis.Restart();
+            var downFor = outage.Elapsed;
+            await WaitUntilAsync(async () => (await GetReadyAsync(http)).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(60),
+                "/health/ready to be healthy again after the restart");
+            var readyAfter = outage.Elapsed - downFor;
             // StackExchange.Redis holds commands issued while disconnected in its backlog (up to its 5 s timeout), so
             // most enqueues made during the outage wait and succeed; one in flight at the kill fails and is made again.
             var failedBatches = await enqueuer;
@@ -120,10 +145,14 @@ public sealed class RedisFaultTests : IDisposable
             var tasks = await ListAllAsync(backend);
             AssertEverySucceeded(acknowledged, tasks);
             var ranTwice = tasks.Values.Count(t => t.Attempts > 1);
-            Console.WriteLine($"Redis restart test: {acknowledged.Count} acknowledged, {failedBatches} batches refused while Redis was down, {tasks.Count} stored, {ranTwice} ran twice");
-            Assert.False(worker.Output.Contains("Unhandled exception", StringComparison.Ordinal), worker.Output);
-            // The worker logged the outage once, not once per connection or per reconnect attempt.
-            var logs = worker.Output + worker.Error;
+            var logs = server.Process.Output + server.Process.Error;
+            Console.WriteLine($"Redis restart test: at the kill {before.Succeeded} succeeded, {before.Pending} pending; /health/ready 503 after {seenDownAfter.TotalSeconds:F1} s, "
+                + $"down {downFor.TotalSeconds:F1} s, ready again {readyAfter.TotalSeconds:F1} s after the restart; {acknowledged.Count} acknowledged, "
+                + $"{failedBatches} batches refused while Redis was down, {tasks.Count} stored, {ranTwice} ran twice; "
+                + $"{clock.Elapsed.TotalSeconds:F0} s; log: {LogSummary(logs)}");
+            Console.WriteLine($"503 body while down: {downBody}");
+            Assert.False(logs.Contains("Unhandled exception", StringComparison.Ordinal), logs);
+            // The server logged the outage once, not once per connection or per reconnect attempt.
             Assert.True(logs.Split("Lost the connection to Redis").Length - 1 == 1, logs);
         }
         finally
@@ -132,13 +161,8 @@ public sealed class RedisFaultTests : IDisposable
         }
     }
 
-    private static void AssertEverySucceeded(List<Guid> acknowledged, Dictionary<Guid, TaskRecord> tasks)
-    {
-        var missing = acknowledged.Where(id => !tasks.ContainsKey(id)).ToList();
-        Assert.True(missing.Count == 0, $"{missing.Count} acknowledged tasks are missing, e.g. {missing.FirstOrDefault()}");
-        var notSucceeded = acknowledged.Where(id => tasks[id].State != TaskState.Succeeded).ToList();
-        Assert.True(notSucceeded.Count == 0, $"{notSucceeded.Count} tasks did not succeed, e.g. {notSucceeded.FirstOrDefault()}");
-    }
+    private static void AssertEverySucceeded(List<Guid> acknowledged, Dictionary<Guid, TaskRecord> tasks) =>
+        FaultTests.AssertEverySucceeded(acknowledged, tasks, t => t.State == TaskState.Succeeded, t => t.State.ToString());
 
     // Enqueues batches of no-op tasks until target were acknowledged; a batch that fails (Redis down) is tried again
     // as a new batch with new ids, since a failed call acknowledged nothing.
@@ -170,7 +194,7 @@ public sealed class RedisFaultTests : IDisposable
         return failed;
     }
 
-    private sealed record Counts(long Succeeded, long Pending);
+    private sealed record Counts(long Succeeded, long Pending, long Running);
 
     private static async Task<Counts> CountsAsync(RedisBackend backend)
     {
@@ -178,12 +202,13 @@ public sealed class RedisFaultTests : IDisposable
         {
             var queue = (await backend.GetQueuesAsync(CancellationToken.None)).SingleOrDefault(q => q.Name == QueueNames.Default);
             return queue is null
-                ? new Counts(0, 0)
-                : new Counts(queue.Count(TaskState.Succeeded), queue.Count(TaskState.Queued) + queue.Count(TaskState.Running) + queue.Count(TaskState.Scheduled) + queue.Count(TaskState.Retrying));
+                ? new Counts(0, 0, 0)
+                : new Counts(queue.Count(TaskState.Succeeded), queue.Count(TaskState.Queued) + queue.Count(TaskState.Running) + queue.Count(TaskState.Scheduled) + queue.Count(TaskState.Retrying),
+                    queue.Count(TaskState.Running));
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            return new Counts(0, 1);
+            return new Counts(0, 1, 0);
         }
     }
 
@@ -202,16 +227,6 @@ public sealed class RedisFaultTests : IDisposable
         }
         while (cursor is not null);
         return tasks;
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out after {timeout} waiting for {what}");
-            await Task.Delay(100);
-        }
     }
 
     private static async Task DeleteKeysAsync(string url, string prefix)
