@@ -321,6 +321,9 @@ public sealed partial class PostgresBackend
         {
             return;
         }
+        // In id order, as ExtendLeasesAsync sorts too: two batches that share rows (a completion and the
+        // heartbeat's extension) then lock them in the same order and cannot deadlock on each other.
+        completions = [.. completions.OrderBy(c => c.Lease.TaskId)];
         var ids = new Guid[n];
         var tokens = new long[n];
         var states = new int[n];
@@ -383,9 +386,10 @@ public sealed partial class PostgresBackend
             WHERE t.id = u.id AND t.lease_token = u.token AND t.state = 2
             RETURNING t.id, t.lease_token, t.cancel_requested
             """);
+        var ordered = leases.OrderBy(l => l.TaskId).ToArray();
         command.Parameters.AddWithValue("expires", Now() + (long)duration.TotalMilliseconds);
-        command.Parameters.AddWithValue("id", leases.Select(l => l.TaskId).ToArray());
-        command.Parameters.AddWithValue("token", leases.Select(l => l.Token).ToArray());
+        command.Parameters.AddWithValue("id", ordered.Select(l => l.TaskId).ToArray());
+        command.Parameters.AddWithValue("token", ordered.Select(l => l.Token).ToArray());
         var held = new HashSet<LeaseRef>();
         var cancel = new List<Guid>();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))

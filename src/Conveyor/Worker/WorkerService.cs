@@ -343,6 +343,8 @@ internal sealed partial class WorkerService(
     {
         using var timer = new PeriodicTimer(_options.HeartbeatInterval, time);
         var queueNames = queues.Select(q => q.Name).ToArray();
+        // Logged once per outage, as the fetch loops do: a beat every few seconds would repeat it for as long as it lasts.
+        var failing = false;
         while (true)
         {
             try
@@ -382,6 +384,7 @@ internal sealed partial class WorkerService(
                         }
                     }
                 }
+                failing = false;
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
@@ -389,7 +392,11 @@ internal sealed partial class WorkerService(
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                LogBackendError(ex, "heartbeat");
+                if (!failing)
+                {
+                    LogBackendError(ex, "heartbeat");
+                }
+                failing = true;
             }
             try
             {
