@@ -16,16 +16,8 @@ public sealed class CrashRecoveryTests : IDisposable
 
     public void Dispose() => TempFolder.Delete(_folder);
 
-    private static Dictionary<string, string> Environment(string databaseUrl) => new()
-    {
-        ["DATABASE_URL"] = databaseUrl,
-        ["PORT"] = "0",
-        ["LOG_LEVEL"] = "warning",
-        // Short leases so that the tasks the killed worker held are redelivered within seconds, not 30 s.
-        ["CONVEYOR_WORKER__LEASE_DURATION"] = "00:00:03",
-        ["CONVEYOR_WORKER__HEARTBEAT_INTERVAL"] = "00:00:01",
-        ["CONVEYOR_SCHEDULER__REAPER_INTERVAL"] = "00:00:01",
-    };
+    private static Dictionary<string, string> Environment(string databaseUrl) =>
+        FaultTests.ProcessEnvironment(new Dictionary<string, string> { ["DATABASE_URL"] = databaseUrl, ["PORT"] = "0" });
 
     [Theory]
     [InlineData("sqlite")]

@@ -26,15 +26,7 @@ public sealed class PostgresRestartTests : IDisposable
         var url = started.Split('\n').Select(l => l.Trim()).Single(l => l.StartsWith("export CONVEYOR_TEST_POSTGRES=", StringComparison.Ordinal))["export CONVEYOR_TEST_POSTGRES=".Length..];
         try
         {
-            var environment = new Dictionary<string, string>
-            {
-                ["DATABASE_URL"] = url,
-                ["PORT"] = "0",
-                ["LOG_LEVEL"] = "warning",
-                ["CONVEYOR_WORKER__LEASE_DURATION"] = "00:00:05",
-                ["CONVEYOR_WORKER__HEARTBEAT_INTERVAL"] = "00:00:01",
-                ["CONVEYOR_SCHEDULER__REAPER_INTERVAL"] = "00:00:01",
-            };
+            var environment = FaultTests.ProcessEnvironment(new Dictionary<string, string> { ["DATABASE_URL"] = url, ["PORT"] = "0" }, lease: "00:00:05");
             using var server = await ServerProcess.StartAsync(_folder, environment);
             using var http = server.CreateClient(TimeSpan.FromSeconds(30));
 

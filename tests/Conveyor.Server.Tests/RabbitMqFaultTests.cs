@@ -62,19 +62,13 @@ public sealed class RabbitMqFaultTests(PrivateBrokerFixture broker) : IClassFixt
 
     public void Dispose() => TempFolder.Delete(_folder);
 
-    private Dictionary<string, string> Environment(string databaseUrl) => new()
+    private Dictionary<string, string> Environment(string databaseUrl) => FaultTests.ProcessEnvironment(new Dictionary<string, string>
     {
         ["DATABASE_URL"] = databaseUrl,
         ["AMQP_URL"] = broker.Url,
         ["CONVEYOR_RABBITMQ__PREFIX"] = _prefix,
         ["PORT"] = "0",
-        ["LOG_LEVEL"] = "warning",
-        // Short leases so that the tasks a killed worker held are redelivered within seconds, not 30 s.
-        ["CONVEYOR_WORKER__LEASE_DURATION"] = "00:00:03",
-        ["CONVEYOR_WORKER__HEARTBEAT_INTERVAL"] = "00:00:01",
-        ["CONVEYOR_SCHEDULER__REAPER_INTERVAL"] = "00:00:01",
-        ["CONVEYOR_SCHEDULER__LEADER_LEASE"] = "00:00:03",
-    };
+    });
 
     [Theory]
     [InlineData("sqlite")]

@@ -24,17 +24,8 @@ public sealed class RedisFaultTests : IDisposable
 
     public void Dispose() => TempFolder.Delete(_folder);
 
-    private Dictionary<string, string> WorkerEnvironment(string url) => new()
-    {
-        ["REDIS_URL"] = url,
-        ["CONVEYOR_REDIS__KEY_PREFIX"] = _prefix,
-        ["LOG_LEVEL"] = "warning",
-        // Short leases so that the tasks a killed worker held are redelivered within seconds, not 30 s.
-        ["CONVEYOR_WORKER__LEASE_DURATION"] = "00:00:03",
-        ["CONVEYOR_WORKER__HEARTBEAT_INTERVAL"] = "00:00:01",
-        ["CONVEYOR_SCHEDULER__REAPER_INTERVAL"] = "00:00:01",
-        ["CONVEYOR_SCHEDULER__LEADER_LEASE"] = "00:00:03",
-    };
+    private Dictionary<string, string> WorkerEnvironment(string url) =>
+        FaultTests.ProcessEnvironment(new Dictionary<string, string> { ["REDIS_URL"] = url, ["CONVEYOR_REDIS__KEY_PREFIX"] = _prefix });
 
     private static string TestRedisUrl =>
         Environment.GetEnvironmentVariable("CONVEYOR_TEST_REDIS") is { Length: > 0 } url
