@@ -27,16 +27,10 @@ public sealed class RedisFaultTests : IDisposable
     private Dictionary<string, string> WorkerEnvironment(string url) =>
         FaultTests.ProcessEnvironment(new Dictionary<string, string> { ["REDIS_URL"] = url, ["CONVEYOR_REDIS__KEY_PREFIX"] = _prefix });
 
-    private static string TestRedisUrl =>
-        Environment.GetEnvironmentVariable("CONVEYOR_TEST_REDIS") is { Length: > 0 } url
-            ? url
-            : throw new InvalidOperationException(
-                "CONVEYOR_TEST_REDIS is not set: run 'bash scripts/test.sh' (it starts Redis), or 'source scripts/services/redis.sh' and run the tests from that shell.");
-
     [Fact]
     public async Task Worker_killed_with_SIGKILL_loses_nothing_on_redis()
     {
-        var url = TestRedisUrl;
+        var url = RedisServerTests.TestServerUrl;
         var backend = new RedisBackend(new RedisBackendOptions { Configuration = url, KeyPrefix = _prefix });
         try
         {

@@ -10,7 +10,7 @@ namespace Conveyor.Server.Tests;
 /// <summary>The server on the Redis backend (CONVEYOR_TEST_REDIS, started by scripts/test.sh).</summary>
 public sealed class RedisServerTests
 {
-    private static string RedisUrlForTests =>
+    internal static string TestServerUrl =>
         Environment.GetEnvironmentVariable("CONVEYOR_TEST_REDIS") is { Length: > 0 } url
             ? url
             : throw new InvalidOperationException(
@@ -19,7 +19,7 @@ public sealed class RedisServerTests
     [Fact]
     public async Task Server_on_redis_runs_a_task_to_success_and_reports_redis_in_health()
     {
-        var url = RedisUrlForTests;
+        var url = TestServerUrl;
         var prefix = "cvserver-" + Guid.NewGuid().ToString("N");
         try
         {
