@@ -32,17 +32,11 @@ public sealed partial class RedisBackend
             args[i++] = m.Task;
             args[i++] = m.Queue;
             args[i++] = m.Priority;
-            args[i++] = Opt(m.Args);
             args[i++] = m.MaxAttempts;
-            args[i++] = (long)m.Retry.BaseDelay.TotalMilliseconds;
-            args[i++] = (long)m.Retry.MaxDelay.TotalMilliseconds;
-            args[i++] = m.Retry.Jitter.ToString("R", CultureInfo.InvariantCulture);
-            args[i++] = Opt(m.Timeout is { } t ? Ms((long)t.TotalMilliseconds) : null);
+            args[i++] = Opt(m.IdempotencyKey);
             args[i++] = Opt(m.NotBefore is { } nb ? Ms(nb) : null);
             args[i++] = Opt(m.ExpiresAt is { } exp ? Ms(exp) : null);
-            args[i++] = Ms(m.CreatedAt);
-            args[i++] = Opt(m.IdempotencyKey);
-            args[i++] = Opt(SerializeHeaders(m.Headers));
+            args[i++] = RedisMessageCodec.Encode(m);
         }
         var reply = (RedisResult[])(await RunAsync(db, RedisScripts.Enqueue, args).ConfigureAwait(false))!;
         var results = new EnqueueResult[reply.Length];
@@ -106,31 +100,12 @@ public sealed partial class RedisBackend
             args[7 + q] = queues[q].Name;
         }
         var reply = (RedisResult[])(await RunAsync(db, RedisScripts.Fetch, args).ConfigureAwait(false))!;
-        var leases = new List<Lease>(reply.Length);
+        var leases = new List<Lease>(reply.Length / RedisScripts.FetchFields);
         var expiresAt = DateTimeOffset.FromUnixTimeMilliseconds(expires);
-        foreach (var item in reply)
+        for (var f = 0; f + RedisScripts.FetchFields <= reply.Length; f += RedisScripts.FetchFields)
         {
-            var f = (RedisResult[])item!;
-            var message = new TaskMessage
-            {
-                Id = Guid.Parse((string)f[0]!),
-                Task = (string)f[1]!,
-                Queue = (string)f[2]!,
-                Priority = (int)f[3],
-                Args = (string?)f[4],
-                NotBefore = MsOrNull(f[5]),
-                ExpiresAt = MsOrNull(f[6]),
-                MaxAttempts = (int)f[8],
-                Retry = new RetryPolicy(
-                    TimeSpan.FromMilliseconds((long)f[9]),
-                    TimeSpan.FromMilliseconds((long)f[10]),
-                    double.Parse((string)f[11]!, CultureInfo.InvariantCulture)),
-                Timeout = f[12].IsNull ? null : TimeSpan.FromMilliseconds((long)f[12]),
-                IdempotencyKey = (string?)f[13],
-                Headers = DeserializeHeaders((string?)f[14]),
-                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds((long)f[15]),
-            };
-            leases.Add(new Lease(message, token, (int)f[7], !f[16].IsNull && (string?)f[16] == "1", expiresAt));
+            var message = RedisMessageCodec.Decode((string)reply[f + 1]!, Guid.Parse((string)reply[f]!), MsOrNull(reply[f + 2]), MsOrNull(reply[f + 3]));
+            leases.Add(new Lease(message, token, (int)reply[f + 4], !reply[f + 5].IsNull && (string?)reply[f + 5] == "1", expiresAt));
         }
         return leases;
     }
@@ -296,10 +271,4 @@ public sealed partial class RedisBackend
         await db.HashSetAsync(_base + "queues", queue, "0").ConfigureAwait(false);
         await db.PublishAsync(_wakeChannel, queue).ConfigureAwait(false);
     }
-
-    private static string? SerializeHeaders(IReadOnlyDictionary<string, string>? headers) =>
-        headers is null || headers.Count == 0 ? null : JsonSerializer.Serialize(headers, ConveyorJson.Options);
-
-    private static Dictionary<string, string>? DeserializeHeaders(string? json) =>
-        json is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(json, ConveyorJson.Options);
 }

@@ -14,67 +14,72 @@ public sealed partial class RedisBackend
     {
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         var fields = await db.HashGetAllAsync(_base + "t:" + IdText(taskId)).ConfigureAwait(false);
-        return fields.Length == 0 ? null : ReadRecord(fields);
+        return fields.Length == 0 ? null : ReadRecord(taskId, fields).Record;
     }
+
+    /// <summary>Sequences are below 2^44 (the ready set's priority band): the bound of a listing without a cursor.</summary>
+    private const long SequenceBound = 17592186044416;
 
     /// <inheritdoc />
     public async Task<TaskPage> ListAsync(TaskQuery query, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(query);
         var limit = Math.Clamp(query.Limit, 1, 1000);
-        var before = double.PositiveInfinity;
+        var before = SequenceBound;
         if (query.Cursor is { } cursor)
         {
-            if (!long.TryParse(cursor, NumberStyles.None, CultureInfo.InvariantCulture, out var seq))
+            if (!long.TryParse(cursor, NumberStyles.None, CultureInfo.InvariantCulture, out before))
             {
                 throw new ArgumentException($"'{cursor}' is not a cursor returned by this API", nameof(query));
             }
-            before = seq;
         }
         if (query.State == TaskState.Running)
         {
             return await ListRunningAsync(query, limit, before, cancellationToken).ConfigureAwait(false);
         }
-        // The narrowest index that the filter allows; other filters are checked on the records.
-        var index = (query.Queue, query.State) switch
-        {
-            ({ } q, { } s) => $"{_base}q:{q}:s:{(int)s}",
-            (null, { } s) => $"{_base}s:{(int)s}",
-            ({ } q, null) => $"{_base}q:{q}:all",
-            _ => query.Task is { } t ? $"{_base}n:{t}" : _base + "all",
-        };
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        // The narrowest indexes the filter allows, newest first; other filters are checked on the records. States are
+        // indexed per queue only (queued by the ready set), so a state across queues merges one index per queue.
+        IReadOnlyList<string> queues = query.Queue is { } one ? [one]
+            : query.State is null ? []
+            : (await db.HashKeysAsync(_base + "queues").ConfigureAwait(false)).Select(q => (string)q!).ToArray();
+        var sources = query.State switch
+        {
+            TaskState.Queued => queues.Select(q => (IndexRange)((b, n) => ReadyRangeAsync(db, q, b, n))).ToArray(),
+            { } s => queues.Select(q => ScoreRange(db, $"{_base}q:{q}:s:{(int)s}")).ToArray(),
+            null => [ScoreRange(db, query.Queue is { } q ? $"{_base}q:{q}:all" : query.Task is { } t ? $"{_base}n:{t}" : _base + "all")],
+        };
         var items = new List<(long Seq, TaskRecord Record)>(limit + 1);
         var chunk = limit + 1;
-        while (items.Count <= limit)
+        while (items.Count <= limit && sources.Length > 0)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var entries = await db.SortedSetRangeByScoreWithScoresAsync(
-                index, double.NegativeInfinity, before, Exclude.Stop, Order.Descending, 0, chunk).ConfigureAwait(false);
-            if (entries.Length == 0)
+            var ranges = await Task.WhenAll(sources.Select(source => source(before, chunk))).ConfigureAwait(false);
+            var candidates = ranges.SelectMany(r => r).OrderByDescending(e => e.Seq).Take(chunk).ToArray();
+            if (candidates.Length == 0)
             {
                 break;
             }
             var batch = db.CreateBatch();
-            var reads = entries.Select(e => batch.HashGetAllAsync(_base + "t:" + (string)e.Element!)).ToArray();
+            var reads = candidates.Select(e => batch.HashGetAllAsync(_base + "t:" + e.Id)).ToArray();
             batch.Execute();
-            for (var i = 0; i < entries.Length && items.Count <= limit; i++)
+            for (var i = 0; i < candidates.Length && items.Count <= limit; i++)
             {
                 var fields = await reads[i].ConfigureAwait(false);
-                before = entries[i].Score;
+                before = candidates[i].Seq;
                 if (fields.Length == 0)
                 {
                     continue;
                 }
-                var record = ReadRecord(fields);
+                var (record, _) = ReadRecord(Guid.Parse(candidates[i].Id), fields);
                 if ((query.State is null || record.State == query.State)
                     && (query.Queue is null || record.Queue == query.Queue)
                     && (query.Task is null || record.Task == query.Task))
                 {
-                    items.Add(((long)entries[i].Score, record));
+                    items.Add((candidates[i].Seq, record));
                 }
             }
-            if (entries.Length < chunk)
+            if (ranges.All(r => r.Length < chunk) && candidates.Length == ranges.Sum(r => r.Length))
             {
                 break;
             }
@@ -89,9 +94,31 @@ public sealed partial class RedisBackend
             more ? items[^1].Seq.ToString(CultureInfo.InvariantCulture) : null);
     }
 
+    /// <summary>Up to <c>count</c> entries of an index with a sequence below <c>before</c>, highest first.</summary>
+    private delegate Task<(string Id, long Seq)[]> IndexRange(long before, int count);
+
+    private static IndexRange ScoreRange(IDatabase db, string index) => async (before, count) =>
+    {
+        var entries = await db.SortedSetRangeByScoreWithScoresAsync(
+            index, double.NegativeInfinity, before, Exclude.Stop, Order.Descending, 0, count).ConfigureAwait(false);
+        return entries.Select(e => ((string)e.Element!, (long)e.Score)).ToArray();
+    };
+
+    private async Task<(string Id, long Seq)[]> ReadyRangeAsync(IDatabase db, string queue, long before, int count)
+    {
+        var reply = (RedisResult[])(await RunAsync(db, RedisScripts.ListReady,
+            [_base, queue, before, count]).ConfigureAwait(false))!;
+        var entries = new (string, long)[reply.Length / 2];
+        for (var i = 0; i < entries.Length; i++)
+        {
+            entries[i] = ((string)reply[2 * i]!, long.Parse((string)reply[(2 * i) + 1]!, CultureInfo.InvariantCulture));
+        }
+        return entries;
+    }
+
     /// <summary>Running tasks have no state index (see <see cref="RedisScripts"/>): they are the leased set, which is
     /// bounded by the leases workers hold (their prefetch), so it is read whole and sorted here.</summary>
-    private async Task<TaskPage> ListRunningAsync(TaskQuery query, int limit, double before, CancellationToken cancellationToken)
+    private async Task<TaskPage> ListRunningAsync(TaskQuery query, int limit, long before, CancellationToken cancellationToken)
     {
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         var ids = await db.SortedSetRangeByRankAsync(_base + "leased").ConfigureAwait(false);
@@ -99,15 +126,14 @@ public sealed partial class RedisBackend
         var reads = ids.Select(id => batch.HashGetAllAsync(_base + "t:" + (string)id!)).ToArray();
         batch.Execute();
         var items = new List<(long Seq, TaskRecord Record)>();
-        foreach (var read in reads)
+        for (var i = 0; i < ids.Length; i++)
         {
-            var fields = await read.ConfigureAwait(false);
+            var fields = await reads[i].ConfigureAwait(false);
             if (fields.Length == 0)
             {
                 continue;
             }
-            var seq = (long)fields.First(f => f.Name == "seq").Value;
-            var record = ReadRecord(fields);
+            var (record, seq) = ReadRecord(Guid.Parse((string)ids[i]!), fields);
             if (seq < before && record.State == TaskState.Running
                 && (query.Queue is null || record.Queue == query.Queue)
                 && (query.Task is null || record.Task == query.Task))
@@ -121,7 +147,8 @@ public sealed partial class RedisBackend
         return new TaskPage(page.Select(i => i.Record).ToList(), more ? page[^1].Seq.ToString(CultureInfo.InvariantCulture) : null);
     }
 
-    private static TaskRecord ReadRecord(HashEntry[] entries)
+    /// <summary>A task hash as a record, and its sequence.</summary>
+    private static (TaskRecord Record, long Seq) ReadRecord(Guid id, HashEntry[] entries)
     {
         var f = new Dictionary<string, string>(entries.Length, StringComparer.Ordinal);
         foreach (var e in entries)
@@ -131,33 +158,38 @@ public sealed partial class RedisBackend
         string? S(string name) => f.TryGetValue(name, out var v) ? v : null;
         long? L(string name) => f.TryGetValue(name, out var v) ? long.Parse(v, CultureInfo.InvariantCulture) : null;
         DateTimeOffset? T(string name) => L(name) is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
-        var errors = TaskHistoryText.ParseErrors(S("errors"));
-        return new TaskRecord
+        var message = RedisMessageCodec.Decode(f["m"], id, T("nb"), T("exp"));
+        var state = (TaskState)int.Parse(f["state"], CultureInfo.InvariantCulture);
+        var running = state == TaskState.Running;
+        // The running transition is written when the task leaves running (RedisScripts): until then it is the start time.
+        var history = running ? S("hist") + "|" + TaskHistoryText.FormatTransition(TaskState.Running, L("started") ?? 0) : S("hist");
+        var record = new TaskRecord
         {
-            Id = Guid.Parse(f["id"]),
-            Task = f["task"],
-            Queue = f["queue"],
-            State = (TaskState)int.Parse(f["state"], CultureInfo.InvariantCulture),
-            Priority = (int)(L("prio") ?? 0),
-            Args = S("args"),
+            Id = id,
+            Task = message.Task,
+            Queue = message.Queue,
+            State = state,
+            Priority = message.Priority,
+            Args = message.Args,
             Result = S("result"),
             Error = S("error") is { } error ? JsonSerializer.Deserialize<TaskError>(error, ConveyorJson.Options) : null,
-            Errors = errors,
+            Errors = TaskHistoryText.ParseErrors(S("errors")),
             Attempts = (int)(L("attempt") ?? 0),
-            MaxAttempts = (int)(L("max") ?? 0),
-            CreatedAt = T("created") ?? default,
-            NotBefore = T("nb"),
-            ExpiresAt = T("exp"),
+            MaxAttempts = message.MaxAttempts,
+            CreatedAt = message.CreatedAt,
+            NotBefore = message.NotBefore,
+            ExpiresAt = message.ExpiresAt,
             StartedAt = T("started"),
             FinishedAt = T("finished"),
-            IdempotencyKey = S("key"),
-            Headers = DeserializeHeaders(S("headers")),
-            WorkerId = S("owner"),
+            IdempotencyKey = message.IdempotencyKey,
+            Headers = message.Headers,
+            // Owner and token stay in the hash after the lease ends (deleting them would cost the hot path a command).
+            WorkerId = running ? S("owner") : null,
             CancelRequested = S("cancel") == "1",
-            Transitions = TaskHistoryText.ParseTransitions(S("hist")),
+            Transitions = TaskHistoryText.ParseTransitions(history),
         };
+        return (record, L("seq") ?? 0);
     }
-
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken)
@@ -166,9 +198,12 @@ public sealed partial class RedisBackend
         var queues = await db.HashGetAllAsync(_base + "queues").ConfigureAwait(false);
         // ZCARD of each queue's state indexes, all in one pipelined batch: O(1) each.
         var batch = db.CreateBatch();
-        var counts = queues.Select(q => AllStates.Select(s => s == TaskState.Running
-            ? Task.FromResult(0L)
-            : batch.SortedSetLengthAsync($"{_base}q:{q.Name}:s:{(int)s}")).ToArray()).ToArray();
+        var counts = queues.Select(q => AllStates.Select(s => s switch
+        {
+            TaskState.Running => Task.FromResult(0L),
+            TaskState.Queued => batch.SortedSetLengthAsync($"{_base}q:{q.Name}:ready"),
+            _ => batch.SortedSetLengthAsync($"{_base}q:{q.Name}:s:{(int)s}"),
+        }).ToArray()).ToArray();
         var running = batch.ScriptEvaluateAsync(RedisScripts.RunningByQueue, [_routeKey], [_base]);
         batch.Execute();
         var runningByQueue = new Dictionary<string, long>(StringComparer.Ordinal);

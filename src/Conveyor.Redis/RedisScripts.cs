@@ -7,35 +7,33 @@ namespace Conveyor.Redis;
 /// takes part in lease logic.
 /// </summary>
 /// <remarks>
-/// Keys (B = <c>{prefix}:</c>, one hash tag, so one Cluster slot): <c>B t:{id}</c> task hash;
-/// <c>B q:{queue}:ready</c> ready set (score: priority, then sequence); <c>B scheduled</c> (score: not-before ms);
-/// <c>B leased</c> (score: lease expiry ms; it is also the index of running tasks); <c>B finished</c> (score: finish ms);
-/// state indexes <c>B s:{state}</c> and <c>B q:{queue}:s:{state}</c> for every state but running, and <c>B all</c>, <c>B q:{queue}:all</c>, <c>B n:{task}</c>
-/// (score: sequence); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id); <c>B seq</c>;
-/// channel <c>B wake</c>. Nullable arguments are sent as "" for null and "v" + value otherwise.
+/// Keys (B = <c>{prefix}:</c>, one hash tag, so one Cluster slot): <c>B t:{id}</c> task hash (<c>m</c>: the
+/// immutable message, <see cref="RedisMessageCodec"/>; <c>task</c>, <c>queue</c>, <c>prio</c>, <c>seq</c>, <c>max</c>,
+/// <c>key</c> copied out of it for the scripts; and the mutable fields); <c>B q:{queue}:ready</c> ready set (score:
+/// priority band, then sequence), which is also the index of queued tasks; <c>B scheduled</c> (score: not-before ms);
+/// <c>B leased</c> (score: lease expiry ms), which is also the index of running tasks; <c>B finished</c> (score: finish ms);
+/// <c>B q:{queue}:s:{state}</c> for the other states (score: sequence); <c>B all</c>, <c>B q:{queue}:all</c>,
+/// <c>B n:{task}</c> (score: sequence); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id);
+/// <c>B seq</c>; channel <c>B wake</c>. Nullable arguments are sent as "" for null and "v" + value otherwise.
+/// </remarks>
+/// <remarks>
+/// A drain is bounded by Redis's one thread, so fetch and completion write as little as they can per task: a fetch
+/// pops a range of the ready set and writes one hash and one leased-set entry; a completion writes the hash, and one
+/// entry in each of the leased, finished and state sets. The running transition is recorded in the history only when
+/// the task leaves running (its time is the <c>started</c> field), queued and running tasks have no index besides the
+/// ready and leased sets, and a state is indexed per queue only (a listing across queues merges them).
 /// </remarks>
 internal static class RedisScripts
 {
     private const string Prelude = """
         local B = ARGV[1]
         local function opt(v) if v == nil or v == '' then return nil end return string.sub(v, 2) end
-        local function hist(k, state, at)
-          local h = redis.call('HGET', k, 'hist')
-          if h then redis.call('HSET', k, 'hist', h .. '|' .. state .. ':' .. at) else redis.call('HSET', k, 'hist', state .. ':' .. at) end
-        end
-        -- Running (2) has no state index: the leased set is it, and the transitions into and out of
-        -- running are the hot path (a drain pays for every index entry twice per task).
+        -- Queued (1) and running (2) have no state index: the ready and leased sets are theirs.
         local function idx(id, queue, from, to, seq)
-          if from ~= nil and tostring(from) == '2' then from = nil end
-          if to ~= nil and tostring(to) == '2' then to = nil end
-          if from ~= nil then
-            redis.call('ZREM', B .. 's:' .. from, id)
-            redis.call('ZREM', B .. 'q:' .. queue .. ':s:' .. from, id)
-          end
-          if to ~= nil then
-            redis.call('ZADD', B .. 's:' .. to, seq, id)
-            redis.call('ZADD', B .. 'q:' .. queue .. ':s:' .. to, seq, id)
-          end
+          if from ~= nil and (tostring(from) == '1' or tostring(from) == '2') then from = nil end
+          if to ~= nil and (tostring(to) == '1' or tostring(to) == '2') then to = nil end
+          if from ~= nil then redis.call('ZREM', B .. 'q:' .. queue .. ':s:' .. from, id) end
+          if to ~= nil then redis.call('ZADD', B .. 'q:' .. queue .. ':s:' .. to, seq, id) end
         end
         local function ready(id, queue, prio, seq)
           redis.call('ZADD', B .. 'q:' .. queue .. ':ready', (100 - tonumber(prio)) * 17592186044416 + tonumber(seq), id)
@@ -47,28 +45,28 @@ internal static class RedisScripts
             redis.call(cmd, key, unpack(list, i, math.min(i + 3999, #list)))
           end
         end
-        local function push(map, key, ...)
-          local list = map[key]
-          if not list then list = {} map[key] = list end
-          for _, v in ipairs({...}) do list[#list + 1] = v end
+        local function list(map, key)
+          local l = map[key]
+          if not l then l = {} map[key] = l end
+          return l
         end
-        local function flush(cmd, map) for key, list in pairs(map) do bulk(cmd, key, list) end end
-        local function append_error(k, entry)
-          local e = redis.call('HGET', k, 'errors')
-          if e then redis.call('HSET', k, 'errors', e .. '\n' .. entry) else redis.call('HSET', k, 'errors', entry) end
+        local function flush(cmd, map) for key, l in pairs(map) do bulk(cmd, key, l) end end
+        local function append_error(errors, entry)
+          if errors then return errors .. '\n' .. entry end
+          return entry
         end
 
         """;
 
     /// <summary>Fields per message in <see cref="Enqueue"/>.</summary>
-    public const int EnqueueFields = 15;
+    public const int EnqueueFields = 9;
 
-    /// <summary>ARGV: B, now, n, then per message: id, task, queue, prio, args?, max, rb, rm, rj, timeout?, nb?, exp?, created, key?, headers?.
+    /// <summary>ARGV: B, now, n, then per message: id, task, queue, prio, max, key?, nb?, exp?, m (the encoded message).
     /// Returns per message {id, created 0/1, state}. Fails whole, before any write, on a duplicate id.</summary>
     public const string Enqueue = Prelude + """
         local now = tonumber(ARGV[2])
         local n = tonumber(ARGV[3])
-        local F = 15
+        local F = 9
         local seen = {}
         for i = 0, n - 1 do
           local id = ARGV[4 + i * F]
@@ -82,32 +80,32 @@ internal static class RedisScripts
         for i = 0, n - 1 do
           local o = 4 + i * F
           local id, task, queue, prio = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
-          local key = opt(ARGV[o + 13])
+          local key = opt(ARGV[o + 5])
           local existing = false
           if key then existing = redis.call('HGET', B .. 'idem', key) end
           if existing then
             out[#out + 1] = { existing, 0, tonumber(redis.call('HGET', B .. 't:' .. existing, 'state') or '1') }
           else
-            local nb = opt(ARGV[o + 10])
+            local nb = opt(ARGV[o + 6])
+            local exp = opt(ARGV[o + 7])
             local state = 1
             if nb and tonumber(nb) > now then state = 0 end
             local seq = redis.call('INCR', B .. 'seq')
             local k = B .. 't:' .. id
-            redis.call('HSET', k, 'id', id, 'task', task, 'queue', queue, 'state', state, 'prio', prio, 'max', ARGV[o + 5],
-              'rb', ARGV[o + 6], 'rm', ARGV[o + 7], 'rj', ARGV[o + 8], 'created', ARGV[o + 12], 'seq', seq, 'attempt', 0,
-              'hist', state .. ':' .. now)
-            local optional = { args = o + 4, to = o + 9, nb = o + 10, exp = o + 11, key = o + 13, headers = o + 14 }
-            for field, at in pairs(optional) do
-              local v = opt(ARGV[at])
-              if v then redis.call('HSET', k, field, v) end
+            redis.call('HSET', k, 'm', ARGV[o + 8], 'task', task, 'queue', queue, 'state', state, 'prio', prio,
+              'max', ARGV[o + 4], 'seq', seq, 'attempt', 0, 'hist', state .. ':' .. now)
+            if nb then redis.call('HSET', k, 'nb', nb) end
+            if exp then redis.call('HSET', k, 'exp', exp) end
+            if key then
+              redis.call('HSET', k, 'key', key)
+              redis.call('HSET', B .. 'idem', key, id)
             end
-            if key then redis.call('HSET', B .. 'idem', key, id) end
             redis.call('HSETNX', B .. 'queues', queue, '0')
             redis.call('ZADD', B .. 'all', seq, id)
             redis.call('ZADD', B .. 'q:' .. queue .. ':all', seq, id)
             redis.call('ZADD', B .. 'n:' .. task, seq, id)
-            idx(id, queue, nil, state, seq)
             if state == 0 then
+              idx(id, queue, nil, 0, seq)
               redis.call('ZADD', B .. 'scheduled', nb, id)
             else
               ready(id, queue, prio, seq)
@@ -120,40 +118,43 @@ internal static class RedisScripts
         return out
         """;
 
-    /// <summary>ARGV: B, now, expires, token, owner, max, nq, queues…. Returns per lease the task fields the lease needs (HMGET order in the script).</summary>
-    /// <remarks>Per task: one HMGET and one HSET; the sorted sets take one command per batch (ZPOPMIN, and bulk ZADD/ZREM),
-    /// since Redis's single thread is the bottleneck of a drain and every command costs it.</remarks>
+    /// <summary>Values per lease in the reply of <see cref="Fetch"/>.</summary>
+    public const int FetchFields = 6;
+
+    /// <summary>ARGV: B, now, expires, token, owner, max, nq, queues…. Returns, flat, per lease: id, m, nb, exp, attempt, redel.</summary>
+    /// <remarks>Per task one HMGET and one HSET; the sorted sets take one command per batch. The ready set is read with
+    /// ZRANGE and trimmed with ZREMRANGEBYRANK rather than ZPOPMIN, whose reply carries every score as a formatted double.</remarks>
     public const string Fetch = Prelude + """
         local now, expires, token, owner = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
         local left = tonumber(ARGV[6])
         local nq = tonumber(ARGV[7])
         local out = {}
-        local adds, rems = {}, {}
+        local leased = {}
         for qi = 1, nq do
           if left <= 0 then break end
           local queue = ARGV[7 + qi]
           if redis.call('HGET', B .. 'queues', queue) ~= '1' then
-            local popped = redis.call('ZPOPMIN', B .. 'q:' .. queue .. ':ready', left)
-            for p = 1, #popped, 2 do
-              local id = popped[p]
+            local rk = B .. 'q:' .. queue .. ':ready'
+            local ids = redis.call('ZRANGE', rk, 0, left - 1)
+            if #ids > 0 then redis.call('ZREMRANGEBYRANK', rk, 0, #ids - 1) end
+            for _, id in ipairs(ids) do
               local k = B .. 't:' .. id
-              local f = redis.call('HMGET', k, 'id', 'task', 'queue', 'prio', 'args', 'nb', 'exp', 'attempt', 'max',
-                'rb', 'rm', 'rj', 'to', 'key', 'headers', 'created', 'redel', 'hist')
-              local attempt = tonumber(f[8]) + 1
-              redis.call('HSET', k, 'state', 2, 'token', token, 'owner', owner, 'lexp', expires, 'started', now,
-                'attempt', attempt, 'hist', f[18] .. '|2:' .. now)
-              push(adds, B .. 'leased', expires, id)
-              push(rems, B .. 's:1', id)
-              push(rems, B .. 'q:' .. queue .. ':s:1', id)
-              f[8] = tostring(attempt)
-              f[18] = nil
-              out[#out + 1] = f
-              left = left - 1
+              local f = redis.call('HMGET', k, 'm', 'nb', 'exp', 'attempt', 'redel')
+              local attempt = tonumber(f[4]) + 1
+              redis.call('HSET', k, 'state', 2, 'token', token, 'owner', owner, 'started', now, 'attempt', attempt)
+              leased[#leased + 1] = expires
+              leased[#leased + 1] = id
+              out[#out + 1] = id
+              out[#out + 1] = f[1]
+              out[#out + 1] = f[2]
+              out[#out + 1] = f[3]
+              out[#out + 1] = attempt
+              out[#out + 1] = f[5]
             end
+            left = left - #ids
           end
         end
-        flush('ZREM', rems)
-        flush('ZADD', adds)
+        if #leased > 0 then bulk('ZADD', B .. 'leased', leased) end
         return out
         """;
 
@@ -161,7 +162,8 @@ internal static class RedisScripts
     public const int CompleteFields = 8;
 
     /// <summary>ARGV: B, n, then per completion: id, token, state, result?, error?, errorEntry?, retryAt?, at. Returns how many settled.</summary>
-    /// <remarks>Per task: HMGET, HSET and HDEL; the sorted sets take one bulk command per key and batch.</remarks>
+    /// <remarks>Per task one HMGET and one HSET (an HDEL only when a retried task's not-before must go); the sorted sets
+    /// take one bulk command per key and batch.</remarks>
     public const string Complete = Prelude + """
         local n = tonumber(ARGV[2])
         local changed = 0
@@ -170,36 +172,32 @@ internal static class RedisScripts
           local o = 3 + i * 8
           local id, token, at = ARGV[o], ARGV[o + 1], ARGV[o + 7]
           local k = B .. 't:' .. id
-          local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq', 'hist', 'errors')
+          local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq', 'hist', 'errors', 'started', 'nb', 'redel')
           if cur[1] == '2' and cur[2] == token then
             local asked = tonumber(ARGV[o + 2])
             local st = asked
             -- A retry of a task whose cancel was asked cancels it: the cancel must not be lost.
             if st == 4 and cur[3] == '1' then st = 6 end
-            local set = { 'state', st, 'redel', 0, 'cancel', 0, 'hist', cur[6] .. '|' .. st .. ':' .. at }
-            local del = { 'owner', 'token', 'lexp' }
+            local set = { 'state', st, 'hist', cur[6] .. '|2:' .. cur[8] .. '|' .. st .. ':' .. at }
+            if cur[3] == '1' then set[#set + 1] = 'cancel' set[#set + 1] = 0 end
+            if cur[10] == '1' then set[#set + 1] = 'redel' set[#set + 1] = 0 end
             local result = opt(ARGV[o + 3])
-            if result then set[#set + 1] = 'result' set[#set + 1] = result else del[#del + 1] = 'result' end
+            if result then set[#set + 1] = 'result' set[#set + 1] = result end
             local err = opt(ARGV[o + 4])
             if err then set[#set + 1] = 'error' set[#set + 1] = err end
             local entry = opt(ARGV[o + 5])
-            if entry then
-              set[#set + 1] = 'errors'
-              if cur[7] then set[#set + 1] = cur[7] .. '\n' .. entry else set[#set + 1] = entry end
-            end
+            if entry then set[#set + 1] = 'errors' set[#set + 1] = append_error(cur[7], entry) end
             local nb = opt(ARGV[o + 6]) or at
-            if asked == 4 then set[#set + 1] = 'nb' set[#set + 1] = nb else del[#del + 1] = 'nb' end
+            if asked == 4 then set[#set + 1] = 'nb' set[#set + 1] = nb elseif cur[9] then redis.call('HDEL', k, 'nb') end
             if terminal(st) then
               set[#set + 1] = 'finished' set[#set + 1] = at
-              push(adds, B .. 'finished', at, id)
+              local l = list(adds, B .. 'finished') l[#l + 1] = at l[#l + 1] = id
             else
-              push(adds, B .. 'scheduled', nb, id)
+              local l = list(adds, B .. 'scheduled') l[#l + 1] = nb l[#l + 1] = id
             end
             redis.call('HSET', k, unpack(set))
-            redis.call('HDEL', k, unpack(del))
-            push(rems, B .. 'leased', id)
-            push(adds, B .. 's:' .. st, cur[5], id)
-            push(adds, B .. 'q:' .. cur[4] .. ':s:' .. st, cur[5], id)
+            local r = list(rems, B .. 'leased') r[#r + 1] = id
+            local l = list(adds, B .. 'q:' .. cur[4] .. ':s:' .. st) l[#l + 1] = cur[5] l[#l + 1] = id
             changed = changed + 1
           end
         end
@@ -214,10 +212,8 @@ internal static class RedisScripts
         local out = {}
         for i = 0, n - 1 do
           local id, token = ARGV[4 + i * 2], ARGV[5 + i * 2]
-          local k = B .. 't:' .. id
-          local cur = redis.call('HMGET', k, 'state', 'token', 'cancel')
+          local cur = redis.call('HMGET', B .. 't:' .. id, 'state', 'token', 'cancel')
           if cur[1] == '2' and cur[2] == token then
-            redis.call('HSET', k, 'lexp', ARGV[2])
             redis.call('ZADD', B .. 'leased', 'XX', ARGV[2], id)
             if cur[3] == '1' then out[#out + 1] = 2 else out[#out + 1] = 1 end
           else
@@ -235,14 +231,10 @@ internal static class RedisScripts
         for i = 0, n - 1 do
           local id, token = ARGV[4 + i * 2], ARGV[5 + i * 2]
           local k = B .. 't:' .. id
-          local cur = redis.call('HMGET', k, 'state', 'token', 'queue', 'seq', 'prio')
+          local cur = redis.call('HMGET', k, 'state', 'token', 'queue', 'seq', 'prio', 'hist', 'started', 'attempt')
           if cur[1] == '2' and cur[2] == token then
-            redis.call('HDEL', k, 'owner', 'token', 'lexp')
-            redis.call('HSET', k, 'state', 1)
-            redis.call('HINCRBY', k, 'attempt', -1)
-            hist(k, 1, now)
+            redis.call('HSET', k, 'state', 1, 'attempt', tonumber(cur[8]) - 1, 'hist', cur[6] .. '|2:' .. cur[7] .. '|1:' .. now)
             redis.call('ZREM', B .. 'leased', id)
-            idx(id, cur[3], 2, 1, cur[4])
             ready(id, cur[3], cur[5], cur[4])
             redis.call('PUBLISH', B .. 'wake', cur[3])
             changed = changed + 1
@@ -260,26 +252,25 @@ internal static class RedisScripts
         for _, id in ipairs(ids) do
           redis.call('ZREM', B .. 'leased', id)
           local k = B .. 't:' .. id
-          local cur = redis.call('HMGET', k, 'state', 'attempt', 'max', 'cancel', 'queue', 'seq', 'prio')
+          local cur = redis.call('HMGET', k, 'state', 'attempt', 'max', 'cancel', 'queue', 'seq', 'prio', 'hist', 'started', 'errors')
           if cur[1] == '2' then
-            redis.call('HDEL', k, 'owner', 'token', 'lexp')
             local entry = '{"attempt":' .. cur[2] .. ',"at":' .. atjson .. ',"error":' .. errjson .. '}'
             local cancelled = cur[4] == '1'
+            local ran = cur[8] .. '|2:' .. cur[9] .. '|'
             if cancelled or tonumber(cur[2]) >= tonumber(cur[3]) then
               local st = 5
-              if cancelled then st = 6 else
-                redis.call('HSET', k, 'error', errjson)
-                append_error(k, entry)
+              if cancelled then
+                st = 6
+                redis.call('HSET', k, 'state', st, 'finished', now, 'hist', ran .. st .. ':' .. now)
+              else
+                redis.call('HSET', k, 'state', st, 'finished', now, 'hist', ran .. st .. ':' .. now,
+                  'error', errjson, 'errors', append_error(cur[10], entry))
               end
-              redis.call('HSET', k, 'state', st, 'finished', now)
-              hist(k, st, now)
               idx(id, cur[5], 2, st, cur[6])
               redis.call('ZADD', B .. 'finished', now, id)
             else
-              redis.call('HSET', k, 'state', 1, 'redel', 1, 'error', errjson)
-              append_error(k, entry)
-              hist(k, 1, now)
-              idx(id, cur[5], 2, 1, cur[6])
+              redis.call('HSET', k, 'state', 1, 'redel', 1, 'error', errjson, 'errors', append_error(cur[10], entry),
+                'hist', ran .. '1:' .. now)
               ready(id, cur[5], cur[7], cur[6])
               redis.call('PUBLISH', B .. 'wake', cur[5])
             end
@@ -301,6 +292,32 @@ internal static class RedisScripts
         return out
         """;
 
+    /// <summary>ARGV: B, queue, before (exclusive sequence), limit. Returns, flat, id and sequence of up to limit queued
+    /// tasks of the queue with a sequence below before, highest sequence first.</summary>
+    /// <remarks>The ready set is ordered by priority band, then sequence: one range per band (201 bands), merged.</remarks>
+    public const string ListReady = Prelude + """
+        local rk = B .. 'q:' .. ARGV[2] .. ':ready'
+        local before = tonumber(ARGV[3])
+        local limit = tonumber(ARGV[4])
+        local band = 17592186044416
+        local found = {}
+        if redis.call('EXISTS', rk) == 1 then
+          for b = 0, 200 do
+            local lo = b * band
+            local r = redis.call('ZRANGE', rk, string.format('(%.0f', lo + before), string.format('%.0f', lo),
+              'BYSCORE', 'REV', 'LIMIT', 0, limit, 'WITHSCORES')
+            for j = 1, #r, 2 do found[#found + 1] = { r[j], tonumber(r[j + 1]) - lo } end
+          end
+        end
+        table.sort(found, function(x, y) return x[2] > y[2] end)
+        local out = {}
+        for j = 1, math.min(limit, #found) do
+          out[#out + 1] = found[j][1]
+          out[#out + 1] = string.format('%.0f', found[j][2])
+        end
+        return out
+        """;
+
     /// <summary>ARGV: B, now. Makes scheduled and retrying tasks due by now ready. Returns how many.</summary>
     public const string Promote = Prelude + """
         local now = ARGV[2]
@@ -310,10 +327,9 @@ internal static class RedisScripts
         for _, id in ipairs(ids) do
           redis.call('ZREM', B .. 'scheduled', id)
           local k = B .. 't:' .. id
-          local cur = redis.call('HMGET', k, 'state', 'queue', 'seq', 'prio')
+          local cur = redis.call('HMGET', k, 'state', 'queue', 'seq', 'prio', 'hist')
           if cur[1] == '0' or cur[1] == '4' then
-            redis.call('HSET', k, 'state', 1)
-            hist(k, 1, now)
+            redis.call('HSET', k, 'state', 1, 'hist', cur[5] .. '|1:' .. now)
             idx(id, cur[2], cur[1], 1, cur[3])
             ready(id, cur[2], cur[4], cur[3])
             woken[cur[2]] = true
@@ -328,13 +344,12 @@ internal static class RedisScripts
     public const string Cancel = Prelude + """
         local id, now = ARGV[2], ARGV[3]
         local k = B .. 't:' .. id
-        local cur = redis.call('HMGET', k, 'state', 'queue', 'seq')
+        local cur = redis.call('HMGET', k, 'state', 'queue', 'seq', 'hist')
         if not cur[1] then return 0 end
         local st = cur[1]
         if st == '0' or st == '1' or st == '4' then
           if st == '1' then redis.call('ZREM', B .. 'q:' .. cur[2] .. ':ready', id) else redis.call('ZREM', B .. 'scheduled', id) end
-          redis.call('HSET', k, 'state', 6, 'finished', now)
-          hist(k, 6, now)
+          redis.call('HSET', k, 'state', 6, 'finished', now, 'hist', cur[4] .. '|6:' .. now)
           idx(id, cur[2], st, 6, cur[3])
           redis.call('ZADD', B .. 'finished', now, id)
           return 1
@@ -350,13 +365,12 @@ internal static class RedisScripts
     public const string Retry = Prelude + """
         local id, now = ARGV[2], ARGV[3]
         local k = B .. 't:' .. id
-        local cur = redis.call('HMGET', k, 'state', 'queue', 'seq', 'prio')
+        local cur = redis.call('HMGET', k, 'state', 'queue', 'seq', 'prio', 'hist')
         if not cur[1] then return 0 end
         local st = cur[1]
         if st ~= '5' and st ~= '6' and st ~= '7' then return 2 end
         redis.call('HDEL', k, 'finished', 'nb', 'exp')
-        redis.call('HSET', k, 'state', 1, 'attempt', 0, 'cancel', 0, 'redel', 0)
-        hist(k, 1, now)
+        redis.call('HSET', k, 'state', 1, 'attempt', 0, 'cancel', 0, 'redel', 0, 'hist', cur[5] .. '|1:' .. now)
         redis.call('ZREM', B .. 'finished', id)
         idx(id, cur[2], st, 1, cur[3])
         ready(id, cur[2], cur[4], cur[3])

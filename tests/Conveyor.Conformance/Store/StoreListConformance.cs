@@ -71,6 +71,64 @@ public abstract class StoreListConformance : ConformanceTest
     }
 
     [Fact]
+    public async Task List_of_queued_tasks_pages_newest_first_across_queues_and_priorities()
+    {
+        // Fetch order (priority first) is not listing order (newest first): a backend whose ready structure is
+        // ordered for fetching must still list by creation.
+        int[] priorities = [0, 7, -3, 100, -100, 7, 0, 1, 0, -3, 7, 2, 0, 100];
+        var all = new List<Guid>();
+        var inA = new List<Guid>();
+        for (var i = 0; i < priorities.Length; i++)
+        {
+            var queue = i % 2 == 0 ? "a" : "b";
+            var id = (await EnqueueAsync(NewMessage(queue, priorities[i]))).Id;
+            all.Add(id);
+            if (queue == "a")
+            {
+                inA.Add(id);
+            }
+            Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        var pages = new List<IReadOnlyList<Guid>>();
+        string? cursor = null;
+        do
+        {
+            var page = await Store.ListAsync(new TaskQuery { State = TaskState.Queued, Limit = 3, Cursor = cursor }, Timeout);
+            pages.Add(page.Items.Select(t => t.Id).ToList());
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null && pages.Count < 10);
+        var onlyA = await Store.ListAsync(new TaskQuery { State = TaskState.Queued, Queue = "a" }, Timeout);
+
+        Assert.Equal([3, 3, 3, 3, 2], pages.Select(p => p.Count));
+        Assert.Equal(Enumerable.Reverse(all), pages.SelectMany(p => p));
+        Assert.Equal(Enumerable.Reverse(inA), onlyA.Items.Select(t => t.Id));
+    }
+
+    [Fact]
+    public async Task List_of_a_finished_state_pages_newest_first_across_queues()
+    {
+        var ids = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            ids.Add((await EnqueueAsync(NewMessage(i % 2 == 0 ? "a" : "b"))).Id);
+            Advance(TimeSpan.FromMilliseconds(1));
+        }
+        foreach (var lease in await FetchAsync(100, "a", "b"))
+        {
+            await SucceedAsync(lease);
+        }
+
+        var first = await Store.ListAsync(new TaskQuery { State = TaskState.Succeeded, Limit = 2 }, Timeout);
+        var second = await Store.ListAsync(new TaskQuery { State = TaskState.Succeeded, Limit = 2, Cursor = first.NextCursor }, Timeout);
+        var third = await Store.ListAsync(new TaskQuery { State = TaskState.Succeeded, Limit = 2, Cursor = second.NextCursor }, Timeout);
+
+        Assert.Equal(Enumerable.Reverse(ids), first.Items.Concat(second.Items).Concat(third.Items).Select(t => t.Id));
+        Assert.Null(third.NextCursor);
+    }
+
+    [Fact]
     public async Task List_filters_by_task_name()
     {
         var score = NewMessage(task: "flights.score");
