@@ -25,6 +25,10 @@ public sealed partial class PostgresBackend
     private const string MessageColumns =
         "t.seq, t.id, t.task, t.queue, t.priority, t.args, t.not_before, t.expires_at, t.attempt, t.max_attempts, t.retry_base_ms, t.retry_max_ms, t.retry_jitter, t.timeout_ms, t.idempotency_key, t.headers, t.created_at, t.redelivered";
 
+    // The lease is committed without waiting for its WAL flush (synchronous_commit off for this transaction only;
+    // fsync stays on): a lease lost in a PostgreSQL crash leaves its task queued, to run again, which is what a lost
+    // worker does anyway. It cannot outlive a durable completion: that later commit flushes the WAL before it.
+    // The uncorrelated subquery is an InitPlan, run once per statement.
     private const string FetchSql = $"""
         WITH c AS (
             SELECT seq FROM tasks
@@ -34,7 +38,7 @@ public sealed partial class PostgresBackend
             FOR UPDATE SKIP LOCKED)
         UPDATE tasks t SET state = 2, attempt = t.attempt + 1, lease_owner = @owner, lease_token = @token,
             lease_expires = @expires, started_at = @now, history = t.history || '|2:' || @now
-        FROM c WHERE t.seq = c.seq
+        FROM c WHERE t.seq = c.seq AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
         RETURNING {MessageColumns}
         """;
 

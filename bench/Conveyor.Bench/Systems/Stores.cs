@@ -95,7 +95,7 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
             case BenchBackend.Redis:
                 {
                     var url = Url(Backend, s);
-                    var name = FreshName("bench:conveyor");
+                    var name = ShortKeyName('c');
                     return new RunStore(b => b.UseRedis(o =>
                     {
                         o.Configuration = url;
@@ -154,7 +154,7 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
             case BenchBackend.Redis:
                 {
                     var url = Url(Backend, s);
-                    var name = FreshName("bench:server");
+                    var name = ShortKeyName('s');
                     return (new() { ["REDIS_URL"] = url, ["CONVEYOR_REDIS__KEY_PREFIX"] = name + ":" }, () => DeleteKeysAsync(url, name));
                 }
             case BenchBackend.RabbitMq:
@@ -192,7 +192,7 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
             case BenchBackend.Redis:
                 {
                     var url = Url(backend, s);
-                    var name = FreshName("bench:hangfire");
+                    var name = ShortKeyName('h');
                     var connection = ConnectionMultiplexer.Connect(RedisUrl.Parse(url));
                     var storage = new RedisStorage(connection, new RedisStorageOptions { Prefix = "{" + name + "}:" });
                     async ValueTask CleanupAsync()
@@ -228,6 +228,10 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
     }
 
     private static string FreshName(string prefix) => $"{prefix}_{Guid.NewGuid():N}"[..(prefix.Length + 13)];
+
+    /// <summary>A fresh Redis key prefix as long as the defaults (<c>{conveyor}:</c>, <c>{hangfire}:</c>): every key carries
+    /// it, so a longer one would inflate the AOF (and with it the rewrites) of both systems beyond a deployment's.</summary>
+    private static string ShortKeyName(char system) => system + Guid.NewGuid().ToString("N")[..7];
 
     private static async ValueTask DropSchemaAsync(string url, string schema)
     {
