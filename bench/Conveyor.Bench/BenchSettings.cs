@@ -21,7 +21,7 @@ internal sealed record BenchSettings
     public int BatchSize { get; init; } = 1_000;
     public int Concurrency { get; init; } = 16;
     public int Workers { get; init; } = 16;
-    /// <summary>Conveyor's <see cref="WorkerOptions.Prefetch"/>; null keeps its default (4 × workers, at least 64).</summary>
+    /// <summary>Conveyor's <see cref="WorkerOptions.Prefetch"/>; null keeps its default (automatic).</summary>
     public int? Prefetch { get; init; }
     public double Rate { get; init; } = 500;
     public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(10);

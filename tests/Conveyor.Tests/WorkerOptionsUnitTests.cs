@@ -61,10 +61,10 @@ public sealed class WorkerOptionsUnitTests
     }
 
     [Fact]
-    public void Effective_prefetch_is_four_times_concurrency_but_at_least_64()
+    public void Prefetch_ceiling_is_sixteen_times_concurrency_but_at_least_256_unless_fixed()
     {
-        Assert.Equal(64, new WorkerOptions { Concurrency = 4 }.EffectivePrefetch);
-        Assert.Equal(128, new WorkerOptions { Concurrency = 32 }.EffectivePrefetch);
+        Assert.Equal(256, new WorkerOptions { Concurrency = 4 }.EffectivePrefetch);
+        Assert.Equal(512, new WorkerOptions { Concurrency = 32 }.EffectivePrefetch);
         Assert.Equal(7, new WorkerOptions { Concurrency = 32, Prefetch = 7 }.EffectivePrefetch);
     }
 }

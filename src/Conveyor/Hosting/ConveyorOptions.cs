@@ -31,7 +31,9 @@ public sealed class WorkerOptions
     /// <summary>Handlers that may run at once. Default 16.</summary>
     public int Concurrency { get; set; } = 16;
 
-    /// <summary>Most leases held at once, running and waiting; also the largest fetch. Default 4 × concurrency, at least 64.</summary>
+    /// <summary>Leases held at once, running and waiting; also the largest fetch. Default null: automatic, sized to the
+    /// work between the concurrency and <see cref="EffectivePrefetch"/> (enough to keep the handlers busy through a
+    /// fetch's round trip: deep for short tasks, about one per handler for long ones). Set it to fix the number.</summary>
     public int? Prefetch { get; set; }
 
     /// <summary>Fetches in flight at once. Default 2: while one fetch makes its round trip, slots freed meanwhile are
@@ -53,8 +55,9 @@ public sealed class WorkerOptions
     /// <summary>Most completions written in one backend call. Default 512.</summary>
     public int CompletionBatchSize { get; set; } = 512;
 
-    /// <summary>The effective prefetch.</summary>
-    public int EffectivePrefetch => Prefetch ?? Math.Max(64, Concurrency * 4);
+    /// <summary>The most leases held at once: <see cref="Prefetch"/> when set, else the automatic prefetch's ceiling,
+    /// 16 × concurrency, at least 256.</summary>
+    public int EffectivePrefetch => Prefetch ?? Math.Max(256, Concurrency * 16);
 
     /// <summary>The queues as weights; <c>default</c> when none is listed.</summary>
     public IReadOnlyList<QueueWeight> ParseQueues()

@@ -32,7 +32,7 @@ internal sealed partial class WorkerService(
     private readonly Channel<Completion> _completions = Channel.CreateUnbounded<Completion>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentQueue<Lease> _unstarted = new();
     private readonly CancellationTokenSource _hardStop = new();
-    private SemaphoreSlim? _slots;
+    private PrefetchGate? _slots;
     private volatile bool _draining;
     // Shared by the fetch loops, so that an outage is logged once, not once per loop.
     private int _fetchFailing;
@@ -53,13 +53,14 @@ internal sealed partial class WorkerService(
             return;
         }
         await Task.Yield();
-        var prefetch = _options.EffectivePrefetch;
         var concurrency = Math.Max(1, _options.Concurrency);
-        _slots = new SemaphoreSlim(prefetch, prefetch);
+        _slots = new PrefetchGate(concurrency, _options.EffectivePrefetch, _options.Prefetch);
+        var prefetch = _slots.Max;
         var queues = _options.ParseQueues();
         status.StartedAt = time.GetUtcNow();
         status.IsRunning = true;
-        LogStarted(status.WorkerId, string.Join(",", queues.Select(q => q.Name)), concurrency, prefetch);
+        LogStarted(status.WorkerId, string.Join(",", queues.Select(q => q.Name)), concurrency,
+            _options.Prefetch is { } fixedPrefetch ? fixedPrefetch.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"automatic, {_slots.Size} to start, up to {prefetch}");
 
         var runners = new Task[concurrency];
         for (var i = 0; i < concurrency; i++)
@@ -115,11 +116,12 @@ internal sealed partial class WorkerService(
             }
             // Take every free slot, so one fetch fills the whole prefetch buffer.
             var wanted = 1;
-            while (wanted < prefetch && slots.Wait(0, CancellationToken.None))
+            while (wanted < prefetch && slots.TryTake())
             {
                 wanted++;
             }
             IReadOnlyList<Lease> leases;
+            var fetchStart = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 leases = await backend.Queue.FetchAsync(new FetchRequest
@@ -166,6 +168,11 @@ internal sealed partial class WorkerService(
             {
                 slots.Release(wanted - leases.Count);
             }
+            // A fetch that found work measures the round trip (one that waited for work would measure the wait).
+            if (leases.Count > 0 && leases.Count == wanted)
+            {
+                slots.RecordFetch(System.Diagnostics.Stopwatch.GetElapsedTime(fetchStart));
+            }
             foreach (var lease in leases)
             {
                 _inFlight[lease.Message.Id] = new InFlight(lease);
@@ -198,6 +205,7 @@ internal sealed partial class WorkerService(
     {
         var message = lease.Message;
         var inFlight = _inFlight.GetValueOrDefault(message.Id) ?? new InFlight(lease);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         status.Started();
         Completion completion;
         if (inFlight.CancelRequested)
@@ -221,7 +229,8 @@ internal sealed partial class WorkerService(
         status.Finished(completion.Kind == CompletionKind.Succeeded);
         inFlight.Finished = true;
         _completions.Writer.TryWrite(completion);
-        _slots!.Release();
+        _slots!.RecordHandler(started);
+        _slots.Release();
     }
 
     private const string ShutdownErrorType = "Conveyor.WorkerShutdown";
@@ -464,7 +473,7 @@ internal sealed partial class WorkerService(
     }
 
     [LoggerMessage(1, LogLevel.Information, "Worker {WorkerId} started on queues {Queues}, concurrency {Concurrency}, prefetch {Prefetch}")]
-    private partial void LogStarted(string workerId, string queues, int concurrency, int prefetch);
+    private partial void LogStarted(string workerId, string queues, int concurrency, string prefetch);
 
     [LoggerMessage(2, LogLevel.Information, "Worker {WorkerId} stopped")]
     private partial void LogStopped(string workerId);

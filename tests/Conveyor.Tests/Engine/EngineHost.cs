@@ -219,3 +219,15 @@ internal sealed class CountingTask(Probe probe) : ITaskHandler<NoArgs, string>
         return Task.FromResult($"ran attempt {context.Attempt}");
     }
 }
+
+/// <summary>Takes 20 ms.</summary>
+internal sealed class SlowTask(Probe probe) : ITaskHandler<NoArgs>
+{
+    public const string Name = "test.slow";
+
+    public async Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken)
+    {
+        probe.Ran();
+        await Task.Delay(20, cancellationToken);
+    }
+}

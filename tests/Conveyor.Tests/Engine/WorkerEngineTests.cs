@@ -99,6 +99,19 @@ public sealed class WorkerEngineTests
     }
 
     [Fact]
+    public async Task Automatic_prefetch_holds_about_one_lease_per_handler_when_tasks_are_slow()
+    {
+        await using var host = new EngineHost(c => c.AddTask<SlowTask>(SlowTask.Name), o => o.Worker.Concurrency = 2);
+        await host.StartAsync();
+        await host.Client.EnqueueManyAsync(Enumerable.Range(0, 300).Select(_ => new TaskRequest(SlowTask.Name)).ToList());
+
+        // It starts with 64 leases (4 per handler, at least 64); once it has timed handlers and a fetch it gives back
+        // what it does not need, so other workers could take those tasks. A fixed prefetch keeps 64 until the backlog ends.
+        await host.WaitForQueueAsync(q => q.Count(TaskState.Running) <= 4 && q.Count(TaskState.Queued) > 100,
+            "at most 4 tasks leased while over 100 wait");
+    }
+
+    [Fact]
     public async Task Graceful_shutdown_hands_back_prefetched_tasks_that_never_started()
     {
         await using var host = new EngineHost(c => c.AddTask<GatedTask>(GatedTask.Name), o =>
