@@ -81,7 +81,7 @@ internal static class Cli
         var workers = Positive(new Option<int>("--workers") { Description = "Handlers at once in the worker (Conveyor Concurrency, Hangfire WorkerCount), same for both.", DefaultValueFactory = _ => 16 });
         var prefetch = new Option<int?>("--prefetch")
         {
-            Description = "Conveyor's worker prefetch (leases held at once, the largest fetch). Default: Conveyor's own default, 4 × workers and at least 64; " +
+            Description = "Conveyor's worker prefetch (leases held at once, the largest fetch). Default: Conveyor's own default, automatic (up to 16 × workers, at least 256); " +
                 "set it only to explore, and say so with the figures.",
         };
         prefetch.Validators.Add(result =>
