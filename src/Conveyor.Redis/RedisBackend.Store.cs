@@ -39,15 +39,18 @@ public sealed partial class RedisBackend
         }
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         // The narrowest indexes the filter allows, newest first; other filters are checked on the records. States are
-        // indexed per queue only (queued by the ready set), so a state across queues merges one index per queue.
+        // indexed per queue only (queued by the ready set, running by the leased set), so a listing merges one index
+        // per queue and state it covers; a task name has an index of its own.
         IReadOnlyList<string> queues = query.Queue is { } one ? [one]
-            : query.State is null ? []
             : (await db.HashKeysAsync(_base + "queues").ConfigureAwait(false)).Select(q => (string)q!).ToArray();
-        var sources = query.State switch
+        IndexRange Ready(string queue) => (b, n) => ReadyRangeAsync(db, queue, b, n);
+        var sources = query switch
         {
-            TaskState.Queued => queues.Select(q => (IndexRange)((b, n) => ReadyRangeAsync(db, q, b, n))).ToArray(),
-            { } s => queues.Select(q => ScoreRange(db, $"{_base}q:{q}:s:{(int)s}")).ToArray(),
-            null => [ScoreRange(db, query.Queue is { } q ? $"{_base}q:{q}:all" : query.Task is { } t ? $"{_base}n:{t}" : _base + "all")],
+            { State: TaskState.Queued } => queues.Select(Ready).ToArray(),
+            { State: { } s } => queues.Select(q => ScoreRange(db, $"{_base}q:{q}:s:{(int)s}")).ToArray(),
+            { Task: { } t } => [ScoreRange(db, $"{_base}n:{t}")],
+            _ => queues.SelectMany(q => IndexedStates.Select(s => ScoreRange(db, $"{_base}q:{q}:s:{(int)s}")).Append(Ready(q)))
+                .Append(await RunningRangeAsync(db, query.Queue).ConfigureAwait(false)).ToArray(),
         };
         var items = new List<(long Seq, TaskRecord Record)>(limit + 1);
         var chunk = limit + 1;
@@ -55,7 +58,8 @@ public sealed partial class RedisBackend
         {
             cancellationToken.ThrowIfCancellationRequested();
             var ranges = await Task.WhenAll(sources.Select(source => source(before, chunk))).ConfigureAwait(false);
-            var candidates = ranges.SelectMany(r => r).OrderByDescending(e => e.Seq).Take(chunk).ToArray();
+            // A task that changed state between two reads can be in two ranges: it counts once.
+            var candidates = ranges.SelectMany(r => r).DistinctBy(e => e.Id).OrderByDescending(e => e.Seq).Take(chunk).ToArray();
             if (candidates.Length == 0)
             {
                 break;
@@ -79,7 +83,7 @@ public sealed partial class RedisBackend
                     items.Add((candidates[i].Seq, record));
                 }
             }
-            if (ranges.All(r => r.Length < chunk) && candidates.Length == ranges.Sum(r => r.Length))
+            if (ranges.All(r => r.Length < chunk) && candidates.Length == ranges.SelectMany(r => r).DistinctBy(e => e.Id).Count())
             {
                 break;
             }
@@ -92,6 +96,29 @@ public sealed partial class RedisBackend
         return new TaskPage(
             items.Select(i => i.Record).ToList(),
             more ? items[^1].Seq.ToString(CultureInfo.InvariantCulture) : null);
+    }
+
+    /// <summary>The states with an index per queue (queued and running have the ready and leased sets).</summary>
+    private static readonly TaskState[] IndexedStates = AllStates.Where(s => s is not (TaskState.Queued or TaskState.Running)).ToArray();
+
+    /// <summary>The running tasks (of one queue, or all) as an index: the leased set read whole, with each task's sequence.</summary>
+    private async Task<IndexRange> RunningRangeAsync(IDatabase db, string? queue)
+    {
+        var ids = await db.SortedSetRangeByRankAsync(_base + "leased").ConfigureAwait(false);
+        var batch = db.CreateBatch();
+        var reads = ids.Select(id => batch.HashGetAsync(_base + "t:" + (string)id!, ["seq", "queue"])).ToArray();
+        batch.Execute();
+        var entries = new List<(string Id, long Seq)>(ids.Length);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            var fields = await reads[i].ConfigureAwait(false);
+            if (!fields[0].IsNull && (queue is null || fields[1] == queue))
+            {
+                entries.Add(((string)ids[i]!, (long)fields[0]));
+            }
+        }
+        var sorted = entries.OrderByDescending(e => e.Seq).ToArray();
+        return (before, count) => Task.FromResult(sorted.Where(e => e.Seq < before).Take(count).ToArray());
     }
 
     /// <summary>Up to <c>count</c> entries of an index with a sequence below <c>before</c>, highest first.</summary>

@@ -12,8 +12,8 @@ namespace Conveyor.Redis;
 /// <c>key</c> copied out of it for the scripts; and the mutable fields); <c>B q:{queue}:ready</c> ready set (score:
 /// priority band, then sequence), which is also the index of queued tasks; <c>B scheduled</c> (score: not-before ms);
 /// <c>B leased</c> (score: lease expiry ms), which is also the index of running tasks; <c>B finished</c> (score: finish ms);
-/// <c>B q:{queue}:s:{state}</c> for the other states (score: sequence); <c>B all</c>, <c>B q:{queue}:all</c>,
-/// <c>B n:{task}</c> (score: sequence); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id);
+/// <c>B q:{queue}:s:{state}</c> for the other states (score: sequence); <c>B n:{task}</c> (score: sequence); a listing
+/// without a state merges a queue's state indexes; <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id);
 /// <c>B seq</c>; channel <c>B wake</c>. Nullable arguments are sent as "" for null and "v" + value otherwise.
 /// </remarks>
 /// <remarks>
@@ -77,6 +77,9 @@ internal static class RedisScripts
         end
         local out = {}
         local woken = {}
+        local known = {}
+        -- One INCRBY for the batch; an idempotent duplicate leaves a gap, which orders nothing differently.
+        local first = redis.call('INCRBY', B .. 'seq', n) - n
         for i = 0, n - 1 do
           local o = 4 + i * F
           local id, task, queue, prio = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
@@ -90,7 +93,7 @@ internal static class RedisScripts
             local exp = opt(ARGV[o + 7])
             local state = 1
             if nb and tonumber(nb) > now then state = 0 end
-            local seq = redis.call('INCR', B .. 'seq')
+            local seq = first + i + 1
             local k = B .. 't:' .. id
             redis.call('HSET', k, 'm', ARGV[o + 8], 'task', task, 'queue', queue, 'state', state, 'prio', prio,
               'max', ARGV[o + 4], 'seq', seq, 'attempt', 0, 'hist', state .. ':' .. now)
@@ -100,9 +103,10 @@ internal static class RedisScripts
               redis.call('HSET', k, 'key', key)
               redis.call('HSET', B .. 'idem', key, id)
             end
-            redis.call('HSETNX', B .. 'queues', queue, '0')
-            redis.call('ZADD', B .. 'all', seq, id)
-            redis.call('ZADD', B .. 'q:' .. queue .. ':all', seq, id)
+            if not known[queue] then
+              redis.call('HSETNX', B .. 'queues', queue, '0')
+              known[queue] = true
+            end
             redis.call('ZADD', B .. 'n:' .. task, seq, id)
             if state == 0 then
               idx(id, queue, nil, 0, seq)
@@ -386,8 +390,6 @@ internal static class RedisScripts
           local cur = redis.call('HMGET', k, 'queue', 'task', 'state', 'key')
           redis.call('ZREM', B .. 'finished', id)
           if cur[1] then
-            redis.call('ZREM', B .. 'all', id)
-            redis.call('ZREM', B .. 'q:' .. cur[1] .. ':all', id)
             redis.call('ZREM', B .. 'n:' .. cur[2], id)
             idx(id, cur[1], cur[3], nil, nil)
             if cur[4] and redis.call('HGET', B .. 'idem', cur[4]) == id then redis.call('HDEL', B .. 'idem', cur[4]) end

@@ -129,6 +129,38 @@ public abstract class StoreListConformance : ConformanceTest
     }
 
     [Fact]
+    public async Task List_without_a_state_pages_newest_first_over_every_state()
+    {
+        // Scheduled, queued, running, succeeded and dead tasks in two queues, created in this order.
+        var ids = new List<Guid>();
+        for (var i = 0; i < 10; i++)
+        {
+            var message = NewMessage(i % 2 == 0 ? "a" : "b") with { NotBefore = i == 3 ? Now.AddHours(1) : null };
+            ids.Add((await EnqueueAsync(message)).Id);
+            Advance(TimeSpan.FromMilliseconds(1));
+        }
+        var leases = await FetchAsync(6, "a", "b");
+        await SucceedAsync(leases[0]);
+        await Queue.CompleteAsync([Completion(leases[1], CompletionKind.Dead)], Timeout);
+
+        var pages = new List<IReadOnlyList<TaskRecord>>();
+        string? cursor = null;
+        do
+        {
+            var page = await Store.ListAsync(new TaskQuery { Limit = 3, Cursor = cursor }, Timeout);
+            pages.Add(page.Items);
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null && pages.Count < 10);
+        var inB = await Store.ListAsync(new TaskQuery { Queue = "b" }, Timeout);
+
+        Assert.Equal(Enumerable.Reverse(ids), pages.SelectMany(p => p).Select(t => t.Id));
+        Assert.Equal([TaskState.Scheduled, TaskState.Queued, TaskState.Running, TaskState.Succeeded, TaskState.Dead],
+            pages.SelectMany(p => p).Select(t => t.State).Distinct().Order());
+        Assert.Equal(ids.Where((_, i) => i % 2 == 1).Reverse(), inB.Items.Select(t => t.Id));
+    }
+
+    [Fact]
     public async Task List_filters_by_task_name()
     {
         var score = NewMessage(task: "flights.score");
