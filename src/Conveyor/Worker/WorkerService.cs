@@ -29,7 +29,10 @@ internal sealed partial class WorkerService(
     private readonly WorkerOptions _options = options.Value.Worker;
     private readonly ConcurrentDictionary<Guid, InFlight> _inFlight = new();
     private readonly Channel<Lease> _ready = Channel.CreateUnbounded<Lease>(new UnboundedChannelOptions { SingleWriter = false });
-    private readonly Channel<Completion> _completions = Channel.CreateUnbounded<Completion>(new UnboundedChannelOptions { SingleReader = true });
+    // Bounded, so that outcomes waiting to be written cannot pile up without end when the backend writes slower
+    // than handlers finish: a full buffer holds the runners (and with them the prefetch) until it drains.
+    private readonly Channel<Completion> _completions = Channel.CreateBounded<Completion>(
+        new BoundedChannelOptions(Math.Max(1, options.Value.Worker.CompletionBatchSize) * 2) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly ConcurrentQueue<Lease> _unstarted = new();
     private readonly CancellationTokenSource _hardStop = new();
     private PrefetchGate? _slots;
@@ -228,7 +231,7 @@ internal sealed partial class WorkerService(
         }
         status.Finished(completion.Kind == CompletionKind.Succeeded);
         inFlight.Finished = true;
-        _completions.Writer.TryWrite(completion);
+        await _completions.Writer.WriteAsync(completion).ConfigureAwait(false);
         _slots!.RecordHandler(started);
         _slots.Release();
     }
