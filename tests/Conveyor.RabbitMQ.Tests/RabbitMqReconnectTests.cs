@@ -83,7 +83,7 @@ public sealed class RabbitMqReconnectTests
                 Assert.False(health.Healthy);
                 Assert.Contains("reconnecting", health.Description, StringComparison.Ordinal);
                 var exception = await Assert.ThrowsAsync<BackendUnavailableException>(() => backend.MigrateAsync(CancellationToken.None));
-                Assert.Equal("rabbitmq", backend.GetUnavailableBackend(exception));
+                Assert.Equal("rabbitmq", ((IConveyorBackend)backend).GetUnavailableBackend(exception));
                 Assert.True(clock.Elapsed < TimeSpan.FromMilliseconds(500), $"a call took {clock.Elapsed} while the broker was unreachable");
             }
             Assert.Equal(1, Volatile.Read(ref attempts));

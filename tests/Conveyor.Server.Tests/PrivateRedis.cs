@@ -12,6 +12,7 @@ internal sealed class PrivateRedis : IDisposable
     private readonly string _folder;
     private readonly int _port;
     private Process _process;
+    private bool _running = true;
 
     private PrivateRedis(string folder, int port)
     {
@@ -37,9 +38,14 @@ internal sealed class PrivateRedis : IDisposable
         _process.Kill();
         _process.WaitForExit();
         _process.Dispose();
+        _running = false;
     }
 
-    public void Restart() => _process = Launch();
+    public void Restart()
+    {
+        _process = Launch();
+        _running = true;
+    }
 
     private Process Launch()
     {
@@ -81,6 +87,11 @@ internal sealed class PrivateRedis : IDisposable
 
     public void Dispose()
     {
+        // Killed and not started again: nothing to stop (a test that failed while Redis was down ends here).
+        if (!_running)
+        {
+            return;
+        }
         if (!_process.HasExited)
         {
             _process.Kill();
