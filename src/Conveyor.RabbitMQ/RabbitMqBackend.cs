@@ -325,9 +325,14 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
             {
                 return;
             }
+            catch (BackendUnavailableException)
+            {
+                // The connection failed (ConnectAsync kept its reason). Logged once when the outage began (5001); the
+                // next attempt waits longer.
+            }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                // Logged once when the outage began (5001); the next attempt waits longer.
+                // Connected, but opening the channels failed: try again later too.
                 _lastConnectError = e.Message;
             }
         }
