@@ -1,5 +1,6 @@
 using Conveyor.AspNetCore.Endpoints;
 using Conveyor.AspNetCore.Health;
+using Conveyor.AspNetCore.Outages;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
 using Microsoft.AspNetCore.Builder;
@@ -8,6 +9,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Conveyor.AspNetCore;
@@ -15,6 +17,8 @@ namespace Conveyor.AspNetCore;
 /// <summary>Registration and mapping of Conveyor's HTTP API.</summary>
 public static class ConveyorApiExtensions
 {
+    private const string HealthCheckServiceCategory = "Microsoft.Extensions.Diagnostics.HealthChecks.DefaultHealthCheckService";
+
     /// <summary>Adds what <see cref="MapConveyorApi"/> needs: problem details, health checks (backend and worker,
     /// tagged for readiness) and the OpenAPI document. Call <c>AddConveyor</c> too. Idempotent.</summary>
     public static IServiceCollection AddConveyorApi(this IServiceCollection services, Action<ConveyorApiOptions>? configure = null)
@@ -32,7 +36,13 @@ public static class ConveyorApiExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ApiKeyValidator>();
         services.AddSingleton<EnqueueRequestReader>();
+        services.AddSingleton<BackendOutageLog>();
+        services.AddSingleton<ReadinessLog>();
         services.AddProblemDetails();
+        // The framework logs every unhealthy check at each probe (an error per probe for as long as an outage lasts);
+        // ReadinessLog logs readiness on its transitions instead. This silences the framework's per-check lines (below
+        // Critical) for every check in the app; an app that wants them adds its own filter for this category later.
+        services.AddLogging(logging => logging.AddFilter(HealthCheckServiceCategory, LogLevel.Critical));
         services.AddHealthChecks()
             .AddCheck<BackendHealthCheck>("backend", tags: [HealthReportWriter.ReadyTag])
             .AddCheck<WorkerHealthCheck>("worker", tags: [HealthReportWriter.ReadyTag]);
@@ -64,6 +74,8 @@ public static class ConveyorApiExtensions
         var options = endpoints.ServiceProvider.GetRequiredService<IOptions<ConveyorApiOptions>>().Value;
         var api = endpoints.MapGroup("/api/v1")
             .AddEndpointFilter<ApiKeyEndpointFilter>()
+            .AddEndpointFilter<BackendOutageEndpointFilter>()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .WithTags("Conveyor")
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         TaskEndpoints.Map(api);
@@ -79,7 +91,7 @@ public static class ConveyorApiExtensions
             endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions
             {
                 Predicate = check => check.Tags.Contains(HealthReportWriter.ReadyTag),
-                ResponseWriter = HealthReportWriter.WriteAsync,
+                ResponseWriter = HealthReportWriter.WriteReadyAsync,
             });
         }
         if (options.MapOpenApi)

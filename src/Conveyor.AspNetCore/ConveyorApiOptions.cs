@@ -20,6 +20,13 @@ public sealed class ConveyorApiOptions
     /// <summary>Page size of <c>GET /api/v1/tasks</c> when the request gives no <c>limit</c>. Default 100; at most 1,000.</summary>
     public int DefaultPageSize { get; set; } = 100;
 
+    /// <summary>The <c>Retry-After</c> of a 503 answered while the backend cannot be reached. Default 5 s.</summary>
+    public TimeSpan RetryAfter { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Longest wait for the backend's readiness check; a backend that has not answered by then is reported
+    /// unhealthy, so <c>/health/ready</c> answers 503 within about this time when a server hangs or is down. Default 2 s.</summary>
+    public TimeSpan HealthCheckTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>Whether <c>MapConveyorApi</c> maps <c>/health/live</c> and <c>/health/ready</c>. Default true.</summary>
     public bool MapHealthChecks { get; set; } = true;
 

@@ -106,6 +106,17 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         }
     }
 
+    /// <inheritdoc />
+    /// <remarks>A connection that cannot be opened or broke (socket, I/O or timeout errors, which Npgsql marks
+    /// transient), or a server that is shutting down, starting, or out of connections (SQLSTATE class 08, 57P01–57P03,
+    /// 53300). Other transient errors (deadlocks, serialization failures) are not outages.</remarks>
+    public string? GetUnavailableBackend(Exception exception) => exception switch
+    {
+        PostgresException e => e.SqlState.StartsWith("08", StringComparison.Ordinal) || e.SqlState is "57P01" or "57P02" or "57P03" or "53300" ? Name : null,
+        NpgsqlException { IsTransient: true } => Name,
+        _ => null,
+    };
+
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken) =>
         await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
 

@@ -31,6 +31,10 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private readonly ConcurrentDictionary<string, Lazy<Task>> _declared = new(StringComparer.Ordinal);
+    // Every broker queue declared since the start (_declared forgets them at a reconnect), for DeleteBrokerObjectsAsync.
+    private readonly ConcurrentDictionary<string, bool> _declaredNames = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _disposing = new();
+    private readonly Lock _reconnectLock = new();
     private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
     private readonly Lock _bufferLock = new();
     // Deliveries not matched to a lease yet, by task id.
@@ -58,6 +62,9 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     private bool _lastSweepDropped;
     // 1 while the broker connection is lost: the loss is logged once, not once per call that fails meanwhile.
     private int _down;
+    // The reconnect loop while one runs (at most one); while it runs, calls that need the broker fail at once.
+    private Task? _reconnecting;
+    private string _lastConnectError = "";
     // 1 while publishing after a store change fails: logged once per failing streak.
     private int _publishFailing;
 
@@ -74,6 +81,9 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         _options = options;
         _time = time ?? TimeProvider.System;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
+        var uri = new Uri(options.Url);
+        var port = uri.Port > 0 ? uri.Port : uri.Scheme.Equals("amqps", StringComparison.OrdinalIgnoreCase) ? 5671 : 5672;
+        EndpointText = uri.Host + ":" + port.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <inheritdoc />
@@ -129,28 +139,100 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         return store with { Description = "rabbitmq broker answered; store: " + store.Description };
     }
 
-    private async Task<(IConnection Connection, IChannel Publisher, IChannel Consumer)> ConnectAsync(CancellationToken cancellationToken)
+    /// <inheritdoc />
+    /// <remarks>The broker: unreachable, its connection closed, or reconnecting (<see cref="BackendUnavailableException"/>);
+    /// anything else is asked of the store.</remarks>
+    public string? GetUnavailableBackend(Exception exception) => exception switch
+    {
+        BackendUnavailableException e => e.Backend,
+        global::RabbitMQ.Client.Exceptions.BrokerUnreachableException or global::RabbitMQ.Client.Exceptions.AlreadyClosedException
+            or global::RabbitMQ.Client.Exceptions.ConnectFailureException => Name,
+        _ => _store.GetUnavailableBackend(exception),
+    };
+
+    /// <summary>
+    /// The wait before reconnect attempt <paramref name="attempt"/> (0 for the first after a loss): <c>ReconnectDelay</c>
+    /// doubling per attempt up to <c>MaxReconnectDelay</c>, then scaled by a jitter factor between 0.5 and 1 taken from
+    /// <paramref name="random"/> (in [0, 1)), so that the processes of a deployment do not all reconnect at the same instant.
+    /// </summary>
+    internal static TimeSpan ReconnectBackoff(int attempt, TimeSpan initial, TimeSpan max, double random)
+    {
+        var capped = Math.Min(max.TotalMilliseconds, initial.TotalMilliseconds * Math.Pow(2, Math.Clamp(attempt, 0, 30)));
+        return TimeSpan.FromMilliseconds(capped * (0.5 + (Math.Clamp(random, 0, 1) / 2)));
+    }
+
+    // Reconnection: the client's automatic recovery (RabbitMQ.Client 7) retries at a fixed NetworkRecoveryInterval and
+    // offers no hook for a growing delay, so it is off, and the backend reconnects itself: after a loss, one background
+    // loop tries again after ReconnectBackoff (0.5 s doubling to 30 s by default, with jitter; reset by a success), and
+    // calls that need the broker meanwhile fail at once with BackendUnavailableException instead of each trying to
+    // connect. A new connection gets new channels, declares its queues again and consumes again (what the client's
+    // topology recovery did); the store is the authority, so deliveries unacked on the old channels are simply
+    // delivered again. See docs/rabbitmq.md.
+    private async Task<(IConnection Connection, IChannel Publisher, IChannel Consumer)> ConnectAsync(CancellationToken cancellationToken, bool reconnecting = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_connection is { } c && _publisher is { IsOpen: true } p && _consumer is { IsOpen: true } k)
+        if (_connection is { IsOpen: true } c && _publisher is { IsOpen: true } p && _consumer is { IsOpen: true } k)
         {
             return (c, p, k);
+        }
+        if (!reconnecting && Volatile.Read(ref _reconnecting) is { IsCompleted: false })
+        {
+            throw Unavailable(null);
         }
         await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_connection is null)
+            if (_connection is not { IsOpen: true })
             {
+                if (!reconnecting && _reconnecting is { IsCompleted: false })
+                {
+                    throw Unavailable(null);
+                }
+                if (_connection is { } old)
+                {
+                    _connection = null;
+                    old.ConnectionShutdownAsync -= OnConnectionShutdownAsync;
+                    try
+                    {
+                        old.Dispose();
+                    }
+                    catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException)
+                    {
+                        // The broker dropped it already.
+                    }
+                }
                 var factory = new ConnectionFactory
                 {
                     Uri = new Uri(_options.Url),
                     ClientProvidedName = "conveyor:" + _options.Prefix,
-                    AutomaticRecoveryEnabled = true,
+                    AutomaticRecoveryEnabled = false,
                 };
-                var connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+                IConnection connection;
+                try
+                {
+                    connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    _lastConnectError = e.Message;
+                    if (Interlocked.Exchange(ref _down, 1) == 0)
+                    {
+                        LogConnectionLost(_logger, EndpointText, e.Message, e);
+                    }
+                    if (!reconnecting)
+                    {
+                        StartReconnecting();
+                    }
+                    throw Unavailable(e);
+                }
                 connection.ConnectionShutdownAsync += OnConnectionShutdownAsync;
-                connection.RecoverySucceededAsync += OnRecoverySucceededAsync;
                 _connection = connection;
+                // Queues are declared again on the new connection (the broker may have lost them).
+                _declared.Clear();
+                if (Interlocked.Exchange(ref _down, 0) == 1)
+                {
+                    LogConnectionRestored(_logger, EndpointText);
+                }
             }
             if (_publisher is not { IsOpen: true })
             {
@@ -195,29 +277,72 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
 
     private Task OnConnectionShutdownAsync(object sender, ShutdownEventArgs e)
     {
-        // Our own close (dispose) is no outage. The client reconnects by itself (automatic recovery, every
-        // NetworkRecoveryInterval); meanwhile calls that need the broker fail and the fetches use the store.
-        if (e.Initiator != ShutdownInitiator.Application && Interlocked.Exchange(ref _down, 1) == 0)
+        // Our own close (dispose) is no outage. Meanwhile calls that need the broker fail and the fetches use the store.
+        if (e.Initiator != ShutdownInitiator.Application && !_disposed)
         {
-            LogConnectionLost(_logger, Endpoint(sender), e.ReplyText, e.Exception);
+            _lastConnectError = e.ReplyText;
+            if (Interlocked.Exchange(ref _down, 1) == 0)
+            {
+                LogConnectionLost(_logger, EndpointText, e.ReplyText, e.Exception);
+            }
+            StartReconnecting();
         }
         return Task.CompletedTask;
     }
 
-    private Task OnRecoverySucceededAsync(object sender, AsyncEventArgs e)
+    /// <summary>Starts the reconnect loop unless one runs.</summary>
+    private void StartReconnecting()
     {
-        if (Interlocked.Exchange(ref _down, 0) == 1)
+        lock (_reconnectLock)
         {
-            LogConnectionRestored(_logger, Endpoint(sender));
+            if (_disposed || _reconnecting is { IsCompleted: false })
+            {
+                return;
+            }
+            Volatile.Write(ref _reconnecting, Task.Run(ReconnectAsync));
         }
-        // Look in the store now rather than at the next poll.
-        Wake();
-        return Task.CompletedTask;
     }
+
+    private async Task ReconnectAsync()
+    {
+        for (var attempt = 0; !_disposing.IsCancellationRequested; attempt++)
+        {
+            var delay = ReconnectBackoff(attempt, _options.ReconnectDelay, _options.MaxReconnectDelay, Random.Shared.NextDouble());
+            try
+            {
+                // Wall-clock time, whatever clock the backend was given: the network does not run on a test's fake clock.
+                await Task.Delay(delay, _disposing.Token).ConfigureAwait(false);
+                await ConnectAsync(_disposing.Token, reconnecting: true).ConfigureAwait(false);
+                // Look in the store now rather than at the next poll.
+                Wake();
+                return;
+            }
+            catch (OperationCanceledException) when (_disposing.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (ObjectDisposedException) when (_disposed)
+            {
+                return;
+            }
+            catch (BackendUnavailableException)
+            {
+                // The connection failed (ConnectAsync kept its reason). Logged once when the outage began (5001); the
+                // next attempt waits longer.
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Connected, but opening the channels failed: try again later too.
+                _lastConnectError = e.Message;
+            }
+        }
+    }
+
+    private BackendUnavailableException Unavailable(Exception? inner) =>
+        new(Name, $"RabbitMQ {EndpointText} is unreachable ({(inner?.Message ?? _lastConnectError)}); reconnecting with backoff", inner);
 
     // Host and port only: the URL may hold a password.
-    private static string Endpoint(object sender) =>
-        sender is IConnection { Endpoint: { } endpoint } ? endpoint.HostName + ":" + endpoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?";
+    private string EndpointText { get; }
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Warning, Message = "Lost the connection to RabbitMQ {Endpoint} ({Reason}); reconnecting in the background, calls that need the broker fail until then")]
     private static partial void LogConnectionLost(ILogger logger, string endpoint, string reason, Exception? exception);
@@ -233,6 +358,7 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     {
         var lazy = _declared.GetOrAdd(queue, q => new Lazy<Task>(async () =>
         {
+            _declaredNames.TryAdd(q, true);
             var (_, publisher, _) = await ConnectAsync(CancellationToken.None).ConfigureAwait(false);
             var arguments = new Dictionary<string, object?>
             {
@@ -733,7 +859,7 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
             }
         }
         var (_, publisher, _) = await ConnectAsync(cancellationToken).ConfigureAwait(false);
-        foreach (var queue in _declared.Keys)
+        foreach (var queue in _declaredNames.Keys)
         {
             await publisher.QueueDeleteAsync(BrokerQueue(queue), ifUnused: false, ifEmpty: false, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
@@ -749,7 +875,18 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         {
             return;
         }
-        _disposed = true;
+        Task? reconnecting;
+        lock (_reconnectLock)
+        {
+            _disposed = true;
+            reconnecting = _reconnecting;
+        }
+        await _disposing.CancelAsync().ConfigureAwait(false);
+        if (reconnecting is not null)
+        {
+            // Ends at once: it stops at the cancellation.
+            await reconnecting.ConfigureAwait(false);
+        }
         try
         {
             if (_connection is { } connection)
@@ -765,6 +902,7 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         _publisher?.Dispose();
         _consumer?.Dispose();
         _connectLock.Dispose();
+        _disposing.Dispose();
         if (_options.OwnsStore)
         {
             switch (_store)

@@ -17,6 +17,14 @@ public sealed class RabbitMqBackendOptions
     /// missed its wake-up). Default 1 s.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Wait before the first reconnect attempt after the broker connection is lost; each failed attempt
+    /// doubles it, up to <see cref="MaxReconnectDelay"/>, and each wait is scaled by a random factor between 0.5 and 1
+    /// (jitter). A successful connection starts again from this. Default 0.5 s.</summary>
+    public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Longest wait between reconnect attempts. Default 30 s.</summary>
+    public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Whether disposing the backend disposes its store too. Default true.</summary>
     public bool OwnsStore { get; set; } = true;
 }

@@ -76,6 +76,11 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     /// <inheritdoc />
     public async Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken)
     {
+        if (_connection is { IsConnected: false })
+        {
+            // Reconnecting: a PING would wait in StackExchange.Redis's backlog until its timeout (5 s) to say so.
+            return new BackendHealth(false, $"Redis {Endpoint}: not connected; reconnecting with backoff");
+        }
         try
         {
             var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
@@ -88,6 +93,11 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
             return new BackendHealth(false, $"Redis {Endpoint}: {ex.Message}");
         }
     }
+
+    /// <inheritdoc />
+    /// <remarks>No connection to Redis, or no answer within StackExchange.Redis's timeout.</remarks>
+    public string? GetUnavailableBackend(Exception exception) =>
+        exception is RedisConnectionException or RedisTimeoutException ? Name : null;
 
     /// <summary>Settings of the server that put tasks at risk: an eviction policy other than <c>noeviction</c>
     /// (Redis would drop queued tasks when full) or persistence off. Empty when CONFIG is not allowed.</summary>

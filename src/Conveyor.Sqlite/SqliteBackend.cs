@@ -90,6 +90,12 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
         }
     }
 
+    /// <inheritdoc />
+    /// <remarks>The file is locked past the busy timeout (SQLITE_BUSY, SQLITE_LOCKED), cannot be opened, or its disk
+    /// fails or is full (SQLITE_CANTOPEN, SQLITE_IOERR, SQLITE_FULL): the same request may succeed later.</remarks>
+    public string? GetUnavailableBackend(Exception exception) =>
+        exception is SqliteException { SqliteErrorCode: 5 or 6 or 10 or 13 or 14 } ? Name : null;
+
     private async Task<SqliteConnection> OpenReadAsync(CancellationToken cancellationToken)
     {
         var connection = new SqliteConnection(_connectionString);

@@ -73,6 +73,12 @@ public sealed class PostgresRestartTests : IDisposable
                 + $"{refused} batches refused, {tasks.Count} stored, all acknowledged succeeded; {ranTwice} ran more than once; "
                 + $"{clock.Elapsed.TotalSeconds:F0} s; log: {LogSummary(logs)}");
             Console.WriteLine($"503 body while down: {downBody}");
+            // Requests refused during the outage answered 503 and the outage was logged once (twice at most, should a
+            // request succeed while PostgreSQL is shutting down), not as an unhandled exception (an error and a stack
+            // trace) per request.
+            Assert.True(logs.Split("ExceptionHandlerMiddleware").Length == 1, logs);
+            var outageLines = logs.Split("The postgres backend is unavailable").Length - 1;
+            Assert.True(outageLines >= (refused > 0 ? 1 : 0) && outageLines <= 2, $"{outageLines} outage lines for {refused} refused batches: {logs}");
         }
         finally
         {

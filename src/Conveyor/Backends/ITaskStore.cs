@@ -82,4 +82,13 @@ public interface IConveyorBackend
     Task MigrateAsync(CancellationToken cancellationToken);
     /// <summary>Checks that the engine answers.</summary>
     Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Whether <paramref name="exception"/>, thrown by one of this backend's calls, means that a server it needs cannot
+    /// be reached (it is down, restarting, refusing connections, or timing out): an outage to wait out and try again,
+    /// not a bug or a bad request. Returns the short name of the backend that is unavailable (for a queue paired with a
+    /// store, the one that failed), or null. Looks at <paramref name="exception"/> only; <see cref="BackendOutage.Find"/>
+    /// also looks at its inner exceptions. The default recognises <see cref="BackendUnavailableException"/>.
+    /// </summary>
+    string? GetUnavailableBackend(Exception exception) => (exception as BackendUnavailableException)?.Backend;
 }
