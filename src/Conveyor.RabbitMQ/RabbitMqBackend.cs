@@ -226,6 +226,7 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
                     throw Unavailable(e);
                 }
                 connection.ConnectionShutdownAsync += OnConnectionShutdownAsync;
+                _quorum = UsesQuorumQueues(_options.QueueType, connection.ServerProperties);
                 _connection = connection;
                 // Queues are declared again on the new connection (the broker may have lost them).
                 _declared.Clear();
@@ -353,18 +354,51 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     [LoggerMessage(EventId = 5002, Level = LogLevel.Information, Message = "Connection to RabbitMQ {Endpoint} restored")]
     private static partial void LogConnectionRestored(ILogger logger, string endpoint);
 
-    /// <summary>Declares the durable priority queue of a Conveyor queue, bound to the exchange by its name.</summary>
+    /// <summary>Whether queues are declared as quorum queues: asked for, or <see cref="RabbitMqQueueType.Auto"/> on a
+    /// broker that has them (RabbitMQ 3.8 and later, by the version it announces).</summary>
+    internal static bool UsesQuorumQueues(RabbitMqQueueType type, IDictionary<string, object?>? serverProperties)
+    {
+        if (type != RabbitMqQueueType.Auto)
+        {
+            return type == RabbitMqQueueType.Quorum;
+        }
+        var version = serverProperties?.TryGetValue("version", out var value) == true
+            ? value switch
+            {
+                byte[] bytes => System.Text.Encoding.UTF8.GetString(bytes),
+                string text => text,
+                _ => null,
+            }
+            : null;
+        var parts = (version ?? "").Split('.');
+        return parts.Length >= 2
+            && int.TryParse(parts[0], System.Globalization.CultureInfo.InvariantCulture, out var major)
+            && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var minor)
+            && (major > 3 || (major == 3 && minor >= 8));
+    }
+
+    /// <summary>Whether the queues of this connection are quorum queues (<see cref="UsesQuorumQueues"/>).</summary>
+    internal bool QuorumQueues => _quorum;
+
+    private volatile bool _quorum;
+
+    /// <summary>Declares the durable queue of a Conveyor queue (quorum, or classic with priorities), bound to the
+    /// exchange by its name.</summary>
     private Task DeclareQueueAsync(string queue, CancellationToken cancellationToken)
     {
         var lazy = _declared.GetOrAdd(queue, q => new Lazy<Task>(async () =>
         {
             _declaredNames.TryAdd(q, true);
             var (_, publisher, _) = await ConnectAsync(CancellationToken.None).ConfigureAwait(false);
-            var arguments = new Dictionary<string, object?>
+            var arguments = new Dictionary<string, object?> { ["x-dead-letter-exchange"] = DeadExchange };
+            if (_quorum)
             {
-                ["x-max-priority"] = 10,
-                ["x-dead-letter-exchange"] = DeadExchange,
-            };
+                arguments["x-queue-type"] = "quorum";
+            }
+            else
+            {
+                arguments["x-max-priority"] = 10;
+            }
             await publisher.QueueDeclareAsync(BrokerQueue(q), durable: true, exclusive: false, autoDelete: false, arguments).ConfigureAwait(false);
             await publisher.QueueBindAsync(BrokerQueue(q), Exchange, q).ConfigureAwait(false);
         }));

@@ -9,6 +9,10 @@ public sealed class RabbitMqBackendOptions
     /// <summary>Prefix of every exchange and queue name, so that several deployments (or tests) share a broker.</summary>
     public string Prefix { get; set; } = "conveyor";
 
+    /// <summary>The kind of broker queue declared per Conveyor queue. Default <see cref="RabbitMqQueueType.Auto"/>:
+    /// quorum queues where the broker has them (RabbitMQ 3.8 and later), classic ones otherwise.</summary>
+    public RabbitMqQueueType QueueType { get; set; } = RabbitMqQueueType.Auto;
+
     /// <summary>Deliveries the broker pushes ahead of fetches (<c>basic.qos</c> prefetch).</summary>
     public ushort Prefetch { get; set; } = 256;
 
@@ -27,4 +31,18 @@ public sealed class RabbitMqBackendOptions
 
     /// <summary>Whether disposing the backend disposes its store too. Default true.</summary>
     public bool OwnsStore { get; set; } = true;
+}
+
+/// <summary>The kind of RabbitMQ queue that carries a Conveyor queue's deliveries.</summary>
+public enum RabbitMqQueueType
+{
+    /// <summary>Quorum where the broker has them (3.8 and later), classic otherwise.</summary>
+    Auto,
+
+    /// <summary>Classic durable queues with broker-side priorities (<c>x-max-priority</c>); on a cluster they live on one node.</summary>
+    Classic,
+
+    /// <summary>Quorum queues: replicated (Raft) and durable. RabbitMQ 3.x quorum queues have no priorities, which costs
+    /// nothing here: the store, not the broker, decides which task runs next.</summary>
+    Quorum,
 }

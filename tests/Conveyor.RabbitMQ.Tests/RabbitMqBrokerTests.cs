@@ -49,7 +49,7 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     public void Dispose() => _timeout.Dispose();
 
     /// <summary>A backend on the shared store file and prefix, as another process would have.</summary>
-    private async Task<RabbitMqBackend> NewBackendAsync(TimeSpan? pollInterval = null)
+    private async Task<RabbitMqBackend> NewBackendAsync(TimeSpan? pollInterval = null, RabbitMqQueueType queueType = RabbitMqQueueType.Auto)
     {
         var store = new SqliteBackend(new SqliteBackendOptions { Path = _path });
         var rabbit = new RabbitMqBackend(store, new RabbitMqBackendOptions
@@ -58,6 +58,7 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
             Prefix = _prefix,
             OwnsStore = false,
             PollInterval = pollInterval ?? TimeSpan.FromSeconds(1),
+            QueueType = queueType,
         });
         _backends.Add((rabbit, store));
         await rabbit.MigrateAsync(_timeout.Token);
@@ -67,6 +68,51 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     private static TaskMessage NewMessage() => new() { Id = Guid.CreateVersion7(), Task = "test.task", CreatedAt = DateTimeOffset.UtcNow };
 
     private async Task<uint> ReadyCountAsync(string queue) => (await _channel!.QueueDeclarePassiveAsync(queue, _timeout.Token)).MessageCount;
+
+    [Theory]
+    [InlineData(RabbitMqQueueType.Auto, "quorum")] // the test broker is RabbitMQ 3.10, which has quorum queues
+    [InlineData(RabbitMqQueueType.Quorum, "quorum")]
+    [InlineData(RabbitMqQueueType.Classic, "classic")]
+    public async Task Queues_are_quorum_queues_where_the_broker_has_them(RabbitMqQueueType queueType, string expected)
+    {
+        var backend = await NewBackendAsync(queueType: queueType);
+        await backend.EnqueueAsync([NewMessage()], _timeout.Token);
+
+        // Declaring an existing queue with other arguments fails (PRECONDITION_FAILED): a quorum declaration that
+        // succeeds shows a quorum queue.
+        using var channel = await _connection!.CreateChannelAsync(cancellationToken: _timeout.Token);
+        string declared;
+        try
+        {
+            await channel.QueueDeclareAsync(backend.BrokerQueueName(QueueNames.Default), durable: true, exclusive: false, autoDelete: false,
+                new Dictionary<string, object?> { ["x-queue-type"] = "quorum", ["x-dead-letter-exchange"] = _prefix + ".dead" },
+                cancellationToken: _timeout.Token);
+            declared = "quorum";
+        }
+        catch (global::RabbitMQ.Client.Exceptions.OperationInterruptedException)
+        {
+            declared = "classic";
+        }
+
+        Assert.Equal(expected, declared);
+        Assert.Equal(expected == "quorum", backend.QuorumQueues);
+        Assert.Equal(1u, await ReadyCountAsync(backend.BrokerQueueName(QueueNames.Default)));
+    }
+
+    [Theory]
+    [InlineData("3.10.8", true)]
+    [InlineData("3.8.0", true)]
+    [InlineData("4.1.2", true)]
+    [InlineData("3.7.28", false)]
+    [InlineData("", false)]
+    public void Auto_chooses_quorum_queues_from_the_version_the_broker_announces(string version, bool quorum)
+    {
+        var properties = new Dictionary<string, object?> { ["version"] = System.Text.Encoding.UTF8.GetBytes(version) };
+
+        Assert.Equal(quorum, RabbitMqBackend.UsesQuorumQueues(RabbitMqQueueType.Auto, properties));
+        Assert.True(RabbitMqBackend.UsesQuorumQueues(RabbitMqQueueType.Quorum, properties));
+        Assert.False(RabbitMqBackend.UsesQuorumQueues(RabbitMqQueueType.Classic, properties));
+    }
 
     [Fact]
     public async Task Enqueue_returns_after_the_broker_holds_each_message()
