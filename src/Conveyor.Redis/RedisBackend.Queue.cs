@@ -104,7 +104,7 @@ public sealed partial class RedisBackend
         var expiresAt = DateTimeOffset.FromUnixTimeMilliseconds(expires);
         for (var f = 0; f + RedisScripts.FetchFields <= reply.Length; f += RedisScripts.FetchFields)
         {
-            var message = RedisMessageCodec.Decode((string)reply[f + 1]!, Guid.Parse((string)reply[f]!), MsOrNull(reply[f + 2]), MsOrNull(reply[f + 3]));
+            var message = RedisMessageCodec.Decode((string?)reply[f + 1], Guid.Parse((string)reply[f]!), MsOrNull(reply[f + 2]), MsOrNull(reply[f + 3]));
             leases.Add(new Lease(message, token, (int)reply[f + 4], !reply[f + 5].IsNull && (string?)reply[f + 5] == "1", expiresAt));
         }
         return leases;

@@ -35,8 +35,12 @@ internal static class RedisMessageCodec
     }
 
     /// <summary>The message back, with the fields kept outside the blob.</summary>
-    public static TaskMessage Decode(string blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt)
+    public static TaskMessage Decode(string? blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt)
     {
+        if (blob is null)
+        {
+            throw new FormatException($"Task {id} has no stored message ('m' field): it was written by an earlier key layout (docs/redis.md, Upgrading).");
+        }
         var fields = new Range[FieldCount];
         var nulls = Split(blob, fields);
         string? S(int i) => (nulls & (1 << i)) != 0 ? null : blob[fields[i]];
@@ -96,7 +100,11 @@ internal static class RedisMessageCodec
             {
                 throw new FormatException("A task's stored message is malformed: it was not written by this version of Conveyor.");
             }
-            var length = int.Parse(blob.AsSpan(at, colon - at), NumberStyles.None, CultureInfo.InvariantCulture);
+            if (!int.TryParse(blob.AsSpan(at, colon - at), NumberStyles.None, CultureInfo.InvariantCulture, out var length)
+                || length > blob.Length - colon - 1)
+            {
+                throw new FormatException("A task's stored message is malformed: it was not written by this version of Conveyor.");
+            }
             fields[i] = (colon + 1)..(colon + 1 + length);
             at = colon + 1 + length;
         }

@@ -1,0 +1,59 @@
+namespace Conveyor.Redis.Tests;
+
+public sealed class RedisMessageCodecUnitTests
+{
+    [Fact]
+    public void A_message_survives_the_round_trip_whatever_its_text_holds()
+    {
+        var message = new TaskMessage
+        {
+            Id = Guid.CreateVersion7(),
+            Task = "reports.build",
+            Queue = "tenant:eu",
+            Priority = -100,
+            // Lengths count UTF-16 units: separators, digits and non-ASCII text inside a value must not confuse the split.
+            Args = "{\"note\":\"12:~ 日本語 🚚\",\"n\":[1,2]}",
+            MaxAttempts = 9,
+            Retry = new RetryPolicy(TimeSpan.FromMilliseconds(250), TimeSpan.FromMinutes(3), 0.125),
+            Timeout = TimeSpan.FromSeconds(42),
+            IdempotencyKey = "~:3:",
+            Headers = new Dictionary<string, string> { ["traceparent"] = "00-abc-def-01", ["x"] = "~" },
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(1_795_411_249_358),
+        };
+        var notBefore = DateTimeOffset.FromUnixTimeMilliseconds(1_795_411_250_000);
+
+        var decoded = RedisMessageCodec.Decode(RedisMessageCodec.Encode(message), message.Id, notBefore, null);
+
+        Assert.Equal(message with { NotBefore = notBefore, Headers = null }, decoded with { Headers = null });
+        Assert.Equal(message.Headers, decoded.Headers);
+    }
+
+    [Fact]
+    public void Absent_optional_fields_come_back_absent()
+    {
+        var message = new TaskMessage { Id = Guid.CreateVersion7(), Task = "t", CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(1) };
+
+        var decoded = RedisMessageCodec.Decode(RedisMessageCodec.Encode(message), message.Id, null, null);
+
+        Assert.Equal(message, decoded);
+        Assert.Null(decoded.Args);
+        Assert.Null(decoded.Timeout);
+        Assert.Null(decoded.IdempotencyKey);
+        Assert.Null(decoded.Headers);
+    }
+
+    [Fact]
+    public void A_hash_from_an_earlier_layout_fails_with_a_message_that_says_so()
+    {
+        var id = Guid.CreateVersion7();
+
+        var missing = Assert.Throws<FormatException>(() => RedisMessageCodec.Decode(null, id, null, null));
+        var truncated = Assert.Throws<FormatException>(() => RedisMessageCodec.Decode("4:task7:def", id, null, null));
+
+        var overlong = Assert.Throws<FormatException>(() => RedisMessageCodec.Decode("4:task99:x", id, null, null));
+        var garbage = Assert.Throws<FormatException>(() => RedisMessageCodec.Decode("{\"task\":\"t\"}", id, null, null));
+
+        Assert.Contains("earlier key layout", missing.Message, StringComparison.Ordinal);
+        Assert.All([truncated, overlong, garbage], e => Assert.Contains("not written by this version", e.Message, StringComparison.Ordinal));
+    }
+}
