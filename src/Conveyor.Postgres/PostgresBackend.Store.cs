@@ -24,6 +24,26 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
+    public async Task<IReadOnlyDictionary<Guid, TaskState>> GetStatesAsync(IReadOnlyCollection<Guid> taskIds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(taskIds);
+        var states = new Dictionary<Guid, TaskState>(taskIds.Count);
+        if (taskIds.Count == 0)
+        {
+            return states;
+        }
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, "SELECT id, state FROM tasks WHERE id = ANY(@ids)");
+        command.Parameters.AddWithValue("ids", taskIds.ToArray());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            states[reader.GetGuid(0)] = (TaskState)reader.GetInt16(1);
+        }
+        return states;
+    }
+
+    /// <inheritdoc />
     public async Task<TaskPage> ListAsync(TaskQuery query, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(query);

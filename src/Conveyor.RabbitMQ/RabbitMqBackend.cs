@@ -52,7 +52,6 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     private readonly HashSet<Guid> _settledUndelivered = [];
     private readonly Queue<Guid> _settledOrder = new();
     private const int SettledUndeliveredLimit = 16_384;
-    private const int SweepParallelism = 8;
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IConnection? _connection;
     private IChannel? _publisher;
@@ -728,18 +727,11 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
             Volatile.Write(ref _lastSweepDropped, false);
             return;
         }
-        // One store lookup per delivery, several at a time: after a restart the queue can hold thousands of
-        // messages for tasks another process already ran, and only this sweep drains them.
-        var stale = new ConcurrentBag<Guid>();
-        await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = SweepParallelism, CancellationToken = cancellationToken }, async (id, ct) =>
-        {
-            var record = await _store.Store.GetAsync(id, ct).ConfigureAwait(false);
-            if (record is null || record.State != TaskState.Queued)
-            {
-                stale.Add(id);
-            }
-        }).ConfigureAwait(false);
-        Volatile.Write(ref _lastSweepDropped, !stale.IsEmpty);
+        // One store lookup for the whole buffer: after a restart the queue can hold thousands of messages for tasks
+        // another process already ran, and only this sweep drains them.
+        var states = await _store.Store.GetStatesAsync(ids, cancellationToken).ConfigureAwait(false);
+        var stale = ids.Where(id => !states.TryGetValue(id, out var state) || state != TaskState.Queued).ToList();
+        Volatile.Write(ref _lastSweepDropped, stale.Count > 0);
         await AckAsync(TakeDeliveries(stale)).ConfigureAwait(false);
     }
 

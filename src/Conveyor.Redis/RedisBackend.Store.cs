@@ -17,6 +17,27 @@ public sealed partial class RedisBackend
         return fields.Length == 0 ? null : ReadRecord(taskId, fields).Record;
     }
 
+    /// <inheritdoc />
+    public async Task<IReadOnlyDictionary<Guid, TaskState>> GetStatesAsync(IReadOnlyCollection<Guid> taskIds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(taskIds);
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var ids = taskIds.ToArray();
+        var batch = db.CreateBatch();
+        var reads = ids.Select(id => batch.HashGetAsync(_base + "t:" + IdText(id), "state")).ToArray();
+        batch.Execute();
+        var states = new Dictionary<Guid, TaskState>(ids.Length);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            var state = await reads[i].ConfigureAwait(false);
+            if (!state.IsNull)
+            {
+                states[ids[i]] = (TaskState)(int)state;
+            }
+        }
+        return states;
+    }
+
     /// <summary>Sequences are below 2^44 (the ready set's priority band): the bound of a listing without a cursor.</summary>
     private const long SequenceBound = 17592186044416;
 
@@ -28,7 +49,7 @@ public sealed partial class RedisBackend
         var before = SequenceBound;
         if (query.Cursor is { } cursor)
         {
-            if (!long.TryParse(cursor, NumberStyles.None, CultureInfo.InvariantCulture, out before))
+            if (!long.TryParse(cursor, NumberStyles.None, CultureInfo.InvariantCulture, out before) || before > SequenceBound)
             {
                 throw new ArgumentException($"'{cursor}' is not a cursor returned by this API", nameof(query));
             }
@@ -39,18 +60,17 @@ public sealed partial class RedisBackend
         }
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         // The narrowest indexes the filter allows, newest first; other filters are checked on the records. States are
-        // indexed per queue only (queued by the ready set, running by the leased set), so a listing merges one index
-        // per queue and state it covers; a task name has an index of its own.
+        // indexed per queue only (queued by the ready set), so a state across queues merges one index per queue.
         IReadOnlyList<string> queues = query.Queue is { } one ? [one]
+            : query.State is null ? []
             : (await db.HashKeysAsync(_base + "queues").ConfigureAwait(false)).Select(q => (string)q!).ToArray();
-        IndexRange Ready(string queue) => (b, n) => ReadyRangeAsync(db, queue, b, n);
         var sources = query switch
         {
-            { State: TaskState.Queued } => queues.Select(Ready).ToArray(),
+            { State: TaskState.Queued } => queues.Select(q => (IndexRange)((b, n) => ReadyRangeAsync(db, q, b, n))).ToArray(),
             { State: { } s } => queues.Select(q => ScoreRange(db, $"{_base}q:{q}:s:{(int)s}")).ToArray(),
+            { Queue: { } q } => [ScoreRange(db, $"{_base}q:{q}:all")],
             { Task: { } t } => [ScoreRange(db, $"{_base}n:{t}")],
-            _ => queues.SelectMany(q => IndexedStates.Select(s => ScoreRange(db, $"{_base}q:{q}:s:{(int)s}")).Append(Ready(q)))
-                .Append(await RunningRangeAsync(db, query.Queue).ConfigureAwait(false)).ToArray(),
+            _ => [ScoreRange(db, _base + "all")],
         };
         var items = new List<(long Seq, TaskRecord Record)>(limit + 1);
         var chunk = limit + 1;
@@ -96,29 +116,6 @@ public sealed partial class RedisBackend
         return new TaskPage(
             items.Select(i => i.Record).ToList(),
             more ? items[^1].Seq.ToString(CultureInfo.InvariantCulture) : null);
-    }
-
-    /// <summary>The states with an index per queue (queued and running have the ready and leased sets).</summary>
-    private static readonly TaskState[] IndexedStates = AllStates.Where(s => s is not (TaskState.Queued or TaskState.Running)).ToArray();
-
-    /// <summary>The running tasks (of one queue, or all) as an index: the leased set read whole, with each task's sequence.</summary>
-    private async Task<IndexRange> RunningRangeAsync(IDatabase db, string? queue)
-    {
-        var ids = await db.SortedSetRangeByRankAsync(_base + "leased").ConfigureAwait(false);
-        var batch = db.CreateBatch();
-        var reads = ids.Select(id => batch.HashGetAsync(_base + "t:" + (string)id!, ["seq", "queue"])).ToArray();
-        batch.Execute();
-        var entries = new List<(string Id, long Seq)>(ids.Length);
-        for (var i = 0; i < ids.Length; i++)
-        {
-            var fields = await reads[i].ConfigureAwait(false);
-            if (!fields[0].IsNull && (queue is null || fields[1] == queue))
-            {
-                entries.Add(((string)ids[i]!, (long)fields[0]));
-            }
-        }
-        var sorted = entries.OrderByDescending(e => e.Seq).ToArray();
-        return (before, count) => Task.FromResult(sorted.Where(e => e.Seq < before).Take(count).ToArray());
     }
 
     /// <summary>Up to <c>count</c> entries of an index with a sequence below <c>before</c>, highest first.</summary>

@@ -12,8 +12,8 @@ namespace Conveyor.Redis;
 /// <c>key</c> copied out of it for the scripts; and the mutable fields); <c>B q:{queue}:ready</c> ready set (score:
 /// priority band, then sequence), which is also the index of queued tasks; <c>B scheduled</c> (score: not-before ms);
 /// <c>B leased</c> (score: lease expiry ms), which is also the index of running tasks; <c>B finished</c> (score: finish ms);
-/// <c>B q:{queue}:s:{state}</c> for the other states (score: sequence); <c>B n:{task}</c> (score: sequence); a listing
-/// without a state merges a queue's state indexes; <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id);
+/// <c>B q:{queue}:s:{state}</c> for the other states (score: sequence); <c>B all</c>, <c>B q:{queue}:all</c>,
+/// <c>B n:{task}</c> (score: sequence); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id);
 /// <c>B seq</c>; channel <c>B wake</c>. Nullable arguments are sent as "" for null and "v" + value otherwise.
 /// </remarks>
 /// <remarks>
@@ -107,6 +107,10 @@ internal static class RedisScripts
               redis.call('HSETNX', B .. 'queues', queue, '0')
               known[queue] = true
             end
+            -- Listings without a state read these: merging the state indexes instead would miss a task that
+            -- moves between two of them while the listing reads them one after the other.
+            redis.call('ZADD', B .. 'all', seq, id)
+            redis.call('ZADD', B .. 'q:' .. queue .. ':all', seq, id)
             redis.call('ZADD', B .. 'n:' .. task, seq, id)
             if state == 0 then
               idx(id, queue, nil, 0, seq)
@@ -390,6 +394,8 @@ internal static class RedisScripts
           local cur = redis.call('HMGET', k, 'queue', 'task', 'state', 'key')
           redis.call('ZREM', B .. 'finished', id)
           if cur[1] then
+            redis.call('ZREM', B .. 'all', id)
+            redis.call('ZREM', B .. 'q:' .. cur[1] .. ':all', id)
             redis.call('ZREM', B .. 'n:' .. cur[2], id)
             idx(id, cur[1], cur[3], nil, nil)
             if cur[4] and redis.call('HGET', B .. 'idem', cur[4]) == id then redis.call('HDEL', B .. 'idem', cur[4]) end

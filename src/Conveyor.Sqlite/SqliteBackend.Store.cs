@@ -25,6 +25,36 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
+    public async Task<IReadOnlyDictionary<Guid, TaskState>> GetStatesAsync(IReadOnlyCollection<Guid> taskIds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(taskIds);
+        var states = new Dictionary<Guid, TaskState>(taskIds.Count);
+        if (taskIds.Count == 0)
+        {
+            return states;
+        }
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        // Chunks of 500 ids: well under SQLite's limit on bound parameters.
+        foreach (var chunk in taskIds.Chunk(500))
+        {
+            await using var command = connection.CreateCommand();
+            var names = new string[chunk.Length];
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                names[i] = "$i" + i.ToString(CultureInfo.InvariantCulture);
+                command.Parameters.AddWithValue(names[i], IdBytes(chunk[i]));
+            }
+            command.CommandText = $"SELECT id, state FROM tasks WHERE id IN ({string.Join(", ", names)})";
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                states[ReadId(reader, 0)] = (TaskState)reader.GetInt32(1);
+            }
+        }
+        return states;
+    }
+
+    /// <inheritdoc />
     public async Task<TaskPage> ListAsync(TaskQuery query, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(query);

@@ -32,6 +32,23 @@ public interface ITaskStore
     /// <summary>Tasks matching a filter, newest first, one page at a time.</summary>
     Task<TaskPage> ListAsync(TaskQuery query, CancellationToken cancellationToken);
 
+    /// <summary>The state of each task of <paramref name="taskIds"/> that exists (unknown ids are left out): one round
+    /// trip where the store can, for callers that check many tasks at once (the RabbitMQ backend's sweep of stale
+    /// deliveries). The default asks <see cref="GetAsync"/> for each.</summary>
+    async Task<IReadOnlyDictionary<Guid, TaskState>> GetStatesAsync(IReadOnlyCollection<Guid> taskIds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(taskIds);
+        var states = new Dictionary<Guid, TaskState>(taskIds.Count);
+        foreach (var id in taskIds)
+        {
+            if (await GetAsync(id, cancellationToken).ConfigureAwait(false) is { } record)
+            {
+                states[id] = record.State;
+            }
+        }
+        return states;
+    }
+
     /// <summary>Every known queue with its depth per state and whether it is paused.</summary>
     Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken);
 

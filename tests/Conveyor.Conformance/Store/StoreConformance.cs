@@ -10,6 +10,26 @@ public abstract class StoreConformance : ConformanceTest
     }
 
     [Fact]
+    public async Task GetStates_returns_the_state_of_each_known_task_and_leaves_out_unknown_ones()
+    {
+        var ids = await EnqueueManyAsync(3);
+        var scheduled = (await EnqueueAsync(NewMessage() with { NotBefore = Now.AddHours(1) })).Id;
+        var leases = await FetchAsync(2);
+        await SucceedAsync(leases[0]);
+        var unknown = Guid.CreateVersion7();
+
+        var states = await Store.GetStatesAsync([.. ids, scheduled, unknown], Timeout);
+
+        Assert.Equal(4, states.Count);
+        Assert.Equal(TaskState.Succeeded, states[leases[0].Message.Id]);
+        Assert.Equal(TaskState.Running, states[leases[1].Message.Id]);
+        Assert.Equal(TaskState.Queued, states[ids.Single(id => id != leases[0].Message.Id && id != leases[1].Message.Id)]);
+        Assert.Equal(TaskState.Scheduled, states[scheduled]);
+        Assert.False(states.ContainsKey(unknown));
+        Assert.Empty(await Store.GetStatesAsync([], Timeout));
+    }
+
+    [Fact]
     public async Task Get_returns_every_field_of_a_new_task()
     {
         var message = NewMessage("imports", priority: -4, task: "aip.ingest") with

@@ -161,6 +161,42 @@ public abstract class StoreListConformance : ConformanceTest
     }
 
     [Fact]
+    public async Task List_without_a_state_sees_every_task_while_workers_change_their_states()
+    {
+        var ids = (await EnqueueManyAsync(1_000)).ToHashSet();
+        using var stop = new CancellationTokenSource();
+        var drain = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var leases = await Queue.FetchAsync(Request(20), Timeout);
+                if (leases.Count == 0)
+                {
+                    return;
+                }
+                await Queue.CompleteAsync([.. leases.Select(l => Completion(l, CompletionKind.Succeeded))], Timeout);
+            }
+        });
+
+        var listings = 0;
+        try
+        {
+            while (!drain.IsCompleted && listings < 20)
+            {
+                var page = await Store.ListAsync(new TaskQuery { Limit = 1_000 }, Timeout);
+                Assert.True(ids.SetEquals(page.Items.Select(t => t.Id)), $"listing {listings} saw {page.Items.Count} of 1,000 tasks");
+                listings++;
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await drain;
+        }
+        Assert.True(listings > 0, "the drain ended before a listing was made");
+    }
+
+    [Fact]
     public async Task List_filters_by_task_name()
     {
         var score = NewMessage(task: "flights.score");
