@@ -388,21 +388,48 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         var lazy = _declared.GetOrAdd(queue, q => new Lazy<Task>(async () =>
         {
             _declaredNames.TryAdd(q, true);
-            var (_, publisher, _) = await ConnectAsync(CancellationToken.None).ConfigureAwait(false);
-            var arguments = new Dictionary<string, object?> { ["x-dead-letter-exchange"] = DeadExchange };
-            if (_quorum)
+            var (connection, publisher, _) = await ConnectAsync(CancellationToken.None).ConfigureAwait(false);
+            if (_quorum && _options.QueueType == RabbitMqQueueType.Auto)
             {
-                arguments["x-queue-type"] = "quorum";
+                // A queue declared before (classic, by an earlier version or by QueueType Classic) keeps its type: a
+                // declaration with other arguments fails with PRECONDITION_FAILED and closes its channel, so the quorum
+                // declaration is tried on a channel of its own, not on the shared publisher.
+                await using var probe = await connection.CreateChannelAsync().ConfigureAwait(false);
+                try
+                {
+                    await probe.QueueDeclareAsync(BrokerQueue(q), durable: true, exclusive: false, autoDelete: false, QueueArguments(quorum: true)).ConfigureAwait(false);
+                }
+                catch (global::RabbitMQ.Client.Exceptions.OperationInterruptedException e) when (e.ShutdownReason?.ReplyCode == 406)
+                {
+                    LogExistingClassicQueue(_logger, BrokerQueue(q));
+                    await publisher.QueueDeclareAsync(BrokerQueue(q), durable: true, exclusive: false, autoDelete: false, QueueArguments(quorum: false)).ConfigureAwait(false);
+                }
             }
             else
             {
-                arguments["x-max-priority"] = 10;
+                await publisher.QueueDeclareAsync(BrokerQueue(q), durable: true, exclusive: false, autoDelete: false, QueueArguments(_quorum)).ConfigureAwait(false);
             }
-            await publisher.QueueDeclareAsync(BrokerQueue(q), durable: true, exclusive: false, autoDelete: false, arguments).ConfigureAwait(false);
             await publisher.QueueBindAsync(BrokerQueue(q), Exchange, q).ConfigureAwait(false);
         }));
         return WithRetryOnFailure(_declared, queue, lazy).WaitAsync(cancellationToken);
     }
+
+    private Dictionary<string, object?> QueueArguments(bool quorum)
+    {
+        var arguments = new Dictionary<string, object?> { ["x-dead-letter-exchange"] = DeadExchange };
+        if (quorum)
+        {
+            arguments["x-queue-type"] = "quorum";
+        }
+        else
+        {
+            arguments["x-max-priority"] = 10;
+        }
+        return arguments;
+    }
+
+    [LoggerMessage(EventId = 5010, Level = LogLevel.Information, Message = "RabbitMQ queue {Queue} exists as a classic queue and stays one (QueueType Auto would declare new queues as quorum queues)")]
+    private static partial void LogExistingClassicQueue(ILogger logger, string queue);
 
     private static async Task WithRetryOnFailure(ConcurrentDictionary<string, Lazy<Task>> cache, string key, Lazy<Task> lazy)
     {

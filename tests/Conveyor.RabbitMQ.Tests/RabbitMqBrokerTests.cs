@@ -78,25 +78,46 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         var backend = await NewBackendAsync(queueType: queueType);
         await backend.EnqueueAsync([NewMessage()], _timeout.Token);
 
-        // Declaring an existing queue with other arguments fails (PRECONDITION_FAILED): a quorum declaration that
-        // succeeds shows a quorum queue.
-        using var channel = await _connection!.CreateChannelAsync(cancellationToken: _timeout.Token);
-        string declared;
-        try
-        {
-            await channel.QueueDeclareAsync(backend.BrokerQueueName(QueueNames.Default), durable: true, exclusive: false, autoDelete: false,
-                new Dictionary<string, object?> { ["x-queue-type"] = "quorum", ["x-dead-letter-exchange"] = _prefix + ".dead" },
-                cancellationToken: _timeout.Token);
-            declared = "quorum";
-        }
-        catch (global::RabbitMQ.Client.Exceptions.OperationInterruptedException)
-        {
-            declared = "classic";
-        }
-
-        Assert.Equal(expected, declared);
+        Assert.Equal(expected, await QueueTypeAsync(backend.BrokerQueueName(QueueNames.Default)));
         Assert.Equal(expected == "quorum", backend.QuorumQueues);
         Assert.Equal(1u, await ReadyCountAsync(backend.BrokerQueueName(QueueNames.Default)));
+    }
+
+    [Fact]
+    public async Task Auto_keeps_a_classic_queue_declared_before_and_still_publishes_to_it()
+    {
+        // As an earlier version (or QueueType Classic) left it: classic, with priorities.
+        using (var channel = await _connection!.CreateChannelAsync(cancellationToken: _timeout.Token))
+        {
+            await channel.QueueDeclareAsync(_prefix + ".q." + QueueNames.Default, durable: true, exclusive: false, autoDelete: false,
+                new Dictionary<string, object?> { ["x-max-priority"] = 10, ["x-dead-letter-exchange"] = _prefix + ".dead" },
+                cancellationToken: _timeout.Token);
+        }
+        var backend = await NewBackendAsync(queueType: RabbitMqQueueType.Auto);
+
+        await backend.EnqueueAsync([NewMessage(), NewMessage()], _timeout.Token);
+        await backend.EnqueueAsync([NewMessage()], _timeout.Token);
+
+        Assert.Equal("classic", await QueueTypeAsync(backend.BrokerQueueName(QueueNames.Default)));
+        Assert.Equal(3u, await ReadyCountAsync(backend.BrokerQueueName(QueueNames.Default)));
+    }
+
+    /// <summary>Declaring an existing queue with other arguments fails with PRECONDITION_FAILED (406): a quorum
+    /// declaration that succeeds shows a quorum queue, one refused with 406 a classic one.</summary>
+    private async Task<string> QueueTypeAsync(string queue)
+    {
+        using var channel = await _connection!.CreateChannelAsync(cancellationToken: _timeout.Token);
+        try
+        {
+            await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false,
+                new Dictionary<string, object?> { ["x-queue-type"] = "quorum", ["x-dead-letter-exchange"] = _prefix + ".dead" },
+                cancellationToken: _timeout.Token);
+            return "quorum";
+        }
+        catch (global::RabbitMQ.Client.Exceptions.OperationInterruptedException e) when (e.ShutdownReason?.ReplyCode == 406)
+        {
+            return "classic";
+        }
     }
 
     [Theory]

@@ -171,10 +171,12 @@ internal sealed partial class WorkerService(
             {
                 slots.Release(wanted - leases.Count);
             }
-            // A fetch that found work measures the round trip (one that waited for work would measure the wait).
-            if (leases.Count > 0 && leases.Count == wanted)
+            // A fetch that found work measures the round trip; one that waited for work would measure the wait, so a
+            // fetch that got less than it asked for, or took longer than any round trip should, is not a sample.
+            var fetchTime = System.Diagnostics.Stopwatch.GetElapsedTime(fetchStart);
+            if (leases.Count > 0 && leases.Count == wanted && fetchTime < MaxRoundTripSample)
             {
-                slots.RecordFetch(System.Diagnostics.Stopwatch.GetElapsedTime(fetchStart));
+                slots.RecordFetch(fetchTime);
             }
             foreach (var lease in leases)
             {
@@ -183,6 +185,9 @@ internal sealed partial class WorkerService(
             }
         }
     }
+
+    /// <summary>Longer than a fetch's round trip to a healthy backend takes; a fetch this long waited for work.</summary>
+    private static readonly TimeSpan MaxRoundTripSample = TimeSpan.FromMilliseconds(250);
 
     private static TimeSpan Backoff(int failures) =>
         TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(failures, 10))) * (0.8 + Random.Shared.NextDouble() * 0.4));
@@ -228,12 +233,21 @@ internal sealed partial class WorkerService(
         else
         {
             completion = await InvokeAsync(lease, inFlight, descriptor).ConfigureAwait(false);
+            // Only handlers that ran size the prefetch: a lease settled without running (cancelled, expired) says
+            // nothing about how long tasks take.
+            _slots!.RecordHandler(started);
         }
         status.Finished(completion.Kind == CompletionKind.Succeeded);
         inFlight.Finished = true;
-        await _completions.Writer.WriteAsync(completion).ConfigureAwait(false);
-        _slots!.RecordHandler(started);
-        _slots.Release();
+        try
+        {
+            await _completions.Writer.WriteAsync(completion).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException)
+        {
+            // Past the shutdown grace the completion writer has given up: the lease runs out and the task is redelivered.
+        }
+        _slots!.Release();
     }
 
     private const string ShutdownErrorType = "Conveyor.WorkerShutdown";
