@@ -68,9 +68,9 @@ public sealed partial class RedisBackend
         {
             { State: TaskState.Queued } => queues.Select(q => (IndexRange)((b, n) => ReadyRangeAsync(db, q, b, n))).ToArray(),
             { State: { } s } => queues.Select(q => ScoreRange(db, $"{_base}q:{q}:s:{(int)s}")).ToArray(),
-            { Queue: { } q } => [ScoreRange(db, $"{_base}q:{q}:all")],
             { Task: { } t } => [ScoreRange(db, $"{_base}n:{t}")],
-            _ => [ScoreRange(db, _base + "all")],
+            // No state and no task name: every index of the queue (or of all), merged in one atomic script.
+            _ => [(b, n) => ScriptRangeAsync(db, RedisScripts.ListAny, [_base, b, n, query.Queue ?? ""])],
         };
         var items = new List<(long Seq, TaskRecord Record)>(limit + 1);
         var chunk = limit + 1;
@@ -128,10 +128,13 @@ public sealed partial class RedisBackend
         return entries.Select(e => ((string)e.Element!, (long)e.Score)).ToArray();
     };
 
-    private async Task<(string Id, long Seq)[]> ReadyRangeAsync(IDatabase db, string queue, long before, int count)
+    private Task<(string Id, long Seq)[]> ReadyRangeAsync(IDatabase db, string queue, long before, int count) =>
+        ScriptRangeAsync(db, RedisScripts.ListReady, [_base, queue, before, count]);
+
+    /// <summary>A listing script's flat id, sequence reply as entries.</summary>
+    private async Task<(string Id, long Seq)[]> ScriptRangeAsync(IDatabase db, string script, RedisValue[] args)
     {
-        var reply = (RedisResult[])(await RunAsync(db, RedisScripts.ListReady,
-            [_base, queue, before, count]).ConfigureAwait(false))!;
+        var reply = (RedisResult[])(await RunAsync(db, script, args).ConfigureAwait(false))!;
         var entries = new (string, long)[reply.Length / 2];
         for (var i = 0; i < entries.Length; i++)
         {

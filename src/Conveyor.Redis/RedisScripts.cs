@@ -12,8 +12,8 @@ namespace Conveyor.Redis;
 /// <c>key</c> copied out of it for the scripts; and the mutable fields); <c>B q:{queue}:ready</c> ready set (score:
 /// priority band, then sequence), which is also the index of queued tasks; <c>B scheduled</c> (score: not-before ms);
 /// <c>B leased</c> (score: lease expiry ms), which is also the index of running tasks; <c>B finished</c> (score: finish ms);
-/// <c>B q:{queue}:s:{state}</c> for the other states (score: sequence); <c>B all</c>, <c>B q:{queue}:all</c>,
-/// <c>B n:{task}</c> (score: sequence); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id);
+/// <c>B q:{queue}:s:{state}</c> for the other states (score: sequence); <c>B n:{task}</c> (score: sequence); no index
+/// of all tasks (<see cref="ListAny"/> merges the others in one script); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id);
 /// <c>B seq</c>; channel <c>B wake</c>. Nullable arguments are sent as "" for null and "v" + value otherwise.
 /// </remarks>
 /// <remarks>
@@ -107,10 +107,6 @@ internal static class RedisScripts
               redis.call('HSETNX', B .. 'queues', queue, '0')
               known[queue] = true
             end
-            -- Listings without a state read these: merging the state indexes instead would miss a task that
-            -- moves between two of them while the listing reads them one after the other.
-            redis.call('ZADD', B .. 'all', seq, id)
-            redis.call('ZADD', B .. 'q:' .. queue .. ':all', seq, id)
             redis.call('ZADD', B .. 'n:' .. task, seq, id)
             if state == 0 then
               idx(id, queue, nil, 0, seq)
@@ -300,16 +296,13 @@ internal static class RedisScripts
         return out
         """;
 
-    /// <summary>ARGV: B, queue, before (exclusive sequence), limit. Returns, flat, id and sequence of up to limit queued
-    /// tasks of the queue with a sequence below before, highest sequence first.</summary>
-    /// <remarks>The ready set is ordered by priority band, then sequence: one range per band (201 bands), merged.</remarks>
-    public const string ListReady = Prelude + """
-        local rk = B .. 'q:' .. ARGV[2] .. ':ready'
-        local before = tonumber(ARGV[3])
-        local limit = tonumber(ARGV[4])
-        local band = 17592186044416
-        local found = {}
-        if redis.call('EXISTS', rk) == 1 then
+    // Appends to found the {id, seq} of up to limit entries of a queue's ready set with a sequence below before,
+    // highest first within each priority band (the set is ordered by band, then sequence: one range per band).
+    private const string ReadyRange = """
+        local function ready_range(queue, before, limit, found)
+          local rk = B .. 'q:' .. queue .. ':ready'
+          if redis.call('EXISTS', rk) == 0 then return end
+          local band = 17592186044416
           for b = 0, 200 do
             local lo = b * band
             local r = redis.call('ZRANGE', rk, string.format('(%.0f', lo + before), string.format('%.0f', lo),
@@ -317,13 +310,58 @@ internal static class RedisScripts
             for j = 1, #r, 2 do found[#found + 1] = { r[j], tonumber(r[j + 1]) - lo } end
           end
         end
-        table.sort(found, function(x, y) return x[2] > y[2] end)
-        local out = {}
-        for j = 1, math.min(limit, #found) do
-          out[#out + 1] = found[j][1]
-          out[#out + 1] = string.format('%.0f', found[j][2])
+        local function newest(found, limit)
+          table.sort(found, function(x, y) return x[2] > y[2] end)
+          local out = {}
+          local seen = {}
+          for j = 1, #found do
+            if #out >= 2 * limit then break end
+            local id = found[j][1]
+            if not seen[id] then
+              seen[id] = true
+              out[#out + 1] = id
+              out[#out + 1] = string.format('%.0f', found[j][2])
+            end
+          end
+          return out
         end
-        return out
+
+        """;
+
+    /// <summary>ARGV: B, queue, before (exclusive sequence), limit. Returns, flat, id and sequence of up to limit queued
+    /// tasks of the queue with a sequence below before, highest sequence first.</summary>
+    public const string ListReady = Prelude + ReadyRange + """
+        local found = {}
+        ready_range(ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), found)
+        return newest(found, tonumber(ARGV[4]))
+        """;
+
+    /// <summary>ARGV: B, before (exclusive sequence), limit, queue ("" for all). Returns, flat, id and sequence of up to
+    /// limit tasks in any state (of the queue, or of every queue) with a sequence below before, highest first.</summary>
+    /// <remarks>Reads every index a task can be in — each queue's state sets and ready set, and the leased set — in one
+    /// atomic script: read one after the other from the client, a task moving between two of them would be missed.</remarks>
+    public const string ListAny = Prelude + ReadyRange + """
+        local before = tonumber(ARGV[2])
+        local limit = tonumber(ARGV[3])
+        local only = ARGV[4]
+        local queues = {}
+        if only ~= '' then queues = { only } else queues = redis.call('HKEYS', B .. 'queues') end
+        local found = {}
+        local upper = string.format('(%.0f', before)
+        for _, q in ipairs(queues) do
+          for _, st in ipairs({ '0', '3', '4', '5', '6', '7' }) do
+            local r = redis.call('ZRANGE', B .. 'q:' .. q .. ':s:' .. st, upper, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, limit, 'WITHSCORES')
+            for j = 1, #r, 2 do found[#found + 1] = { r[j], tonumber(r[j + 1]) } end
+          end
+          ready_range(q, before, limit, found)
+        end
+        for _, id in ipairs(redis.call('ZRANGE', B .. 'leased', 0, -1)) do
+          local f = redis.call('HMGET', B .. 't:' .. id, 'seq', 'queue')
+          if f[1] and (only == '' or f[2] == only) and tonumber(f[1]) < before then
+            found[#found + 1] = { id, tonumber(f[1]) }
+          end
+        end
+        return newest(found, limit)
         """;
 
     /// <summary>ARGV: B, now. Makes scheduled and retrying tasks due by now ready. Returns how many.</summary>
@@ -394,8 +432,6 @@ internal static class RedisScripts
           local cur = redis.call('HMGET', k, 'queue', 'task', 'state', 'key')
           redis.call('ZREM', B .. 'finished', id)
           if cur[1] then
-            redis.call('ZREM', B .. 'all', id)
-            redis.call('ZREM', B .. 'q:' .. cur[1] .. ':all', id)
             redis.call('ZREM', B .. 'n:' .. cur[2], id)
             idx(id, cur[1], cur[3], nil, nil)
             if cur[4] and redis.call('HGET', B .. 'idem', cur[4]) == id then redis.call('HDEL', B .. 'idem', cur[4]) end
