@@ -6,7 +6,7 @@
 # Installs Debian's redis-server package when it is missing (the system service is not used).
 # The server runs daemonized on 127.0.0.1 on a free port, with its data, log and pidfile under
 # .artifacts/redis, with the settings Conveyor needs (docs/redis.md): appendonly yes,
-# appendfsync everysec, maxmemory-policy noeviction.
+# appendfsync everysec, maxmemory-policy noeviction; and the one it recommends, auto-aof-rewrite-min-size 512mb.
 _cv_redis_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 _cv_redis_dir="$_cv_redis_root/.artifacts/redis"
 
@@ -38,6 +38,7 @@ _cv_redis_start() {
   redis-server --bind 127.0.0.1 --port "$port" --dir "$_cv_redis_dir" --daemonize yes \
     --pidfile "$_cv_redis_dir/redis.pid" --logfile "$_cv_redis_dir/redis.log" \
     --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save "" \
+    --auto-aof-rewrite-min-size 512mb \
     || { echo "redis: redis-server did not start" >&2; return 1; }
   for _ in $(seq 1 100); do
     redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break
