@@ -61,7 +61,16 @@ internal static class TaskEndpoints
         HttpContext http, ConveyorApiOptions options, CancellationToken cancellationToken)
     {
         var limit = options.MaxRequestBodySize;
-        var body = await RequestBodyReader.ReadAsync(http.Request, limit, cancellationToken).ConfigureAwait(false);
+        ReadOnlyMemory<byte>? body;
+        try
+        {
+            body = await RequestBodyReader.ReadAsync(http.Request, limit, cancellationToken).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException ex)
+        {
+            // The client broke off its body (it gave up, or its connection dropped): a bad request, not a server error.
+            return (null, RequestBodyReader.Incomplete(ex));
+        }
         if (body is null)
         {
             return (null, RequestBodyReader.TooLarge(limit));

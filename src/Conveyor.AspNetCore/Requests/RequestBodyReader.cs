@@ -47,6 +47,11 @@ internal static class RequestBodyReader
         }
     }
 
+    /// <summary>The answer to a body the server could not read to its end (the client stopped sending).</summary>
+    public static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult Incomplete(BadHttpRequestException exception) =>
+        ApiProblems.Status(StatusCodes.Status400BadRequest, "The request body could not be read.",
+            $"The body could not be read to its end: {exception.Message}");
+
     /// <summary>The 413 answer.</summary>
     public static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult TooLarge(long limit) =>
         ApiProblems.Status(StatusCodes.Status413PayloadTooLarge, "The request body is too large.",
