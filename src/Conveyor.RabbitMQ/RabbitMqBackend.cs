@@ -769,15 +769,11 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         await _store.Queue.CompleteAsync(completions, cancellationToken).ConfigureAwait(false);
         // The store has the outcomes: settle the deliveries. A dead task's delivery is rejected to the
         // dead-letter exchange; the others are acked (a retry waits in the store and is published when due).
-        var dead = new List<Guid>();
-        foreach (var completion in completions)
-        {
-            if (completion.Kind == CompletionKind.Dead
-                && await _store.Store.GetAsync(completion.Lease.TaskId, cancellationToken).ConfigureAwait(false) is { State: TaskState.Dead })
-            {
-                dead.Add(completion.Lease.TaskId);
-            }
-        }
+        var askedDead = completions.Where(c => c.Kind == CompletionKind.Dead).Select(c => c.Lease.TaskId).ToList();
+        var states = askedDead.Count == 0
+            ? null
+            : await _store.Store.GetStatesAsync(askedDead, cancellationToken).ConfigureAwait(false);
+        var dead = askedDead.Where(id => states!.TryGetValue(id, out var state) && state == TaskState.Dead).ToList();
         var deadSet = dead.ToHashSet();
         await AckAsync(TakeHeld(completions.Select(c => c.Lease.TaskId).Where(id => !deadSet.Contains(id)), out _)).ConfigureAwait(false);
         if (dead.Count == 0)
