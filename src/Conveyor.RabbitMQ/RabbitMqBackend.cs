@@ -64,8 +64,8 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     // The reconnect loop while one runs (at most one); while it runs, calls that need the broker fail at once.
     private Task? _reconnecting;
     private string _lastConnectError = "";
-    // 1 while publishing after a store change fails: logged once per failing streak.
-    private int _publishFailing;
+    // Stopwatch timestamp of the first publish failure of the current streak; 0 when publishes succeed.
+    private long _publishFailingSince;
 
     /// <summary>Creates the backend; it connects to the broker on first use.</summary>
     /// <param name="store">The SQL backend that holds state, results and coordination.</param>
@@ -676,14 +676,21 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
     /// </summary>
     private async Task AfterStoreAsync(Func<Task> step, string operation, CancellationToken cancellationToken)
     {
+        // Logged once per streak of failures. Only a publish that began after the streak began ends it: one in flight
+        // when the broker went away may still succeed after others failed, and must not make the next failure log again.
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             await step().ConfigureAwait(false);
-            Volatile.Write(ref _publishFailing, 0);
+            var failingSince = Interlocked.Read(ref _publishFailingSince);
+            if (failingSince != 0 && started > failingSince)
+            {
+                Interlocked.CompareExchange(ref _publishFailingSince, 0, failingSince);
+            }
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            if (Interlocked.Exchange(ref _publishFailing, 1) == 0)
+            if (Interlocked.CompareExchange(ref _publishFailingSince, System.Diagnostics.Stopwatch.GetTimestamp(), 0) == 0)
             {
                 LogPublishFailed(_logger, operation, e.Message, e);
             }
