@@ -76,6 +76,12 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     public ITaskStore Store => this;
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
+    /// <inheritdoc />
+    public INotifier Notifier => _inProcessNotifier;
+    /// <inheritdoc />
+    public BackendCapabilities Capabilities { get; } = new() { Reach = BackendReach.Network, CrossProcessNotifications = false };
+    // Interim: notifications reach this process only, until the engine's own notifier replaces it.
+    private readonly InProcessNotifier _inProcessNotifier = new();
 
     /// <inheritdoc />
     public Task MigrateAsync(CancellationToken cancellationToken) => PostgresSchema.ApplyAsync(_dataSource, _options.Schema, cancellationToken);
@@ -127,6 +133,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     {
         _listener.Wake();
         _notifier.Request();
+        _inProcessNotifier.Hub.Deliver(new Notification(NotifierChannels.Ready, ""));
     }
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();

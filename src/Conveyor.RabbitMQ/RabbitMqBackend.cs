@@ -96,6 +96,12 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
 
     /// <inheritdoc />
     public ICoordinationBackend Coordination => _store.Coordination;
+    /// <inheritdoc />
+    public INotifier Notifier => _inProcessNotifier;
+    /// <inheritdoc />
+    public BackendCapabilities Capabilities { get; } = new() { Reach = BackendReach.Network, CrossProcessNotifications = false };
+    // Interim: notifications reach this process only, until the engine's own notifier replaces it.
+    private readonly InProcessNotifier _inProcessNotifier = new();
 
     /// <summary>The paired SQL backend.</summary>
     public IConveyorBackend StoreBackend => _store;
@@ -507,8 +513,11 @@ public sealed partial class RabbitMqBackend : IConveyorBackend, IQueueBackend, I
         Wake();
     }
 
-    private void Wake() =>
+    private void Wake()
+    {
         Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        _inProcessNotifier.Hub.Deliver(new Notification(NotifierChannels.Ready, ""));
+    }
 
     private enum Settle
     {

@@ -62,6 +62,12 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     public ITaskStore Store => this;
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
+    /// <inheritdoc />
+    public INotifier Notifier => _inProcessNotifier;
+    /// <inheritdoc />
+    public BackendCapabilities Capabilities { get; } = new() { Reach = BackendReach.Network, CrossProcessNotifications = false };
+    // Interim: notifications reach this process only, until the engine's own notifier replaces it.
+    private readonly InProcessNotifier _inProcessNotifier = new();
 
     /// <summary>Connects, subscribes to wake-ups and checks the server's settings; there is no schema to create.</summary>
     public async Task MigrateAsync(CancellationToken cancellationToken)
@@ -191,7 +197,11 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
         // StackExchange.Redis sends EVALSHA once the script is known to the server, EVAL (which caches it) otherwise.
         db.ScriptEvaluateAsync(script, [_routeKey], args);
 
-    private void Wake() => Interlocked.Exchange(ref _wake, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    private void Wake()
+    {
+        Interlocked.Exchange(ref _wake, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        _inProcessNotifier.Hub.Deliver(new Notification(NotifierChannels.Ready, ""));
+    }
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 

@@ -53,6 +53,12 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
     public ITaskStore Store => this;
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
+    /// <inheritdoc />
+    public INotifier Notifier => _inProcessNotifier;
+    /// <inheritdoc />
+    public BackendCapabilities Capabilities { get; } = new() { Reach = BackendReach.Machine, CrossProcessNotifications = false };
+    // Interim: notifications reach this process only, until the engine's own notifier replaces it.
+    private readonly InProcessNotifier _inProcessNotifier = new();
 
     private SqliteWriter Writer => _writer.Value;
 
@@ -104,7 +110,11 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
     }
 
     // Wakes fetches waiting in this process; other processes on the same file find work by polling.
-    private void Wake() => Interlocked.Exchange(ref _wake, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    private void Wake()
+    {
+        Interlocked.Exchange(ref _wake, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        _inProcessNotifier.Hub.Deliver(new Notification(NotifierChannels.Ready, ""));
+    }
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 

@@ -22,6 +22,7 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     protected static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(30);
 
     private readonly List<IConveyorBackend> _backends = [];
+    private readonly List<IConveyorBackend> _peers = [];
     private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(60));
     private IConveyorBackend? _backend;
 
@@ -48,6 +49,21 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     protected virtual async ValueTask DisposeBackendAsync(IConveyorBackend backend)
     {
         switch (backend)
+        {
+            case IAsyncDisposable asyncDisposable:
+                await asyncDisposable.DisposeAsync();
+                break;
+            case IDisposable disposable:
+                disposable.Dispose();
+                break;
+        }
+    }
+
+    /// <summary>Releases an instance built by <see cref="CreatePeerBackendAsync"/>, leaving the storage it shares.
+    /// By default disposes it when it is disposable.</summary>
+    protected virtual async ValueTask DisposePeerAsync(IConveyorBackend peer)
+    {
+        switch (peer)
         {
             case IAsyncDisposable asyncDisposable:
                 await asyncDisposable.DisposeAsync();
@@ -89,6 +105,11 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     /// <inheritdoc />
     public async Task DisposeAsync()
     {
+        foreach (var peer in _peers)
+        {
+            await DisposePeerAsync(peer);
+        }
+        _peers.Clear();
         foreach (var backend in _backends)
         {
             await DisposeBackendAsync(backend);
@@ -110,6 +131,24 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
         {
             _timeout.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Builds another instance of <paramref name="backend"/>'s backend on the same storage (the same file, schema, key
+    /// prefix or exchange prefix), as another process would open it, taking its time from <paramref name="time"/>.
+    /// Suites that need two processes' views (the notifier's) call it through <see cref="NewPeerAsync"/>. The default
+    /// throws: a backend's test project overrides it where a suite needs it.
+    /// </summary>
+    protected virtual Task<IConveyorBackend> CreatePeerBackendAsync(IConveyorBackend backend, TimeProvider time) =>
+        throw new NotSupportedException($"{GetType().Name} does not override CreatePeerBackendAsync, which this suite needs.");
+
+    /// <summary>Builds another instance on <see cref="Backend"/>'s storage, disposed with the test (before the backend
+    /// whose storage it shares).</summary>
+    protected async Task<IConveyorBackend> NewPeerAsync()
+    {
+        var peer = await CreatePeerBackendAsync(Backend, Time);
+        _peers.Add(peer);
+        return peer;
     }
 
     /// <summary>Builds another backend, disposed with the test.</summary>

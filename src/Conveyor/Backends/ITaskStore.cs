@@ -95,6 +95,10 @@ public interface IConveyorBackend
     ITaskStore Store { get; }
     /// <summary>The coordination role.</summary>
     ICoordinationBackend Coordination { get; }
+    /// <summary>The notifier role: publish/subscribe on named channels across the processes sharing this backend.</summary>
+    INotifier Notifier { get; }
+    /// <summary>What this backend offers.</summary>
+    BackendCapabilities Capabilities { get; }
     /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>
     Task MigrateAsync(CancellationToken cancellationToken);
     /// <summary>Checks that the engine answers.</summary>

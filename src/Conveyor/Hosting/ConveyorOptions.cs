@@ -46,7 +46,8 @@ public sealed class WorkerOptions
     /// <summary>How often leases are extended and the worker reports itself. Default 10 s.</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How long a fetch waits for work before asking again. Default 5 s.</summary>
+    /// <summary>How long an idle worker waits for a ready notification before it looks for work again: the fallback
+    /// poll, for notifications lost on a broken connection or a backend that cannot notify other processes. Default 5 s.</summary>
     public TimeSpan FetchWait { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>How long shutdown waits for running handlers before cancelling them. Default 30 s.</summary>

@@ -70,7 +70,7 @@ public sealed record TaskRecord
     public string? IdempotencyKey { get; init; }
     /// <summary>Headers.</summary>
     public IReadOnlyDictionary<string, string>? Headers { get; init; }
-    /// <summary>Worker holding the lease while running.</summary>
+    /// <summary>The worker of the last attempt: the one holding the lease while it runs, kept once it finished.</summary>
     public string? WorkerId { get; init; }
     /// <summary>Whether a cancel was asked while it ran.</summary>
     public bool CancelRequested { get; init; }

@@ -36,6 +36,9 @@ internal sealed partial class WorkerService(
     private readonly ConcurrentQueue<Lease> _unstarted = new();
     private readonly CancellationTokenSource _hardStop = new();
     private PrefetchGate? _slots;
+    // Completed when a ready notification names one of this worker's queues (or any queue); replaced by each wake-up.
+    private volatile TaskCompletionSource _readySignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private HashSet<string> _queueNames = new(StringComparer.Ordinal);
     private volatile bool _draining;
     // Shared by the fetch loops, so that an outage is logged once, not once per loop.
     private int _fetchFailing;
@@ -64,6 +67,23 @@ internal sealed partial class WorkerService(
         status.IsRunning = true;
         LogStarted(status.WorkerId, string.Join(",", queues.Select(q => q.Name)), concurrency,
             _options.Prefetch is { } fixedPrefetch ? fixedPrefetch.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"automatic, {_slots.Size} to start, up to {prefetch}");
+
+        _queueNames = new HashSet<string>(queues.Select(q => q.Name), StringComparer.Ordinal);
+        // Subscribed before the first fetch, so that work made ready between that fetch and the wait still wakes it.
+        IAsyncDisposable? readySubscription = null;
+        try
+        {
+            readySubscription = await backend.Notifier.SubscribeAsync(NotifierChannels.Ready, OnReady, stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Without notifications the worker still finds work, by its fallback poll every FetchWait.
+            LogBackendError(ex, "subscribe to ready notifications");
+        }
 
         var runners = new Task[concurrency];
         for (var i = 0; i < concurrency; i++)
@@ -98,6 +118,10 @@ internal sealed partial class WorkerService(
             {
                 LogBackendError(ex, "remove worker");
             }
+            if (readySubscription is not null)
+            {
+                await readySubscription.DisposeAsync().ConfigureAwait(false);
+            }
             status.IsRunning = false;
             LogStopped(status.WorkerId);
         }
@@ -124,6 +148,8 @@ internal sealed partial class WorkerService(
                 wanted++;
             }
             IReadOnlyList<Lease> leases;
+            // Taken before the fetch: a ready notification that arrives while it runs ends the wait below at once.
+            var wake = _readySignal.Task;
             var fetchStart = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
@@ -134,7 +160,6 @@ internal sealed partial class WorkerService(
                     Queues = queues,
                     MaxCount = wanted,
                     LeaseDuration = _options.LeaseDuration,
-                    MaxWait = _options.FetchWait,
                     StrictOrder = _options.StrictQueueOrder,
                 }, stoppingToken).ConfigureAwait(false);
                 if (failures > 0 && Interlocked.Exchange(ref _fetchFailing, 0) == 1)
@@ -183,6 +208,29 @@ internal sealed partial class WorkerService(
                 _inFlight[lease.Message.Id] = new InFlight(lease);
                 _ready.Writer.TryWrite(lease);
             }
+            if (leases.Count == 0)
+            {
+                // Nothing ready: wait for a ready notification, or look again after FetchWait in case one was lost.
+                try
+                {
+                    await wake.WaitAsync(_options.FetchWait, time, stoppingToken).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private void OnReady(Notification notification)
+    {
+        if (notification.Missed || notification.Payload.Length == 0 || _queueNames.Contains(notification.Payload))
+        {
+            Interlocked.Exchange(ref _readySignal, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
         }
     }
 

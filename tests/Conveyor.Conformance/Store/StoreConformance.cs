@@ -30,6 +30,23 @@ public abstract class StoreConformance : ConformanceTest
     }
 
     [Fact]
+    public async Task The_worker_of_the_last_attempt_stays_on_the_task_after_it_finishes()
+    {
+        await EnqueueManyAsync(3);
+        var leases = await Queue.FetchAsync(Request(3) with { WorkerId = "worker-7" }, Timeout);
+        Assert.Equal(3, leases.Count);
+        Assert.Equal("worker-7", (await GetAsync(leases[0].Message.Id)).WorkerId);
+
+        await SucceedAsync(leases[0]);
+        await DeadAsync(leases[1]);
+        await RetryAtAsync(leases[2], Now.AddMinutes(1));
+
+        Assert.Equal("worker-7", (await GetAsync(leases[0].Message.Id)).WorkerId);
+        Assert.Equal("worker-7", (await GetAsync(leases[1].Message.Id)).WorkerId);
+        Assert.Equal("worker-7", (await GetAsync(leases[2].Message.Id)).WorkerId);
+    }
+
+    [Fact]
     public async Task Get_returns_every_field_of_a_new_task()
     {
         var message = NewMessage("imports", priority: -4, task: "aip.ingest") with
