@@ -80,6 +80,7 @@ public static class ConveyorApiExtensions
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         TaskEndpoints.Map(api);
         QueueEndpoints.Map(api);
+        EventEndpoints.Map(api);
         if (options.MapHealthChecks)
         {
             endpoints.MapHealthChecks("/health/live", new HealthCheckOptions

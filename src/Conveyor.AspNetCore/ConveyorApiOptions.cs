@@ -27,6 +27,14 @@ public sealed class ConveyorApiOptions
     /// unhealthy, so <c>/health/ready</c> answers 503 within about this time when a server hangs or is down. Default 2 s.</summary>
     public TimeSpan HealthCheckTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>How long <c>GET /api/v1/events</c> stays silent before it sends a comment line, so that proxies keep an
+    /// idle stream open. Default 15 s.</summary>
+    public TimeSpan EventStreamHeartbeat { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Most events waiting to be written to one event-stream client; a client that falls further behind is sent
+    /// <c>event: overflow</c> and dropped, so a slow client never grows the server's memory. Default 1,000.</summary>
+    public int EventStreamBuffer { get; set; } = 1000;
+
     /// <summary>Whether <c>MapConveyorApi</c> maps <c>/health/live</c> and <c>/health/ready</c>. Default true.</summary>
     public bool MapHealthChecks { get; set; } = true;
 

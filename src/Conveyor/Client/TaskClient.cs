@@ -3,7 +3,8 @@ using Conveyor.Backends;
 namespace Conveyor;
 
 /// <summary>The default <see cref="ITaskClient"/>: validates, applies task defaults and calls the backend.</summary>
-internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry, TimeProvider time, SchedulerSignal signal) : ITaskClient
+internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry, TimeProvider time, SchedulerSignal signal,
+    EnqueuePipeline pipeline, TaskEventBus events, WorkerStatus status) : ITaskClient
 {
     public async Task<EnqueueResult> EnqueueAsync(TaskRequest request, CancellationToken cancellationToken = default)
     {
@@ -35,7 +36,7 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
             messages[i] = BuildMessage(requests[i], registry, now);
             anyScheduled |= messages[i].NotBefore is not null;
         }
-        var stored = await backend.Queue.EnqueueAsync(messages, cancellationToken).ConfigureAwait(false);
+        var stored = await pipeline.RunAsync(messages, cancellationToken).ConfigureAwait(false);
         var results = new EnqueueResult[stored.Count];
         for (var i = 0; i < stored.Count; i++)
         {
@@ -44,6 +45,16 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
         if (anyScheduled)
         {
             signal.Notify();
+        }
+        if (events.IsObserved)
+        {
+            for (var i = 0; i < results.Length; i++)
+            {
+                if (results[i].Created)
+                {
+                    PublishEnqueued(messages[i], results[i].State, now);
+                }
+            }
         }
         return results;
     }
@@ -71,11 +82,58 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
         };
     }
 
-    public Task<CancelOutcome> CancelAsync(Guid taskId, CancellationToken cancellationToken = default) =>
-        backend.Queue.CancelAsync(taskId, cancellationToken);
+    private void PublishEnqueued(TaskMessage message, TaskState state, DateTimeOffset at) => events.Publish(new TaskEvent
+    {
+        Kind = TaskEventKind.Enqueued,
+        State = state,
+        TaskId = message.Id,
+        Task = message.Task,
+        Queue = message.Queue,
+        At = at,
+        Origin = status.WorkerId,
+    });
 
-    public Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken = default) =>
-        backend.Queue.RetryAsync(taskId, cancellationToken);
+    public async Task<CancelOutcome> CancelAsync(Guid taskId, CancellationToken cancellationToken = default)
+    {
+        var outcome = await backend.Queue.CancelAsync(taskId, cancellationToken).ConfigureAwait(false);
+        // A running task's cancellation is the worker's event, once its handler stopped.
+        if (outcome == CancelOutcome.Cancelled && events.IsObserved)
+        {
+            await PublishChangeAsync(taskId, TaskEventKind.Cancelled, cancellationToken).ConfigureAwait(false);
+        }
+        return outcome;
+    }
+
+    public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken = default)
+    {
+        var outcome = await backend.Queue.RetryAsync(taskId, cancellationToken).ConfigureAwait(false);
+        if (outcome == RetryOutcome.Requeued && events.IsObserved)
+        {
+            await PublishChangeAsync(taskId, TaskEventKind.Enqueued, cancellationToken).ConfigureAwait(false);
+        }
+        return outcome;
+    }
+
+    /// <summary>Raises the event of a change made by hand; reads the task for its name and queue (only when observed).</summary>
+    private async Task PublishChangeAsync(Guid taskId, TaskEventKind kind, CancellationToken cancellationToken)
+    {
+        var record = await backend.Store.GetAsync(taskId, cancellationToken).ConfigureAwait(false);
+        if (record is null)
+        {
+            return;
+        }
+        events.Publish(new TaskEvent
+        {
+            Kind = kind,
+            State = kind == TaskEventKind.Cancelled ? TaskState.Cancelled : record.State,
+            TaskId = taskId,
+            Task = record.Task,
+            Queue = record.Queue,
+            Attempt = record.Attempts,
+            At = time.GetUtcNow(),
+            Origin = status.WorkerId,
+        });
+    }
 
     public Task<TaskRecord?> GetAsync(Guid taskId, CancellationToken cancellationToken = default) =>
         backend.Store.GetAsync(taskId, cancellationToken);

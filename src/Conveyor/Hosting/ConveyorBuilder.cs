@@ -2,6 +2,7 @@ using Conveyor.Backends;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 
 namespace Conveyor;
 
@@ -32,6 +33,47 @@ public sealed class ConveyorBuilder
         return this;
     }
 
+    /// <summary>Adds <typeparamref name="TMiddleware"/> (a singleton) to the middleware around every enqueue, after those
+    /// registered before it. See <see cref="IEnqueueMiddleware"/>.</summary>
+    public ConveyorBuilder UseEnqueueMiddleware<TMiddleware>() where TMiddleware : class, IEnqueueMiddleware
+    {
+        Services.TryAddSingleton<TMiddleware>();
+        Services.AddSingleton<IEnqueueMiddleware>(sp => sp.GetRequiredService<TMiddleware>());
+        return this;
+    }
+
+    /// <summary>Adds <typeparamref name="TMiddleware"/> (a singleton) to the middleware around every attempt a worker
+    /// runs, inside those registered before it. See <see cref="ITaskMiddleware"/>.</summary>
+    public ConveyorBuilder UseTaskMiddleware<TMiddleware>() where TMiddleware : class, ITaskMiddleware
+    {
+        Services.TryAddSingleton<TMiddleware>();
+        Services.AddSingleton<ITaskMiddleware>(sp => sp.GetRequiredService<TMiddleware>());
+        return this;
+    }
+
+    /// <summary>Adds <typeparamref name="TObserver"/> (a singleton) to the observers of this process's task events.
+    /// See <see cref="ITaskEventObserver"/>.</summary>
+    public ConveyorBuilder AddEventObserver<TObserver>() where TObserver : class, ITaskEventObserver
+    {
+        Services.TryAddSingleton<TObserver>();
+        Services.AddSingleton<ITaskEventObserver>(sp => sp.GetRequiredService<TObserver>());
+        return this;
+    }
+
+    /// <summary>Calls <paramref name="observer"/> for each task event this process raises (in line: keep it quick).
+    /// <c>OnTaskEvent(e =&gt; { if (e.IsFailure) … })</c> is Celery's <c>task_failure</c>.</summary>
+    public ConveyorBuilder OnTaskEvent(Action<TaskEvent> observer)
+    {
+        ArgumentNullException.ThrowIfNull(observer);
+        Services.AddSingleton<ITaskEventObserver>(new DelegateTaskEventObserver(observer));
+        return this;
+    }
+
+    private sealed class DelegateTaskEventObserver(Action<TaskEvent> observer) : ITaskEventObserver
+    {
+        public void OnEvent(TaskEvent taskEvent) => observer(taskEvent);
+    }
+
     /// <summary>Uses <paramref name="factory"/> to build the backend (called once).</summary>
     public ConveyorBuilder UseBackend(Func<IServiceProvider, IConveyorBackend> factory)
     {
@@ -59,9 +101,23 @@ public static class ConveyorServiceCollectionExtensions
             services.TryAddSingleton<SchedulerSignal>();
             services.TryAddSingleton<ITaskClient, TaskClient>();
             services.TryAddSingleton<WorkerStatus>();
+            services.TryAddSingleton<TaskEventBus>();
+            services.TryAddSingleton<EnqueuePipeline>();
+            services.TryAddSingleton<ExecutionPipeline>();
+            // The logging middleware first, so it is the outermost: it sees what every other middleware did.
+            services.AddSingleton<TaskLoggingMiddleware>();
+            services.AddSingleton<ITaskMiddleware>(sp => sp.GetRequiredService<IOptions<ConveyorOptions>>().Value.LogTasks
+                ? sp.GetRequiredService<TaskLoggingMiddleware>()
+                : NoMiddleware.Instance);
             services.AddHostedService<BackendStartupService>();
             services.AddHostedService<WorkerService>();
-            services.AddHostedService<SchedulerService>();
+            services.TryAddSingleton<LeaderElector>();
+            services.TryAddSingleton<ILeadership>(sp => sp.GetRequiredService<LeaderElector>());
+            services.AddHostedService(sp => sp.GetRequiredService<LeaderElector>());
+            services.AddHostedService<TaskEventBridge>();
+            services.AddHostedService<DuePromoter>();
+            services.AddHostedService<LeaseReaper>();
+            services.AddHostedService<RetentionCleaner>();
         }
         if (configure is not null)
         {

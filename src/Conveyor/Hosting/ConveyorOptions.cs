@@ -12,6 +12,10 @@ public sealed class ConveyorOptions
     /// (ETA promotion, lease reaper, retention). Default true.</summary>
     public bool RunScheduler { get; set; } = true;
 
+    /// <summary>Whether the logging middleware logs each attempt (start and success at Debug, failures at Warning).
+    /// Default true. When false, failed attempts are not logged by Conveyor.</summary>
+    public bool LogTasks { get; set; } = true;
+
     /// <summary>Worker settings.</summary>
     public WorkerOptions Worker { get; set; } = new();
 
@@ -87,7 +91,8 @@ public sealed class WorkerOptions
     }
 }
 
-/// <summary>Settings of the scheduler (run by one leader among all processes).</summary>
+/// <summary>Settings of the leader election and the leader-only maintenance services (ETA promotion, the lease reaper,
+/// retention), bound from <c>Conveyor:Scheduler</c>.</summary>
 public sealed class SchedulerOptions
 {
     /// <summary>Longest sleep between ETA promotions; the next due time wakes it sooner. Default 1 s.</summary>
@@ -98,6 +103,17 @@ public sealed class SchedulerOptions
 
     /// <summary>How long finished tasks are kept. Default 7 days.</summary>
     public TimeSpan Retention { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>How often retention looks for finished tasks past <see cref="Retention"/> when the last pass found fewer
+    /// than a batch. Default 1 min.</summary>
+    public TimeSpan RetentionInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Most tasks deleted in one backend call. Default 5,000.</summary>
+    public int RetentionBatchSize { get; set; } = 5000;
+
+    /// <summary>Longest a retention pass goes on deleting full batches before it pauses (200 ms) and starts the next.
+    /// Default 10 s.</summary>
+    public TimeSpan RetentionPassLimit { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Leader lease length. Default 15 s.</summary>
     public TimeSpan LeaderLease { get; set; } = TimeSpan.FromSeconds(15);

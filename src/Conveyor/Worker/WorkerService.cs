@@ -24,6 +24,8 @@ internal sealed partial class WorkerService(
     IOptions<ConveyorOptions> options,
     TimeProvider time,
     WorkerStatus status,
+    ExecutionPipeline pipeline,
+    TaskEventBus events,
     ILogger<WorkerService> logger) : BackgroundService
 {
     private readonly WorkerOptions _options = options.Value.Worker;
@@ -46,6 +48,8 @@ internal sealed partial class WorkerService(
     private sealed class InFlight(Lease lease)
     {
         public Lease Lease { get; } = lease;
+        /// <summary>How long its handler ran; null when it never ran.</summary>
+        public TimeSpan? Duration { get; set; }
         public CancellationTokenSource? Cancellation { get; set; }
         public volatile bool CancelRequested;
         /// <summary>Set once the outcome is handed to the completion writer.</summary>
@@ -280,7 +284,23 @@ internal sealed partial class WorkerService(
         }
         else
         {
+            if (events.IsObserved)
+            {
+                events.Publish(new TaskEvent
+                {
+                    Kind = TaskEventKind.Started,
+                    State = TaskState.Running,
+                    TaskId = message.Id,
+                    Task = message.Task,
+                    Queue = message.Queue,
+                    Attempt = lease.Attempt,
+                    At = time.GetUtcNow(),
+                    WorkerId = status.WorkerId,
+                    Origin = status.WorkerId,
+                });
+            }
             completion = await InvokeAsync(lease, inFlight, descriptor).ConfigureAwait(false);
+            inFlight.Duration = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             // Only handlers that ran size the prefetch: a lease settled without running (cancelled, expired) says
             // nothing about how long tasks take.
             _slots!.RecordHandler(started);
@@ -313,11 +333,21 @@ internal sealed partial class WorkerService(
         {
             await cancellation.CancelAsync().ConfigureAwait(false);
         }
-        var context = new TaskContext(message, lease.Attempt, lease.IsRedelivery);
         var scope = scopes.CreateAsyncScope();
         try
         {
-            var result = await descriptor.InvokeAsync(scope.ServiceProvider, context, message.Args, cancellation.Token).ConfigureAwait(false);
+            string? result;
+            if (pipeline.IsEmpty)
+            {
+                var context = new TaskContext(message, lease.Attempt, lease.IsRedelivery);
+                result = await descriptor.InvokeAsync(scope.ServiceProvider, context, message.Args, cancellation.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                var context = new TaskExecutionContext(message, lease.Attempt, lease.IsRedelivery, status.WorkerId, scope.ServiceProvider, cancellation.Token);
+                await pipeline.RunAsync(context).ConfigureAwait(false);
+                result = context.Result;
+            }
             return new Completion { Lease = lease.Ref, Kind = CompletionKind.Succeeded, Attempt = lease.Attempt, Result = result, At = time.GetUtcNow() };
         }
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
@@ -335,12 +365,11 @@ internal sealed partial class WorkerService(
         }
         catch (PermanentTaskException ex)
         {
-            LogTaskFailed(ex, message.Task, message.Id, lease.Attempt);
+            // Logged by the logging middleware (TaskLoggingMiddleware), with the rest of the attempt's lines.
             return Failure(lease, TaskError.From(ex), permanent: true);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            LogTaskFailed(ex, message.Task, message.Id, lease.Attempt);
             return Failure(lease, TaskError.From(ex), permanent: false);
         }
         finally
@@ -405,12 +434,45 @@ internal sealed partial class WorkerService(
                     await Task.Delay(Backoff(failures), time).ConfigureAwait(false);
                 }
             }
+            var observed = events.IsObserved && failures == 0;
             foreach (var completion in batch)
             {
-                _inFlight.TryRemove(completion.Lease.TaskId, out _);
+                if (_inFlight.TryRemove(completion.Lease.TaskId, out var inFlight) && observed)
+                {
+                    PublishOutcome(completion, inFlight);
+                }
             }
             batch.Clear();
         }
+    }
+
+    /// <summary>Raises the event of an outcome whose completion was written.</summary>
+    private void PublishOutcome(Completion completion, InFlight inFlight)
+    {
+        var message = inFlight.Lease.Message;
+        var (kind, state) = completion.Kind switch
+        {
+            CompletionKind.Succeeded => (TaskEventKind.Succeeded, TaskState.Succeeded),
+            CompletionKind.Retry => (TaskEventKind.Retrying, TaskState.Retrying),
+            CompletionKind.Dead => (TaskEventKind.Dead, TaskState.Dead),
+            CompletionKind.Cancelled => (TaskEventKind.Cancelled, TaskState.Cancelled),
+            _ => (TaskEventKind.Expired, TaskState.Expired),
+        };
+        events.Publish(new TaskEvent
+        {
+            Kind = kind,
+            State = state,
+            TaskId = message.Id,
+            Task = message.Task,
+            Queue = message.Queue,
+            Attempt = completion.Attempt,
+            At = completion.At,
+            WorkerId = status.WorkerId,
+            Duration = inFlight.Duration,
+            Error = completion.Error,
+            RetryAt = completion.RetryAt,
+            Origin = status.WorkerId,
+        });
     }
 
     private async Task HeartbeatLoopAsync(IReadOnlyList<QueueWeight> queues, int concurrency, CancellationToken stop)
@@ -548,9 +610,6 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(4, LogLevel.Information, "Backend reachable again")]
     private partial void LogBackendRecovered();
-
-    [LoggerMessage(5, LogLevel.Warning, "Task {Task} {TaskId} failed attempt {Attempt}")]
-    private partial void LogTaskFailed(Exception exception, string task, Guid taskId, int attempt);
 
     [LoggerMessage(6, LogLevel.Warning, "Lease of task {TaskId} was lost; its outcome will be ignored")]
     private partial void LogLeaseLost(Guid taskId);

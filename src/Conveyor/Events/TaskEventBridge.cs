@@ -1,0 +1,249 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+using Conveyor.Backends;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Conveyor;
+
+/// <summary>
+/// Carries task events between the processes on a backend, through its notifier, while someone watches them. A process
+/// with a subscriber that wants every process's events (the event stream, the dashboard) says so on
+/// <see cref="NotifierChannels.EventsWanted"/> at once and every <see cref="AnnounceInterval"/>; a process that hears it
+/// publishes its own events on <see cref="NotifierChannels.Events"/> for <see cref="WantedFor"/> after, in batches that
+/// fit the notifier's payload limit (what arrives while one batch is sent makes the next: no added delay); every process
+/// passes the events of others to its subscribers. When nobody watches, nothing is sent and no event is even built.
+/// </summary>
+/// <remarks>Events are for watching, not for keeping: a batch that cannot be sent (a broken connection, more than
+/// <see cref="BufferSize"/> events waiting) is dropped and logged once per outage.</remarks>
+internal sealed partial class TaskEventBridge(
+    IConveyorBackend backend,
+    TaskEventBus bus,
+    WorkerStatus status,
+    TimeProvider time,
+    ILogger<TaskEventBridge> logger) : BackgroundService
+{
+    /// <summary>How often a watching process repeats that it wants events: 5 s.</summary>
+    internal static readonly TimeSpan AnnounceInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a process publishes its events after it last heard that someone wants them: 3 announcements.</summary>
+    internal static readonly TimeSpan WantedFor = AnnounceInterval * 3;
+
+    /// <summary>Most events waiting to be sent; more are dropped.</summary>
+    internal const int BufferSize = 10_000;
+
+    private readonly Channel<TaskEvent> _outgoing = Channel.CreateBounded<TaskEvent>(
+        new BoundedChannelOptions(BufferSize) { SingleReader = true, SingleWriter = false, FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Lock _gate = new();
+    private long _wantedUntilTicks;
+    private IDisposable? _localSubscription;
+    private bool _sendFailing;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await Task.Yield();
+        IAsyncDisposable? events = null;
+        IAsyncDisposable? wanted = null;
+        try
+        {
+            events = await backend.Notifier.SubscribeAsync(NotifierChannels.Events, OnEvents, stoppingToken).ConfigureAwait(false);
+            wanted = await backend.Notifier.SubscribeAsync(NotifierChannels.EventsWanted, OnWanted, stoppingToken).ConfigureAwait(false);
+            await Task.WhenAll(AnnounceLoopAsync(stoppingToken), SendLoopAsync(stoppingToken), ExpireLoopAsync(stoppingToken)).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Without a notifier the event stream shows this process's events only.
+            LogBridgeFailed(ex);
+        }
+        finally
+        {
+            StopPublishing();
+            if (events is not null)
+            {
+                await events.DisposeAsync().ConfigureAwait(false);
+            }
+            if (wanted is not null)
+            {
+                await wanted.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>While this process has subscribers that want remote events, says so at once and every
+    /// <see cref="AnnounceInterval"/>.</summary>
+    private async Task AnnounceLoopAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var changed = bus.RemoteInterestChanged;
+            if (bus.RemoteSubscribers > 0)
+            {
+                try
+                {
+                    await backend.Notifier.PublishAsync(NotifierChannels.EventsWanted, status.WorkerId, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    LogSendFailed(ex);
+                }
+                await Task.WhenAny(changed, Task.Delay(AnnounceInterval, time, stoppingToken)).ConfigureAwait(false);
+            }
+            else
+            {
+                await changed.WaitAsync(stoppingToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private void OnWanted(Notification notification)
+    {
+        if (notification.Missed || notification.Payload == status.WorkerId)
+        {
+            // This process's own subscribers see its events directly.
+            return;
+        }
+        Interlocked.Exchange(ref _wantedUntilTicks, (time.GetUtcNow() + WantedFor).UtcTicks);
+        lock (_gate)
+        {
+            _localSubscription ??= bus.Subscribe(e => _outgoing.Writer.TryWrite(e));
+        }
+    }
+
+    /// <summary>Stops collecting this process's events once nobody has asked for them for <see cref="WantedFor"/>.</summary>
+    private async Task ExpireLoopAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(AnnounceInterval, time);
+        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        {
+            if (!IsWanted)
+            {
+                StopPublishing();
+            }
+        }
+    }
+
+    private void StopPublishing()
+    {
+        lock (_gate)
+        {
+            _localSubscription?.Dispose();
+            _localSubscription = null;
+        }
+    }
+
+    private bool IsWanted => time.GetUtcNow().UtcTicks < Interlocked.Read(ref _wantedUntilTicks);
+
+    private async Task SendLoopAsync(CancellationToken stoppingToken)
+    {
+        var reader = _outgoing.Reader;
+        var limit = backend.Capabilities.MaxNotificationPayload;
+        var batch = new ArrayBufferWriter<byte>(limit);
+        var one = new ArrayBufferWriter<byte>(512);
+        var count = 0;
+        while (await reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+        {
+            if (!IsWanted)
+            {
+                // Raised before interest lapsed and the subscription ended: nobody wants them.
+                while (reader.TryRead(out _))
+                {
+                }
+                continue;
+            }
+            while (reader.TryRead(out var taskEvent))
+            {
+                one.ResetWrittenCount();
+                using (var writer = new Utf8JsonWriter(one))
+                {
+                    TaskEventJson.Write(writer, taskEvent);
+                }
+                // "[" + events joined by "," + "]": flush first when this one would not fit.
+                if (count > 0 && batch.WrittenCount + 1 + one.WrittenCount + 1 > limit)
+                {
+                    await SendAsync(batch, stoppingToken).ConfigureAwait(false);
+                    batch.ResetWrittenCount();
+                    count = 0;
+                }
+                if (one.WrittenCount + 2 > limit)
+                {
+                    // One event longer than a notification can carry (a long task name): not sent.
+                    continue;
+                }
+                batch.Write(count == 0 ? "["u8 : ","u8);
+                batch.Write(one.WrittenSpan);
+                count++;
+            }
+            if (count > 0)
+            {
+                await SendAsync(batch, stoppingToken).ConfigureAwait(false);
+                batch.ResetWrittenCount();
+                count = 0;
+            }
+        }
+    }
+
+    private async Task SendAsync(ArrayBufferWriter<byte> batch, CancellationToken stoppingToken)
+    {
+        batch.Write("]"u8);
+        var payload = Encoding.UTF8.GetString(batch.WrittenSpan);
+        try
+        {
+            await backend.Notifier.PublishAsync(NotifierChannels.Events, payload, stoppingToken).ConfigureAwait(false);
+            _sendFailing = false;
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            if (!_sendFailing)
+            {
+                _sendFailing = true;
+                LogSendFailed(ex);
+            }
+        }
+    }
+
+    private void OnEvents(Notification notification)
+    {
+        if (notification.Missed || bus.RemoteSubscribers == 0)
+        {
+            return;
+        }
+        try
+        {
+            using var document = JsonDocument.Parse(notification.Payload);
+            foreach (var element in document.RootElement.EnumerateArray())
+            {
+                var taskEvent = TaskEventJson.Read(element);
+                if (taskEvent.Origin != status.WorkerId)
+                {
+                    bus.PublishRemote(taskEvent);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or FormatException or InvalidOperationException)
+        {
+            LogMalformed(ex);
+        }
+    }
+
+    [LoggerMessage(50, LogLevel.Warning, "Task events cannot travel between processes: the notifier failed")]
+    private partial void LogBridgeFailed(Exception exception);
+
+    [LoggerMessage(51, LogLevel.Warning, "Sending task events to other processes failed; events are dropped until it works again")]
+    private partial void LogSendFailed(Exception exception);
+
+    [LoggerMessage(52, LogLevel.Warning, "A notification on the events channel was not a batch of task events; ignored")]
+    private partial void LogMalformed(Exception exception);
+}

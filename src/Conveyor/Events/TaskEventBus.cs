@@ -1,0 +1,134 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Conveyor;
+
+/// <summary>
+/// The in-process bus of task events: the worker and the client raise them, observers (<see cref="ITaskEventObserver"/>)
+/// and subscribers (the event stream, the bridge to other processes) receive them. With nothing listening, raising an
+/// event costs a check of <see cref="IsObserved"/>: callers build events only when it is true.
+/// </summary>
+public sealed partial class TaskEventBus
+{
+    private readonly ITaskEventObserver[] _observers;
+    private readonly ILogger _logger;
+    // Copy on write: publishing reads a snapshot without a lock; subscribing is rare.
+    private Subscription[] _subscriptions = [];
+    private readonly Lock _gate = new();
+
+    /// <summary>Creates the bus with the registered observers.</summary>
+    public TaskEventBus(IEnumerable<ITaskEventObserver> observers, ILogger<TaskEventBus>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(observers);
+        _observers = observers.ToArray();
+        _logger = logger ?? (ILogger)NullLogger.Instance;
+    }
+
+    /// <summary>How many subscriptions want other processes' events too: while there are any, the bridge asks the other
+    /// processes to send theirs.</summary>
+    public int RemoteSubscribers => Volatile.Read(ref _subscriptions).Count(s => s.IncludeRemote);
+
+    /// <summary>Completes at the next change of <see cref="RemoteSubscribers"/>.</summary>
+    internal Task RemoteInterestChanged => _remoteInterestChanged.Task;
+
+    private volatile TaskCompletionSource _remoteInterestChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Whether anything receives this process's events: build them only then.</summary>
+    public bool IsObserved => _observers.Length > 0 || Volatile.Read(ref _subscriptions).Length > 0;
+
+    /// <summary>Raises an event of this process: observers and every subscriber receive it.</summary>
+    public void Publish(TaskEvent taskEvent)
+    {
+        ArgumentNullException.ThrowIfNull(taskEvent);
+        foreach (var observer in _observers)
+        {
+            try
+            {
+                observer.OnEvent(taskEvent);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                LogObserverFailed(ex, observer.GetType().Name, taskEvent.Kind, taskEvent.TaskId);
+            }
+        }
+        Deliver(taskEvent, remote: false);
+    }
+
+    /// <summary>Passes on an event raised by another process (from the bridge): subscribers that asked for remote events
+    /// receive it; observers do not (each process's observers see their own process's events, as Celery's signals do).</summary>
+    public void PublishRemote(TaskEvent taskEvent)
+    {
+        ArgumentNullException.ThrowIfNull(taskEvent);
+        Deliver(taskEvent, remote: true);
+    }
+
+    /// <summary>Calls <paramref name="handler"/> for each event of this process, and of every other process on the
+    /// backend when <paramref name="includeRemote"/> (those arrive through the notifier while some subscriber wants them);
+    /// disposing the result ends it. The handler runs in line: quick, non-blocking, not throwing.</summary>
+    public IDisposable Subscribe(Action<TaskEvent> handler, bool includeRemote = false)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        var subscription = new Subscription(this, handler, includeRemote);
+        lock (_gate)
+        {
+            _subscriptions = [.. _subscriptions, subscription];
+        }
+        if (includeRemote)
+        {
+            SignalRemoteInterest();
+        }
+        return subscription;
+    }
+
+    private void Deliver(TaskEvent taskEvent, bool remote)
+    {
+        foreach (var subscription in Volatile.Read(ref _subscriptions))
+        {
+            if (remote && !subscription.IncludeRemote)
+            {
+                continue;
+            }
+            try
+            {
+                subscription.Handler(taskEvent);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                LogObserverFailed(ex, "subscriber", taskEvent.Kind, taskEvent.TaskId);
+            }
+        }
+    }
+
+    private void Remove(Subscription subscription)
+    {
+        lock (_gate)
+        {
+            _subscriptions = _subscriptions.Where(s => !ReferenceEquals(s, subscription)).ToArray();
+        }
+        if (subscription.IncludeRemote)
+        {
+            SignalRemoteInterest();
+        }
+    }
+
+    private void SignalRemoteInterest() =>
+        Interlocked.Exchange(ref _remoteInterestChanged, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+
+    private sealed class Subscription(TaskEventBus bus, Action<TaskEvent> handler, bool includeRemote) : IDisposable
+    {
+        public Action<TaskEvent> Handler { get; } = handler;
+        public bool IncludeRemote { get; } = includeRemote;
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                bus.Remove(this);
+            }
+        }
+    }
+
+    [LoggerMessage(60, LogLevel.Warning, "Task event observer {Observer} failed on {Kind} of task {TaskId}")]
+    private partial void LogObserverFailed(Exception exception, string observer, TaskEventKind kind, Guid taskId);
+}

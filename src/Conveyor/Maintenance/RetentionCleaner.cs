@@ -1,0 +1,63 @@
+using System.Diagnostics;
+using Conveyor.Backends;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor;
+
+/// <summary>
+/// Leader-only: deletes tasks that finished more than <see cref="SchedulerOptions.Retention"/> ago, in batches of
+/// <see cref="SchedulerOptions.RetentionBatchSize"/>. It keeps deleting while batches come back full, so that it keeps
+/// pace with any completion rate, but a pass ends after <see cref="SchedulerOptions.RetentionPassLimit"/> and the next
+/// begins after a short pause (so a backlog does not hold the backend's writer for long); when a batch comes back short,
+/// the next pass is <see cref="SchedulerOptions.RetentionInterval"/> later.
+/// </summary>
+internal sealed partial class RetentionCleaner(
+    IConveyorBackend backend,
+    IOptions<ConveyorOptions> options,
+    ILeadership leadership,
+    TimeProvider time,
+    ILogger<RetentionCleaner> logger) : LeaderOnlyService(leadership, time, logger)
+{
+    /// <summary>The pause between passes while a backlog remains.</summary>
+    internal static readonly TimeSpan BacklogPause = TimeSpan.FromMilliseconds(200);
+
+    private readonly TimeProvider _time = time;
+
+    protected override string Name => "retention";
+
+    protected override async Task<TimeSpan> RunOnceAsync(CancellationToken leading)
+    {
+        var settings = options.Value.Scheduler;
+        var batch = Math.Max(1, settings.RetentionBatchSize);
+        var before = _time.GetUtcNow() - settings.Retention;
+        var started = Stopwatch.GetTimestamp();
+        var deleted = 0L;
+        try
+        {
+            while (true)
+            {
+                var count = await backend.Store.PurgeFinishedAsync(before, batch, leading).ConfigureAwait(false);
+                deleted += count;
+                if (count < batch)
+                {
+                    return settings.RetentionInterval;
+                }
+                if (Stopwatch.GetElapsedTime(started) >= settings.RetentionPassLimit)
+                {
+                    return BacklogPause;
+                }
+            }
+        }
+        finally
+        {
+            if (deleted > 0)
+            {
+                LogDeleted(deleted, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
+        }
+    }
+
+    [LoggerMessage(24, LogLevel.Information, "Retention deleted {Count} finished tasks in {DurationMs:F0} ms")]
+    private partial void LogDeleted(long count, double durationMs);
+}
