@@ -16,3 +16,10 @@ public sealed class PostgresStoreListTests : StoreListConformance
 
     protected override ValueTask DisposeBackendAsync(IConveyorBackend backend) => PostgresTestBackend.DisposeAsync(backend);
 }
+
+public sealed class PostgresRetentionTests : RetentionConformance
+{
+    protected override Task<IConveyorBackend> CreateBackendAsync(TimeProvider time) => PostgresTestBackend.CreateAsync(time);
+
+    protected override ValueTask DisposeBackendAsync(IConveyorBackend backend) => PostgresTestBackend.DisposeAsync(backend);
+}

@@ -16,3 +16,10 @@ public sealed class SqliteStoreListTests : StoreListConformance
 
     protected override ValueTask DisposeBackendAsync(IConveyorBackend backend) => SqliteTestBackend.DisposeAsync(backend);
 }
+
+public sealed class SqliteRetentionTests : RetentionConformance
+{
+    protected override Task<IConveyorBackend> CreateBackendAsync(TimeProvider time) => SqliteTestBackend.CreateAsync(time);
+
+    protected override ValueTask DisposeBackendAsync(IConveyorBackend backend) => SqliteTestBackend.DisposeAsync(backend);
+}
