@@ -42,7 +42,8 @@ public abstract class RetentionConformance : ConformanceTest
                 0 => CompletionKind.Dead,
                 1 => CompletionKind.Cancelled,
                 _ => CompletionKind.Succeeded,
-            }) with { Error = i % 10 == 0 ? Error(l) : null }).ToList(), token);
+            }) with
+            { Error = i % 10 == 0 ? Error(l) : null }).ToList(), token);
         }
         var waiting = (await Queue.EnqueueAsync([NewMessage("retention")], token))[0].Id;
 
