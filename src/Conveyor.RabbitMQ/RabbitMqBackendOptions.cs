@@ -16,9 +16,9 @@ public sealed class RabbitMqBackendOptions
     /// <summary>Deliveries the broker pushes ahead of fetches (<c>basic.qos</c> prefetch).</summary>
     public ushort Prefetch { get; set; } = 256;
 
-    /// <summary>How often a waiting fetch looks in the store even without a delivery, for work made
-    /// ready where no message is published (a lease reaper or promotion in another process that
-    /// missed its wake-up). Default 1 s.</summary>
+    /// <summary>How often, at most, a fetch that finds less than it asked for looks up the buffered deliveries in the
+    /// store to ack those whose task is no longer queued (more often while sweeps keep finding some). Fetches never
+    /// wait: idle workers wait on the notifier, with their own fallback poll. Default 1 s.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Wait before the first reconnect attempt after the broker connection is lost; each failed attempt

@@ -52,37 +52,10 @@ public sealed partial class RedisBackend
     public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        // Never waits: workers wait on the notifier's ready notifications (the scripts' wake-ups).
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        var deadline = _time.GetUtcNow() + request.MaxWait;
-        while (true)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var wake = _wake.Task;
-            // Not cancelled midway: a script that ran must hand its leases to the caller.
-            var leases = await FetchOnceAsync(db, request).ConfigureAwait(false);
-            if (leases.Count > 0)
-            {
-                return leases;
-            }
-            var remaining = deadline - _time.GetUtcNow();
-            if (remaining <= TimeSpan.Zero)
-            {
-                return [];
-            }
-            var wait = remaining < _options.PollInterval ? remaining : _options.PollInterval;
-            try
-            {
-                await wake.WaitAsync(wait, cancellationToken).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                // Fallback look, in case a wake-up was lost.
-            }
-        }
-    }
-
-    private async Task<List<Lease>> FetchOnceAsync(IDatabase db, FetchRequest request)
-    {
+        cancellationToken.ThrowIfCancellationRequested();
+        // Not cancelled midway: a script that ran must hand its leases to the caller.
         var queues = QueueOrder.For(request);
         var now = Now();
         var expires = now + (long)request.LeaseDuration.TotalMilliseconds;
@@ -269,6 +242,6 @@ public sealed partial class RedisBackend
         ArgumentException.ThrowIfNullOrEmpty(queue);
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         await db.HashSetAsync(_base + "queues", queue, "0").ConfigureAwait(false);
-        await db.PublishAsync(_wakeChannel, queue).ConfigureAwait(false);
+        await _notifier.PublishAsync(NotifierChannels.Ready, queue, cancellationToken).ConfigureAwait(false);
     }
 }

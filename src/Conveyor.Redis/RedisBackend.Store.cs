@@ -210,8 +210,8 @@ public sealed partial class RedisBackend
             FinishedAt = T("finished"),
             IdempotencyKey = message.IdempotencyKey,
             Headers = message.Headers,
-            // Owner and token stay in the hash after the lease ends (deleting them would cost the hot path a command).
-            WorkerId = running ? S("owner") : null,
+            // The owner stays in the hash after the lease ends: the worker of the last attempt, null before the first.
+            WorkerId = S("owner"),
             CancelRequested = S("cancel") == "1",
             Transitions = TaskHistoryText.ParseTransitions(history),
         };

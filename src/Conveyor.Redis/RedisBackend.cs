@@ -10,7 +10,8 @@ namespace Conveyor.Redis;
 /// <summary>
 /// The Redis backend: Lua scripts over one multiplexed StackExchange.Redis connection play the queue,
 /// store and coordination roles. Enqueue, fetch and complete are one script call (one round trip) per batch;
-/// idle fetches wait on a pub/sub wake-up, never on a blocking command. See docs/redis.md.
+/// fetches never wait: the notifier (<see cref="RedisNotifier"/>, Redis pub/sub) tells workers when work is ready.
+/// See docs/redis.md.
 /// </summary>
 public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IAsyncDisposable, IDisposable
 {
@@ -20,10 +21,9 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private readonly string _base;
     private readonly RedisKey _routeKey;
-    private readonly RedisChannel _wakeChannel;
     private readonly bool _ownsConnection;
+    private readonly RedisNotifier _notifier;
     private IConnectionMultiplexer? _connection;
-    private volatile TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Uses Redis at <see cref="RedisBackendOptions.Configuration"/>; connects on first use.</summary>
     public RedisBackend(RedisBackendOptions options, TimeProvider? time = null, ILogger<RedisBackend>? logger = null)
@@ -44,7 +44,7 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
         // The braces are a hash tag: Redis Cluster puts every key of a deployment in one slot, as scripts need.
         _base = "{" + options.KeyPrefix.TrimEnd(':') + "}:";
         _routeKey = _base + "seq";
-        _wakeChannel = RedisChannel.Literal(_base + "wake");
+        _notifier = new RedisNotifier(_base, ConnectAsync);
         Endpoint = RedisUrl.Redact(options.Configuration);
     }
 
@@ -63,13 +63,16 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
     /// <inheritdoc />
-    public INotifier Notifier => _inProcessNotifier;
+    public INotifier Notifier => _notifier;
     /// <inheritdoc />
-    public BackendCapabilities Capabilities { get; } = new() { Reach = BackendReach.Network, CrossProcessNotifications = false };
-    // Interim: notifications reach this process only, until the engine's own notifier replaces it.
-    private readonly InProcessNotifier _inProcessNotifier = new();
+    public BackendCapabilities Capabilities { get; } = new()
+    {
+        Reach = BackendReach.Network,
+        CrossProcessNotifications = true,
+        MaxNotificationPayload = RedisNotifier.MaxPayload,
+    };
 
-    /// <summary>Connects, subscribes to wake-ups and checks the server's settings; there is no schema to create.</summary>
+    /// <summary>Connects, subscribes to notifications and checks the server's settings; there is no schema to create.</summary>
     public async Task MigrateAsync(CancellationToken cancellationToken)
     {
         await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
@@ -143,44 +146,30 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
         return items is { Length: >= 2 } ? (string?)items[1] : null;
     }
 
-    private async ValueTask<IDatabase> GetDatabaseAsync(CancellationToken cancellationToken)
+    private async ValueTask<IDatabase> GetDatabaseAsync(CancellationToken cancellationToken) =>
+        (await ConnectAsync(cancellationToken).ConfigureAwait(false)).GetDatabase();
+
+    /// <summary>The connection, once it is open, watched and subscribed to notifications.</summary>
+    private async ValueTask<IConnectionMultiplexer> ConnectAsync(CancellationToken cancellationToken)
     {
         var connection = _connection;
-        if (connection is not null && _subscribed)
+        if (connection is not null && _attached)
         {
-            return connection.GetDatabase();
+            return connection;
         }
         await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_connection is null)
+            _connection ??= await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(_options.Configuration)).ConfigureAwait(false);
+            if (!_attached)
             {
-                _connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(_options.Configuration)).ConfigureAwait(false);
-                // Logged once per outage: StackExchange.Redis raises ConnectionFailed for each of its connections
-                // (commands, pub/sub) and again for each failed reconnect attempt.
-                _connection.ConnectionFailed += (_, e) =>
-                {
-                    if (Interlocked.Exchange(ref _down, 1) == 0)
-                    {
-                        LogConnectionLost(_logger, Endpoint, e.FailureType.ToString(), e.Exception);
-                    }
-                };
-                _connection.ConnectionRestored += (_, _) =>
-                {
-                    if (Interlocked.Exchange(ref _down, 0) == 1)
-                    {
-                        LogConnectionRestored(_logger, Endpoint);
-                    }
-                    // Wake-ups published while the connection was down are lost: look again now.
-                    Wake();
-                };
+                // Watched also when the connection was handed in: the notifier needs to hear of reconnects.
+                _connection.ConnectionFailed += OnConnectionFailed;
+                _connection.ConnectionRestored += OnConnectionRestored;
+                await _notifier.AttachAsync(_connection).ConfigureAwait(false);
+                _attached = true;
             }
-            if (!_subscribed)
-            {
-                await _connection.GetSubscriber().SubscribeAsync(_wakeChannel, _onWake).ConfigureAwait(false);
-                _subscribed = true;
-            }
-            return _connection.GetDatabase();
+            return _connection;
         }
         finally
         {
@@ -188,20 +177,32 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
         }
     }
 
-    private volatile bool _subscribed;
+    private volatile bool _attached;
     private int _down;
-    private Action<RedisChannel, RedisValue>? _onWakeHandler;
-    private Action<RedisChannel, RedisValue> _onWake => _onWakeHandler ??= (_, _) => Wake();
+
+    // Logged once per outage: StackExchange.Redis raises ConnectionFailed for each of its connections (commands,
+    // pub/sub) and again for each failed reconnect attempt.
+    private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs e)
+    {
+        if (Interlocked.Exchange(ref _down, 1) == 0)
+        {
+            LogConnectionLost(_logger, Endpoint, e.FailureType.ToString(), e.Exception);
+        }
+    }
+
+    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs e)
+    {
+        if (Interlocked.Exchange(ref _down, 0) == 1)
+        {
+            LogConnectionRestored(_logger, Endpoint);
+        }
+        // Notifications published while the connection was down are lost: subscribers look again.
+        _notifier.Hub.DeliverMissed();
+    }
 
     private Task<RedisResult> RunAsync(IDatabase db, string script, RedisValue[] args) =>
         // StackExchange.Redis sends EVALSHA once the script is known to the server, EVAL (which caches it) otherwise.
         db.ScriptEvaluateAsync(script, [_routeKey], args);
-
-    private void Wake()
-    {
-        Interlocked.Exchange(ref _wake, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
-        _inProcessNotifier.Hub.Deliver(new Notification(NotifierChannels.Ready, ""));
-    }
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
@@ -217,14 +218,15 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     /// <summary>Closes the connection when the backend opened it.</summary>
     public async ValueTask DisposeAsync()
     {
+        Unwatch();
         if (_ownsConnection && _connection is not null)
         {
             await _connection.CloseAsync().ConfigureAwait(false);
             _connection.Dispose();
         }
-        else if (_connection is not null && _subscribed)
+        else if (_attached)
         {
-            await _connection.GetSubscriber().UnsubscribeAsync(_wakeChannel, _onWake).ConfigureAwait(false);
+            await _notifier.DetachAsync().ConfigureAwait(false);
         }
         _connectLock.Dispose();
     }
@@ -232,15 +234,25 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     /// <summary>Closes the connection when the backend opened it.</summary>
     public void Dispose()
     {
+        Unwatch();
         if (_ownsConnection)
         {
             _connection?.Dispose();
         }
-        else if (_connection is not null && _subscribed)
+        else if (_attached)
         {
-            _connection.GetSubscriber().Unsubscribe(_wakeChannel, _onWake);
+            _notifier.Detach();
         }
         _connectLock.Dispose();
+    }
+
+    private void Unwatch()
+    {
+        if (_attached && _connection is { } connection)
+        {
+            connection.ConnectionFailed -= OnConnectionFailed;
+            connection.ConnectionRestored -= OnConnectionRestored;
+        }
     }
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Redis setting puts tasks at risk: {Warning}")]

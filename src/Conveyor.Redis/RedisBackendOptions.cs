@@ -10,8 +10,4 @@ public sealed class RedisBackendOptions
     /// <summary>Prefix of every key; a deployment's keys are <c>{prefix}:…</c>, the braces a hash tag that keeps them
     /// in one Redis Cluster slot. Default <c>conveyor:</c> (keys <c>{conveyor}:…</c>).</summary>
     public string KeyPrefix { get; set; } = "conveyor:";
-
-    /// <summary>How often an idle fetch looks for work when no pub/sub wake-up came (a lost message during a
-    /// reconnect, say). Wake-ups arrive at once; this is only the fallback. Default 1 s.</summary>
-    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 }

@@ -130,9 +130,9 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     {
         var properties = new Dictionary<string, object?> { ["version"] = System.Text.Encoding.UTF8.GetBytes(version) };
 
-        Assert.Equal(quorum, RabbitMqBackend.UsesQuorumQueues(RabbitMqQueueType.Auto, properties));
-        Assert.True(RabbitMqBackend.UsesQuorumQueues(RabbitMqQueueType.Quorum, properties));
-        Assert.False(RabbitMqBackend.UsesQuorumQueues(RabbitMqQueueType.Classic, properties));
+        Assert.Equal(quorum, RabbitMqTopology.UsesQuorumQueues(RabbitMqQueueType.Auto, properties));
+        Assert.True(RabbitMqTopology.UsesQuorumQueues(RabbitMqQueueType.Quorum, properties));
+        Assert.False(RabbitMqTopology.UsesQuorumQueues(RabbitMqQueueType.Classic, properties));
     }
 
     [Fact]
@@ -157,7 +157,6 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
             Queues = [new QueueWeight(QueueNames.Default)],
             MaxCount = 1,
             LeaseDuration = TimeSpan.FromSeconds(30),
-            MaxWait = TimeSpan.FromSeconds(5),
         }, _timeout.Token));
 
         await backend.CompleteAsync([new Completion
@@ -179,28 +178,49 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
-    public async Task A_delivery_wakes_a_waiting_fetch_in_another_process()
+    public async Task A_delivery_is_a_ready_notification_for_its_queue_in_the_consuming_process()
     {
-        // The fetching side looks in the store by itself only every 60 s: only the broker can wake it in time.
+        // The consuming side sweeps its buffer only every 60 s: only the delivery can tell it in time.
         var consumer = await NewBackendAsync(pollInterval: TimeSpan.FromSeconds(60));
         var producer = await NewBackendAsync();
+        var ready = new TaskCompletionSource<Notification>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var subscription = await consumer.Notifier.SubscribeAsync(NotifierChannels.Ready, n => ready.TrySetResult(n), _timeout.Token);
         var request = new FetchRequest
         {
             WorkerId = "w",
             Queues = [new QueueWeight(QueueNames.Default)],
             MaxCount = 10,
             LeaseDuration = TimeSpan.FromSeconds(30),
-            MaxWait = TimeSpan.FromSeconds(30),
         };
-        Assert.Empty(await consumer.FetchAsync(request with { MaxWait = TimeSpan.Zero }, _timeout.Token));
-        var fetch = consumer.FetchAsync(request, _timeout.Token);
-        await Task.Delay(200, _timeout.Token);
+        // The first fetch starts the consumer; it returns at once with nothing.
+        Assert.Empty(await consumer.FetchAsync(request, _timeout.Token));
         var message = NewMessage();
         var stopwatch = Stopwatch.StartNew();
         await producer.EnqueueAsync([message], _timeout.Token);
 
-        var lease = Assert.Single(await fetch);
+        var notification = await ready.Task.WaitAsync(TimeSpan.FromSeconds(10), _timeout.Token);
+        Assert.Equal(new Notification(NotifierChannels.Ready, QueueNames.Default), notification);
+        var lease = Assert.Single(await consumer.FetchAsync(request, _timeout.Token));
         Assert.Equal(message.Id, lease.Message.Id);
-        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(10), $"the fetch took {stopwatch.Elapsed}");
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(10), $"the notification took {stopwatch.Elapsed}");
+    }
+
+    [Fact]
+    public async Task A_fetch_with_nothing_ready_returns_at_once()
+    {
+        var backend = await NewBackendAsync();
+        var request = new FetchRequest
+        {
+            WorkerId = "w",
+            Queues = [new QueueWeight(QueueNames.Default)],
+            MaxCount = 10,
+            LeaseDuration = TimeSpan.FromSeconds(30),
+        };
+        Assert.Empty(await backend.FetchAsync(request, _timeout.Token));
+
+        var stopwatch = Stopwatch.StartNew();
+        Assert.Empty(await backend.FetchAsync(request, _timeout.Token));
+        // The old fetch waited up to its PollInterval (1 s) for a delivery; a loose bound for a loaded machine.
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromMilliseconds(900), $"the fetch took {stopwatch.Elapsed}");
     }
 }

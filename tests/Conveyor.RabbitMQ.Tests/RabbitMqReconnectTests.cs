@@ -17,9 +17,9 @@ public sealed class RabbitMqReconnectTests
     {
         // The largest jitter factor (1): 0.5 s, 1 s, 2 s, … 16 s, then 30 s for every later attempt.
         double[] expected = [0.5, 1, 2, 4, 8, 16, 30, 30, 30];
-        var delays = expected.Select((_, attempt) => RabbitMqBackend.ReconnectBackoff(attempt, Initial, Max, 1).TotalSeconds).ToArray();
+        var delays = expected.Select((_, attempt) => RabbitMqConnection.ReconnectBackoff(attempt, Initial, Max, 1).TotalSeconds).ToArray();
         Assert.Equal(expected, delays);
-        Assert.Equal(Max, RabbitMqBackend.ReconnectBackoff(10_000, Initial, Max, 1));
+        Assert.Equal(Max, RabbitMqConnection.ReconnectBackoff(10_000, Initial, Max, 1));
     }
 
     [Fact]
@@ -27,9 +27,9 @@ public sealed class RabbitMqReconnectTests
     {
         for (var attempt = 0; attempt < 12; attempt++)
         {
-            var full = RabbitMqBackend.ReconnectBackoff(attempt, Initial, Max, 1);
-            Assert.Equal(full / 2, RabbitMqBackend.ReconnectBackoff(attempt, Initial, Max, 0));
-            var some = RabbitMqBackend.ReconnectBackoff(attempt, Initial, Max, 0.5);
+            var full = RabbitMqConnection.ReconnectBackoff(attempt, Initial, Max, 1);
+            Assert.Equal(full / 2, RabbitMqConnection.ReconnectBackoff(attempt, Initial, Max, 0));
+            var some = RabbitMqConnection.ReconnectBackoff(attempt, Initial, Max, 0.5);
             Assert.InRange(some, full / 2, full);
             Assert.NotEqual(full, some);
         }

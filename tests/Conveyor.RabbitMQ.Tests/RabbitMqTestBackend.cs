@@ -45,6 +45,22 @@ internal static class RabbitMqTestBackend
         return backend;
     }
 
+    /// <summary>Another instance on <paramref name="backend"/>'s prefix and store file, as another process would open
+    /// them: a broker connection and a SQLite connection of its own. Disposing it leaves the broker objects and the file.</summary>
+    public static async Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time)
+    {
+        var rabbit = (RabbitMqBackend)backend;
+        var store = new SqliteBackend(new SqliteBackendOptions { Path = ((SqliteBackend)rabbit.StoreBackend).DatabasePath }, time);
+        var peer = new RabbitMqBackend(store, new RabbitMqBackendOptions
+        {
+            Url = Url,
+            Prefix = rabbit.Prefix,
+            OwnsStore = true,
+        }, time);
+        await peer.MigrateAsync(CancellationToken.None);
+        return peer;
+    }
+
     public static async ValueTask DisposeAsync(IConveyorBackend backend)
     {
         var rabbit = (RabbitMqBackend)backend;

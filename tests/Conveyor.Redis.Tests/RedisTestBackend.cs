@@ -30,6 +30,19 @@ internal static class RedisTestBackend
         return backend;
     }
 
+    /// <summary>Another instance on <paramref name="backend"/>'s key prefix with a connection of its own, as another
+    /// process would open it; disposing it closes that connection and leaves the keys.</summary>
+    public static async Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time)
+    {
+        var redis = (RedisBackend)backend;
+        var peer = new RedisBackend(new RedisBackendOptions { Configuration = Url, KeyPrefix = KeyPrefixOf(redis) }, time);
+        await peer.MigrateAsync(CancellationToken.None);
+        return peer;
+    }
+
+    /// <summary>The KeyPrefix option that gives <paramref name="backend"/>'s key base.</summary>
+    public static string KeyPrefixOf(RedisBackend backend) => backend.KeyBase[1..^2] + ":";
+
     public static async ValueTask DisposeAsync(IConveyorBackend backend)
     {
         var redis = (RedisBackend)backend;

@@ -1,0 +1,169 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Conveyor.Backends;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace Conveyor.RabbitMQ;
+
+/// <summary>How a delivery is settled.</summary>
+internal enum Settle
+{
+    /// <summary><c>basic.ack</c>: done with it.</summary>
+    Ack,
+    /// <summary><c>basic.nack</c> with requeue: back to its queue.</summary>
+    Requeue,
+    /// <summary><c>basic.reject</c> without requeue: the queue's dead-letter exchange takes it.</summary>
+    DeadLetter,
+}
+
+/// <summary>
+/// The consuming side: one consumer per Conveyor queue on the consumer channel, whose deliveries go into the
+/// <see cref="DeliveryLedger"/>; acks, requeues and rejects; and the sweep that acks buffered deliveries whose task is
+/// no longer queued in the store. A delivery that lands in the buffer (or a wake-up message) is this process's ready
+/// signal for its queue.
+/// </summary>
+internal sealed class RabbitMqDeliveries
+{
+    private readonly RabbitMqBackendOptions _options;
+    private readonly RabbitMqConnection _connection;
+    private readonly RabbitMqTopology _topology;
+    private readonly IConveyorBackend _store;
+    private readonly Action<string> _ready;
+    private readonly DeliveryLedger _ledger = new();
+    private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
+    private long _lastSweep = long.MinValue;
+    private bool _lastSweepDropped;
+
+    /// <param name="options">The sweep's interval (<see cref="RabbitMqBackendOptions.PollInterval"/>).</param>
+    /// <param name="connection">Gives the consumer channel.</param>
+    /// <param name="topology">Declares a queue before it is consumed.</param>
+    /// <param name="store">Says which buffered deliveries are stale.</param>
+    /// <param name="ready">Called with a queue's name when a delivery of that queue arrived that may be work.</param>
+    public RabbitMqDeliveries(RabbitMqBackendOptions options, RabbitMqConnection connection, RabbitMqTopology topology, IConveyorBackend store, Action<string> ready)
+    {
+        _options = options;
+        _connection = connection;
+        _topology = topology;
+        _store = store;
+        _ready = ready;
+    }
+
+    /// <summary>Consumers being started, so that a deletion of the broker objects waits for them.</summary>
+    public IEnumerable<Lazy<Task>> Pending => _consumers.Values;
+
+    /// <summary>A new consumer channel: its deliveries start afresh, and every queue is consumed again on first use.</summary>
+    public void OnConsumerChannelOpened()
+    {
+        _ledger.ChannelReplaced();
+        _consumers.Clear();
+    }
+
+    /// <summary>Consumes <paramref name="queue"/>'s broker queue unless this channel does already.</summary>
+    public Task EnsureConsumerAsync(string queue, CancellationToken cancellationToken) =>
+        OnceTasks.RunAsync(_consumers, queue, async q =>
+        {
+            await _topology.DeclareQueueAsync(q, CancellationToken.None).ConfigureAwait(false);
+            var (_, _, channel) = await _connection.GetAsync(CancellationToken.None).ConfigureAwait(false);
+            var consumer = new AsyncEventingBasicConsumer(channel);
+            consumer.ReceivedAsync += (_, e) => OnDeliveryAsync(q, channel, e);
+            await channel.BasicConsumeAsync(_topology.BrokerQueue(q), autoAck: false, consumer).ConfigureAwait(false);
+        }, cancellationToken);
+
+    private async Task OnDeliveryAsync(string queue, IChannel channel, BasicDeliverEventArgs e)
+    {
+        var delivery = new Delivery(channel, e.DeliveryTag);
+        var text = Encoding.UTF8.GetString(e.Body.Span);
+        if (!Guid.TryParse(text, out var id))
+        {
+            // A wake-up without a task (promotion, requeued leases): nothing to hold.
+            await AckAsync([delivery]).ConfigureAwait(false);
+            _ready(queue);
+            return;
+        }
+        switch (_ledger.Receive(id, delivery))
+        {
+            case Arrival.Settled:
+                // Its task already ran here: nothing to wake.
+                await AckAsync([delivery]).ConfigureAwait(false);
+                break;
+            case Arrival.Buffered:
+                _ready(queue);
+                break;
+            default:
+                // Held for a task running here.
+                break;
+        }
+    }
+
+    /// <summary>Holds the deliveries of tasks leased here until their attempt settles.</summary>
+    public void Hold(IReadOnlyList<Lease> leases) => _ledger.Hold(leases);
+
+    /// <summary>Settles the held deliveries of <paramref name="ids"/> (<paramref name="found"/>: the tasks that had one).</summary>
+    public Task SettleHeldAsync(IEnumerable<Guid> ids, Settle how, out HashSet<Guid> found) =>
+        SettleAsync(_ledger.TakeHeld(ids, out found), how);
+
+    /// <summary>Acks the held deliveries of <paramref name="ids"/>.</summary>
+    public Task AckHeldAsync(IEnumerable<Guid> ids) => SettleAsync(_ledger.TakeHeld(ids, out _), Settle.Ack);
+
+    private static Task AckAsync(List<Delivery> deliveries) => SettleAsync(deliveries, Settle.Ack);
+
+    private static async Task SettleAsync(List<Delivery> deliveries, Settle how)
+    {
+        foreach (var (channel, tag) in deliveries)
+        {
+            if (!channel.IsOpen)
+            {
+                // The channel closed (or is recovering): the broker redelivers its unacked messages.
+                continue;
+            }
+            try
+            {
+                switch (how)
+                {
+                    case Settle.Ack:
+                        await channel.BasicAckAsync(tag, multiple: false).ConfigureAwait(false);
+                        break;
+                    case Settle.Requeue:
+                        await channel.BasicNackAsync(tag, multiple: false, requeue: true).ConfigureAwait(false);
+                        break;
+                    default:
+                        // The queue's x-dead-letter-exchange takes it.
+                        await channel.BasicRejectAsync(tag, requeue: false).ConfigureAwait(false);
+                        break;
+                }
+            }
+            catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or ObjectDisposedException)
+            {
+                // The channel closed meanwhile: the broker redelivers; the store decides whether the row is still ready.
+            }
+        }
+    }
+
+    /// <summary>Acks the buffered deliveries whose row is no longer ready (leased elsewhere, cancelled, finished).</summary>
+    public async Task DropStaleAsync(CancellationToken cancellationToken)
+    {
+        // At most once per PollInterval (wall clock): a paused queue's deliveries wait in the buffer and
+        // need not be looked up on every fetch. Right away again when the last sweep dropped some: stale
+        // deliveries are coming in (tasks leased by another process), and a buffer full of them stops the consumer.
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref _lastSweep);
+        if (last != long.MinValue && now - last < (long)_options.PollInterval.TotalMilliseconds && !Volatile.Read(ref _lastSweepDropped))
+        {
+            return;
+        }
+        Interlocked.Exchange(ref _lastSweep, now);
+        var ids = _ledger.BufferedIds();
+        if (ids.Length == 0)
+        {
+            Volatile.Write(ref _lastSweepDropped, false);
+            return;
+        }
+        // One store lookup for the whole buffer: after a restart the queue can hold thousands of messages for tasks
+        // another process already ran, and only this sweep drains them.
+        var states = await _store.Store.GetStatesAsync(ids, cancellationToken).ConfigureAwait(false);
+        var stale = ids.Where(id => !states.TryGetValue(id, out var state) || state != TaskState.Queued).ToList();
+        Volatile.Write(ref _lastSweepDropped, stale.Count > 0);
+        await AckAsync(_ledger.TakeBuffered(stale)).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,80 @@
+using Conveyor.Backends;
+using Conveyor.Conformance;
+using StackExchange.Redis;
+
+namespace Conveyor.Redis.Tests;
+
+public sealed class RedisNotifierTests : NotifierConformance
+{
+    protected override Task<IConveyorBackend> CreateBackendAsync(TimeProvider time) => RedisTestBackend.CreateAsync(time);
+
+    protected override ValueTask DisposeBackendAsync(IConveyorBackend backend) => RedisTestBackend.DisposeAsync(backend);
+
+    protected override Task<IConveyorBackend> CreatePeerBackendAsync(IConveyorBackend backend, TimeProvider time) =>
+        RedisTestBackend.CreatePeerAsync(backend, time);
+
+    [Fact]
+    public async Task The_echo_of_an_own_notification_is_not_delivered_twice()
+    {
+        var peer = await NewPeerAsync();
+        var (inbox, _) = await SubscribeAsync(Notifier, "conformance");
+
+        await Notifier.PublishAsync("conformance", "own", Timeout);
+        // Published after "own" reached Redis, so Redis sends it to this instance after own's echo.
+        await peer.Notifier.PublishAsync("conformance", "marker", Timeout);
+        await inbox.WaitForAsync(n => n.Payload == "marker", TimeSpan.FromSeconds(5));
+
+        Assert.Equal(["own", "marker"], inbox.Received.Select(n => n.Payload));
+    }
+
+    [Fact]
+    public async Task A_wake_up_published_by_a_script_is_a_ready_notification_for_its_queue()
+    {
+        var (inbox, _) = await SubscribeAsync(Notifier, NotifierChannels.Ready);
+
+        await EnqueueAsync(NewMessage("reports"));
+
+        // The enqueue script publishes on {p}:wake; this instance hears it through Redis like every other.
+        await inbox.WaitForAsync(n => n.Payload == "reports", TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task After_the_subscription_connection_is_killed_subscribers_get_a_missed_notification_and_then_new_ones()
+    {
+        var name = "cvtest-" + Guid.NewGuid().ToString("N");
+        var options = RedisUrl.Parse(RedisTestBackend.Url);
+        options.ClientName = name;
+        await using var connection = await ConnectionMultiplexer.ConnectAsync(options);
+        var redis = (RedisBackend)Backend;
+        await using var victim = new RedisBackend(
+            new RedisBackendOptions { Configuration = RedisTestBackend.Url, KeyPrefix = RedisTestBackend.KeyPrefixOf(redis) }, connection, Time);
+        await victim.MigrateAsync(Timeout);
+        var (inbox, _) = await SubscribeAsync(victim.Notifier, "conformance");
+
+        // Only this test's connections carry its client name: the other tests' subscriptions are untouched.
+        var shared = await RedisTestBackend.ConnectionAsync();
+        var server = shared.GetServer(shared.GetEndPoints()[0]);
+        foreach (var client in (await server.ClientListAsync()).Where(c => c.Name == name))
+        {
+            await server.ClientKillAsync(client.Id, skipMe: false);
+        }
+
+        await inbox.WaitForAsync(n => n.Missed, TimeSpan.FromSeconds(10));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        // Resubscribed by StackExchange.Redis after the reconnect: a notification published now arrives.
+        while (true)
+        {
+            var payload = "after-" + Guid.NewGuid().ToString("N");
+            await Notifier.PublishAsync("conformance", payload, Timeout);
+            try
+            {
+                await inbox.WaitForAsync(n => n.Payload == payload, TimeSpan.FromMilliseconds(500));
+                break;
+            }
+            catch (Xunit.Sdk.FailException) when (DateTime.UtcNow < deadline)
+            {
+                // The resubscription may land a moment after the reconnect event.
+            }
+        }
+    }
+}
