@@ -111,7 +111,7 @@ public abstract class QueueScheduleConformance : ConformanceTest
         Assert.Equal(retryAt, record.NotBefore);
         Assert.Equal(error, record.Error);
         Assert.Null(record.FinishedAt);
-        Assert.Null(record.WorkerId);
+        Assert.Equal(WorkerId, record.WorkerId);
         Assert.Equal(1, record.Attempts);
     }
 
