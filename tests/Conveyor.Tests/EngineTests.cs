@@ -1,29 +1,22 @@
-using Conveyor.Sqlite;
+using Conveyor.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
 namespace Conveyor.Tests;
 
-public sealed class EngineTests : IDisposable
+public sealed class EngineTests
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "conveyor-tests", Guid.NewGuid().ToString("N"));
-
-    public void Dispose()
-    {
-        try { Directory.Delete(_folder, recursive: true); } catch (IOException) { }
-    }
-
     [Fact]
     public async Task Noop_tasks_enqueued_in_a_batch_all_succeed()
     {
         var builder = Host.CreateApplicationBuilder();
-        builder.Services.AddConveyor().AddNoopTask().UseSqlite(o => o.Path = Path.Combine(_folder, "t.db"));
+        builder.Services.AddConveyor().AddNoopTask().UseInMemoryBackend();
         using var host = builder.Build();
         await host.StartAsync();
         var client = host.Services.GetRequiredService<ITaskClient>();
         var requests = Enumerable.Range(0, 2000).Select(_ => new TaskRequest(NoopTask.Name)).ToList();
         var results = await client.EnqueueManyAsync(requests);
-        var backend = host.Services.GetRequiredService<SqliteBackend>();
+        var backend = host.Services.GetRequiredService<InMemoryBackend>();
         var deadline = DateTime.UtcNow.AddSeconds(30);
         long succeeded = 0;
         while (DateTime.UtcNow < deadline)

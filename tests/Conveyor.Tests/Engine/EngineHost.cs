@@ -1,14 +1,13 @@
-using Conveyor.Sqlite;
+using Conveyor.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace Conveyor.Tests.Engine;
 
-/// <summary>A real host running the worker and scheduler on SQLite in a temp folder, with short intervals.</summary>
+/// <summary>A real host running the worker and scheduler on the in-memory backend (the reference state machine), with short intervals.</summary>
 internal sealed class EngineHost : IAsyncDisposable
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "conveyor-engine-tests", Guid.NewGuid().ToString("N"));
     private readonly IHost _host;
     private bool _stopped;
 
@@ -26,7 +25,7 @@ internal sealed class EngineHost : IAsyncDisposable
             configure?.Invoke(o);
         });
         tasks(conveyor);
-        conveyor.UseSqlite(o => o.Path = Path.Combine(_folder, "engine.db"));
+        conveyor.UseInMemoryBackend();
         _host = builder.Build();
     }
 
@@ -36,7 +35,7 @@ internal sealed class EngineHost : IAsyncDisposable
 
     public Probe Probe => Services.GetRequiredService<Probe>();
 
-    public SqliteBackend Backend => Services.GetRequiredService<SqliteBackend>();
+    public InMemoryBackend Backend => Services.GetRequiredService<InMemoryBackend>();
 
     public Task StartAsync() => _host.StartAsync();
 
@@ -120,14 +119,6 @@ internal sealed class EngineHost : IAsyncDisposable
             await _host.StopAsync();
         }
         _host.Dispose();
-        try
-        {
-            Directory.Delete(_folder, recursive: true);
-        }
-        catch (IOException)
-        {
-            // A file still open is left for the OS to clean.
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 namespace Conveyor.Tests.Engine;
 
-/// <summary>The worker engine through a real host on SQLite: retries, failures, time limits, cancellation, shutdown.</summary>
+/// <summary>The worker engine through a real host on the in-memory backend: retries, failures, time limits, cancellation, shutdown.</summary>
 public sealed class WorkerEngineTests
 {
     private static readonly RetryPolicy FastRetry = new(TimeSpan.FromMilliseconds(10), TimeSpan.FromMilliseconds(50), Jitter: 0);

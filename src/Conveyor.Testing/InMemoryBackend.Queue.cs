@@ -1,0 +1,360 @@
+using Conveyor.Backends;
+
+namespace Conveyor.Testing;
+
+public sealed partial class InMemoryBackend
+{
+    private static readonly TaskError LeaseExpiredError = new("Conveyor.LeaseExpired",
+        "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend).");
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        cancellationToken.ThrowIfCancellationRequested();
+        var results = new EnqueueResult[messages.Count];
+        var ready = new HashSet<string>(StringComparer.Ordinal);
+        lock (_storage.Gate)
+        {
+            // All or none: every check runs before anything is stored.
+            var ids = new HashSet<Guid>();
+            foreach (var message in messages)
+            {
+                ArgumentNullException.ThrowIfNull(message, nameof(messages));
+                if (!ids.Add(message.Id) || _storage.Tasks.ContainsKey(message.Id))
+                {
+                    // In the returned task, as a backend that does I/O fails: callers that start many enqueues at once
+                    // see the failure where they await it.
+                    return Task.FromException<IReadOnlyList<EnqueueResult>>(new InvalidOperationException(
+                        $"A task with id {message.Id} exists already, or is twice in the batch; nothing of the batch was stored."));
+                }
+            }
+            var now = Now();
+            for (var i = 0; i < messages.Count; i++)
+            {
+                var message = messages[i];
+                if (message.IdempotencyKey is { } key && _storage.IdempotencyKeys.TryGetValue(key, out var existingId))
+                {
+                    results[i] = new EnqueueResult(existingId, false, _storage.Tasks[existingId].State);
+                    continue;
+                }
+                var state = message.InitialState(now);
+                var task = new StoredTask(_storage.NextSeq(), message, state);
+                task.Transitions.Add(new TaskTransition(state, now));
+                _storage.Tasks.Add(message.Id, task);
+                _storage.BySeq.Add(task);
+                if (message.IdempotencyKey is { } newKey)
+                {
+                    _storage.IdempotencyKeys.Add(newKey, message.Id);
+                }
+                var queue = _storage.Queue(message.Queue);
+                if (state == TaskState.Queued)
+                {
+                    queue.Ready.Add(task);
+                    ready.Add(message.Queue);
+                }
+                else
+                {
+                    _storage.Due.Add(task);
+                }
+                results[i] = new EnqueueResult(message.Id, true, state);
+            }
+        }
+        _storage.PublishReady(ready);
+        return Task.FromResult<IReadOnlyList<EnqueueResult>>(results);
+    }
+
+    /// <summary>Leases ready messages at once; never waits for work (workers wait on the notifier).</summary>
+    public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        // Returns to the caller first, as any other backend's fetch does for its round trip: otherwise a consumer that
+        // fetches and completes in a loop never yields its thread, and drains the queue before other consumers start.
+        await Task.Yield();
+        cancellationToken.ThrowIfCancellationRequested();
+        var leases = new List<Lease>();
+        lock (_storage.Gate)
+        {
+            var now = Now();
+            foreach (var weight in QueueOrder.For(request))
+            {
+                if (leases.Count >= request.MaxCount)
+                {
+                    break;
+                }
+                if (!_storage.Queues.TryGetValue(weight.Name, out var queue) || queue.Paused)
+                {
+                    continue;
+                }
+                while (leases.Count < request.MaxCount && queue.Ready.Count > 0)
+                {
+                    leases.Add(Lease(queue.Ready.Min!, request.WorkerId, request.LeaseDuration, now));
+                }
+            }
+        }
+        return leases;
+    }
+
+    /// <summary>Leases one queued task to <paramref name="workerId"/>. Under the lock.</summary>
+    private Lease Lease(StoredTask task, string workerId, TimeSpan duration, DateTimeOffset now)
+    {
+        task.Attempt++;
+        task.WorkerId = workerId;
+        task.LeaseToken = _storage.NextToken();
+        task.LeaseExpiresAt = now + duration;
+        task.StartedAt = now;
+        _storage.Transition(task, TaskState.Running, now);
+        return new Lease(task.CurrentMessage(), task.LeaseToken, task.Attempt, task.Redelivered, task.LeaseExpiresAt);
+    }
+
+    /// <summary>The task named by <paramref name="lease"/> while that lease is its current one; null otherwise. Under the lock.</summary>
+    private StoredTask? Held(LeaseRef lease) =>
+        _storage.Tasks.TryGetValue(lease.TaskId, out var task) && task.State == TaskState.Running && task.LeaseToken == lease.Token ? task : null;
+
+    /// <inheritdoc />
+    public Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(completions);
+        lock (_storage.Gate)
+        {
+            foreach (var completion in completions)
+            {
+                if (Held(completion.Lease) is not { } task)
+                {
+                    continue;
+                }
+                var state = completion.Kind switch
+                {
+                    CompletionKind.Succeeded => TaskState.Succeeded,
+                    // A cancel asked before the worker heard of it must not be lost to a retry.
+                    CompletionKind.Retry => task.CancelRequested ? TaskState.Cancelled : TaskState.Retrying,
+                    CompletionKind.Dead => TaskState.Dead,
+                    CompletionKind.Cancelled => TaskState.Cancelled,
+                    CompletionKind.Expired => TaskState.Expired,
+                    _ => throw new ArgumentOutOfRangeException(nameof(completions), completion.Kind, "unknown completion kind"),
+                };
+                task.Result = completion.Result;
+                if (completion.Error is { } error)
+                {
+                    task.Error = error;
+                    task.Errors.Add(new AttemptError(completion.Attempt, completion.At, error));
+                }
+                // Not in the due index while running: safe to change.
+                task.NotBefore = state == TaskState.Retrying ? completion.RetryAt ?? completion.At : null;
+                task.FinishedAt = state.IsTerminal() ? completion.At : null;
+                task.LeaseToken = 0;
+                task.Redelivered = false;
+                task.CancelRequested = false;
+                _storage.Transition(task, state, completion.At);
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return Task.FromResult(LeaseExtension.None);
+        }
+        var cancel = new List<Guid>();
+        var lost = new List<LeaseRef>();
+        lock (_storage.Gate)
+        {
+            var expiresAt = Now() + duration;
+            foreach (var lease in leases)
+            {
+                if (Held(lease) is not { } task)
+                {
+                    lost.Add(lease);
+                    continue;
+                }
+                task.LeaseExpiresAt = expiresAt;
+                if (task.CancelRequested)
+                {
+                    cancel.Add(task.Message.Id);
+                }
+            }
+        }
+        return Task.FromResult(new LeaseExtension(cancel, lost));
+    }
+
+    /// <inheritdoc />
+    public Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        var ready = new HashSet<string>(StringComparer.Ordinal);
+        lock (_storage.Gate)
+        {
+            var now = Now();
+            foreach (var lease in leases)
+            {
+                if (Held(lease) is not { } task)
+                {
+                    continue;
+                }
+                // It never started: the attempt is not spent, and it keeps its place in the queue (its sequence).
+                task.Attempt--;
+                task.LeaseToken = 0;
+                task.WorkerId = null;
+                _storage.Transition(task, TaskState.Queued, now);
+                ready.Add(task.Message.Queue);
+            }
+        }
+        _storage.PublishReady(ready);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var ready = new HashSet<string>(StringComparer.Ordinal);
+        var count = 0;
+        lock (_storage.Gate)
+        {
+            var now = Now();
+            var expired = _storage.Leased.Where(t => t.LeaseExpiresAt < now).OrderBy(t => t.Seq).ToList();
+            foreach (var task in expired)
+            {
+                count++;
+                task.LeaseToken = 0;
+                if (task.CancelRequested)
+                {
+                    // Its cancel was asked: the lost attempt ends the task as cancelled, with no error of its own.
+                    task.FinishedAt = now;
+                    _storage.Transition(task, TaskState.Cancelled, now);
+                    continue;
+                }
+                // Every attempt lost this way is recorded as failed, like one that threw.
+                task.Error = LeaseExpiredError;
+                task.Errors.Add(new AttemptError(task.Attempt, now, LeaseExpiredError));
+                if (task.Attempt >= task.Message.MaxAttempts)
+                {
+                    // The last attempt: a task that kills its worker every time is not redelivered forever.
+                    task.FinishedAt = now;
+                    _storage.Transition(task, TaskState.Dead, now);
+                    continue;
+                }
+                task.Redelivered = true;
+                task.WorkerId = null;
+                _storage.Transition(task, TaskState.Queued, now);
+                ready.Add(task.Message.Queue);
+            }
+        }
+        _storage.PublishReady(ready);
+        return Task.FromResult(count);
+    }
+
+    /// <inheritdoc />
+    public Task<int> PromoteDueAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var ready = new HashSet<string>(StringComparer.Ordinal);
+        var count = 0;
+        lock (_storage.Gate)
+        {
+            var now = Now();
+            while (_storage.Due.Count > 0 && _storage.Due.Min!.NotBefore <= now)
+            {
+                var task = _storage.Due.Min!;
+                _storage.Transition(task, TaskState.Queued, now);
+                ready.Add(task.Message.Queue);
+                count++;
+            }
+        }
+        _storage.PublishReady(ready);
+        return Task.FromResult(count);
+    }
+
+    /// <inheritdoc />
+    public Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_storage.Gate)
+        {
+            return Task.FromResult(_storage.Due.Count > 0 ? _storage.Due.Min!.NotBefore : null);
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<CancelOutcome> CancelAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_storage.Gate)
+        {
+            if (!_storage.Tasks.TryGetValue(taskId, out var task))
+            {
+                return Task.FromResult(CancelOutcome.NotFound);
+            }
+            switch (task.State)
+            {
+                case TaskState.Scheduled or TaskState.Queued or TaskState.Retrying:
+                    var now = Now();
+                    task.FinishedAt = now;
+                    _storage.Transition(task, TaskState.Cancelled, now);
+                    return Task.FromResult(CancelOutcome.Cancelled);
+                case TaskState.Running:
+                    // Its worker hears of it at its next lease extension.
+                    task.CancelRequested = true;
+                    return Task.FromResult(CancelOutcome.Requested);
+                default:
+                    return Task.FromResult(CancelOutcome.AlreadyFinished);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        string queue;
+        lock (_storage.Gate)
+        {
+            if (!_storage.Tasks.TryGetValue(taskId, out var task))
+            {
+                return Task.FromResult(RetryOutcome.NotFound);
+            }
+            if (task.State is not (TaskState.Dead or TaskState.Cancelled or TaskState.Expired))
+            {
+                return Task.FromResult(RetryOutcome.NotRetryable);
+            }
+            // Ready at once with a fresh set of attempts; its history (transitions, errors) is kept.
+            task.Attempt = 0;
+            task.FinishedAt = null;
+            task.NotBefore = null;
+            task.ExpiresAt = null;
+            task.CancelRequested = false;
+            task.Redelivered = false;
+            _storage.Transition(task, TaskState.Queued, Now());
+            queue = task.Message.Queue;
+        }
+        _storage.PublishReady([queue]);
+        return Task.FromResult(RetryOutcome.Requeued);
+    }
+
+    /// <inheritdoc />
+    public Task PauseQueueAsync(string queue, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(queue);
+        lock (_storage.Gate)
+        {
+            _storage.Queue(queue).Paused = true;
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task ResumeQueueAsync(string queue, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(queue);
+        lock (_storage.Gate)
+        {
+            _storage.Queue(queue).Paused = false;
+        }
+        _storage.PublishReady([queue]);
+        return Task.CompletedTask;
+    }
+}

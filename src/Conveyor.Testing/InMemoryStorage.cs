@@ -1,0 +1,174 @@
+using Conveyor.Backends;
+
+namespace Conveyor.Testing;
+
+/// <summary>
+/// What one database would hold for <see cref="InMemoryBackend"/>: tasks, queues, workers, leaderships and the
+/// notifier. Instances of the backend built over the same storage see one another's tasks and notifications, as
+/// processes sharing a database would (the conformance suite's peers). Nothing here outlives the process.
+/// </summary>
+/// <remarks>Every member is read and changed under <see cref="Gate"/>: one lock, so that each backend call is one
+/// atomic step of the state machine, as one transaction is on a SQL backend.</remarks>
+public sealed class InMemoryStorage
+{
+    internal Lock Gate { get; } = new();
+
+    /// <summary>Every task by id.</summary>
+    internal Dictionary<Guid, StoredTask> Tasks { get; } = [];
+
+    /// <summary>Every task in enqueue order (ascending <see cref="StoredTask.Seq"/>): the listing's order, newest last.</summary>
+    internal List<StoredTask> BySeq { get; } = [];
+
+    internal Dictionary<string, Guid> IdempotencyKeys { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Every known queue: enqueued to or paused at least once.</summary>
+    internal SortedDictionary<string, QueueState> Queues { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Scheduled and retrying tasks by not-before time, then enqueue order.</summary>
+    internal SortedSet<StoredTask> Due { get; } = new(Comparer<StoredTask>.Create(static (x, y) =>
+    {
+        var byTime = Nullable.Compare(x.NotBefore, y.NotBefore);
+        return byTime != 0 ? byTime : x.Seq.CompareTo(y.Seq);
+    }));
+
+    /// <summary>Running tasks: the ones the lease reaper looks at.</summary>
+    internal HashSet<StoredTask> Leased { get; } = [];
+
+    internal Dictionary<string, WorkerInfo> Workers { get; } = new(StringComparer.Ordinal);
+
+    internal Dictionary<string, (string Owner, DateTimeOffset ExpiresAt)> Leaders { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Every instance's notifier: one hub, so that a notification published by one instance reaches the
+    /// subscribers of all.</summary>
+    internal InProcessNotifier Notifier { get; } = new();
+
+    private long _lastSeq;
+    private long _lastToken;
+
+    internal long NextSeq() => ++_lastSeq;
+
+    /// <summary>A fencing token never handed out before on this storage.</summary>
+    internal long NextToken() => ++_lastToken;
+
+    internal QueueState Queue(string name)
+    {
+        if (!Queues.TryGetValue(name, out var queue))
+        {
+            queue = new QueueState();
+            Queues[name] = queue;
+        }
+        return queue;
+    }
+
+    /// <summary>Moves <paramref name="task"/> to <paramref name="state"/> and records the transition at
+    /// <paramref name="at"/>, keeping the ready, due and leased indexes in step. A caller changes
+    /// <see cref="StoredTask.NotBefore"/> only while the task is in none of them (the due index is ordered by it).</summary>
+    internal void Transition(StoredTask task, TaskState state, DateTimeOffset at)
+    {
+        switch (task.State)
+        {
+            case TaskState.Queued:
+                Queue(task.Message.Queue).Ready.Remove(task);
+                break;
+            case TaskState.Scheduled or TaskState.Retrying:
+                Due.Remove(task);
+                break;
+            case TaskState.Running:
+                Leased.Remove(task);
+                break;
+        }
+        task.State = state;
+        task.Transitions.Add(new TaskTransition(state, at));
+        switch (state)
+        {
+            case TaskState.Queued:
+                Queue(task.Message.Queue).Ready.Add(task);
+                break;
+            case TaskState.Scheduled or TaskState.Retrying:
+                Due.Add(task);
+                break;
+            case TaskState.Running:
+                Leased.Add(task);
+                break;
+        }
+    }
+
+    /// <summary>Tells subscribers of every instance that work is ready in each of <paramref name="queues"/>. Called
+    /// after the lock is released: subscribers run on the caller's thread.</summary>
+    internal void PublishReady(IEnumerable<string> queues)
+    {
+        foreach (var queue in queues)
+        {
+            Notifier.Hub.Deliver(new Notification(NotifierChannels.Ready, queue));
+        }
+    }
+}
+
+/// <summary>A known queue: whether it is paused, and its ready tasks in fetch order.</summary>
+internal sealed class QueueState
+{
+    public bool Paused { get; set; }
+
+    /// <summary>Queued tasks, higher priority first, then enqueue order: a released or promoted task keeps its place.</summary>
+    public SortedSet<StoredTask> Ready { get; } = new(Comparer<StoredTask>.Create(static (x, y) =>
+    {
+        var byPriority = y.Message.Priority.CompareTo(x.Message.Priority);
+        return byPriority != 0 ? byPriority : x.Seq.CompareTo(y.Seq);
+    }));
+}
+
+/// <summary>One task as stored: the message it was enqueued with and everything that happened to it since.</summary>
+internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
+{
+    public long Seq { get; } = seq;
+    public TaskMessage Message { get; } = message;
+    public TaskState State { get; set; } = state;
+    /// <summary>Attempts started and not handed back.</summary>
+    public int Attempt { get; set; }
+    public string? Result { get; set; }
+    public TaskError? Error { get; set; }
+    public List<AttemptError> Errors { get; } = [];
+    public List<TaskTransition> Transitions { get; } = [];
+    public DateTimeOffset? NotBefore { get; set; } = message.NotBefore;
+    public DateTimeOffset? ExpiresAt { get; set; } = message.ExpiresAt;
+    public DateTimeOffset? StartedAt { get; set; }
+    public DateTimeOffset? FinishedAt { get; set; }
+    /// <summary>The worker of the last attempt: set by a fetch, kept once the attempt ends, cleared when the task goes
+    /// back to the queue without an outcome (handed back, or its lease ran out).</summary>
+    public string? WorkerId { get; set; }
+    /// <summary>Fencing token of the current lease; 0 when none is held.</summary>
+    public long LeaseToken { get; set; }
+    public DateTimeOffset LeaseExpiresAt { get; set; }
+    public bool Redelivered { get; set; }
+    public bool CancelRequested { get; set; }
+
+    public TaskRecord ToRecord() => new()
+    {
+        Id = Message.Id,
+        Task = Message.Task,
+        Queue = Message.Queue,
+        State = State,
+        Priority = Message.Priority,
+        Args = Message.Args,
+        Result = Result,
+        Error = Error,
+        Attempts = Attempt,
+        MaxAttempts = Message.MaxAttempts,
+        CreatedAt = Message.CreatedAt,
+        NotBefore = NotBefore,
+        ExpiresAt = ExpiresAt,
+        StartedAt = StartedAt,
+        FinishedAt = FinishedAt,
+        IdempotencyKey = Message.IdempotencyKey,
+        Headers = Message.Headers,
+        WorkerId = WorkerId,
+        CancelRequested = CancelRequested,
+        // Copies: a record is a snapshot, and the lists go on changing under the lock.
+        Transitions = [.. Transitions],
+        Errors = [.. Errors],
+    };
+
+    /// <summary>The message as a worker gets it: its current not-before and expiry (a manual retry clears both).</summary>
+    public TaskMessage CurrentMessage() =>
+        NotBefore == Message.NotBefore && ExpiresAt == Message.ExpiresAt ? Message : Message with { NotBefore = NotBefore, ExpiresAt = ExpiresAt };
+}

@@ -1,0 +1,192 @@
+using Conveyor.Backends;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Testing;
+
+/// <summary>
+/// Runs tasks of the in-memory backend in the caller's flow instead of on a worker: each attempt leases the task,
+/// resolves its handler in a new DI scope, runs it under the task's time limit and stores the outcome through the
+/// queue role, as the worker would, so the task's record shows the same states, attempts, errors and results. Used by
+/// <see cref="InlineExecutionConveyorBuilderExtensions.UseInlineExecution"/> (run at enqueue) and by
+/// <see cref="ConveyorTestHarness.RunPendingAsync"/> (run what is pending). Tasks with no handler registered in this
+/// container are left queued, so that a test can assert that they were enqueued.
+/// </summary>
+public sealed class InlineTaskRunner
+{
+    /// <summary>The worker id inline attempts are leased to, kept on the finished task.</summary>
+    public const string WorkerId = "inline";
+
+    /// <summary>Most attempts one <see cref="RunPendingAsync"/> runs before it decides that tasks keep enqueueing
+    /// tasks without end: 100,000.</summary>
+    public const int MaxAttemptsPerRun = 100_000;
+
+    private readonly InMemoryBackend _backend;
+    private readonly TaskRegistry _registry;
+    private readonly IServiceScopeFactory _scopes;
+    private readonly TimeProvider _time;
+    private readonly InlineExecutionOptions _options;
+
+    /// <summary>Creates a runner over the container's backend, which must be an <see cref="InMemoryBackend"/>.</summary>
+    public InlineTaskRunner(IConveyorBackend backend, TaskRegistry registry, IServiceScopeFactory scopes, TimeProvider time, IOptions<InlineExecutionOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(options);
+        _backend = backend as InMemoryBackend ?? throw new InvalidOperationException(
+            $"Inline execution runs tasks of the in-memory backend, but the backend is '{backend.Name}': call UseInMemoryBackend() instead of another backend.");
+        _registry = registry ?? throw new ArgumentNullException(nameof(registry));
+        _scopes = scopes ?? throw new ArgumentNullException(nameof(scopes));
+        _time = time ?? throw new ArgumentNullException(nameof(time));
+        _options = options.Value;
+    }
+
+    /// <summary>
+    /// Runs task <paramref name="taskId"/> now, attempt after attempt while it is ready (retries at once when
+    /// <see cref="InlineExecutionOptions.SkipRetryDelays"/> is set), and returns it as stored afterwards. A task that is
+    /// not ready (scheduled for later, running, finished, in a paused queue) or has no handler here is returned as it is.
+    /// Throws <see cref="TaskExecutionException"/> when it ends dead and <see cref="InlineExecutionOptions.RethrowFailures"/> is set.
+    /// </summary>
+    public async Task<TaskRecord?> RunAsync(Guid taskId, CancellationToken cancellationToken = default)
+    {
+        var (record, failure) = await RunTaskAsync(taskId, cancellationToken).ConfigureAwait(false);
+        ThrowIfFailed(record, failure);
+        return record;
+    }
+
+    /// <summary>
+    /// Promotes tasks whose time has come, then runs every ready task that has a handler here, highest priority first,
+    /// then in enqueue order — including tasks that those tasks enqueue — until none is left. Returns how many attempts
+    /// ran. With <see cref="InlineExecutionOptions.RethrowFailures"/> set, throws a <see cref="TaskExecutionException"/>
+    /// for the first task that ended dead, once everything else has run.
+    /// </summary>
+    public async Task<int> RunPendingAsync(CancellationToken cancellationToken = default)
+    {
+        var attempts = 0;
+        (TaskRecord Record, Exception Failure)? firstFailure = null;
+        while (true)
+        {
+            await _backend.PromoteDueAsync(cancellationToken).ConfigureAwait(false);
+            var ready = _backend.ReadyTasks(m => _registry.TryGet(m.Task, out _));
+            if (ready.Count == 0)
+            {
+                break;
+            }
+            foreach (var id in ready)
+            {
+                var (record, failure, ran) = await RunTaskCountingAsync(id, cancellationToken).ConfigureAwait(false);
+                attempts += ran;
+                if (failure is not null && record is { State: TaskState.Dead } && firstFailure is null)
+                {
+                    firstFailure = (record, failure);
+                }
+            }
+            if (attempts > MaxAttemptsPerRun)
+            {
+                throw new InvalidOperationException(
+                    $"RunPendingAsync ran {attempts} attempts and tasks are still ready: do tasks enqueue tasks without end?");
+            }
+        }
+        if (firstFailure is { } failed)
+        {
+            ThrowIfFailed(failed.Record, failed.Failure);
+        }
+        return attempts;
+    }
+
+    /// <summary>Runs the task like <see cref="RunAsync"/> but returns its last failure instead of throwing it.</summary>
+    internal async Task<(TaskRecord? Record, Exception? Failure)> RunTaskAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        var (record, failure, _) = await RunTaskCountingAsync(taskId, cancellationToken).ConfigureAwait(false);
+        return (record, failure);
+    }
+
+    internal void ThrowIfFailed(TaskRecord? record, Exception? failure)
+    {
+        if (_options.RethrowFailures && failure is not null && record is { State: TaskState.Dead })
+        {
+            throw new TaskExecutionException(record, failure);
+        }
+    }
+
+    private async Task<(TaskRecord? Record, Exception? Failure, int Attempts)> RunTaskCountingAsync(Guid taskId, CancellationToken cancellationToken)
+    {
+        Exception? failure = null;
+        var attempts = 0;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var record = await _backend.GetAsync(taskId, cancellationToken).ConfigureAwait(false);
+            if (record is null || !_registry.TryGet(record.Task, out var descriptor)
+                || _backend.TryLease(taskId, WorkerId, _options.LeaseDuration) is not { } lease)
+            {
+                return (record, failure, attempts);
+            }
+            attempts++;
+            var (completion, exception) = await InvokeAsync(lease, descriptor, cancellationToken).ConfigureAwait(false);
+            failure = exception ?? failure;
+            await _backend.CompleteAsync([completion], CancellationToken.None).ConfigureAwait(false);
+            if (completion.Kind != CompletionKind.Retry)
+            {
+                return (await _backend.GetAsync(taskId, CancellationToken.None).ConfigureAwait(false), failure, attempts);
+            }
+        }
+    }
+
+    // The worker's outcomes (WorkerService.InvokeAsync), in the caller's flow.
+    private async Task<(Completion Completion, Exception? Failure)> InvokeAsync(Lease lease, TaskDescriptor descriptor, CancellationToken cancellationToken)
+    {
+        var message = lease.Message;
+        if (message.ExpiresAt is { } expiresAt && expiresAt <= _time.GetUtcNow())
+        {
+            return (Settled(lease, CompletionKind.Expired), null);
+        }
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (message.Timeout is { } timeout)
+        {
+            limit.CancelAfter(timeout);
+        }
+        var scope = _scopes.CreateAsyncScope();
+        try
+        {
+            var context = new TaskContext(message, lease.Attempt, lease.IsRedelivery);
+            var result = await descriptor.InvokeAsync(scope.ServiceProvider, context, message.Args, limit.Token).ConfigureAwait(false);
+            return (Settled(lease, CompletionKind.Succeeded) with { Result = result }, null);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The caller gave up: the attempt is handed back unspent, as a worker's shutdown would.
+            await _backend.ReleaseAsync([lease.Ref], CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+        catch (OperationCanceledException ex) when (limit.IsCancellationRequested)
+        {
+            return (Failure(lease, new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout}."), permanent: false), ex);
+        }
+        catch (PermanentTaskException ex)
+        {
+            return (Failure(lease, TaskError.From(ex), permanent: true), ex);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return (Failure(lease, TaskError.From(ex), permanent: false), ex);
+        }
+        finally
+        {
+            await scope.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private Completion Settled(Lease lease, CompletionKind kind) =>
+        new() { Lease = lease.Ref, Kind = kind, Attempt = lease.Attempt, At = _time.GetUtcNow() };
+
+    private Completion Failure(Lease lease, TaskError error, bool permanent)
+    {
+        var now = _time.GetUtcNow();
+        if (permanent || lease.Attempt >= lease.Message.MaxAttempts)
+        {
+            return Settled(lease, CompletionKind.Dead) with { Error = error };
+        }
+        var retryAt = _options.SkipRetryDelays ? now : now + lease.Message.Retry.DelayAfter(lease.Attempt);
+        return Settled(lease, CompletionKind.Retry) with { Error = error, RetryAt = retryAt };
+    }
+}
