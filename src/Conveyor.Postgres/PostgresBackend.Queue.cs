@@ -49,7 +49,7 @@ public sealed partial class PostgresBackend
             result = u.result, error = coalesce(u.error, t.error),
             errors = CASE WHEN u.entry IS NULL THEN t.errors ELSE coalesce(t.errors || chr(10), '') || u.entry END,
             not_before = u.nb, finished_at = CASE WHEN u.state = 4 AND t.cancel_requested THEN u.at ELSE u.finished END,
-            lease_owner = NULL, lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
+            lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
             history = t.history || '|' || (CASE WHEN u.state = 4 AND t.cancel_requested THEN 6 ELSE u.state END) || ':' || u.at
         FROM unnest(@id::uuid[], @token::bigint[], @state::int[], @result::text[], @error::text[], @entry::text[],
             @nb::bigint[], @finished::bigint[], @at::bigint[]) AS u(id, token, state, result, error, entry, nb, finished, at)
@@ -464,7 +464,7 @@ public sealed partial class PostgresBackend
             UPDATE tasks SET state = CASE WHEN cancel_requested THEN 6 ELSE 5 END, finished_at = @now,
                 error = CASE WHEN cancel_requested THEN error ELSE @error END,
                 errors = CASE WHEN cancel_requested THEN errors ELSE {AppendLeaseExpiredError} END,
-                lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                lease_token = NULL, lease_expires = NULL,
                 history = history || '|' || (CASE WHEN cancel_requested THEN 6 ELSE 5 END) || ':' || @now
             WHERE state = 2 AND lease_expires < @now AND (attempt >= max_attempts OR cancel_requested)
             """, connection, transaction);
@@ -474,7 +474,7 @@ public sealed partial class PostgresBackend
         var settled = await settle.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await using var requeue = new NpgsqlCommand($"""
             UPDATE tasks SET state = 1, redelivered = true, error = @error, errors = {AppendLeaseExpiredError},
-                lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                lease_token = NULL, lease_expires = NULL,
                 history = history || '|1:' || @now
             WHERE state = 2 AND lease_expires < @now
             """, connection, transaction);

@@ -36,7 +36,7 @@ public sealed partial class SqliteBackend
             result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
             not_before = $nb, finished_at = CASE WHEN $state = 4 AND cancel_requested = 1 THEN $at ELSE $finished END,
-            lease_owner = NULL, lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
+            lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
             history = history || '|' || (CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END) || ':' || $at
         WHERE id = $id AND lease_token = $token AND state = 2
         """;
@@ -408,7 +408,7 @@ public sealed partial class SqliteBackend
                 UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END, finished_at = $now,
                     error = CASE WHEN cancel_requested = 1 THEN error ELSE $error END,
                     errors = CASE WHEN cancel_requested = 1 THEN errors ELSE {AppendLeaseExpiredError} END,
-                    lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                    lease_token = NULL, lease_expires = NULL,
                     history = history || '|' || (CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END) || ':' || $now
                 WHERE state = 2 AND lease_expires < $now AND (attempt >= max_attempts OR cancel_requested = 1)
                 """, "$now", "$error", "$at");
@@ -422,7 +422,7 @@ public sealed partial class SqliteBackend
             var settled = settle.ExecuteNonQuery();
             var requeue = w.Statement($"""
                 UPDATE tasks SET state = 1, redelivered = 1, error = $error, errors = {AppendLeaseExpiredError},
-                    lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                    lease_token = NULL, lease_expires = NULL,
                     history = history || '|1:' || $now
                 WHERE state = 2 AND lease_expires < $now
                 """, "$now", "$error", "$at");
