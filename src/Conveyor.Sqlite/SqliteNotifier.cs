@@ -412,7 +412,15 @@ internal sealed partial class SqliteNotifier : INotifier, IDisposable
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
             }
-            receiver.Shutdown(SocketShutdown.Both);
+            try
+            {
+                // Ends the blocking receive at once.
+                receiver.Shutdown(SocketShutdown.Both);
+            }
+            catch (SocketException)
+            {
+                // Not connected: closing it below ends the receive too.
+            }
             receiver.Dispose();
             _receiveThread?.Join(TimeSpan.FromSeconds(5));
         }
