@@ -49,7 +49,7 @@ public sealed partial class PostgresBackend
             result = u.result, error = coalesce(u.error, t.error),
             errors = CASE WHEN u.entry IS NULL THEN t.errors ELSE coalesce(t.errors || chr(10), '') || u.entry END,
             not_before = u.nb, finished_at = CASE WHEN u.state = 4 AND t.cancel_requested THEN u.at ELSE u.finished END,
-            lease_owner = NULL, lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
+            lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
             history = t.history || '|' || (CASE WHEN u.state = 4 AND t.cancel_requested THEN 6 ELSE u.state END) || ':' || u.at
         FROM unnest(@id::uuid[], @token::bigint[], @state::int[], @result::text[], @error::text[], @entry::text[],
             @nb::bigint[], @finished::bigint[], @at::bigint[]) AS u(id, token, state, result, error, entry, nb, finished, at)
@@ -175,7 +175,18 @@ public sealed partial class PostgresBackend
         }
         if (inserted.Count > 0)
         {
-            WakeFetchers();
+            var readyQueues = new HashSet<string>(StringComparer.Ordinal);
+            for (var i = 0; i < n; i++)
+            {
+                if (states[i] == TaskState.Queued && inserted.Contains(ids[i]))
+                {
+                    readyQueues.Add(queues[i]);
+                }
+            }
+            foreach (var queue in readyQueues)
+            {
+                Ready(queue);
+            }
         }
 
         var results = new EnqueueResult[n];
@@ -217,39 +228,13 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
+    /// <remarks>Returns at once: a worker waits for work on the notifier's ready channel, not here.</remarks>
     public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var deadline = _time.GetUtcNow() + request.MaxWait;
-        if (request.MaxWait > TimeSpan.Zero)
-        {
-            await _listener.EnsureListeningAsync(request.MaxWait, cancellationToken).ConfigureAwait(false);
-        }
-        while (true)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var wake = _listener.Signal;
-            // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
-            var leases = await FetchOnceAsync(request).ConfigureAwait(false);
-            if (leases.Count > 0)
-            {
-                return leases;
-            }
-            var remaining = deadline - _time.GetUtcNow();
-            if (remaining <= TimeSpan.Zero)
-            {
-                return [];
-            }
-            try
-            {
-                // Woken by NOTIFY (or an enqueue in this process); the timeout is the only fallback: no polling.
-                await wake.WaitAsync(remaining, cancellationToken).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                return [];
-            }
-        }
+        cancellationToken.ThrowIfCancellationRequested();
+        // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
+        return await FetchOnceAsync(request).ConfigureAwait(false);
     }
 
     private async Task<List<Lease>> FetchOnceAsync(FetchRequest request)
@@ -433,7 +418,7 @@ public sealed partial class PostgresBackend
         }, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Runs one statement and, when it changed rows, wakes waiting fetches after its commit.</summary>
+    /// <summary>Runs one statement and, when it changed rows, publishes ready (any queue) after its commit.</summary>
     private async Task<int> ExecuteAndNotifyAsync(string updateSql, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -442,7 +427,7 @@ public sealed partial class PostgresBackend
         var count = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         if (count > 0)
         {
-            WakeFetchers();
+            Ready("");
         }
         return count;
     }
@@ -464,7 +449,7 @@ public sealed partial class PostgresBackend
             UPDATE tasks SET state = CASE WHEN cancel_requested THEN 6 ELSE 5 END, finished_at = @now,
                 error = CASE WHEN cancel_requested THEN error ELSE @error END,
                 errors = CASE WHEN cancel_requested THEN errors ELSE {AppendLeaseExpiredError} END,
-                lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                lease_token = NULL, lease_expires = NULL,
                 history = history || '|' || (CASE WHEN cancel_requested THEN 6 ELSE 5 END) || ':' || @now
             WHERE state = 2 AND lease_expires < @now AND (attempt >= max_attempts OR cancel_requested)
             """, connection, transaction);
@@ -474,7 +459,7 @@ public sealed partial class PostgresBackend
         var settled = await settle.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await using var requeue = new NpgsqlCommand($"""
             UPDATE tasks SET state = 1, redelivered = true, error = @error, errors = {AppendLeaseExpiredError},
-                lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                lease_token = NULL, lease_expires = NULL,
                 history = history || '|1:' || @now
             WHERE state = 2 AND lease_expires < @now
             """, connection, transaction);
@@ -485,7 +470,7 @@ public sealed partial class PostgresBackend
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         if (requeued > 0)
         {
-            WakeFetchers();
+            Ready("");
         }
         return settled + requeued;
     }
@@ -537,20 +522,22 @@ public sealed partial class PostgresBackend
     /// <inheritdoc />
     public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken)
     {
-        var changed = await ExecuteAndNotifyAsync("""
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using (var retry = Command(connection, """
             UPDATE tasks SET state = 1, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
                 cancel_requested = false, redelivered = false, history = history || '|1:' || @now
             WHERE id = @id AND state IN (5, 6, 7)
-            """, p =>
+            RETURNING queue
+            """))
         {
-            p.AddWithValue("now", Now());
-            p.AddWithValue("id", taskId);
-        }, cancellationToken).ConfigureAwait(false);
-        if (changed > 0)
-        {
-            return RetryOutcome.Requeued;
+            retry.Parameters.AddWithValue("now", Now());
+            retry.Parameters.AddWithValue("id", taskId);
+            if (await retry.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is string queue)
+            {
+                Ready(queue);
+                return RetryOutcome.Requeued;
+            }
         }
-        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var exists = Command(connection, "SELECT 1 FROM tasks WHERE id = @id");
         exists.Parameters.AddWithValue("id", taskId);
         return await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null ? RetryOutcome.NotFound : RetryOutcome.NotRetryable;
@@ -563,7 +550,7 @@ public sealed partial class PostgresBackend
     public async Task ResumeQueueAsync(string queue, CancellationToken cancellationToken)
     {
         await SetPausedAsync(queue, false, cancellationToken).ConfigureAwait(false);
-        WakeFetchers();
+        Ready(queue);
     }
 
     private async Task SetPausedAsync(string queue, bool paused, CancellationToken cancellationToken)

@@ -7,9 +7,10 @@ using Npgsql;
 namespace Conveyor.Postgres;
 
 /// <summary>
-/// PostgreSQL plays the queue, store and coordination roles: fetches lease rows with
-/// <c>FOR UPDATE SKIP LOCKED</c>, waiting fetches are woken by <c>LISTEN/NOTIFY</c> on one dedicated
-/// connection per backend, and every batch call is one round trip (docs/architecture.md).
+/// PostgreSQL plays the queue, store, coordination and notifier roles: fetches lease rows with
+/// <c>FOR UPDATE SKIP LOCKED</c> and return at once, notifications travel by <c>LISTEN/NOTIFY</c> (one dedicated
+/// listening connection per backend, opened by the first subscription), and every batch call is one round trip
+/// (docs/architecture.md).
 /// Every time it stores or compares comes from the injected <see cref="TimeProvider"/>, never the server's clock.
 /// </summary>
 public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IAsyncDisposable, IDisposable
@@ -17,7 +18,6 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly PostgresBackendOptions _options;
     private readonly TimeProvider _time;
     private readonly NpgsqlDataSource _dataSource;
-    private readonly PostgresListener _listener;
     private readonly PostgresNotifier _notifier;
     private readonly PostgresEnqueueGroups _enqueueGroups;
     private readonly string _host;
@@ -52,10 +52,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _dataSource = NpgsqlDataSource.Create(builder);
         Channel = options.Schema + "_wake";
         ILogger log = logger ?? NullLogger<PostgresBackend>.Instance;
-        // Names this instance in its NOTIFY payloads, so that its own listener can skip them.
-        var self = Guid.NewGuid().ToString("N");
-        _listener = new PostgresListener(_dataSource, Channel, self, options.MaxReconnectDelay, log);
-        _notifier = new PostgresNotifier(_dataSource, Channel, self, log);
+        _notifier = new PostgresNotifier(_dataSource, Channel, options.MaxReconnectDelay, log);
         _enqueueGroups = new PostgresEnqueueGroups(InsertAsync);
     }
 
@@ -65,7 +62,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     /// <summary>The schema holding the tables.</summary>
     public string Schema => _options.Schema;
 
-    /// <summary>The NOTIFY channel that wakes waiting fetches.</summary>
+    /// <summary>The PostgreSQL channel that carries every notification of this schema (the name is kept from when it
+    /// carried only wake-ups, so that processes of an earlier version and this one still wake each other).</summary>
     internal string Channel { get; }
 
     /// <inheritdoc />
@@ -77,11 +75,14 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
     /// <inheritdoc />
-    public INotifier Notifier => _inProcessNotifier;
+    public INotifier Notifier => _notifier;
     /// <inheritdoc />
-    public BackendCapabilities Capabilities { get; } = new() { Reach = BackendReach.Network, CrossProcessNotifications = false };
-    // Interim: notifications reach this process only, until the engine's own notifier replaces it.
-    private readonly InProcessNotifier _inProcessNotifier = new();
+    public BackendCapabilities Capabilities { get; } = new()
+    {
+        Reach = BackendReach.Network,
+        CrossProcessNotifications = true,
+        MaxNotificationPayload = PostgresNotifier.MaxPayload,
+    };
 
     /// <inheritdoc />
     public Task MigrateAsync(CancellationToken cancellationToken) => PostgresSchema.ApplyAsync(_dataSource, _options.Schema, cancellationToken);
@@ -103,7 +104,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
             {
                 return new BackendHealth(false, $"PostgreSQL {_host} schema {_options.Schema}: version {version}, expected {PostgresSchema.LatestVersion}; run 'conveyor migrate'");
             }
-            var warnings = _listener.IsBroken ? new[] { "the LISTEN connection is down; waiting fetches fall back to their timeout until it reconnects" } : null;
+            var warnings = _notifier.IsListenerBroken ? new[] { "the LISTEN connection is down; workers fall back to their poll until it reconnects" } : null;
             return new BackendHealth(true, $"PostgreSQL {_host} schema {_options.Schema} (version {version})", warnings);
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
@@ -128,13 +129,9 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
 
     private static NpgsqlCommand Command(NpgsqlConnection connection, string sql) => new(sql, connection);
 
-    /// <summary>After a commit that made work ready: wakes this process's fetches now, other processes' by a coalesced NOTIFY.</summary>
-    private void WakeFetchers()
-    {
-        _listener.Wake();
-        _notifier.Request();
-        _inProcessNotifier.Hub.Deliver(new Notification(NotifierChannels.Ready, ""));
-    }
+    /// <summary>After a commit that made work ready in <paramref name="queue"/> (empty: any queue, or not known):
+    /// notifies this process's workers now, other processes' by a coalesced NOTIFY.</summary>
+    private void Ready(string queue) => _notifier.Ready(queue);
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
@@ -170,7 +167,6 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         }
         await _enqueueGroups.DisposeAsync().ConfigureAwait(false);
         await _notifier.DisposeAsync().ConfigureAwait(false);
-        await _listener.DisposeAsync().ConfigureAwait(false);
         await _dataSource.DisposeAsync().ConfigureAwait(false);
     }
 

@@ -1,34 +1,42 @@
+using Conveyor.Backends;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace Conveyor.Postgres;
 
 /// <summary>
-/// One dedicated connection that runs <c>LISTEN</c> on the backend's channel and wakes every waiting fetch
-/// of this process when a notification arrives. When the connection breaks it reconnects with a backoff
-/// (100 ms doubling up to the configured maximum) and wakes everyone after it is back, since
-/// notifications sent meanwhile were lost; waiting fetches also end at their own timeout, so a broken
-/// listener delays work but never strands it.
+/// One dedicated connection that runs <c>LISTEN</c> on the backend's channel, started by the first subscription, and
+/// delivers other instances' notifications to this process's subscribers. When the connection breaks it reconnects
+/// with a backoff (100 ms doubling up to the configured maximum) and, once it listens again, delivers
+/// <see cref="Notification.Missed"/> on every subscribed channel, since notifications sent meanwhile were lost;
+/// workers also look for work every fallback poll, so a broken listener delays work but never strands it.
 /// </summary>
 internal sealed partial class PostgresListener : IAsyncDisposable
 {
+    /// <summary>How long the first subscription waits for LISTEN before it returns anyway (the server is down or
+    /// slow): its subscriber hears Missed once LISTEN runs.</summary>
+    private static readonly TimeSpan FirstListenWait = TimeSpan.FromSeconds(5);
+
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _channel;
     private readonly string _self;
+    private readonly NotificationHub _hub;
     private readonly TimeSpan _maxDelay;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _firstListen = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _gate = new();
-    private volatile TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _loop;
     private volatile bool _broken;
+    // Set when a subscription returned before LISTEN ran: it may have missed notifications.
+    private volatile bool _subscribedUnheard;
 
-    public PostgresListener(NpgsqlDataSource dataSource, string channel, string self, TimeSpan maxDelay, ILogger logger)
+    public PostgresListener(NpgsqlDataSource dataSource, string channel, string self, NotificationHub hub, TimeSpan maxDelay, ILogger logger)
     {
         _dataSource = dataSource;
         _channel = channel;
         _self = self;
+        _hub = hub;
         _maxDelay = maxDelay <= TimeSpan.Zero ? TimeSpan.FromSeconds(5) : maxDelay;
         _logger = logger;
     }
@@ -36,12 +44,9 @@ internal sealed partial class PostgresListener : IAsyncDisposable
     /// <summary>True while the listening connection is down.</summary>
     public bool IsBroken => _broken;
 
-    /// <summary>Completes at the next wake-up. Take it before looking for work, then wait on it.</summary>
-    public Task Signal => _wake.Task;
-
-    /// <summary>Starts the listener once and waits (up to <paramref name="maxWait"/>) until it listens, so that a
+    /// <summary>Starts the listener once and waits (up to <see cref="FirstListenWait"/>) until it listens, so that a
     /// notification sent after this returns is not missed.</summary>
-    public async Task EnsureListeningAsync(TimeSpan maxWait, CancellationToken cancellationToken)
+    public async Task EnsureListeningAsync(CancellationToken cancellationToken)
     {
         if (_loop is null)
         {
@@ -54,34 +59,57 @@ internal sealed partial class PostgresListener : IAsyncDisposable
         {
             try
             {
-                await _firstListen.Task.WaitAsync(maxWait, cancellationToken).ConfigureAwait(false);
+                await _firstListen.Task.WaitAsync(FirstListenWait, cancellationToken).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
-                // Not listening yet: the fetch's own timeout covers it.
+                _subscribedUnheard = true;
+                if (_firstListen.Task.IsCompleted)
+                {
+                    // It began listening just now; whether this subscription was in time is unknown.
+                    _hub.DeliverMissed();
+                }
             }
         }
     }
 
-    /// <summary>Wakes every waiting fetch of this process.</summary>
-    public void Wake() => Interlocked.Exchange(ref _wake, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    /// <summary>Delivers one NOTIFY payload: <c>sender:sequence:channel:payload</c>, skipping this instance's own.</summary>
+    private void OnNotification(string envelope)
+    {
+        var senderEnd = envelope.IndexOf(':', StringComparison.Ordinal);
+        if (senderEnd < 0)
+        {
+            // A bare sender id: the wake-up of a process of an earlier version, for any queue.
+            if (envelope != _self)
+            {
+                _hub.Deliver(new Notification(NotifierChannels.Ready, ""));
+            }
+            return;
+        }
+        if (envelope.AsSpan(0, senderEnd).SequenceEqual(_self))
+        {
+            // Delivered in this process when it was published.
+            return;
+        }
+        var sequenceEnd = envelope.IndexOf(':', senderEnd + 1);
+        var channelEnd = sequenceEnd < 0 ? -1 : envelope.IndexOf(':', sequenceEnd + 1);
+        if (channelEnd < 0)
+        {
+            return;
+        }
+        _hub.Deliver(new Notification(envelope[(sequenceEnd + 1)..channelEnd], envelope[(channelEnd + 1)..]));
+    }
 
     private async Task RunAsync(CancellationToken stop)
     {
         var delay = TimeSpan.FromMilliseconds(100);
+        var listenedBefore = false;
         while (!stop.IsCancellationRequested)
         {
             try
             {
                 await using var connection = await _dataSource.OpenConnectionAsync(stop).ConfigureAwait(false);
-                // A notification this process sent woke its fetches already (PostgresNotifier).
-                connection.Notification += (_, e) =>
-                {
-                    if (e.Payload != _self)
-                    {
-                        Wake();
-                    }
-                };
+                connection.Notification += (_, e) => OnNotification(e.Payload);
                 await using (var listen = new NpgsqlCommand($"LISTEN \"{_channel}\"", connection))
                 {
                     await listen.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
@@ -93,8 +121,12 @@ internal sealed partial class PostgresListener : IAsyncDisposable
                 }
                 delay = TimeSpan.FromMilliseconds(100);
                 _firstListen.TrySetResult();
-                // Work enqueued while no one listened sent notifications nobody heard.
-                Wake();
+                // Notifications sent while no one listened were lost: subscribers look again.
+                if (listenedBefore || _subscribedUnheard)
+                {
+                    _hub.DeliverMissed();
+                }
+                listenedBefore = true;
                 while (true)
                 {
                     await connection.WaitAsync(stop).ConfigureAwait(false);
@@ -112,7 +144,6 @@ internal sealed partial class PostgresListener : IAsyncDisposable
                     _broken = true;
                     LogBroken(_logger, _channel, delay, ex);
                 }
-                Wake();
                 try
                 {
                     await Task.Delay(delay, stop).ConfigureAwait(false);
@@ -140,7 +171,6 @@ internal sealed partial class PostgresListener : IAsyncDisposable
             }
         }
         _stop.Dispose();
-        Wake();
     }
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "PostgreSQL LISTEN connection on {Channel} broke; reconnecting with backoff (first retry in {Delay})")]

@@ -36,7 +36,7 @@ public sealed partial class SqliteBackend
             result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
             not_before = $nb, finished_at = CASE WHEN $state = 4 AND cancel_requested = 1 THEN $at ELSE $finished END,
-            lease_owner = NULL, lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
+            lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
             history = history || '|' || (CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END) || ':' || $at
         WHERE id = $id AND lease_token = $token AND state = 2
         """;
@@ -52,20 +52,25 @@ public sealed partial class SqliteBackend
         cancellationToken.ThrowIfCancellationRequested();
         var now = _time.GetUtcNow();
         var newQueues = new HashSet<string>(StringComparer.Ordinal);
+        var readyQueues = new HashSet<string>(StringComparer.Ordinal);
         // Runs on the writer's thread right after the commit: only now are the queue rows durable (a batch
-        // that rolled back must not mark its queues known), and waking waiting fetches here rather than in
-        // the caller's continuation saves a thread-pool hop between an enqueue and its start.
-        return Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now, newQueues), () =>
+        // that rolled back must not mark its queues known), and notifying the workers here rather than in
+        // the caller's continuation saves a thread-pool hop between an enqueue and its start. The writer sends
+        // the ready notifications to other processes once all of the commit's operations have kept theirs.
+        return Writer.RunAsync<IReadOnlyList<EnqueueResult>>(w => Insert(w, messages, now, newQueues, readyQueues), () =>
         {
             foreach (var queue in newQueues)
             {
                 _knownQueues.TryAdd(queue, true);
             }
-            Wake();
+            foreach (var queue in readyQueues)
+            {
+                _notifier.Ready(queue);
+            }
         });
     }
 
-    private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now, HashSet<string> newQueues)
+    private List<EnqueueResult> Insert(SqliteWriter w, IReadOnlyList<TaskMessage> messages, DateTimeOffset now, HashSet<string> newQueues, HashSet<string> readyQueues)
     {
         var insert = w.Prepared(InsertSql, InsertParameters);
         var results = new List<EnqueueResult>(messages.Count);
@@ -98,6 +103,10 @@ public sealed partial class SqliteBackend
             insert.Bind(16, state == TaskState.Queued ? queuedHistory : state == TaskState.Scheduled ? scheduledHistory : $"{(int)state}:{nowMs}");
             if (insert.Execute() == 1 || m.IdempotencyKey is null)
             {
+                if (state == TaskState.Queued)
+                {
+                    readyQueues.Add(m.Queue);
+                }
                 results.Add(new EnqueueResult(m.Id, true, state));
                 continue;
             }
@@ -122,60 +131,13 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
+    /// <remarks>Returns at once: a worker waits for work on the notifier's ready channel, not here.</remarks>
+    public Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var deadline = _time.GetUtcNow() + request.MaxWait;
-        var polling = false;
-        while (true)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var wake = _wake.Task;
-            // A poll (no wake-up from this process) first looks on a read connection, so an idle worker
-            // does not take the write lock every PollInterval.
-            if (!polling || await AnyReadyAsync(request, cancellationToken).ConfigureAwait(false))
-            {
-                // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
-                var leases = await Writer.RunAsync(w => Fetch(w, request)).ConfigureAwait(false);
-                if (leases.Count > 0)
-                {
-                    return leases;
-                }
-            }
-            var remaining = deadline - _time.GetUtcNow();
-            if (remaining <= TimeSpan.Zero)
-            {
-                return [];
-            }
-            var wait = remaining < _options.PollInterval ? remaining : _options.PollInterval;
-            try
-            {
-                await wake.WaitAsync(wait, cancellationToken).ConfigureAwait(false);
-                polling = false;
-            }
-            catch (TimeoutException)
-            {
-                // Poll for work enqueued by other processes.
-                polling = true;
-            }
-        }
-    }
-
-    private async Task<bool> AnyReadyAsync(FetchRequest request, CancellationToken cancellationToken)
-    {
-        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT EXISTS (SELECT 1 FROM tasks WHERE queue = $queue AND state = 1)";
-        var parameter = command.Parameters.Add("$queue", SqliteType.Text);
-        foreach (var queue in request.Queues)
-        {
-            parameter.Value = queue.Name;
-            if (Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) != 0)
-            {
-                return true;
-            }
-        }
-        return false;
+        cancellationToken.ThrowIfCancellationRequested();
+        // The fetch runs to its commit even if the caller is cancelled meanwhile: its leases must reach the caller.
+        return Writer.RunAsync<IReadOnlyList<Lease>>(w => Fetch(w, request));
     }
 
     private List<Lease> Fetch(SqliteWriter w, FetchRequest request)
@@ -374,7 +336,7 @@ public sealed partial class SqliteBackend
         {
             return;
         }
-        await Writer.RunAsync(w =>
+        var released = await Writer.RunAsync(w =>
         {
             var now = Now();
             var command = w.Statement("""
@@ -392,7 +354,10 @@ public sealed partial class SqliteBackend
             }
             return changed;
         }).ConfigureAwait(false);
-        Wake();
+        if (released > 0)
+        {
+            Ready("");
+        }
     }
 
     /// <inheritdoc />
@@ -408,7 +373,7 @@ public sealed partial class SqliteBackend
                 UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END, finished_at = $now,
                     error = CASE WHEN cancel_requested = 1 THEN error ELSE $error END,
                     errors = CASE WHEN cancel_requested = 1 THEN errors ELSE {AppendLeaseExpiredError} END,
-                    lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                    lease_token = NULL, lease_expires = NULL,
                     history = history || '|' || (CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END) || ':' || $now
                 WHERE state = 2 AND lease_expires < $now AND (attempt >= max_attempts OR cancel_requested = 1)
                 """, "$now", "$error", "$at");
@@ -422,7 +387,7 @@ public sealed partial class SqliteBackend
             var settled = settle.ExecuteNonQuery();
             var requeue = w.Statement($"""
                 UPDATE tasks SET state = 1, redelivered = 1, error = $error, errors = {AppendLeaseExpiredError},
-                    lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                    lease_token = NULL, lease_expires = NULL,
                     history = history || '|1:' || $now
                 WHERE state = 2 AND lease_expires < $now
                 """, "$now", "$error", "$at");
@@ -433,7 +398,7 @@ public sealed partial class SqliteBackend
         }).ConfigureAwait(false);
         if (count > 0)
         {
-            Wake();
+            Ready("");
         }
         return count;
     }
@@ -452,7 +417,7 @@ public sealed partial class SqliteBackend
         }).ConfigureAwait(false);
         if (count > 0)
         {
-            Wake();
+            Ready("");
         }
         return count;
     }
@@ -496,27 +461,28 @@ public sealed partial class SqliteBackend
     /// <inheritdoc />
     public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken)
     {
-        var outcome = await Writer.RunAsync(w =>
+        var (outcome, requeuedIn) = await Writer.RunAsync<(RetryOutcome, string)>(w =>
         {
             var now = Now();
             var retry = w.Statement("""
                 UPDATE tasks SET state = 1, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
                     cancel_requested = 0, redelivered = 0, history = history || '|1:' || $now
                 WHERE id = $id AND state IN (5, 6, 7)
+                RETURNING queue
                 """, "$now", "$id");
             retry.Parameters[0].Value = now;
             retry.Parameters[1].Value = IdBytes(taskId);
-            if (retry.ExecuteNonQuery() == 1)
+            if (retry.ExecuteScalar() is string queue)
             {
-                return RetryOutcome.Requeued;
+                return (RetryOutcome.Requeued, queue);
             }
             var exists = w.Statement("SELECT 1 FROM tasks WHERE id = $id", "$id");
             exists.Parameters[0].Value = IdBytes(taskId);
-            return exists.ExecuteScalar() is null ? RetryOutcome.NotFound : RetryOutcome.NotRetryable;
+            return (exists.ExecuteScalar() is null ? RetryOutcome.NotFound : RetryOutcome.NotRetryable, "");
         }).ConfigureAwait(false);
         if (outcome == RetryOutcome.Requeued)
         {
-            Wake();
+            Ready(requeuedIn);
         }
         return outcome;
     }
@@ -528,7 +494,7 @@ public sealed partial class SqliteBackend
     public async Task ResumeQueueAsync(string queue, CancellationToken cancellationToken)
     {
         await SetPaused(queue, false).ConfigureAwait(false);
-        Wake();
+        Ready(queue);
     }
 
     private Task<int> SetPaused(string queue, bool paused)

@@ -1,12 +1,15 @@
 using System.Text.Json;
 using Conveyor.Backends;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Conveyor.Sqlite;
 
 /// <summary>
 /// The embedded backend: one SQLite file in WAL mode plays the queue, store and coordination roles.
-/// Writes go through one writer per process with group commit; reads use pooled connections.
+/// Writes go through one writer per process with group commit; reads use pooled connections. Notifications reach
+/// this process at once and the others on the machine by Unix domain datagram sockets (<see cref="SqliteNotifier"/>).
 /// </summary>
 public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IDisposable
 {
@@ -16,11 +19,11 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
     private readonly Lazy<SqliteWriter> _writer;
     // Queues whose row is committed: enqueues skip the insert for them. Filled only after a commit.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _knownQueues = new(StringComparer.Ordinal);
-    private volatile TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SqliteNotifier _notifier;
     private int _migrated;
 
     /// <summary>Opens (creating if needed) the database at <see cref="SqliteBackendOptions.Path"/>.</summary>
-    public SqliteBackend(SqliteBackendOptions options, TimeProvider? time = null)
+    public SqliteBackend(SqliteBackendOptions options, TimeProvider? time = null, ILogger<SqliteBackend>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options;
@@ -38,8 +41,11 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
             Pooling = true,
             DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds),
         }.ToString();
-        _writer = new Lazy<SqliteWriter>(() => new SqliteWriter(_connectionString, _options), LazyThreadSafetyMode.ExecutionAndPublication);
+        _notifier = new SqliteNotifier(fullPath, logger ?? (ILogger)NullLogger<SqliteBackend>.Instance);
+        // After each commit the writer sends the ready notifications its operations kept: one per queue and peer.
+        _writer = new Lazy<SqliteWriter>(() => new SqliteWriter(_connectionString, _options, _notifier.FlushReady), LazyThreadSafetyMode.ExecutionAndPublication);
         DatabasePath = fullPath;
+        Capabilities = new() { Reach = BackendReach.Machine, CrossProcessNotifications = SqliteNotifier.IsSupported, MaxNotificationPayload = SqliteNotifier.MaxPayload };
     }
 
     /// <summary>Full path of the database file.</summary>
@@ -54,11 +60,10 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
     /// <inheritdoc />
-    public INotifier Notifier => _inProcessNotifier;
+    public INotifier Notifier => _notifier;
     /// <inheritdoc />
-    public BackendCapabilities Capabilities { get; } = new() { Reach = BackendReach.Machine, CrossProcessNotifications = false };
-    // Interim: notifications reach this process only, until the engine's own notifier replaces it.
-    private readonly InProcessNotifier _inProcessNotifier = new();
+    /// <remarks>Cross-process notifications wherever there are Unix domain sockets (not on Windows: docs/sqlite.md).</remarks>
+    public BackendCapabilities Capabilities { get; }
 
     private SqliteWriter Writer => _writer.Value;
 
@@ -109,11 +114,12 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
         return connection;
     }
 
-    // Wakes fetches waiting in this process; other processes on the same file find work by polling.
-    private void Wake()
+    /// <summary>After a commit that made work ready in <paramref name="queue"/> (empty: any queue, or not known):
+    /// notifies this process's workers at once and the other processes' by a datagram each.</summary>
+    private void Ready(string queue)
     {
-        Interlocked.Exchange(ref _wake, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
-        _inProcessNotifier.Hub.Deliver(new Notification(NotifierChannels.Ready, ""));
+        _notifier.Ready(queue);
+        _notifier.FlushReady();
     }
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -137,13 +143,14 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
     private static Dictionary<string, string>? DeserializeHeaders(string? json) =>
         json is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(json, ConveyorJson.Options);
 
-    /// <summary>Stops the writer after the operations already queued.</summary>
+    /// <summary>Stops the writer after the operations already queued, and removes this instance's notification socket.</summary>
     public void Dispose()
     {
         if (_writer.IsValueCreated)
         {
             _writer.Value.Dispose();
         }
+        _notifier.Dispose();
         using var connection = new SqliteConnection(_connectionString);
         SqliteConnection.ClearPool(connection);
     }

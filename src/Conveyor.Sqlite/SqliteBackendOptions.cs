@@ -19,10 +19,6 @@ public sealed class SqliteBackendOptions
     /// <summary>Durability of a commit. Default <see cref="SqliteSynchronous.Normal"/>.</summary>
     public SqliteSynchronous Synchronous { get; set; } = SqliteSynchronous.Normal;
 
-    /// <summary>How often an idle fetch looks for tasks enqueued by other processes on the same file;
-    /// tasks enqueued in this process wake it at once. Default 100 ms.</summary>
-    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(100);
-
     /// <summary>How long a statement waits for another process's write lock. Default 10 s.</summary>
     public TimeSpan BusyTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

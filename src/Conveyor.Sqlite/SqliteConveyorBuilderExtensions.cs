@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Conveyor.Sqlite;
@@ -15,7 +16,10 @@ public static class SqliteConveyorBuilderExtensions
         {
             options.Configure(configure);
         }
-        builder.Services.AddSingleton(sp => new SqliteBackend(sp.GetRequiredService<IOptions<SqliteBackendOptions>>().Value, sp.GetService<TimeProvider>()));
+        builder.Services.AddSingleton(sp => new SqliteBackend(
+            sp.GetRequiredService<IOptions<SqliteBackendOptions>>().Value,
+            sp.GetService<TimeProvider>(),
+            sp.GetService<ILogger<SqliteBackend>>()));
         return builder.UseBackend(sp => sp.GetRequiredService<SqliteBackend>());
     }
 }

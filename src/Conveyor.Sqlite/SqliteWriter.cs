@@ -49,10 +49,14 @@ internal sealed class SqliteWriter : IDisposable
     private readonly Thread _thread;
     private readonly int _maxPerTransaction;
     private readonly SqliteCheckpointer _checkpointer;
+    private readonly Action? _afterCommits;
     private bool _stopping;
 
-    public SqliteWriter(string connectionString, SqliteBackendOptions options)
+    /// <summary>Opens the writing connection and starts its thread. <paramref name="afterCommits"/>, when given, runs on
+    /// that thread after the after-commit actions of every committed transaction; it must be quick and must not throw.</summary>
+    public SqliteWriter(string connectionString, SqliteBackendOptions options, Action? afterCommits = null)
     {
+        _afterCommits = afterCommits;
         _maxPerTransaction = Math.Max(1, options.MaxOperationsPerTransaction);
         _connection = new SqliteConnection(connectionString);
         _connection.Open();
@@ -225,6 +229,7 @@ internal sealed class SqliteWriter : IDisposable
         {
             operation.Committed();
         }
+        _afterCommits?.Invoke();
     }
 
     // Transaction control runs once or twice per operation: prepared once, without Microsoft.Data.Sqlite's per-call overhead.

@@ -37,6 +37,14 @@ internal static class PostgresTestBackend
         return backend;
     }
 
+    /// <summary>Another instance on <paramref name="backend"/>'s schema, as another process would open it.</summary>
+    public static Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time) =>
+        Task.FromResult<IConveyorBackend>(new PostgresBackend(new PostgresBackendOptions
+        {
+            ConnectionString = ConnectionString,
+            Schema = ((PostgresBackend)backend).Schema,
+        }, time));
+
     public static async ValueTask DisposeAsync(IConveyorBackend backend)
     {
         var postgres = (PostgresBackend)backend;

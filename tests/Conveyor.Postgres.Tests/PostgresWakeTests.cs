@@ -1,71 +1,122 @@
 using System.Diagnostics;
 using Conveyor.Backends;
+using Npgsql;
 
 namespace Conveyor.Postgres.Tests;
 
-/// <summary>Wake-ups across processes: two backend instances on one schema stand for two processes.</summary>
-public sealed class PostgresWakeTests
+/// <summary>Notifications across processes: two backend instances on one schema stand for two processes.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The backends are disposed by IAsyncLifetime.DisposeAsync.")]
+public sealed class PostgresWakeTests : IAsyncLifetime
 {
-    [Fact]
-    public async Task An_enqueue_through_one_instance_wakes_a_fetch_waiting_in_another()
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
+    private readonly string _schema = "t_" + Guid.NewGuid().ToString("N");
+    // Named, so that the test can find the consumer's LISTEN session in pg_stat_activity.
+    private readonly string _consumerName = "wake-test-" + Guid.NewGuid().ToString("N");
+    private PostgresBackend _producer = null!;
+    private PostgresBackend _consumer = null!;
+
+    public async Task InitializeAsync()
     {
-        var schema = "t_" + Guid.NewGuid().ToString("N");
-        var producer = new PostgresBackend(new PostgresBackendOptions { ConnectionString = PostgresTestBackend.ConnectionString, Schema = schema });
-        // Named, so that the test can see in pg_stat_activity when the consumer has looked and is waiting.
-        var consumerName = "wake-test-" + Guid.NewGuid().ToString("N");
-        var consumer = new PostgresBackend(new PostgresBackendOptions
+        _producer = new PostgresBackend(new PostgresBackendOptions { ConnectionString = PostgresTestBackend.ConnectionString, Schema = _schema });
+        _consumer = new PostgresBackend(new PostgresBackendOptions
         {
-            ConnectionString = PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString) + ";Application Name=" + consumerName,
-            Schema = schema,
+            ConnectionString = PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString) + ";Application Name=" + _consumerName,
+            Schema = _schema,
+            MaxReconnectDelay = TimeSpan.FromMilliseconds(200),
         });
-        try
-        {
-            await producer.MigrateAsync(CancellationToken.None);
-            // The fetch would wait 60 s without a NOTIFY (PostgreSQL fetches never poll).
-            var waiting = consumer.FetchAsync(new FetchRequest
-            {
-                WorkerId = "w",
-                Queues = [new QueueWeight(QueueNames.Default)],
-                MaxCount = 1,
-                LeaseDuration = TimeSpan.FromMinutes(1),
-                MaxWait = TimeSpan.FromSeconds(60),
-            }, CancellationToken.None);
-            // Enqueue once the consumer listens and its first look (which finds nothing) is over: from then on
-            // only a wake-up can end its wait early.
-            await WaitUntilAsync(consumerName, $"LISTEN \"{consumer.Channel}\"");
-            await WaitUntilAsync(consumerName, "WITH c AS%");
-            Assert.False(waiting.IsCompleted);
-            var id = Guid.NewGuid();
-            var sent = Stopwatch.StartNew();
-            await producer.EnqueueAsync([new TaskMessage { Id = id, Task = "t", Queue = QueueNames.Default, CreatedAt = DateTimeOffset.UtcNow }], CancellationToken.None);
-
-            var leases = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
-
-            Assert.Equal(id, Assert.Single(leases).Message.Id);
-            Assert.True(sent.Elapsed < TimeSpan.FromSeconds(10), $"woken after {sent.Elapsed}");
-        }
-        finally
-        {
-            await producer.DropSchemaAsync(CancellationToken.None);
-            await producer.DisposeAsync();
-            await consumer.DisposeAsync();
-        }
-
+        await _producer.MigrateAsync(CancellationToken.None);
     }
 
-    /// <summary>Waits until an idle session of <paramref name="application"/> last ran a query like <paramref name="query"/>.</summary>
-    private static async Task WaitUntilAsync(string application, string query)
+    public async Task DisposeAsync()
     {
-        await using var connection = new Npgsql.NpgsqlConnection(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString));
+        await _consumer.DisposeAsync();
+        await _producer.DropSchemaAsync(CancellationToken.None);
+        await _producer.DisposeAsync();
+    }
+
+    private static FetchRequest Request => new()
+    {
+        WorkerId = "w",
+        Queues = [new QueueWeight(QueueNames.Default)],
+        MaxCount = 1,
+        LeaseDuration = TimeSpan.FromMinutes(1),
+    };
+
+    [Fact]
+    public async Task An_enqueue_through_one_instance_notifies_a_subscriber_of_another_which_then_fetches_the_task()
+    {
+        var ready = new TaskCompletionSource<Notification>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var subscription = await _consumer.Notifier.SubscribeAsync(NotifierChannels.Ready, n => ready.TrySetResult(n), CancellationToken.None);
+        // A fetch returns at once, even with nothing to fetch.
+        var look = Stopwatch.StartNew();
+        Assert.Empty(await _consumer.FetchAsync(Request, CancellationToken.None));
+        Assert.True(look.Elapsed < TimeSpan.FromSeconds(5), $"an empty fetch took {look.Elapsed}");
+
+        var id = Guid.NewGuid();
+        await _producer.EnqueueAsync([new TaskMessage { Id = id, Task = "t", Queue = QueueNames.Default, CreatedAt = DateTimeOffset.UtcNow }], CancellationToken.None);
+
+        Assert.Equal(new Notification(NotifierChannels.Ready, QueueNames.Default), await ready.Task.WaitAsync(Bound));
+        Assert.Equal(id, Assert.Single(await _consumer.FetchAsync(Request, CancellationToken.None)).Message.Id);
+    }
+
+    [Fact]
+    public async Task After_the_listening_connection_is_lost_and_back_every_subscribed_channel_hears_missed()
+    {
+        var missed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var events = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var ready = await _consumer.Notifier.SubscribeAsync(NotifierChannels.Ready, n => { if (n.Missed) { missed.TrySetResult(); } }, CancellationToken.None);
+        await using var other = await _consumer.Notifier.SubscribeAsync(NotifierChannels.Events, n => { if (n.Missed) { events.TrySetResult(); } }, CancellationToken.None);
+        Assert.False(missed.Task.IsCompleted);
+
+        await TerminateListenerAsync();
+
+        await missed.Task.WaitAsync(Bound);
+        await events.Task.WaitAsync(Bound);
+        // And it listens again: a notification from the other instance arrives.
+        var heard = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var again = await _consumer.Notifier.SubscribeAsync("conformance", n => { if (n.Payload == "back") { heard.TrySetResult(); } }, CancellationToken.None);
+        await _producer.Notifier.PublishAsync("conformance", "back", CancellationToken.None);
+        await heard.Task.WaitAsync(Bound);
+    }
+
+    [Fact]
+    public async Task A_wake_up_from_a_process_of_an_earlier_version_is_a_ready_notification_for_any_queue()
+    {
+        var ready = new TaskCompletionSource<Notification>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var subscription = await _consumer.Notifier.SubscribeAsync(NotifierChannels.Ready, n => ready.TrySetResult(n), CancellationToken.None);
+
+        // Earlier versions sent their instance id alone.
+        await using (var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString)))
+        {
+            await connection.OpenAsync();
+            await using var notify = new NpgsqlCommand("SELECT pg_notify(@channel, @sender)", connection);
+            notify.Parameters.AddWithValue("channel", _consumer.Channel);
+            notify.Parameters.AddWithValue("sender", Guid.NewGuid().ToString("N"));
+            await notify.ExecuteNonQueryAsync();
+        }
+
+        Assert.Equal(new Notification(NotifierChannels.Ready, ""), await ready.Task.WaitAsync(Bound));
+    }
+
+    [Fact]
+    public async Task A_payload_with_a_nul_character_is_refused()
+    {
+        var error = await Assert.ThrowsAsync<ArgumentException>(async () => await _producer.Notifier.PublishAsync("conformance", "a\0b", CancellationToken.None));
+        Assert.Contains("NUL", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Ends the consumer's LISTEN session from the server side, as a network failure or restart would.</summary>
+    private async Task TerminateListenerAsync()
+    {
+        await using var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString));
         await connection.OpenAsync();
-        await using var command = new Npgsql.NpgsqlCommand(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = @application AND state = 'idle' AND query LIKE @query", connection);
-        command.Parameters.AddWithValue("application", application);
-        command.Parameters.AddWithValue("query", query);
+        await using var command = new NpgsqlCommand(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = @application AND query LIKE 'LISTEN%'", connection);
+        command.Parameters.AddWithValue("application", _consumerName);
         var deadline = Stopwatch.StartNew();
         while ((long)(await command.ExecuteScalarAsync())! == 0)
         {
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), $"no idle session of the consumer ran {query}");
+            Assert.True(deadline.Elapsed < Bound, "the consumer's LISTEN session never showed in pg_stat_activity");
             await Task.Delay(20);
         }
     }

@@ -24,6 +24,10 @@ internal static class SqliteTestBackend
         return backend;
     }
 
+    /// <summary>Another instance on <paramref name="backend"/>'s file, as another process would open it.</summary>
+    public static Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time) =>
+        Task.FromResult<IConveyorBackend>(new SqliteBackend(new SqliteBackendOptions { Path = ((SqliteBackend)backend).DatabasePath }, time));
+
     public static ValueTask DisposeAsync(IConveyorBackend backend)
     {
         Dispose((SqliteBackend)backend);
@@ -36,6 +40,11 @@ internal static class SqliteTestBackend
         foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
         {
             File.Delete(backend.DatabasePath + suffix);
+        }
+        // The notifier's folder of sockets, once every instance on the file is gone.
+        if (Directory.Exists(backend.DatabasePath + ".notify"))
+        {
+            Directory.Delete(backend.DatabasePath + ".notify", recursive: true);
         }
     }
 }

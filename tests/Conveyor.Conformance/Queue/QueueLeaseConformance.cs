@@ -16,7 +16,7 @@ public abstract class QueueLeaseConformance : ConformanceTest
         Assert.Equal(TaskState.Succeeded, record.State);
         Assert.Equal("""{"score":0.93}""", record.Result);
         Assert.Equal(Now, record.FinishedAt);
-        Assert.Equal(WorkerId, record.WorkerId);
+        Assert.Equal(WorkerId, record.WorkerId); // the worker of the last attempt stays on the task
         Assert.Empty(await FetchAsync());
     }
 

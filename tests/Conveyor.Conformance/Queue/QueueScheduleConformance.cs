@@ -111,7 +111,7 @@ public abstract class QueueScheduleConformance : ConformanceTest
         Assert.Equal(retryAt, record.NotBefore);
         Assert.Equal(error, record.Error);
         Assert.Null(record.FinishedAt);
-        Assert.Equal(WorkerId, record.WorkerId);
+        Assert.Equal(WorkerId, record.WorkerId); // the worker of the last attempt stays on the task
         Assert.Equal(1, record.Attempts);
     }
 
