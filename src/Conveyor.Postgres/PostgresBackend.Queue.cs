@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Conveyor.Backends;
+using Conveyor.Sql;
 using Npgsql;
 
 namespace Conveyor.Postgres;
@@ -325,15 +326,7 @@ public sealed partial class PostgresBackend
         for (var i = 0; i < n; i++)
         {
             var c = completions[i];
-            var state = c.Kind switch
-            {
-                CompletionKind.Succeeded => TaskState.Succeeded,
-                CompletionKind.Retry => TaskState.Retrying,
-                CompletionKind.Dead => TaskState.Dead,
-                CompletionKind.Cancelled => TaskState.Cancelled,
-                CompletionKind.Expired => TaskState.Expired,
-                _ => throw new ArgumentOutOfRangeException(nameof(completions), c.Kind, "unknown completion kind"),
-            };
+            var state = StoredStates.AfterCompletion(c.Kind);
             var at = c.At.ToUnixTimeMilliseconds();
             ids[i] = c.Lease.TaskId;
             tokens[i] = c.Lease.Token;
@@ -477,16 +470,16 @@ public sealed partial class PostgresBackend
 
     /// <inheritdoc />
     public Task<int> PromoteDueAsync(CancellationToken cancellationToken) =>
-        ExecuteAndNotifyAsync("""
-            UPDATE tasks SET state = 1, history = history || '|1:' || @now
-            WHERE state IN (0, 4) AND not_before <= @now
+        ExecuteAndNotifyAsync($"""
+            UPDATE tasks SET state = {StoredStates.Queued}, history = history || '|{StoredStates.Queued}:' || @now
+            WHERE state IN ({StoredStates.Due}) AND not_before <= @now
             """, p => p.AddWithValue("now", Now()), cancellationToken);
 
     /// <inheritdoc />
     public async Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "SELECT min(not_before) FROM tasks WHERE state IN (0, 4)");
+        await using var command = Command(connection, $"SELECT min(not_before) FROM tasks WHERE state IN ({StoredStates.Due})");
         var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
         return value is long ms ? FromMs(ms) : null;
     }
@@ -496,12 +489,12 @@ public sealed partial class PostgresBackend
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         // One statement: cancel a waiting task, or flag a running one, and say which (or whether it exists).
-        await using var command = Command(connection, """
+        await using var command = Command(connection, $"""
             WITH cancelled AS (
-                UPDATE tasks SET state = 6, finished_at = @now, history = history || '|6:' || @now
-                WHERE id = @id AND state IN (0, 1, 4) RETURNING 1),
+                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = @now, history = history || '|{StoredStates.Cancelled}:' || @now
+                WHERE id = @id AND state IN ({StoredStates.Waiting}) RETURNING 1),
             requested AS (
-                UPDATE tasks SET cancel_requested = true WHERE id = @id AND state = 2 RETURNING 1)
+                UPDATE tasks SET cancel_requested = true WHERE id = @id AND state = {StoredStates.Running} RETURNING 1)
             SELECT (SELECT count(*) FROM cancelled), (SELECT count(*) FROM requested), (SELECT count(*) FROM tasks WHERE id = @id)
             """);
         command.Parameters.AddWithValue("now", Now());
@@ -523,10 +516,10 @@ public sealed partial class PostgresBackend
     public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using (var retry = Command(connection, """
-            UPDATE tasks SET state = 1, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
-                cancel_requested = false, redelivered = false, history = history || '|1:' || @now
-            WHERE id = @id AND state IN (5, 6, 7)
+        await using (var retry = Command(connection, $"""
+            UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
+                cancel_requested = false, redelivered = false, history = history || '|{StoredStates.Queued}:' || @now
+            WHERE id = @id AND state IN ({StoredStates.Retryable})
             RETURNING queue
             """))
         {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Conveyor.Backends;
+using Conveyor.Sql;
 using Microsoft.Data.Sqlite;
 
 namespace Conveyor.Sqlite;
@@ -268,15 +269,7 @@ public sealed partial class SqliteBackend
         Span<byte> id = stackalloc byte[16];
         foreach (var c in completions)
         {
-            var state = c.Kind switch
-            {
-                CompletionKind.Succeeded => TaskState.Succeeded,
-                CompletionKind.Retry => TaskState.Retrying,
-                CompletionKind.Dead => TaskState.Dead,
-                CompletionKind.Cancelled => TaskState.Cancelled,
-                CompletionKind.Expired => TaskState.Expired,
-                _ => throw new ArgumentOutOfRangeException(nameof(completions), c.Kind, "unknown completion kind"),
-            };
+            var state = StoredStates.AfterCompletion(c.Kind);
             var at = c.At.ToUnixTimeMilliseconds();
             c.Lease.TaskId.TryWriteBytes(id, bigEndian: true, out _);
             command.Bind(0, (int)state);
@@ -408,9 +401,9 @@ public sealed partial class SqliteBackend
     {
         var count = await Writer.RunAsync(w =>
         {
-            var command = w.Statement("""
-                UPDATE tasks SET state = 1, history = history || '|1:' || $now
-                WHERE state IN (0, 4) AND not_before <= $now
+            var command = w.Statement($"""
+                UPDATE tasks SET state = {StoredStates.Queued}, history = history || '|{StoredStates.Queued}:' || $now
+                WHERE state IN ({StoredStates.Due}) AND not_before <= $now
                 """, "$now");
             command.Parameters[0].Value = Now();
             return command.ExecuteNonQuery();
@@ -427,7 +420,7 @@ public sealed partial class SqliteBackend
     {
         await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT min(not_before) FROM tasks WHERE state IN (0, 4)";
+        command.CommandText = $"SELECT min(not_before) FROM tasks WHERE state IN ({StoredStates.Due})";
         var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
         return value is long ms ? FromMs(ms) : null;
     }
@@ -437,9 +430,9 @@ public sealed partial class SqliteBackend
         Writer.RunAsync(w =>
         {
             var now = Now();
-            var cancel = w.Statement("""
-                UPDATE tasks SET state = 6, finished_at = $now, history = history || '|6:' || $now
-                WHERE id = $id AND state IN (0, 1, 4)
+            var cancel = w.Statement($"""
+                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = $now, history = history || '|{StoredStates.Cancelled}:' || $now
+                WHERE id = $id AND state IN ({StoredStates.Waiting})
                 """, "$now", "$id");
             cancel.Parameters[0].Value = now;
             cancel.Parameters[1].Value = IdBytes(taskId);
@@ -447,7 +440,7 @@ public sealed partial class SqliteBackend
             {
                 return CancelOutcome.Cancelled;
             }
-            var request = w.Statement("UPDATE tasks SET cancel_requested = 1 WHERE id = $id AND state = 2", "$id");
+            var request = w.Statement($"UPDATE tasks SET cancel_requested = 1 WHERE id = $id AND state = {StoredStates.Running}", "$id");
             request.Parameters[0].Value = IdBytes(taskId);
             if (request.ExecuteNonQuery() == 1)
             {
@@ -464,10 +457,10 @@ public sealed partial class SqliteBackend
         var (outcome, requeuedIn) = await Writer.RunAsync<(RetryOutcome, string)>(w =>
         {
             var now = Now();
-            var retry = w.Statement("""
-                UPDATE tasks SET state = 1, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
-                    cancel_requested = 0, redelivered = 0, history = history || '|1:' || $now
-                WHERE id = $id AND state IN (5, 6, 7)
+            var retry = w.Statement($"""
+                UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
+                    cancel_requested = 0, redelivered = 0, history = history || '|{StoredStates.Queued}:' || $now
+                WHERE id = $id AND state IN ({StoredStates.Retryable})
                 RETURNING queue
                 """, "$now", "$id");
             retry.Parameters[0].Value = now;

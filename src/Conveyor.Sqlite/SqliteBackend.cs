@@ -132,11 +132,6 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
 
     private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
 
-    private static DateTimeOffset? FromMs(SqliteDataReader reader, int ordinal) =>
-        reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
-
-    private static string? ReadString(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
-
     private static string? SerializeHeaders(IReadOnlyDictionary<string, string>? headers) =>
         headers is null || headers.Count == 0 ? null : JsonSerializer.Serialize(headers, ConveyorJson.Options);
 

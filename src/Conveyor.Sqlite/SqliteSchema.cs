@@ -1,90 +1,32 @@
+using Conveyor.Sql.Migrations;
 using Microsoft.Data.Sqlite;
 
 namespace Conveyor.Sqlite;
 
-/// <summary>Numbered migrations, applied in order and recorded in <c>PRAGMA user_version</c>.</summary>
+/// <summary>Numbered migrations (the embedded <c>Migrations/NNN_name.sql</c>), applied in order and recorded in
+/// <c>PRAGMA user_version</c>.</summary>
 internal static class SqliteSchema
 {
-    /// <summary>Each entry upgrades from version i to i+1. Never edit a shipped one; add another.</summary>
-    private static readonly string[] Migrations =
-    [
-        """
-        CREATE TABLE tasks (
-            seq INTEGER PRIMARY KEY,
-            id BLOB NOT NULL,
-            task TEXT NOT NULL,
-            queue TEXT NOT NULL,
-            state INTEGER NOT NULL,
-            priority INTEGER NOT NULL DEFAULT 0,
-            args TEXT,
-            result TEXT,
-            error TEXT,
-            errors TEXT,
-            attempt INTEGER NOT NULL DEFAULT 0,
-            max_attempts INTEGER NOT NULL,
-            retry_base_ms INTEGER NOT NULL,
-            retry_max_ms INTEGER NOT NULL,
-            retry_jitter REAL NOT NULL,
-            timeout_ms INTEGER,
-            not_before INTEGER,
-            expires_at INTEGER,
-            created_at INTEGER NOT NULL,
-            started_at INTEGER,
-            finished_at INTEGER,
-            idempotency_key TEXT,
-            headers TEXT,
-            lease_owner TEXT,
-            lease_token INTEGER,
-            lease_expires INTEGER,
-            redelivered INTEGER NOT NULL DEFAULT 0,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            history TEXT NOT NULL
-        );
-        CREATE UNIQUE INDEX tasks_id ON tasks(id);
-        CREATE UNIQUE INDEX tasks_idempotency ON tasks(idempotency_key) WHERE idempotency_key IS NOT NULL;
-        CREATE INDEX tasks_ready ON tasks(queue, priority DESC, seq) WHERE state = 1;
-        CREATE INDEX tasks_due ON tasks(not_before) WHERE state IN (0, 4);
-        CREATE INDEX tasks_leased ON tasks(lease_expires) WHERE state = 2;
-        CREATE INDEX tasks_finished ON tasks(finished_at) WHERE state IN (3, 5, 6, 7);
-        CREATE TABLE queues (name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
-        CREATE TABLE workers (id TEXT PRIMARY KEY, info TEXT NOT NULL, heartbeat_at INTEGER NOT NULL) WITHOUT ROWID;
-        CREATE TABLE leaders (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
-        """,
-        // 2: tasks_finished keyed on finished_at being set rather than on the state. finished_at is set
-        // exactly when a task reaches a terminal state (and cleared when it is retried), so the index holds
-        // the same rows, and the retention query's "finished_at < $before" still selects it. But SQLite
-        // evaluates a partial index's condition on every UPDATE that touches a column it names: with
-        // "state IN (3, 5, 6, 7)" every fetch and completion paid for it (about 1 us per fetched row and
-        // 3 us per completed row, a quarter of the SQL time of a task's life); "finished_at IS NOT NULL" is
-        // not evaluated by a fetch, which leaves finished_at alone, and is cheaper for a completion.
-        """
-        DROP INDEX tasks_finished;
-        CREATE INDEX tasks_finished ON tasks(finished_at) WHERE finished_at IS NOT NULL;
-        """,
-    ];
+    private static readonly SqlMigrationSet Migrations =
+        SqlMigrationSet.FromResources(typeof(SqliteSchema).Assembly, "Conveyor.Sqlite.Migrations.");
 
     /// <summary>The version this build migrates to.</summary>
-    public static int LatestVersion => Migrations.Length;
+    public static int LatestVersion => Migrations.LatestVersion;
 
-    /// <summary>Applies missing migrations inside the caller's write transaction; returns the versions applied.</summary>
-    public static int Apply(SqliteConnection connection)
+    /// <summary>Applies missing migrations inside the caller's write transaction; returns how many were applied.</summary>
+    public static int Apply(SqliteConnection connection) => SqlMigrator.Apply(connection, null, Migrations, Journal.Instance);
+
+    /// <summary>The version is the file header's <c>user_version</c>, set in the same command as the migration, so both
+    /// commit together in the writer's transaction.</summary>
+    private sealed class Journal : SqlSchemaJournal
     {
-        using var read = connection.CreateCommand();
-        read.CommandText = "PRAGMA user_version";
-        var version = Convert.ToInt32(read.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
-        if (version > Migrations.Length)
-        {
-            throw new InvalidOperationException(
-                $"The database is at schema version {version}, newer than this build of Conveyor knows ({Migrations.Length}). Upgrade Conveyor.");
-        }
-        var applied = 0;
-        for (var v = version; v < Migrations.Length; v++)
-        {
-            using var migrate = connection.CreateCommand();
-            migrate.CommandText = Migrations[v] + $"\nPRAGMA user_version = {v + 1};";
-            migrate.ExecuteNonQuery();
-            applied++;
-        }
-        return applied;
+        public static readonly Journal Instance = new();
+
+        public override string Database => "The SQLite database";
+
+        public override string ReadVersionSql => "PRAGMA user_version";
+
+        public override string Script(SqlMigration migration) =>
+            migration.Render(SqliteDialect.Instance) + $"\nPRAGMA user_version = {migration.Version};";
     }
 }

@@ -1,0 +1,39 @@
+local n = tonumber(ARGV[2])
+local changed = 0
+local adds, rems = {}, {}
+for i = 0, n - 1 do
+  local o = 3 + i * 8
+  local id, token, at = ARGV[o], ARGV[o + 1], ARGV[o + 7]
+  local k = B .. 't:' .. id
+  local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq', 'hist', 'errors', 'started', 'nb', 'redel')
+  if cur[1] == '2' and cur[2] == token then
+    local asked = tonumber(ARGV[o + 2])
+    local st = asked
+    -- A retry of a task whose cancel was asked cancels it: the cancel must not be lost.
+    if st == 4 and cur[3] == '1' then st = 6 end
+    local set = { 'state', st, 'hist', cur[6] .. '|2:' .. cur[8] .. '|' .. st .. ':' .. at }
+    if cur[3] == '1' then set[#set + 1] = 'cancel' set[#set + 1] = 0 end
+    if cur[10] == '1' then set[#set + 1] = 'redel' set[#set + 1] = 0 end
+    local result = opt(ARGV[o + 3])
+    if result then set[#set + 1] = 'result' set[#set + 1] = result end
+    local err = opt(ARGV[o + 4])
+    if err then set[#set + 1] = 'error' set[#set + 1] = err end
+    local entry = opt(ARGV[o + 5])
+    if entry then set[#set + 1] = 'errors' set[#set + 1] = append_error(cur[7], entry) end
+    local nb = opt(ARGV[o + 6]) or at
+    if asked == 4 then set[#set + 1] = 'nb' set[#set + 1] = nb elseif cur[9] then redis.call('HDEL', k, 'nb') end
+    if terminal(st) then
+      set[#set + 1] = 'finished' set[#set + 1] = at
+      local l = list(adds, B .. 'finished') l[#l + 1] = at l[#l + 1] = id
+    else
+      local l = list(adds, B .. 'scheduled') l[#l + 1] = nb l[#l + 1] = id
+    end
+    redis.call('HSET', k, unpack(set))
+    local r = list(rems, B .. 'leased') r[#r + 1] = id
+    local l = list(adds, B .. 'q:' .. cur[4] .. ':s:' .. st) l[#l + 1] = cur[5] l[#l + 1] = id
+    changed = changed + 1
+  end
+end
+flush('ZREM', rems)
+flush('ZADD', adds)
+return changed

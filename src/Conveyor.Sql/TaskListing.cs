@@ -1,0 +1,125 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Text;
+using Conveyor.Backends;
+
+namespace Conveyor.Sql;
+
+/// <summary>
+/// <see cref="ITaskStore.ListAsync"/> and <see cref="ITaskStore.GetQueuesAsync"/> for a SQL store: filters on state, task
+/// and queue, newest first, paged by a cursor that is the last row's <c>seq</c> in decimal (the format every SQL
+/// backend has used, so cursors handed out before keep working).
+/// </summary>
+public static class TaskListing
+{
+    /// <summary>Largest page; a larger <see cref="TaskQuery.Limit"/> is cut to it, a smaller than 1 raised to 1.</summary>
+    public const int MaxLimit = 1000;
+
+    /// <summary>One page of tasks matching <paramref name="query"/>, newest first.</summary>
+    /// <exception cref="ArgumentException">The cursor is not one this listing handed out.</exception>
+    public static async Task<TaskPage> ListAsync(DbConnection connection, SqlDialect dialect, TaskQuery query, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        await using var command = connection.CreateCommand();
+        var limit = Build(command, dialect, query);
+        var items = new List<TaskRecord>(limit);
+        long lastSequence = 0;
+        var more = false;
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            // One row more than the page was asked for: it says whether a next page exists.
+            if (items.Count == limit)
+            {
+                more = true;
+                break;
+            }
+            items.Add(TaskRows.Read(reader, dialect));
+            lastSequence = reader.GetInt64(TaskRows.SequenceOrdinal);
+        }
+        return new TaskPage(items, more ? FormatCursor(lastSequence) : null);
+    }
+
+    /// <summary>Sets the command's text and parameters for <paramref name="query"/>; returns the page size.</summary>
+    public static int Build(DbCommand command, SqlDialect dialect, TaskQuery query)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        ArgumentNullException.ThrowIfNull(dialect);
+        ArgumentNullException.ThrowIfNull(query);
+        var limit = Math.Clamp(query.Limit, 1, MaxLimit);
+        var sql = new StringBuilder($"SELECT {TaskRows.Columns} FROM tasks WHERE 1 = 1");
+        if (query.State is { } state)
+        {
+            sql.Append(" AND state = ").Append(dialect.Parameter("state"));
+            dialect.AddParameter(command, "state", dialect.StateValue(state));
+        }
+        if (query.Task is { } task)
+        {
+            sql.Append(" AND task = ").Append(dialect.Parameter("task"));
+            dialect.AddParameter(command, "task", task);
+        }
+        if (query.Queue is { } queue)
+        {
+            sql.Append(" AND queue = ").Append(dialect.Parameter("queue"));
+            dialect.AddParameter(command, "queue", queue);
+        }
+        if (query.Cursor is { } cursor)
+        {
+            sql.Append(" AND seq < ").Append(dialect.Parameter("before"));
+            dialect.AddParameter(command, "before", ParseCursor(cursor));
+        }
+        sql.Append(" ORDER BY seq DESC ").Append(dialect.Limit(dialect.Parameter("limit")));
+        dialect.AddParameter(command, "limit", limit + 1);
+        command.CommandText = sql.ToString();
+        return limit;
+    }
+
+    /// <summary>The cursor of a page whose last row has this sequence.</summary>
+    public static string FormatCursor(long sequence) => sequence.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The sequence a cursor stands for: rows below it come next.</summary>
+    /// <exception cref="ArgumentException">Not a cursor <see cref="FormatCursor"/> made.</exception>
+    public static long ParseCursor(string cursor)
+    {
+        ArgumentNullException.ThrowIfNull(cursor);
+        if (!long.TryParse(cursor, NumberStyles.None, CultureInfo.InvariantCulture, out var before))
+        {
+            throw new ArgumentException($"'{cursor}' is not a cursor returned by this API", nameof(cursor));
+        }
+        return before;
+    }
+
+    /// <summary>Every queue with its pause flag and its task count per state, by name: queues that have tasks but no row
+    /// in <c>queues</c> (none should) count as not paused.</summary>
+    public static async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(DbConnection connection, SqlDialect dialect, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(dialect);
+        var queues = new SortedDictionary<string, (bool Paused, Dictionary<TaskState, long> Counts)>(StringComparer.Ordinal);
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT name, paused FROM queues";
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                queues[reader.GetString(0)] = (dialect.ReadFlag(reader, 1), new Dictionary<TaskState, long>());
+            }
+        }
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT queue, state, count(*) FROM tasks GROUP BY queue, state";
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var name = reader.GetString(0);
+                if (!queues.TryGetValue(name, out var entry))
+                {
+                    entry = (false, new Dictionary<TaskState, long>());
+                    queues[name] = entry;
+                }
+                entry.Counts[dialect.ReadState(reader, 1)] = reader.GetInt64(2);
+            }
+        }
+        return queues.Select(q => new QueueStats { Name = q.Key, Paused = q.Value.Paused, Counts = q.Value.Counts }).ToList();
+    }
+}
