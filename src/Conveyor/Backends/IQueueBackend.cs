@@ -18,8 +18,9 @@ public interface IQueueBackend
     Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken);
 
     /// <summary>Leases up to <see cref="FetchRequest.MaxCount"/> ready messages from unpaused queues,
-    /// highest priority first, FIFO within a priority; waits up to <see cref="FetchRequest.MaxWait"/>
-    /// (notified, not busy-polling) when none is ready. Returns an empty list when the wait ends.</summary>
+    /// highest priority first, FIFO within a priority. Never waits: it returns what is ready now, possibly nothing.
+    /// Workers wait on the notifier's <see cref="NotifierChannels.Ready"/> notifications instead, which every operation
+    /// that makes work ready publishes.</summary>
     Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken);
 
     /// <summary>Settles attempts: success with a result, retry at a time, dead letter, cancelled or expired.

@@ -16,8 +16,6 @@ public sealed record FetchRequest
     public required int MaxCount { get; init; }
     /// <summary>How long a lease lasts unless extended.</summary>
     public required TimeSpan LeaseDuration { get; init; }
-    /// <summary>How long to wait for a message when none is ready; zero returns at once.</summary>
-    public TimeSpan MaxWait { get; init; }
     /// <summary>When true, queues are tried in the order given (strict priority) instead of by weight.</summary>
     public bool StrictOrder { get; init; }
 }
