@@ -26,10 +26,17 @@ public sealed class InlineTaskRunner
     private readonly IServiceScopeFactory _scopes;
     private readonly TimeProvider _time;
     private readonly InlineExecutionOptions _options;
+    private readonly ExecutionPipeline? _pipeline;
+    private readonly TaskEventBus? _events;
 
     /// <summary>Creates a runner over the container's backend, which must be an <see cref="InMemoryBackend"/>.</summary>
-    public InlineTaskRunner(IConveyorBackend backend, TaskRegistry registry, IServiceScopeFactory scopes, TimeProvider time, IOptions<InlineExecutionOptions> options)
+    public InlineTaskRunner(IConveyorBackend backend, TaskRegistry registry, IServiceScopeFactory scopes, TimeProvider time,
+        IOptions<InlineExecutionOptions> options, IServiceProvider services)
     {
+        ArgumentNullException.ThrowIfNull(services);
+        // The worker's middleware and events, so that a test sees what a worker would do (logging, user middleware, observers).
+        _pipeline = services.GetService<ExecutionPipeline>();
+        _events = services.GetService<TaskEventBus>();
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(options);
         _backend = backend as InMemoryBackend ?? throw new InvalidOperationException(
@@ -122,9 +129,20 @@ public sealed class InlineTaskRunner
                 return (record, failure, attempts);
             }
             attempts++;
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            Publish(lease, TaskEventKind.Started, TaskState.Running, null);
             var (completion, exception) = await InvokeAsync(lease, descriptor, cancellationToken).ConfigureAwait(false);
             failure = exception ?? failure;
             await _backend.CompleteAsync([completion], CancellationToken.None).ConfigureAwait(false);
+            var (kind, state) = completion.Kind switch
+            {
+                CompletionKind.Succeeded => (TaskEventKind.Succeeded, TaskState.Succeeded),
+                CompletionKind.Retry => (TaskEventKind.Retrying, TaskState.Retrying),
+                CompletionKind.Dead => (TaskEventKind.Dead, TaskState.Dead),
+                CompletionKind.Cancelled => (TaskEventKind.Cancelled, TaskState.Cancelled),
+                _ => (TaskEventKind.Expired, TaskState.Expired),
+            };
+            Publish(lease, kind, state, completion, System.Diagnostics.Stopwatch.GetElapsedTime(started));
             if (completion.Kind != CompletionKind.Retry)
             {
                 return (await _backend.GetAsync(taskId, CancellationToken.None).ConfigureAwait(false), failure, attempts);
@@ -148,8 +166,18 @@ public sealed class InlineTaskRunner
         var scope = _scopes.CreateAsyncScope();
         try
         {
-            var context = new TaskContext(message, lease.Attempt, lease.IsRedelivery);
-            var result = await descriptor.InvokeAsync(scope.ServiceProvider, context, message.Args, limit.Token).ConfigureAwait(false);
+            string? result;
+            if (_pipeline is null || _pipeline.IsEmpty)
+            {
+                var context = new TaskContext(message, lease.Attempt, lease.IsRedelivery);
+                result = await descriptor.InvokeAsync(scope.ServiceProvider, context, message.Args, limit.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                var context = new TaskExecutionContext(message, lease.Attempt, lease.IsRedelivery, WorkerId, scope.ServiceProvider, limit.Token);
+                await _pipeline.RunAsync(context).ConfigureAwait(false);
+                result = context.Result;
+            }
             return (Settled(lease, CompletionKind.Succeeded) with { Result = result }, null);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -174,6 +202,29 @@ public sealed class InlineTaskRunner
         {
             await scope.DisposeAsync().ConfigureAwait(false);
         }
+    }
+
+    private void Publish(Lease lease, TaskEventKind kind, TaskState state, Completion? completion, TimeSpan? duration = null)
+    {
+        if (_events is not { IsObserved: true })
+        {
+            return;
+        }
+        _events.Publish(new TaskEvent
+        {
+            Kind = kind,
+            State = state,
+            TaskId = lease.Message.Id,
+            Task = lease.Message.Task,
+            Queue = lease.Message.Queue,
+            Attempt = lease.Attempt,
+            At = completion?.At ?? _time.GetUtcNow(),
+            WorkerId = WorkerId,
+            Duration = duration,
+            Error = completion?.Error,
+            RetryAt = completion?.RetryAt,
+            Origin = WorkerId,
+        });
     }
 
     private Completion Settled(Lease lease, CompletionKind kind) =>

@@ -190,3 +190,38 @@ public sealed class InlineExecutionTests
         public Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => _inner.CheckHealthAsync(cancellationToken);
     }
 }
+
+public sealed class InlinePipelineTests
+{
+    internal sealed class TagMiddleware(Journal journal) : ITaskMiddleware
+    {
+        public async ValueTask InvokeAsync(TaskExecutionContext context, TaskExecutionDelegate next)
+        {
+            journal.Add($"middleware before {context.Message.Task} on {context.WorkerId}");
+            await next(context);
+            journal.Add($"middleware after {context.Result}");
+        }
+    }
+
+    [Fact]
+    public async Task Inline_attempts_go_through_the_task_middleware_and_raise_the_workers_events()
+    {
+        var events = new List<TaskEvent>();
+        await using var harness = ConveyorTestHarness.Create(
+            c => c.AddTask<ScoreFlight>(ScoreFlight.Name).AddTask<FlakyTask>(FlakyTask.Name).UseInMemoryBackend().UseInlineExecution()
+                .UseTaskMiddleware<TagMiddleware>().OnTaskEvent(e => { lock (events) { events.Add(e); } }),
+            s => s.AddSingleton<Journal>().AddScoped<AttemptScope>());
+
+        var score = await harness.Client.EnqueueAsync(ScoreFlight.Name, new FlightArgs(7));
+        var flaky = await harness.Client.EnqueueAsync(FlakyTask.Name, new EnqueueOptions { MaxAttempts = 3 });
+
+        var journal = harness.Services.GetRequiredService<Journal>().Entries;
+        Assert.Contains($"middleware before {ScoreFlight.Name} on {InlineTaskRunner.WorkerId}", journal);
+        Assert.Contains("middleware after 0.97", journal);
+        Assert.Equal([TaskEventKind.Enqueued, TaskEventKind.Started, TaskEventKind.Succeeded],
+            events.Where(e => e.TaskId == score.Id).Select(e => e.Kind));
+        Assert.Equal([TaskEventKind.Enqueued, TaskEventKind.Started, TaskEventKind.Retrying, TaskEventKind.Started, TaskEventKind.Succeeded],
+            events.Where(e => e.TaskId == flaky.Id).Select(e => e.Kind));
+        Assert.All(events.Where(e => e.Kind != TaskEventKind.Enqueued), e => Assert.Equal(InlineTaskRunner.WorkerId, e.WorkerId));
+    }
+}

@@ -105,7 +105,9 @@ public static class ConveyorServiceCollectionExtensions
             services.TryAddSingleton<EnqueuePipeline>();
             services.TryAddSingleton<ExecutionPipeline>();
             // The logging middleware first, so it is the outermost: it sees what every other middleware did.
-            services.AddSingleton<TaskLoggingMiddleware>();
+            // A container without logging (a test harness) gets a middleware that logs nowhere.
+            services.AddSingleton(sp => new TaskLoggingMiddleware(
+                sp.GetService<Microsoft.Extensions.Logging.ILogger<TaskLoggingMiddleware>>() ?? Microsoft.Extensions.Logging.Abstractions.NullLogger<TaskLoggingMiddleware>.Instance));
             services.AddSingleton<ITaskMiddleware>(sp => sp.GetRequiredService<IOptions<ConveyorOptions>>().Value.LogTasks
                 ? sp.GetRequiredService<TaskLoggingMiddleware>()
                 : NoMiddleware.Instance);
