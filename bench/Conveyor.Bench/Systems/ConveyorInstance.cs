@@ -73,7 +73,10 @@ internal sealed class ConveyorInstance : IAsyncDisposable
         LatencyRecorder? recorder, CancellationToken cancellationToken, int? prefetch = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning);
+        // Conveyor's own categories at Information, as a server logs by default: the logging middleware runs (and checks
+        // its Debug level) on every attempt, as it does in production.
+        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning)
+            .AddFilter("Conveyor", LogLevel.Information);
         var conveyor = builder.Services
             .AddConveyor(o =>
             {
