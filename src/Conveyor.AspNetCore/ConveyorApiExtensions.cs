@@ -24,7 +24,10 @@ public static class ConveyorApiExtensions
     public static IServiceCollection AddConveyorApi(this IServiceCollection services, Action<ConveyorApiOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(services);
-        var options = services.AddOptions<ConveyorApiOptions>();
+        var options = services.AddOptions<ConveyorApiOptions>()
+            .Validate(o => o.EventStreamHeartbeat >= TimeSpan.FromMilliseconds(100), "Conveyor:EventStreamHeartbeat must be at least 00:00:00.1 (default 00:00:15).")
+            .Validate(o => o.EventStreamBuffer >= 1, "Conveyor:EventStreamBuffer must be at least 1 (events per client; default 1000).")
+            .ValidateOnStart();
         if (configure is not null)
         {
             options.Configure(configure);
