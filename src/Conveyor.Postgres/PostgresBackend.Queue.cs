@@ -33,28 +33,28 @@ public sealed partial class PostgresBackend
     private const string FetchSql = $"""
         WITH c AS (
             SELECT seq FROM tasks
-            WHERE queue = @queue AND state = 1 AND NOT EXISTS (SELECT 1 FROM queues WHERE name = @queue AND paused)
+            WHERE queue = @queue AND state = {StoredStates.Queued} AND NOT EXISTS (SELECT 1 FROM queues WHERE name = @queue AND paused)
             ORDER BY priority DESC, seq
             LIMIT @limit
             FOR UPDATE SKIP LOCKED)
-        UPDATE tasks t SET state = 2, attempt = t.attempt + 1, lease_owner = @owner, lease_token = @token,
-            lease_expires = @expires, started_at = @now, history = t.history || '|2:' || @now
+        UPDATE tasks t SET state = {StoredStates.Running}, attempt = t.attempt + 1, lease_owner = @owner, lease_token = @token,
+            lease_expires = @expires, started_at = @now, history = t.history || '|{StoredStates.Running}:' || @now
         FROM c WHERE t.seq = c.seq AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
         RETURNING {MessageColumns}
         """;
 
     // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
     // before the worker heard of it, and must not be lost. (SET expressions read the old row.)
-    private const string CompleteSql = """
-        UPDATE tasks t SET state = CASE WHEN u.state = 4 AND t.cancel_requested THEN 6 ELSE u.state END,
+    private const string CompleteSql = $"""
+        UPDATE tasks t SET state = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END,
             result = u.result, error = coalesce(u.error, t.error),
             errors = CASE WHEN u.entry IS NULL THEN t.errors ELSE coalesce(t.errors || chr(10), '') || u.entry END,
-            not_before = u.nb, finished_at = CASE WHEN u.state = 4 AND t.cancel_requested THEN u.at ELSE u.finished END,
+            not_before = u.nb, finished_at = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN u.at ELSE u.finished END,
             lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
-            history = t.history || '|' || (CASE WHEN u.state = 4 AND t.cancel_requested THEN 6 ELSE u.state END) || ':' || u.at
+            history = t.history || '|' || (CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END) || ':' || u.at
         FROM unnest(@id::uuid[], @token::bigint[], @state::int[], @result::text[], @error::text[], @entry::text[],
             @nb::bigint[], @finished::bigint[], @at::bigint[]) AS u(id, token, state, result, error, entry, nb, finished, at)
-        WHERE t.id = u.id AND t.lease_token = u.token AND t.state = 2
+        WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
         """;
 
     // Appends an AttemptError (as serialized by ConveyorJson) for the attempt whose lease ran out.
@@ -362,10 +362,10 @@ public sealed partial class PostgresBackend
             return LeaseExtension.None;
         }
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, """
+        await using var command = Command(connection, $"""
             UPDATE tasks t SET lease_expires = @expires
             FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
-            WHERE t.id = u.id AND t.lease_token = u.token AND t.state = 2
+            WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
             RETURNING t.id, t.lease_token, t.cancel_requested
             """);
         var ordered = leases.OrderBy(l => l.TaskId).ToArray();
@@ -398,11 +398,11 @@ public sealed partial class PostgresBackend
         {
             return;
         }
-        await ExecuteAndNotifyAsync("""
-            UPDATE tasks t SET state = 1, attempt = t.attempt - 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
-                history = t.history || '|1:' || @now
+        await ExecuteAndNotifyAsync($"""
+            UPDATE tasks t SET state = {StoredStates.Queued}, attempt = t.attempt - 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                history = t.history || '|{StoredStates.Queued}:' || @now
             FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
-            WHERE t.id = u.id AND t.lease_token = u.token AND t.state = 2
+            WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
             """, p =>
         {
             p.AddWithValue("now", Now());
@@ -439,22 +439,22 @@ public sealed partial class PostgresBackend
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using var settle = new NpgsqlCommand($"""
-            UPDATE tasks SET state = CASE WHEN cancel_requested THEN 6 ELSE 5 END, finished_at = @now,
+            UPDATE tasks SET state = CASE WHEN cancel_requested THEN {StoredStates.Cancelled} ELSE {StoredStates.Dead} END, finished_at = @now,
                 error = CASE WHEN cancel_requested THEN error ELSE @error END,
                 errors = CASE WHEN cancel_requested THEN errors ELSE {AppendLeaseExpiredError} END,
                 lease_token = NULL, lease_expires = NULL,
-                history = history || '|' || (CASE WHEN cancel_requested THEN 6 ELSE 5 END) || ':' || @now
-            WHERE state = 2 AND lease_expires < @now AND (attempt >= max_attempts OR cancel_requested)
+                history = history || '|' || (CASE WHEN cancel_requested THEN {StoredStates.Cancelled} ELSE {StoredStates.Dead} END) || ':' || @now
+            WHERE state = {StoredStates.Running} AND lease_expires < @now AND (attempt >= max_attempts OR cancel_requested)
             """, connection, transaction);
         settle.Parameters.AddWithValue("now", now);
         settle.Parameters.AddWithValue("error", error);
         settle.Parameters.AddWithValue("at", at);
         var settled = await settle.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await using var requeue = new NpgsqlCommand($"""
-            UPDATE tasks SET state = 1, redelivered = true, error = @error, errors = {AppendLeaseExpiredError},
+            UPDATE tasks SET state = {StoredStates.Queued}, redelivered = true, error = @error, errors = {AppendLeaseExpiredError},
                 lease_token = NULL, lease_expires = NULL,
-                history = history || '|1:' || @now
-            WHERE state = 2 AND lease_expires < @now
+                history = history || '|{StoredStates.Queued}:' || @now
+            WHERE state = {StoredStates.Running} AND lease_expires < @now
             """, connection, transaction);
         requeue.Parameters.AddWithValue("now", now);
         requeue.Parameters.AddWithValue("error", error);

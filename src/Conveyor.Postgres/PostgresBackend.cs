@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Conveyor.Backends;
+using Conveyor.Sql;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;

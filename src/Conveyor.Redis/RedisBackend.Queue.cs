@@ -101,15 +101,7 @@ public sealed partial class RedisBackend
         var i = 2;
         foreach (var c in completions)
         {
-            var state = c.Kind switch
-            {
-                CompletionKind.Succeeded => TaskState.Succeeded,
-                CompletionKind.Retry => TaskState.Retrying,
-                CompletionKind.Dead => TaskState.Dead,
-                CompletionKind.Cancelled => TaskState.Cancelled,
-                CompletionKind.Expired => TaskState.Expired,
-                _ => throw new ArgumentOutOfRangeException(nameof(completions), c.Kind, "unknown completion kind"),
-            };
+            var state = c.Kind.StateAfter();
             args[i++] = IdText(c.Lease.TaskId);
             args[i++] = c.Lease.Token;
             args[i++] = (int)state;

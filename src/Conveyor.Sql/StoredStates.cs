@@ -40,13 +40,5 @@ public static class StoredStates
 
     /// <summary>The state a completion of this kind stores.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A kind this build does not know.</exception>
-    public static TaskState AfterCompletion(CompletionKind kind) => kind switch
-    {
-        CompletionKind.Succeeded => TaskState.Succeeded,
-        CompletionKind.Retry => TaskState.Retrying,
-        CompletionKind.Dead => TaskState.Dead,
-        CompletionKind.Cancelled => TaskState.Cancelled,
-        CompletionKind.Expired => TaskState.Expired,
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown completion kind"),
-    };
+    public static TaskState AfterCompletion(CompletionKind kind) => kind.StateAfter();
 }

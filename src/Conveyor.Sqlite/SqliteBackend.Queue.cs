@@ -23,23 +23,23 @@ public sealed partial class SqliteBackend
         "seq, id, task, queue, priority, args, not_before, expires_at, attempt, max_attempts, retry_base_ms, retry_max_ms, retry_jitter, timeout_ms, idempotency_key, headers, created_at, redelivered";
 
     private const string FetchSql = $"""
-        UPDATE tasks SET state = 2, attempt = attempt + 1, lease_owner = $owner, lease_token = $token,
-            lease_expires = $expires, started_at = $now, history = history || '|2:' || $now
-        WHERE seq IN (SELECT seq FROM tasks WHERE queue = $queue AND state = 1 ORDER BY priority DESC, seq LIMIT $limit)
+        UPDATE tasks SET state = {StoredStates.Running}, attempt = attempt + 1, lease_owner = $owner, lease_token = $token,
+            lease_expires = $expires, started_at = $now, history = history || '|{StoredStates.Running}:' || $now
+        WHERE seq IN (SELECT seq FROM tasks WHERE queue = $queue AND state = {StoredStates.Queued} ORDER BY priority DESC, seq LIMIT $limit)
           AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $queue AND paused = 1)
         RETURNING {MessageColumns}
         """;
 
     // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
     // before the worker heard of it, and must not be lost. (SET expressions read the old row.)
-    private const string CompleteSql = """
-        UPDATE tasks SET state = CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END,
+    private const string CompleteSql = $"""
+        UPDATE tasks SET state = CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE $state END,
             result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
-            not_before = $nb, finished_at = CASE WHEN $state = 4 AND cancel_requested = 1 THEN $at ELSE $finished END,
+            not_before = $nb, finished_at = CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN $at ELSE $finished END,
             lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
-            history = history || '|' || (CASE WHEN $state = 4 AND cancel_requested = 1 THEN 6 ELSE $state END) || ':' || $at
-        WHERE id = $id AND lease_token = $token AND state = 2
+            history = history || '|' || (CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE $state END) || ':' || $at
+        WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
         """;
 
     // Appends an AttemptError (as serialized by ConveyorJson) for the attempt whose lease ran out.
@@ -298,7 +298,7 @@ public sealed partial class SqliteBackend
         {
             var expires = Now() + (long)duration.TotalMilliseconds;
             var command = w.Statement(
-                "UPDATE tasks SET lease_expires = $expires WHERE id = $id AND lease_token = $token AND state = 2 RETURNING cancel_requested",
+                $"UPDATE tasks SET lease_expires = $expires WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running} RETURNING cancel_requested",
                 "$expires", "$id", "$token");
             var cancel = new List<Guid>();
             var lost = new List<LeaseRef>();
@@ -332,10 +332,10 @@ public sealed partial class SqliteBackend
         var released = await Writer.RunAsync(w =>
         {
             var now = Now();
-            var command = w.Statement("""
-                UPDATE tasks SET state = 1, attempt = attempt - 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
-                    history = history || '|1:' || $now
-                WHERE id = $id AND lease_token = $token AND state = 2
+            var command = w.Statement($"""
+                UPDATE tasks SET state = {StoredStates.Queued}, attempt = attempt - 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
+                    history = history || '|{StoredStates.Queued}:' || $now
+                WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
                 """, "$now", "$id", "$token");
             var changed = 0;
             foreach (var lease in leases)
@@ -363,12 +363,12 @@ public sealed partial class SqliteBackend
             // otherwise a task that kills its worker would be redelivered forever. Every attempt
             // lost this way is recorded as failed, like one that threw.
             var settle = w.Statement($"""
-                UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END, finished_at = $now,
+                UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE {StoredStates.Dead} END, finished_at = $now,
                     error = CASE WHEN cancel_requested = 1 THEN error ELSE $error END,
                     errors = CASE WHEN cancel_requested = 1 THEN errors ELSE {AppendLeaseExpiredError} END,
                     lease_token = NULL, lease_expires = NULL,
-                    history = history || '|' || (CASE WHEN cancel_requested = 1 THEN 6 ELSE 5 END) || ':' || $now
-                WHERE state = 2 AND lease_expires < $now AND (attempt >= max_attempts OR cancel_requested = 1)
+                    history = history || '|' || (CASE WHEN cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE {StoredStates.Dead} END) || ':' || $now
+                WHERE state = {StoredStates.Running} AND lease_expires < $now AND (attempt >= max_attempts OR cancel_requested = 1)
                 """, "$now", "$error", "$at");
             var error = JsonSerializer.Serialize(
                 new TaskError("Conveyor.LeaseExpired", "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend)."),
@@ -379,10 +379,10 @@ public sealed partial class SqliteBackend
             settle.Parameters[2].Value = at;
             var settled = settle.ExecuteNonQuery();
             var requeue = w.Statement($"""
-                UPDATE tasks SET state = 1, redelivered = 1, error = $error, errors = {AppendLeaseExpiredError},
+                UPDATE tasks SET state = {StoredStates.Queued}, redelivered = 1, error = $error, errors = {AppendLeaseExpiredError},
                     lease_token = NULL, lease_expires = NULL,
-                    history = history || '|1:' || $now
-                WHERE state = 2 AND lease_expires < $now
+                    history = history || '|{StoredStates.Queued}:' || $now
+                WHERE state = {StoredStates.Running} AND lease_expires < $now
                 """, "$now", "$error", "$at");
             requeue.Parameters[0].Value = now;
             requeue.Parameters[1].Value = error;

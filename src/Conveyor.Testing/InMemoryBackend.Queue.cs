@@ -123,16 +123,8 @@ public sealed partial class InMemoryBackend
                 {
                     continue;
                 }
-                var state = completion.Kind switch
-                {
-                    CompletionKind.Succeeded => TaskState.Succeeded,
-                    // A cancel asked before the worker heard of it must not be lost to a retry.
-                    CompletionKind.Retry => task.CancelRequested ? TaskState.Cancelled : TaskState.Retrying,
-                    CompletionKind.Dead => TaskState.Dead,
-                    CompletionKind.Cancelled => TaskState.Cancelled,
-                    CompletionKind.Expired => TaskState.Expired,
-                    _ => throw new ArgumentOutOfRangeException(nameof(completions), completion.Kind, "unknown completion kind"),
-                };
+                // A cancel asked before the worker heard of it must not be lost to a retry.
+                var state = completion.Kind == CompletionKind.Retry && task.CancelRequested ? TaskState.Cancelled : completion.Kind.StateAfter();
                 task.Result = completion.Result;
                 if (completion.Error is { } error)
                 {

@@ -134,15 +134,7 @@ public sealed class InlineTaskRunner
             var (completion, exception) = await InvokeAsync(lease, descriptor, cancellationToken).ConfigureAwait(false);
             failure = exception ?? failure;
             await _backend.CompleteAsync([completion], CancellationToken.None).ConfigureAwait(false);
-            var (kind, state) = completion.Kind switch
-            {
-                CompletionKind.Succeeded => (TaskEventKind.Succeeded, TaskState.Succeeded),
-                CompletionKind.Retry => (TaskEventKind.Retrying, TaskState.Retrying),
-                CompletionKind.Dead => (TaskEventKind.Dead, TaskState.Dead),
-                CompletionKind.Cancelled => (TaskEventKind.Cancelled, TaskState.Cancelled),
-                _ => (TaskEventKind.Expired, TaskState.Expired),
-            };
-            Publish(lease, kind, state, completion, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            Publish(lease, completion.Kind.EventKind(), completion.Kind.StateAfter(), completion, System.Diagnostics.Stopwatch.GetElapsedTime(started));
             if (completion.Kind != CompletionKind.Retry)
             {
                 return (await _backend.GetAsync(taskId, CancellationToken.None).ConfigureAwait(false), failure, attempts);

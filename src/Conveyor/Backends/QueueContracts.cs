@@ -52,6 +52,36 @@ public enum CompletionKind
     Expired,
 }
 
+/// <summary>What each <see cref="CompletionKind"/> means for a task: written once, used by every backend, the worker's
+/// events and the inline runner.</summary>
+public static class CompletionKinds
+{
+    /// <summary>The state a completion of this kind leaves its task in (a retry of a task whose cancel was asked is the
+    /// backend's to turn into <see cref="TaskState.Cancelled"/>).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A kind this build does not know.</exception>
+    public static TaskState StateAfter(this CompletionKind kind) => kind switch
+    {
+        CompletionKind.Succeeded => TaskState.Succeeded,
+        CompletionKind.Retry => TaskState.Retrying,
+        CompletionKind.Dead => TaskState.Dead,
+        CompletionKind.Cancelled => TaskState.Cancelled,
+        CompletionKind.Expired => TaskState.Expired,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown completion kind"),
+    };
+
+    /// <summary>The task event a completion of this kind raises.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A kind this build does not know.</exception>
+    public static TaskEventKind EventKind(this CompletionKind kind) => kind switch
+    {
+        CompletionKind.Succeeded => TaskEventKind.Succeeded,
+        CompletionKind.Retry => TaskEventKind.Retrying,
+        CompletionKind.Dead => TaskEventKind.Dead,
+        CompletionKind.Cancelled => TaskEventKind.Cancelled,
+        CompletionKind.Expired => TaskEventKind.Expired,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown completion kind"),
+    };
+}
+
 /// <summary>The outcome of one attempt, reported to the backend (usually in batches).</summary>
 public sealed record Completion
 {

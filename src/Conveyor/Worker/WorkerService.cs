@@ -450,18 +450,10 @@ internal sealed partial class WorkerService(
     private void PublishOutcome(Completion completion, InFlight inFlight)
     {
         var message = inFlight.Lease.Message;
-        var (kind, state) = completion.Kind switch
-        {
-            CompletionKind.Succeeded => (TaskEventKind.Succeeded, TaskState.Succeeded),
-            CompletionKind.Retry => (TaskEventKind.Retrying, TaskState.Retrying),
-            CompletionKind.Dead => (TaskEventKind.Dead, TaskState.Dead),
-            CompletionKind.Cancelled => (TaskEventKind.Cancelled, TaskState.Cancelled),
-            _ => (TaskEventKind.Expired, TaskState.Expired),
-        };
         events.Publish(new TaskEvent
         {
-            Kind = kind,
-            State = state,
+            Kind = completion.Kind.EventKind(),
+            State = completion.Kind.StateAfter(),
             TaskId = message.Id,
             Task = message.Task,
             Queue = message.Queue,
