@@ -62,7 +62,11 @@ internal sealed class SqliteWriter : IDisposable
         _connection.Open();
         Pragma("PRAGMA journal_mode = WAL");
         Pragma($"PRAGMA synchronous = {(options.Synchronous == SqliteSynchronous.Full ? "FULL" : "NORMAL")}");
-        Pragma($"PRAGMA busy_timeout = {(int)options.BusyTimeout.TotalMilliseconds}");
+        // A short-sleeping busy handler where the native call is reachable (SqliteBusyHandler says why), else SQLite's own.
+        if (!SqliteBusyHandler.TryInstall(_connection, options.BusyTimeout))
+        {
+            Pragma($"PRAGMA busy_timeout = {(int)options.BusyTimeout.TotalMilliseconds}");
+        }
         Pragma("PRAGMA temp_store = MEMORY");
         Pragma($"PRAGMA wal_autocheckpoint = {SqliteCheckpointer.WriterFallbackPages}");
         _checkpointer = new SqliteCheckpointer(connectionString);

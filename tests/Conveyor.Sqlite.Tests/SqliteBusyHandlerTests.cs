@@ -1,0 +1,60 @@
+using System.Diagnostics;
+using Conveyor.Backends;
+using Microsoft.Data.Sqlite;
+
+namespace Conveyor.Sqlite.Tests;
+
+/// <summary>The writer's busy handler: installed through the native API, and a writer blocked by another process's
+/// write lock goes on within a couple of milliseconds of its release (SQLite's own handler sleeps up to 25 ms then).</summary>
+public sealed class SqliteBusyHandlerTests
+{
+    [Fact]
+    public void The_handler_installs_through_the_native_library()
+    {
+        using var connection = new SqliteConnection("Data Source=:memory:");
+        connection.Open();
+
+        Assert.True(SqliteBusyHandler.TryInstall(connection, TimeSpan.FromSeconds(1)), "sqlite3_busy_handler could not be called: the writer falls back to busy_timeout");
+    }
+
+    [Fact]
+    public async Task A_blocked_write_goes_on_within_milliseconds_of_the_lock_being_released()
+    {
+        var backend = (SqliteBackend)await SqliteTestBackend.CreateAsync(TimeProvider.System);
+        try
+        {
+            await backend.Queue.EnqueueAsync([NewMessage()], CancellationToken.None);
+            var delays = new List<TimeSpan>();
+            for (var trial = 0; trial < 5; trial++)
+            {
+                await using var other = new SqliteConnection($"Data Source={backend.DatabasePath};Pooling=False");
+                await other.OpenAsync();
+                await using (var begin = other.CreateCommand())
+                {
+                    begin.CommandText = "BEGIN IMMEDIATE";
+                    await begin.ExecuteNonQueryAsync();
+                }
+                var enqueue = backend.Queue.EnqueueAsync([NewMessage()], CancellationToken.None);
+                // Held long enough for SQLite's own handler to be in its 15–25 ms sleeps.
+                await Task.Delay(70);
+                Assert.False(enqueue.IsCompleted, "the enqueue did not wait for the other connection's write lock");
+                var released = Stopwatch.StartNew();
+                await using (var commit = other.CreateCommand())
+                {
+                    commit.CommandText = "COMMIT";
+                    await commit.ExecuteNonQueryAsync();
+                }
+                await enqueue;
+                delays.Add(released.Elapsed);
+            }
+            delays.Sort();
+            Assert.True(delays[2] < TimeSpan.FromMilliseconds(8), $"median {delays[2].TotalMilliseconds:F1} ms after release; all: {string.Join(", ", delays.Select(d => d.TotalMilliseconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)))}");
+        }
+        finally
+        {
+            await SqliteTestBackend.DisposeAsync(backend);
+        }
+    }
+
+    private static TaskMessage NewMessage() => new() { Id = Guid.CreateVersion7(), Task = "test.busy", CreatedAt = DateTimeOffset.UtcNow };
+}
