@@ -1,14 +1,14 @@
 using Conveyor.Backends;
-using Conveyor.Sqlite;
+using Conveyor.Conformance;
 
 namespace Conveyor.Sqlite.Tests;
 
 /// <summary>Builds each test's SQLite backend on a fresh file of its own and deletes it afterwards.</summary>
-internal static class SqliteTestBackend
+public sealed class SqliteTestBackend : IConformanceBackendFactory
 {
     private static readonly string Folder = Path.Combine(Path.GetTempPath(), "conveyor-sqlite-tests");
 
-    public static async Task<IConveyorBackend> CreateAsync(TimeProvider time)
+    public async Task<IConveyorBackend> CreateAsync(TimeProvider time)
     {
         var path = Path.Combine(Folder, Guid.NewGuid().ToString("N") + ".db");
         var backend = new SqliteBackend(new SqliteBackendOptions { Path = path }, time);
@@ -25,10 +25,10 @@ internal static class SqliteTestBackend
     }
 
     /// <summary>Another instance on <paramref name="backend"/>'s file, as another process would open it.</summary>
-    public static Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time) =>
+    public Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time) =>
         Task.FromResult<IConveyorBackend>(new SqliteBackend(new SqliteBackendOptions { Path = ((SqliteBackend)backend).DatabasePath }, time));
 
-    public static ValueTask DisposeAsync(IConveyorBackend backend)
+    public ValueTask DisposeAsync(IConveyorBackend backend)
     {
         Dispose((SqliteBackend)backend);
         return ValueTask.CompletedTask;
