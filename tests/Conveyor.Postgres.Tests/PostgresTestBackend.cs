@@ -20,11 +20,7 @@ public sealed class PostgresTestBackend : IConformanceBackendFactory
 
     public async Task<IConveyorBackend> CreateAsync(TimeProvider time)
     {
-        var backend = new PostgresBackend(new PostgresBackendOptions
-        {
-            ConnectionString = ConnectionString,
-            Schema = "t_" + Guid.NewGuid().ToString("N"),
-        }, time);
+        var backend = new PostgresDatabase(ConnectionString, "t_" + Guid.NewGuid().ToString("N")).Create(time);
         try
         {
             await backend.MigrateAsync(CancellationToken.None);
@@ -39,11 +35,7 @@ public sealed class PostgresTestBackend : IConformanceBackendFactory
 
     /// <summary>Another instance on <paramref name="backend"/>'s schema, as another process would open it.</summary>
     public Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time) =>
-        Task.FromResult<IConveyorBackend>(new PostgresBackend(new PostgresBackendOptions
-        {
-            ConnectionString = ConnectionString,
-            Schema = ((PostgresBackend)backend).Schema,
-        }, time));
+        Task.FromResult(new PostgresDatabase(ConnectionString, ((PostgresBackend)backend).Schema).Create(time));
 
     public async ValueTask DisposeAsync(IConveyorBackend backend)
     {
