@@ -3,8 +3,9 @@ using Microsoft.Extensions.Time.Testing;
 namespace Conveyor.Conformance;
 
 /// <summary>
-/// Base of every conformance suite. A backend's test project subclasses each suite and says only
-/// how to build a clean backend; the suite defines the behaviour.
+/// Base of every conformance suite. A suite is generic over an <see cref="IConformanceBackendFactory"/>; a backend's
+/// test project registers each suite in one line with its factory, which says only how to build a clean backend. The
+/// suite defines the behaviour.
 /// </summary>
 /// <remarks>
 /// Each test gets its own backend (xunit makes a new instance of the class per test), so tests may
@@ -21,57 +22,21 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     /// <summary>Lease length of fetches that name no other: 30 s.</summary>
     protected static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(30);
 
+    private readonly IConformanceBackendFactory _factory;
     private readonly List<IConveyorBackend> _backends = [];
     private readonly List<IConveyorBackend> _peers = [];
+    private readonly List<string> _fallbacks = [];
     private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(60));
     private IConveyorBackend? _backend;
 
-    /// <summary>Runs the suite on a fake clock that starts now (whole milliseconds) and stands still.</summary>
-    protected ConformanceTest() : this(null)
+    /// <summary>Runs the suite on backends from <paramref name="factory"/>, on <paramref name="time"/> or, when null, on
+    /// a fake clock that starts now (whole milliseconds) and stands still.</summary>
+    protected ConformanceTest(IConformanceBackendFactory factory, TimeProvider? time = null)
     {
-    }
-
-    /// <summary>Runs the suite on <paramref name="time"/>, or on a fake clock when null.</summary>
-    protected ConformanceTest(TimeProvider? time)
-    {
+        ArgumentNullException.ThrowIfNull(factory);
+        _factory = factory;
         // Whole milliseconds: every backend can store such a time exactly, so tests may compare times with ==.
         Time = time ?? new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
-    }
-
-    /// <summary>
-    /// Builds a backend on storage of its own (a new file, schema, database or key prefix), migrated
-    /// and empty, that takes its time from <paramref name="time"/>.
-    /// </summary>
-    protected abstract Task<IConveyorBackend> CreateBackendAsync(TimeProvider time);
-
-    /// <summary>Releases a backend built by <see cref="CreateBackendAsync"/> and its storage.
-    /// By default disposes it when it is disposable.</summary>
-    protected virtual async ValueTask DisposeBackendAsync(IConveyorBackend backend)
-    {
-        switch (backend)
-        {
-            case IAsyncDisposable asyncDisposable:
-                await asyncDisposable.DisposeAsync();
-                break;
-            case IDisposable disposable:
-                disposable.Dispose();
-                break;
-        }
-    }
-
-    /// <summary>Releases an instance built by <see cref="CreatePeerBackendAsync"/>, leaving the storage it shares.
-    /// By default disposes it when it is disposable.</summary>
-    protected virtual async ValueTask DisposePeerAsync(IConveyorBackend peer)
-    {
-        switch (peer)
-        {
-            case IAsyncDisposable asyncDisposable:
-                await asyncDisposable.DisposeAsync();
-                break;
-            case IDisposable disposable:
-                disposable.Dispose();
-                break;
-        }
     }
 
     /// <summary>The clock the backend runs on.</summary>
@@ -107,12 +72,12 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     {
         foreach (var peer in _peers)
         {
-            await DisposePeerAsync(peer);
+            await _factory.DisposePeerAsync(peer);
         }
         _peers.Clear();
         foreach (var backend in _backends)
         {
-            await DisposeBackendAsync(backend);
+            await _factory.DisposeAsync(backend);
         }
         _backends.Clear();
     }
@@ -133,20 +98,11 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
         }
     }
 
-    /// <summary>
-    /// Builds another instance of <paramref name="backend"/>'s backend on the same storage (the same file, schema, key
-    /// prefix or exchange prefix), as another process would open it, taking its time from <paramref name="time"/>.
-    /// Suites that need two processes' views (the notifier's) call it through <see cref="NewPeerAsync"/>. The default
-    /// throws: a backend's test project overrides it where a suite needs it.
-    /// </summary>
-    protected virtual Task<IConveyorBackend> CreatePeerBackendAsync(IConveyorBackend backend, TimeProvider time) =>
-        throw new NotSupportedException($"{GetType().Name} does not override CreatePeerBackendAsync, which this suite needs.");
-
     /// <summary>Builds another instance on <see cref="Backend"/>'s storage, disposed with the test (before the backend
     /// whose storage it shares).</summary>
     protected async Task<IConveyorBackend> NewPeerAsync()
     {
-        var peer = await CreatePeerBackendAsync(Backend, Time);
+        var peer = await _factory.CreatePeerAsync(Backend, Time);
         _peers.Add(peer);
         return peer;
     }
@@ -154,10 +110,36 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     /// <summary>Builds another backend, disposed with the test.</summary>
     protected async Task<IConveyorBackend> NewBackendAsync(TimeProvider time)
     {
-        var backend = await CreateBackendAsync(time);
+        var backend = await _factory.CreateAsync(time);
         _backends.Add(backend);
         return backend;
     }
+
+    /// <summary>
+    /// A capability gate: <paramref name="whenCapable"/> when the backend has the capability a test needs, else
+    /// <paramref name="fallback"/>, which gives the test what it asserts on instead: the behaviour the backend documents
+    /// without that capability. A gated test therefore passes or fails on every backend; nothing is skipped.
+    /// </summary>
+    /// <param name="capable">The capability, read from <see cref="IConveyorBackend.Capabilities"/>.</param>
+    /// <param name="reason">Why a backend may lack it and what it does instead, written at the gate; recorded in
+    /// <see cref="Fallbacks"/> when the fallback is taken.</param>
+    /// <param name="whenCapable">What the test uses when the backend has the capability.</param>
+    /// <param name="fallback">What it uses instead.</param>
+    protected T Gate<T>(bool capable, string reason, Func<T> whenCapable, Func<T> fallback)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        ArgumentNullException.ThrowIfNull(whenCapable);
+        ArgumentNullException.ThrowIfNull(fallback);
+        if (capable)
+        {
+            return whenCapable();
+        }
+        _fallbacks.Add(reason);
+        return fallback();
+    }
+
+    /// <summary>The reasons of the gates this test passed through on their fallback, in order.</summary>
+    protected IReadOnlyList<string> Fallbacks => _fallbacks;
 
     /// <summary>Moves the fake clock forward.</summary>
     protected void Advance(TimeSpan by) => FakeTime.Advance(by);

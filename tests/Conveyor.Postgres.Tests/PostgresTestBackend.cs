@@ -1,10 +1,10 @@
 using Conveyor.Backends;
-using Conveyor.Postgres;
+using Conveyor.Conformance;
 
 namespace Conveyor.Postgres.Tests;
 
 /// <summary>Builds each test's PostgreSQL backend in a fresh schema of its own and drops it afterwards.</summary>
-internal static class PostgresTestBackend
+public sealed class PostgresTestBackend : IConformanceBackendFactory
 {
     public const string Variable = "CONVEYOR_TEST_POSTGRES";
 
@@ -18,13 +18,9 @@ internal static class PostgresTestBackend
                 + "'eval \"$(bash scripts/services/postgres.sh start)\"', or set it to a postgresql://user:pass@host:port/db URL; "
                 + "'bash scripts/test.sh' starts it by itself.");
 
-    public static async Task<IConveyorBackend> CreateAsync(TimeProvider time)
+    public async Task<IConveyorBackend> CreateAsync(TimeProvider time)
     {
-        var backend = new PostgresBackend(new PostgresBackendOptions
-        {
-            ConnectionString = ConnectionString,
-            Schema = "t_" + Guid.NewGuid().ToString("N"),
-        }, time);
+        var backend = new PostgresDatabase(ConnectionString, "t_" + Guid.NewGuid().ToString("N")).Create(time);
         try
         {
             await backend.MigrateAsync(CancellationToken.None);
@@ -38,14 +34,10 @@ internal static class PostgresTestBackend
     }
 
     /// <summary>Another instance on <paramref name="backend"/>'s schema, as another process would open it.</summary>
-    public static Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time) =>
-        Task.FromResult<IConveyorBackend>(new PostgresBackend(new PostgresBackendOptions
-        {
-            ConnectionString = ConnectionString,
-            Schema = ((PostgresBackend)backend).Schema,
-        }, time));
+    public Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time) =>
+        Task.FromResult(new PostgresDatabase(ConnectionString, ((PostgresBackend)backend).Schema).Create(time));
 
-    public static async ValueTask DisposeAsync(IConveyorBackend backend)
+    public async ValueTask DisposeAsync(IConveyorBackend backend)
     {
         var postgres = (PostgresBackend)backend;
         try

@@ -1,4 +1,5 @@
 using Conveyor.Backends;
+using Conveyor.Conformance;
 using Conveyor.Sqlite;
 
 namespace Conveyor.RabbitMQ.Tests;
@@ -7,7 +8,7 @@ namespace Conveyor.RabbitMQ.Tests;
 /// Builds each test's backend: RabbitMQ (exchanges and queues under a prefix of the test's own) paired
 /// with a SQLite store on a fresh file; deletes both afterwards.
 /// </summary>
-internal static class RabbitMqTestBackend
+public sealed class RabbitMqTestBackend : IConformanceBackendFactory
 {
     public const string Variable = "CONVEYOR_TEST_AMQP";
 
@@ -23,7 +24,7 @@ internal static class RabbitMqTestBackend
                 + "'export CONVEYOR_TEST_AMQP=\"$(bash scripts/services/rabbitmq.sh start)\"', or set it to an amqp://user:pass@host:port/ URL; "
                 + "'bash scripts/test.sh' starts it by itself.");
 
-    public static async Task<IConveyorBackend> CreateAsync(TimeProvider time)
+    public async Task<IConveyorBackend> CreateAsync(TimeProvider time)
     {
         var url = Url;
         var store = new SqliteBackend(new SqliteBackendOptions { Path = Path.Combine(Folder, Guid.NewGuid().ToString("N") + ".db") }, time);
@@ -47,7 +48,7 @@ internal static class RabbitMqTestBackend
 
     /// <summary>Another instance on <paramref name="backend"/>'s prefix and store file, as another process would open
     /// them: a broker connection and a SQLite connection of its own. Disposing it leaves the broker objects and the file.</summary>
-    public static async Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time)
+    public async Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time)
     {
         var rabbit = (RabbitMqBackend)backend;
         var store = new SqliteBackend(new SqliteBackendOptions { Path = ((SqliteBackend)rabbit.StoreBackend).DatabasePath }, time);
@@ -61,7 +62,7 @@ internal static class RabbitMqTestBackend
         return peer;
     }
 
-    public static async ValueTask DisposeAsync(IConveyorBackend backend)
+    public async ValueTask DisposeAsync(IConveyorBackend backend)
     {
         var rabbit = (RabbitMqBackend)backend;
         var store = (SqliteBackend)rabbit.StoreBackend;

@@ -1,18 +1,11 @@
 using Conveyor.Backends;
-using Conveyor.Conformance;
 using StackExchange.Redis;
 
 namespace Conveyor.Redis.Tests;
 
-public sealed class RedisNotifierTests : NotifierConformance
+// Registered with the other suites in RedisConformance.cs; what only Redis has to say about its notifier is here.
+public sealed partial class RedisNotifierTests
 {
-    protected override Task<IConveyorBackend> CreateBackendAsync(TimeProvider time) => RedisTestBackend.CreateAsync(time);
-
-    protected override ValueTask DisposeBackendAsync(IConveyorBackend backend) => RedisTestBackend.DisposeAsync(backend);
-
-    protected override Task<IConveyorBackend> CreatePeerBackendAsync(IConveyorBackend backend, TimeProvider time) =>
-        RedisTestBackend.CreatePeerAsync(backend, time);
-
     [Fact]
     public async Task The_echo_of_an_own_notification_is_not_delivered_twice()
     {

@@ -1,10 +1,11 @@
 using Conveyor.Backends;
+using Conveyor.Conformance;
 using StackExchange.Redis;
 
 namespace Conveyor.Redis.Tests;
 
 /// <summary>Builds each test's Redis backend under a key prefix of its own and deletes its keys afterwards.</summary>
-internal static class RedisTestBackend
+public sealed class RedisTestBackend : IConformanceBackendFactory
 {
     private static readonly Lazy<Task<ConnectionMultiplexer>> Shared = new(() => ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(Url)));
 
@@ -19,7 +20,7 @@ internal static class RedisTestBackend
 
     public static Task<ConnectionMultiplexer> ConnectionAsync() => Shared.Value;
 
-    public static async Task<IConveyorBackend> CreateAsync(TimeProvider time)
+    public async Task<IConveyorBackend> CreateAsync(TimeProvider time)
     {
         var connection = await ConnectionAsync();
         var backend = new RedisBackend(
@@ -32,7 +33,7 @@ internal static class RedisTestBackend
 
     /// <summary>Another instance on <paramref name="backend"/>'s key prefix with a connection of its own, as another
     /// process would open it; disposing it closes that connection and leaves the keys.</summary>
-    public static async Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time)
+    public async Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time)
     {
         var redis = (RedisBackend)backend;
         var peer = new RedisBackend(new RedisBackendOptions { Configuration = Url, KeyPrefix = KeyPrefixOf(redis) }, time);
@@ -43,7 +44,7 @@ internal static class RedisTestBackend
     /// <summary>The KeyPrefix option that gives <paramref name="backend"/>'s key base.</summary>
     public static string KeyPrefixOf(RedisBackend backend) => backend.KeyBase[1..^2] + ":";
 
-    public static async ValueTask DisposeAsync(IConveyorBackend backend)
+    public async ValueTask DisposeAsync(IConveyorBackend backend)
     {
         var redis = (RedisBackend)backend;
         await DeleteKeysAsync(redis.KeyBase);

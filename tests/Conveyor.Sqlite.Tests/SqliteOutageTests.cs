@@ -16,7 +16,8 @@ public sealed class SqliteOutageTests
     [InlineData(1, false)] // SQLITE_ERROR (a bad statement)
     public async Task Sqlite_errors_are_an_outage_only_when_the_file_is_unavailable(int code, bool outage)
     {
-        var backend = await SqliteTestBackend.CreateAsync(TimeProvider.System);
+        var files = new SqliteTestBackend();
+        var backend = await files.CreateAsync(TimeProvider.System);
         try
         {
             var error = new SqliteException("error", code);
@@ -27,7 +28,7 @@ public sealed class SqliteOutageTests
         }
         finally
         {
-            await SqliteTestBackend.DisposeAsync(backend);
+            await files.DisposeAsync(backend);
         }
     }
 }

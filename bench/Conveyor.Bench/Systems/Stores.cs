@@ -1,3 +1,4 @@
+using Conveyor.Backends;
 using Conveyor.Bench.Infrastructure;
 using Conveyor.Postgres;
 using Conveyor.RabbitMQ;
@@ -86,11 +87,8 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
                 {
                     var url = Url(Backend, s);
                     var schema = FreshName("bench_conveyor");
-                    return new RunStore(b => b.UsePostgres(o =>
-                    {
-                        o.ConnectionString = url;
-                        o.Schema = schema;
-                    }), () => DropSchemaAsync(url, schema));
+                    var database = new PostgresDatabase(url, schema);
+                    return new RunStore(b => database.Use(b), () => DropSchemaAsync(url, schema));
                 }
             case BenchBackend.Redis:
                 {
@@ -107,8 +105,8 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
                     var url = Url(Backend, s);
                     var prefix = FreshName("bench.conveyor");
                     var dir = new TempDirectory(label);
-                    var path = dir.File("conveyor.db");
-                    return new RunStore(b => b.UseSqlite(o => o.Path = path).UseRabbitMq(o =>
+                    var store = new SqliteDatabase(dir.File("conveyor.db"));
+                    return new RunStore(b => store.Use(b).UseRabbitMq(o =>
                     {
                         o.Url = url;
                         o.Prefix = prefix;
@@ -121,13 +119,8 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
             default:
                 {
                     var dir = new TempDirectory(label);
-                    var path = dir.File("conveyor.db");
-                    var synchronous = Synchronous;
-                    return new RunStore(b => b.UseSqlite(o =>
-                    {
-                        o.Path = path;
-                        o.Synchronous = synchronous;
-                    }), () =>
+                    var database = new SqliteDatabase(dir.File("conveyor.db"), Synchronous);
+                    return new RunStore(b => database.Use(b), () =>
                     {
                         dir.Dispose();
                         return ValueTask.CompletedTask;
@@ -235,11 +228,9 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
 
     private static async ValueTask DropSchemaAsync(string url, string schema)
     {
+        // Hangfire's pooled connections would hold locks on the schema being dropped.
         NpgsqlConnection.ClearAllPools();
-        await using var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(url));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE", connection);
-        await command.ExecuteNonQueryAsync();
+        await new PostgresDatabase(url, schema).DropAsync(CancellationToken.None);
     }
 
     /// <summary>Deletes every key that contains <paramref name="name"/>, a name unique to one run (Conveyor wraps its key

@@ -1,7 +1,8 @@
 namespace Conveyor.Conformance;
 
 /// <summary>Coordination role: worker heartbeats and the list of live workers.</summary>
-public abstract class CoordinationConformance : ConformanceTest
+public abstract class CoordinationConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
 {
     private WorkerInfo Worker(string id, int running = 0) => new()
     {

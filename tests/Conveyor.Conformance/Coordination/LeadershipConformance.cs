@@ -1,7 +1,8 @@
 namespace Conveyor.Conformance;
 
 /// <summary>Coordination role: leader election by a named lease with a time to live.</summary>
-public abstract class LeadershipConformance : ConformanceTest
+public abstract class LeadershipConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
 {
     private static readonly TimeSpan Ttl = TimeSpan.FromSeconds(15);
 

@@ -10,10 +10,11 @@ namespace Conveyor.Conformance;
 /// retention is deleted at a pace no completion rate can outrun. Registered by the SQL backends, where a table that
 /// grows without bound is the failure this guards against.
 /// </summary>
-public abstract class RetentionConformance : ConformanceTest
+public abstract class RetentionConformance<TFactory> : ConformanceTest
+    where TFactory : IConformanceBackendFactory, new()
 {
     /// <summary>Runs on the system clock: the maintenance service runs for real.</summary>
-    protected RetentionConformance() : base(TimeProvider.System)
+    protected RetentionConformance() : base(new TFactory(), TimeProvider.System)
     {
     }
 

@@ -1,7 +1,8 @@
 namespace Conveyor.Conformance;
 
 /// <summary>Queue role: cancelling tasks in every state and retrying finished ones by hand.</summary>
-public abstract class QueueCancelRetryConformance : ConformanceTest
+public abstract class QueueCancelRetryConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
 {
     [Fact]
     public async Task Cancel_of_a_queued_task_cancels_it()

@@ -1,7 +1,8 @@
 namespace Conveyor.Conformance;
 
 /// <summary>Queue role: enqueue, single and batch, durability and idempotency keys.</summary>
-public abstract class QueueEnqueueConformance : ConformanceTest
+public abstract class QueueEnqueueConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
 {
     [Fact]
     public async Task Enqueue_returns_the_id_created_and_queued()

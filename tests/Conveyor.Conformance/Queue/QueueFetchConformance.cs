@@ -1,7 +1,8 @@
 namespace Conveyor.Conformance;
 
 /// <summary>Queue role: what a fetch returns, in which order, from which queues; pause and resume.</summary>
-public abstract class QueueFetchConformance : ConformanceTest
+public abstract class QueueFetchConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
 {
     [Fact]
     public async Task Fetch_from_an_empty_queue_returns_nothing_at_once()

@@ -1,7 +1,8 @@
 namespace Conveyor.Conformance;
 
 /// <summary>Queue role: completions, lease expiry and redelivery, fencing tokens, extension and release.</summary>
-public abstract class QueueLeaseConformance : ConformanceTest
+public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
 {
     [Fact]
     public async Task Complete_succeeded_stores_the_result_and_finishes_the_task()

@@ -1,7 +1,8 @@
 namespace Conveyor.Conformance;
 
 /// <summary>Queue role: ETAs, retries at a time, promotion of due messages and the next due time.</summary>
-public abstract class QueueScheduleConformance : ConformanceTest
+public abstract class QueueScheduleConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
 {
     [Fact]
     public async Task Message_with_a_future_eta_is_scheduled_and_not_fetched()

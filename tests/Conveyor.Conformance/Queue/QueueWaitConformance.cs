@@ -5,13 +5,14 @@ namespace Conveyor.Conformance;
 
 /// <summary>
 /// Queue role on the system clock: many consumers at once. (A fetch never waits: workers wait on the notifier's ready
-/// notifications, which <see cref="NotifierConformance"/> checks.)
+/// notifications, which <see cref="NotifierConformance{TFactory}"/> checks.)
 /// Bounds on time are generous (seconds where milliseconds are expected), so a busy machine cannot fail them.
 /// </summary>
-public abstract class QueueWaitConformance : ConformanceTest
+public abstract class QueueWaitConformance<TFactory> : ConformanceTest
+    where TFactory : IConformanceBackendFactory, new()
 {
     /// <summary>Runs on the system clock: waits are real.</summary>
-    protected QueueWaitConformance() : base(TimeProvider.System)
+    protected QueueWaitConformance() : base(new TFactory(), TimeProvider.System)
     {
     }
 

@@ -1,7 +1,8 @@
 namespace Conveyor.Conformance;
 
 /// <summary>Store role: a task with its history, queue statistics and retention.</summary>
-public abstract class StoreConformance : ConformanceTest
+public abstract class StoreConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
 {
     [Fact]
     public async Task Get_of_an_unknown_task_returns_null()

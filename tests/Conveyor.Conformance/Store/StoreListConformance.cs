@@ -1,7 +1,8 @@
 namespace Conveyor.Conformance;
 
 /// <summary>Store role: listing tasks with filters and cursor paging.</summary>
-public abstract class StoreListConformance : ConformanceTest
+public abstract class StoreListConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
 {
     [Fact]
     public async Task List_returns_tasks_newest_first()
