@@ -20,7 +20,8 @@ public sealed class SqliteBusyHandlerTests
     [Fact]
     public async Task A_blocked_write_goes_on_within_milliseconds_of_the_lock_being_released()
     {
-        var backend = (SqliteBackend)await SqliteTestBackend.CreateAsync(TimeProvider.System);
+        var factory = new SqliteTestBackend();
+        var backend = (SqliteBackend)await factory.CreateAsync(TimeProvider.System);
         try
         {
             await backend.Queue.EnqueueAsync([NewMessage()], CancellationToken.None);
@@ -52,7 +53,7 @@ public sealed class SqliteBusyHandlerTests
         }
         finally
         {
-            await SqliteTestBackend.DisposeAsync(backend);
+            await factory.DisposeAsync(backend);
         }
     }
 
