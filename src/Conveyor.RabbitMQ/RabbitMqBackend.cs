@@ -345,6 +345,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             return;
         }
         _disposed = true;
+        await _deliveries.DisposeAsync().ConfigureAwait(false);
         await _notifier.DisposeAsync().ConfigureAwait(false);
         await _connection.DisposeAsync().ConfigureAwait(false);
         if (_options.OwnsStore)

@@ -23,7 +23,7 @@ internal enum Settle
 /// no longer queued in the store. A delivery that lands in the buffer (or a wake-up message) is this process's ready
 /// signal for its queue.
 /// </summary>
-internal sealed class RabbitMqDeliveries
+internal sealed class RabbitMqDeliveries : IAsyncDisposable
 {
     private readonly RabbitMqBackendOptions _options;
     private readonly RabbitMqConnection _connection;
@@ -34,6 +34,9 @@ internal sealed class RabbitMqDeliveries
     private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
     private long _lastSweep = long.MinValue;
     private bool _lastSweepDropped;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _sweeperGate = new();
+    private Task? _sweeper;
 
     /// <param name="options">The sweep's interval (<see cref="RabbitMqBackendOptions.PollInterval"/>).</param>
     /// <param name="connection">Gives the consumer channel.</param>
@@ -60,8 +63,10 @@ internal sealed class RabbitMqDeliveries
     }
 
     /// <summary>Consumes <paramref name="queue"/>'s broker queue unless this channel does already.</summary>
-    public Task EnsureConsumerAsync(string queue, CancellationToken cancellationToken) =>
-        OnceTasks.RunAsync(_consumers, queue, async q =>
+    public Task EnsureConsumerAsync(string queue, CancellationToken cancellationToken)
+    {
+        StartSweeper();
+        return OnceTasks.RunAsync(_consumers, queue, async q =>
         {
             await _topology.DeclareQueueAsync(q, CancellationToken.None).ConfigureAwait(false);
             var (_, _, channel) = await _connection.GetAsync(CancellationToken.None).ConfigureAwait(false);
@@ -69,6 +74,61 @@ internal sealed class RabbitMqDeliveries
             consumer.ReceivedAsync += (_, e) => OnDeliveryAsync(q, channel, e);
             await channel.BasicConsumeAsync(_topology.BrokerQueue(q), autoAck: false, consumer).ConfigureAwait(false);
         }, cancellationToken);
+    }
+
+    /// <summary>
+    /// Sweeps every <see cref="RabbitMqBackendOptions.PollInterval"/>, and again at once while sweeps drop stale
+    /// deliveries, whether or not anyone fetches: fetches no longer wait in the backend (a worker with nothing to do
+    /// fetches only when notified, or every <c>FetchWait</c>), and a buffer full of stale deliveries — thousands after a
+    /// worker's restart — would otherwise drain one buffer per fallback poll.
+    /// </summary>
+    private void StartSweeper()
+    {
+        if (_sweeper is not null)
+        {
+            return;
+        }
+        lock (_sweeperGate)
+        {
+            _sweeper ??= Task.Run(SweepLoopAsync);
+        }
+    }
+
+    private async Task SweepLoopAsync()
+    {
+        var stop = _stop.Token;
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(_options.PollInterval, stop).ConfigureAwait(false);
+                do
+                {
+                    await DropStaleAsync(stop).ConfigureAwait(false);
+                }
+                while (Volatile.Read(ref _lastSweepDropped) && !stop.IsCancellationRequested);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // The store or the channel is unavailable: the next tick tries again (outages are logged by the fetches).
+            }
+        }
+    }
+
+    /// <summary>Stops the background sweep.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_sweeper is not null)
+        {
+            await _sweeper.ConfigureAwait(false);
+        }
+        _stop.Dispose();
+    }
 
     private async Task OnDeliveryAsync(string queue, IChannel channel, BasicDeliverEventArgs e)
     {
