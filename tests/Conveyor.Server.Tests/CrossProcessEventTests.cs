@@ -50,7 +50,8 @@ public sealed class CrossProcessEventTests : IDisposable
 
             stream.AssertNoProtocolErrors();
             var events = stream.EventsOf(id);
-            Assert.Equal(["enqueued", "started", "succeeded"], events.Select(e => e.Type));
+            Assert.True(events.Select(e => e.Type).SequenceEqual(["enqueued", "started", "succeeded"]),
+                $"task {id}'s events: {string.Join(" | ", events)}; the stream: {string.Join(" | ", stream.Messages.TakeLast(10))}");
             // Enqueued by the server; run by the worker process, which is not the server.
             var serverId = events[0].Get("origin");
             Assert.False(string.IsNullOrEmpty(serverId));
