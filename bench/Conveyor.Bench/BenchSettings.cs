@@ -24,6 +24,8 @@ internal sealed record BenchSettings
     /// <summary>Conveyor's <see cref="WorkerOptions.Prefetch"/>; null keeps its default (automatic).</summary>
     public int? Prefetch { get; init; }
     public double Rate { get; init; } = 500;
+    /// <summary>Whether <c>--rate</c> was given; when not, xlatency (200/s) and events (1,000/s) use their own defaults.</summary>
+    public bool RateGiven { get; init; }
     public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(10);
     public TimeSpan TimeLimit { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan Idle { get; init; } = TimeSpan.FromSeconds(5);

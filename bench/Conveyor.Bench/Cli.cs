@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Conveyor.Bench.Results;
 using Conveyor.Bench.Systems;
+using Conveyor.Bench.Workloads;
 using Conveyor.Sqlite;
 
 namespace Conveyor.Bench;
@@ -15,7 +16,7 @@ internal static class Cli
     {
         var workload = new Option<string[]>("--workload", "-w")
         {
-            Description = "Workloads to run: all, enqueue, drain, latency, http, rss. Repeat the option or separate with commas.",
+            Description = "Workloads to run: all, enqueue, drain, latency, http, rss, xlatency, events. Repeat the option or separate with commas.",
             DefaultValueFactory = _ => ["all"],
             AllowMultipleArgumentsPerToken = true,
         };
@@ -91,7 +92,17 @@ internal static class Cli
                 result.AddError("--prefetch must be greater than zero.");
             }
         });
-        var rate = Positive(new Option<double>("--rate") { Description = "Tasks per second sent by the latency workloads.", DefaultValueFactory = _ => 500 });
+        var rate = new Option<double?>("--rate")
+        {
+            Description = "Tasks per second sent by the latency workloads. Default: 500 (latency, http), 200 (xlatency), 1,000 (events).",
+        };
+        rate.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<double?>() is <= 0)
+            {
+                result.AddError("--rate must be greater than zero.");
+            }
+        });
         var duration = Positive(new Option<double>("--duration") { Description = "Seconds of paced sending measured by the latency workloads (after 1 s of unrecorded warm-up).", DefaultValueFactory = _ => 10 });
         var timeLimit = Positive(new Option<double>("--time-limit")
         {
@@ -151,7 +162,8 @@ internal static class Cli
                 Concurrency = parse.GetValue(concurrency),
                 Workers = parse.GetValue(workers),
                 Prefetch = parse.GetValue(prefetch),
-                Rate = parse.GetValue(rate),
+                Rate = parse.GetValue(rate) ?? 500,
+                RateGiven = parse.GetValue(rate) is not null,
                 Duration = TimeSpan.FromSeconds(parse.GetValue(duration)),
                 TimeLimit = TimeSpan.FromSeconds(parse.GetValue(timeLimit)),
                 Idle = TimeSpan.FromSeconds(parse.GetValue(idle)),
@@ -184,6 +196,7 @@ internal static class Cli
         });
 
         root.Add(IdleHostCommand());
+        root.Add(ProbeWorkerCommand());
         return root;
     }
 
@@ -195,6 +208,26 @@ internal static class Cli
         var command = new Command(IdleHost.Command, "Internal: a minimal idle worker process, for the rss workload.") { which, db, workers };
         command.Hidden = true;
         command.SetAction((parse, ct) => IdleHost.RunAsync(parse.GetValue(which)!, parse.GetValue(db)!, parse.GetValue(workers), ct));
+        return command;
+    }
+
+    private static Command ProbeWorkerCommand()
+    {
+        var backend = new Option<string>("--backend") { Required = true };
+        var location = new Option<string>("--location") { Required = true };
+        var name = new Option<string>("--name") { DefaultValueFactory = _ => "" };
+        var synchronous = new Option<string>("--synchronous") { DefaultValueFactory = _ => "Normal" };
+        var workers = Positive(new Option<int>("--workers") { DefaultValueFactory = _ => 16 });
+        var expect = Positive(new Option<int>("--expect") { Required = true });
+        var output = new Option<string>("--out") { Required = true };
+        var command = new Command(ProbeWorker.Command, "Internal: the worker process of the xlatency workload.")
+        {
+            backend, location, name, synchronous, workers, expect, output,
+        };
+        command.Hidden = true;
+        command.SetAction((parse, ct) => ProbeWorker.RunAsync(
+            SharedStore.Parse(parse.GetValue(backend)!, parse.GetValue(location)!, parse.GetValue(name)!, parse.GetValue(synchronous)!),
+            parse.GetValue(workers), parse.GetValue(expect), parse.GetValue(output)!, ct));
         return command;
     }
 

@@ -116,7 +116,9 @@ internal static class EventEndpoints
         var settings = options.Value;
         var bufferSize = Math.Max(1, settings.EventStreamBuffer);
         // The client's own buffer: a client that reads slower than events come is dropped, never buffered without end.
-        var pending = Channel.CreateBounded<TaskEvent>(new BoundedChannelOptions(bufferSize) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
+        // FullMode Wait: TryWrite answers false when the buffer is full (DropWrite would answer true and drop the event
+        // silently, so the overflow would never be seen); nothing ever waits, as only TryWrite is called.
+        var pending = Channel.CreateBounded<TaskEvent>(new BoundedChannelOptions(bufferSize) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         var overflowed = false;
         using var subscription = bus.Subscribe(e =>
         {
