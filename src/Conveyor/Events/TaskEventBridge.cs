@@ -35,11 +35,13 @@ internal sealed partial class TaskEventBridge(
     internal const int BufferSize = 10_000;
 
     private readonly Channel<TaskEvent> _outgoing = Channel.CreateBounded<TaskEvent>(
-        new BoundedChannelOptions(BufferSize) { SingleReader = true, SingleWriter = false, FullMode = BoundedChannelFullMode.DropWrite });
+        new BoundedChannelOptions(BufferSize) { SingleReader = true, SingleWriter = false, FullMode = BoundedChannelFullMode.Wait });
     private readonly Lock _gate = new();
     private long _wantedUntilTicks;
     private IDisposable? _localSubscription;
     private bool _sendFailing;
+    // 1 from the first event dropped on a full buffer until a batch is sent again: logged once per spell.
+    private int _dropping;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -114,7 +116,14 @@ internal sealed partial class TaskEventBridge(
         Interlocked.Exchange(ref _wantedUntilTicks, (time.GetUtcNow() + WantedFor).UtcTicks);
         lock (_gate)
         {
-            _localSubscription ??= bus.Subscribe(e => _outgoing.Writer.TryWrite(e));
+            // Wait mode, written with TryWrite only: nothing waits, and a full buffer is seen (DropWrite would hide it).
+            _localSubscription ??= bus.Subscribe(e =>
+            {
+                if (!_outgoing.Writer.TryWrite(e) && Interlocked.Exchange(ref _dropping, 1) == 0)
+                {
+                    LogDropped(BufferSize);
+                }
+            });
         }
     }
 
@@ -199,6 +208,7 @@ internal sealed partial class TaskEventBridge(
         {
             await backend.Notifier.PublishAsync(NotifierChannels.Events, payload, stoppingToken).ConfigureAwait(false);
             _sendFailing = false;
+            Volatile.Write(ref _dropping, 0);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -243,6 +253,9 @@ internal sealed partial class TaskEventBridge(
 
     [LoggerMessage(51, LogLevel.Warning, "Sending task events to other processes failed; events are dropped until it works again")]
     private partial void LogSendFailed(Exception exception);
+
+    [LoggerMessage(53, LogLevel.Warning, "More than {BufferSize} task events wait to be sent to other processes; newer ones are dropped until the backlog is sent")]
+    private partial void LogDropped(int bufferSize);
 
     [LoggerMessage(52, LogLevel.Warning, "A notification on the events channel was not a batch of task events; ignored")]
     private partial void LogMalformed(Exception exception);
