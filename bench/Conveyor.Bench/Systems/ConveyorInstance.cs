@@ -84,6 +84,8 @@ internal sealed class ConveyorInstance : IAsyncDisposable
                 o.RunScheduler = runWorker;
                 o.Worker.Concurrency = workers;
                 o.Worker.Prefetch = prefetch;
+                // BENCH_LOG_TASKS=0 leaves the logging middleware out: the A/B of its cost (docs/benchmarks.md).
+                o.LogTasks = Environment.GetEnvironmentVariable("BENCH_LOG_TASKS") != "0";
             })
             .AddNoopTask();
         useBackend(conveyor);
