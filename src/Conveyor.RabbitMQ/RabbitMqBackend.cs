@@ -221,6 +221,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     }
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken) =>
+        _store.Queue.StartAsync(leases, cancellationToken);
+
+    /// <inheritdoc />
     public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
@@ -271,6 +275,19 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
     {
         var count = await _store.Queue.RequeueExpiredLeasesAsync(cancellationToken).ConfigureAwait(false);
+        if (count > 0)
+        {
+            await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
+        }
+        return count;
+    }
+
+    /// <inheritdoc />
+    public async Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    {
+        // The gone worker's deliveries went back to the broker with its connection; the rows made ready are woken as the
+        // reaper's are.
+        var count = await _store.Queue.AbandonLeasesAsync(workerId, cancellationToken).ConfigureAwait(false);
         if (count > 0)
         {
             await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);

@@ -4,9 +4,6 @@ namespace Conveyor.Testing;
 
 public sealed partial class InMemoryBackend
 {
-    private static readonly TaskError LeaseExpiredError = new("Conveyor.LeaseExpired",
-        "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend).");
-
     /// <inheritdoc />
     public Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
     {
@@ -103,8 +100,71 @@ public sealed partial class InMemoryBackend
         task.LeaseToken = _storage.NextToken();
         task.LeaseExpiresAt = now + duration;
         task.StartedAt = now;
+        task.LeaseStarted = false;
         _storage.Transition(task, TaskState.Running, now);
-        return new Lease(task.CurrentMessage(), task.LeaseToken, task.Attempt, task.Redelivered, task.LeaseExpiresAt);
+        return new Lease(task.CurrentMessage(), task.LeaseToken, task.Attempt, task.Redelivered, task.LeaseExpiresAt)
+        {
+            RecordStartFirst = task.Lapses > 0,
+        };
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        var lost = new List<LeaseRef>();
+        lock (_storage.Gate)
+        {
+            foreach (var lease in leases)
+            {
+                if (Held(lease) is { } task)
+                {
+                    task.LeaseStarted = true;
+                }
+                else
+                {
+                    lost.Add(lease);
+                }
+            }
+        }
+        return Task.FromResult<IReadOnlyList<LeaseRef>>(lost);
+    }
+
+    /// <summary>Ends a held lease without an outcome, by <see cref="LeaseRules"/>; true when its task is ready again. Under the lock.</summary>
+    private bool EndLease(StoredTask task, DateTimeOffset now)
+    {
+        task.LeaseToken = 0;
+        if (task.CancelRequested)
+        {
+            // Its cancel was asked: the lease ends the task as cancelled, with no error of its own.
+            task.FinishedAt = now;
+            _storage.Transition(task, TaskState.Cancelled, now);
+            return false;
+        }
+        task.Lapses++;
+        if (!task.LeaseStarted)
+        {
+            // It never started: the attempt is not spent, and it keeps its place in the queue (its sequence).
+            task.Attempt--;
+            task.WorkerId = null;
+            _storage.Transition(task, TaskState.Queued, now);
+            return true;
+        }
+        // Every attempt interrupted this way is recorded as failed, like one that threw.
+        task.Interruptions++;
+        task.Error = LeaseRules.InterruptedError;
+        task.Errors.Add(new AttemptError(task.Attempt, now, LeaseRules.InterruptedError));
+        if (task.Interruptions >= LeaseRules.MaxInterruptions)
+        {
+            // A task that kills its worker every time is not redelivered forever.
+            task.FinishedAt = now;
+            _storage.Transition(task, TaskState.Dead, now);
+            return false;
+        }
+        task.Redelivered = true;
+        task.WorkerId = null;
+        _storage.Transition(task, TaskState.Queued, now);
+        return true;
     }
 
     /// <summary>The task named by <paramref name="lease"/> while that lease is its current one; null otherwise. Under the lock.</summary>
@@ -187,12 +247,19 @@ public sealed partial class InMemoryBackend
                 {
                     continue;
                 }
-                // It never started: the attempt is not spent, and it keeps its place in the queue (its sequence).
-                task.Attempt--;
-                task.LeaseToken = 0;
-                task.WorkerId = null;
-                _storage.Transition(task, TaskState.Queued, now);
-                ready.Add(task.Message.Queue);
+                if (!task.LeaseStarted && !task.CancelRequested)
+                {
+                    // A clean hand-back of a lease that never started: not a lapse.
+                    task.Attempt--;
+                    task.LeaseToken = 0;
+                    task.WorkerId = null;
+                    _storage.Transition(task, TaskState.Queued, now);
+                    ready.Add(task.Message.Queue);
+                }
+                else if (EndLease(task, now))
+                {
+                    ready.Add(task.Message.Queue);
+                }
             }
         }
         _storage.PublishReady(ready);
@@ -212,28 +279,34 @@ public sealed partial class InMemoryBackend
             foreach (var task in expired)
             {
                 count++;
-                task.LeaseToken = 0;
-                if (task.CancelRequested)
+                if (EndLease(task, now))
                 {
-                    // Its cancel was asked: the lost attempt ends the task as cancelled, with no error of its own.
-                    task.FinishedAt = now;
-                    _storage.Transition(task, TaskState.Cancelled, now);
-                    continue;
+                    ready.Add(task.Message.Queue);
                 }
-                // Every attempt lost this way is recorded as failed, like one that threw.
-                task.Error = LeaseExpiredError;
-                task.Errors.Add(new AttemptError(task.Attempt, now, LeaseExpiredError));
-                if (task.Attempt >= task.Message.MaxAttempts)
+            }
+        }
+        _storage.PublishReady(ready);
+        return Task.FromResult(count);
+    }
+
+    /// <inheritdoc />
+    public Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(workerId);
+        cancellationToken.ThrowIfCancellationRequested();
+        var ready = new HashSet<string>(StringComparer.Ordinal);
+        var count = 0;
+        lock (_storage.Gate)
+        {
+            var now = Now();
+            var held = _storage.Leased.Where(t => t.WorkerId == workerId).OrderBy(t => t.Seq).ToList();
+            foreach (var task in held)
+            {
+                count++;
+                if (EndLease(task, now))
                 {
-                    // The last attempt: a task that kills its worker every time is not redelivered forever.
-                    task.FinishedAt = now;
-                    _storage.Transition(task, TaskState.Dead, now);
-                    continue;
+                    ready.Add(task.Message.Queue);
                 }
-                task.Redelivered = true;
-                task.WorkerId = null;
-                _storage.Transition(task, TaskState.Queued, now);
-                ready.Add(task.Message.Queue);
             }
         }
         _storage.PublishReady(ready);

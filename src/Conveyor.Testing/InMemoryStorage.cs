@@ -141,6 +141,12 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
     public DateTimeOffset LeaseExpiresAt { get; set; }
     public bool Redelivered { get; set; }
     public bool CancelRequested { get; set; }
+    /// <summary>Whether the current lease's handler started (<see cref="Conveyor.Backends.IQueueBackend.StartAsync"/>).</summary>
+    public bool LeaseStarted { get; set; }
+    /// <summary>Leases of this task that ended without an outcome, started or not.</summary>
+    public int Lapses { get; set; }
+    /// <summary>Attempts interrupted after their handler started (<see cref="Conveyor.Backends.LeaseRules"/>).</summary>
+    public int Interruptions { get; set; }
 
     public TaskRecord ToRecord() => new()
     {

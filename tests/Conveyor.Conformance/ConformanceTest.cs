@@ -176,6 +176,21 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     /// <summary>Fetches exactly one message, failing the test when none or more is ready.</summary>
     protected async Task<Lease> FetchOneAsync(params string[] queues) => Assert.Single(await FetchAsync(1, queues));
 
+    /// <summary>Fetches exactly one message and records its handler's start, as a worker does before it runs it.</summary>
+    protected async Task<Lease> FetchStartedAsync(params string[] queues)
+    {
+        var lease = await FetchOneAsync(queues);
+        Assert.Empty(await Queue.StartAsync([lease.Ref], Timeout));
+        return lease;
+    }
+
+    /// <summary>Moves the clock past <see cref="LeaseDuration"/> and lets the reaper requeue what ran out; returns how many.</summary>
+    protected async Task<int> ExpireLeasesAsync()
+    {
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        return await Queue.RequeueExpiredLeasesAsync(Timeout);
+    }
+
     /// <summary>A fetch request without wait, strict order over <paramref name="queues"/> (<c>default</c> when none).</summary>
     protected static FetchRequest Request(int max, params string[] queues) => new()
     {

@@ -11,6 +11,8 @@ public sealed class PostgresQueueFetchTests : QueueFetchConformance<PostgresTest
 
 public sealed class PostgresQueueLeaseTests : QueueLeaseConformance<PostgresTestBackend>;
 
+public sealed class PostgresQueueAttemptTests : QueueAttemptConformance<PostgresTestBackend>;
+
 public sealed class PostgresQueueScheduleTests : QueueScheduleConformance<PostgresTestBackend>;
 
 public sealed class PostgresQueueCancelRetryTests : QueueCancelRetryConformance<PostgresTestBackend>;

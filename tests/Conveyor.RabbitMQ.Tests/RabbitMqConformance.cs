@@ -13,6 +13,8 @@ public sealed class RabbitMqQueueFetchTests : QueueFetchConformance<RabbitMqTest
 
 public sealed class RabbitMqQueueLeaseTests : QueueLeaseConformance<RabbitMqTestBackend>;
 
+public sealed class RabbitMqQueueAttemptTests : QueueAttemptConformance<RabbitMqTestBackend>;
+
 public sealed class RabbitMqQueueScheduleTests : QueueScheduleConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqQueueCancelRetryTests : QueueCancelRetryConformance<RabbitMqTestBackend>;

@@ -12,6 +12,8 @@ public sealed class RedisQueueFetchTests : QueueFetchConformance<RedisTestBacken
 
 public sealed class RedisQueueLeaseTests : QueueLeaseConformance<RedisTestBackend>;
 
+public sealed class RedisQueueAttemptTests : QueueAttemptConformance<RedisTestBackend>;
+
 public sealed class RedisQueueScheduleTests : QueueScheduleConformance<RedisTestBackend>;
 
 public sealed class RedisQueueCancelRetryTests : QueueCancelRetryConformance<RedisTestBackend>;

@@ -11,6 +11,8 @@ public sealed class SqliteQueueFetchTests : QueueFetchConformance<SqliteTestBack
 
 public sealed class SqliteQueueLeaseTests : QueueLeaseConformance<SqliteTestBackend>;
 
+public sealed class SqliteQueueAttemptTests : QueueAttemptConformance<SqliteTestBackend>;
+
 public sealed class SqliteQueueScheduleTests : QueueScheduleConformance<SqliteTestBackend>;
 
 public sealed class SqliteQueueCancelRetryTests : QueueCancelRetryConformance<SqliteTestBackend>;

@@ -13,6 +13,8 @@ public sealed class InMemoryQueueFetchTests : QueueFetchConformance<InMemoryTest
 
 public sealed class InMemoryQueueLeaseTests : QueueLeaseConformance<InMemoryTestBackend>;
 
+public sealed class InMemoryQueueAttemptTests : QueueAttemptConformance<InMemoryTestBackend>;
+
 public sealed class InMemoryQueueScheduleTests : QueueScheduleConformance<InMemoryTestBackend>;
 
 public sealed class InMemoryQueueCancelRetryTests : QueueCancelRetryConformance<InMemoryTestBackend>;

@@ -23,6 +23,11 @@ public interface IQueueBackend
     /// that makes work ready publishes.</summary>
     Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken);
 
+    /// <summary>Records that the handlers of these leases start now: from here on, a lease that runs out or is abandoned
+    /// spends its attempt (<see cref="LeaseRules"/>). A lease whose handler never started comes back without spending one.
+    /// Returns the leases no longer held (run out and taken back, or settled elsewhere): their handlers must not run.</summary>
+    Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken);
+
     /// <summary>Settles attempts: success with a result, retry at a time, dead letter, cancelled or expired.
     /// Completions whose lease is no longer held are ignored.</summary>
     Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken);
@@ -30,12 +35,19 @@ public interface IQueueBackend
     /// <summary>Extends held leases to now + <paramref name="duration"/> and reports cancel requests and lost leases.</summary>
     Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken);
 
-    /// <summary>Hands back leased messages that never started: they become ready again at once and
-    /// the attempt they were counted for is not spent.</summary>
+    /// <summary>Hands back leases at once. One whose handler never started (<see cref="StartAsync"/>) becomes ready again
+    /// without spending an attempt and keeps its place in its queue; one that started is settled as an interrupted
+    /// attempt (<see cref="LeaseRules"/>), as if its lease had run out.</summary>
     Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken);
 
-    /// <summary>Makes messages whose lease ran out ready again, marked as redeliveries. Returns how many.</summary>
+    /// <summary>Settles every lease whose time ran out by <see cref="LeaseRules"/>: unstarted ones become ready again
+    /// without spending an attempt (never dead); started ones are interrupted attempts. Returns how many leases ended.</summary>
     Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken);
+
+    /// <summary>Ends every lease that <paramref name="workerId"/> holds now, as if each had run out
+    /// (<see cref="LeaseRules"/>): for a worker known to be gone (its supervisor saw the process exit), so that its tasks
+    /// come back at once instead of after a lease. Returns how many leases ended.</summary>
+    Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken);
 
     /// <summary>Makes scheduled and retrying messages whose time has come ready. Returns how many.</summary>
     Task<int> PromoteDueAsync(CancellationToken cancellationToken);

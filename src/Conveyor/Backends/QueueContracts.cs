@@ -24,10 +24,17 @@ public sealed record FetchRequest
 /// <param name="Message">The message.</param>
 /// <param name="Token">Fencing token of this delivery; later operations name it, so a lease lost to the reaper cannot complete the task.</param>
 /// <param name="Attempt">This delivery's attempt number, 1-based.</param>
-/// <param name="IsRedelivery">True when an earlier delivery's lease ran out or was handed back after starting.</param>
+/// <param name="IsRedelivery">True when an earlier attempt started and was interrupted (its lease ran out, or was
+/// abandoned or handed back, after its handler started).</param>
 /// <param name="ExpiresAt">When the lease runs out unless extended.</param>
 public sealed record Lease(TaskMessage Message, long Token, int Attempt, bool IsRedelivery, DateTimeOffset ExpiresAt)
 {
+    /// <summary>True when an earlier lease of this task ended without a settled outcome (ran out, or was abandoned),
+    /// started or not. The worker then records the start (<see cref="IQueueBackend.StartAsync"/>) before the handler runs,
+    /// instead of beside it: a task that kills its worker at once is counted as interrupted from its second delivery on,
+    /// and reaches <see cref="LeaseRules.MaxInterruptions"/> instead of coming back forever.</summary>
+    public bool RecordStartFirst { get; init; }
+
     /// <summary>The reference that names this lease in later calls.</summary>
     public LeaseRef Ref => new(Message.Id, Token);
 }
@@ -108,4 +115,32 @@ public sealed record LeaseExtension(IReadOnlyList<Guid> CancelRequested, IReadOn
 {
     /// <summary>Nothing to report.</summary>
     public static LeaseExtension None { get; } = new([], []);
+}
+
+/// <summary>
+/// What happens to a lease that ends without an outcome (it ran out, or was abandoned or handed back), written once
+/// for every backend and checked by the conformance suite.
+/// </summary>
+/// <remarks>
+/// An attempt is spent when its handler starts (<see cref="IQueueBackend.StartAsync"/>), not when it is fetched: a
+/// worker holds up to its prefetch of leases that have not started, and a crash must not spend (or dead-letter) tasks
+/// that never ran. A lease that ends unstarted makes its task ready again with its attempt unspent, as often as it
+/// happens. A lease that ends after its handler started is an interrupted attempt: the attempt counts, an error
+/// (<see cref="InterruptedErrorType"/>) is recorded for it, and the task is redelivered (<see cref="Lease.IsRedelivery"/>)
+/// whatever its <see cref="TaskMessage.MaxAttempts"/> (which bounds failures its handler reports) until
+/// <see cref="MaxInterruptions"/> interrupted attempts make it dead: a task that kills its worker every time is not
+/// redelivered forever (Sidekiq's super_fetch makes the same call with the same bound). A lease whose task's
+/// cancellation was asked ends the task as cancelled.
+/// </remarks>
+public static class LeaseRules
+{
+    /// <summary>Interrupted attempts after which a task is dead: 3.</summary>
+    public const int MaxInterruptions = 3;
+
+    /// <summary>The error type recorded for an interrupted attempt.</summary>
+    public const string InterruptedErrorType = "Conveyor.LeaseExpired";
+
+    /// <summary>The error recorded for an interrupted attempt.</summary>
+    public static TaskError InterruptedError { get; } = new(InterruptedErrorType,
+        "The lease of this attempt ended while its handler ran: its worker stopped heartbeating (it crashed, was killed, was stopped past its grace, or lost the backend).");
 }

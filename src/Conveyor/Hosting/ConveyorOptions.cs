@@ -26,6 +26,10 @@ public sealed class ConveyorOptions
 /// <summary>Settings of a worker.</summary>
 public sealed class WorkerOptions
 {
+    /// <summary>This worker's id. Default null: generated (host, process id, random suffix). A supervisor sets it for
+    /// each child it runs, so that it can end a dead child's leases at once.</summary>
+    public string? Id { get; set; }
+
     /// <summary>Queues to consume, in the form <c>name</c> or <c>name:weight</c>. Default <c>default</c>.</summary>
     public IList<string> Queues { get; } = [];
 

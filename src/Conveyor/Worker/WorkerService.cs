@@ -299,7 +299,15 @@ internal sealed partial class WorkerService(
                     Origin = status.WorkerId,
                 });
             }
-            completion = await InvokeAsync(lease, inFlight, descriptor).ConfigureAwait(false);
+            status.HandlerStarted(lease, time.GetUtcNow());
+            try
+            {
+                completion = await InvokeAsync(lease, inFlight, descriptor).ConfigureAwait(false);
+            }
+            finally
+            {
+                status.HandlerEnded(lease);
+            }
             inFlight.Duration = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             // Only handlers that ran size the prefetch: a lease settled without running (cancelled, expired) says
             // nothing about how long tasks take.

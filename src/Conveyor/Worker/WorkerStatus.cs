@@ -1,15 +1,43 @@
+using System.Collections.Concurrent;
+using Conveyor.Backends;
+using Microsoft.Extensions.Options;
+
 namespace Conveyor;
+
+/// <summary>A handler running now on this worker.</summary>
+/// <param name="Lease">Its lease (task, token, attempt).</param>
+/// <param name="StartedAt">When the handler started.</param>
+public sealed record RunningTask(Lease Lease, DateTimeOffset StartedAt);
 
 /// <summary>This process's worker identity and live counters, read by the API, health checks and metrics.</summary>
 public sealed class WorkerStatus
 {
+    private readonly ConcurrentDictionary<Guid, RunningTask> _runningTasks = new();
     private long _processed;
     private long _succeeded;
     private long _failed;
     private int _running;
 
-    /// <summary>Unique id of this worker: host, process id and a random suffix.</summary>
-    public string WorkerId { get; } = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
+    /// <summary>A status with a generated id.</summary>
+    public WorkerStatus()
+        : this(null)
+    {
+    }
+
+    /// <summary>A status with the id set in <see cref="WorkerOptions.Id"/>, or a generated one.</summary>
+    [Microsoft.Extensions.DependencyInjection.ActivatorUtilitiesConstructor]
+    public WorkerStatus(IOptions<ConveyorOptions>? options) =>
+        WorkerId = options?.Value.Worker.Id is { Length: > 0 } id ? id : NewId();
+
+    /// <summary>Unique id of this worker: by default host, process id and a random suffix; a supervisor names its
+    /// children (<see cref="WorkerOptions.Id"/>) so that it can hand back their leases when they exit.</summary>
+    public string WorkerId { get; }
+
+    /// <summary>A new worker id: host, process id and a random suffix.</summary>
+    public static string NewId() => $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
+
+    /// <summary>The handlers running now, with their leases and start times.</summary>
+    public IReadOnlyCollection<RunningTask> RunningTasks => _runningTasks.Values.ToArray();
 
     /// <summary>Whether the worker loop is running.</summary>
     public bool IsRunning { get; internal set; }
@@ -33,6 +61,10 @@ public sealed class WorkerStatus
     public bool BackendReachable { get; internal set; } = true;
 
     internal void Started() => Interlocked.Increment(ref _running);
+
+    internal void HandlerStarted(Lease lease, DateTimeOffset at) => _runningTasks[lease.Message.Id] = new RunningTask(lease, at);
+
+    internal void HandlerEnded(Lease lease) => _runningTasks.TryRemove(lease.Message.Id, out _);
 
     internal void Finished(bool succeeded)
     {

@@ -83,7 +83,7 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
     {
         var message = NewMessage();
         await EnqueueAsync(message);
-        var first = await FetchOneAsync();
+        var first = await FetchStartedAsync();
         Advance(LeaseDuration + TimeSpan.FromSeconds(1));
 
         var requeued = await Queue.RequeueExpiredLeasesAsync(Timeout);
@@ -112,26 +112,46 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
     }
 
     [Fact]
-    public async Task Lease_expiry_on_the_last_attempt_makes_the_task_dead_with_an_error()
+    public async Task Interrupted_attempts_make_the_task_dead_at_the_bound_with_an_error()
     {
-        var message = NewMessage() with { MaxAttempts = 2 };
+        var message = NewMessage() with { MaxAttempts = 10 };
         await EnqueueAsync(message);
-        await FetchOneAsync();
-        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
-        await Queue.RequeueExpiredLeasesAsync(Timeout);
-        var last = await FetchOneAsync();
-        Assert.Equal(2, last.Attempt);
-        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        for (var i = 1; i < LeaseRules.MaxInterruptions; i++)
+        {
+            Assert.Equal(i, (await FetchStartedAsync()).Attempt);
+            Assert.Equal(1, await ExpireLeasesAsync());
+            Assert.Equal(TaskState.Queued, await StateOf(message.Id));
+        }
+        var last = await FetchStartedAsync();
+        Assert.Equal(LeaseRules.MaxInterruptions, last.Attempt);
 
-        var settled = await Queue.RequeueExpiredLeasesAsync(Timeout);
+        var settled = await ExpireLeasesAsync();
 
         Assert.Equal(1, settled);
         var record = await GetAsync(message.Id);
         Assert.Equal(TaskState.Dead, record.State);
-        Assert.NotNull(record.Error);
+        Assert.Equal(LeaseRules.InterruptedErrorType, record.Error?.Type);
         Assert.Equal(Now, record.FinishedAt);
-        Assert.Equal(2, record.Attempts);
+        Assert.Equal(LeaseRules.MaxInterruptions, record.Attempts);
         Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Interrupted_attempt_is_redelivered_even_past_max_attempts()
+    {
+        // MaxAttempts bounds the failures a handler reports; a crash under a started handler is redelivered (as
+        // Celery's acks_late and Sidekiq's super_fetch do) until LeaseRules.MaxInterruptions.
+        var message = NewMessage() with { MaxAttempts = 1 };
+        await EnqueueAsync(message);
+        await FetchStartedAsync();
+
+        await ExpireLeasesAsync();
+
+        var second = await FetchOneAsync();
+        Assert.Equal(TaskState.Running, await StateOf(message.Id));
+        Assert.True(second.IsRedelivery);
+        Assert.Equal(2, second.Attempt);
+        Assert.True(second.RecordStartFirst);
     }
 
     [Fact]
@@ -139,12 +159,10 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
     {
         var message = NewMessage() with { MaxAttempts = 2 };
         await EnqueueAsync(message);
-        await FetchOneAsync();
-        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
-        await Queue.RequeueExpiredLeasesAsync(Timeout);
-        await FetchOneAsync();
-        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
-        await Queue.RequeueExpiredLeasesAsync(Timeout);
+        await FetchStartedAsync();
+        await ExpireLeasesAsync();
+        await FetchStartedAsync();
+        await ExpireLeasesAsync();
 
         var record = await GetAsync(message.Id);
 
@@ -171,10 +189,10 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
     public async Task Completion_naming_a_stale_lease_changes_nothing()
     {
         await EnqueueAsync(NewMessage());
-        var stale = await FetchOneAsync();
+        var stale = await FetchStartedAsync();
         Advance(LeaseDuration + TimeSpan.FromSeconds(1));
         await Queue.RequeueExpiredLeasesAsync(Timeout);
-        var current = await FetchOneAsync();
+        var current = await FetchStartedAsync();
 
         await SucceedAsync(stale, "from the stale worker");
         await DeadAsync(stale);
@@ -216,10 +234,10 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
     public async Task Extension_naming_a_stale_lease_is_reported_lost_and_changes_nothing()
     {
         await EnqueueAsync(NewMessage());
-        var stale = await FetchOneAsync();
+        var stale = await FetchStartedAsync();
         Advance(LeaseDuration + TimeSpan.FromSeconds(1));
         await Queue.RequeueExpiredLeasesAsync(Timeout);
-        var current = await FetchOneAsync();
+        var current = await FetchStartedAsync();
 
         var extension = await Queue.ExtendLeasesAsync([stale.Ref], TimeSpan.FromHours(1), Timeout);
 
@@ -227,7 +245,7 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
         Assert.Empty(extension.CancelRequested);
         Advance(LeaseDuration + TimeSpan.FromSeconds(1));
         Assert.Equal(1, await Queue.RequeueExpiredLeasesAsync(Timeout));
-        Assert.Equal(3, (await FetchOneAsync()).Attempt);
+        Assert.Equal(3, (await FetchOneAsync()).Attempt); // two interrupted attempts counted
         Assert.NotEqual(stale.Token, current.Token);
     }
 
@@ -325,10 +343,10 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
     public async Task Release_naming_a_stale_lease_changes_nothing()
     {
         await EnqueueAsync(NewMessage());
-        var stale = await FetchOneAsync();
+        var stale = await FetchStartedAsync();
         Advance(LeaseDuration + TimeSpan.FromSeconds(1));
         await Queue.RequeueExpiredLeasesAsync(Timeout);
-        var current = await FetchOneAsync();
+        var current = await FetchStartedAsync();
 
         await Queue.ReleaseAsync([stale.Ref], Timeout);
 
@@ -354,7 +372,7 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
     public async Task Redelivered_message_that_then_retries_is_not_marked_redelivered_again()
     {
         await EnqueueAsync(NewMessage());
-        await FetchOneAsync();
+        await FetchStartedAsync();
         Advance(LeaseDuration + TimeSpan.FromSeconds(1));
         await Queue.RequeueExpiredLeasesAsync(Timeout);
         var redelivered = await FetchOneAsync();
