@@ -92,6 +92,50 @@ internal static class ConveyorCommandLine
         }, "Conveyor:Worker:Queues");
     }
 
+    /// <summary>Adds the options of worker processes: the supervisor, recycling, time limits and the drain.</summary>
+    public static void AddWorkerProcessOptions(Command command, ConfigurationFlags flags)
+    {
+        flags.Add(command, new Option<int?>("--processes")
+        {
+            Description = "Run this many worker processes under a supervisor that restarts them when they exit, crash or are recycled, " +
+                "and hands back their tasks at once [env CONVEYOR_WORKER__PROCESSES]. Each runs --concurrency handlers. 1 to 1024; " +
+                "default 0: one worker in this process.",
+            HelpName = "n",
+        }, "Conveyor:Worker:Processes");
+        flags.Add(command, new Option<long?>("--max-tasks-per-child")
+        {
+            Description = "Recycle a worker process after it finished this many tasks: it stops fetching, finishes what it runs and " +
+                "exits (code 75) to be replaced [env CONVEYOR_WORKER__MAX_TASKS_PER_CHILD]. 1 or more; default never.",
+            HelpName = "n",
+        }, "Conveyor:Worker:MaxTasksPerChild");
+        flags.Add(command, new Option<string>("--max-memory-per-child")
+        {
+            Description = "Recycle a worker process once its resident memory passes this size, as --max-tasks-per-child does: 512MB, 1GB, " +
+                "or a number of kilobytes as Celery takes it (1048576) [env CONVEYOR_WORKER__MAX_MEMORY_PER_CHILD]. Default never.",
+            HelpName = "size",
+        }, "Conveyor:Worker:MaxMemoryPerChild");
+        flags.Add(command, new Option<string>("--soft-time-limit")
+        {
+            Description = "Soft time limit of tasks that set no timeout: their handler's token is cancelled and the attempt fails with a " +
+                $"timeout, retried by its policy [env CONVEYOR_WORKER__SOFT_TIME_LIMIT, hh:mm:ss]. {DurationFlag.Forms}; default none.",
+            HelpName = "duration",
+        }, "Conveyor:Worker:SoftTimeLimit", DurationFlag.ToConfiguration);
+        flags.Add(command, new Option<string>("--time-limit")
+        {
+            Description = "Hard time limit of every task: a handler still running this long ends its worker process (code 124); the attempt " +
+                "is recorded failed (Conveyor.HardTimeLimit, retried by its policy) and the process's other tasks come back at once. " +
+                $"Longer than --soft-time-limit [env CONVEYOR_WORKER__TIME_LIMIT, hh:mm:ss]. {DurationFlag.Forms}; default none.",
+            HelpName = "duration",
+        }, "Conveyor:Worker:TimeLimit", DurationFlag.ToConfiguration);
+        flags.Add(command, new Option<string>("--graceful-timeout")
+        {
+            Description = "On SIGTERM or SIGINT, how long running tasks get to finish before they are cancelled; unstarted tasks are handed " +
+                "back at once, and a second signal stops at once [env CONVEYOR_WORKER__SHUTDOWN_TIMEOUT, hh:mm:ss]. " +
+                $"{DurationFlag.Forms}; default 30s.",
+            HelpName = "duration",
+        }, "Conveyor:Worker:ShutdownTimeout", DurationFlag.ToConfiguration);
+    }
+
     /// <summary>Prints a configuration problem; the exit code for it.</summary>
     public static int Invalid(TextWriter error, ConveyorConfigurationException exception)
     {

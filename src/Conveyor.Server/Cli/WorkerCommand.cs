@@ -5,29 +5,58 @@ using Microsoft.Extensions.Options;
 
 namespace Conveyor.Server.Cli;
 
-/// <summary><c>conveyor worker</c>: a worker (and a scheduler candidate) without HTTP.</summary>
+/// <summary><c>conveyor worker</c>: a worker (and a scheduler candidate) without HTTP; with <c>--processes N</c>, a
+/// supervisor of N such worker processes.</summary>
 internal static class WorkerCommand
 {
     public static Command Create(ConfigurationFlags global, TextWriter output, TextWriter error)
     {
         var command = new Command("worker", "Run a worker without the HTTP API: it takes tasks from the database and runs the built-in handlers. " +
-            "It also takes part in electing the one scheduler.");
+            "It also takes part in electing the one scheduler. With --processes, a supervisor runs and restarts that many worker processes.");
         var flags = new ConfigurationFlags();
         ConveyorCommandLine.AddWorkerOptions(command, flags);
+        ConveyorCommandLine.AddWorkerProcessOptions(command, flags);
         command.SetAction((parse, _) => RunAsync(ConveyorCommandLine.Flags(parse, global, flags), output, error));
         return command;
     }
 
     private static async Task<int> RunAsync(Dictionary<string, string?> flags, TextWriter output, TextWriter error)
     {
-        IHost host;
+        ServiceProvider? supervisorServices = null;
+        IHost? host = null;
         try
         {
+            supervisorServices = ConveyorHosts.BuildSupervisorServices(flags);
+            // Reading the options runs their validation: a bad value stops here with its message, before any process starts.
+            var options = supervisorServices.GetRequiredService<IOptions<ConveyorOptions>>().Value;
+            if (ConveyorSupervisor.IsRequested(options))
+            {
+                output.WriteLine($"Conveyor supervisor {Environment.ProcessId}: {options.Worker.Processes} worker processes on queues " +
+                    $"{string.Join(",", options.Worker.ParseQueues().Select(q => q.Name))}, concurrency {options.Worker.Concurrency} each. Ctrl+C to stop.");
+                return await ConveyorSupervisor.RunAsync(supervisorServices).ConfigureAwait(false);
+            }
+            await supervisorServices.DisposeAsync().ConfigureAwait(false);
+            supervisorServices = null;
             host = ConveyorHosts.BuildHost(HostRole.Worker, flags);
         }
         catch (ConveyorConfigurationException ex)
         {
             return ConveyorCommandLine.Invalid(error, ex);
+        }
+        catch (OptionsValidationException ex)
+        {
+            foreach (var failure in ex.Failures)
+            {
+                error.WriteLine($"conveyor: {failure}");
+            }
+            return ExitCodes.InvalidInput;
+        }
+        finally
+        {
+            if (supervisorServices is not null)
+            {
+                await supervisorServices.DisposeAsync().ConfigureAwait(false);
+            }
         }
         using (host)
         {
@@ -41,6 +70,7 @@ internal static class WorkerCommand
             });
             await host.RunAsync().ConfigureAwait(false);
         }
-        return ExitCodes.Success;
+        // A worker that recycled itself or hit a hard time limit set its own code (WorkerExitCodes); else 0.
+        return Environment.ExitCode;
     }
 }

@@ -56,6 +56,16 @@ internal static class ConveyorHosts
         return builder.Build();
     }
 
+    /// <summary>What a supervisor (<c>conveyor worker --processes N</c>) needs, without a host: configuration, logging, the
+    /// options and the backend, which is built only once a child exits and its leases are handed back. It runs no worker,
+    /// scheduler or hosted service, so it stays small beside its children.</summary>
+    public static ServiceProvider BuildSupervisorServices(IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
+        AddConveyor(builder.Configuration, builder.Services, builder.Logging, HostRole.Worker, flags, environment);
+        return builder.Services.BuildServiceProvider();
+    }
+
     private static (ServerOptions Server, ConveyorApiOptions Api) AddConveyor(ConfigurationManager configuration, IServiceCollection services, ILoggingBuilder logging,
         HostRole role, IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment)
     {
@@ -88,6 +98,7 @@ internal static class ConveyorHosts
 
         var conveyor = services.AddConveyor()
             .AddNoopTask()
+            .AddSleepTask()
             .AddHttpRequestTask(section.GetSection("Http"));
         if (redisUrl is not null)
         {

@@ -19,4 +19,11 @@ public static class BuiltInTaskExtensions
         ArgumentNullException.ThrowIfNull(builder);
         return builder.AddTask<NoopTask>(NoopTask.Name);
     }
+
+    /// <summary>Registers <c>conveyor.sleep</c> (<see cref="SleepTask"/>).</summary>
+    public static ConveyorBuilder AddSleepTask(this ConveyorBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.AddTask<SleepTask>(SleepTask.Name);
+    }
 }

@@ -119,6 +119,15 @@ public static class ConveyorServiceCollectionExtensions
                 : NoMiddleware.Instance);
             services.AddHostedService<BackendStartupService>();
             services.AddHostedService<WorkerService>();
+            // Worker processes: recycling, time limits, the second stop signal and a supervisor's stop (Supervision/).
+            services.AddSingleton<IValidateOptions<ConveyorOptions>, WorkerProcessOptionsValidator>();
+            services.AddHostedService<WorkerRecycler>();
+            services.AddHostedService<TimeLimitWatchdog>();
+            services.AddHostedService<WorkerProcessSignals>();
+            if (ConveyorSupervisor.ChildWorkerId is { } childWorkerId)
+            {
+                services.PostConfigure<ConveyorOptions>(o => o.Worker.Id = childWorkerId);
+            }
             services.TryAddSingleton<LeaderElector>();
             services.TryAddSingleton<ILeadership>(sp => sp.GetRequiredService<LeaderElector>());
             services.AddHostedService(sp => sp.GetRequiredService<LeaderElector>());

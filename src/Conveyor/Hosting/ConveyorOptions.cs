@@ -64,6 +64,28 @@ public sealed class WorkerOptions
     /// <summary>Most completions written in one backend call. Default 512.</summary>
     public int CompletionBatchSize { get; set; } = 512;
 
+    /// <summary>Worker processes a supervisor runs (<see cref="ConveyorSupervisor"/>), each with <see cref="Concurrency"/>
+    /// handlers. Default 0: no supervisor, the worker runs in this process.</summary>
+    public int Processes { get; set; }
+
+    /// <summary>A worker process that has finished this many attempts stops fetching, finishes what it runs and exits
+    /// (<see cref="WorkerExitCodes.Recycled"/>) to be replaced, as Celery's <c>--max-tasks-per-child</c>. Default null: never.</summary>
+    public long? MaxTasksPerChild { get; set; }
+
+    /// <summary>A worker process whose resident memory passes this size is recycled as by <see cref="MaxTasksPerChild"/>:
+    /// <c>512MB</c>, <c>1GB</c>, <c>800KB</c>, or a plain number of kilobytes (<c>1048576</c>) as Celery's
+    /// <c>--max-memory-per-child</c> takes it (<see cref="MemorySize"/>). Default null: never.</summary>
+    public string? MaxMemoryPerChild { get; set; }
+
+    /// <summary>Soft time limit of a task that sets none itself (<see cref="TaskMessage.Timeout"/>): its handler's token is
+    /// cancelled and the attempt fails with a timeout. Default null: none.</summary>
+    public TimeSpan? SoftTimeLimit { get; set; }
+
+    /// <summary>Hard time limit of every task: a handler still running this long after it started ends its worker process
+    /// (<see cref="WorkerExitCodes.HardTimeLimit"/>); the attempt is recorded failed (<c>Conveyor.HardTimeLimit</c>, retried by
+    /// its policy) and the process's other tasks are handed back at once. Default null: none.</summary>
+    public TimeSpan? TimeLimit { get; set; }
+
     /// <summary>The most leases held at once: <see cref="Prefetch"/> when set, else the automatic prefetch's ceiling,
     /// 16 × concurrency, at least 256.</summary>
     public int EffectivePrefetch => Prefetch ?? Math.Max(256, Concurrency * 16);

@@ -332,7 +332,7 @@ internal sealed partial class WorkerService(
     {
         var message = lease.Message;
         using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(_hardStop.Token);
-        if (message.Timeout is { } timeout)
+        if ((message.Timeout ?? _options.SoftTimeLimit) is { } timeout)
         {
             cancellation.CancelAfter(timeout);
         }

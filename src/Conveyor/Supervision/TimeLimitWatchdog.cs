@@ -1,0 +1,159 @@
+using Conveyor.Backends;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor;
+
+/// <summary>
+/// Watches the running handlers from a thread of its own, so that handlers that block or spin on every pool thread
+/// cannot hold it up.
+/// <list type="bullet">
+/// <item>Soft limit (the task's <see cref="TaskMessage.Timeout"/>, else <see cref="WorkerOptions.SoftTimeLimit"/>): the
+/// worker cancels the handler's token; this logs it once, so a handler that ignores its token is seen.</item>
+/// <item>Hard limit (<see cref="WorkerOptions.TimeLimit"/>): a handler that runs past it cannot be stopped from inside
+/// the process, so the process ends. First the overdue attempts are recorded failed (<see cref="ErrorType"/>, retried
+/// or dead by their policy), then every other lease this worker holds is abandoned so its tasks come back at once, then
+/// the process exits with <see cref="WorkerExitCodes.HardTimeLimit"/> to be replaced by its supervisor or service manager.</item>
+/// </list>
+/// </summary>
+internal sealed partial class TimeLimitWatchdog(
+    IConveyorBackend backend,
+    IOptions<ConveyorOptions> options,
+    WorkerStatus status,
+    TimeProvider time,
+    ILogger<TimeLimitWatchdog> logger) : IHostedService, IDisposable
+{
+    /// <summary>The error type of an attempt ended by the hard time limit.</summary>
+    public const string ErrorType = "Conveyor.HardTimeLimit";
+
+    private static readonly TimeSpan CheckInterval = TimeSpan.FromMilliseconds(100);
+    /// <summary>Longest the backend calls before the exit may take: with the backend down, the process still ends.</summary>
+    private static readonly TimeSpan ExitDeadline = TimeSpan.FromSeconds(10);
+    private readonly ManualResetEventSlim _stop = new();
+    private readonly HashSet<LeaseRef> _softLogged = [];
+    private Thread? _thread;
+
+    /// <summary>Replaces the process exit in tests.</summary>
+    internal Action<int> Exit { get; set; } = ProcessTermination.ExitNow;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (options.Value.RunWorker)
+        {
+            _thread = new Thread(Watch) { IsBackground = true, Name = "Conveyor time limits" };
+            _thread.Start();
+        }
+        return Task.CompletedTask;
+    }
+
+    // Keeps watching through the worker's drain (a handler can pass its hard limit while the host stops); the thread
+    // ends when the host is disposed.
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private void Watch()
+    {
+        while (!_stop.Wait(CheckInterval))
+        {
+            Check();
+        }
+    }
+
+    /// <summary>One look at the running handlers; true when the hard limit ended the process (or would have).</summary>
+    internal bool Check()
+    {
+        var worker = options.Value.Worker;
+        var now = time.GetUtcNow();
+        var running = status.RunningTasks;
+        List<RunningTask>? overdue = null;
+        foreach (var task in running)
+        {
+            var elapsed = now - task.StartedAt;
+            if ((task.Lease.Message.Timeout ?? worker.SoftTimeLimit) is { } soft && elapsed >= soft && _softLogged.Add(task.Lease.Ref))
+            {
+                LogSoftLimit(task.Lease.Message.Id, task.Lease.Message.Task, task.Lease.Attempt, soft);
+            }
+            if (worker.TimeLimit is { } hard && elapsed >= hard)
+            {
+                (overdue ??= []).Add(task);
+            }
+        }
+        if (_softLogged.Count > 0)
+        {
+            _softLogged.RemoveWhere(lease => !running.Any(t => t.Lease.Ref == lease));
+        }
+        if (overdue is null)
+        {
+            return false;
+        }
+        EndProcess(overdue, worker.TimeLimit!.Value);
+        return true;
+    }
+
+    private void EndProcess(List<RunningTask> overdue, TimeSpan limit)
+    {
+        foreach (var task in overdue)
+        {
+            LogHardLimit(task.Lease.Message.Id, task.Lease.Message.Task, task.Lease.Attempt, limit, status.WorkerId);
+        }
+        using var deadline = new CancellationTokenSource(ExitDeadline);
+        try
+        {
+            var now = time.GetUtcNow();
+            var completions = overdue.Select(t => Failure(t.Lease, limit, now)).ToList();
+            backend.Queue.CompleteAsync(completions, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The supervisor abandons this worker's leases when it sees the exit; without one, they run out.
+            LogBackendError(ex, "record the overdue attempts");
+        }
+        try
+        {
+            var abandoned = backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
+            LogAbandoned(status.WorkerId, abandoned);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogBackendError(ex, "hand back the other leases");
+        }
+        Environment.ExitCode = WorkerExitCodes.HardTimeLimit;
+        Exit(WorkerExitCodes.HardTimeLimit);
+    }
+
+    /// <summary>The overdue attempt failed: retried by its policy, or dead on its last attempt (as the worker's own failures).</summary>
+    private Completion Failure(Lease lease, TimeSpan limit, DateTimeOffset now)
+    {
+        var error = new TaskError(ErrorType, $"The attempt ran past the hard time limit of {limit}; worker {status.WorkerId} was ended to stop it.");
+        return lease.Attempt >= lease.Message.MaxAttempts
+            ? new Completion { Lease = lease.Ref, Kind = CompletionKind.Dead, Attempt = lease.Attempt, Error = error, At = now }
+            : new Completion
+            {
+                Lease = lease.Ref,
+                Kind = CompletionKind.Retry,
+                Attempt = lease.Attempt,
+                Error = error,
+                RetryAt = now + lease.Message.Retry.DelayAfter(lease.Attempt),
+                At = now,
+            };
+    }
+
+    public void Dispose()
+    {
+        _stop.Set();
+        _thread?.Join(TimeSpan.FromSeconds(1));
+        _stop.Dispose();
+    }
+
+    [LoggerMessage(1, LogLevel.Warning, "Task {TaskId} ({Task}, attempt {Attempt}) passed its soft time limit of {Limit}: its cancellation token was cancelled")]
+    private partial void LogSoftLimit(Guid taskId, string task, int attempt, TimeSpan limit);
+
+    [LoggerMessage(2, LogLevel.Critical, "Task {TaskId} ({Task}, attempt {Attempt}) passed the hard time limit of {Limit}: worker {WorkerId} records the attempt failed and exits")]
+    private partial void LogHardLimit(Guid taskId, string task, int attempt, TimeSpan limit, string workerId);
+
+    [LoggerMessage(3, LogLevel.Warning, "Worker {WorkerId} handed back {Count} other leases before exiting")]
+    private partial void LogAbandoned(string workerId, int count);
+
+    [LoggerMessage(4, LogLevel.Error, "Could not {Operation} before the hard-limit exit")]
+    private partial void LogBackendError(Exception exception, string operation);
+}

@@ -1,0 +1,336 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using Conveyor.Backends;
+using Microsoft.Extensions.Logging;
+
+namespace Conveyor;
+
+/// <summary>What a <see cref="WorkerSupervisor"/> runs and how it restarts.</summary>
+internal sealed record SupervisorSettings
+{
+    /// <summary>Worker processes kept running.</summary>
+    public required int Processes { get; init; }
+    /// <summary>The program each child runs (usually this process's own, see <see cref="ConveyorSupervisor.CurrentCommand"/>).</summary>
+    public required string FileName { get; init; }
+    /// <summary>Its arguments.</summary>
+    public required IReadOnlyList<string> Arguments { get; init; }
+    /// <summary>How long children get to drain after they are asked to stop, before they are killed.</summary>
+    public required TimeSpan GracefulTimeout { get; init; }
+    /// <summary>First delay before restarting a child that crashed; doubled for each crash in a row.</summary>
+    public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>Longest delay before a restart.</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>A child that stayed up this long crashed "once", not in a loop: the backoff starts over.</summary>
+    public TimeSpan ResetBackoffAfter { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Longest wait for the backend to take back a dead child's leases (the backend may be down).</summary>
+    public TimeSpan AbandonTimeout { get; init; } = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>
+/// Runs <see cref="SupervisorSettings.Processes"/> child worker processes and keeps them running: a child that exits,
+/// is killed or crashes is replaced, at once when it exited as planned (<see cref="WorkerExitCodes.IsPlanned"/>), else
+/// after a backoff (1 s doubling to 30 s, starting over once a child stayed up 30 s). After every exit it asks the
+/// backend to end the leases the child held (<see cref="IQueueBackend.AbandonLeasesAsync"/>), so that its tasks come back
+/// at once instead of after a lease. Each child gets a fresh worker id for that.
+/// </summary>
+/// <remarks>
+/// Children are told to stop by closing their standard input (<see cref="ConveyorSupervisor.IsChildProcess"/>): a
+/// signal would not do, because a service manager or a terminal signals the whole process group, and a child would
+/// take the supervisor's forwarded copy for a second, "stop at once" signal. A child whose supervisor dies sees the same
+/// end of input and drains. Only the supervisor decides that a stop is immediate: it kills its children.
+/// </remarks>
+internal sealed partial class WorkerSupervisor(
+    SupervisorSettings settings,
+    Func<IQueueBackend> backend,
+    TimeProvider time,
+    ILogger<WorkerSupervisor> logger) : IAsyncDisposable
+{
+    private readonly object _gate = new();
+    private readonly ConcurrentDictionary<int, Child> _children = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly string _idPrefix = $"{Environment.MachineName}:{Environment.ProcessId}";
+    private IQueueBackend? _backend;
+    private int _restarts;
+
+    private sealed record Child(int Slot, string WorkerId, Process Process, int ProcessId, long StartedAt);
+
+    /// <summary>Children restarted since start (planned or not).</summary>
+    public int Restarts => Volatile.Read(ref _restarts);
+
+    /// <summary>The process ids of the children running now, by slot.</summary>
+    public IReadOnlyDictionary<int, int> ChildProcessIds => _children.ToDictionary(c => c.Key, c => c.Value.ProcessId);
+
+    /// <summary>Runs the children until <paramref name="stop"/> (drain: they finish what they run, up to
+    /// <see cref="SupervisorSettings.GracefulTimeout"/>) or <paramref name="stopNow"/> (kill them at once). Either way every
+    /// child's leases are handed back before it returns.</summary>
+    public async Task RunAsync(CancellationToken stop, CancellationToken stopNow)
+    {
+        LogStarting(Environment.ProcessId, settings.Processes, settings.FileName + " " + string.Join(' ', settings.Arguments));
+        var slots = Enumerable.Range(1, settings.Processes).Select(slot => Task.Run(() => RunSlotAsync(slot), CancellationToken.None)).ToArray();
+        var all = Task.WhenAll(slots);
+        try
+        {
+            await Task.WhenAny(all, Task.Delay(Timeout.Infinite, stop)).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        BeginStop();
+        if (!all.IsCompleted)
+        {
+            if (!stopNow.IsCancellationRequested)
+            {
+                LogDraining(_children.Count, settings.GracefulTimeout);
+                var limit = Task.Delay(settings.GracefulTimeout, time, stopNow);
+                await Task.WhenAny(all, limit).ConfigureAwait(false);
+                if (!all.IsCompleted)
+                {
+                    LogKilling(_children.Count, stopNow.IsCancellationRequested ? "a second signal asked to stop at once" : $"they did not stop within {settings.GracefulTimeout}");
+                }
+            }
+            else
+            {
+                LogKilling(_children.Count, "asked to stop at once");
+            }
+            KillAll();
+            await all.ConfigureAwait(false);
+        }
+        LogStopped(Restarts);
+    }
+
+    private void BeginStop()
+    {
+        lock (_gate)
+        {
+            if (_stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            _stopping.Cancel();
+            foreach (var child in _children.Values)
+            {
+                AskToStop(child);
+            }
+        }
+    }
+
+    private void KillAll()
+    {
+        foreach (var child in _children.Values)
+        {
+            try
+            {
+                child.Process.Kill();
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                // It exited meanwhile.
+            }
+        }
+    }
+
+    private static void AskToStop(Child child)
+    {
+        try
+        {
+            child.Process.StandardInput.Close();
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            // It exited meanwhile.
+        }
+    }
+
+    private async Task RunSlotAsync(int slot)
+    {
+        var backoff = settings.InitialBackoff;
+        var generation = 0;
+        while (true)
+        {
+            Child child;
+            lock (_gate)
+            {
+                if (_stopping.IsCancellationRequested)
+                {
+                    return;
+                }
+                generation++;
+                var workerId = $"{_idPrefix}:{slot}.{generation}-{Guid.NewGuid().ToString("N")[..6]}";
+                try
+                {
+                    var process = Start(workerId);
+                    child = new Child(slot, workerId, process, process.Id, Stopwatch.GetTimestamp());
+                }
+                catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
+                {
+                    LogStartFailed(ex, slot);
+                    child = null!;
+                }
+                if (child is not null)
+                {
+                    _children[slot] = child;
+                }
+            }
+            if (child is null)
+            {
+                if (!await DelayAsync(backoff).ConfigureAwait(false))
+                {
+                    return;
+                }
+                backoff = Next(backoff);
+                continue;
+            }
+            LogChildStarted(slot, child.ProcessId, child.WorkerId);
+
+            await child.Process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            var exitCode = child.Process.ExitCode;
+            var uptime = Stopwatch.GetElapsedTime(child.StartedAt);
+            _children.TryRemove(new KeyValuePair<int, Child>(slot, child));
+            child.Process.Dispose();
+            var abandoned = await AbandonAsync(child.WorkerId).ConfigureAwait(false);
+            var how = DescribeExit(exitCode);
+            var handedBack = abandoned is { } count ? $"{count} leases handed back" : "its leases could not be handed back";
+            var upFor = FormatUptime(uptime);
+            if (_stopping.IsCancellationRequested)
+            {
+                LogChildStopped(slot, child.ProcessId, child.WorkerId, how, handedBack);
+                return;
+            }
+            var restarts = Interlocked.Increment(ref _restarts);
+            if (WorkerExitCodes.IsPlanned(exitCode))
+            {
+                LogChildReplaced(slot, child.ProcessId, child.WorkerId, how, upFor, handedBack, restarts);
+                backoff = settings.InitialBackoff;
+                continue;
+            }
+            if (uptime >= settings.ResetBackoffAfter)
+            {
+                backoff = settings.InitialBackoff;
+            }
+            LogChildCrashed(slot, child.ProcessId, child.WorkerId, how, upFor, handedBack, FormatUptime(backoff), restarts);
+            if (!await DelayAsync(backoff).ConfigureAwait(false))
+            {
+                return;
+            }
+            backoff = Next(backoff);
+        }
+    }
+
+    private TimeSpan Next(TimeSpan backoff) => TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, settings.MaxBackoff.Ticks));
+
+    /// <summary>Waits before a restart; false when the supervisor stops meanwhile.</summary>
+    private async Task<bool> DelayAsync(TimeSpan delay)
+    {
+        try
+        {
+            await Task.Delay(delay, time, _stopping.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    private Process Start(string workerId)
+    {
+        var info = new ProcessStartInfo(settings.FileName)
+        {
+            UseShellExecute = false,
+            // The stop channel (see the remarks); output and errors go where the supervisor's go.
+            RedirectStandardInput = true,
+        };
+        foreach (var argument in settings.Arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+        info.Environment[ConveyorSupervisor.SupervisorProcessIdVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+        info.Environment[ConveyorSupervisor.WorkerIdVariable] = workerId;
+        return Process.Start(info) ?? throw new InvalidOperationException($"{settings.FileName} did not start.");
+    }
+
+    /// <summary>Ends the leases a child held; null when the backend could not be asked (they then run out).</summary>
+    private async Task<int?> AbandonAsync(string workerId)
+    {
+        using var timeout = new CancellationTokenSource(settings.AbandonTimeout);
+        try
+        {
+            _backend ??= backend();
+            return await _backend.AbandonLeasesAsync(workerId, timeout.Token).WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogAbandonFailed(ex, workerId);
+            return null;
+        }
+    }
+
+    private static string FormatUptime(TimeSpan duration) => string.Create(CultureInfo.InvariantCulture, $"{duration.TotalSeconds:F1} s");
+
+    /// <summary>"exited with code 1", "was killed by signal 9 (SIGKILL)".</summary>
+    internal static string DescribeExit(int exitCode)
+    {
+        // .NET reports a child ended by a signal as 128 + the signal's number, as shells do.
+        if (!OperatingSystem.IsWindows() && exitCode is > 128 and < 160)
+        {
+            var signal = exitCode - 128;
+            var name = signal switch
+            {
+                2 => "SIGINT",
+                6 => "SIGABRT: the runtime aborted, as on a stack overflow or a fatal error",
+                9 => "SIGKILL",
+                11 => "SIGSEGV",
+                15 => "SIGTERM",
+                _ => null,
+            };
+            return name is null ? $"was killed by signal {signal}" : $"was killed by signal {signal} ({name})";
+        }
+        return exitCode switch
+        {
+            WorkerExitCodes.Recycled => $"exited to be recycled (code {exitCode})",
+            WorkerExitCodes.HardTimeLimit => $"exited after a task passed the hard time limit (code {exitCode})",
+            _ => $"exited with code {exitCode}",
+        };
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        KillAll();
+        _stopping.Dispose();
+        if (_backend is IAsyncDisposable disposable)
+        {
+            await disposable.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    [LoggerMessage(1, LogLevel.Information, "Supervisor {ProcessId} runs {Processes} worker processes: {Command}")]
+    private partial void LogStarting(int processId, int processes, string command);
+
+    [LoggerMessage(2, LogLevel.Information, "Worker process {Slot} started: pid {ProcessId}, worker {WorkerId}")]
+    private partial void LogChildStarted(int slot, int processId, string workerId);
+
+    [LoggerMessage(3, LogLevel.Warning, "Worker process {Slot} (pid {ProcessId}, worker {WorkerId}) {How} after {Uptime}; {HandedBack}; restart {Restarts} in {Delay}")]
+    private partial void LogChildCrashed(int slot, int processId, string workerId, string how, string uptime, string handedBack, string delay, int restarts);
+
+    [LoggerMessage(4, LogLevel.Information, "Worker process {Slot} (pid {ProcessId}, worker {WorkerId}) {How} after {Uptime}; {HandedBack}; replaced at once (restart {Restarts})")]
+    private partial void LogChildReplaced(int slot, int processId, string workerId, string how, string uptime, string handedBack, int restarts);
+
+    [LoggerMessage(5, LogLevel.Information, "Worker process {Slot} (pid {ProcessId}, worker {WorkerId}) {How}; {HandedBack}")]
+    private partial void LogChildStopped(int slot, int processId, string workerId, string how, string handedBack);
+
+    [LoggerMessage(6, LogLevel.Information, "Stopping: {Children} worker processes drain for up to {Timeout}")]
+    private partial void LogDraining(int children, TimeSpan timeout);
+
+    [LoggerMessage(7, LogLevel.Warning, "Killing {Children} worker processes: {Reason}")]
+    private partial void LogKilling(int children, string reason);
+
+    [LoggerMessage(8, LogLevel.Information, "Supervisor stopped after {Restarts} restarts")]
+    private partial void LogStopped(int restarts);
+
+    [LoggerMessage(9, LogLevel.Error, "Worker process {Slot} could not be started")]
+    private partial void LogStartFailed(Exception exception, int slot);
+
+    [LoggerMessage(10, LogLevel.Warning, "Could not hand back the leases of worker {WorkerId}; they come back when they run out")]
+    private partial void LogAbandonFailed(Exception exception, string workerId);
+}
