@@ -7,9 +7,7 @@ namespace Conveyor.Redis;
 
 public sealed partial class RedisBackend
 {
-    private static readonly string LeaseExpiredError = JsonSerializer.Serialize(
-        new TaskError("Conveyor.LeaseExpired", "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend)."),
-        ConveyorJson.Options);
+    private static readonly string InterruptedError = JsonSerializer.Serialize(LeaseRules.InterruptedError, ConveyorJson.Options);
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
@@ -78,7 +76,10 @@ public sealed partial class RedisBackend
         for (var f = 0; f + RedisScripts.FetchFields <= reply.Length; f += RedisScripts.FetchFields)
         {
             var message = RedisMessageCodec.Decode((string?)reply[f + 1], Guid.Parse((string)reply[f]!), MsOrNull(reply[f + 2]), MsOrNull(reply[f + 3]));
-            leases.Add(new Lease(message, token, (int)reply[f + 4], !reply[f + 5].IsNull && (string?)reply[f + 5] == "1", expiresAt));
+            leases.Add(new Lease(message, token, (int)reply[f + 4], !reply[f + 5].IsNull && (string?)reply[f + 5] == "1", expiresAt)
+            {
+                RecordStartFirst = !reply[f + 6].IsNull && (long)reply[f + 6] > 0,
+            });
         }
         return leases;
     }
@@ -123,7 +124,7 @@ public sealed partial class RedisBackend
             return LeaseExtension.None;
         }
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        var args = LeaseArgs(Ms(Now() + (long)duration.TotalMilliseconds), leases);
+        var args = LeaseArgs(leases, Ms(Now() + (long)duration.TotalMilliseconds));
         var reply = (int[])(await RunAsync(db, RedisScripts.Extend, args).ConfigureAwait(false))!;
         var cancel = new List<Guid>();
         var lost = new List<LeaseRef>();
@@ -141,13 +142,14 @@ public sealed partial class RedisBackend
         return new LeaseExtension(cancel, lost);
     }
 
-    private RedisValue[] LeaseArgs(string first, IReadOnlyList<LeaseRef> leases)
+    /// <summary>ARGV of a script over leases: B, <paramref name="head"/>, the count, then id, token pairs.</summary>
+    private RedisValue[] LeaseArgs(IReadOnlyList<LeaseRef> leases, params ReadOnlySpan<RedisValue> head)
     {
-        var args = new RedisValue[3 + (leases.Count * 2)];
+        var args = new RedisValue[2 + head.Length + (leases.Count * 2)];
         args[0] = _base;
-        args[1] = first;
-        args[2] = leases.Count;
-        var i = 3;
+        head.CopyTo(args.AsSpan(1));
+        args[1 + head.Length] = leases.Count;
+        var i = 2 + head.Length;
         foreach (var lease in leases)
         {
             args[i++] = IdText(lease.TaskId);
@@ -156,13 +158,39 @@ public sealed partial class RedisBackend
         return args;
     }
 
-    /// <inheritdoc />
-    public Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken) =>
-        throw new NotImplementedException("issue 10: attempts spent at start");
+    /// <summary>What end_lease.lua needs to settle a lease by <see cref="LeaseRules"/>: now, the interrupted error, now as
+    /// JSON (for its errors entry) and the interruption bound.</summary>
+    private static RedisValue[] EndLeaseArgs(long now) =>
+        [Ms(now), InterruptedError, JsonSerializer.Serialize(DateTimeOffset.FromUnixTimeMilliseconds(now), ConveyorJson.Options), LeaseRules.MaxInterruptions];
 
     /// <inheritdoc />
-    public Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken) =>
-        throw new NotImplementedException("issue 10: attempts spent at start");
+    public async Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return [];
+        }
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var reply = (int[])(await RunAsync(db, RedisScripts.Start, LeaseArgs(leases)).ConfigureAwait(false))!;
+        var lost = new List<LeaseRef>();
+        for (var i = 0; i < leases.Count; i++)
+        {
+            if (reply[i] == 0)
+            {
+                lost.Add(leases[i]);
+            }
+        }
+        return lost;
+    }
+
+    /// <inheritdoc />
+    public async Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(workerId);
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        return (int)await RunAsync(db, RedisScripts.Abandon, [_base, workerId, .. EndLeaseArgs(Now())]).ConfigureAwait(false);
+    }
 
     /// <inheritdoc />
     public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
@@ -173,17 +201,14 @@ public sealed partial class RedisBackend
             return;
         }
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        await RunAsync(db, RedisScripts.Release, LeaseArgs(Ms(Now()), leases)).ConfigureAwait(false);
+        await RunAsync(db, RedisScripts.Release, LeaseArgs(leases, EndLeaseArgs(Now()))).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
     public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
     {
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        var now = _time.GetUtcNow();
-        var at = JsonSerializer.Serialize(DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()), ConveyorJson.Options);
-        var reply = await RunAsync(db, RedisScripts.RequeueExpired, [_base, Ms(now), LeaseExpiredError, at]).ConfigureAwait(false);
-        return (int)reply;
+        return (int)await RunAsync(db, RedisScripts.RequeueExpired, [_base, .. EndLeaseArgs(Now())]).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

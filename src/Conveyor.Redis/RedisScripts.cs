@@ -41,11 +41,13 @@ internal static class RedisScripts
     public static readonly string Enqueue = Script("enqueue.lua");
 
     /// <summary>Values per lease in the reply of <see cref="Fetch"/>.</summary>
-    public const int FetchFields = 6;
+    public const int FetchFields = 7;
 
-    /// <summary>ARGV: B, now, expires, token, owner, max, nq, queues…. Returns, flat, per lease: id, m, nb, exp, attempt, redel.</summary>
+    /// <summary>ARGV: B, now, expires, token, owner, max, nq, queues…. Returns, flat, per lease: id, m, nb, exp, attempt,
+    /// redel, lapses (leases of the task that ended without an outcome; null for none).</summary>
     /// <remarks>Per task one HMGET and one HSET; the sorted sets take one command per batch. The ready set is read with
-    /// ZRANGE and trimmed with ZREMRANGEBYRANK rather than ZPOPMIN, whose reply carries every score as a formatted double.</remarks>
+    /// ZRANGE and trimmed with ZREMRANGEBYRANK rather than ZPOPMIN, whose reply carries every score as a formatted double.
+    /// The new lease is unstarted without a write: it has a new token, and a lease started when <c>begun</c> holds its token.</remarks>
     public static readonly string Fetch = Script("fetch.lua");
 
     /// <summary>Fields per completion in <see cref="Complete"/>.</summary>
@@ -59,12 +61,26 @@ internal static class RedisScripts
     /// <summary>ARGV: B, expires, n, then id, token pairs. Returns per lease 0 (lost), 1 (held) or 2 (held, cancel asked).</summary>
     public static readonly string Extend = Script("extend.lua");
 
-    /// <summary>ARGV: B, now, n, then id, token pairs. Returns how many went back to their ready set (keeping their place).</summary>
-    public static readonly string Release = Script("release.lua");
+    /// <summary>ARGV: B, n, then id, token pairs. Records that the held ones started (<c>begun</c> = their token).
+    /// Returns per lease 0 (lost) or 1 (held).</summary>
+    public static readonly string Start = Script("start.lua");
 
-    /// <summary>ARGV: B, now, error JSON, now as JSON. Requeues (or, on the last attempt or after a cancel request, settles)
-    /// every task whose lease expired before now. Returns how many.</summary>
-    public static readonly string RequeueExpired = Script("requeue_expired.lua");
+    /// <summary>ARGV: B, now, error JSON, now as JSON, max interruptions, n, then id, token pairs. Hands back the held
+    /// leases: an unstarted one (cancel not asked) goes back to its ready set, keeping its place and unspent; the others
+    /// end by end_lease.lua. Returns how many leases ended.</summary>
+    public static readonly string Release = Script("end_lease.lua", "release.lua");
+
+    /// <summary>ARGV: B, now, error JSON, now as JSON, max interruptions. Ends every lease that expired before now by
+    /// end_lease.lua (<see cref="Conveyor.Backends.LeaseRules"/>). Returns how many.</summary>
+    /// <remarks>end_lease.lua: a cancel asked cancels the task; an unstarted lease makes it ready again at its place with
+    /// its attempt unspent; a started one records the interrupted error and makes it ready (redelivered), or dead at the
+    /// bound. Every one but a cancel counts a lapse, which the next fetch reports (<c>RecordStartFirst</c>).</remarks>
+    public static readonly string RequeueExpired = Script("end_lease.lua", "requeue_expired.lua");
+
+    /// <summary>ARGV: B, owner, now, error JSON, now as JSON, max interruptions. Ends every lease the owner holds by
+    /// end_lease.lua, as if it had run out. Returns how many.</summary>
+    /// <remarks>Scans the leased set, which holds only the leases held now.</remarks>
+    public static readonly string Abandon = Script("end_lease.lua", "abandon.lua");
 
     /// <summary>ARGV: B. Returns queue, count pairs of the running tasks (the leased set; running has no state index).</summary>
     public static readonly string RunningByQueue = Script("running_by_queue.lua");

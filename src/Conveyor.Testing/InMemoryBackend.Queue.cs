@@ -393,6 +393,9 @@ public sealed partial class InMemoryBackend
             task.ExpiresAt = null;
             task.CancelRequested = false;
             task.Redelivered = false;
+            // A fresh set of attempts: interrupted ones of the earlier run count no more.
+            task.Interruptions = 0;
+            task.Lapses = 0;
             _storage.Transition(task, TaskState.Queued, Now());
             queue = task.Message.Queue;
         }

@@ -15,6 +15,16 @@ public sealed partial class InMemoryBackend
         }
     }
 
+    /// <summary>Whether task <paramref name="taskId"/> is leased and its handler's start was recorded
+    /// (<see cref="IQueueBackend.StartAsync"/>): from then on, a lease that ends without an outcome spends the attempt.</summary>
+    public bool IsAttemptStarted(Guid taskId)
+    {
+        lock (_storage.Gate)
+        {
+            return _storage.Tasks.TryGetValue(taskId, out var task) && task.State == TaskState.Running && task.LeaseStarted;
+        }
+    }
+
     /// <summary>Queued tasks of unpaused queues in the order one fetch over every queue would take them (priority,
     /// then enqueue order), as far as <paramref name="canRun"/> lets them.</summary>
     internal List<Guid> ReadyTasks(Func<TaskMessage, bool> canRun)

@@ -4,7 +4,8 @@ namespace Conveyor.Redis.Tests;
 
 // Every conformance suite but one, run on Redis (a fresh key prefix per test: RedisTestBackend). One line per suite:
 // xunit 2 runs only concrete classes, so a generic suite needs a class that names its factory (docs/conformance.md).
-// Partial classes add Redis's own tests to a suite's class (RedisStoreListTests.cs, RedisNotifierTests.cs).
+// Partial classes add Redis's own tests to a suite's class (RedisStoreListTests.cs, RedisNotifierTests.cs,
+// RedisQueueAttemptTests.cs).
 
 public sealed class RedisQueueEnqueueTests : QueueEnqueueConformance<RedisTestBackend>;
 
@@ -12,7 +13,7 @@ public sealed class RedisQueueFetchTests : QueueFetchConformance<RedisTestBacken
 
 public sealed class RedisQueueLeaseTests : QueueLeaseConformance<RedisTestBackend>;
 
-public sealed class RedisQueueAttemptTests : QueueAttemptConformance<RedisTestBackend>;
+public sealed partial class RedisQueueAttemptTests : QueueAttemptConformance<RedisTestBackend>;
 
 public sealed class RedisQueueScheduleTests : QueueScheduleConformance<RedisTestBackend>;
 

@@ -32,6 +32,42 @@ public sealed partial class RedisNotifierTests
     }
 
     [Fact]
+    public async Task Abandoning_leases_publishes_ready_for_each_queue_it_refills()
+    {
+        // Both ways back to ready: "started" by an interrupted attempt, "unstarted" unspent.
+        await EnqueueAsync(NewMessage("started"));
+        await EnqueueAsync(NewMessage("unstarted"));
+        var leases = await FetchAsync(2, "started", "unstarted");
+        Assert.Empty(await Queue.StartAsync([leases[0].Ref], Timeout));
+        var inbox = await WakeInboxOnPeerAsync();
+
+        Assert.Equal(2, await Queue.AbandonLeasesAsync(WorkerId, Timeout));
+
+        await inbox.WaitForAsync(n => n.Payload == "started", TimeSpan.FromSeconds(1));
+        await inbox.WaitForAsync(n => n.Payload == "unstarted", TimeSpan.FromSeconds(1));
+    }
+
+    [Fact]
+    public async Task Release_of_a_started_lease_publishes_ready()
+    {
+        await EnqueueAsync(NewMessage("reports"));
+        var lease = await FetchStartedAsync("reports");
+        var inbox = await WakeInboxOnPeerAsync();
+
+        await Queue.ReleaseAsync([lease.Ref], Timeout);
+
+        await inbox.WaitForAsync(n => n.Payload == "reports", TimeSpan.FromSeconds(1));
+    }
+
+    /// <summary>Subscribes on a peer opened now, so that the wake-ups of earlier enqueues cannot reach it.</summary>
+    private async Task<Inbox> WakeInboxOnPeerAsync()
+    {
+        var peer = await NewPeerAsync();
+        var (inbox, _) = await SubscribeAsync(peer.Notifier, NotifierChannels.Ready);
+        return inbox;
+    }
+
+    [Fact]
     public async Task After_the_subscription_connection_is_killed_subscribers_get_a_missed_notification_and_then_new_ones()
     {
         var name = "cvtest-" + Guid.NewGuid().ToString("N");

@@ -41,24 +41,28 @@ public sealed class WorkerOptionsUnitTests
     }
 
     [Theory]
-    [InlineData("a:0")]
-    [InlineData("a:-4")]
-    public void Weight_below_one_becomes_one(string entry)
+    [InlineData("a:0", "'a:0' has weight '0'")]
+    [InlineData("a:-4", "'a:-4' has weight '-4'")]
+    [InlineData("high:ten", "'high:ten' has weight 'ten'")]
+    [InlineData("reports:2024", "'reports:2024' has weight '2024' (queue 'reports')")]
+    [InlineData("a b", "'a b' does not name a valid queue")]
+    [InlineData(":3", "':3' does not name a valid queue")]
+    public void Entry_that_is_not_a_queue_and_weight_is_refused_naming_it(string entry, string expected)
     {
-        Assert.Equal([new QueueWeight("a", 1)], Parse(entry));
+        var error = Assert.Throws<FormatException>(() => Parse(entry));
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+        Assert.Contains("Conveyor:Worker:Queues", error.Message, StringComparison.Ordinal);
+        Assert.Contains("from 1 to 100", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
-    public void Colon_not_followed_by_a_number_is_part_of_the_name()
-    {
-        Assert.Equal([new QueueWeight("tenant:eu", 1)], Parse("tenant:eu"));
-    }
+    public void Queue_listed_twice_is_refused() =>
+        Assert.Contains("'mail' more than once", Assert.Throws<FormatException>(() => Parse("mail:2,mail")).Message, StringComparison.Ordinal);
 
     [Fact]
-    public void Only_the_last_colon_separates_the_weight()
-    {
-        Assert.Equal([new QueueWeight("tenant:eu", 4)], Parse("tenant:eu:4"));
-    }
+    public void Entries_of_only_commas_list_no_queue() =>
+        Assert.Contains("lists no queue", Assert.Throws<FormatException>(() => Parse(" , ")).Message, StringComparison.Ordinal);
 
     [Fact]
     public void Prefetch_ceiling_is_sixteen_times_concurrency_but_at_least_256_unless_fixed()

@@ -1,16 +1,23 @@
-local now = ARGV[2]
-local n = tonumber(ARGV[3])
+local now, errjson, atjson, bound = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local n = tonumber(ARGV[6])
 local changed = 0
+local woken = {}
 for i = 0, n - 1 do
-  local id, token = ARGV[4 + i * 2], ARGV[5 + i * 2]
-  local k = B .. 't:' .. id
-  local cur = redis.call('HMGET', k, 'state', 'token', 'queue', 'seq', 'prio', 'hist', 'started', 'attempt')
-  if cur[1] == '2' and cur[2] == token then
-    redis.call('HSET', k, 'state', 1, 'attempt', tonumber(cur[8]) - 1, 'hist', cur[6] .. '|2:' .. cur[7] .. '|1:' .. now)
+  local id, token = ARGV[7 + i * 2], ARGV[8 + i * 2]
+  local c = lease_of(id)
+  if c[1] == '2' and c[2] == token then
     redis.call('ZREM', B .. 'leased', id)
-    ready(id, cur[3], cur[5], cur[4])
-    redis.call('PUBLISH', B .. 'wake', cur[3])
+    if c[11] ~= token and c[3] ~= '1' then
+      -- A clean hand-back of a lease that never started: its attempt is not spent, and it is not a lapse.
+      redis.call('HSET', B .. 't:' .. id, 'state', 1, 'attempt', tonumber(c[9]) - 1, 'hist', c[7] .. '|2:' .. c[8] .. '|1:' .. now)
+      ready(id, c[4], c[6], c[5])
+      woken[c[4]] = true
+    else
+      local q = end_lease(id, c, now, errjson, atjson, bound)
+      if q then woken[q] = true end
+    end
     changed = changed + 1
   end
 end
+wake(woken)
 return changed

@@ -58,7 +58,7 @@ internal sealed class ConveyorEnvironmentVariablesProvider(IReadOnlyDictionary<s
     internal static string MapName(string name) =>
         "Conveyor:" + string.Join(':', name.Split("__").Select(part => part.Replace("_", "", StringComparison.Ordinal)));
 
-    private static Dictionary<string, string?> ReadProcessEnvironment()
+    internal static Dictionary<string, string?> ReadProcessEnvironment()
     {
         var result = new Dictionary<string, string?>(StringComparer.Ordinal);
         foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())

@@ -74,7 +74,16 @@ internal static class ConveyorHosts
         var server = Read<ServerOptions>(section);
         // Bound here once so that a value that does not convert stops the command with a message, instead of
         // failing later inside a hosted service.
-        Read<ConveyorOptions>(section);
+        var conveyorOptions = Read<ConveyorOptions>(section);
+        // The same checks the host makes at start, made here so that the command stops with the message (exit code 2)
+        // before anything starts.
+        var validation = new ConveyorOptionsValidator().Validate(null, conveyorOptions);
+        if (validation.Failed)
+        {
+            throw new ConveyorConfigurationException(string.Join(" ", validation.Failures));
+        }
+        var unknownVariables = ConfigurationKeys.UnknownVariables(environment ?? ConveyorEnvironmentVariablesProvider.ReadProcessEnvironment());
+        services.AddHostedService(sp => new ConfigurationWarnings(unknownVariables, sp.GetRequiredService<ILogger<ConfigurationWarnings>>()));
         var api = Read<ConveyorApiOptions>(section);
         Read<HttpTaskOptions>(section.GetSection("Http"));
         if (server.Port is < 0 or > 65535)
@@ -154,4 +163,22 @@ internal static class ConveyorHosts
             throw new ConveyorConfigurationException($"{ex.Message} {ex.InnerException?.Message}".Trim(), ex);
         }
     }
+}
+
+/// <summary>Logs, once at start, the configuration problems that do not stop it (unknown <c>CONVEYOR_*</c> variables).</summary>
+internal sealed partial class ConfigurationWarnings(IReadOnlyList<string> warnings, ILogger<ConfigurationWarnings> logger) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        foreach (var warning in warnings)
+        {
+            LogWarning(warning);
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(1, LogLevel.Warning, "{Warning}")]
+    private partial void LogWarning(string warning);
 }

@@ -96,13 +96,8 @@ public static class ConveyorServiceCollectionExtensions
         if (existing is null)
         {
             services.AddSingleton(registry);
-            services.AddOptions<ConveyorOptions>()
-                .Validate(o => o.Scheduler.RetentionBatchSize >= 1, "Conveyor:Scheduler:RetentionBatchSize must be at least 1 (tasks deleted per call; default 5000).")
-                .Validate(o => o.Scheduler.RetentionPassLimit > TimeSpan.Zero, "Conveyor:Scheduler:RetentionPassLimit must be a positive duration (default 00:00:10).")
-                .Validate(o => o.Scheduler.RetentionInterval > TimeSpan.Zero, "Conveyor:Scheduler:RetentionInterval must be a positive duration (default 00:01:00).")
-                .Validate(o => o.Scheduler.LeaderLease >= TimeSpan.FromSeconds(1), "Conveyor:Scheduler:LeaderLease must be at least 00:00:01 (default 00:00:15).")
-                .Validate(o => o.Worker.FetchWait > TimeSpan.Zero, "Conveyor:Worker:FetchWait must be a positive duration: the fallback poll of an idle worker (default 00:00:05).")
-                .ValidateOnStart();
+            services.AddOptions<ConveyorOptions>().ValidateOnStart();
+            services.AddSingleton<IValidateOptions<ConveyorOptions>, ConveyorOptionsValidator>();
             services.TryAddSingleton(TimeProvider.System);
             services.TryAddSingleton<SchedulerSignal>();
             services.TryAddSingleton<ITaskClient, TaskClient>();

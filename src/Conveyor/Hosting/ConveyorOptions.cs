@@ -90,7 +90,12 @@ public sealed class WorkerOptions
     /// 16 × concurrency, at least 256.</summary>
     public int EffectivePrefetch => Prefetch ?? Math.Max(256, Concurrency * 16);
 
+    /// <summary>The most a queue's weight may be: 100.</summary>
+    public const int MaxQueueWeight = 100;
+
     /// <summary>The queues as weights; <c>default</c> when none is listed.</summary>
+    /// <exception cref="FormatException">An entry is not <c>name</c> or <c>name:weight</c> with a valid queue name and a
+    /// weight from 1 to <see cref="MaxQueueWeight"/>; the message names the entry and what is accepted.</exception>
     public IReadOnlyList<QueueWeight> ParseQueues()
     {
         if (Queues.Count == 0)
@@ -102,18 +107,41 @@ public sealed class WorkerOptions
         {
             foreach (var part in entry.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
-                var colon = part.LastIndexOf(':');
-                if (colon > 0 && int.TryParse(part.AsSpan(colon + 1), out var weight))
-                {
-                    result.Add(new QueueWeight(part[..colon], Math.Max(1, weight)));
-                }
-                else
-                {
-                    result.Add(new QueueWeight(part));
-                }
+                result.Add(ParseQueue(part));
             }
         }
+        if (result.Count == 0)
+        {
+            throw new FormatException("Conveyor:Worker:Queues lists no queue: give one or more 'name' or 'name:weight', comma-separated (default 'default').");
+        }
+        var duplicate = result.GroupBy(q => q.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            throw new FormatException($"Conveyor:Worker:Queues lists queue '{duplicate.Key}' more than once.");
+        }
         return result;
+    }
+
+    private static QueueWeight ParseQueue(string part)
+    {
+        const string Accepted = "each entry is 'name' or 'name:weight', a name being 1 to 100 letters, digits, '.', '-' or '_' (never ':') and a weight a whole number from 1 to 100";
+        var colon = part.IndexOf(':', StringComparison.Ordinal);
+        var name = colon < 0 ? part : part[..colon];
+        if (!QueueNames.IsValid(name))
+        {
+            throw new FormatException($"Conveyor:Worker:Queues: '{part}' does not name a valid queue: {Accepted}.");
+        }
+        if (colon < 0)
+        {
+            return new QueueWeight(name);
+        }
+        var weightText = part[(colon + 1)..];
+        if (!int.TryParse(weightText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var weight)
+            || weight < 1 || weight > MaxQueueWeight)
+        {
+            throw new FormatException($"Conveyor:Worker:Queues: '{part}' has weight '{weightText}' (queue '{name}'): {Accepted}.");
+        }
+        return new QueueWeight(name, weight);
     }
 }
 

@@ -15,7 +15,11 @@ namespace Conveyor;
 /// <remarks>
 /// At-least-once checkpoints: a lease is held (and extended) from fetch until its completion is
 /// written; a handler's outcome is written only after the handler returns; a worker that dies
-/// leaves its leases to run out, after which the reaper requeues them as redeliveries.
+/// leaves its leases to run out, after which the reaper requeues them (<see cref="LeaseRules"/>).
+/// An attempt is spent when its handler starts: the start is recorded beside the handler, batched with the
+/// completions (and left out when the attempt's completion goes in the same batch), or before the handler when
+/// the lease says so (<see cref="Lease.RecordStartFirst"/>). A lease that is lost (the backend says so, or it passes
+/// its local deadline without a successful extension) cancels its handler at once and its outcome is dropped.
 /// </remarks>
 internal sealed partial class WorkerService(
     IConveyorBackend backend,
@@ -29,13 +33,17 @@ internal sealed partial class WorkerService(
     ILogger<WorkerService> logger) : BackgroundService
 {
     private readonly WorkerOptions _options = options.Value.Worker;
-    private readonly ConcurrentDictionary<Guid, InFlight> _inFlight = new();
-    private readonly Channel<Lease> _ready = Channel.CreateUnbounded<Lease>(new UnboundedChannelOptions { SingleWriter = false });
-    // Bounded, so that outcomes waiting to be written cannot pile up without end when the backend writes slower
-    // than handlers finish: a full buffer holds the runners (and with them the prefetch) until it drains.
-    private readonly Channel<Completion> _completions = Channel.CreateBounded<Completion>(
-        new BoundedChannelOptions(Math.Max(1, options.Value.Worker.CompletionBatchSize) * 2) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
-    private readonly ConcurrentQueue<Lease> _unstarted = new();
+    // Keyed by lease, not task: a task whose lease was lost may come back to this worker under a new lease while the
+    // old handler still winds down.
+    private readonly ConcurrentDictionary<LeaseRef, InFlight> _inFlight = new();
+    private readonly Channel<InFlight> _ready = Channel.CreateUnbounded<InFlight>(new UnboundedChannelOptions { SingleWriter = false });
+    // Starts and outcomes to write, in the order they happened. Bounded, so that outcomes waiting to be written cannot
+    // pile up without end when the backend writes slower than handlers finish: a full buffer holds the runners (and
+    // with them the prefetch) until it drains.
+    private readonly Channel<LeaseWrite> _writes = Channel.CreateBounded<LeaseWrite>(
+        new BoundedChannelOptions((Math.Max(1, options.Value.Worker.CompletionBatchSize) * 2) + Math.Max(1, options.Value.Worker.Concurrency))
+        { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly ConcurrentQueue<InFlight> _unstarted = new();
     private readonly CancellationTokenSource _hardStop = new();
     private PrefetchGate? _slots;
     // Completed when a ready notification names one of this worker's queues (or any queue); replaced by each wake-up.
@@ -45,16 +53,39 @@ internal sealed partial class WorkerService(
     // Shared by the fetch loops, so that an outage is logged once, not once per loop.
     private int _fetchFailing;
 
-    private sealed class InFlight(Lease lease)
+    private sealed class InFlight(Lease lease, long deadline)
     {
+        private const int Waiting = 0;
+        private const int Begun = 1;
+        private const int Dropped = 2;
+        private int _state;
+
         public Lease Lease { get; } = lease;
+        /// <summary>When the lease is taken to have run out (a <see cref="TimeProvider"/> timestamp), unless an extension
+        /// succeeds first; a little before the backend's expiry, so that the handler stops before another worker can start.</summary>
+        public long Deadline = deadline;
+        /// <summary>When it was fetched (a <see cref="TimeProvider"/> timestamp).</summary>
+        public long FetchedAt { get; init; }
         /// <summary>How long its handler ran; null when it never ran.</summary>
         public TimeSpan? Duration { get; set; }
         public CancellationTokenSource? Cancellation { get; set; }
         public volatile bool CancelRequested;
         /// <summary>Set once the outcome is handed to the completion writer.</summary>
         public volatile bool Finished;
+        /// <summary>The lease was lost while its handler ran: the handler is cancelled and its outcome dropped.</summary>
+        public volatile bool Lost;
+
+        /// <summary>A runner takes it; false when it was dropped while it waited.</summary>
+        public bool TryBegin() => Interlocked.CompareExchange(ref _state, Begun, Waiting) == Waiting;
+
+        /// <summary>Takes it away from the runners before it begins (handed back, or its lease lost); false once begun.</summary>
+        public bool TryDrop() => Interlocked.CompareExchange(ref _state, Dropped, Waiting) == Waiting;
+
+        public bool IsWaiting => Volatile.Read(ref _state) == Waiting;
     }
+
+    /// <summary>A start to record, or an outcome to write. <see cref="Recorded"/> is set for a start the handler waits for.</summary>
+    private readonly record struct LeaseWrite(InFlight? Start, Completion? Completion, TaskCompletionSource<bool>? Recorded);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -94,9 +125,10 @@ internal sealed partial class WorkerService(
         {
             runners[i] = Task.Run(RunLoopAsync, CancellationToken.None);
         }
-        var completer = Task.Run(CompleteLoopAsync, CancellationToken.None);
+        var writer = Task.Run(WriteLoopAsync, CancellationToken.None);
         using var heartbeatStop = new CancellationTokenSource();
         var heartbeat = Task.Run(() => HeartbeatLoopAsync(queues, concurrency, heartbeatStop.Token), CancellationToken.None);
+        var leaseWatch = Task.Run(() => LeaseWatchLoopAsync(heartbeatStop.Token), CancellationToken.None);
 
         try
         {
@@ -110,10 +142,11 @@ internal sealed partial class WorkerService(
         finally
         {
             await DrainAsync(runners).ConfigureAwait(false);
-            _completions.Writer.TryComplete();
-            await completer.ConfigureAwait(false);
+            _writes.Writer.TryComplete();
+            await writer.ConfigureAwait(false);
             await heartbeatStop.CancelAsync().ConfigureAwait(false);
             await heartbeat.ConfigureAwait(false);
+            await leaseWatch.ConfigureAwait(false);
             try
             {
                 await backend.Coordination.RemoveWorkerAsync(status.WorkerId, CancellationToken.None).ConfigureAwait(false);
@@ -155,6 +188,7 @@ internal sealed partial class WorkerService(
             // Taken before the fetch: a ready notification that arrives while it runs ends the wait below at once.
             var wake = _readySignal.Task;
             var fetchStart = System.Diagnostics.Stopwatch.GetTimestamp();
+            var fetchStarted = time.GetTimestamp();
             try
             {
                 leases = await backend.Queue.FetchAsync(new FetchRequest
@@ -207,10 +241,12 @@ internal sealed partial class WorkerService(
             {
                 slots.RecordFetch(fetchTime);
             }
+            var deadline = fetchStarted + LeaseLifetimeTicks;
             foreach (var lease in leases)
             {
-                _inFlight[lease.Message.Id] = new InFlight(lease);
-                _ready.Writer.TryWrite(lease);
+                var inFlight = new InFlight(lease, deadline) { FetchedAt = fetchStarted };
+                _inFlight[lease.Ref] = inFlight;
+                _ready.Writer.TryWrite(inFlight);
             }
             if (leases.Count == 0)
             {
@@ -249,22 +285,28 @@ internal sealed partial class WorkerService(
         var reader = _ready.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
-            while (reader.TryRead(out var lease))
+            while (reader.TryRead(out var inFlight))
             {
                 if (_draining)
                 {
-                    _unstarted.Enqueue(lease);
+                    if (inFlight.TryDrop())
+                    {
+                        _unstarted.Enqueue(inFlight);
+                    }
                     continue;
                 }
-                await RunOneAsync(lease).ConfigureAwait(false);
+                if (inFlight.TryBegin())
+                {
+                    await RunOneAsync(inFlight).ConfigureAwait(false);
+                }
             }
         }
     }
 
-    private async Task RunOneAsync(Lease lease)
+    private async Task RunOneAsync(InFlight inFlight)
     {
+        var lease = inFlight.Lease;
         var message = lease.Message;
-        var inFlight = _inFlight.GetValueOrDefault(message.Id) ?? new InFlight(lease);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         status.Started();
         Completion completion;
@@ -281,6 +323,12 @@ internal sealed partial class WorkerService(
         {
             // Another worker (say, a newer version in a rolling deploy) may know it: retry by the policy.
             completion = Failure(lease, new TaskError("Conveyor.UnknownTask", $"No handler is registered for task '{message.Task}' on worker {status.WorkerId}."), permanent: false);
+        }
+        else if (!await RecordStartAsync(inFlight).ConfigureAwait(false))
+        {
+            // Lost before it started (taken back by the reaper, or settled elsewhere): it must not run here.
+            DropLost(inFlight, ran: false);
+            return;
         }
         else
         {
@@ -313,11 +361,17 @@ internal sealed partial class WorkerService(
             // nothing about how long tasks take.
             _slots!.RecordHandler(started);
         }
+        if (inFlight.Lost)
+        {
+            // Another worker may hold the task now: this outcome must not be written.
+            DropLost(inFlight, ran: true);
+            return;
+        }
         status.Finished(completion.Kind == CompletionKind.Succeeded);
         inFlight.Finished = true;
         try
         {
-            await _completions.Writer.WriteAsync(completion).ConfigureAwait(false);
+            await _writes.Writer.WriteAsync(new LeaseWrite(null, completion, null)).ConfigureAwait(false);
         }
         catch (ChannelClosedException)
         {
@@ -327,6 +381,49 @@ internal sealed partial class WorkerService(
     }
 
     private const string ShutdownErrorType = "Conveyor.WorkerShutdown";
+
+    /// <summary>Records the attempt's start: beside the handler (batched with completions), or before it when the lease
+    /// asks (<see cref="Lease.RecordStartFirst"/>). False when the backend says the lease is no longer held.</summary>
+    private async Task<bool> RecordStartAsync(InFlight inFlight)
+    {
+        if (!inFlight.Lease.RecordStartFirst)
+        {
+            if (!_writes.Writer.TryWrite(new LeaseWrite(inFlight, null, null)))
+            {
+                try
+                {
+                    await _writes.Writer.WriteAsync(new LeaseWrite(inFlight, null, null)).ConfigureAwait(false);
+                }
+                catch (ChannelClosedException)
+                {
+                    // Past the shutdown grace: the lease runs out and the task comes back.
+                }
+            }
+            return !inFlight.Lost;
+        }
+        var recorded = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        try
+        {
+            await _writes.Writer.WriteAsync(new LeaseWrite(inFlight, null, recorded)).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException)
+        {
+            return false;
+        }
+        return await recorded.Task.ConfigureAwait(false) && !inFlight.Lost;
+    }
+
+    /// <summary>Forgets a lease that was lost: its outcome (if it ran) is not written, and its slot is free again.</summary>
+    private void DropLost(InFlight inFlight, bool ran)
+    {
+        if (ran)
+        {
+            LogOutcomeDropped(inFlight.Lease.Message.Id);
+        }
+        status.Dropped();
+        _inFlight.TryRemove(inFlight.Lease.Ref, out _);
+        _slots!.Release();
+    }
 
     private async Task<Completion> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor)
     {
@@ -405,52 +502,158 @@ internal sealed partial class WorkerService(
         };
     }
 
-    private async Task CompleteLoopAsync()
+    private async Task WriteLoopAsync()
     {
-        var reader = _completions.Reader;
+        var reader = _writes.Reader;
         var max = Math.Max(1, _options.CompletionBatchSize);
-        var batch = new List<Completion>(max);
-        var failures = 0;
-        // Completions that arrive while a write is in flight form the next batch: batching costs no added latency.
+        var starts = new List<LeaseWrite>();
+        var completions = new List<Completion>(max);
+        var completed = new HashSet<LeaseRef>();
+        // Writes that arrive while a call is in flight form the next batch: batching costs no added latency.
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
-            while (batch.Count < max && reader.TryRead(out var completion))
+            while (completions.Count < max && starts.Count < max && reader.TryRead(out var write))
             {
-                batch.Add(completion);
+                if (write.Completion is { } completion)
+                {
+                    completions.Add(completion);
+                    completed.Add(completion.Lease);
+                }
+                else
+                {
+                    starts.Add(write);
+                }
             }
+            if (starts.Count > 0)
+            {
+                await WriteStartsAsync(starts, completed).ConfigureAwait(false);
+            }
+            if (completions.Count > 0)
+            {
+                await WriteCompletionsAsync(completions).ConfigureAwait(false);
+            }
+            starts.Clear();
+            completions.Clear();
+            completed.Clear();
+        }
+    }
+
+    /// <summary>Records starts, before the completions of the same batch. A start whose attempt's completion is in the
+    /// batch is left out: the completion settles the attempt, started or not (what a no-op task does at full speed).</summary>
+    private async Task WriteStartsAsync(List<LeaseWrite> starts, HashSet<LeaseRef> completed)
+    {
+        var refs = new List<LeaseRef>(starts.Count);
+        foreach (var start in starts)
+        {
+            if (!completed.Contains(start.Start!.Lease.Ref))
+            {
+                refs.Add(start.Start.Lease.Ref);
+            }
+        }
+        IReadOnlyList<LeaseRef> lost = [];
+        if (refs.Count > 0)
+        {
+            var failures = 0;
             while (true)
             {
                 try
                 {
-                    await backend.Queue.CompleteAsync(batch, CancellationToken.None).ConfigureAwait(false);
-                    failures = 0;
+                    lost = await backend.Queue.StartAsync(refs, CancellationToken.None).ConfigureAwait(false);
                     break;
                 }
                 catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
                     if (failures++ == 0)
                     {
-                        LogBackendError(ex, "complete");
+                        LogBackendError(ex, "start");
                     }
                     status.BackendReachable = false;
                     if (_hardStop.IsCancellationRequested && failures > 5)
                     {
-                        // Shutting down and the backend is gone: these leases run out and are redelivered.
+                        // Shutting down and the backend is gone: unrecorded starts come back as unstarted leases.
+                        lost = refs;
                         break;
                     }
-                    // Leases stay held and heartbeated while we retry; past the lease they are redelivered anyway.
                     await Task.Delay(Backoff(failures), time).ConfigureAwait(false);
                 }
             }
-            var observed = events.IsObserved && failures == 0;
-            foreach (var completion in batch)
+        }
+        var lostRefs = lost.Count == 0 ? null : lost.ToHashSet();
+        foreach (var start in starts)
+        {
+            var inFlight = start.Start!;
+            if (lostRefs is not null && lostRefs.Contains(inFlight.Lease.Ref))
             {
-                if (_inFlight.TryRemove(completion.Lease.TaskId, out var inFlight) && observed)
-                {
-                    PublishOutcome(completion, inFlight);
-                }
+                MarkLost(inFlight);
             }
-            batch.Clear();
+            start.Recorded?.TrySetResult(!inFlight.Lost);
+        }
+    }
+
+    private async Task WriteCompletionsAsync(List<Completion> batch)
+    {
+        var failures = 0;
+        while (true)
+        {
+            try
+            {
+                await backend.Queue.CompleteAsync(batch, CancellationToken.None).ConfigureAwait(false);
+                failures = 0;
+                break;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                if (failures++ == 0)
+                {
+                    LogBackendError(ex, "complete");
+                }
+                status.BackendReachable = false;
+                if (_hardStop.IsCancellationRequested && failures > 5)
+                {
+                    // Shutting down and the backend is gone: these leases run out and are redelivered.
+                    break;
+                }
+                // Leases stay held and heartbeated while we retry; past the lease they are redelivered anyway.
+                await Task.Delay(Backoff(failures), time).ConfigureAwait(false);
+            }
+        }
+        var observed = events.IsObserved && failures == 0;
+        foreach (var completion in batch)
+        {
+            if (_inFlight.TryRemove(completion.Lease, out var inFlight) && observed)
+            {
+                PublishOutcome(completion, inFlight);
+            }
+        }
+    }
+
+    /// <summary>A lease this worker no longer holds: a running handler is cancelled (its outcome is dropped when it
+    /// returns); one that has not begun never will.</summary>
+    private void MarkLost(InFlight inFlight)
+    {
+        if (inFlight.Finished)
+        {
+            // Its outcome was handed over: the write settles it, or is ignored if another worker holds it now.
+            return;
+        }
+        if (inFlight.TryDrop())
+        {
+            _inFlight.TryRemove(inFlight.Lease.Ref, out _);
+            _slots!.Release();
+            return;
+        }
+        if (!inFlight.Lost)
+        {
+            inFlight.Lost = true;
+            LogLeaseLost(inFlight.Lease.Message.Id);
+            try
+            {
+                inFlight.Cancellation?.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The handler has just returned; its outcome is dropped all the same.
+            }
         }
     }
 
@@ -498,25 +701,36 @@ internal sealed partial class WorkerService(
                     StartedAt = status.StartedAt,
                     HeartbeatAt = time.GetUtcNow(),
                 }, stop).ConfigureAwait(false);
-                var held = _inFlight.Values.Select(f => f.Lease.Ref).ToArray();
+                await HandBackStaleAsync(stop).ConfigureAwait(false);
+                var held = _inFlight.Values.Where(f => !f.Lost).ToArray();
                 if (held.Length > 0)
                 {
-                    var extension = await backend.Queue.ExtendLeasesAsync(held, _options.LeaseDuration, stop).ConfigureAwait(false);
-                    foreach (var id in extension.CancelRequested)
+                    var sent = time.GetTimestamp();
+                    var extension = await backend.Queue.ExtendLeasesAsync(held.Select(f => f.Lease.Ref).ToArray(), _options.LeaseDuration, stop).ConfigureAwait(false);
+                    var lostRefs = extension.Lost.Count == 0 ? null : extension.Lost.ToHashSet();
+                    foreach (var inFlight in held)
                     {
-                        if (_inFlight.TryGetValue(id, out var inFlight))
+                        if (lostRefs is not null && lostRefs.Contains(inFlight.Lease.Ref))
                         {
-                            inFlight.CancelRequested = true;
-                            inFlight.Cancellation?.Cancel();
+                            // A lease whose outcome was already handed over was usually settled by that outcome's write
+                            // before the extension ran: nothing was lost (MarkLost leaves it alone).
+                            MarkLost(inFlight);
+                        }
+                        else
+                        {
+                            Volatile.Write(ref inFlight.Deadline, sent + LeaseLifetimeTicks);
                         }
                     }
-                    foreach (var lost in extension.Lost)
+                    if (extension.CancelRequested.Count > 0)
                     {
-                        // A lease whose outcome was already handed over was usually settled by that
-                        // outcome's write before the extension ran: nothing was lost.
-                        if (_inFlight.TryGetValue(lost.TaskId, out var inFlight) && !inFlight.Finished)
+                        var cancel = extension.CancelRequested.ToHashSet();
+                        foreach (var inFlight in held)
                         {
-                            LogLeaseLost(lost.TaskId);
+                            if (cancel.Contains(inFlight.Lease.Message.Id))
+                            {
+                                inFlight.CancelRequested = true;
+                                inFlight.Cancellation?.Cancel();
+                            }
                         }
                     }
                 }
@@ -548,13 +762,87 @@ internal sealed partial class WorkerService(
         }
     }
 
+    /// <summary>How long a lease lasts as this worker counts it, in <see cref="TimeProvider"/> timestamp ticks: the lease
+    /// duration less a margin (a tenth, at most 5 s) for the round trip and clock drift, so that a handler whose lease
+    /// could not be extended stops before the backend gives its task to another worker.</summary>
+    private long LeaseLifetimeTicks
+    {
+        get
+        {
+            var margin = TimeSpan.FromTicks(Math.Min(_options.LeaseDuration.Ticks / 10, TimeSpan.FromSeconds(5).Ticks));
+            return (long)((_options.LeaseDuration - margin).TotalSeconds * time.TimestampFrequency);
+        }
+    }
+
+    /// <summary>Marks lost every lease past its local deadline: extensions failed (the backend is unreachable) for
+    /// nearly a whole lease, so the backend may hand the task to another worker any moment.</summary>
+    private async Task LeaseWatchLoopAsync(CancellationToken stop)
+    {
+        var period = TimeSpan.FromTicks(Math.Clamp(_options.HeartbeatInterval.Ticks / 2, TimeSpan.FromMilliseconds(10).Ticks, TimeSpan.FromSeconds(1).Ticks));
+        using var timer = new PeriodicTimer(period, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
+            {
+                var now = time.GetTimestamp();
+                foreach (var inFlight in _inFlight.Values)
+                {
+                    if (!inFlight.Finished && !inFlight.Lost && now > Volatile.Read(ref inFlight.Deadline))
+                    {
+                        MarkLost(inFlight);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Hands back leases that waited in the prefetch buffer longer than a lease: the handlers are busy (or
+    /// stuck), and another worker may run them. Extending them would hold them here for as long as the handlers are.</summary>
+    private async Task HandBackStaleAsync(CancellationToken stop)
+    {
+        var now = time.GetTimestamp();
+        var maxWait = (long)(_options.LeaseDuration.TotalSeconds * time.TimestampFrequency);
+        List<InFlight>? stale = null;
+        foreach (var inFlight in _inFlight.Values)
+        {
+            if (inFlight.IsWaiting && now - inFlight.FetchedAt > maxWait && inFlight.TryDrop())
+            {
+                (stale ??= []).Add(inFlight);
+            }
+        }
+        if (stale is null)
+        {
+            return;
+        }
+        foreach (var inFlight in stale)
+        {
+            _inFlight.TryRemove(inFlight.Lease.Ref, out _);
+        }
+        try
+        {
+            await backend.Queue.ReleaseAsync(stale.Select(f => f.Lease.Ref).ToArray(), stop).ConfigureAwait(false);
+            LogHandedBackStale(stale.Count);
+        }
+        finally
+        {
+            // Not handed back (the backend failed): their leases run out unstarted and come back unspent.
+            _slots!.Release(stale.Count);
+        }
+    }
+
     private async Task DrainAsync(Task[] runners)
     {
         _draining = true;
         _ready.Writer.TryComplete();
-        while (_ready.Reader.TryRead(out var lease))
+        while (_ready.Reader.TryRead(out var inFlight))
         {
-            _unstarted.Enqueue(lease);
+            if (inFlight.TryDrop())
+            {
+                _unstarted.Enqueue(inFlight);
+            }
         }
         await ReleaseUnstartedAsync().ConfigureAwait(false);
         var all = Task.WhenAll(runners);
@@ -571,10 +859,10 @@ internal sealed partial class WorkerService(
     private async Task ReleaseUnstartedAsync()
     {
         var leases = new List<LeaseRef>();
-        while (_unstarted.TryDequeue(out var lease))
+        while (_unstarted.TryDequeue(out var inFlight))
         {
-            leases.Add(lease.Ref);
-            _inFlight.TryRemove(lease.Message.Id, out _);
+            leases.Add(inFlight.Lease.Ref);
+            _inFlight.TryRemove(inFlight.Lease.Ref, out _);
         }
         if (leases.Count == 0)
         {
@@ -611,8 +899,14 @@ internal sealed partial class WorkerService(
     [LoggerMessage(4, LogLevel.Information, "Backend reachable again")]
     private partial void LogBackendRecovered();
 
-    [LoggerMessage(6, LogLevel.Warning, "Lease of task {TaskId} was lost; its outcome will be ignored")]
+    [LoggerMessage(6, LogLevel.Warning, "Lease of task {TaskId} was lost (taken back, or not extended in time); its handler is cancelled and its outcome will be dropped")]
     private partial void LogLeaseLost(Guid taskId);
+
+    [LoggerMessage(9, LogLevel.Warning, "Outcome of task {TaskId} dropped: its lease was lost while its handler ran")]
+    private partial void LogOutcomeDropped(Guid taskId);
+
+    [LoggerMessage(10, LogLevel.Information, "Handed back {Count} tasks that waited longer than a lease in the prefetch buffer (handlers busy)")]
+    private partial void LogHandedBackStale(int count);
 
     [LoggerMessage(7, LogLevel.Warning, "{Running} tasks still running after the shutdown grace of {Grace}; cancelling them")]
     private partial void LogShutdownTimeout(int running, TimeSpan grace);

@@ -62,6 +62,9 @@ public sealed class WorkerStatus
 
     internal void Started() => Interlocked.Increment(ref _running);
 
+    /// <summary>A lease given up without an outcome (lost while it waited or ran).</summary>
+    internal void Dropped() => Interlocked.Decrement(ref _running);
+
     internal void HandlerStarted(Lease lease, DateTimeOffset at) => _runningTasks[lease.Message.Id] = new RunningTask(lease, at);
 
     internal void HandlerEnded(Lease lease) => _runningTasks.TryRemove(lease.Message.Id, out _);

@@ -213,4 +213,27 @@ public abstract class QueueAttemptConformance<TFactory>() : ConformanceTest(new 
         Assert.Equal(2, record.Attempts);
         Assert.Equal([1, 2], record.Errors.Select(e => e.Attempt));
     }
+
+    [Fact]
+    public async Task Manual_retry_of_a_task_dead_of_interruptions_gives_it_a_fresh_set()
+    {
+        var message = NewMessage();
+        await EnqueueAsync(message);
+        for (var i = 0; i < LeaseRules.MaxInterruptions; i++)
+        {
+            await FetchStartedAsync();
+            await ExpireLeasesAsync();
+        }
+        Assert.Equal(TaskState.Dead, await StateOf(message.Id));
+
+        Assert.Equal(RetryOutcome.Requeued, await Queue.RetryAsync(message.Id, Timeout));
+
+        var fresh = await FetchStartedAsync();
+        Assert.Equal(1, fresh.Attempt);
+        Assert.False(fresh.IsRedelivery);
+        Assert.False(fresh.RecordStartFirst);
+        // One interruption of the new run is not the last.
+        await ExpireLeasesAsync();
+        Assert.Equal(TaskState.Queued, await StateOf(message.Id));
+    }
 }

@@ -1,0 +1,106 @@
+using System.Collections;
+using System.Reflection;
+using Conveyor.AspNetCore;
+using Conveyor.RabbitMQ;
+using Conveyor.Redis;
+using Conveyor.Server.Tasks;
+
+namespace Conveyor.Server.Configuration;
+
+/// <summary>
+/// The configuration keys <c>conveyor</c> reads, taken from the options classes it binds, so that a misspelt
+/// <c>CONVEYOR_*</c> variable (<c>CONVEYOR_WORKER__CONCURENCY</c>) is reported instead of silently ignored.
+/// </summary>
+internal static class ConfigurationKeys
+{
+    /// <summary>Variables of this prefix belong to the test suite and the bench, not to the server.</summary>
+    private static readonly string[] IgnoredPrefixes = ["CONVEYOR_TEST_", "CONVEYOR_BENCH_"];
+
+    private static readonly Lazy<HashSet<string>> Known = new(() =>
+    {
+        var keys = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ConveyorConfiguration.LogLevelKey };
+        Add(keys, ConveyorConfiguration.Section, typeof(ServerOptions));
+        Add(keys, ConveyorConfiguration.Section, typeof(ConveyorOptions));
+        Add(keys, ConveyorConfiguration.Section, typeof(ConveyorApiOptions));
+        Add(keys, ConveyorConfiguration.Section + ":Http", typeof(HttpTaskOptions));
+        Add(keys, ConveyorConfiguration.Section + ":Redis", typeof(RedisBackendOptions));
+        Add(keys, ConveyorConfiguration.Section + ":RabbitMq", typeof(RabbitMqBackendOptions));
+        return keys;
+    });
+
+    /// <summary>A warning for each <c>CONVEYOR_*</c> variable of <paramref name="environment"/> that names no setting,
+    /// with the closest setting's variable when one is near.</summary>
+    public static IReadOnlyList<string> UnknownVariables(IReadOnlyDictionary<string, string?> environment)
+    {
+        var warnings = new List<string>();
+        foreach (var name in environment.Keys.Order(StringComparer.Ordinal))
+        {
+            if (!name.StartsWith("CONVEYOR_", StringComparison.Ordinal) || IgnoredPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal)))
+            {
+                continue;
+            }
+            var key = ConveyorEnvironmentVariablesProvider.MapName(name["CONVEYOR_".Length..]);
+            if (IsKnown(key))
+            {
+                continue;
+            }
+            var closest = Known.Value.Select(k => (Key: k, Distance: Distance(k, key))).MinBy(c => c.Distance);
+            var hint = closest.Distance <= 3 ? $" (did you mean {VariableName(closest.Key)}?)" : "";
+            warnings.Add($"{name} names no Conveyor setting ({key}) and is ignored{hint}.");
+        }
+        return warnings;
+    }
+
+    /// <summary>Whether <paramref name="key"/> is a setting, or an item of a list setting (<c>Conveyor:ApiKeys:0</c>).</summary>
+    private static bool IsKnown(string key)
+    {
+        if (Known.Value.Contains(key))
+        {
+            return true;
+        }
+        var colon = key.LastIndexOf(':');
+        return colon > 0 && int.TryParse(key.AsSpan(colon + 1), out _) && Known.Value.Contains(key[..colon]);
+    }
+
+    private static string VariableName(string key) =>
+        "CONVEYOR_" + string.Join("__", key.Split(':').Skip(1).Select(part => string.Concat(part.Select((c, i) =>
+            i > 0 && char.IsUpper(c) && !char.IsUpper(part[i - 1]) ? "_" + c : char.ToUpperInvariant(c).ToString()))));
+
+    private static void Add(HashSet<string> keys, string prefix, Type type)
+    {
+        foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance))
+        {
+            var key = prefix + ":" + property.Name;
+            var propertyType = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+            if (IsLeaf(propertyType) || (typeof(IEnumerable).IsAssignableFrom(propertyType) && propertyType != typeof(string)))
+            {
+                keys.Add(key);
+            }
+            else if (propertyType.IsClass && property.CanRead)
+            {
+                Add(keys, key, propertyType);
+            }
+        }
+    }
+
+    private static bool IsLeaf(Type type) =>
+        type.IsPrimitive || type.IsEnum || type == typeof(string) || type == typeof(TimeSpan) || type == typeof(decimal) || type == typeof(Uri);
+
+    private static int Distance(string a, string b)
+    {
+        a = a.ToUpperInvariant();
+        b = b.ToUpperInvariant();
+        var previous = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (var i = 1; i <= a.Length; i++)
+        {
+            var current = new int[b.Length + 1];
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            }
+            previous = current;
+        }
+        return previous[b.Length];
+    }
+}

@@ -1,0 +1,89 @@
+using Conveyor.Backends;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Conveyor.Tests.Engine;
+
+/// <summary>The worker's side of leases on the in-memory backend: starts recorded, lost leases stop their handlers,
+/// leases waiting in the prefetch buffer are not held forever.</summary>
+public sealed class LeaseEngineTests
+{
+    [Fact]
+    public async Task Handler_start_is_recorded_while_it_runs()
+    {
+        await using var host = new EngineHost(c => c.AddTask<GatedTask>(GatedTask.Name));
+        await host.StartAsync();
+
+        var result = await host.Client.EnqueueAsync(GatedTask.Name);
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+
+        await WaitUntilAsync(() => host.Backend.IsAttemptStarted(result.Id), "the start to be recorded");
+        host.Probe.Gate.TrySetResult();
+        var record = await host.WaitForStateAsync(result.Id, TaskState.Succeeded);
+        Assert.Equal(1, record.Attempts);
+    }
+
+    [Fact]
+    public async Task Lost_lease_cancels_its_handler_and_its_outcome_is_dropped()
+    {
+        await using var host = new EngineHost(c => c.AddTask<HangingTask>(HangingTask.Name));
+        await host.StartAsync();
+        var result = await host.Client.EnqueueAsync(HangingTask.Name, options: new EnqueueOptions { MaxAttempts = 1 });
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await WaitUntilAsync(() => host.Backend.IsAttemptStarted(result.Id), "the start to be recorded");
+
+        // What a supervisor does when it takes a worker for gone: the lease ends, and the task is redelivered.
+        var workerId = host.Services.GetRequiredService<WorkerStatus>().WorkerId;
+        Assert.Equal(1, await host.Backend.AbandonLeasesAsync(workerId, CancellationToken.None));
+
+        // The next heartbeat (100 ms) hears the lease is lost: the handler's token is cancelled at once...
+        await host.Probe.TokenCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        // ...and the task runs again as a redelivery, its interrupted attempt counted; the first handler's outcome
+        // (cancelled) was not written.
+        var record = await host.WaitForAsync(result.Id, r => r.State == TaskState.Running && r.Attempts == 2 && host.Probe.Runs == 2);
+        Assert.DoesNotContain(TaskState.Cancelled, record.Transitions.Select(t => t.State));
+        Assert.Equal(LeaseRules.InterruptedErrorType, Assert.Single(record.Errors).Error.Type);
+        Assert.Equal(CancelOutcome.Requested, await host.Client.CancelAsync(result.Id));
+        await host.WaitForStateAsync(result.Id, TaskState.Cancelled);
+    }
+
+    [Fact]
+    public async Task Leases_waiting_longer_than_a_lease_behind_a_busy_handler_are_handed_back_unspent()
+    {
+        await using var host = new EngineHost(
+            c => c.AddTask<GatedTask>(GatedTask.Name).AddNoopTask(),
+            o =>
+            {
+                o.Worker.Concurrency = 1;
+                o.Worker.Prefetch = 4;
+                o.Worker.LeaseDuration = TimeSpan.FromSeconds(1);
+            });
+        await host.StartAsync();
+        var blocker = await host.Client.EnqueueAsync(GatedTask.Name);
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        var waiting = await host.Client.EnqueueManyAsync([new TaskRequest(NoopTask.Name), new TaskRequest(NoopTask.Name)]);
+
+        // Fetched into the buffer behind the blocked handler, then handed back after a lease instead of being extended.
+        await host.WaitForAsync(waiting[0].Id, r => r.Transitions.Select(t => t.State).SequenceEqual(
+            [TaskState.Queued, TaskState.Running, TaskState.Queued, TaskState.Running]) || r.Transitions.Count > 4);
+        Assert.Equal(TaskState.Running, (await host.Client.GetAsync(blocker.Id))!.State);
+
+        host.Probe.Gate.TrySetResult();
+        foreach (var task in waiting)
+        {
+            var record = await host.WaitForStateAsync(task.Id, TaskState.Succeeded);
+            Assert.Equal(1, record.Attempts);
+            Assert.Empty(record.Errors);
+        }
+        Assert.Equal(1, (await host.WaitForStateAsync(blocker.Id, TaskState.Succeeded)).Attempts);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            await Task.Delay(10);
+        }
+    }
+}
