@@ -13,8 +13,8 @@ namespace Conveyor.Server.Configuration;
 /// </summary>
 internal static class ConfigurationKeys
 {
-    /// <summary>Variables of this prefix belong to the test suite and the bench, not to the server.</summary>
-    private static readonly string[] IgnoredPrefixes = ["CONVEYOR_TEST_", "CONVEYOR_BENCH_"];
+    /// <summary>Variables of these prefixes belong to the test suite, the bench and the supervisor (which marks its children), not to settings.</summary>
+    private static readonly string[] IgnoredPrefixes = ["CONVEYOR_TEST_", "CONVEYOR_BENCH_", "CONVEYOR_SUPERVISOR_"];
 
     private static readonly Lazy<HashSet<string>> Known = new(() =>
     {

@@ -115,7 +115,6 @@ public static class ConveyorServiceCollectionExtensions
             services.AddHostedService<BackendStartupService>();
             services.AddHostedService<WorkerService>();
             // Worker processes: recycling, time limits, the second stop signal and a supervisor's stop (Supervision/).
-            services.AddSingleton<IValidateOptions<ConveyorOptions>, WorkerProcessOptionsValidator>();
             services.AddHostedService<WorkerRecycler>();
             services.AddHostedService<TimeLimitWatchdog>();
             services.AddHostedService<WorkerProcessSignals>();

@@ -51,6 +51,7 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
         {
             failures.Add($"{W}ShutdownTimeout is {worker.ShutdownTimeout:c}: it must be zero or more (default 00:00:30).");
         }
+        failures.AddRange(WorkerProcessOptionsChecks.Errors(worker));
         try
         {
             worker.ParseQueues();

@@ -26,7 +26,7 @@ internal sealed partial class WorkerRecycler(
     {
         var worker = options.Value.Worker;
         var maxTasks = worker.MaxTasksPerChild;
-        var maxMemory = WorkerProcessOptionsValidator.MaxMemoryBytes(worker);
+        var maxMemory = WorkerProcessOptionsChecks.MaxMemoryBytes(worker);
         if (!options.Value.RunWorker || (maxTasks is null && maxMemory is null))
         {
             return;

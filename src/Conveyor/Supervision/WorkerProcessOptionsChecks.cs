@@ -1,20 +1,12 @@
-using Microsoft.Extensions.Options;
-
 namespace Conveyor;
 
-/// <summary>Checks the worker-process settings (supervisor, recycling, time limits) at start. Each message names the
-/// command-line flag and the configuration key, and says what is accepted.</summary>
-internal sealed class WorkerProcessOptionsValidator : IValidateOptions<ConveyorOptions>
+/// <summary>Checks of the worker-process settings (supervisor, recycling, time limits), part of
+/// <see cref="ConveyorOptionsValidator"/>. Each message names the command-line flag and the configuration key, and says
+/// what is accepted.</summary>
+internal static class WorkerProcessOptionsChecks
 {
     /// <summary>More processes than this on one supervisor is a typo, not a deployment.</summary>
     public const int MaxProcesses = 1024;
-
-    public ValidateOptionsResult Validate(string? name, ConveyorOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var errors = Errors(options.Worker).ToList();
-        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
-    }
 
     public static IEnumerable<string> Errors(WorkerOptions worker)
     {
