@@ -47,7 +47,11 @@ public sealed class ConveyorProcess : IDisposable
     // After RepositoryRoot: static initializers run in the order they are written.
     public static string ServerDll { get; } = FindServerDll();
 
-    public static ConveyorProcess Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    public static ConveyorProcess Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
+        StartProgram(ServerDll, workingDirectory, environment, args);
+
+    /// <summary>Runs <c>dotnet <paramref name="dll"/></c> (conveyor, or a sample app) with a clean environment.</summary>
+    public static ConveyorProcess StartProgram(string dll, string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -57,7 +61,7 @@ public sealed class ConveyorProcess : IDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(ServerDll);
+        info.ArgumentList.Add(dll);
         foreach (var arg in args)
         {
             info.ArgumentList.Add(arg);
@@ -141,10 +145,31 @@ public sealed class ConveyorProcess : IDisposable
     }
 
     /// <summary>Asks the process to stop as a service manager would (SIGTERM).</summary>
-    public void Terminate()
+    public void Terminate() => Signal("TERM");
+
+    /// <summary>The process id.</summary>
+    public int Id => _process.Id;
+
+    /// <summary>Whether the process has ended.</summary>
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Sends <paramref name="signal"/> (TERM, INT, KILL) to the process alone.</summary>
+    public void Signal(string signal) => SignalProcess(_process.Id, signal);
+
+    /// <summary>Sends <paramref name="signal"/> (TERM, INT, KILL) to process <paramref name="processId"/>, as <c>kill</c> does.</summary>
+    public static void SignalProcess(int processId, string signal)
     {
-        using var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        using var kill = Process.Start("kill", ["-" + signal, processId.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         kill.WaitForExit();
+    }
+
+    /// <summary>The built sample app <paramref name="name"/> (samples/{name}), built beside the tests (a project reference).</summary>
+    public static string SampleDll(string name)
+    {
+        var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        var dll = Path.Combine(RepositoryRoot, "samples", name, "bin", output.Parent!.Name, output.Name, name + ".dll");
+        Assert.True(File.Exists(dll), $"{dll} is not built");
+        return dll;
     }
 
     private void Received(string? line, bool error)

@@ -54,6 +54,9 @@ internal static class FaultTests
     public static Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what) =>
         WaitUntilAsync(() => Task.FromResult(condition()), timeout, what);
 
+    public static Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, Func<string> what) =>
+        WaitUntilAsync(() => Task.FromResult(condition()), timeout, what);
+
     public static Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what) =>
         WaitUntilAsync(condition, timeout, () => what);
 

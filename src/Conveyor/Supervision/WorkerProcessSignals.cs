@@ -61,6 +61,7 @@ internal sealed partial class WorkerProcessSignals(
         context.Cancel = true;
         if (Interlocked.Increment(ref _signals) == 1)
         {
+            LogDraining(context.Signal.ToString(), status.WorkerId, options.Value.Worker.ShutdownTimeout);
             // The host's lifetime drains on this one too; stopping twice is harmless.
             lifetime.StopApplication();
             return;
@@ -111,6 +112,9 @@ internal sealed partial class WorkerProcessSignals(
             registration.Dispose();
         }
     }
+
+    [LoggerMessage(5, LogLevel.Information, "{Signal}: worker {WorkerId} drains, running tasks get up to {Timeout}; a second signal stops it at once")]
+    private partial void LogDraining(string signal, string workerId, TimeSpan timeout);
 
     [LoggerMessage(1, LogLevel.Warning, "Second stop signal: worker {WorkerId} stops at once, {Running} tasks running")]
     private partial void LogStoppingNow(string workerId, int running);

@@ -294,14 +294,12 @@ internal sealed partial class WorkerSupervisor(
         };
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>Kills children still running (the supervisor itself failed); the backend belongs to whoever built it.</summary>
+    public ValueTask DisposeAsync()
     {
         KillAll();
         _stopping.Dispose();
-        if (_backend is IAsyncDisposable disposable)
-        {
-            await disposable.DisposeAsync().ConfigureAwait(false);
-        }
+        return ValueTask.CompletedTask;
     }
 
     [LoggerMessage(1, LogLevel.Information, "Supervisor {ProcessId} runs {Processes} worker processes: {Command}")]

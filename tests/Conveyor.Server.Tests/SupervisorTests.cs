@@ -1,0 +1,327 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Conveyor.Sqlite;
+using static Conveyor.Server.Tests.FaultTests;
+
+namespace Conveyor.Server.Tests;
+
+/// <summary>
+/// Process-level, on SQLite, with real processes and signals: the supervisor (<c>conveyor worker --processes N</c> and the
+/// SupervisedWorker sample, which hosts its own handlers) restarts children that are killed or crash and hands back
+/// their leases at once; recycling by task count and by memory loses nothing and runs nothing twice; the hard time limit
+/// ends the child and records the attempt; SIGTERM drains within the graceful timeout and a second signal stops at once.
+/// Leases last a minute here, so a task that comes back within seconds came back because its lease was handed back.
+/// </summary>
+public sealed partial class SupervisorTests : IDisposable
+{
+    private static readonly TimeSpan Lease = TimeSpan.FromSeconds(60);
+    private readonly string _folder = TempFolder.Create();
+    private string DatabasePath => Path.Combine(_folder, "store.db");
+
+    public void Dispose() => TempFolder.Delete(_folder);
+
+    /// <summary>Long leases, so that only a hand-back brings tasks back quickly; a short leader lease and fetch wait, so
+    /// that a killed leader or a missed wake-up costs little.</summary>
+    private Dictionary<string, string> Environment(bool sample = false)
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["LOG_LEVEL"] = "information",
+            ["Logging__LogLevel__Default"] = "Information",
+            ["CONVEYOR_WORKER__LEASE_DURATION"] = Lease.ToString("c", CultureInfo.InvariantCulture),
+            ["CONVEYOR_WORKER__HEARTBEAT_INTERVAL"] = "00:00:01",
+            ["CONVEYOR_WORKER__FETCH_WAIT"] = "00:00:00.250",
+            ["CONVEYOR_SCHEDULER__REAPER_INTERVAL"] = "00:00:01",
+            ["CONVEYOR_SCHEDULER__LEADER_LEASE"] = "00:00:03",
+            ["CONVEYOR_SCHEDULER__PROMOTION_INTERVAL"] = "00:00:00.250",
+        };
+        if (sample)
+        {
+            // The sample reads the host's usual sources: Conveyor__Worker__… rather than CONVEYOR_WORKER__….
+            foreach (var (name, value) in environment.Where(e => e.Key.StartsWith("CONVEYOR_", StringComparison.Ordinal)).ToList())
+            {
+                environment.Remove(name);
+                var key = string.Join("__", name["CONVEYOR_".Length..].Split("__").Select(Pascal));
+                environment["Conveyor__" + key] = value;
+            }
+            environment["Sample__Database"] = DatabasePath;
+            environment["Sample__RunLog"] = RunLogPath;
+        }
+        else
+        {
+            environment["DATABASE_URL"] = "sqlite:///" + DatabasePath;
+        }
+        return environment;
+    }
+
+    private static string Pascal(string snake) =>
+        string.Concat(snake.Split('_').Select(part => part.Length == 0 ? "" : char.ToUpperInvariant(part[0]) + part[1..].ToLowerInvariant()));
+
+    private string RunLogPath => Path.Combine(_folder, "runs.log");
+
+    private ConveyorProcess StartConveyorWorker(params string[] args) =>
+        ConveyorProcess.Start(_folder, Environment(), ["worker", .. args]);
+
+    private ConveyorProcess StartSample(params string[] args) =>
+        ConveyorProcess.StartProgram(ConveyorProcess.SampleDll("SupervisedWorker"), _folder, Environment(sample: true), args);
+
+    [GeneratedRegex(@"Worker process (\d+) started: pid (\d+), worker (\S+)")]
+    private static partial Regex ChildStarted();
+
+    /// <summary>Waits for the supervisor's line about the <paramref name="nth"/> child start (1-based, over all slots).</summary>
+    private static async Task<(int ProcessId, string WorkerId)> WaitForChildAsync(ConveyorProcess supervisor, int nth, TimeSpan timeout)
+    {
+        await WaitUntilAsync(() => ChildStarted().Count(supervisor.Output) >= nth, timeout, () => $"child start {nth}. Output: {supervisor.Output}");
+        var match = ChildStarted().Matches(supervisor.Output)[nth - 1];
+        return (int.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture), match.Groups[3].Value);
+    }
+
+    /// <summary>Waits until the worker in <paramref name="workerId"/>'s process announced it runs (so that it migrated and fetches).</summary>
+    private static Task WaitForWorkerAsync(ConveyorProcess supervisor, string workerId, TimeSpan timeout) =>
+        WaitUntilAsync(() => supervisor.Output.Contains($"Worker {workerId} started", StringComparison.Ordinal), timeout,
+            () => $"worker {workerId} to start. Output: {supervisor.Output}");
+
+    [Fact]
+    public async Task Child_killed_with_SIGKILL_is_restarted_and_its_tasks_come_back_at_once()
+    {
+        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "4");
+        var (childPid, childId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
+        await WaitForWorkerAsync(supervisor, childId, TimeSpan.FromSeconds(60));
+
+        // Four run and four wait in the prefetch buffer: both kinds must come back.
+        var ids = await store.EnqueueAsync("conveyor.sleep", """{"ms":3000}""", 8, maxAttempts: 3);
+        await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.State == TaskState.Running && t.WorkerId == childId),
+            TimeSpan.FromSeconds(30), "the child to lease every task");
+        var killedAt = Stopwatch.StartNew();
+        ConveyorProcess.SignalProcess(childPid, "KILL");
+
+        var (_, secondId) = await WaitForChildAsync(supervisor, 2, TimeSpan.FromSeconds(30));
+        Assert.NotEqual(childId, secondId);
+        await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.State == TaskState.Succeeded),
+            TimeSpan.FromSeconds(40), () => $"every task to succeed. Output: {supervisor.Output}");
+        // Without the hand-back they would have waited out the 60 s lease.
+        Assert.True(killedAt.Elapsed < Lease / 2, $"the tasks took {killedAt.Elapsed} after the kill");
+        var tasks = await store.GetAsync(ids);
+        Assert.All(tasks.Values, t => Assert.Equal(secondId, t.WorkerId));
+        Assert.All(tasks.Values, t => Assert.InRange(t.Attempts, 1, 2));
+        Assert.Matches(@"Worker process 1 \(pid \d+, worker [^)]+\) was killed by signal 9 \(SIGKILL\) after [\d.]+ s; \d+ leases handed back; restart 1 in",
+            supervisor.Output);
+    }
+
+    [Fact]
+    public async Task Child_that_overflows_its_stack_is_restarted_and_the_poison_task_ends_dead()
+    {
+        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        using var supervisor = StartSample("--Conveyor:Worker:Processes=1", "--Conveyor:Worker:Concurrency=2");
+        var (_, firstId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
+        await WaitForWorkerAsync(supervisor, firstId, TimeSpan.FromSeconds(60));
+
+        var poison = await store.EnqueueAsync("sample.overflow", "{}", 1, maxAttempts: 1);
+        await WaitUntilAsync(() => supervisor.Output.Contains("was killed by signal 6 (SIGABRT", StringComparison.Ordinal), TimeSpan.FromSeconds(30),
+            () => $"the child to die of the stack overflow. Output: {supervisor.Output}");
+        await WaitForChildAsync(supervisor, 2, TimeSpan.FromSeconds(30));
+
+        // A task that crashes every worker that runs it is not redelivered forever.
+        await WaitUntilAsync(async () => (await store.GetAsync(poison)).Values.Single().State == TaskState.Dead, TimeSpan.FromSeconds(90),
+            () => $"the poison task to end dead. Output: {supervisor.Output}");
+        // And the restarted worker still runs work.
+        var healthy = await store.EnqueueAsync("sample.record", "{}", 5, maxAttempts: 1);
+        await WaitUntilAsync(async () => (await store.GetAsync(healthy)).Values.All(t => t.State == TaskState.Succeeded), TimeSpan.FromSeconds(30),
+            () => $"the healthy tasks to succeed. Output: {supervisor.Output}");
+    }
+
+    [Fact]
+    public async Task Recycling_by_task_count_loses_nothing_and_runs_nothing_twice()
+    {
+        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        using var supervisor = StartSample("--Conveyor:Worker:Processes=2", "--Conveyor:Worker:Concurrency=4", "--Conveyor:Worker:MaxTasksPerChild=40");
+        var ids = await store.EnqueueAsync("sample.record", """{"ms":20}""", 300, maxAttempts: 1);
+        await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.State == TaskState.Succeeded), TimeSpan.FromSeconds(120),
+            () => $"every task to succeed. Output: {supervisor.Output}");
+
+        AssertEachRanOnce(ids);
+        var recycles = Regex.Count(supervisor.Output, @"exited to be recycled \(code 75\)");
+        // 300 tasks at most 40-odd a child: at least 300 / 45 recycles, whatever the split between the two.
+        Assert.True(recycles >= 5, $"{recycles} recycles. Output: {supervisor.Output}");
+        Assert.Contains("replaced at once", supervisor.Output, StringComparison.Ordinal);
+        Assert.All((await store.GetAsync(ids)).Values, t => Assert.Equal(1, t.Attempts));
+    }
+
+    [Fact]
+    public async Task Recycling_by_memory_replaces_a_leaking_child_and_loses_nothing()
+    {
+        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        // Celery's form: kilobytes (250 MB).
+        using var supervisor = StartSample("--Conveyor:Worker:Processes=1", "--Conveyor:Worker:Concurrency=2", "--Conveyor:Worker:MaxMemoryPerChild=256000");
+        var ids = await store.EnqueueAsync("sample.leak", """{"mb":20}""", 30, maxAttempts: 1);
+        await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.State == TaskState.Succeeded), TimeSpan.FromSeconds(120),
+            () => $"every task to succeed. Output: {supervisor.Output}");
+
+        AssertEachRanOnce(ids);
+        // 600 MB leaked in all, at most 250 MB a child.
+        var recycles = Regex.Count(supervisor.Output, @"resident memory [\d.]+ MB passed the limit of 250.0 MB");
+        Assert.True(recycles >= 2, $"{recycles} recycles for memory. Output: {supervisor.Output}");
+        Assert.True(Regex.Count(supervisor.Output, @"exited to be recycled \(code 75\)") >= 2, supervisor.Output);
+    }
+
+    [Fact]
+    public async Task Hard_time_limit_ends_the_child_records_the_attempt_and_hands_back_the_others()
+    {
+        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        // Concurrency 1: the hung task runs, the others wait in the child's prefetch buffer.
+        using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "1", "--time-limit", "2", "--soft-time-limit", "1");
+        var (_, childId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
+        await WaitForWorkerAsync(supervisor, childId, TimeSpan.FromSeconds(60));
+
+        var hung = (await store.EnqueueAsync("conveyor.sleep", """{"ms":600000,"ignoreCancellation":true}""", 1, maxAttempts: 1)).Single();
+        var others = await store.EnqueueAsync("conveyor.sleep", """{"ms":10}""", 3, maxAttempts: 1);
+        await WaitUntilAsync(async () => (await store.GetAsync(others)).Values.All(t => t.State == TaskState.Running && t.WorkerId == childId),
+            TimeSpan.FromSeconds(30), "the child to lease the other tasks");
+        var clock = Stopwatch.StartNew();
+
+        await WaitUntilAsync(async () => (await store.GetAsync([hung, .. others])).Values.All(t => t.State is TaskState.Succeeded or TaskState.Dead),
+            TimeSpan.FromSeconds(40), () => $"every task to end. Output: {supervisor.Output}");
+        Assert.True(clock.Elapsed < Lease / 2, $"the tasks took {clock.Elapsed}");
+        var record = (await store.GetAsync([hung])).Values.Single();
+        Assert.Equal(TaskState.Dead, record.State);
+        Assert.Equal("Conveyor.HardTimeLimit", record.Error?.Type);
+        Assert.Equal(1, record.Attempts);
+        // The others never started in the ended child: they ran once, in the next.
+        Assert.All((await store.GetAsync(others)).Values, t => Assert.True(t.State == TaskState.Succeeded && t.Attempts == 1, $"{t.Id}: {t.State}, {t.Attempts} attempts"));
+        Assert.Contains("passed its soft time limit of 00:00:01", supervisor.Output, StringComparison.Ordinal);
+        Assert.Contains("passed the hard time limit of 00:00:02", supervisor.Output, StringComparison.Ordinal);
+        Assert.Matches(@"exited after a task passed the hard time limit \(code 124\) after [\d.]+ s; \d+ leases handed back; replaced at once", supervisor.Output);
+    }
+
+    [Fact]
+    public async Task SIGTERM_drains_the_children_within_the_graceful_timeout()
+    {
+        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        using var supervisor = StartConveyorWorker("--processes", "2", "--concurrency", "2", "--graceful-timeout", "5");
+        await WaitForWorkerAsync(supervisor, (await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60))).WorkerId, TimeSpan.FromSeconds(60));
+        await WaitForWorkerAsync(supervisor, (await WaitForChildAsync(supervisor, 2, TimeSpan.FromSeconds(60))).WorkerId, TimeSpan.FromSeconds(60));
+        var ids = await store.EnqueueAsync("conveyor.sleep", """{"ms":1500}""", 12, maxAttempts: 1);
+        await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.Count(t => t.State == TaskState.Running) == ids.Count,
+            TimeSpan.FromSeconds(30), "the children to lease every task");
+
+        var clock = Stopwatch.StartNew();
+        supervisor.Terminate();
+        var exitCode = await supervisor.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(0, exitCode);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the drain took {clock.Elapsed}");
+        // What ran finished; what had not started was handed back unspent; nothing is left leased or failed.
+        var tasks = (await store.GetAsync(ids)).Values.ToList();
+        Assert.All(tasks, t => Assert.True(t.State is TaskState.Succeeded or TaskState.Queued, $"{t.Id}: {t.State}"));
+        Assert.Contains(tasks, t => t.State == TaskState.Succeeded);
+        Assert.All(tasks.Where(t => t.State == TaskState.Queued), t => Assert.Equal(0, t.Attempts));
+        Assert.Contains("Supervisor stopped after 0 restarts", supervisor.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Second_signal_stops_the_supervisor_at_once_and_hands_back_the_leases()
+    {
+        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "2", "--graceful-timeout", "60");
+        var (_, childId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
+        await WaitForWorkerAsync(supervisor, childId, TimeSpan.FromSeconds(60));
+        var ids = await store.EnqueueAsync("conveyor.sleep", """{"ms":600000,"ignoreCancellation":true}""", 2, maxAttempts: 3);
+        await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.State == TaskState.Running && t.WorkerId == childId),
+            TimeSpan.FromSeconds(30), "the child to lease the tasks");
+
+        supervisor.Signal("INT");
+        await WaitUntilAsync(() => supervisor.Output.Contains("worker processes drain for up to", StringComparison.Ordinal), TimeSpan.FromSeconds(10),
+            () => $"the supervisor to start draining. Output: {supervisor.Output}");
+        var clock = Stopwatch.StartNew();
+        supervisor.Signal("INT");
+        var exitCode = await supervisor.WaitForExitAsync(TimeSpan.FromSeconds(20));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"the stop took {clock.Elapsed}");
+        Assert.Equal(130, exitCode);
+        // Handed back, not left to run out: none is still leased.
+        Assert.All((await store.GetAsync(ids)).Values, t => Assert.NotEqual(TaskState.Running, t.State));
+    }
+
+    [Fact]
+    public async Task Second_signal_stops_an_unsupervised_worker_at_once_and_hands_back_its_leases()
+    {
+        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        using var worker = StartConveyorWorker("--concurrency", "2", "--graceful-timeout", "60");
+        await worker.WaitForLineAsync(l => l.Contains("Ctrl+C to stop", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        var ids = await store.EnqueueAsync("conveyor.sleep", """{"ms":600000,"ignoreCancellation":true}""", 2, maxAttempts: 3);
+        await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.State == TaskState.Running), TimeSpan.FromSeconds(30),
+            "the worker to lease the tasks");
+
+        worker.Signal("TERM");
+        // The first signal drains: the worker waits for its handlers, which ignore their tokens.
+        await WaitUntilAsync(() => worker.Output.Contains("a second signal stops it at once", StringComparison.Ordinal), TimeSpan.FromSeconds(10),
+            () => $"the drain to start. Output: {worker.Output}");
+        var clock = Stopwatch.StartNew();
+        worker.Signal("TERM");
+        var exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(20));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"the stop took {clock.Elapsed}");
+        Assert.Equal(143, exitCode);
+        Assert.Contains("Second stop signal", worker.Output, StringComparison.Ordinal);
+        Assert.All((await store.GetAsync(ids)).Values, t => Assert.NotEqual(TaskState.Running, t.State));
+    }
+
+    [Fact]
+    public async Task Invalid_worker_process_settings_stop_the_start_with_a_message_naming_the_flag()
+    {
+        var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, Environment(), "worker", "--processes", "2", "--max-memory-per-child", "lots",
+            "--time-limit", "5", "--soft-time-limit", "10");
+        Assert.Equal(2, exitCode);
+        Assert.Contains("--max-memory-per-child (Conveyor:Worker:MaxMemoryPerChild) 'lots' is not a size", error, StringComparison.Ordinal);
+        Assert.Contains("--soft-time-limit (00:00:10) must be shorter than --time-limit (00:00:05)", error, StringComparison.Ordinal);
+    }
+
+    private void AssertEachRanOnce(IReadOnlyCollection<Guid> ids)
+    {
+        var runs = File.ReadAllLines(RunLogPath).Select(line => Guid.Parse(line.Split(' ')[0])).GroupBy(id => id).ToDictionary(g => g.Key, g => g.Count());
+        var missing = ids.Where(id => !runs.ContainsKey(id)).ToList();
+        Assert.True(missing.Count == 0, $"{missing.Count} tasks never ran");
+        var twice = runs.Where(r => r.Value > 1).ToList();
+        Assert.True(twice.Count == 0, $"{twice.Count} tasks ran more than once, e.g. {twice.FirstOrDefault().Key} ×{twice.FirstOrDefault().Value}");
+    }
+}
+
+/// <summary>The SQLite store the processes under test use, opened from the test to enqueue and read tasks.</summary>
+internal sealed class SqliteTestStore : IAsyncDisposable
+{
+    private readonly SqliteBackend _backend;
+
+    private SqliteTestStore(SqliteBackend backend) => _backend = backend;
+
+    public static async Task<SqliteTestStore> OpenAsync(string path)
+    {
+        var backend = new SqliteBackend(new SqliteBackendOptions { Path = path });
+        // Migrated here, before any process starts, so that they do not race to create the schema.
+        await backend.MigrateAsync(CancellationToken.None);
+        return new SqliteTestStore(backend);
+    }
+
+    public async Task<List<Guid>> EnqueueAsync(string task, string args, int count, int maxAttempts)
+    {
+        var messages = Enumerable.Range(0, count)
+            .Select(_ => new TaskMessage { Id = Guid.CreateVersion7(), Task = task, Args = args, MaxAttempts = maxAttempts, CreatedAt = DateTimeOffset.UtcNow })
+            .ToList();
+        await _backend.Queue.EnqueueAsync(messages, CancellationToken.None);
+        return messages.Select(m => m.Id).ToList();
+    }
+
+    public async Task<Dictionary<Guid, TaskRecord>> GetAsync(IEnumerable<Guid> ids)
+    {
+        var records = new Dictionary<Guid, TaskRecord>();
+        foreach (var id in ids)
+        {
+            records[id] = await _backend.Store.GetAsync(id, CancellationToken.None) ?? throw new InvalidOperationException($"task {id} is not stored");
+        }
+        return records;
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _backend.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
