@@ -30,10 +30,13 @@ await host.RunAsync();
 // A child that recycled itself, or ended a task past the hard time limit, set its exit code for the supervisor.
 return Environment.ExitCode;
 
-/// <summary>Where handlers note each run ("task-id pid" per line), so that tests can count the runs of each task.</summary>
-internal sealed class RunLog(string? path)
+/// <summary>Where handlers note each run ("task-id pid" per line), so that tests can count the runs of each task: a file
+/// per process (<c>{path}.{pid}</c>), because .NET appends at the position it found at open, and two processes appending
+/// to one file would overwrite each other's lines.</summary>
+internal sealed class RunLog(string? basePath)
 {
     private readonly Lock _gate = new();
+    private readonly string? path = basePath is null ? null : $"{basePath}.{Environment.ProcessId}";
 
     public void Record(TaskContext context)
     {
@@ -43,10 +46,7 @@ internal sealed class RunLog(string? path)
         }
         lock (_gate)
         {
-            // Shared, so that the worker processes append to one file; a line is one small appending write.
-            using var file = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-            using var writer = new StreamWriter(file);
-            writer.Write($"{context.TaskId} {Environment.ProcessId}\n");
+            File.AppendAllText(path, $"{context.TaskId} {Environment.ProcessId}\n");
         }
     }
 }

@@ -10,8 +10,8 @@ namespace Conveyor;
 /// <see cref="WorkerOptions.MaxMemoryPerChild"/> of resident memory: it logs why, sets the exit code
 /// <see cref="WorkerExitCodes.Recycled"/> and stops the host, whose worker then drains as at any shutdown (stops
 /// fetching, hands back unstarted leases unspent, waits for the running handlers). The supervisor (or systemd) starts a
-/// fresh process. Checked a few times a second rather than after each task, so the hot path pays nothing; a busy
-/// process may finish a few tasks past the count.
+/// fresh process. The count is watched by <see cref="WorkerStatus"/> (a comparison per finished attempt), so the drain
+/// starts at the limit; the tasks already running then finish too. Memory is read a few times a second.
 /// </summary>
 internal sealed partial class WorkerRecycler(
     IOptions<ConveyorOptions> options,
@@ -20,7 +20,7 @@ internal sealed partial class WorkerRecycler(
     TimeProvider time,
     ILogger<WorkerRecycler> logger) : BackgroundService
 {
-    private static readonly TimeSpan CheckInterval = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan MemoryCheckInterval = TimeSpan.FromMilliseconds(200);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -31,33 +31,42 @@ internal sealed partial class WorkerRecycler(
         {
             return;
         }
-        using var timer = new PeriodicTimer(CheckInterval, time);
-        using var process = Process.GetCurrentProcess();
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            var byCount = maxTasks is { } tasks ? status.ProcessedReachedAsync(tasks) : null;
+            var byMemory = maxMemory is { } memory ? WatchMemoryAsync(memory, stoppingToken) : null;
+            var stopped = Task.Delay(Timeout.Infinite, stoppingToken);
+            var reached = await Task.WhenAny(new[] { byCount, byMemory, stopped }.OfType<Task>()).ConfigureAwait(false);
+            if (reached == stopped || stoppingToken.IsCancellationRequested)
             {
-                if (maxTasks is { } tasks && status.Processed >= tasks)
-                {
-                    LogRecyclingForTasks(status.WorkerId, status.Processed, tasks);
-                    Recycle();
-                    return;
-                }
-                if (maxMemory is { } memory)
-                {
-                    process.Refresh();
-                    var resident = process.WorkingSet64;
-                    if (resident >= memory)
-                    {
-                        LogRecyclingForMemory(status.WorkerId, MemorySize.Format(resident), MemorySize.Format(memory), status.Processed);
-                        Recycle();
-                        return;
-                    }
-                }
+                return;
             }
+            if (reached == byCount)
+            {
+                LogRecyclingForTasks(status.WorkerId, status.Processed, maxTasks!.Value);
+            }
+            Recycle();
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
+        }
+    }
+
+    /// <summary>Completes (after logging) once the resident memory passes <paramref name="limit"/>; read a few times a
+    /// second, since memory has no event to wait on.</summary>
+    private async Task WatchMemoryAsync(long limit, CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(MemoryCheckInterval, time);
+        using var process = Process.GetCurrentProcess();
+        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        {
+            process.Refresh();
+            var resident = process.WorkingSet64;
+            if (resident >= limit)
+            {
+                LogRecyclingForMemory(status.WorkerId, MemorySize.Format(resident), MemorySize.Format(limit), status.Processed);
+                return;
+            }
         }
     }
 

@@ -14,6 +14,10 @@ public sealed class WorkerStatus
 {
     private readonly ConcurrentDictionary<Guid, RunningTask> _runningTasks = new();
     private long _processed;
+    // Completed when _processed reaches _processedTarget (the recycler's max tasks per child), so it can stop the worker
+    // at once rather than at its next look, by which time fast tasks would have gone far past the limit.
+    private long _processedTarget = long.MaxValue;
+    private readonly TaskCompletionSource _processedReached = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _succeeded;
     private long _failed;
     private int _running;
@@ -69,10 +73,24 @@ public sealed class WorkerStatus
 
     internal void HandlerEnded(Lease lease) => _runningTasks.TryRemove(lease.Message.Id, out _);
 
+    /// <summary>Completes once <paramref name="count"/> attempts have finished (one target per status: the recycler's).</summary>
+    internal Task ProcessedReachedAsync(long count)
+    {
+        Volatile.Write(ref _processedTarget, count);
+        if (Processed >= count)
+        {
+            _processedReached.TrySetResult();
+        }
+        return _processedReached.Task;
+    }
+
     internal void Finished(bool succeeded)
     {
         Interlocked.Decrement(ref _running);
-        Interlocked.Increment(ref _processed);
+        if (Interlocked.Increment(ref _processed) == Volatile.Read(ref _processedTarget))
+        {
+            _processedReached.TrySetResult();
+        }
         if (succeeded)
         {
             Interlocked.Increment(ref _succeeded);
