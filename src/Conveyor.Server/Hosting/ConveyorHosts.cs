@@ -61,9 +61,22 @@ internal static class ConveyorHosts
     /// scheduler or hosted service, so it stays small beside its children.</summary>
     public static ServiceProvider BuildSupervisorServices(IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
-        AddConveyor(builder.Configuration, builder.Services, builder.Logging, HostRole.Worker, flags, environment);
-        return builder.Services.BuildServiceProvider();
+        // The host builder's configuration sources, without its file watchers and its other log providers: the
+        // supervisor reads its settings once, and every megabyte it holds it holds beside each child.
+        var configuration = new ConfigurationManager();
+        configuration.SetBasePath(Directory.GetCurrentDirectory());
+        var environmentName = System.Environment.GetEnvironmentVariable("DOTNET_ENVIRONMENT") ?? Environments.Production;
+        configuration.AddJsonFile("appsettings.json", optional: true, reloadOnChange: false);
+        configuration.AddJsonFile($"appsettings.{environmentName}.json", optional: true, reloadOnChange: false);
+        configuration.AddEnvironmentVariables();
+        var services = new ServiceCollection();
+        services.AddSingleton<IConfiguration>(configuration);
+        services.AddLogging(logging =>
+        {
+            logging.AddConfiguration(configuration.GetSection("Logging"));
+            AddConveyor(configuration, services, logging, HostRole.Worker, flags, environment);
+        });
+        return services.BuildServiceProvider();
     }
 
     private static (ServerOptions Server, ConveyorApiOptions Api) AddConveyor(ConfigurationManager configuration, IServiceCollection services, ILoggingBuilder logging,
