@@ -1,0 +1,90 @@
+using Conveyor.Backends;
+using Conveyor.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Tests.Supervision;
+
+/// <summary>The hard time limit: the overdue attempt is recorded failed with <c>Conveyor.HardTimeLimit</c> (retried or
+/// dead by its policy), the worker's other leases are handed back, and the process exits with its code.</summary>
+public sealed class TimeLimitWatchdogTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
+
+    private sealed class FixedTime(DateTimeOffset now) : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = now;
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    private static async Task<(InMemoryBackend Backend, WorkerStatus Status, TimeLimitWatchdog Watchdog, List<int> Exits, IReadOnlyList<Lease> Leases, FixedTime Time)> ArrangeAsync(
+        int overdueMaxAttempts)
+    {
+        var time = new FixedTime(Now);
+        var backend = new InMemoryBackend(time);
+        var options = Options.Create(new ConveyorOptions { Worker = { Id = "worker-1", TimeLimit = TimeSpan.FromSeconds(10), SoftTimeLimit = TimeSpan.FromSeconds(5) } });
+        var status = new WorkerStatus(options);
+        await backend.Queue.EnqueueAsync(
+        [
+            new TaskMessage { Id = Guid.CreateVersion7(), Task = "hangs", MaxAttempts = overdueMaxAttempts, CreatedAt = Now },
+            new TaskMessage { Id = Guid.CreateVersion7(), Task = "waits", MaxAttempts = 1, CreatedAt = Now },
+        ], CancellationToken.None);
+        var leases = await backend.Queue.FetchAsync(new FetchRequest
+        {
+            WorkerId = "worker-1",
+            Queues = [new QueueWeight(QueueNames.Default)],
+            MaxCount = 2,
+            LeaseDuration = TimeSpan.FromMinutes(5),
+        }, CancellationToken.None);
+        Assert.Equal(2, leases.Count);
+        var hangs = leases.Single(l => l.Message.Task == "hangs");
+        await backend.Queue.StartAsync([hangs.Ref], CancellationToken.None);
+        status.HandlerStarted(hangs, Now);
+        var exits = new List<int>();
+        var watchdog = new TimeLimitWatchdog(backend, options, status, time, NullLogger<TimeLimitWatchdog>.Instance) { Exit = exits.Add };
+        return (backend, status, watchdog, exits, leases, time);
+    }
+
+    [Fact]
+    public async Task Under_the_hard_limit_nothing_happens()
+    {
+        var (backend, _, watchdog, exits, leases, time) = await ArrangeAsync(overdueMaxAttempts: 1);
+        time.Now = Now.AddSeconds(9);
+
+        Assert.False(watchdog.Check());
+
+        Assert.Empty(exits);
+        Assert.All(leases, l => Assert.Equal(TaskState.Running, backend.Store.GetAsync(l.Message.Id, CancellationToken.None).Result!.State));
+    }
+
+    [Fact]
+    public async Task Past_the_hard_limit_the_last_attempt_is_dead_the_other_lease_comes_back_unspent_and_the_process_exits()
+    {
+        var (backend, _, watchdog, exits, leases, time) = await ArrangeAsync(overdueMaxAttempts: 1);
+        time.Now = Now.AddSeconds(10);
+
+        Assert.True(watchdog.Check());
+
+        Assert.Equal([WorkerExitCodes.HardTimeLimit], exits);
+        var overdue = await backend.Store.GetAsync(leases.Single(l => l.Message.Task == "hangs").Message.Id, CancellationToken.None);
+        Assert.Equal(TaskState.Dead, overdue!.State);
+        Assert.Equal(TimeLimitWatchdog.ErrorType, overdue.Error?.Type);
+        var other = await backend.Store.GetAsync(leases.Single(l => l.Message.Task == "waits").Message.Id, CancellationToken.None);
+        // Never started, so handed back without spending its only attempt.
+        Assert.Equal(TaskState.Queued, other!.State);
+    }
+
+    [Fact]
+    public async Task Past_the_hard_limit_an_attempt_with_attempts_left_is_retried()
+    {
+        var (backend, _, watchdog, exits, leases, time) = await ArrangeAsync(overdueMaxAttempts: 3);
+        time.Now = Now.AddSeconds(11);
+
+        Assert.True(watchdog.Check());
+
+        var overdue = await backend.Store.GetAsync(leases.Single(l => l.Message.Task == "hangs").Message.Id, CancellationToken.None);
+        Assert.Equal(TaskState.Retrying, overdue!.State);
+        Assert.Equal(TimeLimitWatchdog.ErrorType, Assert.Single(overdue.Errors).Error.Type);
+        Assert.Single(exits);
+    }
+}

@@ -1,0 +1,193 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using Conveyor.Backends;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Conveyor.Tests.Supervision;
+
+/// <summary>The supervisor's loop with <c>/bin/sh</c> children: restarts with and without backoff, the hand-back of each
+/// child's leases under its own id, and stops that end in time, with children that ignore the stop and a backend that
+/// does not answer. (The process tests run it with real workers.)</summary>
+public sealed class WorkerSupervisorTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("conveyor-supervisor-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    private string StartsLog => Path.Combine(_folder, "starts.log");
+
+    /// <summary>A child that notes its start (time in ms and worker id), then runs <paramref name="then"/>.</summary>
+    private SupervisorSettings Shell(string then, int processes = 1) => new()
+    {
+        Processes = processes,
+        FileName = "/bin/sh",
+        Arguments = ["-c", $"echo \"$(date +%s%3N) ${ConveyorSupervisor.WorkerIdVariable} ${ConveyorSupervisor.SupervisorProcessIdVariable}\" >> '{StartsLog}'; {then}"],
+        GracefulTimeout = TimeSpan.FromSeconds(10),
+    };
+
+    private List<(long AtMs, string WorkerId, string SupervisorPid)> Starts() =>
+        File.Exists(StartsLog)
+            ? File.ReadAllLines(StartsLog).Select(l => l.Split(' ')).Select(p => (long.Parse(p[0], CultureInfo.InvariantCulture), p[1], p[2])).ToList()
+            : [];
+
+    private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, Func<string> what)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(deadline.Elapsed < timeout, $"timed out after {timeout} waiting for {what()}");
+            await Task.Delay(20);
+        }
+    }
+
+    private static WorkerSupervisor Supervisor(SupervisorSettings settings, RecordingQueue backend) =>
+        new(settings, () => backend.Queue, TimeProvider.System, NullLogger<WorkerSupervisor>.Instance);
+
+    [Fact]
+    public async Task A_crashing_child_is_restarted_after_a_doubling_backoff_and_each_start_gets_a_fresh_id_whose_leases_are_handed_back()
+    {
+        var backend = RecordingQueue.Create();
+        var settings = Shell("exit 3") with { InitialBackoff = TimeSpan.FromMilliseconds(200), MaxBackoff = TimeSpan.FromMilliseconds(400) };
+        await using var supervisor = Supervisor(settings, backend);
+        using var stop = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
+
+        await WaitUntilAsync(() => Starts().Count >= 4, TimeSpan.FromSeconds(20), () => $"4 starts, saw {Starts().Count}");
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var starts = Starts();
+        // Waits of 200, 400, 400 ms at least (the cap), between the starts.
+        Assert.InRange(starts[1].AtMs - starts[0].AtMs, 200, 10_000);
+        Assert.InRange(starts[2].AtMs - starts[1].AtMs, 400, 10_000);
+        Assert.InRange(starts[3].AtMs - starts[2].AtMs, 400, 10_000);
+        Assert.Equal(starts.Count, starts.Select(s => s.WorkerId).Distinct().Count());
+        Assert.All(starts, s => Assert.Equal(Environment.ProcessId.ToString(CultureInfo.InvariantCulture), s.SupervisorPid));
+        Assert.All(starts, s => Assert.Contains(s.WorkerId, backend.Abandoned));
+        Assert.True(supervisor.Restarts >= 3);
+    }
+
+    [Fact]
+    public async Task A_child_that_exits_to_be_recycled_is_replaced_at_once()
+    {
+        var backend = RecordingQueue.Create();
+        // A crash would wait a minute before its restart; a planned exit waits for nothing.
+        var settings = Shell($"exit {WorkerExitCodes.Recycled}") with { InitialBackoff = TimeSpan.FromMinutes(1) };
+        await using var supervisor = Supervisor(settings, backend);
+        using var stop = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
+
+        await WaitUntilAsync(() => Starts().Count >= 3, TimeSpan.FromSeconds(20), () => $"3 starts, saw {Starts().Count}");
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(supervisor.Restarts >= 2);
+    }
+
+    [Fact]
+    public async Task A_stop_closes_the_childrens_input_and_they_drain()
+    {
+        var backend = RecordingQueue.Create();
+        // Reads its input to the end, as a supervised worker watches it, then exits.
+        await using var supervisor = Supervisor(Shell("cat > /dev/null; exit 0", processes: 2), backend);
+        using var stop = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
+        await WaitUntilAsync(() => supervisor.ChildProcessIds.Count == 2 && Starts().Count == 2, TimeSpan.FromSeconds(20), () => "2 children");
+
+        var clock = Stopwatch.StartNew();
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the stop took {clock.Elapsed}");
+        Assert.Equal(0, supervisor.Restarts);
+        Assert.All(Starts(), s => Assert.Contains(s.WorkerId, backend.Abandoned));
+    }
+
+    [Fact]
+    public async Task Children_that_ignore_the_stop_are_killed_after_the_graceful_timeout_even_with_the_backend_not_answering()
+    {
+        // The backend never answers: each hand-back gives up after its timeout.
+        var backend = RecordingQueue.Create(hang: true);
+        var settings = Shell("exec sleep 600", processes: 2) with
+        {
+            GracefulTimeout = TimeSpan.FromMilliseconds(500),
+            AbandonTimeout = TimeSpan.FromMilliseconds(300),
+        };
+        await using var supervisor = Supervisor(settings, backend);
+        using var stop = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
+        await WaitUntilAsync(() => supervisor.ChildProcessIds.Count == 2 && Starts().Count == 2, TimeSpan.FromSeconds(20), () => "2 children");
+        var children = supervisor.ChildProcessIds.Values.ToList();
+
+        var clock = Stopwatch.StartNew();
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(450), TimeSpan.FromSeconds(5));
+        Assert.All(children, pid => Assert.False(IsRunning(pid), $"child {pid} still runs"));
+        Assert.Equal(2, backend.Abandoned.Count);
+    }
+
+    [Fact]
+    public async Task Stop_now_kills_the_children_at_once()
+    {
+        var backend = RecordingQueue.Create();
+        var settings = Shell("exec sleep 600") with { GracefulTimeout = TimeSpan.FromMinutes(5) };
+        await using var supervisor = Supervisor(settings, backend);
+        using var stop = new CancellationTokenSource();
+        using var stopNow = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, stopNow.Token);
+        await WaitUntilAsync(() => supervisor.ChildProcessIds.Count == 1 && Starts().Count == 1, TimeSpan.FromSeconds(20), () => "a child");
+
+        var clock = Stopwatch.StartNew();
+        await stop.CancelAsync();
+        await stopNow.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the stop took {clock.Elapsed}");
+        Assert.Contains(Starts()[0].WorkerId, backend.Abandoned);
+    }
+
+    private static bool IsRunning(int processId)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(processId);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>A queue role that only records <see cref="IQueueBackend.AbandonLeasesAsync"/> (answering 0, or never).</summary>
+public class RecordingQueue : DispatchProxy
+{
+    private bool _hang;
+
+    public ConcurrentBag<string> Abandoned { get; } = [];
+
+    public static RecordingQueue Create(bool hang = false)
+    {
+        var proxy = Create<IQueueBackend, RecordingQueue>();
+        var recorder = (RecordingQueue)(object)proxy;
+        recorder._hang = hang;
+        return recorder;
+    }
+
+    /// <summary>This proxy as the role it implements.</summary>
+    public IQueueBackend Queue => (IQueueBackend)(object)this;
+
+    protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+    {
+        if (targetMethod?.Name == nameof(IQueueBackend.AbandonLeasesAsync))
+        {
+            Abandoned.Add((string)args![0]!);
+            return _hang ? new TaskCompletionSource<int>().Task : Task.FromResult(0);
+        }
+        throw new NotSupportedException(targetMethod?.Name);
+    }
+}
