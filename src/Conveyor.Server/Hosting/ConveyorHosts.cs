@@ -17,6 +17,8 @@ internal enum HostRole
     Worker,
     /// <summary>Nothing in the background: a command that calls the backend and exits.</summary>
     Tool,
+    /// <summary>The supervisor of worker processes: options, logging and the backend, no tasks and no host.</summary>
+    Supervisor,
 }
 
 /// <summary>Builds the hosts of the <c>conveyor</c> commands from configuration.</summary>
@@ -74,7 +76,7 @@ internal static class ConveyorHosts
         services.AddLogging(logging =>
         {
             logging.AddConfiguration(configuration.GetSection("Logging"));
-            AddConveyor(configuration, services, logging, HostRole.Worker, flags, environment);
+            AddConveyor(configuration, services, logging, HostRole.Supervisor, flags, environment);
         });
         return services.BuildServiceProvider();
     }
@@ -95,8 +97,12 @@ internal static class ConveyorHosts
         {
             throw new ConveyorConfigurationException(string.Join(" ", validation.Failures));
         }
-        var unknownVariables = ConfigurationKeys.UnknownVariables(environment ?? ConveyorEnvironmentVariablesProvider.ReadProcessEnvironment());
-        services.AddHostedService(sp => new ConfigurationWarnings(unknownVariables, sp.GetRequiredService<ILogger<ConfigurationWarnings>>()));
+        if (role != HostRole.Supervisor)
+        {
+            // A supervisor's children read the same environment and warn.
+            var unknownVariables = ConfigurationKeys.UnknownVariables(environment ?? ConveyorEnvironmentVariablesProvider.ReadProcessEnvironment());
+            services.AddHostedService(sp => new ConfigurationWarnings(unknownVariables, sp.GetRequiredService<ILogger<ConfigurationWarnings>>()));
+        }
         var api = Read<ConveyorApiOptions>(section);
         Read<HttpTaskOptions>(section.GetSection("Http"));
         if (server.Port is < 0 or > 65535)
@@ -118,10 +124,13 @@ internal static class ConveyorHosts
             services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         }
 
-        var conveyor = services.AddConveyor()
-            .AddNoopTask()
-            .AddSleepTask()
-            .AddHttpRequestTask(section.GetSection("Http"));
+        var conveyor = services.AddConveyor();
+        if (role != HostRole.Supervisor)
+        {
+            conveyor.AddNoopTask()
+                .AddSleepTask()
+                .AddHttpRequestTask(section.GetSection("Http"));
+        }
         if (redisUrl is not null)
         {
             // Conveyor:Redis (CONVEYOR_REDIS__KEY_PREFIX, …) tunes the backend; the URL comes from REDIS_URL or DATABASE_URL.
