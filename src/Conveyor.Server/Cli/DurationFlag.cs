@@ -6,7 +6,7 @@ namespace Conveyor.Server.Cli;
 /// unit (<c>500ms</c>, <c>30s</c>, <c>5m</c>, <c>1h</c>); <c>hh:mm:ss</c> as in configuration also works.</summary>
 internal static class DurationFlag
 {
-    public const string Forms = "seconds (300), 500ms, 30s, 5m, 1h or hh:mm:ss";
+    public const string Forms = "Seconds (300), 500ms, 30s, 5m, 1h or hh:mm:ss";
 
     /// <summary>The configuration value (a TimeSpan's text) of a flag's <paramref name="text"/>; text that is no duration
     /// is passed on as given, so that reading the configuration reports it with its key.</summary>

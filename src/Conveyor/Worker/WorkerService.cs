@@ -466,7 +466,7 @@ internal sealed partial class WorkerService(
                 // Interrupted after the grace period: it runs again at once, and the attempt counts, as a time limit's would.
                 return Failure(lease, new TaskError(ShutdownErrorType, "The worker shut down while the task ran."), permanent: false, retryNow: true);
             }
-            return Failure(lease, new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout}."), permanent: false);
+            return Failure(lease, new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout ?? _options.SoftTimeLimit}."), permanent: false);
         }
         catch (PermanentTaskException ex)
         {
