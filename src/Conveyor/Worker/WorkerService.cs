@@ -274,6 +274,10 @@ internal sealed partial class WorkerService(
         }
     }
 
+    private static readonly string WorkerVersion =
+        typeof(WorkerService).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
+
     /// <summary>Longer than a fetch's round trip to a healthy backend takes; a fetch this long waited for work.</summary>
     private static readonly TimeSpan MaxRoundTripSample = TimeSpan.FromMilliseconds(250);
 
@@ -682,6 +686,7 @@ internal sealed partial class WorkerService(
     {
         using var timer = new PeriodicTimer(_options.HeartbeatInterval, time);
         var queueNames = queues.Select(q => q.Name).ToArray();
+        var taskNames = registry.Tasks.Select(t => t.Name).Order(StringComparer.Ordinal).ToArray();
         // Logged once per outage, as the fetch loops do: a beat every few seconds would repeat it for as long as it lasts.
         var failing = false;
         while (true)
@@ -700,6 +705,12 @@ internal sealed partial class WorkerService(
                     Failed = status.Failed,
                     StartedAt = status.StartedAt,
                     HeartbeatAt = time.GetUtcNow(),
+                    Version = WorkerVersion,
+                    Tasks = taskNames,
+                    RunningTasks = status.RunningTasks
+                        .Select(r => new WorkerTask(r.Lease.Message.Id, r.Lease.Message.Task, r.Lease.Attempt, r.StartedAt))
+                        .OrderBy(r => r.StartedAt).ToArray(),
+                    MemoryBytes = Environment.WorkingSet,
                 }, stop).ConfigureAwait(false);
                 await HandBackStaleAsync(stop).ConfigureAwait(false);
                 var held = _inFlight.Values.Where(f => !f.Lost).ToArray();

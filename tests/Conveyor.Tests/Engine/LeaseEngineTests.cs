@@ -55,7 +55,8 @@ public sealed class LeaseEngineTests
             {
                 o.Worker.Concurrency = 1;
                 o.Worker.Prefetch = 4;
-                o.Worker.LeaseDuration = TimeSpan.FromSeconds(1);
+                // Long enough that the blocker's own lease survives a loaded machine's slow beats; the waiting ones go back after it.
+                o.Worker.LeaseDuration = TimeSpan.FromSeconds(3);
             });
         await host.StartAsync();
         var blocker = await host.Client.EnqueueAsync(GatedTask.Name);
