@@ -57,9 +57,9 @@ public sealed partial class PostgresBackend
         WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
         """;
 
-    // In id order, as completions and extensions lock rows (see CompleteAsync). Committed without waiting for its WAL
-    // flush, as a fetch is: a start lost in a PostgreSQL crash only makes its lease look unstarted (the attempt is not
-    // counted), and it cannot outlive a durable completion, whose commit flushes the WAL before it.
+    // Its arrays come in id order, as completions and extensions lock rows (see CompleteAsync). Committed without
+    // waiting for its WAL flush, as a fetch is: a start lost in a PostgreSQL crash only makes its lease look unstarted
+    // (the attempt is not counted), and it cannot outlive a durable completion, whose commit flushes the WAL before it.
     private const string StartSql = $"""
         UPDATE tasks t SET lease_started = true
         FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)

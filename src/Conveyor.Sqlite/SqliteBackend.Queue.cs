@@ -42,6 +42,7 @@ public sealed partial class SqliteBackend
         WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
         """;
 
+    // No row changed: the lease is no longer held.
     private const string StartSql =
         $"UPDATE tasks SET lease_started = 1 WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}";
 
