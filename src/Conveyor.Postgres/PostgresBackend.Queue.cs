@@ -24,7 +24,7 @@ public sealed partial class PostgresBackend
         """;
 
     private const string MessageColumns =
-        "t.seq, t.id, t.task, t.queue, t.priority, t.args, t.not_before, t.expires_at, t.attempt, t.max_attempts, t.retry_base_ms, t.retry_max_ms, t.retry_jitter, t.timeout_ms, t.idempotency_key, t.headers, t.created_at, t.redelivered";
+        "t.seq, t.id, t.task, t.queue, t.priority, t.args, t.not_before, t.expires_at, t.attempt, t.max_attempts, t.retry_base_ms, t.retry_max_ms, t.retry_jitter, t.timeout_ms, t.idempotency_key, t.headers, t.created_at, t.redelivered, t.lapses";
 
     // The lease is committed without waiting for its WAL flush (synchronous_commit off for this transaction only;
     // fsync stays on): a lease lost in a PostgreSQL crash leaves its task queued, to run again, which is what a lost
@@ -38,7 +38,7 @@ public sealed partial class PostgresBackend
             LIMIT @limit
             FOR UPDATE SKIP LOCKED)
         UPDATE tasks t SET state = {StoredStates.Running}, attempt = t.attempt + 1, lease_owner = @owner, lease_token = @token,
-            lease_expires = @expires, started_at = @now, history = t.history || '|{StoredStates.Running}:' || @now
+            lease_expires = @expires, lease_started = false, started_at = @now, history = t.history || '|{StoredStates.Running}:' || @now
         FROM c WHERE t.seq = c.seq AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
         RETURNING {MessageColumns}
         """;
@@ -57,9 +57,46 @@ public sealed partial class PostgresBackend
         WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
         """;
 
-    // Appends an AttemptError (as serialized by ConveyorJson) for the attempt whose lease ran out.
-    private const string AppendLeaseExpiredError =
+    // Its arrays come in id order, as completions and extensions lock rows (see CompleteAsync). Committed without
+    // waiting for its WAL flush, as a fetch is: a start lost in a PostgreSQL crash only makes its lease look unstarted
+    // (the attempt is not counted), and it cannot outlive a durable completion, whose commit flushes the WAL before it.
+    private const string StartSql = $"""
+        UPDATE tasks t SET lease_started = true
+        FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
+        WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
+          AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
+        RETURNING t.id, t.lease_token
+        """;
+
+    // A lease that ends without an outcome, by LeaseRules (the in-memory backend's EndLease is the reference). SET
+    // expressions read the old row, so each names the case it is in: cancel asked, never started, or interrupted (the
+    // last interruption makes the task dead).
+    private const string LeaseCancelled = "cancel_requested";
+    private const string LeaseUnstarted = "NOT cancel_requested AND NOT lease_started";
+    private const string LeaseInterrupted = "NOT cancel_requested AND lease_started";
+    private const string LeaseInterruptedLast = $"{LeaseInterrupted} AND interruptions + 1 >= {LeaseEndings.MaxInterruptions}";
+    private const string StateAfterLease =
+        $"CASE WHEN {LeaseCancelled} THEN {StoredStates.Cancelled} WHEN {LeaseInterruptedLast} THEN {StoredStates.Dead} ELSE {StoredStates.Queued} END";
+
+    // Appends an AttemptError (as serialized by ConveyorJson) for the interrupted attempt.
+    private const string AppendInterruptedError =
         "coalesce(errors || chr(10), '') || jsonb_build_object('attempt', attempt, 'at', @at::jsonb, 'error', @error::jsonb)::text";
+
+    // @lapse: 1 when a lease that never started counts as a lapse (it ran out or was abandoned), 0 for a clean hand-back.
+    // The task keeps its seq, so a lease that comes back unstarted keeps its place in its queue.
+    private const string EndLeaseSet = $"""
+        state = {StateAfterLease},
+            attempt = CASE WHEN {LeaseUnstarted} THEN attempt - 1 ELSE attempt END,
+            lapses = CASE WHEN {LeaseCancelled} THEN lapses WHEN {LeaseUnstarted} THEN lapses + @lapse ELSE lapses + 1 END,
+            interruptions = CASE WHEN {LeaseInterrupted} THEN interruptions + 1 ELSE interruptions END,
+            error = CASE WHEN {LeaseInterrupted} THEN @error ELSE error END,
+            errors = CASE WHEN {LeaseInterrupted} THEN {AppendInterruptedError} ELSE errors END,
+            redelivered = CASE WHEN {LeaseInterrupted} AND NOT ({LeaseInterruptedLast}) THEN true ELSE redelivered END,
+            finished_at = CASE WHEN {LeaseCancelled} OR ({LeaseInterruptedLast}) THEN @now ELSE finished_at END,
+            lease_owner = CASE WHEN {LeaseCancelled} OR ({LeaseInterruptedLast}) THEN lease_owner ELSE NULL END,
+            lease_token = NULL, lease_expires = NULL,
+            history = history || '|' || ({StateAfterLease}) || ':' || @now
+        """;
 
     // Queues whose row is committed: enqueues skip the insert for them. Filled only after a commit.
     private readonly ConcurrentDictionary<string, bool> _knownQueues = new(StringComparer.Ordinal);
@@ -299,7 +336,7 @@ public sealed partial class PostgresBackend
             Headers = DeserializeHeaders(ReadString(r, 15)),
             CreatedAt = FromMs(r.GetInt64(16)),
         };
-        return new Lease(message, token, r.GetInt32(8), r.GetBoolean(17), FromMs(expires));
+        return new Lease(message, token, r.GetInt32(8), r.GetBoolean(17), FromMs(expires)) { RecordStartFirst = r.GetInt32(18) > 0 };
     }
 
     /// <inheritdoc />
@@ -391,12 +428,37 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
-    public Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken) =>
-        throw new NotImplementedException("issue 10: attempts spent at start");
+    public async Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return [];
+        }
+        var ordered = leases.OrderBy(l => l.TaskId).ToArray();
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, StartSql);
+        command.Parameters.AddWithValue("id", ordered.Select(l => l.TaskId).ToArray());
+        command.Parameters.AddWithValue("token", ordered.Select(l => l.Token).ToArray());
+        var held = new HashSet<LeaseRef>();
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                held.Add(new LeaseRef(reader.GetGuid(0), reader.GetInt64(1)));
+            }
+        }
+        return held.Count == leases.Count ? [] : leases.Where(l => !held.Contains(l)).ToList();
+    }
 
     /// <inheritdoc />
-    public Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken) =>
-        throw new NotImplementedException("issue 10: attempts spent at start");
+    public Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(workerId);
+        return EndLeasesAsync(
+            $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = @owner RETURNING state",
+            lapse: true, p => p.AddWithValue("owner", workerId), cancellationToken);
+    }
 
     /// <inheritdoc />
     public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
@@ -406,17 +468,54 @@ public sealed partial class PostgresBackend
         {
             return;
         }
-        await ExecuteAndNotifyAsync($"""
-            UPDATE tasks t SET state = {StoredStates.Queued}, attempt = t.attempt - 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
-                history = t.history || '|{StoredStates.Queued}:' || @now
+        // A lease that never started (and whose cancel was not asked) is a clean hand-back: not a lapse. In id order, as
+        // completions and extensions lock rows.
+        var ordered = leases.OrderBy(l => l.TaskId).ToArray();
+        await EndLeasesAsync($"""
+            UPDATE tasks t SET {EndLeaseSet}
             FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
             WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
-            """, p =>
+            RETURNING t.state
+            """, lapse: false, p =>
         {
-            p.AddWithValue("now", Now());
-            p.AddWithValue("id", leases.Select(l => l.TaskId).ToArray());
-            p.AddWithValue("token", leases.Select(l => l.Token).ToArray());
+            p.AddWithValue("id", ordered.Select(l => l.TaskId).ToArray());
+            p.AddWithValue("token", ordered.Select(l => l.Token).ToArray());
         }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken) =>
+        EndLeasesAsync(
+            $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < @now RETURNING state",
+            lapse: true, _ => { }, cancellationToken);
+
+    /// <summary>Runs one statement that sets <see cref="EndLeaseSet"/> and returns the new state; publishes ready (any
+    /// queue) after its commit when a task became ready. Returns how many leases ended.</summary>
+    private async Task<int> EndLeasesAsync(string updateSql, bool lapse, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken)
+    {
+        var now = Now();
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, updateSql);
+        command.Parameters.AddWithValue("now", now);
+        command.Parameters.AddWithValue("error", LeaseEndings.InterruptedErrorJson);
+        command.Parameters.AddWithValue("at", LeaseEndings.AtJson(FromMs(now)));
+        command.Parameters.AddWithValue("lapse", lapse ? 1 : 0);
+        parameters(command.Parameters);
+        var ended = 0;
+        var ready = false;
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                ended++;
+                ready |= reader.GetInt16(0) == (short)TaskState.Queued;
+            }
+        }
+        if (ready)
+        {
+            Ready("");
+        }
+        return ended;
     }
 
     /// <summary>Runs one statement and, when it changed rows, publishes ready (any queue) after its commit.</summary>
@@ -431,49 +530,6 @@ public sealed partial class PostgresBackend
             Ready("");
         }
         return count;
-    }
-
-    /// <inheritdoc />
-    public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
-    {
-        var now = Now();
-        var error = JsonSerializer.Serialize(
-            new TaskError("Conveyor.LeaseExpired", "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend)."),
-            ConveyorJson.Options);
-        var at = JsonSerializer.Serialize(FromMs(now), ConveyorJson.Options);
-        // A lease that ran out on the last attempt, or after a cancel was asked, ends the task:
-        // otherwise a task that kills its worker would be redelivered forever. Every attempt
-        // lost this way is recorded as failed, like one that threw.
-        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using var settle = new NpgsqlCommand($"""
-            UPDATE tasks SET state = CASE WHEN cancel_requested THEN {StoredStates.Cancelled} ELSE {StoredStates.Dead} END, finished_at = @now,
-                error = CASE WHEN cancel_requested THEN error ELSE @error END,
-                errors = CASE WHEN cancel_requested THEN errors ELSE {AppendLeaseExpiredError} END,
-                lease_token = NULL, lease_expires = NULL,
-                history = history || '|' || (CASE WHEN cancel_requested THEN {StoredStates.Cancelled} ELSE {StoredStates.Dead} END) || ':' || @now
-            WHERE state = {StoredStates.Running} AND lease_expires < @now AND (attempt >= max_attempts OR cancel_requested)
-            """, connection, transaction);
-        settle.Parameters.AddWithValue("now", now);
-        settle.Parameters.AddWithValue("error", error);
-        settle.Parameters.AddWithValue("at", at);
-        var settled = await settle.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await using var requeue = new NpgsqlCommand($"""
-            UPDATE tasks SET state = {StoredStates.Queued}, redelivered = true, error = @error, errors = {AppendLeaseExpiredError},
-                lease_token = NULL, lease_expires = NULL,
-                history = history || '|{StoredStates.Queued}:' || @now
-            WHERE state = {StoredStates.Running} AND lease_expires < @now
-            """, connection, transaction);
-        requeue.Parameters.AddWithValue("now", now);
-        requeue.Parameters.AddWithValue("error", error);
-        requeue.Parameters.AddWithValue("at", at);
-        var requeued = await requeue.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        if (requeued > 0)
-        {
-            Ready("");
-        }
-        return settled + requeued;
     }
 
     /// <inheritdoc />

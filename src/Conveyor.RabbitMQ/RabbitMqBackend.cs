@@ -193,6 +193,13 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         var dead = askedDead.Where(id => states!.TryGetValue(id, out var state) && state == TaskState.Dead).ToList();
         var deadSet = dead.ToHashSet();
         await _deliveries.AckHeldAsync(completions.Select(c => c.Lease.TaskId).Where(id => !deadSet.Contains(id))).ConfigureAwait(false);
+        await DeadLetterAsync(dead, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Dead-letters the tasks the store has dead: a held delivery is rejected to the dead-letter exchange, and a
+    /// copy is published for each of the others.</summary>
+    private async Task DeadLetterAsync(List<Guid> dead, CancellationToken cancellationToken)
+    {
         if (dead.Count == 0)
         {
             return;
@@ -228,10 +235,23 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return;
+        }
         await _store.Queue.ReleaseAsync(leases, cancellationToken).ConfigureAwait(false);
-        // Held deliveries go back to their queue (basic.nack with requeue); the others are published again.
-        await _deliveries.SettleHeldAsync(leases.Select(l => l.TaskId), Settle.Requeue, out var requeued).ConfigureAwait(false);
-        var queues = await PublishReadyAsync(leases.Select(l => l.TaskId).Where(id => !requeued.Contains(id)), cancellationToken).ConfigureAwait(false);
+        // A lease whose handler started ends as an interrupted attempt (LeaseRules): the last one leaves its task dead,
+        // and a cancel asked leaves it cancelled. Those deliveries are settled as a completion's are: dead-lettered, or
+        // acked. The others go back to their queue (basic.nack with requeue), or are published again when not held here.
+        var ids = leases.Select(l => l.TaskId).Distinct().ToList();
+        var states = await _store.Store.GetStatesAsync(ids, cancellationToken).ConfigureAwait(false);
+        var dead = ids.Where(id => states.TryGetValue(id, out var state) && state == TaskState.Dead).ToList();
+        await DeadLetterAsync(dead, cancellationToken).ConfigureAwait(false);
+        var finished = ids.Where(id => states.TryGetValue(id, out var state) && state.IsTerminal() && state != TaskState.Dead).ToHashSet();
+        await _deliveries.AckHeldAsync(finished).ConfigureAwait(false);
+        var rest = ids.Where(id => !finished.Contains(id) && !dead.Contains(id)).ToList();
+        await _deliveries.SettleHeldAsync(rest, Settle.Requeue, out var requeued).ConfigureAwait(false);
+        var queues = await PublishReadyAsync(rest.Where(id => !requeued.Contains(id)), cancellationToken).ConfigureAwait(false);
         // A requeued delivery may go back to this process's own consumer: every process hears of the work. The queues of
         // requeued deliveries are not looked up (one store read each); an empty payload means any queue.
         await NotifyReadyAsync(requeued.Count > 0 ? queues.Append("") : queues, cancellationToken).ConfigureAwait(false);

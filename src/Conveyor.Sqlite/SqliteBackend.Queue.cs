@@ -20,11 +20,11 @@ public sealed partial class SqliteBackend
          "$timeout", "$nb", "$exp", "$created", "$key", "$headers", "$history"];
 
     private const string MessageColumns =
-        "seq, id, task, queue, priority, args, not_before, expires_at, attempt, max_attempts, retry_base_ms, retry_max_ms, retry_jitter, timeout_ms, idempotency_key, headers, created_at, redelivered";
+        "seq, id, task, queue, priority, args, not_before, expires_at, attempt, max_attempts, retry_base_ms, retry_max_ms, retry_jitter, timeout_ms, idempotency_key, headers, created_at, redelivered, lapses";
 
     private const string FetchSql = $"""
         UPDATE tasks SET state = {StoredStates.Running}, attempt = attempt + 1, lease_owner = $owner, lease_token = $token,
-            lease_expires = $expires, started_at = $now, history = history || '|{StoredStates.Running}:' || $now
+            lease_expires = $expires, lease_started = 0, started_at = $now, history = history || '|{StoredStates.Running}:' || $now
         WHERE seq IN (SELECT seq FROM tasks WHERE queue = $queue AND state = {StoredStates.Queued} ORDER BY priority DESC, seq LIMIT $limit)
           AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $queue AND paused = 1)
         RETURNING {MessageColumns}
@@ -42,9 +42,39 @@ public sealed partial class SqliteBackend
         WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
         """;
 
-    // Appends an AttemptError (as serialized by ConveyorJson) for the attempt whose lease ran out.
-    private const string AppendLeaseExpiredError =
+    // No row changed: the lease is no longer held.
+    private const string StartSql =
+        $"UPDATE tasks SET lease_started = 1 WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}";
+
+    // A lease that ends without an outcome, by LeaseRules (the in-memory backend's EndLease is the reference). SET
+    // expressions read the old row, so each names the case it is in: cancel asked, never started, or interrupted (the
+    // last interruption makes the task dead).
+    private const string LeaseCancelled = "cancel_requested = 1";
+    private const string LeaseUnstarted = "cancel_requested = 0 AND lease_started = 0";
+    private const string LeaseInterrupted = "cancel_requested = 0 AND lease_started = 1";
+    private const string LeaseInterruptedLast = $"{LeaseInterrupted} AND interruptions + 1 >= {LeaseEndings.MaxInterruptions}";
+    private const string StateAfterLease =
+        $"CASE WHEN {LeaseCancelled} THEN {StoredStates.Cancelled} WHEN {LeaseInterruptedLast} THEN {StoredStates.Dead} ELSE {StoredStates.Queued} END";
+
+    // Appends an AttemptError (as serialized by ConveyorJson) for the interrupted attempt.
+    private const string AppendInterruptedError =
         "coalesce(errors || char(10), '') || json_object('attempt', attempt, 'at', json($at), 'error', json($error))";
+
+    // $lapse: 1 when a lease that never started counts as a lapse (it ran out or was abandoned), 0 for a clean hand-back.
+    // The task keeps its seq, so a lease that comes back unstarted keeps its place in its queue.
+    private const string EndLeaseSet = $"""
+        state = {StateAfterLease},
+            attempt = CASE WHEN {LeaseUnstarted} THEN attempt - 1 ELSE attempt END,
+            lapses = CASE WHEN {LeaseCancelled} THEN lapses WHEN {LeaseUnstarted} THEN lapses + $lapse ELSE lapses + 1 END,
+            interruptions = CASE WHEN {LeaseInterrupted} THEN interruptions + 1 ELSE interruptions END,
+            error = CASE WHEN {LeaseInterrupted} THEN $error ELSE error END,
+            errors = CASE WHEN {LeaseInterrupted} THEN {AppendInterruptedError} ELSE errors END,
+            redelivered = CASE WHEN {LeaseInterrupted} AND NOT ({LeaseInterruptedLast}) THEN 1 ELSE redelivered END,
+            finished_at = CASE WHEN {LeaseCancelled} OR ({LeaseInterruptedLast}) THEN $now ELSE finished_at END,
+            lease_owner = CASE WHEN {LeaseCancelled} OR ({LeaseInterruptedLast}) THEN lease_owner ELSE NULL END,
+            lease_token = NULL, lease_expires = NULL,
+            history = history || '|' || ({StateAfterLease}) || ':' || $now
+        """;
 
     /// <inheritdoc />
     public Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
@@ -248,7 +278,7 @@ public sealed partial class SqliteBackend
             Headers = DeserializeHeaders(r.GetString(15)),
             CreatedAt = FromMs(r.GetInt64(16)),
         };
-        return new Lease(message, token, r.GetInt32(8), r.GetInt64(17) != 0, FromMs(expires));
+        return new Lease(message, token, r.GetInt32(8), r.GetInt64(17) != 0, FromMs(expires)) { RecordStartFirst = r.GetInt64(18) > 0 };
     }
 
     /// <inheritdoc />
@@ -322,12 +352,54 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
-    public Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken) =>
-        throw new NotImplementedException("issue 10: attempts spent at start");
+    public Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(leases);
+        if (leases.Count == 0)
+        {
+            return Task.FromResult<IReadOnlyList<LeaseRef>>([]);
+        }
+        return Writer.RunAsync<IReadOnlyList<LeaseRef>>(w => Start(w, leases));
+    }
+
+    private static List<LeaseRef> Start(SqliteWriter w, IReadOnlyList<LeaseRef> leases)
+    {
+        var command = w.Prepared(StartSql, "$id", "$token");
+        var lost = new List<LeaseRef>();
+        Span<byte> id = stackalloc byte[16];
+        foreach (var lease in leases)
+        {
+            lease.TaskId.TryWriteBytes(id, bigEndian: true, out _);
+            command.Bind(0, id);
+            command.Bind(1, lease.Token);
+            if (command.Execute() == 0)
+            {
+                lost.Add(lease);
+            }
+        }
+        return lost;
+    }
 
     /// <inheritdoc />
-    public Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken) =>
-        throw new NotImplementedException("issue 10: attempts spent at start");
+    public async Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(workerId);
+        cancellationToken.ThrowIfCancellationRequested();
+        var (ended, ready) = await Writer.RunAsync(w =>
+        {
+            var command = w.Statement(
+                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = $owner RETURNING state",
+                "$now", "$error", "$at", "$lapse", "$owner");
+            BindLeaseEnd(command, Now(), lapse: true);
+            command.Parameters[4].Value = workerId;
+            return EndLeases(command);
+        }).ConfigureAwait(false);
+        if (ready)
+        {
+            Ready("");
+        }
+        return ended;
+    }
 
     /// <inheritdoc />
     public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
@@ -337,25 +409,23 @@ public sealed partial class SqliteBackend
         {
             return;
         }
-        var released = await Writer.RunAsync(w =>
+        var ready = await Writer.RunAsync(w =>
         {
-            var now = Now();
-            var command = w.Statement($"""
-                UPDATE tasks SET state = {StoredStates.Queued}, attempt = attempt - 1, lease_owner = NULL, lease_token = NULL, lease_expires = NULL,
-                    history = history || '|{StoredStates.Queued}:' || $now
-                WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
-                """, "$now", "$id", "$token");
-            var changed = 0;
+            // A lease that never started (and whose cancel was not asked) is a clean hand-back: not a lapse.
+            var command = w.Statement(
+                $"UPDATE tasks SET {EndLeaseSet} WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running} RETURNING state",
+                "$now", "$error", "$at", "$lapse", "$id", "$token");
+            BindLeaseEnd(command, Now(), lapse: false);
+            var any = false;
             foreach (var lease in leases)
             {
-                command.Parameters[0].Value = now;
-                command.Parameters[1].Value = IdBytes(lease.TaskId);
-                command.Parameters[2].Value = lease.Token;
-                changed += command.ExecuteNonQuery();
+                command.Parameters[4].Value = IdBytes(lease.TaskId);
+                command.Parameters[5].Value = lease.Token;
+                any |= EndLeases(command).Ready;
             }
-            return changed;
+            return any;
         }).ConfigureAwait(false);
-        if (released > 0)
+        if (ready)
         {
             Ready("");
         }
@@ -364,44 +434,44 @@ public sealed partial class SqliteBackend
     /// <inheritdoc />
     public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
     {
-        var count = await Writer.RunAsync(w =>
+        var (ended, ready) = await Writer.RunAsync(w =>
         {
             var now = Now();
-            // A lease that ran out on the last attempt, or after a cancel was asked, ends the task:
-            // otherwise a task that kills its worker would be redelivered forever. Every attempt
-            // lost this way is recorded as failed, like one that threw.
-            var settle = w.Statement($"""
-                UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE {StoredStates.Dead} END, finished_at = $now,
-                    error = CASE WHEN cancel_requested = 1 THEN error ELSE $error END,
-                    errors = CASE WHEN cancel_requested = 1 THEN errors ELSE {AppendLeaseExpiredError} END,
-                    lease_token = NULL, lease_expires = NULL,
-                    history = history || '|' || (CASE WHEN cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE {StoredStates.Dead} END) || ':' || $now
-                WHERE state = {StoredStates.Running} AND lease_expires < $now AND (attempt >= max_attempts OR cancel_requested = 1)
-                """, "$now", "$error", "$at");
-            var error = JsonSerializer.Serialize(
-                new TaskError("Conveyor.LeaseExpired", "The lease of this attempt ran out: its worker stopped heartbeating (it crashed, was killed or lost the backend)."),
-                ConveyorJson.Options);
-            var at = JsonSerializer.Serialize(FromMs(now), ConveyorJson.Options);
-            settle.Parameters[0].Value = now;
-            settle.Parameters[1].Value = error;
-            settle.Parameters[2].Value = at;
-            var settled = settle.ExecuteNonQuery();
-            var requeue = w.Statement($"""
-                UPDATE tasks SET state = {StoredStates.Queued}, redelivered = 1, error = $error, errors = {AppendLeaseExpiredError},
-                    lease_token = NULL, lease_expires = NULL,
-                    history = history || '|{StoredStates.Queued}:' || $now
-                WHERE state = {StoredStates.Running} AND lease_expires < $now
-                """, "$now", "$error", "$at");
-            requeue.Parameters[0].Value = now;
-            requeue.Parameters[1].Value = error;
-            requeue.Parameters[2].Value = at;
-            return settled + requeue.ExecuteNonQuery();
+            var command = w.Statement(
+                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < $now RETURNING state",
+                "$now", "$error", "$at", "$lapse");
+            BindLeaseEnd(command, now, lapse: true);
+            return EndLeases(command);
         }).ConfigureAwait(false);
-        if (count > 0)
+        if (ready)
         {
             Ready("");
         }
-        return count;
+        return ended;
+    }
+
+    /// <summary>Binds the parameters <see cref="EndLeaseSet"/> names, in its statements' first four places.</summary>
+    private static void BindLeaseEnd(SqliteCommand command, long now, bool lapse)
+    {
+        command.Parameters[0].Value = now;
+        command.Parameters[1].Value = LeaseEndings.InterruptedErrorJson;
+        command.Parameters[2].Value = LeaseEndings.AtJson(FromMs(now));
+        command.Parameters[3].Value = lapse ? 1 : 0;
+    }
+
+    /// <summary>Runs a statement that sets <see cref="EndLeaseSet"/> and returns the new state: how many leases ended, and
+    /// whether any task became ready.</summary>
+    private static (int Ended, bool Ready) EndLeases(SqliteCommand command)
+    {
+        using var reader = command.ExecuteReader();
+        var ended = 0;
+        var ready = false;
+        while (reader.Read())
+        {
+            ended++;
+            ready |= reader.GetInt32(0) == (int)TaskState.Queued;
+        }
+        return (ended, ready);
     }
 
     /// <inheritdoc />

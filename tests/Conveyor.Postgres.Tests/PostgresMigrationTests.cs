@@ -1,3 +1,5 @@
+using Conveyor.Backends;
+using Conveyor.Sql.Migrations;
 using Npgsql;
 
 namespace Conveyor.Postgres.Tests;
@@ -6,37 +8,79 @@ namespace Conveyor.Postgres.Tests;
 public class PostgresMigrationTests
 {
     [Fact]
-    public async Task A_schema_at_the_last_legacy_version_is_up_to_date_and_not_migrated_again()
+    public async Task A_schema_at_the_last_legacy_version_gets_only_the_later_migrations_and_ends_as_a_fresh_one()
     {
         await using var legacy = await LegacySchema.CreateAsync(LegacyPostgresSchema.Migrations.Length);
-        var before = await DescribeAsync(legacy.Name);
+        await using var fresh = await LegacySchema.CreateAsync(0);
 
         // Running 001 again would fail ("relation tasks already exists").
         await legacy.Backend.MigrateAsync(CancellationToken.None);
+        await fresh.Backend.MigrateAsync(CancellationToken.None);
 
-        Assert.Equal(LegacyPostgresSchema.Migrations.Length, await legacy.Backend.GetSchemaVersionAsync(CancellationToken.None));
-        Assert.Equal(before, await DescribeAsync(legacy.Name));
+        Assert.True(PostgresSchema.LatestVersion > LegacyPostgresSchema.Migrations.Length);
+        Assert.Equal(PostgresSchema.LatestVersion, await legacy.Backend.GetSchemaVersionAsync(CancellationToken.None));
+        Assert.Equal(await DescribeAsync(fresh.Name), await DescribeAsync(legacy.Name));
         Assert.True((await legacy.Backend.CheckHealthAsync(CancellationToken.None)).Healthy);
     }
 
     [Fact]
-    public async Task A_legacy_schema_at_version_1_gets_migration_2_and_ends_as_a_fresh_one()
+    public async Task A_legacy_schema_at_version_1_gets_the_later_migrations_and_ends_as_a_fresh_one()
     {
         await using var legacy = await LegacySchema.CreateAsync(1);
         await using var fresh = await LegacySchema.CreateAsync(0);
         await legacy.Backend.MigrateAsync(CancellationToken.None);
         await fresh.Backend.MigrateAsync(CancellationToken.None);
-        Assert.Equal(2, await legacy.Backend.GetSchemaVersionAsync(CancellationToken.None));
+        Assert.Equal(PostgresSchema.LatestVersion, await legacy.Backend.GetSchemaVersionAsync(CancellationToken.None));
         Assert.Equal(await DescribeAsync(fresh.Name), await DescribeAsync(legacy.Name));
     }
 
     [Fact]
     public async Task The_embedded_migrations_build_what_the_legacy_ones_built()
     {
-        await using var legacy = await LegacySchema.CreateAsync(LegacyPostgresSchema.Migrations.Length);
-        await using var fresh = await LegacySchema.CreateAsync(0);
-        await fresh.Backend.MigrateAsync(CancellationToken.None);
-        Assert.Equal(await DescribeAsync(legacy.Name), await DescribeAsync(fresh.Name));
+        var versions = LegacyPostgresSchema.Migrations.Length;
+        await using var legacy = await LegacySchema.CreateAsync(versions);
+        var embedded = SqlMigrationSet.FromResources(typeof(PostgresBackend).Assembly, "Conveyor.Postgres.Migrations.");
+        await using var upToLegacy = await LegacySchema.CreateAsync(versions,
+            (v, schema) => embedded.Migrations[v].Render(PostgresDialect.Instance, new Dictionary<string, string> { ["schema"] = schema }));
+        Assert.Equal(await DescribeAsync(legacy.Name), await DescribeAsync(upToLegacy.Name));
+    }
+
+    [Fact]
+    public async Task Migration_3_counts_the_leases_held_then_as_started_and_leaves_other_rows_unstarted()
+    {
+        await using var legacy = await LegacySchema.CreateAsync(2);
+        var running = Guid.NewGuid();
+        var queued = Guid.NewGuid();
+        await using (var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString)))
+        await using (var insert = dataSource.CreateCommand($"""
+            INSERT INTO "{legacy.Name}".tasks (id, task, queue, state, attempt, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
+                created_at, lease_owner, lease_token, lease_expires, history)
+            VALUES (@running, 't', 'q', 2, 1, 5, 1000, 60000, 0, 1, 'old-worker', 7, 1, '1:1'),
+                (@queued, 't', 'q', 1, 0, 5, 1000, 60000, 0, 1, NULL, NULL, NULL, '1:1')
+            """))
+        {
+            insert.Parameters.AddWithValue("running", running);
+            insert.Parameters.AddWithValue("queued", queued);
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        await legacy.Backend.MigrateAsync(CancellationToken.None);
+
+        // The build before spent the attempt at fetch: the lease held across the upgrade stays spent when it runs out.
+        Assert.Equal(1, await legacy.Backend.RequeueExpiredLeasesAsync(CancellationToken.None));
+        var interrupted = await legacy.Backend.GetAsync(running, CancellationToken.None);
+        Assert.Equal(TaskState.Queued, interrupted!.State);
+        Assert.Equal(1, interrupted.Attempts);
+        Assert.Equal(LeaseRules.InterruptedErrorType, Assert.Single(interrupted.Errors).Error.Type);
+        var leases = (await legacy.Backend.FetchAsync(new FetchRequest
+        {
+            WorkerId = "new-worker",
+            Queues = [new QueueWeight("q")],
+            MaxCount = 2,
+            LeaseDuration = TimeSpan.FromMinutes(1),
+        }, CancellationToken.None)).ToDictionary(l => l.Message.Id);
+        Assert.Equal((2, true, true), (leases[running].Attempt, leases[running].IsRedelivery, leases[running].RecordStartFirst));
+        Assert.Equal((1, false, false), (leases[queued].Attempt, leases[queued].IsRedelivery, leases[queued].RecordStartFirst));
     }
 
     /// <summary>Columns, indexes, table options and recorded versions of a schema, with its name taken out.</summary>
@@ -78,7 +122,11 @@ public class PostgresMigrationTests
 
         public PostgresBackend Backend { get; }
 
-        public static async Task<LegacySchema> CreateAsync(int version)
+        public static Task<LegacySchema> CreateAsync(int version) => CreateAsync(version, (v, _) => LegacyPostgresSchema.Migrations[v]);
+
+        /// <summary>A schema with the migrations 0 … <paramref name="version"/> - 1 that <paramref name="migration"/> gives
+        /// (by index and schema name), recorded as the legacy builds recorded them.</summary>
+        public static async Task<LegacySchema> CreateAsync(int version, Func<int, string, string> migration)
         {
             var schema = new LegacySchema("t_" + Guid.NewGuid().ToString("N"));
             await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString));
@@ -94,7 +142,7 @@ public class PostgresMigrationTests
             for (var v = 0; v < version; v++)
             {
                 await using var migrate = new NpgsqlCommand(
-                    $"SET LOCAL search_path TO \"{schema.Name}\";\n{LegacyPostgresSchema.Migrations[v]}\nINSERT INTO \"{schema.Name}\".schema_migrations (version) VALUES ({v + 1});",
+                    $"SET LOCAL search_path TO \"{schema.Name}\";\n{migration(v, schema.Name)}\nINSERT INTO \"{schema.Name}\".schema_migrations (version) VALUES ({v + 1});",
                     connection, transaction);
                 await migrate.ExecuteNonQueryAsync();
             }

@@ -178,6 +178,52 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task A_task_released_at_its_last_interrupted_attempt_reaches_the_dead_letter_queue()
+    {
+        var backend = await NewBackendAsync();
+        var message = NewMessage();
+        await backend.EnqueueAsync([message], _timeout.Token);
+        var request = new FetchRequest
+        {
+            WorkerId = "w",
+            Queues = [new QueueWeight(QueueNames.Default)],
+            MaxCount = 1,
+            LeaseDuration = TimeSpan.FromSeconds(30),
+        };
+
+        // Handed back after its handler started, as a worker stopped past its grace does: each is an interrupted attempt.
+        for (var i = 1; i <= LeaseRules.MaxInterruptions; i++)
+        {
+            var lease = await FetchWithinAsync(backend, request, TimeSpan.FromSeconds(10));
+            Assert.Empty(await backend.StartAsync([lease.Ref], _timeout.Token));
+            await backend.ReleaseAsync([lease.Ref], _timeout.Token);
+        }
+
+        var stopwatch = Stopwatch.StartNew();
+        while (await ReadyCountAsync(backend.DeadLetterName) == 0 && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(50, _timeout.Token);
+        }
+        Assert.Equal(1u, await ReadyCountAsync(backend.DeadLetterName));
+        Assert.Equal(TaskState.Dead, (await backend.Store.GetAsync(message.Id, _timeout.Token))?.State);
+    }
+
+    /// <summary>The one lease a fetch gets once the task is ready in the store, fetching again until <paramref name="within"/>.</summary>
+    private async Task<Lease> FetchWithinAsync(RabbitMqBackend backend, FetchRequest request, TimeSpan within)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        while (true)
+        {
+            if (await backend.FetchAsync(request, _timeout.Token) is [var lease])
+            {
+                return lease;
+            }
+            Assert.True(stopwatch.Elapsed < within, $"nothing to fetch within {within}");
+            await Task.Delay(20, _timeout.Token);
+        }
+    }
+
+    [Fact]
     public async Task A_delivery_is_a_ready_notification_for_its_queue_in_the_consuming_process()
     {
         // The consuming side sweeps its buffer only every 60 s: only the delivery can tell it in time.
