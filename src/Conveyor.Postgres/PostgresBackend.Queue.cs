@@ -581,7 +581,7 @@ public sealed partial class PostgresBackend
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using (var retry = Command(connection, $"""
-            UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
+            UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
                 cancel_requested = false, redelivered = false, history = history || '|{StoredStates.Queued}:' || @now
             WHERE id = @id AND state IN ({StoredStates.Retryable})
             RETURNING queue

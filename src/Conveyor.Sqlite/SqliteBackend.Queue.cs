@@ -536,7 +536,7 @@ public sealed partial class SqliteBackend
         {
             var now = Now();
             var retry = w.Statement($"""
-                UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
+                UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
                     cancel_requested = 0, redelivered = 0, history = history || '|{StoredStates.Queued}:' || $now
                 WHERE id = $id AND state IN ({StoredStates.Retryable})
                 RETURNING queue
