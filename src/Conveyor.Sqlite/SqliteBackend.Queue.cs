@@ -37,6 +37,7 @@ public sealed partial class SqliteBackend
             result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
             not_before = $nb, finished_at = CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN $at ELSE $finished END,
+            attempt = attempt - $unspent,
             lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
             history = history || '|' || (CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE $state END) || ':' || $at
         WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
@@ -294,7 +295,7 @@ public sealed partial class SqliteBackend
 
     private static int Complete(SqliteWriter w, IReadOnlyList<Completion> completions)
     {
-        var command = w.Prepared(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token");
+        var command = w.Prepared(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token", "$unspent");
         var changed = 0;
         Span<byte> id = stackalloc byte[16];
         foreach (var c in completions)
@@ -311,6 +312,7 @@ public sealed partial class SqliteBackend
             command.Bind(6, at);
             command.Bind(7, id);
             command.Bind(8, c.Lease.Token);
+            command.Bind(9, c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0);
             changed += command.Execute();
         }
         return changed;

@@ -325,8 +325,20 @@ internal sealed partial class WorkerService(
         }
         else if (!registry.TryGet(message.Task, out var descriptor))
         {
-            // Another worker (say, a newer version in a rolling deploy) may know it: retry by the policy.
-            completion = Failure(lease, new TaskError("Conveyor.UnknownTask", $"No handler is registered for task '{message.Task}' on worker {status.WorkerId}."), permanent: false);
+            // Another worker (say, a newer version in a rolling deploy) may know it: it waits, its attempts unspent and
+            // never dead-lettered for it, and is offered again later.
+            var now = time.GetUtcNow();
+            completion = new Completion
+            {
+                Lease = lease.Ref,
+                Kind = CompletionKind.Retry,
+                Attempt = lease.Attempt,
+                Unstarted = true,
+                RetryAt = now + NoHandlerWait * (0.8 + (Random.Shared.NextDouble() * 0.4)),
+                Error = new TaskError(NoHandlerErrorType,
+                    $"No handler for task '{message.Task}' on worker {status.WorkerId}: it waits for a worker that declares it (its attempts are not spent)."),
+                At = now,
+            };
         }
         else if (!await RecordStartAsync(inFlight).ConfigureAwait(false))
         {
@@ -385,6 +397,12 @@ internal sealed partial class WorkerService(
     }
 
     private const string ShutdownErrorType = "Conveyor.WorkerShutdown";
+
+    /// <summary>The error type of a task a worker took but has no handler for.</summary>
+    internal const string NoHandlerErrorType = "Conveyor.NoHandler";
+
+    /// <summary>How long a task that this worker has no handler for waits before it is offered again (±20 %).</summary>
+    private static readonly TimeSpan NoHandlerWait = TimeSpan.FromSeconds(15);
 
     /// <summary>Records the attempt's start: beside the handler (batched with completions), or before it when the lease
     /// asks (<see cref="Lease.RecordStartFirst"/>). False when the backend says the lease is no longer held.</summary>

@@ -88,3 +88,22 @@ public sealed class LeaseEngineTests
         }
     }
 }
+
+public sealed class NoHandlerEngineTests
+{
+    [Fact]
+    public async Task Task_no_handler_here_declares_waits_with_its_attempts_unspent_and_is_never_dead()
+    {
+        await using var host = new EngineHost(c => c.AddNoopTask());
+        await host.StartAsync();
+
+        var result = await host.Client.EnqueueAsync("reports.nightly", options: new EnqueueOptions { MaxAttempts = 1 });
+        var record = await host.WaitForAsync(result.Id, r => r.State != TaskState.Queued && r.State != TaskState.Running);
+
+        Assert.Equal(TaskState.Retrying, record.State);
+        Assert.Equal(0, record.Attempts);
+        Assert.Equal("Conveyor.NoHandler", record.Error?.Type);
+        Assert.Contains("reports.nightly", record.Error?.Message, StringComparison.Ordinal);
+        Assert.NotNull(record.NotBefore);
+    }
+}
