@@ -39,6 +39,7 @@ public static class ConveyorApiExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ApiKeyValidator>();
         services.AddSingleton<EnqueueRequestReader>();
+        services.AddSingleton<DeclaredTasks>();
         services.AddSingleton<BackendOutageLog>();
         services.AddSingleton<ReadinessLog>();
         services.AddProblemDetails();

@@ -50,16 +50,17 @@ public sealed partial class PostgresBackend
             result = u.result, error = coalesce(u.error, t.error),
             errors = CASE WHEN u.entry IS NULL THEN t.errors ELSE coalesce(t.errors || chr(10), '') || u.entry END,
             not_before = u.nb, finished_at = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN u.at ELSE u.finished END,
+            attempt = t.attempt - u.unspent,
             lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
             history = t.history || '|' || (CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END) || ':' || u.at
         FROM unnest(@id::uuid[], @token::bigint[], @state::int[], @result::text[], @error::text[], @entry::text[],
-            @nb::bigint[], @finished::bigint[], @at::bigint[]) AS u(id, token, state, result, error, entry, nb, finished, at)
+            @nb::bigint[], @finished::bigint[], @at::bigint[], @unspent::int[]) AS u(id, token, state, result, error, entry, nb, finished, at, unspent)
         WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
         """;
 
-    // In id order, as completions and extensions lock rows (see CompleteAsync). Committed without waiting for its WAL
-    // flush, as a fetch is: a start lost in a PostgreSQL crash only makes its lease look unstarted (the attempt is not
-    // counted), and it cannot outlive a durable completion, whose commit flushes the WAL before it.
+    // Its arrays come in id order, as completions and extensions lock rows (see CompleteAsync). Committed without
+    // waiting for its WAL flush, as a fetch is: a start lost in a PostgreSQL crash only makes its lease look unstarted
+    // (the attempt is not counted), and it cannot outlive a durable completion, whose commit flushes the WAL before it.
     private const string StartSql = $"""
         UPDATE tasks t SET lease_started = true
         FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
@@ -360,6 +361,7 @@ public sealed partial class PostgresBackend
         var notBefores = new long?[n];
         var finished = new long?[n];
         var ats = new long[n];
+        var unspent = new int[n];
         for (var i = 0; i < n; i++)
         {
             var c = completions[i];
@@ -374,6 +376,7 @@ public sealed partial class PostgresBackend
             notBefores[i] = c.Kind == CompletionKind.Retry ? (c.RetryAt ?? c.At).ToUnixTimeMilliseconds() : null;
             finished[i] = state.IsTerminal() ? at : null;
             ats[i] = at;
+            unspent[i] = c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0;
         }
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(connection, CompleteSql);
@@ -387,6 +390,7 @@ public sealed partial class PostgresBackend
         p.AddWithValue("nb", notBefores);
         p.AddWithValue("finished", finished);
         p.AddWithValue("at", ats);
+        p.AddWithValue("unspent", unspent);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -581,7 +585,7 @@ public sealed partial class PostgresBackend
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using (var retry = Command(connection, $"""
-            UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
+            UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
                 cancel_requested = false, redelivered = false, history = history || '|{StoredStates.Queued}:' || @now
             WHERE id = @id AND state IN ({StoredStates.Retryable})
             RETURNING queue

@@ -105,8 +105,13 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
             {
                 return new BackendHealth(false, $"PostgreSQL {_host} schema {_options.Schema}: version {version}, expected {PostgresSchema.LatestVersion}; run 'conveyor migrate'");
             }
-            var warnings = _notifier.IsListenerBroken ? new[] { "the LISTEN connection is down; workers fall back to their poll until it reconnects" } : null;
-            return new BackendHealth(true, $"PostgreSQL {_host} schema {_options.Schema} (version {version})", warnings);
+            var warnings = new List<string>();
+            if (_notifier.IsListenerBroken)
+            {
+                warnings.Add("the LISTEN connection is down; workers fall back to their poll until it reconnects");
+            }
+            var skew = await MeasureClockSkewAsync(warnings, cancellationToken).ConfigureAwait(false);
+            return new BackendHealth(true, $"PostgreSQL {_host} schema {_options.Schema} (version {version})", warnings.Count > 0 ? warnings : null) { ClockSkew = skew };
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
         {
@@ -124,6 +129,17 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         NpgsqlException { IsTransient: true } => Name,
         _ => null,
     };
+
+    private async Task<TimeSpan> MeasureClockSkewAsync(List<string> warnings, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("SELECT clock_timestamp()", connection);
+        // The real clock, not the injected one: skew is between machines.
+        var before = DateTimeOffset.UtcNow;
+        var engineTime = (DateTime)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        var after = DateTimeOffset.UtcNow;
+        return BackendHealth.MeasureSkew(before, new DateTimeOffset(DateTime.SpecifyKind(engineTime, DateTimeKind.Utc)), after, "PostgreSQL", warnings);
+    }
 
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken) =>
         await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);

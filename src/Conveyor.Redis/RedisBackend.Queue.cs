@@ -111,6 +111,7 @@ public sealed partial class RedisBackend
             args[i++] = Opt(c.Error is null ? null : JsonSerializer.Serialize(new AttemptError(c.Attempt, c.At, c.Error), ConveyorJson.Options));
             args[i++] = Opt(c.Kind == CompletionKind.Retry ? Ms(c.RetryAt ?? c.At) : null);
             args[i++] = Ms(c.At);
+            args[i++] = c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0;
         }
         await RunAsync(db, RedisScripts.Complete, args).ConfigureAwait(false);
     }

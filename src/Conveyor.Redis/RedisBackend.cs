@@ -94,8 +94,14 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
         {
             var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
             var latency = await db.PingAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
-            var warnings = await GetWarningsAsync().ConfigureAwait(false);
-            return new BackendHealth(true, $"Redis {Endpoint} (keys {_base}*, ping {latency.TotalMilliseconds:0.#} ms)", warnings);
+            var warnings = (await GetWarningsAsync().ConfigureAwait(false)).ToList();
+            // The real clock, not the injected one: skew is between machines.
+            var before = DateTimeOffset.UtcNow;
+            var time = (RedisResult[])(await db.ExecuteAsync("TIME").WaitAsync(cancellationToken).ConfigureAwait(false))!;
+            var after = DateTimeOffset.UtcNow;
+            var engineTime = DateTimeOffset.FromUnixTimeSeconds((long)time[0]).AddTicks((long)time[1] * 10);
+            var skew = BackendHealth.MeasureSkew(before, engineTime, after, "Redis", warnings);
+            return new BackendHealth(true, $"Redis {Endpoint} (keys {_base}*, ping {latency.TotalMilliseconds:0.#} ms)", warnings.Count > 0 ? warnings : null) { ClockSkew = skew };
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
         {

@@ -51,7 +51,7 @@ internal static class RedisScripts
     public static readonly string Fetch = Script("fetch.lua");
 
     /// <summary>Fields per completion in <see cref="Complete"/>.</summary>
-    public const int CompleteFields = 8;
+    public const int CompleteFields = 9;
 
     /// <summary>ARGV: B, n, then per completion: id, token, state, result?, error?, errorEntry?, retryAt?, at. Returns how many settled.</summary>
     /// <remarks>Per task one HMGET and one HSET (an HDEL only when a retried task's not-before must go); the sorted sets

@@ -37,11 +37,13 @@ public sealed partial class SqliteBackend
             result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
             not_before = $nb, finished_at = CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN $at ELSE $finished END,
+            attempt = attempt - $unspent,
             lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
             history = history || '|' || (CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE $state END) || ':' || $at
         WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
         """;
 
+    // No row changed: the lease is no longer held.
     private const string StartSql =
         $"UPDATE tasks SET lease_started = 1 WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}";
 
@@ -293,7 +295,7 @@ public sealed partial class SqliteBackend
 
     private static int Complete(SqliteWriter w, IReadOnlyList<Completion> completions)
     {
-        var command = w.Prepared(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token");
+        var command = w.Prepared(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token", "$unspent");
         var changed = 0;
         Span<byte> id = stackalloc byte[16];
         foreach (var c in completions)
@@ -310,6 +312,7 @@ public sealed partial class SqliteBackend
             command.Bind(6, at);
             command.Bind(7, id);
             command.Bind(8, c.Lease.Token);
+            command.Bind(9, c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0);
             changed += command.Execute();
         }
         return changed;
@@ -535,7 +538,7 @@ public sealed partial class SqliteBackend
         {
             var now = Now();
             var retry = w.Statement($"""
-                UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
+                UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
                     cancel_requested = 0, redelivered = 0, history = history || '|{StoredStates.Queued}:' || $now
                 WHERE id = $id AND state IN ({StoredStates.Retryable})
                 RETURNING queue

@@ -185,6 +185,11 @@ public sealed partial class InMemoryBackend
                 }
                 // A cancel asked before the worker heard of it must not be lost to a retry.
                 var state = completion.Kind == CompletionKind.Retry && task.CancelRequested ? TaskState.Cancelled : completion.Kind.StateAfter();
+                if (completion.Unstarted && completion.Kind == CompletionKind.Retry)
+                {
+                    // Its handler never ran: the attempt is not spent.
+                    task.Attempt--;
+                }
                 task.Result = completion.Result;
                 if (completion.Error is { } error)
                 {

@@ -239,6 +239,11 @@ public sealed class ApiTests(OpenServerFixture fixture) : IClassFixture<OpenServ
         Assert.Equal(["default", "pausable"], worker.GetProperty("queues").EnumerateArray().Select(q => q.GetString()));
         Assert.Equal(16, worker.GetProperty("concurrency").GetInt32());
         Assert.Equal(Environment.ProcessId, worker.GetProperty("processId").GetInt32());
+        Assert.True(worker.GetProperty("alive").GetBoolean());
+        Assert.Contains("conveyor.noop", worker.GetProperty("tasks").EnumerateArray().Select(t => t.GetString()));
+        Assert.False(string.IsNullOrEmpty(worker.GetProperty("version").GetString()));
+        Assert.True(worker.GetProperty("memoryBytes").GetInt64() > 1_000_000);
+        Assert.Equal(JsonValueKind.Array, worker.GetProperty("runningTasks").ValueKind);
     }
 
     [Fact]
@@ -291,5 +296,25 @@ public sealed class ApiTests(OpenServerFixture fixture) : IClassFixture<OpenServ
             var json = JsonSerializer.SerializeToElement(resource, WebJson);
             Assert.Equal(state.ToApiName(), json.GetProperty("state").GetString());
         }
+    }
+}
+
+public sealed class WorkerListingTests
+{
+    [Fact]
+    public async Task Worker_that_missed_two_heartbeats_is_listed_dead_after_the_live_ones()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UnixEpoch.AddDays(20000));
+        var backend = new Conveyor.Testing.InMemoryBackend(time);
+        var options = new WorkerOptions { HeartbeatInterval = TimeSpan.FromSeconds(10) };
+        var now = time.GetUtcNow();
+        await backend.HeartbeatAsync(new WorkerInfo { Id = "b-alive", Host = "h", HeartbeatAt = now - TimeSpan.FromSeconds(19) }, CancellationToken.None);
+        await backend.HeartbeatAsync(new WorkerInfo { Id = "a-dead", Host = "h", HeartbeatAt = now - TimeSpan.FromSeconds(21) }, CancellationToken.None);
+        await backend.HeartbeatAsync(new WorkerInfo { Id = "gone", Host = "h", HeartbeatAt = now - TimeSpan.FromHours(2) }, CancellationToken.None);
+
+        var workers = await Conveyor.AspNetCore.WorkerListing.ListAsync(backend, options, now, CancellationToken.None);
+
+        Assert.Equal(["b-alive", "a-dead"], workers.Select(w => w.Id));
+        Assert.Equal([true, false], workers.Select(w => w.Alive == true));
     }
 }

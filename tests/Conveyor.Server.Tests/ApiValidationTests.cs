@@ -60,7 +60,40 @@ public sealed class ApiValidationTests(OpenServerFixture fixture) : IClassFixtur
         using var response = await Server.PostJsonAsync("/api/v1/tasks", """{"task": "reports.nightly"}""");
 
         var problem = await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity);
-        Assert.Contains("reports.nightly", problem.GetProperty("errors").GetProperty("task")[0].GetString());
+        var message = problem.GetProperty("errors").GetProperty("task")[0].GetString();
+        Assert.Contains("unknown task 'reports.nightly': neither this server nor any live worker declares it", message);
+        Assert.Contains("known tasks: ", message);
+        Assert.Contains("conveyor.noop", message);
+    }
+
+    [Fact]
+    public async Task Task_that_a_live_worker_in_another_process_declares_is_accepted()
+    {
+        var backend = Server.Service<Conveyor.Backends.IConveyorBackend>();
+        var name = "remote." + Guid.NewGuid().ToString("N")[..8];
+        await backend.Coordination.HeartbeatAsync(new WorkerInfo
+        {
+            Id = "elsewhere:" + name,
+            Host = "elsewhere",
+            Tasks = [name],
+            HeartbeatAt = DateTimeOffset.UtcNow,
+        }, CancellationToken.None);
+
+        // Up to a second old, the server's view of the workers may not have it yet: it reads again when it is older.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        HttpStatusCode status;
+        while (true)
+        {
+            using var response = await Server.PostJsonAsync("/api/v1/tasks", $$"""{"task": "{{name}}"}""");
+            status = response.StatusCode;
+            if (status == HttpStatusCode.Created || DateTime.UtcNow > deadline)
+            {
+                break;
+            }
+            await Task.Delay(100);
+        }
+        Assert.Equal(HttpStatusCode.Created, status);
+        await backend.Coordination.RemoveWorkerAsync("elsewhere:" + name, CancellationToken.None);
     }
 
     [Fact]

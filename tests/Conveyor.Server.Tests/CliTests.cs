@@ -114,6 +114,34 @@ public sealed class CliTests : IDisposable
         Assert.DoesNotContain("secret", error);
     }
 
+    [Theory]
+    [InlineData("--concurrency", "-5", "Conveyor:Worker:Concurrency is -5: it must be a whole number from 1 to 10000")]
+    [InlineData("--queues", "high:ten", "Conveyor:Worker:Queues: 'high:ten' has weight 'ten' (queue 'high')")]
+    [InlineData("--queues", "reports:2024", "Conveyor:Worker:Queues: 'reports:2024' has weight '2024' (queue 'reports')")]
+    public async Task Worker_setting_that_cannot_work_exits_two_naming_it(string flag, string value, string expected)
+    {
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "worker", flag, value);
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains(expected, error);
+        Assert.DoesNotContain("Conveyor worker", output);
+    }
+
+    [Fact]
+    public async Task Misspelt_conveyor_variable_is_warned_about_with_the_closest_setting()
+    {
+        var environment = Environment;
+        environment["LOG_LEVEL"] = "information";
+        environment["CONVEYOR_WORKER__CONCURENCY"] = "4";
+        using var worker = ConveyorProcess.Start(_folder, environment, "worker");
+
+        var line = await worker.WaitForLineAsync(l => l.Contains("CONVEYOR_WORKER__CONCURENCY", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+        Assert.Contains("names no Conveyor setting", line);
+        Assert.Contains("did you mean CONVEYOR_WORKER__CONCURRENCY?", line);
+        Assert.DoesNotContain("CONVEYOR_WORKER__QUEUES", worker.Output + worker.Error);
+    }
+
     [Fact]
     public async Task Server_refuses_a_public_address_without_api_keys()
     {

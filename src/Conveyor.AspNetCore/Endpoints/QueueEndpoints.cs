@@ -65,8 +65,7 @@ internal static class QueueEndpoints
         [FromServices] IConveyorBackend backend, [FromServices] IOptions<ConveyorOptions> options, [FromServices] TimeProvider time,
         CancellationToken cancellationToken)
     {
-        var window = WorkerListing.Window(options.Value.Worker);
-        var workers = await backend.Coordination.ListWorkersAsync(time.GetUtcNow() - window, cancellationToken).ConfigureAwait(false);
+        var workers = await WorkerListing.ListAsync(backend.Coordination, options.Value.Worker, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         return TypedResults.Ok(workers);
     }
 }

@@ -80,7 +80,7 @@ internal static class TaskEndpoints
     }
 
     private static async Task<Results<Created<TaskResource>, Ok<TaskResource>, ProblemHttpResult>> EnqueueAsync(
-        HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader,
+        HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader, [FromServices] DeclaredTasks declared,
         [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
     {
         var (document, problem) = await ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
@@ -92,7 +92,7 @@ internal static class TaskEndpoints
         {
             var errors = new List<FieldError>();
             var request = reader.ReadTask(document!.RootElement, "", errors);
-            if (errors.Count > 0)
+            if (errors.Count > 0 && await declared.ResolveAsync(errors, cancellationToken).ConfigureAwait(false))
             {
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
             }
@@ -122,7 +122,7 @@ internal static class TaskEndpoints
     }
 
     private static async Task<Results<Created<BatchResource>, ProblemHttpResult>> EnqueueBatchAsync(
-        HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader,
+        HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader, [FromServices] DeclaredTasks declared,
         [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
     {
         var (document, problem) = await ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
@@ -172,7 +172,7 @@ internal static class TaskEndpoints
                 }
                 index++;
             }
-            if (errors.Count > 0)
+            if (errors.Count > 0 && await declared.ResolveAsync(errors, cancellationToken).ConfigureAwait(false))
             {
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
             }

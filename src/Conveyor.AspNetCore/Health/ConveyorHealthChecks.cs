@@ -44,6 +44,10 @@ internal sealed class BackendHealthCheck(IConveyorBackend backend, IOptions<Conv
         {
             data["warnings"] = warnings;
         }
+        if (health.ClockSkew is { } skew)
+        {
+            data["clockSkewMs"] = Math.Round(skew.TotalMilliseconds, 1);
+        }
         return health.Healthy
             ? HealthCheckResult.Healthy(health.Description, data)
             : HealthCheckResult.Unhealthy(health.Description, data: data);

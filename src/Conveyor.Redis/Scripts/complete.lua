@@ -2,10 +2,10 @@ local n = tonumber(ARGV[2])
 local changed = 0
 local adds, rems = {}, {}
 for i = 0, n - 1 do
-  local o = 3 + i * 8
+  local o = 3 + i * 9
   local id, token, at = ARGV[o], ARGV[o + 1], ARGV[o + 7]
   local k = B .. 't:' .. id
-  local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq', 'hist', 'errors', 'started', 'nb', 'redel')
+  local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq', 'hist', 'errors', 'started', 'nb', 'redel', 'attempt')
   if cur[1] == '2' and cur[2] == token then
     local asked = tonumber(ARGV[o + 2])
     local st = asked
@@ -14,6 +14,8 @@ for i = 0, n - 1 do
     local set = { 'state', st, 'hist', cur[6] .. '|2:' .. cur[8] .. '|' .. st .. ':' .. at }
     if cur[3] == '1' then set[#set + 1] = 'cancel' set[#set + 1] = 0 end
     if cur[10] == '1' then set[#set + 1] = 'redel' set[#set + 1] = 0 end
+    -- A retry of an attempt whose handler never started (no handler on that worker) does not spend it.
+    if ARGV[o + 8] == '1' then set[#set + 1] = 'attempt' set[#set + 1] = tonumber(cur[11]) - 1 end
     local result = opt(ARGV[o + 3])
     if result then set[#set + 1] = 'result' set[#set + 1] = result end
     local err = opt(ARGV[o + 4])

@@ -13,7 +13,7 @@ namespace Conveyor.Server.Cli;
 internal static class InfoCommand
 {
     private static readonly string[] QueueHeader = ["QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "RETRYING", "SUCCEEDED", "DEAD", "CANCELLED", "EXPIRED", "PAUSED"];
-    private static readonly string[] WorkerHeader = ["WORKER", "QUEUES", "RUNNING", "PROCESSED", "FAILED", "UP", "LAST SEEN"];
+    private static readonly string[] WorkerHeader = ["WORKER", "STATE", "QUEUES", "RUNNING", "PROCESSED", "FAILED", "MEMORY", "UP", "LAST SEEN"];
 
     public static Command Create(ConfigurationFlags global, TextWriter output, TextWriter error)
     {
@@ -41,9 +41,9 @@ internal static class InfoCommand
     {
         var backend = services.GetRequiredService<IConveyorBackend>();
         var time = services.GetRequiredService<TimeProvider>();
-        var window = WorkerListing.Window(services.GetRequiredService<IOptions<ConveyorOptions>>().Value.Worker);
+        var worker = services.GetRequiredService<IOptions<ConveyorOptions>>().Value.Worker;
         var queues = await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
-        var workers = await backend.Coordination.ListWorkersAsync(time.GetUtcNow() - window, cancellationToken).ConfigureAwait(false);
+        var workers = await WorkerListing.ListAsync(backend.Coordination, worker, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         var totals = Enum.GetValues<TaskState>().ToDictionary(s => s.ToApiName(), s => queues.Sum(q => q.Count(s)));
         return new Info(queues.Select(QueueResource.From).ToList(), totals, workers);
     }
@@ -79,10 +79,11 @@ internal static class InfoCommand
             var rows = new List<string[]> { WorkerHeader };
             rows.AddRange(info.Workers.Select(w => new[]
             {
-                w.Id, string.Join(",", w.Queues), $"{w.Running}/{w.Concurrency}", N(w.Processed), N(w.Failed),
+                w.Id, w.Alive == false ? "dead" : "alive", string.Join(",", w.Queues), $"{w.Running}/{w.Concurrency}", N(w.Processed), N(w.Failed),
+                $"{w.MemoryBytes / (1024 * 1024)} MB",
                 Ago(now - w.StartedAt), Ago(now - w.HeartbeatAt) + " ago",
             }));
-            AppendTable(text, rows, rightAligned: column => column is 2 or 3 or 4);
+            AppendTable(text, rows, rightAligned: column => column is 3 or 4 or 5 or 6);
         }
         return text.ToString();
     }

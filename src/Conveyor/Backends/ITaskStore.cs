@@ -82,7 +82,32 @@ public interface ICoordinationBackend
 /// <param name="Healthy">Whether the engine answered.</param>
 /// <param name="Description">What was checked, or what failed.</param>
 /// <param name="Warnings">Settings that work but put tasks at risk.</param>
-public sealed record BackendHealth(bool Healthy, string Description, IReadOnlyList<string>? Warnings = null);
+public sealed record BackendHealth(bool Healthy, string Description, IReadOnlyList<string>? Warnings = null)
+{
+    /// <summary>How far the engine's clock is ahead of this process's (negative: behind), measured with the check's
+    /// round trip taken off; null where the engine has no clock of its own (SQLite). Lease expiry, ETAs and retry times
+    /// are written with the processes' clocks, so processes whose skews differ by more than a lease's margin can take
+    /// a lease back early.</summary>
+    public TimeSpan? ClockSkew { get; init; }
+
+    /// <summary>Skew beyond which the check warns: 1 s.</summary>
+    public static TimeSpan SkewWarning { get; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The skew between the engine's clock, read at <paramref name="engineTime"/>, and this process's clock read
+    /// just before (<paramref name="before"/>) and after (<paramref name="after"/>) the call; with a warning added to
+    /// <paramref name="warnings"/> when it passes <see cref="SkewWarning"/>.</summary>
+    public static TimeSpan MeasureSkew(DateTimeOffset before, DateTimeOffset engineTime, DateTimeOffset after, string engine, List<string> warnings)
+    {
+        ArgumentNullException.ThrowIfNull(warnings);
+        var skew = engineTime - (before + ((after - before) / 2));
+        if (skew.Duration() > SkewWarning)
+        {
+            warnings.Add($"this process's clock differs from {engine}'s by {skew.TotalSeconds:0.###} s: lease expiry, ETAs and retries use the " +
+                "processes' clocks, so keep every host's clock in sync (NTP)");
+        }
+        return skew;
+    }
+}
 
 /// <summary>A configured backend: its roles, migrations and health check.</summary>
 public interface IConveyorBackend

@@ -106,6 +106,9 @@ public sealed record Completion
     public DateTimeOffset? RetryAt { get; init; }
     /// <summary>When the attempt ended.</summary>
     public required DateTimeOffset At { get; init; }
+    /// <summary>Its handler never started (the worker has no handler for the task): a <see cref="CompletionKind.Retry"/>
+    /// does not spend the attempt. False by default: a completion settles an attempt that ran.</summary>
+    public bool Unstarted { get; init; }
 }
 
 /// <summary>The answer to a lease extension.</summary>

@@ -38,6 +38,9 @@ public static class TaskRequestValidator
     /// <summary>Most attempts a task may have.</summary>
     public const int MaxAttemptsLimit = 1000;
 
+    /// <summary>How the error of a task name the registry does not know begins; the name follows, then a quote.</summary>
+    public const string UnknownTaskPrefix = "unknown task '";
+
     /// <summary>Adds the problems of <paramref name="request"/> to <paramref name="errors"/>, naming fields with <paramref name="prefix"/>.</summary>
     public static void Validate(TaskRequest request, TaskRegistry? registry, bool requireRegistered, string prefix, List<FieldError> errors)
     {
@@ -62,7 +65,7 @@ public static class TaskRequestValidator
         }
         else if (requireRegistered)
         {
-            errors.Add(new(prefix + "task", $"unknown task '{request.Task}'"));
+            errors.Add(new(prefix + "task", $"{UnknownTaskPrefix}{request.Task}'"));
         }
         if (options is null)
         {

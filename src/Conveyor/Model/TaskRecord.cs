@@ -117,4 +117,21 @@ public sealed record WorkerInfo
     public DateTimeOffset StartedAt { get; init; }
     /// <summary>Last heartbeat.</summary>
     public DateTimeOffset HeartbeatAt { get; init; }
+    /// <summary>Conveyor's version in the worker process.</summary>
+    public string? Version { get; init; }
+    /// <summary>The task names it has handlers for.</summary>
+    public IReadOnlyList<string> Tasks { get; init; } = [];
+    /// <summary>The handlers running at its last heartbeat.</summary>
+    public IReadOnlyList<WorkerTask> RunningTasks { get; init; } = [];
+    /// <summary>Resident memory of its process at its last heartbeat, in bytes.</summary>
+    public long MemoryBytes { get; init; }
+    /// <summary>Whether its heartbeat is recent (within two heartbeat intervals): set by listings, not stored.</summary>
+    public bool? Alive { get; init; }
 }
+
+/// <summary>A task running on a worker.</summary>
+/// <param name="Id">Task id.</param>
+/// <param name="Task">Task name.</param>
+/// <param name="Attempt">The attempt running.</param>
+/// <param name="StartedAt">When its handler started.</param>
+public sealed record WorkerTask(Guid Id, string Task, int Attempt, DateTimeOffset StartedAt);

@@ -274,6 +274,10 @@ internal sealed partial class WorkerService(
         }
     }
 
+    private static readonly string WorkerVersion =
+        typeof(WorkerService).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
+
     /// <summary>Longer than a fetch's round trip to a healthy backend takes; a fetch this long waited for work.</summary>
     private static readonly TimeSpan MaxRoundTripSample = TimeSpan.FromMilliseconds(250);
 
@@ -321,8 +325,20 @@ internal sealed partial class WorkerService(
         }
         else if (!registry.TryGet(message.Task, out var descriptor))
         {
-            // Another worker (say, a newer version in a rolling deploy) may know it: retry by the policy.
-            completion = Failure(lease, new TaskError("Conveyor.UnknownTask", $"No handler is registered for task '{message.Task}' on worker {status.WorkerId}."), permanent: false);
+            // Another worker (say, a newer version in a rolling deploy) may know it: it waits, its attempts unspent and
+            // never dead-lettered for it, and is offered again later.
+            var now = time.GetUtcNow();
+            completion = new Completion
+            {
+                Lease = lease.Ref,
+                Kind = CompletionKind.Retry,
+                Attempt = lease.Attempt,
+                Unstarted = true,
+                RetryAt = now + NoHandlerWait * (0.8 + (Random.Shared.NextDouble() * 0.4)),
+                Error = new TaskError(NoHandlerErrorType,
+                    $"No handler for task '{message.Task}' on worker {status.WorkerId}: it waits for a worker that declares it (its attempts are not spent)."),
+                At = now,
+            };
         }
         else if (!await RecordStartAsync(inFlight).ConfigureAwait(false))
         {
@@ -381,6 +397,12 @@ internal sealed partial class WorkerService(
     }
 
     private const string ShutdownErrorType = "Conveyor.WorkerShutdown";
+
+    /// <summary>The error type of a task a worker took but has no handler for.</summary>
+    internal const string NoHandlerErrorType = "Conveyor.NoHandler";
+
+    /// <summary>How long a task that this worker has no handler for waits before it is offered again (±20 %).</summary>
+    private static readonly TimeSpan NoHandlerWait = TimeSpan.FromSeconds(15);
 
     /// <summary>Records the attempt's start: beside the handler (batched with completions), or before it when the lease
     /// asks (<see cref="Lease.RecordStartFirst"/>). False when the backend says the lease is no longer held.</summary>
@@ -682,6 +704,7 @@ internal sealed partial class WorkerService(
     {
         using var timer = new PeriodicTimer(_options.HeartbeatInterval, time);
         var queueNames = queues.Select(q => q.Name).ToArray();
+        var taskNames = registry.Tasks.Select(t => t.Name).Order(StringComparer.Ordinal).ToArray();
         // Logged once per outage, as the fetch loops do: a beat every few seconds would repeat it for as long as it lasts.
         var failing = false;
         while (true)
@@ -700,6 +723,12 @@ internal sealed partial class WorkerService(
                     Failed = status.Failed,
                     StartedAt = status.StartedAt,
                     HeartbeatAt = time.GetUtcNow(),
+                    Version = WorkerVersion,
+                    Tasks = taskNames,
+                    RunningTasks = status.RunningTasks
+                        .Select(r => new WorkerTask(r.Lease.Message.Id, r.Lease.Message.Task, r.Lease.Attempt, r.StartedAt))
+                        .OrderBy(r => r.StartedAt).ToArray(),
+                    MemoryBytes = Environment.WorkingSet,
                 }, stop).ConfigureAwait(false);
                 await HandBackStaleAsync(stop).ConfigureAwait(false);
                 var held = _inFlight.Values.Where(f => !f.Lost).ToArray();

@@ -236,4 +236,40 @@ public abstract class QueueAttemptConformance<TFactory>() : ConformanceTest(new 
         await ExpireLeasesAsync();
         Assert.Equal(TaskState.Queued, await StateOf(message.Id));
     }
+
+    [Fact]
+    public async Task Retry_of_an_attempt_that_never_started_does_not_spend_it()
+    {
+        // What a worker with no handler for the task reports: the task waits, its attempts intact, with the reason.
+        var message = NewMessage() with { MaxAttempts = 1 };
+        await EnqueueAsync(message);
+        var lease = await FetchOneAsync();
+        var noHandler = new TaskError("Conveyor.NoHandler", "no handler here");
+
+        await Queue.CompleteAsync([Completion(lease, CompletionKind.Retry) with { RetryAt = Now.AddSeconds(10), Error = noHandler, Unstarted = true }], Timeout);
+
+        var record = await GetAsync(message.Id);
+        Assert.Equal(TaskState.Retrying, record.State);
+        Assert.Equal(0, record.Attempts);
+        Assert.Equal(noHandler, record.Error);
+        Advance(TimeSpan.FromSeconds(11));
+        await Queue.PromoteDueAsync(Timeout);
+        var again = await FetchStartedAsync();
+        Assert.Equal(1, again.Attempt);
+        await SucceedAsync(again, "ran");
+        Assert.Equal(1, (await GetAsync(message.Id)).Attempts);
+    }
+
+    [Fact]
+    public async Task Completion_not_marked_unstarted_spends_the_attempt_even_without_a_recorded_start()
+    {
+        // The worker leaves out the start of an attempt whose completion goes in the same batch.
+        await EnqueueAsync(NewMessage() with { MaxAttempts = 3 });
+        var lease = await FetchOneAsync();
+
+        await RetryAtAsync(lease, Now);
+        await Queue.PromoteDueAsync(Timeout);
+
+        Assert.Equal(2, (await FetchOneAsync()).Attempt);
+    }
 }

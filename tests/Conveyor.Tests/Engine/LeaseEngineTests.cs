@@ -55,7 +55,8 @@ public sealed class LeaseEngineTests
             {
                 o.Worker.Concurrency = 1;
                 o.Worker.Prefetch = 4;
-                o.Worker.LeaseDuration = TimeSpan.FromSeconds(1);
+                // Long enough that the blocker's own lease survives a loaded machine's slow beats; the waiting ones go back after it.
+                o.Worker.LeaseDuration = TimeSpan.FromSeconds(3);
             });
         await host.StartAsync();
         var blocker = await host.Client.EnqueueAsync(GatedTask.Name);
@@ -85,5 +86,24 @@ public sealed class LeaseEngineTests
             Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
             await Task.Delay(10);
         }
+    }
+}
+
+public sealed class NoHandlerEngineTests
+{
+    [Fact]
+    public async Task Task_no_handler_here_declares_waits_with_its_attempts_unspent_and_is_never_dead()
+    {
+        await using var host = new EngineHost(c => c.AddNoopTask());
+        await host.StartAsync();
+
+        var result = await host.Client.EnqueueAsync("reports.nightly", options: new EnqueueOptions { MaxAttempts = 1 });
+        var record = await host.WaitForAsync(result.Id, r => r.State != TaskState.Queued && r.State != TaskState.Running);
+
+        Assert.Equal(TaskState.Retrying, record.State);
+        Assert.Equal(0, record.Attempts);
+        Assert.Equal("Conveyor.NoHandler", record.Error?.Type);
+        Assert.Contains("reports.nightly", record.Error?.Message, StringComparison.Ordinal);
+        Assert.NotNull(record.NotBefore);
     }
 }
