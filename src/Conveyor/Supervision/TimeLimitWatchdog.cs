@@ -14,7 +14,8 @@ namespace Conveyor;
 /// <item>Hard limit (<see cref="WorkerOptions.TimeLimit"/>): a handler that runs past it cannot be stopped from inside
 /// the process, so the process ends. First the overdue attempts are recorded failed (<see cref="ErrorType"/>, retried
 /// or dead by their policy), then every other lease this worker holds is abandoned so its tasks come back at once, then
-/// the process exits with <see cref="WorkerExitCodes.HardTimeLimit"/> to be replaced by its supervisor or service manager.</item>
+/// the process exits with <see cref="WorkerExitCodes.HardTimeLimit"/> to be replaced by its supervisor or service manager.
+/// The worker stops fetching before any of that, so that it does not lease the handed-back tasks again.</item>
 /// </list>
 /// </summary>
 internal sealed partial class TimeLimitWatchdog(
@@ -22,6 +23,7 @@ internal sealed partial class TimeLimitWatchdog(
     IOptions<ConveyorOptions> options,
     WorkerStatus status,
     TimeProvider time,
+    IServiceProvider services,
     ILogger<TimeLimitWatchdog> logger) : IHostedService, IDisposable
 {
     /// <summary>The error type of an attempt ended by the hard time limit.</summary>
@@ -97,6 +99,15 @@ internal sealed partial class TimeLimitWatchdog(
             LogHardLimit(task.Lease.Message.Id, task.Lease.Message.Task, task.Lease.Attempt, limit, status.WorkerId);
         }
         using var deadline = new CancellationTokenSource(ExitDeadline);
+        try
+        {
+            // First, so that the leases handed back below are not fetched again by this worker.
+            WorkerStop.StopFetchingAsync(services, status).WaitAsync(deadline.Token).GetAwaiter().GetResult();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogBackendError(ex, "stop fetching");
+        }
         try
         {
             var now = time.GetUtcNow();

@@ -23,6 +23,7 @@ internal sealed partial class WorkerProcessSignals(
     IOptions<ConveyorOptions> options,
     WorkerStatus status,
     IHostApplicationLifetime lifetime,
+    IServiceProvider services,
     ILogger<WorkerProcessSignals> logger) : IHostedService, IDisposable
 {
     /// <summary>Longest the leases' hand-back may hold up an immediate stop (the backend may be down).</summary>
@@ -77,6 +78,7 @@ internal sealed partial class WorkerProcessSignals(
         using var deadline = new CancellationTokenSource(AbandonDeadline);
         try
         {
+            await WorkerStop.StopFetchingAsync(services, status).WaitAsync(deadline.Token).ConfigureAwait(false);
             var abandoned = await backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
             LogAbandoned(status.WorkerId, abandoned);
         }

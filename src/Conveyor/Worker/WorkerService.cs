@@ -865,6 +865,7 @@ internal sealed partial class WorkerService(
     private async Task DrainAsync(Task[] runners)
     {
         _draining = true;
+        status.StoppedFetching();
         _ready.Writer.TryComplete();
         while (_ready.Reader.TryRead(out var inFlight))
         {

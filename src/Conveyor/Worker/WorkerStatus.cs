@@ -73,6 +73,14 @@ public sealed class WorkerStatus
 
     internal void HandlerEnded(Lease lease) => _runningTasks.TryRemove(lease.Message.Id, out _);
 
+    private readonly TaskCompletionSource _fetchingStopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when the worker's fetch loops have ended (its drain begins): from then on, leases handed back
+    /// behind its back are not fetched again by it.</summary>
+    internal Task FetchingStopped => _fetchingStopped.Task;
+
+    internal void StoppedFetching() => _fetchingStopped.TrySetResult();
+
     /// <summary>Completes once <paramref name="count"/> attempts have finished (one target per status: the recycler's).</summary>
     internal Task ProcessedReachedAsync(long count)
     {

@@ -1,5 +1,6 @@
 using Conveyor.Backends;
 using Conveyor.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
@@ -41,7 +42,9 @@ public sealed class TimeLimitWatchdogTests
         await backend.Queue.StartAsync([hangs.Ref], CancellationToken.None);
         status.HandlerStarted(hangs, Now);
         var exits = new List<int>();
-        var watchdog = new TimeLimitWatchdog(backend, options, status, time, NullLogger<TimeLimitWatchdog>.Instance) { Exit = exits.Add };
+        // No worker runs here: there is no fetching to stop.
+        var services = new ServiceCollection().BuildServiceProvider();
+        var watchdog = new TimeLimitWatchdog(backend, options, status, time, services, NullLogger<TimeLimitWatchdog>.Instance) { Exit = exits.Add };
         return (backend, status, watchdog, exits, leases, time);
     }
 
