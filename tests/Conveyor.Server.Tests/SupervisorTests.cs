@@ -1,13 +1,15 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Conveyor.Backends;
+using Conveyor.Postgres;
 using Conveyor.Sqlite;
 using static Conveyor.Server.Tests.FaultTests;
 
 namespace Conveyor.Server.Tests;
 
 /// <summary>
-/// Process-level, on SQLite, with real processes and signals: the supervisor (<c>conveyor worker --processes N</c> and the
+/// Process-level, with real processes and signals, on SQLite (the kill, the hard limit and the drain on PostgreSQL too): the supervisor (<c>conveyor worker --processes N</c> and the
 /// SupervisedWorker sample, which hosts its own handlers) restarts children that are killed or crash and hands back
 /// their leases at once; recycling by task count and by memory loses nothing and runs nothing twice; the hard time limit
 /// ends the child and records the attempt; SIGTERM drains within the graceful timeout and a second signal stops at once.
@@ -18,6 +20,10 @@ public sealed partial class SupervisorTests : IDisposable
     private static readonly TimeSpan Lease = TimeSpan.FromSeconds(60);
     private readonly string _folder = TempFolder.Create();
     private string DatabasePath => Path.Combine(_folder, "store.db");
+    private TestStore? _store;
+
+    /// <summary>Opens the store of <paramref name="kind"/> (sqlite, postgres) that the processes started next use.</summary>
+    private async Task<TestStore> OpenStoreAsync(string kind = "sqlite") => _store = await TestStore.OpenAsync(kind, _folder);
 
     public void Dispose() => TempFolder.Delete(_folder);
 
@@ -50,7 +56,7 @@ public sealed partial class SupervisorTests : IDisposable
         }
         else
         {
-            environment["DATABASE_URL"] = "sqlite:///" + DatabasePath;
+            environment["DATABASE_URL"] = _store?.DatabaseUrl ?? "sqlite:///" + DatabasePath;
         }
         return environment;
     }
@@ -82,10 +88,12 @@ public sealed partial class SupervisorTests : IDisposable
         WaitUntilAsync(() => supervisor.Output.Contains($"Worker {workerId} started", StringComparison.Ordinal), timeout,
             () => $"worker {workerId} to start. Output: {supervisor.Output}");
 
-    [Fact]
-    public async Task Child_killed_with_SIGKILL_is_restarted_and_its_tasks_come_back_at_once()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task Child_killed_with_SIGKILL_is_restarted_and_its_tasks_come_back_at_once(string backend)
     {
-        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        await using var store = await OpenStoreAsync(backend);
         using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "4");
         var (childPid, childId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
         await WaitForWorkerAsync(supervisor, childId, TimeSpan.FromSeconds(60));
@@ -113,7 +121,7 @@ public sealed partial class SupervisorTests : IDisposable
     [Fact]
     public async Task Child_that_overflows_its_stack_is_restarted_and_the_poison_task_ends_dead()
     {
-        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        await using var store = await OpenStoreAsync();
         using var supervisor = StartSample("--Conveyor:Worker:Processes=1", "--Conveyor:Worker:Concurrency=2");
         var (_, firstId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
         await WaitForWorkerAsync(supervisor, firstId, TimeSpan.FromSeconds(60));
@@ -135,7 +143,7 @@ public sealed partial class SupervisorTests : IDisposable
     [Fact]
     public async Task Recycling_by_task_count_loses_nothing_and_runs_nothing_twice()
     {
-        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        await using var store = await OpenStoreAsync();
         using var supervisor = StartSample("--Conveyor:Worker:Processes=2", "--Conveyor:Worker:Concurrency=4", "--Conveyor:Worker:MaxTasksPerChild=40");
         var ids = await store.EnqueueAsync("sample.record", """{"ms":20}""", 300, maxAttempts: 1);
         await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.State == TaskState.Succeeded), TimeSpan.FromSeconds(120),
@@ -156,7 +164,7 @@ public sealed partial class SupervisorTests : IDisposable
     [Fact]
     public async Task Recycling_by_memory_replaces_a_leaking_child_and_loses_nothing()
     {
-        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        await using var store = await OpenStoreAsync();
         // Celery's form: kilobytes (250 MB).
         using var supervisor = StartSample("--Conveyor:Worker:Processes=1", "--Conveyor:Worker:Concurrency=2", "--Conveyor:Worker:MaxMemoryPerChild=256000");
         var ids = await store.EnqueueAsync("sample.leak", """{"mb":20}""", 40, maxAttempts: 1);
@@ -171,10 +179,12 @@ public sealed partial class SupervisorTests : IDisposable
         Assert.True(Regex.Count(supervisor.Output, @"resident memory [\d.]+ MB passed the limit of 250.0 MB") >= 2, supervisor.Output);
     }
 
-    [Fact]
-    public async Task Hard_time_limit_ends_the_child_records_the_attempt_and_hands_back_the_others()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task Hard_time_limit_ends_the_child_records_the_attempt_and_hands_back_the_others(string backend)
     {
-        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        await using var store = await OpenStoreAsync(backend);
         // Concurrency 1: the hung task runs, the others wait in the child's prefetch buffer.
         using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "1", "--time-limit", "2", "--soft-time-limit", "1");
         var (_, childId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
@@ -200,10 +210,12 @@ public sealed partial class SupervisorTests : IDisposable
         Assert.Matches(@"exited after a task passed the hard time limit \(code 124\) after [\d.]+ s; \d+ leases handed back; replaced at once", supervisor.Output);
     }
 
-    [Fact]
-    public async Task SIGTERM_drains_the_children_within_the_graceful_timeout()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task SIGTERM_drains_the_children_within_the_graceful_timeout(string backend)
     {
-        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        await using var store = await OpenStoreAsync(backend);
         using var supervisor = StartConveyorWorker("--processes", "2", "--concurrency", "2", "--graceful-timeout", "5");
         await WaitForWorkerAsync(supervisor, (await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60))).WorkerId, TimeSpan.FromSeconds(60));
         await WaitForWorkerAsync(supervisor, (await WaitForChildAsync(supervisor, 2, TimeSpan.FromSeconds(60))).WorkerId, TimeSpan.FromSeconds(60));
@@ -227,7 +239,7 @@ public sealed partial class SupervisorTests : IDisposable
     [Fact]
     public async Task Second_signal_stops_the_supervisor_at_once_and_hands_back_the_leases()
     {
-        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        await using var store = await OpenStoreAsync();
         using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "2", "--graceful-timeout", "60");
         var (_, childId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
         await WaitForWorkerAsync(supervisor, childId, TimeSpan.FromSeconds(60));
@@ -250,7 +262,7 @@ public sealed partial class SupervisorTests : IDisposable
     [Fact]
     public async Task Second_signal_stops_an_unsupervised_worker_at_once_and_hands_back_its_leases()
     {
-        await using var store = await SqliteTestStore.OpenAsync(DatabasePath);
+        await using var store = await OpenStoreAsync();
         using var worker = StartConveyorWorker("--concurrency", "2", "--graceful-timeout", "60");
         await worker.WaitForLineAsync(l => l.Contains("Ctrl+C to stop", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
         var ids = await store.EnqueueAsync("conveyor.sleep", """{"ms":600000,"ignoreCancellation":true}""", 2, maxAttempts: 3);
@@ -291,19 +303,51 @@ public sealed partial class SupervisorTests : IDisposable
     }
 }
 
-/// <summary>The SQLite store the processes under test use, opened from the test to enqueue and read tasks.</summary>
-internal sealed class SqliteTestStore : IAsyncDisposable
+/// <summary>The store the processes under test use, opened from the test to enqueue and read tasks: a SQLite file, or a
+/// schema of its own on the test PostgreSQL server (CONVEYOR_TEST_POSTGRES), dropped afterwards.</summary>
+internal sealed class TestStore : IAsyncDisposable
 {
-    private readonly SqliteBackend _backend;
+    private readonly IConveyorBackend _backend;
+    private readonly Func<ValueTask> _close;
 
-    private SqliteTestStore(SqliteBackend backend) => _backend = backend;
-
-    public static async Task<SqliteTestStore> OpenAsync(string path)
+    private TestStore(IConveyorBackend backend, string databaseUrl, Func<ValueTask> close)
     {
-        var backend = new SqliteBackend(new SqliteBackendOptions { Path = path });
+        _backend = backend;
+        DatabaseUrl = databaseUrl;
+        _close = close;
+    }
+
+    /// <summary>DATABASE_URL for the processes.</summary>
+    public string DatabaseUrl { get; }
+
+    public static async Task<TestStore> OpenAsync(string kind, string folder)
+    {
+        TestStore store;
+        if (kind == "sqlite")
+        {
+            var path = Path.Combine(folder, "store.db");
+            var sqlite = new SqliteBackend(new SqliteBackendOptions { Path = path });
+            store = new TestStore(sqlite, "sqlite:///" + path, () =>
+            {
+                sqlite.Dispose();
+                return ValueTask.CompletedTask;
+            });
+        }
+        else
+        {
+            Assert.Equal("postgres", kind);
+            var schema = "supervisor_" + Guid.NewGuid().ToString("N");
+            var url = PostgresServerTests.PostgresUrl;
+            var postgres = new PostgresBackend(new PostgresBackendOptions { ConnectionString = url, Schema = schema });
+            store = new TestStore(postgres, url + (url.Contains('?', StringComparison.Ordinal) ? "&" : "?") + "schema=" + schema, async () =>
+            {
+                await postgres.DropSchemaAsync(CancellationToken.None);
+                await postgres.DisposeAsync();
+            });
+        }
         // Migrated here, before any process starts, so that they do not race to create the schema.
-        await backend.MigrateAsync(CancellationToken.None);
-        return new SqliteTestStore(backend);
+        await store._backend.MigrateAsync(CancellationToken.None);
+        return store;
     }
 
     public async Task<List<Guid>> EnqueueAsync(string task, string args, int count, int maxAttempts)
@@ -325,9 +369,5 @@ internal sealed class SqliteTestStore : IAsyncDisposable
         return records;
     }
 
-    public ValueTask DisposeAsync()
-    {
-        _backend.Dispose();
-        return ValueTask.CompletedTask;
-    }
+    public ValueTask DisposeAsync() => _close();
 }
