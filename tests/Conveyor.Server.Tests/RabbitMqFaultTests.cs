@@ -136,9 +136,10 @@ public sealed class RabbitMqFaultTests(PrivateBrokerFixture broker) : IClassFixt
             var whileDown = await GetDefaultQueueAsync(http);
             var acknowledgedWhileDown = Count(acknowledged) - acknowledgedBeforeStop;
             Assert.True(acknowledgedWhileDown > 0, "no enqueue was acknowledged while the broker was down, though the store took them");
-            // A broker that stops closes its connections, and the worker goes on from the store. One killed with SIGKILL
-            // sends no close: seen here, the worker then runs nothing until the broker is back (its wake-ups come through
-            // the broker), though it loses nothing: asserted below for both.
+            // The worker goes on from the store while the broker is down, but its wake-ups come through the broker: an idle
+            // worker finds new work only by its fallback poll (Worker:FetchWait, 5 s), longer than this 3 s window. In the
+            // kill runs the worker had caught up when the broker died (in the stop runs, rabbitmqctl takes seconds to stop,
+            // and a backlog kept the worker fetching), so only the stop runs assert progress here; nothing is lost in either.
             if (stop == "stop")
             {
                 Assert.True(whileDown.Succeeded > during.Succeeded, $"the worker ran no task while the broker was down: {during} then {whileDown}");
