@@ -7,6 +7,7 @@
 # .artifacts/postgres (owned by the postgres user, as the server refuses to run as root), listens
 # on 127.0.0.1 on a free port with fsync on, and keeps its unix socket in that folder.
 #             bash scripts/services/postgres.sh restart     (stops and starts the same cluster: same data, same port)
+#             bash scripts/services/postgres.sh crash       (immediate shutdown, as a power cut: 'restart' then runs crash recovery)
 # CONVEYOR_POSTGRES_DIR overrides the folder (a fault test runs a cluster of its own there).
 _cv_pg_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 _cv_pg_dir="${CONVEYOR_POSTGRES_DIR:-$_cv_pg_root/.artifacts/postgres}"
@@ -27,6 +28,14 @@ _cv_pg_stop() {
   local bin
   bin="$(_cv_pg_bin)" || return 0
   [ -f "$_cv_pg_dir/data/postmaster.pid" ] && _cv_pg_as "$bin/pg_ctl" -D "$_cv_pg_dir/data" stop -m fast >/dev/null 2>&1
+  return 0
+}
+
+# An immediate shutdown: the server quits without a checkpoint, and replays its WAL at the next start.
+_cv_pg_crash() {
+  local bin
+  bin="$(_cv_pg_bin)" || return 0
+  [ -f "$_cv_pg_dir/data/postmaster.pid" ] && _cv_pg_as "$bin/pg_ctl" -D "$_cv_pg_dir/data" stop -m immediate >/dev/null 2>&1
   return 0
 }
 
@@ -75,7 +84,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     start) _cv_pg_start && echo "export CONVEYOR_TEST_POSTGRES=$CONVEYOR_TEST_POSTGRES" ;;
     stop) _cv_pg_stop ;;
     restart) _cv_pg_restart ;;
-    *) echo "usage: $0 [start|stop|restart]" >&2; exit 2 ;;
+    crash) _cv_pg_crash ;;
+    *) echo "usage: $0 [start|stop|restart|crash]" >&2; exit 2 ;;
   esac
 else
   _cv_pg_start || return 1

@@ -38,6 +38,18 @@ _cv_rabbit_stop() {
   return 0
 }
 
+# Kills the node's Erlang VM with SIGKILL, as the OOM killer would: nothing is flushed or closed. 'restart' starts
+# the same node again on the same data.
+_cv_rabbit_kill() {
+  local pid
+  [ -s "$_cv_rabbit_dir/rabbitmq.pid" ] || { echo "rabbitmq: no pid file in $_cv_rabbit_dir" >&2; return 1; }
+  pid="$(cat "$_cv_rabbit_dir/rabbitmq.pid")"
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$_cv_rabbit_dir/node" "$_cv_rabbit_dir/rabbitmq.pid"
+  return 0
+}
+
 # Runs the node named in $_cv_rabbit_dir/{name,port,dist} on the data in that folder, and waits until it answers.
 _cv_rabbit_run() {
   local node port dist
@@ -98,10 +110,11 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-start}" in
     start) _cv_rabbit_start && echo "$CONVEYOR_TEST_AMQP" ;;
     stop) _cv_rabbit_stop ;;
+    kill) _cv_rabbit_kill ;;
     restart) _cv_rabbit_restart && echo "$CONVEYOR_TEST_AMQP" ;;
     queues) [ -f "$_cv_rabbit_dir/node" ] || { echo "rabbitmq: no node running in $_cv_rabbit_dir" >&2; exit 1; }
       "$_cv_rabbit_bin/rabbitmqctl" -q -n "$(cat "$_cv_rabbit_dir/node")" list_queues --no-table-headers name messages consumers ;;
-    *) echo "usage: $0 start|stop|restart|queues" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|kill|restart|queues" >&2; exit 2 ;;
   esac
 else
   _cv_rabbit_start || return 1

@@ -41,6 +41,11 @@ public sealed class ConveyorProcess : IDisposable
         }
     }
 
+    /// <summary>The process id (of the dotnet host, which runs the app in-process): what the worker registry reports.</summary>
+    public int Id => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
     /// <summary>The repository's root (the folder of Conveyor.slnx) above the test's output folder.</summary>
     public static string RepositoryRoot { get; } = FindRepositoryRoot();
 

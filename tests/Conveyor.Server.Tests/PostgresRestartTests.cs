@@ -6,7 +6,8 @@ namespace Conveyor.Server.Tests;
 
 /// <summary>
 /// Process-level fault test: while a server process runs 20,000 tasks on PostgreSQL, the PostgreSQL server itself is
-/// stopped and started again. The server's worker, scheduler and LISTEN connection reconnect with backoff,
+/// stopped (a fast shutdown, or an immediate one, as a power cut: the restart then runs crash recovery from the WAL)
+/// and started again. The server's worker, scheduler and LISTEN connection reconnect with backoff,
 /// /health/ready reports the outage while it lasts, and every acknowledged task ends succeeded. Runs a private
 /// cluster of its own (scripts/services/postgres.sh with CONVEYOR_POSTGRES_DIR), so stopping it disturbs no other test.
 /// </summary>
@@ -17,8 +18,10 @@ public sealed class PostgresRestartTests : IDisposable
 
     public void Dispose() => TempFolder.Delete(_folder);
 
-    [Fact]
-    public async Task PostgreSQL_stopped_and_restarted_while_tasks_run_loses_nothing()
+    [Theory]
+    [InlineData("stop")]
+    [InlineData("crash")]
+    public async Task PostgreSQL_stopped_and_restarted_while_tasks_run_loses_nothing(string shutdown)
     {
         var clock = Stopwatch.StartNew();
         var script = new Dictionary<string, string> { ["CONVEYOR_POSTGRES_DIR"] = Path.Combine(_folder, "pg") };
@@ -43,7 +46,7 @@ public sealed class PostgresRestartTests : IDisposable
             var acknowledgedBeforeStop = Count(acknowledged);
             Assert.True(before.Pending > 0, "tasks must still be waiting when PostgreSQL stops");
             var outage = Stopwatch.StartNew();
-            await RunServiceScriptAsync("postgres", "stop", script);
+            await RunServiceScriptAsync("postgres", shutdown, script);
             var downBody = "";
             await WaitUntilAsync(async () =>
             {
@@ -68,7 +71,7 @@ public sealed class PostgresRestartTests : IDisposable
             var ranTwice = tasks.Values.Count(t => t.Attempts > 1);
             var logs = server.Process.Output + server.Process.Error;
             Console.WriteLine(
-                $"PostgreSQL restart test: at the stop {acknowledgedBeforeStop} acknowledged, {before.Succeeded} succeeded, {before.Pending} pending; "
+                $"PostgreSQL restart test ({shutdown}): at the stop {acknowledgedBeforeStop} acknowledged, {before.Succeeded} succeeded, {before.Pending} pending; "
                 + $"down {downFor.TotalSeconds:F1} s, ready again {readyAfter.TotalSeconds:F1} s after the restart; {acknowledged.Count} acknowledged, "
                 + $"{refused} batches refused, {tasks.Count} stored, all acknowledged succeeded; {ranTwice} ran more than once; "
                 + $"{clock.Elapsed.TotalSeconds:F0} s; log: {LogSummary(logs)}");

@@ -33,6 +33,10 @@ public sealed class PostgresServerTests
             Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
             Assert.Contains("PostgreSQL", body);
             Assert.DoesNotContain("conveyor:conveyor@", body);
+            // The engine's clock against this process's: one machine, so well under the 1 s that warns.
+            var backendCheck = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("checks").EnumerateArray()
+                .Single(c => c.GetProperty("name").GetString() == "backend");
+            Assert.InRange(backendCheck.GetProperty("data").GetProperty("clockSkewMs").GetDouble(), -1000, 1000);
         }
         finally
         {

@@ -21,7 +21,22 @@ public sealed class PrivateBrokerFixture : IAsyncLifetime
 
     public Task StopAsync() => RunServiceScriptAsync("rabbitmq", "stop", ScriptEnvironment);
 
-    public Task StartAgainAsync() => RunServiceScriptAsync("rabbitmq", "restart", ScriptEnvironment);
+    /// <summary>Stops the broker with <c>stop</c> (rabbitmqctl) or <c>kill</c> (SIGKILL of its Erlang VM).</summary>
+    public async Task StopAsync(string how)
+    {
+        IsDown = true;
+        await RunServiceScriptAsync("rabbitmq", how, ScriptEnvironment);
+    }
+
+    public async Task StartAgainAsync()
+    {
+        await RunServiceScriptAsync("rabbitmq", "restart", ScriptEnvironment);
+        IsDown = false;
+    }
+
+    /// <summary>Whether a test stopped the broker and has not started it again (it failed in between): the next test
+    /// starts it first, so that one failure does not fail the tests after it.</summary>
+    public bool IsDown { get; private set; }
 
     /// <summary>A broker queue's messages (ready and unacknowledged) and consumers; null when it does not exist.</summary>
     public async Task<(long Messages, int Consumers)?> QueueAsync(string name)
@@ -71,12 +86,18 @@ public sealed class RabbitMqFaultTests(PrivateBrokerFixture broker) : IClassFixt
     });
 
     [Theory]
-    [InlineData("sqlite")]
-    [InlineData("postgres")]
-    public Task Broker_stopped_and_restarted_while_tasks_run_loses_no_acknowledged_task(string store) =>
+    [InlineData("sqlite", "stop")]
+    [InlineData("postgres", "stop")]
+    [InlineData("sqlite", "kill")]
+    [InlineData("postgres", "kill")]
+    public Task Broker_stopped_and_restarted_while_tasks_run_loses_no_acknowledged_task(string store, string stop) =>
         WithStoreAsync(store, _folder, async databaseUrl =>
         {
             var clock = Stopwatch.StartNew();
+            if (broker.IsDown)
+            {
+                await broker.StartAgainAsync();
+            }
             var environment = Environment(databaseUrl);
             // Information, to see the backend's "restored" line as well as its "lost" line.
             environment["LOG_LEVEL"] = "information";
@@ -98,7 +119,7 @@ public sealed class RabbitMqFaultTests(PrivateBrokerFixture broker) : IClassFixt
 
             var acknowledgedBeforeStop = Count(acknowledged);
             var outage = Stopwatch.StartNew();
-            await broker.StopAsync();
+            await broker.StopAsync(stop);
             var stoppedIn = outage.Elapsed;
             var downBody = "";
             await WaitUntilAsync(async () =>
@@ -115,7 +136,14 @@ public sealed class RabbitMqFaultTests(PrivateBrokerFixture broker) : IClassFixt
             var whileDown = await GetDefaultQueueAsync(http);
             var acknowledgedWhileDown = Count(acknowledged) - acknowledgedBeforeStop;
             Assert.True(acknowledgedWhileDown > 0, "no enqueue was acknowledged while the broker was down, though the store took them");
-            Assert.True(whileDown.Succeeded > during.Succeeded, $"the worker ran no task while the broker was down: {during} then {whileDown}");
+            // The worker goes on from the store while the broker is down, but its wake-ups come through the broker: an idle
+            // worker finds new work only by its fallback poll (Worker:FetchWait, 5 s), longer than this 3 s window. In the
+            // kill runs the worker had caught up when the broker died (in the stop runs, rabbitmqctl takes seconds to stop,
+            // and a backlog kept the worker fetching), so only the stop runs assert progress here; nothing is lost in either.
+            if (stop == "stop")
+            {
+                Assert.True(whileDown.Succeeded > during.Succeeded, $"the worker ran no task while the broker was down: {during} then {whileDown}");
+            }
             await broker.StartAgainAsync();
             var downFor = outage.Elapsed;
 
@@ -141,7 +169,7 @@ public sealed class RabbitMqFaultTests(PrivateBrokerFixture broker) : IClassFixt
             Assert.True(Occurrences(logs, "Connection to RabbitMQ 127.0.0.1") == 1, logs);
             Assert.True(Occurrences(logs, "fail: Microsoft.AspNetCore.Diagnostics.ExceptionHandlerMiddleware") == 0, logs);
             Console.WriteLine(
-                $"RabbitMQ broker restart test ({store}): at the stop {acknowledgedBeforeStop} acknowledged, {before.Succeeded} succeeded; "
+                $"RabbitMQ broker restart test ({store}, {stop}): at the stop {acknowledgedBeforeStop} acknowledged, {before.Succeeded} succeeded; "
                 + $"broker stopped in {stoppedIn.TotalSeconds:F1} s, down {downFor.TotalSeconds:F1} s (succeeded while down: {during.Succeeded} → {whileDown.Succeeded}, "
                 + $"{acknowledgedWhileDown} acknowledged while down), ready again {readyAfter.TotalSeconds:F1} s after the restart; {Count(acknowledged)} acknowledged, "
                 + $"{refused} enqueue requests refused, {tasks.Count} stored, {ranTwice} ran twice; "

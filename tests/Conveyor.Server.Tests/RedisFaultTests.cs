@@ -214,7 +214,7 @@ public sealed class RedisFaultTests : IDisposable
         return tasks;
     }
 
-    private static async Task DeleteKeysAsync(string url, string prefix)
+    internal static async Task DeleteKeysAsync(string url, string prefix)
     {
         using var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
         var server = connection.GetServer(connection.GetEndPoints()[0]);

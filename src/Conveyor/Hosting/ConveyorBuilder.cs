@@ -86,6 +86,44 @@ public sealed class ConveyorBuilder
 /// <summary>Registration of Conveyor in a service collection.</summary>
 public static class ConveyorServiceCollectionExtensions
 {
+    /// <summary>Adds the client alone, for an app that enqueues and reads tasks but runs none: no worker and no
+    /// maintenance services (<see cref="ConveyorOptions.RunWorker"/> and <see cref="ConveyorOptions.RunScheduler"/> off,
+    /// unless <paramref name="configure"/> turns them on). A library registers this.</summary>
+    public static ConveyorBuilder AddConveyorClient(this IServiceCollection services, Action<ConveyorOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.Configure<ConveyorOptions>(o =>
+        {
+            o.RunWorker = false;
+            o.RunScheduler = false;
+        });
+        return services.AddConveyor(configure);
+    }
+
+    /// <summary>Adds the client, a worker and the scheduler's maintenance services: a process that runs tasks.</summary>
+    public static ConveyorBuilder AddConveyorWorker(this IServiceCollection services, Action<ConveyorOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.Configure<ConveyorOptions>(o => o.RunWorker = true);
+        return services.AddConveyor(configure);
+    }
+
+    /// <summary>Adds the client, the worker and the scheduler with their settings bound from
+    /// <paramref name="configuration"/> (a section such as <c>Conveyor</c>: <c>Worker:Concurrency</c>, …), then
+    /// <paramref name="configure"/>.</summary>
+    public static ConveyorBuilder AddConveyor(this IServiceCollection services, Microsoft.Extensions.Configuration.IConfiguration configuration, Action<ConveyorOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configuration);
+        var builder = services.AddConveyor();
+        services.AddOptions<ConveyorOptions>().Bind(configuration);
+        if (configure is not null)
+        {
+            services.Configure(configure);
+        }
+        return builder;
+    }
+
     /// <summary>Adds the client, the worker and the scheduler (as hosted services, each switchable
     /// in <see cref="ConveyorOptions"/>). Idempotent: a second call returns a builder over the same tasks.</summary>
     public static ConveyorBuilder AddConveyor(this IServiceCollection services, Action<ConveyorOptions>? configure = null)
