@@ -8,10 +8,9 @@ using Microsoft.Extensions.Hosting;
 // dotnet run -- --Conveyor:Worker:Processes=2 --Conveyor:Worker:MaxMemoryPerChild=300MB
 // Settings come from the usual host sources: appsettings.json, Conveyor__Worker__Processes=2, --Conveyor:Worker:Processes=2.
 var builder = Host.CreateApplicationBuilder(args);
-builder.Services.AddOptions<ConveyorOptions>().Bind(builder.Configuration.GetSection("Conveyor"));
 builder.Services.AddSingleton(new RunLog(builder.Configuration["Sample:RunLog"]));
 builder.Services
-    .AddConveyor()
+    .AddConveyor(builder.Configuration.GetSection("Conveyor"))
     .AddTask<RecordRun>("sample.record")
     .AddTask<LeakMemory>("sample.leak")
     .AddTask<OverflowStack>("sample.overflow")
@@ -64,8 +63,8 @@ internal sealed class RecordRun(RunLog runs) : ITaskHandler<RecordArgs>
     }
 }
 
-/// <summary>Arguments of sample.leak.</summary>
-internal sealed record LeakArgs(int Mb);
+/// <summary>Arguments of sample.leak: megabytes to leak, then milliseconds to wait.</summary>
+internal sealed record LeakArgs(int Mb, int Ms = 0);
 
 /// <summary>sample.leak: keeps <see cref="LeakArgs.Mb"/> megabytes alive for the rest of the process, as leaking task
 /// code does (a cache that only grows, a static list); what --max-memory-per-child is for.</summary>
@@ -86,7 +85,7 @@ internal sealed class LeakMemory(RunLog runs) : ITaskHandler<LeakArgs>
                 Leaked.Add(block);
             }
         }
-        return Task.CompletedTask;
+        return args.Ms > 0 ? Task.Delay(args.Ms, cancellationToken) : Task.CompletedTask;
     }
 }
 

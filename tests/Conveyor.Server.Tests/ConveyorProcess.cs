@@ -152,12 +152,6 @@ public sealed class ConveyorProcess : IDisposable
     /// <summary>Asks the process to stop as a service manager would (SIGTERM).</summary>
     public void Terminate() => Signal("TERM");
 
-    /// <summary>The process id.</summary>
-    public int Id => _process.Id;
-
-    /// <summary>Whether the process has ended.</summary>
-    public bool HasExited => _process.HasExited;
-
     /// <summary>Sends <paramref name="signal"/> (TERM, INT, KILL) to the process alone.</summary>
     public void Signal(string signal) => SignalProcess(_process.Id, signal);
 

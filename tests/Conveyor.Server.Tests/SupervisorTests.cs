@@ -167,7 +167,8 @@ public sealed partial class SupervisorTests : IDisposable
         await using var store = await OpenStoreAsync();
         // Celery's form: kilobytes (250 MB).
         using var supervisor = StartSample("--Conveyor:Worker:Processes=1", "--Conveyor:Worker:Concurrency=2", "--Conveyor:Worker:MaxMemoryPerChild=256000");
-        var ids = await store.EnqueueAsync("sample.leak", """{"mb":20}""", 40, maxAttempts: 1);
+        // 100 ms a task, so that a child runs a few between two looks at its memory (every 200 ms), as real tasks would.
+        var ids = await store.EnqueueAsync("sample.leak", """{"mb":20,"ms":100}""", 40, maxAttempts: 1);
         await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.State == TaskState.Succeeded), TimeSpan.FromSeconds(120),
             () => $"every task to succeed. Output: {supervisor.Output}");
 

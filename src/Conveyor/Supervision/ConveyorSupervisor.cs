@@ -14,7 +14,7 @@ namespace Conveyor;
 /// prefork pool, a process per child): <c>conveyor worker --processes 4</c>, or an app that hosts its own handlers:
 /// <code>
 /// var builder = Host.CreateApplicationBuilder(args);
-/// builder.Services.AddConveyor().AddTask&lt;Resize&gt;("images.resize").UseSqlite();
+/// builder.Services.AddConveyor(builder.Configuration.GetSection("Conveyor")).AddTask&lt;Resize&gt;("images.resize").UseSqlite();
 /// if (ConveyorSupervisor.IsRequested(builder.Configuration))
 /// {
 ///     // The supervisor runs no host, only logging and the backend (to hand back the leases of children that die).
