@@ -524,39 +524,93 @@ internal sealed partial class WorkerService(
         };
     }
 
+    /// <summary>How long a start that no one waits for is held back, at most, in the hope that its attempt's completion
+    /// comes first and makes it needless: a no-op task's start is then never written.</summary>
+    private static readonly TimeSpan StartHold = TimeSpan.FromMilliseconds(20);
+
     private async Task WriteLoopAsync()
     {
         var reader = _writes.Reader;
         var max = Math.Max(1, _options.CompletionBatchSize);
-        var starts = new List<LeaseWrite>();
+        // Starts read in this cycle wait for the next one (or StartHold, when nothing else comes): most attempts of short
+        // tasks complete meanwhile, and their starts are dropped instead of written. Starts a handler waits for
+        // (RecordStartFirst) are written at once.
+        var fresh = new List<LeaseWrite>();
+        var held = new List<LeaseWrite>();
+        var due = new List<LeaseWrite>();
         var completions = new List<Completion>(max);
         var completed = new HashSet<LeaseRef>();
         // Writes that arrive while a call is in flight form the next batch: batching costs no added latency.
-        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        while (true)
         {
-            while (completions.Count < max && starts.Count < max && reader.TryRead(out var write))
+            if (!reader.TryPeek(out _))
+            {
+                if (held.Count == 0)
+                {
+                    if (!await reader.WaitToReadAsync().ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                }
+                else
+                {
+                    // Real time, not the injected clock: the hold trades write volume for a few milliseconds, whatever the clock says.
+                    using var hold = new CancellationTokenSource(StartHold);
+                    try
+                    {
+                        if (!await reader.WaitToReadAsync(hold.Token).ConfigureAwait(false))
+                        {
+                            break;
+                        }
+                    }
+                    catch (OperationCanceledException) when (hold.IsCancellationRequested)
+                    {
+                        // Nothing came within the hold: the held starts are written now.
+                    }
+                }
+            }
+            while (completions.Count < max && fresh.Count < max && reader.TryRead(out var write))
             {
                 if (write.Completion is { } completion)
                 {
                     completions.Add(completion);
                     completed.Add(completion.Lease);
                 }
+                else if (write.Recorded is not null)
+                {
+                    due.Add(write);
+                }
                 else
                 {
-                    starts.Add(write);
+                    fresh.Add(write);
                 }
             }
-            if (starts.Count > 0)
+            due.AddRange(held);
+            held.Clear();
+            foreach (var start in fresh)
             {
-                await WriteStartsAsync(starts, completed).ConfigureAwait(false);
+                if (!completed.Contains(start.Start!.Lease.Ref))
+                {
+                    held.Add(start);
+                }
+            }
+            fresh.Clear();
+            if (due.Count > 0)
+            {
+                await WriteStartsAsync(due, completed).ConfigureAwait(false);
             }
             if (completions.Count > 0)
             {
                 await WriteCompletionsAsync(completions).ConfigureAwait(false);
             }
-            starts.Clear();
+            due.Clear();
             completions.Clear();
             completed.Clear();
+        }
+        if (held.Count > 0)
+        {
+            // Shutting down: starts of attempts that never completed here (lost, or cut off) are still recorded.
+            await WriteStartsAsync(held, completed).ConfigureAwait(false);
         }
     }
 
