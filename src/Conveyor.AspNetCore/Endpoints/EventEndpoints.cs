@@ -95,7 +95,7 @@ internal static class EventEndpoints
         {
             if (!QueueNames.IsValid(queue))
             {
-                errors.Add(new FieldError("queue", $"'{queue}' is not a queue name: 1 to {QueueNames.MaxLength} letters, digits, '.', '-', '_' or ':'."));
+                errors.Add(new FieldError("queue", $"'{queue}' is not a queue name: 1 to {QueueNames.MaxLength} letters, digits, '.', '-' or '_'."));
             }
         }
         return errors.Count > 0 ? null : new Filter(queues, Values(request, "task"), kinds, states);

@@ -67,7 +67,7 @@ public static class QueueNames
         }
         foreach (var c in name)
         {
-            if (!(char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_' or ':'))
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_'))
             {
                 return false;
             }
