@@ -19,6 +19,17 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly PostgresBackendOptions _options;
     private readonly TimeProvider _time;
     private readonly NpgsqlDataSource _dataSource;
+    private readonly PostgresDialect _dialect;
+    // Every statement names its tables with the schema, never through the connections' search_path: a data source the
+    // app owns keeps its own settings (UsePostgresFromServices).
+    private readonly string _tasks;
+    private readonly string _queues;
+    private readonly string _workers;
+    private readonly string _leaders;
+    private readonly string _insertSql;
+    private readonly string _fetchSql;
+    private readonly string _completeSql;
+    private readonly string _startSql;
     private readonly PostgresNotifier _notifier;
     private readonly PostgresEnqueueGroups _enqueueGroups;
     private readonly string _host;
@@ -38,10 +49,16 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         }
         _options = options;
         _time = time ?? TimeProvider.System;
-        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(options.ConnectionString))
-        {
-            SearchPath = options.Schema,
-        };
+        _dialect = new PostgresDialect(options.Schema);
+        _tasks = _dialect.Table("tasks");
+        _queues = _dialect.Table("queues");
+        _workers = _dialect.Table("workers");
+        _leaders = _dialect.Table("leaders");
+        _insertSql = InsertSql(_tasks);
+        _fetchSql = FetchSql(_tasks, _queues);
+        _completeSql = CompleteSql(_tasks);
+        _startSql = StartSql(_tasks);
+        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(options.ConnectionString));
         // The hot statements are few and fixed: prepare them on each connection once instead of parsing and
         // planning them on every call (unless the caller's connection string chose otherwise).
         if (builder.MaxAutoPrepare == 0)
