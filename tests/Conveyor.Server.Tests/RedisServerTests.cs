@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Conveyor.Backends;
 using Conveyor.Redis;
 using Conveyor.Server.Configuration;
 using StackExchange.Redis;
@@ -69,13 +70,16 @@ public sealed class RedisServerTests
     [InlineData(ServerOptions.DefaultDatabaseUrl, null, null)]
     public void Redis_is_selected_by_DATABASE_URL_or_by_REDIS_URL_when_DATABASE_URL_is_not_set(string databaseUrl, string? redisUrl, string? selected)
     {
-        Assert.Equal(selected, RedisSelection.Select(new ServerOptions { DatabaseUrl = databaseUrl, RedisUrl = redisUrl }));
+        var backend = BackendSelection.Select(new ServerOptions { DatabaseUrl = databaseUrl, RedisUrl = redisUrl });
+
+        Assert.Equal(selected, (backend as RedisKeyspace)?.Url);
+        Assert.Equal(selected is null, backend is SqlDatabase);
     }
 
     [Fact]
     public void REDIS_URL_that_is_not_a_redis_url_says_what_to_change()
     {
-        var exception = Assert.Throws<ConveyorConfigurationException>(() => RedisSelection.Select(new ServerOptions { RedisUrl = "cache:6379" }));
+        var exception = Assert.Throws<ConveyorConfigurationException>(() => BackendSelection.Select(new ServerOptions { RedisUrl = "cache:6379" }));
         Assert.Contains("redis://", exception.Message, StringComparison.Ordinal);
     }
 }
