@@ -1,5 +1,6 @@
 using Conveyor.Backends;
 using Conveyor.Conformance;
+using Conveyor.TestBackends;
 using Npgsql;
 
 namespace Conveyor.Postgres.Tests;
@@ -18,7 +19,7 @@ public sealed class PostgresAppDataSourceTestBackend : IConformanceBackendFactor
     public static async Task<string> CreateAppSchemaAsync()
     {
         var schema = "app_" + Guid.NewGuid().ToString("N");
-        await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString));
+        await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(TestServers.Postgres));
         await using var command = dataSource.CreateCommand($"""
             CREATE SCHEMA "{schema}";
             CREATE TABLE "{schema}".tasks (app_task text);
@@ -32,25 +33,12 @@ public sealed class PostgresAppDataSourceTestBackend : IConformanceBackendFactor
 
     /// <summary>A data source as an app builds one, whose connections' search_path is <paramref name="appSchema"/>.</summary>
     public static NpgsqlDataSource CreateAppDataSource(string appSchema) =>
-        NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString))
+        NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(TestServers.Postgres))
         {
             SearchPath = appSchema,
         });
 
-    public async Task<IConveyorBackend> CreateAsync(TimeProvider time)
-    {
-        var backend = Create("t_" + Guid.NewGuid().ToString("N"), time);
-        try
-        {
-            await backend.MigrateAsync(CancellationToken.None);
-        }
-        catch
-        {
-            await DisposeAsync(backend);
-            throw;
-        }
-        return backend;
-    }
+    public Task<IConveyorBackend> CreateAsync(TimeProvider time) => this.MigrateOrDisposeAsync(Create("t_" + Guid.NewGuid().ToString("N"), time));
 
     /// <summary>Another instance on <paramref name="backend"/>'s schema, on another data source of the app's, as another
     /// process would open it.</summary>

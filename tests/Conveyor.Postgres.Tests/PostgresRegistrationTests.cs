@@ -1,4 +1,5 @@
 using Conveyor.Backends;
+using Conveyor.TestBackends;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
@@ -16,7 +17,7 @@ public sealed class PostgresRegistrationTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString));
+        await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(TestServers.Postgres));
         await using var command = dataSource.CreateCommand($"DROP SCHEMA \"{_appSchema}\" CASCADE; DROP SCHEMA IF EXISTS \"{_schema}\" CASCADE");
         await command.ExecuteNonQueryAsync();
     }
@@ -59,14 +60,8 @@ public sealed class PostgresRegistrationTests : IAsyncLifetime
     [Fact]
     public async Task Every_role_on_the_apps_data_source_leaves_its_connection_settings_as_they_were()
     {
-        // One physical connection, not reset when it goes back to the pool: a setting Conveyor made on it would stay.
-        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString))
-        {
-            SearchPath = _appSchema,
-            NoResetOnClose = true,
-            MaxPoolSize = 1,
-        };
-        await using var appDataSource = NpgsqlDataSource.Create(builder);
+        // A setting Conveyor made on the one connection would stay on it.
+        await using var appDataSource = CreateOneConnectionAppDataSource();
         var before = await ReadSessionAsync(appDataSource);
         await using (var backend = new PostgresBackend(new PostgresBackendOptions { Schema = _schema }, appDataSource))
         {
@@ -94,20 +89,14 @@ public sealed class PostgresRegistrationTests : IAsyncLifetime
     [Fact]
     public async Task Listener_stops_listening_before_its_connection_goes_back_to_the_apps_pool()
     {
-        // One physical connection, not reset when it goes back to the pool: a LISTEN left on it would stay.
-        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString))
-        {
-            SearchPath = _appSchema,
-            NoResetOnClose = true,
-            MaxPoolSize = 1,
-        };
-        await using var appDataSource = NpgsqlDataSource.Create(builder);
+        // A LISTEN left on the one connection would stay on it.
+        await using var appDataSource = CreateOneConnectionAppDataSource();
         var before = await ReadSessionAsync(appDataSource);
         await using (var backend = new PostgresBackend(new PostgresBackendOptions { Schema = _schema }, appDataSource))
         {
             // The listener takes the pool's one connection, so nothing else runs on the app's pool meanwhile.
             await using var subscription = await backend.Notifier.SubscribeAsync(NotifierChannels.Ready, _ => { }, CancellationToken.None);
-            await using var monitor = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString));
+            await using var monitor = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(TestServers.Postgres));
             await using var lastQuery = monitor.CreateCommand("SELECT query FROM pg_stat_activity WHERE pid = @pid");
             lastQuery.Parameters.AddWithValue("pid", before.ProcessId);
             Assert.Equal($"LISTEN \"{_schema}_wake\"", await lastQuery.ExecuteScalarAsync());
@@ -129,6 +118,16 @@ public sealed class PostgresRegistrationTests : IAsyncLifetime
 
         Assert.Contains("needs an NpgsqlDataSource registered", error.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>An app's data source of one physical connection, not reset when it goes back to the pool, so that what
+    /// a user of the pool left on the session is there for the next.</summary>
+    private NpgsqlDataSource CreateOneConnectionAppDataSource() =>
+        NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(TestServers.Postgres))
+        {
+            SearchPath = _appSchema,
+            NoResetOnClose = true,
+            MaxPoolSize = 1,
+        });
 
     /// <summary>The session of the pool's connection: its backend process, the settings a backend could change, and how
     /// many channels it listens on.</summary>

@@ -2,32 +2,24 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Conveyor.Backends;
-using Conveyor.Redis;
 using Conveyor.Server.Configuration;
-using StackExchange.Redis;
+using Conveyor.TestBackends;
 
 namespace Conveyor.Server.Tests;
 
 /// <summary>The server on the Redis backend (CONVEYOR_TEST_REDIS, started by scripts/test.sh).</summary>
 public sealed class RedisServerTests
 {
-    internal static string TestServerUrl =>
-        Environment.GetEnvironmentVariable("CONVEYOR_TEST_REDIS") is { Length: > 0 } url
-            ? url
-            : throw new InvalidOperationException(
-                "CONVEYOR_TEST_REDIS is not set: run 'bash scripts/test.sh' (it starts Redis), or 'source scripts/services/redis.sh' and run the tests from that shell.");
-
     [Fact]
     public async Task Server_on_redis_runs_a_task_to_success_and_reports_redis_in_health()
     {
-        var url = TestServerUrl;
-        var prefix = "cvserver-" + Guid.NewGuid().ToString("N");
+        var keyspace = TestServers.FreshRedis("cvserver");
         try
         {
             await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
             {
-                ["Conveyor:DatabaseUrl"] = url,
-                ["Conveyor:Redis:KeyPrefix"] = prefix,
+                ["Conveyor:DatabaseUrl"] = keyspace.Url,
+                ["Conveyor:Redis:KeyPrefix"] = keyspace.KeyPrefix,
             });
 
             var id = await server.EnqueueAsync(new { task = "conveyor.noop", args = new { n = 1 } });
@@ -49,17 +41,7 @@ public sealed class RedisServerTests
         }
         finally
         {
-            using var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
-            var server = connection.GetServer(connection.GetEndPoints()[0]);
-            var keys = new List<RedisKey>();
-            await foreach (var key in server.KeysAsync(pattern: "\\{" + prefix + "\\}:*"))
-            {
-                keys.Add(key);
-            }
-            if (keys.Count > 0)
-            {
-                await connection.GetDatabase().KeyDeleteAsync(keys.ToArray());
-            }
+            await keyspace.DropAsync(CancellationToken.None);
         }
     }
 
