@@ -80,7 +80,7 @@ public sealed class RedisFaultTests : IDisposable
     public async Task Redis_killed_and_restarted_while_tasks_run_loses_no_acknowledged_task()
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        using var redis = PrivateRedis.Start(Path.Combine(_folder, "redis"));
+        await using var redis = await PrivateRedis.StartAsync(Path.Combine(_folder, "redis"));
         var keyspace = new RedisKeyspace(redis.Url, _prefix);
         var backend = keyspace.Create(null);
         try
@@ -101,7 +101,7 @@ public sealed class RedisFaultTests : IDisposable
             await WaitUntilAsync(() => Task.FromResult(Volatile.Read(ref _acknowledgedCount) >= TotalTasks / 2), TimeSpan.FromSeconds(60), "half the enqueues");
             var before = await CountsAsync(backend);
             var outage = System.Diagnostics.Stopwatch.StartNew();
-            redis.Kill();
+            await redis.KillAsync();
             Assert.True(Volatile.Read(ref _acknowledgedCount) < TotalTasks, "every task was enqueued before Redis was killed");
             var downBody = "";
             await WaitUntilAsync(async () =>
@@ -114,7 +114,7 @@ public sealed class RedisFaultTests : IDisposable
             await Task.Delay(TimeSpan.FromSeconds(2) - seenDownAfter is { Ticks: > 0 } rest ? rest : TimeSpan.Zero);
             var (stillDown, stillDownBody) = await GetReadyAsync(http);
             Assert.True(stillDown == HttpStatusCode.ServiceUnavailable, $"/health/ready answered {stillDown} while Redis was down: {stillDownBody}");
-            redis.Restart();
+            await redis.RestartAsync();
             var downFor = outage.Elapsed;
             await WaitUntilAsync(async () => (await GetReadyAsync(http)).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(60),
                 "/health/ready to be healthy again after the restart");
