@@ -24,7 +24,7 @@ public sealed record RedisKeyspace(string Url, string? KeyPrefix = null) : Backe
     public override ConveyorBuilder Use(ConveyorBuilder builder) => builder.UseRedis(Apply);
 
     /// <inheritdoc />
-    public override IConveyorBackend Create(TimeProvider? time = null) => Create(null, time);
+    public override IConveyorBackend Create(TimeProvider? time = null) => Create(connection: null, time);
 
     /// <summary>Builds a backend here on <paramref name="connection"/> (not disposed with the backend), or on a connection
     /// of its own when null.</summary>
@@ -38,7 +38,7 @@ public sealed record RedisKeyspace(string Url, string? KeyPrefix = null) : Backe
     /// <summary>Deletes every key under the prefix.</summary>
     public override async Task DropAsync(CancellationToken cancellationToken)
     {
-        var backend = Create(null);
+        var backend = Create(connection: null);
         await using (backend.ConfigureAwait(false))
         {
             await backend.DeleteKeysAsync(cancellationToken).ConfigureAwait(false);

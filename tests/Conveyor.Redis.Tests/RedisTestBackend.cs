@@ -20,7 +20,7 @@ public sealed class RedisTestBackend : IConformanceBackendFactory
     /// process would open it; disposing it closes that connection and leaves the keys.</summary>
     public async Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time)
     {
-        var peer = KeyspaceOf((RedisBackend)backend).Create(null, time);
+        var peer = KeyspaceOf((RedisBackend)backend).Create(connection: null, time);
         await peer.MigrateAsync(CancellationToken.None);
         return peer;
     }

@@ -32,7 +32,7 @@ public sealed class RedisFaultTests : IDisposable
     public async Task Worker_killed_with_SIGKILL_loses_nothing_on_redis()
     {
         var keyspace = new RedisKeyspace(TestServers.Redis, _prefix);
-        var backend = keyspace.Create(null);
+        var backend = keyspace.Create(connection: null);
         try
         {
             await backend.MigrateAsync(CancellationToken.None);
@@ -82,7 +82,7 @@ public sealed class RedisFaultTests : IDisposable
         var clock = System.Diagnostics.Stopwatch.StartNew();
         await using var redis = await PrivateRedis.StartAsync(Path.Combine(_folder, "redis"));
         var keyspace = new RedisKeyspace(redis.Url, _prefix);
-        var backend = keyspace.Create(null);
+        var backend = keyspace.Create(connection: null);
         try
         {
             await backend.MigrateAsync(CancellationToken.None);
