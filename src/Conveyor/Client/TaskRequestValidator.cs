@@ -99,5 +99,16 @@ public static class TaskRequestValidator
         {
             errors.Add(new(prefix + "idempotencyKey", $"must be 1 to {MaxIdempotencyKeyLength} characters"));
         }
+        if (options.Retry is { } retry)
+        {
+            errors.AddRange(retry.Validate(prefix + "retry."));
+        }
+        if (options.Headers is { } headers)
+        {
+            foreach (var name in headers.Keys.Where(Backends.RetryHeaders.IsReserved))
+            {
+                errors.Add(new($"{prefix}headers.{name}", "is reserved: Conveyor stores the retry policy's exception lists in it; set retry.retryOn or retry.neverRetryOn instead"));
+            }
+        }
     }
 }
