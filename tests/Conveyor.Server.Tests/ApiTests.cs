@@ -338,7 +338,7 @@ public sealed class ApiTests(OpenServerFixture fixture) : IClassFixture<OpenServ
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var document = await TestServer.ReadJsonAsync(response);
         var paths = document.GetProperty("paths");
-        foreach (var path in new[] { "/api/v1/tasks", "/api/v1/tasks/batch", "/api/v1/tasks/{id}", "/api/v1/tasks/{id}/cancel", "/api/v1/queues", "/api/v1/workers" })
+        foreach (var path in new[] { "/api/v1/tasks", "/api/v1/tasks/batch", "/api/v1/tasks/{id}", "/api/v1/tasks/{id}/cancel", "/api/v1/tasks/retry", "/api/v1/tasks/purge", "/api/v1/queues", "/api/v1/workers" })
         {
             Assert.True(paths.TryGetProperty(path, out _), $"{path} is missing");
         }

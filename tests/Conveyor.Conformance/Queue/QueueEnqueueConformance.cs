@@ -54,7 +54,8 @@ public abstract class QueueEnqueueConformance<TFactory>() : ConformanceTest(new 
     {
         // The lists are stored in reserved headers (RetryHeaders): they come back in the policy, never in the headers.
         var retry = RetryPolicy.Fixed(TimeSpan.FromSeconds(5), jitter: 0)
-            .WithRetryOn<TimeoutException>().WithRetryOn(typeof(IOException)) with { NeverRetryOn = ["ArgumentException", "Outer+Inner"] };
+            .WithRetryOn<TimeoutException>().WithRetryOn(typeof(IOException)) with
+        { NeverRetryOn = ["ArgumentException", "Outer+Inner"] };
         var message = NewMessage() with
         {
             Retry = retry,
