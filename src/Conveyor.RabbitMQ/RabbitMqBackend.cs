@@ -75,6 +75,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public ICoordinationBackend Coordination => _store.Coordination;
 
     /// <inheritdoc />
+    public IScheduleStore Schedules => _store.Schedules;
+
+    /// <inheritdoc />
     public INotifier Notifier => _notifier;
 
     /// <inheritdoc />

@@ -13,7 +13,7 @@ namespace Conveyor.Redis;
 /// priority band, then sequence), which is also the index of queued tasks; <c>B scheduled</c> (score: not-before ms);
 /// <c>B leased</c> (score: lease expiry ms), which is also the index of running tasks; <c>B finished</c> (score: finish ms);
 /// <c>B q:{queue}:s:{state}</c> for the other states (score: sequence); <c>B n:{task}</c> (score: sequence); no index
-/// of all tasks (<see cref="ListAny"/> merges the others in one script); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id);
+/// of all tasks (<see cref="ListAny"/> merges the others in one script); <c>B queues</c> (name → paused 0/1); <c>B schedules</c> (name → document) and <c>B schedules:v</c> (name → version); <c>B idem</c> (idempotency key → id);
 /// <c>B seq</c>; channel <c>B wake</c>. Nullable arguments are sent as "" for null and "v" + value otherwise.
 /// </remarks>
 /// <remarks>
@@ -114,6 +114,13 @@ internal static class RedisScripts
 
     /// <summary>ARGV: B, name, owner. Deletes the leadership if owner holds it.</summary>
     public static readonly string ReleaseLeadership = Script("release_leadership.lua");
+
+    /// <summary>ARGV: B, name, version, document. Adds the schedule unless the name exists; returns 1 when added.</summary>
+    public static readonly string AddSchedule = Script("add_schedule.lua");
+
+    /// <summary>ARGV: B, name, version, document, expected version. Replaces the schedule when its stored version is the
+    /// expected one; returns 1 when replaced.</summary>
+    public static readonly string ReplaceSchedule = Script("replace_schedule.lua");
 
     /// <summary>The text of an embedded Scripts/*.lua file, with line ends as LF whatever the checkout did to them.</summary>
     internal static string Fragment(string file)
