@@ -40,7 +40,11 @@ internal sealed partial class ScheduleRunner(
 
     protected override Task WakeSignal => _changed.Task;
 
-    protected override async Task<TimeSpan> RunOnceAsync(CancellationToken leading)
+    protected override Task<TimeSpan> RunOnceAsync(CancellationToken leading) => PassAsync(leading);
+
+    /// <summary>One pass: fires every due tick and returns how long to sleep. <paramref name="leading"/> is the term's
+    /// token; a new one writes the declared schedules first.</summary>
+    internal async Task<TimeSpan> PassAsync(CancellationToken leading)
     {
         _subscription ??= await backend.Notifier.SubscribeAsync(NotifierChannels.Schedules,
             _ => Interlocked.Exchange(ref _changed, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult(),
@@ -80,7 +84,8 @@ internal sealed partial class ScheduleRunner(
         }
         var definition = schedule.Definition;
         var timing = ScheduleTiming.For(definition, schedule.Anchor);
-        var graceStart = now - definition.MisfireGrace;
+        // A tick exactly MisfireGrace late is still on time: on-time ticks are those in (graceStart, now].
+        var graceStart = now - definition.MisfireGrace - TimeSpan.FromTicks(1);
         var onTimeFrom = schedule.DoneUntil > graceStart ? schedule.DoneUntil : graceStart;
         var onTime = timing.Between(onTimeFrom, now, MaxOnTimeTicks, out var onTimeTotal);
         IReadOnlyList<DateTimeOffset> missed = [];
