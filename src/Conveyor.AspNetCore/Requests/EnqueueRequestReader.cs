@@ -145,7 +145,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return request;
     }
 
-    private static string? ReadString(JsonElement value, string field, List<FieldError> errors)
+    internal static string? ReadString(JsonElement value, string field, List<FieldError> errors)
     {
         if (value.ValueKind == JsonValueKind.String)
         {
@@ -155,7 +155,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return null;
     }
 
-    private static int? ReadInt(JsonElement value, string field, List<FieldError> errors)
+    internal static int? ReadInt(JsonElement value, string field, List<FieldError> errors)
     {
         if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var number))
         {
@@ -167,7 +167,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return null;
     }
 
-    private static TimeSpan? ReadDuration(JsonElement value, string field, List<FieldError> errors)
+    internal static TimeSpan? ReadDuration(JsonElement value, string field, List<FieldError> errors)
     {
         var problem = ApiValues.TryReadDuration(value, out var duration);
         if (problem is null)
@@ -211,7 +211,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return headers;
     }
 
-    private static string Describe(JsonElement value) => value.ValueKind switch
+    internal static string Describe(JsonElement value) => value.ValueKind switch
     {
         JsonValueKind.Object => "an object",
         JsonValueKind.Array => "an array",

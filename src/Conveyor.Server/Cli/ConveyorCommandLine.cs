@@ -69,6 +69,7 @@ internal static class ConveyorCommandLine
         root.Subcommands.Add(WorkerCommand.Create(global, output, error));
         root.Subcommands.Add(EnqueueCommand.Create(global, output, error));
         root.Subcommands.Add(InfoCommand.Create(global, output, error));
+        root.Subcommands.Add(SchedulesCommand.Create(global, output, error));
         root.Subcommands.Add(MigrateCommand.Create(global, output, error));
         return root;
     }

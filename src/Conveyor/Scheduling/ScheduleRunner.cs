@@ -151,11 +151,14 @@ internal sealed partial class ScheduleRunner(
             Timeout = definition.Timeout,
             ExpiresAt = definition.ExpiresAfter is { } expires ? tick + expires : null,
             IdempotencyKey = idempotencyKey,
-            Headers = new Dictionary<string, string>
-            {
-                [Schedule.ScheduleHeader] = definition.Name,
-                [Schedule.TickHeader] = tick.UtcDateTime.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
-            },
+            // A trigger (no key) names its schedule but no tick.
+            Headers = idempotencyKey is null
+                ? new Dictionary<string, string> { [Schedule.ScheduleHeader] = definition.Name }
+                : new Dictionary<string, string>
+                {
+                    [Schedule.ScheduleHeader] = definition.Name,
+                    [Schedule.TickHeader] = tick.UtcDateTime.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+                },
         });
 
     private IEnumerable<(ScheduleDefinition, ScheduleSource)> Declared()
