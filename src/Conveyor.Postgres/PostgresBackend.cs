@@ -14,7 +14,7 @@ namespace Conveyor.Postgres;
 /// (docs/architecture.md).
 /// Every time it stores or compares comes from the injected <see cref="TimeProvider"/>, never the server's clock.
 /// </summary>
-public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IScheduleStore, IAsyncDisposable, IDisposable
+public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IScheduleStore, IUniqueKeyStore, IAsyncDisposable, IDisposable
 {
     private readonly PostgresBackendOptions _options;
     private readonly TimeProvider _time;
@@ -78,6 +78,9 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
 
     /// <inheritdoc />
     public IScheduleStore Schedules => this;
+
+    /// <inheritdoc />
+    public IUniqueKeyStore UniqueKeys => this;
     /// <inheritdoc />
     public INotifier Notifier => _notifier;
     /// <inheritdoc />

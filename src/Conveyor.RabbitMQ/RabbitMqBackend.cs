@@ -78,6 +78,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public IScheduleStore Schedules => _store.Schedules;
 
     /// <inheritdoc />
+    public IUniqueKeyStore UniqueKeys => _store.UniqueKeys;
+
+    /// <inheritdoc />
     public INotifier Notifier => _notifier;
 
     /// <inheritdoc />

@@ -13,7 +13,7 @@ namespace Conveyor.Redis;
 /// fetches never wait: the notifier (<see cref="RedisNotifier"/>, Redis pub/sub) tells workers when work is ready.
 /// See docs/redis.md.
 /// </summary>
-public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IScheduleStore, IAsyncDisposable, IDisposable
+public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IScheduleStore, IUniqueKeyStore, IAsyncDisposable, IDisposable
 {
     private readonly RedisBackendOptions _options;
     private readonly TimeProvider _time;
@@ -65,6 +65,9 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
 
     /// <inheritdoc />
     public IScheduleStore Schedules => this;
+
+    /// <inheritdoc />
+    public IUniqueKeyStore UniqueKeys => this;
     /// <inheritdoc />
     public INotifier Notifier => _notifier;
     /// <inheritdoc />

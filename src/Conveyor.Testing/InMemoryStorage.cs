@@ -40,6 +40,8 @@ public sealed class InMemoryStorage
 
     internal SortedDictionary<string, StoredSchedule> Schedules { get; } = new(StringComparer.Ordinal);
 
+    internal Dictionary<string, UniqueClaim> UniqueKeys { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Every instance's notifier: one hub, so that a notification published by one instance reaches the
     /// subscribers of all.</summary>
     internal InProcessNotifier Notifier { get; } = new();

@@ -29,6 +29,8 @@ public sealed class PostgresLeadershipTests : LeadershipConformance<PostgresTest
 
 public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBackend>;
 
+public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
+
 public sealed class PostgresNotifierTests : NotifierConformance<PostgresTestBackend>;
 
 public sealed class PostgresRetentionTests : RetentionConformance<PostgresTestBackend>;

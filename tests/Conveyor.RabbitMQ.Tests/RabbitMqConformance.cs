@@ -31,6 +31,8 @@ public sealed class RabbitMqLeadershipTests : LeadershipConformance<RabbitMqTest
 
 public sealed class RabbitMqScheduleTests : ScheduleConformance<RabbitMqTestBackend>;
 
+public sealed class RabbitMqUniqueKeyTests : UniqueKeyConformance<RabbitMqTestBackend>;
+
 public sealed partial class RabbitMqNotifierTests : NotifierConformance<RabbitMqTestBackend>;
 
 // RetentionConformance is not registered: retention is the store role's, and the store here is the paired SQLite

@@ -29,6 +29,8 @@ public sealed class SqliteLeadershipTests : LeadershipConformance<SqliteTestBack
 
 public sealed class SqliteScheduleTests : ScheduleConformance<SqliteTestBackend>;
 
+public sealed class SqliteUniqueKeyTests : UniqueKeyConformance<SqliteTestBackend>;
+
 // Cross-instance tests gated by CrossProcessNotifications: false on Windows, where they assert on the publishing instance.
 public sealed class SqliteNotifierTests : NotifierConformance<SqliteTestBackend>;
 

@@ -31,6 +31,8 @@ public sealed class InMemoryLeadershipTests : LeadershipConformance<InMemoryTest
 
 public sealed class InMemoryScheduleTests : ScheduleConformance<InMemoryTestBackend>;
 
+public sealed class InMemoryUniqueKeyTests : UniqueKeyConformance<InMemoryTestBackend>;
+
 public sealed class InMemoryNotifierTests : NotifierConformance<InMemoryTestBackend>;
 
 // Cheap here (200,000 tasks in memory): the leader-only retention service keeps pace on the reference backend too.
@@ -81,6 +83,8 @@ public sealed class InMemoryWithoutCrossProcessNotifications : IConformanceBacke
         public ICoordinationBackend Coordination => inner.Coordination;
 
         public IScheduleStore Schedules => inner.Schedules;
+
+        public IUniqueKeyStore UniqueKeys => inner.UniqueKeys;
 
         public INotifier Notifier => inner.Notifier;
 

@@ -185,6 +185,7 @@ public sealed class InlineExecutionTests
         public ITaskStore Store => _inner;
         public ICoordinationBackend Coordination => _inner;
         public IScheduleStore Schedules => _inner;
+        public IUniqueKeyStore UniqueKeys => _inner;
         public INotifier Notifier => _inner.Notifier;
         public BackendCapabilities Capabilities => _inner.Capabilities;
         public Task MigrateAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -71,6 +71,8 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         int? maxAttempts = null;
         TimeSpan? timeout = null;
         string? idempotencyKey = null;
+        string? uniqueKey = null;
+        TimeSpan? uniqueFor = null;
         Dictionary<string, string>? headers = null;
         foreach (var property in element.EnumerateObject())
         {
@@ -112,11 +114,17 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
                 case "idempotencyKey":
                     idempotencyKey = ReadString(value, field, errors);
                     break;
+                case "uniqueKey":
+                    uniqueKey = ReadString(value, field, errors);
+                    break;
+                case "uniqueFor":
+                    uniqueFor = ReadDuration(value, field, errors);
+                    break;
                 case "headers":
                     headers = ReadHeaders(value, field, errors);
                     break;
                 default:
-                    errors.Add(new(field, "is not a field of a task; known fields: task, args, queue, priority, delay, eta, expiresAt, maxAttempts, timeout, idempotencyKey, headers"));
+                    errors.Add(new(field, "is not a field of a task; known fields: task, args, queue, priority, delay, eta, expiresAt, maxAttempts, timeout, idempotencyKey, uniqueKey, uniqueFor, headers"));
                     break;
             }
         }
@@ -134,6 +142,8 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
             MaxAttempts = maxAttempts,
             Timeout = timeout,
             IdempotencyKey = idempotencyKey,
+            UniqueKey = uniqueKey,
+            UniqueFor = uniqueFor,
             Headers = headers,
         });
         // The rules run even when a field failed to read, so one answer lists every problem; a field already
