@@ -173,10 +173,13 @@ internal sealed partial class ScheduleRunner(
         }
     }
 
-    public override void Dispose()
+    public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        _subscription?.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        base.Dispose();
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        if (Interlocked.Exchange(ref _subscription, null) is { } subscription)
+        {
+            await subscription.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     [LoggerMessage(70, LogLevel.Warning, "Schedule '{Schedule}': {Count} missed tick(s) not fired (misfire policy {Policy})")]
