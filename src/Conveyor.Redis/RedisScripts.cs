@@ -109,6 +109,10 @@ internal static class RedisScripts
     /// <summary>ARGV: B, before, max. Deletes up to max tasks finished before the time, with their index entries. Returns how many.</summary>
     public static readonly string Purge = Script("purge.lua");
 
+    /// <summary>ARGV: B, state, then ids. Deletes the tasks of the ids that are in the state (a terminal one), with their
+    /// index entries and idempotency keys, as <see cref="Purge"/> does. Returns how many.</summary>
+    public static readonly string Delete = Script("delete.lua");
+
     /// <summary>ARGV: B, name, owner, now, expires. Returns 1 when owner holds the leadership after the call.</summary>
     public static readonly string AcquireLeadership = Script("acquire_leadership.lua");
 

@@ -164,6 +164,7 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
         Error = Error,
         Attempts = Attempt,
         MaxAttempts = Message.MaxAttempts,
+        Retry = Message.Retry,
         CreatedAt = Message.CreatedAt,
         NotBefore = NotBefore,
         ExpiresAt = ExpiresAt,

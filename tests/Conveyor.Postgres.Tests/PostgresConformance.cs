@@ -23,6 +23,8 @@ public sealed class PostgresStoreTests : StoreConformance<PostgresTestBackend>;
 
 public sealed class PostgresStoreListTests : StoreListConformance<PostgresTestBackend>;
 
+public sealed class PostgresBulkTaskTests : BulkTaskConformance<PostgresTestBackend>;
+
 public sealed class PostgresCoordinationTests : CoordinationConformance<PostgresTestBackend>;
 
 public sealed class PostgresLeadershipTests : LeadershipConformance<PostgresTestBackend>;

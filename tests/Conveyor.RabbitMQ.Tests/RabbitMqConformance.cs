@@ -25,6 +25,8 @@ public sealed class RabbitMqStoreTests : StoreConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqStoreListTests : StoreListConformance<RabbitMqTestBackend>;
 
+public sealed class RabbitMqBulkTaskTests : BulkTaskConformance<RabbitMqTestBackend>;
+
 public sealed class RabbitMqCoordinationTests : CoordinationConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqLeadershipTests : LeadershipConformance<RabbitMqTestBackend>;

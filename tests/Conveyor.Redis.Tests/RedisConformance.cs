@@ -25,6 +25,8 @@ public sealed class RedisStoreTests : StoreConformance<RedisTestBackend>;
 
 public sealed partial class RedisStoreListTests : StoreListConformance<RedisTestBackend>;
 
+public sealed class RedisBulkTaskTests : BulkTaskConformance<RedisTestBackend>;
+
 public sealed class RedisCoordinationTests : CoordinationConformance<RedisTestBackend>;
 
 public sealed class RedisLeadershipTests : LeadershipConformance<RedisTestBackend>;

@@ -23,6 +23,8 @@ public sealed class SqliteStoreTests : StoreConformance<SqliteTestBackend>;
 
 public sealed class SqliteStoreListTests : StoreListConformance<SqliteTestBackend>;
 
+public sealed class SqliteBulkTaskTests : BulkTaskConformance<SqliteTestBackend>;
+
 public sealed class SqliteCoordinationTests : CoordinationConformance<SqliteTestBackend>;
 
 public sealed class SqliteLeadershipTests : LeadershipConformance<SqliteTestBackend>;

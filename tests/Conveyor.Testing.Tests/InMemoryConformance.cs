@@ -25,6 +25,8 @@ public sealed class InMemoryStoreTests : StoreConformance<InMemoryTestBackend>;
 
 public sealed class InMemoryStoreListTests : StoreListConformance<InMemoryTestBackend>;
 
+public sealed class InMemoryBulkTaskTests : BulkTaskConformance<InMemoryTestBackend>;
+
 public sealed class InMemoryCoordinationTests : CoordinationConformance<InMemoryTestBackend>;
 
 public sealed class InMemoryLeadershipTests : LeadershipConformance<InMemoryTestBackend>;

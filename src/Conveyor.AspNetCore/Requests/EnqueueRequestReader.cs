@@ -74,6 +74,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         string? uniqueKey = null;
         TimeSpan? uniqueFor = null;
         Dictionary<string, string>? headers = null;
+        JsonElement? retryElement = null;
         foreach (var property in element.EnumerateObject())
         {
             var value = property.Value;
@@ -123,11 +124,18 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
                 case "headers":
                     headers = ReadHeaders(value, field, errors);
                     break;
+                case "retry":
+                    retryElement = value;
+                    break;
                 default:
-                    errors.Add(new(field, "is not a field of a task; known fields: task, args, queue, priority, delay, eta, expiresAt, maxAttempts, timeout, idempotencyKey, uniqueKey, uniqueFor, headers"));
+                    errors.Add(new(field, "is not a field of a task; known fields: task, args, queue, priority, delay, eta, expiresAt, maxAttempts, timeout, idempotencyKey, uniqueKey, uniqueFor, headers, retry"));
                     break;
             }
         }
+        // Read once the task's name is known: fields the retry object leaves out keep the task's own policy.
+        var retry = retryElement is { } retryValue
+            ? RetryRequestReader.Read(retryValue, prefix + "retry", TaskPolicy(task), errors)
+            : null;
         if (expiresAt is { } expiry && expiry <= time.GetUtcNow())
         {
             errors.Add(new(prefix + "expiresAt", "is in the past: the task would expire before it could run"));
@@ -140,6 +148,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
             Eta = eta,
             ExpiresAt = expiresAt,
             MaxAttempts = maxAttempts,
+            Retry = retry,
             Timeout = timeout,
             IdempotencyKey = idempotencyKey,
             UniqueKey = uniqueKey,
@@ -154,6 +163,11 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         errors.AddRange(rules.Where(e => !reported.Contains(e.Field)));
         return request;
     }
+
+    /// <summary>The retry policy of <paramref name="task"/> as this process registered it; the default for a task it
+    /// does not register (one a remote worker declares).</summary>
+    private RetryPolicy TaskPolicy(string? task) =>
+        task is not null && registry.TryGet(task, out var descriptor) ? descriptor.Defaults.Retry : RetryPolicy.Default;
 
     internal static string? ReadString(JsonElement value, string field, List<FieldError> errors)
     {

@@ -17,7 +17,8 @@ public sealed record EnqueueOptions
     public DateTimeOffset? ExpiresAt { get; init; }
     /// <summary>Attempts in all, 1 to 1,000.</summary>
     public int? MaxAttempts { get; init; }
-    /// <summary>Backoff between attempts.</summary>
+    /// <summary>Backoff between attempts and which exceptions are retried; replaces the task type's policy as a whole.
+    /// Default: the task's (<see cref="TaskDefaults.Retry"/>), else <see cref="RetryPolicy.Default"/>.</summary>
     public RetryPolicy? Retry { get; init; }
     /// <summary>Time limit of one attempt.</summary>
     public TimeSpan? Timeout { get; init; }
@@ -58,6 +59,16 @@ public interface ITaskClient
 
     /// <summary>Queues a dead, cancelled or expired task again.</summary>
     Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken = default);
+
+    /// <summary>Queues again, with a fresh set of attempts, every task matching <paramref name="filter"/> (dead, cancelled
+    /// or expired), in bounded steps (<see cref="ConveyorOptions.BulkBatchSize"/>); returns how many.</summary>
+    /// <exception cref="TaskValidationException">The filter is invalid; its errors name the fields.</exception>
+    Task<int> RetryManyAsync(TaskFilter filter, CancellationToken cancellationToken = default);
+
+    /// <summary>Deletes every task matching <paramref name="filter"/> (dead, cancelled, expired or succeeded), with its
+    /// history and idempotency key, in bounded steps (<see cref="ConveyorOptions.BulkBatchSize"/>); returns how many.</summary>
+    /// <exception cref="TaskValidationException">The filter is invalid; its errors name the fields.</exception>
+    Task<int> PurgeAsync(TaskFilter filter, CancellationToken cancellationToken = default);
 
     /// <summary>Reads a task's state, result and history.</summary>
     Task<TaskRecord?> GetAsync(Guid taskId, CancellationToken cancellationToken = default);

@@ -111,5 +111,16 @@ public static class TaskRequestValidator
         {
             errors.Add(new(prefix + "uniqueFor", "needs a uniqueKey"));
         }
+        if (options.Retry is { } retry)
+        {
+            errors.AddRange(retry.Validate(prefix + "retry."));
+        }
+        if (options.Headers is { } headers)
+        {
+            foreach (var name in headers.Keys.Where(Backends.RetryHeaders.IsReserved))
+            {
+                errors.Add(new($"{prefix}headers.{name}", "is reserved: Conveyor stores the retry policy's exception lists in it; set retry.retryOn or retry.neverRetryOn instead"));
+            }
+        }
     }
 }

@@ -22,11 +22,14 @@ public sealed class ConveyorBuilder
     public TaskRegistry Registry { get; }
 
     /// <summary>Registers <typeparamref name="THandler"/> as the handler of task <paramref name="name"/>;
-    /// the handler is resolved in a new DI scope for every attempt.</summary>
+    /// the handler is resolved in a new DI scope for every attempt. A <see cref="TaskRetryAttribute"/> on the handler sets
+    /// the task's retry defaults first; <paramref name="configure"/> runs after it, so code at registration wins.</summary>
+    /// <exception cref="ArgumentException">The defaults are invalid (a retry policy out of range, attempts out of range).</exception>
     public ConveyorBuilder AddTask<THandler>(string name, Action<TaskDefaults>? configure = null) where THandler : class
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         var defaults = new TaskDefaults();
+        TaskRetryAttribute.ApplyTo<THandler>(defaults);
         configure?.Invoke(defaults);
         Registry.Add(TaskRegistry.Describe<THandler>(name, defaults));
         Services.TryAddScoped<THandler>();
