@@ -29,6 +29,10 @@ public sealed class PostgresCoordinationTests : CoordinationConformance<Postgres
 
 public sealed class PostgresLeadershipTests : LeadershipConformance<PostgresTestBackend>;
 
+public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBackend>;
+
+public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
+
 public sealed class PostgresNotifierTests : NotifierConformance<PostgresTestBackend>;
 
 public sealed class PostgresRetentionTests : RetentionConformance<PostgresTestBackend>;

@@ -31,6 +31,10 @@ public sealed class RabbitMqCoordinationTests : CoordinationConformance<RabbitMq
 
 public sealed class RabbitMqLeadershipTests : LeadershipConformance<RabbitMqTestBackend>;
 
+public sealed class RabbitMqScheduleTests : ScheduleConformance<RabbitMqTestBackend>;
+
+public sealed class RabbitMqUniqueKeyTests : UniqueKeyConformance<RabbitMqTestBackend>;
+
 public sealed partial class RabbitMqNotifierTests : NotifierConformance<RabbitMqTestBackend>;
 
 // RetentionConformance is not registered: retention is the store role's, and the store here is the paired SQLite

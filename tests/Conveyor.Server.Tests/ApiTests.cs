@@ -55,6 +55,28 @@ public sealed class ApiTests(OpenServerFixture fixture) : IClassFixture<OpenServ
     }
 
     [Fact]
+    public async Task Same_unique_key_answers_200_with_the_waiting_task_and_says_which_key_matched()
+    {
+        // Delayed, so the first task is still waiting when the second enqueue comes.
+        var key = "sync-" + Guid.NewGuid().ToString("N");
+        var body = new { task = "conveyor.noop", uniqueKey = key, delay = "PT1H" };
+        using var first = await Server.Client.PostAsJsonAsync("/api/v1/tasks", body);
+        using var second = await Server.Client.PostAsJsonAsync("/api/v1/tasks", body);
+        using var idempotent = await Server.Client.PostAsJsonAsync("/api/v1/tasks", new { task = "conveyor.noop", idempotencyKey = key });
+        using var again = await Server.Client.PostAsJsonAsync("/api/v1/tasks", new { task = "conveyor.noop", idempotencyKey = key });
+        using var bad = await Server.Client.PostAsJsonAsync("/api/v1/tasks", new { task = "conveyor.noop", uniqueFor = "PT1M" });
+
+        Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Equal("uniqueKey", second.Headers.GetValues("Conveyor-Deduplicated").Single());
+        Assert.Equal((await TestServer.ReadJsonAsync(first)).GetProperty("id").GetGuid(), (await TestServer.ReadJsonAsync(second)).GetProperty("id").GetGuid());
+        Assert.Equal("scheduled", (await TestServer.ReadJsonAsync(second)).GetProperty("state").GetString());
+        Assert.Equal("idempotencyKey", again.Headers.GetValues("Conveyor-Deduplicated").Single());
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, bad.StatusCode);
+        Assert.Contains("needs a uniqueKey", (await TestServer.ReadJsonAsync(bad)).GetProperty("errors").GetProperty("uniqueFor")[0].GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Delay_and_options_are_stored_as_given()
     {
         var id = await Server.EnqueueAsync(new

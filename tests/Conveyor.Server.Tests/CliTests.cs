@@ -145,6 +145,51 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task A_schedule_in_configuration_that_cannot_work_exits_two_naming_its_key()
+    {
+        var environment = Environment;
+        environment["CONVEYOR_SCHEDULES__NIGHTLY__CRON"] = "0 0 3 * *x";
+        environment["CONVEYOR_SCHEDULES__NIGHTLY__TASK"] = "conveyor.noop";
+        environment["CONVEYOR_SCHEDULES__NIGHTLY__TIME_ZONE"] = "Mars/Olympus";
+
+        var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, environment, "worker");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("Conveyor:Schedules:NIGHTLY:TimeZone: 'Mars/Olympus' is not a known time zone", error, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("names no Conveyor setting", error);
+    }
+
+    [Fact]
+    public async Task A_schedule_in_configuration_fires_and_conveyor_schedules_lists_it_with_its_last_and_next_fire()
+    {
+        var environment = Environment;
+        environment["CONVEYOR_SCHEDULES__BEAT__EVERY"] = "00:00:01";
+        environment["CONVEYOR_SCHEDULES__BEAT__TASK"] = "conveyor.noop";
+        using var worker = ConveyorProcess.Start(_folder, environment, "worker");
+        await worker.WaitForLineAsync(l => l.Contains("Conveyor worker", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+        string output = "";
+        await FaultTests.WaitUntilAsync(async () =>
+        {
+            var (exitCode, listed, _) = await ConveyorProcess.RunAsync(_folder, Environment, "schedules");
+            output = listed;
+            return exitCode == 0 && listed.Contains("BEAT", StringComparison.OrdinalIgnoreCase) && !listed.Contains("never", StringComparison.Ordinal);
+        }, TimeSpan.FromSeconds(30), () => "the schedule to be listed with a last fire: " + output);
+
+        Assert.Contains("every PT1S", output, StringComparison.Ordinal);
+        Assert.Contains("configuration", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("names no Conveyor setting", worker.Output + worker.Error);
+        var (_, json, _) = await ConveyorProcess.RunAsync(_folder, Environment, "schedules", "--json");
+        Assert.Equal("conveyor.noop", System.Text.Json.JsonDocument.Parse(json).RootElement[0].GetProperty("task").GetString());
+        var (paused, said, _) = await ConveyorProcess.RunAsync(_folder, Environment, "schedules", "pause", "BEAT");
+        Assert.Equal(0, paused);
+        Assert.Contains("Paused schedule 'BEAT'", said, StringComparison.Ordinal);
+        var (missing, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, "schedules", "trigger", "nope");
+        Assert.Equal(1, missing);
+        Assert.Contains("There is no schedule named 'nope'", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Server_refuses_a_public_address_without_api_keys()
     {
         var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "server", "--host", "0.0.0.0", "--port", "0");

@@ -29,6 +29,10 @@ public sealed class SqliteCoordinationTests : CoordinationConformance<SqliteTest
 
 public sealed class SqliteLeadershipTests : LeadershipConformance<SqliteTestBackend>;
 
+public sealed class SqliteScheduleTests : ScheduleConformance<SqliteTestBackend>;
+
+public sealed class SqliteUniqueKeyTests : UniqueKeyConformance<SqliteTestBackend>;
+
 // Cross-instance tests gated by CrossProcessNotifications: false on Windows, where they assert on the publishing instance.
 public sealed class SqliteNotifierTests : NotifierConformance<SqliteTestBackend>;
 

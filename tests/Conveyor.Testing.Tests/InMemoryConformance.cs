@@ -31,6 +31,10 @@ public sealed class InMemoryCoordinationTests : CoordinationConformance<InMemory
 
 public sealed class InMemoryLeadershipTests : LeadershipConformance<InMemoryTestBackend>;
 
+public sealed class InMemoryScheduleTests : ScheduleConformance<InMemoryTestBackend>;
+
+public sealed class InMemoryUniqueKeyTests : UniqueKeyConformance<InMemoryTestBackend>;
+
 public sealed class InMemoryNotifierTests : NotifierConformance<InMemoryTestBackend>;
 
 // Cheap here (200,000 tasks in memory): the leader-only retention service keeps pace on the reference backend too.
@@ -79,6 +83,10 @@ public sealed class InMemoryWithoutCrossProcessNotifications : IConformanceBacke
         public ITaskStore Store => inner.Store;
 
         public ICoordinationBackend Coordination => inner.Coordination;
+
+        public IScheduleStore Schedules => inner.Schedules;
+
+        public IUniqueKeyStore UniqueKeys => inner.UniqueKeys;
 
         public INotifier Notifier => inner.Notifier;
 

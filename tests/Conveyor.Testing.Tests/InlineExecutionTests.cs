@@ -216,6 +216,8 @@ public sealed class InlineExecutionTests
         public IQueueBackend Queue => _inner;
         public ITaskStore Store => _inner;
         public ICoordinationBackend Coordination => _inner;
+        public IScheduleStore Schedules => _inner;
+        public IUniqueKeyStore UniqueKeys => _inner;
         public INotifier Notifier => _inner.Notifier;
         public BackendCapabilities Capabilities => _inner.Capabilities;
         public Task MigrateAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -17,6 +17,8 @@ public sealed class TaskRequestValidatorUnitTests
         public Backends.IQueueBackend Queue => throw new InvalidOperationException("the backend must not be reached");
         public Backends.ITaskStore Store => throw new InvalidOperationException("the backend must not be reached");
         public Backends.ICoordinationBackend Coordination => throw new InvalidOperationException("the backend must not be reached");
+        public Backends.IScheduleStore Schedules => throw new InvalidOperationException("the backend must not be reached");
+        public Backends.IUniqueKeyStore UniqueKeys => throw new InvalidOperationException("the backend must not be reached");
         public Backends.INotifier Notifier => throw new InvalidOperationException("the backend must not be reached");
         public Backends.BackendCapabilities Capabilities => throw new InvalidOperationException("the backend must not be reached");
         public Task MigrateAsync(CancellationToken cancellationToken) => Task.CompletedTask;

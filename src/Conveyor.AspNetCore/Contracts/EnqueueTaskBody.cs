@@ -31,6 +31,11 @@ public sealed record EnqueueTaskBody
     public string? Timeout { get; init; }
     /// <summary>Enqueueing again with the same key returns the first task (200) instead of a new one. 1 to 200 characters.</summary>
     public string? IdempotencyKey { get; init; }
+    /// <summary>At most one queued or running task per key: while one holds it, an enqueue answers 200 with that task and
+    /// <c>Conveyor-Deduplicated: uniqueKey</c>. 1 to 200 characters.</summary>
+    public string? UniqueKey { get; init; }
+    /// <summary>How long the unique key stays held after its task finishes (ISO 8601 or seconds). Default: released at once.</summary>
+    public string? UniqueFor { get; init; }
     /// <summary>String headers carried with the task (trace context, parent ids). <c>conveyor-retry-on</c> and
     /// <c>conveyor-never-retry-on</c> are reserved.</summary>
     public IReadOnlyDictionary<string, string>? Headers { get; init; }

@@ -109,7 +109,7 @@ public sealed record TaskResource
 
     // Arguments enqueued through the .NET client are not checked to be JSON; such text is shown as a JSON string
     // rather than failing the whole answer.
-    private static JsonElement? EmbeddedJson(string? json)
+    internal static JsonElement? EmbeddedJson(string? json)
     {
         if (json is null)
         {

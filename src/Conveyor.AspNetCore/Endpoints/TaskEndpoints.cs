@@ -14,6 +14,9 @@ namespace Conveyor.AspNetCore.Endpoints;
 /// <summary><c>/api/v1/tasks</c>: enqueue, read, list, cancel and retry; bulk retry and purge by filter.</summary>
 internal static class TaskEndpoints
 {
+    /// <summary>Header of a 200 answer to an enqueue that returned an existing task: which key matched.</summary>
+    public const string DeduplicatedHeader = "Conveyor-Deduplicated";
+
     public static void Map(RouteGroupBuilder api)
     {
         api.MapPost("/tasks", EnqueueAsync)
@@ -126,7 +129,9 @@ internal static class TaskEndpoints
                 // The hot path: answer from the message just stored, without a read back (a fifth of the server's CPU under load).
                 return TypedResults.Created(TaskLocation(http, result.Id), TaskResource.FromNew(message, result.State));
             }
-            // The idempotency key matched: show the existing task as GET does. Null only if retention deleted it in between.
+            // The idempotency key or the unique key matched: show the existing task as GET does, and say which key matched.
+            // Null only if retention deleted it in between.
+            http.Response.Headers[DeduplicatedHeader] = result.MatchedUniqueKey ? "uniqueKey" : "idempotencyKey";
             var record = await client.GetAsync(result.Id, cancellationToken).ConfigureAwait(false);
             var resource = record is null
                 ? new TaskResource { Id = result.Id, Task = request!.Task, Queue = request.Options?.Queue ?? QueueNames.Default, State = result.State }

@@ -71,6 +71,8 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         int? maxAttempts = null;
         TimeSpan? timeout = null;
         string? idempotencyKey = null;
+        string? uniqueKey = null;
+        TimeSpan? uniqueFor = null;
         Dictionary<string, string>? headers = null;
         JsonElement? retryElement = null;
         foreach (var property in element.EnumerateObject())
@@ -113,6 +115,12 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
                 case "idempotencyKey":
                     idempotencyKey = ReadString(value, field, errors);
                     break;
+                case "uniqueKey":
+                    uniqueKey = ReadString(value, field, errors);
+                    break;
+                case "uniqueFor":
+                    uniqueFor = ReadDuration(value, field, errors);
+                    break;
                 case "headers":
                     headers = ReadHeaders(value, field, errors);
                     break;
@@ -120,7 +128,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
                     retryElement = value;
                     break;
                 default:
-                    errors.Add(new(field, "is not a field of a task; known fields: task, args, queue, priority, delay, eta, expiresAt, maxAttempts, timeout, idempotencyKey, headers, retry"));
+                    errors.Add(new(field, "is not a field of a task; known fields: task, args, queue, priority, delay, eta, expiresAt, maxAttempts, timeout, idempotencyKey, uniqueKey, uniqueFor, headers, retry"));
                     break;
             }
         }
@@ -143,6 +151,8 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
             Retry = retry,
             Timeout = timeout,
             IdempotencyKey = idempotencyKey,
+            UniqueKey = uniqueKey,
+            UniqueFor = uniqueFor,
             Headers = headers,
         });
         // The rules run even when a field failed to read, so one answer lists every problem; a field already
@@ -159,7 +169,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
     private RetryPolicy TaskPolicy(string? task) =>
         task is not null && registry.TryGet(task, out var descriptor) ? descriptor.Defaults.Retry : RetryPolicy.Default;
 
-    private static string? ReadString(JsonElement value, string field, List<FieldError> errors)
+    internal static string? ReadString(JsonElement value, string field, List<FieldError> errors)
     {
         if (value.ValueKind == JsonValueKind.String)
         {
@@ -169,7 +179,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return null;
     }
 
-    private static int? ReadInt(JsonElement value, string field, List<FieldError> errors)
+    internal static int? ReadInt(JsonElement value, string field, List<FieldError> errors)
     {
         if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var number))
         {
@@ -181,7 +191,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return null;
     }
 
-    private static TimeSpan? ReadDuration(JsonElement value, string field, List<FieldError> errors)
+    internal static TimeSpan? ReadDuration(JsonElement value, string field, List<FieldError> errors)
     {
         var problem = ApiValues.TryReadDuration(value, out var duration);
         if (problem is null)

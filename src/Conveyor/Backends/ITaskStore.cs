@@ -127,6 +127,10 @@ public interface IConveyorBackend
     ITaskStore Store { get; }
     /// <summary>The coordination role.</summary>
     ICoordinationBackend Coordination { get; }
+    /// <summary>The schedule state of the coordination role: periodic schedules and their last fires.</summary>
+    IScheduleStore Schedules { get; }
+    /// <summary>The unique-key claims of the coordination role (<see cref="TaskMessage.UniqueKey"/>).</summary>
+    IUniqueKeyStore UniqueKeys { get; }
     /// <summary>The notifier role: publish/subscribe on named channels across the processes sharing this backend.</summary>
     INotifier Notifier { get; }
     /// <summary>What this backend offers.</summary>

@@ -24,6 +24,12 @@ public sealed record EnqueueOptions
     public TimeSpan? Timeout { get; init; }
     /// <summary>Enqueueing twice with the same key returns the first task. At most 200 characters.</summary>
     public string? IdempotencyKey { get; init; }
+    /// <summary>At most one queued or running task per key (and, with <see cref="UniqueFor"/>, finished within that
+    /// window): a duplicate enqueue returns the live task, with <see cref="EnqueueResult.MatchedUniqueKey"/> set. At most
+    /// 200 characters.</summary>
+    public string? UniqueKey { get; init; }
+    /// <summary>How long the <see cref="UniqueKey"/> stays held after the task finishes. Default: released at once.</summary>
+    public TimeSpan? UniqueFor { get; init; }
     /// <summary>Headers carried with the message.</summary>
     public IReadOnlyDictionary<string, string>? Headers { get; init; }
 }

@@ -77,6 +77,8 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
             Retry = options?.Retry ?? defaults?.Retry ?? RetryPolicy.Default,
             Timeout = options?.Timeout ?? defaults?.Timeout,
             IdempotencyKey = options?.IdempotencyKey,
+            UniqueKey = options?.UniqueKey,
+            UniqueFor = options?.UniqueFor,
             Headers = options?.Headers,
             CreatedAt = now,
         };

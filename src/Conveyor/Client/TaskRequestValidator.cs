@@ -99,6 +99,18 @@ public static class TaskRequestValidator
         {
             errors.Add(new(prefix + "idempotencyKey", $"must be 1 to {MaxIdempotencyKeyLength} characters"));
         }
+        if (options.UniqueKey is { } unique && (unique.Length == 0 || unique.Length > MaxIdempotencyKeyLength))
+        {
+            errors.Add(new(prefix + "uniqueKey", $"must be 1 to {MaxIdempotencyKeyLength} characters"));
+        }
+        if (options.UniqueFor is { } window && window < TimeSpan.Zero)
+        {
+            errors.Add(new(prefix + "uniqueFor", "must not be negative"));
+        }
+        if (options.UniqueFor is not null && options.UniqueKey is null)
+        {
+            errors.Add(new(prefix + "uniqueFor", "needs a uniqueKey"));
+        }
         if (options.Retry is { } retry)
         {
             errors.AddRange(retry.Validate(prefix + "retry."));

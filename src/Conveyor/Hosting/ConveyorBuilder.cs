@@ -77,6 +77,28 @@ public sealed class ConveyorBuilder
         public void OnEvent(TaskEvent taskEvent) => observer(taskEvent);
     }
 
+    /// <summary>Declares a periodic schedule in code: the leader writes it to the backend at the start of each term (added
+    /// when missing, redefined when it differs, its state kept). Checked here: a bad field throws
+    /// <see cref="Scheduling.ScheduleValidationException"/> naming it.</summary>
+    public ConveyorBuilder AddSchedule(Scheduling.ScheduleDefinition definition)
+    {
+        Scheduling.ScheduleDefinitionValidator.ThrowIfInvalid(definition);
+        Services.AddSingleton(new Scheduling.DeclaredSchedule(definition));
+        return this;
+    }
+
+    /// <summary>Declares a cron schedule in code that enqueues <paramref name="task"/> with <paramref name="args"/>
+    /// (serialized to JSON). See <see cref="AddSchedule(Scheduling.ScheduleDefinition)"/>.</summary>
+    public ConveyorBuilder AddSchedule<TArgs>(string name, string cron, string task, TArgs args, string timeZone = "UTC") =>
+        AddSchedule(new Scheduling.ScheduleDefinition
+        {
+            Name = name,
+            Cron = cron,
+            TimeZone = timeZone,
+            Task = task,
+            Args = System.Text.Json.JsonSerializer.Serialize(args, ConveyorJson.Options),
+        });
+
     /// <summary>Uses <paramref name="factory"/> to build the backend (called once).</summary>
     public ConveyorBuilder UseBackend(Func<IServiceProvider, IConveyorBackend> factory)
     {
@@ -170,6 +192,9 @@ public static class ConveyorServiceCollectionExtensions
             services.AddHostedService<DuePromoter>();
             services.AddHostedService<LeaseReaper>();
             services.AddHostedService<RetentionCleaner>();
+            services.TryAddSingleton<Scheduling.ScheduleClient>();
+            services.TryAddSingleton<Scheduling.IScheduleClient>(sp => sp.GetRequiredService<Scheduling.ScheduleClient>());
+            services.AddHostedService<Scheduling.ScheduleRunner>();
         }
         if (configure is not null)
         {

@@ -26,6 +26,10 @@ public sealed class ConveyorOptions
 
     /// <summary>Scheduler settings.</summary>
     public SchedulerOptions Scheduler { get; set; } = new();
+
+    /// <summary>Periodic schedules declared in configuration (<c>Conveyor:Schedules:{name}:Cron</c>, …), by name. The
+    /// leader writes them to the backend at the start of each term; docs/scheduling.md.</summary>
+    public IDictionary<string, Scheduling.ScheduleSettings> Schedules { get; } = new Dictionary<string, Scheduling.ScheduleSettings>(StringComparer.Ordinal);
 }
 
 /// <summary>Settings of a worker.</summary>

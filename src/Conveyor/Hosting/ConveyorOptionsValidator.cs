@@ -17,7 +17,22 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
         Range(failures, "Conveyor:BulkBatchSize", options.BulkBatchSize, 1, 1_000, "tasks read and changed per step of a bulk retry or purge; default 500");
         ValidateWorker(options.Worker, failures);
         ValidateScheduler(options.Scheduler, failures);
+        ValidateSchedules(options.Schedules, failures);
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void ValidateSchedules(IDictionary<string, Scheduling.ScheduleSettings> schedules, List<string> failures)
+    {
+        foreach (var (name, settings) in schedules)
+        {
+            var errors = new List<FieldError>();
+            Scheduling.ScheduleDefinitionValidator.Validate(settings.ToDefinition(name), "", errors);
+            foreach (var error in errors)
+            {
+                var key = error.Field == "name" ? $"Conveyor:Schedules:{name}" : $"Conveyor:Schedules:{name}:{char.ToUpperInvariant(error.Field[0])}{error.Field[1..]}";
+                failures.Add($"{key}: {error.Message}.");
+            }
+        }
     }
 
     private static void ValidateWorker(WorkerOptions worker, List<string> failures)
