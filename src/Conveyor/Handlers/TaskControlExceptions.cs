@@ -57,7 +57,8 @@ public class RetryTaskException : Exception
 /// </summary>
 public class SnoozeTaskException : Exception
 {
-    /// <summary>Snoozes for no time: the task goes back to its queue at once, behind what is queued.</summary>
+    /// <summary>Snoozes for no time: the task is due at once, and goes back to its queue (behind what is queued) at the
+    /// scheduler's next promotion, within <see cref="SchedulerOptions.PromotionInterval"/> (1 s).</summary>
     public SnoozeTaskException() : base("The handler snoozed the task.") { }
 
     /// <summary>Snoozes for no time, with a message.</summary>
