@@ -14,7 +14,7 @@ namespace Conveyor.Postgres;
 /// (docs/architecture.md).
 /// Every time it stores or compares comes from the injected <see cref="TimeProvider"/>, never the server's clock.
 /// </summary>
-public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IAsyncDisposable, IDisposable
+public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IScheduleStore, IUniqueKeyStore, IAsyncDisposable, IDisposable
 {
     private readonly PostgresBackendOptions _options;
     private readonly TimeProvider _time;
@@ -26,6 +26,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly string _queues;
     private readonly string _workers;
     private readonly string _leaders;
+    private readonly string _schedules;
+    private readonly string _uniqueKeys;
     private readonly string _insertSql;
     private readonly string _fetchSql;
     private readonly string _completeSql;
@@ -64,6 +66,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _queues = _dialect.Table("queues");
         _workers = _dialect.Table("workers");
         _leaders = _dialect.Table("leaders");
+        _schedules = _dialect.Table("schedules");
+        _uniqueKeys = _dialect.Table("unique_keys");
         _insertSql = InsertSql(_tasks);
         _fetchSql = FetchSql(_tasks, _queues);
         _completeSql = CompleteSql(_tasks);
@@ -109,6 +113,12 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     public ITaskStore Store => this;
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
+
+    /// <inheritdoc />
+    public IScheduleStore Schedules => this;
+
+    /// <inheritdoc />
+    public IUniqueKeyStore UniqueKeys => this;
     /// <inheritdoc />
     public INotifier Notifier => _notifier;
     /// <inheritdoc />

@@ -38,6 +38,10 @@ public sealed class InMemoryStorage
 
     internal Dictionary<string, (string Owner, DateTimeOffset ExpiresAt)> Leaders { get; } = new(StringComparer.Ordinal);
 
+    internal SortedDictionary<string, StoredSchedule> Schedules { get; } = new(StringComparer.Ordinal);
+
+    internal Dictionary<string, UniqueClaim> UniqueKeys { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Every instance's notifier: one hub, so that a notification published by one instance reaches the
     /// subscribers of all.</summary>
     internal InProcessNotifier Notifier { get; } = new();
@@ -160,6 +164,7 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
         Error = Error,
         Attempts = Attempt,
         MaxAttempts = Message.MaxAttempts,
+        Retry = Message.Retry,
         CreatedAt = Message.CreatedAt,
         NotBefore = NotBefore,
         ExpiresAt = ExpiresAt,

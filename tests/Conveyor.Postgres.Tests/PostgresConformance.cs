@@ -23,9 +23,15 @@ public sealed class PostgresStoreTests : StoreConformance<PostgresTestBackend>;
 
 public sealed class PostgresStoreListTests : StoreListConformance<PostgresTestBackend>;
 
+public sealed class PostgresBulkTaskTests : BulkTaskConformance<PostgresTestBackend>;
+
 public sealed class PostgresCoordinationTests : CoordinationConformance<PostgresTestBackend>;
 
 public sealed class PostgresLeadershipTests : LeadershipConformance<PostgresTestBackend>;
+
+public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBackend>;
+
+public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
 
 public sealed class PostgresNotifierTests : NotifierConformance<PostgresTestBackend>;
 
@@ -53,8 +59,14 @@ public sealed class PostgresAppDataSourceStoreTests : StoreConformance<PostgresA
 
 public sealed class PostgresAppDataSourceStoreListTests : StoreListConformance<PostgresAppDataSourceTestBackend>;
 
+public sealed class PostgresAppDataSourceBulkTaskTests : BulkTaskConformance<PostgresAppDataSourceTestBackend>;
+
 public sealed class PostgresAppDataSourceCoordinationTests : CoordinationConformance<PostgresAppDataSourceTestBackend>;
 
 public sealed class PostgresAppDataSourceLeadershipTests : LeadershipConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceScheduleTests : ScheduleConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceUniqueKeyTests : UniqueKeyConformance<PostgresAppDataSourceTestBackend>;
 
 public sealed class PostgresAppDataSourceNotifierTests : NotifierConformance<PostgresAppDataSourceTestBackend>;

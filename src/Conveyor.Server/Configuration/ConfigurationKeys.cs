@@ -59,7 +59,22 @@ internal static class ConfigurationKeys
             return true;
         }
         var colon = key.LastIndexOf(':');
-        return colon > 0 && int.TryParse(key.AsSpan(colon + 1), out _) && Known.Value.Contains(key[..colon]);
+        if (colon > 0 && int.TryParse(key.AsSpan(colon + 1), out _) && Known.Value.Contains(key[..colon]))
+        {
+            return true;
+        }
+        // An entry of a map setting: Conveyor:Schedules:nightly:Cron is known as Conveyor:Schedules:*:Cron.
+        var parts = key.Split(':');
+        for (var i = 1; i < parts.Length - 1; i++)
+        {
+            var named = string.Join(':', parts[..i]) + ":" + AnyName;
+            if (Known.Value.Any(k => k.StartsWith(named + ":", StringComparison.OrdinalIgnoreCase))
+                && Known.Value.Contains(named + ":" + string.Join(':', parts[(i + 1)..])))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     private static string VariableName(string key) =>
@@ -72,7 +87,12 @@ internal static class ConfigurationKeys
         {
             var key = prefix + ":" + property.Name;
             var propertyType = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
-            if (IsLeaf(propertyType) || (typeof(IEnumerable).IsAssignableFrom(propertyType) && propertyType != typeof(string)))
+            if (MapValueType(propertyType) is { } valueType)
+            {
+                // A map of named entries (Conveyor:Schedules:{name}:Cron): any name, then the entry type's keys.
+                Add(keys, key + ":" + AnyName, valueType);
+            }
+            else if (IsLeaf(propertyType) || (typeof(IEnumerable).IsAssignableFrom(propertyType) && propertyType != typeof(string)))
             {
                 keys.Add(key);
             }
@@ -82,6 +102,16 @@ internal static class ConfigurationKeys
             }
         }
     }
+
+    /// <summary>Stands for the entry's name in the keys of a map setting.</summary>
+    private const string AnyName = "*";
+
+    /// <summary>The entry type of a string-keyed map of option objects, or null.</summary>
+    private static Type? MapValueType(Type type) =>
+        type.IsGenericType && type.GetGenericTypeDefinition() == typeof(IDictionary<,>) && type.GetGenericArguments()[0] == typeof(string)
+            && type.GetGenericArguments()[1] is { IsClass: true } value && !IsLeaf(value)
+            ? value
+            : null;
 
     private static bool IsLeaf(Type type) =>
         type.IsPrimitive || type.IsEnum || type == typeof(string) || type == typeof(TimeSpan) || type == typeof(decimal) || type == typeof(Uri);
