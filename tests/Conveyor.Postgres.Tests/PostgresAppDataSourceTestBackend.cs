@@ -26,6 +26,8 @@ public sealed class PostgresAppDataSourceTestBackend : IConformanceBackendFactor
             CREATE TABLE "{schema}".queues (app_queue text);
             CREATE TABLE "{schema}".workers (app_worker text);
             CREATE TABLE "{schema}".leaders (app_leader text);
+            CREATE TABLE "{schema}".schedules (app_schedule text);
+            CREATE TABLE "{schema}".unique_keys (app_key text);
             """);
         await command.ExecuteNonQueryAsync();
         return schema;
