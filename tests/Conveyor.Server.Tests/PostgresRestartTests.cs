@@ -41,8 +41,13 @@ public sealed class PostgresRestartTests : IDisposable
             var enqueuer = EnqueueUntilAsync(http, acknowledged, TotalTasks, refusalsExpected: true, stopEnqueuing.Token, batchSize: 500);
 
             // Stop PostgreSQL while the worker is part-way through, keep it down for 3 s, then start it again.
-            await WaitUntilAsync(async () => (await GetDefaultQueueAsync(http)).Succeeded >= 2_000, TimeSpan.FromSeconds(60), "the first tasks to run");
-            var before = await GetDefaultQueueAsync(http);
+            // A worker that keeps pace with the enqueuer leaves nothing waiting between batches: stop at a moment when some wait.
+            QueueCounts before = new(0, 0, 0);
+            await WaitUntilAsync(async () =>
+            {
+                before = await GetDefaultQueueAsync(http);
+                return before.Succeeded >= 2_000 && before.Pending > 0;
+            }, TimeSpan.FromSeconds(60), "the first tasks to run, with more waiting");
             var acknowledgedBeforeStop = Count(acknowledged);
             Assert.True(before.Pending > 0, "tasks must still be waiting when PostgreSQL stops");
             var outage = Stopwatch.StartNew();
