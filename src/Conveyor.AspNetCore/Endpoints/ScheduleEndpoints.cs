@@ -138,22 +138,10 @@ internal static class ScheduleEndpoints
     private static async Task<(ScheduleDefinition? Definition, ProblemHttpResult? Problem)> ReadAsync(
         HttpContext http, ScheduleRequestReader reader, DeclaredTasks declared, ConveyorApiOptions options, string? routeName, CancellationToken cancellationToken)
     {
-        ReadOnlyMemory<byte>? body;
-        try
+        var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
         {
-            body = await RequestBodyReader.ReadAsync(http.Request, options.MaxRequestBodySize, cancellationToken).ConfigureAwait(false);
-        }
-        catch (BadHttpRequestException ex)
-        {
-            return (null, RequestBodyReader.Incomplete(ex));
-        }
-        if (body is null)
-        {
-            return (null, RequestBodyReader.TooLarge(options.MaxRequestBodySize));
-        }
-        if (EnqueueRequestReader.TryParse(body.Value, out var document) is { } malformed)
-        {
-            return (null, malformed);
+            return (null, problem);
         }
         using (document)
         {

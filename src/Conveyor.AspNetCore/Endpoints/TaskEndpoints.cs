@@ -76,7 +76,7 @@ internal static class TaskEndpoints
 
     // The body is read here, not bound by the framework, so that an oversized body is a 413 problem
     // and malformed JSON a 400 that says where it broke.
-    private static async Task<(JsonDocument? Document, ProblemHttpResult? Problem)> ReadJsonBodyAsync(
+    internal static async Task<(JsonDocument? Document, ProblemHttpResult? Problem)> ReadJsonBodyAsync(
         HttpContext http, ConveyorApiOptions options, CancellationToken cancellationToken)
     {
         var limit = options.MaxRequestBodySize;
