@@ -34,8 +34,9 @@ internal static class RedisMessageCodec
         return text.ToString();
     }
 
-    /// <summary>The message back, with the fields kept outside the blob.</summary>
-    public static TaskMessage Decode(string? blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt)
+    /// <summary>The message back, with the fields kept outside the blob: <paramref name="headers"/> (the <c>hdr</c> field,
+    /// JSON), when set, replaces the blob's headers (a retry changed them).</summary>
+    public static TaskMessage Decode(string? blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt, string? headers = null)
     {
         if (blob is null)
         {
@@ -45,7 +46,7 @@ internal static class RedisMessageCodec
         var nulls = Split(blob, fields);
         string? S(int i) => (nulls & (1 << i)) != 0 ? null : blob[fields[i]];
         long L(int i) => long.Parse(blob.AsSpan()[fields[i]], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
-        var headers = S(10);
+        headers ??= S(10);
         return new TaskMessage
         {
             Id = id,
@@ -60,7 +61,7 @@ internal static class RedisMessageCodec
                 double.Parse(blob.AsSpan()[fields[7]], NumberStyles.Float, CultureInfo.InvariantCulture)),
             Timeout = (nulls & (1 << 8)) != 0 ? null : TimeSpan.FromMilliseconds(L(8)),
             IdempotencyKey = S(9),
-            Headers = headers is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(headers, ConveyorJson.Options),
+            Headers = headers is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(headers, ConveyorJson.Options) is { Count: > 0 } read ? read : null,
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(L(11)),
             NotBefore = notBefore,
             ExpiresAt = expiresAt,

@@ -190,6 +190,10 @@ public sealed partial class InMemoryBackend
                     // Its handler never ran: the attempt is not spent.
                     task.Attempt--;
                 }
+                if (state == TaskState.Retrying && completion.Headers is { } headers)
+                {
+                    task.Message = task.Message with { Headers = headers.Count == 0 ? null : new Dictionary<string, string>(headers, StringComparer.Ordinal) };
+                }
                 task.Result = completion.Result;
                 if (completion.Error is { } error)
                 {

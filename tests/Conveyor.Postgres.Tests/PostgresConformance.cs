@@ -27,6 +27,8 @@ public sealed class PostgresCoordinationTests : CoordinationConformance<Postgres
 
 public sealed class PostgresLeadershipTests : LeadershipConformance<PostgresTestBackend>;
 
+public sealed class PostgresLimitTests : LimitConformance<PostgresTestBackend>;
+
 public sealed class PostgresNotifierTests : NotifierConformance<PostgresTestBackend>;
 
 public sealed class PostgresRetentionTests : RetentionConformance<PostgresTestBackend>;

@@ -29,6 +29,8 @@ public sealed class RabbitMqCoordinationTests : CoordinationConformance<RabbitMq
 
 public sealed class RabbitMqLeadershipTests : LeadershipConformance<RabbitMqTestBackend>;
 
+public sealed class RabbitMqLimitTests : LimitConformance<RabbitMqTestBackend>;
+
 public sealed partial class RabbitMqNotifierTests : NotifierConformance<RabbitMqTestBackend>;
 
 // RetentionConformance is not registered: retention is the store role's, and the store here is the paired SQLite

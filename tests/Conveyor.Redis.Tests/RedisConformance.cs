@@ -29,6 +29,8 @@ public sealed class RedisCoordinationTests : CoordinationConformance<RedisTestBa
 
 public sealed class RedisLeadershipTests : LeadershipConformance<RedisTestBackend>;
 
+public sealed class RedisLimitTests : LimitConformance<RedisTestBackend>;
+
 public sealed partial class RedisNotifierTests : NotifierConformance<RedisTestBackend>;
 
 // RetentionConformance is not registered: it guards against a SQL table that outgrows a retention pass limited to a

@@ -27,6 +27,8 @@ public sealed class SqliteCoordinationTests : CoordinationConformance<SqliteTest
 
 public sealed class SqliteLeadershipTests : LeadershipConformance<SqliteTestBackend>;
 
+public sealed class SqliteLimitTests : LimitConformance<SqliteTestBackend>;
+
 // Cross-instance tests gated by CrossProcessNotifications: false on Windows, where they assert on the publishing instance.
 public sealed class SqliteNotifierTests : NotifierConformance<SqliteTestBackend>;
 

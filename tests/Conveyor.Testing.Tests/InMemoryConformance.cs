@@ -29,6 +29,8 @@ public sealed class InMemoryCoordinationTests : CoordinationConformance<InMemory
 
 public sealed class InMemoryLeadershipTests : LeadershipConformance<InMemoryTestBackend>;
 
+public sealed class InMemoryLimitTests : LimitConformance<InMemoryTestBackend>;
+
 public sealed class InMemoryNotifierTests : NotifierConformance<InMemoryTestBackend>;
 
 // Cheap here (200,000 tasks in memory): the leader-only retention service keeps pace on the reference backend too.
@@ -79,6 +81,8 @@ public sealed class InMemoryWithoutCrossProcessNotifications : IConformanceBacke
         public ICoordinationBackend Coordination => inner.Coordination;
 
         public INotifier Notifier => inner.Notifier;
+
+        public ILimitStore Limits => inner.Limits;
 
         public BackendCapabilities Capabilities { get; } = inner.Capabilities with { CrossProcessNotifications = false };
 

@@ -18,6 +18,7 @@ public sealed class TaskRequestValidatorUnitTests
         public Backends.ITaskStore Store => throw new InvalidOperationException("the backend must not be reached");
         public Backends.ICoordinationBackend Coordination => throw new InvalidOperationException("the backend must not be reached");
         public Backends.INotifier Notifier => throw new InvalidOperationException("the backend must not be reached");
+        public Backends.ILimitStore Limits => throw new InvalidOperationException("the backend must not be reached");
         public Backends.BackendCapabilities Capabilities => throw new InvalidOperationException("the backend must not be reached");
         public Task MigrateAsync(CancellationToken cancellationToken) => Task.CompletedTask;
         public Task<Backends.BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => throw new InvalidOperationException();

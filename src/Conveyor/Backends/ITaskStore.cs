@@ -58,7 +58,7 @@ public interface ITaskStore
 }
 
 /// <summary>
-/// The coordination role: worker heartbeats and leader election (later: rate-limit counters, schedule state).
+/// The coordination role: worker heartbeats and leader election (rate and concurrency counters: <see cref="ILimitStore"/>).
 /// </summary>
 public interface ICoordinationBackend
 {
@@ -122,6 +122,9 @@ public interface IConveyorBackend
     ICoordinationBackend Coordination { get; }
     /// <summary>The notifier role: publish/subscribe on named channels across the processes sharing this backend.</summary>
     INotifier Notifier { get; }
+    /// <summary>The limit counters (a coordination sub-role): rate-limit reservations and concurrency slots shared by every
+    /// process on this backend (docs/limits.md).</summary>
+    ILimitStore Limits { get; }
     /// <summary>What this backend offers.</summary>
     BackendCapabilities Capabilities { get; }
     /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>
