@@ -21,6 +21,10 @@ public sealed class ConveyorOptions
 
     /// <summary>Scheduler settings.</summary>
     public SchedulerOptions Scheduler { get; set; } = new();
+
+    /// <summary>Rate and concurrency limits on tasks and queues, across every worker (<c>Conveyor:Limits:0:Task</c>,
+    /// <c>…:Rate</c>, <c>…:Concurrency</c>, …; docs/limits.md). Each overrides what the task's registration set. Default none.</summary>
+    public IList<LimitRule> Limits { get; } = [];
 }
 
 /// <summary>Settings of a worker.</summary>

@@ -16,6 +16,7 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
         var failures = new List<string>();
         ValidateWorker(options.Worker, failures);
         ValidateScheduler(options.Scheduler, failures);
+        failures.AddRange(LimitRules.Check(options.Limits));
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 
