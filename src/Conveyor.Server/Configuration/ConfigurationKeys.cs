@@ -51,7 +51,8 @@ internal static class ConfigurationKeys
         return warnings;
     }
 
-    /// <summary>Whether <paramref name="key"/> is a setting, or an item of a list setting (<c>Conveyor:ApiKeys:0</c>).</summary>
+    /// <summary>Whether <paramref name="key"/> is a setting, an item of a list setting (<c>Conveyor:ApiKeys:0</c>), or a
+    /// setting of an item of a list of objects (<c>Conveyor:Limits:0:Rate</c>, known as <c>Conveyor:Limits:Rate</c>).</summary>
     private static bool IsKnown(string key)
     {
         if (Known.Value.Contains(key))
@@ -59,7 +60,12 @@ internal static class ConfigurationKeys
             return true;
         }
         var colon = key.LastIndexOf(':');
-        return colon > 0 && int.TryParse(key.AsSpan(colon + 1), out _) && Known.Value.Contains(key[..colon]);
+        if (colon > 0 && int.TryParse(key.AsSpan(colon + 1), out _) && Known.Value.Contains(key[..colon]))
+        {
+            return true;
+        }
+        var withoutIndexes = string.Join(':', key.Split(':').Where(part => !int.TryParse(part, out _)));
+        return withoutIndexes != key && Known.Value.Contains(withoutIndexes);
     }
 
     private static string VariableName(string key) =>
@@ -72,7 +78,12 @@ internal static class ConfigurationKeys
         {
             var key = prefix + ":" + property.Name;
             var propertyType = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
-            if (IsLeaf(propertyType) || (typeof(IEnumerable).IsAssignableFrom(propertyType) && propertyType != typeof(string)))
+            if (ListOfObjects(propertyType) is { } item)
+            {
+                // Conveyor:Limits:0:Rate is known as Conveyor:Limits:Rate (IsKnown drops the indexes).
+                Add(keys, key, item);
+            }
+            else if (IsLeaf(propertyType) || (typeof(IEnumerable).IsAssignableFrom(propertyType) && propertyType != typeof(string)))
             {
                 keys.Add(key);
             }
@@ -82,6 +93,11 @@ internal static class ConfigurationKeys
             }
         }
     }
+
+    /// <summary>The item type of a list of settings objects (<c>IList&lt;LimitRule&gt;</c>), or null.</summary>
+    private static Type? ListOfObjects(Type type) =>
+        type.IsGenericType && type.GetGenericArguments() is [var item] && typeof(IEnumerable).IsAssignableFrom(type)
+            && item.IsClass && item != typeof(string) && !IsLeaf(item) ? item : null;
 
     private static bool IsLeaf(Type type) =>
         type.IsPrimitive || type.IsEnum || type == typeof(string) || type == typeof(TimeSpan) || type == typeof(decimal) || type == typeof(Uri);

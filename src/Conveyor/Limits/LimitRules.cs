@@ -23,8 +23,6 @@ internal sealed class LimitRules
     /// <param name="KeyFunction">The function that keys it (code only; wins over <paramref name="KeyPath"/>), or null.</param>
     internal sealed record Limit(string Scope, RateLimit? Rate, int? Concurrency, string? KeyPath, Func<TaskMessage, string?>? KeyFunction)
     {
-        private readonly string[]? _path = KeyPath?.Split('.');
-
         /// <summary>Whether the concurrency limit is per key computed from each task.</summary>
         public bool IsKeyed => KeyFunction is not null || KeyPath is not null;
 
@@ -38,11 +36,12 @@ internal sealed class LimitRules
             string? value;
             try
             {
-                value = KeyFunction is not null ? KeyFunction(message) : ReadPath(message.Args, _path!);
+                value = KeyFunction is not null ? KeyFunction(message) : ReadPath(message.Args, KeyPath!.Split('.'));
             }
-            catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException or ArgumentException)
+            catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                // Arguments the key cannot be read from share the key of the tasks without one.
+                // Arguments the key cannot be read from (or a key function that throws) share the key of the tasks
+                // without one, rather than stop every batch they are in.
                 value = null;
             }
             return Scope + "#" + value;
