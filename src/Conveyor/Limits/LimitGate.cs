@@ -75,6 +75,8 @@ internal sealed partial class LimitGate : IDisposable
     // How long tasks of each concurrency limit held their slots here, in seconds (moving average): sizes the wait of the
     // denied ones.
     private readonly ConcurrentDictionary<string, double> _meanHold = new(StringComparer.Ordinal);
+    // Start times reserved ahead, by rate limit (RateCredit).
+    private readonly ConcurrentDictionary<RateKey, RateCredit> _credits = new();
 
     private sealed record HeldSlots(ConcurrencySlot[] Slots, string[] Scopes, long AcquiredAt);
 
@@ -153,7 +155,7 @@ internal sealed partial class LimitGate : IDisposable
         }
         if (rateGroups is not null)
         {
-            await ReserveAsync(rateGroups, slotOf, reserved, cancellationToken).ConfigureAwait(false);
+            await ReserveAsync(rateGroups, now, slotOf, reserved, cancellationToken).ConfigureAwait(false);
         }
         for (var i = 0; i < leases.Count; i++)
         {
@@ -171,11 +173,15 @@ internal sealed partial class LimitGate : IDisposable
         return admissions;
     }
 
-    private async Task ReserveAsync(Dictionary<RateKey, List<int>> groups, DateTimeOffset?[] slotOf, bool[] reserved, CancellationToken cancellationToken)
+    private async Task ReserveAsync(Dictionary<RateKey, List<int>> groups, DateTimeOffset now, DateTimeOffset?[] slotOf, bool[] reserved,
+        CancellationToken cancellationToken)
     {
         var calls = groups.Select(async group =>
-            (Group: group.Value, Slots: await _backend.Limits.ReserveRateSlotsAsync(group.Key.Key, group.Key.Interval, group.Value.Count, cancellationToken).ConfigureAwait(false)))
-            .ToList();
+        {
+            var credit = _credits.GetOrAdd(group.Key, rate => new RateCredit(_backend.Limits, rate, ex => LogBackendError(ex, "reserve start times ahead")));
+            var oldest = now - (group.Key.Interval > RateGrace ? group.Key.Interval : RateGrace);
+            return (Group: group.Value, Slots: await credit.TakeAsync(group.Value.Count, oldest, cancellationToken).ConfigureAwait(false));
+        }).ToList();
         foreach (var (group, slots) in await Task.WhenAll(calls).ConfigureAwait(false))
         {
             for (var j = 0; j < group.Count; j++)
