@@ -44,8 +44,11 @@ internal static class ConfigurationKeys
             {
                 continue;
             }
-            var closest = Known.Value.Select(k => (Key: k, Distance: Distance(k, key))).MinBy(c => c.Distance);
-            var hint = closest.Distance <= 3 ? $" (did you mean {VariableName(closest.Key)}?)" : "";
+            // An item of a list of settings is compared without its index, and suggested with it.
+            var parts = key.Split(':');
+            var plain = string.Join(':', parts.Where(part => !int.TryParse(part, out _)));
+            var closest = Known.Value.Select(k => (Key: k, Distance: Distance(k, plain))).MinBy(c => c.Distance);
+            var hint = closest.Distance <= 3 ? $" (did you mean {VariableName(WithIndexes(closest.Key, parts))}?)" : "";
             warnings.Add($"{name} names no Conveyor setting ({key}) and is ignored{hint}.");
         }
         return warnings;
@@ -66,6 +69,16 @@ internal static class ConfigurationKeys
         }
         var withoutIndexes = string.Join(':', key.Split(':').Where(part => !int.TryParse(part, out _)));
         return withoutIndexes != key && Known.Value.Contains(withoutIndexes);
+    }
+
+    /// <summary><paramref name="known"/> with the index segments of <paramref name="parts"/> put back where they were
+    /// (<c>Conveyor:Limits:Rate</c> and <c>Conveyor:LIMITS:1:RAET</c> give <c>Conveyor:Limits:1:Rate</c>).</summary>
+    private static string WithIndexes(string known, string[] parts)
+    {
+        var names = new Queue<string>(known.Split(':'));
+        var result = parts.Select(part => int.TryParse(part, out _) || names.Count == 0 ? part : names.Dequeue()).ToList();
+        result.AddRange(names);
+        return string.Join(':', result);
     }
 
     private static string VariableName(string key) =>
