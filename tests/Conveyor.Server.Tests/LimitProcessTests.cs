@@ -169,14 +169,16 @@ internal static class LimitScenarios
         });
 
     /// <summary>Concurrency 4 per tenant (the x-tenant header of the request, a path into the arguments): 3 tenants × 30
-    /// tasks of 300 ms, maxAttempts 1, on two workers of 16 handlers each; one worker is killed with SIGKILL midway and
+    /// tasks of 1 s, maxAttempts 1, on two workers of 16 handlers each; one worker is killed with SIGKILL midway and
     /// replaced. No tenant ever has a fifth call in progress, every task succeeds, and every slot is free at the end.</summary>
     public static Task ConcurrencyPerKeyAsync(string backend, string folder) =>
         WithBackendAsync(backend, folder, async variables =>
         {
             const int tasks = 90;
             const int tenants = 3;
-            await using var recorder = await CallRecorder.StartAsync(tasks, TimeSpan.FromMilliseconds(300));
+            // A call takes 1 s: a call of the killed worker ends here before its slots can run out (a lease of 3 s from
+            // its last heartbeat, 1 s before the kill at most), so a fifth seen here would be the limit's failure.
+            await using var recorder = await CallRecorder.StartAsync(tasks, TimeSpan.FromSeconds(1));
             var environment = Environment(FaultTests.ProcessEnvironment(variables),
                 ("TASK", "http.request"), ("CONCURRENCY", "4"), ("CONCURRENCY_KEY", "headers.x-tenant"));
             environment["CONVEYOR_WORKER__CONCURRENCY"] = "16";
@@ -188,17 +190,23 @@ internal static class LimitScenarios
             try
             {
                 var ids = await EnqueueAsync(http, tasks, marker => Call(recorder, marker, "t" + (marker % tenants).ToString(CultureInfo.InvariantCulture)));
-                await WaitUntilAsync(() => recorder.Total >= 20, TimeSpan.FromSeconds(60), "20 tasks to start");
-                // Killed holding slots (and leases): they come back when they run out (a lease, 3 s), as its tasks do.
+                await WaitUntilAsync(() => recorder.Total >= 12, TimeSpan.FromSeconds(60), "12 tasks to start");
+                // Killed while it runs tasks (its heartbeat says so, every second), so holding their slots and leases: they
+                // come back when they run out (a lease, 3 s), as its tasks do.
+                await WaitUntilAsync(async () => (await http.GetFromJsonAsync<JsonElement>("/api/v1/workers")).EnumerateArray()
+                    .Any(w => w.GetProperty("processId").GetInt32() == second.Id && w.GetProperty("running").GetInt32() > 0),
+                    TimeSpan.FromSeconds(60), "the second worker to run tasks");
                 second.KillHard();
                 third = ConveyorProcess.Start(folder, environment, "worker");
-                await WaitForAllSucceededAsync(http, () => tasks, TimeSpan.FromSeconds(120));
+                await WaitForAllSucceededAsync(http, () => tasks, TimeSpan.FromSeconds(180));
 
                 var most = Enumerable.Range(0, tenants).Select(t => MostAtOnce(recorder, Enumerable.Range(0, tasks).Where(m => m % tenants == t))).ToList();
                 Console.WriteLine($"Concurrency limit 4 per key ({backend}, 2 worker processes, one killed): most calls at once per tenant {string.Join(", ", most)}; "
                     + $"{recorder.Total} calls for {tasks} tasks");
                 Assert.All(most, m => Assert.True(m <= 4, $"a tenant had {m} calls at once"));
                 Assert.Contains(4, most);
+                // Tasks it ran at the kill ran again once their leases ran out: it held their slots, which came back.
+                Assert.True(recorder.Total > tasks, "the killed worker was running no task");
                 var stored = await ListAllTasksAsync(http);
                 AssertEverySucceeded(ids, stored);
                 await WaitUntilAsync(async () =>
