@@ -155,13 +155,20 @@ internal sealed partial class WorkerService(
             await heartbeat.ConfigureAwait(false);
             await leaseWatch.ConfigureAwait(false);
             await limitReleases.ConfigureAwait(false);
-            try
+            if (_limits is not null)
             {
-                if (_limits is not null)
+                try
                 {
                     // Every lease of this worker ended: a slot still held (its release failed) is freed now, not at expiry.
                     await backend.Limits.ReleaseOwnerAsync(status.WorkerId, CancellationToken.None).ConfigureAwait(false);
                 }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    LogBackendError(ex, "release concurrency slots");
+                }
+            }
+            try
+            {
                 await backend.Coordination.RemoveWorkerAsync(status.WorkerId, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
