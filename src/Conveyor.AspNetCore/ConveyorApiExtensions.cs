@@ -39,6 +39,7 @@ public static class ConveyorApiExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ApiKeyValidator>();
         services.AddSingleton<EnqueueRequestReader>();
+        services.AddSingleton<ScheduleRequestReader>();
         services.AddSingleton<DeclaredTasks>();
         services.AddSingleton<BackendOutageLog>();
         services.AddSingleton<ReadinessLog>();
@@ -86,6 +87,7 @@ public static class ConveyorApiExtensions
         QueueEndpoints.Map(api);
         LimitEndpoints.Map(api);
         EventEndpoints.Map(api);
+        ScheduleEndpoints.Map(api);
         if (options.MapHealthChecks)
         {
             endpoints.MapHealthChecks("/health/live", new HealthCheckOptions

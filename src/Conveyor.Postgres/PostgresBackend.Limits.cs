@@ -3,7 +3,7 @@ using Npgsql;
 
 namespace Conveyor.Postgres;
 
-/// <summary>The limit counters (<see cref="ILimitStore"/>) in the tables of migration 005, each call one round trip.
+/// <summary>The limit counters (<see cref="ILimitStore"/>) in the tables of migration 006, each call one round trip.
 /// A reservation is one upsert (its row lock orders concurrent callers); an acquisition runs under a transaction-scoped
 /// advisory lock of its key, so that two workers cannot both count the last free slot.</summary>
 /// <remarks>Every call commits without waiting for its WAL flush (synchronous_commit off for the call's implicit

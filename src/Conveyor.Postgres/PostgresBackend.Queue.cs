@@ -156,7 +156,7 @@ public sealed partial class PostgresBackend
             expires[i] = m.ExpiresAt?.ToUnixTimeMilliseconds();
             created[i] = m.CreatedAt.ToUnixTimeMilliseconds();
             keys[i] = m.IdempotencyKey;
-            headers[i] = SerializeHeaders(m.Headers);
+            headers[i] = SerializeHeaders(RetryHeaders.ToStored(m));
             histories[i] = $"{(int)state}:{nowMs}";
             if (!_knownQueues.ContainsKey(m.Queue))
             {
@@ -322,6 +322,9 @@ public sealed partial class PostgresBackend
 
     private static Lease ReadLease(NpgsqlDataReader r, long token, long expires)
     {
+        var (retry, headers) = RetryHeaders.FromStored(
+            new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(10)), TimeSpan.FromMilliseconds(r.GetInt64(11)), r.GetDouble(12)),
+            DeserializeHeaders(ReadString(r, 15)));
         var message = new TaskMessage
         {
             Id = r.GetGuid(1),
@@ -332,10 +335,10 @@ public sealed partial class PostgresBackend
             NotBefore = FromMs(r, 6),
             ExpiresAt = FromMs(r, 7),
             MaxAttempts = r.GetInt32(9),
-            Retry = new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(10)), TimeSpan.FromMilliseconds(r.GetInt64(11)), r.GetDouble(12)),
+            Retry = retry,
             Timeout = r.IsDBNull(13) ? null : TimeSpan.FromMilliseconds(r.GetInt64(13)),
             IdempotencyKey = ReadString(r, 14),
-            Headers = DeserializeHeaders(ReadString(r, 15)),
+            Headers = headers,
             CreatedAt = FromMs(r.GetInt64(16)),
         };
         return new Lease(message, token, r.GetInt32(8), r.GetBoolean(17), FromMs(expires)) { RecordStartFirst = r.GetInt32(18) > 0 };

@@ -61,4 +61,24 @@ public sealed partial class PostgresBackend
         command.Parameters.AddWithValue("max", maxCount);
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <inheritdoc />
+    public async Task<int> DeleteAsync(IReadOnlyCollection<Guid> taskIds, TaskState state, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(taskIds);
+        if (!state.IsTerminal())
+        {
+            throw new ArgumentOutOfRangeException(nameof(state), state, "Only tasks in a terminal state can be deleted.");
+        }
+        if (taskIds.Count == 0)
+        {
+            return 0;
+        }
+        // One statement through the unique id index; the caller's batch bounds it.
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, "DELETE FROM tasks WHERE id = ANY(@ids) AND state = @state");
+        command.Parameters.AddWithValue("ids", taskIds.ToArray());
+        command.Parameters.AddWithValue("state", (short)state);
+        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
 }

@@ -14,7 +14,7 @@ namespace Conveyor.Postgres;
 /// (docs/architecture.md).
 /// Every time it stores or compares comes from the injected <see cref="TimeProvider"/>, never the server's clock.
 /// </summary>
-public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IAsyncDisposable, IDisposable
+public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IScheduleStore, IUniqueKeyStore, IAsyncDisposable, IDisposable
 {
     private readonly PostgresBackendOptions _options;
     private readonly TimeProvider _time;
@@ -75,6 +75,12 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     public ITaskStore Store => this;
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
+
+    /// <inheritdoc />
+    public IScheduleStore Schedules => this;
+
+    /// <inheritdoc />
+    public IUniqueKeyStore UniqueKeys => this;
     /// <inheritdoc />
     public INotifier Notifier => _notifier;
     /// <inheritdoc />

@@ -75,6 +75,12 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public ICoordinationBackend Coordination => _store.Coordination;
 
     /// <inheritdoc />
+    public IScheduleStore Schedules => _store.Schedules;
+
+    /// <inheritdoc />
+    public IUniqueKeyStore UniqueKeys => _store.UniqueKeys;
+
+    /// <inheritdoc />
     public INotifier Notifier => _notifier;
 
     /// <inheritdoc />

@@ -203,6 +203,7 @@ public sealed partial class RedisBackend
             Errors = TaskHistoryText.ParseErrors(S("errors")),
             Attempts = (int)(L("attempt") ?? 0),
             MaxAttempts = message.MaxAttempts,
+            Retry = message.Retry,
             CreatedAt = message.CreatedAt,
             NotBefore = message.NotBefore,
             ExpiresAt = message.ExpiresAt,
@@ -268,5 +269,30 @@ public sealed partial class RedisBackend
         }
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         return (int)await RunAsync(db, RedisScripts.Purge, [_base, Ms(finishedBefore), maxCount]).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<int> DeleteAsync(IReadOnlyCollection<Guid> taskIds, TaskState state, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(taskIds);
+        if (!state.IsTerminal())
+        {
+            throw new ArgumentOutOfRangeException(nameof(state), state, "Only tasks in a terminal state can be deleted.");
+        }
+        if (taskIds.Count == 0)
+        {
+            return 0;
+        }
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        // One script per call, as retention's: the caller's batch bounds how long it holds Redis's one thread.
+        var args = new RedisValue[taskIds.Count + 2];
+        args[0] = _base;
+        args[1] = (int)state;
+        var i = 2;
+        foreach (var id in taskIds)
+        {
+            args[i++] = IdText(id);
+        }
+        return (int)await RunAsync(db, RedisScripts.Delete, args).ConfigureAwait(false);
     }
 }

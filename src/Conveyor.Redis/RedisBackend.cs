@@ -13,7 +13,7 @@ namespace Conveyor.Redis;
 /// fetches never wait: the notifier (<see cref="RedisNotifier"/>, Redis pub/sub) tells workers when work is ready.
 /// See docs/redis.md.
 /// </summary>
-public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IAsyncDisposable, IDisposable
+public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IScheduleStore, IUniqueKeyStore, IAsyncDisposable, IDisposable
 {
     private readonly RedisBackendOptions _options;
     private readonly TimeProvider _time;
@@ -62,6 +62,12 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     public ITaskStore Store => this;
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
+
+    /// <inheritdoc />
+    public IScheduleStore Schedules => this;
+
+    /// <inheritdoc />
+    public IUniqueKeyStore UniqueKeys => this;
     /// <inheritdoc />
     public INotifier Notifier => _notifier;
     /// <inheritdoc />

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Conveyor.Backends;
 
 namespace Conveyor.Redis;
 
@@ -29,14 +30,15 @@ internal static class RedisMessageCodec
         Append(text, message.Retry.Jitter.ToString("R", CultureInfo.InvariantCulture));
         Append(text, message.Timeout is { } t ? ((long)t.TotalMilliseconds).ToString(CultureInfo.InvariantCulture) : null);
         Append(text, message.IdempotencyKey);
-        Append(text, message.Headers is { Count: > 0 } headers ? JsonSerializer.Serialize(headers, ConveyorJson.Options) : null);
+        // The retry policy's exception lists go in reserved headers (RetryHeaders): the blob's layout is unchanged.
+        Append(text, RetryHeaders.ToStored(message) is { Count: > 0 } headers ? JsonSerializer.Serialize(headers, ConveyorJson.Options) : null);
         Append(text, message.CreatedAt.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture));
         return text.ToString();
     }
 
-    /// <summary>The message back, with the fields kept outside the blob: <paramref name="headers"/> (the <c>hdr</c> field,
-    /// JSON), when set, replaces the blob's headers (a retry changed them).</summary>
-    public static TaskMessage Decode(string? blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt, string? headers = null)
+    /// <summary>The message back, with the fields kept outside the blob: <paramref name="storedHeaders"/> (the <c>hdr</c>
+    /// field, JSON, reserved headers included), when set, replaces the blob's headers (a retry changed them).</summary>
+    public static TaskMessage Decode(string? blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt, string? storedHeaders = null)
     {
         if (blob is null)
         {
@@ -46,7 +48,13 @@ internal static class RedisMessageCodec
         var nulls = Split(blob, fields);
         string? S(int i) => (nulls & (1 << i)) != 0 ? null : blob[fields[i]];
         long L(int i) => long.Parse(blob.AsSpan()[fields[i]], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
-        headers ??= S(10);
+        var headersJson = storedHeaders ?? S(10);
+        var (retry, headers) = RetryHeaders.FromStored(
+            new RetryPolicy(
+                TimeSpan.FromMilliseconds(L(5)),
+                TimeSpan.FromMilliseconds(L(6)),
+                double.Parse(blob.AsSpan()[fields[7]], NumberStyles.Float, CultureInfo.InvariantCulture)),
+            headersJson is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(headersJson, ConveyorJson.Options));
         return new TaskMessage
         {
             Id = id,
@@ -55,13 +63,10 @@ internal static class RedisMessageCodec
             Priority = (int)L(2),
             Args = S(3),
             MaxAttempts = (int)L(4),
-            Retry = new RetryPolicy(
-                TimeSpan.FromMilliseconds(L(5)),
-                TimeSpan.FromMilliseconds(L(6)),
-                double.Parse(blob.AsSpan()[fields[7]], NumberStyles.Float, CultureInfo.InvariantCulture)),
+            Retry = retry,
             Timeout = (nulls & (1 << 8)) != 0 ? null : TimeSpan.FromMilliseconds(L(8)),
             IdempotencyKey = S(9),
-            Headers = headers is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(headers, ConveyorJson.Options) is { Count: > 0 } read ? read : null,
+            Headers = headers is { Count: > 0 } ? headers : null,
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(L(11)),
             NotBefore = notBefore,
             ExpiresAt = expiresAt,

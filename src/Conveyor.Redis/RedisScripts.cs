@@ -13,7 +13,7 @@ namespace Conveyor.Redis;
 /// priority band, then sequence), which is also the index of queued tasks; <c>B scheduled</c> (score: not-before ms);
 /// <c>B leased</c> (score: lease expiry ms), which is also the index of running tasks; <c>B finished</c> (score: finish ms);
 /// <c>B q:{queue}:s:{state}</c> for the other states (score: sequence); <c>B n:{task}</c> (score: sequence); no index
-/// of all tasks (<see cref="ListAny"/> merges the others in one script); <c>B queues</c> (name → paused 0/1); <c>B idem</c> (idempotency key → id);
+/// of all tasks (<see cref="ListAny"/> merges the others in one script); <c>B queues</c> (name → paused 0/1); <c>B schedules</c> (name → document) and <c>B schedules:v</c> (name → version); <c>B unique</c> (unique key → task id|claimed ms|window ms); <c>B idem</c> (idempotency key → id);
 /// <c>B seq</c>; channel <c>B wake</c>. Nullable arguments are sent as "" for null and "v" + value otherwise.
 /// </remarks>
 /// <remarks>
@@ -111,11 +111,29 @@ internal static class RedisScripts
     /// <summary>ARGV: B, before, max. Deletes up to max tasks finished before the time, with their index entries. Returns how many.</summary>
     public static readonly string Purge = Script("purge.lua");
 
+    /// <summary>ARGV: B, state, then ids. Deletes the tasks of the ids that are in the state (a terminal one), with their
+    /// index entries and idempotency keys, as <see cref="Purge"/> does. Returns how many.</summary>
+    public static readonly string Delete = Script("delete.lua");
+
     /// <summary>ARGV: B, name, owner, now, expires. Returns 1 when owner holds the leadership after the call.</summary>
     public static readonly string AcquireLeadership = Script("acquire_leadership.lua");
 
     /// <summary>ARGV: B, name, owner. Deletes the leadership if owner holds it.</summary>
     public static readonly string ReleaseLeadership = Script("release_leadership.lua");
+
+    /// <summary>ARGV: B, name, version, document. Adds the schedule unless the name exists; returns 1 when added.</summary>
+    public static readonly string AddSchedule = Script("add_schedule.lua");
+
+    /// <summary>ARGV: B, name, version, document, expected version. Replaces the schedule when its stored version is the
+    /// expected one; returns 1 when replaced.</summary>
+    public static readonly string ReplaceSchedule = Script("replace_schedule.lua");
+
+    /// <summary>ARGV: B, key, claim ("taskId|claimedAtMs|windowMs"), replacing task id or "". Stores the claim when the
+    /// key has none (no id given) or its claim is the given task's; returns 1 when stored.</summary>
+    public static readonly string ClaimUnique = Script("claim_unique.lua");
+
+    /// <summary>ARGV: B, key, task id. Removes the key's claim if that task holds it.</summary>
+    public static readonly string ReleaseUnique = Script("release_unique.lua");
 
     /// <summary>ARGV: B, key, now µs, span µs (interval × count). Returns the first reserved time (µs) and moves the key's
     /// next free time (<c>B lim:r:{key}</c>) to max(now, next free) + span.</summary>

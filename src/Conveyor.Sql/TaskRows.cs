@@ -13,7 +13,8 @@ public static class TaskRows
     /// <summary>The columns <see cref="Read"/> expects, in this order; <c>seq</c> first, so a page's cursor is column 0.</summary>
     public const string Columns = """
         seq, id, task, queue, state, priority, args, result, error, errors, attempt, max_attempts, created_at, not_before,
-        expires_at, started_at, finished_at, idempotency_key, headers, lease_owner, cancel_requested, history
+        expires_at, started_at, finished_at, idempotency_key, headers, lease_owner, cancel_requested, history,
+        retry_base_ms, retry_max_ms, retry_jitter
         """;
 
     /// <summary>Ordinal of <c>seq</c> in <see cref="Columns"/>.</summary>
@@ -25,6 +26,10 @@ public static class TaskRows
         ArgumentNullException.ThrowIfNull(r);
         ArgumentNullException.ThrowIfNull(dialect);
         var errorJson = ReadString(r, 8);
+        // The policy's exception lists are stored as reserved headers (RetryHeaders), left out of the record's headers.
+        var (retry, headers) = RetryHeaders.FromStored(
+            new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(22)), TimeSpan.FromMilliseconds(r.GetInt64(23)), r.GetDouble(24)),
+            ReadString(r, 18) is { } headersJson ? JsonSerializer.Deserialize<Dictionary<string, string>>(headersJson, ConveyorJson.Options) : null);
         return new TaskRecord
         {
             Id = dialect.ReadTaskId(r, 1),
@@ -38,13 +43,14 @@ public static class TaskRows
             Errors = TaskHistoryText.ParseErrors(ReadString(r, 9)),
             Attempts = r.GetInt32(10),
             MaxAttempts = r.GetInt32(11),
+            Retry = retry,
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(12)),
             NotBefore = ReadTime(r, 13),
             ExpiresAt = ReadTime(r, 14),
             StartedAt = ReadTime(r, 15),
             FinishedAt = ReadTime(r, 16),
             IdempotencyKey = ReadString(r, 17),
-            Headers = ReadString(r, 18) is { } headers ? JsonSerializer.Deserialize<Dictionary<string, string>>(headers, ConveyorJson.Options) : null,
+            Headers = headers,
             WorkerId = ReadString(r, 19),
             CancelRequested = dialect.ReadFlag(r, 20),
             Transitions = TaskHistoryText.ParseTransitions(r.GetString(21)),

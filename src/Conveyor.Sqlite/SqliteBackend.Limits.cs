@@ -2,7 +2,7 @@ using Conveyor.Backends;
 
 namespace Conveyor.Sqlite;
 
-/// <summary>The limit counters (<see cref="ILimitStore"/>) in the tables of migration 005. Every call is one operation
+/// <summary>The limit counters (<see cref="ILimitStore"/>) in the tables of migration 006. Every call is one operation
 /// of the writer, so it runs in one write transaction: atomic against this process's other callers and, through the
 /// file's write lock, against every other process on the file.</summary>
 public sealed partial class SqliteBackend : ILimitStore

@@ -131,7 +131,7 @@ public sealed partial class SqliteBackend
             insert.Bind(12, m.ExpiresAt?.ToUnixTimeMilliseconds());
             insert.Bind(13, m.CreatedAt.ToUnixTimeMilliseconds());
             insert.Bind(14, m.IdempotencyKey);
-            insert.Bind(15, SerializeHeaders(m.Headers));
+            insert.Bind(15, SerializeHeaders(RetryHeaders.ToStored(m)));
             insert.Bind(16, state == TaskState.Queued ? queuedHistory : state == TaskState.Scheduled ? scheduledHistory : $"{(int)state}:{nowMs}");
             if (insert.Execute() == 1 || m.IdempotencyKey is null)
             {
@@ -260,6 +260,12 @@ public sealed partial class SqliteBackend
         var maxMs = r.GetInt64(11);
         var jitter = r.GetDouble(12);
         var defaults = RetryPolicy.Default;
+        // Most tasks use the default policy: share its instance rather than build an equal one per row.
+        var (retry, headers) = RetryHeaders.FromStored(
+            baseMs == (long)defaults.BaseDelay.TotalMilliseconds && maxMs == (long)defaults.MaxDelay.TotalMilliseconds && jitter == defaults.Jitter
+                ? defaults
+                : new RetryPolicy(TimeSpan.FromMilliseconds(baseMs), TimeSpan.FromMilliseconds(maxMs), jitter),
+            DeserializeHeaders(r.GetString(15)));
         var message = new TaskMessage
         {
             Id = new Guid(r.GetBytes(1), bigEndian: true),
@@ -270,13 +276,10 @@ public sealed partial class SqliteBackend
             NotBefore = r.GetNullableInt64(6) is { } notBefore ? FromMs(notBefore) : null,
             ExpiresAt = r.GetNullableInt64(7) is { } expiresAt ? FromMs(expiresAt) : null,
             MaxAttempts = r.GetInt32(9),
-            // Most tasks use the default policy: share its instance rather than build an equal one per row.
-            Retry = baseMs == (long)defaults.BaseDelay.TotalMilliseconds && maxMs == (long)defaults.MaxDelay.TotalMilliseconds && jitter == defaults.Jitter
-                ? defaults
-                : new RetryPolicy(TimeSpan.FromMilliseconds(baseMs), TimeSpan.FromMilliseconds(maxMs), jitter),
+            Retry = retry,
             Timeout = r.GetNullableInt64(13) is { } timeout ? TimeSpan.FromMilliseconds(timeout) : null,
             IdempotencyKey = r.GetString(14),
-            Headers = DeserializeHeaders(r.GetString(15)),
+            Headers = headers,
             CreatedAt = FromMs(r.GetInt64(16)),
         };
         return new Lease(message, token, r.GetInt32(8), r.GetInt64(17) != 0, FromMs(expires)) { RecordStartFirst = r.GetInt64(18) > 0 };

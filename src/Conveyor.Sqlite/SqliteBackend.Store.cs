@@ -70,4 +70,34 @@ public sealed partial class SqliteBackend
             command.Parameters[1].Value = maxCount;
             return command.ExecuteNonQuery();
         });
+
+    /// <inheritdoc />
+    public Task<int> DeleteAsync(IReadOnlyCollection<Guid> taskIds, TaskState state, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(taskIds);
+        if (!state.IsTerminal())
+        {
+            throw new ArgumentOutOfRangeException(nameof(state), state, "Only tasks in a terminal state can be deleted.");
+        }
+        if (taskIds.Count == 0)
+        {
+            return Task.FromResult(0);
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        // One prepared statement per id, all in the writer's one transaction: the caller's batch bounds it.
+        return Writer.RunAsync(w =>
+        {
+            var command = w.Prepared("DELETE FROM tasks WHERE id = $id AND state = $state", "$id", "$state");
+            var deleted = 0;
+            Span<byte> id = stackalloc byte[16];
+            foreach (var taskId in taskIds)
+            {
+                taskId.TryWriteBytes(id, bigEndian: true, out _);
+                command.Bind(0, id);
+                command.Bind(1, (int)state);
+                deleted += command.Execute();
+            }
+            return deleted;
+        });
+    }
 }

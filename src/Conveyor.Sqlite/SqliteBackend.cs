@@ -12,7 +12,7 @@ namespace Conveyor.Sqlite;
 /// Writes go through one writer per process with group commit; reads use pooled connections. Notifications reach
 /// this process at once and the others on the machine by Unix domain datagram sockets (<see cref="SqliteNotifier"/>).
 /// </summary>
-public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IDisposable
+public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IScheduleStore, IUniqueKeyStore, IDisposable
 {
     private readonly SqliteBackendOptions _options;
     private readonly TimeProvider _time;
@@ -60,6 +60,12 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
     public ITaskStore Store => this;
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
+
+    /// <inheritdoc />
+    public IScheduleStore Schedules => this;
+
+    /// <inheritdoc />
+    public IUniqueKeyStore UniqueKeys => this;
     /// <inheritdoc />
     public INotifier Notifier => _notifier;
     /// <inheritdoc />

@@ -192,7 +192,9 @@ public sealed partial class InMemoryBackend
                 }
                 if (state == TaskState.Retrying && completion.Headers is { } headers)
                 {
-                    task.Message = task.Message with { Headers = headers.Count == 0 ? null : new Dictionary<string, string>(headers, StringComparer.Ordinal) };
+                    // Given as stored: the reserved headers of the retry policy are the message's Retry here.
+                    var own = RetryHeaders.FromStored(task.Message.Retry, headers).Headers;
+                    task.Message = task.Message with { Headers = own is null || own.Count == 0 ? null : new Dictionary<string, string>(own, StringComparer.Ordinal) };
                 }
                 task.Result = completion.Result;
                 if (completion.Error is { } error)

@@ -142,4 +142,36 @@ public sealed partial class InMemoryBackend
             return Task.FromResult(purged.Count);
         }
     }
+
+    /// <inheritdoc />
+    public Task<int> DeleteAsync(IReadOnlyCollection<Guid> taskIds, TaskState state, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(taskIds);
+        if (!state.IsTerminal())
+        {
+            throw new ArgumentOutOfRangeException(nameof(state), state, "Only tasks in a terminal state can be deleted.");
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_storage.Gate)
+        {
+            var deleted = new HashSet<StoredTask>();
+            foreach (var id in taskIds)
+            {
+                // A terminal task is in no ready, due or leased index: removing it from the lists is all there is.
+                if (_storage.Tasks.TryGetValue(id, out var task) && task.State == state && _storage.Tasks.Remove(id))
+                {
+                    deleted.Add(task);
+                    if (task.Message.IdempotencyKey is { } key)
+                    {
+                        _storage.IdempotencyKeys.Remove(key);
+                    }
+                }
+            }
+            if (deleted.Count > 0)
+            {
+                _storage.BySeq.RemoveAll(deleted.Contains);
+            }
+            return Task.FromResult(deleted.Count);
+        }
+    }
 }

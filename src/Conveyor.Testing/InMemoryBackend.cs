@@ -14,7 +14,7 @@ namespace Conveyor.Testing;
 /// a database. Ready notifications (the queue's name on <see cref="NotifierChannels.Ready"/>) follow every change that
 /// makes work ready: enqueue, release, queue resume, promotion, requeue of an expired lease and manual retry.
 /// </remarks>
-public sealed partial class InMemoryBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend
+public sealed partial class InMemoryBackend : IConveyorBackend, IQueueBackend, ITaskStore, ICoordinationBackend, IScheduleStore, IUniqueKeyStore
 {
     private readonly InMemoryStorage _storage;
     private readonly TimeProvider _time;
@@ -50,6 +50,12 @@ public sealed partial class InMemoryBackend : IConveyorBackend, IQueueBackend, I
 
     /// <inheritdoc />
     public ICoordinationBackend Coordination => this;
+
+    /// <inheritdoc />
+    public IScheduleStore Schedules => this;
+
+    /// <inheritdoc />
+    public IUniqueKeyStore UniqueKeys => this;
 
     /// <inheritdoc />
     public INotifier Notifier => _storage.Notifier;

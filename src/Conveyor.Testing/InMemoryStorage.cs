@@ -38,6 +38,10 @@ public sealed class InMemoryStorage
 
     internal Dictionary<string, (string Owner, DateTimeOffset ExpiresAt)> Leaders { get; } = new(StringComparer.Ordinal);
 
+    internal SortedDictionary<string, StoredSchedule> Schedules { get; } = new(StringComparer.Ordinal);
+
+    internal Dictionary<string, UniqueClaim> UniqueKeys { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Each rate limit's next free start time (<see cref="ILimitStore.ReserveRateSlotsAsync"/>), by key.</summary>
     internal Dictionary<string, DateTimeOffset> RateNextFree { get; } = new(StringComparer.Ordinal);
 
@@ -167,6 +171,7 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
         Error = Error,
         Attempts = Attempt,
         MaxAttempts = Message.MaxAttempts,
+        Retry = Message.Retry,
         CreatedAt = Message.CreatedAt,
         NotBefore = NotBefore,
         ExpiresAt = ExpiresAt,

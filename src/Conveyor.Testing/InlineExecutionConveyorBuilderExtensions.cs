@@ -107,6 +107,20 @@ internal sealed class InlineTaskClient(ITaskClient inner, InlineTaskRunner runne
 
     public Task<CancelOutcome> CancelAsync(Guid taskId, CancellationToken cancellationToken = default) => inner.CancelAsync(taskId, cancellationToken);
 
+    /// <summary>Queues the matching tasks again and runs what is then pending (<see cref="InlineTaskRunner.RunPendingAsync"/>),
+    /// as enqueues would.</summary>
+    public async Task<int> RetryManyAsync(TaskFilter filter, CancellationToken cancellationToken = default)
+    {
+        var retried = await inner.RetryManyAsync(filter, cancellationToken).ConfigureAwait(false);
+        if (retried > 0)
+        {
+            await runner.RunPendingAsync(cancellationToken).ConfigureAwait(false);
+        }
+        return retried;
+    }
+
+    public Task<int> PurgeAsync(TaskFilter filter, CancellationToken cancellationToken = default) => inner.PurgeAsync(filter, cancellationToken);
+
     /// <summary>Queues the task again and runs it, as an enqueue would.</summary>
     public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken = default)
     {

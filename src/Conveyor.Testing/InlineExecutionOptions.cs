@@ -9,8 +9,9 @@ public sealed class InlineExecutionOptions
     /// by the task's stored state.</summary>
     public bool RethrowFailures { get; set; } = true;
 
-    /// <summary>When true, a failed attempt with attempts left runs again at once instead of after the task's backoff
-    /// (<see cref="RetryPolicy"/>), so retries happen within the call. When false the retry waits for its time on the
+    /// <summary>When true, a failed attempt with attempts left, a retry the handler asked for at a later time
+    /// (<see cref="RetryTaskException"/>) and a snooze (<see cref="SnoozeTaskException"/>) run again at once instead of
+    /// after their delay (<see cref="RetryPolicy"/>), so retries happen within the call. When false the retry waits for its time on the
     /// backend's clock and runs at a later <see cref="InlineTaskRunner.RunPendingAsync"/>. Default true.</summary>
     public bool SkipRetryDelays { get; set; } = true;
 

@@ -28,6 +28,7 @@ public sealed class InlineTaskRunner
     private readonly InlineExecutionOptions _options;
     private readonly ExecutionPipeline? _pipeline;
     private readonly TaskEventBus? _events;
+    private readonly int _maxSnoozes;
 
     /// <summary>Creates a runner over the container's backend, which must be an <see cref="InMemoryBackend"/>.</summary>
     public InlineTaskRunner(IConveyorBackend backend, TaskRegistry registry, IServiceScopeFactory scopes, TimeProvider time,
@@ -37,6 +38,7 @@ public sealed class InlineTaskRunner
         // The worker's middleware and events, so that a test sees what a worker would do (logging, user middleware, observers).
         _pipeline = services.GetService<ExecutionPipeline>();
         _events = services.GetService<TaskEventBus>();
+        _maxSnoozes = services.GetService<IOptions<ConveyorOptions>>()?.Value.Worker.MaxSnoozes ?? new WorkerOptions().MaxSnoozes;
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(options);
         _backend = backend as InMemoryBackend ?? throw new InvalidOperationException(
@@ -180,15 +182,19 @@ public sealed class InlineTaskRunner
         }
         catch (OperationCanceledException ex) when (limit.IsCancellationRequested)
         {
-            return (Failure(lease, new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout}."), permanent: false), ex);
+            var error = new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout}.");
+            return (SkipDelay(AttemptOutcomes.ByPolicy(lease, error, typeof(TimeoutException), _time.GetUtcNow())), ex);
         }
-        catch (PermanentTaskException ex)
+        catch (SnoozeTaskException ex)
         {
-            return (Failure(lease, TaskError.From(ex), permanent: true), ex);
+            // Not a failure: nothing to rethrow. Counted from the task's history, as the worker counts it.
+            var snoozed = AttemptOutcomes.TrailingSnoozes(await _backend.GetAsync(message.Id, CancellationToken.None).ConfigureAwait(false));
+            var completion = AttemptOutcomes.Snoozed(lease, ex.Delay, snoozed, descriptor.Defaults.MaxSnoozes ?? _maxSnoozes, message.Task, _time.GetUtcNow());
+            return (SkipDelay(completion), completion.Kind == CompletionKind.Dead ? ex : null);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            return (Failure(lease, TaskError.From(ex), permanent: false), ex);
+            return (SkipDelay(AttemptOutcomes.Failed(lease, ex, _time.GetUtcNow())), ex);
         }
         finally
         {
@@ -222,14 +228,7 @@ public sealed class InlineTaskRunner
     private Completion Settled(Lease lease, CompletionKind kind) =>
         new() { Lease = lease.Ref, Kind = kind, Attempt = lease.Attempt, At = _time.GetUtcNow() };
 
-    private Completion Failure(Lease lease, TaskError error, bool permanent)
-    {
-        var now = _time.GetUtcNow();
-        if (permanent || lease.Attempt >= lease.Message.MaxAttempts)
-        {
-            return Settled(lease, CompletionKind.Dead) with { Error = error };
-        }
-        var retryAt = _options.SkipRetryDelays ? now : now + lease.Message.Retry.DelayAfter(lease.Attempt);
-        return Settled(lease, CompletionKind.Retry) with { Error = error, RetryAt = retryAt };
-    }
+    /// <summary>A retry at once when <see cref="InlineExecutionOptions.SkipRetryDelays"/> is set, so retries and snoozes happen within the call.</summary>
+    private Completion SkipDelay(Completion completion) =>
+        _options.SkipRetryDelays && completion.Kind == CompletionKind.Retry ? completion with { RetryAt = completion.At } : completion;
 }

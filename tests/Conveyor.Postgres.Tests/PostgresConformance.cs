@@ -23,9 +23,15 @@ public sealed class PostgresStoreTests : StoreConformance<PostgresTestBackend>;
 
 public sealed class PostgresStoreListTests : StoreListConformance<PostgresTestBackend>;
 
+public sealed class PostgresBulkTaskTests : BulkTaskConformance<PostgresTestBackend>;
+
 public sealed class PostgresCoordinationTests : CoordinationConformance<PostgresTestBackend>;
 
 public sealed class PostgresLeadershipTests : LeadershipConformance<PostgresTestBackend>;
+
+public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBackend>;
+
+public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
 
 public sealed class PostgresLimitTests : LimitConformance<PostgresTestBackend>;
 

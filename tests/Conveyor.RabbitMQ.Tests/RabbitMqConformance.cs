@@ -25,9 +25,15 @@ public sealed class RabbitMqStoreTests : StoreConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqStoreListTests : StoreListConformance<RabbitMqTestBackend>;
 
+public sealed class RabbitMqBulkTaskTests : BulkTaskConformance<RabbitMqTestBackend>;
+
 public sealed class RabbitMqCoordinationTests : CoordinationConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqLeadershipTests : LeadershipConformance<RabbitMqTestBackend>;
+
+public sealed class RabbitMqScheduleTests : ScheduleConformance<RabbitMqTestBackend>;
+
+public sealed class RabbitMqUniqueKeyTests : UniqueKeyConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqLimitTests : LimitConformance<RabbitMqTestBackend>;
 

@@ -25,9 +25,15 @@ public sealed class RedisStoreTests : StoreConformance<RedisTestBackend>;
 
 public sealed partial class RedisStoreListTests : StoreListConformance<RedisTestBackend>;
 
+public sealed class RedisBulkTaskTests : BulkTaskConformance<RedisTestBackend>;
+
 public sealed class RedisCoordinationTests : CoordinationConformance<RedisTestBackend>;
 
 public sealed class RedisLeadershipTests : LeadershipConformance<RedisTestBackend>;
+
+public sealed class RedisScheduleTests : ScheduleConformance<RedisTestBackend>;
+
+public sealed class RedisUniqueKeyTests : UniqueKeyConformance<RedisTestBackend>;
 
 public sealed class RedisLimitTests : LimitConformance<RedisTestBackend>;
 

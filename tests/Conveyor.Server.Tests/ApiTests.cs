@@ -55,6 +55,28 @@ public sealed class ApiTests(OpenServerFixture fixture) : IClassFixture<OpenServ
     }
 
     [Fact]
+    public async Task Same_unique_key_answers_200_with_the_waiting_task_and_says_which_key_matched()
+    {
+        // Delayed, so the first task is still waiting when the second enqueue comes.
+        var key = "sync-" + Guid.NewGuid().ToString("N");
+        var body = new { task = "conveyor.noop", uniqueKey = key, delay = "PT1H" };
+        using var first = await Server.Client.PostAsJsonAsync("/api/v1/tasks", body);
+        using var second = await Server.Client.PostAsJsonAsync("/api/v1/tasks", body);
+        using var idempotent = await Server.Client.PostAsJsonAsync("/api/v1/tasks", new { task = "conveyor.noop", idempotencyKey = key });
+        using var again = await Server.Client.PostAsJsonAsync("/api/v1/tasks", new { task = "conveyor.noop", idempotencyKey = key });
+        using var bad = await Server.Client.PostAsJsonAsync("/api/v1/tasks", new { task = "conveyor.noop", uniqueFor = "PT1M" });
+
+        Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Equal("uniqueKey", second.Headers.GetValues("Conveyor-Deduplicated").Single());
+        Assert.Equal((await TestServer.ReadJsonAsync(first)).GetProperty("id").GetGuid(), (await TestServer.ReadJsonAsync(second)).GetProperty("id").GetGuid());
+        Assert.Equal("scheduled", (await TestServer.ReadJsonAsync(second)).GetProperty("state").GetString());
+        Assert.Equal("idempotencyKey", again.Headers.GetValues("Conveyor-Deduplicated").Single());
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, bad.StatusCode);
+        Assert.Contains("needs a uniqueKey", (await TestServer.ReadJsonAsync(bad)).GetProperty("errors").GetProperty("uniqueFor")[0].GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Delay_and_options_are_stored_as_given()
     {
         var id = await Server.EnqueueAsync(new
@@ -76,6 +98,64 @@ public sealed class ApiTests(OpenServerFixture fixture) : IClassFixture<OpenServ
         Assert.Equal("00-abc-def-01", task.GetProperty("headers").GetProperty("traceparent").GetString());
         var notBefore = task.GetProperty("notBefore").GetDateTimeOffset();
         Assert.InRange(notBefore - task.GetProperty("createdAt").GetDateTimeOffset(), TimeSpan.FromMinutes(59), TimeSpan.FromMinutes(61));
+    }
+
+    [Fact]
+    public async Task Retry_object_is_stored_and_shown_and_its_lists_stay_out_of_the_headers()
+    {
+        var id = await Server.EnqueueAsync(new
+        {
+            task = "conveyor.noop",
+            queue = "later",
+            delay = "PT1H",
+            headers = new Dictionary<string, string> { ["traceparent"] = "00-abc-def-01" },
+            retry = new { backoff = "fixed", delay = "PT5S", jitter = 0.1, retryOn = new[] { "HttpRequestException", "System.TimeoutException" }, neverRetryOn = new[] { "ArgumentException" } },
+        });
+
+        var task = await Server.GetTaskAsync(id);
+        var retry = task.GetProperty("retry");
+        Assert.Equal("fixed", retry.GetProperty("backoff").GetString());
+        Assert.Equal("PT5S", retry.GetProperty("delay").GetString());
+        Assert.Equal("PT5S", retry.GetProperty("maxDelay").GetString());
+        Assert.Equal(0.1, retry.GetProperty("jitter").GetDouble());
+        Assert.Equal(["HttpRequestException", "System.TimeoutException"], retry.GetProperty("retryOn").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal(["ArgumentException"], retry.GetProperty("neverRetryOn").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal(["traceparent"], task.GetProperty("headers").EnumerateObject().Select(h => h.Name));
+    }
+
+    [Fact]
+    public async Task Retry_fields_left_out_keep_the_tasks_policy_and_maxDelay_alone_means_exponential()
+    {
+        var partial = await Server.EnqueueAsync(new { task = "conveyor.noop", queue = "later", delay = "PT1H", retry = new { maxDelay = "PT1H", retryOn = new[] { "IOException" } } });
+        var none = await Server.EnqueueAsync(new { task = "conveyor.noop", queue = "later", delay = "PT1H" });
+
+        var retry = (await Server.GetTaskAsync(partial)).GetProperty("retry");
+        Assert.Equal("exponential", retry.GetProperty("backoff").GetString());
+        Assert.Equal("PT1S", retry.GetProperty("delay").GetString());
+        Assert.Equal("PT1H", retry.GetProperty("maxDelay").GetString());
+        Assert.Equal(0.2, retry.GetProperty("jitter").GetDouble());
+        Assert.Equal(["IOException"], retry.GetProperty("retryOn").EnumerateArray().Select(e => e.GetString()));
+        var defaults = (await Server.GetTaskAsync(none)).GetProperty("retry");
+        Assert.Equal("exponential", defaults.GetProperty("backoff").GetString());
+        Assert.Equal("PT10M", defaults.GetProperty("maxDelay").GetString());
+        Assert.Empty(defaults.GetProperty("retryOn").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task An_exception_outside_retryOn_makes_the_task_dead_on_its_first_attempt()
+    {
+        // Nothing listens on port 1: the request fails with an HttpRequestException, which the list does not retry.
+        var id = await Server.EnqueueAsync(new
+        {
+            task = "http.request",
+            args = new { url = "http://127.0.0.1:1/" },
+            maxAttempts = 5,
+            retry = new { retryOn = new[] { "TimeoutException" } },
+        });
+
+        var task = await Server.WaitForStateAsync(id, "dead");
+        Assert.Equal(1, task.GetProperty("attempts").GetInt32());
+        Assert.Equal("System.Net.Http.HttpRequestException", task.GetProperty("error").GetProperty("type").GetString());
     }
 
     [Fact]
@@ -280,7 +360,7 @@ public sealed class ApiTests(OpenServerFixture fixture) : IClassFixture<OpenServ
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var document = await TestServer.ReadJsonAsync(response);
         var paths = document.GetProperty("paths");
-        foreach (var path in new[] { "/api/v1/tasks", "/api/v1/tasks/batch", "/api/v1/tasks/{id}", "/api/v1/tasks/{id}/cancel", "/api/v1/queues", "/api/v1/workers" })
+        foreach (var path in new[] { "/api/v1/tasks", "/api/v1/tasks/batch", "/api/v1/tasks/{id}", "/api/v1/tasks/{id}/cancel", "/api/v1/tasks/retry", "/api/v1/tasks/purge", "/api/v1/queues", "/api/v1/workers" })
         {
             Assert.True(paths.TryGetProperty(path, out _), $"{path} is missing");
         }
@@ -316,5 +396,121 @@ public sealed class WorkerListingTests
 
         Assert.Equal(["b-alive", "a-dead"], workers.Select(w => w.Id));
         Assert.Equal([true, false], workers.Select(w => w.Alive == true));
+    }
+}
+
+/// <summary>Bulk retry and purge over HTTP, on tasks made dead in queues of their own that the server's worker does not
+/// consume, so that each test sees only its own.</summary>
+public sealed class BulkApiTests(OpenServerFixture fixture) : IClassFixture<OpenServerFixture>
+{
+    private TestServer Server => fixture.Server;
+
+    private async Task<List<Guid>> DeadTasksAsync(string queue, int count, string task = "conveyor.noop")
+    {
+        var backend = Server.Service<Conveyor.Backends.IConveyorBackend>();
+        var messages = Enumerable.Range(0, count).Select(_ => new TaskMessage { Id = Guid.CreateVersion7(), Task = task, Queue = queue, CreatedAt = DateTimeOffset.UtcNow }).ToList();
+        await backend.Queue.EnqueueAsync(messages, CancellationToken.None);
+        var leases = await backend.Queue.FetchAsync(new Conveyor.Backends.FetchRequest
+        {
+            WorkerId = "bulk-test",
+            Queues = [new Conveyor.Backends.QueueWeight(queue)],
+            MaxCount = count,
+            LeaseDuration = TimeSpan.FromMinutes(1),
+        }, CancellationToken.None);
+        Assert.Equal(count, leases.Count);
+        await backend.Queue.CompleteAsync([.. leases.Select(l => new Conveyor.Backends.Completion
+        {
+            Lease = l.Ref,
+            Kind = Conveyor.Backends.CompletionKind.Dead,
+            Attempt = l.Attempt,
+            Error = new TaskError("System.IO.IOException", "disk full"),
+            At = DateTimeOffset.UtcNow,
+        })], CancellationToken.None);
+        return messages.Select(m => m.Id).ToList();
+    }
+
+    private static string NewQueue() => "bulk-" + Guid.NewGuid().ToString("N")[..12];
+
+    [Fact]
+    public async Task Retry_queues_every_matching_dead_task_again_and_answers_how_many()
+    {
+        var queue = NewQueue();
+        var dead = await DeadTasksAsync(queue, 3);
+        var other = await DeadTasksAsync(queue, 2, task: "conveyor.sleep");
+
+        using var response = await Server.PostJsonAsync("/api/v1/tasks/retry", $$"""{"queue": "{{queue}}", "task": "conveyor.noop"}""");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(3, (await TestServer.ReadJsonAsync(response)).GetProperty("retried").GetInt32());
+        foreach (var id in dead)
+        {
+            var task = await Server.GetTaskAsync(id);
+            Assert.Equal("queued", task.GetProperty("state").GetString());
+            Assert.Equal(0, task.GetProperty("attempts").GetInt32());
+        }
+        foreach (var id in other)
+        {
+            Assert.Equal("dead", (await Server.GetTaskAsync(id)).GetProperty("state").GetString());
+        }
+    }
+
+    [Fact]
+    public async Task Purge_deletes_every_match_within_the_limit_and_a_second_purge_finds_none()
+    {
+        var queue = NewQueue();
+        var dead = await DeadTasksAsync(queue, 4);
+
+        using var first = await Server.PostJsonAsync("/api/v1/tasks/purge", $$"""{"queue": "{{queue}}", "limit": 3}""");
+        using var second = await Server.PostJsonAsync("/api/v1/tasks/purge", $$"""{"queue": "{{queue}}", "state": "dead"}""");
+        using var third = await Server.PostJsonAsync("/api/v1/tasks/purge", $$"""{"queue": "{{queue}}"}""");
+
+        Assert.Equal(3, (await TestServer.ReadJsonAsync(first)).GetProperty("purged").GetInt32());
+        Assert.Equal(1, (await TestServer.ReadJsonAsync(second)).GetProperty("purged").GetInt32());
+        Assert.Equal(0, (await TestServer.ReadJsonAsync(third)).GetProperty("purged").GetInt32());
+        foreach (var id in dead)
+        {
+            using var get = await Server.Client.GetAsync($"/api/v1/tasks/{id}");
+            Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task Finish_time_window_chooses_the_tasks()
+    {
+        var queue = NewQueue();
+        var early = await DeadTasksAsync(queue, 2);
+        // SQLite keeps whole milliseconds: the window's edge falls strictly between the two finish times.
+        await Task.Delay(20);
+        var between = DateTimeOffset.UtcNow;
+        await Task.Delay(20);
+        var late = await DeadTasksAsync(queue, 1);
+
+        using var response = await Server.PostJsonAsync("/api/v1/tasks/purge",
+            $$"""{"queue": "{{queue}}", "finishedBefore": "{{between.UtcDateTime:yyyy-MM-ddTHH:mm:ss.fffZ}}"}""");
+
+        Assert.Equal(2, (await TestServer.ReadJsonAsync(response)).GetProperty("purged").GetInt32());
+        foreach (var id in early)
+        {
+            using var get = await Server.Client.GetAsync($"/api/v1/tasks/{id}");
+            Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
+        }
+        Assert.Equal("dead", (await Server.GetTaskAsync(late[0])).GetProperty("state").GetString());
+    }
+
+    [Fact]
+    public async Task Every_dead_task_needs_all_true()
+    {
+        var queue = NewQueue();
+        var dead = await DeadTasksAsync(queue, 1);
+
+        using var refused = await Server.PostJsonAsync("/api/v1/tasks/retry", "{}");
+        var problem = await ApiValidationTests.AssertProblemAsync(refused, HttpStatusCode.UnprocessableEntity);
+        ApiValidationTests.AssertNamesField(problem, "all");
+        Assert.Equal("dead", (await Server.GetTaskAsync(dead[0])).GetProperty("state").GetString());
+
+        using var accepted = await Server.PostJsonAsync("/api/v1/tasks/retry", """{"all": true}""");
+        Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
+        Assert.True((await TestServer.ReadJsonAsync(accepted)).GetProperty("retried").GetInt32() >= 1);
+        Assert.Equal("queued", (await Server.GetTaskAsync(dead[0])).GetProperty("state").GetString());
     }
 }

@@ -32,6 +32,21 @@ public sealed class ApiValidationTests(OpenServerFixture fixture) : IClassFixtur
         { """{"task": "conveyor.noop", "idempotencyKey": ""}""", "idempotencyKey" },
         { """{"task": "conveyor.noop", "headers": {"traceparent": 1}}""", "headers.traceparent" },
         { """{"task": "conveyor.noop", "dealy": "PT5S"}""", "dealy" },
+        { """{"task": "conveyor.noop", "retry": 5}""", "retry" },
+        { """{"task": "conveyor.noop", "retry": {"backoff": "linear"}}""", "retry.backoff" },
+        { """{"task": "conveyor.noop", "retry": {"backoff": 1}}""", "retry.backoff" },
+        { """{"task": "conveyor.noop", "retry": {"delay": "soon"}}""", "retry.delay" },
+        { """{"task": "conveyor.noop", "retry": {"delay": "-PT1S"}}""", "retry.delay" },
+        { """{"task": "conveyor.noop", "retry": {"delay": "P400D", "maxDelay": "P400D"}}""", "retry.delay" },
+        { """{"task": "conveyor.noop", "retry": {"delay": "PT1M", "maxDelay": "PT1S"}}""", "retry.maxDelay" },
+        { """{"task": "conveyor.noop", "retry": {"backoff": "fixed", "maxDelay": "PT1M"}}""", "retry.maxDelay" },
+        { """{"task": "conveyor.noop", "retry": {"jitter": 2}}""", "retry.jitter" },
+        { """{"task": "conveyor.noop", "retry": {"jitter": "high"}}""", "retry.jitter" },
+        { """{"task": "conveyor.noop", "retry": {"retryOn": "TimeoutException"}}""", "retry.retryOn" },
+        { """{"task": "conveyor.noop", "retry": {"retryOn": [5]}}""", "retry.retryOn[0]" },
+        { """{"task": "conveyor.noop", "retry": {"neverRetryOn": ["IOException", "Not A Type"]}}""", "retry.neverRetryOn[1]" },
+        { """{"task": "conveyor.noop", "retry": {"retryOnn": []}}""", "retry.retryOnn" },
+        { """{"task": "conveyor.noop", "headers": {"conveyor-retry-on": "TimeoutException"}}""", "headers.conveyor-retry-on" },
         { """{"task": "http.request"}""", "args" },
         { """{"task": "http.request", "args": {"url": 5}}""", "args" },
         { """{"task": "http.request", "args": "https://127.0.0.1/"}""", "args" },
@@ -52,6 +67,55 @@ public sealed class ApiValidationTests(OpenServerFixture fixture) : IClassFixtur
         var problem = await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity);
         AssertNamesField(problem, field);
         Assert.Equal(before, await Server.CountTasksAsync());
+    }
+
+    public static TheoryData<string, string, string> InvalidFilters => new()
+    {
+        { "retry", "{}", "all" },
+        { "purge", """{"state": "dead"}""", "all" },
+        { "retry", """{"state": "succeeded", "all": true}""", "state" },
+        { "purge", """{"state": "running", "all": true}""", "state" },
+        { "retry", """{"state": "zombie", "all": true}""", "state" },
+        { "retry", """{"state": 5, "all": true}""", "state" },
+        { "purge", """{"queue": "bad queue"}""", "queue" },
+        { "purge", """{"task": 7}""", "task" },
+        { "retry", """{"finishedAfter": "yesterday"}""", "finishedAfter" },
+        { "retry", """{"finishedAfter": "2030-01-02T00:00:00Z", "finishedBefore": "2030-01-01T00:00:00Z"}""", "finishedAfter" },
+        { "purge", """{"limit": 0, "all": true}""", "limit" },
+        { "purge", """{"limit": "ten", "all": true}""", "limit" },
+        { "retry", """{"all": "yes"}""", "all" },
+        { "retry", """{"tsk": "x", "all": true}""", "tsk" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidFilters))]
+    public async Task Invalid_bulk_filter_is_422_naming_the_field_and_changes_nothing(string operation, string body, string field)
+    {
+        var before = await Server.CountTasksAsync();
+
+        using var response = await Server.PostJsonAsync($"/api/v1/tasks/{operation}", body);
+
+        var problem = await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity);
+        AssertNamesField(problem, field);
+        Assert.Equal(before, await Server.CountTasksAsync());
+    }
+
+    [Fact]
+    public async Task Retry_problem_in_a_batch_names_the_task_and_field()
+    {
+        using var response = await Server.PostJsonAsync("/api/v1/tasks/batch",
+            """{"tasks": [{"task": "conveyor.noop"}, {"task": "conveyor.noop", "retry": {"jitter": -1}}]}""");
+
+        var problem = await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity);
+        AssertNamesField(problem, "tasks[1].retry.jitter");
+    }
+
+    [Fact]
+    public async Task Bulk_body_that_is_not_json_is_400()
+    {
+        using var response = await Server.PostJsonAsync("/api/v1/tasks/purge", "{not json");
+
+        await AssertProblemAsync(response, HttpStatusCode.BadRequest);
     }
 
     [Fact]

@@ -23,6 +23,8 @@ public sealed class CliTests : IDisposable
     [InlineData("worker --help")]
     [InlineData("enqueue --help")]
     [InlineData("info --help")]
+    [InlineData("retry --help")]
+    [InlineData("purge --help")]
     [InlineData("migrate --help")]
     public async Task Help_exits_zero_and_shows_usage(string arguments)
     {
@@ -157,6 +159,51 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task A_schedule_in_configuration_that_cannot_work_exits_two_naming_its_key()
+    {
+        var environment = Environment;
+        environment["CONVEYOR_SCHEDULES__NIGHTLY__CRON"] = "0 0 3 * *x";
+        environment["CONVEYOR_SCHEDULES__NIGHTLY__TASK"] = "conveyor.noop";
+        environment["CONVEYOR_SCHEDULES__NIGHTLY__TIME_ZONE"] = "Mars/Olympus";
+
+        var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, environment, "worker");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("Conveyor:Schedules:NIGHTLY:TimeZone: 'Mars/Olympus' is not a known time zone", error, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("names no Conveyor setting", error);
+    }
+
+    [Fact]
+    public async Task A_schedule_in_configuration_fires_and_conveyor_schedules_lists_it_with_its_last_and_next_fire()
+    {
+        var environment = Environment;
+        environment["CONVEYOR_SCHEDULES__BEAT__EVERY"] = "00:00:01";
+        environment["CONVEYOR_SCHEDULES__BEAT__TASK"] = "conveyor.noop";
+        using var worker = ConveyorProcess.Start(_folder, environment, "worker");
+        await worker.WaitForLineAsync(l => l.Contains("Conveyor worker", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+        string output = "";
+        await FaultTests.WaitUntilAsync(async () =>
+        {
+            var (exitCode, listed, _) = await ConveyorProcess.RunAsync(_folder, Environment, "schedules");
+            output = listed;
+            return exitCode == 0 && listed.Contains("BEAT", StringComparison.OrdinalIgnoreCase) && !listed.Contains("never", StringComparison.Ordinal);
+        }, TimeSpan.FromSeconds(30), () => "the schedule to be listed with a last fire: " + output);
+
+        Assert.Contains("every PT1S", output, StringComparison.Ordinal);
+        Assert.Contains("configuration", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("names no Conveyor setting", worker.Output + worker.Error);
+        var (_, json, _) = await ConveyorProcess.RunAsync(_folder, Environment, "schedules", "--json");
+        Assert.Equal("conveyor.noop", System.Text.Json.JsonDocument.Parse(json).RootElement[0].GetProperty("task").GetString());
+        var (paused, said, _) = await ConveyorProcess.RunAsync(_folder, Environment, "schedules", "pause", "BEAT");
+        Assert.Equal(0, paused);
+        Assert.Contains("Paused schedule 'BEAT'", said, StringComparison.Ordinal);
+        var (missing, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, "schedules", "trigger", "nope");
+        Assert.Equal(1, missing);
+        Assert.Contains("There is no schedule named 'nope'", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Server_refuses_a_public_address_without_api_keys()
     {
         var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "server", "--host", "0.0.0.0", "--port", "0");
@@ -236,5 +283,91 @@ public sealed class CliTests : IDisposable
 
         worker.Terminate();
         Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+    }
+
+    /// <summary>Makes <paramref name="count"/> tasks of <paramref name="queue"/> dead in <paramref name="backend"/>, as a
+    /// worker would record them.</summary>
+    private static async Task<List<Guid>> DeadTasksAsync(Conveyor.Backends.IConveyorBackend backend, string queue, int count)
+    {
+        var messages = Enumerable.Range(0, count).Select(_ => new TaskMessage { Id = Guid.CreateVersion7(), Task = "conveyor.noop", Queue = queue, CreatedAt = DateTimeOffset.UtcNow }).ToList();
+        await backend.Queue.EnqueueAsync(messages, CancellationToken.None);
+        var leases = await backend.Queue.FetchAsync(new Conveyor.Backends.FetchRequest
+        {
+            WorkerId = "cli-test",
+            Queues = [new Conveyor.Backends.QueueWeight(queue)],
+            MaxCount = count,
+            LeaseDuration = TimeSpan.FromMinutes(1),
+        }, CancellationToken.None);
+        await backend.Queue.CompleteAsync([.. leases.Select(l => new Conveyor.Backends.Completion
+        {
+            Lease = l.Ref,
+            Kind = Conveyor.Backends.CompletionKind.Dead,
+            Attempt = l.Attempt,
+            Error = new TaskError("System.IO.IOException", "disk full"),
+            At = DateTimeOffset.UtcNow,
+        })], CancellationToken.None);
+        Assert.Equal(count, leases.Count);
+        return messages.Select(m => m.Id).ToList();
+    }
+
+    [Fact]
+    public async Task Retry_and_purge_act_on_the_database_by_filter()
+    {
+        List<Guid> bulk, other;
+        using (var backend = new SqliteBackend(new SqliteBackendOptions { Path = Path.Combine(_folder, "cli.db") }))
+        {
+            await backend.MigrateAsync(CancellationToken.None);
+            bulk = await DeadTasksAsync(backend, "cli-bulk", 3);
+            other = await DeadTasksAsync(backend, "cli-other", 1);
+        }
+
+        var retry = await ConveyorProcess.RunAsync(_folder, Environment, "retry", "--queue", "cli-bulk", "--limit", "2");
+        var purge = await ConveyorProcess.RunAsync(_folder, Environment, "purge", "--all", "--finished-before", "PT0S", "--json");
+
+        Assert.True(retry.ExitCode == 0, retry.Error);
+        Assert.Contains("Queued 2 dead tasks again with fresh attempts.", retry.Output);
+        Assert.True(purge.ExitCode == 0, purge.Error);
+        Assert.Equal(2, JsonDocument.Parse(purge.Output).RootElement.GetProperty("purged").GetInt32());
+        using var after = new SqliteBackend(new SqliteBackendOptions { Path = Path.Combine(_folder, "cli.db") });
+        var states = await after.GetStatesAsync([.. bulk, .. other], CancellationToken.None);
+        // The list is newest first: the two newest were retried, the oldest and the other queue's were purged.
+        Assert.Equal(new[] { bulk[1], bulk[2] }.Order(), states.Keys.Order());
+        Assert.All(states.Values, s => Assert.Equal(TaskState.Queued, s));
+    }
+
+    [Theory]
+    [InlineData("retry", new string[0], "all: give --task, --queue, --finished-after or --finished-before")]
+    [InlineData("purge", new[] { "--state", "running", "--all" }, "state: 'running' tasks cannot be purged")]
+    [InlineData("retry", new[] { "--state", "zombie", "--all" }, "state: 'zombie' is not a state")]
+    [InlineData("retry", new[] { "--finished-before", "last week" }, "finished-before: 'last week' is neither an RFC 3339 time")]
+    [InlineData("purge", new[] { "--queue", "bad queue" }, "queue: 'bad queue' is not a valid queue name")]
+    [InlineData("purge", new[] { "--limit", "0", "--all" }, "limit: 0 is out of range")]
+    public async Task Invalid_bulk_filter_exits_two_naming_the_flag_and_touches_nothing(string command, string[] flags, string expected)
+    {
+        var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, [command, .. flags]);
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains(expected, error);
+        Assert.False(File.Exists(Path.Combine(_folder, "cli.db")), "a refused command must not touch the database");
+    }
+
+    [Fact]
+    public async Task Retry_and_purge_through_a_server_with_url()
+    {
+        await using var server = await TestServer.StartAsync();
+        var backend = server.Service<Conveyor.Backends.IConveyorBackend>();
+        var dead = await DeadTasksAsync(backend, "cli-url", 2);
+        var url = server.BaseAddress.ToString();
+
+        var unreachable = await ConveyorProcess.RunAsync(_folder, Environment, "purge", "--url", "http://127.0.0.1:1", "--queue", "cli-url");
+        var retry = await ConveyorProcess.RunAsync(_folder, Environment, "retry", "--url", url, "--queue", "cli-url", "--task", "conveyor.noop", "--json");
+
+        Assert.Equal(1, unreachable.ExitCode);
+        Assert.Contains("cannot reach http://127.0.0.1:1", unreachable.Error);
+        Assert.True(retry.ExitCode == 0, retry.Error);
+        Assert.Equal(2, JsonDocument.Parse(retry.Output).RootElement.GetProperty("retried").GetInt32());
+        var states = await backend.Store.GetStatesAsync(dead, CancellationToken.None);
+        Assert.All(states.Values, s => Assert.Equal(TaskState.Queued, s));
+        Assert.False(File.Exists(Path.Combine(_folder, "cli.db")), "--url must not touch the local database");
     }
 }

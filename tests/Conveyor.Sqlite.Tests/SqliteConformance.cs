@@ -23,9 +23,15 @@ public sealed class SqliteStoreTests : StoreConformance<SqliteTestBackend>;
 
 public sealed class SqliteStoreListTests : StoreListConformance<SqliteTestBackend>;
 
+public sealed class SqliteBulkTaskTests : BulkTaskConformance<SqliteTestBackend>;
+
 public sealed class SqliteCoordinationTests : CoordinationConformance<SqliteTestBackend>;
 
 public sealed class SqliteLeadershipTests : LeadershipConformance<SqliteTestBackend>;
+
+public sealed class SqliteScheduleTests : ScheduleConformance<SqliteTestBackend>;
+
+public sealed class SqliteUniqueKeyTests : UniqueKeyConformance<SqliteTestBackend>;
 
 public sealed class SqliteLimitTests : LimitConformance<SqliteTestBackend>;
 

@@ -25,9 +25,15 @@ public sealed class InMemoryStoreTests : StoreConformance<InMemoryTestBackend>;
 
 public sealed class InMemoryStoreListTests : StoreListConformance<InMemoryTestBackend>;
 
+public sealed class InMemoryBulkTaskTests : BulkTaskConformance<InMemoryTestBackend>;
+
 public sealed class InMemoryCoordinationTests : CoordinationConformance<InMemoryTestBackend>;
 
 public sealed class InMemoryLeadershipTests : LeadershipConformance<InMemoryTestBackend>;
+
+public sealed class InMemoryScheduleTests : ScheduleConformance<InMemoryTestBackend>;
+
+public sealed class InMemoryUniqueKeyTests : UniqueKeyConformance<InMemoryTestBackend>;
 
 public sealed class InMemoryLimitTests : LimitConformance<InMemoryTestBackend>;
 
@@ -79,6 +85,10 @@ public sealed class InMemoryWithoutCrossProcessNotifications : IConformanceBacke
         public ITaskStore Store => inner.Store;
 
         public ICoordinationBackend Coordination => inner.Coordination;
+
+        public IScheduleStore Schedules => inner.Schedules;
+
+        public IUniqueKeyStore UniqueKeys => inner.UniqueKeys;
 
         public INotifier Notifier => inner.Notifier;
 

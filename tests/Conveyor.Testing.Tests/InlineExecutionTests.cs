@@ -10,7 +10,7 @@ public sealed class InlineExecutionTests
     private static ConveyorTestHarness Inline(Action<InlineExecutionOptions>? options = null, TimeProvider? time = null) =>
         ConveyorTestHarness.Create(
             c => c.AddTask<ScoreFlight>(ScoreFlight.Name).AddTask<BrokenTask>(BrokenTask.Name).AddTask<FlakyTask>(FlakyTask.Name)
-                .AddTask<ImportFlights>(ImportFlights.Name).UseInMemoryBackend().UseInlineExecution(options),
+                .AddTask<ImportFlights>(ImportFlights.Name).AddTask<WaitingTask>(WaitingTask.Name).UseInMemoryBackend().UseInlineExecution(options),
             s => s.AddSingleton<Journal>().AddScoped<AttemptScope>(),
             time);
 
@@ -59,6 +59,38 @@ public sealed class InlineExecutionTests
         Assert.Equal(
             [TaskState.Queued, TaskState.Running, TaskState.Retrying, TaskState.Queued, TaskState.Running, TaskState.Succeeded],
             record.Transitions.Select(t => t.State));
+    }
+
+    [Fact]
+    public async Task Snoozes_run_again_at_once_inline_and_spend_no_attempt()
+    {
+        await using var harness = Inline();
+
+        var result = await harness.Client.EnqueueAsync(WaitingTask.Name, new EnqueueOptions { MaxAttempts = 1 });
+
+        Assert.Equal(TaskState.Succeeded, result.State);
+        Assert.Equal(["waiting attempt 1", "waiting attempt 1", "waiting attempt 1"], JournalOf(harness).Entries);
+        var record = await harness.Client.GetAsync(result.Id);
+        Assert.Equal(1, record!.Attempts);
+        Assert.Equal(["Conveyor.Snoozed", "Conveyor.Snoozed"], record.Errors.Select(e => e.Error.Type));
+    }
+
+    [Fact]
+    public async Task Without_skipped_delays_a_snooze_waits_for_its_time()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var harness = Inline(o => o.SkipRetryDelays = false, time);
+
+        var result = await harness.Client.EnqueueAsync(WaitingTask.Name);
+        Assert.Equal(TaskState.Retrying, result.State);
+        Assert.Equal(0, await harness.RunPendingAsync());
+
+        time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(1, await harness.RunPendingAsync());
+        time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(1, await harness.RunPendingAsync());
+
+        Assert.Equal(TaskState.Succeeded, (await harness.Client.GetAsync(result.Id))!.State);
     }
 
     [Fact]
@@ -184,6 +216,8 @@ public sealed class InlineExecutionTests
         public IQueueBackend Queue => _inner;
         public ITaskStore Store => _inner;
         public ICoordinationBackend Coordination => _inner;
+        public IScheduleStore Schedules => _inner;
+        public IUniqueKeyStore UniqueKeys => _inner;
         public INotifier Notifier => _inner.Notifier;
         public ILimitStore Limits => _inner.Limits;
         public BackendCapabilities Capabilities => _inner.Capabilities;

@@ -74,3 +74,17 @@ internal sealed class ImportFlights(ITaskClient client, Journal journal) : ITask
         journal.Add("import done");
     }
 }
+
+/// <summary>Snoozes on its first two runs, then succeeds: a task that waits for something to be ready.</summary>
+internal sealed class WaitingTask(Journal journal) : ITaskHandler<NoArgs>
+{
+    public const string Name = "test.waiting";
+
+    public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken)
+    {
+        journal.Add($"waiting attempt {context.Attempt}");
+        return journal.Entries.Count(e => e.StartsWith("waiting", StringComparison.Ordinal)) <= 2
+            ? throw new SnoozeTaskException(TimeSpan.FromMinutes(1))
+            : Task.CompletedTask;
+    }
+}

@@ -140,3 +140,80 @@ public sealed class TaskRegistryUnitTests
         Assert.Equal("""{"output":"a.png@64"}""", result);
     }
 }
+
+public sealed class TaskRetryRegistrationUnitTests
+{
+    [TaskRetry(Backoff = RetryBackoff.Fixed, DelaySeconds = 30, Jitter = 0.1, MaxAttempts = 9, MaxSnoozes = 1440,
+        RetryOn = [typeof(HttpRequestException), typeof(TimeoutException)], NeverRetryOn = [typeof(ArgumentException)])]
+    private sealed class CallScoring : ITaskHandler<NoArgs>
+    {
+        public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    [TaskRetry(DelaySeconds = 2, MaxDelaySeconds = 60)]
+    private sealed class ExponentialOnly : ITaskHandler<NoArgs>
+    {
+        public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    private sealed class Plain : ITaskHandler<NoArgs>
+    {
+        public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    private static TaskDefaults Defaults<THandler>(Action<TaskDefaults>? configure = null) where THandler : class
+    {
+        var registry = new ServiceCollection().AddConveyor().AddTask<THandler>("t", configure).Registry;
+        Assert.True(registry.TryGet("t", out var descriptor));
+        return descriptor.Defaults;
+    }
+
+    [Fact]
+    public void The_attribute_sets_the_tasks_policy_attempts_and_snooze_limit()
+    {
+        var defaults = Defaults<CallScoring>();
+
+        Assert.Equal(RetryPolicy.Fixed(TimeSpan.FromSeconds(30), 0.1) with
+        {
+            RetryOn = ["System.Net.Http.HttpRequestException", "System.TimeoutException"],
+            NeverRetryOn = ["System.ArgumentException"],
+        }, defaults.Retry);
+        Assert.Equal(9, defaults.MaxAttempts);
+        Assert.Equal(1440, defaults.MaxSnoozes);
+    }
+
+    [Fact]
+    public void Unset_attribute_properties_leave_the_defaults()
+    {
+        var defaults = Defaults<ExponentialOnly>();
+
+        Assert.Equal(RetryPolicy.Exponential(TimeSpan.FromSeconds(2), TimeSpan.FromMinutes(1)), defaults.Retry);
+        Assert.Equal(5, defaults.MaxAttempts);
+        Assert.Null(defaults.MaxSnoozes);
+        Assert.Equal(RetryPolicy.Default, Defaults<Plain>().Retry);
+    }
+
+    [Fact]
+    public void Code_at_registration_wins_over_the_attribute()
+    {
+        var defaults = Defaults<CallScoring>(t => t.Retry = t.Retry with { RetryOn = [] });
+
+        Assert.Empty(defaults.Retry.RetryOn);
+        Assert.Equal(TimeSpan.FromSeconds(30), defaults.Retry.BaseDelay);
+        Assert.Equal(9, defaults.MaxAttempts);
+    }
+
+    [Fact]
+    public void Invalid_defaults_are_refused_at_registration_naming_the_task_and_the_setting()
+    {
+        var error = Assert.Throws<ArgumentException>(() => Defaults<Plain>(t =>
+        {
+            t.Retry = RetryPolicy.Default with { Jitter = 3 };
+            t.MaxSnoozes = -1;
+        }));
+
+        Assert.Contains("Task 't'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Retry.jitter", error.Message, StringComparison.Ordinal);
+        Assert.Contains("MaxSnoozes", error.Message, StringComparison.Ordinal);
+    }
+}

@@ -17,6 +17,8 @@ public sealed class TaskRequestValidatorUnitTests
         public Backends.IQueueBackend Queue => throw new InvalidOperationException("the backend must not be reached");
         public Backends.ITaskStore Store => throw new InvalidOperationException("the backend must not be reached");
         public Backends.ICoordinationBackend Coordination => throw new InvalidOperationException("the backend must not be reached");
+        public Backends.IScheduleStore Schedules => throw new InvalidOperationException("the backend must not be reached");
+        public Backends.IUniqueKeyStore UniqueKeys => throw new InvalidOperationException("the backend must not be reached");
         public Backends.INotifier Notifier => throw new InvalidOperationException("the backend must not be reached");
         public Backends.ILimitStore Limits => throw new InvalidOperationException("the backend must not be reached");
         public Backends.BackendCapabilities Capabilities => throw new InvalidOperationException("the backend must not be reached");
@@ -204,5 +206,40 @@ public sealed class TaskRequestValidatorUnitTests
         ]));
 
         Assert.Equal(["tasks[1].priority"], error.Errors.Select(e => e.Field));
+    }
+}
+
+public sealed class RetryRequestValidationUnitTests
+{
+    private static List<FieldError> Validate(EnqueueOptions options, string prefix = "")
+    {
+        var errors = new List<FieldError>();
+        TaskRequestValidator.Validate(new TaskRequest("flights.score", null, options), null, requireRegistered: false, prefix, errors);
+        return errors;
+    }
+
+    [Fact]
+    public void A_valid_policy_passes()
+    {
+        Assert.Empty(Validate(new EnqueueOptions { Retry = RetryPolicy.Fixed(TimeSpan.FromSeconds(5)).WithRetryOn<TimeoutException>() }));
+    }
+
+    [Fact]
+    public void Policy_problems_are_named_under_retry_and_the_batch_prefix()
+    {
+        var errors = Validate(new EnqueueOptions { Retry = RetryPolicy.Default with { Jitter = 2, RetryOn = ["not valid"] } }, "tasks[2].");
+
+        Assert.Equal(["tasks[2].retry.jitter", "tasks[2].retry.retryOn[0]"], errors.Select(e => e.Field));
+    }
+
+    [Theory]
+    [InlineData("conveyor-retry-on")]
+    [InlineData("Conveyor-Never-Retry-On")]
+    public void Reserved_headers_cannot_be_set_by_an_enqueue(string name)
+    {
+        var error = Assert.Single(Validate(new EnqueueOptions { Headers = new Dictionary<string, string> { [name] = "X" } }));
+
+        Assert.Equal($"headers.{name}", error.Field);
+        Assert.Contains("reserved", error.Message, StringComparison.Ordinal);
     }
 }

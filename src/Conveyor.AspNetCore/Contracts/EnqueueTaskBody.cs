@@ -31,8 +31,37 @@ public sealed record EnqueueTaskBody
     public string? Timeout { get; init; }
     /// <summary>Enqueueing again with the same key returns the first task (200) instead of a new one. 1 to 200 characters.</summary>
     public string? IdempotencyKey { get; init; }
-    /// <summary>String headers carried with the task (trace context, parent ids).</summary>
+    /// <summary>At most one queued or running task per key: while one holds it, an enqueue answers 200 with that task and
+    /// <c>Conveyor-Deduplicated: uniqueKey</c>. 1 to 200 characters.</summary>
+    public string? UniqueKey { get; init; }
+    /// <summary>How long the unique key stays held after its task finishes (ISO 8601 or seconds). Default: released at once.</summary>
+    public string? UniqueFor { get; init; }
+    /// <summary>String headers carried with the task (trace context, parent ids). <c>conveyor-retry-on</c> and
+    /// <c>conveyor-never-retry-on</c> are reserved.</summary>
     public IReadOnlyDictionary<string, string>? Headers { get; init; }
+    /// <summary>How failed attempts are retried; fields left out keep the task's own policy.</summary>
+    public RetryBody? Retry { get; init; }
+}
+
+/// <summary>The <c>retry</c> object of an enqueue body. Every field is optional: one left out keeps the task's own policy
+/// (its registration, else exponential from 1 s to 10 min, ±20 %, every exception retried).</summary>
+[JsonNumberHandling(JsonNumberHandling.Strict)]
+public sealed record RetryBody
+{
+    /// <summary><c>exponential</c> (the delay doubles up to <see cref="MaxDelay"/>) or <c>fixed</c> (the same delay every time).
+    /// Default: the task's; exponential when only <see cref="MaxDelay"/> is given.</summary>
+    public string? Backoff { get; init; }
+    /// <summary>Delay after the first failure (every failure's, when fixed): an ISO 8601 duration or seconds, 0 to 365 days.</summary>
+    public string? Delay { get; init; }
+    /// <summary>Longest delay of an exponential backoff, at least <see cref="Delay"/>; not given with a fixed one.</summary>
+    public string? MaxDelay { get; init; }
+    /// <summary>Relative spread of the delays, 0 to 1 (0.2: ±20 %).</summary>
+    public double? Jitter { get; init; }
+    /// <summary>When given and not empty, only these exceptions (or ones derived from them) are retried; others make the task
+    /// dead at once. Full or short .NET type names, at most 50.</summary>
+    public IReadOnlyList<string>? RetryOn { get; init; }
+    /// <summary>These exceptions (or ones derived from them) are never retried; wins over <see cref="RetryOn"/>. At most 50.</summary>
+    public IReadOnlyList<string>? NeverRetryOn { get; init; }
 }
 
 /// <summary>The body of <c>POST /api/v1/tasks/batch</c>: enqueued all or none.</summary>

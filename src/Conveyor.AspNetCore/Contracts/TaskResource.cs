@@ -29,6 +29,8 @@ public sealed record TaskResource
     public int Attempts { get; init; }
     /// <summary>Attempts allowed in all.</summary>
     public int MaxAttempts { get; init; }
+    /// <summary>How failed attempts are retried.</summary>
+    public RetryResource? Retry { get; init; }
     /// <summary>Enqueue time.</summary>
     public DateTimeOffset CreatedAt { get; init; }
     /// <summary>When the last attempt started.</summary>
@@ -67,6 +69,7 @@ public sealed record TaskResource
             Errors = record.Errors.Select(e => new AttemptErrorResource(e.Attempt, e.At, TaskErrorResource.From(e.Error))).ToList(),
             Attempts = record.Attempts,
             MaxAttempts = record.MaxAttempts,
+            Retry = RetryResource.From(record.Retry),
             CreatedAt = record.CreatedAt,
             StartedAt = record.StartedAt,
             FinishedAt = record.FinishedAt,
@@ -94,6 +97,7 @@ public sealed record TaskResource
             Priority = message.Priority,
             Args = EmbeddedJson(message.Args),
             MaxAttempts = message.MaxAttempts,
+            Retry = RetryResource.From(message.Retry),
             CreatedAt = message.CreatedAt,
             NotBefore = message.NotBefore,
             ExpiresAt = message.ExpiresAt,
@@ -105,7 +109,7 @@ public sealed record TaskResource
 
     // Arguments enqueued through the .NET client are not checked to be JSON; such text is shown as a JSON string
     // rather than failing the whole answer.
-    private static JsonElement? EmbeddedJson(string? json)
+    internal static JsonElement? EmbeddedJson(string? json)
     {
         if (json is null)
         {
@@ -121,6 +125,32 @@ public sealed record TaskResource
             return JsonSerializer.SerializeToElement(json);
         }
     }
+}
+
+/// <summary>A task's retry policy, as the <c>retry</c> object of an enqueue body gives it.</summary>
+/// <param name="Backoff"><c>exponential</c> or <c>fixed</c>.</param>
+/// <param name="Delay">Delay after the first failure, ISO 8601 (<c>PT1S</c>).</param>
+/// <param name="MaxDelay">Longest delay; equal to <paramref name="Delay"/> when fixed.</param>
+/// <param name="Jitter">Relative spread of the delays, 0 to 1.</param>
+/// <param name="RetryOn">When not empty, the only exceptions retried.</param>
+/// <param name="NeverRetryOn">Exceptions never retried.</param>
+public sealed record RetryResource(
+    [property: JsonConverter(typeof(ApiEnumConverter<RetryBackoff>))] RetryBackoff Backoff,
+    string Delay, string MaxDelay, double Jitter, IReadOnlyList<string> RetryOn, IReadOnlyList<string> NeverRetryOn)
+{
+    // Most tasks have the default policy: its resource is built once (the enqueue answer is on the hot path).
+    private static readonly RetryResource DefaultResource = Build(RetryPolicy.Default);
+
+    /// <summary>The resource of a policy.</summary>
+    public static RetryResource From(RetryPolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        return ReferenceEquals(policy, RetryPolicy.Default) || policy.Equals(RetryPolicy.Default) ? DefaultResource : Build(policy);
+    }
+
+    private static RetryResource Build(RetryPolicy policy) => new(policy.Backoff,
+        System.Xml.XmlConvert.ToString(policy.BaseDelay), System.Xml.XmlConvert.ToString(policy.MaxDelay), policy.Jitter,
+        policy.RetryOn, policy.NeverRetryOn);
 }
 
 /// <summary>An error raised by an attempt.</summary>
@@ -154,6 +184,14 @@ public sealed record TransitionResource(
 /// <param name="Items">The tasks.</param>
 /// <param name="NextCursor">Pass as <c>cursor</c> to get the next page; null on the last page.</param>
 public sealed record TaskPageResource(IReadOnlyList<TaskResource> Items, string? NextCursor);
+
+/// <summary>The answer to <c>POST /api/v1/tasks/retry</c>.</summary>
+/// <param name="Retried">How many tasks were queued again.</param>
+public sealed record BulkRetryResource(int Retried);
+
+/// <summary>The answer to <c>POST /api/v1/tasks/purge</c>.</summary>
+/// <param name="Purged">How many tasks were deleted.</param>
+public sealed record BulkPurgeResource(int Purged);
 
 /// <summary>The answer to <c>POST /api/v1/tasks/batch</c>.</summary>
 /// <param name="Ids">One id per task, in the order given; an idempotency key that matched gives the existing task's id.</param>

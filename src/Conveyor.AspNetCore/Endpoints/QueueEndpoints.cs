@@ -45,7 +45,7 @@ internal static class QueueEndpoints
         if (!QueueNames.IsValid(name))
         {
             return ApiProblems.Field(StatusCodes.Status400BadRequest, "name",
-                $"'{name}' is not a valid queue name: 1 to {QueueNames.MaxLength} letters, digits, '.', '-', '_' or ':'");
+                $"'{name}' is not a valid queue name: 1 to {QueueNames.MaxLength} letters, digits, '.', '-' or '_'");
         }
         if (paused)
         {

@@ -11,9 +11,12 @@ using Microsoft.Extensions.Options;
 
 namespace Conveyor.AspNetCore.Endpoints;
 
-/// <summary><c>/api/v1/tasks</c>: enqueue, read, list, cancel and retry.</summary>
+/// <summary><c>/api/v1/tasks</c>: enqueue, read, list, cancel and retry; bulk retry and purge by filter.</summary>
 internal static class TaskEndpoints
 {
+    /// <summary>Header of a 200 answer to an enqueue that returned an existing task: which key matched.</summary>
+    public const string DeduplicatedHeader = "Conveyor-Deduplicated";
+
     public static void Map(RouteGroupBuilder api)
     {
         api.MapPost("/tasks", EnqueueAsync)
@@ -28,6 +31,22 @@ internal static class TaskEndpoints
             .WithName("EnqueueTasks")
             .WithSummary("Enqueue many tasks, all or none")
             .Accepts<EnqueueBatchBody>("application/json")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
+        api.MapPost("/tasks/retry", RetryManyAsync)
+            .WithName("RetryTasks")
+            .WithSummary("Queue again, with fresh attempts, every dead (or cancelled, or expired) task matching a filter")
+            .WithDescription("200 with how many were queued again. Works a page at a time (Conveyor:BulkBatchSize), never in one transaction.")
+            .Accepts<TaskFilterBody>("application/json")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
+        api.MapPost("/tasks/purge", PurgeAsync)
+            .WithName("PurgeTasks")
+            .WithSummary("Delete every dead (or cancelled, expired, succeeded) task matching a filter")
+            .WithDescription("200 with how many were deleted. Works a page at a time (Conveyor:BulkBatchSize), never in one transaction.")
+            .Accepts<TaskFilterBody>("application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
@@ -110,7 +129,9 @@ internal static class TaskEndpoints
                 // The hot path: answer from the message just stored, without a read back (a fifth of the server's CPU under load).
                 return TypedResults.Created(TaskLocation(http, result.Id), TaskResource.FromNew(message, result.State));
             }
-            // The idempotency key matched: show the existing task as GET does. Null only if retention deleted it in between.
+            // The idempotency key or the unique key matched: show the existing task as GET does, and say which key matched.
+            // Null only if retention deleted it in between.
+            http.Response.Headers[DeduplicatedHeader] = result.MatchedUniqueKey ? "uniqueKey" : "idempotencyKey";
             var record = await client.GetAsync(result.Id, cancellationToken).ConfigureAwait(false);
             var resource = record is null
                 ? new TaskResource { Id = result.Id, Task = request!.Task, Queue = request.Options?.Queue ?? QueueNames.Default, State = result.State }
@@ -186,6 +207,58 @@ internal static class TaskEndpoints
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, ex.Errors);
             }
             return TypedResults.Created((string?)null, new BatchResource(results.Select(r => r.Id).ToList()));
+        }
+    }
+
+    private static async Task<Results<Ok<BulkRetryResource>, ProblemHttpResult>> RetryManyAsync(
+        HttpContext http, [FromServices] ITaskClient client, [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
+    {
+        var (filter, problem) = await ReadFilterAsync(http, options.Value, purge: false, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
+        {
+            return problem;
+        }
+        try
+        {
+            return TypedResults.Ok(new BulkRetryResource(await client.RetryManyAsync(filter!, cancellationToken).ConfigureAwait(false)));
+        }
+        catch (TaskValidationException ex)
+        {
+            return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, ex.Errors);
+        }
+    }
+
+    private static async Task<Results<Ok<BulkPurgeResource>, ProblemHttpResult>> PurgeAsync(
+        HttpContext http, [FromServices] ITaskClient client, [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
+    {
+        var (filter, problem) = await ReadFilterAsync(http, options.Value, purge: true, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
+        {
+            return problem;
+        }
+        try
+        {
+            return TypedResults.Ok(new BulkPurgeResource(await client.PurgeAsync(filter!, cancellationToken).ConfigureAwait(false)));
+        }
+        catch (TaskValidationException ex)
+        {
+            return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, ex.Errors);
+        }
+    }
+
+    private static async Task<(TaskFilter? Filter, ProblemHttpResult? Problem)> ReadFilterAsync(
+        HttpContext http, ConveyorApiOptions options, bool purge, CancellationToken cancellationToken)
+    {
+        var (document, problem) = await ReadJsonBodyAsync(http, options, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
+        {
+            return (null, problem);
+        }
+        using (document)
+        {
+            var errors = new List<FieldError>();
+            var filter = TaskFilterReader.Read(document!.RootElement, purge, errors);
+            return errors.Count > 0 ? (null, ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors)) : (filter, null);
         }
     }
 

@@ -54,13 +54,14 @@ internal sealed class BackendHealthCheck(IConveyorBackend backend, IOptions<Conv
     }
 }
 
-/// <summary>Ready when this process's worker, if it runs one, is running and reaches the backend.</summary>
-internal sealed class WorkerHealthCheck(WorkerStatus status, IOptions<ConveyorOptions> options) : IHealthCheck
+/// <summary>Ready when this process's worker, if it runs one, is running and reaches the backend. Its data also says
+/// whether this process leads (runs the schedules and the other leader-only services).</summary>
+internal sealed class WorkerHealthCheck(WorkerStatus status, ILeadership leadership, IOptions<ConveyorOptions> options) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        var data = new Dictionary<string, object> { ["workerId"] = status.WorkerId, ["running"] = status.Running };
-        var result = !options.Value.RunWorker ? HealthCheckResult.Healthy("No worker runs in this process.")
+        var data = new Dictionary<string, object> { ["workerId"] = status.WorkerId, ["running"] = status.Running, ["leader"] = leadership.IsLeader };
+        var result = !options.Value.RunWorker ? HealthCheckResult.Healthy("No worker runs in this process.", data)
             : !status.BackendReachable ? HealthCheckResult.Unhealthy("The worker cannot reach the backend.", data: data)
             : !status.IsRunning ? HealthCheckResult.Unhealthy("The worker is not running (starting or stopped).", data: data)
             : HealthCheckResult.Healthy("The worker is running.", data);

@@ -71,7 +71,10 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         int? maxAttempts = null;
         TimeSpan? timeout = null;
         string? idempotencyKey = null;
+        string? uniqueKey = null;
+        TimeSpan? uniqueFor = null;
         Dictionary<string, string>? headers = null;
+        JsonElement? retryElement = null;
         foreach (var property in element.EnumerateObject())
         {
             var value = property.Value;
@@ -112,14 +115,27 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
                 case "idempotencyKey":
                     idempotencyKey = ReadString(value, field, errors);
                     break;
+                case "uniqueKey":
+                    uniqueKey = ReadString(value, field, errors);
+                    break;
+                case "uniqueFor":
+                    uniqueFor = ReadDuration(value, field, errors);
+                    break;
                 case "headers":
                     headers = ReadHeaders(value, field, errors);
                     break;
+                case "retry":
+                    retryElement = value;
+                    break;
                 default:
-                    errors.Add(new(field, "is not a field of a task; known fields: task, args, queue, priority, delay, eta, expiresAt, maxAttempts, timeout, idempotencyKey, headers"));
+                    errors.Add(new(field, "is not a field of a task; known fields: task, args, queue, priority, delay, eta, expiresAt, maxAttempts, timeout, idempotencyKey, uniqueKey, uniqueFor, headers, retry"));
                     break;
             }
         }
+        // Read once the task's name is known: fields the retry object leaves out keep the task's own policy.
+        var retry = retryElement is { } retryValue
+            ? RetryRequestReader.Read(retryValue, prefix + "retry", TaskPolicy(task), errors)
+            : null;
         if (expiresAt is { } expiry && expiry <= time.GetUtcNow())
         {
             errors.Add(new(prefix + "expiresAt", "is in the past: the task would expire before it could run"));
@@ -132,8 +148,11 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
             Eta = eta,
             ExpiresAt = expiresAt,
             MaxAttempts = maxAttempts,
+            Retry = retry,
             Timeout = timeout,
             IdempotencyKey = idempotencyKey,
+            UniqueKey = uniqueKey,
+            UniqueFor = uniqueFor,
             Headers = headers,
         });
         // The rules run even when a field failed to read, so one answer lists every problem; a field already
@@ -145,7 +164,12 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return request;
     }
 
-    private static string? ReadString(JsonElement value, string field, List<FieldError> errors)
+    /// <summary>The retry policy of <paramref name="task"/> as this process registered it; the default for a task it
+    /// does not register (one a remote worker declares).</summary>
+    private RetryPolicy TaskPolicy(string? task) =>
+        task is not null && registry.TryGet(task, out var descriptor) ? descriptor.Defaults.Retry : RetryPolicy.Default;
+
+    internal static string? ReadString(JsonElement value, string field, List<FieldError> errors)
     {
         if (value.ValueKind == JsonValueKind.String)
         {
@@ -155,7 +179,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return null;
     }
 
-    private static int? ReadInt(JsonElement value, string field, List<FieldError> errors)
+    internal static int? ReadInt(JsonElement value, string field, List<FieldError> errors)
     {
         if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var number))
         {
@@ -167,7 +191,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return null;
     }
 
-    private static TimeSpan? ReadDuration(JsonElement value, string field, List<FieldError> errors)
+    internal static TimeSpan? ReadDuration(JsonElement value, string field, List<FieldError> errors)
     {
         var problem = ApiValues.TryReadDuration(value, out var duration);
         if (problem is null)
@@ -211,7 +235,7 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
         return headers;
     }
 
-    private static string Describe(JsonElement value) => value.ValueKind switch
+    internal static string Describe(JsonElement value) => value.ValueKind switch
     {
         JsonValueKind.Object => "an object",
         JsonValueKind.Array => "an array",

@@ -270,7 +270,7 @@ internal static class EnqueueCommand
             : JsonValue.Create(text);
     }
 
-    private static string DescribeProblem(string text)
+    internal static string DescribeProblem(string text)
     {
         try
         {

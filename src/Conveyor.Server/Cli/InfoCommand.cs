@@ -88,7 +88,7 @@ internal static class InfoCommand
         return text.ToString();
     }
 
-    private static void AppendTable(StringBuilder text, List<string[]> rows, Func<int, bool> rightAligned)
+    internal static void AppendTable(StringBuilder text, List<string[]> rows, Func<int, bool> rightAligned)
     {
         var widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(r => r[c].Length)).ToArray();
         foreach (var row in rows)
@@ -100,7 +100,7 @@ internal static class InfoCommand
 
     private static string N(long value) => value.ToString(CultureInfo.InvariantCulture);
 
-    private static string Ago(TimeSpan span) =>
+    internal static string Ago(TimeSpan span) =>
         span < TimeSpan.Zero ? "0s"
         : span.TotalSeconds < 120 ? $"{(int)span.TotalSeconds}s"
         : span.TotalMinutes < 120 ? $"{(int)span.TotalMinutes}m"

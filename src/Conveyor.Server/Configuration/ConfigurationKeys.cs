@@ -67,7 +67,19 @@ internal static class ConfigurationKeys
         {
             return true;
         }
-        var withoutIndexes = string.Join(':', key.Split(':').Where(part => !int.TryParse(part, out _)));
+        // An entry of a map setting: Conveyor:Schedules:nightly:Cron is known as Conveyor:Schedules:*:Cron.
+        var parts = key.Split(':');
+        for (var i = 1; i < parts.Length - 1; i++)
+        {
+            var named = string.Join(':', parts[..i]) + ":" + AnyName;
+            if (Known.Value.Any(k => k.StartsWith(named + ":", StringComparison.OrdinalIgnoreCase))
+                && Known.Value.Contains(named + ":" + string.Join(':', parts[(i + 1)..])))
+            {
+                return true;
+            }
+        }
+        // An item of a list of settings objects: Conveyor:Limits:0:Rate is known as Conveyor:Limits:Rate.
+        var withoutIndexes = string.Join(':', parts.Where(part => !int.TryParse(part, out _)));
         return withoutIndexes != key && Known.Value.Contains(withoutIndexes);
     }
 
@@ -91,7 +103,12 @@ internal static class ConfigurationKeys
         {
             var key = prefix + ":" + property.Name;
             var propertyType = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
-            if (ListOfObjects(propertyType) is { } item)
+            if (MapValueType(propertyType) is { } valueType)
+            {
+                // A map of named entries (Conveyor:Schedules:{name}:Cron): any name, then the entry type's keys.
+                Add(keys, key + ":" + AnyName, valueType);
+            }
+            else if (ListOfObjects(propertyType) is { } item)
             {
                 // Conveyor:Limits:0:Rate is known as Conveyor:Limits:Rate (IsKnown drops the indexes).
                 Add(keys, key, item);
@@ -106,6 +123,16 @@ internal static class ConfigurationKeys
             }
         }
     }
+
+    /// <summary>Stands for the entry's name in the keys of a map setting.</summary>
+    private const string AnyName = "*";
+
+    /// <summary>The entry type of a string-keyed map of option objects, or null.</summary>
+    private static Type? MapValueType(Type type) =>
+        type.IsGenericType && type.GetGenericTypeDefinition() == typeof(IDictionary<,>) && type.GetGenericArguments()[0] == typeof(string)
+            && type.GetGenericArguments()[1] is { IsClass: true } value && !IsLeaf(value)
+            ? value
+            : null;
 
     /// <summary>The item type of a list of settings objects (<c>IList&lt;LimitRule&gt;</c>), or null.</summary>
     private static Type? ListOfObjects(Type type) =>

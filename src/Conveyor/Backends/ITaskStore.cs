@@ -55,6 +55,13 @@ public interface ITaskStore
     /// <summary>Deletes up to <paramref name="maxCount"/> tasks that reached a terminal state before
     /// <paramref name="finishedBefore"/>. Returns how many.</summary>
     Task<int> PurgeFinishedAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken);
+
+    /// <summary>Deletes the tasks of <paramref name="taskIds"/> that are in <paramref name="state"/>, a terminal state,
+    /// with their idempotency keys; leaves the others (unknown, or in another state by now: a task retried meanwhile is
+    /// never pulled from under its worker). One bounded statement or script per call: callers pass bounded batches (a
+    /// bulk purge passes one page, <see cref="ConveyorOptions.BulkBatchSize"/>, 500 by default). Returns how many.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="state"/> is not terminal.</exception>
+    Task<int> DeleteAsync(IReadOnlyCollection<Guid> taskIds, TaskState state, CancellationToken cancellationToken);
 }
 
 /// <summary>
@@ -120,6 +127,10 @@ public interface IConveyorBackend
     ITaskStore Store { get; }
     /// <summary>The coordination role.</summary>
     ICoordinationBackend Coordination { get; }
+    /// <summary>The schedule state of the coordination role: periodic schedules and their last fires.</summary>
+    IScheduleStore Schedules { get; }
+    /// <summary>The unique-key claims of the coordination role (<see cref="TaskMessage.UniqueKey"/>).</summary>
+    IUniqueKeyStore UniqueKeys { get; }
     /// <summary>The notifier role: publish/subscribe on named channels across the processes sharing this backend.</summary>
     INotifier Notifier { get; }
     /// <summary>The limit counters (a coordination sub-role): rate-limit reservations and concurrency slots shared by every

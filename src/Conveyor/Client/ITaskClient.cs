@@ -17,12 +17,19 @@ public sealed record EnqueueOptions
     public DateTimeOffset? ExpiresAt { get; init; }
     /// <summary>Attempts in all, 1 to 1,000.</summary>
     public int? MaxAttempts { get; init; }
-    /// <summary>Backoff between attempts.</summary>
+    /// <summary>Backoff between attempts and which exceptions are retried; replaces the task type's policy as a whole.
+    /// Default: the task's (<see cref="TaskDefaults.Retry"/>), else <see cref="RetryPolicy.Default"/>.</summary>
     public RetryPolicy? Retry { get; init; }
     /// <summary>Time limit of one attempt.</summary>
     public TimeSpan? Timeout { get; init; }
     /// <summary>Enqueueing twice with the same key returns the first task. At most 200 characters.</summary>
     public string? IdempotencyKey { get; init; }
+    /// <summary>At most one queued or running task per key (and, with <see cref="UniqueFor"/>, finished within that
+    /// window): a duplicate enqueue returns the live task, with <see cref="EnqueueResult.MatchedUniqueKey"/> set. At most
+    /// 200 characters.</summary>
+    public string? UniqueKey { get; init; }
+    /// <summary>How long the <see cref="UniqueKey"/> stays held after the task finishes. Default: released at once.</summary>
+    public TimeSpan? UniqueFor { get; init; }
     /// <summary>Headers carried with the message.</summary>
     public IReadOnlyDictionary<string, string>? Headers { get; init; }
 }
@@ -52,6 +59,16 @@ public interface ITaskClient
 
     /// <summary>Queues a dead, cancelled or expired task again.</summary>
     Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken = default);
+
+    /// <summary>Queues again, with a fresh set of attempts, every task matching <paramref name="filter"/> (dead, cancelled
+    /// or expired), in bounded steps (<see cref="ConveyorOptions.BulkBatchSize"/>); returns how many.</summary>
+    /// <exception cref="TaskValidationException">The filter is invalid; its errors name the fields.</exception>
+    Task<int> RetryManyAsync(TaskFilter filter, CancellationToken cancellationToken = default);
+
+    /// <summary>Deletes every task matching <paramref name="filter"/> (dead, cancelled, expired or succeeded), with its
+    /// history and idempotency key, in bounded steps (<see cref="ConveyorOptions.BulkBatchSize"/>); returns how many.</summary>
+    /// <exception cref="TaskValidationException">The filter is invalid; its errors name the fields.</exception>
+    Task<int> PurgeAsync(TaskFilter filter, CancellationToken cancellationToken = default);
 
     /// <summary>Reads a task's state, result and history.</summary>
     Task<TaskRecord?> GetAsync(Guid taskId, CancellationToken cancellationToken = default);

@@ -4,7 +4,7 @@ namespace Conveyor;
 
 /// <summary>The default <see cref="ITaskClient"/>: validates, applies task defaults and calls the backend.</summary>
 internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry, TimeProvider time, SchedulerSignal signal,
-    EnqueuePipeline pipeline, TaskEventBus events, WorkerStatus status) : ITaskClient
+    EnqueuePipeline pipeline, TaskEventBus events, WorkerStatus status, Microsoft.Extensions.Options.IOptions<ConveyorOptions> options) : ITaskClient
 {
     public async Task<EnqueueResult> EnqueueAsync(TaskRequest request, CancellationToken cancellationToken = default)
     {
@@ -77,6 +77,8 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
             Retry = options?.Retry ?? defaults?.Retry ?? RetryPolicy.Default,
             Timeout = options?.Timeout ?? defaults?.Timeout,
             IdempotencyKey = options?.IdempotencyKey,
+            UniqueKey = options?.UniqueKey,
+            UniqueFor = options?.UniqueFor,
             Headers = options?.Headers,
             CreatedAt = now,
         };
@@ -113,6 +115,23 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
         }
         return outcome;
     }
+
+    public Task<int> RetryManyAsync(TaskFilter filter, CancellationToken cancellationToken = default) =>
+        BulkTaskOperations.RetryAsync(backend, filter, options.Value.BulkBatchSize, events.IsObserved ? PublishRetried : null, cancellationToken);
+
+    public Task<int> PurgeAsync(TaskFilter filter, CancellationToken cancellationToken = default) =>
+        BulkTaskOperations.PurgeAsync(backend, filter, options.Value.BulkBatchSize, cancellationToken);
+
+    private void PublishRetried(TaskRecord record) => events.Publish(new TaskEvent
+    {
+        Kind = TaskEventKind.Enqueued,
+        State = TaskState.Queued,
+        TaskId = record.Id,
+        Task = record.Task,
+        Queue = record.Queue,
+        At = time.GetUtcNow(),
+        Origin = status.WorkerId,
+    });
 
     /// <summary>Raises the event of a change made by hand; reads the task for its name and queue (only when observed).</summary>
     private async Task PublishChangeAsync(Guid taskId, TaskEventKind kind, CancellationToken cancellationToken)

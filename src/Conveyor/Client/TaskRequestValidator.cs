@@ -99,5 +99,28 @@ public static class TaskRequestValidator
         {
             errors.Add(new(prefix + "idempotencyKey", $"must be 1 to {MaxIdempotencyKeyLength} characters"));
         }
+        if (options.UniqueKey is { } unique && (unique.Length == 0 || unique.Length > MaxIdempotencyKeyLength))
+        {
+            errors.Add(new(prefix + "uniqueKey", $"must be 1 to {MaxIdempotencyKeyLength} characters"));
+        }
+        if (options.UniqueFor is { } window && window < TimeSpan.Zero)
+        {
+            errors.Add(new(prefix + "uniqueFor", "must not be negative"));
+        }
+        if (options.UniqueFor is not null && options.UniqueKey is null)
+        {
+            errors.Add(new(prefix + "uniqueFor", "needs a uniqueKey"));
+        }
+        if (options.Retry is { } retry)
+        {
+            errors.AddRange(retry.Validate(prefix + "retry."));
+        }
+        if (options.Headers is { } headers)
+        {
+            foreach (var name in headers.Keys.Where(Backends.RetryHeaders.IsReserved))
+            {
+                errors.Add(new($"{prefix}headers.{name}", "is reserved: Conveyor stores the retry policy's exception lists in it; set retry.retryOn or retry.neverRetryOn instead"));
+            }
+        }
     }
 }

@@ -4,9 +4,11 @@ namespace Conveyor;
 /// <typeparam name="TArgs">Arguments type, read from the message's JSON.</typeparam>
 public interface ITaskHandler<in TArgs>
 {
-    /// <summary>Runs one attempt. Throw to fail it (it is retried by the task's policy);
-    /// throw <see cref="PermanentTaskException"/> to fail without retries. The token fires on
-    /// cancellation, on the task's time limit and when the worker's shutdown grace ends.</summary>
+    /// <summary>Runs one attempt. Throw to fail it (it is retried by the task's <see cref="RetryPolicy"/>, if its
+    /// exception lists allow); throw <see cref="PermanentTaskException"/> to fail without retries,
+    /// <see cref="RetryTaskException"/> to retry at a given time, <see cref="SnoozeTaskException"/> to run again later
+    /// without spending an attempt. The token fires on cancellation, on the task's time limit and when the worker's
+    /// shutdown grace ends.</summary>
     Task HandleAsync(TArgs args, TaskContext context, CancellationToken cancellationToken);
 }
 

@@ -10,8 +10,14 @@ public sealed class TaskDefaults
     public string Queue { get; set; } = QueueNames.Default;
     /// <summary>Attempts in all. Default 5.</summary>
     public int MaxAttempts { get; set; } = 5;
-    /// <summary>Backoff between attempts. Default 1 s doubling to 10 min, ±20 %.</summary>
+    /// <summary>Backoff between attempts and which exceptions are retried. Default 1 s doubling to 10 min, ±20 %, every
+    /// exception retried; a <see cref="TaskRetryAttribute"/> on the handler sets it before the registration's own code runs.
+    /// An enqueue's own policy (<see cref="EnqueueOptions.Retry"/>) wins over it.</summary>
     public RetryPolicy Retry { get; set; } = RetryPolicy.Default;
+    /// <summary>Snoozes in a row (<see cref="SnoozeTaskException"/>) after which a task goes dead with
+    /// <c>Conveyor.SnoozeLimit</c>; null for the worker's <see cref="WorkerOptions.MaxSnoozes"/> (default 100). Read by the
+    /// worker that runs the task, from its own registration. 0 forbids snoozing.</summary>
+    public int? MaxSnoozes { get; set; }
     /// <summary>Time limit of one attempt; null for none. Default none.</summary>
     public TimeSpan? Timeout { get; set; }
     /// <summary>Priority. Default 0.</summary>
@@ -143,6 +149,19 @@ public sealed class TaskRegistry
     internal static TaskDescriptor Describe<THandler>(string name, TaskDefaults defaults) where THandler : class
     {
         var handlerType = typeof(THandler);
+        var problems = defaults.Retry.Validate("Retry.").Select(e => $"{e.Field}: {e.Message}").ToList();
+        if (defaults.MaxAttempts is < 1 or > TaskRequestValidator.MaxAttemptsLimit)
+        {
+            problems.Add($"MaxAttempts: {defaults.MaxAttempts} is out of range [1, {TaskRequestValidator.MaxAttemptsLimit}]");
+        }
+        if (defaults.MaxSnoozes is < 0)
+        {
+            problems.Add($"MaxSnoozes: {defaults.MaxSnoozes} is negative: give 0 (no snoozes) or more, or null for the worker's");
+        }
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException($"Task '{name}' ({handlerType.Name}) has invalid defaults: {string.Join("; ", problems)}.", nameof(defaults));
+        }
         foreach (var iface in handlerType.GetInterfaces())
         {
             if (!iface.IsGenericType)

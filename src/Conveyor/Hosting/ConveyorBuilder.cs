@@ -22,11 +22,14 @@ public sealed class ConveyorBuilder
     public TaskRegistry Registry { get; }
 
     /// <summary>Registers <typeparamref name="THandler"/> as the handler of task <paramref name="name"/>;
-    /// the handler is resolved in a new DI scope for every attempt.</summary>
+    /// the handler is resolved in a new DI scope for every attempt. A <see cref="TaskRetryAttribute"/> on the handler sets
+    /// the task's retry defaults first; <paramref name="configure"/> runs after it, so code at registration wins.</summary>
+    /// <exception cref="ArgumentException">The defaults are invalid (a retry policy out of range, attempts out of range).</exception>
     public ConveyorBuilder AddTask<THandler>(string name, Action<TaskDefaults>? configure = null) where THandler : class
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         var defaults = new TaskDefaults();
+        TaskRetryAttribute.ApplyTo<THandler>(defaults);
         configure?.Invoke(defaults);
         if (LimitRules.CheckTaskDefaults(defaults) is { } problem)
         {
@@ -77,6 +80,28 @@ public sealed class ConveyorBuilder
     {
         public void OnEvent(TaskEvent taskEvent) => observer(taskEvent);
     }
+
+    /// <summary>Declares a periodic schedule in code: the leader writes it to the backend at the start of each term (added
+    /// when missing, redefined when it differs, its state kept). Checked here: a bad field throws
+    /// <see cref="Scheduling.ScheduleValidationException"/> naming it.</summary>
+    public ConveyorBuilder AddSchedule(Scheduling.ScheduleDefinition definition)
+    {
+        Scheduling.ScheduleDefinitionValidator.ThrowIfInvalid(definition);
+        Services.AddSingleton(new Scheduling.DeclaredSchedule(definition));
+        return this;
+    }
+
+    /// <summary>Declares a cron schedule in code that enqueues <paramref name="task"/> with <paramref name="args"/>
+    /// (serialized to JSON). See <see cref="AddSchedule(Scheduling.ScheduleDefinition)"/>.</summary>
+    public ConveyorBuilder AddSchedule<TArgs>(string name, string cron, string task, TArgs args, string timeZone = "UTC") =>
+        AddSchedule(new Scheduling.ScheduleDefinition
+        {
+            Name = name,
+            Cron = cron,
+            TimeZone = timeZone,
+            Task = task,
+            Args = System.Text.Json.JsonSerializer.Serialize(args, ConveyorJson.Options),
+        });
 
     /// <summary>Uses <paramref name="factory"/> to build the backend (called once).</summary>
     public ConveyorBuilder UseBackend(Func<IServiceProvider, IConveyorBackend> factory)
@@ -172,6 +197,9 @@ public static class ConveyorServiceCollectionExtensions
             services.AddHostedService<DuePromoter>();
             services.AddHostedService<LeaseReaper>();
             services.AddHostedService<RetentionCleaner>();
+            services.TryAddSingleton<Scheduling.ScheduleClient>();
+            services.TryAddSingleton<Scheduling.IScheduleClient>(sp => sp.GetRequiredService<Scheduling.ScheduleClient>());
+            services.AddHostedService<Scheduling.ScheduleRunner>();
         }
         if (configure is not null)
         {

@@ -16,11 +16,20 @@ public sealed class ConveyorOptions
     /// Default true. When false, failed attempts are not logged by Conveyor.</summary>
     public bool LogTasks { get; set; } = true;
 
+    /// <summary>Most tasks one step of a bulk retry or purge (<see cref="ITaskClient.RetryManyAsync"/>,
+    /// <see cref="ITaskClient.PurgeAsync"/>) reads and changes: each step is one page of the task list and its own backend
+    /// calls, never one transaction over every match. 1 to 1,000 (the largest page of the task list); default 500.</summary>
+    public int BulkBatchSize { get; set; } = 500;
+
     /// <summary>Worker settings.</summary>
     public WorkerOptions Worker { get; set; } = new();
 
     /// <summary>Scheduler settings.</summary>
     public SchedulerOptions Scheduler { get; set; } = new();
+
+    /// <summary>Periodic schedules declared in configuration (<c>Conveyor:Schedules:{name}:Cron</c>, …), by name. The
+    /// leader writes them to the backend at the start of each term; docs/scheduling.md.</summary>
+    public IDictionary<string, Scheduling.ScheduleSettings> Schedules { get; } = new Dictionary<string, Scheduling.ScheduleSettings>(StringComparer.Ordinal);
 
     /// <summary>Rate and concurrency limits on tasks and queues, across every worker (<c>Conveyor:Limits:0:Task</c>,
     /// <c>…:Rate</c>, <c>…:Concurrency</c>, …; docs/limits.md). Each overrides what the task's registration set. Default none.</summary>
@@ -64,6 +73,11 @@ public sealed class WorkerOptions
 
     /// <summary>How long shutdown waits for running handlers before cancelling them. Default 30 s.</summary>
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Snoozes in a row (<see cref="SnoozeTaskException"/>) after which a task goes dead with
+    /// <c>Conveyor.SnoozeLimit</c>, for tasks whose registration sets no <see cref="TaskDefaults.MaxSnoozes"/>. 0 to
+    /// 100,000; default 100.</summary>
+    public int MaxSnoozes { get; set; } = 100;
 
     /// <summary>Most completions written in one backend call. Default 512.</summary>
     public int CompletionBatchSize { get; set; } = 512;

@@ -14,10 +14,26 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
     {
         ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
+        Range(failures, "Conveyor:BulkBatchSize", options.BulkBatchSize, 1, 1_000, "tasks read and changed per step of a bulk retry or purge; default 500");
         ValidateWorker(options.Worker, failures);
         ValidateScheduler(options.Scheduler, failures);
+        ValidateSchedules(options.Schedules, failures);
         failures.AddRange(LimitRules.Check(options.Limits));
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void ValidateSchedules(IDictionary<string, Scheduling.ScheduleSettings> schedules, List<string> failures)
+    {
+        foreach (var (name, settings) in schedules)
+        {
+            var errors = new List<FieldError>();
+            Scheduling.ScheduleDefinitionValidator.Validate(settings.ToDefinition(name), "", errors);
+            foreach (var error in errors)
+            {
+                var key = error.Field == "name" ? $"Conveyor:Schedules:{name}" : $"Conveyor:Schedules:{name}:{char.ToUpperInvariant(error.Field[0])}{error.Field[1..]}";
+                failures.Add($"{key}: {error.Message}.");
+            }
+        }
     }
 
     private static void ValidateWorker(WorkerOptions worker, List<string> failures)
@@ -29,6 +45,7 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
             Range(failures, W + "Prefetch", prefetch, 1, 100_000, "leases held at once; leave it unset for the automatic prefetch");
         }
         Range(failures, W + "FetchConcurrency", worker.FetchConcurrency, 1, 16, "fetches in flight at once; default 2");
+        Range(failures, W + "MaxSnoozes", worker.MaxSnoozes, 0, 100_000, "snoozes in a row before a task goes dead; default 100");
         Range(failures, W + "CompletionBatchSize", worker.CompletionBatchSize, 1, 100_000, "completions per backend call; default 512");
         if (worker.LeaseDuration < TimeSpan.FromSeconds(1))
         {

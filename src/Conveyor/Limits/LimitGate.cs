@@ -14,8 +14,8 @@ internal enum AdmissionKind
     /// <summary>Keep the lease here and start it at <see cref="Admission.At"/>, within <see cref="LimitGate.HoldHorizon"/>.</summary>
     Hold,
     /// <summary>Put it back, unstarted and with its attempt unspent, to come back at <see cref="Admission.At"/> with
-    /// <see cref="Admission.Headers"/>.</summary>
-    Snooze,
+    /// <see cref="Admission.Headers"/> (no error is recorded: it is not a handler's snooze, and does not count as one).</summary>
+    PutBack,
 }
 
 /// <summary>The limits stage's decision for one lease.</summary>
@@ -28,7 +28,7 @@ internal readonly record struct Admission(AdmissionKind Kind, DateTimeOffset At 
 /// The limits stage of the worker, between a fetch and the handlers (docs/limits.md): for each fetched batch it asks the
 /// limit store once per distinct key for what the batch needs (rate start times, concurrency slots) and decides, lease by
 /// lease, to start it now, hold it here until its start time (under <see cref="HoldHorizon"/>), or put it back unstarted
-/// (a snooze: its attempt is not spent, and it holds no worker slot while it waits). It keeps the concurrency slots its
+/// (its attempt is not spent, and it holds no worker slot while it waits). It keeps the concurrency slots its
 /// leases hold, extends them with the leases and frees them, in batches, when their leases end.
 /// </summary>
 /// <remarks>
@@ -39,16 +39,16 @@ internal readonly record struct Admission(AdmissionKind Kind, DateTimeOffset At 
 /// </remarks>
 internal sealed partial class LimitGate : IDisposable
 {
-    /// <summary>The header that carries the start time reserved for a snoozed task: <c>{attempt}:{µs since the epoch}</c>.
+    /// <summary>The header that carries the start time reserved for a task put back: <c>{attempt}:{µs since the epoch}</c>.
     /// It counts only for the same attempt (a retry after a run reserves anew) and until <see cref="RateGrace"/> (or the
     /// rate's interval, if longer) after that time.</summary>
-    public const string RateSlotHeader = "conveyor.rate-slot";
+    public const string RateSlotHeader = "conveyor-rate-slot";
 
     /// <summary>A start time this close ahead counts as now: 1 ms.</summary>
     internal static readonly TimeSpan Tolerance = TimeSpan.FromMilliseconds(1);
 
     /// <summary>Start times this close ahead are waited for here, holding the lease (not a handler); later ones are
-    /// snoozed through the backend: 1 s, or a quarter of the lease if shorter.</summary>
+    /// put back through the backend: 1 s, or a quarter of the lease if shorter.</summary>
     internal TimeSpan HoldHorizon { get; }
 
     /// <summary>How late a task may come back to a reserved start time and still use it: 1 s, or the rate's interval if
@@ -163,7 +163,7 @@ internal sealed partial class LimitGate : IDisposable
             {
                 admissions[i] = slot - now <= HoldHorizon
                     ? new Admission(AdmissionKind.Hold, slot)
-                    : new Admission(AdmissionKind.Snooze, slot, reserved[i] ? WithSlot(leases[i], slot) : null);
+                    : new Admission(AdmissionKind.PutBack, slot, reserved[i] ? WithSlot(leases[i], slot) : null);
             }
         }
         if (concurrencyOf is not null)
@@ -200,7 +200,7 @@ internal sealed partial class LimitGate : IDisposable
         var groups = new Dictionary<string, (int Limit, string Scope, List<int> Leases)>(StringComparer.Ordinal);
         for (var i = 0; i < leases.Count; i++)
         {
-            if (concurrencyOf[i] is not { } keys || admissions[i].Kind == AdmissionKind.Snooze)
+            if (concurrencyOf[i] is not { } keys || admissions[i].Kind == AdmissionKind.PutBack)
             {
                 continue;
             }
@@ -278,7 +278,7 @@ internal sealed partial class LimitGate : IDisposable
         {
             // A start time reserved for it stays its own: it uses it if it comes back within the grace.
             var headers = reserved[i] && slotOf[i] is { } slot ? WithSlot(leases[i], slot) : null;
-            admissions[i] = new Admission(AdmissionKind.Snooze, now + DeniedWait(scope, rank, limit), headers);
+            admissions[i] = new Admission(AdmissionKind.PutBack, now + DeniedWait(scope, rank, limit), headers);
         }
     }
 
@@ -324,11 +324,13 @@ internal sealed partial class LimitGate : IDisposable
         return slot >= now - grace ? slot : null;
     }
 
-    private static Dictionary<string, string> WithSlot(Lease lease, DateTimeOffset slot)
+    /// <summary>The task's headers as stored (<see cref="Completion.Headers"/>: with the reserved ones of its retry
+    /// policy) with the start time reserved for this attempt.</summary>
+    private static IReadOnlyDictionary<string, string>? WithSlot(Lease lease, DateTimeOffset slot)
     {
         var headers = lease.Message.Headers is { } existing ? new Dictionary<string, string>(existing, StringComparer.Ordinal) : new(StringComparer.Ordinal);
         headers[RateSlotHeader] = lease.Attempt.ToString(CultureInfo.InvariantCulture) + ":" + LimitTimes.ToMicroseconds(slot).ToString(CultureInfo.InvariantCulture);
-        return headers;
+        return RetryHeaders.ToStored(lease.Message with { Headers = headers });
     }
 
     /// <summary>The lease ended here (its outcome written, or it was handed back or lost): its slots are freed by the

@@ -8,6 +8,10 @@ public readonly record struct EnqueueResult(Guid Id, bool Created, TaskState Sta
 {
     /// <summary>The message as stored, when this call created the task (set by <see cref="ITaskClient"/>; backends leave it null).</summary>
     public TaskMessage? Message { get; init; }
+
+    /// <summary>True when nothing was created because a live task holds the message's <see cref="TaskMessage.UniqueKey"/>:
+    /// <see cref="Id"/> is that task's.</summary>
+    public bool MatchedUniqueKey { get; init; }
 }
 
 /// <summary>What a cancel did.</summary>

@@ -38,6 +38,15 @@ public sealed record TaskMessage
     /// <summary>Enqueueing twice with the same key returns the first task.</summary>
     public string? IdempotencyKey { get; init; }
 
+    /// <summary>At most one task of this key is queued or running (and, with <see cref="UniqueFor"/>, finished within
+    /// that window): an enqueue of a key held by a live task returns that task instead. Claimed at enqueue in the
+    /// coordination role (<see cref="Backends.IUniqueKeyStore"/>); backends do not store it with the task.</summary>
+    public string? UniqueKey { get; init; }
+
+    /// <summary>How long after its task finishes a <see cref="UniqueKey"/> stays held; null or zero: released when it
+    /// finishes.</summary>
+    public TimeSpan? UniqueFor { get; init; }
+
     /// <summary>Free-form headers: trace context, parent and root ids.</summary>
     public IReadOnlyDictionary<string, string>? Headers { get; init; }
 

@@ -56,6 +56,8 @@ public sealed record TaskRecord
     public int Attempts { get; init; }
     /// <summary>Attempts allowed in all.</summary>
     public int MaxAttempts { get; init; }
+    /// <summary>The retry policy it was enqueued with: backoff and the exceptions retried.</summary>
+    public RetryPolicy Retry { get; init; } = RetryPolicy.Default;
     /// <summary>Enqueue time.</summary>
     public DateTimeOffset CreatedAt { get; init; }
     /// <summary>Not-before time, if any.</summary>

@@ -53,6 +53,10 @@ public static class NotifierChannels
     /// <summary>A leader stepped down or was elected. Payload: the leadership's name.</summary>
     public const string Leader = "leader";
 
+    /// <summary>A periodic schedule was created, changed or deleted, so the leader looks at the schedules again at once.
+    /// Payload: the schedule's name.</summary>
+    public const string Schedules = "schedules";
+
     /// <summary>Whether <paramref name="channel"/> is a valid channel name: 1 to 63 letters, digits, <c>.</c>,
     /// <c>-</c> or <c>_</c> (63 is PostgreSQL's identifier limit, less a prefix is the backend's concern).</summary>
     public static bool IsValid(string? channel)

@@ -8,11 +8,11 @@ internal sealed class EnqueuePipeline
     private readonly IServiceProvider _services;
     private readonly EnqueueDelegate _entry;
 
-    public EnqueuePipeline(IEnumerable<IEnqueueMiddleware> middleware, IConveyorBackend backend, IServiceProvider services)
+    public EnqueuePipeline(IEnumerable<IEnqueueMiddleware> middleware, IConveyorBackend backend, IServiceProvider services, TimeProvider time)
     {
         _services = services;
-        EnqueueDelegate next = async context =>
-            await backend.Queue.EnqueueAsync((TaskMessage[])context.Messages, context.CancellationToken).ConfigureAwait(false);
+        EnqueueDelegate next = context => UniqueKeys.EnqueueAsync(backend, time, (TaskMessage[])context.Messages,
+            async messages => await backend.Queue.EnqueueAsync(messages, context.CancellationToken).ConfigureAwait(false), context.CancellationToken);
         var all = middleware.ToArray();
         for (var i = all.Length - 1; i >= 0; i--)
         {

@@ -134,22 +134,11 @@ internal sealed partial class TimeLimitWatchdog(
         Exit(WorkerExitCodes.HardTimeLimit);
     }
 
-    /// <summary>The overdue attempt failed: retried by its policy, or dead on its last attempt (as the worker's own failures).</summary>
-    private Completion Failure(Lease lease, TimeSpan limit, DateTimeOffset now)
-    {
-        var error = new TaskError(ErrorType, $"The attempt ran past the hard time limit of {limit}; worker {status.WorkerId} was ended to stop it.");
-        return lease.Attempt >= lease.Message.MaxAttempts
-            ? new Completion { Lease = lease.Ref, Kind = CompletionKind.Dead, Attempt = lease.Attempt, Error = error, At = now }
-            : new Completion
-            {
-                Lease = lease.Ref,
-                Kind = CompletionKind.Retry,
-                Attempt = lease.Attempt,
-                Error = error,
-                RetryAt = now + lease.Message.Retry.DelayAfter(lease.Attempt),
-                At = now,
-            };
-    }
+    /// <summary>The overdue attempt failed: retried by its policy (a time limit counts as a <see cref="TimeoutException"/>
+    /// for its exception lists), or dead on its last attempt, as the worker's own failures.</summary>
+    private Completion Failure(Lease lease, TimeSpan limit, DateTimeOffset now) =>
+        AttemptOutcomes.ByPolicy(lease, new TaskError(ErrorType, $"The attempt ran past the hard time limit of {limit}; worker {status.WorkerId} was ended to stop it."),
+            typeof(TimeoutException), now);
 
     public void Dispose()
     {

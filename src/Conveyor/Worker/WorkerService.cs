@@ -78,7 +78,7 @@ internal sealed partial class WorkerService(
         /// <summary>The lease was lost while its handler ran: the handler is cancelled and its outcome dropped.</summary>
         public volatile bool Lost;
         /// <summary>Put back unstarted by the limits stage: its completion raises no event.</summary>
-        public bool Snoozed { get; set; }
+        public bool PutBackByLimits { get; set; }
 
         /// <summary>A runner takes it; false when it was dropped while it waited.</summary>
         public bool TryBegin() => Interlocked.CompareExchange(ref _state, Begun, Waiting) == Waiting;
@@ -283,8 +283,8 @@ internal sealed partial class WorkerService(
                     case AdmissionKind.Hold:
                         _ = StartAtAsync(inFlight, admission.At);
                         break;
-                    case AdmissionKind.Snooze:
-                        await SnoozeAsync(inFlight, admission).ConfigureAwait(false);
+                    case AdmissionKind.PutBack:
+                        await PutBackAsync(inFlight, admission).ConfigureAwait(false);
                         break;
                     default:
                         _ready.Writer.TryWrite(inFlight);
@@ -364,10 +364,10 @@ internal sealed partial class WorkerService(
 
     /// <summary>Puts a lease back unstarted, its attempt unspent, to come back at the limits stage's time: settled as an
     /// unstarted retry, written with the completions.</summary>
-    private async Task SnoozeAsync(InFlight inFlight, Admission admission)
+    private async Task PutBackAsync(InFlight inFlight, Admission admission)
     {
         inFlight.TryBegin();
-        inFlight.Snoozed = true;
+        inFlight.PutBackByLimits = true;
         inFlight.Finished = true;
         var lease = inFlight.Lease;
         var completion = new Completion
@@ -508,7 +508,8 @@ internal sealed partial class WorkerService(
             DropLost(inFlight, ran: true);
             return;
         }
-        status.Finished(completion.Kind == CompletionKind.Succeeded);
+        // A snooze (a retry that spends no attempt) is not a failure.
+        status.Finished(completion.Kind == CompletionKind.Succeeded || completion.Unstarted);
         inFlight.Finished = true;
         try
         {
@@ -611,19 +612,23 @@ internal sealed partial class WorkerService(
             }
             if (_hardStop.IsCancellationRequested)
             {
-                // Interrupted after the grace period: it runs again at once, and the attempt counts, as a time limit's would.
-                return Failure(lease, new TaskError(ShutdownErrorType, "The worker shut down while the task ran."), permanent: false, retryNow: true);
+                // Interrupted after the grace period: it runs again at once, and the attempt counts, as a time limit's
+                // would. Not the handler's failure: the policy's exception lists do not apply.
+                return AttemptOutcomes.ByPolicy(lease, new TaskError(ShutdownErrorType, "The worker shut down while the task ran."), null, time.GetUtcNow(), retryNow: true);
             }
-            return Failure(lease, new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout ?? _options.SoftTimeLimit}."), permanent: false);
+            // A time limit counts as a TimeoutException for the policy's exception lists.
+            return AttemptOutcomes.ByPolicy(lease, new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout ?? _options.SoftTimeLimit}."),
+                typeof(TimeoutException), time.GetUtcNow());
         }
-        catch (PermanentTaskException ex)
+        catch (SnoozeTaskException ex)
         {
-            // Logged by the logging middleware (TaskLoggingMiddleware), with the rest of the attempt's lines.
-            return Failure(lease, TaskError.From(ex), permanent: true);
+            return await PutBackAsync(lease, descriptor, ex.Delay).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            return Failure(lease, TaskError.From(ex), permanent: false);
+            // Logged by the logging middleware (TaskLoggingMiddleware), with the rest of the attempt's lines. Retried, or
+            // dead, by the task's policy; RetryTaskException and PermanentTaskException decide for themselves.
+            return AttemptOutcomes.Failed(lease, ex, time.GetUtcNow());
         }
         finally
         {
@@ -632,22 +637,21 @@ internal sealed partial class WorkerService(
         }
     }
 
-    private Completion Failure(Lease lease, TaskError error, bool permanent, bool retryNow = false)
+    /// <summary>A snooze: counts the snoozes in a row from the task's history (one store read, only when a handler
+    /// snoozes) and settles the attempt unspent, or dead past the task's limit.</summary>
+    private async Task<Completion> PutBackAsync(Lease lease, TaskDescriptor descriptor, TimeSpan delay)
     {
-        var now = time.GetUtcNow();
-        if (permanent || lease.Attempt >= lease.Message.MaxAttempts)
+        var snoozed = 0;
+        try
         {
-            return new Completion { Lease = lease.Ref, Kind = CompletionKind.Dead, Attempt = lease.Attempt, Error = error, At = now };
+            snoozed = AttemptOutcomes.TrailingSnoozes(await backend.Store.GetAsync(lease.Message.Id, _hardStop.Token).ConfigureAwait(false));
         }
-        return new Completion
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            Lease = lease.Ref,
-            Kind = CompletionKind.Retry,
-            Attempt = lease.Attempt,
-            Error = error,
-            RetryAt = retryNow ? now : now + lease.Message.Retry.DelayAfter(lease.Attempt),
-            At = now,
-        };
+            // Counted at the next snooze instead: an outage must not turn a snooze into a failure.
+            LogBackendError(ex, "count snoozes");
+        }
+        return AttemptOutcomes.Snoozed(lease, delay, snoozed, descriptor.Defaults.MaxSnoozes ?? _options.MaxSnoozes, lease.Message.Task, time.GetUtcNow());
     }
 
     /// <summary>How long a start that no one waits for is held back, at most, in the hope that its attempt's completion
@@ -825,7 +829,7 @@ internal sealed partial class WorkerService(
             if (_inFlight.TryRemove(completion.Lease, out var inFlight))
             {
                 _limits?.Ended(completion.Lease);
-                if (observed && !inFlight.Snoozed)
+                if (observed && !inFlight.PutBackByLimits)
                 {
                     PublishOutcome(completion, inFlight);
                 }

@@ -267,7 +267,7 @@ public abstract class QueueAttemptConformance<TFactory>() : ConformanceTest(new 
         var message = NewMessage() with { Headers = new Dictionary<string, string> { ["trace"] = "t-1" } };
         await EnqueueAsync(message);
         var lease = await FetchOneAsync();
-        var headers = new Dictionary<string, string> { ["trace"] = "t-1", ["conveyor.rate-slot"] = "1:123" };
+        var headers = new Dictionary<string, string> { ["trace"] = "t-1", ["conveyor-rate-slot"] = "1:123" };
 
         await Queue.CompleteAsync([Completion(lease, CompletionKind.Retry) with { RetryAt = Now.AddSeconds(5), Unstarted = true, Headers = headers }], Timeout);
 
@@ -286,6 +286,27 @@ public abstract class QueueAttemptConformance<TFactory>() : ConformanceTest(new 
         await RetryAtAsync(again, Now);
         await Queue.PromoteDueAsync(Timeout);
         Assert.Equal(headers, (await FetchOneAsync()).Message.Headers);
+    }
+
+    [Fact]
+    public async Task Retry_with_headers_as_stored_keeps_the_exception_lists_of_the_retry_policy()
+    {
+        var message = NewMessage() with { Retry = RetryPolicy.Default.WithRetryOn(typeof(TimeoutException)).WithNeverRetryOn(typeof(ArgumentException)) };
+        await EnqueueAsync(message);
+        var lease = await FetchOneAsync();
+        var headers = new Dictionary<string, string> { ["conveyor-rate-slot"] = "1:123" };
+
+        await Queue.CompleteAsync([Completion(lease, CompletionKind.Retry) with
+        {
+            RetryAt = Now, Unstarted = true, Headers = RetryHeaders.ToStored(lease.Message with { Headers = headers }),
+        }], Timeout);
+        await Queue.PromoteDueAsync(Timeout);
+
+        var again = await FetchOneAsync();
+        Assert.Equal(headers, again.Message.Headers);
+        Assert.Equal(message.Retry.RetryOn, again.Message.Retry.RetryOn);
+        Assert.Equal(message.Retry.NeverRetryOn, again.Message.Retry.NeverRetryOn);
+        Assert.Equal(headers, (await GetAsync(message.Id)).Headers);
     }
 
     [Fact]

@@ -47,6 +47,33 @@ public abstract class QueueEnqueueConformance<TFactory>() : ConformanceTest(new 
         Assert.Equal(message.CreatedAt, fetched.CreatedAt);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Retry_policy_with_exception_lists_comes_back_whole_from_fetch_and_get_and_the_headers_as_given(bool withHeaders)
+    {
+        // The lists are stored in reserved headers (RetryHeaders): they come back in the policy, never in the headers.
+        var retry = RetryPolicy.Fixed(TimeSpan.FromSeconds(5), jitter: 0)
+            .WithRetryOn<TimeoutException>().WithRetryOn(typeof(IOException)) with
+        { NeverRetryOn = ["ArgumentException", "Outer+Inner"] };
+        var message = NewMessage() with
+        {
+            Retry = retry,
+            Headers = withHeaders ? new Dictionary<string, string> { ["traceparent"] = "00-abc-def-01" } : null,
+        };
+        await EnqueueAsync(message);
+
+        var fetched = (await FetchOneAsync()).Message;
+        var record = await GetAsync(message.Id);
+
+        Assert.Equal(retry, fetched.Retry);
+        Assert.Equal(RetryBackoff.Fixed, fetched.Retry.Backoff);
+        Assert.Equal(["System.TimeoutException", "System.IO.IOException"], fetched.Retry.RetryOn);
+        Assert.Equal(message.Headers, fetched.Headers);
+        Assert.Equal(retry, record.Retry);
+        Assert.Equal(message.Headers, record.Headers);
+    }
+
     [Fact]
     public async Task Enqueue_many_returns_one_result_per_message_in_order()
     {

@@ -56,6 +56,7 @@ public abstract class StoreConformance<TFactory>() : ConformanceTest(new TFactor
             NotBefore = Now.AddMinutes(1),
             ExpiresAt = Now.AddDays(1),
             MaxAttempts = 3,
+            Retry = RetryPolicy.Fixed(TimeSpan.FromSeconds(30), 0.1).WithRetryOn<TimeoutException>(),
             IdempotencyKey = "ingest-1",
             Headers = new Dictionary<string, string> { ["parent"] = "p-1" },
         };
@@ -73,6 +74,7 @@ public abstract class StoreConformance<TFactory>() : ConformanceTest(new TFactor
         Assert.Null(record.Error);
         Assert.Equal(0, record.Attempts);
         Assert.Equal(3, record.MaxAttempts);
+        Assert.Equal(message.Retry, record.Retry);
         Assert.Equal(message.CreatedAt, record.CreatedAt);
         Assert.Equal(message.NotBefore, record.NotBefore);
         Assert.Equal(message.ExpiresAt, record.ExpiresAt);

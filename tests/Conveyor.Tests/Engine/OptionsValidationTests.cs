@@ -43,6 +43,8 @@ public sealed class OptionsValidationTests
     [InlineData("Queues", "Conveyor:Worker:Queues: 'high:ten' has weight 'ten'")]
     [InlineData("FetchConcurrency", "Conveyor:Worker:FetchConcurrency is 0: it must be a whole number from 1 to 16")]
     [InlineData("Prefetch", "Conveyor:Worker:Prefetch is 0: it must be a whole number from 1 to 100000")]
+    [InlineData("MaxSnoozes", "Conveyor:Worker:MaxSnoozes is -1: it must be a whole number from 0 to 100000")]
+    [InlineData("BulkBatchSize", "Conveyor:BulkBatchSize is 1001: it must be a whole number from 1 to 1000")]
     public async Task A_worker_setting_that_cannot_work_stops_the_start_with_its_name_and_range(string setting, string expected)
     {
         var builder = Host.CreateApplicationBuilder();
@@ -56,6 +58,8 @@ public sealed class OptionsValidationTests
                 case "Lease": o.Worker.LeaseDuration = TimeSpan.FromMilliseconds(500); o.Worker.HeartbeatInterval = TimeSpan.FromMilliseconds(100); break;
                 case "Queues": o.Worker.Queues.Add("high:ten"); break;
                 case "FetchConcurrency": o.Worker.FetchConcurrency = 0; break;
+                case "MaxSnoozes": o.Worker.MaxSnoozes = -1; break;
+                case "BulkBatchSize": o.BulkBatchSize = 1001; break;
                 default: o.Worker.Prefetch = 0; break;
             }
         }).UseInMemoryBackend();
