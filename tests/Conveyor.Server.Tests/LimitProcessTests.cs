@@ -191,11 +191,16 @@ internal static class LimitScenarios
             {
                 var ids = await EnqueueAsync(http, tasks, marker => Call(recorder, marker, "t" + (marker % tenants).ToString(CultureInfo.InvariantCulture)));
                 await WaitUntilAsync(() => recorder.Total >= 12, TimeSpan.FromSeconds(60), "12 tasks to start");
-                // Killed while it runs tasks (its heartbeat says so, every second), so holding their slots and leases: they
-                // come back when they run out (a lease, 3 s), as its tasks do.
+                // Killed while it runs a task, so holding its slots and lease: they come back when they run out (a lease,
+                // 3 s), as its tasks do. Its heartbeat (every second) says so: a fresh one showing a task started within the
+                // last 400 ms, which has 600 ms left to run, once it has finished one (its first call, cold, may not have
+                // reached the recorder 400 ms after its start).
                 await WaitUntilAsync(async () => (await http.GetFromJsonAsync<JsonElement>("/api/v1/workers")).EnumerateArray()
-                    .Any(w => w.GetProperty("processId").GetInt32() == second.Id && w.GetProperty("running").GetInt32() > 0),
-                    TimeSpan.FromSeconds(60), "the second worker to run tasks");
+                    .Any(w => w.GetProperty("processId").GetInt32() == second.Id
+                        && w.GetProperty("processed").GetInt64() > 0
+                        && w.GetProperty("heartbeatAt").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddMilliseconds(-400)
+                        && w.GetProperty("runningTasks").EnumerateArray().Any(t => t.GetProperty("startedAt").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddMilliseconds(-400))),
+                    TimeSpan.FromSeconds(60), "the second worker to be seen starting a task");
                 second.KillHard();
                 third = ConveyorProcess.Start(folder, environment, "worker");
                 await WaitForAllSucceededAsync(http, () => tasks, TimeSpan.FromSeconds(180));
