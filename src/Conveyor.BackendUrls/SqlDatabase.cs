@@ -3,18 +3,15 @@ using Conveyor.Sqlite;
 
 namespace Conveyor.Backends;
 
-/// <summary>A SQL database that holds every role of a backend, as a URL names it (<see cref="SqlDatabaseUrl"/>).</summary>
-public abstract record SqlDatabase
+/// <summary>A SQL database that holds every role of a backend, as a URL names it (<see cref="SqlDatabaseUrl"/>). Dropping it
+/// removes what it holds of Conveyor: the SQLite file, or the PostgreSQL schema.</summary>
+public abstract record SqlDatabase : BackendLocation
 {
-    /// <summary>Registers this database's backend for every role.</summary>
-    public abstract ConveyorBuilder Use(ConveyorBuilder builder);
+    /// <summary>The <c>DATABASE_URL</c> that names this database.</summary>
+    public abstract string Url { get; }
 
-    /// <summary>Builds a backend on this database (not migrated) that takes its time from <paramref name="time"/>.</summary>
-    public abstract IConveyorBackend Create(TimeProvider? time = null);
-
-    /// <summary>Removes what this database holds of Conveyor: the SQLite file, or the PostgreSQL schema. For tests and
-    /// benchmarks that made it fresh.</summary>
-    public abstract Task DropAsync(CancellationToken cancellationToken);
+    /// <inheritdoc />
+    public override IReadOnlyDictionary<string, string> ToEnvironment() => new Dictionary<string, string> { ["DATABASE_URL"] = Url };
 }
 
 /// <summary>A SQLite database named by a <c>sqlite://</c> URL.</summary>
@@ -32,6 +29,12 @@ public sealed record SqliteDatabase(string Path, SqliteSynchronous? Synchronous 
             options.Synchronous = synchronous;
         }
     }
+
+    /// <inheritdoc />
+    /// <remarks>Three slashes before a relative path, four before an absolute one; <c>?synchronous=</c> when set.</remarks>
+    public override string Url =>
+        "sqlite:///" + string.Join('/', Path.Split('/').Select(Uri.EscapeDataString))
+        + (Synchronous is { } synchronous ? "?synchronous=" + synchronous.ToString().ToLowerInvariant() : "");
 
     /// <inheritdoc />
     public override ConveyorBuilder Use(ConveyorBuilder builder) => builder.UseSqlite(Apply);
@@ -61,7 +64,7 @@ public sealed record SqliteDatabase(string Path, SqliteSynchronous? Synchronous 
 }
 
 /// <summary>A PostgreSQL database named by a <c>postgresql://</c> or <c>postgres://</c> URL.</summary>
-/// <param name="ConnectionString">The Npgsql connection string made from the URL.</param>
+/// <param name="ConnectionString">The Npgsql connection string made from the URL, or the URL itself.</param>
 /// <param name="Schema">Conveyor's schema from <c>?schema=</c>, or null for the default (<c>conveyor</c>).</param>
 public sealed record PostgresDatabase(string ConnectionString, string? Schema = null) : SqlDatabase
 {
@@ -73,6 +76,23 @@ public sealed record PostgresDatabase(string ConnectionString, string? Schema = 
         if (Schema is not null)
         {
             options.Schema = Schema;
+        }
+    }
+
+    /// <inheritdoc />
+    /// <remarks>The URL with <c>?schema=</c> when a schema is set; only a database given as a URL has one.</remarks>
+    public override string Url
+    {
+        get
+        {
+            if (!ConnectionString.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase)
+                && !ConnectionString.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new InvalidOperationException("This PostgreSQL database was given as a connection string: a process needs DATABASE_URL as a postgresql:// URL.");
+            }
+            return Schema is null
+                ? ConnectionString
+                : ConnectionString + (ConnectionString.Contains('?', StringComparison.Ordinal) ? '&' : '?') + "schema=" + Schema;
         }
     }
 

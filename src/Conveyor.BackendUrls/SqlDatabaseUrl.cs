@@ -29,7 +29,7 @@ public static class SqlDatabaseUrl
             case "mysql" or "mariadb":
                 throw Unavailable($"{scheme}://", "the MySQL/MariaDB backend");
             case "redis" or "rediss":
-                throw new BackendUrlException($"DATABASE_URL {scheme}:// selects the Redis backend (RedisSelection), not a SQL database.");
+                throw new BackendUrlException($"DATABASE_URL {scheme}:// selects the Redis backend (BackendUrls.Select), not a SQL database.");
             case "amqp" or "amqps":
                 throw new BackendUrlException(
                     $"DATABASE_URL {scheme}:// names a broker, not a database: set AMQP_URL to the RabbitMQ URL and DATABASE_URL to its SQL store (postgresql://… or sqlite:///…).");

@@ -10,8 +10,8 @@ public sealed partial class PostgresBackend
     {
         ArgumentNullException.ThrowIfNull(worker);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, """
-            INSERT INTO workers (id, info, heartbeat_at) VALUES (@id, @info, @at)
+        await using var command = Command(connection, $"""
+            INSERT INTO {_workers} (id, info, heartbeat_at) VALUES (@id, @info, @at)
             ON CONFLICT (id) DO UPDATE SET info = excluded.info, heartbeat_at = excluded.heartbeat_at
             """);
         command.Parameters.AddWithValue("id", worker.Id);
@@ -24,7 +24,7 @@ public sealed partial class PostgresBackend
     public async Task RemoveWorkerAsync(string workerId, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "DELETE FROM workers WHERE id = @id");
+        await using var command = Command(connection, $"DELETE FROM {_workers} WHERE id = @id");
         command.Parameters.AddWithValue("id", workerId);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -33,7 +33,7 @@ public sealed partial class PostgresBackend
     public async Task<IReadOnlyList<WorkerInfo>> ListWorkersAsync(DateTimeOffset seenSince, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "SELECT info FROM workers WHERE heartbeat_at >= @since ORDER BY id");
+        await using var command = Command(connection, $"SELECT info FROM {_workers} WHERE heartbeat_at >= @since ORDER BY id");
         command.Parameters.AddWithValue("since", seenSince.ToUnixTimeMilliseconds());
         var workers = new List<WorkerInfo>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
@@ -50,10 +50,10 @@ public sealed partial class PostgresBackend
         var now = Now();
         // A row, not an advisory lock: it survives pooled connections and takes its expiry from our clock.
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, """
-            INSERT INTO leaders (name, owner, expires_at) VALUES (@name, @owner, @expires)
+        await using var command = Command(connection, $"""
+            INSERT INTO {_leaders} AS l (name, owner, expires_at) VALUES (@name, @owner, @expires)
             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-            WHERE leaders.owner = excluded.owner OR leaders.expires_at < @now
+            WHERE l.owner = excluded.owner OR l.expires_at < @now
             """);
         command.Parameters.AddWithValue("name", name);
         command.Parameters.AddWithValue("owner", owner);
@@ -66,7 +66,7 @@ public sealed partial class PostgresBackend
     public async Task ReleaseLeadershipAsync(string name, string owner, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "DELETE FROM leaders WHERE name = @name AND owner = @owner");
+        await using var command = Command(connection, $"DELETE FROM {_leaders} WHERE name = @name AND owner = @owner");
         command.Parameters.AddWithValue("name", name);
         command.Parameters.AddWithValue("owner", owner);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);

@@ -27,9 +27,9 @@ public sealed partial class PostgresBackend : ILimitStore
         await using var batch = new NpgsqlBatch(connection);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(AsyncCommit));
         // The first time is max(now, next free); the key then moves one interval past the last time reserved.
-        var reserve = new NpgsqlBatchCommand("""
-            INSERT INTO rate_limits (key, next_free_us) VALUES (@key, @now + @span)
-            ON CONFLICT (key) DO UPDATE SET next_free_us = greatest(rate_limits.next_free_us, @now) + @span
+        var reserve = new NpgsqlBatchCommand($"""
+            INSERT INTO {_rateLimits} AS r (key, next_free_us) VALUES (@key, @now + @span)
+            ON CONFLICT (key) DO UPDATE SET next_free_us = greatest(r.next_free_us, @now) + @span
             RETURNING next_free_us - @span
             """);
         reserve.Parameters.AddWithValue("key", key);
@@ -74,19 +74,19 @@ public sealed partial class PostgresBackend : ILimitStore
         lockKey.Parameters.AddWithValue("schema", _options.Schema);
         lockKey.Parameters.AddWithValue("key", key);
         batch.BatchCommands.Add(lockKey);
-        var expired = new NpgsqlBatchCommand("DELETE FROM concurrency_slots WHERE key = @key AND expires_at < @now");
+        var expired = new NpgsqlBatchCommand($"DELETE FROM {_concurrencySlots} WHERE key = @key AND expires_at < @now");
         expired.Parameters.AddWithValue("key", key);
         expired.Parameters.AddWithValue("now", now);
         batch.BatchCommands.Add(expired);
         // A task that holds a slot of the key takes it over (new lease, new owner) and counts once; the others get the
         // room left, in the order asked.
-        var acquire = new NpgsqlBatchCommand("""
+        var acquire = new NpgsqlBatchCommand($"""
             WITH req AS (SELECT * FROM unnest(@ids::uuid[], @tokens::bigint[]) WITH ORDINALITY AS r(id, token, ord)),
-                 mine AS (SELECT r.ord FROM req r JOIN concurrency_slots s ON s.key = @key AND s.task_id = r.id),
+                 mine AS (SELECT r.ord FROM req r JOIN {_concurrencySlots} s ON s.key = @key AND s.task_id = r.id),
                  fresh AS (SELECT r.ord FROM req r WHERE r.ord NOT IN (SELECT ord FROM mine) ORDER BY r.ord
-                           LIMIT greatest(@limit - (SELECT count(*) FROM concurrency_slots WHERE key = @key), 0)),
+                           LIMIT greatest(@limit - (SELECT count(*) FROM {_concurrencySlots} WHERE key = @key), 0)),
                  granted AS (SELECT ord FROM mine UNION ALL SELECT ord FROM fresh),
-                 taken AS (INSERT INTO concurrency_slots (key, task_id, owner, token, expires_at)
+                 taken AS (INSERT INTO {_concurrencySlots} (key, task_id, owner, token, expires_at)
                            SELECT @key, r.id, @owner, r.token, @expires FROM req r WHERE r.ord IN (SELECT ord FROM granted)
                            ON CONFLICT (key, task_id) DO UPDATE SET owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at)
             SELECT ord FROM granted
@@ -126,8 +126,8 @@ public sealed partial class PostgresBackend : ILimitStore
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var batch = new NpgsqlBatch(connection);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(AsyncCommit));
-        var release = new NpgsqlBatchCommand("""
-            DELETE FROM concurrency_slots s USING unnest(@keys::text[], @ids::uuid[], @tokens::bigint[]) AS u(key, id, token)
+        var release = new NpgsqlBatchCommand($"""
+            DELETE FROM {_concurrencySlots} s USING unnest(@keys::text[], @ids::uuid[], @tokens::bigint[]) AS u(key, id, token)
             WHERE s.key = u.key AND s.task_id = u.id AND s.token = u.token AND s.owner = @owner
             """);
         AddSlots(release, slots);
@@ -150,8 +150,8 @@ public sealed partial class PostgresBackend : ILimitStore
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var batch = new NpgsqlBatch(connection);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(AsyncCommit));
-        var extend = new NpgsqlBatchCommand("""
-            UPDATE concurrency_slots s SET expires_at = @expires
+        var extend = new NpgsqlBatchCommand($"""
+            UPDATE {_concurrencySlots} s SET expires_at = @expires
             FROM unnest(@keys::text[], @ids::uuid[], @tokens::bigint[]) AS u(key, id, token)
             WHERE s.key = u.key AND s.task_id = u.id AND s.token = u.token AND s.owner = @owner AND s.expires_at >= @now
             RETURNING s.key, s.task_id, s.token
@@ -178,7 +178,7 @@ public sealed partial class PostgresBackend : ILimitStore
     {
         ArgumentNullException.ThrowIfNull(owner);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "DELETE FROM concurrency_slots WHERE owner = @owner");
+        await using var command = Command(connection, $"DELETE FROM {_concurrencySlots} WHERE owner = @owner");
         command.Parameters.AddWithValue("owner", owner);
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -187,11 +187,11 @@ public sealed partial class PostgresBackend : ILimitStore
     public async Task<LimitUsage> GetUsageAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, """
+        await using var command = Command(connection, $"""
             SELECT kind, key, n FROM (
-                SELECT 0 AS kind, key, next_free_us AS n FROM rate_limits
+                SELECT 0 AS kind, key, next_free_us AS n FROM {_rateLimits}
                 UNION ALL
-                SELECT 1, key, count(*) FROM concurrency_slots WHERE expires_at >= @now GROUP BY key) AS usage
+                SELECT 1, key, count(*) FROM {_concurrencySlots} WHERE expires_at >= @now GROUP BY key) AS usage
             ORDER BY kind, key COLLATE "C"
             """);
         command.Parameters.AddWithValue("now", Now());

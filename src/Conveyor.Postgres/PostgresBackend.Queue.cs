@@ -9,8 +9,8 @@ namespace Conveyor.Postgres;
 public sealed partial class PostgresBackend
 {
     // Rows go in array order (WITH ORDINALITY … ORDER BY), so seq, and with it FIFO, follows the batch.
-    private const string InsertSql = """
-        INSERT INTO tasks (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
+    private static string InsertSql(string tasks) => $"""
+        INSERT INTO {tasks} (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
             timeout_ms, not_before, expires_at, created_at, idempotency_key, headers, history)
         SELECT u.id, u.task, u.queue, u.state, u.priority, u.args, u.max, u.base, u.maxdelay, u.jitter,
             u.timeout, u.nb, u.exp, u.created, u.key, u.headers, u.history
@@ -30,14 +30,14 @@ public sealed partial class PostgresBackend
     // fsync stays on): a lease lost in a PostgreSQL crash leaves its task queued, to run again, which is what a lost
     // worker does anyway. It cannot outlive a durable completion: that later commit flushes the WAL before it.
     // The uncorrelated subquery is an InitPlan, run once per statement.
-    private const string FetchSql = $"""
+    private static string FetchSql(string tasks, string queues) => $"""
         WITH c AS (
-            SELECT seq FROM tasks
-            WHERE queue = @queue AND state = {StoredStates.Queued} AND NOT EXISTS (SELECT 1 FROM queues WHERE name = @queue AND paused)
+            SELECT seq FROM {tasks}
+            WHERE queue = @queue AND state = {StoredStates.Queued} AND NOT EXISTS (SELECT 1 FROM {queues} WHERE name = @queue AND paused)
             ORDER BY priority DESC, seq
             LIMIT @limit
             FOR UPDATE SKIP LOCKED)
-        UPDATE tasks t SET state = {StoredStates.Running}, attempt = t.attempt + 1, lease_owner = @owner, lease_token = @token,
+        UPDATE {tasks} t SET state = {StoredStates.Running}, attempt = t.attempt + 1, lease_owner = @owner, lease_token = @token,
             lease_expires = @expires, lease_started = false, started_at = @now, history = t.history || '|{StoredStates.Running}:' || @now
         FROM c WHERE t.seq = c.seq AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
         RETURNING {MessageColumns}
@@ -45,8 +45,8 @@ public sealed partial class PostgresBackend
 
     // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
     // before the worker heard of it, and must not be lost. (SET expressions read the old row.)
-    private const string CompleteSql = $"""
-        UPDATE tasks t SET state = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END,
+    private static string CompleteSql(string tasks) => $"""
+        UPDATE {tasks} t SET state = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END,
             result = u.result, error = coalesce(u.error, t.error),
             errors = CASE WHEN u.entry IS NULL THEN t.errors ELSE coalesce(t.errors || chr(10), '') || u.entry END,
             not_before = u.nb, finished_at = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN u.at ELSE u.finished END,
@@ -62,8 +62,8 @@ public sealed partial class PostgresBackend
     // Its arrays come in id order, as completions and extensions lock rows (see CompleteAsync). Committed without
     // waiting for its WAL flush, as a fetch is: a start lost in a PostgreSQL crash only makes its lease look unstarted
     // (the attempt is not counted), and it cannot outlive a durable completion, whose commit flushes the WAL before it.
-    private const string StartSql = $"""
-        UPDATE tasks t SET lease_started = true
+    private static string StartSql(string tasks) => $"""
+        UPDATE {tasks} t SET lease_started = true
         FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
         WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
           AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
@@ -169,11 +169,11 @@ public sealed partial class PostgresBackend
         await using var batch = new NpgsqlBatch(connection);
         if (newQueues.Count > 0)
         {
-            var queuesCommand = new NpgsqlBatchCommand("INSERT INTO queues (name) SELECT unnest(@names::text[]) ON CONFLICT (name) DO NOTHING");
+            var queuesCommand = new NpgsqlBatchCommand($"INSERT INTO {_queues} (name) SELECT unnest(@names::text[]) ON CONFLICT (name) DO NOTHING");
             queuesCommand.Parameters.AddWithValue("names", newQueues.ToArray());
             batch.BatchCommands.Add(queuesCommand);
         }
-        var insert = new NpgsqlBatchCommand(InsertSql);
+        var insert = new NpgsqlBatchCommand(_insertSql);
         var p = insert.Parameters;
         p.AddWithValue("id", ids);
         p.AddWithValue("task", tasks);
@@ -248,7 +248,7 @@ public sealed partial class PostgresBackend
         {
             // Second round trip, only when a key existed: the tasks that hold those keys.
             var existing = new Dictionary<string, (Guid Id, TaskState State)>(StringComparer.Ordinal);
-            await using var command = Command(connection, "SELECT idempotency_key, id, state FROM tasks WHERE idempotency_key = ANY(@keys)");
+            await using var command = Command(connection, $"SELECT idempotency_key, id, state FROM {_tasks} WHERE idempotency_key = ANY(@keys)");
             command.Parameters.AddWithValue("keys", conflicted.ToArray());
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -284,7 +284,7 @@ public sealed partial class PostgresBackend
         var token = Random.Shared.NextInt64(1, long.MaxValue);
         var leases = new List<Lease>();
         await using var connection = await OpenAsync(CancellationToken.None).ConfigureAwait(false);
-        await using var command = Command(connection, FetchSql);
+        await using var command = Command(connection, _fetchSql);
         var queue = command.Parameters.AddWithValue("queue", "");
         var limit = command.Parameters.AddWithValue("limit", 0);
         command.Parameters.AddWithValue("owner", request.WorkerId);
@@ -387,7 +387,7 @@ public sealed partial class PostgresBackend
             headers[i] = setHeaders[i] ? SerializeHeaders(c.Headers) : null;
         }
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, CompleteSql);
+        await using var command = Command(connection, _completeSql);
         var p = command.Parameters;
         p.AddWithValue("id", ids);
         p.AddWithValue("token", tokens);
@@ -414,7 +414,7 @@ public sealed partial class PostgresBackend
         }
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(connection, $"""
-            UPDATE tasks t SET lease_expires = @expires
+            UPDATE {_tasks} t SET lease_expires = @expires
             FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
             WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
             RETURNING t.id, t.lease_token, t.cancel_requested
@@ -451,7 +451,7 @@ public sealed partial class PostgresBackend
         }
         var ordered = leases.OrderBy(l => l.TaskId).ToArray();
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, StartSql);
+        await using var command = Command(connection, _startSql);
         command.Parameters.AddWithValue("id", ordered.Select(l => l.TaskId).ToArray());
         command.Parameters.AddWithValue("token", ordered.Select(l => l.Token).ToArray());
         var held = new HashSet<LeaseRef>();
@@ -470,7 +470,7 @@ public sealed partial class PostgresBackend
     {
         ArgumentNullException.ThrowIfNull(workerId);
         return EndLeasesAsync(
-            $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = @owner RETURNING state",
+            $"UPDATE {_tasks} SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = @owner RETURNING state",
             lapse: true, p => p.AddWithValue("owner", workerId), cancellationToken);
     }
 
@@ -486,7 +486,7 @@ public sealed partial class PostgresBackend
         // completions and extensions lock rows.
         var ordered = leases.OrderBy(l => l.TaskId).ToArray();
         await EndLeasesAsync($"""
-            UPDATE tasks t SET {EndLeaseSet}
+            UPDATE {_tasks} t SET {EndLeaseSet}
             FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
             WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
             RETURNING t.state
@@ -500,7 +500,7 @@ public sealed partial class PostgresBackend
     /// <inheritdoc />
     public Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken) =>
         EndLeasesAsync(
-            $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < @now RETURNING state",
+            $"UPDATE {_tasks} SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < @now RETURNING state",
             lapse: true, _ => { }, cancellationToken);
 
     /// <summary>Runs one statement that sets <see cref="EndLeaseSet"/> and returns the new state; publishes ready (any
@@ -549,7 +549,7 @@ public sealed partial class PostgresBackend
     /// <inheritdoc />
     public Task<int> PromoteDueAsync(CancellationToken cancellationToken) =>
         ExecuteAndNotifyAsync($"""
-            UPDATE tasks SET state = {StoredStates.Queued}, history = history || '|{StoredStates.Queued}:' || @now
+            UPDATE {_tasks} SET state = {StoredStates.Queued}, history = history || '|{StoredStates.Queued}:' || @now
             WHERE state IN ({StoredStates.Due}) AND not_before <= @now
             """, p => p.AddWithValue("now", Now()), cancellationToken);
 
@@ -557,7 +557,7 @@ public sealed partial class PostgresBackend
     public async Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, $"SELECT min(not_before) FROM tasks WHERE state IN ({StoredStates.Due})");
+        await using var command = Command(connection, $"SELECT min(not_before) FROM {_tasks} WHERE state IN ({StoredStates.Due})");
         var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
         return value is long ms ? FromMs(ms) : null;
     }
@@ -569,11 +569,11 @@ public sealed partial class PostgresBackend
         // One statement: cancel a waiting task, or flag a running one, and say which (or whether it exists).
         await using var command = Command(connection, $"""
             WITH cancelled AS (
-                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = @now, history = history || '|{StoredStates.Cancelled}:' || @now
+                UPDATE {_tasks} SET state = {StoredStates.Cancelled}, finished_at = @now, history = history || '|{StoredStates.Cancelled}:' || @now
                 WHERE id = @id AND state IN ({StoredStates.Waiting}) RETURNING 1),
             requested AS (
-                UPDATE tasks SET cancel_requested = true WHERE id = @id AND state = {StoredStates.Running} RETURNING 1)
-            SELECT (SELECT count(*) FROM cancelled), (SELECT count(*) FROM requested), (SELECT count(*) FROM tasks WHERE id = @id)
+                UPDATE {_tasks} SET cancel_requested = true WHERE id = @id AND state = {StoredStates.Running} RETURNING 1)
+            SELECT (SELECT count(*) FROM cancelled), (SELECT count(*) FROM requested), (SELECT count(*) FROM {_tasks} WHERE id = @id)
             """);
         command.Parameters.AddWithValue("now", Now());
         command.Parameters.AddWithValue("id", taskId);
@@ -595,7 +595,7 @@ public sealed partial class PostgresBackend
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using (var retry = Command(connection, $"""
-            UPDATE tasks SET state = {StoredStates.Queued}, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
+            UPDATE {_tasks} SET state = {StoredStates.Queued}, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL, not_before = NULL, expires_at = NULL,
                 cancel_requested = false, redelivered = false, history = history || '|{StoredStates.Queued}:' || @now
             WHERE id = @id AND state IN ({StoredStates.Retryable})
             RETURNING queue
@@ -609,7 +609,7 @@ public sealed partial class PostgresBackend
                 return RetryOutcome.Requeued;
             }
         }
-        await using var exists = Command(connection, "SELECT 1 FROM tasks WHERE id = @id");
+        await using var exists = Command(connection, $"SELECT 1 FROM {_tasks} WHERE id = @id");
         exists.Parameters.AddWithValue("id", taskId);
         return await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null ? RetryOutcome.NotFound : RetryOutcome.NotRetryable;
     }
@@ -629,7 +629,7 @@ public sealed partial class PostgresBackend
         ArgumentException.ThrowIfNullOrEmpty(queue);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(connection,
-            "INSERT INTO queues (name, paused) VALUES (@name, @paused) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused");
+            $"INSERT INTO {_queues} (name, paused) VALUES (@name, @paused) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused");
         command.Parameters.AddWithValue("name", queue);
         command.Parameters.AddWithValue("paused", paused);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);

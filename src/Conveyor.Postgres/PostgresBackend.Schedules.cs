@@ -9,7 +9,7 @@ public sealed partial class PostgresBackend
     public async Task<IReadOnlyList<StoredSchedule>> ListSchedulesAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "SELECT name, version, document FROM schedules ORDER BY name");
+        await using var command = Command(connection, $"SELECT name, version, document FROM {_schedules} ORDER BY name");
         return await ReadSchedulesAsync(command, cancellationToken).ConfigureAwait(false);
     }
 
@@ -18,7 +18,7 @@ public sealed partial class PostgresBackend
     {
         ArgumentNullException.ThrowIfNull(name);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "SELECT name, version, document FROM schedules WHERE name = @name");
+        await using var command = Command(connection, $"SELECT name, version, document FROM {_schedules} WHERE name = @name");
         command.Parameters.AddWithValue("name", name);
         return (await ReadSchedulesAsync(command, cancellationToken).ConfigureAwait(false)).FirstOrDefault();
     }
@@ -29,7 +29,7 @@ public sealed partial class PostgresBackend
         ArgumentNullException.ThrowIfNull(schedule);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(connection,
-            "INSERT INTO schedules (name, version, document) VALUES (@name, @version, @document) ON CONFLICT (name) DO NOTHING");
+            $"INSERT INTO {_schedules} (name, version, document) VALUES (@name, @version, @document) ON CONFLICT (name) DO NOTHING");
         command.Parameters.AddWithValue("name", schedule.Name);
         command.Parameters.AddWithValue("version", schedule.Version);
         command.Parameters.AddWithValue("document", schedule.Document);
@@ -42,7 +42,7 @@ public sealed partial class PostgresBackend
         ArgumentNullException.ThrowIfNull(schedule);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(connection,
-            "UPDATE schedules SET version = @version, document = @document WHERE name = @name AND version = @expected");
+            $"UPDATE {_schedules} SET version = @version, document = @document WHERE name = @name AND version = @expected");
         command.Parameters.AddWithValue("name", schedule.Name);
         command.Parameters.AddWithValue("version", schedule.Version);
         command.Parameters.AddWithValue("document", schedule.Document);
@@ -55,7 +55,7 @@ public sealed partial class PostgresBackend
     {
         ArgumentNullException.ThrowIfNull(name);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "DELETE FROM schedules WHERE name = @name");
+        await using var command = Command(connection, $"DELETE FROM {_schedules} WHERE name = @name");
         command.Parameters.AddWithValue("name", name);
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
     }

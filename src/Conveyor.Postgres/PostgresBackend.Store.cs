@@ -10,7 +10,7 @@ public sealed partial class PostgresBackend
     public async Task<TaskRecord?> GetAsync(Guid taskId, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        return await TaskRows.GetAsync(connection, PostgresDialect.Instance, taskId, cancellationToken).ConfigureAwait(false);
+        return await TaskRows.GetAsync(connection, _dialect, taskId, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -23,7 +23,7 @@ public sealed partial class PostgresBackend
             return states;
         }
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "SELECT id, state FROM tasks WHERE id = ANY(@ids)");
+        await using var command = Command(connection, $"SELECT id, state FROM {_tasks} WHERE id = ANY(@ids)");
         command.Parameters.AddWithValue("ids", taskIds.ToArray());
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -37,14 +37,14 @@ public sealed partial class PostgresBackend
     public async Task<TaskPage> ListAsync(TaskQuery query, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        return await TaskListing.ListAsync(connection, PostgresDialect.Instance, query, cancellationToken).ConfigureAwait(false);
+        return await TaskListing.ListAsync(connection, _dialect, query, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        return await TaskListing.GetQueuesAsync(connection, PostgresDialect.Instance, cancellationToken).ConfigureAwait(false);
+        return await TaskListing.GetQueuesAsync(connection, _dialect, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -53,8 +53,8 @@ public sealed partial class PostgresBackend
         // Bounded batches through the tasks_finished partial index; SKIP LOCKED so a purge never waits on workers.
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(connection, $"""
-            DELETE FROM tasks WHERE seq IN (
-                SELECT seq FROM tasks WHERE state IN ({StoredStates.Terminal}) AND finished_at < @before
+            DELETE FROM {_tasks} WHERE seq IN (
+                SELECT seq FROM {_tasks} WHERE state IN ({StoredStates.Terminal}) AND finished_at < @before
                 ORDER BY finished_at LIMIT @max FOR UPDATE SKIP LOCKED)
             """);
         command.Parameters.AddWithValue("before", finishedBefore.ToUnixTimeMilliseconds());
@@ -76,7 +76,7 @@ public sealed partial class PostgresBackend
         }
         // One statement through the unique id index; the caller's batch bounds it.
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "DELETE FROM tasks WHERE id = ANY(@ids) AND state = @state");
+        await using var command = Command(connection, $"DELETE FROM {_tasks} WHERE id = ANY(@ids) AND state = @state");
         command.Parameters.AddWithValue("ids", taskIds.ToArray());
         command.Parameters.AddWithValue("state", (short)state);
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);

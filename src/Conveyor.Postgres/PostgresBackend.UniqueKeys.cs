@@ -9,7 +9,7 @@ public sealed partial class PostgresBackend
     {
         ArgumentNullException.ThrowIfNull(key);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "SELECT task_id, claimed_at, window_ms FROM unique_keys WHERE key = @key");
+        await using var command = Command(connection, $"SELECT task_id, claimed_at, window_ms FROM {_uniqueKeys} WHERE key = @key");
         command.Parameters.AddWithValue("key", key);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -25,8 +25,8 @@ public sealed partial class PostgresBackend
         ArgumentNullException.ThrowIfNull(claim);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(connection, replacing is null
-            ? "INSERT INTO unique_keys (key, task_id, claimed_at, window_ms) VALUES (@key, @task, @at, @window) ON CONFLICT (key) DO NOTHING"
-            : "UPDATE unique_keys SET task_id = @task, claimed_at = @at, window_ms = @window WHERE key = @key AND task_id = @old");
+            ? $"INSERT INTO {_uniqueKeys} (key, task_id, claimed_at, window_ms) VALUES (@key, @task, @at, @window) ON CONFLICT (key) DO NOTHING"
+            : $"UPDATE {_uniqueKeys} SET task_id = @task, claimed_at = @at, window_ms = @window WHERE key = @key AND task_id = @old");
         command.Parameters.AddWithValue("key", claim.Key);
         command.Parameters.AddWithValue("task", claim.TaskId);
         command.Parameters.AddWithValue("at", claim.ClaimedAt.ToUnixTimeMilliseconds());
@@ -43,7 +43,7 @@ public sealed partial class PostgresBackend
     {
         ArgumentNullException.ThrowIfNull(key);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, "DELETE FROM unique_keys WHERE key = @key AND task_id = @task");
+        await using var command = Command(connection, $"DELETE FROM {_uniqueKeys} WHERE key = @key AND task_id = @task");
         command.Parameters.AddWithValue("key", key);
         command.Parameters.AddWithValue("task", taskId);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);

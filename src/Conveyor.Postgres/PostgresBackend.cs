@@ -19,16 +19,41 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly PostgresBackendOptions _options;
     private readonly TimeProvider _time;
     private readonly NpgsqlDataSource _dataSource;
+    private readonly PostgresDialect _dialect;
+    // Every statement names its tables with the schema, never through the connections' search_path: a data source the
+    // app owns keeps its own settings (UsePostgresFromServices).
+    private readonly string _tasks;
+    private readonly string _queues;
+    private readonly string _workers;
+    private readonly string _leaders;
+    private readonly string _schedules;
+    private readonly string _uniqueKeys;
+    private readonly string _rateLimits;
+    private readonly string _concurrencySlots;
+    private readonly string _insertSql;
+    private readonly string _fetchSql;
+    private readonly string _completeSql;
+    private readonly string _startSql;
     private readonly PostgresNotifier _notifier;
     private readonly PostgresEnqueueGroups _enqueueGroups;
     private readonly string _host;
+    private readonly bool _ownsDataSource;
     private int _disposed;
 
-    /// <summary>Builds the backend; no connection is opened until the first call.</summary>
+    /// <summary>Builds the backend on a data source of its own, from <see cref="PostgresBackendOptions.ConnectionString"/>;
+    /// no connection is opened until the first call.</summary>
     public PostgresBackend(PostgresBackendOptions options, TimeProvider? time = null, ILogger<PostgresBackend>? logger = null)
+        : this(options, null, time, logger)
+    {
+    }
+
+    /// <summary>Builds the backend on <paramref name="dataSource"/>, the app's own (not disposed with the backend, and its
+    /// connections' settings left as they are; <see cref="PostgresBackendOptions.ConnectionString"/> is then not used),
+    /// or on one of its own when null.</summary>
+    public PostgresBackend(PostgresBackendOptions options, NpgsqlDataSource? dataSource, TimeProvider? time = null, ILogger<PostgresBackend>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (string.IsNullOrWhiteSpace(options.ConnectionString))
+        if (dataSource is null && string.IsNullOrWhiteSpace(options.ConnectionString))
         {
             throw new ArgumentException("PostgresBackendOptions.ConnectionString is required.", nameof(options));
         }
@@ -38,10 +63,32 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         }
         _options = options;
         _time = time ?? TimeProvider.System;
-        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(options.ConnectionString))
-        {
-            SearchPath = options.Schema,
-        };
+        _dialect = new PostgresDialect(options.Schema);
+        _tasks = _dialect.Table("tasks");
+        _queues = _dialect.Table("queues");
+        _workers = _dialect.Table("workers");
+        _leaders = _dialect.Table("leaders");
+        _schedules = _dialect.Table("schedules");
+        _uniqueKeys = _dialect.Table("unique_keys");
+        _rateLimits = _dialect.Table("rate_limits");
+        _concurrencySlots = _dialect.Table("concurrency_slots");
+        _insertSql = InsertSql(_tasks);
+        _fetchSql = FetchSql(_tasks, _queues);
+        _completeSql = CompleteSql(_tasks);
+        _startSql = StartSql(_tasks);
+        _ownsDataSource = dataSource is null;
+        _dataSource = dataSource ?? CreateDataSource(options.ConnectionString);
+        var server = new NpgsqlConnectionStringBuilder(_dataSource.ConnectionString);
+        _host = $"{server.Host}:{server.Port}/{server.Database}";
+        Channel = options.Schema + "_wake";
+        ILogger log = logger ?? NullLogger<PostgresBackend>.Instance;
+        _notifier = new PostgresNotifier(_dataSource, Channel, options.MaxReconnectDelay, log);
+        _enqueueGroups = new PostgresEnqueueGroups(InsertAsync);
+    }
+
+    private static NpgsqlDataSource CreateDataSource(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString.Normalize(connectionString));
         // The hot statements are few and fixed: prepare them on each connection once instead of parsing and
         // planning them on every call (unless the caller's connection string chose otherwise).
         if (builder.MaxAutoPrepare == 0)
@@ -49,12 +96,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
             builder.MaxAutoPrepare = 32;
             builder.AutoPrepareMinUsages = 2;
         }
-        _host = $"{builder.Host}:{builder.Port}/{builder.Database}";
-        _dataSource = NpgsqlDataSource.Create(builder);
-        Channel = options.Schema + "_wake";
-        ILogger log = logger ?? NullLogger<PostgresBackend>.Instance;
-        _notifier = new PostgresNotifier(_dataSource, Channel, options.MaxReconnectDelay, log);
-        _enqueueGroups = new PostgresEnqueueGroups(InsertAsync);
+        return NpgsqlDataSource.Create(builder);
     }
 
     /// <summary>Host, port and database, without credentials: for logs and status lines.</summary>
@@ -181,7 +223,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Stops the listener and closes the pool. Safe to call more than once (DI may own it under two registrations).</summary>
+    /// <summary>Stops the listener and closes the pool, unless the pool is the app's. Safe to call more than once (DI may
+    /// own it under two registrations).</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1)
@@ -190,9 +233,12 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         }
         await _enqueueGroups.DisposeAsync().ConfigureAwait(false);
         await _notifier.DisposeAsync().ConfigureAwait(false);
-        await _dataSource.DisposeAsync().ConfigureAwait(false);
+        if (_ownsDataSource)
+        {
+            await _dataSource.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
-    /// <summary>Stops the listener and closes the pool.</summary>
+    /// <summary>Stops the listener and closes the pool, unless the pool is the app's.</summary>
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 }

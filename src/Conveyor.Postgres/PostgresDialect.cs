@@ -3,11 +3,20 @@ using Conveyor.Sql;
 
 namespace Conveyor.Postgres;
 
-/// <summary>PostgreSQL's spelling of the shared SQL: <c>@name</c> parameters, <c>uuid</c> ids, <c>smallint</c> states and
-/// <c>boolean</c> flags.</summary>
+/// <summary>PostgreSQL's spelling of the shared SQL: <c>@name</c> parameters, <c>uuid</c> ids, <c>smallint</c> states,
+/// <c>boolean</c> flags and tables named with their schema.</summary>
 internal sealed class PostgresDialect : SqlDialect
 {
-    public static readonly PostgresDialect Instance = new();
+    /// <summary>The dialect without a schema: for what names no table (quoting, migrations, which set their own search
+    /// path).</summary>
+    public static readonly PostgresDialect Instance = new(null);
+
+    private readonly string _tablePrefix;
+
+    /// <summary>The dialect of the tables in <paramref name="schema"/>, or unqualified tables when null.</summary>
+    public PostgresDialect(string? schema) => _tablePrefix = schema is null ? "" : QuoteIdentifier(schema) + ".";
+
+    public override string Table(string name) => _tablePrefix + name;
 
     public override char ParameterPrefix => '@';
 

@@ -127,9 +127,17 @@ internal sealed partial class PostgresListener : IAsyncDisposable
                     _hub.DeliverMissed();
                 }
                 listenedBefore = true;
-                while (true)
+                try
                 {
-                    await connection.WaitAsync(stop).ConfigureAwait(false);
+                    while (true)
+                    {
+                        await connection.WaitAsync(stop).ConfigureAwait(false);
+                    }
+                }
+                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                {
+                    await UnlistenAsync(connection).ConfigureAwait(false);
+                    throw;
                 }
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
@@ -157,6 +165,22 @@ internal sealed partial class PostgresListener : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops listening before the connection goes back to its pool, which may be the app's: a pool that does
+    /// not reset its connections (<c>No Reset On Close</c>) would hand it on still listening. Best effort: what fails
+    /// here has mostly broken the connection, and a broken connection is not pooled.</summary>
+    private async Task UnlistenAsync(NpgsqlConnection connection)
+    {
+        try
+        {
+            await using var unlisten = new NpgsqlCommand($"UNLISTEN \"{_channel}\"", connection) { CommandTimeout = 5 };
+            await unlisten.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException or IOException)
+        {
+            LogUnlistenFailed(_logger, _channel, ex);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
@@ -175,6 +199,9 @@ internal sealed partial class PostgresListener : IAsyncDisposable
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "PostgreSQL LISTEN connection on {Channel} broke; reconnecting with backoff (first retry in {Delay})")]
     private static partial void LogBroken(ILogger logger, string channel, TimeSpan delay, Exception exception);
+
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Debug, Message = "PostgreSQL UNLISTEN on {Channel} failed as the listener stopped")]
+    private static partial void LogUnlistenFailed(ILogger logger, string channel, Exception exception);
 
     [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "PostgreSQL LISTEN connection on {Channel} is back")]
     private static partial void LogReconnected(ILogger logger, string channel);

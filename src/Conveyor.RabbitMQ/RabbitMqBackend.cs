@@ -376,12 +376,17 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     }
 
     /// <summary>Deletes the exchanges and queues of this backend's prefix that it declared (for tests and teardown).</summary>
-    public async Task DeleteBrokerObjectsAsync(CancellationToken cancellationToken)
+    public Task DeleteBrokerObjectsAsync(CancellationToken cancellationToken) => DeleteBrokerObjectsAsync([], cancellationToken);
+
+    /// <summary>Deletes the exchanges of this backend's prefix and the broker queues of <paramref name="queues"/> and of
+    /// those it declared: what other instances (processes) on the prefix declared too, since the broker cannot list
+    /// queues by prefix (for tests and teardown).</summary>
+    public async Task DeleteBrokerObjectsAsync(IEnumerable<string> queues, CancellationToken cancellationToken)
     {
         // Let declarations and consumers under way finish first, so that none re-creates what is deleted.
         await OnceTasks.SettleAllAsync(_topology.Pending.Concat(_deliveries.Pending), cancellationToken).ConfigureAwait(false);
         var (_, publisher, _) = await _connection.GetAsync(cancellationToken).ConfigureAwait(false);
-        await _topology.DeleteAsync(publisher, cancellationToken).ConfigureAwait(false);
+        await _topology.DeleteAsync(publisher, queues, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

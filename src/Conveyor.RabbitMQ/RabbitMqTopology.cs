@@ -114,10 +114,11 @@ internal sealed partial class RabbitMqTopology
     /// <summary>Declarations under way, so that a deletion waits for them rather than race them.</summary>
     public IEnumerable<Lazy<Task>> Pending => _declared.Values;
 
-    /// <summary>Deletes the queues this instance declared, the dead-letter queue and the exchanges.</summary>
-    public async Task DeleteAsync(IChannel publisher, CancellationToken cancellationToken)
+    /// <summary>Deletes the broker queues of <paramref name="queues"/> and of those this instance declared, the
+    /// dead-letter queue and the exchanges.</summary>
+    public async Task DeleteAsync(IChannel publisher, IEnumerable<string> queues, CancellationToken cancellationToken)
     {
-        foreach (var queue in _declaredNames.Keys)
+        foreach (var queue in _declaredNames.Keys.Union(queues, StringComparer.Ordinal))
         {
             await publisher.QueueDeleteAsync(BrokerQueue(queue), ifUnused: false, ifEmpty: false, cancellationToken: cancellationToken).ConfigureAwait(false);
         }

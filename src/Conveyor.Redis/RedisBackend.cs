@@ -227,6 +227,33 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
 
     private static string IdText(Guid id) => id.ToString("D");
 
+    /// <summary>Deletes every key under <see cref="KeyBase"/>: all this backend holds. For tests and tear-down; irreversible.</summary>
+    public async Task DeleteKeysAsync(CancellationToken cancellationToken)
+    {
+        const int Batch = 1_000;
+        var connection = await ConnectAsync(cancellationToken).ConfigureAwait(false);
+        var db = connection.GetDatabase();
+        // SCAN MATCH takes a glob: a prefix may hold its special characters.
+        var pattern = string.Concat(_base.Select(c => c is '*' or '?' or '[' or ']' or '\\' ? "\\" + c : c.ToString())) + "*";
+        foreach (var server in connection.GetServers().Where(s => !s.IsReplica))
+        {
+            var keys = new List<RedisKey>(Batch);
+            await foreach (var key in server.KeysAsync(db.Database, pattern, Batch).WithCancellation(cancellationToken).ConfigureAwait(false))
+            {
+                keys.Add(key);
+                if (keys.Count == Batch)
+                {
+                    await db.KeyDeleteAsync([.. keys]).ConfigureAwait(false);
+                    keys.Clear();
+                }
+            }
+            if (keys.Count > 0)
+            {
+                await db.KeyDeleteAsync([.. keys]).ConfigureAwait(false);
+            }
+        }
+    }
+
     /// <summary>Closes the connection when the backend opened it.</summary>
     public async ValueTask DisposeAsync()
     {

@@ -18,6 +18,11 @@ public abstract class SqlDialect
     /// <summary>The clause that keeps the first rows: <c>LIMIT p</c> unless the engine spells it otherwise.</summary>
     public virtual string Limit(string parameter) => "LIMIT " + parameter;
 
+    /// <summary>A table's name as statements write it: <paramref name="name"/> by default; qualified with the schema
+    /// where the engine keeps the tables in one (PostgreSQL), so that no statement depends on the connection's
+    /// search path.</summary>
+    public virtual string Table(string name) => name;
+
     /// <summary>A task id as the engine stores it (a uuid, 16 bytes, …).</summary>
     public abstract object TaskIdValue(Guid id);
 

@@ -47,7 +47,7 @@ public static class TaskListing
         ArgumentNullException.ThrowIfNull(dialect);
         ArgumentNullException.ThrowIfNull(query);
         var limit = Math.Clamp(query.Limit, 1, MaxLimit);
-        var sql = new StringBuilder($"SELECT {TaskRows.Columns} FROM tasks WHERE 1 = 1");
+        var sql = new StringBuilder($"SELECT {TaskRows.Columns} FROM {dialect.Table("tasks")} WHERE 1 = 1");
         if (query.State is { } state)
         {
             sql.Append(" AND state = ").Append(dialect.Parameter("state"));
@@ -98,7 +98,7 @@ public static class TaskListing
         var queues = new SortedDictionary<string, (bool Paused, Dictionary<TaskState, long> Counts)>(StringComparer.Ordinal);
         await using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT name, paused FROM queues";
+            command.CommandText = $"SELECT name, paused FROM {dialect.Table("queues")}";
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -107,7 +107,7 @@ public static class TaskListing
         }
         await using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT queue, state, count(*) FROM tasks GROUP BY queue, state";
+            command.CommandText = $"SELECT queue, state, count(*) FROM {dialect.Table("tasks")} GROUP BY queue, state";
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {

@@ -63,7 +63,7 @@ public static class TaskRows
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(dialect);
         await using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM tasks WHERE id = {dialect.Parameter("id")}";
+        command.CommandText = $"SELECT {Columns} FROM {dialect.Table("tasks")} WHERE id = {dialect.Parameter("id")}";
         dialect.AddParameter(command, "id", dialect.TaskIdValue(taskId));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? Read(reader, dialect) : null;

@@ -38,3 +38,39 @@ public sealed class PostgresLimitTests : LimitConformance<PostgresTestBackend>;
 public sealed class PostgresNotifierTests : NotifierConformance<PostgresTestBackend>;
 
 public sealed class PostgresRetentionTests : RetentionConformance<PostgresTestBackend>;
+
+// The same suites on the app's own data source, as UsePostgresFromServices runs (PostgresAppDataSourceTestBackend: its
+// search_path names no schema of Conveyor's). RetentionConformance is left out: its 200,000-task fill
+// costs most of a minute, and retention's statement is pinned on this data source by StoreConformance's purge tests.
+
+public sealed class PostgresAppDataSourceQueueEnqueueTests : QueueEnqueueConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceQueueFetchTests : QueueFetchConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceQueueLeaseTests : QueueLeaseConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceQueueAttemptTests : QueueAttemptConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceQueueScheduleTests : QueueScheduleConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceQueueCancelRetryTests : QueueCancelRetryConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceQueueWaitTests : QueueWaitConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceStoreTests : StoreConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceStoreListTests : StoreListConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceBulkTaskTests : BulkTaskConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceCoordinationTests : CoordinationConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceLeadershipTests : LeadershipConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceScheduleTests : ScheduleConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceUniqueKeyTests : UniqueKeyConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceLimitTests : LimitConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceNotifierTests : NotifierConformance<PostgresAppDataSourceTestBackend>;

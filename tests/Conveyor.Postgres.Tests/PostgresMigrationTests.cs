@@ -1,5 +1,6 @@
 using Conveyor.Backends;
 using Conveyor.Sql.Migrations;
+using Conveyor.TestBackends;
 using Npgsql;
 
 namespace Conveyor.Postgres.Tests;
@@ -51,7 +52,7 @@ public class PostgresMigrationTests
         await using var legacy = await LegacySchema.CreateAsync(2);
         var running = Guid.NewGuid();
         var queued = Guid.NewGuid();
-        await using (var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString)))
+        await using (var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(TestServers.Postgres)))
         await using (var insert = dataSource.CreateCommand($"""
             INSERT INTO "{legacy.Name}".tasks (id, task, queue, state, attempt, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
                 created_at, lease_owner, lease_token, lease_expires, history)
@@ -86,7 +87,7 @@ public class PostgresMigrationTests
     /// <summary>Columns, indexes, table options and recorded versions of a schema, with its name taken out.</summary>
     private static async Task<List<string>> DescribeAsync(string schema)
     {
-        await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString));
+        await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(TestServers.Postgres));
         await using var connection = await dataSource.OpenConnectionAsync();
         await using var command = new NpgsqlCommand("""
             SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '') || ' ' || is_identity
@@ -116,7 +117,7 @@ public class PostgresMigrationTests
     private sealed class LegacySchema : IAsyncDisposable
     {
         private LegacySchema(string name) =>
-            (Name, Backend) = (name, new PostgresBackend(new PostgresBackendOptions { ConnectionString = PostgresTestBackend.ConnectionString, Schema = name }));
+            (Name, Backend) = (name, new PostgresBackend(new PostgresBackendOptions { ConnectionString = TestServers.Postgres, Schema = name }));
 
         public string Name { get; }
 
@@ -129,7 +130,7 @@ public class PostgresMigrationTests
         public static async Task<LegacySchema> CreateAsync(int version, Func<int, string, string> migration)
         {
             var schema = new LegacySchema("t_" + Guid.NewGuid().ToString("N"));
-            await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString));
+            await using var dataSource = NpgsqlDataSource.Create(PostgresConnectionString.Normalize(TestServers.Postgres));
             await using var connection = await dataSource.OpenConnectionAsync();
             await using var transaction = await connection.BeginTransactionAsync();
             await using (var command = new NpgsqlCommand($"""

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Conveyor.Backends;
+using Conveyor.TestBackends;
 using Npgsql;
 
 namespace Conveyor.Postgres.Tests;
@@ -17,10 +18,10 @@ public sealed class PostgresWakeTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _producer = new PostgresBackend(new PostgresBackendOptions { ConnectionString = PostgresTestBackend.ConnectionString, Schema = _schema });
+        _producer = new PostgresBackend(new PostgresBackendOptions { ConnectionString = TestServers.Postgres, Schema = _schema });
         _consumer = new PostgresBackend(new PostgresBackendOptions
         {
-            ConnectionString = PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString) + ";Application Name=" + _consumerName,
+            ConnectionString = PostgresConnectionString.Normalize(TestServers.Postgres) + ";Application Name=" + _consumerName,
             Schema = _schema,
             MaxReconnectDelay = TimeSpan.FromMilliseconds(200),
         });
@@ -86,7 +87,7 @@ public sealed class PostgresWakeTests : IAsyncLifetime
         await using var subscription = await _consumer.Notifier.SubscribeAsync(NotifierChannels.Ready, n => ready.TrySetResult(n), CancellationToken.None);
 
         // Earlier versions sent their instance id alone.
-        await using (var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString)))
+        await using (var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(TestServers.Postgres)))
         {
             await connection.OpenAsync();
             await using var notify = new NpgsqlCommand("SELECT pg_notify(@channel, @sender)", connection);
@@ -108,7 +109,7 @@ public sealed class PostgresWakeTests : IAsyncLifetime
     /// <summary>Ends the consumer's LISTEN session from the server side, as a network failure or restart would.</summary>
     private async Task TerminateListenerAsync()
     {
-        await using var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(PostgresTestBackend.ConnectionString));
+        await using var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(TestServers.Postgres));
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = @application AND query LIKE 'LISTEN%'", connection);

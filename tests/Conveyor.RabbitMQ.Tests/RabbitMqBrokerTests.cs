@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Conveyor.Backends;
 using Conveyor.Sqlite;
+using Conveyor.TestBackends;
 using RabbitMQ.Client;
 
 namespace Conveyor.RabbitMQ.Tests;
@@ -18,7 +19,7 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
 
     public async Task InitializeAsync()
     {
-        _connection = await new ConnectionFactory { Uri = new Uri(RabbitMqTestBackend.Url) }.CreateConnectionAsync(_timeout.Token);
+        _connection = await new ConnectionFactory { Uri = new Uri(TestServers.Amqp) }.CreateConnectionAsync(_timeout.Token);
         _channel = await _connection.CreateChannelAsync(cancellationToken: _timeout.Token);
     }
 
@@ -54,7 +55,7 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         var store = new SqliteBackend(new SqliteBackendOptions { Path = _path });
         var rabbit = new RabbitMqBackend(store, new RabbitMqBackendOptions
         {
-            Url = RabbitMqTestBackend.Url,
+            Url = TestServers.Amqp,
             Prefix = _prefix,
             OwnsStore = false,
             PollInterval = pollInterval ?? TimeSpan.FromSeconds(1),

@@ -1,4 +1,5 @@
 using Conveyor.Backends;
+using Conveyor.TestBackends;
 using StackExchange.Redis;
 
 namespace Conveyor.Redis.Tests;
@@ -71,12 +72,11 @@ public sealed partial class RedisNotifierTests
     public async Task After_the_subscription_connection_is_killed_subscribers_get_a_missed_notification_and_then_new_ones()
     {
         var name = "cvtest-" + Guid.NewGuid().ToString("N");
-        var options = RedisUrl.Parse(RedisTestBackend.Url);
+        var options = RedisUrl.Parse(TestServers.Redis);
         options.ClientName = name;
         await using var connection = await ConnectionMultiplexer.ConnectAsync(options);
         var redis = (RedisBackend)Backend;
-        await using var victim = new RedisBackend(
-            new RedisBackendOptions { Configuration = RedisTestBackend.Url, KeyPrefix = RedisTestBackend.KeyPrefixOf(redis) }, connection, Time);
+        await using var victim = RedisTestBackend.KeyspaceOf(redis).Create(connection, Time);
         await victim.MigrateAsync(Timeout);
         var (inbox, _) = await SubscribeAsync(victim.Notifier, "conformance");
 

@@ -1,4 +1,5 @@
 using Conveyor.Backends;
+using Conveyor.TestBackends;
 using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
 
@@ -9,14 +10,14 @@ public sealed class RedisRegistrationTests
     [Fact]
     public async Task Backend_from_services_uses_the_apps_own_connection_and_leaves_it_open()
     {
-        var appConnection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(RedisTestBackend.Url));
-        var prefix = "cvtest-" + Guid.NewGuid().ToString("N") + ":";
+        var appConnection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(TestServers.Redis));
+        var keyspace = TestServers.FreshRedis();
         var services = new ServiceCollection();
         services.AddSingleton<IConnectionMultiplexer>(appConnection);
         // A Configuration that points nowhere: the connection from the services is the one used.
         services.AddConveyorClient().AddNoopTask().UseRedisFromServices(o =>
         {
-            o.KeyPrefix = prefix;
+            o.KeyPrefix = keyspace.KeyPrefix!;
             o.Configuration = "redis://127.0.0.1:1";
         });
         var provider = services.BuildServiceProvider();
@@ -33,6 +34,7 @@ public sealed class RedisRegistrationTests
         finally
         {
             await provider.DisposeAsync();
+            await keyspace.DropAsync(CancellationToken.None);
         }
         Assert.True(appConnection.IsConnected, "Conveyor closed the app's connection");
         await appConnection.GetDatabase().PingAsync();

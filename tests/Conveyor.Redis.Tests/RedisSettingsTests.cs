@@ -1,3 +1,4 @@
+using Conveyor.TestBackends;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
@@ -14,7 +15,7 @@ public sealed class RedisSettingsTests
         var before = (await server.ConfigGetAsync("maxmemory-policy")).Single().Value;
         var logger = new ListLogger();
         var backend = new RedisBackend(
-            new RedisBackendOptions { Configuration = RedisTestBackend.Url, KeyPrefix = "cvtest-" + Guid.NewGuid().ToString("N") },
+            new RedisBackendOptions { Configuration = TestServers.Redis, KeyPrefix = "cvtest-" + Guid.NewGuid().ToString("N") },
             connection, TimeProvider.System, logger);
         try
         {

@@ -24,7 +24,7 @@ public sealed class BackendOutageTests : IDisposable
     [Fact]
     public async Task Redis_outage_answers_503_with_Retry_After_logs_once_and_readiness_answers_within_bound()
     {
-        using var redis = PrivateRedis.Start(Path.Combine(_folder, "redis"));
+        await using var redis = await PrivateRedis.StartAsync(Path.Combine(_folder, "redis"));
         await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
         {
             ["Conveyor:DatabaseUrl"] = redis.Url,
@@ -38,7 +38,7 @@ public sealed class BackendOutageTests : IDisposable
         await server.WaitForStateAsync(id, "succeeded");
         Assert.Equal(HttpStatusCode.OK, (await GetReadyAsync(server.Client)).Status);
 
-        redis.Kill();
+        await redis.KillAsync();
 
         // Readiness: 503 from the first probes on, each answered within the bound, and logged once.
         var probes = new List<TimeSpan>();
@@ -78,7 +78,7 @@ public sealed class BackendOutageTests : IDisposable
             }
         }
 
-        redis.Restart();
+        await redis.RestartAsync();
         await WaitUntilAsync(async () => (await GetReadyAsync(server.Client)).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(30),
             "/health/ready to be healthy again after the restart");
         (await server.GetTaskAsync(id)).GetProperty("state").GetString();

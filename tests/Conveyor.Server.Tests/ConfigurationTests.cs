@@ -22,14 +22,14 @@ public sealed class ConfigurationTests
     [InlineData("", "./data/conveyor.db")]
     public void Sqlite_url_gives_the_path_with_sqlalchemy_slashes(string url, string path)
     {
-        Assert.Equal(path, Assert.IsType<SqliteDatabase>(DatabaseUrl.Parse(url)).Path);
+        Assert.Equal(path, Assert.IsType<SqliteDatabase>(SelectDatabase(url)).Path);
     }
 
     [Fact]
     public void Sqlite_url_takes_synchronous()
     {
-        Assert.Equal(SqliteSynchronous.Full, Assert.IsType<SqliteDatabase>(DatabaseUrl.Parse("sqlite:///x.db?synchronous=full")).Synchronous);
-        Assert.Null(Assert.IsType<SqliteDatabase>(DatabaseUrl.Parse("sqlite:///x.db")).Synchronous);
+        Assert.Equal(SqliteSynchronous.Full, Assert.IsType<SqliteDatabase>(SelectDatabase("sqlite:///x.db?synchronous=full")).Synchronous);
+        Assert.Null(Assert.IsType<SqliteDatabase>(SelectDatabase("sqlite:///x.db")).Synchronous);
     }
 
     [Theory]
@@ -37,7 +37,7 @@ public sealed class ConfigurationTests
     [InlineData("postgres://conveyor:s%40cret@db.internal/jobs", 5432, null)]
     public void Postgres_url_gives_a_connection_string_and_schema(string url, int port, string? schema)
     {
-        var database = Assert.IsType<PostgresDatabase>(DatabaseUrl.Parse(url));
+        var database = Assert.IsType<PostgresDatabase>(SelectDatabase(url));
         var builder = new Npgsql.NpgsqlConnectionStringBuilder(database.ConnectionString);
 
         Assert.Equal(("db.internal", port, "conveyor", "s@cret", "jobs"), (builder.Host, builder.Port, builder.Username, builder.Password, builder.Database));
@@ -50,7 +50,6 @@ public sealed class ConfigurationTests
     [InlineData("postgresql://conveyor:secret@db/conveyor?no_such_setting=1", "postgresql:// is not valid")]
     [InlineData("postgres://conveyor:secret@/conveyor", "postgres:// is not valid")]
     [InlineData("mysql://u:secret@db/c", "MySQL")]
-    [InlineData("redis://localhost:6379", "Redis")]
     [InlineData("amqp://u:secret@broker/", "AMQP_URL")]
     [InlineData("mongodb://localhost", "'mongodb://' is not supported")]
     [InlineData("conveyor.db", "not a URL")]
@@ -59,11 +58,21 @@ public sealed class ConfigurationTests
     [InlineData("sqlite:///x.db?journal=off", "unknown parameter")]
     public void Unusable_database_url_says_what_to_change_without_echoing_secrets(string url, string message)
     {
-        var exception = Assert.Throws<ConveyorConfigurationException>(() => DatabaseUrl.Parse(url));
+        var exception = Assert.Throws<ConveyorConfigurationException>(() => SelectDatabase(url));
 
         Assert.Contains(message, exception.Message);
         Assert.DoesNotContain("secret", exception.Message);
     }
+
+    [Fact]
+    public void Redis_url_is_not_a_sql_database()
+    {
+        var exception = Assert.Throws<BackendUrlException>(() => SqlDatabaseUrl.Parse("redis://localhost:6379"));
+
+        Assert.Contains("selects the Redis backend", exception.Message);
+    }
+
+    private static BackendLocation SelectDatabase(string url) => BackendSelection.Select(new ServerOptions { DatabaseUrl = url });
 
     [Theory]
     [InlineData("WORKER__CONCURRENCY", "Conveyor:WORKER:CONCURRENCY")]

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Conveyor.Redis;
 using Conveyor.Server.Configuration;
+using Conveyor.TestBackends;
 using StackExchange.Redis;
 using static Conveyor.Server.Tests.FaultTests;
 
@@ -26,7 +26,7 @@ public sealed class CrossProcessEventTests : IDisposable
     [InlineData("postgres")]
     [InlineData("redis")]
     public Task A_server_with_no_worker_streams_the_events_of_a_worker_in_another_process(string backend) =>
-        WithStoreEnvironmentAsync(backend, async store =>
+        WithBackendEnvironmentAsync(backend, _folder, "cvevents", async store =>
         {
             using var server = await ServerProcess.StartAsync(_folder, Environment(store), "--no-worker");
             using var worker = ConveyorProcess.Start(_folder, Environment(store), "worker");
@@ -69,7 +69,7 @@ public sealed class CrossProcessEventTests : IDisposable
     [InlineData("postgres")]
     [InlineData("redis")]
     public Task A_worker_in_another_process_starts_each_task_within_2_s_with_its_fallback_poll_at_a_minute(string backend) =>
-        WithStoreEnvironmentAsync(backend, async store =>
+        WithBackendEnvironmentAsync(backend, _folder, "cvevents", async store =>
         {
             const int tasks = 20;
             var limit = TimeSpan.FromSeconds(2);
@@ -135,35 +135,4 @@ public sealed class CrossProcessEventTests : IDisposable
     private static string Describe(SseClient? stream, ServerProcess server, ConveyorProcess worker) =>
         (stream is null ? "" : $"stream read {stream.Messages.Count} events ({string.Join(" | ", stream.Messages.TakeLast(6))}). ")
         + $"Server log: {LogSummary(server.Process.Output + server.Process.Error)}; worker log: {LogSummary(worker.Output + worker.Error)}; worker output: {worker.Output} {worker.Error}";
-
-    /// <summary>Runs <paramref name="test"/> with the environment of a fresh store: a SQLite file in the test's folder,
-    /// a schema of its own on CONVEYOR_TEST_POSTGRES, or a key prefix of its own on CONVEYOR_TEST_REDIS; removed afterwards.</summary>
-    private async Task WithStoreEnvironmentAsync(string backend, Func<Dictionary<string, string>, Task> test)
-    {
-        if (backend == "redis")
-        {
-            var url = RedisServerTests.TestServerUrl;
-            var prefix = "cvevents-" + Guid.NewGuid().ToString("N");
-            try
-            {
-                await test(new Dictionary<string, string> { ["REDIS_URL"] = url, ["CONVEYOR_REDIS__KEY_PREFIX"] = prefix });
-            }
-            finally
-            {
-                using var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
-                var redis = connection.GetServer(connection.GetEndPoints()[0]);
-                var keys = new List<RedisKey>();
-                await foreach (var key in redis.KeysAsync(pattern: "*" + prefix + "*"))
-                {
-                    keys.Add(key);
-                }
-                if (keys.Count > 0)
-                {
-                    await connection.GetDatabase().KeyDeleteAsync([.. keys]);
-                }
-            }
-            return;
-        }
-        await WithStoreAsync(backend, _folder, url => test(new Dictionary<string, string> { ["DATABASE_URL"] = url }));
-    }
 }

@@ -4,6 +4,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Conveyor.Backends;
+using Conveyor.TestBackends;
 
 namespace Conveyor.Server.Tests;
 
@@ -238,26 +240,15 @@ internal static class FaultTests
 
     /// <summary>Runs <paramref name="test"/> with a DATABASE_URL for <paramref name="store"/>: a SQLite file in
     /// <paramref name="folder"/>, or a schema of its own on the test PostgreSQL server (CONVEYOR_TEST_POSTGRES), dropped afterwards.</summary>
-    public static async Task WithStoreAsync(string store, string folder, Func<string, Task> test)
-    {
-        if (store == "sqlite")
-        {
-            await test("sqlite:///" + Path.Combine(folder, "store.db"));
-            return;
-        }
-        Assert.Equal("postgres", store);
-        var schema = "fault_" + Guid.NewGuid().ToString("N");
-        var url = PostgresServerTests.PostgresUrl;
-        try
-        {
-            await test(url + (url.Contains('?', StringComparison.Ordinal) ? "&" : "?") + "schema=" + schema);
-        }
-        finally
-        {
-            await using var cleanup = new Conveyor.Postgres.PostgresBackend(new Conveyor.Postgres.PostgresBackendOptions { ConnectionString = url, Schema = schema });
-            await cleanup.DropSchemaAsync(CancellationToken.None);
-        }
-    }
+    public static Task WithStoreAsync(string store, string folder, Func<string, Task> test) =>
+        TestServers.WithFreshAsync(store, folder, location => test(((SqlDatabase)location).Url), "fault");
+
+    /// <summary>Runs <paramref name="test"/> with the environment variables of a fresh backend of <paramref name="kind"/>
+    /// (<see cref="TestServers.Fresh"/>: a SQLite file in <paramref name="folder"/>, a PostgreSQL schema, a Redis key
+    /// prefix, or RabbitMQ objects under a prefix beside either store), its names starting with <paramref name="stem"/>;
+    /// removed afterwards.</summary>
+    public static Task WithBackendEnvironmentAsync(string kind, string folder, string stem, Func<Dictionary<string, string>, Task> test) =>
+        TestServers.WithFreshAsync(kind, folder, location => test(new Dictionary<string, string>(location.ToEnvironment())), stem);
 
     /// <summary>Runs <c>scripts/services/{service}.sh {command}</c> with extra environment (a private data folder)
     /// and returns its standard output; fails when it fails.</summary>

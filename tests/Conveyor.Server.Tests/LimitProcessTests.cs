@@ -309,24 +309,8 @@ internal static class LimitScenarios
         return environment;
     }
 
-    /// <summary>Runs <paramref name="test"/> with the environment of a backend of its own: a SQLite file, a PostgreSQL
-    /// schema or a Redis key prefix, removed afterwards.</summary>
-    private static async Task WithBackendAsync(string backend, string folder, Func<Dictionary<string, string>, Task> test)
-    {
-        if (backend != "redis")
-        {
-            await WithStoreAsync(backend, folder, url => test(new() { ["DATABASE_URL"] = url }));
-            return;
-        }
-        var redis = RedisServerTests.TestServerUrl;
-        var prefix = "cvlimit-" + Guid.NewGuid().ToString("N");
-        try
-        {
-            await test(new() { ["REDIS_URL"] = redis, ["CONVEYOR_REDIS__KEY_PREFIX"] = prefix });
-        }
-        finally
-        {
-            await RedisFaultTests.DeleteKeysAsync(redis, prefix);
-        }
-    }
+    /// <summary>Runs <paramref name="test"/> with the environment of a backend of its own (a SQLite file, a PostgreSQL
+    /// schema or a Redis key prefix), dropped afterwards.</summary>
+    private static Task WithBackendAsync(string backend, string folder, Func<Dictionary<string, string>, Task> test) =>
+        WithBackendEnvironmentAsync(backend, folder, "cvlimit", test);
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using Conveyor.Postgres;
+using Conveyor.TestBackends;
 
 namespace Conveyor.Server.Tests;
 
@@ -7,22 +8,14 @@ namespace Conveyor.Server.Tests;
 /// in a schema of its own that is dropped afterwards.</summary>
 public sealed class PostgresServerTests
 {
-    internal static string PostgresUrl =>
-        Environment.GetEnvironmentVariable("CONVEYOR_TEST_POSTGRES") is { Length: > 0 } url && url.StartsWith("postgres", StringComparison.Ordinal)
-            ? url
-            : throw new InvalidOperationException(
-                "CONVEYOR_TEST_POSTGRES is not set to a postgresql:// URL, so the PostgreSQL server tests have no server. Start one with "
-                + "'source scripts/services/postgres.sh' or 'eval \"$(bash scripts/services/postgres.sh start)\"'; 'bash scripts/test.sh' starts it by itself.");
-
     [Fact]
     public async Task Server_on_postgres_runs_a_task_to_success_and_reports_ready()
     {
-        var schema = "srv_" + Guid.NewGuid().ToString("N");
-        var url = PostgresUrl + (PostgresUrl.Contains('?', StringComparison.Ordinal) ? "&" : "?") + "schema=" + schema;
+        var database = TestServers.FreshPostgres("srv");
         try
         {
-            await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Conveyor:DatabaseUrl"] = url });
-            Assert.Equal(schema, server.Service<PostgresBackend>().Schema);
+            await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Conveyor:DatabaseUrl"] = database.Url });
+            Assert.Equal(database.Schema, server.Service<PostgresBackend>().Schema);
 
             var id = await server.EnqueueAsync(new { task = "conveyor.noop", args = new { n = 1 } });
             var task = await server.WaitForStateAsync(id, "succeeded");
@@ -40,8 +33,7 @@ public sealed class PostgresServerTests
         }
         finally
         {
-            await using var cleanup = new PostgresBackend(new PostgresBackendOptions { ConnectionString = PostgresUrl, Schema = schema });
-            await cleanup.DropSchemaAsync(CancellationToken.None);
+            await database.DropAsync(CancellationToken.None);
         }
     }
 }

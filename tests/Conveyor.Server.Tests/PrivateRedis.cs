@@ -1,102 +1,30 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
-
 namespace Conveyor.Server.Tests;
 
-/// <summary>A redis-server of this test's own (not the shared test server, which other tests use meanwhile),
-/// on a free loopback port with AOF (everysec) in a private folder; killed and restarted on the same data.</summary>
-internal sealed class PrivateRedis : IDisposable
+/// <summary>A redis-server of this test's own (not the shared test server, which other tests use meanwhile), run by
+/// scripts/services/redis.sh in a private folder (CONVEYOR_REDIS_DIR) with the settings of the shared one: killed with
+/// SIGKILL and restarted on the same data and port.</summary>
+internal sealed class PrivateRedis : IAsyncDisposable
 {
-    private readonly string _folder;
-    private readonly int _port;
-    private Process _process;
-    private bool _running = true;
+    private readonly Dictionary<string, string> _script;
 
-    private PrivateRedis(string folder, int port)
+    private PrivateRedis(Dictionary<string, string> script, string url)
     {
-        _folder = folder;
-        _port = port;
-        _process = Launch();
+        _script = script;
+        Url = url;
     }
 
-    public string Url => $"redis://127.0.0.1:{_port.ToString(CultureInfo.InvariantCulture)}";
+    public string Url { get; }
 
-    public static PrivateRedis Start(string folder)
+    public static async Task<PrivateRedis> StartAsync(string folder)
     {
-        Directory.CreateDirectory(folder);
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return new PrivateRedis(folder, port);
+        var script = new Dictionary<string, string> { ["CONVEYOR_REDIS_DIR"] = folder };
+        return new PrivateRedis(script, (await FaultTests.RunServiceScriptAsync("redis", "start", script)).Trim());
     }
 
-    public void Kill()
-    {
-        _process.Kill();
-        _process.WaitForExit();
-        _process.Dispose();
-        _running = false;
-    }
+    public Task KillAsync() => FaultTests.RunServiceScriptAsync("redis", "kill", _script);
 
-    public void Restart()
-    {
-        _process = Launch();
-        _running = true;
-    }
+    public Task RestartAsync() => FaultTests.RunServiceScriptAsync("redis", "restart", _script);
 
-    private Process Launch()
-    {
-        var info = new ProcessStartInfo("redis-server")
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var arg in new[]
-        {
-            "--bind", "127.0.0.1", "--port", _port.ToString(CultureInfo.InvariantCulture), "--dir", _folder,
-            "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--save", "",
-            "--daemonize", "no",
-        })
-        {
-            info.ArgumentList.Add(arg);
-        }
-        var process = Process.Start(info) ?? throw new InvalidOperationException("redis-server did not start");
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (true)
-        {
-            try
-            {
-                using var client = new TcpClient();
-                client.Connect(IPAddress.Loopback, _port);
-                return process;
-            }
-            catch (SocketException) when (DateTime.UtcNow < deadline && !process.HasExited)
-            {
-                Thread.Sleep(50);
-            }
-        }
-    }
-
-    public void Dispose()
-    {
-        // Killed and not started again: nothing to stop (a test that failed while Redis was down ends here).
-        if (!_running)
-        {
-            return;
-        }
-        if (!_process.HasExited)
-        {
-            _process.Kill();
-            _process.WaitForExit();
-        }
-        _process.Dispose();
-    }
+    // Killed and not started again: the script finds no server to stop.
+    public async ValueTask DisposeAsync() => await FaultTests.RunServiceScriptAsync("redis", "stop", _script);
 }

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using Conveyor.Backends;
 using Conveyor.Redis;
+using Conveyor.TestBackends;
 using StackExchange.Redis;
 using static Conveyor.Server.Tests.FaultTests;
 
@@ -24,14 +25,14 @@ public sealed class RedisFaultTests : IDisposable
 
     public void Dispose() => TempFolder.Delete(_folder);
 
-    private Dictionary<string, string> WorkerEnvironment(string url) =>
-        FaultTests.ProcessEnvironment(new Dictionary<string, string> { ["REDIS_URL"] = url, ["CONVEYOR_REDIS__KEY_PREFIX"] = _prefix });
+    private static Dictionary<string, string> WorkerEnvironment(RedisKeyspace keyspace) =>
+        FaultTests.ProcessEnvironment(new Dictionary<string, string>(keyspace.ToEnvironment()));
 
     [Fact]
     public async Task Worker_killed_with_SIGKILL_loses_nothing_on_redis()
     {
-        var url = RedisServerTests.TestServerUrl;
-        var backend = new RedisBackend(new RedisBackendOptions { Configuration = url, KeyPrefix = _prefix });
+        var keyspace = new RedisKeyspace(TestServers.Redis, _prefix);
+        var backend = keyspace.Create(connection: null);
         try
         {
             await backend.MigrateAsync(CancellationToken.None);
@@ -42,7 +43,7 @@ public sealed class RedisFaultTests : IDisposable
             // A backlog first, so that the worker is busy (holds a full prefetch of leases) all along until it is killed;
             // a Redis worker runs no-op tasks faster than one client enqueues them.
             await EnqueueAsync(backend, acknowledged, TotalTasks, CancellationToken.None);
-            using (var first = ConveyorProcess.Start(_folder, WorkerEnvironment(url), "worker"))
+            using (var first = ConveyorProcess.Start(_folder, WorkerEnvironment(keyspace), "worker"))
             {
                 await WaitUntilAsync(async () => (await CountsAsync(backend)).Succeeded >= TotalTasks / 4, TimeSpan.FromSeconds(60), "the first worker to run tasks");
                 killedAt = DateTimeOffset.UtcNow;
@@ -52,7 +53,7 @@ public sealed class RedisFaultTests : IDisposable
             }
             Assert.True(atKill.Running > 0, $"the worker held no task when it was killed: {atKill}");
             Assert.True(atKill.Pending > atKill.Running, $"every task ran before the kill: {atKill}");
-            using var second = ConveyorProcess.Start(_folder, WorkerEnvironment(url), "worker");
+            using var second = ConveyorProcess.Start(_folder, WorkerEnvironment(keyspace), "worker");
             await WaitUntilAsync(async () =>
             {
                 var counts = await CountsAsync(backend);
@@ -70,7 +71,7 @@ public sealed class RedisFaultTests : IDisposable
         }
         finally
         {
-            await DeleteKeysAsync(url, _prefix);
+            await backend.DeleteKeysAsync(CancellationToken.None);
             await backend.DisposeAsync();
         }
     }
@@ -79,14 +80,14 @@ public sealed class RedisFaultTests : IDisposable
     public async Task Redis_killed_and_restarted_while_tasks_run_loses_no_acknowledged_task()
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        using var redis = PrivateRedis.Start(Path.Combine(_folder, "redis"));
-        var url = redis.Url;
-        var backend = new RedisBackend(new RedisBackendOptions { Configuration = url, KeyPrefix = _prefix });
+        await using var redis = await PrivateRedis.StartAsync(Path.Combine(_folder, "redis"));
+        var keyspace = new RedisKeyspace(redis.Url, _prefix);
+        var backend = keyspace.Create(connection: null);
         try
         {
             await backend.MigrateAsync(CancellationToken.None);
             // A server process (API, health, worker, scheduler): /health/ready must report the outage while it lasts.
-            var environment = WorkerEnvironment(url);
+            var environment = WorkerEnvironment(keyspace);
             environment["PORT"] = "0";
             using var server = await ServerProcess.StartAsync(_folder, environment);
             using var http = server.CreateClient();
@@ -100,7 +101,7 @@ public sealed class RedisFaultTests : IDisposable
             await WaitUntilAsync(() => Task.FromResult(Volatile.Read(ref _acknowledgedCount) >= TotalTasks / 2), TimeSpan.FromSeconds(60), "half the enqueues");
             var before = await CountsAsync(backend);
             var outage = System.Diagnostics.Stopwatch.StartNew();
-            redis.Kill();
+            await redis.KillAsync();
             Assert.True(Volatile.Read(ref _acknowledgedCount) < TotalTasks, "every task was enqueued before Redis was killed");
             var downBody = "";
             await WaitUntilAsync(async () =>
@@ -113,7 +114,7 @@ public sealed class RedisFaultTests : IDisposable
             await Task.Delay(TimeSpan.FromSeconds(2) - seenDownAfter is { Ticks: > 0 } rest ? rest : TimeSpan.Zero);
             var (stillDown, stillDownBody) = await GetReadyAsync(http);
             Assert.True(stillDown == HttpStatusCode.ServiceUnavailable, $"/health/ready answered {stillDown} while Redis was down: {stillDownBody}");
-            redis.Restart();
+            await redis.RestartAsync();
             var downFor = outage.Elapsed;
             await WaitUntilAsync(async () => (await GetReadyAsync(http)).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(60),
                 "/health/ready to be healthy again after the restart");
@@ -212,20 +213,5 @@ public sealed class RedisFaultTests : IDisposable
         }
         while (cursor is not null);
         return tasks;
-    }
-
-    internal static async Task DeleteKeysAsync(string url, string prefix)
-    {
-        using var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
-        var server = connection.GetServer(connection.GetEndPoints()[0]);
-        var keys = new List<RedisKey>();
-        await foreach (var key in server.KeysAsync(pattern: "\\{" + prefix + "\\}:*"))
-        {
-            keys.Add(key);
-        }
-        if (keys.Count > 0)
-        {
-            await connection.GetDatabase().KeyDeleteAsync(keys.ToArray());
-        }
     }
 }

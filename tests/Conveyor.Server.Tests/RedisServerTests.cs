@@ -1,32 +1,25 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Conveyor.Redis;
+using Conveyor.Backends;
 using Conveyor.Server.Configuration;
-using StackExchange.Redis;
+using Conveyor.TestBackends;
 
 namespace Conveyor.Server.Tests;
 
 /// <summary>The server on the Redis backend (CONVEYOR_TEST_REDIS, started by scripts/test.sh).</summary>
 public sealed class RedisServerTests
 {
-    internal static string TestServerUrl =>
-        Environment.GetEnvironmentVariable("CONVEYOR_TEST_REDIS") is { Length: > 0 } url
-            ? url
-            : throw new InvalidOperationException(
-                "CONVEYOR_TEST_REDIS is not set: run 'bash scripts/test.sh' (it starts Redis), or 'source scripts/services/redis.sh' and run the tests from that shell.");
-
     [Fact]
     public async Task Server_on_redis_runs_a_task_to_success_and_reports_redis_in_health()
     {
-        var url = TestServerUrl;
-        var prefix = "cvserver-" + Guid.NewGuid().ToString("N");
+        var keyspace = TestServers.FreshRedis("cvserver");
         try
         {
             await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
             {
-                ["Conveyor:DatabaseUrl"] = url,
-                ["Conveyor:Redis:KeyPrefix"] = prefix,
+                ["Conveyor:DatabaseUrl"] = keyspace.Url,
+                ["Conveyor:Redis:KeyPrefix"] = keyspace.KeyPrefix,
             });
 
             var id = await server.EnqueueAsync(new { task = "conveyor.noop", args = new { n = 1 } });
@@ -48,17 +41,7 @@ public sealed class RedisServerTests
         }
         finally
         {
-            using var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
-            var server = connection.GetServer(connection.GetEndPoints()[0]);
-            var keys = new List<RedisKey>();
-            await foreach (var key in server.KeysAsync(pattern: "\\{" + prefix + "\\}:*"))
-            {
-                keys.Add(key);
-            }
-            if (keys.Count > 0)
-            {
-                await connection.GetDatabase().KeyDeleteAsync(keys.ToArray());
-            }
+            await keyspace.DropAsync(CancellationToken.None);
         }
     }
 
@@ -69,13 +52,16 @@ public sealed class RedisServerTests
     [InlineData(ServerOptions.DefaultDatabaseUrl, null, null)]
     public void Redis_is_selected_by_DATABASE_URL_or_by_REDIS_URL_when_DATABASE_URL_is_not_set(string databaseUrl, string? redisUrl, string? selected)
     {
-        Assert.Equal(selected, RedisSelection.Select(new ServerOptions { DatabaseUrl = databaseUrl, RedisUrl = redisUrl }));
+        var backend = BackendSelection.Select(new ServerOptions { DatabaseUrl = databaseUrl, RedisUrl = redisUrl });
+
+        Assert.Equal(selected, (backend as RedisKeyspace)?.Url);
+        Assert.Equal(selected is null, backend is SqlDatabase);
     }
 
     [Fact]
     public void REDIS_URL_that_is_not_a_redis_url_says_what_to_change()
     {
-        var exception = Assert.Throws<ConveyorConfigurationException>(() => RedisSelection.Select(new ServerOptions { RedisUrl = "cache:6379" }));
+        var exception = Assert.Throws<ConveyorConfigurationException>(() => BackendSelection.Select(new ServerOptions { RedisUrl = "cache:6379" }));
         Assert.Contains("redis://", exception.Message, StringComparison.Ordinal);
     }
 }

@@ -169,17 +169,6 @@ public sealed class PostgresScheduleFailoverTests : ScheduleFailoverTests
 public sealed class RedisScheduleFailoverTests : ScheduleFailoverTests
 {
     [Fact]
-    public async Task Every_tick_fires_exactly_once_on_Redis_while_the_leader_is_killed_again_and_again()
-    {
-        var url = RedisServerTests.TestServerUrl;
-        var prefix = "cvsched-" + Guid.NewGuid().ToString("N");
-        try
-        {
-            await Every_tick_fires_exactly_once_while_the_leader_is_killed_again_and_again("redis", new() { ["REDIS_URL"] = url, ["CONVEYOR_REDIS__KEY_PREFIX"] = prefix });
-        }
-        finally
-        {
-            await RedisFaultTests.DeleteKeysAsync(url, prefix);
-        }
-    }
+    public Task Every_tick_fires_exactly_once_on_Redis_while_the_leader_is_killed_again_and_again() =>
+        WithBackendEnvironmentAsync("redis", Folder, "cvsched", variables => Every_tick_fires_exactly_once_while_the_leader_is_killed_again_and_again("redis", variables));
 }

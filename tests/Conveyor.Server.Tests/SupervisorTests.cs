@@ -2,8 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Conveyor.Backends;
-using Conveyor.Postgres;
-using Conveyor.Sqlite;
+using Conveyor.TestBackends;
 using static Conveyor.Server.Tests.FaultTests;
 
 namespace Conveyor.Server.Tests;
@@ -323,29 +322,20 @@ internal sealed class TestStore : IAsyncDisposable
 
     public static async Task<TestStore> OpenAsync(string kind, string folder)
     {
-        TestStore store;
-        if (kind == "sqlite")
+        var database = (SqlDatabase)TestServers.Fresh(kind, folder, "supervisor");
+        var backend = database.Create();
+        var store = new TestStore(backend, database.Url, async () =>
         {
-            var path = Path.Combine(folder, "store.db");
-            var sqlite = new SqliteBackend(new SqliteBackendOptions { Path = path });
-            store = new TestStore(sqlite, "sqlite:///" + path, () =>
+            if (backend is IAsyncDisposable asyncDisposable)
             {
-                sqlite.Dispose();
-                return ValueTask.CompletedTask;
-            });
-        }
-        else
-        {
-            Assert.Equal("postgres", kind);
-            var schema = "supervisor_" + Guid.NewGuid().ToString("N");
-            var url = PostgresServerTests.PostgresUrl;
-            var postgres = new PostgresBackend(new PostgresBackendOptions { ConnectionString = url, Schema = schema });
-            store = new TestStore(postgres, url + (url.Contains('?', StringComparison.Ordinal) ? "&" : "?") + "schema=" + schema, async () =>
+                await asyncDisposable.DisposeAsync();
+            }
+            else
             {
-                await postgres.DropSchemaAsync(CancellationToken.None);
-                await postgres.DisposeAsync();
-            });
-        }
+                ((IDisposable)backend).Dispose();
+            }
+            await database.DropAsync(CancellationToken.None);
+        });
         // Migrated here, before any process starts, so that they do not race to create the schema.
         await store._backend.MigrateAsync(CancellationToken.None);
         return store;

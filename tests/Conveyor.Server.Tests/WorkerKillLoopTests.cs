@@ -7,7 +7,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
-using RabbitMQ.Client;
 using static Conveyor.Server.Tests.FaultTests;
 
 namespace Conveyor.Server.Tests;
@@ -169,7 +168,7 @@ public sealed class WorkerKillLoopTests : IDisposable
     [InlineData("rabbitmq-sqlite")]
     [InlineData("rabbitmq-postgres")]
     public Task Workers_killed_with_SIGKILL_over_and_over_lose_no_task_kill_none_and_run_none_twice_at_once(string backend) =>
-        WithBackendAsync(backend, async variables =>
+        WithBackendEnvironmentAsync(backend, _folder, "cvkill", async variables =>
         {
             var clock = Stopwatch.StartNew();
             await using var recorder = await CallRecorder.StartAsync(TotalTasks, TimeSpan.FromMilliseconds(2));
@@ -303,7 +302,7 @@ public sealed class WorkerKillLoopTests : IDisposable
     [InlineData("redis")]
     [InlineData("rabbitmq-sqlite")]
     public Task Worker_killed_holding_a_full_prefetch_runs_every_unstarted_task_exactly_once_afterwards(string backend) =>
-        WithBackendAsync(backend, async variables =>
+        WithBackendEnvironmentAsync(backend, _folder, "cvkill", async variables =>
         {
             const int tasks = 30;
             await using var recorder = await CallRecorder.StartAsync(tasks, TimeSpan.FromMilliseconds(200));
@@ -395,64 +394,5 @@ public sealed class WorkerKillLoopTests : IDisposable
     {
         var workers = await http.GetFromJsonAsync<JsonElement>("/api/v1/workers");
         return workers.EnumerateArray().Any(w => w.GetProperty("processId").GetInt32() == processId && w.GetProperty("processed").GetInt64() > 0);
-    }
-
-    /// <summary>Runs <paramref name="test"/> with the environment of a backend: a SQLite file, a PostgreSQL schema, a Redis
-    /// key prefix (CONVEYOR_TEST_REDIS) or RabbitMQ objects under a prefix (CONVEYOR_TEST_AMQP) with a SQLite or
-    /// PostgreSQL store ("rabbitmq-sqlite"); each of its own, removed afterwards.</summary>
-    private async Task WithBackendAsync(string backend, Func<Dictionary<string, string>, Task> test)
-    {
-        if (backend is "sqlite" or "postgres")
-        {
-            await WithStoreAsync(backend, _folder, url => test(new() { ["DATABASE_URL"] = url }));
-        }
-        else if (backend == "redis")
-        {
-            var url = RedisServerTests.TestServerUrl;
-            var prefix = "cvkill-" + Guid.NewGuid().ToString("N");
-            try
-            {
-                await test(new() { ["REDIS_URL"] = url, ["CONVEYOR_REDIS__KEY_PREFIX"] = prefix });
-            }
-            finally
-            {
-                await RedisFaultTests.DeleteKeysAsync(url, prefix);
-            }
-        }
-        else
-        {
-            Assert.StartsWith("rabbitmq-", backend, StringComparison.Ordinal);
-            var amqp = System.Environment.GetEnvironmentVariable("CONVEYOR_TEST_AMQP") is { Length: > 0 } value
-                ? value
-                : throw new InvalidOperationException("CONVEYOR_TEST_AMQP is not set: run 'bash scripts/test.sh', or 'source scripts/services/rabbitmq.sh' and run the tests from that shell.");
-            var prefix = "cvkill" + Guid.NewGuid().ToString("N")[..12];
-            await WithStoreAsync(backend["rabbitmq-".Length..], _folder, async url =>
-            {
-                try
-                {
-                    await test(new() { ["DATABASE_URL"] = url, ["AMQP_URL"] = amqp, ["CONVEYOR_RABBITMQ__PREFIX"] = prefix });
-                }
-                finally
-                {
-                    await DeleteBrokerObjectsAsync(amqp, prefix);
-                }
-            });
-        }
-    }
-
-    /// <summary>Deletes the exchanges and queues the processes declared under <paramref name="prefix"/> on the shared test broker.</summary>
-    private static async Task DeleteBrokerObjectsAsync(string url, string prefix)
-    {
-        var factory = new ConnectionFactory { Uri = new Uri(url) };
-        await using var connection = await factory.CreateConnectionAsync();
-        await using var channel = await connection.CreateChannelAsync();
-        foreach (var queue in new[] { prefix + ".q.default", prefix + ".dead" })
-        {
-            await channel.QueueDeleteAsync(queue, ifUnused: false, ifEmpty: false);
-        }
-        foreach (var exchange in new[] { prefix + ".dead", prefix, prefix + ".notify" })
-        {
-            await channel.ExchangeDeleteAsync(exchange, ifUnused: false);
-        }
     }
 }

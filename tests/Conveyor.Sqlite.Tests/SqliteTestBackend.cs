@@ -8,20 +8,8 @@ public sealed class SqliteTestBackend : IConformanceBackendFactory
 {
     private static readonly string Folder = Path.Combine(Path.GetTempPath(), "conveyor-sqlite-tests");
 
-    public async Task<IConveyorBackend> CreateAsync(TimeProvider time)
-    {
-        var backend = (SqliteBackend)new SqliteDatabase(Path.Combine(Folder, Guid.NewGuid().ToString("N") + ".db")).Create(time);
-        try
-        {
-            await backend.MigrateAsync(CancellationToken.None);
-        }
-        catch
-        {
-            await DisposeAsync(backend);
-            throw;
-        }
-        return backend;
-    }
+    public Task<IConveyorBackend> CreateAsync(TimeProvider time) =>
+        this.MigrateOrDisposeAsync(new SqliteDatabase(Path.Combine(Folder, Guid.NewGuid().ToString("N") + ".db")).Create(time));
 
     /// <summary>Another instance on <paramref name="backend"/>'s file, as another process would open it.</summary>
     public Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time) =>

@@ -1,7 +1,6 @@
 using Conveyor.Backends;
 using Conveyor.Bench.Infrastructure;
 using Conveyor.Postgres;
-using Conveyor.RabbitMQ;
 using Conveyor.Redis;
 using Conveyor.Sqlite;
 using Hangfire;
@@ -10,7 +9,6 @@ using Hangfire.PostgreSql;
 using Hangfire.PostgreSql.Factories;
 using Hangfire.Redis.StackExchange;
 using Npgsql;
-using RabbitMQ.Client;
 using StackExchange.Redis;
 
 namespace Conveyor.Bench.Systems;
@@ -81,85 +79,36 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
     /// <summary>A fresh store for one Conveyor run.</summary>
     public RunStore OpenConveyor(string label, BenchSettings s)
     {
-        switch (Backend)
+        var dir = new TempDirectory(label);
+        var location = Fresh(s, dir, "bench_conveyor", 'c');
+        return new RunStore(b => location.Use(b), async () =>
         {
-            case BenchBackend.Postgres:
-                {
-                    var url = Url(Backend, s);
-                    var schema = FreshName("bench_conveyor");
-                    var database = new PostgresDatabase(url, schema);
-                    return new RunStore(b => database.Use(b), () => DropSchemaAsync(url, schema));
-                }
-            case BenchBackend.Redis:
-                {
-                    var url = Url(Backend, s);
-                    var name = ShortKeyName('c');
-                    return new RunStore(b => b.UseRedis(o =>
-                    {
-                        o.Configuration = url;
-                        o.KeyPrefix = name + ":";
-                    }), () => DeleteKeysAsync(url, name));
-                }
-            case BenchBackend.RabbitMq:
-                {
-                    var url = Url(Backend, s);
-                    var prefix = FreshName("bench.conveyor");
-                    var dir = new TempDirectory(label);
-                    var store = new SqliteDatabase(dir.File("conveyor.db"));
-                    return new RunStore(b => store.Use(b).UseRabbitMq(o =>
-                    {
-                        o.Url = url;
-                        o.Prefix = prefix;
-                    }), async () =>
-                    {
-                        await DeleteBrokerObjectsAsync(url, prefix);
-                        dir.Dispose();
-                    });
-                }
-            default:
-                {
-                    var dir = new TempDirectory(label);
-                    var database = new SqliteDatabase(dir.File("conveyor.db"), Synchronous);
-                    return new RunStore(b => database.Use(b), () =>
-                    {
-                        dir.Dispose();
-                        return ValueTask.CompletedTask;
-                    });
-                }
-        }
+            await DropAsync(location);
+            dir.Dispose();
+        });
     }
 
     /// <summary>The environment that points a <c>conveyor</c> process at a fresh store of this target in <paramref name="dir"/>
     /// (the variables of docs/configuration.md), with what removes the store afterwards.</summary>
     public (Dictionary<string, string> Environment, Func<ValueTask> Cleanup) ForServer(BenchSettings s, TempDirectory dir)
     {
-        var sqliteUrl = $"sqlite:///{Path.GetFullPath(dir.File("conveyor.db"))}?synchronous={Synchronous.ToString().ToLowerInvariant()}";
-        static ValueTask Nothing() => ValueTask.CompletedTask;
-        switch (Backend)
+        var location = Fresh(s, dir, "bench_server", 's');
+        return (new Dictionary<string, string>(location.ToEnvironment()), () => DropAsync(location));
+    }
+
+    /// <summary>A fresh place for this target: a SQLite file in <paramref name="dir"/> (also the store beside RabbitMQ), a
+    /// PostgreSQL schema or RabbitMQ prefix named <paramref name="name"/> and a unique suffix, or a short Redis key prefix
+    /// that starts with <paramref name="system"/>.</summary>
+    private BackendLocation Fresh(BenchSettings s, TempDirectory dir, string name, char system)
+    {
+        var sqlite = new SqliteDatabase(Path.GetFullPath(dir.File("conveyor.db")), Synchronous);
+        return Backend switch
         {
-            case BenchBackend.Postgres:
-                {
-                    var url = Url(Backend, s);
-                    var schema = FreshName("bench_server");
-                    var separator = url.Contains('?', StringComparison.Ordinal) ? '&' : '?';
-                    return (new() { ["DATABASE_URL"] = $"{url}{separator}schema={schema}" }, () => DropSchemaAsync(url, schema));
-                }
-            case BenchBackend.Redis:
-                {
-                    var url = Url(Backend, s);
-                    var name = ShortKeyName('s');
-                    return (new() { ["REDIS_URL"] = url, ["CONVEYOR_REDIS__KEY_PREFIX"] = name + ":" }, () => DeleteKeysAsync(url, name));
-                }
-            case BenchBackend.RabbitMq:
-                {
-                    var url = Url(Backend, s);
-                    var prefix = FreshName("bench.server");
-                    return (new() { ["DATABASE_URL"] = sqliteUrl, ["AMQP_URL"] = url, ["CONVEYOR_RABBITMQ__PREFIX"] = prefix },
-                        () => DeleteBrokerObjectsAsync(url, prefix));
-                }
-            default:
-                return (new() { ["DATABASE_URL"] = sqliteUrl }, Nothing);
-        }
+            BenchBackend.Postgres => new PostgresDatabase(Url(Backend, s), FreshName(name)),
+            BenchBackend.Redis => new RedisKeyspace(Url(Backend, s), ShortKeyName(system) + ":"),
+            BenchBackend.RabbitMq => new RabbitMqBroker(Url(Backend, s), sqlite, FreshName(name.Replace('_', '.'))),
+            _ => sqlite,
+        };
     }
 
     /// <summary>A fresh Hangfire storage for one run on <paramref name="backend"/>, with what removes it afterwards.</summary>
@@ -180,7 +129,7 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
                     };
                     var connectionString = PostgresConnectionString.Normalize(url);
                     var storage = new PostgreSqlStorage(new NpgsqlConnectionFactory(connectionString, options), options);
-                    return (storage, () => DropSchemaAsync(url, schema));
+                    return (storage, () => DropAsync(new PostgresDatabase(url, schema)));
                 }
             case BenchBackend.Redis:
                 {
@@ -191,7 +140,8 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
                     async ValueTask CleanupAsync()
                     {
                         await connection.DisposeAsync();
-                        await DeleteKeysAsync(url, name);
+                        // Hangfire's keys start with {name}:, the key base Conveyor gives the key prefix name.
+                        await new RedisKeyspace(url, name).DropAsync(CancellationToken.None);
                     }
                     return (storage, CleanupAsync);
                 }
@@ -208,60 +158,19 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
         }
     }
 
-    /// <summary>Deletes what a run's RabbitMQ backend declared under <paramref name="prefix"/> (queue names as in docs/rabbitmq.md).</summary>
-    private static async ValueTask DeleteBrokerObjectsAsync(string url, string prefix)
-    {
-        var factory = new ConnectionFactory { Uri = new Uri(url) };
-        await using var connection = await factory.CreateConnectionAsync();
-        await using var channel = await connection.CreateChannelAsync();
-        await channel.QueueDeleteAsync(prefix + ".q." + QueueNames.Default, ifUnused: false, ifEmpty: false);
-        await channel.QueueDeleteAsync(prefix + ".dead", ifUnused: false, ifEmpty: false);
-        await channel.ExchangeDeleteAsync(prefix + ".dead", ifUnused: false);
-        await channel.ExchangeDeleteAsync(prefix, ifUnused: false);
-    }
-
     private static string FreshName(string prefix) => $"{prefix}_{Guid.NewGuid():N}"[..(prefix.Length + 13)];
 
     /// <summary>A fresh Redis key prefix as long as the defaults (<c>{conveyor}:</c>, <c>{hangfire}:</c>): every key carries
     /// it, so a longer one would inflate the AOF (and with it the rewrites) of both systems beyond a deployment's.</summary>
     private static string ShortKeyName(char system) => system + Guid.NewGuid().ToString("N")[..7];
 
-    private static async ValueTask DropSchemaAsync(string url, string schema)
+    /// <summary>Removes a run's store. Pooled PostgreSQL connections (Hangfire's, the run's) would hold locks on the
+    /// schema being dropped: the pools are cleared first.</summary>
+    internal static async ValueTask DropAsync(BackendLocation location)
     {
-        // Hangfire's pooled connections would hold locks on the schema being dropped.
         NpgsqlConnection.ClearAllPools();
-        await new PostgresDatabase(url, schema).DropAsync(CancellationToken.None);
+        await location.DropAsync(CancellationToken.None);
     }
-
-    /// <summary>Deletes every key that contains <paramref name="name"/>, a name unique to one run (Conveyor wraps its key
-    /// prefix in a hash tag, <c>{name}:</c>, so the keys do not start with the prefix as configured).</summary>
-    private static async ValueTask DeleteKeysAsync(string url, string name)
-    {
-        await using var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
-        var db = connection.GetDatabase();
-        foreach (var endpoint in connection.GetEndPoints())
-        {
-            var server = connection.GetServer(endpoint);
-            var batch = new List<RedisKey>(1_000);
-            await foreach (var key in server.KeysAsync(pattern: "*" + RedisPattern(name) + "*", pageSize: 1_000))
-            {
-                batch.Add(key);
-                if (batch.Count == 1_000)
-                {
-                    await db.KeyDeleteAsync([.. batch]);
-                    batch.Clear();
-                }
-            }
-            if (batch.Count > 0)
-            {
-                await db.KeyDeleteAsync([.. batch]);
-            }
-        }
-    }
-
-    /// <summary>Escapes the glob characters of a name for SCAN MATCH.</summary>
-    private static string RedisPattern(string name) =>
-        string.Concat(name.Select(c => c is '*' or '?' or '[' or ']' or '\\' ? "\\" + c : c.ToString()));
 }
 
 /// <summary>One run's fresh Conveyor store: how to use it, and its removal on dispose.</summary>

@@ -1,13 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
+using Conveyor.Backends;
 using Conveyor.Bench.Infrastructure;
 using Conveyor.Bench.Results;
 using Conveyor.Bench.Systems;
-using Conveyor.Postgres;
 using Conveyor.RabbitMQ;
 using Conveyor.Redis;
 using Conveyor.Sqlite;
-using Npgsql;
 using StackExchange.Redis;
 
 namespace Conveyor.Bench.Workloads;
@@ -124,76 +123,20 @@ internal sealed record SharedStore(BenchBackend Backend, string Location, string
     public static SharedStore Parse(string backend, string location, string name, string synchronous) =>
         new(Enum.Parse<BenchBackend>(backend), location, name, Enum.Parse<SqliteSynchronous>(synchronous));
 
-    public void Use(ConveyorBuilder builder)
-    {
-        switch (Backend)
-        {
-            case BenchBackend.Postgres:
-                builder.UsePostgres(o =>
-                {
-                    o.ConnectionString = Location;
-                    o.Schema = Name;
-                });
-                break;
-            case BenchBackend.Redis:
-                builder.UseRedis(o =>
-                {
-                    o.Configuration = Location;
-                    o.KeyPrefix = Name + ":";
-                });
-                break;
-            case BenchBackend.RabbitMq:
-                var parts = Name.Split('|');
-                builder.UseSqlite(o => o.Path = parts[1]).UseRabbitMq(o =>
-                {
-                    o.Url = Location;
-                    o.Prefix = parts[0];
-                });
-                break;
-            default:
-                builder.UseSqlite(o =>
-                {
-                    o.Path = Location;
-                    o.Synchronous = Synchronous;
-                });
-                break;
-        }
-    }
+    public void Use(ConveyorBuilder builder) => Place.Use(builder);
 
-    /// <summary>Drops the schema or deletes the keys (a SQLite file goes with its temporary folder; RabbitMQ's queues are
-    /// named for the run and left to the broker, as small as they are).</summary>
-    public async Task CleanupAsync()
+    /// <summary>Drops the schema, deletes the keys, or deletes the broker objects, and the SQLite file.</summary>
+    public async Task CleanupAsync() => await StoreTarget.DropAsync(Place);
+
+    /// <summary>The backend both processes open, as the command line names it.</summary>
+    private BackendLocation Place => Backend switch
     {
-        switch (Backend)
-        {
-            case BenchBackend.Postgres:
-                NpgsqlConnection.ClearAllPools();
-                await using (var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(Location)))
-                {
-                    await connection.OpenAsync();
-                    await using var command = new NpgsqlCommand($"DROP SCHEMA IF EXISTS \"{Name}\" CASCADE", connection);
-                    await command.ExecuteNonQueryAsync();
-                }
-                break;
-            case BenchBackend.Redis:
-                await using (var connection = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(Location)))
-                {
-                    var server = connection.GetServer(connection.GetEndPoints()[0]);
-                    var keys = new List<RedisKey>();
-                    await foreach (var key in server.KeysAsync(pattern: "*" + Name + "*", pageSize: 1_000))
-                    {
-                        keys.Add(key);
-                    }
-                    foreach (var chunk in keys.Chunk(1_000))
-                    {
-                        await connection.GetDatabase().KeyDeleteAsync(chunk);
-                    }
-                }
-                break;
-            default:
-                break;
-        }
-    }
+        BenchBackend.Postgres => new PostgresDatabase(Location, Name),
+        BenchBackend.Redis => new RedisKeyspace(Location, Name + ":"),
+        // Name holds the broker prefix and the store's path.
+        BenchBackend.RabbitMq => new RabbitMqBroker(Location, new SqliteDatabase(Name.Split('|')[1]), Name.Split('|')[0]),
+        _ => new SqliteDatabase(Location, Synchronous),
+    };
 }
 
 /// <summary>

@@ -109,9 +109,7 @@ internal static class ConveyorHosts
         {
             throw new ConveyorConfigurationException($"PORT {server.Port} is out of range: 1 to 65535, or 0 for any free port.");
         }
-        var redisUrl = RedisSelection.Select(server);
-        var database = redisUrl is null ? DatabaseUrl.Parse(server.DatabaseUrl) : null;
-        var amqpUrl = redisUrl is null ? AmqpSelection.Select(server) : null;
+        var backend = BackendSelection.Select(server);
 
         logging.AddSimpleConsole(o =>
         {
@@ -131,30 +129,11 @@ internal static class ConveyorHosts
                 .AddSleepTask()
                 .AddHttpRequestTask(section.GetSection("Http"));
         }
-        if (redisUrl is not null)
-        {
-            // Conveyor:Redis (CONVEYOR_REDIS__KEY_PREFIX, …) tunes the backend; the URL comes from REDIS_URL or DATABASE_URL.
-            var redisSection = section.GetSection("Redis");
-            conveyor.UseRedis(o =>
-            {
-                redisSection.Bind(o);
-                o.Configuration = redisUrl;
-            });
-        }
-        else
-        {
-            database!.Use(conveyor);
-            if (amqpUrl is not null)
-            {
-                // Conveyor:RabbitMq (CONVEYOR_RABBITMQ__PREFIX, …) tunes the backend; the URL comes from AMQP_URL.
-                var rabbitSection = section.GetSection("RabbitMq");
-                conveyor.UseRabbitMq(o =>
-                {
-                    rabbitSection.Bind(o);
-                    o.Url = amqpUrl;
-                });
-            }
-        }
+        // Conveyor:Redis (CONVEYOR_REDIS__KEY_PREFIX, …) and Conveyor:RabbitMq (CONVEYOR_RABBITMQ__PREFIX, …) tune the
+        // backends; bound before the backend's registration, so that the URLs from DATABASE_URL, REDIS_URL and AMQP_URL win.
+        services.AddOptions<RedisBackendOptions>().Bind(section.GetSection("Redis"));
+        services.AddOptions<RabbitMqBackendOptions>().Bind(section.GetSection("RabbitMq"));
+        backend.Use(conveyor);
         services.AddOptions<ConveyorOptions>().Bind(section);
         if (role == HostRole.Worker)
         {
