@@ -156,6 +156,8 @@ internal sealed partial class LimitGate : IDisposable
         if (rateGroups is not null)
         {
             await ReserveAsync(rateGroups, now, slotOf, reserved, cancellationToken).ConfigureAwait(false);
+            // The store read its clock after ours: a time it gave as now is now, not a wait.
+            now = _time.GetUtcNow();
         }
         for (var i = 0; i < leases.Count; i++)
         {
