@@ -24,6 +24,18 @@ internal sealed record BenchSettings
     /// <summary>Conveyor's <see cref="WorkerOptions.Prefetch"/>; null keeps its default (automatic).</summary>
     public int? Prefetch { get; init; }
     public double Rate { get; init; } = 500;
+    /// <summary>A rate limit (<c>--rate-limit</c>, <c>N/s</c>) on the drain's no-op task; null for none.</summary>
+    public string? RateLimit { get; init; }
+    /// <summary>A concurrency limit (<c>--concurrency-limit</c>) on the drain's no-op task; null for none.</summary>
+    public int? ConcurrencyLimit { get; init; }
+
+    /// <summary>The limits the drain's worker runs with (<see cref="RateLimit"/>, <see cref="ConcurrencyLimit"/>).</summary>
+    public IReadOnlyList<LimitRule> Limits => RateLimit is null && ConcurrencyLimit is null
+        ? []
+        : [LimitRule.ForTask(NoopTask.Name, rate: RateLimit, concurrency: ConcurrencyLimit)];
+
+    /// <summary>", rate limit 1000000/s, concurrency limit 64" for the metric names; empty without limits.</summary>
+    public string LimitsSuffix => (RateLimit is null ? "" : $", rate limit {RateLimit}") + (ConcurrencyLimit is null ? "" : $", concurrency limit {ConcurrencyLimit}");
     /// <summary>Whether <c>--rate</c> was given; when not, xlatency (200/s) and events (1,000/s) use their own defaults.</summary>
     public bool RateGiven { get; init; }
     public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(10);

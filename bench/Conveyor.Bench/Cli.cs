@@ -103,6 +103,29 @@ internal static class Cli
                 result.AddError("--rate must be greater than zero.");
             }
         });
+        var rateLimit = new Option<string?>("--rate-limit")
+        {
+            Description = "A rate limit on the drain's no-op task, such as 1000000/s: set far above the achievable rate, the drain shows what a limit that " +
+                "does not bind costs (docs/limits.md). Default none.",
+        };
+        rateLimit.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } text && !RateLimit.TryParse(text, out _))
+            {
+                result.AddError($"--rate-limit '{text}': use {RateLimit.AcceptedForms}.");
+            }
+        });
+        var concurrencyLimit = new Option<int?>("--concurrency-limit")
+        {
+            Description = "A concurrency limit on the drain's no-op task across the worker (slots taken and freed per task). Default none.",
+        };
+        concurrencyLimit.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int?>() is <= 0)
+            {
+                result.AddError("--concurrency-limit must be greater than zero.");
+            }
+        });
         var duration = Positive(new Option<double>("--duration") { Description = "Seconds of paced sending measured by the latency workloads (after 1 s of unrecorded warm-up).", DefaultValueFactory = _ => 10 });
         var timeLimit = Positive(new Option<double>("--time-limit")
         {
@@ -126,7 +149,8 @@ internal static class Cli
             Writes a markdown report to stdout and progress to stderr. See docs/benchmarks.md.
             """)
         {
-            workload, system, backend, postgresUrl, redisUrl, amqpUrl, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, duration, timeLimit, idle, noWarmup,
+            workload, system, backend, postgresUrl, redisUrl, amqpUrl, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, rateLimit,
+            concurrencyLimit, duration, timeLimit, idle, noWarmup,
             server, serverCommand, workerCommand, json,
         };
         workload.Validators.Add(result =>
@@ -164,6 +188,8 @@ internal static class Cli
                 Prefetch = parse.GetValue(prefetch),
                 Rate = parse.GetValue(rate) ?? 500,
                 RateGiven = parse.GetValue(rate) is not null,
+                RateLimit = parse.GetValue(rateLimit),
+                ConcurrencyLimit = parse.GetValue(concurrencyLimit),
                 Duration = TimeSpan.FromSeconds(parse.GetValue(duration)),
                 TimeLimit = TimeSpan.FromSeconds(parse.GetValue(timeLimit)),
                 Idle = TimeSpan.FromSeconds(parse.GetValue(idle)),

@@ -61,7 +61,7 @@ public static class ConveyorApiExtensions
     }
 
     /// <summary>
-    /// Maps the API v1 under <c>/api/v1</c> (tasks, queues, workers), <c>/health/live</c> and <c>/health/ready</c>,
+    /// Maps the API v1 under <c>/api/v1</c> (tasks, queues, workers, limits), <c>/health/live</c> and <c>/health/ready</c>,
     /// and <c>/openapi/v1.json</c>. When API keys are configured, every <c>/api</c> call needs one; health and
     /// OpenAPI stay open. Returns the <c>/api/v1</c> group, to which more conventions can be added.
     /// </summary>
@@ -85,6 +85,7 @@ public static class ConveyorApiExtensions
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         TaskEndpoints.Map(api);
         QueueEndpoints.Map(api);
+        LimitEndpoints.Map(api);
         EventEndpoints.Map(api);
         ScheduleEndpoints.Map(api);
         if (options.MapHealthChecks)

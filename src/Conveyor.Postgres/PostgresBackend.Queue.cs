@@ -50,11 +50,12 @@ public sealed partial class PostgresBackend
             result = u.result, error = coalesce(u.error, t.error),
             errors = CASE WHEN u.entry IS NULL THEN t.errors ELSE coalesce(t.errors || chr(10), '') || u.entry END,
             not_before = u.nb, finished_at = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN u.at ELSE u.finished END,
-            attempt = t.attempt - u.unspent,
+            attempt = t.attempt - u.unspent, headers = CASE WHEN u.set_headers THEN u.headers ELSE t.headers END,
             lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
             history = t.history || '|' || (CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END) || ':' || u.at
         FROM unnest(@id::uuid[], @token::bigint[], @state::int[], @result::text[], @error::text[], @entry::text[],
-            @nb::bigint[], @finished::bigint[], @at::bigint[], @unspent::int[]) AS u(id, token, state, result, error, entry, nb, finished, at, unspent)
+            @nb::bigint[], @finished::bigint[], @at::bigint[], @unspent::int[], @set_headers::boolean[], @headers::text[])
+            AS u(id, token, state, result, error, entry, nb, finished, at, unspent, set_headers, headers)
         WHERE t.id = u.id AND t.lease_token = u.token AND t.state = {StoredStates.Running}
         """;
 
@@ -365,6 +366,8 @@ public sealed partial class PostgresBackend
         var finished = new long?[n];
         var ats = new long[n];
         var unspent = new int[n];
+        var setHeaders = new bool[n];
+        var headers = new string?[n];
         for (var i = 0; i < n; i++)
         {
             var c = completions[i];
@@ -380,6 +383,8 @@ public sealed partial class PostgresBackend
             finished[i] = state.IsTerminal() ? at : null;
             ats[i] = at;
             unspent[i] = c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0;
+            setHeaders[i] = c.Kind == CompletionKind.Retry && c.Headers is not null;
+            headers[i] = setHeaders[i] ? SerializeHeaders(c.Headers) : null;
         }
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(connection, _completeSql);
@@ -394,6 +399,8 @@ public sealed partial class PostgresBackend
         p.AddWithValue("finished", finished);
         p.AddWithValue("at", ats);
         p.AddWithValue("unspent", unspent);
+        p.AddWithValue("set_headers", setHeaders);
+        p.AddWithValue("headers", headers);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 

@@ -28,6 +28,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly string _leaders;
     private readonly string _schedules;
     private readonly string _uniqueKeys;
+    private readonly string _rateLimits;
+    private readonly string _concurrencySlots;
     private readonly string _insertSql;
     private readonly string _fetchSql;
     private readonly string _completeSql;
@@ -68,6 +70,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _leaders = _dialect.Table("leaders");
         _schedules = _dialect.Table("schedules");
         _uniqueKeys = _dialect.Table("unique_keys");
+        _rateLimits = _dialect.Table("rate_limits");
+        _concurrencySlots = _dialect.Table("concurrency_slots");
         _insertSql = InsertSql(_tasks);
         _fetchSql = FetchSql(_tasks, _queues);
         _completeSql = CompleteSql(_tasks);

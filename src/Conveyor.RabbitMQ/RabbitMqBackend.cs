@@ -84,6 +84,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public INotifier Notifier => _notifier;
 
     /// <inheritdoc />
+    /// <remarks>The store's: limit counters are coordination state, kept in the paired SQL backend.</remarks>
+    public ILimitStore Limits => _store.Limits;
+
+    /// <inheritdoc />
     public BackendCapabilities Capabilities { get; } = new()
     {
         Reach = BackendReach.Network,

@@ -75,7 +75,8 @@ public sealed partial class RedisBackend
         var expiresAt = DateTimeOffset.FromUnixTimeMilliseconds(expires);
         for (var f = 0; f + RedisScripts.FetchFields <= reply.Length; f += RedisScripts.FetchFields)
         {
-            var message = RedisMessageCodec.Decode((string?)reply[f + 1], Guid.Parse((string)reply[f]!), MsOrNull(reply[f + 2]), MsOrNull(reply[f + 3]));
+            var message = RedisMessageCodec.Decode((string?)reply[f + 1], Guid.Parse((string)reply[f]!), MsOrNull(reply[f + 2]), MsOrNull(reply[f + 3]),
+                (string?)reply[f + 7]);
             leases.Add(new Lease(message, token, (int)reply[f + 4], !reply[f + 5].IsNull && (string?)reply[f + 5] == "1", expiresAt)
             {
                 RecordStartFirst = !reply[f + 6].IsNull && (long)reply[f + 6] > 0,
@@ -112,6 +113,7 @@ public sealed partial class RedisBackend
             args[i++] = Opt(c.Kind == CompletionKind.Retry ? Ms(c.RetryAt ?? c.At) : null);
             args[i++] = Ms(c.At);
             args[i++] = c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0;
+            args[i++] = Opt(c.Kind == CompletionKind.Retry && c.Headers is { } headers ? JsonSerializer.Serialize(headers, ConveyorJson.Options) : null);
         }
         await RunAsync(db, RedisScripts.Complete, args).ConfigureAwait(false);
     }

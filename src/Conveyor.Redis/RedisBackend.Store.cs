@@ -185,7 +185,7 @@ public sealed partial class RedisBackend
         string? S(string name) => f.TryGetValue(name, out var v) ? v : null;
         long? L(string name) => f.TryGetValue(name, out var v) ? long.Parse(v, CultureInfo.InvariantCulture) : null;
         DateTimeOffset? T(string name) => L(name) is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
-        var message = RedisMessageCodec.Decode(S("m"), id, T("nb"), T("exp"));
+        var message = RedisMessageCodec.Decode(S("m"), id, T("nb"), T("exp"), S("hdr"));
         var state = (TaskState)int.Parse(f["state"], CultureInfo.InvariantCulture);
         var running = state == TaskState.Running;
         // The running transition is written when the task leaves running (RedisScripts): until then it is the start time.

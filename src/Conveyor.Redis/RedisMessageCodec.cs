@@ -36,8 +36,9 @@ internal static class RedisMessageCodec
         return text.ToString();
     }
 
-    /// <summary>The message back, with the fields kept outside the blob.</summary>
-    public static TaskMessage Decode(string? blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt)
+    /// <summary>The message back, with the fields kept outside the blob: <paramref name="storedHeaders"/> (the <c>hdr</c>
+    /// field, JSON, reserved headers included), when set, replaces the blob's headers (a retry changed them).</summary>
+    public static TaskMessage Decode(string? blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt, string? storedHeaders = null)
     {
         if (blob is null)
         {
@@ -47,7 +48,7 @@ internal static class RedisMessageCodec
         var nulls = Split(blob, fields);
         string? S(int i) => (nulls & (1 << i)) != 0 ? null : blob[fields[i]];
         long L(int i) => long.Parse(blob.AsSpan()[fields[i]], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
-        var headersJson = S(10);
+        var headersJson = storedHeaders ?? S(10);
         var (retry, headers) = RetryHeaders.FromStored(
             new RetryPolicy(
                 TimeSpan.FromMilliseconds(L(5)),
@@ -65,7 +66,7 @@ internal static class RedisMessageCodec
             Retry = retry,
             Timeout = (nulls & (1 << 8)) != 0 ? null : TimeSpan.FromMilliseconds(L(8)),
             IdempotencyKey = S(9),
-            Headers = headers,
+            Headers = headers is { Count: > 0 } ? headers : null,
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(L(11)),
             NotBefore = notBefore,
             ExpiresAt = expiresAt,

@@ -41,19 +41,21 @@ internal static class RedisScripts
     public static readonly string Enqueue = Script("enqueue.lua");
 
     /// <summary>Values per lease in the reply of <see cref="Fetch"/>.</summary>
-    public const int FetchFields = 7;
+    public const int FetchFields = 8;
 
     /// <summary>ARGV: B, now, expires, token, owner, max, nq, queues…. Returns, flat, per lease: id, m, nb, exp, attempt,
-    /// redel, lapses (leases of the task that ended without an outcome; null for none).</summary>
+    /// redel, lapses (leases of the task that ended without an outcome; null for none), hdr (headers that replace the
+    /// message's, set by a retry; null for none).</summary>
     /// <remarks>Per task one HMGET and one HSET; the sorted sets take one command per batch. The ready set is read with
     /// ZRANGE and trimmed with ZREMRANGEBYRANK rather than ZPOPMIN, whose reply carries every score as a formatted double.
     /// The new lease is unstarted without a write: it has a new token, and a lease started when <c>begun</c> holds its token.</remarks>
     public static readonly string Fetch = Script("fetch.lua");
 
     /// <summary>Fields per completion in <see cref="Complete"/>.</summary>
-    public const int CompleteFields = 9;
+    public const int CompleteFields = 10;
 
-    /// <summary>ARGV: B, n, then per completion: id, token, state, result?, error?, errorEntry?, retryAt?, at. Returns how many settled.</summary>
+    /// <summary>ARGV: B, n, then per completion: id, token, state, result?, error?, errorEntry?, retryAt?, at, unspent (0/1),
+    /// headers? (JSON that replaces the message's headers on a retry: the <c>hdr</c> field). Returns how many settled.</summary>
     /// <remarks>Per task one HMGET and one HSET (an HDEL only when a retried task's not-before must go); the sorted sets
     /// take one bulk command per key and batch.</remarks>
     public static readonly string Complete = Script("complete.lua");
@@ -132,6 +134,28 @@ internal static class RedisScripts
 
     /// <summary>ARGV: B, key, task id. Removes the key's claim if that task holds it.</summary>
     public static readonly string ReleaseUnique = Script("release_unique.lua");
+
+    /// <summary>ARGV: B, key, now µs, span µs (interval × count). Returns the first reserved time (µs) and moves the key's
+    /// next free time (<c>B lim:r:{key}</c>) to max(now, next free) + span.</summary>
+    public static readonly string ReserveRate = Script("reserve_rate.lua");
+
+    /// <summary>ARGV: B, key, limit, owner, now ms, expires ms, n, then id, token pairs. Drops the key's expired slots, then
+    /// grants in order while fewer than limit are held (a task holding one keeps it). Returns 1 or 0 per pair.</summary>
+    /// <remarks>limits.lua: the keys of a concurrency limit and what the slot scripts share.</remarks>
+    public static readonly string AcquireSlots = Script("limits.lua", "acquire_slots.lua");
+
+    /// <summary>ARGV: B, owner, n, then key, id, token triples. Frees those the owner holds under that token.</summary>
+    public static readonly string ReleaseSlots = Script("limits.lua", "release_slots.lua");
+
+    /// <summary>ARGV: B, owner, now ms, expires ms, n, then key, id, token triples. Returns 1 (extended) or 0 (not held,
+    /// or expired) per triple.</summary>
+    public static readonly string ExtendSlots = Script("limits.lua", "extend_slots.lua");
+
+    /// <summary>ARGV: B, owner. Frees every slot the owner holds. Returns how many.</summary>
+    public static readonly string ReleaseOwner = Script("limits.lua", "release_owner.lua");
+
+    /// <summary>ARGV: B, now ms. Returns {rate key, next free µs, …} and {concurrency key, live slots, …}.</summary>
+    public static readonly string LimitUsage = Script("limits.lua", "limit_usage.lua");
 
     /// <summary>The text of an embedded Scripts/*.lua file, with line ends as LF whatever the checkout did to them.</summary>
     internal static string Fragment(string file)

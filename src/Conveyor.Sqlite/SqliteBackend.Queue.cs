@@ -37,7 +37,7 @@ public sealed partial class SqliteBackend
             result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
             not_before = $nb, finished_at = CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN $at ELSE $finished END,
-            attempt = attempt - $unspent,
+            attempt = attempt - $unspent, headers = CASE WHEN $setHeaders = 1 THEN $headers ELSE headers END,
             lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
             history = history || '|' || (CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE $state END) || ':' || $at
         WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
@@ -298,7 +298,7 @@ public sealed partial class SqliteBackend
 
     private static int Complete(SqliteWriter w, IReadOnlyList<Completion> completions)
     {
-        var command = w.Prepared(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token", "$unspent");
+        var command = w.Prepared(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token", "$unspent", "$setHeaders", "$headers");
         var changed = 0;
         Span<byte> id = stackalloc byte[16];
         foreach (var c in completions)
@@ -316,6 +316,9 @@ public sealed partial class SqliteBackend
             command.Bind(7, id);
             command.Bind(8, c.Lease.Token);
             command.Bind(9, c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0);
+            var setHeaders = c.Kind == CompletionKind.Retry && c.Headers is not null;
+            command.Bind(10, setHeaders ? 1 : 0);
+            command.Bind(11, setHeaders ? SerializeHeaders(c.Headers) : null);
             changed += command.Execute();
         }
         return changed;

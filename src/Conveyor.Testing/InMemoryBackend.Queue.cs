@@ -190,6 +190,12 @@ public sealed partial class InMemoryBackend
                     // Its handler never ran: the attempt is not spent.
                     task.Attempt--;
                 }
+                if (state == TaskState.Retrying && completion.Headers is { } headers)
+                {
+                    // Given as stored: the reserved headers of the retry policy are the message's Retry here.
+                    var own = RetryHeaders.FromStored(task.Message.Retry, headers).Headers;
+                    task.Message = task.Message with { Headers = own is null || own.Count == 0 ? null : new Dictionary<string, string>(own, StringComparer.Ordinal) };
+                }
                 task.Result = completion.Result;
                 if (completion.Error is { } error)
                 {

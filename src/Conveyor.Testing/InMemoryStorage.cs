@@ -42,6 +42,12 @@ public sealed class InMemoryStorage
 
     internal Dictionary<string, UniqueClaim> UniqueKeys { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Each rate limit's next free start time (<see cref="ILimitStore.ReserveRateSlotsAsync"/>), by key.</summary>
+    internal Dictionary<string, DateTimeOffset> RateNextFree { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Each concurrency limit's slots by task, by key; a key with no slot left is removed.</summary>
+    internal Dictionary<string, Dictionary<Guid, HeldSlot>> ConcurrencySlots { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Every instance's notifier: one hub, so that a notification published by one instance reaches the
     /// subscribers of all.</summary>
     internal InProcessNotifier Notifier { get; } = new();
@@ -125,7 +131,8 @@ internal sealed class QueueState
 internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
 {
     public long Seq { get; } = seq;
-    public TaskMessage Message { get; } = message;
+    /// <summary>The message as enqueued; only its headers change afterwards (<see cref="Conveyor.Backends.Completion.Headers"/>).</summary>
+    public TaskMessage Message { get; set; } = message;
     public TaskState State { get; set; } = state;
     /// <summary>Attempts started and not handed back.</summary>
     public int Attempt { get; set; }
@@ -183,3 +190,6 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
     public TaskMessage CurrentMessage() =>
         NotBefore == Message.NotBefore && ExpiresAt == Message.ExpiresAt ? Message : Message with { NotBefore = NotBefore, ExpiresAt = ExpiresAt };
 }
+
+/// <summary>A concurrency slot as stored: who holds it, under which lease, until when.</summary>
+internal readonly record struct HeldSlot(string Owner, long Token, DateTimeOffset ExpiresAt);

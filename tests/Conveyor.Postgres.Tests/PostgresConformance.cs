@@ -33,6 +33,8 @@ public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBack
 
 public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
 
+public sealed class PostgresLimitTests : LimitConformance<PostgresTestBackend>;
+
 public sealed class PostgresNotifierTests : NotifierConformance<PostgresTestBackend>;
 
 public sealed class PostgresRetentionTests : RetentionConformance<PostgresTestBackend>;
@@ -68,5 +70,7 @@ public sealed class PostgresAppDataSourceLeadershipTests : LeadershipConformance
 public sealed class PostgresAppDataSourceScheduleTests : ScheduleConformance<PostgresAppDataSourceTestBackend>;
 
 public sealed class PostgresAppDataSourceUniqueKeyTests : UniqueKeyConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceLimitTests : LimitConformance<PostgresAppDataSourceTestBackend>;
 
 public sealed class PostgresAppDataSourceNotifierTests : NotifierConformance<PostgresAppDataSourceTestBackend>;

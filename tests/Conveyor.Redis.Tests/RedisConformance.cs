@@ -35,6 +35,8 @@ public sealed class RedisScheduleTests : ScheduleConformance<RedisTestBackend>;
 
 public sealed class RedisUniqueKeyTests : UniqueKeyConformance<RedisTestBackend>;
 
+public sealed class RedisLimitTests : LimitConformance<RedisTestBackend>;
+
 public sealed partial class RedisNotifierTests : NotifierConformance<RedisTestBackend>;
 
 // RetentionConformance is not registered: it guards against a SQL table that outgrows a retention pass limited to a

@@ -116,6 +116,20 @@ public sealed class CliTests : IDisposable
         Assert.DoesNotContain("secret", error);
     }
 
+    [Fact]
+    public async Task Rate_limit_that_is_not_N_per_second_minute_or_hour_exits_two_naming_its_key()
+    {
+        var environment = Environment;
+        environment["CONVEYOR_LIMITS__0__TASK"] = "http.request";
+        environment["CONVEYOR_LIMITS__0__RATE"] = "10/x";
+
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, environment, "worker");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("Conveyor:Limits:0:Rate is '10/x': use 'N/s', 'N/m' or 'N/h'", error);
+        Assert.DoesNotContain("Conveyor worker", output);
+    }
+
     [Theory]
     [InlineData("--concurrency", "-5", "Conveyor:Worker:Concurrency is -5: it must be a whole number from 1 to 10000")]
     [InlineData("--queues", "high:ten", "Conveyor:Worker:Queues: 'high:ten' has weight 'ten' (queue 'high')")]

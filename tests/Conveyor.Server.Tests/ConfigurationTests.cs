@@ -115,6 +115,31 @@ public sealed class ConfigurationTests
     }
 
     [Fact]
+    public void Limits_bind_from_numbered_variables_and_are_known_settings()
+    {
+        var environment = new Dictionary<string, string?>
+        {
+            ["CONVEYOR_LIMITS__0__TASK"] = "http.request",
+            ["CONVEYOR_LIMITS__0__RATE"] = "10/m",
+            ["CONVEYOR_LIMITS__0__CONCURRENCY"] = "4",
+            ["CONVEYOR_LIMITS__0__CONCURRENCY_KEY"] = "headers.x-tenant",
+            ["CONVEYOR_LIMITS__1__QUEUE"] = "emails",
+            ["CONVEYOR_LIMITS__1__RATE"] = "5/s",
+            ["CONVEYOR_LIMITS__1__RAET"] = "5/s",
+        };
+        var configuration = Configure(new Dictionary<string, string?>(), environment);
+
+        var limits = configuration.GetSection("Conveyor").Get<ConveyorOptions>()!.Limits;
+
+        Assert.Equal(2, limits.Count);
+        Assert.Equal(("http.request", "10/m", 4, "headers.x-tenant"), (limits[0].Task, limits[0].Rate, limits[0].Concurrency, limits[0].ConcurrencyKey));
+        Assert.Equal(("emails", "5/s"), (limits[1].Queue, limits[1].Rate));
+        var warning = Assert.Single(ConfigurationKeys.UnknownVariables(environment));
+        Assert.Contains("CONVEYOR_LIMITS__1__RAET names no Conveyor setting", warning, StringComparison.Ordinal);
+        Assert.Contains("did you mean CONVEYOR_LIMITS__1__RATE?", warning, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Flags_win_over_environment_and_conveyor_names_over_aliases()
     {
         var configuration = Configure(

@@ -35,6 +35,8 @@ public sealed class InMemoryScheduleTests : ScheduleConformance<InMemoryTestBack
 
 public sealed class InMemoryUniqueKeyTests : UniqueKeyConformance<InMemoryTestBackend>;
 
+public sealed class InMemoryLimitTests : LimitConformance<InMemoryTestBackend>;
+
 public sealed class InMemoryNotifierTests : NotifierConformance<InMemoryTestBackend>;
 
 // Cheap here (200,000 tasks in memory): the leader-only retention service keeps pace on the reference backend too.
@@ -89,6 +91,8 @@ public sealed class InMemoryWithoutCrossProcessNotifications : IConformanceBacke
         public IUniqueKeyStore UniqueKeys => inner.UniqueKeys;
 
         public INotifier Notifier => inner.Notifier;
+
+        public ILimitStore Limits => inner.Limits;
 
         public BackendCapabilities Capabilities { get; } = inner.Capabilities with { CrossProcessNotifications = false };
 

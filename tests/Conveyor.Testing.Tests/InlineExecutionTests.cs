@@ -219,6 +219,7 @@ public sealed class InlineExecutionTests
         public IScheduleStore Schedules => _inner;
         public IUniqueKeyStore UniqueKeys => _inner;
         public INotifier Notifier => _inner.Notifier;
+        public ILimitStore Limits => _inner.Limits;
         public BackendCapabilities Capabilities => _inner.Capabilities;
         public Task MigrateAsync(CancellationToken cancellationToken) => Task.CompletedTask;
         public Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => _inner.CheckHealthAsync(cancellationToken);

@@ -20,6 +20,7 @@ public sealed class TaskRequestValidatorUnitTests
         public Backends.IScheduleStore Schedules => throw new InvalidOperationException("the backend must not be reached");
         public Backends.IUniqueKeyStore UniqueKeys => throw new InvalidOperationException("the backend must not be reached");
         public Backends.INotifier Notifier => throw new InvalidOperationException("the backend must not be reached");
+        public Backends.ILimitStore Limits => throw new InvalidOperationException("the backend must not be reached");
         public Backends.BackendCapabilities Capabilities => throw new InvalidOperationException("the backend must not be reached");
         public Task MigrateAsync(CancellationToken cancellationToken) => Task.CompletedTask;
         public Task<Backends.BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => throw new InvalidOperationException();

@@ -69,8 +69,9 @@ internal sealed class ConveyorInstance : IAsyncDisposable
     /// <param name="recorder">When given, <c>bench.probe</c> is registered and records into it.</param>
     /// <param name="cancellationToken">Cancels the start.</param>
     /// <param name="prefetch">Worker prefetch, or null for Conveyor's default.</param>
+    /// <param name="limits">Rate and concurrency limits (<see cref="ConveyorOptions.Limits"/>), or none.</param>
     public static async Task<ConveyorInstance> StartAsync(Action<ConveyorBuilder> useBackend, bool runWorker, int workers,
-        LatencyRecorder? recorder, CancellationToken cancellationToken, int? prefetch = null)
+        LatencyRecorder? recorder, CancellationToken cancellationToken, int? prefetch = null, IReadOnlyList<LimitRule>? limits = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         // Conveyor's own categories at Information, as a server logs by default: the logging middleware runs (and checks
@@ -86,6 +87,10 @@ internal sealed class ConveyorInstance : IAsyncDisposable
                 o.Worker.Prefetch = prefetch;
                 // BENCH_LOG_TASKS=0 leaves the logging middleware out: the A/B of its cost (docs/benchmarks.md).
                 o.LogTasks = Environment.GetEnvironmentVariable("BENCH_LOG_TASKS") != "0";
+                foreach (var limit in limits ?? [])
+                {
+                    o.Limits.Add(limit);
+                }
             })
             .AddNoopTask();
         useBackend(conveyor);

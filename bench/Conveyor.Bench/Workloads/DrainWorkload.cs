@@ -9,7 +9,8 @@ namespace Conveyor.Bench.Workloads;
 /// <summary>
 /// Drain throughput: <c>--tasks</c> no-op tasks are enqueued first (not timed); then a worker with
 /// <c>--workers</c> handlers at once is started, and the clock runs from its start until the store
-/// reports every task succeeded.
+/// reports every task succeeded. With <c>--rate-limit</c> or <c>--concurrency-limit</c> the worker runs the no-op task
+/// under that limit (Conveyor only; Hangfire's case is unchanged): against the same drain without it, the cost of a limit.
 /// </summary>
 internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) : IWorkload
 {
@@ -42,7 +43,7 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         }
     }
 
-    private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers";
+    private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers{s.LimitsSuffix}";
 
     private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
     {
@@ -63,7 +64,7 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         }
 
         var start = Stopwatch.GetTimestamp();
-        await using var worker = await ConveyorInstance.StartAsync(store.Use, runWorker: true, s.Workers, null, ct, s.Prefetch);
+        await using var worker = await ConveyorInstance.StartAsync(store.Use, runWorker: true, s.Workers, null, ct, s.Prefetch, s.Limits);
         var timeout = DrainTimeout(s);
         // The in-process counter is cheap to poll; the store is asked only once it says all are done,
         // and the clock stops when the store agrees.

@@ -2,7 +2,7 @@ local n = tonumber(ARGV[2])
 local changed = 0
 local adds, rems = {}, {}
 for i = 0, n - 1 do
-  local o = 3 + i * 9
+  local o = 3 + i * 10
   local id, token, at = ARGV[o], ARGV[o + 1], ARGV[o + 7]
   local k = B .. 't:' .. id
   local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq', 'hist', 'errors', 'started', 'nb', 'redel', 'attempt')
@@ -23,6 +23,9 @@ for i = 0, n - 1 do
     local entry = opt(ARGV[o + 5])
     if entry then set[#set + 1] = 'errors' set[#set + 1] = append_error(cur[7], entry) end
     local nb = opt(ARGV[o + 6]) or at
+    -- A retry may replace the headers: kept beside the immutable message (m), whose are then ignored.
+    local hdr = opt(ARGV[o + 9])
+    if asked == 4 and hdr then set[#set + 1] = 'hdr' set[#set + 1] = hdr end
     if asked == 4 then set[#set + 1] = 'nb' set[#set + 1] = nb elseif cur[9] then redis.call('HDEL', k, 'nb') end
     if terminal(st) then
       set[#set + 1] = 'finished' set[#set + 1] = at

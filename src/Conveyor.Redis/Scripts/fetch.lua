@@ -12,7 +12,7 @@ for qi = 1, nq do
     if #ids > 0 then redis.call('ZREMRANGEBYRANK', rk, 0, #ids - 1) end
     for _, id in ipairs(ids) do
       local k = B .. 't:' .. id
-      local f = redis.call('HMGET', k, 'm', 'nb', 'exp', 'attempt', 'redel', 'lapses')
+      local f = redis.call('HMGET', k, 'm', 'nb', 'exp', 'attempt', 'redel', 'lapses', 'hdr')
       local attempt = tonumber(f[4]) + 1
       redis.call('HSET', k, 'state', 2, 'token', token, 'owner', owner, 'started', now, 'attempt', attempt)
       leased[#leased + 1] = expires
@@ -24,6 +24,7 @@ for qi = 1, nq do
       out[#out + 1] = attempt
       out[#out + 1] = f[5]
       out[#out + 1] = f[6]
+      out[#out + 1] = f[7]
     end
     left = left - #ids
   end

@@ -44,14 +44,18 @@ internal static class ConfigurationKeys
             {
                 continue;
             }
-            var closest = Known.Value.Select(k => (Key: k, Distance: Distance(k, key))).MinBy(c => c.Distance);
-            var hint = closest.Distance <= 3 ? $" (did you mean {VariableName(closest.Key)}?)" : "";
+            // An item of a list of settings is compared without its index, and suggested with it.
+            var parts = key.Split(':');
+            var plain = string.Join(':', parts.Where(part => !int.TryParse(part, out _)));
+            var closest = Known.Value.Select(k => (Key: k, Distance: Distance(k, plain))).MinBy(c => c.Distance);
+            var hint = closest.Distance <= 3 ? $" (did you mean {VariableName(WithIndexes(closest.Key, parts))}?)" : "";
             warnings.Add($"{name} names no Conveyor setting ({key}) and is ignored{hint}.");
         }
         return warnings;
     }
 
-    /// <summary>Whether <paramref name="key"/> is a setting, or an item of a list setting (<c>Conveyor:ApiKeys:0</c>).</summary>
+    /// <summary>Whether <paramref name="key"/> is a setting, an item of a list setting (<c>Conveyor:ApiKeys:0</c>), or a
+    /// setting of an item of a list of objects (<c>Conveyor:Limits:0:Rate</c>, known as <c>Conveyor:Limits:Rate</c>).</summary>
     private static bool IsKnown(string key)
     {
         if (Known.Value.Contains(key))
@@ -74,7 +78,19 @@ internal static class ConfigurationKeys
                 return true;
             }
         }
-        return false;
+        // An item of a list of settings objects: Conveyor:Limits:0:Rate is known as Conveyor:Limits:Rate.
+        var withoutIndexes = string.Join(':', parts.Where(part => !int.TryParse(part, out _)));
+        return withoutIndexes != key && Known.Value.Contains(withoutIndexes);
+    }
+
+    /// <summary><paramref name="known"/> with the index segments of <paramref name="parts"/> put back where they were
+    /// (<c>Conveyor:Limits:Rate</c> and <c>Conveyor:LIMITS:1:RAET</c> give <c>Conveyor:Limits:1:Rate</c>).</summary>
+    private static string WithIndexes(string known, string[] parts)
+    {
+        var names = new Queue<string>(known.Split(':'));
+        var result = parts.Select(part => int.TryParse(part, out _) || names.Count == 0 ? part : names.Dequeue()).ToList();
+        result.AddRange(names);
+        return string.Join(':', result);
     }
 
     private static string VariableName(string key) =>
@@ -91,6 +107,11 @@ internal static class ConfigurationKeys
             {
                 // A map of named entries (Conveyor:Schedules:{name}:Cron): any name, then the entry type's keys.
                 Add(keys, key + ":" + AnyName, valueType);
+            }
+            else if (ListOfObjects(propertyType) is { } item)
+            {
+                // Conveyor:Limits:0:Rate is known as Conveyor:Limits:Rate (IsKnown drops the indexes).
+                Add(keys, key, item);
             }
             else if (IsLeaf(propertyType) || (typeof(IEnumerable).IsAssignableFrom(propertyType) && propertyType != typeof(string)))
             {
@@ -112,6 +133,11 @@ internal static class ConfigurationKeys
             && type.GetGenericArguments()[1] is { IsClass: true } value && !IsLeaf(value)
             ? value
             : null;
+
+    /// <summary>The item type of a list of settings objects (<c>IList&lt;LimitRule&gt;</c>), or null.</summary>
+    private static Type? ListOfObjects(Type type) =>
+        type.IsGenericType && type.GetGenericArguments() is [var item] && typeof(IEnumerable).IsAssignableFrom(type)
+            && item.IsClass && item != typeof(string) && !IsLeaf(item) ? item : null;
 
     private static bool IsLeaf(Type type) =>
         type.IsPrimitive || type.IsEnum || type == typeof(string) || type == typeof(TimeSpan) || type == typeof(decimal) || type == typeof(Uri);

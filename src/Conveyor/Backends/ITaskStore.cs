@@ -65,7 +65,7 @@ public interface ITaskStore
 }
 
 /// <summary>
-/// The coordination role: worker heartbeats and leader election (later: rate-limit counters, schedule state).
+/// The coordination role: worker heartbeats and leader election (rate and concurrency counters: <see cref="ILimitStore"/>).
 /// </summary>
 public interface ICoordinationBackend
 {
@@ -133,6 +133,9 @@ public interface IConveyorBackend
     IUniqueKeyStore UniqueKeys { get; }
     /// <summary>The notifier role: publish/subscribe on named channels across the processes sharing this backend.</summary>
     INotifier Notifier { get; }
+    /// <summary>The limit counters (a coordination sub-role): rate-limit reservations and concurrency slots shared by every
+    /// process on this backend (docs/limits.md).</summary>
+    ILimitStore Limits { get; }
     /// <summary>What this backend offers.</summary>
     BackendCapabilities Capabilities { get; }
     /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>

@@ -109,6 +109,10 @@ public sealed record Completion
     /// <summary>Its handler never started (the worker has no handler for the task): a <see cref="CompletionKind.Retry"/>
     /// does not spend the attempt. False by default: a completion settles an attempt that ran.</summary>
     public bool Unstarted { get; init; }
+    /// <summary>For a <see cref="CompletionKind.Retry"/>: the task's headers from now on, as stored
+    /// (<see cref="RetryHeaders.ToStored"/>: with the reserved headers of its retry policy), delivered with its next lease
+    /// (the limits stage marks a start time it reserved this way); null keeps them. Ignored for other kinds.</summary>
+    public IReadOnlyDictionary<string, string>? Headers { get; init; }
 }
 
 /// <summary>The answer to a lease extension.</summary>

@@ -22,6 +22,34 @@ public sealed class TaskDefaults
     public TimeSpan? Timeout { get; set; }
     /// <summary>Priority. Default 0.</summary>
     public int Priority { get; set; }
+
+    /// <summary>Starts of this task allowed across every worker, evenly spaced: <c>10/s</c>, <c>10/m</c>, <c>100/h</c>
+    /// (<see cref="Conveyor.RateLimit"/>); a task over it waits in its queue without spending an attempt (docs/limits.md).
+    /// Default null: none.</summary>
+    public string? RateLimit { get; set; }
+
+    /// <summary>Most tasks of this name running at once across every worker (per key, with
+    /// <see cref="ConcurrencyKey"/> or <see cref="ConcurrencyKeyPath"/>); a task over it waits in its queue without spending
+    /// an attempt. Default null: none.</summary>
+    public int? ConcurrencyLimit { get; set; }
+
+    /// <summary>Applies <see cref="ConcurrencyLimit"/> per value of this property of the arguments: <c>tenant</c>, or a
+    /// path through objects, <c>target.host</c>. Default null: all tasks of the name together.</summary>
+    public string? ConcurrencyKeyPath { get; set; }
+
+    /// <summary>Applies <see cref="ConcurrencyLimit"/> per value this function computes from the message (null: the
+    /// tasks without a key, together); wins over <see cref="ConcurrencyKeyPath"/>. Runs in the worker for every task of
+    /// this name it fetches: keep it quick. <see cref="ConcurrencyKeyFrom{TArgs}"/> reads the arguments for it.
+    /// Default null.</summary>
+    public Func<TaskMessage, string?>? ConcurrencyKey { get; set; }
+
+    /// <summary>Sets <see cref="ConcurrencyKey"/> to <paramref name="key"/> of the arguments read as
+    /// <typeparamref name="TArgs"/>: <c>t.ConcurrencyKeyFrom&lt;ReportArgs&gt;(a =&gt; a.TenantId.ToString())</c>.</summary>
+    public void ConcurrencyKeyFrom<TArgs>(Func<TArgs, string?> key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ConcurrencyKey = message => System.Text.Json.JsonSerializer.Deserialize<TArgs>(message.Args ?? "null", ConveyorJson.Options) is { } args ? key(args) : null;
+    }
 }
 
 /// <summary>A registered task: its name, handler and how to call it.</summary>

@@ -31,6 +31,10 @@ public sealed class ConveyorBuilder
         var defaults = new TaskDefaults();
         TaskRetryAttribute.ApplyTo<THandler>(defaults);
         configure?.Invoke(defaults);
+        if (LimitRules.CheckTaskDefaults(defaults) is { } problem)
+        {
+            throw new ArgumentException($"Task '{name}': {problem}", nameof(configure));
+        }
         Registry.Add(TaskRegistry.Describe<THandler>(name, defaults));
         Services.TryAddScoped<THandler>();
         return this;
@@ -168,6 +172,7 @@ public static class ConveyorServiceCollectionExtensions
             services.TryAddSingleton<TaskEventBus>();
             services.TryAddSingleton<EnqueuePipeline>();
             services.TryAddSingleton<ExecutionPipeline>();
+            services.TryAddSingleton<LimitGate>();
             // The logging middleware first, so it is the outermost: it sees what every other middleware did.
             // A container without logging (a test harness) gets a middleware that logs nowhere.
             services.AddSingleton(sp => new TaskLoggingMiddleware(

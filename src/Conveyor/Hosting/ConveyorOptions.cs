@@ -30,6 +30,10 @@ public sealed class ConveyorOptions
     /// <summary>Periodic schedules declared in configuration (<c>Conveyor:Schedules:{name}:Cron</c>, …), by name. The
     /// leader writes them to the backend at the start of each term; docs/scheduling.md.</summary>
     public IDictionary<string, Scheduling.ScheduleSettings> Schedules { get; } = new Dictionary<string, Scheduling.ScheduleSettings>(StringComparer.Ordinal);
+
+    /// <summary>Rate and concurrency limits on tasks and queues, across every worker (<c>Conveyor:Limits:0:Task</c>,
+    /// <c>…:Rate</c>, <c>…:Concurrency</c>, …; docs/limits.md). Each overrides what the task's registration set. Default none.</summary>
+    public IList<LimitRule> Limits { get; } = [];
 }
 
 /// <summary>Settings of a worker.</summary>

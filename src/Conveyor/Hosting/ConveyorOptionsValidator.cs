@@ -18,6 +18,7 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
         ValidateWorker(options.Worker, failures);
         ValidateScheduler(options.Scheduler, failures);
         ValidateSchedules(options.Schedules, failures);
+        failures.AddRange(LimitRules.Check(options.Limits));
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

@@ -88,7 +88,8 @@ public static class ConveyorSupervisor
         };
         var loggers = services.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance;
         await using var supervisor = new WorkerSupervisor(settings, () => services.GetRequiredService<IConveyorBackend>().Queue,
-            services.GetService<TimeProvider>() ?? TimeProvider.System, loggers.CreateLogger<WorkerSupervisor>());
+            services.GetService<TimeProvider>() ?? TimeProvider.System, loggers.CreateLogger<WorkerSupervisor>(),
+            () => services.GetRequiredService<IConveyorBackend>().Limits);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var stopNow = new CancellationTokenSource();

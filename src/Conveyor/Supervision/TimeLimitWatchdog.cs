@@ -123,6 +123,8 @@ internal sealed partial class TimeLimitWatchdog(
         {
             var abandoned = backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
             LogAbandoned(status.WorkerId, abandoned);
+            // Its concurrency slots go with its leases.
+            backend.Limits.ReleaseOwnerAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

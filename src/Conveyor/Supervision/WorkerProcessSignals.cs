@@ -81,6 +81,8 @@ internal sealed partial class WorkerProcessSignals(
             await WorkerStop.StopFetchingAsync(services, status).WaitAsync(deadline.Token).ConfigureAwait(false);
             var abandoned = await backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
             LogAbandoned(status.WorkerId, abandoned);
+            // Its concurrency slots go with its leases.
+            await backend.Limits.ReleaseOwnerAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

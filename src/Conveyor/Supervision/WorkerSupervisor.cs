@@ -44,7 +44,8 @@ internal sealed partial class WorkerSupervisor(
     SupervisorSettings settings,
     Func<IQueueBackend> backend,
     TimeProvider time,
-    ILogger<WorkerSupervisor> logger) : IAsyncDisposable
+    ILogger<WorkerSupervisor> logger,
+    Func<ILimitStore>? limits = null) : IAsyncDisposable
 {
     private readonly object _gate = new();
     private readonly ConcurrentDictionary<int, Child> _children = new();
@@ -257,7 +258,13 @@ internal sealed partial class WorkerSupervisor(
         try
         {
             _backend ??= backend();
-            return await _backend.AbandonLeasesAsync(workerId, timeout.Token).WaitAsync(timeout.Token).ConfigureAwait(false);
+            var abandoned = await _backend.AbandonLeasesAsync(workerId, timeout.Token).WaitAsync(timeout.Token).ConfigureAwait(false);
+            if (limits is not null)
+            {
+                // Its concurrency slots come back with its leases.
+                await limits().ReleaseOwnerAsync(workerId, timeout.Token).WaitAsync(timeout.Token).ConfigureAwait(false);
+            }
+            return abandoned;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

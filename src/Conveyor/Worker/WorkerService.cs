@@ -30,9 +30,12 @@ internal sealed partial class WorkerService(
     WorkerStatus status,
     ExecutionPipeline pipeline,
     TaskEventBus events,
+    LimitGate limitGate,
     ILogger<WorkerService> logger) : BackgroundService
 {
     private readonly WorkerOptions _options = options.Value.Worker;
+    // The limits stage between fetch and start (docs/limits.md); null when no limit is set, so that it costs nothing.
+    private LimitGate? _limits;
     // Keyed by lease, not task: a task whose lease was lost may come back to this worker under a new lease while the
     // old handler still winds down.
     private readonly ConcurrentDictionary<LeaseRef, InFlight> _inFlight = new();
@@ -74,6 +77,8 @@ internal sealed partial class WorkerService(
         public volatile bool Finished;
         /// <summary>The lease was lost while its handler ran: the handler is cancelled and its outcome dropped.</summary>
         public volatile bool Lost;
+        /// <summary>Put back unstarted by the limits stage: its completion raises no event.</summary>
+        public bool PutBackByLimits { get; set; }
 
         /// <summary>A runner takes it; false when it was dropped while it waited.</summary>
         public bool TryBegin() => Interlocked.CompareExchange(ref _state, Begun, Waiting) == Waiting;
@@ -98,6 +103,7 @@ internal sealed partial class WorkerService(
         _slots = new PrefetchGate(concurrency, _options.EffectivePrefetch, _options.Prefetch);
         var prefetch = _slots.Max;
         var queues = _options.ParseQueues();
+        _limits = limitGate.IsEmpty ? null : limitGate;
         status.StartedAt = time.GetUtcNow();
         status.IsRunning = true;
         LogStarted(status.WorkerId, string.Join(",", queues.Select(q => q.Name)), concurrency,
@@ -129,6 +135,7 @@ internal sealed partial class WorkerService(
         using var heartbeatStop = new CancellationTokenSource();
         var heartbeat = Task.Run(() => HeartbeatLoopAsync(queues, concurrency, heartbeatStop.Token), CancellationToken.None);
         var leaseWatch = Task.Run(() => LeaseWatchLoopAsync(heartbeatStop.Token), CancellationToken.None);
+        var limitReleases = _limits is { } gate ? Task.Run(() => gate.RunReleasesAsync(heartbeatStop.Token), CancellationToken.None) : Task.CompletedTask;
 
         try
         {
@@ -147,6 +154,19 @@ internal sealed partial class WorkerService(
             await heartbeatStop.CancelAsync().ConfigureAwait(false);
             await heartbeat.ConfigureAwait(false);
             await leaseWatch.ConfigureAwait(false);
+            await limitReleases.ConfigureAwait(false);
+            if (_limits is not null)
+            {
+                try
+                {
+                    // Every lease of this worker ended: a slot still held (its release failed) is freed now, not at expiry.
+                    await backend.Limits.ReleaseOwnerAsync(status.WorkerId, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    LogBackendError(ex, "release concurrency slots");
+                }
+            }
             try
             {
                 await backend.Coordination.RemoveWorkerAsync(status.WorkerId, CancellationToken.None).ConfigureAwait(false);
@@ -242,11 +262,34 @@ internal sealed partial class WorkerService(
                 slots.RecordFetch(fetchTime);
             }
             var deadline = fetchStarted + LeaseLifetimeTicks;
-            foreach (var lease in leases)
+            Admission[]? admissions = null;
+            if (_limits is not null && leases.Count > 0)
             {
+                admissions = await AdmitAsync(leases, stoppingToken).ConfigureAwait(false);
+                if (admissions is null)
+                {
+                    slots.Release(leases.Count);
+                    continue;
+                }
+            }
+            for (var i = 0; i < leases.Count; i++)
+            {
+                var lease = leases[i];
                 var inFlight = new InFlight(lease, deadline) { FetchedAt = fetchStarted };
                 _inFlight[lease.Ref] = inFlight;
-                _ready.Writer.TryWrite(inFlight);
+                var admission = admissions?[i] ?? Admission.Run;
+                switch (admission.Kind)
+                {
+                    case AdmissionKind.Hold:
+                        _ = StartAtAsync(inFlight, admission.At);
+                        break;
+                    case AdmissionKind.PutBack:
+                        await PutBackAsync(inFlight, admission).ConfigureAwait(false);
+                        break;
+                    default:
+                        _ready.Writer.TryWrite(inFlight);
+                        break;
+                }
             }
             if (leases.Count == 0)
             {
@@ -264,6 +307,88 @@ internal sealed partial class WorkerService(
                 }
             }
         }
+    }
+
+    /// <summary>The limits stage's decisions for a fetched batch; null when it failed (the leases are handed back, unstarted,
+    /// and the fetch loop backs off as after a failed fetch).</summary>
+    private async Task<Admission[]?> AdmitAsync(IReadOnlyList<Lease> leases, CancellationToken stoppingToken)
+    {
+        try
+        {
+            return await _limits!.AdmitAsync(leases, stoppingToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            if (!stoppingToken.IsCancellationRequested)
+            {
+                LogBackendError(ex, "limits");
+            }
+            try
+            {
+                await backend.Queue.ReleaseAsync(leases.Select(l => l.Ref).ToArray(), CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception releaseError) when (releaseError is not OutOfMemoryException)
+            {
+                // Their leases run out and they come back, unstarted and unspent.
+                LogBackendError(releaseError, "release");
+            }
+            if (!stoppingToken.IsCancellationRequested)
+            {
+                try
+                {
+                    await Task.Delay(Backoff(1), time, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+            return null;
+        }
+    }
+
+    /// <summary>Hands a lease to the runners at <paramref name="at"/> (a rate limit's start time within the hold horizon);
+    /// meanwhile it holds a prefetch slot, not a handler.</summary>
+    private async Task StartAtAsync(InFlight inFlight, DateTimeOffset at)
+    {
+        var wait = at - time.GetUtcNow();
+        if (wait > TimeSpan.Zero)
+        {
+            await Task.Delay(wait, time).ConfigureAwait(false);
+        }
+        // Past the drain the runners take nothing more: it goes back unstarted with the others.
+        if (!_ready.Writer.TryWrite(inFlight) && inFlight.TryDrop())
+        {
+            _unstarted.Enqueue(inFlight);
+        }
+    }
+
+    /// <summary>Puts a lease back unstarted, its attempt unspent, to come back at the limits stage's time: settled as an
+    /// unstarted retry, written with the completions.</summary>
+    private async Task PutBackAsync(InFlight inFlight, Admission admission)
+    {
+        inFlight.TryBegin();
+        inFlight.PutBackByLimits = true;
+        inFlight.Finished = true;
+        var lease = inFlight.Lease;
+        var completion = new Completion
+        {
+            Lease = lease.Ref,
+            Kind = CompletionKind.Retry,
+            Attempt = lease.Attempt,
+            Unstarted = true,
+            RetryAt = admission.At,
+            Headers = admission.Headers,
+            At = time.GetUtcNow(),
+        };
+        try
+        {
+            await _writes.Writer.WriteAsync(new LeaseWrite(null, completion, null)).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException)
+        {
+            // Past the shutdown grace: its lease runs out and it comes back unstarted.
+        }
+        _slots!.Release();
     }
 
     private void OnReady(Notification notification)
@@ -445,6 +570,7 @@ internal sealed partial class WorkerService(
         }
         status.Dropped();
         _inFlight.TryRemove(inFlight.Lease.Ref, out _);
+        _limits?.Ended(inFlight.Lease.Ref);
         _slots!.Release();
     }
 
@@ -496,7 +622,7 @@ internal sealed partial class WorkerService(
         }
         catch (SnoozeTaskException ex)
         {
-            return await SnoozeAsync(lease, descriptor, ex.Delay).ConfigureAwait(false);
+            return await PutBackAsync(lease, descriptor, ex.Delay).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -513,7 +639,7 @@ internal sealed partial class WorkerService(
 
     /// <summary>A snooze: counts the snoozes in a row from the task's history (one store read, only when a handler
     /// snoozes) and settles the attempt unspent, or dead past the task's limit.</summary>
-    private async Task<Completion> SnoozeAsync(Lease lease, TaskDescriptor descriptor, TimeSpan delay)
+    private async Task<Completion> PutBackAsync(Lease lease, TaskDescriptor descriptor, TimeSpan delay)
     {
         var snoozed = 0;
         try
@@ -700,9 +826,13 @@ internal sealed partial class WorkerService(
         var observed = events.IsObserved && failures == 0;
         foreach (var completion in batch)
         {
-            if (_inFlight.TryRemove(completion.Lease, out var inFlight) && observed)
+            if (_inFlight.TryRemove(completion.Lease, out var inFlight))
             {
-                PublishOutcome(completion, inFlight);
+                _limits?.Ended(completion.Lease);
+                if (observed && !inFlight.PutBackByLimits)
+                {
+                    PublishOutcome(completion, inFlight);
+                }
             }
         }
     }
@@ -719,6 +849,7 @@ internal sealed partial class WorkerService(
         if (inFlight.TryDrop())
         {
             _inFlight.TryRemove(inFlight.Lease.Ref, out _);
+            _limits?.Ended(inFlight.Lease.Ref);
             _slots!.Release();
             return;
         }
@@ -807,6 +938,10 @@ internal sealed partial class WorkerService(
                         {
                             Volatile.Write(ref inFlight.Deadline, sent + LeaseLifetimeTicks);
                         }
+                    }
+                    if (_limits is not null)
+                    {
+                        await _limits.ExtendAsync(stop).ConfigureAwait(false);
                     }
                     if (extension.CancelRequested.Count > 0)
                     {
@@ -907,6 +1042,7 @@ internal sealed partial class WorkerService(
         foreach (var inFlight in stale)
         {
             _inFlight.TryRemove(inFlight.Lease.Ref, out _);
+            _limits?.Ended(inFlight.Lease.Ref);
         }
         try
         {
@@ -932,6 +1068,14 @@ internal sealed partial class WorkerService(
                 _unstarted.Enqueue(inFlight);
             }
         }
+        // Leases the limits stage holds until their start time go back too.
+        foreach (var inFlight in _inFlight.Values)
+        {
+            if (inFlight.TryDrop())
+            {
+                _unstarted.Enqueue(inFlight);
+            }
+        }
         await ReleaseUnstartedAsync().ConfigureAwait(false);
         var all = Task.WhenAll(runners);
         var finished = await Task.WhenAny(all, Task.Delay(_options.ShutdownTimeout, time)).ConfigureAwait(false);
@@ -951,6 +1095,7 @@ internal sealed partial class WorkerService(
         {
             leases.Add(inFlight.Lease.Ref);
             _inFlight.TryRemove(inFlight.Lease.Ref, out _);
+            _limits?.Ended(inFlight.Lease.Ref);
         }
         if (leases.Count == 0)
         {

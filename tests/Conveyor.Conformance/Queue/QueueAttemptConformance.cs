@@ -261,6 +261,55 @@ public abstract class QueueAttemptConformance<TFactory>() : ConformanceTest(new 
     }
 
     [Fact]
+    public async Task Retry_with_headers_stores_them_and_its_next_lease_delivers_them()
+    {
+        // How the limits stage marks a start time it reserved for a task it puts back (docs/limits.md).
+        var message = NewMessage() with { Headers = new Dictionary<string, string> { ["trace"] = "t-1" } };
+        await EnqueueAsync(message);
+        var lease = await FetchOneAsync();
+        var headers = new Dictionary<string, string> { ["trace"] = "t-1", ["conveyor-rate-slot"] = "1:123" };
+
+        await Queue.CompleteAsync([Completion(lease, CompletionKind.Retry) with { RetryAt = Now.AddSeconds(5), Unstarted = true, Headers = headers }], Timeout);
+
+        var record = await GetAsync(message.Id);
+        Assert.Equal(headers, record.Headers);
+        Assert.Null(record.Error);
+        Assert.Equal(0, record.Attempts);
+        Advance(TimeSpan.FromSeconds(5));
+        await Queue.PromoteDueAsync(Timeout);
+        var again = await FetchOneAsync();
+        Assert.Equal(1, again.Attempt);
+        Assert.Equal(headers, again.Message.Headers);
+        Assert.Equal(message.Args, again.Message.Args);
+        Assert.Equal(message.Task, again.Message.Task);
+        // Headers left null keep what is stored.
+        await RetryAtAsync(again, Now);
+        await Queue.PromoteDueAsync(Timeout);
+        Assert.Equal(headers, (await FetchOneAsync()).Message.Headers);
+    }
+
+    [Fact]
+    public async Task Retry_with_headers_as_stored_keeps_the_exception_lists_of_the_retry_policy()
+    {
+        var message = NewMessage() with { Retry = RetryPolicy.Default.WithRetryOn(typeof(TimeoutException)).WithNeverRetryOn(typeof(ArgumentException)) };
+        await EnqueueAsync(message);
+        var lease = await FetchOneAsync();
+        var headers = new Dictionary<string, string> { ["conveyor-rate-slot"] = "1:123" };
+
+        await Queue.CompleteAsync([Completion(lease, CompletionKind.Retry) with
+        {
+            RetryAt = Now, Unstarted = true, Headers = RetryHeaders.ToStored(lease.Message with { Headers = headers }),
+        }], Timeout);
+        await Queue.PromoteDueAsync(Timeout);
+
+        var again = await FetchOneAsync();
+        Assert.Equal(headers, again.Message.Headers);
+        Assert.Equal(message.Retry.RetryOn, again.Message.Retry.RetryOn);
+        Assert.Equal(message.Retry.NeverRetryOn, again.Message.Retry.NeverRetryOn);
+        Assert.Equal(headers, (await GetAsync(message.Id)).Headers);
+    }
+
+    [Fact]
     public async Task Completion_not_marked_unstarted_spends_the_attempt_even_without_a_recorded_start()
     {
         // The worker leaves out the start of an attempt whose completion goes in the same batch.

@@ -16,6 +16,7 @@ internal sealed class EngineHost : IAsyncDisposable
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton<Probe>();
+        builder.Services.AddSingleton<Recorder>();
         var conveyor = builder.Services.AddConveyor(o =>
         {
             o.Worker.HeartbeatInterval = TimeSpan.FromMilliseconds(100);
