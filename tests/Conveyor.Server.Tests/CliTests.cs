@@ -131,6 +131,26 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task A_worker_run_as_root_warns_and_one_run_as_another_user_does_not()
+    {
+        var environment = Environment;
+        environment["LOG_LEVEL"] = "warning";
+        using var worker = ConveyorProcess.Start(_folder, environment, "worker");
+
+        // The test runs as whoever runs the suite (root in CI): each case checks its own side.
+        if (System.Environment.IsPrivilegedProcess)
+        {
+            var line = await worker.WaitForLineAsync(l => l.Contains("Conveyor runs as root", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            Assert.Contains("unprivileged user", line, StringComparison.Ordinal);
+        }
+        else
+        {
+            await worker.WaitForLineAsync(l => l.Contains("Conveyor worker", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            Assert.DoesNotContain("Conveyor runs as root", worker.Output + worker.Error, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task An_allowed_network_that_is_not_a_range_exits_two_naming_its_key()
     {
         var environment = Environment;

@@ -100,8 +100,13 @@ internal static class ConveyorHosts
         if (role != HostRole.Supervisor)
         {
             // A supervisor's children read the same environment and warn.
-            var unknownVariables = ConfigurationKeys.UnknownVariables(environment ?? ConveyorEnvironmentVariablesProvider.ReadProcessEnvironment());
-            services.AddHostedService(sp => new ConfigurationWarnings(unknownVariables, sp.GetRequiredService<ILogger<ConfigurationWarnings>>()));
+            var warnings = ConfigurationKeys.UnknownVariables(environment ?? ConveyorEnvironmentVariablesProvider.ReadProcessEnvironment()).ToList();
+            if (role is HostRole.Server or HostRole.Worker && Environment.IsPrivilegedProcess)
+            {
+                warnings.Add("Conveyor runs as root: a task's code (and http.request) runs with every privilege of the machine. " +
+                    "Run it as an unprivileged user, as the systemd unit in docs/operations.md does.");
+            }
+            services.AddHostedService(sp => new ConfigurationWarnings(warnings, sp.GetRequiredService<ILogger<ConfigurationWarnings>>()));
         }
         var api = Read<ConveyorApiOptions>(section);
         var http = Read<HttpTaskOptions>(section.GetSection("Http"));
