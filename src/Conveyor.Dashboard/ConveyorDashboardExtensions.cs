@@ -34,11 +34,6 @@ public static class ConveyorDashboardExtensions
         {
             group.MapGet(route.Length == 0 ? "/" : "/" + route, (HttpContext http) => Page(http, assets, trimmed));
         }
-        if (trimmed.Length > 0)
-        {
-            // "/conveyor" without the slash: relative URLs in the page need the slash, so send the browser there.
-            endpoints.MapGet(trimmed, (HttpContext http) => Results.Redirect($"{http.Request.PathBase}{trimmed}/{http.Request.QueryString}")).ExcludeFromDescription();
-        }
         group.MapGet("/assets/{file}", (HttpContext http, string file) => Asset(http, assets, file));
         return group;
     }
@@ -46,6 +41,12 @@ public static class ConveyorDashboardExtensions
     private static IResult Page(HttpContext http, DashboardAssets assets, string prefix)
     {
         var pathBase = http.Request.PathBase.Value ?? "";
+        var path = http.Request.Path.Value ?? "";
+        if (path == prefix)
+        {
+            // "/conveyor" without its slash: the page's relative URLs need the slash, so send the browser there.
+            return Results.Redirect($"{pathBase}{prefix}/{http.Request.QueryString}");
+        }
         var html = assets.IndexTemplate
             .Replace("%BASE%", WebUtility.HtmlEncode($"{pathBase}{prefix}/"), StringComparison.Ordinal)
             .Replace("%API%", WebUtility.HtmlEncode($"{pathBase}/api/v1"), StringComparison.Ordinal);
