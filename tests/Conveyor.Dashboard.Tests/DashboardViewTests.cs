@@ -102,11 +102,11 @@ public sealed class DashboardViewTests(BrowserFixture fixture, ITestOutputHelper
 
         // State and queue: the held tasks are queued, none succeeded.
         await page.GotoAsync(Url("tasks"));
-        await page.GetByLabel("State", new() { Exact = true }).SelectOptionAsync("succeeded");
+        await page.Locator("select[name=state]").SelectOptionAsync("succeeded");
         await page.GetByLabel("Queue", new() { Exact = true }).FillAsync("paging");
         await page.GetByRole(AriaRole.Button, new() { Name = "Filter", Exact = true }).ClickAsync();
         await Expect(page.Locator(".empty")).ToContainTextAsync("No tasks match");
-        await page.GetByLabel("State", new() { Exact = true }).SelectOptionAsync("queued");
+        await page.Locator("select[name=state]").SelectOptionAsync("queued");
         await page.GetByRole(AriaRole.Button, new() { Name = "Filter", Exact = true }).ClickAsync();
         await Expect(rows).ToHaveCountAsync(7);
 
