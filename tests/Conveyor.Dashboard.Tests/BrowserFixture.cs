@@ -32,6 +32,8 @@ public sealed class BrowserFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(ScreenshotFolder);
+        // Generous on a shared machine: a passing expectation returns as soon as it holds.
+        Assertions.SetDefaultExpectTimeout(15_000);
         var server = DashboardServer.StartAsync();
         Playwright = await Microsoft.Playwright.Playwright.CreateAsync();
         Browser = await Playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions

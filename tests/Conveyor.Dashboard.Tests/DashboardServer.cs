@@ -34,6 +34,8 @@ public sealed class DashboardServer : IAsyncDisposable
             ["PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["DATABASE_URL"] = "sqlite:///" + Path.Combine(folder, "conveyor.db"),
             ["CONVEYOR_WORKER__QUEUES"] = WorkerQueues,
+            // Running tasks reach the workers list with the worker's heartbeat (10 s by default).
+            ["CONVEYOR_WORKER__HEARTBEAT_INTERVAL"] = "00:00:02",
             ["CONVEYOR_HTTP__ALLOWED_HOSTS"] = "127.0.0.1",
             ["CONVEYOR_LIMITS__0__TASK"] = "http.request",
             ["CONVEYOR_LIMITS__0__RATE"] = "100/s",

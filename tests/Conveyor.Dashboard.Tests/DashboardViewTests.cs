@@ -54,14 +54,29 @@ public sealed class DashboardViewTests(BrowserFixture fixture, ITestOutputHelper
         await Expect(page.Locator($".failures [data-task-id='{failed}']")).ToBeVisibleAsync();
         await Expect(page.Locator($".failures [data-task-id='{failed}'] .error-line")).ToContainTextAsync("HttpRequestException");
 
-        // Work done shows on the throughput chart's legend (its last bucket's rate) once the stats are read again.
+        // Work done shows on the throughput chart (its legend totals the window) once the stats are read again.
+        var legend = page.Locator("[data-chart=Throughput] .legend.ok");
+        var before = await SucceededAsync(legend);
         for (var i = 0; i < 5; i++)
         {
             await Server.EnqueueAsync("conveyor.noop");
         }
-        await Expect(page.Locator("[data-chart=Throughput] .legend.ok")).Not.ToHaveTextAsync("succeeded: 0.0/s");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while (await SucceededAsync(legend) < before + 5)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"The throughput chart did not count 5 more successes: {await legend.TextContentAsync()} (was {before})");
+            await Task.Delay(100);
+        }
         await Expect(page.Locator("[data-card=workers] .value")).ToHaveTextAsync("1");
         await BrowserFixture.ScreenshotAsync(page, "overview");
+    }
+
+    // "succeeded: 1,234 in 15 min" → 1234.
+    private static async Task<long> SucceededAsync(ILocator legend)
+    {
+        var text = (await legend.TextContentAsync())!;
+        var digits = new string(text["succeeded: ".Length..].TakeWhile(c => char.IsDigit(c) || c == ',').Where(char.IsDigit).ToArray());
+        return long.Parse(digits, System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]
@@ -252,7 +267,7 @@ public sealed class DashboardViewTests(BrowserFixture fixture, ITestOutputHelper
         await Expect(worker).ToHaveCountAsync(1);
         await Expect(worker).ToContainTextAsync("alive");
 
-        var id = await Server.EnqueueAsync("conveyor.sleep", new { ms = 4000 });
+        var id = await Server.EnqueueAsync("conveyor.sleep", new { ms = 10_000 });
         await Expect(worker.Locator($"a[href$='tasks/{id}']")).ToBeVisibleAsync();
         await Expect(worker.Locator("[data-field=running]")).ToContainTextAsync("1 of");
         await BrowserFixture.ScreenshotAsync(page, "workers");

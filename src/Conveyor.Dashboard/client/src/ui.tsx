@@ -69,7 +69,8 @@ export async function act<T>(run: () => Promise<T>, done: (result: T) => string)
   }
 }
 
-export interface Series { name: string; className: string; values: (number | null)[] }
+/** One line: its values per bucket (null where there is none), and what its legend says (a total, an average). */
+export interface Series { name: string; className: string; values: (number | null)[]; summary: string }
 
 /** A line chart of series over the same buckets, drawn as SVG; its table of numbers is the accessible alternative. */
 export function Chart({ title, times, series, unit, format }: {
@@ -90,13 +91,12 @@ export function Chart({ title, times, series, unit, format }: {
     });
     return d;
   };
-  const last = (s: Series) => { for (let i = s.values.length - 1; i >= 0; i--) if (s.values[i] !== null) return s.values[i]; return null; };
   const label = (iso?: string) => iso ? new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }) : "";
   return (
     <figure class="chart" data-chart={title}>
       <figcaption>
         <strong>{title}</strong>
-        {series.map(s => <span class={`legend ${s.className}`}>{s.name}: {(() => { const v = last(s); return v === null ? "—" : format(v); })()}</span>)}
+        {series.map(s => <span class={`legend ${s.className}`}>{s.name}: {s.summary}</span>)}
       </figcaption>
       <svg viewBox={`0 0 ${width} ${height}`} role="img" aria-label={`${title} over the last ${times.length} intervals, in ${unit}`} preserveAspectRatio="none">
         {[0, 0.5, 1].map(f => <g>

@@ -13,6 +13,11 @@ export function Login({ onSignedIn }: { onSignedIn: () => void }) {
     try {
       await api.login(key);
       setKey("");
+      // A browser keeps the Secure cookie over https and on loopback only: say so rather than loop back to this form.
+      if (!(await api.session()).authenticated) {
+        setError("The key is right, but this browser did not keep the session cookie: off loopback, serve the dashboard over https.");
+        return;
+      }
       onSignedIn();
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));

@@ -1,6 +1,6 @@
 // Overview: throughput, failures and queue wait over time; depth per queue and state; workers alive; recent failures.
 import { useEffect } from "preact/hooks";
-import { api, TASK_STATES } from "../api";
+import { api, TASK_STATES, type StatsBucket } from "../api";
 import { ago, count, duration, shortId } from "../format";
 import { useLiveData } from "../live";
 import { href } from "../router";
@@ -25,6 +25,12 @@ export function Overview() {
   const times = buckets.map(b => b.at);
   const perSecond = (n: number) => n / (stats.data?.bucketSeconds ?? 1);
   const rate = (n: number) => `${n < 10 ? n.toFixed(1) : Math.round(n)}/s`;
+  const minutes = Math.round((stats.data?.windowSeconds ?? 900) / 60);
+  const total = (pick: (b: StatsBucket) => number) => `${count(buckets.reduce((sum, b) => sum + pick(b), 0))} in ${minutes} min`;
+  const timed = buckets.filter(b => b.waitCount > 0);
+  const waitCount = timed.reduce((sum, b) => sum + b.waitCount, 0);
+  const waitAverage = waitCount ? timed.reduce((sum, b) => sum + (b.waitMsAvg ?? 0) * b.waitCount, 0) / waitCount : null;
+  const waitMax = timed.length ? Math.max(...timed.map(b => b.waitMsMax ?? 0)) : null;
   const alive = workers.data?.filter(w => w.alive !== false) ?? [];
   const totals = TASK_STATES.map(state => [state, (queues.data ?? []).reduce((sum, q) => sum + (q[state] as number), 0)] as const);
 
@@ -38,14 +44,14 @@ export function Overview() {
     <ErrorNote error={stats.error} />
     <div class="charts">
       <Chart title="Throughput" unit="tasks per second" times={times} format={rate}
-        series={[{ name: "succeeded", className: "ok", values: buckets.map(b => perSecond(b.succeeded)) },
-        { name: "enqueued", className: "info", values: buckets.map(b => perSecond(b.enqueued)) }]} />
+        series={[{ name: "succeeded", className: "ok", values: buckets.map(b => perSecond(b.succeeded)), summary: total(b => b.succeeded) },
+        { name: "enqueued", className: "info", values: buckets.map(b => perSecond(b.enqueued)), summary: total(b => b.enqueued) }]} />
       <Chart title="Failures" unit="failed attempts per second" times={times} format={rate}
-        series={[{ name: "failed", className: "warn", values: buckets.map(b => perSecond(b.failed)) },
-        { name: "dead", className: "bad", values: buckets.map(b => perSecond(b.dead)) }]} />
+        series={[{ name: "failed", className: "warn", values: buckets.map(b => perSecond(b.failed)), summary: total(b => b.failed) },
+        { name: "dead", className: "bad", values: buckets.map(b => perSecond(b.dead)), summary: total(b => b.dead) }]} />
       <Chart title="Queue wait" unit="milliseconds" times={times} format={n => duration(n)}
-        series={[{ name: "average", className: "info", values: buckets.map(b => b.waitMsAvg) },
-        { name: "max", className: "warn", values: buckets.map(b => b.waitMsMax) }]} />
+        series={[{ name: "average", className: "info", values: buckets.map(b => b.waitMsAvg), summary: duration(waitAverage) },
+        { name: "max", className: "warn", values: buckets.map(b => b.waitMsMax), summary: duration(waitMax) }]} />
     </div>
 
     <h2>Depth per queue</h2>

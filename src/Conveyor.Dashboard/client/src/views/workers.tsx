@@ -7,7 +7,7 @@ import { href } from "../router";
 import { Empty, ErrorNote } from "../ui";
 
 export function WorkersView() {
-  // Heartbeats are not events: started and finished attempts re-read the list, and so does a 5 s timer (below).
+  // Heartbeats are not events: started and finished attempts re-read the list, and so does a 3 s timer (below).
   const workers = useLiveData(s => api.workers(s), [], e => e.type !== "enqueued", 1000);
   return <section aria-labelledby="workers-title">
     <h1 id="workers-title">Workers</h1>
@@ -34,6 +34,6 @@ export function WorkersView() {
 
 // Re-reads on a timer too: heartbeats and memory change without task events.
 function Ticker({ onTick }: { onTick: () => void }) {
-  useEffect(() => { const t = window.setInterval(onTick, 5000); return () => window.clearInterval(t); }, []);
+  useEffect(() => { const t = window.setInterval(onTick, 3000); return () => window.clearInterval(t); }, []);
   return null;
 }
