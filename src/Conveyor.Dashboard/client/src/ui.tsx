@@ -76,7 +76,7 @@ export interface Series { name: string; className: string; values: (number | nul
 export function Chart({ title, times, series, unit, format }: {
   title: string; times: string[]; series: Series[]; unit: string; format: (n: number) => string;
 }) {
-  const width = 600, height = 160, left = 44, bottom = 18, top = 8;
+  const width = 600, height = 170, left = 58, bottom = 18, top = 8;
   const all = series.flatMap(s => s.values.filter((v): v is number => v !== null));
   const max = Math.max(1, ...all);
   const n = Math.max(1, times.length - 1);
@@ -98,7 +98,7 @@ export function Chart({ title, times, series, unit, format }: {
         <strong>{title}</strong>
         {series.map(s => <span class={`legend ${s.className}`}>{s.name}: {s.summary}</span>)}
       </figcaption>
-      <svg viewBox={`0 0 ${width} ${height}`} role="img" aria-label={`${title} over the last ${times.length} intervals, in ${unit}`} preserveAspectRatio="none">
+      <svg viewBox={`0 0 ${width} ${height}`} role="img" aria-label={`${title} over the last ${times.length} intervals, in ${unit}`}>
         {[0, 0.5, 1].map(f => <g>
           <line class="grid" x1={left} x2={width - 4} y1={y(max * f)} y2={y(max * f)} />
           <text class="axis" x={left - 4} y={y(max * f) + 4} text-anchor="end">{format(max * f)}</text>
@@ -106,6 +106,9 @@ export function Chart({ title, times, series, unit, format }: {
         <text class="axis" x={left} y={height - 4}>{label(times[0])}</text>
         <text class="axis" x={width - 4} y={height - 4} text-anchor="end">{label(times[times.length - 1])}</text>
         {series.map(s => <path class={`line ${s.className}`} d={path(s.values)} />)}
+        {/* A value with no neighbour draws no line: a dot shows it. */}
+        {series.map(s => s.values.map((v, i) => v !== null && (s.values[i - 1] ?? null) === null && (s.values[i + 1] ?? null) === null
+          ? <circle class={`dot ${s.className}`} cx={x(i)} cy={y(v)} r="3" /> : null))}
       </svg>
     </figure>
   );
