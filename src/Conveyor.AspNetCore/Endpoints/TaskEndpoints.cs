@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
+using Conveyor.AspNetCore.Search;
 using Conveyor.Backends;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;

@@ -1,6 +1,6 @@
 using Conveyor.Backends;
 
-namespace Conveyor.AspNetCore;
+namespace Conveyor.AspNetCore.Search;
 
 /// <summary>
 /// The filters of <c>GET /api/v1/tasks</c> that the stores do not index: created between two times, and text in the
