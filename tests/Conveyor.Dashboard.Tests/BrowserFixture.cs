@@ -40,7 +40,8 @@ public sealed class BrowserFixture : IAsyncLifetime
         {
             ExecutablePath = ChromiumPath(),
             Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            // window.gc() and exact performance.memory, for the JS heap measure (DashboardLoadTests).
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--js-flags=--expose-gc", "--enable-precise-memory-info"],
         });
         Server = await server;
     }
