@@ -106,7 +106,11 @@ internal static class ConveyorHosts
             services.AddHostedService(sp => new ConfigurationWarnings(unknownVariables, sp.GetRequiredService<ILogger<ConfigurationWarnings>>()));
         }
         var api = Read<ConveyorApiOptions>(section);
-        Read<HttpTaskOptions>(section.GetSection("Http"));
+        var http = Read<HttpTaskOptions>(section.GetSection("Http"));
+        if (HttpDestinationGuard.CheckNetworks(http.AllowedNetworks) is { } networks)
+        {
+            throw new ConveyorConfigurationException(networks);
+        }
         if (server.Port is < 0 or > 65535)
         {
             throw new ConveyorConfigurationException($"PORT {server.Port} is out of range: 1 to 65535, or 0 for any free port.");
