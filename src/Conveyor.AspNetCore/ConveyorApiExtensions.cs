@@ -3,6 +3,7 @@ using Conveyor.AspNetCore.Health;
 using Conveyor.AspNetCore.Outages;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
+using Conveyor.AspNetCore.Stats;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
@@ -27,6 +28,7 @@ public static class ConveyorApiExtensions
         var options = services.AddOptions<ConveyorApiOptions>()
             .Validate(o => o.EventStreamHeartbeat >= TimeSpan.FromMilliseconds(100), "Conveyor:EventStreamHeartbeat must be at least 00:00:00.1 (default 00:00:15).")
             .Validate(o => o.EventStreamBuffer >= 1, "Conveyor:EventStreamBuffer must be at least 1 (events per client; default 1000).")
+            .Validate(o => o.SessionLifetime >= TimeSpan.FromMinutes(1), "Conveyor:SessionLifetime must be at least 00:01:00 (default 12:00:00).")
             .ValidateOnStart();
         if (configure is not null)
         {
@@ -38,6 +40,9 @@ public static class ConveyorApiExtensions
         }
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ApiKeyValidator>();
+        services.AddSingleton<DashboardSessions>();
+        services.AddSingleton<TaskStatsRecorder>();
+        services.AddHostedService(sp => sp.GetRequiredService<TaskStatsRecorder>());
         services.AddSingleton<EnqueueRequestReader>();
         services.AddSingleton<ScheduleRequestReader>();
         services.AddSingleton<DeclaredTasks>();
@@ -61,7 +66,7 @@ public static class ConveyorApiExtensions
     }
 
     /// <summary>
-    /// Maps the API v1 under <c>/api/v1</c> (tasks, queues, workers, limits), <c>/health/live</c> and <c>/health/ready</c>,
+    /// Maps the API v1 under <c>/api/v1</c> (tasks, queues, workers, schedules, limits, events, stats, and the dashboard's session), <c>/health/live</c> and <c>/health/ready</c>,
     /// and <c>/openapi/v1.json</c>. When API keys are configured, every <c>/api</c> call needs one; health and
     /// OpenAPI stay open. Returns the <c>/api/v1</c> group, to which more conventions can be added.
     /// </summary>
@@ -88,6 +93,9 @@ public static class ConveyorApiExtensions
         LimitEndpoints.Map(api);
         EventEndpoints.Map(api);
         ScheduleEndpoints.Map(api);
+        StatsEndpoints.Map(api);
+        // Outside the key check: this is where the dashboard first presents a key.
+        SessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor"));
         if (options.MapHealthChecks)
         {
             endpoints.MapHealthChecks("/health/live", new HealthCheckOptions

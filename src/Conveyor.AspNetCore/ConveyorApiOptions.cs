@@ -35,6 +35,14 @@ public sealed class ConveyorApiOptions
     /// <c>event: overflow</c> and dropped, so a slow client never grows the server's memory. Default 1,000.</summary>
     public int EventStreamBuffer { get; set; } = 1000;
 
+    /// <summary>How long a dashboard session lasts once an API key was exchanged for its cookie. Default 12 hours.</summary>
+    public TimeSpan SessionLifetime { get; set; } = TimeSpan.FromHours(12);
+
+    /// <summary>Whether the server counts task events for <c>GET /api/v1/stats</c> (the dashboard's charts). While on, it
+    /// receives every process's events through the backend's notifier, which asks each worker to publish them: one
+    /// notification per state change. Default true.</summary>
+    public bool RecordTaskStats { get; set; } = true;
+
     /// <summary>Whether <c>MapConveyorApi</c> maps <c>/health/live</c> and <c>/health/ready</c>. Default true.</summary>
     public bool MapHealthChecks { get; set; } = true;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
+using Conveyor.AspNetCore.Search;
 using Conveyor.Backends;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -274,10 +275,21 @@ internal static class TaskEndpoints
     }
 
     private static async Task<Results<Ok<TaskPageResource>, ProblemHttpResult>> ListAsync(
-        string? state, string? task, string? queue, string? cursor, string? limit,
-        [FromServices] IConveyorBackend backend, [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
+        string? state, string? task, string? queue, string? cursor, string? limit, string? createdAfter, string? createdBefore, string? text,
+        [FromServices] IConveyorBackend backend, [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] TimeProvider time,
+        CancellationToken cancellationToken)
     {
         var errors = new List<FieldError>();
+        var after = ReadQueryTime(createdAfter, "createdAfter", errors);
+        var before = ReadQueryTime(createdBefore, "createdBefore", errors);
+        if (after is { } a && before is { } b && a >= b)
+        {
+            errors.Add(new("createdBefore", $"must be after createdAfter ({a:O})"));
+        }
+        if (text is { Length: > TaskSearch.MaxTextLength })
+        {
+            errors.Add(new("text", $"is {text.Length} characters long; at most {TaskSearch.MaxTextLength}"));
+        }
         TaskState? stateFilter = null;
         if (!string.IsNullOrEmpty(state))
         {
@@ -304,16 +316,20 @@ internal static class TaskEndpoints
             return ApiProblems.Fields(StatusCodes.Status400BadRequest, errors);
         }
         TaskPage page;
+        var query = new TaskQuery
+        {
+            State = stateFilter,
+            Task = string.IsNullOrEmpty(task) ? null : task,
+            Queue = string.IsNullOrEmpty(queue) ? null : queue,
+            Cursor = string.IsNullOrEmpty(cursor) ? null : cursor,
+            Limit = pageSize,
+        };
+        var search = new TaskSearch(after, before, string.IsNullOrEmpty(text) ? null : text);
         try
         {
-            page = await backend.Store.ListAsync(new TaskQuery
-            {
-                State = stateFilter,
-                Task = string.IsNullOrEmpty(task) ? null : task,
-                Queue = string.IsNullOrEmpty(queue) ? null : queue,
-                Cursor = string.IsNullOrEmpty(cursor) ? null : cursor,
-                Limit = pageSize,
-            }, cancellationToken).ConfigureAwait(false);
+            page = search.IsEmpty
+                ? await backend.Store.ListAsync(query, cancellationToken).ConfigureAwait(false)
+                : await search.ListAsync(backend.Store, query, time, cancellationToken).ConfigureAwait(false);
         }
         catch (ArgumentException) when (!string.IsNullOrEmpty(cursor))
         {
@@ -366,6 +382,20 @@ internal static class TaskEndpoints
             ? TypedResults.Ok(TaskResource.From(record))
             : ApiProblems.Status(StatusCodes.Status409Conflict, "The task cannot be retried.",
                 $"Task {taskId} is {record.State.ToApiName()}; only dead, cancelled and expired tasks can be retried.");
+    }
+
+    private static DateTimeOffset? ReadQueryTime(string? value, string field, List<FieldError> errors)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return null;
+        }
+        if (ApiValues.TryParseTime(value, out var parsed) is { } problem)
+        {
+            errors.Add(new(field, problem));
+            return null;
+        }
+        return parsed;
     }
 
     private static Guid? ParseId(string id) => Guid.TryParse(id, out var parsed) ? parsed : null;

@@ -75,7 +75,7 @@ internal static class ServerCommand
             ? $"on (queues {string.Join(",", options.Worker.ParseQueues().Select(q => q.Name))}, concurrency {options.Worker.Concurrency})"
             : "off";
         return $"Conveyor serving {string.Join(" ", app.Urls)}{Environment.NewLine}" +
-            $"  API /api/v1, health /health/ready, OpenAPI /openapi/v1.json; database {database}; " +
+            $"  dashboard /, API /api/v1, health /health/ready, OpenAPI /openapi/v1.json; database {database}; " +
             $"worker {worker}; scheduler {(options.RunScheduler ? "on" : "off")}. Ctrl+C to stop.";
     }
 }

@@ -1,4 +1,5 @@
 using Conveyor.AspNetCore;
+using Conveyor.Dashboard;
 using Conveyor.RabbitMQ;
 using Conveyor.Redis;
 using Conveyor.Server.Configuration;
@@ -47,6 +48,7 @@ internal static class ConveyorHosts
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.MapConveyorApi();
+        app.MapConveyorDashboard("/");
         return app;
     }
 

@@ -1,0 +1,125 @@
+using System.Buffers.Text;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.AspNetCore.Security;
+
+/// <summary>
+/// The dashboard's sessions when API keys are configured: a key entered once is exchanged for a session cookie
+/// (<c>conveyor_session</c>: Secure, HttpOnly, SameSite=Strict) and a CSRF token, readable by the page
+/// (<c>conveyor_csrf</c>), that state-changing calls send back in <c>X-Conveyor-CSRF</c> (double submit).
+/// <para>
+/// A session is <c>expiry.csrf.mac</c>, the MAC an HMAC-SHA256 of <c>expiry.csrf</c> keyed with the SHA-256 of the API key
+/// that opened it. Nothing is stored: every replica with the same keys accepts it, and removing a key ends its sessions.
+/// </para>
+/// </summary>
+internal sealed class DashboardSessions(ApiKeyValidator keys, IOptions<ConveyorApiOptions> options, TimeProvider time)
+{
+    /// <summary>Name of the HttpOnly session cookie.</summary>
+    public const string SessionCookie = "conveyor_session";
+
+    /// <summary>Name of the cookie that holds the CSRF token for the page's scripts.</summary>
+    public const string CsrfCookie = "conveyor_csrf";
+
+    /// <summary>Header that must repeat the CSRF token on state-changing calls made with the session cookie.</summary>
+    public const string CsrfHeader = "X-Conveyor-CSRF";
+
+    private static readonly byte[] Purpose = Encoding.UTF8.GetBytes("conveyor-dashboard-session-v1:");
+
+    /// <summary>A session opened with the key whose hash is <paramref name="keyHash"/>: the session cookie's value and the CSRF token.</summary>
+    public (string Session, string Csrf, DateTimeOffset Expires) Issue(byte[] keyHash)
+    {
+        var expires = time.GetUtcNow() + options.Value.SessionLifetime;
+        var csrf = Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
+        var payload = $"{expires.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture)}.{csrf}";
+        return ($"{payload}.{Base64Url.EncodeToString(Mac(keyHash, payload))}", csrf, expires);
+    }
+
+    /// <summary>The session of the request's cookie when it is one this server signed with a configured key and has
+    /// not expired; null otherwise.</summary>
+    public Session? Read(HttpRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (!request.Cookies.TryGetValue(SessionCookie, out var value) || string.IsNullOrEmpty(value) || value.Length > 512)
+        {
+            return null;
+        }
+        var parts = value.Split('.');
+        if (parts.Length != 3 || !long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var expiresSeconds))
+        {
+            return null;
+        }
+        if (DateTimeOffset.FromUnixTimeSeconds(Math.Min(expiresSeconds, DateTimeOffset.MaxValue.ToUnixTimeSeconds())) <= time.GetUtcNow())
+        {
+            return null;
+        }
+        byte[] presented;
+        try
+        {
+            presented = Base64Url.DecodeFromChars(parts[2]);
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+        var payload = $"{parts[0]}.{parts[1]}";
+        var valid = false;
+        foreach (var keyHash in keys.KeyHashes)
+        {
+            valid |= CryptographicOperations.FixedTimeEquals(Mac(keyHash, payload), presented);
+        }
+        return valid ? new Session(parts[1]) : null;
+    }
+
+    /// <summary>Whether the request's <see cref="CsrfHeader"/> repeats the session's CSRF token.</summary>
+    public static bool CsrfMatches(HttpRequest request, Session session)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(session);
+        var header = request.Headers[CsrfHeader].ToString();
+        return header.Length > 0 && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header), Encoding.UTF8.GetBytes(session.Csrf));
+    }
+
+    /// <summary>Sets both cookies on the response, for the app's whole path.</summary>
+    public static void Write(HttpContext http, string session, string csrf, DateTimeOffset expires)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        http.Response.Cookies.Append(SessionCookie, session, Cookie(http, httpOnly: true, expires));
+        http.Response.Cookies.Append(CsrfCookie, csrf, Cookie(http, httpOnly: false, expires));
+    }
+
+    /// <summary>Removes both cookies.</summary>
+    public static void Clear(HttpContext http)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        http.Response.Cookies.Delete(SessionCookie, Cookie(http, httpOnly: true, null));
+        http.Response.Cookies.Delete(CsrfCookie, Cookie(http, httpOnly: false, null));
+    }
+
+    // Secure always: browsers keep Secure cookies over https, and over plain http only from loopback (localhost,
+    // 127.0.0.1), which is where Conveyor may serve without TLS. Off loopback, serve the dashboard over https (a proxy).
+    private static CookieOptions Cookie(HttpContext http, bool httpOnly, DateTimeOffset? expires) => new()
+    {
+        HttpOnly = httpOnly,
+        Secure = true,
+        SameSite = SameSiteMode.Strict,
+        Path = http.Request.PathBase.HasValue ? http.Request.PathBase.Value : "/",
+        Expires = expires,
+        IsEssential = true,
+    };
+
+    private static byte[] Mac(byte[] keyHash, string payload)
+    {
+        var data = new byte[Purpose.Length + Encoding.UTF8.GetByteCount(payload)];
+        Purpose.CopyTo(data, 0);
+        Encoding.UTF8.GetBytes(payload, data.AsSpan(Purpose.Length));
+        return HMACSHA256.HashData(keyHash, data);
+    }
+
+    /// <summary>A valid session.</summary>
+    /// <param name="Csrf">Its CSRF token.</param>
+    internal sealed record Session(string Csrf);
+}
