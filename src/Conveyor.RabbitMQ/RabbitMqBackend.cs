@@ -81,6 +81,12 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public IUniqueKeyStore UniqueKeys => _store.UniqueKeys;
 
     /// <inheritdoc />
+    /// <remarks>The store's, with the first steps announced to the workers on this backend's notifier (the store keeps
+    /// them; no broker message is published for a step). A step that a completion releases is found by the workers' next
+    /// fetch: at once while they are busy, else within their fallback poll (<c>Worker:FetchWait</c>, 5 s).</remarks>
+    public IWorkflowStore? Workflows => _store.Workflows is { } workflows ? new RabbitMqWorkflows(workflows, this) : null;
+
+    /// <inheritdoc />
     public INotifier Notifier => _notifier;
 
     /// <inheritdoc />
@@ -292,6 +298,8 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// promotion, reaped leases, resume — the work is also announced to all. Enqueue relies on its deliveries alone:
     /// one per task, spread over the consumers.
     /// </summary>
+    internal Task AnnounceReadyAsync(IEnumerable<string> queues, CancellationToken cancellationToken) => NotifyReadyAsync(queues, cancellationToken);
+
     private async Task NotifyReadyAsync(IEnumerable<string> queues, CancellationToken cancellationToken)
     {
         foreach (var queue in queues.Distinct(StringComparer.Ordinal))
@@ -413,4 +421,24 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             }
         }
     }
+}
+
+/// <summary>The store's workflows, with the queues of the first steps announced on the RabbitMQ notifier.</summary>
+internal sealed class RabbitMqWorkflows(IWorkflowStore store, RabbitMqBackend backend) : IWorkflowStore
+{
+    public async Task CreateWorkflowAsync(NewWorkflow workflow, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(workflow);
+        await store.CreateWorkflowAsync(workflow, cancellationToken).ConfigureAwait(false);
+        await backend.AnnounceReadyAsync(workflow.Steps.Where(s => s.After.Count == 0).Select(s => s.Message.Queue), cancellationToken).ConfigureAwait(false);
+    }
+
+    public Task<StoredWorkflow?> GetWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => store.GetWorkflowAsync(workflowId, cancellationToken);
+
+    public Task<IReadOnlyList<TaskRecord>> GetWorkflowTasksAsync(Guid workflowId, CancellationToken cancellationToken) =>
+        store.GetWorkflowTasksAsync(workflowId, cancellationToken);
+
+    public Task<WorkflowPage> ListWorkflowsAsync(WorkflowQuery query, CancellationToken cancellationToken) => store.ListWorkflowsAsync(query, cancellationToken);
+
+    public Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => store.CancelWorkflowAsync(workflowId, cancellationToken);
 }
