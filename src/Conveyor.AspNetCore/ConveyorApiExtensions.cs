@@ -40,6 +40,7 @@ public static class ConveyorApiExtensions
         services.AddSingleton<ApiKeyValidator>();
         services.AddSingleton<EnqueueRequestReader>();
         services.AddSingleton<ScheduleRequestReader>();
+        services.AddSingleton<WorkflowRequestReader>();
         services.AddSingleton<DeclaredTasks>();
         services.AddSingleton<BackendOutageLog>();
         services.AddSingleton<ReadinessLog>();
@@ -88,6 +89,7 @@ public static class ConveyorApiExtensions
         LimitEndpoints.Map(api);
         EventEndpoints.Map(api);
         ScheduleEndpoints.Map(api);
+        WorkflowEndpoints.Map(api);
         if (options.MapHealthChecks)
         {
             endpoints.MapHealthChecks("/health/live", new HealthCheckOptions
