@@ -31,6 +31,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     private readonly RabbitMqTopology _topology;
     private readonly RabbitMqDeliveries _deliveries;
     private readonly RabbitMqPublisher _publisher;
+    // Workflow steps this process leased: a success of one may release steps in the store, which have no broker message,
+    // so it is announced on the notifier. Empty unless workflows run, so plain completions pay one IsEmpty test.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, byte> _leasedSteps = new();
     private readonly RabbitMqNotifier _notifier;
     private bool _disposed;
 
@@ -82,8 +85,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
 
     /// <inheritdoc />
     /// <remarks>The store's, with the first steps announced to the workers on this backend's notifier (the store keeps
-    /// them; no broker message is published for a step). A step that a completion releases is found by the workers' next
-    /// fetch: at once while they are busy, else within their fallback poll (<c>Worker:FetchWait</c>, 5 s).</remarks>
+    /// them; no broker message is published for a step); so is a success of a step this process leased, which may have
+    /// released others. A step leased by a process that died before completing it is found by the workers' fallback
+    /// poll (<c>Worker:FetchWait</c>, 5 s) when it is released by another process's completion.</remarks>
     public IWorkflowStore? Workflows => _store.Workflows is { } workflows ? new RabbitMqWorkflows(workflows, this) : null;
 
     /// <inheritdoc />
@@ -188,6 +192,13 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         cancellationToken.ThrowIfCancellationRequested();
         var leases = await _store.Queue.FetchAsync(request, cancellationToken).ConfigureAwait(false);
         _deliveries.Hold(leases);
+        foreach (var lease in leases)
+        {
+            if (lease.Message.Headers is { } headers && headers.ContainsKey(Conveyor.Workflows.WorkflowHeaders.Workflow))
+            {
+                _leasedSteps.TryAdd(lease.Message.Id, 0);
+            }
+        }
         if (leases.Count < request.MaxCount)
         {
             await _deliveries.DropStaleAsync(cancellationToken).ConfigureAwait(false);
@@ -200,6 +211,19 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     {
         ArgumentNullException.ThrowIfNull(completions);
         await _store.Queue.CompleteAsync(completions, cancellationToken).ConfigureAwait(false);
+        if (!_leasedSteps.IsEmpty)
+        {
+            var released = false;
+            foreach (var completion in completions)
+            {
+                released |= _leasedSteps.TryRemove(completion.Lease.TaskId, out _) && completion.Kind == CompletionKind.Succeeded;
+            }
+            if (released)
+            {
+                // The store released the steps that ran after these (in its transaction); which queues, it does not say.
+                await NotifyReadyAsync([""], cancellationToken).ConfigureAwait(false);
+            }
+        }
         // The store has the outcomes: settle the deliveries. A dead task's delivery is rejected to the
         // dead-letter exchange; the others are acked (a retry waits in the store and is published when due).
         var askedDead = completions.Where(c => c.Kind == CompletionKind.Dead).Select(c => c.Lease.TaskId).ToList();

@@ -140,8 +140,8 @@ public sealed class InMemoryStorage
         {
             foreach (var dependentId in workflow.Dependents.GetValueOrDefault(step.Message.Id) ?? [])
             {
-                var dependent = Tasks[dependentId];
-                if (dependent.State == TaskState.Pending && --dependent.PendingSteps == 0)
+                // A dependent that retention deleted (it was cancelled when the workflow failed) is passed over.
+                if (Tasks.TryGetValue(dependentId, out var dependent) && dependent.State == TaskState.Pending && --dependent.PendingSteps == 0)
                 {
                     Transition(dependent, TaskState.Queued, at);
                     _releasedQueues.Add(dependent.Message.Queue);

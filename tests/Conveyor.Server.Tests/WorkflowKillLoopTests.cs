@@ -64,7 +64,7 @@ public sealed class WorkflowKillLoopTests : IDisposable
                         after = DependenciesOf(marker).Select(StepId).ToArray(),
                     }),
                 });
-                using var created = await server.CreateClient().PostAsync("/api/v1/workflows", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+                using var created = await http.PostAsync("/api/v1/workflows", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
                 Assert.True(created.StatusCode == HttpStatusCode.Created, await created.Content.ReadAsStringAsync());
                 var id = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
 

@@ -32,9 +32,9 @@ public sealed class WorkflowHandle
 {
     private static readonly TimeSpan FirstPoll = TimeSpan.FromMilliseconds(20);
     private static readonly TimeSpan LongestPoll = TimeSpan.FromSeconds(1);
-    private readonly IWorkflowClient _client;
+    private readonly WorkflowClient _client;
 
-    internal WorkflowHandle(Guid id, IWorkflowClient client)
+    internal WorkflowHandle(Guid id, WorkflowClient client)
     {
         Id = id;
         _client = client;
@@ -44,18 +44,20 @@ public sealed class WorkflowHandle
     public Guid Id { get; }
 
     /// <summary>Waits until the workflow succeeds, fails or is cancelled, and returns it with every step's result.
-    /// Reads its state from the store, first after 20 ms, then twice as long each time up to 1 s.</summary>
+    /// Reads its state (one row or hash, not its steps) from the store, first after 20 ms, then twice as long each time up
+    /// to 1 s; then its steps once.</summary>
     /// <exception cref="InvalidOperationException">The workflow is no longer stored.</exception>
     public async Task<WorkflowRecord> WaitAsync(CancellationToken cancellationToken = default)
     {
         var delay = FirstPoll;
         while (true)
         {
-            var record = await _client.GetAsync(Id, cancellationToken).ConfigureAwait(false)
+            var state = await _client.GetStateAsync(Id, cancellationToken).ConfigureAwait(false)
                 ?? throw new InvalidOperationException($"Workflow {Id} is not stored (deleted?).");
-            if (record.IsFinished)
+            if (state != WorkflowState.Running)
             {
-                return record;
+                return await _client.GetAsync(Id, cancellationToken).ConfigureAwait(false)
+                    ?? throw new InvalidOperationException($"Workflow {Id} is not stored (deleted?).");
             }
             await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, LongestPoll.Ticks));

@@ -69,6 +69,10 @@ internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry regi
         return WorkflowRecord.From(workflow, tasks);
     }
 
+    /// <summary>The workflow's state alone (no step read), or null when unknown.</summary>
+    internal async Task<WorkflowState?> GetStateAsync(Guid workflowId, CancellationToken cancellationToken) =>
+        (await Store.GetWorkflowAsync(workflowId, cancellationToken).ConfigureAwait(false))?.State;
+
     public Task<WorkflowPage> ListAsync(WorkflowQuery query, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(query);
