@@ -19,6 +19,9 @@ public sealed class WorkflowKillLoopTests : IDisposable
     private const int Width = 100;
     private const int Steps = Layers * Width;
     private const int MinKills = 5;
+    // Calls between kills: often enough for MinKills before the last layer, not so often that the same step is interrupted
+    // three times (LeaseRules.MaxInterruptions makes it dead, as a poison task) while a killed worker's leases (3 s) run out.
+    private const int KillEveryCalls = 90;
     private const int Slots = 2;
     private readonly string _folder = TempFolder.Create();
 
@@ -68,7 +71,7 @@ public sealed class WorkflowKillLoopTests : IDisposable
                 Assert.True(created.StatusCode == HttpStatusCode.Created, await created.Content.ReadAsStringAsync());
                 var id = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
 
-                // Kill a worker (alternating slots) whenever it has run another 60 calls, and start a new one in its place,
+                // Kill a worker (alternating slots) whenever another KillEveryCalls calls were made, and start a new one in its place,
                 // until the workflow ends; at least MinKills while it runs.
                 var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(240);
                 var lastKillCalls = 0L;
@@ -81,7 +84,7 @@ public sealed class WorkflowKillLoopTests : IDisposable
                         lastRead.Restart();
                     }
                     Assert.True(DateTime.UtcNow < deadline, $"the workflow did not finish in time: {recorder.Distinct} of {Steps} steps ran, {kills} kills");
-                    if (recorder.Total - lastKillCalls >= 60 && recorder.Distinct < Steps - Width)
+                    if (recorder.Total - lastKillCalls >= KillEveryCalls && recorder.Distinct < Steps - Width)
                     {
                         var slot = kills % Slots;
                         workers[slot].KillHard();
@@ -93,7 +96,11 @@ public sealed class WorkflowKillLoopTests : IDisposable
                     await Task.Delay(50);
                 }
                 var workflow = await http.GetFromJsonAsync<JsonElement>($"/api/v1/workflows/{id}");
-                Assert.Equal("succeeded", workflow.GetProperty("state").GetString());
+                var unfinished = workflow.GetProperty("steps").EnumerateArray()
+                    .Where(s => s.GetProperty("state").GetString() is not ("succeeded" or "cancelled"))
+                    .Select(s => $"{s.GetProperty("id").GetString()}: {s.GetProperty("state").GetString()} after {s.GetProperty("attempts").GetInt32()} attempts ({s.GetProperty("error")})");
+                Assert.True(workflow.GetProperty("state").GetString() == "succeeded",
+                    $"the workflow is {workflow.GetProperty("state").GetString()}; steps that did not succeed: {string.Join("; ", unfinished)}");
                 Assert.All(workflow.GetProperty("steps").EnumerateArray(), s => Assert.Equal("succeeded", s.GetProperty("state").GetString()));
             }
             catch
