@@ -130,6 +130,39 @@ public sealed class CliTests : IDisposable
         Assert.DoesNotContain("Conveyor worker", output);
     }
 
+    [Fact]
+    public async Task A_worker_run_as_root_warns_and_one_run_as_another_user_does_not()
+    {
+        var environment = Environment;
+        environment["LOG_LEVEL"] = "warning";
+        using var worker = ConveyorProcess.Start(_folder, environment, "worker");
+
+        // The test runs as whoever runs the suite (root in CI): each case checks its own side.
+        if (System.Environment.IsPrivilegedProcess)
+        {
+            var line = await worker.WaitForLineAsync(l => l.Contains("Conveyor runs as root", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            Assert.Contains("unprivileged user", line, StringComparison.Ordinal);
+        }
+        else
+        {
+            await worker.WaitForLineAsync(l => l.Contains("Conveyor worker", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            Assert.DoesNotContain("Conveyor runs as root", worker.Output + worker.Error, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task An_allowed_network_that_is_not_a_range_exits_two_naming_its_key()
+    {
+        var environment = Environment;
+        environment["CONVEYOR_HTTP__ALLOWED_NETWORKS"] = "10.0.0.0/8,10.0.0.0/40";
+
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, environment, "worker");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("Conveyor:Http:AllowedNetworks: '10.0.0.0/40' is not an address or range", error);
+        Assert.DoesNotContain("Conveyor worker", output);
+    }
+
     [Theory]
     [InlineData("--concurrency", "-5", "Conveyor:Worker:Concurrency is -5: it must be a whole number from 1 to 10000")]
     [InlineData("--queues", "high:ten", "Conveyor:Worker:Queues: 'high:ten' has weight 'ten' (queue 'high')")]
@@ -201,6 +234,43 @@ public sealed class CliTests : IDisposable
         var (missing, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, "schedules", "trigger", "nope");
         Assert.Equal(1, missing);
         Assert.Contains("There is no schedule named 'nope'", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Conveyor_limits_lists_the_configured_limits_with_the_slots_held_across_workers()
+    {
+        var environment = Environment;
+        environment["CONVEYOR_LIMITS__0__TASK"] = "conveyor.sleep";
+        environment["CONVEYOR_LIMITS__0__CONCURRENCY"] = "2";
+        environment["CONVEYOR_LIMITS__1__QUEUE"] = "emails";
+        environment["CONVEYOR_LIMITS__1__RATE"] = "10/m";
+        var (none, empty, _) = await ConveyorProcess.RunAsync(_folder, Environment, "limits");
+        Assert.Equal(0, none);
+        Assert.Contains("No limits", empty, StringComparison.Ordinal);
+        for (var i = 0; i < 4; i++)
+        {
+            var (enqueued, _, enqueueError) = await ConveyorProcess.RunAsync(_folder, environment, "enqueue", "conveyor.sleep", "--args", """{"ms":60000}""");
+            Assert.True(enqueued == 0, enqueueError);
+        }
+        using var worker = ConveyorProcess.Start(_folder, environment, "worker", "--concurrency", "4");
+        await worker.WaitForLineAsync(l => l.Contains("Conveyor worker", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+        string listed = "";
+        await FaultTests.WaitUntilAsync(async () =>
+        {
+            var (exitCode, output, _) = await ConveyorProcess.RunAsync(_folder, environment, "limits");
+            listed = output;
+            // LIMIT (two words), RATE, CONCURRENCY, KEYED BY, RUNNING, RESERVED UNTIL.
+            return exitCode == 0 && output.Split('\n').Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                .Any(cells => cells is ["task", "conveyor.sleep", "-", "2", "-", "2", "-"]);
+        }, TimeSpan.FromSeconds(30), () => "two slots of conveyor.sleep to be listed as held: " + listed);
+
+        Assert.Contains("queue emails", listed, StringComparison.Ordinal);
+        Assert.Contains("10/m", listed, StringComparison.Ordinal);
+        var (_, json, _) = await ConveyorProcess.RunAsync(_folder, environment, "limits", "--json");
+        var sleep = System.Text.Json.JsonDocument.Parse(json).RootElement.EnumerateArray().Single(l => l.GetProperty("task").GetString() == "conveyor.sleep");
+        Assert.Equal(2, sleep.GetProperty("concurrency").GetInt32());
+        Assert.Equal(2, sleep.GetProperty("running").GetInt32());
     }
 
     [Fact]

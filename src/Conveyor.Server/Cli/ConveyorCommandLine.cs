@@ -71,6 +71,7 @@ internal static class ConveyorCommandLine
         root.Subcommands.Add(EnqueueCommand.Create(global, output, error));
         root.Subcommands.Add(InfoCommand.Create(global, output, error));
         root.Subcommands.Add(SchedulesCommand.Create(global, output, error));
+        root.Subcommands.Add(LimitsCommand.Create(global, output, error));
         root.Subcommands.Add(BulkCommand.Create(purge: false, global, output, error));
         root.Subcommands.Add(BulkCommand.Create(purge: true, global, output, error));
         root.Subcommands.Add(MigrateCommand.Create(global, output, error));
