@@ -45,6 +45,7 @@ public static class ConveyorApiExtensions
         services.AddHostedService(sp => sp.GetRequiredService<TaskStatsRecorder>());
         services.AddSingleton<EnqueueRequestReader>();
         services.AddSingleton<ScheduleRequestReader>();
+        services.AddSingleton<WorkflowRequestReader>();
         services.AddSingleton<DeclaredTasks>();
         services.AddSingleton<BackendOutageLog>();
         services.AddSingleton<ReadinessLog>();
@@ -93,6 +94,7 @@ public static class ConveyorApiExtensions
         LimitEndpoints.Map(api);
         EventEndpoints.Map(api);
         ScheduleEndpoints.Map(api);
+        WorkflowEndpoints.Map(api);
         StatsEndpoints.Map(api);
         // Outside the key check: this is where the dashboard first presents a key.
         SessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor"));

@@ -30,6 +30,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly string _uniqueKeys;
     private readonly string _rateLimits;
     private readonly string _concurrencySlots;
+    private readonly string _workflows;
+    private readonly string _workflowEdges;
     private readonly string _insertSql;
     private readonly string _fetchSql;
     private readonly string _completeSql;
@@ -72,6 +74,8 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _uniqueKeys = _dialect.Table("unique_keys");
         _rateLimits = _dialect.Table("rate_limits");
         _concurrencySlots = _dialect.Table("concurrency_slots");
+        _workflows = _dialect.Table("workflows");
+        _workflowEdges = _dialect.Table("workflow_edges");
         _insertSql = InsertSql(_tasks);
         _fetchSql = FetchSql(_tasks, _queues);
         _completeSql = CompleteSql(_tasks);

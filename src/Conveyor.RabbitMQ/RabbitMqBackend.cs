@@ -31,6 +31,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     private readonly RabbitMqTopology _topology;
     private readonly RabbitMqDeliveries _deliveries;
     private readonly RabbitMqPublisher _publisher;
+    // Workflow steps this process leased: a success of one may release steps in the store, which have no broker message,
+    // so it is announced on the notifier. Empty unless workflows run, so plain completions pay one IsEmpty test.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, byte> _leasedSteps = new();
     private readonly RabbitMqNotifier _notifier;
     private bool _disposed;
 
@@ -79,6 +82,13 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
 
     /// <inheritdoc />
     public IUniqueKeyStore UniqueKeys => _store.UniqueKeys;
+
+    /// <inheritdoc />
+    /// <remarks>The store's, with the first steps announced to the workers on this backend's notifier (the store keeps
+    /// them; no broker message is published for a step); so is a success of a step this process leased, which may have
+    /// released others. A step leased by a process that died before completing it is found by the workers' fallback
+    /// poll (<c>Worker:FetchWait</c>, 5 s) when it is released by another process's completion.</remarks>
+    public IWorkflowStore? Workflows => _store.Workflows is { } workflows ? new RabbitMqWorkflows(workflows, this) : null;
 
     /// <inheritdoc />
     public INotifier Notifier => _notifier;
@@ -182,6 +192,13 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         cancellationToken.ThrowIfCancellationRequested();
         var leases = await _store.Queue.FetchAsync(request, cancellationToken).ConfigureAwait(false);
         _deliveries.Hold(leases);
+        foreach (var lease in leases)
+        {
+            if (lease.Message.Headers is { } headers && headers.ContainsKey(Conveyor.Workflows.WorkflowHeaders.Workflow))
+            {
+                _leasedSteps.TryAdd(lease.Message.Id, 0);
+            }
+        }
         if (leases.Count < request.MaxCount)
         {
             await _deliveries.DropStaleAsync(cancellationToken).ConfigureAwait(false);
@@ -194,6 +211,19 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     {
         ArgumentNullException.ThrowIfNull(completions);
         await _store.Queue.CompleteAsync(completions, cancellationToken).ConfigureAwait(false);
+        if (!_leasedSteps.IsEmpty)
+        {
+            var released = false;
+            foreach (var completion in completions)
+            {
+                released |= _leasedSteps.TryRemove(completion.Lease.TaskId, out _) && completion.Kind == CompletionKind.Succeeded;
+            }
+            if (released)
+            {
+                // The store released the steps that ran after these (in its transaction); which queues, it does not say.
+                await NotifyReadyAsync([""], cancellationToken).ConfigureAwait(false);
+            }
+        }
         // The store has the outcomes: settle the deliveries. A dead task's delivery is rejected to the
         // dead-letter exchange; the others are acked (a retry waits in the store and is published when due).
         var askedDead = completions.Where(c => c.Kind == CompletionKind.Dead).Select(c => c.Lease.TaskId).ToList();
@@ -292,6 +322,8 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// promotion, reaped leases, resume — the work is also announced to all. Enqueue relies on its deliveries alone:
     /// one per task, spread over the consumers.
     /// </summary>
+    internal Task AnnounceReadyAsync(IEnumerable<string> queues, CancellationToken cancellationToken) => NotifyReadyAsync(queues, cancellationToken);
+
     private async Task NotifyReadyAsync(IEnumerable<string> queues, CancellationToken cancellationToken)
     {
         foreach (var queue in queues.Distinct(StringComparer.Ordinal))
@@ -413,4 +445,24 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             }
         }
     }
+}
+
+/// <summary>The store's workflows, with the queues of the first steps announced on the RabbitMQ notifier.</summary>
+internal sealed class RabbitMqWorkflows(IWorkflowStore store, RabbitMqBackend backend) : IWorkflowStore
+{
+    public async Task CreateWorkflowAsync(NewWorkflow workflow, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(workflow);
+        await store.CreateWorkflowAsync(workflow, cancellationToken).ConfigureAwait(false);
+        await backend.AnnounceReadyAsync(workflow.Steps.Where(s => s.After.Count == 0).Select(s => s.Message.Queue), cancellationToken).ConfigureAwait(false);
+    }
+
+    public Task<StoredWorkflow?> GetWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => store.GetWorkflowAsync(workflowId, cancellationToken);
+
+    public Task<IReadOnlyList<TaskRecord>> GetWorkflowTasksAsync(Guid workflowId, CancellationToken cancellationToken) =>
+        store.GetWorkflowTasksAsync(workflowId, cancellationToken);
+
+    public Task<WorkflowPage> ListWorkflowsAsync(WorkflowQuery query, CancellationToken cancellationToken) => store.ListWorkflowsAsync(query, cancellationToken);
+
+    public Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => store.CancelWorkflowAsync(workflowId, cancellationToken);
 }

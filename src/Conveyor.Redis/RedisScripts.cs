@@ -58,7 +58,7 @@ internal static class RedisScripts
     /// headers? (JSON that replaces the message's headers on a retry: the <c>hdr</c> field). Returns how many settled.</summary>
     /// <remarks>Per task one HMGET and one HSET (an HDEL only when a retried task's not-before must go); the sorted sets
     /// take one bulk command per key and batch.</remarks>
-    public static readonly string Complete = Script("complete.lua");
+    public static readonly string Complete = Script("workflow.lua", "complete.lua");
 
     /// <summary>ARGV: B, expires, n, then id, token pairs. Returns per lease 0 (lost), 1 (held) or 2 (held, cancel asked).</summary>
     public static readonly string Extend = Script("extend.lua");
@@ -70,19 +70,19 @@ internal static class RedisScripts
     /// <summary>ARGV: B, now, error JSON, now as JSON, max interruptions, n, then id, token pairs. Hands back the held
     /// leases: an unstarted one (cancel not asked) goes back to its ready set, keeping its place and unspent; the others
     /// end by end_lease.lua. Returns how many leases ended.</summary>
-    public static readonly string Release = Script("end_lease.lua", "release.lua");
+    public static readonly string Release = Script("workflow.lua", "end_lease.lua", "release.lua");
 
     /// <summary>ARGV: B, now, error JSON, now as JSON, max interruptions. Ends every lease that expired before now by
     /// end_lease.lua (<see cref="Conveyor.Backends.LeaseRules"/>). Returns how many.</summary>
     /// <remarks>end_lease.lua: a cancel asked cancels the task; an unstarted lease makes it ready again at its place with
     /// its attempt unspent; a started one records the interrupted error and makes it ready (redelivered), or dead at the
     /// bound. Every one but a cancel counts a lapse, which the next fetch reports (<c>RecordStartFirst</c>).</remarks>
-    public static readonly string RequeueExpired = Script("end_lease.lua", "requeue_expired.lua");
+    public static readonly string RequeueExpired = Script("workflow.lua", "end_lease.lua", "requeue_expired.lua");
 
     /// <summary>ARGV: B, owner, now, error JSON, now as JSON, max interruptions. Ends every lease the owner holds by
     /// end_lease.lua, as if it had run out. Returns how many.</summary>
     /// <remarks>Scans the leased set, which holds only the leases held now.</remarks>
-    public static readonly string Abandon = Script("end_lease.lua", "abandon.lua");
+    public static readonly string Abandon = Script("workflow.lua", "end_lease.lua", "abandon.lua");
 
     /// <summary>ARGV: B. Returns queue, count pairs of the running tasks (the leased set; running has no state index).</summary>
     public static readonly string RunningByQueue = Script("running_by_queue.lua");
@@ -103,7 +103,7 @@ internal static class RedisScripts
     public static readonly string Promote = Script("promote.lua");
 
     /// <summary>ARGV: B, id, now. Returns 0 not found, 1 cancelled, 2 requested, 3 already finished.</summary>
-    public static readonly string Cancel = Script("cancel.lua");
+    public static readonly string Cancel = Script("workflow.lua", "cancel.lua");
 
     /// <summary>ARGV: B, id, now. Returns 0 not found, 1 requeued, 2 not retryable.</summary>
     public static readonly string Retry = Script("retry.lua");
@@ -158,6 +158,18 @@ internal static class RedisScripts
     public static readonly string LimitUsage = Script("limits.lua", "limit_usage.lua");
 
     /// <summary>The text of an embedded Scripts/*.lua file, with line ends as LF whatever the checkout did to them.</summary>
+    /// <summary>Fields per step in <see cref="CreateWorkflow"/>.</summary>
+    public const int CreateWorkflowFields = 10;
+
+    /// <summary>ARGV: B, now, workflow id, name?, created ms, steps JSON, n, then per step: id, task, queue, prio, max, nb?,
+    /// exp?, m (the encoded message), pend (how many steps it runs after), the task ids of those steps joined by commas.
+    /// Stores the workflow whole (workflow.lua names its keys), or fails before any write on a duplicate id.</summary>
+    public static readonly string CreateWorkflow = Script("create_workflow.lua");
+
+    /// <summary>ARGV: B, workflow id, now. Cancels a running workflow: marks it cancelled, cancels its steps that have not
+    /// started and flags its running ones. Returns 1, or 0 when it is unknown or not running.</summary>
+    public static readonly string CancelWorkflow = Script("workflow.lua", "cancel_workflow.lua");
+
     internal static string Fragment(string file)
     {
         using var stream = typeof(RedisScripts).Assembly.GetManifestResourceStream(ResourcePrefix + file)

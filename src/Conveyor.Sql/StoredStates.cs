@@ -25,12 +25,14 @@ public static class StoredStates
     public const string Cancelled = "6";
     /// <summary><see cref="TaskState.Expired"/>.</summary>
     public const string Expired = "7";
+    /// <summary><see cref="TaskState.Pending"/>: a workflow step waiting for the steps it runs after.</summary>
+    public const string Pending = "8";
 
     /// <summary>States that wait for a not-before time (promoted when it passes), for <c>IN (…)</c>.</summary>
     public const string Due = Scheduled + ", " + Retrying;
 
     /// <summary>States a task waits in without a worker, so that a cancel ends it at once, for <c>IN (…)</c>.</summary>
-    public const string Waiting = Scheduled + ", " + Queued + ", " + Retrying;
+    public const string Waiting = Scheduled + ", " + Queued + ", " + Retrying + ", " + Pending;
 
     /// <summary>The terminal states (<see cref="TaskStates.IsTerminal"/>), for <c>IN (…)</c>.</summary>
     public const string Terminal = Succeeded + ", " + Dead + ", " + Cancelled + ", " + Expired;

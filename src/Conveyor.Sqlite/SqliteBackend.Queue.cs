@@ -293,10 +293,41 @@ public sealed partial class SqliteBackend
         {
             return Task.CompletedTask;
         }
-        return Writer.RunAsync(w => Complete(w, completions));
+        List<string>? released = null;
+        // Workers hear of steps the completions released once the commit made them durable.
+        return Writer.RunAsync(w => Complete(w, completions, ref released), () =>
+        {
+            if (released is not null)
+            {
+                foreach (var queue in released)
+                {
+                    _notifier.Ready(queue);
+                }
+            }
+        });
     }
 
-    private static int Complete(SqliteWriter w, IReadOnlyList<Completion> completions)
+    private static int Complete(SqliteWriter w, IReadOnlyList<Completion> completions, ref List<string>? released)
+    {
+        var changed = CompleteRows(w, completions);
+        // The workflow trigger writes the queues of the steps it released here: nearly always empty, read in the same
+        // transaction as the completions so that a rolled-back batch wakes nobody.
+        var ready = w.Prepared("DELETE FROM workflow_ready RETURNING queue");
+        try
+        {
+            while (ready.Read())
+            {
+                (released ??= []).Add(ready.GetString(0)!);
+            }
+        }
+        finally
+        {
+            ready.Reset();
+        }
+        return changed;
+    }
+
+    private static int CompleteRows(SqliteWriter w, IReadOnlyList<Completion> completions)
     {
         var command = w.Prepared(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token", "$unspent", "$setHeaders", "$headers");
         var changed = 0;

@@ -211,6 +211,7 @@ public sealed partial class InMemoryBackend
                 _storage.Transition(task, state, completion.At);
             }
         }
+        _storage.PublishReady(_storage.TakeReleasedQueues());
         return Task.CompletedTask;
     }
 
@@ -367,7 +368,7 @@ public sealed partial class InMemoryBackend
             }
             switch (task.State)
             {
-                case TaskState.Scheduled or TaskState.Queued or TaskState.Retrying:
+                case TaskState.Scheduled or TaskState.Queued or TaskState.Retrying or TaskState.Pending:
                     var now = Now();
                     task.FinishedAt = now;
                     _storage.Transition(task, TaskState.Cancelled, now);

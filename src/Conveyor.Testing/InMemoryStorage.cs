@@ -52,6 +52,15 @@ public sealed class InMemoryStorage
     /// subscribers of all.</summary>
     internal InProcessNotifier Notifier { get; } = new();
 
+    /// <summary>Every workflow by id (<see cref="IWorkflowStore"/>).</summary>
+    internal Dictionary<Guid, StoredWorkflowState> Workflows { get; } = [];
+
+    /// <summary>Every workflow in creation order.</summary>
+    internal List<StoredWorkflowState> WorkflowsBySeq { get; } = [];
+
+    /// <summary>Queues where a step was released since <see cref="TakeReleasedQueues"/> last ran.</summary>
+    private readonly HashSet<string> _releasedQueues = new(StringComparer.Ordinal);
+
     private long _lastSeq;
     private long _lastToken;
 
@@ -87,6 +96,7 @@ public sealed class InMemoryStorage
                 Leased.Remove(task);
                 break;
         }
+        var wasTerminal = task.State.IsTerminal();
         task.State = state;
         task.Transitions.Add(new TaskTransition(state, at));
         switch (state)
@@ -100,6 +110,70 @@ public sealed class InMemoryStorage
             case TaskState.Running:
                 Leased.Add(task);
                 break;
+        }
+        // As the SQL backends' trigger does, in the same atomic step as the change that ended the step.
+        if (task.WorkflowId is { } workflowId && state.IsTerminal() && !wasTerminal)
+        {
+            StepFinished(Workflows[workflowId], task, state, at);
+        }
+    }
+
+    /// <summary>The queues where steps were released since the last call; called under the lock, published after it.</summary>
+    internal List<string> TakeReleasedQueues()
+    {
+        if (_releasedQueues.Count == 0)
+        {
+            return [];
+        }
+        var queues = _releasedQueues.ToList();
+        _releasedQueues.Clear();
+        return queues;
+    }
+
+    /// <summary>What a step's end does to its workflow (the contract of <see cref="IWorkflowStore"/>): a success releases
+    /// each dependent whose last dependency it was; a failure fails the running workflow and cancels its steps that
+    /// have not started.</summary>
+    private void StepFinished(StoredWorkflowState workflow, StoredTask step, TaskState state, DateTimeOffset at)
+    {
+        workflow.StepsLeft--;
+        if (state == TaskState.Succeeded)
+        {
+            foreach (var dependentId in workflow.Dependents.GetValueOrDefault(step.Message.Id) ?? [])
+            {
+                // A dependent that retention deleted (it was cancelled when the workflow failed) is passed over.
+                if (Tasks.TryGetValue(dependentId, out var dependent) && dependent.State == TaskState.Pending && --dependent.PendingSteps == 0)
+                {
+                    Transition(dependent, TaskState.Queued, at);
+                    _releasedQueues.Add(dependent.Message.Queue);
+                }
+            }
+            if (workflow.State == WorkflowState.Running && workflow.StepsLeft == 0)
+            {
+                workflow.State = WorkflowState.Succeeded;
+                workflow.FinishedAt = at;
+            }
+            return;
+        }
+        if (workflow.State != WorkflowState.Running)
+        {
+            return;
+        }
+        workflow.State = WorkflowState.Failed;
+        workflow.FinishedAt = at;
+        CancelUnstarted(workflow, at);
+    }
+
+    /// <summary>Cancels the steps of <paramref name="workflow"/> that have not started (pending, scheduled, queued,
+    /// retrying).</summary>
+    internal void CancelUnstarted(StoredWorkflowState workflow, DateTimeOffset at)
+    {
+        foreach (var info in workflow.Steps)
+        {
+            if (Tasks.TryGetValue(info.TaskId, out var task) && task.State is TaskState.Pending or TaskState.Scheduled or TaskState.Queued or TaskState.Retrying)
+            {
+                task.FinishedAt = at;
+                Transition(task, TaskState.Cancelled, at);
+            }
         }
     }
 
@@ -158,6 +232,10 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
     public int Lapses { get; set; }
     /// <summary>Attempts interrupted after their handler started (<see cref="Conveyor.Backends.LeaseRules"/>).</summary>
     public int Interruptions { get; set; }
+    /// <summary>The workflow of a step's task; null for a plain task.</summary>
+    public Guid? WorkflowId { get; init; }
+    /// <summary>For a <see cref="TaskState.Pending"/> step: how many of the steps it runs after have not succeeded.</summary>
+    public int PendingSteps { get; set; }
 
     public TaskRecord ToRecord() => new()
     {
@@ -189,6 +267,32 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
     /// <summary>The message as a worker gets it: its current not-before and expiry (a manual retry clears both).</summary>
     public TaskMessage CurrentMessage() =>
         NotBefore == Message.NotBefore && ExpiresAt == Message.ExpiresAt ? Message : Message with { NotBefore = NotBefore, ExpiresAt = ExpiresAt };
+}
+
+/// <summary>A workflow as stored.</summary>
+internal sealed class StoredWorkflowState(long seq, Guid id, string? name, DateTimeOffset createdAt, IReadOnlyList<WorkflowStepInfo> steps)
+{
+    public long Seq { get; } = seq;
+    public Guid Id { get; } = id;
+    public string? Name { get; } = name;
+    public DateTimeOffset CreatedAt { get; } = createdAt;
+    public IReadOnlyList<WorkflowStepInfo> Steps { get; } = steps;
+    public WorkflowState State { get; set; }
+    public DateTimeOffset? FinishedAt { get; set; }
+    /// <summary>Steps that have not reached a terminal state.</summary>
+    public int StepsLeft { get; set; } = steps.Count;
+    /// <summary>For each step's task id, the task ids of the steps that run after it.</summary>
+    public Dictionary<Guid, List<Guid>> Dependents { get; } = [];
+
+    public StoredWorkflow ToStored() => new()
+    {
+        Id = Id,
+        Name = Name,
+        State = State,
+        CreatedAt = CreatedAt,
+        FinishedAt = FinishedAt,
+        Steps = Steps,
+    };
 }
 
 /// <summary>A concurrency slot as stored: who holds it, under which lease, until when.</summary>

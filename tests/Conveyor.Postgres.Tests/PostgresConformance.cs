@@ -33,6 +33,8 @@ public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBack
 
 public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
 
+public sealed class PostgresWorkflowTests : WorkflowConformance<PostgresTestBackend>;
+
 public sealed class PostgresLimitTests : LimitConformance<PostgresTestBackend>;
 
 public sealed class PostgresNotifierTests : NotifierConformance<PostgresTestBackend>;
@@ -70,6 +72,8 @@ public sealed class PostgresAppDataSourceLeadershipTests : LeadershipConformance
 public sealed class PostgresAppDataSourceScheduleTests : ScheduleConformance<PostgresAppDataSourceTestBackend>;
 
 public sealed class PostgresAppDataSourceUniqueKeyTests : UniqueKeyConformance<PostgresAppDataSourceTestBackend>;
+
+public sealed class PostgresAppDataSourceWorkflowTests : WorkflowConformance<PostgresAppDataSourceTestBackend>;
 
 public sealed class PostgresAppDataSourceLimitTests : LimitConformance<PostgresAppDataSourceTestBackend>;
 

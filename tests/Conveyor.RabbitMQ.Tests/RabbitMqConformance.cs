@@ -35,6 +35,8 @@ public sealed class RabbitMqScheduleTests : ScheduleConformance<RabbitMqTestBack
 
 public sealed class RabbitMqUniqueKeyTests : UniqueKeyConformance<RabbitMqTestBackend>;
 
+public sealed class RabbitMqWorkflowTests : WorkflowConformance<RabbitMqTestBackend>;
+
 public sealed class RabbitMqLimitTests : LimitConformance<RabbitMqTestBackend>;
 
 public sealed partial class RabbitMqNotifierTests : NotifierConformance<RabbitMqTestBackend>;

@@ -35,6 +35,8 @@ public sealed class RedisScheduleTests : ScheduleConformance<RedisTestBackend>;
 
 public sealed class RedisUniqueKeyTests : UniqueKeyConformance<RedisTestBackend>;
 
+public sealed class RedisWorkflowTests : WorkflowConformance<RedisTestBackend>;
+
 public sealed class RedisLimitTests : LimitConformance<RedisTestBackend>;
 
 public sealed partial class RedisNotifierTests : NotifierConformance<RedisTestBackend>;

@@ -33,6 +33,8 @@ public sealed class SqliteScheduleTests : ScheduleConformance<SqliteTestBackend>
 
 public sealed class SqliteUniqueKeyTests : UniqueKeyConformance<SqliteTestBackend>;
 
+public sealed class SqliteWorkflowTests : WorkflowConformance<SqliteTestBackend>;
+
 public sealed class SqliteLimitTests : LimitConformance<SqliteTestBackend>;
 
 // Cross-instance tests gated by CrossProcessNotifications: false on Windows, where they assert on the publishing instance.

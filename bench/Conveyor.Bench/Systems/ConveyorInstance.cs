@@ -37,8 +37,16 @@ internal sealed class ConveyorInstance : IAsyncDisposable
         _host = host;
         Client = host.Services.GetRequiredService<ITaskClient>();
         Status = host.Services.GetRequiredService<WorkerStatus>();
-        Store = host.Services.GetRequiredService<IConveyorBackend>().Store;
+        Backend = host.Services.GetRequiredService<IConveyorBackend>();
+        Store = Backend.Store;
+        Workflows = host.Services.GetRequiredService<Conveyor.Workflows.IWorkflowClient>();
     }
+
+    /// <summary>The backend, for the workflow store's cheap reads.</summary>
+    public IConveyorBackend Backend { get; }
+
+    /// <summary>Starts workflows (the workflow workload).</summary>
+    public Conveyor.Workflows.IWorkflowClient Workflows { get; }
 
     public ITaskClient Client { get; }
 

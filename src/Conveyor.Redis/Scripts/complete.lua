@@ -1,11 +1,13 @@
 local n = tonumber(ARGV[2])
 local changed = 0
 local adds, rems = {}, {}
+-- Steps of workflows that ended: their workflows are updated after the batch's bulk writes.
+local ends = {}
 for i = 0, n - 1 do
   local o = 3 + i * 10
   local id, token, at = ARGV[o], ARGV[o + 1], ARGV[o + 7]
   local k = B .. 't:' .. id
-  local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq', 'hist', 'errors', 'started', 'nb', 'redel', 'attempt')
+  local cur = redis.call('HMGET', k, 'state', 'token', 'cancel', 'queue', 'seq', 'hist', 'errors', 'started', 'nb', 'redel', 'attempt', 'wf')
   if cur[1] == '2' and cur[2] == token then
     local asked = tonumber(ARGV[o + 2])
     local st = asked
@@ -37,8 +39,10 @@ for i = 0, n - 1 do
     local r = list(rems, B .. 'leased') r[#r + 1] = id
     local l = list(adds, B .. 'q:' .. cur[4] .. ':s:' .. st) l[#l + 1] = cur[5] l[#l + 1] = id
     changed = changed + 1
+    if cur[12] and terminal(st) then ends[#ends + 1] = { cur[12], id, st, at } end
   end
 end
 flush('ZREM', rems)
 flush('ZADD', adds)
+for _, e in ipairs(ends) do step_ended(e[1], e[2], e[3], e[4]) end
 return changed

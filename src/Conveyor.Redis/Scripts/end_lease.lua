@@ -1,5 +1,5 @@
 -- The fields end_lease reads of a task, in this order.
-local lease_fields = { 'state', 'token', 'cancel', 'queue', 'seq', 'prio', 'hist', 'started', 'attempt', 'errors', 'begun', 'lapses', 'intr' }
+local lease_fields = { 'state', 'token', 'cancel', 'queue', 'seq', 'prio', 'hist', 'started', 'attempt', 'errors', 'begun', 'lapses', 'intr', 'wf' }
 local function lease_of(id) return redis.call('HMGET', B .. 't:' .. id, unpack(lease_fields)) end
 -- Ends the held lease of task id (c: its lease_fields) without an outcome, by LeaseRules (EndLease of the in-memory
 -- backend); the caller takes it out of the leased set. Returns the task's queue when the task is ready again, else nil.
@@ -12,6 +12,7 @@ local function end_lease(id, c, now, errjson, atjson, bound)
     redis.call('HSET', k, 'state', 6, 'finished', now, 'hist', ran .. '6:' .. now)
     idx(id, c[4], 2, 6, c[5])
     redis.call('ZADD', B .. 'finished', now, id)
+    if c[14] then step_ended(c[14], id, 6, now) end
     return nil
   end
   local lapses = (tonumber(c[12]) or 0) + 1
@@ -30,6 +31,7 @@ local function end_lease(id, c, now, errjson, atjson, bound)
     redis.call('HSET', k, 'state', 5, 'finished', now, 'hist', ran .. '5:' .. now, unpack(set))
     idx(id, c[4], 2, 5, c[5])
     redis.call('ZADD', B .. 'finished', now, id)
+    if c[14] then step_ended(c[14], id, 5, now) end
     return nil
   end
   redis.call('HSET', k, 'state', 1, 'redel', 1, 'hist', ran .. '1:' .. now, unpack(set))

@@ -136,6 +136,9 @@ public interface IConveyorBackend
     /// <summary>The limit counters (a coordination sub-role): rate-limit reservations and concurrency slots shared by every
     /// process on this backend (docs/limits.md).</summary>
     ILimitStore Limits { get; }
+    /// <summary>Workflows (<see cref="IWorkflowStore"/>), or null where this backend does not store them yet (Redis:
+    /// docs/workflows.md); the workflow client then refuses to start one.</summary>
+    IWorkflowStore? Workflows => null;
     /// <summary>What this backend offers.</summary>
     BackendCapabilities Capabilities { get; }
     /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>

@@ -168,6 +168,7 @@ public static class ConveyorServiceCollectionExtensions
             services.TryAddSingleton(TimeProvider.System);
             services.TryAddSingleton<SchedulerSignal>();
             services.TryAddSingleton<ITaskClient, TaskClient>();
+            services.TryAddSingleton<Workflows.IWorkflowClient, Workflows.WorkflowClient>();
             services.TryAddSingleton<WorkerStatus>();
             services.TryAddSingleton<TaskEventBus>();
             services.TryAddSingleton<EnqueuePipeline>();

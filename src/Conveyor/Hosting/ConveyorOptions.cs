@@ -21,6 +21,10 @@ public sealed class ConveyorOptions
     /// calls, never one transaction over every match. 1 to 1,000 (the largest page of the task list); default 500.</summary>
     public int BulkBatchSize { get; set; } = 500;
 
+    /// <summary>Most steps one workflow may have (<see cref="Workflows.IWorkflowClient"/>, <c>POST /api/v1/workflows</c>):
+    /// a larger one is refused whole, nothing stored. 1 to 100,000; default 10,000.</summary>
+    public int MaxWorkflowSteps { get; set; } = 10_000;
+
     /// <summary>Worker settings.</summary>
     public WorkerOptions Worker { get; set; } = new();
 

@@ -15,6 +15,7 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
         ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
         Range(failures, "Conveyor:BulkBatchSize", options.BulkBatchSize, 1, 1_000, "tasks read and changed per step of a bulk retry or purge; default 500");
+        Range(failures, "Conveyor:MaxWorkflowSteps", options.MaxWorkflowSteps, 1, 100_000, "most steps one workflow may have; default 10,000");
         ValidateWorker(options.Worker, failures);
         ValidateScheduler(options.Scheduler, failures);
         ValidateSchedules(options.Schedules, failures);

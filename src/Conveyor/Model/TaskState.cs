@@ -23,6 +23,9 @@ public enum TaskState
     Cancelled = 6,
     /// <summary>Not started before its expiry. Terminal.</summary>
     Expired = 7,
+    /// <summary>A workflow step that waits for the steps it runs after; made <see cref="Queued"/> by the completion of the
+    /// last of them, in the same transaction or script (docs/workflows.md).</summary>
+    Pending = 8,
 }
 
 /// <summary>Helpers over <see cref="TaskState"/>.</summary>
@@ -43,6 +46,7 @@ public static class TaskStates
         TaskState.Dead => "dead",
         TaskState.Cancelled => "cancelled",
         TaskState.Expired => "expired",
+        TaskState.Pending => "pending",
         _ => throw new ArgumentOutOfRangeException(nameof(state), state, null),
     };
 

@@ -1,0 +1,155 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Conveyor.Workflows;
+
+namespace Conveyor.AspNetCore.Requests;
+
+/// <summary>
+/// Reads workflow bodies (<c>POST /api/v1/workflows</c>) into definitions, naming every problem's field: a DAG
+/// (<c>{"name", "steps": [{"id", "after": [...], "task", "args", …}]}</c>) or one of the shorthands
+/// (<c>{"chain": [tasks]}</c>, <c>{"group": [tasks]}</c>, <c>{"chord": {"group": [tasks], "callback": task}}</c>), each
+/// task read as an enqueue reads it.
+/// </summary>
+internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
+{
+    private const string KnownFields = "name, steps, chain, group, chord";
+
+    /// <summary>Reads a definition; adds problems to <paramref name="errors"/>. Null when the body names no steps.</summary>
+    public WorkflowDefinition? Read(JsonElement body, List<FieldError> errors)
+    {
+        string? name = null;
+        WorkflowDefinition? definition = null;
+        var shapes = 0;
+        foreach (var property in body.EnumerateObject())
+        {
+            var value = property.Value;
+            var field = property.Name;
+            if (value.ValueKind == JsonValueKind.Null)
+            {
+                continue;
+            }
+            switch (field)
+            {
+                case "name":
+                    name = EnqueueRequestReader.ReadString(value, field, errors);
+                    break;
+                case "steps":
+                    shapes++;
+                    definition = ReadSteps(value, errors);
+                    break;
+                case "chain":
+                    shapes++;
+                    definition = ReadTasks(value, field, errors) is { } chain ? Workflow.Chain(chain) : null;
+                    break;
+                case "group":
+                    shapes++;
+                    definition = ReadTasks(value, field, errors) is { } group ? Workflow.Group(group) : null;
+                    break;
+                case "chord":
+                    shapes++;
+                    definition = ReadChord(value, errors);
+                    break;
+                default:
+                    errors.Add(new(field, $"is not a field of a workflow; known fields: {KnownFields}"));
+                    break;
+            }
+        }
+        if (shapes == 0)
+        {
+            errors.Add(new("steps", "is required (or one of chain, group, chord)"));
+        }
+        else if (shapes > 1)
+        {
+            errors.Add(new("steps", "give one of steps, chain, group or chord"));
+        }
+        return definition is null ? null : definition with { Name = name };
+    }
+
+    private WorkflowDefinition? ReadSteps(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add(new("steps", "must be an array of steps: {\"id\", \"task\", \"args\", \"after\": [step ids]}"));
+            return null;
+        }
+        var steps = new List<WorkflowStep>();
+        var i = 0;
+        foreach (var element in value.EnumerateArray())
+        {
+            var prefix = $"steps[{i++}].";
+            if (element.ValueKind != JsonValueKind.Object)
+            {
+                errors.Add(new(prefix.TrimEnd('.'), "must be a JSON object with at least an \"id\" and a \"task\""));
+                continue;
+            }
+            string? id = null;
+            var after = new List<string>();
+            // The step's own fields come out; the rest is a task as an enqueue reads it.
+            var task = JsonNode.Parse(element.GetRawText())!.AsObject();
+            if (element.TryGetProperty("id", out var idValue))
+            {
+                id = EnqueueRequestReader.ReadString(idValue, prefix + "id", errors);
+                task.Remove("id");
+            }
+            if (element.TryGetProperty("after", out var afterValue))
+            {
+                task.Remove("after");
+                if (afterValue.ValueKind == JsonValueKind.Array)
+                {
+                    foreach (var dependency in afterValue.EnumerateArray())
+                    {
+                        if (EnqueueRequestReader.ReadString(dependency, prefix + "after", errors) is { } dependencyId)
+                        {
+                            after.Add(dependencyId);
+                        }
+                    }
+                }
+                else if (afterValue.ValueKind != JsonValueKind.Null)
+                {
+                    errors.Add(new(prefix + "after", "must be an array of step ids"));
+                }
+            }
+            if (id is null && !errors.Exists(e => e.Field == prefix + "id"))
+            {
+                errors.Add(new(prefix + "id", "is required"));
+            }
+            using var document = JsonDocument.Parse(task.ToJsonString());
+            if (tasks.ReadTask(document.RootElement, prefix, errors) is { } request)
+            {
+                steps.Add(new WorkflowStep(id ?? "", request, after));
+            }
+        }
+        return new WorkflowDefinition(steps);
+    }
+
+    private List<TaskRequest>? ReadTasks(JsonElement value, string field, List<FieldError> errors)
+    {
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add(new(field, "must be an array of tasks"));
+            return null;
+        }
+        var requests = new List<TaskRequest>();
+        var i = 0;
+        foreach (var element in value.EnumerateArray())
+        {
+            if (tasks.ReadTask(element, $"{field}[{i++}].", errors) is { } request)
+            {
+                requests.Add(request);
+            }
+        }
+        return requests;
+    }
+
+    private WorkflowDefinition? ReadChord(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind != JsonValueKind.Object || !value.TryGetProperty("group", out var group) || !value.TryGetProperty("callback", out var callback))
+        {
+            errors.Add(new("chord", "must be an object {\"group\": [tasks], \"callback\": task}"));
+            return null;
+        }
+        var members = ReadTasks(group, "chord.group", errors);
+        var request = tasks.ReadTask(callback, "chord.callback.", errors);
+        return members is null || request is null ? null : Workflow.Chord(members, request);
+    }
+}

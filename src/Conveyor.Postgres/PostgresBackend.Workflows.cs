@@ -1,0 +1,176 @@
+using Conveyor.Backends;
+using Conveyor.Sql;
+using Npgsql;
+
+namespace Conveyor.Postgres;
+
+public sealed partial class PostgresBackend : IWorkflowStore
+{
+    /// <inheritdoc />
+    public IWorkflowStore Workflows => this;
+
+    /// <inheritdoc />
+    public async Task CreateWorkflowAsync(NewWorkflow workflow, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(workflow);
+        var now = _time.GetUtcNow();
+        var nowMs = now.ToUnixTimeMilliseconds();
+        var n = workflow.Steps.Count;
+        var ids = new Guid[n];
+        var tasks = new string[n];
+        var queues = new string[n];
+        var states = new short[n];
+        var priorities = new int[n];
+        var args = new string?[n];
+        var maxAttempts = new int[n];
+        var baseDelays = new long[n];
+        var maxDelays = new long[n];
+        var jitters = new double[n];
+        var timeouts = new long?[n];
+        var notBefores = new long?[n];
+        var expires = new long?[n];
+        var created = new long[n];
+        var headers = new string?[n];
+        var histories = new string[n];
+        var pending = new int[n];
+        var edgeFrom = new List<Guid>();
+        var edgeTo = new List<Guid>();
+        var readyQueues = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < n; i++)
+        {
+            var step = workflow.Steps[i];
+            var m = step.Message;
+            var state = step.After.Count == 0 ? m.InitialState(now) : TaskState.Pending;
+            ids[i] = m.Id;
+            tasks[i] = m.Task;
+            queues[i] = m.Queue;
+            states[i] = (short)state;
+            priorities[i] = m.Priority;
+            args[i] = m.Args;
+            maxAttempts[i] = m.MaxAttempts;
+            baseDelays[i] = (long)m.Retry.BaseDelay.TotalMilliseconds;
+            maxDelays[i] = (long)m.Retry.MaxDelay.TotalMilliseconds;
+            jitters[i] = m.Retry.Jitter;
+            timeouts[i] = m.Timeout is { } t ? (long)t.TotalMilliseconds : null;
+            notBefores[i] = m.NotBefore?.ToUnixTimeMilliseconds();
+            expires[i] = m.ExpiresAt?.ToUnixTimeMilliseconds();
+            created[i] = m.CreatedAt.ToUnixTimeMilliseconds();
+            headers[i] = SerializeHeaders(RetryHeaders.ToStored(m));
+            histories[i] = $"{(int)state}:{nowMs}";
+            pending[i] = step.After.Count;
+            foreach (var dependency in step.After)
+            {
+                edgeFrom.Add(dependency);
+                edgeTo.Add(m.Id);
+            }
+            if (state == TaskState.Queued)
+            {
+                readyQueues.Add(m.Queue);
+            }
+        }
+
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        // One round trip and transaction (a batch is one implicit transaction): the workflow, its queues, steps and edges.
+        await using var batch = new NpgsqlBatch(connection);
+        var queuesCommand = new NpgsqlBatchCommand($"INSERT INTO {_queues} (name) SELECT DISTINCT unnest(@names::text[]) ON CONFLICT (name) DO NOTHING");
+        queuesCommand.Parameters.AddWithValue("names", queues.Distinct(StringComparer.Ordinal).ToArray());
+        batch.BatchCommands.Add(queuesCommand);
+        var workflowCommand = new NpgsqlBatchCommand(
+            $"INSERT INTO {_workflows} (id, name, state, created_at, steps_left, steps) VALUES (@id, @name, 0, @created, @left, @steps)");
+        workflowCommand.Parameters.AddWithValue("id", workflow.Id);
+        workflowCommand.Parameters.AddWithValue("name", (object?)workflow.Name ?? DBNull.Value);
+        workflowCommand.Parameters.AddWithValue("created", workflow.CreatedAt.ToUnixTimeMilliseconds());
+        workflowCommand.Parameters.AddWithValue("left", n);
+        workflowCommand.Parameters.AddWithValue("steps", WorkflowStepsJson.Write(workflow.StepInfos()));
+        batch.BatchCommands.Add(workflowCommand);
+        var insert = new NpgsqlBatchCommand($"""
+            INSERT INTO {_tasks} (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
+                timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps)
+            SELECT u.id, u.task, u.queue, u.state, u.priority, u.args, u.max, u.base, u.maxdelay, u.jitter,
+                u.timeout, u.nb, u.exp, u.created, u.headers, u.history, @workflow, u.pending
+            FROM unnest(@id::uuid[], @task::text[], @queue::text[], @state::smallint[], @priority::int[], @args::text[], @max::int[],
+                @base::bigint[], @maxdelay::bigint[], @jitter::float8[], @timeout::bigint[], @nb::bigint[], @exp::bigint[],
+                @created::bigint[], @headers::text[], @history::text[], @pending::int[])
+                WITH ORDINALITY AS u(id, task, queue, state, priority, args, max, base, maxdelay, jitter, timeout, nb, exp, created, headers, history, pending, ord)
+            ORDER BY u.ord
+            """);
+        var p = insert.Parameters;
+        p.AddWithValue("workflow", workflow.Id);
+        p.AddWithValue("id", ids);
+        p.AddWithValue("task", tasks);
+        p.AddWithValue("queue", queues);
+        p.AddWithValue("state", states);
+        p.AddWithValue("priority", priorities);
+        p.AddWithValue("args", args);
+        p.AddWithValue("max", maxAttempts);
+        p.AddWithValue("base", baseDelays);
+        p.AddWithValue("maxdelay", maxDelays);
+        p.AddWithValue("jitter", jitters);
+        p.AddWithValue("timeout", timeouts);
+        p.AddWithValue("nb", notBefores);
+        p.AddWithValue("exp", expires);
+        p.AddWithValue("created", created);
+        p.AddWithValue("headers", headers);
+        p.AddWithValue("history", histories);
+        p.AddWithValue("pending", pending);
+        batch.BatchCommands.Add(insert);
+        if (edgeFrom.Count > 0)
+        {
+            var edges = new NpgsqlBatchCommand($"INSERT INTO {_workflowEdges} (from_task, to_task) SELECT * FROM unnest(@from::uuid[], @to::uuid[])");
+            edges.Parameters.AddWithValue("from", edgeFrom.ToArray());
+            edges.Parameters.AddWithValue("to", edgeTo.ToArray());
+            batch.BatchCommands.Add(edges);
+        }
+        await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var queue in readyQueues)
+        {
+            _knownQueues.TryAdd(queue, true);
+            _notifier.Ready(queue);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<StoredWorkflow?> GetWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        return await WorkflowRows.GetAsync(connection, _dialect, workflowId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<TaskRecord>> GetWorkflowTasksAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        return await WorkflowRows.GetTasksAsync(connection, _dialect, workflowId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<WorkflowPage> ListWorkflowsAsync(WorkflowQuery query, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        return await WorkflowRows.ListAsync(connection, _dialect, query, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        // One statement, so one transaction: the workflow is marked first (its row's lock orders this against the steps'
+        // trigger), then its waiting steps are cancelled (the trigger finds the workflow cancelled and changes it no
+        // more) and its running ones flagged.
+        await using var command = Command(connection, $"""
+            WITH w AS (
+                UPDATE {_workflows} SET state = 3, finished_at = @now WHERE id = @id AND state = 0 RETURNING id),
+            cancelled AS (
+                UPDATE {_tasks} SET state = {StoredStates.Cancelled}, finished_at = @now, history = history || '|{StoredStates.Cancelled}:' || @now
+                WHERE workflow_id = (SELECT id FROM w) AND state IN ({StoredStates.Waiting}) RETURNING 1),
+            requested AS (
+                UPDATE {_tasks} SET cancel_requested = true WHERE workflow_id = (SELECT id FROM w) AND state = {StoredStates.Running} RETURNING 1)
+            SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM cancelled), (SELECT count(*) FROM requested)
+            """);
+        command.Parameters.AddWithValue("now", Now());
+        command.Parameters.AddWithValue("id", workflowId);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return reader.GetInt64(0) > 0;
+    }
+}

@@ -1,0 +1,146 @@
+using Conveyor.Backends;
+using Conveyor.Sql;
+
+namespace Conveyor.Sqlite;
+
+public sealed partial class SqliteBackend : IWorkflowStore
+{
+    private const string InsertStepSql = """
+        INSERT INTO tasks (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
+            timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps)
+        VALUES ($id, $task, $queue, $state, $priority, $args, $max, $base, $maxdelay, $jitter,
+            $timeout, $nb, $exp, $created, $headers, $history, $workflow, $pending)
+        """;
+
+    /// <inheritdoc />
+    public IWorkflowStore Workflows => this;
+
+    /// <inheritdoc />
+    public Task CreateWorkflowAsync(NewWorkflow workflow, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(workflow);
+        cancellationToken.ThrowIfCancellationRequested();
+        var now = _time.GetUtcNow();
+        var newQueues = new HashSet<string>(StringComparer.Ordinal);
+        var readyQueues = new HashSet<string>(StringComparer.Ordinal);
+        // One writer operation: its savepoint makes the workflow all or nothing.
+        return Writer.RunAsync(w => InsertWorkflow(w, workflow, now, newQueues, readyQueues), () =>
+        {
+            foreach (var queue in newQueues)
+            {
+                _knownQueues.TryAdd(queue, true);
+            }
+            foreach (var queue in readyQueues)
+            {
+                _notifier.Ready(queue);
+            }
+        });
+    }
+
+    private int InsertWorkflow(SqliteWriter w, NewWorkflow workflow, DateTimeOffset now, HashSet<string> newQueues, HashSet<string> readyQueues)
+    {
+        var nowMs = now.ToUnixTimeMilliseconds();
+        var workflowId = IdBytes(workflow.Id);
+        var insertWorkflow = w.Statement(
+            "INSERT INTO workflows (id, name, state, created_at, steps_left, steps) VALUES ($id, $name, 0, $created, $left, $steps)",
+            "$id", "$name", "$created", "$left", "$steps");
+        insertWorkflow.Parameters[0].Value = workflowId;
+        insertWorkflow.Parameters[1].Value = Db(workflow.Name);
+        insertWorkflow.Parameters[2].Value = workflow.CreatedAt.ToUnixTimeMilliseconds();
+        insertWorkflow.Parameters[3].Value = workflow.Steps.Count;
+        insertWorkflow.Parameters[4].Value = WorkflowStepsJson.Write(workflow.StepInfos());
+        insertWorkflow.ExecuteNonQuery();
+        var insert = w.Prepared(InsertStepSql,
+            "$id", "$task", "$queue", "$state", "$priority", "$args", "$max", "$base", "$maxdelay", "$jitter",
+            "$timeout", "$nb", "$exp", "$created", "$headers", "$history", "$workflow", "$pending");
+        var edge = w.Prepared("INSERT INTO workflow_edges (from_task, to_task) VALUES ($from, $to)", "$from", "$to");
+        foreach (var step in workflow.Steps)
+        {
+            var m = step.Message;
+            EnsureQueue(w, m.Queue, newQueues);
+            var state = step.After.Count == 0 ? m.InitialState(now) : TaskState.Pending;
+            var id = IdBytes(m.Id);
+            insert.Bind(0, id);
+            insert.Bind(1, m.Task);
+            insert.Bind(2, m.Queue);
+            insert.Bind(3, (int)state);
+            insert.Bind(4, m.Priority);
+            insert.Bind(5, m.Args);
+            insert.Bind(6, m.MaxAttempts);
+            insert.Bind(7, (long)m.Retry.BaseDelay.TotalMilliseconds);
+            insert.Bind(8, (long)m.Retry.MaxDelay.TotalMilliseconds);
+            insert.Bind(9, m.Retry.Jitter);
+            insert.Bind(10, m.Timeout is { } t ? (long)t.TotalMilliseconds : null);
+            insert.Bind(11, m.NotBefore?.ToUnixTimeMilliseconds());
+            insert.Bind(12, m.ExpiresAt?.ToUnixTimeMilliseconds());
+            insert.Bind(13, m.CreatedAt.ToUnixTimeMilliseconds());
+            insert.Bind(14, SerializeHeaders(RetryHeaders.ToStored(m)));
+            insert.Bind(15, $"{(int)state}:{nowMs}");
+            insert.Bind(16, workflowId);
+            insert.Bind(17, step.After.Count);
+            insert.Execute();
+            if (state == TaskState.Queued)
+            {
+                readyQueues.Add(m.Queue);
+            }
+            foreach (var dependency in step.After)
+            {
+                edge.Bind(0, IdBytes(dependency));
+                edge.Bind(1, id);
+                edge.Execute();
+            }
+        }
+        return workflow.Steps.Count;
+    }
+
+    /// <inheritdoc />
+    public async Task<StoredWorkflow?> GetWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        return await WorkflowRows.GetAsync(connection, SqliteDialect.Instance, workflowId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<TaskRecord>> GetWorkflowTasksAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        return await WorkflowRows.GetTasksAsync(connection, SqliteDialect.Instance, workflowId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task<WorkflowPage> ListWorkflowsAsync(WorkflowQuery query, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        return await WorkflowRows.ListAsync(connection, SqliteDialect.Instance, query, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return Writer.RunAsync(w =>
+        {
+            var now = Now();
+            var id = IdBytes(workflowId);
+            var workflow = w.Statement("UPDATE workflows SET state = 3, finished_at = $now WHERE id = $id AND state = 0", "$now", "$id");
+            workflow.Parameters[0].Value = now;
+            workflow.Parameters[1].Value = id;
+            if (workflow.ExecuteNonQuery() == 0)
+            {
+                return false;
+            }
+            // The workflow is cancelled first, so the trigger that these cancellations fire changes it no more.
+            var steps = w.Statement($"""
+                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = $now, history = history || '|{StoredStates.Cancelled}:' || $now
+                WHERE workflow_id = $id AND state IN ({StoredStates.Waiting})
+                """, "$now", "$id");
+            steps.Parameters[0].Value = now;
+            steps.Parameters[1].Value = id;
+            steps.ExecuteNonQuery();
+            var running = w.Statement($"UPDATE tasks SET cancel_requested = 1 WHERE workflow_id = $id AND state = {StoredStates.Running}", "$id");
+            running.Parameters[0].Value = id;
+            running.ExecuteNonQuery();
+            return true;
+        });
+    }
+}

@@ -1,0 +1,149 @@
+using System.Globalization;
+using Conveyor.Backends;
+
+namespace Conveyor.Testing;
+
+public sealed partial class InMemoryBackend : IWorkflowStore
+{
+    /// <inheritdoc />
+    public IWorkflowStore Workflows => this;
+
+    /// <inheritdoc />
+    public Task CreateWorkflowAsync(NewWorkflow workflow, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(workflow);
+        cancellationToken.ThrowIfCancellationRequested();
+        var ready = new HashSet<string>(StringComparer.Ordinal);
+        lock (_storage.Gate)
+        {
+            if (_storage.Workflows.ContainsKey(workflow.Id) || workflow.Steps.Any(s => _storage.Tasks.ContainsKey(s.Message.Id)))
+            {
+                return Task.FromException(new InvalidOperationException($"Workflow {workflow.Id} or one of its steps' tasks exists already; nothing was stored."));
+            }
+            var now = Now();
+            var stored = new StoredWorkflowState(_storage.WorkflowsBySeq.Count + 1L, workflow.Id, workflow.Name, workflow.CreatedAt, workflow.StepInfos());
+            foreach (var step in workflow.Steps)
+            {
+                var message = step.Message;
+                var state = step.After.Count == 0 ? message.InitialState(now) : TaskState.Pending;
+                var task = new StoredTask(_storage.NextSeq(), message, state) { WorkflowId = workflow.Id, PendingSteps = step.After.Count };
+                task.Transitions.Add(new TaskTransition(state, now));
+                _storage.Tasks.Add(message.Id, task);
+                _storage.BySeq.Add(task);
+                var queue = _storage.Queue(message.Queue);
+                if (state == TaskState.Queued)
+                {
+                    queue.Ready.Add(task);
+                    ready.Add(message.Queue);
+                }
+                else if (state == TaskState.Scheduled)
+                {
+                    _storage.Due.Add(task);
+                }
+                foreach (var dependency in step.After)
+                {
+                    if (!stored.Dependents.TryGetValue(dependency, out var dependents))
+                    {
+                        stored.Dependents[dependency] = dependents = [];
+                    }
+                    dependents.Add(message.Id);
+                }
+            }
+            _storage.Workflows.Add(workflow.Id, stored);
+            _storage.WorkflowsBySeq.Add(stored);
+        }
+        _storage.PublishReady(ready);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<StoredWorkflow?> GetWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_storage.Gate)
+        {
+            return Task.FromResult(_storage.Workflows.TryGetValue(workflowId, out var workflow) ? workflow.ToStored() : null);
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<TaskRecord>> GetWorkflowTasksAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_storage.Gate)
+        {
+            if (!_storage.Workflows.TryGetValue(workflowId, out var workflow))
+            {
+                return Task.FromResult<IReadOnlyList<TaskRecord>>([]);
+            }
+            var records = new List<TaskRecord>(workflow.Steps.Count);
+            foreach (var step in workflow.Steps)
+            {
+                if (_storage.Tasks.TryGetValue(step.TaskId, out var task))
+                {
+                    records.Add(task.ToRecord());
+                }
+            }
+            return Task.FromResult<IReadOnlyList<TaskRecord>>(records);
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<WorkflowPage> ListWorkflowsAsync(WorkflowQuery query, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        cancellationToken.ThrowIfCancellationRequested();
+        var limit = Math.Clamp(query.Limit, 1, 1000);
+        var before = long.MaxValue;
+        if (query.Cursor is { } cursor && !long.TryParse(cursor, NumberStyles.None, CultureInfo.InvariantCulture, out before))
+        {
+            throw new ArgumentException($"'{cursor}' is not a cursor returned by this API", nameof(query));
+        }
+        var items = new List<StoredWorkflow>();
+        lock (_storage.Gate)
+        {
+            for (var i = _storage.WorkflowsBySeq.Count - 1; i >= 0; i--)
+            {
+                var workflow = _storage.WorkflowsBySeq[i];
+                if (workflow.Seq >= before
+                    || (query.State is { } state && workflow.State != state)
+                    || (query.Name is { } name && !string.Equals(workflow.Name, name, StringComparison.Ordinal)))
+                {
+                    continue;
+                }
+                if (items.Count == limit)
+                {
+                    return Task.FromResult(new WorkflowPage(items, _storage.WorkflowsBySeq.First(w => w.Id == items[^1].Id).Seq.ToString(CultureInfo.InvariantCulture)));
+                }
+                items.Add(workflow.ToStored());
+            }
+        }
+        return Task.FromResult(new WorkflowPage(items, null));
+    }
+
+    /// <inheritdoc />
+    public Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_storage.Gate)
+        {
+            if (!_storage.Workflows.TryGetValue(workflowId, out var workflow) || workflow.State != WorkflowState.Running)
+            {
+                return Task.FromResult(false);
+            }
+            var now = Now();
+            workflow.State = WorkflowState.Cancelled;
+            workflow.FinishedAt = now;
+            _storage.CancelUnstarted(workflow, now);
+            foreach (var step in workflow.Steps)
+            {
+                if (_storage.Tasks.TryGetValue(step.TaskId, out var task) && task.State == TaskState.Running)
+                {
+                    // Its worker hears of it at its next lease extension.
+                    task.CancelRequested = true;
+                }
+            }
+            return Task.FromResult(true);
+        }
+    }
+}

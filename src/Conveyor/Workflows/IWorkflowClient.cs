@@ -1,0 +1,109 @@
+using Conveyor.Backends;
+
+namespace Conveyor.Workflows;
+
+/// <summary>Starts, reads and cancels workflows. Registered by <c>AddConveyor</c>; thread-safe.</summary>
+public interface IWorkflowClient
+{
+    /// <summary>Validates and stores a workflow, all or nothing; its first steps are ready at once. Returns once stored.</summary>
+    /// <exception cref="TaskValidationException">The workflow is invalid (a cycle, an unknown step in <c>after</c>, a
+    /// duplicate id, too many steps, a bad step); its errors name the steps. Nothing was stored.</exception>
+    /// <exception cref="NotSupportedException">The backend does not store workflows (<see cref="IConveyorBackend.Workflows"/>).</exception>
+    Task<WorkflowHandle> StartAsync(WorkflowDefinition definition, CancellationToken cancellationToken = default);
+
+    /// <summary>A workflow with each step's task, or null when unknown.</summary>
+    Task<WorkflowRecord?> GetAsync(Guid workflowId, CancellationToken cancellationToken = default);
+
+    /// <summary>Workflows matching a filter, newest first, one page at a time (steps' tasks not read).</summary>
+    Task<WorkflowPage> ListAsync(WorkflowQuery query, CancellationToken cancellationToken = default);
+
+    /// <summary>Cancels a running workflow: steps that have not started never will, running ones get their token
+    /// cancelled. False when it is unknown or already finished.</summary>
+    Task<bool> CancelAsync(Guid workflowId, CancellationToken cancellationToken = default);
+
+    /// <summary>The results of the steps that the step running in <paramref name="context"/> runs after, in its
+    /// <c>after</c> order (a chain step: its predecessor's; a chord's callback: its group's). Read from the store, where
+    /// each result is kept once with its task. Empty for a task that is not a step or has no dependencies.</summary>
+    Task<IReadOnlyList<StepInput>> GetInputsAsync(TaskContext context, CancellationToken cancellationToken = default);
+}
+
+/// <summary>A started workflow.</summary>
+public sealed class WorkflowHandle
+{
+    private static readonly TimeSpan FirstPoll = TimeSpan.FromMilliseconds(20);
+    private static readonly TimeSpan LongestPoll = TimeSpan.FromSeconds(1);
+    private readonly WorkflowClient _client;
+
+    internal WorkflowHandle(Guid id, WorkflowClient client)
+    {
+        Id = id;
+        _client = client;
+    }
+
+    /// <summary>The workflow's id.</summary>
+    public Guid Id { get; }
+
+    /// <summary>Waits until the workflow succeeds, fails or is cancelled, and returns it with every step's result.
+    /// Reads its state (one row or hash, not its steps) from the store, first after 20 ms, then twice as long each time up
+    /// to 1 s; then its steps once.</summary>
+    /// <exception cref="InvalidOperationException">The workflow is no longer stored.</exception>
+    public async Task<WorkflowRecord> WaitAsync(CancellationToken cancellationToken = default)
+    {
+        var delay = FirstPoll;
+        while (true)
+        {
+            var state = await _client.GetStateAsync(Id, cancellationToken).ConfigureAwait(false)
+                ?? throw new InvalidOperationException($"Workflow {Id} is not stored (deleted?).");
+            if (state != WorkflowState.Running)
+            {
+                return await _client.GetAsync(Id, cancellationToken).ConfigureAwait(false)
+                    ?? throw new InvalidOperationException($"Workflow {Id} is not stored (deleted?).");
+            }
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, LongestPoll.Ticks));
+        }
+    }
+
+    /// <summary>Waits as <see cref="WaitAsync(CancellationToken)"/> does and returns the result of step
+    /// <paramref name="stepId"/> (a chord's callback: <see cref="Workflow.ChordCallbackId"/>).</summary>
+    /// <exception cref="WorkflowFailedException">The workflow failed or was cancelled.</exception>
+    public async Task<T?> WaitAsync<T>(string stepId, CancellationToken cancellationToken = default)
+    {
+        var record = await WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (record.State != WorkflowState.Succeeded)
+        {
+            throw new WorkflowFailedException(record);
+        }
+        return record.Result<T>(stepId);
+    }
+}
+
+/// <summary>Thrown by <see cref="WorkflowHandle.WaitAsync{T}"/> when the workflow did not succeed.</summary>
+public sealed class WorkflowFailedException : Exception
+{
+    /// <summary>Creates the exception for a workflow that ended without success.</summary>
+    public WorkflowFailedException(WorkflowRecord workflow)
+        : base(Describe(workflow)) => Workflow = workflow;
+
+    /// <summary>Creates the exception.</summary>
+    public WorkflowFailedException() { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    public WorkflowFailedException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and cause.</summary>
+    public WorkflowFailedException(string message, Exception innerException) : base(message, innerException) { }
+
+    /// <summary>The workflow as it ended.</summary>
+    public WorkflowRecord? Workflow { get; }
+
+    private static string Describe(WorkflowRecord workflow)
+    {
+        ArgumentNullException.ThrowIfNull(workflow);
+        var failed = workflow.Steps.FirstOrDefault(s => s.State is TaskState.Dead or TaskState.Expired)
+            ?? workflow.Steps.FirstOrDefault(s => s.State == TaskState.Cancelled);
+        return failed is null
+            ? $"Workflow {workflow.Id} is {workflow.State.ToApiName()}."
+            : $"Workflow {workflow.Id} is {workflow.State.ToApiName()}: step '{failed.Id}' is {failed.State?.ToApiName()}{(failed.Task?.Error is { } e ? $" ({e.Type}: {e.Message})" : "")}.";
+    }
+}

@@ -1,0 +1,104 @@
+using Conveyor.Backends;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Workflows;
+
+/// <summary>The default <see cref="IWorkflowClient"/>: validates, builds each step's message as an enqueue would, and
+/// stores the workflow through the backend's <see cref="IWorkflowStore"/>.</summary>
+internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry registry, TimeProvider time, SchedulerSignal signal,
+    IOptions<ConveyorOptions> options) : IWorkflowClient
+{
+    private IWorkflowStore Store => backend.Workflows
+        ?? throw new NotSupportedException($"The {backend.Name} backend does not store workflows yet (docs/workflows.md).");
+
+    public async Task<WorkflowHandle> StartAsync(WorkflowDefinition definition, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        var errors = new List<FieldError>();
+        WorkflowValidator.Validate(definition, options.Value.MaxWorkflowSteps, registry, requireRegistered: false, errors);
+        if (errors.Count > 0)
+        {
+            throw new TaskValidationException(errors);
+        }
+        var workflow = Build(definition, registry, time.GetUtcNow());
+        await Store.CreateWorkflowAsync(workflow, cancellationToken).ConfigureAwait(false);
+        if (workflow.Steps.Any(s => s.Message.NotBefore is not null))
+        {
+            signal.Notify();
+        }
+        return new WorkflowHandle(workflow.Id, this);
+    }
+
+    /// <summary>The workflow to store: ids assigned, each step's message built as an enqueue builds it, with the
+    /// <see cref="WorkflowHeaders"/> that tie it to its workflow and name its dependencies.</summary>
+    internal static NewWorkflow Build(WorkflowDefinition definition, TaskRegistry registry, DateTimeOffset now)
+    {
+        var workflowId = Guid.CreateVersion7(now);
+        var taskIds = new Dictionary<string, Guid>(StringComparer.Ordinal);
+        foreach (var step in definition.Steps)
+        {
+            taskIds[step.Id] = Guid.CreateVersion7(now);
+        }
+        var workflowText = workflowId.ToString();
+        var steps = new List<NewWorkflowStep>(definition.Steps.Count);
+        foreach (var step in definition.Steps)
+        {
+            var message = TaskClient.BuildMessage(step.Request, registry, now);
+            var headers = message.Headers is null
+                ? new Dictionary<string, string>(StringComparer.Ordinal)
+                : new Dictionary<string, string>(message.Headers, StringComparer.Ordinal);
+            headers[WorkflowHeaders.Workflow] = workflowText;
+            headers[WorkflowHeaders.Step] = step.Id;
+            if (step.After.Count > 0)
+            {
+                headers[WorkflowHeaders.After] = string.Join(',', step.After.Select(a => $"{a}={taskIds[a]}"));
+            }
+            steps.Add(new NewWorkflowStep(step.Id, message with { Id = taskIds[step.Id], Headers = headers }, [.. step.After.Select(a => taskIds[a])]));
+        }
+        return new NewWorkflow { Id = workflowId, Name = definition.Name, CreatedAt = now, Steps = steps };
+    }
+
+    public async Task<WorkflowRecord?> GetAsync(Guid workflowId, CancellationToken cancellationToken = default)
+    {
+        var store = Store;
+        if (await store.GetWorkflowAsync(workflowId, cancellationToken).ConfigureAwait(false) is not { } workflow)
+        {
+            return null;
+        }
+        var tasks = await store.GetWorkflowTasksAsync(workflowId, cancellationToken).ConfigureAwait(false);
+        return WorkflowRecord.From(workflow, tasks);
+    }
+
+    /// <summary>The workflow's state alone (no step read), or null when unknown.</summary>
+    internal async Task<WorkflowState?> GetStateAsync(Guid workflowId, CancellationToken cancellationToken) =>
+        (await Store.GetWorkflowAsync(workflowId, cancellationToken).ConfigureAwait(false))?.State;
+
+    public Task<WorkflowPage> ListAsync(WorkflowQuery query, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        return Store.ListWorkflowsAsync(query, cancellationToken);
+    }
+
+    public Task<bool> CancelAsync(Guid workflowId, CancellationToken cancellationToken = default) =>
+        Store.CancelWorkflowAsync(workflowId, cancellationToken);
+
+    public async Task<IReadOnlyList<StepInput>> GetInputsAsync(TaskContext context, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var dependencies = WorkflowHeaders.Dependencies(context.Message);
+        if (dependencies.Count == 0)
+        {
+            return [];
+        }
+        if (dependencies.Count == 1)
+        {
+            var (stepId, taskId) = dependencies[0];
+            var task = await backend.Store.GetAsync(taskId, cancellationToken).ConfigureAwait(false);
+            return [new StepInput(stepId, taskId, task?.Result)];
+        }
+        // Many inputs (a chord's callback): one read of the workflow's tasks rather than one per input.
+        var workflowId = context.WorkflowId() ?? throw new InvalidOperationException("The step's message has no workflow header.");
+        var tasks = (await Store.GetWorkflowTasksAsync(workflowId, cancellationToken).ConfigureAwait(false)).ToDictionary(t => t.Id);
+        return [.. dependencies.Select(d => new StepInput(d.StepId, d.TaskId, tasks.GetValueOrDefault(d.TaskId)?.Result))];
+    }
+}

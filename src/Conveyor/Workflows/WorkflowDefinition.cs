@@ -1,0 +1,154 @@
+namespace Conveyor.Workflows;
+
+/// <summary>One step of a workflow: a task with its arguments, an id, and the steps it runs after.</summary>
+/// <param name="Id">The step's id within its workflow: letters, digits, <c>.</c>, <c>-</c> and <c>_</c>, 1 to 100
+/// characters.</param>
+/// <param name="Request">The task to run, with its arguments and options (queue, priority, attempts, retry, timeout). A
+/// step with dependencies takes no delay or ETA; no step takes an idempotency or unique key (not supported yet).</param>
+/// <param name="After">Ids of the steps it runs after, in the order its inputs are given in; empty for a first step.</param>
+public sealed record WorkflowStep(string Id, TaskRequest Request, IReadOnlyList<string> After)
+{
+    /// <summary>A step without dependencies.</summary>
+    public WorkflowStep(string id, TaskRequest request) : this(id, request, []) { }
+}
+
+/// <summary>
+/// A workflow: a directed acyclic graph of steps. Each step runs once every step it runs after has succeeded, and reads
+/// their results (<see cref="IWorkflowClient.GetInputsAsync"/>); when a step fails (after its own retries), the workflow
+/// fails and the steps that have not started are cancelled. Build one with <see cref="Workflow"/>: <c>Workflow.Chain</c>,
+/// <c>Workflow.Group</c>, <c>Workflow.Chord</c>, or step by step with <c>Workflow.Create().Step(…)</c>.
+/// </summary>
+/// <param name="Steps">The steps.</param>
+/// <param name="Name">Optional name, shown and filtered on in listings; at most 200 characters.</param>
+public sealed record WorkflowDefinition(IReadOnlyList<WorkflowStep> Steps, string? Name = null);
+
+/// <summary>Builds workflows: a DAG step by step, and the chain, group and chord shorthands.</summary>
+public sealed class Workflow
+{
+    private readonly List<WorkflowStep> _steps = [];
+    private readonly string? _name;
+
+    private Workflow(string? name) => _name = name;
+
+    /// <summary>Starts an empty workflow.</summary>
+    public static Workflow Create(string? name = null) => new(name);
+
+    /// <summary>Adds a step that runs <paramref name="task"/> with <paramref name="args"/> (serialized to JSON) after the
+    /// steps named in <paramref name="after"/>.</summary>
+    public Workflow Step<TArgs>(string id, string task, TArgs args, params string[] after) =>
+        Step(id, TaskRequest.Create(task, args), after);
+
+    /// <summary>Adds a step without arguments.</summary>
+    public Workflow Step(string id, string task, params string[] after) => Step(id, new TaskRequest(task), after);
+
+    /// <summary>Adds a step.</summary>
+    public Workflow Step(string id, TaskRequest request, params string[] after)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(after);
+        _steps.Add(new WorkflowStep(id, request, [.. after]));
+        return this;
+    }
+
+    /// <summary>Adds a step that runs after the step added last (a link of a chain); the first step runs at once.</summary>
+    public Workflow Then(string id, TaskRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        _steps.Add(new WorkflowStep(id, request, _steps.Count == 0 ? [] : [_steps[^1].Id]));
+        return this;
+    }
+
+    /// <summary>The definition built so far.</summary>
+    public WorkflowDefinition Build() => new([.. _steps], _name);
+
+    /// <summary>Steps that run one after the other, each given its predecessor's result. Step ids are <c>0</c>, <c>1</c>, ….</summary>
+    public static WorkflowDefinition Chain(IEnumerable<TaskRequest> tasks, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(tasks);
+        var workflow = Create(name);
+        var i = 0;
+        foreach (var task in tasks)
+        {
+            workflow.Then(Id(i++), task);
+        }
+        return workflow.Build();
+    }
+
+    /// <summary>Steps that run side by side. Step ids are <c>0</c>, <c>1</c>, ….</summary>
+    public static WorkflowDefinition Group(IEnumerable<TaskRequest> tasks, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(tasks);
+        var workflow = Create(name);
+        var i = 0;
+        foreach (var task in tasks)
+        {
+            workflow.Step(Id(i++), task);
+        }
+        return workflow.Build();
+    }
+
+    /// <summary>A group whose steps run side by side, then a callback (step id <c>callback</c>) given all of their
+    /// results, in the group's order. Group step ids are <c>0</c>, <c>1</c>, ….</summary>
+    public static WorkflowDefinition Chord(IEnumerable<TaskRequest> group, TaskRequest callback, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(callback);
+        var workflow = Create(name);
+        var ids = new List<string>();
+        foreach (var task in group)
+        {
+            var id = Id(ids.Count);
+            workflow.Step(id, task);
+            ids.Add(id);
+        }
+        workflow.Step(ChordCallbackId, callback, [.. ids]);
+        return workflow.Build();
+    }
+
+    /// <summary>The step id of a chord's callback.</summary>
+    public const string ChordCallbackId = "callback";
+
+    private static string Id(int index) => index.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>The headers that tie a step's task to its workflow (reserved: a request's own headers cannot set them).</summary>
+public static class WorkflowHeaders
+{
+    /// <summary>The workflow's id.</summary>
+    public const string Workflow = "conveyor-workflow";
+    /// <summary>The step's id.</summary>
+    public const string Step = "conveyor-step";
+    /// <summary>The steps it runs after, in order, as <c>stepId=taskId</c> separated by commas.</summary>
+    public const string After = "conveyor-after";
+
+    /// <summary>The workflow of a task's message, or null when it is not a step.</summary>
+    public static Guid? WorkflowId(this TaskContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.Message.Headers is { } headers && headers.TryGetValue(Workflow, out var id) && Guid.TryParse(id, out var guid) ? guid : null;
+    }
+
+    /// <summary>The step id of a task's message, or null when it is not a step.</summary>
+    public static string? StepId(this TaskContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.Message.Headers is { } headers && headers.TryGetValue(Step, out var id) ? id : null;
+    }
+
+    /// <summary>The steps a message's step runs after, in order: (step id, task id).</summary>
+    public static IReadOnlyList<(string StepId, Guid TaskId)> Dependencies(TaskMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (message.Headers is not { } headers || !headers.TryGetValue(After, out var text) || text.Length == 0)
+        {
+            return [];
+        }
+        var result = new List<(string, Guid)>();
+        foreach (var pair in text.Split(','))
+        {
+            var equals = pair.LastIndexOf('=');
+            result.Add((pair[..equals], Guid.Parse(pair[(equals + 1)..])));
+        }
+        return result;
+    }
+}

@@ -1,0 +1,297 @@
+using Conveyor.Backends;
+using Conveyor.Workflows;
+
+namespace Conveyor.Conformance;
+
+/// <summary>Workflows (<see cref="IWorkflowStore"/>): steps wait in <see cref="TaskState.Pending"/> until the completion of
+/// their last dependency releases them, in the same transaction or script; a failed step fails the workflow and cancels
+/// what has not started; a workflow is cancelled whole.</summary>
+public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
+{
+    private IWorkflowStore Workflows => Backend.Workflows ?? throw new InvalidOperationException($"{Backend.Name} stores no workflows.");
+
+    /// <summary>A workflow of no-op steps, each given as (id, ids of the steps it runs after).</summary>
+    private NewWorkflow NewWorkflow(params (string Id, string[] After)[] steps) => NewWorkflow(null, steps);
+
+    private NewWorkflow NewWorkflow(string? name, params (string Id, string[] After)[] steps)
+    {
+        var workflowId = Guid.CreateVersion7(Now);
+        var ids = steps.ToDictionary(s => s.Id, _ => Guid.CreateVersion7(Now));
+        return new NewWorkflow
+        {
+            Id = workflowId,
+            Name = name,
+            CreatedAt = Now,
+            Steps = [.. steps.Select(s => new NewWorkflowStep(s.Id, NewMessage() with
+            {
+                Id = ids[s.Id],
+                Headers = new Dictionary<string, string>
+                {
+                    [WorkflowHeaders.Workflow] = workflowId.ToString(),
+                    [WorkflowHeaders.Step] = s.Id,
+                },
+            }, [.. s.After.Select(a => ids[a])]))],
+        };
+    }
+
+    private static Guid TaskOf(NewWorkflow workflow, string stepId) => workflow.Steps.Single(s => s.StepId == stepId).Message.Id;
+
+    private async Task<TaskState?> StateOf(NewWorkflow workflow, string stepId) =>
+        (await Store.GetAsync(TaskOf(workflow, stepId), Timeout))?.State;
+
+    private Completion Succeeded(Lease lease, string? result = null) =>
+        new() { Lease = lease.Ref, Kind = CompletionKind.Succeeded, Attempt = lease.Attempt, Result = result, At = Now };
+
+    private Completion Dead(Lease lease) =>
+        new() { Lease = lease.Ref, Kind = CompletionKind.Dead, Attempt = lease.Attempt, Error = new TaskError("Test.Failure", "failed for the test"), At = Now };
+
+    /// <summary>Fetches every ready step and returns them by step id.</summary>
+    private async Task<Dictionary<string, Lease>> FetchStepsAsync()
+    {
+        var leases = await FetchAsync(1000);
+        return leases.ToDictionary(l => l.Message.Headers![WorkflowHeaders.Step]);
+    }
+
+    [Fact]
+    public async Task A_chain_runs_each_step_only_after_the_one_before_succeeded()
+    {
+        var workflow = NewWorkflow(("a", []), ("b", ["a"]), ("c", ["b"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "b"));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "c"));
+
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        await Queue.CompleteAsync([Succeeded(a.Value, "1")], Timeout);
+        var b = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("b", b.Key);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "c"));
+        Assert.Equal(WorkflowState.Running, (await Workflows.GetWorkflowAsync(workflow.Id, Timeout))!.State);
+
+        await Queue.CompleteAsync([Succeeded(b.Value, "2")], Timeout);
+        var c = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("c", c.Key);
+        await Queue.CompleteAsync([Succeeded(c.Value, "3")], Timeout);
+
+        var stored = await Workflows.GetWorkflowAsync(workflow.Id, Timeout);
+        Assert.NotNull(stored);
+        Assert.Equal(WorkflowState.Succeeded, stored.State);
+        Assert.Equal(Now, stored.FinishedAt);
+        Assert.Equal(["a", "b", "c"], stored.Steps.Select(s => s.Id));
+        Assert.Equal(["b"], stored.Steps[2].After);
+        Assert.Equal(TaskOf(workflow, "c"), stored.Steps[2].TaskId);
+        var tasks = await Workflows.GetWorkflowTasksAsync(workflow.Id, Timeout);
+        Assert.Equal(["1", "2", "3"], new[] { "a", "b", "c" }.Select(step => tasks.Single(t => t.Id == TaskOf(workflow, step)).Result));
+        Assert.All(tasks, t => Assert.Equal(TaskState.Succeeded, t.State));
+        var b2 = tasks.Single(t => t.Id == TaskOf(workflow, "b"));
+        Assert.Equal([TaskState.Pending, TaskState.Queued, TaskState.Running, TaskState.Succeeded], b2.Transitions.Select(t => t.State));
+    }
+
+    [Fact]
+    public async Task A_chord_callback_is_released_by_its_last_member_only()
+    {
+        var workflow = NewWorkflow(("0", []), ("1", []), ("2", []), ("callback", ["0", "1", "2"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var group = await FetchStepsAsync();
+        Assert.Equal(["0", "1", "2"], group.Keys.Order());
+
+        await Queue.CompleteAsync([Succeeded(group["0"]), Succeeded(group["2"])], Timeout);
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "callback"));
+
+        await Queue.CompleteAsync([Succeeded(group["1"])], Timeout);
+        var callback = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("callback", callback.Key);
+    }
+
+    [Fact]
+    public async Task A_chords_join_is_exact_when_its_last_two_members_finish_at_once_on_two_instances()
+    {
+        var peer = await NewPeerAsync();
+        for (var round = 0; round < 10; round++)
+        {
+            var workflow = NewWorkflow(("0", []), ("1", []), ("callback", ["0", "1"]));
+            await Workflows.CreateWorkflowAsync(workflow, Timeout);
+            var group = await FetchStepsAsync();
+            Assert.Equal(2, group.Count);
+            using var start = new Barrier(2);
+            // Each on its own thread and instance, released together: the two completions' transactions overlap.
+            await Task.WhenAll(
+                Task.Run(async () => { start.SignalAndWait(Timeout); await Queue.CompleteAsync([Succeeded(group["0"])], Timeout); }),
+                Task.Run(async () => { start.SignalAndWait(Timeout); await peer.Queue.CompleteAsync([Succeeded(group["1"])], Timeout); }));
+            var callback = Assert.Single(await FetchStepsAsync());
+            Assert.Equal("callback", callback.Key);
+            Assert.Empty(await FetchAsync());
+            await Queue.CompleteAsync([Succeeded(callback.Value)], Timeout);
+            Assert.Equal(WorkflowState.Succeeded, (await Workflows.GetWorkflowAsync(workflow.Id, Timeout))!.State);
+        }
+    }
+
+    [Fact]
+    public async Task A_step_runs_only_when_every_step_it_runs_after_succeeded_in_a_diamond()
+    {
+        var workflow = NewWorkflow(("fetch", []), ("left", ["fetch"]), ("right", ["fetch"]), ("report", ["left", "right"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var fetch = await FetchStepsAsync();
+        await Queue.CompleteAsync([Succeeded(fetch["fetch"])], Timeout);
+        var sides = await FetchStepsAsync();
+        Assert.Equal(["left", "right"], sides.Keys.Order());
+        await Queue.CompleteAsync([Succeeded(sides["right"])], Timeout);
+        Assert.Empty(await FetchAsync());
+        await Queue.CompleteAsync([Succeeded(sides["left"])], Timeout);
+        var report = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("report", report.Key);
+    }
+
+    [Fact]
+    public async Task A_completion_under_a_lost_lease_releases_nothing()
+    {
+        var workflow = NewWorkflow(("a", []), ("b", ["a"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var stale = (await FetchStepsAsync())["a"];
+        await ExpireLeasesAsync();
+        var current = (await FetchStepsAsync())["a"];
+
+        await Queue.CompleteAsync([Succeeded(stale)], Timeout);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "b"));
+        Assert.Empty(await FetchAsync());
+
+        await Queue.CompleteAsync([Succeeded(current)], Timeout);
+        Assert.Equal("b", Assert.Single(await FetchStepsAsync()).Key);
+    }
+
+    [Fact]
+    public async Task A_failed_step_fails_the_workflow_and_cancels_the_steps_that_have_not_started()
+    {
+        var workflow = NewWorkflow(("a", []), ("b", []), ("c", []), ("after-a", ["a"]), ("end", ["after-a", "b"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var leases = await FetchAsync(2);
+        var byStep = leases.ToDictionary(l => l.Message.Headers![WorkflowHeaders.Step]);
+        Assert.Equal(["a", "b"], byStep.Keys.Order());
+
+        await Queue.CompleteAsync([Dead(byStep["a"])], Timeout);
+        var stored = await Workflows.GetWorkflowAsync(workflow.Id, Timeout);
+        Assert.Equal(WorkflowState.Failed, stored!.State);
+        Assert.Equal(Now, stored.FinishedAt);
+        Assert.Equal(TaskState.Dead, await StateOf(workflow, "a"));
+        Assert.Equal(TaskState.Running, await StateOf(workflow, "b"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "c"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "after-a"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "end"));
+        Assert.Empty(await FetchAsync());
+
+        // A step that was running finishes; it releases nothing and the workflow stays failed.
+        await Queue.CompleteAsync([Succeeded(byStep["b"])], Timeout);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "b"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "end"));
+        Assert.Equal(WorkflowState.Failed, (await Workflows.GetWorkflowAsync(workflow.Id, Timeout))!.State);
+    }
+
+    [Fact]
+    public async Task A_step_whose_lease_runs_out_for_the_last_time_fails_the_workflow()
+    {
+        var workflow = NewWorkflow(("a", []), ("b", ["a"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        for (var i = 0; i < LeaseRules.MaxInterruptions; i++)
+        {
+            await FetchStartedAsync();
+            Assert.Equal(1, await ExpireLeasesAsync());
+        }
+        Assert.Equal(TaskState.Dead, await StateOf(workflow, "a"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "b"));
+        Assert.Equal(WorkflowState.Failed, (await Workflows.GetWorkflowAsync(workflow.Id, Timeout))!.State);
+    }
+
+    [Fact]
+    public async Task Cancelling_a_step_by_hand_fails_its_workflow()
+    {
+        var workflow = NewWorkflow(("a", []), ("b", ["a"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        Assert.Equal(CancelOutcome.Cancelled, await Queue.CancelAsync(TaskOf(workflow, "b"), Timeout));
+        Assert.Equal(WorkflowState.Failed, (await Workflows.GetWorkflowAsync(workflow.Id, Timeout))!.State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "a"));
+    }
+
+    [Fact]
+    public async Task Cancelling_a_workflow_cancels_its_waiting_steps_and_asks_its_running_ones_to_stop()
+    {
+        var workflow = NewWorkflow(("a", []), ("b", []), ("c", ["a"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var a = await FetchOneAsync();
+        Assert.Equal("a", a.Message.Headers![WorkflowHeaders.Step]);
+
+        Assert.True(await Workflows.CancelWorkflowAsync(workflow.Id, Timeout));
+        var stored = await Workflows.GetWorkflowAsync(workflow.Id, Timeout);
+        Assert.Equal(WorkflowState.Cancelled, stored!.State);
+        Assert.Equal(Now, stored.FinishedAt);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "b"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "c"));
+        var extension = await Queue.ExtendLeasesAsync([a.Ref], LeaseDuration, Timeout);
+        Assert.Equal([a.Message.Id], extension.CancelRequested);
+
+        // The running step stops; nothing runs after it, and a second cancel finds nothing to do.
+        await Queue.CompleteAsync([new Completion { Lease = a.Ref, Kind = CompletionKind.Cancelled, Attempt = 1, At = Now }], Timeout);
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(WorkflowState.Cancelled, (await Workflows.GetWorkflowAsync(workflow.Id, Timeout))!.State);
+        Assert.False(await Workflows.CancelWorkflowAsync(workflow.Id, Timeout));
+        Assert.False(await Workflows.CancelWorkflowAsync(Guid.CreateVersion7(), Timeout));
+    }
+
+    [Fact]
+    public async Task Creating_a_workflow_is_all_or_nothing()
+    {
+        var existing = await EnqueueAsync(NewMessage());
+        var workflow = NewWorkflow(("a", []), ("b", ["a"]));
+        // Its second step's task id is taken: the whole workflow is refused.
+        var clash = workflow with { Steps = [workflow.Steps[0], workflow.Steps[1] with { Message = workflow.Steps[1].Message with { Id = existing.Id } }] };
+        await Assert.ThrowsAnyAsync<Exception>(() => Workflows.CreateWorkflowAsync(clash, Timeout));
+        Assert.Null(await Workflows.GetWorkflowAsync(workflow.Id, Timeout));
+        Assert.Null(await Store.GetAsync(TaskOf(workflow, "a"), Timeout));
+        Assert.Equal(existing.Id, Assert.Single(await FetchAsync()).Message.Id);
+    }
+
+    [Fact]
+    public async Task Workflows_are_listed_newest_first_by_state_and_name_a_page_at_a_time()
+    {
+        var first = NewWorkflow("harvest", ("a", []));
+        var second = NewWorkflow("harvest", ("a", []));
+        var other = NewWorkflow("report", ("a", []));
+        foreach (var w in new[] { first, second, other })
+        {
+            await Workflows.CreateWorkflowAsync(w, Timeout);
+        }
+        Assert.True(await Workflows.CancelWorkflowAsync(first.Id, Timeout));
+
+        var all = await Workflows.ListWorkflowsAsync(new WorkflowQuery(), Timeout);
+        Assert.Equal([other.Id, second.Id, first.Id], all.Items.Select(w => w.Id));
+        Assert.Null(all.NextCursor);
+        var harvests = await Workflows.ListWorkflowsAsync(new WorkflowQuery { Name = "harvest" }, Timeout);
+        Assert.Equal([second.Id, first.Id], harvests.Items.Select(w => w.Id));
+        var running = await Workflows.ListWorkflowsAsync(new WorkflowQuery { State = WorkflowState.Running }, Timeout);
+        Assert.Equal([other.Id, second.Id], running.Items.Select(w => w.Id));
+
+        var page1 = await Workflows.ListWorkflowsAsync(new WorkflowQuery { Limit = 2 }, Timeout);
+        Assert.Equal([other.Id, second.Id], page1.Items.Select(w => w.Id));
+        Assert.NotNull(page1.NextCursor);
+        var page2 = await Workflows.ListWorkflowsAsync(new WorkflowQuery { Limit = 2, Cursor = page1.NextCursor }, Timeout);
+        Assert.Equal([first.Id], page2.Items.Select(w => w.Id));
+        Assert.Null(page2.NextCursor);
+        Assert.Equal("a", Assert.Single(page2.Items[0].Steps).Id);
+    }
+
+    [Fact]
+    public async Task A_workflow_of_a_thousand_steps_in_a_chain_runs_to_its_end()
+    {
+        var steps = Enumerable.Range(0, 1000).Select(i => (i.ToString(System.Globalization.CultureInfo.InvariantCulture), i == 0 ? Array.Empty<string>() : [(i - 1).ToString(System.Globalization.CultureInfo.InvariantCulture)])).ToArray();
+        var workflow = NewWorkflow(steps);
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        for (var i = 0; i < 1000; i++)
+        {
+            var lease = await FetchOneAsync();
+            Assert.Equal(TaskOf(workflow, steps[i].Item1), lease.Message.Id);
+            await Queue.CompleteAsync([Succeeded(lease)], Timeout);
+        }
+        Assert.Equal(WorkflowState.Succeeded, (await Workflows.GetWorkflowAsync(workflow.Id, Timeout))!.State);
+    }
+}

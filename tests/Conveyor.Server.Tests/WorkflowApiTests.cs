@@ -1,0 +1,137 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Conveyor.Server.Tests;
+
+/// <summary><c>/api/v1/workflows</c> on a server with a worker: a DAG and the shorthands run to their end, a failed
+/// step fails its workflow, a workflow is cancelled, and bad input is refused with 422 naming the step.</summary>
+public sealed class WorkflowApiTests(OpenServerFixture fixture) : IClassFixture<OpenServerFixture>
+{
+    private TestServer Server => fixture.Server;
+
+    private async Task<Guid> CreateAsync(string body)
+    {
+        using var response = await Server.PostJsonAsync("/api/v1/workflows", body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Created, $"{(int)response.StatusCode}: {text}");
+        var id = JsonDocument.Parse(text).RootElement.GetProperty("id").GetGuid();
+        Assert.Equal($"/api/v1/workflows/{id}", response.Headers.Location?.OriginalString);
+        return id;
+    }
+
+    /// <summary>Polls the workflow until it leaves running; fails with its last shape after 30 s.</summary>
+    private async Task<JsonElement> WaitFinishedAsync(Guid id)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var workflow = await Server.Client.GetFromJsonAsync<JsonElement>($"/api/v1/workflows/{id}");
+            if (workflow.GetProperty("state").GetString() != "running")
+            {
+                return workflow;
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"Workflow {id} did not finish in time; it is: {workflow}");
+            }
+            await Task.Delay(25);
+        }
+    }
+
+    private static JsonElement Step(JsonElement workflow, string id) =>
+        workflow.GetProperty("steps").EnumerateArray().Single(s => s.GetProperty("id").GetString() == id);
+
+    [Fact]
+    public async Task A_dag_runs_each_step_after_those_it_names_and_shows_every_steps_state()
+    {
+        var name = $"harvest-{Guid.NewGuid():N}";
+        var id = await CreateAsync($$$"""
+            {"name": "{{{name}}}", "steps": [
+              {"id": "fetch", "task": "conveyor.sleep", "args": {"ms": 10}},
+              {"id": "index", "task": "conveyor.noop", "after": ["fetch"]},
+              {"id": "thumbs", "task": "conveyor.noop", "after": ["fetch"]},
+              {"id": "report", "task": "conveyor.noop", "after": ["index", "thumbs"], "queue": "default"}]}
+            """);
+        var workflow = await WaitFinishedAsync(id);
+        Assert.Equal("succeeded", workflow.GetProperty("state").GetString());
+        Assert.Equal(name, workflow.GetProperty("name").GetString());
+        Assert.Equal(["index", "thumbs"], Step(workflow, "report").GetProperty("after").EnumerateArray().Select(a => a.GetString()));
+        var fetched = Step(workflow, "fetch").GetProperty("finishedAt").GetDateTimeOffset();
+        foreach (var later in new[] { "index", "thumbs" })
+        {
+            var step = Step(workflow, later);
+            Assert.Equal("succeeded", step.GetProperty("state").GetString());
+            Assert.True(step.GetProperty("startedAt").GetDateTimeOffset() >= fetched, later);
+        }
+        var task = await Server.GetTaskAsync(Step(workflow, "report").GetProperty("taskId").GetGuid());
+        Assert.Equal("succeeded", task.GetProperty("state").GetString());
+        Assert.Equal(["pending", "queued", "running", "succeeded"], task.GetProperty("transitions").EnumerateArray().Select(t => t.GetProperty("state").GetString()));
+
+        var listed = await Server.Client.GetFromJsonAsync<JsonElement>($"/api/v1/workflows?name={name}&state=succeeded");
+        Assert.Equal(id, Assert.Single(listed.GetProperty("items").EnumerateArray()).GetProperty("id").GetGuid());
+    }
+
+    [Fact]
+    public async Task The_chain_group_and_chord_shorthands_run()
+    {
+        var chain = await CreateAsync("""{"chain": [{"task": "conveyor.noop"}, {"task": "conveyor.noop"}]}""");
+        var group = await CreateAsync("""{"group": [{"task": "conveyor.noop"}, {"task": "conveyor.noop"}]}""");
+        var chord = await CreateAsync("""{"chord": {"group": [{"task": "conveyor.noop"}, {"task": "conveyor.noop"}], "callback": {"task": "conveyor.noop"}}}""");
+        Assert.Equal(["0"], Step(await WaitFinishedAsync(chain), "1").GetProperty("after").EnumerateArray().Select(a => a.GetString()));
+        Assert.Equal("succeeded", (await WaitFinishedAsync(group)).GetProperty("state").GetString());
+        var chordDone = await WaitFinishedAsync(chord);
+        Assert.Equal("succeeded", chordDone.GetProperty("state").GetString());
+        Assert.Equal(["0", "1"], Step(chordDone, "callback").GetProperty("after").EnumerateArray().Select(a => a.GetString()));
+    }
+
+    [Fact]
+    public async Task A_failed_step_fails_the_workflow_and_cancels_what_runs_after_it()
+    {
+        var id = await CreateAsync("""
+            {"steps": [{"id": "bad", "task": "conveyor.sleep", "args": {"ms": -1}}, {"id": "next", "task": "conveyor.noop", "after": ["bad"]}]}
+            """);
+        var workflow = await WaitFinishedAsync(id);
+        Assert.Equal("failed", workflow.GetProperty("state").GetString());
+        Assert.Equal("dead", Step(workflow, "bad").GetProperty("state").GetString());
+        Assert.Contains("ms must be 0 or more", Step(workflow, "bad").GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal("cancelled", Step(workflow, "next").GetProperty("state").GetString());
+    }
+
+    [Fact]
+    public async Task Cancel_stops_a_running_workflow_and_its_steps_that_wait()
+    {
+        var id = await CreateAsync("""
+            {"steps": [{"id": "long", "task": "conveyor.sleep", "args": {"ms": 60000}}, {"id": "next", "task": "conveyor.noop", "after": ["long"]}]}
+            """);
+        using var cancel = await Server.Client.PostAsync($"/api/v1/workflows/{id}/cancel", null);
+        Assert.Equal(HttpStatusCode.OK, cancel.StatusCode);
+        var workflow = await WaitFinishedAsync(id);
+        Assert.Equal("cancelled", workflow.GetProperty("state").GetString());
+        Assert.Equal("cancelled", Step(workflow, "next").GetProperty("state").GetString());
+        // The running step's token is cancelled: it ends cancelled, long before its minute.
+        await Server.WaitForStateAsync(Step(workflow, "long").GetProperty("taskId").GetGuid(), "cancelled");
+        using var again = await Server.Client.PostAsync($"/api/v1/workflows/{id}/cancel", null);
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        using var unknown = await Server.Client.GetAsync($"/api/v1/workflows/{Guid.NewGuid()}");
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop", "after": ["b"]}, {"id": "b", "task": "conveyor.noop", "after": ["a"]}]}""", "steps[0].after", "is in a cycle")]
+    [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop", "after": ["nope"]}]}""", "steps[0].after", "step 'a' runs after 'nope'")]
+    [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop"}, {"id": "a", "task": "conveyor.noop"}]}""", "steps[1].id", "step 'a' is defined twice")]
+    [InlineData("""{"steps": [{"id": "a", "task": "no.such.task"}]}""", "steps[0].task", "step 'a': unknown task 'no.such.task'")]
+    [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop", "dealy": "PT1S"}]}""", "steps[0].dealy", "not a field of a task")]
+    [InlineData("""{"steps": [{"task": "conveyor.noop"}]}""", "steps[0].id", "is required")]
+    [InlineData("""{"flow": []}""", "flow", "not a field of a workflow")]
+    public async Task Bad_input_is_refused_with_422_naming_the_step(string body, string field, string message)
+    {
+        using var response = await Server.PostJsonAsync("/api/v1/workflows", body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.UnprocessableEntity, $"{(int)response.StatusCode}: {text}");
+        var errors = JsonDocument.Parse(text).RootElement.GetProperty("errors");
+        Assert.True(errors.TryGetProperty(field, out var messages), text);
+        Assert.Contains(messages.EnumerateArray(), m => m.GetString()!.Contains(message, StringComparison.Ordinal));
+    }
+}
