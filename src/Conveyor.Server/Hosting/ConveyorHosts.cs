@@ -47,6 +47,7 @@ internal static class ConveyorHosts
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.MapConveyorApi();
+        ConveyorTelemetry.Map(app, server.Metrics);
         return app;
     }
 
@@ -111,11 +112,7 @@ internal static class ConveyorHosts
         }
         var backend = BackendSelection.Select(server);
 
-        logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "HH:mm:ss ";
-        });
+        ConsoleLogging.Add(configuration, logging, environment);
         if (role == HostRole.Tool)
         {
             // A tool's standard output is its answer (info --json); logs go to standard error.
@@ -146,6 +143,11 @@ internal static class ConveyorHosts
                 o.RunWorker = false;
                 o.RunScheduler = false;
             });
+        }
+        services.AddSingleton(backend);
+        if (role is HostRole.Server or HostRole.Worker)
+        {
+            ConveyorTelemetry.Add(services, configuration, role, server.Metrics);
         }
         services.AddOptions<HostOptions>().Configure<IOptions<ConveyorOptions>>((host, conveyor) =>
             host.ShutdownTimeout = conveyor.Value.Worker.ShutdownTimeout + ShutdownMargin);

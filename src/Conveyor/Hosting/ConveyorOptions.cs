@@ -21,6 +21,16 @@ public sealed class ConveyorOptions
     /// calls, never one transaction over every match. 1 to 1,000 (the largest page of the task list); default 500.</summary>
     public int BulkBatchSize { get; set; } = 500;
 
+    /// <summary>Whether attempts run inside a span of the <c>Conveyor</c> activity source (<c>process {task}</c>, child of the
+    /// enqueue through the message's <c>traceparent</c> header) while a listener samples it, and inside an activity that
+    /// carries the message's trace context otherwise, so that logs and the tasks a handler enqueues stay in its trace.
+    /// Default true.</summary>
+    public bool TraceTasks { get; set; } = true;
+
+    /// <summary>How often, at most, the queue and worker gauges (<see cref="ConveyorMetricNames.QueueDepth"/>, …) read the
+    /// backend: collections within this time of the last read report its counts. Default 5 s.</summary>
+    public TimeSpan MetricsRefreshInterval { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Worker settings.</summary>
     public WorkerOptions Worker { get; set; } = new();
 

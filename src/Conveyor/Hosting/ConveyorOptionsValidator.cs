@@ -15,6 +15,10 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
         ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
         Range(failures, "Conveyor:BulkBatchSize", options.BulkBatchSize, 1, 1_000, "tasks read and changed per step of a bulk retry or purge; default 500");
+        if (options.MetricsRefreshInterval < TimeSpan.FromMilliseconds(100))
+        {
+            failures.Add($"Conveyor:MetricsRefreshInterval is {options.MetricsRefreshInterval:c}: it must be at least 00:00:00.1 (default 00:00:05).");
+        }
         ValidateWorker(options.Worker, failures);
         ValidateScheduler(options.Scheduler, failures);
         ValidateSchedules(options.Schedules, failures);
