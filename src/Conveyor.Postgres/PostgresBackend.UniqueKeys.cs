@@ -48,4 +48,28 @@ public sealed partial class PostgresBackend
         command.Parameters.AddWithValue("task", taskId);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <inheritdoc />
+    public async Task<UniqueClaimPage> ListUniqueClaimsAsync(string? cursor, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        // The cursor is the last key listed: key order, so a page is one index range.
+        await using var command = Command(connection, cursor is null
+            ? $"SELECT key, task_id, claimed_at, window_ms FROM {_uniqueKeys} ORDER BY key LIMIT @limit"
+            : $"SELECT key, task_id, claimed_at, window_ms FROM {_uniqueKeys} WHERE key > @after ORDER BY key LIMIT @limit");
+        command.Parameters.AddWithValue("limit", limit);
+        if (cursor is not null)
+        {
+            command.Parameters.AddWithValue("after", cursor);
+        }
+        var claims = new List<UniqueClaim>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            claims.Add(new UniqueClaim(reader.GetString(0), reader.GetGuid(1), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2)),
+                TimeSpan.FromMilliseconds(reader.GetInt64(3))));
+        }
+        return new UniqueClaimPage(claims, claims.Count < limit ? null : claims[^1].Key);
+    }
 }

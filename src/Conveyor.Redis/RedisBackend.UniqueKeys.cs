@@ -1,5 +1,6 @@
 using System.Globalization;
 using Conveyor.Backends;
+using StackExchange.Redis;
 
 namespace Conveyor.Redis;
 
@@ -15,10 +16,34 @@ public sealed partial class RedisBackend
         {
             return null;
         }
-        var parts = ((string)value!).Split('|');
+        return ParseClaim(key, value!);
+    }
+
+    private static UniqueClaim ParseClaim(string key, string value)
+    {
+        var parts = value.Split('|');
         return new UniqueClaim(key, Guid.Parse(parts[0]),
             DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(parts[1], CultureInfo.InvariantCulture)),
             TimeSpan.FromMilliseconds(long.Parse(parts[2], CultureInfo.InvariantCulture)));
+    }
+
+    /// <inheritdoc />
+    public async Task<UniqueClaimPage> ListUniqueClaimsAsync(string? cursor, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        // HSCAN's own cursor: it lists every field present throughout the scan (some maybe twice), never blocking the server
+        // the way HGETALL of a large hash would.
+        var start = cursor is null ? 0L : long.Parse(cursor, CultureInfo.InvariantCulture);
+        var reply = (RedisResult[])(await db.ExecuteAsync("HSCAN", _base + "unique", start, "COUNT", limit).ConfigureAwait(false))!;
+        var next = long.Parse((string)reply[0]!, CultureInfo.InvariantCulture);
+        var fields = (RedisResult[])reply[1]!;
+        var claims = new List<UniqueClaim>(fields.Length / 2);
+        for (var i = 0; i + 1 < fields.Length; i += 2)
+        {
+            claims.Add(ParseClaim((string)fields[i]!, (string)fields[i + 1]!));
+        }
+        return new UniqueClaimPage(claims, next == 0 ? null : next.ToString(CultureInfo.InvariantCulture));
     }
 
     /// <inheritdoc />

@@ -56,4 +56,29 @@ public sealed partial class SqliteBackend
             return command.ExecuteNonQuery();
         });
     }
+
+    /// <inheritdoc />
+    public async Task<UniqueClaimPage> ListUniqueClaimsAsync(string? cursor, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand();
+        // The cursor is the last key listed: key order, so a page is one index range.
+        command.CommandText = cursor is null
+            ? "SELECT key, task_id, claimed_at, window_ms FROM unique_keys ORDER BY key LIMIT $limit"
+            : "SELECT key, task_id, claimed_at, window_ms FROM unique_keys WHERE key > $after ORDER BY key LIMIT $limit";
+        command.Parameters.AddWithValue("$limit", limit);
+        if (cursor is not null)
+        {
+            command.Parameters.AddWithValue("$after", cursor);
+        }
+        var claims = new List<UniqueClaim>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            claims.Add(new UniqueClaim(reader.GetString(0), new Guid((byte[])reader.GetValue(1), bigEndian: true),
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2)), TimeSpan.FromMilliseconds(reader.GetInt64(3))));
+        }
+        return new UniqueClaimPage(claims, claims.Count < limit ? null : claims[^1].Key);
+    }
 }

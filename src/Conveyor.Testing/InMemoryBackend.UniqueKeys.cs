@@ -43,4 +43,19 @@ public sealed partial class InMemoryBackend
         }
         return Task.CompletedTask;
     }
+
+    /// <inheritdoc />
+    public Task<UniqueClaimPage> ListUniqueClaimsAsync(string? cursor, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        lock (_storage.Gate)
+        {
+            var claims = _storage.UniqueKeys.Values
+                .Where(c => cursor is null || string.CompareOrdinal(c.Key, cursor) > 0)
+                .OrderBy(c => c.Key, StringComparer.Ordinal)
+                .Take(limit)
+                .ToList();
+            return Task.FromResult(new UniqueClaimPage(claims, claims.Count < limit ? null : claims[^1].Key));
+        }
+    }
 }

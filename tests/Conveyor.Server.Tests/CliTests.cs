@@ -204,6 +204,43 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Conveyor_limits_lists_the_configured_limits_with_the_slots_held_across_workers()
+    {
+        var environment = Environment;
+        environment["CONVEYOR_LIMITS__0__TASK"] = "conveyor.sleep";
+        environment["CONVEYOR_LIMITS__0__CONCURRENCY"] = "2";
+        environment["CONVEYOR_LIMITS__1__QUEUE"] = "emails";
+        environment["CONVEYOR_LIMITS__1__RATE"] = "10/m";
+        var (none, empty, _) = await ConveyorProcess.RunAsync(_folder, Environment, "limits");
+        Assert.Equal(0, none);
+        Assert.Contains("No limits", empty, StringComparison.Ordinal);
+        for (var i = 0; i < 4; i++)
+        {
+            var (enqueued, _, enqueueError) = await ConveyorProcess.RunAsync(_folder, environment, "enqueue", "conveyor.sleep", "--args", """{"ms":60000}""");
+            Assert.True(enqueued == 0, enqueueError);
+        }
+        using var worker = ConveyorProcess.Start(_folder, environment, "worker", "--concurrency", "4");
+        await worker.WaitForLineAsync(l => l.Contains("Conveyor worker", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+        string listed = "";
+        await FaultTests.WaitUntilAsync(async () =>
+        {
+            var (exitCode, output, _) = await ConveyorProcess.RunAsync(_folder, environment, "limits");
+            listed = output;
+            // LIMIT (two words), RATE, CONCURRENCY, KEYED BY, RUNNING, RESERVED UNTIL.
+            return exitCode == 0 && output.Split('\n').Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                .Any(cells => cells is ["task", "conveyor.sleep", "-", "2", "-", "2", "-"]);
+        }, TimeSpan.FromSeconds(30), () => "two slots of conveyor.sleep to be listed as held: " + listed);
+
+        Assert.Contains("queue emails", listed, StringComparison.Ordinal);
+        Assert.Contains("10/m", listed, StringComparison.Ordinal);
+        var (_, json, _) = await ConveyorProcess.RunAsync(_folder, environment, "limits", "--json");
+        var sleep = System.Text.Json.JsonDocument.Parse(json).RootElement.EnumerateArray().Single(l => l.GetProperty("task").GetString() == "conveyor.sleep");
+        Assert.Equal(2, sleep.GetProperty("concurrency").GetInt32());
+        Assert.Equal(2, sleep.GetProperty("running").GetInt32());
+    }
+
+    [Fact]
     public async Task Server_refuses_a_public_address_without_api_keys()
     {
         var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "server", "--host", "0.0.0.0", "--port", "0");

@@ -177,39 +177,16 @@ internal static class BulkCommand
         {
             body["all"] = true;
         }
-        apiKey ??= Environment.GetEnvironmentVariable("CONVEYOR_API_KEY")
-            ?? Environment.GetEnvironmentVariable("CONVEYOR_API_KEYS")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault();
         // No client timeout: a large purge takes as long as its pages do; Ctrl+C ends it, keeping the pages done.
-        using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
-        using var request = new HttpRequestMessage(HttpMethod.Post, server.TrimEnd('/') + (purge ? "/api/v1/tasks/purge" : "/api/v1/tasks/retry"))
+        var (answer, exitCode) = await ServerApiCall.PostAsync(server, purge ? "/api/v1/tasks/purge" : "/api/v1/tasks/retry", body, apiKey,
+            Timeout.InfiniteTimeSpan, error, cancellationToken).ConfigureAwait(false);
+        if (answer is null)
         {
-            Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"),
-        };
-        if (!string.IsNullOrEmpty(apiKey))
-        {
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+            return exitCode;
         }
-        HttpResponseMessage response;
-        try
-        {
-            response = await http.SendAsync(request, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or UriFormatException or InvalidOperationException)
-        {
-            error.WriteLine($"conveyor: cannot reach {server}: {ex.Message}");
-            return ExitCodes.Failure;
-        }
-        using (response)
-        {
-            var text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
-            if (!response.IsSuccessStatusCode)
-            {
-                error.WriteLine($"conveyor: the server answered {(int)response.StatusCode}: {EnqueueCommand.DescribeProblem(text)}");
-                return (int)response.StatusCode is 400 or 413 or 422 ? ExitCodes.InvalidInput : ExitCodes.Failure;
-            }
-            using var document = JsonDocument.Parse(text);
-            Report(document.RootElement.GetProperty(purge ? "purged" : "retried").GetInt32(), filter, purge, asJson, output);
-            return ExitCodes.Success;
-        }
+        var text = answer.Body;
+        using var document = JsonDocument.Parse(text);
+        Report(document.RootElement.GetProperty(purge ? "purged" : "retried").GetInt32(), filter, purge, asJson, output);
+        return ExitCodes.Success;
     }
 }

@@ -78,6 +78,7 @@ internal static class ConveyorCommandLine
         root.Subcommands.Add(OperatorCommands.CreatePause(pause: false, global, output, error));
         root.Subcommands.Add(OperatorCommands.CreateWorkers(global, output, error));
         root.Subcommands.Add(SchedulesCommand.Create(global, output, error));
+        root.Subcommands.Add(LimitsCommand.Create(global, output, error));
         root.Subcommands.Add(BulkCommand.Create(purge: false, global, output, error));
         root.Subcommands.Add(BulkCommand.Create(purge: true, global, output, error));
         root.Subcommands.Add(MigrateCommand.Create(global, output, error));

@@ -206,48 +206,24 @@ internal static class EnqueueCommand
             }
             body["headers"] = headers;
         }
-        apiKey ??= Environment.GetEnvironmentVariable("CONVEYOR_API_KEY")
-            ?? Environment.GetEnvironmentVariable("CONVEYOR_API_KEYS")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault();
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
-        using var request = new HttpRequestMessage(HttpMethod.Post, server.TrimEnd('/') + "/api/v1/tasks")
+        var (answer, exitCode) = await ServerApiCall.PostAsync(server, "/api/v1/tasks", body, apiKey, TimeSpan.FromSeconds(30), error, cancellationToken).ConfigureAwait(false);
+        if (answer is null)
         {
-            Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"),
-        };
-        if (!string.IsNullOrEmpty(apiKey))
-        {
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+            return exitCode;
         }
-        HttpResponseMessage response;
-        try
+        var text = answer.Body;
+        if (asJson)
         {
-            response = await http.SendAsync(request, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or UriFormatException or InvalidOperationException)
-        {
-            error.WriteLine($"conveyor: cannot reach {server}: {ex.Message}");
-            return ExitCodes.Failure;
-        }
-        using (response)
-        {
-            var text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
-            if (!response.IsSuccessStatusCode)
-            {
-                error.WriteLine($"conveyor: the server answered {(int)response.StatusCode}: {DescribeProblem(text)}");
-                return (int)response.StatusCode is 400 or 413 or 422 ? ExitCodes.InvalidInput : ExitCodes.Failure;
-            }
-            if (asJson)
-            {
-                output.WriteLine(text);
-                return ExitCodes.Success;
-            }
-            using var document = JsonDocument.Parse(text);
-            var id = document.RootElement.GetProperty("id").GetString();
-            var state = document.RootElement.GetProperty("state").GetString();
-            output.WriteLine(response.StatusCode == System.Net.HttpStatusCode.Created
-                ? $"Enqueued {inputs.Task} as {id} ({state}) through {server}."
-                : $"Idempotency key matched: task {id} exists ({state}); nothing new was enqueued.");
+            output.WriteLine(text);
             return ExitCodes.Success;
         }
+        using var document = JsonDocument.Parse(text);
+        var id = document.RootElement.GetProperty("id").GetString();
+        var state = document.RootElement.GetProperty("state").GetString();
+        output.WriteLine(answer.Status == System.Net.HttpStatusCode.Created
+            ? $"Enqueued {inputs.Task} as {id} ({state}) through {server}."
+            : $"Idempotency key matched: task {id} exists ({state}); nothing new was enqueued.");
+        return ExitCodes.Success;
     }
 
     private static void AddIfSet<T>(JsonObject body, string name, T? value)
@@ -268,21 +244,5 @@ internal static class EnqueueCommand
         body[name] = double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds)
             ? JsonValue.Create(seconds)
             : JsonValue.Create(text);
-    }
-
-    internal static string DescribeProblem(string text)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(text);
-            var root = document.RootElement;
-            var detail = root.TryGetProperty("detail", out var d) ? d.GetString() : null;
-            var title = root.TryGetProperty("title", out var t) ? t.GetString() : null;
-            return detail ?? title ?? text;
-        }
-        catch (JsonException)
-        {
-            return text.Length > 500 ? text[..500] : text;
-        }
     }
 }

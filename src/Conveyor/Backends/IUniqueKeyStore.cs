@@ -8,6 +8,11 @@ namespace Conveyor.Backends;
 /// <param name="Window">How long after its task finishes the key stays held.</param>
 public sealed record UniqueClaim(string Key, Guid TaskId, DateTimeOffset ClaimedAt, TimeSpan Window);
 
+/// <summary>A page of claims and where the next page begins (null after the last).</summary>
+/// <param name="Claims">The claims of this page.</param>
+/// <param name="NextCursor">Opaque: pass it back for the next page; null when there is none.</param>
+public sealed record UniqueClaimPage(IReadOnlyList<UniqueClaim> Claims, string? NextCursor);
+
 /// <summary>
 /// The unique-key part of the coordination role: which task claimed each key, changed by compare-and-set on the task id.
 /// Whether a claim still holds — its task queued or running, or finished within its window — is the core's to judge
@@ -26,4 +31,9 @@ public interface IUniqueKeyStore
     /// <summary>Removes the claim of <paramref name="key"/> if <paramref name="taskId"/> holds it (an enqueue that claimed
     /// it and then failed to store its task).</summary>
     Task ReleaseUniqueKeyAsync(string key, Guid taskId, CancellationToken cancellationToken);
+
+    /// <summary>Every claim, a page of about <paramref name="limit"/> at a time from <paramref name="cursor"/> (null for the
+    /// first page), for the sweep that removes claims that no longer hold. A claim changed or added during the listing
+    /// may be missed or listed twice; every claim present throughout is listed.</summary>
+    Task<UniqueClaimPage> ListUniqueClaimsAsync(string? cursor, int limit, CancellationToken cancellationToken);
 }

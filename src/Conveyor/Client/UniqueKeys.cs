@@ -112,6 +112,35 @@ public static class UniqueKeys
         }
     }
 
+    /// <summary>
+    /// Removes the claims that no longer hold (their task finished longer than their window ago, or is gone), reading
+    /// <paramref name="pageSize"/> claims at a time; returns how many it removed. A claim is removed only if the same task
+    /// still holds it, so a key claimed anew during the sweep stays claimed. Claims need no removal to stop holding
+    /// (liveness is judged from the task): this only keeps the table from growing with every key ever used.
+    /// </summary>
+    public static async Task<int> SweepAsync(IConveyorBackend backend, TimeProvider time, int pageSize, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(time);
+        var removed = 0;
+        string? cursor = null;
+        do
+        {
+            var page = await backend.UniqueKeys.ListUniqueClaimsAsync(cursor, pageSize, cancellationToken).ConfigureAwait(false);
+            foreach (var claim in page.Claims)
+            {
+                if (await HeldAsync(backend, claim, time.GetUtcNow(), cancellationToken).ConfigureAwait(false) is null)
+                {
+                    await backend.UniqueKeys.ReleaseUniqueKeyAsync(claim.Key, claim.TaskId, cancellationToken).ConfigureAwait(false);
+                    removed++;
+                }
+            }
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null);
+        return removed;
+    }
+
     /// <summary>The state of the task that holds <paramref name="claim"/>, or null when the claim no longer holds.</summary>
     private static async Task<TaskState?> HeldAsync(IConveyorBackend backend, UniqueClaim claim, DateTimeOffset now, CancellationToken cancellationToken)
     {

@@ -203,6 +203,7 @@ public static class ConveyorServiceCollectionExtensions
             services.AddHostedService<DuePromoter>();
             services.AddHostedService<LeaseReaper>();
             services.AddHostedService<RetentionCleaner>();
+            services.AddHostedService<UniqueKeySweeper>();
             services.TryAddSingleton<Scheduling.ScheduleClient>();
             services.TryAddSingleton<Scheduling.IScheduleClient>(sp => sp.GetRequiredService<Scheduling.ScheduleClient>());
             services.AddHostedService<Scheduling.ScheduleRunner>();

@@ -162,6 +162,59 @@ public abstract class UniqueKeyConformance<TFactory>() : ConformanceTest(new TFa
         Assert.Equal(first.Id, (await Keys.GetUniqueClaimAsync("u", Timeout))!.TaskId);
     }
 
+    [Fact]
+    public async Task Claims_are_listed_page_by_page_each_one_at_least_once()
+    {
+        var tasks = Enumerable.Range(0, 23).ToDictionary(i => $"key-{i:D2}", _ => Guid.NewGuid());
+        foreach (var (key, task) in tasks)
+        {
+            await Keys.TryClaimUniqueKeyAsync(Claim(key, task), null, Timeout);
+        }
+
+        var listed = new Dictionary<string, Guid>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var page = await Keys.ListUniqueClaimsAsync(cursor, 5, Timeout);
+            foreach (var claim in page.Claims)
+            {
+                listed[claim.Key] = claim.TaskId;
+            }
+            cursor = page.NextCursor;
+            Assert.True(++pages <= 50, "the listing did not end");
+        }
+        while (cursor is not null);
+
+        Assert.Equal(tasks.OrderBy(t => t.Key), listed.OrderBy(t => t.Key));
+    }
+
+    [Fact]
+    public async Task The_sweep_removes_only_claims_that_no_longer_hold()
+    {
+        var client = Client();
+        var done = await client.EnqueueAsync("report", new EnqueueOptions { UniqueKey = "done" }, Timeout);
+        var lease = await FetchStartedAsync();
+        Assert.Equal(done.Id, lease.Message.Id);
+        await Queue.CompleteAsync([new Completion { Lease = lease.Ref, Kind = CompletionKind.Succeeded, Attempt = lease.Attempt, At = Now }], Timeout);
+        var windowed = await client.EnqueueAsync("report", new EnqueueOptions { UniqueKey = "windowed", UniqueFor = TimeSpan.FromHours(1) }, Timeout);
+        var windowedLease = await FetchStartedAsync();
+        await Queue.CompleteAsync([new Completion { Lease = windowedLease.Ref, Kind = CompletionKind.Succeeded, Attempt = windowedLease.Attempt, At = Now }], Timeout);
+        var waiting = await client.EnqueueAsync("report", new EnqueueOptions { UniqueKey = "waiting" }, Timeout);
+        await Keys.TryClaimUniqueKeyAsync(Claim("ghost", Guid.NewGuid()), null, Timeout);
+        Advance(UniqueKeys.PendingClaim);
+        await Keys.TryClaimUniqueKeyAsync(Claim("on-its-way", Guid.NewGuid()), null, Timeout);
+
+        var removed = await UniqueKeys.SweepAsync(Backend, Time, 2, Timeout);
+
+        Assert.Equal(2, removed);
+        Assert.Null(await Keys.GetUniqueClaimAsync("done", Timeout));
+        Assert.Null(await Keys.GetUniqueClaimAsync("ghost", Timeout));
+        Assert.Equal(windowed.Id, (await Keys.GetUniqueClaimAsync("windowed", Timeout))!.TaskId);
+        Assert.Equal(waiting.Id, (await Keys.GetUniqueClaimAsync("waiting", Timeout))!.TaskId);
+        Assert.NotNull(await Keys.GetUniqueClaimAsync("on-its-way", Timeout));
+    }
+
     private ITaskClient Client()
     {
         var services = new ServiceCollection();
