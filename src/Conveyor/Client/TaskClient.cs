@@ -12,17 +12,22 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
         return results[0];
     }
 
-    public async Task<IReadOnlyList<EnqueueResult>> EnqueueManyAsync(IReadOnlyList<TaskRequest> requests, CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<EnqueueResult>> EnqueueManyAsync(IReadOnlyList<TaskRequest> requests, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(requests);
         if (requests.Count == 0)
         {
-            return [];
+            return Task.FromResult<IReadOnlyList<EnqueueResult>>([]);
         }
-        if (!ConveyorDiagnostics.ActivitySource.HasListeners())
-        {
-            return await EnqueueInContextAsync(requests, cancellationToken).ConfigureAwait(false);
-        }
+        // No span without a listener: the enqueue costs the check (the current activity, if any, still goes in the headers).
+        return ConveyorDiagnostics.ActivitySource.HasListeners()
+            ? EnqueueTracedAsync(requests, cancellationToken)
+            : EnqueueInContextAsync(requests, cancellationToken);
+    }
+
+    /// <summary>The enqueue inside a span <c>enqueue {task}</c> (kind Producer), whose context the messages carry.</summary>
+    private async Task<IReadOnlyList<EnqueueResult>> EnqueueTracedAsync(IReadOnlyList<TaskRequest> requests, CancellationToken cancellationToken)
+    {
         using var activity = ConveyorDiagnostics.ActivitySource.StartActivity(
             requests.Count == 1 ? $"enqueue {requests[0].Task}" : "enqueue", System.Diagnostics.ActivityKind.Producer);
         try
