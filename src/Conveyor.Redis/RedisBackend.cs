@@ -24,6 +24,7 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     private readonly bool _ownsConnection;
     private readonly RedisNotifier _notifier;
     private IConnectionMultiplexer? _connection;
+    private (IReadOnlyList<string> Warnings, DateTimeOffset ReadAt)? _settingWarnings;
 
     /// <summary>Uses Redis at <see cref="RedisBackendOptions.Configuration"/>; connects on first use.</summary>
     public RedisBackend(RedisBackendOptions options, TimeProvider? time = null, ILogger<RedisBackend>? logger = null)
@@ -82,6 +83,7 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     public async Task MigrateAsync(CancellationToken cancellationToken)
     {
         await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        _settingWarnings = null;
         foreach (var warning in await GetWarningsAsync().ConfigureAwait(false))
         {
             LogSettingWarning(_logger, warning);
@@ -124,15 +126,38 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
     /// (Redis would drop queued tasks when full) or persistence off. Empty when CONFIG is not allowed.</summary>
     internal async Task<IReadOnlyList<string>> GetWarningsAsync()
     {
+        // Read at most every 5 minutes: health probes come far more often, and the settings seldom change.
+        if (_settingWarnings is { } cached && _time.GetUtcNow() - cached.ReadAt < TimeSpan.FromMinutes(5))
+        {
+            return cached.Warnings;
+        }
+        var warnings = await ReadSettingWarningsAsync().ConfigureAwait(false);
+        _settingWarnings = (warnings, _time.GetUtcNow());
+        return warnings;
+    }
+
+    private async Task<IReadOnlyList<string>> ReadSettingWarningsAsync()
+    {
         var warnings = new List<string>();
         var connection = _connection;
         if (connection is null)
         {
             return warnings;
         }
+        // The backend's own connection runs without admin commands: CONFIG GET goes through a connection of its own,
+        // closed at once. A connection handed in by the application is used as it is (CONFIG may be refused there).
+        ConnectionMultiplexer? admin = null;
         try
         {
-            var db = connection.GetDatabase();
+            if (_options.Configuration is { Length: > 0 } configuration && _ownsConnection)
+            {
+                var options = RedisUrl.Parse(configuration);
+                options.AllowAdmin = true;
+                options.AbortOnConnectFail = true;
+                options.ClientName = "conveyor-settings-check";
+                admin = await ConnectionMultiplexer.ConnectAsync(options).ConfigureAwait(false);
+            }
+            var db = (admin ?? connection).GetDatabase();
             var policy = await ConfigGetAsync(db, "maxmemory-policy").ConfigureAwait(false);
             if (policy is not null && !string.Equals(policy, "noeviction", StringComparison.OrdinalIgnoreCase))
             {
@@ -144,9 +169,16 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
                 warnings.Add("Redis appendonly is 'no': a restart of Redis loses every task written since the last snapshot. Set 'appendonly yes' and 'appendfsync everysec' (docs/redis.md).");
             }
         }
-        catch (Exception ex) when (ex is RedisServerException or RedisCommandException)
+        catch (Exception ex) when (ex is RedisServerException or RedisCommandException or RedisConnectionException)
         {
-            // CONFIG is disabled on some managed services: nothing to check.
+            // CONFIG is disabled on some managed services (or refused to this user): nothing to check.
+        }
+        finally
+        {
+            if (admin is not null)
+            {
+                await admin.DisposeAsync().ConfigureAwait(false);
+            }
         }
         return warnings;
     }

@@ -55,8 +55,8 @@ public static class RedisUrl
         }
         // Start even when Redis is down, and reconnect in the background with backoff.
         options.AbortOnConnectFail = false;
-        // CONFIG GET reads maxmemory-policy and appendonly for the start-up and health warnings.
-        options.AllowAdmin = true;
+        // No admin commands on the connection tasks travel through (FLUSHALL, CONFIG SET, …): the settings check opens
+        // its own short-lived connection for CONFIG GET (RedisBackend.GetWarningsAsync).
         options.ClientName ??= "conveyor";
         return options;
     }

@@ -31,10 +31,7 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
         _time = time ?? TimeProvider.System;
         var fullPath = System.IO.Path.GetFullPath(options.Path);
         var folder = System.IO.Path.GetDirectoryName(fullPath);
-        if (!string.IsNullOrEmpty(folder))
-        {
-            Directory.CreateDirectory(folder);
-        }
+        CreatePrivately(fullPath, folder);
         _connectionString = new SqliteConnectionStringBuilder
         {
             DataSource = fullPath,
@@ -47,6 +44,43 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
         _writer = new Lazy<SqliteWriter>(() => new SqliteWriter(_connectionString, _options, _notifier.FlushReady), LazyThreadSafetyMode.ExecutionAndPublication);
         DatabasePath = fullPath;
         Capabilities = new() { Reach = BackendReach.Machine, CrossProcessNotifications = SqliteNotifier.IsSupported, MaxNotificationPayload = SqliteNotifier.MaxPayload };
+    }
+
+    /// <summary>
+    /// Creates the database's folder (0700) and an empty database file (0600) when they do not exist, so that task
+    /// arguments and results are readable by this user alone; SQLite gives the <c>-wal</c> and <c>-shm</c> files the
+    /// database file's permissions. Existing files and folders keep theirs (<c>conveyor doctor</c> reports them).
+    /// </summary>
+    private static void CreatePrivately(string path, string? folder)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            if (!string.IsNullOrEmpty(folder))
+            {
+                Directory.CreateDirectory(folder);
+            }
+            return;
+        }
+        if (!string.IsNullOrEmpty(folder) && !Directory.Exists(folder))
+        {
+            Directory.CreateDirectory(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+        if (!File.Exists(path))
+        {
+            try
+            {
+                using var file = new FileStream(path, new FileStreamOptions
+                {
+                    Mode = FileMode.CreateNew,
+                    Access = FileAccess.Write,
+                    UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                });
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                // Another process created it first: it made it the same way, or the user did.
+            }
+        }
     }
 
     /// <summary>Full path of the database file.</summary>

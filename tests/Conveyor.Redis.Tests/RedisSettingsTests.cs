@@ -7,16 +7,19 @@ namespace Conveyor.Redis.Tests;
 /// <summary>Redis-only behaviour: warnings about server settings that put tasks at risk.</summary>
 public sealed class RedisSettingsTests
 {
-    [Fact]
-    public async Task Eviction_policy_other_than_noeviction_is_warned_about_in_the_log_and_in_health()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Eviction_policy_other_than_noeviction_is_warned_about_in_the_log_and_in_health(bool handedIn)
     {
         var connection = await RedisTestBackend.ConnectionAsync();
         var server = connection.GetServer(connection.GetEndPoints()[0]);
         var before = (await server.ConfigGetAsync("maxmemory-policy")).Single().Value;
         var logger = new ListLogger();
+        // Its own connection has no admin commands: the check reads CONFIG through a short-lived connection of its own.
         var backend = new RedisBackend(
             new RedisBackendOptions { Configuration = TestServers.Redis, KeyPrefix = "cvtest-" + Guid.NewGuid().ToString("N") },
-            connection, TimeProvider.System, logger);
+            handedIn ? connection : null, TimeProvider.System, logger);
         try
         {
             var healthy = await backend.CheckHealthAsync(CancellationToken.None);
@@ -59,6 +62,12 @@ public sealed class RedisSettingsTests
 /// <summary>Parsing of Redis URLs; needs no server.</summary>
 public sealed class RedisUrlUnitTests
 {
+    [Fact]
+    public void A_url_gives_a_connection_without_admin_commands()
+    {
+        Assert.False(RedisUrl.Parse("redis://cache.internal:6380/2").AllowAdmin);
+    }
+
     [Fact]
     public void Url_with_password_and_database_number_is_parsed()
     {

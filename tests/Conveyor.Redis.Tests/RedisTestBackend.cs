@@ -9,7 +9,14 @@ namespace Conveyor.Redis.Tests;
 /// deletes its keys afterwards.</summary>
 public sealed class RedisTestBackend : IConformanceBackendFactory
 {
-    private static readonly Lazy<Task<ConnectionMultiplexer>> Shared = new(() => ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(TestServers.Redis)));
+    // Admin commands on: the tests change server settings (CONFIG SET) and kill connections (CLIENT KILL).
+    private static readonly Lazy<Task<ConnectionMultiplexer>> Shared = new(() => ConnectionMultiplexer.ConnectAsync(WithAdmin(RedisUrl.Parse(TestServers.Redis))));
+
+    private static ConfigurationOptions WithAdmin(ConfigurationOptions options)
+    {
+        options.AllowAdmin = true;
+        return options;
+    }
 
     public static Task<ConnectionMultiplexer> ConnectionAsync() => Shared.Value;
 

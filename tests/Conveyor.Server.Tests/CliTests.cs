@@ -136,6 +136,39 @@ public sealed class CliTests : IDisposable
         Assert.DoesNotContain("Conveyor worker", output);
     }
 
+    [Fact]
+    public async Task A_worker_run_as_root_warns_and_one_run_as_another_user_does_not()
+    {
+        var environment = Environment;
+        environment["LOG_LEVEL"] = "warning";
+        using var worker = ConveyorProcess.Start(_folder, environment, "worker");
+
+        // The test runs as whoever runs the suite (root in CI): each case checks its own side.
+        if (System.Environment.IsPrivilegedProcess)
+        {
+            var line = await worker.WaitForLineAsync(l => l.Contains("Conveyor runs as root", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            Assert.Contains("unprivileged user", line, StringComparison.Ordinal);
+        }
+        else
+        {
+            await worker.WaitForLineAsync(l => l.Contains("Conveyor worker", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            Assert.DoesNotContain("Conveyor runs as root", worker.Output + worker.Error, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task An_allowed_network_that_is_not_a_range_exits_two_naming_its_key()
+    {
+        var environment = Environment;
+        environment["CONVEYOR_HTTP__ALLOWED_NETWORKS"] = "10.0.0.0/8,10.0.0.0/40";
+
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, environment, "worker");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("Conveyor:Http:AllowedNetworks: '10.0.0.0/40' is not an address or range", error);
+        Assert.DoesNotContain("Conveyor worker", output);
+    }
+
     [Theory]
     [InlineData("--concurrency", "-5", "Conveyor:Worker:Concurrency is -5: it must be a whole number from 1 to 10000")]
     [InlineData("--queues", "high:ten", "Conveyor:Worker:Queues: 'high:ten' has weight 'ten' (queue 'high')")]

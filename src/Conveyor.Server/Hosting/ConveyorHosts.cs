@@ -101,11 +101,20 @@ internal static class ConveyorHosts
         if (role != HostRole.Supervisor)
         {
             // A supervisor's children read the same environment and warn.
-            var unknownVariables = ConfigurationKeys.UnknownVariables(environment ?? ConveyorEnvironmentVariablesProvider.ReadProcessEnvironment());
-            services.AddHostedService(sp => new ConfigurationWarnings(unknownVariables, sp.GetRequiredService<ILogger<ConfigurationWarnings>>()));
+            var warnings = ConfigurationKeys.UnknownVariables(environment ?? ConveyorEnvironmentVariablesProvider.ReadProcessEnvironment()).ToList();
+            if (role is HostRole.Server or HostRole.Worker && Environment.IsPrivilegedProcess)
+            {
+                warnings.Add("Conveyor runs as root: a task's code (and http.request) runs with every privilege of the machine. " +
+                    "Run it as an unprivileged user, as the systemd unit in docs/operations.md does.");
+            }
+            services.AddHostedService(sp => new ConfigurationWarnings(warnings, sp.GetRequiredService<ILogger<ConfigurationWarnings>>()));
         }
         var api = Read<ConveyorApiOptions>(section);
-        Read<HttpTaskOptions>(section.GetSection("Http"));
+        var http = Read<HttpTaskOptions>(section.GetSection("Http"));
+        if (HttpDestinationGuard.CheckNetworks(http.AllowedNetworks) is { } networks)
+        {
+            throw new ConveyorConfigurationException(networks);
+        }
         if (server.Port is < 0 or > 65535)
         {
             throw new ConveyorConfigurationException($"PORT {server.Port} is out of range: 1 to 65535, or 0 for any free port.");

@@ -15,7 +15,8 @@ namespace Conveyor.Server.Tasks;
 /// task permanently (dead), as does a URL that is not allowed. Redirects are not followed (a redirect could lead
 /// off the allow-list): a 3xx answer succeeds with its status and Location header in the result.
 /// </summary>
-internal sealed class HttpRequestTask(IHttpClientFactory clients, IOptions<HttpTaskOptions> options) : ITaskHandler<HttpRequestArgs, HttpRequestResult>
+internal sealed class HttpRequestTask(IHttpClientFactory clients, IOptions<HttpTaskOptions> options, HttpDestinationGuard guard)
+    : ITaskHandler<HttpRequestArgs, HttpRequestResult>
 {
     public const string Name = "http.request";
     public const string ClientName = "conveyor.http.request";
@@ -26,7 +27,9 @@ internal sealed class HttpRequestTask(IHttpClientFactory clients, IOptions<HttpT
         var settings = options.Value;
         var timeoutProblem = HttpTargetPolicy.CheckTimeout(args.TimeoutSeconds, settings, out var timeout);
         var problem = HttpTargetPolicy.CheckUrl(args.Url, settings.AllowedHosts, out var uri)
+            ?? guard.CheckLiteralHost(uri!)
             ?? HttpTargetPolicy.CheckMethod(args.Method)
+            ?? HttpTargetPolicy.CheckHeaders(args.Headers)?.Problem
             ?? timeoutProblem;
         if (problem is not null)
         {
@@ -47,6 +50,8 @@ internal sealed class HttpRequestTask(IHttpClientFactory clients, IOptions<HttpT
                 }
             }
         }
+        // Errors and logs name the origin only: a path or query may carry a token.
+        var shown = HttpTargetPolicy.Redact(uri!);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
         try
@@ -57,17 +62,21 @@ internal sealed class HttpRequestTask(IHttpClientFactory clients, IOptions<HttpT
             var status = (int)response.StatusCode;
             if (status >= 500 || response.StatusCode is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests)
             {
-                throw new HttpRequestException($"{method} {uri} answered {status} {response.ReasonPhrase}: {Excerpt(body)}", null, response.StatusCode);
+                throw new HttpRequestException($"{method} {shown} answered {status} {response.ReasonPhrase}: {Excerpt(body)}", null, response.StatusCode);
             }
             if (status >= 400)
             {
-                throw new PermanentTaskException($"{method} {uri} answered {status} {response.ReasonPhrase}, which a retry would not change: {Excerpt(body)}");
+                throw new PermanentTaskException($"{method} {shown} answered {status} {response.ReasonPhrase}, which a retry would not change: {Excerpt(body)}");
             }
             return new HttpRequestResult(status, CollectHeaders(response), body, truncated);
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            throw new TimeoutException($"{method} {uri} did not answer within {timeout.TotalSeconds} s.");
+            throw new TimeoutException($"{method} {shown} did not answer within {timeout.TotalSeconds} s.");
+        }
+        catch (HttpRequestException ex) when (ex.InnerException is HttpDestinationRefusedException refused)
+        {
+            throw new PermanentTaskException($"http.request refused: {refused.Message}");
         }
     }
 
@@ -115,7 +124,7 @@ internal sealed class HttpRequestTask(IHttpClientFactory clients, IOptions<HttpT
 
 /// <summary>Refuses <c>http.request</c> tasks at enqueue time when they could never run: a URL off the allow-list,
 /// an unknown method, a timeout out of range.</summary>
-internal sealed class HttpRequestEnqueueValidator(IOptions<HttpTaskOptions> options) : IEnqueueValidator
+internal sealed class HttpRequestEnqueueValidator(IOptions<HttpTaskOptions> options, HttpDestinationGuard guard) : IEnqueueValidator
 {
     public void Validate(TaskRequest request, string prefix, List<FieldError> errors)
     {
@@ -139,9 +148,13 @@ internal sealed class HttpRequestEnqueueValidator(IOptions<HttpTaskOptions> opti
             return;
         }
         var settings = options.Value;
-        if (HttpTargetPolicy.CheckUrl(args.Url, settings.AllowedHosts, out _) is { } url)
+        if ((HttpTargetPolicy.CheckUrl(args.Url, settings.AllowedHosts, out var uri) ?? guard.CheckLiteralHost(uri!)) is { } url)
         {
             errors.Add(new(prefix + "args.url", url));
+        }
+        if (HttpTargetPolicy.CheckHeaders(args.Headers) is { } header)
+        {
+            errors.Add(new(prefix + "args.headers." + header.Name, header.Problem));
         }
         if (HttpTargetPolicy.CheckMethod(args.Method) is { } method)
         {
@@ -161,11 +174,13 @@ internal static class HttpRequestTaskExtensions
     {
         builder.Services.AddOptions<HttpTaskOptions>().Bind(section);
         builder.Services.AddSingleton<IEnqueueValidator, HttpRequestEnqueueValidator>();
+        builder.Services.AddSingleton(sp => new HttpDestinationGuard(sp.GetRequiredService<IOptions<HttpTaskOptions>>().Value));
         builder.Services.AddHttpClient(HttpRequestTask.ClientName)
             // The task's own deadline applies; HttpClient's 100 s default would cut longer allowed timeouts.
             .ConfigureHttpClient(client => client.Timeout = Timeout.InfiniteTimeSpan)
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {
+                ConnectCallback = sp.GetRequiredService<HttpDestinationGuard>().ConnectAsync,
                 AllowAutoRedirect = false,
                 UseCookies = false,
                 AutomaticDecompression = DecompressionMethods.All,

@@ -54,6 +54,32 @@ internal static class HttpTargetPolicy
         return host.Equals(pattern, StringComparison.OrdinalIgnoreCase);
     }
 
+    /// <summary>Headers a caller may not set: the host is the URL's, and hop-by-hop headers belong to the connection.</summary>
+    private static readonly HashSet<string> ReservedHeaders = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Host", "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "TE", "Trailer",
+        "Transfer-Encoding", "Upgrade", "Content-Length",
+    };
+
+    /// <summary>The first header a caller may not set, with the problem; null when all may be sent.</summary>
+    public static (string Name, string Problem)? CheckHeaders(IReadOnlyDictionary<string, string>? headers)
+    {
+        var reserved = headers?.Keys.FirstOrDefault(ReservedHeaders.Contains);
+        return reserved is null
+            ? null
+            : (reserved, $"'{reserved}' cannot be set: the host comes from the URL and hop-by-hop headers from the connection " +
+                $"(not {string.Join(", ", ReservedHeaders)})");
+    }
+
+    /// <summary>The URL as logs and errors show it: scheme, host and port, with the path and query (which may carry
+    /// tokens) left out.</summary>
+    public static string Redact(Uri uri)
+    {
+        ArgumentNullException.ThrowIfNull(uri);
+        var origin = uri.GetLeftPart(UriPartial.Authority);
+        return uri.PathAndQuery is "/" or "" ? origin + "/" : origin + "/…";
+    }
+
     /// <summary>The problem with <paramref name="method"/>, or null.</summary>
     public static string? CheckMethod(string? method) =>
         method is not null && Methods.Contains(method) ? null : $"'{method}' is not one of {string.Join(", ", Methods)}";

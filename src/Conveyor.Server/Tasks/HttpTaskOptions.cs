@@ -9,6 +9,12 @@ internal sealed class HttpTaskOptions
     /// Default none: every URL is refused, so that enqueueing cannot reach the server's own network by default.</summary>
     public IList<string> AllowedHosts { get; } = [];
 
+    /// <summary>Internal addresses the task may connect to (<c>10.0.0.0/8</c>, <c>127.0.0.1</c>, <c>fd00::/8</c>). Loopback,
+    /// private, link-local (the cloud metadata address included) and reserved addresses are refused by default even for
+    /// an allowed host name — checked on the address connected to, so DNS rebinding cannot slip past — unless a range
+    /// here holds them or <see cref="AllowedHosts"/> names the exact address.</summary>
+    public IList<string> AllowedNetworks { get; } = [];
+
     /// <summary>Longest response body kept in the result, in bytes; a longer one is cut there and marked
     /// <c>bodyTruncated</c>. Default 65,536 (64 KiB).</summary>
     public int MaxResponseBodyBytes { get; set; } = 64 * 1024;
