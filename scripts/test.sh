@@ -23,6 +23,16 @@ dotnet format Conveyor.slnx --verify-no-changes --no-restore || fail "formatting
 step "build ($CONFIGURATION, warnings as errors)"
 dotnet build Conveyor.slnx -c "$CONFIGURATION" --no-restore || fail "build"
 
+# The Prometheus alert rules in deploy/ must load: promtool from Debian's prometheus package (installed when missing;
+# its service is not started). MetricsTests checks their metric names against a real server's /metrics.
+step "deploy (promtool check rules)"
+if ! command -v promtool >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >&2 \
+    || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >&2; } \
+    || fail "installing prometheus (promtool)"
+fi
+promtool check rules deploy/prometheus/*.yml || fail "promtool check rules deploy/prometheus"
+
 # Servers the backend tests need: each script installs its engine from Debian's packages if missing,
 # starts it on loopback with a private data directory, and exports its URL. Stopped on exit.
 STOP_HOOKS=()

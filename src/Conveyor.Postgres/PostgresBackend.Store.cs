@@ -48,6 +48,13 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
+    public async Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        return await TaskListing.GetOldestReadyAsync(connection, _dialect, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
     public async Task<int> PurgeFinishedAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken)
     {
         // Bounded batches through the tasks_finished partial index; SKIP LOCKED so a purge never waits on workers.

@@ -261,6 +261,21 @@ public sealed partial class RedisBackend
     }
 
     /// <inheritdoc />
+    /// <remarks>Reads the head of each queue's ready set (one script, one step per queue): the next task to run, which is the
+    /// oldest ready one unless a higher priority overtook older tasks.</remarks>
+    public async Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(CancellationToken cancellationToken)
+    {
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var pairs = (RedisResult[])(await db.ScriptEvaluateAsync(RedisScripts.OldestReady, [_routeKey], [_base]).ConfigureAwait(false))!;
+        var oldest = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
+        for (var p = 0; p + 1 < pairs.Length; p += 2)
+        {
+            oldest[(string)pairs[p]!] = DateTimeOffset.FromUnixTimeMilliseconds((long)pairs[p + 1]);
+        }
+        return oldest;
+    }
+
+    /// <inheritdoc />
     public async Task<int> PurgeFinishedAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken)
     {
         if (maxCount <= 0)

@@ -87,6 +87,10 @@ internal static class RedisScripts
     /// <summary>ARGV: B. Returns queue, count pairs of the running tasks (the leased set; running has no state index).</summary>
     public static readonly string RunningByQueue = Script("running_by_queue.lua");
 
+    /// <summary>ARGV: B. Returns, flat, per queue with ready tasks: name, the ready time (ms; ETA or retry time, else
+    /// enqueue) of the task at the head of its ready set — the oldest when its tasks share a priority.</summary>
+    public static readonly string OldestReady = Script("oldest_ready.lua");
+
     /// <summary>ARGV: B, queue, before (exclusive sequence), limit. Returns, flat, id and sequence of up to limit queued
     /// tasks of the queue with a sequence below before, highest sequence first.</summary>
     /// <remarks>ready_range.lua appends to found the {id, seq} of up to limit entries of a queue's ready set with a sequence

@@ -122,4 +122,28 @@ public static class TaskListing
         }
         return queues.Select(q => new QueueStats { Name = q.Key, Paused = q.Value.Paused, Counts = q.Value.Counts }).ToList();
     }
+
+    /// <summary><see cref="ITaskStore.GetOldestReadyAsync"/>: per queue, the earliest ready time (ETA or retry time, else
+    /// enqueue) of its queued tasks, in one grouped statement over the queued rows.</summary>
+    public static async Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(DbConnection connection, SqlDialect dialect, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(dialect);
+        var oldest = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"""
+            SELECT queue, MIN(CASE WHEN not_before IS NOT NULL AND not_before > created_at THEN not_before ELSE created_at END)
+            FROM {dialect.Table("tasks")} WHERE state = {dialect.Parameter("state")} GROUP BY queue
+            """;
+        dialect.AddParameter(command, "state", dialect.StateValue(TaskState.Queued));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (!reader.IsDBNull(1))
+            {
+                oldest[reader.GetString(0)] = DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(1));
+            }
+        }
+        return oldest;
+    }
 }

@@ -108,6 +108,29 @@ public sealed partial class InMemoryBackend
     }
 
     /// <inheritdoc />
+    public Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_storage.Gate)
+        {
+            var oldest = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
+            foreach (var task in _storage.BySeq)
+            {
+                if (task.State != TaskState.Queued)
+                {
+                    continue;
+                }
+                var readyAt = task.NotBefore is { } notBefore && notBefore > task.Message.CreatedAt ? notBefore : task.Message.CreatedAt;
+                if (!oldest.TryGetValue(task.Message.Queue, out var known) || readyAt < known)
+                {
+                    oldest[task.Message.Queue] = readyAt;
+                }
+            }
+            return Task.FromResult<IReadOnlyDictionary<string, DateTimeOffset>>(oldest);
+        }
+    }
+
+    /// <inheritdoc />
     public Task<int> PurgeFinishedAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();

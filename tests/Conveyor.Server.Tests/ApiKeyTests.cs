@@ -38,6 +38,21 @@ public sealed class ApiKeyTests(KeyedServerFixture fixture) : IClassFixture<Keye
     }
 
     [Fact]
+    public async Task Metrics_need_a_key_when_keys_are_configured()
+    {
+        using (var anonymous = await Server.Client.GetAsync("/metrics"))
+        {
+            await ApiValidationTests.AssertProblemAsync(anonymous, HttpStatusCode.Unauthorized);
+        }
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "second-key");
+        using var response = await Server.Client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("text/plain", response.Content.Headers.ContentType?.MediaType, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Enqueue_without_a_key_is_401_and_stores_nothing()
     {
         using var response = await Server.PostJsonAsync("/api/v1/tasks", """{"task": "conveyor.noop"}""");

@@ -26,6 +26,12 @@ public sealed class CliTests : IDisposable
     [InlineData("retry --help")]
     [InlineData("purge --help")]
     [InlineData("migrate --help")]
+    [InlineData("tasks --help")]
+    [InlineData("task --help")]
+    [InlineData("cancel --help")]
+    [InlineData("pause --help")]
+    [InlineData("resume --help")]
+    [InlineData("workers --help")]
     public async Task Help_exits_zero_and_shows_usage(string arguments)
     {
         var args = arguments.Split(' ');

@@ -102,6 +102,12 @@ internal sealed class ConveyorInstance : IAsyncDisposable
             })
             .AddNoopTask();
         useBackend(conveyor);
+        if (Environment.GetEnvironmentVariable("BENCH_TELEMETRY") == "1")
+        {
+            // BENCH_TELEMETRY=1: the OpenTelemetry SDK records Conveyor's metrics and samples every span, as a server with
+            // /metrics and an OTLP exporter does (the exporters discard): the A/B of their cost (docs/observability.md).
+            TelemetryCost.Add(builder.Services);
+        }
         if (recorder is not null)
         {
             builder.Services.AddSingleton(recorder);

@@ -5,7 +5,8 @@ using Conveyor.Server.Configuration;
 namespace Conveyor.Server.Cli;
 
 /// <summary>The <c>conveyor</c> command line: <c>server</c> (the default), <c>worker</c>, <c>enqueue</c>, <c>info</c>,
-/// <c>retry</c>, <c>purge</c>, <c>migrate</c>.</summary>
+/// <c>tasks</c>, <c>task</c>, <c>cancel</c>, <c>pause</c>, <c>resume</c>, <c>workers</c>, <c>schedules</c>, <c>retry</c>,
+/// <c>purge</c>, <c>migrate</c>.</summary>
 internal static class ConveyorCommandLine
 {
     /// <summary>Parses <paramref name="args"/> and runs the command. Ctrl+C and SIGTERM are left to the hosts, which
@@ -70,6 +71,12 @@ internal static class ConveyorCommandLine
         root.Subcommands.Add(WorkerCommand.Create(global, output, error));
         root.Subcommands.Add(EnqueueCommand.Create(global, output, error));
         root.Subcommands.Add(InfoCommand.Create(global, output, error));
+        root.Subcommands.Add(TasksCommand.CreateList(global, output, error));
+        root.Subcommands.Add(TasksCommand.CreateShow(global, output, error));
+        root.Subcommands.Add(OperatorCommands.CreateCancel(global, output, error));
+        root.Subcommands.Add(OperatorCommands.CreatePause(pause: true, global, output, error));
+        root.Subcommands.Add(OperatorCommands.CreatePause(pause: false, global, output, error));
+        root.Subcommands.Add(OperatorCommands.CreateWorkers(global, output, error));
         root.Subcommands.Add(SchedulesCommand.Create(global, output, error));
         root.Subcommands.Add(LimitsCommand.Create(global, output, error));
         root.Subcommands.Add(BulkCommand.Create(purge: false, global, output, error));

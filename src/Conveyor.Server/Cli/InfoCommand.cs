@@ -21,7 +21,7 @@ internal static class InfoCommand
         var json = new Option<bool>("--json") { Description = "Write JSON for scripts: {\"queues\": [...], \"totals\": {...}, \"workers\": [...]}." };
         command.Options.Add(json);
         var flags = new ConfigurationFlags();
-        command.SetAction((parse, cancellationToken) => MigrateCommand.WithBackendAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
+        command.SetAction((parse, cancellationToken) => ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
             async services =>
             {
                 var info = await ReadAsync(services, cancellationToken).ConfigureAwait(false);

@@ -6,7 +6,8 @@ using Conveyor.Server.Hosting;
 
 namespace Conveyor.Server.Cli;
 
-/// <summary><c>conveyor migrate</c>, and the backend access that <c>enqueue</c> and <c>info</c> share.</summary>
+/// <summary><c>conveyor migrate</c>, and the backend access of the commands that write (<c>enqueue</c>, <c>retry</c>, <c>purge</c>,
+/// schedule actions), which may be the first to touch a new database; the others use <see cref="ExistingBackend"/>.</summary>
 internal static class MigrateCommand
 {
     public static Command Create(ConfigurationFlags global, TextWriter output, TextWriter error)

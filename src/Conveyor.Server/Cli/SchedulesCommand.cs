@@ -20,7 +20,7 @@ internal static class SchedulesCommand
         var json = new Option<bool>("--json") { Description = "Write JSON for scripts: the schedules as GET /api/v1/schedules answers." };
         command.Options.Add(json);
         var flags = new ConfigurationFlags();
-        command.SetAction((parse, cancellationToken) => MigrateCommand.WithBackendAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
+        command.SetAction((parse, cancellationToken) => ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
             async services =>
             {
                 var now = services.GetRequiredService<TimeProvider>().GetUtcNow();

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Hosting;
+using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 
 namespace Conveyor.Server.Cli;
@@ -60,12 +61,23 @@ internal static class ServerCommand
                 await app.StopAsync().ConfigureAwait(false);
                 return ExitCodes.Failure;
             }
-            output.WriteLine(Describe(app));
+            if (string.Equals(app.Configuration[ConsoleLogging.FormatterNameKey], ConsoleFormatterNames.Json, StringComparison.OrdinalIgnoreCase))
+            {
+                // JSON logs are one object a line on standard output: the banner is one of them.
+                LogServing(app.Logger, Describe(app), null);
+            }
+            else
+            {
+                output.WriteLine(Describe(app));
+            }
             // Returns once Ctrl+C or SIGTERM has stopped the host, after the worker drained.
             await app.WaitForShutdownAsync().ConfigureAwait(false);
         }
         return ExitCodes.Success;
     }
+
+    private static readonly Action<ILogger, string, Exception?> LogServing =
+        LoggerMessage.Define<string>(LogLevel.Information, new EventId(2, "Serving"), "{Banner}");
 
     private static string Describe(WebApplication app)
     {
@@ -75,7 +87,7 @@ internal static class ServerCommand
             ? $"on (queues {string.Join(",", options.Worker.ParseQueues().Select(q => q.Name))}, concurrency {options.Worker.Concurrency})"
             : "off";
         return $"Conveyor serving {string.Join(" ", app.Urls)}{Environment.NewLine}" +
-            $"  dashboard /, API /api/v1, health /health/ready, OpenAPI /openapi/v1.json; database {database}; " +
+            $"  dashboard /, API /api/v1, health /health/ready, {(app.Configuration.GetValue("Conveyor:Metrics", true) ? "metrics /metrics, " : "")}OpenAPI /openapi/v1.json; database {database}; " +
             $"worker {worker}; scheduler {(options.RunScheduler ? "on" : "off")}. Ctrl+C to stop.";
     }
 }

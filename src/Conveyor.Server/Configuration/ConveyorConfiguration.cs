@@ -57,6 +57,11 @@ internal static class ConveyorConfiguration
             data[LogLevelKey] = NormalizeLogLevel(value);
             return;
         }
+        if (key.Equals(Hosting.ConsoleLogging.FormatterNameKey, StringComparison.OrdinalIgnoreCase))
+        {
+            data[Hosting.ConsoleLogging.FormatterNameKey] = Hosting.ConsoleLogging.FormatterOf(value);
+            return;
+        }
         var listKey = ListKeys.FirstOrDefault(k => k.Equals(key, StringComparison.OrdinalIgnoreCase));
         if (listKey is null)
         {

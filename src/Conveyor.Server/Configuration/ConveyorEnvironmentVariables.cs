@@ -5,7 +5,7 @@ namespace Conveyor.Server.Configuration;
 
 /// <summary>
 /// Environment variables in the names the seeds' deployments use, mapped onto configuration keys:
-/// <c>DATABASE_URL</c>, <c>HOST</c>, <c>PORT</c> and <c>LOG_LEVEL</c>, and <c>CONVEYOR_*</c> for everything else.
+/// <c>DATABASE_URL</c>, <c>HOST</c>, <c>PORT</c>, <c>LOG_LEVEL</c> and <c>LOG_FORMAT</c>, and <c>CONVEYOR_*</c> for everything else.
 /// </summary>
 /// <remarks>
 /// <c>CONVEYOR_X__Y</c> becomes <c>Conveyor:X:Y</c> with the single underscores inside a name dropped, so that
@@ -31,6 +31,7 @@ internal sealed class ConveyorEnvironmentVariablesProvider(IReadOnlyDictionary<s
         ["HOST"] = "Conveyor:Host",
         ["PORT"] = "Conveyor:Port",
         ["LOG_LEVEL"] = ConveyorConfiguration.LogLevelKey,
+        ["LOG_FORMAT"] = Hosting.ConsoleLogging.FormatterNameKey,
     };
 
     public override void Load()

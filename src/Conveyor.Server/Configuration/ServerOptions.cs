@@ -14,6 +14,10 @@ internal sealed class ServerOptions
     /// <summary>TCP port; 0 takes any free port. Default 8000.</summary>
     public int Port { get; set; } = 8000;
 
+    /// <summary>Whether the server serves <c>GET /metrics</c> (Prometheus text, behind the API keys when set;
+    /// environment <c>CONVEYOR_METRICS</c>). Default true.</summary>
+    public bool Metrics { get; set; } = true;
+
     /// <summary>Database URL. Default <c>sqlite:///./data/conveyor.db</c> (relative to the working directory).</summary>
     public string DatabaseUrl { get; set; } = DefaultDatabaseUrl;
 

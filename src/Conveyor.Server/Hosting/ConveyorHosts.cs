@@ -48,6 +48,7 @@ internal static class ConveyorHosts
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.MapConveyorApi();
+        ConveyorTelemetry.Map(app, server.Metrics);
         app.MapConveyorDashboard("/");
         return app;
     }
@@ -122,11 +123,7 @@ internal static class ConveyorHosts
         }
         var backend = BackendSelection.Select(server);
 
-        logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "HH:mm:ss ";
-        });
+        ConsoleLogging.Add(configuration, logging, environment);
         if (role == HostRole.Tool)
         {
             // A tool's standard output is its answer (info --json); logs go to standard error.
@@ -157,6 +154,11 @@ internal static class ConveyorHosts
                 o.RunWorker = false;
                 o.RunScheduler = false;
             });
+        }
+        services.AddSingleton(backend);
+        if (role is HostRole.Server or HostRole.Worker)
+        {
+            ConveyorTelemetry.Add(services, configuration, role, server.Metrics);
         }
         services.AddOptions<HostOptions>().Configure<IOptions<ConveyorOptions>>((host, conveyor) =>
             host.ShutdownTimeout = conveyor.Value.Worker.ShutdownTimeout + ShutdownMargin);

@@ -52,6 +52,13 @@ public interface ITaskStore
     /// <summary>Every known queue with its depth per state and whether it is paused.</summary>
     Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken);
 
+    /// <summary>For each queue that has queued tasks, when the one that has waited longest became ready (its ETA or retry
+    /// time, else its enqueue): the age gauge of metrics reads it, at most once per
+    /// <see cref="ConveyorOptions.MetricsRefreshInterval"/>. Queues without queued tasks are left out. The default
+    /// reports none (a store that cannot tell).</summary>
+    Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyDictionary<string, DateTimeOffset>>(new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal));
+
     /// <summary>Deletes up to <paramref name="maxCount"/> tasks that reached a terminal state before
     /// <paramref name="finishedBefore"/>. Returns how many.</summary>
     Task<int> PurgeFinishedAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken);

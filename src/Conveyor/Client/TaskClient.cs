@@ -12,13 +12,50 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
         return results[0];
     }
 
-    public async Task<IReadOnlyList<EnqueueResult>> EnqueueManyAsync(IReadOnlyList<TaskRequest> requests, CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<EnqueueResult>> EnqueueManyAsync(IReadOnlyList<TaskRequest> requests, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(requests);
         if (requests.Count == 0)
         {
-            return [];
+            return Task.FromResult<IReadOnlyList<EnqueueResult>>([]);
         }
+        // No span without a listener: the enqueue costs the check (the current activity, if any, still goes in the headers).
+        return ConveyorDiagnostics.ActivitySource.HasListeners()
+            ? EnqueueTracedAsync(requests, cancellationToken)
+            : EnqueueInContextAsync(requests, cancellationToken);
+    }
+
+    /// <summary>The enqueue inside a span <c>enqueue {task}</c> (kind Producer), whose context the messages carry.</summary>
+    private async Task<IReadOnlyList<EnqueueResult>> EnqueueTracedAsync(IReadOnlyList<TaskRequest> requests, CancellationToken cancellationToken)
+    {
+        using var activity = ConveyorDiagnostics.ActivitySource.StartActivity(
+            requests.Count == 1 ? $"enqueue {requests[0].Task}" : "enqueue", System.Diagnostics.ActivityKind.Producer);
+        try
+        {
+            var results = await EnqueueInContextAsync(requests, cancellationToken).ConfigureAwait(false);
+            if (activity is { IsAllDataRequested: true })
+            {
+                activity.SetTag("messaging.system", "conveyor");
+                activity.SetTag("messaging.operation.type", "send");
+                activity.SetTag("messaging.batch.message_count", requests.Count);
+                if (results.Count == 1)
+                {
+                    activity.SetTag("messaging.message.id", results[0].Id.ToString());
+                    activity.SetTag("conveyor.task", requests[0].Task);
+                }
+            }
+            return results;
+        }
+        catch (Exception ex) when (activity is { IsAllDataRequested: true })
+        {
+            activity.SetStatus(System.Diagnostics.ActivityStatusCode.Error, ex.GetType().FullName);
+            throw;
+        }
+    }
+
+    /// <summary>Validates, builds the messages with the current trace context in their headers, and stores them.</summary>
+    private async Task<IReadOnlyList<EnqueueResult>> EnqueueInContextAsync(IReadOnlyList<TaskRequest> requests, CancellationToken cancellationToken)
+    {
         var errors = new List<FieldError>();
         for (var i = 0; i < requests.Count; i++)
         {
@@ -36,6 +73,7 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
             messages[i] = BuildMessage(requests[i], registry, now);
             anyScheduled |= messages[i].NotBefore is not null;
         }
+        TraceContext.Inject(messages);
         var stored = await pipeline.RunAsync(messages, cancellationToken).ConfigureAwait(false);
         var results = new EnqueueResult[stored.Count];
         for (var i = 0; i < stored.Count; i++)

@@ -45,6 +45,9 @@ public sealed record TaskEvent
     public string? WorkerId { get; init; }
     /// <summary>How long the attempt ran, for outcomes of attempts that ran.</summary>
     public TimeSpan? Duration { get; init; }
+    /// <summary>For <see cref="TaskEventKind.Started"/>: how long the task waited between being ready (enqueued, or due at
+    /// its ETA or retry time) and its handler's start.</summary>
+    public TimeSpan? QueueWait { get; init; }
     /// <summary>The error of a failed attempt.</summary>
     public TaskError? Error { get; init; }
     /// <summary>When a retrying task runs again.</summary>

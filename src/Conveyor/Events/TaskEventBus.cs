@@ -12,16 +12,24 @@ public sealed partial class TaskEventBus
 {
     private readonly ITaskEventObserver[] _observers;
     private readonly ILogger _logger;
+    private readonly ConveyorMetrics? _metrics;
     // Copy on write: publishing reads a snapshot without a lock; subscribing is rare.
     private Subscription[] _subscriptions = [];
     private readonly Lock _gate = new();
 
     /// <summary>Creates the bus with the registered observers.</summary>
     public TaskEventBus(IEnumerable<ITaskEventObserver> observers, ILogger<TaskEventBus>? logger = null)
+        : this(observers, logger, null)
+    {
+    }
+
+    /// <summary>The bus with the metrics it records events on while a listener enables them.</summary>
+    internal TaskEventBus(IEnumerable<ITaskEventObserver> observers, ILogger<TaskEventBus>? logger, ConveyorMetrics? metrics)
     {
         ArgumentNullException.ThrowIfNull(observers);
         _observers = observers.ToArray();
         _logger = logger ?? (ILogger)NullLogger.Instance;
+        _metrics = metrics;
     }
 
     /// <summary>How many subscriptions want other processes' events too: while there are any, the bridge asks the other
@@ -34,12 +42,16 @@ public sealed partial class TaskEventBus
     private volatile TaskCompletionSource _remoteInterestChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Whether anything receives this process's events: build them only then.</summary>
-    public bool IsObserved => _observers.Length > 0 || Volatile.Read(ref _subscriptions).Length > 0;
+    public bool IsObserved => _observers.Length > 0 || Volatile.Read(ref _subscriptions).Length > 0 || (_metrics?.Enabled ?? false);
 
     /// <summary>Raises an event of this process: observers and every subscriber receive it.</summary>
     public void Publish(TaskEvent taskEvent)
     {
         ArgumentNullException.ThrowIfNull(taskEvent);
+        if (_metrics is { Enabled: true } metrics)
+        {
+            metrics.Record(taskEvent);
+        }
         foreach (var observer in _observers)
         {
             try

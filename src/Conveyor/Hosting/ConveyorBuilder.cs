@@ -170,11 +170,17 @@ public static class ConveyorServiceCollectionExtensions
             services.TryAddSingleton<ITaskClient, TaskClient>();
             services.TryAddSingleton<Workflows.IWorkflowClient, Workflows.WorkflowClient>();
             services.TryAddSingleton<WorkerStatus>();
-            services.TryAddSingleton<TaskEventBus>();
+            services.TryAddSingleton<ConveyorMetrics>();
+            services.TryAddSingleton(sp => new TaskEventBus(sp.GetServices<ITaskEventObserver>(),
+                sp.GetService<Microsoft.Extensions.Logging.ILogger<TaskEventBus>>(), sp.GetRequiredService<ConveyorMetrics>()));
             services.TryAddSingleton<EnqueuePipeline>();
             services.TryAddSingleton<ExecutionPipeline>();
             services.TryAddSingleton<LimitGate>();
-            // The logging middleware first, so it is the outermost: it sees what every other middleware did.
+            // Tracing first, so that its activity is current for everything inside it (log scopes, the handler's enqueues);
+            // then logging, outside every other middleware: it sees what each did.
+            services.AddSingleton<ITaskMiddleware>(sp => sp.GetRequiredService<IOptions<ConveyorOptions>>().Value.TraceTasks
+                ? new TaskTracingMiddleware()
+                : NoMiddleware.Instance);
             // A container without logging (a test harness) gets a middleware that logs nowhere.
             services.AddSingleton(sp => new TaskLoggingMiddleware(
                 sp.GetService<Microsoft.Extensions.Logging.ILogger<TaskLoggingMiddleware>>() ?? Microsoft.Extensions.Logging.Abstractions.NullLogger<TaskLoggingMiddleware>.Instance));

@@ -25,6 +25,16 @@ public sealed class ConveyorOptions
     /// a larger one is refused whole, nothing stored. 1 to 100,000; default 10,000.</summary>
     public int MaxWorkflowSteps { get; set; } = 10_000;
 
+    /// <summary>Whether attempts run inside a span of the <c>Conveyor</c> activity source (<c>process {task}</c>, child of the
+    /// enqueue through the message's <c>traceparent</c> header) while a listener samples it, and inside an activity that
+    /// carries the message's trace context otherwise, so that logs and the tasks a handler enqueues stay in its trace.
+    /// Default true.</summary>
+    public bool TraceTasks { get; set; } = true;
+
+    /// <summary>How often, at most, the queue and worker gauges (<see cref="ConveyorMetricNames.QueueDepth"/>, …) read the
+    /// backend: collections within this time of the last read report its counts. Default 5 s.</summary>
+    public TimeSpan MetricsRefreshInterval { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Worker settings.</summary>
     public WorkerOptions Worker { get; set; } = new();
 

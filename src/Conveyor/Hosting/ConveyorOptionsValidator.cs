@@ -16,6 +16,10 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
         var failures = new List<string>();
         Range(failures, "Conveyor:BulkBatchSize", options.BulkBatchSize, 1, 1_000, "tasks read and changed per step of a bulk retry or purge; default 500");
         Range(failures, "Conveyor:MaxWorkflowSteps", options.MaxWorkflowSteps, 1, 100_000, "most steps one workflow may have; default 10,000");
+        if (options.MetricsRefreshInterval < TimeSpan.FromMilliseconds(100))
+        {
+            failures.Add($"Conveyor:MetricsRefreshInterval is {options.MetricsRefreshInterval:c}: it must be at least 00:00:00.1 (default 00:00:05).");
+        }
         ValidateWorker(options.Worker, failures);
         ValidateScheduler(options.Scheduler, failures);
         ValidateSchedules(options.Schedules, failures);

@@ -13,6 +13,7 @@ internal sealed partial class LeaseReaper(
     IOptions<ConveyorOptions> options,
     ILeadership leadership,
     TimeProvider time,
+    ConveyorMetrics metrics,
     ILogger<LeaseReaper> logger) : LeaderOnlyService(leadership, time, logger)
 {
     protected override string Name => "requeue expired leases";
@@ -22,6 +23,7 @@ internal sealed partial class LeaseReaper(
         var requeued = await backend.Queue.RequeueExpiredLeasesAsync(leading).ConfigureAwait(false);
         if (requeued > 0)
         {
+            metrics.LeasesExpired(requeued);
             LogRequeued(requeued);
         }
         return options.Value.Scheduler.ReaperInterval;

@@ -11,8 +11,15 @@ internal sealed class EnqueuePipeline
     public EnqueuePipeline(IEnumerable<IEnqueueMiddleware> middleware, IConveyorBackend backend, IServiceProvider services, TimeProvider time)
     {
         _services = services;
+        var metrics = services.GetService(typeof(ConveyorMetrics)) as ConveyorMetrics;
         EnqueueDelegate next = context => UniqueKeys.EnqueueAsync(backend, time, (TaskMessage[])context.Messages,
-            async messages => await backend.Queue.EnqueueAsync(messages, context.CancellationToken).ConfigureAwait(false), context.CancellationToken);
+            async messages =>
+            {
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
+                var results = await backend.Queue.EnqueueAsync(messages, context.CancellationToken).ConfigureAwait(false);
+                metrics?.BackendCall("enqueue", started);
+                return results;
+            }, context.CancellationToken);
         var all = middleware.ToArray();
         for (var i = all.Length - 1; i >= 0; i--)
         {

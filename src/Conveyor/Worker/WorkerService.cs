@@ -31,6 +31,7 @@ internal sealed partial class WorkerService(
     ExecutionPipeline pipeline,
     TaskEventBus events,
     LimitGate limitGate,
+    ConveyorMetrics metrics,
     ILogger<WorkerService> logger) : BackgroundService
 {
     private readonly WorkerOptions _options = options.Value.Worker;
@@ -220,6 +221,7 @@ internal sealed partial class WorkerService(
                     LeaseDuration = _options.LeaseDuration,
                     StrictOrder = _options.StrictQueueOrder,
                 }, stoppingToken).ConfigureAwait(false);
+                metrics.BackendCall("fetch", fetchStart);
                 if (failures > 0 && Interlocked.Exchange(ref _fetchFailing, 0) == 1)
                 {
                     LogBackendRecovered();
@@ -486,6 +488,7 @@ internal sealed partial class WorkerService(
                     At = time.GetUtcNow(),
                     WorkerId = status.WorkerId,
                     Origin = status.WorkerId,
+                    QueueWait = time.GetUtcNow() - ReadyAt(message),
                 });
             }
             status.HandlerStarted(lease, time.GetUtcNow());
@@ -521,6 +524,10 @@ internal sealed partial class WorkerService(
         }
         _slots!.Release();
     }
+
+    /// <summary>When a message became ready: its ETA or retry time, else its enqueue.</summary>
+    private static DateTimeOffset ReadyAt(TaskMessage message) =>
+        message.NotBefore is { } notBefore && notBefore > message.CreatedAt ? notBefore : message.CreatedAt;
 
     private const string ShutdownErrorType = "Conveyor.WorkerShutdown";
 
@@ -803,7 +810,9 @@ internal sealed partial class WorkerService(
         {
             try
             {
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 await backend.Queue.CompleteAsync(batch, CancellationToken.None).ConfigureAwait(false);
+                metrics.BackendCall("complete", started);
                 failures = 0;
                 break;
             }
@@ -924,7 +933,9 @@ internal sealed partial class WorkerService(
                 if (held.Length > 0)
                 {
                     var sent = time.GetTimestamp();
+                    var extendStarted = System.Diagnostics.Stopwatch.GetTimestamp();
                     var extension = await backend.Queue.ExtendLeasesAsync(held.Select(f => f.Lease.Ref).ToArray(), _options.LeaseDuration, stop).ConfigureAwait(false);
+                    metrics.BackendCall("extend", extendStarted);
                     var lostRefs = extension.Lost.Count == 0 ? null : extension.Lost.ToHashSet();
                     foreach (var inFlight in held)
                     {

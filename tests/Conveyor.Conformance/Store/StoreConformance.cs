@@ -31,6 +31,24 @@ public abstract class StoreConformance<TFactory>() : ConformanceTest(new TFactor
     }
 
     [Fact]
+    public async Task GetOldestReady_reports_each_queue_with_queued_tasks_and_when_its_oldest_became_ready()
+    {
+        var before = Now.AddSeconds(-1);
+        await EnqueueManyAsync(2, "mail");
+        await EnqueueManyAsync(1, "reports");
+        await EnqueueAsync(NewMessage("later") with { NotBefore = Now.AddHours(1) });
+        await EnqueueManyAsync(1, "busy");
+        Assert.Single(await FetchAsync(1, "busy"));
+        var after = Now.AddSeconds(1);
+
+        var oldest = await Store.GetOldestReadyAsync(Timeout);
+
+        // Scheduled and running tasks are not ready: "later" and "busy" have none waiting.
+        Assert.Equal(["mail", "reports"], oldest.Keys.Order(StringComparer.Ordinal));
+        Assert.All(oldest.Values, at => Assert.InRange(at, before, after));
+    }
+
+    [Fact]
     public async Task The_worker_of_the_last_attempt_stays_on_the_task_after_it_finishes()
     {
         await EnqueueManyAsync(3);

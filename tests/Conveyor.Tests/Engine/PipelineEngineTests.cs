@@ -301,7 +301,12 @@ public sealed class PipelineEngineTests
             c.Services.AddSingleton<ILoggerProvider>(logs);
             c.Services.AddLogging(l => l.SetMinimumLevel(LogLevel.Debug));
             c.AddTask<PermanentlyFailingTask>(PermanentlyFailingTask.Name);
-        }, o => o.LogTasks = false);
+        }, o =>
+        {
+            o.LogTasks = false;
+            // With tracing off too, nothing is left in the pipeline: the worker calls the handler directly.
+            o.TraceTasks = false;
+        });
         await host.StartAsync();
 
         var bad = await host.Client.EnqueueAsync(PermanentlyFailingTask.Name);

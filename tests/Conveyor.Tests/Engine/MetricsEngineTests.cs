@@ -1,0 +1,86 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Conveyor.Tests.Engine;
+
+/// <summary>The <c>Conveyor</c> meter recorded from task events, seen by a <see cref="MeterListener"/>: nothing is built for
+/// it until a listener enables its instruments.</summary>
+public sealed class MetricsEngineTests
+{
+    [Fact]
+    public async Task Instruments_record_enqueues_attempts_outcomes_and_the_backends_counts_once_listened_to()
+    {
+        await using var host = new EngineHost(c =>
+        {
+            c.AddTask<NoopTask>(NoopTask.Name);
+            c.AddTask<PermanentlyFailingTask>(PermanentlyFailingTask.Name);
+        }, o => o.MetricsRefreshInterval = TimeSpan.FromMilliseconds(100));
+        var bus = host.Services.GetRequiredService<TaskEventBus>();
+        // No observer, no subscriber, no listener: events are not even built.
+        Assert.False(bus.IsObserved);
+
+        var factory = host.Services.GetRequiredService<IMeterFactory>();
+        var longs = new ConcurrentQueue<(string Name, long Value, Dictionary<string, object?> Tags)>();
+        var doubles = new ConcurrentQueue<(string Name, double Value, Dictionary<string, object?> Tags)>();
+        using var listener = new MeterListener
+        {
+            // This host's meter only: other tests' hosts run in parallel with meters of the same name.
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == ConveyorDiagnostics.Name && ReferenceEquals(instrument.Meter.Scope, factory))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((i, v, tags, _) => longs.Enqueue((i.Name, v, Tags(tags))));
+        listener.SetMeasurementEventCallback<int>((i, v, tags, _) => longs.Enqueue((i.Name, v, Tags(tags))));
+        listener.SetMeasurementEventCallback<double>((i, v, tags, _) => doubles.Enqueue((i.Name, v, Tags(tags))));
+        listener.Start();
+        await host.StartAsync();
+        Assert.True(bus.IsObserved);
+
+        var ok = await host.Client.EnqueueAsync(NoopTask.Name);
+        var bad = await host.Client.EnqueueAsync(PermanentlyFailingTask.Name);
+        await host.WaitForStateAsync(ok.Id, TaskState.Succeeded);
+        await host.WaitForStateAsync(bad.Id, TaskState.Dead);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (Sum(longs, ConveyorMetricNames.TasksDead) < 1 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(2, Sum(longs, ConveyorMetricNames.TasksEnqueued));
+        Assert.Equal(2, Sum(longs, ConveyorMetricNames.TasksStarted));
+        Assert.Equal(1, Sum(longs, ConveyorMetricNames.TasksSucceeded, ("task", NoopTask.Name)));
+        Assert.Equal(1, Sum(longs, ConveyorMetricNames.TasksFailed, ("task", PermanentlyFailingTask.Name), ("queue", "default")));
+        Assert.Equal(1, Sum(longs, ConveyorMetricNames.TasksDead, ("task", PermanentlyFailingTask.Name)));
+        Assert.Equal(0, Sum(longs, ConveyorMetricNames.TasksRetried));
+        Assert.Single(doubles, d => d.Name == ConveyorMetricNames.TaskDuration && (string?)d.Tags["outcome"] == "succeeded");
+        Assert.Single(doubles, d => d.Name == ConveyorMetricNames.TaskDuration && (string?)d.Tags["outcome"] == "failed");
+        Assert.Equal(2, doubles.Count(d => d.Name == ConveyorMetricNames.TaskQueueWait && d.Value >= 0));
+        Assert.Contains(doubles, d => d.Name == ConveyorMetricNames.BackendDuration && (string?)d.Tags["operation"] == "enqueue");
+
+        // The gauges read the backend when collected.
+        longs.Clear();
+        listener.RecordObservableInstruments();
+        Assert.Equal(1, Sum(longs, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "succeeded")));
+        Assert.Equal(1, Sum(longs, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "dead")));
+        Assert.Equal(0, Sum(longs, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "queued")));
+        Assert.Equal(1, Sum(longs, ConveyorMetricNames.WorkersAlive));
+    }
+
+    private static Dictionary<string, object?> Tags(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var all = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (var tag in tags)
+        {
+            all[tag.Key] = tag.Value;
+        }
+        return all;
+    }
+
+    private static long Sum(IEnumerable<(string Name, long Value, Dictionary<string, object?> Tags)> measurements, string name, params (string Key, string Value)[] tags) =>
+        measurements.Where(m => m.Name == name && tags.All(t => m.Tags.TryGetValue(t.Key, out var v) && (string?)v == t.Value)).Sum(m => m.Value);
+}
