@@ -16,7 +16,8 @@ public static class ApiKeyApplicationBuilderExtensions
         ArgumentNullException.ThrowIfNull(app);
         var validator = app.ApplicationServices.GetService<ApiKeyValidator>()
             ?? throw new InvalidOperationException("Call services.AddConveyorApi() before app.UseConveyorApiKeys().");
-        var filter = new ApiKeyEndpointFilter(validator);
+        // The same rule as /api: a key, or the dashboard's session (whose page may read the metrics).
+        var filter = new ApiKeyEndpointFilter(validator, app.ApplicationServices.GetRequiredService<DashboardSessions>());
         return app.Use(async (http, next) =>
         {
             var context = new DefaultEndpointFilterInvocationContext(http);
