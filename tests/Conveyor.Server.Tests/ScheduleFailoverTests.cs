@@ -104,7 +104,9 @@ public abstract class ScheduleFailoverTests : IDisposable
             Assert.True(kills >= MinKills, $"only {kills} leader kills");
             Assert.Equal(ticks.Count, ticks.Distinct().Count());
             Assert.Equal(firstExpected, ticks[0]);
-            Assert.Equal(lastFire, ticks[^1]);
+            // A leader catching up after a failover enqueues due ticks, then records them; a pause that lands between the
+            // two wins the compare-and-set, so the last ticks (due before the pause) can be enqueued but not recorded.
+            Assert.True(ticks[^1] >= lastFire, $"last tick {ticks[^1]:O} before the recorded last fire {lastFire:O}");
             var expected = Enumerable.Range(0, (int)(ticks[^1] - ticks[0]).TotalSeconds + 1).Select(s => ticks[0].AddSeconds(s)).ToList();
             Assert.Equal(expected, ticks);
             Assert.True(ticks.Count >= RunFor.TotalSeconds, $"{ticks.Count} ticks in a run of {RunFor}");

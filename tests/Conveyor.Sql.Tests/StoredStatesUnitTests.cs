@@ -36,7 +36,7 @@ public class StoredStatesUnitTests
         Assert.Equal(StoredStates.Terminal, List(all.Where(s => s.IsTerminal())));
         Assert.Equal(StoredStates.Retryable, List(all.Where(s => s.IsTerminal() && s != TaskState.Succeeded)));
         Assert.Equal(StoredStates.Due, List([TaskState.Scheduled, TaskState.Retrying]));
-        Assert.Equal(StoredStates.Waiting, List([TaskState.Scheduled, TaskState.Queued, TaskState.Retrying]));
+        Assert.Equal(StoredStates.Waiting, List([TaskState.Scheduled, TaskState.Queued, TaskState.Retrying, TaskState.Pending]));
     }
 
     [Theory]
