@@ -475,7 +475,15 @@ internal sealed partial class WorkerService(
         }
         else
         {
-            if (events.IsObserved)
+            if (!events.HasSubscribers)
+            {
+                // Only the metrics, if anything, listen: counted without building an event.
+                if (metrics.Enabled)
+                {
+                    metrics.Started(message.Task, message.Queue, time.GetUtcNow() - ReadyAt(message));
+                }
+            }
+            else
             {
                 events.Publish(new TaskEvent
                 {
@@ -881,6 +889,12 @@ internal sealed partial class WorkerService(
     private void PublishOutcome(Completion completion, InFlight inFlight)
     {
         var message = inFlight.Lease.Message;
+        if (!events.HasSubscribers)
+        {
+            // Only the metrics listen: recorded without building an event.
+            metrics.Ended(completion.Kind.EventKind(), message.Task, message.Queue, inFlight.Duration, completion.Error is not null);
+            return;
+        }
         events.Publish(new TaskEvent
         {
             Kind = completion.Kind.EventKind(),
