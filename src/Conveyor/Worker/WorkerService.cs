@@ -477,8 +477,11 @@ internal sealed partial class WorkerService(
         {
             if (events.IsObserved)
             {
+                var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
                 events.Publish(new TaskEvent
                 {
+                    WorkflowId = workflowId,
+                    StepId = stepId,
                     Kind = TaskEventKind.Started,
                     State = TaskState.Running,
                     TaskId = message.Id,
@@ -881,8 +884,11 @@ internal sealed partial class WorkerService(
     private void PublishOutcome(Completion completion, InFlight inFlight)
     {
         var message = inFlight.Lease.Message;
+        var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
         events.Publish(new TaskEvent
         {
+            WorkflowId = workflowId,
+            StepId = stepId,
             Kind = completion.Kind.EventKind(),
             State = completion.Kind.StateAfter(),
             TaskId = message.Id,

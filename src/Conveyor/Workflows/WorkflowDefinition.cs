@@ -204,6 +204,15 @@ public static class WorkflowHeaders
         return context.Message.Headers is { } headers && headers.TryGetValue(Workflow, out var id) && Guid.TryParse(id, out var guid) ? guid : null;
     }
 
+    /// <summary>The workflow and step of a message, or nulls when it is not a step.</summary>
+    public static (Guid? WorkflowId, string? StepId) StepOf(TaskMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return message.Headers is { } headers && headers.TryGetValue(Workflow, out var id) && Guid.TryParse(id, out var guid)
+            ? (guid, headers.TryGetValue(Step, out var step) ? step : null)
+            : (null, null);
+    }
+
     /// <summary>The step id of a task's message, or null when it is not a step.</summary>
     public static string? StepId(this TaskContext context)
     {
