@@ -98,6 +98,7 @@ public sealed class InMemoryStorage
                 break;
         }
         var wasTerminal = task.State.IsTerminal();
+        var wasPending = task.State == TaskState.Pending;
         task.State = state;
         task.Transitions.Add(new TaskTransition(state, at));
         switch (state)
@@ -115,7 +116,7 @@ public sealed class InMemoryStorage
         // As the SQL backends' trigger does, in the same atomic step as the change that ended the step.
         if (task.WorkflowId is { } workflowId && state.IsTerminal() && !wasTerminal)
         {
-            StepFinished(Workflows[workflowId], task, state, at);
+            StepFinished(Workflows[workflowId], task, state, at, wasPending);
         }
     }
 
@@ -135,13 +136,17 @@ public sealed class InMemoryStorage
     /// each dependent whose last dependency it was; the first failure queues the error step; a failure under the policy
     /// stop fails the running workflow and cancels its steps that have not started (the error step excepted); the
     /// workflow ends when none of its steps is active (scheduled, queued, running, retrying), its pending steps cancelled.</summary>
-    private void StepFinished(StoredWorkflowState workflow, StoredTask step, TaskState state, DateTimeOffset at)
+    private void StepFinished(StoredWorkflowState workflow, StoredTask step, TaskState state, DateTimeOffset at, bool wasPending)
     {
         if (workflow.State != WorkflowState.Running)
         {
             return;
         }
-        workflow.ActiveSteps--;
+        // A step cancelled while pending was not active.
+        if (!wasPending)
+        {
+            workflow.ActiveSteps--;
+        }
         if (state == TaskState.Succeeded)
         {
             foreach (var dependentId in workflow.Dependents.GetValueOrDefault(step.Message.Id) ?? [])
