@@ -10,11 +10,12 @@ ALTER TABLE workflows ADD COLUMN error_task BLOB;
 UPDATE workflows SET active_steps = (SELECT count(*) FROM tasks t WHERE t.workflow_id = workflows.id AND t.state IN (0, 1, 2, 4))
 WHERE state = 0;
 -- What the end of a step does to its workflow, in the transaction of the change that ended it (a completion, a lease
--- that ran out for the last time, a cancel): so a crash can neither lose a release nor release a step early. Plain tasks
--- (workflow_id NULL) cost the WHEN test only. Each statement's guard on NEW (constant in a trigger) is tested once, before
+-- that ran out for the last time, a cancel): so a crash can neither lose a release nor release a step early. As in 008,
+-- it fires on UPDATE OF workflow_id, which only the statements that can end a step name: plain tasks' fetches and
+-- completions run no trigger program. Each statement's guard on NEW (constant in a trigger) is tested once, before
 -- any row is read. Recursive triggers are off (SQLite's default): the cancellations below do not fire this trigger again,
 -- and need not: each is made after the workflow's own row says what they mean.
-CREATE TRIGGER workflow_step_ended AFTER UPDATE OF state ON tasks
+CREATE TRIGGER workflow_step_ended AFTER UPDATE OF workflow_id ON tasks
 WHEN NEW.workflow_id IS NOT NULL AND NEW.state IN (3, 5, 6, 7) AND OLD.state NOT IN (3, 5, 6, 7)
 BEGIN
     -- A success releases each pending step that runs after it and whose other dependencies have succeeded.
