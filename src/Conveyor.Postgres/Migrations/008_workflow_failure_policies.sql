@@ -26,7 +26,10 @@ BEGIN
     -- here, and the second sees the first's releases. A workflow that has ended (failed, cancelled) changes no more: the
     -- cancellations below, which fire this trigger again, find it so.
     SELECT state, active_steps, failed, error_task INTO w FROM {{schema}}.workflows WHERE id = NEW.workflow_id FOR UPDATE;
-    IF NOT FOUND OR w.state <> 0 THEN
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF w.state <> 0 THEN
         RETURN NULL;
     END IF;
     IF NEW.state = 3 THEN
