@@ -485,8 +485,11 @@ internal sealed partial class WorkerService(
             }
             else
             {
+                var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
                 events.Publish(new TaskEvent
                 {
+                    WorkflowId = workflowId,
+                    StepId = stepId,
                     Kind = TaskEventKind.Started,
                     State = TaskState.Running,
                     TaskId = message.Id,
@@ -895,8 +898,11 @@ internal sealed partial class WorkerService(
             metrics.Ended(completion.Kind.EventKind(), message.Task, message.Queue, inFlight.Duration, completion.Error is not null);
             return;
         }
+        var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
         events.Publish(new TaskEvent
         {
+            WorkflowId = workflowId,
+            StepId = stepId,
             Kind = completion.Kind.EventKind(),
             State = completion.Kind.StateAfter(),
             TaskId = message.Id,
