@@ -78,6 +78,33 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Info_shows_tasks_that_no_live_worker_declares_as_waiting_for_a_handler()
+    {
+        foreach (var args in new[] { new[] { "reports.nightly" }, ["reports.nightly", "--delay", "PT1H"], ["conveyor.noop", "--queue", "mail"] })
+        {
+            var enqueue = await ConveyorProcess.RunAsync(_folder, Environment, ["enqueue", .. args]);
+            Assert.True(enqueue.ExitCode == 0, enqueue.Error);
+        }
+
+        var info = await ConveyorProcess.RunAsync(_folder, Environment, "info", "--json");
+        Assert.True(info.ExitCode == 0, info.Error);
+        using var document = JsonDocument.Parse(info.Output);
+        var waiting = document.RootElement.GetProperty("waitingForHandler");
+        Assert.True(waiting.GetProperty("complete").GetBoolean());
+        var tasks = waiting.GetProperty("tasks").EnumerateArray().ToList();
+        Assert.Equal(["reports.nightly", "conveyor.noop"], tasks.Select(t => t.GetProperty("task").GetString()));
+        Assert.Equal(2, tasks[0].GetProperty("count").GetInt64());
+        Assert.Equal(1, tasks[0].GetProperty("states").GetProperty("queued").GetInt64());
+        Assert.Equal(1, tasks[0].GetProperty("states").GetProperty("scheduled").GetInt64());
+        Assert.Equal("mail", tasks[1].GetProperty("queue").GetString());
+
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "info");
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("Waiting for a handler", output);
+        Assert.Matches(@"reports\.nightly\s+default\s+2\s+1 scheduled, 1 queued", output);
+    }
+
+    [Fact]
     public async Task Invalid_enqueue_exits_two_naming_the_field_and_stores_nothing()
     {
         var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, "enqueue", "conveyor.noop", "--priority", "500");
