@@ -213,12 +213,20 @@ public sealed class ApiValidationTests(OpenServerFixture fixture) : IClassFixtur
         // A rolling update: the newer worker announces a schema, an older one (no schemas yet) declares the name too.
         await backend.Coordination.HeartbeatAsync(new WorkerInfo
         {
-            Id = "new:" + name, Host = "new", Tasks = [name], StartedAt = now, HeartbeatAt = now,
+            Id = "new:" + name,
+            Host = "new",
+            Tasks = [name],
+            StartedAt = now,
+            HeartbeatAt = now,
             ArgsSchemas = new Dictionary<string, JsonElement> { [name] = ArgsSchema.For(typeof(ReportArgs))!.Value },
         }, CancellationToken.None);
         await backend.Coordination.HeartbeatAsync(new WorkerInfo
         {
-            Id = "old:" + name, Host = "old", Tasks = [name], StartedAt = now.AddHours(-1), HeartbeatAt = now,
+            Id = "old:" + name,
+            Host = "old",
+            Tasks = [name],
+            StartedAt = now.AddHours(-1),
+            HeartbeatAt = now,
         }, CancellationToken.None);
 
         var deadline = DateTime.UtcNow.AddSeconds(10);
