@@ -131,7 +131,8 @@ public sealed partial class SqliteBackend : IWorkflowStore
             }
             // The workflow is cancelled first, so the trigger that these cancellations fire changes it no more.
             var steps = w.Statement($"""
-                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = $now, history = history || '|{StoredStates.Cancelled}:' || $now
+                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = $now, history = history || '|{StoredStates.Cancelled}:' || $now,
+                    workflow_id = workflow_id
                 WHERE workflow_id = $id AND state IN ({StoredStates.Waiting})
                 """, "$now", "$id");
             steps.Parameters[0].Value = now;
