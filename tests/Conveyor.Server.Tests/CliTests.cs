@@ -277,14 +277,15 @@ public sealed class CliTests : IDisposable
         environment["CONVEYOR_LIMITS__0__CONCURRENCY"] = "2";
         environment["CONVEYOR_LIMITS__1__QUEUE"] = "emails";
         environment["CONVEYOR_LIMITS__1__RATE"] = "10/m";
-        var (none, empty, _) = await ConveyorProcess.RunAsync(_folder, Environment, "limits");
-        Assert.Equal(0, none);
-        Assert.Contains("No limits", empty, StringComparison.Ordinal);
         for (var i = 0; i < 4; i++)
         {
             var (enqueued, _, enqueueError) = await ConveyorProcess.RunAsync(_folder, environment, "enqueue", "conveyor.sleep", "--args", """{"ms":60000}""");
             Assert.True(enqueued == 0, enqueueError);
         }
+        // Like the other read-only commands, limits reads a database that exists (the enqueues created it).
+        var (none, empty, _) = await ConveyorProcess.RunAsync(_folder, Environment, "limits");
+        Assert.Equal(0, none);
+        Assert.Contains("No limits", empty, StringComparison.Ordinal);
         using var worker = ConveyorProcess.Start(_folder, environment, "worker", "--concurrency", "4");
         await worker.WaitForLineAsync(l => l.Contains("Conveyor worker", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
 
