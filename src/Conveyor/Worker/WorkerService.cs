@@ -923,6 +923,12 @@ internal sealed partial class WorkerService(
         using var timer = new PeriodicTimer(_options.HeartbeatInterval, time);
         var queueNames = queues.Select(q => q.Name).ToArray();
         var taskNames = registry.Tasks.Select(t => t.Name).Order(StringComparer.Ordinal).ToArray();
+        var schemasLeftOut = new List<string>();
+        var argsSchemas = ArgsSchema.Announced(registry.Tasks, schemasLeftOut);
+        if (schemasLeftOut.Count > 0)
+        {
+            LogArgsSchemasLeftOut(string.Join(", ", schemasLeftOut), ArgsSchema.MaxSchemaBytes, ArgsSchema.MaxTotalBytes);
+        }
         // Logged once per outage, as the fetch loops do: a beat every few seconds would repeat it for as long as it lasts.
         var failing = false;
         while (true)
@@ -943,6 +949,7 @@ internal sealed partial class WorkerService(
                     HeartbeatAt = time.GetUtcNow(),
                     Version = WorkerVersion,
                     Tasks = taskNames,
+                    ArgsSchemas = argsSchemas,
                     RunningTasks = status.RunningTasks
                         .Select(r => new WorkerTask(r.Lease.Message.Id, r.Lease.Message.Task, r.Lease.Attempt, r.StartedAt))
                         .OrderBy(r => r.StartedAt).ToArray(),
@@ -1177,4 +1184,7 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(8, LogLevel.Information, "Handed back {Count} unstarted tasks")]
     private partial void LogReleased(int count);
+
+    [LoggerMessage(11, LogLevel.Information, "Arguments schemas of {Tasks} not announced: over {MaxSchema} bytes each or {MaxTotal} in all; servers without their handlers leave their arguments to this worker")]
+    private partial void LogArgsSchemasLeftOut(string tasks, int maxSchema, int maxTotal);
 }
