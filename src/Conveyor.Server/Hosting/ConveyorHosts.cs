@@ -1,4 +1,6 @@
 using Conveyor.AspNetCore;
+using Conveyor.AspNetCore.Security;
+using Microsoft.AspNetCore.HostFiltering;
 using Conveyor.Dashboard;
 using Conveyor.RabbitMQ;
 using Conveyor.Redis;
@@ -40,13 +42,41 @@ internal static class ConveyorHosts
             // Kestrel would listen where those say, past the loopback check below.
             throw new ConveyorConfigurationException("Kestrel:Endpoints is not supported by conveyor server; set the address with HOST and PORT (or --host and --port).");
         }
-        ListenAddress.EnsureSafe(server.Host, server.Port, api.ApiKeys);
+        IReadOnlyList<ApiCaller> configuredKeys;
+        try
+        {
+            configuredKeys = ConfiguredApiKeys.Read(api);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ConveyorConfigurationException(ex.Message, ex);
+        }
+        ListenAddress.EnsureSafe(server.Host, server.Port, configuredKeys.Count > 0);
+        var allowedHosts = ListenAddress.AllowedHosts(server.AllowedHosts, configuredKeys.Count > 0);
         builder.Services.AddConveyorApi();
         builder.Services.AddOptions<ConveyorApiOptions>().Bind(builder.Configuration.GetSection(ConveyorConfiguration.Section));
+        // The web host's defaults put host filtering first in the pipeline, ahead of the problem-details writer, from the
+        // top-level AllowedHosts key. Conveyor places it itself, after UseStatusCodePages, so that a refused Host is
+        // answered 400 with problem details, and sets its hosts from Conveyor:AllowedHosts.
+        var defaultHostFiltering = builder.Services.Where(d => d.ServiceType == typeof(IStartupFilter)
+            && d.ImplementationType?.Name == "HostFilteringStartupFilter").ToList();
+        foreach (var descriptor in defaultHostFiltering)
+        {
+            builder.Services.Remove(descriptor);
+        }
+        builder.Services.Configure<HostFilteringOptions>(o =>
+        {
+            o.AllowedHosts = [.. allowedHosts];
+            o.IncludeFailureMessage = false;
+        });
         builder.WebHost.UseUrls(ListenAddress.Url(server.Host, server.Port));
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseHostFiltering();
+        app.UseRouting();
+        app.UseAuthentication();
+        app.UseAuthorization();
         app.MapConveyorApi();
         ConveyorTelemetry.Map(app, server.Metrics);
         app.MapConveyorDashboard("/");
