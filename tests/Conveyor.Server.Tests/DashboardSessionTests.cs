@@ -80,7 +80,7 @@ public sealed class DashboardSessionTests(KeyedServerFixture keyed, OpenServerFi
     public async Task A_wrong_key_or_a_forged_or_tampered_cookie_is_401()
     {
         using var client = NewClient(keyed.Server);
-        using (var wrong = await client.PostAsync("/api/v1/session", new StringContent("""{"key": "third-key"}""", Encoding.UTF8, "application/json")))
+        using (var wrong = await client.PostAsync("/api/v1/session", new StringContent("""{"key": "third-key-0123456789abcdefghijklmnopq"}""", Encoding.UTF8, "application/json")))
         {
             await ApiValidationTests.AssertProblemAsync(wrong, HttpStatusCode.Unauthorized);
             Assert.False(wrong.Headers.Contains("Set-Cookie"));
@@ -91,10 +91,12 @@ public sealed class DashboardSessionTests(KeyedServerFixture keyed, OpenServerFi
         }
         var (session, _, _) = await SignInAsync(client, KeyedServerFixture.FirstKey);
         var parts = session.Split('.');
-        var forgedExpiry = $"{long.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture) + 86_400 * 365}.{parts[1]}.{parts[2]}";
-        var otherMac = $"{parts[0]}.{parts[1]}.{new string(parts[2].Reverse().ToArray())}";
-        var expired = $"1000.{parts[1]}.{parts[2]}";
-        foreach (var bad in new[] { forgedExpiry, otherMac, expired, "garbage", "1.2" })
+        Assert.Equal(4, parts.Length);
+        var forgedExpiry = $"{long.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture) + 86_400 * 365}.{parts[1]}.{parts[2]}.{parts[3]}";
+        var otherMac = $"{parts[0]}.{parts[1]}.{parts[2]}.{new string(parts[3].Reverse().ToArray())}";
+        var expired = $"1000.{parts[1]}.{parts[2]}.{parts[3]}";
+        var otherKey = $"{parts[0]}.{parts[1]}.config-00000000.{parts[3]}";
+        foreach (var bad in new[] { forgedExpiry, otherMac, expired, otherKey, "garbage", "1.2" })
         {
             using var request = Request(HttpMethod.Get, "/api/v1/queues", bad);
             using var response = await client.SendAsync(request);

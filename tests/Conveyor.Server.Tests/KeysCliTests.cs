@@ -65,7 +65,7 @@ public sealed class KeysCliTests : IDisposable
 
     [Theory]
     [InlineData("--scope", "write")]
-    [InlineData("--scope", "read", "--queue", " ")]
+    [InlineData("--scope", ",")]
     public async Task Create_with_bad_settings_exits_2_naming_the_flag(params string[] flags)
     {
         var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, ["keys", "create", .. flags]);

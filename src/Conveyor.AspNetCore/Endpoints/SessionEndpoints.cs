@@ -35,7 +35,7 @@ internal static class SessionEndpoints
     private static async Task<Ok<SessionResource>> Get(HttpContext http, [FromServices] ApiKeyRegistry keys)
     {
         var result = await http.AuthenticateAsync(ApiScopes.Scheme).ConfigureAwait(false);
-        var scopes = result.Succeeded ? result.Principal.FindAll(ApiScopes.ScopeClaim).Select(c => c.Value).ToList() : [];
+        IReadOnlyList<string> scopes = result.Succeeded ? result.Principal!.FindAll(ApiScopes.ScopeClaim).Select(c => c.Value).ToList() : [];
         return TypedResults.Ok(new SessionResource(keys.Required, result.Succeeded, scopes));
     }
 

@@ -55,13 +55,13 @@ public sealed record NewApiKey(Conveyor.Backends.StoredApiKey Stored, string Key
         var problems = new List<(string, string)>();
         if (scopes.Count == 0)
         {
-            problems.Add(("scopes", $"needs at least one scope: {string.Join(", ", Security.ApiScopes.All)}"));
+            problems.Add(("scopes", $"needs at least one scope: {string.Join(", ", ApiScopes.All)}"));
         }
         for (var i = 0; i < scopes.Count; i++)
         {
-            if (!Security.ApiScopes.IsScope(scopes[i]))
+            if (!ApiScopes.IsScope(scopes[i]))
             {
-                problems.Add(($"scopes[{i}]", $"'{scopes[i]}' is not a scope; use {string.Join(", ", Security.ApiScopes.All)}"));
+                problems.Add(($"scopes[{i}]", $"'{scopes[i]}' is not a scope; use {string.Join(", ", ApiScopes.All)}"));
             }
         }
         for (var i = 0; i < (queues?.Count ?? 0); i++)
