@@ -8,6 +8,8 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Policy;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Cors.Infrastructure;
+using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -35,6 +37,8 @@ public static class ConveyorApiExtensions
             .Validate(o => o.ApiKeyRefreshInterval >= TimeSpan.FromSeconds(1), "Conveyor:ApiKeyRefreshInterval must be at least 00:00:01 (default 00:00:30).")
             .Validate(o => o.FailedAuthLimit >= 1, "Conveyor:FailedAuthLimit must be at least 1 (wrong keys per address per window; default 10).")
             .Validate(o => o.FailedAuthWindow >= TimeSpan.FromSeconds(1), "Conveyor:FailedAuthWindow must be at least 00:00:01 (default 00:01:00).")
+            .Validate(o => o.RateLimit.PermitsPerSecond >= 0, "Conveyor:RateLimit:PermitsPerSecond must be 0 (no limit) or more (default 20000).")
+            .Validate(o => o.RateLimit.Burst >= 1, "Conveyor:RateLimit:Burst must be at least 1 (default 20000).")
             .ValidateOnStart();
         if (configure is not null)
         {
@@ -62,6 +66,10 @@ public static class ConveyorApiExtensions
             }
         });
         services.AddSingleton<IAuthorizationHandler, ScopeAuthorizationHandler>();
+        services.AddRateLimiter(_ => { });
+        services.AddOptions<RateLimiterOptions>().Configure<IOptions<ConveyorApiOptions>>((limiter, api) => ApiTrafficPolicies.Configure(limiter, api.Value));
+        services.AddCors();
+        services.AddOptions<CorsOptions>().Configure<IOptions<ConveyorApiOptions>>((cors, api) => ApiTrafficPolicies.Configure(cors, api.Value));
         services.AddSingleton<IAuthorizationMiddlewareResultHandler, ApiAuthorizationResultHandler>();
         services.AddSingleton<TaskStatsRecorder>();
         services.AddHostedService(sp => sp.GetRequiredService<TaskStatsRecorder>());
@@ -126,7 +134,9 @@ public static class ConveyorApiExtensions
             .WithTags("Conveyor")
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status403Forbidden)
-            .ProducesProblem(StatusCodes.Status429TooManyRequests);
+            .ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .RequireRateLimiting(ApiTrafficPolicies.Name)
+            .RequireCors(ApiTrafficPolicies.Name);
         // One group per scope, each behind its policy (ApiScopes).
         var groups = new ApiGroups(
             api.MapGroup("").RequireAuthorization(ApiScopes.Policy(ApiScopes.Read)),
@@ -141,7 +151,8 @@ public static class ConveyorApiExtensions
         StatsEndpoints.Map(groups);
         KeyEndpoints.Map(groups);
         // Outside the policies: this is where the dashboard first presents a key.
-        SessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor"));
+        SessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor")
+            .RequireRateLimiting(ApiTrafficPolicies.Name).RequireCors(ApiTrafficPolicies.Name));
         if (options.MapHealthChecks)
         {
             endpoints.MapHealthChecks("/health/live", new HealthCheckOptions
@@ -173,7 +184,7 @@ internal sealed class ConfiguredKeysValidator : IValidateOptions<ConveyorApiOpti
         try
         {
             ConfiguredApiKeys.Read(options);
-            return ValidateOptionsResult.Success;
+            return ApiTrafficPolicies.OriginsProblem(options) is { } origins ? ValidateOptionsResult.Fail(origins) : ValidateOptionsResult.Success;
         }
         catch (InvalidOperationException ex)
         {

@@ -1,3 +1,5 @@
+using Conveyor.AspNetCore.Security;
+
 namespace Conveyor.AspNetCore;
 
 /// <summary>Settings of the HTTP API, bound from the <c>Conveyor</c> configuration section.</summary>
@@ -27,6 +29,12 @@ public sealed class ConveyorApiOptions
 
     /// <summary>The window of <see cref="FailedAuthLimit"/>. Default 1 minute.</summary>
     public TimeSpan FailedAuthWindow { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>The API's rate limit per remote address (<c>Conveyor:RateLimit:PermitsPerSecond</c>, <c>:Burst</c>).</summary>
+    public ApiRateLimitOptions RateLimit { get; } = new();
+
+    /// <summary>Origins allowed to call the API from browsers (<c>Conveyor:Cors:Origins</c>); none by default.</summary>
+    public ApiCorsOptions Cors { get; } = new();
 
     /// <summary>Largest request body the API reads, in bytes; a larger one is answered 413. Default 1 MiB (1,048,576).</summary>
     public long MaxRequestBodySize { get; set; } = DefaultMaxRequestBodySize;

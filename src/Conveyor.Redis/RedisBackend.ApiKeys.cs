@@ -133,7 +133,6 @@ public sealed partial class RedisBackend : IApiKeyStore
 
     private static DateTimeOffset? Time(RedisValue ms) =>
         ms.IsNull ? null : DateTimeOffset.FromUnixTimeMilliseconds(long.Parse((string)ms!, CultureInfo.InvariantCulture));
-    }
 
     private static readonly JsonSerializerOptions ApiKeyJsonOptions = new(JsonSerializerDefaults.Web);
 

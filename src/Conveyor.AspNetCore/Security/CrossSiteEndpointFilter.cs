@@ -1,5 +1,7 @@
 using Conveyor.AspNetCore.Requests;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace Conveyor.AspNetCore.Security;
 
@@ -14,16 +16,22 @@ internal sealed class CrossSiteEndpointFilter : IEndpointFilter
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(next);
-        return CrossSiteProblem(context.HttpContext.Request) is { } problem ? ValueTask.FromResult<object?>(problem) : next(context);
+        var origins = context.HttpContext.RequestServices.GetRequiredService<IOptions<ConveyorApiOptions>>().Value.Cors.Origins;
+        return CrossSiteProblem(context.HttpContext.Request, origins) is { } problem ? ValueTask.FromResult<object?>(problem) : next(context);
     }
 
     /// <summary>A 403 problem for a state-changing request that a browser sent from another site or origin; null otherwise.
     /// Clients that are not browsers send neither header and pass. The Origin's host is compared with the request's
     /// <c>Host</c> (without scheme and port, which a TLS-terminating proxy changes): a proxy must pass the Host on.</summary>
-    internal static object? CrossSiteProblem(HttpRequest request)
+    internal static object? CrossSiteProblem(HttpRequest request, IList<string>? allowedOrigins = null)
     {
         if (ApiKeyAuthenticationHandler.IsSafe(request.Method))
         {
+            return null;
+        }
+        if (allowedOrigins is { Count: > 0 } && allowedOrigins.Contains(request.Headers.Origin.ToString(), StringComparer.OrdinalIgnoreCase))
+        {
+            // An origin the operator opened with Conveyor:Cors:Origins.
             return null;
         }
         var fetchSite = request.Headers["Sec-Fetch-Site"].ToString();

@@ -79,7 +79,7 @@ internal sealed class QueueAccessEndpointFilter : IEndpointFilter
         return await next(context).ConfigureAwait(false);
     }
 
-    private static object Refused(string detail) =>
+    private static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult Refused(string detail) =>
         ApiProblems.Status(StatusCodes.Status403Forbidden, "Forbidden.", detail);
 }
 

@@ -71,10 +71,13 @@ internal static class ConveyorHosts
         });
         builder.WebHost.UseUrls(ListenAddress.Url(server.Host, server.Port));
         var app = builder.Build();
+        app.UseConveyorSecurityHeaders();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseHostFiltering();
         app.UseRouting();
+        app.UseCors();
+        app.UseRateLimiter();
         app.UseAuthentication();
         app.UseAuthorization();
         app.MapConveyorApi();

@@ -7,7 +7,7 @@ public abstract class ApiKeyConformance<TFactory>() : ConformanceTest(new TFacto
 {
     private IApiKeyStore Keys => Backend.ApiKeys ?? throw new InvalidOperationException($"{Backend.Name} keeps no API keys.");
 
-    private DateTimeOffset Ms(DateTimeOffset at) => DateTimeOffset.FromUnixTimeMilliseconds(at.ToUnixTimeMilliseconds());
+    private static DateTimeOffset Ms(DateTimeOffset at) => DateTimeOffset.FromUnixTimeMilliseconds(at.ToUnixTimeMilliseconds());
 
     private StoredApiKey Key(string id, string hash, string[]? scopes = null, string[]? queues = null) =>
         new(id, $"name of {id}", hash, scopes ?? ["read", "enqueue"], queues ?? [], Ms(Now));
