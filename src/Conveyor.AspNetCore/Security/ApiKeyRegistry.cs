@@ -35,9 +35,10 @@ internal sealed partial class ApiKeyRegistry
         }
     }
 
-    /// <summary>Whether the API needs a key: keys are configured, or the backend holds a key that is not revoked. Until the
-    /// stored keys were read once, true: a server whose store cannot be read stays closed rather than open.</summary>
-    public bool Required => _configured.Count > 0 || _stored.AnyActive;
+    /// <summary>Whether the API needs a key: keys are configured, or the backend holds a key, revoked or not (revoking the
+    /// last key must not open the API). Until the stored keys were read once, true: a server whose store cannot be read
+    /// stays closed rather than open.</summary>
+    public bool Required => _configured.Count > 0 || _stored.AnyStored;
 
     /// <summary>Whether the stored keys were read at least once (or there is no store).</summary>
     public bool Known => !ReferenceEquals(_stored, Snapshot.Unknown);
@@ -97,7 +98,7 @@ internal sealed partial class ApiKeyRegistry
         }
         await FlushUsesAsync(cancellationToken).ConfigureAwait(false);
         var keys = await _store.ListApiKeysAsync(cancellationToken).ConfigureAwait(false);
-        _stored = Snapshot.Of(keys.Where(k => k.RevokedAt is null).Select(k => (k, ToCaller(k))));
+        _stored = Snapshot.Of(keys.Where(k => k.RevokedAt is null).Select(k => (k, ToCaller(k))), anyStored: keys.Count > 0);
     }
 
     /// <summary>Writes the uses counted since the last call in one batch.</summary>
@@ -124,7 +125,7 @@ internal sealed partial class ApiKeyRegistry
         var current = _stored;
         if (current.ById.ContainsKey(id))
         {
-            _stored = Snapshot.Of(current.Keys.Where(k => k.Stored.Id != id));
+            _stored = Snapshot.Of(current.Keys.Where(k => k.Stored.Id != id), anyStored: true);
         }
     }
 
@@ -135,7 +136,7 @@ internal sealed partial class ApiKeyRegistry
         var current = _stored;
         if (key.RevokedAt is null && !current.ById.ContainsKey(key.Id))
         {
-            _stored = Snapshot.Of(current.Keys.Append((key, ToCaller(key))));
+            _stored = Snapshot.Of(current.Keys.Append((key, ToCaller(key))), anyStored: true);
         }
     }
 
@@ -145,28 +146,25 @@ internal sealed partial class ApiKeyRegistry
     private sealed class Snapshot
     {
         /// <summary>Before the store was read: no stored key known, and keys required until it is read.</summary>
-        public static readonly Snapshot Unknown = new([], anyActive: true);
+        public static readonly Snapshot Unknown = new([], anyStored: true);
 
-        public static readonly Snapshot Empty = new([], anyActive: false);
+        public static readonly Snapshot Empty = new([], anyStored: false);
 
-        private Snapshot(IReadOnlyList<(StoredApiKey Stored, ApiCaller Caller)> keys, bool anyActive)
+        private Snapshot(IReadOnlyList<(StoredApiKey Stored, ApiCaller Caller)> keys, bool anyStored)
         {
             Keys = keys;
-            AnyActive = anyActive;
+            AnyStored = anyStored;
             ByHash = keys.ToDictionary(k => k.Stored.Hash, k => k.Caller, StringComparer.Ordinal);
             ById = keys.ToDictionary(k => k.Stored.Id, k => k.Caller, StringComparer.Ordinal);
         }
 
         public IReadOnlyList<(StoredApiKey Stored, ApiCaller Caller)> Keys { get; }
-        public bool AnyActive { get; }
+        public bool AnyStored { get; }
         public Dictionary<string, ApiCaller> ByHash { get; }
         public Dictionary<string, ApiCaller> ById { get; }
 
-        public static Snapshot Of(IEnumerable<(StoredApiKey, ApiCaller)> keys)
-        {
-            var list = keys.ToList();
-            return new Snapshot(list, list.Count > 0);
-        }
+        /// <summary>The valid keys; <paramref name="anyStored"/>: whether the store holds any key, revoked ones included.</summary>
+        public static Snapshot Of(IEnumerable<(StoredApiKey, ApiCaller)> keys, bool anyStored) => new(keys.ToList(), anyStored);
     }
 }
 
