@@ -1,8 +1,8 @@
 using System.Text.Json;
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
-using Conveyor.AspNetCore.Security;
 using Conveyor.AspNetCore.Search;
+using Conveyor.AspNetCore.Security;
 using Conveyor.Backends;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;

@@ -1,11 +1,11 @@
 using Conveyor.AspNetCore;
 using Conveyor.AspNetCore.Security;
-using Microsoft.AspNetCore.HostFiltering;
 using Conveyor.Dashboard;
 using Conveyor.RabbitMQ;
 using Conveyor.Redis;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Tasks;
+using Microsoft.AspNetCore.HostFiltering;
 using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 
@@ -50,6 +50,15 @@ internal static class ConveyorHosts
         catch (InvalidOperationException ex)
         {
             throw new ConveyorConfigurationException(ex.Message, ex);
+        }
+        if (ApiTrafficPolicies.OriginsProblem(api) is { } origins)
+        {
+            throw new ConveyorConfigurationException(origins);
+        }
+        if (api.RateLimit.PermitsPerSecond < 0 || api.RateLimit.Burst < 1)
+        {
+            throw new ConveyorConfigurationException(
+                $"Conveyor:RateLimit (CONVEYOR_RATE_LIMIT__PERMITS_PER_SECOND {api.RateLimit.PermitsPerSecond}, __BURST {api.RateLimit.Burst}): permits per second must be 0 (no limit) or more, the burst at least 1 (defaults 20000 and 20000).");
         }
         ListenAddress.EnsureSafe(server.Host, server.Port, configuredKeys.Count > 0);
         var allowedHosts = ListenAddress.AllowedHosts(server.AllowedHosts, configuredKeys.Count > 0);
