@@ -134,9 +134,7 @@ public static class ConveyorApiExtensions
             .WithTags("Conveyor")
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status403Forbidden)
-            .ProducesProblem(StatusCodes.Status429TooManyRequests)
-            .RequireRateLimiting(ApiTrafficPolicies.Name)
-            .RequireCors(ApiTrafficPolicies.Name);
+            .ProducesProblem(StatusCodes.Status429TooManyRequests);
         // One group per scope, each behind its policy (ApiScopes).
         var groups = new ApiGroups(
             api.MapGroup("").RequireAuthorization(ApiScopes.Policy(ApiScopes.Read)),
@@ -151,8 +149,7 @@ public static class ConveyorApiExtensions
         StatsEndpoints.Map(groups);
         KeyEndpoints.Map(groups);
         // Outside the policies: this is where the dashboard first presents a key.
-        SessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor")
-            .RequireRateLimiting(ApiTrafficPolicies.Name).RequireCors(ApiTrafficPolicies.Name));
+        SessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor"));
         if (options.MapHealthChecks)
         {
             endpoints.MapHealthChecks("/health/live", new HealthCheckOptions

@@ -89,7 +89,9 @@ internal static class ConveyorHosts
         app.UseRateLimiter();
         app.UseAuthentication();
         app.UseAuthorization();
-        app.MapConveyorApi();
+        // The API's rate limit and CORS policy (ApiTrafficPolicies) on every endpoint it maps; an app hosting the API
+        // itself opts in the same way, with UseCors and UseRateLimiter in its pipeline.
+        app.MapGroup("").RequireRateLimiting(ApiTrafficPolicies.Name).RequireCors(ApiTrafficPolicies.Name).MapConveyorApi();
         ConveyorTelemetry.Map(app, server.Metrics);
         app.MapConveyorDashboard("/");
         return app;
