@@ -4,9 +4,14 @@ using Conveyor.AspNetCore.Outages;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
 using Conveyor.AspNetCore.Stats;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Authorization.Policy;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Cors.Infrastructure;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -29,18 +34,43 @@ public static class ConveyorApiExtensions
             .Validate(o => o.EventStreamHeartbeat >= TimeSpan.FromMilliseconds(100), "Conveyor:EventStreamHeartbeat must be at least 00:00:00.1 (default 00:00:15).")
             .Validate(o => o.EventStreamBuffer >= 1, "Conveyor:EventStreamBuffer must be at least 1 (events per client; default 1000).")
             .Validate(o => o.SessionLifetime >= TimeSpan.FromMinutes(1), "Conveyor:SessionLifetime must be at least 00:01:00 (default 12:00:00).")
+            .Validate(o => o.ApiKeyRefreshInterval >= TimeSpan.FromSeconds(1), "Conveyor:ApiKeyRefreshInterval must be at least 00:00:01 (default 00:00:30).")
+            .Validate(o => o.FailedAuthLimit >= 1, "Conveyor:FailedAuthLimit must be at least 1 (wrong keys per address per window; default 10).")
+            .Validate(o => o.FailedAuthWindow >= TimeSpan.FromSeconds(1), "Conveyor:FailedAuthWindow must be at least 00:00:01 (default 00:01:00).")
+            .Validate(o => o.RateLimit.PermitsPerSecond >= 0, "Conveyor:RateLimit:PermitsPerSecond must be 0 (no limit) or more (default 20000).")
+            .Validate(o => o.RateLimit.Burst >= 1, "Conveyor:RateLimit:Burst must be at least 1 (default 20000).")
             .ValidateOnStart();
         if (configure is not null)
         {
             options.Configure(configure);
         }
-        if (services.Any(d => d.ServiceType == typeof(ApiKeyValidator)))
+        if (services.Any(d => d.ServiceType == typeof(ApiKeyRegistry)))
         {
             return services;
         }
         services.TryAddSingleton(TimeProvider.System);
-        services.AddSingleton<ApiKeyValidator>();
+        services.AddSingleton<IValidateOptions<ConveyorApiOptions>, ConfiguredKeysValidator>();
+        services.AddSingleton<ApiKeyRegistry>();
+        services.AddHostedService<ApiKeyRefresher>();
+        services.AddSingleton<FailedAuthLimiter>();
         services.AddSingleton<DashboardSessions>();
+        services.AddAuthentication().AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiScopes.Scheme, null);
+        services.AddAuthorization(authorization =>
+        {
+            foreach (var scope in ApiScopes.All)
+            {
+                authorization.AddPolicy(ApiScopes.Policy(scope), policy => policy
+                    .AddAuthenticationSchemes(ApiScopes.Scheme)
+                    .RequireAuthenticatedUser()
+                    .AddRequirements(new ScopeRequirement(scope)));
+            }
+        });
+        services.AddSingleton<IAuthorizationHandler, ScopeAuthorizationHandler>();
+        services.AddRateLimiter(_ => { });
+        services.AddOptions<RateLimiterOptions>().Configure<IOptions<ConveyorApiOptions>>((limiter, api) => ApiTrafficPolicies.Configure(limiter, api.Value));
+        services.AddCors();
+        services.AddOptions<CorsOptions>().Configure<IOptions<ConveyorApiOptions>>((cors, api) => ApiTrafficPolicies.Configure(cors, api.Value));
+        services.AddSingleton<IAuthorizationMiddlewareResultHandler, ApiAuthorizationResultHandler>();
         services.AddSingleton<TaskStatsRecorder>();
         services.AddHostedService(sp => sp.GetRequiredService<TaskStatsRecorder>());
         services.AddSingleton<EnqueueRequestReader>();
@@ -66,6 +96,19 @@ public static class ConveyorApiExtensions
         return services;
     }
 
+    /// <summary>Puts an endpoint outside <c>/api</c> (<c>/metrics</c>) behind the API's key rule for <paramref name="scope"/>:
+    /// a key or dashboard session with that scope when keys are configured. Needs <c>AddConveyorApi</c>, and
+    /// <c>UseAuthentication</c>/<c>UseAuthorization</c> (added by WebApplication).</summary>
+    public static TBuilder RequireConveyorScope<TBuilder>(this TBuilder builder, string scope) where TBuilder : IEndpointConventionBuilder
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        if (!ApiScopes.IsScope(scope))
+        {
+            throw new ArgumentException($"'{scope}' is not a scope; use {string.Join(", ", ApiScopes.All)}.", nameof(scope));
+        }
+        return builder.RequireAuthorization(ApiScopes.Policy(scope));
+    }
+
     /// <summary>
     /// Maps the API v1 under <c>/api/v1</c> (tasks, queues, workers, schedules, limits, events, stats, and the dashboard's session), <c>/health/live</c> and <c>/health/ready</c>,
     /// and <c>/openapi/v1.json</c>. When API keys are configured, every <c>/api</c> call needs one; health and
@@ -74,7 +117,7 @@ public static class ConveyorApiExtensions
     public static RouteGroupBuilder MapConveyorApi(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        if (endpoints.ServiceProvider.GetService<ApiKeyValidator>() is null)
+        if (endpoints.ServiceProvider.GetService<ApiKeyRegistry>() is null)
         {
             throw new InvalidOperationException("Call services.AddConveyorApi() before app.MapConveyorApi().");
         }
@@ -84,19 +127,28 @@ public static class ConveyorApiExtensions
         }
         var options = endpoints.ServiceProvider.GetRequiredService<IOptions<ConveyorApiOptions>>().Value;
         var api = endpoints.MapGroup("/api/v1")
-            .AddEndpointFilter<ApiKeyEndpointFilter>()
+            .AddEndpointFilter<CrossSiteEndpointFilter>()
+            .AddEndpointFilter<QueueAccessEndpointFilter>()
             .AddEndpointFilter<BackendOutageEndpointFilter>()
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .WithTags("Conveyor")
-            .ProducesProblem(StatusCodes.Status401Unauthorized);
-        TaskEndpoints.Map(api);
-        QueueEndpoints.Map(api);
-        LimitEndpoints.Map(api);
-        EventEndpoints.Map(api);
-        ScheduleEndpoints.Map(api);
-        WorkflowEndpoints.Map(api);
-        StatsEndpoints.Map(api);
-        // Outside the key check: this is where the dashboard first presents a key.
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests);
+        // One group per scope, each behind its policy (ApiScopes).
+        var groups = new ApiGroups(
+            api.MapGroup("").RequireAuthorization(ApiScopes.Policy(ApiScopes.Read)),
+            api.MapGroup("").RequireAuthorization(ApiScopes.Policy(ApiScopes.Enqueue)),
+            api.MapGroup("").RequireAuthorization(ApiScopes.Policy(ApiScopes.Admin)));
+        TaskEndpoints.Map(groups);
+        QueueEndpoints.Map(groups);
+        LimitEndpoints.Map(groups);
+        EventEndpoints.Map(groups);
+        ScheduleEndpoints.Map(groups);
+        WorkflowEndpoints.Map(groups);
+        StatsEndpoints.Map(groups);
+        KeyEndpoints.Map(groups);
+        // Outside the policies: this is where the dashboard first presents a key.
         SessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor"));
         if (options.MapHealthChecks)
         {
@@ -117,5 +169,23 @@ public static class ConveyorApiExtensions
             endpoints.MapOpenApi();
         }
         return api;
+    }
+}
+
+/// <summary>Checks the configured keys at start (length, key file, scopes), naming the setting and never the key.</summary>
+internal sealed class ConfiguredKeysValidator : IValidateOptions<ConveyorApiOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ConveyorApiOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        try
+        {
+            ConfiguredApiKeys.Read(options);
+            return ApiTrafficPolicies.OriginsProblem(options) is { } origins ? ValidateOptionsResult.Fail(origins) : ValidateOptionsResult.Success;
+        }
+        catch (InvalidOperationException ex)
+        {
+            return ValidateOptionsResult.Fail(ex.Message);
+        }
     }
 }

@@ -1,3 +1,5 @@
+using Conveyor.AspNetCore.Security;
+
 namespace Conveyor.AspNetCore;
 
 /// <summary>Settings of the HTTP API, bound from the <c>Conveyor</c> configuration section.</summary>
@@ -6,10 +8,33 @@ public sealed class ConveyorApiOptions
     /// <summary>One mebibyte, the default <see cref="MaxRequestBodySize"/>.</summary>
     public const long DefaultMaxRequestBodySize = 1024 * 1024;
 
-    /// <summary>Keys accepted in <c>Authorization: Bearer &lt;key&gt;</c>. When any is set, every <c>/api</c>
-    /// request needs one of them; health checks and the OpenAPI document stay open. Default none: <c>/api</c> is
-    /// open, which is safe only on a loopback address.</summary>
+    /// <summary>Keys accepted in <c>Authorization: Bearer &lt;key&gt;</c>, each with every scope (admin); at least 32
+    /// characters. When any key is configured here or in <see cref="ApiKeyFile"/>, or stored in the backend
+    /// (<c>conveyor keys create</c>), every <c>/api</c> request needs one; health checks and the OpenAPI document stay
+    /// open. Default none: <c>/api</c> is open, which is safe only on a loopback address.</summary>
     public IList<string> ApiKeys { get; } = [];
+
+    /// <summary>A file of keys, one a line, each optionally followed by <c>scopes=read,enqueue</c> and
+    /// <c>queues=emails,reports</c> (admin on every queue without them); <c>#</c> starts a comment line. Read once at
+    /// start. Default none.</summary>
+    public string? ApiKeyFile { get; set; }
+
+    /// <summary>How often the server reads the stored keys again (a key revoked by another process is refused from then
+    /// on) and writes their last uses, in one batch. Default 30 s.</summary>
+    public TimeSpan ApiKeyRefreshInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Wrong keys one remote address may present per <see cref="FailedAuthWindow"/> before its attempts are
+    /// answered 429 until the window ends. Default 10.</summary>
+    public int FailedAuthLimit { get; set; } = 10;
+
+    /// <summary>The window of <see cref="FailedAuthLimit"/>. Default 1 minute.</summary>
+    public TimeSpan FailedAuthWindow { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>The API's rate limit per remote address (<c>Conveyor:RateLimit:PermitsPerSecond</c>, <c>:Burst</c>).</summary>
+    public ApiRateLimitOptions RateLimit { get; } = new();
+
+    /// <summary>Origins allowed to call the API from browsers (<c>Conveyor:Cors:Origins</c>); none by default.</summary>
+    public ApiCorsOptions Cors { get; } = new();
 
     /// <summary>Largest request body the API reads, in bytes; a larger one is answered 413. Default 1 MiB (1,048,576).</summary>
     public long MaxRequestBodySize { get; set; } = DefaultMaxRequestBodySize;

@@ -28,6 +28,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly string _leaders;
     private readonly string _schedules;
     private readonly string _uniqueKeys;
+    private readonly string _apiKeys;
     private readonly string _rateLimits;
     private readonly string _concurrencySlots;
     private readonly string _workflows;
@@ -72,6 +73,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _leaders = _dialect.Table("leaders");
         _schedules = _dialect.Table("schedules");
         _uniqueKeys = _dialect.Table("unique_keys");
+        _apiKeys = _dialect.Table("api_keys");
         _rateLimits = _dialect.Table("rate_limits");
         _concurrencySlots = _dialect.Table("concurrency_slots");
         _workflows = _dialect.Table("workflows");

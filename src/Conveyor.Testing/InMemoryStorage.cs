@@ -43,6 +43,9 @@ public sealed class InMemoryStorage
 
     internal Dictionary<string, UniqueClaim> UniqueKeys { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>API keys by id, in creation order (<see cref="IApiKeyStore"/>).</summary>
+    internal List<StoredApiKey> ApiKeys { get; } = [];
+
     /// <summary>Each rate limit's next free start time (<see cref="ILimitStore.ReserveRateSlotsAsync"/>), by key.</summary>
     internal Dictionary<string, DateTimeOffset> RateNextFree { get; } = new(StringComparer.Ordinal);
 

@@ -9,7 +9,7 @@ namespace Conveyor.Dashboard.Tests;
 [Collection(BrowserCollection.Name)]
 public sealed class DashboardAccessTests(BrowserFixture fixture)
 {
-    private const string Key = "dashboard-test-key-7f3a";
+    private const string Key = "dashboard-test-key-7f3a-0123456789abcdef";
 
     [Fact]
     public async Task With_keys_the_page_signs_in_once_and_acts_with_an_HttpOnly_SameSite_cookie_and_a_CSRF_token()

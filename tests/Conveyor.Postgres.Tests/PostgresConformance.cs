@@ -32,6 +32,7 @@ public sealed class PostgresLeadershipTests : LeadershipConformance<PostgresTest
 public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBackend>;
 
 public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
+public sealed class PostgresApiKeyTests : ApiKeyConformance<PostgresTestBackend>;
 
 public sealed class PostgresWorkflowTests : WorkflowConformance<PostgresTestBackend>;
 

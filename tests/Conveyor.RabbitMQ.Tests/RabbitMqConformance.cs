@@ -34,6 +34,7 @@ public sealed class RabbitMqLeadershipTests : LeadershipConformance<RabbitMqTest
 public sealed class RabbitMqScheduleTests : ScheduleConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqUniqueKeyTests : UniqueKeyConformance<RabbitMqTestBackend>;
+public sealed class RabbitMqApiKeyTests : ApiKeyConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqWorkflowTests : WorkflowConformance<RabbitMqTestBackend>;
 

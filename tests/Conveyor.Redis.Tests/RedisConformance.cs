@@ -34,6 +34,7 @@ public sealed class RedisLeadershipTests : LeadershipConformance<RedisTestBacken
 public sealed class RedisScheduleTests : ScheduleConformance<RedisTestBackend>;
 
 public sealed class RedisUniqueKeyTests : UniqueKeyConformance<RedisTestBackend>;
+public sealed class RedisApiKeyTests : ApiKeyConformance<RedisTestBackend>;
 
 public sealed class RedisWorkflowTests : WorkflowConformance<RedisTestBackend>;
 

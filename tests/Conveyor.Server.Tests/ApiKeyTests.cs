@@ -5,9 +5,14 @@ namespace Conveyor.Server.Tests;
 
 public sealed class KeyedServerFixture : ServerFixture
 {
+    public const string FirstKey = "first-key-0123456789abcdefghijklmnop";
+    public const string SecondKey = "second-key-0123456789abcdefghijklmno";
+
     protected override IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
     {
-        ["Conveyor:ApiKeys"] = "first-key, second-key",
+        ["Conveyor:ApiKeys"] = $"{FirstKey}, {SecondKey}",
+        // Many tests here present wrong keys on purpose from one address; FailedAuthTests covers the limit.
+        ["Conveyor:FailedAuthLimit"] = "100000",
     };
 }
 
@@ -18,9 +23,9 @@ public sealed class ApiKeyTests(KeyedServerFixture fixture) : IClassFixture<Keye
     [Theory]
     [InlineData(null)]
     [InlineData("Bearer wrong-key")]
-    [InlineData("Bearer first-key-but-longer")]
-    [InlineData("Basic Zmlyc3Qta2V5")]
-    [InlineData("first-key")]
+    [InlineData("Bearer first-key-0123456789abcdefghijklmnop-but-longer")]
+    [InlineData("Basic Zmlyc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlqa2xtbm9w")]
+    [InlineData("first-key-0123456789abcdefghijklmnop")]
     public async Task Api_call_without_a_valid_key_is_401_problem(string? authorization)
     {
         foreach (var path in new[] { "/api/v1/queues", "/api/v1/workers", "/api/v1/tasks" })
@@ -45,7 +50,7 @@ public sealed class ApiKeyTests(KeyedServerFixture fixture) : IClassFixture<Keye
             await ApiValidationTests.AssertProblemAsync(anonymous, HttpStatusCode.Unauthorized);
         }
         using var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "second-key");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", KeyedServerFixture.SecondKey);
         using var response = await Server.Client.SendAsync(request);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -59,14 +64,14 @@ public sealed class ApiKeyTests(KeyedServerFixture fixture) : IClassFixture<Keye
 
         await ApiValidationTests.AssertProblemAsync(response, HttpStatusCode.Unauthorized);
         using var count = new HttpRequestMessage(HttpMethod.Get, "/api/v1/tasks");
-        count.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "first-key");
+        count.Headers.Authorization = new AuthenticationHeaderValue("Bearer", KeyedServerFixture.FirstKey);
         using var list = await Server.Client.SendAsync(count);
         Assert.Empty((await TestServer.ReadJsonAsync(list)).GetProperty("items").EnumerateArray());
     }
 
     [Theory]
-    [InlineData("first-key")]
-    [InlineData("second-key")]
+    [InlineData(KeyedServerFixture.FirstKey)]
+    [InlineData(KeyedServerFixture.SecondKey)]
     public async Task Api_call_with_any_configured_key_succeeds(string key)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/queues");

@@ -95,7 +95,7 @@ public sealed class ConfigurationTests
             ["LOG_LEVEL"] = "WARN",
             ["CONVEYOR_WORKER__CONCURRENCY"] = "3",
             ["CONVEYOR_WORKER__SHUTDOWN_TIMEOUT"] = "00:01:00",
-            ["CONVEYOR_API_KEYS"] = "one, two",
+            ["CONVEYOR_API_KEYS"] = "one-0123456789abcdefghijklmnopqrstuv, two-0123456789abcdefghijklmnopqrstuv",
             ["CONVEYOR_HTTP__ALLOWED_HOSTS"] = "api.example.com,*.hooks.example.com",
             ["CONVEYOR_MAX_REQUEST_BODY_SIZE"] = "2048",
             ["UNRELATED"] = "x",
@@ -108,7 +108,7 @@ public sealed class ConfigurationTests
         Assert.Equal(3, conveyor.Worker.Concurrency);
         Assert.Equal(TimeSpan.FromMinutes(1), conveyor.Worker.ShutdownTimeout);
         var api = section.Get<ConveyorApiOptions>()!;
-        Assert.Equal(["one", "two"], api.ApiKeys);
+        Assert.Equal(["one-0123456789abcdefghijklmnopqrstuv", "two-0123456789abcdefghijklmnopqrstuv"], api.ApiKeys);
         Assert.Equal(2048, api.MaxRequestBodySize);
         Assert.Equal(["api.example.com", "*.hooks.example.com"], section.GetSection("Http").Get<HttpTaskOptions>()!.AllowedHosts);
         Assert.Equal("Warning", configuration[ConveyorConfiguration.LogLevelKey]);
@@ -250,9 +250,9 @@ public sealed class BindSafetyTests
                     ["Conveyor:Port"] = "0",
                     ["Conveyor:DatabaseUrl"] = "sqlite:///" + Path.Combine(folder, "c.db"),
                 },
-                new Dictionary<string, string?> { ["CONVEYOR_API_KEYS"] = "secret" });
+                new Dictionary<string, string?> { ["CONVEYOR_API_KEYS"] = "secret-0123456789abcdefghijklmnopqrstu" });
 
-            Assert.Equal(["secret"], app.Services.GetRequiredService<IOptions<ConveyorApiOptions>>().Value.ApiKeys);
+            Assert.Equal(["secret-0123456789abcdefghijklmnopqrstu"], app.Services.GetRequiredService<IOptions<ConveyorApiOptions>>().Value.ApiKeys);
         }
         finally
         {

@@ -75,6 +75,10 @@ public sealed class DashboardHostingTests(OpenServerFixture fixture) : IClassFix
         builder.Services.AddConveyorApi();
         await using var app = builder.Build();
         app.UsePathBase("/app");
+        // After the path base: the API's endpoints carry authorization policies, which need these once routing has run.
+        app.UseRouting();
+        app.UseAuthentication();
+        app.UseAuthorization();
         app.MapConveyorApi();
         app.MapConveyorDashboard("/conveyor");
         app.MapGet("/", () => "the host app's own page");

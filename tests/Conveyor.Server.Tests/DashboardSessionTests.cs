@@ -42,20 +42,20 @@ public sealed class DashboardSessionTests(KeyedServerFixture keyed, OpenServerFi
     public async Task Session_says_whether_a_key_is_needed_and_whether_the_caller_has_one()
     {
         using var client = NewClient(keyed.Server);
-        Assert.Equal("""{"keysRequired":true,"authenticated":false}""", await client.GetStringAsync("/api/v1/session"));
+        Assert.Equal("""{"keysRequired":true,"authenticated":false,"scopes":[]}""", await client.GetStringAsync("/api/v1/session"));
         using var openClient = NewClient(open.Server);
-        Assert.Equal("""{"keysRequired":false,"authenticated":true}""", await openClient.GetStringAsync("/api/v1/session"));
-        var (session, _, _) = await SignInAsync(client, "second-key");
+        Assert.Equal("""{"keysRequired":false,"authenticated":true,"scopes":["read","enqueue","admin"]}""", await openClient.GetStringAsync("/api/v1/session"));
+        var (session, _, _) = await SignInAsync(client, KeyedServerFixture.SecondKey);
         using var withCookie = Request(HttpMethod.Get, "/api/v1/session", session);
         using var answer = await client.SendAsync(withCookie);
-        Assert.Equal("""{"keysRequired":true,"authenticated":true}""", await answer.Content.ReadAsStringAsync());
+        Assert.Equal("""{"keysRequired":true,"authenticated":true,"scopes":["admin"]}""", await answer.Content.ReadAsStringAsync());
     }
 
     [Fact]
     public async Task A_key_is_exchanged_for_a_secure_HttpOnly_SameSite_strict_cookie_that_opens_the_API()
     {
         using var client = NewClient(keyed.Server);
-        var (session, csrf, cookies) = await SignInAsync(client, "first-key");
+        var (session, csrf, cookies) = await SignInAsync(client, KeyedServerFixture.FirstKey);
 
         var sessionCookie = cookies.Single(c => c.StartsWith("conveyor_session=", StringComparison.Ordinal)).ToLowerInvariant();
         Assert.Contains("; secure", sessionCookie, StringComparison.Ordinal);
@@ -65,7 +65,7 @@ public sealed class DashboardSessionTests(KeyedServerFixture keyed, OpenServerFi
         var csrfCookie = cookies.Single(c => c.StartsWith("conveyor_csrf=", StringComparison.Ordinal)).ToLowerInvariant();
         Assert.DoesNotContain("httponly", csrfCookie, StringComparison.Ordinal);
         Assert.Contains("; samesite=strict", csrfCookie, StringComparison.Ordinal);
-        Assert.DoesNotContain("first-key", session, StringComparison.Ordinal);
+        Assert.DoesNotContain(KeyedServerFixture.FirstKey, session, StringComparison.Ordinal);
         Assert.Contains(csrf, session, StringComparison.Ordinal);
 
         using var read = Request(HttpMethod.Get, "/api/v1/queues", session);
@@ -80,7 +80,7 @@ public sealed class DashboardSessionTests(KeyedServerFixture keyed, OpenServerFi
     public async Task A_wrong_key_or_a_forged_or_tampered_cookie_is_401()
     {
         using var client = NewClient(keyed.Server);
-        using (var wrong = await client.PostAsync("/api/v1/session", new StringContent("""{"key": "third-key"}""", Encoding.UTF8, "application/json")))
+        using (var wrong = await client.PostAsync("/api/v1/session", new StringContent("""{"key": "third-key-0123456789abcdefghijklmnopq"}""", Encoding.UTF8, "application/json")))
         {
             await ApiValidationTests.AssertProblemAsync(wrong, HttpStatusCode.Unauthorized);
             Assert.False(wrong.Headers.Contains("Set-Cookie"));
@@ -89,12 +89,14 @@ public sealed class DashboardSessionTests(KeyedServerFixture keyed, OpenServerFi
         {
             ApiValidationTests.AssertNamesField(await ApiValidationTests.AssertProblemAsync(missing, HttpStatusCode.UnprocessableEntity), "key");
         }
-        var (session, _, _) = await SignInAsync(client, "first-key");
+        var (session, _, _) = await SignInAsync(client, KeyedServerFixture.FirstKey);
         var parts = session.Split('.');
-        var forgedExpiry = $"{long.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture) + 86_400 * 365}.{parts[1]}.{parts[2]}";
-        var otherMac = $"{parts[0]}.{parts[1]}.{new string(parts[2].Reverse().ToArray())}";
-        var expired = $"1000.{parts[1]}.{parts[2]}";
-        foreach (var bad in new[] { forgedExpiry, otherMac, expired, "garbage", "1.2" })
+        Assert.Equal(4, parts.Length);
+        var forgedExpiry = $"{long.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture) + 86_400 * 365}.{parts[1]}.{parts[2]}.{parts[3]}";
+        var otherMac = $"{parts[0]}.{parts[1]}.{parts[2]}.{new string(parts[3].Reverse().ToArray())}";
+        var expired = $"1000.{parts[1]}.{parts[2]}.{parts[3]}";
+        var otherKey = $"{parts[0]}.{parts[1]}.config-00000000.{parts[3]}";
+        foreach (var bad in new[] { forgedExpiry, otherMac, expired, otherKey, "garbage", "1.2" })
         {
             using var request = Request(HttpMethod.Get, "/api/v1/queues", bad);
             using var response = await client.SendAsync(request);
@@ -106,8 +108,8 @@ public sealed class DashboardSessionTests(KeyedServerFixture keyed, OpenServerFi
     public async Task A_state_change_by_cookie_needs_the_CSRF_token_of_its_session()
     {
         using var client = NewClient(keyed.Server);
-        var (session, csrf, _) = await SignInAsync(client, "first-key");
-        var (_, otherCsrf, _) = await SignInAsync(client, "first-key");
+        var (session, csrf, _) = await SignInAsync(client, KeyedServerFixture.FirstKey);
+        var (_, otherCsrf, _) = await SignInAsync(client, KeyedServerFixture.FirstKey);
 
         foreach (var token in new string?[] { null, "", otherCsrf, csrf + "x" })
         {
@@ -122,7 +124,7 @@ public sealed class DashboardSessionTests(KeyedServerFixture keyed, OpenServerFi
         }
         // A bearer key needs no token: no browser sends it by itself.
         using var bearer = new HttpRequestMessage(HttpMethod.Post, "/api/v1/queues/csrf-queue/resume");
-        bearer.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "first-key");
+        bearer.Headers.Authorization = new AuthenticationHeaderValue("Bearer", KeyedServerFixture.FirstKey);
         using var bearerAnswer = await client.SendAsync(bearer);
         Assert.Equal(HttpStatusCode.OK, bearerAnswer.StatusCode);
     }

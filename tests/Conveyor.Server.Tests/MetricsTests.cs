@@ -11,7 +11,7 @@ namespace Conveyor.Server.Tests;
 /// is among them, so that the rules and the dashboard cannot drift from the code.</summary>
 public sealed partial class MetricsTests : IDisposable
 {
-    private const string Key = "metrics-test-key";
+    private const string Key = "metrics-test-key-0123456789abcdefghij";
     private readonly string _folder = TempFolder.Create();
 
     public void Dispose() => TempFolder.Delete(_folder);

@@ -32,6 +32,7 @@ public sealed class SqliteLeadershipTests : LeadershipConformance<SqliteTestBack
 public sealed class SqliteScheduleTests : ScheduleConformance<SqliteTestBackend>;
 
 public sealed class SqliteUniqueKeyTests : UniqueKeyConformance<SqliteTestBackend>;
+public sealed class SqliteApiKeyTests : ApiKeyConformance<SqliteTestBackend>;
 
 public sealed class SqliteWorkflowTests : WorkflowConformance<SqliteTestBackend>;
 

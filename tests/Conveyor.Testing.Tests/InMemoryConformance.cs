@@ -34,6 +34,7 @@ public sealed class InMemoryLeadershipTests : LeadershipConformance<InMemoryTest
 public sealed class InMemoryScheduleTests : ScheduleConformance<InMemoryTestBackend>;
 
 public sealed class InMemoryUniqueKeyTests : UniqueKeyConformance<InMemoryTestBackend>;
+public sealed class InMemoryApiKeyTests : ApiKeyConformance<InMemoryTestBackend>;
 public sealed class InMemoryWorkflowTests : WorkflowConformance<InMemoryTestBackend>;
 
 public sealed class InMemoryLimitTests : LimitConformance<InMemoryTestBackend>;

@@ -17,9 +17,9 @@ namespace Conveyor.AspNetCore.Endpoints;
 /// <summary><c>GET /api/v1/events</c>: task events of every process on the backend, live, as server-sent events.</summary>
 internal static class EventEndpoints
 {
-    public static void Map(RouteGroupBuilder api)
+    public static void Map(ApiGroups api)
     {
-        api.MapGet("/events", StreamAsync)
+        api.Read.MapGet("/events", StreamAsync)
             .WithName("StreamEvents")
             .WithSummary("Task events of every process, live (text/event-stream)")
             .WithDescription("""

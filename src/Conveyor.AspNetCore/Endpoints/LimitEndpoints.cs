@@ -12,9 +12,9 @@ namespace Conveyor.AspNetCore.Endpoints;
 /// <summary><c>/api/v1/limits</c>.</summary>
 internal static class LimitEndpoints
 {
-    public static void Map(RouteGroupBuilder api)
+    public static void Map(ApiGroups api)
     {
-        api.MapGet("/limits", ListLimitsAsync)
+        api.Read.MapGet("/limits", ListLimitsAsync)
             .WithName("ListLimits")
             .WithSummary("The rate and concurrency limits this process is configured with, and their use now across every worker");
     }

@@ -1,5 +1,6 @@
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
+using Conveyor.AspNetCore.Security;
 using Conveyor.Backends;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -13,25 +14,28 @@ namespace Conveyor.AspNetCore.Endpoints;
 /// <summary><c>/api/v1/queues</c> and <c>/api/v1/workers</c>.</summary>
 internal static class QueueEndpoints
 {
-    public static void Map(RouteGroupBuilder api)
+    public static void Map(ApiGroups api)
     {
-        api.MapGet("/queues", ListQueuesAsync)
+        api.Read.MapGet("/queues", ListQueuesAsync)
             .WithName("ListQueues")
-            .WithSummary("Every known queue with its depth per state and whether it is paused");
-        api.MapPost("/queues/{name}/pause", (string name, IConveyorBackend backend, CancellationToken cancellationToken) =>
+            .WithSummary("Every known queue with its depth per state and whether it is paused")
+            .WithQueueAccess(QueueAccessKind.Filtered);
+        api.Admin.MapPost("/queues/{name}/pause", (string name, IConveyorBackend backend, CancellationToken cancellationToken) =>
                 SetPausedAsync(name, paused: true, backend, cancellationToken))
+            .WithQueueAccess(QueueAccessKind.RouteQueue)
             .WithName("PauseQueue")
             .WithSummary("Keep workers from fetching from a queue; enqueues still succeed")
             .ProducesValidationProblem(StatusCodes.Status400BadRequest);
-        api.MapPost("/queues/{name}/resume", (string name, IConveyorBackend backend, CancellationToken cancellationToken) =>
+        api.Admin.MapPost("/queues/{name}/resume", (string name, IConveyorBackend backend, CancellationToken cancellationToken) =>
                 SetPausedAsync(name, paused: false, backend, cancellationToken))
+            .WithQueueAccess(QueueAccessKind.RouteQueue)
             .WithName("ResumeQueue")
             .WithSummary("Let workers fetch from a queue again")
             .ProducesValidationProblem(StatusCodes.Status400BadRequest);
-        api.MapGet("/workers", ListWorkersAsync)
+        api.Read.MapGet("/workers", ListWorkersAsync)
             .WithName("ListWorkers")
             .WithSummary("Workers whose heartbeat is recent, with their queues and counters");
-        api.MapGet("/tasks/waiting-for-handler", ListWaitingForHandlerAsync)
+        api.Read.MapGet("/tasks/waiting-for-handler", ListWaitingForHandlerAsync)
             .WithName("ListTasksWaitingForHandler")
             .WithSummary("Waiting tasks whose name no live worker declares, counted per task name and queue")
             .WithDescription("They wait, attempts unspent, until a worker with their handler starts (docs/operations.md).");
@@ -42,10 +46,12 @@ internal static class QueueEndpoints
         CancellationToken cancellationToken) =>
         TypedResults.Ok(await WaitingForHandler.ReadAsync(backend, options.Value.Worker, time.GetUtcNow(), cancellationToken).ConfigureAwait(false));
 
-    private static async Task<Ok<List<QueueResource>>> ListQueuesAsync([FromServices] IConveyorBackend backend, CancellationToken cancellationToken)
+    private static async Task<Ok<List<QueueResource>>> ListQueuesAsync(HttpContext http, [FromServices] IConveyorBackend backend, CancellationToken cancellationToken)
     {
         var queues = await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
-        return TypedResults.Ok(queues.Select(QueueResource.From).ToList());
+        // A key limited to named queues sees those only.
+        var allowed = ApiQueueAccess.LimitedTo(http.User);
+        return TypedResults.Ok(queues.Where(q => allowed.Count == 0 || allowed.Contains(q.Name)).Select(QueueResource.From).ToList());
     }
 
     private static async Task<Results<Ok<QueueResource>, ProblemHttpResult>> SetPausedAsync(

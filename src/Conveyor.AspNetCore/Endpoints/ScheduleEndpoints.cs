@@ -14,45 +14,45 @@ namespace Conveyor.AspNetCore.Endpoints;
 /// <summary><c>/api/v1/schedules</c>: list, get, create, update, pause, resume, trigger and delete periodic schedules.</summary>
 internal static class ScheduleEndpoints
 {
-    public static void Map(RouteGroupBuilder api)
+    public static void Map(ApiGroups api)
     {
-        api.MapGet("/schedules", ListAsync)
+        api.Read.MapGet("/schedules", ListAsync)
             .WithName("ListSchedules")
             .WithSummary("Every periodic schedule with its state, last fire and next fire times");
-        api.MapGet("/schedules/{name}", GetAsync)
+        api.Read.MapGet("/schedules/{name}", GetAsync)
             .WithName("GetSchedule")
             .WithSummary("One schedule")
             .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapPost("/schedules", CreateAsync)
+        api.Admin.MapPost("/schedules", CreateAsync)
             .WithName("CreateSchedule")
             .WithSummary("Create a schedule: a cron expression (with a time zone) or a fixed interval, and the task each tick enqueues")
             .WithDescription("201 with the schedule and its next fire times; 422 naming each bad field (an unparsable cron, an unknown time zone, an interval under one second, a name in use, a task no process declares).")
             .Accepts<ScheduleResource>("application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
-        api.MapPut("/schedules/{name}", UpdateAsync)
+        api.Admin.MapPut("/schedules/{name}", UpdateAsync)
             .WithName("UpdateSchedule")
             .WithSummary("Replace a schedule's definition, keeping its state; a new timing counts ticks from now")
             .Accepts<ScheduleResource>("application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
-        api.MapPost("/schedules/{name}/pause", (string name, IScheduleClient schedules, TimeProvider time, CancellationToken cancellationToken) =>
+        api.Admin.MapPost("/schedules/{name}/pause", (string name, IScheduleClient schedules, TimeProvider time, CancellationToken cancellationToken) =>
                 AnswerAsync(name, schedules.PauseAsync(name, cancellationToken), time))
             .WithName("PauseSchedule")
             .WithSummary("Hold a schedule's ticks back")
             .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapPost("/schedules/{name}/resume", (string name, IScheduleClient schedules, TimeProvider time, CancellationToken cancellationToken) =>
+        api.Admin.MapPost("/schedules/{name}/resume", (string name, IScheduleClient schedules, TimeProvider time, CancellationToken cancellationToken) =>
                 AnswerAsync(name, schedules.ResumeAsync(name, cancellationToken), time))
             .WithName("ResumeSchedule")
             .WithSummary("Let a paused schedule fire again from now (ticks that fell while paused are not fired)")
             .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapPost("/schedules/{name}/trigger", TriggerAsync)
+        api.Admin.MapPost("/schedules/{name}/trigger", TriggerAsync)
             .WithName("TriggerSchedule")
             .WithSummary("Enqueue the schedule's task now, outside its ticks")
             .WithDescription("202 with the task's id and a Location to follow it.")
             .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapDelete("/schedules/{name}", DeleteAsync)
+        api.Admin.MapDelete("/schedules/{name}", DeleteAsync)
             .WithName("DeleteSchedule")
             .WithSummary("Delete a schedule (the tasks it enqueued stay)")
             .ProducesProblem(StatusCodes.Status404NotFound);

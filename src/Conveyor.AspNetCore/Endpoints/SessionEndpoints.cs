@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.Text.Json;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -10,8 +12,8 @@ using Microsoft.Extensions.Options;
 
 namespace Conveyor.AspNetCore.Endpoints;
 
-/// <summary><c>/api/v1/session</c>: the dashboard exchanges an API key for a session cookie. Mapped outside the key
-/// check (it is where a key is first presented); the cross-site check still applies.</summary>
+/// <summary><c>/api/v1/session</c>: the dashboard exchanges an API key for a session cookie. Mapped outside the
+/// authorization policies (it is where a key is first presented); the cross-site check and the failed-attempt limit still apply.</summary>
 internal static class SessionEndpoints
 {
     public static void Map(RouteGroupBuilder group)
@@ -30,24 +32,24 @@ internal static class SessionEndpoints
             .WithSummary("End the dashboard's session: removes its cookies");
     }
 
-    private static Ok<SessionResource> Get(HttpContext http, [FromServices] ApiKeyValidator keys, [FromServices] DashboardSessions sessions)
+    private static async Task<Ok<SessionResource>> Get(HttpContext http, [FromServices] ApiKeyRegistry keys)
     {
-        var authenticated = !keys.Required || sessions.Read(http.Request) is not null
-            || (http.Request.Headers.Authorization.ToString() is var h && h.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && keys.IsValid(h.AsSpan(7).Trim()));
-        return TypedResults.Ok(new SessionResource(keys.Required, authenticated));
+        var result = await http.AuthenticateAsync(ApiScopes.Scheme).ConfigureAwait(false);
+        IReadOnlyList<string> scopes = result.Succeeded ? result.Principal!.FindAll(ApiScopes.ScopeClaim).Select(c => c.Value).ToList() : [];
+        return TypedResults.Ok(new SessionResource(keys.Required, result.Succeeded, scopes));
     }
 
     private static async Task<Results<Ok<SessionResource>, ProblemHttpResult>> SignInAsync(HttpContext http,
-        [FromServices] ApiKeyValidator keys, [FromServices] DashboardSessions sessions, [FromServices] IOptions<ConveyorApiOptions> options,
-        CancellationToken cancellationToken)
+        [FromServices] ApiKeyRegistry keys, [FromServices] DashboardSessions sessions, [FromServices] FailedAuthLimiter limiter,
+        [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
     {
-        if (ApiKeyEndpointFilter.CrossSiteProblem(http.Request) is ProblemHttpResult crossSite)
+        if (CrossSiteEndpointFilter.CrossSiteProblem(http.Request) is ProblemHttpResult crossSite)
         {
             return crossSite;
         }
         if (!keys.Required)
         {
-            return TypedResults.Ok(new SessionResource(false, true));
+            return TypedResults.Ok(new SessionResource(false, true, [.. ApiCaller.Open.Scopes]));
         }
         var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
         if (problem is not null)
@@ -61,28 +63,37 @@ internal static class SessionEndpoints
             {
                 return ApiProblems.Field(StatusCodes.Status422UnprocessableEntity, "key", "is required: one of the server's API keys, as a string");
             }
-            if (keys.Match(key.AsSpan().Trim()) is not { } keyHash)
+            if (limiter.Blocked(http) is { } wait)
             {
+                var seconds = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds));
+                http.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                return ApiProblems.Status(StatusCodes.Status429TooManyRequests, "Too many failed attempts.",
+                    $"Too many wrong API keys came from this address; try again in {seconds} s.");
+            }
+            if (await keys.AuthenticateAsync(key.Trim(), cancellationToken).ConfigureAwait(false) is not { } caller)
+            {
+                limiter.Failed(http);
                 return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "The API key is not valid.");
             }
-            var (session, csrf, expires) = sessions.Issue(keyHash);
+            var (session, csrf, expires) = sessions.Issue(caller);
             DashboardSessions.Write(http, session, csrf, expires);
-            return TypedResults.Ok(new SessionResource(true, true));
+            return TypedResults.Ok(new SessionResource(true, true, [.. caller.Scopes]));
         }
     }
 
-    private static Results<Ok<SessionResource>, ProblemHttpResult> SignOut(HttpContext http, [FromServices] ApiKeyValidator keys)
+    private static Results<Ok<SessionResource>, ProblemHttpResult> SignOut(HttpContext http, [FromServices] ApiKeyRegistry keys)
     {
-        if (ApiKeyEndpointFilter.CrossSiteProblem(http.Request) is ProblemHttpResult crossSite)
+        if (CrossSiteEndpointFilter.CrossSiteProblem(http.Request) is ProblemHttpResult crossSite)
         {
             return crossSite;
         }
         DashboardSessions.Clear(http);
-        return TypedResults.Ok(new SessionResource(keys.Required, !keys.Required));
+        return TypedResults.Ok(new SessionResource(keys.Required, !keys.Required, keys.Required ? [] : [.. ApiCaller.Open.Scopes]));
     }
 }
 
 /// <summary>The answer of <c>/api/v1/session</c>.</summary>
 /// <param name="KeysRequired">Whether the API needs a key (keys are configured).</param>
 /// <param name="Authenticated">Whether this request may call the API: no key needed, or a valid key or session sent.</param>
-public sealed record SessionResource(bool KeysRequired, bool Authenticated);
+/// <param name="Scopes">What it may do (<c>read</c>, <c>enqueue</c>, <c>admin</c>); empty when not authenticated.</param>
+public sealed record SessionResource(bool KeysRequired, bool Authenticated, IReadOnlyList<string> Scopes);

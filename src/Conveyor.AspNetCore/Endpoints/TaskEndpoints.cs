@@ -2,6 +2,7 @@ using System.Text.Json;
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Search;
+using Conveyor.AspNetCore.Security;
 using Conveyor.Backends;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -18,9 +19,10 @@ internal static class TaskEndpoints
     /// <summary>Header of a 200 answer to an enqueue that returned an existing task: which key matched.</summary>
     public const string DeduplicatedHeader = "Conveyor-Deduplicated";
 
-    public static void Map(RouteGroupBuilder api)
+    public static void Map(ApiGroups api)
     {
-        api.MapPost("/tasks", EnqueueAsync)
+        api.Enqueue.MapPost("/tasks", EnqueueAsync)
+            .WithQueueAccess(QueueAccessKind.InHandler)
             .WithName("EnqueueTask")
             .WithSummary("Enqueue one task")
             .WithDescription("201 with the new task; 200 with the existing task when the idempotency key matched.")
@@ -28,14 +30,15 @@ internal static class TaskEndpoints
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
-        api.MapPost("/tasks/batch", EnqueueBatchAsync)
+        api.Enqueue.MapPost("/tasks/batch", EnqueueBatchAsync)
+            .WithQueueAccess(QueueAccessKind.InHandler)
             .WithName("EnqueueTasks")
             .WithSummary("Enqueue many tasks, all or none")
             .Accepts<EnqueueBatchBody>("application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
-        api.MapPost("/tasks/retry", RetryManyAsync)
+        api.Admin.MapPost("/tasks/retry", RetryManyAsync)
             .WithName("RetryTasks")
             .WithSummary("Queue again, with fresh attempts, every dead (or cancelled, or expired) task matching a filter")
             .WithDescription("200 with how many were queued again. Works a page at a time (Conveyor:BulkBatchSize), never in one transaction.")
@@ -43,7 +46,7 @@ internal static class TaskEndpoints
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
-        api.MapPost("/tasks/purge", PurgeAsync)
+        api.Admin.MapPost("/tasks/purge", PurgeAsync)
             .WithName("PurgeTasks")
             .WithSummary("Delete every dead (or cancelled, expired, succeeded) task matching a filter")
             .WithDescription("200 with how many were deleted. Works a page at a time (Conveyor:BulkBatchSize), never in one transaction.")
@@ -51,23 +54,27 @@ internal static class TaskEndpoints
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
-        api.MapGet("/tasks/{id}", GetAsync)
+        api.Read.MapGet("/tasks/{id}", GetAsync)
+            .WithQueueAccess(QueueAccessKind.TaskId)
             .WithName("GetTask")
             .WithSummary("A task's state, arguments, result, errors and history")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapGet("/tasks", ListAsync)
+        api.Read.MapGet("/tasks", ListAsync)
+            .WithQueueAccess(QueueAccessKind.QueryQueue)
             .WithName("ListTasks")
             .WithSummary("Tasks matching a filter, newest first, a page at a time")
             .ProducesValidationProblem(StatusCodes.Status400BadRequest);
-        api.MapPost("/tasks/{id}/cancel", CancelAsync)
+        api.Admin.MapPost("/tasks/{id}/cancel", CancelAsync)
+            .WithQueueAccess(QueueAccessKind.TaskId)
             .WithName("CancelTask")
             .WithSummary("Cancel a waiting task, or ask a running one to stop")
             .WithDescription("200 when cancelled; 202 when it is running and its worker will cancel it at its next heartbeat; 409 when it already finished.")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status409Conflict);
-        api.MapPost("/tasks/{id}/retry", RetryAsync)
+        api.Admin.MapPost("/tasks/{id}/retry", RetryAsync)
+            .WithQueueAccess(QueueAccessKind.TaskId)
             .WithName("RetryTask")
             .WithSummary("Queue a dead, cancelled or expired task again with a fresh set of attempts")
             .ProducesProblem(StatusCodes.Status400BadRequest)
@@ -101,7 +108,7 @@ internal static class TaskEndpoints
 
     private static async Task<Results<Created<TaskResource>, Ok<TaskResource>, ProblemHttpResult>> EnqueueAsync(
         HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader, [FromServices] DeclaredTasks declared,
-        [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
+        [FromServices] TaskRegistry registry, [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
     {
         var (document, problem) = await ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
         if (problem is not null)
@@ -115,6 +122,10 @@ internal static class TaskEndpoints
             if (errors.Count > 0 && await declared.ResolveAsync(errors, _ => request?.ArgsJson, cancellationToken).ConfigureAwait(false))
             {
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
+            }
+            if (EnqueueQueueAccess.Check(http, [request!], registry) is { } refused)
+            {
+                return refused;
             }
             EnqueueResult result;
             try
@@ -145,7 +156,7 @@ internal static class TaskEndpoints
 
     private static async Task<Results<Created<BatchResource>, ProblemHttpResult>> EnqueueBatchAsync(
         HttpContext http, [FromServices] ITaskClient client, [FromServices] EnqueueRequestReader reader, [FromServices] DeclaredTasks declared,
-        [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
+        [FromServices] TaskRegistry registry, [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
     {
         var (document, problem) = await ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
         if (problem is not null)
@@ -200,6 +211,10 @@ internal static class TaskEndpoints
             if (errors.Count > 0 && await declared.ResolveAsync(errors, prefix => byIndex[BatchIndex(prefix)]?.ArgsJson, cancellationToken).ConfigureAwait(false))
             {
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
+            }
+            if (EnqueueQueueAccess.Check(http, requests, registry) is { } refused)
+            {
+                return refused;
             }
             IReadOnlyList<EnqueueResult> results;
             try

@@ -15,28 +15,28 @@ namespace Conveyor.AspNetCore.Endpoints;
 /// state, list, cancel and retry.</summary>
 internal static class WorkflowEndpoints
 {
-    public static void Map(RouteGroupBuilder api)
+    public static void Map(ApiGroups api)
     {
-        api.MapPost("/workflows", CreateAsync)
+        api.Enqueue.MapPost("/workflows", CreateAsync)
             .WithName("CreateWorkflow")
             .WithSummary("Start a workflow: a DAG of steps, each a task with an id and the steps it runs after; or a chain, group or chord")
             .WithDescription("201 with the workflow's id; 422 naming the step of each problem (a cycle, an unknown step in after, a duplicate id, an unknown task, too many steps); nothing is stored then.")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
-        api.MapGet("/workflows/{id}", GetAsync)
+        api.Read.MapGet("/workflows/{id}", GetAsync)
             .WithName("GetWorkflow")
             .WithSummary("A workflow's state and its steps, each with its state, task id, times and result")
             .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapGet("/workflows", ListAsync)
+        api.Read.MapGet("/workflows", ListAsync)
             .WithName("ListWorkflows")
             .WithSummary("Workflows newest first, by state and name, a page at a time")
             .ProducesProblem(StatusCodes.Status400BadRequest);
-        api.MapPost("/workflows/{id}/cancel", CancelAsync)
+        api.Admin.MapPost("/workflows/{id}/cancel", CancelAsync)
             .WithName("CancelWorkflow")
             .WithSummary("Cancel a running workflow: steps not started never start, running ones are asked to stop")
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status409Conflict);
-        api.MapPost("/workflows/{id}/retry", RetryAsync)
+        api.Admin.MapPost("/workflows/{id}/retry", RetryAsync)
             .WithName("RetryWorkflow")
             .WithSummary("Run a failed or cancelled workflow again from its failed steps; succeeded steps keep their results")
             .ProducesProblem(StatusCodes.Status404NotFound)

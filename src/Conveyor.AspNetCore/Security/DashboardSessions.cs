@@ -12,11 +12,12 @@ namespace Conveyor.AspNetCore.Security;
 /// (<c>conveyor_session</c>: Secure, HttpOnly, SameSite=Strict) and a CSRF token, readable by the page
 /// (<c>conveyor_csrf</c>), that state-changing calls send back in <c>X-Conveyor-CSRF</c> (double submit).
 /// <para>
-/// A session is <c>expiry.csrf.mac</c>, the MAC an HMAC-SHA256 of <c>expiry.csrf</c> keyed with the SHA-256 of the API key
-/// that opened it. Nothing is stored: every replica with the same keys accepts it, and removing a key ends its sessions.
+/// A session is <c>expiry.csrf.keyId.mac</c>, the MAC an HMAC-SHA256 of <c>expiry.csrf.keyId</c> keyed with the SHA-256 of
+/// the API key that opened it; it carries that key's scopes and queues. Nothing is stored: every replica that knows the
+/// key accepts it, and removing or revoking the key ends its sessions.
 /// </para>
 /// </summary>
-internal sealed class DashboardSessions(ApiKeyValidator keys, IOptions<ConveyorApiOptions> options, TimeProvider time)
+internal sealed class DashboardSessions(ApiKeyRegistry keys, IOptions<ConveyorApiOptions> options, TimeProvider time)
 {
     /// <summary>Name of the HttpOnly session cookie.</summary>
     public const string SessionCookie = "conveyor_session";
@@ -27,15 +28,16 @@ internal sealed class DashboardSessions(ApiKeyValidator keys, IOptions<ConveyorA
     /// <summary>Header that must repeat the CSRF token on state-changing calls made with the session cookie.</summary>
     public const string CsrfHeader = "X-Conveyor-CSRF";
 
-    private static readonly byte[] Purpose = Encoding.UTF8.GetBytes("conveyor-dashboard-session-v1:");
+    private static readonly byte[] Purpose = Encoding.UTF8.GetBytes("conveyor-dashboard-session-v2:");
 
-    /// <summary>A session opened with the key whose hash is <paramref name="keyHash"/>: the session cookie's value and the CSRF token.</summary>
-    public (string Session, string Csrf, DateTimeOffset Expires) Issue(byte[] keyHash)
+    /// <summary>A session opened with <paramref name="caller"/>'s key: the session cookie's value and the CSRF token.</summary>
+    public (string Session, string Csrf, DateTimeOffset Expires) Issue(ApiCaller caller)
     {
+        ArgumentNullException.ThrowIfNull(caller);
         var expires = time.GetUtcNow() + options.Value.SessionLifetime;
         var csrf = Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
-        var payload = $"{expires.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture)}.{csrf}";
-        return ($"{payload}.{Base64Url.EncodeToString(Mac(keyHash, payload))}", csrf, expires);
+        var payload = $"{expires.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture)}.{csrf}.{caller.KeyId}";
+        return ($"{payload}.{Base64Url.EncodeToString(Mac(caller.Hash, payload))}", csrf, expires);
     }
 
     /// <summary>The session of the request's cookie when it is one this server signed with a configured key and has
@@ -48,7 +50,7 @@ internal sealed class DashboardSessions(ApiKeyValidator keys, IOptions<ConveyorA
             return null;
         }
         var parts = value.Split('.');
-        if (parts.Length != 3 || !long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var expiresSeconds))
+        if (parts.Length != 4 || !long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var expiresSeconds))
         {
             return null;
         }
@@ -59,19 +61,18 @@ internal sealed class DashboardSessions(ApiKeyValidator keys, IOptions<ConveyorA
         byte[] presented;
         try
         {
-            presented = Base64Url.DecodeFromChars(parts[2]);
+            presented = Base64Url.DecodeFromChars(parts[3]);
         }
         catch (FormatException)
         {
             return null;
         }
-        var payload = $"{parts[0]}.{parts[1]}";
-        var valid = false;
-        foreach (var keyHash in keys.KeyHashes)
+        if (keys.FindById(parts[2]) is not { } caller)
         {
-            valid |= CryptographicOperations.FixedTimeEquals(Mac(keyHash, payload), presented);
+            return null;
         }
-        return valid ? new Session(parts[1]) : null;
+        var payload = $"{parts[0]}.{parts[1]}.{parts[2]}";
+        return CryptographicOperations.FixedTimeEquals(Mac(caller.Hash, payload), presented) ? new Session(parts[1], caller) : null;
     }
 
     /// <summary>Whether the request's <see cref="CsrfHeader"/> repeats the session's CSRF token.</summary>
@@ -121,5 +122,6 @@ internal sealed class DashboardSessions(ApiKeyValidator keys, IOptions<ConveyorA
 
     /// <summary>A valid session.</summary>
     /// <param name="Csrf">Its CSRF token.</param>
-    internal sealed record Session(string Csrf);
+    /// <param name="Caller">The key that opened it.</param>
+    internal sealed record Session(string Csrf, ApiCaller Caller);
 }

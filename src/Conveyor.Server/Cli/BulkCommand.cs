@@ -43,7 +43,7 @@ internal static class BulkCommand
         var limit = new Option<int?>("--limit") { Description = $"Act on at most this many tasks, newest first: 1 to {TaskFilter.MaxLimit}.", HelpName = "n" };
         var all = new Option<bool>("--all") { Description = $"Needed when no --task, --queue or finish time narrows the state: {verb} every task in it." };
         var url = new Option<string>("--url") { Description = $"{(purge ? "Purge" : "Retry")} through the server at this URL instead of the database.", HelpName = "url" };
-        var apiKey = new Option<string>("--api-key") { Description = "API key for --url [env CONVEYOR_API_KEY, or the first of CONVEYOR_API_KEYS].", HelpName = "key" };
+        var apiKey = new Option<string>("--api-key-file") { Description = "A file whose first line is the API key for --url [else env CONVEYOR_API_KEY, or the first of CONVEYOR_API_KEYS]; never a flag, which 'ps' would show.", HelpName = "path" };
         var json = new Option<bool>("--json") { Description = purge ? "Write {\"purged\": n}." : "Write {\"retried\": n}." };
         foreach (var option in new Option[] { state, task, queue, finishedAfter, finishedBefore, limit, all, url, apiKey, json })
         {

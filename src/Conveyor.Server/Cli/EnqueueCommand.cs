@@ -34,7 +34,7 @@ internal static class EnqueueCommand
         var idempotencyKey = new Option<string>("--idempotency-key") { Description = "Enqueue at most once per key: a second enqueue returns the first task.", HelpName = "key" };
         var headers = new Option<string[]>("--header") { Description = "A header carried with the task, name=value; repeat for several.", HelpName = "name=value" };
         var url = new Option<string>("--url") { Description = "Enqueue through the server at this URL (http://127.0.0.1:8000) instead of the database.", HelpName = "url" };
-        var apiKey = new Option<string>("--api-key") { Description = "API key for --url [env CONVEYOR_API_KEY, or the first of CONVEYOR_API_KEYS].", HelpName = "key" };
+        var apiKey = new Option<string>("--api-key-file") { Description = "A file whose first line is the API key for --url [else env CONVEYOR_API_KEY, or the first of CONVEYOR_API_KEYS]; never a flag, which 'ps' would show.", HelpName = "path" };
         var json = new Option<bool>("--json") { Description = "Write the task as JSON, as GET /api/v1/tasks/{id} shows it." };
         command.Arguments.Add(task);
         foreach (var option in new Option[] { args, queue, priority, delay, eta, expiresAt, maxAttempts, timeout, idempotencyKey, headers, url, apiKey, json })

@@ -7,7 +7,7 @@ using System.Text.Json.Nodes;
 namespace Conveyor.Server.Cli;
 
 /// <summary>
-/// A JSON POST to a running server's API, as every CLI command with <c>--url</c> makes it: the key from the flag or the
+/// A JSON POST to a running server's API, as every CLI command with <c>--url</c> makes it: the key from <c>--api-key-file</c> or the
 /// environment, one error line when the server cannot be reached or refuses, and the exit code that goes with it.
 /// </summary>
 internal static class ServerApiCall
@@ -17,9 +17,21 @@ internal static class ServerApiCall
 
     /// <summary>Posts <paramref name="body"/> to <paramref name="path"/> on <paramref name="server"/>. Returns the answer,
     /// or null with the exit code to return after writing why to <paramref name="error"/>.</summary>
-    internal static async Task<(Answer? Answer, int ExitCode)> PostAsync(string server, string path, JsonNode body, string? apiKey,
+    internal static async Task<(Answer? Answer, int ExitCode)> PostAsync(string server, string path, JsonNode body, string? apiKeyFile,
         TimeSpan timeout, TextWriter error, CancellationToken cancellationToken)
     {
+        string? apiKey;
+        try
+        {
+            apiKey = apiKeyFile is not null
+                ? File.ReadLines(apiKeyFile).Select(l => l.Trim()).FirstOrDefault(l => l.Length > 0 && !l.StartsWith('#'))?.Split(' ', 2)[0]
+                : null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            error.WriteLine($"conveyor: --api-key-file '{apiKeyFile}' cannot be read: {ex.Message}");
+            return (null, ExitCodes.InvalidInput);
+        }
         apiKey ??= Environment.GetEnvironmentVariable("CONVEYOR_API_KEY")
             ?? Environment.GetEnvironmentVariable("CONVEYOR_API_KEYS")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault();
         using var http = new HttpClient { Timeout = timeout };

@@ -22,12 +22,20 @@ internal static class ServerCommand
             Description = "Port to listen on [env PORT]; 0 for any free port. Default 8000.",
             HelpName = "port",
         }, "Conveyor:Port");
-        flags.Add(command, new Option<string[]>("--api-key")
+        flags.Add(command, new Option<string>("--api-key-file")
         {
-            Description = "An API key that /api calls must send as 'Authorization: Bearer <key>'; repeat for several " +
-                "[env CONVEYOR_API_KEYS, comma-separated]. Default none: /api is open, allowed on loopback only.",
-            HelpName = "key",
-        }, "Conveyor:ApiKeys");
+            Description = "A file of API keys that /api calls send as 'Authorization: Bearer <key>', one a line, each optionally followed by " +
+                "'scopes=read,enqueue' and 'queues=a,b' [env CONVEYOR_API_KEY_FILE]. Keys may also come from CONVEYOR_API_KEYS (comma-separated, " +
+                "admin) or 'conveyor keys create' (stored in the database); never from a flag, which 'ps' would show. Default none: /api is open, " +
+                "allowed on loopback only.",
+            HelpName = "path",
+        }, "Conveyor:ApiKeyFile");
+        flags.Add(command, new Option<string>("--allowed-hosts")
+        {
+            Description = "Host names the server answers to, comma-separated: name, *.domain, IP or * [env ALLOWED_HOSTS]. localhost, 127.0.0.1 and " +
+                "[::1] always are. Default: only those without API keys (against DNS rebinding), any with configured keys.",
+            HelpName = "list",
+        }, "Conveyor:AllowedHosts");
         flags.Add(command, new Option<bool>("--no-worker")
         {
             Description = "Run no worker in this process (run 'conveyor worker' elsewhere) [env CONVEYOR_RUN_WORKER=false].",

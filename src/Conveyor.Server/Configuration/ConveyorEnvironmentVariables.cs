@@ -5,7 +5,7 @@ namespace Conveyor.Server.Configuration;
 
 /// <summary>
 /// Environment variables in the names the seeds' deployments use, mapped onto configuration keys:
-/// <c>DATABASE_URL</c>, <c>HOST</c>, <c>PORT</c>, <c>LOG_LEVEL</c> and <c>LOG_FORMAT</c>, and <c>CONVEYOR_*</c> for everything else.
+/// <c>DATABASE_URL</c>, <c>HOST</c>, <c>PORT</c>, <c>ALLOWED_HOSTS</c>, <c>LOG_LEVEL</c> and <c>LOG_FORMAT</c>, and <c>CONVEYOR_*</c> for everything else.
 /// </summary>
 /// <remarks>
 /// <c>CONVEYOR_X__Y</c> becomes <c>Conveyor:X:Y</c> with the single underscores inside a name dropped, so that
@@ -29,6 +29,7 @@ internal sealed class ConveyorEnvironmentVariablesProvider(IReadOnlyDictionary<s
         ["REDIS_URL"] = "Conveyor:RedisUrl",
         ["AMQP_URL"] = "Conveyor:AmqpUrl",
         ["HOST"] = "Conveyor:Host",
+        ["ALLOWED_HOSTS"] = "Conveyor:AllowedHosts",
         ["PORT"] = "Conveyor:Port",
         ["LOG_LEVEL"] = ConveyorConfiguration.LogLevelKey,
         ["LOG_FORMAT"] = Hosting.ConsoleLogging.FormatterNameKey,

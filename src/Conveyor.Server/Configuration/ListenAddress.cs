@@ -28,14 +28,64 @@ internal static class ListenAddress
     }
 
     /// <summary>Refuses a non-loopback address when no API key is configured: anyone who could reach the port could run tasks.</summary>
-    public static void EnsureSafe(string host, int port, IEnumerable<string> apiKeys)
+    public static void EnsureSafe(string host, int port, bool keysConfigured)
     {
-        if (IsLoopback(host) || apiKeys.Any(k => !string.IsNullOrWhiteSpace(k)))
+        if (IsLoopback(host) || keysConfigured)
         {
             return;
         }
         throw new ConveyorConfigurationException(
             $"Refusing to listen on {Url(host, port)} without API keys: anyone who can reach it could enqueue and cancel tasks. " +
-            "Set CONVEYOR_API_KEYS (comma-separated) or pass --api-key, or listen on 127.0.0.1 (HOST) behind a proxy.");
+            "Set CONVEYOR_API_KEYS (comma-separated) or CONVEYOR_API_KEY_FILE (--api-key-file), or listen on 127.0.0.1 (HOST) behind a proxy.");
+    }
+
+    /// <summary>The names always accepted as <c>Host</c>.</summary>
+    public static readonly IReadOnlyList<string> LoopbackHosts = ["localhost", "127.0.0.1", "[::1]"];
+
+    /// <summary>The <c>Host</c> values the server answers (ASP.NET Core's host filtering): the loopback names and
+    /// <paramref name="configured"/>; without configured hosts, the loopback names only when no key is configured, and any
+    /// host (<c>*</c>) when keys are. Throws <see cref="ConveyorConfigurationException"/> naming the entry that is not a host.</summary>
+    public static IReadOnlyList<string> AllowedHosts(IEnumerable<string> configured, bool keysConfigured)
+    {
+        ArgumentNullException.ThrowIfNull(configured);
+        var hosts = configured.Select(h => h.Trim()).Where(h => h.Length > 0).ToList();
+        foreach (var host in hosts)
+        {
+            if (HostProblem(host) is { } problem)
+            {
+                throw new ConveyorConfigurationException(
+                    $"ALLOWED_HOSTS (Conveyor:AllowedHosts) entry '{host}' {problem}: use host names (conveyor.example.com), '*.example.com' for subdomains, " +
+                    "IP addresses (IPv6 in brackets: [2001:db8::1]) or '*' for any, comma-separated, without scheme, port or path.");
+            }
+        }
+        if (hosts.Count == 0)
+        {
+            return keysConfigured ? ["*"] : LoopbackHosts;
+        }
+        return [.. LoopbackHosts, .. hosts.Except(LoopbackHosts, StringComparer.OrdinalIgnoreCase)];
+    }
+
+    private static string? HostProblem(string host)
+    {
+        if (host == "*")
+        {
+            return null;
+        }
+        if (host.Contains("://", StringComparison.Ordinal) || host.IndexOfAny(['/', '?', '#', '@', ' ', ',']) >= 0)
+        {
+            return "is not a bare host name";
+        }
+        if (host.StartsWith('['))
+        {
+            return host.EndsWith(']') && IPAddress.TryParse(host[1..^1], out var v6) && v6.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+                ? null
+                : "is not an IPv6 address in brackets";
+        }
+        if (host.Contains(':', StringComparison.Ordinal))
+        {
+            return "has a port or is an IPv6 address without brackets";
+        }
+        var name = host.StartsWith("*.", StringComparison.Ordinal) ? host[2..] : host;
+        return name.Length > 0 && Uri.CheckHostName(name) is UriHostNameType.Dns or UriHostNameType.IPv4 ? null : "is not a host name";
     }
 }

@@ -11,6 +11,13 @@ internal sealed class ServerOptions
     /// loopback one needs API keys.</summary>
     public string Host { get; set; } = "127.0.0.1";
 
+    /// <summary>Host names the server answers to (the request's <c>Host</c> header; environment <c>ALLOWED_HOSTS</c>,
+    /// comma-separated): <c>conveyor.example.com</c>, <c>*.example.com</c> for its subdomains, an IP address (IPv6 in
+    /// brackets), or <c>*</c> for any; without ports. <c>localhost</c>, <c>127.0.0.1</c> and <c>[::1]</c> are always
+    /// accepted. Default none: without API keys only those three (a web page cannot reach the API by rebinding its own
+    /// name to 127.0.0.1); with configured keys, any.</summary>
+    public IList<string> AllowedHosts { get; } = [];
+
     /// <summary>TCP port; 0 takes any free port. Default 8000.</summary>
     public int Port { get; set; } = 8000;
 

@@ -1,9 +1,11 @@
 using Conveyor.AspNetCore;
+using Conveyor.AspNetCore.Security;
 using Conveyor.Dashboard;
 using Conveyor.RabbitMQ;
 using Conveyor.Redis;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Tasks;
+using Microsoft.AspNetCore.HostFiltering;
 using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 
@@ -40,14 +42,56 @@ internal static class ConveyorHosts
             // Kestrel would listen where those say, past the loopback check below.
             throw new ConveyorConfigurationException("Kestrel:Endpoints is not supported by conveyor server; set the address with HOST and PORT (or --host and --port).");
         }
-        ListenAddress.EnsureSafe(server.Host, server.Port, api.ApiKeys);
+        IReadOnlyList<ApiCaller> configuredKeys;
+        try
+        {
+            configuredKeys = ConfiguredApiKeys.Read(api);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ConveyorConfigurationException(ex.Message, ex);
+        }
+        if (ApiTrafficPolicies.OriginsProblem(api) is { } origins)
+        {
+            throw new ConveyorConfigurationException(origins);
+        }
+        if (api.RateLimit.PermitsPerSecond < 0 || api.RateLimit.Burst < 1)
+        {
+            throw new ConveyorConfigurationException(
+                $"Conveyor:RateLimit (CONVEYOR_RATE_LIMIT__PERMITS_PER_SECOND {api.RateLimit.PermitsPerSecond}, __BURST {api.RateLimit.Burst}): permits per second must be 0 (no limit) or more, the burst at least 1 (defaults 20000 and 20000).");
+        }
+        ListenAddress.EnsureSafe(server.Host, server.Port, configuredKeys.Count > 0);
+        var allowedHosts = ListenAddress.AllowedHosts(server.AllowedHosts, configuredKeys.Count > 0);
         builder.Services.AddConveyorApi();
         builder.Services.AddOptions<ConveyorApiOptions>().Bind(builder.Configuration.GetSection(ConveyorConfiguration.Section));
+        // The web host's defaults put host filtering first in the pipeline, ahead of the problem-details writer, from the
+        // top-level AllowedHosts key. Conveyor places it itself, after UseStatusCodePages, so that a refused Host is
+        // answered 400 with problem details, and sets its hosts from Conveyor:AllowedHosts.
+        var defaultHostFiltering = builder.Services.Where(d => d.ServiceType == typeof(IStartupFilter)
+            && d.ImplementationType?.Name == "HostFilteringStartupFilter").ToList();
+        foreach (var descriptor in defaultHostFiltering)
+        {
+            builder.Services.Remove(descriptor);
+        }
+        builder.Services.Configure<HostFilteringOptions>(o =>
+        {
+            o.AllowedHosts = [.. allowedHosts];
+            o.IncludeFailureMessage = false;
+        });
         builder.WebHost.UseUrls(ListenAddress.Url(server.Host, server.Port));
         var app = builder.Build();
+        app.UseConveyorSecurityHeaders();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
-        app.MapConveyorApi();
+        app.UseHostFiltering();
+        app.UseRouting();
+        app.UseCors();
+        app.UseRateLimiter();
+        app.UseAuthentication();
+        app.UseAuthorization();
+        // The API's rate limit and CORS policy (ApiTrafficPolicies) on every endpoint it maps; an app hosting the API
+        // itself opts in the same way, with UseCors and UseRateLimiter in its pipeline.
+        app.MapGroup("").RequireRateLimiting(ApiTrafficPolicies.Name).RequireCors(ApiTrafficPolicies.Name).MapConveyorApi();
         ConveyorTelemetry.Map(app, server.Metrics);
         app.MapConveyorDashboard("/");
         return app;

@@ -1,3 +1,4 @@
+using Conveyor.AspNetCore;
 using Conveyor.AspNetCore.Security;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -7,7 +8,7 @@ namespace Conveyor.Server.Hosting;
 
 /// <summary>
 /// The OpenTelemetry SDK over Conveyor's meter and activity source (<see cref="ConveyorDiagnostics"/>): a Prometheus
-/// scrape endpoint on the server (<c>GET /metrics</c>, behind the API's keys), and an OTLP exporter of metrics and traces
+/// scrape endpoint on the server (<c>GET /metrics</c>, behind the API's keys: scope read), and an OTLP exporter of metrics and traces
 /// in every process when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set (the exporter reads the other standard
 /// <c>OTEL_*</c> variables itself: protocol, headers, service name, resource attributes).
 /// </summary>
@@ -63,7 +64,8 @@ internal static class ConveyorTelemetry
     {
         if (metrics)
         {
-            app.MapPrometheusScrapingEndpoint(MetricsPath, meterProvider: null, configureBranchedPipeline: branch => branch.UseConveyorApiKeys(), optionsName: null);
+            app.MapPrometheusScrapingEndpoint(MetricsPath, meterProvider: null, configureBranchedPipeline: null, optionsName: null)
+                .RequireConveyorScope(ApiScopes.Read);
         }
     }
 }

@@ -196,6 +196,9 @@ public interface IConveyorBackend
     /// <summary>Workflows (<see cref="IWorkflowStore"/>), or null where this backend does not store them yet (Redis:
     /// docs/workflows.md); the workflow client then refuses to start one.</summary>
     IWorkflowStore? Workflows => null;
+    /// <summary>The API keys of the store role (<see cref="IApiKeyStore"/>), or null where this backend keeps none (a
+    /// test double); the server then accepts only the keys in its configuration.</summary>
+    IApiKeyStore? ApiKeys => null;
     /// <summary>What this backend offers.</summary>
     BackendCapabilities Capabilities { get; }
     /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>
