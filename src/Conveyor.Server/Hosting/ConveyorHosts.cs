@@ -46,7 +46,7 @@ internal static class ConveyorHosts
         builder.WebHost.UseUrls(ListenAddress.Url(server.Host, server.Port));
         var app = builder.Build();
         app.UseExceptionHandler();
-        app.UseStatusCodePages();
+        app.UseConveyorStatusCodePages();
         app.MapConveyorApi();
         ConveyorTelemetry.Map(app, server.Metrics);
         app.MapConveyorDashboard("/");
