@@ -19,6 +19,7 @@ namespace Conveyor.Server.Tests.Fuzzing;
 /// CONVEYOR_TEST_FUZZ_SEED and CONVEYOR_TEST_FUZZ_REQUESTS; a failure prints the request, which can be made again alone
 /// from its index (<see cref="FuzzRequestGenerator.Generate"/>).
 /// </summary>
+[Collection(FuzzingCollection.Name)]
 public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
 {
     private const string Key = "fuzz-test-key-0123456789abcdef0123456789";
@@ -90,7 +91,7 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
                     var request = generator.Generate(index);
                     var kind = stats.GetOrAdd(request.Kind, _ => new KindStats());
                     Interlocked.Increment(ref kind.Sent);
-                    routeHits.AddOrUpdate(request.Method + " " + request.Route, 1, (_, n) => n + 1);
+                    routeHits.AddOrUpdate(request.Route, 1, (_, n) => n + 1);
                     RawResponse? response = null;
                     string? error = null;
                     try
@@ -180,7 +181,16 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
 
         Assert.True(failureCount == 0, $"{failureCount} answers broke the rules:\n{string.Join("\n", failures)}\n\n{report}\nServer output: {Tail(server.Output)}\nServer errors: {Tail(server.Error)}");
         Assert.Empty(missing);
-        Assert.True(unexplained.Count == 0, $"Stored but never reported by a 2xx answer: {string.Join(", ", unexplained.Take(20))}");
+        if (unexplained.Count > 0)
+        {
+            var shown = new List<string>();
+            foreach (var id in unexplained.Take(5))
+            {
+                using var found = await http.GetAsync(Guid.TryParse(id, out _) ? $"/api/v1/tasks/{id}" : $"/api/v1/schedules/{id}");
+                shown.Add($"{id}: {(int)found.StatusCode} {await found.Content.ReadAsStringAsync()}");
+            }
+            Assert.Fail($"{unexplained.Count} stored but never reported by a 2xx answer:\n{string.Join("\n", shown)}");
+        }
         Assert.True(peakResident < MaxResidentBytes, $"Resident memory peaked at {peakResident / 1048576} MB\n{report}");
         // Every kind was sent (the weights reach each one at this count).
         Assert.Equal(FuzzRequestGenerator.Kinds.Count, stats.Count);
@@ -217,6 +227,11 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
         }
         if (response.Status < 400)
         {
+            if (request.Kind == "path-traversal" && LeakedFile(response.Body) is { } leaked)
+            {
+                Interlocked.Increment(ref kind.Failed);
+                return $"{response.Status} with the content of a file outside the dashboard's assets ({leaked})";
+            }
             Interlocked.Increment(ref kind.Success);
             return null;
         }
@@ -227,6 +242,18 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
         }
         Interlocked.Increment(ref kind.Problem);
         return null;
+    }
+
+    /// <summary>What a traversal that escaped the dashboard's assets would show: the marker of the file it read.</summary>
+    private static string? LeakedFile(byte[] body)
+    {
+        var text = Encoding.Latin1.GetString(body, 0, Math.Min(body.Length, 64 * 1024));
+        string[] markers = ["root:x:0:0", "SQLite format 3", "[core]", "\"runtimeTarget\"", "ConnectionStrings", "DATABASE_URL="];
+        if (body.Length >= 2 && body[0] == 'M' && body[1] == 'Z')
+        {
+            return "an executable";
+        }
+        return markers.FirstOrDefault(m => text.Contains(m, StringComparison.Ordinal));
     }
 
     private static string? ProblemDetails(RawResponse response, bool head)
@@ -260,6 +287,7 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    /// <summary>The ids of every item of a listing; for a task of a workflow, the workflow's id.</summary>
     private static async Task<List<string>> ListIdsAsync(HttpClient http, string path, string idProperty)
     {
         var ids = new List<string>();
@@ -270,7 +298,10 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
             using var document = JsonDocument.Parse(await http.GetStringAsync(url));
             foreach (var item in document.RootElement.GetProperty("items").EnumerateArray())
             {
-                ids.Add(item.GetProperty(idProperty).GetString()!.ToLowerInvariant());
+                // A workflow's 201 answer gives the workflow's id; its steps' tasks carry it in a header.
+                var workflow = item.TryGetProperty("headers", out var headers) && headers.ValueKind == JsonValueKind.Object
+                    && headers.TryGetProperty("conveyor-workflow", out var owner) ? owner.GetString() : null;
+                ids.Add(workflow?.ToLowerInvariant() ?? item.GetProperty(idProperty).GetString()!.ToLowerInvariant());
             }
             cursor = document.RootElement.TryGetProperty("nextCursor", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
         }
@@ -362,4 +393,12 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
         [GeneratedRegex("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")]
         private static partial Regex UuidPattern();
     }
+}
+
+/// <summary>The fuzzer runs alone, after the tests that run in parallel: its 16 busy connections would slow their
+/// deadlines, and their work would blur its memory figures.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class FuzzingCollection
+{
+    public const string Name = "Fuzzing";
 }

@@ -17,7 +17,7 @@ internal sealed record RawResponse(int Status, IReadOnlyDictionary<string, strin
 /// </summary>
 internal sealed class RawHttpConnection : IAsyncDisposable
 {
-    private const int MaxBody = 4 * 1024 * 1024;
+    private const int MaxBody = 32 * 1024 * 1024;
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
     private readonly byte[] _buffer = new byte[64 * 1024];
