@@ -179,7 +179,7 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
         report.AppendLine(CultureInfo.InvariantCulture, $"routes of the OpenAPI document: {routes.Count}, each sent at least {routes.Min(r => routeHits.GetValueOrDefault(r.Key))} requests");
         output.WriteLine(report.ToString());
 
-        Assert.True(failureCount == 0, $"{failureCount} answers broke the rules:\n{string.Join("\n", failures)}\n\n{report}\nServer output: {Tail(server.Output)}\nServer errors: {Tail(server.Error)}");
+        Assert.True(failureCount == 0, $"{failureCount} answers broke the rules:\n{string.Join("\n", failures)}\n\n{report}\nServer failures: {ServerFailures(server.Output)}\nServer errors: {Tail(server.Error)}");
         Assert.Empty(missing);
         if (unexplained.Count > 0)
         {
@@ -342,6 +342,11 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
     }
 
     private static string Text(byte[] body) => Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, 400));
+
+    /// <summary>The server's logged failures (an exception behind a 500), each cut short.</summary>
+    private static string ServerFailures(string log) =>
+        string.Join("\n", log.Split('\n').Where(l => l.Contains(" fail: ", StringComparison.Ordinal) || l.Contains(" crit: ", StringComparison.Ordinal))
+            .Take(5).Select(l => l.Length > 2000 ? l[..2000] : l));
 
     private static string Tail(string text) => text.Length > 4000 ? text[^4000..] : text;
 

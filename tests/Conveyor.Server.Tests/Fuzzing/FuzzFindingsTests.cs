@@ -102,6 +102,19 @@ public sealed class FuzzFindingsTests(OpenServerFixture fixture) : IClassFixture
         Assert.Equal(HttpStatusCode.NotFound, schedule.StatusCode);
     }
 
+    [Theory]
+    [InlineData("createdAfter=0001-01-01T00:00:00Z")]
+    [InlineData("createdAfter=0001-01-01T00:00:00Z&text=x")]
+    [InlineData("createdBefore=9999-12-31T23:59:59Z&createdAfter=0001-01-01T00:00:01Z")]
+    public async Task A_search_from_the_first_instant_lists_tasks(string query)
+    {
+        // createdAfter minus the clock-skew margin once went below DateTimeOffset.MinValue: a 500.
+        await Server.EnqueueAsync(new { task = "conveyor.noop", queue = "idle" });
+        using var response = await Server.Client.GetAsync("/api/v1/tasks?" + query);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {text}");
+    }
+
     private static string Unescape(string text)
     {
         // \xNN → the character NN (then one Latin-1 byte); other text as it is.

@@ -171,7 +171,8 @@ internal sealed class FuzzRequestGenerator
 
     public FuzzRequest Generate(int index)
     {
-        var random = new Random(HashCode.Combine(_seed, index));
+        // Not HashCode.Combine: its seed changes with each process, and a failure must be made again from its index.
+        var random = new Random(unchecked((_seed * 1_000_003) ^ index));
         var pick = random.Next(TotalWeight);
         var kind = Kinds[0].Kind;
         foreach (var (name, weight) in Kinds)
