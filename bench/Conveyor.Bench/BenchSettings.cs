@@ -42,6 +42,9 @@ internal sealed record BenchSettings
     public TimeSpan TimeLimit { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan Idle { get; init; } = TimeSpan.FromSeconds(5);
     public bool Warmup { get; init; } = true;
+    /// <summary>Whether the drain updates the engine's statistics of the filled table before its worker starts
+    /// (<c>--analyze</c>): what autovacuum has done to any table of a running deployment.</summary>
+    public bool Analyze { get; init; }
     public string? Server { get; init; }
     public string ServerCommand { get; init; } = "server";
     public string WorkerCommand { get; init; } = "worker";

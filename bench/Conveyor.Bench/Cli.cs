@@ -133,6 +133,11 @@ internal static class Cli
             DefaultValueFactory = _ => 30,
         });
         var idle = Positive(new Option<double>("--idle") { Description = "Seconds an idle worker process runs before its RSS is read.", DefaultValueFactory = _ => 5 });
+        var analyze = new Option<bool>("--analyze")
+        {
+            Description = "Drain: after the untimed fill, update the engine's statistics of the tasks table (PostgreSQL ANALYZE, SQLite ANALYZE), " +
+                "as autovacuum has done to any table of a running deployment. Default: a fresh table without statistics.",
+        };
         var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the untimed warm-up run that precedes each case's runs." };
         var server = new Option<string?>("--server")
         {
@@ -150,7 +155,7 @@ internal static class Cli
             """)
         {
             workload, system, backend, postgresUrl, redisUrl, amqpUrl, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, rateLimit,
-            concurrencyLimit, duration, timeLimit, idle, noWarmup,
+            concurrencyLimit, duration, timeLimit, idle, noWarmup, analyze,
             server, serverCommand, workerCommand, json,
         };
         workload.Validators.Add(result =>
@@ -194,6 +199,7 @@ internal static class Cli
                 TimeLimit = TimeSpan.FromSeconds(parse.GetValue(timeLimit)),
                 Idle = TimeSpan.FromSeconds(parse.GetValue(idle)),
                 Warmup = !parse.GetValue(noWarmup),
+                Analyze = parse.GetValue(analyze),
                 Server = parse.GetValue(server) is { Length: > 0 } program ? Path.GetFullPath(program) : null,
                 ServerCommand = parse.GetValue(serverCommand)!,
                 WorkerCommand = parse.GetValue(workerCommand)!,

@@ -48,6 +48,13 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
+    public async Task<WaitingTaskCounts> CountWaitingByTaskAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        return await TaskListing.CountWaitingByTaskAsync(connection, _dialect, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
     public async Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);

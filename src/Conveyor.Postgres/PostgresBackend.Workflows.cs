@@ -33,6 +33,9 @@ public sealed partial class PostgresBackend : IWorkflowStore
         var headers = new string?[n];
         var histories = new string[n];
         var pending = new int[n];
+        var onFailure = new short[n];
+        var active = 0;
+        Guid? errorTask = null;
         var edgeFrom = new List<Guid>();
         var edgeTo = new List<Guid>();
         var readyQueues = new HashSet<string>(StringComparer.Ordinal);
@@ -40,7 +43,16 @@ public sealed partial class PostgresBackend : IWorkflowStore
         {
             var step = workflow.Steps[i];
             var m = step.Message;
-            var state = step.After.Count == 0 ? m.InitialState(now) : TaskState.Pending;
+            var state = step.After.Count == 0 && !step.IsErrorStep ? m.InitialState(now) : TaskState.Pending;
+            if (state != TaskState.Pending)
+            {
+                active++;
+            }
+            if (step.IsErrorStep)
+            {
+                errorTask = m.Id;
+            }
+            onFailure[i] = (short)step.OnFailure;
             ids[i] = m.Id;
             tasks[i] = m.Task;
             queues[i] = m.Queue;
@@ -76,22 +88,23 @@ public sealed partial class PostgresBackend : IWorkflowStore
         queuesCommand.Parameters.AddWithValue("names", queues.Distinct(StringComparer.Ordinal).ToArray());
         batch.BatchCommands.Add(queuesCommand);
         var workflowCommand = new NpgsqlBatchCommand(
-            $"INSERT INTO {_workflows} (id, name, state, created_at, steps_left, steps) VALUES (@id, @name, 0, @created, @left, @steps)");
+            $"INSERT INTO {_workflows} (id, name, state, created_at, active_steps, steps, error_task) VALUES (@id, @name, 0, @created, @active, @steps, @error)");
         workflowCommand.Parameters.AddWithValue("id", workflow.Id);
         workflowCommand.Parameters.AddWithValue("name", (object?)workflow.Name ?? DBNull.Value);
         workflowCommand.Parameters.AddWithValue("created", workflow.CreatedAt.ToUnixTimeMilliseconds());
-        workflowCommand.Parameters.AddWithValue("left", n);
+        workflowCommand.Parameters.AddWithValue("active", active);
+        workflowCommand.Parameters.AddWithValue("error", errorTask is { } e ? (object)e : DBNull.Value);
         workflowCommand.Parameters.AddWithValue("steps", WorkflowStepsJson.Write(workflow.StepInfos()));
         batch.BatchCommands.Add(workflowCommand);
         var insert = new NpgsqlBatchCommand($"""
             INSERT INTO {_tasks} (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
-                timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps)
+                timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps, on_failure)
             SELECT u.id, u.task, u.queue, u.state, u.priority, u.args, u.max, u.base, u.maxdelay, u.jitter,
-                u.timeout, u.nb, u.exp, u.created, u.headers, u.history, @workflow, u.pending
+                u.timeout, u.nb, u.exp, u.created, u.headers, u.history, @workflow, u.pending, u.onfailure
             FROM unnest(@id::uuid[], @task::text[], @queue::text[], @state::smallint[], @priority::int[], @args::text[], @max::int[],
                 @base::bigint[], @maxdelay::bigint[], @jitter::float8[], @timeout::bigint[], @nb::bigint[], @exp::bigint[],
-                @created::bigint[], @headers::text[], @history::text[], @pending::int[])
-                WITH ORDINALITY AS u(id, task, queue, state, priority, args, max, base, maxdelay, jitter, timeout, nb, exp, created, headers, history, pending, ord)
+                @created::bigint[], @headers::text[], @history::text[], @pending::int[], @onfailure::smallint[])
+                WITH ORDINALITY AS u(id, task, queue, state, priority, args, max, base, maxdelay, jitter, timeout, nb, exp, created, headers, history, pending, onfailure, ord)
             ORDER BY u.ord
             """);
         var p = insert.Parameters;
@@ -113,6 +126,7 @@ public sealed partial class PostgresBackend : IWorkflowStore
         p.AddWithValue("headers", headers);
         p.AddWithValue("history", histories);
         p.AddWithValue("pending", pending);
+        p.AddWithValue("onfailure", onFailure);
         batch.BatchCommands.Add(insert);
         if (edgeFrom.Count > 0)
         {
@@ -172,5 +186,68 @@ public sealed partial class PostgresBackend : IWorkflowStore
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
         return reader.GetInt64(0) > 0;
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        // The workflow's row first (locked, as the trigger locks it), then its failed steps (and its error step if it
+        // ended) back to pending, each failed step's count of the steps it runs after that have not succeeded, those at 0
+        // queued. The trigger does not fire: no state here is an end.
+        await using (var workflow = Command(connection, $"UPDATE {_workflows} SET state = 0, failed = false, finished_at = NULL WHERE id = @id AND state IN (2, 3) RETURNING error_task"))
+        {
+            workflow.Parameters.AddWithValue("id", workflowId);
+            await using var reader = await workflow.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return false;
+            }
+        }
+        await using var steps = Command(connection, $"""
+            WITH w AS (SELECT error_task FROM {_workflows} WHERE id = @id)
+            UPDATE {_tasks} SET state = {StoredStates.Pending}, pending_steps = 0, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL,
+                not_before = NULL, expires_at = NULL, cancel_requested = false, redelivered = false, history = history || '|{StoredStates.Pending}:' || @now
+            WHERE workflow_id = @id AND (state IN ({StoredStates.Retryable})
+                OR (state = {StoredStates.Succeeded} AND id IS NOT DISTINCT FROM (SELECT error_task FROM w)));
+            UPDATE {_tasks} t SET pending_steps = (SELECT count(*) FROM {_workflowEdges} e JOIN {_tasks} d ON d.id = e.from_task
+                WHERE e.to_task = t.id AND d.state <> {StoredStates.Succeeded})
+            WHERE t.workflow_id = @id AND t.state = {StoredStates.Pending} AND t.id IS DISTINCT FROM (SELECT error_task FROM {_workflows} WHERE id = @id);
+            UPDATE {_tasks} SET state = {StoredStates.Queued}, history = history || '|{StoredStates.Queued}:' || @now
+            WHERE workflow_id = @id AND state = {StoredStates.Pending} AND pending_steps = 0
+              AND id IS DISTINCT FROM (SELECT error_task FROM {_workflows} WHERE id = @id)
+            RETURNING queue;
+            """);
+        steps.Parameters.AddWithValue("id", workflowId);
+        steps.Parameters.AddWithValue("now", Now());
+        var queues = new HashSet<string>(StringComparer.Ordinal);
+        await using (var reader = await steps.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            do
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    queues.Add(reader.GetString(0));
+                }
+            }
+            while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+        }
+        await using (var active = Command(connection, $"""
+            UPDATE {_workflows} SET active_steps = (SELECT count(*) FROM {_tasks} WHERE workflow_id = @id
+                AND state IN ({StoredStates.Scheduled}, {StoredStates.Queued}, {StoredStates.Running}, {StoredStates.Retrying}))
+            WHERE id = @id
+            """))
+        {
+            active.Parameters.AddWithValue("id", workflowId);
+            await active.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var queue in queues)
+        {
+            _knownQueues.TryAdd(queue, true);
+            _notifier.Ready(queue);
+        }
+        return true;
     }
 }

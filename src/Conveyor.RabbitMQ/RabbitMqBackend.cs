@@ -216,11 +216,13 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             var released = false;
             foreach (var completion in completions)
             {
-                released |= _leasedSteps.TryRemove(completion.Lease.TaskId, out _) && completion.Kind == CompletionKind.Succeeded;
+                // A success releases the steps after it; a failure may release the workflow's error step.
+                released |= _leasedSteps.TryRemove(completion.Lease.TaskId, out _) && completion.Kind != CompletionKind.Retry;
             }
             if (released)
             {
-                // The store released the steps that ran after these (in its transaction); which queues, it does not say.
+                // The store released the steps that run after these, or an error step (in its transaction); which queues,
+                // it does not say.
                 await NotifyReadyAsync([""], cancellationToken).ConfigureAwait(false);
             }
         }
@@ -454,7 +456,7 @@ internal sealed class RabbitMqWorkflows(IWorkflowStore store, RabbitMqBackend ba
     {
         ArgumentNullException.ThrowIfNull(workflow);
         await store.CreateWorkflowAsync(workflow, cancellationToken).ConfigureAwait(false);
-        await backend.AnnounceReadyAsync(workflow.Steps.Where(s => s.After.Count == 0).Select(s => s.Message.Queue), cancellationToken).ConfigureAwait(false);
+        await backend.AnnounceReadyAsync(workflow.Steps.Where(s => s.After.Count == 0 && !s.IsErrorStep).Select(s => s.Message.Queue), cancellationToken).ConfigureAwait(false);
     }
 
     public Task<StoredWorkflow?> GetWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => store.GetWorkflowAsync(workflowId, cancellationToken);
@@ -465,4 +467,15 @@ internal sealed class RabbitMqWorkflows(IWorkflowStore store, RabbitMqBackend ba
     public Task<WorkflowPage> ListWorkflowsAsync(WorkflowQuery query, CancellationToken cancellationToken) => store.ListWorkflowsAsync(query, cancellationToken);
 
     public Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => store.CancelWorkflowAsync(workflowId, cancellationToken);
+
+    public async Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        if (!await store.RetryWorkflowAsync(workflowId, cancellationToken).ConfigureAwait(false))
+        {
+            return false;
+        }
+        // Its steps queued again are in the store, which has no broker message for them: announced, for any queue.
+        await backend.AnnounceReadyAsync([""], cancellationToken).ConfigureAwait(false);
+        return true;
+    }
 }

@@ -36,6 +36,8 @@ public sealed partial class RedisBackend : IWorkflowStore
             args[i++] = RedisMessageCodec.Encode(m);
             args[i++] = step.After.Count;
             args[i++] = string.Join(',', step.After.Select(IdText));
+            args[i++] = (int)step.OnFailure;
+            args[i++] = step.IsErrorStep ? 1 : 0;
         }
         await RunAsync(db, RedisScripts.CreateWorkflow, args).ConfigureAwait(false);
     }
@@ -140,5 +142,30 @@ public sealed partial class RedisBackend : IWorkflowStore
     {
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         return (int)await RunAsync(db, RedisScripts.CancelWorkflow, [_base, IdText(workflowId), Ms(Now())]).ConfigureAwait(false) == 1;
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        // The step graph never changes once stored: read here, and handed to the script that changes states atomically.
+        if (await GetWorkflowAsync(workflowId, cancellationToken).ConfigureAwait(false) is not { } workflow)
+        {
+            return false;
+        }
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var taskOf = workflow.Steps.ToDictionary(s => s.Id, s => s.TaskId, StringComparer.Ordinal);
+        var args = new RedisValue[4 + (workflow.Steps.Count * 3)];
+        args[0] = _base;
+        args[1] = IdText(workflowId);
+        args[2] = Ms(Now());
+        args[3] = workflow.Steps.Count;
+        var i = 4;
+        foreach (var step in workflow.Steps)
+        {
+            args[i++] = IdText(step.TaskId);
+            args[i++] = step.IsErrorStep ? 1 : 0;
+            args[i++] = string.Join(',', step.After.Select(a => IdText(taskOf[a])));
+        }
+        return (int)await RunAsync(db, RedisScripts.RetryWorkflow, args).ConfigureAwait(false) == 1;
     }
 }

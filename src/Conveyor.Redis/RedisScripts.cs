@@ -163,7 +163,7 @@ internal static class RedisScripts
 
     /// <summary>The text of an embedded Scripts/*.lua file, with line ends as LF whatever the checkout did to them.</summary>
     /// <summary>Fields per step in <see cref="CreateWorkflow"/>.</summary>
-    public const int CreateWorkflowFields = 10;
+    public const int CreateWorkflowFields = 12;
 
     /// <summary>ARGV: B, now, workflow id, name?, created ms, steps JSON, n, then per step: id, task, queue, prio, max, nb?,
     /// exp?, m (the encoded message), pend (how many steps it runs after), the task ids of those steps joined by commas.
@@ -173,6 +173,11 @@ internal static class RedisScripts
     /// <summary>ARGV: B, workflow id, now. Cancels a running workflow: marks it cancelled, cancels its steps that have not
     /// started and flags its running ones. Returns 1, or 0 when it is unknown or not running.</summary>
     public static readonly string CancelWorkflow = Script("workflow.lua", "cancel_workflow.lua");
+
+    /// <summary>ARGV: B, workflow id, now, n, then per step: task id, 1 for the error step (else 0), the task ids of the
+    /// steps it runs after joined by commas. Runs a failed or cancelled workflow again from its failed steps. Returns 1,
+    /// or 0 when it is unknown or neither failed nor cancelled.</summary>
+    public static readonly string RetryWorkflow = Script("workflow.lua", "retry_workflow.lua");
 
     internal static string Fragment(string file)
     {

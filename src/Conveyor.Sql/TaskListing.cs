@@ -123,6 +123,22 @@ public static class TaskListing
         return queues.Select(q => new QueueStats { Name = q.Key, Paused = q.Value.Paused, Counts = q.Value.Counts }).ToList();
     }
 
+    /// <summary><see cref="ITaskStore.CountWaitingByTaskAsync"/>: one grouped statement over the waiting rows.</summary>
+    public static async Task<WaitingTaskCounts> CountWaitingByTaskAsync(DbConnection connection, SqlDialect dialect, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(dialect);
+        var counts = new List<WaitingTaskCount>();
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT queue, task, state, count(*) FROM {dialect.Table("tasks")} WHERE state IN ({StoredStates.Waiting}) GROUP BY queue, task, state";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            counts.Add(new WaitingTaskCount(reader.GetString(0), reader.GetString(1), dialect.ReadState(reader, 2), reader.GetInt64(3)));
+        }
+        return new WaitingTaskCounts(counts, Complete: true);
+    }
+
     /// <summary><see cref="ITaskStore.GetOldestReadyAsync"/>: per queue, the earliest ready time (ETA or retry time, else
     /// enqueue) of its queued tasks, in one grouped statement over the queued rows.</summary>
     public static async Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(DbConnection connection, SqlDialect dialect, CancellationToken cancellationToken)

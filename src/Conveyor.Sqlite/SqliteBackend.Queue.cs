@@ -32,7 +32,7 @@ public sealed partial class SqliteBackend
 
     // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
     // before the worker heard of it, and must not be lost. (SET expressions read the old row.)
-    private const string CompleteSql = $"""
+    private const string CompleteSet = $"""
         UPDATE tasks SET state = CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE $state END,
             result = $result, error = coalesce($error, error),
             errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
@@ -40,8 +40,22 @@ public sealed partial class SqliteBackend
             attempt = attempt - $unspent, headers = CASE WHEN $setHeaders = 1 THEN $headers ELSE headers END,
             lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
             history = history || '|' || (CASE WHEN $state = {StoredStates.Retrying} AND cancel_requested = 1 THEN {StoredStates.Cancelled} ELSE $state END) || ':' || $at
+        """;
+
+    // A plain task's completion: it names no workflow column, so the step trigger (008) is not run for it.
+    private const string CompleteSql = $"""
+        {CompleteSet}
+        WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running} AND workflow_id IS NULL
+        """;
+
+    // A workflow step's completion (when the plain one changed nothing): naming workflow_id runs the step trigger.
+    private const string CompleteStepSql = $"""
+        {CompleteSet}, workflow_id = workflow_id
         WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
         """;
+
+    private static readonly string[] CompleteParameters =
+        ["$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token", "$unspent", "$setHeaders", "$headers"];
 
     // No row changed: the lease is no longer held.
     private const string StartSql =
@@ -64,7 +78,7 @@ public sealed partial class SqliteBackend
     // $lapse: 1 when a lease that never started counts as a lapse (it ran out or was abandoned), 0 for a clean hand-back.
     // The task keeps its seq, so a lease that comes back unstarted keeps its place in its queue.
     private const string EndLeaseSet = $"""
-        state = {StateAfterLease},
+        workflow_id = workflow_id, state = {StateAfterLease},
             attempt = CASE WHEN {LeaseUnstarted} THEN attempt - 1 ELSE attempt END,
             lapses = CASE WHEN {LeaseCancelled} THEN lapses WHEN {LeaseUnstarted} THEN lapses + $lapse ELSE lapses + 1 END,
             interruptions = CASE WHEN {LeaseInterrupted} THEN interruptions + 1 ELSE interruptions END,
@@ -329,30 +343,44 @@ public sealed partial class SqliteBackend
 
     private static int CompleteRows(SqliteWriter w, IReadOnlyList<Completion> completions)
     {
-        var command = w.Prepared(CompleteSql, "$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token", "$unspent", "$setHeaders", "$headers");
+        var command = w.Prepared(CompleteSql, CompleteParameters);
+        PreparedStatement? step = null;
         var changed = 0;
         Span<byte> id = stackalloc byte[16];
         foreach (var c in completions)
         {
-            var state = StoredStates.AfterCompletion(c.Kind);
-            var at = c.At.ToUnixTimeMilliseconds();
             c.Lease.TaskId.TryWriteBytes(id, bigEndian: true, out _);
-            command.Bind(0, (int)state);
-            command.Bind(1, c.Result);
-            command.Bind(2, c.Error is null ? null : JsonSerializer.Serialize(c.Error, ConveyorJson.Options));
-            command.Bind(3, c.Error is null ? null : JsonSerializer.Serialize(new AttemptError(c.Attempt, c.At, c.Error), ConveyorJson.Options));
-            command.Bind(4, c.Kind == CompletionKind.Retry ? (c.RetryAt ?? c.At).ToUnixTimeMilliseconds() : null);
-            command.Bind(5, state.IsTerminal() ? at : null);
-            command.Bind(6, at);
-            command.Bind(7, id);
-            command.Bind(8, c.Lease.Token);
-            command.Bind(9, c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0);
-            var setHeaders = c.Kind == CompletionKind.Retry && c.Headers is not null;
-            command.Bind(10, setHeaders ? 1 : 0);
-            command.Bind(11, setHeaders ? SerializeHeaders(c.Headers) : null);
-            changed += command.Execute();
+            BindCompletion(command, c, id);
+            var rows = command.Execute();
+            if (rows == 0)
+            {
+                // A workflow step, or a lease no longer held (which this changes nothing for either).
+                step ??= w.Prepared(CompleteStepSql, CompleteParameters);
+                BindCompletion(step, c, id);
+                rows = step.Execute();
+            }
+            changed += rows;
         }
         return changed;
+    }
+
+    private static void BindCompletion(PreparedStatement command, Completion c, ReadOnlySpan<byte> id)
+    {
+        var state = StoredStates.AfterCompletion(c.Kind);
+        var at = c.At.ToUnixTimeMilliseconds();
+        command.Bind(0, (int)state);
+        command.Bind(1, c.Result);
+        command.Bind(2, c.Error is null ? null : JsonSerializer.Serialize(c.Error, ConveyorJson.Options));
+        command.Bind(3, c.Error is null ? null : JsonSerializer.Serialize(new AttemptError(c.Attempt, c.At, c.Error), ConveyorJson.Options));
+        command.Bind(4, c.Kind == CompletionKind.Retry ? (c.RetryAt ?? c.At).ToUnixTimeMilliseconds() : null);
+        command.Bind(5, state.IsTerminal() ? at : null);
+        command.Bind(6, at);
+        command.Bind(7, id);
+        command.Bind(8, c.Lease.Token);
+        command.Bind(9, c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0);
+        var setHeaders = c.Kind == CompletionKind.Retry && c.Headers is not null;
+        command.Bind(10, setHeaders ? 1 : 0);
+        command.Bind(11, setHeaders ? SerializeHeaders(c.Headers) : null);
     }
 
     /// <inheritdoc />
@@ -548,7 +576,8 @@ public sealed partial class SqliteBackend
         {
             var now = Now();
             var cancel = w.Statement($"""
-                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = $now, history = history || '|{StoredStates.Cancelled}:' || $now
+                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = $now, history = history || '|{StoredStates.Cancelled}:' || $now,
+                    workflow_id = workflow_id
                 WHERE id = $id AND state IN ({StoredStates.Waiting})
                 """, "$now", "$id");
             cancel.Parameters[0].Value = now;

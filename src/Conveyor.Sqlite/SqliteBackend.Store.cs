@@ -59,6 +59,13 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
+    public async Task<WaitingTaskCounts> CountWaitingByTaskAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        return await TaskListing.CountWaitingByTaskAsync(connection, SqliteDialect.Instance, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
     public async Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);

@@ -7,9 +7,9 @@ public sealed partial class SqliteBackend : IWorkflowStore
 {
     private const string InsertStepSql = """
         INSERT INTO tasks (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
-            timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps)
+            timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps, on_failure)
         VALUES ($id, $task, $queue, $state, $priority, $args, $max, $base, $maxdelay, $jitter,
-            $timeout, $nb, $exp, $created, $headers, $history, $workflow, $pending)
+            $timeout, $nb, $exp, $created, $headers, $history, $workflow, $pending, $onfailure)
         """;
 
     /// <inheritdoc />
@@ -42,23 +42,24 @@ public sealed partial class SqliteBackend : IWorkflowStore
         var nowMs = now.ToUnixTimeMilliseconds();
         var workflowId = IdBytes(workflow.Id);
         var insertWorkflow = w.Statement(
-            "INSERT INTO workflows (id, name, state, created_at, steps_left, steps) VALUES ($id, $name, 0, $created, $left, $steps)",
-            "$id", "$name", "$created", "$left", "$steps");
+            "INSERT INTO workflows (id, name, state, created_at, active_steps, steps, error_task) VALUES ($id, $name, 0, $created, $active, $steps, $error)",
+            "$id", "$name", "$created", "$active", "$steps", "$error");
         insertWorkflow.Parameters[0].Value = workflowId;
         insertWorkflow.Parameters[1].Value = Db(workflow.Name);
         insertWorkflow.Parameters[2].Value = workflow.CreatedAt.ToUnixTimeMilliseconds();
-        insertWorkflow.Parameters[3].Value = workflow.Steps.Count;
+        insertWorkflow.Parameters[3].Value = workflow.Steps.Count(s => s.After.Count == 0 && !s.IsErrorStep);
         insertWorkflow.Parameters[4].Value = WorkflowStepsJson.Write(workflow.StepInfos());
+        insertWorkflow.Parameters[5].Value = workflow.Steps.FirstOrDefault(s => s.IsErrorStep) is { } errorStep ? (object)IdBytes(errorStep.Message.Id) : DBNull.Value;
         insertWorkflow.ExecuteNonQuery();
         var insert = w.Prepared(InsertStepSql,
             "$id", "$task", "$queue", "$state", "$priority", "$args", "$max", "$base", "$maxdelay", "$jitter",
-            "$timeout", "$nb", "$exp", "$created", "$headers", "$history", "$workflow", "$pending");
+            "$timeout", "$nb", "$exp", "$created", "$headers", "$history", "$workflow", "$pending", "$onfailure");
         var edge = w.Prepared("INSERT INTO workflow_edges (from_task, to_task) VALUES ($from, $to)", "$from", "$to");
         foreach (var step in workflow.Steps)
         {
             var m = step.Message;
             EnsureQueue(w, m.Queue, newQueues);
-            var state = step.After.Count == 0 ? m.InitialState(now) : TaskState.Pending;
+            var state = step.After.Count == 0 && !step.IsErrorStep ? m.InitialState(now) : TaskState.Pending;
             var id = IdBytes(m.Id);
             insert.Bind(0, id);
             insert.Bind(1, m.Task);
@@ -78,6 +79,7 @@ public sealed partial class SqliteBackend : IWorkflowStore
             insert.Bind(15, $"{(int)state}:{nowMs}");
             insert.Bind(16, workflowId);
             insert.Bind(17, step.After.Count);
+            insert.Bind(18, (int)step.OnFailure);
             insert.Execute();
             if (state == TaskState.Queued)
             {
@@ -131,7 +133,8 @@ public sealed partial class SqliteBackend : IWorkflowStore
             }
             // The workflow is cancelled first, so the trigger that these cancellations fire changes it no more.
             var steps = w.Statement($"""
-                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = $now, history = history || '|{StoredStates.Cancelled}:' || $now
+                UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = $now, history = history || '|{StoredStates.Cancelled}:' || $now,
+                    workflow_id = workflow_id
                 WHERE workflow_id = $id AND state IN ({StoredStates.Waiting})
                 """, "$now", "$id");
             steps.Parameters[0].Value = now;
@@ -142,5 +145,69 @@ public sealed partial class SqliteBackend : IWorkflowStore
             running.ExecuteNonQuery();
             return true;
         });
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var queues = new List<string>();
+        var retried = await Writer.RunAsync(w =>
+        {
+            var now = Now();
+            var id = IdBytes(workflowId);
+            var workflow = w.Statement("UPDATE workflows SET state = 0, failed = 0, finished_at = NULL WHERE id = $id AND state IN (2, 3)", "$id");
+            workflow.Parameters[0].Value = id;
+            if (workflow.ExecuteNonQuery() == 0)
+            {
+                return false;
+            }
+            // Pending first (its failed steps, and its error step if it ended), then each failed step's count of the steps
+            // it runs after that have not succeeded, then those at 0 queued. The trigger does not fire: no state here is
+            // an end.
+            var reset = w.Statement($"""
+                UPDATE tasks SET state = {StoredStates.Pending}, pending_steps = 0, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL,
+                    not_before = NULL, expires_at = NULL, cancel_requested = 0, redelivered = 0, history = history || '|{StoredStates.Pending}:' || $now
+                WHERE workflow_id = $id AND (state IN ({StoredStates.Retryable})
+                    OR (state = {StoredStates.Succeeded} AND id IS (SELECT error_task FROM workflows WHERE id = $id)))
+                """, "$now", "$id");
+            reset.Parameters[0].Value = now;
+            reset.Parameters[1].Value = id;
+            reset.ExecuteNonQuery();
+            var count = w.Statement($"""
+                UPDATE tasks SET pending_steps = (SELECT count(*) FROM workflow_edges e JOIN tasks d ON d.id = e.from_task
+                    WHERE e.to_task = tasks.id AND d.state <> {StoredStates.Succeeded})
+                WHERE workflow_id = $id AND state = {StoredStates.Pending} AND id IS NOT (SELECT error_task FROM workflows WHERE id = $id)
+                """, "$id");
+            count.Parameters[0].Value = id;
+            count.ExecuteNonQuery();
+            var queue = w.Statement($"""
+                UPDATE tasks SET state = {StoredStates.Queued}, history = history || '|{StoredStates.Queued}:' || $now
+                WHERE workflow_id = $id AND state = {StoredStates.Pending} AND pending_steps = 0 AND id IS NOT (SELECT error_task FROM workflows WHERE id = $id)
+                RETURNING queue
+                """, "$now", "$id");
+            queue.Parameters[0].Value = now;
+            queue.Parameters[1].Value = id;
+            using (var reader = queue.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    queues.Add(reader.GetString(0));
+                }
+            }
+            var active = w.Statement($"""
+                UPDATE workflows SET active_steps = (SELECT count(*) FROM tasks WHERE workflow_id = $id
+                    AND state IN ({StoredStates.Scheduled}, {StoredStates.Queued}, {StoredStates.Running}, {StoredStates.Retrying}))
+                WHERE id = $id
+                """, "$id");
+            active.Parameters[0].Value = id;
+            active.ExecuteNonQuery();
+            return true;
+        }).ConfigureAwait(false);
+        foreach (var queue in queues.Distinct(StringComparer.Ordinal))
+        {
+            Ready(queue);
+        }
+        return retried;
     }
 }

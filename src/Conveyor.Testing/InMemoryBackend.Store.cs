@@ -108,6 +108,21 @@ public sealed partial class InMemoryBackend
     }
 
     /// <inheritdoc />
+    public Task<WaitingTaskCounts> CountWaitingByTaskAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_storage.Gate)
+        {
+            var counts = _storage.BySeq
+                .Where(t => t.State is TaskState.Scheduled or TaskState.Queued or TaskState.Retrying or TaskState.Pending)
+                .GroupBy(t => (t.Message.Queue, t.Message.Task, t.State))
+                .Select(g => new WaitingTaskCount(g.Key.Queue, g.Key.Task, g.Key.State, g.LongCount()))
+                .ToList();
+            return Task.FromResult(new WaitingTaskCounts(counts, Complete: true));
+        }
+    }
+
+    /// <inheritdoc />
     public Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();

@@ -25,8 +25,12 @@ public sealed partial class InMemoryBackend : IWorkflowStore
             foreach (var step in workflow.Steps)
             {
                 var message = step.Message;
-                var state = step.After.Count == 0 ? message.InitialState(now) : TaskState.Pending;
-                var task = new StoredTask(_storage.NextSeq(), message, state) { WorkflowId = workflow.Id, PendingSteps = step.After.Count };
+                var state = step.After.Count == 0 && !step.IsErrorStep ? message.InitialState(now) : TaskState.Pending;
+                var task = new StoredTask(_storage.NextSeq(), message, state) { WorkflowId = workflow.Id, PendingSteps = step.After.Count, OnFailure = step.OnFailure };
+                if (state != TaskState.Pending)
+                {
+                    stored.ActiveSteps++;
+                }
                 task.Transitions.Add(new TaskTransition(state, now));
                 _storage.Tasks.Add(message.Id, task);
                 _storage.BySeq.Add(task);
@@ -134,7 +138,7 @@ public sealed partial class InMemoryBackend : IWorkflowStore
             var now = Now();
             workflow.State = WorkflowState.Cancelled;
             workflow.FinishedAt = now;
-            _storage.CancelUnstarted(workflow, now);
+            _storage.CancelUnstarted(workflow, now, except: null);
             foreach (var step in workflow.Steps)
             {
                 if (_storage.Tasks.TryGetValue(step.TaskId, out var task) && task.State == TaskState.Running)
@@ -145,5 +149,61 @@ public sealed partial class InMemoryBackend : IWorkflowStore
             }
             return Task.FromResult(true);
         }
+    }
+
+    /// <inheritdoc />
+    public Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var ready = new HashSet<string>(StringComparer.Ordinal);
+        lock (_storage.Gate)
+        {
+            if (!_storage.Workflows.TryGetValue(workflowId, out var workflow) || workflow.State is not (WorkflowState.Failed or WorkflowState.Cancelled))
+            {
+                return Task.FromResult(false);
+            }
+            var now = Now();
+            workflow.State = WorkflowState.Running;
+            workflow.FinishedAt = null;
+            workflow.Failed = false;
+            var taskOf = workflow.Steps.ToDictionary(s => s.Id, s => s.TaskId, StringComparer.Ordinal);
+            // First every failed step (and an ended error step) back to pending, then each one's count of the steps it
+            // runs after that have not succeeded: those reset count too.
+            var reset = new List<(WorkflowStepInfo Info, StoredTask Task)>();
+            foreach (var info in workflow.Steps)
+            {
+                if (_storage.Tasks.TryGetValue(info.TaskId, out var task)
+                    && (task.State is TaskState.Dead or TaskState.Cancelled or TaskState.Expired || (info.IsErrorStep && task.State == TaskState.Succeeded)))
+                {
+                    task.Attempt = 0;
+                    task.FinishedAt = null;
+                    task.NotBefore = null;
+                    task.ExpiresAt = null;
+                    task.CancelRequested = false;
+                    task.Redelivered = false;
+                    task.Interruptions = 0;
+                    task.Lapses = 0;
+                    task.PendingSteps = 0;
+                    _storage.Transition(task, TaskState.Pending, now);
+                    if (!info.IsErrorStep)
+                    {
+                        reset.Add((info, task));
+                    }
+                }
+            }
+            foreach (var (info, task) in reset)
+            {
+                task.PendingSteps = info.After.Count(a => !_storage.Tasks.TryGetValue(taskOf[a], out var before) || before.State != TaskState.Succeeded);
+                if (task.PendingSteps == 0)
+                {
+                    _storage.Transition(task, TaskState.Queued, now);
+                    ready.Add(task.Message.Queue);
+                }
+            }
+            workflow.ActiveSteps = workflow.Steps.Count(s => _storage.Tasks.TryGetValue(s.TaskId, out var t)
+                && t.State is TaskState.Scheduled or TaskState.Queued or TaskState.Running or TaskState.Retrying);
+        }
+        _storage.PublishReady(ready);
+        return Task.FromResult(true);
     }
 }

@@ -1,4 +1,5 @@
 using Conveyor.Backends;
+using Conveyor.Workflows;
 
 namespace Conveyor.Testing;
 
@@ -97,6 +98,7 @@ public sealed class InMemoryStorage
                 break;
         }
         var wasTerminal = task.State.IsTerminal();
+        var wasPending = task.State == TaskState.Pending;
         task.State = state;
         task.Transitions.Add(new TaskTransition(state, at));
         switch (state)
@@ -114,7 +116,7 @@ public sealed class InMemoryStorage
         // As the SQL backends' trigger does, in the same atomic step as the change that ended the step.
         if (task.WorkflowId is { } workflowId && state.IsTerminal() && !wasTerminal)
         {
-            StepFinished(Workflows[workflowId], task, state, at);
+            StepFinished(Workflows[workflowId], task, state, at, wasPending);
         }
     }
 
@@ -131,11 +133,20 @@ public sealed class InMemoryStorage
     }
 
     /// <summary>What a step's end does to its workflow (the contract of <see cref="IWorkflowStore"/>): a success releases
-    /// each dependent whose last dependency it was; a failure fails the running workflow and cancels its steps that
-    /// have not started.</summary>
-    private void StepFinished(StoredWorkflowState workflow, StoredTask step, TaskState state, DateTimeOffset at)
+    /// each dependent whose last dependency it was; the first failure queues the error step; a failure under the policy
+    /// stop fails the running workflow and cancels its steps that have not started (the error step excepted); the
+    /// workflow ends when none of its steps is active (scheduled, queued, running, retrying), its pending steps cancelled.</summary>
+    private void StepFinished(StoredWorkflowState workflow, StoredTask step, TaskState state, DateTimeOffset at, bool wasPending)
     {
-        workflow.StepsLeft--;
+        if (workflow.State != WorkflowState.Running)
+        {
+            return;
+        }
+        // A step cancelled while pending was not active.
+        if (!wasPending)
+        {
+            workflow.ActiveSteps--;
+        }
         if (state == TaskState.Succeeded)
         {
             foreach (var dependentId in workflow.Dependents.GetValueOrDefault(step.Message.Id) ?? [])
@@ -145,31 +156,44 @@ public sealed class InMemoryStorage
                 {
                     Transition(dependent, TaskState.Queued, at);
                     _releasedQueues.Add(dependent.Message.Queue);
+                    workflow.ActiveSteps++;
                 }
             }
-            if (workflow.State == WorkflowState.Running && workflow.StepsLeft == 0)
-            {
-                workflow.State = WorkflowState.Succeeded;
-                workflow.FinishedAt = at;
-            }
-            return;
         }
-        if (workflow.State != WorkflowState.Running)
+        else
         {
-            return;
+            if (!workflow.Failed && workflow.ErrorTask is { } errorTask && Tasks.TryGetValue(errorTask, out var errorStep) && errorStep.State == TaskState.Pending)
+            {
+                Transition(errorStep, TaskState.Queued, at);
+                _releasedQueues.Add(errorStep.Message.Queue);
+                workflow.ActiveSteps++;
+            }
+            workflow.Failed = true;
+            if (step.OnFailure == WorkflowFailurePolicy.Stop)
+            {
+                // The workflow first: the cancellations below then leave it as it is.
+                workflow.State = WorkflowState.Failed;
+                workflow.FinishedAt = at;
+                CancelUnstarted(workflow, at, except: workflow.ErrorTask);
+                return;
+            }
         }
-        workflow.State = WorkflowState.Failed;
-        workflow.FinishedAt = at;
-        CancelUnstarted(workflow, at);
+        if (workflow.ActiveSteps == 0)
+        {
+            workflow.State = workflow.Failed ? WorkflowState.Failed : WorkflowState.Succeeded;
+            workflow.FinishedAt = at;
+            // What is still pending can never run: a step it waits for failed, or it is the error step and none did.
+            CancelUnstarted(workflow, at, except: null);
+        }
     }
 
     /// <summary>Cancels the steps of <paramref name="workflow"/> that have not started (pending, scheduled, queued,
     /// retrying).</summary>
-    internal void CancelUnstarted(StoredWorkflowState workflow, DateTimeOffset at)
+    internal void CancelUnstarted(StoredWorkflowState workflow, DateTimeOffset at, Guid? except)
     {
         foreach (var info in workflow.Steps)
         {
-            if (Tasks.TryGetValue(info.TaskId, out var task) && task.State is TaskState.Pending or TaskState.Scheduled or TaskState.Queued or TaskState.Retrying)
+            if (info.TaskId != except && Tasks.TryGetValue(info.TaskId, out var task) && task.State is TaskState.Pending or TaskState.Scheduled or TaskState.Queued or TaskState.Retrying)
             {
                 task.FinishedAt = at;
                 Transition(task, TaskState.Cancelled, at);
@@ -236,6 +260,8 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
     public Guid? WorkflowId { get; init; }
     /// <summary>For a <see cref="TaskState.Pending"/> step: how many of the steps it runs after have not succeeded.</summary>
     public int PendingSteps { get; set; }
+    /// <summary>For a step: what its failure does to its workflow.</summary>
+    public WorkflowFailurePolicy OnFailure { get; init; }
 
     public TaskRecord ToRecord() => new()
     {
@@ -279,8 +305,12 @@ internal sealed class StoredWorkflowState(long seq, Guid id, string? name, DateT
     public IReadOnlyList<WorkflowStepInfo> Steps { get; } = steps;
     public WorkflowState State { get; set; }
     public DateTimeOffset? FinishedAt { get; set; }
-    /// <summary>Steps that have not reached a terminal state.</summary>
-    public int StepsLeft { get; set; } = steps.Count;
+    /// <summary>Steps scheduled, queued, running or retrying: the workflow ends when none is left.</summary>
+    public int ActiveSteps { get; set; }
+    /// <summary>Whether a step failed.</summary>
+    public bool Failed { get; set; }
+    /// <summary>The error step's task, or null.</summary>
+    public Guid? ErrorTask { get; } = steps.FirstOrDefault(s => s.IsErrorStep)?.TaskId;
     /// <summary>For each step's task id, the task ids of the steps that run after it.</summary>
     public Dictionary<Guid, List<Guid>> Dependents { get; } = [];
 

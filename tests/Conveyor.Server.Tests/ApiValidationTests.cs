@@ -160,6 +160,139 @@ public sealed class ApiValidationTests(OpenServerFixture fixture) : IClassFixtur
         await backend.Coordination.RemoveWorkerAsync("elsewhere:" + name, CancellationToken.None);
     }
 
+    private sealed record ReportArgs(string Title, int Pages);
+
+    [Fact]
+    public async Task Arguments_of_a_task_a_remote_worker_declares_are_checked_against_its_schema()
+    {
+        var backend = Server.Service<Conveyor.Backends.IConveyorBackend>();
+        var name = "remote." + Guid.NewGuid().ToString("N")[..8];
+        await backend.Coordination.HeartbeatAsync(new WorkerInfo
+        {
+            Id = "elsewhere:" + name,
+            Host = "elsewhere",
+            Tasks = [name],
+            ArgsSchemas = new Dictionary<string, JsonElement> { [name] = ArgsSchema.For(typeof(ReportArgs))!.Value },
+            HeartbeatAt = DateTimeOffset.UtcNow,
+        }, CancellationToken.None);
+        var before = await Server.CountTasksAsync();
+
+        // Up to a second old, the server's view of the workers may not have it yet: it reads again when it is older.
+        var problem = await PostUntilDeclaredAsync("/api/v1/tasks", $$$"""{"task": "{{{name}}}", "args": {"title": "q3", "pages": "many"}}""");
+        AssertNamesField(problem, "args.pages");
+        Assert.Contains("an integer", problem.GetProperty("errors").GetProperty("args.pages")[0].GetString());
+        using (var batch = await Server.PostJsonAsync("/api/v1/tasks/batch",
+            $$$"""{"tasks": [{"task": "{{{name}}}", "args": {"pages": 2}}, {"task": "{{{name}}}", "args": {"title": ["q3"]}}]}"""))
+        {
+            AssertNamesField(await AssertProblemAsync(batch, HttpStatusCode.UnprocessableEntity), "tasks[1].args.title");
+        }
+        using (var missing = await Server.PostJsonAsync("/api/v1/tasks", $$"""{"task": "{{name}}"}"""))
+        {
+            AssertNamesField(await AssertProblemAsync(missing, HttpStatusCode.UnprocessableEntity), "args");
+        }
+        Assert.Equal(before, await Server.CountTasksAsync());
+
+        using (var good = await Server.PostJsonAsync("/api/v1/tasks", $$$"""{"task": "{{{name}}}", "args": {"title": "q3", "pages": "12"}}"""))
+        {
+            Assert.Equal(HttpStatusCode.Created, good.StatusCode);
+        }
+        using (var goodBatch = await Server.PostJsonAsync("/api/v1/tasks/batch",
+            $$$"""{"tasks": [{"task": "{{{name}}}", "args": {"title": "a", "pages": 1}}, {"task": "conveyor.noop"}]}"""))
+        {
+            Assert.Equal(HttpStatusCode.Created, goodBatch.StatusCode);
+        }
+        await backend.Coordination.RemoveWorkerAsync("elsewhere:" + name, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task Arguments_are_accepted_when_a_live_declaring_worker_has_no_schema_for_them()
+    {
+        var backend = Server.Service<Conveyor.Backends.IConveyorBackend>();
+        var name = "remote." + Guid.NewGuid().ToString("N")[..8];
+        var now = DateTimeOffset.UtcNow;
+        // A rolling update: the newer worker announces a schema, an older one (no schemas yet) declares the name too.
+        await backend.Coordination.HeartbeatAsync(new WorkerInfo
+        {
+            Id = "new:" + name,
+            Host = "new",
+            Tasks = [name],
+            StartedAt = now,
+            HeartbeatAt = now,
+            ArgsSchemas = new Dictionary<string, JsonElement> { [name] = ArgsSchema.For(typeof(ReportArgs))!.Value },
+        }, CancellationToken.None);
+        await backend.Coordination.HeartbeatAsync(new WorkerInfo
+        {
+            Id = "old:" + name,
+            Host = "old",
+            Tasks = [name],
+            StartedAt = now.AddHours(-1),
+            HeartbeatAt = now,
+        }, CancellationToken.None);
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        HttpStatusCode status;
+        while (true)
+        {
+            using var response = await Server.PostJsonAsync("/api/v1/tasks", $$$"""{"task": "{{{name}}}", "args": {"pages": "many"}}""");
+            status = response.StatusCode;
+            if (status == HttpStatusCode.Created || DateTime.UtcNow > deadline)
+            {
+                break;
+            }
+            await Task.Delay(100);
+        }
+        Assert.Equal(HttpStatusCode.Created, status);
+        await backend.Coordination.RemoveWorkerAsync("new:" + name, CancellationToken.None);
+        await backend.Coordination.RemoveWorkerAsync("old:" + name, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task Tasks_no_live_worker_declares_are_listed_as_waiting_for_a_handler()
+    {
+        var backend = Server.Service<Conveyor.Backends.IConveyorBackend>();
+        var name = "remote." + Guid.NewGuid().ToString("N")[..8];
+        var worker = new WorkerInfo { Id = "elsewhere:" + name, Host = "elsewhere", Tasks = [name], HeartbeatAt = DateTimeOffset.UtcNow };
+        await backend.Coordination.HeartbeatAsync(worker, CancellationToken.None);
+        await PostUntilDeclaredAsync("/api/v1/tasks/batch", $$"""{"tasks": [{"task": "{{name}}", "queue": "reports"}, {"task": "{{name}}", "queue": "reports"}]}""",
+            expected: HttpStatusCode.Created);
+
+        var declared = await WaitingForHandlerAsync();
+        Assert.DoesNotContain(declared.GetProperty("tasks").EnumerateArray(), t => t.GetProperty("task").GetString() == name);
+
+        await backend.Coordination.RemoveWorkerAsync(worker.Id, CancellationToken.None);
+        var waiting = await WaitingForHandlerAsync();
+        var entry = Assert.Single(waiting.GetProperty("tasks").EnumerateArray(), t => t.GetProperty("task").GetString() == name);
+        Assert.Equal("reports", entry.GetProperty("queue").GetString());
+        Assert.Equal(2, entry.GetProperty("count").GetInt64());
+        Assert.Equal(2, entry.GetProperty("states").EnumerateObject().Sum(s => s.Value.GetInt64()));
+        Assert.True(waiting.GetProperty("complete").GetBoolean());
+    }
+
+    private async Task<JsonElement> WaitingForHandlerAsync()
+    {
+        using var response = await Server.Client.GetAsync("/api/v1/tasks/waiting-for-handler");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return await TestServer.ReadJsonAsync(response);
+    }
+
+    /// <summary>Posts until the answer is no longer "unknown task" (the server reads live workers at most once a second);
+    /// returns the problem of the last answer, which must have <paramref name="expected"/> status.</summary>
+    private async Task<JsonElement> PostUntilDeclaredAsync(string path, string body, HttpStatusCode expected = HttpStatusCode.UnprocessableEntity)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            using var response = await Server.PostJsonAsync(path, body);
+            var text = await response.Content.ReadAsStringAsync();
+            if (!text.Contains("unknown task", StringComparison.Ordinal) || DateTime.UtcNow > deadline)
+            {
+                Assert.True(response.StatusCode == expected, $"{response.StatusCode}: {text}");
+                return string.IsNullOrEmpty(text) ? default : JsonDocument.Parse(text).RootElement.Clone();
+            }
+            await Task.Delay(100);
+        }
+    }
+
     [Fact]
     public async Task Every_problem_of_a_request_is_reported_at_once()
     {

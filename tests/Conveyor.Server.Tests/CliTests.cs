@@ -78,6 +78,33 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Info_shows_tasks_that_no_live_worker_declares_as_waiting_for_a_handler()
+    {
+        foreach (var args in new[] { new[] { "reports.nightly" }, ["reports.nightly", "--delay", "PT1H"], ["conveyor.noop", "--queue", "mail"] })
+        {
+            var enqueue = await ConveyorProcess.RunAsync(_folder, Environment, ["enqueue", .. args]);
+            Assert.True(enqueue.ExitCode == 0, enqueue.Error);
+        }
+
+        var info = await ConveyorProcess.RunAsync(_folder, Environment, "info", "--json");
+        Assert.True(info.ExitCode == 0, info.Error);
+        using var document = JsonDocument.Parse(info.Output);
+        var waiting = document.RootElement.GetProperty("waitingForHandler");
+        Assert.True(waiting.GetProperty("complete").GetBoolean());
+        var tasks = waiting.GetProperty("tasks").EnumerateArray().ToList();
+        Assert.Equal(["reports.nightly", "conveyor.noop"], tasks.Select(t => t.GetProperty("task").GetString()));
+        Assert.Equal(2, tasks[0].GetProperty("count").GetInt64());
+        Assert.Equal(1, tasks[0].GetProperty("states").GetProperty("queued").GetInt64());
+        Assert.Equal(1, tasks[0].GetProperty("states").GetProperty("scheduled").GetInt64());
+        Assert.Equal("mail", tasks[1].GetProperty("queue").GetString());
+
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "info");
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("Waiting for a handler", output);
+        Assert.Matches(@"reports\.nightly\s+default\s+2\s+1 scheduled, 1 queued", output);
+    }
+
+    [Fact]
     public async Task Invalid_enqueue_exits_two_naming_the_field_and_stores_nothing()
     {
         var (exitCode, _, error) = await ConveyorProcess.RunAsync(_folder, Environment, "enqueue", "conveyor.noop", "--priority", "500");
@@ -250,14 +277,15 @@ public sealed class CliTests : IDisposable
         environment["CONVEYOR_LIMITS__0__CONCURRENCY"] = "2";
         environment["CONVEYOR_LIMITS__1__QUEUE"] = "emails";
         environment["CONVEYOR_LIMITS__1__RATE"] = "10/m";
-        var (none, empty, _) = await ConveyorProcess.RunAsync(_folder, Environment, "limits");
-        Assert.Equal(0, none);
-        Assert.Contains("No limits", empty, StringComparison.Ordinal);
         for (var i = 0; i < 4; i++)
         {
             var (enqueued, _, enqueueError) = await ConveyorProcess.RunAsync(_folder, environment, "enqueue", "conveyor.sleep", "--args", """{"ms":60000}""");
             Assert.True(enqueued == 0, enqueueError);
         }
+        // Like the other read-only commands, limits reads a database that exists (the enqueues created it).
+        var (none, empty, _) = await ConveyorProcess.RunAsync(_folder, Environment, "limits");
+        Assert.Equal(0, none);
+        Assert.Contains("No limits", empty, StringComparison.Ordinal);
         using var worker = ConveyorProcess.Start(_folder, environment, "worker", "--concurrency", "4");
         await worker.WaitForLineAsync(l => l.Contains("Conveyor worker", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
 

@@ -59,6 +59,45 @@ public sealed class EventStreamTests
     }
 
     [Fact]
+    public async Task A_workflow_steps_events_carry_its_id_and_step_and_the_workflow_filter_passes_only_them()
+    {
+        await using var server = await StartAsync();
+        async Task<Guid> StartWorkflowAsync()
+        {
+            using var response = await server.PostJsonAsync("/api/v1/workflows",
+                """{"steps": [{"id": "first", "task": "conveyor.noop"}, {"id": "second", "task": "conveyor.noop", "after": ["first"]}]}""");
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.Created, text);
+            return JsonDocument.Parse(text).RootElement.GetProperty("id").GetGuid();
+        }
+        // The stream must be open before the workflow starts; its id is not known yet, so a first workflow (unfiltered
+        // stream) gives the shape, and a second one the filter.
+        await using var all = await SseClient.OpenAsync(server.BaseAddress);
+        await all.WaitUntilAsync(s => s.Comments.Any(c => c.StartsWith("connected", StringComparison.Ordinal)), Deadline, "the connected comment");
+        var first = await StartWorkflowAsync();
+        await all.WaitForAsync(e => e.Get("workflowId") == first.ToString() && e.Get("stepId") == "second" && e.Type == "succeeded", Deadline, "the second step's success");
+        var ofFirst = all.Messages.Where(e => e.Get("workflowId") == first.ToString()).ToList();
+        Assert.Equal(["started", "succeeded", "started", "succeeded"], ofFirst.Select(e => e.Type));
+        Assert.Equal(["first", "first", "second", "second"], ofFirst.Select(e => e.Get("stepId")));
+
+        using var bad = await server.Client.GetAsync("/api/v1/events?workflow=nope");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Contains("not a workflow id", await bad.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        var plain = await server.EnqueueAsync(new { task = "conveyor.noop", queue = "default" });
+        await all.WaitUntilAsync(s => s.EventsOf(plain).Any(e => e.Type == "succeeded"), Deadline, $"task {plain} to succeed");
+        Assert.All(all.EventsOf(plain), e => Assert.Null(e.Get("workflowId")));
+        await using var filtered = await SseClient.OpenAsync(server.BaseAddress, $"?workflow={first}");
+        await filtered.WaitUntilAsync(s => s.Comments.Any(c => c.StartsWith("connected", StringComparison.Ordinal)), Deadline, "the connected comment");
+        var second = await StartWorkflowAsync();
+        await server.EnqueueAsync(new { task = "conveyor.noop", queue = "default" });
+        await all.WaitForAsync(e => e.Get("workflowId") == second.ToString() && e.Get("stepId") == "second" && e.Type == "succeeded", Deadline, "the second workflow's end");
+        // Nothing of the second workflow or the plain task passed the first workflow's filter.
+        Assert.Empty(filtered.Messages);
+        filtered.AssertNoProtocolErrors();
+    }
+
+    [Fact]
     public async Task The_queue_filter_passes_only_that_queues_events()
     {
         await using var server = await StartAsync();

@@ -24,6 +24,7 @@ public sealed class OperatorCliTests : IDisposable
     [InlineData("task 0196a1b2-0000-7000-8000-000000000000")]
     [InlineData("workers --json")]
     [InlineData("schedules")]
+    [InlineData("limits")]
     [InlineData("cancel 0196a1b2-0000-7000-8000-000000000000")]
     [InlineData("pause default")]
     public async Task Commands_on_a_missing_database_fail_naming_it_and_create_nothing(string arguments)

@@ -118,6 +118,49 @@ public sealed partial class SupervisorTests : IDisposable
     }
 
     [Fact]
+    public async Task A_server_without_the_handler_checks_arguments_against_the_schema_of_a_worker_in_another_process()
+    {
+        var environment = Environment();
+        environment["PORT"] = "0";
+        using var server = await ServerProcess.StartAsync(_folder, environment, "--no-worker");
+        using var worker = StartSample();
+        await WaitUntilAsync(() => WorkerStarted(worker), TimeSpan.FromSeconds(60), () => $"the sample's worker to start. Output: {worker.Output}");
+        using var http = server.CreateClient();
+
+        // The server has no handler for sample.leak: it learns the name and the schema of its arguments (LeakArgs: an
+        // integer mb) from the worker's heartbeat, read at most once a second.
+        string body = "";
+        var status = System.Net.HttpStatusCode.OK;
+        await WaitUntilAsync(async () =>
+        {
+            using var response = await http.PostAsync("/api/v1/tasks", Json("""{"task": "sample.leak", "args": {"mb": "lots"}}"""));
+            body = await response.Content.ReadAsStringAsync();
+            status = response.StatusCode;
+            return !body.Contains("unknown task", StringComparison.Ordinal);
+        }, TimeSpan.FromSeconds(30), () => $"the server to learn the worker's tasks; last answer: {body}. Worker: {worker.Output}");
+        Assert.True(status == System.Net.HttpStatusCode.UnprocessableEntity, $"{(int)status}: {body}");
+        using (var problem = System.Text.Json.JsonDocument.Parse(body))
+        {
+            var errors = problem.RootElement.GetProperty("errors");
+            Assert.Equal(["args.mb"], errors.EnumerateObject().Select(e => e.Name));
+            Assert.Contains("an integer", errors.GetProperty("args.mb")[0].GetString(), StringComparison.Ordinal);
+        }
+
+        using var good = await http.PostAsync("/api/v1/tasks", Json("""{"task": "sample.record", "args": {"ms": "5"}}"""));
+        var created = await good.Content.ReadAsStringAsync();
+        Assert.True(good.StatusCode == System.Net.HttpStatusCode.Created, created);
+        var id = System.Text.Json.JsonDocument.Parse(created).RootElement.GetProperty("id").GetString();
+        await WaitUntilAsync(async () =>
+        {
+            using var task = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync($"/api/v1/tasks/{id}"));
+            return task.RootElement.GetProperty("state").GetString() == "succeeded";
+        }, TimeSpan.FromSeconds(30), () => $"task {id} to succeed in the worker process. Worker: {worker.Output}");
+
+        static bool WorkerStarted(ConveyorProcess process) => process.Output.Contains(" started on queues ", StringComparison.Ordinal);
+        static StringContent Json(string text) => new(text, System.Text.Encoding.UTF8, "application/json");
+    }
+
+    [Fact]
     public async Task Child_that_overflows_its_stack_is_restarted_and_the_poison_task_ends_dead()
     {
         await using var store = await OpenStoreAsync();

@@ -99,6 +99,30 @@ public sealed class WorkflowApiTests(OpenServerFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task Under_continue_the_other_branches_run_and_the_error_step_runs_once()
+    {
+        var id = await CreateAsync("""
+            {"onFailure": "continue", "onError": {"id": "alert", "task": "conveyor.noop"}, "steps": [
+              {"id": "bad", "task": "conveyor.sleep", "args": {"ms": -1}},
+              {"id": "skipped", "task": "conveyor.noop", "after": ["bad"]},
+              {"id": "good", "task": "conveyor.sleep", "args": {"ms": 50}},
+              {"id": "then", "task": "conveyor.noop", "after": ["good"], "onFailure": "stop"}]}
+            """);
+        var workflow = await WaitFinishedAsync(id);
+        Assert.Equal("failed", workflow.GetProperty("state").GetString());
+        Assert.Equal("dead", Step(workflow, "bad").GetProperty("state").GetString());
+        Assert.Equal("cancelled", Step(workflow, "skipped").GetProperty("state").GetString());
+        Assert.Equal("succeeded", Step(workflow, "then").GetProperty("state").GetString());
+        Assert.Equal("stop", Step(workflow, "then").GetProperty("onFailure").GetString());
+        Assert.Equal("continue", Step(workflow, "good").GetProperty("onFailure").GetString());
+        var alert = Step(workflow, "alert");
+        Assert.True(alert.GetProperty("onError").GetBoolean());
+        Assert.False(Step(workflow, "good").TryGetProperty("onError", out _));
+        // The workflow ended once nothing of it was active: its error step had run.
+        Assert.Equal("succeeded", alert.GetProperty("state").GetString());
+    }
+
+    [Fact]
     public async Task Cancel_stops_a_running_workflow_and_its_steps_that_wait()
     {
         var id = await CreateAsync("""
@@ -125,6 +149,11 @@ public sealed class WorkflowApiTests(OpenServerFixture fixture) : IClassFixture<
     [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop", "dealy": "PT1S"}]}""", "steps[0].dealy", "not a field of a task")]
     [InlineData("""{"steps": [{"task": "conveyor.noop"}]}""", "steps[0].id", "is required")]
     [InlineData("""{"flow": []}""", "flow", "not a field of a workflow")]
+    [InlineData("""{"onFailure": "ignore", "steps": [{"id": "a", "task": "conveyor.noop"}]}""", "onFailure", "must be \"stop\"")]
+    [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop", "onFailure": 1}]}""", "steps[0].onFailure", "must be \"stop\"")]
+    [InlineData("""{"onError": {"id": "a", "task": "conveyor.noop"}, "steps": [{"id": "a", "task": "conveyor.noop"}]}""", "onError.id", "has the id of steps[0]")]
+    [InlineData("""{"onError": {"task": "conveyor.noop"}, "steps": [{"id": "a", "task": "conveyor.noop", "after": ["error"]}]}""", "steps[0].after", "runs after the error step 'error'")]
+    [InlineData("""{"onError": {"task": "conveyor.noop", "after": ["a"]}, "steps": [{"id": "a", "task": "conveyor.noop"}]}""", "onError.after", "after no step")]
     public async Task Bad_input_is_refused_with_422_naming_the_step(string body, string field, string message)
     {
         using var response = await Server.PostJsonAsync("/api/v1/workflows", body);

@@ -81,11 +81,45 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
     {
         var dir = new TempDirectory(label);
         var location = Fresh(s, dir, "bench_conveyor", 'c');
-        return new RunStore(b => location.Use(b), async () =>
+        return new RunStore(b => location.Use(b), ct => AnalyzeAsync(location, ct), async () =>
         {
             await DropAsync(location);
             dir.Dispose();
         });
+    }
+
+    /// <summary>Updates the engine's statistics of the tasks table, as autovacuum does (PostgreSQL's <c>ANALYZE</c>), or
+    /// SQLite's <c>ANALYZE</c> (which a deployment runs through <c>PRAGMA optimize</c>); Redis keeps none.</summary>
+    private static async Task AnalyzeAsync(BackendLocation location, CancellationToken ct)
+    {
+        switch (location)
+        {
+            case PostgresDatabase pg:
+                {
+                    await using var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(pg.ConnectionString));
+                    await connection.OpenAsync(ct);
+                    await using var command = new NpgsqlCommand($"ANALYZE \"{pg.Schema ?? "conveyor"}\".tasks", connection);
+                    await command.ExecuteNonQueryAsync(ct);
+                    break;
+                }
+            case SqliteDatabase sqlite:
+                await AnalyzeSqliteAsync(sqlite.Path, ct);
+                break;
+            case RabbitMqBroker { Store: SqliteDatabase store }:
+                await AnalyzeSqliteAsync(store.Path, ct);
+                break;
+            default:
+                break;
+        }
+    }
+
+    private static async Task AnalyzeSqliteAsync(string path, CancellationToken ct)
+    {
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path}");
+        await connection.OpenAsync(ct);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "ANALYZE";
+        await command.ExecuteNonQueryAsync(ct);
     }
 
     /// <summary>The environment that points a <c>conveyor</c> process at a fresh store of this target in <paramref name="dir"/>
@@ -174,9 +208,12 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
 }
 
 /// <summary>One run's fresh Conveyor store: how to use it, and its removal on dispose.</summary>
-internal sealed class RunStore(Action<ConveyorBuilder> use, Func<ValueTask> cleanup) : IAsyncDisposable
+internal sealed class RunStore(Action<ConveyorBuilder> use, Func<CancellationToken, Task> analyze, Func<ValueTask> cleanup) : IAsyncDisposable
 {
     public Action<ConveyorBuilder> Use { get; } = use;
+
+    /// <summary>Updates the engine's statistics of the store's tasks table (<c>--analyze</c>).</summary>
+    public Task AnalyzeAsync(CancellationToken cancellationToken) => analyze(cancellationToken);
 
     public ValueTask DisposeAsync() => cleanup();
 }

@@ -43,7 +43,7 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         }
     }
 
-    private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers{s.LimitsSuffix}";
+    private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers{s.LimitsSuffix}{(s.Analyze ? ", analyzed table" : "")}";
 
     private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
     {
@@ -61,6 +61,10 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
             {
                 throw new InvalidOperationException($"Expected {s.Tasks} queued tasks before the drain, the store holds {queued}.");
             }
+        }
+        if (s.Analyze)
+        {
+            await store.AnalyzeAsync(ct);
         }
 
         var start = Stopwatch.GetTimestamp();

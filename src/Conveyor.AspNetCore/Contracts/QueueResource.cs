@@ -5,6 +5,8 @@ public sealed record QueueResource
 {
     /// <summary>Queue name.</summary>
     public required string Name { get; init; }
+    /// <summary>Workflow steps waiting for the steps they run after.</summary>
+    public long Pending { get; init; }
     /// <summary>Tasks ready to run.</summary>
     public long Queued { get; init; }
     /// <summary>Tasks waiting for their time.</summary>
@@ -31,6 +33,7 @@ public sealed record QueueResource
         return new QueueResource
         {
             Name = stats.Name,
+            Pending = stats.Count(TaskState.Pending),
             Queued = stats.Count(TaskState.Queued),
             Scheduled = stats.Count(TaskState.Scheduled),
             Running = stats.Count(TaskState.Running),

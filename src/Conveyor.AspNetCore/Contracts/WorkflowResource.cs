@@ -39,6 +39,8 @@ public sealed record WorkflowResource
                 Id = s.Id,
                 After = s.After,
                 TaskId = s.TaskId,
+                OnFailure = PolicyName(s.OnFailure),
+                OnError = s.IsErrorStep ? true : null,
                 Task = s.Task?.Task,
                 State = s.Task?.State.ToApiName(),
                 Attempts = s.Task?.Attempts ?? 0,
@@ -51,6 +53,8 @@ public sealed record WorkflowResource
         };
     }
 
+    private static string PolicyName(WorkflowFailurePolicy policy) => policy == WorkflowFailurePolicy.Continue ? "continue" : "stop";
+
     /// <summary>The resource of a listed workflow: the step graph without the steps' states.</summary>
     public static WorkflowResource From(StoredWorkflow workflow)
     {
@@ -62,7 +66,14 @@ public sealed record WorkflowResource
             State = workflow.State,
             CreatedAt = workflow.CreatedAt,
             FinishedAt = workflow.FinishedAt,
-            Steps = [.. workflow.Steps.Select(s => new WorkflowStepResource { Id = s.Id, After = s.After, TaskId = s.TaskId })],
+            Steps = [.. workflow.Steps.Select(s => new WorkflowStepResource
+            {
+                Id = s.Id,
+                After = s.After,
+                TaskId = s.TaskId,
+                OnFailure = PolicyName(s.OnFailure),
+                OnError = s.IsErrorStep ? true : null,
+            })],
         };
     }
 }
@@ -76,6 +87,11 @@ public sealed record WorkflowStepResource
     public IReadOnlyList<string> After { get; init; } = [];
     /// <summary>The task that runs it (<c>GET /api/v1/tasks/{taskId}</c> for its whole record).</summary>
     public required Guid TaskId { get; init; }
+    /// <summary>What its failure does to the workflow: <c>stop</c> or <c>continue</c>.</summary>
+    public string OnFailure { get; init; } = "stop";
+    /// <summary>True for the workflow's error step (it runs when a step fails); absent otherwise.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? OnError { get; init; }
     /// <summary>Task name; null in lists and once retention deleted the task.</summary>
     public string? Task { get; init; }
     /// <summary>The task's state (pending while it waits for the steps it runs after); null in lists.</summary>

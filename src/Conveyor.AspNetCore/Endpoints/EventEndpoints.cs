@@ -24,7 +24,8 @@ internal static class EventEndpoints
             .WithSummary("Task events of every process, live (text/event-stream)")
             .WithDescription("""
                 Each event is `event: task` with `data:` one JSON object (type, taskId, task, queue, state, attempt, at, workerId,
-                durationMs, error, retryAt, origin). Filters, each a comma-separated list or repeated: `queue`, `task`,
+                durationMs, error, retryAt, origin, and workflowId and stepId for a workflow step's attempts). Filters, each a
+                comma-separated list or repeated: `workflow` (workflow ids: the attempts of its steps), `queue`, `task`,
                 `type` (enqueued, started, succeeded, retrying, dead, cancelled, expired; `failed` = retrying and dead) and
                 `state` (the task's state after the event). A comment line every 15 s keeps proxies from closing an idle
                 stream. A client that falls more than 1,000 events behind gets `event: overflow` and the stream ends:
@@ -34,10 +35,12 @@ internal static class EventEndpoints
             .ProducesValidationProblem(StatusCodes.Status400BadRequest);
     }
 
-    private sealed record Filter(HashSet<string>? Queues, HashSet<string>? Tasks, HashSet<TaskEventKind>? Kinds, HashSet<TaskState>? States)
+    private sealed record Filter(HashSet<string>? Queues, HashSet<string>? Tasks, HashSet<TaskEventKind>? Kinds, HashSet<TaskState>? States,
+        HashSet<Guid>? Workflows)
     {
         public bool Matches(TaskEvent e) =>
-            (Queues is null || Queues.Contains(e.Queue))
+            (Workflows is null || (e.WorkflowId is { } workflow && Workflows.Contains(workflow)))
+            && (Queues is null || Queues.Contains(e.Queue))
             && (Tasks is null || Tasks.Contains(e.Task))
             && (Kinds is null || Kinds.Contains(e.Kind))
             && (States is null || States.Contains(e.State));
@@ -98,7 +101,19 @@ internal static class EventEndpoints
                 errors.Add(new FieldError("queue", $"'{queue}' is not a queue name: 1 to {QueueNames.MaxLength} letters, digits, '.', '-' or '_'."));
             }
         }
-        return errors.Count > 0 ? null : new Filter(queues, Values(request, "task"), kinds, states);
+        HashSet<Guid>? workflows = null;
+        foreach (var workflow in Values(request, "workflow") ?? [])
+        {
+            if (Guid.TryParse(workflow, out var workflowId))
+            {
+                (workflows ??= []).Add(workflowId);
+            }
+            else
+            {
+                errors.Add(new FieldError("workflow", $"'{workflow}' is not a workflow id (a UUID)."));
+            }
+        }
+        return errors.Count > 0 ? null : new Filter(queues, Values(request, "task"), kinds, states, workflows);
     }
 
     private static async Task<IResult> StreamAsync(HttpContext http, [FromServices] TaskEventBus bus,

@@ -31,7 +31,16 @@ internal static class QueueEndpoints
         api.MapGet("/workers", ListWorkersAsync)
             .WithName("ListWorkers")
             .WithSummary("Workers whose heartbeat is recent, with their queues and counters");
+        api.MapGet("/tasks/waiting-for-handler", ListWaitingForHandlerAsync)
+            .WithName("ListTasksWaitingForHandler")
+            .WithSummary("Waiting tasks whose name no live worker declares, counted per task name and queue")
+            .WithDescription("They wait, attempts unspent, until a worker with their handler starts (docs/operations.md).");
     }
+
+    private static async Task<Ok<WaitingForHandlerResource>> ListWaitingForHandlerAsync(
+        [FromServices] IConveyorBackend backend, [FromServices] IOptions<ConveyorOptions> options, [FromServices] TimeProvider time,
+        CancellationToken cancellationToken) =>
+        TypedResults.Ok(await WaitingForHandler.ReadAsync(backend, options.Value.Worker, time.GetUtcNow(), cancellationToken).ConfigureAwait(false));
 
     private static async Task<Ok<List<QueueResource>>> ListQueuesAsync([FromServices] IConveyorBackend backend, CancellationToken cancellationToken)
     {

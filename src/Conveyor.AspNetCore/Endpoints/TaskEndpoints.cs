@@ -114,7 +114,7 @@ internal static class TaskEndpoints
         {
             var errors = new List<FieldError>();
             var request = reader.ReadTask(document!.RootElement, "", errors);
-            if (errors.Count > 0 && await declared.ResolveAsync(errors, cancellationToken).ConfigureAwait(false))
+            if (errors.Count > 0 && await declared.ResolveAsync(errors, _ => request?.ArgsJson, cancellationToken).ConfigureAwait(false))
             {
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
             }
@@ -187,16 +187,19 @@ internal static class TaskEndpoints
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
             }
             var requests = new List<TaskRequest>(tasks.GetArrayLength());
+            // Each task by its index, for checks of its arguments against a remote worker's schema (fields "tasks[3].…").
+            var byIndex = new TaskRequest?[tasks.GetArrayLength()];
             var index = 0;
             foreach (var element in tasks.EnumerateArray())
             {
                 if (reader.ReadTask(element, $"tasks[{index}].", errors) is { } request)
                 {
                     requests.Add(request);
+                    byIndex[index] = request;
                 }
                 index++;
             }
-            if (errors.Count > 0 && await declared.ResolveAsync(errors, cancellationToken).ConfigureAwait(false))
+            if (errors.Count > 0 && await declared.ResolveAsync(errors, prefix => byIndex[BatchIndex(prefix)]?.ArgsJson, cancellationToken).ConfigureAwait(false))
             {
                 return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity, errors);
             }
@@ -212,6 +215,10 @@ internal static class TaskEndpoints
             return TypedResults.Created((string?)null, new BatchResource(results.Select(r => r.Id).ToList()));
         }
     }
+
+    /// <summary>The index in <c>tasks[3].</c>.</summary>
+    private static int BatchIndex(string prefix) =>
+        int.Parse(prefix.AsSpan("tasks[".Length, prefix.IndexOf(']', StringComparison.Ordinal) - "tasks[".Length), System.Globalization.CultureInfo.InvariantCulture);
 
     private static async Task<Results<Ok<BulkRetryResource>, ProblemHttpResult>> RetryManyAsync(
         HttpContext http, [FromServices] ITaskClient client, [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)

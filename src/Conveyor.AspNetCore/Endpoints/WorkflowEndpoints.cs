@@ -12,7 +12,7 @@ using Microsoft.Extensions.Options;
 namespace Conveyor.AspNetCore.Endpoints;
 
 /// <summary><c>/api/v1/workflows</c>: start a DAG of steps (or a chain, group or chord), read it with each step's
-/// state, list and cancel.</summary>
+/// state, list, cancel and retry.</summary>
 internal static class WorkflowEndpoints
 {
     public static void Map(RouteGroupBuilder api)
@@ -36,6 +36,29 @@ internal static class WorkflowEndpoints
             .WithSummary("Cancel a running workflow: steps not started never start, running ones are asked to stop")
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status409Conflict);
+        api.MapPost("/workflows/{id}/retry", RetryAsync)
+            .WithName("RetryWorkflow")
+            .WithSummary("Run a failed or cancelled workflow again from its failed steps; succeeded steps keep their results")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+    }
+
+    private static async Task<Results<Ok<WorkflowResource>, ProblemHttpResult>> RetryAsync(
+        string id, [FromServices] IWorkflowClient workflows, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParse(id, out var workflowId))
+        {
+            return ApiProblems.Field(StatusCodes.Status400BadRequest, "id", $"'{id}' is not a workflow id (a UUID)");
+        }
+        var retried = await workflows.RetryAsync(workflowId, cancellationToken).ConfigureAwait(false);
+        var record = await workflows.GetAsync(workflowId, cancellationToken).ConfigureAwait(false);
+        if (record is null)
+        {
+            return NotFound(workflowId);
+        }
+        return retried
+            ? TypedResults.Ok(WorkflowResource.From(record))
+            : ApiProblems.Status(StatusCodes.Status409Conflict, "The workflow has not failed.", $"Workflow {workflowId} is {record.State.ToApiName()}: only a failed or cancelled workflow can be retried.");
     }
 
     private static async Task<Results<Created<WorkflowCreatedResource>, ProblemHttpResult>> CreateAsync(

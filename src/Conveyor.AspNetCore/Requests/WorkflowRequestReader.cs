@@ -8,16 +8,22 @@ namespace Conveyor.AspNetCore.Requests;
 /// Reads workflow bodies (<c>POST /api/v1/workflows</c>) into definitions, naming every problem's field: a DAG
 /// (<c>{"name", "steps": [{"id", "after": [...], "task", "args", …}]}</c>) or one of the shorthands
 /// (<c>{"chain": [tasks]}</c>, <c>{"group": [tasks]}</c>, <c>{"chord": {"group": [tasks], "callback": task}}</c>), each
-/// task read as an enqueue reads it.
+/// task read as an enqueue reads it; with <c>"onFailure": "stop" | "continue"</c> (the workflow's, or a step's) and
+/// <c>"onError": {"id", "task", "args", …}</c> (the error step; id <c>error</c> when not given).
 /// </summary>
 internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
 {
-    private const string KnownFields = "name, steps, chain, group, chord";
+    private const string KnownFields = "name, steps, chain, group, chord, onFailure, onError";
+
+    /// <summary>The error step's id when its body gives none.</summary>
+    public const string DefaultErrorStepId = "error";
 
     /// <summary>Reads a definition; adds problems to <paramref name="errors"/>. Null when the body names no steps.</summary>
     public WorkflowDefinition? Read(JsonElement body, List<FieldError> errors)
     {
         string? name = null;
+        WorkflowFailurePolicy? onFailure = null;
+        WorkflowStep? onError = null;
         WorkflowDefinition? definition = null;
         var shapes = 0;
         foreach (var property in body.EnumerateObject())
@@ -49,6 +55,12 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
                     shapes++;
                     definition = ReadChord(value, errors);
                     break;
+                case "onFailure":
+                    onFailure = ReadPolicy(value, field, errors);
+                    break;
+                case "onError":
+                    onError = ReadErrorStep(value, errors);
+                    break;
                 default:
                     errors.Add(new(field, $"is not a field of a workflow; known fields: {KnownFields}"));
                     break;
@@ -62,7 +74,44 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
         {
             errors.Add(new("steps", "give one of steps, chain, group or chord"));
         }
-        return definition is null ? null : definition with { Name = name };
+        return definition is null ? null : definition with { Name = name, OnFailure = onFailure ?? WorkflowFailurePolicy.Stop, OnError = onError };
+    }
+
+    private static WorkflowFailurePolicy? ReadPolicy(JsonElement value, string field, List<FieldError> errors)
+    {
+        switch (value.ValueKind == JsonValueKind.String ? value.GetString() : null)
+        {
+            case "stop":
+                return WorkflowFailurePolicy.Stop;
+            case "continue":
+                return WorkflowFailurePolicy.Continue;
+            default:
+                errors.Add(new(field, "must be \"stop\" (a failed step stops the workflow) or \"continue\" (the other branches go on)"));
+                return null;
+        }
+    }
+
+    private WorkflowStep? ReadErrorStep(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("onError", "must be a step {\"id\", \"task\", \"args\", …} that runs when a step fails"));
+            return null;
+        }
+        var id = DefaultErrorStepId;
+        var task = JsonNode.Parse(value.GetRawText())!.AsObject();
+        if (value.TryGetProperty("id", out var idValue))
+        {
+            id = EnqueueRequestReader.ReadString(idValue, "onError.id", errors) ?? id;
+            task.Remove("id");
+        }
+        if (value.TryGetProperty("after", out _))
+        {
+            errors.Add(new("onError.after", "the error step runs when a step fails, after no step"));
+            task.Remove("after");
+        }
+        using var document = JsonDocument.Parse(task.ToJsonString());
+        return tasks.ReadTask(document.RootElement, "onError.", errors) is { } request ? new WorkflowStep(id, request) : null;
     }
 
     private WorkflowDefinition? ReadSteps(JsonElement value, List<FieldError> errors)
@@ -83,6 +132,7 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
                 continue;
             }
             string? id = null;
+            WorkflowFailurePolicy? onFailure = null;
             var after = new List<string>();
             // The step's own fields come out; the rest is a task as an enqueue reads it.
             var task = JsonNode.Parse(element.GetRawText())!.AsObject();
@@ -90,6 +140,14 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
             {
                 id = EnqueueRequestReader.ReadString(idValue, prefix + "id", errors);
                 task.Remove("id");
+            }
+            if (element.TryGetProperty("onFailure", out var policyValue))
+            {
+                task.Remove("onFailure");
+                if (policyValue.ValueKind != JsonValueKind.Null)
+                {
+                    onFailure = ReadPolicy(policyValue, prefix + "onFailure", errors);
+                }
             }
             if (element.TryGetProperty("after", out var afterValue))
             {
@@ -116,7 +174,7 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
             using var document = JsonDocument.Parse(task.ToJsonString());
             if (tasks.ReadTask(document.RootElement, prefix, errors) is { } request)
             {
-                steps.Add(new WorkflowStep(id ?? "", request, after));
+                steps.Add(new WorkflowStep(id ?? "", request, after) { OnFailure = onFailure });
             }
         }
         return new WorkflowDefinition(steps);

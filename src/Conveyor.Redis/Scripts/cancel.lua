@@ -8,7 +8,7 @@ if st == '0' or st == '1' or st == '4' or st == '8' then
   redis.call('HSET', k, 'state', 6, 'finished', now, 'hist', cur[4] .. '|6:' .. now)
   idx(id, cur[2], st, 6, cur[3])
   redis.call('ZADD', B .. 'finished', now, id)
-  if cur[5] then step_ended(cur[5], id, 6, now) end
+  if cur[5] then step_ended(cur[5], id, 6, now, st == '8') end
   return 1
 end
 if st == '2' then

@@ -2,7 +2,7 @@ local now = tonumber(ARGV[2])
 local wf = ARGV[3]
 local wk = B .. 'wf:' .. wf
 local n = tonumber(ARGV[7])
-local F = 10
+local F = 12
 -- All or nothing: every check runs before the first write.
 if redis.call('EXISTS', wk) == 1 then return redis.error_reply('CONVEYOR duplicate workflow id ' .. wf) end
 for i = 0, n - 1 do
@@ -13,17 +13,22 @@ local first = redis.call('INCRBY', B .. 'seq', n) - n
 local woken = {}
 local known = {}
 local ids = {}
+local active = 0
+local err = nil
 for i = 0, n - 1 do
   local o = 8 + i * F
   local id, task, queue, prio = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
   local nb, exp = opt(ARGV[o + 5]), opt(ARGV[o + 6])
   local pend = tonumber(ARGV[o + 8])
   local state = 1
-  if pend > 0 then state = 8 elseif nb and tonumber(nb) > now then state = 0 end
+  -- The error step waits, pending, for a failure.
+  if pend > 0 or ARGV[o + 11] == '1' then state = 8 elseif nb and tonumber(nb) > now then state = 0 end
+  if state ~= 8 then active = active + 1 end
+  if ARGV[o + 11] == '1' then err = id end
   local seq = first + i + 1
   local k = B .. 't:' .. id
   redis.call('HSET', k, 'm', ARGV[o + 7], 'task', task, 'queue', queue, 'state', state, 'prio', prio,
-    'max', ARGV[o + 4], 'seq', seq, 'attempt', 0, 'hist', state .. ':' .. now, 'wf', wf, 'pend', pend)
+    'max', ARGV[o + 4], 'seq', seq, 'attempt', 0, 'hist', state .. ':' .. now, 'wf', wf, 'pend', pend, 'onf', ARGV[o + 10])
   if nb then redis.call('HSET', k, 'nb', nb) end
   if exp then redis.call('HSET', k, 'exp', exp) end
   if not known[queue] then
@@ -44,7 +49,8 @@ for i = 0, n - 1 do
   ids[#ids + 1] = id
 end
 local wseq = redis.call('INCR', B .. 'wfseq')
-redis.call('HSET', wk, 'state', 0, 'created', ARGV[5], 'left', n, 'steps', ARGV[6], 'seq', wseq)
+redis.call('HSET', wk, 'state', 0, 'created', ARGV[5], 'active', active, 'failed', 0, 'steps', ARGV[6], 'seq', wseq)
+if err then redis.call('HSET', wk, 'err', err) end
 local name = opt(ARGV[4])
 if name then redis.call('HSET', wk, 'name', name) end
 redis.call('ZADD', B .. 'workflows', wseq, wf)

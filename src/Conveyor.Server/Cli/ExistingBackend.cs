@@ -7,7 +7,7 @@ namespace Conveyor.Server.Cli;
 
 /// <summary>
 /// Backend access for the commands that read or act on what is there (<c>info</c>, <c>tasks</c>, <c>task</c>,
-/// <c>workers</c>, <c>schedules</c>, <c>cancel</c>, <c>pause</c>, <c>resume</c>): they never create a database or
+/// <c>workers</c>, <c>schedules</c>, <c>limits</c>, <c>cancel</c>, <c>pause</c>, <c>resume</c>): they never create a database or
 /// migrate a schema. A SQLite file that does not exist is not opened (opening would create it); a database whose
 /// schema is missing or older fails the backend's health check. Either way the command names the database and exits 1.
 /// A Redis keyspace has no schema: an empty one reads as empty.

@@ -13,12 +13,13 @@ namespace Conveyor.Server.Cli;
 internal static class InfoCommand
 {
     private static readonly string[] QueueHeader = ["QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "RETRYING", "SUCCEEDED", "DEAD", "CANCELLED", "EXPIRED", "PAUSED"];
+    private static readonly string[] WaitingHeader = ["TASK", "QUEUE", "WAITING", "STATES"];
     private static readonly string[] WorkerHeader = ["WORKER", "STATE", "QUEUES", "RUNNING", "PROCESSED", "FAILED", "MEMORY", "UP", "LAST SEEN"];
 
     public static Command Create(ConfigurationFlags global, TextWriter output, TextWriter error)
     {
         var command = new Command("info", "Show each queue's tasks per state, the totals, and the workers seen recently.");
-        var json = new Option<bool>("--json") { Description = "Write JSON for scripts: {\"queues\": [...], \"totals\": {...}, \"workers\": [...]}." };
+        var json = new Option<bool>("--json") { Description = "Write JSON for scripts: {\"queues\": [...], \"totals\": {...}, \"workers\": [...], \"waitingForHandler\": {\"tasks\": [...], \"complete\": true}}." };
         command.Options.Add(json);
         var flags = new ConfigurationFlags();
         command.SetAction((parse, cancellationToken) => ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
@@ -35,7 +36,9 @@ internal static class InfoCommand
     /// <param name="Queues">Each queue with its depth per state.</param>
     /// <param name="Totals">Tasks per state over all queues, by API state name.</param>
     /// <param name="Workers">Workers whose heartbeat is recent.</param>
-    internal sealed record Info(IReadOnlyList<QueueResource> Queues, IReadOnlyDictionary<string, long> Totals, IReadOnlyList<WorkerInfo> Workers);
+    /// <param name="WaitingForHandler">Waiting tasks whose name no live worker declares.</param>
+    internal sealed record Info(IReadOnlyList<QueueResource> Queues, IReadOnlyDictionary<string, long> Totals, IReadOnlyList<WorkerInfo> Workers,
+        WaitingForHandlerResource WaitingForHandler);
 
     private static async Task<Info> ReadAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
@@ -45,7 +48,8 @@ internal static class InfoCommand
         var queues = await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
         var workers = await WorkerListing.ListAsync(backend.Coordination, worker, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         var totals = Enum.GetValues<TaskState>().ToDictionary(s => s.ToApiName(), s => queues.Sum(q => q.Count(s)));
-        return new Info(queues.Select(QueueResource.From).ToList(), totals, workers);
+        var waiting = await WaitingForHandler.ReadAsync(backend, workers, cancellationToken).ConfigureAwait(false);
+        return new Info(queues.Select(QueueResource.From).ToList(), totals, workers, waiting);
     }
 
     private static string Render(Info info, DateTimeOffset now)
@@ -84,6 +88,18 @@ internal static class InfoCommand
                 Ago(now - w.StartedAt), Ago(now - w.HeartbeatAt) + " ago",
             }));
             AppendTable(text, rows, rightAligned: column => column is 3 or 4 or 5 or 6);
+        }
+        if (info.WaitingForHandler.Tasks.Count > 0)
+        {
+            text.AppendLine();
+            text.AppendLine("Waiting for a handler (no live worker declares these tasks; they wait, attempts unspent):");
+            var rows = new List<string[]> { WaitingHeader };
+            rows.AddRange(info.WaitingForHandler.Tasks.Select(t => new[]
+            {
+                t.Task, t.Queue, N(t.Count) + (info.WaitingForHandler.Complete ? "" : "+"),
+                string.Join(", ", t.States.Select(s => $"{N(s.Value)} {s.Key}")),
+            }));
+            AppendTable(text, rows, rightAligned: column => column == 2);
         }
         return text.ToString();
     }

@@ -21,7 +21,7 @@ internal static class LimitsCommand
         var json = new Option<bool>("--json") { Description = "Write JSON for scripts: the limits as GET /api/v1/limits answers." };
         command.Options.Add(json);
         var flags = new ConfigurationFlags();
-        command.SetAction((parse, cancellationToken) => MigrateCommand.WithBackendAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
+        command.SetAction((parse, cancellationToken) => ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
             async services =>
             {
                 var limits = LimitDescription.Describe(services.GetRequiredService<IOptions<ConveyorOptions>>().Value, services.GetRequiredService<TaskRegistry>());

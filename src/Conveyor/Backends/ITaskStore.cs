@@ -20,6 +20,19 @@ public sealed record TaskQuery
 /// <param name="NextCursor">Cursor of the next page, or null at the end.</param>
 public sealed record TaskPage(IReadOnlyList<TaskRecord> Items, string? NextCursor);
 
+/// <summary>Tasks of one name in one queue and one waiting state (<see cref="ITaskStore.CountWaitingByTaskAsync"/>).</summary>
+/// <param name="Queue">Queue.</param>
+/// <param name="Task">Task name.</param>
+/// <param name="State">A waiting state: scheduled, queued, retrying or pending.</param>
+/// <param name="Count">How many.</param>
+public sealed record WaitingTaskCount(string Queue, string Task, TaskState State, long Count);
+
+/// <summary>Waiting tasks counted per queue, name and state.</summary>
+/// <param name="Counts">The counts; none with <see cref="WaitingTaskCount.Count"/> 0.</param>
+/// <param name="Complete">False when the store counted only the first <see cref="ITaskStore.MaxWaitingCounted"/> waiting
+/// tasks (a store that cannot group them, which pages through them instead): the counts are then lower bounds.</param>
+public sealed record WaitingTaskCounts(IReadOnlyList<WaitingTaskCount> Counts, bool Complete);
+
 /// <summary>
 /// The store role: task state, results, errors and history; queries for the API and dashboard;
 /// retention of finished tasks.
@@ -58,6 +71,43 @@ public interface ITaskStore
     /// reports none (a store that cannot tell).</summary>
     Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyDictionary<string, DateTimeOffset>>(new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal));
+
+    /// <summary>Most waiting tasks the default <see cref="CountWaitingByTaskAsync"/> reads: 10,000.</summary>
+    const int MaxWaitingCounted = 10_000;
+
+    /// <summary>The tasks that wait (scheduled, queued, retrying, pending) counted per queue, task name and state: what
+    /// <c>GET /api/v1/tasks/waiting-for-handler</c> and <c>conveyor info</c> compare with the names live workers declare.
+    /// SQL stores group them in one statement; the default pages through <see cref="ListAsync"/> and stops after
+    /// <see cref="MaxWaitingCounted"/> tasks (<see cref="WaitingTaskCounts.Complete"/> false).</summary>
+    async Task<WaitingTaskCounts> CountWaitingByTaskAsync(CancellationToken cancellationToken)
+    {
+        var counts = new Dictionary<(string Queue, string Task, TaskState State), long>();
+        var read = 0;
+        foreach (var state in (TaskState[])[TaskState.Queued, TaskState.Retrying, TaskState.Scheduled, TaskState.Pending])
+        {
+            string? cursor = null;
+            do
+            {
+                if (read >= MaxWaitingCounted)
+                {
+                    return new WaitingTaskCounts(ToList(counts), Complete: false);
+                }
+                var page = await ListAsync(new TaskQuery { State = state, Cursor = cursor, Limit = 1000 }, cancellationToken).ConfigureAwait(false);
+                foreach (var task in page.Items)
+                {
+                    var key = (task.Queue, task.Task, state);
+                    counts[key] = counts.GetValueOrDefault(key) + 1;
+                }
+                read += page.Items.Count;
+                cursor = page.NextCursor;
+            }
+            while (cursor is not null);
+        }
+        return new WaitingTaskCounts(ToList(counts), Complete: true);
+
+        static List<WaitingTaskCount> ToList(Dictionary<(string Queue, string Task, TaskState State), long> counts) =>
+            counts.Select(c => new WaitingTaskCount(c.Key.Queue, c.Key.Task, c.Key.State, c.Value)).ToList();
+    }
 
     /// <summary>Deletes up to <paramref name="maxCount"/> tasks that reached a terminal state before
     /// <paramref name="finishedBefore"/>. Returns how many.</summary>

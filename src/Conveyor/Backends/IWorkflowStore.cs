@@ -19,7 +19,11 @@ public sealed record NewWorkflow
     public IReadOnlyList<WorkflowStepInfo> StepInfos()
     {
         var byTask = Steps.ToDictionary(s => s.Message.Id, s => s.StepId);
-        return [.. Steps.Select(s => new WorkflowStepInfo(s.StepId, s.Message.Id, [.. s.After.Select(id => byTask[id])]))];
+        return [.. Steps.Select(s => new WorkflowStepInfo(s.StepId, s.Message.Id, [.. s.After.Select(id => byTask[id])])
+        {
+            OnFailure = s.OnFailure,
+            IsErrorStep = s.IsErrorStep,
+        })];
     }
 }
 
@@ -28,7 +32,17 @@ public sealed record NewWorkflow
 /// <param name="Message">Its task; its headers carry <see cref="WorkflowHeaders"/>.</param>
 /// <param name="After">The task ids of the steps it runs after, in order (the order its inputs are given in). Empty: it
 /// is stored as its message says (queued, or scheduled for an ETA); else <see cref="TaskState.Pending"/>.</param>
-public sealed record NewWorkflowStep(string StepId, TaskMessage Message, IReadOnlyList<Guid> After);
+public sealed record NewWorkflowStep(string StepId, TaskMessage Message, IReadOnlyList<Guid> After)
+{
+    /// <summary>What its failure does to the workflow (resolved: the step's own policy, else the workflow's). The error
+    /// step's is <see cref="WorkflowFailurePolicy.Continue"/>: its failure cancels nothing.</summary>
+    public WorkflowFailurePolicy OnFailure { get; init; }
+
+    /// <summary>Whether it is the workflow's error step (at most one; <see cref="After"/> empty): stored
+    /// <see cref="TaskState.Pending"/>, queued by the first failure of a step while the workflow runs, cancelled when the
+    /// workflow ends without one.</summary>
+    public bool IsErrorStep { get; init; }
+}
 
 /// <summary>A workflow's state.</summary>
 /// <remarks>The numeric values are stored by backends: never renumber them.</remarks>
@@ -38,8 +52,10 @@ public enum WorkflowState
     Running = 0,
     /// <summary>Every step succeeded. Terminal.</summary>
     Succeeded = 1,
-    /// <summary>A step ended dead, cancelled or expired (after its own retries): the steps that had not started were
-    /// cancelled; steps already running finish. Terminal.</summary>
+    /// <summary>A step ended dead, cancelled or expired (after its own retries). Under
+    /// <see cref="WorkflowFailurePolicy.Stop"/> at once: the steps that had not started were cancelled (the error step
+    /// excepted), steps already running finish. Under <see cref="WorkflowFailurePolicy.Continue"/> once nothing of it runs
+    /// any more: the steps that could not run (a step they wait for failed) were cancelled. Terminal.</summary>
     Failed = 2,
     /// <summary>Cancelled by hand: waiting steps were cancelled and running ones asked to stop. Terminal.</summary>
     Cancelled = 3,
@@ -78,7 +94,13 @@ public static class WorkflowStates
 /// <param name="Id">Step id.</param>
 /// <param name="TaskId">The task that runs it.</param>
 /// <param name="After">Ids of the steps it runs after, in order.</param>
-public sealed record WorkflowStepInfo(string Id, Guid TaskId, IReadOnlyList<string> After);
+public sealed record WorkflowStepInfo(string Id, Guid TaskId, IReadOnlyList<string> After)
+{
+    /// <summary>What its failure does to the workflow.</summary>
+    public WorkflowFailurePolicy OnFailure { get; init; }
+    /// <summary>Whether it is the workflow's error step.</summary>
+    public bool IsErrorStep { get; init; }
+}
 
 /// <summary>A workflow as stored (its steps' states are their tasks').</summary>
 public sealed record StoredWorkflow
@@ -122,8 +144,11 @@ public sealed record WorkflowPage(IReadOnlyList<StoredWorkflow> Items, string? N
 /// it does to the workflow happen in one transaction or script. When a step succeeds, each step that runs after it and
 /// whose other dependencies have all succeeded becomes queued; so a crash at any moment neither loses a step nor runs one
 /// before its inputs, and the join of two steps that finish at once on two workers is exact. When a step ends dead,
-/// cancelled or expired, the workflow fails and its steps that have not started (pending, scheduled, queued, retrying)
-/// are cancelled. When every step succeeded, the workflow succeeds.
+/// cancelled or expired while the workflow runs: the error step, if pending, is queued; then under the step's policy
+/// <see cref="WorkflowFailurePolicy.Stop"/> the workflow fails and its steps that have not started (pending, scheduled,
+/// queued, retrying; the error step excepted) are cancelled, and under <see cref="WorkflowFailurePolicy.Continue"/> the
+/// workflow goes on. A running workflow ends when none of its steps is scheduled, queued, running or retrying: its
+/// pending steps (which can never run) are cancelled and it ends succeeded, or failed if a step failed.
 /// </summary>
 public interface IWorkflowStore
 {
@@ -142,6 +167,13 @@ public interface IWorkflowStore
     /// <summary>Cancels a running workflow: in one transaction or script, marks it cancelled, cancels its steps that have
     /// not started and asks its running ones to stop. False when it is unknown or not running.</summary>
     Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken);
+
+    /// <summary>Runs a failed or cancelled workflow again from its failed steps, in one transaction or script: it is
+    /// running again; its steps that ended dead, cancelled or expired get a fresh set of attempts and wait again (queued
+    /// when each step they run after has succeeded, else pending with that count); its error step, if it ended, is pending
+    /// again; succeeded steps keep their results, running ones go on. False when it is unknown or not failed or
+    /// cancelled.</summary>
+    Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken);
 }
 
 /// <summary>The step graph as backends store it: JSON, written and read here once for all of them.</summary>

@@ -86,9 +86,19 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
         }
         if (events.IsObserved)
         {
+            // With only the metrics listening, counted without building an event per task.
+            var metricsOnly = events.HasSubscribers ? null : events.ListenedMetrics;
             for (var i = 0; i < results.Length; i++)
             {
-                if (results[i].Created)
+                if (!results[i].Created)
+                {
+                    continue;
+                }
+                if (metricsOnly is not null)
+                {
+                    metricsOnly.Enqueued(messages[i].Task, messages[i].Queue);
+                }
+                else
                 {
                     PublishEnqueued(messages[i], results[i].State, now);
                 }

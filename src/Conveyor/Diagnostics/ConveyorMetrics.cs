@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Conveyor.Backends;
@@ -29,14 +30,15 @@ internal sealed partial class ConveyorMetrics : IDisposable
     private readonly TimeSpan _aliveWindow;
     private readonly ILogger _logger;
 
-    private readonly Counter<long> _enqueued;
-    private readonly Counter<long> _started;
-    private readonly Counter<long> _succeeded;
-    private readonly Counter<long> _failed;
-    private readonly Counter<long> _retried;
-    private readonly Counter<long> _dead;
-    private readonly Counter<long> _cancelled;
-    private readonly Counter<long> _expired;
+    private readonly ObservableCounter<long> _enqueued;
+    private readonly ObservableCounter<long> _started;
+    private readonly ObservableCounter<long> _succeeded;
+    // The task counters count here, per task name and queue, and are read when collected: an increment is a lookup
+    // (usually the thread's last pair, by reference) and an Interlocked add, where a Counter<long>.Add went through the
+    // listener's tag lookup three times per task.
+    private readonly ConcurrentDictionary<(string Task, string Queue), TaskCounts> _counts = new();
+    [ThreadStatic]
+    private static LastCounts? t_last;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _queueWait;
     private readonly Counter<long> _leasesExpired;
@@ -70,14 +72,14 @@ internal sealed partial class ConveyorMetrics : IDisposable
             _meter = new Meter(ConveyorDiagnostics.Name, ConveyorDiagnostics.Version);
             _ownsMeter = true;
         }
-        _enqueued = _meter.CreateCounter<long>(ConveyorMetricNames.TasksEnqueued, "{task}", "Tasks stored by enqueues and manual retries.");
-        _started = _meter.CreateCounter<long>(ConveyorMetricNames.TasksStarted, "{attempt}", "Attempts whose handler started.");
-        _succeeded = _meter.CreateCounter<long>(ConveyorMetricNames.TasksSucceeded, "{attempt}", "Attempts that succeeded.");
-        _failed = _meter.CreateCounter<long>(ConveyorMetricNames.TasksFailed, "{attempt}", "Attempts that failed (retried or dead).");
-        _retried = _meter.CreateCounter<long>(ConveyorMetricNames.TasksRetried, "{attempt}", "Failed attempts whose task runs again.");
-        _dead = _meter.CreateCounter<long>(ConveyorMetricNames.TasksDead, "{task}", "Tasks that went dead.");
-        _cancelled = _meter.CreateCounter<long>(ConveyorMetricNames.TasksCancelled, "{task}", "Tasks cancelled.");
-        _expired = _meter.CreateCounter<long>(ConveyorMetricNames.TasksExpired, "{task}", "Tasks that expired before they started.");
+        _enqueued = _meter.CreateObservableCounter(ConveyorMetricNames.TasksEnqueued, () => ObserveCounts(c => Volatile.Read(ref c.Enqueued)), "{task}", "Tasks stored by enqueues and manual retries.");
+        _started = _meter.CreateObservableCounter(ConveyorMetricNames.TasksStarted, () => ObserveCounts(c => Volatile.Read(ref c.Started)), "{attempt}", "Attempts whose handler started.");
+        _succeeded = _meter.CreateObservableCounter(ConveyorMetricNames.TasksSucceeded, () => ObserveCounts(c => Volatile.Read(ref c.Succeeded)), "{attempt}", "Attempts that succeeded.");
+        _meter.CreateObservableCounter(ConveyorMetricNames.TasksFailed, () => ObserveCounts(c => Volatile.Read(ref c.Failed)), "{attempt}", "Attempts that failed (retried or dead).");
+        _meter.CreateObservableCounter(ConveyorMetricNames.TasksRetried, () => ObserveCounts(c => Volatile.Read(ref c.Retried)), "{attempt}", "Failed attempts whose task runs again.");
+        _meter.CreateObservableCounter(ConveyorMetricNames.TasksDead, () => ObserveCounts(c => Volatile.Read(ref c.Dead)), "{task}", "Tasks that went dead.");
+        _meter.CreateObservableCounter(ConveyorMetricNames.TasksCancelled, () => ObserveCounts(c => Volatile.Read(ref c.Cancelled)), "{task}", "Tasks cancelled.");
+        _meter.CreateObservableCounter(ConveyorMetricNames.TasksExpired, () => ObserveCounts(c => Volatile.Read(ref c.Expired)), "{task}", "Tasks that expired before they started.");
         _duration = _meter.CreateHistogram(ConveyorMetricNames.TaskDuration, "s", "Run time of attempts.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
         _queueWait = _meter.CreateHistogram(ConveyorMetricNames.TaskQueueWait, "s", "Time from ready to the handler's start.",
@@ -100,55 +102,112 @@ internal sealed partial class ConveyorMetrics : IDisposable
     /// <summary>Records a task event on the counters and histograms.</summary>
     public void Record(TaskEvent taskEvent)
     {
-        var tags = new TagList { { "task", taskEvent.Task }, { "queue", taskEvent.Queue } };
         switch (taskEvent.Kind)
         {
             case TaskEventKind.Enqueued:
-                _enqueued.Add(1, tags);
+                Enqueued(taskEvent.Task, taskEvent.Queue);
                 break;
             case TaskEventKind.Started:
-                _started.Add(1, tags);
-                if (taskEvent.QueueWait is { } wait)
-                {
-                    _queueWait.Record(Math.Max(0, wait.TotalSeconds), tags);
-                }
+                Started(taskEvent.Task, taskEvent.Queue, taskEvent.QueueWait);
                 break;
-            case TaskEventKind.Succeeded:
-                _succeeded.Add(1, tags);
-                RecordDuration(taskEvent, tags, "succeeded");
-                break;
-            case TaskEventKind.Retrying:
-                // A snooze, or a task no handler here knows, goes back without an error and without spending an attempt.
-                if (taskEvent.Error is not null && taskEvent.Duration is not null)
-                {
-                    _failed.Add(1, tags);
-                    _retried.Add(1, tags);
-                    RecordDuration(taskEvent, tags, "failed");
-                }
-                break;
-            case TaskEventKind.Dead:
-                _failed.Add(1, tags);
-                _dead.Add(1, tags);
-                RecordDuration(taskEvent, tags, "failed");
-                break;
-            case TaskEventKind.Cancelled:
-                _cancelled.Add(1, tags);
-                RecordDuration(taskEvent, tags, "cancelled");
-                break;
-            case TaskEventKind.Expired:
-                _expired.Add(1, tags);
+            default:
+                Ended(taskEvent.Kind, taskEvent.Task, taskEvent.Queue, taskEvent.Duration, taskEvent.Error is not null);
                 break;
         }
     }
 
-    private void RecordDuration(TaskEvent taskEvent, TagList tags, string outcome)
+    /// <summary>A task stored: what an <see cref="TaskEventKind.Enqueued"/> event records, without building one.</summary>
+    public void Enqueued(string task, string queue) => Interlocked.Increment(ref Counts(task, queue).Enqueued);
+
+    /// <summary>An attempt's handler started, <paramref name="queueWait"/> after the task became ready.</summary>
+    public void Started(string task, string queue, TimeSpan? queueWait)
     {
-        if (taskEvent.Duration is { } duration)
+        Interlocked.Increment(ref Counts(task, queue).Started);
+        if (queueWait is { } wait && _queueWait.Enabled)
         {
-            tags.Add("outcome", outcome);
-            _duration.Record(duration.TotalSeconds, tags);
+            _queueWait.Record(Math.Max(0, wait.TotalSeconds), new TagList { { "task", task }, { "queue", queue } });
         }
     }
+
+    /// <summary>What an event of a task's end (or retry) records: <paramref name="kind"/>, the attempt's
+    /// <paramref name="duration"/> when it ran, and whether it ended with an error.</summary>
+    public void Ended(TaskEventKind kind, string task, string queue, TimeSpan? duration, bool hasError)
+    {
+        var counts = Counts(task, queue);
+        switch (kind)
+        {
+            case TaskEventKind.Succeeded:
+                Interlocked.Increment(ref counts.Succeeded);
+                RecordDuration(task, queue, duration, "succeeded");
+                break;
+            case TaskEventKind.Retrying:
+                // A snooze, or a task no handler here knows, goes back without an error and without spending an attempt.
+                if (hasError && duration is not null)
+                {
+                    Interlocked.Increment(ref counts.Failed);
+                    Interlocked.Increment(ref counts.Retried);
+                    RecordDuration(task, queue, duration, "failed");
+                }
+                break;
+            case TaskEventKind.Dead:
+                Interlocked.Increment(ref counts.Failed);
+                Interlocked.Increment(ref counts.Dead);
+                RecordDuration(task, queue, duration, "failed");
+                break;
+            case TaskEventKind.Cancelled:
+                Interlocked.Increment(ref counts.Cancelled);
+                RecordDuration(task, queue, duration, "cancelled");
+                break;
+            case TaskEventKind.Expired:
+                Interlocked.Increment(ref counts.Expired);
+                break;
+            default:
+                break;
+        }
+    }
+
+    private void RecordDuration(string task, string queue, TimeSpan? duration, string outcome)
+    {
+        if (duration is { } d && _duration.Enabled)
+        {
+            _duration.Record(d.TotalSeconds, new TagList { { "task", task }, { "queue", queue }, { "outcome", outcome } });
+        }
+    }
+
+    private TaskCounts Counts(string task, string queue)
+    {
+        // Workers reuse the name strings of the messages they read, so the thread's last pair matches by reference.
+        if (t_last is { } last && ReferenceEquals(last.Owner, this) && ReferenceEquals(last.Task, task) && ReferenceEquals(last.Queue, queue))
+        {
+            return last.Counts;
+        }
+        var counts = _counts.GetOrAdd((task, queue), static _ => new TaskCounts());
+        t_last = new LastCounts(this, task, queue, counts);
+        return counts;
+    }
+
+    private IEnumerable<Measurement<long>> ObserveCounts(Func<TaskCounts, long> read)
+    {
+        foreach (var (key, counts) in _counts)
+        {
+            yield return new Measurement<long>(read(counts),
+                new KeyValuePair<string, object?>("task", key.Task), new KeyValuePair<string, object?>("queue", key.Queue));
+        }
+    }
+
+    private sealed class TaskCounts
+    {
+        public long Enqueued;
+        public long Started;
+        public long Succeeded;
+        public long Failed;
+        public long Retried;
+        public long Dead;
+        public long Cancelled;
+        public long Expired;
+    }
+
+    private sealed record LastCounts(ConveyorMetrics Owner, string Task, string Queue, TaskCounts Counts);
 
     /// <summary>Counts leases the reaper took back.</summary>
     public void LeasesExpired(int count)

@@ -42,7 +42,14 @@ public sealed partial class TaskEventBus
     private volatile TaskCompletionSource _remoteInterestChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Whether anything receives this process's events: build them only then.</summary>
-    public bool IsObserved => _observers.Length > 0 || Volatile.Read(ref _subscriptions).Length > 0 || (_metrics?.Enabled ?? false);
+    public bool IsObserved => HasSubscribers || (_metrics?.Enabled ?? false);
+
+    /// <summary>Whether observers or subscribers receive events: when only the metrics listen, callers record on
+    /// <see cref="ListenedMetrics"/> without building an event.</summary>
+    internal bool HasSubscribers => _observers.Length > 0 || Volatile.Read(ref _subscriptions).Length > 0;
+
+    /// <summary>The metrics, while a listener enables them; else null.</summary>
+    internal ConveyorMetrics? ListenedMetrics => _metrics is { Enabled: true } metrics ? metrics : null;
 
     /// <summary>Raises an event of this process: observers and every subscriber receive it.</summary>
     public void Publish(TaskEvent taskEvent)

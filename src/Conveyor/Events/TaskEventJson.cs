@@ -5,7 +5,7 @@ namespace Conveyor;
 /// <summary>
 /// The JSON form of a task event, shared by the event stream (<c>GET /api/v1/events</c>) and the bridge between
 /// processes: <c>{"type":"succeeded","taskId":"…","task":"…","queue":"…","state":"succeeded","attempt":1,
-/// "at":"…","workerId":"…","durationMs":1.5,"error":{"type":"…","message":"…"},"retryAt":"…","origin":"…"}</c>,
+/// "at":"…","workerId":"…","durationMs":1.5,"error":{"type":"…","message":"…"},"retryAt":"…","origin":"…","workflowId":"…","stepId":"…"}</c>,
 /// members that do not apply left out. An error's stack trace is not carried, and its message is cut to
 /// <see cref="MaxErrorMessageLength"/> characters: events are for watching; the task's page has the rest.
 /// </summary>
@@ -53,6 +53,14 @@ public static class TaskEventJson
         {
             writer.WriteString("origin", origin);
         }
+        if (taskEvent.WorkflowId is { } workflowId)
+        {
+            writer.WriteString("workflowId", workflowId);
+            if (taskEvent.StepId is { } stepId)
+            {
+                writer.WriteString("stepId", stepId);
+            }
+        }
         writer.WriteEndObject();
     }
 
@@ -96,6 +104,8 @@ public static class TaskEventJson
                 Error = error,
                 RetryAt = element.TryGetProperty("retryAt", out var retryAt) ? retryAt.GetDateTimeOffset() : null,
                 Origin = element.TryGetProperty("origin", out var origin) ? origin.GetString() : null,
+                WorkflowId = element.TryGetProperty("workflowId", out var workflowId) ? workflowId.GetGuid() : null,
+                StepId = element.TryGetProperty("stepId", out var stepId) ? stepId.GetString() : null,
             };
         }
         catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException)

@@ -66,6 +66,7 @@ public sealed class TaskDescriptor
         ResultType = resultType;
         Defaults = defaults;
         _invoke = invoke;
+        _argsSchema = new Lazy<JsonElement?>(() => Conveyor.ArgsSchema.For(argsType));
     }
 
     /// <summary>Task name.</summary>
@@ -78,6 +79,12 @@ public sealed class TaskDescriptor
     public Type? ResultType { get; }
     /// <summary>Defaults for messages of this task.</summary>
     public TaskDefaults Defaults { get; }
+
+    private readonly Lazy<JsonElement?> _argsSchema;
+
+    /// <summary>The JSON schema of <see cref="ArgsType"/> (<see cref="Conveyor.ArgsSchema.For"/>), or null when it takes
+    /// any JSON: what a worker announces so that a server without this handler checks arguments.</summary>
+    public JsonElement? ArgsSchema => _argsSchema.Value;
 
     /// <summary>Runs the handler in the given scope and returns its result as JSON.</summary>
     public Task<string?> InvokeAsync(IServiceProvider scope, TaskContext context, string? args, CancellationToken cancellationToken) =>

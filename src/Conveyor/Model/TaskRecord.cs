@@ -123,6 +123,11 @@ public sealed record WorkerInfo
     public string? Version { get; init; }
     /// <summary>The task names it has handlers for.</summary>
     public IReadOnlyList<string> Tasks { get; init; } = [];
+    /// <summary>The JSON schema of the arguments of each task in <see cref="Tasks"/> that has one
+    /// (<see cref="ArgsSchema"/>; bounded by <see cref="ArgsSchema.MaxSchemaBytes"/> each and
+    /// <see cref="ArgsSchema.MaxTotalBytes"/> in all): a server without the handler checks arguments against it.
+    /// Null from workers older than this field.</summary>
+    public IReadOnlyDictionary<string, System.Text.Json.JsonElement>? ArgsSchemas { get; init; }
     /// <summary>The handlers running at its last heartbeat.</summary>
     public IReadOnlyList<WorkerTask> RunningTasks { get; init; } = [];
     /// <summary>Resident memory of its process at its last heartbeat, in bytes.</summary>

@@ -475,10 +475,21 @@ internal sealed partial class WorkerService(
         }
         else
         {
-            if (events.IsObserved)
+            if (!events.HasSubscribers)
             {
+                // Only the metrics, if anything, listen: counted without building an event.
+                if (metrics.Enabled)
+                {
+                    metrics.Started(message.Task, message.Queue, time.GetUtcNow() - ReadyAt(message));
+                }
+            }
+            else
+            {
+                var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
                 events.Publish(new TaskEvent
                 {
+                    WorkflowId = workflowId,
+                    StepId = stepId,
                     Kind = TaskEventKind.Started,
                     State = TaskState.Running,
                     TaskId = message.Id,
@@ -881,8 +892,17 @@ internal sealed partial class WorkerService(
     private void PublishOutcome(Completion completion, InFlight inFlight)
     {
         var message = inFlight.Lease.Message;
+        if (!events.HasSubscribers)
+        {
+            // Only the metrics listen: recorded without building an event.
+            metrics.Ended(completion.Kind.EventKind(), message.Task, message.Queue, inFlight.Duration, completion.Error is not null);
+            return;
+        }
+        var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
         events.Publish(new TaskEvent
         {
+            WorkflowId = workflowId,
+            StepId = stepId,
             Kind = completion.Kind.EventKind(),
             State = completion.Kind.StateAfter(),
             TaskId = message.Id,
@@ -903,6 +923,12 @@ internal sealed partial class WorkerService(
         using var timer = new PeriodicTimer(_options.HeartbeatInterval, time);
         var queueNames = queues.Select(q => q.Name).ToArray();
         var taskNames = registry.Tasks.Select(t => t.Name).Order(StringComparer.Ordinal).ToArray();
+        var schemasLeftOut = new List<string>();
+        var argsSchemas = ArgsSchema.Announced(registry.Tasks, schemasLeftOut);
+        if (schemasLeftOut.Count > 0)
+        {
+            LogArgsSchemasLeftOut(string.Join(", ", schemasLeftOut), ArgsSchema.MaxSchemaBytes, ArgsSchema.MaxTotalBytes);
+        }
         // Logged once per outage, as the fetch loops do: a beat every few seconds would repeat it for as long as it lasts.
         var failing = false;
         while (true)
@@ -923,6 +949,7 @@ internal sealed partial class WorkerService(
                     HeartbeatAt = time.GetUtcNow(),
                     Version = WorkerVersion,
                     Tasks = taskNames,
+                    ArgsSchemas = argsSchemas,
                     RunningTasks = status.RunningTasks
                         .Select(r => new WorkerTask(r.Lease.Message.Id, r.Lease.Message.Task, r.Lease.Attempt, r.StartedAt))
                         .OrderBy(r => r.StartedAt).ToArray(),
@@ -1157,4 +1184,7 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(8, LogLevel.Information, "Handed back {Count} unstarted tasks")]
     private partial void LogReleased(int count);
+
+    [LoggerMessage(11, LogLevel.Information, "Arguments schemas of {Tasks} not announced: over {MaxSchema} bytes each or {MaxTotal} in all; servers without their handlers leave their arguments to this worker")]
+    private partial void LogArgsSchemasLeftOut(string tasks, int maxSchema, int maxTotal);
 }

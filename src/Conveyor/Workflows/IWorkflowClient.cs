@@ -21,10 +21,20 @@ public interface IWorkflowClient
     /// cancelled. False when it is unknown or already finished.</summary>
     Task<bool> CancelAsync(Guid workflowId, CancellationToken cancellationToken = default);
 
+    /// <summary>Runs a failed or cancelled workflow again from its failed steps: those that ended dead, cancelled or
+    /// expired, with the steps after them, wait and run again with fresh attempts; succeeded steps keep their results.
+    /// False when it is unknown, running or succeeded.</summary>
+    Task<bool> RetryAsync(Guid workflowId, CancellationToken cancellationToken = default);
+
     /// <summary>The results of the steps that the step running in <paramref name="context"/> runs after, in its
     /// <c>after</c> order (a chain step: its predecessor's; a chord's callback: its group's). Read from the store, where
     /// each result is kept once with its task. Empty for a task that is not a step or has no dependencies.</summary>
     Task<IReadOnlyList<StepInput>> GetInputsAsync(TaskContext context, CancellationToken cancellationToken = default);
+
+    /// <summary>For the workflow's error step (<see cref="WorkflowDefinition.OnError"/>), or any step: the steps of its
+    /// workflow that failed so far, with their errors — those that ended dead or expired, then those cancelled other than
+    /// by the workflow's own failure — in the order they finished. Empty for a task that is not a step.</summary>
+    Task<IReadOnlyList<StepFailure>> GetFailuresAsync(TaskContext context, CancellationToken cancellationToken = default);
 }
 
 /// <summary>A started workflow.</summary>
@@ -43,7 +53,8 @@ public sealed class WorkflowHandle
     /// <summary>The workflow's id.</summary>
     public Guid Id { get; }
 
-    /// <summary>Waits until the workflow succeeds, fails or is cancelled, and returns it with every step's result.
+    /// <summary>Waits until the workflow succeeds, fails or is cancelled (and its error step, if it runs, has ended), and
+    /// returns it with every step's result.
     /// Reads its state (one row or hash, not its steps) from the store, first after 20 ms, then twice as long each time up
     /// to 1 s; then its steps once.</summary>
     /// <exception cref="InvalidOperationException">The workflow is no longer stored.</exception>
@@ -56,8 +67,13 @@ public sealed class WorkflowHandle
                 ?? throw new InvalidOperationException($"Workflow {Id} is not stored (deleted?).");
             if (state != WorkflowState.Running)
             {
-                return await _client.GetAsync(Id, cancellationToken).ConfigureAwait(false)
+                var record = await _client.GetAsync(Id, cancellationToken).ConfigureAwait(false)
                     ?? throw new InvalidOperationException($"Workflow {Id} is not stored (deleted?).");
+                // A workflow that stopped on a failure has failed at once; its error step still runs: wait for it too.
+                if (!record.Steps.Any(s => s.IsErrorStep && s.State is TaskState.Queued or TaskState.Running or TaskState.Retrying or TaskState.Scheduled))
+                {
+                    return record;
+                }
             }
             await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, LongestPoll.Ticks));

@@ -40,8 +40,8 @@ internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry regi
             taskIds[step.Id] = Guid.CreateVersion7(now);
         }
         var workflowText = workflowId.ToString();
-        var steps = new List<NewWorkflowStep>(definition.Steps.Count);
-        foreach (var step in definition.Steps)
+        var steps = new List<NewWorkflowStep>(definition.Steps.Count + 1);
+        NewWorkflowStep BuildStep(WorkflowStep step, bool isErrorStep)
         {
             var message = TaskClient.BuildMessage(step.Request, registry, now);
             var headers = message.Headers is null
@@ -53,7 +53,25 @@ internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry regi
             {
                 headers[WorkflowHeaders.After] = string.Join(',', step.After.Select(a => $"{a}={taskIds[a]}"));
             }
-            steps.Add(new NewWorkflowStep(step.Id, message with { Id = taskIds[step.Id], Headers = headers }, [.. step.After.Select(a => taskIds[a])]));
+            if (isErrorStep)
+            {
+                headers[WorkflowHeaders.ErrorStep] = "1";
+            }
+            var taskId = isErrorStep ? Guid.CreateVersion7(now) : taskIds[step.Id];
+            return new NewWorkflowStep(step.Id, message with { Id = taskId, Headers = headers }, [.. step.After.Select(a => taskIds[a])])
+            {
+                // The error step's failure cancels nothing: the workflow has failed already.
+                OnFailure = isErrorStep ? WorkflowFailurePolicy.Continue : step.OnFailure ?? definition.OnFailure,
+                IsErrorStep = isErrorStep,
+            };
+        }
+        foreach (var step in definition.Steps)
+        {
+            steps.Add(BuildStep(step, isErrorStep: false));
+        }
+        if (definition.OnError is { } onError)
+        {
+            steps.Add(BuildStep(onError, isErrorStep: true));
         }
         return new NewWorkflow { Id = workflowId, Name = definition.Name, CreatedAt = now, Steps = steps };
     }
@@ -81,6 +99,19 @@ internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry regi
 
     public Task<bool> CancelAsync(Guid workflowId, CancellationToken cancellationToken = default) =>
         Store.CancelWorkflowAsync(workflowId, cancellationToken);
+
+    public Task<bool> RetryAsync(Guid workflowId, CancellationToken cancellationToken = default) =>
+        Store.RetryWorkflowAsync(workflowId, cancellationToken);
+
+    public async Task<IReadOnlyList<StepFailure>> GetFailuresAsync(TaskContext context, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (context.WorkflowId() is not { } workflowId || await GetAsync(workflowId, cancellationToken).ConfigureAwait(false) is not { } workflow)
+        {
+            return [];
+        }
+        return WorkflowRecord.Failures(workflow);
+    }
 
     public async Task<IReadOnlyList<StepInput>> GetInputsAsync(TaskContext context, CancellationToken cancellationToken = default)
     {

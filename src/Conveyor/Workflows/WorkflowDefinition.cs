@@ -10,6 +10,23 @@ public sealed record WorkflowStep(string Id, TaskRequest Request, IReadOnlyList<
 {
     /// <summary>A step without dependencies.</summary>
     public WorkflowStep(string id, TaskRequest request) : this(id, request, []) { }
+
+    /// <summary>What this step's failure does to its workflow; null: the workflow's
+    /// <see cref="WorkflowDefinition.OnFailure"/>.</summary>
+    public WorkflowFailurePolicy? OnFailure { get; init; }
+}
+
+/// <summary>What a step's failure (dead, expired or cancelled, after its own retries) does to its workflow.</summary>
+/// <remarks>The numeric values are stored by backends: never renumber them.</remarks>
+public enum WorkflowFailurePolicy
+{
+    /// <summary>The workflow fails at once: its steps that have not started are cancelled (its error step excepted);
+    /// steps already running finish. The default.</summary>
+    Stop = 0,
+    /// <summary>The other branches go on: the steps that run after the failed one (directly or not) can never run and
+    /// stay pending until nothing of the workflow is running any more; then they are cancelled and the workflow ends
+    /// failed.</summary>
+    Continue = 1,
 }
 
 /// <summary>
@@ -20,13 +37,25 @@ public sealed record WorkflowStep(string Id, TaskRequest Request, IReadOnlyList<
 /// </summary>
 /// <param name="Steps">The steps.</param>
 /// <param name="Name">Optional name, shown and filtered on in listings; at most 200 characters.</param>
-public sealed record WorkflowDefinition(IReadOnlyList<WorkflowStep> Steps, string? Name = null);
+public sealed record WorkflowDefinition(IReadOnlyList<WorkflowStep> Steps, string? Name = null)
+{
+    /// <summary>What a step's failure does to the workflow, for steps that do not say
+    /// (<see cref="WorkflowStep.OnFailure"/>). Default <see cref="WorkflowFailurePolicy.Stop"/>.</summary>
+    public WorkflowFailurePolicy OnFailure { get; init; }
+
+    /// <summary>The error step: runs once, when the first step of the workflow fails, and reads the failures with
+    /// <see cref="IWorkflowClient.GetFailuresAsync"/>; cancelled (never run) when no step fails. It runs after no step
+    /// (<see cref="WorkflowStep.After"/> empty) and no step runs after it. Null: none.</summary>
+    public WorkflowStep? OnError { get; init; }
+}
 
 /// <summary>Builds workflows: a DAG step by step, and the chain, group and chord shorthands.</summary>
 public sealed class Workflow
 {
     private readonly List<WorkflowStep> _steps = [];
     private readonly string? _name;
+    private WorkflowFailurePolicy _onFailure;
+    private WorkflowStep? _onError;
 
     private Workflow(string? name) => _name = name;
 
@@ -58,8 +87,53 @@ public sealed class Workflow
         return this;
     }
 
+    /// <summary>Adds a step given whole (with its own <see cref="WorkflowStep.OnFailure"/>, say).</summary>
+    public Workflow Step(WorkflowStep step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        _steps.Add(step);
+        return this;
+    }
+
+    /// <summary>With no step ids: a failed step no longer stops the workflow, whose other branches go on
+    /// (<see cref="WorkflowFailurePolicy.Continue"/>). With step ids: only those steps' failures (steps added before).</summary>
+    public Workflow ContinueOnFailure(params string[] stepIds) => Policy(WorkflowFailurePolicy.Continue, stepIds);
+
+    /// <summary>With no step ids: a failed step stops the workflow (the default). With step ids: those steps' failures
+    /// stop it even when the workflow continues on failure.</summary>
+    public Workflow StopOnFailure(params string[] stepIds) => Policy(WorkflowFailurePolicy.Stop, stepIds);
+
+    private Workflow Policy(WorkflowFailurePolicy policy, string[] stepIds)
+    {
+        ArgumentNullException.ThrowIfNull(stepIds);
+        if (stepIds.Length == 0)
+        {
+            _onFailure = policy;
+            return this;
+        }
+        foreach (var id in stepIds)
+        {
+            var i = _steps.FindIndex(s => s.Id == id);
+            if (i < 0)
+            {
+                throw new ArgumentException($"No step '{id}' was added before.", nameof(stepIds));
+            }
+            _steps[i] = _steps[i] with { OnFailure = policy };
+        }
+        return this;
+    }
+
+    /// <summary>Sets the error step: <paramref name="request"/> runs, as step <paramref name="id"/>, when the first step
+    /// of the workflow fails (<see cref="WorkflowDefinition.OnError"/>).</summary>
+    public Workflow OnError(string id, TaskRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        _onError = new WorkflowStep(id, request);
+        return this;
+    }
+
     /// <summary>The definition built so far.</summary>
-    public WorkflowDefinition Build() => new([.. _steps], _name);
+    public WorkflowDefinition Build() => new([.. _steps], _name) { OnFailure = _onFailure, OnError = _onError };
 
     /// <summary>Steps that run one after the other, each given its predecessor's result. Step ids are <c>0</c>, <c>1</c>, ….</summary>
     public static WorkflowDefinition Chain(IEnumerable<TaskRequest> tasks, string? name = null)
@@ -120,12 +194,23 @@ public static class WorkflowHeaders
     public const string Step = "conveyor-step";
     /// <summary>The steps it runs after, in order, as <c>stepId=taskId</c> separated by commas.</summary>
     public const string After = "conveyor-after";
+    /// <summary>Set (to <c>1</c>) on the workflow's error step.</summary>
+    public const string ErrorStep = "conveyor-error-step";
 
     /// <summary>The workflow of a task's message, or null when it is not a step.</summary>
     public static Guid? WorkflowId(this TaskContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         return context.Message.Headers is { } headers && headers.TryGetValue(Workflow, out var id) && Guid.TryParse(id, out var guid) ? guid : null;
+    }
+
+    /// <summary>The workflow and step of a message, or nulls when it is not a step.</summary>
+    public static (Guid? WorkflowId, string? StepId) StepOf(TaskMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return message.Headers is { } headers && headers.TryGetValue(Workflow, out var id) && Guid.TryParse(id, out var guid)
+            ? (guid, headers.TryGetValue(Step, out var step) ? step : null)
+            : (null, null);
     }
 
     /// <summary>The step id of a task's message, or null when it is not a step.</summary>

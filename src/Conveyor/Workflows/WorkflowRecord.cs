@@ -27,6 +27,20 @@ public sealed record WorkflowRecord
     public WorkflowStepRecord Step(string id) =>
         Steps.FirstOrDefault(s => s.Id == id) ?? throw new KeyNotFoundException($"The workflow has no step '{id}'.");
 
+    /// <summary>The steps that failed: dead or expired, then cancelled other than by the workflow's own failure (a
+    /// cancelled step whose task ran, or was cancelled before any other step failed), each group in the order they
+    /// finished; the error step's own failure last.</summary>
+    public static IReadOnlyList<StepFailure> Failures(WorkflowRecord workflow)
+    {
+        ArgumentNullException.ThrowIfNull(workflow);
+        var ended = workflow.Steps.Where(s => s.Task is { State: TaskState.Dead or TaskState.Expired or TaskState.Cancelled }).ToList();
+        var firstFailure = ended.Where(s => s.State is TaskState.Dead or TaskState.Expired).Select(s => s.Task!.FinishedAt).Min();
+        static StepFailure Of(WorkflowStepRecord s) => new(s.Id, s.TaskId, s.Task!.State, s.Task.Error, s.Task.FinishedAt);
+        return [.. ended.Where(s => s.State is TaskState.Dead or TaskState.Expired).OrderBy(s => s.IsErrorStep).ThenBy(s => s.Task!.FinishedAt).Select(Of),
+            .. ended.Where(s => s.State == TaskState.Cancelled && (s.Task!.StartedAt is not null || firstFailure is null || s.Task.FinishedAt < firstFailure))
+                .OrderBy(s => s.IsErrorStep).ThenBy(s => s.Task!.FinishedAt).Select(Of)];
+    }
+
     /// <summary>The result of step <paramref name="id"/>, deserialized; default when it has none.</summary>
     public T? Result<T>(string id) => Step(id).Result<T>();
 
@@ -45,6 +59,8 @@ public sealed record WorkflowRecord
                 Id = s.Id,
                 After = s.After,
                 TaskId = s.TaskId,
+                OnFailure = s.OnFailure,
+                IsErrorStep = s.IsErrorStep,
                 // A step whose task retention deleted keeps its place, with no state of its own.
                 Task = byId.GetValueOrDefault(s.TaskId),
             })],
@@ -61,6 +77,10 @@ public sealed record WorkflowStepRecord
     public required IReadOnlyList<string> After { get; init; }
     /// <summary>The task that runs it.</summary>
     public required Guid TaskId { get; init; }
+    /// <summary>What its failure does to the workflow.</summary>
+    public WorkflowFailurePolicy OnFailure { get; init; }
+    /// <summary>Whether it is the workflow's error step (<see cref="WorkflowDefinition.OnError"/>).</summary>
+    public bool IsErrorStep { get; init; }
     /// <summary>The task's state, times, result and error; null once retention deleted it.</summary>
     public TaskRecord? Task { get; init; }
     /// <summary>The task's state; null once retention deleted it.</summary>
@@ -79,3 +99,11 @@ public sealed record StepInput(string StepId, Guid TaskId, string? ResultJson)
     /// <summary>The result, deserialized; default when there is none.</summary>
     public T? Result<T>() => ResultJson is { } json ? JsonSerializer.Deserialize<T>(json, ConveyorJson.Options) : default;
 }
+
+/// <summary>A step that failed, as its workflow's error step reads it (<see cref="IWorkflowClient.GetFailuresAsync"/>).</summary>
+/// <param name="StepId">The step's id.</param>
+/// <param name="TaskId">Its task.</param>
+/// <param name="State">How it ended: dead, expired or cancelled.</param>
+/// <param name="Error">Its last error, or null (a cancel).</param>
+/// <param name="FinishedAt">When it ended.</param>
+public sealed record StepFailure(string StepId, Guid TaskId, TaskState State, TaskError? Error, DateTimeOffset? FinishedAt);

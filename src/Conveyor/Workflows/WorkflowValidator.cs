@@ -12,7 +12,8 @@ public static class WorkflowValidator
 
     /// <summary>Adds the problems of <paramref name="definition"/> to <paramref name="errors"/>: a step id that is missing,
     /// malformed or used twice; an <c>after</c> naming no step of the workflow, or the step itself; a cycle; more than
-    /// <paramref name="maxSteps"/> steps; each step's task request as <see cref="TaskRequestValidator"/> checks it (with
+    /// <paramref name="maxSteps"/> steps; an error step (<see cref="WorkflowDefinition.OnError"/>) with a clashing id,
+    /// an <c>after</c> of its own, or named in a step's <c>after</c>; each step's task request as <see cref="TaskRequestValidator"/> checks it (with
     /// <paramref name="registry"/> and <paramref name="requireRegistered"/>); and what steps do not support yet.</summary>
     public static void Validate(WorkflowDefinition definition, int maxSteps, TaskRegistry? registry, bool requireRegistered, List<FieldError> errors)
     {
@@ -83,6 +84,53 @@ public static class WorkflowValidator
                 }
             }
         }
+        if (definition.OnError is { } onError)
+        {
+            if (onError.Request is null)
+            {
+                errors.Add(new("onError.task", $"error step '{onError.Id}' has no task"));
+            }
+            else if (!IsValidStepId(onError.Id))
+            {
+                errors.Add(new("onError.id", $"'{onError.Id}' is not a valid step id: 1 to {MaxStepIdLength} letters, digits, '.', '-' or '_'"));
+            }
+            else if (index.TryGetValue(onError.Id, out var clash))
+            {
+                errors.Add(new("onError.id", $"error step '{onError.Id}' has the id of steps[{clash}]"));
+            }
+            else
+            {
+                if (onError.After is { Count: > 0 })
+                {
+                    errors.Add(new("onError.after", $"error step '{onError.Id}' runs when a step fails, after no step"));
+                }
+                var stepErrors = new List<FieldError>();
+                TaskRequestValidator.Validate(onError.Request, registry, requireRegistered, "onError.", stepErrors);
+                foreach (var error in stepErrors)
+                {
+                    errors.Add(error with { Message = $"error step '{onError.Id}': {error.Message}" });
+                }
+                var options = onError.Request.Options;
+                if (options?.IdempotencyKey is not null || options?.UniqueKey is not null || options?.Delay is not null || options?.Eta is not null)
+                {
+                    errors.Add(new("onError", $"error step '{onError.Id}': takes no idempotency key, unique key, delay or ETA"));
+                }
+                if (options?.Headers is { } headers)
+                {
+                    foreach (var header in headers.Keys.Where(IsReservedHeader))
+                    {
+                        errors.Add(new($"onError.headers.{header}", $"error step '{onError.Id}': is reserved: Conveyor ties a step to its workflow with it"));
+                    }
+                }
+            }
+            for (var i = 0; i < steps.Count; i++)
+            {
+                if (steps[i]?.After is { } stepAfter && stepAfter.Contains(onError.Id))
+                {
+                    errors.Add(new($"steps[{i}].after", $"step '{steps[i].Id}' runs after the error step '{onError.Id}', which runs only when a step fails"));
+                }
+            }
+        }
         if (errors.Count > 0)
         {
             return;
@@ -118,7 +166,7 @@ public static class WorkflowValidator
 
     /// <summary>Whether a header name is one Conveyor sets on steps (<see cref="WorkflowHeaders"/>).</summary>
     public static bool IsReservedHeader(string name) =>
-        name is WorkflowHeaders.Workflow or WorkflowHeaders.Step or WorkflowHeaders.After;
+        name is WorkflowHeaders.Workflow or WorkflowHeaders.Step or WorkflowHeaders.After or WorkflowHeaders.ErrorStep;
 
     // Depth-first search with colours; returns the step ids of one cycle, first repeated last.
     private static List<string>? FindCycle(IReadOnlyList<WorkflowStep> steps, Dictionary<string, int> index)

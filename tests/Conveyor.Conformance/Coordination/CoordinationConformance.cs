@@ -16,6 +16,11 @@ public abstract class CoordinationConformance<TFactory>() : ConformanceTest(new 
         Failed = 3,
         StartedAt = Now.AddMinutes(-5),
         HeartbeatAt = Now,
+        Tasks = ["reports.build", "mail.send"],
+        ArgsSchemas = new Dictionary<string, System.Text.Json.JsonElement>
+        {
+            ["reports.build"] = System.Text.Json.JsonDocument.Parse("""{"type":["object","null"],"properties":{"pages":{"type":"integer"}},"required":["pages"]}""").RootElement.Clone(),
+        },
     };
 
     [Fact]
@@ -36,6 +41,10 @@ public abstract class CoordinationConformance<TFactory>() : ConformanceTest(new 
         Assert.Equal(worker.Failed, listed.Failed);
         Assert.Equal(worker.StartedAt, listed.StartedAt);
         Assert.Equal(worker.HeartbeatAt, listed.HeartbeatAt);
+        Assert.Equal(worker.Tasks, listed.Tasks);
+        var schema = Assert.Single(listed.ArgsSchemas!);
+        Assert.Equal("reports.build", schema.Key);
+        Assert.Equal(worker.ArgsSchemas!["reports.build"].GetRawText(), schema.Value.GetRawText());
     }
 
     [Fact]

@@ -5,7 +5,8 @@ namespace Conveyor.Conformance;
 
 /// <summary>Workflows (<see cref="IWorkflowStore"/>): steps wait in <see cref="TaskState.Pending"/> until the completion of
 /// their last dependency releases them, in the same transaction or script; a failed step fails the workflow and cancels
-/// what has not started; a workflow is cancelled whole.</summary>
+/// what has not started (policy stop) or lets the other branches go on (continue); the error step runs on the first
+/// failure; a workflow is cancelled whole, and a failed one retried from its failed steps.</summary>
 public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFactory())
     where TFactory : IConformanceBackendFactory, new()
 {
@@ -34,6 +35,34 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
             }, [.. s.After.Select(a => ids[a])]))],
         };
     }
+
+    /// <summary>The workflow with each step's failure policy: <paramref name="policy"/>, or the other one for
+    /// <paramref name="exceptions"/>.</summary>
+    private static NewWorkflow WithPolicy(NewWorkflow workflow, WorkflowFailurePolicy policy, params string[] exceptions) => workflow with
+    {
+        Steps = [.. workflow.Steps.Select(s => s with
+        {
+            OnFailure = exceptions.Contains(s.StepId) ? (policy == WorkflowFailurePolicy.Stop ? WorkflowFailurePolicy.Continue : WorkflowFailurePolicy.Stop) : policy,
+        })],
+    };
+
+    /// <summary>The workflow with an error step <paramref name="id"/>, as the client builds it.</summary>
+    private NewWorkflow WithErrorStep(NewWorkflow workflow, string id) => workflow with
+    {
+        Steps = [.. workflow.Steps, new NewWorkflowStep(id, NewMessage() with
+        {
+            Id = Guid.CreateVersion7(Now),
+            Headers = new Dictionary<string, string>
+            {
+                [WorkflowHeaders.Workflow] = workflow.Id.ToString(),
+                [WorkflowHeaders.Step] = id,
+                [WorkflowHeaders.ErrorStep] = "1",
+            },
+        }, []) { IsErrorStep = true, OnFailure = WorkflowFailurePolicy.Continue }],
+    };
+
+    private async Task<StoredWorkflow> WorkflowOf(NewWorkflow workflow) =>
+        await Workflows.GetWorkflowAsync(workflow.Id, Timeout) ?? throw new InvalidOperationException("The workflow is not stored.");
 
     private static Guid TaskOf(NewWorkflow workflow, string stepId) => workflow.Steps.Single(s => s.StepId == stepId).Message.Id;
 
@@ -278,6 +307,197 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal([first.Id], page2.Items.Select(w => w.Id));
         Assert.Null(page2.NextCursor);
         Assert.Equal("a", Assert.Single(page2.Items[0].Steps).Id);
+    }
+
+    [Fact]
+    public async Task Under_the_policy_continue_a_failed_step_leaves_its_dependents_pending_while_the_other_branches_go_on()
+    {
+        var workflow = WithPolicy(NewWorkflow(("a", []), ("b", []), ("after-a", ["a"]), ("then", ["after-a"]), ("after-b", ["b"])), WorkflowFailurePolicy.Continue);
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var first = await FetchStepsAsync();
+        Assert.Equal(["a", "b"], first.Keys.Order());
+
+        await Queue.CompleteAsync([Dead(first["a"])], Timeout);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "after-a"));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "then"));
+        Assert.Equal(TaskState.Running, await StateOf(workflow, "b"));
+
+        await Queue.CompleteAsync([Succeeded(first["b"])], Timeout);
+        var afterB = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("after-b", afterB.Key);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+
+        // The last active step ends: the workflow fails, and the steps that could never run are cancelled with it.
+        await Queue.CompleteAsync([Succeeded(afterB.Value)], Timeout);
+        var stored = await WorkflowOf(workflow);
+        Assert.Equal(WorkflowState.Failed, stored.State);
+        Assert.Equal(Now, stored.FinishedAt);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "after-a"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "then"));
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "after-b"));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task A_steps_own_policy_overrides_the_workflows()
+    {
+        // The workflow stops on failure, but not for "a"; "b" keeps the workflow's stop.
+        var workflow = WithPolicy(NewWorkflow(("a", []), ("b", []), ("c", []), ("after-a", ["a"])), WorkflowFailurePolicy.Stop, "a");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var leases = (await FetchAsync(2)).ToDictionary(l => l.Message.Headers![WorkflowHeaders.Step]);
+        Assert.Equal(["a", "b"], leases.Keys.Order());
+
+        await Queue.CompleteAsync([Dead(leases["a"])], Timeout);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Queued, await StateOf(workflow, "c"));
+
+        await Queue.CompleteAsync([Dead(leases["b"])], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "c"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "after-a"));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task A_failure_queues_the_error_step_which_a_stop_does_not_cancel()
+    {
+        var workflow = WithErrorStep(NewWorkflow(("a", []), ("b", ["a"])), "alert");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "alert"));
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+
+        await Queue.CompleteAsync([Dead(a.Value)], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "b"));
+        var alert = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("alert", alert.Key);
+        var stored = await WorkflowOf(workflow);
+        Assert.True(stored.Steps.Single(s => s.Id == "alert").IsErrorStep);
+        Assert.False(stored.Steps.Single(s => s.Id == "a").IsErrorStep);
+
+        await Queue.CompleteAsync([Succeeded(alert.Value)], Timeout);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "alert"));
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+    }
+
+    [Fact]
+    public async Task Under_the_policy_continue_the_error_step_runs_once_and_the_workflow_ends_after_it()
+    {
+        var workflow = WithErrorStep(WithPolicy(NewWorkflow(("a", []), ("b", []), ("c", [])), WorkflowFailurePolicy.Continue), "alert");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var steps = await FetchStepsAsync();
+        Assert.Equal(["a", "b", "c"], steps.Keys.Order());
+
+        await Queue.CompleteAsync([Dead(steps["a"])], Timeout);
+        await Queue.CompleteAsync([Dead(steps["b"])], Timeout);
+        await Queue.CompleteAsync([Succeeded(steps["c"])], Timeout);
+        // Two failures, one error step; it is still to run, so the workflow has not ended.
+        var alert = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("alert", alert.Key);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+
+        await Queue.CompleteAsync([Dead(alert.Value)], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task The_error_step_is_cancelled_unrun_when_no_step_fails()
+    {
+        var workflow = WithErrorStep(NewWorkflow(("a", []), ("b", ["a"])), "alert");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var a = Assert.Single(await FetchStepsAsync());
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        var b = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("b", b.Key);
+        await Queue.CompleteAsync([Succeeded(b.Value)], Timeout);
+
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "alert"));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Under_the_policy_continue_cancelling_a_pending_step_by_hand_fails_the_workflow_once_the_rest_ended()
+    {
+        var workflow = WithPolicy(NewWorkflow(("a", []), ("b", ["a"]), ("c", ["b"])), WorkflowFailurePolicy.Continue);
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        Assert.Equal(CancelOutcome.Cancelled, await Queue.CancelAsync(TaskOf(workflow, "b"), Timeout));
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Queued, await StateOf(workflow, "a"));
+
+        var a = Assert.Single(await FetchStepsAsync());
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "c"));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Retrying_a_failed_workflow_runs_its_failed_steps_and_those_after_them_again_keeping_what_succeeded()
+    {
+        var workflow = WithErrorStep(NewWorkflow(("a", []), ("b", []), ("after-a", ["a"]), ("end", ["after-a", "b"])), "alert");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var first = await FetchStepsAsync();
+        Assert.Equal(["a", "b"], first.Keys.Order());
+        await Queue.CompleteAsync([Succeeded(first["b"], "2")], Timeout);
+        Assert.False(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        await Queue.CompleteAsync([Dead(first["a"])], Timeout);
+        var alert = Assert.Single(await FetchStepsAsync());
+        await Queue.CompleteAsync([Succeeded(alert.Value)], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+
+        Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        var stored = await WorkflowOf(workflow);
+        Assert.Equal(WorkflowState.Running, stored.State);
+        Assert.Null(stored.FinishedAt);
+        Assert.Equal(TaskState.Queued, await StateOf(workflow, "a"));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "after-a"));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "end"));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "alert"));
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "b"));
+        Assert.False(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        Assert.Equal(1, a.Value.Attempt);
+        await Queue.CompleteAsync([Succeeded(a.Value, "1")], Timeout);
+        var afterA = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("after-a", afterA.Key);
+        await Queue.CompleteAsync([Succeeded(afterA.Value)], Timeout);
+        // "end" waits for "b" too, which succeeded in the first run: released by "after-a" alone.
+        var end = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("end", end.Key);
+        await Queue.CompleteAsync([Succeeded(end.Value)], Timeout);
+
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "alert"));
+        var tasks = await Workflows.GetWorkflowTasksAsync(workflow.Id, Timeout);
+        Assert.Equal("2", tasks.Single(t => t.Id == TaskOf(workflow, "b")).Result);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Retrying_a_cancelled_workflow_waits_for_the_step_still_running()
+    {
+        var workflow = NewWorkflow(("a", []), ("b", ["a"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.True(await Workflows.CancelWorkflowAsync(workflow.Id, Timeout));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "b"));
+
+        Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "b"));
+        Assert.Empty(await FetchAsync());
+        // The running step was asked to stop, but may succeed all the same: then it releases "b".
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        var b = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("b", b.Key);
+        await Queue.CompleteAsync([Succeeded(b.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.False(await Workflows.RetryWorkflowAsync(Guid.CreateVersion7(), Timeout));
     }
 
     [Fact]

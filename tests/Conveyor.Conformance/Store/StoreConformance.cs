@@ -49,6 +49,29 @@ public abstract class StoreConformance<TFactory>() : ConformanceTest(new TFactor
     }
 
     [Fact]
+    public async Task CountWaitingByTask_counts_waiting_tasks_per_queue_name_and_state()
+    {
+        await EnqueueAsync(NewMessage("mail", task: "mail.send"));
+        await EnqueueAsync(NewMessage("mail", task: "mail.send"));
+        await EnqueueAsync(NewMessage("mail", task: "mail.send") with { NotBefore = Now.AddHours(1) });
+        await EnqueueAsync(NewMessage("reports", task: "reports.build"));
+        await EnqueueAsync(NewMessage("reports", task: "reports.build"));
+        await EnqueueAsync(NewMessage("reports", task: "reports.build"));
+        var leases = await FetchAsync(3, "reports");
+        Assert.Equal(3, leases.Count);
+        await RetryAtAsync(leases[0], Now.AddMinutes(5));
+        await SucceedAsync(leases[1]);
+
+        var waiting = await Store.CountWaitingByTaskAsync(Timeout);
+
+        // Running and finished tasks do not wait: one reports.build is retrying, one ran, one runs.
+        Assert.True(waiting.Complete);
+        Assert.Equal(
+            ["mail/mail.send/Queued=2", "mail/mail.send/Scheduled=1", "reports/reports.build/Retrying=1"],
+            waiting.Counts.Select(c => $"{c.Queue}/{c.Task}/{c.State}={c.Count}").Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task The_worker_of_the_last_attempt_stays_on_the_task_after_it_finishes()
     {
         await EnqueueManyAsync(3);

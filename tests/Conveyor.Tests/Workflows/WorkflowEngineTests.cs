@@ -36,10 +36,21 @@ public sealed class WorkflowEngineTests
             throw new PermanentTaskException("fails for the test");
     }
 
+    /// <summary>The error step: returns "step: error type" for each failure it reads.</summary>
+    public sealed class AlertHandler(IWorkflowClient workflows) : ITaskHandler<NoArgs, List<string>>
+    {
+        public async Task<List<string>> HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken)
+        {
+            var failures = await workflows.GetFailuresAsync(context, cancellationToken);
+            return [.. failures.Select(f => $"{f.StepId}: {f.State.ToApiName()} {f.Error?.Type}")];
+        }
+    }
+
     private static EngineHost NewHost() => new(c => c
         .AddTask<AddHandler>("math.add")
         .AddTask<CollectHandler>("math.collect")
-        .AddTask<FailHandler>("test.fail"));
+        .AddTask<FailHandler>("test.fail")
+        .AddTask<AlertHandler>("ops.alert"));
 
     private static TaskRequest Add(int value) => TaskRequest.Create("math.add", new AddArgs(value));
 
@@ -98,5 +109,51 @@ public sealed class WorkflowEngineTests
         Assert.Contains("cycle", error.Message, StringComparison.Ordinal);
         Assert.Empty((await workflows.ListAsync(new WorkflowQuery())).Items);
         Assert.Empty((await host.Backend.ListAsync(new TaskQuery(), CancellationToken.None)).Items);
+    }
+
+    [Fact]
+    public async Task Under_continue_the_other_branches_finish_and_the_error_step_reads_the_failure()
+    {
+        await using var host = NewHost();
+        await host.StartAsync();
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        var handle = await workflows.StartAsync(Workflow.Create("tolerant")
+            .Step("fail", new TaskRequest("test.fail"))
+            .Step("skipped", Add(1), "fail")
+            .Step("one", Add(1))
+            .Step("two", Add(1), "one")
+            .ContinueOnFailure()
+            .OnError("alert", new TaskRequest("ops.alert"))
+            .Build());
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var record = await handle.WaitAsync(timeout.Token);
+        Assert.Equal(WorkflowState.Failed, record.State);
+        Assert.Equal(2, record.Result<int>("two"));
+        Assert.Equal(TaskState.Cancelled, record.Step("skipped").State);
+        Assert.Equal(TaskState.Succeeded, record.Step("alert").State);
+        Assert.True(record.Step("alert").IsErrorStep);
+        var alert = Assert.Single(record.Result<List<string>>("alert")!);
+        Assert.StartsWith("fail: dead ", alert, StringComparison.Ordinal);
+        var ex = await Assert.ThrowsAsync<WorkflowFailedException>(() => handle.WaitAsync<int>("two", timeout.Token));
+        Assert.Contains("step 'fail' is dead", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Under_stop_waiting_for_the_workflow_waits_for_its_error_step()
+    {
+        await using var host = NewHost();
+        await host.StartAsync();
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        var handle = await workflows.StartAsync(Workflow.Create("strict")
+            .Step("fail", new TaskRequest("test.fail"))
+            .Step("after", Add(1), "fail")
+            .OnError("alert", new TaskRequest("ops.alert"))
+            .Build());
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var record = await handle.WaitAsync(timeout.Token);
+        Assert.Equal(WorkflowState.Failed, record.State);
+        Assert.Equal(TaskState.Cancelled, record.Step("after").State);
+        Assert.Equal(TaskState.Succeeded, record.Step("alert").State);
+        Assert.StartsWith("fail: dead ", Assert.Single(record.Result<List<string>>("alert")!), StringComparison.Ordinal);
     }
 }

@@ -1,7 +1,8 @@
 // Calls to Conveyor's HTTP API v1 (docs/http-api.md), relative to the API base the server wrote into index.html.
 
-export type TaskState = "scheduled" | "queued" | "running" | "succeeded" | "retrying" | "dead" | "cancelled" | "expired";
-export const TASK_STATES: TaskState[] = ["scheduled", "queued", "running", "succeeded", "retrying", "dead", "cancelled", "expired"];
+export type TaskState = "pending" | "scheduled" | "queued" | "running" | "succeeded" | "retrying" | "dead" | "cancelled" | "expired";
+// pending: a workflow step waiting for the steps it runs after.
+export const TASK_STATES: TaskState[] = ["pending", "scheduled", "queued", "running", "succeeded", "retrying", "dead", "cancelled", "expired"];
 
 export interface TaskError { type: string; message: string; detail?: string | null }
 export interface Task {
@@ -15,7 +16,7 @@ export interface Task {
 }
 export interface TaskPage { items: Task[]; nextCursor: string | null }
 export interface Queue {
-  name: string; queued: number; scheduled: number; running: number; succeeded: number; retrying: number;
+  name: string; pending: number; queued: number; scheduled: number; running: number; succeeded: number; retrying: number;
   dead: number; cancelled: number; expired: number; paused: boolean;
 }
 export interface Worker {

@@ -8,7 +8,7 @@ import { useLiveData } from "../live";
 import { href } from "../router";
 import { act, confirm, ErrorNote, StateBadge } from "../ui";
 
-const WAITING = ["scheduled", "queued", "running", "retrying"];
+const WAITING = ["pending", "scheduled", "queued", "running", "retrying"];
 const RETRYABLE = ["dead", "cancelled", "expired"];
 
 export function TaskView({ id }: { id: string }) {
