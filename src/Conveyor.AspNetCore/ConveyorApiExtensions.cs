@@ -109,6 +109,16 @@ public static class ConveyorApiExtensions
         return builder.RequireAuthorization(ApiScopes.Policy(scope));
     }
 
+    /// <summary>Answers an error status that has no body yet (404 for no route, 405 for a method a route does not take)
+    /// with problem details, <c>application/problem+json</c> whatever the request's Accept header asks for, as every
+    /// other error of the API is. Use in place of <c>UseStatusCodePages()</c>, whose default writes <c>text/plain</c>
+    /// to a client that does not accept JSON.</summary>
+    public static IApplicationBuilder UseConveyorStatusCodePages(this IApplicationBuilder app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        return app.UseStatusCodePages(context => ApiProblems.WriteStatusAsync(context.HttpContext));
+    }
+
     /// <summary>
     /// Maps the API v1 under <c>/api/v1</c> (tasks, queues, workers, schedules, limits, events, stats, and the dashboard's session), <c>/health/live</c> and <c>/health/ready</c>,
     /// and <c>/openapi/v1.json</c>. When API keys are configured, every <c>/api</c> call needs one; health and

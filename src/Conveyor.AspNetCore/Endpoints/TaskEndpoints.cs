@@ -93,9 +93,11 @@ internal static class TaskEndpoints
         {
             body = await RequestBodyReader.ReadAsync(http.Request, limit, cancellationToken).ConfigureAwait(false);
         }
-        catch (BadHttpRequestException ex)
+        catch (Exception ex) when (ex is BadHttpRequestException or IOException)
         {
-            // The client broke off its body (it gave up, or its connection dropped): a bad request, not a server error.
+            // The client broke off its body (it gave up, or its connection dropped), or sent framing Kestrel cannot
+            // read (a chunk size that overflows is an IOException, not a BadHttpRequestException): a bad request, not a
+            // server error.
             return (null, RequestBodyReader.Incomplete(ex));
         }
         if (body is null)

@@ -22,6 +22,14 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
             return ApiProblems.Status(StatusCodes.Status400BadRequest, "The request is malformed.",
                 "The body is empty; send a JSON object such as {\"task\": \"conveyor.noop\"}.");
         }
+        // The reader checks UTF-8 only when a string is decoded, so a body with invalid bytes would parse and then throw
+        // wherever a handler reads a name or a value (a 500), or be stored and break every later read of the task.
+        if (InvalidUtf8At(body.Span) is { } invalidAt)
+        {
+            return ApiProblems.Status(StatusCodes.Status400BadRequest, "The request body is not valid JSON.",
+                $"The body is not valid UTF-8 (JSON text must be): at byte {invalidAt + 1}.",
+                new Dictionary<string, object?> { ["bytePosition"] = invalidAt + 1 });
+        }
         try
         {
             document = JsonDocument.Parse(body, DocumentOptions);
@@ -41,6 +49,14 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
                 $"The body is not valid JSON: at line {line}, byte {position}: {reason}",
                 new Dictionary<string, object?> { ["line"] = line, ["bytePosition"] = position });
         }
+        if (MayHoldSurrogateEscape(body.Span) && UnpairedSurrogate(document.RootElement, "") is { } field)
+        {
+            document.Dispose();
+            document = null;
+            return ApiProblems.Status(StatusCodes.Status400BadRequest, "The request body is not valid JSON.",
+                $"The body is not valid JSON: {field} holds a \\u escape of half a surrogate pair, which is no character.",
+                new Dictionary<string, object?> { ["field"] = field });
+        }
         if (document.RootElement.ValueKind != JsonValueKind.Object)
         {
             document.Dispose();
@@ -49,6 +65,92 @@ internal sealed class EnqueueRequestReader(TaskRegistry registry, IEnumerable<IE
                 "The body must be a JSON object, such as {\"task\": \"conveyor.noop\"}.");
         }
         return null;
+    }
+
+    /// <summary>The offset of the first byte that is not part of well-formed UTF-8, or null when all are.</summary>
+    internal static int? InvalidUtf8At(ReadOnlySpan<byte> body)
+    {
+        if (System.Text.Unicode.Utf8.IsValid(body))
+        {
+            return null;
+        }
+        var offset = 0;
+        while (offset < body.Length)
+        {
+            if (System.Text.Rune.DecodeFromUtf8(body[offset..], out _, out var consumed) != System.Buffers.OperationStatus.Done)
+            {
+                return offset;
+            }
+            offset += consumed;
+        }
+        return null;
+    }
+
+    /// <summary>Whether the body has a <c>\uD800</c>-<c>\uDFFF</c> escape at all: only then is the document walked.</summary>
+    private static bool MayHoldSurrogateEscape(ReadOnlySpan<byte> body)
+    {
+        while (body.IndexOf("\\u"u8) is var at and >= 0)
+        {
+            body = body[(at + 2)..];
+            if (body.Length >= 2 && (body[0] | 0x20) == 'd' && body[1] is (byte)'8' or (byte)'9' or >= (byte)'a' and <= (byte)'f' or >= (byte)'A' and <= (byte)'F')
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>The path of the first name or string that decodes to an unpaired surrogate, or null.</summary>
+    private static string? UnpairedSurrogate(JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                return Decodes(element) ? null : (path.Length == 0 ? "$" : path);
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    string name;
+                    try
+                    {
+                        name = property.Name;
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        return (path.Length == 0 ? "" : path + ".") + "(a field name)";
+                    }
+                    if (UnpairedSurrogate(property.Value, path.Length == 0 ? name : path + "." + name) is { } found)
+                    {
+                        return found;
+                    }
+                }
+                return null;
+            case JsonValueKind.Array:
+                var index = 0;
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (UnpairedSurrogate(item, $"{path}[{index++}]") is { } found)
+                    {
+                        return found;
+                    }
+                }
+                return null;
+            default:
+                return null;
+        }
+
+        static bool Decodes(JsonElement value)
+        {
+            try
+            {
+                _ = value.GetString();
+                return true;
+            }
+            catch (InvalidOperationException)
+            {
+                return false;
+            }
+        }
     }
 
     /// <summary>Reads one task; adds its problems to <paramref name="errors"/> with <paramref name="prefix"/> in

@@ -48,7 +48,7 @@ internal static class RequestBodyReader
     }
 
     /// <summary>The answer to a body the server could not read to its end (the client stopped sending).</summary>
-    public static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult Incomplete(BadHttpRequestException exception) =>
+    public static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult Incomplete(Exception exception) =>
         ApiProblems.Status(StatusCodes.Status400BadRequest, "The request body could not be read.",
             $"The body could not be read to its end: {exception.Message}");
 

@@ -55,6 +55,10 @@ internal sealed record TaskSearch(DateTimeOffset? CreatedAfter, DateTimeOffset? 
         var started = time.GetTimestamp();
         var scanned = 0;
         var cursor = query.Cursor;
+        // createdAfter may be as early as 0001-01-01: the margin must not go below DateTimeOffset.MinValue.
+        DateTimeOffset? scanUntil = CreatedAfter is { } createdAfter
+            ? (createdAfter - DateTimeOffset.MinValue > ClockSkew ? createdAfter - ClockSkew : DateTimeOffset.MinValue)
+            : null;
         while (true)
         {
             var page = await store.ListAsync(query with { Cursor = cursor, Limit = query.Limit - items.Count }, cancellationToken).ConfigureAwait(false);
@@ -62,7 +66,7 @@ internal sealed record TaskSearch(DateTimeOffset? CreatedAfter, DateTimeOffset? 
             var exhausted = false;
             foreach (var task in page.Items)
             {
-                if (CreatedAfter is { } after && task.CreatedAt < after - ClockSkew)
+                if (scanUntil is { } after && task.CreatedAt < after)
                 {
                     exhausted = true;
                 }

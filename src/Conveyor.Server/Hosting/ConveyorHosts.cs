@@ -82,7 +82,7 @@ internal static class ConveyorHosts
         var app = builder.Build();
         app.UseConveyorSecurityHeaders();
         app.UseExceptionHandler();
-        app.UseStatusCodePages();
+        app.UseConveyorStatusCodePages();
         app.UseHostFiltering();
         app.UseRouting();
         app.UseCors();
