@@ -46,6 +46,10 @@ public sealed partial class ApiFuzzTests(ITestOutputHelper output) : IDisposable
             ["CONVEYOR_API_KEYS"] = Key,
             // Nothing runs what the fuzzer stores: what is stored is only what the API itself wrote.
             ["CONVEYOR_RUN_SCHEDULER"] = "false",
+            // The limits on wrong keys and on requests per address have their own tests (FailedAuthTests,
+            // HttpHardeningTests); left on, they would answer nearly every fuzzed request 429 before it reached the API.
+            ["CONVEYOR_FAILED_AUTH_LIMIT"] = "1000000",
+            ["CONVEYOR_RATE_LIMIT__PERMITS_PER_SECOND"] = "0",
         };
         using var server = ConveyorProcess.Start(_folder, environment, "server", "--port", "0", "--no-worker");
         var line = await server.WaitForLineAsync(l => l.StartsWith("Conveyor serving http://127.0.0.1:", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
