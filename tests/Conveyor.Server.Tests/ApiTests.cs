@@ -292,7 +292,7 @@ public sealed class ApiTests(OpenServerFixture fixture) : IClassFixture<OpenServ
 
         var counted = queues.EnumerateArray().Single(q => q.GetProperty("name").GetString() == "counted");
         Assert.Equal(
-            ["name", "queued", "scheduled", "running", "succeeded", "retrying", "dead", "cancelled", "expired", "paused"],
+            ["name", "pending", "queued", "scheduled", "running", "succeeded", "retrying", "dead", "cancelled", "expired", "paused"],
             counted.EnumerateObject().Select(p => p.Name));
         Assert.Equal(1, counted.GetProperty("queued").GetInt64());
         Assert.Equal(1, counted.GetProperty("scheduled").GetInt64());
