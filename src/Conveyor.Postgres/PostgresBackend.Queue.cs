@@ -60,11 +60,49 @@ public sealed partial class PostgresBackend
             not_before = u.nb, finished_at = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN u.at ELSE u.finished END,
             attempt = t.attempt - u.unspent, headers = CASE WHEN u.set_headers THEN u.headers ELSE t.headers END,
             lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
-            history = t.history || '|' || (CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END) || ':' || u.at
+            history = t.history || '|' || (CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END) || ':' || u.at,
+            pending_steps = CASE WHEN u.state = {StoredStates.Succeeded} AND t.workflow_id IS NOT NULL THEN -1 ELSE t.pending_steps END
         FROM unnest(@id::uuid[], @token::bigint[], @state::int[], @result::text[], @error::text[], @entry::text[],
             @nb::bigint[], @finished::bigint[], @at::bigint[], @unspent::int[], @set_headers::boolean[], @headers::text[])
             AS u(id, token, state, result, error, entry, nb, finished, at, unspent, set_headers, headers)
         WHERE t.id = u.id AND t.lease_token = u.token AND {HeldByLease}
+        """;
+
+    // The completion (CompleteSql), and what its steps' successes mean for their workflows, in one statement: the step
+    // trigger skips a success (migration 011: pending_steps = -1 marks it), so the statement locks the workflows of the
+    // steps that succeeded (in id order, before any dependent: the trigger's order, so that a failure in another
+    // transaction cannot deadlock with it), takes from each pending dependent the number of its dependencies that
+    // succeeded here, queues those left waiting for none, moves each workflow's active count once, and ends a workflow
+    // left with nothing active (its trigger, at the end of the statement, cancels its steps still pending). It returns the
+    // queues of the steps released. For plain tasks the extra parts read empty sets.
+    internal static string CompleteStepsSql(string tasks, string workflows, string edges) => $"""
+        WITH done AS (
+            {CompleteSql(tasks)}
+            RETURNING t.id, t.workflow_id, t.state),
+        ended AS (SELECT id, workflow_id FROM done WHERE workflow_id IS NOT NULL AND state = {StoredStates.Succeeded}),
+        locked AS (
+            SELECT w.id FROM {workflows} w WHERE w.id IN (SELECT workflow_id FROM ended) AND w.state = 0
+            ORDER BY w.id FOR UPDATE),
+        deps AS (SELECT e.to_task, count(*)::int AS n FROM {edges} e JOIN ended d ON e.from_task = d.id GROUP BY e.to_task),
+        released AS (
+            UPDATE {tasks} t SET pending_steps = t.pending_steps - deps.n,
+                state = CASE WHEN t.pending_steps = deps.n THEN {StoredStates.Queued} ELSE t.state END,
+                history = CASE WHEN t.pending_steps = deps.n THEN t.history || '|{StoredStates.Queued}:' || @now ELSE t.history END
+            FROM deps WHERE t.id = deps.to_task AND t.state = {StoredStates.Pending} AND t.workflow_id IN (SELECT id FROM locked)
+            RETURNING t.workflow_id, t.queue, t.state),
+        delta AS (
+            SELECT l.id, (SELECT count(*) FROM released r WHERE r.workflow_id = l.id AND r.state = {StoredStates.Queued})
+                - (SELECT count(*) FROM ended WHERE ended.workflow_id = l.id) AS n
+            FROM locked l),
+        counted AS (
+            -- Relative to the row as updated (not to the statement's snapshot, which predates a transaction that held
+            -- the lock before this one).
+            UPDATE {workflows} w SET active_steps = w.active_steps + d.n,
+                state = CASE WHEN w.active_steps + d.n = 0 THEN (CASE WHEN w.failed THEN 2 ELSE 1 END) ELSE w.state END,
+                finished_at = CASE WHEN w.active_steps + d.n = 0 THEN @now ELSE w.finished_at END
+            FROM delta d WHERE w.id = d.id
+            RETURNING w.id)
+        SELECT (SELECT count(*) FROM counted), ARRAY(SELECT DISTINCT queue FROM released WHERE state = {StoredStates.Queued})
         """;
 
     // Its arrays come in id order, as completions and extensions lock rows (see CompleteAsync). Committed without
@@ -425,7 +463,17 @@ public sealed partial class PostgresBackend
         p.AddWithValue("unspent", unspent);
         p.AddWithValue("set_headers", setHeaders);
         p.AddWithValue("headers", headers);
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        p.AddWithValue("now", ats.Max());
+        string[] queues;
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            queues = reader.GetFieldValue<string[]>(1);
+        }
+        foreach (var queue in queues)
+        {
+            Ready(queue);
+        }
     }
 
     /// <inheritdoc />

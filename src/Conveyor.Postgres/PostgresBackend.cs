@@ -80,7 +80,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _workflowEdges = _dialect.Table("workflow_edges");
         _insertSql = InsertSql(_tasks);
         _fetchSql = FetchSql(_tasks, _queues);
-        _completeSql = CompleteSql(_tasks);
+        _completeSql = CompleteStepsSql(_tasks, _workflows, _workflowEdges);
         _startSql = StartSql(_tasks);
         _ownsDataSource = dataSource is null;
         _dataSource = dataSource ?? CreateDataSource(options.ConnectionString);
