@@ -127,9 +127,9 @@ public sealed class ConveyorBuilder
         ArgumentNullException.ThrowIfNull(keys);
         Services.RemoveAll<Encryption.PayloadCipher>();
         Services.AddSingleton(new Encryption.PayloadCipher(keys));
-        if (!Services.Any(d => d.ServiceType == typeof(Encryption.PayloadDecryptionMiddleware)))
+        if (!Services.Any(d => d.ServiceType == typeof(ITaskMiddleware) && d.ImplementationInstance is Encryption.PayloadDecryptionMiddleware))
         {
-            UseTaskMiddleware<Encryption.PayloadDecryptionMiddleware>();
+            Services.AddSingleton<ITaskMiddleware>(new Encryption.PayloadDecryptionMiddleware());
         }
         // A backend registered without UseBackend (services.AddSingleton<IConveyorBackend>(…)) is wrapped here; one
         // registered with it wraps itself (Wrap leaves a wrapped backend alone).
