@@ -48,7 +48,7 @@ public abstract class EncryptionAtRestConformance<TFactory> : ConformanceTest
         {
             o.RunWorker = worker;
             o.RunScheduler = worker;
-            o.Worker.FetchWait = TimeSpan.FromMilliseconds(200);
+            o.Worker.FetchWait = TimeSpan.FromSeconds(1);
             o.Worker.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
         });
         conveyor.AddTask<SecretHandler>("secret.echo").UseBackend(_ => Backend).UseEncryption(_keys);
