@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Conveyor.Backends;
 using Conveyor.Encryption;
 using Conveyor.Tests.Engine;
 using Conveyor.Workflows;
