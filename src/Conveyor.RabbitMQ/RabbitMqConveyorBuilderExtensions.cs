@@ -29,10 +29,15 @@ public static class RabbitMqConveyorBuilderExtensions
         // The store's own registration owns (and disposes) it.
         builder.Services.PostConfigure<RabbitMqBackendOptions>(o => o.OwnsStore = false);
         builder.Services.AddSingleton(sp => new RabbitMqBackend(
-            store(sp),
+            Unwrapped(store(sp)),
             sp.GetRequiredService<IOptions<RabbitMqBackendOptions>>().Value,
             sp.GetService<TimeProvider>(),
             sp.GetService<ILogger<RabbitMqBackend>>()));
         return builder.UseBackend(sp => sp.GetRequiredService<RabbitMqBackend>());
     }
+
+    /// <summary>With encryption at rest (<see cref="ConveyorBuilder.UseEncryption"/>), UseBackend's factory wraps the
+    /// store: the RabbitMQ backend takes the store itself, and is wrapped once as a whole.</summary>
+    private static IConveyorBackend Unwrapped(IConveyorBackend store) =>
+        store is Encryption.EncryptingBackend encrypted ? encrypted.Inner : store;
 }

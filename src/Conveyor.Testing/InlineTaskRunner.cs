@@ -41,8 +41,9 @@ public sealed class InlineTaskRunner
         _maxSnoozes = services.GetService<IOptions<ConveyorOptions>>()?.Value.Worker.MaxSnoozes ?? new WorkerOptions().MaxSnoozes;
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(options);
-        _backend = backend as InMemoryBackend ?? throw new InvalidOperationException(
-            $"Inline execution runs tasks of the in-memory backend, but the backend is '{backend.Name}': call UseInMemoryBackend() instead of another backend.");
+        _backend = backend as InMemoryBackend ?? throw new InvalidOperationException(backend is Encryption.EncryptingBackend
+            ? "Inline execution runs tasks of the in-memory backend as stored, without encryption at rest: leave UseEncryption out of the tests that use it."
+            : $"Inline execution runs tasks of the in-memory backend, but the backend is '{backend.Name}': call UseInMemoryBackend() instead of another backend.");
         _registry = registry ?? throw new ArgumentNullException(nameof(registry));
         _scopes = scopes ?? throw new ArgumentNullException(nameof(scopes));
         _time = time ?? throw new ArgumentNullException(nameof(time));

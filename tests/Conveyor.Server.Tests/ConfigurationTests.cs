@@ -79,9 +79,26 @@ public sealed class ConfigurationTests
     [InlineData("API_KEYS", "Conveyor:APIKEYS")]
     [InlineData("HTTP__ALLOWED_HOSTS", "Conveyor:HTTP:ALLOWEDHOSTS")]
     [InlineData("WORKER__SHUTDOWN_TIMEOUT", "Conveyor:WORKER:SHUTDOWNTIMEOUT")]
+    [InlineData("ENCRYPTION_KEY", "Conveyor:Encryption:Key")]
+    [InlineData("ENCRYPTION_KEY_FILE", "Conveyor:Encryption:KeyFile")]
+    [InlineData("ENCRYPTION__KEY_FILE", "Conveyor:ENCRYPTION:KEYFILE")]
     public void Conveyor_variables_map_to_option_keys(string name, string key)
     {
         Assert.Equal(key, ConveyorEnvironmentVariablesProvider.MapName(name));
+    }
+
+    [Fact]
+    public void Encryption_variables_are_settings_and_not_warned_about()
+    {
+        var environment = new Dictionary<string, string?>
+        {
+            ["CONVEYOR_ENCRYPTION_KEY"] = "k1:AAAA",
+            ["CONVEYOR_ENCRYPTION_KEY_FILE"] = "/etc/conveyor/keys",
+        };
+
+        Assert.Empty(ConfigurationKeys.UnknownVariables(environment));
+        var configuration = Configure(new Dictionary<string, string?>(), environment);
+        Assert.Equal("/etc/conveyor/keys", configuration["Conveyor:Encryption:KeyFile"]);
     }
 
     [Fact]

@@ -103,3 +103,39 @@ public sealed class InMemoryWithoutCrossProcessNotifications : IConformanceBacke
         public Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => inner.CheckHealthAsync(cancellationToken);
     }
 }
+
+// The queue, store and workflow suites once more, through the encrypting wrapper (Conveyor.Encryption): encryption at
+// rest changes what is stored, never how the backend behaves.
+public sealed class EncryptedInMemoryQueueEnqueueTests : QueueEnqueueConformance<EncryptedInMemoryTestBackend>;
+
+public sealed class EncryptedInMemoryQueueFetchTests : QueueFetchConformance<EncryptedInMemoryTestBackend>;
+
+public sealed class EncryptedInMemoryQueueLeaseTests : QueueLeaseConformance<EncryptedInMemoryTestBackend>;
+
+public sealed class EncryptedInMemoryQueueAttemptTests : QueueAttemptConformance<EncryptedInMemoryTestBackend>;
+
+public sealed class EncryptedInMemoryQueueScheduleTests : QueueScheduleConformance<EncryptedInMemoryTestBackend>;
+
+public sealed class EncryptedInMemoryQueueCancelRetryTests : QueueCancelRetryConformance<EncryptedInMemoryTestBackend>;
+
+public sealed class EncryptedInMemoryStoreTests : StoreConformance<EncryptedInMemoryTestBackend>;
+
+public sealed class EncryptedInMemoryStoreListTests : StoreListConformance<EncryptedInMemoryTestBackend>;
+
+public sealed class EncryptedInMemoryBulkTaskTests : BulkTaskConformance<EncryptedInMemoryTestBackend>;
+
+public sealed class EncryptedInMemoryWorkflowTests : WorkflowConformance<EncryptedInMemoryTestBackend>;
+
+/// <summary>In-memory backends wrapped in <see cref="Conveyor.Encryption.EncryptingBackend"/>, all with one key.</summary>
+public sealed class EncryptedInMemoryTestBackend : IConformanceBackendFactory
+{
+    private static readonly Conveyor.Encryption.PayloadCipher Cipher = new(new Conveyor.Encryption.PayloadKeyRing(
+        [new Conveyor.Encryption.PayloadKey("test", System.Security.Cryptography.RandomNumberGenerator.GetBytes(Conveyor.Encryption.PayloadKey.KeyBytes))]));
+
+    public Task<IConveyorBackend> CreateAsync(TimeProvider time) =>
+        Task.FromResult<IConveyorBackend>(new Conveyor.Encryption.EncryptingBackend(new InMemoryBackend(time), Cipher));
+
+    public Task<IConveyorBackend> CreatePeerAsync(IConveyorBackend backend, TimeProvider time) =>
+        Task.FromResult<IConveyorBackend>(new Conveyor.Encryption.EncryptingBackend(
+            new InMemoryBackend(((InMemoryBackend)((Conveyor.Encryption.EncryptingBackend)backend).Inner).Storage, time), Cipher));
+}

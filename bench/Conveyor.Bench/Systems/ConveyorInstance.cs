@@ -53,6 +53,15 @@ internal sealed class ConveyorInstance : IAsyncDisposable
     /// <summary>The worker's in-process counters.</summary>
     public WorkerStatus Status { get; }
 
+    private static readonly Lazy<Conveyor.Encryption.PayloadKeyRing> BenchKeys = new(() => new([
+        new Conveyor.Encryption.PayloadKey("bench", System.Security.Cryptography.RandomNumberGenerator.GetBytes(Conveyor.Encryption.PayloadKey.KeyBytes))]));
+
+    /// <summary>The arguments of the drain's tasks: with <c>BENCH_ARGS=1</c> a JSON object of about 100 bytes (what an
+    /// encryption A/B needs to encrypt), else none.</summary>
+    public static string? TaskArgs { get; } = Environment.GetEnvironmentVariable("BENCH_ARGS") == "1"
+        ? """{"tenant":"acme-industries","document":"0196a1b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b","token":"sk-live-4f3e2d1c0b9a"}"""
+        : null;
+
     /// <summary>The store role, for counts that come from the database itself.</summary>
     public ITaskStore Store { get; }
 
@@ -104,6 +113,12 @@ internal sealed class ConveyorInstance : IAsyncDisposable
             })
             .AddNoopTask();
         useBackend(conveyor);
+        // BENCH_ENCRYPTION=1: payloads encrypted at rest (one key per bench process), the A/B of its cost
+        // (docs/security.md#encryption-at-rest); with BENCH_ARGS=1 the drain's tasks have arguments to encrypt.
+        if (Environment.GetEnvironmentVariable("BENCH_ENCRYPTION") == "1")
+        {
+            conveyor.UseEncryption(BenchKeys.Value);
+        }
         // BENCH_TELEMETRY=1: the OpenTelemetry SDK records Conveyor's metrics and samples every span, as a server with
         // /metrics and an OTLP exporter does (the exporters discard): the A/B of their cost (docs/observability.md);
         // =metrics or =traces one of the two.

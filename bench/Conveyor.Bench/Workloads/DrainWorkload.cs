@@ -50,7 +50,7 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         await using var store = target.OpenConveyor("drain", s);
         await using (var producer = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
         {
-            var batch = Enumerable.Repeat(new TaskRequest(NoopTask.Name), s.BatchSize).ToArray();
+            var batch = Enumerable.Repeat(new TaskRequest(NoopTask.Name, ConveyorInstance.TaskArgs), s.BatchSize).ToArray();
             for (var n = 0; n < s.Tasks; n += s.BatchSize)
             {
                 var size = Math.Min(s.BatchSize, s.Tasks - n);

@@ -103,6 +103,13 @@ internal static class ConveyorCommandLine
             Description = "Queues to consume, comma-separated, each 'name' or 'name:weight' [env CONVEYOR_WORKER__QUEUES]. Default 'default'.",
             HelpName = "list",
         }, "Conveyor:Worker:Queues");
+        flags.Add(command, new Option<string>("--encryption-key-file")
+        {
+            Description = "A file of keys that encrypt task arguments, results and errors at rest, one a line as 'id:base64' (32 bytes), " +
+                "the current key first [env CONVEYOR_ENCRYPTION_KEY_FILE]. One key may come from CONVEYOR_ENCRYPTION_KEY instead; never from " +
+                "a flag, which 'ps' would show. Default none: stored as given.",
+            HelpName = "path",
+        }, "Conveyor:Encryption:KeyFile");
     }
 
     /// <summary>Adds the options of worker processes: the supervisor, recycling, time limits and the drain.</summary>

@@ -23,6 +23,7 @@ internal static class ConfigurationKeys
         Add(keys, ConveyorConfiguration.Section, typeof(ConveyorOptions));
         Add(keys, ConveyorConfiguration.Section, typeof(ConveyorApiOptions));
         Add(keys, ConveyorConfiguration.Section + ":Http", typeof(HttpTaskOptions));
+        Add(keys, ConveyorConfiguration.Section + ":" + EncryptionOptions.SectionName, typeof(EncryptionOptions));
         Add(keys, ConveyorConfiguration.Section + ":Redis", typeof(RedisBackendOptions));
         Add(keys, ConveyorConfiguration.Section + ":RabbitMq", typeof(RabbitMqBackendOptions));
         return keys;

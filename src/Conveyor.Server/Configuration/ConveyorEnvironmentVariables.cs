@@ -56,9 +56,18 @@ internal sealed class ConveyorEnvironmentVariablesProvider(IReadOnlyDictionary<s
         Data = data;
     }
 
+    /// <summary>Names that the rule of <see cref="MapName"/> would put at the top of the section, mapped into theirs:
+    /// <c>CONVEYOR_ENCRYPTION_KEY</c> reads as the operators' documents write it, yet belongs to <c>Conveyor:Encryption</c>.</summary>
+    private static readonly Dictionary<string, string> SectionAliases = new(StringComparer.Ordinal)
+    {
+        ["ENCRYPTION_KEY"] = "Conveyor:Encryption:Key",
+        ["ENCRYPTION_KEY_FILE"] = "Conveyor:Encryption:KeyFile",
+    };
+
     /// <summary><c>WORKER__SHUTDOWN_TIMEOUT</c> → <c>Conveyor:WORKER:SHUTDOWNTIMEOUT</c> (keys are case-insensitive).</summary>
-    internal static string MapName(string name) =>
-        "Conveyor:" + string.Join(':', name.Split("__").Select(part => part.Replace("_", "", StringComparison.Ordinal)));
+    internal static string MapName(string name) => SectionAliases.TryGetValue(name, out var key)
+        ? key
+        : "Conveyor:" + string.Join(':', name.Split("__").Select(part => part.Replace("_", "", StringComparison.Ordinal)));
 
     internal static Dictionary<string, string?> ReadProcessEnvironment()
     {

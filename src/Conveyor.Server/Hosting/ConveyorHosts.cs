@@ -186,6 +186,10 @@ internal static class ConveyorHosts
         services.AddOptions<RedisBackendOptions>().Bind(section.GetSection("Redis"));
         services.AddOptions<RabbitMqBackendOptions>().Bind(section.GetSection("RabbitMq"));
         backend.Use(conveyor);
+        if (Read<EncryptionOptions>(section.GetSection(EncryptionOptions.SectionName)).ReadKeys() is { } encryptionKeys)
+        {
+            conveyor.UseEncryption(encryptionKeys);
+        }
         services.AddOptions<ConveyorOptions>().Bind(section);
         if (role == HostRole.Worker)
         {

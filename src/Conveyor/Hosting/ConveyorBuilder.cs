@@ -103,11 +103,47 @@ public sealed class ConveyorBuilder
             Args = System.Text.Json.JsonSerializer.Serialize(args, ConveyorJson.Options),
         });
 
-    /// <summary>Uses <paramref name="factory"/> to build the backend (called once).</summary>
+    /// <summary>Uses <paramref name="factory"/> to build the backend (called once). With
+    /// <see cref="UseEncryption"/>, before or after this call, the backend is wrapped in an
+    /// <see cref="Encryption.EncryptingBackend"/>.</summary>
     public ConveyorBuilder UseBackend(Func<IServiceProvider, IConveyorBackend> factory)
     {
+        ArgumentNullException.ThrowIfNull(factory);
         Services.RemoveAll<IConveyorBackend>();
-        Services.AddSingleton(factory);
+        Services.AddSingleton(sp => Encryption.EncryptingBackend.Wrap(factory(sp), sp));
+        return this;
+    }
+
+    /// <summary>
+    /// Encrypts task arguments, results and error messages at rest with AES-256-GCM under <paramref name="keys"/> (the first
+    /// key encrypts, every key decrypts): the backend, registered before or after this call, is wrapped in an
+    /// <see cref="Encryption.EncryptingBackend"/>, which encrypts what it stores and decrypts what it reads, and a task whose
+    /// arguments cannot be decrypted fails with <see cref="Encryption.PayloadDecryptionException"/>. Every process that
+    /// shares the backend needs the keys. Schedules' arguments, headers and names stay in clear (docs/security.md).
+    /// Calling it again replaces the keys.
+    /// </summary>
+    public ConveyorBuilder UseEncryption(Encryption.PayloadKeyRing keys)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        Services.RemoveAll<Encryption.PayloadCipher>();
+        Services.AddSingleton(new Encryption.PayloadCipher(keys));
+        if (!Services.Any(d => d.ServiceType == typeof(ITaskMiddleware) && d.ImplementationInstance is Encryption.PayloadDecryptionMiddleware))
+        {
+            Services.AddSingleton<ITaskMiddleware>(new Encryption.PayloadDecryptionMiddleware());
+        }
+        // A backend registered without UseBackend (services.AddSingleton<IConveyorBackend>(…)) is wrapped here; one
+        // registered with it wraps itself (Wrap leaves a wrapped backend alone).
+        if (Services.LastOrDefault(d => d.ServiceType == typeof(IConveyorBackend)) is { } registered)
+        {
+            Func<IServiceProvider, IConveyorBackend> inner = registered switch
+            {
+                { ImplementationInstance: IConveyorBackend instance } => _ => instance,
+                { ImplementationFactory: { } create } => sp => (IConveyorBackend)create(sp),
+                _ => sp => (IConveyorBackend)ActivatorUtilities.CreateInstance(sp, registered.ImplementationType!),
+            };
+            Services.RemoveAll<IConveyorBackend>();
+            Services.AddSingleton(sp => Encryption.EncryptingBackend.Wrap(inner(sp), sp));
+        }
         return this;
     }
 }
