@@ -66,9 +66,12 @@ public sealed class TestCertificate : IDisposable
                     {
                         return false;
                     }
-                    lock (presented ?? [])
+                    if (presented is not null)
                     {
-                        presented?.Add(X509CertificateLoader.LoadCertificate(server.RawData));
+                        lock (presented)
+                        {
+                            presented.Add(X509CertificateLoader.LoadCertificate(server.RawData));
+                        }
                     }
                     using var chain = new X509Chain();
                     chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
@@ -120,9 +123,9 @@ public sealed class HttpsServerTests : IDisposable
         Assert.Equal(HttpStatusCode.OK, hsts.StatusCode);
         Assert.Equal("max-age=31536000", Assert.Single(hsts.Headers.GetValues("Strict-Transport-Security")));
         Assert.False(queues.Headers.Contains("Strict-Transport-Security"));
-        foreach (var response in presented)
+        foreach (var seen in presented)
         {
-            response.Dispose();
+            seen.Dispose();
         }
     }
 
@@ -195,7 +198,7 @@ public sealed class TlsConfigurationTests : IDisposable
     {
         flags["Conveyor:Port"] = "0";
         flags["Conveyor:DatabaseUrl"] = "sqlite:///" + Path.Combine(_folder, "c.db");
-        return Assert.Throws<ConveyorConfigurationException>(() => ConveyorHosts.BuildServer(flags, environment ?? []));
+        return Assert.Throws<ConveyorConfigurationException>(() => ConveyorHosts.BuildServer(flags, environment ?? new Dictionary<string, string?>()));
     }
 
     /// <summary>Builds the server (it is not started) and returns the URL Kestrel would bind.</summary>
@@ -203,7 +206,7 @@ public sealed class TlsConfigurationTests : IDisposable
     {
         flags["Conveyor:Port"] = "0";
         flags["Conveyor:DatabaseUrl"] = "sqlite:///" + Path.Combine(_folder, "c.db");
-        await using var app = ConveyorHosts.BuildServer(flags, environment ?? []);
+        await using var app = ConveyorHosts.BuildServer(flags, environment ?? new Dictionary<string, string?>());
         return app.Configuration["urls"];
     }
 

@@ -12,9 +12,10 @@ internal static class ServerCertificate
     private const string PasswordSetting = "Conveyor:Tls:Password (CONVEYOR_TLS__PASSWORD) or Conveyor:Tls:PasswordFile (CONVEYOR_TLS__PASSWORD_FILE, --tls-password-file)";
     private const string PasswordFileSetting = "Conveyor:Tls:PasswordFile (CONVEYOR_TLS__PASSWORD_FILE, --tls-password-file)";
 
-    /// <summary>The certificate with its private key, or null when <see cref="ServerTlsOptions.CertificateFile"/> is not
-    /// set. Throws <see cref="ConveyorConfigurationException"/> naming the setting that cannot work (never a password).</summary>
-    public static X509Certificate2? Load(ServerTlsOptions tls)
+    /// <summary>The certificate with its private key, and the certificates after it in a PEM file (its chain, which
+    /// Kestrel sends along), or null when <see cref="ServerTlsOptions.CertificateFile"/> is not set. Throws
+    /// <see cref="ConveyorConfigurationException"/> naming the setting that cannot work (never a password).</summary>
+    public static (X509Certificate2 Certificate, X509Certificate2Collection Chain)? Load(ServerTlsOptions tls)
     {
         ArgumentNullException.ThrowIfNull(tls);
         if (tls.HstsMaxAge < TimeSpan.Zero)
@@ -32,9 +33,20 @@ internal static class ServerCertificate
         var password = Password(tls);
         var certificateText = ReadText(tls.CertificateFile, CertificateSetting);
         X509Certificate2 certificate;
+        var chain = new X509Certificate2Collection();
         if (certificateText.Contains("-----BEGIN CERTIFICATE-----", StringComparison.Ordinal))
         {
             certificate = LoadPem(tls, certificateText, password);
+            try
+            {
+                chain.ImportFromPem(certificateText);
+            }
+            catch (CryptographicException ex)
+            {
+                throw new ConveyorConfigurationException($"{CertificateSetting} '{tls.CertificateFile}' holds a certificate that cannot be read ({ex.Message.TrimEnd('.')}).", ex);
+            }
+            // The first is the server's own.
+            chain.RemoveAt(0);
         }
         else
         {
@@ -61,7 +73,7 @@ internal static class ServerCertificate
             throw new ConveyorConfigurationException(
                 $"{CertificateSetting} '{tls.CertificateFile}' holds a certificate without its private key: set {KeySetting} to the PEM key file, or use a PFX that holds the key.");
         }
-        return certificate;
+        return (certificate, chain);
     }
 
     private static X509Certificate2 LoadPem(ServerTlsOptions tls, string certificateText, string? password)
@@ -81,20 +93,25 @@ internal static class ServerCertificate
         }
         try
         {
+            // The certificate alone first, so that what fails after it is the key's.
+            using var alone = X509Certificate2.CreateFromPem(certificateText);
+        }
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+        {
+            throw new ConveyorConfigurationException($"{CertificateSetting} '{tls.CertificateFile}' holds no certificate that can be read ({ex.Message.TrimEnd('.')}).", ex);
+        }
+        try
+        {
             return encrypted
                 ? X509Certificate2.CreateFromEncryptedPem(certificateText, keyText, password)
                 : X509Certificate2.CreateFromPem(certificateText, keyText);
         }
-        catch (CryptographicException ex)
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
         {
+            // A key of another certificate is an ArgumentException of CopyWithPrivateKey; a bad key or password a CryptographicException.
             var what = encrypted ? "could not be decrypted with the configured password, or does not" : "does not";
             throw new ConveyorConfigurationException(
                 $"{KeySetting} '{keyFile ?? tls.CertificateFile}' {what} hold the key of the certificate in {CertificateSetting} ({ex.Message.TrimEnd('.')}).", ex);
-        }
-        catch (ArgumentException ex)
-        {
-            throw new ConveyorConfigurationException(
-                $"{CertificateSetting} '{tls.CertificateFile}' or {KeySetting} '{keyFile ?? tls.CertificateFile}' is not valid PEM ({ex.Message.TrimEnd('.')}).", ex);
         }
     }
 

@@ -6,7 +6,6 @@ using Conveyor.Redis;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Tasks;
 using Microsoft.AspNetCore.HostFiltering;
-using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 
@@ -82,15 +81,22 @@ internal static class ConveyorHosts
         }
         if (certificate is not null)
         {
-            builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureHttpsDefaults(https => https.ServerCertificate = certificate));
+            var (serverCertificate, chain) = certificate.Value;
+            builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureHttpsDefaults(https =>
+            {
+                https.ServerCertificate = serverCertificate;
+                https.ServerCertificateChain = chain;
+            }));
         }
         builder.Services.AddConveyorApi();
         builder.Services.AddOptions<ConveyorApiOptions>().Bind(builder.Configuration.GetSection(ConveyorConfiguration.Section));
         // The web host's defaults put host filtering first in the pipeline, ahead of the problem-details writer, from the
         // top-level AllowedHosts key. Conveyor places it itself, after UseStatusCodePages, so that a refused Host is
-        // answered 400 with problem details, and sets its hosts from Conveyor:AllowedHosts.
+        // answered 400 with problem details, and sets its hosts from Conveyor:AllowedHosts. The forwarded-headers filter
+        // the web host adds when ASPNETCORE_FORWARDEDHEADERS_ENABLED is set would believe X-Forwarded-* from anyone:
+        // Conveyor places that middleware itself too, with --behind-proxy and the known proxies only.
         var defaultHostFiltering = builder.Services.Where(d => d.ServiceType == typeof(IStartupFilter)
-            && d.ImplementationType?.Name == "HostFilteringStartupFilter").ToList();
+            && d.ImplementationType?.Name is "HostFilteringStartupFilter" or "ForwardedHeadersStartupFilter").ToList();
         foreach (var descriptor in defaultHostFiltering)
         {
             builder.Services.Remove(descriptor);
