@@ -124,7 +124,7 @@ internal static class ServerCommand
         {
             return "";
         }
-        var proxies = server.KnownProxies.Count > 0 ? server.KnownProxies : ReverseProxy.DefaultKnownProxies;
+        IEnumerable<string> proxies = server.KnownProxies.Count > 0 ? server.KnownProxies : ReverseProxy.DefaultKnownProxies;
         return $"; behind a proxy, forwarded headers from {string.Join(", ", proxies)}";
     }
 

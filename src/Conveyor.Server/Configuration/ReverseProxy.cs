@@ -39,7 +39,7 @@ internal static class ReverseProxy
             {
                 if (!IPNetwork.TryParse(entry, out var network))
                 {
-                    throw Invalid(entry, "is not a network (its address must have no bits set past the prefix length: 10.0.0.0/8, not 10.0.0.1/8)");
+                    throw Invalid(entry, "is not a network");
                 }
                 options.KnownIPNetworks.Add(network);
             }
