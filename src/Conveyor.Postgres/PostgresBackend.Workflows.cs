@@ -88,7 +88,10 @@ public sealed partial class PostgresBackend : IWorkflowStore
         queuesCommand.Parameters.AddWithValue("names", queues.Distinct(StringComparer.Ordinal).ToArray());
         batch.BatchCommands.Add(queuesCommand);
         var workflowCommand = new NpgsqlBatchCommand(
-            $"INSERT INTO {_workflows} (id, name, state, created_at, active_steps, steps, error_task) VALUES (@id, @name, 0, @created, @active, @steps, @error)");
+            $"""
+            WITH graph AS (INSERT INTO {_dialect.Table("workflow_graphs")} (id, steps) VALUES (@id, @steps))
+            INSERT INTO {_workflows} (id, name, state, created_at, active_steps, error_task) VALUES (@id, @name, 0, @created, @active, @error)
+            """);
         workflowCommand.Parameters.AddWithValue("id", workflow.Id);
         workflowCommand.Parameters.AddWithValue("name", (object?)workflow.Name ?? DBNull.Value);
         workflowCommand.Parameters.AddWithValue("created", workflow.CreatedAt.ToUnixTimeMilliseconds());

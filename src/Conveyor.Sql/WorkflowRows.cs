@@ -13,8 +13,17 @@ namespace Conveyor.Sql;
 /// </summary>
 public static class WorkflowRows
 {
-    /// <summary>The columns <see cref="Read"/> expects, in this order; <c>seq</c> first (the listing's cursor).</summary>
-    public const string Columns = "seq, id, name, state, created_at, finished_at, steps";
+    /// <summary>The columns <see cref="Read"/> expects, in this order; <c>seq</c> first (the listing's cursor). They are
+    /// read <see cref="From"/> the workflow (<c>w</c>) and its step graph (<c>g</c>).</summary>
+    public const string Columns = "w.seq, w.id, w.name, w.state, w.created_at, w.finished_at, g.steps";
+
+    /// <summary>The tables <see cref="Columns"/> are read from. The graph, written once, has a table of its own: the
+    /// workflows row is updated at the end of every step, and a large graph in it would be copied each time.</summary>
+    public static string From(SqlDialect dialect)
+    {
+        ArgumentNullException.ThrowIfNull(dialect);
+        return $"{dialect.Table("workflows")} w JOIN {dialect.Table("workflow_graphs")} g ON g.id = w.id";
+    }
 
     /// <summary>The workflow of the reader's current row, selected with <see cref="Columns"/>.</summary>
     public static StoredWorkflow Read(DbDataReader r, SqlDialect dialect)
@@ -38,7 +47,7 @@ public static class WorkflowRows
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(dialect);
         await using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM {dialect.Table("workflows")} WHERE id = {dialect.Parameter("id")}";
+        command.CommandText = $"SELECT {Columns} FROM {From(dialect)} WHERE w.id = {dialect.Parameter("id")}";
         dialect.AddParameter(command, "id", dialect.TaskIdValue(workflowId));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? Read(reader, dialect) : null;
@@ -71,23 +80,23 @@ public static class WorkflowRows
         ArgumentNullException.ThrowIfNull(query);
         var limit = Math.Clamp(query.Limit, 1, TaskListing.MaxLimit);
         await using var command = connection.CreateCommand();
-        var sql = new StringBuilder($"SELECT {Columns} FROM {dialect.Table("workflows")} WHERE 1 = 1");
+        var sql = new StringBuilder($"SELECT {Columns} FROM {From(dialect)} WHERE 1 = 1");
         if (query.State is { } state)
         {
-            sql.Append(" AND state = ").Append(dialect.Parameter("state"));
+            sql.Append(" AND w.state = ").Append(dialect.Parameter("state"));
             dialect.AddParameter(command, "state", (int)state);
         }
         if (query.Name is { } name)
         {
-            sql.Append(" AND name = ").Append(dialect.Parameter("name"));
+            sql.Append(" AND w.name = ").Append(dialect.Parameter("name"));
             dialect.AddParameter(command, "name", name);
         }
         if (query.Cursor is { } cursor)
         {
-            sql.Append(" AND seq < ").Append(dialect.Parameter("before"));
+            sql.Append(" AND w.seq < ").Append(dialect.Parameter("before"));
             dialect.AddParameter(command, "before", TaskListing.ParseCursor(cursor));
         }
-        sql.Append(" ORDER BY seq DESC ").Append(dialect.Limit(dialect.Parameter("limit")));
+        sql.Append(" ORDER BY w.seq DESC ").Append(dialect.Limit(dialect.Parameter("limit")));
         dialect.AddParameter(command, "limit", limit + 1);
         command.CommandText = sql.ToString();
         var items = new List<StoredWorkflow>();

@@ -323,7 +323,7 @@ public sealed partial class SqliteBackend
 
     private static int Complete(SqliteWriter w, IReadOnlyList<Completion> completions, ref List<string>? released)
     {
-        var changed = CompleteRows(w, completions);
+        var changed = CompleteRows(w, completions, ref released);
         // The workflow trigger writes the queues of the steps it released here: nearly always empty, read in the same
         // transaction as the completions so that a rolled-back batch wakes nobody.
         var ready = w.Prepared("DELETE FROM workflow_ready RETURNING queue");
@@ -341,10 +341,12 @@ public sealed partial class SqliteBackend
         return changed;
     }
 
-    private static int CompleteRows(SqliteWriter w, IReadOnlyList<Completion> completions)
+    private static int CompleteRows(SqliteWriter w, IReadOnlyList<Completion> completions, ref List<string>? released)
     {
         var command = w.Prepared(CompleteSql, CompleteParameters);
         PreparedStatement? step = null;
+        PreparedStatement? stepSuccess = null;
+        StepSuccesses? successes = null;
         var changed = 0;
         Span<byte> id = stackalloc byte[16];
         foreach (var c in completions)
@@ -352,15 +354,38 @@ public sealed partial class SqliteBackend
             c.Lease.TaskId.TryWriteBytes(id, bigEndian: true, out _);
             BindCompletion(command, c, id);
             var rows = command.Execute();
-            if (rows == 0)
+            if (rows == 0 && c.Kind == CompletionKind.Succeeded)
             {
-                // A workflow step, or a lease no longer held (which this changes nothing for either).
+                // A workflow step's success (or a lease no longer held, which this changes nothing for).
+                stepSuccess ??= w.Prepared(CompleteStepSuccessSql, CompleteParameters);
+                BindCompletion(stepSuccess, c, id);
+                try
+                {
+                    if (stepSuccess.Read())
+                    {
+                        var workflow = new Guid(stepSuccess.GetBytes(0), bigEndian: true);
+                        stepSuccess.Reset();
+                        (successes ??= new StepSuccesses()).Add(w, id, workflow, c.At.ToUnixTimeMilliseconds());
+                        rows = 1;
+                    }
+                }
+                finally
+                {
+                    stepSuccess.Reset();
+                }
+            }
+            else if (rows == 0)
+            {
+                // A workflow step's other outcome (or a lease no longer held): naming workflow_id runs the step trigger,
+                // which must see the successes before it.
+                successes?.Flush(w, ref released);
                 step ??= w.Prepared(CompleteStepSql, CompleteParameters);
                 BindCompletion(step, c, id);
                 rows = step.Execute();
             }
             changed += rows;
         }
+        successes?.Flush(w, ref released);
         return changed;
     }
 

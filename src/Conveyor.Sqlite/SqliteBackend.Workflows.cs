@@ -42,15 +42,18 @@ public sealed partial class SqliteBackend : IWorkflowStore
         var nowMs = now.ToUnixTimeMilliseconds();
         var workflowId = IdBytes(workflow.Id);
         var insertWorkflow = w.Statement(
-            "INSERT INTO workflows (id, name, state, created_at, active_steps, steps, error_task) VALUES ($id, $name, 0, $created, $active, $steps, $error)",
-            "$id", "$name", "$created", "$active", "$steps", "$error");
+            "INSERT INTO workflows (id, name, state, created_at, active_steps, error_task) VALUES ($id, $name, 0, $created, $active, $error)",
+            "$id", "$name", "$created", "$active", "$error");
         insertWorkflow.Parameters[0].Value = workflowId;
         insertWorkflow.Parameters[1].Value = Db(workflow.Name);
         insertWorkflow.Parameters[2].Value = workflow.CreatedAt.ToUnixTimeMilliseconds();
         insertWorkflow.Parameters[3].Value = workflow.Steps.Count(s => s.After.Count == 0 && !s.IsErrorStep);
-        insertWorkflow.Parameters[4].Value = WorkflowStepsJson.Write(workflow.StepInfos());
-        insertWorkflow.Parameters[5].Value = workflow.Steps.FirstOrDefault(s => s.IsErrorStep) is { } errorStep ? (object)IdBytes(errorStep.Message.Id) : DBNull.Value;
+        insertWorkflow.Parameters[4].Value = workflow.Steps.FirstOrDefault(s => s.IsErrorStep) is { } errorStep ? (object)IdBytes(errorStep.Message.Id) : DBNull.Value;
         insertWorkflow.ExecuteNonQuery();
+        var insertGraph = w.Statement("INSERT INTO workflow_graphs (id, steps) VALUES ($id, $steps)", "$id", "$steps");
+        insertGraph.Parameters[0].Value = workflowId;
+        insertGraph.Parameters[1].Value = WorkflowStepsJson.Write(workflow.StepInfos());
+        insertGraph.ExecuteNonQuery();
         var insert = w.Prepared(InsertStepSql,
             "$id", "$task", "$queue", "$state", "$priority", "$args", "$max", "$base", "$maxdelay", "$jitter",
             "$timeout", "$nb", "$exp", "$created", "$headers", "$history", "$workflow", "$pending", "$onfailure");

@@ -19,9 +19,10 @@ public sealed class WorkflowKillLoopTests : IDisposable
     private const int Width = 100;
     private const int Steps = Layers * Width;
     private const int MinKills = 5;
-    // Calls between kills: often enough for MinKills before the last layer, not so often that the same step is interrupted
-    // three times (LeaseRules.MaxInterruptions makes it dead, as a poison task) while a killed worker's leases (3 s) run out.
-    private const int KillEveryCalls = 90;
+    // New steps run between kills: often enough for MinKills before the last layer. No kill while a running step was
+    // running at two kills already: three interruptions make a step dead (LeaseRules.MaxInterruptions, as a poison task),
+    // and kills paced by calls alone let a slow machine (CI under load) interrupt the same re-run steps three times.
+    private const int KillEveryNewSteps = 30;
     private const int Slots = 2;
     private readonly string _folder = TempFolder.Create();
 
@@ -44,7 +45,7 @@ public sealed class WorkflowKillLoopTests : IDisposable
         WithBackendEnvironmentAsync(backend, _folder, "cvwfkill", async variables =>
         {
             var clock = Stopwatch.StartNew();
-            await using var recorder = await CallRecorder.StartAsync(Steps, TimeSpan.FromMilliseconds(20));
+            await using var recorder = await CallRecorder.StartAsync(Steps, TimeSpan.FromMilliseconds(60));
             var environment = ProcessEnvironment(new Dictionary<string, string>(variables) { ["CONVEYOR_HTTP__ALLOWED_HOSTS"] = "127.0.0.1" });
             using var server = await ServerProcess.StartAsync(_folder, new Dictionary<string, string>(environment) { ["PORT"] = "0" }, "--no-worker");
             using var http = server.CreateClient(TimeSpan.FromSeconds(30));
@@ -74,7 +75,10 @@ public sealed class WorkflowKillLoopTests : IDisposable
                 // Kill a worker (alternating slots) whenever another KillEveryCalls calls were made, and start a new one in its place,
                 // until the workflow ends; at least MinKills while it runs.
                 var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(240);
-                var lastKillCalls = 0L;
+                var lastKillDistinct = 0L;
+                // Per step, the kills it was running at: a step that was (and may have been interrupted) twice holds up the next kill.
+                var runningAtKills = new Dictionary<string, int>(StringComparer.Ordinal);
+                var lastStates = Stopwatch.StartNew();
                 var lastRead = Stopwatch.StartNew();
                 while (lastRead.ElapsedMilliseconds < 500 || await StateAsync(http, id) == "running")
                 {
@@ -84,14 +88,24 @@ public sealed class WorkflowKillLoopTests : IDisposable
                         lastRead.Restart();
                     }
                     Assert.True(DateTime.UtcNow < deadline, $"the workflow did not finish in time: {recorder.Distinct} of {Steps} steps ran, {kills} kills");
-                    if (recorder.Total - lastKillCalls >= KillEveryCalls && recorder.Distinct < Steps - Width)
+                    if (recorder.Distinct - lastKillDistinct >= KillEveryNewSteps && recorder.Distinct < Steps - Width && lastStates.ElapsedMilliseconds >= 250)
                     {
-                        var slot = kills % Slots;
-                        workers[slot].KillHard();
-                        workers[slot].Dispose();
-                        lastKillCalls = recorder.Total;
-                        kills++;
-                        workers[slot] = ConveyorProcess.Start(_folder, environment, "worker");
+                        lastStates.Restart();
+                        var states = await StepStatesAsync(http, id);
+                        var running = states.Where(s => s.Value == "running").Select(s => s.Key).ToList();
+                        if (running.All(step => runningAtKills.GetValueOrDefault(step) < 2))
+                        {
+                            var slot = kills % Slots;
+                            workers[slot].KillHard();
+                            workers[slot].Dispose();
+                            lastKillDistinct = recorder.Distinct;
+                            foreach (var step in running)
+                            {
+                                runningAtKills[step] = runningAtKills.GetValueOrDefault(step) + 1;
+                            }
+                            kills++;
+                            workers[slot] = ConveyorProcess.Start(_folder, environment, "worker");
+                        }
                     }
                     await Task.Delay(50);
                 }
@@ -134,6 +148,13 @@ public sealed class WorkflowKillLoopTests : IDisposable
             Console.WriteLine($"Workflow kill loop ({backend}): {Steps} steps in {Layers} layers, {kills} SIGKILLs of workers ({Slots} at a time), "
                 + $"{recorder.Total} runs ({reruns} re-runs of steps whose worker was killed), none before its inputs, none lost; {clock.Elapsed.TotalSeconds:F0} s");
         });
+
+    private static async Task<Dictionary<string, string>> StepStatesAsync(HttpClient http, Guid id)
+    {
+        var workflow = await http.GetFromJsonAsync<JsonElement>($"/api/v1/workflows/{id}");
+        return workflow.GetProperty("steps").EnumerateArray()
+            .ToDictionary(s => s.GetProperty("id").GetString()!, s => s.GetProperty("state").GetString()!);
+    }
 
     private static async Task<string?> StateAsync(HttpClient http, Guid id) =>
         (await http.GetFromJsonAsync<JsonElement>($"/api/v1/workflows/{id}")).GetProperty("state").GetString();

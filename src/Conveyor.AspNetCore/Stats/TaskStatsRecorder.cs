@@ -25,6 +25,9 @@ internal sealed class TaskStatsRecorder(TaskEventBus bus, IOptions<ConveyorApiOp
     private readonly Bucket[] _buckets = Enumerable.Range(0, BucketCount).Select(_ => new Bucket()).ToArray();
     // When each waiting task became due: its enqueue, or the time its retry was set for. Removed when it starts or ends.
     private readonly Dictionary<Guid, DateTimeOffset> _dueAt = [];
+    private readonly Dictionary<Guid, DateTimeOffset> _startedFirst = [];
+    private const int MaxEarlyStarts = 10_000;
+    private static readonly TimeSpan EarlyStartWindow = TimeSpan.FromSeconds(10);
     private readonly Lock _gate = new();
     private IDisposable? _subscription;
 
@@ -52,6 +55,37 @@ internal sealed class TaskStatsRecorder(TaskEventBus bus, IOptions<ConveyorApiOp
     /// <summary>Whether events are being recorded (<see cref="ConveyorApiOptions.RecordTaskStats"/>).</summary>
     public bool Recording => _subscription is not null;
 
+    // A worker's start can be published before the enqueue that preceded it (the enqueuing side raises its event after
+    // the write returns, and the worker may have fetched the task by then): such starts wait here a few seconds for
+    // their enqueue. Bounded; a start whose enqueue never comes (enqueued before this server ran) is dropped.
+    private void RememberEarlyStart(TaskEvent e)
+    {
+        if (_startedFirst.Count >= MaxEarlyStarts)
+        {
+            var before = e.At - EarlyStartWindow;
+            foreach (var (id, at) in _startedFirst)
+            {
+                if (at < before)
+                {
+                    _startedFirst.Remove(id);
+                }
+            }
+            if (_startedFirst.Count >= MaxEarlyStarts)
+            {
+                return;
+            }
+        }
+        _startedFirst[e.TaskId] = e.At;
+    }
+
+    private static void AddWait(Bucket bucket, QueueCounts queue, TimeSpan waited)
+    {
+        var wait = Math.Max(0, waited.TotalMilliseconds);
+        bucket.AddWait(wait);
+        queue.WaitCount++;
+        queue.WaitSum += wait;
+    }
+
     private static long BucketOf(DateTimeOffset at) => at.UtcTicks / BucketLength.Ticks;
 
     internal void Record(TaskEvent e)
@@ -73,7 +107,11 @@ internal sealed class TaskStatsRecorder(TaskEventBus bus, IOptions<ConveyorApiOp
             {
                 case TaskEventKind.Enqueued:
                     bucket.Enqueued++;
-                    if (e.State == TaskState.Queued && _dueAt.Count < MaxTrackedWaits)
+                    if (e.State == TaskState.Queued && _startedFirst.Remove(e.TaskId, out var startedAt))
+                    {
+                        AddWait(bucket, queue, startedAt - e.At);
+                    }
+                    else if (e.State == TaskState.Queued && _dueAt.Count < MaxTrackedWaits)
                     {
                         _dueAt[e.TaskId] = e.At;
                     }
@@ -82,10 +120,11 @@ internal sealed class TaskStatsRecorder(TaskEventBus bus, IOptions<ConveyorApiOp
                     bucket.Started++;
                     if (_dueAt.Remove(e.TaskId, out var due))
                     {
-                        var wait = Math.Max(0, (e.At - due).TotalMilliseconds);
-                        bucket.AddWait(wait);
-                        queue.WaitCount++;
-                        queue.WaitSum += wait;
+                        AddWait(bucket, queue, e.At - due);
+                    }
+                    else
+                    {
+                        RememberEarlyStart(e);
                     }
                     break;
                 case TaskEventKind.Succeeded:

@@ -340,6 +340,60 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
     }
 
     [Fact]
+    public async Task A_chord_whose_members_all_end_in_one_batch_releases_its_callback_once()
+    {
+        var workflow = NewWorkflow(("0", []), ("1", []), ("2", []), ("callback", ["0", "1", "2"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var group = await FetchStepsAsync();
+
+        await Queue.CompleteAsync([.. group.Values.Select(l => Succeeded(l))], Timeout);
+        var callback = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("callback", callback.Key);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+        await Queue.CompleteAsync([Succeeded(callback.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_success_and_a_failure_in_one_batch_under_stop_fail_the_workflow_and_cancel_what_the_success_released(bool successFirst)
+    {
+        var workflow = NewWorkflow(("a", []), ("b", []), ("after-a", ["a"]), ("after-b", ["b"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var first = await FetchStepsAsync();
+
+        Completion[] batch = successFirst ? [Succeeded(first["b"]), Dead(first["a"])] : [Dead(first["a"]), Succeeded(first["b"])];
+        await Queue.CompleteAsync(batch, Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "b"));
+        Assert.Equal(TaskState.Dead, await StateOf(workflow, "a"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "after-a"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "after-b"));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_success_and_a_failure_in_one_batch_under_continue_end_the_workflow_once_nothing_is_active(bool successFirst)
+    {
+        var workflow = WithPolicy(NewWorkflow(("a", []), ("b", []), ("after-a", ["a"])), WorkflowFailurePolicy.Continue);
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var first = await FetchStepsAsync();
+
+        Completion[] batch = successFirst ? [Succeeded(first["b"]), Dead(first["a"])] : [Dead(first["a"]), Succeeded(first["b"])];
+        await Queue.CompleteAsync(batch, Timeout);
+        var stored = await WorkflowOf(workflow);
+        Assert.Equal(WorkflowState.Failed, stored.State);
+        Assert.Equal(Now, stored.FinishedAt);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "b"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "after-a"));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
     public async Task A_steps_own_policy_overrides_the_workflows()
     {
         // The workflow stops on failure, but not for "a"; "b" keeps the workflow's stop.
