@@ -11,7 +11,7 @@ public sealed class RateCreditUnitTests
     private static readonly TimeSpan Microsecond = TimeSpan.FromTicks(10);
 
     [Fact]
-    public async Task Fast_limit_reserves_the_next_batch_ahead_and_takes_it_without_a_call()
+    public async Task Fast_limit_reserves_four_batches_ahead_and_takes_them_without_a_call()
     {
         var store = new InMemoryBackend(_time);
         var credit = new RateCredit(store, new RateKey("task:t", Microsecond), ex => throw ex);
@@ -20,14 +20,20 @@ public sealed class RateCreditUnitTests
         var first = await credit.TakeAsync(4, now, CancellationToken.None);
 
         Assert.Equal(Enumerable.Range(0, 4).Select(i => now + (Microsecond * i)), first);
+        Assert.Equal(16, credit.Count);
+        Assert.Equal(now + (Microsecond * 20), await NextFreeAsync(store));
+        for (var batch = 1; batch <= 3; batch++)
+        {
+            Assert.Equal(Enumerable.Range(4 * batch, 4).Select(i => now + (Microsecond * i)), await credit.TakeAsync(4, now, CancellationToken.None));
+            // Taken from what is held: no call while four or more are left.
+            Assert.Equal(now + (Microsecond * 20), await NextFreeAsync(store));
+        }
         Assert.Equal(4, credit.Count);
-        Assert.Equal(now + (Microsecond * 8), await NextFreeAsync(store));
-        var second = await credit.TakeAsync(4, now, CancellationToken.None);
-        Assert.Equal(Enumerable.Range(4, 4).Select(i => now + (Microsecond * i)), second);
-        // The next batch's times are reserved in the background.
-        await WaitUntilAsync(() => credit.Count == 4);
-        Assert.Equal(now + (Microsecond * 12), await NextFreeAsync(store));
-        Assert.Equal(Enumerable.Range(8, 4).Select(i => now + (Microsecond * i)), await credit.TakeAsync(4, now, CancellationToken.None));
+        // The last held batch is taken; the next four are reserved in the background.
+        Assert.Equal(Enumerable.Range(16, 4).Select(i => now + (Microsecond * i)), await credit.TakeAsync(4, now, CancellationToken.None));
+        await WaitUntilAsync(() => credit.Count == 16);
+        Assert.Equal(now + (Microsecond * 36), await NextFreeAsync(store));
+        Assert.Equal(Enumerable.Range(20, 4).Select(i => now + (Microsecond * i)), await credit.TakeAsync(4, now, CancellationToken.None));
     }
 
     [Fact]
