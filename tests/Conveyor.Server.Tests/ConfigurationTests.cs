@@ -266,6 +266,8 @@ public sealed class BindSafetyTests
                     ["Conveyor:Host"] = "0.0.0.0",
                     ["Conveyor:Port"] = "0",
                     ["Conveyor:DatabaseUrl"] = "sqlite:///" + Path.Combine(folder, "c.db"),
+                    // Off loopback it also needs TLS or a TLS proxy in front (TlsConfigurationTests).
+                    ["Conveyor:BehindProxy"] = "true",
                 },
                 new Dictionary<string, string?> { ["CONVEYOR_API_KEYS"] = "secret-0123456789abcdefghijklmnopqrstu" });
 

@@ -18,8 +18,10 @@ public sealed record ServerProcess(ConveyorProcess Process, Uri Url) : IDisposab
         var process = ConveyorProcess.Start(folder, environment, ["server", .. args]);
         try
         {
-            var line = await process.WaitForLineAsync(l => l.Contains("Conveyor serving http://", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
-            return new ServerProcess(process, new Uri(line[line.IndexOf("http://", StringComparison.Ordinal)..].Split(' ')[0].TrimEnd()));
+            // http://, or https:// when the server has a certificate.
+            var line = await process.WaitForLineAsync(l => l.Contains("Conveyor serving http", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            const string banner = "Conveyor serving ";
+            return new ServerProcess(process, new Uri(line[(line.IndexOf(banner, StringComparison.Ordinal) + banner.Length)..].Split(' ')[0].TrimEnd()));
         }
         catch
         {

@@ -14,7 +14,7 @@ internal static class ServerCommand
         var flags = new ConfigurationFlags();
         flags.Add(command, new Option<string>("--host")
         {
-            Description = "Address to listen on [env HOST]. Default 127.0.0.1. Any non-loopback address needs API keys.",
+            Description = "Address to listen on [env HOST]. Default 127.0.0.1. Any non-loopback address needs API keys, and --tls-cert or --behind-proxy.",
             HelpName = "address",
         }, "Conveyor:Host");
         flags.Add(command, new Option<int?>("--port")
@@ -36,6 +36,36 @@ internal static class ServerCommand
                 "[::1] always are. Default: only those without API keys (against DNS rebinding), any with configured keys.",
             HelpName = "list",
         }, "Conveyor:AllowedHosts");
+        flags.Add(command, new Option<string>("--tls-cert")
+        {
+            Description = "Serve HTTPS with this certificate: a PEM file (with --tls-key) or a PKCS#12 (.pfx) file " +
+                "[env CONVEYOR_TLS__CERTIFICATE_FILE]. A password (PFX or encrypted key) comes from CONVEYOR_TLS__PASSWORD or --tls-password-file. " +
+                "Default none: plain HTTP, allowed on loopback or with --behind-proxy only.",
+            HelpName = "path",
+        }, "Conveyor:Tls:CertificateFile");
+        flags.Add(command, new Option<string>("--tls-key")
+        {
+            Description = "The PEM private key of --tls-cert [env CONVEYOR_TLS__KEY_FILE]. Default: read from the certificate file.",
+            HelpName = "path",
+        }, "Conveyor:Tls:KeyFile");
+        flags.Add(command, new Option<string>("--tls-password-file")
+        {
+            Description = "A file whose first line is the password of a PFX or an encrypted PEM key [env CONVEYOR_TLS__PASSWORD_FILE]; " +
+                "never the password itself in a flag, which 'ps' would show.",
+            HelpName = "path",
+        }, "Conveyor:Tls:PasswordFile");
+        flags.Add(command, new Option<bool>("--behind-proxy")
+        {
+            Description = "The server sits behind a reverse proxy that terminates TLS [env CONVEYOR_BEHIND_PROXY=true]: it may listen off " +
+                "loopback without a certificate, and takes the client's address, scheme and host from X-Forwarded-For, -Proto and -Host " +
+                "sent by --known-proxies only. Needs API keys.",
+        }, "Conveyor:BehindProxy");
+        flags.Add(command, new Option<string>("--known-proxies")
+        {
+            Description = "Addresses or networks of the proxies whose forwarded headers are believed with --behind-proxy, comma-separated: " +
+                "10.0.0.5, 10.0.0.0/8, fd00::/8 [env CONVEYOR_KNOWN_PROXIES]. Default loopback (127.0.0.0/8, ::1).",
+            HelpName = "list",
+        }, "Conveyor:KnownProxies");
         flags.Add(command, new Option<bool>("--no-worker")
         {
             Description = "Run no worker in this process (run 'conveyor worker' elsewhere) [env CONVEYOR_RUN_WORKER=false].",
@@ -87,6 +117,17 @@ internal static class ServerCommand
     private static readonly Action<ILogger, string, Exception?> LogServing =
         LoggerMessage.Define<string>(LogLevel.Information, new EventId(2, "Serving"), "{Banner}");
 
+    private static string Proxy(IConfiguration configuration)
+    {
+        var server = configuration.GetSection(ConveyorConfiguration.Section).Get<ServerOptions>() ?? new ServerOptions();
+        if (!server.BehindProxy)
+        {
+            return "";
+        }
+        IEnumerable<string> proxies = server.KnownProxies.Count > 0 ? server.KnownProxies : ReverseProxy.DefaultKnownProxies;
+        return $"; behind a proxy, forwarded headers from {string.Join(", ", proxies)}";
+    }
+
     private static string Describe(WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<ConveyorOptions>>().Value;
@@ -96,6 +137,6 @@ internal static class ServerCommand
             : "off";
         return $"Conveyor serving {string.Join(" ", app.Urls)}{Environment.NewLine}" +
             $"  dashboard /, API /api/v1, health /health/ready, {(app.Configuration.GetValue("Conveyor:Metrics", true) ? "metrics /metrics, " : "")}OpenAPI /openapi/v1.json; database {database}; " +
-            $"worker {worker}; scheduler {(options.RunScheduler ? "on" : "off")}. Ctrl+C to stop.";
+            $"worker {worker}; scheduler {(options.RunScheduler ? "on" : "off")}{Proxy(app.Configuration)}. Ctrl+C to stop.";
     }
 }

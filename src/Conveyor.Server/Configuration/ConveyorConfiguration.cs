@@ -15,7 +15,7 @@ internal static class ConveyorConfiguration
     public const string LogLevelKey = "Logging:LogLevel:Default";
 
     /// <summary>Keys whose value is a list, given in the environment or a flag as one comma-separated value.</summary>
-    private static readonly string[] ListKeys = ["Conveyor:ApiKeys", "Conveyor:AllowedHosts", "Conveyor:Cors:Origins", "Conveyor:Http:AllowedHosts", "Conveyor:Http:AllowedNetworks", "Conveyor:Worker:Queues"];
+    private static readonly string[] ListKeys = ["Conveyor:ApiKeys", "Conveyor:AllowedHosts", "Conveyor:KnownProxies", "Conveyor:Cors:Origins", "Conveyor:Http:AllowedHosts", "Conveyor:Http:AllowedNetworks", "Conveyor:Worker:Queues"];
 
     private static readonly Dictionary<string, string?> Defaults = new(StringComparer.OrdinalIgnoreCase)
     {

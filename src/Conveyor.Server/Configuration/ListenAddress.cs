@@ -17,14 +17,14 @@ internal static class ListenAddress
         return IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address);
     }
 
-    /// <summary>The URL Kestrel binds: <c>http://127.0.0.1:8000</c>, <c>http://[::1]:8000</c>.</summary>
-    public static string Url(string host, int port)
+    /// <summary>The URL Kestrel binds: <c>http://127.0.0.1:8000</c>, <c>http://[::1]:8000</c>, <c>https://…</c> with <paramref name="tls"/>.</summary>
+    public static string Url(string host, int port, bool tls = false)
     {
         var bare = host.Trim('[', ']');
         var hostPart = IPAddress.TryParse(bare, out var address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
             ? $"[{bare}]"
             : host;
-        return $"http://{hostPart}:{port}";
+        return $"{(tls ? "https" : "http")}://{hostPart}:{port}";
     }
 
     /// <summary>Refuses a non-loopback address when no API key is configured: anyone who could reach the port could run tasks.</summary>

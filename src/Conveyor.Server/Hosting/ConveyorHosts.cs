@@ -61,14 +61,42 @@ internal static class ConveyorHosts
                 $"Conveyor:RateLimit (CONVEYOR_RATE_LIMIT__PERMITS_PER_SECOND {api.RateLimit.PermitsPerSecond}, __BURST {api.RateLimit.Burst}): permits per second must be 0 (no limit) or more, the burst at least 1 (defaults 20000 and 20000).");
         }
         ListenAddress.EnsureSafe(server.Host, server.Port, configuredKeys.Count > 0);
+        ReverseProxy.EnsureKeys(server.BehindProxy, configuredKeys.Count > 0);
+        var certificate = ServerCertificate.Load(server.Tls);
+        ReverseProxy.EnsureEncrypted(server.Host, server.Port, certificate is not null, server.BehindProxy);
         var allowedHosts = ListenAddress.AllowedHosts(server.AllowedHosts, configuredKeys.Count > 0);
+        ForwardedHeadersOptions? forwarded = null;
+        if (server.BehindProxy)
+        {
+            // Made here, so that an entry of KnownProxies that is not an address stops the start naming it.
+            forwarded = new ForwardedHeadersOptions();
+            ReverseProxy.Configure(forwarded, server.KnownProxies);
+        }
+        var hsts = (certificate is not null || server.BehindProxy) && server.Tls.HstsMaxAge > TimeSpan.Zero;
+        if (hsts)
+        {
+            // ASP.NET Core's HSTS: only on HTTPS answers, never to localhost, 127.0.0.1 or [::1] (a browser would then
+            // insist on HTTPS for every other local app). No includeSubDomains or preload: other names are not ours to pin.
+            builder.Services.AddHsts(o => o.MaxAge = server.Tls.HstsMaxAge);
+        }
+        if (certificate is not null)
+        {
+            var (serverCertificate, chain) = certificate.Value;
+            builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureHttpsDefaults(https =>
+            {
+                https.ServerCertificate = serverCertificate;
+                https.ServerCertificateChain = chain;
+            }));
+        }
         builder.Services.AddConveyorApi();
         builder.Services.AddOptions<ConveyorApiOptions>().Bind(builder.Configuration.GetSection(ConveyorConfiguration.Section));
         // The web host's defaults put host filtering first in the pipeline, ahead of the problem-details writer, from the
         // top-level AllowedHosts key. Conveyor places it itself, after UseStatusCodePages, so that a refused Host is
-        // answered 400 with problem details, and sets its hosts from Conveyor:AllowedHosts.
+        // answered 400 with problem details, and sets its hosts from Conveyor:AllowedHosts. The forwarded-headers filter
+        // the web host adds when ASPNETCORE_FORWARDEDHEADERS_ENABLED is set would believe X-Forwarded-* from anyone:
+        // Conveyor places that middleware itself too, with --behind-proxy and the known proxies only.
         var defaultHostFiltering = builder.Services.Where(d => d.ServiceType == typeof(IStartupFilter)
-            && d.ImplementationType?.Name == "HostFilteringStartupFilter").ToList();
+            && d.ImplementationType?.Name is "HostFilteringStartupFilter" or "ForwardedHeadersStartupFilter").ToList();
         foreach (var descriptor in defaultHostFiltering)
         {
             builder.Services.Remove(descriptor);
@@ -78,12 +106,23 @@ internal static class ConveyorHosts
             o.AllowedHosts = [.. allowedHosts];
             o.IncludeFailureMessage = false;
         });
-        builder.WebHost.UseUrls(ListenAddress.Url(server.Host, server.Port));
+        builder.WebHost.UseUrls(ListenAddress.Url(server.Host, server.Port, certificate is not null));
         var app = builder.Build();
+        if (forwarded is not null)
+        {
+            // First: everything after it — host filtering, HSTS, the failed-key limiter, the rate limiter, the session
+            // cookie — sees the client's address, scheme and host instead of the proxy's.
+            app.UseForwardedHeaders(forwarded);
+        }
         app.UseConveyorSecurityHeaders();
         app.UseExceptionHandler();
         app.UseConveyorStatusCodePages();
         app.UseHostFiltering();
+        if (hsts)
+        {
+            // After the exception handler, which clears headers and runs the rest of the pipeline again for its answer.
+            app.UseHsts();
+        }
         app.UseRouting();
         app.UseCors();
         app.UseRateLimiter();
