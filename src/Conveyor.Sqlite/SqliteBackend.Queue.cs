@@ -352,8 +352,13 @@ public sealed partial class SqliteBackend
         foreach (var c in completions)
         {
             c.Lease.TaskId.TryWriteBytes(id, bigEndian: true, out _);
-            BindCompletion(command, c, id);
-            var rows = command.Execute();
+            var rows = 0;
+            // A step's success (by the worker's hint) skips the plain task's statement, which would change nothing.
+            if (!(c.WorkflowStep && c.Kind == CompletionKind.Succeeded))
+            {
+                BindCompletion(command, c, id);
+                rows = command.Execute();
+            }
             if (rows == 0 && c.Kind == CompletionKind.Succeeded)
             {
                 // A workflow step's success (or a lease no longer held, which this changes nothing for).
@@ -374,7 +379,13 @@ public sealed partial class SqliteBackend
                     stepSuccess.Reset();
                 }
             }
-            else if (rows == 0)
+            if (rows == 0 && c.WorkflowStep && c.Kind == CompletionKind.Succeeded)
+            {
+                // The hint was wrong (the task is not a step): the plain task's statement after all.
+                BindCompletion(command, c, id);
+                rows = command.Execute();
+            }
+            else if (rows == 0 && c.Kind != CompletionKind.Succeeded)
             {
                 // A workflow step's other outcome (or a lease no longer held): naming workflow_id runs the step trigger,
                 // which must see the successes before it.

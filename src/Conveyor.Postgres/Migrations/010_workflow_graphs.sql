@@ -4,7 +4,6 @@
 CREATE TABLE workflow_graphs (id uuid PRIMARY KEY, steps text NOT NULL);
 INSERT INTO workflow_graphs (id, steps) SELECT id, steps FROM workflows;
 ALTER TABLE workflows DROP COLUMN steps;
--- The trigger's cancellations look for a workflow's pending (or not started) steps: with the state in the index they
--- read those rows only.
-DROP INDEX tasks_workflow;
-CREATE INDEX tasks_workflow ON tasks (workflow_id, state) WHERE workflow_id IS NOT NULL;
+-- The cancellations of a workflow's pending steps read its pending steps only: an index of them, which a step enters
+-- when created pending and leaves when released or cancelled.
+CREATE INDEX tasks_pending_steps ON tasks (workflow_id) WHERE state = 8;

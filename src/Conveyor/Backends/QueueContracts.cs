@@ -113,6 +113,10 @@ public sealed record Completion
     /// (<see cref="RetryHeaders.ToStored"/>: with the reserved headers of its retry policy), delivered with its next lease
     /// (the limits stage marks a start time it reserved this way); null keeps them. Ignored for other kinds.</summary>
     public IReadOnlyDictionary<string, string>? Headers { get; init; }
+    /// <summary>A hint: the task is a step of a workflow (its message carries <see cref="Workflows.WorkflowHeaders.Workflow"/>).
+    /// A backend may pick its statement by it (SQLite completes a step's success without first trying a plain task's
+    /// statement); it must stay correct without it.</summary>
+    public bool WorkflowStep { get; init; }
 }
 
 /// <summary>The answer to a lease extension.</summary>

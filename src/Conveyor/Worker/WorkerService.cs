@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Conveyor.Backends;
+using Conveyor.Workflows;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -620,7 +621,15 @@ internal sealed partial class WorkerService(
                 await pipeline.RunAsync(context).ConfigureAwait(false);
                 result = context.Result;
             }
-            return new Completion { Lease = lease.Ref, Kind = CompletionKind.Succeeded, Attempt = lease.Attempt, Result = result, At = time.GetUtcNow() };
+            return new Completion
+            {
+                Lease = lease.Ref,
+                Kind = CompletionKind.Succeeded,
+                Attempt = lease.Attempt,
+                Result = result,
+                At = time.GetUtcNow(),
+                WorkflowStep = lease.Message.Headers?.ContainsKey(WorkflowHeaders.Workflow) == true,
+            };
         }
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
         {

@@ -355,6 +355,25 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Empty(await FetchAsync());
     }
 
+    [Fact]
+    public async Task The_completions_hint_that_a_task_is_a_step_is_only_a_hint()
+    {
+        var workflow = NewWorkflow(("a", []), ("b", ["a"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var a = Assert.Single(await FetchStepsAsync());
+        var plain = NewMessage();
+        await Queue.EnqueueAsync([plain], Timeout);
+        var plainLease = await FetchOneAsync();
+
+        // The step with the hint, the plain task with a wrong one: both complete, and the step releases the next.
+        await Queue.CompleteAsync([Succeeded(a.Value) with { WorkflowStep = true }, Succeeded(plainLease) with { WorkflowStep = true }], Timeout);
+        Assert.Equal(TaskState.Succeeded, (await Store.GetAsync(plain.Id, Timeout))!.State);
+        var b = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("b", b.Key);
+        await Queue.CompleteAsync([Succeeded(b.Value) with { WorkflowStep = true }], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
