@@ -86,6 +86,33 @@ public sealed class WorkflowApiTests(OpenServerFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_batch_runs_each_member_to_its_own_end_its_error_step_at_a_failure_and_its_success_callback_only_when_all_succeed()
+    {
+        var succeeds = await CreateAsync("""
+            {"name": "batch-ok", "batch": {"tasks": [{"task": "conveyor.noop"}, {"task": "conveyor.sleep", "args": {"ms": 20}}], "onSuccess": {"task": "conveyor.noop"}}}
+            """);
+        var fails = await CreateAsync("""
+            {"onError": {"task": "conveyor.noop"}, "batch": {"tasks": [
+              {"task": "conveyor.sleep", "args": {"ms": -1}}, {"task": "conveyor.sleep", "args": {"ms": 200}}, {"task": "conveyor.noop"}],
+              "onSuccess": {"task": "conveyor.noop"}}}
+            """);
+        var ok = await WaitFinishedAsync(succeeds);
+        Assert.Equal("succeeded", ok.GetProperty("state").GetString());
+        Assert.Equal(["0", "1"], Step(ok, "callback").GetProperty("after").EnumerateArray().Select(a => a.GetString()));
+        Assert.Equal("succeeded", Step(ok, "callback").GetProperty("state").GetString());
+
+        var failed = await WaitFinishedAsync(fails);
+        Assert.Equal("failed", failed.GetProperty("state").GetString());
+        Assert.Equal("dead", Step(failed, "0").GetProperty("state").GetString());
+        // A batch continues on failure by default: the slower member ran to its end after the first one failed.
+        Assert.Equal("continue", Step(failed, "1").GetProperty("onFailure").GetString());
+        Assert.Equal("succeeded", Step(failed, "1").GetProperty("state").GetString());
+        Assert.Equal("succeeded", Step(failed, "2").GetProperty("state").GetString());
+        Assert.Equal("cancelled", Step(failed, "callback").GetProperty("state").GetString());
+        Assert.Equal("succeeded", Step(failed, "error").GetProperty("state").GetString());
+    }
+
+    [Fact]
     public async Task A_failed_step_fails_the_workflow_and_cancels_what_runs_after_it()
     {
         var id = await CreateAsync("""
@@ -149,6 +176,11 @@ public sealed class WorkflowApiTests(OpenServerFixture fixture) : IClassFixture<
     [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop", "dealy": "PT1S"}]}""", "steps[0].dealy", "not a field of a task")]
     [InlineData("""{"steps": [{"task": "conveyor.noop"}]}""", "steps[0].id", "is required")]
     [InlineData("""{"flow": []}""", "flow", "not a field of a workflow")]
+    [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onComplete": {"task": "conveyor.noop"}}}""", "batch.onComplete", "not a field of a batch")]
+    [InlineData("""{"batch": [{"task": "conveyor.noop"}]}""", "batch", "must be an object {\"tasks\"")]
+    [InlineData("""{"batch": {"tasks": [{"task": "no.such.task"}]}}""", "batch.tasks[0].task", "unknown task 'no.such.task'")]
+    [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onSuccess": {"task": "conveyor.noop", "qeue": "x"}}}""", "batch.onSuccess.qeue", "not a field of a task")]
+    [InlineData("""{"group": [{"task": "conveyor.noop"}], "batch": {"tasks": [{"task": "conveyor.noop"}]}}""", "steps", "give one of steps, chain, group, chord or batch")]
     [InlineData("""{"onFailure": "ignore", "steps": [{"id": "a", "task": "conveyor.noop"}]}""", "onFailure", "must be \"stop\"")]
     [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop", "onFailure": 1}]}""", "steps[0].onFailure", "must be \"stop\"")]
     [InlineData("""{"onError": {"id": "a", "task": "conveyor.noop"}, "steps": [{"id": "a", "task": "conveyor.noop"}]}""", "onError.id", "has the id of steps[0]")]

@@ -19,7 +19,7 @@ internal static class WorkflowEndpoints
     {
         api.Enqueue.MapPost("/workflows", CreateAsync)
             .WithName("CreateWorkflow")
-            .WithSummary("Start a workflow: a DAG of steps, each a task with an id and the steps it runs after; or a chain, group or chord")
+            .WithSummary("Start a workflow: a DAG of steps, each a task with an id and the steps it runs after; or a chain, group, chord or batch")
             .WithDescription("201 with the workflow's id; 422 naming the step of each problem (a cycle, an unknown step in after, a duplicate id, an unknown task, too many steps); nothing is stored then.")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);

@@ -7,13 +7,14 @@ namespace Conveyor.AspNetCore.Requests;
 /// <summary>
 /// Reads workflow bodies (<c>POST /api/v1/workflows</c>) into definitions, naming every problem's field: a DAG
 /// (<c>{"name", "steps": [{"id", "after": [...], "task", "args", …}]}</c>) or one of the shorthands
-/// (<c>{"chain": [tasks]}</c>, <c>{"group": [tasks]}</c>, <c>{"chord": {"group": [tasks], "callback": task}}</c>), each
+/// (<c>{"chain": [tasks]}</c>, <c>{"group": [tasks]}</c>, <c>{"chord": {"group": [tasks], "callback": task}}</c>,
+/// <c>{"batch": {"tasks": [tasks], "onSuccess": task}}</c>, whose failure policy is <c>continue</c> unless given), each
 /// task read as an enqueue reads it; with <c>"onFailure": "stop" | "continue"</c> (the workflow's, or a step's) and
 /// <c>"onError": {"id", "task", "args", …}</c> (the error step; id <c>error</c> when not given).
 /// </summary>
 internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
 {
-    private const string KnownFields = "name, steps, chain, group, chord, onFailure, onError";
+    private const string KnownFields = "name, steps, chain, group, chord, batch, onFailure, onError";
 
     /// <summary>The error step's id when its body gives none.</summary>
     public const string DefaultErrorStepId = "error";
@@ -26,6 +27,7 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
         WorkflowStep? onError = null;
         WorkflowDefinition? definition = null;
         var shapes = 0;
+        var isBatch = false;
         foreach (var property in body.EnumerateObject())
         {
             var value = property.Value;
@@ -55,6 +57,11 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
                     shapes++;
                     definition = ReadChord(value, errors);
                     break;
+                case "batch":
+                    shapes++;
+                    isBatch = true;
+                    definition = ReadBatch(value, errors);
+                    break;
                 case "onFailure":
                     onFailure = ReadPolicy(value, field, errors);
                     break;
@@ -68,13 +75,15 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
         }
         if (shapes == 0)
         {
-            errors.Add(new("steps", "is required (or one of chain, group, chord)"));
+            errors.Add(new("steps", "is required (or one of chain, group, chord, batch)"));
         }
         else if (shapes > 1)
         {
-            errors.Add(new("steps", "give one of steps, chain, group or chord"));
+            errors.Add(new("steps", "give one of steps, chain, group, chord or batch"));
         }
-        return definition is null ? null : definition with { Name = name, OnFailure = onFailure ?? WorkflowFailurePolicy.Stop, OnError = onError };
+        // A batch's members each run to their own end unless the body says otherwise.
+        var policy = onFailure ?? (isBatch ? WorkflowFailurePolicy.Continue : WorkflowFailurePolicy.Stop);
+        return definition is null ? null : definition with { Name = name, OnFailure = policy, OnError = onError };
     }
 
     private static WorkflowFailurePolicy? ReadPolicy(JsonElement value, string field, List<FieldError> errors)
@@ -209,5 +218,32 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
         var members = ReadTasks(group, "chord.group", errors);
         var request = tasks.ReadTask(callback, "chord.callback.", errors);
         return members is null || request is null ? null : Workflow.Chord(members, request);
+    }
+
+    private WorkflowDefinition? ReadBatch(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind != JsonValueKind.Object || !value.TryGetProperty("tasks", out var members))
+        {
+            errors.Add(new("batch", "must be an object {\"tasks\": [tasks], \"onSuccess\": task (optional)}"));
+            return null;
+        }
+        foreach (var property in value.EnumerateObject())
+        {
+            if (property.Name is not ("tasks" or "onSuccess"))
+            {
+                errors.Add(new($"batch.{property.Name}", "is not a field of a batch; known fields: tasks, onSuccess (the failure callback is the workflow's onError)"));
+            }
+        }
+        var requests = ReadTasks(members, "batch.tasks", errors);
+        TaskRequest? onSuccess = null;
+        if (value.TryGetProperty("onSuccess", out var success) && success.ValueKind != JsonValueKind.Null)
+        {
+            onSuccess = tasks.ReadTask(success, "batch.onSuccess.", errors);
+            if (onSuccess is null)
+            {
+                return null;
+            }
+        }
+        return requests is null ? null : Workflow.Batch(requests, onSuccess);
     }
 }

@@ -92,6 +92,27 @@ public sealed class WorkflowHandle
         }
         return record.Result<T>(stepId);
     }
+
+    /// <summary>Waits as <see cref="WaitAsync(CancellationToken)"/> does and returns the results of the members of a
+    /// group, chord or batch (<see cref="Workflow.Group"/>, <see cref="Workflow.Chord"/>, <see cref="Workflow.Batch"/>:
+    /// steps <c>0</c>, <c>1</c>, …), in order.</summary>
+    /// <exception cref="WorkflowFailedException">The workflow failed or was cancelled (its <see cref="WorkflowFailedException.Workflow"/>
+    /// has the results of the members that succeeded).</exception>
+    public async Task<IReadOnlyList<T?>> WaitForMembersAsync<T>(CancellationToken cancellationToken = default)
+    {
+        var record = await WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (record.State != WorkflowState.Succeeded)
+        {
+            throw new WorkflowFailedException(record);
+        }
+        var ids = record.Steps.Select(s => s.Id).ToHashSet(StringComparer.Ordinal);
+        var results = new List<T?>();
+        for (var i = 0; ids.Contains(Workflow.MemberId(i)); i++)
+        {
+            results.Add(record.Result<T>(Workflow.MemberId(i)));
+        }
+        return results;
+    }
 }
 
 /// <summary>Thrown by <see cref="WorkflowHandle.WaitAsync{T}"/> when the workflow did not succeed.</summary>

@@ -182,6 +182,45 @@ public sealed class Workflow
     /// <summary>The step id of a chord's callback.</summary>
     public const string ChordCallbackId = "callback";
 
+    /// <summary>The step id of a batch's error step (<c>onError</c>).</summary>
+    public const string BatchErrorStepId = "error";
+
+    /// <summary>
+    /// A batch (Sidekiq's batches, Hangfire's batch jobs): tasks stored all or nothing that run side by side, each to its
+    /// own end — a member's failure (after its retries) stops none of the others (<see cref="WorkflowFailurePolicy.Continue"/>).
+    /// <paramref name="onSuccess"/>, if given, runs once every member succeeded (step id <see cref="ChordCallbackId"/>),
+    /// given all of their results in order; <paramref name="onError"/>, if given, runs once at the first member's
+    /// failure, while the others go on (step id <see cref="BatchErrorStepId"/>, reading the failures with
+    /// <see cref="IWorkflowClient.GetFailuresAsync"/>). Member step ids are <c>0</c>, <c>1</c>, …; wait for their results
+    /// with <see cref="WorkflowHandle.WaitForMembersAsync{T}"/>. The batch is a workflow: listed, read, cancelled, retried
+    /// and announced as one.
+    /// </summary>
+    public static WorkflowDefinition Batch(IEnumerable<TaskRequest> tasks, TaskRequest? onSuccess = null, TaskRequest? onError = null,
+        string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(tasks);
+        var workflow = Create(name).ContinueOnFailure();
+        var ids = new List<string>();
+        foreach (var task in tasks)
+        {
+            var id = Id(ids.Count);
+            workflow.Step(id, task);
+            ids.Add(id);
+        }
+        if (onSuccess is not null)
+        {
+            workflow.Step(ChordCallbackId, onSuccess, [.. ids]);
+        }
+        if (onError is not null)
+        {
+            workflow.OnError(BatchErrorStepId, onError);
+        }
+        return workflow.Build();
+    }
+
+    /// <summary>The step id the group, chord and batch shorthands give their <paramref name="index"/>-th member.</summary>
+    internal static string MemberId(int index) => Id(index);
+
     private static string Id(int index) => index.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }
 

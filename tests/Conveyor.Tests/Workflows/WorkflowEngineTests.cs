@@ -156,4 +156,40 @@ public sealed class WorkflowEngineTests
         Assert.Equal(TaskState.Succeeded, record.Step("alert").State);
         Assert.StartsWith("fail: dead ", Assert.Single(record.Result<List<string>>("alert")!), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_batch_runs_every_member_then_its_success_callback_with_their_results_in_order()
+    {
+        await using var host = NewHost();
+        await host.StartAsync();
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        var handle = await workflows.StartAsync(Workflow.Batch(Enumerable.Range(1, 12).Select(Add), onSuccess: new TaskRequest("math.collect"),
+            onError: new TaskRequest("ops.alert"), name: "import"));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        Assert.Equal(Enumerable.Range(1, 12), await handle.WaitForMembersAsync<int>(timeout.Token));
+        var record = await handle.WaitAsync(timeout.Token);
+        Assert.Equal(WorkflowState.Succeeded, record.State);
+        Assert.Equal("import", record.Name);
+        Assert.Equal(Enumerable.Range(1, 12), record.Result<List<int>>(Workflow.ChordCallbackId));
+        // No member failed: the error step never ran.
+        Assert.Equal(TaskState.Cancelled, record.Step(Workflow.BatchErrorStepId).State);
+    }
+
+    [Fact]
+    public async Task A_batch_members_failure_stops_no_other_member_runs_its_error_step_and_never_its_success_callback()
+    {
+        await using var host = NewHost();
+        await host.StartAsync();
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        TaskRequest[] members = [Add(1), Add(2), new TaskRequest("test.fail"), Add(4), Add(5)];
+        var handle = await workflows.StartAsync(Workflow.Batch(members, onSuccess: new TaskRequest("math.collect"), onError: new TaskRequest("ops.alert")));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var failure = await Assert.ThrowsAsync<WorkflowFailedException>(() => handle.WaitForMembersAsync<int>(timeout.Token));
+        var record = failure.Workflow!;
+        Assert.Equal(WorkflowState.Failed, record.State);
+        Assert.Equal([1, 2, 4, 5], new[] { "0", "1", "3", "4" }.Select(id => record.Result<int>(id)));
+        Assert.Equal(TaskState.Dead, record.Step("2").State);
+        Assert.Equal(TaskState.Cancelled, record.Step(Workflow.ChordCallbackId).State);
+        Assert.StartsWith("2: dead ", Assert.Single(record.Result<List<string>>(Workflow.BatchErrorStepId)!), StringComparison.Ordinal);
+    }
 }
