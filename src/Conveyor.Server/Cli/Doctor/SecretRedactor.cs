@@ -1,9 +1,8 @@
 namespace Conveyor.Server.Cli.Doctor;
 
 /// <summary>
-/// Replaces every secret of the configuration with <c>***</c> in what <c>conveyor doctor</c> writes. The checks never put
-/// a secret in a detail on purpose; this is the second line, for a message of a library (a driver's connection error)
-/// that might repeat one.
+/// Replaces every secret of the configuration with <c>***</c> in the messages of other code that <c>conveyor doctor</c>
+/// quotes (a driver's connection error, a start-up refusal): its own text never holds one, and those might.
 /// </summary>
 internal sealed class SecretRedactor
 {

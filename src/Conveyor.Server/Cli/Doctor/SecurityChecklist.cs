@@ -53,11 +53,13 @@ internal sealed class SecurityChecklist
     private readonly ServerOptions _server;
     private readonly IReadOnlyList<ApiCaller>? _configuredKeys;
     private readonly string? _keysProblem;
+    private readonly SecretRedactor _redactor;
 
-    public SecurityChecklist(IConfigurationRoot configuration, ConveyorSettings settings, StoredKeys storedKeys, DateTimeOffset now)
+    public SecurityChecklist(IConfigurationRoot configuration, ConveyorSettings settings, StoredKeys storedKeys, SecretRedactor redactor, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(settings);
         _configuration = configuration;
+        _redactor = redactor;
         _settings = settings;
         _storedKeys = storedKeys;
         _now = now;
@@ -657,8 +659,9 @@ internal sealed class SecurityChecklist
         _ => location.GetType().Name,
     };
 
-    /// <summary>A start-up refusal's message as a finding: what is wrong, and that the server would not start.</summary>
-    private static string Refusal(string message) => $"{message.TrimEnd('.')}: the server refuses to start";
+    /// <summary>A start-up refusal's message as a finding: what is wrong, and that the server would not start. The
+    /// messages name settings, never their secret values; a message quotes a library's, though, so it is redacted.</summary>
+    private string Refusal(string message) => $"{_redactor.Redact(message).TrimEnd('.')}: the server refuses to start";
 
     private static string Octal(UnixFileMode mode) => "0" + Convert.ToString((int)mode, 8).PadLeft(3, '0');
 

@@ -16,7 +16,9 @@ internal static class StoredKeysProbe
     /// <summary>How long the backend gets to answer, connection included.</summary>
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(5);
 
-    public static async Task<StoredKeys> ReadAsync(Dictionary<string, string?> flags, BackendLocation location, CancellationToken cancellationToken)
+    /// <summary>The stored keys of <paramref name="location"/>; a driver's error message is passed through <paramref name="redactor"/>,
+    /// as it may repeat a connection string.</summary>
+    public static async Task<StoredKeys> ReadAsync(Dictionary<string, string?> flags, BackendLocation location, SecretRedactor redactor, CancellationToken cancellationToken)
     {
         if (location is SqliteDatabase { Path: var path } && !File.Exists(path)
             || location is RabbitMqBroker { Store: SqliteDatabase { Path: var storePath } } && !File.Exists(storePath))
@@ -55,7 +57,7 @@ internal static class StoredKeysProbe
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // Any driver's error (connection refused, no schema, authentication): the item is unknown, not failed.
-            return new StoredKeys(null, $"the {Describe(location)} could not be read ({ex.GetType().Name}: {FirstLine(ex.Message)})");
+            return new StoredKeys(null, $"the {Describe(location)} could not be read ({ex.GetType().Name}: {redactor.Redact(FirstLine(ex.Message))})");
         }
         finally
         {
