@@ -39,16 +39,18 @@ internal static class StoredKeysProbe
         }
         try
         {
-            var backend = host.Services.GetRequiredService<IConveyorBackend>();
-            if (backend.ApiKeys is not { } store)
-            {
-                return new StoredKeys(0, null);
-            }
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(Timeout);
-            // WaitAsync as well as the token: a driver that ignores cancellation while it connects still cannot hold the command.
-            var keys = await store.ListApiKeysAsync(timeout.Token).WaitAsync(Timeout, cancellationToken).ConfigureAwait(false);
-            return new StoredKeys(keys.Count(k => k.RevokedAt is null), null);
+            // On the pool and under WaitAsync as well as the token: a backend that connects while it is built, or a driver
+            // that ignores cancellation while it connects, still cannot hold the command.
+            var read = Task.Run(async () =>
+            {
+                var backend = host.Services.GetRequiredService<IConveyorBackend>();
+                return backend.ApiKeys is { } store
+                    ? (await store.ListApiKeysAsync(timeout.Token).ConfigureAwait(false)).Count(k => k.RevokedAt is null)
+                    : 0;
+            }, timeout.Token);
+            return new StoredKeys(await read.WaitAsync(Timeout, cancellationToken).ConfigureAwait(false), null);
         }
         catch (Exception ex) when (ex is TimeoutException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
