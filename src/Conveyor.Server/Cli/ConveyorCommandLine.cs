@@ -6,7 +6,7 @@ namespace Conveyor.Server.Cli;
 
 /// <summary>The <c>conveyor</c> command line: <c>server</c> (the default), <c>worker</c>, <c>enqueue</c>, <c>info</c>,
 /// <c>tasks</c>, <c>task</c>, <c>cancel</c>, <c>pause</c>, <c>resume</c>, <c>workers</c>, <c>schedules</c>, <c>retry</c>,
-/// <c>purge</c>, <c>keys</c>, <c>migrate</c>.</summary>
+/// <c>purge</c>, <c>keys</c>, <c>doctor</c>, <c>migrate</c>.</summary>
 internal static class ConveyorCommandLine
 {
     /// <summary>Parses <paramref name="args"/> and runs the command. Ctrl+C and SIGTERM are left to the hosts, which
@@ -82,6 +82,7 @@ internal static class ConveyorCommandLine
         root.Subcommands.Add(BulkCommand.Create(purge: false, global, output, error));
         root.Subcommands.Add(BulkCommand.Create(purge: true, global, output, error));
         root.Subcommands.Add(Keys.KeysCommand.Create(global, output, error));
+        root.Subcommands.Add(DoctorCommand.Create(global, output, error));
         root.Subcommands.Add(MigrateCommand.Create(global, output, error));
         return root;
     }

@@ -9,4 +9,6 @@ internal static class ExitCodes
     public const int Failure = 1;
     /// <summary>A setting or argument cannot work; nothing was done. The message says what to change.</summary>
     public const int InvalidInput = 2;
+    /// <summary><c>conveyor doctor</c>: an item of the security checklist fails for this configuration.</summary>
+    public const int ChecklistFailed = 3;
 }

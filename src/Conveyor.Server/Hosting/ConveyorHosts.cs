@@ -1,5 +1,6 @@
 using Conveyor.AspNetCore;
 using Conveyor.AspNetCore.Security;
+using Conveyor.Backends;
 using Conveyor.Dashboard;
 using Conveyor.RabbitMQ;
 using Conveyor.Redis;
@@ -35,12 +36,11 @@ internal static class ConveyorHosts
     /// <see cref="ConveyorConfigurationException"/> when a setting cannot work, including a non-loopback address without API keys.</summary>
     public static WebApplication BuildServer(IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
+        var builder = CreateServerBuilder();
         var (server, api) = AddConveyor(builder.Configuration, builder.Services, builder.Logging, HostRole.Server, flags, environment);
-        if (builder.Configuration.GetSection("Kestrel:Endpoints").Exists())
+        if (KestrelEndpointsProblem(builder.Configuration) is { } endpoints)
         {
-            // Kestrel would listen where those say, past the loopback check below.
-            throw new ConveyorConfigurationException("Kestrel:Endpoints is not supported by conveyor server; set the address with HOST and PORT (or --host and --port).");
+            throw new ConveyorConfigurationException(endpoints);
         }
         IReadOnlyList<ApiCaller> configuredKeys;
         try
@@ -55,10 +55,9 @@ internal static class ConveyorHosts
         {
             throw new ConveyorConfigurationException(origins);
         }
-        if (api.RateLimit.PermitsPerSecond < 0 || api.RateLimit.Burst < 1)
+        if (RateLimitProblem(api) is { } rateLimit)
         {
-            throw new ConveyorConfigurationException(
-                $"Conveyor:RateLimit (CONVEYOR_RATE_LIMIT__PERMITS_PER_SECOND {api.RateLimit.PermitsPerSecond}, __BURST {api.RateLimit.Burst}): permits per second must be 0 (no limit) or more, the burst at least 1 (defaults 20000 and 20000).");
+            throw new ConveyorConfigurationException(rateLimit);
         }
         ListenAddress.EnsureSafe(server.Host, server.Port, configuredKeys.Count > 0);
         ReverseProxy.EnsureKeys(server.BehindProxy, configuredKeys.Count > 0);
@@ -136,6 +135,25 @@ internal static class ConveyorHosts
         return app;
     }
 
+    /// <summary>The builder of <see cref="BuildServer"/>, before Conveyor's sources are added: the web host's configuration
+    /// sources (appsettings.json and appsettings.{Environment}.json in the working directory, environment variables).
+    /// <c>conveyor doctor</c> reads the server's configuration through it, so that both read the same sources.</summary>
+    internal static WebApplicationBuilder CreateServerBuilder() =>
+        WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
+
+    /// <summary>Why the server refuses <c>Kestrel:Endpoints</c>, when it is set, or null.</summary>
+    internal static string? KestrelEndpointsProblem(IConfiguration configuration) =>
+        configuration.GetSection("Kestrel:Endpoints").Exists()
+            // Kestrel would listen where those say, past the loopback check.
+            ? "Kestrel:Endpoints is not supported by conveyor server; set the address with HOST and PORT (or --host and --port)."
+            : null;
+
+    /// <summary>What is wrong with the API's rate limit, or null.</summary>
+    internal static string? RateLimitProblem(ConveyorApiOptions api) =>
+        api.RateLimit.PermitsPerSecond < 0 || api.RateLimit.Burst < 1
+            ? $"Conveyor:RateLimit (CONVEYOR_RATE_LIMIT__PERMITS_PER_SECOND {api.RateLimit.PermitsPerSecond}, __BURST {api.RateLimit.Burst}): permits per second must be 0 (no limit) or more, the burst at least 1 (defaults 20000 and 20000)."
+            : null;
+
     /// <summary>A worker (and the scheduler) without HTTP, or a tool host whose services are used without starting it.</summary>
     public static IHost BuildHost(HostRole role, IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null)
     {
@@ -172,17 +190,8 @@ internal static class ConveyorHosts
     {
         ConveyorConfiguration.AddSources(configuration, flags, environment);
         var section = configuration.GetSection(ConveyorConfiguration.Section);
-        var server = Read<ServerOptions>(section);
-        // Bound here once so that a value that does not convert stops the command with a message, instead of
-        // failing later inside a hosted service.
-        var conveyorOptions = Read<ConveyorOptions>(section);
-        // The same checks the host makes at start, made here so that the command stops with the message (exit code 2)
-        // before anything starts.
-        var validation = new ConveyorOptionsValidator().Validate(null, conveyorOptions);
-        if (validation.Failed)
-        {
-            throw new ConveyorConfigurationException(string.Join(" ", validation.Failures));
-        }
+        var settings = ReadSettings(configuration);
+        var server = settings.Server;
         if (role != HostRole.Supervisor)
         {
             // A supervisor's children read the same environment and warn.
@@ -194,17 +203,12 @@ internal static class ConveyorHosts
             }
             services.AddHostedService(sp => new ConfigurationWarnings(warnings, sp.GetRequiredService<ILogger<ConfigurationWarnings>>()));
         }
-        var api = Read<ConveyorApiOptions>(section);
-        var http = Read<HttpTaskOptions>(section.GetSection("Http"));
-        if (HttpDestinationGuard.CheckNetworks(http.AllowedNetworks) is { } networks)
+        var api = settings.Api;
+        if (HttpDestinationGuard.CheckNetworks(settings.Http.AllowedNetworks) is { } networks)
         {
             throw new ConveyorConfigurationException(networks);
         }
-        if (server.Port is < 0 or > 65535)
-        {
-            throw new ConveyorConfigurationException($"PORT {server.Port} is out of range: 1 to 65535, or 0 for any free port.");
-        }
-        var backend = BackendSelection.Select(server);
+        var backend = settings.Backend;
 
         ConsoleLogging.Add(configuration, logging, environment);
         if (role == HostRole.Tool)
@@ -225,7 +229,7 @@ internal static class ConveyorHosts
         services.AddOptions<RedisBackendOptions>().Bind(section.GetSection("Redis"));
         services.AddOptions<RabbitMqBackendOptions>().Bind(section.GetSection("RabbitMq"));
         backend.Use(conveyor);
-        if (Read<EncryptionOptions>(section.GetSection(EncryptionOptions.SectionName)).ReadKeys() is { } encryptionKeys)
+        if (settings.Encryption.ReadKeys() is { } encryptionKeys)
         {
             conveyor.UseEncryption(encryptionKeys);
         }
@@ -252,6 +256,35 @@ internal static class ConveyorHosts
         return (server, api);
     }
 
+    /// <summary>Binds the options every command reads from <paramref name="configuration"/> (its sources added) and makes
+    /// the checks that do not depend on the role: values that convert, the engine's options, the port, the backend's
+    /// URLs. Throws <see cref="ConveyorConfigurationException"/> saying what to change. The checks of the API's keys, TLS,
+    /// hosts, origins and http.request's networks are the server's (<see cref="BuildServer"/>) and <c>conveyor doctor</c>'s.</summary>
+    internal static ConveyorSettings ReadSettings(IConfiguration configuration)
+    {
+        var section = configuration.GetSection(ConveyorConfiguration.Section);
+        var server = Read<ServerOptions>(section);
+        // Bound here once so that a value that does not convert stops the command with a message, instead of
+        // failing later inside a hosted service.
+        var conveyorOptions = Read<ConveyorOptions>(section);
+        // The same checks the host makes at start, made here so that the command stops with the message (exit code 2)
+        // before anything starts.
+        var validation = new ConveyorOptionsValidator().Validate(null, conveyorOptions);
+        if (validation.Failed)
+        {
+            throw new ConveyorConfigurationException(string.Join(" ", validation.Failures));
+        }
+        var api = Read<ConveyorApiOptions>(section);
+        var http = Read<HttpTaskOptions>(section.GetSection("Http"));
+        if (server.Port is < 0 or > 65535)
+        {
+            throw new ConveyorConfigurationException($"PORT {server.Port} is out of range: 1 to 65535, or 0 for any free port.");
+        }
+        var backend = BackendSelection.Select(server);
+        var encryption = Read<EncryptionOptions>(section.GetSection(EncryptionOptions.SectionName));
+        return new ConveyorSettings(server, conveyorOptions, api, http, encryption, backend);
+    }
+
     private static T Read<T>(IConfiguration section) where T : new()
     {
         try
@@ -265,6 +298,16 @@ internal static class ConveyorHosts
         }
     }
 }
+
+/// <summary>The options every command binds (<see cref="ConveyorHosts.ReadSettings"/>).</summary>
+/// <param name="Server">Where the server listens and which backend it uses.</param>
+/// <param name="Conveyor">The engine's options.</param>
+/// <param name="Api">The HTTP API's options.</param>
+/// <param name="Http">The <c>http.request</c> task's options.</param>
+/// <param name="Encryption">Payload encryption's keys, not yet read.</param>
+/// <param name="Backend">The backend the URLs select.</param>
+internal sealed record ConveyorSettings(ServerOptions Server, ConveyorOptions Conveyor, ConveyorApiOptions Api, HttpTaskOptions Http,
+    EncryptionOptions Encryption, BackendLocation Backend);
 
 /// <summary>Logs, once at start, the configuration problems that do not stop it (unknown <c>CONVEYOR_*</c> variables).</summary>
 internal sealed partial class ConfigurationWarnings(IReadOnlyList<string> warnings, ILogger<ConfigurationWarnings> logger) : IHostedService

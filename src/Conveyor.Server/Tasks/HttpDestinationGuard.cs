@@ -114,7 +114,7 @@ internal sealed class HttpDestinationGuard
         "(loopback, private, link-local or reserved), which http.request does not call unless Conveyor:Http:AllowedNetworks " +
         "(CONVEYOR_HTTP__ALLOWED_NETWORKS) holds it.";
 
-    private static bool TryParseNetwork(string? text, out IPNetwork network)
+    internal static bool TryParseNetwork(string? text, out IPNetwork network)
     {
         network = default;
         text = text?.Trim();
