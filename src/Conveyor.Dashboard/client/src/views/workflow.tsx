@@ -168,7 +168,7 @@ function StepGraph({ workflow: w }: { workflow: Workflow }) {
         const hidden = layer.length - visible[i].length;
         const counts = countByState(layer);
         return <section class="layer" aria-label={`Layer ${i + 1}: ${layer.length} step${layer.length === 1 ? "" : "s"}`} data-layer={i}>
-          <h3>{i === 0 ? "First" : `Then (${i + 1})`} <span class="muted">· {count(layer.length)}</span></h3>
+          <h3>Layer {i + 1} <span class="muted">· {count(layer.length)} step{layer.length === 1 ? "" : "s"}</span></h3>
           {layer.length > LAYER_FIRST && <p class="muted layer-counts">{counts.map(([s, n]) => `${count(n)} ${s}`).join(" · ")}</p>}
           <ol class="step-cards">{visible[i].map(s => <StepCard key={s.id} step={s} />)}</ol>
           {hidden > 0 && <div class="more" data-more-layer={i}>
