@@ -286,10 +286,38 @@ public sealed class DashboardWorkflowTests(BrowserFixture fixture)
     }
 
     [Fact]
+    public async Task With_keys_cancel_through_the_page_carries_the_CSRF_token_and_a_forged_one_is_refused()
+    {
+        const string key = "dashboard-workflow-key-2c9e-0123456789abcdef";
+        await using var server = await DashboardServer.StartAsync(apiKey: key);
+        var id = (await server.PostAsync("api/v1/workflows", JsonSerializer.Serialize(new
+        {
+            chain = new[] { new { task = "conveyor.noop", queue = "workflows-held" }, new { task = "conveyor.noop", queue = "workflows-held" } },
+        }))).GetProperty("id").GetString()!;
+        var page = await fixture.NewPageAsync();
+        await page.GotoAsync(new Uri(server.BaseAddress, $"workflows/{id}").ToString());
+        await page.GetByLabel("API key").FillAsync(key);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        var head = page.Locator("[data-section=workflow-head] .badge");
+        await Expect(head).ToHaveTextAsync("running");
+
+        // The session cookie alone, as a forged request would send it: refused, nothing changed.
+        var forged = await page.EvaluateAsync<int>($"async () => (await fetch('api/v1/workflows/{id}/cancel', {{ method: 'POST' }})).status");
+        Assert.Equal(403, forged);
+        Assert.Equal("running", (await server.GetAsync($"api/v1/workflows/{id}")).GetProperty("state").GetString());
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Cancel workflow…" }).ClickAsync();
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Cancel workflow" }).ClickAsync();
+        await Expect(head).ToHaveTextAsync("cancelled");
+        Assert.Equal("cancelled", (await server.GetAsync($"api/v1/workflows/{id}")).GetProperty("state").GetString());
+    }
+
+    [Fact]
     public async Task Unknown_workflow_id_says_so()
     {
         var page = await fixture.NewPageAsync();
-        await page.GotoAsync(Url($"workflows/{Guid.CreateVersion7()}"));
+        // The server answers the page for the workflow routes; the page asks the API, which knows no such workflow.
+        Assert.Equal(200, (await page.GotoAsync(Url($"workflows/{Guid.CreateVersion7()}")))!.Status);
         await Expect(page.Locator(".note.error")).ToContainTextAsync("No workflow with this id");
     }
 }
