@@ -465,6 +465,9 @@ internal sealed class RabbitMqWorkflows(IWorkflowStore store, RabbitMqBackend ba
 
     public Task<StoredWorkflow?> GetWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => store.GetWorkflowAsync(workflowId, cancellationToken);
 
+    /// <inheritdoc />
+    public Task<WorkflowSummary?> GetWorkflowSummaryAsync(Guid workflowId, CancellationToken cancellationToken) => store.GetWorkflowSummaryAsync(workflowId, cancellationToken);
+
     public Task<IReadOnlyList<TaskRecord>> GetWorkflowTasksAsync(Guid workflowId, CancellationToken cancellationToken) =>
         store.GetWorkflowTasksAsync(workflowId, cancellationToken);
 

@@ -50,6 +50,20 @@ public sealed partial class RedisBackend : IWorkflowStore
         return fields.Length == 0 ? null : ReadWorkflow(workflowId, fields).Workflow;
     }
 
+    /// <inheritdoc />
+    public async Task<WorkflowSummary?> GetWorkflowSummaryAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var values = await db.HashGetAsync(_base + "wf:" + IdText(workflowId), ["name", "state", "created", "finished"]).ConfigureAwait(false);
+        if (values[1].IsNull)
+        {
+            return null;
+        }
+        return new WorkflowSummary(workflowId, values[0].IsNull ? null : (string?)values[0], (WorkflowState)(int)values[1],
+            DateTimeOffset.FromUnixTimeMilliseconds((long)values[2]),
+            values[3].IsNull ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)values[3]));
+    }
+
     private static (StoredWorkflow Workflow, long Seq) ReadWorkflow(Guid id, HashEntry[] fields)
     {
         var map = fields.ToDictionary(f => (string)f.Name!, f => f.Value);

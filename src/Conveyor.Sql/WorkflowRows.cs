@@ -53,6 +53,27 @@ public static class WorkflowRows
         return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? Read(reader, dialect) : null;
     }
 
+    /// <summary>The workflow's state and times (its row alone, not its graph), or null.</summary>
+    public static async Task<WorkflowSummary?> GetSummaryAsync(DbConnection connection, SqlDialect dialect, Guid workflowId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(dialect);
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT id, name, state, created_at, finished_at FROM {dialect.Table("workflows")} WHERE id = {dialect.Parameter("id")}";
+        dialect.AddParameter(command, "id", dialect.TaskIdValue(workflowId));
+        await using var r = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return null;
+        }
+        return new WorkflowSummary(
+            dialect.ReadTaskId(r, 0),
+            r.IsDBNull(1) ? null : r.GetString(1),
+            (WorkflowState)Convert.ToInt32(r.GetValue(2), CultureInfo.InvariantCulture),
+            DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(3)),
+            r.IsDBNull(4) ? null : DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(4)));
+    }
+
     /// <summary>The tasks of the workflow's steps, in creation order.</summary>
     public static async Task<IReadOnlyList<TaskRecord>> GetTasksAsync(DbConnection connection, SqlDialect dialect, Guid workflowId, CancellationToken cancellationToken)
     {

@@ -106,6 +106,13 @@ public sealed partial class SqliteBackend : IWorkflowStore
     }
 
     /// <inheritdoc />
+    public async Task<WorkflowSummary?> GetWorkflowSummaryAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
+        return await WorkflowRows.GetSummaryAsync(connection, SqliteDialect.Instance, workflowId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
     public async Task<IReadOnlyList<TaskRecord>> GetWorkflowTasksAsync(Guid workflowId, CancellationToken cancellationToken)
     {
         await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);

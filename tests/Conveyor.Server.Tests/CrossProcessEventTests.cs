@@ -62,6 +62,22 @@ public sealed class CrossProcessEventTests : IDisposable
             Assert.Equal(workerId, events[2].Get("origin"));
             var stored = await http.GetFromJsonAsync<JsonElement>($"/api/v1/tasks/{id}");
             Assert.Equal("succeeded", stored.GetProperty("state").GetString());
+
+            // A workflow's end is written by the worker's completion, in the worker process: that process reads it and
+            // announces it on the notifier's workflow channel.
+            using var created = await http.PostAsync("/api/v1/workflows", new StringContent(
+                """{"name": "cross", "steps": [{"id": "a", "task": "conveyor.noop"}, {"id": "b", "task": "conveyor.noop", "after": ["a"]}]}""",
+                System.Text.Encoding.UTF8, "application/json"));
+            var createdBody = await created.Content.ReadAsStringAsync();
+            Assert.True(created.StatusCode == System.Net.HttpStatusCode.Created, createdBody);
+            var workflowId = JsonDocument.Parse(createdBody).RootElement.GetProperty("id").GetString();
+            await stream.WaitForAsync(e => e.Event == "workflow" && e.Get("workflowId") == workflowId && e.Type == "succeeded", Deadline,
+                $"workflow {workflowId}'s succeeded event from the worker process");
+            var workflowEvents = stream.Messages.Where(e => e.Event == "workflow" && e.Get("workflowId") == workflowId).ToList();
+            Assert.True(workflowEvents.Select(e => e.Type).SequenceEqual(["created", "succeeded"]), string.Join(" | ", workflowEvents));
+            Assert.Equal(serverId, workflowEvents[0].Get("origin"));
+            Assert.Equal(workerId, workflowEvents[1].Get("origin"));
+            Assert.Equal("cross", workflowEvents[1].Get("name"));
         });
 
     [Theory]

@@ -76,9 +76,18 @@ public sealed class EventStreamTests
         await all.WaitUntilAsync(s => s.Comments.Any(c => c.StartsWith("connected", StringComparison.Ordinal)), Deadline, "the connected comment");
         var first = await StartWorkflowAsync();
         await all.WaitForAsync(e => e.Get("workflowId") == first.ToString() && e.Get("stepId") == "second" && e.Type == "succeeded", Deadline, "the second step's success");
-        var ofFirst = all.Messages.Where(e => e.Get("workflowId") == first.ToString()).ToList();
+        var ofFirst = all.Messages.Where(e => e.Event == "task" && e.Get("workflowId") == first.ToString()).ToList();
         Assert.Equal(["started", "succeeded", "started", "succeeded"], ofFirst.Select(e => e.Type));
         Assert.Equal(["first", "first", "second", "second"], ofFirst.Select(e => e.Get("stepId")));
+        // The workflow's own events: created before its steps ran, succeeded (once) after its last step.
+        await all.WaitForAsync(e => e.Event == "workflow" && e.Get("workflowId") == first.ToString() && e.Type == "succeeded", Deadline, "the workflow's succeeded event");
+        var workflowEvents = all.Messages.Where(e => e.Event == "workflow" && e.Get("workflowId") == first.ToString()).ToList();
+        Assert.Equal(["created", "succeeded"], workflowEvents.Select(e => e.Type));
+        Assert.Equal(["running", "succeeded"], workflowEvents.Select(e => e.Get("state")));
+        Assert.All(workflowEvents, e => Assert.False(string.IsNullOrEmpty(e.Get("origin")), $"no origin in {e}"));
+        var messages = all.Messages.ToList();
+        Assert.True(messages.IndexOf(workflowEvents[0]) < messages.IndexOf(ofFirst[0]), "created came after a step's start");
+        Assert.True(messages.IndexOf(workflowEvents[1]) > messages.IndexOf(ofFirst[3]), "succeeded came before the last step's success");
 
         using var bad = await server.Client.GetAsync("/api/v1/events?workflow=nope");
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
@@ -95,6 +104,45 @@ public sealed class EventStreamTests
         // Nothing of the second workflow or the plain task passed the first workflow's filter.
         Assert.Empty(filtered.Messages);
         filtered.AssertNoProtocolErrors();
+    }
+
+    [Fact]
+    public async Task Workflow_types_select_workflow_events_and_task_filters_leave_them_out()
+    {
+        await using var server = await StartAsync();
+        await using var ends = await SseClient.OpenAsync(server.BaseAddress, "?type=workflow.succeeded,workflow.failed");
+        await using var byQueue = await SseClient.OpenAsync(server.BaseAddress, "?queue=default");
+        await using var started = await SseClient.OpenAsync(server.BaseAddress, "?type=started");
+        foreach (var stream in new[] { ends, byQueue, started })
+        {
+            await stream.WaitUntilAsync(s => s.Comments.Any(c => c.StartsWith("connected", StringComparison.Ordinal)), Deadline, "the connected comment");
+        }
+        async Task<Guid> StartWorkflowAsync(string body)
+        {
+            using var response = await server.PostJsonAsync("/api/v1/workflows", body);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.Created, text);
+            return JsonDocument.Parse(text).RootElement.GetProperty("id").GetGuid();
+        }
+        var succeeds = await StartWorkflowAsync("""{"name": "sse-ok", "steps": [{"id": "a", "task": "conveyor.noop"}, {"id": "b", "task": "conveyor.noop", "after": ["a"]}]}""");
+        // A 404 fails the step permanently: the workflow fails.
+        var failingUrl = new Uri(server.BaseAddress, "/no-such-page").ToString();
+        var fails = await StartWorkflowAsync($$$"""{"steps": [{"id": "a", "task": "http.request", "args": {"url": "{{{failingUrl}}}"}}, {"id": "b", "task": "conveyor.noop", "after": ["a"]}]}""");
+        await ends.WaitForAsync(e => e.Get("workflowId") == succeeds.ToString(), Deadline, "the succeeded workflow's end");
+        await ends.WaitForAsync(e => e.Get("workflowId") == fails.ToString(), Deadline, "the failed workflow's end");
+        await byQueue.WaitForAsync(e => e.Get("workflowId") == fails.ToString() && e.Get("stepId") == "a" && e.Type == "dead", Deadline, "the failing step's dead event");
+
+        ends.AssertNoProtocolErrors();
+        Assert.All(ends.Messages, e => Assert.Equal("workflow", e.Event));
+        Assert.Equal(["succeeded", "failed"], ends.Messages.OrderBy(e => e.Get("workflowId") == fails.ToString()).Select(e => e.Type));
+        Assert.Equal("sse-ok", ends.Messages.Single(e => e.Type == "succeeded").Get("name"));
+        Assert.Equal("failed", ends.Messages.Single(e => e.Type == "failed").Get("state"));
+        Assert.All(byQueue.Messages, e => Assert.Equal("task", e.Event));
+        Assert.All(started.Messages, e => Assert.Equal("task", e.Event));
+
+        using var bad = await server.Client.GetAsync("/api/v1/events?type=workflow.exploded");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Contains("workflow.created", await bad.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -171,7 +219,7 @@ public sealed class EventStreamTests
     }
 
     [Theory]
-    [InlineData("?type=finished", "type", "'finished' is not an event type", "enqueued, started, succeeded, retrying, dead, cancelled, expired or failed")]
+    [InlineData("?type=finished", "type", "'finished' is not an event type", "enqueued, started, succeeded, retrying, dead, cancelled, expired, failed, or workflow.created")]
     [InlineData("?type=started,bogus", "type", "'bogus'", "failed")]
     [InlineData("?state=done", "state", "'done' is not a state", "scheduled")]
     [InlineData("?queue=no%20spaces", "queue", "'no spaces' is not a queue name", "letters, digits")]

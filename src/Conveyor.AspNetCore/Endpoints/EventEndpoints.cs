@@ -21,13 +21,16 @@ internal static class EventEndpoints
     {
         api.Read.MapGet("/events", StreamAsync)
             .WithName("StreamEvents")
-            .WithSummary("Task events of every process, live (text/event-stream)")
+            .WithSummary("Task and workflow events of every process, live (text/event-stream)")
             .WithDescription("""
-                Each event is `event: task` with `data:` one JSON object (type, taskId, task, queue, state, attempt, at, workerId,
-                durationMs, error, retryAt, origin, and workflowId and stepId for a workflow step's attempts). Filters, each a
-                comma-separated list or repeated: `workflow` (workflow ids: the attempts of its steps), `queue`, `task`,
-                `type` (enqueued, started, succeeded, retrying, dead, cancelled, expired; `failed` = retrying and dead) and
-                `state` (the task's state after the event). A comment line every 15 s keeps proxies from closing an idle
+                Each task event is `event: task` with `data:` one JSON object (type, taskId, task, queue, state, attempt, at, workerId,
+                durationMs, error, retryAt, origin, and workflowId and stepId for a workflow step's). Each workflow event is
+                `event: workflow` with type (created, succeeded, failed, cancelled, retried), workflowId, name, state, at, origin.
+                Filters, each a comma-separated list or repeated: `workflow` (workflow ids: their events and their steps'), `queue`,
+                `task`, `type` (enqueued, started, succeeded, retrying, dead, cancelled, expired; `failed` = retrying and dead;
+                workflow.created, workflow.succeeded, workflow.failed, workflow.cancelled, workflow.retried; `workflow` = all five)
+                and `state` (the task's state after the event). `queue`, `task` and `state` select task events only; a `type`
+                without a workflow type leaves workflow events out. A comment line every 15 s keeps proxies from closing an idle
                 stream. A client that falls more than 1,000 events behind gets `event: overflow` and the stream ends:
                 reconnect, and read what was missed from /api/v1/tasks. Events are not stored: Last-Event-ID does not resume.
                 """)
@@ -36,13 +39,18 @@ internal static class EventEndpoints
     }
 
     private sealed record Filter(HashSet<string>? Queues, HashSet<string>? Tasks, HashSet<TaskEventKind>? Kinds, HashSet<TaskState>? States,
-        HashSet<Guid>? Workflows)
+        HashSet<Guid>? Workflows, HashSet<WorkflowEventKind>? WorkflowKinds)
     {
+        public bool Matches(WorkflowEvent e) =>
+            (Workflows is null || Workflows.Contains(e.WorkflowId))
+            && Queues is null && Tasks is null && States is null
+            && (Kinds is null && WorkflowKinds is null || WorkflowKinds is not null && WorkflowKinds.Contains(e.Kind));
+
         public bool Matches(TaskEvent e) =>
             (Workflows is null || (e.WorkflowId is { } workflow && Workflows.Contains(workflow)))
             && (Queues is null || Queues.Contains(e.Queue))
             && (Tasks is null || Tasks.Contains(e.Task))
-            && (Kinds is null || Kinds.Contains(e.Kind))
+            && (Kinds is null && WorkflowKinds is null || Kinds is not null && Kinds.Contains(e.Kind))
             && (States is null || States.Contains(e.State));
     }
 
@@ -57,23 +65,38 @@ internal static class EventEndpoints
     private static Filter? ReadFilter(HttpRequest request, List<FieldError> errors)
     {
         HashSet<TaskEventKind>? kinds = null;
+        HashSet<WorkflowEventKind>? workflowKinds = null;
         if (Values(request, "type") is { } types)
         {
-            kinds = [];
             foreach (var type in types)
             {
-                if (string.Equals(type, "failed", StringComparison.OrdinalIgnoreCase))
+                if (string.Equals(type, "workflow", StringComparison.OrdinalIgnoreCase))
                 {
-                    kinds.Add(TaskEventKind.Retrying);
+                    (workflowKinds ??= []).UnionWith(Enum.GetValues<WorkflowEventKind>());
+                }
+                else if (type.StartsWith("workflow.", StringComparison.OrdinalIgnoreCase))
+                {
+                    if (WorkflowEventKinds.TryParseApiName(type["workflow.".Length..], out var workflowKind))
+                    {
+                        (workflowKinds ??= []).Add(workflowKind);
+                    }
+                    else
+                    {
+                        errors.Add(new FieldError("type", $"'{type}' is not a workflow event type; use workflow.created, workflow.succeeded, workflow.failed, workflow.cancelled, workflow.retried or workflow."));
+                    }
+                }
+                else if (string.Equals(type, "failed", StringComparison.OrdinalIgnoreCase))
+                {
+                    (kinds ??= []).Add(TaskEventKind.Retrying);
                     kinds.Add(TaskEventKind.Dead);
                 }
                 else if (TaskEventKinds.TryParseApiName(type, out var kind))
                 {
-                    kinds.Add(kind);
+                    (kinds ??= []).Add(kind);
                 }
                 else
                 {
-                    errors.Add(new FieldError("type", $"'{type}' is not an event type; use enqueued, started, succeeded, retrying, dead, cancelled, expired or failed."));
+                    errors.Add(new FieldError("type", $"'{type}' is not an event type; use enqueued, started, succeeded, retrying, dead, cancelled, expired, failed, or workflow.created, workflow.succeeded, workflow.failed, workflow.cancelled, workflow.retried, workflow."));
                 }
             }
         }
@@ -113,7 +136,7 @@ internal static class EventEndpoints
                 errors.Add(new FieldError("workflow", $"'{workflow}' is not a workflow id (a UUID)."));
             }
         }
-        return errors.Count > 0 ? null : new Filter(queues, Values(request, "task"), kinds, states, workflows);
+        return errors.Count > 0 ? null : new Filter(queues, Values(request, "task"), kinds, states, workflows, workflowKinds);
     }
 
     private static async Task<IResult> StreamAsync(HttpContext http, [FromServices] TaskEventBus bus,
@@ -133,16 +156,36 @@ internal static class EventEndpoints
         // The client's own buffer: a client that reads slower than events come is dropped, never buffered without end.
         // FullMode Wait: TryWrite answers false when the buffer is full (DropWrite would answer true and drop the event
         // silently, so the overflow would never be seen); nothing ever waits, as only TryWrite is called.
-        var pending = Channel.CreateBounded<TaskEvent>(new BoundedChannelOptions(bufferSize) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        // Task and workflow events, in the order they came.
+        var pending = Channel.CreateBounded<object>(new BoundedChannelOptions(bufferSize) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         var overflowed = false;
-        using var subscription = bus.Subscribe(e =>
+        void Write(object e)
         {
-            if (filter.Matches(e) && !pending.Writer.TryWrite(e))
+            if (!pending.Writer.TryWrite(e))
             {
                 overflowed = true;
                 pending.Writer.TryComplete();
             }
+        }
+        using var subscription = bus.Subscribe(e =>
+        {
+            if (filter.Matches(e))
+            {
+                Write(e);
+            }
         }, includeRemote: true);
+        // Subscribed only when the filter can pass a workflow event: while one is subscribed, the processes read their
+        // workflows' states at step ends.
+        using var workflowSubscription = filter.Queues is null && filter.Tasks is null && filter.States is null
+            && (filter.Kinds is null || filter.WorkflowKinds is not null)
+            ? bus.SubscribeWorkflows(e =>
+            {
+                if (filter.Matches(e))
+                {
+                    Write(e);
+                }
+            }, includeRemote: true)
+            : null;
 
         var response = http.Response;
         response.StatusCode = StatusCodes.Status200OK;
@@ -181,15 +224,25 @@ internal static class EventEndpoints
                 {
                     break;
                 }
-                while (reader.TryRead(out var taskEvent))
+                while (reader.TryRead(out var item))
                 {
                     json.ResetWrittenCount();
+                    string name;
                     using (var writer = new Utf8JsonWriter(json))
                     {
-                        TaskEventJson.Write(writer, taskEvent);
+                        if (item is WorkflowEvent workflowEvent)
+                        {
+                            WorkflowEventKinds.Write(writer, workflowEvent);
+                            name = "workflow";
+                        }
+                        else
+                        {
+                            TaskEventJson.Write(writer, (TaskEvent)item);
+                            name = "task";
+                        }
                     }
                     sequence++;
-                    body.Write(Encoding.UTF8.GetBytes($"id: {sequence.ToString(CultureInfo.InvariantCulture)}\nevent: task\ndata: "));
+                    body.Write(Encoding.UTF8.GetBytes($"id: {sequence.ToString(CultureInfo.InvariantCulture)}\nevent: {name}\ndata: "));
                     body.Write(json.WrittenSpan);
                     body.Write("\n\n"u8);
                 }

@@ -119,6 +119,14 @@ public sealed record StoredWorkflow
     public required IReadOnlyList<WorkflowStepInfo> Steps { get; init; }
 }
 
+/// <summary>A workflow's state and times, without its steps.</summary>
+/// <param name="Id">Workflow id.</param>
+/// <param name="Name">Name, or null.</param>
+/// <param name="State">State.</param>
+/// <param name="CreatedAt">When it was created.</param>
+/// <param name="FinishedAt">When it reached a terminal state.</param>
+public sealed record WorkflowSummary(Guid Id, string? Name, WorkflowState State, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt);
+
 /// <summary>A filter and page of the workflow list.</summary>
 public sealed record WorkflowQuery
 {
@@ -157,6 +165,13 @@ public interface IWorkflowStore
 
     /// <summary>One workflow, or null when unknown.</summary>
     Task<StoredWorkflow?> GetWorkflowAsync(Guid workflowId, CancellationToken cancellationToken);
+
+    /// <summary>A workflow's state and times without its step graph (read at each step's end while workflow events are
+    /// watched), or null when unknown. The default reads the whole workflow; SQL and Redis stores read one row or hash.</summary>
+    async Task<WorkflowSummary?> GetWorkflowSummaryAsync(Guid workflowId, CancellationToken cancellationToken) =>
+        await GetWorkflowAsync(workflowId, cancellationToken).ConfigureAwait(false) is { } workflow
+            ? new WorkflowSummary(workflow.Id, workflow.Name, workflow.State, workflow.CreatedAt, workflow.FinishedAt)
+            : null;
 
     /// <summary>The tasks of a workflow's steps (any order); empty when unknown.</summary>
     Task<IReadOnlyList<TaskRecord>> GetWorkflowTasksAsync(Guid workflowId, CancellationToken cancellationToken);

@@ -189,8 +189,11 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
         {
             return;
         }
+        var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(record.Headers);
         events.Publish(new TaskEvent
         {
+            WorkflowId = workflowId,
+            StepId = stepId,
             Kind = kind,
             State = kind == TaskEventKind.Cancelled ? TaskState.Cancelled : record.State,
             TaskId = taskId,

@@ -270,6 +270,8 @@ public sealed class EncryptingBackend : IConveyorBackend
 
         public Task<StoredWorkflow?> GetWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => inner.GetWorkflowAsync(workflowId, cancellationToken);
 
+        public Task<WorkflowSummary?> GetWorkflowSummaryAsync(Guid workflowId, CancellationToken cancellationToken) => inner.GetWorkflowSummaryAsync(workflowId, cancellationToken);
+
         public Task<WorkflowPage> ListWorkflowsAsync(WorkflowQuery query, CancellationToken cancellationToken) => inner.ListWorkflowsAsync(query, cancellationToken);
 
         public Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => inner.CancelWorkflowAsync(workflowId, cancellationToken);

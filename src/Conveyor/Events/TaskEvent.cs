@@ -54,8 +54,8 @@ public sealed record TaskEvent
     public DateTimeOffset? RetryAt { get; init; }
     /// <summary>The process that raised it (its <see cref="WorkerStatus.WorkerId"/>).</summary>
     public string? Origin { get; init; }
-    /// <summary>For a workflow step's task: its workflow (events of a worker's attempts; an enqueue, cancel or retry by
-    /// hand of a step does not say).</summary>
+    /// <summary>For a workflow step's task: its workflow (events of a worker's attempts and of a cancel or retry by hand;
+    /// a bulk retry does not say).</summary>
     public Guid? WorkflowId { get; init; }
     /// <summary>For a workflow step's task: its step id, with <see cref="WorkflowId"/>.</summary>
     public string? StepId { get; init; }

@@ -36,9 +36,12 @@ internal sealed partial class TaskEventBridge(
 
     private readonly Channel<TaskEvent> _outgoing = Channel.CreateBounded<TaskEvent>(
         new BoundedChannelOptions(BufferSize) { SingleReader = true, SingleWriter = false, FullMode = BoundedChannelFullMode.Wait });
+    private readonly Channel<WorkflowEvent> _outgoingWorkflows = Channel.CreateBounded<WorkflowEvent>(
+        new BoundedChannelOptions(BufferSize) { SingleReader = true, SingleWriter = false, FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Lock _gate = new();
     private long _wantedUntilTicks;
     private IDisposable? _localSubscription;
+    private IDisposable? _localWorkflowSubscription;
     private bool _sendFailing;
     // 1 from the first event dropped on a full buffer until a batch is sent again: logged once per spell.
     private int _dropping;
@@ -48,11 +51,14 @@ internal sealed partial class TaskEventBridge(
         await Task.Yield();
         IAsyncDisposable? events = null;
         IAsyncDisposable? wanted = null;
+        IAsyncDisposable? workflowEvents = null;
         try
         {
             events = await backend.Notifier.SubscribeAsync(NotifierChannels.Events, OnEvents, stoppingToken).ConfigureAwait(false);
+            workflowEvents = await backend.Notifier.SubscribeAsync(NotifierChannels.WorkflowEvents, OnWorkflowEvents, stoppingToken).ConfigureAwait(false);
             wanted = await backend.Notifier.SubscribeAsync(NotifierChannels.EventsWanted, OnWanted, stoppingToken).ConfigureAwait(false);
-            await Task.WhenAll(AnnounceLoopAsync(stoppingToken), SendLoopAsync(stoppingToken), ExpireLoopAsync(stoppingToken)).ConfigureAwait(false);
+            await Task.WhenAll(AnnounceLoopAsync(stoppingToken), SendLoopAsync(stoppingToken), SendWorkflowsLoopAsync(stoppingToken),
+                ExpireLoopAsync(stoppingToken)).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -72,6 +78,10 @@ internal sealed partial class TaskEventBridge(
             if (wanted is not null)
             {
                 await wanted.DisposeAsync().ConfigureAwait(false);
+            }
+            if (workflowEvents is not null)
+            {
+                await workflowEvents.DisposeAsync().ConfigureAwait(false);
             }
         }
     }
@@ -124,6 +134,8 @@ internal sealed partial class TaskEventBridge(
                     LogDropped(BufferSize);
                 }
             });
+            // Workflow events are few (a handful per workflow): dropped without a word when the buffer is full.
+            _localWorkflowSubscription ??= bus.SubscribeWorkflows(e => _outgoingWorkflows.Writer.TryWrite(e));
         }
     }
 
@@ -146,6 +158,8 @@ internal sealed partial class TaskEventBridge(
         {
             _localSubscription?.Dispose();
             _localSubscription = null;
+            _localWorkflowSubscription?.Dispose();
+            _localWorkflowSubscription = null;
         }
     }
 
@@ -200,13 +214,61 @@ internal sealed partial class TaskEventBridge(
         }
     }
 
-    private async Task SendAsync(ArrayBufferWriter<byte> batch, CancellationToken stoppingToken)
+    /// <summary>Sends this process's workflow events while they are wanted, those that came together in one notification
+    /// as far as the payload limit allows.</summary>
+    private async Task SendWorkflowsLoopAsync(CancellationToken stoppingToken)
+    {
+        var reader = _outgoingWorkflows.Reader;
+        var limit = backend.Capabilities.MaxNotificationPayload;
+        var batch = new ArrayBufferWriter<byte>(1024);
+        var one = new ArrayBufferWriter<byte>(256);
+        var count = 0;
+        while (await reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+        {
+            while (reader.TryRead(out var workflowEvent))
+            {
+                if (!IsWanted)
+                {
+                    continue;
+                }
+                one.ResetWrittenCount();
+                using (var writer = new Utf8JsonWriter(one))
+                {
+                    WorkflowEventKinds.Write(writer, workflowEvent);
+                }
+                if (count > 0 && batch.WrittenCount + 1 + one.WrittenCount + 1 > limit)
+                {
+                    await SendAsync(batch, NotifierChannels.WorkflowEvents, stoppingToken).ConfigureAwait(false);
+                    batch.ResetWrittenCount();
+                    count = 0;
+                }
+                if (one.WrittenCount + 2 > limit)
+                {
+                    continue;
+                }
+                batch.Write(count == 0 ? "["u8 : ","u8);
+                batch.Write(one.WrittenSpan);
+                count++;
+            }
+            if (count > 0)
+            {
+                await SendAsync(batch, NotifierChannels.WorkflowEvents, stoppingToken).ConfigureAwait(false);
+                batch.ResetWrittenCount();
+                count = 0;
+            }
+        }
+    }
+
+    private Task SendAsync(ArrayBufferWriter<byte> batch, CancellationToken stoppingToken) =>
+        SendAsync(batch, NotifierChannels.Events, stoppingToken);
+
+    private async Task SendAsync(ArrayBufferWriter<byte> batch, string channel, CancellationToken stoppingToken)
     {
         batch.Write("]"u8);
         var payload = Encoding.UTF8.GetString(batch.WrittenSpan);
         try
         {
-            await backend.Notifier.PublishAsync(NotifierChannels.Events, payload, stoppingToken).ConfigureAwait(false);
+            await backend.Notifier.PublishAsync(channel, payload, stoppingToken).ConfigureAwait(false);
             _sendFailing = false;
             Volatile.Write(ref _dropping, 0);
         }
@@ -239,6 +301,30 @@ internal sealed partial class TaskEventBridge(
                 if (taskEvent.Origin != status.WorkerId)
                 {
                     bus.PublishRemote(taskEvent);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or FormatException or InvalidOperationException)
+        {
+            LogMalformed(ex);
+        }
+    }
+
+    private void OnWorkflowEvents(Notification notification)
+    {
+        if (notification.Missed || bus.RemoteSubscribers == 0)
+        {
+            return;
+        }
+        try
+        {
+            using var document = JsonDocument.Parse(notification.Payload);
+            foreach (var element in document.RootElement.EnumerateArray())
+            {
+                var workflowEvent = WorkflowEventKinds.Read(element);
+                if (workflowEvent.Origin != status.WorkerId)
+                {
+                    bus.PublishRemoteWorkflow(workflowEvent);
                 }
             }
         }

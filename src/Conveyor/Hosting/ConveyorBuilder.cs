@@ -237,6 +237,7 @@ public static class ConveyorServiceCollectionExtensions
             services.TryAddSingleton<ILeadership>(sp => sp.GetRequiredService<LeaderElector>());
             services.AddHostedService(sp => sp.GetRequiredService<LeaderElector>());
             services.AddHostedService<TaskEventBridge>();
+            services.AddHostedService<Workflows.WorkflowEndProbe>();
             services.AddHostedService<DuePromoter>();
             services.AddHostedService<LeaseReaper>();
             services.AddHostedService<RetentionCleaner>();

@@ -46,6 +46,10 @@ public static class NotifierChannels
     /// <summary>Task events from other processes (see <c>TaskEventBus</c>). Payload: a batch of events as JSON.</summary>
     public const string Events = "events";
 
+    /// <summary>Workflow events from other processes (see <c>TaskEventBus.SubscribeWorkflows</c>). Payload: a batch of
+    /// workflow events as JSON. A channel of its own, so that a process of an earlier version ignores them.</summary>
+    public const string WorkflowEvents = "events.workflows";
+
     /// <summary>Some process streams events to a client: every process publishes its task events on
     /// <see cref="Events"/> for a while after hearing it. Payload: the asking process's id.</summary>
     public const string EventsWanted = "events.wanted";

@@ -6,7 +6,7 @@ namespace Conveyor.Workflows;
 /// <summary>The default <see cref="IWorkflowClient"/>: validates, builds each step's message as an enqueue would, and
 /// stores the workflow through the backend's <see cref="IWorkflowStore"/>.</summary>
 internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry registry, TimeProvider time, SchedulerSignal signal,
-    IOptions<ConveyorOptions> options) : IWorkflowClient
+    IOptions<ConveyorOptions> options, TaskEventBus events, WorkerStatus status) : IWorkflowClient
 {
     private IWorkflowStore Store => backend.Workflows
         ?? throw new NotSupportedException($"The {backend.Name} backend does not store workflows yet (docs/workflows.md).");
@@ -26,6 +26,7 @@ internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry regi
         {
             signal.Notify();
         }
+        Publish(WorkflowEventKind.Created, workflow.Id, workflow.Name, WorkflowState.Running, workflow.CreatedAt);
         return new WorkflowHandle(workflow.Id, this);
     }
 
@@ -97,11 +98,58 @@ internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry regi
         return Store.ListWorkflowsAsync(query, cancellationToken);
     }
 
-    public Task<bool> CancelAsync(Guid workflowId, CancellationToken cancellationToken = default) =>
-        Store.CancelWorkflowAsync(workflowId, cancellationToken);
+    public async Task<bool> CancelAsync(Guid workflowId, CancellationToken cancellationToken = default)
+    {
+        var cancelled = await Store.CancelWorkflowAsync(workflowId, cancellationToken).ConfigureAwait(false);
+        if (cancelled)
+        {
+            await PublishCancelledAsync(workflowId, cancellationToken).ConfigureAwait(false);
+        }
+        return cancelled;
+    }
 
-    public Task<bool> RetryAsync(Guid workflowId, CancellationToken cancellationToken = default) =>
-        Store.RetryWorkflowAsync(workflowId, cancellationToken);
+    public async Task<bool> RetryAsync(Guid workflowId, CancellationToken cancellationToken = default)
+    {
+        // Read first: once the store has it, a worker may run the retried steps and the workflow end again before this
+        // returns. The event's time is taken before the change, so it is never after the next end's.
+        var before = events.IsWorkflowObserved
+            ? await Store.GetWorkflowSummaryAsync(workflowId, cancellationToken).ConfigureAwait(false)
+            : null;
+        var at = time.GetUtcNow();
+        var retried = await Store.RetryWorkflowAsync(workflowId, cancellationToken).ConfigureAwait(false);
+        if (retried && before is not null)
+        {
+            Publish(WorkflowEventKind.Retried, workflowId, before.Name, WorkflowState.Running, at);
+        }
+        return retried;
+    }
+
+    /// <summary>Raises the event of a cancel made here, with the stored end time (as an end raised elsewhere would carry),
+    /// reading the workflow only when watched.</summary>
+    private async Task PublishCancelledAsync(Guid workflowId, CancellationToken cancellationToken)
+    {
+        if (events.IsWorkflowObserved
+            && await Store.GetWorkflowSummaryAsync(workflowId, cancellationToken).ConfigureAwait(false) is { } summary)
+        {
+            Publish(WorkflowEventKind.Cancelled, workflowId, summary.Name, WorkflowState.Cancelled, summary.FinishedAt ?? time.GetUtcNow());
+        }
+    }
+
+    private void Publish(WorkflowEventKind kind, Guid workflowId, string? name, WorkflowState state, DateTimeOffset at)
+    {
+        if (events.IsWorkflowObserved)
+        {
+            events.PublishWorkflow(new WorkflowEvent
+            {
+                Kind = kind,
+                WorkflowId = workflowId,
+                Name = name,
+                State = state,
+                At = at,
+                Origin = status.WorkerId,
+            });
+        }
+    }
 
     public async Task<IReadOnlyList<StepFailure>> GetFailuresAsync(TaskContext context, CancellationToken cancellationToken = default)
     {

@@ -208,10 +208,14 @@ public static class WorkflowHeaders
     public static (Guid? WorkflowId, string? StepId) StepOf(TaskMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        return message.Headers is { } headers && headers.TryGetValue(Workflow, out var id) && Guid.TryParse(id, out var guid)
+        return StepOf(message.Headers);
+    }
+
+    /// <summary>The workflow and step named by a task's headers, or nulls when it is not a step.</summary>
+    public static (Guid? WorkflowId, string? StepId) StepOf(IReadOnlyDictionary<string, string>? headers) =>
+        headers is not null && headers.TryGetValue(Workflow, out var id) && Guid.TryParse(id, out var guid)
             ? (guid, headers.TryGetValue(Step, out var step) ? step : null)
             : (null, null);
-    }
 
     /// <summary>The step id of a task's message, or null when it is not a step.</summary>
     public static string? StepId(this TaskContext context)

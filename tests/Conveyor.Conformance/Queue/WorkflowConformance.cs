@@ -268,6 +268,28 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
     }
 
     [Fact]
+    public async Task A_workflows_summary_gives_its_name_state_and_times_as_stored()
+    {
+        var workflow = NewWorkflow("summarised", ("a", []), ("b", ["a"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var running = await Workflows.GetWorkflowSummaryAsync(workflow.Id, Timeout);
+        Assert.Equal(new WorkflowSummary(workflow.Id, "summarised", WorkflowState.Running, Now, null), running);
+
+        await Queue.CompleteAsync([Succeeded(await FetchOneAsync())], Timeout);
+        Advance(TimeSpan.FromSeconds(3));
+        await Queue.CompleteAsync([Succeeded(await FetchOneAsync())], Timeout);
+        var stored = await WorkflowOf(workflow);
+        var ended = await Workflows.GetWorkflowSummaryAsync(workflow.Id, Timeout);
+        Assert.Equal(new WorkflowSummary(workflow.Id, "summarised", WorkflowState.Succeeded, stored.CreatedAt, stored.FinishedAt), ended);
+        Assert.Equal(Now, ended!.FinishedAt);
+
+        var unnamed = NewWorkflow(("x", []));
+        await Workflows.CreateWorkflowAsync(unnamed, Timeout);
+        Assert.Null((await Workflows.GetWorkflowSummaryAsync(unnamed.Id, Timeout))!.Name);
+        Assert.Null(await Workflows.GetWorkflowSummaryAsync(Guid.CreateVersion7(), Timeout));
+    }
+
+    [Fact]
     public async Task Creating_a_workflow_is_all_or_nothing()
     {
         var existing = await EnqueueAsync(NewMessage());

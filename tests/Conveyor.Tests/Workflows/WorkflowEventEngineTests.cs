@@ -1,0 +1,127 @@
+using Conveyor.Backends;
+using Conveyor.Tests.Engine;
+using Conveyor.Workflows;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Conveyor.Tests.Workflows;
+
+/// <summary>Workflow events raised by a real host on the in-memory backend: created, each end once, cancel and retry.</summary>
+public sealed class WorkflowEventEngineTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
+
+    private static EngineHost NewHost() => new(c => c
+        .AddTask<WorkflowEngineTests.AddHandler>("math.add")
+        .AddTask<WorkflowEngineTests.CollectHandler>("math.collect")
+        .AddTask<WorkflowEngineTests.FailHandler>("test.fail"));
+
+    private static TaskRequest Add(int value) => TaskRequest.Create("math.add", new WorkflowEngineTests.AddArgs(value));
+
+    /// <summary>The workflow events of one host, as they came.</summary>
+    private sealed class Recorded : IDisposable
+    {
+        private readonly List<WorkflowEvent> _events = [];
+        private readonly IDisposable _subscription;
+
+        public Recorded(EngineHost host) =>
+            _subscription = host.Services.GetRequiredService<TaskEventBus>().SubscribeWorkflows(e =>
+            {
+                lock (_events)
+                {
+                    _events.Add(e);
+                }
+            });
+
+        public IReadOnlyList<WorkflowEvent> Of(Guid workflowId)
+        {
+            lock (_events)
+            {
+                return [.. _events.Where(e => e.WorkflowId == workflowId)];
+            }
+        }
+
+        public async Task WaitForAsync(Guid workflowId, Func<IReadOnlyList<WorkflowEvent>, bool> condition, string what)
+        {
+            var deadline = DateTime.UtcNow + Deadline;
+            while (!condition(Of(workflowId)))
+            {
+                Assert.True(DateTime.UtcNow < deadline,
+                    $"Waited {Deadline.TotalSeconds} s for {what}; events: {string.Join(", ", Of(workflowId).Select(e => e.Kind))}");
+                await Task.Delay(10);
+            }
+        }
+
+        public void Dispose() => _subscription.Dispose();
+    }
+
+    [Fact]
+    public async Task A_chord_raises_created_then_succeeded_once_with_its_stored_end_time()
+    {
+        await using var host = NewHost();
+        await host.StartAsync();
+        using var recorded = new Recorded(host);
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        var handle = await workflows.StartAsync(Workflow.Chord(Enumerable.Range(1, 30).Select(Add), new TaskRequest("math.collect")));
+        using var timeout = new CancellationTokenSource(Deadline);
+        var record = await handle.WaitAsync(timeout.Token);
+        await recorded.WaitForAsync(handle.Id, e => e.Any(x => x.Kind == WorkflowEventKind.Succeeded), "the succeeded event");
+        // 31 step ends, each looked at: the end is announced once.
+        await Task.Delay(WorkflowEndProbe.RoundInterval * 5);
+        var events = recorded.Of(handle.Id);
+        Assert.Equal([WorkflowEventKind.Created, WorkflowEventKind.Succeeded], events.Select(e => e.Kind));
+        Assert.Equal(WorkflowState.Running, events[0].State);
+        Assert.Equal(WorkflowState.Succeeded, events[1].State);
+        Assert.Equal(record.FinishedAt, events[1].At);
+        Assert.All(events, e => Assert.False(string.IsNullOrEmpty(e.Origin)));
+    }
+
+    [Fact]
+    public async Task A_failed_workflow_raises_failed_and_after_a_retry_retried_and_failed_again()
+    {
+        await using var host = NewHost();
+        await host.StartAsync();
+        using var recorded = new Recorded(host);
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        var handle = await workflows.StartAsync(Workflow.Create("fails-twice")
+            .Step("fail", new TaskRequest("test.fail"))
+            .Step("after", Add(1), "fail")
+            .Build());
+        await recorded.WaitForAsync(handle.Id, e => e.Any(x => x.Kind == WorkflowEventKind.Failed), "the failed event");
+        var first = recorded.Of(handle.Id).Single(e => e.Kind == WorkflowEventKind.Failed);
+        Assert.Equal("fails-twice", first.Name);
+        Assert.Equal(WorkflowState.Failed, first.State);
+
+        Assert.True(await workflows.RetryAsync(handle.Id));
+        await recorded.WaitForAsync(handle.Id, e => e.Count(x => x.Kind == WorkflowEventKind.Failed) == 2, "the second failed event");
+        await recorded.WaitForAsync(handle.Id, e => e.Any(x => x.Kind == WorkflowEventKind.Retried), "the retried event");
+        // The retried step can fail again, and its end be announced, before the retry's caller raises its event: the
+        // order is in the times.
+        var events = recorded.Of(handle.Id).OrderBy(e => e.At).ToList();
+        Assert.Equal([WorkflowEventKind.Created, WorkflowEventKind.Failed, WorkflowEventKind.Retried, WorkflowEventKind.Failed],
+            events.Select(e => e.Kind));
+        Assert.Equal(WorkflowState.Running, events[2].State);
+        Assert.Equal("fails-twice", events[2].Name);
+        Assert.Equal((await workflows.GetAsync(handle.Id))!.FinishedAt, events[3].At);
+    }
+
+    [Fact]
+    public async Task A_cancel_by_hand_raises_cancelled_once()
+    {
+        await using var host = NewHost();
+        await host.StartAsync();
+        using var recorded = new Recorded(host);
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        // Its first step waits on a queue no worker here consumes.
+        var handle = await workflows.StartAsync(Workflow.Create()
+            .Step("wait", TaskRequest.Create("math.add", new WorkflowEngineTests.AddArgs(1), new EnqueueOptions { Queue = "nobody-consumes" }))
+            .Step("after", Add(2), "wait")
+            .Build());
+        Assert.True(await workflows.CancelAsync(handle.Id));
+        Assert.False(await workflows.CancelAsync(handle.Id));
+        await recorded.WaitForAsync(handle.Id, e => e.Any(x => x.Kind == WorkflowEventKind.Cancelled), "the cancelled event");
+        var events = recorded.Of(handle.Id);
+        Assert.Equal([WorkflowEventKind.Created, WorkflowEventKind.Cancelled], events.Select(e => e.Kind));
+        Assert.Equal(WorkflowState.Cancelled, events[1].State);
+        Assert.Equal((await workflows.GetAsync(handle.Id))!.FinishedAt, events[1].At);
+    }
+}
