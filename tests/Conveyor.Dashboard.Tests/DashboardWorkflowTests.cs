@@ -209,7 +209,13 @@ public sealed class DashboardWorkflowTests(BrowserFixture fixture)
         await Expect(page.Locator("[data-step-id='fetch']")).ToHaveAttributeAsync("data-state", "queued");
         await Expect(page.Locator("[data-step-id='index']")).ToHaveAttributeAsync("data-state", "pending");
         await WaitForWorkflowAsync(id, "running");
+
+        // Cancelled elsewhere (here over HTTP): the open page follows, without a reload.
+        await page.EvaluateAsync("() => { window.conveyorTestMarker = 'not reloaded'; }");
         await Server.PostAsync($"api/v1/workflows/{id}/cancel", "", HttpStatusCode.OK);
+        await Expect(head).ToHaveTextAsync("cancelled");
+        await Expect(page.Locator("[data-step-id='fetch']")).ToHaveAttributeAsync("data-state", "cancelled");
+        Assert.Equal("not reloaded", await page.EvaluateAsync<string>("() => window.conveyorTestMarker"));
     }
 
     [Fact]

@@ -8,7 +8,7 @@ import { API_BASE } from "./api";
 export interface TaskEvent {
   type: string; taskId: string; task: string; queue: string; state: string; attempt?: number; at: string;
   workerId?: string; durationMs?: number; error?: { type: string; message: string }; retryAt?: string; origin?: string;
-  // A workflow step's attempt events name its workflow and step.
+  // A workflow step's events name its workflow and step; a workflow's own events ("workflow.…") name the workflow.
   workflowId?: string; stepId?: string;
 }
 export type LiveStatus = "connecting" | "live" | "down";
@@ -45,6 +45,11 @@ class EventStream {
     this.source = es;
     es.onopen = () => { this.retryDelay = 1000; this.setStatus("live"); };
     es.addEventListener("task", e => this.onEvent(JSON.parse((e as MessageEvent<string>).data) as TaskEvent));
+    // A workflow's own transition reaches listeners in a task event's shape, with no task: type "workflow.created" …
+    es.addEventListener("workflow", e => {
+      const w = JSON.parse((e as MessageEvent<string>).data) as { type: string; workflowId: string; state: string; at: string; origin?: string };
+      this.onEvent({ type: `workflow.${w.type}`, taskId: "", task: "", queue: "", state: w.state, at: w.at, origin: w.origin, workflowId: w.workflowId });
+    });
     es.addEventListener("overflow", () => this.reopenLater());
     es.onerror = () => {
       this.setStatus("down");

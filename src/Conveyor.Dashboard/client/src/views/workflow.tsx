@@ -1,6 +1,6 @@
 // A workflow's page: its state, its steps as a graph in layers (or as a list), the error step, and cancel or retry.
-// Live: a stream of its own on GET /api/v1/events?workflow=ID re-reads the workflow on each of its steps' events; a 5 s
-// timer while it runs catches what raises no event (a step released, the workflow cancelled elsewhere).
+// Live: a stream of its own on GET /api/v1/events?workflow=ID re-reads the workflow on each of its events and its
+// steps'; a 10 s timer while it runs catches what no event announces (an end by a lease that ran out for the last time).
 import { useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, TASK_STATES, type Workflow, type WorkflowStep } from "../api";
 import { ago, count, duration, time } from "../format";
@@ -20,7 +20,7 @@ export function WorkflowView({ id, query }: { id: string; query: URLSearchParams
   const workflow = useLiveData(s => api.workflow(id, s), [id], () => false, 500);
   const w = workflow.data;
   useFilteredEvents(`workflow=${encodeURIComponent(id)}`, () => workflow.poke());
-  useInterval(() => { if (w?.state === "running") workflow.poke(); }, 5000);
+  useInterval(() => { if (w?.state === "running") workflow.poke(); }, 10000);
   const notFound = workflow.error?.startsWith("404");
   const listView = query.get("view") === "list";
 

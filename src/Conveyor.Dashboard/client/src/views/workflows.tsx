@@ -1,5 +1,6 @@
 // Workflows: newest first, filtered by state and name, with cursor paging; each row's steps counted by state. Live: the
-// list is read again when a step of any workflow has an event, and every 5 s (a workflow's creation raises no event).
+// list is read again on any workflow's event or its steps', and every 10 s for the end no event announces (a workflow
+// ended by a lease that ran out for the last time).
 import { useState } from "preact/hooks";
 import { api, WORKFLOW_STATES, type Workflow, type WorkflowPage } from "../api";
 import { ago, count, shortId } from "../format";
@@ -26,7 +27,7 @@ export function WorkflowsView({ query }: { query: URLSearchParams }) {
     return q;
   };
   const page = useLiveData<WorkflowPage>(s => api.workflows(apiQuery(), s), [key], e => e.workflowId !== undefined);
-  useInterval(page.poke, 5000);
+  useInterval(page.poke, 10000);
 
   const go = (next: Record<string, string>, extra: [string, string][] = []) => {
     const q = new URLSearchParams();
