@@ -9,7 +9,7 @@ namespace Conveyor.Dashboard;
 public static class ConveyorDashboardExtensions
 {
     // The app's client routes: each answers the page, which routes itself. Anything else under the prefix is a 404.
-    private static readonly string[] ClientRoutes = ["", "tasks", "tasks/{id}", "queues", "workers", "schedules", "limits"];
+    private static readonly string[] ClientRoutes = ["", "tasks", "tasks/{id}", "queues", "workers", "schedules", "workflows", "workflows/{id}", "limits"];
 
     /// <summary>
     /// Serves the dashboard at <paramref name="prefix"/> (<c>"/"</c>, or <c>"/conveyor"</c> beside an app's own pages):

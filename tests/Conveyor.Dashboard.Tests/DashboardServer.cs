@@ -9,7 +9,7 @@ namespace Conveyor.Dashboard.Tests;
 /// client for its API. Its worker consumes <see cref="WorkerQueues"/>; tasks in other queues stay queued.</summary>
 public sealed class DashboardServer : IAsyncDisposable
 {
-    public const string WorkerQueues = "default,failing,bulk,pausable";
+    public const string WorkerQueues = "default,failing,bulk,pausable,workflows,workflows-gated";
 
     private readonly Dictionary<string, string> _environment;
 

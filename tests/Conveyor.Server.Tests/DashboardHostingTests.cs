@@ -22,6 +22,8 @@ public sealed class DashboardHostingTests(OpenServerFixture fixture) : IClassFix
     [InlineData("/queues")]
     [InlineData("/workers")]
     [InlineData("/schedules")]
+    [InlineData("/workflows")]
+    [InlineData("/workflows/0196a3e5-7f3e-7c4d-9b1a-2f4e5d6c7b8a")]
     [InlineData("/limits")]
     public async Task Every_client_route_answers_the_page(string path)
     {

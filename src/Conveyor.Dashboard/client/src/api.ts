@@ -39,6 +39,18 @@ export interface StatsBucket {
 }
 export interface QueueRate { queue: string; succeeded: number; failed: number; waitMsAvg: number | null }
 export interface Stats { since: string; bucketSeconds: number; buckets: StatsBucket[]; queues: QueueRate[]; windowSeconds: number }
+export type WorkflowState = "running" | "succeeded" | "failed" | "cancelled";
+export const WORKFLOW_STATES: WorkflowState[] = ["running", "succeeded", "failed", "cancelled"];
+export interface WorkflowStep {
+  id: string; after: string[]; taskId: string; onFailure: "stop" | "continue"; onError?: boolean;
+  // The fields below are null or absent in list items (the list gives the graph, not the steps' states).
+  task?: string | null; state?: TaskState | null; attempts: number;
+  createdAt?: string | null; startedAt?: string | null; finishedAt?: string | null; result?: unknown; error?: TaskError | null;
+}
+export interface Workflow {
+  id: string; name?: string | null; state: WorkflowState; createdAt: string; finishedAt?: string | null; steps: WorkflowStep[];
+}
+export interface WorkflowPage { items: Workflow[]; nextCursor: string | null }
 export interface Session { keysRequired: boolean; authenticated: boolean }
 
 export class ApiError extends Error {
@@ -95,4 +107,8 @@ export const api = {
   triggerSchedule: (name: string) => call<{ taskId: string }>("POST", `/schedules/${encodeURIComponent(name)}/trigger`),
   limits: (signal?: AbortSignal) => call<Limit[]>("GET", "/limits", undefined, signal),
   stats: (signal?: AbortSignal) => call<Stats>("GET", "/stats", undefined, signal),
+  workflows: (query: URLSearchParams, signal?: AbortSignal) => call<WorkflowPage>("GET", `/workflows?${query}`, undefined, signal),
+  workflow: (id: string, signal?: AbortSignal) => call<Workflow>("GET", `/workflows/${encodeURIComponent(id)}`, undefined, signal),
+  cancelWorkflow: (id: string) => call<Workflow>("POST", `/workflows/${encodeURIComponent(id)}/cancel`),
+  retryWorkflow: (id: string) => call<Workflow>("POST", `/workflows/${encodeURIComponent(id)}/retry`),
 };

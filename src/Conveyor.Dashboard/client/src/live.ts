@@ -8,53 +8,76 @@ import { API_BASE } from "./api";
 export interface TaskEvent {
   type: string; taskId: string; task: string; queue: string; state: string; attempt?: number; at: string;
   workerId?: string; durationMs?: number; error?: { type: string; message: string }; retryAt?: string; origin?: string;
+  // A workflow step's events name its workflow and step; a workflow's own events ("workflow.…") name the workflow.
+  workflowId?: string; stepId?: string;
 }
 export type LiveStatus = "connecting" | "live" | "down";
 
 type Listener = (event: TaskEvent | null) => void;
+
+/** One EventSource on the events endpoint with a query, reopened after a refusal or an overflow; onEvent(null) each time
+ * it is (back) up, so a listener re-reads what it may have missed. */
+class EventStream {
+  private source: EventSource | null = null;
+  private status: LiveStatus = "connecting";
+  private retryDelay = 1000;
+  private retryTimer: number | undefined;
+
+  constructor(private readonly url: string, private readonly onEvent: Listener,
+    private readonly onStatus: (status: LiveStatus) => void = () => { }) { }
+
+  start() { if (!this.source) this.open(); }
+
+  stop() { window.clearTimeout(this.retryTimer); this.source?.close(); this.source = null; }
+
+  private setStatus(next: LiveStatus) {
+    if (next === this.status) return;
+    this.status = next;
+    this.onStatus(next);
+    // Back after a gap: whatever was missed is read again.
+    if (next === "live") this.onEvent(null);
+  }
+
+  private open() {
+    window.clearTimeout(this.retryTimer);
+    this.source?.close();
+    const es = new EventSource(this.url, { withCredentials: true });
+    this.source = es;
+    es.onopen = () => { this.retryDelay = 1000; this.setStatus("live"); };
+    es.addEventListener("task", e => this.onEvent(JSON.parse((e as MessageEvent<string>).data) as TaskEvent));
+    // A workflow's own transition reaches listeners in a task event's shape, with no task: type "workflow.created" …
+    es.addEventListener("workflow", e => {
+      const w = JSON.parse((e as MessageEvent<string>).data) as { type: string; workflowId: string; state: string; at: string; origin?: string };
+      this.onEvent({ type: `workflow.${w.type}`, taskId: "", task: "", queue: "", state: w.state, at: w.at, origin: w.origin, workflowId: w.workflowId });
+    });
+    es.addEventListener("overflow", () => this.reopenLater());
+    es.onerror = () => {
+      this.setStatus("down");
+      if (es.readyState === EventSource.CLOSED) this.reopenLater();
+    };
+  }
+
+  private reopenLater() {
+    this.source?.close();
+    this.source = null;
+    this.setStatus("down");
+    window.clearTimeout(this.retryTimer);
+    this.retryTimer = window.setTimeout(() => this.open(), this.retryDelay);
+    this.retryDelay = Math.min(this.retryDelay * 2, 15000);
+  }
+}
+
+// The app's stream of every event, which the header's status shows.
 const listeners = new Set<Listener>();
 const statusListeners = new Set<(status: LiveStatus) => void>();
-let source: EventSource | null = null;
 let status: LiveStatus = "connecting";
-let retryDelay = 1000;
-let retryTimer: number | undefined;
-
-function setStatus(next: LiveStatus) {
-  if (next === status) return;
+const appStream = new EventStream(`${API_BASE}/events`, e => listeners.forEach(l => l(e)), next => {
   status = next;
   statusListeners.forEach(l => l(next));
-  // Back after a gap: whatever was missed is read again by every view.
-  if (next === "live") listeners.forEach(l => l(null));
-}
+});
 
-function open() {
-  window.clearTimeout(retryTimer);
-  source?.close();
-  const es = new EventSource(`${API_BASE}/events`, { withCredentials: true });
-  source = es;
-  es.onopen = () => { retryDelay = 1000; setStatus("live"); };
-  es.addEventListener("task", e => {
-    const event = JSON.parse((e as MessageEvent<string>).data) as TaskEvent;
-    listeners.forEach(l => l(event));
-  });
-  es.addEventListener("overflow", () => reopenLater());
-  es.onerror = () => {
-    setStatus("down");
-    if (es.readyState === EventSource.CLOSED) reopenLater();
-  };
-}
-
-function reopenLater() {
-  source?.close();
-  source = null;
-  setStatus("down");
-  window.clearTimeout(retryTimer);
-  retryTimer = window.setTimeout(open, retryDelay);
-  retryDelay = Math.min(retryDelay * 2, 15000);
-}
-
-export function startLive() { if (!source) open(); }
-export function stopLive() { window.clearTimeout(retryTimer); source?.close(); source = null; }
+export function startLive() { appStream.start(); }
+export function stopLive() { appStream.stop(); }
 
 export function useLiveStatus(): LiveStatus {
   const [value, setValue] = useState(status);
@@ -97,14 +120,41 @@ export function useLiveData<T>(load: (signal: AbortSignal) => Promise<T>, deps: 
 
   useEffect(() => () => window.clearTimeout(state.current.timer), []);
 
-  useTaskEvents(e => {
-    if (e && !filterRef.current(e)) return;
+  // A reload at most once per interval, however many events ask for one.
+  const poke = () => {
     const s = state.current;
     if (s.pending) return;
     s.pending = true;
     const wait = Math.max(0, intervalMs - (performance.now() - s.last));
     s.timer = window.setTimeout(() => { s.pending = false; setVersion(v => v + 1); }, wait);
+  };
+
+  useTaskEvents(e => {
+    if (e && !filterRef.current(e)) return;
+    poke();
   });
 
-  return { data, error, reload: () => setVersion(v => v + 1) };
+  return { data, error, reload: () => setVersion(v => v + 1), poke };
+}
+
+/**
+ * Calls listener for each event of a stream of its own on the events endpoint with query (such as workflow=ID), and
+ * with null when that stream is (back) up. For a view that follows a few tasks among many: the server filters, so the
+ * view's stream carries only its events and does not overflow when the app's stream does.
+ */
+export function useFilteredEvents(query: string, listener: Listener) {
+  const ref = useRef(listener);
+  ref.current = listener;
+  useEffect(() => {
+    const stream = new EventStream(`${API_BASE}/events?${query}`, e => ref.current(e));
+    stream.start();
+    return () => stream.stop();
+  }, [query]);
+}
+
+/** Calls tick every ms milliseconds while the view is shown (for what raises no event). */
+export function useInterval(tick: () => void, ms: number) {
+  const ref = useRef(tick);
+  ref.current = tick;
+  useEffect(() => { const t = window.setInterval(() => ref.current(), ms); return () => window.clearInterval(t); }, [ms]);
 }

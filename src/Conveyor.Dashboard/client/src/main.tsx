@@ -11,10 +11,12 @@ import { TaskView } from "./views/task";
 import { QueuesView } from "./views/queues";
 import { WorkersView } from "./views/workers";
 import { SchedulesView } from "./views/schedules";
+import { WorkflowsView } from "./views/workflows";
+import { WorkflowView } from "./views/workflow";
 import { LimitsView } from "./views/limits";
 import { Login } from "./views/login";
 
-const NAV: [string, string][] = [["", "Overview"], ["tasks", "Tasks"], ["queues", "Queues"], ["workers", "Workers"], ["schedules", "Schedules"], ["limits", "Limits"]];
+const NAV: [string, string][] = [["", "Overview"], ["tasks", "Tasks"], ["queues", "Queues"], ["workers", "Workers"], ["schedules", "Schedules"], ["workflows", "Workflows"], ["limits", "Limits"]];
 
 function LiveIndicator() {
   const status = useLiveStatus();
@@ -37,6 +39,7 @@ function View() {
     case "queues": return <QueuesView />;
     case "workers": return <WorkersView />;
     case "schedules": return <SchedulesView />;
+    case "workflows": return id ? <WorkflowView id={id} query={query} /> : <WorkflowsView query={query} />;
     case "limits": return <LimitsView />;
     default: return <section><h1>Not found</h1><p>No page at <code>{path}</code>. <a href={href("")}>Overview</a></p></section>;
   }

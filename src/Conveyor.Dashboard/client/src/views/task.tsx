@@ -1,6 +1,6 @@
 // A task's page: state, arguments, result, the last error with its stack trace, every attempt on a timeline, its worker,
-// headers (trace context, parent and root ids), and the actions that apply: cancel a waiting or running task, retry a
-// dead, cancelled or expired one.
+// headers (trace context, parent and root ids), its workflow and step, and the actions that apply: cancel a waiting or
+// running task, retry a dead, cancelled or expired one.
 import type { ComponentChildren } from "preact";
 import { api, type Task } from "../api";
 import { ago, duration, json, time } from "../format";
@@ -48,6 +48,7 @@ export function TaskView({ id }: { id: string }) {
         <dt>Finished</dt><dd>{time(t.finishedAt)}{t.startedAt && t.finishedAt && <span class="muted"> (ran {duration(new Date(t.finishedAt).getTime() - new Date(t.startedAt).getTime())})</span>}</dd>
         {t.expiresAt && <><dt>Expires</dt><dd>{time(t.expiresAt)}</dd></>}
         {t.idempotencyKey && <><dt>Idempotency key</dt><dd><code>{t.idempotencyKey}</code></dd></>}
+        {Step(t.headers)}
         {Related(t.headers)}
       </dl>
       {t.error && <div class="error-box" data-section="error">
@@ -73,10 +74,26 @@ export function TaskView({ id }: { id: string }) {
   </section>;
 }
 
-// Parent, root and workflow ids travel in headers; linked when they are task ids.
+// A workflow step's headers: its workflow and step, and the steps it runs after as "stepId=taskId,…".
+function Step(headers?: Record<string, string> | null) {
+  const workflow = headers?.["conveyor-workflow"];
+  if (!workflow) return null;
+  const after = (headers["conveyor-after"] ?? "").split(",").filter(Boolean).map(pair => pair.split("=", 2));
+  return <>
+    <dt>Workflow</dt>
+    <dd data-field="workflow"><a href={href(`workflows/${workflow}`)}><code>{workflow}</code></a>
+      {headers["conveyor-step"] && <>, step <code>{headers["conveyor-step"]}</code></>}
+      {headers["conveyor-error-step"] && <span class="badge bad">error step</span>}</dd>
+    {after.length > 0 && <><dt>Runs after</dt><dd>{after.slice(0, 20).map(([step, task], i) => <>{i > 0 && ", "}
+      {task ? <a href={href(`tasks/${task}`)}><code>{step}</code></a> : <code>{step}</code>}</>)}
+      {after.length > 20 && <span class="muted"> and {after.length - 20} more</span>}</dd></>}
+  </>;
+}
+
+// Parent and root ids travel in headers; linked when they are task ids.
 function Related(headers?: Record<string, string> | null) {
   if (!headers) return null;
-  const links = Object.entries(headers).filter(([k]) => /(^|-)(parent|root)(-id)?$/i.test(k) || /workflow/i.test(k));
+  const links = Object.entries(headers).filter(([k]) => /(^|-)(parent|root)(-id)?$/i.test(k));
   return links.map(([k, v]) => <><dt>{k}</dt><dd>{/^[0-9a-f-]{36}$/i.test(v) ? <a href={href(`tasks/${v}`)}><code>{v}</code></a> : <code>{v}</code>}</dd></>);
 }
 
