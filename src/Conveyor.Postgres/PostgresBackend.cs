@@ -107,11 +107,13 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
             return NpgsqlDataSource.Create(builder);
         }
         // A private CA (sslrootcert): verified by Conveyor's own callback, whose refusal names the setting and says why
-        // (Npgsql's own says only that the certificate was rejected).
+        // (Npgsql's own says only that the certificate was rejected). Npgsql takes a callback of the caller's only with
+        // sslmode=require (TLS required, its own checks off): the callback does what verify-ca or verify-full asked.
         var authorities = TrustedCertificateAuthorities.Load(builder.RootCertificate, "sslrootcert");
         var checkHostName = builder.SslMode == SslMode.VerifyFull;
         var host = builder.Host ?? "";
         builder.RootCertificate = null;
+        builder.SslMode = SslMode.Require;
         var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString);
         dataSource.UseSslClientAuthenticationOptionsCallback(tls =>
             tls.RemoteCertificateValidationCallback = authorities.CreateCallback("PostgreSQL", tls.TargetHost ?? host, checkHostName));
