@@ -99,8 +99,8 @@ public sealed class RabbitMqTlsTests : IDisposable
     private async Task MigrateAsync(string url)
     {
         Directory.CreateDirectory(_folder);
-        var backend = new RabbitMqBroker(url, new SqliteDatabase(Path.Combine(_folder, Guid.NewGuid().ToString("N") + ".db")), "tls." + Guid.NewGuid().ToString("N")).Create();
-        await using (backend.ConfigureAwait(false))
+        var backend = (RabbitMqBackend)new RabbitMqBroker(url, new SqliteDatabase(Path.Combine(_folder, Guid.NewGuid().ToString("N") + ".db")), "tls." + Guid.NewGuid().ToString("N")).Create();
+        await using (backend)
         {
             await backend.MigrateAsync(_timeout.Token);
         }
