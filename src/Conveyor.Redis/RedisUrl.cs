@@ -16,8 +16,13 @@ public static class RedisUrl
     /// <c>ssl_ca_certs</c>, and always for the URL's host) or a StackExchange.Redis configuration string.
     /// Throws <see cref="FormatException"/> for a URL that cannot work, <see cref="ArgumentException"/> for a CA file
     /// that cannot be read.</summary>
-    public static ConfigurationOptions Parse(string configuration)
+    public static ConfigurationOptions Parse(string configuration) => Parse(configuration, out _);
+
+    /// <summary>Parses <paramref name="configuration"/> as <see cref="Parse(string)"/> does, and gives the certificate
+    /// authorities of <c>ssl_ca_certs</c> (null without), whose last refusal says why a TLS handshake failed.</summary>
+    public static ConfigurationOptions Parse(string configuration, out TrustedCertificateAuthorities? authorities)
     {
+        authorities = null;
         ArgumentException.ThrowIfNullOrWhiteSpace(configuration);
         ConfigurationOptions options;
         if (configuration.StartsWith("redis://", StringComparison.OrdinalIgnoreCase)
@@ -70,7 +75,7 @@ public static class RedisUrl
                 {
                     throw new FormatException($"Redis URL parameter {CaCertificatesParameter} needs TLS: use rediss:// instead of redis://.");
                 }
-                var authorities = TrustedCertificateAuthorities.Load(value, CaCertificatesParameter);
+                authorities = TrustedCertificateAuthorities.Load(value, CaCertificatesParameter);
                 options.CertificateValidation += authorities.CreateCallback("Redis", uri.Host);
             }
         }

@@ -86,10 +86,31 @@ public sealed class TrustedCertificateAuthorities
         return $"the server's certificate ({server.Subject}, issued by {server.Issuer}) does not chain to a certificate authority of {Setting}={Path} ({statuses})";
     }
 
+    /// <summary>The message of the last refusal by a callback of <see cref="CreateCallback"/>, or null: for a client that
+    /// reports a failed handshake without its cause.</summary>
+    public string? LastRefusal => Volatile.Read(ref _lastRefusal);
+
+    private string? _lastRefusal;
+
     /// <summary>A TLS validation callback for a connection to <paramref name="host"/> that accepts what <see cref="Check"/>
     /// trusts and otherwise throws an <see cref="AuthenticationException"/> saying why and naming the setting.</summary>
     public RemoteCertificateValidationCallback CreateCallback(string engine, string host, bool checkHostName = true) =>
-        (_, certificate, chain, errors) => Check(certificate, chain, errors, host, checkHostName) is { } reason
-            ? throw new AuthenticationException($"TLS to {engine} at {host} refused: {reason}.")
-            : true;
+        new Validation(this, engine, host, checkHostName).Validate;
+
+    private void Refused(string refusal) => Volatile.Write(ref _lastRefusal, refusal);
+
+    private sealed class Validation(TrustedCertificateAuthorities authorities, string engine, string host, bool checkHostName)
+    {
+        public bool Validate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+        {
+            var reason = authorities.Check(certificate, chain, errors, host, checkHostName);
+            if (reason is not null)
+            {
+                var refusal = $"TLS to {engine} at {host} refused: {reason}.";
+                authorities.Refused(refusal);
+                throw new AuthenticationException(refusal);
+            }
+            return reason is null;
+        }
+    }
 }
