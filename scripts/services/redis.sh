@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts a private redis-server for Conveyor's tests and exports CONVEYOR_TEST_REDIS.
+# Starts a private redis-server for Conveyor's tests and exports CONVEYOR_TEST_REDIS (plain) and CONVEYOR_TEST_REDIS_TLS
+# (the same server through its TLS port: rediss://, trusting the test CA by ssl_ca_certs).
 #   sourced by scripts/test.sh:   registers a stop hook in STOP_HOOKS
 #   by hand:  source scripts/services/redis.sh          (exports the URL into your shell)
 #             bash scripts/services/redis.sh start|stop  (prints the URL; 'stop' stops it)
@@ -13,6 +14,8 @@
 # appendfsync everysec, maxmemory-policy noeviction; and the one it recommends, auto-aof-rewrite-min-size 512mb.
 _cv_redis_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 _cv_redis_dir="${CONVEYOR_REDIS_DIR:-$_cv_redis_root/.artifacts/redis}"
+# shellcheck source=lib/tls.sh
+source "$_cv_redis_root/scripts/services/lib/tls.sh"
 
 _cv_redis_stop() {
   local pid
@@ -39,9 +42,13 @@ _cv_redis_kill() {
 
 # Runs the server on the port in $_cv_redis_dir/port and the data in that folder, and waits until it answers.
 _cv_redis_run() {
-  local port
+  local port tls_port
   port="$(cat "$_cv_redis_dir/port")"
+  tls_port="$(cat "$_cv_redis_dir/tls-port")"
+  # No client certificates: clients authenticate the server, and the server its clients by password (none here).
   redis-server --bind 127.0.0.1 --port "$port" --dir "$_cv_redis_dir" --daemonize yes \
+    --tls-port "$tls_port" --tls-cert-file "$_cv_redis_dir/tls/server.pem" --tls-key-file "$_cv_redis_dir/tls/server.key" \
+    --tls-ca-cert-file "$_cv_redis_dir/tls/ca.pem" --tls-auth-clients no \
     --pidfile "$_cv_redis_dir/redis.pid" --logfile "$_cv_redis_dir/redis.log" \
     --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save "" \
     --auto-aof-rewrite-min-size 512mb \
@@ -52,7 +59,9 @@ _cv_redis_run() {
   done
   redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 || { cat "$_cv_redis_dir/redis.log" >&2; return 1; }
   export CONVEYOR_TEST_REDIS="redis://127.0.0.1:$port"
-  echo "redis: $CONVEYOR_TEST_REDIS (data in $_cv_redis_dir)" >&2
+  export CONVEYOR_TEST_REDIS_TLS_CA="$_cv_redis_dir/tls/ca.pem"
+  export CONVEYOR_TEST_REDIS_TLS="rediss://127.0.0.1:$tls_port?ssl_ca_certs=$CONVEYOR_TEST_REDIS_TLS_CA"
+  echo "redis: $CONVEYOR_TEST_REDIS, TLS: $CONVEYOR_TEST_REDIS_TLS (data in $_cv_redis_dir)" >&2
 }
 
 _cv_redis_start() {
@@ -65,8 +74,12 @@ _cv_redis_start() {
   _cv_redis_stop
   rm -rf "$_cv_redis_dir"
   mkdir -p "$_cv_redis_dir"
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' > "$_cv_redis_dir/port" 2>/dev/null \
-    || echo $((20000 + RANDOM % 20000)) > "$_cv_redis_dir/port"
+  local file
+  for file in port tls-port; do
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' > "$_cv_redis_dir/$file" 2>/dev/null \
+      || echo $((20000 + RANDOM % 20000)) > "$_cv_redis_dir/$file"
+  done
+  _cv_tls_make "$_cv_redis_dir/tls" || return 1
   _cv_redis_run
 }
 
@@ -79,6 +92,7 @@ _cv_redis_restart() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-start}" in
+    # Only the plain URL, what the fault tests read ('source' this script for the TLS one).
     start) _cv_redis_start && echo "$CONVEYOR_TEST_REDIS" ;;
     stop) _cv_redis_stop ;;
     kill) _cv_redis_kill ;;

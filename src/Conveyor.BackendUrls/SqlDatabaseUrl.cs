@@ -1,5 +1,6 @@
 using Conveyor.Postgres;
 using Conveyor.Sqlite;
+using Npgsql;
 
 namespace Conveyor.Backends;
 
@@ -70,6 +71,7 @@ public static class SqlDatabaseUrl
             throw new BackendUrlException(
                 $"DATABASE_URL schema '{schema}' is not valid: use lower-case letters, digits and '_', at most 50 characters, starting with a letter or '_'.");
         }
+        CheckTls(url);
         try
         {
             return new PostgresDatabase(PostgresConnectionString.Normalize(url), schema);
@@ -79,6 +81,52 @@ public static class SqlDatabaseUrl
             // Only the scheme is repeated: the rest of the URL may hold a password.
             throw new BackendUrlException(
                 $"DATABASE_URL {scheme}:// is not valid; expected postgresql://user:password@host:port/database[?schema=conveyor&sslmode=require].", ex);
+        }
+    }
+
+    // sslrootcert (a private CA) with an sslmode that contradicts it, or a CA file that cannot be read, is told here with
+    // what to change; the messages hold the mode and the file's path, never the rest of the URL.
+    private static void CheckTls(string url)
+    {
+        string? rootCertificate = null;
+        string? mode = null;
+        var question = url.IndexOf('?', StringComparison.Ordinal);
+        foreach (var pair in question < 0 ? [] : url[(question + 1)..].Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var equals = pair.IndexOf('=', StringComparison.Ordinal);
+            var key = equals < 0 ? pair : pair[..equals];
+            var value = equals < 0 ? "" : Uri.UnescapeDataString(pair[(equals + 1)..]);
+            if (key.Equals("sslrootcert", StringComparison.OrdinalIgnoreCase))
+            {
+                rootCertificate = value;
+            }
+            else if (key.Equals("sslmode", StringComparison.OrdinalIgnoreCase))
+            {
+                mode = value;
+            }
+        }
+        if (rootCertificate is null)
+        {
+            return;
+        }
+        SslMode? sslMode = null;
+        if (mode is not null)
+        {
+            if (!Enum.TryParse<SslMode>(mode.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var parsed))
+            {
+                // Not a mode at all: Normalize's error says what the URL should look like.
+                return;
+            }
+            sslMode = parsed;
+        }
+        try
+        {
+            PostgresConnectionString.ModeWithRootCertificate(sslMode);
+            TrustedCertificateAuthorities.Load(rootCertificate, "sslrootcert");
+        }
+        catch (ArgumentException ex)
+        {
+            throw new BackendUrlException("DATABASE_URL " + ex.Message, ex);
         }
     }
 

@@ -102,7 +102,22 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
             builder.MaxAutoPrepare = 32;
             builder.AutoPrepareMinUsages = 2;
         }
-        return NpgsqlDataSource.Create(builder);
+        if (string.IsNullOrEmpty(builder.RootCertificate) || builder.SslMode is not (SslMode.VerifyCA or SslMode.VerifyFull))
+        {
+            return NpgsqlDataSource.Create(builder);
+        }
+        // A private CA (sslrootcert): verified by Conveyor's own callback, whose refusal names the setting and says why
+        // (Npgsql's own says only that the certificate was rejected). Npgsql takes a callback of the caller's only with
+        // sslmode=require (TLS required, its own checks off): the callback does what verify-ca or verify-full asked.
+        var authorities = TrustedCertificateAuthorities.Load(builder.RootCertificate, "sslrootcert");
+        var checkHostName = builder.SslMode == SslMode.VerifyFull;
+        var host = builder.Host ?? "";
+        builder.RootCertificate = null;
+        builder.SslMode = SslMode.Require;
+        var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString);
+        dataSource.UseSslClientAuthenticationOptionsCallback(tls =>
+            tls.RemoteCertificateValidationCallback = authorities.CreateCallback("PostgreSQL", tls.TargetHost ?? host, checkHostName));
+        return dataSource.Build();
     }
 
     /// <summary>Host, port and database, without credentials: for logs and status lines.</summary>

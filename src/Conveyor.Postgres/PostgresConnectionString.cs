@@ -5,6 +5,29 @@ namespace Conveyor.Postgres;
 /// <summary>Turns a <c>postgresql://</c> or <c>postgres://</c> URL (libpq's form) into an Npgsql connection string.</summary>
 public static class PostgresConnectionString
 {
+    /// <summary>
+    /// The TLS mode for a URL whose <c>sslrootcert</c> names a private CA and whose <c>sslmode</c> is
+    /// <paramref name="sslMode"/> (null when not given): a CA given means the server is verified, so no mode means
+    /// <c>verify-full</c>, and <c>require</c> means <c>verify-ca</c> as in libpq; a mode that may go without TLS
+    /// (<c>disable</c>, <c>allow</c>, <c>prefer</c>) contradicts it and throws <see cref="ArgumentException"/>.
+    /// </summary>
+    public static SslMode ModeWithRootCertificate(SslMode? sslMode) => sslMode switch
+    {
+        null => SslMode.VerifyFull,
+        SslMode.Require => SslMode.VerifyCA,
+        SslMode.VerifyCA or SslMode.VerifyFull => sslMode.Value,
+        _ => throw new ArgumentException(
+            $"sslrootcert names a certificate authority to verify the server with, but sslmode={ToUrlName(sslMode.Value)} may connect without TLS: use sslmode=verify-full (or leave sslmode out)."),
+    };
+
+    /// <summary>libpq's spelling of <paramref name="mode"/>: <c>verify-full</c>, <c>require</c>, …</summary>
+    public static string ToUrlName(SslMode mode) => mode switch
+    {
+        SslMode.VerifyCA => "verify-ca",
+        SslMode.VerifyFull => "verify-full",
+        _ => mode.ToString().ToLowerInvariant(),
+    };
+
     /// <summary>Returns <paramref name="value"/> as an Npgsql connection string: URLs are converted, anything else is returned as it is.</summary>
     public static string Normalize(string value)
     {
@@ -38,6 +61,7 @@ public static class PostgresConnectionString
         {
             builder.Database = database;
         }
+        SslMode? sslMode = null;
         foreach (var pair in uri.Query.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries))
         {
             var equals = pair.IndexOf('=', StringComparison.Ordinal);
@@ -46,7 +70,12 @@ public static class PostgresConnectionString
             switch (key.ToLowerInvariant())
             {
                 case "sslmode":
-                    builder.SslMode = Enum.Parse<SslMode>(setting.Replace("-", "", StringComparison.Ordinal), ignoreCase: true);
+                    sslMode = Enum.Parse<SslMode>(setting.Replace("-", "", StringComparison.Ordinal), ignoreCase: true);
+                    builder.SslMode = sslMode.Value;
+                    break;
+                case "sslrootcert":
+                    // libpq's name for the PEM file of the CA that signed the server's certificate.
+                    builder.RootCertificate = setting;
                     break;
                 case "application_name":
                     builder.ApplicationName = setting;
@@ -58,6 +87,10 @@ public static class PostgresConnectionString
                     builder[key] = setting;
                     break;
             }
+        }
+        if (!string.IsNullOrEmpty(builder.RootCertificate))
+        {
+            builder.SslMode = ModeWithRootCertificate(sslMode);
         }
         return builder.ConnectionString;
     }

@@ -3,7 +3,8 @@ namespace Conveyor.RabbitMQ;
 /// <summary>Settings of <see cref="RabbitMqBackend"/>.</summary>
 public sealed class RabbitMqBackendOptions
 {
-    /// <summary>The broker's URL, <c>amqp://user:pass@host:port/vhost</c> (<c>AMQP_URL</c>).</summary>
+    /// <summary>The broker's URL, <c>amqp://user:pass@host:port/vhost</c> (<c>AMQP_URL</c>), or <c>amqps://…</c> for TLS,
+    /// with <c>?cacertfile=/path/ca.pem</c> when a private CA signs the broker's certificate (<see cref="RabbitMqUrl"/>).</summary>
     public string Url { get; set; } = "amqp://guest:guest@127.0.0.1:5672/";
 
     /// <summary>Prefix of every exchange and queue name, so that several deployments (or tests) share a broker.</summary>

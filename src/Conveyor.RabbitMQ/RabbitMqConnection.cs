@@ -23,6 +23,7 @@ internal sealed partial class RabbitMqConnection : IAsyncDisposable
 {
     private readonly RabbitMqBackendOptions _options;
     private readonly ILogger _logger;
+    private readonly ConnectionFactory _factory;
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private readonly CancellationTokenSource _disposing = new();
     private readonly Lock _reconnectLock = new();
@@ -42,6 +43,10 @@ internal sealed partial class RabbitMqConnection : IAsyncDisposable
     {
         _options = options;
         _logger = logger;
+        // Made once: a URL that cannot work (say, a CA file that cannot be read) fails here, not at each reconnect.
+        _factory = RabbitMqUrl.CreateFactory(options.Url);
+        _factory.ClientProvidedName = "conveyor:" + options.Prefix;
+        _factory.AutomaticRecoveryEnabled = false;
         var uri = new Uri(options.Url);
         var port = uri.Port > 0 ? uri.Port : uri.Scheme.Equals("amqps", StringComparison.OrdinalIgnoreCase) ? 5671 : 5672;
         EndpointText = uri.Host + ":" + port.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -163,15 +168,9 @@ internal sealed partial class RabbitMqConnection : IAsyncDisposable
 
     private async Task<IConnection> OpenConnectionAsync(bool reconnecting, CancellationToken cancellationToken)
     {
-        var factory = new ConnectionFactory
-        {
-            Uri = new Uri(_options.Url),
-            ClientProvidedName = "conveyor:" + _options.Prefix,
-            AutomaticRecoveryEnabled = false,
-        };
         try
         {
-            return await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+            return await _factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {

@@ -204,7 +204,17 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
         await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            _connection ??= await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(_options.Configuration)).ConfigureAwait(false);
+            if (_connection is null)
+            {
+                var options = RedisUrl.Parse(_options.Configuration, out var authorities);
+                _connection = await ConnectionMultiplexer.ConnectAsync(options).ConfigureAwait(false);
+                // StackExchange.Redis keeps trying in the background and fails commands later, often without the cause:
+                // a first attempt refused by the private CA's check says why now, naming the setting.
+                if (!_connection.IsConnected && authorities?.LastRefusal is { } refusal)
+                {
+                    throw new BackendUnavailableException("redis", $"Redis {Endpoint} is unreachable: {refusal} Reconnecting in the background.");
+                }
+            }
             if (!_attached)
             {
                 // Watched also when the connection was handed in: the notifier needs to hear of reconnects.

@@ -3,7 +3,8 @@ namespace Conveyor.Redis;
 /// <summary>Settings of the Redis backend. See docs/redis.md.</summary>
 public sealed class RedisBackendOptions
 {
-    /// <summary>Where Redis is: a URL (<c>redis://[user:password@]host[:port][/db]</c>, or <c>rediss://…</c> for TLS)
+    /// <summary>Where Redis is: a URL (<c>redis://[user:password@]host[:port][/db]</c>, or <c>rediss://…</c> for TLS,
+    /// with <c>?ssl_ca_certs=/path/ca.pem</c> when a private CA signs the server's certificate; <see cref="RedisUrl"/>)
     /// or a StackExchange.Redis configuration string (<c>host:6379,password=…,ssl=true</c>). Default <c>redis://127.0.0.1:6379</c>.</summary>
     public string Configuration { get; set; } = "redis://127.0.0.1:6379";
 

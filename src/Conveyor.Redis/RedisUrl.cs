@@ -1,4 +1,5 @@
 using System.Globalization;
+using Conveyor.Backends;
 using StackExchange.Redis;
 
 namespace Conveyor.Redis;
@@ -6,10 +7,22 @@ namespace Conveyor.Redis;
 /// <summary>Turns <c>redis://</c> and <c>rediss://</c> URLs (or StackExchange.Redis configuration strings) into options.</summary>
 public static class RedisUrl
 {
-    /// <summary>Parses <paramref name="configuration"/>: a URL <c>redis[s]://[[user]:password@]host[:port][/db]</c>
-    /// (port 6379 by default, TLS for <c>rediss</c>) or a StackExchange.Redis configuration string.</summary>
-    public static ConfigurationOptions Parse(string configuration)
+    /// <summary>The query parameter of a <c>rediss://</c> URL naming the PEM file of the certificate authorities that
+    /// sign the server's certificate, instead of the system's (redis-py's and Celery's name).</summary>
+    public const string CaCertificatesParameter = "ssl_ca_certs";
+
+    /// <summary>Parses <paramref name="configuration"/>: a URL <c>redis[s]://[[user]:password@]host[:port][/db][?ssl_ca_certs=/path/ca.pem]</c>
+    /// (port 6379 by default, TLS for <c>rediss</c>, verified against the system's roots or the CA file of
+    /// <c>ssl_ca_certs</c>, and always for the URL's host) or a StackExchange.Redis configuration string.
+    /// Throws <see cref="FormatException"/> for a URL that cannot work, <see cref="ArgumentException"/> for a CA file
+    /// that cannot be read.</summary>
+    public static ConfigurationOptions Parse(string configuration) => Parse(configuration, out _);
+
+    /// <summary>Parses <paramref name="configuration"/> as <see cref="Parse(string)"/> does, and gives the certificate
+    /// authorities of <c>ssl_ca_certs</c> (null without), whose last refusal says why a TLS handshake failed.</summary>
+    public static ConfigurationOptions Parse(string configuration, out TrustedCertificateAuthorities? authorities)
     {
+        authorities = null;
         ArgumentException.ThrowIfNullOrWhiteSpace(configuration);
         ConfigurationOptions options;
         if (configuration.StartsWith("redis://", StringComparison.OrdinalIgnoreCase)
@@ -47,6 +60,23 @@ public static class RedisUrl
                     throw new FormatException($"'{Redact(configuration)}': the path must be a database number, such as /0");
                 }
                 options.DefaultDatabase = db;
+            }
+            foreach (var pair in uri.Query.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var equals = pair.IndexOf('=', StringComparison.Ordinal);
+                var key = Uri.UnescapeDataString(equals < 0 ? pair : pair[..equals]);
+                var value = equals < 0 ? "" : Uri.UnescapeDataString(pair[(equals + 1)..]);
+                // An unknown parameter is refused rather than ignored: a setting the user believes in must not silently do nothing.
+                if (!key.Equals(CaCertificatesParameter, StringComparison.OrdinalIgnoreCase))
+                {
+                    throw new FormatException($"Redis URL parameter '{key}' is not known; the one known is {CaCertificatesParameter}=/path/ca.pem (with rediss://).");
+                }
+                if (!options.Ssl)
+                {
+                    throw new FormatException($"Redis URL parameter {CaCertificatesParameter} needs TLS: use rediss:// instead of redis://.");
+                }
+                authorities = TrustedCertificateAuthorities.Load(value, CaCertificatesParameter);
+                options.CertificateValidation += authorities.CreateCallback("Redis", uri.Host);
             }
         }
         else

@@ -19,6 +19,18 @@ public static class TestServers
     /// <summary>The test RabbitMQ broker's <c>amqp://</c> URL.</summary>
     public static string Amqp => Read("CONVEYOR_TEST_AMQP", "rabbitmq", "an amqp://user:pass@host:port/ URL");
 
+    /// <summary>The test PostgreSQL server through TLS: a <c>postgresql://…?sslmode=verify-full&amp;sslrootcert=…</c> URL
+    /// that trusts the private CA scripts/services/postgres.sh made.</summary>
+    public static string PostgresTls => Read("CONVEYOR_TEST_POSTGRES_TLS", "postgres", "a postgresql://user:pass@host:port/db?sslmode=verify-full&sslrootcert=/path/ca.pem URL");
+
+    /// <summary>The test Redis server's TLS port: a <c>rediss://…?ssl_ca_certs=…</c> URL that trusts the private CA
+    /// scripts/services/redis.sh made.</summary>
+    public static string RedisTls => Read("CONVEYOR_TEST_REDIS_TLS", "redis", "a rediss://host:port?ssl_ca_certs=/path/ca.pem URL");
+
+    /// <summary>The test RabbitMQ broker's TLS listener: an <c>amqps://…?cacertfile=…</c> URL that trusts the private
+    /// CA scripts/services/rabbitmq.sh made.</summary>
+    public static string AmqpTls => Read("CONVEYOR_TEST_AMQP_TLS", "rabbitmq", "an amqps://user:pass@host:port/?cacertfile=/path/ca.pem URL");
+
     /// <summary>A schema of its own on the test PostgreSQL server, named <paramref name="stem"/>_ and 32 hex digits
     /// (at most 17 characters of stem: a schema name has at most 50). Migrating creates it.</summary>
     public static PostgresDatabase FreshPostgres(string stem = "t") => new(Postgres, stem + "_" + Guid.NewGuid().ToString("N"));
