@@ -165,9 +165,17 @@ internal sealed partial class TaskEventBridge(
 
     private bool IsWanted => time.GetUtcNow().UtcTicks < Interlocked.Read(ref _wantedUntilTicks);
 
-    private async Task SendLoopAsync(CancellationToken stoppingToken)
+    private Task SendLoopAsync(CancellationToken stoppingToken) =>
+        SendLoopAsync(_outgoing.Reader, TaskEventJson.Write, NotifierChannels.Events, stoppingToken);
+
+    private Task SendWorkflowsLoopAsync(CancellationToken stoppingToken) =>
+        SendLoopAsync(_outgoingWorkflows.Reader, WorkflowEventKinds.Write, NotifierChannels.WorkflowEvents, stoppingToken);
+
+    /// <summary>Sends the events of <paramref name="reader"/> on <paramref name="channel"/> while they are wanted: those
+    /// that came together in one notification, as JSON arrays that fit the notifier's payload limit.</summary>
+    private async Task SendLoopAsync<TEvent>(ChannelReader<TEvent> reader, Action<Utf8JsonWriter, TEvent> write, string channel,
+        CancellationToken stoppingToken)
     {
-        var reader = _outgoing.Reader;
         var limit = backend.Capabilities.MaxNotificationPayload;
         var batch = new ArrayBufferWriter<byte>(limit);
         var one = new ArrayBufferWriter<byte>(512);
@@ -182,17 +190,17 @@ internal sealed partial class TaskEventBridge(
                 }
                 continue;
             }
-            while (reader.TryRead(out var taskEvent))
+            while (reader.TryRead(out var item))
             {
                 one.ResetWrittenCount();
                 using (var writer = new Utf8JsonWriter(one))
                 {
-                    TaskEventJson.Write(writer, taskEvent);
+                    write(writer, item);
                 }
                 // "[" + events joined by "," + "]": flush first when this one would not fit.
                 if (count > 0 && batch.WrittenCount + 1 + one.WrittenCount + 1 > limit)
                 {
-                    await SendAsync(batch, stoppingToken).ConfigureAwait(false);
+                    await SendAsync(batch, channel, stoppingToken).ConfigureAwait(false);
                     batch.ResetWrittenCount();
                     count = 0;
                 }
@@ -207,60 +215,12 @@ internal sealed partial class TaskEventBridge(
             }
             if (count > 0)
             {
-                await SendAsync(batch, stoppingToken).ConfigureAwait(false);
+                await SendAsync(batch, channel, stoppingToken).ConfigureAwait(false);
                 batch.ResetWrittenCount();
                 count = 0;
             }
         }
     }
-
-    /// <summary>Sends this process's workflow events while they are wanted, those that came together in one notification
-    /// as far as the payload limit allows.</summary>
-    private async Task SendWorkflowsLoopAsync(CancellationToken stoppingToken)
-    {
-        var reader = _outgoingWorkflows.Reader;
-        var limit = backend.Capabilities.MaxNotificationPayload;
-        var batch = new ArrayBufferWriter<byte>(1024);
-        var one = new ArrayBufferWriter<byte>(256);
-        var count = 0;
-        while (await reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
-        {
-            while (reader.TryRead(out var workflowEvent))
-            {
-                if (!IsWanted)
-                {
-                    continue;
-                }
-                one.ResetWrittenCount();
-                using (var writer = new Utf8JsonWriter(one))
-                {
-                    WorkflowEventKinds.Write(writer, workflowEvent);
-                }
-                if (count > 0 && batch.WrittenCount + 1 + one.WrittenCount + 1 > limit)
-                {
-                    await SendAsync(batch, NotifierChannels.WorkflowEvents, stoppingToken).ConfigureAwait(false);
-                    batch.ResetWrittenCount();
-                    count = 0;
-                }
-                if (one.WrittenCount + 2 > limit)
-                {
-                    continue;
-                }
-                batch.Write(count == 0 ? "["u8 : ","u8);
-                batch.Write(one.WrittenSpan);
-                count++;
-            }
-            if (count > 0)
-            {
-                await SendAsync(batch, NotifierChannels.WorkflowEvents, stoppingToken).ConfigureAwait(false);
-                batch.ResetWrittenCount();
-                count = 0;
-            }
-        }
-    }
-
-    private Task SendAsync(ArrayBufferWriter<byte> batch, CancellationToken stoppingToken) =>
-        SendAsync(batch, NotifierChannels.Events, stoppingToken);
 
     private async Task SendAsync(ArrayBufferWriter<byte> batch, string channel, CancellationToken stoppingToken)
     {
@@ -286,31 +246,26 @@ internal sealed partial class TaskEventBridge(
         }
     }
 
-    private void OnEvents(Notification notification)
+    private void OnEvents(Notification notification) => Receive(notification, element =>
     {
-        if (notification.Missed || bus.RemoteSubscribers == 0)
+        var taskEvent = TaskEventJson.Read(element);
+        if (taskEvent.Origin != status.WorkerId)
         {
-            return;
+            bus.PublishRemote(taskEvent);
         }
-        try
-        {
-            using var document = JsonDocument.Parse(notification.Payload);
-            foreach (var element in document.RootElement.EnumerateArray())
-            {
-                var taskEvent = TaskEventJson.Read(element);
-                if (taskEvent.Origin != status.WorkerId)
-                {
-                    bus.PublishRemote(taskEvent);
-                }
-            }
-        }
-        catch (Exception ex) when (ex is JsonException or FormatException or InvalidOperationException)
-        {
-            LogMalformed(ex);
-        }
-    }
+    });
 
-    private void OnWorkflowEvents(Notification notification)
+    private void OnWorkflowEvents(Notification notification) => Receive(notification, element =>
+    {
+        var workflowEvent = WorkflowEventKinds.Read(element);
+        if (workflowEvent.Origin != status.WorkerId)
+        {
+            bus.PublishRemoteWorkflow(workflowEvent);
+        }
+    });
+
+    /// <summary>Passes each event of another process's batch to <paramref name="publish"/>, while someone here wants them.</summary>
+    private void Receive(Notification notification, Action<JsonElement> publish)
     {
         if (notification.Missed || bus.RemoteSubscribers == 0)
         {
@@ -321,11 +276,7 @@ internal sealed partial class TaskEventBridge(
             using var document = JsonDocument.Parse(notification.Payload);
             foreach (var element in document.RootElement.EnumerateArray())
             {
-                var workflowEvent = WorkflowEventKinds.Read(element);
-                if (workflowEvent.Origin != status.WorkerId)
-                {
-                    bus.PublishRemoteWorkflow(workflowEvent);
-                }
+                publish(element);
             }
         }
         catch (Exception ex) when (ex is JsonException or FormatException or InvalidOperationException)
