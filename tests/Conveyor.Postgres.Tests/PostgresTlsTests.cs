@@ -11,20 +11,8 @@ namespace Conveyor.Postgres.Tests;
 /// PostgreSQL reports encrypted, and a CA the certificate does not chain to, or a host name it does not hold, is refused
 /// with an error naming what to change.
 /// </summary>
-public sealed class PostgresTlsTests : IDisposable
+public sealed class PostgresTlsTests : TlsTest
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "conveyor-pg-tls-" + Guid.NewGuid().ToString("N"));
-    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(60));
-
-    public void Dispose()
-    {
-        _timeout.Dispose();
-        if (Directory.Exists(_folder))
-        {
-            Directory.Delete(_folder, recursive: true);
-        }
-    }
-
     [Fact]
     public async Task Tls_A_task_runs_through_verified_TLS_and_every_session_of_the_backend_is_encrypted()
     {
@@ -42,17 +30,17 @@ public sealed class PostgresTlsTests : IDisposable
                 // The backend's sessions (still open in its pool, and its LISTEN one), as PostgreSQL sees them from a
                 // plain session of the test.
                 await using var monitor = new NpgsqlConnection(PostgresConnectionString.Normalize(TestServers.Postgres));
-                await monitor.OpenAsync(_timeout.Token);
+                await monitor.OpenAsync(Timeout.Token);
                 await using var sessions = new NpgsqlCommand(
                     "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid WHERE a.application_name = $1",
                     monitor);
                 sessions.Parameters.AddWithValue(application);
-                await using var reader = await sessions.ExecuteReaderAsync(_timeout.Token);
-                Assert.True(await reader.ReadAsync(_timeout.Token));
+                await using var reader = await sessions.ExecuteReaderAsync(Timeout.Token);
+                Assert.True(await reader.ReadAsync(Timeout.Token));
                 var (all, encrypted) = (reader.GetInt64(0), reader.GetInt64(1));
                 Assert.True(all > 0, "the backend has sessions open");
                 Assert.Equal(all, encrypted);
-            }, _timeout.Token);
+            }, Timeout.Token);
         }
         finally
         {
@@ -64,15 +52,15 @@ public sealed class PostgresTlsTests : IDisposable
     public async Task Tls_The_session_of_the_url_reports_ssl_in_pg_stat_ssl()
     {
         await using var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(TestServers.PostgresTls));
-        await connection.OpenAsync(_timeout.Token);
+        await connection.OpenAsync(Timeout.Token);
         await using var command = new NpgsqlCommand("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", connection);
-        Assert.True((bool)(await command.ExecuteScalarAsync(_timeout.Token))!);
+        Assert.True((bool)(await command.ExecuteScalarAsync(Timeout.Token))!);
     }
 
     [Fact]
     public async Task Tls_A_certificate_authority_the_server_certificate_does_not_chain_to_is_refused_naming_sslrootcert()
     {
-        var unrelated = TlsTestSupport.WriteUnrelatedCertificateAuthority(_folder);
+        var unrelated = TlsTestSupport.WriteUnrelatedCertificateAuthority(Folder);
         var url = WithRootCertificate(TestServers.PostgresTls, unrelated);
         var error = await Assert.ThrowsAnyAsync<Exception>(() => MigrateAsync(url));
 
@@ -99,7 +87,7 @@ public sealed class PostgresTlsTests : IDisposable
     [InlineData("&sslmode=require", SslMode.VerifyCA)]
     public void Tls_sslrootcert_turns_verification_on(string mode, SslMode expected)
     {
-        var ca = TlsTestSupport.WriteUnrelatedCertificateAuthority(_folder);
+        var ca = TlsTestSupport.WriteUnrelatedCertificateAuthority(Folder);
         var database = (PostgresDatabase)SqlDatabaseUrl.Parse($"postgresql://u:p@db.internal/jobs?sslrootcert={Uri.EscapeDataString(ca)}{mode}");
         var settings = new NpgsqlConnectionStringBuilder(database.ConnectionString);
 
@@ -113,7 +101,7 @@ public sealed class PostgresTlsTests : IDisposable
     [InlineData("prefer")]
     public void Tls_sslrootcert_with_a_mode_that_may_go_without_TLS_is_refused(string mode)
     {
-        var ca = TlsTestSupport.WriteUnrelatedCertificateAuthority(_folder);
+        var ca = TlsTestSupport.WriteUnrelatedCertificateAuthority(Folder);
         var error = Assert.Throws<BackendUrlException>(() => SqlDatabaseUrl.Parse($"postgresql://u:secret@db.internal/jobs?sslmode={mode}&sslrootcert={ca}"));
 
         Assert.Contains($"sslmode={mode} may connect without TLS: use sslmode=verify-full", error.Message, StringComparison.Ordinal);
@@ -123,7 +111,7 @@ public sealed class PostgresTlsTests : IDisposable
     [Fact]
     public void Tls_An_sslrootcert_file_that_cannot_be_read_is_refused_naming_it()
     {
-        var missing = Path.Combine(_folder, "missing-ca.pem");
+        var missing = Path.Combine(Folder, "missing-ca.pem");
         var error = Assert.Throws<BackendUrlException>(() => SqlDatabaseUrl.Parse($"postgresql://u:p@db.internal/jobs?sslmode=verify-full&sslrootcert={missing}"));
 
         Assert.Contains($"DATABASE_URL sslrootcert={missing}: the certificate authority file cannot be read", error.Message, StringComparison.Ordinal);
@@ -138,7 +126,7 @@ public sealed class PostgresTlsTests : IDisposable
         var backend = (PostgresBackend)database.Create();
         await using (backend)
         {
-            await backend.MigrateAsync(_timeout.Token);
+            await backend.MigrateAsync(Timeout.Token);
         }
     }
 }

@@ -12,26 +12,14 @@ namespace Conveyor.RabbitMQ.Tests;
 /// speaks nothing but TLS, and a CA the certificate does not chain to, or a host name it does not hold, is refused with
 /// an error naming what to change.
 /// </summary>
-public sealed class RabbitMqTlsTests : IDisposable
+public sealed class RabbitMqTlsTests : TlsTest
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "conveyor-rabbitmq-tls-" + Guid.NewGuid().ToString("N"));
-    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(60));
-
-    public void Dispose()
-    {
-        _timeout.Dispose();
-        if (Directory.Exists(_folder))
-        {
-            Directory.Delete(_folder, recursive: true);
-        }
-    }
-
-    private string StoreUrl => "sqlite:///" + Path.Combine(_folder, "store.db");
+    private string StoreUrl => "sqlite:///" + Path.Combine(Folder, "store.db");
 
     [Fact]
     public async Task Tls_A_task_runs_through_amqps_on_the_TLS_listener()
     {
-        Directory.CreateDirectory(_folder);
+        Directory.CreateDirectory(Folder);
         var broker = (RabbitMqBroker)BackendUrls.Select(StoreUrl, null, TestServers.AmqpTls, "sqlite:///unused.db") with
         {
             Prefix = "tls." + Guid.NewGuid().ToString("N"),
@@ -46,7 +34,7 @@ public sealed class RabbitMqTlsTests : IDisposable
                 Assert.Equal(TaskState.Succeeded, record.State);
                 Assert.Equal("ran over TLS", TlsTestSupport.ResultText(record));
                 return Task.CompletedTask;
-            }, _timeout.Token);
+            }, Timeout.Token);
         }
         finally
         {
@@ -56,13 +44,13 @@ public sealed class RabbitMqTlsTests : IDisposable
         // The port the task went through speaks only TLS: a plain AMQP client gets no connection there.
         var tlsPort = new Uri(TestServers.AmqpTls).Port;
         var plain = new ConnectionFactory { Uri = new Uri($"amqp://guest:guest@127.0.0.1:{tlsPort}/"), RequestedConnectionTimeout = TimeSpan.FromSeconds(5) };
-        await Assert.ThrowsAsync<BrokerUnreachableException>(() => plain.CreateConnectionAsync(_timeout.Token));
+        await Assert.ThrowsAsync<BrokerUnreachableException>(() => plain.CreateConnectionAsync(Timeout.Token));
     }
 
     [Fact]
     public async Task Tls_A_certificate_authority_the_server_certificate_does_not_chain_to_is_refused_naming_cacertfile()
     {
-        var unrelated = TlsTestSupport.WriteUnrelatedCertificateAuthority(_folder);
+        var unrelated = TlsTestSupport.WriteUnrelatedCertificateAuthority(Folder);
         var url = TestServers.AmqpTls[..TestServers.AmqpTls.IndexOf('?', StringComparison.Ordinal)] + "?cacertfile=" + unrelated;
         var error = await Assert.ThrowsAnyAsync<Exception>(() => MigrateAsync(url));
 
@@ -85,24 +73,24 @@ public sealed class RabbitMqTlsTests : IDisposable
     [Fact]
     public void Tls_cacertfile_needs_amqps_and_unknown_parameters_are_refused()
     {
-        var ca = TlsTestSupport.WriteUnrelatedCertificateAuthority(_folder);
+        var ca = TlsTestSupport.WriteUnrelatedCertificateAuthority(Folder);
         var plain = Assert.Throws<ArgumentException>(() => RabbitMqUrl.CreateFactory("amqp://u:secret@mq.internal/?cacertfile=" + ca));
         Assert.Contains("cacertfile needs TLS: use amqps://", plain.Message, StringComparison.Ordinal);
         var unknown = Assert.Throws<ArgumentException>(() => RabbitMqUrl.CreateFactory("amqps://u:secret@mq.internal/?verify=verify_none"));
         Assert.Contains("'verify' is not known", unknown.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("secret", plain.Message + unknown.Message, StringComparison.Ordinal);
-        var missing = Assert.Throws<ArgumentException>(() => RabbitMqUrl.CreateFactory("amqps://u:p@mq.internal/?cacertfile=" + Path.Combine(_folder, "missing.pem")));
+        var missing = Assert.Throws<ArgumentException>(() => RabbitMqUrl.CreateFactory("amqps://u:p@mq.internal/?cacertfile=" + Path.Combine(Folder, "missing.pem")));
         Assert.Contains("cacertfile=", missing.Message, StringComparison.Ordinal);
         Assert.Contains("cannot be read", missing.Message, StringComparison.Ordinal);
     }
 
     private async Task MigrateAsync(string url)
     {
-        Directory.CreateDirectory(_folder);
-        var backend = (RabbitMqBackend)new RabbitMqBroker(url, new SqliteDatabase(Path.Combine(_folder, Guid.NewGuid().ToString("N") + ".db")), "tls." + Guid.NewGuid().ToString("N")).Create();
+        Directory.CreateDirectory(Folder);
+        var backend = (RabbitMqBackend)new RabbitMqBroker(url, new SqliteDatabase(Path.Combine(Folder, Guid.NewGuid().ToString("N") + ".db")), "tls." + Guid.NewGuid().ToString("N")).Create();
         await using (backend)
         {
-            await backend.MigrateAsync(_timeout.Token);
+            await backend.MigrateAsync(Timeout.Token);
         }
     }
 }

@@ -11,20 +11,8 @@ namespace Conveyor.Redis.Tests;
 /// lists on its TLS port, and a CA the certificate does not chain to, or a host name it does not hold, is refused with an
 /// error naming what to change.
 /// </summary>
-public sealed class RedisTlsTests : IDisposable
+public sealed class RedisTlsTests : TlsTest
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "conveyor-redis-tls-" + Guid.NewGuid().ToString("N"));
-    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(60));
-
-    public void Dispose()
-    {
-        _timeout.Dispose();
-        if (Directory.Exists(_folder))
-        {
-            Directory.Delete(_folder, recursive: true);
-        }
-    }
-
     [Fact]
     public async Task Tls_A_task_runs_through_rediss_on_connections_of_the_TLS_port()
     {
@@ -46,7 +34,7 @@ public sealed class RedisTlsTests : IDisposable
                 var clients = (string)(await admin.GetServer(admin.GetEndPoints()[0]).ExecuteAsync("CLIENT", "LIST"))!;
                 Assert.Contains(clients.Split('\n'), line =>
                     line.Contains($" laddr=127.0.0.1:{tlsPort} ", StringComparison.Ordinal) && line.Contains(" name=conveyor ", StringComparison.Ordinal));
-            }, _timeout.Token);
+            }, Timeout.Token);
         }
         finally
         {
@@ -57,7 +45,7 @@ public sealed class RedisTlsTests : IDisposable
     [Fact]
     public async Task Tls_A_certificate_authority_the_server_certificate_does_not_chain_to_is_refused_naming_ssl_ca_certs()
     {
-        var unrelated = TlsTestSupport.WriteUnrelatedCertificateAuthority(_folder);
+        var unrelated = TlsTestSupport.WriteUnrelatedCertificateAuthority(Folder);
         var url = TestServers.RedisTls[..TestServers.RedisTls.IndexOf('?', StringComparison.Ordinal)] + "?ssl_ca_certs=" + unrelated;
         var error = await Assert.ThrowsAnyAsync<Exception>(() => MigrateAsync(url));
 
@@ -80,7 +68,7 @@ public sealed class RedisTlsTests : IDisposable
     [Fact]
     public void Tls_ssl_ca_certs_needs_rediss()
     {
-        var ca = TlsTestSupport.WriteUnrelatedCertificateAuthority(_folder);
+        var ca = TlsTestSupport.WriteUnrelatedCertificateAuthority(Folder);
         var error = Assert.Throws<FormatException>(() => RedisUrl.Parse("redis://cache.internal:6379?ssl_ca_certs=" + ca));
         Assert.Contains("ssl_ca_certs needs TLS: use rediss://", error.Message, StringComparison.Ordinal);
         Assert.True(RedisUrl.Parse("rediss://cache.internal:6380?ssl_ca_certs=" + ca).Ssl);
@@ -97,7 +85,7 @@ public sealed class RedisTlsTests : IDisposable
     [Fact]
     public void Tls_An_ssl_ca_certs_file_that_cannot_be_read_is_refused_naming_it()
     {
-        var missing = Path.Combine(_folder, "missing-ca.pem");
+        var missing = Path.Combine(Folder, "missing-ca.pem");
         var error = Assert.Throws<ArgumentException>(() => RedisUrl.Parse("rediss://cache.internal:6380?ssl_ca_certs=" + missing));
         Assert.Contains($"ssl_ca_certs={missing}: the certificate authority file cannot be read", error.Message, StringComparison.Ordinal);
     }

@@ -103,3 +103,23 @@ public static class TlsTestSupport
         return string.Join('\n', lines);
     }
 }
+
+/// <summary>A TLS test's own temporary folder and its deadline, both cleaned up after it.</summary>
+public abstract class TlsTest : IDisposable
+{
+    /// <summary>A folder for this test's files (a SQLite store, a foreign CA), deleted after it.</summary>
+    protected string Folder { get; } = Path.Combine(Path.GetTempPath(), "conveyor-tls-" + Guid.NewGuid().ToString("N"));
+
+    /// <summary>Cancelled after 60 s: a TLS handshake refused by a client can otherwise wait for its server's timeout.</summary>
+    protected CancellationTokenSource Timeout { get; } = new(TimeSpan.FromSeconds(60));
+
+    public void Dispose()
+    {
+        Timeout.Dispose();
+        if (Directory.Exists(Folder))
+        {
+            Directory.Delete(Folder, recursive: true);
+        }
+        GC.SuppressFinalize(this);
+    }
+}
