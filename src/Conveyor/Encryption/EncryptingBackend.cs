@@ -78,6 +78,10 @@ public sealed class EncryptingBackend : IConveyorBackend
     public IApiKeyStore? ApiKeys => Inner.ApiKeys;
 
     /// <inheritdoc />
+    /// <remarks>Forwarded as it is: rewrites work on the stored (encrypted) text, which the rotation encrypts itself.</remarks>
+    public IPayloadStore? Payloads => Inner.Payloads;
+
+    /// <inheritdoc />
     public BackendCapabilities Capabilities => Inner.Capabilities;
 
     /// <inheritdoc />
