@@ -44,6 +44,9 @@ public sealed class EncryptingBackend : IConveyorBackend
         return backend is not EncryptingBackend && services.GetService<PayloadCipher>() is { } cipher ? new EncryptingBackend(backend, cipher) : backend;
     }
 
+    /// <summary>The keys values are encrypted and decrypted with.</summary>
+    public PayloadCipher Cipher => _cipher;
+
     /// <summary>The backend wrapped.</summary>
     public IConveyorBackend Inner { get; }
 
