@@ -98,7 +98,7 @@ public sealed class KeyRotationProcessTests : IDisposable
         var line = await server.WaitForLineAsync(l => l.StartsWith("Conveyor serving http://127.0.0.1:", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
         using var http = new HttpClient { BaseAddress = new Uri(line["Conveyor serving ".Length..].Trim()) };
         var ids = new List<Guid>();
-        foreach (var (url, marker) in new[] { (recorder.Url, "0"), (recorder.Url, "1"), (new Uri("http://10.255.255.1/run"), "2") })
+        foreach (var (url, marker) in new[] { (recorder.Url, "0"), (recorder.Url, "1"), (new Uri("http://127.0.0.1:1/run"), "2") })
         {
             using var created = await http.PostAsJsonAsync("/api/v1/tasks", new
             {
