@@ -27,11 +27,10 @@ internal static class KeysRotateDataCommand
         {
             Description = "Also encrypt values stored in clear (written before a key was configured). Default: leave them.",
         };
-        var batchSize = new Option<int>("--batch-size")
+        var batchSize = new Option<int?>("--batch-size")
         {
             Description = $"Tasks read and rewritten per step, 1 to {PayloadRotationOptions.MaxBatchSize}. Default 100.",
             HelpName = "n",
-            DefaultValueFactory = _ => 100,
         };
         var json = new Option<bool>("--json") { Description = "Write the summary as JSON." };
         command.Options.Add(dryRun);
@@ -47,7 +46,7 @@ internal static class KeysRotateDataCommand
         }, "Conveyor:Encryption:KeyFile");
         command.SetAction((parse, cancellationToken) =>
         {
-            var size = parse.GetValue(batchSize);
+            var size = parse.GetValue(batchSize) ?? 100;
             if (size is < 1 or > PayloadRotationOptions.MaxBatchSize)
             {
                 error.WriteLine($"conveyor: --batch-size: {size.ToString(CultureInfo.InvariantCulture)} is not between 1 and {PayloadRotationOptions.MaxBatchSize}.");
@@ -59,20 +58,27 @@ internal static class KeysRotateDataCommand
                 IncludePlaintext = parse.GetValue(includePlaintext),
                 BatchSize = size,
             };
-            return ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
+            return ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error, services => NoKeys(services, error),
                 services => RunAsync(services, options, parse.GetValue(json), output, error, cancellationToken), cancellationToken);
         });
         return command;
     }
 
+    /// <summary>Exit code 2, naming the settings, when no key is configured: checked before the database is opened.</summary>
+    private static int? NoKeys(IServiceProvider services, TextWriter error)
+    {
+        if (services.GetService<PayloadCipher>() is not null)
+        {
+            return null;
+        }
+        error.WriteLine($"conveyor: no encryption key is configured: set {KeySettings}, the current key first and the older ones after it.");
+        return ExitCodes.InvalidInput;
+    }
+
     private static async Task<int> RunAsync(IServiceProvider services, PayloadRotationOptions options, bool json, TextWriter output, TextWriter error,
         CancellationToken cancellationToken)
     {
-        if (services.GetService<PayloadCipher>() is not { } cipher)
-        {
-            await error.WriteLineAsync($"conveyor: no encryption key is configured: set {KeySettings}, the current key first and the older ones after it.").ConfigureAwait(false);
-            return ExitCodes.InvalidInput;
-        }
+        var cipher = services.GetRequiredService<PayloadCipher>();
         var backend = services.GetRequiredService<IConveyorBackend>();
         if (backend.Payloads is null)
         {
