@@ -88,6 +88,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public IApiKeyStore? ApiKeys => _store.ApiKeys;
 
     /// <inheritdoc />
+    /// <remarks>Payloads live in the SQL store only (broker messages carry task ids).</remarks>
+    public IPayloadStore? Payloads => _store.Payloads;
+
+    /// <inheritdoc />
     /// <remarks>The store's, with the first steps announced to the workers on this backend's notifier (the store keeps
     /// them; no broker message is published for a step); so is a success of a step this process leased, which may have
     /// released others. A step leased by a process that died before completing it is found by the workers' fallback

@@ -73,6 +73,24 @@ internal static class RedisMessageCodec
         };
     }
 
+    /// <summary><paramref name="blob"/> with its arguments replaced by <paramref name="args"/>, every other field kept as
+    /// it is (a payload rewrite changes the arguments alone).</summary>
+    public static string WithArgs(string blob, string? args)
+    {
+        ArgumentNullException.ThrowIfNull(blob);
+        var fields = new Range[FieldCount];
+        var nulls = Split(blob, fields);
+        // A field's text ends at its range's end, a null field ('~') one character after its (empty) range.
+        int End(int i) => (nulls & (1 << i)) != 0 ? fields[i].Start.Value + 1 : fields[i].End.Value;
+        var text = new StringBuilder(blob.Length + (args?.Length ?? 0));
+        text.Append(blob, 0, End(ArgsField - 1));
+        Append(text, args);
+        text.Append(blob, End(ArgsField), blob.Length - End(ArgsField));
+        return text.ToString();
+    }
+
+    private const int ArgsField = 3;
+
     private static void Append(StringBuilder text, string? value)
     {
         if (value is null)

@@ -33,6 +33,7 @@ public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBack
 
 public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
 public sealed class PostgresApiKeyTests : ApiKeyConformance<PostgresTestBackend>;
+public sealed class PostgresPayloadRewriteTests : PayloadRewriteConformance<PostgresTestBackend>;
 
 public sealed class PostgresWorkflowTests : WorkflowConformance<PostgresTestBackend>;
 

@@ -14,7 +14,12 @@ namespace Conveyor.Server.Cli;
 /// </summary>
 internal static class ExistingBackend
 {
-    public static async Task<int> RunAsync(Dictionary<string, string?> flags, TextWriter error,
+    public static Task<int> RunAsync(Dictionary<string, string?> flags, TextWriter error,
+        Func<IServiceProvider, Task<int>> run, CancellationToken cancellationToken) => RunAsync(flags, error, null, run, cancellationToken);
+
+    /// <summary>As the other overload, with <paramref name="refuse"/> asked first, before the database is looked for: an
+    /// exit code it returns ends the command (a setting the command needs is missing).</summary>
+    public static async Task<int> RunAsync(Dictionary<string, string?> flags, TextWriter error, Func<IServiceProvider, int?>? refuse,
         Func<IServiceProvider, Task<int>> run, CancellationToken cancellationToken)
     {
         IHost host;
@@ -28,6 +33,10 @@ internal static class ExistingBackend
         }
         using (host)
         {
+            if (refuse?.Invoke(host.Services) is { } refused)
+            {
+                return refused;
+            }
             var location = host.Services.GetRequiredService<BackendLocation>();
             if (MissingFile(location) is { } missing)
             {

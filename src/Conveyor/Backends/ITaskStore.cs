@@ -199,6 +199,9 @@ public interface IConveyorBackend
     /// <summary>The API keys of the store role (<see cref="IApiKeyStore"/>), or null where this backend keeps none (a
     /// test double); the server then accepts only the keys in its configuration.</summary>
     IApiKeyStore? ApiKeys => null;
+    /// <summary>Compare-and-set rewrites of stored payloads (<see cref="IPayloadStore"/>), or null where this backend
+    /// offers none (a test double); <c>conveyor keys rotate-data</c> then refuses to run.</summary>
+    IPayloadStore? Payloads => null;
     /// <summary>What this backend offers.</summary>
     BackendCapabilities Capabilities { get; }
     /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>

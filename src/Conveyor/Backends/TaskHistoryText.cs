@@ -52,4 +52,8 @@ public static class TaskHistoryText
 
     /// <summary>One attempt error as a line of JSON.</summary>
     public static string FormatError(AttemptError error) => JsonSerializer.Serialize(error, ConveyorJson.Options);
+
+    /// <summary>Attempt errors as kept: one JSON object a line; null for none.</summary>
+    public static string? FormatErrors(IReadOnlyList<AttemptError> errors) =>
+        errors is null || errors.Count == 0 ? null : string.Join('\n', errors.Select(FormatError));
 }

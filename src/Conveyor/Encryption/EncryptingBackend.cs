@@ -44,6 +44,9 @@ public sealed class EncryptingBackend : IConveyorBackend
         return backend is not EncryptingBackend && services.GetService<PayloadCipher>() is { } cipher ? new EncryptingBackend(backend, cipher) : backend;
     }
 
+    /// <summary>The keys values are encrypted and decrypted with.</summary>
+    public PayloadCipher Cipher => _cipher;
+
     /// <summary>The backend wrapped.</summary>
     public IConveyorBackend Inner { get; }
 
@@ -76,6 +79,10 @@ public sealed class EncryptingBackend : IConveyorBackend
 
     /// <inheritdoc />
     public IApiKeyStore? ApiKeys => Inner.ApiKeys;
+
+    /// <inheritdoc />
+    /// <remarks>Forwarded as it is: rewrites work on the stored (encrypted) text, which the rotation encrypts itself.</remarks>
+    public IPayloadStore? Payloads => Inner.Payloads;
 
     /// <inheritdoc />
     public BackendCapabilities Capabilities => Inner.Capabilities;

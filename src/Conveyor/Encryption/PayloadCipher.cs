@@ -48,6 +48,19 @@ public sealed class PayloadCipher(PayloadKeyRing keys)
         ? stored.Length > Prefix.Length + 2 && stored[0] == '"' && stored[^1] == '"' && string.CompareOrdinal(stored, 1, Prefix, 0, Prefix.Length) == 0
         : stored.StartsWith(Prefix, StringComparison.Ordinal));
 
+    /// <summary>The key id an encrypted value is tagged with; null when <paramref name="stored"/> is not encrypted or
+    /// has no key id.</summary>
+    public static string? KeyIdOf(string? stored, bool json)
+    {
+        if (!IsEncrypted(stored, json))
+        {
+            return null;
+        }
+        var text = json ? stored.AsSpan(1 + Prefix.Length, stored.Length - 2 - Prefix.Length) : stored.AsSpan(Prefix.Length);
+        var dot = text.IndexOf('.');
+        return dot <= 0 ? null : text[..dot].ToString();
+    }
+
     /// <summary>Encrypts <paramref name="value"/> with the current key; null stays null.</summary>
     public string? Encrypt(string? value, Guid taskId, PayloadField field)
     {

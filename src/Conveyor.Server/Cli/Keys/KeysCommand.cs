@@ -8,10 +8,11 @@ internal static class KeysCommand
 {
     public static Command Create(ConfigurationFlags global, TextWriter output, TextWriter error)
     {
-        var command = new Command("keys", "Create, list and revoke the API keys stored in the database (docs/security.md).");
+        var command = new Command("keys", "Create, list and revoke the API keys stored in the database; re-encrypt stored payloads with the current encryption key (docs/security.md).");
         command.Subcommands.Add(KeysCreateCommand.Create(global, output, error));
         command.Subcommands.Add(KeysListCommand.Create(global, output, error));
         command.Subcommands.Add(KeysRevokeCommand.Create(global, output, error));
+        command.Subcommands.Add(KeysRotateDataCommand.Create(global, output, error));
         return command;
     }
 
