@@ -199,6 +199,9 @@ public interface IConveyorBackend
     /// <summary>The API keys of the store role (<see cref="IApiKeyStore"/>), or null where this backend keeps none (a
     /// test double); the server then accepts only the keys in its configuration.</summary>
     IApiKeyStore? ApiKeys => null;
+    /// <summary>The audit log of the store role (<see cref="IAuditLog"/>), or null where this backend keeps none (a test
+    /// double); nothing is then recorded.</summary>
+    IAuditLog? Audit => null;
     /// <summary>What this backend offers.</summary>
     BackendCapabilities Capabilities { get; }
     /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>

@@ -78,6 +78,9 @@ public sealed class EncryptingBackend : IConveyorBackend
     public IApiKeyStore? ApiKeys => Inner.ApiKeys;
 
     /// <inheritdoc />
+    public IAuditLog? Audit => Inner.Audit;
+
+    /// <inheritdoc />
     public BackendCapabilities Capabilities => Inner.Capabilities;
 
     /// <inheritdoc />
