@@ -33,6 +33,7 @@ public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBack
 
 public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
 public sealed class PostgresApiKeyTests : ApiKeyConformance<PostgresTestBackend>;
+public sealed class PostgresAuditLogTests : AuditLogConformance<PostgresTestBackend>;
 
 public sealed class PostgresWorkflowTests : WorkflowConformance<PostgresTestBackend>;
 

@@ -35,6 +35,7 @@ public sealed class RabbitMqScheduleTests : ScheduleConformance<RabbitMqTestBack
 
 public sealed class RabbitMqUniqueKeyTests : UniqueKeyConformance<RabbitMqTestBackend>;
 public sealed class RabbitMqApiKeyTests : ApiKeyConformance<RabbitMqTestBackend>;
+public sealed class RabbitMqAuditLogTests : AuditLogConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqWorkflowTests : WorkflowConformance<RabbitMqTestBackend>;
 
