@@ -1,5 +1,5 @@
-using Conveyor.AspNetCore.Audit;
 using System.Text.Json;
+using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
 using Conveyor.Backends;

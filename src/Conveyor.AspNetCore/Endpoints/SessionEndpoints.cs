@@ -1,6 +1,6 @@
-using Conveyor.AspNetCore.Audit;
 using System.Globalization;
 using System.Text.Json;
+using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
 using Microsoft.AspNetCore.Authentication;
