@@ -121,9 +121,19 @@ public sealed class AuditApiTests : IAsyncLifetime
         {
             Assert.Equal(HttpStatusCode.Unauthorized, failedSignIn.StatusCode);
         }
+        string sessionCookie;
         using (var signIn = await SendAsync(HttpMethod.Post, "/api/v1/session", null, $$"""{"key": "{{createdKey}}"}"""))
         {
             Assert.Equal(HttpStatusCode.OK, signIn.StatusCode);
+            sessionCookie = signIn.Headers.GetValues("Set-Cookie").Single(c => c.StartsWith("conveyor_session=", StringComparison.Ordinal)).Split(';')[0];
+        }
+        using (var signOut = new HttpRequestMessage(HttpMethod.Delete, "/api/v1/session"))
+        {
+            signOut.Headers.Add("Cookie", sessionCookie);
+            signOut.Headers.Add("X-Forwarded-For", Client);
+            signOut.Headers.UserAgent.ParseAdd("audit-test/1.0");
+            using var response = await _server.Client.SendAsync(signOut);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
         // Reads are not recorded.
         using (var read = await SendAsync(HttpMethod.Get, "/api/v1/keys", AdminKey))
@@ -153,9 +163,12 @@ public sealed class AuditApiTests : IAsyncLifetime
         var signedIn = Single(entries, "session.sign-in");
         AssertEntry(signedIn, "session", null, "ok", 200);
         Assert.Equal(createdId, signedIn.GetProperty("actor").GetString());
+        var signedOut = Single(entries, "session.sign-out");
+        AssertEntry(signedOut, "session", null, "ok", 200);
+        Assert.Equal(createdId, signedOut.GetProperty("actor").GetString());
         Assert.DoesNotContain(entries, e => e.GetProperty("action").GetString() == "key.list");
         Assert.Equal(entries.Select(e => e.GetProperty("at").GetDateTimeOffset()).OrderDescending(), entries.Select(e => e.GetProperty("at").GetDateTimeOffset()));
-        foreach (var secret in new[] { AdminKey, ReadKey, WrongKey, createdKey, ArgumentValue })
+        foreach (var secret in new[] { AdminKey, ReadKey, WrongKey, createdKey, ArgumentValue, sessionCookie.Split('=', 2)[1] })
         {
             Assert.DoesNotContain(secret, text, StringComparison.Ordinal);
         }
