@@ -1,3 +1,4 @@
+using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Endpoints;
 using Conveyor.AspNetCore.Health;
 using Conveyor.AspNetCore.Outages;
@@ -54,6 +55,7 @@ public static class ConveyorApiExtensions
         services.AddHostedService<ApiKeyRefresher>();
         services.AddSingleton<FailedAuthLimiter>();
         services.AddSingleton<DashboardSessions>();
+        services.AddSingleton<AuditRecorder>();
         services.AddAuthentication().AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiScopes.Scheme, null);
         services.AddAuthorization(authorization =>
         {
@@ -149,7 +151,8 @@ public static class ConveyorApiExtensions
         var groups = new ApiGroups(
             api.MapGroup("").RequireAuthorization(ApiScopes.Policy(ApiScopes.Read)),
             api.MapGroup("").RequireAuthorization(ApiScopes.Policy(ApiScopes.Enqueue)),
-            api.MapGroup("").RequireAuthorization(ApiScopes.Policy(ApiScopes.Admin)));
+            // Admin calls are recorded in the audit log (the policy's refusals by ApiAuthorizationResultHandler).
+            api.MapGroup("").RequireAuthorization(ApiScopes.Policy(ApiScopes.Admin)).AddEndpointFilter<AuditEndpointFilter>());
         TaskEndpoints.Map(groups);
         QueueEndpoints.Map(groups);
         LimitEndpoints.Map(groups);
@@ -158,6 +161,7 @@ public static class ConveyorApiExtensions
         WorkflowEndpoints.Map(groups);
         StatsEndpoints.Map(groups);
         KeyEndpoints.Map(groups);
+        AuditEndpoints.Map(groups);
         // Outside the policies: this is where the dashboard first presents a key.
         SessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor"));
         if (options.MapHealthChecks)

@@ -29,6 +29,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly string _schedules;
     private readonly string _uniqueKeys;
     private readonly string _apiKeys;
+    private readonly string _auditLog;
     private readonly string _rateLimits;
     private readonly string _concurrencySlots;
     private readonly string _workflows;
@@ -74,6 +75,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _schedules = _dialect.Table("schedules");
         _uniqueKeys = _dialect.Table("unique_keys");
         _apiKeys = _dialect.Table("api_keys");
+        _auditLog = _dialect.Table("audit_log");
         _rateLimits = _dialect.Table("rate_limits");
         _concurrencySlots = _dialect.Table("concurrency_slots");
         _workflows = _dialect.Table("workflows");

@@ -11,4 +11,8 @@ public sealed class RedisBackendOptions
     /// <summary>Prefix of every key; a deployment's keys are <c>{prefix}:…</c>, the braces a hash tag that keeps them
     /// in one Redis Cluster slot. Default <c>conveyor:</c> (keys <c>{conveyor}:…</c>).</summary>
     public string KeyPrefix { get; set; } = "conveyor:";
+
+    /// <summary>Most audit entries kept (<c>B audit</c>): appending past it drops the oldest, so that the log stays
+    /// bounded in memory whatever retention says. Default 100,000.</summary>
+    public int AuditLimit { get; set; } = 100_000;
 }

@@ -46,6 +46,9 @@ public sealed class InMemoryStorage
     /// <summary>API keys by id, in creation order (<see cref="IApiKeyStore"/>).</summary>
     internal List<StoredApiKey> ApiKeys { get; } = [];
 
+    /// <summary>Audit entries in append order (<see cref="IAuditLog"/>).</summary>
+    internal List<AuditEntry> Audit { get; } = [];
+
     /// <summary>Each rate limit's next free start time (<see cref="ILimitStore.ReserveRateSlotsAsync"/>), by key.</summary>
     internal Dictionary<string, DateTimeOffset> RateNextFree { get; } = new(StringComparer.Ordinal);
 

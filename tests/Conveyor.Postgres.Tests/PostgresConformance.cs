@@ -34,6 +34,8 @@ public sealed class PostgresScheduleTests : ScheduleConformance<PostgresTestBack
 public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBackend>;
 public sealed class PostgresApiKeyTests : ApiKeyConformance<PostgresTestBackend>;
 public sealed class PostgresPayloadRewriteTests : PayloadRewriteConformance<PostgresTestBackend>;
+public sealed class PostgresAuditLogTests : AuditLogConformance<PostgresTestBackend>;
+public sealed class PostgresAuditRetentionTests : AuditRetentionConformance<PostgresTestBackend>;
 
 public sealed class PostgresWorkflowTests : WorkflowConformance<PostgresTestBackend>;
 

@@ -36,6 +36,8 @@ public sealed class RabbitMqScheduleTests : ScheduleConformance<RabbitMqTestBack
 public sealed class RabbitMqUniqueKeyTests : UniqueKeyConformance<RabbitMqTestBackend>;
 public sealed class RabbitMqApiKeyTests : ApiKeyConformance<RabbitMqTestBackend>;
 public sealed class RabbitMqPayloadRewriteTests : PayloadRewriteConformance<RabbitMqTestBackend>;
+public sealed class RabbitMqAuditLogTests : AuditLogConformance<RabbitMqTestBackend>;
+public sealed class RabbitMqAuditRetentionTests : AuditRetentionConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqWorkflowTests : WorkflowConformance<RabbitMqTestBackend>;
 

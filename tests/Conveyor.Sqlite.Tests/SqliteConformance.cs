@@ -34,6 +34,8 @@ public sealed class SqliteScheduleTests : ScheduleConformance<SqliteTestBackend>
 public sealed class SqliteUniqueKeyTests : UniqueKeyConformance<SqliteTestBackend>;
 public sealed class SqliteApiKeyTests : ApiKeyConformance<SqliteTestBackend>;
 public sealed class SqlitePayloadRewriteTests : PayloadRewriteConformance<SqliteTestBackend>;
+public sealed class SqliteAuditLogTests : AuditLogConformance<SqliteTestBackend>;
+public sealed class SqliteAuditRetentionTests : AuditRetentionConformance<SqliteTestBackend>;
 
 public sealed class SqliteWorkflowTests : WorkflowConformance<SqliteTestBackend>;
 

@@ -36,6 +36,8 @@ public sealed class InMemoryScheduleTests : ScheduleConformance<InMemoryTestBack
 public sealed class InMemoryUniqueKeyTests : UniqueKeyConformance<InMemoryTestBackend>;
 public sealed class InMemoryApiKeyTests : ApiKeyConformance<InMemoryTestBackend>;
 public sealed class InMemoryPayloadRewriteTests : PayloadRewriteConformance<InMemoryTestBackend>;
+public sealed class InMemoryAuditLogTests : AuditLogConformance<InMemoryTestBackend>;
+public sealed class InMemoryAuditRetentionTests : AuditRetentionConformance<InMemoryTestBackend>;
 public sealed class InMemoryWorkflowTests : WorkflowConformance<InMemoryTestBackend>;
 
 public sealed class InMemoryLimitTests : LimitConformance<InMemoryTestBackend>;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
 using Conveyor.Backends;
@@ -19,15 +20,18 @@ internal static class KeyEndpoints
     {
         api.Admin.MapGet("/keys", ListAsync)
             .WithName("ListKeys")
-            .WithSummary("The API keys stored in the backend, revoked ones included (never the keys themselves)");
+            .WithSummary("The API keys stored in the backend, revoked ones included (never the keys themselves)")
+            .Audited("key.list");
         api.Admin.MapPost("/keys", CreateAsync)
             .WithName("CreateKey")
             .WithSummary("Create an API key: {\"name\", \"scopes\": [\"read\"|\"enqueue\"|\"admin\"], \"queues\": [...]}; the key is in the answer, once")
-            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
+            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity)
+            .Audited("key.create");
         api.Admin.MapDelete("/keys/{id}", RevokeAsync)
             .WithName("RevokeKey")
             .WithSummary("Revoke an API key: refused from then on (by other servers within Conveyor:ApiKeyRefreshInterval)")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .Audited("key.revoke", "id");
     }
 
     private static async Task<Results<Ok<List<ApiKeyResource>>, ProblemHttpResult>> ListAsync(IConveyorBackend backend, CancellationToken cancellationToken)
@@ -85,6 +89,9 @@ internal static class KeyEndpoints
             var created = NewApiKey.Create(name, scopes, queues, time.GetUtcNow());
             await store.AddApiKeyAsync(created.Stored, cancellationToken).ConfigureAwait(false);
             registry.Remember(created.Stored);
+            // The key's id and what it may do; never the key.
+            AuditTrail.SetTarget(http, created.Stored.Id);
+            AuditTrail.SetDetails(http, new Dictionary<string, object?> { ["scopes"] = created.Stored.Scopes, ["queues"] = created.Stored.Queues });
             return TypedResults.Created($"/api/v1/keys/{created.Stored.Id}", CreatedApiKeyResource.From(created));
         }
     }

@@ -1,3 +1,4 @@
+using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
@@ -25,13 +26,15 @@ internal static class QueueEndpoints
             .WithQueueAccess(QueueAccessKind.RouteQueue)
             .WithName("PauseQueue")
             .WithSummary("Keep workers from fetching from a queue; enqueues still succeed")
-            .ProducesValidationProblem(StatusCodes.Status400BadRequest);
+            .ProducesValidationProblem(StatusCodes.Status400BadRequest)
+            .Audited("queue.pause", "name");
         api.Admin.MapPost("/queues/{name}/resume", (string name, IConveyorBackend backend, CancellationToken cancellationToken) =>
                 SetPausedAsync(name, paused: false, backend, cancellationToken))
             .WithQueueAccess(QueueAccessKind.RouteQueue)
             .WithName("ResumeQueue")
             .WithSummary("Let workers fetch from a queue again")
-            .ProducesValidationProblem(StatusCodes.Status400BadRequest);
+            .ProducesValidationProblem(StatusCodes.Status400BadRequest)
+            .Audited("queue.resume", "name");
         api.Read.MapGet("/workers", ListWorkersAsync)
             .WithName("ListWorkers")
             .WithSummary("Workers whose heartbeat is recent, with their queues and counters");

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.Scheduling;
@@ -29,33 +30,39 @@ internal static class ScheduleEndpoints
             .WithDescription("201 with the schedule and its next fire times; 422 naming each bad field (an unparsable cron, an unknown time zone, an interval under one second, a name in use, a task no process declares).")
             .Accepts<ScheduleResource>("application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
+            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity)
+            .Audited("schedule.create");
         api.Admin.MapPut("/schedules/{name}", UpdateAsync)
             .WithName("UpdateSchedule")
             .WithSummary("Replace a schedule's definition, keeping its state; a new timing counts ticks from now")
             .Accepts<ScheduleResource>("application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
+            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity)
+            .Audited("schedule.update", "name");
         api.Admin.MapPost("/schedules/{name}/pause", (string name, IScheduleClient schedules, TimeProvider time, CancellationToken cancellationToken) =>
                 AnswerAsync(name, schedules.PauseAsync(name, cancellationToken), time))
             .WithName("PauseSchedule")
             .WithSummary("Hold a schedule's ticks back")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .Audited("schedule.pause", "name");
         api.Admin.MapPost("/schedules/{name}/resume", (string name, IScheduleClient schedules, TimeProvider time, CancellationToken cancellationToken) =>
                 AnswerAsync(name, schedules.ResumeAsync(name, cancellationToken), time))
             .WithName("ResumeSchedule")
             .WithSummary("Let a paused schedule fire again from now (ticks that fell while paused are not fired)")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .Audited("schedule.resume", "name");
         api.Admin.MapPost("/schedules/{name}/trigger", TriggerAsync)
             .WithName("TriggerSchedule")
             .WithSummary("Enqueue the schedule's task now, outside its ticks")
             .WithDescription("202 with the task's id and a Location to follow it.")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .Audited("schedule.trigger", "name");
         api.Admin.MapDelete("/schedules/{name}", DeleteAsync)
             .WithName("DeleteSchedule")
             .WithSummary("Delete a schedule (the tasks it enqueued stay)")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .Audited("schedule.delete", "name");
     }
 
     private static async Task<Ok<List<ScheduleResource>>> ListAsync([FromServices] IScheduleClient schedules, [FromServices] TimeProvider time, CancellationToken cancellationToken)
@@ -78,6 +85,7 @@ internal static class ScheduleEndpoints
         {
             return problem;
         }
+        AuditTrail.SetTarget(http, definition!.Name);
         try
         {
             var schedule = await schedules.CreateAsync(definition!, cancellationToken).ConfigureAwait(false);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
 using Microsoft.AspNetCore.Authentication;
@@ -27,7 +28,7 @@ internal static class SessionEndpoints
             .WithDescription("Sets conveyor_session (Secure, HttpOnly, SameSite=Strict) and conveyor_csrf (to be sent back in X-Conveyor-CSRF on state-changing calls). 401 for a wrong key.")
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status403Forbidden);
-        group.MapDelete("/session", SignOut)
+        group.MapDelete("/session", SignOutAsync)
             .WithName("SignOut")
             .WithSummary("End the dashboard's session: removes its cookies");
     }
@@ -41,7 +42,7 @@ internal static class SessionEndpoints
 
     private static async Task<Results<Ok<SessionResource>, ProblemHttpResult>> SignInAsync(HttpContext http,
         [FromServices] ApiKeyRegistry keys, [FromServices] DashboardSessions sessions, [FromServices] FailedAuthLimiter limiter,
-        [FromServices] IOptions<ConveyorApiOptions> options, CancellationToken cancellationToken)
+        [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit, CancellationToken cancellationToken)
     {
         if (CrossSiteEndpointFilter.CrossSiteProblem(http.Request) is ProblemHttpResult crossSite)
         {
@@ -59,35 +60,44 @@ internal static class SessionEndpoints
         using (document)
         {
             var root = document!.RootElement;
+            // Failed sign-ins are recorded with the status only: never the key presented.
             if (!root.TryGetProperty("key", out var keyElement) || keyElement.ValueKind != JsonValueKind.String || keyElement.GetString() is not { Length: > 0 } key)
             {
+                await audit.RecordAsync(http, "session.sign-in-failed", null, StatusCodes.Status422UnprocessableEntity, null).ConfigureAwait(false);
                 return ApiProblems.Field(StatusCodes.Status422UnprocessableEntity, "key", "is required: one of the server's API keys, as a string");
             }
             if (limiter.Blocked(http) is { } wait)
             {
                 var seconds = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds));
                 http.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                await audit.RecordAsync(http, "session.sign-in-failed", null, StatusCodes.Status429TooManyRequests, null).ConfigureAwait(false);
                 return ApiProblems.Status(StatusCodes.Status429TooManyRequests, "Too many failed attempts.",
                     $"Too many wrong API keys came from this address; try again in {seconds} s.");
             }
             if (await keys.AuthenticateAsync(key.Trim(), cancellationToken).ConfigureAwait(false) is not { } caller)
             {
                 limiter.Failed(http);
+                await audit.RecordAsync(http, "session.sign-in-failed", null, StatusCodes.Status401Unauthorized, null).ConfigureAwait(false);
                 return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "The API key is not valid.");
             }
             var (session, csrf, expires) = sessions.Issue(caller);
             DashboardSessions.Write(http, session, csrf, expires);
+            await audit.RecordAsync(http, "session.sign-in", null, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
             return TypedResults.Ok(new SessionResource(true, true, [.. caller.Scopes]));
         }
     }
 
-    private static Results<Ok<SessionResource>, ProblemHttpResult> SignOut(HttpContext http, [FromServices] ApiKeyRegistry keys)
+    private static async Task<Results<Ok<SessionResource>, ProblemHttpResult>> SignOutAsync(HttpContext http, [FromServices] ApiKeyRegistry keys,
+        [FromServices] DashboardSessions sessions, [FromServices] AuditRecorder audit)
     {
         if (CrossSiteEndpointFilter.CrossSiteProblem(http.Request) is ProblemHttpResult crossSite)
         {
             return crossSite;
         }
+        // Whose session ends: a sign-out without a valid session is recorded as anonymous.
+        var caller = keys.Required ? sessions.Read(http.Request)?.Caller : ApiCaller.Open;
         DashboardSessions.Clear(http);
+        await audit.RecordAsync(http, "session.sign-out", null, StatusCodes.Status200OK, caller?.ToPrincipal()).ConfigureAwait(false);
         return TypedResults.Ok(new SessionResource(keys.Required, !keys.Required, keys.Required ? [] : [.. ApiCaller.Open.Scopes]));
     }
 }

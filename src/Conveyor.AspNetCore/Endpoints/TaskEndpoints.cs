@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Search;
@@ -45,7 +46,8 @@ internal static class TaskEndpoints
             .Accepts<TaskFilterBody>("application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
+            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity)
+            .Audited("tasks.retry-many");
         api.Admin.MapPost("/tasks/purge", PurgeAsync)
             .WithName("PurgeTasks")
             .WithSummary("Delete every dead (or cancelled, expired, succeeded) task matching a filter")
@@ -53,7 +55,8 @@ internal static class TaskEndpoints
             .Accepts<TaskFilterBody>("application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
+            .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity)
+            .Audited("tasks.purge");
         api.Read.MapGet("/tasks/{id}", GetAsync)
             .WithQueueAccess(QueueAccessKind.TaskId)
             .WithName("GetTask")
@@ -72,14 +75,16 @@ internal static class TaskEndpoints
             .WithDescription("200 when cancelled; 202 when it is running and its worker will cancel it at its next heartbeat; 409 when it already finished.")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status409Conflict);
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .Audited("task.cancel", "id");
         api.Admin.MapPost("/tasks/{id}/retry", RetryAsync)
             .WithQueueAccess(QueueAccessKind.TaskId)
             .WithName("RetryTask")
             .WithSummary("Queue a dead, cancelled or expired task again with a fresh set of attempts")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status409Conflict);
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .Audited("task.retry", "id");
     }
 
     // The body is read here, not bound by the framework, so that an oversized body is a 413 problem

@@ -1,3 +1,4 @@
+using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.Backends;
@@ -35,12 +36,14 @@ internal static class WorkflowEndpoints
             .WithName("CancelWorkflow")
             .WithSummary("Cancel a running workflow: steps not started never start, running ones are asked to stop")
             .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status409Conflict);
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .Audited("workflow.cancel", "id");
         api.Admin.MapPost("/workflows/{id}/retry", RetryAsync)
             .WithName("RetryWorkflow")
             .WithSummary("Run a failed or cancelled workflow again from its failed steps; succeeded steps keep their results")
             .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status409Conflict);
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .Audited("workflow.retry", "id");
     }
 
     private static async Task<Results<Ok<WorkflowResource>, ProblemHttpResult>> RetryAsync(

@@ -57,12 +57,22 @@ internal sealed class ApiAuthorizationResultHandler : IAuthorizationMiddlewareRe
         {
             return _default.HandleAsync(next, context, policy, authorizeResult);
         }
+        return RefuseAsync(context, scope.Scope, authorizeResult);
+    }
+
+    private static async Task RefuseAsync(HttpContext context, string scope, PolicyAuthorizationResult authorizeResult)
+    {
         if (authorizeResult.Challenged)
         {
-            return WriteChallengeAsync(context);
+            await WriteChallengeAsync(context).ConfigureAwait(false);
         }
-        var reasons = authorizeResult.AuthorizationFailure?.FailureReasons.Select(r => r.Message).ToList() ?? [];
-        return WriteForbiddenAsync(context, reasons.Count > 0 ? string.Join(" ", reasons) : $"This needs an API key with the '{scope.Scope}' scope.", scope.Scope);
+        else
+        {
+            var reasons = authorizeResult.AuthorizationFailure?.FailureReasons.Select(r => r.Message).ToList() ?? [];
+            await WriteForbiddenAsync(context, reasons.Count > 0 ? string.Join(" ", reasons) : $"This needs an API key with the '{scope}' scope.", scope).ConfigureAwait(false);
+        }
+        // After the answer is written, so that the entry has its status; refusals of admin calls only.
+        await Audit.AuditRefusals.RecordAsync(context, scope).ConfigureAwait(false);
     }
 
     /// <summary>401 (or 429 for a blocked address) as problem details.</summary>

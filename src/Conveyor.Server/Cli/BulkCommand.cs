@@ -73,6 +73,8 @@ internal static class BulkCommand
                     var count = purge
                         ? await client.PurgeAsync(filter, cancellationToken).ConfigureAwait(false)
                         : await client.RetryManyAsync(filter, cancellationToken).ConfigureAwait(false);
+                    await CliAudit.RecordAsync(services, purge ? "tasks.purge" : "tasks.retry-many", null, Conveyor.Backends.AuditOutcomes.Ok, error,
+                        new Dictionary<string, object?> { ["count"] = count }).ConfigureAwait(false);
                     Report(count, filter, purge, asJson, output);
                     return ExitCodes.Success;
                 }, cancellationToken);

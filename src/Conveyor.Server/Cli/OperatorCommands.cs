@@ -33,6 +33,8 @@ internal static class OperatorCommands
             {
                 var client = services.GetRequiredService<ITaskClient>();
                 var outcome = await client.CancelAsync(taskId, cancellationToken).ConfigureAwait(false);
+                await CliAudit.RecordAsync(services, "task.cancel", taskId.ToString(), outcome is CancelOutcome.Cancelled or CancelOutcome.Requested ? AuditOutcomes.Ok : AuditOutcomes.Failed,
+                    error, new Dictionary<string, object?> { ["result"] = outcome.ToString() }).ConfigureAwait(false);
                 var record = outcome == CancelOutcome.NotFound ? null : await client.GetAsync(taskId, cancellationToken).ConfigureAwait(false);
                 if (record is null)
                 {
@@ -95,6 +97,7 @@ internal static class OperatorCommands
                 {
                     await backend.Queue.ResumeQueueAsync(name, cancellationToken).ConfigureAwait(false);
                 }
+                await CliAudit.RecordAsync(services, pause ? "queue.pause" : "queue.resume", name, AuditOutcomes.Ok, error).ConfigureAwait(false);
                 var queues = await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
                 var stats = queues.FirstOrDefault(q => q.Name == name) ?? new QueueStats { Name = name, Paused = pause, Counts = new Dictionary<TaskState, long>() };
                 var resource = QueueResource.From(stats);

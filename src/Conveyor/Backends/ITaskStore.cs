@@ -202,6 +202,9 @@ public interface IConveyorBackend
     /// <summary>Compare-and-set rewrites of stored payloads (<see cref="IPayloadStore"/>), or null where this backend
     /// offers none (a test double); <c>conveyor keys rotate-data</c> then refuses to run.</summary>
     IPayloadStore? Payloads => null;
+    /// <summary>The audit log of the store role (<see cref="IAuditLog"/>), or null where this backend keeps none (a test
+    /// double); nothing is then recorded.</summary>
+    IAuditLog? Audit => null;
     /// <summary>What this backend offers.</summary>
     BackendCapabilities Capabilities { get; }
     /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>

@@ -85,6 +85,9 @@ public sealed class EncryptingBackend : IConveyorBackend
     public IPayloadStore? Payloads => Inner.Payloads;
 
     /// <inheritdoc />
+    public IAuditLog? Audit => Inner.Audit;
+
+    /// <inheritdoc />
     public BackendCapabilities Capabilities => Inner.Capabilities;
 
     /// <inheritdoc />

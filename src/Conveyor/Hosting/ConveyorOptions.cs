@@ -41,6 +41,9 @@ public sealed class ConveyorOptions
     /// <summary>Scheduler settings.</summary>
     public SchedulerOptions Scheduler { get; set; } = new();
 
+    /// <summary>Audit log settings (<c>Conveyor:Audit</c>).</summary>
+    public AuditOptions Audit { get; set; } = new();
+
     /// <summary>Periodic schedules declared in configuration (<c>Conveyor:Schedules:{name}:Cron</c>, …), by name. The
     /// leader writes them to the backend at the start of each term; docs/scheduling.md.</summary>
     public IDictionary<string, Scheduling.ScheduleSettings> Schedules { get; } = new Dictionary<string, Scheduling.ScheduleSettings>(StringComparer.Ordinal);
@@ -215,4 +218,11 @@ public sealed class SchedulerSignal
 
     /// <summary>Completes at the next <see cref="Notify"/>.</summary>
     public Task WaitAsync() => _next.Task;
+}
+
+/// <summary>Settings of the audit log (docs/security.md "Audit log"), bound from <c>Conveyor:Audit</c>.</summary>
+public sealed class AuditOptions
+{
+    /// <summary>How long audit entries are kept; retention deletes older ones. Default 90 days.</summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(90);
 }

@@ -51,7 +51,12 @@ export interface Workflow {
   id: string; name?: string | null; state: WorkflowState; createdAt: string; finishedAt?: string | null; steps: WorkflowStep[];
 }
 export interface WorkflowPage { items: Workflow[]; nextCursor: string | null }
-export interface Session { keysRequired: boolean; authenticated: boolean }
+export interface Session { keysRequired: boolean; authenticated: boolean; scopes?: string[] }
+export interface AuditEntry {
+  id: string; at: string; actor: string; actorKind: string; action: string; target?: string | null;
+  outcome: "ok" | "refused" | "failed"; status?: number | null; remoteAddress?: string | null; userAgent?: string | null; details?: unknown;
+}
+export interface AuditPage { entries: AuditEntry[]; nextCursor: string | null }
 
 export class ApiError extends Error {
   constructor(readonly status: number, message: string, readonly problem?: Record<string, unknown>) { super(message); }
@@ -110,5 +115,6 @@ export const api = {
   workflows: (query: URLSearchParams, signal?: AbortSignal) => call<WorkflowPage>("GET", `/workflows?${query}`, undefined, signal),
   workflow: (id: string, signal?: AbortSignal) => call<Workflow>("GET", `/workflows/${encodeURIComponent(id)}`, undefined, signal),
   cancelWorkflow: (id: string) => call<Workflow>("POST", `/workflows/${encodeURIComponent(id)}/cancel`),
+  audit: (query: URLSearchParams, signal?: AbortSignal) => call<AuditPage>("GET", `/audit?${query}`, undefined, signal),
   retryWorkflow: (id: string) => call<Workflow>("POST", `/workflows/${encodeURIComponent(id)}/retry`),
 };

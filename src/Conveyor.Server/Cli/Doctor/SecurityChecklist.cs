@@ -632,7 +632,7 @@ internal sealed class SecurityChecklist
 
     private Finding DashboardLogins()
     {
-        const string NotBuilt = "not built: the dashboard signs in with an API key (its scopes, a session cookie); no user logins, MFA or audit log yet";
+        const string NotBuilt = "not built: the dashboard signs in with an API key (its scopes, a session cookie); no user logins or MFA yet (sign-ins and admin actions are in the audit log)";
         return Loopback && !_server.BehindProxy
             ? new Finding(CheckStatus.NotApplicable, NotBuilt)
             : new Finding(CheckStatus.Warn, NotBuilt + ", and the dashboard is reachable from the network",

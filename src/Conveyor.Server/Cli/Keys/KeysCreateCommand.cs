@@ -47,6 +47,8 @@ internal static class KeysCreateCommand
                 }
                 var created = NewApiKey.Create(keyName, scopes, queues, services.GetRequiredService<TimeProvider>().GetUtcNow());
                 await store.AddApiKeyAsync(created.Stored, cancellationToken).ConfigureAwait(false);
+                await CliAudit.RecordAsync(services, "key.create", created.Stored.Id, Conveyor.Backends.AuditOutcomes.Ok, error,
+                    new Dictionary<string, object?> { ["scopes"] = created.Stored.Scopes, ["queues"] = created.Stored.Queues }).ConfigureAwait(false);
                 if (parse.GetValue(json))
                 {
                     output.WriteLine(JsonSerializer.Serialize(Conveyor.AspNetCore.Endpoints.CreatedApiKeyResource.From(created), CliJson.Options));

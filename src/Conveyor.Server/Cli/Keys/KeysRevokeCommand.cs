@@ -19,7 +19,9 @@ internal static class KeysRevokeCommand
             }
             var keyId = parse.GetValue(id)!;
             var now = services.GetRequiredService<TimeProvider>().GetUtcNow();
-            if (await store.RevokeApiKeyAsync(keyId, now, cancellationToken).ConfigureAwait(false))
+            var revoked = await store.RevokeApiKeyAsync(keyId, now, cancellationToken).ConfigureAwait(false);
+            await CliAudit.RecordAsync(services, "key.revoke", keyId, revoked ? Conveyor.Backends.AuditOutcomes.Ok : Conveyor.Backends.AuditOutcomes.Failed, error).ConfigureAwait(false);
+            if (revoked)
             {
                 output.WriteLine($"Revoked key {keyId}.");
                 return ExitCodes.Success;

@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks";
 import { api } from "../api";
 
-export function Login({ onSignedIn }: { onSignedIn: () => void }) {
+export function Login({ onSignedIn }: { onSignedIn: (scopes: string[]) => void }) {
   const [key, setKey] = useState("");
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
@@ -14,11 +14,12 @@ export function Login({ onSignedIn }: { onSignedIn: () => void }) {
       await api.login(key);
       setKey("");
       // A browser keeps the Secure cookie over https and on loopback only: say so rather than loop back to this form.
-      if (!(await api.session()).authenticated) {
+      const session = await api.session();
+      if (!session.authenticated) {
         setError("The key is right, but this browser did not keep the session cookie: off loopback, serve the dashboard over https.");
         return;
       }
-      onSignedIn();
+      onSignedIn(session.scopes ?? []);
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
     } finally {
