@@ -252,12 +252,15 @@ public sealed class SseClient : IAsyncDisposable
             {
                 changed = _changed.Task;
             }
+            // Read whether the stream has ended before testing the condition: an end seen after a false test could hide
+            // the last events, added between the two.
+            var ended = _reading is { IsCompleted: true };
             if (condition(this))
             {
                 return;
             }
             var remaining = deadline - DateTime.UtcNow;
-            if (remaining <= TimeSpan.Zero || (_reading is { IsCompleted: true }))
+            if (remaining <= TimeSpan.Zero || ended)
             {
                 Assert.Fail($"waited {timeout} for {what}; stream ended: {_reading?.IsCompleted}, {_reading?.Exception?.GetBaseException().Message}. "
                     + $"Read {Messages.Count} events, the last: {string.Join(" | ", Messages.TakeLast(8))}; comments: {string.Join(" | ", Comments.TakeLast(4))}");
