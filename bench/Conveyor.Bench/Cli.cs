@@ -16,7 +16,7 @@ internal static class Cli
     {
         var workload = new Option<string[]>("--workload", "-w")
         {
-            Description = "Workloads to run: all, enqueue, drain, latency, http, rss, xlatency, events. Repeat the option or separate with commas.",
+            Description = "Workloads to run: all, enqueue, drain, latency, http, rss, xlatency, events, workflow, list. Repeat the option or separate with commas.",
             DefaultValueFactory = _ => ["all"],
             AllowMultipleArgumentsPerToken = true,
         };

@@ -34,6 +34,10 @@ public static class StoredStates
     /// <summary>States a task waits in without a worker, so that a cancel ends it at once, for <c>IN (…)</c>.</summary>
     public const string Waiting = Scheduled + ", " + Queued + ", " + Retrying + ", " + Pending;
 
+    /// <summary>The states every task that succeeds passes through (queued, running, succeeded), for <c>IN (…)</c>: the
+    /// indexes of the rare states leave them out, so that the happy path takes no entry in them.</summary>
+    public const string EveryTasksPath = Queued + ", " + Running + ", " + Succeeded;
+
     /// <summary>The terminal states (<see cref="TaskStates.IsTerminal"/>), for <c>IN (…)</c>.</summary>
     public const string Terminal = Succeeded + ", " + Dead + ", " + Cancelled + ", " + Expired;
 

@@ -50,8 +50,14 @@ public static class TaskListing
         var sql = new StringBuilder($"SELECT {TaskRows.Columns} FROM {dialect.Table("tasks")} WHERE 1 = 1");
         if (query.State is { } state)
         {
-            sql.Append(" AND state = ").Append(dialect.Parameter("state"));
-            dialect.AddParameter(command, "state", dialect.StateValue(state));
+            // The state as a constant, not a parameter: the planners match it to the partial indexes (a generic plan
+            // for "state = $1" could use none). The rare states repeat the rare-state index's own predicate, which
+            // SQLite needs to see written out before it uses a partial index.
+            sql.Append(" AND state = ").Append(((int)state).ToString(CultureInfo.InvariantCulture));
+            if (state is not (TaskState.Queued or TaskState.Running or TaskState.Succeeded))
+            {
+                sql.Append(" AND state NOT IN (" + StoredStates.EveryTasksPath + ")");
+            }
         }
         if (query.Task is { } task)
         {

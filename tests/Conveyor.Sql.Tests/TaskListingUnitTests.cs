@@ -24,24 +24,56 @@ public sealed class TaskListingUnitTests : IDisposable
     }
 
     [Fact]
-    public void A_query_is_built_in_the_dialect_with_one_parameter_per_filter()
+    public void A_query_is_built_in_the_dialect_with_one_parameter_per_filter_but_the_state()
     {
         using var command = _db.CreateCommand();
         var limit = TaskListing.Build(command, new OtherDialect(),
             new TaskQuery { State = TaskState.Dead, Task = "t", Queue = "q", Cursor = "42", Limit = 5000 });
         Assert.Equal(TaskListing.MaxLimit, limit);
         Assert.EndsWith(
-            "FROM tasks WHERE 1 = 1 AND state = @state AND task = @task AND queue = @queue AND seq < @before ORDER BY seq DESC FETCH FIRST @limit ROWS ONLY",
+            "FROM tasks WHERE 1 = 1 AND state = 5 AND state NOT IN (1, 2, 3) AND task = @task AND queue = @queue AND seq < @before ORDER BY seq DESC FETCH FIRST @limit ROWS ONLY",
             command.CommandText, StringComparison.Ordinal);
         var values = command.Parameters.Cast<DbParameter>().ToDictionary(p => p.ParameterName, p => p.Value);
         Assert.Equal(new Dictionary<string, object?>
         {
-            ["@state"] = 5,
             ["@task"] = "t",
             ["@queue"] = "q",
             ["@before"] = 42L,
             ["@limit"] = TaskListing.MaxLimit + 1,
         }, values);
+    }
+
+    [Theory]
+    [InlineData(TaskState.Dead, "tasks_rare_state")]
+    [InlineData(TaskState.Cancelled, "tasks_rare_state")]
+    [InlineData(TaskState.Retrying, "tasks_rare_state")]
+    public void SQLite_lists_a_rare_state_from_its_partial_index(TaskState state, string index) =>
+        Assert.Contains(index, Plan(new TaskQuery { State = state }), StringComparison.Ordinal);
+
+    [Fact]
+    public void SQLite_lists_a_queue_and_a_task_from_their_indexes_in_sequence_order()
+    {
+        var byQueue = Plan(new TaskQuery { Queue = "reports" });
+        Assert.Contains("tasks_by_queue", byQueue, StringComparison.Ordinal);
+        Assert.DoesNotContain("TEMP B-TREE", byQueue, StringComparison.Ordinal);
+        var byTask = Plan(new TaskQuery { Task = "report.nightly" });
+        Assert.Contains("tasks_by_task", byTask, StringComparison.Ordinal);
+        Assert.DoesNotContain("TEMP B-TREE", byTask, StringComparison.Ordinal);
+    }
+
+    /// <summary>SQLite's plan of the listing of <paramref name="query"/>, one line per step.</summary>
+    private string Plan(TaskQuery query)
+    {
+        using var command = _db.CreateCommand();
+        TaskListing.Build(command, SqliteDialect.Instance, query);
+        command.CommandText = "EXPLAIN QUERY PLAN " + command.CommandText;
+        using var reader = command.ExecuteReader();
+        var lines = new List<string>();
+        while (reader.Read())
+        {
+            lines.Add(reader.GetString(3));
+        }
+        return string.Join('\n', lines);
     }
 
     [Fact]
