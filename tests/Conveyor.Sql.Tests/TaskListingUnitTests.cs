@@ -50,17 +50,6 @@ public sealed class TaskListingUnitTests : IDisposable
     public void SQLite_lists_a_rare_state_from_its_partial_index(TaskState state, string index) =>
         Assert.Contains(index, Plan(new TaskQuery { State = state }), StringComparison.Ordinal);
 
-    [Fact]
-    public void SQLite_lists_a_queue_and_a_task_from_their_indexes_in_sequence_order()
-    {
-        var byQueue = Plan(new TaskQuery { Queue = "reports" });
-        Assert.Contains("tasks_by_queue", byQueue, StringComparison.Ordinal);
-        Assert.DoesNotContain("TEMP B-TREE", byQueue, StringComparison.Ordinal);
-        var byTask = Plan(new TaskQuery { Task = "report.nightly" });
-        Assert.Contains("tasks_by_task", byTask, StringComparison.Ordinal);
-        Assert.DoesNotContain("TEMP B-TREE", byTask, StringComparison.Ordinal);
-    }
-
     /// <summary>SQLite's plan of the listing of <paramref name="query"/>, one line per step.</summary>
     private string Plan(TaskQuery query)
     {
