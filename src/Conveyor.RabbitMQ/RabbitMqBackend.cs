@@ -492,4 +492,7 @@ internal sealed class RabbitMqWorkflows(IWorkflowStore store, RabbitMqBackend ba
         await backend.AnnounceReadyAsync([""], cancellationToken).ConfigureAwait(false);
         return true;
     }
+
+    public Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken) =>
+        store.PurgeFinishedWorkflowsAsync(finishedBefore, maxCount, cancellationToken);
 }

@@ -287,5 +287,8 @@ public sealed class EncryptingBackend : IConveyorBackend
         public Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => inner.CancelWorkflowAsync(workflowId, cancellationToken);
 
         public Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => inner.RetryWorkflowAsync(workflowId, cancellationToken);
+
+        public Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken) =>
+            inner.PurgeFinishedWorkflowsAsync(finishedBefore, maxCount, cancellationToken);
     }
 }

@@ -233,4 +233,36 @@ public sealed class WorkflowEventEngineTests
         await recorded.WaitForAsync(handle.Id, e => e.Any(x => x.Kind == WorkflowEventKind.Failed), "the failed event");
         Assert.Equal(WorkflowState.Failed, (await workflows.GetAsync(handle.Id))!.State);
     }
+
+    [Fact]
+    public async Task The_leaders_retention_deletes_a_finished_workflow_past_its_retention_and_keeps_a_running_one()
+    {
+        await using var host = new EngineHost(c => c.AddTask<WorkflowEngineTests.AddHandler>("math.add"), o =>
+        {
+            o.Workflows.Retention = TimeSpan.FromSeconds(1);
+            o.Scheduler.RetentionInterval = TimeSpan.FromMilliseconds(20);
+        });
+        await host.StartAsync();
+        using var recorded = new Recorded(host);
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        var waiting = await workflows.StartAsync(Workflow.Create()
+            .Step("wait", TaskRequest.Create("math.add", new WorkflowEngineTests.AddArgs(1), new EnqueueOptions { Queue = "nobody-consumes" }))
+            .Build());
+        var done = await workflows.StartAsync(Workflow.Chain([Add(1), Add(2)]));
+        var steps = (await workflows.GetAsync(done.Id))!.Steps.Select(s => s.TaskId).ToList();
+        // Deleted a second after its end (its end event read it first): watched, not waited for by reading it.
+        await recorded.WaitForAsync(done.Id, e => e.Any(x => x.Kind == WorkflowEventKind.Succeeded), "the succeeded event");
+
+        var deadline = DateTime.UtcNow + Deadline;
+        while (await workflows.GetAsync(done.Id) is not null)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "retention did not delete the finished workflow");
+            await Task.Delay(10);
+        }
+        foreach (var step in steps)
+        {
+            Assert.Null(await host.Client.GetAsync(step));
+        }
+        Assert.Equal(WorkflowState.Running, (await workflows.GetAsync(waiting.Id))!.State);
+    }
 }
