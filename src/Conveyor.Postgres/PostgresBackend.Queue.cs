@@ -129,7 +129,7 @@ public sealed partial class PostgresBackend
         UPDATE {tasks} t SET {EndLeaseSet}
         FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
         WHERE t.id = u.id AND t.lease_token = u.token AND {HeldByLease}
-        RETURNING t.state
+        RETURNING t.state, t.id
         """;
 
     // A lease that ends without an outcome, by LeaseRules (the in-memory backend's EndLease is the reference). SET
@@ -533,11 +533,11 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
-    public Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    public Task<LeaseSweep> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(workerId);
         return EndLeasesAsync(
-            $"UPDATE {_tasks} SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = @owner RETURNING state",
+            $"UPDATE {_tasks} SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = @owner RETURNING state, id",
             lapse: true, p => p.AddWithValue("owner", workerId), cancellationToken);
     }
 
@@ -560,14 +560,14 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
-    public Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken) =>
+    public Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken) =>
         EndLeasesAsync(
-            $"UPDATE {_tasks} SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < @now RETURNING state",
+            $"UPDATE {_tasks} SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < @now RETURNING state, id",
             lapse: true, _ => { }, cancellationToken);
 
-    /// <summary>Runs one statement that sets <see cref="EndLeaseSet"/> and returns the new state; publishes ready (any
-    /// queue) after its commit when a task became ready. Returns how many leases ended.</summary>
-    private async Task<int> EndLeasesAsync(string updateSql, bool lapse, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken)
+    /// <summary>Runs one statement that sets <see cref="EndLeaseSet"/> and returns the new state and the id; publishes ready
+    /// (any queue) after its commit when a task became ready. Returns how many leases ended and those that ended for good.</summary>
+    private async Task<LeaseSweep> EndLeasesAsync(string updateSql, bool lapse, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken)
     {
         var now = Now();
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -577,21 +577,30 @@ public sealed partial class PostgresBackend
         command.Parameters.AddWithValue("at", LeaseEndings.AtJson(FromMs(now)));
         command.Parameters.AddWithValue("lapse", lapse ? 1 : 0);
         parameters(command.Parameters);
-        var ended = 0;
+        var count = 0;
         var ready = false;
+        List<EndedLease>? ended = null;
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                ended++;
-                ready |= reader.GetInt16(0) == (short)TaskState.Queued;
+                count++;
+                var state = (TaskState)reader.GetInt16(0);
+                if (state == TaskState.Queued)
+                {
+                    ready = true;
+                }
+                else if (state is TaskState.Dead or TaskState.Cancelled)
+                {
+                    (ended ??= []).Add(new EndedLease(reader.GetGuid(1), state));
+                }
             }
         }
         if (ready)
         {
             Ready("");
         }
-        return ended;
+        return count == 0 ? LeaseSweep.None : new LeaseSweep(count, (IReadOnlyList<EndedLease>?)ended ?? []);
     }
 
     /// <summary>Runs one statement and, when it changed rows, publishes ready (any queue) after its commit.</summary>

@@ -260,4 +260,31 @@ public sealed partial class PostgresBackend : IWorkflowStore
         }
         return true;
     }
+    /// <inheritdoc />
+    public async Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken)
+    {
+        // One statement: the workflows (locked, SKIP LOCKED so that a retry or a step's end is never waited for, and
+        // checked again once locked), their graphs, their steps' tasks and the edges the graphs name (by task id, whether
+        // or not task retention took the tasks).
+        var finished = $"{(int)WorkflowState.Succeeded}, {(int)WorkflowState.Failed}, {(int)WorkflowState.Cancelled}";
+        await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(connection, $"""
+            WITH gone AS (
+                DELETE FROM {_workflows} w WHERE w.id IN (
+                    SELECT c.id FROM {_workflows} c
+                    WHERE c.state IN ({finished}) AND c.finished_at < @before
+                      AND NOT EXISTS (SELECT 1 FROM {_tasks} t WHERE t.workflow_id = c.id AND t.state NOT IN ({StoredStates.Terminal}))
+                    LIMIT @max FOR UPDATE SKIP LOCKED)
+                RETURNING w.id),
+            graphs AS (DELETE FROM {_dialect.Table("workflow_graphs")} g USING gone WHERE g.id = gone.id RETURNING g.steps),
+            steps AS (DELETE FROM {_tasks} t USING gone WHERE t.workflow_id = gone.id),
+            edges AS (
+                DELETE FROM {_workflowEdges} e USING graphs, jsonb_array_elements(graphs.steps::jsonb) s
+                WHERE e.from_task = (s ->> 'taskId')::uuid)
+            SELECT count(*)::int FROM gone
+            """);
+        command.Parameters.AddWithValue("before", finishedBefore.ToUnixTimeMilliseconds());
+        command.Parameters.AddWithValue("max", maxCount);
+        return (int)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
 }

@@ -347,27 +347,27 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     }
 
     /// <inheritdoc />
-    public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
+    public async Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
     {
-        var count = await _store.Queue.RequeueExpiredLeasesAsync(cancellationToken).ConfigureAwait(false);
-        if (count > 0)
+        var sweep = await _store.Queue.RequeueExpiredLeasesAsync(cancellationToken).ConfigureAwait(false);
+        if (sweep.Count > 0)
         {
             await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
         }
-        return count;
+        return sweep;
     }
 
     /// <inheritdoc />
-    public async Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    public async Task<LeaseSweep> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
     {
         // The gone worker's deliveries went back to the broker with its connection; the rows made ready are woken as the
         // reaper's are.
-        var count = await _store.Queue.AbandonLeasesAsync(workerId, cancellationToken).ConfigureAwait(false);
-        if (count > 0)
+        var sweep = await _store.Queue.AbandonLeasesAsync(workerId, cancellationToken).ConfigureAwait(false);
+        if (sweep.Count > 0)
         {
             await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
         }
-        return count;
+        return sweep;
     }
 
     /// <inheritdoc />
@@ -492,4 +492,7 @@ internal sealed class RabbitMqWorkflows(IWorkflowStore store, RabbitMqBackend ba
         await backend.AnnounceReadyAsync([""], cancellationToken).ConfigureAwait(false);
         return true;
     }
+
+    public Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken) =>
+        store.PurgeFinishedWorkflowsAsync(finishedBefore, maxCount, cancellationToken);
 }

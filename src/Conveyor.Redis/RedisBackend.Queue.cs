@@ -188,11 +188,28 @@ public sealed partial class RedisBackend
     }
 
     /// <inheritdoc />
-    public async Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    public async Task<LeaseSweep> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(workerId);
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        return (int)await RunAsync(db, RedisScripts.Abandon, [_base, workerId, .. EndLeaseArgs(Now())]).ConfigureAwait(false);
+        return Sweep(await RunAsync(db, RedisScripts.Abandon, [_base, workerId, .. EndLeaseArgs(Now())]).ConfigureAwait(false));
+    }
+
+    /// <summary>Reads end_leases' reply: { count, id, state, id, state, … }.</summary>
+    private static LeaseSweep Sweep(RedisResult reply)
+    {
+        var items = (RedisResult[])reply!;
+        var count = (int)items[0];
+        if (count == 0)
+        {
+            return LeaseSweep.None;
+        }
+        var ended = new EndedLease[(items.Length - 1) / 2];
+        for (var i = 0; i < ended.Length; i++)
+        {
+            ended[i] = new EndedLease(Guid.Parse((string)items[1 + (2 * i)]!), (TaskState)(int)items[2 + (2 * i)]);
+        }
+        return new LeaseSweep(count, ended);
     }
 
     /// <inheritdoc />
@@ -208,10 +225,10 @@ public sealed partial class RedisBackend
     }
 
     /// <inheritdoc />
-    public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
+    public async Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
     {
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        return (int)await RunAsync(db, RedisScripts.RequeueExpired, [_base, .. EndLeaseArgs(Now())]).ConfigureAwait(false);
+        return Sweep(await RunAsync(db, RedisScripts.RequeueExpired, [_base, .. EndLeaseArgs(Now())]).ConfigureAwait(false));
     }
 
     /// <inheritdoc />

@@ -182,4 +182,18 @@ public sealed partial class RedisBackend : IWorkflowStore
         }
         return (int)await RunAsync(db, RedisScripts.RetryWorkflow, args).ConfigureAwait(false) == 1;
     }
+    /// <summary>Most entries of the workflows index one retention call reads (oldest first).</summary>
+    internal const int WorkflowPurgeScan = 5000;
+
+    /// <inheritdoc />
+    public async Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken)
+    {
+        if (maxCount <= 0)
+        {
+            return 0;
+        }
+        var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        return (int)await RunAsync(db, RedisScripts.PurgeWorkflows,
+            [_base, Ms(finishedBefore), maxCount, Math.Max(WorkflowPurgeScan, maxCount)]).ConfigureAwait(false);
+    }
 }

@@ -115,6 +115,11 @@ internal static class RedisScripts
     /// <summary>ARGV: B, before, max. Deletes up to max tasks finished before the time, with their index entries. Returns how many.</summary>
     public static readonly string Purge = Script("purge.lua");
 
+    /// <summary>ARGV: B, before, max, scan. Deletes up to max workflows that ended before the time with nothing of them
+    /// unfinished, with their steps' tasks (as <see cref="Purge"/> deletes a task) and graph, reading at most scan entries of
+    /// the workflows index, oldest first. Returns how many.</summary>
+    public static readonly string PurgeWorkflows = Script("purge_workflows.lua");
+
     /// <summary>ARGV: B, state, then ids. Deletes the tasks of the ids that are in the state (a terminal one), with their
     /// index entries and idempotency keys, as <see cref="Purge"/> does. Returns how many.</summary>
     public static readonly string Delete = Script("delete.lua");

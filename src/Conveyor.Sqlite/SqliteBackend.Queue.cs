@@ -484,18 +484,18 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
-    public async Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    public async Task<LeaseSweep> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(workerId);
         cancellationToken.ThrowIfCancellationRequested();
         var (ended, ready) = await Writer.RunAsync(w =>
         {
             var command = w.Statement(
-                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = $owner RETURNING state",
+                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = $owner RETURNING state, id",
                 "$now", "$error", "$at", "$lapse", "$owner");
             BindLeaseEnd(command, Now(), lapse: true);
             command.Parameters[4].Value = workerId;
-            return EndLeases(command);
+            return SweepLeases(command);
         }).ConfigureAwait(false);
         if (ready)
         {
@@ -535,16 +535,16 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
-    public async Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
+    public async Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
     {
         var (ended, ready) = await Writer.RunAsync(w =>
         {
             var now = Now();
             var command = w.Statement(
-                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < $now RETURNING state",
+                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < $now RETURNING state, id",
                 "$now", "$error", "$at", "$lapse");
             BindLeaseEnd(command, now, lapse: true);
-            return EndLeases(command);
+            return SweepLeases(command);
         }).ConfigureAwait(false);
         if (ready)
         {
@@ -560,6 +560,30 @@ public sealed partial class SqliteBackend
         command.Parameters[1].Value = LeaseEndings.InterruptedErrorJson;
         command.Parameters[2].Value = LeaseEndings.AtJson(FromMs(now));
         command.Parameters[3].Value = lapse ? 1 : 0;
+    }
+
+    /// <summary>Runs a statement that sets <see cref="EndLeaseSet"/> and returns the new state and the id: what the sweep
+    /// did, and whether any task became ready.</summary>
+    private static (LeaseSweep Ended, bool Ready) SweepLeases(SqliteCommand command)
+    {
+        using var reader = command.ExecuteReader();
+        var count = 0;
+        var ready = false;
+        List<EndedLease>? ended = null;
+        while (reader.Read())
+        {
+            count++;
+            var state = (TaskState)reader.GetInt32(0);
+            if (state == TaskState.Queued)
+            {
+                ready = true;
+            }
+            else if (state is TaskState.Dead or TaskState.Cancelled)
+            {
+                (ended ??= []).Add(new EndedLease(ReadId(reader, 1), state));
+            }
+        }
+        return (count == 0 ? LeaseSweep.None : new LeaseSweep(count, (IReadOnlyList<EndedLease>?)ended ?? []), ready);
     }
 
     /// <summary>Runs a statement that sets <see cref="EndLeaseSet"/> and returns the new state: how many leases ended, and

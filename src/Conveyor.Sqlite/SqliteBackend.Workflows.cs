@@ -220,4 +220,54 @@ public sealed partial class SqliteBackend : IWorkflowStore
         }
         return retried;
     }
+    /// <inheritdoc />
+    public Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return Writer.RunAsync(w =>
+        {
+            // Ended before the bound, and no step unfinished (a step that ran on after a stop or a cancel keeps it).
+            var select = w.Statement($"""
+                SELECT w.id, g.steps FROM workflows w LEFT JOIN workflow_graphs g ON g.id = w.id
+                WHERE w.state IN ({(int)WorkflowState.Succeeded}, {(int)WorkflowState.Failed}, {(int)WorkflowState.Cancelled})
+                  AND w.finished_at < $before
+                  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.workflow_id = w.id AND t.state NOT IN ({StoredStates.Terminal}))
+                LIMIT $max
+                """, "$before", "$max");
+            select.Parameters[0].Value = finishedBefore.ToUnixTimeMilliseconds();
+            select.Parameters[1].Value = maxCount;
+            var found = new List<(byte[] Id, string? Steps)>();
+            using (var reader = select.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    found.Add((reader.GetFieldValue<byte[]>(0), reader.IsDBNull(1) ? null : reader.GetString(1)));
+                }
+            }
+            if (found.Count == 0)
+            {
+                return 0;
+            }
+            var tasks = w.Prepared("DELETE FROM tasks WHERE workflow_id = $id", "$id");
+            var edges = w.Prepared("DELETE FROM workflow_edges WHERE from_task = $id", "$id");
+            var graph = w.Prepared("DELETE FROM workflow_graphs WHERE id = $id", "$id");
+            var workflow = w.Prepared("DELETE FROM workflows WHERE id = $id", "$id");
+            foreach (var (id, steps) in found)
+            {
+                tasks.Bind(0, id);
+                tasks.Execute();
+                // The edges are keyed by task id: the graph names the steps' tasks, whether or not task retention took them.
+                foreach (var step in steps is null ? [] : WorkflowStepsJson.Read(steps))
+                {
+                    edges.Bind(0, IdBytes(step.TaskId));
+                    edges.Execute();
+                }
+                graph.Bind(0, id);
+                graph.Execute();
+                workflow.Bind(0, id);
+                workflow.Execute();
+            }
+            return found.Count;
+        });
+    }
 }

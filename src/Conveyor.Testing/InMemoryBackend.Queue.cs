@@ -279,11 +279,12 @@ public sealed partial class InMemoryBackend
     }
 
     /// <inheritdoc />
-    public Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
+    public Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var ready = new HashSet<string>(StringComparer.Ordinal);
         var count = 0;
+        var ended = new List<EndedLease>();
         lock (_storage.Gate)
         {
             var now = Now();
@@ -295,19 +296,24 @@ public sealed partial class InMemoryBackend
                 {
                     ready.Add(task.Message.Queue);
                 }
+                else
+                {
+                    ended.Add(new EndedLease(task.Message.Id, task.State));
+                }
             }
         }
         _storage.PublishReady(ready);
-        return Task.FromResult(count);
+        return Task.FromResult(new LeaseSweep(count, ended));
     }
 
     /// <inheritdoc />
-    public Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
+    public Task<LeaseSweep> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(workerId);
         cancellationToken.ThrowIfCancellationRequested();
         var ready = new HashSet<string>(StringComparer.Ordinal);
         var count = 0;
+        var ended = new List<EndedLease>();
         lock (_storage.Gate)
         {
             var now = Now();
@@ -319,10 +325,14 @@ public sealed partial class InMemoryBackend
                 {
                     ready.Add(task.Message.Queue);
                 }
+                else
+                {
+                    ended.Add(new EndedLease(task.Message.Id, task.State));
+                }
             }
         }
         _storage.PublishReady(ready);
-        return Task.FromResult(count);
+        return Task.FromResult(new LeaseSweep(count, ended));
     }
 
     /// <inheritdoc />

@@ -21,7 +21,7 @@ public sealed partial class InMemoryBackend : IWorkflowStore
                 return Task.FromException(new InvalidOperationException($"Workflow {workflow.Id} or one of its steps' tasks exists already; nothing was stored."));
             }
             var now = Now();
-            var stored = new StoredWorkflowState(_storage.WorkflowsBySeq.Count + 1L, workflow.Id, workflow.Name, workflow.CreatedAt, workflow.StepInfos());
+            var stored = new StoredWorkflowState(_storage.LastWorkflowSeq + 1, workflow.Id, workflow.Name, workflow.CreatedAt, workflow.StepInfos());
             foreach (var step in workflow.Steps)
             {
                 var message = step.Message;
@@ -55,6 +55,7 @@ public sealed partial class InMemoryBackend : IWorkflowStore
             }
             _storage.Workflows.Add(workflow.Id, stored);
             _storage.WorkflowsBySeq.Add(stored);
+            _storage.LastWorkflowSeq = stored.Seq;
         }
         _storage.PublishReady(ready);
         return Task.CompletedTask;
@@ -205,5 +206,35 @@ public sealed partial class InMemoryBackend : IWorkflowStore
         }
         _storage.PublishReady(ready);
         return Task.FromResult(true);
+    }
+
+    /// <inheritdoc />
+    public Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_storage.Gate)
+        {
+            var gone = _storage.WorkflowsBySeq
+                .Where(w => w.State is WorkflowState.Succeeded or WorkflowState.Failed or WorkflowState.Cancelled && w.FinishedAt < finishedBefore
+                    && w.Steps.All(s => !_storage.Tasks.TryGetValue(s.TaskId, out var task) || task.State.IsTerminal()))
+                .Take(maxCount)
+                .ToHashSet();
+            if (gone.Count == 0)
+            {
+                return Task.FromResult(0);
+            }
+            var steps = gone.SelectMany(w => w.Steps).Select(s => s.TaskId).Where(_storage.Tasks.ContainsKey).Select(id => _storage.Tasks[id]).ToHashSet();
+            _storage.BySeq.RemoveAll(steps.Contains);
+            foreach (var task in steps)
+            {
+                _storage.Tasks.Remove(task.Message.Id);
+            }
+            _storage.WorkflowsBySeq.RemoveAll(gone.Contains);
+            foreach (var workflow in gone)
+            {
+                _storage.Workflows.Remove(workflow.Id);
+            }
+            return Task.FromResult(gone.Count);
+        }
     }
 }

@@ -65,6 +65,9 @@ public sealed class InMemoryStorage
     /// <summary>Every workflow in creation order.</summary>
     internal List<StoredWorkflowState> WorkflowsBySeq { get; } = [];
 
+    /// <summary>The last workflow sequence given (retention deletes workflows: the list's length is not it).</summary>
+    internal long LastWorkflowSeq { get; set; }
+
     /// <summary>Queues where a step was released since <see cref="TakeReleasedQueues"/> last ran.</summary>
     private readonly HashSet<string> _releasedQueues = new(StringComparer.Ordinal);
 

@@ -188,7 +188,7 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     protected async Task<int> ExpireLeasesAsync()
     {
         Advance(LeaseDuration + TimeSpan.FromSeconds(1));
-        return await Queue.RequeueExpiredLeasesAsync(Timeout);
+        return (await Queue.RequeueExpiredLeasesAsync(Timeout)).Count;
     }
 
     /// <summary>A fetch request without wait, strict order over <paramref name="queues"/> (<c>default</c> when none).</summary>

@@ -68,7 +68,7 @@ public class PostgresMigrationTests
         await legacy.Backend.MigrateAsync(CancellationToken.None);
 
         // The build before spent the attempt at fetch: the lease held across the upgrade stays spent when it runs out.
-        Assert.Equal(1, await legacy.Backend.RequeueExpiredLeasesAsync(CancellationToken.None));
+        Assert.Equal(1, (await legacy.Backend.RequeueExpiredLeasesAsync(CancellationToken.None)).Count);
         var interrupted = await legacy.Backend.GetAsync(running, CancellationToken.None);
         Assert.Equal(TaskState.Queued, interrupted!.State);
         Assert.Equal(1, interrupted.Attempts);

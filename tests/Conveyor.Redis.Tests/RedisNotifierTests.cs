@@ -42,7 +42,7 @@ public sealed partial class RedisNotifierTests
         Assert.Empty(await Queue.StartAsync([leases[0].Ref], Timeout));
         var inbox = await WakeInboxOnPeerAsync();
 
-        Assert.Equal(2, await Queue.AbandonLeasesAsync(WorkerId, Timeout));
+        Assert.Equal(2, (await Queue.AbandonLeasesAsync(WorkerId, Timeout)).Count);
 
         await inbox.WaitForAsync(n => n.Payload == "started", TimeSpan.FromSeconds(1));
         await inbox.WaitForAsync(n => n.Payload == "unstarted", TimeSpan.FromSeconds(1));

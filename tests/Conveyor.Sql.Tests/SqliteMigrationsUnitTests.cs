@@ -76,7 +76,7 @@ public sealed class SqliteMigrationsUnitTests : IDisposable
         await backend.MigrateAsync(CancellationToken.None);
 
         // The build before spent the attempt at fetch: the lease held across the upgrade stays spent when it runs out.
-        Assert.Equal(1, await backend.RequeueExpiredLeasesAsync(CancellationToken.None));
+        Assert.Equal(1, (await backend.RequeueExpiredLeasesAsync(CancellationToken.None)).Count);
         var interrupted = await backend.GetAsync(running, CancellationToken.None);
         Assert.Equal(TaskState.Queued, interrupted!.State);
         Assert.Equal(1, interrupted.Attempts);

@@ -39,19 +39,25 @@ local function end_lease(id, c, now, errjson, atjson, bound)
   return c[4]
 end
 local function wake(woken) for q in pairs(woken) do redis.call('PUBLISH', B .. 'wake', q) end end
--- Ends the leases of ids (members of the leased set) by end_lease. Returns how many were held.
+-- Ends the leases of ids (members of the leased set) by end_lease. Returns how many were held, then the id and state of
+-- each task that ended for good (cancelled, 6, when its cancel was asked; else dead, 5): { count, id, state, id, state, … }.
 local function end_leases(ids, now, errjson, atjson, bound)
   bulk('ZREM', B .. 'leased', ids)
-  local count = 0
+  local reply = { 0 }
   local woken = {}
   for _, id in ipairs(ids) do
     local c = lease_of(id)
     if c[1] == '2' then
       local q = end_lease(id, c, now, errjson, atjson, bound)
-      if q then woken[q] = true end
-      count = count + 1
+      if q then
+        woken[q] = true
+      else
+        reply[#reply + 1] = id
+        reply[#reply + 1] = c[3] == '1' and 6 or 5
+      end
+      reply[1] = reply[1] + 1
     end
   end
   wake(woken)
-  return count
+  return reply
 end

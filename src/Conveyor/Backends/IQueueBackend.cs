@@ -41,13 +41,15 @@ public interface IQueueBackend
     Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken);
 
     /// <summary>Settles every lease whose time ran out by <see cref="LeaseRules"/>: unstarted ones become ready again
-    /// without spending an attempt (never dead); started ones are interrupted attempts. Returns how many leases ended.</summary>
-    Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken);
+    /// without spending an attempt (never dead); started ones are interrupted attempts. Returns how many leases ended, and
+    /// the tasks that ended dead or cancelled by it (their events are the caller's to raise).</summary>
+    Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken);
 
     /// <summary>Ends every lease that <paramref name="workerId"/> holds now, as if each had run out
     /// (<see cref="LeaseRules"/>): for a worker known to be gone (its supervisor saw the process exit), so that its tasks
-    /// come back at once instead of after a lease. Returns how many leases ended.</summary>
-    Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken);
+    /// come back at once instead of after a lease. Returns how many leases ended, and the tasks that ended dead or cancelled
+    /// by it.</summary>
+    Task<LeaseSweep> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken);
 
     /// <summary>Makes scheduled and retrying messages whose time has come ready. Returns how many.</summary>
     Task<int> PromoteDueAsync(CancellationToken cancellationToken);

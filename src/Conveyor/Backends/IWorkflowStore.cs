@@ -189,6 +189,12 @@ public interface IWorkflowStore
     /// again; succeeded steps keep their results, running ones go on. False when it is unknown or not failed or
     /// cancelled.</summary>
     Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken);
+
+    /// <summary>Retention: deletes up to <paramref name="maxCount"/> workflows that ended (succeeded, failed or cancelled)
+    /// before <paramref name="finishedBefore"/> and none of whose steps is unfinished (a step still running after a
+    /// failure or a cancel keeps its workflow), each with its steps' tasks and its step graph, in one transaction or
+    /// script. A running workflow is never deleted. Returns how many workflows were deleted.</summary>
+    Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken);
 }
 
 /// <summary>The step graph as backends store it: JSON, written and read here once for all of them.</summary>

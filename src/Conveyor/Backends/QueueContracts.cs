@@ -119,6 +119,23 @@ public sealed record Completion
     public bool WorkflowStep { get; init; }
 }
 
+/// <summary>A task that the end of its lease (run out, or abandoned) settled for good: <see cref="TaskState.Dead"/> (its
+/// last interrupted attempt, <see cref="LeaseRules"/>) or <see cref="TaskState.Cancelled"/> (its cancel was asked).</summary>
+/// <param name="TaskId">The task.</param>
+/// <param name="State">Its state now: dead or cancelled.</param>
+public readonly record struct EndedLease(Guid TaskId, TaskState State);
+
+/// <summary>What a sweep of leases did (<see cref="IQueueBackend.RequeueExpiredLeasesAsync"/>,
+/// <see cref="IQueueBackend.AbandonLeasesAsync"/>): how many leases ended, and the tasks among them that ended for good,
+/// whose events the caller raises (no worker raises them: docs/workflows.md#workflow-events).</summary>
+/// <param name="Count">How many leases ended.</param>
+/// <param name="Ended">The tasks that ended dead or cancelled, in no particular order.</param>
+public sealed record LeaseSweep(int Count, IReadOnlyList<EndedLease> Ended)
+{
+    /// <summary>No lease ended.</summary>
+    public static LeaseSweep None { get; } = new(0, []);
+}
+
 /// <summary>The answer to a lease extension.</summary>
 /// <param name="CancelRequested">Tasks whose cancellation was asked: the worker cancels their handlers.</param>
 /// <param name="Lost">Leases no longer held (expired and taken by the reaper, or the task was settled elsewhere).</param>

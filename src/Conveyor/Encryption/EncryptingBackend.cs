@@ -217,9 +217,9 @@ public sealed class EncryptingBackend : IConveyorBackend
 
         public Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken) => inner.ReleaseAsync(leases, cancellationToken);
 
-        public Task<int> RequeueExpiredLeasesAsync(CancellationToken cancellationToken) => inner.RequeueExpiredLeasesAsync(cancellationToken);
+        public Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken) => inner.RequeueExpiredLeasesAsync(cancellationToken);
 
-        public Task<int> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken) => inner.AbandonLeasesAsync(workerId, cancellationToken);
+        public Task<LeaseSweep> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken) => inner.AbandonLeasesAsync(workerId, cancellationToken);
 
         public Task<int> PromoteDueAsync(CancellationToken cancellationToken) => inner.PromoteDueAsync(cancellationToken);
 
@@ -287,5 +287,8 @@ public sealed class EncryptingBackend : IConveyorBackend
         public Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => inner.CancelWorkflowAsync(workflowId, cancellationToken);
 
         public Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken) => inner.RetryWorkflowAsync(workflowId, cancellationToken);
+
+        public Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken) =>
+            inner.PurgeFinishedWorkflowsAsync(finishedBefore, maxCount, cancellationToken);
     }
 }

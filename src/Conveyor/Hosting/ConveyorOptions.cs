@@ -21,7 +21,7 @@ public sealed class ConveyorOptions
     /// calls, never one transaction over every match. 1 to 1,000 (the largest page of the task list); default 500.</summary>
     public int BulkBatchSize { get; set; } = 500;
 
-    /// <summary>Most steps one workflow may have (<see cref="Workflows.IWorkflowClient"/>, <c>POST /api/v1/workflows</c>):
+    /// <summary>Most steps one workflow may have (<see cref="Conveyor.Workflows.IWorkflowClient"/>, <c>POST /api/v1/workflows</c>):
     /// a larger one is refused whole, nothing stored. 1 to 100,000; default 10,000.</summary>
     public int MaxWorkflowSteps { get; set; } = 10_000;
 
@@ -43,6 +43,9 @@ public sealed class ConveyorOptions
 
     /// <summary>Audit log settings (<c>Conveyor:Audit</c>).</summary>
     public AuditOptions Audit { get; set; } = new();
+
+    /// <summary>Workflow settings (<c>Conveyor:Workflows</c>).</summary>
+    public WorkflowOptions Workflows { get; set; } = new();
 
     /// <summary>Periodic schedules declared in configuration (<c>Conveyor:Schedules:{name}:Cron</c>, …), by name. The
     /// leader writes them to the backend at the start of each term; docs/scheduling.md.</summary>
@@ -225,4 +228,12 @@ public sealed class AuditOptions
 {
     /// <summary>How long audit entries are kept; retention deletes older ones. Default 90 days.</summary>
     public TimeSpan Retention { get; set; } = TimeSpan.FromDays(90);
+}
+
+/// <summary>Settings of workflows (docs/workflows.md), bound from <c>Conveyor:Workflows</c>.</summary>
+public sealed class WorkflowOptions
+{
+    /// <summary>How long a finished workflow (succeeded, failed or cancelled) is kept with its steps; the leader's retention
+    /// pass deletes older ones, never a running one. Default 7 days, as finished tasks (<see cref="SchedulerOptions.Retention"/>).</summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(7);
 }

@@ -23,6 +23,7 @@ public sealed class ConveyorOptionsValidator : IValidateOptions<ConveyorOptions>
         ValidateWorker(options.Worker, failures);
         ValidateScheduler(options.Scheduler, failures);
         Positive(failures, "Conveyor:Audit:Retention", options.Audit.Retention, "90.00:00:00");
+        Positive(failures, "Conveyor:Workflows:Retention", options.Workflows.Retention, "7.00:00:00");
         ValidateSchedules(options.Schedules, failures);
         failures.AddRange(LimitRules.Check(options.Limits));
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);

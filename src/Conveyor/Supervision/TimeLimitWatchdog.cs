@@ -121,7 +121,7 @@ internal sealed partial class TimeLimitWatchdog(
         }
         try
         {
-            var abandoned = backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
+            var abandoned = backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult().Count;
             LogAbandoned(status.WorkerId, abandoned);
             // Its concurrency slots go with its leases.
             backend.Limits.ReleaseOwnerAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();

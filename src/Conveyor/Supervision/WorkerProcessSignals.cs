@@ -79,7 +79,7 @@ internal sealed partial class WorkerProcessSignals(
         try
         {
             await WorkerStop.StopFetchingAsync(services, status).WaitAsync(deadline.Token).ConfigureAwait(false);
-            var abandoned = await backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
+            var abandoned = (await backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false)).Count;
             LogAbandoned(status.WorkerId, abandoned);
             // Its concurrency slots go with its leases.
             await backend.Limits.ReleaseOwnerAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);

@@ -258,7 +258,7 @@ internal sealed partial class WorkerSupervisor(
         try
         {
             _backend ??= backend();
-            var abandoned = await _backend.AbandonLeasesAsync(workerId, timeout.Token).WaitAsync(timeout.Token).ConfigureAwait(false);
+            var abandoned = (await _backend.AbandonLeasesAsync(workerId, timeout.Token).WaitAsync(timeout.Token).ConfigureAwait(false)).Count;
             if (limits is not null)
             {
                 // Its concurrency slots come back with its leases.

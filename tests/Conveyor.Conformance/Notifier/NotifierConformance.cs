@@ -329,7 +329,7 @@ public abstract class NotifierConformance<TFactory> : ConformanceTest
         Assert.Single(await Queue.FetchAsync(Request(1) with { LeaseDuration = TimeSpan.FromMilliseconds(200) }, Timeout));
         var inbox = await ReadyInboxOnPeerAsync();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (await Queue.RequeueExpiredLeasesAsync(Timeout) == 0)
+        while ((await Queue.RequeueExpiredLeasesAsync(Timeout)).Count == 0)
         {
             Assert.True(DateTime.UtcNow < deadline, "the lease never expired");
             await Task.Delay(50);

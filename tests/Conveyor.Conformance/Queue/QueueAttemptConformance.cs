@@ -141,7 +141,7 @@ public abstract class QueueAttemptConformance<TFactory>() : ConformanceTest(new 
         var theirs = Assert.Single(await Queue.FetchAsync(Request(1) with { WorkerId = "worker-2" }, Timeout));
         Assert.Empty(await Queue.StartAsync([mine[0].Ref, theirs.Ref], Timeout));
 
-        var ended = await Queue.AbandonLeasesAsync(WorkerId, Timeout);
+        var ended = (await Queue.AbandonLeasesAsync(WorkerId, Timeout)).Count;
 
         Assert.Equal(2, ended);
         var started = await GetAsync(ids[0]);
@@ -165,7 +165,7 @@ public abstract class QueueAttemptConformance<TFactory>() : ConformanceTest(new 
         await EnqueueAsync(NewMessage());
         var lease = await FetchOneAsync();
 
-        Assert.Equal(0, await Queue.AbandonLeasesAsync("worker-that-holds-nothing", Timeout));
+        Assert.Equal(0, (await Queue.AbandonLeasesAsync("worker-that-holds-nothing", Timeout)).Count);
         Assert.Equal(TaskState.Running, await StateOf(lease.Message.Id));
         Assert.Empty(await Queue.StartAsync([lease.Ref], Timeout));
     }
@@ -177,7 +177,7 @@ public abstract class QueueAttemptConformance<TFactory>() : ConformanceTest(new 
         var lease = await FetchStartedAsync();
         Assert.Equal(CancelOutcome.Requested, await Queue.CancelAsync(lease.Message.Id, Timeout));
 
-        Assert.Equal(1, await Queue.AbandonLeasesAsync(WorkerId, Timeout));
+        Assert.Equal(1, (await Queue.AbandonLeasesAsync(WorkerId, Timeout)).Count);
 
         Assert.Equal(TaskState.Cancelled, await StateOf(lease.Message.Id));
         Assert.Empty(await FetchAsync());

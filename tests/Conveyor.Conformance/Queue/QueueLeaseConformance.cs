@@ -86,7 +86,7 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
         var first = await FetchStartedAsync();
         Advance(LeaseDuration + TimeSpan.FromSeconds(1));
 
-        var requeued = await Queue.RequeueExpiredLeasesAsync(Timeout);
+        var requeued = (await Queue.RequeueExpiredLeasesAsync(Timeout)).Count;
 
         Assert.Equal(1, requeued);
         Assert.Equal(TaskState.Queued, await StateOf(message.Id));
@@ -104,7 +104,7 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
         var lease = await FetchOneAsync();
         Advance(LeaseDuration - TimeSpan.FromSeconds(1));
 
-        var requeued = await Queue.RequeueExpiredLeasesAsync(Timeout);
+        var requeued = (await Queue.RequeueExpiredLeasesAsync(Timeout)).Count;
 
         Assert.Equal(0, requeued);
         Assert.Equal(TaskState.Running, await StateOf(lease.Message.Id));
@@ -134,6 +134,59 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
         Assert.Equal(Now, record.FinishedAt);
         Assert.Equal(LeaseRules.MaxInterruptions, record.Attempts);
         Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task A_sweep_reports_the_tasks_it_ended_for_good_and_not_those_it_made_ready()
+    {
+        // The reaper raises the events of these (no worker does): dead at the bound, cancelled when a cancel was asked.
+        var dies = NewMessage();
+        var cancelled = NewMessage();
+        await EnqueueAsync(dies);
+        await EnqueueAsync(cancelled);
+        for (var i = 1; i < LeaseRules.MaxInterruptions; i++)
+        {
+            var lease = await FetchStartedAsync();
+            Assert.Equal(dies.Id, lease.Message.Id);
+            Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+            var requeued = await Queue.RequeueExpiredLeasesAsync(Timeout);
+            Assert.Equal(1, requeued.Count);
+            Assert.Empty(requeued.Ended);
+        }
+        Assert.Equal(dies.Id, (await FetchStartedAsync()).Message.Id);
+        Assert.Equal(cancelled.Id, (await FetchStartedAsync()).Message.Id);
+        Assert.Equal(CancelOutcome.Requested, await Queue.CancelAsync(cancelled.Id, Timeout));
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+
+        var sweep = await Queue.RequeueExpiredLeasesAsync(Timeout);
+
+        Assert.Equal(2, sweep.Count);
+        Assert.Equal(
+            [new EndedLease(dies.Id, TaskState.Dead), new EndedLease(cancelled.Id, TaskState.Cancelled)],
+            sweep.Ended.OrderBy(e => e.State).ThenBy(e => e.TaskId).ToArray());
+        Assert.Equal(TaskState.Dead, await StateOf(dies.Id));
+        Assert.Equal(TaskState.Cancelled, await StateOf(cancelled.Id));
+        var nothing = await Queue.RequeueExpiredLeasesAsync(Timeout);
+        Assert.Equal(0, nothing.Count);
+        Assert.Empty(nothing.Ended);
+    }
+
+    [Fact]
+    public async Task Abandoning_leases_reports_the_tasks_it_ended_for_good()
+    {
+        var message = NewMessage();
+        await EnqueueAsync(message);
+        for (var i = 1; i < LeaseRules.MaxInterruptions; i++)
+        {
+            await FetchStartedAsync();
+            Assert.Empty((await Queue.AbandonLeasesAsync(WorkerId, Timeout)).Ended);
+        }
+        await FetchStartedAsync();
+
+        var sweep = await Queue.AbandonLeasesAsync(WorkerId, Timeout);
+
+        Assert.Equal(1, sweep.Count);
+        Assert.Equal(new EndedLease(message.Id, TaskState.Dead), Assert.Single(sweep.Ended));
     }
 
     [Fact]
@@ -244,7 +297,7 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
         Assert.Equal([stale.Ref], extension.Lost);
         Assert.Empty(extension.CancelRequested);
         Advance(LeaseDuration + TimeSpan.FromSeconds(1));
-        Assert.Equal(1, await Queue.RequeueExpiredLeasesAsync(Timeout));
+        Assert.Equal(1, (await Queue.RequeueExpiredLeasesAsync(Timeout)).Count);
         Assert.Equal(3, (await FetchOneAsync()).Attempt); // two interrupted attempts counted
         Assert.NotEqual(stale.Token, current.Token);
     }
@@ -273,10 +326,10 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
 
         Assert.Empty(extension.Lost);
         Assert.Empty(extension.CancelRequested);
-        Assert.Equal(0, await Queue.RequeueExpiredLeasesAsync(Timeout));
+        Assert.Equal(0, (await Queue.RequeueExpiredLeasesAsync(Timeout)).Count);
         Assert.Equal(TaskState.Running, await StateOf(lease.Message.Id));
         Advance(TimeSpan.FromSeconds(6));
-        Assert.Equal(1, await Queue.RequeueExpiredLeasesAsync(Timeout));
+        Assert.Equal(1, (await Queue.RequeueExpiredLeasesAsync(Timeout)).Count);
     }
 
     [Fact]

@@ -83,6 +83,71 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
     }
 
     [Fact]
+    public async Task Retention_deletes_finished_workflows_past_it_with_their_steps_and_never_a_running_one()
+    {
+        // Succeeded: both steps ran.
+        var succeeded = NewWorkflow("kept-until-retention", ("a", []), ("b", ["a"]));
+        await Workflows.CreateWorkflowAsync(succeeded, Timeout);
+        await Queue.CompleteAsync([Succeeded(Assert.Single(await FetchStepsAsync()).Value, "1")], Timeout);
+        await Queue.CompleteAsync([Succeeded(Assert.Single(await FetchStepsAsync()).Value, "2")], Timeout);
+        // Cancelled, nothing of it running.
+        var cancelled = NewWorkflow(("x", []), ("y", ["x"]));
+        await Workflows.CreateWorkflowAsync(cancelled, Timeout);
+        Assert.True(await Workflows.CancelWorkflowAsync(cancelled.Id, Timeout));
+        // Failed with a step still running (a stop lets it finish): kept until it ends.
+        var failed = NewWorkflow(("p", []), ("q", []));
+        await Workflows.CreateWorkflowAsync(failed, Timeout);
+        var leases = await FetchStepsAsync();
+        await Queue.CompleteAsync([Dead(leases["p"])], Timeout);
+        // Running.
+        var running = NewWorkflow(("r", []), ("s", ["r"]));
+        await Workflows.CreateWorkflowAsync(running, Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(succeeded)).State);
+        Assert.Equal(WorkflowState.Cancelled, (await WorkflowOf(cancelled)).State);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(failed)).State);
+        Assert.Equal(TaskState.Running, await StateOf(failed, "q"));
+        var ended = Now;
+        Advance(TimeSpan.FromHours(1));
+
+        // None ended before the bound.
+        Assert.Equal(0, await Workflows.PurgeFinishedWorkflowsAsync(ended, 100, Timeout));
+        Assert.NotNull(await Workflows.GetWorkflowAsync(succeeded.Id, Timeout));
+
+        Assert.Equal(2, await Workflows.PurgeFinishedWorkflowsAsync(Now, 100, Timeout));
+
+        foreach (var gone in new[] { succeeded, cancelled })
+        {
+            Assert.Null(await Workflows.GetWorkflowAsync(gone.Id, Timeout));
+            Assert.Null(await Workflows.GetWorkflowSummaryAsync(gone.Id, Timeout));
+            Assert.Empty(await Workflows.GetWorkflowTasksAsync(gone.Id, Timeout));
+            foreach (var step in gone.Steps)
+            {
+                Assert.Null(await Store.GetAsync(step.Message.Id, Timeout));
+            }
+        }
+        foreach (var kept in new[] { failed, running })
+        {
+            Assert.NotNull(await Workflows.GetWorkflowAsync(kept.Id, Timeout));
+            Assert.Equal(2, (await Workflows.GetWorkflowTasksAsync(kept.Id, Timeout)).Count);
+        }
+        Assert.Equal([running.Id, failed.Id], (await Workflows.ListWorkflowsAsync(new WorkflowQuery(), Timeout)).Items.Select(w => w.Id));
+
+        // Its last step ends: the failed workflow goes at the next pass, one at a time as asked; the running one stays.
+        await Queue.CompleteAsync([Succeeded(leases["q"])], Timeout);
+        Advance(TimeSpan.FromHours(1));
+        Assert.Equal(1, await Workflows.PurgeFinishedWorkflowsAsync(Now, 1, Timeout));
+        Assert.Equal(0, await Workflows.PurgeFinishedWorkflowsAsync(Now, 1, Timeout));
+        Assert.Null(await Workflows.GetWorkflowAsync(failed.Id, Timeout));
+        Assert.Null(await Store.GetAsync(TaskOf(failed, "q"), Timeout));
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(running)).State);
+        Assert.Equal(TaskState.Queued, await StateOf(running, "r"));
+        // A new workflow after the deletions is listed and runs as any.
+        var later = NewWorkflow(("l", []));
+        await Workflows.CreateWorkflowAsync(later, Timeout);
+        Assert.Equal([later.Id, running.Id], (await Workflows.ListWorkflowsAsync(new WorkflowQuery(), Timeout)).Items.Select(w => w.Id));
+    }
+
+    [Fact]
     public async Task A_chain_runs_each_step_only_after_the_one_before_succeeded()
     {
         var workflow = NewWorkflow(("a", []), ("b", ["a"]), ("c", ["b"]));
@@ -222,11 +287,16 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
     {
         var workflow = NewWorkflow(("a", []), ("b", ["a"]));
         await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        LeaseSweep? last = null;
         for (var i = 0; i < LeaseRules.MaxInterruptions; i++)
         {
             await FetchStartedAsync();
-            Assert.Equal(1, await ExpireLeasesAsync());
+            Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+            last = await Queue.RequeueExpiredLeasesAsync(Timeout);
+            Assert.Equal(1, last.Count);
         }
+        // The sweep names the step it ended, so that the reaper raises its event and the workflow's end is announced.
+        Assert.Equal(new EndedLease(TaskOf(workflow, "a"), TaskState.Dead), Assert.Single(last!.Ended));
         Assert.Equal(TaskState.Dead, await StateOf(workflow, "a"));
         Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "b"));
         Assert.Equal(WorkflowState.Failed, (await Workflows.GetWorkflowAsync(workflow.Id, Timeout))!.State);

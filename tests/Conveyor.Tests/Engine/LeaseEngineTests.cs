@@ -33,7 +33,7 @@ public sealed class LeaseEngineTests
 
         // What a supervisor does when it takes a worker for gone: the lease ends, and the task is redelivered.
         var workerId = host.Services.GetRequiredService<WorkerStatus>().WorkerId;
-        Assert.Equal(1, await host.Backend.AbandonLeasesAsync(workerId, CancellationToken.None));
+        Assert.Equal(1, (await host.Backend.AbandonLeasesAsync(workerId, CancellationToken.None)).Count);
 
         // The next heartbeat (100 ms) hears the lease is lost: the handler's token is cancelled at once...
         await host.Probe.TokenCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));

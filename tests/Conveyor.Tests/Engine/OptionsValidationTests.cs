@@ -15,6 +15,7 @@ public sealed class OptionsValidationTests
     [InlineData("RetentionPassLimit", "Conveyor:Scheduler:RetentionPassLimit must be a positive duration")]
     [InlineData("LeaderLease", "Conveyor:Scheduler:LeaderLease must be at least 00:00:01")]
     [InlineData("FetchWait", "Conveyor:Worker:FetchWait must be a positive duration")]
+    [InlineData("WorkflowRetention", "Conveyor:Workflows:Retention must be a positive duration (default 7.00:00:00)")]
     public async Task A_setting_that_cannot_work_stops_the_start_with_its_name(string setting, string expected)
     {
         var builder = Host.CreateApplicationBuilder();
@@ -26,6 +27,7 @@ public sealed class OptionsValidationTests
                 case "RetentionBatchSize": o.Scheduler.RetentionBatchSize = 0; break;
                 case "RetentionPassLimit": o.Scheduler.RetentionPassLimit = TimeSpan.Zero; break;
                 case "LeaderLease": o.Scheduler.LeaderLease = TimeSpan.FromMilliseconds(10); break;
+                case "WorkflowRetention": o.Workflows.Retention = TimeSpan.FromDays(-1); break;
                 default: o.Worker.FetchWait = TimeSpan.Zero; break;
             }
         }).UseInMemoryBackend();

@@ -186,7 +186,7 @@ public class RecordingQueue : DispatchProxy
         if (targetMethod?.Name == nameof(IQueueBackend.AbandonLeasesAsync))
         {
             Abandoned.Add((string)args![0]!);
-            return _hang ? new TaskCompletionSource<int>().Task : Task.FromResult(0);
+            return _hang ? new TaskCompletionSource<LeaseSweep>().Task : Task.FromResult(LeaseSweep.None);
         }
         throw new NotSupportedException(targetMethod?.Name);
     }

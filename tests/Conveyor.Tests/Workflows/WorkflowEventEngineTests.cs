@@ -124,4 +124,145 @@ public sealed class WorkflowEventEngineTests
         Assert.Equal(WorkflowState.Cancelled, events[1].State);
         Assert.Equal((await workflows.GetAsync(handle.Id))!.FinishedAt, events[1].At);
     }
+
+    /// <summary>A host whose reaper runs often; its step waits on a queue no worker here consumes, leased by hand by a
+    /// "worker" that then vanishes.</summary>
+    private static EngineHost NewReapingHost() => new(c => c
+        .AddTask<WorkflowEngineTests.AddHandler>("math.add"), o => o.Scheduler.ReaperInterval = TimeSpan.FromMilliseconds(20));
+
+    private static FetchRequest GoneWorker() => new()
+    {
+        WorkerId = "a-worker-that-dies",
+        Queues = [new QueueWeight("nobody-consumes")],
+        MaxCount = 1,
+        LeaseDuration = TimeSpan.FromMilliseconds(30),
+    };
+
+    /// <summary>Leases the step's task as a worker that dies while its handler runs, and waits for the reaper to take the
+    /// lease back (queued again) or end the task.</summary>
+    private static async Task LeaseAndDieAsync(EngineHost host, Guid taskId, TaskState after)
+    {
+        var lease = Assert.Single(await host.Backend.FetchAsync(GoneWorker(), CancellationToken.None));
+        Assert.Equal(taskId, lease.Message.Id);
+        Assert.Empty(await host.Backend.StartAsync([lease.Ref], CancellationToken.None));
+        var deadline = DateTime.UtcNow + Deadline;
+        while ((await host.Client.GetAsync(taskId))!.State != after)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the reaper did not make task {taskId} {after}");
+            await Task.Delay(10);
+        }
+    }
+
+    [Fact]
+    public async Task A_step_whose_lease_runs_out_for_the_last_time_raises_its_dead_event_and_the_workflows_failed()
+    {
+        await using var host = NewReapingHost();
+        await host.StartAsync();
+        using var recorded = new Recorded(host);
+        var taskEvents = new List<TaskEvent>();
+        using var subscription = host.Services.GetRequiredService<TaskEventBus>().Subscribe(e =>
+        {
+            lock (taskEvents)
+            {
+                taskEvents.Add(e);
+            }
+        });
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        var handle = await workflows.StartAsync(Workflow.Create("reaped")
+            .Step("wait", TaskRequest.Create("math.add", new WorkflowEngineTests.AddArgs(1), new EnqueueOptions { Queue = "nobody-consumes", MaxAttempts = 1 }))
+            .Step("after", Add(2), "wait")
+            .Build());
+        var step = (await workflows.GetAsync(handle.Id))!.Step("wait").TaskId;
+        for (var i = 1; i < LeaseRules.MaxInterruptions; i++)
+        {
+            await LeaseAndDieAsync(host, step, TaskState.Queued);
+        }
+        await LeaseAndDieAsync(host, step, TaskState.Dead);
+
+        await recorded.WaitForAsync(handle.Id, e => e.Any(x => x.Kind == WorkflowEventKind.Failed), "the failed event");
+        TaskEvent dead;
+        lock (taskEvents)
+        {
+            // Requeued leases are no task's end: only the last one raised an event.
+            dead = Assert.Single(taskEvents, e => e.TaskId == step && e.Kind != TaskEventKind.Enqueued);
+        }
+        Assert.Equal(TaskEventKind.Dead, dead.Kind);
+        Assert.Equal(TaskState.Dead, dead.State);
+        Assert.Equal(handle.Id, dead.WorkflowId);
+        Assert.Equal("wait", dead.StepId);
+        Assert.Equal("nobody-consumes", dead.Queue);
+        Assert.Equal("math.add", dead.Task);
+        Assert.Equal(LeaseRules.MaxInterruptions, dead.Attempt);
+        Assert.Equal(LeaseRules.InterruptedErrorType, dead.Error?.Type);
+        var record = (await workflows.GetAsync(handle.Id))!;
+        Assert.Equal(record.Step("wait").Task!.FinishedAt, dead.At);
+        var failed = Assert.Single(recorded.Of(handle.Id), e => e.Kind == WorkflowEventKind.Failed);
+        Assert.Equal(record.FinishedAt, failed.At);
+        Assert.Equal("reaped", failed.Name);
+    }
+
+    [Fact]
+    public async Task A_running_step_cancelled_by_hand_whose_worker_is_gone_raises_cancelled_and_the_workflows_failed()
+    {
+        await using var host = NewReapingHost();
+        await host.StartAsync();
+        using var recorded = new Recorded(host);
+        var cancelled = new TaskCompletionSource<TaskEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        var handle = await workflows.StartAsync(Workflow.Create()
+            .Step("wait", TaskRequest.Create("math.add", new WorkflowEngineTests.AddArgs(1), new EnqueueOptions { Queue = "nobody-consumes" }))
+            .Step("after", Add(2), "wait")
+            .Build());
+        var step = (await workflows.GetAsync(handle.Id))!.Step("wait").TaskId;
+        using var subscription = host.Services.GetRequiredService<TaskEventBus>().Subscribe(e =>
+        {
+            if (e.TaskId == step && e.Kind == TaskEventKind.Cancelled)
+            {
+                cancelled.TrySetResult(e);
+            }
+        });
+        // Its worker takes it, starts it, and dies before it hears of the cancel: the cancel is only asked.
+        var lease = Assert.Single(await host.Backend.FetchAsync(GoneWorker() with { LeaseDuration = TimeSpan.FromSeconds(1) }, CancellationToken.None));
+        Assert.Empty(await host.Backend.StartAsync([lease.Ref], CancellationToken.None));
+        Assert.Equal(CancelOutcome.Requested, await host.Client.CancelAsync(step));
+
+        var cancel = await cancelled.Task.WaitAsync(Deadline);
+        Assert.Equal(TaskState.Cancelled, cancel.State);
+        Assert.Equal(handle.Id, cancel.WorkflowId);
+        Assert.Null(cancel.Error);
+        await recorded.WaitForAsync(handle.Id, e => e.Any(x => x.Kind == WorkflowEventKind.Failed), "the failed event");
+        Assert.Equal(WorkflowState.Failed, (await workflows.GetAsync(handle.Id))!.State);
+    }
+
+    [Fact]
+    public async Task The_leaders_retention_deletes_a_finished_workflow_past_its_retention_and_keeps_a_running_one()
+    {
+        await using var host = new EngineHost(c => c.AddTask<WorkflowEngineTests.AddHandler>("math.add"), o =>
+        {
+            o.Workflows.Retention = TimeSpan.FromSeconds(1);
+            o.Scheduler.RetentionInterval = TimeSpan.FromMilliseconds(20);
+        });
+        await host.StartAsync();
+        using var recorded = new Recorded(host);
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        var waiting = await workflows.StartAsync(Workflow.Create()
+            .Step("wait", TaskRequest.Create("math.add", new WorkflowEngineTests.AddArgs(1), new EnqueueOptions { Queue = "nobody-consumes" }))
+            .Build());
+        var done = await workflows.StartAsync(Workflow.Chain([Add(1), Add(2)]));
+        var steps = (await workflows.GetAsync(done.Id))!.Steps.Select(s => s.TaskId).ToList();
+        // Deleted a second after its end (its end event read it first): watched, not waited for by reading it.
+        await recorded.WaitForAsync(done.Id, e => e.Any(x => x.Kind == WorkflowEventKind.Succeeded), "the succeeded event");
+
+        var deadline = DateTime.UtcNow + Deadline;
+        while (await workflows.GetAsync(done.Id) is not null)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "retention did not delete the finished workflow");
+            await Task.Delay(10);
+        }
+        foreach (var step in steps)
+        {
+            Assert.Null(await host.Client.GetAsync(step));
+        }
+        Assert.Equal(WorkflowState.Running, (await workflows.GetAsync(waiting.Id))!.State);
+    }
 }
