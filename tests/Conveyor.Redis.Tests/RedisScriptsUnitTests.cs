@@ -18,7 +18,7 @@ public class RedisScriptsUnitTests
     public void Every_script_is_the_prelude_then_its_files_without_the_final_newline()
     {
         var prelude = RedisScripts.Fragment("prelude.lua");
-        Assert.Equal(32, Scripts.Count);
+        Assert.Equal(33, Scripts.Count);
         foreach (var (name, text) in Scripts)
         {
             Assert.StartsWith(prelude, text, StringComparison.Ordinal);
