@@ -219,4 +219,15 @@ public sealed class UserLoginTests : IAsyncLifetime
         Assert.False(signedIn.Body.GetProperty("enrolmentRequired").GetBoolean());
         Assert.Equal(["admin"], signedIn.Body.GetProperty("scopes").EnumerateArray().Select(e => e.GetString()));
     }
+
+    [Theory]
+    [InlineData("Conveyor:Users:MaxFailures", "0")]
+    [InlineData("Conveyor:Users:LockoutDuration", "00:00:00")]
+    [InlineData("Conveyor:Users:MinPasswordLength", "4")]
+    public async Task A_bad_user_setting_stops_the_start_with_an_error_naming_it(string setting, string value)
+    {
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => TestServer.StartAsync(new Dictionary<string, string?> { [setting] = value }));
+
+        Assert.Contains(setting, error.Message, StringComparison.Ordinal);
+    }
 }
