@@ -40,6 +40,9 @@ public static class ConveyorApiExtensions
             .Validate(o => o.FailedAuthWindow >= TimeSpan.FromSeconds(1), "Conveyor:FailedAuthWindow must be at least 00:00:01 (default 00:01:00).")
             .Validate(o => o.RateLimit.PermitsPerSecond >= 0, "Conveyor:RateLimit:PermitsPerSecond must be 0 (no limit) or more (default 20000).")
             .Validate(o => o.RateLimit.Burst >= 1, "Conveyor:RateLimit:Burst must be at least 1 (default 20000).")
+            .Validate(o => o.Users.MaxFailures >= 1, "Conveyor:Users:MaxFailures must be at least 1 (failed sign-ins before a lockout; default 5).")
+            .Validate(o => o.Users.LockoutDuration >= TimeSpan.FromSeconds(1), "Conveyor:Users:LockoutDuration must be at least 00:00:01 (default 00:15:00).")
+            .Validate(o => o.Users.MinPasswordLength >= 8, "Conveyor:Users:MinPasswordLength must be at least 8 (default 12).")
             .ValidateOnStart();
         if (configure is not null)
         {
@@ -55,6 +58,7 @@ public static class ConveyorApiExtensions
         services.AddHostedService<ApiKeyRefresher>();
         services.AddSingleton<FailedAuthLimiter>();
         services.AddSingleton<DashboardSessions>();
+        services.AddSingleton<DashboardUsers>();
         services.AddSingleton<AuditRecorder>();
         services.AddAuthentication().AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiScopes.Scheme, null);
         services.AddAuthorization(authorization =>
@@ -164,6 +168,7 @@ public static class ConveyorApiExtensions
         AuditEndpoints.Map(groups);
         // Outside the policies: this is where the dashboard first presents a key.
         SessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor"));
+        UserSessionEndpoints.Map(endpoints.MapGroup("/api/v1").WithTags("Conveyor"));
         if (options.MapHealthChecks)
         {
             endpoints.MapHealthChecks("/health/live", new HealthCheckOptions

@@ -36,6 +36,9 @@ public sealed class ConveyorApiOptions
     /// <summary>Origins allowed to call the API from browsers (<c>Conveyor:Cors:Origins</c>); none by default.</summary>
     public ApiCorsOptions Cors { get; } = new();
 
+    /// <summary>Dashboard users' sign-in: lockout and password rules (<c>Conveyor:Users:*</c>).</summary>
+    public UserSignInOptions Users { get; } = new();
+
     /// <summary>Largest request body the API reads, in bytes; a larger one is answered 413. Default 1 MiB (1,048,576).</summary>
     public long MaxRequestBodySize { get; set; } = DefaultMaxRequestBodySize;
 
@@ -73,4 +76,17 @@ public sealed class ConveyorApiOptions
 
     /// <summary>Whether <c>MapConveyorApi</c> maps <c>/openapi/v1.json</c>. Default true.</summary>
     public bool MapOpenApi { get; set; } = true;
+}
+
+/// <summary>Dashboard users' sign-in (<c>Conveyor:Users:*</c>).</summary>
+public sealed class UserSignInOptions
+{
+    /// <summary>Failed sign-ins in a row that lock a user (default 5).</summary>
+    public int MaxFailures { get; set; } = 5;
+
+    /// <summary>How long a locked user is refused (default 15 minutes).</summary>
+    public TimeSpan LockoutDuration { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>Shortest password accepted (default 12).</summary>
+    public int MinPasswordLength { get; set; } = 12;
 }

@@ -30,6 +30,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
     private readonly string _uniqueKeys;
     private readonly string _apiKeys;
     private readonly string _auditLog;
+    private readonly string _users;
     private readonly string _rateLimits;
     private readonly string _concurrencySlots;
     private readonly string _workflows;
@@ -76,6 +77,7 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         _uniqueKeys = _dialect.Table("unique_keys");
         _apiKeys = _dialect.Table("api_keys");
         _auditLog = _dialect.Table("audit_log");
+        _users = _dialect.Table("users");
         _rateLimits = _dialect.Table("rate_limits");
         _concurrencySlots = _dialect.Table("concurrency_slots");
         _workflows = _dialect.Table("workflows");

@@ -95,6 +95,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public IAuditLog? Audit => _store.Audit;
 
     /// <inheritdoc />
+    /// <remarks>The store's: users are kept in the paired SQL backend.</remarks>
+    public IUserStore? Users => _store.Users;
+
+    /// <inheritdoc />
     /// <remarks>The store's, with the first steps announced to the workers on this backend's notifier (the store keeps
     /// them; no broker message is published for a step); so is a success of a step this process leased, which may have
     /// released others. A step leased by a process that died before completing it is found by the workers' fallback

@@ -49,6 +49,9 @@ public sealed class InMemoryStorage
     /// <summary>Audit entries in append order (<see cref="IAuditLog"/>).</summary>
     internal List<AuditEntry> Audit { get; } = [];
 
+    /// <summary>Users by name (<see cref="IUserStore"/>).</summary>
+    internal SortedDictionary<string, StoredUser> Users { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Each rate limit's next free start time (<see cref="ILimitStore.ReserveRateSlotsAsync"/>), by key.</summary>
     internal Dictionary<string, DateTimeOffset> RateNextFree { get; } = new(StringComparer.Ordinal);
 

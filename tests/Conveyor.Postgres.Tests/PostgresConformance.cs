@@ -35,6 +35,7 @@ public sealed class PostgresUniqueKeyTests : UniqueKeyConformance<PostgresTestBa
 public sealed class PostgresApiKeyTests : ApiKeyConformance<PostgresTestBackend>;
 public sealed class PostgresPayloadRewriteTests : PayloadRewriteConformance<PostgresTestBackend>;
 public sealed class PostgresAuditLogTests : AuditLogConformance<PostgresTestBackend>;
+public sealed class PostgresUserStoreTests : UserStoreConformance<PostgresTestBackend>;
 public sealed class PostgresAuditRetentionTests : AuditRetentionConformance<PostgresTestBackend>;
 
 public sealed class PostgresWorkflowTests : WorkflowConformance<PostgresTestBackend>;

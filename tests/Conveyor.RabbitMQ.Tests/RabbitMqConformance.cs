@@ -37,6 +37,7 @@ public sealed class RabbitMqUniqueKeyTests : UniqueKeyConformance<RabbitMqTestBa
 public sealed class RabbitMqApiKeyTests : ApiKeyConformance<RabbitMqTestBackend>;
 public sealed class RabbitMqPayloadRewriteTests : PayloadRewriteConformance<RabbitMqTestBackend>;
 public sealed class RabbitMqAuditLogTests : AuditLogConformance<RabbitMqTestBackend>;
+public sealed class RabbitMqUserStoreTests : UserStoreConformance<RabbitMqTestBackend>;
 public sealed class RabbitMqAuditRetentionTests : AuditRetentionConformance<RabbitMqTestBackend>;
 
 public sealed class RabbitMqWorkflowTests : WorkflowConformance<RabbitMqTestBackend>;

@@ -37,6 +37,7 @@ public sealed class RedisUniqueKeyTests : UniqueKeyConformance<RedisTestBackend>
 public sealed class RedisApiKeyTests : ApiKeyConformance<RedisTestBackend>;
 public sealed class RedisPayloadRewriteTests : PayloadRewriteConformance<RedisTestBackend>;
 public sealed class RedisAuditLogTests : AuditLogConformance<RedisTestBackend>;
+public sealed class RedisUserStoreTests : UserStoreConformance<RedisTestBackend>;
 public sealed class RedisAuditRetentionTests : AuditRetentionConformance<RedisTestBackend>;
 
 public sealed class RedisWorkflowTests : WorkflowConformance<RedisTestBackend>;

@@ -101,6 +101,17 @@ public sealed class ConveyorProcess : IDisposable
         return (exitCode, process.Output, process.Error);
     }
 
+    /// <summary>Runs to the end (at most 60 s) with <paramref name="input"/> written to its stdin, then stdin closed.</summary>
+    public static async Task<(int ExitCode, string Output, string Error)> RunWithInputAsync(string workingDirectory,
+        IReadOnlyDictionary<string, string>? environment, string input, params string[] args)
+    {
+        using var process = Start(workingDirectory, environment, args);
+        await process._process.StandardInput.WriteAsync(input);
+        process._process.StandardInput.Close();
+        var exitCode = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        return (exitCode, process.Output, process.Error);
+    }
+
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
         using var cancellation = new CancellationTokenSource(timeout);

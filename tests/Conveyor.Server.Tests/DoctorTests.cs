@@ -33,9 +33,9 @@ public sealed class DoctorTests : IDisposable
         // No encryption key by default: a warning with the setting, never a pass.
         Assert.Equal("warn", Status(items, 10));
         Assert.Contains("CONVEYOR_ENCRYPTION_KEY", items[10].GetProperty("setting").GetString(), StringComparison.Ordinal);
-        // Logins with MFA are not built: said so, not passed.
-        Assert.Equal("n/a", Status(items, 12));
-        Assert.Contains("not built", items[12].GetProperty("detail").GetString(), StringComparison.Ordinal);
+        // Logins with MFA: built in, with the lockout settings named.
+        Assert.Equal("pass", Status(items, 12));
+        Assert.Contains("5 failures lock a user", items[12].GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.Equal(Environment.IsPrivilegedProcess ? "warn" : "pass", Status(items, 7));
         // The database is looked at, not created: the server would create it private.
         Assert.False(Directory.Exists(Path.Combine(_folder, "data")));

@@ -35,6 +35,7 @@ public sealed class SqliteUniqueKeyTests : UniqueKeyConformance<SqliteTestBacken
 public sealed class SqliteApiKeyTests : ApiKeyConformance<SqliteTestBackend>;
 public sealed class SqlitePayloadRewriteTests : PayloadRewriteConformance<SqliteTestBackend>;
 public sealed class SqliteAuditLogTests : AuditLogConformance<SqliteTestBackend>;
+public sealed class SqliteUserStoreTests : UserStoreConformance<SqliteTestBackend>;
 public sealed class SqliteAuditRetentionTests : AuditRetentionConformance<SqliteTestBackend>;
 
 public sealed class SqliteWorkflowTests : WorkflowConformance<SqliteTestBackend>;

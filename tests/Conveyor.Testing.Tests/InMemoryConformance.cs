@@ -37,6 +37,7 @@ public sealed class InMemoryUniqueKeyTests : UniqueKeyConformance<InMemoryTestBa
 public sealed class InMemoryApiKeyTests : ApiKeyConformance<InMemoryTestBackend>;
 public sealed class InMemoryPayloadRewriteTests : PayloadRewriteConformance<InMemoryTestBackend>;
 public sealed class InMemoryAuditLogTests : AuditLogConformance<InMemoryTestBackend>;
+public sealed class InMemoryUserStoreTests : UserStoreConformance<InMemoryTestBackend>;
 public sealed class InMemoryAuditRetentionTests : AuditRetentionConformance<InMemoryTestBackend>;
 public sealed class InMemoryWorkflowTests : WorkflowConformance<InMemoryTestBackend>;
 

@@ -20,7 +20,9 @@ internal sealed partial class ApiKeyRegistry
     private readonly IApiKeyStore? _store;
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, DateTimeOffset> _uses = new(StringComparer.Ordinal);
+    private readonly IUserStore? _userStore;
     private volatile Snapshot _stored = Snapshot.Unknown;
+    private volatile Dictionary<string, StoredUser> _users = new(StringComparer.Ordinal);
 
     public ApiKeyRegistry(IOptions<ConveyorApiOptions> options, IConveyorBackend backend, TimeProvider time)
     {
@@ -28,6 +30,7 @@ internal sealed partial class ApiKeyRegistry
         ArgumentNullException.ThrowIfNull(backend);
         _configured = ConfiguredApiKeys.Read(options.Value);
         _store = backend.ApiKeys;
+        _userStore = backend.Users;
         _time = time;
         if (_store is null)
         {
@@ -38,7 +41,7 @@ internal sealed partial class ApiKeyRegistry
     /// <summary>Whether the API needs a key: keys are configured, or the backend holds a key, revoked or not (revoking the
     /// last key must not open the API). Until the stored keys were read once, true: a server whose store cannot be read
     /// stays closed rather than open.</summary>
-    public bool Required => _configured.Count > 0 || _stored.AnyStored;
+    public bool Required => _configured.Count > 0 || _stored.AnyStored || _users.Count > 0;
 
     /// <summary>Whether the stored keys were read at least once (or there is no store).</summary>
     public bool Known => !ReferenceEquals(_stored, Snapshot.Unknown);
@@ -86,12 +89,24 @@ internal sealed partial class ApiKeyRegistry
     public ApiCaller? FindById(string id)
     {
         ArgumentNullException.ThrowIfNull(id);
+        foreach (var (prefix, enrolOnly) in new[] { (DashboardUsers.UserPrefix, false), (DashboardUsers.EnrolPrefix, true) })
+        {
+            if (id.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                return _users.TryGetValue(id[prefix.Length..], out var user) ? DashboardUsers.ToCaller(user, enrolOnly) : null;
+            }
+        }
         return _configured.FirstOrDefault(k => k.KeyId == id) ?? _stored.ById.GetValueOrDefault(id);
     }
 
     /// <summary>Writes the uses counted since the last call, then reads the stored keys again.</summary>
     public async Task RefreshAsync(CancellationToken cancellationToken)
     {
+        if (_userStore is not null)
+        {
+            var users = await _userStore.ListUsersAsync(cancellationToken).ConfigureAwait(false);
+            _users = users.ToDictionary(u => u.Name, StringComparer.Ordinal);
+        }
         if (_store is null)
         {
             return;
@@ -127,6 +142,14 @@ internal sealed partial class ApiKeyRegistry
         {
             _stored = Snapshot.Of(current.Keys.Where(k => k.Stored.Id != id), anyStored: true);
         }
+    }
+
+    /// <summary>Replaces a user in memory at once (signed in, enrolled or changed through this server); other servers
+    /// read it at their next refresh.</summary>
+    public void RememberUser(StoredUser user)
+    {
+        ArgumentNullException.ThrowIfNull(user);
+        _users = new Dictionary<string, StoredUser>(_users, StringComparer.Ordinal) { [user.Name] = user };
     }
 
     /// <summary>Adds a stored key to the snapshot (created through this server, or just found by its hash).</summary>

@@ -82,6 +82,7 @@ internal static class ConveyorCommandLine
         root.Subcommands.Add(BulkCommand.Create(purge: false, global, output, error));
         root.Subcommands.Add(BulkCommand.Create(purge: true, global, output, error));
         root.Subcommands.Add(Keys.KeysCommand.Create(global, output, error));
+        root.Subcommands.Add(Users.UsersCommand.Create(global, output, error));
         root.Subcommands.Add(AuditCommand.Create(global, output, error));
         root.Subcommands.Add(DoctorCommand.Create(global, output, error));
         root.Subcommands.Add(MigrateCommand.Create(global, output, error));

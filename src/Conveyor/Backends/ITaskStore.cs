@@ -205,6 +205,9 @@ public interface IConveyorBackend
     /// <summary>The audit log of the store role (<see cref="IAuditLog"/>), or null where this backend keeps none (a test
     /// double); nothing is then recorded.</summary>
     IAuditLog? Audit => null;
+    /// <summary>The dashboard's users of the store role (<see cref="IUserStore"/>), or null where this backend keeps none
+    /// (a test double); password sign-in is then unavailable.</summary>
+    IUserStore? Users => null;
     /// <summary>What this backend offers.</summary>
     BackendCapabilities Capabilities { get; }
     /// <summary>Creates or upgrades the schema; safe to run concurrently and repeatedly.</summary>

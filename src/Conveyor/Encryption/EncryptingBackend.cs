@@ -88,6 +88,9 @@ public sealed class EncryptingBackend : IConveyorBackend
     public IAuditLog? Audit => Inner.Audit;
 
     /// <inheritdoc />
+    public IUserStore? Users => Inner.Users;
+
+    /// <inheritdoc />
     public BackendCapabilities Capabilities => Inner.Capabilities;
 
     /// <inheritdoc />

@@ -52,6 +52,9 @@ export interface Workflow {
 }
 export interface WorkflowPage { items: Workflow[]; nextCursor: string | null }
 export interface Session { keysRequired: boolean; authenticated: boolean; scopes?: string[] }
+export interface UserSession { authenticated: boolean; codeRequired: boolean; enrolmentRequired: boolean; scopes: string[] }
+export interface MfaEnrolment { secret: string; uri: string; qrSvg: string }
+export interface MfaConfirmed { recoveryCodes: string[]; scopes: string[] }
 export interface AuditEntry {
   id: string; at: string; actor: string; actorKind: string; action: string; target?: string | null;
   outcome: "ok" | "refused" | "failed"; status?: number | null; remoteAddress?: string | null; userAgent?: string | null; details?: unknown;
@@ -96,6 +99,9 @@ export const api = {
   session: () => call<Session>("GET", "/session"),
   login: (key: string) => call<Session>("POST", "/session", { key }),
   logout: () => call<Session>("DELETE", "/session"),
+  userLogin: (user: string, password: string, code?: string) => call<UserSession>("POST", "/session/login", { user, password, code }),
+  beginMfa: () => call<MfaEnrolment>("POST", "/session/mfa/enrol", {}),
+  confirmMfa: (code: string) => call<MfaConfirmed>("POST", "/session/mfa/confirm", { code }),
   tasks: (query: URLSearchParams, signal?: AbortSignal) => call<TaskPage>("GET", `/tasks?${query}`, undefined, signal),
   task: (id: string, signal?: AbortSignal) => call<Task>("GET", `/tasks/${encodeURIComponent(id)}`, undefined, signal),
   cancel: (id: string) => call<Task>("POST", `/tasks/${encodeURIComponent(id)}/cancel`),

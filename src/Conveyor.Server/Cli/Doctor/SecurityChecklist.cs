@@ -632,11 +632,11 @@ internal sealed class SecurityChecklist
 
     private Finding DashboardLogins()
     {
-        const string NotBuilt = "not built: the dashboard signs in with an API key (its scopes, a session cookie); no user logins or MFA yet (sign-ins and admin actions are in the audit log)";
-        return Loopback && !_server.BehindProxy
-            ? new Finding(CheckStatus.NotApplicable, NotBuilt)
-            : new Finding(CheckStatus.Warn, NotBuilt + ", and the dashboard is reachable from the network",
-                "give dashboard users API keys of the read scope (conveyor keys create --scope read), admin keys only to whom needs them");
+        var users = _settings.Api.Users;
+        // Built into the server, not a setting that can be left off: MFA is enforced for admins off loopback by code.
+        return new Finding(CheckStatus.Pass,
+            $"dashboard users (conveyor users add) sign in with a password of {users.MinPasswordLength}+ characters and a TOTP code once enrolled; " +
+            $"admins off loopback must enrol; {users.MaxFailures} failures lock a user for {Duration(users.LockoutDuration)}; sign-ins and admin actions are in the audit log");
     }
 
     private static IEnumerable<(string Host, int Port)> Endpoints(StackExchange.Redis.ConfigurationOptions options) =>

@@ -1,0 +1,189 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using Conveyor.AspNetCore.Audit;
+using Conveyor.AspNetCore.Requests;
+using Conveyor.AspNetCore.Security;
+using Conveyor.Backends;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.AspNetCore.Endpoints;
+
+/// <summary><c>/api/v1/session/login</c> and <c>/api/v1/session/mfa/*</c>: dashboard users sign in with a password and a
+/// TOTP or recovery code, and enrol a TOTP authenticator. Mapped beside <see cref="SessionEndpoints"/>, outside the
+/// authorization policies; the cross-site check, the failed-attempt limit and (for enrolment) the session's CSRF token
+/// apply.</summary>
+internal static class UserSessionEndpoints
+{
+    /// <summary>The one answer to every failed sign-in: it does not tell whether the user exists, is locked, or which
+    /// factor was wrong.</summary>
+    public const string FailedDetail = "The user name, password or code is not valid, or the user is locked out for a while.";
+
+    public static void Map(RouteGroupBuilder group)
+    {
+        group.MapPost("/session/login", SignInAsync)
+            .WithName("SignInUser")
+            .WithSummary("Sign in a dashboard user ({\"user\", \"password\", \"code\"}): sets the session cookie, or answers codeRequired")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests);
+        group.MapPost("/session/mfa/enrol", BeginEnrolmentAsync)
+            .WithName("BeginMfaEnrolment")
+            .WithSummary("Start TOTP enrolment for the signed-in user: the secret, its otpauth:// URI and a QR code (SVG)")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        group.MapPost("/session/mfa/confirm", ConfirmEnrolmentAsync)
+            .WithName("ConfirmMfaEnrolment")
+            .WithSummary("Confirm TOTP enrolment with a code ({\"code\"}): the 10 recovery codes, shown this once")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
+    }
+
+    private static async Task<Results<Ok<UserSessionResource>, ProblemHttpResult>> SignInAsync(HttpContext http,
+        [FromServices] DashboardUsers users, [FromServices] ApiKeyRegistry keys, [FromServices] DashboardSessions sessions,
+        [FromServices] FailedAuthLimiter limiter, [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit,
+        CancellationToken cancellationToken)
+    {
+        if (CrossSiteEndpointFilter.CrossSiteProblem(http.Request) is ProblemHttpResult crossSite)
+        {
+            return crossSite;
+        }
+        var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
+        {
+            return problem;
+        }
+        using (document)
+        {
+            var root = document!.RootElement;
+            var name = Text(root, "user");
+            var password = Text(root, "password");
+            var code = Text(root, "code");
+            if (name is not { Length: > 0 } || password is not { Length: > 0 })
+            {
+                await audit.RecordAsync(http, "session.sign-in-failed", null, StatusCodes.Status422UnprocessableEntity, null).ConfigureAwait(false);
+                return ApiProblems.Fields(StatusCodes.Status422UnprocessableEntity,
+                    [.. new[] { ("user", name), ("password", password) }.Where(f => f.Item2 is not { Length: > 0 }).Select(f => new FieldError(f.Item1, "is required, as a string"))]);
+            }
+            // The target is the name as typed, cut short: an audit entry may name a user that does not exist.
+            var target = name.Length > UserNames.MaxLength ? name[..UserNames.MaxLength] : name;
+            if (limiter.Blocked(http) is { } wait)
+            {
+                var seconds = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds));
+                http.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                await audit.RecordAsync(http, "session.sign-in-failed", target, StatusCodes.Status429TooManyRequests, null).ConfigureAwait(false);
+                return ApiProblems.Status(StatusCodes.Status429TooManyRequests, "Too many failed attempts.",
+                    $"Too many failed sign-ins came from this address; try again in {seconds} s.");
+            }
+            var (result, user, usedRecovery) = await users.SignInAsync(name, password, code, cancellationToken).ConfigureAwait(false);
+            switch (result)
+            {
+                case UserSignInResult.CodeRequired:
+                    return TypedResults.Ok(new UserSessionResource(false, true, false, []));
+                case UserSignInResult.Failed or UserSignInResult.LockedOut:
+                    limiter.Failed(http);
+                    var action = result == UserSignInResult.LockedOut ? "user.locked-out" : "session.sign-in-failed";
+                    await audit.RecordAsync(http, action, target, StatusCodes.Status401Unauthorized, null).ConfigureAwait(false);
+                    return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", FailedDetail);
+            }
+            keys.RememberUser(user!);
+            // An admin without a second factor, off loopback, may do nothing but enrol one.
+            var enrolOnly = user!.Role == ApiScopes.Admin && !user.MfaEnabled && !IsLoopback(http);
+            var caller = DashboardUsers.ToCaller(user, enrolOnly);
+            var (session, csrf, expires) = sessions.Issue(caller);
+            DashboardSessions.Write(http, session, csrf, expires);
+            if (usedRecovery)
+            {
+                await audit.RecordAsync(http, "user.recovery-code-used", user.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
+            }
+            await audit.RecordAsync(http, "session.sign-in", user.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
+            return TypedResults.Ok(new UserSessionResource(true, false, enrolOnly, [.. caller.Scopes]));
+        }
+    }
+
+    private static async Task<Results<Ok<MfaEnrolmentResource>, ProblemHttpResult>> BeginEnrolmentAsync(HttpContext http,
+        [FromServices] DashboardUsers users, [FromServices] DashboardSessions sessions, [FromServices] AuditRecorder audit,
+        CancellationToken cancellationToken)
+    {
+        if (UserOf(http, sessions) is not { } caller)
+        {
+            return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "Sign in as a user, and send the session's CSRF token in X-Conveyor-CSRF.");
+        }
+        if (await users.BeginEnrolmentAsync(caller.Name, cancellationToken).ConfigureAwait(false) is not { } enrolment)
+        {
+            return ApiProblems.Status(StatusCodes.Status409Conflict, "Already enrolled.",
+                "This user has a second factor already; an operator can reset it with `conveyor users reset-mfa`.");
+        }
+        await audit.RecordAsync(http, "user.mfa-enrol-started", caller.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
+        return TypedResults.Ok(new MfaEnrolmentResource(enrolment.Secret, enrolment.Uri, enrolment.QrSvg));
+    }
+
+    private static async Task<Results<Ok<MfaConfirmedResource>, ProblemHttpResult>> ConfirmEnrolmentAsync(HttpContext http,
+        [FromServices] DashboardUsers users, [FromServices] ApiKeyRegistry keys, [FromServices] DashboardSessions sessions,
+        [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit, CancellationToken cancellationToken)
+    {
+        if (UserOf(http, sessions) is not { } caller)
+        {
+            return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "Sign in as a user, and send the session's CSRF token in X-Conveyor-CSRF.");
+        }
+        var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
+        {
+            return problem;
+        }
+        using (document)
+        {
+            if (Text(document!.RootElement, "code") is not { Length: > 0 } code
+                || await users.ConfirmEnrolmentAsync(caller.Name, code, cancellationToken).ConfigureAwait(false) is not { } confirmed)
+            {
+                await audit.RecordAsync(http, "user.mfa-enrol", caller.Name, StatusCodes.Status422UnprocessableEntity, caller.ToPrincipal()).ConfigureAwait(false);
+                return ApiProblems.Field(StatusCodes.Status422UnprocessableEntity, "code", "is not the current code of the authenticator being enrolled");
+            }
+            keys.RememberUser(confirmed.User);
+            // The old session was signed with the pre-enrolment secret: a new one, with the user's full scopes.
+            var full = DashboardUsers.ToCaller(confirmed.User, enrolOnly: false);
+            var (session, csrf, expires) = sessions.Issue(full);
+            DashboardSessions.Write(http, session, csrf, expires);
+            await audit.RecordAsync(http, "user.mfa-enrol", caller.Name, StatusCodes.Status200OK, full.ToPrincipal()).ConfigureAwait(false);
+            return TypedResults.Ok(new MfaConfirmedResource(confirmed.RecoveryCodes, [.. full.Scopes]));
+        }
+    }
+
+    /// <summary>The user of the request's session cookie, when its CSRF header matches; else null.</summary>
+    private static ApiCaller? UserOf(HttpContext http, DashboardSessions sessions)
+    {
+        if (CrossSiteEndpointFilter.CrossSiteProblem(http.Request) is not null
+            || sessions.Read(http.Request) is not { } session
+            || !DashboardSessions.CsrfMatches(http.Request, session)
+            || !(session.Caller.KeyId.StartsWith(DashboardUsers.UserPrefix, StringComparison.Ordinal)
+                || session.Caller.KeyId.StartsWith(DashboardUsers.EnrolPrefix, StringComparison.Ordinal)))
+        {
+            return null;
+        }
+        return session.Caller;
+    }
+
+    // The connection's address, the forwarded client's behind a configured proxy (the forwarded-headers middleware has run).
+    private static bool IsLoopback(HttpContext http) => http.Connection.RemoteIpAddress is { } address && IPAddress.IsLoopback(address);
+
+    private static string? Text(JsonElement root, string name) =>
+        root.ValueKind == JsonValueKind.Object && root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+}
+
+/// <summary>The answer of <c>POST /api/v1/session/login</c>.</summary>
+/// <param name="Authenticated">Whether the session cookie was set.</param>
+/// <param name="CodeRequired">The password was right: send it again with a TOTP or recovery code in <c>code</c>.</param>
+/// <param name="EnrolmentRequired">An admin off loopback without a second factor: the session may only enrol one.</param>
+/// <param name="Scopes">What the session may do.</param>
+public sealed record UserSessionResource(bool Authenticated, bool CodeRequired, bool EnrolmentRequired, IReadOnlyList<string> Scopes);
+
+/// <summary>A TOTP enrolment begun: the secret (base32) to type in, its <c>otpauth://</c> URI, and that URI as an SVG
+/// QR code.</summary>
+public sealed record MfaEnrolmentResource(string Secret, string Uri, string QrSvg);
+
+/// <summary>A TOTP enrolment confirmed: the recovery codes, shown this once, and the new session's scopes.</summary>
+public sealed record MfaConfirmedResource(IReadOnlyList<string> RecoveryCodes, IReadOnlyList<string> Scopes);
