@@ -70,7 +70,11 @@ public sealed class WorkflowLeaseEndEventTests : IDisposable
                     return task.GetProperty("state").GetString() is "queued" or "dead";
                 }, Deadline, () => $"step a's lease to run out after kill {kills}: {task}; server log: {LogSummary(server.Process.Output + server.Process.Error)}");
             }
-            Assert.Equal(Backends.LeaseRules.MaxInterruptions, kills);
+            // The first lease records its start in the background: a kill between the handler's call and that write is a
+            // lapse of a task that never started (no attempt spent, no interruption, no error). After one lapse every lease
+            // records its start before the handler runs (Lease.RecordStartFirst), so at most one kill more is needed; the
+            // interruptions and their errors are exact.
+            Assert.InRange(kills, Backends.LeaseRules.MaxInterruptions, Backends.LeaseRules.MaxInterruptions + 1);
             Assert.Equal(Backends.LeaseRules.MaxInterruptions, task.GetProperty("errors").GetArrayLength());
             Assert.Equal("Conveyor.LeaseExpired", task.GetProperty("error").GetProperty("type").GetString());
 
