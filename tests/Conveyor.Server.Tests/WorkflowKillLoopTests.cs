@@ -45,7 +45,8 @@ public sealed class WorkflowKillLoopTests : IDisposable
         WithBackendEnvironmentAsync(backend, _folder, "cvwfkill", async variables =>
         {
             var clock = Stopwatch.StartNew();
-            await using var recorder = await CallRecorder.StartAsync(Steps, TimeSpan.FromMilliseconds(60));
+            // Each call held 150 ms: on a quiet machine a 60 ms hold let Redis finish the DAG in 12 s with only 4 kills.
+            await using var recorder = await CallRecorder.StartAsync(Steps, TimeSpan.FromMilliseconds(150));
             var environment = ProcessEnvironment(new Dictionary<string, string>(variables) { ["CONVEYOR_HTTP__ALLOWED_HOSTS"] = "127.0.0.1" });
             using var server = await ServerProcess.StartAsync(_folder, new Dictionary<string, string>(environment) { ["PORT"] = "0" }, "--no-worker");
             using var http = server.CreateClient(TimeSpan.FromSeconds(30));
