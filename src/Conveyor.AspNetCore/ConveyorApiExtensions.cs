@@ -57,6 +57,7 @@ public static class ConveyorApiExtensions
         services.AddSingleton<ApiKeyRegistry>();
         services.AddHostedService<ApiKeyRefresher>();
         services.AddSingleton<FailedAuthLimiter>();
+        services.AddSingleton(provider => SessionSecret.From(provider.GetRequiredService<IOptions<ConveyorApiOptions>>().Value));
         services.AddSingleton<DashboardSessions>();
         services.AddSingleton<DashboardUsers>();
         services.AddSingleton<AuditRecorder>();
@@ -200,6 +201,7 @@ internal sealed class ConfiguredKeysValidator : IValidateOptions<ConveyorApiOpti
         try
         {
             ConfiguredApiKeys.Read(options);
+            SessionSecret.From(options);
             return ApiTrafficPolicies.OriginsProblem(options) is { } origins ? ValidateOptionsResult.Fail(origins) : ValidateOptionsResult.Success;
         }
         catch (InvalidOperationException ex)

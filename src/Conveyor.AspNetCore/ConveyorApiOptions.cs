@@ -66,6 +66,15 @@ public sealed class ConveyorApiOptions
     /// <summary>How long a dashboard session lasts once an API key was exchanged for its cookie. Default 12 hours.</summary>
     public TimeSpan SessionLifetime { get; set; } = TimeSpan.FromHours(12);
 
+    /// <summary>The secret every replica signs dashboard sessions with, besides the key or user that opened them: at
+    /// least 32 characters, kept out of the database (<c>CONVEYOR_SESSION_SECRET</c>). Default none: a random secret per
+    /// process, so that sessions end when the server restarts and are accepted by that process only.</summary>
+    public string? SessionSecret { get; set; }
+
+    /// <summary>A file whose first line is <see cref="SessionSecret"/> (<c>CONVEYOR_SESSION_SECRET_FILE</c>,
+    /// <c>--session-secret-file</c>). Read once at start. Default none.</summary>
+    public string? SessionSecretFile { get; set; }
+
     /// <summary>Whether the server counts task events for <c>GET /api/v1/stats</c> (the dashboard's charts). While on, it
     /// receives every process's events through the backend's notifier, which asks each worker to publish them: one
     /// notification per state change. Default true.</summary>

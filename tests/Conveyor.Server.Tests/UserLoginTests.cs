@@ -220,6 +220,128 @@ public sealed class UserLoginTests : IAsyncLifetime
         Assert.Equal(["admin"], signedIn.Body.GetProperty("scopes").EnumerateArray().Select(e => e.GetString()));
     }
 
+    [Fact]
+    public async Task A_loopback_admin_session_without_MFA_replayed_from_elsewhere_may_only_enrol()
+    {
+        await AddAsync("console", "admin");
+        var signedIn = await LoginAsync("console", Password);
+
+        using (var local = await SendAsync(HttpMethod.Get, "/api/v1/queues", session: signedIn.Session))
+        {
+            Assert.Equal(HttpStatusCode.OK, local.StatusCode);
+        }
+        using (var replayed = await SendAsync(HttpMethod.Get, "/api/v1/queues", session: signedIn.Session, from: OffLoopback))
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, replayed.StatusCode);
+        }
+        using var me = await SendAsync(HttpMethod.Get, "/api/v1/session/me", session: signedIn.Session, from: OffLoopback);
+        var body = await TestServer.ReadJsonAsync(me);
+        Assert.True(body.GetProperty("enrolmentRequired").GetBoolean());
+        Assert.Empty(body.GetProperty("scopes").EnumerateArray());
+        // It may still enrol from there, as a sign-in from there could.
+        using var enrol = await SendAsync(HttpMethod.Post, "/api/v1/session/mfa/enrol", new { }, signedIn.Session, signedIn.Csrf, OffLoopback);
+        Assert.Equal(HttpStatusCode.OK, enrol.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_user_enrols_by_choice_then_renews_recovery_codes_with_a_TOTP_code_only()
+    {
+        await AddAsync("frank", "read");
+        var signedIn = await LoginAsync("frank", Password);
+        using (var me = await SendAsync(HttpMethod.Get, "/api/v1/session/me", session: signedIn.Session))
+        {
+            var body = await TestServer.ReadJsonAsync(me);
+            Assert.Equal("frank", body.GetProperty("user").GetString());
+            Assert.False(body.GetProperty("mfaEnabled").GetBoolean());
+        }
+        using var enrol = await SendAsync(HttpMethod.Post, "/api/v1/session/mfa/enrol", new { }, signedIn.Session, signedIn.Csrf);
+        var secret = (await TestServer.ReadJsonAsync(enrol)).GetProperty("secret").GetString()!;
+        var totp = new Totp(Base32Encoding.ToBytes(secret));
+        var stepNow = DateTime.UtcNow;
+        using var confirm = await SendAsync(HttpMethod.Post, "/api/v1/session/mfa/confirm", new { code = totp.ComputeTotp(stepNow) }, signedIn.Session, signedIn.Csrf);
+        Assert.Equal(HttpStatusCode.OK, confirm.StatusCode);
+        var firstCodes = (await TestServer.ReadJsonAsync(confirm)).GetProperty("recoveryCodes").EnumerateArray().Select(c => c.GetString()!).ToList();
+        var session = confirm.Headers.GetValues("Set-Cookie").Single(c => c.StartsWith("conveyor_session=", StringComparison.Ordinal)).Split(';')[0]["conveyor_session=".Length..];
+        var csrf = confirm.Headers.GetValues("Set-Cookie").Single(c => c.StartsWith("conveyor_csrf=", StringComparison.Ordinal)).Split(';')[0]["conveyor_csrf=".Length..];
+
+        // A recovery code cannot renew the codes; without the CSRF token nothing is renewed either.
+        using (var withRecovery = await SendAsync(HttpMethod.Post, "/api/v1/session/mfa/recovery-codes", new { code = firstCodes[0] }, session, csrf))
+        {
+            Assert.Equal(HttpStatusCode.UnprocessableEntity, withRecovery.StatusCode);
+            Assert.Contains("code", (await TestServer.ReadJsonAsync(withRecovery)).GetProperty("errors").GetRawText(), StringComparison.Ordinal);
+        }
+        using (var noCsrf = await SendAsync(HttpMethod.Post, "/api/v1/session/mfa/recovery-codes", new { code = totp.ComputeTotp(stepNow.AddSeconds(30)) }, session))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, noCsrf.StatusCode);
+        }
+        // The confirmation spent this step's code: the next step's is accepted (one step ahead is within the window).
+        using var renew = await SendAsync(HttpMethod.Post, "/api/v1/session/mfa/recovery-codes", new { code = totp.ComputeTotp(stepNow.AddSeconds(30)) }, session, csrf);
+        Assert.Equal(HttpStatusCode.OK, renew.StatusCode);
+        var renewed = (await TestServer.ReadJsonAsync(renew)).GetProperty("recoveryCodes").EnumerateArray().Select(c => c.GetString()!).ToList();
+        Assert.Equal(10, renewed.Count);
+        Assert.Empty(renewed.Intersect(firstCodes));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, (await LoginAsync("frank", Password, firstCodes[1])).Status);
+        Assert.Equal(HttpStatusCode.OK, (await LoginAsync("frank", Password, renewed[0])).Status);
+        Assert.Contains("user.recovery-codes-renewed", await AuditActionsAsync("frank"));
+    }
+
+    [Fact]
+    public async Task Concurrent_sign_ins_with_one_recovery_code_let_exactly_one_in()
+    {
+        await AddAsync("grace", "read", mfa: true, recoveryCodes: ["abcde-fghjk", "mnpqr-stuvw"]);
+
+        var attempts = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => LoginAsync("grace", Password, "abcde-fghjk")));
+
+        Assert.Equal(1, attempts.Count(a => a.Status == HttpStatusCode.OK));
+        Assert.Equal(7, attempts.Count(a => a.Status == HttpStatusCode.Unauthorized));
+        Assert.Equal([UserCredentials.HashRecoveryCode("mnpqr-stuvw")], (await Users.GetUserAsync("grace", CancellationToken.None))!.RecoveryCodes);
+    }
+
+    [Fact]
+    public async Task Concurrent_wrong_passwords_are_each_counted_and_lock_the_user()
+    {
+        await AddAsync("heidi", "read");
+
+        // MaxFailures is 3: of 3 concurrent failures none may be lost to a concurrent update, so the user is locked.
+        var attempts = await Task.WhenAll(Enumerable.Range(0, 3).Select(i => LoginAsync("heidi", "wrong password " + i)));
+
+        Assert.All(attempts, a => Assert.Equal(HttpStatusCode.Unauthorized, a.Status));
+        Assert.NotNull((await Users.GetUserAsync("heidi", CancellationToken.None))!.LockedUntil);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await LoginAsync("heidi", Password)).Status);
+    }
+
+    [Fact]
+    public async Task With_an_encryption_key_the_TOTP_secret_is_stored_encrypted_and_still_signs_in()
+    {
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Conveyor:ApiKeys"] = AdminKey,
+            ["Conveyor:Encryption:Key"] = "k1:" + Convert.ToBase64String(Enumerable.Range(1, 32).Select(i => (byte)i).ToArray()),
+        });
+        var backend = (Conveyor.Encryption.EncryptingBackend)server.Service<IConveyorBackend>();
+        Assert.True(await backend.Users!.AddUserAsync(new StoredUser("ivan", "read", UserCredentials.HashPassword(Password), DateTimeOffset.UtcNow,
+            MfaSecret: Secret, MfaEnabled: true), CancellationToken.None));
+
+        var raw = (await backend.Inner.Users!.GetUserAsync("ivan", CancellationToken.None))!.MfaSecret!;
+        Assert.StartsWith("cv1.k1.", raw, StringComparison.Ordinal);
+        Assert.DoesNotContain(Secret, raw, StringComparison.Ordinal);
+        Assert.Equal(Secret, (await backend.Users.GetUserAsync("ivan", CancellationToken.None))!.MfaSecret);
+        // Moved onto another user, it does not decrypt: no code matches it.
+        Assert.True(await backend.Inner.Users.AddUserAsync(new StoredUser("mallory", "read", UserCredentials.HashPassword(Password), DateTimeOffset.UtcNow,
+            MfaSecret: raw, MfaEnabled: true), CancellationToken.None));
+
+        using var http = new HttpClient { BaseAddress = server.BaseAddress };
+        async Task<HttpStatusCode> SignIn(string user)
+        {
+            using var body = new StringContent(JsonSerializer.Serialize(new { user, password = Password, code = Code(DateTime.UtcNow) }), Encoding.UTF8, "application/json");
+            using var response = await http.PostAsync("/api/v1/session/login", body);
+            return response.StatusCode;
+        }
+        Assert.Equal(HttpStatusCode.OK, await SignIn("ivan"));
+        Assert.Equal(HttpStatusCode.Unauthorized, await SignIn("mallory"));
+    }
+
     [Theory]
     [InlineData("Conveyor:Users:MaxFailures", "0")]
     [InlineData("Conveyor:Users:LockoutDuration", "00:00:00")]

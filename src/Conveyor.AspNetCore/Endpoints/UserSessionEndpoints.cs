@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Text.Json;
 using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Requests;
@@ -41,6 +40,15 @@ internal static class UserSessionEndpoints
             .WithSummary("Confirm TOTP enrolment with a code ({\"code\"}): the 10 recovery codes, shown this once")
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
+        group.MapPost("/session/mfa/recovery-codes", RenewRecoveryCodesAsync)
+            .WithName("RenewRecoveryCodes")
+            .WithSummary("Replace the signed-in user's recovery codes, on a current TOTP code ({\"code\"}): the 10 new codes, shown this once")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
+        group.MapGet("/session/me", Me)
+            .WithName("GetSessionUser")
+            .WithSummary("The signed-in user's name, role, second factor and session scopes")
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
     }
 
     private static async Task<Results<Ok<UserSessionResource>, ProblemHttpResult>> SignInAsync(HttpContext http,
@@ -90,17 +98,19 @@ internal static class UserSessionEndpoints
                     await audit.RecordAsync(http, action, target, StatusCodes.Status401Unauthorized, null).ConfigureAwait(false);
                     return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", FailedDetail);
             }
-            keys.RememberUser(user!);
+            var signedIn = user!;
+            keys.RememberUser(signedIn);
             // An admin without a second factor, off loopback, may do nothing but enrol one.
-            var enrolOnly = user!.Role == ApiScopes.Admin && !user.MfaEnabled && !IsLoopback(http);
-            var caller = DashboardUsers.ToCaller(user, enrolOnly);
+            var kind = DashboardUsers.KindFor(signedIn, DashboardSessions.IsLoopback(http));
+            var enrolOnly = kind == SessionKind.EnrolOnly;
+            var caller = DashboardUsers.ToCaller(signedIn, kind);
             var (session, csrf, expires) = sessions.Issue(caller);
             DashboardSessions.Write(http, session, csrf, expires);
             if (usedRecovery)
             {
-                await audit.RecordAsync(http, "user.recovery-code-used", user.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
+                await audit.RecordAsync(http, "user.recovery-code-used", signedIn.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
             }
-            await audit.RecordAsync(http, "session.sign-in", user.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
+            await audit.RecordAsync(http, "session.sign-in", signedIn.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
             return TypedResults.Ok(new UserSessionResource(true, false, enrolOnly, [.. caller.Scopes]));
         }
     }
@@ -145,12 +155,53 @@ internal static class UserSessionEndpoints
             }
             keys.RememberUser(confirmed.User);
             // The old session was signed with the pre-enrolment secret: a new one, with the user's full scopes.
-            var full = DashboardUsers.ToCaller(confirmed.User, enrolOnly: false);
+            var full = DashboardUsers.ToCaller(confirmed.User, SessionKind.Full);
             var (session, csrf, expires) = sessions.Issue(full);
             DashboardSessions.Write(http, session, csrf, expires);
             await audit.RecordAsync(http, "user.mfa-enrol", caller.Name, StatusCodes.Status200OK, full.ToPrincipal()).ConfigureAwait(false);
             return TypedResults.Ok(new MfaConfirmedResource(confirmed.RecoveryCodes, [.. full.Scopes]));
         }
+    }
+
+    private static async Task<Results<Ok<RecoveryCodesResource>, ProblemHttpResult>> RenewRecoveryCodesAsync(HttpContext http,
+        [FromServices] DashboardUsers users, [FromServices] ApiKeyRegistry keys, [FromServices] DashboardSessions sessions,
+        [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit, CancellationToken cancellationToken)
+    {
+        if (UserOf(http, sessions) is not { } caller)
+        {
+            return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "Sign in as a user, and send the session's CSRF token in X-Conveyor-CSRF.");
+        }
+        var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
+        {
+            return problem;
+        }
+        using (document)
+        {
+            if (Text(document!.RootElement, "code") is not { Length: > 0 } code
+                || await users.RenewRecoveryCodesAsync(caller.Name, code, cancellationToken).ConfigureAwait(false) is not { } renewed)
+            {
+                await audit.RecordAsync(http, "user.recovery-codes-renewed", caller.Name, StatusCodes.Status422UnprocessableEntity, caller.ToPrincipal()).ConfigureAwait(false);
+                return ApiProblems.Field(StatusCodes.Status422UnprocessableEntity, "code", "is not the current code of the user's authenticator (a recovery code is not accepted here)");
+            }
+            keys.RememberUser(renewed.User);
+            await audit.RecordAsync(http, "user.recovery-codes-renewed", caller.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
+            return TypedResults.Ok(new RecoveryCodesResource(renewed.RecoveryCodes));
+        }
+    }
+
+    private static Results<Ok<SessionUserResource>, ProblemHttpResult> Me(HttpContext http, [FromServices] ApiKeyRegistry keys, [FromServices] DashboardSessions sessions)
+    {
+        // A read: no CSRF token needed, and none is checked.
+        if (CrossSiteEndpointFilter.CrossSiteProblem(http.Request) is not null
+            || sessions.Read(http.Request) is not { } session
+            || DashboardUsers.ParseSessionId(session.Caller.KeyId) is not var (name, kind)
+            || keys.FindUser(name) is not { } user)
+        {
+            return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "No user is signed in with this session.");
+        }
+        return TypedResults.Ok(new SessionUserResource(user.Name, user.Role, user.MfaEnabled, user.RecoveryCodes.Count,
+            kind == SessionKind.EnrolOnly, [.. session.Caller.Scopes]));
     }
 
     /// <summary>The user of the request's session cookie, when its CSRF header matches; else null.</summary>
@@ -159,16 +210,12 @@ internal static class UserSessionEndpoints
         if (CrossSiteEndpointFilter.CrossSiteProblem(http.Request) is not null
             || sessions.Read(http.Request) is not { } session
             || !DashboardSessions.CsrfMatches(http.Request, session)
-            || !(session.Caller.KeyId.StartsWith(DashboardUsers.UserPrefix, StringComparison.Ordinal)
-                || session.Caller.KeyId.StartsWith(DashboardUsers.EnrolPrefix, StringComparison.Ordinal)))
+            || DashboardUsers.ParseSessionId(session.Caller.KeyId) is null)
         {
             return null;
         }
         return session.Caller;
     }
-
-    // The connection's address, the forwarded client's behind a configured proxy (the forwarded-headers middleware has run).
-    private static bool IsLoopback(HttpContext http) => http.Connection.RemoteIpAddress is { } address && IPAddress.IsLoopback(address);
 
     private static string? Text(JsonElement root, string name) =>
         root.ValueKind == JsonValueKind.Object && root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
@@ -187,3 +234,15 @@ public sealed record MfaEnrolmentResource(string Secret, string Uri, string QrSv
 
 /// <summary>A TOTP enrolment confirmed: the recovery codes, shown this once, and the new session's scopes.</summary>
 public sealed record MfaConfirmedResource(IReadOnlyList<string> RecoveryCodes, IReadOnlyList<string> Scopes);
+
+/// <summary>New recovery codes, shown this once.</summary>
+public sealed record RecoveryCodesResource(IReadOnlyList<string> RecoveryCodes);
+
+/// <summary>The signed-in user (<c>GET /api/v1/session/me</c>).</summary>
+/// <param name="User">The user's name.</param>
+/// <param name="Role">The user's role.</param>
+/// <param name="MfaEnabled">Whether a TOTP second factor is enrolled.</param>
+/// <param name="RecoveryCodesLeft">Unused recovery codes.</param>
+/// <param name="EnrolmentRequired">The session may only enrol a second factor.</param>
+/// <param name="Scopes">What the session may do.</param>
+public sealed record SessionUserResource(string User, string Role, bool MfaEnabled, int RecoveryCodesLeft, bool EnrolmentRequired, IReadOnlyList<string> Scopes);

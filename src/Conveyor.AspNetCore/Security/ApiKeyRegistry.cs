@@ -85,16 +85,16 @@ internal sealed partial class ApiKeyRegistry
         return match;
     }
 
+    /// <summary>The user of this name as last read or remembered; null when unknown.</summary>
+    public StoredUser? FindUser(string name) => _users.GetValueOrDefault(name);
+
     /// <summary>The configured or stored (and not revoked) key with this id, from memory; null when unknown.</summary>
     public ApiCaller? FindById(string id)
     {
         ArgumentNullException.ThrowIfNull(id);
-        foreach (var (prefix, enrolOnly) in new[] { (DashboardUsers.UserPrefix, false), (DashboardUsers.EnrolPrefix, true) })
+        if (DashboardUsers.ParseSessionId(id) is var (name, kind))
         {
-            if (id.StartsWith(prefix, StringComparison.Ordinal))
-            {
-                return _users.TryGetValue(id[prefix.Length..], out var user) ? DashboardUsers.ToCaller(user, enrolOnly) : null;
-            }
+            return _users.TryGetValue(name, out var user) ? DashboardUsers.ToCaller(user, kind) : null;
         }
         return _configured.FirstOrDefault(k => k.KeyId == id) ?? _stored.ById.GetValueOrDefault(id);
     }

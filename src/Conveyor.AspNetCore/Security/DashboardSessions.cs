@@ -12,12 +12,18 @@ namespace Conveyor.AspNetCore.Security;
 /// (<c>conveyor_session</c>: Secure, HttpOnly, SameSite=Strict) and a CSRF token, readable by the page
 /// (<c>conveyor_csrf</c>), that state-changing calls send back in <c>X-Conveyor-CSRF</c> (double submit).
 /// <para>
-/// A session is <c>expiry.csrf.keyId.mac</c>, the MAC an HMAC-SHA256 of <c>expiry.csrf.keyId</c> keyed with the SHA-256 of
-/// the API key that opened it; it carries that key's scopes and queues. Nothing is stored: every replica that knows the
-/// key accepts it, and removing or revoking the key ends its sessions.
+/// A session is <c>expiry.csrf.keyId.mac</c>, the MAC an HMAC-SHA256 of <c>expiry.csrf.keyId</c> keyed with an HMAC of
+/// the SHA-256 of the API key that opened it (or of the user's session secret) under the server's
+/// <see cref="SessionSecret"/>; it carries that key's scopes and queues. Nothing is stored: every replica that knows the
+/// key and shares the server secret accepts it, and removing or revoking the key ends its sessions. The server secret is
+/// what the database does not hold: reading the database is not enough to sign a session.
+/// </para>
+/// <para>
+/// An admin who signed in on loopback without a second factor gets a session that stays loopback's: presented from any
+/// other address it may only enrol a second factor, as a sign-in from there would.
 /// </para>
 /// </summary>
-internal sealed class DashboardSessions(ApiKeyRegistry keys, IOptions<ConveyorApiOptions> options, TimeProvider time)
+internal sealed class DashboardSessions(ApiKeyRegistry keys, SessionSecret secret, IOptions<ConveyorApiOptions> options, TimeProvider time)
 {
     /// <summary>Name of the HttpOnly session cookie.</summary>
     public const string SessionCookie = "conveyor_session";
@@ -28,7 +34,7 @@ internal sealed class DashboardSessions(ApiKeyRegistry keys, IOptions<ConveyorAp
     /// <summary>Header that must repeat the CSRF token on state-changing calls made with the session cookie.</summary>
     public const string CsrfHeader = "X-Conveyor-CSRF";
 
-    private static readonly byte[] Purpose = Encoding.UTF8.GetBytes("conveyor-dashboard-session-v2:");
+    private static readonly byte[] Purpose = Encoding.UTF8.GetBytes("conveyor-dashboard-session-v3:");
 
     /// <summary>A session opened with <paramref name="caller"/>'s key: the session cookie's value and the CSRF token.</summary>
     public (string Session, string Csrf, DateTimeOffset Expires) Issue(ApiCaller caller)
@@ -72,7 +78,16 @@ internal sealed class DashboardSessions(ApiKeyRegistry keys, IOptions<ConveyorAp
             return null;
         }
         var payload = $"{parts[0]}.{parts[1]}.{parts[2]}";
-        return CryptographicOperations.FixedTimeEquals(Mac(caller.Hash, payload), presented) ? new Session(parts[1], caller) : null;
+        if (!CryptographicOperations.FixedTimeEquals(Mac(caller.Hash, payload), presented))
+        {
+            return null;
+        }
+        // A loopback-only session replayed from elsewhere is worth what a sign-in from there would give: enrolment only.
+        if (DashboardUsers.IsLoopbackOnly(caller.KeyId) && !IsLoopback(request.HttpContext))
+        {
+            return keys.FindById(DashboardUsers.SessionId(caller.Name, SessionKind.EnrolOnly)) is { } enrolOnly ? new Session(parts[1], enrolOnly) : null;
+        }
+        return new Session(parts[1], caller);
     }
 
     /// <summary>Whether the request's <see cref="CsrfHeader"/> repeats the session's CSRF token.</summary>
@@ -112,12 +127,17 @@ internal sealed class DashboardSessions(ApiKeyRegistry keys, IOptions<ConveyorAp
         IsEssential = true,
     };
 
-    private static byte[] Mac(byte[] keyHash, string payload)
+    /// <summary>Whether the request comes from this machine: the connection's address, or the forwarded client's behind a
+    /// configured proxy (the forwarded-headers middleware has run).</summary>
+    public static bool IsLoopback(HttpContext http) =>
+        http.Connection.RemoteIpAddress is { } address && System.Net.IPAddress.IsLoopback(address);
+
+    private byte[] Mac(byte[] keyHash, string payload)
     {
         var data = new byte[Purpose.Length + Encoding.UTF8.GetByteCount(payload)];
         Purpose.CopyTo(data, 0);
         Encoding.UTF8.GetBytes(payload, data.AsSpan(Purpose.Length));
-        return HMACSHA256.HashData(keyHash, data);
+        return HMACSHA256.HashData(HMACSHA256.HashData(secret.Key, keyHash), data);
     }
 
     /// <summary>A valid session.</summary>

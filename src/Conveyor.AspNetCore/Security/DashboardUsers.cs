@@ -209,12 +209,37 @@ internal sealed class DashboardUsers(IConveyorBackend backend, IOptions<Conveyor
         return null;
     }
 
+    /// <summary>Replaces an enrolled user's recovery codes, on a current TOTP code (not a recovery code: losing the codes
+    /// must not let them be renewed). The new codes in clear, this once; null when the code is wrong or the user is not
+    /// enrolled.</summary>
+    public async Task<(StoredUser User, IReadOnlyList<string> RecoveryCodes)?> RenewRecoveryCodesAsync(string name, string code, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(Store);
+        for (var attempt = 0; attempt < Attempts; attempt++)
+        {
+            if (await Store.GetUserAsync(name, cancellationToken).ConfigureAwait(false) is not { MfaEnabled: true } user
+                || TotpStep(user, code, time.GetUtcNow()) is not { } step)
+            {
+                return null;
+            }
+            var codes = UserCredentials.NewRecoveryCodes();
+            var renewed = user with { LastTotpStep = step, RecoveryCodeHashes = [.. codes.Select(UserCredentials.HashRecoveryCode)] };
+            if (await Store.UpdateUserAsync(renewed, cancellationToken).ConfigureAwait(false))
+            {
+                return (renewed with { Version = user.Version + 1 }, codes);
+            }
+        }
+        return null;
+    }
+
     /// <summary>The time step of <paramref name="code"/> when it is a valid TOTP code of the user's secret, one step either
     /// way, newer than the last accepted one (so a code is never accepted twice); else null.</summary>
     private static long? TotpStep(StoredUser user, string code, DateTimeOffset now)
     {
         var digits = code.Trim().Replace(" ", "", StringComparison.Ordinal);
-        if (user.MfaSecret is null || digits.Length != 6 || !digits.All(char.IsAsciiDigit))
+        // A secret still encrypted was not decrypted (its key is no longer configured): no code matches it.
+        if (user.MfaSecret is null || Conveyor.Encryption.PayloadCipher.IsEncrypted(user.MfaSecret, json: false)
+            || digits.Length != 6 || !digits.All(char.IsAsciiDigit))
         {
             return null;
         }
@@ -231,23 +256,59 @@ internal sealed class DashboardUsers(IConveyorBackend backend, IOptions<Conveyor
         return SHA256.HashData(Encoding.UTF8.GetBytes($"conveyor-user-session-v1:{user.Name}:{user.Role}:{user.MfaEnabled}:{user.PasswordHash}"));
     }
 
-    /// <summary>Session key ids: <c>user:name</c> for a full session, <c>user-enrol:name</c> for an admin who must enrol
-    /// first (no scope).</summary>
-    public static string SessionId(string name, bool enrolOnly) => (enrolOnly ? EnrolPrefix : UserPrefix) + name;
+    /// <summary>A user session's key id: <c>user:name</c> for a full session, <c>user-local:name</c> for an admin without a
+    /// second factor signed in on loopback (full there, enrolment only elsewhere), <c>user-enrol:name</c> for an admin who
+    /// must enrol first (no scope).</summary>
+    public static string SessionId(string name, SessionKind kind) => Prefixes[(int)kind] + name;
 
-    /// <summary>Prefix of full user session ids.</summary>
-    public const string UserPrefix = "user:";
+    /// <summary>The user name and kind of a user session's key id; null when <paramref name="id"/> is not one.</summary>
+    public static (string Name, SessionKind Kind)? ParseSessionId(string id)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        for (var kind = 0; kind < Prefixes.Length; kind++)
+        {
+            if (id.StartsWith(Prefixes[kind], StringComparison.Ordinal))
+            {
+                return (id[Prefixes[kind].Length..], (SessionKind)kind);
+            }
+        }
+        return null;
+    }
 
-    /// <summary>Prefix of enrol-only session ids.</summary>
-    public const string EnrolPrefix = "user-enrol:";
+    /// <summary>Whether <paramref name="keyId"/> is a session valid in full on loopback only.</summary>
+    public static bool IsLoopbackOnly(string keyId) => ParseSessionId(keyId) is (_, SessionKind.LoopbackOnly);
+
+    // Indexed by SessionKind; none is a prefix of another.
+    private static readonly string[] Prefixes = ["user:", "user-local:", "user-enrol:"];
+
+    /// <summary>The kind of session a sign-in gets: an admin without a second factor gets a full session on loopback (kept
+    /// to loopback) and an enrolment-only one elsewhere.</summary>
+    public static SessionKind KindFor(StoredUser user, bool fromLoopback)
+    {
+        ArgumentNullException.ThrowIfNull(user);
+        return user.Role != ApiScopes.Admin || user.MfaEnabled ? SessionKind.Full
+            : fromLoopback ? SessionKind.LoopbackOnly : SessionKind.EnrolOnly;
+    }
 
     /// <summary>The caller a user's session stands for.</summary>
-    public static ApiCaller ToCaller(StoredUser user, bool enrolOnly)
+    public static ApiCaller ToCaller(StoredUser user, SessionKind kind)
     {
         ArgumentNullException.ThrowIfNull(user);
         // enqueue includes read (a user who can enqueue can see what was enqueued); admin includes everything already.
-        string[] granted = enrolOnly ? [] : user.Role == ApiScopes.Enqueue ? [ApiScopes.Read, ApiScopes.Enqueue] : [user.Role];
+        string[] granted = kind == SessionKind.EnrolOnly ? [] : user.Role == ApiScopes.Enqueue ? [ApiScopes.Read, ApiScopes.Enqueue] : [user.Role];
         var scopes = new HashSet<string>(granted, StringComparer.Ordinal);
-        return new ApiCaller(SessionId(user.Name, enrolOnly), user.Name, scopes, new HashSet<string>(StringComparer.Ordinal), SessionSecret(user));
+        return new ApiCaller(SessionId(user.Name, kind), user.Name, scopes, new HashSet<string>(StringComparer.Ordinal), SessionSecret(user));
     }
+}
+
+/// <summary>What a user's session may do.</summary>
+internal enum SessionKind
+{
+    /// <summary>Everything the user's role allows.</summary>
+    Full,
+    /// <summary>Everything the role allows, from loopback; from elsewhere only <see cref="EnrolOnly"/> (an admin without a
+    /// second factor).</summary>
+    LoopbackOnly,
+    /// <summary>Nothing but enrolling a second factor (an admin without one, off loopback).</summary>
+    EnrolOnly,
 }

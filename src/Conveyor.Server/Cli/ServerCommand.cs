@@ -30,6 +30,13 @@ internal static class ServerCommand
                 "allowed on loopback only.",
             HelpName = "path",
         }, "Conveyor:ApiKeyFile");
+        flags.Add(command, new Option<string>("--session-secret-file")
+        {
+            Description = "A file whose first line is the secret (32+ characters) dashboard sessions are signed with, the same on every replica " +
+                "[env CONVEYOR_SESSION_SECRET_FILE, or the secret itself in CONVEYOR_SESSION_SECRET]. Default none: a random secret per process, " +
+                "so sessions end when the server restarts.",
+            HelpName = "path",
+        }, "Conveyor:SessionSecretFile");
         flags.Add(command, new Option<string>("--allowed-hosts")
         {
             Description = "Host names the server answers to, comma-separated: name, *.domain, IP or * [env ALLOWED_HOSTS]. localhost, 127.0.0.1 and " +

@@ -88,7 +88,7 @@ public sealed class EncryptingBackend : IConveyorBackend
     public IAuditLog? Audit => Inner.Audit;
 
     /// <inheritdoc />
-    public IUserStore? Users => Inner.Users;
+    public IUserStore? Users => Inner.Users is { } users ? new EncryptingUserStore(users, _cipher) : null;
 
     /// <inheritdoc />
     public BackendCapabilities Capabilities => Inner.Capabilities;
@@ -293,5 +293,41 @@ public sealed class EncryptingBackend : IConveyorBackend
 
         public Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken) =>
             inner.PurgeFinishedWorkflowsAsync(finishedBefore, maxCount, cancellationToken);
+    }
+
+    /// <summary>Encrypts users' TOTP secrets on the way in and decrypts them on the way out; every write encrypts with
+    /// the current key, so a sign-in (which records the code's time step) moves a user's secret to the current key. A
+    /// secret that cannot be decrypted (its key removed) is returned as stored, and no code matches it.</summary>
+    private sealed class EncryptingUserStore(IUserStore inner, PayloadCipher cipher) : IUserStore
+    {
+        public Task<bool> AddUserAsync(StoredUser user, CancellationToken cancellationToken) => inner.AddUserAsync(Encrypt(user), cancellationToken);
+
+        public async Task<StoredUser?> GetUserAsync(string name, CancellationToken cancellationToken) =>
+            Decrypt(await inner.GetUserAsync(name, cancellationToken).ConfigureAwait(false));
+
+        public async Task<IReadOnlyList<StoredUser>> ListUsersAsync(CancellationToken cancellationToken) =>
+            [.. (await inner.ListUsersAsync(cancellationToken).ConfigureAwait(false)).Select(u => Decrypt(u)!)];
+
+        public Task<bool> UpdateUserAsync(StoredUser user, CancellationToken cancellationToken) => inner.UpdateUserAsync(Encrypt(user), cancellationToken);
+
+        public Task<bool> RemoveUserAsync(string name, CancellationToken cancellationToken) => inner.RemoveUserAsync(name, cancellationToken);
+
+        private StoredUser Encrypt(StoredUser user)
+        {
+            ArgumentNullException.ThrowIfNull(user);
+            return user.MfaSecret is null || PayloadCipher.IsEncrypted(user.MfaSecret, json: false)
+                ? user
+                : user with { MfaSecret = cipher.Encrypt(user.MfaSecret, PayloadCipher.UserId(user.Name), PayloadField.MfaSecret) };
+        }
+
+        private StoredUser? Decrypt(StoredUser? user)
+        {
+            if (user?.MfaSecret is null)
+            {
+                return user;
+            }
+            cipher.TryDecrypt(user.MfaSecret, PayloadCipher.UserId(user.Name), PayloadField.MfaSecret, out var secret, out _);
+            return user with { MfaSecret = secret };
+        }
     }
 }

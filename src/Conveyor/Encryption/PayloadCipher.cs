@@ -17,6 +17,9 @@ public enum PayloadField
     ErrorMessage,
     /// <summary><see cref="TaskError.Detail"/> (text).</summary>
     ErrorDetail,
+    /// <summary>A dashboard user's TOTP secret, <see cref="Backends.StoredUser.MfaSecret"/> (text), bound to the user's
+    /// name through <see cref="PayloadCipher.UserId"/> in place of a task id.</summary>
+    MfaSecret,
 }
 
 /// <summary>
@@ -204,8 +207,19 @@ public sealed class PayloadCipher(PayloadKeyRing keys)
         PayloadField.Args => "arguments",
         PayloadField.Result => "result",
         PayloadField.ErrorMessage => "error message",
+        PayloadField.MfaSecret => "TOTP secret",
         _ => "error detail",
     };
+
+    /// <summary>The id a user's values are bound to, as a task's are to its task id: derived from the name, so that a
+    /// secret copied onto another user does not decrypt.</summary>
+    public static Guid UserId(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(Encoding.UTF8.GetBytes("conveyor-user:" + name), hash);
+        return new Guid(hash[..16], bigEndian: true);
+    }
 }
 
 /// <summary>

@@ -10,7 +10,7 @@ internal sealed class SecretRedactor
     private const int MinimumLength = 4;
 
     /// <summary>The configuration keys whose values are secrets.</summary>
-    internal static readonly string[] SecretKeys = ["Conveyor:Encryption:Key", "Conveyor:Tls:Password"];
+    internal static readonly string[] SecretKeys = ["Conveyor:Encryption:Key", "Conveyor:Tls:Password", "Conveyor:SessionSecret"];
 
     /// <summary>The configuration keys whose values are URLs that may hold a password.</summary>
     internal static readonly string[] UrlKeys = ["Conveyor:DatabaseUrl", "Conveyor:RedisUrl", "Conveyor:AmqpUrl"];

@@ -92,7 +92,7 @@ internal sealed class SecurityChecklist
         ChecklistResult.From(9, "TLS", Tls()),
         ChecklistResult.From(10, "Payload encryption at rest", Encryption()),
         ChecklistResult.From(11, "CORS closed, security headers, request size and rate limits", Traffic()),
-        ChecklistResult.From(12, "Dashboard logins with MFA, audit log", [DashboardLogins()]),
+        ChecklistResult.From(12, "Dashboard logins with MFA, audit log", [DashboardLogins(), SessionSigning()]),
         ChecklistResult.From(13, "conveyor doctor", [new Finding(CheckStatus.Pass, "this report: every item of docs/security.md checked against the configuration conveyor server would run with")]),
         ChecklistResult.From(14, "Fuzzing in CI", [new Finding(CheckStatus.NotApplicable,
             "a property of the build, not of this configuration: CI sends 100,000 generated hostile requests to a real server (docs/security.md#fuzzing)")]),
@@ -390,6 +390,7 @@ internal sealed class SecurityChecklist
         var secretFiles = new List<(string? Path, string Setting)>
         {
             (_settings.Api.ApiKeyFile, "Conveyor:ApiKeyFile"),
+            (_settings.Api.SessionSecretFile, "Conveyor:SessionSecretFile"),
             (_settings.Encryption.KeyFile, "Conveyor:Encryption:KeyFile"),
             (tls.PasswordFile, "Conveyor:Tls:PasswordFile"),
             // The private key: in its own file, or in the certificate's (a PEM with its key, or a PFX).
@@ -637,6 +638,22 @@ internal sealed class SecurityChecklist
         return new Finding(CheckStatus.Pass,
             $"dashboard users (conveyor users add) sign in with a password of {users.MinPasswordLength}+ characters and a TOTP code once enrolled; " +
             $"admins off loopback must enrol; {users.MaxFailures} failures lock a user for {Duration(users.LockoutDuration)}; sign-ins and admin actions are in the audit log");
+    }
+
+    private Finding SessionSigning()
+    {
+        try
+        {
+            return SessionSecret.From(_settings.Api).Ephemeral
+                ? new Finding(CheckStatus.Pass,
+                    "dashboard sessions are signed with a random secret drawn at start, not in the database: they end when the server restarts, " +
+                    "and another replica refuses them (set a shared secret to keep them)", SessionSecret.Setting)
+                : new Finding(CheckStatus.Pass, "dashboard sessions are signed with the configured secret, not in the database: reading the database is not enough to forge one");
+        }
+        catch (InvalidOperationException ex)
+        {
+            return new Finding(CheckStatus.Fail, Refusal(ex.Message), SessionSecret.Setting);
+        }
     }
 
     private static IEnumerable<(string Host, int Port)> Endpoints(StackExchange.Redis.ConfigurationOptions options) =>
