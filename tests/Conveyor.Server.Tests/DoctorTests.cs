@@ -36,6 +36,7 @@ public sealed class DoctorTests : IDisposable
         // Logins with MFA: built in, with the lockout settings named.
         Assert.Equal("pass", Status(items, 12));
         Assert.Contains("5 failures lock a user", items[12].GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Contains("random secret drawn at start", items[12].GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.Equal(Environment.IsPrivilegedProcess ? "warn" : "pass", Status(items, 7));
         // The database is looked at, not created: the server would create it private.
         Assert.False(Directory.Exists(Path.Combine(_folder, "data")));
@@ -71,6 +72,30 @@ public sealed class DoctorTests : IDisposable
         Assert.Equal("pass", Status(proxiedItems, 9));
         Assert.Equal("warn", Status(proxiedItems, 3));
         Assert.Contains("ALLOWED_HOSTS", proxiedItems[3].GetProperty("setting").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_session_secret_is_checked_short_fails_item_12_and_a_readable_file_fails_item_8()
+    {
+        var file = Path.Combine(_folder, "session-secret");
+        await File.WriteAllTextAsync(file, "a session secret of more than thirty-two characters\n");
+        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+
+        var shortSecret = await ConveyorProcess.RunAsync(_folder, new Dictionary<string, string> { ["CONVEYOR_SESSION_SECRET"] = "short" }, "doctor", "--json");
+        var readable = await ConveyorProcess.RunAsync(_folder, new Dictionary<string, string> { ["CONVEYOR_SESSION_SECRET_FILE"] = file }, "doctor", "--json");
+        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var fine = await ConveyorProcess.RunAsync(_folder, new Dictionary<string, string> { ["CONVEYOR_SESSION_SECRET_FILE"] = file }, "doctor", "--json");
+
+        Assert.True(shortSecret.ExitCode == ChecklistFailed, shortSecret.Output + shortSecret.Error);
+        var shortItems = Items(shortSecret.Output);
+        Assert.Equal("fail", Status(shortItems, 12));
+        Assert.Contains("CONVEYOR_SESSION_SECRET", shortItems[12].GetProperty("setting").GetString(), StringComparison.Ordinal);
+        Assert.True(readable.ExitCode == ChecklistFailed, readable.Output + readable.Error);
+        Assert.Equal("fail", Status(Items(readable.Output), 8));
+        Assert.Contains("Conveyor:SessionSecretFile", Items(readable.Output)[8].GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.True(fine.ExitCode == 0, fine.Output + fine.Error);
+        Assert.Contains("signed with the configured secret", Items(fine.Output)[12].GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -113,7 +138,8 @@ public sealed class DoctorTests : IDisposable
         const string BrokerPassword = "Amqp-Secret-Pw-5d82aa";
         const string TlsPassword = "Tls-Secret-Pw-3b6f01";
         const string CliKey = "doctor-secret-cli-key-e4d5c6b7a8f9e0d1c2b3";
-        string[] secrets = [ApiKey, FileApiKey, EncryptionKey, DatabasePassword, BrokerPassword, TlsPassword, CliKey];
+        const string SessionSecret = "doctor-secret-session-secret-5e6f7a8b9c0d";
+        string[] secrets = [ApiKey, FileApiKey, EncryptionKey, DatabasePassword, BrokerPassword, TlsPassword, CliKey, SessionSecret];
         // A key in appsettings.json as well: item 8 names the file, never the key.
         await File.WriteAllTextAsync(Path.Combine(_folder, "appsettings.json"), JsonSerializer.Serialize(new { Conveyor = new { ApiKeys = new[] { FileApiKey } } }));
         var environment = new Dictionary<string, string>
@@ -125,6 +151,7 @@ public sealed class DoctorTests : IDisposable
             ["AMQP_URL"] = $"amqp://guest:{BrokerPassword}@rabbit.invalid:5672/",
             ["CONVEYOR_TLS__PASSWORD"] = TlsPassword,
             ["CONVEYOR_API_KEY"] = CliKey,
+            ["CONVEYOR_SESSION_SECRET"] = SessionSecret,
         };
         var badEncryptionKey = new Dictionary<string, string>(environment) { ["CONVEYOR_ENCRYPTION_KEY"] = "not-base64-" + EncryptionKey };
 

@@ -1,7 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
-using System.Text;
-using System.Text.Json;
 using Conveyor.AspNetCore.Endpoints;
 
 namespace Conveyor.Server.Cli.Keys;
@@ -24,29 +21,13 @@ internal static class KeysListCommand
                 return ExitCodes.Failure;
             }
             var keys = (await store.ListApiKeysAsync(cancellationToken).ConfigureAwait(false)).Select(ApiKeyResource.From).ToList();
-            if (parse.GetValue(json))
-            {
-                output.WriteLine(JsonSerializer.Serialize(keys, CliJson.Options));
-                return ExitCodes.Success;
-            }
-            if (keys.Count == 0)
-            {
-                output.WriteLine("No stored API keys: create one with 'conveyor keys create --scope read'.");
-                return ExitCodes.Success;
-            }
-            var rows = new List<string[]> { Header };
-            rows.AddRange(keys.Select(k => new[]
-            {
+            CliListing.Write(output, keys, parse.GetValue(json), "No stored API keys: create one with 'conveyor keys create --scope read'.", Header, k =>
+            [
                 k.Id, k.Name.Length == 0 ? "-" : k.Name, string.Join(",", k.Scopes), k.Queues.Count == 0 ? "*" : string.Join(",", k.Queues),
-                Time(k.CreatedAt), Time(k.LastUsedAt), Time(k.RevokedAt),
-            }));
-            var text = new StringBuilder();
-            InfoCommand.AppendTable(text, rows, rightAligned: _ => false);
-            output.Write(text.ToString());
+                CliListing.Time(k.CreatedAt), CliListing.Time(k.LastUsedAt), CliListing.Time(k.RevokedAt),
+            ]);
             return ExitCodes.Success;
         }, cancellationToken));
         return command;
     }
-
-    private static string Time(DateTimeOffset? at) => at is { } t ? t.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture) : "-";
 }

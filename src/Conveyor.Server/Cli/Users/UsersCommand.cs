@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using Conveyor.AspNetCore.Security;
 using Conveyor.Backends;
 using Microsoft.Extensions.Configuration;
@@ -77,61 +76,53 @@ internal static class UsersCommand
 
     private static Command Passwd(ConfigurationFlags global, TextWriter output, TextWriter error)
     {
-        var command = new Command("passwd", "Set a user's password (ends the user's sessions, and lifts a lockout).");
-        var name = new Argument<string>("name") { Description = "The user's name." };
         var stdin = PasswordStdin();
-        command.Arguments.Add(name);
-        command.Options.Add(stdin);
-        var flags = new ConfigurationFlags();
-        command.SetAction((parse, cancellationToken) => ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error, async services =>
-        {
-            var userName = parse.GetValue(name)!;
-            if (Store(services, error) is not { } store || ReadPassword(services, parse.GetValue(stdin), error) is not { } password)
+        return OnUser("passwd", "Set a user's password (ends the user's sessions, and lifts a lockout).", global, error, [stdin],
+            async (parse, services, store, userName, cancellationToken) =>
             {
-                return ExitCodes.InvalidInput;
-            }
-            var hash = UserCredentials.HashPassword(password);
-            var changed = await UpdateAsync(store, userName, u => u with { PasswordHash = hash, FailedAttempts = 0, LockedUntil = null }, cancellationToken).ConfigureAwait(false);
-            return await Report(services, "user.passwd", userName, changed, $"Changed the password of {userName}.", output, error).ConfigureAwait(false);
-        }, cancellationToken));
-        return command;
+                if (ReadPassword(services, parse.GetValue(stdin), error) is not { } password)
+                {
+                    return ExitCodes.InvalidInput;
+                }
+                var hash = UserCredentials.HashPassword(password);
+                var changed = await UpdateAsync(store, userName, u => u with { PasswordHash = hash, FailedAttempts = 0, LockedUntil = null }, cancellationToken).ConfigureAwait(false);
+                return await Report(services, "user.passwd", userName, changed, $"Changed the password of {userName}.", output, error).ConfigureAwait(false);
+            });
     }
 
-    private static Command ResetMfa(ConfigurationFlags global, TextWriter output, TextWriter error)
-    {
-        var command = new Command("reset-mfa", "Remove a user's second factor and recovery codes; the user enrols again at the next sign-in.");
-        var name = new Argument<string>("name") { Description = "The user's name." };
-        command.Arguments.Add(name);
-        var flags = new ConfigurationFlags();
-        command.SetAction((parse, cancellationToken) => ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error, async services =>
-        {
-            var userName = parse.GetValue(name)!;
-            if (Store(services, error) is not { } store)
+    private static Command ResetMfa(ConfigurationFlags global, TextWriter output, TextWriter error) =>
+        OnUser("reset-mfa", "Remove a user's second factor and recovery codes; the user enrols again at the next sign-in.", global, error, [],
+            async (_, services, store, userName, cancellationToken) =>
             {
-                return ExitCodes.Failure;
-            }
-            var changed = await UpdateAsync(store, userName, u => u with { MfaSecret = null, MfaEnabled = false, RecoveryCodeHashes = [], LastTotpStep = null }, cancellationToken).ConfigureAwait(false);
-            return await Report(services, "user.reset-mfa", userName, changed, $"Removed the second factor of {userName}.", output, error).ConfigureAwait(false);
-        }, cancellationToken));
-        return command;
-    }
+                var changed = await UpdateAsync(store, userName,
+                    u => u with { MfaSecret = null, MfaEnabled = false, RecoveryCodeHashes = [], LastTotpStep = null }, cancellationToken).ConfigureAwait(false);
+                return await Report(services, "user.reset-mfa", userName, changed, $"Removed the second factor of {userName}.", output, error).ConfigureAwait(false);
+            });
 
-    private static Command Remove(ConfigurationFlags global, TextWriter output, TextWriter error)
+    private static Command Remove(ConfigurationFlags global, TextWriter output, TextWriter error) =>
+        OnUser("remove", "Remove a dashboard user (its sessions end within Conveyor:ApiKeyRefreshInterval, 30 s).", global, error, [],
+            async (_, services, store, userName, cancellationToken) =>
+            {
+                var removed = await store.RemoveUserAsync(userName, cancellationToken).ConfigureAwait(false);
+                return await Report(services, "user.remove", userName, removed, $"Removed user {userName}.", output, error).ConfigureAwait(false);
+            });
+
+    /// <summary>A subcommand on one existing user: its name argument, the database as it is (no migration), and the user
+    /// store, given to <paramref name="run"/>.</summary>
+    private static Command OnUser(string verb, string description, ConfigurationFlags global, TextWriter error, Option[] options,
+        Func<ParseResult, IServiceProvider, IUserStore, string, CancellationToken, Task<int>> run)
     {
-        var command = new Command("remove", "Remove a dashboard user (its sessions end within Conveyor:ApiKeyRefreshInterval, 30 s).");
+        var command = new Command(verb, description);
         var name = new Argument<string>("name") { Description = "The user's name." };
         command.Arguments.Add(name);
-        var flags = new ConfigurationFlags();
-        command.SetAction((parse, cancellationToken) => ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error, async services =>
+        foreach (var option in options)
         {
-            var userName = parse.GetValue(name)!;
-            if (Store(services, error) is not { } store)
-            {
-                return ExitCodes.Failure;
-            }
-            var removed = await store.RemoveUserAsync(userName, cancellationToken).ConfigureAwait(false);
-            return await Report(services, "user.remove", userName, removed, $"Removed user {userName}.", output, error).ConfigureAwait(false);
-        }, cancellationToken));
+            command.Options.Add(option);
+        }
+        var flags = new ConfigurationFlags();
+        command.SetAction((parse, cancellationToken) => ExistingBackend.RunAsync(ConveyorCommandLine.Flags(parse, global, flags), error,
+            services => Store(services, error) is { } store ? run(parse, services, store, parse.GetValue(name)!, cancellationToken) : Task.FromResult(ExitCodes.Failure),
+            cancellationToken));
         return command;
     }
 
@@ -152,24 +143,10 @@ internal static class UsersCommand
             var users = (await store.ListUsersAsync(cancellationToken).ConfigureAwait(false))
                 .Select(u => new UserListing(u.Name, u.Role, u.MfaEnabled, u.RecoveryCodes.Count, u.LockedUntil > now ? u.LockedUntil : null, u.CreatedAt))
                 .ToList();
-            if (parse.GetValue(json))
-            {
-                output.WriteLine(JsonSerializer.Serialize(users, CliJson.Options));
-                return ExitCodes.Success;
-            }
-            if (users.Count == 0)
-            {
-                output.WriteLine("No users: add one with 'conveyor users add NAME --role admin'.");
-                return ExitCodes.Success;
-            }
-            var rows = new List<string[]> { Header };
-            rows.AddRange(users.Select(u => new[]
-            {
-                u.Name, u.Role, u.Mfa ? "on" : "off", u.RecoveryCodes.ToString(CultureInfo.InvariantCulture), Time(u.LockedUntil), Time(u.CreatedAt),
-            }));
-            var text = new StringBuilder();
-            InfoCommand.AppendTable(text, rows, rightAligned: _ => false);
-            output.Write(text.ToString());
+            CliListing.Write(output, users, parse.GetValue(json), "No users: add one with 'conveyor users add NAME --role admin'.", Header, u =>
+            [
+                u.Name, u.Role, u.Mfa ? "on" : "off", u.RecoveryCodes.ToString(CultureInfo.InvariantCulture), CliListing.Time(u.LockedUntil), CliListing.Time(u.CreatedAt),
+            ]);
             return ExitCodes.Success;
         }, cancellationToken));
         return command;
@@ -279,8 +256,6 @@ internal static class UsersCommand
         output.WriteLine(message);
         return ExitCodes.Success;
     }
-
-    private static string Time(DateTimeOffset? at) => at is { } t ? t.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture) : "-";
 
     /// <summary>A row of <c>conveyor users list</c>.</summary>
     internal sealed record UserListing(string Name, string Role, bool Mfa, int RecoveryCodes, DateTimeOffset? LockedUntil, DateTimeOffset CreatedAt);
