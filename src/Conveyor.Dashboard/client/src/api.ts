@@ -55,6 +55,7 @@ export interface Session { keysRequired: boolean; authenticated: boolean; scopes
 export interface UserSession { authenticated: boolean; codeRequired: boolean; enrolmentRequired: boolean; scopes: string[] }
 export interface MfaEnrolment { secret: string; uri: string; qrSvg: string }
 export interface MfaConfirmed { recoveryCodes: string[]; scopes: string[] }
+export interface SessionUser { user: string; role: string; mfaEnabled: boolean; recoveryCodesLeft: number; enrolmentRequired: boolean; scopes: string[] }
 export interface AuditEntry {
   id: string; at: string; actor: string; actorKind: string; action: string; target?: string | null;
   outcome: "ok" | "refused" | "failed"; status?: number | null; remoteAddress?: string | null; userAgent?: string | null; details?: unknown;
@@ -102,6 +103,8 @@ export const api = {
   userLogin: (user: string, password: string, code?: string) => call<UserSession>("POST", "/session/login", { user, password, code }),
   beginMfa: () => call<MfaEnrolment>("POST", "/session/mfa/enrol", {}),
   confirmMfa: (code: string) => call<MfaConfirmed>("POST", "/session/mfa/confirm", { code }),
+  renewRecoveryCodes: (code: string) => call<{ recoveryCodes: string[] }>("POST", "/session/mfa/recovery-codes", { code }),
+  me: () => call<SessionUser>("GET", "/session/me"),
   tasks: (query: URLSearchParams, signal?: AbortSignal) => call<TaskPage>("GET", `/tasks?${query}`, undefined, signal),
   task: (id: string, signal?: AbortSignal) => call<Task>("GET", `/tasks/${encodeURIComponent(id)}`, undefined, signal),
   cancel: (id: string) => call<Task>("POST", `/tasks/${encodeURIComponent(id)}/cancel`),

@@ -16,6 +16,7 @@ import { WorkflowView } from "./views/workflow";
 import { LimitsView } from "./views/limits";
 import { AuditView } from "./views/audit";
 import { Login } from "./views/login";
+import { AccountView } from "./views/account";
 
 const NAV: [string, string][] = [["", "Overview"], ["tasks", "Tasks"], ["queues", "Queues"], ["workers", "Workers"], ["schedules", "Schedules"], ["workflows", "Workflows"], ["limits", "Limits"]];
 // Shown to admin sessions only: the audit log needs the admin scope.
@@ -33,7 +34,7 @@ function View({ admin }: { admin: boolean | undefined }) {
   const { path, query } = useRoute();
   const [section, id] = path.split("/", 2);
   useEffect(() => {
-    const name = [...NAV, ...ADMIN_NAV].find(([p]) => p === section)?.[1] ?? "Not found";
+    const name = [...NAV, ...ADMIN_NAV, ["account", "Account"]].find(([p]) => p === section)?.[1] ?? "Not found";
     document.title = `${id ? `${name}: ${id}` : name} · Conveyor`;
   }, [section, id]);
   switch (section) {
@@ -44,6 +45,7 @@ function View({ admin }: { admin: boolean | undefined }) {
     case "schedules": return <SchedulesView />;
     case "workflows": return id ? <WorkflowView id={id} query={query} /> : <WorkflowsView query={query} />;
     case "limits": return <LimitsView />;
+    case "account": return <AccountView />;
     // Until the session's answer says (undefined), nothing rather than a refusal that may not hold.
     case "audit": return admin === undefined ? null : admin ? <AuditView query={query} /> : <section><h1>Audit</h1><p>The audit log needs a key with the <code>admin</code> scope.</p></section>;
     default: return <section><h1>Not found</h1><p>No page at <code>{path}</code>. <a href={href("")}>Overview</a></p></section>;
@@ -57,6 +59,8 @@ function App() {
   // session's answer (a round trip less before the first paint); a 401 from any call, or the answer, shows the sign-in.
   // admin: whether the session may see the admin-only views (the API still checks every call).
   const [session, setSession] = useState<{ required: boolean; ok: boolean; admin?: boolean }>({ required: false, ok: true });
+  // The signed-in user's name, when the session is a user's (not a key's): the header links to the account page.
+  const [userName, setUserName] = useState<string>();
   const [menuOpen, setMenuOpen] = useState(false);
 
   useEffect(() => {
@@ -67,6 +71,10 @@ function App() {
       .catch(e => setSession({ required: false, ok: !(e instanceof ApiError && e.status === 401) }));
   }, []);
   useEffect(() => { if (session.ok) startLive(); else stopLive(); }, [session.ok]);
+  useEffect(() => {
+    if (!session.ok || !session.required) { setUserName(undefined); return; }
+    api.me().then(me => setUserName(me.user), () => setUserName(undefined));
+  }, [session.ok, session.required]);
   useEffect(() => setMenuOpen(false), [path]);
 
   if (!session.ok) return <Login onSignedIn={scopes => setSession({ required: true, ok: true, admin: scopes.includes("admin") })} />;
@@ -79,6 +87,7 @@ function App() {
         {[...NAV, ...(session.admin ? ADMIN_NAV : [])].map(([p, name]) => <a href={href(p)} aria-current={section === p ? "page" : undefined}>{name}</a>)}
       </nav>
       <LiveIndicator />
+      {userName && <a class="account-link" href={href("account")} aria-current={section === "account" ? "page" : undefined}>{userName}</a>}
       {session.required && <button class="link" onClick={() => api.logout().finally(() => { stopLive(); setSession({ required: true, ok: false }); })}>Sign out</button>}
     </header>
     <main id="main" tabIndex={-1}><View admin={session.admin} /></main>

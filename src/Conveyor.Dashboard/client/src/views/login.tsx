@@ -3,6 +3,7 @@
 // without a second factor enrols one here before anything else.
 import { useState } from "preact/hooks";
 import { api, type MfaEnrolment } from "../api";
+import { MfaEnrolForm, RecoveryCodeList } from "./account";
 
 type Step = "password" | "code" | "key" | "enrol" | "codes";  // "key": the last attempt was with an API key
 
@@ -18,8 +19,7 @@ export function Login({ onSignedIn }: { onSignedIn: (scopes: string[]) => void }
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
 
-  const run = (action: () => Promise<void>) => async (e: Event) => {
-    e.preventDefault();
+  const attempt = async (action: () => Promise<void>) => {
     setBusy(true);
     setError(undefined);
     try {
@@ -30,6 +30,7 @@ export function Login({ onSignedIn }: { onSignedIn: (scopes: string[]) => void }
       setBusy(false);
     }
   };
+  const run = (action: () => Promise<void>) => (e: Event) => { e.preventDefault(); return attempt(action); };
 
   // A browser keeps the Secure cookie over https and on loopback only: say so rather than loop back to this form.
   const finish = async (granted?: string[]) => {
@@ -61,9 +62,8 @@ export function Login({ onSignedIn }: { onSignedIn: (scopes: string[]) => void }
     await finish();
   });
 
-  const confirmEnrolment = run(async () => {
-    const confirmed = await api.confirmMfa(code);
-    setCode("");
+  const confirmEnrolment = (enrolCode: string) => attempt(async () => {
+    const confirmed = await api.confirmMfa(enrolCode);
     setRecoveryCodes(confirmed.recoveryCodes);
     setScopes(confirmed.scopes);
     setStep("codes");
@@ -71,24 +71,14 @@ export function Login({ onSignedIn }: { onSignedIn: (scopes: string[]) => void }
 
   if (step === "enrol" && enrolment) {
     return <main class="login" id="main">
-      <form onSubmit={confirmEnrolment} aria-labelledby="enrol-title">
-        <h1 id="enrol-title">Set up a second factor</h1>
-        <p>An admin signing in from another machine needs an authenticator app. Scan this code, or type the secret in, then enter the 6-digit code it shows.</p>
-        <img class="qr" src={`data:image/svg+xml;base64,${btoa(enrolment.qrSvg)}`} alt="QR code of the authenticator secret" width={200} height={200} />
-        <p>Secret: <code id="mfa-secret">{enrolment.secret}</code></p>
-        <label for="enrol-code">Code from the app</label>
-        <input id="enrol-code" name="code" inputMode="numeric" autocomplete="one-time-code" required value={code} onInput={e => setCode(e.currentTarget.value)} />
-        {error && <p class="note error" role="alert">{error}</p>}
-        <button type="submit" class="primary" disabled={busy || !code}>Confirm</button>
-      </form>
+      <MfaEnrolForm enrolment={enrolment} intro="An admin signing in from another machine needs an authenticator app." busy={busy} error={error} onConfirm={confirmEnrolment} />
     </main>;
   }
   if (step === "codes") {
     return <main class="login" id="main">
       <section aria-labelledby="codes-title">
         <h1 id="codes-title">Recovery codes</h1>
-        <p>Keep these somewhere safe: each signs you in once without the app. They are not shown again.</p>
-        <ul class="recovery-codes">{recoveryCodes.map(c => <li><code>{c}</code></li>)}</ul>
+        <RecoveryCodeList codes={recoveryCodes} />
         {error && <p class="note error" role="alert">{error}</p>}
         <button type="button" class="primary" onClick={run(() => finish(scopes))}>I have saved them</button>
       </section>
