@@ -111,6 +111,38 @@ public sealed class TaskListingUnitTests : IDisposable
     }
 
     [Fact]
+    public async Task A_queue_filter_looks_at_one_window_a_page_and_its_cursors_reach_every_match_once()
+    {
+        // 60 tasks; the queue "rare" holds three, at the 3rd, 7th and 55th place. A window of 10 sequence numbers.
+        var ids = Enumerable.Range(1, 60).Select(i => Insert("t", i is 3 or 7 or 55 ? "rare" : "common", TaskState.Succeeded)).ToList();
+        var pages = new List<(List<Guid> Items, string? Cursor)>();
+        string? cursor = null;
+        do
+        {
+            var page = await TaskListing.ListAsync(_db, SqliteDialect.Instance, new TaskQuery { Queue = "rare", Limit = 2, Cursor = cursor }, 10, CancellationToken.None);
+            pages.Add((page.Items.Select(r => r.Id).ToList(), page.NextCursor));
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null && pages.Count < 20);
+
+        // Each page stops at its window (51..60, 41..50, …) unless it filled first; the window reaching the oldest row
+        // ends the walk without a bound.
+        Assert.Equal([ids[54]], pages[0].Items);
+        Assert.Equal("51", pages[0].Cursor);
+        Assert.Equal(["51", "41", "31", "21", "11", null], pages.Select(p => p.Cursor));
+        Assert.Equal([ids[54], ids[6], ids[2]], pages.SelectMany(p => p.Items));
+        // Pages that fill inside their window hand out the last row's sequence, as before.
+        var full = await TaskListing.ListAsync(_db, SqliteDialect.Instance, new TaskQuery { Queue = "common", Limit = 3 }, 10, CancellationToken.None);
+        Assert.Equal([ids[59], ids[58], ids[57]], full.Items.Select(r => r.Id));
+        Assert.Equal("58", full.NextCursor);
+        // A state that an index serves is not bounded: the rare state's page finds its rows wherever they are.
+        Insert("t", "rare", TaskState.Dead);
+        var dead = await TaskListing.ListAsync(_db, SqliteDialect.Instance, new TaskQuery { Queue = "rare", State = TaskState.Dead }, 1, CancellationToken.None);
+        Assert.Single(dead.Items);
+        Assert.Null(dead.NextCursor);
+    }
+
+    [Fact]
     public async Task Filters_on_state_task_and_queue_combine()
     {
         var match = Insert("send", "mail", TaskState.Dead);

@@ -42,7 +42,9 @@ public interface ITaskStore
     /// <summary>One task, or null when unknown.</summary>
     Task<TaskRecord?> GetAsync(Guid taskId, CancellationToken cancellationToken);
 
-    /// <summary>Tasks matching a filter, newest first, one page at a time.</summary>
+    /// <summary>Tasks matching a filter, newest first, one page at a time. A store may end a page early, with fewer tasks
+    /// than the limit (none, even) and a cursor, when it has looked at a bounded number of rows (SQL stores do so for a
+    /// task or queue filter, which no index serves); following the cursor goes on from there, and no match is skipped.</summary>
     Task<TaskPage> ListAsync(TaskQuery query, CancellationToken cancellationToken);
 
     /// <summary>The state of each task of <paramref name="taskIds"/> that exists (unknown ids are left out): one round
