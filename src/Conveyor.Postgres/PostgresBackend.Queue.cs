@@ -70,7 +70,8 @@ public sealed partial class PostgresBackend
 
     // The completion (CompleteSql), and what its steps' successes mean for their workflows, in one statement: the step
     // trigger skips a success (migration 011: pending_steps = -1 marks it), so the statement locks the workflows of the
-    // steps that succeeded (in id order, before any dependent: the trigger's order, so that a failure in another
+    // steps that succeeded (running ones, and those failed by a stop, active_steps -1, whose steps released when all
+    // ended it still releases: migration 015) (in id order, before any dependent: the trigger's order, so that a failure in another
     // transaction cannot deadlock with it), takes from each pending dependent the number of its dependencies that
     // succeeded here, queues those left waiting for none, moves each workflow's active count once, and ends a workflow
     // left with nothing active (its trigger, at the end of the statement, cancels its steps still pending). It returns the
@@ -81,19 +82,21 @@ public sealed partial class PostgresBackend
             RETURNING t.id, t.workflow_id, t.state),
         ended AS (SELECT id, workflow_id FROM done WHERE workflow_id IS NOT NULL AND state = {StoredStates.Succeeded}),
         locked AS (
-            SELECT w.id FROM {workflows} w WHERE w.id IN (SELECT workflow_id FROM ended) AND w.state = 0
+            SELECT w.id, w.state FROM {workflows} w WHERE w.id IN (SELECT workflow_id FROM ended)
+              AND (w.state = 0 OR (w.state = 2 AND w.active_steps = -1))
             ORDER BY w.id FOR UPDATE),
         deps AS (SELECT e.to_task, count(*)::int AS n FROM {edges} e JOIN ended d ON e.from_task = d.id GROUP BY e.to_task),
         released AS (
             UPDATE {tasks} t SET pending_steps = t.pending_steps - deps.n,
                 state = CASE WHEN t.pending_steps = deps.n THEN {StoredStates.Queued} ELSE t.state END,
                 history = CASE WHEN t.pending_steps = deps.n THEN t.history || '|{StoredStates.Queued}:' || @now ELSE t.history END
-            FROM deps WHERE t.id = deps.to_task AND t.state = {StoredStates.Pending} AND t.workflow_id IN (SELECT id FROM locked)
+            FROM deps WHERE t.id = deps.to_task AND t.state = {StoredStates.Pending}
+              AND t.workflow_id IN (SELECT id FROM locked WHERE state = 0 OR t.run_when = 1)
             RETURNING t.workflow_id, t.queue, t.state),
         delta AS (
             SELECT l.id, (SELECT count(*) FROM released r WHERE r.workflow_id = l.id AND r.state = {StoredStates.Queued})
                 - (SELECT count(*) FROM ended WHERE ended.workflow_id = l.id) AS n
-            FROM locked l),
+            FROM locked l WHERE l.state = 0),
         counted AS (
             -- Relative to the row as updated (not to the statement's snapshot, which predates a transaction that held
             -- the lock before this one).

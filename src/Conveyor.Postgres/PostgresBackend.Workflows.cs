@@ -34,6 +34,7 @@ public sealed partial class PostgresBackend : IWorkflowStore
         var histories = new string[n];
         var pending = new int[n];
         var onFailure = new short[n];
+        var runWhen = new short[n];
         var active = 0;
         Guid? errorTask = null;
         var edgeFrom = new List<Guid>();
@@ -53,6 +54,7 @@ public sealed partial class PostgresBackend : IWorkflowStore
                 errorTask = m.Id;
             }
             onFailure[i] = (short)step.OnFailure;
+            runWhen[i] = (short)step.RunWhen;
             ids[i] = m.Id;
             tasks[i] = m.Task;
             queues[i] = m.Queue;
@@ -101,13 +103,13 @@ public sealed partial class PostgresBackend : IWorkflowStore
         batch.BatchCommands.Add(workflowCommand);
         var insert = new NpgsqlBatchCommand($"""
             INSERT INTO {_tasks} (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
-                timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps, on_failure)
+                timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps, on_failure, run_when)
             SELECT u.id, u.task, u.queue, u.state, u.priority, u.args, u.max, u.base, u.maxdelay, u.jitter,
-                u.timeout, u.nb, u.exp, u.created, u.headers, u.history, @workflow, u.pending, u.onfailure
+                u.timeout, u.nb, u.exp, u.created, u.headers, u.history, @workflow, u.pending, u.onfailure, u.runwhen
             FROM unnest(@id::uuid[], @task::text[], @queue::text[], @state::smallint[], @priority::int[], @args::text[], @max::int[],
                 @base::bigint[], @maxdelay::bigint[], @jitter::float8[], @timeout::bigint[], @nb::bigint[], @exp::bigint[],
-                @created::bigint[], @headers::text[], @history::text[], @pending::int[], @onfailure::smallint[])
-                WITH ORDINALITY AS u(id, task, queue, state, priority, args, max, base, maxdelay, jitter, timeout, nb, exp, created, headers, history, pending, onfailure, ord)
+                @created::bigint[], @headers::text[], @history::text[], @pending::int[], @onfailure::smallint[], @runwhen::smallint[])
+                WITH ORDINALITY AS u(id, task, queue, state, priority, args, max, base, maxdelay, jitter, timeout, nb, exp, created, headers, history, pending, onfailure, runwhen, ord)
             ORDER BY u.ord
             """);
         var p = insert.Parameters;
@@ -130,6 +132,7 @@ public sealed partial class PostgresBackend : IWorkflowStore
         p.AddWithValue("history", histories);
         p.AddWithValue("pending", pending);
         p.AddWithValue("onfailure", onFailure);
+        p.AddWithValue("runwhen", runWhen);
         batch.BatchCommands.Add(insert);
         if (edgeFrom.Count > 0)
         {

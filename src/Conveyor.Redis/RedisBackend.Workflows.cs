@@ -38,6 +38,7 @@ public sealed partial class RedisBackend : IWorkflowStore
             args[i++] = string.Join(',', step.After.Select(IdText));
             args[i++] = (int)step.OnFailure;
             args[i++] = step.IsErrorStep ? 1 : 0;
+            args[i++] = (int)step.RunWhen;
         }
         await RunAsync(db, RedisScripts.CreateWorkflow, args).ConfigureAwait(false);
     }

@@ -168,10 +168,11 @@ internal static class RedisScripts
 
     /// <summary>The text of an embedded Scripts/*.lua file, with line ends as LF whatever the checkout did to them.</summary>
     /// <summary>Fields per step in <see cref="CreateWorkflow"/>.</summary>
-    public const int CreateWorkflowFields = 12;
+    public const int CreateWorkflowFields = 13;
 
     /// <summary>ARGV: B, now, workflow id, name?, created ms, steps JSON, n, then per step: id, task, queue, prio, max, nb?,
-    /// exp?, m (the encoded message), pend (how many steps it runs after), the task ids of those steps joined by commas.
+    /// exp?, m (the encoded message), pend (how many steps it runs after), the task ids of those steps joined by commas,
+    /// onf (failure policy), 1 for the error step, rw (1: released when all it runs after ended).
     /// Stores the workflow whole (workflow.lua names its keys), or fails before any write on a duplicate id.</summary>
     public static readonly string CreateWorkflow = Script("create_workflow.lua");
 

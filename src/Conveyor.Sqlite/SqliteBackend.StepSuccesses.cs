@@ -60,13 +60,14 @@ public sealed partial class SqliteBackend
             }
             Span<byte> id = stackalloc byte[16];
             // Dependents of workflows that are no longer running (failed, cancelled) are not released: the release
-            // statement reads the workflow's state.
+            // statement reads the workflow's state; but for the steps released when all ended of a workflow failed by a
+            // stop (active_steps -1), which the stop spared.
             var release = w.Prepared($"""
                 UPDATE tasks SET pending_steps = pending_steps - $n,
                     state = CASE WHEN pending_steps = $n THEN {StoredStates.Queued} ELSE state END,
                     history = CASE WHEN pending_steps = $n THEN history || '|{StoredStates.Queued}:' || $at ELSE history END
                 WHERE id = $id AND state = {StoredStates.Pending}
-                  AND (SELECT w.state FROM workflows w WHERE w.id = tasks.workflow_id) = 0
+                  AND (SELECT w.state = 0 OR (w.state = 2 AND w.active_steps = -1 AND tasks.run_when = 1) FROM workflows w WHERE w.id = tasks.workflow_id)
                 RETURNING state, queue, workflow_id
                 """, "$n", "$at", "$id");
             var releasedPerWorkflow = new Dictionary<Guid, int>();

@@ -7,9 +7,9 @@ public sealed partial class SqliteBackend : IWorkflowStore
 {
     private const string InsertStepSql = """
         INSERT INTO tasks (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
-            timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps, on_failure)
+            timeout_ms, not_before, expires_at, created_at, headers, history, workflow_id, pending_steps, on_failure, run_when)
         VALUES ($id, $task, $queue, $state, $priority, $args, $max, $base, $maxdelay, $jitter,
-            $timeout, $nb, $exp, $created, $headers, $history, $workflow, $pending, $onfailure)
+            $timeout, $nb, $exp, $created, $headers, $history, $workflow, $pending, $onfailure, $runwhen)
         """;
 
     /// <inheritdoc />
@@ -56,7 +56,7 @@ public sealed partial class SqliteBackend : IWorkflowStore
         insertGraph.ExecuteNonQuery();
         var insert = w.Prepared(InsertStepSql,
             "$id", "$task", "$queue", "$state", "$priority", "$args", "$max", "$base", "$maxdelay", "$jitter",
-            "$timeout", "$nb", "$exp", "$created", "$headers", "$history", "$workflow", "$pending", "$onfailure");
+            "$timeout", "$nb", "$exp", "$created", "$headers", "$history", "$workflow", "$pending", "$onfailure", "$runwhen");
         var edge = w.Prepared("INSERT INTO workflow_edges (from_task, to_task) VALUES ($from, $to)", "$from", "$to");
         foreach (var step in workflow.Steps)
         {
@@ -83,6 +83,7 @@ public sealed partial class SqliteBackend : IWorkflowStore
             insert.Bind(16, workflowId);
             insert.Bind(17, step.After.Count);
             insert.Bind(18, (int)step.OnFailure);
+            insert.Bind(19, (int)step.RunWhen);
             insert.Execute();
             if (state == TaskState.Queued)
             {

@@ -26,7 +26,7 @@ public sealed partial class InMemoryBackend : IWorkflowStore
             {
                 var message = step.Message;
                 var state = step.After.Count == 0 && !step.IsErrorStep ? message.InitialState(now) : TaskState.Pending;
-                var task = new StoredTask(_storage.NextSeq(), message, state) { WorkflowId = workflow.Id, PendingSteps = step.After.Count, OnFailure = step.OnFailure };
+                var task = new StoredTask(_storage.NextSeq(), message, state) { WorkflowId = workflow.Id, PendingSteps = step.After.Count, OnFailure = step.OnFailure, RunWhen = step.RunWhen };
                 if (state != TaskState.Pending)
                 {
                     stored.ActiveSteps++;
@@ -167,6 +167,7 @@ public sealed partial class InMemoryBackend : IWorkflowStore
             workflow.State = WorkflowState.Running;
             workflow.FinishedAt = null;
             workflow.Failed = false;
+            workflow.Stopped = false;
             var taskOf = workflow.Steps.ToDictionary(s => s.Id, s => s.TaskId, StringComparer.Ordinal);
             // First every failed step (and an ended error step) back to pending, then each one's count of the steps it
             // runs after that have not succeeded: those reset count too.

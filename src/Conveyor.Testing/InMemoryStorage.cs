@@ -152,6 +152,11 @@ public sealed class InMemoryStorage
     {
         if (workflow.State != WorkflowState.Running)
         {
+            // Once a stop failed it, its steps' ends still release the steps spared by the stop (released when all ended).
+            if (workflow.Stopped)
+            {
+                Release(workflow, step, state, at);
+            }
             return;
         }
         // A step cancelled while pending was not active.
@@ -159,20 +164,8 @@ public sealed class InMemoryStorage
         {
             workflow.ActiveSteps--;
         }
-        if (state == TaskState.Succeeded)
-        {
-            foreach (var dependentId in workflow.Dependents.GetValueOrDefault(step.Message.Id) ?? [])
-            {
-                // A dependent that retention deleted (it was cancelled when the workflow failed) is passed over.
-                if (Tasks.TryGetValue(dependentId, out var dependent) && dependent.State == TaskState.Pending && --dependent.PendingSteps == 0)
-                {
-                    Transition(dependent, TaskState.Queued, at);
-                    _releasedQueues.Add(dependent.Message.Queue);
-                    workflow.ActiveSteps++;
-                }
-            }
-        }
-        else
+        workflow.ActiveSteps += Release(workflow, step, state, at);
+        if (state != TaskState.Succeeded)
         {
             if (!workflow.Failed && workflow.ErrorTask is { } errorTask && Tasks.TryGetValue(errorTask, out var errorStep) && errorStep.State == TaskState.Pending)
             {
@@ -183,10 +176,12 @@ public sealed class InMemoryStorage
             workflow.Failed = true;
             if (step.OnFailure == WorkflowFailurePolicy.Stop)
             {
-                // The workflow first: the cancellations below then leave it as it is.
+                // The workflow first: the cancellations below then leave it as it is, but for the steps released when all
+                // ended, which they release (Stopped) and which are spared.
                 workflow.State = WorkflowState.Failed;
                 workflow.FinishedAt = at;
-                CancelUnstarted(workflow, at, except: workflow.ErrorTask);
+                workflow.Stopped = true;
+                CancelUnstarted(workflow, at, except: workflow.ErrorTask, spareAllEnded: true);
                 return;
             }
         }
@@ -199,13 +194,33 @@ public sealed class InMemoryStorage
         }
     }
 
+    /// <summary>Releases each pending dependent of <paramref name="step"/> whose count reaches 0: at its success every one, at
+    /// another end those released when all ended (<see cref="WorkflowRunWhen.AllEnded"/>). Returns how many.</summary>
+    private int Release(StoredWorkflowState workflow, StoredTask step, TaskState state, DateTimeOffset at)
+    {
+        var released = 0;
+        foreach (var dependentId in workflow.Dependents.GetValueOrDefault(step.Message.Id) ?? [])
+        {
+            // A dependent that retention deleted (it was cancelled when the workflow failed) is passed over.
+            if (Tasks.TryGetValue(dependentId, out var dependent) && dependent.State == TaskState.Pending
+                && (state == TaskState.Succeeded || dependent.RunWhen == WorkflowRunWhen.AllEnded) && --dependent.PendingSteps == 0)
+            {
+                Transition(dependent, TaskState.Queued, at);
+                _releasedQueues.Add(dependent.Message.Queue);
+                released++;
+            }
+        }
+        return released;
+    }
+
     /// <summary>Cancels the steps of <paramref name="workflow"/> that have not started (pending, scheduled, queued,
-    /// retrying).</summary>
-    internal void CancelUnstarted(StoredWorkflowState workflow, DateTimeOffset at, Guid? except)
+    /// retrying), but <paramref name="except"/> and, when <paramref name="spareAllEnded"/>, those released when all ended.</summary>
+    internal void CancelUnstarted(StoredWorkflowState workflow, DateTimeOffset at, Guid? except, bool spareAllEnded = false)
     {
         foreach (var info in workflow.Steps)
         {
-            if (info.TaskId != except && Tasks.TryGetValue(info.TaskId, out var task) && task.State is TaskState.Pending or TaskState.Scheduled or TaskState.Queued or TaskState.Retrying)
+            if (info.TaskId != except && !(spareAllEnded && info.RunWhen == WorkflowRunWhen.AllEnded)
+                && Tasks.TryGetValue(info.TaskId, out var task) && task.State is TaskState.Pending or TaskState.Scheduled or TaskState.Queued or TaskState.Retrying)
             {
                 task.FinishedAt = at;
                 Transition(task, TaskState.Cancelled, at);
@@ -274,6 +289,8 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
     public int PendingSteps { get; set; }
     /// <summary>For a step: what its failure does to its workflow.</summary>
     public WorkflowFailurePolicy OnFailure { get; init; }
+    /// <summary>For a step: when it is released.</summary>
+    public WorkflowRunWhen RunWhen { get; init; }
 
     public TaskRecord ToRecord() => new()
     {
@@ -321,6 +338,9 @@ internal sealed class StoredWorkflowState(long seq, Guid id, string? name, DateT
     public int ActiveSteps { get; set; }
     /// <summary>Whether a step failed.</summary>
     public bool Failed { get; set; }
+    /// <summary>Whether a failure under the policy stop failed it: the ends of its steps still release the steps released
+    /// when all ended, which the stop spared.</summary>
+    public bool Stopped { get; set; }
     /// <summary>The error step's task, or null.</summary>
     public Guid? ErrorTask { get; } = steps.FirstOrDefault(s => s.IsErrorStep)?.TaskId;
     /// <summary>For each step's task id, the task ids of the steps that run after it.</summary>

@@ -112,6 +112,67 @@ public sealed class WorkflowApiTests(OpenServerFixture fixture) : IClassFixture<
         Assert.Equal("succeeded", Step(failed, "error").GetProperty("state").GetString());
     }
 
+    /// <summary>Polls the workflow until step <paramref name="stepId"/> has ended; fails with its last shape after 30 s.</summary>
+    private async Task<JsonElement> WaitStepEndedAsync(Guid id, string stepId)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var workflow = await Server.Client.GetFromJsonAsync<JsonElement>($"/api/v1/workflows/{id}");
+            if (Step(workflow, stepId).GetProperty("state").GetString() is "succeeded" or "dead" or "cancelled" or "expired")
+            {
+                return workflow;
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"Step {stepId} of workflow {id} did not end in time; the workflow is: {workflow}");
+            }
+            await Task.Delay(25);
+        }
+    }
+
+    [Fact]
+    public async Task A_batchs_on_complete_runs_after_every_member_ended_whatever_the_outcomes()
+    {
+        var id = await CreateAsync("""
+            {"batch": {"tasks": [
+              {"task": "conveyor.sleep", "args": {"ms": -1}, "maxAttempts": 1}, {"task": "conveyor.sleep", "args": {"ms": 200}}, {"task": "conveyor.noop"}],
+              "onSuccess": {"task": "conveyor.noop"}, "onComplete": {"task": "conveyor.noop"}}}
+            """);
+        var workflow = await WaitFinishedAsync(id);
+        Assert.Equal("failed", workflow.GetProperty("state").GetString());
+        var complete = Step(workflow, "complete");
+        Assert.Equal("succeeded", complete.GetProperty("state").GetString());
+        Assert.Equal("allEnded", complete.GetProperty("runWhen").GetString());
+        Assert.Equal("allSucceeded", Step(workflow, "0").GetProperty("runWhen").GetString());
+        Assert.Equal(["0", "1", "2"], complete.GetProperty("after").EnumerateArray().Select(a => a.GetString()));
+        Assert.Equal("dead", Step(workflow, "0").GetProperty("state").GetString());
+        Assert.Equal("cancelled", Step(workflow, "callback").GetProperty("state").GetString());
+        var started = complete.GetProperty("startedAt").GetDateTimeOffset();
+        foreach (var member in new[] { "0", "1", "2" })
+        {
+            Assert.True(started >= Step(workflow, member).GetProperty("finishedAt").GetDateTimeOffset(), member);
+        }
+    }
+
+    [Fact]
+    public async Task Under_stop_a_batchs_on_complete_is_spared_and_runs_after_the_running_members_ended()
+    {
+        var id = await CreateAsync("""
+            {"onFailure": "stop", "batch": {"tasks": [
+              {"task": "conveyor.sleep", "args": {"ms": 300}}, {"task": "conveyor.sleep", "args": {"ms": -1}, "maxAttempts": 1}],
+              "onComplete": {"task": "conveyor.noop"}}}
+            """);
+        var workflow = await WaitStepEndedAsync(id, "complete");
+        Assert.Equal("failed", workflow.GetProperty("state").GetString());
+        Assert.Equal("dead", Step(workflow, "1").GetProperty("state").GetString());
+        var complete = Step(workflow, "complete");
+        Assert.Equal("succeeded", complete.GetProperty("state").GetString());
+        var slow = Step(workflow, "0");
+        Assert.Contains(slow.GetProperty("state").GetString(), new[] { "succeeded", "cancelled" });
+        Assert.True(complete.GetProperty("startedAt").GetDateTimeOffset() >= slow.GetProperty("finishedAt").GetDateTimeOffset());
+    }
+
     [Fact]
     public async Task A_failed_step_fails_the_workflow_and_cancels_what_runs_after_it()
     {
@@ -176,7 +237,11 @@ public sealed class WorkflowApiTests(OpenServerFixture fixture) : IClassFixture<
     [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop", "dealy": "PT1S"}]}""", "steps[0].dealy", "not a field of a task")]
     [InlineData("""{"steps": [{"task": "conveyor.noop"}]}""", "steps[0].id", "is required")]
     [InlineData("""{"flow": []}""", "flow", "not a field of a workflow")]
-    [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onComplete": {"task": "conveyor.noop"}}}""", "batch.onComplete", "not a field of a batch")]
+    [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onCompleted": {"task": "conveyor.noop"}}}""", "batch.onCompleted", "not a field of a batch")]
+    [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onComplete": [{"task": "conveyor.noop"}]}}""", "batch.onComplete", "must be a JSON object")]
+    [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onComplete": {"task": "conveyor.noop", "qeue": "x"}}}""", "batch.onComplete.qeue", "not a field of a task")]
+    [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onComplete": {"args": {}}}}""", "batch.onComplete.task", "required")]
+    [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop"}, {"id": "b", "task": "conveyor.noop", "after": ["a"], "runWhen": "always"}]}""", "steps[1].runWhen", "must be \"allSucceeded\"")]
     [InlineData("""{"batch": [{"task": "conveyor.noop"}]}""", "batch", "must be an object {\"tasks\"")]
     [InlineData("""{"batch": {"tasks": [{"task": "no.such.task"}]}}""", "batch.tasks[0].task", "unknown task 'no.such.task'")]
     [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onSuccess": {"task": "conveyor.noop", "qeue": "x"}}}""", "batch.onSuccess.qeue", "not a field of a task")]

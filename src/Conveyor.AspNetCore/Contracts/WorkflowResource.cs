@@ -40,6 +40,7 @@ public sealed record WorkflowResource
                 After = s.After,
                 TaskId = s.TaskId,
                 OnFailure = PolicyName(s.OnFailure),
+                RunWhen = RunWhenName(s.RunWhen),
                 OnError = s.IsErrorStep ? true : null,
                 Task = s.Task?.Task,
                 State = s.Task?.State.ToApiName(),
@@ -54,6 +55,9 @@ public sealed record WorkflowResource
     }
 
     private static string PolicyName(WorkflowFailurePolicy policy) => policy == WorkflowFailurePolicy.Continue ? "continue" : "stop";
+
+    /// <summary>The API name of a step's release rule: <c>allSucceeded</c> or <c>allEnded</c>.</summary>
+    internal static string RunWhenName(WorkflowRunWhen runWhen) => runWhen == WorkflowRunWhen.AllEnded ? "allEnded" : "allSucceeded";
 
     /// <summary>The resource of a listed workflow: the step graph without the steps' states.</summary>
     public static WorkflowResource From(StoredWorkflow workflow)
@@ -72,6 +76,7 @@ public sealed record WorkflowResource
                 After = s.After,
                 TaskId = s.TaskId,
                 OnFailure = PolicyName(s.OnFailure),
+                RunWhen = RunWhenName(s.RunWhen),
                 OnError = s.IsErrorStep ? true : null,
             })],
         };
@@ -89,6 +94,9 @@ public sealed record WorkflowStepResource
     public required Guid TaskId { get; init; }
     /// <summary>What its failure does to the workflow: <c>stop</c> or <c>continue</c>.</summary>
     public string OnFailure { get; init; } = "stop";
+    /// <summary>When it runs: <c>allSucceeded</c> (once every step it runs after succeeded) or <c>allEnded</c> (once each
+    /// ended, whatever the outcome: a batch's <c>onComplete</c>).</summary>
+    public string RunWhen { get; init; } = "allSucceeded";
     /// <summary>True for the workflow's error step (it runs when a step fails); absent otherwise.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public bool? OnError { get; init; }

@@ -8,8 +8,9 @@ namespace Conveyor.AspNetCore.Requests;
 /// Reads workflow bodies (<c>POST /api/v1/workflows</c>) into definitions, naming every problem's field: a DAG
 /// (<c>{"name", "steps": [{"id", "after": [...], "task", "args", …}]}</c>) or one of the shorthands
 /// (<c>{"chain": [tasks]}</c>, <c>{"group": [tasks]}</c>, <c>{"chord": {"group": [tasks], "callback": task}}</c>,
-/// <c>{"batch": {"tasks": [tasks], "onSuccess": task}}</c>, whose failure policy is <c>continue</c> unless given), each
-/// task read as an enqueue reads it; with <c>"onFailure": "stop" | "continue"</c> (the workflow's, or a step's) and
+/// <c>{"batch": {"tasks": [tasks], "onSuccess": task, "onComplete": task}}</c>, whose failure policy is <c>continue</c>
+/// unless given), each task read as an enqueue reads it; a step may say <c>"runWhen": "allSucceeded" | "allEnded"</c>;
+/// with <c>"onFailure": "stop" | "continue"</c> (the workflow's, or a step's) and
 /// <c>"onError": {"id", "task", "args", …}</c> (the error step; id <c>error</c> when not given).
 /// </summary>
 internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
@@ -100,6 +101,20 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
         }
     }
 
+    private static WorkflowRunWhen ReadRunWhen(JsonElement value, string field, List<FieldError> errors)
+    {
+        switch (value.ValueKind == JsonValueKind.String ? value.GetString() : null)
+        {
+            case "allSucceeded":
+                return WorkflowRunWhen.AllSucceeded;
+            case "allEnded":
+                return WorkflowRunWhen.AllEnded;
+            default:
+                errors.Add(new(field, "must be \"allSucceeded\" (once every step it runs after succeeded, the default) or \"allEnded\" (once each ended, whatever the outcome)"));
+                return WorkflowRunWhen.AllSucceeded;
+        }
+    }
+
     private WorkflowStep? ReadErrorStep(JsonElement value, List<FieldError> errors)
     {
         if (value.ValueKind != JsonValueKind.Object)
@@ -158,6 +173,15 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
                     onFailure = ReadPolicy(policyValue, prefix + "onFailure", errors);
                 }
             }
+            var runWhen = WorkflowRunWhen.AllSucceeded;
+            if (element.TryGetProperty("runWhen", out var runWhenValue))
+            {
+                task.Remove("runWhen");
+                if (runWhenValue.ValueKind != JsonValueKind.Null)
+                {
+                    runWhen = ReadRunWhen(runWhenValue, prefix + "runWhen", errors);
+                }
+            }
             if (element.TryGetProperty("after", out var afterValue))
             {
                 task.Remove("after");
@@ -183,7 +207,7 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
             using var document = JsonDocument.Parse(task.ToJsonString());
             if (tasks.ReadTask(document.RootElement, prefix, errors) is { } request)
             {
-                steps.Add(new WorkflowStep(id ?? "", request, after) { OnFailure = onFailure });
+                steps.Add(new WorkflowStep(id ?? "", request, after) { OnFailure = onFailure, RunWhen = runWhen });
             }
         }
         return new WorkflowDefinition(steps);
@@ -224,26 +248,32 @@ internal sealed class WorkflowRequestReader(EnqueueRequestReader tasks)
     {
         if (value.ValueKind != JsonValueKind.Object || !value.TryGetProperty("tasks", out var members))
         {
-            errors.Add(new("batch", "must be an object {\"tasks\": [tasks], \"onSuccess\": task (optional)}"));
+            errors.Add(new("batch", "must be an object {\"tasks\": [tasks], \"onSuccess\": task (optional), \"onComplete\": task (optional)}"));
             return null;
         }
         foreach (var property in value.EnumerateObject())
         {
-            if (property.Name is not ("tasks" or "onSuccess"))
+            if (property.Name is not ("tasks" or "onSuccess" or "onComplete"))
             {
-                errors.Add(new($"batch.{property.Name}", "is not a field of a batch; known fields: tasks, onSuccess (the failure callback is the workflow's onError)"));
+                errors.Add(new($"batch.{property.Name}", "is not a field of a batch; known fields: tasks, onSuccess, onComplete (the failure callback is the workflow's onError)"));
             }
         }
         var requests = ReadTasks(members, "batch.tasks", errors);
-        TaskRequest? onSuccess = null;
-        if (value.TryGetProperty("onSuccess", out var success) && success.ValueKind != JsonValueKind.Null)
+        var onSuccess = ReadCallback(value, "onSuccess", errors, out var badSuccess);
+        var onComplete = ReadCallback(value, "onComplete", errors, out var badComplete);
+        return requests is null || badSuccess || badComplete ? null : Workflow.Batch(requests, onSuccess, onComplete: onComplete);
+    }
+
+    /// <summary>A batch's optional callback <paramref name="field"/> (a task); <paramref name="bad"/> when given and invalid.</summary>
+    private TaskRequest? ReadCallback(JsonElement batch, string field, List<FieldError> errors, out bool bad)
+    {
+        bad = false;
+        if (!batch.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
         {
-            onSuccess = tasks.ReadTask(success, "batch.onSuccess.", errors);
-            if (onSuccess is null)
-            {
-                return null;
-            }
+            return null;
         }
-        return requests is null ? null : Workflow.Batch(requests, onSuccess);
+        var request = tasks.ReadTask(value, $"batch.{field}.", errors);
+        bad = request is null;
+        return request;
     }
 }

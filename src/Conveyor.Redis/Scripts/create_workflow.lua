@@ -2,7 +2,7 @@ local now = tonumber(ARGV[2])
 local wf = ARGV[3]
 local wk = B .. 'wf:' .. wf
 local n = tonumber(ARGV[7])
-local F = 12
+local F = 13
 -- All or nothing: every check runs before the first write.
 if redis.call('EXISTS', wk) == 1 then return redis.error_reply('CONVEYOR duplicate workflow id ' .. wf) end
 for i = 0, n - 1 do
@@ -29,6 +29,8 @@ for i = 0, n - 1 do
   local k = B .. 't:' .. id
   redis.call('HSET', k, 'm', ARGV[o + 7], 'task', task, 'queue', queue, 'state', state, 'prio', prio,
     'max', ARGV[o + 4], 'seq', seq, 'attempt', 0, 'hist', state .. ':' .. now, 'wf', wf, 'pend', pend, 'onf', ARGV[o + 10])
+  -- Released once every step it runs after ended, whatever the outcome (a batch's onComplete).
+  if ARGV[o + 12] == '1' then redis.call('HSET', k, 'rw', 1) end
   if nb then redis.call('HSET', k, 'nb', nb) end
   if exp then redis.call('HSET', k, 'exp', exp) end
   if not known[queue] then

@@ -17,15 +17,42 @@ local function cancel_unstarted(id, at)
   end
   return false
 end
+-- Releases each pending step that runs after step id (ended at time at) and whose count reaches 0: every one when all
+-- (a success), else those released when all ended (rw 1, a batch's onComplete). Returns how many.
+local function release_after(id, at, all)
+  local n = 0
+  for _, dep in ipairs(redis.call('LRANGE', B .. 'wfe:' .. id, 0, -1)) do
+    local dk = B .. 't:' .. dep
+    local d = redis.call('HMGET', dk, 'state', 'pend', 'queue', 'prio', 'seq', 'hist', 'rw')
+    if d[1] == '8' and (all or d[7] == '1') then
+      local p = tonumber(d[2]) - 1
+      if p == 0 then
+        redis.call('HSET', dk, 'state', 1, 'pend', 0, 'hist', d[6] .. '|1:' .. at)
+        idx(dep, d[3], 8, nil, d[5])
+        ready(dep, d[3], d[4], d[5])
+        redis.call('PUBLISH', B .. 'wake', d[3])
+        n = n + 1
+      else
+        redis.call('HSET', dk, 'pend', p)
+      end
+    end
+  end
+  return n
+end
 -- What the end of step id (now in state st, at time at; was_pending: it ended while pending, by a cancel) does to
 -- workflow wf, while it runs: a success releases each pending step that runs after it and whose other dependencies have
--- succeeded; the first failure queues the error step (err); a failure under the policy stop (the step's onf 0) fails the
--- workflow at once and cancels its steps that have not started, the error step excepted; the workflow ends when none of
+-- succeeded, and any end those released when all ended (rw 1); the first failure queues the error step (err); a failure
+-- under the policy stop (the step's onf 0) fails the workflow at once (active -1) and cancels its steps that have not
+-- started, the error step and those released when all ended excepted; the workflow ends when none of
 -- its steps is active (active: scheduled, queued, running, retrying), its pending steps cancelled (they can never run).
 local function step_ended(wf, id, st, at, was_pending)
   local wk = B .. 'wf:' .. wf
   local w = redis.call('HMGET', wk, 'state', 'active', 'failed', 'err')
-  if w[1] ~= '0' then return end
+  if w[1] ~= '0' then
+    -- Failed by a stop (active -1): its ends still release the steps released when all ended, which the stop spared.
+    if w[1] == '2' and w[2] == '-1' then release_after(id, at, false) end
+    return
+  end
   local active = tonumber(w[2])
   if not active then
     -- Stored before the active count (a 'left' count instead): counted once.
@@ -37,24 +64,8 @@ local function step_ended(wf, id, st, at, was_pending)
   end
   if not was_pending then active = active - 1 end
   local failed = w[3] == '1'
-  if tonumber(st) == 3 then
-    for _, dep in ipairs(redis.call('LRANGE', B .. 'wfe:' .. id, 0, -1)) do
-      local dk = B .. 't:' .. dep
-      local d = redis.call('HMGET', dk, 'state', 'pend', 'queue', 'prio', 'seq', 'hist')
-      if d[1] == '8' then
-        local p = tonumber(d[2]) - 1
-        if p == 0 then
-          redis.call('HSET', dk, 'state', 1, 'pend', 0, 'hist', d[6] .. '|1:' .. at)
-          idx(dep, d[3], 8, nil, d[5])
-          ready(dep, d[3], d[4], d[5])
-          redis.call('PUBLISH', B .. 'wake', d[3])
-          active = active + 1
-        else
-          redis.call('HSET', dk, 'pend', p)
-        end
-      end
-    end
-  else
+  active = active + release_after(id, at, tonumber(st) == 3)
+  if tonumber(st) ~= 3 then
     if not failed and w[4] then
       local ek = B .. 't:' .. w[4]
       local e = redis.call('HMGET', ek, 'state', 'queue', 'prio', 'seq', 'hist')
@@ -68,11 +79,14 @@ local function step_ended(wf, id, st, at, was_pending)
     end
     failed = true
     if redis.call('HGET', B .. 't:' .. id, 'onf') ~= '1' then
-      -- The workflow first: the cancellations below then leave it as it is.
-      redis.call('HSET', wk, 'state', 2, 'failed', 1, 'active', active, 'finished', at)
+      -- The workflow first (its count no longer kept: -1). The steps released when all ended are spared, and count
+      -- the steps cancelled here as ended.
+      redis.call('HSET', wk, 'state', 2, 'failed', 1, 'active', -1, 'finished', at)
+      local cancelled = {}
       for _, t in ipairs(redis.call('SMEMBERS', wk .. ':tasks')) do
-        if t ~= w[4] then cancel_unstarted(t, at) end
+        if t ~= w[4] and redis.call('HGET', B .. 't:' .. t, 'rw') ~= '1' and cancel_unstarted(t, at) then cancelled[#cancelled + 1] = t end
       end
+      for _, t in ipairs(cancelled) do release_after(t, at, false) end
       return
     end
   end

@@ -23,6 +23,7 @@ public sealed record NewWorkflow
         {
             OnFailure = s.OnFailure,
             IsErrorStep = s.IsErrorStep,
+            RunWhen = s.RunWhen,
         })];
     }
 }
@@ -42,6 +43,11 @@ public sealed record NewWorkflowStep(string StepId, TaskMessage Message, IReadOn
     /// <see cref="TaskState.Pending"/>, queued by the first failure of a step while the workflow runs, cancelled when the
     /// workflow ends without one.</summary>
     public bool IsErrorStep { get; init; }
+
+    /// <summary>When it is released: <see cref="WorkflowRunWhen.AllSucceeded"/> (its count falls at each success of a step
+    /// it runs after), or <see cref="WorkflowRunWhen.AllEnded"/> (its count falls at each end of one, whatever the
+    /// outcome, also once a stop failed the workflow; it is not cancelled by a stop).</summary>
+    public WorkflowRunWhen RunWhen { get; init; }
 }
 
 /// <summary>A workflow's state.</summary>
@@ -100,6 +106,8 @@ public sealed record WorkflowStepInfo(string Id, Guid TaskId, IReadOnlyList<stri
     public WorkflowFailurePolicy OnFailure { get; init; }
     /// <summary>Whether it is the workflow's error step.</summary>
     public bool IsErrorStep { get; init; }
+    /// <summary>When it is released.</summary>
+    public WorkflowRunWhen RunWhen { get; init; }
 }
 
 /// <summary>A workflow as stored (its steps' states are their tasks').</summary>

@@ -28,7 +28,10 @@ public interface IWorkflowClient
 
     /// <summary>The results of the steps that the step running in <paramref name="context"/> runs after, in its
     /// <c>after</c> order (a chain step: its predecessor's; a chord's callback: its group's). Read from the store, where
-    /// each result is kept once with its task. Empty for a task that is not a step or has no dependencies.</summary>
+    /// each result is kept once with its task. Empty for a task that is not a step or has no dependencies. A step released
+    /// when all ended (<see cref="WorkflowRunWhen.AllEnded"/>, a batch's <c>onComplete</c>) reads each one's outcome:
+    /// <see cref="StepInput.State"/>, and the result of those that succeeded or the error of those that ended dead or
+    /// expired.</summary>
     Task<IReadOnlyList<StepInput>> GetInputsAsync(TaskContext context, CancellationToken cancellationToken = default);
 
     /// <summary>For the workflow's error step (<see cref="WorkflowDefinition.OnError"/>), or any step: the steps of its
@@ -53,7 +56,8 @@ public sealed class WorkflowHandle
     /// <summary>The workflow's id.</summary>
     public Guid Id { get; }
 
-    /// <summary>Waits until the workflow succeeds, fails or is cancelled (and its error step, if it runs, has ended), and
+    /// <summary>Waits until the workflow succeeds, fails or is cancelled (and its error step, if it runs, and its steps
+    /// released when all ended, such as a batch's <c>onComplete</c>, have ended), and
     /// returns it with every step's result.
     /// Reads its state (one row or hash, not its steps) from the store, first after 20 ms, then twice as long each time up
     /// to 1 s; then its steps once.</summary>
@@ -69,8 +73,11 @@ public sealed class WorkflowHandle
             {
                 var record = await _client.GetAsync(Id, cancellationToken).ConfigureAwait(false)
                     ?? throw new InvalidOperationException($"Workflow {Id} is not stored (deleted?).");
-                // A workflow that stopped on a failure has failed at once; its error step still runs: wait for it too.
-                if (!record.Steps.Any(s => s.IsErrorStep && s.State is TaskState.Queued or TaskState.Running or TaskState.Retrying or TaskState.Scheduled))
+                // A workflow that stopped on a failure has failed at once; its error step still runs, and its steps
+                // released when all ended (a batch's onComplete) wait for the running ones and then run: wait for them too.
+                if (!record.Steps.Any(s => (s.IsErrorStep && s.State is TaskState.Queued or TaskState.Running or TaskState.Retrying or TaskState.Scheduled)
+                    || (s.RunWhen == WorkflowRunWhen.AllEnded && record.State != WorkflowState.Cancelled
+                        && s.State is TaskState.Pending or TaskState.Queued or TaskState.Running or TaskState.Retrying or TaskState.Scheduled)))
                 {
                     return record;
                 }

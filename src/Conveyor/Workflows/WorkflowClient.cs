@@ -64,6 +64,7 @@ internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry regi
                 // The error step's failure cancels nothing: the workflow has failed already.
                 OnFailure = isErrorStep ? WorkflowFailurePolicy.Continue : step.OnFailure ?? definition.OnFailure,
                 IsErrorStep = isErrorStep,
+                RunWhen = isErrorStep ? WorkflowRunWhen.AllSucceeded : step.RunWhen,
             };
         }
         foreach (var step in definition.Steps)
@@ -173,11 +174,18 @@ internal sealed class WorkflowClient(IConveyorBackend backend, TaskRegistry regi
         {
             var (stepId, taskId) = dependencies[0];
             var task = await backend.Store.GetAsync(taskId, cancellationToken).ConfigureAwait(false);
-            return [new StepInput(stepId, taskId, task?.Result)];
+            return [Input(stepId, taskId, task)];
         }
         // Many inputs (a chord's callback): one read of the workflow's tasks rather than one per input.
         var workflowId = context.WorkflowId() ?? throw new InvalidOperationException("The step's message has no workflow header.");
         var tasks = (await Store.GetWorkflowTasksAsync(workflowId, cancellationToken).ConfigureAwait(false)).ToDictionary(t => t.Id);
-        return [.. dependencies.Select(d => new StepInput(d.StepId, d.TaskId, tasks.GetValueOrDefault(d.TaskId)?.Result))];
+        return [.. dependencies.Select(d => Input(d.StepId, d.TaskId, tasks.GetValueOrDefault(d.TaskId)))];
     }
+
+    private static StepInput Input(string stepId, Guid taskId, TaskRecord? task) =>
+        new(stepId, taskId, task?.State == TaskState.Succeeded ? task.Result : null)
+        {
+            State = task?.State,
+            Error = task?.State is TaskState.Dead or TaskState.Expired ? task.Error : null,
+        };
 }

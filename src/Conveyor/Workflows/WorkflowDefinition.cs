@@ -14,6 +14,24 @@ public sealed record WorkflowStep(string Id, TaskRequest Request, IReadOnlyList<
     /// <summary>What this step's failure does to its workflow; null: the workflow's
     /// <see cref="WorkflowDefinition.OnFailure"/>.</summary>
     public WorkflowFailurePolicy? OnFailure { get; init; }
+
+    /// <summary>When it is released: once every step it runs after has succeeded (the default), or once each has ended,
+    /// whatever its outcome (<see cref="WorkflowRunWhen.AllEnded"/>: a batch's <c>onComplete</c>).</summary>
+    public WorkflowRunWhen RunWhen { get; init; }
+}
+
+/// <summary>When a step that runs after others is released.</summary>
+/// <remarks>The numeric values are stored by backends: never renumber them.</remarks>
+public enum WorkflowRunWhen
+{
+    /// <summary>Once every step it runs after has succeeded; a failure of one of them means it never runs. The default.</summary>
+    AllSucceeded = 0,
+    /// <summary>Once every step it runs after has ended — succeeded, dead, expired or cancelled (Sidekiq's batch
+    /// <c>complete</c> callback). It reads their outcomes with <see cref="IWorkflowClient.GetInputsAsync"/> (each
+    /// input's <see cref="StepInput.State"/>, result or error). A failure under <see cref="WorkflowFailurePolicy.Stop"/>
+    /// does not cancel it (it is spared, as the error step is): it runs once the steps it runs after have ended, running
+    /// ones finished and those the stop cancelled. Cancelling the workflow cancels it.</summary>
+    AllEnded = 1,
 }
 
 /// <summary>What a step's failure (dead, expired or cancelled, after its own retries) does to its workflow.</summary>
@@ -103,6 +121,23 @@ public sealed class Workflow
     /// stop it even when the workflow continues on failure.</summary>
     public Workflow StopOnFailure(params string[] stepIds) => Policy(WorkflowFailurePolicy.Stop, stepIds);
 
+    /// <summary>Those steps (added before) run once every step they run after has ended, whatever its outcome
+    /// (<see cref="WorkflowRunWhen.AllEnded"/>), rather than once each succeeded.</summary>
+    public Workflow RunWhenAllEnded(params string[] stepIds)
+    {
+        ArgumentNullException.ThrowIfNull(stepIds);
+        foreach (var id in stepIds)
+        {
+            var i = _steps.FindIndex(s => s.Id == id);
+            if (i < 0)
+            {
+                throw new ArgumentException($"No step '{id}' was added before.", nameof(stepIds));
+            }
+            _steps[i] = _steps[i] with { RunWhen = WorkflowRunWhen.AllEnded };
+        }
+        return this;
+    }
+
     private Workflow Policy(WorkflowFailurePolicy policy, string[] stepIds)
     {
         ArgumentNullException.ThrowIfNull(stepIds);
@@ -185,18 +220,25 @@ public sealed class Workflow
     /// <summary>The step id of a batch's error step (<c>onError</c>).</summary>
     public const string BatchErrorStepId = "error";
 
+    /// <summary>The step id of a batch's completion callback (<c>onComplete</c>).</summary>
+    public const string BatchCompleteStepId = "complete";
+
     /// <summary>
     /// A batch (Sidekiq's batches, Hangfire's batch jobs): tasks stored all or nothing that run side by side, each to its
     /// own end — a member's failure (after its retries) stops none of the others (<see cref="WorkflowFailurePolicy.Continue"/>).
     /// <paramref name="onSuccess"/>, if given, runs once every member succeeded (step id <see cref="ChordCallbackId"/>),
     /// given all of their results in order; <paramref name="onError"/>, if given, runs once at the first member's
     /// failure, while the others go on (step id <see cref="BatchErrorStepId"/>, reading the failures with
-    /// <see cref="IWorkflowClient.GetFailuresAsync"/>). Member step ids are <c>0</c>, <c>1</c>, …; wait for their results
+    /// <see cref="IWorkflowClient.GetFailuresAsync"/>). <paramref name="onComplete"/>, if given, runs once every member
+    /// has ended, whatever the outcomes (step id <see cref="BatchCompleteStepId"/>, <see cref="WorkflowRunWhen.AllEnded"/>:
+    /// Sidekiq's <c>complete</c>), given every member's outcome in order (<see cref="IWorkflowClient.GetInputsAsync"/>: each
+    /// member's state, and its result or error); it runs also when the batch's policy is <see cref="WorkflowFailurePolicy.Stop"/>
+    /// and a member failed, and is cancelled only with the workflow. Member step ids are <c>0</c>, <c>1</c>, …; wait for their results
     /// with <see cref="WorkflowHandle.WaitForMembersAsync{T}"/>. The batch is a workflow: listed, read, cancelled, retried
     /// and announced as one.
     /// </summary>
     public static WorkflowDefinition Batch(IEnumerable<TaskRequest> tasks, TaskRequest? onSuccess = null, TaskRequest? onError = null,
-        string? name = null)
+        string? name = null, TaskRequest? onComplete = null)
     {
         ArgumentNullException.ThrowIfNull(tasks);
         var workflow = Create(name).ContinueOnFailure();
@@ -210,6 +252,10 @@ public sealed class Workflow
         if (onSuccess is not null)
         {
             workflow.Step(ChordCallbackId, onSuccess, [.. ids]);
+        }
+        if (onComplete is not null)
+        {
+            workflow.Step(new WorkflowStep(BatchCompleteStepId, onComplete, [.. ids]) { RunWhen = WorkflowRunWhen.AllEnded });
         }
         if (onError is not null)
         {

@@ -61,6 +61,7 @@ public sealed record WorkflowRecord
                 TaskId = s.TaskId,
                 OnFailure = s.OnFailure,
                 IsErrorStep = s.IsErrorStep,
+                RunWhen = s.RunWhen,
                 // A step whose task retention deleted keeps its place, with no state of its own.
                 Task = byId.GetValueOrDefault(s.TaskId),
             })],
@@ -81,6 +82,8 @@ public sealed record WorkflowStepRecord
     public WorkflowFailurePolicy OnFailure { get; init; }
     /// <summary>Whether it is the workflow's error step (<see cref="WorkflowDefinition.OnError"/>).</summary>
     public bool IsErrorStep { get; init; }
+    /// <summary>When it is released (<see cref="WorkflowRunWhen.AllEnded"/>: a batch's <c>onComplete</c>).</summary>
+    public WorkflowRunWhen RunWhen { get; init; }
     /// <summary>The task's state, times, result and error; null once retention deleted it.</summary>
     public TaskRecord? Task { get; init; }
     /// <summary>The task's state; null once retention deleted it.</summary>
@@ -90,12 +93,25 @@ public sealed record WorkflowStepRecord
     public T? Result<T>() => Task?.Result is { } json ? JsonSerializer.Deserialize<T>(json, ConveyorJson.Options) : default;
 }
 
-/// <summary>The result of a step that the reading step runs after.</summary>
+/// <summary>The outcome of a step that the reading step runs after: for a step released when all succeeded, its result;
+/// for one released when all ended (<see cref="WorkflowRunWhen.AllEnded"/>, a batch's <c>onComplete</c>), its state and
+/// its result (succeeded) or error (dead, expired; none when cancelled).</summary>
 /// <param name="StepId">The step's id.</param>
 /// <param name="TaskId">Its task.</param>
-/// <param name="ResultJson">Its result as JSON, or null.</param>
+/// <param name="ResultJson">Its result as JSON, or null (also when it did not succeed).</param>
 public sealed record StepInput(string StepId, Guid TaskId, string? ResultJson)
 {
+    /// <summary>Its task's state: <see cref="TaskState.Succeeded"/>, or <see cref="TaskState.Dead"/>,
+    /// <see cref="TaskState.Expired"/> or <see cref="TaskState.Cancelled"/> for a failed one; null once task retention
+    /// deleted it.</summary>
+    public TaskState? State { get; init; }
+
+    /// <summary>Its last error (dead or expired), or null.</summary>
+    public TaskError? Error { get; init; }
+
+    /// <summary>Whether it succeeded.</summary>
+    public bool Succeeded => State == TaskState.Succeeded;
+
     /// <summary>The result, deserialized; default when there is none.</summary>
     public T? Result<T>() => ResultJson is { } json ? JsonSerializer.Deserialize<T>(json, ConveyorJson.Options) : default;
 }

@@ -61,6 +61,13 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         }, []) { IsErrorStep = true, OnFailure = WorkflowFailurePolicy.Continue }],
     };
 
+    /// <summary>The workflow with steps <paramref name="stepIds"/> released once every step they run after has ended,
+    /// whatever the outcome (a batch's onComplete).</summary>
+    private static NewWorkflow WithAllEnded(NewWorkflow workflow, params string[] stepIds) => workflow with
+    {
+        Steps = [.. workflow.Steps.Select(s => stepIds.Contains(s.StepId) ? s with { RunWhen = WorkflowRunWhen.AllEnded } : s)],
+    };
+
     private async Task<StoredWorkflow> WorkflowOf(NewWorkflow workflow) =>
         await Workflows.GetWorkflowAsync(workflow.Id, Timeout) ?? throw new InvalidOperationException("The workflow is not stored.");
 
@@ -678,5 +685,148 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
             await Queue.CompleteAsync([Succeeded(lease)], Timeout);
         }
         Assert.Equal(WorkflowState.Succeeded, (await Workflows.GetWorkflowAsync(workflow.Id, Timeout))!.State);
+    }
+
+    [Fact]
+    public async Task A_step_released_when_all_ended_runs_once_after_its_last_member_ended_whatever_the_outcomes()
+    {
+        // A batch: members a, b, c, d each to its own end (continue), "complete" after all of them, whatever the outcome.
+        var workflow = WithAllEnded(WithPolicy(NewWorkflow(("a", []), ("b", []), ("c", []), ("d", []), ("complete", ["a", "b", "c", "d"])),
+            WorkflowFailurePolicy.Continue), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        Assert.Equal(WorkflowRunWhen.AllEnded, (await WorkflowOf(workflow)).Steps.Single(s => s.Id == "complete").RunWhen);
+        Assert.Equal(WorkflowRunWhen.AllSucceeded, (await WorkflowOf(workflow)).Steps.Single(s => s.Id == "a").RunWhen);
+        var members = await FetchAsync(3);
+        var byStep = members.ToDictionary(l => l.Message.Headers![WorkflowHeaders.Step]);
+        Assert.Equal(["a", "b", "c"], byStep.Keys.Order());
+
+        // A failure (dead, maxAttempts 1), a success, and a hand cancel of the member still queued: not yet.
+        await Queue.CompleteAsync([Dead(byStep["a"])], Timeout);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+        await Queue.CompleteAsync([Succeeded(byStep["b"], "2")], Timeout);
+        Assert.Equal(CancelOutcome.Cancelled, await Queue.CancelAsync(TaskOf(workflow, "d"), Timeout));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+
+        // The last member ends (dead): the step is released, once.
+        await Queue.CompleteAsync([Dead(byStep["c"])], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+        await Queue.CompleteAsync([Succeeded(complete.Value, "\"done\"")], Timeout);
+        Assert.Empty(await FetchAsync());
+        var stored = await WorkflowOf(workflow);
+        Assert.Equal(WorkflowState.Failed, stored.State);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "complete"));
+        var task = await Store.GetAsync(TaskOf(workflow, "complete"), Timeout);
+        Assert.Equal([TaskState.Pending, TaskState.Queued, TaskState.Running, TaskState.Succeeded], task!.Transitions.Select(t => t.State));
+    }
+
+    [Fact]
+    public async Task A_step_released_when_all_ended_runs_after_all_succeeded_and_the_workflow_succeeds()
+    {
+        var workflow = WithAllEnded(WithPolicy(NewWorkflow(("a", []), ("b", []), ("complete", ["a", "b"])), WorkflowFailurePolicy.Continue), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var members = await FetchStepsAsync();
+        Assert.Equal(["a", "b"], members.Keys.Order());
+        await Queue.CompleteAsync([Succeeded(members["a"])], Timeout);
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+
+        await Queue.CompleteAsync([Succeeded(members["b"])], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Under_the_policy_stop_a_step_released_when_all_ended_is_spared_and_runs_once_the_running_members_ended()
+    {
+        // Under stop: a fails; c (queued) and after-a (pending) are cancelled, the error step queued, and "complete" is
+        // spared: it waits for b, still running.
+        var workflow = WithErrorStep(WithAllEnded(NewWorkflow(("a", []), ("b", []), ("c", []), ("after-a", ["a"]), ("complete", ["a", "b", "c", "after-a"])),
+            "complete"), "alert");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var members = (await FetchAsync(2)).ToDictionary(l => l.Message.Headers![WorkflowHeaders.Step]);
+        Assert.Equal(["a", "b"], members.Keys.Order());
+
+        await Queue.CompleteAsync([Dead(members["a"])], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "c"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "after-a"));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+        Assert.Equal("alert", Assert.Single(await FetchStepsAsync()).Key);
+        Assert.Empty(await FetchAsync());
+
+        await Queue.CompleteAsync([Succeeded(members["b"])], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "complete"));
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Under_the_policy_stop_a_failure_that_ends_the_last_members_by_its_cancellations_releases_the_spared_step_at_once()
+    {
+        // a runs and fails; b (queued) and after-b (pending) are cancelled by the stop: every step "complete" runs after
+        // has then ended.
+        var workflow = WithAllEnded(NewWorkflow(("a", []), ("b", []), ("after-b", ["b"]), ("complete", ["a", "b", "after-b"])), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var a = await FetchOneAsync();
+        Assert.Equal("a", a.Message.Headers![WorkflowHeaders.Step]);
+
+        await Queue.CompleteAsync([Dead(a)], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "b"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "after-b"));
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "complete"));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task Cancelling_a_workflow_cancels_its_step_released_when_all_ended()
+    {
+        var workflow = WithAllEnded(WithPolicy(NewWorkflow(("a", []), ("b", []), ("complete", ["a", "b"])), WorkflowFailurePolicy.Continue), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var a = await FetchOneAsync();
+        Assert.Equal("a", a.Message.Headers![WorkflowHeaders.Step]);
+
+        Assert.True(await Workflows.CancelWorkflowAsync(workflow.Id, Timeout));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "b"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "complete"));
+        // The running member stops: every member has ended, and still nothing runs.
+        await Queue.CompleteAsync([new Completion { Lease = a.Ref, Kind = CompletionKind.Cancelled, Attempt = 1, At = Now }], Timeout);
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "complete"));
+        Assert.Equal(WorkflowState.Cancelled, (await WorkflowOf(workflow)).State);
+    }
+
+    [Fact]
+    public async Task Retrying_a_workflow_whose_step_released_when_all_ended_was_cancelled_runs_it_after_the_retried_members()
+    {
+        var workflow = WithAllEnded(WithPolicy(NewWorkflow(("a", []), ("b", []), ("complete", ["a", "b"])), WorkflowFailurePolicy.Continue), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var a = await FetchOneAsync();
+        await Queue.CompleteAsync([Succeeded(a)], Timeout);
+        Assert.True(await Workflows.CancelWorkflowAsync(workflow.Id, Timeout));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "complete"));
+
+        Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+        var b = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("b", b.Key);
+        await Queue.CompleteAsync([Dead(b.Value)], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
     }
 }

@@ -46,7 +46,18 @@ public sealed class WorkflowEngineTests
         }
     }
 
+    /// <summary>A batch's onComplete: returns "step: state result-or-error type" for each member, in order.</summary>
+    public sealed class OutcomesHandler(IWorkflowClient workflows) : ITaskHandler<NoArgs, List<string>>
+    {
+        public async Task<List<string>> HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken)
+        {
+            var inputs = await workflows.GetInputsAsync(context, cancellationToken);
+            return [.. inputs.Select(i => $"{i.StepId}: {i.State?.ToApiName()} {(i.Succeeded ? i.Result<int>().ToString(System.Globalization.CultureInfo.InvariantCulture) : i.Error?.Type)}")];
+        }
+    }
+
     private static EngineHost NewHost() => new(c => c
+        .AddTask<OutcomesHandler>("batch.outcomes")
         .AddTask<AddHandler>("math.add")
         .AddTask<CollectHandler>("math.collect")
         .AddTask<FailHandler>("test.fail")
@@ -191,5 +202,54 @@ public sealed class WorkflowEngineTests
         Assert.Equal(TaskState.Dead, record.Step("2").State);
         Assert.Equal(TaskState.Cancelled, record.Step(Workflow.ChordCallbackId).State);
         Assert.StartsWith("2: dead ", Assert.Single(record.Result<List<string>>(Workflow.BatchErrorStepId)!), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_batchs_on_complete_runs_once_after_every_member_ended_and_reads_their_outcomes_in_order()
+    {
+        await using var host = NewHost();
+        await host.StartAsync();
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        TaskRequest[] members = [Add(1), new TaskRequest("test.fail", Options: new EnqueueOptions { MaxAttempts = 1 }), Add(3)];
+        var handle = await workflows.StartAsync(Workflow.Batch(members, onSuccess: new TaskRequest("math.collect"),
+            onError: new TaskRequest("ops.alert"), onComplete: new TaskRequest("batch.outcomes")));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var record = await handle.WaitAsync(timeout.Token);
+        Assert.Equal(WorkflowState.Failed, record.State);
+        var complete = record.Step(Workflow.BatchCompleteStepId);
+        Assert.Equal(WorkflowRunWhen.AllEnded, complete.RunWhen);
+        Assert.Equal(["0", "1", "2"], complete.After);
+        Assert.Equal(TaskState.Succeeded, complete.State);
+        Assert.Equal(1, complete.Task!.Attempts);
+        var outcomes = record.Result<List<string>>(Workflow.BatchCompleteStepId)!;
+        Assert.Equal("0: succeeded 1", outcomes[0]);
+        Assert.StartsWith("1: dead ", outcomes[1], StringComparison.Ordinal);
+        Assert.Equal("2: succeeded 3", outcomes[2]);
+        Assert.Equal(TaskState.Cancelled, record.Step(Workflow.ChordCallbackId).State);
+        // It started after the last member ended.
+        var lastEnd = new[] { "0", "1", "2" }.Max(id => record.Step(id).Task!.FinishedAt);
+        Assert.True(complete.Task.StartedAt >= lastEnd);
+    }
+
+    [Fact]
+    public async Task Under_stop_a_batchs_on_complete_is_spared_and_waiting_for_the_workflow_waits_for_it()
+    {
+        await using var host = NewHost();
+        await host.StartAsync();
+        var workflows = host.Services.GetRequiredService<IWorkflowClient>();
+        TaskRequest[] members = [new TaskRequest("test.fail", Options: new EnqueueOptions { MaxAttempts = 1 }), Add(2)];
+        var handle = await workflows.StartAsync(Workflow.Batch(members, onComplete: new TaskRequest("batch.outcomes")) with
+        {
+            OnFailure = WorkflowFailurePolicy.Stop,
+        });
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var record = await handle.WaitAsync(timeout.Token);
+        Assert.Equal(WorkflowState.Failed, record.State);
+        Assert.Equal(TaskState.Succeeded, record.Step(Workflow.BatchCompleteStepId).State);
+        var outcomes = record.Result<List<string>>(Workflow.BatchCompleteStepId)!;
+        Assert.Equal(2, outcomes.Count);
+        Assert.StartsWith("0: dead ", outcomes[0], StringComparison.Ordinal);
+        // The other member was stopped (cancelled) if it had not started, or ran to its end.
+        Assert.True(outcomes[1] is "1: cancelled " or "1: succeeded 2", outcomes[1]);
     }
 }
