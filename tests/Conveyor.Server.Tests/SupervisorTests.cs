@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using Conveyor.Backends;
 using Conveyor.TestBackends;
@@ -323,6 +324,85 @@ public sealed partial class SupervisorTests : IDisposable
         Assert.Equal(143, exitCode);
         Assert.Contains("Second stop signal", worker.Output, StringComparison.Ordinal);
         Assert.All((await store.GetAsync(ids)).Values, t => Assert.NotEqual(TaskState.Running, t.State));
+    }
+
+    /// <summary>The assemblies a process has mapped (the runtime maps each one it loads), by file name.</summary>
+    private static HashSet<string> LoadedAssemblies(int processId) =>
+        File.ReadAllLines($"/proc/{processId}/maps").Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(fields => fields.Length >= 6 && fields[5].EndsWith(".dll", StringComparison.Ordinal))
+            .Select(fields => Path.GetFileName(fields[5])).ToHashSet(StringComparer.Ordinal);
+
+    /// <summary>What the command reads its settings with, and what an idle supervisor must not hold beside its children.</summary>
+    private static readonly string[] CommandStack =
+    [
+        "System.CommandLine.dll", "Microsoft.Extensions.Configuration.dll", "Microsoft.Extensions.Configuration.Json.dll",
+        "Microsoft.Extensions.DependencyInjection.dll", "Microsoft.Extensions.Options.dll", "Microsoft.Extensions.Logging.dll",
+        "Microsoft.Extensions.Logging.Console.dll", "Microsoft.Extensions.Hosting.dll", "System.Text.Json.dll", "Conveyor.Sqlite.dll",
+    ];
+
+    [Fact]
+    public async Task Idle_supervisor_keeps_its_process_id_and_loads_no_command_line_configuration_DI_or_logging_stack()
+    {
+        await using var store = await OpenStoreAsync();
+        using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "2");
+        var (childPid, childId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
+        await WaitForWorkerAsync(supervisor, childId, TimeSpan.FromSeconds(60));
+
+        // The settings were checked by the full command, which then replaced its program: same process, lean image.
+        Assert.Contains($"Supervisor {supervisor.Id} runs 1 worker processes", supervisor.Output, StringComparison.Ordinal);
+        var idle = LoadedAssemblies(supervisor.Id);
+        Assert.Contains("Conveyor.dll", idle);
+        Assert.Contains("System.Diagnostics.Process.dll", idle);
+        Assert.All(CommandStack, assembly => Assert.DoesNotContain(assembly, idle));
+        // The child, which runs the host, maps them: the same reading sees them where they are.
+        Assert.Contains("Microsoft.Extensions.DependencyInjection.dll", LoadedAssemblies(childPid));
+
+        // Its leases are handed back through the backend, built when a child first exits.
+        ConveyorProcess.SignalProcess(childPid, "KILL");
+        await WaitUntilAsync(() => Regex.IsMatch(supervisor.Output, @"was killed by signal 9 \(SIGKILL\) after [\d.]+ s; \d+ leases handed back; restart 1 in"),
+            TimeSpan.FromSeconds(30), () => $"the hand-back after the kill. Output: {supervisor.Output}");
+        Assert.Contains("Conveyor.Sqlite.dll", LoadedAssemblies(supervisor.Id));
+    }
+
+    [Theory]
+    [InlineData("simple", @"^\d\d:\d\d:\d\d info: Conveyor\.WorkerSupervisor\[2\] Worker process 1 started: pid \d+, worker \S+$")]
+    [InlineData("systemd", @"^<6>Conveyor\.WorkerSupervisor\[2\] Worker process 1 started: pid \d+, worker \S+$")]
+    public async Task Supervisor_writes_its_lines_in_the_configured_log_format(string format, string pattern)
+    {
+        var environment = Environment();
+        environment["LOG_FORMAT"] = format;
+        // Not under systemd, whatever runs the tests: the format is the one asked for.
+        environment["JOURNAL_STREAM"] = "";
+        using var supervisor = ConveyorProcess.Start(_folder, environment, "worker", "--processes", "1", "--concurrency", "1");
+        var line = await supervisor.WaitForLineAsync(l => l.Contains("Worker process 1 started", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        Assert.Matches(pattern, line);
+    }
+
+    [Fact]
+    public async Task Supervisor_writes_JSON_lines_shaped_as_its_childrens()
+    {
+        var environment = Environment();
+        environment["LOG_FORMAT"] = "json";
+        using var supervisor = ConveyorProcess.Start(_folder, environment, "worker", "--processes", "1", "--concurrency", "1");
+        var supervisorLine = await supervisor.WaitForLineAsync(l => l.Contains("Worker process 1 started", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        var childLine = await supervisor.WaitForLineAsync(l => l.Contains("\"Conveyor.WorkerService\"", StringComparison.Ordinal) && l.Contains(" started on queues ", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(60));
+
+        using var entry = JsonDocument.Parse(supervisorLine);
+        using var childEntry = JsonDocument.Parse(childLine);
+        static string[] Names(JsonElement element) => element.EnumerateObject().Select(p => p.Name).ToArray();
+        Assert.Equal(Names(childEntry.RootElement), Names(entry.RootElement));
+        var root = entry.RootElement;
+        Assert.Equal(2, root.GetProperty("EventId").GetInt32());
+        Assert.Equal("Information", root.GetProperty("LogLevel").GetString());
+        Assert.Equal("Conveyor.WorkerSupervisor", root.GetProperty("Category").GetString());
+        Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", root.GetProperty("Timestamp").GetString());
+        var state = root.GetProperty("State");
+        Assert.Equal(root.GetProperty("Message").GetString(), state.GetProperty("Message").GetString());
+        Assert.Equal(JsonValueKind.Number, state.GetProperty("Slot").ValueKind);
+        Assert.Equal(1, state.GetProperty("Slot").GetInt32());
+        Assert.Equal("Worker process {Slot} started: pid {ProcessId}, worker {WorkerId}", state.GetProperty("{OriginalFormat}").GetString());
+        Assert.Equal(0, root.GetProperty("Scopes").GetArrayLength());
     }
 
     [Fact]

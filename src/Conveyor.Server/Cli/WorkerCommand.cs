@@ -1,12 +1,14 @@
 using System.CommandLine;
 using Conveyor.Server.Configuration;
 using Conveyor.Server.Hosting;
+using Conveyor.Server.Supervisor;
 using Microsoft.Extensions.Options;
 
 namespace Conveyor.Server.Cli;
 
 /// <summary><c>conveyor worker</c>: a worker (and a scheduler candidate) without HTTP; with <c>--processes N</c>, a
-/// supervisor of N such worker processes.</summary>
+/// supervisor of N such worker processes, which checks its settings here and then supervises as a
+/// <see cref="LeanSupervisor"/>.</summary>
 internal static class WorkerCommand
 {
     public static Command Create(ConfigurationFlags global, TextWriter output, TextWriter error)
@@ -33,6 +35,14 @@ internal static class WorkerCommand
             {
                 output.WriteLine($"Conveyor supervisor {Environment.ProcessId}: {options.Worker.Processes} worker processes on queues " +
                     $"{string.Join(",", options.Worker.ParseQueues().Select(q => q.Name))}, concurrency {options.Worker.Concurrency} each. Ctrl+C to stop.");
+                if (LeanSupervisor.IsSupported)
+                {
+                    var loggers = supervisorServices.GetRequiredService<ILoggerFactory>();
+                    var handoff = new SupervisorHandoff(options.Worker.Processes, ConveyorSupervisor.GracefulTimeoutFor(options),
+                        SupervisorLogFormat.Of(supervisorServices, loggers.CreateLogger<WorkerSupervisor>()), flags);
+                    // Returns only if the process could not be replaced; it then supervises as below.
+                    LeanSupervisor.ReplaceThisProcess(handoff, output, error);
+                }
                 return await ConveyorSupervisor.RunAsync(supervisorServices).ConfigureAwait(false);
             }
             await supervisorServices.DisposeAsync().ConfigureAwait(false);

@@ -78,18 +78,35 @@ public static class ConveyorSupervisor
         {
             throw new InvalidOperationException($"{ProcessesKey} must be 1 or more to supervise worker processes.");
         }
+        var loggers = services.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance;
+        return await SuperviseAsync(SettingsFor(options.Worker.Processes, GracefulTimeoutFor(options)),
+            () => services.GetRequiredService<IConveyorBackend>(), loggers.CreateLogger<WorkerSupervisor>(),
+            services.GetService<TimeProvider>() ?? TimeProvider.System, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>How long children get to stop: their drain and <see cref="StopMargin"/>.</summary>
+    internal static TimeSpan GracefulTimeoutFor(ConveyorOptions options) => options.Worker.ShutdownTimeout + StopMargin;
+
+    /// <summary>Settings that start <paramref name="processes"/> children running this process's own command.</summary>
+    internal static SupervisorSettings SettingsFor(int processes, TimeSpan gracefulTimeout)
+    {
         var (fileName, arguments) = CurrentCommand();
-        var settings = new SupervisorSettings
+        return new SupervisorSettings
         {
-            Processes = options.Worker.Processes,
+            Processes = processes,
             FileName = fileName,
             Arguments = arguments,
-            GracefulTimeout = options.Worker.ShutdownTimeout + StopMargin,
+            GracefulTimeout = gracefulTimeout,
         };
-        var loggers = services.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance;
-        await using var supervisor = new WorkerSupervisor(settings, () => services.GetRequiredService<IConveyorBackend>().Queue,
-            services.GetService<TimeProvider>() ?? TimeProvider.System, loggers.CreateLogger<WorkerSupervisor>(),
-            () => services.GetRequiredService<IConveyorBackend>().Limits);
+    }
+
+    /// <summary>Supervises until SIGTERM or SIGINT (or <paramref name="cancellationToken"/>), then drains; a second signal
+    /// kills the children. <paramref name="backend"/> is called only once a child has exited, to hand back its leases and
+    /// concurrency slots. Returns the process's exit code (see <see cref="RunAsync"/>).</summary>
+    internal static async Task<int> SuperviseAsync(SupervisorSettings settings, Func<IConveyorBackend> backend, ILogger<WorkerSupervisor> logger,
+        TimeProvider time, CancellationToken cancellationToken)
+    {
+        await using var supervisor = new WorkerSupervisor(settings, () => backend().Queue, time, logger, () => backend().Limits);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var stopNow = new CancellationTokenSource();
