@@ -25,8 +25,9 @@ public static class TaskListing
     public const int MaxLimit = 1000;
 
     /// <summary>Most sequence numbers (so at most as many rows) one page filtered by task or queue alone looks at:
-    /// 100,000, about 20 ms on SQLite and 50 ms on PostgreSQL.</summary>
-    public const long NameScanWindow = 100_000;
+    /// 50,000. Measured under load (docs/benchmarks.md): 100,000 took 13–17 ms on SQLite and 91–109 ms on PostgreSQL,
+    /// whose backward walk fetches each row from the heap.</summary>
+    public const long NameScanWindow = 50_000;
 
     /// <summary>One page of tasks matching <paramref name="query"/>, newest first.</summary>
     /// <exception cref="ArgumentException">The cursor is not one this listing handed out.</exception>
