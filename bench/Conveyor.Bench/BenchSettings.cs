@@ -60,8 +60,15 @@ internal sealed record BenchSettings
 
     public bool Wants(string workload) => Workloads.Contains("all") || Workloads.Contains(workload);
 
+    /// <summary>Whether <c>--system</c> selects <paramref name="system"/>: <c>all</c> is Conveyor and Hangfire (the systems built into
+    /// the harness), <c>peers</c> every peer of bench/peers, else each system by name.</summary>
     public bool Includes(Results.BenchSystem system) =>
-        Systems.Contains("all") || Systems.Contains(system.ToString().ToLowerInvariant());
+        Systems.Contains(system.ToString().ToLowerInvariant())
+        || (Systems.Contains("all") && system is Results.BenchSystem.Conveyor or Results.BenchSystem.Hangfire)
+        || (Systems.Contains("peers") && Conveyor.Bench.Systems.Peer.IsPeer(system));
+
+    /// <summary>Whether any peer of bench/peers is selected (the instrument Redis is then needed).</summary>
+    public bool AnyPeer => Conveyor.Bench.Systems.Peer.All.Any(p => Includes(p.System));
 
     /// <summary>Settings of the untimed warm-up pass that precedes the runs of a case: small, but enough to JIT the hot paths.</summary>
     public BenchSettings ForWarmup() => this with

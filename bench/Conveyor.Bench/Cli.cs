@@ -11,6 +11,7 @@ namespace Conveyor.Bench;
 internal static class Cli
 {
     private static readonly string[] WorkloadNames = ["all", .. BenchRunner.AllWorkloads.Select(w => w.Name)];
+    private static readonly string[] SystemNames = ["all", "peers", .. Enum.GetValues<BenchSystem>().Select(s => s.ToString().ToLowerInvariant())];
 
     public static RootCommand Build()
     {
@@ -20,12 +21,24 @@ internal static class Cli
             DefaultValueFactory = _ => ["all"],
             AllowMultipleArgumentsPerToken = true,
         };
-        var system = new Option<string>("--system")
+        var system = new Option<string[]>("--system")
         {
-            Description = "Systems to measure: all, conveyor or hangfire.",
-            DefaultValueFactory = _ => "all",
+            Description = "Systems to measure: all (conveyor and hangfire), conveyor, hangfire, and the peers of bench/peers, each on its engine's --backend: " +
+                "graphile (postgres), bullmq and sidekiq (redis), masstransit and celery (rabbitmq), or peers for all five. Repeat the option or separate with commas. " +
+                "Peers run in the enqueue, xdrain and xlatency workloads; install their runtimes once with bench/peers/install.sh.",
+            DefaultValueFactory = _ => ["all"],
+            AllowMultipleArgumentsPerToken = true,
         };
-        system.AcceptOnlyFromAmong("all", "conveyor", "hangfire");
+        system.Validators.Add(result =>
+        {
+            foreach (var name in Split(result.GetValueOrDefault<string[]>() ?? []))
+            {
+                if (!SystemNames.Contains(name))
+                {
+                    result.AddError($"Unknown system '{name}'; expected one of {string.Join(", ", SystemNames)}.");
+                }
+            }
+        });
         var synchronous = new Option<string>("--synchronous")
         {
             Description = "SQLite synchronous settings to measure Conveyor with: normal, full or both.",
@@ -174,7 +187,7 @@ internal static class Cli
             var settings = new BenchSettings
             {
                 Workloads = Split(parse.GetValue(workload) ?? ["all"]).ToHashSet(StringComparer.Ordinal),
-                Systems = new HashSet<string>(StringComparer.Ordinal) { parse.GetValue(system)! },
+                Systems = Split(parse.GetValue(system) ?? ["all"]).ToHashSet(StringComparer.Ordinal),
                 Synchronous = parse.GetValue(synchronous) switch
                 {
                     "normal" => [SqliteSynchronous.Normal],
@@ -217,6 +230,25 @@ internal static class Cli
                     return 2;
                 }
             }
+            if (settings.AnyPeer)
+            {
+                if (settings.RedisUrl is null)
+                {
+                    await Console.Error.WriteLineAsync("The peers' no-op task does one INCR on Redis, the common instrument: pass --redis-url or set CONVEYOR_TEST_REDIS " +
+                        "(export CONVEYOR_TEST_REDIS=$(bash scripts/services/redis.sh start)).");
+                    return 2;
+                }
+                var problems = Peer.All.Where(p => settings.Includes(p.System) && settings.Backends.Contains(p.Backend))
+                    .Select(p => p.RuntimeProblem()).OfType<string>().ToList();
+                if (problems.Count > 0)
+                {
+                    foreach (var problem in problems)
+                    {
+                        await Console.Error.WriteLineAsync(problem);
+                    }
+                    return 2;
+                }
+            }
             var report = await new BenchRunner(settings).RunAsync(ct);
             Console.Out.Write(Report.Markdown(report));
             if (settings.JsonPath is { } path)
@@ -229,6 +261,8 @@ internal static class Cli
 
         root.Add(IdleHostCommand());
         root.Add(ProbeWorkerCommand());
+        root.Add(DrainWorkerCommand());
+        root.Add(MassTransitCommand());
         return root;
     }
 
@@ -260,6 +294,36 @@ internal static class Cli
         command.SetAction((parse, ct) => ProbeWorker.RunAsync(
             SharedStore.Parse(parse.GetValue(backend)!, parse.GetValue(location)!, parse.GetValue(name)!, parse.GetValue(synchronous)!),
             parse.GetValue(workers), parse.GetValue(expect), parse.GetValue(output)!, ct));
+        return command;
+    }
+
+    private static Command DrainWorkerCommand()
+    {
+        var backend = new Option<string>("--backend") { Required = true };
+        var location = new Option<string>("--location") { Required = true };
+        var name = new Option<string>("--name") { DefaultValueFactory = _ => "" };
+        var synchronous = new Option<string>("--synchronous") { DefaultValueFactory = _ => "Normal" };
+        var workers = Positive(new Option<int>("--workers") { DefaultValueFactory = _ => 16 });
+        var instrument = new Option<string>("--instrument") { Required = true };
+        var counter = new Option<string>("--counter") { Required = true };
+        var command = new Command(DrainWorker.Command, "Internal: the worker process of the xdrain workload.")
+        {
+            backend, location, name, synchronous, workers, instrument, counter,
+        };
+        command.Hidden = true;
+        command.SetAction((parse, ct) => DrainWorker.RunAsync(
+            SharedStore.Parse(parse.GetValue(backend)!, parse.GetValue(location)!, parse.GetValue(name)!, parse.GetValue(synchronous)!),
+            parse.GetValue(workers), parse.GetValue(instrument)!, parse.GetValue(counter)!, ct));
+        return command;
+    }
+
+    private static Command MassTransitCommand()
+    {
+        var which = new Argument<string>("command") { Description = "enqueue, fill, latency or worker" };
+        var arguments = new Argument<string[]>("arguments") { Arity = ArgumentArity.ZeroOrMore };
+        var command = new Command(MassTransitPeer.Command, "Internal: MassTransit as a peer (bench/peers/README.md).") { which, arguments };
+        command.Hidden = true;
+        command.SetAction((parse, ct) => MassTransitPeer.RunAsync(parse.GetValue(which)!, parse.GetValue(arguments) ?? [], ct));
         return command;
     }
 
