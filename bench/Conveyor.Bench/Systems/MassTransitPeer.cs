@@ -53,9 +53,15 @@ internal static class MassTransitPeer
         var queue = Required("PEER_NAME");
         var worker = command == "worker";
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
+            .SetMinimumLevel(Enum.Parse<LogLevel>(Environment.GetEnvironmentVariable("PEER_LOG_LEVEL") ?? "Warning"));
+        // Start the bus before the host's start returns (MassTransit's default does not wait), so that `ready` means consuming.
+        builder.Services.AddOptions<MassTransitHostOptions>().Configure(o => o.WaitUntilStarted = true);
         builder.Services.AddSingleton(new PeerKeys(Required("PEER_COUNTER"), Required("PEER_SAMPLES")));
-        builder.Services.AddSingleton<IConnectionMultiplexer>(_ => ConnectionMultiplexer.Connect(RedisUrl.Parse(Required("PEER_REDIS"))));
+        // Connected before the bus starts: a synchronous connect inside the first consumers' resolution blocks the thread pool
+        // (64 consumers at once) and stalled the first deliveries by 15 s.
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(Required("PEER_REDIS")));
+        builder.Services.AddSingleton<IConnectionMultiplexer>(redis);
         builder.Services.AddMassTransit(x =>
         {
             if (worker)
@@ -107,11 +113,12 @@ internal static class MassTransitPeer
                 case "enqueue":
                     {
                         var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{queue}"));
-                        await endpoint.Send(new MtNoop(), ct); // declares the queue and opens the channel: not counted
+                        await endpoint.Send(new MtNoop(), ct); // declares the queue and opens the channel: not timed
+                        Console.WriteLine("warm 1");
                         var n = int.Parse(arguments[0], CultureInfo.InvariantCulture);
                         var limit = TimeSpan.FromSeconds(double.Parse(arguments[1], CultureInfo.InvariantCulture));
                         var start = Stopwatch.GetTimestamp();
-                        var count = 1;
+                        var count = 0;
                         while (count < n && Stopwatch.GetElapsedTime(start) < limit)
                         {
                             await endpoint.Send(new MtNoop(), ct);

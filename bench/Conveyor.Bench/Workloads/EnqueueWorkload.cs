@@ -55,12 +55,14 @@ internal sealed class EnqueueWorkload(BenchBackend backend = BenchBackend.Sqlite
             s.Tasks.ToString(System.Globalization.CultureInfo.InvariantCulture), s.TimeLimit.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var count = Peer.Read(lines, "enqueued");
         var seconds = Peer.Read(lines, "enqueued", 2);
+        // The first call connects (and declares) and is not timed, as Conveyor's host is started before its clock.
+        var warm = lines.Any(l => l.StartsWith("warm ", StringComparison.Ordinal)) ? Peer.Read(lines, "warm") : 0;
         var stored = Peer.Read(lines, "stored");
-        if (stored != count)
+        if (stored != count + warm)
         {
-            throw new InvalidOperationException($"{peer.Variant} acknowledged {count} enqueues but its store holds {stored}.");
+            throw new InvalidOperationException($"{peer.Variant} acknowledged {count + warm} enqueues but its store holds {stored}.");
         }
-        return [new Metric(Single, "tasks/s", true, stored / seconds)];
+        return [new Metric(Single, "tasks/s", true, count / seconds)];
     }
 
     private static string Single => "enqueue, one at a time";
