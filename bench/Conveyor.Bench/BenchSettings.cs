@@ -42,6 +42,11 @@ internal sealed record BenchSettings
     public TimeSpan TimeLimit { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan Idle { get; init; } = TimeSpan.FromSeconds(5);
     public bool Warmup { get; init; } = true;
+    /// <summary>Queued tasks of each <c>xdrain</c> run (<c>--drain-sizes</c>); null for <see cref="Tasks"/> alone.</summary>
+    public IReadOnlyList<int>? DrainSizes { get; init; }
+
+    /// <summary>The sizes <c>xdrain</c> measures, in order.</summary>
+    public IReadOnlyList<int> XDrainSizes => DrainSizes ?? [Tasks];
     /// <summary>Whether the drain updates the engine's statistics of the filled table before its worker starts
     /// (<c>--analyze</c>): what autovacuum has done to any table of a running deployment.</summary>
     public bool Analyze { get; init; }
@@ -74,6 +79,7 @@ internal sealed record BenchSettings
     public BenchSettings ForWarmup() => this with
     {
         Tasks = Math.Min(Tasks, 5_000),
+        DrainSizes = [Math.Min(XDrainSizes.Min(), 5_000)],
         Duration = TimeSpan.FromSeconds(Math.Min(Duration.TotalSeconds, 1)),
         TimeLimit = TimeSpan.FromSeconds(Math.Min(TimeLimit.TotalSeconds, 3)),
     };

@@ -151,6 +151,17 @@ internal static class Cli
             Description = "Drain: after the untimed fill, update the engine's statistics of the tasks table (PostgreSQL ANALYZE, SQLite ANALYZE), " +
                 "as autovacuum has done to any table of a running deployment. Default: a fresh table without statistics.",
         };
+        var drainSizes = new Option<string?>("--drain-sizes")
+        {
+            Description = "xdrain: the numbers of queued tasks to drain, comma-separated, each a run of its own (such as 20000,100000). Default: --tasks.",
+        };
+        drainSizes.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } text && ParseSizes(text) is null)
+            {
+                result.AddError($"--drain-sizes '{text}': give positive whole numbers separated by commas, such as 20000,100000.");
+            }
+        });
         var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the untimed warm-up run that precedes each case's runs." };
         var server = new Option<string?>("--server")
         {
@@ -168,7 +179,7 @@ internal static class Cli
             """)
         {
             workload, system, backend, postgresUrl, redisUrl, amqpUrl, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, rateLimit,
-            concurrencyLimit, duration, timeLimit, idle, noWarmup, analyze,
+            concurrencyLimit, duration, timeLimit, idle, noWarmup, analyze, drainSizes,
             server, serverCommand, workerCommand, json,
         };
         workload.Validators.Add(result =>
@@ -213,6 +224,7 @@ internal static class Cli
                 Idle = TimeSpan.FromSeconds(parse.GetValue(idle)),
                 Warmup = !parse.GetValue(noWarmup),
                 Analyze = parse.GetValue(analyze),
+                DrainSizes = parse.GetValue(drainSizes) is { } sizes ? ParseSizes(sizes) : null,
                 Server = parse.GetValue(server) is { Length: > 0 } program ? Path.GetFullPath(program) : null,
                 ServerCommand = parse.GetValue(serverCommand)!,
                 WorkerCommand = parse.GetValue(workerCommand)!,
@@ -263,6 +275,7 @@ internal static class Cli
         root.Add(ProbeWorkerCommand());
         root.Add(DrainWorkerCommand());
         root.Add(MassTransitCommand());
+        root.Add(HangfireDrainWorkerCommand());
         return root;
     }
 
@@ -324,6 +337,37 @@ internal static class Cli
         var command = new Command(MassTransitPeer.Command, "Internal: MassTransit as a peer (bench/peers/README.md).") { which, arguments };
         command.Hidden = true;
         command.SetAction((parse, ct) => MassTransitPeer.RunAsync(parse.GetValue(which)!, parse.GetValue(arguments) ?? [], ct));
+        return command;
+    }
+
+    private static List<int>? ParseSizes(string text)
+    {
+        var sizes = new List<int>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part.Replace("_", "", StringComparison.Ordinal), NumberStyles.None, CultureInfo.InvariantCulture, out var size) || size <= 0)
+            {
+                return null;
+            }
+            sizes.Add(size);
+        }
+        return sizes.Count == 0 ? null : sizes;
+    }
+
+    private static Command HangfireDrainWorkerCommand()
+    {
+        var tasks = Positive(new Option<int>("--tasks") { Required = true });
+        var workers = Positive(new Option<int>("--workers") { DefaultValueFactory = _ => 16 });
+        var instrument = new Option<string>("--instrument") { Required = true };
+        var counter = new Option<string>("--counter") { Required = true };
+        var go = new Option<string>("--go") { Required = true };
+        var command = new Command(HangfireDrainWorker.Command, "Internal: Hangfire.InMemory's worker process of the xdrain workload.")
+        {
+            tasks, workers, instrument, counter, go,
+        };
+        command.Hidden = true;
+        command.SetAction((parse, ct) => HangfireDrainWorker.RunAsync(parse.GetValue(tasks), parse.GetValue(workers), parse.GetValue(instrument)!,
+            parse.GetValue(counter)!, parse.GetValue(go)!, ct));
         return command;
     }
 

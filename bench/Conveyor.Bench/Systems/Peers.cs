@@ -261,8 +261,9 @@ internal static class DrainClock
 
     /// <summary>Starts the worker process(es) with <paramref name="start"/> and times them until the counter at
     /// <paramref name="counterKey"/> reaches <paramref name="total"/>; reads their peak RSS then.</summary>
+    /// <param name="suffix">Appended to each metric's name (", 20,000 queued").</param>
     public static async Task<IReadOnlyList<Metric>> MeasureAsync(int total, IDatabase redis, string counterKey,
-        Func<IReadOnlyList<ChildProcess>> start, CancellationToken ct)
+        Func<IReadOnlyList<ChildProcess>> start, string suffix, CancellationToken ct)
     {
         var t0 = Stopwatch.GetTimestamp();
         var workers = start();
@@ -312,12 +313,12 @@ internal static class DrainClock
             double Seconds(long from, long to) => (to - from) / (double)Stopwatch.Frequency;
             return
             [
-                new Metric("drain from worker start", "tasks/s", true, total / Seconds(t0, done)),
-                new Metric("drain, steady (10 % to 90 % done)", "tasks/s", true, (ninetieth!.Value - tenth!.Value) <= 0
+                new Metric($"drain from worker start{suffix}", "tasks/s", true, total / Seconds(t0, done)),
+                new Metric($"drain, steady (10 % to 90 % done){suffix}", "tasks/s", true, (ninetieth!.Value - tenth!.Value) <= 0
                     ? double.NaN
                     : (total - (2 * (total / 10))) / Seconds(tenth.Value, ninetieth.Value)),
-                new Metric("worker start to first task done", "ms", false, Seconds(t0, first!.Value) * 1000),
-                new Metric("worker peak RSS (VmHWM, all its processes)", "MiB", false, peakKiB / 1024.0),
+                new Metric($"worker start to first task done{suffix}", "ms", false, Seconds(t0, first!.Value) * 1000),
+                new Metric($"worker peak RSS (VmHWM, all its processes){suffix}", "MiB", false, peakKiB / 1024.0),
             ];
         }
         finally

@@ -39,13 +39,37 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
                 ? BenchCase.Skip(key, "xdrain counts tasks with an INCR on Redis: pass --redis-url or set CONVEYOR_TEST_REDIS")
                 : new BenchCase(key, (s, ct) => RunConveyorAsync(s, target, ct));
         }
+        if (backend == BenchBackend.Sqlite)
+        {
+            // The embedded peer: Hangfire.InMemory, whose store lives in its worker's process (filled there, untimed).
+            var key = new CaseKey(Name, BenchSystem.Hangfire, Variants.HangfireInMemory);
+            yield return settings.RedisUrl is null
+                ? BenchCase.Skip(key, "xdrain counts tasks with an INCR on Redis: pass --redis-url or set CONVEYOR_TEST_REDIS")
+                : new BenchCase(key, (s, ct) => EachSize(s, RunHangfireAsync, ct));
+        }
         foreach (var peer in Peer.On(backend, settings))
         {
-            yield return new BenchCase(new CaseKey(Name, peer.System, peer.Variant), (s, ct) => RunPeerAsync(s, peer, ct));
+            yield return new BenchCase(new CaseKey(Name, peer.System, peer.Variant), (s, ct) => EachSize(s, (s, sfx, ct) => RunPeerAsync(s, peer, sfx, ct), ct));
         }
     }
 
-    private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
+    /// <summary>One run of every <c>--drain-sizes</c> size in turn, each size's metrics named after it.</summary>
+    private static async Task<IReadOnlyList<Metric>> EachSize(BenchSettings s,
+        Func<BenchSettings, string, CancellationToken, Task<IReadOnlyList<Metric>>> run, CancellationToken ct)
+    {
+        var metrics = new List<Metric>();
+        foreach (var size in s.XDrainSizes)
+        {
+            var suffix = string.Create(CultureInfo.InvariantCulture, $", {size:N0} queued{(s.Analyze ? ", analyzed" : "")}");
+            metrics.AddRange(await run(s with { Tasks = size }, suffix, ct));
+        }
+        return metrics;
+    }
+
+    private static Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct) =>
+        EachSize(s, (s, suffix, ct) => RunConveyorAsync(s, target, suffix, ct), ct);
+
+    private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, string suffix, CancellationToken ct)
     {
         using var dir = new TempDirectory("xdrain");
         var store = SharedStore.Fresh(target, s, dir);
@@ -72,7 +96,7 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
                     [DrainWorker.Command, .. store.Arguments, "--workers", s.Workers.ToString(CultureInfo.InvariantCulture),
                         "--instrument", s.RedisUrl!, "--counter", counter],
                     new Dictionary<string, string>(), dir.Path),
-            ], ct);
+            ], suffix, ct);
             await using (var checker = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
             {
                 await Wait.UntilAsync(async () => await checker.CountAsync(TaskState.Succeeded, ct) >= s.Tasks, TimeSpan.FromMilliseconds(20),
@@ -87,7 +111,39 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
         }
     }
 
-    private static async Task<IReadOnlyList<Metric>> RunPeerAsync(BenchSettings s, Peer peer, CancellationToken ct)
+    private static async Task<IReadOnlyList<Metric>> RunHangfireAsync(BenchSettings s, string suffix, CancellationToken ct)
+    {
+        using var dir = new TempDirectory("xdrain-hangfire");
+        var counter = $"bench:xdrain_{Guid.NewGuid():N}:count";
+        var go = dir.File("go");
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Conveyor.Redis.RedisUrl.Parse(s.RedisUrl!));
+        var worker = ChildProcess.Start(typeof(WorkerDrainWorkload).Assembly.Location,
+            [HangfireDrainWorker.Command, "--tasks", s.Tasks.ToString(CultureInfo.InvariantCulture), "--workers", s.Workers.ToString(CultureInfo.InvariantCulture),
+                "--instrument", s.RedisUrl!, "--counter", counter, "--go", go],
+            new Dictionary<string, string>(), dir.Path);
+        try
+        {
+            await Wait.UntilAsync(() => worker.HasExited || worker.Lines.Contains(HangfireDrainWorker.FilledLine), TimeSpan.FromMilliseconds(20),
+                TimeSpan.FromMinutes(5), "Hangfire.InMemory's worker process to fill its storage", ct);
+            if (worker.HasExited)
+            {
+                throw new InvalidOperationException($"Hangfire's worker process exited. Its last output:{Environment.NewLine}{worker.Output}");
+            }
+            // Its clock starts at the go signal, not at the process's start: the store is in that process and was filled first.
+            return await DrainClock.MeasureAsync(s.Tasks, redis.GetDatabase(), counter, () =>
+            {
+                File.WriteAllText(go, "");
+                return [worker];
+            }, suffix, ct);
+        }
+        finally
+        {
+            worker.Dispose();
+            await redis.GetDatabase().KeyDeleteAsync(counter);
+        }
+    }
+
+    private static async Task<IReadOnlyList<Metric>> RunPeerAsync(BenchSettings s, Peer peer, string suffix, CancellationToken ct)
     {
         await using var run = peer.Fresh(s);
         var filled = Peer.Read(await peer.RunAsync(run, "fill", TimeSpan.FromMinutes(10), ct, s.Tasks.ToString(CultureInfo.InvariantCulture)), "filled");
@@ -99,7 +155,7 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
         {
             await peer.RunAsync(run, "analyze", TimeSpan.FromMinutes(2), ct);
         }
-        return await DrainClock.MeasureAsync(s.Tasks, await run.InstrumentAsync(), run.CounterKey, () => peer.StartWorkers(run), ct);
+        return await DrainClock.MeasureAsync(s.Tasks, await run.InstrumentAsync(), run.CounterKey, () => peer.StartWorkers(run), suffix, ct);
     }
 }
 
@@ -115,6 +171,54 @@ internal sealed class IncrTask : ITaskHandler<NoArgs>
 
     public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken) =>
         Database!.StringIncrementAsync(Counter);
+}
+
+/// <summary>The hidden <c>__hangfire-drain-worker</c> command: Hangfire 1.8 on Hangfire.InMemory (configured as in the other tables)
+/// fills its storage with <c>--tasks</c> jobs of <see cref="HangfireIncr.Incr"/>, prints <c>filled</c>, waits for the <c>--go</c>
+/// file, and starts a server with <c>--workers</c> workers; it runs until it is killed.</summary>
+internal static class HangfireDrainWorker
+{
+    public const string Command = "__hangfire-drain-worker";
+    public const string FilledLine = "filled";
+
+    public static async Task<int> RunAsync(int tasks, int workers, string instrument, string counter, string go, CancellationToken ct)
+    {
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Conveyor.Redis.RedisUrl.Parse(instrument));
+        HangfireIncr.Database = redis.GetDatabase();
+        HangfireIncr.Counter = counter;
+        using var hangfire = new HangfireInstance();
+        var job = Hangfire.Common.Job.FromExpression(() => HangfireIncr.Incr());
+        for (var n = 0; n < tasks; n++)
+        {
+            hangfire.EnqueuePrebuilt(job);
+        }
+        Console.WriteLine(FilledLine);
+        while (!File.Exists(go))
+        {
+            await Task.Delay(1, ct);
+        }
+        hangfire.StartServer(workers);
+        try
+        {
+            await Task.Delay(Timeout.Infinite, ct);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopped by SIGTERM or Ctrl+C.
+        }
+        return 0;
+    }
+}
+
+/// <summary>Hangfire's job of <c>xdrain</c>: one <c>INCR</c> on the instrument Redis (Hangfire needs a public method).</summary>
+public static class HangfireIncr
+{
+    internal static IDatabase? Database { get; set; }
+
+    internal static RedisKey Counter { get; set; }
+
+    /// <summary>The counterpart of <c>bench.incr</c>.</summary>
+    public static void Incr() => Database!.StringIncrement(Counter);
 }
 
 /// <summary>The hidden <c>__drain-worker</c> command: a Conveyor worker process for <c>xdrain</c> (defaults, <c>--workers</c>
