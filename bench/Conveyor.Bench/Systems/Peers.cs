@@ -212,6 +212,12 @@ internal sealed class PeerRun(Peer peer, string url, string name, string instrum
                     }
                 case BenchBackend.Redis:
                     await DeleteKeysAsync(url, $"*{name}*");
+                    if (peer.System == BenchSystem.Sidekiq)
+                    {
+                        // Sidekiq lists every queue it has seen in its `queues` set.
+                        await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisUrl.Parse(url));
+                        await redis.GetDatabase().SetRemoveAsync("queues", name);
+                    }
                     break;
                 case BenchBackend.RabbitMq:
                     {
