@@ -54,19 +54,21 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
     }
 
     /// <summary>One run of every <c>--drain-sizes</c> size in turn, each size's metrics named after it.</summary>
-    private static async Task<IReadOnlyList<Metric>> EachSize(BenchSettings s,
+    private async Task<IReadOnlyList<Metric>> EachSize(BenchSettings s,
         Func<BenchSettings, string, CancellationToken, Task<IReadOnlyList<Metric>>> run, CancellationToken ct)
     {
         var metrics = new List<Metric>();
         foreach (var size in s.XDrainSizes)
         {
-            var suffix = string.Create(CultureInfo.InvariantCulture, $", {size:N0} queued{(s.Analyze ? ", analyzed" : "")}");
+            // Redis keeps no statistics: --analyze changes nothing there, and the name does not say it did.
+            var analyzed = s.Analyze && backend != BenchBackend.Redis ? ", analyzed" : "";
+            var suffix = string.Create(CultureInfo.InvariantCulture, $", {size:N0} queued{analyzed}");
             metrics.AddRange(await run(s with { Tasks = size }, suffix, ct));
         }
         return metrics;
     }
 
-    private static Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct) =>
+    private Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct) =>
         EachSize(s, (s, suffix, ct) => RunConveyorAsync(s, target, suffix, ct), ct);
 
     private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, string suffix, CancellationToken ct)
