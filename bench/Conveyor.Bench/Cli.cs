@@ -173,7 +173,8 @@ internal static class Cli
         var json = new Option<string?>("--json") { Description = "Also write machine-readable results to this file." };
 
         var root = new RootCommand("""
-            Conveyor's throughput and latency harness, with Hangfire 1.8 measured in the same run (Hangfire.InMemory against SQLite; Hangfire.PostgreSql, Hangfire.Redis.StackExchange on the same servers).
+            Conveyor's throughput and latency harness, with Hangfire 1.8 measured in the same run (Hangfire.InMemory against SQLite; Hangfire.PostgreSql, Hangfire.Redis.StackExchange on the same servers),
+            and with --system peers the strongest peer on each engine (Graphile Worker, BullMQ, Sidekiq, MassTransit, Celery; install them once with bench/peers/install.sh).
             Build and run in Release: dotnet run -c Release --project bench/Conveyor.Bench -- [options].
             Writes a markdown report to stdout and progress to stderr. See docs/benchmarks.md.
             """)
