@@ -268,10 +268,12 @@ internal static class DrainClock
     /// <summary>Starts the worker process(es) with <paramref name="start"/> and times them until the counter at
     /// <paramref name="counterKey"/> reaches <paramref name="total"/>; reads their peak RSS then.</summary>
     /// <param name="suffix">Appended to each metric's name (", 20,000 queued").</param>
+    /// <param name="startedBefore">Start-up the worker made before <paramref name="start"/> was called (Hangfire.InMemory's
+    /// process start, before its fill), counted as if it had been made after.</param>
     public static async Task<IReadOnlyList<Metric>> MeasureAsync(int total, IDatabase redis, string counterKey,
-        Func<IReadOnlyList<ChildProcess>> start, string suffix, CancellationToken ct)
+        Func<IReadOnlyList<ChildProcess>> start, string suffix, CancellationToken ct, TimeSpan startedBefore = default)
     {
-        var t0 = Stopwatch.GetTimestamp();
+        var t0 = Stopwatch.GetTimestamp() - (long)(startedBefore.TotalSeconds * Stopwatch.Frequency);
         var workers = start();
         try
         {

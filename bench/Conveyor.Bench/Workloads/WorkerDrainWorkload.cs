@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using Conveyor.Bench.Infrastructure;
 using Conveyor.Bench.Results;
@@ -119,6 +120,7 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
         var counter = $"bench:xdrain_{Guid.NewGuid():N}:count";
         var go = dir.File("go");
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Conveyor.Redis.RedisUrl.Parse(s.RedisUrl!));
+        var spawned = Stopwatch.GetTimestamp();
         var worker = ChildProcess.Start(typeof(WorkerDrainWorkload).Assembly.Location,
             [HangfireDrainWorker.Command, "--tasks", s.Tasks.ToString(CultureInfo.InvariantCulture), "--workers", s.Workers.ToString(CultureInfo.InvariantCulture),
                 "--instrument", s.RedisUrl!, "--counter", counter, "--go", go],
@@ -131,12 +133,19 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
             {
                 throw new InvalidOperationException($"Hangfire's worker process exited. Its last output:{Environment.NewLine}{worker.Output}");
             }
-            // Its clock starts at the go signal, not at the process's start: the store is in that process and was filled first.
+            // The store is in that process and was filled first: the clock runs from the go signal, and the process's own
+            // start (from its spawn to its first line, before the fill) is added to it, so that start-up counts as for the others.
+            var up = Stopwatch.GetTimestamp() - spawned;
+            var upLine = worker.Lines.FirstOrDefault(l => l.StartsWith(HangfireDrainWorker.UpLine + " ", StringComparison.Ordinal));
+            var startUp = upLine is null
+                ? TimeSpan.Zero
+                : TimeSpan.FromSeconds((long.Parse(upLine.AsSpan(HangfireDrainWorker.UpLine.Length + 1), CultureInfo.InvariantCulture) - spawned) / (double)Stopwatch.Frequency);
+            BenchRunner.Log($"  (Hangfire.InMemory: process start {startUp.TotalMilliseconds:0} ms, added to its clock; fill done {up / (double)Stopwatch.Frequency:0.0} s after the spawn)");
             return await DrainClock.MeasureAsync(s.Tasks, redis.GetDatabase(), counter, () =>
             {
                 File.WriteAllText(go, "");
                 return [worker];
-            }, suffix, ct);
+            }, suffix, ct, startUp);
         }
         finally
         {
@@ -182,9 +191,12 @@ internal static class HangfireDrainWorker
 {
     public const string Command = "__hangfire-drain-worker";
     public const string FilledLine = "filled";
+    public const string UpLine = "up";
 
     public static async Task<int> RunAsync(int tasks, int workers, string instrument, string counter, string go, CancellationToken ct)
     {
+        // The Stopwatch (CLOCK_MONOTONIC) time at which the process runs its own code: its start-up, for the harness.
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{UpLine} {Stopwatch.GetTimestamp()}"));
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Conveyor.Redis.RedisUrl.Parse(instrument));
         HangfireIncr.Database = redis.GetDatabase();
         HangfireIncr.Counter = counter;
