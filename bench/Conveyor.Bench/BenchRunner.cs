@@ -11,13 +11,13 @@ namespace Conveyor.Bench;
 internal sealed class BenchRunner(BenchSettings settings)
 {
     public static IReadOnlyList<IWorkload> AllWorkloads { get; } =
-        [new EnqueueWorkload(), new DrainWorkload(), new LatencyWorkload(), new HttpWorkload(), new RssWorkload(), new CrossProcessLatencyWorkload(), new EventsWorkload(), new WorkflowWorkload(), new ListWorkload()];
+        [new EnqueueWorkload(), new DrainWorkload(), new LatencyWorkload(), new HttpWorkload(), new RssWorkload(), new CrossProcessLatencyWorkload(), new EventsWorkload(), new WorkflowWorkload(), new ListWorkload(), new WorkerDrainWorkload()];
 
     /// <summary>The workloads made on <paramref name="backend"/>: all of them on SQLite; on a server all but the idle memory one.</summary>
     public static IReadOnlyList<IWorkload> Workloads(BenchBackend backend) => backend == BenchBackend.Sqlite
         ? AllWorkloads
         : [new EnqueueWorkload(backend), new DrainWorkload(backend), new LatencyWorkload(backend), new HttpWorkload(backend),
-            new CrossProcessLatencyWorkload(backend), new EventsWorkload(backend), new WorkflowWorkload(backend), new ListWorkload(backend)];
+            new CrossProcessLatencyWorkload(backend), new EventsWorkload(backend), new WorkflowWorkload(backend), new ListWorkload(backend), new WorkerDrainWorkload(backend)];
 
     public async Task<BenchReport> RunAsync(CancellationToken ct)
     {

@@ -42,6 +42,11 @@ internal sealed record BenchSettings
     public TimeSpan TimeLimit { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan Idle { get; init; } = TimeSpan.FromSeconds(5);
     public bool Warmup { get; init; } = true;
+    /// <summary>Queued tasks of each <c>xdrain</c> run (<c>--drain-sizes</c>); null for <see cref="Tasks"/> alone.</summary>
+    public IReadOnlyList<int>? DrainSizes { get; init; }
+
+    /// <summary>The sizes <c>xdrain</c> measures, in order.</summary>
+    public IReadOnlyList<int> XDrainSizes => DrainSizes ?? [Tasks];
     /// <summary>Whether the drain updates the engine's statistics of the filled table before its worker starts
     /// (<c>--analyze</c>): what autovacuum has done to any table of a running deployment.</summary>
     public bool Analyze { get; init; }
@@ -60,13 +65,21 @@ internal sealed record BenchSettings
 
     public bool Wants(string workload) => Workloads.Contains("all") || Workloads.Contains(workload);
 
+    /// <summary>Whether <c>--system</c> selects <paramref name="system"/>: <c>all</c> is Conveyor and Hangfire (the systems built into
+    /// the harness), <c>peers</c> every peer of bench/peers, else each system by name.</summary>
     public bool Includes(Results.BenchSystem system) =>
-        Systems.Contains("all") || Systems.Contains(system.ToString().ToLowerInvariant());
+        Systems.Contains(system.ToString().ToLowerInvariant())
+        || (Systems.Contains("all") && system is Results.BenchSystem.Conveyor or Results.BenchSystem.Hangfire)
+        || (Systems.Contains("peers") && Conveyor.Bench.Systems.Peer.IsPeer(system));
+
+    /// <summary>Whether any peer of bench/peers is selected (the instrument Redis is then needed).</summary>
+    public bool AnyPeer => Conveyor.Bench.Systems.Peer.All.Any(p => Includes(p.System));
 
     /// <summary>Settings of the untimed warm-up pass that precedes the runs of a case: small, but enough to JIT the hot paths.</summary>
     public BenchSettings ForWarmup() => this with
     {
         Tasks = Math.Min(Tasks, 5_000),
+        DrainSizes = [Math.Min(XDrainSizes.Min(), 5_000)],
         Duration = TimeSpan.FromSeconds(Math.Min(Duration.TotalSeconds, 1)),
         TimeLimit = TimeSpan.FromSeconds(Math.Min(TimeLimit.TotalSeconds, 3)),
     };

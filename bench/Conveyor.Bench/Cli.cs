@@ -11,6 +11,7 @@ namespace Conveyor.Bench;
 internal static class Cli
 {
     private static readonly string[] WorkloadNames = ["all", .. BenchRunner.AllWorkloads.Select(w => w.Name)];
+    private static readonly string[] SystemNames = ["all", "peers", .. Enum.GetValues<BenchSystem>().Select(s => s.ToString().ToLowerInvariant())];
 
     public static RootCommand Build()
     {
@@ -20,12 +21,24 @@ internal static class Cli
             DefaultValueFactory = _ => ["all"],
             AllowMultipleArgumentsPerToken = true,
         };
-        var system = new Option<string>("--system")
+        var system = new Option<string[]>("--system")
         {
-            Description = "Systems to measure: all, conveyor or hangfire.",
-            DefaultValueFactory = _ => "all",
+            Description = "Systems to measure: all (conveyor and hangfire), conveyor, hangfire, and the peers of bench/peers, each on its engine's --backend: " +
+                "graphile (postgres), bullmq and sidekiq (redis), masstransit and celery (rabbitmq), or peers for all five. Repeat the option or separate with commas. " +
+                "Peers run in the enqueue, xdrain and xlatency workloads; install their runtimes once with bench/peers/install.sh.",
+            DefaultValueFactory = _ => ["all"],
+            AllowMultipleArgumentsPerToken = true,
         };
-        system.AcceptOnlyFromAmong("all", "conveyor", "hangfire");
+        system.Validators.Add(result =>
+        {
+            foreach (var name in Split(result.GetValueOrDefault<string[]>() ?? []))
+            {
+                if (!SystemNames.Contains(name))
+                {
+                    result.AddError($"Unknown system '{name}'; expected one of {string.Join(", ", SystemNames)}.");
+                }
+            }
+        });
         var synchronous = new Option<string>("--synchronous")
         {
             Description = "SQLite synchronous settings to measure Conveyor with: normal, full or both.",
@@ -138,6 +151,17 @@ internal static class Cli
             Description = "Drain: after the untimed fill, update the engine's statistics of the tasks table (PostgreSQL ANALYZE, SQLite ANALYZE), " +
                 "as autovacuum has done to any table of a running deployment. Default: a fresh table without statistics.",
         };
+        var drainSizes = new Option<string?>("--drain-sizes")
+        {
+            Description = "xdrain: the numbers of queued tasks to drain, comma-separated, each a run of its own (such as 20000,100000). Default: --tasks.",
+        };
+        drainSizes.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } text && ParseSizes(text) is null)
+            {
+                result.AddError($"--drain-sizes '{text}': give positive whole numbers separated by commas, such as 20000,100000.");
+            }
+        });
         var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the untimed warm-up run that precedes each case's runs." };
         var server = new Option<string?>("--server")
         {
@@ -149,13 +173,14 @@ internal static class Cli
         var json = new Option<string?>("--json") { Description = "Also write machine-readable results to this file." };
 
         var root = new RootCommand("""
-            Conveyor's throughput and latency harness, with Hangfire 1.8 measured in the same run (Hangfire.InMemory against SQLite; Hangfire.PostgreSql, Hangfire.Redis.StackExchange on the same servers).
+            Conveyor's throughput and latency harness, with Hangfire 1.8 measured in the same run (Hangfire.InMemory against SQLite; Hangfire.PostgreSql, Hangfire.Redis.StackExchange on the same servers),
+            and with --system peers the strongest peer on each engine (Graphile Worker, BullMQ, Sidekiq, MassTransit, Celery; install them once with bench/peers/install.sh).
             Build and run in Release: dotnet run -c Release --project bench/Conveyor.Bench -- [options].
             Writes a markdown report to stdout and progress to stderr. See docs/benchmarks.md.
             """)
         {
             workload, system, backend, postgresUrl, redisUrl, amqpUrl, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, rateLimit,
-            concurrencyLimit, duration, timeLimit, idle, noWarmup, analyze,
+            concurrencyLimit, duration, timeLimit, idle, noWarmup, analyze, drainSizes,
             server, serverCommand, workerCommand, json,
         };
         workload.Validators.Add(result =>
@@ -174,7 +199,7 @@ internal static class Cli
             var settings = new BenchSettings
             {
                 Workloads = Split(parse.GetValue(workload) ?? ["all"]).ToHashSet(StringComparer.Ordinal),
-                Systems = new HashSet<string>(StringComparer.Ordinal) { parse.GetValue(system)! },
+                Systems = Split(parse.GetValue(system) ?? ["all"]).ToHashSet(StringComparer.Ordinal),
                 Synchronous = parse.GetValue(synchronous) switch
                 {
                     "normal" => [SqliteSynchronous.Normal],
@@ -200,6 +225,7 @@ internal static class Cli
                 Idle = TimeSpan.FromSeconds(parse.GetValue(idle)),
                 Warmup = !parse.GetValue(noWarmup),
                 Analyze = parse.GetValue(analyze),
+                DrainSizes = parse.GetValue(drainSizes) is { } sizes ? ParseSizes(sizes) : null,
                 Server = parse.GetValue(server) is { Length: > 0 } program ? Path.GetFullPath(program) : null,
                 ServerCommand = parse.GetValue(serverCommand)!,
                 WorkerCommand = parse.GetValue(workerCommand)!,
@@ -217,6 +243,25 @@ internal static class Cli
                     return 2;
                 }
             }
+            if (settings.AnyPeer)
+            {
+                if (settings.RedisUrl is null)
+                {
+                    await Console.Error.WriteLineAsync("The peers' no-op task does one INCR on Redis, the common instrument: pass --redis-url or set CONVEYOR_TEST_REDIS " +
+                        "(export CONVEYOR_TEST_REDIS=$(bash scripts/services/redis.sh start)).");
+                    return 2;
+                }
+                var problems = Peer.All.Where(p => settings.Includes(p.System) && settings.Backends.Contains(p.Backend))
+                    .Select(p => p.RuntimeProblem()).OfType<string>().ToList();
+                if (problems.Count > 0)
+                {
+                    foreach (var problem in problems)
+                    {
+                        await Console.Error.WriteLineAsync(problem);
+                    }
+                    return 2;
+                }
+            }
             var report = await new BenchRunner(settings).RunAsync(ct);
             Console.Out.Write(Report.Markdown(report));
             if (settings.JsonPath is { } path)
@@ -229,6 +274,9 @@ internal static class Cli
 
         root.Add(IdleHostCommand());
         root.Add(ProbeWorkerCommand());
+        root.Add(DrainWorkerCommand());
+        root.Add(MassTransitCommand());
+        root.Add(HangfireDrainWorkerCommand());
         return root;
     }
 
@@ -260,6 +308,67 @@ internal static class Cli
         command.SetAction((parse, ct) => ProbeWorker.RunAsync(
             SharedStore.Parse(parse.GetValue(backend)!, parse.GetValue(location)!, parse.GetValue(name)!, parse.GetValue(synchronous)!),
             parse.GetValue(workers), parse.GetValue(expect), parse.GetValue(output)!, ct));
+        return command;
+    }
+
+    private static Command DrainWorkerCommand()
+    {
+        var backend = new Option<string>("--backend") { Required = true };
+        var location = new Option<string>("--location") { Required = true };
+        var name = new Option<string>("--name") { DefaultValueFactory = _ => "" };
+        var synchronous = new Option<string>("--synchronous") { DefaultValueFactory = _ => "Normal" };
+        var workers = Positive(new Option<int>("--workers") { DefaultValueFactory = _ => 16 });
+        var instrument = new Option<string>("--instrument") { Required = true };
+        var counter = new Option<string>("--counter") { Required = true };
+        var command = new Command(DrainWorker.Command, "Internal: the worker process of the xdrain workload.")
+        {
+            backend, location, name, synchronous, workers, instrument, counter,
+        };
+        command.Hidden = true;
+        command.SetAction((parse, ct) => DrainWorker.RunAsync(
+            SharedStore.Parse(parse.GetValue(backend)!, parse.GetValue(location)!, parse.GetValue(name)!, parse.GetValue(synchronous)!),
+            parse.GetValue(workers), parse.GetValue(instrument)!, parse.GetValue(counter)!, ct));
+        return command;
+    }
+
+    private static Command MassTransitCommand()
+    {
+        var which = new Argument<string>("command") { Description = "enqueue, fill, latency or worker" };
+        var arguments = new Argument<string[]>("arguments") { Arity = ArgumentArity.ZeroOrMore };
+        var command = new Command(MassTransitPeer.Command, "Internal: MassTransit as a peer (bench/peers/README.md).") { which, arguments };
+        command.Hidden = true;
+        command.SetAction((parse, ct) => MassTransitPeer.RunAsync(parse.GetValue(which)!, parse.GetValue(arguments) ?? [], ct));
+        return command;
+    }
+
+    private static List<int>? ParseSizes(string text)
+    {
+        var sizes = new List<int>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part.Replace("_", "", StringComparison.Ordinal), NumberStyles.None, CultureInfo.InvariantCulture, out var size) || size <= 0)
+            {
+                return null;
+            }
+            sizes.Add(size);
+        }
+        return sizes.Count == 0 ? null : sizes;
+    }
+
+    private static Command HangfireDrainWorkerCommand()
+    {
+        var tasks = Positive(new Option<int>("--tasks") { Required = true });
+        var workers = Positive(new Option<int>("--workers") { DefaultValueFactory = _ => 16 });
+        var instrument = new Option<string>("--instrument") { Required = true };
+        var counter = new Option<string>("--counter") { Required = true };
+        var go = new Option<string>("--go") { Required = true };
+        var command = new Command(HangfireDrainWorker.Command, "Internal: Hangfire.InMemory's worker process of the xdrain workload.")
+        {
+            tasks, workers, instrument, counter, go,
+        };
+        command.Hidden = true;
+        command.SetAction((parse, ct) => HangfireDrainWorker.RunAsync(parse.GetValue(tasks), parse.GetValue(workers), parse.GetValue(instrument)!,
+            parse.GetValue(counter)!, parse.GetValue(go)!, ct));
         return command;
     }
 

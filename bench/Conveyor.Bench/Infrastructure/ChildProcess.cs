@@ -13,7 +13,9 @@ internal sealed class ChildProcess : IDisposable
 {
     private const int KeptLines = 40;
     private readonly Process _process;
+    private const int AllLines = 10_000;
     private readonly ConcurrentQueue<string> _output = new();
+    private readonly ConcurrentQueue<string> _lines = new();
 
     private ChildProcess(Process process)
     {
@@ -23,6 +25,20 @@ internal sealed class ChildProcess : IDisposable
     public int Id => _process.Id;
 
     public bool HasExited => _process.HasExited;
+
+    /// <summary>The exit code, once <see cref="HasExited"/>.</summary>
+    public int ExitCode
+    {
+        get
+        {
+            // The asynchronous readers may still be draining the pipes: wait for them to reach the end.
+            _process.WaitForExit();
+            return _process.ExitCode;
+        }
+    }
+
+    /// <summary>Every line the process wrote (up to 10,000), stdout and stderr interleaved: the peers' line protocol.</summary>
+    public IReadOnlyList<string> Lines => [.. _lines];
 
     /// <summary>The last lines the process wrote, stdout and stderr interleaved.</summary>
     public string Output => string.Join(Environment.NewLine, _output);
@@ -75,6 +91,67 @@ internal sealed class ChildProcess : IDisposable
         throw new InvalidOperationException($"No VmRSS line in /proc/{Id}/status.");
     }
 
+    /// <summary>The peak resident set size (<c>VmHWM</c>) of the process and of every process below it, added up, in KiB:
+    /// a worker of several processes (Sidekiq's two, Celery's prefork children) counts them all.</summary>
+    public long ReadTreePeakKiB()
+    {
+        var children = new Dictionary<int, List<int>>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid))
+            {
+                continue;
+            }
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                // pid (comm) state ppid …; comm may hold spaces and parentheses: read after the last ')'.
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                var parent = int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+                if (!children.TryGetValue(parent, out var list))
+                {
+                    children[parent] = list = [];
+                }
+                list.Add(pid);
+            }
+            catch (IOException)
+            {
+                // The process ended while we looked.
+            }
+        }
+        long total = 0;
+        var pending = new Stack<int>([Id]);
+        while (pending.TryPop(out var pid))
+        {
+            total += ReadStatusKiB(pid, "VmHWM:");
+            foreach (var child in children.GetValueOrDefault(pid) ?? [])
+            {
+                pending.Push(child);
+            }
+        }
+        return total;
+    }
+
+    private static long ReadStatusKiB(int pid, string field)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+            {
+                if (line.StartsWith(field, StringComparison.Ordinal))
+                {
+                    var digits = new string(line.AsSpan(field.Length).Trim().ToString().TakeWhile(char.IsAsciiDigit).ToArray());
+                    return long.Parse(digits, System.Globalization.CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // The process ended while we looked.
+        }
+        return 0;
+    }
+
     /// <summary>A TCP port on the loopback interface that was free a moment ago.</summary>
     public static int FreePort()
     {
@@ -108,6 +185,10 @@ internal sealed class ChildProcess : IDisposable
             return;
         }
         _output.Enqueue(line);
+        if (_lines.Count < AllLines)
+        {
+            _lines.Enqueue(line);
+        }
         while (_output.Count > KeptLines && _output.TryDequeue(out _))
         {
         }

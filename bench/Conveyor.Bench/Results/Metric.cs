@@ -5,6 +5,16 @@ internal enum BenchSystem
 {
     Conveyor,
     Hangfire,
+    /// <summary>Graphile Worker (Node, PostgreSQL), a peer (bench/peers/graphile).</summary>
+    Graphile,
+    /// <summary>BullMQ (Node, Redis), a peer (bench/peers/bullmq).</summary>
+    BullMQ,
+    /// <summary>Sidekiq (Ruby, Redis), a peer (bench/peers/sidekiq).</summary>
+    Sidekiq,
+    /// <summary>MassTransit (C#, RabbitMQ), a peer run by this harness's hidden <c>__masstransit</c> command.</summary>
+    MassTransit,
+    /// <summary>Celery (Python, RabbitMQ), a peer (bench/peers/celery).</summary>
+    Celery,
 }
 
 /// <summary>One figure from one run.</summary>

@@ -58,7 +58,7 @@ internal static class Report
             $"prefetch {(s.Prefetch is { } prefetch ? prefetch.ToString(CultureInfo.InvariantCulture) + " (not Conveyor's default)" : "Conveyor's default")}, " +
             $"rate {s.Rate:0}/s for {s.Duration.TotalSeconds:0} s, time limit {s.TimeLimit.TotalSeconds:0} s, idle {s.Idle.TotalSeconds:0} s, warm-up {(s.Warmup ? "on" : "off")}");
         md.AppendLine("- Figures: median of the runs, (min–max) when more than one run. \"Advantage\" is how many times better Conveyor is " +
-            "than Hangfire: throughput ÷ throughput, or Hangfire's latency or memory ÷ Conveyor's; above 1 favours Conveyor.");
+            "than Hangfire (or than a peer, in the columns \"Conveyor ÷ peer\"): throughput ÷ throughput, or the other's latency or memory ÷ Conveyor's; above 1 favours Conveyor.");
         foreach (var section in report.Sections)
         {
             md.AppendLine();
@@ -72,17 +72,21 @@ internal static class Report
         md.AppendLine(CultureInfo.InvariantCulture, $"### {section.Title}");
         md.AppendLine();
         var conveyor = section.Metrics.Where(x => x.Case.System == BenchSystem.Conveyor).Select(x => x.Case).Distinct().ToList();
-        var hangfire = section.Metrics.Where(x => x.Case.System == BenchSystem.Hangfire).Select(x => x.Case).Distinct().ToList();
-        var baseline = hangfire.FirstOrDefault();
-        var columns = conveyor.Concat(hangfire).ToList();
+        // Hangfire first, then the peers, in the order of BenchSystem.
+        var others = section.Metrics.Where(x => x.Case.System != BenchSystem.Conveyor).Select(x => x.Case).Distinct()
+            .OrderBy(x => x.System).ToList();
+        var columns = conveyor.Concat(others).ToList();
+        // One ratio column per (other system, Conveyor variant); with Hangfire alone the headers stay as they were.
+        var ratios = others.SelectMany(o => conveyor.Select(c => (Ours: c, Theirs: o))).ToList();
+        string RatioHeader((CaseKey Ours, CaseKey Theirs) r) =>
+            others.Count == 1 && others[0].System == BenchSystem.Hangfire
+                ? $"Advantage, {r.Ours.Variant}"
+                : conveyor.Count == 1 ? $"Conveyor ÷ {r.Theirs.System}" : $"{r.Ours.Variant} ÷ {r.Theirs.System}";
         if (columns.Count > 0)
         {
             var header = new List<string> { "Workload", "Unit" };
             header.AddRange(columns.Select(Header));
-            if (baseline is not null)
-            {
-                header.AddRange(conveyor.Select(c => $"Advantage, {c.Variant}"));
-            }
+            header.AddRange(ratios.Select(RatioHeader));
             md.AppendLine("| " + string.Join(" | ", header) + " |");
             md.AppendLine("| " + string.Join(" | ", header.Select((_, i) => i < 2 ? "---" : "---:")) + " |");
             foreach (var name in section.Metrics.Select(x => x.Name).Distinct())
@@ -91,11 +95,7 @@ internal static class Report
                 var unit = row[0].Unit;
                 var cells = new List<string> { name, unit };
                 cells.AddRange(columns.Select(c => row.FirstOrDefault(x => x.Case == c) is { } f ? Cell(f, runs) : "—"));
-                if (baseline is not null)
-                {
-                    var theirs = row.FirstOrDefault(x => x.Case == baseline);
-                    cells.AddRange(conveyor.Select(c => Advantage(row.FirstOrDefault(x => x.Case == c), theirs)));
-                }
+                cells.AddRange(ratios.Select(r => Advantage(row.FirstOrDefault(x => x.Case == r.Ours), row.FirstOrDefault(x => x.Case == r.Theirs))));
                 md.AppendLine("| " + string.Join(" | ", cells) + " |");
             }
         }

@@ -88,7 +88,8 @@ internal sealed class ConveyorInstance : IAsyncDisposable
     /// <param name="prefetch">Worker prefetch, or null for Conveyor's default.</param>
     /// <param name="limits">Rate and concurrency limits (<see cref="ConveyorOptions.Limits"/>), or none.</param>
     public static async Task<ConveyorInstance> StartAsync(Action<ConveyorBuilder> useBackend, bool runWorker, int workers,
-        LatencyRecorder? recorder, CancellationToken cancellationToken, int? prefetch = null, IReadOnlyList<LimitRule>? limits = null)
+        LatencyRecorder? recorder, CancellationToken cancellationToken, int? prefetch = null, IReadOnlyList<LimitRule>? limits = null,
+        Action<ConveyorBuilder>? addTasks = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         // Conveyor's own categories at Information, as a server logs by default: the logging middleware runs (and checks
@@ -112,6 +113,7 @@ internal sealed class ConveyorInstance : IAsyncDisposable
                 }
             })
             .AddNoopTask();
+        addTasks?.Invoke(conveyor);
         useBackend(conveyor);
         // BENCH_ENCRYPTION=1: payloads encrypted at rest (one key per bench process), the A/B of its cost
         // (docs/security.md#encryption-at-rest); with BENCH_ARGS=1 the drain's tasks have arguments to encrypt.

@@ -90,7 +90,7 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
 
     /// <summary>Updates the engine's statistics of the tasks table, as autovacuum does (PostgreSQL's <c>ANALYZE</c>), or
     /// SQLite's <c>ANALYZE</c> (which a deployment runs through <c>PRAGMA optimize</c>); Redis keeps none.</summary>
-    private static async Task AnalyzeAsync(BackendLocation location, CancellationToken ct)
+    internal static async Task AnalyzeAsync(BackendLocation location, CancellationToken ct)
     {
         switch (location)
         {

@@ -32,7 +32,8 @@ internal sealed class CrossProcessLatencyWorkload(BenchBackend backend = BenchBa
     public string Note =>
         "The producer (this process, ITaskClient, no worker) and a worker process (a minimal host with AddConveyor().Use…(), defaults) share the store; " +
         "wake-ups cross processes through the backend's notifier. From just before the enqueue call to the handler's start, Stopwatch (CLOCK_MONOTONIC) " +
-        $"timestamps taken in the two processes; 1 s of unrecorded sending precedes the window. Rate {DefaultRate:0}/s unless --rate is given.";
+        $"timestamps taken in the two processes; 1 s of unrecorded sending precedes the window. Rate {DefaultRate:0}/s unless --rate is given. " +
+        "Peers (bench/peers): a producer process and the peer's worker process(es), CLOCK_MONOTONIC in both; each probe's handler appends its latency to a Redis list.";
 
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
@@ -42,6 +43,50 @@ internal sealed class CrossProcessLatencyWorkload(BenchBackend backend = BenchBa
         foreach (var target in targets)
         {
             yield return new BenchCase(new CaseKey(Name, BenchSystem.Conveyor, target.ConveyorVariant), (s, ct) => RunAsync(s, target, ct));
+        }
+        foreach (var peer in Peer.On(backend, settings))
+        {
+            yield return new BenchCase(new CaseKey(Name, peer.System, peer.Variant), (s, ct) => RunPeerAsync(s, peer, ct));
+        }
+    }
+
+    /// <summary>A peer: its worker process(es) and its producer process (bench/peers/README.md); each probe carries the
+    /// producer's CLOCK_MONOTONIC time before its enqueue, and its handler appends the difference to a Redis list.</summary>
+    private static async Task<IReadOnlyList<Metric>> RunPeerAsync(BenchSettings settings, Peer peer, CancellationToken ct)
+    {
+        var s = settings.RateGiven ? settings : settings with { Rate = DefaultRate };
+        await using var run = peer.Fresh(s);
+        var warm = LatencyWorkload.Count(s, TimeSpan.FromSeconds(1));
+        var measured = LatencyWorkload.Count(s, s.Duration);
+        var workers = peer.StartWorkers(run);
+        try
+        {
+            await Wait.UntilAsync(() => workers.Any(w => w.HasExited) || workers.All(w => w.Lines.Contains("ready")),
+                TimeSpan.FromMilliseconds(20), TimeSpan.FromSeconds(60), $"{peer.Variant}'s worker to start", ct);
+            if (workers.FirstOrDefault(w => w.HasExited) is { } dead)
+            {
+                throw new InvalidOperationException($"{peer.Variant}'s worker exited. Its last output:{Environment.NewLine}{dead.Output}");
+            }
+            await Task.Delay(Settle, ct);
+            await peer.RunAsync(run, "latency", s.Duration + TimeSpan.FromMinutes(1), ct,
+                s.Rate.ToString(CultureInfo.InvariantCulture), warm.ToString(CultureInfo.InvariantCulture), measured.ToString(CultureInfo.InvariantCulture));
+            var redis = await run.InstrumentAsync();
+            await Wait.UntilAsync(async () => await redis.ListLengthAsync(run.SamplesKey) >= warm + measured, TimeSpan.FromMilliseconds(20),
+                TimeSpan.FromSeconds(60), $"{peer.Variant} to start every probe", ct);
+            var samples = (await redis.ListRangeAsync(run.SamplesKey)).Select(v => ((string)v!).Split(' '))
+                .Where(f => f[0] == "1").Select(f => double.Parse(f[1], CultureInfo.InvariantCulture) / 1e6).ToList();
+            if (samples.Count != measured)
+            {
+                throw new InvalidOperationException($"{peer.Variant} recorded {samples.Count} measured probes, {measured} were sent.");
+            }
+            return LatencyWorkload.Summarise(s, samples, "cross-process ");
+        }
+        finally
+        {
+            foreach (var worker in workers)
+            {
+                worker.Dispose();
+            }
         }
     }
 
@@ -127,6 +172,9 @@ internal sealed record SharedStore(BenchBackend Backend, string Location, string
 
     /// <summary>Drops the schema, deletes the keys, or deletes the broker objects, and the SQLite file.</summary>
     public async Task CleanupAsync() => await StoreTarget.DropAsync(Place);
+
+    /// <summary>Updates the engine's statistics of the tasks table (<c>--analyze</c>), as <see cref="StoreTarget"/> does.</summary>
+    public Task AnalyzeAsync(CancellationToken ct) => StoreTarget.AnalyzeAsync(Place, ct);
 
     /// <summary>The backend both processes open, as the command line names it.</summary>
     private BackendLocation Place => Backend switch

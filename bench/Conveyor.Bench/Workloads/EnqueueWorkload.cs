@@ -23,7 +23,8 @@ internal sealed class EnqueueWorkload(BenchBackend backend = BenchBackend.Sqlite
         _ => $"Each run stores in {StoreTarget.FreshStore(backend)} on the same server. " +
             "Every run of either system stops at --tasks or at --time-limit, whichever comes first; the figure is what the store holds divided by the time taken. ",
     } +
-        "Hangfire has no batch API: its batched figure is its fastest path, a pre-built Job passed to Create, from one thread or many, whichever was faster.";
+        "Hangfire has no batch API: its batched figure is its fastest path, a pre-built Job passed to Create, from one thread or many, whichever was faster. " +
+        "Peers (bench/peers): one at a time only, from a producer process of their own with their plain API (Conveyor's producer is this process, no worker running).";
 
     public IEnumerable<BenchCase> Cases(BenchSettings settings)
     {
@@ -39,6 +40,29 @@ internal sealed class EnqueueWorkload(BenchBackend backend = BenchBackend.Sqlite
         {
             yield return new BenchCase(new CaseKey(Name, BenchSystem.Hangfire, StoreTarget.HangfireVariant(backend)), (s, ct) => Task.FromResult(RunHangfire(s, backend)));
         }
+        foreach (var peer in Peer.On(backend, settings))
+        {
+            yield return new BenchCase(new CaseKey(Name, peer.System, peer.Variant), (s, ct) => RunPeerAsync(s, peer, ct));
+        }
+    }
+
+    /// <summary>A peer's producer process enqueues one task at a time with the peer's plain API (bench/peers/README.md), and
+    /// reports the count and the time from its first call to its last acknowledgement; its store must hold that count.</summary>
+    private static async Task<IReadOnlyList<Metric>> RunPeerAsync(BenchSettings s, Peer peer, CancellationToken ct)
+    {
+        await using var run = peer.Fresh(s);
+        var lines = await peer.RunAsync(run, "enqueue", s.TimeLimit + TimeSpan.FromMinutes(2), ct,
+            s.Tasks.ToString(System.Globalization.CultureInfo.InvariantCulture), s.TimeLimit.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var count = Peer.Read(lines, "enqueued");
+        var seconds = Peer.Read(lines, "enqueued", 2);
+        // The first call connects (and declares) and is not timed, as Conveyor's host is started before its clock.
+        var warm = lines.Any(l => l.StartsWith("warm ", StringComparison.Ordinal)) ? Peer.Read(lines, "warm") : 0;
+        var stored = Peer.Read(lines, "stored");
+        if (stored != count + warm)
+        {
+            throw new InvalidOperationException($"{peer.Variant} acknowledged {count + warm} enqueues but its store holds {stored}.");
+        }
+        return [new Metric(Single, "tasks/s", true, count / seconds)];
     }
 
     private static string Single => "enqueue, one at a time";
