@@ -221,7 +221,7 @@ public sealed class UserLoginTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_loopback_admin_session_without_MFA_replayed_from_elsewhere_may_only_enrol()
+    public async Task A_loopback_admin_session_without_MFA_replayed_from_elsewhere_is_no_session()
     {
         await AddAsync("console", "admin");
         var signedIn = await LoginAsync("console", Password);
@@ -232,15 +232,25 @@ public sealed class UserLoginTests : IAsyncLifetime
         }
         using (var replayed = await SendAsync(HttpMethod.Get, "/api/v1/queues", session: signedIn.Session, from: OffLoopback))
         {
-            Assert.Equal(HttpStatusCode.Forbidden, replayed.StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, replayed.StatusCode);
         }
-        using var me = await SendAsync(HttpMethod.Get, "/api/v1/session/me", session: signedIn.Session, from: OffLoopback);
-        var body = await TestServer.ReadJsonAsync(me);
-        Assert.True(body.GetProperty("enrolmentRequired").GetBoolean());
-        Assert.Empty(body.GetProperty("scopes").EnumerateArray());
-        // It may still enrol from there, as a sign-in from there could.
+        // Not even enrolment: whoever holds the cookie must not set their own second factor without the password.
         using var enrol = await SendAsync(HttpMethod.Post, "/api/v1/session/mfa/enrol", new { }, signedIn.Session, signedIn.Csrf, OffLoopback);
-        Assert.Equal(HttpStatusCode.OK, enrol.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, enrol.StatusCode);
+        Assert.Null((await Users.GetUserAsync("console", CancellationToken.None))!.MfaSecret);
+    }
+
+    [Fact]
+    public async Task A_forwarded_request_that_names_a_loopback_client_is_not_loopback()
+    {
+        await AddAsync("proxied", "admin");
+
+        // Behind a proxy that passes the client's own X-Forwarded-For through, the client could claim 127.0.0.1.
+        var signedIn = await LoginAsync("proxied", Password, from: "127.0.0.1");
+
+        Assert.Equal(HttpStatusCode.OK, signedIn.Status);
+        Assert.True(signedIn.Body.GetProperty("enrolmentRequired").GetBoolean());
+        Assert.Empty(signedIn.Body.GetProperty("scopes").EnumerateArray());
     }
 
     [Fact]

@@ -184,6 +184,17 @@ public sealed class WorkflowApiTests(OpenServerFixture fixture) : IClassFixture<
         Assert.Equal("dead", Step(workflow, "bad").GetProperty("state").GetString());
         Assert.Contains("ms must be 0 or more", Step(workflow, "bad").GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
         Assert.Equal("cancelled", Step(workflow, "next").GetProperty("state").GetString());
+
+        // A step is retried with its workflow, not alone (its second end would count twice toward what waits for it):
+        // one task's retry answers 409 naming the workflow, and a bulk retry passes the step by.
+        var stepTask = Step(workflow, "bad").GetProperty("taskId").GetGuid();
+        using var alone = await Server.Client.PostAsync($"/api/v1/tasks/{stepTask}/retry", null);
+        var problem = await alone.Content.ReadAsStringAsync();
+        Assert.True(alone.StatusCode == HttpStatusCode.Conflict, problem);
+        Assert.Contains($"workflow {id}", problem, StringComparison.Ordinal);
+        using var bulk = await Server.PostJsonAsync("/api/v1/tasks/retry", $$"""{"state": "dead", "task": "conveyor.sleep", "queue": "default"}""");
+        Assert.Equal(HttpStatusCode.OK, bulk.StatusCode);
+        Assert.Equal("dead", (await Server.GetTaskAsync(stepTask)).GetProperty("state").GetString());
     }
 
     [Fact]

@@ -407,10 +407,15 @@ internal static class TaskEndpoints
         {
             return ApiProblems.TaskNotFound(taskId);
         }
-        return outcome == RetryOutcome.Requeued
-            ? TypedResults.Ok(TaskResource.From(record))
-            : ApiProblems.Status(StatusCodes.Status409Conflict, "The task cannot be retried.",
-                $"Task {taskId} is {record.State.ToApiName()}; only dead, cancelled and expired tasks can be retried.");
+        return outcome switch
+        {
+            RetryOutcome.Requeued => TypedResults.Ok(TaskResource.From(record)),
+            RetryOutcome.WorkflowStep => ApiProblems.Status(StatusCodes.Status409Conflict, "The task cannot be retried alone.",
+                $"Task {taskId} is a step of workflow {Conveyor.Workflows.WorkflowHeaders.StepOf(record.Headers).WorkflowId}: retry the workflow " +
+                "(POST /api/v1/workflows/{id}/retry), which runs its failed steps again and what waits for them."),
+            _ => ApiProblems.Status(StatusCodes.Status409Conflict, "The task cannot be retried.",
+                $"Task {taskId} is {record.State.ToApiName()}; only dead, cancelled and expired tasks can be retried."),
+        };
     }
 
     private static DateTimeOffset? ReadQueryTime(string? value, string field, List<FieldError> errors)

@@ -39,12 +39,14 @@ internal static class UserSessionEndpoints
             .WithName("ConfirmMfaEnrolment")
             .WithSummary("Confirm TOTP enrolment with a code ({\"code\"}): the 10 recovery codes, shown this once")
             .ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests);
         group.MapPost("/session/mfa/recovery-codes", RenewRecoveryCodesAsync)
             .WithName("RenewRecoveryCodes")
             .WithSummary("Replace the signed-in user's recovery codes, on a current TOTP code ({\"code\"}): the 10 new codes, shown this once")
             .ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests);
         group.MapGet("/session/me", Me)
             .WithName("GetSessionUser")
             .WithSummary("The signed-in user's name, role, second factor and session scopes")
@@ -134,11 +136,16 @@ internal static class UserSessionEndpoints
 
     private static async Task<Results<Ok<MfaConfirmedResource>, ProblemHttpResult>> ConfirmEnrolmentAsync(HttpContext http,
         [FromServices] DashboardUsers users, [FromServices] ApiKeyRegistry keys, [FromServices] DashboardSessions sessions,
-        [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit, CancellationToken cancellationToken)
+        [FromServices] FailedAuthLimiter limiter, [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit,
+        CancellationToken cancellationToken)
     {
         if (UserOf(http, sessions) is not { } caller)
         {
             return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "Sign in as a user, and send the session's CSRF token in X-Conveyor-CSRF.");
+        }
+        if (TooManyFailures(http, limiter) is { } blocked)
+        {
+            return blocked;
         }
         var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
         if (problem is not null)
@@ -150,6 +157,7 @@ internal static class UserSessionEndpoints
             if (Text(document!.RootElement, "code") is not { Length: > 0 } code
                 || await users.ConfirmEnrolmentAsync(caller.Name, code, cancellationToken).ConfigureAwait(false) is not { } confirmed)
             {
+                limiter.Failed(http);
                 await audit.RecordAsync(http, "user.mfa-enrol", caller.Name, StatusCodes.Status422UnprocessableEntity, caller.ToPrincipal()).ConfigureAwait(false);
                 return ApiProblems.Field(StatusCodes.Status422UnprocessableEntity, "code", "is not the current code of the authenticator being enrolled");
             }
@@ -165,11 +173,16 @@ internal static class UserSessionEndpoints
 
     private static async Task<Results<Ok<RecoveryCodesResource>, ProblemHttpResult>> RenewRecoveryCodesAsync(HttpContext http,
         [FromServices] DashboardUsers users, [FromServices] ApiKeyRegistry keys, [FromServices] DashboardSessions sessions,
-        [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit, CancellationToken cancellationToken)
+        [FromServices] FailedAuthLimiter limiter, [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit,
+        CancellationToken cancellationToken)
     {
         if (UserOf(http, sessions) is not { } caller)
         {
             return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "Sign in as a user, and send the session's CSRF token in X-Conveyor-CSRF.");
+        }
+        if (TooManyFailures(http, limiter) is { } blocked)
+        {
+            return blocked;
         }
         var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
         if (problem is not null)
@@ -181,6 +194,7 @@ internal static class UserSessionEndpoints
             if (Text(document!.RootElement, "code") is not { Length: > 0 } code
                 || await users.RenewRecoveryCodesAsync(caller.Name, code, cancellationToken).ConfigureAwait(false) is not { } renewed)
             {
+                limiter.Failed(http);
                 await audit.RecordAsync(http, "user.recovery-codes-renewed", caller.Name, StatusCodes.Status422UnprocessableEntity, caller.ToPrincipal()).ConfigureAwait(false);
                 return ApiProblems.Field(StatusCodes.Status422UnprocessableEntity, "code", "is not the current code of the user's authenticator (a recovery code is not accepted here)");
             }
@@ -202,6 +216,20 @@ internal static class UserSessionEndpoints
         }
         return TypedResults.Ok(new SessionUserResource(user.Name, user.Role, user.MfaEnabled, user.RecoveryCodes.Count,
             kind == SessionKind.EnrolOnly, [.. session.Caller.Scopes]));
+    }
+
+    /// <summary>429 with <c>Retry-After</c> when the address is over the failed-attempt limit: a wrong code here counts as a
+    /// failed sign-in does, so that a stolen session cannot guess codes at the API's rate.</summary>
+    private static ProblemHttpResult? TooManyFailures(HttpContext http, FailedAuthLimiter limiter)
+    {
+        if (limiter.Blocked(http) is not { } wait)
+        {
+            return null;
+        }
+        var seconds = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds));
+        http.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+        return ApiProblems.Status(StatusCodes.Status429TooManyRequests, "Too many failed attempts.",
+            $"Too many wrong codes or sign-ins came from this address; try again in {seconds} s.");
     }
 
     /// <summary>The user of the request's session cookie, when its CSRF header matches; else null.</summary>

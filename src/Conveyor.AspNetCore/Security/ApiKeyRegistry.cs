@@ -105,7 +105,8 @@ internal sealed partial class ApiKeyRegistry
         if (_userStore is not null)
         {
             var users = await _userStore.ListUsersAsync(cancellationToken).ConfigureAwait(false);
-            _users = users.ToDictionary(u => u.Name, StringComparer.Ordinal);
+            // Without their TOTP secrets: sessions never need them, and a secret kept in memory is one more copy in clear.
+            _users = users.ToDictionary(u => u.Name, u => u with { MfaSecret = null }, StringComparer.Ordinal);
         }
         if (_store is null)
         {
@@ -149,7 +150,7 @@ internal sealed partial class ApiKeyRegistry
     public void RememberUser(StoredUser user)
     {
         ArgumentNullException.ThrowIfNull(user);
-        _users = new Dictionary<string, StoredUser>(_users, StringComparer.Ordinal) { [user.Name] = user };
+        _users = new Dictionary<string, StoredUser>(_users, StringComparer.Ordinal) { [user.Name] = user with { MfaSecret = null } };
     }
 
     /// <summary>Adds a stored key to the snapshot (created through this server, or just found by its hash).</summary>

@@ -20,7 +20,7 @@ namespace Conveyor.AspNetCore.Security;
 /// </para>
 /// <para>
 /// An admin who signed in on loopback without a second factor gets a session that stays loopback's: presented from any
-/// other address it may only enrol a second factor, as a sign-in from there would.
+/// other address, or through a proxy, it is no session.
 /// </para>
 /// </summary>
 internal sealed class DashboardSessions(ApiKeyRegistry keys, SessionSecret secret, IOptions<ConveyorApiOptions> options, TimeProvider time)
@@ -82,12 +82,9 @@ internal sealed class DashboardSessions(ApiKeyRegistry keys, SessionSecret secre
         {
             return null;
         }
-        // A loopback-only session replayed from elsewhere is worth what a sign-in from there would give: enrolment only.
-        if (DashboardUsers.IsLoopbackOnly(caller.KeyId) && !IsLoopback(request.HttpContext))
-        {
-            return keys.FindById(DashboardUsers.SessionId(caller.Name, SessionKind.EnrolOnly)) is { } enrolOnly ? new Session(parts[1], enrolOnly) : null;
-        }
-        return new Session(parts[1], caller);
+        // A loopback-only session (an admin without a second factor) presented from elsewhere is no session at all: not
+        // even enrolment, which would let whoever holds the cookie set their own second factor without the password.
+        return DashboardUsers.IsLoopbackOnly(caller.KeyId) && !IsLoopback(request.HttpContext) ? null : new Session(parts[1], caller);
     }
 
     /// <summary>Whether the request's <see cref="CsrfHeader"/> repeats the session's CSRF token.</summary>
@@ -127,10 +124,19 @@ internal sealed class DashboardSessions(ApiKeyRegistry keys, SessionSecret secre
         IsEssential = true,
     };
 
-    /// <summary>Whether the request comes from this machine: the connection's address, or the forwarded client's behind a
-    /// configured proxy (the forwarded-headers middleware has run).</summary>
-    public static bool IsLoopback(HttpContext http) =>
-        http.Connection.RemoteIpAddress is { } address && System.Net.IPAddress.IsLoopback(address);
+    /// <summary>Whether the request comes from this machine, for what loopback alone may do (an admin without a second
+    /// factor): the connection's address is loopback and no proxy forwarded it. A request that a proxy forwarded
+    /// (<c>X-Forwarded-For</c>, <c>Forwarded</c>, <c>X-Real-IP</c>, or <c>X-Original-For</c> left by the forwarded-headers
+    /// middleware) never counts, whatever client address it names: a proxy that passes a client's own
+    /// <c>X-Forwarded-For: 127.0.0.1</c> through would otherwise make that client local.</summary>
+    public static bool IsLoopback(HttpContext http)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        var headers = http.Request.Headers;
+        return http.Connection.RemoteIpAddress is { } address && System.Net.IPAddress.IsLoopback(address)
+            && !headers.ContainsKey("X-Forwarded-For") && !headers.ContainsKey("Forwarded") && !headers.ContainsKey("X-Real-IP")
+            && !headers.ContainsKey("X-Original-For");
+    }
 
     private byte[] Mac(byte[] keyHash, string payload)
     {

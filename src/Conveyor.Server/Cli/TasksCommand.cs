@@ -136,7 +136,10 @@ internal static class TasksCommand
         var text = new StringBuilder();
         if (page.Items.Count == 0)
         {
-            text.AppendLine("No tasks match.");
+            // A page may end early (a queue or task filter looks at a window of the newest tasks): older ones may match.
+            text.AppendLine(page.NextCursor is { } further
+                ? string.Create(CultureInfo.InvariantCulture, $"No tasks match on this page; the search stopped early. More: --cursor {further}")
+                : "No tasks match.");
             return text.ToString();
         }
         var rows = new List<string[]> { Header };

@@ -24,7 +24,8 @@ public static class BulkTaskOperations
         var count = 0;
         await foreach (var page in PagesAsync(backend.Store, filter, batchSize, () => count, cancellationToken).ConfigureAwait(false))
         {
-            foreach (var record in page)
+            // Workflow steps are left to their workflow's retry (RetryOutcome.WorkflowStep).
+            foreach (var record in page.Where(r => Workflows.WorkflowHeaders.StepOf(r.Headers).WorkflowId is null))
             {
                 if (await backend.Queue.RetryAsync(record.Id, cancellationToken).ConfigureAwait(false) == RetryOutcome.Requeued)
                 {

@@ -156,6 +156,11 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
 
     public async Task<RetryOutcome> RetryAsync(Guid taskId, CancellationToken cancellationToken = default)
     {
+        if (await backend.Store.GetAsync(taskId, cancellationToken).ConfigureAwait(false) is { } record
+            && Workflows.WorkflowHeaders.StepOf(record.Headers).WorkflowId is not null)
+        {
+            return RetryOutcome.WorkflowStep;
+        }
         var outcome = await backend.Queue.RetryAsync(taskId, cancellationToken).ConfigureAwait(false);
         if (outcome == RetryOutcome.Requeued && events.IsObserved)
         {

@@ -36,4 +36,7 @@ public enum RetryOutcome
     Requeued,
     /// <summary>Not in a state that can be retried (only dead, cancelled and expired can).</summary>
     NotRetryable,
+    /// <summary>A step of a workflow: it is retried with its workflow (<c>IWorkflowClient.RetryAsync</c>), which counts its
+    /// new end toward the steps that wait for it once; retried alone, its second end would count twice.</summary>
+    WorkflowStep,
 }
