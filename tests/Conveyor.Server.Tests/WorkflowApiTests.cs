@@ -253,6 +253,7 @@ public sealed class WorkflowApiTests(OpenServerFixture fixture) : IClassFixture<
     [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onComplete": {"task": "conveyor.noop", "qeue": "x"}}}""", "batch.onComplete.qeue", "not a field of a task")]
     [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onComplete": {"args": {}}}}""", "batch.onComplete.task", "required")]
     [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop"}, {"id": "b", "task": "conveyor.noop", "after": ["a"], "runWhen": "always"}]}""", "steps[1].runWhen", "must be \"allSucceeded\"")]
+    [InlineData("""{"steps": [{"id": "a", "task": "conveyor.noop", "runWhen": "allEnded"}]}""", "steps[0].runWhen", "runs after no other step")]
     [InlineData("""{"batch": [{"task": "conveyor.noop"}]}""", "batch", "must be an object {\"tasks\"")]
     [InlineData("""{"batch": {"tasks": [{"task": "no.such.task"}]}}""", "batch.tasks[0].task", "unknown task 'no.such.task'")]
     [InlineData("""{"batch": {"tasks": [{"task": "conveyor.noop"}], "onSuccess": {"task": "conveyor.noop", "qeue": "x"}}}""", "batch.onSuccess.qeue", "not a field of a task")]

@@ -133,6 +133,10 @@ public sealed class Workflow
             {
                 throw new ArgumentException($"No step '{id}' was added before.", nameof(stepIds));
             }
+            if (_steps[i].After.Count == 0)
+            {
+                throw new ArgumentException($"Step '{id}' runs after no other step: it has nothing to have ended.", nameof(stepIds));
+            }
             _steps[i] = _steps[i] with { RunWhen = WorkflowRunWhen.AllEnded };
         }
         return this;

@@ -72,6 +72,11 @@ public static class WorkflowValidator
             {
                 errors.Add(new(prefix + "uniqueKey", $"step '{step.Id}': workflow steps do not take a unique key (not supported yet)"));
             }
+            // A step that waits for nothing has nothing to have ended: "all ended" would only spare it from a stop.
+            if (step.RunWhen == WorkflowRunWhen.AllEnded && step.After is not { Count: > 0 })
+            {
+                errors.Add(new(prefix + "runWhen", $"step '{step.Id}': runs when all ended, but runs after no other step: name those it waits for"));
+            }
             if (step.After is { Count: > 0 } && (options?.Delay is not null || options?.Eta is not null))
             {
                 errors.Add(new(prefix + (options?.Delay is not null ? "delay" : "eta"), $"step '{step.Id}': only a step that runs after no other may have a delay or ETA"));

@@ -33,6 +33,16 @@ public sealed class WorkflowValidatorUnitTests
     }
 
     [Fact]
+    public void A_step_released_when_all_ended_must_run_after_another()
+    {
+        var definition = new WorkflowDefinition([new WorkflowStep("alone", new TaskRequest("t"), []) { RunWhen = WorkflowRunWhen.AllEnded }]);
+        var error = Assert.Single(Validate(definition));
+        Assert.Equal("steps[0].runWhen", error.Field);
+        Assert.Contains("runs after no other step", error.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => Workflow.Create().Step("a", "t").RunWhenAllEnded("a"));
+    }
+
+    [Fact]
     public void An_unknown_step_in_after_is_refused_naming_the_step()
     {
         var error = Assert.Single(Validate(Workflow.Create().Step("a", "t").Step("b", "t", "nope").Build()));
