@@ -139,36 +139,22 @@ internal static class UserSessionEndpoints
         [FromServices] FailedAuthLimiter limiter, [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit,
         CancellationToken cancellationToken)
     {
-        if (UserOf(http, sessions) is not { } caller)
-        {
-            return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "Sign in as a user, and send the session's CSRF token in X-Conveyor-CSRF.");
-        }
-        if (TooManyFailures(http, limiter) is { } blocked)
-        {
-            return blocked;
-        }
-        var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
+        var (caller, code, problem) = await ReadCodeAsync(http, sessions, limiter, options.Value, cancellationToken).ConfigureAwait(false);
         if (problem is not null)
         {
             return problem;
         }
-        using (document)
+        if (code is null || await users.ConfirmEnrolmentAsync(caller!.Name, code, cancellationToken).ConfigureAwait(false) is not { } confirmed)
         {
-            if (Text(document!.RootElement, "code") is not { Length: > 0 } code
-                || await users.ConfirmEnrolmentAsync(caller.Name, code, cancellationToken).ConfigureAwait(false) is not { } confirmed)
-            {
-                limiter.Failed(http);
-                await audit.RecordAsync(http, "user.mfa-enrol", caller.Name, StatusCodes.Status422UnprocessableEntity, caller.ToPrincipal()).ConfigureAwait(false);
-                return ApiProblems.Field(StatusCodes.Status422UnprocessableEntity, "code", "is not the current code of the authenticator being enrolled");
-            }
-            keys.RememberUser(confirmed.User);
-            // The old session was signed with the pre-enrolment secret: a new one, with the user's full scopes.
-            var full = DashboardUsers.ToCaller(confirmed.User, SessionKind.Full);
-            var (session, csrf, expires) = sessions.Issue(full);
-            DashboardSessions.Write(http, session, csrf, expires);
-            await audit.RecordAsync(http, "user.mfa-enrol", caller.Name, StatusCodes.Status200OK, full.ToPrincipal()).ConfigureAwait(false);
-            return TypedResults.Ok(new MfaConfirmedResource(confirmed.RecoveryCodes, [.. full.Scopes]));
+            return await WrongCodeAsync(http, limiter, audit, "user.mfa-enrol", caller!, "is not the current code of the authenticator being enrolled").ConfigureAwait(false);
         }
+        keys.RememberUser(confirmed.User);
+        // The old session was signed with the pre-enrolment secret: a new one, with the user's full scopes.
+        var full = DashboardUsers.ToCaller(confirmed.User, SessionKind.Full);
+        var (session, csrf, expires) = sessions.Issue(full);
+        DashboardSessions.Write(http, session, csrf, expires);
+        await audit.RecordAsync(http, "user.mfa-enrol", caller.Name, StatusCodes.Status200OK, full.ToPrincipal()).ConfigureAwait(false);
+        return TypedResults.Ok(new MfaConfirmedResource(confirmed.RecoveryCodes, [.. full.Scopes]));
     }
 
     private static async Task<Results<Ok<RecoveryCodesResource>, ProblemHttpResult>> RenewRecoveryCodesAsync(HttpContext http,
@@ -176,32 +162,54 @@ internal static class UserSessionEndpoints
         [FromServices] FailedAuthLimiter limiter, [FromServices] IOptions<ConveyorApiOptions> options, [FromServices] AuditRecorder audit,
         CancellationToken cancellationToken)
     {
-        if (UserOf(http, sessions) is not { } caller)
-        {
-            return ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.", "Sign in as a user, and send the session's CSRF token in X-Conveyor-CSRF.");
-        }
-        if (TooManyFailures(http, limiter) is { } blocked)
-        {
-            return blocked;
-        }
-        var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options.Value, cancellationToken).ConfigureAwait(false);
+        var (caller, code, problem) = await ReadCodeAsync(http, sessions, limiter, options.Value, cancellationToken).ConfigureAwait(false);
         if (problem is not null)
         {
             return problem;
         }
+        if (code is null || await users.RenewRecoveryCodesAsync(caller!.Name, code, cancellationToken).ConfigureAwait(false) is not { } renewed)
+        {
+            return await WrongCodeAsync(http, limiter, audit, "user.recovery-codes-renewed", caller!,
+                "is not the current code of the user's authenticator (a recovery code is not accepted here)").ConfigureAwait(false);
+        }
+        keys.RememberUser(renewed.User);
+        await audit.RecordAsync(http, "user.recovery-codes-renewed", caller.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
+        return TypedResults.Ok(new RecoveryCodesResource(renewed.RecoveryCodes));
+    }
+
+    /// <summary>What a call that proves a TOTP code shares: the signed-in user (with the CSRF token), the failed-attempt
+    /// limit, and the body's <c>code</c> (null when missing, which is answered as a wrong code). A problem to answer
+    /// instead, or the caller and the code.</summary>
+    private static async Task<(ApiCaller? Caller, string? Code, ProblemHttpResult? Problem)> ReadCodeAsync(HttpContext http,
+        DashboardSessions sessions, FailedAuthLimiter limiter, ConveyorApiOptions options, CancellationToken cancellationToken)
+    {
+        if (UserOf(http, sessions) is not { } caller)
+        {
+            return (null, null, ApiProblems.Status(StatusCodes.Status401Unauthorized, "Unauthorized.",
+                "Sign in as a user, and send the session's CSRF token in X-Conveyor-CSRF."));
+        }
+        if (TooManyFailures(http, limiter) is { } blocked)
+        {
+            return (null, null, blocked);
+        }
+        var (document, problem) = await TaskEndpoints.ReadJsonBodyAsync(http, options, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
+        {
+            return (null, null, problem);
+        }
         using (document)
         {
-            if (Text(document!.RootElement, "code") is not { Length: > 0 } code
-                || await users.RenewRecoveryCodesAsync(caller.Name, code, cancellationToken).ConfigureAwait(false) is not { } renewed)
-            {
-                limiter.Failed(http);
-                await audit.RecordAsync(http, "user.recovery-codes-renewed", caller.Name, StatusCodes.Status422UnprocessableEntity, caller.ToPrincipal()).ConfigureAwait(false);
-                return ApiProblems.Field(StatusCodes.Status422UnprocessableEntity, "code", "is not the current code of the user's authenticator (a recovery code is not accepted here)");
-            }
-            keys.RememberUser(renewed.User);
-            await audit.RecordAsync(http, "user.recovery-codes-renewed", caller.Name, StatusCodes.Status200OK, caller.ToPrincipal()).ConfigureAwait(false);
-            return TypedResults.Ok(new RecoveryCodesResource(renewed.RecoveryCodes));
+            return (caller, Text(document!.RootElement, "code") is { Length: > 0 } code ? code : null, null);
         }
+    }
+
+    /// <summary>A wrong code: counted toward the address's failed-attempt limit, audited, answered 422 naming <c>code</c>.</summary>
+    private static async Task<ProblemHttpResult> WrongCodeAsync(HttpContext http, FailedAuthLimiter limiter, AuditRecorder audit, string action,
+        ApiCaller caller, string message)
+    {
+        limiter.Failed(http);
+        await audit.RecordAsync(http, action, caller.Name, StatusCodes.Status422UnprocessableEntity, caller.ToPrincipal()).ConfigureAwait(false);
+        return ApiProblems.Field(StatusCodes.Status422UnprocessableEntity, "code", message);
     }
 
     private static Results<Ok<SessionUserResource>, ProblemHttpResult> Me(HttpContext http, [FromServices] ApiKeyRegistry keys, [FromServices] DashboardSessions sessions)
