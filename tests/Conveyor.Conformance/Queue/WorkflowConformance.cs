@@ -473,6 +473,30 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
     }
 
+    [Fact]
+    public async Task A_steps_success_without_the_hint_beside_plain_tasks_still_releases_its_dependents()
+    {
+        // A backend may write a batch without a hinted step's success by a plain statement (PostgreSQL does): a step's
+        // success that lacks the hint must still reach its workflow, and the plain tasks beside it must end once.
+        var workflow = NewWorkflow(("a", []), ("b", ["a"]));
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var a = Assert.Single(await FetchStepsAsync());
+        var plain = new[] { NewMessage(), NewMessage() };
+        await Queue.EnqueueAsync(plain, Timeout);
+        var plainLeases = new[] { await FetchOneAsync(), await FetchOneAsync() };
+
+        await Queue.CompleteAsync([Succeeded(plainLeases[0]), Succeeded(a.Value, "1"), Dead(plainLeases[1])], Timeout);
+        Assert.Equal(TaskState.Succeeded, (await Store.GetAsync(plain[0].Id, Timeout))!.State);
+        Assert.Equal(TaskState.Dead, (await Store.GetAsync(plain[1].Id, Timeout))!.State);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "a"));
+        var b = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("b", b.Key);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+        await Queue.CompleteAsync([Succeeded(b.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
