@@ -207,8 +207,12 @@ public sealed partial class PostgresBackend : IWorkflowStore
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         // The workflow's row first (locked, as the trigger locks it), then its failed steps (and its error step if it
-        // ended) back to pending, each failed step's count of the steps it runs after that have not succeeded, those at 0
-        // queued. The trigger does not fire: no state here is an end.
+        // ended) back to pending with a fresh set of attempts. Then every step that waits, the error step excepted, is
+        // counted again (WorkflowRetrySql: the steps it runs after that hold it back): one released but not leased
+        // (scheduled, queued, retrying: spared by a stop) that one holds back goes back to pending, so that it cannot run
+        // before the retried steps end (a leased one runs on; a fetch that holds its row is waited for, and the row then
+        // read again); every pending one takes its count; those at 0 are queued. The trigger does not fire: no state here
+        // is an end.
         await using (var workflow = Command(connection, $"UPDATE {_workflows} SET state = 0, failed = false, finished_at = NULL WHERE id = @id AND state IN (2, 3) RETURNING error_task"))
         {
             workflow.Parameters.AddWithValue("id", workflowId);
@@ -224,8 +228,10 @@ public sealed partial class PostgresBackend : IWorkflowStore
                 not_before = NULL, expires_at = NULL, cancel_requested = false, redelivered = false, history = history || '|{StoredStates.Pending}:' || @now
             WHERE workflow_id = @id AND (state IN ({StoredStates.Retryable})
                 OR (state = {StoredStates.Succeeded} AND id IS NOT DISTINCT FROM (SELECT error_task FROM w)));
-            UPDATE {_tasks} t SET pending_steps = (SELECT count(*) FROM {_workflowEdges} e JOIN {_tasks} d ON d.id = e.from_task
-                WHERE e.to_task = t.id AND d.state <> {StoredStates.Succeeded})
+            UPDATE {_tasks} t SET state = {StoredStates.Pending}, not_before = NULL, history = t.history || '|{StoredStates.Pending}:' || @now
+            WHERE t.workflow_id = @id AND t.state IN ({WorkflowRetrySql.Released}) AND t.id IS DISTINCT FROM (SELECT error_task FROM {_workflows} WHERE id = @id)
+              AND {WorkflowRetrySql.HeldBackBy(_tasks, _workflowEdges, "t")} > 0;
+            UPDATE {_tasks} t SET pending_steps = {WorkflowRetrySql.HeldBackBy(_tasks, _workflowEdges, "t")}
             WHERE t.workflow_id = @id AND t.state = {StoredStates.Pending} AND t.id IS DISTINCT FROM (SELECT error_task FROM {_workflows} WHERE id = @id);
             UPDATE {_tasks} SET state = {StoredStates.Queued}, history = history || '|{StoredStates.Queued}:' || @now
             WHERE workflow_id = @id AND state = {StoredStates.Pending} AND pending_steps = 0

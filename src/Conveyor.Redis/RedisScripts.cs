@@ -181,8 +181,9 @@ internal static class RedisScripts
     public static readonly string CancelWorkflow = Script("workflow.lua", "cancel_workflow.lua");
 
     /// <summary>ARGV: B, workflow id, now, n, then per step: task id, 1 for the error step (else 0), the task ids of the
-    /// steps it runs after joined by commas. Runs a failed or cancelled workflow again from its failed steps. Returns 1,
-    /// or 0 when it is unknown or neither failed nor cancelled.</summary>
+    /// steps it runs after joined by commas. Runs a failed or cancelled workflow again from its failed steps, and counts
+    /// again every step that waits (pending, or released and not leased), pending while a step it runs after holds it
+    /// back. Returns 1, or 0 when it is unknown or neither failed nor cancelled.</summary>
     public static readonly string RetryWorkflow = Script("workflow.lua", "retry_workflow.lua");
 
     internal static string Fragment(string file)

@@ -173,9 +173,11 @@ public sealed partial class SqliteBackend : IWorkflowStore
             {
                 return false;
             }
-            // Pending first (its failed steps, and its error step if it ended), then each failed step's count of the steps
-            // it runs after that have not succeeded, then those at 0 queued. The trigger does not fire: no state here is
-            // an end.
+            // Its failed steps (and its error step if it ended) back to pending first, with a fresh set of attempts. Then
+            // every step that waits, the error step excepted, is counted again (WorkflowRetrySql: the steps it runs after
+            // that hold it back): one released but not leased (scheduled, queued, retrying: spared by a stop) that one
+            // holds back goes back to pending, so that it cannot run before the retried steps end (a leased one runs on);
+            // every pending one takes its count; those at 0 are queued. The trigger does not fire: no state here is an end.
             var reset = w.Statement($"""
                 UPDATE tasks SET state = {StoredStates.Pending}, pending_steps = 0, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL,
                     not_before = NULL, expires_at = NULL, cancel_requested = 0, redelivered = 0, history = history || '|{StoredStates.Pending}:' || $now
@@ -185,9 +187,16 @@ public sealed partial class SqliteBackend : IWorkflowStore
             reset.Parameters[0].Value = now;
             reset.Parameters[1].Value = id;
             reset.ExecuteNonQuery();
+            var held = w.Statement($"""
+                UPDATE tasks SET state = {StoredStates.Pending}, not_before = NULL, history = history || '|{StoredStates.Pending}:' || $now
+                WHERE workflow_id = $id AND state IN ({WorkflowRetrySql.Released}) AND id IS NOT (SELECT error_task FROM workflows WHERE id = $id)
+                  AND {WorkflowRetrySql.HeldBackBy("tasks", "workflow_edges", "tasks")} > 0
+                """, "$now", "$id");
+            held.Parameters[0].Value = now;
+            held.Parameters[1].Value = id;
+            held.ExecuteNonQuery();
             var count = w.Statement($"""
-                UPDATE tasks SET pending_steps = (SELECT count(*) FROM workflow_edges e JOIN tasks d ON d.id = e.from_task
-                    WHERE e.to_task = tasks.id AND d.state <> {StoredStates.Succeeded})
+                UPDATE tasks SET pending_steps = {WorkflowRetrySql.HeldBackBy("tasks", "workflow_edges", "tasks")}
                 WHERE workflow_id = $id AND state = {StoredStates.Pending} AND id IS NOT (SELECT error_task FROM workflows WHERE id = $id)
                 """, "$id");
             count.Parameters[0].Value = id;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Conveyor.Backends;
+using Conveyor.Workflows;
 
 namespace Conveyor.Testing;
 
@@ -169,9 +170,7 @@ public sealed partial class InMemoryBackend : IWorkflowStore
             workflow.Failed = false;
             workflow.Stopped = false;
             var taskOf = workflow.Steps.ToDictionary(s => s.Id, s => s.TaskId, StringComparer.Ordinal);
-            // First every failed step (and an ended error step) back to pending, then each one's count of the steps it
-            // runs after that have not succeeded: those reset count too.
-            var reset = new List<(WorkflowStepInfo Info, StoredTask Task)>();
+            // First every failed step (and an ended error step) back to pending, with a fresh set of attempts.
             foreach (var info in workflow.Steps)
             {
                 if (_storage.Tasks.TryGetValue(info.TaskId, out var task)
@@ -187,19 +186,36 @@ public sealed partial class InMemoryBackend : IWorkflowStore
                     task.Lapses = 0;
                     task.PendingSteps = 0;
                     _storage.Transition(task, TaskState.Pending, now);
-                    if (!info.IsErrorStep)
-                    {
-                        reset.Add((info, task));
-                    }
                 }
             }
-            foreach (var (info, task) in reset)
+            // Then every step that waits, the error step excepted, counts the steps it runs after that hold it back: a
+            // pending one (reset, or spared by a stop and counting its first run's ends) is queued when none does, and one
+            // released but not leased (scheduled, queued, retrying: spared by a stop) goes back to pending when one does,
+            // so that it cannot run before the retried steps end. A leased one runs on (a worker may have started it).
+            // The states these changes move between hold nothing back, so the order of the steps does not matter.
+            foreach (var info in workflow.Steps)
             {
-                task.PendingSteps = info.After.Count(a => !_storage.Tasks.TryGetValue(taskOf[a], out var before) || before.State != TaskState.Succeeded);
-                if (task.PendingSteps == 0)
+                if (info.IsErrorStep || !_storage.Tasks.TryGetValue(info.TaskId, out var task)
+                    || task.State is not (TaskState.Pending or TaskState.Scheduled or TaskState.Queued or TaskState.Retrying))
                 {
-                    _storage.Transition(task, TaskState.Queued, now);
-                    ready.Add(task.Message.Queue);
+                    continue;
+                }
+                var holding = info.After.Count(a => _storage.Tasks.TryGetValue(taskOf[a], out var before) && HoldsBack(info.RunWhen, before.State));
+                if (task.State == TaskState.Pending)
+                {
+                    task.PendingSteps = holding;
+                    if (holding == 0)
+                    {
+                        _storage.Transition(task, TaskState.Queued, now);
+                        ready.Add(task.Message.Queue);
+                    }
+                }
+                else if (holding > 0)
+                {
+                    _storage.Transition(task, TaskState.Pending, now);
+                    // Out of the due index now: a retry's wait is not kept, the step is released when its count reaches 0.
+                    task.NotBefore = null;
+                    task.PendingSteps = holding;
                 }
             }
             workflow.ActiveSteps = workflow.Steps.Count(s => _storage.Tasks.TryGetValue(s.TaskId, out var t)
@@ -208,6 +224,12 @@ public sealed partial class InMemoryBackend : IWorkflowStore
         _storage.PublishReady(ready);
         return Task.FromResult(true);
     }
+
+    /// <summary>Whether a step it runs after, in <paramref name="state"/>, holds back a step released by
+    /// <paramref name="runWhen"/>: one released when all ended waits for it until it ends, any other until it succeeds. A
+    /// step's task that retention deleted had ended: it holds nothing back (as the SQL stores' join finds no row).</summary>
+    private static bool HoldsBack(WorkflowRunWhen runWhen, TaskState state) =>
+        runWhen == WorkflowRunWhen.AllEnded ? !state.IsTerminal() : state != TaskState.Succeeded;
 
     /// <inheritdoc />
     public Task<int> PurgeFinishedWorkflowsAsync(DateTimeOffset finishedBefore, int maxCount, CancellationToken cancellationToken)

@@ -192,9 +192,12 @@ public interface IWorkflowStore
     Task<bool> CancelWorkflowAsync(Guid workflowId, CancellationToken cancellationToken);
 
     /// <summary>Runs a failed or cancelled workflow again from its failed steps, in one transaction or script: it is
-    /// running again; its steps that ended dead, cancelled or expired get a fresh set of attempts and wait again (queued
-    /// when each step they run after has succeeded, else pending with that count); its error step, if it ended, is pending
-    /// again; succeeded steps keep their results, running ones go on. False when it is unknown or not failed or
+    /// running again; its steps that ended dead, cancelled or expired get a fresh set of attempts; its error step, if it
+    /// ended, is pending again; then every other step that waits — pending, or released and not leased (scheduled,
+    /// queued, retrying) — is counted again: the steps it runs after that have not succeeded (not ended, for one released
+    /// when all ended); it waits in pending while that count is above 0 (a released step keeps its attempts, not its
+    /// retry's wait), and a pending one at 0 is queued. Succeeded
+    /// steps keep their results; leased (running) ones go on. False when it is unknown or not failed or
     /// cancelled.</summary>
     Task<bool> RetryWorkflowAsync(Guid workflowId, CancellationToken cancellationToken);
 

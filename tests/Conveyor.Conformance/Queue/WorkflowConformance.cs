@@ -853,4 +853,109 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
         Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
     }
+
+    [Fact]
+    public async Task Retrying_a_workflow_recounts_its_spared_step_released_when_all_ended_which_then_waits_for_the_retried_members()
+    {
+        // A batch under stop (under continue a workflow fails only once nothing is active, after its onComplete ran, so
+        // only a stop leaves one waiting at a retry): a fails, b still runs, "complete" is spared and waits for b alone.
+        var workflow = WithAllEnded(NewWorkflow(("a", []), ("b", []), ("complete", ["a", "b"])), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var members = await FetchStepsAsync();
+        Assert.Equal(["a", "b"], members.Keys.Order());
+        await Queue.CompleteAsync([Dead(members["a"])], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+
+        // The retry runs a again: "complete" waits for it as well as for b, whose end no longer releases it.
+        Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        Assert.Equal(TaskState.Queued, await StateOf(workflow, "a"));
+        await Queue.CompleteAsync([Succeeded(members["b"])], Timeout);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Retrying_a_workflow_takes_a_spared_step_released_but_not_started_back_to_pending_until_the_retried_steps_end(bool retrying)
+    {
+        // Under stop: a fails, then b's success releases the spared "complete", which is queued (or, after an attempt that
+        // asked for a retry, retrying) but not running when the workflow is retried.
+        var workflow = WithAllEnded(NewWorkflow(("a", []), ("b", []), ("complete", ["a", "b"])), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var members = await FetchStepsAsync();
+        Assert.Equal(["a", "b"], members.Keys.Order());
+        await Queue.CompleteAsync([Dead(members["a"])], Timeout);
+        await Queue.CompleteAsync([Succeeded(members["b"])], Timeout);
+        Assert.Equal(TaskState.Queued, await StateOf(workflow, "complete"));
+        if (retrying)
+        {
+            var attempt = Assert.Single(await FetchStepsAsync());
+            Assert.Equal("complete", attempt.Key);
+            await Queue.CompleteAsync([new Completion
+            {
+                Lease = attempt.Value.Ref, Kind = CompletionKind.Retry, Attempt = attempt.Value.Attempt, RetryAt = Now.AddMinutes(1),
+                Error = new TaskError("Test.Failure", "failed for the test"), At = Now,
+            }], Timeout);
+            Assert.Equal(TaskState.Retrying, await StateOf(workflow, "complete"));
+        }
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+
+        Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+
+        // a's end releases it, at once (a retry's wait is not kept), with the attempts it had.
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        Assert.Equal(retrying ? 2 : 1, complete.Value.Attempt);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task A_step_running_when_its_workflow_is_retried_runs_on_and_is_not_run_again_after_the_retried_steps()
+    {
+        // Under stop: a fails, b's success releases the spared "complete", which a worker leased before the retry.
+        var workflow = WithAllEnded(NewWorkflow(("a", []), ("b", []), ("complete", ["a", "b"]), ("report", ["complete"])), "complete", "report");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var members = await FetchStepsAsync();
+        await Queue.CompleteAsync([Dead(members["a"])], Timeout);
+        await Queue.CompleteAsync([Succeeded(members["b"])], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+
+        Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        Assert.Equal(TaskState.Running, await StateOf(workflow, "complete"));
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "report"));
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+
+        // Its lease still holds; its end releases what runs after it, as any end does.
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "complete"));
+        var report = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("report", report.Key);
+        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        var task = await Store.GetAsync(TaskOf(workflow, "complete"), Timeout);
+        Assert.Single(task!.Transitions, t => t.State == TaskState.Running);
+    }
 }
