@@ -292,7 +292,8 @@ public sealed partial class SupervisorTests : IDisposable
             TimeSpan.FromSeconds(30), "the child to lease the tasks");
 
         supervisor.Signal("INT");
-        await WaitUntilAsync(() => supervisor.Output.Contains("worker processes drain for up to", StringComparison.Ordinal), TimeSpan.FromSeconds(10),
+        // A deadline, not a pace: under a load of 36 (CI beside four builds) the first signal's line took over 10 s.
+        await WaitUntilAsync(() => supervisor.Output.Contains("worker processes drain for up to", StringComparison.Ordinal), TimeSpan.FromSeconds(30),
             () => $"the supervisor to start draining. Output: {supervisor.Output}");
         var clock = Stopwatch.StartNew();
         supervisor.Signal("INT");
