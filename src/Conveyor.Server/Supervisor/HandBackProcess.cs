@@ -1,5 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.IO.Pipes;
+using System.Runtime.InteropServices;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
 
 namespace Conveyor.Server.Supervisor;
 
@@ -51,10 +55,13 @@ internal static class HandBackProcess
         using var process = Process.Start(info) ?? throw new InvalidOperationException($"{fileName} did not start.");
         var processId = process.Id;
         process.StandardInput.Close();
-        string output;
+        // Read with read(2) on a pool thread, to the end of the pipe (the process ended, or was killed): PipeStream's own
+        // reads, even synchronous ones, go through System.Net.Sockets on Unix, which with what it loads would stay in
+        // the supervisor for the rest of its life (about 3 MB).
+        var pipe = ((PipeStream)process.StandardOutput.BaseStream).SafePipeHandle;
+        var output = Task.Run(() => ReadToEnd(pipe), CancellationToken.None);
         try
         {
-            output = await process.StandardOutput.ReadToEndAsync(cancellationToken).ConfigureAwait(false);
             await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
@@ -69,11 +76,57 @@ internal static class HandBackProcess
             }
             throw new TimeoutException($"the hand-back process (pid {processId}) did not end within {Timeout}; it was killed");
         }
-        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var lines = (await output.ConfigureAwait(false)).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (process.ExitCode != 0 || lines.Length == 0 || !int.TryParse(lines[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var count))
         {
             throw new InvalidOperationException($"the hand-back process (pid {processId}) exited with code {process.ExitCode} (its lines above say why)");
         }
         return count;
+    }
+
+    /// <summary>What the process wrote on <paramref name="pipe"/>, up to its end (at most 64 KB are kept).</summary>
+    private static string ReadToEnd(SafePipeHandle pipe)
+    {
+        const int MaxKept = 64 * 1024;
+        var buffer = new byte[512];
+        using var kept = new MemoryStream();
+        var added = false;
+        try
+        {
+            pipe.DangerousAddRef(ref added);
+            var descriptor = (int)pipe.DangerousGetHandle();
+            while (true)
+            {
+                var read = NativeMethods.Read(descriptor, buffer, buffer.Length);
+                if (read > 0)
+                {
+                    if (kept.Length < MaxKept)
+                    {
+                        kept.Write(buffer, 0, (int)read);
+                    }
+                }
+                else if (read == 0 || Marshal.GetLastPInvokeError() != EINTR)
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                pipe.DangerousRelease();
+            }
+        }
+        return Encoding.UTF8.GetString(kept.GetBuffer(), 0, (int)kept.Length);
+    }
+
+    private const int EINTR = 4;
+
+    private static class NativeMethods
+    {
+        [DllImport("libc", EntryPoint = "read", SetLastError = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern nint Read(int descriptor, byte[] buffer, nint count);
     }
 }
