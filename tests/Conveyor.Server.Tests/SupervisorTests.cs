@@ -118,6 +118,86 @@ public sealed partial class SupervisorTests : IDisposable
             supervisor.Output);
     }
 
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task A_step_whose_last_interrupted_attempt_a_hand_back_ends_is_announced_dead_with_its_workflow_on_the_servers_event_stream(string backend)
+    {
+        await using var store = await OpenStoreAsync(backend);
+        // The step POSTs to a recorder here, which holds the call: a call that arrived is a handler that started.
+        await using var recorder = await CallRecorder.StartAsync(1, TimeSpan.FromSeconds(15));
+        var environment = Environment();
+        environment["CONVEYOR_HTTP__ALLOWED_HOSTS"] = "127.0.0.1";
+        using var server = await ServerProcess.StartAsync(_folder, new Dictionary<string, string>(environment) { ["PORT"] = "0" }, "--no-worker");
+        using var http = server.CreateClient(TimeSpan.FromSeconds(30));
+        await using var stream = await SseClient.OpenAsync(server.Url);
+        var body = JsonSerializer.Serialize(new
+        {
+            name = "handed-back",
+            steps = new object[]
+            {
+                // maxAttempts 1 does not bound interruptions: the step ends dead at its third (LeaseRules.MaxInterruptions).
+                new { id = "a", task = "http.request", args = new { method = "POST", url = recorder.Url.ToString(), body = "0" }, maxAttempts = 1 },
+                new { id = "b", task = "conveyor.noop", after = new[] { "a" } },
+            },
+        });
+        using var created = await http.PostAsync("/api/v1/workflows", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+        var createdBody = await created.Content.ReadAsStringAsync();
+        Assert.True(created.StatusCode == System.Net.HttpStatusCode.Created, createdBody);
+        var workflowId = JsonDocument.Parse(createdBody).RootElement.GetProperty("id").GetString()!;
+        using var workflow = JsonDocument.Parse(await http.GetStringAsync($"/api/v1/workflows/{workflowId}"));
+        var step = workflow.RootElement.GetProperty("steps").EnumerateArray().Single(s => s.GetProperty("id").GetString() == "a").GetProperty("taskId").GetGuid();
+
+        using var supervisor = ConveyorProcess.Start(_folder, environment, "worker", "--processes", "1", "--concurrency", "1");
+        var killedAt = Stopwatch.StartNew();
+        var lastChild = "";
+        var kills = 0;
+        TaskRecord? seen = null;
+        while (seen?.State != TaskState.Dead)
+        {
+            Assert.True(kills <= LeaseRules.MaxInterruptions, $"step a is not dead after {kills} kills: {seen?.State}");
+            var (childPid, childId) = await WaitForChildAsync(supervisor, kills + 1, TimeSpan.FromSeconds(60));
+            var calls = kills + 1;
+            await WaitUntilAsync(() => recorder.CallsOf(0).Count == calls, TimeSpan.FromSeconds(60),
+                () => $"child {calls} to run step a; it is {seen?.State}, worker {seen?.WorkerId}. Output: {supervisor.Output} Errors: {supervisor.Error}");
+            ConveyorProcess.SignalProcess(childPid, "KILL");
+            killedAt.Restart();
+            kills++;
+            lastChild = childId;
+            // Back (queued, or already taken by the next child) or ended: by the supervisor's hand-back, since the lease
+            // (60 s) does not run out here.
+            await WaitUntilAsync(async () =>
+                {
+                    seen = (await store.GetAsync([step]))[step];
+                    return seen.State != TaskState.Running || seen.WorkerId != childId;
+                },
+                Lease / 2, () => $"the killed child {kills}'s lease to be handed back. Output: {supervisor.Output} Errors: {supervisor.Error}");
+        }
+        Assert.True(killedAt.Elapsed < Lease / 2, $"step a ended {killedAt.Elapsed} after the last kill");
+        // The first lease records its start beside the handler: a kill between the call and that write is a lapse (no
+        // attempt spent, no interruption), after which every lease records its start before its handler runs. So one kill
+        // more at most; the interruptions are exact.
+        Assert.InRange(kills, LeaseRules.MaxInterruptions, LeaseRules.MaxInterruptions + 1);
+        Assert.Equal(LeaseRules.MaxInterruptions, seen!.Errors.Count);
+
+        // The hand-back process sent the step's event and its workflow's end; the server's bridge passed them on.
+        var dead = await stream.WaitForAsync(e => e.Event == "task" && e.TaskId == step && e.Type == "dead", TimeSpan.FromSeconds(30),
+            $"step a's dead event. Errors: {supervisor.Error}");
+        Assert.Equal(workflowId, dead.Get("workflowId"));
+        Assert.Equal("a", dead.Get("stepId"));
+        Assert.Equal(lastChild, dead.Get("origin"));
+        await stream.WaitForAsync(e => e.Event == "workflow" && e.Get("workflowId") == workflowId && e.Type == "failed", TimeSpan.FromSeconds(30),
+            $"workflow {workflowId}'s failed event");
+        stream.AssertNoProtocolErrors();
+        Assert.Single(stream.EventsOf(step), e => e.Type == "dead");
+        var ends = stream.Messages.Where(e => e.Event == "workflow" && e.Get("workflowId") == workflowId && e.Type is "failed" or "succeeded" or "cancelled").ToList();
+        Assert.True(ends.Count == 1, string.Join(" | ", ends));
+        Assert.Equal("handed-back", ends[0].Get("name"));
+        using var stored = JsonDocument.Parse(await http.GetStringAsync($"/api/v1/workflows/{workflowId}"));
+        Assert.Equal("failed", stored.RootElement.GetProperty("state").GetString());
+        Assert.Equal(stored.RootElement.GetProperty("finishedAt").GetDateTimeOffset(), DateTimeOffset.Parse(ends[0].Get("at")!, CultureInfo.InvariantCulture));
+    }
+
     [Fact]
     public async Task A_server_without_the_handler_checks_arguments_against_the_schema_of_a_worker_in_another_process()
     {
@@ -251,7 +331,10 @@ public sealed partial class SupervisorTests : IDisposable
         Assert.All((await store.GetAsync(others)).Values, t => Assert.True(t.State == TaskState.Succeeded && t.Attempts == 1, $"{t.Id}: {t.State}, {t.Attempts} attempts"));
         Assert.Contains("passed its soft time limit of 00:00:01", supervisor.Output, StringComparison.Ordinal);
         Assert.Contains("passed the hard time limit of 00:00:02", supervisor.Output, StringComparison.Ordinal);
-        Assert.Matches(@"exited after a task passed the hard time limit \(code 124\) after [\d.]+ s; \d+ leases handed back; replaced at once", supervisor.Output);
+        // Logged once the hand-back process (which finds the leases the child handed back already gone) ended, beside
+        // the replacement's start.
+        await WaitUntilAsync(() => Regex.IsMatch(supervisor.Output, @"exited after a task passed the hard time limit \(code 124\) after [\d.]+ s; 0 leases handed back; replaced at once"),
+            TimeSpan.FromSeconds(30), () => $"the supervisor's line about the hard limit. Output: {supervisor.Output}");
     }
 
     [Theory]
@@ -333,19 +416,23 @@ public sealed partial class SupervisorTests : IDisposable
             .Where(fields => fields.Length >= 6 && fields[5].EndsWith(".dll", StringComparison.Ordinal))
             .Select(fields => Path.GetFileName(fields[5])).ToHashSet(StringComparer.Ordinal);
 
-    /// <summary>What the command reads its settings with, and what an idle supervisor must not hold beside its children.</summary>
+    /// <summary>What the command reads its settings with, the backend, and what else a supervisor must not hold beside its
+    /// children, idle or after a child's exit.</summary>
     private static readonly string[] CommandStack =
     [
         "System.CommandLine.dll", "Microsoft.Extensions.Configuration.dll", "Microsoft.Extensions.Configuration.Json.dll",
         "Microsoft.Extensions.DependencyInjection.dll", "Microsoft.Extensions.Options.dll", "Microsoft.Extensions.Logging.dll",
         "Microsoft.Extensions.Logging.Console.dll", "Microsoft.Extensions.Hosting.dll", "System.Text.Json.dll", "Conveyor.Sqlite.dll",
+        "Conveyor.Sql.dll", "Microsoft.Data.Sqlite.dll",
+        // What a PipeStream read loads on Unix (the hand-back process's answer is read with read(2) instead).
+        "System.Net.Sockets.dll",
     ];
 
     [Fact]
-    public async Task Idle_supervisor_keeps_its_process_id_and_loads_no_command_line_configuration_DI_or_logging_stack()
+    public async Task Supervisor_keeps_its_process_id_and_loads_no_command_line_configuration_DI_logging_or_backend_stack_idle_after_a_kill_and_after_a_recycle()
     {
         await using var store = await OpenStoreAsync();
-        using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "2");
+        using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "2", "--max-tasks-per-child", "4");
         var (childPid, childId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
         await WaitForWorkerAsync(supervisor, childId, TimeSpan.FromSeconds(60));
 
@@ -354,15 +441,40 @@ public sealed partial class SupervisorTests : IDisposable
         var idle = LoadedAssemblies(supervisor.Id);
         Assert.Contains("Conveyor.dll", idle);
         Assert.Contains("System.Diagnostics.Process.dll", idle);
-        Assert.All(CommandStack, assembly => Assert.DoesNotContain(assembly, idle));
+        AssertLean(idle);
         // The child, which runs the host, maps them: the same reading sees them where they are.
         Assert.Contains("Microsoft.Extensions.DependencyInjection.dll", LoadedAssemblies(childPid));
 
-        // Its leases are handed back through the backend, built when a child first exits.
+        // A crash: the child's leases come back through a hand-back process, well before they would run out (60 s).
+        var ids = await store.EnqueueAsync("conveyor.sleep", """{"ms":3000}""", 2, maxAttempts: 3);
+        await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.State == TaskState.Running && t.WorkerId == childId),
+            TimeSpan.FromSeconds(30), "the child to lease both tasks");
+        var killedAt = Stopwatch.StartNew();
         ConveyorProcess.SignalProcess(childPid, "KILL");
-        await WaitUntilAsync(() => Regex.IsMatch(supervisor.Output, @"was killed by signal 9 \(SIGKILL\) after [\d.]+ s; \d+ leases handed back; restart 1 in"),
-            TimeSpan.FromSeconds(30), () => $"the hand-back after the kill. Output: {supervisor.Output}");
-        Assert.Contains("Conveyor.Sqlite.dll", LoadedAssemblies(supervisor.Id));
+        await WaitUntilAsync(async () => (await store.GetAsync(ids)).Values.All(t => t.WorkerId != childId), TimeSpan.FromSeconds(30),
+            () => $"the killed child's leases to come back. Output: {supervisor.Output} Errors: {supervisor.Error}");
+        Assert.True(killedAt.Elapsed < Lease / 4, $"the leases came back {killedAt.Elapsed} after the kill");
+        await WaitUntilAsync(() => Regex.IsMatch(supervisor.Output, @"was killed by signal 9 \(SIGKILL\) after [\d.]+ s; 2 leases handed back; restart 1 in"),
+            TimeSpan.FromSeconds(30), () => $"the supervisor's line about the kill. Output: {supervisor.Output}");
+        // The hand-back process logs on standard error (its standard output is its answer to the supervisor).
+        await WaitUntilAsync(() => supervisor.Error.Contains($"Worker {childId} exited without handing back its leases: 2 handed back", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(10), () => $"the hand-back process's line. Errors: {supervisor.Error}");
+        AssertLean(LoadedAssemblies(supervisor.Id));
+
+        // A recycle: the two tasks (rerun by the next child) and two more make four finished attempts; the child drains,
+        // hands back what it holds itself, and exits 75: the supervisor builds nothing.
+        var (_, secondId) = await WaitForChildAsync(supervisor, 2, TimeSpan.FromSeconds(30));
+        var more = await store.EnqueueAsync("conveyor.noop", "{}", 2, maxAttempts: 1);
+        await WaitUntilAsync(async () => (await store.GetAsync([.. ids, .. more])).Values.All(t => t.State == TaskState.Succeeded), TimeSpan.FromSeconds(60),
+            () => $"every task to succeed. Output: {supervisor.Output}");
+        await WaitUntilAsync(() => supervisor.Output.Contains($"worker {secondId}) exited to be recycled (code 75)", StringComparison.Ordinal), TimeSpan.FromSeconds(30),
+            () => $"the recycle. Output: {supervisor.Output}");
+        Assert.Matches(@"exited to be recycled \(code 75\) after [\d.]+ s; it handed back its leases itself; replaced at once \(restart 2\)", supervisor.Output);
+        await WaitForWorkerAsync(supervisor, (await WaitForChildAsync(supervisor, 3, TimeSpan.FromSeconds(30))).WorkerId, TimeSpan.FromSeconds(60));
+        AssertLean(LoadedAssemblies(supervisor.Id));
+        Assert.DoesNotContain($"Worker {secondId} exited without handing back", supervisor.Error, StringComparison.Ordinal);
+
+        static void AssertLean(HashSet<string> loaded) => Assert.All(CommandStack, assembly => Assert.DoesNotContain(assembly, loaded));
     }
 
     [Theory]

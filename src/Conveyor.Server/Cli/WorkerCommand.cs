@@ -8,7 +8,8 @@ namespace Conveyor.Server.Cli;
 
 /// <summary><c>conveyor worker</c>: a worker (and a scheduler candidate) without HTTP; with <c>--processes N</c>, a
 /// supervisor of N such worker processes, which checks its settings here and then supervises as a
-/// <see cref="LeanSupervisor"/>.</summary>
+/// <see cref="LeanSupervisor"/>. Started by that supervisor with <see cref="HandBackProcess.VariableName"/> set, the same
+/// command is its hand-back process instead (<see cref="HandBackCommand"/>).</summary>
 internal static class WorkerCommand
 {
     public static Command Create(ConfigurationFlags global, TextWriter output, TextWriter error)
@@ -28,9 +29,14 @@ internal static class WorkerCommand
         IHost? host = null;
         try
         {
-            supervisorServices = ConveyorHosts.BuildSupervisorServices(flags);
+            var handBack = HandBackProcess.RequestedWorkerId;
+            supervisorServices = ConveyorHosts.BuildSupervisorServices(flags, logToStandardError: handBack is not null);
             // Reading the options runs their validation: a bad value stops here with its message, before any process starts.
             var options = supervisorServices.GetRequiredService<IOptions<ConveyorOptions>>().Value;
+            if (handBack is not null)
+            {
+                return await HandBackCommand.RunAsync(supervisorServices, handBack, output).ConfigureAwait(false);
+            }
             if (ConveyorSupervisor.IsRequested(options))
             {
                 output.WriteLine($"Conveyor supervisor {Environment.ProcessId}: {options.Worker.Processes} worker processes on queues " +
@@ -39,7 +45,7 @@ internal static class WorkerCommand
                 {
                     var loggers = supervisorServices.GetRequiredService<ILoggerFactory>();
                     var handoff = new SupervisorHandoff(options.Worker.Processes, ConveyorSupervisor.GracefulTimeoutFor(options),
-                        SupervisorLogFormat.Of(supervisorServices, loggers.CreateLogger<WorkerSupervisor>()), flags);
+                        SupervisorLogFormat.Of(supervisorServices, loggers.CreateLogger<WorkerSupervisor>()));
                     // Returns only if the process could not be replaced; it then supervises as below.
                     LeanSupervisor.ReplaceThisProcess(handoff, output, error);
                 }

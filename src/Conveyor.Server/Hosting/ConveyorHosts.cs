@@ -163,9 +163,11 @@ internal static class ConveyorHosts
     }
 
     /// <summary>What a supervisor (<c>conveyor worker --processes N</c>) needs, without a host: configuration, logging, the
-    /// options and the backend, which is built only once a child exits and its leases are handed back. It runs no worker,
-    /// scheduler or hosted service, so it stays small beside its children.</summary>
-    public static ServiceProvider BuildSupervisorServices(IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null)
+    /// options and the backend, which is built only to hand back the leases of a child that exited without handing them
+    /// back itself. It runs no worker, scheduler or hosted service, so it stays small beside its children. A hand-back
+    /// process builds the same, with <paramref name="logToStandardError"/>: its standard output is its answer.</summary>
+    public static ServiceProvider BuildSupervisorServices(IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null,
+        bool logToStandardError = false)
     {
         // The host builder's configuration sources, without its file watchers and its other log providers: the
         // supervisor reads its settings once, and every megabyte it holds it holds beside each child.
@@ -182,6 +184,10 @@ internal static class ConveyorHosts
             logging.AddConfiguration(configuration.GetSection("Logging"));
             AddConveyor(configuration, services, logging, HostRole.Supervisor, flags, environment);
         });
+        if (logToStandardError)
+        {
+            services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        }
         return services.BuildServiceProvider();
     }
 

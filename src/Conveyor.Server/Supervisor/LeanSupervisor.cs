@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using Conveyor.Backends;
-using Conveyor.Server.Hosting;
-
 namespace Conveyor.Server.Supervisor;
 
 /// <summary>
@@ -14,10 +10,12 @@ namespace Conveyor.Server.Supervisor;
 /// configuration or command-line parser loaded. The supervisor's resident memory is counted beside every child's.
 /// </summary>
 /// <remarks>
-/// The backend, which hands back the leases of a child that exited, is built the first time a child exits
-/// (<see cref="OnDemandBackend"/>), from the same flags and configuration: handing back cannot be left to the child (a
-/// crashed child cannot, and after a stop nothing replaces it) nor to its replacement (the backoff delays it, and none
-/// comes after a stop). From then on the supervisor holds that stack too, as it did before it had a lean form.
+/// It never builds the backend, for its whole life. A child that drained (recycled, or stopped) hands back its own
+/// leases and says so by its exit code (<see cref="WorkerExitCodes.HandedBackItsLeases"/>); for any other exit (a crash,
+/// a kill, a hard time limit, a drain the backend did not confirm) the supervisor starts a hand-back process
+/// (<see cref="HandBackProcess"/>): the same command in the same environment, which builds the backend, hands back that
+/// child's leases, announces the tasks this ended for good, prints how many leases it ended and exits. Handing back
+/// cannot be left to the crashed child, nor to its replacement (the backoff delays it, and none comes after a stop).
 /// </remarks>
 internal static class LeanSupervisor
 {
@@ -37,7 +35,7 @@ internal static class LeanSupervisor
     }
 
     /// <summary>The handoff of the command that replaced itself with this process, or null when it was not. Removed
-    /// from the environment, so that the children, which inherit it, run as workers.</summary>
+    /// from the environment, so that the children and hand-back processes, which inherit it, run the command itself.</summary>
     public static SupervisorHandoff? TakeHandoff()
     {
         if (Environment.GetEnvironmentVariable(SupervisorHandoff.VariableName) is not { } value)
@@ -52,35 +50,10 @@ internal static class LeanSupervisor
     public static async Task<int> RunAsync(SupervisorHandoff handoff)
     {
         ArgumentNullException.ThrowIfNull(handoff);
-        await using var backend = new OnDemandBackend(handoff.Flags);
-        return await ConveyorSupervisor.SuperviseAsync(ConveyorSupervisor.SettingsFor(handoff.Processes, handoff.GracefulTimeout), backend.Get,
+        // A hand-back starts a process first: it gets longer than a call to a backend already built.
+        var settings = ConveyorSupervisor.SettingsFor(handoff.Processes, handoff.GracefulTimeout) with { AbandonTimeout = HandBackProcess.Timeout };
+        return await ConveyorSupervisor.SuperviseAsync(settings,
+            (workerId, cancellationToken) => HandBackProcess.RunAsync(settings.FileName, settings.Arguments, workerId, cancellationToken),
             new SupervisorConsoleLogger<WorkerSupervisor>(handoff.Log), TimeProvider.System, CancellationToken.None).ConfigureAwait(false);
-    }
-
-    /// <summary>The backend, built on first use from <paramref name="flags"/> and the configuration the supervisor was
-    /// started with (<see cref="ConveyorHosts.BuildSupervisorServices"/>); it stays built from then on. A build that
-    /// fails is tried again at the next exit.</summary>
-    private sealed class OnDemandBackend(IReadOnlyDictionary<string, string?> flags) : IAsyncDisposable
-    {
-        private readonly Lock _gate = new();
-        // Typed as the runtime's interfaces, so that loading this class loads no DI assembly.
-        private IServiceProvider? _services;
-
-        public IConveyorBackend Get()
-        {
-            lock (_gate)
-            {
-                _services ??= Build(flags);
-            }
-            return Resolve(_services);
-        }
-
-        [MethodImpl(MethodImplOptions.NoInlining)]
-        private static ServiceProvider Build(IReadOnlyDictionary<string, string?> flags) => ConveyorHosts.BuildSupervisorServices(flags);
-
-        [MethodImpl(MethodImplOptions.NoInlining)]
-        private static IConveyorBackend Resolve(IServiceProvider services) => services.GetRequiredService<IConveyorBackend>();
-
-        public ValueTask DisposeAsync() => _services is IAsyncDisposable services ? services.DisposeAsync() : ValueTask.CompletedTask;
     }
 }

@@ -5,21 +5,19 @@ namespace Conveyor.Server.Supervisor;
 
 /// <summary>
 /// What <c>conveyor worker --processes N</c> hands to its lean form (<see cref="LeanSupervisor"/>) after it has read and
-/// checked every setting: the number of children, their graceful timeout, the log format, and the command-line flags (to
-/// build the backend from the same configuration once a child exits). It travels in the environment variable
+/// checked every setting: the number of children, their graceful timeout and the log format. (The children and the
+/// hand-back processes run the same command line in the same environment, and read the rest of the configuration
+/// themselves.) It travels in the environment variable
 /// <see cref="VariableName"/> across <c>execve</c>, as <c>name=value</c> pairs joined by <c>&amp;</c>, each side
 /// percent-encoded: no serializer is loaded on either side for it.
 /// </summary>
 /// <param name="Processes">Children kept running.</param>
 /// <param name="GracefulTimeout">How long children get to stop before they are killed.</param>
 /// <param name="Log">How the supervisor's lines are written.</param>
-/// <param name="Flags">The configuration keys set by command-line flags.</param>
-internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout, SupervisorLogFormat Log, IReadOnlyDictionary<string, string?> Flags)
+internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout, SupervisorLogFormat Log)
 {
     /// <summary>The environment variable; under the <c>CONVEYOR_SUPERVISOR_</c> prefix, which names no setting.</summary>
     public const string VariableName = "CONVEYOR_SUPERVISOR_HANDOFF";
-
-    private const string FlagPrefix = "flag:";
 
     /// <summary>The variable's value.</summary>
     public string Encode()
@@ -41,13 +39,6 @@ internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout
         {
             pairs.Add(("timestampFormat", timestampFormat));
         }
-        foreach (var (key, value) in Flags)
-        {
-            if (value is not null)
-            {
-                pairs.Add((FlagPrefix + key, value));
-            }
-        }
         var text = new StringBuilder();
         foreach (var (name, value) in pairs)
         {
@@ -63,7 +54,6 @@ internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout
     {
         ArgumentNullException.ThrowIfNull(value);
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        var flags = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         foreach (var pair in value.Split('&', StringSplitOptions.RemoveEmptyEntries))
         {
             var equals = pair.IndexOf('=', StringComparison.Ordinal);
@@ -71,16 +61,7 @@ internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout
             {
                 throw new FormatException($"{VariableName}: '{pair}' is not name=value.");
             }
-            var name = Uri.UnescapeDataString(pair[..equals]);
-            var text = Uri.UnescapeDataString(pair[(equals + 1)..]);
-            if (name.StartsWith(FlagPrefix, StringComparison.Ordinal))
-            {
-                flags[name[FlagPrefix.Length..]] = text;
-            }
-            else
-            {
-                values[name] = text;
-            }
+            values[Uri.UnescapeDataString(pair[..equals])] = Uri.UnescapeDataString(pair[(equals + 1)..]);
         }
         var log = new SupervisorLogFormat
         {
@@ -95,7 +76,7 @@ internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout
             StandardErrorThreshold = Enum.Parse<LogLevel>(Required("standardErrorThreshold")),
         };
         return new SupervisorHandoff(int.Parse(Required("processes"), CultureInfo.InvariantCulture),
-            TimeSpan.FromTicks(long.Parse(Required("gracefulTimeout"), CultureInfo.InvariantCulture)), log, flags);
+            TimeSpan.FromTicks(long.Parse(Required("gracefulTimeout"), CultureInfo.InvariantCulture)), log);
 
         string Required(string name) => values.TryGetValue(name, out var text) ? text : throw new FormatException($"{VariableName} has no {name}.");
     }

@@ -17,7 +17,7 @@ namespace Conveyor;
 /// builder.Services.AddConveyor(builder.Configuration.GetSection("Conveyor")).AddTask&lt;Resize&gt;("images.resize").UseSqlite();
 /// if (ConveyorSupervisor.IsRequested(builder.Configuration))
 /// {
-///     // The supervisor runs no host, only logging and the backend (to hand back the leases of children that die).
+///     // The supervisor runs no host, only logging and the backend (to hand back the leases of children that crash).
 ///     await using var services = builder.Services.BuildServiceProvider();
 ///     return await ConveyorSupervisor.RunAsync(services);
 /// }
@@ -28,7 +28,9 @@ namespace Conveyor;
 /// The supervisor starts the same program again with the same arguments; a child knows it is one by
 /// <see cref="SupervisorProcessIdVariable"/> and runs the host, with the worker id the supervisor gave it.
 /// SIGTERM or SIGINT drains every child within <see cref="WorkerOptions.ShutdownTimeout"/> (the graceful timeout) and a
-/// margin, then kills what is left; a second signal kills them at once. Either way their leases are handed back.
+/// margin, then kills what is left; a second signal kills them at once. Either way their leases are handed back: a child
+/// that drained hands back its own and says so by its exit code (<see cref="WorkerExitCodes.HandedBackItsLeases"/>); for
+/// any other exit the supervisor does it with the backend, which it builds only then.
 /// </summary>
 public static class ConveyorSupervisor
 {
@@ -67,8 +69,9 @@ public static class ConveyorSupervisor
 
     /// <summary>Supervises <see cref="WorkerOptions.Processes"/> children until SIGTERM or SIGINT (or
     /// <paramref name="cancellationToken"/>), then drains them. Uses from <paramref name="services"/> only the options, the
-    /// logging and, once a child has exited, the backend. Returns the process's exit code: 0 after a drain, 128 + the
-    /// signal after a second signal stopped it at once.</summary>
+    /// logging and, once a child has exited without handing back its leases itself (a crash, a kill, a hard time limit),
+    /// the backend (<see cref="LeaseHandBack"/>). Returns the process's exit code: 0 after a drain, 128 + the signal after
+    /// a second signal stopped it at once.</summary>
     /// <exception cref="OptionsValidationException">A worker setting is invalid.</exception>
     public static async Task<int> RunAsync(IServiceProvider services, CancellationToken cancellationToken = default)
     {
@@ -79,9 +82,15 @@ public static class ConveyorSupervisor
             throw new InvalidOperationException($"{ProcessesKey} must be 1 or more to supervise worker processes.");
         }
         var loggers = services.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance;
-        return await SuperviseAsync(SettingsFor(options.Worker.Processes, GracefulTimeoutFor(options)),
-            () => services.GetRequiredService<IConveyorBackend>(), loggers.CreateLogger<WorkerSupervisor>(),
-            services.GetService<TimeProvider>() ?? TimeProvider.System, cancellationToken).ConfigureAwait(false);
+        var logger = loggers.CreateLogger<WorkerSupervisor>();
+        var time = services.GetService<TimeProvider>() ?? TimeProvider.System;
+        async Task<int> HandBackAsync(string workerId, CancellationToken handBackToken)
+        {
+            var backend = services.GetRequiredService<IConveyorBackend>();
+            return (await LeaseHandBack.RunAsync(backend, workerId, time, logger, handBackToken).ConfigureAwait(false)).Count;
+        }
+        return await SuperviseAsync(SettingsFor(options.Worker.Processes, GracefulTimeoutFor(options)), HandBackAsync, logger, time,
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>How long children get to stop: their drain and <see cref="StopMargin"/>.</summary>
@@ -101,12 +110,12 @@ public static class ConveyorSupervisor
     }
 
     /// <summary>Supervises until SIGTERM or SIGINT (or <paramref name="cancellationToken"/>), then drains; a second signal
-    /// kills the children. <paramref name="backend"/> is called only once a child has exited, to hand back its leases and
-    /// concurrency slots. Returns the process's exit code (see <see cref="RunAsync"/>).</summary>
-    internal static async Task<int> SuperviseAsync(SupervisorSettings settings, Func<IConveyorBackend> backend, ILogger<WorkerSupervisor> logger,
+    /// kills the children. <paramref name="handBack"/> is called for a child that exited without handing back its leases
+    /// itself. Returns the process's exit code (see <see cref="RunAsync"/>).</summary>
+    internal static async Task<int> SuperviseAsync(SupervisorSettings settings, HandBackLeases handBack, ILogger<WorkerSupervisor> logger,
         TimeProvider time, CancellationToken cancellationToken)
     {
-        await using var supervisor = new WorkerSupervisor(settings, () => backend().Queue, time, logger, () => backend().Limits);
+        await using var supervisor = new WorkerSupervisor(settings, handBack, time, logger);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var stopNow = new CancellationTokenSource();

@@ -14,8 +14,10 @@ namespace Conveyor;
 /// <item>Hard limit (<see cref="WorkerOptions.TimeLimit"/>): a handler that runs past it cannot be stopped from inside
 /// the process, so the process ends. First the overdue attempts are recorded failed (<see cref="ErrorType"/>, retried
 /// or dead by their policy), then every other lease this worker holds is abandoned so its tasks come back at once, then
-/// the process exits with <see cref="WorkerExitCodes.HardTimeLimit"/> to be replaced by its supervisor or service manager.
-/// The worker stops fetching before any of that, so that it does not lease the handed-back tasks again.</item>
+/// the events of those outcomes and of the tasks the hand-back ended for good are sent to the other processes
+/// (<see cref="EventAnnouncement"/>: this process's own bridge would not live to send them), then the process exits with
+/// <see cref="WorkerExitCodes.HardTimeLimit"/> to be replaced by its supervisor or service manager. The worker stops
+/// fetching before any of that, so that it does not lease the handed-back tasks again.</item>
 /// </list>
 /// </summary>
 internal sealed partial class TimeLimitWatchdog(
@@ -108,11 +110,13 @@ internal sealed partial class TimeLimitWatchdog(
         {
             LogBackendError(ex, "stop fetching");
         }
+        var now = time.GetUtcNow();
+        var events = new List<TaskEvent>();
         try
         {
-            var now = time.GetUtcNow();
             var completions = overdue.Select(t => Failure(t.Lease, limit, now)).ToList();
             backend.Queue.CompleteAsync(completions, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
+            events.AddRange(overdue.Zip(completions, (task, completion) => Outcome(task, completion, now)));
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -121,14 +125,23 @@ internal sealed partial class TimeLimitWatchdog(
         }
         try
         {
-            var abandoned = backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult().Count;
-            LogAbandoned(status.WorkerId, abandoned);
+            var sweep = backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
+            LogAbandoned(status.WorkerId, sweep.Count);
             // Its concurrency slots go with its leases.
             backend.Limits.ReleaseOwnerAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
+            events.AddRange(LeaseEndEvents.ReadAsync(backend.Store, sweep, status.WorkerId, now, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult());
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             LogBackendError(ex, "hand back the other leases");
+        }
+        try
+        {
+            EventAnnouncement.PublishAsync(backend, events, status.WorkerId, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogBackendError(ex, "send the events of the ended attempts");
         }
         Environment.ExitCode = WorkerExitCodes.HardTimeLimit;
         Exit(WorkerExitCodes.HardTimeLimit);
@@ -139,6 +152,30 @@ internal sealed partial class TimeLimitWatchdog(
     private Completion Failure(Lease lease, TimeSpan limit, DateTimeOffset now) =>
         AttemptOutcomes.ByPolicy(lease, new TaskError(ErrorType, $"The attempt ran past the hard time limit of {limit}; worker {status.WorkerId} was ended to stop it."),
             typeof(TimeoutException), now);
+
+    /// <summary>The event the worker would have raised for the overdue attempt's outcome.</summary>
+    private TaskEvent Outcome(RunningTask task, Completion completion, DateTimeOffset now)
+    {
+        var message = task.Lease.Message;
+        var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
+        return new TaskEvent
+        {
+            WorkflowId = workflowId,
+            StepId = stepId,
+            Kind = completion.Kind.EventKind(),
+            State = completion.Kind.StateAfter(),
+            TaskId = message.Id,
+            Task = message.Task,
+            Queue = message.Queue,
+            Attempt = completion.Attempt,
+            At = completion.At,
+            WorkerId = status.WorkerId,
+            Duration = now - task.StartedAt,
+            Error = completion.Error,
+            RetryAt = completion.RetryAt,
+            Origin = status.WorkerId,
+        };
+    }
 
     public void Dispose()
     {

@@ -10,7 +10,8 @@ namespace Conveyor;
 /// How a worker process is told to stop, besides the host's own handling of the first SIGTERM or SIGINT (a drain):
 /// <list type="bullet">
 /// <item>Alone (no supervisor): a second SIGTERM or SIGINT stops it at once. Its leases are abandoned (unstarted ones
-/// come back unspent, running ones as interrupted attempts) within a few seconds at most, and the process exits with
+/// come back unspent, running ones as interrupted attempts; the events of tasks that this ended for good are sent to the
+/// other processes, <see cref="LeaseEndEvents.AnnounceAsync"/>) within a few seconds at most, and the process exits with
 /// 128 + the signal. The host's console lifetime ignores a second signal, so without this an operator could only
 /// <c>kill -9</c>, and the leases would wait out their time.</item>
 /// <item>A supervised child (<see cref="ConveyorSupervisor.IsChildProcess"/>): the end of its standard input means "drain
@@ -24,6 +25,7 @@ internal sealed partial class WorkerProcessSignals(
     WorkerStatus status,
     IHostApplicationLifetime lifetime,
     IServiceProvider services,
+    TimeProvider time,
     ILogger<WorkerProcessSignals> logger) : IHostedService, IDisposable
 {
     /// <summary>Longest the leases' hand-back may hold up an immediate stop (the backend may be down).</summary>
@@ -79,10 +81,11 @@ internal sealed partial class WorkerProcessSignals(
         try
         {
             await WorkerStop.StopFetchingAsync(services, status).WaitAsync(deadline.Token).ConfigureAwait(false);
-            var abandoned = (await backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false)).Count;
-            LogAbandoned(status.WorkerId, abandoned);
+            var sweep = await backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
+            LogAbandoned(status.WorkerId, sweep.Count);
             // Its concurrency slots go with its leases.
             await backend.Limits.ReleaseOwnerAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
+            await LeaseHandBack.AnnounceAsync(backend, sweep, status.WorkerId, time, logger, deadline.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

@@ -9,8 +9,9 @@ namespace Conveyor;
 /// Recycles a worker process past <see cref="WorkerOptions.MaxTasksPerChild"/> finished attempts or
 /// <see cref="WorkerOptions.MaxMemoryPerChild"/> of resident memory: it logs why, sets the exit code
 /// <see cref="WorkerExitCodes.Recycled"/> and stops the host, whose worker then drains as at any shutdown (stops
-/// fetching, hands back unstarted leases unspent, waits for the running handlers). The supervisor (or systemd) starts a
-/// fresh process. The count is watched by <see cref="WorkerStatus"/> (a comparison per finished attempt), so the drain
+/// fetching, hands back unstarted leases unspent, waits for the running handlers, ends what it still holds). The
+/// supervisor (or systemd) starts a fresh process. A supervised child gets its exit code from the end of its drain: 75
+/// once the backend confirmed that it handed back every lease, so that its supervisor has nothing to do for it. The count is watched by <see cref="WorkerStatus"/> (a comparison per finished attempt), so the drain
 /// starts at the limit; the tasks already running then finish too. Memory is read a few times a second.
 /// </summary>
 internal sealed partial class WorkerRecycler(
@@ -72,7 +73,13 @@ internal sealed partial class WorkerRecycler(
 
     private void Recycle()
     {
-        Environment.ExitCode = WorkerExitCodes.Recycled;
+        status.Recycling = true;
+        if (!ConveyorSupervisor.IsChildProcess)
+        {
+            Environment.ExitCode = WorkerExitCodes.Recycled;
+        }
+        // A supervised child exits 75 only once its drain handed back every lease it held (WorkerService): its supervisor
+        // then has nothing to hand back.
         lifetime.StopApplication();
     }
 

@@ -23,16 +23,26 @@ internal sealed record SupervisorSettings
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>A child that stayed up this long crashed "once", not in a loop: the backoff starts over.</summary>
     public TimeSpan ResetBackoffAfter { get; init; } = TimeSpan.FromSeconds(30);
-    /// <summary>Longest wait for the backend to take back a dead child's leases (the backend may be down).</summary>
+    /// <summary>Longest wait for the hand-back of an exited child's leases (the backend may be down; a hand-back process
+    /// has to start first).</summary>
     public TimeSpan AbandonTimeout { get; init; } = TimeSpan.FromSeconds(5);
 }
+
+/// <summary>Hands back the leases (and concurrency slots) of the worker <c>workerId</c>, whose process exited without
+/// handing them back itself, before <c>cancellationToken</c>; returns how many leases ended, or throws.</summary>
+/// <param name="workerId">The exited child's worker id.</param>
+/// <param name="cancellationToken">Cancelled at <see cref="SupervisorSettings.AbandonTimeout"/>.</param>
+internal delegate Task<int> HandBackLeases(string workerId, CancellationToken cancellationToken);
 
 /// <summary>
 /// Runs <see cref="SupervisorSettings.Processes"/> child worker processes and keeps them running: a child that exits,
 /// is killed or crashes is replaced, at once when it exited as planned (<see cref="WorkerExitCodes.IsPlanned"/>), else
-/// after a backoff (1 s doubling to 30 s, starting over once a child stayed up 30 s). After every exit it asks the
-/// backend to end the leases the child held (<see cref="IQueueBackend.AbandonLeasesAsync"/>), so that its tasks come back
-/// at once instead of after a lease. Each child gets a fresh worker id for that.
+/// after a backoff (1 s doubling to 30 s, starting over once a child stayed up 30 s). A child that exited with 0 or
+/// <see cref="WorkerExitCodes.Recycled"/> handed back every lease it held itself, confirmed by the backend
+/// (<see cref="WorkerExitCodes.HandedBackItsLeases"/>); after any other exit the supervisor has the leases it held ended
+/// (<see cref="HandBackLeases"/>: <see cref="IQueueBackend.AbandonLeasesAsync"/>, in this process or in a hand-back
+/// process), so that its tasks come back at once instead of after a lease. Each child gets a fresh worker id for that.
+/// The hand-back runs beside the restart's wait: a replacement does not wait for it, and its line is logged when it ends.
 /// </summary>
 /// <remarks>
 /// Children are told to stop by closing their standard input (<see cref="ConveyorSupervisor.IsChildProcess"/>): a
@@ -42,16 +52,16 @@ internal sealed record SupervisorSettings
 /// </remarks>
 internal sealed partial class WorkerSupervisor(
     SupervisorSettings settings,
-    Func<IQueueBackend> backend,
+    HandBackLeases handBack,
     TimeProvider time,
-    ILogger<WorkerSupervisor> logger,
-    Func<ILimitStore>? limits = null) : IAsyncDisposable
+    ILogger<WorkerSupervisor> logger) : IAsyncDisposable
 {
     private readonly object _gate = new();
     private readonly ConcurrentDictionary<int, Child> _children = new();
+    // Hand-backs (and their log lines) still under way: waited for before the supervisor returns.
+    private readonly ConcurrentDictionary<Task, byte> _handingBack = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly string _idPrefix = $"{Environment.MachineName}:{Environment.ProcessId}";
-    private IQueueBackend? _backend;
     private int _restarts;
 
     private sealed record Child(int Slot, string WorkerId, Process Process, int ProcessId, long StartedAt);
@@ -64,7 +74,8 @@ internal sealed partial class WorkerSupervisor(
 
     /// <summary>Runs the children until <paramref name="stop"/> (drain: they finish what they run, up to
     /// <see cref="SupervisorSettings.GracefulTimeout"/>) or <paramref name="stopNow"/> (kill them at once). Either way every
-    /// child's leases are handed back before it returns.</summary>
+    /// child's leases are handed back (by the child, or by the supervisor within
+    /// <see cref="SupervisorSettings.AbandonTimeout"/>) before it returns.</summary>
     public async Task RunAsync(CancellationToken stop, CancellationToken stopNow)
     {
         LogStarting(Environment.ProcessId, settings.Processes, settings.FileName + " " + string.Join(' ', settings.Arguments));
@@ -85,7 +96,7 @@ internal sealed partial class WorkerSupervisor(
                 LogDraining(_children.Count, settings.GracefulTimeout);
                 var limit = Task.Delay(settings.GracefulTimeout, time, stopNow);
                 await Task.WhenAny(all, limit).ConfigureAwait(false);
-                if (!all.IsCompleted)
+                if (!all.IsCompleted && !_children.IsEmpty)
                 {
                     LogKilling(_children.Count, stopNow.IsCancellationRequested ? "a second signal asked to stop at once" : $"they did not stop within {settings.GracefulTimeout}");
                 }
@@ -97,6 +108,8 @@ internal sealed partial class WorkerSupervisor(
             KillAll();
             await all.ConfigureAwait(false);
         }
+        // The hand-backs of children that exited earlier and are still under way (each ends by its timeout).
+        await Task.WhenAll(_handingBack.Keys).ConfigureAwait(false);
         LogStopped(Restarts);
     }
 
@@ -189,19 +202,19 @@ internal sealed partial class WorkerSupervisor(
             var uptime = Stopwatch.GetElapsedTime(child.StartedAt);
             _children.TryRemove(new KeyValuePair<int, Child>(slot, child));
             child.Process.Dispose();
-            var abandoned = await AbandonAsync(child.WorkerId).ConfigureAwait(false);
+            // Under way from now, beside the restart's wait; done already when the child handed back its leases itself.
+            var handedBack = HandBackAsync(child.WorkerId, exitCode);
             var how = DescribeExit(exitCode);
-            var handedBack = abandoned is { } count ? $"{count} leases handed back" : "its leases could not be handed back";
             var upFor = FormatUptime(uptime);
             if (_stopping.IsCancellationRequested)
             {
-                LogChildStopped(slot, child.ProcessId, child.WorkerId, how, handedBack);
+                LogChildStopped(slot, child.ProcessId, child.WorkerId, how, await handedBack.ConfigureAwait(false));
                 return;
             }
             var restarts = Interlocked.Increment(ref _restarts);
             if (WorkerExitCodes.IsPlanned(exitCode))
             {
-                LogChildReplaced(slot, child.ProcessId, child.WorkerId, how, upFor, handedBack, restarts);
+                Track(LogAfterAsync(handedBack, result => LogChildReplaced(slot, child.ProcessId, child.WorkerId, how, upFor, result, restarts)));
                 backoff = settings.InitialBackoff;
                 continue;
             }
@@ -209,13 +222,28 @@ internal sealed partial class WorkerSupervisor(
             {
                 backoff = settings.InitialBackoff;
             }
-            LogChildCrashed(slot, child.ProcessId, child.WorkerId, how, upFor, handedBack, FormatUptime(backoff), restarts);
-            if (!await DelayAsync(backoff).ConfigureAwait(false))
+            var delay = backoff;
+            Track(LogAfterAsync(handedBack, result => LogChildCrashed(slot, child.ProcessId, child.WorkerId, how, upFor, result, FormatUptime(delay), restarts)));
+            if (!await DelayAsync(delay).ConfigureAwait(false))
             {
                 return;
             }
             backoff = Next(backoff);
         }
+    }
+
+    /// <summary>Writes an exit's line once its hand-back is done (at once when the child did it itself).</summary>
+    private static async Task LogAfterAsync(Task<string> handedBack, Action<string> log) => log(await handedBack.ConfigureAwait(false));
+
+    /// <summary>Keeps <paramref name="task"/> until it ends, so that <see cref="RunAsync"/> waits for it.</summary>
+    private void Track(Task task)
+    {
+        if (task.IsCompleted)
+        {
+            return;
+        }
+        _handingBack.TryAdd(task, 0);
+        _ = task.ContinueWith(t => _handingBack.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private TimeSpan Next(TimeSpan backoff) => TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, settings.MaxBackoff.Ticks));
@@ -251,25 +279,26 @@ internal sealed partial class WorkerSupervisor(
         return Process.Start(info) ?? throw new InvalidOperationException($"{settings.FileName} did not start.");
     }
 
-    /// <summary>Ends the leases a child held; null when the backend could not be asked (they then run out).</summary>
-    private async Task<int?> AbandonAsync(string workerId)
+    /// <summary>What became of an exited child's leases, for its line: handed back by the child itself (its exit code says
+    /// so), else by <see cref="HandBackLeases"/> within <see cref="SupervisorSettings.AbandonTimeout"/>; if that fails,
+    /// they run out.</summary>
+    private async Task<string> HandBackAsync(string workerId, int exitCode)
     {
+        if (WorkerExitCodes.HandedBackItsLeases(exitCode))
+        {
+            return "it handed back its leases itself";
+        }
         using var timeout = new CancellationTokenSource(settings.AbandonTimeout);
         try
         {
-            _backend ??= backend();
-            var abandoned = (await _backend.AbandonLeasesAsync(workerId, timeout.Token).WaitAsync(timeout.Token).ConfigureAwait(false)).Count;
-            if (limits is not null)
-            {
-                // Its concurrency slots come back with its leases.
-                await limits().ReleaseOwnerAsync(workerId, timeout.Token).WaitAsync(timeout.Token).ConfigureAwait(false);
-            }
-            return abandoned;
+            // Off this thread: a hand-back starts a process, or calls a backend, synchronously at first.
+            var count = await Task.Run(() => handBack(workerId, timeout.Token), CancellationToken.None).WaitAsync(timeout.Token).ConfigureAwait(false);
+            return $"{count} leases handed back";
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             LogAbandonFailed(ex, workerId);
-            return null;
+            return "its leases could not be handed back";
         }
     }
 
@@ -297,11 +326,12 @@ internal sealed partial class WorkerSupervisor(
         {
             WorkerExitCodes.Recycled => $"exited to be recycled (code {exitCode})",
             WorkerExitCodes.HardTimeLimit => $"exited after a task passed the hard time limit (code {exitCode})",
+            WorkerExitCodes.LeasesNotHandedBack => $"stopped without the backend confirming that it handed back its leases (code {exitCode})",
             _ => $"exited with code {exitCode}",
         };
     }
 
-    /// <summary>Kills children still running (the supervisor itself failed); the backend belongs to whoever built it.</summary>
+    /// <summary>Kills children still running (the supervisor itself failed).</summary>
     public ValueTask DisposeAsync()
     {
         KillAll();

@@ -35,6 +35,9 @@ internal sealed partial class WorkerService(
     ConveyorMetrics metrics,
     ILogger<WorkerService> logger) : BackgroundService
 {
+    /// <summary>Longest the last hand-back of a drain may take (the backend may be down).</summary>
+    private static readonly TimeSpan LeftoversDeadline = TimeSpan.FromSeconds(5);
+
     private readonly WorkerOptions _options = options.Value.Worker;
     // The limits stage between fetch and start (docs/limits.md); null when no limit is set, so that it costs nothing.
     private LimitGate? _limits;
@@ -57,6 +60,9 @@ internal sealed partial class WorkerService(
     private volatile bool _draining;
     // Shared by the fetch loops, so that an outage is logged once, not once per loop.
     private int _fetchFailing;
+    // Set when a lease may be left held in the backend (a release, a start or an outcome it did not take): the end of the
+    // drain then ends what this worker still holds (HandBackLeftoversAsync), as it always does in a supervised child.
+    private volatile bool _leftBehind;
 
     private sealed class InFlight(Lease lease, long deadline)
     {
@@ -101,6 +107,12 @@ internal sealed partial class WorkerService(
             return;
         }
         await Task.Yield();
+        if (ConveyorSupervisor.IsChildProcess)
+        {
+            // Until the end of the drain confirms that every lease went back: a child that ends before that (the host cut
+            // the drain short, an exception) leaves the hand-back to its supervisor.
+            Environment.ExitCode = WorkerExitCodes.LeasesNotHandedBack;
+        }
         var concurrency = Math.Max(1, _options.Concurrency);
         _slots = new PrefetchGate(concurrency, _options.EffectivePrefetch, _options.Prefetch);
         var prefetch = _slots.Max;
@@ -120,6 +132,11 @@ internal sealed partial class WorkerService(
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
+            if (ConveyorSupervisor.IsChildProcess)
+            {
+                // Stopped before its first fetch: it holds no lease.
+                Environment.ExitCode = WorkerExitCodes.ForChild(status.Recycling, leasesHandedBack: true);
+            }
             return;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -157,6 +174,7 @@ internal sealed partial class WorkerService(
             await heartbeat.ConfigureAwait(false);
             await leaseWatch.ConfigureAwait(false);
             await limitReleases.ConfigureAwait(false);
+            var handedBack = await HandBackLeftoversAsync().ConfigureAwait(false);
             if (_limits is not null)
             {
                 try
@@ -166,8 +184,14 @@ internal sealed partial class WorkerService(
                 }
                 catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
+                    handedBack = false;
                     LogBackendError(ex, "release concurrency slots");
                 }
+            }
+            if (ConveyorSupervisor.IsChildProcess)
+            {
+                // 0 or 75 tell the supervisor that it has nothing to hand back (WorkerExitCodes.HandedBackItsLeases).
+                Environment.ExitCode = WorkerExitCodes.ForChild(status.Recycling, handedBack);
             }
             try
             {
@@ -333,6 +357,7 @@ internal sealed partial class WorkerService(
             catch (Exception releaseError) when (releaseError is not OutOfMemoryException)
             {
                 // Their leases run out and they come back, unstarted and unspent.
+                _leftBehind = true;
                 LogBackendError(releaseError, "release");
             }
             if (!stoppingToken.IsCancellationRequested)
@@ -804,6 +829,7 @@ internal sealed partial class WorkerService(
                     if (_hardStop.IsCancellationRequested && failures > 5)
                     {
                         // Shutting down and the backend is gone: unrecorded starts come back as unstarted leases.
+                        _leftBehind = true;
                         lost = refs;
                         break;
                     }
@@ -846,6 +872,7 @@ internal sealed partial class WorkerService(
                 if (_hardStop.IsCancellationRequested && failures > 5)
                 {
                     // Shutting down and the backend is gone: these leases run out and are redelivered.
+                    _leftBehind = true;
                     break;
                 }
                 // Leases stay held and heartbeated while we retry; past the lease they are redelivered anyway.
@@ -1135,6 +1162,38 @@ internal sealed partial class WorkerService(
         await ReleaseUnstartedAsync().ConfigureAwait(false);
     }
 
+    /// <summary>Once the drain is over, ends every lease this worker may still hold — a handler that ignored the
+    /// shutdown's cancellation, a release, start or outcome the backend did not take — as if it had run out
+    /// (<see cref="IQueueBackend.AbandonLeasesAsync"/>), so that those tasks come back now rather than after their lease,
+    /// and announces those it ended for good, which no other process would (<see cref="LeaseEndEvents.AnnounceAsync"/>).
+    /// A supervised child always asks, so that its exit code can tell its supervisor that nothing is left
+    /// (<see cref="WorkerExitCodes.HandedBackItsLeases"/>); another worker asks only when something may be left. True when
+    /// nothing is left: the backend confirmed it, or there was nothing to ask.</summary>
+    private async Task<bool> HandBackLeftoversAsync()
+    {
+        if (!ConveyorSupervisor.IsChildProcess && !_leftBehind && _inFlight.IsEmpty)
+        {
+            return true;
+        }
+        using var deadline = new CancellationTokenSource(LeftoversDeadline);
+        LeaseSweep sweep;
+        try
+        {
+            sweep = await backend.Queue.AbandonLeasesAsync(status.WorkerId, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogLeftoversFailed(ex, status.WorkerId);
+            return false;
+        }
+        if (sweep.Count > 0)
+        {
+            LogLeftoversHandedBack(sweep.Count);
+        }
+        await LeaseHandBack.AnnounceAsync(backend, sweep, status.WorkerId, time, logger, deadline.Token).ConfigureAwait(false);
+        return true;
+    }
+
     private async Task ReleaseUnstartedAsync()
     {
         var leases = new List<LeaseRef>();
@@ -1156,6 +1215,7 @@ internal sealed partial class WorkerService(
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // Their leases run out and the reaper requeues them.
+            _leftBehind = true;
             LogBackendError(ex, "release");
         }
     }
@@ -1193,6 +1253,12 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(8, LogLevel.Information, "Handed back {Count} unstarted tasks")]
     private partial void LogReleased(int count);
+
+    [LoggerMessage(12, LogLevel.Warning, "Handed back {Count} leases still held at the end of the drain (handlers that ignored their cancellation, or writes the backend did not take)")]
+    private partial void LogLeftoversHandedBack(int count);
+
+    [LoggerMessage(13, LogLevel.Warning, "Could not hand back the leases worker {WorkerId} still holds at the end of its drain; its supervisor hands them back, or they run out")]
+    private partial void LogLeftoversFailed(Exception exception, string workerId);
 
     [LoggerMessage(11, LogLevel.Information, "Arguments schemas of {Tasks} not announced: over {MaxSchema} bytes each or {MaxTotal} in all; servers without their handlers leave their arguments to this worker")]
     private partial void LogArgsSchemasLeftOut(string tasks, int maxSchema, int maxTotal);

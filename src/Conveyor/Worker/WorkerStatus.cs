@@ -43,6 +43,10 @@ public sealed class WorkerStatus
     /// <summary>The handlers running now, with their leases and start times.</summary>
     public IReadOnlyCollection<RunningTask> RunningTasks => _runningTasks.Values.ToArray();
 
+    /// <summary>Set when the worker drains to be recycled (<see cref="WorkerRecycler"/>): a supervised child's exit code
+    /// says so once its leases are handed back (<see cref="WorkerExitCodes.Recycled"/>).</summary>
+    internal bool Recycling { get; set; }
+
     /// <summary>Whether the worker loop is running.</summary>
     public bool IsRunning { get; internal set; }
 

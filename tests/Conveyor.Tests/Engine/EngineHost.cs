@@ -201,6 +201,18 @@ internal sealed class GatedTask(Probe probe) : ITaskHandler<NoArgs>
     }
 }
 
+/// <summary>Runs until the probe's gate opens, whatever its token says (blocking I/O without a timeout).</summary>
+internal sealed class StubbornTask(Probe probe) : ITaskHandler<NoArgs>
+{
+    public const string Name = "test.stubborn";
+
+    public async Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken)
+    {
+        probe.Ran();
+        await probe.Gate.Task;
+    }
+}
+
 internal sealed class CountingTask(Probe probe) : ITaskHandler<NoArgs, string>
 {
     public const string Name = "test.counting";

@@ -78,6 +78,29 @@ public sealed class LeaseEngineTests
         Assert.Equal(1, (await host.WaitForStateAsync(blocker.Id, TaskState.Succeeded)).Attempts);
     }
 
+    [Fact]
+    public async Task A_lease_still_held_at_the_end_of_the_drain_is_handed_back_rather_than_left_to_run_out()
+    {
+        await using var host = new EngineHost(c => c.AddTask<StubbornTask>(StubbornTask.Name), o =>
+        {
+            o.Worker.ShutdownTimeout = TimeSpan.FromMilliseconds(200);
+            o.Worker.LeaseDuration = TimeSpan.FromMinutes(10);
+        });
+        await host.StartAsync();
+        var result = await host.Client.EnqueueAsync(StubbornTask.Name);
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await WaitUntilAsync(() => host.Backend.IsAttemptStarted(result.Id), "the start to be recorded");
+
+        // The drain gives the handler 200 ms, cancels it, waits up to 5 s more, then ends what it still holds.
+        await host.StopAsync();
+
+        var record = await host.Client.GetAsync(result.Id);
+        // Back now as an interrupted attempt, not after its 10-minute lease.
+        Assert.Equal(TaskState.Queued, record!.State);
+        Assert.Equal(LeaseRules.InterruptedErrorType, Assert.Single(record.Errors).Error.Type);
+        host.Probe.Gate.TrySetResult();
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition, string what)
     {
         var deadline = DateTime.UtcNow.AddSeconds(20);

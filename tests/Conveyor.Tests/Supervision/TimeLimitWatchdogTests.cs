@@ -78,6 +78,30 @@ public sealed class TimeLimitWatchdogTests
     }
 
     [Fact]
+    public async Task Past_the_hard_limit_the_ended_attempt_is_announced_to_the_other_processes_before_the_exit()
+    {
+        var (backend, _, watchdog, exits, leases, time) = await ArrangeAsync(overdueMaxAttempts: 1);
+        var events = new List<TaskEvent>();
+        // Where other processes' bridges hear it: this process's own would not live to send it.
+        await using var subscription = await backend.Notifier.SubscribeAsync(NotifierChannels.Events, n =>
+        {
+            using var batch = System.Text.Json.JsonDocument.Parse(n.Payload);
+            events.AddRange(batch.RootElement.EnumerateArray().Select(TaskEventJson.Read));
+        }, CancellationToken.None);
+        time.Now = Now.AddSeconds(10);
+
+        Assert.True(watchdog.Check());
+
+        Assert.Single(exits);
+        var dead = Assert.Single(events);
+        Assert.Equal(TaskEventKind.Dead, dead.Kind);
+        Assert.Equal(leases.Single(l => l.Message.Task == "hangs").Message.Id, dead.TaskId);
+        Assert.Equal(TimeLimitWatchdog.ErrorType, dead.Error?.Type);
+        Assert.Equal("worker-1", dead.Origin);
+        Assert.Equal(TimeSpan.FromSeconds(10), dead.Duration);
+    }
+
+    [Fact]
     public async Task Past_the_hard_limit_an_attempt_with_attempts_left_is_retried()
     {
         var (backend, _, watchdog, exits, leases, time) = await ArrangeAsync(overdueMaxAttempts: 3);

@@ -1,15 +1,13 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
-using Conveyor.Backends;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Conveyor.Tests.Supervision;
 
-/// <summary>The supervisor's loop with <c>/bin/sh</c> children: restarts with and without backoff, the hand-back of each
-/// child's leases under its own id, and stops that end in time, with children that ignore the stop and a backend that
-/// does not answer. (The process tests run it with real workers.)</summary>
+/// <summary>The supervisor's loop with <c>/bin/sh</c> children: restarts with and without backoff, the hand-back of the
+/// leases of each child that did not say it handed them back itself, under its own id, and stops that end in time, with
+/// children that ignore the stop and a hand-back that does not answer. (The process tests run it with real workers.)</summary>
 public sealed class WorkerSupervisorTests : IDisposable
 {
     private readonly string _folder = Directory.CreateTempSubdirectory("conveyor-supervisor-").FullName;
@@ -42,13 +40,13 @@ public sealed class WorkerSupervisorTests : IDisposable
         }
     }
 
-    private static WorkerSupervisor Supervisor(SupervisorSettings settings, RecordingQueue backend) =>
-        new(settings, () => backend.Queue, TimeProvider.System, NullLogger<WorkerSupervisor>.Instance);
+    private static WorkerSupervisor Supervisor(SupervisorSettings settings, RecordingHandBack backend) =>
+        new(settings, backend.HandBackAsync, TimeProvider.System, NullLogger<WorkerSupervisor>.Instance);
 
     [Fact]
     public async Task A_crashing_child_is_restarted_after_a_doubling_backoff_and_each_start_gets_a_fresh_id_whose_leases_are_handed_back()
     {
-        var backend = RecordingQueue.Create();
+        var backend = new RecordingHandBack();
         var settings = Shell("exit 3") with { InitialBackoff = TimeSpan.FromMilliseconds(200), MaxBackoff = TimeSpan.FromMilliseconds(400) };
         await using var supervisor = Supervisor(settings, backend);
         using var stop = new CancellationTokenSource();
@@ -74,9 +72,9 @@ public sealed class WorkerSupervisorTests : IDisposable
     }
 
     [Fact]
-    public async Task A_child_that_exits_to_be_recycled_is_replaced_at_once()
+    public async Task A_child_that_exits_to_be_recycled_is_replaced_at_once_and_its_leases_are_left_to_it()
     {
-        var backend = RecordingQueue.Create();
+        var backend = new RecordingHandBack();
         // A crash would wait a minute before its restart; a planned exit waits for nothing.
         var settings = Shell($"exit {WorkerExitCodes.Recycled}") with { InitialBackoff = TimeSpan.FromMinutes(1) };
         await using var supervisor = Supervisor(settings, backend);
@@ -87,14 +85,59 @@ public sealed class WorkerSupervisorTests : IDisposable
         await stop.CancelAsync();
         await run.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.True(supervisor.Restarts >= 2);
+        // 75: it handed back every lease itself, confirmed by the backend; the supervisor has nothing to do.
+        Assert.Empty(backend.Abandoned);
     }
 
     [Fact]
-    public async Task A_stop_closes_the_childrens_input_and_they_drain()
+    public async Task A_child_that_drained_without_the_backends_confirmation_has_its_leases_handed_back_and_waits_out_the_backoff()
     {
-        var backend = RecordingQueue.Create();
+        var backend = new RecordingHandBack();
+        var settings = Shell($"exit {WorkerExitCodes.LeasesNotHandedBack}") with { InitialBackoff = TimeSpan.FromMilliseconds(300) };
+        await using var supervisor = Supervisor(settings, backend);
+        using var stop = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
+
+        await WaitUntilAsync(() => Starts().Count >= 2, TimeSpan.FromSeconds(20), () => $"2 starts, saw {Starts().Count}");
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var starts = Starts();
+        Assert.Contains(starts[0].WorkerId, backend.Abandoned);
+        // Not replaced at once, as a confirmed recycle is: the backend is likely down.
+        Assert.InRange(starts[1].AtMs - starts[0].AtMs, 300 - 100, 10_000);
+    }
+
+    [Fact]
+    public async Task A_slow_hand_back_does_not_hold_up_the_replacement_and_the_stop_waits_for_it()
+    {
+        // Each hand-back takes 2 s; the replacement of a crashed child comes after the 100 ms backoff all the same.
+        var backend = new RecordingHandBack(delay: TimeSpan.FromSeconds(2));
+        var settings = Shell("exit 3") with { InitialBackoff = TimeSpan.FromMilliseconds(100), MaxBackoff = TimeSpan.FromMilliseconds(100) };
+        await using var supervisor = Supervisor(settings, backend);
+        using var stop = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
+
+        await WaitUntilAsync(() => Starts().Count >= 3, TimeSpan.FromSeconds(20), () => $"3 starts, saw {Starts().Count}");
+        var starts = Starts();
+        Assert.InRange(starts[2].AtMs - starts[0].AtMs, 0, 1_900);
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+        // Every child's hand-back ended before the supervisor returned.
+        Assert.All(Starts(), s => Assert.Contains(s.WorkerId, backend.Finished));
+    }
+
+    [Theory]
+    // 0: drained, and the backend confirmed the hand-back of its leases: nothing left for the supervisor.
+    [InlineData(0, false)]
+    // Drained without that confirmation: the supervisor hands them back.
+    [InlineData(WorkerExitCodes.LeasesNotHandedBack, true)]
+    [InlineData(1, true)]
+    public async Task A_stop_closes_the_childrens_input_and_they_drain(int exitCode, bool handedBackBySupervisor)
+    {
+        var backend = new RecordingHandBack();
         // Reads its input to the end, as a supervised worker watches it, then exits.
-        await using var supervisor = Supervisor(Shell("cat > /dev/null; exit 0", processes: 2), backend);
+        await using var supervisor = Supervisor(Shell($"cat > /dev/null; exit {exitCode}", processes: 2), backend);
         using var stop = new CancellationTokenSource();
         var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
         await WaitUntilAsync(() => supervisor.ChildProcessIds.Count == 2 && Starts().Count == 2, TimeSpan.FromSeconds(20), () => "2 children");
@@ -105,14 +148,15 @@ public sealed class WorkerSupervisorTests : IDisposable
 
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the stop took {clock.Elapsed}");
         Assert.Equal(0, supervisor.Restarts);
-        Assert.All(Starts(), s => Assert.Contains(s.WorkerId, backend.Abandoned));
+        string[] expected = handedBackBySupervisor ? [.. Starts().Select(s => s.WorkerId).Order(StringComparer.Ordinal)] : [];
+        Assert.Equal(expected, backend.Abandoned.Order(StringComparer.Ordinal).ToArray());
     }
 
     [Fact]
     public async Task Children_that_ignore_the_stop_are_killed_after_the_graceful_timeout_even_with_the_backend_not_answering()
     {
         // The backend never answers: each hand-back gives up after its timeout.
-        var backend = RecordingQueue.Create(hang: true);
+        var backend = new RecordingHandBack(hang: true);
         var settings = Shell("exec sleep 600", processes: 2) with
         {
             GracefulTimeout = TimeSpan.FromMilliseconds(500),
@@ -136,7 +180,7 @@ public sealed class WorkerSupervisorTests : IDisposable
     [Fact]
     public async Task Stop_now_kills_the_children_at_once()
     {
-        var backend = RecordingQueue.Create();
+        var backend = new RecordingHandBack();
         var settings = Shell("exec sleep 600") with { GracefulTimeout = TimeSpan.FromMinutes(5) };
         await using var supervisor = Supervisor(settings, backend);
         using var stop = new CancellationTokenSource();
@@ -167,31 +211,27 @@ public sealed class WorkerSupervisorTests : IDisposable
     }
 }
 
-/// <summary>A queue role that only records <see cref="IQueueBackend.AbandonLeasesAsync"/> (answering 0, or never).</summary>
-public class RecordingQueue : DispatchProxy
+/// <summary>A hand-back that records the workers it was asked for (answering 0 leases after <c>delay</c>, or never).</summary>
+public sealed class RecordingHandBack(bool hang = false, TimeSpan? delay = null)
 {
-    private bool _hang;
-
+    /// <summary>The workers whose hand-back was asked for.</summary>
     public ConcurrentBag<string> Abandoned { get; } = [];
 
-    public static RecordingQueue Create(bool hang = false)
-    {
-        var proxy = Create<IQueueBackend, RecordingQueue>();
-        var recorder = (RecordingQueue)(object)proxy;
-        recorder._hang = hang;
-        return recorder;
-    }
+    /// <summary>The workers whose hand-back ended.</summary>
+    public ConcurrentBag<string> Finished { get; } = [];
 
-    /// <summary>This proxy as the role it implements.</summary>
-    public IQueueBackend Queue => (IQueueBackend)(object)this;
-
-    protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+    internal async Task<int> HandBackAsync(string workerId, CancellationToken cancellationToken)
     {
-        if (targetMethod?.Name == nameof(IQueueBackend.AbandonLeasesAsync))
+        Abandoned.Add(workerId);
+        if (hang)
         {
-            Abandoned.Add((string)args![0]!);
-            return _hang ? new TaskCompletionSource<LeaseSweep>().Task : Task.FromResult(LeaseSweep.None);
+            await Task.Delay(Timeout.Infinite, cancellationToken);
         }
-        throw new NotSupportedException(targetMethod?.Name);
+        if (delay is { } wait)
+        {
+            await Task.Delay(wait, cancellationToken);
+        }
+        Finished.Add(workerId);
+        return 0;
     }
 }
