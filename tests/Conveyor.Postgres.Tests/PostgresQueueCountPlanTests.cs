@@ -55,7 +55,7 @@ public sealed class PostgresQueueCountPlanTests(ITestOutputHelper output) : IAsy
     [Fact]
     public async Task The_counts_read_each_state_through_its_partial_index_and_never_scan_the_table()
     {
-        // The limit a tenth of the table, as 100,000 is of a million rows.
+        // The limit a tenth of the table, as the default limit is of half a million rows.
         var plan = await ExplainAsync(TaskListing.QueueCountsSql(_dialect), Tasks / 10);
         output.WriteLine(plan);
 

@@ -285,7 +285,7 @@ public sealed class TaskListingUnitTests : IDisposable
     {
         using var command = _db.CreateCommand();
         command.CommandText = "EXPLAIN QUERY PLAN " + TaskListing.QueueCountsSql(SqliteDialect.Instance);
-        command.Parameters.AddWithValue("$limit", 100_000);
+        command.Parameters.AddWithValue("$limit", ITaskStore.FinishedCountLimit);
         using var reader = command.ExecuteReader();
         var lines = new List<string>();
         while (reader.Read())

@@ -26,7 +26,7 @@ public sealed record QueueResource
     /// <summary>Whether workers are kept from fetching from it.</summary>
     public bool Paused { get; init; }
     /// <summary>The states whose count is a lower bound, by API name (<c>["succeeded"]</c>): the store stopped counting
-    /// their tasks at <c>ITaskStore.FinishedCountLimit</c> (100,000), so there are at least that many. Only finished
+    /// their tasks at <c>ITaskStore.FinishedCountLimit</c> (50,000), so there are at least that many. Only finished
     /// states (succeeded, cancelled, expired) can be here; empty when every count is exact (docs/dashboard.md).</summary>
     public IReadOnlyList<string> LowerBounds { get; init; } = [];
 

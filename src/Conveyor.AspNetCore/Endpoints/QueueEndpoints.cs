@@ -22,7 +22,7 @@ internal static class QueueEndpoints
         api.Read.MapGet("/queues", ListQueuesAsync)
             .WithName("ListQueues")
             .WithSummary("Every known queue with its depth per state and whether it is paused")
-            .WithDescription("Finished states are counted over the newest 100,000 tasks at most: a state in lowerBounds has at least its count; " +
+            .WithDescription("Finished states are counted over the newest 50,000 tasks at most: a state in lowerBounds has at least its count; " +
                 "exact=true counts every task, at the cost of reading every row. maxAge (an ISO 8601 duration or seconds, up to 60 s; default 0) " +
                 "lets the server answer with counts read up to that long before the request, shared with other requests; with 0 they were " +
                 "read after the request arrived.")

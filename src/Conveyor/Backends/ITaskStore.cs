@@ -65,8 +65,9 @@ public interface ITaskStore
     }
 
     /// <summary>Finished tasks (succeeded, cancelled, expired) that <see cref="GetQueuesAsync(CancellationToken)"/> reads,
-    /// at most, to count each of those states: 100,000 (docs/dashboard.md#counts-over-a-large-store).</summary>
-    const int FinishedCountLimit = 100_000;
+    /// at most, to count each of those states: 50,000, as many as a task list filtered by name looks at
+    /// (docs/dashboard.md#counts-over-a-large-store).</summary>
+    const int FinishedCountLimit = 50_000;
 
     /// <summary>Every known queue with its count per state and whether it is paused: <see cref="GetQueuesAsync(int, CancellationToken)"/>
     /// with <see cref="FinishedCountLimit"/>.</summary>

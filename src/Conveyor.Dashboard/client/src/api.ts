@@ -18,7 +18,7 @@ export interface TaskPage { items: Task[]; nextCursor: string | null }
 export interface Queue {
   name: string; pending: number; queued: number; scheduled: number; running: number; succeeded: number; retrying: number;
   dead: number; cancelled: number; expired: number; paused: boolean;
-  // States whose count is a lower bound: the server stopped counting finished tasks at its limit (shown "100,000+").
+  // States whose count is a lower bound: the server stopped counting finished tasks at its limit (shown "50,000+").
   lowerBounds: TaskState[];
 }
 // How old the queues' counts may be (ms): the server shares one read among the pages that ask within it.
