@@ -79,6 +79,7 @@ public static class ConveyorApiExtensions
         services.AddOptions<CorsOptions>().Configure<IOptions<ConveyorApiOptions>>((cors, api) => ApiTrafficPolicies.Configure(cors, api.Value));
         services.AddSingleton<IAuthorizationMiddlewareResultHandler, ApiAuthorizationResultHandler>();
         services.AddSingleton<TaskStatsRecorder>();
+        services.AddSingleton<SharedQueueCounts>();
         services.AddHostedService(sp => sp.GetRequiredService<TaskStatsRecorder>());
         services.AddSingleton<EnqueueRequestReader>();
         services.AddSingleton<ScheduleRequestReader>();

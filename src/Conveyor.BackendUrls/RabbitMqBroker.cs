@@ -45,7 +45,7 @@ public sealed record RabbitMqBroker(string Url, SqlDatabase Store, string? Prefi
             IEnumerable<string> queues = [QueueNames.Default];
             try
             {
-                queues = queues.Concat((await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false)).Select(q => q.Name));
+                queues = queues.Concat((await backend.Store.GetQueuesAsync(finishedCountLimit: 1, cancellationToken).ConfigureAwait(false)).Select(q => q.Name));
             }
             catch (DbException)
             {

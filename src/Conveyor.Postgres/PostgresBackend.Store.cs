@@ -41,10 +41,15 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken)
+    public Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken) =>
+        GetQueuesAsync(ITaskStore.FinishedCountLimit, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(int finishedCountLimit, CancellationToken cancellationToken)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(finishedCountLimit, 1);
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        return await TaskListing.GetQueuesAsync(connection, _dialect, cancellationToken).ConfigureAwait(false);
+        return await TaskListing.GetQueuesAsync(connection, _dialect, finishedCountLimit, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

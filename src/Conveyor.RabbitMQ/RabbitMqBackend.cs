@@ -388,7 +388,8 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <summary>Publishes a wake-up (a message without a task) to every queue with ready work.</summary>
     private async Task WakeQueuesAsync(CancellationToken cancellationToken)
     {
-        var queues = (await _store.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false))
+        // Only the queued counts matter here: the finished ones are read no further than one row.
+        var queues = (await _store.Store.GetQueuesAsync(finishedCountLimit: 1, cancellationToken).ConfigureAwait(false))
             .Where(q => q.Count(TaskState.Queued) > 0).Select(q => q.Name).ToList();
         await _publisher.AfterStoreAsync(
             () => _publisher.PublishReadyAsync(queues.Select(q => (q, Guid.Empty, 0)), cancellationToken),

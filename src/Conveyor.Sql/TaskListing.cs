@@ -6,7 +6,7 @@ using Conveyor.Backends;
 namespace Conveyor.Sql;
 
 /// <summary>
-/// <see cref="ITaskStore.ListAsync"/> and <see cref="ITaskStore.GetQueuesAsync"/> for a SQL store: filters on state, task
+/// <see cref="ITaskStore.ListAsync"/> and <see cref="ITaskStore.GetQueuesAsync(int, CancellationToken)"/> for a SQL store: filters on state, task
 /// and queue, newest first, paged by a cursor that is the last row's <c>seq</c> in decimal (the format every SQL
 /// backend has used, so cursors handed out before keep working).
 /// <para>
@@ -28,6 +28,12 @@ public static class TaskListing
     /// 50,000. Measured under load (docs/benchmarks.md): 100,000 took 13–17 ms on SQLite and 91–109 ms on PostgreSQL,
     /// whose backward walk fetches each row from the heap.</summary>
     public const long NameScanWindow = 50_000;
+
+    // The parts of QueueCountsSql: exact counts, and the bounded reads of finished, cancelled and expired rows.
+    private const int ExactPart = 0;
+    private const int FinishedPart = 3;
+    private const int CancelledPart = 6;
+    private const int ExpiredPart = 7;
 
     /// <summary>One page of tasks matching <paramref name="query"/>, newest first.</summary>
     /// <exception cref="ArgumentException">The cursor is not one this listing handed out.</exception>
@@ -157,12 +163,21 @@ public static class TaskListing
         return before;
     }
 
-    /// <summary>Every queue with its pause flag and its task count per state, by name: queues that have tasks but no row
-    /// in <c>queues</c> (none should) count as not paused.</summary>
-    public static async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(DbConnection connection, SqlDialect dialect, CancellationToken cancellationToken)
+    /// <summary>Every queue with its pause flag and its task count per state, by name (<see cref="QueueCountsSql"/>), the
+    /// finished states counted over at most <see cref="ITaskStore.FinishedCountLimit"/> tasks each.</summary>
+    public static Task<IReadOnlyList<QueueStats>> GetQueuesAsync(DbConnection connection, SqlDialect dialect, CancellationToken cancellationToken) =>
+        GetQueuesAsync(connection, dialect, ITaskStore.FinishedCountLimit, cancellationToken);
+
+    /// <summary>Every queue with its pause flag and its task count per state, by name, the finished states counted over at
+    /// most <paramref name="finishedCountLimit"/> tasks each (<see cref="QueueCountsSql"/>), or, with
+    /// <see cref="int.MaxValue"/>, every state exactly by one grouping over the whole table: queues that have tasks but no
+    /// row in <c>queues</c> (none should) count as not paused.</summary>
+    public static async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(DbConnection connection, SqlDialect dialect, int finishedCountLimit,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(dialect);
+        ArgumentOutOfRangeException.ThrowIfLessThan(finishedCountLimit, 1);
         var queues = new SortedDictionary<string, (bool Paused, Dictionary<TaskState, long> Counts)>(StringComparer.Ordinal);
         await using (var command = connection.CreateCommand())
         {
@@ -173,22 +188,94 @@ public static class TaskListing
                 queues[reader.GetString(0)] = (dialect.ReadFlag(reader, 1), new Dictionary<TaskState, long>());
             }
         }
+        // Rows read by each bounded part: a part that read its limit stopped early.
+        var read = new Dictionary<int, long>();
         await using (var command = connection.CreateCommand())
         {
-            command.CommandText = $"SELECT queue, state, count(*) FROM {dialect.Table("tasks")} GROUP BY queue, state";
+            if (finishedCountLimit == int.MaxValue)
+            {
+                // Everything, exactly: one pass over the table costs less than the partial indexes' walks over all of it.
+                command.CommandText = $"SELECT queue, state, count(*), {ExactPart} FROM {dialect.Table("tasks")} GROUP BY queue, state";
+            }
+            else
+            {
+                command.CommandText = QueueCountsSql(dialect);
+                dialect.AddParameter(command, "limit", finishedCountLimit);
+            }
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 var name = reader.GetString(0);
+                var state = dialect.ReadState(reader, 1);
+                var count = reader.GetInt64(2);
+                var part = reader.GetInt32(3);
+                if (part != ExactPart)
+                {
+                    read[part] = read.GetValueOrDefault(part) + count;
+                }
+                // The newest finished tasks give the count of succeeded ones; the others have parts of their own.
+                if (part == FinishedPart && state != TaskState.Succeeded)
+                {
+                    continue;
+                }
                 if (!queues.TryGetValue(name, out var entry))
                 {
                     entry = (false, new Dictionary<TaskState, long>());
                     queues[name] = entry;
                 }
-                entry.Counts[dialect.ReadState(reader, 1)] = reader.GetInt64(2);
+                entry.Counts[state] = count;
             }
         }
-        return queues.Select(q => new QueueStats { Name = q.Key, Paused = q.Value.Paused, Counts = q.Value.Counts }).ToList();
+        var lowerBounds = new List<TaskState>(3);
+        foreach (var (part, state) in ((int, TaskState)[])[(FinishedPart, TaskState.Succeeded), (CancelledPart, TaskState.Cancelled), (ExpiredPart, TaskState.Expired)])
+        {
+            if (read.GetValueOrDefault(part) >= finishedCountLimit)
+            {
+                lowerBounds.Add(state);
+            }
+        }
+        return queues.Select(q => new QueueStats { Name = q.Key, Paused = q.Value.Paused, Counts = q.Value.Counts, LowerBounds = lowerBounds }).ToList();
+    }
+
+    /// <summary>
+    /// The statement of <see cref="GetQueuesAsync(DbConnection, SqlDialect, int, CancellationToken)"/>, with one parameter,
+    /// <c>limit</c>: rows of (queue, state, count, part), one statement so that every count comes from one snapshot.
+    /// <list type="bullet">
+    /// <item>Part 0, exact: the states of a queue's depth, each through its partial index, so that the work grows with the
+    /// depth and not with the finished rows: queued (1) through <c>tasks_ready</c>, whose leading column is the queue (an
+    /// index-only scan on PostgreSQL); running (2) through <c>tasks_leased</c>; scheduled, retrying, dead and pending (0, 4,
+    /// 5, 8) through the rare states' index, whose predicate the statement repeats, as SQLite uses a partial index only
+    /// when the WHERE clause contains its terms.</item>
+    /// <item>Parts 6 and 7: cancelled and expired through the rare states' index, at most <c>limit</c> rows each.</item>
+    /// <item>Part 3: the newest <c>limit</c> finished rows by <c>finished_at</c> through <c>tasks_finished</c> (its
+    /// predicate is <c>finished_at IS NOT NULL</c> on SQLite and the terminal states on PostgreSQL: both are written),
+    /// of which the succeeded ones are counted. Succeeded tasks have no index of their own (every task passes through
+    /// that state: an index would cost every completion), so their exact count would read every finished row.</item>
+    /// </list>
+    /// A bounded part that returns <c>limit</c> rows in all stopped early: its state's counts are lower bounds.
+    /// </summary>
+    public static string QueueCountsSql(SqlDialect dialect)
+    {
+        ArgumentNullException.ThrowIfNull(dialect);
+        var tasks = dialect.Table("tasks");
+        var limit = dialect.Limit(dialect.Parameter("limit"));
+        const string rare = "state NOT IN (" + StoredStates.EveryTasksPath + ")";
+        return $"""
+            SELECT queue, CAST({StoredStates.Queued} AS SMALLINT), count(*), {ExactPart} FROM {tasks} WHERE state = {StoredStates.Queued} GROUP BY queue
+            UNION ALL
+            SELECT queue, CAST({StoredStates.Running} AS SMALLINT), count(*), {ExactPart} FROM {tasks} WHERE state = {StoredStates.Running} GROUP BY queue
+            UNION ALL
+            SELECT queue, state, count(*), {ExactPart} FROM {tasks}
+            WHERE state IN ({StoredStates.Scheduled}, {StoredStates.Retrying}, {StoredStates.Dead}, {StoredStates.Pending}) AND {rare} GROUP BY queue, state
+            UNION ALL
+            SELECT queue, state, count(*), {CancelledPart} FROM (SELECT queue, state FROM {tasks} WHERE state = {StoredStates.Cancelled} AND {rare} {limit}) AS c GROUP BY queue, state
+            UNION ALL
+            SELECT queue, state, count(*), {ExpiredPart} FROM (SELECT queue, state FROM {tasks} WHERE state = {StoredStates.Expired} AND {rare} {limit}) AS e GROUP BY queue, state
+            UNION ALL
+            SELECT queue, state, count(*), {FinishedPart} FROM (
+                SELECT queue, state FROM {tasks} WHERE finished_at IS NOT NULL AND state IN ({StoredStates.Terminal}) ORDER BY finished_at DESC {limit}
+            ) AS f GROUP BY queue, state
+            """;
     }
 
     /// <summary><see cref="ITaskStore.CountWaitingByTaskAsync"/>: one grouped statement over the waiting rows.</summary>

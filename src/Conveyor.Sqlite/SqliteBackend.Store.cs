@@ -52,10 +52,15 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken)
+    public Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken) =>
+        GetQueuesAsync(ITaskStore.FinishedCountLimit, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<QueueStats>> GetQueuesAsync(int finishedCountLimit, CancellationToken cancellationToken)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(finishedCountLimit, 1);
         await using var connection = await OpenReadAsync(cancellationToken).ConfigureAwait(false);
-        return await TaskListing.GetQueuesAsync(connection, SqliteDialect.Instance, cancellationToken).ConfigureAwait(false);
+        return await TaskListing.GetQueuesAsync(connection, SqliteDialect.Instance, finishedCountLimit, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

@@ -292,10 +292,58 @@ public sealed class ApiTests(OpenServerFixture fixture) : IClassFixture<OpenServ
 
         var counted = queues.EnumerateArray().Single(q => q.GetProperty("name").GetString() == "counted");
         Assert.Equal(
-            ["name", "pending", "queued", "scheduled", "running", "succeeded", "retrying", "dead", "cancelled", "expired", "paused"],
+            ["name", "pending", "queued", "scheduled", "running", "succeeded", "retrying", "dead", "cancelled", "expired", "paused", "lowerBounds"],
             counted.EnumerateObject().Select(p => p.Name));
         Assert.Equal(1, counted.GetProperty("queued").GetInt64());
         Assert.Equal(1, counted.GetProperty("scheduled").GetInt64());
+        // A handful of finished tasks: every count is exact.
+        Assert.Equal(0, counted.GetProperty("lowerBounds").GetArrayLength());
+    }
+
+    [Theory]
+    [InlineData("1")]
+    [InlineData("0.5")]
+    [InlineData("PT1S")]
+    [InlineData("60")]
+    public async Task Queues_list_takes_a_max_age_and_answers_a_request_without_one_with_what_it_wrote(string maxAge)
+    {
+        using var shared = await Server.Client.GetAsync($"/api/v1/queues?maxAge={maxAge}");
+        Assert.Equal(HttpStatusCode.OK, shared.StatusCode);
+
+        // Without maxAge, the counts were read after the request came: they include what was enqueued just before.
+        var queue = "fresh-" + Guid.NewGuid().ToString("N")[..8];
+        await Server.EnqueueAsync(new { task = "conveyor.noop", queue, delay = "PT1H" });
+        var queues = await Server.Client.GetFromJsonAsync<JsonElement>("/api/v1/queues");
+        Assert.Equal(1, queues.EnumerateArray().Single(q => q.GetProperty("name").GetString() == queue).GetProperty("scheduled").GetInt64());
+    }
+
+    [Theory]
+    [InlineData("maxAge=61", "maxAge")]
+    [InlineData("maxAge=-1", "maxAge")]
+    [InlineData("maxAge=PT2M", "maxAge")]
+    [InlineData("maxAge=soon", "maxAge")]
+    [InlineData("maxAge=NaN", "maxAge")]
+    [InlineData("exact=yes", "exact")]
+    public async Task Queues_list_refuses_a_max_age_that_is_not_a_duration_up_to_a_minute_and_an_exact_that_is_not_a_flag(string query, string field)
+    {
+        using var response = await Server.Client.GetAsync($"/api/v1/queues?{query}");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var problem = await TestServer.ReadJsonAsync(response);
+        Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), problem.ToString());
+    }
+
+    [Fact]
+    public async Task Queues_list_counts_exactly_when_asked()
+    {
+        var queue = "exact-" + Guid.NewGuid().ToString("N")[..8];
+        await Server.EnqueueAsync(new { task = "conveyor.noop", queue, delay = "PT1H" });
+
+        var queues = await Server.Client.GetFromJsonAsync<JsonElement>("/api/v1/queues?exact=true");
+
+        var counted = queues.EnumerateArray().Single(q => q.GetProperty("name").GetString() == queue);
+        Assert.Equal(1, counted.GetProperty("scheduled").GetInt64());
+        Assert.Equal(0, counted.GetProperty("lowerBounds").GetArrayLength());
     }
 
     [Fact]

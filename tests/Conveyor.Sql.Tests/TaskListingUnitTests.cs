@@ -225,18 +225,89 @@ public sealed class TaskListingUnitTests : IDisposable
         Assert.Empty(queues[2].Counts);
     }
 
-    private Guid Insert(string task, string queue, TaskState state)
+    [Fact]
+    public async Task Queue_counts_read_each_finished_state_up_to_the_limit_and_name_the_states_that_stopped_there()
+    {
+        Insert("t", "a", TaskState.Queued);
+        Insert("t", "a", TaskState.Queued);
+        Insert("t", "a", TaskState.Running);
+        Insert("t", "a", TaskState.Scheduled);
+        Insert("t", "a", TaskState.Retrying);
+        Insert("t", "a", TaskState.Pending);
+        Insert("t", "a", TaskState.Dead, finishedAt: 1);
+        Insert("t", "a", TaskState.Expired, finishedAt: 2);
+        for (var i = 0; i < 4; i++)
+        {
+            Insert("t", "b", TaskState.Cancelled, finishedAt: 3 + i);
+        }
+        for (var i = 0; i < 5; i++)
+        {
+            Insert("t", "a", TaskState.Succeeded, finishedAt: 10 + i);
+        }
+        Insert("t", "b", TaskState.Succeeded, finishedAt: 20);
+        Insert("t", "b", TaskState.Succeeded, finishedAt: 21);
+
+        var limited = await TaskListing.GetQueuesAsync(_db, SqliteDialect.Instance, 3, CancellationToken.None);
+
+        // Succeeded: the newest 3 finished tasks (b at 21 and 20, a at 14). Cancelled: 3 of 4. Expired: 1, all there is.
+        Assert.Equal(
+            ["a Dead=1", "a Expired=1", "a Pending=1", "a Queued=2", "a Retrying=1", "a Running=1", "a Scheduled=1", "a Succeeded=1", "b Cancelled=3", "b Succeeded=2"],
+            Flatten(limited));
+        Assert.All(limited, q => Assert.Equal([TaskState.Succeeded, TaskState.Cancelled], q.LowerBounds));
+
+        var all = await TaskListing.GetQueuesAsync(_db, SqliteDialect.Instance, 13, CancellationToken.None);
+        Assert.Equal(
+            ["a Dead=1", "a Expired=1", "a Pending=1", "a Queued=2", "a Retrying=1", "a Running=1", "a Scheduled=1", "a Succeeded=5", "b Cancelled=4", "b Succeeded=2"],
+            Flatten(all));
+        // 13 finished tasks read with a limit of 13: all of them, but a store that read its limit cannot tell.
+        Assert.All(all, q => Assert.Equal([TaskState.Succeeded], q.LowerBounds));
+        Assert.All(await TaskListing.GetQueuesAsync(_db, SqliteDialect.Instance, 14, CancellationToken.None), q => Assert.Empty(q.LowerBounds));
+    }
+
+    private static IEnumerable<string> Flatten(IReadOnlyList<QueueStats> queues) =>
+        queues.SelectMany(q => q.Counts.Select(c => $"{q.Name} {c.Key}={c.Value}")).Order(StringComparer.Ordinal);
+
+    [Fact]
+    public void SQLite_counts_each_state_of_the_queues_through_a_partial_index_and_never_scans_the_table()
+    {
+        var plan = QueueCountsPlan();
+        foreach (var line in plan.Split('\n').Where(l => l.Contains("tasks", StringComparison.Ordinal)))
+        {
+            Assert.Matches("(SCAN|SEARCH) tasks USING (COVERING )?INDEX tasks_(ready|leased|rare_state|finished)", line);
+        }
+        Assert.Contains("COVERING INDEX tasks_ready", plan, StringComparison.Ordinal);
+        Assert.Contains("INDEX tasks_leased", plan, StringComparison.Ordinal);
+        Assert.Contains("INDEX tasks_rare_state", plan, StringComparison.Ordinal);
+        Assert.Contains("INDEX tasks_finished", plan, StringComparison.Ordinal);
+    }
+
+    private string QueueCountsPlan()
+    {
+        using var command = _db.CreateCommand();
+        command.CommandText = "EXPLAIN QUERY PLAN " + TaskListing.QueueCountsSql(SqliteDialect.Instance);
+        command.Parameters.AddWithValue("$limit", ITaskStore.FinishedCountLimit);
+        using var reader = command.ExecuteReader();
+        var lines = new List<string>();
+        while (reader.Read())
+        {
+            lines.Add(reader.GetString(3));
+        }
+        return string.Join('\n', lines);
+    }
+
+    private Guid Insert(string task, string queue, TaskState state, long? finishedAt = null)
     {
         var id = Guid.NewGuid();
         using var insert = _db.CreateCommand();
         insert.CommandText = """
-            INSERT INTO tasks (id, task, queue, state, max_attempts, retry_base_ms, retry_max_ms, retry_jitter, created_at, history)
-            VALUES ($id, $task, $queue, $state, 1, 0, 0, 0, 0, '')
+            INSERT INTO tasks (id, task, queue, state, max_attempts, retry_base_ms, retry_max_ms, retry_jitter, created_at, finished_at, history)
+            VALUES ($id, $task, $queue, $state, 1, 0, 0, 0, 0, $finished, '')
             """;
         insert.Parameters.AddWithValue("$id", id.ToByteArray(bigEndian: true));
         insert.Parameters.AddWithValue("$task", task);
         insert.Parameters.AddWithValue("$queue", queue);
         insert.Parameters.AddWithValue("$state", (int)state);
+        insert.Parameters.AddWithValue("$finished", finishedAt is { } at ? at : DBNull.Value);
         insert.ExecuteNonQuery();
         return id;
     }

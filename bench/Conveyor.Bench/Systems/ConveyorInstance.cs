@@ -143,10 +143,11 @@ internal sealed class ConveyorInstance : IAsyncDisposable
         return new ConveyorInstance(host);
     }
 
-    /// <summary>Tasks in <paramref name="state"/> in the default queue, counted by the store.</summary>
+    /// <summary>Tasks in <paramref name="state"/> in the default queue, counted by the store exactly (the finished states
+    /// too, which the store's default counts no further than its limit: one grouping over the table, as before it).</summary>
     public async Task<long> CountAsync(TaskState state, CancellationToken cancellationToken)
     {
-        var queues = await Store.GetQueuesAsync(cancellationToken);
+        var queues = await Store.GetQueuesAsync(int.MaxValue, cancellationToken);
         return queues.Where(q => q.Name == QueueNames.Default).Sum(q => q.Count(state));
     }
 

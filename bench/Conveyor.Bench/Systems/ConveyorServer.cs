@@ -126,10 +126,11 @@ internal sealed class ConveyorServer : IDisposable
         }
     }
 
-    /// <summary>Counts per state of the <c>default</c> queue, from <c>GET /api/v1/queues</c>.</summary>
+    /// <summary>Counts per state of the <c>default</c> queue, from <c>GET /api/v1/queues?exact=true</c> (servers before
+    /// the flag ignore it and count exactly anyway).</summary>
     public async Task<Dictionary<string, long>> QueueCountsAsync(CancellationToken ct)
     {
-        using var document = await Http.GetFromJsonAsync<JsonDocument>("api/v1/queues", ct)
+        using var document = await Http.GetFromJsonAsync<JsonDocument>("api/v1/queues?exact=true", ct)
             ?? throw new InvalidOperationException("GET /api/v1/queues returned no body.");
         var counts = StateNames.ToDictionary(n => n, _ => 0L);
         foreach (var queue in document.RootElement.EnumerateArray())

@@ -90,8 +90,10 @@ internal sealed class ListWorkload(BenchBackend backend = BenchBackend.Sqlite) :
             ("task=unknown (none)", new TaskQuery { Task = "no.such.task" }),
         ];
         var asks = filters.Select(f => (f.Name, Ask: (Func<Task<int>>)(async () => (await reader.Store.ListAsync(f.Query with { Limit = PageSize }, ct)).Items.Count)))
-            // The queues view and the overview: every queue's count per state.
-            .Append(("queues, counts per state", async () => (await reader.Store.GetQueuesAsync(ct)).Count));
+            // The queues view and the overview: every queue's count per state (the finished ones up to the store's limit),
+            // and the exact counts of every state (GET /api/v1/queues?exact=true: one grouping over the table).
+            .Append(("queues, counts per state", async () => (await reader.Store.GetQueuesAsync(ct)).Count))
+            .Append(("queues, exact counts per state", async () => (await reader.Store.GetQueuesAsync(int.MaxValue, ct)).Count));
         var metrics = new List<Metric>();
         foreach (var (name, ask) in asks)
         {

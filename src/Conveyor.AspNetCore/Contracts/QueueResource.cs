@@ -13,18 +13,22 @@ public sealed record QueueResource
     public long Scheduled { get; init; }
     /// <summary>Tasks running.</summary>
     public long Running { get; init; }
-    /// <summary>Tasks that succeeded (until retention removes them).</summary>
+    /// <summary>Tasks that succeeded (until retention removes them); a lower bound when <see cref="LowerBounds"/> names it.</summary>
     public long Succeeded { get; init; }
     /// <summary>Tasks waiting for their next attempt.</summary>
     public long Retrying { get; init; }
     /// <summary>Tasks out of attempts or failed permanently.</summary>
     public long Dead { get; init; }
-    /// <summary>Tasks cancelled.</summary>
+    /// <summary>Tasks cancelled; a lower bound when <see cref="LowerBounds"/> names it.</summary>
     public long Cancelled { get; init; }
-    /// <summary>Tasks expired before they started.</summary>
+    /// <summary>Tasks expired before they started; a lower bound when <see cref="LowerBounds"/> names it.</summary>
     public long Expired { get; init; }
     /// <summary>Whether workers are kept from fetching from it.</summary>
     public bool Paused { get; init; }
+    /// <summary>The states whose count is a lower bound, by API name (<c>["succeeded"]</c>): the store stopped counting
+    /// their tasks at <c>ITaskStore.FinishedCountLimit</c> (50,000), so there are at least that many. Only finished
+    /// states (succeeded, cancelled, expired) can be here; empty when every count is exact (docs/dashboard.md).</summary>
+    public IReadOnlyList<string> LowerBounds { get; init; } = [];
 
     /// <summary>The resource of a queue's statistics.</summary>
     public static QueueResource From(QueueStats stats)
@@ -43,6 +47,7 @@ public sealed record QueueResource
             Cancelled = stats.Count(TaskState.Cancelled),
             Expired = stats.Count(TaskState.Expired),
             Paused = stats.Paused,
+            LowerBounds = [.. Enum.GetValues<TaskState>().Where(stats.IsLowerBound).Select(s => s.ToApiName())],
         };
     }
 }

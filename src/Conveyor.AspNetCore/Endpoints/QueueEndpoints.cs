@@ -1,7 +1,9 @@
+using System.Globalization;
 using Conveyor.AspNetCore.Audit;
 using Conveyor.AspNetCore.Contracts;
 using Conveyor.AspNetCore.Requests;
 using Conveyor.AspNetCore.Security;
+using Conveyor.AspNetCore.Stats;
 using Conveyor.Backends;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -20,16 +22,21 @@ internal static class QueueEndpoints
         api.Read.MapGet("/queues", ListQueuesAsync)
             .WithName("ListQueues")
             .WithSummary("Every known queue with its depth per state and whether it is paused")
+            .WithDescription("Finished states are counted over the newest 50,000 tasks at most: a state in lowerBounds has at least its count; " +
+                "exact=true counts every task, at the cost of reading every row. maxAge (an ISO 8601 duration or seconds, up to 60 s; default 0) " +
+                "lets the server answer with counts read up to that long before the request, shared with other requests; with 0 they were " +
+                "read after the request arrived.")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
             .WithQueueAccess(QueueAccessKind.Filtered);
-        api.Admin.MapPost("/queues/{name}/pause", (string name, IConveyorBackend backend, CancellationToken cancellationToken) =>
-                SetPausedAsync(name, paused: true, backend, cancellationToken))
+        api.Admin.MapPost("/queues/{name}/pause", (string name, IConveyorBackend backend, SharedQueueCounts counts, CancellationToken cancellationToken) =>
+                SetPausedAsync(name, paused: true, backend, counts, cancellationToken))
             .WithQueueAccess(QueueAccessKind.RouteQueue)
             .WithName("PauseQueue")
             .WithSummary("Keep workers from fetching from a queue; enqueues still succeed")
             .ProducesValidationProblem(StatusCodes.Status400BadRequest)
             .Audited("queue.pause", "name");
-        api.Admin.MapPost("/queues/{name}/resume", (string name, IConveyorBackend backend, CancellationToken cancellationToken) =>
-                SetPausedAsync(name, paused: false, backend, cancellationToken))
+        api.Admin.MapPost("/queues/{name}/resume", (string name, IConveyorBackend backend, SharedQueueCounts counts, CancellationToken cancellationToken) =>
+                SetPausedAsync(name, paused: false, backend, counts, cancellationToken))
             .WithQueueAccess(QueueAccessKind.RouteQueue)
             .WithName("ResumeQueue")
             .WithSummary("Let workers fetch from a queue again")
@@ -49,16 +56,53 @@ internal static class QueueEndpoints
         CancellationToken cancellationToken) =>
         TypedResults.Ok(await WaitingForHandler.ReadAsync(backend, options.Value.Worker, time.GetUtcNow(), cancellationToken).ConfigureAwait(false));
 
-    private static async Task<Ok<List<QueueResource>>> ListQueuesAsync(HttpContext http, [FromServices] IConveyorBackend backend, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<List<QueueResource>>, ProblemHttpResult>> ListQueuesAsync(HttpContext http, [FromQuery] string? maxAge,
+        [FromQuery] string? exact, [FromServices] SharedQueueCounts counts, CancellationToken cancellationToken)
     {
-        var queues = await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
+        var age = TimeSpan.Zero;
+        if (maxAge is not null && ReadMaxAge(maxAge, out age) is { } problem)
+        {
+            return ApiProblems.Field(StatusCodes.Status400BadRequest, "maxAge", problem);
+        }
+        var everything = false;
+        if (exact is not null && !bool.TryParse(exact, out everything))
+        {
+            return ApiProblems.Field(StatusCodes.Status400BadRequest, "exact", $"'{exact}' is not true or false");
+        }
+        var queues = await counts.ReadAsync(age, everything, cancellationToken).ConfigureAwait(false);
         // A key limited to named queues sees those only.
         var allowed = ApiQueueAccess.LimitedTo(http.User);
         return TypedResults.Ok(queues.Where(q => allowed.Count == 0 || allowed.Contains(q.Name)).Select(QueueResource.From).ToList());
     }
 
+    /// <summary>Reads <c>maxAge</c>: an ISO 8601 duration or a number of seconds, 0 to <see cref="SharedQueueCounts.MaxAllowedAge"/>.
+    /// Returns the problem, or null.</summary>
+    internal static string? ReadMaxAge(string text, out TimeSpan age)
+    {
+        age = TimeSpan.Zero;
+        if (double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds) && double.IsFinite(seconds))
+        {
+            if (seconds > SharedQueueCounts.MaxAllowedAge.TotalSeconds)
+            {
+                return $"{text} is over {SharedQueueCounts.MaxAllowedAge.TotalSeconds} seconds";
+            }
+            age = TimeSpan.FromSeconds(seconds);
+            return null;
+        }
+        if (ApiValues.TryParseDuration(text, out var duration) is { } problem)
+        {
+            return problem + ", or a number of seconds";
+        }
+        if (duration < TimeSpan.Zero || duration > SharedQueueCounts.MaxAllowedAge)
+        {
+            return $"'{text}' is outside 0 to {SharedQueueCounts.MaxAllowedAge.TotalSeconds} seconds";
+        }
+        age = duration;
+        return null;
+    }
+
     private static async Task<Results<Ok<QueueResource>, ProblemHttpResult>> SetPausedAsync(
-        string name, bool paused, IConveyorBackend backend, CancellationToken cancellationToken)
+        string name, bool paused, IConveyorBackend backend, SharedQueueCounts counts, CancellationToken cancellationToken)
     {
         if (!QueueNames.IsValid(name))
         {
@@ -73,7 +117,8 @@ internal static class QueueEndpoints
         {
             await backend.Queue.ResumeQueueAsync(name, cancellationToken).ConfigureAwait(false);
         }
-        var queues = await backend.Store.GetQueuesAsync(cancellationToken).ConfigureAwait(false);
+        // Read after the change: the answer, and the shared counts from now on, show it.
+        var queues = await counts.ReadAsync(TimeSpan.Zero, exact: false, cancellationToken).ConfigureAwait(false);
         var stats = queues.FirstOrDefault(q => q.Name == name)
             ?? new QueueStats { Name = name, Paused = paused, Counts = new Dictionary<TaskState, long>() };
         return TypedResults.Ok(QueueResource.From(stats));

@@ -37,8 +37,10 @@ internal static class InfoCommand
     /// <param name="Totals">Tasks per state over all queues, by API state name.</param>
     /// <param name="Workers">Workers whose heartbeat is recent.</param>
     /// <param name="WaitingForHandler">Waiting tasks whose name no live worker declares.</param>
+    /// <param name="LowerBounds">The states whose totals (and counts per queue) are lower bounds: the store stopped counting
+    /// their finished tasks at <see cref="ITaskStore.FinishedCountLimit"/>.</param>
     internal sealed record Info(IReadOnlyList<QueueResource> Queues, IReadOnlyDictionary<string, long> Totals, IReadOnlyList<WorkerInfo> Workers,
-        WaitingForHandlerResource WaitingForHandler);
+        WaitingForHandlerResource WaitingForHandler, IReadOnlyList<string> LowerBounds);
 
     private static async Task<Info> ReadAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
@@ -49,7 +51,8 @@ internal static class InfoCommand
         var workers = await WorkerListing.ListAsync(backend.Coordination, worker, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         var totals = Enum.GetValues<TaskState>().ToDictionary(s => s.ToApiName(), s => queues.Sum(q => q.Count(s)));
         var waiting = await WaitingForHandler.ReadAsync(backend, workers, cancellationToken).ConfigureAwait(false);
-        return new Info(queues.Select(QueueResource.From).ToList(), totals, workers, waiting);
+        var lowerBounds = Enum.GetValues<TaskState>().Where(s => queues.Any(q => q.IsLowerBound(s))).Select(s => s.ToApiName()).ToList();
+        return new Info(queues.Select(QueueResource.From).ToList(), totals, workers, waiting, lowerBounds);
     }
 
     private static string Render(Info info, DateTimeOffset now)
@@ -64,14 +67,21 @@ internal static class InfoCommand
             var rows = new List<string[]> { QueueHeader };
             rows.AddRange(info.Queues.Select(q => new[]
             {
-                q.Name, N(q.Queued), N(q.Scheduled), N(q.Running), N(q.Retrying), N(q.Succeeded), N(q.Dead), N(q.Cancelled), N(q.Expired),
+                q.Name, N(q.Queued), N(q.Scheduled), N(q.Running), N(q.Retrying), AtLeast(q.Succeeded, q.LowerBounds, "succeeded"), N(q.Dead),
+                AtLeast(q.Cancelled, q.LowerBounds, "cancelled"), AtLeast(q.Expired, q.LowerBounds, "expired"),
                 q.Paused ? "yes" : "no",
             }));
             AppendTable(text, rows, rightAligned: column => column is > 0 and < 9);
         }
         text.AppendLine();
-        var all = info.Totals.Values.Sum();
-        text.Append("Tasks: ").AppendJoin(", ", info.Totals.Select(t => $"{N(t.Value)} {t.Key}")).AppendLine(CultureInfo.InvariantCulture, $" ({N(all)} in all)");
+        var all = AtLeast(info.Totals.Values.Sum(), info.LowerBounds);
+        text.Append("Tasks: ").AppendJoin(", ", info.Totals.Select(t => $"{AtLeast(t.Value, info.LowerBounds, t.Key)} {t.Key}"))
+            .AppendLine(CultureInfo.InvariantCulture, $" ({all} in all)");
+        if (info.LowerBounds.Count > 0)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"(+: at least; finished tasks are counted up to the newest {N(ITaskStore.FinishedCountLimit)} of them)");
+        }
         text.AppendLine();
         if (info.Workers.Count == 0)
         {
@@ -115,6 +125,10 @@ internal static class InfoCommand
     }
 
     private static string N(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>A count, with "+" when <paramref name="state"/> (or, without one, any state) is among the lower bounds.</summary>
+    private static string AtLeast(long value, IReadOnlyList<string> lowerBounds, string? state = null) =>
+        N(value) + ((state is null ? lowerBounds.Count > 0 : lowerBounds.Contains(state)) ? "+" : "");
 
     internal static string Ago(TimeSpan span) =>
         span < TimeSpan.Zero ? "0s"

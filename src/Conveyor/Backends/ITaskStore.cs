@@ -64,8 +64,31 @@ public interface ITaskStore
         return states;
     }
 
-    /// <summary>Every known queue with its depth per state and whether it is paused.</summary>
+    /// <summary>Finished tasks (succeeded, cancelled, expired) that <see cref="GetQueuesAsync(CancellationToken)"/> reads,
+    /// at most, to count each of those states: 50,000, as many as a task list filtered by name looks at
+    /// (docs/dashboard.md#counts-over-a-large-store).</summary>
+    const int FinishedCountLimit = 50_000;
+
+    /// <summary>Every known queue with its count per state and whether it is paused: <see cref="GetQueuesAsync(int, CancellationToken)"/>
+    /// with <see cref="FinishedCountLimit"/>.</summary>
     Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Every known queue with its count per state and whether it is paused. The states a queue's depth is made of
+    /// (pending, scheduled, queued, running, retrying, dead) are counted exactly. The finished states that grow until
+    /// retention (succeeded, cancelled, expired) may be counted over about <paramref name="finishedCountLimit"/> of their
+    /// tasks only: a store that stops there names the state in <see cref="QueueStats.LowerBounds"/> of every queue, and
+    /// its counts are then at least that many, never more than there are. <see cref="int.MaxValue"/> asks for every count
+    /// exactly, whatever it costs (SQL stores then group the whole table, as they did before the limit). The default
+    /// ignores the limit and counts everything, as a store that counts cheaply (Redis keeps a sorted set per queue and
+    /// state) does.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="finishedCountLimit"/> is below 1.</exception>
+    Task<IReadOnlyList<QueueStats>> GetQueuesAsync(int finishedCountLimit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(finishedCountLimit, 1);
+        return GetQueuesAsync(cancellationToken);
+    }
 
     /// <summary>For each queue that has queued tasks, when the one that has waited longest became ready (its ETA or retry
     /// time, else its enqueue): the age gauge of metrics reads it, at most once per

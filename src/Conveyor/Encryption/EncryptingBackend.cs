@@ -255,6 +255,9 @@ public sealed class EncryptingBackend : IConveyorBackend
 
         public Task<IReadOnlyList<QueueStats>> GetQueuesAsync(CancellationToken cancellationToken) => inner.GetQueuesAsync(cancellationToken);
 
+        public Task<IReadOnlyList<QueueStats>> GetQueuesAsync(int finishedCountLimit, CancellationToken cancellationToken) =>
+            inner.GetQueuesAsync(finishedCountLimit, cancellationToken);
+
         public Task<IReadOnlyDictionary<string, DateTimeOffset>> GetOldestReadyAsync(CancellationToken cancellationToken) =>
             inner.GetOldestReadyAsync(cancellationToken);
 

@@ -92,8 +92,16 @@ public sealed record QueueStats
     /// <summary>Tasks per state; states with none may be absent.</summary>
     public required IReadOnlyDictionary<TaskState, long> Counts { get; init; }
 
+    /// <summary>The states whose count is a lower bound: the store stopped counting their tasks at a limit
+    /// (<see cref="Backends.ITaskStore.GetQueuesAsync(int, CancellationToken)"/>), so there are at least that many.
+    /// Only finished states (succeeded, cancelled, expired) can be here; empty when every count is exact.</summary>
+    public IReadOnlyCollection<TaskState> LowerBounds { get; init; } = [];
+
     /// <summary>Count in one state, 0 when absent.</summary>
     public long Count(TaskState state) => Counts.TryGetValue(state, out var n) ? n : 0;
+
+    /// <summary>Whether the count of <paramref name="state"/> is a lower bound (<see cref="LowerBounds"/>).</summary>
+    public bool IsLowerBound(TaskState state) => LowerBounds.Contains(state);
 }
 
 /// <summary>A worker as last reported by its heartbeat.</summary>

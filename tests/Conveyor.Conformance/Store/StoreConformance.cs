@@ -239,6 +239,70 @@ public abstract class StoreConformance<TFactory>() : ConformanceTest(new TFactor
     }
 
     [Fact]
+    public async Task Get_queues_counts_the_depth_exactly_and_finished_tasks_exactly_or_as_lower_bounds_past_a_limit()
+    {
+        // depth: 3 queued, 1 scheduled, 1 running, 1 retrying, 1 dead.
+        await EnqueueManyAsync(6, "depth");
+        await EnqueueAsync(NewMessage("depth") with { NotBefore = Now.AddHours(1) });
+        var depth = await FetchAsync(3, "depth");
+        await RetryAtAsync(depth[1], Now.AddMinutes(5));
+        await DeadAsync(depth[2]);
+        // done: 5 succeeded, 3 cancelled (one before it ran), 1 expired, 1 dead.
+        var done = await EnqueueManyAsync(11, "done");
+        Assert.Equal(CancelOutcome.Cancelled, await Queue.CancelAsync(done[^1], Timeout));
+        var leases = await FetchAsync(10, "done");
+        Assert.Equal(10, leases.Count);
+        await Queue.CompleteAsync(
+        [
+            .. leases.Take(5).Select(l => Completion(l, CompletionKind.Succeeded)),
+            Completion(leases[5], CompletionKind.Cancelled), Completion(leases[6], CompletionKind.Cancelled),
+            Completion(leases[7], CompletionKind.Expired),
+        ], Timeout);
+        await DeadAsync(leases[8]);
+        await DeadAsync(leases[9]);
+        var expected = new Dictionary<(string, TaskState), long>
+        {
+            [("depth", TaskState.Queued)] = 3,
+            [("depth", TaskState.Scheduled)] = 1,
+            [("depth", TaskState.Running)] = 1,
+            [("depth", TaskState.Retrying)] = 1,
+            [("depth", TaskState.Dead)] = 1,
+            [("done", TaskState.Succeeded)] = 5,
+            [("done", TaskState.Cancelled)] = 3,
+            [("done", TaskState.Expired)] = 1,
+            [("done", TaskState.Dead)] = 2,
+        };
+
+        // 13 finished tasks, 4 read at most: a store may stop early, and then says so.
+        var limited = await Store.GetQueuesAsync(4, Timeout);
+        foreach (var name in (string[])["depth", "done"])
+        {
+            var queue = Assert.Single(limited, q => q.Name == name);
+            Assert.All(queue.LowerBounds, s => Assert.Contains(s, (TaskState[])[TaskState.Succeeded, TaskState.Cancelled, TaskState.Expired]));
+            foreach (var state in Enum.GetValues<TaskState>())
+            {
+                var count = expected.GetValueOrDefault((name, state));
+                if (queue.IsLowerBound(state))
+                {
+                    Assert.InRange(queue.Count(state), 0, count);
+                }
+                else
+                {
+                    Assert.True(count == queue.Count(state), $"{name} {state}: {queue.Count(state)}, expected {count}");
+                }
+            }
+        }
+
+        // Above the number of finished tasks, every count is exact.
+        var all = await Store.GetQueuesAsync(100, Timeout);
+        Assert.All(all, q => Assert.Empty(q.LowerBounds));
+        Assert.Equal(
+            expected.OrderBy(e => e.Key.Item1, StringComparer.Ordinal).ThenBy(e => e.Key.Item2).Select(e => $"{e.Key.Item1} {e.Key.Item2}={e.Value}"),
+            all.Where(q => q.Name is "depth" or "done").SelectMany(q => q.Counts.Where(c => c.Value > 0).OrderBy(c => c.Key).Select(c => $"{q.Name} {c.Key}={c.Value}")));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Store.GetQueuesAsync(0, Timeout));
+    }
+
+    [Fact]
     public async Task Get_queues_shows_which_are_paused()
     {
         await EnqueueAsync(NewMessage("a"));

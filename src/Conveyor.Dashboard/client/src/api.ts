@@ -18,7 +18,11 @@ export interface TaskPage { items: Task[]; nextCursor: string | null }
 export interface Queue {
   name: string; pending: number; queued: number; scheduled: number; running: number; succeeded: number; retrying: number;
   dead: number; cancelled: number; expired: number; paused: boolean;
+  // States whose count is a lower bound: the server stopped counting finished tasks at its limit (shown "50,000+").
+  lowerBounds: TaskState[];
 }
+// How old the queues' counts may be (ms): the server shares one read among the pages that ask within it.
+export const QUEUES_MAX_AGE_MS = 1000;
 export interface Worker {
   id: string; host: string; processId: number; queues: string[]; concurrency: number; running: number;
   processed: number; failed: number; startedAt: string; heartbeatAt: string; version?: string | null;
@@ -111,7 +115,7 @@ export const api = {
   retry: (id: string) => call<Task>("POST", `/tasks/${encodeURIComponent(id)}/retry`),
   retryMany: (filter: Record<string, unknown>) => call<{ retried: number }>("POST", "/tasks/retry", filter),
   purge: (filter: Record<string, unknown>) => call<{ purged: number }>("POST", "/tasks/purge", filter),
-  queues: (signal?: AbortSignal) => call<Queue[]>("GET", "/queues", undefined, signal),
+  queues: (signal?: AbortSignal) => call<Queue[]>("GET", `/queues?maxAge=${QUEUES_MAX_AGE_MS / 1000}`, undefined, signal),
   pauseQueue: (name: string) => call<Queue>("POST", `/queues/${encodeURIComponent(name)}/pause`),
   resumeQueue: (name: string) => call<Queue>("POST", `/queues/${encodeURIComponent(name)}/resume`),
   workers: (signal?: AbortSignal) => call<Worker[]>("GET", "/workers", undefined, signal),

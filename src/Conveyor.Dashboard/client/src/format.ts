@@ -36,6 +36,10 @@ export function bytes(n: number): string {
 
 export const count = (n: number) => n.toLocaleString();
 
+/** A count that may be a lower bound: "50,000+" when the server stopped counting there. */
+export const atLeast = (n: number, lowerBound: boolean) => lowerBound ? `${count(n)}+` : count(n);
+export const LOWER_BOUND_TITLE = "At least this many: the server counts finished tasks up to the newest 50,000";
+
 export function json(value: unknown): string {
   return value === undefined || value === null ? "null" : JSON.stringify(value, null, 2);
 }

@@ -99,21 +99,29 @@ export function useTaskEvents(listener: Listener) {
 /**
  * Loads data with load(), and loads it again when a task event passes filter (or after a reconnect), at most once per
  * interval (1 s), so a busy server costs the page one request a second per view, whatever the event rate.
+ * maxAgeMs: load() may answer with data read up to that long before it was called (a read the server shares, as the
+ * queues' counts); when an event came less than that before a load started, the data may predate it, so the view
+ * loads once more (at most once per interval, as for an event).
  */
 export function useLiveData<T>(load: (signal: AbortSignal) => Promise<T>, deps: unknown[],
-  filter: (e: TaskEvent) => boolean = () => true, intervalMs = 1000) {
+  filter: (e: TaskEvent) => boolean = () => true, intervalMs = 1000, maxAgeMs = 0) {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<string | undefined>(undefined);
   const [version, setVersion] = useState(0);
-  const state = useRef({ pending: false, timer: 0 as number | undefined, last: 0 });
+  const state = useRef({ pending: false, timer: 0 as number | undefined, last: 0, eventAt: Number.NEGATIVE_INFINITY });
   const filterRef = useRef(filter);
   filterRef.current = filter;
 
   useEffect(() => {
     const controller = new AbortController();
-    state.current.last = performance.now();
+    const started = performance.now();
+    state.current.last = started;
     load(controller.signal)
-      .then(d => { setData(d); setError(undefined); })
+      .then(d => {
+        setData(d);
+        setError(undefined);
+        if (maxAgeMs > 0 && state.current.eventAt > started - maxAgeMs) poke();
+      })
       .catch(e => { if (!controller.signal.aborted) setError(String(e instanceof Error ? e.message : e)); });
     return () => controller.abort();
   }, [...deps, version]);
@@ -131,6 +139,7 @@ export function useLiveData<T>(load: (signal: AbortSignal) => Promise<T>, deps: 
 
   useTaskEvents(e => {
     if (e && !filterRef.current(e)) return;
+    state.current.eventAt = performance.now();
     poke();
   });
 

@@ -1,7 +1,7 @@
 // Overview: throughput, failures and queue wait over time; depth per queue and state; workers alive; recent failures.
 import { useEffect } from "preact/hooks";
-import { api, TASK_STATES, type StatsBucket } from "../api";
-import { ago, count, duration, shortId } from "../format";
+import { api, QUEUES_MAX_AGE_MS, TASK_STATES, type StatsBucket } from "../api";
+import { ago, atLeast, count, duration, LOWER_BOUND_TITLE, shortId } from "../format";
 import { useLiveData } from "../live";
 import { href } from "../router";
 import { Chart, Empty, ErrorNote, StateBadge } from "../ui";
@@ -10,7 +10,7 @@ export const READY_MARK = "conveyor:overview-ready";
 
 export function Overview() {
   const stats = useLiveData(s => api.stats(s), []);
-  const queues = useLiveData(s => api.queues(s), []);
+  const queues = useLiveData(s => api.queues(s), [], undefined, undefined, QUEUES_MAX_AGE_MS);
   const workers = useLiveData(s => api.workers(s), [], e => e.type === "started" || e.type === "succeeded", 5000);
   const failures = useLiveData(s => api.tasks(new URLSearchParams({ state: "dead", limit: "10" }), s), [],
     e => e.type === "dead" || e.type === "enqueued");
@@ -61,7 +61,11 @@ export function Overview() {
         <thead><tr><th scope="col">Queue</th>{TASK_STATES.map(s => <th scope="col" class="num">{s}</th>)}</tr></thead>
         <tbody>{queues.data.map(q => <tr data-queue={q.name}>
           <th scope="row"><a href={href("tasks", { queue: q.name })}>{q.name}</a>{q.paused && <span class="badge paused">paused</span>}</th>
-          {TASK_STATES.map(s => <td class="num" data-state={s}>{(q[s] as number) ? <a href={href("tasks", { queue: q.name, state: s })}>{count(q[s] as number)}</a> : "0"}</td>)}
+          {TASK_STATES.map(s => {
+            const n = q[s] as number, lowerBound = q.lowerBounds.includes(s);
+            return <td class="num" data-state={s} title={lowerBound ? LOWER_BOUND_TITLE : undefined}>
+              {n || lowerBound ? <a href={href("tasks", { queue: q.name, state: s })}>{atLeast(n, lowerBound)}</a> : "0"}</td>;
+          })}
         </tr>)}</tbody>
       </table></div>)}
 

@@ -1,12 +1,12 @@
 // Queues: depth per state, rate and wait over the stats window, pause and resume.
-import { api } from "../api";
-import { count, duration } from "../format";
+import { api, QUEUES_MAX_AGE_MS } from "../api";
+import { atLeast, count, duration, LOWER_BOUND_TITLE } from "../format";
 import { useLiveData } from "../live";
 import { href } from "../router";
 import { act, Empty, ErrorNote } from "../ui";
 
 export function QueuesView() {
-  const queues = useLiveData(s => api.queues(s), []);
+  const queues = useLiveData(s => api.queues(s), [], undefined, undefined, QUEUES_MAX_AGE_MS);
   const stats = useLiveData(s => api.stats(s), [], () => true, 2000);
   const window = stats.data ? stats.data.windowSeconds : 0;
   const rateOf = (name: string) => stats.data?.queues.find(q => q.queue === name);
@@ -26,7 +26,7 @@ export function QueuesView() {
           return <tr data-queue={q.name}>
             <th scope="row"><a href={href("tasks", { queue: q.name })}>{q.name}</a></th>
             <td class="num" data-state="queued">{count(q.queued)}</td><td class="num">{count(q.scheduled)}</td><td class="num">{count(q.running)}</td>
-            <td class="num">{count(q.retrying)}</td><td class="num" data-state="dead">{count(q.dead)}</td><td class="num" data-state="succeeded">{count(q.succeeded)}</td>
+            <td class="num">{count(q.retrying)}</td><td class="num" data-state="dead">{count(q.dead)}</td><td class="num" data-state="succeeded" title={q.lowerBounds.includes("succeeded") ? LOWER_BOUND_TITLE : undefined}>{atLeast(q.succeeded, q.lowerBounds.includes("succeeded"))}</td>
             <td class="num">{r && window ? (r.succeeded * 60 / window).toFixed(1) : "—"}</td><td class="num">{duration(r?.waitMsAvg)}</td>
             <td>{q.paused ? <span class="badge paused">paused</span> : <span class="badge ok">active</span>}</td>
             <td><button type="button" onClick={() => toggle(q.name, q.paused)} aria-label={`${q.paused ? "Resume" : "Pause"} queue ${q.name}`}>{q.paused ? "Resume" : "Pause"}</button></td>
