@@ -21,7 +21,8 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
 
     public string Title => "Drain throughput (in-process; tasks enqueued first, then workers started)" + Variants.TitleSuffix(backend);
 
-    public string Note => "Timed from the worker's start until the store reports every task succeeded; worker start-up is inside the window for both." +
+    public string Note => "Timed from the worker's start until the store reports every task succeeded; worker start-up is inside the window for both. " +
+        "CPU time per task (Conveyor): the process's CPU time (user and system, every thread) over the same window ÷ tasks." +
         (backend == BenchBackend.Sqlite ? "" :
             $" Each run uses {StoreTarget.FreshStore(backend)} on the same server. " +
             "Hangfire's run is capped by --time-limit: its untimed fill (pre-built Jobs from --concurrency threads) stops there short of --tasks, and its drain stops there too; " +
@@ -68,6 +69,9 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         }
 
         var start = Stopwatch.GetTimestamp();
+        // CPU time of the whole process (the worker, and the harness polling every 5 ms) over the same window: a figure
+        // that other processes' load moves less than the wall clock's, for A/B comparisons on a busy machine.
+        var cpuStart = Environment.CpuUsage.TotalTime;
         await using var worker = await ConveyorInstance.StartAsync(store.Use, runWorker: true, s.Workers, null, ct, s.Prefetch, s.Limits);
         var timeout = DrainTimeout(s);
         // The in-process counter is cheap to poll; the store is asked only once it says all are done,
@@ -76,7 +80,12 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         await Wait.UntilAsync(async () => await worker.CountAsync(TaskState.Succeeded, ct) >= s.Tasks, PollInterval, timeout,
             "Conveyor's store to record every task succeeded", ct);
         var elapsed = Stopwatch.GetElapsedTime(start);
-        return [new Metric(MetricName(s), "tasks/s", true, s.Tasks / elapsed.TotalSeconds)];
+        var cpu = Environment.CpuUsage.TotalTime - cpuStart;
+        return
+        [
+            new Metric(MetricName(s), "tasks/s", true, s.Tasks / elapsed.TotalSeconds),
+            new Metric($"CPU time per task, {MetricName(s)}", "µs", false, cpu.TotalMicroseconds / s.Tasks),
+        ];
     }
 
     private static async Task<IReadOnlyList<Metric>> RunHangfireAsync(BenchSettings s, BenchBackend backend, CancellationToken ct)
