@@ -49,7 +49,11 @@ public sealed record SoakSample(
 /// the time until the tasks list shows newer tasks without a reload (it re-reads at most once a second), and the gaps
 /// between animation frames over 2 s on the view shown (a long task on the main thread is a long gap).</summary>
 public sealed record SoakResponsiveness(
-    string When, double ToTasksMs, double ToOverviewMs, double ListUpdateMs, double FrameGapP50Ms, double FrameGapP99Ms, double FrameGapMaxMs, int Frames);
+    string When, double ToTasksMs, double ToOverviewMs, double ListUpdateMs, double FrameGapP50Ms, double FrameGapP99Ms, double FrameGapMaxMs, int Frames)
+{
+    /// <summary>What did not show within 30 s, if anything (its time is then NaN).</summary>
+    public string? Problem { get; init; }
+}
 
 /// <summary>The soak's figures. <paramref name="Succeeded"/> is read once the feed stopped and the server caught up
 /// (at most 60 s: <paramref name="CatchUp"/>).</summary>
@@ -218,7 +222,7 @@ public static class DashboardSoak
 
     public static string Describe(SoakResponsiveness r) => string.Create(CultureInfo.InvariantCulture,
         $"overview → tasks {r.ToTasksMs:0} ms, tasks → overview {r.ToOverviewMs:0} ms, tasks list updated in {r.ListUpdateMs:0} ms; frame gaps p50 {r.FrameGapP50Ms:0.0} ms, " +
-        $"p99 {r.FrameGapP99Ms:0.0} ms, max {r.FrameGapMaxMs:0.0} ms ({r.Frames} frames in 2 s)");
+        $"p99 {r.FrameGapP99Ms:0.0} ms, max {r.FrameGapMaxMs:0.0} ms ({r.Frames} frames in 2 s){(r.Problem is { } p ? "; FAILED: " + p : "")}");
 
     public static double Mib(long bytes) => bytes / 1048576.0;
 
@@ -246,22 +250,35 @@ public static class DashboardSoak
     private static async Task<SoakResponsiveness> ResponsivenessAsync(IPage page, string when, CancellationToken cancellationToken)
     {
         var onTasks = await page.Locator("table.tasks").CountAsync() > 0;
-        double toTasks, toOverview, listUpdate;
-        if (onTasks)
+        double toTasks = double.NaN, toOverview = double.NaN, listUpdate = double.NaN;
+        string? problem = null;
+        try
         {
-            toOverview = await NavigateAsync(page, OverviewView);
-            toTasks = await NavigateAsync(page, TasksView);
-            listUpdate = await ListUpdateAsync(page);
+            if (onTasks)
+            {
+                toOverview = await NavigateAsync(page, OverviewView);
+                toTasks = await NavigateAsync(page, TasksView);
+                listUpdate = await ListUpdateAsync(page);
+            }
+            else
+            {
+                toTasks = await NavigateAsync(page, TasksView);
+                listUpdate = await ListUpdateAsync(page);
+                toOverview = await NavigateAsync(page, OverviewView);
+            }
         }
-        else
+        catch (TimeoutException ex)
         {
-            toTasks = await NavigateAsync(page, TasksView);
-            listUpdate = await ListUpdateAsync(page);
-            toOverview = await NavigateAsync(page, OverviewView);
+            // Kept as a figure (the soak's other readings stand); the page's state is in the message.
+            var shown = await page.Locator("main").InnerTextAsync();
+            problem = $"{ex.Message.Split('\n')[0]} (the page shows: {shown[..Math.Min(300, shown.Length)].ReplaceLineEndings(" ")})";
         }
         cancellationToken.ThrowIfCancellationRequested();
         var gaps = (await page.EvaluateAsync<double[]>(FrameGapsScript)).Order().ToArray();
-        return new SoakResponsiveness(when, toTasks, toOverview, listUpdate, Percentile(gaps, 50), Percentile(gaps, 99), gaps.Length == 0 ? 0 : gaps[^1], gaps.Length);
+        return new SoakResponsiveness(when, toTasks, toOverview, listUpdate, Percentile(gaps, 50), Percentile(gaps, 99), gaps.Length == 0 ? 0 : gaps[^1], gaps.Length)
+        {
+            Problem = problem,
+        };
     }
 
     /// <summary>On the tasks list: milliseconds until its first row is another task (newer ones arrive all the time).</summary>

@@ -84,7 +84,7 @@ internal sealed record SoakCommand(double Duration, double Warmup, double Sample
                     result,
                 }, JsonOptions), cancellationToken);
             }
-            return result.Succeeded >= result.Sent ? 0 : 1;
+            return result.Succeeded >= result.Sent && result.Start.Problem is null && result.End.Problem is null ? 0 : 1;
         }
         finally
         {
@@ -143,6 +143,11 @@ internal sealed record SoakCommand(double Duration, double Warmup, double Sample
         foreach (var x in new[] { r.Start, r.End })
         {
             s.AppendLine(c, $"| {x.When} | {x.ToTasksMs:0} | {x.ToOverviewMs:0} | {x.ListUpdateMs:0} | {x.FrameGapP50Ms:0.0} | {x.FrameGapP99Ms:0.0} | {x.FrameGapMaxMs:0.0} | {x.Frames} |");
+        }
+        foreach (var x in new[] { r.Start, r.End }.Where(x => x.Problem is not null))
+        {
+            s.AppendLine();
+            s.AppendLine(c, $"**At the {x.When}, a view did not show within 30 s:** {x.Problem}");
         }
         return s.ToString();
     }
