@@ -44,6 +44,11 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         }
     }
 
+    private static readonly Dictionary<string, string> UnsampledTraceContext = new()
+    {
+        [ConveyorDiagnostics.TraceParentHeader] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+    };
+
     private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers{s.LimitsSuffix}{(s.Analyze ? ", analyzed table" : "")}";
 
     private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
@@ -51,7 +56,14 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         await using var store = target.OpenConveyor("drain", s);
         await using (var producer = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
         {
-            var batch = Enumerable.Repeat(new TaskRequest(NoopTask.Name, ConveyorInstance.TaskArgs), s.BatchSize).ToArray();
+            var request = new TaskRequest(NoopTask.Name, ConveyorInstance.TaskArgs);
+            if (Environment.GetEnvironmentVariable("BENCH_HEADERS") == "1")
+            {
+                // Every task stores the trace context a traced enqueue writes (not sampled), with no tracer listening:
+                // what carrying the context costs the store, apart from the spans (docs/benchmarks.md, Telemetry).
+                request = request with { Options = new EnqueueOptions { Headers = UnsampledTraceContext } };
+            }
+            var batch = Enumerable.Repeat(request, s.BatchSize).ToArray();
             for (var n = 0; n < s.Tasks; n += s.BatchSize)
             {
                 var size = Math.Min(s.BatchSize, s.Tasks - n);
