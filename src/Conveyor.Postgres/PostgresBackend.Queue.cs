@@ -201,6 +201,9 @@ public sealed partial class PostgresBackend
         var headers = new string?[n];
         var histories = new string[n];
         var newQueues = new HashSet<string>(StringComparer.Ordinal);
+        // Messages of one enqueue often share their headers (the trace context of the call): serialized once.
+        IReadOnlyDictionary<string, string>? lastHeaders = null;
+        string? lastHeadersJson = null;
         for (var i = 0; i < n; i++)
         {
             var m = messages[i];
@@ -221,7 +224,13 @@ public sealed partial class PostgresBackend
             expires[i] = m.ExpiresAt?.ToUnixTimeMilliseconds();
             created[i] = m.CreatedAt.ToUnixTimeMilliseconds();
             keys[i] = m.IdempotencyKey;
-            headers[i] = SerializeHeaders(RetryHeaders.ToStored(m));
+            var stored = RetryHeaders.ToStored(m);
+            if (!ReferenceEquals(stored, lastHeaders))
+            {
+                lastHeaders = stored;
+                lastHeadersJson = SerializeHeaders(stored);
+            }
+            headers[i] = lastHeadersJson;
             histories[i] = $"{(int)state}:{nowMs}";
             if (!_knownQueues.ContainsKey(m.Queue))
             {

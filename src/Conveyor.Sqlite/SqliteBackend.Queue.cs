@@ -125,6 +125,9 @@ public sealed partial class SqliteBackend
         var queuedHistory = $"{(int)TaskState.Queued}:{nowMs}";
         var scheduledHistory = $"{(int)TaskState.Scheduled}:{nowMs}";
         Span<byte> id = stackalloc byte[16];
+        // Messages of one enqueue often share their headers (the trace context of the call): serialized once.
+        IReadOnlyDictionary<string, string>? lastHeaders = null;
+        string? lastHeadersJson = null;
         foreach (var m in messages)
         {
             EnsureQueue(w, m.Queue, newQueues);
@@ -145,7 +148,13 @@ public sealed partial class SqliteBackend
             insert.Bind(12, m.ExpiresAt?.ToUnixTimeMilliseconds());
             insert.Bind(13, m.CreatedAt.ToUnixTimeMilliseconds());
             insert.Bind(14, m.IdempotencyKey);
-            insert.Bind(15, SerializeHeaders(RetryHeaders.ToStored(m)));
+            var stored = RetryHeaders.ToStored(m);
+            if (!ReferenceEquals(stored, lastHeaders))
+            {
+                lastHeaders = stored;
+                lastHeadersJson = SerializeHeaders(stored);
+            }
+            insert.Bind(15, lastHeadersJson);
             insert.Bind(16, state == TaskState.Queued ? queuedHistory : state == TaskState.Scheduled ? scheduledHistory : $"{(int)state}:{nowMs}");
             if (insert.Execute() == 1 || m.IdempotencyKey is null)
             {

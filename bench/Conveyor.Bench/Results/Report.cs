@@ -35,6 +35,7 @@ internal static class Report
         return unit switch
         {
             "ms" => value.ToString(value < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture),
+            "µs" => value.ToString("0.0", CultureInfo.InvariantCulture),
             "MiB" => value.ToString("0.0", CultureInfo.InvariantCulture),
             "×" => value.ToString("0.00", CultureInfo.InvariantCulture),
             _ => value.ToString("N0", CultureInfo.InvariantCulture),

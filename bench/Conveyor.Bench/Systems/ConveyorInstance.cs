@@ -31,6 +31,8 @@ internal sealed class ProbeTask(LatencyRecorder recorder) : ITaskHandler<ProbeAr
 internal sealed class ConveyorInstance : IAsyncDisposable
 {
     private readonly IHost _host;
+    // BENCH_TELEMETRY with traces: how many spans were exported is logged at the end of each host.
+    private readonly bool _traced = Environment.GetEnvironmentVariable("BENCH_TELEMETRY") is "1" or "all" or "traces";
 
     private ConveyorInstance(IHost host)
     {
@@ -123,8 +125,8 @@ internal sealed class ConveyorInstance : IAsyncDisposable
         }
         // BENCH_TELEMETRY=1: the OpenTelemetry SDK records Conveyor's metrics and samples every span, as a server with
         // /metrics and an OTLP exporter does (the exporters discard): the A/B of their cost (docs/observability.md);
-        // =metrics or =traces one of the two.
-        TelemetryCost.Add(builder.Services, Environment.GetEnvironmentVariable("BENCH_TELEMETRY"));
+        // =metrics or =traces one of the two. OTEL_TRACES_SAMPLER (and _ARG) choose the sampler, as on a server.
+        TelemetryCost.Add(builder, Environment.GetEnvironmentVariable("BENCH_TELEMETRY"));
         if (recorder is not null)
         {
             builder.Services.AddSingleton(recorder);
@@ -160,6 +162,11 @@ internal sealed class ConveyorInstance : IAsyncDisposable
         finally
         {
             _host.Dispose();
+        }
+        if (_traced)
+        {
+            // The tracer provider flushed its spans when the host was disposed.
+            BenchRunner.Log($"  (spans exported so far in this process: {TelemetryCost.SpansExported:N0})");
         }
     }
 }

@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
@@ -7,14 +9,21 @@ using OpenTelemetry.Trace;
 namespace Conveyor.Bench.Systems;
 
 /// <summary>The OpenTelemetry SDK over Conveyor's meter and activity source with exporters that discard what they are
-/// given: metrics aggregated and collected every 5 s, every span sampled and batched, as the server's Prometheus and
-/// OTLP exporters would, without the network.</summary>
+/// given: metrics aggregated and collected every 5 s, spans sampled and batched, as the server's Prometheus and OTLP
+/// exporters would, without the network. Every span is sampled unless <c>OTEL_TRACES_SAMPLER</c> is set, which the SDK
+/// then honours as the server does (<c>OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1</c>:
+/// one trace in ten, each whole).</summary>
 internal static class TelemetryCost
 {
+    private static long s_spansExported;
+
+    /// <summary>Spans the SDK handed to the exporter in this process so far (the sampled ones it did not drop).</summary>
+    public static long SpansExported => Interlocked.Read(ref s_spansExported);
+
     /// <summary>Adds the SDK for <paramref name="what"/>: <c>1</c> or <c>all</c> both, <c>metrics</c> (what a server with
     /// <c>/metrics</c> runs by default) or <c>traces</c> (what <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> adds) alone; anything
     /// else nothing. Returns whether it added anything.</summary>
-    public static bool Add(IServiceCollection services, string? what)
+    public static bool Add(HostApplicationBuilder host, string? what)
     {
         var metrics = what is "1" or "all" or "metrics";
         var traces = what is "1" or "all" or "traces";
@@ -22,7 +31,12 @@ internal static class TelemetryCost
         {
             return false;
         }
-        var telemetry = services.AddOpenTelemetry();
+        // The bench's host is built empty (no environment in its configuration), and the SDK reads OTEL_* from the
+        // configuration: give it the process's, as a server's host has them.
+        host.Configuration.AddInMemoryCollection(Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+            .Where(e => e.Key is string name && name.StartsWith("OTEL_", StringComparison.Ordinal))
+            .Select(e => new KeyValuePair<string, string?>((string)e.Key, e.Value as string)));
+        var telemetry = host.Services.AddOpenTelemetry();
         if (metrics)
         {
             telemetry.WithMetrics(builder => builder
@@ -31,10 +45,15 @@ internal static class TelemetryCost
         }
         if (traces)
         {
-            telemetry.WithTracing(builder => builder
-                .AddSource(ConveyorDiagnostics.Name)
-                .SetSampler(new AlwaysOnSampler())
-                .AddProcessor(new BatchActivityExportProcessor(new DiscardSpans())));
+            telemetry.WithTracing(builder =>
+            {
+                builder.AddSource(ConveyorDiagnostics.Name).AddProcessor(new BatchActivityExportProcessor(new DiscardSpans()));
+                // A sampler set in code would win over the variable: set one only when the variable is not there.
+                if (string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable("OTEL_TRACES_SAMPLER")))
+                {
+                    builder.SetSampler(new AlwaysOnSampler());
+                }
+            });
         }
         return true;
     }
@@ -46,6 +65,10 @@ internal static class TelemetryCost
 
     private sealed class DiscardSpans : BaseExporter<Activity>
     {
-        public override ExportResult Export(in Batch<Activity> batch) => ExportResult.Success;
+        public override ExportResult Export(in Batch<Activity> batch)
+        {
+            Interlocked.Add(ref s_spansExported, batch.Count);
+            return ExportResult.Success;
+        }
     }
 }

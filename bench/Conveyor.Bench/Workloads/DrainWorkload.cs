@@ -21,7 +21,8 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
 
     public string Title => "Drain throughput (in-process; tasks enqueued first, then workers started)" + Variants.TitleSuffix(backend);
 
-    public string Note => "Timed from the worker's start until the store reports every task succeeded; worker start-up is inside the window for both." +
+    public string Note => "Timed from the worker's start until the store reports every task succeeded; worker start-up is inside the window for both. " +
+        "CPU time per task (Conveyor): the process's CPU time (user and system, every thread) over the same window ÷ tasks." +
         (backend == BenchBackend.Sqlite ? "" :
             $" Each run uses {StoreTarget.FreshStore(backend)} on the same server. " +
             "Hangfire's run is capped by --time-limit: its untimed fill (pre-built Jobs from --concurrency threads) stops there short of --tasks, and its drain stops there too; " +
@@ -43,6 +44,11 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         }
     }
 
+    private static readonly Dictionary<string, string> UnsampledTraceContext = new()
+    {
+        [ConveyorDiagnostics.TraceParentHeader] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+    };
+
     private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers{s.LimitsSuffix}{(s.Analyze ? ", analyzed table" : "")}";
 
     private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
@@ -50,7 +56,14 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         await using var store = target.OpenConveyor("drain", s);
         await using (var producer = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
         {
-            var batch = Enumerable.Repeat(new TaskRequest(NoopTask.Name, ConveyorInstance.TaskArgs), s.BatchSize).ToArray();
+            var request = new TaskRequest(NoopTask.Name, ConveyorInstance.TaskArgs);
+            if (Environment.GetEnvironmentVariable("BENCH_HEADERS") == "1")
+            {
+                // Every task stores the trace context a traced enqueue writes (not sampled), with no tracer listening:
+                // what carrying the context costs the store, apart from the spans (docs/benchmarks.md, Telemetry).
+                request = request with { Options = new EnqueueOptions { Headers = UnsampledTraceContext } };
+            }
+            var batch = Enumerable.Repeat(request, s.BatchSize).ToArray();
             for (var n = 0; n < s.Tasks; n += s.BatchSize)
             {
                 var size = Math.Min(s.BatchSize, s.Tasks - n);
@@ -68,6 +81,9 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         }
 
         var start = Stopwatch.GetTimestamp();
+        // CPU time of the whole process (the worker, and the harness polling every 5 ms) over the same window: a figure
+        // that other processes' load moves less than the wall clock's, for A/B comparisons on a busy machine.
+        var cpuStart = Environment.CpuUsage.TotalTime;
         await using var worker = await ConveyorInstance.StartAsync(store.Use, runWorker: true, s.Workers, null, ct, s.Prefetch, s.Limits);
         var timeout = DrainTimeout(s);
         // The in-process counter is cheap to poll; the store is asked only once it says all are done,
@@ -76,7 +92,12 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         await Wait.UntilAsync(async () => await worker.CountAsync(TaskState.Succeeded, ct) >= s.Tasks, PollInterval, timeout,
             "Conveyor's store to record every task succeeded", ct);
         var elapsed = Stopwatch.GetElapsedTime(start);
-        return [new Metric(MetricName(s), "tasks/s", true, s.Tasks / elapsed.TotalSeconds)];
+        var cpu = Environment.CpuUsage.TotalTime - cpuStart;
+        return
+        [
+            new Metric(MetricName(s), "tasks/s", true, s.Tasks / elapsed.TotalSeconds),
+            new Metric($"CPU time per task, {MetricName(s)}", "µs", false, cpu.TotalMicroseconds / s.Tasks),
+        ];
     }
 
     private static async Task<IReadOnlyList<Metric>> RunHangfireAsync(BenchSettings s, BenchBackend backend, CancellationToken ct)

@@ -34,9 +34,14 @@ internal static class TraceContext
                 // The caller carried its own context across (a message enqueued on behalf of another system's trace).
                 continue;
             }
-            var headers = message.Headers is { } given
-                ? new Dictionary<string, string>(given, StringComparer.Ordinal)
-                : new Dictionary<string, string>(context.Count, StringComparer.Ordinal);
+            if (message.Headers is not { } given)
+            {
+                // Messages without headers of their own share the one dictionary (headers are read-only once enqueued;
+                // whoever changes them makes a copy): a batch of 1,000 costs one, not 1,000.
+                messages[i] = message with { Headers = context };
+                continue;
+            }
+            var headers = new Dictionary<string, string>(given, StringComparer.Ordinal);
             foreach (var (name, value) in context)
             {
                 headers.TryAdd(name, value);

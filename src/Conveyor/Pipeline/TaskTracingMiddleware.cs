@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 
 namespace Conveyor;
@@ -15,6 +16,14 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
     /// <summary>Operation name of the plain activity used when no span is recorded.</summary>
     internal const string PlainActivityName = "Conveyor.Process";
 
+    // Span names by task name ("process flights.score"), built once per name rather than once per attempt; bounded, for a
+    // server that accepts any task name over HTTP (past the bound a name is built each time, as before).
+    private const int MaxCachedNames = 1024;
+    private static readonly ConcurrentDictionary<string, string> SpanNames = new(StringComparer.Ordinal);
+
+    // The attempt tag's boxed values for the common attempts, so that tagging a span does not box an int each time.
+    private static readonly object[] BoxedAttempts = [.. Enumerable.Range(0, 33).Select(i => (object)i)];
+
     public ValueTask InvokeAsync(TaskExecutionContext context, TaskExecutionDelegate next)
     {
         var traceParent = TraceContext.ParentOf(context.Message, out var traceState);
@@ -29,7 +38,7 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
     {
         var message = context.Message;
         ActivityContext.TryParse(traceParent, traceState, isRemote: true, out var parent);
-        var activity = ConveyorDiagnostics.ActivitySource.StartActivity($"process {message.Task}", ActivityKind.Consumer, parent);
+        var activity = ConveyorDiagnostics.ActivitySource.StartActivity(SpanName(message.Task), ActivityKind.Consumer, parent);
         if (activity is null && traceParent is not null)
         {
             activity = new Activity(PlainActivityName);
@@ -39,16 +48,17 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
         }
         if (activity is { IsAllDataRequested: true })
         {
-            activity.SetTag("messaging.system", "conveyor");
-            activity.SetTag("messaging.operation.type", "process");
-            activity.SetTag("messaging.destination.name", message.Queue);
-            activity.SetTag("messaging.message.id", message.Id.ToString());
-            activity.SetTag("conveyor.task", message.Task);
-            activity.SetTag("conveyor.attempt", context.Attempt);
-            activity.SetTag("conveyor.worker", context.WorkerId);
+            // A new span has no tags but a sampler's: AddTag appends without looking for one of the same name first.
+            activity.AddTag("messaging.system", "conveyor");
+            activity.AddTag("messaging.operation.type", "process");
+            activity.AddTag("messaging.destination.name", message.Queue);
+            activity.AddTag("messaging.message.id", message.Id.ToString());
+            activity.AddTag("conveyor.task", message.Task);
+            activity.AddTag("conveyor.attempt", (uint)context.Attempt < (uint)BoxedAttempts.Length ? BoxedAttempts[context.Attempt] : context.Attempt);
+            activity.AddTag("conveyor.worker", context.WorkerId);
             if (context.IsRedelivery)
             {
-                activity.SetTag("conveyor.redelivery", true);
+                activity.AddTag("conveyor.redelivery", true);
             }
         }
         try
@@ -65,5 +75,15 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
         {
             activity?.Dispose();
         }
+    }
+
+    private static string SpanName(string task)
+    {
+        if (SpanNames.TryGetValue(task, out var name))
+        {
+            return name;
+        }
+        name = "process " + task;
+        return SpanNames.Count < MaxCachedNames ? SpanNames.GetOrAdd(task, name) : name;
     }
 }

@@ -98,35 +98,26 @@ export function useTaskEvents(listener: Listener) {
 
 /**
  * Loads data with load(), and loads it again when a task event passes filter (or after a reconnect), at most once per
- * interval (1 s), so a busy server costs the page one request a second per view, whatever the event rate.
+ * interval (1 s), so a busy server costs the page one request a second per view, whatever the event rate. One read at a
+ * time: events during a read ask for one more after it (a read slower than the interval is never cut short by the
+ * next, which would leave the view without data for as long as events come); a change of deps drops the read of the
+ * old query and starts one for the new.
  * maxAgeMs: load() may answer with data read up to that long before it was called (a read the server shares, as the
- * queues' counts); when an event came less than that before a load started, the data may predate it, so the view
- * loads once more (at most once per interval, as for an event).
+ * queues' counts); when an event came less than that before a read started, the data may predate it, so the view
+ * reads once more (at most once per interval, as for an event).
  */
 export function useLiveData<T>(load: (signal: AbortSignal) => Promise<T>, deps: unknown[],
   filter: (e: TaskEvent) => boolean = () => true, intervalMs = 1000, maxAgeMs = 0) {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<string | undefined>(undefined);
-  const [version, setVersion] = useState(0);
-  const state = useRef({ pending: false, timer: 0 as number | undefined, last: 0, eventAt: Number.NEGATIVE_INFINITY });
+  const state = useRef({
+    pending: false, timer: 0 as number | undefined, last: 0,
+    controller: undefined as AbortController | undefined, again: false, eventAt: Number.NEGATIVE_INFINITY,
+  });
+  const loadRef = useRef(load);
+  loadRef.current = load;
   const filterRef = useRef(filter);
   filterRef.current = filter;
-
-  useEffect(() => {
-    const controller = new AbortController();
-    const started = performance.now();
-    state.current.last = started;
-    load(controller.signal)
-      .then(d => {
-        setData(d);
-        setError(undefined);
-        if (maxAgeMs > 0 && state.current.eventAt > started - maxAgeMs) poke();
-      })
-      .catch(e => { if (!controller.signal.aborted) setError(String(e instanceof Error ? e.message : e)); });
-    return () => controller.abort();
-  }, [...deps, version]);
-
-  useEffect(() => () => window.clearTimeout(state.current.timer), []);
 
   // A reload at most once per interval, however many events ask for one.
   const poke = () => {
@@ -134,8 +125,44 @@ export function useLiveData<T>(load: (signal: AbortSignal) => Promise<T>, deps: 
     if (s.pending) return;
     s.pending = true;
     const wait = Math.max(0, intervalMs - (performance.now() - s.last));
-    s.timer = window.setTimeout(() => { s.pending = false; setVersion(v => v + 1); }, wait);
+    s.timer = window.setTimeout(() => { s.pending = false; read(); }, wait);
   };
+
+  const read = () => {
+    const s = state.current;
+    if (s.controller) { s.again = true; return; }
+    const controller = new AbortController();
+    s.controller = controller;
+    s.again = false;
+    const started = performance.now();
+    s.last = started;
+    loadRef.current(controller.signal)
+      .then(d => {
+        if (controller.signal.aborted) return;
+        setData(d);
+        setError(undefined);
+        if (maxAgeMs > 0 && s.eventAt > started - maxAgeMs) s.again = true;
+      })
+      .catch(e => { if (!controller.signal.aborted) setError(String(e instanceof Error ? e.message : e)); })
+      .finally(() => {
+        if (s.controller !== controller) return;
+        s.controller = undefined;
+        if (s.again) poke();
+      });
+  };
+
+  useEffect(() => {
+    const s = state.current;
+    s.controller?.abort();
+    s.controller = undefined;
+    read();
+    return () => {
+      s.controller?.abort();
+      s.controller = undefined;
+    };
+  }, deps);
+
+  useEffect(() => () => window.clearTimeout(state.current.timer), []);
 
   useTaskEvents(e => {
     if (e && !filterRef.current(e)) return;
@@ -143,7 +170,7 @@ export function useLiveData<T>(load: (signal: AbortSignal) => Promise<T>, deps: 
     poke();
   });
 
-  return { data, error, reload: () => setVersion(v => v + 1), poke };
+  return { data, error, reload: read, poke };
 }
 
 /**

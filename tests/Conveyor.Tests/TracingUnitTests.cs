@@ -1,0 +1,93 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Conveyor.Tests;
+
+/// <summary>Trace context written into messages at enqueue, and the attempt's span the tracing middleware starts from it.</summary>
+public sealed class TracingUnitTests
+{
+    private static TaskMessage Message(IReadOnlyDictionary<string, string>? headers = null) => new()
+    {
+        Id = Guid.CreateVersion7(),
+        Task = "trace.unit",
+        Queue = "traced",
+        Headers = headers,
+        CreatedAt = DateTimeOffset.UtcNow,
+    };
+
+    [Fact]
+    public void Inject_gives_each_message_without_a_traceparent_the_current_context_and_keeps_the_headers_it_had()
+    {
+        var own = $"00-{ActivityTraceId.CreateRandom()}-{ActivitySpanId.CreateRandom()}-01";
+        var messages = new[]
+        {
+            Message(),
+            Message(),
+            Message(new Dictionary<string, string> { ["x"] = "1" }),
+            Message(new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = own }),
+        };
+        using (var activity = new Activity("enqueue").SetIdFormat(ActivityIdFormat.W3C).Start())
+        {
+            TraceContext.Inject(messages);
+            Assert.Equal(activity.Id, messages[0].Headers![ConveyorDiagnostics.TraceParentHeader]);
+            Assert.Equal(activity.Id, messages[1].Headers![ConveyorDiagnostics.TraceParentHeader]);
+            Assert.Single(messages[1].Headers!);
+            Assert.Equal("1", messages[2].Headers!["x"]);
+            Assert.Equal(activity.Id, messages[2].Headers![ConveyorDiagnostics.TraceParentHeader]);
+            Assert.Equal(own, Assert.Single(messages[3].Headers!).Value);
+        }
+
+        // Without a current activity nothing is written.
+        var plain = new[] { Message() };
+        TraceContext.Inject(plain);
+        Assert.Null(plain[0].Headers);
+    }
+
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(3, true)]
+    [InlineData(40, false)]
+    public async Task An_attempt_runs_in_a_consumer_span_child_of_its_messages_context_with_its_tags(int attempt, bool redelivery)
+    {
+        var traceId = ActivityTraceId.CreateRandom();
+        var parentSpan = ActivitySpanId.CreateRandom();
+        var spans = new ConcurrentQueue<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity =>
+            {
+                if (activity.TraceId == traceId)
+                {
+                    spans.Enqueue(activity);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        var message = Message(new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{parentSpan}-01" });
+        using var services = new ServiceCollection().BuildServiceProvider();
+        var context = new TaskExecutionContext(message, attempt, redelivery, "worker-1", services, CancellationToken.None);
+        string? traceIdInside = null;
+
+        await new TaskTracingMiddleware().InvokeAsync(context, _ =>
+        {
+            traceIdInside = Activity.Current?.TraceId.ToString();
+            return ValueTask.CompletedTask;
+        });
+
+        var span = Assert.Single(spans);
+        Assert.Equal(traceId.ToString(), traceIdInside);
+        Assert.Equal("process trace.unit", span.DisplayName);
+        Assert.Equal(ActivityKind.Consumer, span.Kind);
+        Assert.Equal(parentSpan, span.ParentSpanId);
+        Assert.Equal("conveyor", span.GetTagItem("messaging.system"));
+        Assert.Equal("traced", span.GetTagItem("messaging.destination.name"));
+        Assert.Equal(message.Id.ToString(), span.GetTagItem("messaging.message.id"));
+        Assert.Equal("trace.unit", span.GetTagItem("conveyor.task"));
+        Assert.Equal(attempt, span.GetTagItem("conveyor.attempt"));
+        Assert.Equal("worker-1", span.GetTagItem("conveyor.worker"));
+        Assert.Equal(redelivery ? true : null, span.GetTagItem("conveyor.redelivery"));
+    }
+}
