@@ -19,6 +19,15 @@ internal static class PostgresSchema
     {
         var quoted = PostgresDialect.Instance.QuoteIdentifier(schema);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        // A schema already at this build's version (every start but the first after an upgrade) needs nothing: one read
+        // of the version says so, without the transaction, the advisory lock and the DDL statements below, which every
+        // process start paid before (issue 15, the worker's start-up). Versions only grow and each is recorded in the
+        // migration's own transaction, so a schema read at the latest version stays there; any other version (none, an
+        // older one, or a newer one, which the migrator refuses) takes the locked path as before.
+        if (await ReadVersionAsync(connection, schema, null, cancellationToken).ConfigureAwait(false) == Migrations.LatestVersion)
+        {
+            return 0;
+        }
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         // Concurrent starters (a server and its workers) queue on the lock, so each migration runs once.
         await using (var command = new NpgsqlCommand(

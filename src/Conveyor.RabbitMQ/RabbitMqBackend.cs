@@ -141,8 +141,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <inheritdoc />
     public async Task MigrateAsync(CancellationToken cancellationToken)
     {
-        await _store.MigrateAsync(cancellationToken).ConfigureAwait(false);
-        await _connection.GetAsync(cancellationToken).ConfigureAwait(false);
+        // The store's schema and the broker's connection at once: neither needs the other, and each is mostly start-up
+        // work (the broker's handshake and topology, the store's open and version check) that the first fetch waits for.
+        await Task.WhenAll(_store.MigrateAsync(cancellationToken), _connection.GetAsync(cancellationToken)).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

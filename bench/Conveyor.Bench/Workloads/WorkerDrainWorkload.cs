@@ -175,13 +175,16 @@ internal sealed class IncrTask : ITaskHandler<NoArgs>
 {
     public const string Name = "bench.incr";
 
-    /// <summary>Set by <see cref="DrainWorker"/> before its host starts.</summary>
-    internal static IDatabase? Database { get; set; }
+    /// <summary>Set by <see cref="DrainWorker"/> before its host starts: the instrument's connection, opened beside the
+    /// host's start (as the Node peers' ioredis connects in the background) and awaited by the first task.</summary>
+    internal static Task<IDatabase>? Database { get; set; }
 
     internal static RedisKey Counter { get; set; }
 
     public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken) =>
-        Database!.StringIncrementAsync(Counter);
+        Database!.IsCompletedSuccessfully ? Database.Result.StringIncrementAsync(Counter) : IncrementOnceConnectedAsync();
+
+    private static async Task IncrementOnceConnectedAsync() => await (await Database!).StringIncrementAsync(Counter);
 }
 
 /// <summary>The hidden <c>__hangfire-drain-worker</c> command: Hangfire 1.8 on Hangfire.InMemory (configured as in the other tables)
@@ -241,11 +244,24 @@ internal static class DrainWorker
 {
     public const string Command = "__drain-worker";
 
+    private static async Task<IDatabase> GetDatabaseAsync(Task<ConnectionMultiplexer> connecting) => (await connecting).GetDatabase();
+
+    /// <summary>Disposes the instrument's connection once it is open.</summary>
+    private sealed class DisposeLater(Task<ConnectionMultiplexer> connecting) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await (await connecting).DisposeAsync();
+    }
+
     public static async Task<int> RunAsync(SharedStore store, int workers, string instrument, string counter, CancellationToken ct)
     {
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(Conveyor.Redis.RedisUrl.Parse(instrument));
-        IncrTask.Database = redis.GetDatabase();
+        // The instrument is not part of the worker: its connection (StackExchange.Redis's first connect costs as much as
+        // a Conveyor host's start, most of it JIT) is opened beside the host's start, not before it, as the Node peers'
+        // ioredis client connects in the background while their worker starts. The first task awaits it.
+        // On the thread pool: ConnectAsync does much of its work before its first await.
+        var connecting = Task.Run(() => ConnectionMultiplexer.ConnectAsync(Conveyor.Redis.RedisUrl.Parse(instrument)), ct);
+        IncrTask.Database = GetDatabaseAsync(connecting);
         IncrTask.Counter = counter;
+        await using var redis = new DisposeLater(connecting);
         await using (await ConveyorInstance.StartAsync(store.Use, runWorker: true, workers, recorder: null, ct,
             addTasks: b => b.AddTask<IncrTask>(IncrTask.Name)))
         {

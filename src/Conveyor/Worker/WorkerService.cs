@@ -124,27 +124,11 @@ internal sealed partial class WorkerService(
             _options.Prefetch is { } fixedPrefetch ? fixedPrefetch.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"automatic, {_slots.Size} to start, up to {prefetch}");
 
         _queueNames = new HashSet<string>(queues.Select(q => q.Name), StringComparer.Ordinal);
-        // Subscribed before the first fetch, so that work made ready between that fetch and the wait still wakes it.
-        IAsyncDisposable? readySubscription = null;
-        try
-        {
-            readySubscription = await backend.Notifier.SubscribeAsync(NotifierChannels.Ready, OnReady, stoppingToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-            if (ConveyorSupervisor.IsChildProcess)
-            {
-                // Stopped before its first fetch: it holds no lease.
-                Environment.ExitCode = WorkerExitCodes.ForChild(status.Recycling, leasesHandedBack: true);
-            }
-            return;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // Without notifications the worker still finds work, by its fallback poll every FetchWait.
-            LogBackendError(ex, "subscribe to ready notifications");
-        }
-
+        // Subscribed beside the first fetch, not before it (issue 15, the worker's start-up): a subscription is a round
+        // trip, and on some backends a connection of its own (PostgreSQL's LISTEN, RabbitMQ's consumer), that the first
+        // fetch need not wait for. No ready notification is lost meanwhile: once the subscription is in place, the fetch
+        // loops are woken and look again, so work made ready before it took effect is found then (SubscribeReadyAsync).
+        var subscribing = SubscribeReadyAsync(stoppingToken);
         var runners = new Task[concurrency];
         for (var i = 0; i < concurrency; i++)
         {
@@ -201,7 +185,7 @@ internal sealed partial class WorkerService(
             {
                 LogBackendError(ex, "remove worker");
             }
-            if (readySubscription is not null)
+            if (await subscribing.ConfigureAwait(false) is { } readySubscription)
             {
                 await readySubscription.DisposeAsync().ConfigureAwait(false);
             }
@@ -423,7 +407,34 @@ internal sealed partial class WorkerService(
     {
         if (notification.Missed || notification.Payload.Length == 0 || _queueNames.Contains(notification.Payload))
         {
-            Interlocked.Exchange(ref _readySignal, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+            WakeFetchers();
+        }
+    }
+
+    /// <summary>Ends the fetch loops' wait for work: they fetch again at once.</summary>
+    private void WakeFetchers() =>
+        Interlocked.Exchange(ref _readySignal, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+
+    /// <summary>Subscribes to ready notifications while the first fetches run; null when it failed or the worker stopped
+    /// first. A notification sent before the subscription took effect is not delivered: the fetch loops are woken once it
+    /// is in place, so a loop that found nothing and waits looks again and finds that work.</summary>
+    private async Task<IAsyncDisposable?> SubscribeReadyAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            var subscription = await backend.Notifier.SubscribeAsync(NotifierChannels.Ready, OnReady, stoppingToken).ConfigureAwait(false);
+            WakeFetchers();
+            return subscription;
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            return null;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Without notifications the worker still finds work, by its fallback poll every FetchWait.
+            LogBackendError(ex, "subscribe to ready notifications");
+            return null;
         }
     }
 
