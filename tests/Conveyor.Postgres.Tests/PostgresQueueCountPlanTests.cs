@@ -60,10 +60,13 @@ public sealed class PostgresQueueCountPlanTests(ITestOutputHelper output) : IAsy
         output.WriteLine(plan);
 
         Assert.DoesNotContain("Seq Scan", plan, StringComparison.Ordinal);
-        Assert.Contains("Index Only Scan using tasks_ready", plan, StringComparison.Ordinal);
+        // Which index access (index only, plain or bitmap) depends on how much of the table the visibility map calls
+        // all-visible, which a transaction of another test class on the same server holds back: any, so long as it is
+        // through the partial index of each state (a flaky run saw "Index Only Scan" give way to another access).
+        Assert.Contains("tasks_ready", plan, StringComparison.Ordinal);
         Assert.Contains("tasks_leased", plan, StringComparison.Ordinal);
         Assert.Contains("tasks_rare_state", plan, StringComparison.Ordinal);
-        Assert.Contains("Index Scan Backward using tasks_finished", plan, StringComparison.Ordinal);
+        Assert.Matches(@"Scan Backward using tasks_finished", plan);
         var indexes = Regex.Matches(plan, @"(?:using|Bitmap Index Scan on) (\w+)").Select(m => m.Groups[1].Value).ToList();
         Assert.NotEmpty(indexes);
         Assert.All(indexes, index => Assert.Contains(index, (string[])["tasks_ready", "tasks_queued", "tasks_leased", "tasks_due", "tasks_rare_state", "tasks_pending_steps", "tasks_finished"]));
