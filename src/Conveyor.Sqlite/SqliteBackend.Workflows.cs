@@ -176,7 +176,8 @@ public sealed partial class SqliteBackend : IWorkflowStore
             // Its failed steps (and its error step if it ended) back to pending first, with a fresh set of attempts. Then
             // every step that waits, the error step excepted, is counted again (WorkflowRetrySql: the steps it runs after
             // that hold it back): one released but not leased (scheduled, queued, retrying: spared by a stop) that one
-            // holds back goes back to pending, so that it cannot run before the retried steps end (a leased one runs on);
+            // holds back goes back to pending, so that it cannot run before the retried steps end (a leased one runs on; if
+            // its lease ends without an outcome while they hold it back, EndLeaseSet takes it back to pending then);
             // every pending one takes its count; those at 0 are queued. The trigger does not fire: no state here is an end.
             var reset = w.Statement($"""
                 UPDATE tasks SET state = {StoredStates.Pending}, pending_steps = 0, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL,
