@@ -1089,6 +1089,57 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         var reportTask = await Store.GetAsync(TaskOf(workflow, "report"), Timeout);
         Assert.Single(reportTask!.Transitions, t => t.State == TaskState.Queued);
     }
+
+    [Fact]
+    public async Task A_step_held_back_after_its_lease_ended_is_released_by_the_end_of_a_retried_step_that_fails_again_under_stop()
+    {
+        var (workflow, leased) = await RetriedWithCompleteLeasedAsync(StepLeaseEnd.HandedBack);
+        await EndLeaseAsync(StepLeaseEnd.HandedBack, leased);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+
+        // a fails again: the stop fails the workflow, cancels "report", and spares "complete", which a's end releases.
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        await Queue.CompleteAsync([Dead(a.Value)], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "report"));
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+    }
+
+    [Fact]
+    public async Task A_step_held_back_by_a_step_that_can_never_run_ends_its_workflow_when_nothing_else_is_active()
+    {
+        // x (stop) fails first and its stop cancels y (queued) and d (pending): "complete", after x and d, is spared and
+        // released, and leased. y's failure under continue after the retry leaves d pending for good.
+        var workflow = WithAllEnded(WithPolicy(NewWorkflow(("x", []), ("y", []), ("d", ["y"]), ("complete", ["x", "d"])), WorkflowFailurePolicy.Stop, "y"), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var first = await FetchStepsAsync();
+        Assert.Equal(["x", "y"], first.Keys.Order());
+        await Queue.ReleaseAsync([first["y"].Ref], Timeout);
+        await Queue.CompleteAsync([Dead(first["x"])], Timeout);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "y"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "d"));
+        var leased = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", leased.Key);
+
+        Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        var retried = await FetchStepsAsync();
+        Assert.Equal(["x", "y"], retried.Keys.Order());
+        await Queue.CompleteAsync([Dead(retried["y"])], Timeout);
+        await Queue.CompleteAsync([Succeeded(retried["x"])], Timeout);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+
+        // Its lease ends with d pending for good and nothing else active: the workflow ends, and both are cancelled.
+        await Queue.ReleaseAsync([leased.Value.Ref], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "d"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "complete"));
+        Assert.Empty(await FetchAsync());
+    }
 }
 
 /// <summary>How a lease ends without an outcome, in the tests of a step leased at its workflow's retry.</summary>
