@@ -606,7 +606,8 @@ public sealed partial class PostgresBackend
     /// publishes ready (any queue) after its commit when a task became ready. Returns how many leases ended and those that
     /// ended for good. In the same statement, each running workflow whose steps it took back to pending
     /// (<see cref="LeaseHeldBack"/>) counts them no longer active, relative to its row as it is (locked), and ends if none
-    /// is left (its trigger cancels its pending steps: what holds them back can never end, a failure under continue).</summary>
+    /// is left (its trigger cancels its pending steps: what holds them back can never end, a failure under continue);
+    /// such a step is then named among those that ended, cancelled, so that the workflow's end is announced.</summary>
     private async Task<LeaseSweep> EndLeasesAsync(string updateSql, bool lapse, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken)
     {
         var now = Now();
@@ -619,8 +620,9 @@ public sealed partial class PostgresBackend
                     finished_at = CASE WHEN w.active_steps = h.n THEN @now ELSE w.finished_at END
                 FROM (SELECT workflow_id, count(*)::int AS n FROM e WHERE state = {StoredStates.Pending} GROUP BY workflow_id) h
                 WHERE w.id = h.workflow_id AND w.state = 0
-                RETURNING w.id)
-            SELECT state, id FROM e
+                RETURNING w.id, w.state <> 0 AS ended)
+            SELECT CASE WHEN e.state = {StoredStates.Pending} AND e.workflow_id IN (SELECT id FROM held WHERE ended) THEN {StoredStates.Cancelled} ELSE e.state END, e.id
+            FROM e
             """);
         command.Parameters.AddWithValue("now", now);
         command.Parameters.AddWithValue("error", LeaseEndings.InterruptedErrorJson);

@@ -592,7 +592,7 @@ public sealed partial class SqliteBackend
         var count = 0;
         var ready = false;
         List<EndedLease>? ended = null;
-        List<byte[]>? heldBack = null;
+        List<(Guid Step, byte[] Workflow)>? heldBack = null;
         using (var reader = command.ExecuteReader())
         {
             while (reader.Read())
@@ -609,27 +609,31 @@ public sealed partial class SqliteBackend
                 }
                 else if (state == TaskState.Pending)
                 {
-                    (heldBack ??= []).Add(reader.GetFieldValue<byte[]>(2));
+                    (heldBack ??= []).Add((ReadId(reader, 1), reader.GetFieldValue<byte[]>(2)));
                 }
             }
         }
-        foreach (var workflowId in heldBack ?? [])
+        foreach (var (step, workflowId) in heldBack ?? [])
         {
-            HeldBack(w, workflowId, now);
+            if (HeldBack(w, workflowId, now))
+            {
+                // Its workflow ended and cancelled it: named as ended, so that the end is announced.
+                (ended ??= []).Add(new EndedLease(step, TaskState.Cancelled));
+            }
         }
         return (count == 0 ? LeaseSweep.None : new LeaseSweep(count, (IReadOnlyList<EndedLease>?)ended ?? []), ready);
     }
 
     /// <summary>A step of <paramref name="workflowId"/> went back from running to pending: one active step less, and a
     /// running workflow left with none ends, its pending steps cancelled (what holds them back can never end: a failure
-    /// under the policy continue), as <see cref="StepSuccesses"/> ends one.</summary>
-    private static void HeldBack(SqliteWriter w, byte[] workflowId, long now)
+    /// under the policy continue), as <see cref="StepSuccesses"/> ends one. True when it ended.</summary>
+    private static bool HeldBack(SqliteWriter w, byte[] workflowId, long now)
     {
         var active = w.Statement("UPDATE workflows SET active_steps = active_steps - 1 WHERE id = $id AND state = 0 RETURNING active_steps", "$id");
         active.Parameters[0].Value = workflowId;
         if (active.ExecuteScalar() is not 0L)
         {
-            return;
+            return false;
         }
         var end = w.Statement("UPDATE workflows SET state = CASE WHEN failed = 1 THEN 2 ELSE 1 END, finished_at = $at WHERE id = $id AND state = 0", "$at", "$id");
         end.Parameters[0].Value = now;
@@ -642,6 +646,7 @@ public sealed partial class SqliteBackend
         cancel.Parameters[0].Value = now;
         cancel.Parameters[1].Value = workflowId;
         cancel.ExecuteNonQuery();
+        return true;
     }
 
     /// <inheritdoc />

@@ -216,7 +216,12 @@ public sealed partial class InMemoryBackend : IWorkflowStore
                         ready.Add(task.Message.Queue);
                     }
                 }
-                else if (holding > 0)
+                else if (holding == 0)
+                {
+                    // Released, and held back by nothing: a count it kept from a lease at an earlier retry is spent.
+                    task.PendingSteps = 0;
+                }
+                else
                 {
                     _storage.Transition(task, TaskState.Pending, now);
                     // Out of the due index now: a retry's wait is not kept, the step is released when its count reaches 0.

@@ -45,7 +45,10 @@ for i = 0, n - 1 do
       else
         redis.call('HSET', k, 'pend', p)
       end
-    elseif p > 0 then
+    elseif p == 0 then
+      -- Released, and held back by nothing: a count it kept from a lease at an earlier retry is spent.
+      redis.call('HSET', k, 'pend', 0)
+    else
       -- Out of the ready or scheduled set; a retry's wait is not kept: released when its count reaches 0.
       if st == '1' then
         redis.call('ZREM', B .. 'q:' .. c[2] .. ':ready', id)

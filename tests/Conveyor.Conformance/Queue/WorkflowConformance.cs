@@ -1110,8 +1110,11 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
     }
 
-    [Fact]
-    public async Task A_step_held_back_by_a_step_that_can_never_run_ends_its_workflow_when_nothing_else_is_active()
+    [Theory]
+    [InlineData(StepLeaseEnd.Expired)]
+    [InlineData(StepLeaseEnd.HandedBack)]
+    [InlineData(StepLeaseEnd.InterruptedAndAbandoned)]
+    public async Task A_step_held_back_by_a_step_that_can_never_run_ends_its_workflow_when_nothing_else_is_active(StepLeaseEnd end)
     {
         // x (stop) fails first and its stop cancels y (queued) and d (pending): "complete", after x and d, is spared and
         // released, and leased. y's failure under continue after the retry leaves d pending for good.
@@ -1125,6 +1128,10 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "d"));
         var leased = Assert.Single(await FetchStepsAsync());
         Assert.Equal("complete", leased.Key);
+        if (end == StepLeaseEnd.InterruptedAndAbandoned)
+        {
+            Assert.Empty(await Queue.StartAsync([leased.Value.Ref], Timeout));
+        }
 
         Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
         var retried = await FetchStepsAsync();
@@ -1133,8 +1140,22 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         await Queue.CompleteAsync([Succeeded(retried["x"])], Timeout);
         Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
 
-        // Its lease ends with d pending for good and nothing else active: the workflow ends, and both are cancelled.
-        await Queue.ReleaseAsync([leased.Value.Ref], Timeout);
+        // Its lease ends with d pending for good and nothing else active: the workflow ends, and both are cancelled. A
+        // sweep names the step as ended, so that the workflow's end is announced.
+        var cancelled = new EndedLease(TaskOf(workflow, "complete"), TaskState.Cancelled);
+        switch (end)
+        {
+            case StepLeaseEnd.Expired:
+                Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+                Assert.Equal([cancelled], (await Queue.RequeueExpiredLeasesAsync(Timeout)).Ended);
+                break;
+            case StepLeaseEnd.HandedBack:
+                await Queue.ReleaseAsync([leased.Value.Ref], Timeout);
+                break;
+            case StepLeaseEnd.InterruptedAndAbandoned:
+                Assert.Equal([cancelled], (await Queue.AbandonLeasesAsync(WorkerId, Timeout)).Ended);
+                break;
+        }
         Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
         Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "d"));
         Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "complete"));
