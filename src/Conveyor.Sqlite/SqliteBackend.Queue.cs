@@ -70,11 +70,12 @@ public sealed partial class SqliteBackend
     private const string LeaseInterruptedLast = $"{LeaseInterrupted} AND interruptions + 1 >= {LeaseEndings.MaxInterruptions}";
     // A step leased when its workflow was retried whose lease ends while steps the retry ran again hold it back (counted
     // now, as the retry counts them: WorkflowRetrySql) goes back to pending, not to its queue, if its workflow would
-    // release it (running, or failed by a stop that spared it). Any other step counts 0: a step is leased only once what
-    // it runs after has succeeded (ended, for one released when all ended), and only a retry undoes an end. Plain tasks
-    // stop at the first test.
+    // release it (running, or failed by a stop that spared it). The retry left its count in pending_steps (ends since may
+    // have lowered the truth, never raised it: only a retry undoes an end), so only a count above 0 is counted again (the
+    // count reads the edges by their target, which no index serves); any other step's is 0, since a step is leased only
+    // once what it runs after has succeeded (ended, for one released when all ended). Plain tasks stop at the first test.
     private static readonly string LeaseHeldBack = $"""
-        workflow_id IS NOT NULL
+        workflow_id IS NOT NULL AND pending_steps > 0
             AND (SELECT w.state = 0 OR (w.state = 2 AND w.active_steps = -1 AND tasks.run_when = 1) FROM workflows w WHERE w.id = tasks.workflow_id)
             AND {WorkflowRetrySql.HeldBackBy("tasks", "workflow_edges", "tasks")} > 0
         """;
@@ -89,7 +90,7 @@ public sealed partial class SqliteBackend
     // The task keeps its seq, so a lease that comes back unstarted keeps its place in its queue.
     private static readonly string EndLeaseSet = $"""
         workflow_id = workflow_id, state = {StateAfterLease},
-            pending_steps = CASE WHEN {LeaseHeldBack} THEN {WorkflowRetrySql.HeldBackBy("tasks", "workflow_edges", "tasks")} ELSE pending_steps END,
+            pending_steps = CASE WHEN {LeaseHeldBack} THEN {WorkflowRetrySql.HeldBackBy("tasks", "workflow_edges", "tasks")} ELSE 0 END,
             attempt = CASE WHEN {LeaseUnstarted} THEN attempt - 1 ELSE attempt END,
             lapses = CASE WHEN {LeaseCancelled} THEN lapses WHEN {LeaseUnstarted} THEN lapses + $lapse ELSE lapses + 1 END,
             interruptions = CASE WHEN {LeaseInterrupted} THEN interruptions + 1 ELSE interruptions END,

@@ -1161,6 +1161,48 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "complete"));
         Assert.Empty(await FetchAsync());
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_step_leased_at_its_workflows_retry_keeps_its_count_through_a_retry_of_its_own(bool retriedStepsEndFirst)
+    {
+        var (workflow, leased) = await RetriedWithCompleteLeasedAsync(StepLeaseEnd.HandedBack);
+        // Its attempt asks for a retry of its own: it is not held back from that (it was released before), only its
+        // next lease's end without an outcome is.
+        await Queue.CompleteAsync([new Completion
+        {
+            Lease = leased.Ref, Kind = CompletionKind.Retry, Attempt = leased.Attempt, RetryAt = Now,
+            Error = new TaskError("Test.Failure", "failed for the test"), At = Now,
+        }], Timeout);
+        Lease? a = null;
+        if (retriedStepsEndFirst)
+        {
+            a = Assert.Single(await FetchStepsAsync()).Value;
+            await Queue.CompleteAsync([Succeeded(a)], Timeout);
+        }
+        Assert.Equal(1, await Queue.PromoteDueAsync(Timeout));
+        var fetched = await FetchStepsAsync();
+        var again = fetched["complete"];
+        Assert.Equal(2, again.Attempt);
+        a ??= fetched["a"];
+
+        await Queue.ReleaseAsync([again.Ref], Timeout);
+        Assert.Equal(retriedStepsEndFirst ? TaskState.Queued : TaskState.Pending, await StateOf(workflow, "complete"));
+        if (!retriedStepsEndFirst)
+        {
+            Assert.Empty(await FetchAsync());
+            await Queue.CompleteAsync([Succeeded(a)], Timeout);
+        }
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        var report = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("report", report.Key);
+        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
 }
 
 /// <summary>How a lease ends without an outcome, in the tests of a step leased at its workflow's retry.</summary>
