@@ -621,7 +621,7 @@ public sealed partial class PostgresBackend
                 FROM (SELECT workflow_id, count(*)::int AS n FROM e WHERE state = {StoredStates.Pending} GROUP BY workflow_id) h
                 WHERE w.id = h.workflow_id AND w.state = 0
                 RETURNING w.id, w.state <> 0 AS ended)
-            SELECT CASE WHEN e.state = {StoredStates.Pending} AND e.workflow_id IN (SELECT id FROM held WHERE ended) THEN {StoredStates.Cancelled} ELSE e.state END, e.id
+            SELECT (CASE WHEN e.state = {StoredStates.Pending} AND e.workflow_id IN (SELECT id FROM held WHERE ended) THEN {StoredStates.Cancelled} ELSE e.state END)::smallint, e.id
             FROM e
             """);
         command.Parameters.AddWithValue("now", now);
