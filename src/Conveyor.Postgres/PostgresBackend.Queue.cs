@@ -88,13 +88,15 @@ public sealed partial class PostgresBackend
         deps AS (SELECT e.to_task, count(*)::int AS n FROM {edges} e JOIN ended d ON e.from_task = d.id GROUP BY e.to_task),
         released AS (
             UPDATE {tasks} t SET pending_steps = t.pending_steps - deps.n,
-                state = CASE WHEN t.pending_steps = deps.n THEN {StoredStates.Queued} ELSE t.state END,
-                history = CASE WHEN t.pending_steps = deps.n THEN t.history || '|{StoredStates.Queued}:' || @now ELSE t.history END
-            FROM deps WHERE t.id = deps.to_task AND t.state = {StoredStates.Pending}
+                state = CASE WHEN t.state = {StoredStates.Pending} AND t.pending_steps = deps.n THEN {StoredStates.Queued} ELSE t.state END,
+                history = CASE WHEN t.state = {StoredStates.Pending} AND t.pending_steps = deps.n THEN t.history || '|{StoredStates.Queued}:' || @now ELSE t.history END
+            FROM deps JOIN {tasks} o ON o.id = deps.to_task
+            WHERE t.id = deps.to_task AND ({CountedStep("t")})
+              AND t.id NOT IN (SELECT id FROM done)
               AND t.workflow_id IN (SELECT id FROM locked WHERE state = 0 OR t.run_when = 1)
-            RETURNING t.workflow_id, t.queue, t.state),
+            RETURNING t.workflow_id, t.queue, {ReleasedNow("t", "o")} AS queued),
         delta AS (
-            SELECT l.id, (SELECT count(*) FROM released r WHERE r.workflow_id = l.id AND r.state = {StoredStates.Queued})
+            SELECT l.id, (SELECT count(*) FROM released r WHERE r.workflow_id = l.id AND r.queued)
                 - (SELECT count(*) FROM ended WHERE ended.workflow_id = l.id) AS n
             FROM locked l WHERE l.state = 0),
         counted AS (
@@ -105,8 +107,22 @@ public sealed partial class PostgresBackend
                 finished_at = CASE WHEN w.active_steps + d.n = 0 THEN @now ELSE w.finished_at END
             FROM delta d WHERE w.id = d.id
             RETURNING w.id)
-        SELECT (SELECT count(*) FROM counted), ARRAY(SELECT DISTINCT queue FROM released WHERE state = {StoredStates.Queued})
+        SELECT (SELECT count(*) FROM counted), ARRAY(SELECT DISTINCT queue FROM released WHERE queued)
         """;
+
+    /// <summary>The steps whose count an end of a step they run after lowers: a pending one, and one that a workflow's
+    /// retry counted while it was leased (still running, or scheduled, queued or retrying since: any other's count is
+    /// 0), whose lease, if it ends without an outcome while the count is above 0, takes it back to pending
+    /// (<see cref="LeaseHeldBack"/>). One update covers both, so that a row changed meanwhile by a lease's end is read
+    /// again as it now is. Only a pending one is queued at 0.</summary>
+    internal static string CountedStep(string t) =>
+        $"{t}.state = {StoredStates.Pending} OR ({t}.pending_steps > 0 AND {t}.state IN ({StoredStates.Scheduled}, {StoredStates.Queued}, {StoredStates.Running}, {StoredStates.Retrying}))";
+
+    /// <summary>Whether the update of <see cref="CountedStep"/> row <paramref name="t"/> queued it: queued now, and pending
+    /// or leased as the statement's snapshot read it (<paramref name="old"/>, the same row joined: a row read again
+    /// because a lease's end made it pending meanwhile was running there; one queued before was queued there).</summary>
+    internal static string ReleasedNow(string t, string old) =>
+        $"({t}.state = {StoredStates.Queued} AND {old}.state IN ({StoredStates.Pending}, {StoredStates.Running}))";
 
     // Its arrays come in id order, as completions and extensions lock rows (see CompleteAsync). Committed without
     // waiting for its WAL flush, as a fetch is: a start lost in a PostgreSQL crash only makes its lease look unstarted
@@ -128,11 +144,11 @@ public sealed partial class PostgresBackend
         """;
 
     // A hand-back of leases by id (EndLeaseSet's parameters), in id order.
-    internal static string ReleaseSql(string tasks) => $"""
-        UPDATE {tasks} t SET {EndLeaseSet}
+    internal static string ReleaseSql(string tasks, string workflows) => $"""
+        UPDATE {tasks} t SET {EndLeaseSet(workflows)}
         FROM unnest(@id::uuid[], @token::bigint[]) AS u(id, token)
         WHERE t.id = u.id AND t.lease_token = u.token AND {HeldByLease}
-        RETURNING t.state, t.id
+        RETURNING t.state, t.id, t.workflow_id
         """;
 
     // A lease that ends without an outcome, by LeaseRules (the in-memory backend's EndLease is the reference). SET
@@ -142,8 +158,17 @@ public sealed partial class PostgresBackend
     private const string LeaseUnstarted = "NOT cancel_requested AND NOT lease_started";
     private const string LeaseInterrupted = "NOT cancel_requested AND lease_started";
     private const string LeaseInterruptedLast = $"{LeaseInterrupted} AND interruptions + 1 >= {LeaseEndings.MaxInterruptions}";
-    private const string StateAfterLease =
-        $"CASE WHEN {LeaseCancelled} THEN {StoredStates.Cancelled} WHEN {LeaseInterruptedLast} THEN {StoredStates.Dead} ELSE {StoredStates.Queued} END";
+    // A step that its workflow's retry counted while it was leased (pending_steps, lowered since by the ends of the steps
+    // it runs after: CountedStep) and that steps the retry ran again still hold back goes back to pending, not to its
+    // queue, if its workflow would release it (running, or failed by a stop that spared it). Any other step counts 0
+    // while it runs; plain tasks stop at the first test.
+    private static string LeaseHeldBack(string workflows) => $"""
+        workflow_id IS NOT NULL AND pending_steps > 0
+            AND (SELECT w.state = 0 OR (w.state = 2 AND w.active_steps = -1 AND run_when = 1) FROM {workflows} w WHERE w.id = workflow_id)
+        """;
+
+    private static string StateAfterLease(string workflows) =>
+        $"CASE WHEN {LeaseCancelled} THEN {StoredStates.Cancelled} WHEN {LeaseInterruptedLast} THEN {StoredStates.Dead} WHEN {LeaseHeldBack(workflows)} THEN {StoredStates.Pending} ELSE {StoredStates.Queued} END";
 
     // Appends an AttemptError (as serialized by ConveyorJson) for the interrupted attempt.
     private const string AppendInterruptedError =
@@ -151,8 +176,8 @@ public sealed partial class PostgresBackend
 
     // @lapse: 1 when a lease that never started counts as a lapse (it ran out or was abandoned), 0 for a clean hand-back.
     // The task keeps its seq, so a lease that comes back unstarted keeps its place in its queue.
-    private const string EndLeaseSet = $"""
-        state = {StateAfterLease},
+    private static string EndLeaseSet(string workflows) => $"""
+        state = {StateAfterLease(workflows)},
             attempt = CASE WHEN {LeaseUnstarted} THEN attempt - 1 ELSE attempt END,
             lapses = CASE WHEN {LeaseCancelled} THEN lapses WHEN {LeaseUnstarted} THEN lapses + @lapse ELSE lapses + 1 END,
             interruptions = CASE WHEN {LeaseInterrupted} THEN interruptions + 1 ELSE interruptions END,
@@ -162,7 +187,7 @@ public sealed partial class PostgresBackend
             finished_at = CASE WHEN {LeaseCancelled} OR ({LeaseInterruptedLast}) THEN @now ELSE finished_at END,
             lease_owner = CASE WHEN {LeaseCancelled} OR ({LeaseInterruptedLast}) THEN lease_owner ELSE NULL END,
             lease_token = NULL, lease_expires = NULL,
-            history = history || '|' || ({StateAfterLease}) || ':' || @now
+            history = history || '|' || ({StateAfterLease(workflows)}) || ':' || @now
         """;
 
     // Queues whose row is committed: enqueues skip the insert for them. Filled only after a commit.
@@ -549,7 +574,7 @@ public sealed partial class PostgresBackend
     {
         ArgumentNullException.ThrowIfNull(workerId);
         return EndLeasesAsync(
-            $"UPDATE {_tasks} SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = @owner RETURNING state, id",
+            $"UPDATE {_tasks} SET {EndLeaseSet(_workflows)} WHERE state = {StoredStates.Running} AND lease_owner = @owner RETURNING state, id, workflow_id",
             lapse: true, p => p.AddWithValue("owner", workerId), cancellationToken);
     }
 
@@ -564,7 +589,7 @@ public sealed partial class PostgresBackend
         // A lease that never started (and whose cancel was not asked) is a clean hand-back: not a lapse. In id order, as
         // completions and extensions lock rows.
         var ordered = leases.OrderBy(l => l.TaskId).ToArray();
-        await EndLeasesAsync(ReleaseSql(_tasks), lapse: false, p =>
+        await EndLeasesAsync(ReleaseSql(_tasks, _workflows), lapse: false, p =>
         {
             p.AddWithValue("id", ordered.Select(l => l.TaskId).ToArray());
             p.AddWithValue("token", ordered.Select(l => l.Token).ToArray());
@@ -574,16 +599,31 @@ public sealed partial class PostgresBackend
     /// <inheritdoc />
     public Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken) =>
         EndLeasesAsync(
-            $"UPDATE {_tasks} SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < @now RETURNING state, id",
+            $"UPDATE {_tasks} SET {EndLeaseSet(_workflows)} WHERE state = {StoredStates.Running} AND lease_expires < @now RETURNING state, id, workflow_id",
             lapse: true, _ => { }, cancellationToken);
 
-    /// <summary>Runs one statement that sets <see cref="EndLeaseSet"/> and returns the new state and the id; publishes ready
-    /// (any queue) after its commit when a task became ready. Returns how many leases ended and those that ended for good.</summary>
+    /// <summary>Runs one statement that sets <see cref="EndLeaseSet"/> and returns the new state, the id and the workflow;
+    /// publishes ready (any queue) after its commit when a task became ready. Returns how many leases ended and those that
+    /// ended for good. In the same statement, each running workflow whose steps it took back to pending
+    /// (<see cref="LeaseHeldBack"/>) counts them no longer active, relative to its row as it is (locked), and ends if none
+    /// is left (its trigger cancels its pending steps: what holds them back can never end, a failure under continue);
+    /// such a step is then named among those that ended, cancelled, so that the workflow's end is announced.</summary>
     private async Task<LeaseSweep> EndLeasesAsync(string updateSql, bool lapse, Action<NpgsqlParameterCollection> parameters, CancellationToken cancellationToken)
     {
         var now = Now();
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = Command(connection, updateSql);
+        await using var command = Command(connection, $"""
+            WITH e AS ({updateSql}),
+            held AS (
+                UPDATE {_workflows} w SET active_steps = w.active_steps - h.n,
+                    state = CASE WHEN w.active_steps = h.n THEN (CASE WHEN w.failed THEN 2 ELSE 1 END) ELSE w.state END,
+                    finished_at = CASE WHEN w.active_steps = h.n THEN @now ELSE w.finished_at END
+                FROM (SELECT workflow_id, count(*)::int AS n FROM e WHERE state = {StoredStates.Pending} GROUP BY workflow_id) h
+                WHERE w.id = h.workflow_id AND w.state = 0
+                RETURNING w.id, w.state <> 0 AS ended)
+            SELECT (CASE WHEN e.state = {StoredStates.Pending} AND e.workflow_id IN (SELECT id FROM held WHERE ended) THEN {StoredStates.Cancelled} ELSE e.state END)::smallint, e.id
+            FROM e
+            """);
         command.Parameters.AddWithValue("now", now);
         command.Parameters.AddWithValue("error", LeaseEndings.InterruptedErrorJson);
         command.Parameters.AddWithValue("at", LeaseEndings.AtJson(FromMs(now)));

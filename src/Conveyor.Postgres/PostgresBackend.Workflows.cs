@@ -211,8 +211,10 @@ public sealed partial class PostgresBackend : IWorkflowStore
         // counted again (WorkflowRetrySql: the steps it runs after that hold it back): one released but not leased
         // (scheduled, queued, retrying: spared by a stop) that one holds back goes back to pending, so that it cannot run
         // before the retried steps end (a leased one runs on; a fetch that holds its row is waited for, and the row then
-        // read again); every pending one takes its count; those at 0 are queued. The trigger does not fire: no state here
-        // is an end.
+        // read again); every pending one takes its count; those at 0 are queued. A leased one (and a released one, which
+        // the next statement may take back) takes its count first and stays leased: the ends lower it (CountedStep), and its lease, if it ends without an outcome while the count is
+        // above 0, takes it back to pending (LeaseHeldBack); counted before the released ones, so that a lease that ends
+        // between the two statements is counted by the second. The trigger does not fire: no state here is an end.
         await using (var workflow = Command(connection, $"UPDATE {_workflows} SET state = 0, failed = false, finished_at = NULL WHERE id = @id AND state IN (2, 3) RETURNING error_task"))
         {
             workflow.Parameters.AddWithValue("id", workflowId);
@@ -228,6 +230,9 @@ public sealed partial class PostgresBackend : IWorkflowStore
                 not_before = NULL, expires_at = NULL, cancel_requested = false, redelivered = false, history = history || '|{StoredStates.Pending}:' || @now
             WHERE workflow_id = @id AND (state IN ({StoredStates.Retryable})
                 OR (state = {StoredStates.Succeeded} AND id IS NOT DISTINCT FROM (SELECT error_task FROM w)));
+            UPDATE {_tasks} t SET pending_steps = {WorkflowRetrySql.HeldBackBy(_tasks, _workflowEdges, "t")}
+            WHERE t.workflow_id = @id AND t.state IN ({WorkflowRetrySql.Released}, {StoredStates.Running})
+              AND t.id IS DISTINCT FROM (SELECT error_task FROM {_workflows} WHERE id = @id);
             UPDATE {_tasks} t SET state = {StoredStates.Pending}, not_before = NULL, history = t.history || '|{StoredStates.Pending}:' || @now
             WHERE t.workflow_id = @id AND t.state IN ({WorkflowRetrySql.Released}) AND t.id IS DISTINCT FROM (SELECT error_task FROM {_workflows} WHERE id = @id)
               AND {WorkflowRetrySql.HeldBackBy(_tasks, _workflowEdges, "t")} > 0;

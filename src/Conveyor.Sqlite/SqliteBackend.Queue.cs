@@ -68,8 +68,19 @@ public sealed partial class SqliteBackend
     private const string LeaseUnstarted = "cancel_requested = 0 AND lease_started = 0";
     private const string LeaseInterrupted = "cancel_requested = 0 AND lease_started = 1";
     private const string LeaseInterruptedLast = $"{LeaseInterrupted} AND interruptions + 1 >= {LeaseEndings.MaxInterruptions}";
-    private const string StateAfterLease =
-        $"CASE WHEN {LeaseCancelled} THEN {StoredStates.Cancelled} WHEN {LeaseInterruptedLast} THEN {StoredStates.Dead} ELSE {StoredStates.Queued} END";
+    // A step leased when its workflow was retried whose lease ends while steps the retry ran again hold it back (counted
+    // now, as the retry counts them: WorkflowRetrySql) goes back to pending, not to its queue, if its workflow would
+    // release it (running, or failed by a stop that spared it). The retry left its count in pending_steps (ends since may
+    // have lowered the truth, never raised it: only a retry undoes an end), so only a count above 0 is counted again (the
+    // count reads the edges by their target, which no index serves); any other step's is 0, since a step is leased only
+    // once what it runs after has succeeded (ended, for one released when all ended). Plain tasks stop at the first test.
+    private static readonly string LeaseHeldBack = $"""
+        workflow_id IS NOT NULL AND pending_steps > 0
+            AND (SELECT w.state = 0 OR (w.state = 2 AND w.active_steps = -1 AND tasks.run_when = 1) FROM workflows w WHERE w.id = tasks.workflow_id)
+            AND {WorkflowRetrySql.HeldBackBy("tasks", "workflow_edges", "tasks")} > 0
+        """;
+    private static readonly string StateAfterLease =
+        $"CASE WHEN {LeaseCancelled} THEN {StoredStates.Cancelled} WHEN {LeaseInterruptedLast} THEN {StoredStates.Dead} WHEN {LeaseHeldBack} THEN {StoredStates.Pending} ELSE {StoredStates.Queued} END";
 
     // Appends an AttemptError (as serialized by ConveyorJson) for the interrupted attempt.
     private const string AppendInterruptedError =
@@ -77,8 +88,9 @@ public sealed partial class SqliteBackend
 
     // $lapse: 1 when a lease that never started counts as a lapse (it ran out or was abandoned), 0 for a clean hand-back.
     // The task keeps its seq, so a lease that comes back unstarted keeps its place in its queue.
-    private const string EndLeaseSet = $"""
+    private static readonly string EndLeaseSet = $"""
         workflow_id = workflow_id, state = {StateAfterLease},
+            pending_steps = CASE WHEN {LeaseHeldBack} THEN {WorkflowRetrySql.HeldBackBy("tasks", "workflow_edges", "tasks")} ELSE 0 END,
             attempt = CASE WHEN {LeaseUnstarted} THEN attempt - 1 ELSE attempt END,
             lapses = CASE WHEN {LeaseCancelled} THEN lapses WHEN {LeaseUnstarted} THEN lapses + $lapse ELSE lapses + 1 END,
             interruptions = CASE WHEN {LeaseInterrupted} THEN interruptions + 1 ELSE interruptions END,
@@ -500,11 +512,12 @@ public sealed partial class SqliteBackend
         var (ended, ready) = await Writer.RunAsync(w =>
         {
             var command = w.Statement(
-                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = $owner RETURNING state, id",
+                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_owner = $owner RETURNING state, id, workflow_id",
                 "$now", "$error", "$at", "$lapse", "$owner");
-            BindLeaseEnd(command, Now(), lapse: true);
+            var now = Now();
+            BindLeaseEnd(command, now, lapse: true);
             command.Parameters[4].Value = workerId;
-            return SweepLeases(command);
+            return SweepLeases(w, command, now);
         }).ConfigureAwait(false);
         if (ready)
         {
@@ -525,15 +538,16 @@ public sealed partial class SqliteBackend
         {
             // A lease that never started (and whose cancel was not asked) is a clean hand-back: not a lapse.
             var command = w.Statement(
-                $"UPDATE tasks SET {EndLeaseSet} WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running} RETURNING state",
+                $"UPDATE tasks SET {EndLeaseSet} WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running} RETURNING state, id, workflow_id",
                 "$now", "$error", "$at", "$lapse", "$id", "$token");
-            BindLeaseEnd(command, Now(), lapse: false);
+            var now = Now();
+            BindLeaseEnd(command, now, lapse: false);
             var any = false;
             foreach (var lease in leases)
             {
                 command.Parameters[4].Value = IdBytes(lease.TaskId);
                 command.Parameters[5].Value = lease.Token;
-                any |= EndLeases(command).Ready;
+                any |= SweepLeases(w, command, now).Ready;
             }
             return any;
         }).ConfigureAwait(false);
@@ -550,10 +564,10 @@ public sealed partial class SqliteBackend
         {
             var now = Now();
             var command = w.Statement(
-                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < $now RETURNING state, id",
+                $"UPDATE tasks SET {EndLeaseSet} WHERE state = {StoredStates.Running} AND lease_expires < $now RETURNING state, id, workflow_id",
                 "$now", "$error", "$at", "$lapse");
             BindLeaseEnd(command, now, lapse: true);
-            return SweepLeases(command);
+            return SweepLeases(w, command, now);
         }).ConfigureAwait(false);
         if (ready)
         {
@@ -571,43 +585,69 @@ public sealed partial class SqliteBackend
         command.Parameters[3].Value = lapse ? 1 : 0;
     }
 
-    /// <summary>Runs a statement that sets <see cref="EndLeaseSet"/> and returns the new state and the id: what the sweep
-    /// did, and whether any task became ready.</summary>
-    private static (LeaseSweep Ended, bool Ready) SweepLeases(SqliteCommand command)
+    /// <summary>Runs a statement that sets <see cref="EndLeaseSet"/> and returns the new state, the id and the workflow:
+    /// what the sweep did, and whether any task became ready. A step it took back to pending (<see cref="LeaseHeldBack"/>)
+    /// is no longer active in its running workflow, which ends if nothing else is.</summary>
+    private static (LeaseSweep Ended, bool Ready) SweepLeases(SqliteWriter w, SqliteCommand command, long now)
     {
-        using var reader = command.ExecuteReader();
         var count = 0;
         var ready = false;
         List<EndedLease>? ended = null;
-        while (reader.Read())
+        List<(Guid Step, byte[] Workflow)>? heldBack = null;
+        using (var reader = command.ExecuteReader())
         {
-            count++;
-            var state = (TaskState)reader.GetInt32(0);
-            if (state == TaskState.Queued)
+            while (reader.Read())
             {
-                ready = true;
+                count++;
+                var state = (TaskState)reader.GetInt32(0);
+                if (state == TaskState.Queued)
+                {
+                    ready = true;
+                }
+                else if (state is TaskState.Dead or TaskState.Cancelled)
+                {
+                    (ended ??= []).Add(new EndedLease(ReadId(reader, 1), state));
+                }
+                else if (state == TaskState.Pending)
+                {
+                    (heldBack ??= []).Add((ReadId(reader, 1), reader.GetFieldValue<byte[]>(2)));
+                }
             }
-            else if (state is TaskState.Dead or TaskState.Cancelled)
+        }
+        foreach (var (step, workflowId) in heldBack ?? [])
+        {
+            if (HeldBack(w, workflowId, now))
             {
-                (ended ??= []).Add(new EndedLease(ReadId(reader, 1), state));
+                // Its workflow ended and cancelled it: named as ended, so that the end is announced.
+                (ended ??= []).Add(new EndedLease(step, TaskState.Cancelled));
             }
         }
         return (count == 0 ? LeaseSweep.None : new LeaseSweep(count, (IReadOnlyList<EndedLease>?)ended ?? []), ready);
     }
 
-    /// <summary>Runs a statement that sets <see cref="EndLeaseSet"/> and returns the new state: how many leases ended, and
-    /// whether any task became ready.</summary>
-    private static (int Ended, bool Ready) EndLeases(SqliteCommand command)
+    /// <summary>A step of <paramref name="workflowId"/> went back from running to pending: one active step less, and a
+    /// running workflow left with none ends, its pending steps cancelled (what holds them back can never end: a failure
+    /// under the policy continue), as <see cref="StepSuccesses"/> ends one. True when it ended.</summary>
+    private static bool HeldBack(SqliteWriter w, byte[] workflowId, long now)
     {
-        using var reader = command.ExecuteReader();
-        var ended = 0;
-        var ready = false;
-        while (reader.Read())
+        var active = w.Statement("UPDATE workflows SET active_steps = active_steps - 1 WHERE id = $id AND state = 0 RETURNING active_steps", "$id");
+        active.Parameters[0].Value = workflowId;
+        if (active.ExecuteScalar() is not 0L)
         {
-            ended++;
-            ready |= reader.GetInt32(0) == (int)TaskState.Queued;
+            return false;
         }
-        return (ended, ready);
+        var end = w.Statement("UPDATE workflows SET state = CASE WHEN failed = 1 THEN 2 ELSE 1 END, finished_at = $at WHERE id = $id AND state = 0", "$at", "$id");
+        end.Parameters[0].Value = now;
+        end.Parameters[1].Value = workflowId;
+        end.ExecuteNonQuery();
+        var cancel = w.Statement($"""
+            UPDATE tasks SET state = {StoredStates.Cancelled}, finished_at = $at, history = history || '|{StoredStates.Cancelled}:' || $at
+            WHERE workflow_id = $id AND state = {StoredStates.Pending}
+            """, "$at", "$id");
+        cancel.Parameters[0].Value = now;
+        cancel.Parameters[1].Value = workflowId;
+        cancel.ExecuteNonQuery();
+        return true;
     }
 
     /// <inheritdoc />

@@ -176,7 +176,9 @@ public sealed partial class SqliteBackend : IWorkflowStore
             // Its failed steps (and its error step if it ended) back to pending first, with a fresh set of attempts. Then
             // every step that waits, the error step excepted, is counted again (WorkflowRetrySql: the steps it runs after
             // that hold it back): one released but not leased (scheduled, queued, retrying: spared by a stop) that one
-            // holds back goes back to pending, so that it cannot run before the retried steps end (a leased one runs on);
+            // holds back goes back to pending, so that it cannot run before the retried steps end (a leased one runs on,
+            // its count kept: if its lease ends without an outcome while it is above 0, EndLeaseSet counts again and
+            // takes it back to pending when they still hold it back);
             // every pending one takes its count; those at 0 are queued. The trigger does not fire: no state here is an end.
             var reset = w.Statement($"""
                 UPDATE tasks SET state = {StoredStates.Pending}, pending_steps = 0, attempt = 0, lapses = 0, interruptions = 0, finished_at = NULL,
@@ -187,6 +189,12 @@ public sealed partial class SqliteBackend : IWorkflowStore
             reset.Parameters[0].Value = now;
             reset.Parameters[1].Value = id;
             reset.ExecuteNonQuery();
+            var leased = w.Statement($"""
+                UPDATE tasks SET pending_steps = {WorkflowRetrySql.HeldBackBy("tasks", "workflow_edges", "tasks")}
+                WHERE workflow_id = $id AND state IN ({WorkflowRetrySql.Released}, {StoredStates.Running}) AND id IS NOT (SELECT error_task FROM workflows WHERE id = $id)
+                """, "$id");
+            leased.Parameters[0].Value = id;
+            leased.ExecuteNonQuery();
             var held = w.Statement($"""
                 UPDATE tasks SET state = {StoredStates.Pending}, not_before = NULL, history = history || '|{StoredStates.Pending}:' || $now
                 WHERE workflow_id = $id AND state IN ({WorkflowRetrySql.Released}) AND id IS NOT (SELECT error_task FROM workflows WHERE id = $id)

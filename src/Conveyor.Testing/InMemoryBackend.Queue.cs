@@ -147,8 +147,7 @@ public sealed partial class InMemoryBackend
             // It never started: the attempt is not spent, and it keeps its place in the queue (its sequence).
             task.Attempt--;
             task.WorkerId = null;
-            _storage.Transition(task, TaskState.Queued, now);
-            return true;
+            return Requeue(task, now);
         }
         // Every attempt interrupted this way is recorded as failed, like one that threw.
         task.Interruptions++;
@@ -163,6 +162,17 @@ public sealed partial class InMemoryBackend
         }
         task.Redelivered = true;
         task.WorkerId = null;
+        return Requeue(task, now);
+    }
+
+    /// <summary>Queues a task whose lease ended without an outcome, unless it is a step that steps its workflow's retry ran
+    /// again still hold back: it then waits for them in pending. True when it is ready. Under the lock.</summary>
+    private bool Requeue(StoredTask task, DateTimeOffset now)
+    {
+        if (_storage.HoldBack(task, now))
+        {
+            return false;
+        }
         _storage.Transition(task, TaskState.Queued, now);
         return true;
     }
@@ -265,8 +275,10 @@ public sealed partial class InMemoryBackend
                     task.Attempt--;
                     task.LeaseToken = 0;
                     task.WorkerId = null;
-                    _storage.Transition(task, TaskState.Queued, now);
-                    ready.Add(task.Message.Queue);
+                    if (Requeue(task, now))
+                    {
+                        ready.Add(task.Message.Queue);
+                    }
                 }
                 else if (EndLease(task, now))
                 {
@@ -296,7 +308,7 @@ public sealed partial class InMemoryBackend
                 {
                     ready.Add(task.Message.Queue);
                 }
-                else
+                else if (task.State.IsTerminal())
                 {
                     ended.Add(new EndedLease(task.Message.Id, task.State));
                 }
@@ -325,7 +337,7 @@ public sealed partial class InMemoryBackend
                 {
                     ready.Add(task.Message.Queue);
                 }
-                else
+                else if (task.State.IsTerminal())
                 {
                     ended.Add(new EndedLease(task.Message.Id, task.State));
                 }

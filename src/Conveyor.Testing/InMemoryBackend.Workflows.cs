@@ -191,17 +191,23 @@ public sealed partial class InMemoryBackend : IWorkflowStore
             // Then every step that waits, the error step excepted, counts the steps it runs after that hold it back: a
             // pending one (reset, or spared by a stop and counting its first run's ends) is queued when none does, and one
             // released but not leased (scheduled, queued, retrying: spared by a stop) goes back to pending when one does,
-            // so that it cannot run before the retried steps end. A leased one runs on (a worker may have started it).
-            // The states these changes move between hold nothing back, so the order of the steps does not matter.
+            // so that it cannot run before the retried steps end. A leased one runs on (a worker may have started it) and
+            // keeps the count, which the ends lower: if its lease ends without an outcome while it is above 0, it goes
+            // back to pending, not to its queue (InMemoryStorage.HoldBack). The states these changes move between hold
+            // nothing back, so the order of the steps does not matter.
             foreach (var info in workflow.Steps)
             {
                 if (info.IsErrorStep || !_storage.Tasks.TryGetValue(info.TaskId, out var task)
-                    || task.State is not (TaskState.Pending or TaskState.Scheduled or TaskState.Queued or TaskState.Retrying))
+                    || task.State is not (TaskState.Pending or TaskState.Scheduled or TaskState.Queued or TaskState.Retrying or TaskState.Running))
                 {
                     continue;
                 }
                 var holding = info.After.Count(a => _storage.Tasks.TryGetValue(taskOf[a], out var before) && HoldsBack(info.RunWhen, before.State));
-                if (task.State == TaskState.Pending)
+                if (task.State == TaskState.Running)
+                {
+                    task.PendingSteps = holding;
+                }
+                else if (task.State == TaskState.Pending)
                 {
                     task.PendingSteps = holding;
                     if (holding == 0)
@@ -210,7 +216,12 @@ public sealed partial class InMemoryBackend : IWorkflowStore
                         ready.Add(task.Message.Queue);
                     }
                 }
-                else if (holding > 0)
+                else if (holding == 0)
+                {
+                    // Released, and held back by nothing: a count it kept from a lease at an earlier retry is spent.
+                    task.PendingSteps = 0;
+                }
+                else
                 {
                     _storage.Transition(task, TaskState.Pending, now);
                     // Out of the due index now: a retry's wait is not kept, the step is released when its count reaches 0.

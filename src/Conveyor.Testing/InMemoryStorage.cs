@@ -185,13 +185,39 @@ public sealed class InMemoryStorage
                 return;
             }
         }
+        EndIfIdle(workflow, at);
+    }
+
+    /// <summary>A running workflow with no active step left ends; what is still pending can never run (a step it waits
+    /// for failed, or it is the error step and none did) and is cancelled.</summary>
+    private void EndIfIdle(StoredWorkflowState workflow, DateTimeOffset at)
+    {
         if (workflow.ActiveSteps == 0)
         {
             workflow.State = workflow.Failed ? WorkflowState.Failed : WorkflowState.Succeeded;
             workflow.FinishedAt = at;
-            // What is still pending can never run: a step it waits for failed, or it is the error step and none did.
             CancelUnstarted(workflow, at, except: null);
         }
+    }
+
+    /// <summary>Takes a step whose lease ended without an outcome back to pending when steps that its workflow's retry ran
+    /// again hold it back (the count the retry gave it while it was leased, lowered by their ends, is above 0) and its
+    /// workflow would release it: it runs after them, not before. False, and nothing changed, otherwise. Under the lock.</summary>
+    internal bool HoldBack(StoredTask task, DateTimeOffset at)
+    {
+        if (task.PendingSteps <= 0 || task.WorkflowId is not { } workflowId || !Workflows.TryGetValue(workflowId, out var workflow)
+            || !(workflow.State == WorkflowState.Running || (workflow.Stopped && task.RunWhen == WorkflowRunWhen.AllEnded)))
+        {
+            return false;
+        }
+        Transition(task, TaskState.Pending, at);
+        if (workflow.State == WorkflowState.Running)
+        {
+            // No longer active; if nothing else is, what holds it back can never end (a failure under continue).
+            workflow.ActiveSteps--;
+            EndIfIdle(workflow, at);
+        }
+        return true;
     }
 
     /// <summary>Releases each pending dependent of <paramref name="step"/> whose count reaches 0: at its success every one, at
@@ -202,8 +228,12 @@ public sealed class InMemoryStorage
         foreach (var dependentId in workflow.Dependents.GetValueOrDefault(step.Message.Id) ?? [])
         {
             // A dependent that retention deleted (it was cancelled when the workflow failed) is passed over.
-            if (Tasks.TryGetValue(dependentId, out var dependent) && dependent.State == TaskState.Pending
-                && (state == TaskState.Succeeded || dependent.RunWhen == WorkflowRunWhen.AllEnded) && --dependent.PendingSteps == 0)
+            // One not pending was counted by a retry while leased (HoldBack): its count falls, and it runs on (or waits for
+            // its own retry); only a pending one is queued. Any other's count is 0.
+            if (Tasks.TryGetValue(dependentId, out var dependent)
+                && (dependent.State == TaskState.Pending || (!dependent.State.IsTerminal() && dependent.PendingSteps > 0))
+                && (state == TaskState.Succeeded || dependent.RunWhen == WorkflowRunWhen.AllEnded) && --dependent.PendingSteps == 0
+                && dependent.State == TaskState.Pending)
             {
                 Transition(dependent, TaskState.Queued, at);
                 _releasedQueues.Add(dependent.Message.Queue);
@@ -285,7 +315,9 @@ internal sealed class StoredTask(long seq, TaskMessage message, TaskState state)
     public int Interruptions { get; set; }
     /// <summary>The workflow of a step's task; null for a plain task.</summary>
     public Guid? WorkflowId { get; init; }
-    /// <summary>For a <see cref="TaskState.Pending"/> step: how many of the steps it runs after have not succeeded.</summary>
+    /// <summary>For a <see cref="TaskState.Pending"/> step: how many of the steps it runs after have not succeeded (ended,
+    /// for one released when all ended). For a running step counted by its workflow's retry, the same, so that a lease
+    /// that ends without an outcome takes it back to pending while it is above 0.</summary>
     public int PendingSteps { get; set; }
     /// <summary>For a step: what its failure does to its workflow.</summary>
     public WorkflowFailurePolicy OnFailure { get; init; }

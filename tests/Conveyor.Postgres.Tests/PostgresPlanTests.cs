@@ -17,6 +17,7 @@ public sealed class PostgresPlanTests : IAsyncLifetime
     private const int Backlog = 20_000;
     private PostgresBackend _backend = null!;
     private string _tasks = null!;
+    private string _workflows = null!;
     private Guid[] _ids = [];
     private long[] _tokens = [];
 
@@ -25,6 +26,7 @@ public sealed class PostgresPlanTests : IAsyncLifetime
         var database = TestServers.FreshPostgres("plan");
         _backend = (PostgresBackend)database.Create();
         _tasks = new PostgresDialect(database.Schema).Table("tasks");
+        _workflows = new PostgresDialect(database.Schema).Table("workflows");
         await _backend.MigrateAsync(CancellationToken.None);
         var now = DateTimeOffset.UtcNow;
         for (var n = 0; n < Backlog; n += 1_000)
@@ -85,7 +87,7 @@ public sealed class PostgresPlanTests : IAsyncLifetime
         "complete" => PostgresBackend.CompleteSql(_tasks),
         "start" => PostgresBackend.StartSql(_tasks),
         "extend" => PostgresBackend.ExtendSql(_tasks),
-        "release" => PostgresBackend.ReleaseSql(_tasks),
+        "release" => PostgresBackend.ReleaseSql(_tasks, _workflows),
         _ => throw new ArgumentOutOfRangeException(nameof(statement)),
     };
 

@@ -1,8 +1,21 @@
 -- The fields end_lease reads of a task, in this order.
-local lease_fields = { 'state', 'token', 'cancel', 'queue', 'seq', 'prio', 'hist', 'started', 'attempt', 'errors', 'begun', 'lapses', 'intr', 'wf' }
+local lease_fields = { 'state', 'token', 'cancel', 'queue', 'seq', 'prio', 'hist', 'started', 'attempt', 'errors', 'begun', 'lapses', 'intr', 'wf', 'pend', 'rw' }
 local function lease_of(id) return redis.call('HMGET', B .. 't:' .. id, unpack(lease_fields)) end
+-- Task id (c: its lease_fields), set to state st after its lease ended without an outcome: 1, ready again at its place
+-- (returns its queue); or 8, a step held back (holds_back) that waits in pending (returns false; nil if that ended its
+-- workflow, which cancelled it).
+local function back_in(id, c, st, now)
+  if st == 8 then
+    idx(id, c[4], 2, 8, c[5])
+    if step_held_back(c[14], now) then return nil end
+    return false
+  end
+  ready(id, c[4], c[6], c[5])
+  return c[4]
+end
 -- Ends the held lease of task id (c: its lease_fields) without an outcome, by LeaseRules (EndLease of the in-memory
--- backend); the caller takes it out of the leased set. Returns the task's queue when the task is ready again, else nil.
+-- backend); the caller takes it out of the leased set. Returns the task's queue when the task is ready again, false when
+-- it waits in pending (back_in), else nil (it ended).
 -- The lease started when begun holds its token (start.lua): a new lease has a new token, so fetch writes nothing for it.
 local function end_lease(id, c, now, errjson, atjson, bound)
   local k = B .. 't:' .. id
@@ -18,9 +31,9 @@ local function end_lease(id, c, now, errjson, atjson, bound)
   local lapses = (tonumber(c[12]) or 0) + 1
   if c[11] ~= c[2] then
     -- It never started: the attempt is not spent, and the task keeps its place (its sequence).
-    redis.call('HSET', k, 'state', 1, 'attempt', tonumber(c[9]) - 1, 'lapses', lapses, 'hist', ran .. '1:' .. now)
-    ready(id, c[4], c[6], c[5])
-    return c[4]
+    local st = holds_back(c[14], c[15], c[16]) and 8 or 1
+    redis.call('HSET', k, 'state', st, 'attempt', tonumber(c[9]) - 1, 'lapses', lapses, 'hist', ran .. st .. ':' .. now)
+    return back_in(id, c, st, now)
   end
   -- An interrupted attempt is recorded as failed, like one that threw.
   local intr = (tonumber(c[13]) or 0) + 1
@@ -34,13 +47,14 @@ local function end_lease(id, c, now, errjson, atjson, bound)
     if c[14] then step_ended(c[14], id, 5, now) end
     return nil
   end
-  redis.call('HSET', k, 'state', 1, 'redel', 1, 'hist', ran .. '1:' .. now, unpack(set))
-  ready(id, c[4], c[6], c[5])
-  return c[4]
+  local st = holds_back(c[14], c[15], c[16]) and 8 or 1
+  redis.call('HSET', k, 'state', st, 'redel', 1, 'hist', ran .. st .. ':' .. now, unpack(set))
+  return back_in(id, c, st, now)
 end
 local function wake(woken) for q in pairs(woken) do redis.call('PUBLISH', B .. 'wake', q) end end
 -- Ends the leases of ids (members of the leased set) by end_lease. Returns how many were held, then the id and state of
--- each task that ended for good (cancelled, 6, when its cancel was asked; else dead, 5): { count, id, state, id, state, … }.
+-- each task that ended for good (cancelled, 6, when its cancel was asked or its workflow ended while it waited; else
+-- dead, 5): { count, id, state, id, state, … }.
 local function end_leases(ids, now, errjson, atjson, bound)
   bulk('ZREM', B .. 'leased', ids)
   local reply = { 0 }
@@ -51,9 +65,9 @@ local function end_leases(ids, now, errjson, atjson, bound)
       local q = end_lease(id, c, now, errjson, atjson, bound)
       if q then
         woken[q] = true
-      else
+      elseif q == nil then
         reply[#reply + 1] = id
-        reply[#reply + 1] = c[3] == '1' and 6 or 5
+        reply[#reply + 1] = tonumber(redis.call('HGET', B .. 't:' .. id, 'state'))
       end
       reply[1] = reply[1] + 1
     end

@@ -9,9 +9,10 @@ for i = 0, n - 1 do
     redis.call('ZREM', B .. 'leased', id)
     if c[11] ~= token and c[3] ~= '1' then
       -- A clean hand-back of a lease that never started: its attempt is not spent, and it is not a lapse.
-      redis.call('HSET', B .. 't:' .. id, 'state', 1, 'attempt', tonumber(c[9]) - 1, 'hist', c[7] .. '|2:' .. c[8] .. '|1:' .. now)
-      ready(id, c[4], c[6], c[5])
-      woken[c[4]] = true
+      local st = holds_back(c[14], c[15], c[16]) and 8 or 1
+      redis.call('HSET', B .. 't:' .. id, 'state', st, 'attempt', tonumber(c[9]) - 1, 'hist', c[7] .. '|2:' .. c[8] .. '|' .. st .. ':' .. now)
+      local q = back_in(id, c, st, now)
+      if q then woken[q] = true end
     else
       local q = end_lease(id, c, now, errjson, atjson, bound)
       if q then woken[q] = true end

@@ -20,19 +20,23 @@ end
 -- deleted had ended: it holds nothing back, as on the SQL stores). A pending one (reset, or spared by a stop and counting
 -- its first run's ends) is queued when none does; one released but not leased (scheduled, queued, retrying: spared by a
 -- stop) goes back to pending when one does, so that it cannot run before the retried steps end; a leased one runs on (its
--- worker may have started it). The states these changes move between hold nothing back: the order does not matter.
+-- worker may have started it) and keeps the count, which the ends lower (release_after): if its lease ends without an
+-- outcome while it is above 0, it goes back to pending, not to its queue (holds_back). The states these changes move
+-- between hold nothing back: the order does not matter.
 for i = 0, n - 1 do
   local id, err, after = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
   local k = B .. 't:' .. id
   local c = redis.call('HMGET', k, 'state', 'queue', 'prio', 'seq', 'hist', 'rw')
   local st = c[1]
-  if err ~= '1' and (st == '8' or st == '0' or st == '1' or st == '4') then
+  if err ~= '1' and (st == '8' or st == '0' or st == '1' or st == '4' or st == '2') then
     local p = 0
     for dep in string.gmatch(after, '[^,]+') do
       local ds = redis.call('HGET', B .. 't:' .. dep, 'state')
       if ds and ds ~= '3' and (c[6] ~= '1' or not terminal(tonumber(ds))) then p = p + 1 end
     end
-    if st == '8' then
+    if st == '2' then
+      redis.call('HSET', k, 'pend', p)
+    elseif st == '8' then
       if p == 0 then
         redis.call('HSET', k, 'state', 1, 'pend', 0, 'hist', c[5] .. '|1:' .. now)
         idx(id, c[2], 8, nil, c[4])
@@ -41,7 +45,10 @@ for i = 0, n - 1 do
       else
         redis.call('HSET', k, 'pend', p)
       end
-    elseif p > 0 then
+    elseif p == 0 then
+      -- Released, and held back by nothing: a count it kept from a lease at an earlier retry is spent.
+      redis.call('HSET', k, 'pend', 0)
+    else
       -- Out of the ready or scheduled set; a retry's wait is not kept: released when its count reaches 0.
       if st == '1' then
         redis.call('ZREM', B .. 'q:' .. c[2] .. ':ready', id)

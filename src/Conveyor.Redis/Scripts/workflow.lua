@@ -24,9 +24,12 @@ local function release_after(id, at, all)
   for _, dep in ipairs(redis.call('LRANGE', B .. 'wfe:' .. id, 0, -1)) do
     local dk = B .. 't:' .. dep
     local d = redis.call('HMGET', dk, 'state', 'pend', 'queue', 'prio', 'seq', 'hist', 'rw')
-    if d[1] == '8' and (all or d[7] == '1') then
+    -- One not pending was counted by a retry while leased (holds_back): its count falls, and it runs on (or waits for
+    -- its own retry); only a pending one is queued. Any other's count is 0.
+    local counted = d[1] == '0' or d[1] == '1' or d[1] == '2' or d[1] == '4'
+    if (d[1] == '8' or (counted and (tonumber(d[2]) or 0) > 0)) and (all or d[7] == '1') then
       local p = tonumber(d[2]) - 1
-      if p == 0 then
+      if p == 0 and d[1] == '8' then
         redis.call('HSET', dk, 'state', 1, 'pend', 0, 'hist', d[6] .. '|1:' .. at)
         idx(dep, d[3], 8, nil, d[5])
         ready(dep, d[3], d[4], d[5])
@@ -98,4 +101,31 @@ local function step_ended(wf, id, st, at, was_pending)
   else
     redis.call('HSET', wk, 'active', active, 'failed', failed and 1 or 0)
   end
+end
+-- Whether a step whose lease ended without an outcome waits again in pending rather than in its queue: its workflow's
+-- retry counted it while it was leased (pend, lowered by the ends since: release_after) and steps that retry ran again
+-- still hold it back, and its workflow would release it (running, or failed by a stop that spared it: rw 1). Any other
+-- step's pend is 0 while it runs.
+local function holds_back(wf, pend, rw)
+  if not wf or (tonumber(pend) or 0) <= 0 then return false end
+  local w = redis.call('HMGET', B .. 'wf:' .. wf, 'state', 'active')
+  return w[1] == '0' or (w[1] == '2' and w[2] == '-1' and rw == '1')
+end
+-- A step of workflow wf went back from running to pending (holds_back): a running workflow has one active step less, and
+-- ends if none is left (what holds the step back can never end: a failure under continue), its pending steps cancelled.
+-- Returns true when it ended.
+local function step_held_back(wf, at)
+  local wk = B .. 'wf:' .. wf
+  local w = redis.call('HMGET', wk, 'state', 'active', 'failed')
+  if w[1] ~= '0' then return false end
+  local active = (tonumber(w[2]) or 1) - 1
+  if active > 0 then
+    redis.call('HSET', wk, 'active', active)
+    return false
+  end
+  redis.call('HSET', wk, 'state', w[3] == '1' and 2 or 1, 'active', 0, 'finished', at)
+  for _, t in ipairs(redis.call('SMEMBERS', wk .. ':tasks')) do
+    if redis.call('HGET', B .. 't:' .. t, 'state') == '8' then cancel_unstarted(t, at) end
+  end
+  return true
 end

@@ -958,4 +958,262 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         var task = await Store.GetAsync(TaskOf(workflow, "complete"), Timeout);
         Assert.Single(task!.Transitions, t => t.State == TaskState.Running);
     }
+
+    /// <summary>A stop-spared "complete" (released when all ended, after a and b; "report" runs after it) leased by a
+    /// worker, and started for <see cref="StepLeaseEnd.InterruptedAndAbandoned"/>, when its workflow is retried from a.</summary>
+    private async Task<(NewWorkflow Workflow, Lease Complete)> RetriedWithCompleteLeasedAsync(StepLeaseEnd end)
+    {
+        var workflow = WithAllEnded(NewWorkflow(("a", []), ("b", []), ("complete", ["a", "b"]), ("report", ["complete"])), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var members = await FetchStepsAsync();
+        await Queue.CompleteAsync([Dead(members["a"])], Timeout);
+        await Queue.CompleteAsync([Succeeded(members["b"])], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        if (end == StepLeaseEnd.InterruptedAndAbandoned)
+        {
+            Assert.Empty(await Queue.StartAsync([complete.Value.Ref], Timeout));
+        }
+        Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        Assert.Equal(TaskState.Running, await StateOf(workflow, "complete"));
+        Assert.Equal(TaskState.Queued, await StateOf(workflow, "a"));
+        return (workflow, complete.Value);
+    }
+
+    /// <summary>Ends <paramref name="lease"/>, the only one held, without an outcome.</summary>
+    private async Task EndLeaseAsync(StepLeaseEnd end, Lease lease)
+    {
+        switch (end)
+        {
+            case StepLeaseEnd.Expired:
+                // Only this lease: the retried step's is taken after the clock moved.
+                Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+                var sweep = await Queue.RequeueExpiredLeasesAsync(Timeout);
+                Assert.Equal(1, sweep.Count);
+                Assert.Empty(sweep.Ended);
+                break;
+            case StepLeaseEnd.HandedBack:
+                await Queue.ReleaseAsync([lease.Ref], Timeout);
+                break;
+            case StepLeaseEnd.InterruptedAndAbandoned:
+                var abandoned = await Queue.AbandonLeasesAsync(WorkerId, Timeout);
+                Assert.Empty(abandoned.Ended);
+                break;
+        }
+    }
+
+    [Theory]
+    [InlineData(StepLeaseEnd.Expired)]
+    [InlineData(StepLeaseEnd.HandedBack)]
+    [InlineData(StepLeaseEnd.InterruptedAndAbandoned)]
+    public async Task A_step_leased_at_its_workflows_retry_whose_lease_ends_unfinished_waits_in_pending_for_the_retried_steps(StepLeaseEnd end)
+    {
+        var (workflow, leased) = await RetriedWithCompleteLeasedAsync(end);
+
+        // Its lease ends with a, which the retry ran again, not ended: it waits for a, not in its queue.
+        await EndLeaseAsync(end, leased);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+
+        // a's end releases it, with the attempts it had (an unstarted lease spent none).
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        Assert.Equal(end == StepLeaseEnd.InterruptedAndAbandoned ? 2 : 1, complete.Value.Attempt);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        var report = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("report", report.Key);
+        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Theory]
+    [InlineData(StepLeaseEnd.Expired)]
+    [InlineData(StepLeaseEnd.HandedBack)]
+    [InlineData(StepLeaseEnd.InterruptedAndAbandoned)]
+    public async Task A_step_leased_at_its_workflows_retry_whose_lease_ends_unfinished_after_the_retried_steps_ended_is_queued(StepLeaseEnd end)
+    {
+        var (workflow, leased) = await RetriedWithCompleteLeasedAsync(end);
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        // a's success released nothing: "complete" is still leased, and runs on.
+        Assert.Equal(TaskState.Running, await StateOf(workflow, "complete"));
+        Assert.Empty(await FetchAsync());
+
+        await EndLeaseAsync(end, leased);
+        Assert.Equal(TaskState.Queued, await StateOf(workflow, "complete"));
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        var report = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("report", report.Key);
+        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Theory]
+    [InlineData("before")]
+    [InlineData("after")]
+    [InlineData("together")]
+    public async Task A_step_leased_at_its_workflows_retry_that_succeeds_runs_once_and_releases_its_dependents_once(string retriedStepsEnd)
+    {
+        var (workflow, leased) = await RetriedWithCompleteLeasedAsync(StepLeaseEnd.HandedBack);
+        var a = Assert.Single(await FetchStepsAsync()).Value;
+        if (retriedStepsEnd == "after")
+        {
+            await Queue.CompleteAsync([Succeeded(a)], Timeout);
+            Assert.Empty(await FetchAsync());
+        }
+        // Together: a's success and its own in one completion batch.
+        await Queue.CompleteAsync(retriedStepsEnd == "together" ? [Succeeded(a), Succeeded(leased)] : [Succeeded(leased)], Timeout);
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "complete"));
+        var report = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("report", report.Key);
+        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
+        if (retriedStepsEnd == "before")
+        {
+            // a's end later finds "complete" succeeded: it queues nothing again.
+            Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+            await Queue.CompleteAsync([Succeeded(a)], Timeout);
+        }
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(TaskState.Succeeded, await StateOf(workflow, "complete"));
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        var task = await Store.GetAsync(TaskOf(workflow, "complete"), Timeout);
+        Assert.Single(task!.Transitions, t => t.State == TaskState.Running);
+        var reportTask = await Store.GetAsync(TaskOf(workflow, "report"), Timeout);
+        Assert.Single(reportTask!.Transitions, t => t.State == TaskState.Queued);
+    }
+
+    [Fact]
+    public async Task A_step_held_back_after_its_lease_ended_is_released_by_the_end_of_a_retried_step_that_fails_again_under_stop()
+    {
+        var (workflow, leased) = await RetriedWithCompleteLeasedAsync(StepLeaseEnd.HandedBack);
+        await EndLeaseAsync(StepLeaseEnd.HandedBack, leased);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+
+        // a fails again: the stop fails the workflow, cancels "report", and spares "complete", which a's end releases.
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        await Queue.CompleteAsync([Dead(a.Value)], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "report"));
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        Assert.Empty(await FetchAsync());
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+    }
+
+    [Theory]
+    [InlineData(StepLeaseEnd.Expired)]
+    [InlineData(StepLeaseEnd.HandedBack)]
+    [InlineData(StepLeaseEnd.InterruptedAndAbandoned)]
+    public async Task A_step_held_back_by_a_step_that_can_never_run_ends_its_workflow_when_nothing_else_is_active(StepLeaseEnd end)
+    {
+        // x (stop) fails first and its stop cancels y (queued) and d (pending): "complete", after x and d, is spared and
+        // released, and leased. y's failure under continue after the retry leaves d pending for good.
+        var workflow = WithAllEnded(WithPolicy(NewWorkflow(("x", []), ("y", []), ("d", ["y"]), ("complete", ["x", "d"])), WorkflowFailurePolicy.Stop, "y"), "complete");
+        await Workflows.CreateWorkflowAsync(workflow, Timeout);
+        var first = await FetchStepsAsync();
+        Assert.Equal(["x", "y"], first.Keys.Order());
+        await Queue.ReleaseAsync([first["y"].Ref], Timeout);
+        await Queue.CompleteAsync([Dead(first["x"])], Timeout);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "y"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "d"));
+        var leased = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", leased.Key);
+        if (end == StepLeaseEnd.InterruptedAndAbandoned)
+        {
+            Assert.Empty(await Queue.StartAsync([leased.Value.Ref], Timeout));
+        }
+
+        Assert.True(await Workflows.RetryWorkflowAsync(workflow.Id, Timeout));
+        var retried = await FetchStepsAsync();
+        Assert.Equal(["x", "y"], retried.Keys.Order());
+        await Queue.CompleteAsync([Dead(retried["y"])], Timeout);
+        await Queue.CompleteAsync([Succeeded(retried["x"])], Timeout);
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+
+        // Its lease ends with d pending for good and nothing else active: the workflow ends, and both are cancelled. A
+        // sweep names the step as ended, so that the workflow's end is announced.
+        var cancelled = new EndedLease(TaskOf(workflow, "complete"), TaskState.Cancelled);
+        switch (end)
+        {
+            case StepLeaseEnd.Expired:
+                Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+                Assert.Equal([cancelled], (await Queue.RequeueExpiredLeasesAsync(Timeout)).Ended);
+                break;
+            case StepLeaseEnd.HandedBack:
+                await Queue.ReleaseAsync([leased.Value.Ref], Timeout);
+                break;
+            case StepLeaseEnd.InterruptedAndAbandoned:
+                Assert.Equal([cancelled], (await Queue.AbandonLeasesAsync(WorkerId, Timeout)).Ended);
+                break;
+        }
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "d"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "complete"));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_step_leased_at_its_workflows_retry_keeps_its_count_through_a_retry_of_its_own(bool retriedStepsEndFirst)
+    {
+        var (workflow, leased) = await RetriedWithCompleteLeasedAsync(StepLeaseEnd.HandedBack);
+        // Its attempt asks for a retry of its own: it is not held back from that (it was released before), only its
+        // next lease's end without an outcome is.
+        await Queue.CompleteAsync([new Completion
+        {
+            Lease = leased.Ref, Kind = CompletionKind.Retry, Attempt = leased.Attempt, RetryAt = Now,
+            Error = new TaskError("Test.Failure", "failed for the test"), At = Now,
+        }], Timeout);
+        Lease? a = null;
+        if (retriedStepsEndFirst)
+        {
+            a = Assert.Single(await FetchStepsAsync()).Value;
+            await Queue.CompleteAsync([Succeeded(a)], Timeout);
+        }
+        Assert.Equal(1, await Queue.PromoteDueAsync(Timeout));
+        var fetched = await FetchStepsAsync();
+        var again = fetched["complete"];
+        Assert.Equal(2, again.Attempt);
+        a ??= fetched["a"];
+
+        await Queue.ReleaseAsync([again.Ref], Timeout);
+        Assert.Equal(retriedStepsEndFirst ? TaskState.Queued : TaskState.Pending, await StateOf(workflow, "complete"));
+        if (!retriedStepsEndFirst)
+        {
+            Assert.Empty(await FetchAsync());
+            await Queue.CompleteAsync([Succeeded(a)], Timeout);
+        }
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        var report = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("report", report.Key);
+        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+}
+
+/// <summary>How a lease ends without an outcome, in the tests of a step leased at its workflow's retry.</summary>
+public enum StepLeaseEnd
+{
+    /// <summary>It runs out unstarted and the reaper ends it.</summary>
+    Expired,
+
+    /// <summary>The worker hands it back unstarted.</summary>
+    HandedBack,
+
+    /// <summary>Its handler started, then the worker's leases were abandoned (its process died).</summary>
+    InterruptedAndAbandoned,
 }
