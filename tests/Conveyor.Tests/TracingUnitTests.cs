@@ -90,4 +90,50 @@ public sealed class TracingUnitTests
         Assert.Equal("worker-1", span.GetTagItem("conveyor.worker"));
         Assert.Equal(redelivery ? true : null, span.GetTagItem("conveyor.redelivery"));
     }
+
+    [Theory]
+    [InlineData(ActivitySamplingResult.AllDataAndRecorded, true)]
+    [InlineData(ActivitySamplingResult.None, true)]
+    [InlineData(ActivitySamplingResult.None, false)]
+    public async Task The_callers_current_activity_is_its_own_while_and_after_an_attempt_runs_asynchronously(ActivitySamplingResult sampling, bool withContext)
+    {
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => sampling,
+        };
+        ActivitySource.AddActivityListener(listener);
+        var traceParent = $"00-{ActivityTraceId.CreateRandom()}-{ActivitySpanId.CreateRandom()}-01";
+        var message = Message(withContext ? new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = traceParent } : null);
+        using var services = new ServiceCollection().BuildServiceProvider();
+        var context = new TaskExecutionContext(message, 1, false, "worker-1", services, CancellationToken.None);
+        using var caller = new Activity("worker loop").SetIdFormat(ActivityIdFormat.W3C).Start();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Activity? inside = null;
+
+        var attempt = new TaskTracingMiddleware().InvokeAsync(context, async _ =>
+        {
+            inside = Activity.Current;
+            await release.Task;
+            Assert.Same(inside, Activity.Current);
+        });
+
+        Assert.False(attempt.IsCompleted);
+        // The caller (the worker's loop, which goes on to the next attempt) is still in its own activity.
+        Assert.Same(caller, Activity.Current);
+        if (withContext)
+        {
+            Assert.NotSame(caller, inside);
+            Assert.Equal(traceParent.Split('-')[1], inside!.TraceId.ToString());
+        }
+        else
+        {
+            // Dropped by the sampler with no context to carry: the attempt runs in the caller's context.
+            Assert.Same(caller, inside);
+        }
+        release.SetResult();
+        await attempt;
+        Assert.Same(caller, Activity.Current);
+        Assert.True(inside!.IsStopped || !withContext);
+    }
 }

@@ -31,10 +31,22 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
         {
             return next(context);
         }
-        return RunAsync(context, next, traceParent, traceState);
+        var caller = Activity.Current;
+        var activity = StartActivity(context, traceParent, traceState);
+        if (activity is null)
+        {
+            // An attempt the sampler dropped, with no context to carry, runs without a frame of its own (the common case
+            // under a ratio sampler for tasks enqueued outside a sampled trace).
+            return next(context);
+        }
+        var run = RunAsync(context, next, activity);
+        // The attempt runs in the activity (RunAsync captured it); the caller goes on in its own, as if it had started in
+        // RunAsync.
+        Activity.Current = caller;
+        return run;
     }
 
-    private static async ValueTask RunAsync(TaskExecutionContext context, TaskExecutionDelegate next, string? traceParent, string? traceState)
+    private static Activity? StartActivity(TaskExecutionContext context, string? traceParent, string? traceState)
     {
         var message = context.Message;
         ActivityContext.TryParse(traceParent, traceState, isRemote: true, out var parent);
@@ -61,6 +73,11 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
                 activity.AddTag("conveyor.redelivery", true);
             }
         }
+        return activity;
+    }
+
+    private static async ValueTask RunAsync(TaskExecutionContext context, TaskExecutionDelegate next, Activity activity)
+    {
         try
         {
             await next(context).ConfigureAwait(false);
@@ -73,7 +90,7 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
         }
         finally
         {
-            activity?.Dispose();
+            activity.Dispose();
         }
     }
 
