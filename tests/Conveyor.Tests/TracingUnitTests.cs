@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using Conveyor.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Conveyor.Tests;
@@ -135,5 +136,79 @@ public sealed class TracingUnitTests
         await attempt;
         Assert.Same(caller, Activity.Current);
         Assert.True(inside!.IsStopped || !withContext);
+    }
+
+    [Theory]
+    [InlineData(true, false, true)]
+    [InlineData(true, true, true)]
+    [InlineData(false, false, false)]
+    [InlineData(false, true, true)]
+    public async Task An_enqueue_writes_an_unsampled_traces_context_only_when_told_to(bool propagateUnsampled, bool sampled, bool written)
+    {
+        var services = new ServiceCollection();
+        services.AddConveyor(o => o.PropagateUnsampledTraces = propagateUnsampled).UseInMemoryBackend();
+        await using var provider = services.BuildServiceProvider();
+        var client = provider.GetRequiredService<ITaskClient>();
+        using var caller = new Activity("request").SetIdFormat(ActivityIdFormat.W3C);
+        caller.ActivityTraceFlags = sampled ? ActivityTraceFlags.Recorded : ActivityTraceFlags.None;
+        caller.Start();
+
+        var id = (await client.EnqueueAsync(new TaskRequest("trace.unit"))).Id;
+
+        var stored = await provider.GetRequiredService<Conveyor.Backends.IConveyorBackend>().Store.GetAsync(id, CancellationToken.None);
+        Assert.NotNull(stored);
+        if (written)
+        {
+            Assert.Equal(caller.Id, stored.Headers![ConveyorDiagnostics.TraceParentHeader]);
+        }
+        else
+        {
+            Assert.Null(stored.Headers);
+        }
+    }
+
+    [Fact]
+    public async Task An_attempt_without_context_whose_root_the_sampler_drops_runs_in_no_activity()
+    {
+        // As the OpenTelemetry SDK answers for a root it drops: an activity to carry the new trace id, recording nothing.
+        var started = 0;
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> options) =>
+                options.Parent == default ? ActivitySamplingResult.PropagationData : ActivitySamplingResult.AllDataAndRecorded,
+            // Other test classes' attempts run beside this one: only this class's task name counts.
+            ActivityStarted = activity =>
+            {
+                if (activity.DisplayName == "process trace.unit")
+                {
+                    Interlocked.Increment(ref started);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        using var services = new ServiceCollection().BuildServiceProvider();
+        Activity? inside = null;
+
+        await new TaskTracingMiddleware().InvokeAsync(new TaskExecutionContext(Message(), 1, false, "worker-1", services, CancellationToken.None), _ =>
+        {
+            inside = Activity.Current;
+            return ValueTask.CompletedTask;
+        });
+
+        Assert.Null(inside);
+        Assert.Equal(0, started);
+
+        // With a context, the same sampler's answer gives a span, child of it.
+        var traceId = ActivityTraceId.CreateRandom();
+        var withContext = Message(new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{ActivitySpanId.CreateRandom()}-01" });
+        await new TaskTracingMiddleware().InvokeAsync(new TaskExecutionContext(withContext, 1, false, "worker-1", services, CancellationToken.None), _ =>
+        {
+            inside = Activity.Current;
+            return ValueTask.CompletedTask;
+        });
+        Assert.Equal(traceId, inside!.TraceId);
+        Assert.True(inside.Recorded);
+        Assert.Equal(1, started);
     }
 }

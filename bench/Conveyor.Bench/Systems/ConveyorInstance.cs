@@ -107,6 +107,8 @@ internal sealed class ConveyorInstance : IAsyncDisposable
                 o.Worker.Prefetch = prefetch;
                 // BENCH_LOG_TASKS=0 leaves the logging middleware out: the A/B of its cost (docs/benchmarks.md).
                 o.LogTasks = Environment.GetEnvironmentVariable("BENCH_LOG_TASKS") != "0";
+                // CONVEYOR_PROPAGATE_UNSAMPLED_TRACES=false, as on a server: only sampled traces' context in the messages.
+                o.PropagateUnsampledTraces = !string.Equals(Environment.GetEnvironmentVariable("CONVEYOR_PROPAGATE_UNSAMPLED_TRACES"), "false", StringComparison.OrdinalIgnoreCase);
                 // The workflow workload's chord is 10,000 members and its callback: one over the default cap.
                 o.MaxWorkflowSteps = 20_000;
                 foreach (var limit in limits ?? [])

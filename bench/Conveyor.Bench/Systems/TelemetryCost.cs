@@ -25,6 +25,13 @@ internal static class TelemetryCost
     /// else nothing. Returns whether it added anything.</summary>
     public static bool Add(HostApplicationBuilder host, string? what)
     {
+        if (what == "listener")
+        {
+            // A bare listener on Conveyor's source that samples nothing, without the SDK: what the middleware costs apart
+            // from the SDK (an experiment; not a mode a deployment runs).
+            ActivitySource.AddActivityListener(BareListener.Value);
+            return true;
+        }
         var metrics = what is "1" or "all" or "metrics";
         var traces = what is "1" or "all" or "traces";
         if (!metrics && !traces)
@@ -57,6 +64,12 @@ internal static class TelemetryCost
         }
         return true;
     }
+
+    private static readonly Lazy<ActivityListener> BareListener = new(() => new ActivityListener
+    {
+        ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
+        Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.None,
+    });
 
     private sealed class DiscardMetrics : BaseExporter<Metric>
     {

@@ -73,7 +73,7 @@ internal sealed class TaskClient(IConveyorBackend backend, TaskRegistry registry
             messages[i] = BuildMessage(requests[i], registry, now);
             anyScheduled |= messages[i].NotBefore is not null;
         }
-        TraceContext.Inject(messages);
+        TraceContext.Inject(messages, options.Value.PropagateUnsampledTraces);
         var stored = await pipeline.RunAsync(messages, cancellationToken).ConfigureAwait(false);
         var results = new EnqueueResult[stored.Count];
         for (var i = 0; i < stored.Count; i++)

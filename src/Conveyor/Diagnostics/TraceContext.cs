@@ -7,10 +7,11 @@ internal static class TraceContext
 {
     /// <summary>Gives each message without a <c>traceparent</c> header the current activity's trace context (the
     /// enqueue's span, an HTTP request's activity, or a handler's attempt), so that its attempts, retries and the tasks
-    /// they enqueue join that trace. Nothing is written without a current activity.</summary>
-    public static void Inject(TaskMessage[] messages)
+    /// they enqueue join that trace. Nothing is written without a current activity, nor, unless
+    /// <paramref name="unsampledToo"/>, when its trace is not sampled.</summary>
+    public static void Inject(TaskMessage[] messages, bool unsampledToo = true)
     {
-        if (Activity.Current is not { } current)
+        if (Activity.Current is not { } current || (!unsampledToo && !current.Recorded))
         {
             return;
         }

@@ -31,6 +31,13 @@ public sealed class ConveyorOptions
     /// Default true.</summary>
     public bool TraceTasks { get; set; } = true;
 
+    /// <summary>Whether an enqueue inside a trace that is not sampled (an activity that only propagates its context, as the
+    /// OpenTelemetry SDK starts for every span its sampler drops) still writes that context into the messages, so that the
+    /// attempts' log lines carry the trace id and a parent-based sampler drops their spans too. False writes the context of
+    /// sampled traces only: a message of an unsampled trace then costs no header, its attempts no activity, and each
+    /// attempt is a root that the sampler decides on afresh (docs/observability.md, Cost). Default true.</summary>
+    public bool PropagateUnsampledTraces { get; set; } = true;
+
     /// <summary>How often, at most, the queue and worker gauges (<see cref="ConveyorMetricNames.QueueDepth"/>, …) read the
     /// backend: collections within this time of the last read report its counts. Default 5 s.</summary>
     public TimeSpan MetricsRefreshInterval { get; set; } = TimeSpan.FromSeconds(5);

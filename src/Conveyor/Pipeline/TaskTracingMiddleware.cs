@@ -50,13 +50,19 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
     {
         var message = context.Message;
         ActivityContext.TryParse(traceParent, traceState, isRemote: true, out var parent);
-        var activity = ConveyorDiagnostics.ActivitySource.StartActivity(SpanName(message.Task), ActivityKind.Consumer, parent);
+        var activity = ConveyorDiagnostics.ActivitySource.CreateActivity(SpanName(message.Task), ActivityKind.Consumer, parent);
+        if (activity is { IsAllDataRequested: false } && traceParent is null)
+        {
+            // A root the sampler dropped: the OpenTelemetry SDK still asks for an activity to carry its new trace id, which
+            // nothing here would read (no context came with the message, no span is recorded). Left unstarted, it costs
+            // the attempt no current activity and no listener callbacks.
+            return null;
+        }
         if (activity is null && traceParent is not null)
         {
             activity = new Activity(PlainActivityName);
             activity.SetParentId(traceParent);
             activity.TraceStateString = traceState;
-            activity.Start();
         }
         if (activity is { IsAllDataRequested: true })
         {
@@ -73,7 +79,7 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
                 activity.AddTag("conveyor.redelivery", true);
             }
         }
-        return activity;
+        return activity?.Start();
     }
 
     private static async ValueTask RunAsync(TaskExecutionContext context, TaskExecutionDelegate next, Activity activity)
