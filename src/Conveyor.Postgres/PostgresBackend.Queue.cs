@@ -579,12 +579,12 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
-    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    public async Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
         if (leases.Count == 0)
         {
-            return;
+            return LeaseSweep.None;
         }
         // A lease that never started (and whose cancel was not asked) is a clean hand-back: not a lapse. In id order, as
         // completions and extensions lock rows.
@@ -594,6 +594,7 @@ public sealed partial class PostgresBackend
             p.AddWithValue("id", ordered.Select(l => l.TaskId).ToArray());
             p.AddWithValue("token", ordered.Select(l => l.Token).ToArray());
         }, cancellationToken).ConfigureAwait(false);
+        return LeaseSweep.None;
     }
 
     /// <inheritdoc />

@@ -527,12 +527,12 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
-    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    public async Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
         if (leases.Count == 0)
         {
-            return;
+            return LeaseSweep.None;
         }
         var ready = await Writer.RunAsync(w =>
         {
@@ -555,6 +555,7 @@ public sealed partial class SqliteBackend
         {
             Ready("");
         }
+        return LeaseSweep.None;
     }
 
     /// <inheritdoc />

@@ -256,7 +256,7 @@ public sealed partial class InMemoryBackend
     }
 
     /// <inheritdoc />
-    public Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    public Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
         var ready = new HashSet<string>(StringComparer.Ordinal);
@@ -287,7 +287,7 @@ public sealed partial class InMemoryBackend
             }
         }
         _storage.PublishReady(ready);
-        return Task.CompletedTask;
+        return Task.FromResult(LeaseSweep.None);
     }
 
     /// <inheritdoc />
