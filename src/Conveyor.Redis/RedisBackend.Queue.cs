@@ -221,8 +221,7 @@ public sealed partial class RedisBackend
             return LeaseSweep.None;
         }
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        await RunAsync(db, RedisScripts.Release, LeaseArgs(leases, EndLeaseArgs(Now()))).ConfigureAwait(false);
-        return LeaseSweep.None;
+        return Sweep(await RunAsync(db, RedisScripts.Release, LeaseArgs(leases, EndLeaseArgs(Now()))).ConfigureAwait(false));
     }
 
     /// <inheritdoc />
