@@ -1206,8 +1206,12 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
     /// retry policy).</summary>
     private Completion RetryLater(Lease lease) => new()
     {
-        Lease = lease.Ref, Kind = CompletionKind.Retry, Attempt = lease.Attempt, RetryAt = Now.AddMinutes(1),
-        Error = new TaskError("Test.Failure", "failed for the test"), At = Now,
+        Lease = lease.Ref,
+        Kind = CompletionKind.Retry,
+        Attempt = lease.Attempt,
+        RetryAt = Now.AddMinutes(1),
+        Error = new TaskError("Test.Failure", "failed for the test"),
+        At = Now,
     };
 
     [Theory]
