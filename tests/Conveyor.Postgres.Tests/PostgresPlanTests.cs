@@ -39,7 +39,7 @@ public sealed class PostgresPlanTests : IAsyncLifetime
             await _backend.EnqueueAsync(batch, CancellationToken.None);
         }
         // What autovacuum does to the table of any deployment soon after a backlog arrives.
-        await ExecuteAsync($"ANALYZE {_tasks}");
+        await PlanReading.ExecuteAsync($"ANALYZE {_tasks}");
         var leases = await _backend.FetchAsync(new FetchRequest
         {
             WorkerId = "plan-test",
@@ -128,20 +128,6 @@ public sealed class PostgresPlanTests : IAsyncLifetime
             default:
                 break;
         }
-        var lines = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            lines.Add(reader.GetString(0));
-        }
-        return string.Join('\n', lines);
-    }
-
-    private static async Task ExecuteAsync(string sql)
-    {
-        await using var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(TestServers.Postgres));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
+        return await PlanReading.ReadPlanAsync(command);
     }
 }

@@ -59,6 +59,21 @@ public sealed class CallRecorder : IAsyncDisposable
     /// <summary>Calls whose body was not a marker.</summary>
     public int Unknown => Volatile.Read(ref _unknown);
 
+    /// <summary>The markers with a call in the handler now or ended less than <paramref name="since"/> ago: the tasks a kill of
+    /// their worker would interrupt (a handler whose call ended may not have written its outcome yet).</summary>
+    public IReadOnlyList<int> InFlight(TimeSpan since)
+    {
+        var after = Now - (long)(since.TotalSeconds * Stopwatch.Frequency);
+        return Enumerable.Range(0, _calls.Length).Where(marker =>
+        {
+            var calls = _calls[marker];
+            lock (calls)
+            {
+                return calls.Count > 0 && calls[^1].End >= after;
+            }
+        }).ToList();
+    }
+
     public static async Task<CallRecorder> StartAsync(int markers, TimeSpan work)
     {
         var recorder = new CallRecorder(markers, work);

@@ -77,9 +77,10 @@ public sealed class WorkflowKillLoopTests : IDisposable
                 // until the workflow ends; at least MinKills while it runs.
                 var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(240);
                 var lastKillDistinct = 0L;
-                // Per step, the kills it was running at: a step that was (and may have been interrupted) twice holds up the next kill.
-                var runningAtKills = new Dictionary<string, int>(StringComparer.Ordinal);
-                var lastStates = Stopwatch.StartNew();
+                // Per step, the kills at which its handler was running (a call of it in the recorder): a step that was, and may
+                // have been interrupted, twice holds up the next kill. Not the steps' "running" state: that includes steps
+                // whose worker is already dead until their lease comes back, which held kills up until the DAG was done.
+                var inFlightAtKills = new int[Steps];
                 var lastRead = Stopwatch.StartNew();
                 while (lastRead.ElapsedMilliseconds < 500 || await StateAsync(http, id) == "running")
                 {
@@ -89,20 +90,18 @@ public sealed class WorkflowKillLoopTests : IDisposable
                         lastRead.Restart();
                     }
                     Assert.True(DateTime.UtcNow < deadline, $"the workflow did not finish in time: {recorder.Distinct} of {Steps} steps ran, {kills} kills");
-                    if (recorder.Distinct - lastKillDistinct >= KillEveryNewSteps && recorder.Distinct < Steps - Width && lastStates.ElapsedMilliseconds >= 250)
+                    if (recorder.Distinct - lastKillDistinct >= KillEveryNewSteps && recorder.Distinct < Steps - Width)
                     {
-                        lastStates.Restart();
-                        var states = await StepStatesAsync(http, id);
-                        var running = states.Where(s => s.Value == "running").Select(s => s.Key).ToList();
-                        if (running.All(step => runningAtKills.GetValueOrDefault(step) < 2))
+                        var inFlight = recorder.InFlight(TimeSpan.FromMilliseconds(100));
+                        if (inFlight.All(marker => inFlightAtKills[marker] < 2))
                         {
                             var slot = kills % Slots;
                             workers[slot].KillHard();
                             workers[slot].Dispose();
                             lastKillDistinct = recorder.Distinct;
-                            foreach (var step in running)
+                            foreach (var marker in inFlight)
                             {
-                                runningAtKills[step] = runningAtKills.GetValueOrDefault(step) + 1;
+                                inFlightAtKills[marker]++;
                             }
                             kills++;
                             workers[slot] = ConveyorProcess.Start(_folder, environment, "worker");
@@ -149,13 +148,6 @@ public sealed class WorkflowKillLoopTests : IDisposable
             Console.WriteLine($"Workflow kill loop ({backend}): {Steps} steps in {Layers} layers, {kills} SIGKILLs of workers ({Slots} at a time), "
                 + $"{recorder.Total} runs ({reruns} re-runs of steps whose worker was killed), none before its inputs, none lost; {clock.Elapsed.TotalSeconds:F0} s");
         });
-
-    private static async Task<Dictionary<string, string>> StepStatesAsync(HttpClient http, Guid id)
-    {
-        var workflow = await http.GetFromJsonAsync<JsonElement>($"/api/v1/workflows/{id}");
-        return workflow.GetProperty("steps").EnumerateArray()
-            .ToDictionary(s => s.GetProperty("id").GetString()!, s => s.GetProperty("state").GetString()!);
-    }
 
     private static async Task<string?> StateAsync(HttpClient http, Guid id) =>
         (await http.GetFromJsonAsync<JsonElement>($"/api/v1/workflows/{id}")).GetProperty("state").GetString();
