@@ -89,6 +89,17 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         return leases.ToDictionary(l => l.Message.Headers![WorkflowHeaders.Step]);
     }
 
+    /// <summary>Fetches the one step left, <paramref name="stepId"/>, and succeeds it: the workflow succeeded, with nothing
+    /// else to run.</summary>
+    private async Task RunLastStepAsync(NewWorkflow workflow, string stepId)
+    {
+        var last = Assert.Single(await FetchStepsAsync());
+        Assert.Equal(stepId, last.Key);
+        await Queue.CompleteAsync([Succeeded(last.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
     [Fact]
     public async Task Retention_deletes_finished_workflows_past_it_with_their_steps_and_never_a_running_one()
     {
@@ -759,11 +770,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
 
         await Queue.CompleteAsync([Succeeded(members["b"])], Timeout);
-        var complete = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("complete", complete.Key);
-        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "complete");
     }
 
     [Fact]
@@ -877,11 +884,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
 
         await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
-        var complete = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("complete", complete.Key);
-        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "complete");
     }
 
     [Theory]
@@ -1023,11 +1026,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal("complete", complete.Key);
         Assert.Equal(end == StepLeaseEnd.InterruptedAndAbandoned ? 2 : 1, complete.Value.Attempt);
         await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        var report = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("report", report.Key);
-        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "report");
     }
 
     [Theory]
@@ -1049,11 +1048,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         var complete = Assert.Single(await FetchStepsAsync());
         Assert.Equal("complete", complete.Key);
         await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        var report = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("report", report.Key);
-        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "report");
     }
 
     [Theory]
@@ -1238,11 +1233,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal("complete", complete.Key);
         Assert.Equal(2, complete.Value.Attempt);
         await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        var report = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("report", report.Key);
-        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "report");
         var task = await Store.GetAsync(TaskOf(workflow, "complete"), Timeout);
         Assert.Equal(2, task!.Transitions.Count(t => t.State == TaskState.Running));
         Assert.DoesNotContain(task.Transitions, t => t.State == TaskState.Retrying);
@@ -1276,11 +1267,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(TaskState.Queued, await StateOf(workflow, "complete"));
         complete = Assert.Single(await FetchStepsAsync());
         await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        var report = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("report", report.Key);
-        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "report");
     }
 
     [Theory]
@@ -1312,11 +1299,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
             again = Assert.Single(await FetchStepsAsync());
         }
         await Queue.CompleteAsync([Succeeded(again.Value)], Timeout);
-        var report = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("report", report.Key);
-        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "report");
     }
 }
 
