@@ -52,20 +52,48 @@ public sealed partial class PostgresBackend
         """;
 
     // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
-    // before the worker heard of it, and must not be lost. (SET expressions read the old row.)
-    internal static string CompleteSql(string tasks) => $"""
-        UPDATE {tasks} t SET state = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END,
+    // before the worker heard of it, and must not be lost. (SET expressions read the old row.) A step's retry that the
+    // retried steps of its workflow hold back (RetryHeldBack) makes it pending instead.
+    internal static string CompleteSql(string tasks, string workflows, string edges) => $"""
+        UPDATE {tasks} t SET state = {StateAfterCompletion(tasks, workflows, edges)},
             result = u.result, error = coalesce(u.error, t.error),
             errors = CASE WHEN u.entry IS NULL THEN t.errors ELSE coalesce(t.errors || chr(10), '') || u.entry END,
-            not_before = u.nb, finished_at = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN u.at ELSE u.finished END,
+            not_before = CASE WHEN {RetryHeldBack(tasks, workflows, edges)} THEN NULL ELSE u.nb END,
+            finished_at = CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN u.at ELSE u.finished END,
             attempt = t.attempt - u.unspent, headers = CASE WHEN u.set_headers THEN u.headers ELSE t.headers END,
             lease_token = NULL, lease_expires = NULL, redelivered = false, cancel_requested = false,
-            history = t.history || '|' || (CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} ELSE u.state END) || ':' || u.at,
-            pending_steps = CASE WHEN u.state = {StoredStates.Succeeded} AND t.workflow_id IS NOT NULL THEN -1 ELSE t.pending_steps END
+            history = t.history || '|' || ({StateAfterCompletion(tasks, workflows, edges)}) || ':' || u.at,
+            pending_steps = CASE WHEN u.state = {StoredStates.Succeeded} AND t.workflow_id IS NOT NULL THEN -1
+                WHEN t.workflow_id IS NOT NULL AND t.pending_steps > 0 AND u.state = {StoredStates.Retrying}
+                THEN t.pending_steps - {SucceedingHere(tasks, edges)} ELSE t.pending_steps END
         FROM unnest(@id::uuid[], @token::bigint[], @state::int[], @result::text[], @error::text[], @entry::text[],
             @nb::bigint[], @finished::bigint[], @at::bigint[], @unspent::int[], @set_headers::boolean[], @headers::text[])
             AS u(id, token, state, result, error, entry, nb, finished, at, unspent, set_headers, headers)
         WHERE t.id = u.id AND t.lease_token = u.token AND {HeldByLease}
+        """;
+
+    private static string StateAfterCompletion(string tasks, string workflows, string edges) =>
+        $"CASE WHEN u.state = {StoredStates.Retrying} AND t.cancel_requested THEN {StoredStates.Cancelled} WHEN {RetryHeldBack(tasks, workflows, edges)} THEN {StoredStates.Pending} ELSE u.state END";
+
+    // A step whose attempt asks for a retry while the retried steps of its workflow hold it back goes back to pending, as
+    // at its lease's end (LeaseHeldBack): its retry's wait dropped, the attempt it ran kept; CompleteStepsSql counts it
+    // no longer active. Held back: its count (CountedStep) is above 0 once those of the steps it runs after that succeed
+    // in this statement are taken from it (their release passes over the rows the statement completes: the count is
+    // written so, held back or not), and its workflow would release it. Plain tasks stop at the first test; other steps
+    // at the second (their count is 0).
+    private static string RetryHeldBack(string tasks, string workflows, string edges) => $"""
+        (t.workflow_id IS NOT NULL AND t.pending_steps > 0 AND u.state = {StoredStates.Retrying} AND NOT t.cancel_requested
+            AND (SELECT w.state = 0 OR (w.state = 2 AND w.active_steps = -1 AND t.run_when = 1) FROM {workflows} w WHERE w.id = t.workflow_id)
+            AND t.pending_steps > {SucceedingHere(tasks, edges)})
+        """;
+
+    // How many of the steps that row t runs after succeed in this statement (their lease held, as CompleteSql's condition;
+    // `state + 0` as in HeldByLease).
+    private static string SucceedingHere(string tasks, string edges) => $"""
+        (SELECT count(*) FROM unnest(@id::uuid[], @token::bigint[], @state::int[]) AS s(id, token, state)
+            JOIN {edges} e ON e.from_task = s.id AND e.to_task = t.id
+            JOIN {tasks} d ON d.id = s.id AND d.lease_token = s.token AND d.state + 0 = {StoredStates.Running}
+         WHERE s.state = {StoredStates.Succeeded})
         """;
 
     // The completion (CompleteSql), and what its steps' successes mean for their workflows, in one statement: the step
@@ -74,15 +102,17 @@ public sealed partial class PostgresBackend
     // ended it still releases: migration 015) (in id order, before any dependent: the trigger's order, so that a failure in another
     // transaction cannot deadlock with it), takes from each pending dependent the number of its dependencies that
     // succeeded here, queues those left waiting for none, moves each workflow's active count once, and ends a workflow
-    // left with nothing active (its trigger, at the end of the statement, cancels its steps still pending). It returns the
+    // left with nothing active (its trigger, at the end of the statement, cancels its steps still pending). A step that a
+    // retry of its own took back to pending (RetryHeldBack) is no longer active either. It returns the
     // queues of the steps released. For plain tasks the extra parts read empty sets.
     internal static string CompleteStepsSql(string tasks, string workflows, string edges) => $"""
         WITH done AS (
-            {CompleteSql(tasks)}
+            {CompleteSql(tasks, workflows, edges)}
             RETURNING t.id, t.workflow_id, t.state),
-        ended AS (SELECT id, workflow_id FROM done WHERE workflow_id IS NOT NULL AND state = {StoredStates.Succeeded}),
+        stepped AS (SELECT id, workflow_id, state FROM done WHERE workflow_id IS NOT NULL AND state IN ({StoredStates.Succeeded}, {StoredStates.Pending})),
+        ended AS (SELECT id, workflow_id FROM stepped WHERE state = {StoredStates.Succeeded}),
         locked AS (
-            SELECT w.id, w.state FROM {workflows} w WHERE w.id IN (SELECT workflow_id FROM ended)
+            SELECT w.id, w.state FROM {workflows} w WHERE w.id IN (SELECT workflow_id FROM stepped)
               AND (w.state = 0 OR (w.state = 2 AND w.active_steps = -1))
             ORDER BY w.id FOR UPDATE),
         deps AS (SELECT e.to_task, count(*)::int AS n FROM {edges} e JOIN ended d ON e.from_task = d.id GROUP BY e.to_task),
@@ -97,7 +127,7 @@ public sealed partial class PostgresBackend
             RETURNING t.workflow_id, t.queue, {ReleasedNow("t", "o")} AS queued),
         delta AS (
             SELECT l.id, (SELECT count(*) FROM released r WHERE r.workflow_id = l.id AND r.queued)
-                - (SELECT count(*) FROM ended WHERE ended.workflow_id = l.id) AS n
+                - (SELECT count(*) FROM stepped s WHERE s.workflow_id = l.id) AS n
             FROM locked l WHERE l.state = 0),
         counted AS (
             -- Relative to the row as updated (not to the statement's snapshot, which predates a transaction that held
@@ -579,17 +609,17 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
-    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    public async Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
         if (leases.Count == 0)
         {
-            return;
+            return LeaseSweep.None;
         }
         // A lease that never started (and whose cancel was not asked) is a clean hand-back: not a lapse. In id order, as
         // completions and extensions lock rows.
         var ordered = leases.OrderBy(l => l.TaskId).ToArray();
-        await EndLeasesAsync(ReleaseSql(_tasks, _workflows), lapse: false, p =>
+        return await EndLeasesAsync(ReleaseSql(_tasks, _workflows), lapse: false, p =>
         {
             p.AddWithValue("id", ordered.Select(l => l.TaskId).ToArray());
             p.AddWithValue("token", ordered.Select(l => l.Token).ToArray());

@@ -290,14 +290,14 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         _store.Queue.StartAsync(leases, cancellationToken);
 
     /// <inheritdoc />
-    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    public async Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
         if (leases.Count == 0)
         {
-            return;
+            return LeaseSweep.None;
         }
-        await _store.Queue.ReleaseAsync(leases, cancellationToken).ConfigureAwait(false);
+        var sweep = await _store.Queue.ReleaseAsync(leases, cancellationToken).ConfigureAwait(false);
         // A lease whose handler started ends as an interrupted attempt (LeaseRules): the last one leaves its task dead,
         // and a cancel asked leaves it cancelled. Those deliveries are settled as a completion's are: dead-lettered, or
         // acked. The others go back to their queue (basic.nack with requeue), or are published again when not held here.
@@ -313,6 +313,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         // A requeued delivery may go back to this process's own consumer: every process hears of the work. The queues of
         // requeued deliveries are not looked up (one store read each); an empty payload means any queue.
         await NotifyReadyAsync(requeued.Count > 0 ? queues.Append("") : queues, cancellationToken).ConfigureAwait(false);
+        return sweep;
     }
 
     /// <summary>Publishes the tasks of <paramref name="ids"/> that the store has queued; returns their queues.</summary>

@@ -213,15 +213,15 @@ public sealed partial class RedisBackend
     }
 
     /// <inheritdoc />
-    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    public async Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
         if (leases.Count == 0)
         {
-            return;
+            return LeaseSweep.None;
         }
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        await RunAsync(db, RedisScripts.Release, LeaseArgs(leases, EndLeaseArgs(Now()))).ConfigureAwait(false);
+        return Sweep(await RunAsync(db, RedisScripts.Release, LeaseArgs(leases, EndLeaseArgs(Now()))).ConfigureAwait(false));
     }
 
     /// <inheritdoc />

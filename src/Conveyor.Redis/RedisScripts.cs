@@ -69,7 +69,8 @@ internal static class RedisScripts
 
     /// <summary>ARGV: B, now, error JSON, now as JSON, max interruptions, n, then id, token pairs. Hands back the held
     /// leases: an unstarted one (cancel not asked) goes back to its ready set, keeping its place and unspent; the others
-    /// end by end_lease.lua. Returns how many leases ended.</summary>
+    /// end by end_lease.lua. Returns how many leases ended, then the id and state of each task that ended for good (as
+    /// end_leases: <c>{ count, id, state, … }</c>).</summary>
     public static readonly string Release = Script("workflow.lua", "end_lease.lua", "release.lua");
 
     /// <summary>ARGV: B, now, error JSON, now as JSON, max interruptions. Ends every lease that expired before now by

@@ -82,6 +82,27 @@ public sealed partial class SqliteBackend
     private static readonly string StateAfterLease =
         $"CASE WHEN {LeaseCancelled} THEN {StoredStates.Cancelled} WHEN {LeaseInterruptedLast} THEN {StoredStates.Dead} WHEN {LeaseHeldBack} THEN {StoredStates.Pending} ELSE {StoredStates.Queued} END";
 
+    // A step's attempt that asks for a retry ($state retrying; run when the plain statement changed nothing, so plain tasks
+    // never reach it): as CompleteStepSql, but a step that the retried steps of its workflow hold back (LeaseHeldBack) goes
+    // back to pending, as at its lease's end: its retry's wait dropped, its count recounted, the attempt it ran kept. The
+    // caller counts it no longer active (HeldBack). A cancel asked cancels it, as CompleteSet does.
+    private static readonly string RetryHeldBack = $"cancel_requested = 0 AND {LeaseHeldBack}";
+    private static readonly string StateAfterStepRetry =
+        $"CASE WHEN {LeaseCancelled} THEN {StoredStates.Cancelled} WHEN {RetryHeldBack} THEN {StoredStates.Pending} ELSE $state END";
+    private static readonly string CompleteStepRetrySql = $"""
+        UPDATE tasks SET workflow_id = workflow_id, state = {StateAfterStepRetry},
+            result = $result, error = coalesce($error, error),
+            errors = CASE WHEN $errorEntry IS NULL THEN errors ELSE coalesce(errors || char(10), '') || $errorEntry END,
+            not_before = CASE WHEN {RetryHeldBack} THEN NULL ELSE $nb END,
+            finished_at = CASE WHEN {LeaseCancelled} THEN $at ELSE $finished END,
+            pending_steps = CASE WHEN {RetryHeldBack} THEN {WorkflowRetrySql.HeldBackBy("tasks", "workflow_edges", "tasks")} ELSE 0 END,
+            attempt = attempt - $unspent, headers = CASE WHEN $setHeaders = 1 THEN $headers ELSE headers END,
+            lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
+            history = history || '|' || ({StateAfterStepRetry}) || ':' || $at
+        WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}
+        RETURNING state, workflow_id
+        """;
+
     // Appends an AttemptError (as serialized by ConveyorJson) for the interrupted attempt.
     private const string AppendInterruptedError =
         "coalesce(errors || char(10), '') || json_object('attempt', attempt, 'at', json($at), 'error', json($error))";
@@ -366,6 +387,7 @@ public sealed partial class SqliteBackend
     {
         var command = w.Prepared(CompleteSql, CompleteParameters);
         PreparedStatement? step = null;
+        PreparedStatement? stepRetry = null;
         PreparedStatement? stepSuccess = null;
         StepSuccesses? successes = null;
         var changed = 0;
@@ -405,6 +427,34 @@ public sealed partial class SqliteBackend
                 // The hint was wrong (the task is not a step): the plain task's statement after all.
                 BindCompletion(command, c, id);
                 rows = command.Execute();
+            }
+            else if (rows == 0 && c.Kind == CompletionKind.Retry)
+            {
+                // A workflow step's retry (or a lease no longer held): one that the retried steps of its workflow hold
+                // back waits for them in pending, no longer active, counted after the successes before it.
+                successes?.Flush(w, ref released);
+                stepRetry ??= w.Prepared(CompleteStepRetrySql, CompleteParameters);
+                BindCompletion(stepRetry, c, id);
+                byte[]? heldBack = null;
+                try
+                {
+                    if (stepRetry.Read())
+                    {
+                        rows = 1;
+                        if (stepRetry.GetInt32(0) == (int)TaskState.Pending)
+                        {
+                            heldBack = stepRetry.GetBytes(1).ToArray();
+                        }
+                    }
+                }
+                finally
+                {
+                    stepRetry.Reset();
+                }
+                if (heldBack is not null)
+                {
+                    HeldBack(w, heldBack, c.At.ToUnixTimeMilliseconds());
+                }
             }
             else if (rows == 0 && c.Kind != CompletionKind.Succeeded)
             {
@@ -527,14 +577,14 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
-    public async Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    public async Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
         if (leases.Count == 0)
         {
-            return;
+            return LeaseSweep.None;
         }
-        var ready = await Writer.RunAsync(w =>
+        var (sweep, ready) = await Writer.RunAsync(w =>
         {
             // A lease that never started (and whose cancel was not asked) is a clean hand-back: not a lapse.
             var command = w.Statement(
@@ -543,18 +593,27 @@ public sealed partial class SqliteBackend
             var now = Now();
             BindLeaseEnd(command, now, lapse: false);
             var any = false;
+            var count = 0;
+            List<EndedLease>? ended = null;
             foreach (var lease in leases)
             {
                 command.Parameters[4].Value = IdBytes(lease.TaskId);
                 command.Parameters[5].Value = lease.Token;
-                any |= SweepLeases(w, command, now).Ready;
+                var (one, oneReady) = SweepLeases(w, command, now);
+                any |= oneReady;
+                count += one.Count;
+                if (one.Ended.Count > 0)
+                {
+                    (ended ??= []).AddRange(one.Ended);
+                }
             }
-            return any;
+            return (count == 0 ? LeaseSweep.None : new LeaseSweep(count, (IReadOnlyList<EndedLease>?)ended ?? []), any);
         }).ConfigureAwait(false);
         if (ready)
         {
             Ready("");
         }
+        return sweep;
     }
 
     /// <inheritdoc />

@@ -218,6 +218,13 @@ public sealed partial class InMemoryBackend
                 task.LeaseToken = 0;
                 task.Redelivered = false;
                 task.CancelRequested = false;
+                if (state == TaskState.Retrying && _storage.HoldBack(task, completion.At))
+                {
+                    // A step its workflow's retry counted while leased, which the retried steps still hold back: it waits
+                    // for them in pending, as at its lease's end, not for its retry's time (dropped).
+                    task.NotBefore = null;
+                    continue;
+                }
                 _storage.Transition(task, state, completion.At);
             }
         }
@@ -256,10 +263,12 @@ public sealed partial class InMemoryBackend
     }
 
     /// <inheritdoc />
-    public Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
+    public Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(leases);
         var ready = new HashSet<string>(StringComparer.Ordinal);
+        var count = 0;
+        var ended = new List<EndedLease>();
         lock (_storage.Gate)
         {
             var now = Now();
@@ -269,6 +278,7 @@ public sealed partial class InMemoryBackend
                 {
                     continue;
                 }
+                count++;
                 if (!task.LeaseStarted && !task.CancelRequested)
                 {
                     // A clean hand-back of a lease that never started: not a lapse.
@@ -284,10 +294,16 @@ public sealed partial class InMemoryBackend
                 {
                     ready.Add(task.Message.Queue);
                 }
+                // Ended for good: its cancel was asked, its last interruption, or a step held back whose workflow ended
+                // with it (cancelled).
+                if (task.State.IsTerminal())
+                {
+                    ended.Add(new EndedLease(task.Message.Id, task.State));
+                }
             }
         }
         _storage.PublishReady(ready);
-        return Task.CompletedTask;
+        return Task.FromResult(count == 0 ? LeaseSweep.None : new LeaseSweep(count, ended));
     }
 
     /// <inheritdoc />

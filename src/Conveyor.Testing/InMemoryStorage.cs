@@ -200,9 +200,10 @@ public sealed class InMemoryStorage
         }
     }
 
-    /// <summary>Takes a step whose lease ended without an outcome back to pending when steps that its workflow's retry ran
-    /// again hold it back (the count the retry gave it while it was leased, lowered by their ends, is above 0) and its
-    /// workflow would release it: it runs after them, not before. False, and nothing changed, otherwise. Under the lock.</summary>
+    /// <summary>Takes a step whose lease ended without an outcome, or whose attempt asked for a retry, back to pending when
+    /// steps that its workflow's retry ran again hold it back (the count the retry gave it while it was leased, lowered by
+    /// their ends, is above 0) and its workflow would release it: it runs after them, not before. False, and nothing
+    /// changed, otherwise. Under the lock.</summary>
     internal bool HoldBack(StoredTask task, DateTimeOffset at)
     {
         if (task.PendingSteps <= 0 || task.WorkflowId is not { } workflowId || !Workflows.TryGetValue(workflowId, out var workflow)
@@ -228,8 +229,8 @@ public sealed class InMemoryStorage
         foreach (var dependentId in workflow.Dependents.GetValueOrDefault(step.Message.Id) ?? [])
         {
             // A dependent that retention deleted (it was cancelled when the workflow failed) is passed over.
-            // One not pending was counted by a retry while leased (HoldBack): its count falls, and it runs on (or waits for
-            // its own retry); only a pending one is queued. Any other's count is 0.
+            // One not pending was counted by a retry while leased (HoldBack): its count falls, and it runs on (or, once the
+            // count is 0, waits for its own retry); only a pending one is queued. Any other's count is 0.
             if (Tasks.TryGetValue(dependentId, out var dependent)
                 && (dependent.State == TaskState.Pending || (!dependent.State.IsTerminal() && dependent.PendingSteps > 0))
                 && (state == TaskState.Succeeded || dependent.RunWhen == WorkflowRunWhen.AllEnded) && --dependent.PendingSteps == 0

@@ -18,6 +18,7 @@ public sealed class PostgresPlanTests : IAsyncLifetime
     private PostgresBackend _backend = null!;
     private string _tasks = null!;
     private string _workflows = null!;
+    private string _edges = null!;
     private Guid[] _ids = [];
     private long[] _tokens = [];
 
@@ -27,6 +28,7 @@ public sealed class PostgresPlanTests : IAsyncLifetime
         _backend = (PostgresBackend)database.Create();
         _tasks = new PostgresDialect(database.Schema).Table("tasks");
         _workflows = new PostgresDialect(database.Schema).Table("workflows");
+        _edges = new PostgresDialect(database.Schema).Table("workflow_edges");
         await _backend.MigrateAsync(CancellationToken.None);
         var now = DateTimeOffset.UtcNow;
         for (var n = 0; n < Backlog; n += 1_000)
@@ -84,7 +86,7 @@ public sealed class PostgresPlanTests : IAsyncLifetime
 
     private string Sql(string statement) => statement switch
     {
-        "complete" => PostgresBackend.CompleteSql(_tasks),
+        "complete" => PostgresBackend.CompleteSql(_tasks, _workflows, _edges),
         "start" => PostgresBackend.StartSql(_tasks),
         "extend" => PostgresBackend.ExtendSql(_tasks),
         "release" => PostgresBackend.ReleaseSql(_tasks, _workflows),

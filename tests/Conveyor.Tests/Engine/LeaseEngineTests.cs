@@ -79,6 +79,45 @@ public sealed class LeaseEngineTests
     }
 
     [Fact]
+    public async Task A_lease_handed_back_from_the_prefetch_buffer_that_ends_its_task_raises_the_tasks_event()
+    {
+        await using var host = new EngineHost(
+            c => c.AddTask<GatedTask>(GatedTask.Name).AddNoopTask(),
+            o =>
+            {
+                o.Worker.Concurrency = 1;
+                o.Worker.Prefetch = 4;
+                o.Worker.LeaseDuration = TimeSpan.FromSeconds(3);
+            });
+        var cancelled = new TaskCompletionSource<TaskEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Guid? watched = null;
+        using var subscription = host.Services.GetRequiredService<TaskEventBus>().Subscribe(e =>
+        {
+            if (e.TaskId == watched && e.Kind == TaskEventKind.Cancelled)
+            {
+                cancelled.TrySetResult(e);
+            }
+        });
+        await host.StartAsync();
+        var blocker = await host.Client.EnqueueAsync(GatedTask.Name);
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        var waiting = await host.Client.EnqueueAsync(NoopTask.Name);
+        watched = waiting.Id;
+        await host.WaitForAsync(waiting.Id, r => r.State == TaskState.Running);
+
+        // Its cancel is asked while it waits in the buffer behind the blocked handler: the hand-back after a lease ends
+        // it, and the worker raises its event (ReleaseAsync reports it), as the reaper would for a lease that ran out.
+        Assert.Equal(CancelOutcome.Requested, await host.Client.CancelAsync(waiting.Id));
+        var taskEvent = await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(TaskState.Cancelled, taskEvent.State);
+        Assert.Equal(NoopTask.Name, taskEvent.Task);
+        Assert.Equal(TaskState.Cancelled, (await host.Client.GetAsync(waiting.Id))!.State);
+
+        host.Probe.Gate.TrySetResult();
+        Assert.Equal(1, (await host.WaitForStateAsync(blocker.Id, TaskState.Succeeded)).Attempts);
+    }
+
+    [Fact]
     public async Task A_lease_still_held_at_the_end_of_the_drain_is_handed_back_rather_than_left_to_run_out()
     {
         await using var host = new EngineHost(c => c.AddTask<StubbornTask>(StubbornTask.Name), o =>
