@@ -59,8 +59,8 @@ internal sealed partial class SqliteWriterGate : IDisposable
     public static (string Gate, string Turnstile) PathsFor(string databasePath) => (databasePath + "-wlock", databasePath + "-wturn");
 
     /// <summary>Opens the gate of the database at <paramref name="databasePath"/>, creating its side files (0600); null
-    /// where there is no <c>flock</c> (Windows) or the files cannot be opened (a read-only folder): the writer then relies
-    /// on SQLite's lock alone.</summary>
+    /// off Linux x64 and Arm64, or where the files cannot be opened (a read-only folder): the writer then relies on
+    /// SQLite's lock and busy handler alone.</summary>
     public static SqliteWriterGate? TryOpen(string databasePath)
     {
         // open(2)'s flags below are Linux's on x64 and Arm64; elsewhere SQLite's lock and busy handler do it alone.
