@@ -13,9 +13,7 @@ namespace Conveyor.Sqlite;
 /// enqueue-to-start latency. This handler yields the thread for the first tries (the holder's commit usually ends
 /// within them), then sleeps 1 ms at a time, up to the same busy timeout. Installed through SQLite's C API
 /// (<c>sqlite3_busy_handler</c>), which Microsoft.Data.Sqlite does not expose; where the native library cannot be
-/// reached that way, the writer keeps <c>PRAGMA busy_timeout</c>. Conveyor's writers on Linux first wait at the writer
-/// gate (<see cref="SqliteWriterGate"/>), woken when the other process commits, so this handler mostly waits for
-/// writers that do not take the gate.
+/// reached that way, the writer keeps <c>PRAGMA busy_timeout</c>.
 /// </summary>
 internal static unsafe partial class SqliteBusyHandler
 {

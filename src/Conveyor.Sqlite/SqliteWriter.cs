@@ -50,8 +50,6 @@ internal sealed class SqliteWriter : IDisposable
     private readonly int _maxPerTransaction;
     private readonly SqliteCheckpointer _checkpointer;
     private readonly Action? _afterCommits;
-    private readonly SqliteWriterGate? _gate;
-    private readonly TimeSpan _busyTimeout;
     private bool _stopping;
 
     /// <summary>Opens the writing connection and starts its thread. <paramref name="afterCommits"/>, when given, runs on
@@ -72,8 +70,6 @@ internal sealed class SqliteWriter : IDisposable
         Pragma("PRAGMA temp_store = MEMORY");
         Pragma($"PRAGMA wal_autocheckpoint = {SqliteCheckpointer.WriterFallbackPages}");
         _checkpointer = new SqliteCheckpointer(connectionString);
-        _busyTimeout = options.BusyTimeout;
-        _gate = SqliteWriterGate.TryOpen(new SqliteConnectionStringBuilder(connectionString).DataSource);
         _thread = new Thread(Run) { IsBackground = true, Name = "conveyor-sqlite-writer" };
         _thread.Start();
     }
@@ -151,54 +147,19 @@ internal sealed class SqliteWriter : IDisposable
                 {
                     return;
                 }
-            }
-            // The gate is taken before the batch: operations that arrive while this writer waits for another process's
-            // transaction join the batch, so a wait buys a bigger transaction instead of a longer queue.
-            var gated = _gate?.Enter(_busyTimeout) ?? false;
-            lock (_lock)
-            {
                 while (_pending.Count > 0 && batch.Count < _maxPerTransaction)
                 {
                     batch.Add(_pending.Dequeue());
                 }
             }
-            RunBatch(batch, gated);
+            RunBatch(batch);
             batch.Clear();
         }
     }
 
-    private void RunBatch(List<WriteOperation> batch, bool gated)
+    private void RunBatch(List<WriteOperation> batch)
     {
         var succeeded = new List<WriteOperation>(batch.Count);
-        bool committed;
-        try
-        {
-            committed = Transact(batch, succeeded);
-        }
-        finally
-        {
-            // Right after the commit, before the callers are told: another process's writer may start meanwhile.
-            if (gated)
-            {
-                _gate!.Exit();
-            }
-        }
-        if (!committed)
-        {
-            return;
-        }
-        _checkpointer.Committed();
-        foreach (var operation in succeeded)
-        {
-            operation.Committed();
-        }
-        _afterCommits?.Invoke();
-    }
-
-    /// <summary>Runs <paramref name="batch"/> in one transaction; true when it committed <paramref name="succeeded"/>
-    /// (the others, and all of them when it did not commit, have been failed).</summary>
-    private bool Transact(List<WriteOperation> batch, List<WriteOperation> succeeded)
-    {
         try
         {
             Exec("BEGIN IMMEDIATE");
@@ -209,7 +170,7 @@ internal sealed class SqliteWriter : IDisposable
             {
                 operation.Failed(ex);
             }
-            return false;
+            return;
         }
         foreach (var operation in batch)
         {
@@ -265,9 +226,14 @@ internal sealed class SqliteWriter : IDisposable
             {
                 operation.Failed(ex);
             }
-            return false;
+            return;
         }
-        return true;
+        _checkpointer.Committed();
+        foreach (var operation in succeeded)
+        {
+            operation.Committed();
+        }
+        _afterCommits?.Invoke();
     }
 
     // Transaction control runs once or twice per operation: prepared once, without Microsoft.Data.Sqlite's per-call overhead.
@@ -281,7 +247,6 @@ internal sealed class SqliteWriter : IDisposable
             Monitor.PulseAll(_lock);
         }
         _thread.Join();
-        _gate?.Dispose();
         _checkpointer.Dispose();
         foreach (var statement in _prepared.Values)
         {
