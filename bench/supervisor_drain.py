@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Usage: python3 bench/supervisor_drain.py [TASKS] [single,supervised]; PG_URL=postgresql://… for PostgreSQL (a
-fresh schema per run), ROUNDS=3. Drain of no-op tasks by `conveyor worker` in one process against `--processes 2`, on SQLite.
+fresh schema per run), ROUNDS=3, CONVEYOR_BIN=<folder of another build's conveyor> to measure that build. Drain of no-op tasks by `conveyor worker` in one process against `--processes 2`, on SQLite.
 Fill: N tasks through a `conveyor server --no-worker` (HTTP batches of 1000), untimed. Drain: from the worker
 command's start until every task succeeded (polled in the database every 100 ms); also from the first success."""
 import json, os, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time, urllib.request
 
 # The Release build of the server project (dotnet build -c Release).
-CONVEYOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "Conveyor.Server", "bin", "Release", "net10.0", "conveyor")
+CONVEYOR = os.path.join(os.environ.get("CONVEYOR_BIN") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "Conveyor.Server", "bin", "Release", "net10.0"), "conveyor")
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
 modes = sys.argv[2].split(",") if len(sys.argv) > 2 else ["single", "supervised"]
 
