@@ -52,6 +52,16 @@ local function end_lease(id, c, now, errjson, atjson, bound)
   return back_in(id, c, st, now)
 end
 local function wake(woken) for q in pairs(woken) do redis.call('PUBLISH', B .. 'wake', q) end end
+-- What a lease's end (end_lease, back_in) returned for task id, into a reply of end_leases' form: its queue (q) to wake,
+-- or, when it ended for good (nil), its id and state appended to reply.
+local function settled(reply, woken, id, q)
+  if q then
+    woken[q] = true
+  elseif q == nil then
+    reply[#reply + 1] = id
+    reply[#reply + 1] = tonumber(redis.call('HGET', B .. 't:' .. id, 'state'))
+  end
+end
 -- Ends the leases of ids (members of the leased set) by end_lease. Returns how many were held, then the id and state of
 -- each task that ended for good (cancelled, 6, when its cancel was asked or its workflow ended while it waited; else
 -- dead, 5): { count, id, state, id, state, … }.
@@ -62,13 +72,7 @@ local function end_leases(ids, now, errjson, atjson, bound)
   for _, id in ipairs(ids) do
     local c = lease_of(id)
     if c[1] == '2' then
-      local q = end_lease(id, c, now, errjson, atjson, bound)
-      if q then
-        woken[q] = true
-      elseif q == nil then
-        reply[#reply + 1] = id
-        reply[#reply + 1] = tonumber(redis.call('HGET', B .. 't:' .. id, 'state'))
-      end
+      settled(reply, woken, id, end_lease(id, c, now, errjson, atjson, bound))
       reply[1] = reply[1] + 1
     end
   end

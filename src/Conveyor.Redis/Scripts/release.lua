@@ -3,14 +3,6 @@ local n = tonumber(ARGV[6])
 -- Returns how many leases were held, then the id and state of each task that ended for good (end_leases' reply).
 local reply = { 0 }
 local woken = {}
-local function settled(id, q)
-  if q then
-    woken[q] = true
-  elseif q == nil then
-    reply[#reply + 1] = id
-    reply[#reply + 1] = tonumber(redis.call('HGET', B .. 't:' .. id, 'state'))
-  end
-end
 for i = 0, n - 1 do
   local id, token = ARGV[7 + i * 2], ARGV[8 + i * 2]
   local c = lease_of(id)
@@ -20,9 +12,9 @@ for i = 0, n - 1 do
       -- A clean hand-back of a lease that never started: its attempt is not spent, and it is not a lapse.
       local st = holds_back(c[14], c[15], c[16]) and 8 or 1
       redis.call('HSET', B .. 't:' .. id, 'state', st, 'attempt', tonumber(c[9]) - 1, 'hist', c[7] .. '|2:' .. c[8] .. '|' .. st .. ':' .. now)
-      settled(id, back_in(id, c, st, now))
+      settled(reply, woken, id, back_in(id, c, st, now))
     else
-      settled(id, end_lease(id, c, now, errjson, atjson, bound))
+      settled(reply, woken, id, end_lease(id, c, now, errjson, atjson, bound))
     end
     reply[1] = reply[1] + 1
   end

@@ -46,18 +46,21 @@ public sealed class LeaseEngineTests
         await host.WaitForStateAsync(result.Id, TaskState.Cancelled);
     }
 
+    /// <summary>One handler, for a <see cref="GatedTask"/> to block, and a prefetch buffer of 4 behind it; leases of 3 s.</summary>
+    private static EngineHost OneHandlerWithABuffer() => new(
+        c => c.AddTask<GatedTask>(GatedTask.Name).AddNoopTask(),
+        o =>
+        {
+            o.Worker.Concurrency = 1;
+            o.Worker.Prefetch = 4;
+            // Long enough that the blocker's own lease survives a loaded machine's slow beats; the waiting ones go back after it.
+            o.Worker.LeaseDuration = TimeSpan.FromSeconds(3);
+        });
+
     [Fact]
     public async Task Leases_waiting_longer_than_a_lease_behind_a_busy_handler_are_handed_back_unspent()
     {
-        await using var host = new EngineHost(
-            c => c.AddTask<GatedTask>(GatedTask.Name).AddNoopTask(),
-            o =>
-            {
-                o.Worker.Concurrency = 1;
-                o.Worker.Prefetch = 4;
-                // Long enough that the blocker's own lease survives a loaded machine's slow beats; the waiting ones go back after it.
-                o.Worker.LeaseDuration = TimeSpan.FromSeconds(3);
-            });
+        await using var host = OneHandlerWithABuffer();
         await host.StartAsync();
         var blocker = await host.Client.EnqueueAsync(GatedTask.Name);
         await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
@@ -81,14 +84,7 @@ public sealed class LeaseEngineTests
     [Fact]
     public async Task A_lease_handed_back_from_the_prefetch_buffer_that_ends_its_task_raises_the_tasks_event()
     {
-        await using var host = new EngineHost(
-            c => c.AddTask<GatedTask>(GatedTask.Name).AddNoopTask(),
-            o =>
-            {
-                o.Worker.Concurrency = 1;
-                o.Worker.Prefetch = 4;
-                o.Worker.LeaseDuration = TimeSpan.FromSeconds(3);
-            });
+        await using var host = OneHandlerWithABuffer();
         var cancelled = new TaskCompletionSource<TaskEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
         Guid? watched = null;
         using var subscription = host.Services.GetRequiredService<TaskEventBus>().Subscribe(e =>
