@@ -8,8 +8,8 @@ namespace Conveyor;
 /// span that enqueued the task (the message's <c>traceparent</c> header), so that one trace runs from the request that
 /// enqueued a task through each attempt (retries are siblings under the enqueue) to the tasks the handler enqueues.
 /// With no listener, or when the sampler drops the span, a message that carries trace context still runs inside a plain
-/// activity with that context: logs get its trace id and the tasks it enqueues stay in the trace. With neither, it costs
-/// a check. Registered first by <c>AddConveyor</c> (outermost) unless <see cref="ConveyorOptions.TraceTasks"/> is false.
+/// activity with that context: logs get its trace id and the tasks it enqueues stay in the trace. A message without
+/// context whose new root the sampler drops runs in no activity. With neither a listener nor a context, it costs a check. Registered first by <c>AddConveyor</c> (outermost) unless <see cref="ConveyorOptions.TraceTasks"/> is false.
 /// </summary>
 internal sealed class TaskTracingMiddleware : ITaskMiddleware
 {
