@@ -2,7 +2,7 @@
 """Usage: python3 bench/supervisor_drain.py [TASKS] [single,supervised]; PG_URL=postgresql://… for PostgreSQL (a
 fresh schema per run), ROUNDS=3, CONVEYOR_BIN=<folder of another build's conveyor> to measure that build. Drain of no-op tasks by `conveyor worker` in one process against `--processes 2`, on SQLite.
 Fill: N tasks through a `conveyor server --no-worker` (HTTP batches of 1000), untimed. Drain: from the worker
-command's start until every task succeeded (polled in the database every 100 ms); also from the first success."""
+command's start until every task succeeded (polled in the database every 100 ms, on SQLite through its partial indexes); also from the first success."""
 import json, os, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time, urllib.request
 
 # The Release build of the server project (dotnet build -c Release).
@@ -46,7 +46,13 @@ def run(mode):
         con = None
     else:
         con = sqlite3.connect(db, timeout=5)
+        # Two probes on the partial indexes instead of counting the succeeded tasks: a count(*) of state 3 scans the
+        # whole table (about 30 MB at 200,000 tasks) ten times a second, CPU that the drain it measures needs. No-op
+        # tasks only ever succeed, so "some finished" is the first success and "none ready, leased or due" the last.
         def count():
+            if con.execute("SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 1) OR EXISTS (SELECT 1 FROM tasks WHERE state = 2)"
+                           " OR EXISTS (SELECT 1 FROM tasks WHERE state IN (0, 4))").fetchone()[0]:
+                return 1 if con.execute("SELECT EXISTS (SELECT 1 FROM tasks WHERE state IN (3, 5, 6, 7))").fetchone()[0] else 0
             return con.execute("SELECT count(*) FROM tasks WHERE state = 3").fetchone()[0]
     first = None
     while True:
