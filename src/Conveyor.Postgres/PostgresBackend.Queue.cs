@@ -283,7 +283,7 @@ public sealed partial class PostgresBackend
             if (!ReferenceEquals(stored, lastHeaders))
             {
                 lastHeaders = stored;
-                lastHeadersJson = SerializeHeaders(stored);
+                lastHeadersJson = StoredHeaders.Serialize(stored);
             }
             headers[i] = lastHeadersJson;
             histories[i] = $"{(int)state}:{nowMs}";
@@ -453,7 +453,7 @@ public sealed partial class PostgresBackend
     {
         var (retry, headers) = RetryHeaders.FromStored(
             new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(10)), TimeSpan.FromMilliseconds(r.GetInt64(11)), r.GetDouble(12)),
-            DeserializeHeaders(ReadString(r, 15)));
+            StoredHeaders.Parse(ReadString(r, 15)));
         var message = new TaskMessage
         {
             Id = r.GetGuid(1),
@@ -513,7 +513,7 @@ public sealed partial class PostgresBackend
             ats[i] = at;
             unspent[i] = c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0;
             setHeaders[i] = c.Kind == CompletionKind.Retry && c.Headers is not null;
-            headers[i] = setHeaders[i] ? SerializeHeaders(c.Headers) : null;
+            headers[i] = setHeaders[i] ? StoredHeaders.Serialize(c.Headers) : null;
         }
         await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(connection, _completeSql);

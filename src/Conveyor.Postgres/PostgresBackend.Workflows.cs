@@ -69,7 +69,7 @@ public sealed partial class PostgresBackend : IWorkflowStore
             notBefores[i] = m.NotBefore?.ToUnixTimeMilliseconds();
             expires[i] = m.ExpiresAt?.ToUnixTimeMilliseconds();
             created[i] = m.CreatedAt.ToUnixTimeMilliseconds();
-            headers[i] = SerializeHeaders(RetryHeaders.ToStored(m));
+            headers[i] = StoredHeaders.Serialize(RetryHeaders.ToStored(m));
             histories[i] = $"{(int)state}:{nowMs}";
             pending[i] = step.After.Count;
             foreach (var dependency in step.After)

@@ -234,11 +234,6 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
 
     private static string? ReadString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
-    private static string? SerializeHeaders(IReadOnlyDictionary<string, string>? headers) =>
-        headers is null || headers.Count == 0 ? null : JsonSerializer.Serialize(headers, ConveyorJson.Options);
-
-    private static Dictionary<string, string>? DeserializeHeaders(string? json) =>
-        json is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(json, ConveyorJson.Options);
 
     /// <summary>Drops the schema and everything in it. For tests and tear-down; irreversible.</summary>
     public async Task DropSchemaAsync(CancellationToken cancellationToken)

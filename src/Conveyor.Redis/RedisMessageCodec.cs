@@ -31,7 +31,7 @@ internal static class RedisMessageCodec
         Append(text, message.Timeout is { } t ? ((long)t.TotalMilliseconds).ToString(CultureInfo.InvariantCulture) : null);
         Append(text, message.IdempotencyKey);
         // The retry policy's exception lists go in reserved headers (RetryHeaders): the blob's layout is unchanged.
-        Append(text, RetryHeaders.ToStored(message) is { Count: > 0 } headers ? JsonSerializer.Serialize(headers, ConveyorJson.Options) : null);
+        Append(text, StoredHeaders.Serialize(RetryHeaders.ToStored(message)));
         Append(text, message.CreatedAt.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture));
         return text.ToString();
     }
@@ -54,7 +54,7 @@ internal static class RedisMessageCodec
                 TimeSpan.FromMilliseconds(L(5)),
                 TimeSpan.FromMilliseconds(L(6)),
                 double.Parse(blob.AsSpan()[fields[7]], NumberStyles.Float, CultureInfo.InvariantCulture)),
-            headersJson is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(headersJson, ConveyorJson.Options));
+            StoredHeaders.Parse(headersJson));
         return new TaskMessage
         {
             Id = id,

@@ -185,7 +185,7 @@ public sealed partial class SqliteBackend
             if (!ReferenceEquals(stored, lastHeaders))
             {
                 lastHeaders = stored;
-                lastHeadersJson = SerializeHeaders(stored);
+                lastHeadersJson = StoredHeaders.Serialize(stored);
             }
             insert.Bind(15, lastHeadersJson);
             insert.Bind(16, state == TaskState.Queued ? queuedHistory : state == TaskState.Scheduled ? scheduledHistory : $"{(int)state}:{nowMs}");
@@ -321,7 +321,7 @@ public sealed partial class SqliteBackend
             baseMs == (long)defaults.BaseDelay.TotalMilliseconds && maxMs == (long)defaults.MaxDelay.TotalMilliseconds && jitter == defaults.Jitter
                 ? defaults
                 : new RetryPolicy(TimeSpan.FromMilliseconds(baseMs), TimeSpan.FromMilliseconds(maxMs), jitter),
-            DeserializeHeaders(r.GetString(15)));
+            StoredHeaders.Parse(r.GetString(15)));
         var message = new TaskMessage
         {
             Id = new Guid(r.GetBytes(1), bigEndian: true),
@@ -487,7 +487,7 @@ public sealed partial class SqliteBackend
         command.Bind(9, c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0);
         var setHeaders = c.Kind == CompletionKind.Retry && c.Headers is not null;
         command.Bind(10, setHeaders ? 1 : 0);
-        command.Bind(11, setHeaders ? SerializeHeaders(c.Headers) : null);
+        command.Bind(11, setHeaders ? StoredHeaders.Serialize(c.Headers) : null);
     }
 
     /// <inheritdoc />

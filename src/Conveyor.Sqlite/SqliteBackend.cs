@@ -173,11 +173,6 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
 
     private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
 
-    private static string? SerializeHeaders(IReadOnlyDictionary<string, string>? headers) =>
-        headers is null || headers.Count == 0 ? null : JsonSerializer.Serialize(headers, ConveyorJson.Options);
-
-    private static Dictionary<string, string>? DeserializeHeaders(string? json) =>
-        json is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(json, ConveyorJson.Options);
 
     /// <summary>Stops the writer after the operations already queued, and removes this instance's notification socket.</summary>
     public void Dispose()

@@ -138,6 +138,39 @@ public sealed class TracingUnitTests
         Assert.True(inside!.IsStopped || !withContext);
     }
 
+    [Fact]
+    public async Task An_attempt_whose_context_nobody_records_runs_in_a_carrier_of_it_without_tags()
+    {
+        // A listener that samples nothing (as with no listener at all, while other tests' listeners are about): the
+        // attempt still runs in the message's trace, in an activity that asks for no data and so holds no tags.
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.None,
+        };
+        ActivitySource.AddActivityListener(listener);
+        var traceId = ActivityTraceId.CreateRandom();
+        var parentSpan = ActivitySpanId.CreateRandom();
+        var message = Message(new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{parentSpan}-00" });
+        using var services = new ServiceCollection().BuildServiceProvider();
+        Activity? inside = null;
+
+        await new TaskTracingMiddleware().InvokeAsync(new TaskExecutionContext(message, 2, true, "worker-1", services, CancellationToken.None), _ =>
+        {
+            inside = Activity.Current;
+            return ValueTask.CompletedTask;
+        });
+
+        Assert.NotNull(inside);
+        Assert.Equal(TaskTracingMiddleware.PlainActivityName, inside.OperationName);
+        Assert.Equal(traceId, inside.TraceId);
+        Assert.Equal(parentSpan, inside.ParentSpanId);
+        Assert.False(inside.Recorded);
+        Assert.False(inside.IsAllDataRequested);
+        Assert.Empty(inside.TagObjects);
+        Assert.True(inside.IsStopped);
+    }
+
     [Theory]
     [InlineData(true, false, true)]
     [InlineData(true, true, true)]

@@ -22,7 +22,7 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
     public string Title => "Drain throughput (in-process; tasks enqueued first, then workers started)" + Variants.TitleSuffix(backend);
 
     public string Note => "Timed from the worker's start until the store reports every task succeeded; worker start-up is inside the window for both. " +
-        "CPU time per task (Conveyor): the process's CPU time (user and system, every thread) over the same window ÷ tasks." +
+        "CPU time per task (Conveyor): the process's CPU time (user and system, every thread) over the same window ÷ tasks; allocated per task: the bytes every thread of the process allocated over that window ÷ tasks." +
         (backend == BenchBackend.Sqlite ? "" :
             $" Each run uses {StoreTarget.FreshStore(backend)} on the same server. " +
             "Hangfire's run is capped by --time-limit: its untimed fill (pre-built Jobs from --concurrency threads) stops there short of --tasks, and its drain stops there too; " +
@@ -80,10 +80,17 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
             await store.AnalyzeAsync(ct);
         }
 
+        if (Environment.GetEnvironmentVariable("BENCH_MARK_DRAIN") is { Length: > 0 } mark)
+        {
+            // For a profiler attached from outside to record the drain only (the file's existence is the signal).
+            await File.WriteAllTextAsync(mark, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), ct);
+        }
         var start = Stopwatch.GetTimestamp();
         // CPU time of the whole process (the worker, and the harness polling every 5 ms) over the same window: a figure
         // that other processes' load moves less than the wall clock's, for A/B comparisons on a busy machine.
         var cpuStart = Environment.CpuUsage.TotalTime;
+        var allocatedStart = GC.GetTotalAllocatedBytes();
+        var allocationSampler = Infrastructure.AllocationSampler.StartIfAsked();
         await using var worker = await ConveyorInstance.StartAsync(store.Use, runWorker: true, s.Workers, null, ct, s.Prefetch, s.Limits);
         var timeout = DrainTimeout(s);
         // The in-process counter is cheap to poll; the store is asked only once it says all are done,
@@ -93,10 +100,13 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
             "Conveyor's store to record every task succeeded", ct);
         var elapsed = Stopwatch.GetElapsedTime(start);
         var cpu = Environment.CpuUsage.TotalTime - cpuStart;
+        var allocated = GC.GetTotalAllocatedBytes() - allocatedStart;
+        allocationSampler?.Report(s.Tasks);
         return
         [
             new Metric(MetricName(s), "tasks/s", true, s.Tasks / elapsed.TotalSeconds),
             new Metric($"CPU time per task, {MetricName(s)}", "µs", false, cpu.TotalMicroseconds / s.Tasks),
+            new Metric($"Allocated per task, {MetricName(s)}", "B", false, (double)allocated / s.Tasks),
         ];
     }
 

@@ -1,0 +1,97 @@
+using System.Text.Json;
+using Conveyor.Backends;
+
+namespace Conveyor.Tests;
+
+public sealed class StoredHeadersTests
+{
+    [Theory]
+    [InlineData("{\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"}")]
+    // As PostgreSQL's jsonb gives an object back: a space after each colon and comma, names sorted by length.
+    [InlineData("{\"a\": \"1\", \"tracestate\": \"k=v\", \"traceparent\": \"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"}")]
+    [InlineData("{\"caf\\u00e9\":\"cr\\u00e8me \\\"br\\u00fbl\\u00e9e\\\"\",\"x-tenant\":\"\\u65e5\\u672c\"}")]
+    [InlineData("{}")]
+    public void Parse_reads_what_the_serializer_reads(string json)
+    {
+        var expected = JsonSerializer.Deserialize<Dictionary<string, string>>(json)!;
+
+        var parsed = StoredHeaders.Parse(json)!;
+
+        Assert.Equal(expected.Count, parsed.Count);
+        foreach (var (name, value) in expected)
+        {
+            Assert.True(parsed.TryGetValue(name, out var read));
+            Assert.Equal(value, read);
+            Assert.Equal(value, parsed[name]);
+            Assert.True(parsed.ContainsKey(name));
+        }
+        Assert.Equal(expected.OrderBy(e => e.Key, StringComparer.Ordinal), parsed.OrderBy(e => e.Key, StringComparer.Ordinal));
+        Assert.False(parsed.ContainsKey("missing"));
+        Assert.False(parsed.TryGetValue("missing", out _));
+        Assert.Throws<KeyNotFoundException>(() => parsed["missing"]);
+    }
+
+    [Fact]
+    public void Parse_of_a_single_header_answers_for_its_name_only_and_enumerates_it_once()
+    {
+        var parsed = StoredHeaders.Parse("{\"traceparent\":\"v\"}")!;
+
+        Assert.Equal(["traceparent"], parsed.Keys);
+        Assert.Equal(["v"], parsed.Values);
+        Assert.Equal([new KeyValuePair<string, string>("traceparent", "v")], parsed.ToList());
+        // Names are compared as the serializer's dictionary compared them: ordinally.
+        Assert.False(parsed.ContainsKey("TraceParent"));
+        // The round trip gives the same text.
+        Assert.Equal("{\"traceparent\":\"v\"}", StoredHeaders.Serialize(parsed));
+    }
+
+    [Fact]
+    public void Parse_keeps_the_last_of_a_repeated_name_as_the_serializer_did()
+    {
+        var parsed = StoredHeaders.Parse("{\"a\":\"1\",\"a\":\"2\"}")!;
+
+        Assert.Equal("2", Assert.Single(parsed).Value);
+    }
+
+    [Fact]
+    public void Parse_of_nothing_or_of_json_null_is_null_and_serialize_of_none_is_null()
+    {
+        Assert.Null(StoredHeaders.Parse(null));
+        Assert.Null(StoredHeaders.Parse("null"));
+        Assert.Null(StoredHeaders.Serialize(null));
+        Assert.Null(StoredHeaders.Serialize(new Dictionary<string, string>()));
+    }
+
+    [Theory]
+    [InlineData("[]")]
+    [InlineData("\"text\"")]
+    [InlineData("{\"a\":1}")]
+    [InlineData("{\"a\":{\"b\":\"c\"}}")]
+    [InlineData("{\"a\":\"1\"")]
+    [InlineData("")]
+    public void Parse_of_anything_but_an_object_of_strings_throws_as_the_serializer_does(string json)
+    {
+        Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<Dictionary<string, string>>(json));
+        Assert.ThrowsAny<JsonException>(() => StoredHeaders.Parse(json));
+    }
+
+    [Fact]
+    public void Parse_refuses_a_null_value_which_no_backend_stores()
+    {
+        // The serializer would give a header whose value is null, which the headers' type does not allow.
+        var error = Assert.ThrowsAny<JsonException>(() => StoredHeaders.Parse("{\"a\":null}"));
+        Assert.Contains("'a'", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_reads_headers_longer_than_its_stack_buffer()
+    {
+        var headers = Enumerable.Range(0, 40).ToDictionary(i => $"header-{i}", i => new string('x', i * 10));
+        var json = StoredHeaders.Serialize(headers)!;
+        Assert.True(json.Length > 512);
+
+        var parsed = StoredHeaders.Parse(json)!;
+
+        Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), parsed.OrderBy(e => e.Key, StringComparer.Ordinal));
+    }
+}
