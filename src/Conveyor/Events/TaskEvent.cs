@@ -1,3 +1,5 @@
+using Conveyor.Backends;
+
 namespace Conveyor;
 
 /// <summary>What happened to a task.</summary>
@@ -27,6 +29,30 @@ public enum TaskEventKind
 /// </summary>
 public sealed record TaskEvent
 {
+    /// <summary>The event of an attempt's outcome whose <paramref name="completion"/> was written by worker
+    /// <paramref name="workerId"/> (the worker's, or its time-limit watchdog's on its behalf).</summary>
+    internal static TaskEvent OfOutcome(TaskMessage message, Completion completion, string workerId, TimeSpan? duration)
+    {
+        var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
+        return new TaskEvent
+        {
+            WorkflowId = workflowId,
+            StepId = stepId,
+            Kind = completion.Kind.EventKind(),
+            State = completion.Kind.StateAfter(),
+            TaskId = message.Id,
+            Task = message.Task,
+            Queue = message.Queue,
+            Attempt = completion.Attempt,
+            At = completion.At,
+            WorkerId = workerId,
+            Duration = duration,
+            Error = completion.Error,
+            RetryAt = completion.RetryAt,
+            Origin = workerId,
+        };
+    }
+
     /// <summary>What happened.</summary>
     public required TaskEventKind Kind { get; init; }
     /// <summary>The state the task is in after it.</summary>

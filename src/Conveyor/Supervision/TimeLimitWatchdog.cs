@@ -154,28 +154,8 @@ internal sealed partial class TimeLimitWatchdog(
             typeof(TimeoutException), now);
 
     /// <summary>The event the worker would have raised for the overdue attempt's outcome.</summary>
-    private TaskEvent Outcome(RunningTask task, Completion completion, DateTimeOffset now)
-    {
-        var message = task.Lease.Message;
-        var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
-        return new TaskEvent
-        {
-            WorkflowId = workflowId,
-            StepId = stepId,
-            Kind = completion.Kind.EventKind(),
-            State = completion.Kind.StateAfter(),
-            TaskId = message.Id,
-            Task = message.Task,
-            Queue = message.Queue,
-            Attempt = completion.Attempt,
-            At = completion.At,
-            WorkerId = status.WorkerId,
-            Duration = now - task.StartedAt,
-            Error = completion.Error,
-            RetryAt = completion.RetryAt,
-            Origin = status.WorkerId,
-        };
-    }
+    private TaskEvent Outcome(RunningTask task, Completion completion, DateTimeOffset now) =>
+        TaskEvent.OfOutcome(task.Lease.Message, completion, status.WorkerId, now - task.StartedAt);
 
     public void Dispose()
     {

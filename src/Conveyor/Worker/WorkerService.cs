@@ -946,24 +946,7 @@ internal sealed partial class WorkerService(
             metrics.Ended(completion.Kind.EventKind(), message.Task, message.Queue, inFlight.Duration, completion.Error is not null);
             return;
         }
-        var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
-        events.Publish(new TaskEvent
-        {
-            WorkflowId = workflowId,
-            StepId = stepId,
-            Kind = completion.Kind.EventKind(),
-            State = completion.Kind.StateAfter(),
-            TaskId = message.Id,
-            Task = message.Task,
-            Queue = message.Queue,
-            Attempt = completion.Attempt,
-            At = completion.At,
-            WorkerId = status.WorkerId,
-            Duration = inFlight.Duration,
-            Error = completion.Error,
-            RetryAt = completion.RetryAt,
-            Origin = status.WorkerId,
-        });
+        events.Publish(TaskEvent.OfOutcome(message, completion, status.WorkerId, inFlight.Duration));
     }
 
     private async Task HeartbeatLoopAsync(IReadOnlyList<QueueWeight> queues, int concurrency, CancellationToken stop)
