@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Conveyor.Backends;
 using Conveyor.Sql;
 using Microsoft.Extensions.Logging;
@@ -233,7 +232,6 @@ public sealed partial class PostgresBackend : IConveyorBackend, IQueueBackend, I
         reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
 
     private static string? ReadString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
-
 
     /// <summary>Drops the schema and everything in it. For tests and tear-down; irreversible.</summary>
     public async Task DropSchemaAsync(CancellationToken cancellationToken)

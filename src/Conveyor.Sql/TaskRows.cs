@@ -29,7 +29,7 @@ public static class TaskRows
         // The policy's exception lists are stored as reserved headers (RetryHeaders), left out of the record's headers.
         var (retry, headers) = RetryHeaders.FromStored(
             new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(22)), TimeSpan.FromMilliseconds(r.GetInt64(23)), r.GetDouble(24)),
-            ReadString(r, 18) is { } headersJson ? StoredHeaders.Parse(headersJson) : null);
+            StoredHeaders.Parse(ReadString(r, 18)));
         return new TaskRecord
         {
             Id = dialect.ReadTaskId(r, 1),

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Conveyor.Backends;
 using Conveyor.Sql;
 using Microsoft.Data.Sqlite;
@@ -172,7 +171,6 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
     private static Guid ReadId(SqliteDataReader reader, int ordinal) => new(reader.GetFieldValue<byte[]>(ordinal), bigEndian: true);
 
     private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
-
 
     /// <summary>Stops the writer after the operations already queued, and removes this instance's notification socket.</summary>
     public void Dispose()

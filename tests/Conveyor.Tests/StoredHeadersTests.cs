@@ -69,6 +69,8 @@ public sealed class StoredHeadersTests
     [InlineData("{\"a\":{\"b\":\"c\"}}")]
     [InlineData("{\"a\":\"1\"")]
     [InlineData("")]
+    [InlineData("{}x")]
+    [InlineData("{\"a\":\"1\"} {}")]
     public void Parse_of_anything_but_an_object_of_strings_throws_as_the_serializer_does(string json)
     {
         Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<Dictionary<string, string>>(json));

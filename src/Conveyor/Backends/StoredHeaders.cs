@@ -48,10 +48,12 @@ public static class StoredHeaders
 
     private static IReadOnlyDictionary<string, string>? Parse(ReadOnlySpan<byte> utf8)
     {
+        // An empty or malformed text makes the reader itself throw a JsonException.
         var reader = new Utf8JsonReader(utf8);
-        if (!reader.Read() || reader.TokenType == JsonTokenType.Null)
+        reader.Read();
+        if (reader.TokenType == JsonTokenType.Null)
         {
-            return reader.TokenType == JsonTokenType.Null ? null : throw new JsonException("Stored headers are empty.");
+            return null;
         }
         if (reader.TokenType != JsonTokenType.StartObject)
         {
@@ -80,9 +82,9 @@ public static class StoredHeaders
             // The serializer kept the last of repeated names; so does this.
             many[name] = value;
         }
-        if (reader.TokenType != JsonTokenType.EndObject)
+        if (reader.TokenType != JsonTokenType.EndObject || reader.Read())
         {
-            throw new JsonException("Stored headers end before their object does.");
+            throw new JsonException("Stored headers are not one JSON object of strings.");
         }
         if (many is not null)
         {

@@ -9,7 +9,8 @@ namespace Conveyor;
 /// enqueued a task through each attempt (retries are siblings under the enqueue) to the tasks the handler enqueues.
 /// With no listener, or when the sampler drops the span, a message that carries trace context still runs inside a plain
 /// activity with that context: logs get its trace id and the tasks it enqueues stay in the trace. A message without
-/// context whose new root the sampler drops runs in no activity. With neither a listener nor a context, it costs a check. Registered first by <c>AddConveyor</c> (outermost) unless <see cref="ConveyorOptions.TraceTasks"/> is false.
+/// context whose new root the sampler drops runs in no activity. With neither a listener nor a context, it costs a
+/// check. Registered first by <c>AddConveyor</c> (outermost) unless <see cref="ConveyorOptions.TraceTasks"/> is false.
 /// </summary>
 internal sealed class TaskTracingMiddleware : ITaskMiddleware
 {
