@@ -84,8 +84,10 @@ public sealed class WorkerOptions
     /// fetch's round trip: deep for short tasks, about one per handler for long ones). Set it to fix the number.</summary>
     public int? Prefetch { get; set; }
 
-    /// <summary>Fetches in flight at once. Default 2: while one fetch makes its round trip, slots freed meanwhile are
-    /// filled by the next, so a fast queue does not wait on the backend's latency. 1 fetches strictly one batch at a time.</summary>
+    /// <summary>Fetches in flight at once. Default 2: while one fetch makes its round trip, the next gathers the slots
+    /// freed meanwhile, so a fast queue does not wait on the backend's latency. A deep buffer is refilled by halves (a
+    /// fetch waits for more freed slots while the leases waiting to start cover its round trip), not a lease at a time.
+    /// 1 fetches strictly one batch at a time.</summary>
     public int FetchConcurrency { get; set; } = 2;
 
     /// <summary>Lease length; a worker that misses heartbeats for this long loses its tasks to others. Default 30 s.</summary>

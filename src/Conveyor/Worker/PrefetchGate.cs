@@ -41,7 +41,14 @@ internal sealed class PrefetchGate : IDisposable
     /// <summary>The most the size can grow to; also the largest fetch.</summary>
     public int Max => _adaptive ? _max : _size;
 
+    /// <summary>The fetch that refills the buffer: half of the leases beyond one per handler, so that the other half
+    /// keeps the handlers busy while it makes its round trip (the adaptive size holds two round trips' worth). 1 when
+    /// the buffer holds about one lease per handler (long tasks, or a fixed prefetch that small): fetch as slots free.</summary>
+    public int RefillBatch => Math.Max(1, (Size - _concurrency) / 2);
+
     public Task WaitAsync(CancellationToken cancellationToken) => _free.WaitAsync(cancellationToken);
+
+    public Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken) => _free.WaitAsync(timeout, cancellationToken);
 
     public bool TryTake() => _free.Wait(0, CancellationToken.None);
 
