@@ -281,6 +281,10 @@ public sealed partial class SupervisorTests : IDisposable
         // the handlers (4) that were finishing at that moment.
         Assert.All(Regex.Matches(supervisor.Output, @"recycles: (\d+) tasks finished, the limit is 40"),
             m => Assert.InRange(int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), 40, 44));
+        // And stops fetching there: a child runs its 40, what its handlers had started, and what they took from its
+        // buffer before the drain emptied it; not what it would lease until the host got round to stopping the worker.
+        Assert.All(Directory.GetFiles(_folder, Path.GetFileName(RunLogPath) + ".*"),
+            log => Assert.True(File.ReadAllLines(log).Length <= 60, $"{log}: {File.ReadAllLines(log).Length} runs. Output: {supervisor.Output}"));
         Assert.All((await store.GetAsync(ids)).Values, t => Assert.Equal(1, t.Attempts));
     }
 

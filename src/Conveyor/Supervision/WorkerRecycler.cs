@@ -18,6 +18,7 @@ internal sealed partial class WorkerRecycler(
     IOptions<ConveyorOptions> options,
     WorkerStatus status,
     IHostApplicationLifetime lifetime,
+    IServiceProvider services,
     TimeProvider time,
     ILogger<WorkerRecycler> logger) : BackgroundService
 {
@@ -46,7 +47,7 @@ internal sealed partial class WorkerRecycler(
             {
                 LogRecyclingForTasks(status.WorkerId, status.Processed, maxTasks!.Value);
             }
-            Recycle();
+            await RecycleAsync().ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -71,13 +72,17 @@ internal sealed partial class WorkerRecycler(
         }
     }
 
-    private void Recycle()
+    private async Task RecycleAsync()
     {
         status.Recycling = true;
         if (!ConveyorSupervisor.IsChildProcess)
         {
             Environment.ExitCode = WorkerExitCodes.Recycled;
         }
+        // The worker stops fetching now and its drain begins: the host stops its services one at a time, and until it
+        // reached the worker, the fetch loops went on leasing and running tasks past the limit (under load, a second's
+        // worth or more).
+        await WorkerStop.StopFetchingAsync(services, status).ConfigureAwait(false);
         // A supervised child exits 75 only once its drain handed back every lease it held (WorkerService): its supervisor
         // then has nothing to hand back.
         lifetime.StopApplication();

@@ -57,7 +57,7 @@ internal sealed partial class WorkerService(
     // Held by the fetch loop that gathers slots for its next fetch (TakeSlotsAsync).
     private readonly SemaphoreSlim _gathering = new(1, 1);
     private static readonly TimeSpan RefillWait = TimeSpan.FromMilliseconds(5);
-    // Slots asked for by fetches in flight, until their leases are in _ready.
+    // Slots gathered for fetches in flight, until each lease is handed on (to _ready, the limits stage or back).
     private int _fetchingSlots;
     // Completed when a ready notification names one of this worker's queues (or any queue); replaced by each wake-up.
     private volatile TaskCompletionSource _readySignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -219,7 +219,6 @@ internal sealed partial class WorkerService(
             var wake = _readySignal.Task;
             var fetchStart = System.Diagnostics.Stopwatch.GetTimestamp();
             var fetchStarted = time.GetTimestamp();
-            Interlocked.Add(ref _fetchingSlots, wanted);
             try
             {
                 leases = await backend.Queue.FetchAsync(new FetchRequest
@@ -306,8 +305,8 @@ internal sealed partial class WorkerService(
                         _ready.Writer.TryWrite(inFlight);
                         break;
                 }
+                Interlocked.Decrement(ref _fetchingSlots);
             }
-            Interlocked.Add(ref _fetchingSlots, -leases.Count);
             if (leases.Count == 0)
             {
                 // Nothing ready: wait for a ready notification, or look again after FetchWait in case one was lost.
@@ -348,7 +347,7 @@ internal sealed partial class WorkerService(
             var batch = Math.Min(prefetch, slots.RefillBatch);
             // Waiting leases above the batch cover the round trip of the fetch that refills it. Each wait ends when a
             // handler ends (and takes a waiting lease), or after a short while, to look again.
-            while (wanted < batch && _ready.Reader.Count + Volatile.Read(ref _fetchingSlots) > batch && !_draining)
+            while (wanted < batch && _ready.Reader.Count + Volatile.Read(ref _fetchingSlots) > batch)
             {
                 if (await slots.WaitAsync(RefillWait, stoppingToken).ConfigureAwait(false))
                 {
@@ -359,6 +358,8 @@ internal sealed partial class WorkerService(
                     }
                 }
             }
+            // Counted before the next loop may gather: until then these slots are neither free nor waiting.
+            Interlocked.Add(ref _fetchingSlots, wanted);
             return wanted;
         }
         catch (OperationCanceledException)

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Conveyor.Backends;
 using Conveyor.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -17,25 +16,8 @@ public sealed class FetchBatchTests
     {
         using var gate = new HandlerGate();
         var fetches = new ConcurrentQueue<int>();
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(gate);
-        builder.Services.AddConveyor(o =>
-            {
-                o.Worker.Concurrency = 2;
-                // 40 leases beyond the handlers: refilled by 20 once 20 or fewer wait.
-                o.Worker.Prefetch = 42;
-            })
-            .AddTask<GatedTask>(GatedTask.Name)
-            .UseInMemoryBackend()
-            .UseBackend(sp => new CountingBackend(sp.GetRequiredService<InMemoryBackend>(), fetches));
-        using var host = builder.Build();
-        var client = host.Services.GetRequiredService<ITaskClient>();
-        for (var i = 0; i < 300; i++)
-        {
-            await client.EnqueueAsync(new TaskRequest(GatedTask.Name));
-        }
-        await host.StartAsync();
+        // 40 leases beyond the handlers: refilled by 20 once 20 or fewer wait.
+        using var host = await StartWorkerAsync(prefetch: 42, queued: 300, gate, fetches);
         try
         {
             await gate.WaitForStartsAsync(2);
@@ -65,24 +47,7 @@ public sealed class FetchBatchTests
     {
         using var gate = new HandlerGate();
         var fetches = new ConcurrentQueue<int>();
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(gate);
-        builder.Services.AddConveyor(o =>
-            {
-                o.Worker.Concurrency = 2;
-                o.Worker.Prefetch = 3;
-            })
-            .AddTask<GatedTask>(GatedTask.Name)
-            .UseInMemoryBackend()
-            .UseBackend(sp => new CountingBackend(sp.GetRequiredService<InMemoryBackend>(), fetches));
-        using var host = builder.Build();
-        var client = host.Services.GetRequiredService<ITaskClient>();
-        for (var i = 0; i < 20; i++)
-        {
-            await client.EnqueueAsync(new TaskRequest(GatedTask.Name));
-        }
-        await host.StartAsync();
+        using var host = await StartWorkerAsync(prefetch: 3, queued: 20, gate, fetches);
         try
         {
             await gate.WaitForStartsAsync(2);
@@ -100,6 +65,78 @@ public sealed class FetchBatchTests
             gate.Open();
             await host.StopAsync();
         }
+    }
+
+    [Fact]
+    public async Task Slots_asked_for_by_a_fetch_in_flight_count_as_covered()
+    {
+        using var gate = new HandlerGate();
+        var fetches = new ConcurrentQueue<int>();
+        var slowFetches = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var host = await StartWorkerAsync(prefetch: 42, queued: 300, gate, fetches, () => slowFetches.Task);
+        try
+        {
+            await gate.WaitForStartsAsync(2);
+            // 20 handlers' ends: the second fetch asks for about 20, and is held in flight.
+            for (var i = 1; i <= 20; i++)
+            {
+                gate.Release(1);
+                await gate.WaitForStartsAsync(2 + i);
+            }
+            await WaitUntilAsync(() => fetches.Count >= 2);
+
+            // 20 more while it is held: the waiting leases fall from 20 to none, but with the 20 it asked for they cover
+            // the next fetch's round trip until the end, so the next fetch gathers these 20 slots, not the first one.
+            for (var i = 21; i <= 40; i++)
+            {
+                gate.Release(1);
+                await gate.WaitForStartsAsync(2 + i);
+            }
+            await WaitUntilAsync(() => fetches.Count >= 3);
+
+            var asked = fetches.ToArray();
+            Assert.InRange(asked[1], 15, 42);
+            Assert.InRange(asked[2], 15, 42);
+        }
+        finally
+        {
+            slowFetches.TrySetResult();
+            gate.Open();
+            await host.StopAsync();
+        }
+    }
+
+    /// <summary>A started worker of two handlers with a fixed prefetch over <paramref name="queued"/> gated tasks, whose
+    /// fetches record how many leases each asked for and, after the first, wait for <paramref name="fetchAfter"/>.</summary>
+    private static async Task<IHost> StartWorkerAsync(int prefetch, int queued, HandlerGate gate, ConcurrentQueue<int> fetches, Func<Task>? fetchAfter = null)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton(gate);
+        builder.Services.AddConveyor(o =>
+            {
+                o.Worker.Concurrency = 2;
+                o.Worker.Prefetch = prefetch;
+            })
+            .AddTask<GatedTask>(GatedTask.Name)
+            .UseInMemoryBackend()
+            .UseBackend(sp =>
+            {
+                var inner = sp.GetRequiredService<InMemoryBackend>();
+                return new WatchedBackend(inner, FetchObserver.Wrap(inner.Queue, asked: request =>
+                {
+                    fetches.Enqueue(request.MaxCount);
+                    return fetches.Count > 1 && fetchAfter is not null ? fetchAfter() : Task.CompletedTask;
+                }));
+            });
+        var host = builder.Build();
+        var client = host.Services.GetRequiredService<ITaskClient>();
+        for (var i = 0; i < queued; i++)
+        {
+            await client.EnqueueAsync(new TaskRequest(GatedTask.Name));
+        }
+        await host.StartAsync();
+        return host;
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)
@@ -146,55 +183,5 @@ public sealed class FetchBatchTests
         public const string Name = "test.fetch-batch";
 
         public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken) => gate.RunAsync(cancellationToken);
-    }
-
-    /// <summary>The in-memory backend, whose fetches record the number of leases each asked for.</summary>
-    private sealed class CountingBackend(IConveyorBackend inner, ConcurrentQueue<int> fetches) : IConveyorBackend
-    {
-        public string Name => inner.Name;
-        public IQueueBackend Queue { get; } = FetchCounter.Wrap(inner.Queue, fetches);
-        public ITaskStore Store => inner.Store;
-        public ICoordinationBackend Coordination => inner.Coordination;
-        public IScheduleStore Schedules => inner.Schedules;
-        public IUniqueKeyStore UniqueKeys => inner.UniqueKeys;
-        public INotifier Notifier => inner.Notifier;
-        public ILimitStore Limits => inner.Limits;
-        public IWorkflowStore? Workflows => inner.Workflows;
-        public BackendCapabilities Capabilities => inner.Capabilities;
-        public Task MigrateAsync(CancellationToken cancellationToken) => inner.MigrateAsync(cancellationToken);
-        public Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => inner.CheckHealthAsync(cancellationToken);
-    }
-
-    /// <summary>The queue role as it is, except that each fetch records its <see cref="FetchRequest.MaxCount"/>.</summary>
-    public class FetchCounter : System.Reflection.DispatchProxy
-    {
-        private IQueueBackend _inner = null!;
-        private ConcurrentQueue<int> _fetches = null!;
-
-        internal static IQueueBackend Wrap(IQueueBackend inner, ConcurrentQueue<int> fetches)
-        {
-            var proxy = Create<IQueueBackend, FetchCounter>();
-            var counter = (FetchCounter)(object)proxy;
-            counter._inner = inner;
-            counter._fetches = fetches;
-            return proxy;
-        }
-
-        protected override object? Invoke(System.Reflection.MethodInfo? targetMethod, object?[]? args)
-        {
-            if (targetMethod!.Name == nameof(IQueueBackend.FetchAsync) && args?[0] is FetchRequest request)
-            {
-                _fetches.Enqueue(request.MaxCount);
-            }
-            try
-            {
-                return targetMethod.Invoke(_inner, args);
-            }
-            catch (System.Reflection.TargetInvocationException ex) when (ex.InnerException is not null)
-            {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
-                throw;
-            }
-        }
     }
 }

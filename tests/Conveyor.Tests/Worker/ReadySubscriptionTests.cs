@@ -1,5 +1,3 @@
-using System.Reflection;
-using System.Runtime.ExceptionServices;
 using Conveyor.Backends;
 using Conveyor.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -32,7 +30,19 @@ public sealed class ReadySubscriptionTests
             })
             .AddTask<ReadyUnitTask>(ReadyUnitTask.Name)
             .UseInMemoryBackend()
-            .UseBackend(sp => new GatedBackend(sp.GetRequiredService<InMemoryBackend>(), subscribing, letSubscribe.Task, emptyFetch));
+            .UseBackend(sp =>
+            {
+                var inner = sp.GetRequiredService<InMemoryBackend>();
+                return new WatchedBackend(inner,
+                    FetchObserver.Wrap(inner.Queue, fetched: leases =>
+                    {
+                        if (leases.Count == 0)
+                        {
+                            emptyFetch.TrySetResult();
+                        }
+                    }),
+                    new GatedNotifier(inner.Notifier, subscribing, letSubscribe.Task));
+            });
         using var host = builder.Build();
         await host.StartAsync();
         try
@@ -69,24 +79,6 @@ public sealed class ReadySubscriptionTests
         }
     }
 
-    /// <summary>The in-memory backend, whose ready subscription waits for the test and whose fetches say when one came
-    /// back empty.</summary>
-    private sealed class GatedBackend(IConveyorBackend inner, TaskCompletionSource subscribing, Task letSubscribe, TaskCompletionSource emptyFetch) : IConveyorBackend
-    {
-        public string Name => inner.Name;
-        public IQueueBackend Queue { get; } = FetchWatch.Wrap(inner.Queue, emptyFetch);
-        public ITaskStore Store => inner.Store;
-        public ICoordinationBackend Coordination => inner.Coordination;
-        public IScheduleStore Schedules => inner.Schedules;
-        public IUniqueKeyStore UniqueKeys => inner.UniqueKeys;
-        public INotifier Notifier { get; } = new GatedNotifier(inner.Notifier, subscribing, letSubscribe);
-        public ILimitStore Limits => inner.Limits;
-        public IWorkflowStore? Workflows => inner.Workflows;
-        public BackendCapabilities Capabilities => inner.Capabilities;
-        public Task MigrateAsync(CancellationToken cancellationToken) => inner.MigrateAsync(cancellationToken);
-        public Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => inner.CheckHealthAsync(cancellationToken);
-    }
-
     private sealed class GatedNotifier(INotifier inner, TaskCompletionSource subscribing, Task letSubscribe) : INotifier
     {
         public ValueTask PublishAsync(string channel, string payload, CancellationToken cancellationToken) =>
@@ -100,47 +92,6 @@ public sealed class ReadySubscriptionTests
                 await letSubscribe.WaitAsync(cancellationToken);
             }
             return await inner.SubscribeAsync(channel, handler, cancellationToken);
-        }
-    }
-
-    /// <summary>The queue role as it is, except that a fetch that returns no lease completes <c>emptyFetch</c>.</summary>
-    public class FetchWatch : DispatchProxy
-    {
-        private IQueueBackend _inner = null!;
-        private TaskCompletionSource _emptyFetch = null!;
-
-        internal static IQueueBackend Wrap(IQueueBackend inner, TaskCompletionSource emptyFetch)
-        {
-            var proxy = Create<IQueueBackend, FetchWatch>();
-            var watch = (FetchWatch)(object)proxy;
-            watch._inner = inner;
-            watch._emptyFetch = emptyFetch;
-            return proxy;
-        }
-
-        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
-        {
-            object? result;
-            try
-            {
-                result = targetMethod!.Invoke(_inner, args);
-            }
-            catch (TargetInvocationException ex) when (ex.InnerException is not null)
-            {
-                ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
-                throw;
-            }
-            if (targetMethod.Name == nameof(IQueueBackend.FetchAsync) && result is Task<IReadOnlyList<Lease>> fetch)
-            {
-                _ = fetch.ContinueWith(t =>
-                {
-                    if (t.IsCompletedSuccessfully && t.Result.Count == 0)
-                    {
-                        _emptyFetch.TrySetResult();
-                    }
-                }, TaskScheduler.Default);
-            }
-            return result;
         }
     }
 }

@@ -1,0 +1,87 @@
+using System.Reflection;
+using System.Runtime.ExceptionServices;
+using Conveyor.Backends;
+
+namespace Conveyor.Tests.Worker;
+
+/// <summary>A backend's roles as they are, except its queue (observed: <see cref="FetchObserver"/>) and, when given, its
+/// notifier.</summary>
+internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue, INotifier? notifier = null) : IConveyorBackend
+{
+    public string Name => inner.Name;
+    public IQueueBackend Queue => queue;
+    public ITaskStore Store => inner.Store;
+    public ICoordinationBackend Coordination => inner.Coordination;
+    public IScheduleStore Schedules => inner.Schedules;
+    public IUniqueKeyStore UniqueKeys => inner.UniqueKeys;
+    public INotifier Notifier => notifier ?? inner.Notifier;
+    public ILimitStore Limits => inner.Limits;
+    public IWorkflowStore? Workflows => inner.Workflows;
+    public BackendCapabilities Capabilities => inner.Capabilities;
+    public Task MigrateAsync(CancellationToken cancellationToken) => inner.MigrateAsync(cancellationToken);
+    public Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => inner.CheckHealthAsync(cancellationToken);
+}
+
+/// <summary>The queue role as it is, except that each fetch is shown to <c>asked</c> and runs once the task it returns
+/// completes, and its leases are shown to <c>fetched</c> once it returns.</summary>
+public class FetchObserver : DispatchProxy
+{
+    private IQueueBackend _inner = null!;
+    private Func<FetchRequest, Task>? _asked;
+    private Action<IReadOnlyList<Lease>>? _fetched;
+
+    internal static IQueueBackend Wrap(IQueueBackend inner, Func<FetchRequest, Task>? asked = null, Action<IReadOnlyList<Lease>>? fetched = null)
+    {
+        var proxy = Create<IQueueBackend, FetchObserver>();
+        var observer = (FetchObserver)(object)proxy;
+        observer._inner = inner;
+        observer._asked = asked;
+        observer._fetched = fetched;
+        return proxy;
+    }
+
+    protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+    {
+        var isFetch = targetMethod!.Name == nameof(IQueueBackend.FetchAsync);
+        if (isFetch && _asked is { } asked && args?[0] is FetchRequest request)
+        {
+            var ready = asked(request);
+            if (!ready.IsCompletedSuccessfully)
+            {
+                return FetchAfterAsync(ready, targetMethod, args);
+            }
+        }
+        return Call(targetMethod, args, isFetch);
+    }
+
+    private async Task<IReadOnlyList<Lease>> FetchAfterAsync(Task ready, MethodInfo fetchMethod, object?[] args)
+    {
+        await ready;
+        return await (Task<IReadOnlyList<Lease>>)Call(fetchMethod, args, isFetch: true)!;
+    }
+
+    private object? Call(MethodInfo targetMethod, object?[]? args, bool isFetch)
+    {
+        object? result;
+        try
+        {
+            result = targetMethod.Invoke(_inner, args);
+        }
+        catch (TargetInvocationException ex) when (ex.InnerException is not null)
+        {
+            ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
+            throw;
+        }
+        if (isFetch && _fetched is { } fetched && result is Task<IReadOnlyList<Lease>> fetch)
+        {
+            _ = fetch.ContinueWith(t =>
+            {
+                if (t.IsCompletedSuccessfully)
+                {
+                    fetched(t.Result);
+                }
+            }, TaskScheduler.Default);
+        }
+        return result;
+    }
+}
