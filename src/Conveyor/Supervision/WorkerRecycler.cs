@@ -11,8 +11,9 @@ namespace Conveyor;
 /// <see cref="WorkerExitCodes.Recycled"/> and stops the host, whose worker then drains as at any shutdown (stops
 /// fetching, hands back unstarted leases unspent, waits for the running handlers, ends what it still holds). The
 /// supervisor (or systemd) starts a fresh process. A supervised child gets its exit code from the end of its drain: 75
-/// once the backend confirmed that it handed back every lease, so that its supervisor has nothing to do for it. The count is watched by <see cref="WorkerStatus"/> (a comparison per finished attempt), so the drain
-/// starts at the limit; the tasks already running then finish too. Memory is read a few times a second.
+/// once the backend confirmed that it handed back every lease, so that its supervisor has nothing to do for it. The count is kept by <see cref="WorkerStatus"/>: no attempt starts past it
+/// (<see cref="WorkerStatus.TryStart"/>), and the drain starts as the last of them finishes. Memory is read a few times a
+/// second.
 /// </summary>
 internal sealed partial class WorkerRecycler(
     IOptions<ConveyorOptions> options,

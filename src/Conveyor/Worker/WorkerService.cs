@@ -63,6 +63,10 @@ internal sealed partial class WorkerService(
     private volatile TaskCompletionSource _readySignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private HashSet<string> _queueNames = new(StringComparer.Ordinal);
     private volatile bool _draining;
+    // Set as the stop begins, before the fetch loops have ended: a handler that frees its slot starts nothing more from
+    // the buffer, which the drain hands back unspent. Otherwise the handlers went on taking leases from the buffer until
+    // a fetch in flight returned (a recycled child ran 61 tasks at a limit of 40 under load).
+    private volatile bool _stopping;
     // Shared by the fetch loops, so that an outage is logged once, not once per loop.
     private int _fetchFailing;
     // Set when a lease may be left held in the backend (a release, a start or an outcome it did not take): the end of the
@@ -134,6 +138,7 @@ internal sealed partial class WorkerService(
         // fetch need not wait for. No ready notification is lost meanwhile: once the subscription is in place, the fetch
         // loops are woken and look again, so work made ready before it took effect is found then (SubscribeReadyAsync).
         var subscribing = SubscribeReadyAsync(stoppingToken);
+        using var stopStarting = stoppingToken.Register(() => _stopping = true);
         var runners = new Task[concurrency];
         for (var i = 0; i < concurrency; i++)
         {
@@ -509,7 +514,8 @@ internal sealed partial class WorkerService(
         {
             while (reader.TryRead(out var inFlight))
             {
-                if (_draining)
+                // Stopping, or at the recycler's count (WorkerStatus.TryStart): it goes back unstarted, in the drain.
+                if (_stopping || !status.TryStart())
                 {
                     if (inFlight.TryDrop())
                     {
@@ -521,6 +527,11 @@ internal sealed partial class WorkerService(
                 {
                     await RunOneAsync(inFlight).ConfigureAwait(false);
                 }
+                else
+                {
+                    // Taken from it meanwhile (cancelled, lost): it neither runs nor counts.
+                    status.Dropped();
+                }
             }
         }
     }
@@ -530,7 +541,6 @@ internal sealed partial class WorkerService(
         var lease = inFlight.Lease;
         var message = lease.Message;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        status.Started();
         Completion completion;
         if (inFlight.CancelRequested)
         {
@@ -1182,6 +1192,7 @@ internal sealed partial class WorkerService(
     private async Task DrainAsync(Task[] runners)
     {
         _draining = true;
+        _stopping = true;
         status.StoppedFetching();
         _ready.Writer.TryComplete();
         while (_ready.Reader.TryRead(out var inFlight))

@@ -17,6 +17,9 @@ public sealed class WorkerStatus
     // Completed when _processed reaches _processedTarget (the recycler's max tasks per child), so it can stop the worker
     // at once rather than at its next look, by which time fast tasks would have gone far past the limit.
     private long _processedTarget = long.MaxValue;
+    // Attempts started and not dropped: those finished (_processed) and those running. Reserved before a start, so that
+    // no more attempts start than the target: a child recycled at 40 runs 40, however fast its tasks end.
+    private long _committed;
     private readonly TaskCompletionSource _processedReached = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _succeeded;
     private long _failed;
@@ -68,10 +71,25 @@ public sealed class WorkerStatus
     /// <summary>Whether the backend answered the worker's last call.</summary>
     public bool BackendReachable { get; internal set; } = true;
 
-    internal void Started() => Interlocked.Increment(ref _running);
+    /// <summary>Reserves an attempt's start: false once the started attempts (finished, running) reach the recycler's
+    /// target, when the lease is to go back unstarted instead.</summary>
+    internal bool TryStart()
+    {
+        if (Interlocked.Increment(ref _committed) > Volatile.Read(ref _processedTarget))
+        {
+            Interlocked.Decrement(ref _committed);
+            return false;
+        }
+        Interlocked.Increment(ref _running);
+        return true;
+    }
 
-    /// <summary>A lease given up without an outcome (lost while it waited or ran).</summary>
-    internal void Dropped() => Interlocked.Decrement(ref _running);
+    /// <summary>A lease given up without an outcome (lost while it waited or ran): it counts toward no target.</summary>
+    internal void Dropped()
+    {
+        Interlocked.Decrement(ref _committed);
+        Interlocked.Decrement(ref _running);
+    }
 
     internal void HandlerStarted(Lease lease, DateTimeOffset at) => _runningTasks[lease.Message.Id] = new RunningTask(lease, at);
 

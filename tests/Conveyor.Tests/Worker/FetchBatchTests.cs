@@ -106,6 +106,48 @@ public sealed class FetchBatchTests
         }
     }
 
+    [Fact]
+    public async Task Once_the_stop_begins_handlers_start_nothing_more_from_the_buffer_while_a_fetch_is_in_flight()
+    {
+        using var gate = new HandlerGate();
+        var fetches = new ConcurrentQueue<int>();
+        var slowFetches = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var host = await StartWorkerAsync(prefetch: 42, queued: 300, gate, fetches, () => slowFetches.Task);
+        var status = host.Services.GetRequiredService<WorkerStatus>();
+        try
+        {
+            await gate.WaitForStartsAsync(2);
+            for (var i = 1; i <= 20; i++)
+            {
+                gate.Release(1);
+                await gate.WaitForStartsAsync(2 + i);
+            }
+            // The second fetch is held in flight, so the fetch loops cannot end and the drain cannot begin; 20 leases wait
+            // in the buffer and 2 handlers run.
+            await WaitUntilAsync(() => fetches.Count >= 2);
+
+            // As a recycle or a signal does: the worker stops fetching, before the host gets round to stopping it.
+            var stopping = WorkerStop.StopFetchingAsync(host.Services, status);
+            gate.Open();
+            await WaitUntilAsync(() => status.Processed >= 22);
+            slowFetches.TrySetResult();
+            await stopping;
+            await host.StopAsync();
+
+            // The two running finished; nothing else started, and what waited went back unspent.
+            Assert.Equal(22, gate.Starts);
+            var counts = (await host.Services.GetRequiredService<Backends.IConveyorBackend>().Store.GetQueuesAsync(CancellationToken.None)).Single().Counts;
+            Assert.Equal(22, counts.GetValueOrDefault(TaskState.Succeeded));
+            Assert.Equal(278, counts.GetValueOrDefault(TaskState.Queued));
+        }
+        finally
+        {
+            slowFetches.TrySetResult();
+            gate.Open();
+            await host.StopAsync();
+        }
+    }
+
     /// <summary>A started worker of two handlers with a fixed prefetch over <paramref name="queued"/> gated tasks, whose
     /// fetches record how many leases each asked for and, after the first, wait for <paramref name="fetchAfter"/>.</summary>
     private static async Task<IHost> StartWorkerAsync(int prefetch, int queued, HandlerGate gate, ConcurrentQueue<int> fetches, Func<Task>? fetchAfter = null)
@@ -172,6 +214,8 @@ public sealed class FetchBatchTests
                 await _release.WaitAsync(cancellationToken);
             }
         }
+
+        public int Starts => Volatile.Read(ref _starts);
 
         public Task WaitForStartsAsync(int count) => WaitUntilAsync(() => Volatile.Read(ref _starts) >= count);
 
