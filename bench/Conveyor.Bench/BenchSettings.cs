@@ -50,6 +50,9 @@ internal sealed record BenchSettings
     /// <summary>Whether the drain updates the engine's statistics of the filled table before its worker starts
     /// (<c>--analyze</c>): what autovacuum has done to any table of a running deployment.</summary>
     public bool Analyze { get; init; }
+    /// <summary>Succeeded tasks kept in the store before the queued ones (<c>--finished</c>, <c>xdrain</c> on SQLite and
+    /// PostgreSQL): how the drain grows with the results a deployment keeps.</summary>
+    public long Finished { get; init; }
     public string? Server { get; init; }
     public string ServerCommand { get; init; } = "server";
     public string WorkerCommand { get; init; } = "worker";

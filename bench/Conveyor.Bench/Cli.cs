@@ -162,6 +162,18 @@ internal static class Cli
                 result.AddError($"--drain-sizes '{text}': give positive whole numbers separated by commas, such as 20000,100000.");
             }
         });
+        var finished = new Option<long>("--finished")
+        {
+            Description = "xdrain on SQLite and PostgreSQL: succeeded tasks stored before the queued ones (untimed, one SQL " +
+                "statement), as the results a deployment keeps, such as 10000000. Default 0.",
+        };
+        finished.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<long>() < 0)
+            {
+                result.AddError("--finished must be zero or more.");
+            }
+        });
         var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the untimed warm-up run that precedes each case's runs." };
         var server = new Option<string?>("--server")
         {
@@ -180,7 +192,7 @@ internal static class Cli
             """)
         {
             workload, system, backend, postgresUrl, redisUrl, amqpUrl, synchronous, runs, tasks, batchSize, concurrency, workers, prefetch, rate, rateLimit,
-            concurrencyLimit, duration, timeLimit, idle, noWarmup, analyze, drainSizes,
+            concurrencyLimit, duration, timeLimit, idle, noWarmup, analyze, drainSizes, finished,
             server, serverCommand, workerCommand, json,
         };
         workload.Validators.Add(result =>
@@ -225,6 +237,7 @@ internal static class Cli
                 Idle = TimeSpan.FromSeconds(parse.GetValue(idle)),
                 Warmup = !parse.GetValue(noWarmup),
                 Analyze = parse.GetValue(analyze),
+                Finished = parse.GetValue(finished),
                 DrainSizes = parse.GetValue(drainSizes) is { } sizes ? ParseSizes(sizes) : null,
                 Server = parse.GetValue(server) is { Length: > 0 } program ? Path.GetFullPath(program) : null,
                 ServerCommand = parse.GetValue(serverCommand)!,

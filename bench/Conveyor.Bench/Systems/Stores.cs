@@ -113,6 +113,63 @@ internal sealed record StoreTarget(BenchBackend Backend, SqliteSynchronous Synch
         }
     }
 
+    /// <summary>Turns the one task in the store into <paramref name="count"/> succeeded tasks (<c>--finished</c>): copies
+    /// of it with fresh ids, created a millisecond apart before it and each finished with one attempt, as a deployment
+    /// that keeps its results has them. Written by one SQL statement (the API would take hours for ten million); the
+    /// template itself is removed. Only the SQL stores are filled this way: false elsewhere, so the caller can say so.</summary>
+    internal static async Task<bool> FillFinishedAsync(BackendLocation location, long count, CancellationToken ct)
+    {
+        switch (location)
+        {
+            case PostgresDatabase pg:
+                {
+                    var tasks = $"\"{pg.Schema ?? "conveyor"}\".tasks";
+                    await using var connection = new NpgsqlConnection(PostgresConnectionString.Normalize(pg.ConnectionString));
+                    await connection.OpenAsync(ct);
+                    await using var command = new NpgsqlCommand($"""
+                        INSERT INTO {tasks} (id, task, queue, state, priority, args, attempt, max_attempts, retry_base_ms, retry_max_ms,
+                            retry_jitter, timeout_ms, created_at, started_at, finished_at, headers, lease_owner, history)
+                        SELECT gen_random_uuid(), t.task, t.queue, {(int)TaskState.Succeeded}, t.priority, t.args, 1, t.max_attempts, t.retry_base_ms,
+                            t.retry_max_ms, t.retry_jitter, t.timeout_ms, t.created_at - (@n - g), t.created_at - (@n - g), t.created_at - (@n - g), t.headers,
+                            'bench', '1:' || (t.created_at - (@n - g)) || '|2:' || (t.created_at - (@n - g)) || '|3:' || (t.created_at - (@n - g))
+                        FROM {tasks} t, generate_series(1, @n) g;
+                        DELETE FROM {tasks} WHERE seq = (SELECT min(seq) FROM {tasks});
+                        """, connection) { CommandTimeout = 0 };
+                    command.Parameters.AddWithValue("n", count);
+                    await command.ExecuteNonQueryAsync(ct);
+                    return true;
+                }
+            case SqliteDatabase sqlite:
+                await FillFinishedSqliteAsync(sqlite.Path, count, ct);
+                return true;
+            default:
+                // Redis, and RabbitMQ (whose broker would keep the template's message after its row was gone).
+                return false;
+        }
+    }
+
+    private static async Task FillFinishedSqliteAsync(string path, long count, CancellationToken ct)
+    {
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path}");
+        await connection.OpenAsync(ct);
+        await using var command = connection.CreateCommand();
+        command.CommandTimeout = 0;
+        command.CommandText = $"""
+            BEGIN;
+            WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < @n)
+            INSERT INTO tasks (id, task, queue, state, priority, args, attempt, max_attempts, retry_base_ms, retry_max_ms,
+                retry_jitter, timeout_ms, created_at, started_at, finished_at, headers, lease_owner, history)
+            SELECT randomblob(16), t.task, t.queue, {(int)TaskState.Succeeded}, t.priority, t.args, 1, t.max_attempts, t.retry_base_ms,
+                t.retry_max_ms, t.retry_jitter, t.timeout_ms, t.created_at - (@n - g.n), t.created_at - (@n - g.n), t.created_at - (@n - g.n), t.headers,
+                'bench', '1:' || (t.created_at - (@n - g.n)) || '|2:' || (t.created_at - (@n - g.n)) || '|3:' || (t.created_at - (@n - g.n))
+            FROM (SELECT * FROM tasks ORDER BY seq LIMIT 1) t, g;
+            DELETE FROM tasks WHERE seq = (SELECT min(seq) FROM tasks);
+            COMMIT;
+            """;
+        command.Parameters.AddWithValue("@n", count);
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
     private static async Task AnalyzeSqliteAsync(string path, CancellationToken ct)
     {
         await using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path}");

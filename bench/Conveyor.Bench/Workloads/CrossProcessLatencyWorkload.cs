@@ -176,6 +176,10 @@ internal sealed record SharedStore(BenchBackend Backend, string Location, string
     /// <summary>Updates the engine's statistics of the tasks table (<c>--analyze</c>), as <see cref="StoreTarget"/> does.</summary>
     public Task AnalyzeAsync(CancellationToken ct) => StoreTarget.AnalyzeAsync(Place, ct);
 
+    /// <summary>Makes the one task in the store <paramref name="count"/> succeeded ones (<c>--finished</c>); false where
+    /// the store is not SQL.</summary>
+    public Task<bool> FillFinishedAsync(long count, CancellationToken ct) => StoreTarget.FillFinishedAsync(Place, count, ct);
+
     /// <summary>The backend both processes open, as the command line names it.</summary>
     private BackendLocation Place => Backend switch
     {

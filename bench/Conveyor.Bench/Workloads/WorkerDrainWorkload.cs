@@ -63,7 +63,8 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
         {
             // Redis keeps no statistics: --analyze changes nothing there, and the name does not say it did.
             var analyzed = s.Analyze && backend != BenchBackend.Redis ? ", analyzed" : "";
-            var suffix = string.Create(CultureInfo.InvariantCulture, $", {size:N0} queued{analyzed}");
+            var kept = s.Finished > 0 ? string.Create(CultureInfo.InvariantCulture, $", {s.Finished:N0} finished kept") : "";
+            var suffix = string.Create(CultureInfo.InvariantCulture, $", {size:N0} queued{kept}{analyzed}");
             metrics.AddRange(await run(s with { Tasks = size }, suffix, ct));
         }
         return metrics;
@@ -82,6 +83,15 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
         {
             await using (var producer = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
             {
+                if (s.Finished > 0)
+                {
+                    // One task made into the results kept, before the queued tasks, as older work is.
+                    await producer.Client.EnqueueAsync(new TaskRequest(IncrTask.Name), ct);
+                    if (!await store.FillFinishedAsync(s.Finished, ct))
+                    {
+                        throw new InvalidOperationException($"--finished is measured on the SQL stores; {target.Backend} is not one.");
+                    }
+                }
                 var batch = Enumerable.Repeat(new TaskRequest(IncrTask.Name), s.BatchSize).ToArray();
                 for (var n = 0; n < s.Tasks; n += s.BatchSize)
                 {
@@ -102,7 +112,7 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
             ], suffix, ct);
             await using (var checker = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
             {
-                await Wait.UntilAsync(async () => await checker.CountAsync(TaskState.Succeeded, ct) >= s.Tasks, TimeSpan.FromMilliseconds(20),
+                await Wait.UntilAsync(async () => await checker.CountAsync(TaskState.Succeeded, ct) >= s.Tasks + s.Finished, TimeSpan.FromMilliseconds(20),
                     TimeSpan.FromSeconds(30), "Conveyor's store to record every task succeeded", ct);
             }
             return metrics;

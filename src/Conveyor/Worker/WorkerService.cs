@@ -122,6 +122,11 @@ internal sealed partial class WorkerService(
             // the drain short, an exception) leaves the hand-back to its supervisor.
             Environment.ExitCode = WorkerExitCodes.LeasesNotHandedBack;
         }
+        if (_options.MaxTasksPerChild is { } maxTasks)
+        {
+            // Before the first start: the recycler (another hosted service) may start after the first tasks have run.
+            status.LimitStarts(maxTasks);
+        }
         var concurrency = Math.Max(1, _options.Concurrency);
         _slots = new PrefetchGate(concurrency, _options.EffectivePrefetch, _options.Prefetch);
         var prefetch = _slots.Max;
@@ -245,14 +250,12 @@ internal sealed partial class WorkerService(
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
-                Interlocked.Add(ref _fetchingSlots, -wanted);
-                slots.Release(wanted);
+                ReturnSlots(slots, wanted);
                 return;
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                Interlocked.Add(ref _fetchingSlots, -wanted);
-                slots.Release(wanted);
+                ReturnSlots(slots, wanted);
                 if (failures++ == 0 && Interlocked.Exchange(ref _fetchFailing, 1) == 0)
                 {
                     LogBackendError(ex, "fetch");
@@ -270,8 +273,7 @@ internal sealed partial class WorkerService(
             }
             if (leases.Count < wanted)
             {
-                Interlocked.Add(ref _fetchingSlots, leases.Count - wanted);
-                slots.Release(wanted - leases.Count);
+                ReturnSlots(slots, wanted - leases.Count);
             }
             // A fetch that found work measures the round trip; one that waited for work would measure the wait, so a
             // fetch that got less than it asked for, or took longer than any round trip should, is not a sample.
@@ -287,8 +289,7 @@ internal sealed partial class WorkerService(
                 admissions = await AdmitAsync(leases, stoppingToken).ConfigureAwait(false);
                 if (admissions is null)
                 {
-                    Interlocked.Add(ref _fetchingSlots, -leases.Count);
-                    slots.Release(leases.Count);
+                    ReturnSlots(slots, leases.Count);
                     continue;
                 }
             }
@@ -328,6 +329,14 @@ internal sealed partial class WorkerService(
                 }
             }
         }
+    }
+
+    /// <summary>Gives back slots gathered for a fetch that got no lease for them (it failed, was cut short, found fewer, or
+    /// the limits stage refused them): no longer counted as in flight, free for the next fetch.</summary>
+    private void ReturnSlots(PrefetchGate slots, int count)
+    {
+        Interlocked.Add(ref _fetchingSlots, -count);
+        slots.Release(count);
     }
 
     /// <summary>The slots the next fetch asks leases for: at least one, then every free one; and while the leases waiting

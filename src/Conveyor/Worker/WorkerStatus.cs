@@ -103,10 +103,14 @@ public sealed class WorkerStatus
 
     internal void StoppedFetching() => _fetchingStopped.TrySetResult();
 
+    /// <summary>No attempt starts past <paramref name="count"/> (<see cref="TryStart"/>): set by the worker before its
+    /// first, so that fast tasks cannot run past the count before the recycler is there to watch it.</summary>
+    internal void LimitStarts(long count) => Volatile.Write(ref _processedTarget, count);
+
     /// <summary>Completes once <paramref name="count"/> attempts have finished (one target per status: the recycler's).</summary>
     internal Task ProcessedReachedAsync(long count)
     {
-        Volatile.Write(ref _processedTarget, count);
+        LimitStarts(count);
         if (Processed >= count)
         {
             _processedReached.TrySetResult();
