@@ -24,11 +24,7 @@ public sealed class FetchBatchTests
             Assert.Equal([42], fetches.ToArray());
 
             // Handlers end one at a time; each frees one slot.
-            for (var i = 1; i <= 100; i++)
-            {
-                gate.Release(1);
-                await gate.WaitForStartsAsync(2 + i);
-            }
+            await EndOneAtATimeAsync(gate, 1, 100);
 
             var later = fetches.Skip(1).ToArray();
             // 100 slots freed, fetched by 20 or so (a slot may be counted while its handler takes its next lease).
@@ -78,20 +74,12 @@ public sealed class FetchBatchTests
         {
             await gate.WaitForStartsAsync(2);
             // 20 handlers' ends: the second fetch asks for about 20, and is held in flight.
-            for (var i = 1; i <= 20; i++)
-            {
-                gate.Release(1);
-                await gate.WaitForStartsAsync(2 + i);
-            }
+            await EndOneAtATimeAsync(gate, 1, 20);
             await WaitUntilAsync(() => fetches.Count >= 2);
 
             // 20 more while it is held: the waiting leases fall from 20 to none, but with the 20 it asked for they cover
             // the next fetch's round trip until the end, so the next fetch gathers these 20 slots, not the first one.
-            for (var i = 21; i <= 40; i++)
-            {
-                gate.Release(1);
-                await gate.WaitForStartsAsync(2 + i);
-            }
+            await EndOneAtATimeAsync(gate, 21, 40);
             await WaitUntilAsync(() => fetches.Count >= 3);
 
             var asked = fetches.ToArray();
@@ -117,11 +105,7 @@ public sealed class FetchBatchTests
         try
         {
             await gate.WaitForStartsAsync(2);
-            for (var i = 1; i <= 20; i++)
-            {
-                gate.Release(1);
-                await gate.WaitForStartsAsync(2 + i);
-            }
+            await EndOneAtATimeAsync(gate, 1, 20);
             // The second fetch is held in flight, so the fetch loops cannot end and the drain cannot begin; 20 leases wait
             // in the buffer and 2 handlers run.
             await WaitUntilAsync(() => fetches.Count >= 2);
@@ -179,6 +163,17 @@ public sealed class FetchBatchTests
         }
         await host.StartAsync();
         return host;
+    }
+
+    /// <summary>Ends the handlers running, one at a time: each next only once a handler started in the freed slot (the
+    /// two handlers started first, then one per end).</summary>
+    private static async Task EndOneAtATimeAsync(HandlerGate gate, int first, int last)
+    {
+        for (var i = first; i <= last; i++)
+        {
+            gate.Release(1);
+            await gate.WaitForStartsAsync(2 + i);
+        }
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)
