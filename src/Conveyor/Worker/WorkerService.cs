@@ -521,14 +521,16 @@ internal sealed partial class WorkerService(
         var reader = _ready.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
+            var refusedAtCount = false;
             while (reader.TryRead(out var inFlight))
             {
-                // Stopping, or at the recycler's count (WorkerStatus.TryStart): it goes back unstarted, in the drain.
+                // Stopping, or at the recycler's count (WorkerStatus.TryStart): it goes back unstarted.
                 if (_stopping || !status.TryStart())
                 {
                     if (inFlight.TryDrop())
                     {
                         _unstarted.Enqueue(inFlight);
+                        refusedAtCount |= !_stopping;
                     }
                     continue;
                 }
@@ -541,6 +543,13 @@ internal sealed partial class WorkerService(
                     // Taken from it meanwhile (cancelled, lost): it neither runs nor counts.
                     status.Dropped();
                 }
+            }
+            if (refusedAtCount)
+            {
+                // Back at once, not in the drain: held until then, the heartbeat would extend them, and if a started
+                // attempt were then lost (its place given back), no other could start and the count never be reached.
+                // Their prefetch slots stay taken, so that the fetcher does not fetch them only to have them refused again.
+                await ReleaseUnstartedAsync().ConfigureAwait(false);
             }
         }
     }

@@ -1,5 +1,6 @@
 using Conveyor.Backends;
 using Conveyor.Testing;
+using Conveyor.Tests.Engine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -50,6 +51,78 @@ public sealed class RecyclingUnitTests
         {
             // Outside a supervisor, a recycled process exits 75 for systemd to restart it: not this test's process.
             Environment.ExitCode = exitCode;
+        }
+    }
+
+    [Fact]
+    public async Task At_its_count_a_worker_hands_back_the_leases_it_refused_at_once_so_a_lost_attempts_place_is_filled()
+    {
+        await using var host = new EngineHost(c => c.AddTask<GatedTask>(GatedTask.Name), o =>
+        {
+            // A handler more than the count: free, it takes the buffered leases and refuses them.
+            o.Worker.Concurrency = 3;
+            o.Worker.Prefetch = 8;
+            o.Worker.MaxTasksPerChild = 2;
+        });
+        var exitCode = Environment.ExitCode;
+        try
+        {
+            var tasks = new List<Guid>();
+            for (var i = 0; i < 6; i++)
+            {
+                tasks.Add((await host.Client.EnqueueAsync(GatedTask.Name)).Id);
+            }
+            await host.StartAsync();
+            await WaitUntilAsync(() => host.Probe.Runs == 2, "two attempts to start");
+
+            // The count is taken: the four others go back queued and unspent now, not when the worker drains.
+            await host.WaitForQueueAsync(q => q.Counts.GetValueOrDefault(TaskState.Queued) == 4, "four tasks queued while two run");
+
+            // One started attempt's lease is lost (taken back, as a supervisor does for a worker it takes for gone).
+            var status = host.Services.GetRequiredService<WorkerStatus>();
+            var lost = status.RunningTasks.First().Lease;
+            Assert.Equal(1, (await host.Backend.ReleaseAsync([lost.Ref], CancellationToken.None)).Count);
+            // Its task is queued again at once, as a redelivery: another worker takes it (usually before this one hears
+            // of its loss at the next heartbeat; if this one takes it, the test still holds, and only proves less).
+            var other = await host.Backend.FetchAsync(new FetchRequest
+            {
+                WorkerId = "another-worker",
+                Queues = [new QueueWeight(QueueNames.Default)],
+                MaxCount = 1,
+                LeaseDuration = TimeSpan.FromMinutes(5),
+            }, CancellationToken.None);
+            Assert.Single(other);
+
+            // Its place at the count goes to a task that was queued: a third attempt starts, and the worker recycles at two.
+            await WaitUntilAsync(() => host.Probe.Runs == 3, "a third attempt to start in the lost one's place");
+            host.Probe.Gate.TrySetResult();
+            await host.WaitForQueueAsync(q => q.Counts.GetValueOrDefault(TaskState.Succeeded) == 2, "two tasks succeeded");
+            await WaitUntilAsync(() => status.Recycling && !status.IsRunning, "the worker to recycle and stop");
+
+            var records = new List<TaskRecord>();
+            foreach (var id in tasks)
+            {
+                records.Add((await host.Client.GetAsync(id))!);
+            }
+            Assert.Equal(TaskState.Running, records.Single(r => r.Id == other[0].Message.Id).State);
+            Assert.Equal(2, records.Count(r => r.State == TaskState.Succeeded));
+            Assert.All(records.Where(r => r.State == TaskState.Queued), r => Assert.Equal(0, r.Attempts));
+            Assert.Equal(3, records.Count(r => r.State == TaskState.Queued));
+            Assert.Equal(3, host.Probe.Runs);
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            await Task.Delay(20);
         }
     }
 
