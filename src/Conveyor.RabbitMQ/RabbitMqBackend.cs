@@ -36,6 +36,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, byte> _leasedSteps = new();
     private readonly RabbitMqNotifier _notifier;
     private bool _disposed;
+    private static readonly TimeSpan FlushTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>Creates the backend; it connects to the broker on first use.</summary>
     /// <param name="store">The SQL backend that holds state, results and coordination.</param>
@@ -62,7 +63,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         _notifier = new RabbitMqNotifier(_connection, _topology);
         _deliveries = new RabbitMqDeliveries(options, _connection, _topology, store,
             queue => _notifier.Hub.Deliver(new Notification(NotifierChannels.Ready, queue)));
-        _publisher = new RabbitMqPublisher(_connection, _topology, log);
+        _publisher = new RabbitMqPublisher(_connection, _topology, log, options.MaxUnconfirmedPublishes);
     }
 
     /// <inheritdoc />
@@ -191,7 +192,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         }
         if (ready.Count > 0)
         {
-            await _publisher.AfterStoreAsync(() => _publisher.PublishReadyAsync(ready, cancellationToken), "enqueue", cancellationToken).ConfigureAwait(false);
+            // The store holds the tasks now: unless told otherwise, the call does not also wait for the broker's disk.
+            await _publisher.AfterStoreAsync(() => _options.EnqueueWaitsForConfirms
+                ? _publisher.PublishReadyAsync(ready, cancellationToken)
+                : _publisher.PublishReadyUnconfirmedAsync(ready, cancellationToken), "enqueue", cancellationToken).ConfigureAwait(false);
         }
         return results;
     }
@@ -449,6 +453,8 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             return;
         }
         _disposed = true;
+        // Enqueued messages still on their way to the broker get there before the connection closes.
+        await _publisher.FlushAsync(FlushTimeout).ConfigureAwait(false);
         await _deliveries.DisposeAsync().ConfigureAwait(false);
         await _notifier.DisposeAsync().ConfigureAwait(false);
         await _connection.DisposeAsync().ConfigureAwait(false);

@@ -30,6 +30,20 @@ public sealed class RabbitMqBackendOptions
     /// <summary>Longest wait between reconnect attempts. Default 30 s.</summary>
     public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Whether an enqueue returns only once the broker has confirmed its messages (persisted them). Default
+    /// false: it returns once the store holds the tasks, which is what makes them safe (the store is the record; a
+    /// message only wakes a worker), and the confirms are awaited in the background, at most
+    /// <see cref="MaxUnconfirmedPublishes"/> at once; a message the broker loses meanwhile (a crash before it persisted
+    /// it) delays its task until a worker's fallback poll (<c>Worker:FetchWait</c>), and loses nothing. True makes a
+    /// one-at-a-time enqueue wait for the broker's disk (about 0.7 ms a call on a quorum queue here, against about
+    /// 0.1 ms) in exchange for a message that survives a broker crash the moment the call returns.</summary>
+    public bool EnqueueWaitsForConfirms { get; set; }
+
+    /// <summary>Enqueued messages whose confirm is awaited in the background (<see cref="EnqueueWaitsForConfirms"/>
+    /// false): an enqueue beyond it waits for the broker, so that a producer faster than the broker is slowed to its
+    /// pace rather than piling up messages in memory. Default 4096.</summary>
+    public int MaxUnconfirmedPublishes { get; set; } = 4096;
+
     /// <summary>Whether disposing the backend disposes its store too. Default true.</summary>
     public bool OwnsStore { get; set; } = true;
 }

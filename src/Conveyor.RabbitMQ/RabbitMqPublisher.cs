@@ -9,6 +9,8 @@ namespace Conveyor.RabbitMQ;
 /// Publishing to the broker with publisher confirms: ready tasks to their queues, wake-ups, dead-letter copies; and
 /// the rule that a broker step following a store change never fails the call (<see cref="AfterStoreAsync"/>).
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001:Types that own disposable fields should be disposable",
+    Justification = "The semaphore's wait handle is never asked for, so it holds nothing to free; confirms still in flight release it after the backend is gone.")]
 internal sealed partial class RabbitMqPublisher
 {
     private readonly RabbitMqConnection _connection;
@@ -16,12 +18,95 @@ internal sealed partial class RabbitMqPublisher
     private readonly ILogger _logger;
     // Stopwatch timestamp of the first publish failure of the current streak; 0 when publishes succeed.
     private long _publishFailingSince;
+    // Permits for messages whose confirm is awaited in the background (PublishReadyUnconfirmedAsync): one taken per
+    // message, given back at its confirm or failure.
+    private readonly SemaphoreSlim _unconfirmed;
+    private readonly int _maxUnconfirmed;
 
-    public RabbitMqPublisher(RabbitMqConnection connection, RabbitMqTopology topology, ILogger logger)
+    public RabbitMqPublisher(RabbitMqConnection connection, RabbitMqTopology topology, ILogger logger, int maxUnconfirmed)
     {
+        if (maxUnconfirmed < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxUnconfirmed), maxUnconfirmed,
+                "Conveyor:RabbitMq:MaxUnconfirmedPublishes (CONVEYOR_RABBITMQ__MAXUNCONFIRMEDPUBLISHES) must be at least 1.");
+        }
         _connection = connection;
         _topology = topology;
         _logger = logger;
+        _maxUnconfirmed = maxUnconfirmed;
+        _unconfirmed = new SemaphoreSlim(maxUnconfirmed, maxUnconfirmed);
+    }
+
+    /// <summary>Publishes a persistent message per task to its queue and returns once each is handed to the channel;
+    /// their confirms are awaited in the background (a failure is logged as <see cref="AfterStoreAsync"/> logs one), at
+    /// most the configured number at once: past it, this waits for confirms.</summary>
+    public async Task PublishReadyUnconfirmedAsync(IReadOnlyList<(string Queue, Guid Id, int Priority)> messages, CancellationToken cancellationToken)
+    {
+        var (_, publisher, _) = await _connection.GetAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var (queue, id, priority) in messages)
+        {
+            await _topology.DeclareQueueAsync(queue, cancellationToken).ConfigureAwait(false);
+            await _unconfirmed.WaitAsync(cancellationToken).ConfigureAwait(false);
+            Task confirm;
+            try
+            {
+                // Not the caller's token: the call has returned by the time the confirm comes.
+                confirm = Publish(publisher, _topology.Exchange, queue, id.ToString("D"), priority, CancellationToken.None);
+            }
+            catch
+            {
+                _unconfirmed.Release();
+                throw;
+            }
+            _ = AwaitConfirmAsync(confirm);
+        }
+    }
+
+    private async Task AwaitConfirmAsync(Task confirm)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            await confirm.ConfigureAwait(false);
+            Succeeded(started);
+        }
+        catch (Exception e)
+        {
+            Failed("enqueue", e);
+        }
+        finally
+        {
+            _unconfirmed.Release();
+        }
+    }
+
+    /// <summary>Waits until every message published by <see cref="PublishReadyUnconfirmedAsync"/> is confirmed or
+    /// failed, or <paramref name="timeout"/> passes: before the connection closes, so that a process that enqueues and
+    /// exits leaves its messages with the broker. True when none is left.</summary>
+    public async Task<bool> FlushAsync(TimeSpan timeout)
+    {
+        var deadline = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        var taken = 0;
+        try
+        {
+            while (taken < _maxUnconfirmed)
+            {
+                var left = TimeSpan.FromSeconds((double)(deadline - System.Diagnostics.Stopwatch.GetTimestamp()) / System.Diagnostics.Stopwatch.Frequency);
+                if (left <= TimeSpan.Zero || !await _unconfirmed.WaitAsync(left).ConfigureAwait(false))
+                {
+                    return false;
+                }
+                taken++;
+            }
+            return true;
+        }
+        finally
+        {
+            if (taken > 0)
+            {
+                _unconfirmed.Release(taken);
+            }
+        }
     }
 
     /// <summary>Publishes a persistent message per task (body: its id; <see cref="Guid.Empty"/> for a wake-up without a
@@ -77,18 +162,28 @@ internal sealed partial class RabbitMqPublisher
         try
         {
             await step().ConfigureAwait(false);
-            var failingSince = Interlocked.Read(ref _publishFailingSince);
-            if (failingSince != 0 && started > failingSince)
-            {
-                Interlocked.CompareExchange(ref _publishFailingSince, 0, failingSince);
-            }
+            Succeeded(started);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            if (Interlocked.CompareExchange(ref _publishFailingSince, System.Diagnostics.Stopwatch.GetTimestamp(), 0) == 0)
-            {
-                LogPublishFailed(_logger, operation, e.Message, e);
-            }
+            Failed(operation, e);
+        }
+    }
+
+    private void Succeeded(long started)
+    {
+        var failingSince = Interlocked.Read(ref _publishFailingSince);
+        if (failingSince != 0 && started > failingSince)
+        {
+            Interlocked.CompareExchange(ref _publishFailingSince, 0, failingSince);
+        }
+    }
+
+    private void Failed(string operation, Exception e)
+    {
+        if (Interlocked.CompareExchange(ref _publishFailingSince, System.Diagnostics.Stopwatch.GetTimestamp(), 0) == 0)
+        {
+            LogPublishFailed(_logger, operation, e.Message, e);
         }
     }
 

@@ -50,7 +50,8 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     public void Dispose() => _timeout.Dispose();
 
     /// <summary>A backend on the shared store file and prefix, as another process would have.</summary>
-    private async Task<RabbitMqBackend> NewBackendAsync(TimeSpan? pollInterval = null, RabbitMqQueueType queueType = RabbitMqQueueType.Auto)
+    private async Task<RabbitMqBackend> NewBackendAsync(TimeSpan? pollInterval = null, RabbitMqQueueType queueType = RabbitMqQueueType.Auto,
+        bool enqueueWaitsForConfirms = false)
     {
         var store = new SqliteBackend(new SqliteBackendOptions { Path = _path });
         var rabbit = new RabbitMqBackend(store, new RabbitMqBackendOptions
@@ -60,6 +61,7 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
             OwnsStore = false,
             PollInterval = pollInterval ?? TimeSpan.FromSeconds(1),
             QueueType = queueType,
+            EnqueueWaitsForConfirms = enqueueWaitsForConfirms,
         });
         _backends.Add((rabbit, store));
         await rabbit.MigrateAsync(_timeout.Token);
@@ -69,6 +71,19 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     private static TaskMessage NewMessage() => new() { Id = Guid.CreateVersion7(), Task = "test.task", CreatedAt = DateTimeOffset.UtcNow };
 
     private async Task<uint> ReadyCountAsync(string queue) => (await _channel!.QueueDeclarePassiveAsync(queue, _timeout.Token)).MessageCount;
+
+    /// <summary>The queue's message count once it reaches <paramref name="expected"/>, or as it is after 10 s: an enqueue
+    /// returns before the broker has its messages unless it waits for confirms.</summary>
+    private async Task<uint> ReadyCountReachingAsync(string queue, uint expected)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        uint count;
+        while ((count = await ReadyCountAsync(queue)) < expected && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(20, _timeout.Token);
+        }
+        return count;
+    }
 
     [Theory]
     [InlineData(RabbitMqQueueType.Auto, "quorum")] // the test broker is RabbitMQ 3.10, which has quorum queues
@@ -81,7 +96,7 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
 
         Assert.Equal(expected, await QueueTypeAsync(backend.BrokerQueueName(QueueNames.Default)));
         Assert.Equal(expected == "quorum", backend.QuorumQueues);
-        Assert.Equal(1u, await ReadyCountAsync(backend.BrokerQueueName(QueueNames.Default)));
+        Assert.Equal(1u, await ReadyCountReachingAsync(backend.BrokerQueueName(QueueNames.Default), 1));
     }
 
     [Fact]
@@ -100,7 +115,7 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         await backend.EnqueueAsync([NewMessage()], _timeout.Token);
 
         Assert.Equal("classic", await QueueTypeAsync(backend.BrokerQueueName(QueueNames.Default)));
-        Assert.Equal(3u, await ReadyCountAsync(backend.BrokerQueueName(QueueNames.Default)));
+        Assert.Equal(3u, await ReadyCountReachingAsync(backend.BrokerQueueName(QueueNames.Default), 3));
     }
 
     /// <summary>Declaring an existing queue with other arguments fails with PRECONDITION_FAILED (406): a quorum
@@ -137,13 +152,49 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
-    public async Task Enqueue_returns_after_the_broker_holds_each_message()
+    public async Task Told_to_an_enqueue_returns_after_the_broker_holds_each_message()
     {
-        var backend = await NewBackendAsync();
+        var backend = await NewBackendAsync(enqueueWaitsForConfirms: true);
         await backend.EnqueueAsync([NewMessage(), NewMessage(), NewMessage()], _timeout.Token);
 
         // Publisher confirms were awaited: the messages are in the durable queue (no consumer yet).
         Assert.Equal(3u, await ReadyCountAsync(backend.BrokerQueueName(QueueNames.Default)));
+    }
+
+    [Fact]
+    public async Task By_default_an_enqueue_returns_once_stored_and_its_messages_follow_to_the_broker()
+    {
+        var backend = await NewBackendAsync();
+        var messages = new[] { NewMessage(), NewMessage(), NewMessage() };
+        await backend.EnqueueAsync(messages, _timeout.Token);
+
+        foreach (var message in messages)
+        {
+            Assert.Equal(TaskState.Queued, (await backend.Store.GetAsync(message.Id, _timeout.Token))?.State);
+        }
+        Assert.Equal(3u, await ReadyCountReachingAsync(backend.BrokerQueueName(QueueNames.Default), 3));
+    }
+
+    [Fact]
+    public async Task A_backend_disposed_right_after_its_enqueues_leaves_every_message_with_the_broker()
+    {
+        var backend = await NewBackendAsync();
+        var queue = backend.BrokerQueueName(QueueNames.Default);
+        const int count = 3000;
+        for (var i = 0; i < count / 1000; i++)
+        {
+            await backend.EnqueueAsync(Enumerable.Range(0, 1000).Select(_ => NewMessage()).ToArray(), _timeout.Token);
+        }
+
+        // As a process that enqueues and exits: the messages whose confirm had not come are flushed before the close.
+        var (rabbit, store) = _backends.Single(b => b.Rabbit == backend);
+        _backends.Remove((rabbit, store));
+        await backend.DisposeAsync();
+        store.Dispose();
+        Assert.Equal((uint)count, await ReadyCountAsync(queue));
+
+        // The queue it declared goes with the others at the end.
+        await (await NewBackendAsync()).DeleteBrokerObjectsAsync([QueueNames.Default], _timeout.Token);
     }
 
     [Fact]
