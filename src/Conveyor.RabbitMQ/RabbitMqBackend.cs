@@ -193,9 +193,14 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         if (ready.Count > 0)
         {
             // The store holds the tasks now: unless told otherwise, the call does not also wait for the broker's disk.
-            await _publisher.AfterStoreAsync(() => _options.EnqueueWaitsForConfirms
-                ? _publisher.PublishReadyAsync(ready, cancellationToken)
-                : _publisher.PublishReadyUnconfirmedAsync(ready, cancellationToken), "enqueue", cancellationToken).ConfigureAwait(false);
+            if (_options.EnqueueWaitsForConfirms)
+            {
+                await _publisher.AfterStoreAsync(() => _publisher.PublishReadyAsync(ready, cancellationToken), "enqueue", cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await _publisher.AfterStoreAsync(() => _publisher.PublishReadyUnconfirmedAsync(ready), "enqueue", cancellationToken, confirmedLater: true).ConfigureAwait(false);
+            }
         }
         return results;
     }

@@ -31,6 +31,10 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     private readonly IConveyorBackend _store;
     private readonly Action<string> _ready;
     private readonly DeliveryLedger _ledger = new();
+    // Every delivery from its arrival to its settlement, and one settlement sent at a time, so that an ack can cover a
+    // run of deliveries at once (multiple) and none is settled twice.
+    private readonly UnsettledTags<IChannel> _unsettled = new();
+    private readonly SemaphoreSlim _settling = new(1, 1);
     private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
     private long _lastSweep = long.MinValue;
     private bool _lastSweepDropped;
@@ -59,6 +63,7 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     public void OnConsumerChannelOpened()
     {
         _ledger.ChannelReplaced();
+        _unsettled.Clear();
         _consumers.Clear();
     }
 
@@ -128,11 +133,13 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
             await _sweeper.ConfigureAwait(false);
         }
         _stop.Dispose();
+        _settling.Dispose();
     }
 
     private async Task OnDeliveryAsync(string queue, IChannel channel, BasicDeliverEventArgs e)
     {
         var delivery = new Delivery(channel, e.DeliveryTag);
+        _unsettled.Add(channel, e.DeliveryTag);
         var text = Encoding.UTF8.GetString(e.Body.Span);
         if (!Guid.TryParse(text, out var id))
         {
@@ -166,37 +173,67 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     /// <summary>Acks the held deliveries of <paramref name="ids"/>.</summary>
     public Task AckHeldAsync(IEnumerable<Guid> ids) => SettleAsync(_ledger.TakeHeld(ids, out _), Settle.Ack);
 
-    private static Task AckAsync(List<Delivery> deliveries) => SettleAsync(deliveries, Settle.Ack);
+    private Task AckAsync(List<Delivery> deliveries) => SettleAsync(deliveries, Settle.Ack);
 
-    private static async Task SettleAsync(List<Delivery> deliveries, Settle how)
+    private async Task SettleAsync(List<Delivery> deliveries, Settle how)
     {
-        foreach (var (channel, tag) in deliveries)
+        if (deliveries.Count == 0)
         {
-            if (!channel.IsOpen)
+            return;
+        }
+        // One settlement at a time, each sent before the next is planned: a multiple ack covers exactly the deliveries
+        // it was planned for (UnsettledTags).
+        await _settling.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (how == Settle.Ack)
             {
-                // The channel closed (or is recovering): the broker redelivers its unacked messages.
-                continue;
-            }
-            try
-            {
-                switch (how)
+                // Acks of a completion batch go as one frame where their tags run unbroken: a frame each cost the
+                // worker a write, and the drain its pace.
+                foreach (var (channel, tag, multiple) in _unsettled.PlanAcks(deliveries.Select(d => (d.Channel, d.Tag))))
                 {
-                    case Settle.Ack:
-                        await channel.BasicAckAsync(tag, multiple: false).ConfigureAwait(false);
-                        break;
-                    case Settle.Requeue:
-                        await channel.BasicNackAsync(tag, multiple: false, requeue: true).ConfigureAwait(false);
-                        break;
-                    default:
-                        // The queue's x-dead-letter-exchange takes it.
-                        await channel.BasicRejectAsync(tag, requeue: false).ConfigureAwait(false);
-                        break;
+                    await SendAsync(channel, tag, how, multiple).ConfigureAwait(false);
                 }
+                return;
             }
-            catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or ObjectDisposedException)
+            _unsettled.Remove(deliveries.Select(d => (d.Channel, d.Tag)));
+            foreach (var (channel, tag) in deliveries)
             {
-                // The channel closed meanwhile: the broker redelivers; the store decides whether the row is still ready.
+                await SendAsync(channel, tag, how, multiple: false).ConfigureAwait(false);
             }
+        }
+        finally
+        {
+            _settling.Release();
+        }
+    }
+
+    private static async Task SendAsync(IChannel channel, ulong tag, Settle how, bool multiple)
+    {
+        if (!channel.IsOpen)
+        {
+            // The channel closed (or is recovering): the broker redelivers its unacked messages.
+            return;
+        }
+        try
+        {
+            switch (how)
+            {
+                case Settle.Ack:
+                    await channel.BasicAckAsync(tag, multiple).ConfigureAwait(false);
+                    break;
+                case Settle.Requeue:
+                    await channel.BasicNackAsync(tag, multiple: false, requeue: true).ConfigureAwait(false);
+                    break;
+                default:
+                    // The queue's x-dead-letter-exchange takes it.
+                    await channel.BasicRejectAsync(tag, requeue: false).ConfigureAwait(false);
+                    break;
+            }
+        }
+        catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or ObjectDisposedException)
+        {
+            // The channel closed meanwhile: the broker redelivers; the store decides whether the row is still ready.
         }
     }
 

@@ -22,6 +22,7 @@ internal sealed partial class RabbitMqPublisher
     // message, given back at its confirm or failure.
     private readonly SemaphoreSlim _unconfirmed;
     private readonly int _maxUnconfirmed;
+    private static readonly TimeSpan PermitWait = TimeSpan.FromSeconds(1);
 
     public RabbitMqPublisher(RabbitMqConnection connection, RabbitMqTopology topology, ILogger logger, int maxUnconfirmed)
     {
@@ -39,14 +40,21 @@ internal sealed partial class RabbitMqPublisher
 
     /// <summary>Publishes a persistent message per task to its queue and returns once each is handed to the channel;
     /// their confirms are awaited in the background (a failure is logged as <see cref="AfterStoreAsync"/> logs one), at
-    /// most the configured number at once: past it, this waits for confirms.</summary>
-    public async Task PublishReadyUnconfirmedAsync(IReadOnlyList<(string Queue, Guid Id, int Priority)> messages, CancellationToken cancellationToken)
+    /// most the configured number at once: past it, this waits for confirms, up to <see cref="PermitWait"/> a message,
+    /// and then leaves the rest of the call's messages out (logged): the tasks are stored, a worker finds them by its
+    /// fallback poll, and a broker that stopped confirming cannot hold a producer forever. Not cancelled by the caller,
+    /// whose tasks are stored by now.</summary>
+    public async Task PublishReadyUnconfirmedAsync(IReadOnlyList<(string Queue, Guid Id, int Priority)> messages)
     {
-        var (_, publisher, _) = await _connection.GetAsync(cancellationToken).ConfigureAwait(false);
+        var (_, publisher, _) = await _connection.GetAsync(CancellationToken.None).ConfigureAwait(false);
         foreach (var (queue, id, priority) in messages)
         {
-            await _topology.DeclareQueueAsync(queue, cancellationToken).ConfigureAwait(false);
-            await _unconfirmed.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await _topology.DeclareQueueAsync(queue, CancellationToken.None).ConfigureAwait(false);
+            if (!await _unconfirmed.WaitAsync(PermitWait).ConfigureAwait(false))
+            {
+                throw new TimeoutException(
+                    $"{_maxUnconfirmed} messages published earlier are still awaiting the broker's confirm; this call's messages were left out");
+            }
             Task confirm;
             try
             {
@@ -94,6 +102,7 @@ internal sealed partial class RabbitMqPublisher
                 var left = TimeSpan.FromSeconds((double)(deadline - System.Diagnostics.Stopwatch.GetTimestamp()) / System.Diagnostics.Stopwatch.Frequency);
                 if (left <= TimeSpan.Zero || !await _unconfirmed.WaitAsync(left).ConfigureAwait(false))
                 {
+                    LogUnconfirmedAtClose(_logger, _maxUnconfirmed - taken, timeout);
                     return false;
                 }
                 taken++;
@@ -154,7 +163,11 @@ internal sealed partial class RabbitMqPublisher
     /// crash between the two steps. Failing the call instead would report an enqueue as refused although its tasks are
     /// stored and will run. Logged once per failing streak.
     /// </summary>
-    public async Task AfterStoreAsync(Func<Task> step, string operation, CancellationToken cancellationToken)
+    /// <param name="step">The broker step.</param>
+    /// <param name="operation">Named in the log.</param>
+    /// <param name="cancellationToken">The caller's: a cancellation is not a broker failure.</param>
+    /// <param name="confirmedLater">The step returns before the broker confirmed (its confirms end the streak, not it).</param>
+    public async Task AfterStoreAsync(Func<Task> step, string operation, CancellationToken cancellationToken, bool confirmedLater = false)
     {
         // Logged once per streak of failures. Only a publish that began after the streak began ends it: one in flight
         // when the broker went away may still succeed after others failed, and must not make the next failure log again.
@@ -162,7 +175,10 @@ internal sealed partial class RabbitMqPublisher
         try
         {
             await step().ConfigureAwait(false);
-            Succeeded(started);
+            if (!confirmedLater)
+            {
+                Succeeded(started);
+            }
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -186,6 +202,9 @@ internal sealed partial class RabbitMqPublisher
             LogPublishFailed(_logger, operation, e.Message, e);
         }
     }
+
+    [LoggerMessage(EventId = 5012, Level = LogLevel.Warning, Message = "{Count} messages published to RabbitMQ were not confirmed within {Timeout} of the close; their tasks are stored, and workers find them by their fallback poll if the broker lost them")]
+    private static partial void LogUnconfirmedAtClose(ILogger logger, int count, TimeSpan timeout);
 
     [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "Could not publish to RabbitMQ after {Operation} ({Reason}); the tasks are stored, and workers find them by their fallback poll until the broker is back")]
     private static partial void LogPublishFailed(ILogger logger, string operation, string reason, Exception exception);

@@ -104,6 +104,8 @@ internal sealed partial class WorkerService(
         public bool TryDrop() => Interlocked.CompareExchange(ref _state, Dropped, Waiting) == Waiting;
 
         public bool IsWaiting => Volatile.Read(ref _state) == Waiting;
+
+        public bool IsDropped => Volatile.Read(ref _state) == Dropped;
     }
 
     /// <summary>A start to record, or an outcome to write. <see cref="Recorded"/> is set for a start the handler waits for.</summary>
@@ -536,6 +538,13 @@ internal sealed partial class WorkerService(
                 }
                 if (inFlight.TryBegin())
                 {
+                    if (refusedAtCount)
+                    {
+                        // A place at the count came free (a lost attempt): those refused before go back before this
+                        // handler runs, not after.
+                        refusedAtCount = false;
+                        await ReleaseUnstartedAsync().ConfigureAwait(false);
+                    }
                     await RunOneAsync(inFlight).ConfigureAwait(false);
                 }
                 else
@@ -1000,6 +1009,11 @@ internal sealed partial class WorkerService(
             _inFlight.TryRemove(inFlight.Lease.Ref, out _);
             _limits?.Ended(inFlight.Lease.Ref);
             _slots!.Release();
+            return;
+        }
+        if (inFlight.IsDropped)
+        {
+            // Handed back unstarted (after this heartbeat took its snapshot): no handler to stop, nothing lost.
             return;
         }
         if (!inFlight.Lost)
