@@ -131,7 +131,11 @@ internal sealed partial class RabbitMqConnection : IAsyncDisposable
             {
                 // Deliveries of a closed channel go back to their queues: forget them and consume again.
                 _consumer?.Dispose();
-                var consumer = await _connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+                // Deliveries handed to the consumers one at a time, in tag order: UnsettledTags relies on every delivery
+                // being recorded before a later one is (a multiple ack must not cover one not yet recorded).
+                var consumer = await _connection.CreateChannelAsync(
+                    new CreateChannelOptions(publisherConfirmationsEnabled: false, publisherConfirmationTrackingEnabled: false, consumerDispatchConcurrency: 1),
+                    cancellationToken).ConfigureAwait(false);
                 await consumer.BasicQosAsync(0, _options.Prefetch, false, cancellationToken).ConfigureAwait(false);
                 ConsumerOpened();
                 _consumer = consumer;

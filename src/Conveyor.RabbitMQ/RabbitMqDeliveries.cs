@@ -133,7 +133,8 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
             await _sweeper.ConfigureAwait(false);
         }
         _stop.Dispose();
-        _settling.Dispose();
+        // _settling is not disposed: the consumer may still deliver (and ack) until the connection closes after this,
+        // and a disposed semaphore would fail or strand those; it never made a wait handle, so it holds nothing to free.
     }
 
     private async Task OnDeliveryAsync(string queue, IChannel channel, BasicDeliverEventArgs e)
