@@ -33,7 +33,7 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     private readonly DeliveryLedger _ledger = new();
     // Every delivery from its arrival to its settlement, and one settlement sent at a time, so that an ack can cover a
     // run of deliveries at once (multiple) and none is settled twice.
-    private readonly UnsettledTags<IChannel> _unsettled;
+    private readonly UnsettledTags<IChannel> _unsettled = new();
     private readonly SemaphoreSlim _settling = new(1, 1);
     private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
     private long _lastSweep = long.MinValue;
@@ -50,8 +50,6 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     public RabbitMqDeliveries(RabbitMqBackendOptions options, RabbitMqConnection connection, RabbitMqTopology topology, IConveyorBackend store, Action<string> ready)
     {
         _options = options;
-        // A quarter of the prefetch at most waits deferred: the rest of the window still brings deliveries (wake-ups).
-        _unsettled = new UnsettledTags<IChannel>(Math.Max(1, options.Prefetch / 4));
         _connection = connection;
         _topology = topology;
         _store = store;
@@ -109,8 +107,6 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
             try
             {
                 await Task.Delay(_options.PollInterval, stop).ConfigureAwait(false);
-                // Acks deferred behind a delivery still unsettled (UnsettledTags) wait at most about this long.
-                await FlushDeferredAcksAsync().ConfigureAwait(false);
                 do
                 {
                     await DropStaleAsync(stop).ConfigureAwait(false);
@@ -131,7 +127,6 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     /// <summary>Stops the background sweep.</summary>
     public async ValueTask DisposeAsync()
     {
-        await FlushDeferredAcksAsync().ConfigureAwait(false);
         await _stop.CancelAsync().ConfigureAwait(false);
         if (_sweeper is not null)
         {
@@ -194,8 +189,8 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
         {
             if (how == Settle.Ack)
             {
-                // Acks go as one multiple frame where their tags run unbroken, the others deferred until they do (or
-                // flushed by the sweep): a frame each cost the worker a write, and the drain its pace.
+                // Acks of a completion batch go as one frame where their tags run unbroken: a frame each cost the
+                // worker a write, and the drain its pace.
                 foreach (var (channel, tag, multiple) in _unsettled.PlanAcks(deliveries.Select(d => (d.Channel, d.Tag))))
                 {
                     await SendAsync(channel, tag, how, multiple).ConfigureAwait(false);
@@ -206,22 +201,6 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
             foreach (var (channel, tag) in deliveries)
             {
                 await SendAsync(channel, tag, how, multiple: false).ConfigureAwait(false);
-            }
-        }
-        finally
-        {
-            _settling.Release();
-        }
-    }
-
-    private async Task FlushDeferredAcksAsync()
-    {
-        await _settling.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            foreach (var (channel, tag, multiple) in _unsettled.FlushDeferred())
-            {
-                await SendAsync(channel, tag, Settle.Ack, multiple).ConfigureAwait(false);
             }
         }
         finally

@@ -198,60 +198,6 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
-    public async Task Deliveries_settled_out_of_order_in_batches_are_all_acked_once_and_only_the_held_one_goes_back()
-    {
-        var backend = await NewBackendAsync();
-        var queue = backend.BrokerQueueName(QueueNames.Default);
-        const int count = 60;
-        var messages = Enumerable.Range(0, count).Select(_ => NewMessage()).ToArray();
-        await backend.EnqueueAsync(messages, _timeout.Token);
-        Assert.Equal((uint)count, await ReadyCountReachingAsync(queue, count));
-        var leases = new List<Lease>();
-        var stopwatch = Stopwatch.StartNew();
-        while (leases.Count < count && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            leases.AddRange(await backend.FetchAsync(new FetchRequest
-            {
-                WorkerId = "w",
-                Queues = [new QueueWeight(QueueNames.Default)],
-                MaxCount = count - leases.Count,
-                LeaseDuration = TimeSpan.FromMinutes(1),
-            }, _timeout.Token));
-        }
-        Assert.Equal(count, leases.Count);
-        // Every delivery is with the consumer (none ready), held for its leased task.
-        while (await ReadyCountAsync(queue) > 0 && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            await Task.Delay(20, _timeout.Token);
-        }
-
-        // Settled out of order, in batches: some acks go as one multiple frame, some wait behind a lower tag. The first
-        // task's delivery (the lowest tag) stays held, as a long task's would: every other ack waits behind it.
-        var shuffled = leases.Where(l => l.Message.Id != messages[0].Id).OrderBy(_ => Random.Shared.Next()).ToList();
-        for (var i = 0; i < shuffled.Count; i += 7)
-        {
-            await backend.CompleteAsync(shuffled.Skip(i).Take(7).Select(l => new Completion
-            {
-                Lease = l.Ref,
-                Kind = CompletionKind.Succeeded,
-                Attempt = l.Attempt,
-                At = DateTimeOffset.UtcNow,
-            }).ToArray(), _timeout.Token);
-        }
-
-        // Closed now: the deferred acks are sent first. A delivery left unacked goes back to the queue (the held one
-        // only), and a tag acked twice would have closed the channel, sending every unacked one back.
-        var (rabbit, store) = _backends.Single(b => b.Rabbit == backend);
-        _backends.Remove((rabbit, store));
-        await backend.DisposeAsync();
-        store.Dispose();
-        Assert.Equal(1u, await ReadyCountReachingAsync(queue, 1));
-        await Task.Delay(200, _timeout.Token);
-        Assert.Equal(1u, await ReadyCountAsync(queue));
-        await (await NewBackendAsync()).DeleteBrokerObjectsAsync([QueueNames.Default], _timeout.Token);
-    }
-
-    [Fact]
     public async Task A_dead_attempt_reaches_the_dead_letter_queue()
     {
         var backend = await NewBackendAsync();

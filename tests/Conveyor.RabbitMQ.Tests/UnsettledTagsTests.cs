@@ -2,19 +2,16 @@ using Conveyor.RabbitMQ;
 
 namespace Conveyor.RabbitMQ.Tests;
 
-/// <summary>How the acks of a batch are planned: one multiple ack over the batch's and the deferred tags below every
-/// other unsettled tag of the channel, the rest deferred (or sent one by one past the limit, or when flushed), never a
-/// tag covered twice nor one still unsettled.</summary>
+/// <summary>How the acks of a batch are planned: one multiple ack where the batch's tags run below every other unsettled
+/// tag of the channel, single acks for the rest, never a tag covered twice.</summary>
 public sealed class UnsettledTagsTests
 {
     private readonly object _channel = new();
     private readonly object _other = new();
 
-    private static UnsettledTags<object> Received(object channel, params ulong[] tags) => Received(64, channel, tags);
-
-    private static UnsettledTags<object> Received(int maxDeferred, object channel, params ulong[] tags)
+    private static UnsettledTags<object> Received(object channel, params ulong[] tags)
     {
-        var unsettled = new UnsettledTags<object>(maxDeferred);
+        var unsettled = new UnsettledTags<object>();
         foreach (var tag in tags)
         {
             unsettled.Add(channel, tag);
@@ -30,42 +27,23 @@ public sealed class UnsettledTagsTests
         var plan = unsettled.PlanAcks([(_channel, 3UL), (_channel, 1UL), (_channel, 2UL)]);
 
         Assert.Equal([(_channel, 3UL, true)], plan);
-        Assert.Empty(unsettled.FlushDeferred());
     }
 
     [Fact]
-    public void Tags_above_one_still_unsettled_wait_and_go_with_it_once_it_settles()
+    public void Tags_above_one_still_unsettled_are_acked_one_by_one()
     {
         // 3 is held for a task still running: a multiple ack at 5 would ack it too.
-        var unsettled = Received(_channel, 1, 2, 3, 4, 5, 6);
+        var unsettled = Received(_channel, 1, 2, 3, 4, 5);
 
-        Assert.Equal([(_channel, 2UL, true)], unsettled.PlanAcks([(_channel, 1UL), (_channel, 2UL), (_channel, 4UL), (_channel, 5UL)]));
+        var plan = unsettled.PlanAcks([(_channel, 1UL), (_channel, 2UL), (_channel, 4UL), (_channel, 5UL)]);
 
-        // Once 3 settles, one frame acks 3, 4 and 5; 6 is still unsettled, so nothing beyond.
-        Assert.Equal([(_channel, 5UL, true)], unsettled.PlanAcks([(_channel, 3UL)]));
-        Assert.Empty(unsettled.FlushDeferred());
-    }
+        Assert.Equal(3, plan.Count);
+        Assert.Contains((_channel, 2UL, true), plan);
+        Assert.Contains((_channel, 4UL, false), plan);
+        Assert.Contains((_channel, 5UL, false), plan);
 
-    [Fact]
-    public void Deferred_acks_are_sent_one_by_one_when_flushed()
-    {
-        var unsettled = Received(_channel, 1, 2, 3);
-
-        Assert.Empty(unsettled.PlanAcks([(_channel, 2UL), (_channel, 3UL)]));
-
-        Assert.Equal([(_channel, 2UL, false), (_channel, 3UL, false)], unsettled.FlushDeferred());
-        // Flushed once: 1 settling later acks itself alone.
-        Assert.Equal([(_channel, 1UL, false)], unsettled.PlanAcks([(_channel, 1UL)]));
-    }
-
-    [Fact]
-    public void Past_the_limit_the_deferred_acks_go_at_once()
-    {
-        var unsettled = Received(2, _channel, 1, 2, 3, 4);
-
-        Assert.Empty(unsettled.PlanAcks([(_channel, 2UL), (_channel, 3UL)]));
-        Assert.Equal([(_channel, 2UL, false), (_channel, 3UL, false), (_channel, 4UL, false)], unsettled.PlanAcks([(_channel, 4UL)]));
-        Assert.Empty(unsettled.FlushDeferred());
+        // Once 3 settles alone, nothing below it is left: a single ack.
+        Assert.Equal([(_channel, 3UL, false)], unsettled.PlanAcks([(_channel, 3UL)]));
     }
 
     [Fact]
@@ -86,8 +64,9 @@ public sealed class UnsettledTagsTests
 
         var plan = unsettled.PlanAcks([(_channel, 1UL), (_channel, 2UL), (_other, 2UL)]);
 
-        Assert.Equal([(_channel, 2UL, true)], plan);
-        Assert.Equal([(_other, 2UL, false)], unsettled.FlushDeferred());
+        Assert.Equal(2, plan.Count);
+        Assert.Contains((_channel, 2UL, true), plan);
+        Assert.Contains((_other, 2UL, false), plan);
     }
 
     [Fact]
@@ -102,12 +81,10 @@ public sealed class UnsettledTagsTests
     public void After_the_channels_are_replaced_their_old_tags_bound_nothing()
     {
         var unsettled = Received(_channel, 1, 2, 3);
-        Assert.Empty(unsettled.PlanAcks([(_channel, 3UL)]));
         unsettled.Clear();
         unsettled.Add(_other, 1);
         unsettled.Add(_other, 2);
 
         Assert.Equal([(_other, 2UL, true)], unsettled.PlanAcks([(_other, 1UL), (_other, 2UL)]));
-        Assert.Empty(unsettled.FlushDeferred());
     }
 }
