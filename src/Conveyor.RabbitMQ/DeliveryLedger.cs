@@ -143,6 +143,18 @@ internal sealed class DeliveryLedger
         return deliveries;
     }
 
+    /// <summary>How many deliveries are held for tasks leased here (tests wait on it).</summary>
+    public int HeldCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _held.Values.Sum(h => h.Count);
+            }
+        }
+    }
+
     /// <summary>The tasks with buffered deliveries.</summary>
     public Guid[] BufferedIds()
     {

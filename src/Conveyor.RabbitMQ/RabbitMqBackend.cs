@@ -139,6 +139,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <summary>Whether the queues of this connection are quorum queues.</summary>
     internal bool QuorumQueues => _topology.Quorum;
 
+    /// <summary>How many deliveries this process holds for tasks leased here (tests wait on it).</summary>
+    internal int HeldDeliveries => _deliveries.HeldCount;
+
     /// <inheritdoc />
     public async Task MigrateAsync(CancellationToken cancellationToken)
     {

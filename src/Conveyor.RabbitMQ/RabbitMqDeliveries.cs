@@ -164,6 +164,9 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
         }
     }
 
+    /// <summary>How many deliveries are held for tasks leased here.</summary>
+    internal int HeldCount => _ledger.HeldCount;
+
     /// <summary>Holds the deliveries of tasks leased here until their attempt settles.</summary>
     public void Hold(IReadOnlyList<Lease> leases) => _ledger.Hold(leases);
 

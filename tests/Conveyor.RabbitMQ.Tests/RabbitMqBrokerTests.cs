@@ -198,6 +198,63 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task Deliveries_settled_out_of_order_in_batches_are_all_acked_once_and_only_the_held_one_goes_back()
+    {
+        var backend = await NewBackendAsync();
+        var queue = backend.BrokerQueueName(QueueNames.Default);
+        const int count = 60;
+        var messages = Enumerable.Range(0, count).Select(_ => NewMessage()).ToArray();
+        await backend.EnqueueAsync(messages, _timeout.Token);
+        Assert.Equal((uint)count, await ReadyCountReachingAsync(queue, count));
+        var leases = new List<Lease>();
+        var stopwatch = Stopwatch.StartNew();
+        while (leases.Count < count && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            leases.AddRange(await backend.FetchAsync(new FetchRequest
+            {
+                WorkerId = "w",
+                Queues = [new QueueWeight(QueueNames.Default)],
+                MaxCount = count - leases.Count,
+                LeaseDuration = TimeSpan.FromMinutes(1),
+            }, _timeout.Token));
+        }
+        Assert.Equal(count, leases.Count);
+        // Every delivery has reached the consumer and is held for its leased task: one still on its way when the backend
+        // closes would go back to the queue unacked.
+        while (backend.HeldDeliveries < count && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(20, _timeout.Token);
+        }
+        Assert.Equal(count, backend.HeldDeliveries);
+
+        // Settled out of order, in batches: a batch's tags below every other unsettled one go as one multiple ack, the
+        // rest one frame each. The first task's delivery (the lowest tag) stays held, as a long task's would: a multiple
+        // ack must never cover it.
+        var shuffled = leases.Where(l => l.Message.Id != messages[0].Id).OrderBy(_ => Random.Shared.Next()).ToList();
+        for (var i = 0; i < shuffled.Count; i += 7)
+        {
+            await backend.CompleteAsync(shuffled.Skip(i).Take(7).Select(l => new Completion
+            {
+                Lease = l.Ref,
+                Kind = CompletionKind.Succeeded,
+                Attempt = l.Attempt,
+                At = DateTimeOffset.UtcNow,
+            }).ToArray(), _timeout.Token);
+        }
+
+        // Closed now. A delivery left unacked goes back to the queue (the held one only); one acked by mistake would
+        // not, and a tag acked twice would have closed the channel, sending back every delivery acked after it.
+        var (rabbit, store) = _backends.Single(b => b.Rabbit == backend);
+        _backends.Remove((rabbit, store));
+        await backend.DisposeAsync();
+        store.Dispose();
+        Assert.Equal(1u, await ReadyCountReachingAsync(queue, 1));
+        await Task.Delay(200, _timeout.Token);
+        Assert.Equal(1u, await ReadyCountAsync(queue));
+        await (await NewBackendAsync()).DeleteBrokerObjectsAsync([QueueNames.Default], _timeout.Token);
+    }
+
+    [Fact]
     public async Task A_dead_attempt_reaches_the_dead_letter_queue()
     {
         var backend = await NewBackendAsync();
