@@ -1,6 +1,7 @@
 using Conveyor.Backends;
 using Conveyor.Testing;
 using Conveyor.Tests.Engine;
+using Conveyor.Tests.Worker;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -109,6 +110,62 @@ public sealed class RecyclingUnitTests
             Assert.All(records.Where(r => r.State == TaskState.Queued), r => Assert.Equal(0, r.Attempts));
             Assert.Equal(3, records.Count(r => r.State == TaskState.Queued));
             Assert.Equal(3, host.Probe.Runs);
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+    }
+
+    [Fact]
+    public async Task A_lease_handed_back_unstarted_at_its_count_is_not_reported_lost_by_a_heartbeat_that_took_it_before()
+    {
+        var logs = new CapturingLoggerProvider();
+        await using var host = new EngineHost(c =>
+        {
+            c.Services.AddSingleton<ILoggerProvider>(logs);
+            c.AddTask<GatedTask>(GatedTask.Name);
+        }, o =>
+        {
+            // As many handlers as the count: the two leases beyond it wait in the buffer until the handlers end.
+            o.Worker.Concurrency = 2;
+            o.Worker.Prefetch = 4;
+            o.Worker.MaxTasksPerChild = 2;
+        }, backend: inner => new WatchedBackend(inner, ExtensionGate.Wrap(inner.Queue)));
+        var exitCode = Environment.ExitCode;
+        try
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                await host.Client.EnqueueAsync(GatedTask.Name);
+            }
+            await host.StartAsync();
+            await WaitUntilAsync(() => host.Probe.Runs == 2, "two attempts to start");
+            await host.WaitForQueueAsync(q => q.Counts.GetValueOrDefault(TaskState.Queued) == 0, "the two others leased, waiting in the buffer");
+
+            // A heartbeat takes the four leases to extend, and its extension is held.
+            var gate = (ExtensionGate)(object)host.Services.GetRequiredService<IConveyorBackend>().Queue;
+            gate.Arm();
+            await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(20));
+
+            // Meanwhile the handlers end: at the count the two waiting go back unstarted (refused, or by the drain when
+            // the recycler's stop comes first).
+            host.Probe.Gate.TrySetResult();
+            await host.WaitForQueueAsync(q => q.Counts.GetValueOrDefault(TaskState.Queued) == 2, "the two waiting handed back");
+
+            // Then the extension reaches the backend, which no longer has them leased to this worker.
+            gate.Release.TrySetResult();
+            var answer = await gate.Answered.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            var status = host.Services.GetRequiredService<WorkerStatus>();
+            await WaitUntilAsync(() => status.Recycling && !status.IsRunning, "the worker to recycle and stop");
+
+            var queued = (await host.Backend.ListAsync(new TaskQuery { State = TaskState.Queued, Limit = 10 }, CancellationToken.None)).Items;
+            Assert.Equal(2, queued.Count);
+            Assert.All(queued, t => Assert.Equal(0, t.Attempts));
+            Assert.Equal(2, answer.Lost.Count(l => queued.Any(t => t.Id == l.TaskId)));
+            // Handed back, not lost: no handler was stopped and nothing is to be reported.
+            Assert.DoesNotContain(logs.Entries, e => e.Message.Contains("was lost", StringComparison.Ordinal));
+            Assert.Equal(2, host.Probe.Runs);
         }
         finally
         {
