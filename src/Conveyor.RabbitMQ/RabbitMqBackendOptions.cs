@@ -40,8 +40,11 @@ public sealed class RabbitMqBackendOptions
     public bool EnqueueWaitsForConfirms { get; set; }
 
     /// <summary>Enqueued messages whose confirm is awaited in the background (<see cref="EnqueueWaitsForConfirms"/>
-    /// false): an enqueue beyond it waits for the broker, so that a producer faster than the broker is slowed to its
-    /// pace rather than piling up messages in memory. Default 4096.</summary>
+    /// false). Past it, an enqueue waits up to 1 s a message for an earlier one's confirm, so that a producer faster
+    /// than the broker is slowed to its pace rather than piling up messages in memory; when that wait runs out, the
+    /// rest of the call's messages are left out (the call still succeeds; logged as event 5003, once per failing
+    /// streak): their tasks are stored, and workers find them by their fallback poll (<c>Worker:FetchWait</c>), so a
+    /// broker that stopped confirming slows producers but cannot hold them. Default 4096.</summary>
     public int MaxUnconfirmedPublishes { get; set; } = 4096;
 
     /// <summary>Whether disposing the backend disposes its store too. Default true.</summary>

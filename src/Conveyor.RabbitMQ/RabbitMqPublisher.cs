@@ -44,31 +44,8 @@ internal sealed partial class RabbitMqPublisher
     /// and then leaves the rest of the call's messages out (logged): the tasks are stored, a worker finds them by its
     /// fallback poll, and a broker that stopped confirming cannot hold a producer forever. Not cancelled by the caller,
     /// whose tasks are stored by now.</summary>
-    public async Task PublishReadyUnconfirmedAsync(IReadOnlyList<(string Queue, Guid Id, int Priority)> messages)
-    {
-        var (_, publisher, _) = await _connection.GetAsync(CancellationToken.None).ConfigureAwait(false);
-        foreach (var (queue, id, priority) in messages)
-        {
-            await _topology.DeclareQueueAsync(queue, CancellationToken.None).ConfigureAwait(false);
-            if (!await _unconfirmed.WaitAsync(PermitWait).ConfigureAwait(false))
-            {
-                throw new TimeoutException(
-                    $"{_maxUnconfirmed} messages published earlier are still awaiting the broker's confirm; this call's messages were left out");
-            }
-            Task confirm;
-            try
-            {
-                // Not the caller's token: the call has returned by the time the confirm comes.
-                confirm = Publish(publisher, _topology.Exchange, queue, id.ToString("D"), priority, CancellationToken.None);
-            }
-            catch
-            {
-                _unconfirmed.Release();
-                throw;
-            }
-            _ = AwaitConfirmAsync(confirm);
-        }
-    }
+    public Task PublishReadyUnconfirmedAsync(IReadOnlyList<(string Queue, Guid Id, int Priority)> messages) =>
+        PublishToQueuesAsync(messages, pending: null, CancellationToken.None);
 
     private async Task AwaitConfirmAsync(Task confirm)
     {
@@ -122,15 +99,47 @@ internal sealed partial class RabbitMqPublisher
     /// task) to its queue, and returns once the broker confirmed every one.</summary>
     public async Task PublishReadyAsync(IEnumerable<(string Queue, Guid Id, int Priority)> messages, CancellationToken cancellationToken)
     {
-        var (_, publisher, _) = await _connection.GetAsync(cancellationToken).ConfigureAwait(false);
         var pending = new List<Task>();
+        await PublishToQueuesAsync(messages, pending, cancellationToken).ConfigureAwait(false);
+        // Publisher confirms: each publish completes when the broker has taken the message (persisted to disk for a durable queue).
+        await Task.WhenAll(pending).ConfigureAwait(false);
+    }
+
+    /// <summary>Hands a message per task to the confirming channel, declaring its queue first. With
+    /// <paramref name="pending"/>, each confirm is added to it for the caller to await (<see cref="PublishReadyAsync"/>);
+    /// without, each message first takes a permit and its confirm is awaited in the background
+    /// (<see cref="PublishReadyUnconfirmedAsync"/>). A null list rather than a delegate or strategy object: a
+    /// one-at-a-time enqueue comes through here once a task, and the choice should cost it nothing.</summary>
+    private async Task PublishToQueuesAsync(IEnumerable<(string Queue, Guid Id, int Priority)> messages, List<Task>? pending, CancellationToken cancellationToken)
+    {
+        var (_, publisher, _) = await _connection.GetAsync(cancellationToken).ConfigureAwait(false);
         foreach (var (queue, id, priority) in messages)
         {
             await _topology.DeclareQueueAsync(queue, cancellationToken).ConfigureAwait(false);
-            pending.Add(Publish(publisher, _topology.Exchange, queue, id == Guid.Empty ? "" : id.ToString("D"), priority, cancellationToken));
+            if (pending is not null)
+            {
+                // Guid.Empty: a wake-up without a task, sent with an empty body.
+                pending.Add(Publish(publisher, _topology.Exchange, queue, id == Guid.Empty ? "" : id.ToString("D"), priority, cancellationToken));
+                continue;
+            }
+            if (!await _unconfirmed.WaitAsync(PermitWait, CancellationToken.None).ConfigureAwait(false))
+            {
+                throw new TimeoutException(
+                    $"{_maxUnconfirmed} messages published earlier are still awaiting the broker's confirm; this call's messages were left out");
+            }
+            Task confirm;
+            try
+            {
+                // Not the caller's token: the call has returned by the time the confirm comes.
+                confirm = Publish(publisher, _topology.Exchange, queue, id.ToString("D"), priority, CancellationToken.None);
+            }
+            catch
+            {
+                _unconfirmed.Release();
+                throw;
+            }
+            _ = AwaitConfirmAsync(confirm);
         }
-        // Publisher confirms: each publish completes when the broker has taken the message (persisted to disk for a durable queue).
-        await Task.WhenAll(pending).ConfigureAwait(false);
     }
 
     /// <summary>Publishes the ids of dead tasks whose delivery this process does not hold to the dead-letter exchange.</summary>

@@ -221,6 +221,15 @@ internal sealed partial class WorkerService(
             try
             {
                 wanted = await TakeSlotsAsync(slots, prefetch, stoppingToken).ConfigureAwait(false);
+                var startsLeft = status.WaitUntilStartsLeftAsync(stoppingToken);
+                if (!startsLeft.IsCompletedSuccessfully)
+                {
+                    // At the recycler's count no attempt may start: leases fetched now would only go back. The slots wait
+                    // free until a started attempt is given up (lost), whose place one more may take.
+                    ReturnSlots(slots, wanted);
+                    await startsLeft.ConfigureAwait(false);
+                    continue;
+                }
             }
             catch (OperationCanceledException)
             {

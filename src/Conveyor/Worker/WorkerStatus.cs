@@ -21,6 +21,9 @@ public sealed class WorkerStatus
     // no more attempts start than the target: a child recycled at 40 runs 40, however fast its tasks end.
     private long _committed;
     private readonly TaskCompletionSource _processedReached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Completed when a reserved start is given back (Dropped), so that a fetch loop waiting at the target fetches for
+    // the place; replaced each time.
+    private volatile TaskCompletionSource _startGivenBack = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _succeeded;
     private long _failed;
     private int _running;
@@ -89,6 +92,16 @@ public sealed class WorkerStatus
     {
         Interlocked.Decrement(ref _committed);
         Interlocked.Decrement(ref _running);
+        Interlocked.Exchange(ref _startGivenBack, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    /// <summary>Completes at once while an attempt may still start (<see cref="TryStart"/>); at the recycler's target,
+    /// once a reserved start is given back (<see cref="Dropped"/>), when one may start again.</summary>
+    internal Task WaitUntilStartsLeftAsync(CancellationToken cancellationToken)
+    {
+        // Taken before the count is read: a start given back in between completes it.
+        var givenBack = _startGivenBack.Task;
+        return Interlocked.Read(ref _committed) < Volatile.Read(ref _processedTarget) ? Task.CompletedTask : givenBack.WaitAsync(cancellationToken);
     }
 
     internal void HandlerStarted(Lease lease, DateTimeOffset at) => _runningTasks[lease.Message.Id] = new RunningTask(lease, at);

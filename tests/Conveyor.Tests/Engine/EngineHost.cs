@@ -11,7 +11,11 @@ internal sealed class EngineHost : IAsyncDisposable
     private readonly IHost _host;
     private bool _stopped;
 
-    public EngineHost(Action<ConveyorBuilder> tasks, Action<ConveyorOptions>? configure = null)
+    /// <param name="tasks">Registers the tasks (and any service the test needs).</param>
+    /// <param name="configure">Options over the short intervals set here.</param>
+    /// <param name="backend">Wraps the in-memory backend, to observe or hold some of its calls; by default it is used as it is.</param>
+    public EngineHost(Action<ConveyorBuilder> tasks, Action<ConveyorOptions>? configure = null,
+        Func<InMemoryBackend, Backends.IConveyorBackend>? backend = null)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -27,6 +31,10 @@ internal sealed class EngineHost : IAsyncDisposable
         });
         tasks(conveyor);
         conveyor.UseInMemoryBackend();
+        if (backend is not null)
+        {
+            conveyor.UseBackend(sp => backend(sp.GetRequiredService<InMemoryBackend>()));
+        }
         _host = builder.Build();
     }
 

@@ -1,6 +1,8 @@
+using System.Collections.Concurrent;
 using Conveyor.Backends;
 using Conveyor.Testing;
 using Conveyor.Tests.Engine;
+using Conveyor.Tests.Worker;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -116,6 +118,126 @@ public sealed class RecyclingUnitTests
         }
     }
 
+    [Fact]
+    public async Task A_lease_handed_back_unstarted_at_its_count_is_not_reported_lost_by_a_heartbeat_that_took_it_before()
+    {
+        var logs = new CapturingLoggerProvider();
+        await using var host = new EngineHost(c =>
+        {
+            c.Services.AddSingleton<ILoggerProvider>(logs);
+            c.AddTask<GatedTask>(GatedTask.Name);
+        }, o =>
+        {
+            // As many handlers as the count: the two leases beyond it wait in the buffer until the handlers end.
+            o.Worker.Concurrency = 2;
+            o.Worker.Prefetch = 4;
+            o.Worker.MaxTasksPerChild = 2;
+        }, backend: inner => new WatchedBackend(inner, ExtensionGate.Wrap(inner.Queue)));
+        var exitCode = Environment.ExitCode;
+        try
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                await host.Client.EnqueueAsync(GatedTask.Name);
+            }
+            await host.StartAsync();
+            await WaitUntilAsync(() => host.Probe.Runs == 2, "two attempts to start");
+            await host.WaitForQueueAsync(q => q.Counts.GetValueOrDefault(TaskState.Queued) == 0, "the two others leased, waiting in the buffer");
+
+            // A heartbeat takes the four leases to extend, and its extension is held.
+            var gate = (ExtensionGate)(object)host.Services.GetRequiredService<IConveyorBackend>().Queue;
+            gate.Arm();
+            await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(20));
+
+            // Meanwhile the handlers end: at the count the two waiting go back unstarted (refused, or by the drain when
+            // the recycler's stop comes first).
+            host.Probe.Gate.TrySetResult();
+            await host.WaitForQueueAsync(q => q.Counts.GetValueOrDefault(TaskState.Queued) == 2, "the two waiting handed back");
+
+            // Then the extension reaches the backend, which no longer has them leased to this worker.
+            gate.Release.TrySetResult();
+            var answer = await gate.Answered.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            var status = host.Services.GetRequiredService<WorkerStatus>();
+            await WaitUntilAsync(() => status.Recycling && !status.IsRunning, "the worker to recycle and stop");
+
+            var queued = (await host.Backend.ListAsync(new TaskQuery { State = TaskState.Queued, Limit = 10 }, CancellationToken.None)).Items;
+            Assert.Equal(2, queued.Count);
+            Assert.All(queued, t => Assert.Equal(0, t.Attempts));
+            Assert.Equal(2, answer.Lost.Count(l => queued.Any(t => t.Id == l.TaskId)));
+            // Handed back, not lost: no handler was stopped and nothing is to be reported.
+            Assert.DoesNotContain(logs.Entries, e => e.Message.Contains("was lost", StringComparison.Ordinal));
+            Assert.Equal(2, host.Probe.Runs);
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+    }
+
+    [Fact]
+    public async Task At_its_count_a_worker_fetches_nothing_more_until_a_started_attempt_is_given_back()
+    {
+        using var steps = new StepGate();
+        var fetched = new ConcurrentQueue<int>();
+        await using var host = new EngineHost(c =>
+        {
+            c.Services.AddSingleton(steps);
+            c.AddTask<StepTask>(StepTask.Name);
+        }, o =>
+        {
+            // As many handlers and prefetch slots as the count: the first fetch takes the three that start, and each
+            // handler's end then frees a slot while the count is taken.
+            o.Worker.Concurrency = 3;
+            o.Worker.Prefetch = 3;
+            o.Worker.MaxTasksPerChild = 3;
+        }, backend: inner => new WatchedBackend(inner, FetchObserver.Wrap(inner.Queue, fetched: leases => fetched.Enqueue(leases.Count))));
+        var exitCode = Environment.ExitCode;
+        try
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                await host.Client.EnqueueAsync(StepTask.Name);
+            }
+            await host.StartAsync();
+            await WaitUntilAsync(() => steps.Starts == 3, "three attempts to start");
+
+            // Two handlers end, one at a time, each once its outcome is stored: their slots are free, but no attempt may
+            // start, so the worker fetches no lease for them (to hand it back).
+            var status = host.Services.GetRequiredService<WorkerStatus>();
+            for (var ended = 1; ended <= 2; ended++)
+            {
+                steps.Release();
+                await host.WaitForQueueAsync(q => q.Counts.GetValueOrDefault(TaskState.Succeeded) == ended, $"{ended} succeeded");
+            }
+            Assert.Equal(3, fetched.Sum());
+
+            // The running attempt's lease is lost (taken back, and taken by another worker): its place at the count is
+            // given back, and the worker fetches again for it.
+            var lost = status.RunningTasks.Single().Lease;
+            Assert.Equal(1, (await host.Backend.ReleaseAsync([lost.Ref], CancellationToken.None)).Count);
+            var other = await host.Backend.FetchAsync(new FetchRequest
+            {
+                WorkerId = "another-worker",
+                Queues = [new QueueWeight(QueueNames.Default)],
+                MaxCount = 1,
+                LeaseDuration = TimeSpan.FromMinutes(5),
+            }, CancellationToken.None);
+            Assert.Equal(lost.Message.Id, Assert.Single(other).Message.Id);
+            await WaitUntilAsync(() => steps.Starts == 4, "a fourth attempt to start in the lost one's place");
+            steps.Release();
+            await WaitUntilAsync(() => status.Recycling && !status.IsRunning, "the worker to recycle and stop");
+
+            var counts = (await host.Backend.GetQueuesAsync(CancellationToken.None)).Single().Counts;
+            Assert.Equal(3, counts.GetValueOrDefault(TaskState.Succeeded));
+            Assert.Equal(1, counts.GetValueOrDefault(TaskState.Running));
+            Assert.Equal(6, counts.GetValueOrDefault(TaskState.Queued));
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition, string what)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
@@ -124,6 +246,33 @@ public sealed class RecyclingUnitTests
             Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
             await Task.Delay(20);
         }
+    }
+
+    /// <summary>Holds each <see cref="StepTask"/> handler until the test lets one end; counts those that started.</summary>
+    private sealed class StepGate : IDisposable
+    {
+        private readonly SemaphoreSlim _ends = new(0, int.MaxValue);
+        private int _starts;
+
+        public int Starts => Volatile.Read(ref _starts);
+
+        /// <summary>Lets one handler end.</summary>
+        public void Release() => _ends.Release();
+
+        public async Task RunAsync(CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _starts);
+            await _ends.WaitAsync(cancellationToken);
+        }
+
+        public void Dispose() => _ends.Dispose();
+    }
+
+    private sealed class StepTask(StepGate steps) : ITaskHandler<NoArgs>
+    {
+        public const string Name = "test.recycle-step";
+
+        public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken) => steps.RunAsync(cancellationToken);
     }
 
     private sealed class RunCounter

@@ -85,3 +85,58 @@ public class FetchObserver : DispatchProxy
         return result;
     }
 }
+
+/// <summary>The queue role as it is, except that once <see cref="Arm"/>ed, the next lease extension waits, with the leases
+/// the worker chose to extend, until the test lets it through (<see cref="Release"/>); its answer is kept
+/// (<see cref="Answered"/>).</summary>
+public class ExtensionGate : DispatchProxy
+{
+    private IQueueBackend _inner = null!;
+    private int _armed;
+
+    /// <summary>Set when an armed extension arrived and waits.</summary>
+    public TaskCompletionSource Entered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Lets the waiting extension through to the backend.</summary>
+    public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>What the backend answered the held extension.</summary>
+    public TaskCompletionSource<LeaseExtension> Answered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    internal static IQueueBackend Wrap(IQueueBackend inner)
+    {
+        var proxy = Create<IQueueBackend, ExtensionGate>();
+        ((ExtensionGate)(object)proxy)._inner = inner;
+        return proxy;
+    }
+
+    /// <summary>Holds the next extension.</summary>
+    public void Arm() => Volatile.Write(ref _armed, 1);
+
+    protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+    {
+        if (targetMethod!.Name == nameof(IQueueBackend.ExtendLeasesAsync) && Interlocked.Exchange(ref _armed, 0) == 1)
+        {
+            return HoldAsync((IReadOnlyList<LeaseRef>)args![0]!, (TimeSpan)args[1]!);
+        }
+        try
+        {
+            return targetMethod.Invoke(_inner, args);
+        }
+        catch (TargetInvocationException ex) when (ex.InnerException is not null)
+        {
+            ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
+            throw;
+        }
+    }
+
+    private async Task<LeaseExtension> HoldAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration)
+    {
+        Entered.TrySetResult();
+        await Release.Task;
+        // Not the worker's token: it may be stopping by now, and its heartbeat must still hear the answer.
+        var answer = await _inner.ExtendLeasesAsync(leases, duration, CancellationToken.None);
+        Answered.TrySetResult(answer);
+        return answer;
+    }
+}
