@@ -211,6 +211,8 @@ internal sealed partial class WorkerService(
         }
     }
 
+    private static readonly TimeSpan StartsLeftRecheck = TimeSpan.FromSeconds(1);
+
     private async Task FetchLoopAsync(IReadOnlyList<QueueWeight> queues, int prefetch, CancellationToken stoppingToken)
     {
         var slots = _slots!;
@@ -225,9 +227,17 @@ internal sealed partial class WorkerService(
                 if (!startsLeft.IsCompletedSuccessfully)
                 {
                     // At the recycler's count no attempt may start: leases fetched now would only go back. The slots wait
-                    // free until a started attempt is given up (lost), whose place one more may take.
+                    // free until a started attempt is given up (lost), whose place one more may take; looked at again
+                    // every second too, so that a wake-up missed would not leave that place free for good.
                     ReturnSlots(slots, wanted);
-                    await startsLeft.ConfigureAwait(false);
+                    try
+                    {
+                        await startsLeft.WaitAsync(StartsLeftRecheck, time, stoppingToken).ConfigureAwait(false);
+                    }
+                    catch (TimeoutException)
+                    {
+                        // Checked again at the top of the loop.
+                    }
                     continue;
                 }
             }

@@ -78,10 +78,22 @@ public sealed class WorkerStatus
     /// target, when the lease is to go back unstarted instead.</summary>
     internal bool TryStart()
     {
-        if (Interlocked.Increment(ref _committed) > Volatile.Read(ref _processedTarget))
+        // Compare and swap, never above the target even for a moment: a fetch loop waiting at the target reads the count
+        // (WaitUntilStartsLeftAsync), and an add taken back after a refusal would free a place no drop announces.
+        var target = Volatile.Read(ref _processedTarget);
+        var committed = Interlocked.Read(ref _committed);
+        while (true)
         {
-            Interlocked.Decrement(ref _committed);
-            return false;
+            if (committed >= target)
+            {
+                return false;
+            }
+            var seen = Interlocked.CompareExchange(ref _committed, committed + 1, committed);
+            if (seen == committed)
+            {
+                break;
+            }
+            committed = seen;
         }
         Interlocked.Increment(ref _running);
         return true;
