@@ -142,6 +142,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <summary>How many deliveries this process holds for tasks leased here (tests wait on it).</summary>
     internal int HeldDeliveries => _deliveries.HeldCount;
 
+    /// <summary>How many acks this process sent as one frame for a run of deliveries (tests count them).</summary>
+    internal long MultipleAcks => _deliveries.MultipleAcks;
+
     /// <inheritdoc />
     public async Task MigrateAsync(CancellationToken cancellationToken)
     {

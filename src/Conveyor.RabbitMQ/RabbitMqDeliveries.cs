@@ -167,6 +167,11 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     /// <summary>How many deliveries are held for tasks leased here.</summary>
     internal int HeldCount => _ledger.HeldCount;
 
+    /// <summary>How many acks went as one frame for a run of deliveries (tests count them).</summary>
+    internal long MultipleAcks => Interlocked.Read(ref _multipleAcks);
+
+    private long _multipleAcks;
+
     /// <summary>Holds the deliveries of tasks leased here until their attempt settles.</summary>
     public void Hold(IReadOnlyList<Lease> leases) => _ledger.Hold(leases);
 
@@ -196,6 +201,10 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
                 // worker a write, and the drain its pace.
                 foreach (var (channel, tag, multiple) in _unsettled.PlanAcks(deliveries.Select(d => (d.Channel, d.Tag))))
                 {
+                    if (multiple)
+                    {
+                        Interlocked.Increment(ref _multipleAcks);
+                    }
                     await SendAsync(channel, tag, how, multiple).ConfigureAwait(false);
                 }
                 return;

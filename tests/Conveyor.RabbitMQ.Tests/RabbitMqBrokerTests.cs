@@ -228,9 +228,13 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         Assert.Equal(count, backend.HeldDeliveries);
 
         // Settled out of order, in batches: a batch's tags below every other unsettled one go as one multiple ack, the
-        // rest one frame each. The first task's delivery (the lowest tag) stays held, as a long task's would: a multiple
-        // ack must never cover it.
-        var shuffled = leases.Where(l => l.Message.Id != messages[0].Id).OrderBy(_ => Random.Shared.Next()).ToList();
+        // rest one frame each. A task's delivery in the middle (tags follow the enqueue's order) stays held, as a long
+        // task's would: a multiple ack must never cover it. The first batch is the seven lowest tags in reverse, so at
+        // least one multiple ack is sent; the rest come in a shuffled order (seeded: a failure can be replayed).
+        var held = messages[count / 2].Id;
+        var byEnqueue = messages.Select(m => leases.Single(l => l.Message.Id == m.Id)).Where(l => l.Message.Id != held).ToList();
+        var random = new Random(20261205);
+        var shuffled = byEnqueue.Take(7).Reverse().Concat(byEnqueue.Skip(7).OrderBy(_ => random.Next())).ToList();
         for (var i = 0; i < shuffled.Count; i += 7)
         {
             await backend.CompleteAsync(shuffled.Skip(i).Take(7).Select(l => new Completion
@@ -241,6 +245,8 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
                 At = DateTimeOffset.UtcNow,
             }).ToArray(), _timeout.Token);
         }
+
+        Assert.True(backend.MultipleAcks >= 1, $"{backend.MultipleAcks} multiple acks");
 
         // Closed now. A delivery left unacked goes back to the queue (the held one only); one acked by mistake would
         // not, and a tag acked twice would have closed the channel, sending back every delivery acked after it.
