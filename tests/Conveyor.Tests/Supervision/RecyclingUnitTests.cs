@@ -82,18 +82,9 @@ public sealed class RecyclingUnitTests
 
             // One started attempt's lease is lost (taken back, as a supervisor does for a worker it takes for gone).
             var status = host.Services.GetRequiredService<WorkerStatus>();
-            var lost = status.RunningTasks.First().Lease;
-            Assert.Equal(1, (await host.Backend.ReleaseAsync([lost.Ref], CancellationToken.None)).Count);
             // Its task is queued again at once, as a redelivery: another worker takes it (usually before this one hears
             // of its loss at the next heartbeat; if this one takes it, the test still holds, and only proves less).
-            var other = await host.Backend.FetchAsync(new FetchRequest
-            {
-                WorkerId = "another-worker",
-                Queues = [new QueueWeight(QueueNames.Default)],
-                MaxCount = 1,
-                LeaseDuration = TimeSpan.FromMinutes(5),
-            }, CancellationToken.None);
-            Assert.Single(other);
+            var other = Assert.Single(await LoseToAnotherWorkerAsync(host, status.RunningTasks.First().Lease));
 
             // Its place at the count goes to a task that was queued: a third attempt starts, and the worker recycles at two.
             await WaitUntilAsync(() => host.Probe.Runs == 3, "a third attempt to start in the lost one's place");
@@ -106,7 +97,7 @@ public sealed class RecyclingUnitTests
             {
                 records.Add((await host.Client.GetAsync(id))!);
             }
-            Assert.Equal(TaskState.Running, records.Single(r => r.Id == other[0].Message.Id).State);
+            Assert.Equal(TaskState.Running, records.Single(r => r.Id == other.Message.Id).State);
             Assert.Equal(2, records.Count(r => r.State == TaskState.Succeeded));
             Assert.All(records.Where(r => r.State == TaskState.Queued), r => Assert.Equal(0, r.Attempts));
             Assert.Equal(3, records.Count(r => r.State == TaskState.Queued));
@@ -144,9 +135,10 @@ public sealed class RecyclingUnitTests
             await WaitUntilAsync(() => host.Probe.Runs == 2, "two attempts to start");
             await host.WaitForQueueAsync(q => q.Counts.GetValueOrDefault(TaskState.Queued) == 0, "the two others leased, waiting in the buffer");
 
-            // A heartbeat takes the four leases to extend, and its extension is held.
+            // A heartbeat takes the four leases to extend, and its extension is held (one whose snapshot was taken before
+            // the worker held all four goes through).
             var gate = (ExtensionGate)(object)host.Services.GetRequiredService<IConveyorBackend>().Queue;
-            gate.Arm();
+            gate.Arm(4);
             await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(20));
 
             // Meanwhile the handlers end: at the count the two waiting go back unstarted (refused, or by the drain when
@@ -214,15 +206,7 @@ public sealed class RecyclingUnitTests
             // The running attempt's lease is lost (taken back, and taken by another worker): its place at the count is
             // given back, and the worker fetches again for it.
             var lost = status.RunningTasks.Single().Lease;
-            Assert.Equal(1, (await host.Backend.ReleaseAsync([lost.Ref], CancellationToken.None)).Count);
-            var other = await host.Backend.FetchAsync(new FetchRequest
-            {
-                WorkerId = "another-worker",
-                Queues = [new QueueWeight(QueueNames.Default)],
-                MaxCount = 1,
-                LeaseDuration = TimeSpan.FromMinutes(5),
-            }, CancellationToken.None);
-            Assert.Equal(lost.Message.Id, Assert.Single(other).Message.Id);
+            Assert.Equal(lost.Message.Id, Assert.Single(await LoseToAnotherWorkerAsync(host, lost)).Message.Id);
             await WaitUntilAsync(() => steps.Starts == 4, "a fourth attempt to start in the lost one's place");
             steps.Release();
             await WaitUntilAsync(() => status.Recycling && !status.IsRunning, "the worker to recycle and stop");
@@ -236,6 +220,20 @@ public sealed class RecyclingUnitTests
         {
             Environment.ExitCode = exitCode;
         }
+    }
+
+    /// <summary>Takes a started attempt's lease back, as a supervisor does for a worker it takes for gone, and lets
+    /// "another-worker" fetch from the queue (the redelivery, queued again at once); returns what it fetched.</summary>
+    private static async Task<IReadOnlyList<Lease>> LoseToAnotherWorkerAsync(EngineHost host, Lease lease)
+    {
+        Assert.Equal(1, (await host.Backend.ReleaseAsync([lease.Ref], CancellationToken.None)).Count);
+        return await host.Backend.FetchAsync(new FetchRequest
+        {
+            WorkerId = "another-worker",
+            Queues = [new QueueWeight(QueueNames.Default)],
+            MaxCount = 1,
+            LeaseDuration = TimeSpan.FromMinutes(5),
+        }, CancellationToken.None);
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition, string what)

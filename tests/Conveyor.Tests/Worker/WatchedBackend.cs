@@ -86,12 +86,13 @@ public class FetchObserver : DispatchProxy
     }
 }
 
-/// <summary>The queue role as it is, except that once <see cref="Arm"/>ed, the next lease extension waits, with the leases
-/// the worker chose to extend, until the test lets it through (<see cref="Release"/>); its answer is kept
-/// (<see cref="Answered"/>).</summary>
+/// <summary>The queue role as it is, except that once <see cref="Arm"/>ed, the next lease extension of at least the leases
+/// asked for waits, with the leases the worker chose to extend, until the test lets it through (<see cref="Release"/>, or
+/// 30 s, so that a failed test does not hold the worker's stop); its answer is kept (<see cref="Answered"/>).</summary>
 public class ExtensionGate : DispatchProxy
 {
     private IQueueBackend _inner = null!;
+    // The fewest leases an extension must carry to be held; 0 when not armed.
     private int _armed;
 
     /// <summary>Set when an armed extension arrived and waits.</summary>
@@ -110,14 +111,19 @@ public class ExtensionGate : DispatchProxy
         return proxy;
     }
 
-    /// <summary>Holds the next extension.</summary>
-    public void Arm() => Volatile.Write(ref _armed, 1);
+    /// <summary>Holds the next extension of at least <paramref name="leases"/> leases (an earlier heartbeat's snapshot
+    /// may have fewer).</summary>
+    public void Arm(int leases) => Volatile.Write(ref _armed, Math.Max(1, leases));
 
     protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
     {
-        if (targetMethod!.Name == nameof(IQueueBackend.ExtendLeasesAsync) && Interlocked.Exchange(ref _armed, 0) == 1)
+        if (targetMethod!.Name == nameof(IQueueBackend.ExtendLeasesAsync)
+            && args![0] is IReadOnlyList<LeaseRef> extended
+            && Volatile.Read(ref _armed) is var least and > 0
+            && extended.Count >= least
+            && Interlocked.CompareExchange(ref _armed, 0, least) == least)
         {
-            return HoldAsync((IReadOnlyList<LeaseRef>)args![0]!, (TimeSpan)args[1]!);
+            return HoldAsync(extended, (TimeSpan)args[1]!);
         }
         try
         {
@@ -133,7 +139,7 @@ public class ExtensionGate : DispatchProxy
     private async Task<LeaseExtension> HoldAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration)
     {
         Entered.TrySetResult();
-        await Release.Task;
+        await Release.Task.WaitAsync(TimeSpan.FromSeconds(30));
         // Not the worker's token: it may be stopping by now, and its heartbeat must still hear the answer.
         var answer = await _inner.ExtendLeasesAsync(leases, duration, CancellationToken.None);
         Answered.TrySetResult(answer);
