@@ -223,8 +223,8 @@ internal sealed partial class WorkerService(
             try
             {
                 wanted = await TakeSlotsAsync(slots, prefetch, stoppingToken).ConfigureAwait(false);
-                var startsLeft = status.WaitUntilStartsLeftAsync(stoppingToken);
-                if (!startsLeft.IsCompletedSuccessfully)
+                var startsLeft = status.StartsLeft();
+                if (!startsLeft.IsCompleted)
                 {
                     // At the recycler's count no attempt may start: leases fetched now would only go back. The slots wait
                     // free until a started attempt is given up (lost), whose place one more may take; looked at again

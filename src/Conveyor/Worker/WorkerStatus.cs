@@ -79,7 +79,7 @@ public sealed class WorkerStatus
     internal bool TryStart()
     {
         // Compare and swap, never above the target even for a moment: a fetch loop waiting at the target reads the count
-        // (WaitUntilStartsLeftAsync), and an add taken back after a refusal would free a place no drop announces.
+        // (StartsLeft), and an add taken back after a refusal would free a place no drop announces.
         var target = Volatile.Read(ref _processedTarget);
         var committed = Interlocked.Read(ref _committed);
         while (true)
@@ -107,13 +107,13 @@ public sealed class WorkerStatus
         Interlocked.Exchange(ref _startGivenBack, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
-    /// <summary>Completes at once while an attempt may still start (<see cref="TryStart"/>); at the recycler's target,
+    /// <summary>Completed while an attempt may still start (<see cref="TryStart"/>); at the recycler's target, completes
     /// once a reserved start is given back (<see cref="Dropped"/>), when one may start again.</summary>
-    internal Task WaitUntilStartsLeftAsync(CancellationToken cancellationToken)
+    internal Task StartsLeft()
     {
         // Taken before the count is read: a start given back in between completes it.
         var givenBack = _startGivenBack.Task;
-        return Interlocked.Read(ref _committed) < Volatile.Read(ref _processedTarget) ? Task.CompletedTask : givenBack.WaitAsync(cancellationToken);
+        return Interlocked.Read(ref _committed) < Volatile.Read(ref _processedTarget) ? Task.CompletedTask : givenBack;
     }
 
     internal void HandlerStarted(Lease lease, DateTimeOffset at) => _runningTasks[lease.Message.Id] = new RunningTask(lease, at);
