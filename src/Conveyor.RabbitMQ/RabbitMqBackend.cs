@@ -145,6 +145,15 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <summary>How many acks this process sent as one frame for a run of deliveries (tests count them).</summary>
     internal long MultipleAcks => _deliveries.MultipleAcks;
 
+    /// <summary>One round trip on the consumer channel (its prefetch set again): the broker handles a channel's frames in
+    /// order, so once it answers, every ack sent before on that channel has been applied (tests wait on it; a connection
+    /// closed right after its acks may lose those still on their way).</summary>
+    internal async Task SyncConsumerChannelAsync(CancellationToken cancellationToken)
+    {
+        var channels = await _connection.GetAsync(cancellationToken).ConfigureAwait(false);
+        await channels.Consumer.BasicQosAsync(0, _options.Prefetch, false, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <inheritdoc />
     public async Task MigrateAsync(CancellationToken cancellationToken)
     {
