@@ -150,12 +150,13 @@ internal static class FaultTests
     /// <paramref name="pause"/> between requests, and returns how many requests were refused. Without
     /// <paramref name="refusalsExpected"/> any other answer fails the test and a broken connection (the server was
     /// killed) ends the loop; with it, refusals and broken requests (a backend outage) are counted and tried again.
+    /// <paramref name="task"/> is the JSON of one task (a no-op by default).
     /// </summary>
     public static async Task<int> EnqueueUntilAsync(HttpClient http, ICollection<Guid> acknowledged, int target, bool refusalsExpected, CancellationToken stop,
-        int batchSize = 1, TimeSpan pause = default)
+        int batchSize = 1, TimeSpan pause = default, string task = """{"task":"conveyor.noop","args":{}}""")
     {
         var refused = 0;
-        var single = """{"task":"conveyor.noop","args":{}}""";
+        var single = task;
         var batch = "{\"tasks\":[" + string.Join(',', Enumerable.Repeat(single, batchSize)) + "]}";
         while (Count(acknowledged) < target && !stop.IsCancellationRequested)
         {

@@ -211,8 +211,11 @@ public sealed class RabbitMqFaultTests(PrivateBrokerFixture broker) : IClassFixt
             FaultTests.QueueCounts atKill;
             string firstLog;
             // A backlog first (published to the broker queue), so that the worker is busy (holds a full prefetch of
-            // leases and deliveries) all along until it is killed.
-            await EnqueueUntilAsync(http, acknowledged, KillTasks, refusalsExpected: false, CancellationToken.None, batchSize: 500);
+            // leases and deliveries) all along until it is killed. Each task sleeps 5 ms: no-op tasks were all done
+            // between two polls of the counts on a SQLite store (a clean-clone CI saw 20,000 succeeded at the first
+            // poll past 0), and then the worker held nothing when it was killed.
+            await EnqueueUntilAsync(http, acknowledged, KillTasks, refusalsExpected: false, CancellationToken.None, batchSize: 500,
+                task: """{"task":"conveyor.sleep","args":{"ms":5}}""");
             Assert.True(Count(acknowledged) >= KillTasks);
             using (var first = ConveyorProcess.Start(_folder, Environment(databaseUrl), "worker"))
             {
