@@ -103,7 +103,7 @@ internal sealed class CrossProcessLatencyWorkload(BenchBackend backend = BenchBa
             using var worker = ChildProcess.Start(typeof(CrossProcessLatencyWorkload).Assembly.Location,
                 [ProbeWorker.Command, .. store.Arguments, "--workers", s.Workers.ToString(CultureInfo.InvariantCulture),
                     "--expect", measured.ToString(CultureInfo.InvariantCulture), "--out", samplesFile],
-                new Dictionary<string, string>(), dir.Path);
+                ConveyorRuntime.WorkerEnvironment(), dir.Path);
             await Wait.UntilAsync(() => worker.HasExited || worker.Output.Contains(ProbeWorker.ReadyLine, StringComparison.Ordinal),
                 TimeSpan.FromMilliseconds(20), TimeSpan.FromSeconds(60), "the worker process to start", ct);
             if (worker.HasExited)

@@ -108,7 +108,7 @@ internal sealed class WorkerDrainWorkload(BenchBackend backend = BenchBackend.Sq
                 ChildProcess.Start(typeof(WorkerDrainWorkload).Assembly.Location,
                     [DrainWorker.Command, .. store.Arguments, "--workers", s.Workers.ToString(CultureInfo.InvariantCulture),
                         "--instrument", s.RedisUrl!, "--counter", counter],
-                    new Dictionary<string, string>(), dir.Path),
+                    ConveyorRuntime.WorkerEnvironment(), dir.Path),
             ], suffix, ct);
             await using (var checker = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
             {
