@@ -7,9 +7,11 @@ namespace Conveyor.Bench.Infrastructure;
 internal static class ConveyorRuntime
 {
     /// <summary>A new environment for a Conveyor worker process: thread-pool threads that run out of work block at once
-    /// instead of spinning first (the variable overrides the runtime's default as the executable's runtimeconfig.json does).</summary>
+    /// instead of spinning first, and no instrumented JIT tier (each variable overrides the runtime's default as the
+    /// executable's runtimeconfig.json does).</summary>
     public static Dictionary<string, string> WorkerEnvironment() => new()
     {
         ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0",
+        ["DOTNET_TieredPGO"] = "0",
     };
 }
