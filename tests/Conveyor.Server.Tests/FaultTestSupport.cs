@@ -156,13 +156,12 @@ internal static class FaultTests
         int batchSize = 1, TimeSpan pause = default, string task = """{"task":"conveyor.noop","args":{}}""")
     {
         var refused = 0;
-        var single = task;
-        var batch = "{\"tasks\":[" + string.Join(',', Enumerable.Repeat(single, batchSize)) + "]}";
+        var batch = "{\"tasks\":[" + string.Join(',', Enumerable.Repeat(task, batchSize)) + "]}";
         while (Count(acknowledged) < target && !stop.IsCancellationRequested)
         {
             try
             {
-                using var content = new StringContent(batchSize == 1 ? single : batch, Encoding.UTF8, "application/json");
+                using var content = new StringContent(batchSize == 1 ? task : batch, Encoding.UTF8, "application/json");
                 using var response = await http.PostAsync(batchSize == 1 ? "/api/v1/tasks" : "/api/v1/tasks/batch", content, stop);
                 if (!response.IsSuccessStatusCode)
                 {
