@@ -75,7 +75,7 @@ internal static class FaultTests
         }
     }
 
-    public sealed record QueueCounts(long Succeeded, long Pending, long Running);
+    public sealed record QueueCounts(long Succeeded, long Pending, long Running, long Dead = 0);
 
     /// <summary>The default queue's succeeded tasks, those not finished yet (queued, running, scheduled, retrying) and those running.</summary>
     public static async Task<QueueCounts> GetDefaultQueueAsync(HttpClient http)
@@ -87,23 +87,29 @@ internal static class FaultTests
             return new QueueCounts(0, 0, 0);
         }
         long Count(string name) => queue.TryGetProperty(name, out var value) ? value.GetInt64() : 0;
-        return new QueueCounts(Count("succeeded"), Count("queued") + Count("running") + Count("scheduled") + Count("retrying"), Count("running"));
+        return new QueueCounts(Count("succeeded"), Count("queued") + Count("running") + Count("scheduled") + Count("retrying"), Count("running"), Count("dead"));
     }
 
     /// <summary>Waits until the default queue has at least <paramref name="acknowledged"/> succeeded tasks and none pending.</summary>
-    public static Task WaitForAllSucceededAsync(HttpClient http, Func<int> acknowledged, TimeSpan timeout) =>
-        WaitUntilAsync(async () =>
+    public static Task WaitForAllSucceededAsync(HttpClient http, Func<int> acknowledged, TimeSpan timeout)
+    {
+        // The last counts seen go into the failure, so that a timeout says whether tasks were stuck queued, held or dead.
+        var last = "no answer";
+        return WaitUntilAsync(async () =>
         {
             try
             {
                 var counts = await GetDefaultQueueAsync(http);
+                last = counts.ToString();
                 return counts.Succeeded >= acknowledged() && counts.Pending == 0;
             }
-            catch (HttpRequestException)
+            catch (HttpRequestException ex)
             {
+                last = ex.Message;
                 return false;
             }
-        }, timeout, "every task to succeed");
+        }, timeout, () => $"every task to succeed ({acknowledged()} acknowledged; last seen: {last})");
+    }
 
     public sealed record StoredTask(Guid Id, string State, int Attempts, DateTimeOffset? FirstRunningAt);
 

@@ -244,13 +244,22 @@ public sealed class WorkerKillLoopTests : IDisposable
                     startedAt[slot] = DateTime.UtcNow;
                 }
                 await enqueuer.WaitAsync(TimeSpan.FromSeconds(60));
-                await WaitForAllSucceededAsync(http, () => TotalTasks, TimeSpan.FromSeconds(90));
+                // The last two workers must stay up until the end: one that exits by itself fails here, with its output,
+                // rather than as a timeout with tasks left queued.
+                var succeeded = WaitForAllSucceededAsync(http, () => TotalTasks, TimeSpan.FromSeconds(90));
+                while (!succeeded.IsCompleted)
+                {
+                    Assert.All(workers, w => Assert.False(w.HasExited, $"worker {w.Id} exited by itself after the kills: {w.Output} {w.Error}"));
+                    await Task.WhenAny(succeeded, Task.Delay(500));
+                }
+                await succeeded;
             }
             catch
             {
-                Console.WriteLine($"kill loop ({backend}) failed after {kills.Count} kills, {recorder.Total} calls, {clock.Elapsed.TotalSeconds:F0} s; "
+                Console.WriteLine($"kill loop ({backend}) failed after {kills.Count} kills, {recorder.Total} calls ({recorder.Distinct} tasks), {clock.Elapsed.TotalSeconds:F0} s; "
                     + $"server log: {LogSummary(server.Process.Output + server.Process.Error)}; workers: "
                     + string.Join(" | ", workers.Where(w => w is not null).Select(w => w.Output + w.Error)));
+                Console.WriteLine(await DescribeUnfinishedAsync(http, recorder, taskIds));
                 throw;
             }
             finally
@@ -310,6 +319,25 @@ public sealed class WorkerKillLoopTests : IDisposable
                 + $"{kills.Count(k => k.Queued > 0)} kills with tasks still queued), none at once, "
                 + $"none lost, none dead; drained in {drained.TotalSeconds:F0} s, {clock.Elapsed.TotalSeconds:F0} s in all");
         });
+
+    /// <summary>On a failure: the tasks not succeeded, with their state, attempts and how often the recorder saw them run.</summary>
+    private static async Task<string> DescribeUnfinishedAsync(HttpClient http, CallRecorder recorder, Guid[] taskIds)
+    {
+        try
+        {
+            var tasks = await ListAllTasksAsync(http);
+            var unfinished = taskIds.Select((id, marker) => (id, marker))
+                .Where(t => t.id != Guid.Empty && (!tasks.TryGetValue(t.id, out var stored) || stored.State != "succeeded")).ToList();
+            return $"{unfinished.Count} of {tasks.Count} stored tasks not succeeded: " + string.Join("; ", unfinished.Take(10).Select(t =>
+                tasks.TryGetValue(t.id, out var stored)
+                    ? $"{t.id} {stored.State} attempts {stored.Attempts} first running {stored.FirstRunningAt:O}, {recorder.CallsOf(t.marker).Count} calls"
+                    : $"{t.id} not stored"));
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+        {
+            return "tasks not listed: " + ex.Message;
+        }
+    }
 
     [Theory]
     [InlineData("sqlite")]
