@@ -194,6 +194,8 @@ public sealed class WorkerKillLoopTests : IDisposable
             var startedAt = new DateTime[Slots];
             var kills = new List<(long At, long Held, long Queued)>();
             var killCount = 0;
+            var holds = 0;
+            var heldUp = new Stopwatch();
             var taskIds = new Guid[TotalTasks];
             using var stop = new CancellationTokenSource();
             try
@@ -230,6 +232,19 @@ public sealed class WorkerKillLoopTests : IDisposable
                     {
                         break;
                     }
+                    // Not while a task runs an attempt that this kill would make its MaxInterruptions-th interrupted one: the
+                    // backend dead-letters it then, by design (a task that kills its worker must not loop forever). Reaped
+                    // leases go to the front of the queue and record their start first, so the same tasks are interrupted
+                    // again and again; CI once saw a task dead this way.
+                    if (await AnyTaskOnItsLastInterruptionAsync(http))
+                    {
+                        heldUp.Start();
+                        Assert.True(heldUp.Elapsed < TimeSpan.FromSeconds(60), "kills held up for 60 s by tasks on their last interruption");
+                        holds++;
+                        await Task.Delay(50);
+                        continue;
+                    }
+                    heldUp.Reset();
                     victim.KillHard();
                     // After the kill: no call of the dead worker starts here later than its bytes reached the socket.
                     var killedAt = CallRecorder.Now;
@@ -316,9 +331,27 @@ public sealed class WorkerKillLoopTests : IDisposable
             Console.WriteLine($"Kill loop ({backend}): {TotalTasks} tasks (maxAttempts 1), {kills.Count} SIGKILLs of workers ({Slots} at a time), "
                 + $"{recorder.Total} runs, {ranTwice} tasks ran twice or more ({extraRuns} extra runs; leases running at the kills: {held}; of the re-run, "
                 + $"{lags.Count(l => l < 0)} were running at the kill, the others had finished up to {lags.DefaultIfEmpty().Max():F0} ms before it; "
-                + $"{kills.Count(k => k.Queued > 0)} kills with tasks still queued), none at once, "
+                + $"{kills.Count(k => k.Queued > 0)} kills with tasks still queued; kills held {holds} times for a task on its last interruption), none at once, "
                 + $"none lost, none dead; drained in {drained.TotalSeconds:F0} s, {clock.Elapsed.TotalSeconds:F0} s in all");
         });
+
+    /// <summary>Whether a running task is on an attempt that a kill would make its <see cref="Conveyor.Backends.LeaseRules.MaxInterruptions"/>th
+    /// interrupted one (every earlier attempt of these tasks was interrupted: their calls always succeed).</summary>
+    private static async Task<bool> AnyTaskOnItsLastInterruptionAsync(HttpClient http)
+    {
+        string? cursor = null;
+        do
+        {
+            var page = await http.GetFromJsonAsync<JsonElement>("/api/v1/tasks?state=running&limit=1000" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor)));
+            if (page.GetProperty("items").EnumerateArray().Any(t => t.GetProperty("attempts").GetInt32() >= Conveyor.Backends.LeaseRules.MaxInterruptions))
+            {
+                return true;
+            }
+            cursor = page.TryGetProperty("nextCursor", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
+        }
+        while (cursor is not null);
+        return false;
+    }
 
     /// <summary>On a failure: the tasks not succeeded, with their state, attempts and how often the recorder saw them run.</summary>
     private static async Task<string> DescribeUnfinishedAsync(HttpClient http, CallRecorder recorder, Guid[] taskIds)
