@@ -173,8 +173,8 @@ public sealed class WorkerKillLoopTests : IDisposable
 
     public void Dispose() => TempFolder.Delete(_folder);
 
-    private static Dictionary<string, string> Environment(Dictionary<string, string> backend) =>
-        FaultTests.ProcessEnvironment(new Dictionary<string, string>(backend) { ["CONVEYOR_HTTP__ALLOWED_HOSTS"] = "127.0.0.1" });
+    private static Dictionary<string, string> Environment(Dictionary<string, string> backend, string lease = "00:00:03") =>
+        FaultTests.ProcessEnvironment(new Dictionary<string, string>(backend) { ["CONVEYOR_HTTP__ALLOWED_HOSTS"] = "127.0.0.1" }, lease);
 
     [Theory]
     [InlineData("sqlite")]
@@ -187,7 +187,10 @@ public sealed class WorkerKillLoopTests : IDisposable
         {
             var clock = Stopwatch.StartNew();
             await using var recorder = await CallRecorder.StartAsync(TotalTasks, TimeSpan.FromMilliseconds(2));
-            var environment = Environment(variables);
+            // 5 s leases rather than 3: a worker whose heartbeat stalls past its local deadline (most of a lease) drops its
+            // leases, and each comes back as an interrupted attempt; on a loaded machine over 29 kills, the short lease
+            // left too little margin before the third interruption of a task (LeaseRules.MaxInterruptions) made it dead.
+            var environment = Environment(variables, lease: "00:00:05");
             using var server = await ServerProcess.StartAsync(_folder, new Dictionary<string, string>(environment) { ["PORT"] = "0" }, "--no-worker");
             using var http = server.CreateClient(TimeSpan.FromSeconds(30));
             var workers = new ConveyorProcess[Slots];
