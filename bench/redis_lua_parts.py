@@ -4,36 +4,12 @@ What the parts of a Redis script cost (docs/benchmarks.md, "Where a drain's CPU 
 arguments of a completion of 18 tasks (181 values), 3,000 EVALSHA calls each, pipelined 100 at a time, on the Redis at
 127.0.0.1:PORT; prints Redis's time (INFO commandstats) per call and per task. Uses keys mb:t:0 to mb:t:17, deleted
 at the end."""
-import socket, time, sys
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from redis_resp import Redis
 port=int(sys.argv[1])
-s=socket.create_connection(("127.0.0.1",port)); f=s.makefile("rb")
-def enc(*a):
-    out=[b"*%d\r\n"%len(a)]
-    for x in a:
-        b=x if isinstance(x,bytes) else str(x).encode()
-        out.append(b"$%d\r\n%s\r\n"%(len(b),b))
-    return b"".join(out)
-def read():
-    line=f.readline().rstrip(b"\r\n"); t=line[:1]; r=line[1:]
-    if t in (b"+",b"-"):
-        if t==b"-": raise Exception(r)
-        return r
-    if t==b":": return int(r)
-    if t==b"$":
-        n=int(r); 
-        if n<0: return None
-        return f.read(n+2)[:-2]
-    if t==b"*":
-        n=int(r); return None if n<0 else [read() for _ in range(n)]
-def cmd(*a): s.sendall(enc(*a)); return read()
-def stats():
-    info=cmd("INFO","commandstats").decode()
-    d={}
-    for l in info.splitlines():
-        if l.startswith("cmdstat_"):
-            k,v=l.split(":",1); kv=dict(x.split("=") for x in v.split(","))
-            d[k[8:]]=(int(kv["calls"]),int(kv["usec"]))
-    return d
+client=Redis(port); cmd=client.cmd; enc=client.encode
+def stats(): return client.commandstats()
 N=18
 for i in range(N): cmd("HSET","mb:t:%d"%i,*sum([["f%d"%j,"v%08d"%j] for j in range(20)],[]))
 scripts={
@@ -52,8 +28,8 @@ R=3000
 for name,sha in shas.items():
     before=stats().get("evalsha",(0,0))
     for r in range(R//100):
-        s.sendall(b"".join(enc("EVALSHA",sha,0,*args) for _ in range(100)))
-        for _ in range(100): read()
+        client.send(b"".join(enc("EVALSHA",sha,0,*args) for _ in range(100)))
+        for _ in range(100): client.read()
     after=stats()["evalsha"]
     c=after[0]-before[0]; u=after[1]-before[1]
     print(f"{name:10s} {u/c:8.1f} us/call {u/c/N:6.2f} us/task")

@@ -6,37 +6,17 @@ worker's batches hold in a drain) at a time and completes each batch as succeede
 (default src/Conveyor.Redis/Scripts) holds prelude.lua, workflow.lua, enqueue.lua, fetch.lua and complete.lua, composed
 as RedisScripts composes them: copy it, change a script, and alternate the two folders to compare. Nothing else may use
 that Redis meanwhile."""
-import socket, sys, os, time, uuid
+import sys, os, time, uuid
 port=int(sys.argv[1])
 d=sys.argv[2] if len(sys.argv)>2 and sys.argv[2] else os.path.join(os.path.dirname(os.path.abspath(__file__)),"..","src","Conveyor.Redis","Scripts")
 N=int(sys.argv[3]) if len(sys.argv)>3 else 40000; BATCH=int(sys.argv[4]) if len(sys.argv)>4 else 19
-s=socket.create_connection(("127.0.0.1",port)); f=s.makefile("rb")
-def enc(*a):
-    out=[b"*%d\r\n"%len(a)]
-    for x in a:
-        b=x if isinstance(x,bytes) else str(x).encode()
-        out.append(b"$%d\r\n%s\r\n"%(len(b),b))
-    return b"".join(out)
-def read():
-    line=f.readline().rstrip(b"\r\n"); t=line[:1]; r=line[1:]
-    if t==b"+": return r
-    if t==b"-": raise Exception(r.decode())
-    if t==b":": return int(r)
-    if t==b"$":
-        n=int(r)
-        return None if n<0 else f.read(n+2)[:-2]
-    if t==b"*":
-        n=int(r); return None if n<0 else [read() for _ in range(n)]
-def cmd(*a): s.sendall(enc(*a)); return read()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from redis_resp import Redis
+client=Redis(port); cmd=client.cmd
 def script(*files):
     text=open(os.path.join(d,"prelude.lua")).read()+"".join(open(os.path.join(d,x)).read() for x in files)
     return text[:-1] if text.endswith("\n") else text
-def evalsha_usec():
-    for l in cmd("INFO","commandstats").decode().splitlines():
-        if l.startswith("cmdstat_evalsha:"):
-            kv=dict(x.split("=") for x in l.split(":",1)[1].split(","))
-            return int(kv["usec"])
-    return 0
+def evalsha_usec(): return client.commandstats().get("evalsha", (0, 0))[1]
 enq=cmd("SCRIPT","LOAD",script("enqueue.lua")).decode()
 fet=cmd("SCRIPT","LOAD",script("fetch.lua")).decode()
 com=cmd("SCRIPT","LOAD",script("workflow.lua","complete.lua")).decode()
