@@ -123,11 +123,14 @@ public sealed class RedisFaultTests : IDisposable
             // most enqueues made during the outage wait and succeed; one in flight at the kill fails and is made again.
             var failedBatches = await enqueuer;
 
+            // The last counts go into a timeout's message (CI once timed out here with nothing to go on).
+            var lastCounts = "none read";
             await WaitUntilAsync(async () =>
             {
                 var counts = await CountsAsync(backend);
+                lastCounts = counts.ToString();
                 return counts.Succeeded >= acknowledged.Count && counts.Pending == 0;
-            }, TimeSpan.FromSeconds(120), "every task to succeed after the restart");
+            }, TimeSpan.FromSeconds(120), () => $"every task to succeed after the restart ({acknowledged.Count} acknowledged; last seen {lastCounts})");
             var tasks = await ListAllAsync(backend);
             AssertEverySucceeded(acknowledged, tasks);
             var ranTwice = tasks.Values.Count(t => t.Attempts > 1);
