@@ -340,21 +340,8 @@ public sealed class WorkerKillLoopTests : IDisposable
 
     /// <summary>Whether a running task is on an attempt that a kill would make its <see cref="Conveyor.Backends.LeaseRules.MaxInterruptions"/>th
     /// interrupted one (every earlier attempt of these tasks was interrupted: their calls always succeed).</summary>
-    private static async Task<bool> AnyTaskOnItsLastInterruptionAsync(HttpClient http)
-    {
-        string? cursor = null;
-        do
-        {
-            var page = await http.GetFromJsonAsync<JsonElement>("/api/v1/tasks?state=running&limit=1000" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor)));
-            if (page.GetProperty("items").EnumerateArray().Any(t => t.GetProperty("attempts").GetInt32() >= Conveyor.Backends.LeaseRules.MaxInterruptions))
-            {
-                return true;
-            }
-            cursor = page.TryGetProperty("nextCursor", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
-        }
-        while (cursor is not null);
-        return false;
-    }
+    private static async Task<bool> AnyTaskOnItsLastInterruptionAsync(HttpClient http) =>
+        (await ListAllTasksAsync(http, "running")).Values.Any(t => t.Attempts >= Conveyor.Backends.LeaseRules.MaxInterruptions);
 
     /// <summary>On a failure: the tasks not succeeded, with their state, attempts and how often the recorder saw them run.</summary>
     private static async Task<string> DescribeUnfinishedAsync(HttpClient http, CallRecorder recorder, Guid[] taskIds)
