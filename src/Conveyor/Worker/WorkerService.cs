@@ -61,6 +61,10 @@ internal sealed partial class WorkerService(
     private int _fetchingSlots;
     // Completed when a ready notification names one of this worker's queues (or any queue); replaced by each wake-up.
     private volatile TaskCompletionSource _readySignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Fetches in flight, and whether the last one to return found nothing (the queues ran dry): while both hold, a fetch
+    // loop woken by a ready notification leaves the work to the fetch in flight (WaitForWorkAsync).
+    private int _fetchesInFlight;
+    private volatile bool _queuesRanDry;
     private HashSet<string> _queueNames = new(StringComparer.Ordinal);
     private volatile bool _draining;
     // Set as the stop begins, before the fetch loops have ended: a handler that frees its slot starts nothing more from
@@ -252,15 +256,24 @@ internal sealed partial class WorkerService(
             var fetchStarted = time.GetTimestamp();
             try
             {
-                leases = await backend.Queue.FetchAsync(new FetchRequest
+                Interlocked.Increment(ref _fetchesInFlight);
+                try
                 {
-                    WorkerId = status.WorkerId,
-                    // The backend weighs the queues (QueueOrder), or keeps their order when strict.
-                    Queues = queues,
-                    MaxCount = wanted,
-                    LeaseDuration = _options.LeaseDuration,
-                    StrictOrder = _options.StrictQueueOrder,
-                }, stoppingToken).ConfigureAwait(false);
+                    leases = await backend.Queue.FetchAsync(new FetchRequest
+                    {
+                        WorkerId = status.WorkerId,
+                        // The backend weighs the queues (QueueOrder), or keeps their order when strict.
+                        Queues = queues,
+                        MaxCount = wanted,
+                        LeaseDuration = _options.LeaseDuration,
+                        StrictOrder = _options.StrictQueueOrder,
+                    }, stoppingToken).ConfigureAwait(false);
+                    _queuesRanDry = leases.Count == 0;
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _fetchesInFlight);
+                }
                 metrics.BackendCall("fetch", fetchStart);
                 if (failures > 0 && Interlocked.Exchange(ref _fetchFailing, 0) == 1)
                 {
@@ -336,19 +349,45 @@ internal sealed partial class WorkerService(
             }
             if (leases.Count == 0)
             {
-                // Nothing ready: wait for a ready notification, or look again after FetchWait in case one was lost.
+                // Nothing ready: wait for a ready notification, or look again after FetchWait in case one was lost. One
+                // that came while this fetch ran completed the wait taken before it, so that work is fetched at once.
+                // (A fetch that got fewer than it asked for looks again at once: on PostgreSQL, SKIP LOCKED passes over
+                // rows that other fetches hold, so fewer does not mean that nothing more is ready.)
                 try
                 {
-                    await wake.WaitAsync(_options.FetchWait, time, stoppingToken).ConfigureAwait(false);
-                }
-                catch (TimeoutException)
-                {
+                    await WaitForWorkAsync(wake, stoppingToken).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
                     return;
                 }
             }
+        }
+    }
+
+    /// <summary>Waits for a ready notification after <paramref name="wake"/> was taken, or for FetchWait. Woken while
+    /// another loop's fetch is in flight and the last fetch found nothing, this loop waits on: that fetch finds the work if
+    /// it started after the notification, and otherwise its loop's own wait (taken before it started) is already
+    /// complete, so it fetches again. Under load (the last fetch found work) every woken loop fetches, so that fetches
+    /// overlap. A notification to an idle worker so costs the fetch that finds the work and the empty one after it, not
+    /// also an empty one for each other fetch loop.</summary>
+    private async Task WaitForWorkAsync(Task wake, CancellationToken stoppingToken)
+    {
+        while (true)
+        {
+            try
+            {
+                await wake.WaitAsync(_options.FetchWait, time, stoppingToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return;
+            }
+            if (!_queuesRanDry || Volatile.Read(ref _fetchesInFlight) == 0)
+            {
+                return;
+            }
+            wake = _readySignal.Task;
         }
     }
 

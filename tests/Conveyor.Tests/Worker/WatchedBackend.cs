@@ -23,20 +23,24 @@ internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue
 }
 
 /// <summary>The queue role as it is, except that each fetch is shown to <c>asked</c> and runs once the task it returns
-/// completes, and its leases are shown to <c>fetched</c> once it returns.</summary>
+/// completes, its leases are shown to <c>fetched</c> once it returns, and, when <c>returning</c> is given, reach the worker
+/// only once the task that <c>returning</c> gives for them completes (the fetch has read the store, its answer is held).</summary>
 public class FetchObserver : DispatchProxy
 {
     private IQueueBackend _inner = null!;
     private Func<FetchRequest, Task>? _asked;
     private Action<IReadOnlyList<Lease>>? _fetched;
+    private Func<IReadOnlyList<Lease>, Task>? _returning;
 
-    internal static IQueueBackend Wrap(IQueueBackend inner, Func<FetchRequest, Task>? asked = null, Action<IReadOnlyList<Lease>>? fetched = null)
+    internal static IQueueBackend Wrap(IQueueBackend inner, Func<FetchRequest, Task>? asked = null, Action<IReadOnlyList<Lease>>? fetched = null,
+        Func<IReadOnlyList<Lease>, Task>? returning = null)
     {
         var proxy = Create<IQueueBackend, FetchObserver>();
         var observer = (FetchObserver)(object)proxy;
         observer._inner = inner;
         observer._asked = asked;
         observer._fetched = fetched;
+        observer._returning = returning;
         return proxy;
     }
 
@@ -51,7 +55,18 @@ public class FetchObserver : DispatchProxy
                 return FetchAfterAsync(ready, targetMethod, args);
             }
         }
+        if (isFetch && _returning is { } returning)
+        {
+            return HoldAnswerAsync((Task<IReadOnlyList<Lease>>)Call(targetMethod, args, isFetch)!, returning);
+        }
         return Call(targetMethod, args, isFetch);
+    }
+
+    private static async Task<IReadOnlyList<Lease>> HoldAnswerAsync(Task<IReadOnlyList<Lease>> fetch, Func<IReadOnlyList<Lease>, Task> returning)
+    {
+        var leases = await fetch;
+        await returning(leases);
+        return leases;
     }
 
     private async Task<IReadOnlyList<Lease>> FetchAfterAsync(Task ready, MethodInfo fetchMethod, object?[] args)
