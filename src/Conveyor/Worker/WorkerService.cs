@@ -655,8 +655,11 @@ internal sealed partial class WorkerService(
         }
         else if (!await RecordStartAsync(inFlight).ConfigureAwait(false))
         {
-            // Lost before it started (taken back by the reaper, or settled elsewhere): it must not run here.
+            // Lost before it started (taken back by the reaper, settled elsewhere, or past its local deadline while the
+            // backend could not be reached): it must not run here.
+            // Forgotten first, so that the write below finds nothing of it left here to settle (its slot, its limits).
             DropLost(inFlight, ran: false);
+            await GiveBackUnrunAsync(inFlight).ConfigureAwait(false);
             return;
         }
         else
@@ -764,6 +767,39 @@ internal sealed partial class WorkerService(
         }
         return await recorded.Task.ConfigureAwait(false) && !inFlight.Lost;
     }
+
+    /// <summary>For a lease lost before its handler ran: a retry that spends no attempt (due at once), which the backend
+    /// takes only while this worker still holds the lease. A lease lost here, past its local deadline, may still be held
+    /// there, with its start recorded (it was asked for before the handler, or is on its way beside it); left so, it would
+    /// run out and count as an interrupted attempt, and with its last attempt the task would be dead without having run.
+    /// A lease the backend took back already refuses it, as it does any outcome.</summary>
+    private async Task GiveBackUnrunAsync(InFlight inFlight)
+    {
+        var lease = inFlight.Lease;
+        var now = time.GetUtcNow();
+        var completion = new Completion
+        {
+            Lease = lease.Ref,
+            Kind = CompletionKind.Retry,
+            Attempt = lease.Attempt,
+            Unstarted = true,
+            RetryAt = now,
+            Error = new TaskError(LeaseLostUnrunErrorType,
+                $"The lease on worker {status.WorkerId} was lost before the handler started (not extended in time); the attempt is not spent."),
+            At = now,
+        };
+        try
+        {
+            await _writes.Writer.WriteAsync(new LeaseWrite(null, completion, null)).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException)
+        {
+            // Past the shutdown grace: the lease runs out and the reaper settles it.
+        }
+    }
+
+    /// <summary>The error type of a retry written for a lease lost before its handler started (<see cref="GiveBackUnrunAsync"/>).</summary>
+    internal const string LeaseLostUnrunErrorType = "Conveyor.LeaseLostBeforeStart";
 
     /// <summary>Forgets a lease that was lost: its outcome (if it ran) is not written, and its slot is free again.</summary>
     private void DropLost(InFlight inFlight, bool ran)

@@ -1,0 +1,142 @@
+using System.Reflection;
+using System.Runtime.ExceptionServices;
+using Conveyor.Backends;
+using Conveyor.Tests.Worker;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Conveyor.Tests.Engine;
+
+/// <summary>A lease lost on the worker's side (its local deadline passed while extensions failed) after its start was
+/// recorded, but before its handler ran, gives its attempt back: otherwise the backend, which still held it, would count
+/// an interrupted attempt for a handler that never ran (issue 10: no task dies without having run).</summary>
+public sealed class LeaseLostBeforeStartTests
+{
+    [Fact]
+    public async Task A_lease_lost_here_after_its_start_was_recorded_and_before_its_handler_ran_spends_no_attempt()
+    {
+        var logs = new CapturingLoggerProvider();
+        StartHold? hold = null;
+        await using var host = new EngineHost(c =>
+            {
+                c.Services.AddSingleton<ILoggerProvider>(logs);
+                c.AddNoopTask();
+            },
+            o =>
+            {
+                o.Worker.Concurrency = 1;
+                // The worker counts a lease lost 4.5 s after its fetch (a tenth less); the backend takes it back at 5 s.
+                o.Worker.LeaseDuration = TimeSpan.FromSeconds(5);
+            },
+            inner =>
+            {
+                var queue = StartHold.Wrap(inner.Queue);
+                hold = (StartHold)(object)queue;
+                return new WatchedBackend(inner, queue);
+            });
+
+        // A task whose last lease lapsed, so that its next start is recorded before its handler runs
+        // (Lease.RecordStartFirst): the worker waits for that write.
+        var result = await host.Client.EnqueueAsync(NoopTask.Name, options: new EnqueueOptions { MaxAttempts = 1 });
+        var ghost = await host.Backend.Queue.FetchAsync(new FetchRequest
+        {
+            WorkerId = "ghost",
+            Queues = [new QueueWeight("default")],
+            MaxCount = 1,
+            LeaseDuration = TimeSpan.FromMinutes(1),
+        }, CancellationToken.None);
+        Assert.Single(ghost);
+        await host.Backend.AbandonLeasesAsync("ghost", CancellationToken.None);
+
+        // The backend goes out of reach for extensions, and the start's write is held past the worker's deadline.
+        hold!.Outage = true;
+        hold.HoldStarts = true;
+        await host.StartAsync();
+        await hold.StartEntered.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await WaitUntilAsync(() => logs.Entries.Any(e => e.Message.Contains($"Lease of task {result.Id} was lost", StringComparison.Ordinal)),
+            "the worker to count the lease lost");
+
+        // The backend still holds the lease (until 5 s): the start is recorded now, for a handler that will not run here.
+        hold.Outage = false;
+        hold.ReleaseStarts();
+
+        var record = await host.WaitForStateAsync(result.Id, TaskState.Succeeded);
+        Assert.Equal(1, record.Attempts);
+        Assert.DoesNotContain(record.Errors, e => e.Error.Type == LeaseRules.InterruptedErrorType);
+        Assert.Contains(record.Errors, e => e.Error.Type == "Conveyor.LeaseLostBeforeStart");
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            await Task.Delay(10);
+        }
+    }
+}
+
+/// <summary>The queue role as it is, except that lease extensions fail while <see cref="Outage"/> is set, and starts
+/// wait while <see cref="HoldStarts"/> is set, until <see cref="ReleaseStarts"/>.</summary>
+public class StartHold : DispatchProxy
+{
+    private IQueueBackend _inner = null!;
+    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private volatile bool _outage;
+    private volatile bool _holdStarts;
+
+    public bool Outage { get => _outage; set => _outage = value; }
+
+    public bool HoldStarts { get => _holdStarts; set => _holdStarts = value; }
+
+    /// <summary>Set when a start arrived and waits.</summary>
+    public TaskCompletionSource StartEntered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    internal static IQueueBackend Wrap(IQueueBackend inner)
+    {
+        var proxy = Create<IQueueBackend, StartHold>();
+        ((StartHold)(object)proxy)._inner = inner;
+        return proxy;
+    }
+
+    public void ReleaseStarts()
+    {
+        HoldStarts = false;
+        _release.TrySetResult();
+    }
+
+    protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+    {
+        switch (targetMethod!.Name)
+        {
+            case nameof(IQueueBackend.ExtendLeasesAsync) when Outage:
+                return Task.FromException<LeaseExtension>(new IOException("the backend cannot be reached (test)"));
+            case nameof(IQueueBackend.StartAsync) when HoldStarts:
+                return StartLaterAsync(targetMethod, args);
+            default:
+                return Call(targetMethod, args);
+        }
+    }
+
+    private async Task<IReadOnlyList<LeaseRef>> StartLaterAsync(MethodInfo method, object?[]? args)
+    {
+        StartEntered.TrySetResult();
+        await _release.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        return await (Task<IReadOnlyList<LeaseRef>>)Call(method, args)!;
+    }
+
+    private object? Call(MethodInfo method, object?[]? args)
+    {
+        try
+        {
+            return method.Invoke(_inner, args);
+        }
+        catch (TargetInvocationException ex) when (ex.InnerException is not null)
+        {
+            ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
+            throw;
+        }
+    }
+}
