@@ -61,9 +61,12 @@ internal sealed partial class WorkerService(
     private int _fetchingSlots;
     // Completed when a ready notification names one of this worker's queues (or any queue); replaced by each wake-up.
     private volatile TaskCompletionSource _readySignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    // Fetches in flight, and whether the last one to return found nothing (the queues ran dry): while both hold, a fetch
-    // loop woken by a ready notification leaves the work to the fetch in flight (WaitForWorkAsync).
-    private int _fetchesInFlight;
+    // Wake-ups so far (WakeFetchers), the last one a fetch loop took on (WaitForWorkAsync: it fetches for it, the other
+    // loops woken by it wait on), and the last one every loop takes on (more work than one fetch took).
+    private long _wakes;
+    private long _wakeTaken;
+    private long _wakeForAll = -1;
+    // Whether the last fetch to return found nothing.
     private volatile bool _queuesRanDry;
     private HashSet<string> _queueNames = new(StringComparer.Ordinal);
     private volatile bool _draining;
@@ -98,6 +101,12 @@ internal sealed partial class WorkerService(
         public volatile bool Finished;
         /// <summary>The lease was lost while its handler ran: the handler is cancelled and its outcome dropped.</summary>
         public volatile bool Lost;
+        /// <summary>Lost by this worker's own reckoning (its local deadline passed), not reported by the backend: the
+        /// backend may still hold it.</summary>
+        public volatile bool LostHere;
+        /// <summary>Reported not held by the backend (an extension's or a start's answer), or its start could not be
+        /// written before the worker gave up at its stop.</summary>
+        public volatile bool LostByBackend;
         /// <summary>Put back unstarted by the limits stage: its completion raises no event.</summary>
         public bool PutBackByLimits { get; set; }
 
@@ -256,23 +265,22 @@ internal sealed partial class WorkerService(
             var fetchStarted = time.GetTimestamp();
             try
             {
-                Interlocked.Increment(ref _fetchesInFlight);
-                try
+                leases = await backend.Queue.FetchAsync(new FetchRequest
                 {
-                    leases = await backend.Queue.FetchAsync(new FetchRequest
-                    {
-                        WorkerId = status.WorkerId,
-                        // The backend weighs the queues (QueueOrder), or keeps their order when strict.
-                        Queues = queues,
-                        MaxCount = wanted,
-                        LeaseDuration = _options.LeaseDuration,
-                        StrictOrder = _options.StrictQueueOrder,
-                    }, stoppingToken).ConfigureAwait(false);
-                    _queuesRanDry = leases.Count == 0;
-                }
-                finally
+                    WorkerId = status.WorkerId,
+                    // The backend weighs the queues (QueueOrder), or keeps their order when strict.
+                    Queues = queues,
+                    MaxCount = wanted,
+                    LeaseDuration = _options.LeaseDuration,
+                    StrictOrder = _options.StrictQueueOrder,
+                }, stoppingToken).ConfigureAwait(false);
+                var wasDry = _queuesRanDry;
+                _queuesRanDry = leases.Count == 0;
+                if (wasDry && leases.Count == wanted)
                 {
-                    Interlocked.Decrement(ref _fetchesInFlight);
+                    // Work after a dry spell, as much as was asked for: maybe more (a batch enqueued at once makes one
+                    // notification, which one loop took on). Every loop joins in.
+                    WakeFetchers(forAll: true);
                 }
                 metrics.BackendCall("fetch", fetchStart);
                 if (failures > 0 && Interlocked.Exchange(ref _fetchFailing, 0) == 1)
@@ -365,12 +373,12 @@ internal sealed partial class WorkerService(
         }
     }
 
-    /// <summary>Waits for a ready notification after <paramref name="wake"/> was taken, or for FetchWait. Woken while
-    /// another loop's fetch is in flight and the last fetch found nothing, this loop waits on: that fetch finds the work if
-    /// it started after the notification, and otherwise its loop's own wait (taken before it started) is already
-    /// complete, so it fetches again. Under load (the last fetch found work) every woken loop fetches, so that fetches
-    /// overlap. A notification to an idle worker so costs the fetch that finds the work and the empty one after it, not
-    /// also an empty one for each other fetch loop.</summary>
+    /// <summary>Waits for a ready notification after <paramref name="wake"/> was taken, or for FetchWait. Of the loops
+    /// that one wake-up ends, one takes it on and fetches; the others wait on, since that fetch starts after the
+    /// notification and finds its work (and a notification that came while a fetch ran completed the wait its loop took
+    /// before it, so that loop fetches again). A notification to an idle worker so costs the fetch that finds the work
+    /// and the empty one after it, not also an empty one for each other fetch loop. A wake-up for all (a fetch found a
+    /// full batch after the queues ran dry) ends every loop's wait, so that fetches overlap under load.</summary>
     private async Task WaitForWorkAsync(Task wake, CancellationToken stoppingToken)
     {
         while (true)
@@ -383,10 +391,12 @@ internal sealed partial class WorkerService(
             {
                 return;
             }
-            if (!_queuesRanDry || Volatile.Read(ref _fetchesInFlight) == 0)
+            var latest = Interlocked.Read(ref _wakes);
+            if (Interlocked.Read(ref _wakeForAll) == latest || Interlocked.Exchange(ref _wakeTaken, latest) != latest)
             {
                 return;
             }
+            // Another loop took on this wake-up (or a later one): its fetch starts after it.
             wake = _readySignal.Task;
         }
     }
@@ -540,8 +550,15 @@ internal sealed partial class WorkerService(
     }
 
     /// <summary>Ends the fetch loops' wait for work: they fetch again at once.</summary>
-    private void WakeFetchers() =>
+    private void WakeFetchers(bool forAll = false)
+    {
+        var wake = Interlocked.Increment(ref _wakes);
+        if (forAll)
+        {
+            Interlocked.Exchange(ref _wakeForAll, wake);
+        }
         Interlocked.Exchange(ref _readySignal, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
 
     /// <summary>Subscribes to ready notifications while the first fetches run; null when it failed or the worker stopped
     /// first. A notification sent before the subscription took effect is not delivered: the fetch loops are woken once it
@@ -653,13 +670,16 @@ internal sealed partial class WorkerService(
                 At = now,
             };
         }
-        else if (!await RecordStartAsync(inFlight).ConfigureAwait(false))
+        else if (await RecordStartAsync(inFlight).ConfigureAwait(false) is var start && start != StartRecord.Started)
         {
             // Lost before it started (taken back by the reaper, settled elsewhere, or past its local deadline while the
-            // backend could not be reached): it must not run here.
-            // Forgotten first, so that the write below finds nothing of it left here to settle (its slot, its limits).
+            // backend could not be reached): it must not run here. Forgotten first, so that a give-back below finds
+            // nothing of it left here to settle (its slot, its limits).
             DropLost(inFlight, ran: false);
-            await GiveBackUnrunAsync(inFlight).ConfigureAwait(false);
+            if (start == StartRecord.RecordedThenLostHere)
+            {
+                await GiveBackUnrunAsync(inFlight).ConfigureAwait(false);
+            }
             return;
         }
         else
@@ -737,9 +757,21 @@ internal sealed partial class WorkerService(
     /// <summary>How long a task that this worker has no handler for waits before it is offered again (±20 %).</summary>
     private static readonly TimeSpan NoHandlerWait = TimeSpan.FromSeconds(15);
 
+    /// <summary>What <see cref="RecordStartAsync"/> found.</summary>
+    private enum StartRecord
+    {
+        /// <summary>The handler may run: its start is recorded, or on its way beside it.</summary>
+        Started,
+        /// <summary>The lease is no longer held here (the backend says so, or it was lost before the start was asked for).</summary>
+        Lost,
+        /// <summary>The backend recorded the start under this worker's lease, but meanwhile the lease passed its local
+        /// deadline here: the backend may still hold it, started, for a handler that will not run.</summary>
+        RecordedThenLostHere,
+    }
+
     /// <summary>Records the attempt's start: beside the handler (batched with completions), or before it when the lease
-    /// asks (<see cref="Lease.RecordStartFirst"/>). False when the backend says the lease is no longer held.</summary>
-    private async Task<bool> RecordStartAsync(InFlight inFlight)
+    /// asks (<see cref="Lease.RecordStartFirst"/>).</summary>
+    private async Task<StartRecord> RecordStartAsync(InFlight inFlight)
     {
         if (!inFlight.Lease.RecordStartFirst)
         {
@@ -754,7 +786,7 @@ internal sealed partial class WorkerService(
                     // Past the shutdown grace: the lease runs out and the task comes back.
                 }
             }
-            return !inFlight.Lost;
+            return inFlight.Lost ? StartRecord.Lost : StartRecord.Started;
         }
         var recorded = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         try
@@ -763,16 +795,22 @@ internal sealed partial class WorkerService(
         }
         catch (ChannelClosedException)
         {
-            return false;
+            return StartRecord.Lost;
         }
-        return await recorded.Task.ConfigureAwait(false) && !inFlight.Lost;
+        await recorded.Task.ConfigureAwait(false);
+        if (!inFlight.Lost)
+        {
+            return StartRecord.Started;
+        }
+        // The writer answers false for a lease lost by then, whichever way: only one lost here and not reported by the
+        // backend when its start was written was recorded under a lease the backend may still hold.
+        return inFlight.LostHere && !inFlight.LostByBackend ? StartRecord.RecordedThenLostHere : StartRecord.Lost;
     }
 
-    /// <summary>For a lease lost before its handler ran: a retry that spends no attempt (due at once), which the backend
-    /// takes only while this worker still holds the lease. A lease lost here, past its local deadline, may still be held
-    /// there, with its start recorded (it was asked for before the handler, or is on its way beside it); left so, it would
-    /// run out and count as an interrupted attempt, and with its last attempt the task would be dead without having run.
-    /// A lease the backend took back already refuses it, as it does any outcome.</summary>
+    /// <summary>For a lease whose start the backend recorded (<see cref="Lease.RecordStartFirst"/>) but which passed its
+    /// local deadline here before its handler ran: a retry that spends no attempt (due at once), which the backend takes
+    /// only while this worker still holds the lease (a lease it took back refuses it, as it does any outcome). Left so,
+    /// the lease would run out as an interrupted attempt for a handler that never ran.</summary>
     private async Task GiveBackUnrunAsync(InFlight inFlight)
     {
         var lease = inFlight.Lease;
@@ -1039,6 +1077,7 @@ internal sealed partial class WorkerService(
             var inFlight = start.Start!;
             if (lostRefs is not null && lostRefs.Contains(inFlight.Lease.Ref))
             {
+                inFlight.LostByBackend = true;
                 MarkLost(inFlight);
             }
             start.Recorded?.TrySetResult(!inFlight.Lost);
@@ -1190,6 +1229,7 @@ internal sealed partial class WorkerService(
                         {
                             // A lease whose outcome was already handed over was usually settled by that outcome's write
                             // before the extension ran: nothing was lost (MarkLost leaves it alone).
+                            inFlight.LostByBackend = true;
                             MarkLost(inFlight);
                         }
                         else
@@ -1269,6 +1309,7 @@ internal sealed partial class WorkerService(
                 {
                     if (!inFlight.Finished && !inFlight.Lost && now > Volatile.Read(ref inFlight.Deadline))
                     {
+                        inFlight.LostHere = true;
                         MarkLost(inFlight);
                     }
                 }

@@ -72,7 +72,8 @@ public class FetchObserver : DispatchProxy
     private async Task<IReadOnlyList<Lease>> FetchAfterAsync(Task ready, MethodInfo fetchMethod, object?[] args)
     {
         await ready;
-        return await (Task<IReadOnlyList<Lease>>)Call(fetchMethod, args, isFetch: true)!;
+        var fetch = (Task<IReadOnlyList<Lease>>)Call(fetchMethod, args, isFetch: true)!;
+        return _returning is { } returning ? await HoldAnswerAsync(fetch, returning) : await fetch;
     }
 
     private object? Call(MethodInfo targetMethod, object?[]? args, bool isFetch)
