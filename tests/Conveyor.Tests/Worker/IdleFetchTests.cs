@@ -5,10 +5,10 @@ using Microsoft.Extensions.Logging;
 
 namespace Conveyor.Tests.Worker;
 
-/// <summary>An idle worker's fetches: of the fetch loops woken by one ready notification, those that find another loop's
-/// fetch in flight leave the work to it. Before, each task that reached an idle worker cost three fetches (the one that
-/// found it, the empty one its loop makes straight after, and the other loop's empty one): on PostgreSQL three
-/// statements, on Redis three script calls; now two.</summary>
+/// <summary>An idle worker's fetches: of the fetch loops woken by one ready notification, one takes it on and fetches,
+/// the others wait on; a fetch that gets all it asked for after the queues ran dry wakes them all. Before, each task
+/// that reached an idle worker cost three fetches (the one that found it, the empty one its loop makes straight after,
+/// and the other loop's empty one): on PostgreSQL three statements, on Redis three script calls; now two.</summary>
 public sealed class IdleFetchTests
 {
     [Fact]
@@ -99,8 +99,8 @@ public sealed class IdleFetchTests
     }
 
     /// <remarks>With one fetch loop the case is exact: only the wait taken before the held fetch, which the task's
-    /// notification completed, can get the task run in time. With two, the other loop, woken by that notification, leaves
-    /// the work to the fetch in flight when it looks before that fetch returns, so the same wait must get it run.</remarks>
+    /// notification completed, can get the task run in time. With two, the other loop may take that notification on and
+    /// run the task itself; the case then checks only that the task is not left to the fallback poll.</remarks>
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
