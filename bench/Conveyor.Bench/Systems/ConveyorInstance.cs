@@ -1,3 +1,4 @@
+using System.Globalization;
 using Conveyor.Backends;
 using Conveyor.Bench.Infrastructure;
 using Conveyor.Sqlite;
@@ -105,6 +106,15 @@ internal sealed class ConveyorInstance : IAsyncDisposable
                 o.RunScheduler = runWorker;
                 o.Worker.Concurrency = workers;
                 o.Worker.Prefetch = prefetch;
+                // BENCH_PREFETCH and BENCH_FETCH_CONCURRENCY: the worker's fetch settings for an experiment (docs/benchmarks.md).
+                if (int.TryParse(Environment.GetEnvironmentVariable("BENCH_PREFETCH"), CultureInfo.InvariantCulture, out var fixedPrefetch))
+                {
+                    o.Worker.Prefetch = fixedPrefetch;
+                }
+                if (int.TryParse(Environment.GetEnvironmentVariable("BENCH_FETCH_CONCURRENCY"), CultureInfo.InvariantCulture, out var fetchConcurrency))
+                {
+                    o.Worker.FetchConcurrency = fetchConcurrency;
+                }
                 // BENCH_LOG_TASKS=0 leaves the logging middleware out: the A/B of its cost (docs/benchmarks.md).
                 o.LogTasks = Environment.GetEnvironmentVariable("BENCH_LOG_TASKS") != "0";
                 // CONVEYOR_PROPAGATE_UNSAMPLED_TRACES=false, as on a server: only sampled traces' context in the messages.

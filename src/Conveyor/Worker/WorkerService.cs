@@ -86,6 +86,12 @@ internal sealed partial class WorkerService(
         private const int Begun = 1;
         private const int Dropped = 2;
         private int _state;
+        // Whether its start (written beside the handler) goes to the backend: the writer claims it, or the runner rules it
+        // out for a handler that will not run (lost while the start waited for room in the writer's channel).
+        private const int StartUndecided = 0;
+        private const int StartClaimed = 1;
+        private const int StartNotRun = 2;
+        private int _startFate;
 
         public Lease Lease { get; } = lease;
         /// <summary>When the lease is taken to have run out (a <see cref="TimeProvider"/> timestamp), unless an extension
@@ -95,7 +101,7 @@ internal sealed partial class WorkerService(
         public long FetchedAt { get; init; }
         /// <summary>How long its handler ran; null when it never ran.</summary>
         public TimeSpan? Duration { get; set; }
-        public CancellationTokenSource? Cancellation { get; set; }
+        public CancellationTokenSource? Cancellation;
         public volatile bool CancelRequested;
         /// <summary>Set once the outcome is handed to the completion writer.</summary>
         public volatile bool Finished;
@@ -117,6 +123,12 @@ internal sealed partial class WorkerService(
         public bool TryDrop() => Interlocked.CompareExchange(ref _state, Dropped, Waiting) == Waiting;
 
         public bool IsWaiting => Volatile.Read(ref _state) == Waiting;
+
+        /// <summary>The writer takes the start to write it; false when the runner ruled it out first.</summary>
+        public bool TryClaimStart() => Interlocked.CompareExchange(ref _startFate, StartClaimed, StartUndecided) != StartNotRun;
+
+        /// <summary>The runner rules the start out (its handler will not run); false when the writer claimed it first.</summary>
+        public bool TryRuleOutStart() => Interlocked.CompareExchange(ref _startFate, StartNotRun, StartUndecided) != StartClaimed;
 
         public bool IsDropped => Volatile.Read(ref _state) == Dropped;
     }
@@ -611,15 +623,16 @@ internal sealed partial class WorkerService(
                     }
                     continue;
                 }
+                if (refusedAtCount)
+                {
+                    // A place at the count came free (a lost attempt): those refused before go back before this
+                    // handler runs, not after. Before it begins, so that a lease lost during the hand-back is still
+                    // dropped unstarted (TryDrop), not begun and its start recorded.
+                    refusedAtCount = false;
+                    await ReleaseUnstartedAsync().ConfigureAwait(false);
+                }
                 if (inFlight.TryBegin())
                 {
-                    if (refusedAtCount)
-                    {
-                        // A place at the count came free (a lost attempt): those refused before go back before this
-                        // handler runs, not after.
-                        refusedAtCount = false;
-                        await ReleaseUnstartedAsync().ConfigureAwait(false);
-                    }
                     await RunOneAsync(inFlight).ConfigureAwait(false);
                 }
                 else
@@ -775,10 +788,16 @@ internal sealed partial class WorkerService(
     {
         if (!inFlight.Lease.RecordStartFirst)
         {
+            if (inFlight.Lost)
+            {
+                // Lost since it began, before its handler ran: no start is recorded for a handler that does not run.
+                return StartRecord.Lost;
+            }
             if (!_writes.Writer.TryWrite(new LeaseWrite(inFlight, null, null)))
             {
                 try
                 {
+                    // The channel is full while the backend is slow or out of reach: the lease may pass its deadline here.
                     await _writes.Writer.WriteAsync(new LeaseWrite(inFlight, null, null)).ConfigureAwait(false);
                 }
                 catch (ChannelClosedException)
@@ -786,7 +805,17 @@ internal sealed partial class WorkerService(
                     // Past the shutdown grace: the lease runs out and the task comes back.
                 }
             }
-            return inFlight.Lost ? StartRecord.Lost : StartRecord.Started;
+            if (!inFlight.Lost)
+            {
+                return StartRecord.Started;
+            }
+            // Lost before the handler ran. Its start, once in the channel, is ruled out before the writer takes it;
+            // otherwise it is recorded, or on its way, as a start written first would be.
+            if (inFlight.TryRuleOutStart())
+            {
+                return StartRecord.Lost;
+            }
+            return inFlight.LostHere && !inFlight.LostByBackend ? StartRecord.RecordedThenLostHere : StartRecord.Lost;
         }
         var recorded = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         try
@@ -807,7 +836,8 @@ internal sealed partial class WorkerService(
         return inFlight.LostHere && !inFlight.LostByBackend ? StartRecord.RecordedThenLostHere : StartRecord.Lost;
     }
 
-    /// <summary>For a lease whose start the backend recorded (<see cref="Lease.RecordStartFirst"/>) but which passed its
+    /// <summary>For a lease whose start the backend recorded (<see cref="Lease.RecordStartFirst"/>, or a start beside the
+    /// handler that the writer took before the loss) but which passed its
     /// local deadline here before its handler ran: a retry that spends no attempt (due at once), which the backend takes
     /// only while this worker still holds the lease (a lease it took back refuses it, as it does any outcome). Left so,
     /// the lease would run out as an interrupted attempt for a handler that never ran.</summary>
@@ -860,8 +890,10 @@ internal sealed partial class WorkerService(
         {
             cancellation.CancelAfter(timeout);
         }
-        inFlight.Cancellation = cancellation;
-        if (inFlight.CancelRequested)
+        // A full fence between publishing the source and reading Lost, as MarkLost has between setting Lost and reading
+        // the source: a loss in between is seen by one side or the other, and the handler starts cancelled.
+        Interlocked.Exchange(ref inFlight.Cancellation, cancellation);
+        if (inFlight.CancelRequested || inFlight.Lost)
         {
             await cancellation.CancelAsync().ConfigureAwait(false);
         }
@@ -1037,7 +1069,9 @@ internal sealed partial class WorkerService(
         var refs = new List<LeaseRef>(starts.Count);
         foreach (var start in starts)
         {
-            if (!completed.Contains(start.Start!.Lease.Ref))
+            // A start ruled out by its runner (lost before its handler ran) is not written: the backend would count an
+            // interrupted attempt for it.
+            if (!completed.Contains(start.Start!.Lease.Ref) && start.Start.TryClaimStart())
             {
                 refs.Add(start.Start.Lease.Ref);
             }
@@ -1152,6 +1186,7 @@ internal sealed partial class WorkerService(
         if (!inFlight.Lost)
         {
             inFlight.Lost = true;
+            Interlocked.MemoryBarrier();
             LogLeaseLost(inFlight.Lease.Message.Id);
             try
             {

@@ -66,6 +66,66 @@ public sealed class LeaseLostBeforeStartTests
         Assert.Contains(record.Errors, e => e.Error.Type == "Conveyor.LeaseLostBeforeStart");
     }
 
+    [Fact]
+    public async Task A_lease_lost_while_its_start_waited_for_room_in_the_writer_has_no_start_recorded()
+    {
+        // Starts beside the handler (a first lease: no lapse before) go through the writer's bounded channel. While the
+        // backend is slow the channel fills, a runner waits to put a start in, and the lease can pass its deadline
+        // there: its handler then does not run, and its start must not be recorded.
+        var logs = new CapturingLoggerProvider();
+        StartHold? hold = null;
+        await using var host = new EngineHost(c =>
+            {
+                c.Services.AddSingleton<ILoggerProvider>(logs);
+                c.AddNoopTask();
+                c.AddTask<GatedTask>(GatedTask.Name);
+            },
+            o =>
+            {
+                // The channel holds 2 × 1 + 2 = 4 writes.
+                o.Worker.Concurrency = 2;
+                o.Worker.CompletionBatchSize = 1;
+                o.Worker.LeaseDuration = TimeSpan.FromSeconds(5);
+            },
+            inner =>
+            {
+                var queue = StartHold.Wrap(inner.Queue);
+                hold = (StartHold)(object)queue;
+                // From the start: no lease is extended, and the first completion holds the writer.
+                hold.Outage = true;
+                hold.HoldCompletions = true;
+                return new WatchedBackend(inner, queue);
+            });
+        await host.StartAsync();
+
+        // The writer is held in its first completion's write.
+        await host.Client.EnqueueAsync(NoopTask.Name);
+        await hold!.CompletionEntered.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        // One runner waits at the gate (its start is the channel's first write); the other puts in a completion without a start (no
+        // handler here), a no-op task's start and completion (the channel is full), then waits to put in the start of
+        // the task under test.
+        await host.Client.EnqueueAsync(GatedTask.Name);
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        var results = await host.Client.EnqueueManyAsync(
+        [
+            new TaskRequest("test.no-handler-here"),
+            new TaskRequest(NoopTask.Name),
+            new TaskRequest(NoopTask.Name) { Options = new EnqueueOptions { MaxAttempts = 1 } },
+        ]);
+        var id = results[2].Id;
+        await WaitUntilAsync(() => logs.Entries.Any(e => e.Message.Contains($"Lease of task {id} was lost", StringComparison.Ordinal)),
+            "the worker to count the lease lost");
+
+        // The backend still holds the lease (until 5 s) when the writer goes on.
+        hold!.Outage = false;
+        hold.ReleaseCompletions();
+
+        var record = await host.WaitForStateAsync(id, TaskState.Succeeded);
+        Assert.Equal(1, record.Attempts);
+        Assert.DoesNotContain(record.Errors, e => e.Error.Type == LeaseRules.InterruptedErrorType);
+        host.Probe.Gate.TrySetResult();
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition, string what)
     {
         var deadline = DateTime.UtcNow.AddSeconds(20);
@@ -77,19 +137,28 @@ public sealed class LeaseLostBeforeStartTests
     }
 }
 
-/// <summary>The queue role as it is, except that lease extensions fail while <see cref="Outage"/> is set, and starts
-/// wait while <see cref="HoldStarts"/> is set, until <see cref="ReleaseStarts"/>.</summary>
+/// <summary>The queue role as it is, except that lease extensions fail while <see cref="Outage"/> is set, starts wait
+/// while <see cref="HoldStarts"/> is set, until <see cref="ReleaseStarts"/>, and completions while
+/// <see cref="HoldCompletions"/> is set, until <see cref="ReleaseCompletions"/>.</summary>
 public class StartHold : DispatchProxy
 {
     private IQueueBackend _inner = null!;
     private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    private readonly TaskCompletionSource _releaseCompletions = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     private volatile bool _outage;
     private volatile bool _holdStarts;
+    private volatile bool _holdCompletions;
 
     public bool Outage { get => _outage; set => _outage = value; }
 
     public bool HoldStarts { get => _holdStarts; set => _holdStarts = value; }
+
+    public bool HoldCompletions { get => _holdCompletions; set => _holdCompletions = value; }
+
+    /// <summary>Set when a completion arrived and waits.</summary>
+    public TaskCompletionSource CompletionEntered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Set when a start arrived and waits.</summary>
     public TaskCompletionSource StartEntered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -107,6 +176,12 @@ public class StartHold : DispatchProxy
         _release.TrySetResult();
     }
 
+    public void ReleaseCompletions()
+    {
+        HoldCompletions = false;
+        _releaseCompletions.TrySetResult();
+    }
+
     protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
     {
         switch (targetMethod!.Name)
@@ -115,6 +190,8 @@ public class StartHold : DispatchProxy
                 return Task.FromException<LeaseExtension>(new IOException("the backend cannot be reached (test)"));
             case nameof(IQueueBackend.StartAsync) when HoldStarts:
                 return StartLaterAsync(targetMethod, args);
+            case nameof(IQueueBackend.CompleteAsync) when HoldCompletions:
+                return CompleteLaterAsync(targetMethod, args);
             default:
                 return Call(targetMethod, args);
         }
@@ -125,6 +202,13 @@ public class StartHold : DispatchProxy
         StartEntered.TrySetResult();
         await _release.Task.WaitAsync(TimeSpan.FromSeconds(30));
         return await (Task<IReadOnlyList<LeaseRef>>)Call(method, args)!;
+    }
+
+    private async Task CompleteLaterAsync(MethodInfo method, object?[]? args)
+    {
+        CompletionEntered.TrySetResult();
+        await _releaseCompletions.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await (Task)Call(method, args)!;
     }
 
     private object? Call(MethodInfo method, object?[]? args)

@@ -18,7 +18,7 @@ public sealed class RecyclingUnitTests
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
-        var runs = new RunCounter();
+        var runs = new Probe();
         builder.Services.AddSingleton(runs);
         builder.Services.AddConveyor(o =>
             {
@@ -26,13 +26,13 @@ public sealed class RecyclingUnitTests
                 o.Worker.Prefetch = 64;
                 o.Worker.MaxTasksPerChild = 10;
             })
-            .AddTask<CountedTask>(CountedTask.Name)
+            .AddTask<CountingTask>(CountingTask.Name)
             .UseInMemoryBackend();
         using var host = builder.Build();
         var client = host.Services.GetRequiredService<ITaskClient>();
         for (var i = 0; i < 200; i++)
         {
-            await client.EnqueueAsync(new TaskRequest(CountedTask.Name));
+            await client.EnqueueAsync(new TaskRequest(CountingTask.Name));
         }
         var exitCode = Environment.ExitCode;
         try
@@ -41,7 +41,7 @@ public sealed class RecyclingUnitTests
             // The recycler stops the host once ten have finished.
             await host.WaitForShutdownAsync().WaitAsync(TimeSpan.FromSeconds(30));
 
-            Assert.Equal(10, runs.Count);
+            Assert.Equal(10, runs.Runs);
             var counts = (await host.Services.GetRequiredService<IConveyorBackend>().Store.GetQueuesAsync(CancellationToken.None)).Single().Counts;
             Assert.Equal(10, counts.GetValueOrDefault(TaskState.Succeeded));
             Assert.Equal(190, counts.GetValueOrDefault(TaskState.Queued));
@@ -271,25 +271,5 @@ public sealed class RecyclingUnitTests
         public const string Name = "test.recycle-step";
 
         public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken) => steps.RunAsync(cancellationToken);
-    }
-
-    private sealed class RunCounter
-    {
-        private int _count;
-
-        public int Count => Volatile.Read(ref _count);
-
-        public void Ran() => Interlocked.Increment(ref _count);
-    }
-
-    private sealed class CountedTask(RunCounter runs) : ITaskHandler<NoArgs>
-    {
-        public const string Name = "test.recycle-count";
-
-        public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken)
-        {
-            runs.Ran();
-            return Task.CompletedTask;
-        }
     }
 }

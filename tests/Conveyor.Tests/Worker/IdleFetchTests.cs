@@ -1,4 +1,5 @@
 using Conveyor.Testing;
+using Conveyor.Tests.Engine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -16,13 +17,13 @@ public sealed class IdleFetchTests
     {
         var fetches = 0;
         using var host = Build((inner, fetched) => FetchObserver.Wrap(inner, fetched: fetched), fetched: _ => Interlocked.Increment(ref fetches));
-        var ran = host.Services.GetRequiredService<Ran>();
+        var ran = host.Services.GetRequiredService<Probe>();
         await host.StartAsync();
         try
         {
             var client = host.Services.GetRequiredService<ITaskClient>();
-            await client.EnqueueAsync(new TaskRequest(IdleUnitTask.Name));
-            await WaitUntilAsync(() => ran.Count >= 1);
+            await client.EnqueueAsync(new TaskRequest(CountingTask.Name));
+            await WaitUntilAsync(() => ran.Runs >= 1);
             // Settled: the first fetches (and the empty ones after the first task) are behind.
             await WaitUntilStableAsync(() => Volatile.Read(ref fetches));
             var before = Volatile.Read(ref fetches);
@@ -30,8 +31,8 @@ public sealed class IdleFetchTests
             const int Tasks = 20;
             for (var i = 2; i <= Tasks + 1; i++)
             {
-                await client.EnqueueAsync(new TaskRequest(IdleUnitTask.Name));
-                await WaitUntilAsync(() => ran.Count >= i);
+                await client.EnqueueAsync(new TaskRequest(CountingTask.Name));
+                await WaitUntilAsync(() => ran.Runs >= i);
                 await WaitUntilStableAsync(() => Volatile.Read(ref fetches));
             }
 
@@ -52,8 +53,10 @@ public sealed class IdleFetchTests
     {
         var inFlight = 0;
         var most = 0;
+        var fetches = 0;
         using var host = Build((inner, fetched) => FetchObserver.Wrap(inner, asked: async _ =>
         {
+            Interlocked.Increment(ref fetches);
             InterlockedMax(ref most, Interlocked.Increment(ref inFlight));
             // Long enough for the other loop's fetch to overlap, if that loop fetches at all.
             await Task.Delay(20);
@@ -63,19 +66,24 @@ public sealed class IdleFetchTests
             Interlocked.Decrement(ref inFlight);
             return Task.CompletedTask;
         }), fetched: _ => { });
-        var ran = host.Services.GetRequiredService<Ran>();
+        var ran = host.Services.GetRequiredService<Probe>();
         await host.StartAsync();
         try
         {
-            // Idle: the first fetches found nothing.
-            await WaitUntilStableAsync(() => Volatile.Read(ref most));
+            // Idle: the first fetches (and those of the wake-up once the subscription is in place) found nothing, and
+            // none is in flight.
+            await WaitUntilStableAsync(() => Volatile.Read(ref fetches));
+            Assert.Equal(0, Volatile.Read(ref inFlight));
             Volatile.Write(ref most, 0);
 
             // One enqueue, one notification: the loop that fetches first finds a full batch and wakes the other, which had
             // left the notification to it. Without that, the other loop would sit out the drain until FetchWait (2 min).
+            // Handlers of 20 ms: slots come free while a fetch is in flight, so that a second loop, if it fetches at all,
+            // overlaps it (with instant handlers one loop's fetch can take every free slot each time, and the loops take
+            // turns without overlapping).
             await host.Services.GetRequiredService<ITaskClient>().EnqueueManyAsync(
-                Enumerable.Range(0, 200).Select(_ => new TaskRequest(IdleUnitTask.Name)).ToArray());
-            await WaitUntilAsync(() => ran.Count >= 200);
+                Enumerable.Range(0, 100).Select(_ => new TaskRequest(SlowTask.Name)).ToArray());
+            await WaitUntilAsync(() => ran.Runs >= 100);
             Assert.Equal(2, Volatile.Read(ref most));
         }
         finally
@@ -119,7 +127,7 @@ public sealed class IdleFetchTests
             }
             return Task.CompletedTask;
         }), fetched: _ => Interlocked.Increment(ref fetches), fetchLoops);
-        var ran = host.Services.GetRequiredService<Ran>();
+        var ran = host.Services.GetRequiredService<Probe>();
         await host.StartAsync();
         try
         {
@@ -132,12 +140,12 @@ public sealed class IdleFetchTests
             await held.Task.WaitAsync(TimeSpan.FromSeconds(20));
 
             // Ready after that fetch read the store and before it returned.
-            await host.Services.GetRequiredService<ITaskClient>().EnqueueAsync(new TaskRequest(IdleUnitTask.Name));
+            await host.Services.GetRequiredService<ITaskClient>().EnqueueAsync(new TaskRequest(CountingTask.Name));
             await Task.Yield();
             hold.SetResult();
 
             // FetchWait is 2 minutes: only the task's notification gets it run within the deadline.
-            await WaitUntilAsync(() => ran.Count >= 1);
+            await WaitUntilAsync(() => ran.Runs >= 1);
         }
         finally
         {
@@ -153,7 +161,7 @@ public sealed class IdleFetchTests
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
-        builder.Services.AddSingleton<Ran>();
+        builder.Services.AddSingleton<Probe>();
         builder.Services.AddConveyor(o =>
             {
                 o.Worker.Concurrency = 2;
@@ -161,7 +169,8 @@ public sealed class IdleFetchTests
                 o.Worker.FetchConcurrency = fetchLoops;
                 o.Worker.FetchWait = TimeSpan.FromMinutes(2);
             })
-            .AddTask<IdleUnitTask>(IdleUnitTask.Name)
+            .AddTask<CountingTask>(CountingTask.Name)
+            .AddTask<SlowTask>(SlowTask.Name)
             .UseInMemoryBackend()
             .UseBackend(sp =>
             {
@@ -197,26 +206,6 @@ public sealed class IdleFetchTests
                 last = now;
                 since = DateTime.UtcNow;
             }
-        }
-    }
-
-    private sealed class Ran
-    {
-        private int _count;
-
-        public int Count => Volatile.Read(ref _count);
-
-        public void Add() => Interlocked.Increment(ref _count);
-    }
-
-    private sealed class IdleUnitTask(Ran ran) : ITaskHandler<NoArgs>
-    {
-        public const string Name = "test.idle-fetch";
-
-        public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken)
-        {
-            ran.Add();
-            return Task.CompletedTask;
         }
     }
 }

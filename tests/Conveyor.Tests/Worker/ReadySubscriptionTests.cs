@@ -1,5 +1,6 @@
 using Conveyor.Backends;
 using Conveyor.Testing;
+using Conveyor.Tests.Engine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -19,7 +20,7 @@ public sealed class ReadySubscriptionTests
         var emptyFetch = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
-        builder.Services.AddSingleton<Ran>();
+        builder.Services.AddSingleton<Probe>();
         builder.Services.AddConveyor(o =>
             {
                 o.Worker.Concurrency = 1;
@@ -28,7 +29,7 @@ public sealed class ReadySubscriptionTests
                 // Far beyond the test's deadline: only a wake-up finds the task in time.
                 o.Worker.FetchWait = TimeSpan.FromMinutes(2);
             })
-            .AddTask<ReadyUnitTask>(ReadyUnitTask.Name)
+            .AddTask<CountingTask>(CountingTask.Name)
             .UseInMemoryBackend()
             .UseBackend(sp =>
             {
@@ -51,31 +52,15 @@ public sealed class ReadySubscriptionTests
             await emptyFetch.Task.WaitAsync(TimeSpan.FromSeconds(20));
 
             // The first fetch found nothing and the subscription is not in place: this enqueue's notification is lost.
-            await host.Services.GetRequiredService<ITaskClient>().EnqueueAsync(new TaskRequest(ReadyUnitTask.Name));
+            await host.Services.GetRequiredService<ITaskClient>().EnqueueAsync(new TaskRequest(CountingTask.Name));
             letSubscribe.SetResult();
 
-            await host.Services.GetRequiredService<Ran>().Once.Task.WaitAsync(TimeSpan.FromSeconds(10));
+            await host.Services.GetRequiredService<Probe>().Started.Task.WaitAsync(TimeSpan.FromSeconds(10));
         }
         finally
         {
             letSubscribe.TrySetResult();
             await host.StopAsync();
-        }
-    }
-
-    private sealed class Ran
-    {
-        public TaskCompletionSource Once { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
-
-    private sealed class ReadyUnitTask(Ran ran) : ITaskHandler<NoArgs>
-    {
-        public const string Name = "test.ready-subscription";
-
-        public Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken)
-        {
-            ran.Once.TrySetResult();
-            return Task.CompletedTask;
         }
     }
 
