@@ -221,6 +221,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     }
 
     /// <inheritdoc />
+    /// <remarks>As its store's: leases are taken from the store.</remarks>
+    public bool ShortFetchMeansEmpty => _store.Queue.ShortFetchMeansEmpty;
+
+    /// <inheritdoc />
     /// <remarks>Never waits: the worker waits on the notifier, which a delivery in this process's buffer wakes.</remarks>
     public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
     {

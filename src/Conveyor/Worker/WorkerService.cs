@@ -271,6 +271,8 @@ internal sealed partial class WorkerService(
                 return;
             }
             IReadOnlyList<Lease> leases;
+            // Nothing more ready after this fetch: it got none, or fewer than it asked for from an engine that says so.
+            bool dry;
             // Taken before the fetch: a ready notification that arrives while it runs ends the wait below at once.
             var wake = _readySignal.Task;
             var fetchStart = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -287,7 +289,8 @@ internal sealed partial class WorkerService(
                     StrictOrder = _options.StrictQueueOrder,
                 }, stoppingToken).ConfigureAwait(false);
                 var wasDry = _queuesRanDry;
-                _queuesRanDry = leases.Count == 0;
+                dry = leases.Count == 0 || (leases.Count < wanted && backend.Queue.ShortFetchMeansEmpty);
+                _queuesRanDry = dry;
                 if (wasDry && leases.Count == wanted)
                 {
                     // Work after a dry spell, as much as was asked for: maybe more (a batch enqueued at once makes one
@@ -367,12 +370,12 @@ internal sealed partial class WorkerService(
                 }
                 Interlocked.Decrement(ref _fetchingSlots);
             }
-            if (leases.Count == 0)
+            if (dry)
             {
                 // Nothing ready: wait for a ready notification, or look again after FetchWait in case one was lost. One
                 // that came while this fetch ran completed the wait taken before it, so that work is fetched at once.
-                // (A fetch that got fewer than it asked for looks again at once: on PostgreSQL, SKIP LOCKED passes over
-                // rows that other fetches hold, so fewer does not mean that nothing more is ready.)
+                // (A fetch that got fewer than it asked for looks again at once where the engine does not say that
+                // fewer means none left: on PostgreSQL, SKIP LOCKED passes over rows that other transactions hold.)
                 try
                 {
                     await WaitForWorkAsync(wake, stoppingToken).ConfigureAwait(false);
@@ -389,7 +392,7 @@ internal sealed partial class WorkerService(
     /// that one wake-up ends, one takes it on and fetches; the others wait on, since that fetch starts after the
     /// notification and finds its work (and a notification that came while a fetch ran completed the wait its loop took
     /// before it, so that loop fetches again). A notification to an idle worker so costs the fetch that finds the work
-    /// and the empty one after it, not also an empty one for each other fetch loop. A wake-up for all (a fetch found a
+    /// (and on PostgreSQL the empty one after it), not also an empty one for each other fetch loop. A wake-up for all (a fetch found a
     /// full batch after the queues ran dry) ends every loop's wait, so that fetches overlap under load.</summary>
     private async Task WaitForWorkAsync(Task wake, CancellationToken stoppingToken)
     {
@@ -630,6 +633,16 @@ internal sealed partial class WorkerService(
                     // dropped unstarted (TryDrop), not begun and its start recorded.
                     refusedAtCount = false;
                     await ReleaseUnstartedAsync().ConfigureAwait(false);
+                    if (_stopping)
+                    {
+                        // Stopping began meanwhile: it goes back unstarted with the others, its start reserved no more.
+                        status.Dropped();
+                        if (inFlight.TryDrop())
+                        {
+                            _unstarted.Enqueue(inFlight);
+                        }
+                        continue;
+                    }
                 }
                 if (inFlight.TryBegin())
                 {
@@ -725,14 +738,21 @@ internal sealed partial class WorkerService(
                 });
             }
             status.HandlerStarted(lease, time.GetUtcNow());
+            Completion? outcome;
             try
             {
-                completion = await InvokeAsync(lease, inFlight, descriptor).ConfigureAwait(false);
+                outcome = await InvokeAsync(lease, inFlight, descriptor).ConfigureAwait(false);
             }
             finally
             {
                 status.HandlerEnded(lease);
             }
+            if (outcome is null)
+            {
+                await SettleUnrunAsync(inFlight).ConfigureAwait(false);
+                return;
+            }
+            completion = outcome;
             inFlight.Duration = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             // Only handlers that ran size the prefetch: a lease settled without running (cancelled, expired) says
             // nothing about how long tasks take.
@@ -802,7 +822,9 @@ internal sealed partial class WorkerService(
                 }
                 catch (ChannelClosedException)
                 {
-                    // Past the shutdown grace: the lease runs out and the task comes back.
+                    // Past the shutdown grace, with no start on its way: the handler does not run, and the lease runs out
+                    // unstarted.
+                    return StartRecord.Lost;
                 }
             }
             if (!inFlight.Lost)
@@ -834,6 +856,18 @@ internal sealed partial class WorkerService(
         // The writer answers false for a lease lost by then, whichever way: only one lost here and not reported by the
         // backend when its start was written was recorded under a lease the backend may still hold.
         return inFlight.LostHere && !inFlight.LostByBackend ? StartRecord.RecordedThenLostHere : StartRecord.Lost;
+    }
+
+    /// <summary>A lease lost after its start was recorded or sent, before its handler was invoked: forgotten, its start
+    /// ruled out if the writer has not taken it, else its attempt given back as for a start recorded first.</summary>
+    private async Task SettleUnrunAsync(InFlight inFlight)
+    {
+        var recorded = inFlight.Lease.RecordStartFirst || !inFlight.TryRuleOutStart();
+        DropLost(inFlight, ran: false);
+        if (recorded && inFlight.LostHere && !inFlight.LostByBackend)
+        {
+            await GiveBackUnrunAsync(inFlight).ConfigureAwait(false);
+        }
     }
 
     /// <summary>For a lease whose start the backend recorded (<see cref="Lease.RecordStartFirst"/>, or a start beside the
@@ -882,7 +916,8 @@ internal sealed partial class WorkerService(
         _slots!.Release();
     }
 
-    private async Task<Completion> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor)
+    /// <summary>Runs the handler; null when the lease was lost before it could be invoked.</summary>
+    private async Task<Completion?> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor)
     {
         var message = lease.Message;
         using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(_hardStop.Token);
@@ -893,7 +928,13 @@ internal sealed partial class WorkerService(
         // A full fence between publishing the source and reading Lost, as MarkLost has between setting Lost and reading
         // the source: a loss in between is seen by one side or the other, and the handler starts cancelled.
         Interlocked.Exchange(ref inFlight.Cancellation, cancellation);
-        if (inFlight.CancelRequested || inFlight.Lost)
+        if (inFlight.Lost)
+        {
+            // Lost since its start was recorded or sent: the handler is not invoked. A loss from here on cancels it.
+            inFlight.Cancellation = null;
+            return null;
+        }
+        if (inFlight.CancelRequested)
         {
             await cancellation.CancelAsync().ConfigureAwait(false);
         }
@@ -1284,7 +1325,16 @@ internal sealed partial class WorkerService(
                             if (cancel.Contains(inFlight.Lease.Message.Id))
                             {
                                 inFlight.CancelRequested = true;
-                                inFlight.Cancellation?.Cancel();
+                                // As in MarkLost: a full fence between the flag and the source (InvokeAsync's order is the reverse).
+                                Interlocked.MemoryBarrier();
+                                try
+                                {
+                                    inFlight.Cancellation?.Cancel();
+                                }
+                                catch (ObjectDisposedException)
+                                {
+                                    // The handler has just returned.
+                                }
                             }
                         }
                     }

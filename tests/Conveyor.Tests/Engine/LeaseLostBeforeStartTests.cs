@@ -123,6 +123,8 @@ public sealed class LeaseLostBeforeStartTests
         var record = await host.WaitForStateAsync(id, TaskState.Succeeded);
         Assert.Equal(1, record.Attempts);
         Assert.DoesNotContain(record.Errors, e => e.Error.Type == LeaseRules.InterruptedErrorType);
+        // Ruled out before the writer took it: no start was written, so no attempt had to be given back.
+        Assert.DoesNotContain(record.Errors, e => e.Error.Type == "Conveyor.LeaseLostBeforeStart");
         host.Probe.Gate.TrySetResult();
     }
 

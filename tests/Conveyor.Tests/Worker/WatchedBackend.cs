@@ -31,9 +31,12 @@ public class FetchObserver : DispatchProxy
     private Func<FetchRequest, Task>? _asked;
     private Action<IReadOnlyList<Lease>>? _fetched;
     private Func<IReadOnlyList<Lease>, Task>? _returning;
+    private bool? _shortFetchMeansEmpty;
 
+    /// <param name="shortFetchMeansEmpty">Answers <see cref="IQueueBackend.ShortFetchMeansEmpty"/> in the inner backend's
+    /// place (false: the worker acts as on PostgreSQL).</param>
     internal static IQueueBackend Wrap(IQueueBackend inner, Func<FetchRequest, Task>? asked = null, Action<IReadOnlyList<Lease>>? fetched = null,
-        Func<IReadOnlyList<Lease>, Task>? returning = null)
+        Func<IReadOnlyList<Lease>, Task>? returning = null, bool? shortFetchMeansEmpty = null)
     {
         var proxy = Create<IQueueBackend, FetchObserver>();
         var observer = (FetchObserver)(object)proxy;
@@ -41,12 +44,17 @@ public class FetchObserver : DispatchProxy
         observer._asked = asked;
         observer._fetched = fetched;
         observer._returning = returning;
+        observer._shortFetchMeansEmpty = shortFetchMeansEmpty;
         return proxy;
     }
 
     protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
     {
-        var isFetch = targetMethod!.Name == nameof(IQueueBackend.FetchAsync);
+        if (targetMethod!.Name == "get_" + nameof(IQueueBackend.ShortFetchMeansEmpty) && _shortFetchMeansEmpty is { } shortFetchMeansEmpty)
+        {
+            return shortFetchMeansEmpty;
+        }
+        var isFetch = targetMethod.Name == nameof(IQueueBackend.FetchAsync);
         if (isFetch && _asked is { } asked && args?[0] is FetchRequest request)
         {
             var ready = asked(request);
