@@ -114,7 +114,8 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public ILimitStore Limits => _store.Limits;
 
     /// <inheritdoc />
-    public BackendCapabilities Capabilities { get; } = new()
+    /// <remarks><see cref="BackendCapabilities.ShortFetchMeansEmpty"/> is the store's: leases are taken from it.</remarks>
+    public BackendCapabilities Capabilities => _capabilities ??= new()
     {
         Reach = BackendReach.Network,
         CrossProcessNotifications = true,
@@ -122,7 +123,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         // True also on quorum queues, which have no priorities in RabbitMQ 3.x: the store's fetch orders by priority,
         // and a delivery only says that its queue has work.
         Priorities = true,
+        ShortFetchMeansEmpty = _store.Capabilities.ShortFetchMeansEmpty,
     };
+
+    private BackendCapabilities? _capabilities;
 
     /// <summary>The prefix of this backend's exchanges and queues (<see cref="RabbitMqBackendOptions.Prefix"/>).</summary>
     public string Prefix => _options.Prefix;
@@ -219,10 +223,6 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         }
         return results;
     }
-
-    /// <inheritdoc />
-    /// <remarks>As its store's: leases are taken from the store.</remarks>
-    public bool ShortFetchMeansEmpty => _store.Queue.ShortFetchMeansEmpty;
 
     /// <inheritdoc />
     /// <remarks>Never waits: the worker waits on the notifier, which a delivery in this process's buffer wakes.</remarks>

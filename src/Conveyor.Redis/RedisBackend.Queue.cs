@@ -47,10 +47,6 @@ public sealed partial class RedisBackend
     }
 
     /// <inheritdoc />
-    /// <remarks>True: the fetch script takes from each queue in one call.</remarks>
-    public bool ShortFetchMeansEmpty => true;
-
-    /// <inheritdoc />
     public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);

@@ -77,6 +77,8 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
         Reach = BackendReach.Network,
         CrossProcessNotifications = true,
         MaxNotificationPayload = RedisNotifier.MaxPayload,
+        // The fetch script takes from every queue in one call.
+        ShortFetchMeansEmpty = true,
     };
 
     /// <summary>Connects, subscribes to notifications and checks the server's settings; there is no schema to create.</summary>

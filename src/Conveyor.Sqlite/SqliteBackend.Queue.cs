@@ -219,10 +219,6 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
-    /// <remarks>True: the fetch reads every queue in one transaction under the write lock.</remarks>
-    public bool ShortFetchMeansEmpty => true;
-
-    /// <inheritdoc />
     /// <remarks>Returns at once: a worker waits for work on the notifier's ready channel, not here.</remarks>
     public Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
     {

@@ -42,7 +42,14 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
         // After each commit the writer sends the ready notifications its operations kept: one per queue and peer.
         _writer = new Lazy<SqliteWriter>(() => new SqliteWriter(_connectionString, _options, _notifier.FlushReady), LazyThreadSafetyMode.ExecutionAndPublication);
         DatabasePath = fullPath;
-        Capabilities = new() { Reach = BackendReach.Machine, CrossProcessNotifications = SqliteNotifier.IsSupported, MaxNotificationPayload = SqliteNotifier.MaxPayload };
+        // ShortFetchMeansEmpty: the fetch reads every queue in one transaction under the write lock.
+        Capabilities = new()
+        {
+            Reach = BackendReach.Machine,
+            CrossProcessNotifications = SqliteNotifier.IsSupported,
+            MaxNotificationPayload = SqliteNotifier.MaxPayload,
+            ShortFetchMeansEmpty = true,
+        };
     }
 
     /// <summary>

@@ -61,10 +61,6 @@ public sealed partial class InMemoryBackend
         return Task.FromResult<IReadOnlyList<EnqueueResult>>(results);
     }
 
-    /// <inheritdoc />
-    /// <remarks>True: the fetch reads every queue under one lock.</remarks>
-    public bool ShortFetchMeansEmpty => true;
-
     /// <summary>Leases ready messages at once; never waits for work (workers wait on the notifier).</summary>
     public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
     {

@@ -69,6 +69,8 @@ public sealed partial class InMemoryBackend : IConveyorBackend, IQueueBackend, I
         CrossProcessNotifications = true,
         MaxNotificationPayload = InProcessNotifier.MaxPayload,
         Durable = false,
+        // The fetch reads every queue under one lock.
+        ShortFetchMeansEmpty = true,
     };
 
     /// <summary>Nothing to create: does nothing.</summary>

@@ -34,4 +34,10 @@ public sealed record BackendCapabilities
 
     /// <summary>Whether acknowledged tasks survive a restart of every process. Default true.</summary>
     public bool Durable { get; init; } = true;
+
+    /// <summary>Whether a fetch that returns fewer leases than it asked for left nothing ready in its queues: the engine
+    /// reads them at once (Redis's script, SQLite's write transaction, the in-memory backend's lock). A worker then waits
+    /// for a ready notification instead of fetching again at once. Default false, as on PostgreSQL, whose fetch passes
+    /// over rows that other transactions hold (<c>SKIP LOCKED</c>): fewer there does not mean that nothing more is ready.</summary>
+    public bool ShortFetchMeansEmpty { get; init; }
 }

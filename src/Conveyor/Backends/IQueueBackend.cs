@@ -23,12 +23,6 @@ public interface IQueueBackend
     /// that makes work ready publishes.</summary>
     Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken);
 
-    /// <summary>True when a fetch that returns fewer leases than it asked for left nothing ready in its queues: the engine
-    /// reads them at once (a script, a transaction with the write lock, a lock). The worker then waits for a ready
-    /// notification instead of fetching again at once. False by default, and on PostgreSQL, whose fetch passes over rows
-    /// that other transactions hold (<c>SKIP LOCKED</c>): fewer there does not mean that nothing more is ready.</summary>
-    bool ShortFetchMeansEmpty => false;
-
     /// <summary>Records that the handlers of these leases start now: from here on, a lease that runs out or is abandoned
     /// spends its attempt (<see cref="LeaseRules"/>). A lease whose handler never started comes back without spending one.
     /// Returns the leases no longer held (run out and taken back, or settled elsewhere): their handlers must not run.</summary>

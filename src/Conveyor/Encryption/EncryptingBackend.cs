@@ -155,8 +155,6 @@ public sealed class EncryptingBackend : IConveyorBackend
             return inner.EnqueueAsync(encrypted, cancellationToken);
         }
 
-        public bool ShortFetchMeansEmpty => inner.ShortFetchMeansEmpty;
-
         public async Task<IReadOnlyList<Lease>> FetchAsync(FetchRequest request, CancellationToken cancellationToken)
         {
             var leases = await inner.FetchAsync(request, cancellationToken).ConfigureAwait(false);

@@ -289,7 +289,7 @@ internal sealed partial class WorkerService(
                     StrictOrder = _options.StrictQueueOrder,
                 }, stoppingToken).ConfigureAwait(false);
                 var wasDry = _queuesRanDry;
-                dry = leases.Count == 0 || (leases.Count < wanted && backend.Queue.ShortFetchMeansEmpty);
+                dry = leases.Count == 0 || (leases.Count < wanted && backend.Capabilities.ShortFetchMeansEmpty);
                 _queuesRanDry = dry;
                 if (wasDry && leases.Count == wanted)
                 {
@@ -375,7 +375,8 @@ internal sealed partial class WorkerService(
                 // Nothing ready: wait for a ready notification, or look again after FetchWait in case one was lost. One
                 // that came while this fetch ran completed the wait taken before it, so that work is fetched at once.
                 // (A fetch that got fewer than it asked for looks again at once where the engine does not say that
-                // fewer means none left: on PostgreSQL, SKIP LOCKED passes over rows that other transactions hold.)
+                // fewer means none left, BackendCapabilities.ShortFetchMeansEmpty: on PostgreSQL, SKIP LOCKED passes over
+                // rows that other transactions hold.)
                 try
                 {
                     await WaitForWorkAsync(wake, stoppingToken).ConfigureAwait(false);

@@ -5,8 +5,9 @@ using Conveyor.Backends;
 namespace Conveyor.Tests.Worker;
 
 /// <summary>A backend's roles as they are, except its queue (observed: <see cref="FetchObserver"/>) and, when given, its
-/// notifier.</summary>
-internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue, INotifier? notifier = null) : IConveyorBackend
+/// notifier and its capabilities.</summary>
+internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue, INotifier? notifier = null, BackendCapabilities? capabilities = null)
+    : IConveyorBackend
 {
     public string Name => inner.Name;
     public IQueueBackend Queue => queue;
@@ -17,7 +18,7 @@ internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue
     public INotifier Notifier => notifier ?? inner.Notifier;
     public ILimitStore Limits => inner.Limits;
     public IWorkflowStore? Workflows => inner.Workflows;
-    public BackendCapabilities Capabilities => inner.Capabilities;
+    public BackendCapabilities Capabilities => capabilities ?? inner.Capabilities;
     public Task MigrateAsync(CancellationToken cancellationToken) => inner.MigrateAsync(cancellationToken);
     public Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => inner.CheckHealthAsync(cancellationToken);
 }
@@ -31,12 +32,9 @@ public class FetchObserver : DispatchProxy
     private Func<FetchRequest, Task>? _asked;
     private Action<IReadOnlyList<Lease>>? _fetched;
     private Func<IReadOnlyList<Lease>, Task>? _returning;
-    private bool? _shortFetchMeansEmpty;
 
-    /// <param name="shortFetchMeansEmpty">Answers <see cref="IQueueBackend.ShortFetchMeansEmpty"/> in the inner backend's
-    /// place (false: the worker acts as on PostgreSQL).</param>
     internal static IQueueBackend Wrap(IQueueBackend inner, Func<FetchRequest, Task>? asked = null, Action<IReadOnlyList<Lease>>? fetched = null,
-        Func<IReadOnlyList<Lease>, Task>? returning = null, bool? shortFetchMeansEmpty = null)
+        Func<IReadOnlyList<Lease>, Task>? returning = null)
     {
         var proxy = Create<IQueueBackend, FetchObserver>();
         var observer = (FetchObserver)(object)proxy;
@@ -44,17 +42,12 @@ public class FetchObserver : DispatchProxy
         observer._asked = asked;
         observer._fetched = fetched;
         observer._returning = returning;
-        observer._shortFetchMeansEmpty = shortFetchMeansEmpty;
         return proxy;
     }
 
     protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
     {
-        if (targetMethod!.Name == "get_" + nameof(IQueueBackend.ShortFetchMeansEmpty) && _shortFetchMeansEmpty is { } shortFetchMeansEmpty)
-        {
-            return shortFetchMeansEmpty;
-        }
-        var isFetch = targetMethod.Name == nameof(IQueueBackend.FetchAsync);
+        var isFetch = targetMethod!.Name == nameof(IQueueBackend.FetchAsync);
         if (isFetch && _asked is { } asked && args?[0] is FetchRequest request)
         {
             var ready = asked(request);
