@@ -711,6 +711,17 @@ internal sealed partial class WorkerService(
         }
         else
         {
+            // The handler's token source, published with a full fence before the loss is read (MarkLost fences between
+            // setting the loss and reading the source): a loss from here on cancels the handler; one before it stops the
+            // invocation, before any event says that the attempt started.
+            using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(_hardStop.Token);
+            Interlocked.Exchange(ref inFlight.Cancellation, cancellation);
+            if (inFlight.Lost)
+            {
+                inFlight.Cancellation = null;
+                await SettleUnrunAsync(inFlight).ConfigureAwait(false);
+                return;
+            }
             if (!events.HasSubscribers)
             {
                 // Only the metrics, if anything, listen: counted without building an event.
@@ -739,21 +750,14 @@ internal sealed partial class WorkerService(
                 });
             }
             status.HandlerStarted(lease, time.GetUtcNow());
-            Completion? outcome;
             try
             {
-                outcome = await InvokeAsync(lease, inFlight, descriptor).ConfigureAwait(false);
+                completion = await InvokeAsync(lease, inFlight, descriptor, cancellation).ConfigureAwait(false);
             }
             finally
             {
                 status.HandlerEnded(lease);
             }
-            if (outcome is null)
-            {
-                await SettleUnrunAsync(inFlight).ConfigureAwait(false);
-                return;
-            }
-            completion = outcome;
             inFlight.Duration = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             // Only handlers that ran size the prefetch: a lease settled without running (cancelled, expired) says
             // nothing about how long tasks take.
@@ -823,8 +827,9 @@ internal sealed partial class WorkerService(
                 }
                 catch (ChannelClosedException)
                 {
-                    // Past the shutdown grace, with no start on its way: the handler does not run, and the lease runs out
-                    // unstarted.
+                    // Past the shutdown grace, with no start on its way: the handler does not run. Left behind, so that
+                    // the stop hands the lease back (unstarted) instead of leaving it to run out.
+                    _leftBehind = true;
                     return StartRecord.Lost;
                 }
             }
@@ -847,6 +852,8 @@ internal sealed partial class WorkerService(
         }
         catch (ChannelClosedException)
         {
+            // As above: the stop hands the lease back.
+            _leftBehind = true;
             return StartRecord.Lost;
         }
         await recorded.Task.ConfigureAwait(false);
@@ -917,23 +924,13 @@ internal sealed partial class WorkerService(
         _slots!.Release();
     }
 
-    /// <summary>Runs the handler; null when the lease was lost before it could be invoked.</summary>
-    private async Task<Completion?> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor)
+    /// <summary>Runs the handler with <paramref name="cancellation"/>, the token source published on its lease.</summary>
+    private async Task<Completion> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor, CancellationTokenSource cancellation)
     {
         var message = lease.Message;
-        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(_hardStop.Token);
         if ((message.Timeout ?? _options.SoftTimeLimit) is { } timeout)
         {
             cancellation.CancelAfter(timeout);
-        }
-        // A full fence between publishing the source and reading Lost, as MarkLost has between setting Lost and reading
-        // the source: a loss in between is seen by one side or the other, and the handler starts cancelled.
-        Interlocked.Exchange(ref inFlight.Cancellation, cancellation);
-        if (inFlight.Lost)
-        {
-            // Lost since its start was recorded or sent: the handler is not invoked. A loss from here on cancels it.
-            inFlight.Cancellation = null;
-            return null;
         }
         if (inFlight.CancelRequested)
         {

@@ -123,8 +123,9 @@ public sealed class LeaseLostBeforeStartTests
         var record = await host.WaitForStateAsync(id, TaskState.Succeeded);
         Assert.Equal(1, record.Attempts);
         Assert.DoesNotContain(record.Errors, e => e.Error.Type == LeaseRules.InterruptedErrorType);
-        // Ruled out before the writer took it: no start was written, so no attempt had to be given back.
-        Assert.DoesNotContain(record.Errors, e => e.Error.Type == "Conveyor.LeaseLostBeforeStart");
+        // Mostly the runner rules the start out before the writer takes it (no start written); on a slow machine the
+        // writer may take it first, and the attempt is then given back (Conveyor.LeaseLostBeforeStart). Either way, no
+        // attempt was spent for the handler that did not run.
         host.Probe.Gate.TrySetResult();
     }
 
