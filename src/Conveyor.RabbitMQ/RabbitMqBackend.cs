@@ -50,6 +50,16 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         _ = time; // Every time this backend compares is the store's: leases, ETAs and retries live there.
         _store = store;
         _options = options;
+        Capabilities = new()
+        {
+            Reach = BackendReach.Network,
+            CrossProcessNotifications = true,
+            MaxNotificationPayload = RabbitMqNotifier.MaxPayload,
+            // True also on quorum queues, which have no priorities in RabbitMQ 3.x: the store's fetch orders by priority,
+            // and a delivery only says that its queue has work.
+            Priorities = true,
+            ShortFetchMeansEmpty = store.Capabilities.ShortFetchMeansEmpty,
+        };
         var log = (ILogger?)logger ?? NullLogger.Instance;
         // The hooks run only once a call connects, after this constructor assigned the parts they name.
         _connection = new RabbitMqConnection(options, log)
@@ -115,18 +125,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
 
     /// <inheritdoc />
     /// <remarks><see cref="BackendCapabilities.ShortFetchMeansEmpty"/> is the store's: leases are taken from it.</remarks>
-    public BackendCapabilities Capabilities => _capabilities ??= new()
-    {
-        Reach = BackendReach.Network,
-        CrossProcessNotifications = true,
-        MaxNotificationPayload = RabbitMqNotifier.MaxPayload,
-        // True also on quorum queues, which have no priorities in RabbitMQ 3.x: the store's fetch orders by priority,
-        // and a delivery only says that its queue has work.
-        Priorities = true,
-        ShortFetchMeansEmpty = _store.Capabilities.ShortFetchMeansEmpty,
-    };
-
-    private BackendCapabilities? _capabilities;
+    public BackendCapabilities Capabilities { get; }
 
     /// <summary>The prefix of this backend's exchanges and queues (<see cref="RabbitMqBackendOptions.Prefix"/>).</summary>
     public string Prefix => _options.Prefix;

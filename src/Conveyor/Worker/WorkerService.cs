@@ -833,17 +833,8 @@ internal sealed partial class WorkerService(
                     return StartRecord.Lost;
                 }
             }
-            if (!inFlight.Lost)
-            {
-                return StartRecord.Started;
-            }
-            // Lost before the handler ran. Its start, once in the channel, is ruled out before the writer takes it;
-            // otherwise it is recorded, or on its way, as a start written first would be.
-            if (inFlight.TryRuleOutStart())
-            {
-                return StartRecord.Lost;
-            }
-            return inFlight.LostHere && !inFlight.LostByBackend ? StartRecord.RecordedThenLostHere : StartRecord.Lost;
+            // A loss from here on, before the handler is invoked, is settled by RunOneAsync (SettleUnrunAsync).
+            return StartRecord.Started;
         }
         var recorded = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         try
@@ -1323,7 +1314,8 @@ internal sealed partial class WorkerService(
                             if (cancel.Contains(inFlight.Lease.Message.Id))
                             {
                                 inFlight.CancelRequested = true;
-                                // As in MarkLost: a full fence between the flag and the source (InvokeAsync's order is the reverse).
+                                // As in MarkLost: a full fence between the flag and the source (RunOneAsync publishes the
+                                // source, then InvokeAsync reads the flag).
                                 Interlocked.MemoryBarrier();
                                 try
                                 {

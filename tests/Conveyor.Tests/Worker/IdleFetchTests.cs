@@ -84,7 +84,7 @@ public sealed class IdleFetchTests
             // Idle: the first fetches (and those of the wake-up once the subscription is in place) found nothing, and
             // none is in flight.
             await WaitUntilStableAsync(() => Volatile.Read(ref fetches));
-            Assert.Equal(0, Volatile.Read(ref inFlight));
+            await WaitUntilAsync(() => Volatile.Read(ref inFlight) == 0);
             Volatile.Write(ref most, 0);
 
             // One enqueue, one notification: the loop that fetches first finds a full batch and wakes the other, which had
