@@ -47,13 +47,14 @@ internal static class RedisMessageCodec
         var nulls = Split(blob, fields);
         string? S(int i) => (nulls & (1 << i)) != 0 ? null : blob[fields[i]];
         long L(int i) => long.Parse(blob.AsSpan()[fields[i]], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
-        var headersJson = storedHeaders ?? S(10);
         var (retry, headers) = RetryHeaders.FromStored(
             new RetryPolicy(
                 TimeSpan.FromMilliseconds(L(5)),
                 TimeSpan.FromMilliseconds(L(6)),
                 double.Parse(blob.AsSpan()[fields[7]], NumberStyles.Float, CultureInfo.InvariantCulture)),
-            StoredHeaders.Parse(headersJson));
+            storedHeaders is not null ? StoredHeaders.Parse(storedHeaders)
+                : (nulls & (1 << 10)) != 0 ? null
+                : StoredHeaders.Parse(blob.AsSpan()[fields[10]]));
         return new TaskMessage
         {
             Id = id,

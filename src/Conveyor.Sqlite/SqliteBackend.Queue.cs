@@ -321,7 +321,7 @@ public sealed partial class SqliteBackend
             baseMs == (long)defaults.BaseDelay.TotalMilliseconds && maxMs == (long)defaults.MaxDelay.TotalMilliseconds && jitter == defaults.Jitter
                 ? defaults
                 : new RetryPolicy(TimeSpan.FromMilliseconds(baseMs), TimeSpan.FromMilliseconds(maxMs), jitter),
-            StoredHeaders.Parse(r.GetString(15)));
+            r.IsNull(15) ? null : StoredHeaders.ParseUtf8(r.GetBytes(15)));
         var message = new TaskMessage
         {
             Id = new Guid(r.GetBytes(1), bigEndian: true),

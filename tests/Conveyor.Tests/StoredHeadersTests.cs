@@ -29,6 +29,9 @@ public sealed class StoredHeadersTests
         Assert.False(parsed.ContainsKey("missing"));
         Assert.False(parsed.TryGetValue("missing", out _));
         Assert.Throws<KeyNotFoundException>(() => parsed["missing"]);
+        // SQLite's column is read as its UTF-8 bytes, Redis's as a slice of the stored record: both read the same.
+        Assert.Equal(parsed.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.ParseUtf8(System.Text.Encoding.UTF8.GetBytes(json))!.OrderBy(e => e.Key, StringComparer.Ordinal));
+        Assert.Equal(parsed.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.Parse(("x|" + json + "|y").AsSpan(2, json.Length))!.OrderBy(e => e.Key, StringComparer.Ordinal));
     }
 
     [Fact]
@@ -75,6 +78,7 @@ public sealed class StoredHeadersTests
     {
         Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<Dictionary<string, string>>(json));
         Assert.ThrowsAny<JsonException>(() => StoredHeaders.Parse(json));
+        Assert.ThrowsAny<JsonException>(() => StoredHeaders.ParseUtf8(System.Text.Encoding.UTF8.GetBytes(json)));
     }
 
     [Fact]
@@ -95,5 +99,6 @@ public sealed class StoredHeadersTests
         var parsed = StoredHeaders.Parse(json)!;
 
         Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), parsed.OrderBy(e => e.Key, StringComparer.Ordinal));
+        Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.ParseUtf8(System.Text.Encoding.UTF8.GetBytes(json))!.OrderBy(e => e.Key, StringComparer.Ordinal));
     }
 }

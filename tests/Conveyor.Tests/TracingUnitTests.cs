@@ -151,7 +151,11 @@ public sealed class TracingUnitTests
         ActivitySource.AddActivityListener(listener);
         var traceId = ActivityTraceId.CreateRandom();
         var parentSpan = ActivitySpanId.CreateRandom();
-        var message = Message(new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{parentSpan}-00" });
+        var message = Message(new Dictionary<string, string>
+        {
+            [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{parentSpan}-00",
+            [ConveyorDiagnostics.TraceStateHeader] = "vendor=1",
+        });
         using var services = new ServiceCollection().BuildServiceProvider();
         Activity? inside = null;
 
@@ -165,6 +169,8 @@ public sealed class TracingUnitTests
         Assert.Equal(TaskTracingMiddleware.PlainActivityName, inside.OperationName);
         Assert.Equal(traceId, inside.TraceId);
         Assert.Equal(parentSpan, inside.ParentSpanId);
+        Assert.Equal("vendor=1", inside.TraceStateString);
+        Assert.Equal($"00-{traceId}-{parentSpan}-00", inside.ParentId);
         Assert.False(inside.Recorded);
         Assert.False(inside.IsAllDataRequested);
         Assert.Empty(inside.TagObjects);

@@ -23,19 +23,19 @@ public static class StoredHeaders
     /// <summary>The headers stored as <paramref name="json"/> (null for none, or for the JSON <c>null</c>). Throws
     /// <see cref="JsonException"/> when the text is not an object whose values are all strings, as the serializer
     /// did.</summary>
-    public static IReadOnlyDictionary<string, string>? Parse(string? json)
+    public static IReadOnlyDictionary<string, string>? Parse(string? json) => json is null ? null : Parse(json.AsSpan());
+
+    /// <summary>The headers stored as the text <paramref name="json"/> (a slice of a larger record, read without a copy of
+    /// its own), as <see cref="Parse(string?)"/> reads them.</summary>
+    public static IReadOnlyDictionary<string, string>? Parse(ReadOnlySpan<char> json)
     {
-        if (json is null)
-        {
-            return null;
-        }
         var maxBytes = Encoding.UTF8.GetMaxByteCount(json.Length);
         byte[]? rented = null;
         var buffer = maxBytes <= StackLimit ? stackalloc byte[StackLimit] : (rented = ArrayPool<byte>.Shared.Rent(maxBytes));
         try
         {
             var length = Encoding.UTF8.GetBytes(json, buffer);
-            return Parse(buffer[..length]);
+            return ParseUtf8(buffer[..length]);
         }
         finally
         {
@@ -46,7 +46,9 @@ public static class StoredHeaders
         }
     }
 
-    private static IReadOnlyDictionary<string, string>? Parse(ReadOnlySpan<byte> utf8)
+    /// <summary>The headers stored as the UTF-8 text <paramref name="utf8"/>, read where the engine hands out its bytes
+    /// (SQLite's column) without decoding them into a string first, as <see cref="Parse(string?)"/> reads them.</summary>
+    public static IReadOnlyDictionary<string, string>? ParseUtf8(ReadOnlySpan<byte> utf8)
     {
         // An empty or malformed text makes the reader itself throw a JsonException.
         var reader = new Utf8JsonReader(utf8);

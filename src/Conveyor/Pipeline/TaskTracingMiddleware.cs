@@ -50,7 +50,7 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
     private static Activity? StartActivity(TaskExecutionContext context, string? traceParent, string? traceState)
     {
         var message = context.Message;
-        ActivityContext.TryParse(traceParent, traceState, isRemote: true, out var parent);
+        var parsed = ActivityContext.TryParse(traceParent, traceState, isRemote: true, out var parent);
         var activity = ConveyorDiagnostics.ActivitySource.CreateActivity(SpanName(message.Task), ActivityKind.Consumer, parent);
         if (activity is { IsAllDataRequested: false } && traceParent is null)
         {
@@ -64,7 +64,15 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
             // A carrier of the context that nobody records: an activity built by its constructor asks for all data
             // (tags included) unless told otherwise, which here cost eight tags and a string of the id on every attempt.
             activity = new Activity(PlainActivityName) { IsAllDataRequested = false };
-            activity.SetParentId(traceParent);
+            if (parsed)
+            {
+                // The ids parsed above, whose hex strings the activity keeps: given the text instead, it parses it again.
+                activity.SetParentId(parent.TraceId, parent.SpanId, parent.TraceFlags);
+            }
+            else
+            {
+                activity.SetParentId(traceParent);
+            }
             activity.TraceStateString = traceState;
         }
         if (activity is { IsAllDataRequested: true })
