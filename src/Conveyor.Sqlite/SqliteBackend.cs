@@ -26,6 +26,7 @@ public sealed partial class SqliteBackend : IConveyorBackend, IQueueBackend, ITa
     public SqliteBackend(SqliteBackendOptions options, TimeProvider? time = null, ILogger<SqliteBackend>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        SqliteProcessSettings.Apply(options.KeepMemoryStatistics);
         _options = options;
         _time = time ?? TimeProvider.System;
         var fullPath = System.IO.Path.GetFullPath(options.Path);
