@@ -27,7 +27,7 @@ public sealed class SqliteBackendOptions
 
     /// <summary>Leaves SQLite's memory statistics (<c>SQLITE_CONFIG_MEMSTATUS</c>) on. A process-wide setting, decided by the
     /// process's first backend before its first SQLite connection: by default Conveyor turns them off, because they make
-    /// every allocation inside SQLite take a global mutex; <c>sqlite3_memory_used</c> then reports 0 and a soft heap limit
-    /// has no effect. Set true where the process reads them. Default false.</summary>
+    /// every allocation inside SQLite take a global mutex; <c>sqlite3_memory_used</c> then reports 0 and soft and hard heap
+    /// limits have no effect. Set true where the process reads them. Default false.</summary>
     public bool KeepMemoryStatistics { get; set; }
 }

@@ -11,24 +11,34 @@ namespace Conveyor.Sqlite;
 /// </summary>
 internal static class SqliteProcessSettings
 {
-    private static int _applied;
+    private static readonly Lock Gate = new();
+    private static bool _decided;
 
     /// <summary>SQLite's answer to turning its memory statistics off: 0 (<c>SQLITE_OK</c>) when done, 21
     /// (<c>SQLITE_MISUSE</c>) when SQLite was already initialized in this process (they stay on); null when not asked.</summary>
     internal static int? MemoryStatisticsOff { get; private set; }
 
-    /// <summary>Turns SQLite's memory statistics off unless <paramref name="keepMemoryStatistics"/>; the first call decides.</summary>
+    /// <summary>Turns SQLite's memory statistics off unless <paramref name="keepMemoryStatistics"/>. The first call decides;
+    /// the others wait until it is done (nothing else may call SQLite while <c>sqlite3_config</c> runs), then return.</summary>
     public static void Apply(bool keepMemoryStatistics)
     {
-        if (keepMemoryStatistics || Interlocked.Exchange(ref _applied, 1) != 0)
+        lock (Gate)
         {
-            return;
+            if (_decided)
+            {
+                return;
+            }
+            _decided = true;
+            if (keepMemoryStatistics)
+            {
+                return;
+            }
+            // Microsoft.Data.Sqlite picks the native library (its bundle) in SqliteConnection's static constructor: a
+            // connection built and not opened does that without initializing SQLite, after which the setting is refused.
+            using (new SqliteConnection())
+            {
+            }
+            MemoryStatisticsOff = raw.sqlite3_config(raw.SQLITE_CONFIG_MEMSTATUS, 0);
         }
-        // Microsoft.Data.Sqlite picks the native library (its bundle) in SqliteConnection's static constructor: a
-        // connection built and not opened does that without initializing SQLite, after which the setting is refused.
-        using (new SqliteConnection())
-        {
-        }
-        MemoryStatisticsOff = raw.sqlite3_config(raw.SQLITE_CONFIG_MEMSTATUS, 0);
     }
 }

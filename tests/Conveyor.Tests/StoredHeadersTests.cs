@@ -82,6 +82,17 @@ public sealed class StoredHeadersTests
     }
 
     [Fact]
+    public void ParseUtf8_reads_invalid_utf8_as_the_column_read_as_a_string_did()
+    {
+        // {"a":"<0xFF>"}: decoded with a replacement character, as Encoding.UTF8.GetString gave it before.
+        byte[] utf8 = [.. "{\"a\":\""u8, 0xFF, .. "\"}"u8];
+
+        var parsed = StoredHeaders.ParseUtf8(utf8)!;
+
+        Assert.Equal("\uFFFD", parsed["a"]);
+    }
+
+    [Fact]
     public void Parse_refuses_a_null_value_which_no_backend_stores()
     {
         // The serializer would give a header whose value is null, which the headers' type does not allow.

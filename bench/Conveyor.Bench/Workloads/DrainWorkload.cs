@@ -54,7 +54,7 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         ["x-bench-pad"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
     };
 
-    // As many bytes in the row as the trace context would take in a binary column of its own (26).
+    // About as many bytes in the row (27) as the trace context would take in a binary column of its own (26).
     private static readonly Dictionary<string, string> ShortHeader = new() { ["x"] = "0af7651916cd43dd844" };
 
     private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers{s.LimitsSuffix}{(s.Analyze ? ", analyzed table" : "")}";

@@ -50,6 +50,12 @@ public static class StoredHeaders
     /// (SQLite's column) without decoding them into a string first, as <see cref="Parse(string?)"/> reads them.</summary>
     public static IReadOnlyDictionary<string, string>? ParseUtf8(ReadOnlySpan<byte> utf8)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(utf8))
+        {
+            // The JSON reader refuses invalid UTF-8 with an InvalidOperationException; decoded with replacement characters
+            // (as reading the column as a string did), the text gets the same answer as before.
+            return Parse(Encoding.UTF8.GetString(utf8));
+        }
         // An empty or malformed text makes the reader itself throw a JsonException.
         var reader = new Utf8JsonReader(utf8);
         reader.Read();
