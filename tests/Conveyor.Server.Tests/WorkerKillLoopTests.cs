@@ -202,6 +202,7 @@ public sealed class WorkerKillLoopTests : IDisposable
             var releases = 0;
             var holds = 0;
             var idleSkips = 0;
+            var enqueued = new System.Runtime.CompilerServices.StrongBox<int>();
             var heldUp = new Stopwatch();
             var taskIds = new Guid[TotalTasks];
             using var stop = new CancellationTokenSource();
@@ -213,7 +214,7 @@ public sealed class WorkerKillLoopTests : IDisposable
                     startedAt[slot] = DateTime.UtcNow;
                 }
                 // Enqueued in batches while the workers run, as the kills allow.
-                var enqueuer = EnqueueAsKilledAsync(http, recorder, taskIds, () => Volatile.Read(ref releases), stop.Token);
+                var enqueuer = EnqueueAsKilledAsync(http, recorder, taskIds, () => Volatile.Read(ref releases), enqueued, stop.Token);
 
                 // Kill one worker after another (alternating slots), each once the registry shows it has finished tasks and
                 // another KillEvery calls were made, and start a new one in its place; stop while fewer than KillEvery remain.
@@ -221,7 +222,7 @@ public sealed class WorkerKillLoopTests : IDisposable
                 // distinct tasks, since reruns also make calls (counting those, a loaded machine stopped before the 20th
                 // kill, with the last tasks never released).
                 var lastKillCalls = 0L;
-                bool AllReleased() => (Volatile.Read(ref releases) + Ahead) * KillEvery >= TotalTasks;
+                bool AllReleased() => Allowed(Volatile.Read(ref releases)) >= TotalTasks;
                 while (kills.Count < MinKills || !AllReleased() || recorder.Distinct + KillEvery < TotalTasks)
                 {
                     var slot = kills.Count % Slots;
@@ -240,6 +241,24 @@ public sealed class WorkerKillLoopTests : IDisposable
                     {
                         break;
                     }
+                    // A kill must cut off work in hand (asserted below). The workers can run out of it while this loop waits (on a
+                    // task on its last interruption, or on a slow machine): then release the next batch instead of killing, and
+                    // kill once there is work again. Not once every task is released: nothing would come to wait for.
+                    // The kill waits (not counted) while the enqueuer still posts what it may; the calls counted since the last
+                    // kill still count, so the kill comes as soon as the released batch shows. Checked before the guard below,
+                    // so that nothing but that guard's own read comes between it and the kill.
+                    if (!AllReleased() && (await GetDefaultQueueAsync(http)).Pending == 0)
+                    {
+                        Assert.False(enqueuer.IsFaulted, enqueuer.Exception?.ToString());
+                        if (Volatile.Read(ref enqueued.Value) >= Allowed(Volatile.Read(ref releases)))
+                        {
+                            idleSkips++;
+                            Assert.True(idleSkips <= Spare, $"the workers ran out of work before {idleSkips} kills, more than the {Spare} spare batches");
+                            Interlocked.Increment(ref releases);
+                        }
+                        await Task.Delay(50);
+                        continue;
+                    }
                     // Not while a task runs an attempt that this kill would make its MaxInterruptions-th interrupted one: the
                     // backend dead-letters it then, by design (a task that kills its worker must not loop forever). Reaped
                     // leases go to the front of the queue and record their start first, so the same tasks are interrupted
@@ -253,17 +272,6 @@ public sealed class WorkerKillLoopTests : IDisposable
                         continue;
                     }
                     heldUp.Reset();
-                    // A kill must cut off work in hand (asserted below). The workers can run out of it while this loop waits (on a
-                    // task on its last interruption, or on a slow machine): then release the next batch instead of killing, and
-                    // kill once there is work again. Not once every task is released: nothing would come to wait for.
-                    if (!AllReleased() && (await GetDefaultQueueAsync(http)).Pending == 0)
-                    {
-                        idleSkips++;
-                        Interlocked.Increment(ref releases);
-                        lastKillCalls = recorder.Total;
-                        await Task.Delay(50);
-                        continue;
-                    }
                     victim.KillHard();
                     // After the kill: no call of the dead worker starts here later than its bytes reached the socket.
                     var killedAt = CallRecorder.Now;
@@ -432,12 +440,13 @@ public sealed class WorkerKillLoopTests : IDisposable
 
     /// <summary>Enqueues one task per marker of <paramref name="recorder"/> in batches, no more than (releases + Ahead) ×
     /// KillEvery in all, and keeps each answer's id at its marker.</summary>
-    private static async Task EnqueueAsKilledAsync(HttpClient http, CallRecorder recorder, Guid[] taskIds, Func<int> releases, CancellationToken stop)
+    private static async Task EnqueueAsKilledAsync(HttpClient http, CallRecorder recorder, Guid[] taskIds, Func<int> releases,
+        System.Runtime.CompilerServices.StrongBox<int> enqueuedSoFar, CancellationToken stop)
     {
         var enqueued = 0;
         while (enqueued < taskIds.Length)
         {
-            var allowed = Math.Min(taskIds.Length, (releases() + Ahead) * KillEvery);
+            var allowed = Allowed(releases());
             if (enqueued >= allowed)
             {
                 await Task.Delay(20, stop);
@@ -446,8 +455,12 @@ public sealed class WorkerKillLoopTests : IDisposable
             var count = Math.Min(Batch, allowed - enqueued);
             await EnqueueAsync(http, recorder, taskIds, enqueued, count);
             enqueued += count;
+            Volatile.Write(ref enqueuedSoFar.Value, enqueued);
         }
     }
+
+    /// <summary>How many tasks the enqueuer may have enqueued after <paramref name="releases"/> releases.</summary>
+    private static int Allowed(int releases) => Math.Min(TotalTasks, (releases + Ahead) * KillEvery);
 
     /// <summary>Enqueues one task per marker of <paramref name="recorder"/> (as many as <paramref name="taskIds"/> holds)
     /// in batches, and keeps each answer's id at its marker.</summary>
