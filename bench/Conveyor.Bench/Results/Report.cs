@@ -37,7 +37,7 @@ internal static class Report
             "ms" => value.ToString(value < 10 ? "0.00" : "0.0", CultureInfo.InvariantCulture),
             "µs" => value.ToString("0.0", CultureInfo.InvariantCulture),
             "MiB" => value.ToString("0.0", CultureInfo.InvariantCulture),
-            "×" => value.ToString("0.00", CultureInfo.InvariantCulture),
+            "×" or "%" => value.ToString("0.00", CultureInfo.InvariantCulture),
             _ => value.ToString("N0", CultureInfo.InvariantCulture),
         };
     }

@@ -101,6 +101,8 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         // that other processes' load moves less than the wall clock's, for A/B comparisons on a busy machine.
         var cpuStart = Environment.CpuUsage.TotalTime;
         var allocatedStart = GC.GetTotalAllocatedBytes();
+        var pauseStart = GC.GetTotalPauseDuration();
+        var gen0Start = GC.CollectionCount(0);
         var allocationSampler = Infrastructure.AllocationSampler.StartIfAsked();
         await using var worker = await ConveyorInstance.StartAsync(store.Use, runWorker: true, s.Workers, null, ct, s.Prefetch, s.Limits);
         var timeout = DrainTimeout(s);
@@ -112,12 +114,17 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         var elapsed = Stopwatch.GetElapsedTime(start);
         var cpu = Environment.CpuUsage.TotalTime - cpuStart;
         var allocated = GC.GetTotalAllocatedBytes() - allocatedStart;
+        var paused = GC.GetTotalPauseDuration() - pauseStart;
+        var gen0 = GC.CollectionCount(0) - gen0Start;
         allocationSampler?.Report(s.Tasks);
         return
         [
             new Metric(MetricName(s), "tasks/s", true, s.Tasks / elapsed.TotalSeconds),
             new Metric($"CPU time per task, {MetricName(s)}", "µs", false, cpu.TotalMicroseconds / s.Tasks),
             new Metric($"Allocated per task, {MetricName(s)}", "B", false, (double)allocated / s.Tasks),
+            // The time every thread stood still for the GC, as a share of the drain: the writer thread waits too.
+            new Metric($"GC pauses, {MetricName(s)}", "%", false, 100 * paused.TotalSeconds / elapsed.TotalSeconds),
+            new Metric($"Gen 0 collections, {MetricName(s)}", "count", false, gen0),
         ];
     }
 
