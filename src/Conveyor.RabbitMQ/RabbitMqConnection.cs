@@ -55,6 +55,10 @@ internal sealed partial class RabbitMqConnection : IAsyncDisposable
     /// <summary>Host and port only: the URL may hold a password.</summary>
     public string EndpointText { get; }
 
+    /// <summary>The consumer channel as it is, open or closed; never opens one (tests check that the channel the
+    /// deliveries came on is still open, where <see cref="GetAsync"/> would replace a closed one).</summary>
+    internal IChannel? CurrentConsumer => Volatile.Read(ref _consumer);
+
     /// <summary>Called under the connect lock when a new connection opened, before its channels.</summary>
     public required Action<IConnection> ConnectionOpened { get; init; }
 

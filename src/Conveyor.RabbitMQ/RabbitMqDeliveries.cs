@@ -62,6 +62,7 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     /// <summary>A new consumer channel: its deliveries start afresh, and every queue is consumed again on first use.</summary>
     public void OnConsumerChannelOpened()
     {
+        Interlocked.Increment(ref _consumerChannelsOpened);
         _ledger.ChannelReplaced();
         _unsettled.Clear();
         _consumers.Clear();
@@ -171,6 +172,12 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     internal long MultipleAcks => Interlocked.Read(ref _multipleAcks);
 
     private long _multipleAcks;
+
+    /// <summary>How many consumer channels were opened: one the broker closed (say, for an ack of an unknown or repeated
+    /// tag) is replaced by the next call that needs the broker (tests check that none was).</summary>
+    internal int ConsumerChannelsOpened => Volatile.Read(ref _consumerChannelsOpened);
+
+    private int _consumerChannelsOpened;
 
     /// <summary>Holds the deliveries of tasks leased here until their attempt settles.</summary>
     public void Hold(IReadOnlyList<Lease> leases) => _ledger.Hold(leases);

@@ -197,10 +197,44 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         await (await NewBackendAsync()).DeleteBrokerObjectsAsync([QueueNames.Default], _timeout.Token);
     }
 
+    /// <summary>
+    /// Deliveries settled out of order, in batches: a batch's tags below every other unsettled one go as one multiple
+    /// ack, the rest one frame each, and a delivery held in the middle (a long task's) is never covered. Counted on a
+    /// classic queue: it has each ack before the channel can close, so what comes back after the close is exactly what
+    /// was left unacked. A RabbitMQ 3.x quorum queue gives no such point (the channel forwards settlements to the queue's
+    /// Raft log and, past 32 not yet applied, keeps the rest until earlier ones are; a close meanwhile drops them and
+    /// their messages come back: CI saw 21 back, the held one and the 20 acks of the frames after the 33rd); the test
+    /// below checks there what is decided on the channel, whatever the queue type.
+    /// </summary>
     [Fact]
     public async Task Deliveries_settled_out_of_order_in_batches_are_all_acked_once_and_only_the_held_one_goes_back()
     {
-        var backend = await NewBackendAsync();
+        var (backend, queue, held) = await SettleOutOfOrderInBatchesAsync(RabbitMqQueueType.Classic);
+
+        // Closed now. A delivery left unacked goes back to the queue (the held one only); one acked by mistake would not.
+        var back = await CloseAndTakeWhatCameBackAsync(backend, queue);
+
+        Assert.Equal([held], back);
+        await (await NewBackendAsync(queueType: RabbitMqQueueType.Classic)).DeleteBrokerObjectsAsync([QueueNames.Default], _timeout.Token);
+    }
+
+    [Fact]
+    public async Task Deliveries_settled_out_of_order_in_batches_on_a_quorum_queue_are_each_accepted_once_and_the_held_one_goes_back()
+    {
+        var (backend, queue, held) = await SettleOutOfOrderInBatchesAsync(RabbitMqQueueType.Quorum);
+
+        // Every ack was accepted on the channel (SettleOutOfOrderInBatchesAsync): none was of an unknown or repeated tag.
+        // Which of them the quorum queue applied before the close is not for the test to count (see above); the held
+        // delivery, never acked, is back.
+        Assert.Contains(held, await CloseAndTakeWhatCameBackAsync(backend, queue));
+        await (await NewBackendAsync(queueType: RabbitMqQueueType.Quorum)).DeleteBrokerObjectsAsync([QueueNames.Default], _timeout.Token);
+    }
+
+    /// <summary>Enqueues and leases 60 tasks, and completes all but the one in the middle in batches of seven, out of
+    /// order; returns once the broker accepted every ack on the channel the deliveries came on.</summary>
+    private async Task<(RabbitMqBackend Backend, string Queue, Guid Held)> SettleOutOfOrderInBatchesAsync(RabbitMqQueueType queueType)
+    {
+        var backend = await NewBackendAsync(queueType: queueType);
         var queue = backend.BrokerQueueName(QueueNames.Default);
         const int count = 60;
         var messages = Enumerable.Range(0, count).Select(_ => NewMessage()).ToArray();
@@ -247,20 +281,36 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         }
 
         Assert.True(backend.MultipleAcks >= 1, $"{backend.MultipleAcks} multiple acks");
+        // The broker accepted every ack: it answers on the channel the deliveries came on, which an ack of an unknown or
+        // repeated tag would have closed (sending back every delivery not acked before it), and no other replaced it.
+        await backend.ConsumerChannelRoundTripAsync(_timeout.Token);
+        Assert.Equal(1, backend.ConsumerChannelsOpened);
+        return (backend, queue, held);
+    }
 
-        // The broker has applied every ack (a connection closed with acks still on their way loses them: seen in CI, 4 back).
-        await backend.SyncConsumerChannelAsync(_timeout.Token);
-
-        // Closed now. A delivery left unacked goes back to the queue (the held one only); one acked by mistake would
-        // not, and a tag acked twice would have closed the channel, sending back every delivery acked after it.
+    /// <summary>Closes <paramref name="backend"/> and takes the messages its close sent back to <paramref name="queue"/>.</summary>
+    private async Task<List<Guid>> CloseAndTakeWhatCameBackAsync(RabbitMqBackend backend, string queue)
+    {
         var (rabbit, store) = _backends.Single(b => b.Rabbit == backend);
         _backends.Remove((rabbit, store));
         await backend.DisposeAsync();
         store.Dispose();
-        Assert.Equal(1u, await ReadyCountReachingAsync(queue, 1));
-        await Task.Delay(200, _timeout.Token);
-        Assert.Equal(1u, await ReadyCountAsync(queue));
-        await (await NewBackendAsync()).DeleteBrokerObjectsAsync([QueueNames.Default], _timeout.Token);
+        // The queue drops the consumer and takes back its unacked deliveries in one step when it learns of the close: once
+        // the consumer is gone, everything that comes back is there.
+        var stopwatch = Stopwatch.StartNew();
+        uint consumers;
+        while ((consumers = (await _channel!.QueueDeclarePassiveAsync(queue, _timeout.Token)).ConsumerCount) > 0
+            && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(20, _timeout.Token);
+        }
+        Assert.Equal(0u, consumers);
+        var back = new List<Guid>();
+        while (await _channel.BasicGetAsync(queue, autoAck: true, _timeout.Token) is { } message)
+        {
+            back.Add(Guid.Parse(System.Text.Encoding.UTF8.GetString(message.Body.Span)));
+        }
+        return back;
     }
 
     [Fact]
