@@ -30,16 +30,18 @@ public enum TaskEventKind
 public sealed record TaskEvent
 {
     /// <summary>The event of an attempt's outcome whose <paramref name="completion"/> was written by worker
-    /// <paramref name="workerId"/> (the worker's, or its time-limit watchdog's on its behalf).</summary>
-    internal static TaskEvent OfOutcome(TaskMessage message, Completion completion, string workerId, TimeSpan? duration)
+    /// <paramref name="workerId"/> (the worker's, or its time-limit watchdog's on its behalf), and that the store settled in
+    /// <paramref name="state"/> (<see cref="CompletionOverride.State"/>; null: as asked).</summary>
+    internal static TaskEvent OfOutcome(TaskMessage message, Completion completion, string workerId, TimeSpan? duration, TaskState? state = null)
     {
         var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
+        var settled = state ?? completion.Kind.StateAfter();
         return new TaskEvent
         {
             WorkflowId = workflowId,
             StepId = stepId,
-            Kind = completion.Kind.EventKind(),
-            State = completion.Kind.StateAfter(),
+            Kind = state is null ? completion.Kind.EventKind() : CompletionKinds.EventKindOf(settled),
+            State = settled,
             TaskId = message.Id,
             Task = message.Task,
             Queue = message.Queue,
@@ -48,7 +50,8 @@ public sealed record TaskEvent
             WorkerId = workerId,
             Duration = duration,
             Error = completion.Error,
-            RetryAt = completion.RetryAt,
+            // A retry that the store cancelled, or held back in pending, waits for no time.
+            RetryAt = settled == TaskState.Retrying ? completion.RetryAt : null,
             Origin = workerId,
         };
     }
