@@ -24,8 +24,9 @@ public enum TaskEventKind
 
 /// <summary>
 /// A state change of a task, as the process that made it saw it. Raised after the change is stored (an enqueue after the
-/// backend acknowledged it, an outcome after its completion was written), except <see cref="TaskEventKind.Started"/>,
-/// raised as the handler starts.
+/// backend acknowledged it, an outcome after its completion was written, as the backend settled it: a retry of a task
+/// whose cancel was asked is <see cref="TaskEventKind.Cancelled"/>, and a completion the backend ignored, its lease no
+/// longer held, raises none), except <see cref="TaskEventKind.Started"/>, raised as the handler starts.
 /// </summary>
 public sealed record TaskEvent
 {
