@@ -104,11 +104,14 @@ public sealed partial class PostgresBackend
     // succeeded here, queues those left waiting for none, moves each workflow's active count once, and ends a workflow
     // left with nothing active (its trigger, at the end of the statement, cancels its steps still pending). A step that a
     // retry of its own took back to pending (RetryHeldBack) is no longer active either. It returns the
-    // queues of the steps released. For plain tasks the extra parts read empty sets.
+    // queues of the steps released, and the completions not settled as asked (CompletionOverride): the rows whose state
+    // is not the one asked (a retry cancelled, or held back in pending), and the ids that changed no row (looked up only
+    // when fewer rows changed than completions came). Each is NULL when there are none, so that the common batch reads
+    // no array. For plain tasks the extra parts read empty sets.
     internal static string CompleteStepsSql(string tasks, string workflows, string edges) => $"""
         WITH done AS (
             {CompleteSql(tasks, workflows, edges)}
-            RETURNING t.id, t.workflow_id, t.state),
+            RETURNING t.id, t.workflow_id, t.state, u.state AS asked),
         stepped AS (SELECT id, workflow_id, state FROM done WHERE workflow_id IS NOT NULL AND state IN ({StoredStates.Succeeded}, {StoredStates.Pending})),
         ended AS (SELECT id, workflow_id FROM stepped WHERE state = {StoredStates.Succeeded}),
         locked AS (
@@ -137,7 +140,13 @@ public sealed partial class PostgresBackend
                 finished_at = CASE WHEN w.active_steps + d.n = 0 THEN @now ELSE w.finished_at END
             FROM delta d WHERE w.id = d.id
             RETURNING w.id)
-        SELECT (SELECT count(*) FROM counted), ARRAY(SELECT DISTINCT queue FROM released WHERE queued)
+        SELECT (SELECT count(*) FROM counted), ARRAY(SELECT DISTINCT queue FROM released WHERE queued),
+            CASE WHEN EXISTS (SELECT 1 FROM done WHERE state <> asked)
+                THEN ARRAY(SELECT id FROM done WHERE state <> asked ORDER BY id) END,
+            CASE WHEN EXISTS (SELECT 1 FROM done WHERE state <> asked)
+                THEN ARRAY(SELECT state::int FROM done WHERE state <> asked ORDER BY id) END,
+            CASE WHEN (SELECT count(*) FROM done) < cardinality(@id::uuid[])
+                THEN ARRAY(SELECT s.id FROM unnest(@id::uuid[]) AS s(id) WHERE NOT EXISTS (SELECT 1 FROM done d WHERE d.id = s.id)) END
         """;
 
     /// <summary>The steps whose count an end of a step they run after lowers: a pending one, and one that a workflow's
@@ -474,13 +483,13 @@ public sealed partial class PostgresBackend
     }
 
     /// <inheritdoc />
-    public async Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<CompletionOverride>> CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(completions);
         var n = completions.Count;
         if (n == 0)
         {
-            return;
+            return CompletionOverride.None;
         }
         // In id order, as ExtendLeasesAsync sorts too: two batches that share rows (a completion and the
         // heartbeat's extension) then lock them in the same order and cannot deadlock on each other.
@@ -532,15 +541,45 @@ public sealed partial class PostgresBackend
         p.AddWithValue("headers", headers);
         p.AddWithValue("now", ats.Max());
         string[] queues;
+        var overrides = CompletionOverride.None;
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             queues = reader.GetFieldValue<string[]>(1);
+            if (!reader.IsDBNull(2) || !reader.IsDBNull(4))
+            {
+                overrides = Overrides(completions,
+                    reader.IsDBNull(2) ? [] : reader.GetFieldValue<Guid[]>(2),
+                    reader.IsDBNull(3) ? [] : reader.GetFieldValue<int[]>(3),
+                    reader.IsDBNull(4) ? [] : reader.GetFieldValue<Guid[]>(4));
+            }
         }
         foreach (var queue in queues)
         {
             Ready(queue);
         }
+        return overrides;
+    }
+
+    /// <summary>The completions not settled as asked, from the ids the statement returned: those settled in another state
+    /// (<paramref name="states"/>, in the order of <paramref name="otherwise"/>) and those it ignored.</summary>
+    private static List<CompletionOverride> Overrides(IReadOnlyList<Completion> completions, Guid[] otherwise, int[] states, Guid[] ignored)
+    {
+        var leases = new Dictionary<Guid, LeaseRef>(completions.Count);
+        foreach (var c in completions)
+        {
+            leases[c.Lease.TaskId] = c.Lease;
+        }
+        var overrides = new List<CompletionOverride>(otherwise.Length + ignored.Length);
+        for (var i = 0; i < otherwise.Length; i++)
+        {
+            overrides.Add(new CompletionOverride(leases[otherwise[i]], (TaskState)states[i]));
+        }
+        foreach (var id in ignored)
+        {
+            overrides.Add(CompletionOverride.Ignored(leases[id]));
+        }
+        return overrides;
     }
 
     /// <inheritdoc />

@@ -259,10 +259,11 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     }
 
     /// <inheritdoc />
-    public async Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<CompletionOverride>> CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(completions);
-        await _store.Queue.CompleteAsync(completions, cancellationToken).ConfigureAwait(false);
+        // The store's answer is ours: the broker only settles the deliveries.
+        var overrides = await _store.Queue.CompleteAsync(completions, cancellationToken).ConfigureAwait(false);
         if (!_leasedSteps.IsEmpty)
         {
             var released = false;
@@ -288,6 +289,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         var deadSet = dead.ToHashSet();
         await _deliveries.AckHeldAsync(completions.Select(c => c.Lease.TaskId).Where(id => !deadSet.Contains(id))).ConfigureAwait(false);
         await DeadLetterAsync(dead, cancellationToken).ConfigureAwait(false);
+        return overrides;
     }
 
     /// <summary>Dead-letters the tasks the store has dead: a held delivery is rejected to the dead-letter exchange, and a

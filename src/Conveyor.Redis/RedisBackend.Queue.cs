@@ -89,12 +89,12 @@ public sealed partial class RedisBackend
         value.IsNull ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)value);
 
     /// <inheritdoc />
-    public async Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<CompletionOverride>> CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(completions);
         if (completions.Count == 0)
         {
-            return;
+            return CompletionOverride.None;
         }
         var db = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         var args = new RedisValue[2 + (completions.Count * RedisScripts.CompleteFields)];
@@ -115,7 +115,19 @@ public sealed partial class RedisBackend
             args[i++] = c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0;
             args[i++] = Opt(c.Kind == CompletionKind.Retry && c.Headers is { } headers ? JsonSerializer.Serialize(headers, ConveyorJson.Options) : null);
         }
-        await RunAsync(db, RedisScripts.Complete, args).ConfigureAwait(false);
+        var reply = await RunAsync(db, RedisScripts.Complete, args).ConfigureAwait(false);
+        if (reply.Length == 0)
+        {
+            return CompletionOverride.None;
+        }
+        var overrides = new List<CompletionOverride>(reply.Length / 2);
+        for (var o = 0; o + 1 < reply.Length; o += 2)
+        {
+            var lease = completions[(int)reply[o]].Lease;
+            var state = (int)reply[o + 1];
+            overrides.Add(state < 0 ? CompletionOverride.Ignored(lease) : new CompletionOverride(lease, (TaskState)state));
+        }
+        return overrides;
     }
 
     /// <inheritdoc />

@@ -48,6 +48,13 @@ public sealed partial class SqliteBackend
         WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running} AND workflow_id IS NULL
         """;
 
+    // A plain task's retry: as CompleteSql, returning the state it got (cancelled instead, when its cancel was asked), which
+    // CompleteAsync reports. Successes keep CompleteSql, which returns nothing.
+    private const string CompleteRetrySql = $"""
+        {CompleteSql}
+        RETURNING state
+        """;
+
     // A workflow step's completion (when the plain one changed nothing): naming workflow_id runs the step trigger.
     private const string CompleteStepSql = $"""
         {CompleteSet}, workflow_id = workflow_id
@@ -342,12 +349,12 @@ public sealed partial class SqliteBackend
     }
 
     /// <inheritdoc />
-    public Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<CompletionOverride>> CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(completions);
         if (completions.Count == 0)
         {
-            return Task.CompletedTask;
+            return NothingOverridden;
         }
         List<string>? released = null;
         // Workers hear of steps the completions released once the commit made them durable.
@@ -363,9 +370,12 @@ public sealed partial class SqliteBackend
         });
     }
 
-    private static int Complete(SqliteWriter w, IReadOnlyList<Completion> completions, ref List<string>? released)
+    // The answer of a batch settled as asked, shared.
+    private static readonly Task<IReadOnlyList<CompletionOverride>> NothingOverridden = Task.FromResult(CompletionOverride.None);
+
+    private static IReadOnlyList<CompletionOverride> Complete(SqliteWriter w, IReadOnlyList<Completion> completions, ref List<string>? released)
     {
-        var changed = CompleteRows(w, completions, ref released);
+        var overrides = CompleteRows(w, completions, ref released);
         // The workflow trigger writes the queues of the steps it released here: nearly always empty, read in the same
         // transaction as the completions so that a rolled-back batch wakes nobody.
         var ready = w.Prepared("DELETE FROM workflow_ready RETURNING queue");
@@ -380,24 +390,45 @@ public sealed partial class SqliteBackend
         {
             ready.Reset();
         }
-        return changed;
+        return overrides;
     }
 
-    private static int CompleteRows(SqliteWriter w, IReadOnlyList<Completion> completions, ref List<string>? released)
+    /// <summary>Writes the completions; returns those not settled as asked (<see cref="CompletionOverride"/>).</summary>
+    private static IReadOnlyList<CompletionOverride> CompleteRows(SqliteWriter w, IReadOnlyList<Completion> completions, ref List<string>? released)
     {
         var command = w.Prepared(CompleteSql, CompleteParameters);
+        PreparedStatement? retry = null;
         PreparedStatement? step = null;
         PreparedStatement? stepRetry = null;
         PreparedStatement? stepSuccess = null;
         StepSuccesses? successes = null;
-        var changed = 0;
+        List<CompletionOverride>? overrides = null;
         Span<byte> id = stackalloc byte[16];
         foreach (var c in completions)
         {
             c.Lease.TaskId.TryWriteBytes(id, bigEndian: true, out _);
             var rows = 0;
+            // The state a retry got, when it changed a row.
+            TaskState? retried = null;
+            if (c.Kind == CompletionKind.Retry)
+            {
+                retry ??= w.Prepared(CompleteRetrySql, CompleteParameters);
+                BindCompletion(retry, c, id);
+                try
+                {
+                    if (retry.Read())
+                    {
+                        rows = 1;
+                        retried = (TaskState)retry.GetInt32(0);
+                    }
+                }
+                finally
+                {
+                    retry.Reset();
+                }
+            }
             // A step's success (by the worker's hint) skips the plain task's statement, which would change nothing.
-            if (!(c.WorkflowStep && c.Kind == CompletionKind.Succeeded))
+            else if (!(c.WorkflowStep && c.Kind == CompletionKind.Succeeded))
             {
                 BindCompletion(command, c, id);
                 rows = command.Execute();
@@ -441,7 +472,8 @@ public sealed partial class SqliteBackend
                     if (stepRetry.Read())
                     {
                         rows = 1;
-                        if (stepRetry.GetInt32(0) == (int)TaskState.Pending)
+                        retried = (TaskState)stepRetry.GetInt32(0);
+                        if (retried == TaskState.Pending)
                         {
                             heldBack = stepRetry.GetBytes(1).ToArray();
                         }
@@ -465,10 +497,17 @@ public sealed partial class SqliteBackend
                 BindCompletion(step, c, id);
                 rows = step.Execute();
             }
-            changed += rows;
+            if (rows == 0)
+            {
+                (overrides ??= []).Add(CompletionOverride.Ignored(c.Lease));
+            }
+            else if (retried is { } state && state != TaskState.Retrying)
+            {
+                (overrides ??= []).Add(new CompletionOverride(c.Lease, state));
+            }
         }
         successes?.Flush(w, ref released);
-        return changed;
+        return overrides ?? CompletionOverride.None;
     }
 
     private static void BindCompletion(PreparedStatement command, Completion c, ReadOnlySpan<byte> id)

@@ -4,6 +4,9 @@ namespace Conveyor.Testing;
 
 public sealed partial class InMemoryBackend
 {
+    // The answer of a batch settled as asked, shared.
+    private static readonly Task<IReadOnlyList<CompletionOverride>> NothingOverridden = Task.FromResult(CompletionOverride.None);
+
     /// <inheritdoc />
     public Task<IReadOnlyList<EnqueueResult>> EnqueueAsync(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)
     {
@@ -182,19 +185,25 @@ public sealed partial class InMemoryBackend
         _storage.Tasks.TryGetValue(lease.TaskId, out var task) && task.State == TaskState.Running && task.LeaseToken == lease.Token ? task : null;
 
     /// <inheritdoc />
-    public Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<CompletionOverride>> CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(completions);
+        List<CompletionOverride>? overrides = null;
         lock (_storage.Gate)
         {
             foreach (var completion in completions)
             {
                 if (Held(completion.Lease) is not { } task)
                 {
+                    (overrides ??= []).Add(CompletionOverride.Ignored(completion.Lease));
                     continue;
                 }
                 // A cancel asked before the worker heard of it must not be lost to a retry.
                 var state = completion.Kind == CompletionKind.Retry && task.CancelRequested ? TaskState.Cancelled : completion.Kind.StateAfter();
+                if (state != completion.Kind.StateAfter())
+                {
+                    (overrides ??= []).Add(new CompletionOverride(completion.Lease, state));
+                }
                 if (completion.Unstarted && completion.Kind == CompletionKind.Retry)
                 {
                     // Its handler never ran: the attempt is not spent.
@@ -223,14 +232,16 @@ public sealed partial class InMemoryBackend
                     // A step its workflow's retry counted while leased, which the retried steps still hold back: it waits
                     // for them in pending, as at its lease's end, not for its retry's time (dropped).
                     task.NotBefore = null;
+                    (overrides ??= []).Add(new CompletionOverride(completion.Lease, TaskState.Pending));
                     continue;
                 }
                 _storage.Transition(task, state, completion.At);
             }
         }
         _storage.PublishReady(_storage.TakeReleasedQueues());
-        return Task.CompletedTask;
+        return overrides is null ? NothingOverridden : Task.FromResult<IReadOnlyList<CompletionOverride>>(overrides);
     }
+
 
     /// <inheritdoc />
     public Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken)

@@ -136,8 +136,17 @@ public sealed class InlineTaskRunner
             Publish(lease, TaskEventKind.Started, TaskState.Running, null);
             var (completion, exception) = await InvokeAsync(lease, descriptor, cancellationToken).ConfigureAwait(false);
             failure = exception ?? failure;
-            await _backend.CompleteAsync([completion], CancellationToken.None).ConfigureAwait(false);
-            Publish(lease, completion.Kind.EventKind(), completion.Kind.StateAfter(), completion, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            var overrides = await _backend.CompleteAsync([completion], CancellationToken.None).ConfigureAwait(false);
+            if (overrides.Count == 0)
+            {
+                Publish(lease, completion.Kind.EventKind(), completion.Kind.StateAfter(), completion, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            }
+            else if (overrides[0].State is { } state)
+            {
+                // Settled otherwise, as the worker reports it: a retry whose cancel was asked is cancelled (no retry time).
+                Publish(lease, CompletionKinds.EventKindOf(state), state, state == TaskState.Retrying ? completion : completion with { RetryAt = null },
+                    System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            }
             if (completion.Kind != CompletionKind.Retry)
             {
                 return (await _backend.GetAsync(taskId, CancellationToken.None).ConfigureAwait(false), failure, attempts);

@@ -201,16 +201,17 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
         StrictOrder = true,
     };
 
-    /// <summary>Settles one attempt as succeeded.</summary>
-    protected Task SucceedAsync(Lease lease, string? result = null) =>
+    /// <summary>Settles one attempt as succeeded; returns what the backend did not settle as asked.</summary>
+    protected Task<IReadOnlyList<CompletionOverride>> SucceedAsync(Lease lease, string? result = null) =>
         Queue.CompleteAsync([Completion(lease, CompletionKind.Succeeded) with { Result = result }], Timeout);
 
-    /// <summary>Settles one attempt as failed, to run again at <paramref name="retryAt"/>.</summary>
-    protected Task RetryAtAsync(Lease lease, DateTimeOffset retryAt, TaskError? error = null) =>
+    /// <summary>Settles one attempt as failed, to run again at <paramref name="retryAt"/>; returns what the backend did not
+    /// settle as asked.</summary>
+    protected Task<IReadOnlyList<CompletionOverride>> RetryAtAsync(Lease lease, DateTimeOffset retryAt, TaskError? error = null) =>
         Queue.CompleteAsync([Completion(lease, CompletionKind.Retry) with { RetryAt = retryAt, Error = error ?? Error(lease) }], Timeout);
 
-    /// <summary>Settles one attempt as failed for good.</summary>
-    protected Task DeadAsync(Lease lease, TaskError? error = null) =>
+    /// <summary>Settles one attempt as failed for good; returns what the backend did not settle as asked.</summary>
+    protected Task<IReadOnlyList<CompletionOverride>> DeadAsync(Lease lease, TaskError? error = null) =>
         Queue.CompleteAsync([Completion(lease, CompletionKind.Dead) with { Error = error ?? Error(lease) }], Timeout);
 
     /// <summary>A completion of <paramref name="lease"/>'s attempt, now.</summary>

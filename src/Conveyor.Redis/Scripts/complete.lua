@@ -1,5 +1,7 @@
 local n = tonumber(ARGV[2])
-local changed = 0
+-- The completions not settled as asked, flat: index in the batch (0-based), then the state given, or -1 when ignored
+-- (lease no longer held). Empty for a batch settled as asked.
+local otherwise = {}
 local adds, rems = {}, {}
 -- Steps of workflows that ended: their workflows are updated after the batch's bulk writes.
 local ends = {}
@@ -52,11 +54,13 @@ for i = 0, n - 1 do
     else
       local l = list(adds, B .. 'q:' .. cur[4] .. ':s:' .. st) l[#l + 1] = cur[5] l[#l + 1] = id
     end
-    changed = changed + 1
+    if st ~= asked then otherwise[#otherwise + 1] = i otherwise[#otherwise + 1] = st end
     if cur[12] and terminal(st) then ends[#ends + 1] = { cur[12], id, st, at } end
+  else
+    otherwise[#otherwise + 1] = i otherwise[#otherwise + 1] = -1
   end
 end
 flush('ZREM', rems)
 flush('ZADD', adds)
 for _, e in ipairs(ends) do step_ended(e[1], e[2], e[3], e[4]) end
-return changed
+return otherwise

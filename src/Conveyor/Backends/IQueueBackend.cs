@@ -29,8 +29,11 @@ public interface IQueueBackend
     Task<IReadOnlyList<LeaseRef>> StartAsync(IReadOnlyList<LeaseRef> leases, CancellationToken cancellationToken);
 
     /// <summary>Settles attempts: success with a result, retry at a time, dead letter, cancelled or expired.
-    /// Completions whose lease is no longer held are ignored.</summary>
-    Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken);
+    /// Completions whose lease is no longer held are ignored. Returns the completions not settled as asked, in no
+    /// particular order: those ignored, and those that left their task in another state than their kind's (a retry of a
+    /// task whose cancel was asked is cancelled; a workflow step's retry held back by its workflow goes back to pending).
+    /// When every completion was settled as asked (nearly always) it returns <see cref="CompletionOverride.None"/>.</summary>
+    Task<IReadOnlyList<CompletionOverride>> CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken);
 
     /// <summary>Extends held leases to now + <paramref name="duration"/> and reports cancel requests and lost leases.</summary>
     Task<LeaseExtension> ExtendLeasesAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration, CancellationToken cancellationToken);

@@ -87,6 +87,22 @@ public static class CompletionKinds
         CompletionKind.Expired => TaskEventKind.Expired,
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown completion kind"),
     };
+
+    /// <summary>The task event of a completion that the store settled in <paramref name="state"/>
+    /// (<see cref="CompletionOverride.State"/>, or its kind's <see cref="StateAfter"/>): a retry that the store cancelled
+    /// raises <see cref="TaskEventKind.Cancelled"/>; a step's retry that its workflow holds back in
+    /// <see cref="TaskState.Pending"/> still raises <see cref="TaskEventKind.Retrying"/> (its attempt failed and it runs
+    /// again, once the steps that hold it back end).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A state no completion leaves a task in.</exception>
+    public static TaskEventKind EventKindOf(TaskState state) => state switch
+    {
+        TaskState.Succeeded => TaskEventKind.Succeeded,
+        TaskState.Retrying or TaskState.Pending => TaskEventKind.Retrying,
+        TaskState.Dead => TaskEventKind.Dead,
+        TaskState.Cancelled => TaskEventKind.Cancelled,
+        TaskState.Expired => TaskEventKind.Expired,
+        _ => throw new ArgumentOutOfRangeException(nameof(state), state, "no completion leaves a task in this state"),
+    };
 }
 
 /// <summary>The outcome of one attempt, reported to the backend (usually in batches).</summary>
@@ -117,6 +133,27 @@ public sealed record Completion
     /// A backend may pick its statement by it (SQLite completes a step's success without first trying a plain task's
     /// statement); it must stay correct without it.</summary>
     public bool WorkflowStep { get; init; }
+}
+
+/// <summary>A completion that the store did not settle as asked (<see cref="IQueueBackend.CompleteAsync"/> returns them): it
+/// changed nothing, or it left its task in another state than its kind's (<see cref="CompletionKinds.StateAfter"/>). The
+/// worker raises the event of what the store did, not of what it asked.</summary>
+/// <param name="Lease">The completion's lease.</param>
+/// <param name="State">The state the completion left its task in: <see cref="TaskState.Cancelled"/> for a
+/// <see cref="CompletionKind.Retry"/> of a task whose cancel was asked, <see cref="TaskState.Pending"/> for a retry of a
+/// workflow step that the retried steps of its workflow hold back (docs/workflows.md, Retry). Null when it changed
+/// nothing: its lease was no longer held (it ran out and was taken back, possibly leased again, or the task was settled
+/// otherwise).</param>
+public readonly record struct CompletionOverride(LeaseRef Lease, TaskState? State)
+{
+    /// <summary>Every completion was settled as asked: the answer of nearly every batch, shared (no allocation).</summary>
+    public static IReadOnlyList<CompletionOverride> None { get; } = [];
+
+    /// <summary>A completion that changed nothing: its lease was no longer held.</summary>
+    public static CompletionOverride Ignored(LeaseRef lease) => new(lease, null);
+
+    /// <summary>Whether the completion changed nothing (<see cref="State"/> is null).</summary>
+    public bool IsIgnored => State is null;
 }
 
 /// <summary>A task that the end of its lease (run out, abandoned or handed back) settled for good: <see cref="TaskState.Dead"/>

@@ -197,9 +197,10 @@ public sealed class EncryptingBackend : IConveyorBackend
             return result;
         }
 
-        public Task CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
+        public Task<IReadOnlyList<CompletionOverride>> CompleteAsync(IReadOnlyList<Completion> completions, CancellationToken cancellationToken)
         {
             ArgumentNullException.ThrowIfNull(completions);
+            // Same leases in: the inner backend's overrides name them as the caller does.
             var encrypted = new Completion[completions.Count];
             for (var i = 0; i < encrypted.Length; i++)
             {

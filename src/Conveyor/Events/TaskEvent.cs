@@ -24,22 +24,25 @@ public enum TaskEventKind
 
 /// <summary>
 /// A state change of a task, as the process that made it saw it. Raised after the change is stored (an enqueue after the
-/// backend acknowledged it, an outcome after its completion was written), except <see cref="TaskEventKind.Started"/>,
-/// raised as the handler starts.
+/// backend acknowledged it, an outcome after its completion was written, as the backend settled it: a retry of a task
+/// whose cancel was asked is <see cref="TaskEventKind.Cancelled"/>, and a completion the backend ignored, its lease no
+/// longer held, raises none), except <see cref="TaskEventKind.Started"/>, raised as the handler starts.
 /// </summary>
 public sealed record TaskEvent
 {
     /// <summary>The event of an attempt's outcome whose <paramref name="completion"/> was written by worker
-    /// <paramref name="workerId"/> (the worker's, or its time-limit watchdog's on its behalf).</summary>
-    internal static TaskEvent OfOutcome(TaskMessage message, Completion completion, string workerId, TimeSpan? duration)
+    /// <paramref name="workerId"/> (the worker's, or its time-limit watchdog's on its behalf), and that the store settled in
+    /// <paramref name="state"/> (<see cref="CompletionOverride.State"/>; null: as asked).</summary>
+    internal static TaskEvent OfOutcome(TaskMessage message, Completion completion, string workerId, TimeSpan? duration, TaskState? state = null)
     {
         var (workflowId, stepId) = Workflows.WorkflowHeaders.StepOf(message);
+        var settled = state ?? completion.Kind.StateAfter();
         return new TaskEvent
         {
             WorkflowId = workflowId,
             StepId = stepId,
-            Kind = completion.Kind.EventKind(),
-            State = completion.Kind.StateAfter(),
+            Kind = state is null ? completion.Kind.EventKind() : CompletionKinds.EventKindOf(settled),
+            State = settled,
             TaskId = message.Id,
             Task = message.Task,
             Queue = message.Queue,
@@ -48,7 +51,8 @@ public sealed record TaskEvent
             WorkerId = workerId,
             Duration = duration,
             Error = completion.Error,
-            RetryAt = completion.RetryAt,
+            // A retry that the store cancelled, or held back in pending, waits for no time.
+            RetryAt = settled == TaskState.Retrying ? completion.RetryAt : null,
             Origin = workerId,
         };
     }

@@ -115,8 +115,20 @@ internal sealed partial class TimeLimitWatchdog(
         try
         {
             var completions = overdue.Select(t => Failure(t.Lease, limit, now)).ToList();
-            backend.Queue.CompleteAsync(completions, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
-            events.AddRange(overdue.Zip(completions, (task, completion) => Outcome(task, completion, now)));
+            var overrides = backend.Queue.CompleteAsync(completions, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
+            var settled = overrides.ToDictionary(o => o.Lease, o => o.State);
+            for (var i = 0; i < overdue.Count; i++)
+            {
+                if (!settled.TryGetValue(completions[i].Lease, out var state))
+                {
+                    events.Add(Outcome(overdue[i], completions[i], now, null));
+                }
+                else if (state is not null)
+                {
+                    // Settled otherwise (a retry whose cancel was asked is cancelled); an ignored one changed nothing.
+                    events.Add(Outcome(overdue[i], completions[i], now, state));
+                }
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -153,9 +165,10 @@ internal sealed partial class TimeLimitWatchdog(
         AttemptOutcomes.ByPolicy(lease, new TaskError(ErrorType, $"The attempt ran past the hard time limit of {limit}; worker {status.WorkerId} was ended to stop it."),
             typeof(TimeoutException), now);
 
-    /// <summary>The event the worker would have raised for the overdue attempt's outcome.</summary>
-    private TaskEvent Outcome(RunningTask task, Completion completion, DateTimeOffset now) =>
-        TaskEvent.OfOutcome(task.Lease.Message, completion, status.WorkerId, now - task.StartedAt);
+    /// <summary>The event the worker would have raised for the overdue attempt's outcome, which the backend settled in
+    /// <paramref name="state"/> (null: as asked).</summary>
+    private TaskEvent Outcome(RunningTask task, Completion completion, DateTimeOffset now, TaskState? state) =>
+        TaskEvent.OfOutcome(task.Lease.Message, completion, status.WorkerId, now - task.StartedAt, state);
 
     public void Dispose()
     {

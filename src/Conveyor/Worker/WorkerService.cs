@@ -1151,12 +1151,13 @@ internal sealed partial class WorkerService(
     private async Task WriteCompletionsAsync(List<Completion> batch)
     {
         var failures = 0;
+        var overrides = CompletionOverride.None;
         while (true)
         {
             try
             {
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
-                await backend.Queue.CompleteAsync(batch, CancellationToken.None).ConfigureAwait(false);
+                overrides = await backend.Queue.CompleteAsync(batch, CancellationToken.None).ConfigureAwait(false);
                 metrics.BackendCall("complete", started);
                 failures = 0;
                 break;
@@ -1179,6 +1180,8 @@ internal sealed partial class WorkerService(
             }
         }
         var observed = events.IsObserved && failures == 0;
+        // Nearly always empty: then no lookup is built.
+        var settledOtherwise = overrides.Count == 0 ? null : SettledOtherwise(overrides);
         foreach (var completion in batch)
         {
             if (_inFlight.TryRemove(completion.Lease, out var inFlight))
@@ -1186,10 +1189,33 @@ internal sealed partial class WorkerService(
                 _limits?.Ended(completion.Lease);
                 if (observed && !inFlight.PutBackByLimits)
                 {
-                    PublishOutcome(completion, inFlight);
+                    if (settledOtherwise is null || !settledOtherwise.TryGetValue(completion.Lease, out var state))
+                    {
+                        PublishOutcome(completion, inFlight, null);
+                    }
+                    else if (state is not null)
+                    {
+                        PublishOutcome(completion, inFlight, state);
+                    }
+                    // Ignored (its lease no longer held): nothing happened to the task, so no event and no metric.
                 }
             }
         }
+    }
+
+    /// <summary>The states the backend gave the completions it did not settle as asked (null: ignored), by lease.</summary>
+    private Dictionary<LeaseRef, TaskState?> SettledOtherwise(IReadOnlyList<CompletionOverride> overrides)
+    {
+        var settled = new Dictionary<LeaseRef, TaskState?>(overrides.Count);
+        foreach (var o in overrides)
+        {
+            settled[o.Lease] = o.State;
+            if (o.IsIgnored)
+            {
+                LogCompletionIgnored(o.Lease.TaskId, o.Lease.Token);
+            }
+        }
+        return settled;
     }
 
     /// <summary>A lease this worker no longer holds: a running handler is cancelled (its outcome is dropped when it
@@ -1229,17 +1255,19 @@ internal sealed partial class WorkerService(
         }
     }
 
-    /// <summary>Raises the event of an outcome whose completion was written.</summary>
-    private void PublishOutcome(Completion completion, InFlight inFlight)
+    /// <summary>Raises the event of an outcome whose completion was written, and that the backend settled in
+    /// <paramref name="state"/> (null: as asked).</summary>
+    private void PublishOutcome(Completion completion, InFlight inFlight, TaskState? state)
     {
         var message = inFlight.Lease.Message;
         if (!events.HasSubscribers)
         {
             // Only the metrics listen: recorded without building an event.
-            metrics.Ended(completion.Kind.EventKind(), message.Task, message.Queue, inFlight.Duration, completion.Error is not null);
+            var kind = state is { } settled ? CompletionKinds.EventKindOf(settled) : completion.Kind.EventKind();
+            metrics.Ended(kind, message.Task, message.Queue, inFlight.Duration, completion.Error is not null);
             return;
         }
-        events.Publish(TaskEvent.OfOutcome(message, completion, status.WorkerId, inFlight.Duration));
+        events.Publish(TaskEvent.OfOutcome(message, completion, status.WorkerId, inFlight.Duration, state));
     }
 
     private async Task HeartbeatLoopAsync(IReadOnlyList<QueueWeight> queues, int concurrency, CancellationToken stop)
@@ -1580,6 +1608,9 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(9, LogLevel.Warning, "Outcome of task {TaskId} dropped: its lease was lost while its handler ran")]
     private partial void LogOutcomeDropped(Guid taskId);
+
+    [LoggerMessage(14, LogLevel.Debug, "Completion of task {TaskId} (lease {Token}) ignored by the backend: its lease was no longer held (it ran out, and the task was taken back or leased again); no event is raised for it")]
+    private partial void LogCompletionIgnored(Guid taskId, long token);
 
     [LoggerMessage(10, LogLevel.Information, "Handed back {Count} tasks that waited longer than a lease in the prefetch buffer (handlers busy)")]
     private partial void LogHandedBackStale(int count);

@@ -58,22 +58,41 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
         await EnqueueManyAsync(3);
         var leases = await FetchAsync();
 
-        await Queue.CompleteAsync(
+        var overrides = await Queue.CompleteAsync(
         [
             Completion(leases[0], CompletionKind.Succeeded) with { Result = "1" },
             Completion(leases[1], CompletionKind.Retry) with { RetryAt = Now.AddMinutes(1), Error = Error(leases[1]) },
             Completion(leases[2], CompletionKind.Dead) with { Error = Error(leases[2]) },
         ], Timeout);
 
+        // All settled as asked: nothing to report, and the shared empty answer.
+        Assert.Same(CompletionOverride.None, overrides);
         Assert.Equal(TaskState.Succeeded, await StateOf(leases[0].Message.Id));
         Assert.Equal(TaskState.Retrying, await StateOf(leases[1].Message.Id));
         Assert.Equal(TaskState.Dead, await StateOf(leases[2].Message.Id));
     }
 
     [Fact]
+    public async Task Complete_of_a_batch_of_successes_reports_nothing()
+    {
+        await EnqueueManyAsync(5);
+        var leases = await FetchAsync();
+        Assert.Equal(5, leases.Count);
+
+        var overrides = await Queue.CompleteAsync([.. leases.Select(l => Completion(l, CompletionKind.Succeeded) with { Result = "1" })], Timeout);
+
+        // The common batch allocates no answer: the shared empty one.
+        Assert.Same(CompletionOverride.None, overrides);
+        foreach (var lease in leases)
+        {
+            Assert.Equal(TaskState.Succeeded, await StateOf(lease.Message.Id));
+        }
+    }
+
+    [Fact]
     public async Task Complete_of_an_empty_batch_does_nothing()
     {
-        await Queue.CompleteAsync([], Timeout);
+        Assert.Empty(await Queue.CompleteAsync([], Timeout));
 
         Assert.Empty(await FetchAsync());
     }
@@ -258,13 +277,45 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
     }
 
     [Fact]
+    public async Task Completion_naming_a_lease_no_longer_held_is_reported_ignored()
+    {
+        await EnqueueManyAsync(2);
+        var leases = await FetchAsync();
+        Assert.Equal(2, leases.Count);
+        Assert.Empty(await Queue.StartAsync([.. leases.Select(l => l.Ref)], Timeout));
+        var stale = leases[0];
+        // The other lease is extended past the one that runs out, and completed in the same batch as the stale one.
+        await Queue.ExtendLeasesAsync([leases[1].Ref], TimeSpan.FromHours(1), Timeout);
+        Advance(LeaseDuration + TimeSpan.FromSeconds(1));
+        Assert.Equal(1, (await Queue.RequeueExpiredLeasesAsync(Timeout)).Count);
+
+        // Taken back, not leased again: each kind is ignored and reported so.
+        var ignored = CompletionOverride.Ignored(stale.Ref);
+        Assert.Equal([ignored], await RetryAtAsync(stale, Now.AddMinutes(1)));
+        Assert.Equal([ignored], await DeadAsync(stale));
+        Assert.Equal([ignored], await Queue.CompleteAsync([Completion(stale, CompletionKind.Cancelled)], Timeout));
+        Assert.True(ignored.IsIgnored);
+        Assert.Equal(TaskState.Queued, await StateOf(stale.Message.Id));
+
+        // Leased again (by another worker): a batch with a held lease reports only the stale one.
+        var current = await FetchStartedAsync();
+        Assert.Equal(stale.Message.Id, current.Message.Id);
+        var overrides = await Queue.CompleteAsync(
+            [Completion(stale, CompletionKind.Succeeded) with { Result = "stale" }, Completion(leases[1], CompletionKind.Succeeded)], Timeout);
+        Assert.Equal([ignored], overrides);
+        Assert.Equal(TaskState.Running, await StateOf(stale.Message.Id));
+        Assert.Equal(TaskState.Succeeded, await StateOf(leases[1].Message.Id));
+        Assert.Same(CompletionOverride.None, await SucceedAsync(current, "current"));
+    }
+
+    [Fact]
     public async Task Completion_naming_a_wrong_token_changes_nothing()
     {
         await EnqueueAsync(NewMessage());
         var lease = await FetchOneAsync();
         var forged = lease with { Token = lease.Token + 1 };
 
-        await SucceedAsync(forged);
+        Assert.Equal([CompletionOverride.Ignored(forged.Ref)], await SucceedAsync(forged));
 
         Assert.Equal(TaskState.Running, await StateOf(lease.Message.Id));
     }
@@ -276,7 +327,7 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
         var lease = await FetchOneAsync();
         await SucceedAsync(lease, "first");
 
-        await DeadAsync(lease);
+        Assert.Equal([CompletionOverride.Ignored(lease.Ref)], await DeadAsync(lease));
 
         var record = await GetAsync(lease.Message.Id);
         Assert.Equal(TaskState.Succeeded, record.State);

@@ -456,7 +456,7 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         await Workflows.CreateWorkflowAsync(workflow, Timeout);
         var group = await FetchStepsAsync();
 
-        await Queue.CompleteAsync([.. group.Values.Select(l => Succeeded(l))], Timeout);
+        Assert.Same(CompletionOverride.None, await Queue.CompleteAsync([.. group.Values.Select(l => Succeeded(l))], Timeout));
         var callback = Assert.Single(await FetchStepsAsync());
         Assert.Equal("callback", callback.Key);
         Assert.Equal(WorkflowState.Running, (await WorkflowOf(workflow)).State);
@@ -1172,8 +1172,9 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         var (workflow, leased) = await HeldBackByAStepThatCanNeverRunAsync(started: true);
 
         // Its attempt asks for a retry while d, pending for good, holds it back and nothing else is active: it goes back to
-        // pending, and the workflow ends with it cancelled, as at its lease's end.
-        await Queue.CompleteAsync([RetryLater(leased)], Timeout);
+        // pending, and the workflow ends with it cancelled, as at its lease's end. The completion is reported as it left
+        // the step, pending (its workflow's end is its own event).
+        Assert.Equal([new CompletionOverride(leased.Ref, TaskState.Pending)], await Queue.CompleteAsync([RetryLater(leased)], Timeout));
         Assert.Equal(WorkflowState.Failed, (await WorkflowOf(workflow)).State);
         Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "d"));
         Assert.Equal(TaskState.Cancelled, await StateOf(workflow, "complete"));
@@ -1217,8 +1218,8 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
         var (workflow, leased) = await RetriedWithCompleteLeasedAsync(started ? StepLeaseEnd.InterruptedAndAbandoned : StepLeaseEnd.HandedBack);
 
         // Its attempt asks for a retry of its own (in a minute) while a, which the retry ran again, holds it back: it waits
-        // for a in pending, not for its retry's time, and keeps the attempt it ran.
-        await Queue.CompleteAsync([RetryLater(leased)], Timeout);
+        // for a in pending, not for its retry's time, and keeps the attempt it ran; the caller hears it is pending.
+        Assert.Equal([new CompletionOverride(leased.Ref, TaskState.Pending)], await Queue.CompleteAsync([RetryLater(leased)], Timeout));
         Assert.Equal(TaskState.Pending, await StateOf(workflow, "complete"));
         Assert.Equal(1, (await Store.GetAsync(TaskOf(workflow, "complete"), Timeout))!.Attempts);
         Assert.Equal(0, await Queue.PromoteDueAsync(Timeout));

@@ -223,11 +223,11 @@ public class StartHold : DispatchProxy
         return lost;
     }
 
-    private async Task CompleteLaterAsync(MethodInfo method, object?[]? args)
+    private async Task<IReadOnlyList<CompletionOverride>> CompleteLaterAsync(MethodInfo method, object?[]? args)
     {
         CompletionEntered.TrySetResult();
         await _releaseCompletions.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        await (Task)Call(method, args)!;
+        return await (Task<IReadOnlyList<CompletionOverride>>)Call(method, args)!;
     }
 
     private object? Call(MethodInfo method, object?[]? args)

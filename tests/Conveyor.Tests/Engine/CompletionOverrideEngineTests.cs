@@ -1,0 +1,142 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Conveyor.Tests.Engine;
+
+/// <summary>The worker raises the event of what the backend did with a completion (<see cref="Backends.CompletionOverride"/>),
+/// not of what it asked: a retry the backend cancelled raises <see cref="TaskEventKind.Cancelled"/>, and a completion it
+/// ignored raises nothing.</summary>
+public sealed class CompletionOverrideEngineTests
+{
+    /// <summary>Heartbeats (which bring cancel requests and lost leases to the worker) far apart: the test decides what the
+    /// worker has not heard of yet when its handler ends.</summary>
+    private static void RareHeartbeats(ConveyorOptions o)
+    {
+        o.Worker.HeartbeatInterval = TimeSpan.FromMinutes(1);
+        o.Worker.LeaseDuration = TimeSpan.FromMinutes(5);
+    }
+
+    [Fact]
+    public async Task A_retry_whose_cancel_was_asked_while_it_ran_raises_the_cancelled_event_and_no_retrying_one()
+    {
+        var events = new ConcurrentQueue<TaskEvent>();
+        await using var host = new EngineHost(c =>
+        {
+            c.AddTask<FailsAtTheGateTask>(FailsAtTheGateTask.Name);
+            c.OnTaskEvent(events.Enqueue);
+        }, RareHeartbeats);
+        await host.StartAsync();
+        var result = await host.Client.EnqueueAsync(FailsAtTheGateTask.Name, options: new EnqueueOptions { MaxAttempts = 3 });
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+
+        // The cancel reaches the backend, not the worker (no heartbeat before the handler ends); the handler then fails with
+        // attempts left, so the worker asks for a retry, which the backend turns into the cancel.
+        Assert.Equal(CancelOutcome.Requested, await host.Client.CancelAsync(result.Id));
+        host.Probe.Gate.TrySetResult();
+        await host.WaitForStateAsync(result.Id, TaskState.Cancelled);
+        await WaitUntilAsync(() => events.Any(e => e.TaskId == result.Id && e.Kind is TaskEventKind.Cancelled or TaskEventKind.Retrying));
+
+        var ofTask = events.Where(e => e.TaskId == result.Id).ToList();
+        Assert.Equal([TaskEventKind.Enqueued, TaskEventKind.Started, TaskEventKind.Cancelled], ofTask.Select(e => e.Kind));
+        var cancelled = ofTask[^1];
+        Assert.Equal(TaskState.Cancelled, cancelled.State);
+        Assert.Equal(1, cancelled.Attempt);
+        Assert.Null(cancelled.RetryAt);
+        Assert.Equal("attempt 1 failed at the gate", cancelled.Error?.Message);
+        Assert.Equal(host.Services.GetRequiredService<WorkerStatus>().WorkerId, cancelled.WorkerId);
+        Assert.Equal(1, host.Probe.Runs);
+    }
+
+    [Fact]
+    public async Task A_retry_whose_cancel_was_asked_while_it_ran_counts_as_cancelled_when_only_the_metrics_listen()
+    {
+        // No observer and no subscriber: the worker records the metrics without building events.
+        await using var host = new EngineHost(c => c.AddTask<FailsAtTheGateTask>(FailsAtTheGateTask.Name), RareHeartbeats);
+        var factory = host.Services.GetRequiredService<IMeterFactory>();
+        var counts = new ConcurrentQueue<(string Name, long Value)>();
+        using var listener = new MeterListener
+        {
+            // This host's meter only: other tests' hosts run in parallel with meters of the same name.
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == ConveyorDiagnostics.Name && ReferenceEquals(instrument.Meter.Scope, factory))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((i, v, _, _) => counts.Enqueue((i.Name, v)));
+        listener.Start();
+        await host.StartAsync();
+        var result = await host.Client.EnqueueAsync(FailsAtTheGateTask.Name, options: new EnqueueOptions { MaxAttempts = 3 });
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(CancelOutcome.Requested, await host.Client.CancelAsync(result.Id));
+        host.Probe.Gate.TrySetResult();
+        await host.WaitForStateAsync(result.Id, TaskState.Cancelled);
+        long Collected(string name)
+        {
+            counts.Clear();
+            listener.RecordObservableInstruments();
+            return counts.Where(c => c.Name == name).Sum(c => c.Value);
+        }
+        await WaitUntilAsync(() => Collected(ConveyorMetricNames.TasksCancelled) + Collected(ConveyorMetricNames.TasksRetried) > 0);
+
+        Assert.Equal(1, Collected(ConveyorMetricNames.TasksCancelled));
+        Assert.Equal(0, Collected(ConveyorMetricNames.TasksRetried));
+        Assert.Equal(0, Collected(ConveyorMetricNames.TasksFailed));
+    }
+
+    [Fact]
+    public async Task A_completion_of_a_lease_taken_back_before_it_was_written_raises_no_event()
+    {
+        var events = new ConcurrentQueue<TaskEvent>();
+        await using var host = new EngineHost(c =>
+        {
+            c.AddTask<StubbornTask>(StubbornTask.Name);
+            c.OnTaskEvent(events.Enqueue);
+        }, RareHeartbeats);
+        await host.StartAsync();
+        var result = await host.Client.EnqueueAsync(StubbornTask.Name);
+        await host.Probe.Started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await WaitUntilAsync(() => host.Backend.IsAttemptStarted(result.Id));
+
+        // The lease ends behind the worker's back (a supervisor took it for gone); no heartbeat tells it before its handler
+        // succeeds, so it writes the success of a lease no longer held, which the backend ignores. The task runs again.
+        var workerId = host.Services.GetRequiredService<WorkerStatus>().WorkerId;
+        Assert.Equal(1, (await host.Backend.AbandonLeasesAsync(workerId, CancellationToken.None)).Count);
+        host.Probe.Gate.TrySetResult();
+        var record = await host.WaitForStateAsync(result.Id, TaskState.Succeeded);
+        Assert.Equal(2, record.Attempts);
+        await WaitUntilAsync(() => events.Any(e => e.TaskId == result.Id && e.Kind == TaskEventKind.Succeeded));
+
+        // Only the second attempt's success is an event: the first one's changed nothing.
+        var succeeded = Assert.Single(events, e => e.TaskId == result.Id && e.Kind == TaskEventKind.Succeeded);
+        Assert.Equal(2, succeeded.Attempt);
+        Assert.Equal(2, events.Count(e => e.TaskId == result.Id && e.Kind == TaskEventKind.Started));
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the condition did not hold in time");
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>Runs until the probe's gate opens, whatever its token says, then fails (with attempts left: a retry).</summary>
+    private sealed class FailsAtTheGateTask(Probe probe) : ITaskHandler<NoArgs>
+    {
+        public const string Name = "test.fails-at-the-gate";
+
+        public async Task HandleAsync(NoArgs args, TaskContext context, CancellationToken cancellationToken)
+        {
+            probe.Ran();
+            await probe.Gate.Task;
+            throw new InvalidOperationException($"attempt {context.Attempt} failed at the gate");
+        }
+    }
+}
