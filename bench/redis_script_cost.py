@@ -46,7 +46,9 @@ while True:
         for i in range(n):
             args+=[r[i*8].decode(),token,3,"","","","",now+5,0,""]
         changed=cmd("EVALSHA",com,0,*args)
-        assert changed==n,(changed,n)
+        # The completion script answers the completions not settled as asked (none here); before 2026-12-06 it
+        # answered how many it settled: either form, so that script folders of both ages compare.
+        assert changed==[] or changed==n,(changed,n)
         done+=n
     complete_us+=evalsha_usec()-u1
 assert done==N,(done,N)

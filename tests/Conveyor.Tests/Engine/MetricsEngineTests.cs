@@ -45,37 +45,58 @@ public sealed class MetricsEngineTests
         var bad = await host.Client.EnqueueAsync(PermanentlyFailingTask.Name);
         await host.WaitForStateAsync(ok.Id, TaskState.Succeeded);
         await host.WaitForStateAsync(bad.Id, TaskState.Dead);
-        // The task counters are observable: each collection reports their totals.
-        long Collected(string name)
+        // The task counters are observable: each collection reports their totals, reading them one at a time. The worker
+        // records an outcome once its write to the store returns, after the state waited for above shows: so the
+        // collections are repeated until one reading holds every count and the histograms every measurement (the
+        // counters only go up), and the assertions below read that one (or, past the deadline, the last: they then say
+        // what is missing).
+        var reading = Array.Empty<(string Name, long Value, Dictionary<string, object?> Tags)>();
+        void Collect()
         {
             longs.Clear();
             listener.RecordObservableInstruments();
-            return Sum(longs, name);
+            reading = [.. longs];
         }
+        bool Settled() =>
+            Sum(reading, ConveyorMetricNames.TasksEnqueued) >= 2
+            && Sum(reading, ConveyorMetricNames.TasksStarted) >= 2
+            && Sum(reading, ConveyorMetricNames.TasksSucceeded) >= 1
+            && Sum(reading, ConveyorMetricNames.TasksFailed) >= 1
+            && Sum(reading, ConveyorMetricNames.TasksDead) >= 1
+            && doubles.Count(d => d.Name == ConveyorMetricNames.TaskDuration) >= 2
+            && doubles.Count(d => d.Name == ConveyorMetricNames.TaskQueueWait) >= 2;
         var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (Collected(ConveyorMetricNames.TasksDead) < 1 && DateTime.UtcNow < deadline)
+        for (Collect(); !Settled() && DateTime.UtcNow < deadline; Collect())
         {
             await Task.Delay(10);
         }
 
-        Assert.Equal(2, Sum(longs, ConveyorMetricNames.TasksEnqueued));
-        Assert.Equal(2, Sum(longs, ConveyorMetricNames.TasksStarted));
-        Assert.Equal(1, Sum(longs, ConveyorMetricNames.TasksSucceeded, ("task", NoopTask.Name)));
-        Assert.Equal(1, Sum(longs, ConveyorMetricNames.TasksFailed, ("task", PermanentlyFailingTask.Name), ("queue", "default")));
-        Assert.Equal(1, Sum(longs, ConveyorMetricNames.TasksDead, ("task", PermanentlyFailingTask.Name)));
-        Assert.Equal(0, Sum(longs, ConveyorMetricNames.TasksRetried));
+        Assert.Equal(2, Sum(reading, ConveyorMetricNames.TasksEnqueued));
+        Assert.Equal(2, Sum(reading, ConveyorMetricNames.TasksStarted));
+        Assert.Equal(1, Sum(reading, ConveyorMetricNames.TasksSucceeded, ("task", NoopTask.Name)));
+        Assert.Equal(1, Sum(reading, ConveyorMetricNames.TasksFailed, ("task", PermanentlyFailingTask.Name), ("queue", "default")));
+        Assert.Equal(1, Sum(reading, ConveyorMetricNames.TasksDead, ("task", PermanentlyFailingTask.Name)));
+        Assert.Equal(0, Sum(reading, ConveyorMetricNames.TasksRetried));
         Assert.Single(doubles, d => d.Name == ConveyorMetricNames.TaskDuration && (string?)d.Tags["outcome"] == "succeeded");
         Assert.Single(doubles, d => d.Name == ConveyorMetricNames.TaskDuration && (string?)d.Tags["outcome"] == "failed");
         Assert.Equal(2, doubles.Count(d => d.Name == ConveyorMetricNames.TaskQueueWait && d.Value >= 0));
         Assert.Contains(doubles, d => d.Name == ConveyorMetricNames.BackendDuration && (string?)d.Tags["operation"] == "enqueue");
 
-        // The gauges read the backend when collected.
-        longs.Clear();
-        listener.RecordObservableInstruments();
-        Assert.Equal(1, Sum(longs, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "succeeded")));
-        Assert.Equal(1, Sum(longs, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "dead")));
-        Assert.Equal(0, Sum(longs, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "queued")));
-        Assert.Equal(1, Sum(longs, ConveyorMetricNames.WorkersAlive));
+        // The gauges read the backend when collected, from a snapshot refreshed in the background (a collection waits
+        // for a refresh only so long, then answers the last snapshot): repeated until a reading shows the store as it is.
+        bool Counted() =>
+            Sum(reading, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "succeeded")) == 1
+            && Sum(reading, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "dead")) == 1
+            && Sum(reading, ConveyorMetricNames.WorkersAlive) == 1;
+        deadline = DateTime.UtcNow.AddSeconds(20);
+        for (Collect(); !Counted() && DateTime.UtcNow < deadline; Collect())
+        {
+            await Task.Delay(10);
+        }
+        Assert.Equal(1, Sum(reading, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "succeeded")));
+        Assert.Equal(1, Sum(reading, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "dead")));
+        Assert.Equal(0, Sum(reading, ConveyorMetricNames.QueueDepth, ("queue", "default"), ("state", "queued")));
+        Assert.Equal(1, Sum(reading, ConveyorMetricNames.WorkersAlive));
     }
 
     private static Dictionary<string, object?> Tags(ReadOnlySpan<KeyValuePair<string, object?>> tags)
