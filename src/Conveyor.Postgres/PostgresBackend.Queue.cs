@@ -104,14 +104,15 @@ public sealed partial class PostgresBackend
     // succeeded here, queues those left waiting for none, moves each workflow's active count once, and ends a workflow
     // left with nothing active (its trigger, at the end of the statement, cancels its steps still pending). A step that a
     // retry of its own took back to pending (RetryHeldBack) is no longer active either. It returns the
-    // queues of the steps released, and the completions not settled as asked (CompletionOverride): the rows whose state
-    // is not the one asked (a retry cancelled, or held back in pending), and the ids that changed no row (looked up only
-    // when fewer rows changed than completions came). Each is NULL when there are none, so that the common batch reads
-    // no array. For plain tasks the extra parts read empty sets.
+    // queues of the steps released, and the completions not settled as asked (CompletionOverride), each named by id and
+    // token (a batch may hold two leases of one task: an old one, ignored, and the current one): the rows whose state is
+    // not the one asked (a retry cancelled, or held back in pending), and the leases that changed no row (looked up only
+    // when fewer rows changed than completions came). Each array is NULL when there are none (array_agg of no rows), so
+    // that the common batch reads no array. For plain tasks the extra parts read empty sets.
     internal static string CompleteStepsSql(string tasks, string workflows, string edges) => $"""
         WITH done AS (
             {CompleteSql(tasks, workflows, edges)}
-            RETURNING t.id, t.workflow_id, t.state, u.state AS asked),
+            RETURNING t.id, u.token, t.workflow_id, t.state, u.state AS asked),
         stepped AS (SELECT id, workflow_id, state FROM done WHERE workflow_id IS NOT NULL AND state IN ({StoredStates.Succeeded}, {StoredStates.Pending})),
         ended AS (SELECT id, workflow_id FROM stepped WHERE state = {StoredStates.Succeeded}),
         locked AS (
@@ -139,14 +140,17 @@ public sealed partial class PostgresBackend
                 state = CASE WHEN w.active_steps + d.n = 0 THEN (CASE WHEN w.failed THEN 2 ELSE 1 END) ELSE w.state END,
                 finished_at = CASE WHEN w.active_steps + d.n = 0 THEN @now ELSE w.finished_at END
             FROM delta d WHERE w.id = d.id
-            RETURNING w.id)
+            RETURNING w.id),
+        otherwise AS (
+            SELECT array_agg(id) AS ids, array_agg(token) AS tokens, array_agg(state::int) AS states FROM done WHERE state <> asked),
+        ignored AS (
+            SELECT array_agg(s.id) AS ids, array_agg(s.token) AS tokens
+            FROM unnest(@id::uuid[], @token::bigint[]) AS s(id, token)
+            WHERE (SELECT count(*) FROM done) < cardinality(@id::uuid[])
+              AND NOT EXISTS (SELECT 1 FROM done d WHERE d.id = s.id AND d.token = s.token))
         SELECT (SELECT count(*) FROM counted), ARRAY(SELECT DISTINCT queue FROM released WHERE queued),
-            CASE WHEN EXISTS (SELECT 1 FROM done WHERE state <> asked)
-                THEN ARRAY(SELECT id FROM done WHERE state <> asked ORDER BY id) END,
-            CASE WHEN EXISTS (SELECT 1 FROM done WHERE state <> asked)
-                THEN ARRAY(SELECT state::int FROM done WHERE state <> asked ORDER BY id) END,
-            CASE WHEN (SELECT count(*) FROM done) < cardinality(@id::uuid[])
-                THEN ARRAY(SELECT s.id FROM unnest(@id::uuid[]) AS s(id) WHERE NOT EXISTS (SELECT 1 FROM done d WHERE d.id = s.id)) END
+            o.ids, o.tokens, o.states, i.ids, i.tokens
+        FROM otherwise o, ignored i
         """;
 
     /// <summary>The steps whose count an end of a step they run after lowers: a pending one, and one that a workflow's
@@ -546,12 +550,14 @@ public sealed partial class PostgresBackend
         {
             await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             queues = reader.GetFieldValue<string[]>(1);
-            if (!reader.IsDBNull(2) || !reader.IsDBNull(4))
+            if (!reader.IsDBNull(2) || !reader.IsDBNull(5))
             {
-                overrides = Overrides(completions,
+                overrides = Overrides(
                     reader.IsDBNull(2) ? [] : reader.GetFieldValue<Guid[]>(2),
-                    reader.IsDBNull(3) ? [] : reader.GetFieldValue<int[]>(3),
-                    reader.IsDBNull(4) ? [] : reader.GetFieldValue<Guid[]>(4));
+                    reader.IsDBNull(2) ? [] : reader.GetFieldValue<long[]>(3),
+                    reader.IsDBNull(2) ? [] : reader.GetFieldValue<int[]>(4),
+                    reader.IsDBNull(5) ? [] : reader.GetFieldValue<Guid[]>(5),
+                    reader.IsDBNull(5) ? [] : reader.GetFieldValue<long[]>(6));
             }
         }
         foreach (var queue in queues)
@@ -561,23 +567,18 @@ public sealed partial class PostgresBackend
         return overrides;
     }
 
-    /// <summary>The completions not settled as asked, from the ids the statement returned: those settled in another state
-    /// (<paramref name="states"/>, in the order of <paramref name="otherwise"/>) and those it ignored.</summary>
-    private static List<CompletionOverride> Overrides(IReadOnlyList<Completion> completions, Guid[] otherwise, int[] states, Guid[] ignored)
+    /// <summary>The completions not settled as asked, from the leases (ids and tokens, side by side) the statement
+    /// returned: those settled in another state (<paramref name="states"/>) and those it ignored.</summary>
+    private static List<CompletionOverride> Overrides(Guid[] otherwiseIds, long[] otherwiseTokens, int[] states, Guid[] ignoredIds, long[] ignoredTokens)
     {
-        var leases = new Dictionary<Guid, LeaseRef>(completions.Count);
-        foreach (var c in completions)
+        var overrides = new List<CompletionOverride>(otherwiseIds.Length + ignoredIds.Length);
+        for (var i = 0; i < otherwiseIds.Length; i++)
         {
-            leases[c.Lease.TaskId] = c.Lease;
+            overrides.Add(new CompletionOverride(new LeaseRef(otherwiseIds[i], otherwiseTokens[i]), (TaskState)states[i]));
         }
-        var overrides = new List<CompletionOverride>(otherwise.Length + ignored.Length);
-        for (var i = 0; i < otherwise.Length; i++)
+        for (var i = 0; i < ignoredIds.Length; i++)
         {
-            overrides.Add(new CompletionOverride(leases[otherwise[i]], (TaskState)states[i]));
-        }
-        foreach (var id in ignored)
-        {
-            overrides.Add(CompletionOverride.Ignored(leases[id]));
+            overrides.Add(CompletionOverride.Ignored(new LeaseRef(ignoredIds[i], ignoredTokens[i])));
         }
         return overrides;
     }

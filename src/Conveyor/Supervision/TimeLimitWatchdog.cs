@@ -116,7 +116,12 @@ internal sealed partial class TimeLimitWatchdog(
         {
             var completions = overdue.Select(t => Failure(t.Lease, limit, now)).ToList();
             var overrides = backend.Queue.CompleteAsync(completions, deadline.Token).WaitAsync(deadline.Token).GetAwaiter().GetResult();
-            var settled = overrides.ToDictionary(o => o.Lease, o => o.State);
+            // By indexer, as the worker does: a lease named twice must not throw away every event of the batch.
+            var settled = new Dictionary<LeaseRef, TaskState?>(overrides.Count);
+            foreach (var o in overrides)
+            {
+                settled[o.Lease] = o.State;
+            }
             for (var i = 0; i < overdue.Count; i++)
             {
                 if (!settled.TryGetValue(completions[i].Lease, out var state))

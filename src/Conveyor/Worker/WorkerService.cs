@@ -113,7 +113,8 @@ internal sealed partial class WorkerService(
         /// <summary>Reported not held by the backend (an extension's or a start's answer), or its start could not be
         /// written before the worker gave up at its stop.</summary>
         public volatile bool LostByBackend;
-        /// <summary>Put back unstarted by the limits stage: its completion raises no event.</summary>
+        /// <summary>Put back unstarted by the limits stage: its completion raises no event, unless the store cancelled the
+        /// task instead (its cancel was asked meanwhile).</summary>
         public bool PutBackByLimits { get; set; }
 
         /// <summary>A runner takes it; false when it was dropped while it waited.</summary>
@@ -1151,6 +1152,7 @@ internal sealed partial class WorkerService(
     private async Task WriteCompletionsAsync(List<Completion> batch)
     {
         var failures = 0;
+        var written = false;
         var overrides = CompletionOverride.None;
         while (true)
         {
@@ -1159,7 +1161,7 @@ internal sealed partial class WorkerService(
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 overrides = await backend.Queue.CompleteAsync(batch, CancellationToken.None).ConfigureAwait(false);
                 metrics.BackendCall("complete", started);
-                failures = 0;
+                written = true;
                 break;
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -1179,38 +1181,53 @@ internal sealed partial class WorkerService(
                 await Task.Delay(Backoff(failures), time).ConfigureAwait(false);
             }
         }
-        var observed = events.IsObserved && failures == 0;
+        // A batch left behind raises nothing (its leases run out and their tasks run again); one written after failed calls
+        // raises its events as one written at once does.
+        var observed = events.IsObserved && written;
+        // Written again after a failed call, which may have been stored (a timeout after the write, a connection lost after
+        // the commit): the backend then finds these leases settled and ignores them. An ignored one is taken as settled as
+        // asked (what we cannot tell apart), so that the batch's events are not lost; a state given still applies.
+        var rewritten = written && failures > 0;
         // Nearly always empty: then no lookup is built.
-        var settledOtherwise = overrides.Count == 0 ? null : SettledOtherwise(overrides);
+        var settledOtherwise = overrides.Count == 0 ? null : SettledOtherwise(overrides, rewritten);
         foreach (var completion in batch)
         {
-            if (_inFlight.TryRemove(completion.Lease, out var inFlight))
+            if (!_inFlight.TryRemove(completion.Lease, out var inFlight))
             {
-                _limits?.Ended(completion.Lease);
-                if (observed && !inFlight.PutBackByLimits)
-                {
-                    if (settledOtherwise is null || !settledOtherwise.TryGetValue(completion.Lease, out var state))
-                    {
-                        PublishOutcome(completion, inFlight, null);
-                    }
-                    else if (state is not null)
-                    {
-                        PublishOutcome(completion, inFlight, state);
-                    }
-                    // Ignored (its lease no longer held): nothing happened to the task, so no event and no metric.
-                }
+                continue;
+            }
+            _limits?.Ended(completion.Lease);
+            if (!observed)
+            {
+                continue;
+            }
+            TaskState? state = null;
+            if (settledOtherwise is not null && settledOtherwise.TryGetValue(completion.Lease, out state) && state is null && !rewritten)
+            {
+                // Ignored (its lease no longer held): nothing happened to the task, so no event and no metric.
+                continue;
+            }
+            // A put-back by the limits stage raises nothing (the task did not run), unless the store cancelled it (its
+            // cancel was asked meanwhile): that ends the task.
+            if (!inFlight.PutBackByLimits || state == TaskState.Cancelled)
+            {
+                PublishOutcome(completion, inFlight, state);
             }
         }
     }
 
     /// <summary>The states the backend gave the completions it did not settle as asked (null: ignored), by lease.</summary>
-    private Dictionary<LeaseRef, TaskState?> SettledOtherwise(IReadOnlyList<CompletionOverride> overrides)
+    private Dictionary<LeaseRef, TaskState?> SettledOtherwise(IReadOnlyList<CompletionOverride> overrides, bool rewritten)
     {
         var settled = new Dictionary<LeaseRef, TaskState?>(overrides.Count);
         foreach (var o in overrides)
         {
             settled[o.Lease] = o.State;
-            if (o.IsIgnored)
+            if (o.IsIgnored && rewritten)
+            {
+                LogCompletionIgnoredOnRewrite(o.Lease.TaskId, o.Lease.Token);
+            }
+            else if (o.IsIgnored)
             {
                 LogCompletionIgnored(o.Lease.TaskId, o.Lease.Token);
             }
@@ -1611,6 +1628,9 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(14, LogLevel.Debug, "Completion of task {TaskId} (lease {Token}) ignored by the backend: its lease was no longer held (it ran out, and the task was taken back or leased again); no event is raised for it")]
     private partial void LogCompletionIgnored(Guid taskId, long token);
+
+    [LoggerMessage(15, LogLevel.Debug, "Completion of task {TaskId} (lease {Token}) ignored by the backend when its batch was written again after a failed call, which may have stored it: its event is raised as asked")]
+    private partial void LogCompletionIgnoredOnRewrite(Guid taskId, long token);
 
     [LoggerMessage(10, LogLevel.Information, "Handed back {Count} tasks that waited longer than a lease in the prefetch buffer (handlers busy)")]
     private partial void LogHandedBackStale(int count);

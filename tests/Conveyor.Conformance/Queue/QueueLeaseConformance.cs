@@ -293,8 +293,9 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
         var ignored = CompletionOverride.Ignored(stale.Ref);
         Assert.Equal([ignored], await RetryAtAsync(stale, Now.AddMinutes(1)));
         Assert.Equal([ignored], await DeadAsync(stale));
-        Assert.Equal([ignored], await Queue.CompleteAsync([Completion(stale, CompletionKind.Cancelled)], Timeout));
-        Assert.True(ignored.IsIgnored);
+        var cancelled = Assert.Single(await Queue.CompleteAsync([Completion(stale, CompletionKind.Cancelled)], Timeout));
+        Assert.Equal(stale.Ref, cancelled.Lease);
+        Assert.True(cancelled.IsIgnored);
         Assert.Equal(TaskState.Queued, await StateOf(stale.Message.Id));
 
         // Leased again (by another worker): a batch with a held lease reports only the stale one.
@@ -306,6 +307,48 @@ public abstract class QueueLeaseConformance<TFactory>() : ConformanceTest(new TF
         Assert.Equal(TaskState.Running, await StateOf(stale.Message.Id));
         Assert.Equal(TaskState.Succeeded, await StateOf(leases[1].Message.Id));
         Assert.Same(CompletionOverride.None, await SucceedAsync(current, "current"));
+    }
+
+    [Fact]
+    public async Task Batch_with_an_old_and_the_current_lease_of_a_task_ignores_the_old_one_and_is_settled_by_the_current_one()
+    {
+        // The same worker leases the task again after its lease was abandoned, and both handlers end together: one batch.
+        await EnqueueAsync(NewMessage());
+        var old = await FetchStartedAsync();
+        Assert.Equal(1, (await Queue.AbandonLeasesAsync(WorkerId, Timeout)).Count);
+        var current = await FetchStartedAsync();
+        Assert.Equal(old.Message.Id, current.Message.Id);
+
+        var overrides = await Queue.CompleteAsync(
+            [Completion(old, CompletionKind.Succeeded) with { Result = "old" }, Completion(current, CompletionKind.Succeeded) with { Result = "current" }],
+            Timeout);
+
+        Assert.Equal([CompletionOverride.Ignored(old.Ref)], overrides);
+        var record = await GetAsync(current.Message.Id);
+        Assert.Equal(TaskState.Succeeded, record.State);
+        Assert.Equal("current", record.Result);
+    }
+
+    [Fact]
+    public async Task Batch_with_the_current_and_an_old_lease_of_a_cancelled_task_reports_the_cancel_for_the_current_one()
+    {
+        await EnqueueAsync(NewMessage() with { MaxAttempts = 5 });
+        var old = await FetchStartedAsync();
+        Assert.Equal(1, (await Queue.AbandonLeasesAsync(WorkerId, Timeout)).Count);
+        var current = await FetchStartedAsync();
+        Assert.Equal(CancelOutcome.Requested, await Queue.CancelAsync(current.Message.Id, Timeout));
+
+        // The current lease first: the old one, after it, must not take its answer.
+        var overrides = await Queue.CompleteAsync(
+        [
+            Completion(current, CompletionKind.Retry) with { RetryAt = Now.AddMinutes(1), Error = Error(current) },
+            Completion(old, CompletionKind.Retry) with { RetryAt = Now.AddMinutes(1), Error = Error(old) },
+        ], Timeout);
+
+        Assert.Equal(
+            [new CompletionOverride(current.Ref, TaskState.Cancelled), CompletionOverride.Ignored(old.Ref)],
+            overrides.OrderBy(o => o.IsIgnored).ToArray());
+        Assert.Equal(TaskState.Cancelled, await StateOf(current.Message.Id));
     }
 
     [Fact]

@@ -1,5 +1,7 @@
 using Conveyor.Backends;
 using Conveyor.Testing;
+using Conveyor.Tests.Engine;
+using Conveyor.Tests.Worker;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -19,7 +21,7 @@ public sealed class TimeLimitWatchdogTests
     }
 
     private static async Task<(InMemoryBackend Backend, WorkerStatus Status, TimeLimitWatchdog Watchdog, List<int> Exits, IReadOnlyList<Lease> Leases, FixedTime Time)> ArrangeAsync(
-        int overdueMaxAttempts)
+        int overdueMaxAttempts, Func<InMemoryBackend, IConveyorBackend>? wrap = null)
     {
         var time = new FixedTime(Now);
         var backend = new InMemoryBackend(time);
@@ -44,7 +46,7 @@ public sealed class TimeLimitWatchdogTests
         var exits = new List<int>();
         // No worker runs here: there is no fetching to stop.
         var services = new ServiceCollection().BuildServiceProvider();
-        var watchdog = new TimeLimitWatchdog(backend, options, status, time, services, NullLogger<TimeLimitWatchdog>.Instance) { Exit = exits.Add };
+        var watchdog = new TimeLimitWatchdog(wrap?.Invoke(backend) ?? backend, options, status, time, services, NullLogger<TimeLimitWatchdog>.Instance) { Exit = exits.Add };
         return (backend, status, watchdog, exits, leases, time);
     }
 
@@ -99,6 +101,31 @@ public sealed class TimeLimitWatchdogTests
         Assert.Equal(TimeLimitWatchdog.ErrorType, dead.Error?.Type);
         Assert.Equal("worker-1", dead.Origin);
         Assert.Equal(TimeSpan.FromSeconds(10), dead.Duration);
+    }
+
+    [Fact]
+    public async Task Past_the_hard_limit_an_answer_that_names_a_lease_twice_loses_no_event()
+    {
+        // The backend's answer, doubled: the watchdog reads it by lease, as the worker does, and still announces the end.
+        var (backend, _, watchdog, exits, leases, time) = await ArrangeAsync(overdueMaxAttempts: 3,
+            inner => new WatchedBackend(inner, CompletionHook.Wrap(inner.Queue, answered: answer => [.. answer, .. answer])));
+        var hangs = leases.Single(l => l.Message.Task == "hangs").Message.Id;
+        Assert.Equal(CancelOutcome.Requested, await backend.Queue.CancelAsync(hangs, CancellationToken.None));
+        var events = new List<TaskEvent>();
+        await using var subscription = await backend.Notifier.SubscribeAsync(NotifierChannels.Events, n =>
+        {
+            using var batch = System.Text.Json.JsonDocument.Parse(n.Payload);
+            events.AddRange(batch.RootElement.EnumerateArray().Select(TaskEventJson.Read));
+        }, CancellationToken.None);
+        time.Now = Now.AddSeconds(10);
+
+        Assert.True(watchdog.Check());
+
+        Assert.Single(exits);
+        // The retry asked for is the cancel asked before: its override, named twice, is one event.
+        var cancelled = Assert.Single(events);
+        Assert.Equal(TaskEventKind.Cancelled, cancelled.Kind);
+        Assert.Equal(hangs, cancelled.TaskId);
     }
 
     [Fact]
