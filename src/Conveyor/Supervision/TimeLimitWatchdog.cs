@@ -120,7 +120,11 @@ internal sealed partial class TimeLimitWatchdog(
             var settled = new Dictionary<LeaseRef, TaskState?>(overrides.Count);
             foreach (var o in overrides)
             {
-                settled[o.Lease] = o.State;
+                // A state given outranks an ignored answer for the same lease (one named twice).
+                if (o.State is not null || !settled.ContainsKey(o.Lease))
+                {
+                    settled[o.Lease] = o.State;
+                }
             }
             for (var i = 0; i < overdue.Count; i++)
             {

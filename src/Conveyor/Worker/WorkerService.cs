@@ -1181,15 +1181,20 @@ internal sealed partial class WorkerService(
                 await Task.Delay(Backoff(failures), time).ConfigureAwait(false);
             }
         }
-        // A batch left behind raises nothing (its leases run out and their tasks run again); one written after failed calls
-        // raises its events as one written at once does.
+        // A batch left behind raises nothing: its leases run out and their tasks run again (unless one of the failed calls
+        // stored it after all, whose events are then lost: a stop during an outage). One written after failed calls raises
+        // its events as one written at once does.
         var observed = events.IsObserved && written;
         // Written again after a failed call, which may have been stored (a timeout after the write, a connection lost after
-        // the commit): the backend then finds these leases settled and ignores them. An ignored one is taken as settled as
-        // asked (what we cannot tell apart), so that the batch's events are not lost; a state given still applies.
+        // the commit): the backend then finds these leases settled and ignores them, as it does leases lost meanwhile (an
+        // outage longer than a lease). The store tells the two apart.
         var rewritten = written && failures > 0;
         // Nearly always empty: then no lookup is built.
         var settledOtherwise = overrides.Count == 0 ? null : SettledOtherwise(overrides, rewritten);
+        if (rewritten && observed && settledOtherwise is not null)
+        {
+            await ReadBackIgnoredAsync(batch, settledOtherwise).ConfigureAwait(false);
+        }
         foreach (var completion in batch)
         {
             if (!_inFlight.TryRemove(completion.Lease, out var inFlight))
@@ -1202,7 +1207,7 @@ internal sealed partial class WorkerService(
                 continue;
             }
             TaskState? state = null;
-            if (settledOtherwise is not null && settledOtherwise.TryGetValue(completion.Lease, out state) && state is null && !rewritten)
+            if (settledOtherwise is not null && settledOtherwise.TryGetValue(completion.Lease, out state) && state is null)
             {
                 // Ignored (its lease no longer held): nothing happened to the task, so no event and no metric.
                 continue;
@@ -1216,13 +1221,61 @@ internal sealed partial class WorkerService(
         }
     }
 
+    /// <summary>For a batch written again after a failed call: each completion the backend ignored is looked up in the store.
+    /// One that the first call stored is raised as stored; one whose lease was lost meanwhile stays ignored. Where the
+    /// store cannot be read either, it is raised as asked: what the worker asked is then the best it knows.</summary>
+    private async Task ReadBackIgnoredAsync(List<Completion> batch, Dictionary<LeaseRef, TaskState?> settledOtherwise)
+    {
+        foreach (var completion in batch)
+        {
+            if (!settledOtherwise.TryGetValue(completion.Lease, out var state) || state is not null)
+            {
+                continue;
+            }
+            TaskRecord? record;
+            try
+            {
+                record = await backend.Store.GetAsync(completion.Lease.TaskId, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                settledOtherwise.Remove(completion.Lease);
+                continue;
+            }
+            // An unstarted retry gave its attempt back.
+            var attempts = completion.Attempt - (completion.Unstarted && completion.Kind == CompletionKind.Retry ? 1 : 0);
+            // Stored by the first call: the record is this worker's, at this attempt, in a state this completion leaves (a
+            // retry may have been cancelled or held back instead). Anything else (another attempt holds or ended it, or the
+            // lost lease sent it back to its queue): it was never stored, and stays ignored. A retry queued again since its
+            // write is taken for that too, a rare event lost rather than a false one raised.
+            var asked = completion.Kind.StateAfter();
+            if (record is null || record.WorkerId != status.WorkerId || record.Attempts != attempts
+                || !(record.State == asked || (completion.Kind == CompletionKind.Retry && record.State is TaskState.Cancelled or TaskState.Pending)))
+            {
+                continue;
+            }
+            if (record.State == asked)
+            {
+                settledOtherwise.Remove(completion.Lease);
+            }
+            else
+            {
+                settledOtherwise[completion.Lease] = record.State;
+            }
+        }
+    }
+
     /// <summary>The states the backend gave the completions it did not settle as asked (null: ignored), by lease.</summary>
     private Dictionary<LeaseRef, TaskState?> SettledOtherwise(IReadOnlyList<CompletionOverride> overrides, bool rewritten)
     {
         var settled = new Dictionary<LeaseRef, TaskState?>(overrides.Count);
         foreach (var o in overrides)
         {
-            settled[o.Lease] = o.State;
+            // A state given outranks an ignored answer for the same lease (one named twice).
+            if (o.State is not null || !settled.ContainsKey(o.Lease))
+            {
+                settled[o.Lease] = o.State;
+            }
             if (o.IsIgnored && rewritten)
             {
                 LogCompletionIgnoredOnRewrite(o.Lease.TaskId, o.Lease.Token);
@@ -1629,7 +1682,7 @@ internal sealed partial class WorkerService(
     [LoggerMessage(14, LogLevel.Debug, "Completion of task {TaskId} (lease {Token}) ignored by the backend: its lease was no longer held (it ran out, and the task was taken back or leased again); no event is raised for it")]
     private partial void LogCompletionIgnored(Guid taskId, long token);
 
-    [LoggerMessage(15, LogLevel.Debug, "Completion of task {TaskId} (lease {Token}) ignored by the backend when its batch was written again after a failed call, which may have stored it: its event is raised as asked")]
+    [LoggerMessage(15, LogLevel.Debug, "Completion of task {TaskId} (lease {Token}) ignored by the backend when its batch was written again after a failed call, which may have stored it: its event is raised as the task's record says (none if another attempt holds or ended it since)")]
     private partial void LogCompletionIgnoredOnRewrite(Guid taskId, long token);
 
     [LoggerMessage(10, LogLevel.Information, "Handed back {Count} tasks that waited longer than a lease in the prefetch buffer (handlers busy)")]

@@ -152,6 +152,38 @@ public sealed class CompletionOverrideEngineTests
     }
 
     [Fact]
+    public async Task A_batch_written_again_after_its_lease_was_lost_raises_no_event_for_it()
+    {
+        var events = new ConcurrentQueue<TaskEvent>();
+        var released = 0;
+        await using var host = new EngineHost(c =>
+        {
+            c.AddTask<CountingTask>(CountingTask.Name);
+            c.OnTaskEvent(events.Enqueue);
+        }, backend: inner => new WatchedBackend(inner, CompletionHook.Wrap(inner.Queue, before: async batch =>
+        {
+            // The first batch's lease is lost before it is written (an outage longer than a lease would do it): the write
+            // then changes nothing, fails all the same, and is written again, which the backend ignores too.
+            if (Interlocked.Exchange(ref released, 1) == 0)
+            {
+                Assert.Equal(1, (await inner.Queue.ReleaseAsync([.. batch.Select(c => c.Lease)], CancellationToken.None)).Count);
+            }
+        }, answersLost: 1)));
+        await host.StartAsync();
+
+        var result = await host.Client.EnqueueAsync(CountingTask.Name);
+        await WaitUntilAsync(() => host.Probe.Runs == 2);
+        await host.WaitForStateAsync(result.Id, TaskState.Succeeded);
+        await host.StopAsync();
+
+        // The store says the first run's success was never stored: only the second run's is an event. (Its start went in
+        // the batch of its completion, so the store took the lease back unstarted: both runs are attempt 1.)
+        Assert.Equal(1, Volatile.Read(ref released));
+        Assert.Single(events, e => e.TaskId == result.Id && e.Kind == TaskEventKind.Succeeded);
+        Assert.Equal(2, events.Count(e => e.TaskId == result.Id && e.Kind == TaskEventKind.Started));
+    }
+
+    [Fact]
     public async Task A_put_back_by_the_limits_stage_that_the_store_cancelled_raises_the_cancelled_event()
     {
         var events = new ConcurrentQueue<TaskEvent>();

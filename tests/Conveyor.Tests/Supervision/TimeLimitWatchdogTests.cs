@@ -85,11 +85,7 @@ public sealed class TimeLimitWatchdogTests
         var (backend, _, watchdog, exits, leases, time) = await ArrangeAsync(overdueMaxAttempts: 1);
         var events = new List<TaskEvent>();
         // Where other processes' bridges hear it: this process's own would not live to send it.
-        await using var subscription = await backend.Notifier.SubscribeAsync(NotifierChannels.Events, n =>
-        {
-            using var batch = System.Text.Json.JsonDocument.Parse(n.Payload);
-            events.AddRange(batch.RootElement.EnumerateArray().Select(TaskEventJson.Read));
-        }, CancellationToken.None);
+        await using var subscription = await SubscribeEventsAsync(backend, events);
         time.Now = Now.AddSeconds(10);
 
         Assert.True(watchdog.Check());
@@ -112,11 +108,7 @@ public sealed class TimeLimitWatchdogTests
         var hangs = leases.Single(l => l.Message.Task == "hangs").Message.Id;
         Assert.Equal(CancelOutcome.Requested, await backend.Queue.CancelAsync(hangs, CancellationToken.None));
         var events = new List<TaskEvent>();
-        await using var subscription = await backend.Notifier.SubscribeAsync(NotifierChannels.Events, n =>
-        {
-            using var batch = System.Text.Json.JsonDocument.Parse(n.Payload);
-            events.AddRange(batch.RootElement.EnumerateArray().Select(TaskEventJson.Read));
-        }, CancellationToken.None);
+        await using var subscription = await SubscribeEventsAsync(backend, events);
         time.Now = Now.AddSeconds(10);
 
         Assert.True(watchdog.Check());
@@ -141,4 +133,13 @@ public sealed class TimeLimitWatchdogTests
         Assert.Equal(TimeLimitWatchdog.ErrorType, Assert.Single(overdue.Errors).Error.Type);
         Assert.Single(exits);
     }
+
+    /// <summary>The task events this process announces to the others (the notifier's events channel), added to
+    /// <paramref name="events"/> as they come.</summary>
+    private static ValueTask<IAsyncDisposable> SubscribeEventsAsync(InMemoryBackend backend, List<TaskEvent> events) =>
+        backend.Notifier.SubscribeAsync(NotifierChannels.Events, n =>
+        {
+            using var batch = System.Text.Json.JsonDocument.Parse(n.Payload);
+            events.AddRange(batch.RootElement.EnumerateArray().Select(TaskEventJson.Read));
+        }, CancellationToken.None);
 }
