@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Reflection;
-using System.Runtime.ExceptionServices;
 using Conveyor.Backends;
 using Conveyor.Tests.Worker;
 using Microsoft.Extensions.DependencyInjection;
@@ -271,15 +270,7 @@ public class CompletionHook : DispatchProxy
         {
             return CompleteAsync((IReadOnlyList<Completion>)args![0]!);
         }
-        try
-        {
-            return targetMethod.Invoke(_inner, args);
-        }
-        catch (TargetInvocationException ex) when (ex.InnerException is not null)
-        {
-            ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
-            throw;
-        }
+        return QueueProxy.Forward(_inner, targetMethod, args);
     }
 
     private async Task<IReadOnlyList<CompletionOverride>> CompleteAsync(IReadOnlyList<Completion> completions)

@@ -1,5 +1,4 @@
 using System.Reflection;
-using System.Runtime.ExceptionServices;
 using Conveyor.Backends;
 using Conveyor.Tests.Worker;
 using Microsoft.Extensions.DependencyInjection;
@@ -232,14 +231,6 @@ public class StartHold : DispatchProxy
 
     private object? Call(MethodInfo method, object?[]? args)
     {
-        try
-        {
-            return method.Invoke(_inner, args);
-        }
-        catch (TargetInvocationException ex) when (ex.InnerException is not null)
-        {
-            ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
-            throw;
-        }
+        return QueueProxy.Forward(_inner, method, args);
     }
 }

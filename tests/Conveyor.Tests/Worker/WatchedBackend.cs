@@ -79,16 +79,7 @@ public class FetchObserver : DispatchProxy
 
     private object? Call(MethodInfo targetMethod, object?[]? args, bool isFetch)
     {
-        object? result;
-        try
-        {
-            result = targetMethod.Invoke(_inner, args);
-        }
-        catch (TargetInvocationException ex) when (ex.InnerException is not null)
-        {
-            ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
-            throw;
-        }
+        var result = QueueProxy.Forward(_inner, targetMethod, args);
         if (isFetch && _fetched is { } fetched && result is Task<IReadOnlyList<Lease>> fetch)
         {
             _ = fetch.ContinueWith(t =>
@@ -142,15 +133,7 @@ public class ExtensionGate : DispatchProxy
         {
             return HoldAsync(extended, (TimeSpan)args[1]!);
         }
-        try
-        {
-            return targetMethod.Invoke(_inner, args);
-        }
-        catch (TargetInvocationException ex) when (ex.InnerException is not null)
-        {
-            ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
-            throw;
-        }
+        return QueueProxy.Forward(_inner, targetMethod, args);
     }
 
     private async Task<LeaseExtension> HoldAsync(IReadOnlyList<LeaseRef> leases, TimeSpan duration)
@@ -161,5 +144,23 @@ public class ExtensionGate : DispatchProxy
         var answer = await _inner.ExtendLeasesAsync(leases, duration, CancellationToken.None);
         Answered.TrySetResult(answer);
         return answer;
+    }
+}
+
+/// <summary>What the test proxies of the queue role share: a call passed on to the role they wrap, its exception thrown as
+/// the role threw it (not wrapped in reflection's).</summary>
+internal static class QueueProxy
+{
+    internal static object? Forward(IQueueBackend inner, MethodInfo method, object?[]? args)
+    {
+        try
+        {
+            return method.Invoke(inner, args);
+        }
+        catch (TargetInvocationException ex) when (ex.InnerException is not null)
+        {
+            ExceptionDispatchInfo.Capture(ex.InnerException).Throw();
+            throw;
+        }
     }
 }
