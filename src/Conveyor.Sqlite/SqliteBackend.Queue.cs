@@ -48,8 +48,20 @@ public sealed partial class SqliteBackend
         WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running} AND workflow_id IS NULL
         """;
 
+    // A plain task's success without an error (nearly every completion): CompleteSql with the cases that cannot apply left
+    // out (no retry to cancel, no error to record, no attempt to give back, headers kept), so that SQLite evaluates and
+    // binds a third of it. Its effect on the row is CompleteSql's for such a completion.
+    private const string CompleteSuccessSql = $"""
+        UPDATE tasks SET state = {StoredStates.Succeeded}, result = $result, not_before = NULL, finished_at = $at,
+            lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
+            history = history || '|{StoredStates.Succeeded}:' || $at
+        WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running} AND workflow_id IS NULL
+        """;
+
+    private static readonly string[] CompleteSuccessParameters = ["$result", "$at", "$id", "$token"];
+
     // A plain task's retry: as CompleteSql, returning the state it got (cancelled instead, when its cancel was asked), which
-    // CompleteAsync reports. Successes keep CompleteSql, which returns nothing.
+    // CompleteAsync reports. Successes keep CompleteSql or CompleteSuccessSql, which return nothing.
     private const string CompleteRetrySql = $"""
         {CompleteSql}
         RETURNING state
@@ -397,6 +409,7 @@ public sealed partial class SqliteBackend
     private static IReadOnlyList<CompletionOverride> CompleteRows(SqliteWriter w, IReadOnlyList<Completion> completions, ref List<string>? released)
     {
         var command = w.Prepared(CompleteSql, CompleteParameters);
+        PreparedStatement? success = null;
         PreparedStatement? retry = null;
         PreparedStatement? step = null;
         PreparedStatement? stepRetry = null;
@@ -426,6 +439,15 @@ public sealed partial class SqliteBackend
                 {
                     retry.Reset();
                 }
+            }
+            else if (c.Kind == CompletionKind.Succeeded && c.Error is null && !c.WorkflowStep)
+            {
+                success ??= w.Prepared(CompleteSuccessSql, CompleteSuccessParameters);
+                success.Bind(0, c.Result);
+                success.Bind(1, c.At.ToUnixTimeMilliseconds());
+                success.Bind(2, id);
+                success.Bind(3, c.Lease.Token);
+                rows = success.Execute();
             }
             // A step's success (by the worker's hint) skips the plain task's statement, which would change nothing.
             else if (!(c.WorkflowStep && c.Kind == CompletionKind.Succeeded))

@@ -169,6 +169,10 @@ public abstract class StoreConformance<TFactory>() : ConformanceTest(new TFactor
         Assert.Equal(2, record.Attempts);
         Assert.Equal(startedSecond, record.StartedAt);
         Assert.Equal(succeededAt, record.FinishedAt);
+        // What the success leaves as it was, and what it clears: the last failure's error, the retry's wait.
+        Assert.Equal(firstError, record.Error);
+        Assert.Null(record.NotBefore);
+        Assert.NotNull(record.WorkerId);
     }
 
     [Fact]
