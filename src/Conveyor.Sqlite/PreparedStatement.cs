@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
@@ -15,11 +16,19 @@ namespace Conveyor.Sqlite;
 /// time per row. Here names are resolved once, values are bound without boxing, and columns are
 /// read straight from SQLite's buffers. Only the writer's thread uses an instance. The statement is
 /// always left reset, so it holds no lock between calls.
+/// Binds, column reads and steps call the native library directly (<see cref="SqliteNative"/>) on the handles'
+/// pointers, where SQLitePCL's calls take and release each handle's reference count and make the runtime's full
+/// transition on every call: about 35 calls a task on the writer's thread, which bounds the drain.
 /// </remarks>
-internal sealed class PreparedStatement : IDisposable
+internal sealed unsafe class PreparedStatement : IDisposable
 {
+    // Text up to this many UTF-8 bytes is bound from the stack; longer text from an array of its own.
+    private const int StackTextBytes = 512;
+
     private readonly sqlite3 _db;
     private readonly sqlite3_stmt _stmt;
+    private readonly nint _dbHandle;
+    private readonly nint _handle;
     private readonly int[] _indexes;
 
     /// <param name="connection">An open connection; the statement must be disposed before it closes.</param>
@@ -29,6 +38,8 @@ internal sealed class PreparedStatement : IDisposable
     {
         _db = connection.Handle ?? throw new InvalidOperationException("The connection is not open.");
         Check(raw.sqlite3_prepare_v3(_db, sql, raw.SQLITE_PREPARE_PERSISTENT, out _stmt));
+        _dbHandle = _db.DangerousGetHandle();
+        _handle = _stmt.DangerousGetHandle();
         _indexes = new int[parameters.Count];
         for (var i = 0; i < parameters.Count; i++)
         {
@@ -40,7 +51,9 @@ internal sealed class PreparedStatement : IDisposable
         }
     }
 
-    public void Bind(int parameter, long value) => Check(raw.sqlite3_bind_int64(_stmt, _indexes[parameter], value));
+    public void Bind(int parameter, long value) => Check(SqliteNative.Available
+        ? SqliteNative.sqlite3_bind_int64(_handle, _indexes[parameter], value)
+        : raw.sqlite3_bind_int64(_stmt, _indexes[parameter], value));
 
     public void Bind(int parameter, long? value)
     {
@@ -54,7 +67,9 @@ internal sealed class PreparedStatement : IDisposable
         }
     }
 
-    public void Bind(int parameter, double value) => Check(raw.sqlite3_bind_double(_stmt, _indexes[parameter], value));
+    public void Bind(int parameter, double value) => Check(SqliteNative.Available
+        ? SqliteNative.sqlite3_bind_double(_handle, _indexes[parameter], value)
+        : raw.sqlite3_bind_double(_stmt, _indexes[parameter], value));
 
     public void Bind(int parameter, string? value)
     {
@@ -62,16 +77,52 @@ internal sealed class PreparedStatement : IDisposable
         {
             BindNull(parameter);
         }
-        else
+        else if (!SqliteNative.Available)
         {
             Check(raw.sqlite3_bind_text(_stmt, _indexes[parameter], value));
+        }
+        else if (value.Length <= StackTextBytes / 3)
+        {
+            // At most 3 UTF-8 bytes a UTF-16 unit: it fits.
+            Span<byte> utf8 = stackalloc byte[StackTextBytes];
+            BindText(parameter, utf8[..Encoding.UTF8.GetBytes(value, utf8)]);
+        }
+        else
+        {
+            BindText(parameter, Encoding.UTF8.GetBytes(value));
+        }
+    }
+
+    // SQLite copies the text (SQLITE_TRANSIENT), so the buffer may be reused at once.
+    private void BindText(int parameter, ReadOnlySpan<byte> utf8)
+    {
+        // A pointer that is never null, even for empty text: SQLite binds a null pointer as NULL, not as ''.
+        byte empty = 0;
+        fixed (byte* text = utf8)
+        {
+            Check(SqliteNative.sqlite3_bind_text(_handle, _indexes[parameter], utf8.IsEmpty ? &empty : text, utf8.Length, SqliteNative.Transient));
         }
     }
 
     /// <summary>Binds a blob; SQLite copies it, so the span may be reused at once.</summary>
-    public void Bind(int parameter, ReadOnlySpan<byte> value) => Check(raw.sqlite3_bind_blob(_stmt, _indexes[parameter], value));
+    public void Bind(int parameter, ReadOnlySpan<byte> value)
+    {
+        if (!SqliteNative.Available)
+        {
+            Check(raw.sqlite3_bind_blob(_stmt, _indexes[parameter], value));
+            return;
+        }
+        // A pointer that is never null, even for an empty span: SQLite binds a null pointer as NULL, not as an empty blob.
+        byte empty = 0;
+        fixed (byte* blob = value)
+        {
+            Check(SqliteNative.sqlite3_bind_blob(_handle, _indexes[parameter], value.IsEmpty ? &empty : blob, value.Length, SqliteNative.Transient));
+        }
+    }
 
-    public void BindNull(int parameter) => Check(raw.sqlite3_bind_null(_stmt, _indexes[parameter]));
+    public void BindNull(int parameter) => Check(SqliteNative.Available
+        ? SqliteNative.sqlite3_bind_null(_handle, _indexes[parameter])
+        : raw.sqlite3_bind_null(_stmt, _indexes[parameter]));
 
     /// <summary>Runs the statement to its end and returns the rows it changed.</summary>
     public int Execute()
@@ -79,22 +130,22 @@ internal sealed class PreparedStatement : IDisposable
         try
         {
             int rc;
-            while ((rc = raw.sqlite3_step(_stmt)) == raw.SQLITE_ROW)
+            while ((rc = Step()) == raw.SQLITE_ROW)
             {
             }
             Check(rc, raw.SQLITE_DONE);
-            return raw.sqlite3_changes(_db);
+            return SqliteNative.Available ? SqliteNative.sqlite3_changes(_dbHandle) : raw.sqlite3_changes(_db);
         }
         finally
         {
-            raw.sqlite3_reset(_stmt);
+            Reset();
         }
     }
 
     /// <summary>Steps to the next row; false at the end. The caller must call <see cref="Reset"/> when done, also on failure.</summary>
     public bool Read()
     {
-        var rc = raw.sqlite3_step(_stmt);
+        var rc = Step();
         if (rc == raw.SQLITE_ROW)
         {
             return true;
@@ -103,18 +154,44 @@ internal sealed class PreparedStatement : IDisposable
         return false;
     }
 
-    public void Reset() => raw.sqlite3_reset(_stmt);
+    private int Step() => SqliteNative.Available ? SqliteNative.sqlite3_step(_handle) : raw.sqlite3_step(_stmt);
 
-    public bool IsNull(int column) => raw.sqlite3_column_type(_stmt, column) == raw.SQLITE_NULL;
+    public void Reset()
+    {
+        if (SqliteNative.Available)
+        {
+            // It repeats the last step's error, which that step already reported.
+            _ = SqliteNative.sqlite3_reset(_handle);
+        }
+        else
+        {
+            raw.sqlite3_reset(_stmt);
+        }
+    }
 
-    public long GetInt64(int column) => raw.sqlite3_column_int64(_stmt, column);
+    public bool IsNull(int column) =>
+        (SqliteNative.Available ? SqliteNative.sqlite3_column_type(_handle, column) : raw.sqlite3_column_type(_stmt, column)) == raw.SQLITE_NULL;
 
-    public int GetInt32(int column) => raw.sqlite3_column_int(_stmt, column);
+    public long GetInt64(int column) =>
+        SqliteNative.Available ? SqliteNative.sqlite3_column_int64(_handle, column) : raw.sqlite3_column_int64(_stmt, column);
 
-    public double GetDouble(int column) => raw.sqlite3_column_double(_stmt, column);
+    public int GetInt32(int column) =>
+        SqliteNative.Available ? SqliteNative.sqlite3_column_int(_handle, column) : raw.sqlite3_column_int(_stmt, column);
+
+    public double GetDouble(int column) =>
+        SqliteNative.Available ? SqliteNative.sqlite3_column_double(_handle, column) : raw.sqlite3_column_double(_stmt, column);
 
     /// <summary>The column's bytes (a TEXT column's UTF-8), valid until the next step or reset.</summary>
-    public ReadOnlySpan<byte> GetBytes(int column) => raw.sqlite3_column_blob(_stmt, column);
+    public ReadOnlySpan<byte> GetBytes(int column)
+    {
+        if (!SqliteNative.Available)
+        {
+            return raw.sqlite3_column_blob(_stmt, column);
+        }
+        // The pointer first, then the length: asking for the pointer may convert the value, which changes its length.
+        var blob = SqliteNative.sqlite3_column_blob(_handle, column);
+        return blob is null ? default : new ReadOnlySpan<byte>(blob, SqliteNative.sqlite3_column_bytes(_handle, column));
+    }
 
     public string? GetString(int column) => IsNull(column) ? null : Encoding.UTF8.GetString(GetBytes(column));
 
