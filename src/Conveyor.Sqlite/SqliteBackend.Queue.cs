@@ -22,12 +22,20 @@ public sealed partial class SqliteBackend
     private const string MessageColumns =
         "seq, id, task, queue, priority, args, not_before, expires_at, attempt, max_attempts, retry_base_ms, retry_max_ms, retry_jitter, timeout_ms, idempotency_key, headers, created_at, redelivered, lapses";
 
-    private const string FetchSql = $"""
+    // A fetch reads the rows it leases, then leases them: two statements, where one UPDATE … RETURNING cost more. SQLite
+    // collects RETURNING's rows in a temporary b-tree and the IN list in another, each built and torn down per statement
+    // (about 8 % of the writer's time in a drain, by perf); the SELECT reads straight from the ready index in order.
+    private const string FetchReadSql = $"""
+        SELECT {MessageColumns} FROM tasks
+        WHERE queue = $queue AND state = {StoredStates.Queued} AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $queue AND paused = 1)
+        ORDER BY priority DESC, seq LIMIT $limit
+        """;
+
+    // The rows FetchReadSql just read, in the same transaction ($limit: how many it read), so the same rows.
+    private const string FetchLeaseSql = $"""
         UPDATE tasks SET state = {StoredStates.Running}, attempt = attempt + 1, lease_owner = $owner, lease_token = $token,
             lease_expires = $expires, lease_started = 0, started_at = $now, history = history || '|{StoredStates.Running}:' || $now
         WHERE seq IN (SELECT seq FROM tasks WHERE queue = $queue AND state = {StoredStates.Queued} ORDER BY priority DESC, seq LIMIT $limit)
-          AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $queue AND paused = 1)
-        RETURNING {MessageColumns}
         """;
 
     // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend
@@ -253,7 +261,8 @@ public sealed partial class SqliteBackend
         var expires = now + (long)request.LeaseDuration.TotalMilliseconds;
         var token = Random.Shared.NextInt64(1, long.MaxValue);
         var leases = new List<Lease>();
-        var fetch = w.Prepared(FetchSql, "$owner", "$token", "$expires", "$now", "$queue", "$limit");
+        var read = w.Prepared(FetchReadSql, "$queue", "$limit");
+        PreparedStatement? lease = null;
         var names = new NameCache();
         foreach (var queue in QueueOrder.For(request))
         {
@@ -262,30 +271,37 @@ public sealed partial class SqliteBackend
             {
                 break;
             }
-            fetch.Bind(0, request.WorkerId);
-            fetch.Bind(1, token);
-            fetch.Bind(2, expires);
-            fetch.Bind(3, now);
-            fetch.Bind(4, queue.Name);
-            fetch.Bind(5, remaining);
-            var fetched = new List<(int Priority, long Sequence, Lease Lease)>();
+            read.Bind(0, queue.Name);
+            read.Bind(1, remaining);
+            var before = leases.Count;
             try
             {
-                while (fetch.Read())
+                while (read.Read())
                 {
-                    var lease = ReadLease(fetch, token, expires, ref names);
-                    fetched.Add((lease.Message.Priority, fetch.GetInt64(0), lease));
+                    leases.Add(ReadLease(read, token, expires, ref names));
                 }
             }
             finally
             {
-                fetch.Reset();
+                read.Reset();
             }
-            // RETURNING gives no order: restore priority, then FIFO, within this queue's share.
-            fetched.Sort(static (x, y) => x.Priority != y.Priority ? y.Priority.CompareTo(x.Priority) : x.Sequence.CompareTo(y.Sequence));
-            foreach (var item in fetched)
+            var count = leases.Count - before;
+            if (count == 0)
             {
-                leases.Add(item.Lease);
+                continue;
+            }
+            lease ??= w.Prepared(FetchLeaseSql, "$owner", "$token", "$expires", "$now", "$queue", "$limit");
+            lease.Bind(0, request.WorkerId);
+            lease.Bind(1, token);
+            lease.Bind(2, expires);
+            lease.Bind(3, now);
+            lease.Bind(4, queue.Name);
+            lease.Bind(5, count);
+            var leased = lease.Execute();
+            if (leased != count)
+            {
+                // Cannot happen inside the writer's transaction; a lease handed out for a row not leased would break fencing.
+                throw new InvalidOperationException($"The fetch read {count} ready tasks of queue '{queue.Name}' and leased {leased}.");
             }
         }
         return leases;
@@ -357,7 +373,7 @@ public sealed partial class SqliteBackend
             Headers = headers,
             CreatedAt = FromMs(r.GetInt64(16)),
         };
-        return new Lease(message, token, r.GetInt32(8), r.GetInt64(17) != 0, FromMs(expires)) { RecordStartFirst = r.GetInt64(18) > 0 };
+        return new Lease(message, token, r.GetInt32(8) + 1, r.GetInt64(17) != 0, FromMs(expires)) { RecordStartFirst = r.GetInt64(18) > 0 };
     }
 
     /// <inheritdoc />
