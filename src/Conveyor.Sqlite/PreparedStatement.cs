@@ -22,21 +22,30 @@ namespace Conveyor.Sqlite;
 /// </remarks>
 internal sealed unsafe class PreparedStatement : IDisposable
 {
-    // Text up to this many UTF-8 bytes is bound from the stack; longer text from an array of its own.
-    private const int StackTextBytes = 512;
+    // Text up to this many UTF-8 bytes is encoded on the stack; longer text into an array of its own.
+    private const int StackTextBytes = SqliteNative.ShortValueBytes;
 
     private readonly sqlite3 _db;
     private readonly sqlite3_stmt _stmt;
     private readonly nint _dbHandle;
-    private readonly nint _handle;
+    private nint _handle;
     private readonly int[] _indexes;
+    // Calls the native library directly (SqliteNative) rather than through SQLitePCL; a test may ask for either.
+    private readonly bool _direct;
 
     /// <param name="connection">An open connection; the statement must be disposed before it closes.</param>
     /// <param name="sql">One SQL statement.</param>
     /// <param name="parameters">Parameter names; position <c>i</c> in this list is bound by the methods' <c>parameter</c> argument <c>i</c>.</param>
-    public PreparedStatement(SqliteConnection connection, string sql, IReadOnlyList<string> parameters)
+    /// <param name="direct">True to call the native library directly (it must be <see cref="SqliteNative.Available"/>),
+    /// false to go through SQLitePCL (tests run both), null for the first where available.</param>
+    public PreparedStatement(SqliteConnection connection, string sql, IReadOnlyList<string> parameters, bool? direct = null)
     {
         _db = connection.Handle ?? throw new InvalidOperationException("The connection is not open.");
+        _direct = direct ?? SqliteNative.Available;
+        if (_direct && !SqliteNative.Available)
+        {
+            throw new InvalidOperationException("The native library cannot be called directly here.");
+        }
         Check(raw.sqlite3_prepare_v3(_db, sql, raw.SQLITE_PREPARE_PERSISTENT, out _stmt));
         _dbHandle = _db.DangerousGetHandle();
         _handle = _stmt.DangerousGetHandle();
@@ -51,7 +60,7 @@ internal sealed unsafe class PreparedStatement : IDisposable
         }
     }
 
-    public void Bind(int parameter, long value) => Check(SqliteNative.Available
+    public void Bind(int parameter, long value) => Check(_direct
         ? SqliteNative.sqlite3_bind_int64(_handle, _indexes[parameter], value)
         : raw.sqlite3_bind_int64(_stmt, _indexes[parameter], value));
 
@@ -67,7 +76,7 @@ internal sealed unsafe class PreparedStatement : IDisposable
         }
     }
 
-    public void Bind(int parameter, double value) => Check(SqliteNative.Available
+    public void Bind(int parameter, double value) => Check(_direct
         ? SqliteNative.sqlite3_bind_double(_handle, _indexes[parameter], value)
         : raw.sqlite3_bind_double(_stmt, _indexes[parameter], value));
 
@@ -76,10 +85,6 @@ internal sealed unsafe class PreparedStatement : IDisposable
         if (value is null)
         {
             BindNull(parameter);
-        }
-        else if (!SqliteNative.Available)
-        {
-            Check(raw.sqlite3_bind_text(_stmt, _indexes[parameter], value));
         }
         else if (value.Length <= StackTextBytes / 3)
         {
@@ -93,21 +98,30 @@ internal sealed unsafe class PreparedStatement : IDisposable
         }
     }
 
-    // SQLite copies the text (SQLITE_TRANSIENT), so the buffer may be reused at once.
+    // Both ways bind the text's whole length (SQLitePCL's string overload would stop at a NUL character), and SQLite
+    // copies it (SQLITE_TRANSIENT), so the buffer may be reused at once.
     private void BindText(int parameter, ReadOnlySpan<byte> utf8)
     {
+        if (!_direct)
+        {
+            Check(raw.sqlite3_bind_text(_stmt, _indexes[parameter], utf8));
+            return;
+        }
         // A pointer that is never null, even for empty text: SQLite binds a null pointer as NULL, not as ''.
         byte empty = 0;
         fixed (byte* text = utf8)
         {
-            Check(SqliteNative.sqlite3_bind_text(_handle, _indexes[parameter], utf8.IsEmpty ? &empty : text, utf8.Length, SqliteNative.Transient));
+            var pointer = utf8.IsEmpty ? &empty : text;
+            Check(utf8.Length <= SqliteNative.ShortValueBytes
+                ? SqliteNative.sqlite3_bind_short_text(_handle, _indexes[parameter], pointer, utf8.Length, SqliteNative.Transient)
+                : SqliteNative.sqlite3_bind_text(_handle, _indexes[parameter], pointer, utf8.Length, SqliteNative.Transient));
         }
     }
 
     /// <summary>Binds a blob; SQLite copies it, so the span may be reused at once.</summary>
     public void Bind(int parameter, ReadOnlySpan<byte> value)
     {
-        if (!SqliteNative.Available)
+        if (!_direct)
         {
             Check(raw.sqlite3_bind_blob(_stmt, _indexes[parameter], value));
             return;
@@ -116,11 +130,14 @@ internal sealed unsafe class PreparedStatement : IDisposable
         byte empty = 0;
         fixed (byte* blob = value)
         {
-            Check(SqliteNative.sqlite3_bind_blob(_handle, _indexes[parameter], value.IsEmpty ? &empty : blob, value.Length, SqliteNative.Transient));
+            var pointer = value.IsEmpty ? &empty : blob;
+            Check(value.Length <= SqliteNative.ShortValueBytes
+                ? SqliteNative.sqlite3_bind_short_blob(_handle, _indexes[parameter], pointer, value.Length, SqliteNative.Transient)
+                : SqliteNative.sqlite3_bind_blob(_handle, _indexes[parameter], pointer, value.Length, SqliteNative.Transient));
         }
     }
 
-    public void BindNull(int parameter) => Check(SqliteNative.Available
+    public void BindNull(int parameter) => Check(_direct
         ? SqliteNative.sqlite3_bind_null(_handle, _indexes[parameter])
         : raw.sqlite3_bind_null(_stmt, _indexes[parameter]));
 
@@ -134,7 +151,7 @@ internal sealed unsafe class PreparedStatement : IDisposable
             {
             }
             Check(rc, raw.SQLITE_DONE);
-            return SqliteNative.Available ? SqliteNative.sqlite3_changes(_dbHandle) : raw.sqlite3_changes(_db);
+            return _direct ? SqliteNative.sqlite3_changes(_dbHandle) : raw.sqlite3_changes(_db);
         }
         finally
         {
@@ -154,11 +171,11 @@ internal sealed unsafe class PreparedStatement : IDisposable
         return false;
     }
 
-    private int Step() => SqliteNative.Available ? SqliteNative.sqlite3_step(_handle) : raw.sqlite3_step(_stmt);
+    private int Step() => _direct ? SqliteNative.sqlite3_step(_handle) : raw.sqlite3_step(_stmt);
 
     public void Reset()
     {
-        if (SqliteNative.Available)
+        if (_direct)
         {
             // It repeats the last step's error, which that step already reported.
             _ = SqliteNative.sqlite3_reset(_handle);
@@ -170,21 +187,21 @@ internal sealed unsafe class PreparedStatement : IDisposable
     }
 
     public bool IsNull(int column) =>
-        (SqliteNative.Available ? SqliteNative.sqlite3_column_type(_handle, column) : raw.sqlite3_column_type(_stmt, column)) == raw.SQLITE_NULL;
+        (_direct ? SqliteNative.sqlite3_column_type(_handle, column) : raw.sqlite3_column_type(_stmt, column)) == raw.SQLITE_NULL;
 
     public long GetInt64(int column) =>
-        SqliteNative.Available ? SqliteNative.sqlite3_column_int64(_handle, column) : raw.sqlite3_column_int64(_stmt, column);
+        _direct ? SqliteNative.sqlite3_column_int64(_handle, column) : raw.sqlite3_column_int64(_stmt, column);
 
     public int GetInt32(int column) =>
-        SqliteNative.Available ? SqliteNative.sqlite3_column_int(_handle, column) : raw.sqlite3_column_int(_stmt, column);
+        _direct ? SqliteNative.sqlite3_column_int(_handle, column) : raw.sqlite3_column_int(_stmt, column);
 
     public double GetDouble(int column) =>
-        SqliteNative.Available ? SqliteNative.sqlite3_column_double(_handle, column) : raw.sqlite3_column_double(_stmt, column);
+        _direct ? SqliteNative.sqlite3_column_double(_handle, column) : raw.sqlite3_column_double(_stmt, column);
 
     /// <summary>The column's bytes (a TEXT column's UTF-8), valid until the next step or reset.</summary>
     public ReadOnlySpan<byte> GetBytes(int column)
     {
-        if (!SqliteNative.Available)
+        if (!_direct)
         {
             return raw.sqlite3_column_blob(_stmt, column);
         }
@@ -205,5 +222,10 @@ internal sealed unsafe class PreparedStatement : IDisposable
         }
     }
 
-    public void Dispose() => _stmt.Dispose();
+    public void Dispose()
+    {
+        // A call after this would pass a freed pointer: zero makes SQLite answer SQLITE_MISUSE instead.
+        _handle = 0;
+        _stmt.Dispose();
+    }
 }
