@@ -23,6 +23,11 @@ public abstract class SqlDialect
     /// search path.</summary>
     public virtual string Table(string name) => name;
 
+    /// <summary>The predicate of the rare states' partial index (<c>tasks_rare_state</c>: every state but those of
+    /// <see cref="StoredStates.EveryTasksPath"/>), written as the engine's index has it: statements repeat it word for word
+    /// beside their own state test, since SQLite uses a partial index only when the WHERE clause contains its terms.</summary>
+    public virtual string RareStates => "state NOT IN (" + StoredStates.EveryTasksPath + ")";
+
     /// <summary>A task id as the engine stores it (a uuid, 16 bytes, …).</summary>
     public abstract object TaskIdValue(Guid id);
 

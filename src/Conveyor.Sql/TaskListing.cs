@@ -119,7 +119,7 @@ public static class TaskListing
             sql.Append(" AND state = ").Append(((int)state).ToString(CultureInfo.InvariantCulture));
             if (state is not (TaskState.Queued or TaskState.Running or TaskState.Succeeded))
             {
-                sql.Append(" AND state NOT IN (" + StoredStates.EveryTasksPath + ")");
+                sql.Append(" AND ").Append(dialect.RareStates);
             }
         }
         if (query.Task is { } task)
@@ -259,7 +259,7 @@ public static class TaskListing
         ArgumentNullException.ThrowIfNull(dialect);
         var tasks = dialect.Table("tasks");
         var limit = dialect.Limit(dialect.Parameter("limit"));
-        const string rare = "state NOT IN (" + StoredStates.EveryTasksPath + ")";
+        var rare = dialect.RareStates;
         return $"""
             SELECT queue, CAST({StoredStates.Queued} AS SMALLINT), count(*), {ExactPart} FROM {tasks} WHERE state = {StoredStates.Queued} GROUP BY queue
             UNION ALL

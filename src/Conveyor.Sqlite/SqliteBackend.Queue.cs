@@ -7,7 +7,7 @@ namespace Conveyor.Sqlite;
 
 public sealed partial class SqliteBackend
 {
-    private const string InsertSql = """
+    internal const string InsertSql = """
         INSERT INTO tasks (id, task, queue, state, priority, args, max_attempts, retry_base_ms, retry_max_ms, retry_jitter,
             timeout_ms, not_before, expires_at, created_at, idempotency_key, headers, history)
         VALUES ($id, $task, $queue, $state, $priority, $args, $max, $base, $maxdelay, $jitter,
@@ -25,14 +25,14 @@ public sealed partial class SqliteBackend
     // A fetch reads the rows it leases, then leases them: two statements, where one UPDATE … RETURNING cost more. SQLite
     // collects RETURNING's rows in a temporary b-tree and the IN list in another, each built and torn down per statement
     // (about 8 % of the writer's time in a drain, by perf); the SELECT reads straight from the ready index in order.
-    private const string FetchReadSql = $"""
+    internal const string FetchReadSql = $"""
         SELECT {MessageColumns} FROM tasks
         WHERE queue = $queue AND state = {StoredStates.Queued} AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $queue AND paused = 1)
         ORDER BY priority DESC, seq LIMIT $limit
         """;
 
     // The rows FetchReadSql just read, in the same transaction ($limit: how many it read), so the same rows.
-    private const string FetchLeaseSql = $"""
+    internal const string FetchLeaseSql = $"""
         UPDATE tasks SET state = {StoredStates.Running}, attempt = attempt + 1, lease_owner = $owner, lease_token = $token,
             lease_expires = $expires, lease_started = 0, started_at = $now, history = history || '|{StoredStates.Running}:' || $now
         WHERE seq IN (SELECT seq FROM tasks WHERE queue = $queue AND state = {StoredStates.Queued} ORDER BY priority DESC, seq LIMIT $limit)
@@ -51,7 +51,7 @@ public sealed partial class SqliteBackend
         """;
 
     // A plain task's completion: it names no workflow column, so the step trigger (008) is not run for it.
-    private const string CompleteSql = $"""
+    internal const string CompleteSql = $"""
         {CompleteSet}
         WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running} AND workflow_id IS NULL
         """;
@@ -59,7 +59,7 @@ public sealed partial class SqliteBackend
     // A plain task's success without an error (nearly every completion): CompleteSql with the cases that cannot apply left
     // out (no retry to cancel, no error to record, no attempt to give back, headers kept), so that SQLite evaluates and
     // binds a third of it. Its effect on the row is CompleteSql's for such a completion.
-    private const string CompleteSuccessSql = $"""
+    internal const string CompleteSuccessSql = $"""
         UPDATE tasks SET state = {StoredStates.Succeeded}, result = $result, not_before = NULL, finished_at = $at,
             lease_token = NULL, lease_expires = NULL, redelivered = 0, cancel_requested = 0,
             history = history || '|{StoredStates.Succeeded}:' || $at
