@@ -85,7 +85,7 @@ public sealed partial class SqliteBackend
         ["$state", "$result", "$error", "$errorEntry", "$nb", "$finished", "$at", "$id", "$token", "$unspent", "$setHeaders", "$headers"];
 
     // No row changed: the lease is no longer held.
-    private const string StartSql =
+    internal const string StartSql =
         $"UPDATE tasks SET lease_started = 1 WHERE id = $id AND lease_token = $token AND state = {StoredStates.Running}";
 
     // A lease that ends without an outcome, by LeaseRules (the in-memory backend's EndLease is the reference). SET
@@ -398,6 +398,9 @@ public sealed partial class SqliteBackend
         });
     }
 
+    internal const string WorkflowReadySql = "SELECT queue FROM workflow_ready";
+    internal const string WorkflowReadyClearSql = "DELETE FROM workflow_ready";
+
     // The answer of a batch settled as asked, shared.
     private static readonly Task<IReadOnlyList<CompletionOverride>> NothingOverridden = Task.FromResult(CompletionOverride.None);
 
@@ -405,8 +408,10 @@ public sealed partial class SqliteBackend
     {
         var overrides = CompleteRows(w, completions, ref released);
         // The workflow trigger writes the queues of the steps it released here: nearly always empty, read in the same
-        // transaction as the completions so that a rolled-back batch wakes nobody.
-        var ready = w.Prepared("DELETE FROM workflow_ready RETURNING queue");
+        // transaction as the completions so that a rolled-back batch wakes nobody. Read, then emptied only when it holds
+        // any: a DELETE … RETURNING builds two temporary b-trees on every run, empty table or not.
+        var ready = w.Prepared(WorkflowReadySql);
+        var before = released?.Count ?? 0;
         try
         {
             while (ready.Read())
@@ -417,6 +422,10 @@ public sealed partial class SqliteBackend
         finally
         {
             ready.Reset();
+        }
+        if ((released?.Count ?? 0) > before)
+        {
+            w.Prepared(WorkflowReadyClearSql).Execute();
         }
         return overrides;
     }

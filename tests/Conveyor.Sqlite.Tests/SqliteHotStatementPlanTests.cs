@@ -7,26 +7,29 @@ namespace Conveyor.Sqlite.Tests;
 /// <summary>The plans of the statements every task runs, on the schema as migrated: SQLite builds a temporary b-tree
 /// (OpenEphemeral) for a RETURNING clause, an IN subquery and an IN list of three or more values, also one in a partial
 /// index's predicate, which every UPDATE that writes state evaluates: each costs a b-tree built and dropped on every run
-/// (about a tenth of the writer's time in a drain, when the completion and the lease had two each). And the rare
+/// (the in-process drain ran a third faster without the two that each completion and lease had; docs/benchmarks.md). And the rare
 /// states' listings still find that index, whose predicate is now a range.</summary>
 public sealed class SqliteHotStatementPlanTests
 {
     [Theory]
     [InlineData(nameof(SqliteBackend.InsertSql), 0)]
     [InlineData(nameof(SqliteBackend.FetchReadSql), 0)]
-    // The IN subquery of the rows the read took, and the rows collected before they are changed (the UPDATE changes the
-    // index it finds them by): two, once for the whole batch of leases.
+    // The IN subquery of the rows the read took, and (in SQLite's later versions) the rows collected before they are
+    // changed, as the UPDATE changes the index it finds them by: at most two, once for the whole batch of leases.
     [InlineData(nameof(SqliteBackend.FetchLeaseSql), 2)]
+    [InlineData(nameof(SqliteBackend.StartSql), 0)]
     [InlineData(nameof(SqliteBackend.CompleteSuccessSql), 0)]
     [InlineData(nameof(SqliteBackend.CompleteSql), 0)]
-    public async Task A_hot_statement_builds_no_temporary_btree_beyond_its_own(string statement, int expected)
+    [InlineData(nameof(SqliteBackend.WorkflowReadySql), 0)]
+    [InlineData(nameof(SqliteBackend.WorkflowReadyClearSql), 0)]
+    public async Task A_hot_statement_builds_no_temporary_btree_beyond_its_own(string statement, int most)
     {
         await using var db = await MigratedDatabase.OpenAsync();
         var sql = (string)typeof(SqliteBackend).GetField(statement, System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic)!.GetValue(null)!;
 
         var opcodes = Explain(db.Connection, sql);
 
-        Assert.Equal(expected, opcodes.Count(op => op == "OpenEphemeral"));
+        Assert.InRange(opcodes.Count(op => op == "OpenEphemeral"), 0, most);
     }
 
     [Fact]
