@@ -222,6 +222,10 @@ internal sealed unsafe class PreparedStatement : IDisposable
         }
     }
 
+    /// <summary>How often SQLite compiled the statement again since it was prepared (SQLITE_STMTSTATUS_REPREPARE): after a
+    /// schema change, or after a new value was bound to a parameter that its plan depends on.</summary>
+    public int Reprepares => raw.sqlite3_stmt_status(_stmt, 5 /* SQLITE_STMTSTATUS_REPREPARE */, 0);
+
     public void Dispose()
     {
         // A call after this would pass a freed pointer: zero makes SQLite answer SQLITE_MISUSE instead.

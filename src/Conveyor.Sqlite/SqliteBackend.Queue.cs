@@ -28,14 +28,16 @@ public sealed partial class SqliteBackend
     internal const string FetchReadSql = $"""
         SELECT {MessageColumns} FROM tasks
         WHERE queue = $queue AND state = {StoredStates.Queued} AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $queue AND paused = 1)
-        ORDER BY priority DESC, seq LIMIT $limit
+        ORDER BY priority DESC, seq LIMIT $limit + 0
         """;
 
-    // The rows FetchReadSql just read, in the same transaction ($limit: how many it read), so the same rows.
+    // The rows FetchReadSql just read, in the same transaction ($limit: how many it read), so the same rows. Both give
+    // their limit as an expression, not a bare parameter: SQLite (3.46 on) reads a bare one's value when it plans the
+    // statement, and so compiles the statement again each time another value is bound, which is every fetch.
     internal const string FetchLeaseSql = $"""
         UPDATE tasks SET state = {StoredStates.Running}, attempt = attempt + 1, lease_owner = $owner, lease_token = $token,
             lease_expires = $expires, lease_started = 0, started_at = $now, history = history || '|{StoredStates.Running}:' || $now
-        WHERE seq IN (SELECT seq FROM tasks WHERE queue = $queue AND state = {StoredStates.Queued} ORDER BY priority DESC, seq LIMIT $limit)
+        WHERE seq IN (SELECT seq FROM tasks WHERE queue = $queue AND state = {StoredStates.Queued} ORDER BY priority DESC, seq LIMIT $limit + 0)
         """;
 
     // A retry of a task whose cancel was asked cancels it instead: the cancel reached the backend

@@ -30,6 +30,37 @@ public sealed class SqliteHotStatementPlanTests
         var opcodes = Explain(db.Connection, sql);
 
         Assert.InRange(opcodes.Count(op => op == "OpenEphemeral"), 0, most);
+        // Nor a sort: the fetch's order is the ready index's.
+        Assert.DoesNotContain("SorterOpen", opcodes);
+    }
+
+    [Fact]
+    public async Task The_fetch_is_not_compiled_again_for_each_batch_size()
+    {
+        // SQLite (3.46 on) compiles a statement again when a new value is bound to a parameter its plan looked at, such as
+        // a LIMIT given as a bare parameter: a parse and plan on every fetch.
+        await using var db = await MigratedDatabase.OpenAsync();
+        using var read = new PreparedStatement(db.Connection, SqliteBackend.FetchReadSql, ["$queue", "$limit"]);
+        using var lease = new PreparedStatement(
+            db.Connection, SqliteBackend.FetchLeaseSql, ["$owner", "$token", "$expires", "$now", "$queue", "$limit"]);
+
+        for (var limit = 1; limit <= 4; limit++)
+        {
+            read.Bind(0, "default");
+            read.Bind(1, limit);
+            Assert.False(read.Read());
+            read.Reset();
+            lease.Bind(0, "worker");
+            lease.Bind(1, limit);
+            lease.Bind(2, 2L);
+            lease.Bind(3, 1L);
+            lease.Bind(4, "default");
+            lease.Bind(5, limit);
+            Assert.Equal(0, lease.Execute());
+        }
+
+        Assert.Equal(0, read.Reprepares);
+        Assert.Equal(0, lease.Reprepares);
     }
 
     [Fact]
