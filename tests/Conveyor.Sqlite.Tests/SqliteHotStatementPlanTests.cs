@@ -64,6 +64,47 @@ public sealed class SqliteHotStatementPlanTests
     }
 
     [Fact]
+    public async Task On_analyzed_tables_the_hot_statements_are_not_compiled_again_for_new_values()
+    {
+        // With ANALYZE's statistics (sqlite_stat4), SQLite compiles a statement again when a new value is bound to a
+        // parameter whose value its plan estimated from them: every fetch and completion, were it so.
+        await using var db = await MigratedDatabase.OpenAsync();
+        var messages = Enumerable.Range(0, 400).Select(i => new TaskMessage
+        {
+            Id = Guid.CreateVersion7(),
+            Task = "test.plan",
+            Queue = i % 4 == 0 ? "other" : "default",
+            Priority = i % 3,
+            CreatedAt = DateTimeOffset.UtcNow,
+        }).ToList();
+        await db.Backend.Queue.EnqueueAsync(messages, CancellationToken.None);
+        using (var analyze = db.Connection.CreateCommand())
+        {
+            analyze.CommandText = "ANALYZE";
+            analyze.ExecuteNonQuery();
+        }
+        using var read = new PreparedStatement(db.Connection, SqliteBackend.FetchReadSql, ["$queue", "$limit"]);
+        using var success = new PreparedStatement(
+            db.Connection, SqliteBackend.CompleteSuccessSql, ["$result", "$at", "$id", "$token"]);
+
+        for (var i = 0; i < 6; i++)
+        {
+            read.Bind(0, i % 2 == 0 ? "default" : "other");
+            read.Bind(1, i + 1);
+            Assert.True(read.Read());
+            read.Reset();
+            success.Bind(0, (string?)null);
+            success.Bind(1, i);
+            success.Bind(2, messages[i].Id.ToByteArray(bigEndian: true));
+            success.Bind(3, 1L);
+            Assert.Equal(0, success.Execute());
+        }
+
+        Assert.Equal(0, read.Reprepares);
+        Assert.Equal(0, success.Reprepares);
+    }
+
+    [Fact]
     public async Task An_index_predicate_with_an_IN_list_would_be_seen()
     {
         await using var db = await MigratedDatabase.OpenAsync();
@@ -130,6 +171,8 @@ public sealed class SqliteHotStatementPlanTests
     private sealed class MigratedDatabase(SqliteTestBackend factory, SqliteBackend backend, SqliteConnection connection) : IAsyncDisposable
     {
         public SqliteConnection Connection => connection;
+
+        public SqliteBackend Backend => backend;
 
         public static async Task<MigratedDatabase> OpenAsync()
         {
