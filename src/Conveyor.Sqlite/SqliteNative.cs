@@ -8,8 +8,8 @@ namespace Conveyor.Sqlite;
 /// called on the handles' pointers. SQLitePCL's own calls pass each handle as a <see cref="SafeHandle"/> (a reference
 /// count taken and released around each call) through a full managed-to-native transition; the functions that only
 /// read or bind a value (no I/O, no lock, no callback into managed code) are marked
-/// <see cref="SuppressGCTransitionAttribute"/>, which the runtime allows for such short calls (a bind, for a short value only). Steps and resets keep the
-/// full transition: they do I/O and may call the busy handler.
+/// <see cref="SuppressGCTransitionAttribute"/>, which the runtime allows for such short calls (a bind, for a short value
+/// only). Steps and resets keep the full transition: they do I/O and may call the busy handler.
 /// </summary>
 /// <remarks>The library is the one SQLitePCL's bundled provider loads (the same name, so the same loaded image: the
 /// handles it made are valid here); <see cref="Available"/> checks that it is reachable and is that very image, and the
