@@ -139,7 +139,13 @@ internal static class ConveyorHosts
     /// sources (appsettings.json and appsettings.{Environment}.json in the working directory, environment variables).
     /// <c>conveyor doctor</c> reads the server's configuration through it, so that both read the same sources.</summary>
     internal static WebApplicationBuilder CreateServerBuilder() =>
-        WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
+        WebApplication.CreateBuilder(new WebApplicationOptions { Args = HostArguments, ContentRootPath = Directory.GetCurrentDirectory() });
+
+    /// <summary>The host builders' own arguments: appsettings.json is read once, at start, not watched. Watching it
+    /// watches the whole working directory (inotify), where an embedded SQLite database usually lives: every page its
+    /// writer puts in the WAL then woke the host's file-watching thread, about a tenth of a drain's CPU, and in every
+    /// process of a supervisor (docs/benchmarks.md, "The hosts' configuration watcher").</summary>
+    internal static readonly string[] HostArguments = ["--hostBuilder:reloadConfigOnChange=false"];
 
     /// <summary>Why the server refuses <c>Kestrel:Endpoints</c>, when it is set, or null.</summary>
     internal static string? KestrelEndpointsProblem(IConfiguration configuration) =>
@@ -157,7 +163,7 @@ internal static class ConveyorHosts
     /// <summary>A worker (and the scheduler) without HTTP, or a tool host whose services are used without starting it.</summary>
     public static IHost BuildHost(HostRole role, IReadOnlyDictionary<string, string?> flags, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = HostArguments, ContentRootPath = Directory.GetCurrentDirectory() });
         AddConveyor(builder.Configuration, builder.Services, builder.Logging, role, flags, environment);
         return builder.Build();
     }
