@@ -4,7 +4,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-var builder = Host.CreateApplicationBuilder(args);
+// appsettings.json is read once, not watched: a watch covers this whole folder, data/ and its database included, and
+// would wake on every write to it (docs/sqlite.md, "The database and the app's folder").
+var builder = Host.CreateApplicationBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
 builder.Services
     .AddConveyor(o => o.Worker.Concurrency = 8)
     .AddTask<ScoreFlight>("flights.score", t => { t.MaxAttempts = 3; t.Timeout = TimeSpan.FromMinutes(2); })

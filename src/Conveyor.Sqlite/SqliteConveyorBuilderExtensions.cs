@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -16,10 +17,13 @@ public static class SqliteConveyorBuilderExtensions
         {
             options.Configure(configure);
         }
-        builder.Services.AddSingleton(sp => new SqliteBackend(
-            sp.GetRequiredService<IOptions<SqliteBackendOptions>>().Value,
-            sp.GetService<TimeProvider>(),
-            sp.GetService<ILogger<SqliteBackend>>()));
+        builder.Services.AddSingleton(sp =>
+        {
+            var logger = sp.GetService<ILogger<SqliteBackend>>();
+            var backend = new SqliteBackend(sp.GetRequiredService<IOptions<SqliteBackendOptions>>().Value, sp.GetService<TimeProvider>(), logger);
+            SqliteWatchedFolder.WarnIfWatched(sp.GetService<IConfiguration>(), backend.DatabasePath, logger);
+            return backend;
+        });
         return builder.UseBackend(sp => sp.GetRequiredService<SqliteBackend>());
     }
 }
