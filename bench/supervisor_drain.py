@@ -18,7 +18,7 @@ def run(mode):
     db = os.path.join(d, "s.db")
     schema = "supbench_" + str(int(time.time() * 1000))
     url = os.environ.get("PG_URL")
-    env = dict(os.environ, DATABASE_URL=(url + "?schema=" + schema) if url else "sqlite:///" + db, LOG_LEVEL="warning")
+    env = dict(os.environ, DATABASE_URL=(url + ("&" if "?" in url else "?") + "schema=" + schema) if url else "sqlite:///" + db, LOG_LEVEL="warning")
     for k in list(env):
         if k.startswith("CONVEYOR_"): del env[k]
     port = free_port()
