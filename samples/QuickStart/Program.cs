@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 
 // appsettings.json is read once, not watched: a watch covers this whole folder, data/ and its database included, and
 // would wake on every write to it (docs/sqlite.md, "The database and the app's folder").
-var builder = Host.CreateApplicationBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
+var builder = Host.CreateApplicationBuilder(["--hostBuilder:reloadConfigOnChange=false", .. args]);
 builder.Services
     .AddConveyor(o => o.Worker.Concurrency = 8)
     .AddTask<ScoreFlight>("flights.score", t => { t.MaxAttempts = 3; t.Timeout = TimeSpan.FromMinutes(2); })

@@ -9,7 +9,7 @@ using Microsoft.Extensions.Hosting;
 // Settings come from the usual host sources: appsettings.json, Conveyor__Worker__Processes=2, --Conveyor:Worker:Processes=2.
 // appsettings.json is read once, not watched: a watch covers this whole folder, data/ and its database included, and
 // would wake on every write to it (docs/sqlite.md, "The database and the app's folder").
-var builder = Host.CreateApplicationBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
+var builder = Host.CreateApplicationBuilder(["--hostBuilder:reloadConfigOnChange=false", .. args]);
 builder.Services.AddSingleton(new RunLog(builder.Configuration["Sample:RunLog"]));
 builder.Services
     .AddConveyor(builder.Configuration.GetSection("Conveyor"))

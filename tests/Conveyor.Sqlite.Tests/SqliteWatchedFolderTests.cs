@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -24,6 +25,28 @@ public sealed class SqliteWatchedFolderTests : IDisposable
         // A sibling whose name starts with the watched folder's is not inside it.
         Assert.Null(SqliteWatchedFolder.Find(watching, _root + "-other" + Path.DirectorySeparatorChar + "conveyor.db"));
         Assert.Null(SqliteWatchedFolder.Find(null, Path.Combine(_root, "conveyor.db")));
+    }
+
+    [Fact]
+    public void A_watched_file_system_root_contains_every_database()
+    {
+        // A container without a working directory of its own runs from "/": its host watches the whole file system.
+        var fileSystemRoot = Path.GetPathRoot(_root)!;
+        // Polling its one file, not watching the whole file system (inotify on every folder) for the test.
+        using var provider = new PhysicalFileProvider(fileSystemRoot) { UsePollingFileWatcher = true };
+        var watching = new ConfigurationBuilder().SetFileProvider(provider).AddJsonFile("appsettings.json", optional: true, reloadOnChange: true).Build();
+
+        Assert.Equal(fileSystemRoot, SqliteWatchedFolder.Find(watching, Path.Combine(_root, "conveyor.db")));
+        (watching as IDisposable)?.Dispose();
+    }
+
+    [Fact]
+    public void A_reloading_source_inside_a_chained_configuration_is_found()
+    {
+        var inner = new ConfigurationBuilder().SetBasePath(_root).AddJsonFile("appsettings.json", optional: true, reloadOnChange: true).Build();
+        var outer = new ConfigurationBuilder().AddConfiguration(inner).Build();
+
+        Assert.NotNull(SqliteWatchedFolder.Find(outer, Path.Combine(_root, "conveyor.db")));
     }
 
     [Theory]

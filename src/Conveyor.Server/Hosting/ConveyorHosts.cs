@@ -143,8 +143,8 @@ internal static class ConveyorHosts
 
     /// <summary>The host builders' own arguments: appsettings.json is read once, at start, not watched. Watching it
     /// watches the whole working directory (inotify), where an embedded SQLite database usually lives: every page its
-    /// writer puts in the WAL then woke the host's file-watching thread, about a tenth of a drain's CPU, and in every
-    /// process of a supervisor (docs/benchmarks.md, "The hosts' configuration watcher").</summary>
+    /// writer puts in the WAL then woke the host's file-watching thread, 5–10 % of a drain's CPU, and in each
+    /// child of a supervisor (docs/benchmarks.md, "The hosts' configuration watcher").</summary>
     internal static readonly string[] HostArguments = ["--hostBuilder:reloadConfigOnChange=false"];
 
     /// <summary>Why the server refuses <c>Kestrel:Endpoints</c>, when it is set, or null.</summary>

@@ -13,7 +13,8 @@ namespace Conveyor;
 /// Runs a program's worker as <see cref="WorkerOptions.Processes"/> supervised child processes of itself (Celery's
 /// prefork pool, a process per child): <c>conveyor worker --processes 4</c>, or an app that hosts its own handlers:
 /// <code>
-/// var builder = Host.CreateApplicationBuilder(args);
+/// // appsettings.json read once: a watch would cover a SQLite database in the app's folder (docs/sqlite.md).
+/// var builder = Host.CreateApplicationBuilder(["--hostBuilder:reloadConfigOnChange=false", .. args]);
 /// builder.Services.AddConveyor(builder.Configuration.GetSection("Conveyor")).AddTask&lt;Resize&gt;("images.resize").UseSqlite();
 /// if (ConveyorSupervisor.IsRequested(builder.Configuration))
 /// {
