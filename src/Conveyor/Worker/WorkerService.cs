@@ -182,6 +182,7 @@ internal sealed partial class WorkerService(
         var heartbeat = Task.Run(() => HeartbeatLoopAsync(queues, concurrency, heartbeatStop.Token), CancellationToken.None);
         var leaseWatch = Task.Run(() => LeaseWatchLoopAsync(heartbeatStop.Token), CancellationToken.None);
         var limitReleases = _limits is { } gate ? Task.Run(() => gate.RunReleasesAsync(heartbeatStop.Token), CancellationToken.None) : Task.CompletedTask;
+        var clockCheck = Task.Run(() => WarnOfClockSkewAsync(heartbeatStop.Token), CancellationToken.None);
 
         try
         {
@@ -201,6 +202,7 @@ internal sealed partial class WorkerService(
             await heartbeat.ConfigureAwait(false);
             await leaseWatch.ConfigureAwait(false);
             await limitReleases.ConfigureAwait(false);
+            await clockCheck.ConfigureAwait(false);
             var handedBack = await HandBackLeftoversAsync().ConfigureAwait(false);
             if (_limits is not null)
             {
@@ -1340,6 +1342,25 @@ internal sealed partial class WorkerService(
         events.Publish(TaskEvent.OfOutcome(message, completion, status.WorkerId, inFlight.Duration, state));
     }
 
+    /// <summary>Leases, ETAs and retry times are written with each process's clock (docs/architecture.md): a worker whose
+    /// clock is off its engine's by more than <see cref="BackendHealth.SkewWarning"/> says so in its own log once, at
+    /// start, as a server's <c>/health/ready</c> does. An engine that does not answer is the other loops' to report.</summary>
+    private async Task WarnOfClockSkewAsync(CancellationToken stop)
+    {
+        try
+        {
+            var health = await backend.CheckHealthAsync(stop).ConfigureAwait(false);
+            if (health.ClockSkew is { } skew && skew.Duration() > BackendHealth.SkewWarning)
+            {
+                LogClockSkew(status.WorkerId, backend.Name, skew.TotalSeconds, _options.LeaseDuration.TotalSeconds);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Stopping, or the engine is not answering: nothing to say about its clock.
+        }
+    }
+
     private async Task HeartbeatLoopAsync(IReadOnlyList<QueueWeight> queues, int concurrency, CancellationToken stop)
     {
         using var timer = new PeriodicTimer(_options.HeartbeatInterval, time);
@@ -1696,6 +1717,9 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(12, LogLevel.Warning, "Handed back {Count} leases still held at the end of the drain (handlers that ignored their cancellation, or writes the backend did not take)")]
     private partial void LogLeftoversHandedBack(int count);
+
+    [LoggerMessage(16, LogLevel.Warning, "Worker {WorkerId}: this process's clock differs from {Engine}'s by {SkewSeconds:0.###} s; leases ({LeaseSeconds} s), ETAs and retry times are written with each process's clock, so set every machine's clock by NTP")]
+    private partial void LogClockSkew(string workerId, string engine, double skewSeconds, double leaseSeconds);
 
     [LoggerMessage(13, LogLevel.Warning, "Could not hand back the leases worker {WorkerId} still holds at the end of its drain; its supervisor hands them back, or they run out")]
     private partial void LogLeftoversFailed(Exception exception, string workerId);
