@@ -1349,6 +1349,8 @@ internal sealed partial class WorkerService(
     {
         try
         {
+            // After a heartbeat's interval: not a round trip beside the first fetches, which a worker's start-up waits for.
+            await Task.Delay(_options.HeartbeatInterval, time, stop).ConfigureAwait(false);
             var health = await backend.CheckHealthAsync(stop).ConfigureAwait(false);
             if (health.ClockSkew is { } skew && skew.Duration() > BackendHealth.SkewWarning)
             {
