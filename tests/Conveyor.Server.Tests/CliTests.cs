@@ -46,6 +46,28 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Worker_help_lists_the_worker_process_options()
+    {
+        var (exitCode, output, error) = await ConveyorProcess.RunAsync(_folder, Environment, "worker", "--help");
+
+        Assert.True(exitCode == 0, error);
+        // Each with its value's name, as an option line shows it (another option's description may name it too).
+        string[] options =
+        [
+            "--processes <n>",
+            "--concurrency <n>",
+            "--queues <list>",
+            "--max-tasks-per-child <n>",
+            "--max-memory-per-child <size>",
+            "--soft-time-limit <duration>",
+            "--time-limit <duration>",
+            "--graceful-timeout <duration>",
+        ];
+        var missing = options.Where(o => !output.Contains(o, StringComparison.Ordinal)).ToArray();
+        Assert.True(missing.Length == 0, $"'conveyor worker --help' does not list {string.Join(", ", missing)}:\n{output}");
+    }
+
+    [Fact]
     public async Task Enqueued_task_shows_in_info_json()
     {
         var enqueue = await ConveyorProcess.RunAsync(_folder, Environment, "enqueue", "conveyor.noop", "--queue", "cli", "--args", """{"n": 1}""", "--priority", "3");

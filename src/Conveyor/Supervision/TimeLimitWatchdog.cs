@@ -9,8 +9,9 @@ namespace Conveyor;
 /// Watches the running handlers from a thread of its own, so that handlers that block or spin on every pool thread
 /// cannot hold it up.
 /// <list type="bullet">
-/// <item>Soft limit (the task's <see cref="TaskMessage.Timeout"/>, else <see cref="WorkerOptions.SoftTimeLimit"/>): the
-/// worker cancels the handler's token; this logs it once, so a handler that ignores its token is seen.</item>
+/// <item>Soft limit (the task's <see cref="TaskMessage.Timeout"/>, else <see cref="WorkerOptions.SoftTimeLimit"/>): not
+/// watched here; the worker cancels the handler's token and logs it as it does, whether the handler honours it or
+/// not (a look every <see cref="CheckInterval"/> would miss a handler that ends at once).</item>
 /// <item>Hard limit (<see cref="WorkerOptions.TimeLimit"/>): a handler that runs past it cannot be stopped from inside
 /// the process, so the process ends. First the overdue attempts are recorded failed (<see cref="ErrorType"/>, retried
 /// or dead by their policy), then every other lease this worker holds is abandoned so its tasks come back at once, then
@@ -35,7 +36,6 @@ internal sealed partial class TimeLimitWatchdog(
     /// <summary>Longest the backend calls before the exit may take: with the backend down, the process still ends.</summary>
     private static readonly TimeSpan ExitDeadline = TimeSpan.FromSeconds(10);
     private readonly ManualResetEventSlim _stop = new();
-    private readonly HashSet<LeaseRef> _softLogged = [];
     private Thread? _thread;
 
     /// <summary>Replaces the process exit in tests.</summary>
@@ -73,18 +73,10 @@ internal sealed partial class TimeLimitWatchdog(
         foreach (var task in running)
         {
             var elapsed = now - task.StartedAt;
-            if ((task.Lease.Message.Timeout ?? worker.SoftTimeLimit) is { } soft && elapsed >= soft && _softLogged.Add(task.Lease.Ref))
-            {
-                LogSoftLimit(task.Lease.Message.Id, task.Lease.Message.Task, task.Lease.Attempt, soft);
-            }
             if (worker.TimeLimit is { } hard && elapsed >= hard)
             {
                 (overdue ??= []).Add(task);
             }
-        }
-        if (_softLogged.Count > 0)
-        {
-            _softLogged.RemoveWhere(lease => !running.Any(t => t.Lease.Ref == lease));
         }
         if (overdue is null)
         {
@@ -185,9 +177,6 @@ internal sealed partial class TimeLimitWatchdog(
         _thread?.Join(TimeSpan.FromSeconds(1));
         _stop.Dispose();
     }
-
-    [LoggerMessage(1, LogLevel.Warning, "Task {TaskId} ({Task}, attempt {Attempt}) passed its soft time limit of {Limit}: its cancellation token was cancelled")]
-    private partial void LogSoftLimit(Guid taskId, string task, int attempt, TimeSpan limit);
 
     [LoggerMessage(2, LogLevel.Critical, "Task {TaskId} ({Task}, attempt {Attempt}) passed the hard time limit of {Limit}: worker {WorkerId} records the attempt failed and exits")]
     private partial void LogHardLimit(Guid taskId, string task, int attempt, TimeSpan limit, string workerId);

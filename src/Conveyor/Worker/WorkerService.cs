@@ -922,8 +922,19 @@ internal sealed partial class WorkerService(
     private async Task<Completion> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor, CancellationTokenSource cancellation)
     {
         var message = lease.Message;
+        CancellationTokenRegistration softLimit = default;
         if ((message.Timeout ?? _options.SoftTimeLimit) is { } timeout)
         {
+            // Logged as the limit cancels the token: a handler that honours it ends at once, before a periodic look
+            // (the watchdog's) could see it running past the limit. A loss, a cancel or the hard stop sets its flag
+            // before it cancels, and is not logged as the limit.
+            softLimit = cancellation.Token.Register(() =>
+            {
+                if (!inFlight.Lost && !inFlight.CancelRequested && !_hardStop.IsCancellationRequested)
+                {
+                    LogSoftLimit(message.Id, message.Task, lease.Attempt, timeout);
+                }
+            });
             cancellation.CancelAfter(timeout);
         }
         if (inFlight.CancelRequested)
@@ -984,6 +995,7 @@ internal sealed partial class WorkerService(
         finally
         {
             inFlight.Cancellation = null;
+            await softLimit.DisposeAsync().ConfigureAwait(false);
             await scope.DisposeAsync().ConfigureAwait(false);
         }
     }
@@ -1701,6 +1713,9 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(9, LogLevel.Warning, "Outcome of task {TaskId} dropped: its lease was lost while its handler ran")]
     private partial void LogOutcomeDropped(Guid taskId);
+
+    [LoggerMessage(16, LogLevel.Warning, "Task {TaskId} ({Task}, attempt {Attempt}) passed its soft time limit of {Limit}: its cancellation token was cancelled")]
+    private partial void LogSoftLimit(Guid taskId, string task, int attempt, TimeSpan limit);
 
     [LoggerMessage(14, LogLevel.Debug, "Completion of task {TaskId} (lease {Token}) ignored by the backend: its lease was no longer held (it ran out, and the task was taken back or leased again); no event is raised for it")]
     private partial void LogCompletionIgnored(Guid taskId, long token);
