@@ -1735,7 +1735,7 @@ internal sealed partial class WorkerService(
     [LoggerMessage(12, LogLevel.Warning, "Handed back {Count} leases still held at the end of the drain (handlers that ignored their cancellation, or writes the backend did not take)")]
     private partial void LogLeftoversHandedBack(int count);
 
-    [LoggerMessage(16, LogLevel.Warning, "Worker {WorkerId}: this process's clock differs from {Engine}'s by {SkewSeconds:0.###} s; leases ({LeaseSeconds} s), ETAs and retry times are written with each process's clock, so set every machine's clock by NTP")]
+    [LoggerMessage(17, LogLevel.Warning, "Worker {WorkerId}: this process's clock differs from {Engine}'s by {SkewSeconds:0.###} s; leases ({LeaseSeconds} s), ETAs and retry times are written with each process's clock, so set every machine's clock by NTP")]
     private partial void LogClockSkew(string workerId, string engine, double skewSeconds, double leaseSeconds);
 
     [LoggerMessage(13, LogLevel.Warning, "Could not hand back the leases worker {WorkerId} still holds at the end of its drain; its supervisor hands them back, or they run out")]
