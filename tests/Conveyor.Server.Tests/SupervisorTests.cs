@@ -473,7 +473,11 @@ public sealed partial class SupervisorTests : IDisposable
             () => $"every task to succeed. Output: {supervisor.Output}");
         await WaitUntilAsync(() => supervisor.Output.Contains($"worker {secondId}) exited to be recycled (code 75)", StringComparison.Ordinal), TimeSpan.FromSeconds(30),
             () => $"the recycle. Output: {supervisor.Output}");
-        Assert.Matches(@"exited to be recycled \(code 75\) after [\d.]+ s; it handed back its leases itself; replaced at once \(restart 2\)", supervisor.Output);
+        // Replaced when it began to drain, not when it exited (RecycleNotice): the replacement started before the exit.
+        Assert.Matches(@"exited to be recycled \(code 75\) after [\d.]+ s; it handed back its leases itself; replaced at once, when it began to drain \(restart 2\)", supervisor.Output);
+        Assert.True(supervisor.Output.IndexOf($"worker {secondId}) recycles: it stopped fetching and drains; its replacement starts now", StringComparison.Ordinal)
+            is var retiring and >= 0 && retiring < supervisor.Output.IndexOf("Worker process 1 started: pid", retiring, StringComparison.Ordinal),
+            $"the replacement was not started when the child began to drain. Output: {supervisor.Output}");
         await WaitForWorkerAsync(supervisor, (await WaitForChildAsync(supervisor, 3, TimeSpan.FromSeconds(30))).WorkerId, TimeSpan.FromSeconds(60));
         AssertLean(LoadedAssemblies(supervisor.Id));
         Assert.DoesNotContain($"Worker {secondId} exited without handing back", supervisor.Error, StringComparison.Ordinal);

@@ -10,7 +10,8 @@ namespace Conveyor;
 /// <see cref="WorkerOptions.MaxMemoryPerChild"/> of resident memory: it logs why, sets the exit code
 /// <see cref="WorkerExitCodes.Recycled"/> and stops the host, whose worker then drains as at any shutdown (stops
 /// fetching, hands back unstarted leases unspent, waits for the running handlers, ends what it still holds). The
-/// supervisor (or systemd) starts a fresh process. A supervised child gets its exit code from the end of its drain: 75
+/// supervisor (or systemd) starts a fresh process; a supervisor is told at once (<see cref="RecycleNotice"/>), and
+/// starts it while this one drains. A supervised child gets its exit code from the end of its drain: 75
 /// once the backend confirmed that it handed back every lease, so that its supervisor has nothing to do for it. The count is kept by <see cref="WorkerStatus"/>: no attempt starts past it
 /// (<see cref="WorkerStatus.TryStart"/>), and the drain starts as the last of them finishes. Memory is read a few times a
 /// second.
@@ -84,6 +85,11 @@ internal sealed partial class WorkerRecycler(
         // reached the worker, the fetch loops went on leasing and running tasks past the limit (under load, a second's
         // worth or more).
         await WorkerStop.StopFetchingAsync(services, status).ConfigureAwait(false);
+        if (ConveyorSupervisor.IsChildProcess)
+        {
+            // Its supervisor starts the replacement now, while this process drains and exits (RecycleNotice).
+            RecycleNotice.Send(status.WorkerId);
+        }
         // A supervised child exits 75 only once its drain handed back every lease it held (WorkerService): its supervisor
         // then has nothing to hand back.
         lifetime.StopApplication();

@@ -58,13 +58,20 @@ internal sealed partial class WorkerSupervisor(
 {
     private readonly object _gate = new();
     private readonly ConcurrentDictionary<int, Child> _children = new();
+    // Children that said they recycle and were replaced at once: they finish what they run and exit beside their
+    // replacement (RecycleNotice), by worker id.
+    private readonly ConcurrentDictionary<string, Child> _retired = new(StringComparer.Ordinal);
+    private RecycleNotice? _notice;
     // Hand-backs (and their log lines) still under way: waited for before the supervisor returns.
     private readonly ConcurrentDictionary<Task, byte> _handingBack = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly string _idPrefix = $"{Environment.MachineName}:{Environment.ProcessId}";
     private int _restarts;
 
-    private sealed record Child(int Slot, string WorkerId, Process Process, int ProcessId, long StartedAt);
+    private sealed record Child(int Slot, string WorkerId, Process Process, int ProcessId, long StartedAt)
+    {
+        public Task Exited { get; } = Process.WaitForExitAsync(CancellationToken.None);
+    }
 
     /// <summary>Children restarted since start (planned or not).</summary>
     public int Restarts => Volatile.Read(ref _restarts);
@@ -79,31 +86,46 @@ internal sealed partial class WorkerSupervisor(
     public async Task RunAsync(CancellationToken stop, CancellationToken stopNow)
     {
         LogStarting(Environment.ProcessId, settings.Processes, settings.FileName + " " + string.Join(' ', settings.Arguments));
-        var slots = Enumerable.Range(1, settings.Processes).Select(slot => Task.Run(() => RunSlotAsync(slot), CancellationToken.None)).ToArray();
-        var all = Task.WhenAll(slots);
+        _notice = RecycleNotice.TryOpen();
         try
         {
-            await Task.WhenAny(all, Task.Delay(Timeout.Infinite, stop)).ConfigureAwait(false);
+            await RunSlotsAsync(stop, stopNow).ConfigureAwait(false);
+        }
+        finally
+        {
+            _notice?.Dispose();
+        }
+    }
+
+    private async Task RunSlotsAsync(CancellationToken stop, CancellationToken stopNow)
+    {
+        var slots = Enumerable.Range(1, settings.Processes).Select(slot => Task.Run(() => RunSlotAsync(slot), CancellationToken.None)).ToArray();
+        var slotsEnded = Task.WhenAll(slots);
+        try
+        {
+            await Task.WhenAny(slotsEnded, Task.Delay(Timeout.Infinite, stop)).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
         }
         BeginStop();
+        // No child is retired once stopping began (RunSlotAsync): the retired ones are all known now.
+        var all = Task.WhenAll(_retired.Values.Select(c => c.Exited).Append(slotsEnded));
         if (!all.IsCompleted)
         {
             if (!stopNow.IsCancellationRequested)
             {
-                LogDraining(_children.Count, settings.GracefulTimeout);
+                LogDraining(_children.Count + _retired.Count, settings.GracefulTimeout);
                 var limit = Task.Delay(settings.GracefulTimeout, time, stopNow);
                 await Task.WhenAny(all, limit).ConfigureAwait(false);
-                if (!all.IsCompleted && !_children.IsEmpty)
+                if (!all.IsCompleted && (!_children.IsEmpty || !_retired.IsEmpty))
                 {
-                    LogKilling(_children.Count, stopNow.IsCancellationRequested ? "a second signal asked to stop at once" : $"they did not stop within {settings.GracefulTimeout}");
+                    LogKilling(_children.Count + _retired.Count, stopNow.IsCancellationRequested ? "a second signal asked to stop at once" : $"they did not stop within {settings.GracefulTimeout}");
                 }
             }
             else
             {
-                LogKilling(_children.Count, "asked to stop at once");
+                LogKilling(_children.Count + _retired.Count, "asked to stop at once");
             }
             KillAll();
             await all.ConfigureAwait(false);
@@ -122,7 +144,7 @@ internal sealed partial class WorkerSupervisor(
                 return;
             }
             _stopping.Cancel();
-            foreach (var child in _children.Values)
+            foreach (var child in _children.Values.Concat(_retired.Values))
             {
                 AskToStop(child);
             }
@@ -131,7 +153,7 @@ internal sealed partial class WorkerSupervisor(
 
     private void KillAll()
     {
-        foreach (var child in _children.Values)
+        foreach (var child in _children.Values.Concat(_retired.Values))
         {
             try
             {
@@ -171,6 +193,8 @@ internal sealed partial class WorkerSupervisor(
                 }
                 generation++;
                 var workerId = $"{_idPrefix}:{slot}.{generation}-{Guid.NewGuid().ToString("N")[..6]}";
+                // Waited for before the child can say it: a word that came first would find no one to tell.
+                _ = _notice?.Retiring(workerId);
                 try
                 {
                     var process = Start(workerId);
@@ -197,7 +221,28 @@ internal sealed partial class WorkerSupervisor(
             }
             LogChildStarted(slot, child.ProcessId, child.WorkerId);
 
-            await child.Process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            if (_notice?.Retiring(child.WorkerId) is { } retiring)
+            {
+                await Task.WhenAny(child.Exited, retiring).ConfigureAwait(false);
+                lock (_gate)
+                {
+                    if (!child.Exited.IsCompleted && !_stopping.IsCancellationRequested)
+                    {
+                        // It recycles: it stopped fetching and drains. Its replacement starts now, beside it.
+                        _children.TryRemove(new KeyValuePair<int, Child>(slot, child));
+                        _retired[child.WorkerId] = child;
+                    }
+                }
+                if (_retired.ContainsKey(child.WorkerId))
+                {
+                    LogChildRetiring(slot, child.ProcessId, child.WorkerId);
+                    Track(EndRetiredAsync(child, Interlocked.Increment(ref _restarts)));
+                    backoff = settings.InitialBackoff;
+                    continue;
+                }
+            }
+            await child.Exited.ConfigureAwait(false);
+            _notice?.Forget(child.WorkerId);
             var exitCode = child.Process.ExitCode;
             var uptime = Stopwatch.GetElapsedTime(child.StartedAt);
             _children.TryRemove(new KeyValuePair<int, Child>(slot, child));
@@ -230,6 +275,20 @@ internal sealed partial class WorkerSupervisor(
             }
             backoff = Next(backoff);
         }
+    }
+
+    /// <summary>Waits for a retired child to exit (its replacement runs already), then has its leases handed back if it did
+    /// not do it itself, and logs it.</summary>
+    private async Task EndRetiredAsync(Child child, int restarts)
+    {
+        await child.Exited.ConfigureAwait(false);
+        var exitCode = child.Process.ExitCode;
+        var uptime = Stopwatch.GetElapsedTime(child.StartedAt);
+        _notice?.Forget(child.WorkerId);
+        var handedBack = await HandBackAsync(child.WorkerId, exitCode).ConfigureAwait(false);
+        _retired.TryRemove(child.WorkerId, out _);
+        child.Process.Dispose();
+        LogChildRetired(child.Slot, child.ProcessId, child.WorkerId, DescribeExit(exitCode), FormatUptime(uptime), handedBack, restarts);
     }
 
     /// <summary>Writes an exit's line once its hand-back is done (at once when the child did it itself).</summary>
@@ -276,6 +335,10 @@ internal sealed partial class WorkerSupervisor(
         }
         info.Environment[ConveyorSupervisor.SupervisorProcessIdVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
         info.Environment[ConveyorSupervisor.WorkerIdVariable] = workerId;
+        if (_notice is not null)
+        {
+            info.Environment[RecycleNotice.FolderVariable] = _notice.Folder;
+        }
         return Process.Start(info) ?? throw new InvalidOperationException($"{settings.FileName} did not start.");
     }
 
@@ -365,6 +428,12 @@ internal sealed partial class WorkerSupervisor(
 
     [LoggerMessage(9, LogLevel.Error, "Worker process {Slot} could not be started")]
     private partial void LogStartFailed(Exception exception, int slot);
+
+    [LoggerMessage(11, LogLevel.Information, "Worker process {Slot} (pid {ProcessId}, worker {WorkerId}) recycles: it stopped fetching and drains; its replacement starts now")]
+    private partial void LogChildRetiring(int slot, int processId, string workerId);
+
+    [LoggerMessage(12, LogLevel.Information, "Worker process {Slot} (pid {ProcessId}, worker {WorkerId}) {How} after {Uptime}; {HandedBack}; replaced at once, when it began to drain (restart {Restarts})")]
+    private partial void LogChildRetired(int slot, int processId, string workerId, string how, string uptime, string handedBack, int restarts);
 
     [LoggerMessage(10, LogLevel.Warning, "Could not hand back the leases of worker {WorkerId}; they come back when they run out")]
     private partial void LogAbandonFailed(Exception exception, string workerId);

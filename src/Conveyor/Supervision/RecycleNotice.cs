@@ -1,0 +1,129 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+
+namespace Conveyor;
+
+/// <summary>
+/// A recycling child's word to its supervisor that it stopped fetching: the supervisor starts its replacement at once,
+/// while the old child finishes what it runs and exits, so that a recycle costs a start rather than an exit and a start
+/// one after the other (issue 10; docs/benchmarks.md, "Recycling against starting"). The child leaves a file named by
+/// its worker id in a private folder (mode 0700, under the temporary folder, named to each child in
+/// <see cref="FolderVariable"/>) and sends its supervisor SIGUSR1, on which the supervisor reads the folder. A signal
+/// and a file, not a socket: the supervisor stays free of the networking assemblies, to keep it small beside its
+/// children. Best effort both ways: without it (Windows, a folder that cannot be made) the replacement starts when the
+/// old child exits, as before.
+/// </summary>
+internal sealed class RecycleNotice : IDisposable
+{
+    /// <summary>Set in a child's environment to the supervisor's folder.</summary>
+    public const string FolderVariable = "CONVEYOR_SUPERVISOR_NOTICE";
+
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _retiring = new(StringComparer.Ordinal);
+    private readonly PosixSignalRegistration _registration;
+
+    private RecycleNotice(string folder)
+    {
+        Folder = folder;
+        _registration = PosixSignalRegistration.Create((PosixSignal)Usr1, OnSignal);
+    }
+
+    /// <summary>The folder, for the children's environment.</summary>
+    public string Folder { get; }
+
+    // SIGUSR1's number where the supervisor runs (Linux and macOS differ); 0 elsewhere.
+    private static int Usr1 => OperatingSystem.IsLinux() ? 10 : OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD() ? 30 : 0;
+
+    /// <summary>Opens the supervisor's end, or null where it cannot be had.</summary>
+    public static RecycleNotice? TryOpen()
+    {
+        if (Usr1 == 0 || OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+        var folder = Path.Combine(Path.GetTempPath(), $"conveyor-supervisor-{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}");
+        try
+        {
+            Directory.CreateDirectory(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            return new RecycleNotice(folder);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
+        {
+            TryDelete(folder);
+            return null;
+        }
+    }
+
+    /// <summary>Completes when the child <paramref name="workerId"/> says it recycles.</summary>
+    public Task Retiring(string workerId) =>
+        _retiring.GetOrAdd(workerId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+    /// <summary>The child exited: nothing more to wait for from it.</summary>
+    public void Forget(string workerId) => _retiring.TryRemove(workerId, out _);
+
+    /// <summary>In a supervised child: tells the supervisor that this worker recycles (nothing when not supervised so).</summary>
+    public static void Send(string workerId)
+    {
+        if (Environment.GetEnvironmentVariable(FolderVariable) is not { Length: > 0 } folder || Usr1 == 0
+            || !int.TryParse(Environment.GetEnvironmentVariable(ConveyorSupervisor.SupervisorProcessIdVariable), out var supervisor)
+            || workerId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
+        {
+            return;
+        }
+        try
+        {
+            File.WriteAllBytes(Path.Combine(folder, workerId), []);
+            _ = NativeMethods.Kill(supervisor, Usr1);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            // The supervisor starts the replacement when this process exits.
+        }
+    }
+
+    private void OnSignal(PosixSignalContext context)
+    {
+        context.Cancel = true;
+        try
+        {
+            foreach (var file in Directory.EnumerateFiles(Folder))
+            {
+                if (_retiring.TryGetValue(Path.GetFileName(file), out var retiring))
+                {
+                    retiring.TrySetResult();
+                }
+                File.Delete(file);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // The replacement starts when the child exits.
+        }
+    }
+
+    public void Dispose()
+    {
+        _registration.Dispose();
+        TryDelete(Folder);
+    }
+
+    private static void TryDelete(string folder)
+    {
+        try
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Left in the temporary folder.
+        }
+    }
+
+    private static class NativeMethods
+    {
+        // kill(2): the signal to the supervisor.
+        [DllImport("libc", EntryPoint = "kill")]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern int Kill(int pid, int signal);
+    }
+}
