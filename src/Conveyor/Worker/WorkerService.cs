@@ -751,14 +751,26 @@ internal sealed partial class WorkerService(
                 });
             }
             status.HandlerStarted(lease, time.GetUtcNow());
+            Completion? outcome;
             try
             {
-                completion = await InvokeAsync(lease, inFlight, descriptor, cancellation).ConfigureAwait(false);
+                outcome = await InvokeAsync(lease, inFlight, descriptor, cancellation).ConfigureAwait(false);
             }
             finally
             {
                 status.HandlerEnded(lease);
             }
+            if (outcome is null)
+            {
+                // Stopped by the shutdown past its grace: an interrupted attempt, as a handler's that ignores the
+                // cancellation is. No outcome is written; the lease stays held until the end of the drain hands it back
+                // (HandBackLeftoversAsync), and its task is redelivered by the lease rules (LeaseRules), whatever its
+                // maxAttempts, rather than failed by its retry policy (dead at its last attempt).
+                _leftBehind = true;
+                DropLost(inFlight, ran: false);
+                return;
+            }
+            completion = outcome;
             inFlight.Duration = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             // Only handlers that ran size the prefetch: a lease settled without running (cancelled, expired) says
             // nothing about how long tasks take.
@@ -787,8 +799,6 @@ internal sealed partial class WorkerService(
     /// <summary>When a message became ready: its ETA or retry time, else its enqueue.</summary>
     private static DateTimeOffset ReadyAt(TaskMessage message) =>
         message.NotBefore is { } notBefore && notBefore > message.CreatedAt ? notBefore : message.CreatedAt;
-
-    private const string ShutdownErrorType = "Conveyor.WorkerShutdown";
 
     /// <summary>The error type of a task a worker took but has no handler for.</summary>
     internal const string NoHandlerErrorType = "Conveyor.NoHandler";
@@ -916,8 +926,9 @@ internal sealed partial class WorkerService(
         _slots!.Release();
     }
 
-    /// <summary>Runs the handler with <paramref name="cancellation"/>, the token source published on its lease.</summary>
-    private async Task<Completion> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor, CancellationTokenSource cancellation)
+    /// <summary>Runs the handler with <paramref name="cancellation"/>, the token source published on its lease. Null when
+    /// the shutdown cancelled it past its grace: an interrupted attempt, whose lease the drain hands back.</summary>
+    private async Task<Completion?> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor, CancellationTokenSource cancellation)
     {
         var message = lease.Message;
         if ((message.Timeout ?? _options.SoftTimeLimit) is { } timeout)
@@ -961,9 +972,10 @@ internal sealed partial class WorkerService(
             }
             if (_hardStop.IsCancellationRequested)
             {
-                // Interrupted after the grace period: it runs again at once, and the attempt counts, as a time limit's
-                // would. Not the handler's failure: the policy's exception lists do not apply.
-                return AttemptOutcomes.ByPolicy(lease, new TaskError(ShutdownErrorType, "The worker shut down while the task ran."), null, time.GetUtcNow(), retryNow: true);
+                // Interrupted after the grace period: not the handler's failure, and not its retry policy's to judge. The
+                // attempt counts, and the task comes back as an interrupted attempt (LeaseRules) once the drain hands
+                // its lease back.
+                return null;
             }
             // A time limit counts as a TimeoutException for the policy's exception lists.
             return AttemptOutcomes.ByPolicy(lease, new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout ?? _options.SoftTimeLimit}."),
