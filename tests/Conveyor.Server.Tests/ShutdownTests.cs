@@ -123,11 +123,9 @@ public sealed class ShutdownTests : IDisposable
         (await backend.Coordination.ListWorkersAsync(DateTimeOffset.UtcNow - TimeSpan.FromMinutes(1), CancellationToken.None))
             .SelectMany(w => w.RunningTasks).Select(t => t.Id).ToHashSet();
 
-    /// <summary>The graceful timeout plus this is the longest a supervisor lets a child drain (ConveyorSupervisor.StopMargin).</summary>
+    /// <summary>The graceful timeout plus this is the longest a stop takes, the backend answering or not, and the longest a
+    /// supervisor lets a child drain (ConveyorSupervisor.StopMargin).</summary>
     private static readonly TimeSpan ConveyorSupervisorStopMargin = TimeSpan.FromSeconds(10);
-
-    /// <summary>docs/operations.md, Kubernetes: a pod (one unsupervised worker process) gets the graceful timeout plus 20 s.</summary>
-    private static readonly TimeSpan KubernetesMargin = TimeSpan.FromSeconds(20);
 
     /// <summary>LeaseRules for a started attempt whose lease ended without an outcome: the attempt counts, an interrupted
     /// error is recorded for it, and the task is ready again at once whatever its maxAttempts (1 here).</summary>
@@ -138,7 +136,7 @@ public sealed class ShutdownTests : IDisposable
         Assert.Equal(LeaseRules.InterruptedErrorType, Assert.Single(t.Errors).Error.Type);
     });
 
-    [Theory(Skip = "Fails: with its backend not answering a worker stopped with --graceful-timeout 2 took 37 s on PostgreSQL and 22 s on Redis (issue 10 item 7)")]
+    [Theory]
     [InlineData("postgres")]
     [InlineData("redis")]
     public async Task A_worker_stopped_with_its_backend_not_answering_exits_within_the_documented_bound(string kind)
@@ -179,7 +177,9 @@ public sealed class ShutdownTests : IDisposable
             var exitCode = await worker.WaitForExitAsync(TimeSpan.FromSeconds(120));
             var took = clock.Elapsed;
             Console.WriteLine($"{kind}: a worker with its backend cut stopped in {took.TotalSeconds:F1} s (exit {exitCode})");
-            Assert.True(took < graceful + KubernetesMargin, $"the stop took {took}. Output: {worker.Output} Errors: {worker.Error}");
+            // docs/operations.md: with the backend down the stop still ends within the graceful timeout plus 10 s (before
+            // these fixes: 37 s on PostgreSQL, 22 s on Redis, with a graceful timeout of 2 s).
+            Assert.True(took < graceful + ConveyorSupervisorStopMargin, $"the stop took {took}. Output: {worker.Output} Errors: {worker.Error}");
             Assert.Equal(0, exitCode);
         }
         finally
