@@ -8,7 +8,7 @@ namespace Conveyor.Server.Tests;
 
 /// <summary>
 /// Process-level, with real signals, an unsupervised <c>conveyor worker</c> (docs/operations.md, Shutdown): SIGINT drains
-/// within <c>--graceful-timeout</c> as SIGTERM does and a second SIGINT stops at once; a handler that overruns the graceful
+/// within <c>--graceful-timeout</c> as SIGTERM does (a supervisor's children too) and a second SIGINT stops at once; a handler that overruns the graceful
 /// timeout comes back as an interrupted attempt (<see cref="LeaseRules"/>), not dead; and with its backend not answering
 /// the worker still exits within the bound the docs give. Leases last a minute here, so a task that comes back within
 /// seconds came back because its lease was handed back.
@@ -63,6 +63,34 @@ public sealed class ShutdownTests : IDisposable
         Assert.Contains("SIGINT: worker ", worker.Output, StringComparison.Ordinal);
         // What ran finished (two, or four if the signal came as the first two ended); the rest went back unspent; nothing is
         // left leased or failed.
+        var tasks = (await store.GetAsync(ids)).Values.ToList();
+        Assert.All(tasks, t => Assert.True(t.State is TaskState.Succeeded or TaskState.Queued, $"{t.Id}: {t.State}"));
+        Assert.InRange(tasks.Count(t => t.State == TaskState.Succeeded), 2, 4);
+        Assert.All(tasks.Where(t => t.State == TaskState.Queued), t => Assert.Equal(0, t.Attempts));
+    }
+
+    [Fact]
+    public async Task SIGINT_drains_a_supervisors_children_within_the_graceful_timeout()
+    {
+        await using var store = await TestStore.OpenAsync("sqlite", _folder);
+        using var supervisor = ConveyorProcess.StartWithSigintAtDefault(_folder, Environment(new Dictionary<string, string> { ["DATABASE_URL"] = store.DatabaseUrl }),
+            "worker", "--processes", "1", "--concurrency", "2", "--graceful-timeout", "5");
+        await supervisor.WaitForLineAsync(l => l.Contains(" started on queues ", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        Assert.Equal((false, true), supervisor.SignalDisposition(Sigint));
+        var ids = await store.EnqueueAsync("conveyor.sleep", """{"ms":3000}""", 6, maxAttempts: 1);
+        await WaitUntilAsync(async () =>
+            {
+                var tasks = (await store.GetAsync(ids)).Values;
+                return tasks.All(t => t.State != TaskState.Queued) && (await store.RunningHandlersAsync()).Count == 2;
+            },
+            TimeSpan.FromSeconds(30), () => $"the child to lease every task and start two. Output: {supervisor.Output}");
+
+        var clock = Stopwatch.StartNew();
+        supervisor.Signal("INT");
+        var exitCode = await supervisor.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the drain took {clock.Elapsed}. Output: {supervisor.Output}");
+        Assert.Equal(0, exitCode);
+        Assert.Contains("Supervisor stopped after 0 restarts", supervisor.Output, StringComparison.Ordinal);
         var tasks = (await store.GetAsync(ids)).Values.ToList();
         Assert.All(tasks, t => Assert.True(t.State is TaskState.Succeeded or TaskState.Queued, $"{t.Id}: {t.State}"));
         Assert.InRange(tasks.Count(t => t.State == TaskState.Succeeded), 2, 4);
