@@ -188,14 +188,24 @@ internal sealed partial class PostgresListener : IAsyncDisposable
         {
             try
             {
-                await _loop.ConfigureAwait(false);
+                // Not for longer: the UNLISTEN is best effort, and on a server that does not answer Npgsql's time limits
+                // (command timeout, cancellation) held up a worker's exit for 20 s.
+                await _loop.WaitAsync(DisposeWait).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
             }
+            catch (TimeoutException)
+            {
+                // The loop still runs on _stop's token: it is left undisposed, with the connection, to the process's end.
+                return;
+            }
         }
         _stop.Dispose();
     }
+
+    /// <summary>Longest a dispose waits for the listening loop to UNLISTEN and end.</summary>
+    private static readonly TimeSpan DisposeWait = TimeSpan.FromSeconds(1);
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "PostgreSQL LISTEN connection on {Channel} broke; reconnecting with backoff (first retry in {Delay})")]
     private static partial void LogBroken(ILogger logger, string channel, TimeSpan delay, Exception exception);

@@ -298,13 +298,25 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
         }
     }
 
+    /// <summary>Longest a dispose waits for the commands still out to complete.</summary>
+    private static readonly TimeSpan CloseWait = TimeSpan.FromSeconds(1);
+
     /// <summary>Closes the connection when the backend opened it.</summary>
     public async ValueTask DisposeAsync()
     {
         Unwatch();
         if (_ownsConnection && _connection is not null)
         {
-            await _connection.CloseAsync().ConfigureAwait(false);
+            try
+            {
+                // Commands still out get a moment to complete, not the client's time limits: on a server that does not
+                // answer they held up a worker's exit by 5 s.
+                await _connection.CloseAsync().WaitAsync(CloseWait).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                await _connection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+            }
             _connection.Dispose();
         }
         else if (_attached)

@@ -56,9 +56,22 @@ public sealed class ConveyorProcess : IDisposable
         StartProgram(ServerDll, workingDirectory, environment, args);
 
     /// <summary>Runs <c>dotnet <paramref name="dll"/></c> (conveyor, or a sample app) with a clean environment.</summary>
-    public static ConveyorProcess StartProgram(string dll, string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    public static ConveyorProcess StartProgram(string dll, string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
+        StartProgram(dll, workingDirectory, environment, sigintAtDefault: false, args);
+
+    /// <summary>
+    /// Runs <c>conveyor</c> as <see cref="Start"/> does, with SIGINT's disposition reset to the default first (<c>env
+    /// --default-signal=INT</c>, which then execs dotnet in the same process): a test run started in the background by a
+    /// non-interactive shell (<c>.ci/run &amp;</c>) has SIGINT ignored, every process it starts inherits that, and the .NET
+    /// runtime keeps an inherited SIG_IGN, so a SIGINT would never reach the process. A new session or process group
+    /// (<c>setsid</c>) would not help: it leaves signal dispositions as they are.
+    /// </summary>
+    public static ConveyorProcess StartWithSigintAtDefault(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
+        StartProgram(ServerDll, workingDirectory, environment, sigintAtDefault: true, args);
+
+    private static ConveyorProcess StartProgram(string dll, string workingDirectory, IReadOnlyDictionary<string, string>? environment, bool sigintAtDefault, string[] args)
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(sigintAtDefault ? "env" : "dotnet")
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
@@ -66,6 +79,11 @@ public sealed class ConveyorProcess : IDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
+        if (sigintAtDefault)
+        {
+            info.ArgumentList.Add("--default-signal=INT");
+            info.ArgumentList.Add("dotnet");
+        }
         info.ArgumentList.Add(dll);
         foreach (var arg in args)
         {
@@ -158,6 +176,16 @@ public sealed class ConveyorProcess : IDisposable
         // Process.Kill sends SIGKILL on Unix: no shutdown code runs.
         _process.Kill();
         _process.WaitForExit();
+    }
+
+    /// <summary>Whether the process ignores <paramref name="signal"/> (its bit in <c>SigIgn</c> of /proc/PID/status) and
+    /// whether it catches it (a handler is installed: <c>SigCgt</c>).</summary>
+    public (bool Ignored, bool Caught) SignalDisposition(int signal)
+    {
+        var status = File.ReadAllLines($"/proc/{_process.Id}/status");
+        bool Has(string field) => (ulong.Parse(status.Single(l => l.StartsWith(field + ":", StringComparison.Ordinal))[(field.Length + 1)..].Trim(),
+            System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture) & (1UL << (signal - 1))) != 0;
+        return (Has("SigIgn"), Has("SigCgt"));
     }
 
     /// <summary>Asks the process to stop as a service manager would (SIGTERM).</summary>

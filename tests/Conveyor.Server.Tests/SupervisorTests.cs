@@ -604,5 +604,8 @@ internal sealed class TestStore : IAsyncDisposable
         return records;
     }
 
+    /// <summary>The tasks whose handlers run now, by the workers' heartbeats (once a second here).</summary>
+    public Task<HashSet<Guid>> RunningHandlersAsync() => ShutdownTests.RunningHandlersAsync(_backend);
+
     public ValueTask DisposeAsync() => _close();
 }

@@ -131,8 +131,12 @@ internal sealed partial class LeaderElector(
             {
                 try
                 {
-                    await backend.Coordination.ReleaseLeadershipAsync(LeadershipName, Owner, CancellationToken.None).ConfigureAwait(false);
-                    await backend.Notifier.PublishAsync(NotifierChannels.Leader, LeadershipName, CancellationToken.None).ConfigureAwait(false);
+                    // Bounded: the host stops its services one after another, and the worker's drain waits behind this one.
+                    // Against a backend that does not answer, Npgsql's command timeout (30 s) used up the host's whole
+                    // shutdown time here; unreleased, the leadership runs out on its own.
+                    using var deadline = new CancellationTokenSource(ReleaseDeadline);
+                    await backend.Coordination.ReleaseLeadershipAsync(LeadershipName, Owner, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
+                    await backend.Notifier.PublishAsync(NotifierChannels.Leader, LeadershipName, deadline.Token).AsTask().WaitAsync(deadline.Token).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
@@ -145,6 +149,9 @@ internal sealed partial class LeaderElector(
             }
         }
     }
+
+    /// <summary>Longest a stop waits to release the leadership and say so.</summary>
+    private static readonly TimeSpan ReleaseDeadline = TimeSpan.FromSeconds(2);
 
     private void OnLeaderNotification(Notification notification)
     {

@@ -33,10 +33,17 @@ internal sealed partial class WorkerService(
     TaskEventBus events,
     LimitGate limitGate,
     ConveyorMetrics metrics,
+    IHostApplicationLifetime lifetime,
     ILogger<WorkerService> logger) : BackgroundService
 {
     /// <summary>Longest the last hand-back of a drain may take (the backend may be down).</summary>
     private static readonly TimeSpan LeftoversDeadline = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long past the graceful timeout (<see cref="WorkerOptions.ShutdownTimeout"/>, counted from the stop) the
+    /// stop may wait on the backend at most, whatever it does: a backend that does not answer is left to the clients' own
+    /// time limits otherwise (Npgsql's 30 s command timeout, a Redis backlog), which added up to 20-35 s past the graceful
+    /// timeout. Under the supervisor's margin (ConveyorSupervisor.StopMargin, 10 s), which kills a child later.</summary>
+    internal static readonly TimeSpan StopBudgetMargin = TimeSpan.FromSeconds(7);
 
     private readonly WorkerOptions _options = options.Value.Worker;
     // The limits stage between fetch and start (docs/limits.md); null when no limit is set, so that it costs nothing.
@@ -53,6 +60,10 @@ internal sealed partial class WorkerService(
         { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly ConcurrentQueue<InFlight> _unstarted = new();
     private readonly CancellationTokenSource _hardStop = new();
+    // Cancelled StopBudgetMargin past the graceful timeout, counted from the stop: the stop's backend calls give up then.
+    private readonly CancellationTokenSource _stopBudget = new();
+    // When the stop began (a TimeProvider timestamp), 0 before.
+    private long _stopStartedAt;
     private PrefetchGate? _slots;
     // Held by the fetch loop that gathers slots for its next fetch (TakeSlotsAsync).
     private readonly SemaphoreSlim _gathering = new(1, 1);
@@ -171,7 +182,14 @@ internal sealed partial class WorkerService(
         // fetch need not wait for. No ready notification is lost meanwhile: once the subscription is in place, the fetch
         // loops are woken and look again, so work made ready before it took effect is found then (SubscribeReadyAsync).
         var subscribing = SubscribeReadyAsync(stoppingToken);
-        using var stopStarting = stoppingToken.Register(() => _stopping = true);
+        using var stopStarting = stoppingToken.Register(() =>
+        {
+            _stopping = true;
+            BeginStop();
+        });
+        // The host stops its services one after another, this one among the last: the stop (its grace and its budget)
+        // counts from when it was asked for, not from when the host came to this service.
+        using var stopAsked = lifetime.ApplicationStopping.Register(BeginStop);
         var runners = new Task[concurrency];
         for (var i = 0; i < concurrency; i++)
         {
@@ -197,19 +215,21 @@ internal sealed partial class WorkerService(
         {
             await DrainAsync(runners).ConfigureAwait(false);
             _writes.Writer.TryComplete();
-            await writer.ConfigureAwait(false);
+            if (!await WithinStopBudgetAsync(writer).ConfigureAwait(false))
+            {
+                // Outcomes or starts the backend did not take in time: their leases are handed back, or run out.
+                _leftBehind = true;
+                LogStopBudgetSpent("write outcomes");
+            }
             await heartbeatStop.CancelAsync().ConfigureAwait(false);
-            await heartbeat.ConfigureAwait(false);
-            await leaseWatch.ConfigureAwait(false);
-            await limitReleases.ConfigureAwait(false);
-            await clockCheck.ConfigureAwait(false);
+            await WithinStopBudgetAsync(Task.WhenAll(heartbeat, leaseWatch, limitReleases, clockCheck)).ConfigureAwait(false);
             var handedBack = await HandBackLeftoversAsync().ConfigureAwait(false);
             if (_limits is not null)
             {
                 try
                 {
                     // Every lease of this worker ended: a slot still held (its release failed) is freed now, not at expiry.
-                    await backend.Limits.ReleaseOwnerAsync(status.WorkerId, CancellationToken.None).ConfigureAwait(false);
+                    await backend.Limits.ReleaseOwnerAsync(status.WorkerId, _stopBudget.Token).WaitAsync(_stopBudget.Token).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
@@ -224,15 +244,15 @@ internal sealed partial class WorkerService(
             }
             try
             {
-                await backend.Coordination.RemoveWorkerAsync(status.WorkerId, CancellationToken.None).ConfigureAwait(false);
+                await backend.Coordination.RemoveWorkerAsync(status.WorkerId, _stopBudget.Token).WaitAsync(_stopBudget.Token).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 LogBackendError(ex, "remove worker");
             }
-            if (await subscribing.ConfigureAwait(false) is { } readySubscription)
+            if (await WithinStopBudgetAsync(subscribing).ConfigureAwait(false) && await subscribing.ConfigureAwait(false) is { } readySubscription)
             {
-                await readySubscription.DisposeAsync().ConfigureAwait(false);
+                await WithinStopBudgetAsync(readySubscription.DisposeAsync().AsTask()).ConfigureAwait(false);
             }
             status.IsRunning = false;
             LogStopped(status.WorkerId);
@@ -290,7 +310,7 @@ internal sealed partial class WorkerService(
                     MaxCount = wanted,
                     LeaseDuration = _options.LeaseDuration,
                     StrictOrder = _options.StrictQueueOrder,
-                }, stoppingToken).ConfigureAwait(false);
+                }, stoppingToken).WaitAsync(stoppingToken).ConfigureAwait(false);
                 var wasDry = _queuesRanDry;
                 dry = leases.Count == 0 || (leases.Count < wanted && backend.Capabilities.ShortFetchMeansEmpty);
                 _queuesRanDry = dry;
@@ -310,6 +330,10 @@ internal sealed partial class WorkerService(
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
+                // Not waited for: a backend that does not answer would hold up the drain (the client's own time limits,
+                // not the token, end the call there). Had the fetch leased tasks after all, the drain's end hands back
+                // whatever this worker holds.
+                _leftBehind = true;
                 ReturnSlots(slots, wanted);
                 return;
             }
@@ -753,14 +777,26 @@ internal sealed partial class WorkerService(
                 });
             }
             status.HandlerStarted(lease, time.GetUtcNow());
+            Completion? outcome;
             try
             {
-                completion = await InvokeAsync(lease, inFlight, descriptor, cancellation).ConfigureAwait(false);
+                outcome = await InvokeAsync(lease, inFlight, descriptor, cancellation).ConfigureAwait(false);
             }
             finally
             {
                 status.HandlerEnded(lease);
             }
+            if (outcome is null)
+            {
+                // Stopped by the shutdown past its grace: an interrupted attempt, as a handler's that ignores the
+                // cancellation is. No outcome is written; the lease stays held until the end of the drain hands it back
+                // (HandBackLeftoversAsync), and its task is redelivered by the lease rules (LeaseRules), whatever its
+                // maxAttempts, rather than failed by its retry policy (dead at its last attempt).
+                _leftBehind = true;
+                DropLost(inFlight, ran: false);
+                return;
+            }
+            completion = outcome;
             inFlight.Duration = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             // Only handlers that ran size the prefetch: a lease settled without running (cancelled, expired) says
             // nothing about how long tasks take.
@@ -789,8 +825,6 @@ internal sealed partial class WorkerService(
     /// <summary>When a message became ready: its ETA or retry time, else its enqueue.</summary>
     private static DateTimeOffset ReadyAt(TaskMessage message) =>
         message.NotBefore is { } notBefore && notBefore > message.CreatedAt ? notBefore : message.CreatedAt;
-
-    private const string ShutdownErrorType = "Conveyor.WorkerShutdown";
 
     /// <summary>The error type of a task a worker took but has no handler for.</summary>
     internal const string NoHandlerErrorType = "Conveyor.NoHandler";
@@ -918,8 +952,9 @@ internal sealed partial class WorkerService(
         _slots!.Release();
     }
 
-    /// <summary>Runs the handler with <paramref name="cancellation"/>, the token source published on its lease.</summary>
-    private async Task<Completion> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor, CancellationTokenSource cancellation)
+    /// <summary>Runs the handler with <paramref name="cancellation"/>, the token source published on its lease. Null when
+    /// the shutdown cancelled it past its grace: an interrupted attempt, whose lease the drain hands back.</summary>
+    private async Task<Completion?> InvokeAsync(Lease lease, InFlight inFlight, TaskDescriptor descriptor, CancellationTokenSource cancellation)
     {
         var message = lease.Message;
         CancellationTokenRegistration softLimit = default;
@@ -974,9 +1009,10 @@ internal sealed partial class WorkerService(
             }
             if (_hardStop.IsCancellationRequested)
             {
-                // Interrupted after the grace period: it runs again at once, and the attempt counts, as a time limit's
-                // would. Not the handler's failure: the policy's exception lists do not apply.
-                return AttemptOutcomes.ByPolicy(lease, new TaskError(ShutdownErrorType, "The worker shut down while the task ran."), null, time.GetUtcNow(), retryNow: true);
+                // Interrupted after the grace period: not the handler's failure, and not its retry policy's to judge. The
+                // attempt counts, and the task comes back as an interrupted attempt (LeaseRules) once the drain hands
+                // its lease back.
+                return null;
             }
             // A time limit counts as a TimeoutException for the policy's exception lists.
             return AttemptOutcomes.ByPolicy(lease, new TaskError(typeof(TimeoutException).FullName!, $"The attempt exceeded its time limit of {message.Timeout ?? _options.SoftTimeLimit}."),
@@ -1585,15 +1621,20 @@ internal sealed partial class WorkerService(
                 _unstarted.Enqueue(inFlight);
             }
         }
-        await ReleaseUnstartedAsync().ConfigureAwait(false);
+        // Beside the grace, not before it: a backend that does not answer must not delay the grace's start.
+        var releasing = ReleaseUnstartedAsync();
         var all = Task.WhenAll(runners);
-        var finished = await Task.WhenAny(all, Task.Delay(_options.ShutdownTimeout, time)).ConfigureAwait(false);
+        // The grace counts from the stop (a fetch in flight may have held up the drain's start).
+        var startedAt = Interlocked.Read(ref _stopStartedAt);
+        var grace = _options.ShutdownTimeout - (startedAt == 0 ? TimeSpan.Zero : time.GetElapsedTime(startedAt));
+        var finished = await Task.WhenAny(all, Task.Delay(grace > TimeSpan.Zero ? grace : TimeSpan.Zero, time)).ConfigureAwait(false);
         if (finished != all)
         {
             LogShutdownTimeout(status.Running, _options.ShutdownTimeout);
             await _hardStop.CancelAsync().ConfigureAwait(false);
             await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(5), time)).ConfigureAwait(false);
         }
+        await releasing.ConfigureAwait(false);
         await ReleaseUnstartedAsync().ConfigureAwait(false);
     }
 
@@ -1610,7 +1651,8 @@ internal sealed partial class WorkerService(
         {
             return true;
         }
-        using var deadline = new CancellationTokenSource(LeftoversDeadline);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopBudget.Token);
+        deadline.CancelAfter(LeftoversDeadline);
         LeaseSweep sweep;
         try
         {
@@ -1645,7 +1687,13 @@ internal sealed partial class WorkerService(
         LeaseSweep sweep;
         try
         {
-            sweep = await backend.Queue.ReleaseAsync(leases, CancellationToken.None).ConfigureAwait(false);
+            // Bounded in the stop (the backend may not answer): what is not released runs out, and comes back unspent.
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopBudget.Token);
+            if (_stopping)
+            {
+                deadline.CancelAfter(LeftoversDeadline);
+            }
+            sweep = await backend.Queue.ReleaseAsync(leases, deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
             LogReleased(leases.Count);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -1688,13 +1736,48 @@ internal sealed partial class WorkerService(
         }
     }
 
+    /// <summary>Marks the start of the stop (once): the grace and the stop's budget count from here.</summary>
+    private void BeginStop()
+    {
+        if (Interlocked.CompareExchange(ref _stopStartedAt, time.GetTimestamp(), 0) != 0)
+        {
+            return;
+        }
+        try
+        {
+            _stopBudget.CancelAfter(_options.ShutdownTimeout + StopBudgetMargin);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>Awaits <paramref name="task"/> until the stop's budget runs out; false when it ran out first. A failure
+    /// of the task is its own to log.</summary>
+    private async Task<bool> WithinStopBudgetAsync(Task task)
+    {
+        try
+        {
+            await task.WaitAsync(_stopBudget.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException) when (_stopBudget.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
     public override void Dispose()
     {
         _hardStop.Dispose();
+        _stopBudget.Dispose();
         _slots?.Dispose();
         _gathering.Dispose();
         base.Dispose();
     }
+
+    [LoggerMessage(60, LogLevel.Warning, "The stop's time for the backend ran out (the graceful timeout plus 7 s): gave up waiting to {Call}; those leases run out and come back")]
+    private partial void LogStopBudgetSpent(string call);
 
     [LoggerMessage(1, LogLevel.Information, "Worker {WorkerId} started on queues {Queues}, concurrency {Concurrency}, prefetch {Prefetch}")]
     private partial void LogStarted(string workerId, string queues, int concurrency, string prefetch);
