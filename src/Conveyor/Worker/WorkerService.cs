@@ -963,13 +963,7 @@ internal sealed partial class WorkerService(
             // Logged as the limit cancels the token: a handler that honours it ends at once, before a periodic look
             // (the watchdog's) could see it running past the limit. A loss, a cancel or the hard stop sets its flag
             // before it cancels, and is not logged as the limit.
-            softLimit = cancellation.Token.Register(() =>
-            {
-                if (!inFlight.Lost && !inFlight.CancelRequested && !_hardStop.IsCancellationRequested)
-                {
-                    LogSoftLimit(message.Id, message.Task, lease.Attempt, timeout);
-                }
-            });
+            softLimit = RegisterSoftLimit(cancellation, inFlight, lease, timeout);
             cancellation.CancelAfter(timeout);
         }
         if (inFlight.CancelRequested)
@@ -1031,7 +1025,7 @@ internal sealed partial class WorkerService(
         finally
         {
             inFlight.Cancellation = null;
-            await softLimit.DisposeAsync().ConfigureAwait(false);
+            softLimit.Dispose();
             await scope.DisposeAsync().ConfigureAwait(false);
         }
     }
@@ -1389,6 +1383,17 @@ internal sealed partial class WorkerService(
         }
         events.Publish(TaskEvent.OfOutcome(message, completion, status.WorkerId, inFlight.Duration, state));
     }
+
+    /// <summary>Logs the soft limit as it cancels the attempt's token. A method of its own: a lambda in
+    /// <see cref="InvokeAsync"/> would capture its parameters there, a closure allocated for every attempt, limit or not.</summary>
+    private CancellationTokenRegistration RegisterSoftLimit(CancellationTokenSource cancellation, InFlight inFlight, Lease lease, TimeSpan timeout) =>
+        cancellation.Token.Register(() =>
+        {
+            if (!inFlight.Lost && !inFlight.CancelRequested && !_hardStop.IsCancellationRequested)
+            {
+                LogSoftLimit(lease.Message.Id, lease.Message.Task, lease.Attempt, timeout);
+            }
+        });
 
     /// <summary>Leases, ETAs and retry times are written with each process's clock (docs/architecture.md): a worker whose
     /// clock is off its engine's by more than <see cref="BackendHealth.SkewWarning"/> says so in its own log once, at
