@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 
 namespace Conveyor;
 
@@ -41,15 +40,13 @@ internal sealed class RecycleNotice : IDisposable
         {
             return null;
         }
-        var folder = Path.Combine(Path.GetTempPath(), $"conveyor-supervisor-{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}");
         try
         {
-            Directory.CreateDirectory(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            return new RecycleNotice(folder);
+            // mkdtemp(3): a new folder, mode 0700, named without the crypto stack (which the lean supervisor must not load).
+            return new RecycleNotice(Directory.CreateTempSubdirectory("conveyor-supervisor-").FullName);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
         {
-            TryDelete(folder);
             return null;
         }
     }
@@ -72,6 +69,12 @@ internal sealed class RecycleNotice : IDisposable
         }
         try
         {
+            // Only to the parent that started this process: not to a reused pid after the supervisor died, nor, from a
+            // process that a handler started with this environment, to its grandparent.
+            if (NativeMethods.ParentProcessId() != supervisor)
+            {
+                return;
+            }
             File.WriteAllBytes(Path.Combine(folder, workerId), []);
             _ = NativeMethods.Kill(supervisor, Usr1);
         }
@@ -86,13 +89,20 @@ internal sealed class RecycleNotice : IDisposable
         context.Cancel = true;
         try
         {
-            foreach (var file in Directory.EnumerateFiles(Folder))
+            foreach (var file in Directory.GetFiles(Folder))
             {
                 if (_retiring.TryGetValue(Path.GetFileName(file), out var retiring))
                 {
                     retiring.TrySetResult();
                 }
-                File.Delete(file);
+                try
+                {
+                    File.Delete(file);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // Read again at the next signal, where it does no harm: its child is retired already.
+                }
             }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -125,5 +135,10 @@ internal sealed class RecycleNotice : IDisposable
         [DllImport("libc", EntryPoint = "kill")]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
         public static extern int Kill(int pid, int signal);
+
+        // getppid(2).
+        [DllImport("libc", EntryPoint = "getppid")]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern int ParentProcessId();
     }
 }

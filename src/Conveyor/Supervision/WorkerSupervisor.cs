@@ -202,6 +202,7 @@ internal sealed partial class WorkerSupervisor(
                 }
                 catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
                 {
+                    _notice?.Forget(workerId);
                     LogStartFailed(ex, slot);
                     child = null!;
                 }
@@ -226,7 +227,10 @@ internal sealed partial class WorkerSupervisor(
                 await Task.WhenAny(child.Exited, retiring).ConfigureAwait(false);
                 lock (_gate)
                 {
-                    if (!child.Exited.IsCompleted && !_stopping.IsCancellationRequested)
+                    // One retired child a slot at a time: a slot whose last retired child still drains waits for this one's
+                    // exit as before, so that children that recycle at once (a memory limit under a fresh process's
+                    // size) or never end their drain cannot pile up.
+                    if (!child.Exited.IsCompleted && !_stopping.IsCancellationRequested && !_retired.Values.Any(c => c.Slot == slot))
                     {
                         // It recycles: it stopped fetching and drains. Its replacement starts now, beside it.
                         _children.TryRemove(new KeyValuePair<int, Child>(slot, child));
