@@ -1,5 +1,5 @@
-using Conveyor.Backends;
 using Conveyor.Testing;
+using Conveyor.Tests.Worker;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -22,10 +22,15 @@ public sealed class ClockSkewEngineTests
                 c.Services.AddSingleton<ILoggerProvider>(logs);
                 c.AddNoopTask();
             },
-            backend: inner => new SkewedBackend(inner, TimeSpan.FromSeconds(skewSeconds), checkedHealth));
+            // The in-memory backend, whose health answer reports the given skew (its clock is this process's).
+            backend: inner => new WatchedBackend(inner, inner.Queue, health: answer =>
+            {
+                checkedHealth.TrySetResult();
+                return answer with { ClockSkew = TimeSpan.FromSeconds(skewSeconds) };
+            }));
         await host.StartAsync();
 
-        // The check runs beside the first fetch: a task done means the worker is up; the health answer, that it asked.
+        // The check runs a heartbeat after the start: a task done means the worker is up; the health answer, that it asked.
         var result = await host.Client.EnqueueAsync(NoopTask.Name);
         await host.WaitForStateAsync(result.Id, TaskState.Succeeded);
         await checkedHealth.Task.WaitAsync(TimeSpan.FromSeconds(20));
@@ -41,27 +46,4 @@ public sealed class ClockSkewEngineTests
 
     private static bool Warned(CapturingLoggerProvider logs) =>
         logs.Entries.Any(e => e.Level == LogLevel.Warning && e.Message.Contains("this process's clock differs from", StringComparison.Ordinal));
-
-    /// <summary>The in-memory backend, whose health answer reports the given skew (its clock is this process's).</summary>
-    private sealed class SkewedBackend(InMemoryBackend inner, TimeSpan skew, TaskCompletionSource checkedHealth) : IConveyorBackend
-    {
-        public string Name => inner.Name;
-        public IQueueBackend Queue => inner.Queue;
-        public ITaskStore Store => inner.Store;
-        public ICoordinationBackend Coordination => inner.Coordination;
-        public IScheduleStore Schedules => inner.Schedules;
-        public IUniqueKeyStore UniqueKeys => inner.UniqueKeys;
-        public INotifier Notifier => inner.Notifier;
-        public ILimitStore Limits => inner.Limits;
-        public IWorkflowStore? Workflows => inner.Workflows;
-        public BackendCapabilities Capabilities => inner.Capabilities;
-        public Task MigrateAsync(CancellationToken cancellationToken) => inner.MigrateAsync(cancellationToken);
-
-        public async Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken)
-        {
-            var health = await inner.CheckHealthAsync(cancellationToken);
-            checkedHealth.TrySetResult();
-            return health with { ClockSkew = skew };
-        }
-    }
 }

@@ -5,8 +5,9 @@ using Conveyor.Backends;
 namespace Conveyor.Tests.Worker;
 
 /// <summary>A backend's roles as they are, except its queue (observed: <see cref="FetchObserver"/>) and, when given, its
-/// notifier and its capabilities.</summary>
-internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue, INotifier? notifier = null, BackendCapabilities? capabilities = null)
+/// notifier, its capabilities and what its health check answers.</summary>
+internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue, INotifier? notifier = null, BackendCapabilities? capabilities = null,
+    Func<BackendHealth, BackendHealth>? health = null)
     : IConveyorBackend
 {
     public string Name => inner.Name;
@@ -20,7 +21,11 @@ internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue
     public IWorkflowStore? Workflows => inner.Workflows;
     public BackendCapabilities Capabilities => capabilities ?? inner.Capabilities;
     public Task MigrateAsync(CancellationToken cancellationToken) => inner.MigrateAsync(cancellationToken);
-    public Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken) => inner.CheckHealthAsync(cancellationToken);
+    public async Task<BackendHealth> CheckHealthAsync(CancellationToken cancellationToken)
+    {
+        var answer = await inner.CheckHealthAsync(cancellationToken);
+        return health is null ? answer : health(answer);
+    }
 }
 
 /// <summary>The queue role as it is, except that each fetch is shown to <c>asked</c> and runs once the task it returns
