@@ -59,6 +59,7 @@ public sealed class CliTests : IDisposable
             "--queues <list>",
             "--max-tasks-per-child <n>",
             "--max-memory-per-child <size>",
+            "--spare-process <bool>",
             "--soft-time-limit <duration>",
             "--time-limit <duration>",
             "--graceful-timeout <duration>",

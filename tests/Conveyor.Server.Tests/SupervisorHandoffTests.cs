@@ -23,13 +23,15 @@ public sealed class SupervisorHandoffTests
             JsonIndented = true,
             StandardErrorThreshold = LogLevel.Error,
         };
-        var handoff = new SupervisorHandoff(3, TimeSpan.FromSeconds(40.5), log);
+        var handoff = new SupervisorHandoff(3, TimeSpan.FromSeconds(40.5), log, Spare: true);
 
         var decoded = SupervisorHandoff.Decode(handoff.Encode());
 
         Assert.Equal(3, decoded.Processes);
         Assert.Equal(TimeSpan.FromSeconds(40.5), decoded.GracefulTimeout);
         Assert.Equal(log, decoded.Log);
+        Assert.True(decoded.Spare);
+        Assert.False(SupervisorHandoff.Decode((handoff with { Spare = false }).Encode()).Spare);
     }
 
     [Fact]

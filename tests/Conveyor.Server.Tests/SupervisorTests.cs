@@ -287,6 +287,64 @@ public sealed partial class SupervisorTests : IDisposable
         Assert.All((await store.GetAsync(ids)).Values, t => Assert.Equal(1, t.Attempts));
     }
 
+    [GeneratedRegex(@"Spare worker process started: pid (\d+), worker (\S+);")]
+    private static partial Regex SpareStarted();
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_recycling_child_hands_its_place_to_the_spare_which_fetched_nothing_while_it_waited(bool spare)
+    {
+        await using var store = await OpenStoreAsync();
+        using var supervisor = StartConveyorWorker("--processes", "1", "--concurrency", "2", "--max-tasks-per-child", "6", "--spare-process", spare ? "true" : "false");
+        var (_, firstId) = await WaitForChildAsync(supervisor, 1, TimeSpan.FromSeconds(60));
+        await WaitForWorkerAsync(supervisor, firstId, TimeSpan.FromSeconds(60));
+        var spareId = "";
+        if (spare)
+        {
+            // Started once the first child's worker began, and waiting: its worker has not started.
+            await WaitUntilAsync(() => SpareStarted().IsMatch(supervisor.Output), TimeSpan.FromSeconds(60), () => $"the spare. Output: {supervisor.Output}");
+            spareId = SpareStarted().Match(supervisor.Output).Groups[2].Value;
+            await WaitUntilAsync(() => supervisor.Output.Contains($"Worker {spareId} is its supervisor's spare", StringComparison.Ordinal),
+                TimeSpan.FromSeconds(60), () => $"the spare's host to start. Output: {supervisor.Output}");
+        }
+
+        // Six tasks: the first child finishes them and recycles; four more for the child after it. maxAttempts 1: an
+        // attempt lost in the hand-over would show as a task dead or never run.
+        var before = await store.EnqueueAsync("conveyor.sleep", """{"ms":100}""", 6, maxAttempts: 1);
+        await WaitUntilAsync(async () => (await store.GetAsync(before)).Values.All(t => t.State == TaskState.Succeeded), TimeSpan.FromSeconds(60),
+            () => $"the first child's tasks. Output: {supervisor.Output}");
+        Assert.All((await store.GetAsync(before)).Values, t => Assert.Equal(firstId, t.WorkerId));
+        await WaitUntilAsync(() => supervisor.Output.Contains($"worker {firstId}) exited to be recycled (code 75)", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30), () => $"the recycle. Output: {supervisor.Output}");
+        var (_, secondId) = await WaitForChildAsync(supervisor, 2, TimeSpan.FromSeconds(30));
+        var after = await store.EnqueueAsync("conveyor.sleep", """{"ms":100}""", 4, maxAttempts: 1);
+        await WaitUntilAsync(async () => (await store.GetAsync(after)).Values.All(t => t.State == TaskState.Succeeded), TimeSpan.FromSeconds(60),
+            () => $"the second child's tasks. Output: {supervisor.Output}");
+        Assert.All((await store.GetAsync(after)).Values, t => Assert.Equal(secondId, t.WorkerId));
+        Assert.All((await store.GetAsync([.. before, .. after])).Values, t => Assert.Equal(1, t.Attempts));
+
+        if (spare)
+        {
+            // The spare took the place; its worker began only then (it fetched nothing before: no "started" line sooner).
+            Assert.Equal(spareId, secondId);
+            var took = supervisor.Output.IndexOf($"worker {spareId} (the spare, after waiting", StringComparison.Ordinal);
+            Assert.True(took >= 0, $"the spare's turn. Output: {supervisor.Output}");
+            Assert.True(supervisor.Output.IndexOf($"Worker {spareId} started on queues", StringComparison.Ordinal) > took,
+                $"the spare's worker began before its turn. Output: {supervisor.Output}");
+            // And the next spare waits in its stead.
+            await WaitUntilAsync(() => SpareStarted().Count(supervisor.Output) >= 2, TimeSpan.FromSeconds(60), () => $"the next spare. Output: {supervisor.Output}");
+        }
+        else
+        {
+            Assert.DoesNotMatch(SpareStarted(), supervisor.Output);
+            Assert.DoesNotContain(":spare.", secondId, StringComparison.Ordinal);
+        }
+        supervisor.Terminate();
+        Assert.Equal(0, await supervisor.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.DoesNotContain("exited without handing back", supervisor.Error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Recycling_by_memory_replaces_a_leaking_child_and_loses_nothing()
     {
@@ -473,7 +531,7 @@ public sealed partial class SupervisorTests : IDisposable
             () => $"every task to succeed. Output: {supervisor.Output}");
         await WaitUntilAsync(() => supervisor.Output.Contains($"worker {secondId}) exited to be recycled (code 75)", StringComparison.Ordinal), TimeSpan.FromSeconds(30),
             () => $"the recycle. Output: {supervisor.Output}");
-        // Replaced when it began to drain, not when it exited (RecycleNotice): the replacement started before the exit.
+        // Replaced when it began to drain, not when it exited (ChildNotice): the replacement started before the exit.
         Assert.Matches(@"exited to be recycled \(code 75\) after [\d.]+ s; it handed back its leases itself; replaced at once, when it began to drain \(restart 2\)", supervisor.Output);
         Assert.True(supervisor.Output.IndexOf($"worker {secondId}) recycles: it stopped fetching and drains; its replacement starts now", StringComparison.Ordinal)
             is var retiring and >= 0 && retiring < supervisor.Output.IndexOf("Worker process 1 started: pid", retiring, StringComparison.Ordinal),

@@ -137,6 +137,12 @@ internal static class ConveyorCommandLine
                 "or a number of kilobytes as Celery takes it (1048576) [env CONVEYOR_WORKER__MAX_MEMORY_PER_CHILD]. Default never.",
             HelpName = "size",
         }, "Conveyor:Worker:MaxMemoryPerChild");
+        flags.Add(command, new Option<bool?>("--spare-process")
+        {
+            Description = "With recycling on, keep one more worker process started and waiting, which takes the place of the next child " +
+                "that recycles or exits, so that a recycle costs no start [env CONVEYOR_WORKER__SPARE_PROCESS]. true or false; default true.",
+            HelpName = "bool",
+        }, "Conveyor:Worker:SpareProcess");
         flags.Add(command, new Option<string>("--soft-time-limit")
         {
             Description = "Soft time limit of tasks that set no timeout: their handler's token is cancelled and the attempt fails with a " +

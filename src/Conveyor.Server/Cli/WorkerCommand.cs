@@ -45,7 +45,7 @@ internal static class WorkerCommand
                 {
                     var loggers = supervisorServices.GetRequiredService<ILoggerFactory>();
                     var handoff = new SupervisorHandoff(options.Worker.Processes, ConveyorSupervisor.GracefulTimeoutFor(options),
-                        SupervisorLogFormat.Of(supervisorServices, loggers.CreateLogger<WorkerSupervisor>()));
+                        SupervisorLogFormat.Of(supervisorServices, loggers.CreateLogger<WorkerSupervisor>()), ConveyorSupervisor.SpareFor(options));
                     // Returns only if the process could not be replaced; it then supervises as below.
                     LeanSupervisor.ReplaceThisProcess(handoff, output, error);
                 }

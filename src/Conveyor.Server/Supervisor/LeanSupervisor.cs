@@ -51,7 +51,7 @@ internal static class LeanSupervisor
     {
         ArgumentNullException.ThrowIfNull(handoff);
         // A hand-back starts a process first: it gets longer than a call to a backend already built.
-        var settings = ConveyorSupervisor.SettingsFor(handoff.Processes, handoff.GracefulTimeout) with { AbandonTimeout = HandBackProcess.Timeout };
+        var settings = ConveyorSupervisor.SettingsFor(handoff.Processes, handoff.GracefulTimeout, handoff.Spare) with { AbandonTimeout = HandBackProcess.Timeout };
         return await ConveyorSupervisor.SuperviseAsync(settings,
             (workerId, cancellationToken) => HandBackProcess.RunAsync(settings.FileName, settings.Arguments, workerId, cancellationToken),
             new SupervisorConsoleLogger<WorkerSupervisor>(handoff.Log), TimeProvider.System, CancellationToken.None).ConfigureAwait(false);

@@ -14,7 +14,8 @@ namespace Conveyor.Server.Supervisor;
 /// <param name="Processes">Children kept running.</param>
 /// <param name="GracefulTimeout">How long children get to stop before they are killed.</param>
 /// <param name="Log">How the supervisor's lines are written.</param>
-internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout, SupervisorLogFormat Log)
+/// <param name="Spare">Whether a spare child waits beside them (<see cref="ConveyorSupervisor.SpareFor"/>).</param>
+internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout, SupervisorLogFormat Log, bool Spare = false)
 {
     /// <summary>The environment variable; under the <c>CONVEYOR_SUPERVISOR_</c> prefix, which names no setting.</summary>
     public const string VariableName = "CONVEYOR_SUPERVISOR_HANDOFF";
@@ -26,6 +27,7 @@ internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout
         {
             ("processes", Processes.ToString(CultureInfo.InvariantCulture)),
             ("gracefulTimeout", GracefulTimeout.Ticks.ToString(CultureInfo.InvariantCulture)),
+            ("spare", Bool(Spare)),
             ("minimumLevel", Log.MinimumLevel.ToString()),
             ("formatter", Log.Formatter),
             ("useUtcTimestamp", Bool(Log.UseUtcTimestamp)),
@@ -76,7 +78,7 @@ internal sealed record SupervisorHandoff(int Processes, TimeSpan GracefulTimeout
             StandardErrorThreshold = Enum.Parse<LogLevel>(Required("standardErrorThreshold")),
         };
         return new SupervisorHandoff(int.Parse(Required("processes"), CultureInfo.InvariantCulture),
-            TimeSpan.FromTicks(long.Parse(Required("gracefulTimeout"), CultureInfo.InvariantCulture)), log);
+            TimeSpan.FromTicks(long.Parse(Required("gracefulTimeout"), CultureInfo.InvariantCulture)), log, bool.Parse(Required("spare")));
 
         string Required(string name) => values.TryGetValue(name, out var text) ? text : throw new FormatException($"{VariableName} has no {name}.");
     }

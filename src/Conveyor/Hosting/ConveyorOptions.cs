@@ -124,6 +124,12 @@ public sealed class WorkerOptions
     /// <c>--max-memory-per-child</c> takes it (<see cref="MemorySize"/>). Default null: never.</summary>
     public string? MaxMemoryPerChild { get; set; }
 
+    /// <summary>With recycling on (<see cref="MaxTasksPerChild"/> or <see cref="MaxMemoryPerChild"/>), the supervisor keeps
+    /// one more worker process started and waiting, which takes the place of the next child that recycles or exits: a
+    /// recycle then costs the spare's first fetch rather than a process's start. It fetches nothing and holds nothing
+    /// while it waits, and costs a child's idle memory. Default true; no spare without recycling.</summary>
+    public bool SpareProcess { get; set; } = true;
+
     /// <summary>Soft time limit of a task that sets none itself (<see cref="TaskMessage.Timeout"/>): its handler's token is
     /// cancelled and the attempt fails with a timeout. Default null: none.</summary>
     public TimeSpan? SoftTimeLimit { get; set; }

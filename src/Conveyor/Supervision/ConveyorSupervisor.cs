@@ -90,15 +90,21 @@ public static class ConveyorSupervisor
             var backend = services.GetRequiredService<IConveyorBackend>();
             return (await LeaseHandBack.RunAsync(backend, workerId, time, logger, handBackToken).ConfigureAwait(false)).Count;
         }
-        return await SuperviseAsync(SettingsFor(options.Worker.Processes, GracefulTimeoutFor(options)), HandBackAsync, logger, time,
+        return await SuperviseAsync(SettingsFor(options.Worker.Processes, GracefulTimeoutFor(options), SpareFor(options)), HandBackAsync, logger, time,
             cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>How long children get to stop: their drain and <see cref="StopMargin"/>.</summary>
     internal static TimeSpan GracefulTimeoutFor(ConveyorOptions options) => options.Worker.ShutdownTimeout + StopMargin;
 
-    /// <summary>Settings that start <paramref name="processes"/> children running this process's own command.</summary>
-    internal static SupervisorSettings SettingsFor(int processes, TimeSpan gracefulTimeout)
+    /// <summary>Whether the supervisor keeps a spare child (<see cref="WorkerOptions.SpareProcess"/>): only where children
+    /// recycle.</summary>
+    internal static bool SpareFor(ConveyorOptions options) =>
+        options.Worker.SpareProcess && (options.Worker.MaxTasksPerChild is not null || options.Worker.MaxMemoryPerChild is not null);
+
+    /// <summary>Settings that start <paramref name="processes"/> children running this process's own command, and a spare
+    /// beside them when <paramref name="spare"/>.</summary>
+    internal static SupervisorSettings SettingsFor(int processes, TimeSpan gracefulTimeout, bool spare)
     {
         var (fileName, arguments) = CurrentCommand();
         return new SupervisorSettings
@@ -107,6 +113,7 @@ public static class ConveyorSupervisor
             FileName = fileName,
             Arguments = arguments,
             GracefulTimeout = gracefulTimeout,
+            Spare = spare,
         };
     }
 

@@ -16,7 +16,8 @@ namespace Conveyor;
 /// <c>kill -9</c>, and the leases would wait out their time.</item>
 /// <item>A supervised child (<see cref="ConveyorSupervisor.IsChildProcess"/>): the end of its standard input means "drain
 /// and exit": the supervisor closed it, or died. Signals only ever drain a child: the process group's copy of a signal
-/// and the supervisor's would otherwise count as two. The supervisor kills a child it wants stopped at once.</item>
+/// and the supervisor's would otherwise count as two. The supervisor kills a child it wants stopped at once. A byte on
+/// that input hands a spare child its turn (<see cref="SpareTurn"/>).</item>
 /// </list>
 /// </summary>
 internal sealed partial class WorkerProcessSignals(
@@ -102,7 +103,8 @@ internal sealed partial class WorkerProcessSignals(
             var buffer = new byte[64];
             while (input.Read(buffer, 0, buffer.Length) > 0)
             {
-                // The supervisor writes nothing; only the end of input means something.
+                // The supervisor writes only to hand a spare its turn (SpareTurn); the end of input means "stop".
+                SpareTurn.Begin();
             }
         }
         catch (IOException)

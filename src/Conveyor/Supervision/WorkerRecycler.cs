@@ -10,7 +10,7 @@ namespace Conveyor;
 /// <see cref="WorkerOptions.MaxMemoryPerChild"/> of resident memory: it logs why, sets the exit code
 /// <see cref="WorkerExitCodes.Recycled"/> and stops the host, whose worker then drains as at any shutdown (stops
 /// fetching, hands back unstarted leases unspent, waits for the running handlers, ends what it still holds). The
-/// supervisor (or systemd) starts a fresh process; a supervisor is told at once (<see cref="RecycleNotice"/>), and
+/// supervisor (or systemd) starts a fresh process; a supervisor is told at once (<see cref="ChildNotice"/>), and
 /// starts it while this one drains. A supervised child gets its exit code from the end of its drain: 75
 /// once the backend confirmed that it handed back every lease, so that its supervisor has nothing to do for it. The count is kept by <see cref="WorkerStatus"/>: no attempt starts past it
 /// (<see cref="WorkerStatus.TryStart"/>), and the drain starts as the last of them finishes. Memory is read a few times a
@@ -37,6 +37,8 @@ internal sealed partial class WorkerRecycler(
         }
         try
         {
+            // A spare counts nothing until its turn: its idle memory is no reason to recycle it.
+            await SpareTurn.WaitAsync(stoppingToken).ConfigureAwait(false);
             var byCount = maxTasks is { } tasks ? status.ProcessedReachedAsync(tasks) : null;
             var byMemory = maxMemory is { } memory ? WatchMemoryAsync(memory, stoppingToken) : null;
             var stopped = Task.Delay(Timeout.Infinite, stoppingToken);
@@ -87,8 +89,9 @@ internal sealed partial class WorkerRecycler(
         await WorkerStop.StopFetchingAsync(services, status).ConfigureAwait(false);
         if (ConveyorSupervisor.IsChildProcess)
         {
-            // Its supervisor starts the replacement now, while this process drains and exits (RecycleNotice).
-            RecycleNotice.Send(status.WorkerId);
+            // Its supervisor hands its place to the spare, or starts the replacement, now, while this process drains and
+            // exits (ChildNotice).
+            ChildNotice.Send(status.WorkerId, ChildNoticeKind.Retiring);
         }
         // A supervised child exits 75 only once its drain handed back every lease it held (WorkerService): its supervisor
         // then has nothing to hand back.

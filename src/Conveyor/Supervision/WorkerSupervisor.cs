@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using System.IO.Pipes;
+using System.Runtime.InteropServices;
 using Conveyor.Backends;
 using Microsoft.Extensions.Logging;
 
@@ -23,6 +25,12 @@ internal sealed record SupervisorSettings
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>A child that stayed up this long crashed "once", not in a loop: the backoff starts over.</summary>
     public TimeSpan ResetBackoffAfter { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Keep a spare child started and waiting (<see cref="SpareTurn"/>), which takes the place of the next child
+    /// that recycles or exits.</summary>
+    public bool Spare { get; init; }
+    /// <summary>The first spare starts once every first child's worker began (so as not to slow their start), or this long
+    /// after the start at the latest.</summary>
+    public TimeSpan SpareStartDelay { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>Longest wait for the hand-back of an exited child's leases (the backend may be down; a hand-back process
     /// has to start first).</summary>
     public TimeSpan AbandonTimeout { get; init; } = TimeSpan.FromSeconds(5);
@@ -48,7 +56,9 @@ internal delegate Task<int> HandBackLeases(string workerId, CancellationToken ca
 /// Children are told to stop by closing their standard input (<see cref="ConveyorSupervisor.IsChildProcess"/>): a
 /// signal would not do, because a service manager or a terminal signals the whole process group, and a child would
 /// take the supervisor's forwarded copy for a second, "stop at once" signal. A child whose supervisor dies sees the same
-/// end of input and drains. Only the supervisor decides that a stop is immediate: it kills its children.
+/// end of input and drains. Only the supervisor decides that a stop is immediate: it kills its children. The same input
+/// carries the one thing a supervisor writes: a byte that hands a spare child (<see cref="SupervisorSettings.Spare"/>,
+/// <see cref="SpareTurn"/>) the place of a child that recycled or exited.
 /// </remarks>
 internal sealed partial class WorkerSupervisor(
     SupervisorSettings settings,
@@ -59,9 +69,13 @@ internal sealed partial class WorkerSupervisor(
     private readonly object _gate = new();
     private readonly ConcurrentDictionary<int, Child> _children = new();
     // Children that said they recycle and were replaced at once: they finish what they run and exit beside their
-    // replacement (RecycleNotice), by worker id.
+    // replacement (ChildNotice), by worker id.
     private readonly ConcurrentDictionary<string, Child> _retired = new(StringComparer.Ordinal);
-    private RecycleNotice? _notice;
+    private ChildNotice? _notice;
+    // The spare (SupervisorSettings.Spare) while it waits, and what its loop learns when a slot takes it: the exit of
+    // the child it replaces, after which the next spare starts.
+    private Child? _spare;
+    private TaskCompletionSource<Task>? _spareTaken;
     // Hand-backs (and their log lines) still under way: waited for before the supervisor returns.
     private readonly ConcurrentDictionary<Task, byte> _handingBack = new();
     private readonly CancellationTokenSource _stopping = new();
@@ -86,7 +100,7 @@ internal sealed partial class WorkerSupervisor(
     public async Task RunAsync(CancellationToken stop, CancellationToken stopNow)
     {
         LogStarting(Environment.ProcessId, settings.Processes, settings.FileName + " " + string.Join(' ', settings.Arguments));
-        _notice = RecycleNotice.TryOpen();
+        _notice = ChildNotice.TryOpen();
         try
         {
             await RunSlotsAsync(stop, stopNow).ConfigureAwait(false);
@@ -99,7 +113,11 @@ internal sealed partial class WorkerSupervisor(
 
     private async Task RunSlotsAsync(CancellationToken stop, CancellationToken stopNow)
     {
-        var slots = Enumerable.Range(1, settings.Processes).Select(slot => Task.Run(() => RunSlotAsync(slot), CancellationToken.None)).ToArray();
+        // Each slot's first child says when its worker began (or it exits, or could not start): the spare starts then.
+        var firstStarted = Enumerable.Range(0, settings.Processes).Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();
+        var slots = Enumerable.Range(1, settings.Processes).Select(slot => Task.Run(() => RunSlotAsync(slot, firstStarted[slot - 1]), CancellationToken.None))
+            .Append(settings.Spare ? Task.Run(() => RunSpareAsync(Task.WhenAll(firstStarted.Select(s => s.Task))), CancellationToken.None) : Task.CompletedTask)
+            .ToArray();
         var slotsEnded = Task.WhenAll(slots);
         try
         {
@@ -148,12 +166,21 @@ internal sealed partial class WorkerSupervisor(
             {
                 AskToStop(child);
             }
+            if (_spare is { } spare)
+            {
+                AskToStop(spare);
+            }
         }
     }
 
     private void KillAll()
     {
-        foreach (var child in _children.Values.Concat(_retired.Values))
+        Child?[] spare;
+        lock (_gate)
+        {
+            spare = [_spare];
+        }
+        foreach (var child in _children.Values.Concat(_retired.Values).Concat(spare.OfType<Child>()))
         {
             try
             {
@@ -178,33 +205,47 @@ internal sealed partial class WorkerSupervisor(
         }
     }
 
-    private async Task RunSlotAsync(int slot)
+    private async Task RunSlotAsync(int slot, TaskCompletionSource firstStarted)
     {
         var backoff = settings.InitialBackoff;
         var generation = 0;
+        // The exit of this slot's last child: a spare that takes its place is followed by the next spare once it is over.
+        var previousExit = Task.CompletedTask;
         while (true)
         {
             Child child;
+            var tookSpare = false;
             lock (_gate)
             {
                 if (_stopping.IsCancellationRequested)
                 {
                     return;
                 }
-                generation++;
-                var workerId = $"{_idPrefix}:{slot}.{generation}-{Guid.NewGuid().ToString("N")[..6]}";
-                // Waited for before the child can say it: a word that came first would find no one to tell.
-                _ = _notice?.Retiring(workerId);
-                try
+                // A spare waiting takes the place: it started already (after a crash too, once the backoff is over).
+                child = TakeSpare(slot, previousExit)!;
+                tookSpare = child is not null;
+                if (!tookSpare)
                 {
-                    var process = Start(workerId);
-                    child = new Child(slot, workerId, process, process.Id, Stopwatch.GetTimestamp());
-                }
-                catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
-                {
-                    _notice?.Forget(workerId);
-                    LogStartFailed(ex, slot);
-                    child = null!;
+                    generation++;
+                    var workerId = $"{_idPrefix}:{slot}.{generation}-{Guid.NewGuid().ToString("N")[..6]}";
+                    // Waited for before the child can say it: a word that came first would find no one to tell.
+                    _ = _notice?.Retiring(workerId);
+                    if (!firstStarted.Task.IsCompleted)
+                    {
+                        _ = _notice?.Started(workerId);
+                    }
+                    try
+                    {
+                        var process = Start(workerId, spare: false);
+                        child = new Child(slot, workerId, process, process.Id, Stopwatch.GetTimestamp());
+                    }
+                    catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
+                    {
+                        _notice?.Forget(workerId);
+                        LogStartFailed(ex, slot);
+                        firstStarted.TrySetResult();
+                        child = null!;
+                    }
                 }
                 if (child is not null)
                 {
@@ -220,7 +261,19 @@ internal sealed partial class WorkerSupervisor(
                 backoff = Next(backoff);
                 continue;
             }
-            LogChildStarted(slot, child.ProcessId, child.WorkerId);
+            if (tookSpare)
+            {
+                LogSpareTookPlace(slot, child.ProcessId, child.WorkerId, FormatUptime(Stopwatch.GetElapsedTime(child.StartedAt)));
+            }
+            else
+            {
+                LogChildStarted(slot, child.ProcessId, child.WorkerId);
+            }
+            previousExit = child.Exited;
+            if (!firstStarted.Task.IsCompleted)
+            {
+                _ = SignalStartedAsync(child, firstStarted);
+            }
 
             if (_notice?.Retiring(child.WorkerId) is { } retiring)
             {
@@ -281,6 +334,181 @@ internal sealed partial class WorkerSupervisor(
         }
     }
 
+    /// <summary>Completes <paramref name="started"/> when <paramref name="child"/> says its worker began, or exits; without
+    /// notices, never (the spare then waits out <see cref="SupervisorSettings.SpareStartDelay"/>).</summary>
+    private async Task SignalStartedAsync(Child child, TaskCompletionSource started)
+    {
+        if (_notice is { } notice)
+        {
+            await Task.WhenAny(notice.Started(child.WorkerId), child.Exited).ConfigureAwait(false);
+            started.TrySetResult();
+        }
+    }
+
+    /// <summary>Hands the waiting spare, if there is one, the place of <paramref name="slot"/>: it is told to begin (a byte
+    /// on its standard input), and the spare's loop starts the next spare once <paramref name="previousExit"/> is over,
+    /// not beside this one's start and the old child's drain. Null when there is none, or it could not be told. Under
+    /// <see cref="_gate"/>.</summary>
+    private Child? TakeSpare(int slot, Task previousExit)
+    {
+        if (_spare is not { } spare || spare.Exited.IsCompleted)
+        {
+            return null;
+        }
+        if (!TryWriteTurn(spare.Process))
+        {
+            // It is exiting: its loop sees that and starts another.
+            return null;
+        }
+        _spare = null;
+        _spareTaken!.TrySetResult(previousExit);
+        return spare with { Slot = slot };
+    }
+
+    /// <summary>Writes one byte on <paramref name="process"/>'s standard input. With write(2) on Unix: a
+    /// <see cref="PipeStream"/>'s own writes go through System.Net.Sockets there, which with what it loads would stay in
+    /// the lean supervisor for the rest of its life (HandBackProcess reads with read(2) for the same reason).</summary>
+    private static bool TryWriteTurn(Process process)
+    {
+        try
+        {
+            if (!OperatingSystem.IsWindows() && process.StandardInput.BaseStream is PipeStream { SafePipeHandle: var pipe })
+            {
+                var added = false;
+                try
+                {
+                    pipe.DangerousAddRef(ref added);
+                    var descriptor = (int)pipe.DangerousGetHandle();
+                    byte[] turn = [(byte)'1'];
+                    nint written;
+                    do
+                    {
+                        written = NativeMethods.Write(descriptor, turn, 1);
+                    }
+                    while (written < 0 && Marshal.GetLastPInvokeError() == EINTR);
+                    return written == 1;
+                }
+                finally
+                {
+                    if (added)
+                    {
+                        pipe.DangerousRelease();
+                    }
+                }
+            }
+            process.StandardInput.Write('1');
+            process.StandardInput.Flush();
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    private const int EINTR = 4;
+
+    private static class NativeMethods
+    {
+        // write(2): a closed pipe answers EPIPE (the runtime ignores SIGPIPE).
+        [DllImport("libc", EntryPoint = "write", SetLastError = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern nint Write(int descriptor, byte[] buffer, nint count);
+    }
+
+    /// <summary>Keeps a spare child started and waiting (<see cref="SupervisorSettings.Spare"/>): the first one once the
+    /// first children's workers began (or <see cref="SupervisorSettings.SpareStartDelay"/>), the next one each time a slot took it, once
+    /// the child it replaced has exited. A spare that exits before its turn held nothing (it never fetched); it is started
+    /// again after the crash backoff.</summary>
+    private async Task RunSpareAsync(Task firstChildrenStarted)
+    {
+        try
+        {
+            await Task.WhenAny(firstChildrenStarted, Task.Delay(settings.SpareStartDelay, time, _stopping.Token)).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        if (_stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        var backoff = settings.InitialBackoff;
+        var generation = 0;
+        while (true)
+        {
+            Child spare;
+            var taken = new TaskCompletionSource<Task>(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (_gate)
+            {
+                if (_stopping.IsCancellationRequested)
+                {
+                    return;
+                }
+                generation++;
+                var workerId = $"{_idPrefix}:spare.{generation}-{Guid.NewGuid().ToString("N")[..6]}";
+                // Its slot waits for its recycle notice once it takes a place.
+                _ = _notice?.Retiring(workerId);
+                try
+                {
+                    var process = Start(workerId, spare: true);
+                    spare = new Child(0, workerId, process, process.Id, Stopwatch.GetTimestamp());
+                    _spare = spare;
+                    _spareTaken = taken;
+                }
+                catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
+                {
+                    _notice?.Forget(workerId);
+                    LogSpareStartFailed(ex);
+                    spare = null!;
+                }
+            }
+            if (spare is null)
+            {
+                if (!await DelayAsync(backoff).ConfigureAwait(false))
+                {
+                    return;
+                }
+                backoff = Next(backoff);
+                continue;
+            }
+            LogSpareStarted(spare.ProcessId, spare.WorkerId);
+            await Task.WhenAny(spare.Exited, taken.Task).ConfigureAwait(false);
+            bool wasTaken;
+            lock (_gate)
+            {
+                wasTaken = taken.Task.IsCompleted;
+                if (!wasTaken)
+                {
+                    _spare = null;
+                    _spareTaken = null;
+                }
+            }
+            if (wasTaken)
+            {
+                backoff = settings.InitialBackoff;
+                var replacedExit = await taken.Task.ConfigureAwait(false);
+                await Task.WhenAny(replacedExit, Task.Delay(Timeout.Infinite, _stopping.Token)).ConfigureAwait(false);
+                continue;
+            }
+            // Exited before its turn: asked to stop with the supervisor, or crashed. It held nothing to hand back.
+            await spare.Exited.ConfigureAwait(false);
+            _notice?.Forget(spare.WorkerId);
+            var how = DescribeExit(spare.Process.ExitCode);
+            spare.Process.Dispose();
+            if (_stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            LogSpareExited(spare.ProcessId, spare.WorkerId, how, FormatUptime(backoff));
+            if (!await DelayAsync(backoff).ConfigureAwait(false))
+            {
+                return;
+            }
+            backoff = Next(backoff);
+        }
+    }
+
     /// <summary>Waits for a retired child to exit (its replacement runs already), then has its leases handed back if it did
     /// not do it itself, and logs it.</summary>
     private async Task EndRetiredAsync(Child child, int restarts)
@@ -325,7 +553,7 @@ internal sealed partial class WorkerSupervisor(
         }
     }
 
-    private Process Start(string workerId)
+    private Process Start(string workerId, bool spare)
     {
         var info = new ProcessStartInfo(settings.FileName)
         {
@@ -341,7 +569,15 @@ internal sealed partial class WorkerSupervisor(
         info.Environment[ConveyorSupervisor.WorkerIdVariable] = workerId;
         if (_notice is not null)
         {
-            info.Environment[RecycleNotice.FolderVariable] = _notice.Folder;
+            info.Environment[ChildNotice.FolderVariable] = _notice.Folder;
+        }
+        if (spare)
+        {
+            info.Environment[SpareTurn.Variable] = "1";
+        }
+        else
+        {
+            info.Environment.Remove(SpareTurn.Variable);
         }
         return Process.Start(info) ?? throw new InvalidOperationException($"{settings.FileName} did not start.");
     }
@@ -438,6 +674,18 @@ internal sealed partial class WorkerSupervisor(
 
     [LoggerMessage(12, LogLevel.Information, "Worker process {Slot} (pid {ProcessId}, worker {WorkerId}) {How} after {Uptime}; {HandedBack}; replaced at once, when it began to drain (restart {Restarts})")]
     private partial void LogChildRetired(int slot, int processId, string workerId, string how, string uptime, string handedBack, int restarts);
+
+    [LoggerMessage(13, LogLevel.Information, "Spare worker process started: pid {ProcessId}, worker {WorkerId}; it waits to take the place of the next child that recycles or exits")]
+    private partial void LogSpareStarted(int processId, string workerId);
+
+    [LoggerMessage(14, LogLevel.Information, "Worker process {Slot} started: pid {ProcessId}, worker {WorkerId} (the spare, after waiting {Waited})")]
+    private partial void LogSpareTookPlace(int slot, int processId, string workerId, string waited);
+
+    [LoggerMessage(15, LogLevel.Warning, "Spare worker process (pid {ProcessId}, worker {WorkerId}) {How} before its turn; it held nothing; another starts in {Delay}")]
+    private partial void LogSpareExited(int processId, string workerId, string how, string delay);
+
+    [LoggerMessage(16, LogLevel.Error, "The spare worker process could not be started")]
+    private partial void LogSpareStartFailed(Exception exception);
 
     [LoggerMessage(10, LogLevel.Warning, "Could not hand back the leases of worker {WorkerId}; they come back when they run out")]
     private partial void LogAbandonFailed(Exception exception, string workerId);

@@ -155,6 +155,20 @@ internal sealed partial class WorkerService(
             return;
         }
         await Task.Yield();
+        if (SpareTurn.IsSpare)
+        {
+            LogSpareWaiting(status.WorkerId);
+            try
+            {
+                // Built, connected and started, but nothing fetched or held until the supervisor hands it a place.
+                await SpareTurn.WaitAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                // Stopped before its turn: it held nothing (its exit code stays 0).
+                return;
+            }
+        }
         if (ConveyorSupervisor.IsChildProcess)
         {
             // Until the end of the drain confirms that every lease went back: a child that ends before that (the host cut
@@ -176,6 +190,11 @@ internal sealed partial class WorkerService(
         LogStarted(status.WorkerId, string.Join(",", queues.Select(q => q.Name)), concurrency,
             _options.Prefetch is { } fixedPrefetch ? fixedPrefetch.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"automatic, {_slots.Size} to start, up to {prefetch}");
 
+        if (ConveyorSupervisor.IsChildProcess && !SpareTurn.IsSpare)
+        {
+            // Its supervisor starts its spare once the first children are this far, not beside their start.
+            ChildNotice.Send(status.WorkerId, ChildNoticeKind.Started);
+        }
         _queueNames = new HashSet<string>(queues.Select(q => q.Name), StringComparer.Ordinal);
         // Subscribed beside the first fetch, not before it (issue 15, the worker's start-up): a subscription is a round
         // trip, and on some backends a connection of its own (PostgreSQL's LISTEN, RabbitMQ's consumer), that the first
@@ -1783,6 +1802,9 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(60, LogLevel.Warning, "The stop's time for the backend ran out (the graceful timeout plus 7 s): gave up waiting to {Call}; those leases run out and come back")]
     private partial void LogStopBudgetSpent(string call);
+
+    [LoggerMessage(18, LogLevel.Information, "Worker {WorkerId} is its supervisor's spare: started, it fetches nothing until it takes the place of a child that recycles or exits")]
+    private partial void LogSpareWaiting(string workerId);
 
     [LoggerMessage(1, LogLevel.Information, "Worker {WorkerId} started on queues {Queues}, concurrency {Concurrency}, prefetch {Prefetch}")]
     private partial void LogStarted(string workerId, string queues, int concurrency, string prefetch);

@@ -89,6 +89,91 @@ public sealed class WorkerSupervisorTests : IDisposable
         Assert.Empty(backend.Abandoned);
     }
 
+    private string EventsLog => Path.Combine(_folder, "events.log");
+
+    /// <summary>A child that, started as the spare, notes that it waits and reads one byte from its input: the end of
+    /// input (a stop) ends it with 0, a byte is its turn; then (or at once when no spare) it runs <paramref name="work"/>.</summary>
+    private string SpareAware(string work) =>
+        $"id=${ConveyorSupervisor.WorkerIdVariable}; " +
+        $"if [ \"${SpareTurn.Variable}\" = 1 ]; then echo \"$(date +%s%3N) waits $id\" >> '{EventsLog}'; b=$(head -c 1); " +
+        $"if [ -z \"$b\" ]; then echo \"$(date +%s%3N) stopped $id\" >> '{EventsLog}'; exit 0; fi; " +
+        $"echo \"$(date +%s%3N) turn $id\" >> '{EventsLog}'; fi; {work}";
+
+    private List<(long AtMs, string What, string WorkerId)> Events() =>
+        File.Exists(EventsLog)
+            ? File.ReadAllLines(EventsLog).Select(l => l.Split(' ')).Select(p => (long.Parse(p[0], CultureInfo.InvariantCulture), p[1], p[2])).ToList()
+            : [];
+
+    [Fact]
+    public async Task A_spare_waits_without_working_takes_the_place_of_a_child_that_recycles_and_is_followed_by_another()
+    {
+        var backend = new RecordingHandBack();
+        // Each child works 700 ms and recycles; /bin/sh sends no notice, so the first spare starts after the delay.
+        var settings = Shell(SpareAware($"sleep 0.7; exit {WorkerExitCodes.Recycled}")) with
+        {
+            Spare = true,
+            SpareStartDelay = TimeSpan.FromMilliseconds(200),
+            InitialBackoff = TimeSpan.FromMinutes(1),
+        };
+        await using var supervisor = Supervisor(settings, backend);
+        using var stop = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
+
+        await WaitUntilAsync(() => Events().Count(e => e.What == "turn") >= 2 && Events().Count(e => e.What == "waits") >= 3,
+            TimeSpan.FromSeconds(20), () => $"two spares to take their turn and a third to wait: {string.Join(", ", Events())}");
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var starts = Starts();
+        var events = Events();
+        // One child started as such; every later one was a spare, whose turn came when the child before it exited: a
+        // spare never works before its turn (a turn per spare, the child before it at least 700 ms old by then).
+        Assert.DoesNotContain(":spare.", starts[0].WorkerId, StringComparison.Ordinal);
+        Assert.All(starts.Skip(1), s => Assert.Contains(":spare.", s.WorkerId, StringComparison.Ordinal));
+        var turns = events.Where(e => e.What == "turn").ToList();
+        Assert.Equal(turns.Count, turns.Select(t => t.WorkerId).Distinct().Count());
+        Assert.Equal(starts[1].WorkerId, turns[0].WorkerId);
+        Assert.InRange(turns[0].AtMs - starts[0].AtMs, 700 - 100, 10_000);
+        // The next spare starts once the child its predecessor replaced exited (here at once), and waits.
+        Assert.Equal(starts[2].WorkerId, turns[1].WorkerId);
+        Assert.True(starts[2].AtMs <= turns[1].AtMs, string.Join(", ", events));
+        // The stop closed the waiting spare's input: it ended with 0, having held nothing.
+        Assert.Contains(events, e => e.What == "stopped" && !turns.Any(t => t.WorkerId == e.WorkerId));
+        Assert.Empty(backend.Abandoned);
+    }
+
+    [Fact]
+    public async Task A_spare_that_crashes_before_its_turn_is_started_again_after_the_backoff_and_has_nothing_handed_back()
+    {
+        var backend = new RecordingHandBack();
+        // The spare exits 3 at once; the child runs until the stop.
+        var script = $"id=${ConveyorSupervisor.WorkerIdVariable}; if [ \"${SpareTurn.Variable}\" = 1 ]; then exit 3; fi; exec cat > /dev/null";
+        var settings = Shell(script) with
+        {
+            Spare = true,
+            SpareStartDelay = TimeSpan.FromMilliseconds(100),
+            InitialBackoff = TimeSpan.FromMilliseconds(200),
+            MaxBackoff = TimeSpan.FromMilliseconds(400),
+        };
+        await using var supervisor = Supervisor(settings, backend);
+        using var stop = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
+
+        await WaitUntilAsync(() => Starts().Count(s => s.WorkerId.Contains(":spare.", StringComparison.Ordinal)) >= 3, TimeSpan.FromSeconds(20),
+            () => $"3 spare starts: {string.Join(", ", Starts())}");
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var spares = Starts().Where(s => s.WorkerId.Contains(":spare.", StringComparison.Ordinal)).ToList();
+        // Backoff between them (200, then 400 ms, less the timers' slack), and the child was never replaced.
+        Assert.InRange(spares[1].AtMs - spares[0].AtMs, 200 - 100, 10_000);
+        Assert.InRange(spares[2].AtMs - spares[1].AtMs, 400 - 100, 10_000);
+        Assert.Single(Starts(), s => !s.WorkerId.Contains(":spare.", StringComparison.Ordinal));
+        Assert.Equal(0, supervisor.Restarts);
+        // A spare fetches nothing before its turn: there is nothing to hand back for it, nor for the child (stopped, 0).
+        Assert.Empty(backend.Abandoned);
+    }
+
     [Fact]
     public async Task A_child_that_drained_without_the_backends_confirmation_has_its_leases_handed_back_and_waits_out_the_backoff()
     {

@@ -4,24 +4,30 @@ using System.Runtime.InteropServices;
 namespace Conveyor;
 
 /// <summary>
-/// A recycling child's word to its supervisor that it stopped fetching: the supervisor starts its replacement at once,
-/// while the old child finishes what it runs and exits, so that a recycle costs a start rather than an exit and a start
-/// one after the other (issue 10; docs/benchmarks.md, "Recycling against starting"). The child leaves a file named by
-/// its worker id in a private folder (mode 0700, under the temporary folder, named to each child in
-/// <see cref="FolderVariable"/>) and sends its supervisor SIGUSR1, on which the supervisor reads the folder. A signal
-/// and a file, not a socket: the supervisor stays free of the networking assemblies, to keep it small beside its
-/// children. Best effort both ways: without it (Windows, a folder that cannot be made) the replacement starts when the
-/// old child exits, as before.
+/// A child's word to its supervisor, of two kinds. <see cref="ChildNoticeKind.Retiring"/>: a recycling child stopped
+/// fetching, and the supervisor hands its place to the spare or starts its replacement at once, while the old child
+/// finishes what it runs and exits, so that a recycle costs no exit and start one after the other (issue 10;
+/// docs/benchmarks.md, "Recycling against starting"). <see cref="ChildNoticeKind.Started"/>: a child's worker began to
+/// fetch, after which the supervisor starts its spare (not beside the first children's start). The child leaves a file
+/// named by its worker id (and, when it started, a suffix) in a private folder (mode 0700, under the temporary folder,
+/// named to each child in <see cref="FolderVariable"/>) and sends its supervisor SIGUSR1, on which the supervisor reads
+/// the folder. A signal and a file, not a socket: the supervisor stays free of the networking assemblies, to keep it
+/// small beside its children. Best effort both ways: without it (Windows, a folder that cannot be made) the replacement
+/// starts when the old child exits, and the spare a few seconds after the first children.
 /// </summary>
-internal sealed class RecycleNotice : IDisposable
+internal sealed class ChildNotice : IDisposable
 {
+    // Ends the file name of a Started notice; a worker id has no '+' (WorkerSupervisor names them).
+    private const string StartedSuffix = "+started";
+
     /// <summary>Set in a child's environment to the supervisor's folder.</summary>
     public const string FolderVariable = "CONVEYOR_SUPERVISOR_NOTICE";
 
     private readonly ConcurrentDictionary<string, TaskCompletionSource> _retiring = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _started = new(StringComparer.Ordinal);
     private readonly PosixSignalRegistration _registration;
 
-    private RecycleNotice(string folder)
+    private ChildNotice(string folder)
     {
         Folder = folder;
         _registration = PosixSignalRegistration.Create((PosixSignal)Usr1, OnSignal);
@@ -34,7 +40,7 @@ internal sealed class RecycleNotice : IDisposable
     private static int Usr1 => OperatingSystem.IsLinux() ? 10 : OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD() ? 30 : 0;
 
     /// <summary>Opens the supervisor's end, or null where it cannot be had.</summary>
-    public static RecycleNotice? TryOpen()
+    public static ChildNotice? TryOpen()
     {
         if (Usr1 == 0 || OperatingSystem.IsWindows())
         {
@@ -43,7 +49,7 @@ internal sealed class RecycleNotice : IDisposable
         try
         {
             // mkdtemp(3): a new folder, mode 0700, named without the crypto stack (which the lean supervisor must not load).
-            return new RecycleNotice(Directory.CreateTempSubdirectory("conveyor-supervisor-").FullName);
+            return new ChildNotice(Directory.CreateTempSubdirectory("conveyor-supervisor-").FullName);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
         {
@@ -52,18 +58,28 @@ internal sealed class RecycleNotice : IDisposable
     }
 
     /// <summary>Completes when the child <paramref name="workerId"/> says it recycles.</summary>
-    public Task Retiring(string workerId) =>
-        _retiring.GetOrAdd(workerId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+    public Task Retiring(string workerId) => Waiting(_retiring, workerId);
+
+    /// <summary>Completes when the child <paramref name="workerId"/> says its worker began to fetch.</summary>
+    public Task Started(string workerId) => Waiting(_started, workerId);
+
+    private static Task Waiting(ConcurrentDictionary<string, TaskCompletionSource> words, string workerId) =>
+        words.GetOrAdd(workerId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
 
     /// <summary>The child exited: nothing more to wait for from it.</summary>
-    public void Forget(string workerId) => _retiring.TryRemove(workerId, out _);
+    public void Forget(string workerId)
+    {
+        _retiring.TryRemove(workerId, out _);
+        _started.TryRemove(workerId, out _);
+    }
 
-    /// <summary>In a supervised child: tells the supervisor that this worker recycles (nothing when not supervised so).</summary>
-    public static void Send(string workerId)
+    /// <summary>In a supervised child: tells the supervisor that this worker <paramref name="kind"/> (nothing when not
+    /// supervised so).</summary>
+    public static void Send(string workerId, ChildNoticeKind kind)
     {
         if (Environment.GetEnvironmentVariable(FolderVariable) is not { Length: > 0 } folder || Usr1 == 0
             || !int.TryParse(Environment.GetEnvironmentVariable(ConveyorSupervisor.SupervisorProcessIdVariable), out var supervisor)
-            || workerId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
+            || workerId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || workerId.EndsWith(StartedSuffix, StringComparison.Ordinal))
         {
             return;
         }
@@ -75,12 +91,12 @@ internal sealed class RecycleNotice : IDisposable
             {
                 return;
             }
-            File.WriteAllBytes(Path.Combine(folder, workerId), []);
+            File.WriteAllBytes(Path.Combine(folder, kind == ChildNoticeKind.Started ? workerId + StartedSuffix : workerId), []);
             _ = NativeMethods.Kill(supervisor, Usr1);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or DllNotFoundException or EntryPointNotFoundException)
         {
-            // The supervisor starts the replacement when this process exits.
+            // The supervisor starts the replacement when this process exits, and the spare after a delay.
         }
     }
 
@@ -91,9 +107,11 @@ internal sealed class RecycleNotice : IDisposable
         {
             foreach (var file in Directory.GetFiles(Folder))
             {
-                if (_retiring.TryGetValue(Path.GetFileName(file), out var retiring))
+                var name = Path.GetFileName(file);
+                var started = name.EndsWith(StartedSuffix, StringComparison.Ordinal);
+                if ((started ? _started : _retiring).TryGetValue(started ? name[..^StartedSuffix.Length] : name, out var word))
                 {
-                    retiring.TrySetResult();
+                    word.TrySetResult();
                 }
                 try
                 {
@@ -101,7 +119,7 @@ internal sealed class RecycleNotice : IDisposable
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
-                    // Read again at the next signal, where it does no harm: its child is retired already.
+                    // Read again at the next signal, where it does no harm: its word was taken already.
                 }
             }
         }
@@ -141,4 +159,13 @@ internal sealed class RecycleNotice : IDisposable
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
         public static extern int ParentProcessId();
     }
+}
+
+/// <summary>What a child tells its supervisor (<see cref="ChildNotice"/>).</summary>
+internal enum ChildNoticeKind
+{
+    /// <summary>Its worker began to fetch.</summary>
+    Started,
+    /// <summary>It recycles: it stopped fetching and drains.</summary>
+    Retiring,
 }
