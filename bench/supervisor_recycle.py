@@ -5,8 +5,11 @@ Fill: TASKS no-op tasks through a `conveyor server --no-worker` (HTTP batches of
 - start: `conveyor worker --concurrency 16` from the command's start (the clock here) to its first lease (started_at);
 - recycle: `conveyor worker --processes 1 --concurrency 16 --max-tasks-per-child PER_CHILD` over a fresh fill: for each
   replacement child, from the last finish of the child before it to its own first lease (lease_owner names each child).
-A recycle pays the old child's exit (it finishes what it runs, hands back what it holds) and the new child's start; a
-start pays the command's start alone. The script prints each and their medians."""
+A recycle pays the old child's exit (it finishes what it runs, hands back what it holds) and the new child's start, or
+with a spare (the default with recycling on) the spare's first fetch; a start pays the command's start alone. The
+script prints each and their medians, and each drain's rate from its first lease to its last finish (the one
+worker without recycling against the supervisor that recycles), which also counts what starting processes beside the
+working ones costs the drain."""
 import json, os, shutil, signal, socket, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.request
 
 CONVEYOR = os.path.join(os.environ.get("CONVEYOR_BIN") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "Conveyor.Server", "bin", "Release", "net10.0"), "conveyor")
@@ -54,17 +57,21 @@ def run():
     fill(d, env)
     start_ms, rows = drain([], d, db, env)
     start = rows[0][1] - start_ms
+    plain_rate = N / (max(r[2] for r in rows) - rows[0][1]) * 1000
     os.remove(db); [os.remove(db + s) for s in ("-wal", "-shm") if os.path.exists(db + s)]
     fill(d, env)
     _, rows = drain(["--processes", "1", "--max-tasks-per-child", str(PER_CHILD)], d, db, env)
     gaps = [rows[i][1] - rows[i - 1][2] for i in range(1, len(rows))]
+    recycling_rate = N / (max(r[2] for r in rows) - rows[0][1]) * 1000
     shutil.rmtree(d, ignore_errors=True)
-    return start, gaps, [r[3] for r in rows]
+    return start, gaps, [r[3] for r in rows], plain_rate, recycling_rate
 
-starts, recycles = [], []
+starts, recycles, ratios = [], [], []
 for r in range(int(os.environ.get("ROUNDS", "3"))):
-    start, gaps, counts = run()
-    starts.append(start); recycles.extend(gaps)
-    print(f"round {r+1}: start {start:.0f} ms; recycles {', '.join(f'{g:.0f}' for g in gaps)} ms (tasks a child: {', '.join(map(str, counts))})", flush=True)
+    start, gaps, counts, plain_rate, recycling_rate = run()
+    starts.append(start); recycles.extend(gaps); ratios.append(recycling_rate / plain_rate)
+    print(f"round {r+1}: start {start:.0f} ms; recycles {', '.join(f'{g:.0f}' for g in gaps)} ms (tasks a child: {', '.join(map(str, counts))}); "
+          f"drain {plain_rate:,.0f}/s without recycling, {recycling_rate:,.0f}/s recycling ({recycling_rate / plain_rate:.2f})", flush=True)
 print(f"start: median {statistics.median(starts):.0f} ms ({min(starts):.0f}-{max(starts):.0f}); "
-      f"recycle: median {statistics.median(recycles):.0f} ms ({min(recycles):.0f}-{max(recycles):.0f}), {len(recycles)} recycles")
+      f"recycle: median {statistics.median(recycles):.0f} ms ({min(recycles):.0f}-{max(recycles):.0f}), {len(recycles)} recycles; "
+      f"recycling drain / plain drain: median {statistics.median(ratios):.2f}")
