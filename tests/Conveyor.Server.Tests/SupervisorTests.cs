@@ -326,11 +326,13 @@ public sealed partial class SupervisorTests : IDisposable
 
         if (spare)
         {
-            // The spare took the place; its worker began only then (it fetched nothing before: no "started" line sooner).
+            // The spare took the place; its worker began only after the first child stopped fetching (the supervisor logs
+            // that before it hands the spare its turn): it fetched nothing before.
             Assert.Equal(spareId, secondId);
-            var took = supervisor.Output.IndexOf($"worker {spareId} (the spare, after waiting", StringComparison.Ordinal);
-            Assert.True(took >= 0, $"the spare's turn. Output: {supervisor.Output}");
-            Assert.True(supervisor.Output.IndexOf($"Worker {spareId} started on queues", StringComparison.Ordinal) > took,
+            Assert.Contains($"worker {spareId} (the spare, after waiting", supervisor.Output, StringComparison.Ordinal);
+            var retiring = supervisor.Output.IndexOf($"worker {firstId}) recycles: it stopped fetching", StringComparison.Ordinal);
+            Assert.True(retiring >= 0, $"the first child's recycle. Output: {supervisor.Output}");
+            Assert.True(supervisor.Output.IndexOf($"Worker {spareId} started on queues", StringComparison.Ordinal) > retiring,
                 $"the spare's worker began before its turn. Output: {supervisor.Output}");
             // And the next spare waits in its stead.
             await WaitUntilAsync(() => SpareStarted().Count(supervisor.Output) >= 2, TimeSpan.FromSeconds(60), () => $"the next spare. Output: {supervisor.Output}");

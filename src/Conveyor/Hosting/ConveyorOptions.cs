@@ -126,7 +126,7 @@ public sealed class WorkerOptions
 
     /// <summary>With recycling on (<see cref="MaxTasksPerChild"/> or <see cref="MaxMemoryPerChild"/>), the supervisor keeps
     /// one more worker process started and waiting, which takes the place of the next child that recycles or exits: a
-    /// recycle then costs the spare's first fetch rather than a process's start. It fetches nothing and holds nothing
+    /// recycle then costs the spare's first fetch rather than a process's start. It fetches nothing and holds no task lease
     /// while it waits, and costs a child's idle memory. Default true; no spare without recycling.</summary>
     public bool SpareProcess { get; set; } = true;
 

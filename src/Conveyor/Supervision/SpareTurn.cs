@@ -18,9 +18,6 @@ internal static class SpareTurn
     /// <summary>Whether this process was started as a spare (whether or not its turn came since).</summary>
     public static bool IsSpare { get; } = ConveyorSupervisor.IsChildProcess && Environment.GetEnvironmentVariable(Variable) == "1";
 
-    /// <summary>Whether this process may work now: it is no spare, or its turn came.</summary>
-    public static bool HasTurn => !IsSpare || Turn.Task.IsCompleted;
-
     /// <summary>Completes at once outside a spare; in a spare, when its turn comes. Throws
     /// <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> ends the wait first.</summary>
     public static Task WaitAsync(CancellationToken cancellationToken) =>

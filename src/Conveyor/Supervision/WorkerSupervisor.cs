@@ -85,6 +85,9 @@ internal sealed partial class WorkerSupervisor(
     private sealed record Child(int Slot, string WorkerId, Process Process, int ProcessId, long StartedAt)
     {
         public Task Exited { get; } = Process.WaitForExitAsync(CancellationToken.None);
+
+        /// <summary>How long it waited as the spare before it took a slot (its uptime counts from then).</summary>
+        public TimeSpan? WaitedAsSpare { get; init; }
     }
 
     /// <summary>Children restarted since start (planned or not).</summary>
@@ -133,17 +136,17 @@ internal sealed partial class WorkerSupervisor(
         {
             if (!stopNow.IsCancellationRequested)
             {
-                LogDraining(_children.Count + _retired.Count, settings.GracefulTimeout);
+                LogDraining(Running(), settings.GracefulTimeout);
                 var limit = Task.Delay(settings.GracefulTimeout, time, stopNow);
                 await Task.WhenAny(all, limit).ConfigureAwait(false);
-                if (!all.IsCompleted && (!_children.IsEmpty || !_retired.IsEmpty))
+                if (!all.IsCompleted && Running() > 0)
                 {
-                    LogKilling(_children.Count + _retired.Count, stopNow.IsCancellationRequested ? "a second signal asked to stop at once" : $"they did not stop within {settings.GracefulTimeout}");
+                    LogKilling(Running(), stopNow.IsCancellationRequested ? "a second signal asked to stop at once" : $"they did not stop within {settings.GracefulTimeout}");
                 }
             }
             else
             {
-                LogKilling(_children.Count + _retired.Count, "asked to stop at once");
+                LogKilling(Running(), "asked to stop at once");
             }
             KillAll();
             await all.ConfigureAwait(false);
@@ -151,6 +154,15 @@ internal sealed partial class WorkerSupervisor(
         // The hand-backs of children that exited earlier and are still under way (each ends by its timeout).
         await Task.WhenAll(_handingBack.Keys).ConfigureAwait(false);
         LogStopped(Restarts);
+    }
+
+    /// <summary>Children, retired children and the spare still running.</summary>
+    private int Running()
+    {
+        lock (_gate)
+        {
+            return _children.Count + _retired.Count + (_spare is null ? 0 : 1);
+        }
     }
 
     private void BeginStop()
@@ -263,7 +275,7 @@ internal sealed partial class WorkerSupervisor(
             }
             if (tookSpare)
             {
-                LogSpareTookPlace(slot, child.ProcessId, child.WorkerId, FormatUptime(Stopwatch.GetElapsedTime(child.StartedAt)));
+                LogSpareTookPlace(slot, child.ProcessId, child.WorkerId, FormatUptime(child.WaitedAsSpare ?? TimeSpan.Zero));
             }
             else
             {
@@ -362,7 +374,9 @@ internal sealed partial class WorkerSupervisor(
         }
         _spare = null;
         _spareTaken!.TrySetResult(previousExit);
-        return spare with { Slot = slot };
+        // Its uptime, which resets a crash backoff, counts from its turn: not the time it waited.
+        var now = Stopwatch.GetTimestamp();
+        return spare with { Slot = slot, StartedAt = now, WaitedAsSpare = Stopwatch.GetElapsedTime(spare.StartedAt, now) };
     }
 
     /// <summary>Writes one byte on <paramref name="process"/>'s standard input. With write(2) on Unix: a
@@ -418,17 +432,12 @@ internal sealed partial class WorkerSupervisor(
 
     /// <summary>Keeps a spare child started and waiting (<see cref="SupervisorSettings.Spare"/>): the first one once the
     /// first children's workers began (or <see cref="SupervisorSettings.SpareStartDelay"/>), the next one each time a slot took it, once
-    /// the child it replaced has exited. A spare that exits before its turn held nothing (it never fetched); it is started
+    /// the child it replaced has exited. A spare that exits before its turn held no task lease (it never fetched); it is started
     /// again after the crash backoff.</summary>
     private async Task RunSpareAsync(Task firstChildrenStarted)
     {
-        try
-        {
-            await Task.WhenAny(firstChildrenStarted, Task.Delay(settings.SpareStartDelay, time, _stopping.Token)).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-        }
+        // WhenAny does not throw: the delay ends cancelled at a stop.
+        await Task.WhenAny(firstChildrenStarted, Task.Delay(settings.SpareStartDelay, time, _stopping.Token)).ConfigureAwait(false);
         if (_stopping.IsCancellationRequested)
         {
             return;
@@ -488,10 +497,17 @@ internal sealed partial class WorkerSupervisor(
             {
                 backoff = settings.InitialBackoff;
                 var replacedExit = await taken.Task.ConfigureAwait(false);
-                await Task.WhenAny(replacedExit, Task.Delay(Timeout.Infinite, _stopping.Token)).ConfigureAwait(false);
+                try
+                {
+                    // Not WhenAny with an endless delay: that would leave a registration on the token at every turn.
+                    await replacedExit.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
                 continue;
             }
-            // Exited before its turn: asked to stop with the supervisor, or crashed. It held nothing to hand back.
+            // Exited before its turn: asked to stop with the supervisor, or crashed. It held no lease to hand back.
             await spare.Exited.ConfigureAwait(false);
             _notice?.Forget(spare.WorkerId);
             var how = DescribeExit(spare.Process.ExitCode);
@@ -499,6 +515,10 @@ internal sealed partial class WorkerSupervisor(
             if (_stopping.IsCancellationRequested)
             {
                 return;
+            }
+            if (Stopwatch.GetElapsedTime(spare.StartedAt) >= settings.ResetBackoffAfter)
+            {
+                backoff = settings.InitialBackoff;
             }
             LogSpareExited(spare.ProcessId, spare.WorkerId, how, FormatUptime(backoff));
             if (!await DelayAsync(backoff).ConfigureAwait(false))
@@ -681,7 +701,7 @@ internal sealed partial class WorkerSupervisor(
     [LoggerMessage(14, LogLevel.Information, "Worker process {Slot} started: pid {ProcessId}, worker {WorkerId} (the spare, after waiting {Waited})")]
     private partial void LogSpareTookPlace(int slot, int processId, string workerId, string waited);
 
-    [LoggerMessage(15, LogLevel.Warning, "Spare worker process (pid {ProcessId}, worker {WorkerId}) {How} before its turn; it held nothing; another starts in {Delay}")]
+    [LoggerMessage(15, LogLevel.Warning, "Spare worker process (pid {ProcessId}, worker {WorkerId}) {How} before its turn; it held no task lease; another starts in {Delay}")]
     private partial void LogSpareExited(int processId, string workerId, string how, string delay);
 
     [LoggerMessage(16, LogLevel.Error, "The spare worker process could not be started")]

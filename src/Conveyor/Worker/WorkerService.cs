@@ -165,7 +165,7 @@ internal sealed partial class WorkerService(
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
-                // Stopped before its turn: it held nothing (its exit code stays 0).
+                // Stopped before its turn: it held no lease (its exit code stays 0).
                 return;
             }
         }

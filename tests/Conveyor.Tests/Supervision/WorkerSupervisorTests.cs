@@ -108,8 +108,9 @@ public sealed class WorkerSupervisorTests : IDisposable
     public async Task A_spare_waits_without_working_takes_the_place_of_a_child_that_recycles_and_is_followed_by_another()
     {
         var backend = new RecordingHandBack();
-        // Each child works 700 ms and recycles; /bin/sh sends no notice, so the first spare starts after the delay.
-        var settings = Shell(SpareAware($"sleep 0.7; exit {WorkerExitCodes.Recycled}")) with
+        // Each child works 2 s and recycles; /bin/sh sends no notice here, so the first spare starts after the delay and
+        // a slot takes it when its child has exited.
+        var settings = Shell(SpareAware($"sleep 2; exit {WorkerExitCodes.Recycled}")) with
         {
             Spare = true,
             SpareStartDelay = TimeSpan.FromMilliseconds(200),
@@ -120,25 +121,64 @@ public sealed class WorkerSupervisorTests : IDisposable
         var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
 
         await WaitUntilAsync(() => Events().Count(e => e.What == "turn") >= 2 && Events().Count(e => e.What == "waits") >= 3,
-            TimeSpan.FromSeconds(20), () => $"two spares to take their turn and a third to wait: {string.Join(", ", Events())}");
+            TimeSpan.FromSeconds(30), () => $"two spares to take their turn and a third to wait: {string.Join(", ", Events())}");
         await stop.CancelAsync();
         await run.WaitAsync(TimeSpan.FromSeconds(10));
 
         var starts = Starts();
         var events = Events();
-        // One child started as such; every later one was a spare, whose turn came when the child before it exited: a
-        // spare never works before its turn (a turn per spare, the child before it at least 700 ms old by then).
+        // One child started as such; every later one was a spare, whose turn came when the child before it exited (a
+        // turn per spare, the child before it at least 2 s old by then).
         Assert.DoesNotContain(":spare.", starts[0].WorkerId, StringComparison.Ordinal);
         Assert.All(starts.Skip(1), s => Assert.Contains(":spare.", s.WorkerId, StringComparison.Ordinal));
         var turns = events.Where(e => e.What == "turn").ToList();
         Assert.Equal(turns.Count, turns.Select(t => t.WorkerId).Distinct().Count());
         Assert.Equal(starts[1].WorkerId, turns[0].WorkerId);
-        Assert.InRange(turns[0].AtMs - starts[0].AtMs, 700 - 100, 10_000);
-        // The next spare starts once the child its predecessor replaced exited (here at once), and waits.
+        Assert.InRange(turns[0].AtMs - starts[0].AtMs, 2000 - 100, 20_000);
+        // The next spare starts once the child its predecessor replaced exited (here at once), and waits for its turn
+        // until the child before it exits, 2 s later.
         Assert.Equal(starts[2].WorkerId, turns[1].WorkerId);
-        Assert.True(starts[2].AtMs <= turns[1].AtMs, string.Join(", ", events));
+        Assert.InRange(turns[1].AtMs - turns[0].AtMs, 2000 - 100, 20_000);
         // The stop closed the waiting spare's input: it ended with 0, having held nothing.
         Assert.Contains(events, e => e.What == "stopped" && !turns.Any(t => t.WorkerId == e.WorkerId));
+        Assert.Empty(backend.Abandoned);
+    }
+
+    [Fact]
+    public async Task The_first_spare_starts_when_the_first_child_says_it_began_and_the_next_once_the_retiring_child_it_replaced_exited()
+    {
+        var backend = new RecordingHandBack();
+        // The words a worker sends (ChildNotice), from /bin/sh: began, then after 0.5 s "recycling", then a drain of
+        // 1.5 s and exit 75. A spare on its turn runs until its input ends.
+        var say = $"kill -USR1 ${ConveyorSupervisor.SupervisorProcessIdVariable}";
+        var folder = $"${ChildNotice.FolderVariable}";
+        var settings = Shell(SpareAware(
+            $"if [ -n \"$b\" ]; then exec cat > /dev/null; fi; " +
+            $": > \"{folder}/$id+started\"; {say}; sleep 0.5; : > \"{folder}/$id\"; {say}; sleep 1.5; exit {WorkerExitCodes.Recycled}")) with
+        {
+            Spare = true,
+            // Only the child's word can start the spare this soon.
+            SpareStartDelay = TimeSpan.FromSeconds(60),
+            InitialBackoff = TimeSpan.FromMinutes(1),
+        };
+        await using var supervisor = Supervisor(settings, backend);
+        using var stop = new CancellationTokenSource();
+        var run = supervisor.RunAsync(stop.Token, CancellationToken.None);
+
+        await WaitUntilAsync(() => Starts().Count >= 3, TimeSpan.FromSeconds(30), () => $"the child and two spares: {string.Join(", ", Starts())}");
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var starts = Starts();
+        var turns = Events().Where(e => e.What == "turn").ToList();
+        Assert.InRange(starts[1].AtMs - starts[0].AtMs, 0, 10_000);
+        Assert.Contains(":spare.", starts[1].WorkerId, StringComparison.Ordinal);
+        // Its turn came at the child's word, 0.5 s in, not at its exit 1.5 s later.
+        Assert.Equal(starts[1].WorkerId, Assert.Single(turns).WorkerId);
+        Assert.InRange(turns[0].AtMs - starts[0].AtMs, 500 - 100, 1_900);
+        // The next spare waited for the retired child's exit.
+        Assert.Contains(":spare.", starts[2].WorkerId, StringComparison.Ordinal);
+        Assert.InRange(starts[2].AtMs - turns[0].AtMs, 1500 - 150, 20_000);
         Assert.Empty(backend.Abandoned);
     }
 
