@@ -38,12 +38,17 @@ internal sealed partial class TimeLimitWatchdog(
     private readonly ManualResetEventSlim _stop = new();
     private Thread? _thread;
 
+    /// <summary>Whether its thread runs (only with a hard limit).</summary>
+    internal bool IsWatching => _thread is not null;
+
     /// <summary>Replaces the process exit in tests.</summary>
     internal Action<int> Exit { get; set; } = ProcessTermination.ExitNow;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        if (options.Value.RunWorker)
+        // Only with a hard limit to watch: the soft limit is the worker's (see above), and an idle thread would still wake
+        // ten times a second.
+        if (options.Value.RunWorker && options.Value.Worker.TimeLimit is not null)
         {
             _thread = new Thread(Watch) { IsBackground = true, Name = "Conveyor time limits" };
             _thread.Start();

@@ -50,6 +50,20 @@ public sealed class TimeLimitWatchdogTests
         return (backend, status, watchdog, exits, leases, time);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Its_thread_runs_only_with_a_hard_limit(bool hardLimit)
+    {
+        var options = Options.Create(new ConveyorOptions { Worker = { Id = "worker-1", SoftTimeLimit = TimeSpan.FromSeconds(5), TimeLimit = hardLimit ? TimeSpan.FromSeconds(10) : null } });
+        using var watchdog = new TimeLimitWatchdog(new InMemoryBackend(TimeProvider.System), options, new WorkerStatus(options), TimeProvider.System,
+            new ServiceCollection().BuildServiceProvider(), NullLogger<TimeLimitWatchdog>.Instance);
+
+        await watchdog.StartAsync(CancellationToken.None);
+
+        Assert.Equal(hardLimit, watchdog.IsWatching);
+    }
+
     [Fact]
     public async Task Under_the_hard_limit_nothing_happens()
     {
