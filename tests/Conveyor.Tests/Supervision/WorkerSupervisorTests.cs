@@ -148,13 +148,14 @@ public sealed class WorkerSupervisorTests : IDisposable
     public async Task The_first_spare_starts_when_the_first_child_says_it_began_and_the_next_once_the_retiring_child_it_replaced_exited()
     {
         var backend = new RecordingHandBack();
-        // The words a worker sends (ChildNotice), from /bin/sh: began, then after 0.5 s "recycling", then a drain of
-        // 1.5 s and exit 75. A spare on its turn runs until its input ends.
+        // The words a worker sends (ChildNotice), from /bin/sh: began, then after 1.5 s (time for the spare to start) "recycling" (noted), then a drain
+        // of 3 s and exit 75. A spare on its turn runs until its input ends.
         var say = $"kill -USR1 ${ConveyorSupervisor.SupervisorProcessIdVariable}";
         var folder = $"${ChildNotice.FolderVariable}";
         var settings = Shell(SpareAware(
             $"if [ -n \"$b\" ]; then exec cat > /dev/null; fi; " +
-            $": > \"{folder}/$id+started\"; {say}; sleep 0.5; : > \"{folder}/$id\"; {say}; sleep 1.5; exit {WorkerExitCodes.Recycled}")) with
+            $": > \"{folder}/$id+started\"; {say}; sleep 1.5; echo \"$(date +%s%3N) retiring $id\" >> '{EventsLog}'; " +
+            $": > \"{folder}/$id\"; {say}; sleep 3; exit {WorkerExitCodes.Recycled}")) with
         {
             Spare = true,
             // Only the child's word can start the spare this soon.
@@ -171,14 +172,16 @@ public sealed class WorkerSupervisorTests : IDisposable
 
         var starts = Starts();
         var turns = Events().Where(e => e.What == "turn").ToList();
+        var retiring = Events().Single(e => e.What == "retiring");
         Assert.InRange(starts[1].AtMs - starts[0].AtMs, 0, 10_000);
         Assert.Contains(":spare.", starts[1].WorkerId, StringComparison.Ordinal);
-        // Its turn came at the child's word, 0.5 s in, not at its exit 1.5 s later.
+        // Its turn came at the child's word, not at its exit 3 s later.
+        Assert.Equal(starts[0].WorkerId, retiring.WorkerId);
         Assert.Equal(starts[1].WorkerId, Assert.Single(turns).WorkerId);
-        Assert.InRange(turns[0].AtMs - starts[0].AtMs, 500 - 100, 1_900);
-        // The next spare waited for the retired child's exit.
+        Assert.InRange(turns[0].AtMs - retiring.AtMs, 0, 2_500);
+        // The next spare waited for the retired child's exit, 3 s after its word (less the clocks' slack).
         Assert.Contains(":spare.", starts[2].WorkerId, StringComparison.Ordinal);
-        Assert.InRange(starts[2].AtMs - turns[0].AtMs, 1500 - 150, 20_000);
+        Assert.InRange(starts[2].AtMs - retiring.AtMs, 3000 - 100, 30_000);
         Assert.Empty(backend.Abandoned);
     }
 
