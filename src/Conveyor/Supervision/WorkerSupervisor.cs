@@ -225,8 +225,8 @@ internal sealed partial class WorkerSupervisor(
         var previousExit = Task.CompletedTask;
         while (true)
         {
-            Child child;
-            var tookSpare = false;
+            Child? child;
+            bool tookSpare;
             lock (_gate)
             {
                 if (_stopping.IsCancellationRequested)
@@ -234,7 +234,7 @@ internal sealed partial class WorkerSupervisor(
                     return;
                 }
                 // A spare waiting takes the place: it started already (after a crash too, once the backoff is over).
-                child = TakeSpare(slot, previousExit)!;
+                child = TakeSpare(slot, previousExit);
                 tookSpare = child is not null;
                 if (!tookSpare)
                 {
@@ -256,7 +256,6 @@ internal sealed partial class WorkerSupervisor(
                         _notice?.Forget(workerId);
                         LogStartFailed(ex, slot);
                         firstStarted.TrySetResult();
-                        child = null!;
                     }
                 }
                 if (child is not null)
@@ -446,7 +445,7 @@ internal sealed partial class WorkerSupervisor(
         var generation = 0;
         while (true)
         {
-            Child spare;
+            Child? spare = null;
             var taken = new TaskCompletionSource<Task>(TaskCreationOptions.RunContinuationsAsynchronously);
             lock (_gate)
             {
@@ -469,7 +468,6 @@ internal sealed partial class WorkerSupervisor(
                 {
                     _notice?.Forget(workerId);
                     LogSpareStartFailed(ex);
-                    spare = null!;
                 }
             }
             if (spare is null)
