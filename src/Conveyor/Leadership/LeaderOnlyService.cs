@@ -48,11 +48,11 @@ public abstract partial class LeaderOnlyService : BackgroundService
                 return;
             }
             using var leading = CancellationTokenSource.CreateLinkedTokenSource(term, stoppingToken);
-            await LeadAsync(leading.Token).ConfigureAwait(false);
+            await LeadAsync(leading.Token, stoppingToken).ConfigureAwait(false);
         }
     }
 
-    private async Task LeadAsync(CancellationToken leading)
+    private async Task LeadAsync(CancellationToken leading, CancellationToken stoppingToken)
     {
         var failures = 0;
         while (!leading.IsCancellationRequested)
@@ -61,7 +61,9 @@ public abstract partial class LeaderOnlyService : BackgroundService
             TimeSpan pause;
             try
             {
-                pause = await RunOnceAsync(leading).ConfigureAwait(false);
+                // Not waited for past the host's stop: a backend that does not answer (a connection attempt does not
+                // always honour the token) would hold the stop for its own timeout, past the worker's documented bound.
+                pause = await RunOnceAsync(leading).WaitAsync(stoppingToken).ConfigureAwait(false);
                 if (failures > 0)
                 {
                     LogRecovered(_logger, Name);
@@ -70,6 +72,7 @@ public abstract partial class LeaderOnlyService : BackgroundService
             }
             catch (OperationCanceledException) when (leading.IsCancellationRequested)
             {
+                // The term ended, or the host stops (stoppingToken is part of leading).
                 return;
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
