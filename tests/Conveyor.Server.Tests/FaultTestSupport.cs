@@ -114,7 +114,9 @@ internal static class FaultTests
         }, timeout, () => $"every task to succeed ({acknowledged()} acknowledged; last seen: {last})");
     }
 
-    public sealed record StoredTask(Guid Id, string State, int Attempts, DateTimeOffset? FirstRunningAt);
+    /// <summary>A stored task as the kill tests read it: <paramref name="Errors"/> counts its failed attempts (for tasks whose
+    /// handler always succeeds, its interrupted ones), <paramref name="WorkerId"/> is the worker holding it while it runs.</summary>
+    public sealed record StoredTask(Guid Id, string State, int Attempts, DateTimeOffset? FirstRunningAt, int Errors = 0, string? WorkerId = null);
 
     /// <summary>Every stored task (in <paramref name="state"/>, an API state name, when given), read page by page through the API.</summary>
     public static async Task<Dictionary<Guid, StoredTask>> ListAllTasksAsync(HttpClient http, string? state = null)
@@ -132,7 +134,9 @@ internal static class FaultTests
                     .Where(t => t.GetProperty("state").GetString() == "running")
                     .Select(t => (DateTimeOffset?)t.GetProperty("at").GetDateTimeOffset())
                     .FirstOrDefault();
-                tasks[id] = new StoredTask(id, item.GetProperty("state").GetString()!, item.GetProperty("attempts").GetInt32(), firstRunning);
+                var workerId = item.TryGetProperty("workerId", out var worker) && worker.ValueKind == JsonValueKind.String ? worker.GetString() : null;
+                tasks[id] = new StoredTask(id, item.GetProperty("state").GetString()!, item.GetProperty("attempts").GetInt32(), firstRunning,
+                    item.GetProperty("errors").GetArrayLength(), workerId);
             }
             cursor = page.TryGetProperty("nextCursor", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
         }
