@@ -5,7 +5,9 @@
 # end), publishes the harness in Release to .artifacts/bench, and runs it. The report goes to stdout and to
 # .artifacts/bench-peers.md, the figures to .artifacts/bench-peers.json.
 #   bash bench/peers/run.sh                  every engine, every peer workload, 3 runs of each case
-#   bash bench/peers/run.sh --runs 1 ...     other arguments to the harness, in place of the default ones
+#   bash bench/peers/run.sh --backend redis --system conveyor,bullmq --workload xdrain --runs 1
+#                                            any arguments replace this script's default ones (below) entirely
+# The servers live under .artifacts/bench-services, apart from those of scripts/test.sh in the same checkout.
 # Run it on a quiet machine: nothing else building, testing or measuring.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,6 +17,10 @@ fail() { echo "bench/peers/run.sh: $*" >&2; exit 1; }
 
 bash bench/peers/install.sh || fail "installing the peers' runtimes failed"
 
+export CONVEYOR_POSTGRES_DIR="$PWD/.artifacts/bench-services/postgres" \
+  CONVEYOR_REDIS_DIR="$PWD/.artifacts/bench-services/redis" \
+  CONVEYOR_RABBITMQ_DIR="$PWD/.artifacts/bench-services/rabbitmq"
+mkdir -p .artifacts/bench-services
 STOP_HOOKS=()
 cleanup() { for hook in "${STOP_HOOKS[@]}"; do $hook || true; done; }
 trap cleanup EXIT

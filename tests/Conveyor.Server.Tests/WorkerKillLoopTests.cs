@@ -366,19 +366,21 @@ public sealed class WorkerKillLoopTests : IDisposable
     /// interrupted one. Every failed attempt of these tasks was interrupted (their calls always succeed), so a task's errors
     /// count its interruptions, plus one not yet recorded when it is still held by a worker killed earlier (its lease not
     /// reaped yet). A task is a risk from MaxInterruptions − 1 of them on, in any state it can start from before the kill:
-    /// running (on the victim, or held by a dead worker whose lease the reaper may end, and a live worker fetch and start,
-    /// between this read and the kill) or queued. Queued tasks are read first, so that one that moves from a dead worker's
-    /// lease to the queue to a live worker meanwhile is seen in the second read. The check with running tasks' attempts
-    /// alone left that window open, and CI saw a task dead after its third interruption on Redis.</summary>
+    /// held by a dead worker (the reaper may end that lease, and the victim fetch and start it, between these reads and the
+    /// kill), queued, or running. A task only moves forward along those three (dead worker's lease, queue, live worker's
+    /// lease), so reading running, then queued, then running again sees each such task in one read at least, whatever
+    /// moves it makes meanwhile. The check with running tasks' attempts alone left that window open, and CI saw a task dead
+    /// after its third interruption on Redis.</summary>
     private static async Task<bool> AnyTaskOnItsLastInterruptionAsync(HttpClient http, IEnumerable<int> liveProcesses)
     {
-        var queued = await ListAllTasksAsync(http, "queued");
-        var running = await ListAllTasksAsync(http, "running");
         var live = liveProcesses.Select(pid => ":" + pid.ToString(CultureInfo.InvariantCulture) + ":").ToList();
         bool HeldByADeadWorker(FaultTests.StoredTask task) => task.WorkerId is not { } id || !live.Exists(id.Contains);
         const int risk = Conveyor.Backends.LeaseRules.MaxInterruptions - 1;
-        return queued.Values.Any(t => t.Errors >= risk)
-            || running.Values.Any(t => t.Errors + (HeldByADeadWorker(t) ? 1 : 0) >= risk);
+        async Task<bool> AnyRunningAsync() =>
+            (await ListAllTasksAsync(http, "running")).Values.Any(t => t.Errors + (HeldByADeadWorker(t) ? 1 : 0) >= risk);
+        return await AnyRunningAsync()
+            || (await ListAllTasksAsync(http, "queued")).Values.Any(t => t.Errors >= risk)
+            || await AnyRunningAsync();
     }
 
     /// <summary>On a failure: the tasks not succeeded, with their state, attempts and how often the recorder saw them run.</summary>
