@@ -6,7 +6,8 @@
 # .artifacts/bench-peers.md, the figures to .artifacts/bench-peers.json.
 #   bash bench/peers/run.sh                  every engine, every peer workload, 3 runs of each case
 #   bash bench/peers/run.sh --backend redis --system conveyor,bullmq --workload xdrain --runs 1
-#                                            any arguments replace this script's default ones (below) entirely
+#                                            any arguments replace this script's default ones (below) entirely;
+#                                            --json .artifacts/bench-peers.json is added after them either way
 # The servers live under .artifacts/bench-services, apart from those of scripts/test.sh in the same checkout.
 # Run it on a quiet machine: nothing else building, testing or measuring.
 set -uo pipefail
