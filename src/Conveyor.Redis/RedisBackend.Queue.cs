@@ -113,7 +113,7 @@ public sealed partial class RedisBackend
             args[i++] = Opt(c.Kind == CompletionKind.Retry ? Ms(c.RetryAt ?? c.At) : null);
             args[i++] = Ms(c.At);
             args[i++] = c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0;
-            args[i++] = Opt(c.Kind == CompletionKind.Retry && c.Headers is { } headers ? JsonSerializer.Serialize(headers, ConveyorJson.Options) : null);
+            args[i++] = Opt(c.Kind == CompletionKind.Retry && c.Headers is { } headers ? StoredHeaders.Serialize(headers) : null);
         }
         var reply = await RunAsync(db, RedisScripts.Complete, args).ConfigureAwait(false);
         if (reply.Length == 0)

@@ -11,7 +11,7 @@ namespace Conveyor.Redis;
 /// for null, so no value needs escaping.
 /// </summary>
 /// <remarks>Order: task, queue, priority, args, max attempts, retry base ms, retry max ms, jitter, timeout ms,
-/// idempotency key, headers (JSON), created (Unix ms). The mutable not-before and expiry are hash fields of their own.</remarks>
+/// idempotency key, headers (<see cref="StoredHeaders"/>' text form), created (Unix ms). The mutable not-before and expiry are hash fields of their own.</remarks>
 internal static class RedisMessageCodec
 {
     private const int FieldCount = 12;

@@ -55,7 +55,7 @@ internal static class RedisScripts
     public const int CompleteFields = 10;
 
     /// <summary>ARGV: B, n, then per completion: id, token, state, result?, error?, errorEntry?, retryAt?, at, unspent (0/1),
-    /// headers? (JSON that replaces the message's headers on a retry: the <c>hdr</c> field). Returns, flat, per completion not
+    /// headers? (StoredHeaders' text that replaces the message's headers on a retry: the <c>hdr</c> field). Returns, flat, per completion not
     /// settled as asked: its index in the batch (0-based) and the state it got, -1 when ignored (lease no longer held);
     /// empty when all were.</summary>
     /// <remarks>Per task one HMGET and one HSET (an HDEL only when a retried task's not-before must go); the sorted sets

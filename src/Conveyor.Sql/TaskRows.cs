@@ -29,7 +29,7 @@ public static class TaskRows
         // The policy's exception lists are stored as reserved headers (RetryHeaders), left out of the record's headers.
         var (retry, headers) = RetryHeaders.FromStored(
             new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(22)), TimeSpan.FromMilliseconds(r.GetInt64(23)), r.GetDouble(24)),
-            StoredHeaders.Parse(ReadString(r, 18)));
+            ReadHeaders(r, 18));
         return new TaskRecord
         {
             Id = dialect.ReadTaskId(r, 1),
@@ -70,6 +70,10 @@ public static class TaskRows
     }
 
     private static string? ReadString(DbDataReader r, int ordinal) => r.IsDBNull(ordinal) ? null : r.GetString(ordinal);
+
+    // Text on PostgreSQL; on SQLite, bytes where the headers are in StoredHeaders' binary form.
+    private static IReadOnlyDictionary<string, string>? ReadHeaders(DbDataReader r, int ordinal) =>
+        r.IsDBNull(ordinal) ? null : r.GetValue(ordinal) is byte[] binary ? StoredHeaders.ParseUtf8(binary) : StoredHeaders.Parse(r.GetString(ordinal));
 
     private static DateTimeOffset? ReadTime(DbDataReader r, int ordinal) =>
         r.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(ordinal));

@@ -189,7 +189,8 @@ public sealed partial class SqliteBackend
         Span<byte> id = stackalloc byte[16];
         // Messages of one enqueue often share their headers (the trace context of the call): serialized once.
         IReadOnlyDictionary<string, string>? lastHeaders = null;
-        string? lastHeadersJson = null;
+        byte[]? lastHeadersBinary = null;
+        string? lastHeadersText = null;
         foreach (var m in messages)
         {
             EnsureQueue(w, m.Queue, newQueues);
@@ -214,9 +215,17 @@ public sealed partial class SqliteBackend
             if (!ReferenceEquals(stored, lastHeaders))
             {
                 lastHeaders = stored;
-                lastHeadersJson = StoredHeaders.Serialize(stored);
+                lastHeadersBinary = StoredHeaders.SerializeBinary(stored);
+                lastHeadersText = lastHeadersBinary is null ? StoredHeaders.Serialize(stored) : null;
             }
-            insert.Bind(15, lastHeadersJson);
+            if (lastHeadersBinary is not null)
+            {
+                insert.Bind(15, lastHeadersBinary);
+            }
+            else
+            {
+                insert.Bind(15, lastHeadersText);
+            }
             insert.Bind(16, state == TaskState.Queued ? queuedHistory : state == TaskState.Scheduled ? scheduledHistory : $"{(int)state}:{nowMs}");
             if (insert.Execute() == 1 || m.IdempotencyKey is null)
             {
@@ -575,7 +584,28 @@ public sealed partial class SqliteBackend
         command.Bind(9, c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0);
         var setHeaders = c.Kind == CompletionKind.Retry && c.Headers is not null;
         command.Bind(10, setHeaders ? 1 : 0);
-        command.Bind(11, setHeaders ? StoredHeaders.Serialize(c.Headers) : null);
+        if (setHeaders)
+        {
+            BindHeaders(command, 11, c.Headers);
+        }
+        else
+        {
+            command.BindNull(11);
+        }
+    }
+
+    /// <summary>Binds <paramref name="headers"/> as SQLite stores them: the compact binary form when they carry a trace
+    /// context (26 bytes where its JSON takes 73, in a row rewritten at each state change), else their JSON text.</summary>
+    private static void BindHeaders(PreparedStatement statement, int parameter, IReadOnlyDictionary<string, string>? headers)
+    {
+        if (StoredHeaders.SerializeBinary(headers) is { } binary)
+        {
+            statement.Bind(parameter, binary);
+        }
+        else
+        {
+            statement.Bind(parameter, StoredHeaders.Serialize(headers));
+        }
     }
 
     /// <inheritdoc />

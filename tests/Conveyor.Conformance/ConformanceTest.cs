@@ -22,6 +22,10 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     /// <summary>Lease length of fetches that name no other: 30 s.</summary>
     protected static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(30);
 
+    /// <summary>A <c>traceparent</c> in W3C version 00's canonical form, which the stores keep as its 25 bytes
+    /// (<see cref="Conveyor.Backends.StoredHeaders"/>).</summary>
+    protected const string CanonicalTraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
     private readonly IConformanceBackendFactory _factory;
     private readonly List<IConveyorBackend> _backends = [];
     private readonly List<IConveyorBackend> _peers = [];

@@ -112,4 +112,94 @@ public sealed class StoredHeadersTests
         Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), parsed.OrderBy(e => e.Key, StringComparer.Ordinal));
         Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.ParseUtf8(System.Text.Encoding.UTF8.GetBytes(json))!.OrderBy(e => e.Key, StringComparer.Ordinal));
     }
+    private const string TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    [Fact]
+    public void A_canonical_traceparent_alone_is_stored_as_its_25_bytes_and_read_back_the_same()
+    {
+        var headers = new Dictionary<string, string> { ["traceparent"] = TraceParent };
+
+        var binary = StoredHeaders.SerializeBinary(headers)!;
+        var text = StoredHeaders.Serialize(headers)!;
+
+        Assert.Equal(26, binary.Length);
+        Assert.Equal(0, binary[0]);
+        Assert.Equal(Convert.FromHexString("0af7651916cd43dd8448eb211c80319c" + "b7ad6b7169203331" + "01"), binary[1..]);
+        Assert.Equal("~CvdlGRbNQ92ESOshHIAxnLeta3FpIDMxAQ", text);
+        foreach (var read in new[] { StoredHeaders.ParseUtf8(binary)!, StoredHeaders.Parse(text)!, StoredHeaders.ParseUtf8(System.Text.Encoding.UTF8.GetBytes(text))! })
+        {
+            Assert.Equal(headers, read);
+            Assert.Equal(["traceparent"], read.Keys);
+        }
+    }
+
+    [Theory]
+    [InlineData("tracestate", "congo=t61rcWkgMzE")]
+    [InlineData("conveyor-workflow", "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")]
+    public void A_canonical_traceparent_beside_other_headers_is_stored_as_its_bytes_then_the_others_as_json(string name, string value)
+    {
+        var headers = new Dictionary<string, string> { ["traceparent"] = TraceParent, [name] = value, ["x"] = "caf\u00e9 \"1\"" };
+
+        var binary = StoredHeaders.SerializeBinary(headers)!;
+        var text = StoredHeaders.Serialize(headers)!;
+
+        var rest = headers.Where(h => h.Key != "traceparent").ToDictionary();
+        Assert.Equal(JsonSerializer.SerializeToUtf8Bytes(rest, ConveyorJson.Options), binary[26..]);
+        Assert.Equal(JsonSerializer.Serialize(rest, ConveyorJson.Options), text[35..]);
+        Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.ParseUtf8(binary)!.OrderBy(e => e.Key, StringComparer.Ordinal));
+        Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.Parse(text)!.OrderBy(e => e.Key, StringComparer.Ordinal));
+        // A slice of a larger record (Redis's message text) reads the same.
+        Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.Parse(("a|" + text + "|b").AsSpan(2, text.Length))!.OrderBy(e => e.Key, StringComparer.Ordinal));
+    }
+
+    [Theory]
+    // Text that 25 bytes would not give back: uppercase hex, another version, a longer or shorter value, no value at all.
+    [InlineData("00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01")]
+    [InlineData("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
+    [InlineData("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra")]
+    [InlineData("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1")]
+    [InlineData("00_0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_01")]
+    [InlineData("00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01")]
+    [InlineData("v")]
+    public void Any_other_traceparent_is_stored_as_json_text_as_before(string traceParent)
+    {
+        var headers = new Dictionary<string, string> { ["traceparent"] = traceParent, ["a"] = "1" };
+
+        Assert.Null(StoredHeaders.SerializeBinary(headers));
+        var text = StoredHeaders.Serialize(headers)!;
+
+        Assert.Equal(JsonSerializer.Serialize(headers, ConveyorJson.Options), text);
+        Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.Parse(text)!.OrderBy(e => e.Key, StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void SerializeBinary_of_none_or_of_headers_without_a_traceparent_is_null()
+    {
+        Assert.Null(StoredHeaders.SerializeBinary(null));
+        Assert.Null(StoredHeaders.SerializeBinary(new Dictionary<string, string>()));
+        Assert.Null(StoredHeaders.SerializeBinary(new Dictionary<string, string> { ["a"] = "1" }));
+    }
+
+    [Theory]
+    [InlineData("~")]
+    [InlineData("~CvdlGRbNQ92ESOshHIAxnLeta3FpIDMxA")]
+    [InlineData("~CvdlGRbNQ92ESOshHIAx!Leta3FpIDMxAQ")]
+    [InlineData("~CvdlGRbNQ92ESOshHIAxnLeta3FpIDMxAQ{")]
+    [InlineData("~CvdlGRbNQ92ESOshHIAxnLeta3FpIDMxAQ[]")]
+    [InlineData("~CvdlGRbNQ92ESOshHIAxnLeta3FpIDMxAQ{\"traceparent\":\"x\"}")]
+    public void Parse_of_a_broken_compact_text_throws(string stored)
+    {
+        Assert.ThrowsAny<JsonException>(() => StoredHeaders.Parse(stored));
+        Assert.ThrowsAny<JsonException>(() => StoredHeaders.ParseUtf8(System.Text.Encoding.UTF8.GetBytes(stored)));
+    }
+
+    [Fact]
+    public void ParseUtf8_of_a_broken_compact_binary_throws()
+    {
+        var whole = StoredHeaders.SerializeBinary(new Dictionary<string, string> { ["traceparent"] = TraceParent })!;
+
+        Assert.ThrowsAny<JsonException>(() => StoredHeaders.ParseUtf8(whole.AsSpan(0, 25)));
+        Assert.ThrowsAny<JsonException>(() => StoredHeaders.ParseUtf8([.. whole, .. "{"u8]));
+        Assert.ThrowsAny<JsonException>(() => StoredHeaders.ParseUtf8([.. whole, .. "{\"traceparent\":\"x\"}"u8]));
+    }
 }

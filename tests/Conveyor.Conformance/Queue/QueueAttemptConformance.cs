@@ -267,7 +267,8 @@ public abstract class QueueAttemptConformance<TFactory>() : ConformanceTest(new 
         var message = NewMessage() with { Headers = new Dictionary<string, string> { ["trace"] = "t-1" } };
         await EnqueueAsync(message);
         var lease = await FetchOneAsync();
-        var headers = new Dictionary<string, string> { ["trace"] = "t-1", ["conveyor-rate-slot"] = "1:123" };
+        // With a canonical traceparent too: stored in the compact form, the others after it.
+        var headers = new Dictionary<string, string> { ["trace"] = "t-1", ["conveyor-rate-slot"] = "1:123", ["traceparent"] = CanonicalTraceParent };
 
         await Queue.CompleteAsync([Completion(lease, CompletionKind.Retry) with { RetryAt = Now.AddSeconds(5), Unstarted = true, Headers = headers }], Timeout);
 

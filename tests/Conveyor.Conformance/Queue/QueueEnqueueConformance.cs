@@ -48,6 +48,33 @@ public abstract class QueueEnqueueConformance<TFactory>() : ConformanceTest(new 
     }
 
     [Theory]
+    // Alone (the common case under tracing: 26 bytes in a SQL row), beside others, with tracestate, and forms kept as
+    // JSON text because their text would not come back the same from 25 bytes (uppercase hex, another version).
+    [InlineData(CanonicalTraceParent, null)]
+    [InlineData(CanonicalTraceParent, "root")]
+    [InlineData(CanonicalTraceParent, "tracestate")]
+    [InlineData("00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01", null)]
+    [InlineData("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", null)]
+    [InlineData("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-", null)]
+    public async Task A_traceparent_comes_back_the_same_from_fetch_and_get_alone_or_beside_other_headers(string traceParent, string? other)
+    {
+        var headers = new Dictionary<string, string> { ["traceparent"] = traceParent };
+        if (other is not null)
+        {
+            headers[other] = other == "tracestate" ? "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7" : "r1";
+        }
+        var message = NewMessage() with { Headers = headers };
+        await EnqueueAsync(message);
+
+        var fetched = (await FetchOneAsync()).Message;
+        var record = await GetAsync(message.Id);
+
+        Assert.Equal(headers, fetched.Headers);
+        Assert.Equal(traceParent, fetched.Headers!["traceparent"]);
+        Assert.Equal(headers, record.Headers);
+    }
+
+    [Theory]
     [InlineData(true)]
     [InlineData(false)]
     public async Task Retry_policy_with_exception_lists_comes_back_whole_from_fetch_and_get_and_the_headers_as_given(bool withHeaders)
@@ -59,7 +86,7 @@ public abstract class QueueEnqueueConformance<TFactory>() : ConformanceTest(new 
         var message = NewMessage() with
         {
             Retry = retry,
-            Headers = withHeaders ? new Dictionary<string, string> { ["traceparent"] = "00-abc-def-01" } : null,
+            Headers = withHeaders ? new Dictionary<string, string> { ["traceparent"] = CanonicalTraceParent } : null,
         };
         await EnqueueAsync(message);
 

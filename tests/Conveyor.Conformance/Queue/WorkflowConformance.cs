@@ -31,6 +31,8 @@ public abstract class WorkflowConformance<TFactory>() : ConformanceTest(new TFac
                 {
                     [WorkflowHeaders.Workflow] = workflowId.ToString(),
                     [WorkflowHeaders.Step] = s.Id,
+                    // As a traced client's workflow carries it: stored in the compact form, with the step's headers after it.
+                    [ConveyorDiagnostics.TraceParentHeader] = CanonicalTraceParent,
                 },
             }, [.. s.After.Select(a => ids[a])]))],
         };
