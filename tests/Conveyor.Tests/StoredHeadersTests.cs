@@ -148,6 +148,17 @@ public sealed class StoredHeadersTests
         Assert.Equal(JsonSerializer.Serialize(rest, ConveyorJson.Options), text[35..]);
         Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.ParseUtf8(binary)!.OrderBy(e => e.Key, StringComparer.Ordinal));
         Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.Parse(text)!.OrderBy(e => e.Key, StringComparer.Ordinal));
+        var read = StoredHeaders.ParseUtf8(binary)!;
+        Assert.Equal(3, read.Count);
+        Assert.Equal(TraceParent, read["traceparent"]);
+        Assert.Equal(value, read[name]);
+        Assert.True(read.ContainsKey("traceparent"));
+        Assert.True(read.ContainsKey("x"));
+        Assert.False(read.ContainsKey("missing"));
+        Assert.False(read.TryGetValue("missing", out _));
+        Assert.Throws<KeyNotFoundException>(() => read["missing"]);
+        Assert.Equal(headers.Keys.Order(StringComparer.Ordinal), read.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(headers.Values.Order(StringComparer.Ordinal), read.Values.Order(StringComparer.Ordinal));
         // A slice of a larger record (Redis's message text) reads the same.
         Assert.Equal(headers.OrderBy(e => e.Key, StringComparer.Ordinal), StoredHeaders.Parse(("a|" + text + "|b").AsSpan(2, text.Length))!.OrderBy(e => e.Key, StringComparer.Ordinal));
     }

@@ -178,6 +178,44 @@ public sealed class TracingUnitTests
     }
 
     [Theory]
+    [InlineData(ActivitySamplingResult.None)]
+    [InlineData(ActivitySamplingResult.AllDataAndRecorded)]
+    public async Task An_attempt_whose_context_was_stored_as_bytes_runs_in_the_same_trace_as_from_its_text(ActivitySamplingResult sampling)
+    {
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => sampling,
+        };
+        ActivitySource.AddActivityListener(listener);
+        var traceId = ActivityTraceId.CreateRandom();
+        var parentSpan = ActivitySpanId.CreateRandom();
+        // As a store gives the headers back from the compact form: the worker reads the ids from the bytes.
+        var stored = Conveyor.Backends.StoredHeaders.SerializeBinary(new Dictionary<string, string>
+        {
+            [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{parentSpan}-01",
+            [ConveyorDiagnostics.TraceStateHeader] = "vendor=1",
+        });
+        var message = Message(Conveyor.Backends.StoredHeaders.ParseUtf8(stored));
+        using var services = new ServiceCollection().BuildServiceProvider();
+        Activity? inside = null;
+
+        await new TaskTracingMiddleware().InvokeAsync(new TaskExecutionContext(message, 1, false, "worker-1", services, CancellationToken.None), _ =>
+        {
+            inside = Activity.Current;
+            return ValueTask.CompletedTask;
+        });
+
+        Assert.NotNull(inside);
+        Assert.Equal(traceId, inside.TraceId);
+        Assert.Equal(parentSpan, inside.ParentSpanId);
+        Assert.Equal($"00-{traceId}-{parentSpan}-01", inside.ParentId);
+        Assert.Equal("vendor=1", inside.TraceStateString);
+        Assert.Equal(sampling == ActivitySamplingResult.AllDataAndRecorded, inside.IsAllDataRequested);
+        Assert.True(inside.IsStopped);
+    }
+
+    [Theory]
     [InlineData(true, false, true)]
     [InlineData(true, true, true)]
     [InlineData(false, false, false)]

@@ -162,31 +162,17 @@ public static class StoredHeaders
         return true;
     }
 
-    private static IReadOnlyDictionary<string, string> WithTraceParent(ReadOnlySpan<byte> trace, IReadOnlyDictionary<string, string>? rest)
+    private static TraceContextHeaders WithTraceParent(ReadOnlySpan<byte> trace, IReadOnlyDictionary<string, string>? rest)
     {
-        Span<char> text = stackalloc char[TraceParentLength];
-        "00-".CopyTo(text);
-        Convert.TryToHexStringLower(trace[..16], text.Slice(3, 32), out _);
-        text[35] = '-';
-        Convert.TryToHexStringLower(trace.Slice(16, 8), text.Slice(36, 16), out _);
-        text[52] = '-';
-        Convert.TryToHexStringLower(trace[24..], text.Slice(53, 2), out _);
-        var traceParent = new string(text);
-        if (rest is null || rest.Count == 0)
+        if (rest is { Count: 0 })
         {
-            return new OneHeader(ConveyorDiagnostics.TraceParentHeader, traceParent);
+            rest = null;
         }
-        if (rest.ContainsKey(ConveyorDiagnostics.TraceParentHeader))
+        if (rest is not null && rest.ContainsKey(ConveyorDiagnostics.TraceParentHeader))
         {
             throw new JsonException("Stored headers carry a traceparent twice: in the trace context and in the JSON after it.");
         }
-        var headers = new Dictionary<string, string>(rest.Count + 1, StringComparer.Ordinal);
-        foreach (var (name, value) in rest)
-        {
-            headers[name] = value;
-        }
-        headers[ConveyorDiagnostics.TraceParentHeader] = traceParent;
-        return headers;
+        return new TraceContextHeaders(trace, rest);
     }
 
     private static IReadOnlyDictionary<string, string>? ParseJson(ReadOnlySpan<char> json)

@@ -27,13 +27,13 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
 
     public ValueTask InvokeAsync(TaskExecutionContext context, TaskExecutionDelegate next)
     {
-        var traceParent = TraceContext.ParentOf(context.Message, out var traceState);
-        if (traceParent is null && !ConveyorDiagnostics.ActivitySource.HasListeners())
+        var carried = CarriedContext.Of(context.Message);
+        if (!carried.Exists && !ConveyorDiagnostics.ActivitySource.HasListeners())
         {
             return next(context);
         }
         var caller = Activity.Current;
-        var activity = StartActivity(context, traceParent, traceState);
+        var activity = StartActivity(context, carried);
         if (activity is null)
         {
             // An attempt the sampler dropped, with no context to carry, runs without a frame of its own (the common case
@@ -47,33 +47,33 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
         return run;
     }
 
-    private static Activity? StartActivity(TaskExecutionContext context, string? traceParent, string? traceState)
+    private static Activity? StartActivity(TaskExecutionContext context, CarriedContext carried)
     {
         var message = context.Message;
-        var parsed = ActivityContext.TryParse(traceParent, traceState, isRemote: true, out var parent);
+        var parent = carried.Parent;
         var activity = ConveyorDiagnostics.ActivitySource.CreateActivity(SpanName(message.Task), ActivityKind.Consumer, parent);
-        if (activity is { IsAllDataRequested: false } && traceParent is null)
+        if (activity is { IsAllDataRequested: false } && !carried.Exists)
         {
             // A root the sampler dropped: the OpenTelemetry SDK still asks for an activity to carry its new trace id, which
             // nothing here would read (no context came with the message, no span is recorded). Left unstarted, it costs
             // the attempt no current activity and no listener callbacks.
             return null;
         }
-        if (activity is null && traceParent is not null)
+        if (activity is null && carried.Exists)
         {
             // A carrier of the context that nobody records: an activity built by its constructor asks for all data
             // (tags included) unless told otherwise, which here cost eight tags and a string of the id on every attempt.
             activity = new Activity(PlainActivityName) { IsAllDataRequested = false };
-            if (parsed)
+            if (carried.Parsed)
             {
-                // The ids parsed above, whose hex strings the activity keeps: given the text instead, it parses it again.
+                // The ids read above, whose hex strings the activity keeps: given the text instead, it parses it again.
                 activity.SetParentId(parent.TraceId, parent.SpanId, parent.TraceFlags);
             }
             else
             {
-                activity.SetParentId(traceParent);
+                activity.SetParentId(carried.TraceParent!);
             }
-            activity.TraceStateString = traceState;
+            activity.TraceStateString = carried.TraceState;
         }
         if (activity is { IsAllDataRequested: true })
         {
@@ -119,5 +119,25 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
         }
         name = "process " + task;
         return SpanNames.Count < MaxCachedNames ? SpanNames.GetOrAdd(task, name) : name;
+    }
+
+    /// <summary>The trace context a message carries: from the bytes of a stored trace context (no text made or parsed),
+    /// else from its <c>traceparent</c> header's text.</summary>
+    private readonly record struct CarriedContext(bool Exists, bool Parsed, ActivityContext Parent, string? TraceParent, string? TraceState)
+    {
+        public static CarriedContext Of(TaskMessage message)
+        {
+            if (message.Headers is Backends.TraceContextHeaders stored && stored.TryGetParentContext(out var fromBytes))
+            {
+                return new CarriedContext(true, true, fromBytes, null, fromBytes.TraceState);
+            }
+            var traceParent = TraceContext.ParentOf(message, out var traceState);
+            if (traceParent is null)
+            {
+                return default;
+            }
+            var parsed = ActivityContext.TryParse(traceParent, traceState, isRemote: true, out var parent);
+            return new CarriedContext(true, parsed, parent, traceParent, traceState);
+        }
     }
 }
