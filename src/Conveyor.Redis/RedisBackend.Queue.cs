@@ -113,7 +113,8 @@ public sealed partial class RedisBackend
             args[i++] = Opt(c.Kind == CompletionKind.Retry ? Ms(c.RetryAt ?? c.At) : null);
             args[i++] = Ms(c.At);
             args[i++] = c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0;
-            args[i++] = Opt(c.Kind == CompletionKind.Retry && c.Headers is { } headers ? StoredHeaders.Serialize(headers) : null);
+            // An empty map clears the headers, as on the other backends (StoredHeaders gives no text for none).
+            args[i++] = Opt(c.Kind == CompletionKind.Retry && c.Headers is { } headers ? StoredHeaders.Serialize(headers) ?? "{}" : null);
         }
         var reply = await RunAsync(db, RedisScripts.Complete, args).ConfigureAwait(false);
         if (reply.Length == 0)

@@ -73,7 +73,11 @@ public static class TaskRows
 
     // Text on PostgreSQL; on SQLite, bytes where the headers are in StoredHeaders' binary form.
     private static IReadOnlyDictionary<string, string>? ReadHeaders(DbDataReader r, int ordinal) =>
-        r.IsDBNull(ordinal) ? null : r.GetValue(ordinal) is byte[] binary ? StoredHeaders.ParseUtf8(binary) : StoredHeaders.Parse(r.GetString(ordinal));
+        r.IsDBNull(ordinal) ? null : r.GetValue(ordinal) switch
+        {
+            byte[] binary => StoredHeaders.ParseUtf8(binary),
+            var text => StoredHeaders.Parse((string)text),
+        };
 
     private static DateTimeOffset? ReadTime(DbDataReader r, int ordinal) =>
         r.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(ordinal));

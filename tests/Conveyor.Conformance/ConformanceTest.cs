@@ -26,6 +26,14 @@ public abstract class ConformanceTest : IAsyncLifetime, IDisposable
     /// (<see cref="Conveyor.Backends.StoredHeaders"/>).</summary>
     protected const string CanonicalTraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
+    /// <summary>The same headers, in any order: a store that keeps the trace context apart gives it back after the
+    /// others, whatever its place in the map it was given.</summary>
+    protected static void AssertSameHeaders(IReadOnlyDictionary<string, string>? expected, IReadOnlyDictionary<string, string>? actual)
+    {
+        Assert.Equal(expected is null, actual is null);
+        Assert.Equal(expected?.OrderBy(h => h.Key, StringComparer.Ordinal), actual?.OrderBy(h => h.Key, StringComparer.Ordinal));
+    }
+
     private readonly IConformanceBackendFactory _factory;
     private readonly List<IConveyorBackend> _backends = [];
     private readonly List<IConveyorBackend> _peers = [];

@@ -18,9 +18,9 @@ public sealed class SqliteStoredHeadersTests() : ConformanceTest(new SqliteTestB
         Assert.Equal(("blob", 26L), await StoredAsync(traced.Id));
         Assert.Equal(("blob", 26L + """{"a":"1"}""".Length), await StoredAsync(both.Id));
         Assert.Equal(("text", (long)"""{"a":"1"}""".Length), await StoredAsync(plain.Id));
-        Assert.Equal(traced.Headers, (await GetAsync(traced.Id)).Headers);
-        Assert.Equal(both.Headers, (await GetAsync(both.Id)).Headers);
-        Assert.Equal(plain.Headers, (await GetAsync(plain.Id)).Headers);
+        AssertSameHeaders(traced.Headers, (await GetAsync(traced.Id)).Headers);
+        AssertSameHeaders(both.Headers, (await GetAsync(both.Id)).Headers);
+        AssertSameHeaders(plain.Headers, (await GetAsync(plain.Id)).Headers);
     }
 
     [Fact]

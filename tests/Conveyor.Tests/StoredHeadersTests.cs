@@ -184,6 +184,18 @@ public sealed class StoredHeadersTests
     }
 
     [Fact]
+    public void A_traceparent_under_another_case_in_a_map_that_ignores_case_stays_json_under_its_own_name()
+    {
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase) { ["TraceParent"] = TraceParent, ["a"] = "1" };
+
+        Assert.Null(StoredHeaders.SerializeBinary(headers));
+        var read = StoredHeaders.Parse(StoredHeaders.Serialize(headers))!;
+
+        Assert.Equal(TraceParent, read["TraceParent"]);
+        Assert.False(read.ContainsKey("traceparent"));
+    }
+
+    [Fact]
     public void SerializeBinary_of_none_or_of_headers_without_a_traceparent_is_null()
     {
         Assert.Null(StoredHeaders.SerializeBinary(null));

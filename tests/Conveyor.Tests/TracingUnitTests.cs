@@ -197,6 +197,7 @@ public sealed class TracingUnitTests
             [ConveyorDiagnostics.TraceStateHeader] = "vendor=1",
         });
         var message = Message(Conveyor.Backends.StoredHeaders.ParseUtf8(stored));
+        Assert.IsType<Conveyor.Backends.TraceContextHeaders>(message.Headers);
         using var services = new ServiceCollection().BuildServiceProvider();
         Activity? inside = null;
 

@@ -145,7 +145,7 @@ public static class StoredHeaders
     // from them: "00-", lowercase hex of the trace id, "-", of the parent id, "-", of the flags.
     private static bool TryReadTraceParent(IReadOnlyDictionary<string, string> headers, Span<byte> trace)
     {
-        if (!headers.TryGetValue(ConveyorDiagnostics.TraceParentHeader, out var value) || value.Length != TraceParentLength)
+        if (ExactTraceParent(headers) is not { Length: TraceParentLength } value)
         {
             return false;
         }
@@ -160,6 +160,28 @@ public static class StoredHeaders
         Convert.FromHexString(text.Slice(36, 16), trace.Slice(16, 8), out _, out _);
         Convert.FromHexString(text.Slice(53, 2), trace[24..], out _, out _);
         return true;
+    }
+
+    // The value under the name "traceparent" exactly: a map that compares names ignoring case would answer for
+    // "TraceParent" too, which the stored form would then give back under another name.
+    private static string? ExactTraceParent(IReadOnlyDictionary<string, string> headers)
+    {
+        if (headers is Dictionary<string, string> { Comparer: var comparer } dictionary && ReferenceEquals(comparer, StringComparer.Ordinal))
+        {
+            return dictionary.GetValueOrDefault(ConveyorDiagnostics.TraceParentHeader);
+        }
+        if (headers is TraceContextHeaders stored)
+        {
+            return stored.TraceParent;
+        }
+        foreach (var (name, value) in headers)
+        {
+            if (string.Equals(name, ConveyorDiagnostics.TraceParentHeader, StringComparison.Ordinal))
+            {
+                return value;
+            }
+        }
+        return null;
     }
 
     private static TraceContextHeaders WithTraceParent(ReadOnlySpan<byte> trace, IReadOnlyDictionary<string, string>? rest)

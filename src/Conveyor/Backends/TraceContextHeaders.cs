@@ -74,9 +74,10 @@ internal sealed class TraceContextHeaders : IReadOnlyDictionary<string, string>
         return _rest?.TryGetValue(key, out value) ?? false;
     }
 
+    // The other headers, then traceparent: the order in which an enqueue adds the context to a message's own headers
+    // (TraceContext.Inject). The stored form keeps no order between the two.
     public IEnumerator<KeyValuePair<string, string>> GetEnumerator()
     {
-        yield return new KeyValuePair<string, string>(ConveyorDiagnostics.TraceParentHeader, TraceParent);
         if (_rest is not null)
         {
             foreach (var header in _rest)
@@ -84,6 +85,7 @@ internal sealed class TraceContextHeaders : IReadOnlyDictionary<string, string>
                 yield return header;
             }
         }
+        yield return new KeyValuePair<string, string>(ConveyorDiagnostics.TraceParentHeader, TraceParent);
     }
 
     System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
