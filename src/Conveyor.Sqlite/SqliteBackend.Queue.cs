@@ -189,8 +189,7 @@ public sealed partial class SqliteBackend
         Span<byte> id = stackalloc byte[16];
         // Messages of one enqueue often share their headers (the trace context of the call): serialized once.
         IReadOnlyDictionary<string, string>? lastHeaders = null;
-        byte[]? lastHeadersBinary = null;
-        string? lastHeadersText = null;
+        object? lastStoredHeaders = null;
         foreach (var m in messages)
         {
             EnsureQueue(w, m.Queue, newQueues);
@@ -215,17 +214,9 @@ public sealed partial class SqliteBackend
             if (!ReferenceEquals(stored, lastHeaders))
             {
                 lastHeaders = stored;
-                lastHeadersBinary = StoredHeaders.SerializeBinary(stored);
-                lastHeadersText = lastHeadersBinary is null ? StoredHeaders.Serialize(stored) : null;
+                lastStoredHeaders = StoredForm(stored);
             }
-            if (lastHeadersBinary is not null)
-            {
-                insert.Bind(15, lastHeadersBinary);
-            }
-            else
-            {
-                insert.Bind(15, lastHeadersText);
-            }
+            BindStored(insert, 15, lastStoredHeaders);
             insert.Bind(16, state == TaskState.Queued ? queuedHistory : state == TaskState.Scheduled ? scheduledHistory : $"{(int)state}:{nowMs}");
             if (insert.Execute() == 1 || m.IdempotencyKey is null)
             {
@@ -584,27 +575,23 @@ public sealed partial class SqliteBackend
         command.Bind(9, c.Unstarted && c.Kind == CompletionKind.Retry ? 1 : 0);
         var setHeaders = c.Kind == CompletionKind.Retry && c.Headers is not null;
         command.Bind(10, setHeaders ? 1 : 0);
-        if (setHeaders)
-        {
-            BindHeaders(command, 11, c.Headers);
-        }
-        else
-        {
-            command.BindNull(11);
-        }
+        BindStored(command, 11, setHeaders ? StoredForm(c.Headers) : null);
     }
 
-    /// <summary>Binds <paramref name="headers"/> as SQLite stores them: the compact binary form when they carry a trace
-    /// context (26 bytes where its JSON takes 73, in a row rewritten at each state change), else their JSON text.</summary>
-    private static void BindHeaders(PreparedStatement statement, int parameter, IReadOnlyDictionary<string, string>? headers)
+    /// <summary><paramref name="headers"/> as SQLite stores them: the compact binary form when they carry a trace context
+    /// (26 bytes where its JSON takes 73, in a row rewritten at each state change), else their JSON text, or null.</summary>
+    private static object? StoredForm(IReadOnlyDictionary<string, string>? headers) =>
+        (object?)StoredHeaders.SerializeBinary(headers) ?? StoredHeaders.Serialize(headers);
+
+    private static void BindStored(PreparedStatement statement, int parameter, object? stored)
     {
-        if (StoredHeaders.SerializeBinary(headers) is { } binary)
+        if (stored is byte[] binary)
         {
             statement.Bind(parameter, binary);
         }
         else
         {
-            statement.Bind(parameter, StoredHeaders.Serialize(headers));
+            statement.Bind(parameter, (string?)stored);
         }
     }
 

@@ -78,7 +78,7 @@ public sealed partial class SqliteBackend : IWorkflowStore
             insert.Bind(11, m.NotBefore?.ToUnixTimeMilliseconds());
             insert.Bind(12, m.ExpiresAt?.ToUnixTimeMilliseconds());
             insert.Bind(13, m.CreatedAt.ToUnixTimeMilliseconds());
-            BindHeaders(insert, 14, RetryHeaders.ToStored(m));
+            BindStored(insert, 14, StoredForm(RetryHeaders.ToStored(m)));
             insert.Bind(15, $"{(int)state}:{nowMs}");
             insert.Bind(16, workflowId);
             insert.Bind(17, step.After.Count);

@@ -29,8 +29,7 @@ public static class StoredHeaders
 
     // The trace context's bytes: trace id (16), parent id (8), flags (1).
     private const int TraceBytes = 25;
-    // "00-" + 32 hex + "-" + 16 hex + "-" + 2 hex.
-    private const int TraceParentLength = 55;
+    private const int TraceParentLength = TraceContextHeaders.TraceParentLength;
     // The binary form's first byte (W3C's version 00): no JSON text starts with it.
     private const byte BinaryMark = 0;
     // The text form's first character: no JSON text starts with it.

@@ -11,7 +11,8 @@ namespace Conveyor.Backends;
 /// </summary>
 internal sealed class TraceContextHeaders : IReadOnlyDictionary<string, string>
 {
-    private const int TraceParentLength = 55;
+    /// <summary>The length of a <c>traceparent</c> in version 00: "00-", 32 hex, "-", 16 hex, "-", 2 hex.</summary>
+    internal const int TraceParentLength = 55;
 
     private readonly ulong _traceHigh;
     private readonly ulong _traceLow;
