@@ -32,22 +32,17 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
         {
             return next(context);
         }
-        var caller = Activity.Current;
-        var activity = StartActivity(context, carried);
+        var activity = CreateActivity(context, carried);
         if (activity is null)
         {
             // An attempt the sampler dropped, with no context to carry, runs without a frame of its own (the common case
             // under a ratio sampler for tasks enqueued outside a sampled trace).
             return next(context);
         }
-        var run = RunAsync(context, next, activity);
-        // The attempt runs in the activity (RunAsync captured it); the caller goes on in its own, as if it had started in
-        // RunAsync.
-        Activity.Current = caller;
-        return run;
+        return RunAsync(context, next, activity);
     }
 
-    private static Activity? StartActivity(TaskExecutionContext context, CarriedContext carried)
+    private static Activity? CreateActivity(TaskExecutionContext context, CarriedContext carried)
     {
         var message = context.Message;
         var parent = carried.Parent;
@@ -90,11 +85,15 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
                 activity.AddTag("conveyor.redelivery", true);
             }
         }
-        return activity?.Start();
+        return activity;
     }
 
     private static async ValueTask RunAsync(TaskExecutionContext context, TaskExecutionDelegate next, Activity activity)
     {
+        // Started here, in the attempt's own async frame: the caller's context (and its current activity) comes back when
+        // this frame returns or first yields, without setting Activity.Current a third time (an ExecutionContext copy
+        // each).
+        activity.Start();
         try
         {
             await next(context).ConfigureAwait(false);
