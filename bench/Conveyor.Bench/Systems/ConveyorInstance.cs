@@ -33,7 +33,7 @@ internal sealed class ConveyorInstance : IAsyncDisposable
 {
     private readonly IHost _host;
     // BENCH_TELEMETRY with traces: how many spans were exported is logged at the end of each host.
-    private readonly bool _traced = Environment.GetEnvironmentVariable("BENCH_TELEMETRY") is "1" or "all" or "traces";
+    private readonly bool _traced = TelemetryCost.Traced;
 
     private ConveyorInstance(IHost host)
     {
@@ -138,7 +138,7 @@ internal sealed class ConveyorInstance : IAsyncDisposable
         // BENCH_TELEMETRY=1: the OpenTelemetry SDK records Conveyor's metrics and samples every span, as a server with
         // /metrics and an OTLP exporter does (the exporters discard): the A/B of their cost (docs/observability.md);
         // =metrics or =traces one of the two. OTEL_TRACES_SAMPLER (and _ARG) choose the sampler, as on a server.
-        TelemetryCost.Add(builder, Environment.GetEnvironmentVariable("BENCH_TELEMETRY"));
+        TelemetryCost.Add(builder, TelemetryCost.Mode);
         if (recorder is not null)
         {
             builder.Services.AddSingleton(recorder);

@@ -20,6 +20,13 @@ internal static class TelemetryCost
     /// <summary>Spans the SDK handed to the exporter in this process so far (the sampled ones it did not drop).</summary>
     public static long SpansExported => Interlocked.Read(ref s_spansExported);
 
+    /// <summary>What the hosts built from now on add (<see cref="Add"/>'s argument): <c>BENCH_TELEMETRY</c> unless a workload
+    /// that alternates with and without telemetry in one process (<c>BENCH_TELEMETRY_AB=1</c>) set it for its run.</summary>
+    public static string? Mode { get; set; } = Environment.GetEnvironmentVariable("BENCH_TELEMETRY");
+
+    /// <summary>Whether <see cref="Mode"/> records traces.</summary>
+    public static bool Traced => Mode is "1" or "all" or "traces";
+
     /// <summary>Adds the SDK for <paramref name="what"/>: <c>1</c> or <c>all</c> both, <c>metrics</c> (what a server with
     /// <c>/metrics</c> runs by default) or <c>traces</c> (what <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> adds) alone; anything
     /// else nothing. Returns whether it added anything.</summary>

@@ -57,9 +57,54 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
     // About as many bytes in the row (27) as the trace context would take in a binary column of its own (26).
     private static readonly Dictionary<string, string> ShortHeader = new() { ["x"] = "0af7651916cd43dd844" };
 
-    private static string MetricName(BenchSettings s) => $"drain, {s.Workers} workers{s.LimitsSuffix}{(s.Analyze ? ", analyzed table" : "")}";
+    private static string MetricName(BenchSettings s) =>
+        $"drain, {s.Workers} workers{s.LimitsSuffix}{(s.Analyze ? ", analyzed table" : "")}{s_telemetrySuffix}";
+
+    // BENCH_TELEMETRY_AB=1: Conveyor's runs alternate between no telemetry and BENCH_TELEMETRY's (warm-up first, then off,
+    // on, off, on…), each host built with the SDK or without it, so that both sides of the A/B share one process: its JIT,
+    // and a machine whose speed moves between invocations. Each pair's ratio of steady rates is logged.
+    private static readonly bool AlternateTelemetry = Environment.GetEnvironmentVariable("BENCH_TELEMETRY_AB") == "1";
+    private static readonly string? TelemetryOn = Environment.GetEnvironmentVariable("BENCH_TELEMETRY");
+    private static int s_conveyorRuns;
+    private static double s_lastSteadyOff = double.NaN;
+    private static readonly List<double> PairRatios = [];
+    private static string s_telemetrySuffix = "";
 
     private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
+    {
+        var on = false;
+        if (AlternateTelemetry)
+        {
+            if (TelemetryOn is not ("1" or "all" or "metrics" or "traces"))
+            {
+                throw new InvalidOperationException(
+                    $"BENCH_TELEMETRY_AB=1 alternates with BENCH_TELEMETRY's telemetry, which is '{TelemetryOn}': set it to metrics, traces or 1.");
+            }
+            // Run 0 is the warm-up (with telemetry, so that its code is compiled too); then off, on, off, on…
+            var run = s_conveyorRuns++;
+            on = run == 0 || run % 2 == 0;
+            TelemetryCost.Mode = on ? TelemetryOn : "none";
+            s_telemetrySuffix = on ? $", telemetry {TelemetryOn}" : ", telemetry off";
+        }
+        var metrics = await RunConveyorOnceAsync(s, target, ct);
+        if (AlternateTelemetry && s_conveyorRuns > 1)
+        {
+            var steady = metrics.First(m => m.Name.StartsWith("steady", StringComparison.Ordinal)).Value;
+            if (!on)
+            {
+                s_lastSteadyOff = steady;
+            }
+            else if (!double.IsNaN(s_lastSteadyOff))
+            {
+                PairRatios.Add(steady / s_lastSteadyOff);
+                BenchRunner.Log($"  telemetry on ÷ off, steady, pair {PairRatios.Count}: {steady / s_lastSteadyOff:F3} " +
+                    $"(median of {PairRatios.Count} pairs so far: {Percentiles.Median(PairRatios):F3})");
+            }
+        }
+        return metrics;
+    }
+
+    private static async Task<IReadOnlyList<Metric>> RunConveyorOnceAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
     {
         await using var store = target.OpenConveyor("drain", s);
         await using (var producer = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
