@@ -65,14 +65,21 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
     // and a machine whose speed moves between invocations. Each pair's ratio of steady rates is logged.
     private static readonly bool AlternateTelemetry = Environment.GetEnvironmentVariable("BENCH_TELEMETRY_AB") == "1";
     private static readonly string? TelemetryOn = Environment.GetEnvironmentVariable("BENCH_TELEMETRY");
-    private static int s_conveyorRuns;
-    private static double s_lastSteadyOff = double.NaN;
-    private static readonly List<double> PairRatios = [];
+    private static readonly Dictionary<string, Alternation> Alternations = [];
     private static string s_telemetrySuffix = "";
+
+    /// <summary>One case's runs so far (each case, such as SQLite NORMAL and FULL, alternates on its own).</summary>
+    private sealed class Alternation
+    {
+        public int Runs;
+        public double LastSteadyOff = double.NaN;
+        public readonly List<double> PairRatios = [];
+    }
 
     private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
     {
         var on = false;
+        Alternation? alternation = null;
         if (AlternateTelemetry)
         {
             if (TelemetryOn is not ("1" or "all" or "metrics" or "traces"))
@@ -81,24 +88,29 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
                     $"BENCH_TELEMETRY_AB=1 alternates with BENCH_TELEMETRY's telemetry, which is '{TelemetryOn}': set it to metrics, traces or 1.");
             }
             // Run 0 is the warm-up (with telemetry, so that its code is compiled too); then off, on, off, on…
-            var run = s_conveyorRuns++;
+            if (!Alternations.TryGetValue(target.ConveyorVariant, out alternation))
+            {
+                Alternations[target.ConveyorVariant] = alternation = new Alternation();
+            }
+            var run = alternation.Runs++;
             on = run == 0 || run % 2 == 0;
             TelemetryCost.Mode = on ? TelemetryOn : "none";
             s_telemetrySuffix = on ? $", telemetry {TelemetryOn}" : ", telemetry off";
         }
         var metrics = await RunConveyorOnceAsync(s, target, ct);
-        if (AlternateTelemetry && s_conveyorRuns > 1)
+        if (alternation is { Runs: > 1 })
         {
             var steady = metrics.First(m => m.Name.StartsWith("steady", StringComparison.Ordinal)).Value;
             if (!on)
             {
-                s_lastSteadyOff = steady;
+                alternation.LastSteadyOff = steady;
             }
-            else if (!double.IsNaN(s_lastSteadyOff))
+            else if (!double.IsNaN(alternation.LastSteadyOff))
             {
-                PairRatios.Add(steady / s_lastSteadyOff);
-                BenchRunner.Log($"  telemetry on ÷ off, steady, pair {PairRatios.Count}: {steady / s_lastSteadyOff:F3} " +
-                    $"(median of {PairRatios.Count} pairs so far: {Percentiles.Median(PairRatios):F3})");
+                var ratios = alternation.PairRatios;
+                ratios.Add(steady / alternation.LastSteadyOff);
+                BenchRunner.Log($"  telemetry on ÷ off, steady, pair {ratios.Count}: {ratios[^1]:F3} " +
+                    $"(median of {ratios.Count} pairs so far: {Percentiles.Median(ratios):F3})");
             }
         }
         return metrics;
