@@ -138,6 +138,89 @@ public sealed class TracingUnitTests
         Assert.True(inside!.IsStopped || !withContext);
     }
 
+    [Theory]
+    [InlineData(ActivitySamplingResult.AllDataAndRecorded, true)]
+    [InlineData(ActivitySamplingResult.AllDataAndRecorded, false)]
+    [InlineData(ActivitySamplingResult.None, true)]
+    [InlineData(ActivitySamplingResult.None, false)]
+    public void The_callers_current_activity_is_its_own_after_an_attempt_that_completes_synchronously(ActivitySamplingResult sampling, bool withContext)
+    {
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => sampling,
+        };
+        ActivitySource.AddActivityListener(listener);
+        var traceId = ActivityTraceId.CreateRandom();
+        var message = Message(withContext
+            ? new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{ActivitySpanId.CreateRandom()}-01" }
+            : null);
+        using var services = new ServiceCollection().BuildServiceProvider();
+        var context = new TaskExecutionContext(message, 1, false, "worker-1", services, CancellationToken.None);
+        using var caller = new Activity("worker loop").SetIdFormat(ActivityIdFormat.W3C).Start();
+        Activity? inside = null;
+
+        var attempt = new TaskTracingMiddleware().InvokeAsync(context, _ =>
+        {
+            inside = Activity.Current;
+            return ValueTask.CompletedTask;
+        });
+
+        // Completed before anything yielded: the caller is back in its own activity, and the attempt's is over.
+        Assert.True(attempt.IsCompletedSuccessfully);
+        Assert.Same(caller, Activity.Current);
+        if (withContext)
+        {
+            Assert.NotSame(caller, inside);
+            Assert.Equal(traceId, inside!.TraceId);
+            Assert.True(inside.IsStopped);
+        }
+        else if (sampling == ActivitySamplingResult.AllDataAndRecorded)
+        {
+            // A new span with no context of its own: a child of whatever the caller runs in.
+            Assert.NotSame(caller, inside);
+            Assert.Equal(caller.SpanId, inside!.ParentSpanId);
+            Assert.True(inside.IsStopped);
+        }
+        else
+        {
+            Assert.Same(caller, inside);
+        }
+    }
+
+    [Fact]
+    public async Task A_handler_that_throws_before_it_yields_fails_its_span_once_and_leaves_the_caller_in_its_own_activity()
+    {
+        var traceId = ActivityTraceId.CreateRandom();
+        var stopped = new ConcurrentQueue<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity =>
+            {
+                if (activity.TraceId == traceId)
+                {
+                    stopped.Enqueue(activity);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        var message = Message(new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{ActivitySpanId.CreateRandom()}-01" });
+        using var services = new ServiceCollection().BuildServiceProvider();
+        var context = new TaskExecutionContext(message, 1, false, "worker-1", services, CancellationToken.None);
+        using var caller = new Activity("worker loop").SetIdFormat(ActivityIdFormat.W3C).Start();
+
+        var attempt = new TaskTracingMiddleware().InvokeAsync(context, _ => throw new InvalidOperationException("broken before any await"));
+
+        Assert.True(attempt.IsFaulted);
+        Assert.Same(caller, Activity.Current);
+        await Assert.ThrowsAsync<InvalidOperationException>(async () => await attempt);
+        var span = Assert.Single(stopped);
+        Assert.Equal(ActivityStatusCode.Error, span.Status);
+        Assert.Equal(typeof(InvalidOperationException).FullName, span.StatusDescription);
+    }
+
     [Fact]
     public async Task An_attempt_whose_context_nobody_records_runs_in_a_carrier_of_it_without_tags()
     {

@@ -57,16 +57,16 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
     // About as many bytes in the row (27) as the trace context would take in a binary column of its own (26).
     private static readonly Dictionary<string, string> ShortHeader = new() { ["x"] = "0af7651916cd43dd844" };
 
-    private static string MetricName(BenchSettings s) =>
-        $"drain, {s.Workers} workers{s.LimitsSuffix}{(s.Analyze ? ", analyzed table" : "")}{s_telemetrySuffix}";
+    private static string MetricName(BenchSettings s, string telemetrySuffix = "") =>
+        $"drain, {s.Workers} workers{s.LimitsSuffix}{(s.Analyze ? ", analyzed table" : "")}{telemetrySuffix}";
 
-    // BENCH_TELEMETRY_AB=1: Conveyor's runs alternate between no telemetry and BENCH_TELEMETRY's (warm-up first, then off,
-    // on, off, on…), each host built with the SDK or without it, so that both sides of the A/B share one process: its JIT,
-    // and a machine whose speed moves between invocations. Each pair's ratio of steady rates is logged.
+    // BENCH_TELEMETRY_AB=1: Conveyor's runs alternate between no telemetry and BENCH_TELEMETRY's (the warm-up with it, then
+    // off, on, off, on…), each host built with the SDK or without it, so that both sides of the A/B share one process: its
+    // JIT, and a machine whose speed moves between invocations. Each pair's ratio of steady rates is logged. The CLI
+    // refuses the switch without a telemetry to alternate with.
     private static readonly bool AlternateTelemetry = Environment.GetEnvironmentVariable("BENCH_TELEMETRY_AB") == "1";
     private static readonly string? TelemetryOn = Environment.GetEnvironmentVariable("BENCH_TELEMETRY");
     private static readonly Dictionary<string, Alternation> Alternations = [];
-    private static string s_telemetrySuffix = "";
 
     /// <summary>One case's runs so far (each case, such as SQLite NORMAL and FULL, alternates on its own).</summary>
     private sealed class Alternation
@@ -78,45 +78,50 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
 
     private static async Task<IReadOnlyList<Metric>> RunConveyorAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
     {
-        var on = false;
-        Alternation? alternation = null;
-        if (AlternateTelemetry)
+        if (!AlternateTelemetry)
         {
-            if (TelemetryOn is not ("1" or "all" or "metrics" or "traces"))
-            {
-                throw new InvalidOperationException(
-                    $"BENCH_TELEMETRY_AB=1 alternates with BENCH_TELEMETRY's telemetry, which is '{TelemetryOn}': set it to metrics, traces or 1.");
-            }
-            // Run 0 is the warm-up (with telemetry, so that its code is compiled too); then off, on, off, on…
-            if (!Alternations.TryGetValue(target.ConveyorVariant, out alternation))
-            {
-                Alternations[target.ConveyorVariant] = alternation = new Alternation();
-            }
-            var run = alternation.Runs++;
-            on = run == 0 || run % 2 == 0;
-            TelemetryCost.Mode = on ? TelemetryOn : "none";
-            s_telemetrySuffix = on ? $", telemetry {TelemetryOn}" : ", telemetry off";
+            return await RunConveyorOnceAsync(s, target, "", ct);
         }
-        var metrics = await RunConveyorOnceAsync(s, target, ct);
-        if (alternation is { Runs: > 1 })
+        if (!Alternations.TryGetValue(target.ConveyorVariant, out var alternation))
+        {
+            Alternations[target.ConveyorVariant] = alternation = new Alternation();
+        }
+        // With a warm-up, run 0 is it (with telemetry, so that its code is compiled too); the measured runs are then off,
+        // on, off, on… — without one, the same from run 0.
+        var run = alternation.Runs++ + (s.Warmup ? 0 : 1);
+        var on = run == 0 || run % 2 == 0;
+        var modeBefore = TelemetryCost.Mode;
+        TelemetryCost.Mode = on ? TelemetryOn : "none";
+        IReadOnlyList<Metric> metrics;
+        try
+        {
+            metrics = await RunConveyorOnceAsync(s, target, on ? $", telemetry {TelemetryOn}" : ", telemetry off", ct);
+        }
+        finally
+        {
+            // Other workloads in this process build their hosts with BENCH_TELEMETRY's telemetry, as without the switch.
+            TelemetryCost.Mode = modeBefore;
+        }
+        if (run > 0)
         {
             var steady = metrics.First(m => m.Name.StartsWith("steady", StringComparison.Ordinal)).Value;
             if (!on)
             {
                 alternation.LastSteadyOff = steady;
             }
-            else if (!double.IsNaN(alternation.LastSteadyOff))
+            else if (!double.IsNaN(alternation.LastSteadyOff) && !double.IsNaN(steady))
             {
                 var ratios = alternation.PairRatios;
                 ratios.Add(steady / alternation.LastSteadyOff);
                 BenchRunner.Log($"  telemetry on ÷ off, steady, pair {ratios.Count}: {ratios[^1]:F3} " +
-                    $"(median of {ratios.Count} pairs so far: {Percentiles.Median(ratios):F3})");
+                    $"(median of {ratios.Count} pairs so far: {Percentiles.Median(ratios):F3}, " +
+                    $"quartiles {Percentiles.Of(ratios, 25):F3}–{Percentiles.Of(ratios, 75):F3})");
             }
         }
         return metrics;
     }
 
-    private static async Task<IReadOnlyList<Metric>> RunConveyorOnceAsync(BenchSettings s, StoreTarget target, CancellationToken ct)
+    private static async Task<IReadOnlyList<Metric>> RunConveyorOnceAsync(BenchSettings s, StoreTarget target, string telemetrySuffix, CancellationToken ct)
     {
         await using var store = target.OpenConveyor("drain", s);
         await using (var producer = await ConveyorInstance.StartAsync(store.Use, runWorker: false, s.Workers, null, ct))
@@ -193,14 +198,14 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         allocationSampler?.Report(s.Tasks);
         return
         [
-            new Metric(MetricName(s), "tasks/s", true, s.Tasks / elapsed.TotalSeconds),
-            new Metric($"steady (10 % to 90 % done), {MetricName(s)}", "tasks/s", true,
+            new Metric(MetricName(s, telemetrySuffix), "tasks/s", true, s.Tasks / elapsed.TotalSeconds),
+            new Metric($"steady (10 % to 90 % done), {MetricName(s, telemetrySuffix)}", "tasks/s", true,
                 ninetieth > tenth ? (ninetiethCount - tenthCount) / Stopwatch.GetElapsedTime(tenth, ninetieth).TotalSeconds : double.NaN),
-            new Metric($"CPU time per task, {MetricName(s)}", "µs", false, cpu.TotalMicroseconds / s.Tasks),
-            new Metric($"Allocated per task, {MetricName(s)}", "B", false, (double)allocated / s.Tasks),
+            new Metric($"CPU time per task, {MetricName(s, telemetrySuffix)}", "µs", false, cpu.TotalMicroseconds / s.Tasks),
+            new Metric($"Allocated per task, {MetricName(s, telemetrySuffix)}", "B", false, (double)allocated / s.Tasks),
             // The time every thread stood still for the GC, as a share of the drain: the writer thread waits too.
-            new Metric($"GC pauses, {MetricName(s)}", "%", false, 100 * paused.TotalSeconds / elapsed.TotalSeconds),
-            new Metric($"Gen 0 collections, {MetricName(s)}", "count", false, gen0),
+            new Metric($"GC pauses, {MetricName(s, telemetrySuffix)}", "%", false, 100 * paused.TotalSeconds / elapsed.TotalSeconds),
+            new Metric($"Gen 0 collections, {MetricName(s, telemetrySuffix)}", "count", false, gen0),
         ];
     }
 
