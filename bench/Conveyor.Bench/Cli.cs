@@ -244,11 +244,10 @@ internal static class Cli
                 WorkerCommand = parse.GetValue(workerCommand)!,
                 JsonPath = parse.GetValue(json),
             };
-            if (Environment.GetEnvironmentVariable("BENCH_TELEMETRY_AB") == "1" &&
-                Environment.GetEnvironmentVariable("BENCH_TELEMETRY") is not ("1" or "all" or "metrics" or "traces"))
+            if (Environment.GetEnvironmentVariable("BENCH_TELEMETRY_AB") == "1" && !TelemetryCost.AddsAnything(TelemetryCost.Configured))
             {
                 await Console.Error.WriteLineAsync("BENCH_TELEMETRY_AB=1 alternates the drain's runs without and with BENCH_TELEMETRY's telemetry, " +
-                    $"which is {(Environment.GetEnvironmentVariable("BENCH_TELEMETRY") is { } given ? $"'{given}'" : "not set")}: set it to metrics, traces, 1 or all.");
+                    $"which is {(TelemetryCost.Configured is { } given ? $"'{given}'" : "not set")}: set it to metrics, traces, 1 or all.");
                 return 2;
             }
             foreach (var missing in settings.Backends.Where(b => b != BenchBackend.Sqlite))

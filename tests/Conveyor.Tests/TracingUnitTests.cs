@@ -17,6 +17,26 @@ public sealed class TracingUnitTests
         CreatedAt = DateTimeOffset.UtcNow,
     };
 
+    /// <summary>A listener on Conveyor's source that samples every activity as <paramref name="sampling"/> says and, given
+    /// <paramref name="stopped"/>, collects the stopped activities of <paramref name="traceId"/> (other tests' pass by).</summary>
+    private static ActivityListener Listen(ActivitySamplingResult sampling, ActivityTraceId traceId = default, ConcurrentQueue<Activity>? stopped = null)
+    {
+        var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => sampling,
+            ActivityStopped = stopped is null ? null : activity =>
+            {
+                if (activity.TraceId == traceId)
+                {
+                    stopped.Enqueue(activity);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        return listener;
+    }
+
     [Fact]
     public void Inject_gives_each_message_without_a_traceparent_the_current_context_and_keeps_the_headers_it_had()
     {
@@ -54,19 +74,7 @@ public sealed class TracingUnitTests
         var traceId = ActivityTraceId.CreateRandom();
         var parentSpan = ActivitySpanId.CreateRandom();
         var spans = new ConcurrentQueue<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = activity =>
-            {
-                if (activity.TraceId == traceId)
-                {
-                    spans.Enqueue(activity);
-                }
-            },
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var listener = Listen(ActivitySamplingResult.AllDataAndRecorded, traceId, spans);
         var message = Message(new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{parentSpan}-01" });
         using var services = new ServiceCollection().BuildServiceProvider();
         var context = new TaskExecutionContext(message, attempt, redelivery, "worker-1", services, CancellationToken.None);
@@ -98,12 +106,7 @@ public sealed class TracingUnitTests
     [InlineData(ActivitySamplingResult.None, false)]
     public async Task The_callers_current_activity_is_its_own_while_and_after_an_attempt_runs_asynchronously(ActivitySamplingResult sampling, bool withContext)
     {
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => sampling,
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var listener = Listen(sampling);
         var traceParent = $"00-{ActivityTraceId.CreateRandom()}-{ActivitySpanId.CreateRandom()}-01";
         var message = Message(withContext ? new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = traceParent } : null);
         using var services = new ServiceCollection().BuildServiceProvider();
@@ -145,12 +148,7 @@ public sealed class TracingUnitTests
     [InlineData(ActivitySamplingResult.None, false)]
     public void The_callers_current_activity_is_its_own_after_an_attempt_that_completes_synchronously(ActivitySamplingResult sampling, bool withContext)
     {
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => sampling,
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var listener = Listen(sampling);
         var traceId = ActivityTraceId.CreateRandom();
         var message = Message(withContext
             ? new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{ActivitySpanId.CreateRandom()}-01" }
@@ -193,19 +191,7 @@ public sealed class TracingUnitTests
     {
         var traceId = ActivityTraceId.CreateRandom();
         var stopped = new ConcurrentQueue<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = activity =>
-            {
-                if (activity.TraceId == traceId)
-                {
-                    stopped.Enqueue(activity);
-                }
-            },
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var listener = Listen(ActivitySamplingResult.AllDataAndRecorded, traceId, stopped);
         var message = Message(new Dictionary<string, string> { [ConveyorDiagnostics.TraceParentHeader] = $"00-{traceId}-{ActivitySpanId.CreateRandom()}-01" });
         using var services = new ServiceCollection().BuildServiceProvider();
         var context = new TaskExecutionContext(message, 1, false, "worker-1", services, CancellationToken.None);
@@ -226,12 +212,7 @@ public sealed class TracingUnitTests
     {
         // A listener that samples nothing (as with no listener at all, while other tests' listeners are about): the
         // attempt still runs in the message's trace, in an activity that asks for no data and so holds no tags.
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.None,
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var listener = Listen(ActivitySamplingResult.None);
         var traceId = ActivityTraceId.CreateRandom();
         var parentSpan = ActivitySpanId.CreateRandom();
         var message = Message(new Dictionary<string, string>
@@ -265,12 +246,7 @@ public sealed class TracingUnitTests
     [InlineData(ActivitySamplingResult.AllDataAndRecorded)]
     public async Task An_attempt_whose_context_was_stored_as_bytes_runs_in_the_same_trace_as_from_its_text(ActivitySamplingResult sampling)
     {
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == ConveyorDiagnostics.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => sampling,
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var listener = Listen(sampling);
         var traceId = ActivityTraceId.CreateRandom();
         var parentSpan = ActivitySpanId.CreateRandom();
         // As a store gives the headers back from the compact form: the worker reads the ids from the bytes.

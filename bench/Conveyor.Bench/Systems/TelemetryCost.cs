@@ -20,12 +20,23 @@ internal static class TelemetryCost
     /// <summary>Spans the SDK handed to the exporter in this process so far (the sampled ones it did not drop).</summary>
     public static long SpansExported => Interlocked.Read(ref s_spansExported);
 
-    /// <summary>What the hosts built from now on add (<see cref="Add"/>'s argument): <c>BENCH_TELEMETRY</c> unless a workload
-    /// that alternates with and without telemetry in one process (<c>BENCH_TELEMETRY_AB=1</c>) set it for its run.</summary>
-    public static string? Mode { get; set; } = Environment.GetEnvironmentVariable("BENCH_TELEMETRY");
+    /// <summary><c>BENCH_TELEMETRY</c>: what the process was asked to measure with.</summary>
+    public static string? Configured { get; } = Environment.GetEnvironmentVariable("BENCH_TELEMETRY");
+
+    /// <summary>What the hosts built from now on add (<see cref="Add"/>'s argument): <see cref="Configured"/> unless a
+    /// workload that alternates with and without telemetry in one process (<c>BENCH_TELEMETRY_AB=1</c>) set it for its
+    /// run.</summary>
+    public static string? Mode { get; set; } = Configured;
 
     /// <summary>Whether <see cref="Mode"/> records traces.</summary>
-    public static bool Traced => Mode is "1" or "all" or "traces";
+    public static bool Traced => RecordsTraces(Mode);
+
+    /// <summary>Whether <paramref name="what"/> adds anything (<c>1</c>, <c>all</c>, <c>metrics</c> or <c>traces</c>).</summary>
+    public static bool AddsAnything(string? what) => RecordsMetrics(what) || RecordsTraces(what);
+
+    private static bool RecordsMetrics(string? what) => what is "1" or "all" or "metrics";
+
+    private static bool RecordsTraces(string? what) => what is "1" or "all" or "traces";
 
     /// <summary>Adds the SDK for <paramref name="what"/>: <c>1</c> or <c>all</c> both, <c>metrics</c> (what a server with
     /// <c>/metrics</c> runs by default) or <c>traces</c> (what <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> adds) alone; anything
@@ -39,8 +50,8 @@ internal static class TelemetryCost
             ActivitySource.AddActivityListener(BareListener.Value);
             return true;
         }
-        var metrics = what is "1" or "all" or "metrics";
-        var traces = what is "1" or "all" or "traces";
+        var metrics = RecordsMetrics(what);
+        var traces = RecordsTraces(what);
         if (!metrics && !traces)
         {
             return false;

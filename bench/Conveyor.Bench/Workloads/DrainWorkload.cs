@@ -65,7 +65,6 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
     // JIT, and a machine whose speed moves between invocations. Each pair's ratio of steady rates is logged. The CLI
     // refuses the switch without a telemetry to alternate with.
     private static readonly bool AlternateTelemetry = Environment.GetEnvironmentVariable("BENCH_TELEMETRY_AB") == "1";
-    private static readonly string? TelemetryOn = Environment.GetEnvironmentVariable("BENCH_TELEMETRY");
     private static readonly Dictionary<string, Alternation> Alternations = [];
 
     /// <summary>One case's runs so far (each case, such as SQLite NORMAL and FULL, alternates on its own).</summary>
@@ -89,13 +88,13 @@ internal sealed class DrainWorkload(BenchBackend backend = BenchBackend.Sqlite) 
         // With a warm-up, run 0 is it (with telemetry, so that its code is compiled too); the measured runs are then off,
         // on, off, on… — without one, the same from run 0.
         var run = alternation.Runs++ + (s.Warmup ? 0 : 1);
-        var on = run == 0 || run % 2 == 0;
+        var on = run % 2 == 0;
         var modeBefore = TelemetryCost.Mode;
-        TelemetryCost.Mode = on ? TelemetryOn : "none";
+        TelemetryCost.Mode = on ? TelemetryCost.Configured : "none";
         IReadOnlyList<Metric> metrics;
         try
         {
-            metrics = await RunConveyorOnceAsync(s, target, on ? $", telemetry {TelemetryOn}" : ", telemetry off", ct);
+            metrics = await RunConveyorOnceAsync(s, target, on ? $", telemetry {TelemetryCost.Configured}" : ", telemetry off", ct);
         }
         finally
         {

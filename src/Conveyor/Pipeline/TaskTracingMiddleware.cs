@@ -91,8 +91,8 @@ internal sealed class TaskTracingMiddleware : ITaskMiddleware
     private static async ValueTask RunAsync(TaskExecutionContext context, TaskExecutionDelegate next, Activity activity)
     {
         // Started here, in the attempt's own async frame: the caller's context (and its current activity) comes back when
-        // this frame returns or first yields, without setting Activity.Current a third time (an ExecutionContext copy
-        // each).
+        // this frame returns or first yields, without setting Activity.Current back by hand (a copy of the execution
+        // context when it holds other async locals).
         activity.Start();
         try
         {
