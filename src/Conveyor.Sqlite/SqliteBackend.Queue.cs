@@ -309,12 +309,26 @@ public sealed partial class SqliteBackend
         return leases;
     }
 
-    /// <summary>The task and queue names of the last row read: rows of one fetch mostly share them,
-    /// so each distinct name is decoded once per fetch instead of once per row.</summary>
+    /// <summary>The task and queue names and the headers of the last row read: rows of one fetch mostly share them
+    /// (the tasks of one enqueue carry its trace context), so each is decoded once per fetch instead of once per row.</summary>
     private struct NameCache
     {
         private string? _task;
         private string? _queue;
+        private byte[]? _headerBytes;
+        private IReadOnlyDictionary<string, string>? _headers;
+
+        /// <summary>The headers stored as <paramref name="utf8"/>: the last row's instance when its bytes are the same
+        /// (headers are read-only, so messages may share them).</summary>
+        public IReadOnlyDictionary<string, string>? Headers(ReadOnlySpan<byte> utf8)
+        {
+            if (_headerBytes is null || !utf8.SequenceEqual(_headerBytes))
+            {
+                _headers = StoredHeaders.ParseUtf8(utf8);
+                _headerBytes = utf8.ToArray();
+            }
+            return _headers;
+        }
 
         public string Task(PreparedStatement row, int column) => Reuse(row.GetBytes(column), ref _task);
 
@@ -358,7 +372,7 @@ public sealed partial class SqliteBackend
             baseMs == (long)defaults.BaseDelay.TotalMilliseconds && maxMs == (long)defaults.MaxDelay.TotalMilliseconds && jitter == defaults.Jitter
                 ? defaults
                 : new RetryPolicy(TimeSpan.FromMilliseconds(baseMs), TimeSpan.FromMilliseconds(maxMs), jitter),
-            r.IsNull(15) ? null : StoredHeaders.ParseUtf8(r.GetBytes(15)));
+            r.IsNull(15) ? null : names.Headers(r.GetBytes(15)));
         var message = new TaskMessage
         {
             Id = new Guid(r.GetBytes(1), bigEndian: true),

@@ -40,6 +40,41 @@ public sealed class SqliteStoredHeadersTests() : ConformanceTest(new SqliteTestB
         Assert.Equal(message.Headers, (await FetchOneAsync()).Message.Headers);
     }
 
+    [Fact]
+    public async Task Rows_of_one_fetch_with_the_same_stored_headers_share_them_and_others_get_their_own()
+    {
+        const string otherTraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        static TaskMessage With(TaskMessage message, params (string Name, string Value)[] headers) =>
+            message with { Headers = headers.Length == 0 ? null : headers.ToDictionary(h => h.Name, h => h.Value) };
+        TaskMessage[] messages =
+        [
+            With(NewMessage(), ("traceparent", CanonicalTraceParent)),
+            With(NewMessage(), ("traceparent", CanonicalTraceParent)),
+            With(NewMessage(), ("traceparent", otherTraceParent)),
+            With(NewMessage()),
+            With(NewMessage(), ("traceparent", CanonicalTraceParent)),
+            With(NewMessage(), ("traceparent", CanonicalTraceParent), ("a", "1")),
+            With(NewMessage(), ("a", "1")),
+            With(NewMessage(), ("a", "1")),
+            With(NewMessage(), ("a", "2")),
+        ];
+        await Queue.EnqueueAsync(messages, Timeout);
+
+        var leases = await FetchAsync(messages.Length);
+
+        Assert.Equal(messages.Select(m => m.Id), leases.Select(l => l.Message.Id));
+        for (var i = 0; i < messages.Length; i++)
+        {
+            AssertSameHeaders(messages[i].Headers, leases[i].Message.Headers);
+        }
+        var headers = leases.Select(l => l.Message.Headers).ToArray();
+        Assert.Same(headers[0], headers[1]);
+        Assert.Same(headers[6], headers[7]);
+        Assert.NotSame(headers[1], headers[2]);
+        Assert.NotSame(headers[4], headers[5]);
+        Assert.NotSame(headers[7], headers[8]);
+    }
+
     private SqliteConnection Open()
     {
         var connection = new SqliteConnection($"Data Source={((SqliteBackend)Backend).DatabasePath};Pooling=False");

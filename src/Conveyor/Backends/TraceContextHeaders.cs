@@ -8,6 +8,8 @@ namespace Conveyor.Backends;
 /// Headers read from <see cref="StoredHeaders"/>' compact form: the <c>traceparent</c> kept as its 25 bytes, its text
 /// made only when something asks for it (an API's record, a handler reading its headers). The worker's tracing reads
 /// the ids from the bytes (<see cref="TryGetParentContext"/>): an attempt skips the 55-character text and its parse.
+/// A backend may hand one instance to several messages that stored the same bytes (the tasks of one enqueue): the ids'
+/// text is then made once for all of them.
 /// </summary>
 internal sealed class TraceContextHeaders : IReadOnlyDictionary<string, string>
 {
@@ -20,6 +22,10 @@ internal sealed class TraceContextHeaders : IReadOnlyDictionary<string, string>
     private readonly byte _flags;
     private readonly IReadOnlyDictionary<string, string>? _rest;
     private string? _traceParent;
+    // The parent context, made at the first attempt that asks (ActivityTraceId and ActivitySpanId keep hex strings) and
+    // shared by the attempts of every message that holds this instance. A reference, so that threads that read it while
+    // another sets it see a whole one.
+    private ParentContext? _parentContext;
 
     /// <param name="trace">Trace id (16 bytes), parent id (8), flags (1).</param>
     /// <param name="rest">The other headers (none named <c>traceparent</c>), or null.</param>
@@ -45,14 +51,21 @@ internal sealed class TraceContextHeaders : IReadOnlyDictionary<string, string>
             context = default;
             return false;
         }
+        context = (_parentContext ??= new ParentContext(MakeParentContext())).Context;
+        return true;
+    }
+
+    private ActivityContext MakeParentContext()
+    {
         Span<byte> bytes = stackalloc byte[24];
         WriteIds(bytes);
         string? traceState = null;
         _rest?.TryGetValue(ConveyorDiagnostics.TraceStateHeader, out traceState);
-        context = new ActivityContext(
+        return new ActivityContext(
             ActivityTraceId.CreateFromBytes(bytes[..16]), ActivitySpanId.CreateFromBytes(bytes[16..]), (ActivityTraceFlags)_flags, traceState, isRemote: true);
-        return true;
     }
+
+    private sealed record ParentContext(ActivityContext Context);
 
     public string this[string key] => TryGetValue(key, out var value) ? value : throw new KeyNotFoundException($"No header '{key}'.");
 

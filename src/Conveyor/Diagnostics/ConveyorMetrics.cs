@@ -305,6 +305,12 @@ internal sealed partial class ConveyorMetrics : IDisposable
             var workers = await backend.Coordination.ListWorkersAsync(now - _aliveWindow, timeout.Token).ConfigureAwait(false);
             _snapshot = new Snapshot(now, queues, oldest, workers.Count);
         }
+        catch (ObjectDisposedException)
+        {
+            // The host is being disposed: a meter provider's last collection (at its own disposal) reads the gauges after
+            // the services they read are gone. Nothing failed; the last counts stand.
+            _snapshot = _snapshot with { At = _time.GetUtcNow() };
+        }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             LogRefreshFailed(ex);

@@ -99,6 +99,37 @@ public sealed class MetricsEngineTests
         Assert.Equal(1, Sum(reading, ConveyorMetricNames.WorkersAlive));
     }
 
+    [Fact]
+    public void A_collection_after_the_services_are_disposed_logs_no_warning()
+    {
+        // What a meter provider's last collection does at the host's disposal: the gauges ask for a refresh, whose
+        // backend the disposed services no longer give. Nothing failed; no warning for it.
+        var logs = new CapturingLoggerProvider();
+        using var meters = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var factory = meters.GetRequiredService<IMeterFactory>();
+        var services = new ServiceCollection().BuildServiceProvider();
+        services.Dispose();
+        using var metrics = new ConveyorMetrics(factory, services, new ConveyorOptions(), TimeProvider.System, logs.CreateLogger("metrics"));
+        var depths = 0;
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (ReferenceEquals(instrument.Meter.Scope, factory))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((i, _, _, _) => depths += i.Name == ConveyorMetricNames.QueueDepth ? 1 : 0);
+        listener.Start();
+
+        listener.RecordObservableInstruments();
+
+        Assert.Equal(0, depths);
+        Assert.DoesNotContain(logs.Entries, e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Warning);
+    }
+
     private static Dictionary<string, object?> Tags(ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
         var all = new Dictionary<string, object?>(StringComparer.Ordinal);
