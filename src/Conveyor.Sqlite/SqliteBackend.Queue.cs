@@ -310,22 +310,30 @@ public sealed partial class SqliteBackend
     }
 
     /// <summary>The task and queue names and the headers of the last row read: rows of one fetch mostly share them
-    /// (the tasks of one enqueue carry its trace context), so each is decoded once per fetch instead of once per row.</summary>
+    /// (the tasks of one enqueue carry its trace context), so each is decoded once per run of rows that repeat it,
+    /// instead of once per row.</summary>
     private struct NameCache
     {
         private string? _task;
         private string? _queue;
+        // The last headers' stored bytes, in a buffer kept for the fetch (grown when a row's are longer).
         private byte[]? _headerBytes;
+        private int _headerLength;
         private IReadOnlyDictionary<string, string>? _headers;
 
         /// <summary>The headers stored as <paramref name="utf8"/>: the last row's instance when its bytes are the same
         /// (headers are read-only, so messages may share them).</summary>
         public IReadOnlyDictionary<string, string>? Headers(ReadOnlySpan<byte> utf8)
         {
-            if (_headerBytes is null || !utf8.SequenceEqual(_headerBytes))
+            if (_headerBytes is null || !utf8.SequenceEqual(_headerBytes.AsSpan(0, _headerLength)))
             {
                 _headers = StoredHeaders.ParseUtf8(utf8);
-                _headerBytes = utf8.ToArray();
+                if (_headerBytes is null || _headerBytes.Length < utf8.Length)
+                {
+                    _headerBytes = new byte[Math.Max(utf8.Length, 64)];
+                }
+                utf8.CopyTo(_headerBytes);
+                _headerLength = utf8.Length;
             }
             return _headers;
         }

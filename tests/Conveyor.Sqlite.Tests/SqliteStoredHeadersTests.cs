@@ -57,6 +57,8 @@ public sealed class SqliteStoredHeadersTests() : ConformanceTest(new SqliteTestB
             With(NewMessage(), ("a", "1")),
             With(NewMessage(), ("a", "1")),
             With(NewMessage(), ("a", "2")),
+            With(NewMessage()),
+            With(NewMessage(), ("a", "2")),
         ];
         await Queue.EnqueueAsync(messages, Timeout);
 
@@ -73,6 +75,9 @@ public sealed class SqliteStoredHeadersTests() : ConformanceTest(new SqliteTestB
         Assert.NotSame(headers[1], headers[2]);
         Assert.NotSame(headers[4], headers[5]);
         Assert.NotSame(headers[7], headers[8]);
+        // A row without headers between two that store the same ones: they still share them.
+        Assert.Null(headers[9]);
+        Assert.Same(headers[8], headers[10]);
     }
 
     private SqliteConnection Open()

@@ -8,8 +8,8 @@ namespace Conveyor.Backends;
 /// Headers read from <see cref="StoredHeaders"/>' compact form: the <c>traceparent</c> kept as its 25 bytes, its text
 /// made only when something asks for it (an API's record, a handler reading its headers). The worker's tracing reads
 /// the ids from the bytes (<see cref="TryGetParentContext"/>): an attempt skips the 55-character text and its parse.
-/// A backend may hand one instance to several messages that stored the same bytes (the tasks of one enqueue): the ids'
-/// text is then made once for all of them.
+/// A backend may hand one instance to several messages that stored the same bytes (SQLite's fetch does, for the tasks
+/// of one enqueue read together): the ids' text is then made once for all of them (twice at worst, by threads that race).
 /// </summary>
 internal sealed class TraceContextHeaders : IReadOnlyDictionary<string, string>
 {
@@ -23,8 +23,8 @@ internal sealed class TraceContextHeaders : IReadOnlyDictionary<string, string>
     private readonly IReadOnlyDictionary<string, string>? _rest;
     private string? _traceParent;
     // The parent context, made at the first attempt that asks (ActivityTraceId and ActivitySpanId keep hex strings) and
-    // shared by the attempts of every message that holds this instance. A reference, so that threads that read it while
-    // another sets it see a whole one.
+    // shared by the attempts of every message that holds this instance. Behind a reference, so that a thread that reads
+    // it while another sets it sees a whole one (threads that race each make an equal one).
     private ParentContext? _parentContext;
 
     /// <param name="trace">Trace id (16 bytes), parent id (8), flags (1).</param>
@@ -65,7 +65,10 @@ internal sealed class TraceContextHeaders : IReadOnlyDictionary<string, string>
             ActivityTraceId.CreateFromBytes(bytes[..16]), ActivitySpanId.CreateFromBytes(bytes[16..]), (ActivityTraceFlags)_flags, traceState, isRemote: true);
     }
 
-    private sealed record ParentContext(ActivityContext Context);
+    private sealed class ParentContext(ActivityContext context)
+    {
+        public ActivityContext Context { get; } = context;
+    }
 
     public string this[string key] => TryGetValue(key, out var value) ? value : throw new KeyNotFoundException($"No header '{key}'.");
 

@@ -96,6 +96,10 @@ internal sealed partial class ConveyorMetrics : IDisposable
     /// <summary>Whether a listener records the task instruments: task events are built for them only then.</summary>
     public bool Enabled => _started.Enabled || _succeeded.Enabled || _enqueued.Enabled;
 
+    /// <summary>When the backend's counts were last read, or a read last failed (<see cref="DateTimeOffset.MinValue"/>
+    /// before the first): for tests that wait for a refresh.</summary>
+    internal DateTimeOffset SnapshotAt => _snapshot.At;
+
     /// <summary>Whether a listener records backend round trips.</summary>
     public bool BackendEnabled => _backendDuration.Enabled;
 
@@ -305,10 +309,11 @@ internal sealed partial class ConveyorMetrics : IDisposable
             var workers = await backend.Coordination.ListWorkersAsync(now - _aliveWindow, timeout.Token).ConfigureAwait(false);
             _snapshot = new Snapshot(now, queues, oldest, workers.Count);
         }
-        catch (ObjectDisposedException)
+        catch (ObjectDisposedException ex) when (ex.ObjectName == nameof(IServiceProvider))
         {
-            // The host is being disposed: a meter provider's last collection (at its own disposal) reads the gauges after
-            // the services they read are gone. Nothing failed; the last counts stand.
+            // The host's services are being disposed: a meter provider's last collection (at its own disposal) reads the
+            // gauges after the services they read are gone. Nothing failed; the last counts stand. (A backend disposed
+            // while the host runs is a failure, logged below.)
             _snapshot = _snapshot with { At = _time.GetUtcNow() };
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

@@ -99,18 +99,25 @@ public sealed class MetricsEngineTests
         Assert.Equal(1, Sum(reading, ConveyorMetricNames.WorkersAlive));
     }
 
-    [Fact]
-    public void A_collection_after_the_services_are_disposed_logs_no_warning()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_refresh_that_finds_the_services_disposed_logs_no_warning_and_one_that_finds_the_backend_disposed_does(bool servicesDisposed)
     {
-        // What a meter provider's last collection does at the host's disposal: the gauges ask for a refresh, whose
-        // backend the disposed services no longer give. Nothing failed; no warning for it.
+        // The first: what a meter provider's last collection does at the host's disposal (the gauges ask for a refresh,
+        // whose backend the disposed services no longer give); nothing failed. The second: a backend disposed while the
+        // host runs, which is a failure.
         var logs = new CapturingLoggerProvider();
         using var meters = new ServiceCollection().AddMetrics().BuildServiceProvider();
         var factory = meters.GetRequiredService<IMeterFactory>();
-        var services = new ServiceCollection().BuildServiceProvider();
-        services.Dispose();
+        await using var services = new ServiceCollection()
+            .AddSingleton<Backends.IConveyorBackend>(_ => throw new ObjectDisposedException("SqliteWriter"))
+            .BuildServiceProvider();
+        if (servicesDisposed)
+        {
+            await services.DisposeAsync();
+        }
         using var metrics = new ConveyorMetrics(factory, services, new ConveyorOptions(), TimeProvider.System, logs.CreateLogger("metrics"));
-        var depths = 0;
         using var listener = new MeterListener
         {
             InstrumentPublished = (instrument, l) =>
@@ -121,13 +128,26 @@ public sealed class MetricsEngineTests
                 }
             },
         };
-        listener.SetMeasurementEventCallback<long>((i, _, _, _) => depths += i.Name == ConveyorMetricNames.QueueDepth ? 1 : 0);
         listener.Start();
 
         listener.RecordObservableInstruments();
+        // The collection waits for the refresh only so long: the refresh is waited for here, to its end.
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (metrics.SnapshotAt == DateTimeOffset.MinValue && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
 
-        Assert.Equal(0, depths);
-        Assert.DoesNotContain(logs.Entries, e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Warning);
+        Assert.NotEqual(DateTimeOffset.MinValue, metrics.SnapshotAt);
+        var warnings = logs.Entries.Where(e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Warning).ToList();
+        if (servicesDisposed)
+        {
+            Assert.Empty(warnings);
+        }
+        else
+        {
+            Assert.IsType<ObjectDisposedException>(Assert.Single(warnings).Exception);
+        }
     }
 
     private static Dictionary<string, object?> Tags(ReadOnlySpan<KeyValuePair<string, object?>> tags)
