@@ -41,8 +41,10 @@ public sealed class RedisFaultTests : IDisposable
             DateTimeOffset killedAt;
             Counts atKill;
             // A backlog first, so that the worker is busy (holds a full prefetch of leases) all along until it is killed;
-            // a Redis worker runs no-op tasks faster than one client enqueues them.
-            await EnqueueAsync(backend, acknowledged, TotalTasks, CancellationToken.None);
+            // a Redis worker runs no-op tasks faster than one client enqueues them. Tasks of 5 ms: at its 16 handlers the
+            // worker runs at most about 3,200 a second, so that the rest of the backlog lasts seconds past the poll that
+            // sees a quarter done (no-op tasks were all done, at times, by the time that poll's kill came).
+            await EnqueueAsync(backend, acknowledged, TotalTasks, CancellationToken.None, task: SleepTask.Name, args: """{"ms":5}""");
             using (var first = ConveyorProcess.Start(_folder, WorkerEnvironment(keyspace), "worker"))
             {
                 await WaitUntilAsync(async () => (await CountsAsync(backend)).Succeeded >= TotalTasks / 4, TimeSpan.FromSeconds(60), "the first worker to run tasks");
@@ -157,7 +159,8 @@ public sealed class RedisFaultTests : IDisposable
     // as a new batch with new ids, since a failed call acknowledged nothing.
     private int _acknowledgedCount;
 
-    private async Task<int> EnqueueAsync(RedisBackend backend, List<Guid> acknowledged, int target, CancellationToken cancellationToken, TimeSpan? pause = null)
+    private async Task<int> EnqueueAsync(RedisBackend backend, List<Guid> acknowledged, int target, CancellationToken cancellationToken, TimeSpan? pause = null,
+        string task = NoopTask.Name, string args = "{}")
     {
         var failed = 0;
         while (acknowledged.Count < target)
@@ -165,7 +168,7 @@ public sealed class RedisFaultTests : IDisposable
             cancellationToken.ThrowIfCancellationRequested();
             var now = DateTimeOffset.UtcNow;
             var batch = Enumerable.Range(0, Math.Min(BatchSize, target - acknowledged.Count))
-                .Select(_ => new TaskMessage { Id = Guid.CreateVersion7(now), Task = "conveyor.noop", Args = "{}", CreatedAt = now })
+                .Select(_ => new TaskMessage { Id = Guid.CreateVersion7(now), Task = task, Args = args, CreatedAt = now })
                 .ToList();
             try
             {
