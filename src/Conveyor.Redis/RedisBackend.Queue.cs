@@ -73,10 +73,11 @@ public sealed partial class RedisBackend
         var reply = (RedisResult[])(await RunAsync(db, RedisScripts.Fetch, args).ConfigureAwait(false))!;
         var leases = new List<Lease>(reply.Length / RedisScripts.FetchFields);
         var expiresAt = DateTimeOffset.FromUnixTimeMilliseconds(expires);
+        var shared = default(RedisMessageCodec.SharedFields);
         for (var f = 0; f + RedisScripts.FetchFields <= reply.Length; f += RedisScripts.FetchFields)
         {
             var message = RedisMessageCodec.Decode((string?)reply[f + 1], Guid.Parse((string)reply[f]!), MsOrNull(reply[f + 2]), MsOrNull(reply[f + 3]),
-                (string?)reply[f + 7]);
+                (string?)reply[f + 7], ref shared);
             leases.Add(new Lease(message, token, (int)reply[f + 4], !reply[f + 5].IsNull && (string?)reply[f + 5] == "1", expiresAt)
             {
                 RecordStartFirst = !reply[f + 6].IsNull && (long)reply[f + 6] > 0,

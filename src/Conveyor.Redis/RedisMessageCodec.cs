@@ -39,38 +39,95 @@ internal static class RedisMessageCodec
     /// field, JSON, reserved headers included), when set, replaces the blob's headers (a retry changed them).</summary>
     public static TaskMessage Decode(string? blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt, string? storedHeaders = null)
     {
+        var shared = default(SharedFields);
+        return Decode(blob, id, notBefore, expiresAt, storedHeaders, ref shared);
+    }
+
+    /// <summary><see cref="Decode(string?, Guid, DateTimeOffset?, DateTimeOffset?, string?)"/> for one of several messages
+    /// read together (a fetch), which take the fields they have in common with the message before from
+    /// <paramref name="shared"/> rather than decoding them again.</summary>
+    public static TaskMessage Decode(string? blob, Guid id, DateTimeOffset? notBefore, DateTimeOffset? expiresAt, string? storedHeaders,
+        ref SharedFields shared)
+    {
         if (blob is null)
         {
             throw new FormatException($"Task {id} has no stored message ('m' field): it was written by an earlier key layout (docs/redis.md, Upgrading).");
         }
-        var fields = new Range[FieldCount];
+        Span<Range> fields = stackalloc Range[FieldCount];
         var nulls = Split(blob, fields);
-        string? S(int i) => (nulls & (1 << i)) != 0 ? null : blob[fields[i]];
-        long L(int i) => long.Parse(blob.AsSpan()[fields[i]], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
         var (retry, headers) = RetryHeaders.FromStored(
-            new RetryPolicy(
-                TimeSpan.FromMilliseconds(L(5)),
-                TimeSpan.FromMilliseconds(L(6)),
-                double.Parse(blob.AsSpan()[fields[7]], NumberStyles.Float, CultureInfo.InvariantCulture)),
+            shared.Retry(Long(blob, fields[5]), Long(blob, fields[6]), double.Parse(blob.AsSpan()[fields[7]], NumberStyles.Float, CultureInfo.InvariantCulture)),
             storedHeaders is not null ? StoredHeaders.Parse(storedHeaders)
                 : (nulls & (1 << 10)) != 0 ? null
-                : StoredHeaders.Parse(blob.AsSpan()[fields[10]]));
+                : shared.Headers(blob, fields[10]));
         return new TaskMessage
         {
             Id = id,
-            Task = S(0)!,
-            Queue = S(1)!,
-            Priority = (int)L(2),
-            Args = S(3),
-            MaxAttempts = (int)L(4),
+            Task = shared.Task(blob, fields[0]),
+            Queue = shared.Queue(blob, fields[1]),
+            Priority = (int)Long(blob, fields[2]),
+            Args = (nulls & (1 << 3)) != 0 ? null : blob[fields[3]],
+            MaxAttempts = (int)Long(blob, fields[4]),
             Retry = retry,
-            Timeout = (nulls & (1 << 8)) != 0 ? null : TimeSpan.FromMilliseconds(L(8)),
-            IdempotencyKey = S(9),
+            Timeout = (nulls & (1 << 8)) != 0 ? null : TimeSpan.FromMilliseconds(Long(blob, fields[8])),
+            IdempotencyKey = (nulls & (1 << 9)) != 0 ? null : blob[fields[9]],
             Headers = headers is { Count: > 0 } ? headers : null,
-            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(L(11)),
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(Long(blob, fields[11])),
             NotBefore = notBefore,
             ExpiresAt = expiresAt,
         };
+    }
+
+    private static long Long(string blob, Range field) =>
+        long.Parse(blob.AsSpan()[field], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+
+    /// <summary>The task and queue names, retry policy and headers of the last message decoded: the messages of one fetch
+    /// mostly share them (the tasks of one enqueue carry its trace context), so each is decoded once per run of messages
+    /// that repeat it, instead of once per message. None of them is mutable, so messages may share them.</summary>
+    internal struct SharedFields
+    {
+        private string? _task;
+        private string? _queue;
+        private RetryPolicy? _retry;
+        // The last headers' text: a range of the blob they were read from.
+        private string? _headersBlob;
+        private Range _headersRange;
+        private IReadOnlyDictionary<string, string>? _headers;
+
+        public string Task(string blob, Range field) => Reuse(blob.AsSpan()[field], ref _task);
+
+        public string Queue(string blob, Range field) => Reuse(blob.AsSpan()[field], ref _queue);
+
+        public RetryPolicy Retry(long baseMs, long maxMs, double jitter)
+        {
+            var baseDelay = TimeSpan.FromMilliseconds(baseMs);
+            var maxDelay = TimeSpan.FromMilliseconds(maxMs);
+            if (_retry is null || _retry.BaseDelay != baseDelay || _retry.MaxDelay != maxDelay || !_retry.Jitter.Equals(jitter))
+            {
+                _retry = new RetryPolicy(baseDelay, maxDelay, jitter);
+            }
+            return _retry;
+        }
+
+        public IReadOnlyDictionary<string, string>? Headers(string blob, Range field)
+        {
+            var text = blob.AsSpan()[field];
+            if (_headersBlob is null || !text.SequenceEqual(_headersBlob.AsSpan()[_headersRange]))
+            {
+                _headers = StoredHeaders.Parse(text);
+                (_headersBlob, _headersRange) = (blob, field);
+            }
+            return _headers;
+        }
+
+        private static string Reuse(ReadOnlySpan<char> text, ref string? last)
+        {
+            if (last is null || !text.SequenceEqual(last))
+            {
+                last = new string(text);
+            }
+            return last;
+        }
     }
 
     /// <summary><paramref name="blob"/> with its arguments replaced by <paramref name="args"/>, every other field kept as
