@@ -444,11 +444,12 @@ public sealed partial class PostgresBackend
             queue.Value = q.Name;
             limit.Value = remaining;
             var fetched = new List<(int Priority, long Sequence, Lease Lease)>();
+            var shared = default(SharedFields);
             await using (var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false))
             {
                 while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
                 {
-                    var lease = ReadLease(reader, token, expires);
+                    var lease = ReadLease(reader, token, expires, ref shared);
                     fetched.Add((lease.Message.Priority, reader.GetInt64(0), lease));
                 }
             }
@@ -462,11 +463,11 @@ public sealed partial class PostgresBackend
         return leases;
     }
 
-    private static Lease ReadLease(NpgsqlDataReader r, long token, long expires)
+    private static Lease ReadLease(NpgsqlDataReader r, long token, long expires, ref SharedFields shared)
     {
         var (retry, headers) = RetryHeaders.FromStored(
-            new RetryPolicy(TimeSpan.FromMilliseconds(r.GetInt64(10)), TimeSpan.FromMilliseconds(r.GetInt64(11)), r.GetDouble(12)),
-            StoredHeaders.Parse(ReadString(r, 15)));
+            shared.Retry(TimeSpan.FromMilliseconds(r.GetInt64(10)), TimeSpan.FromMilliseconds(r.GetInt64(11)), r.GetDouble(12)),
+            shared.Headers(ReadString(r, 15)));
         var message = new TaskMessage
         {
             Id = r.GetGuid(1),
@@ -484,6 +485,39 @@ public sealed partial class PostgresBackend
             CreatedAt = FromMs(r.GetInt64(16)),
         };
         return new Lease(message, token, r.GetInt32(8), r.GetBoolean(17), FromMs(expires)) { RecordStartFirst = r.GetInt32(18) > 0 };
+    }
+
+    /// <summary>The retry policy and headers of the last row read: the rows of one fetch mostly share them (the tasks of
+    /// one enqueue carry its trace context), so each is made, and the headers parsed, once per run of rows that repeat it
+    /// rather than once per row. Neither is mutable, so messages may share them.</summary>
+    private struct SharedFields
+    {
+        private RetryPolicy? _retry;
+        private string? _headersText;
+        private IReadOnlyDictionary<string, string>? _headers;
+
+        public RetryPolicy Retry(TimeSpan baseDelay, TimeSpan maxDelay, double jitter)
+        {
+            if (_retry is null || _retry.BaseDelay != baseDelay || _retry.MaxDelay != maxDelay || !_retry.Jitter.Equals(jitter))
+            {
+                _retry = new RetryPolicy(baseDelay, maxDelay, jitter);
+            }
+            return _retry;
+        }
+
+        public IReadOnlyDictionary<string, string>? Headers(string? text)
+        {
+            if (text is null)
+            {
+                return null;
+            }
+            if (!string.Equals(text, _headersText, StringComparison.Ordinal))
+            {
+                _headers = StoredHeaders.Parse(text);
+                _headersText = text;
+            }
+            return _headers;
+        }
     }
 
     /// <inheritdoc />

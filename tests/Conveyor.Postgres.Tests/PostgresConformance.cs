@@ -9,6 +9,8 @@ public sealed class PostgresQueueEnqueueTests : QueueEnqueueConformance<Postgres
 
 public sealed class PostgresQueueFetchTests : QueueFetchConformance<PostgresTestBackend>;
 
+public sealed class PostgresFetchSharedHeadersTests : FetchSharedHeadersConformance<PostgresTestBackend>;
+
 public sealed class PostgresQueueLeaseTests : QueueLeaseConformance<PostgresTestBackend>;
 
 public sealed class PostgresQueueAttemptTests : QueueAttemptConformance<PostgresTestBackend>;

@@ -11,6 +11,8 @@ public sealed class RedisQueueEnqueueTests : QueueEnqueueConformance<RedisTestBa
 
 public sealed class RedisQueueFetchTests : QueueFetchConformance<RedisTestBackend>;
 
+public sealed class RedisFetchSharedHeadersTests : FetchSharedHeadersConformance<RedisTestBackend>;
+
 public sealed class RedisQueueLeaseTests : QueueLeaseConformance<RedisTestBackend>;
 
 public sealed partial class RedisQueueAttemptTests : QueueAttemptConformance<RedisTestBackend>;

@@ -94,7 +94,7 @@ public sealed class RedisMessageCodecUnitTests
         Assert.Equal(traceParent, decoded[1].Headers!["traceparent"]);
         Assert.Equal("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", decoded[2].Headers!["traceparent"]);
         Assert.Null(decoded[3].Headers);
-        // After a message without headers, the first's are parsed again: what is shared is only the message before's.
+        // The first's headers again after others (and none): parsed again, since what is shared is the last headers read.
         Assert.NotSame(decoded[1].Headers, decoded[4].Headers);
         Assert.Equal(traceParent, decoded[4].Headers!["traceparent"]);
 

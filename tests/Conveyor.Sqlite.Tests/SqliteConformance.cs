@@ -9,6 +9,8 @@ public sealed class SqliteQueueEnqueueTests : QueueEnqueueConformance<SqliteTest
 
 public sealed class SqliteQueueFetchTests : QueueFetchConformance<SqliteTestBackend>;
 
+public sealed class SqliteFetchSharedHeadersTests : FetchSharedHeadersConformance<SqliteTestBackend>;
+
 public sealed class SqliteQueueLeaseTests : QueueLeaseConformance<SqliteTestBackend>;
 
 public sealed class SqliteQueueAttemptTests : QueueAttemptConformance<SqliteTestBackend>;

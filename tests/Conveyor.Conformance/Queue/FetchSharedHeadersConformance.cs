@@ -1,0 +1,41 @@
+namespace Conveyor.Conformance;
+
+/// <summary>For the backends that read a fetch's tasks together (SQLite, PostgreSQL, Redis): the tasks of one enqueue
+/// carry the same headers (its trace context), and a fetch parses them once for a run of tasks that repeat them rather
+/// than once a task. Sharing is safe because headers are read-only; each task still reads back exactly its own.</summary>
+public abstract class FetchSharedHeadersConformance<TFactory>() : ConformanceTest(new TFactory())
+    where TFactory : IConformanceBackendFactory, new()
+{
+    [Fact]
+    public async Task Tasks_of_one_fetch_with_the_same_headers_share_them_and_tasks_with_others_read_their_own()
+    {
+        const string otherTraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        var traced = Enumerable.Range(0, 6).Select(_ => NewMessage() with { Headers = Trace(CanonicalTraceParent) }).ToArray();
+        await Queue.EnqueueAsync(traced, Timeout);
+
+        var first = await FetchAsync(traced.Length);
+
+        Assert.Equal(traced.Length, first.Count);
+        Assert.All(first, l => AssertSameHeaders(traced[0].Headers, l.Message.Headers));
+        Assert.All(first, l => Assert.Same(first[0].Message.Headers, l.Message.Headers));
+
+        // Another enqueue's context, and one task with a header more and one with none, fetched together: whatever the
+        // order the backend reads them in, each reads back its own.
+        var mixed = Enumerable.Range(0, 3).Select(_ => NewMessage() with { Headers = Trace(otherTraceParent) })
+            .Append(NewMessage() with { Headers = new Dictionary<string, string> { ["traceparent"] = otherTraceParent, ["a"] = "1" } })
+            .Append(NewMessage())
+            .ToArray();
+        await Queue.EnqueueAsync(mixed, Timeout);
+
+        var second = await FetchAsync(mixed.Length);
+
+        Assert.Equal(mixed.Length, second.Count);
+        foreach (var lease in second)
+        {
+            AssertSameHeaders(mixed.Single(m => m.Id == lease.Message.Id).Headers, lease.Message.Headers);
+        }
+        Assert.DoesNotContain(second, l => ReferenceEquals(l.Message.Headers, first[0].Message.Headers));
+
+        static Dictionary<string, string> Trace(string traceParent) => new() { ["traceparent"] = traceParent };
+    }
+}
