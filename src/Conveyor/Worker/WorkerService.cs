@@ -39,6 +39,10 @@ internal sealed partial class WorkerService(
     /// <summary>Longest the last hand-back of a drain may take (the backend may be down).</summary>
     private static readonly TimeSpan LeftoversDeadline = TimeSpan.FromSeconds(5);
 
+    /// <summary>Longest the drain's end waits for the fetches the stop gave up on before it hands back what this worker
+    /// holds: a fetch takes milliseconds, and one still running after this is left to the backend's own time limits.</summary>
+    private static readonly TimeSpan AbandonedFetchWait = TimeSpan.FromSeconds(2);
+
     /// <summary>How long past the graceful timeout (<see cref="WorkerOptions.ShutdownTimeout"/>, counted from the stop) the
     /// stop may wait on the backend at most, whatever it does: a backend that does not answer is left to the clients' own
     /// time limits otherwise (Npgsql's 30 s command timeout, a Redis backlog), which added up to 20-35 s past the graceful
@@ -90,6 +94,9 @@ internal sealed partial class WorkerService(
     // Set when a lease may be left held in the backend (a release, a start or an outcome it did not take): the end of the
     // drain then ends what this worker still holds (HandBackLeftoversAsync), as it always does in a supervised child.
     private volatile bool _leftBehind;
+    // Fetches the stop did not wait for: one may still lease tasks to this worker after the stop (a statement runs on
+    // without the token), so the drain's end waits for them before it hands back what this worker holds.
+    private readonly ConcurrentQueue<Task> _abandonedFetches = new();
 
     private sealed class InFlight(Lease lease, long deadline)
     {
@@ -319,9 +326,10 @@ internal sealed partial class WorkerService(
             var wake = _readySignal.Task;
             var fetchStart = System.Diagnostics.Stopwatch.GetTimestamp();
             var fetchStarted = time.GetTimestamp();
+            Task<IReadOnlyList<Lease>>? fetch = null;
             try
             {
-                leases = await backend.Queue.FetchAsync(new FetchRequest
+                fetch = backend.Queue.FetchAsync(new FetchRequest
                 {
                     WorkerId = status.WorkerId,
                     // The backend weighs the queues (QueueOrder), or keeps their order when strict.
@@ -329,7 +337,8 @@ internal sealed partial class WorkerService(
                     MaxCount = wanted,
                     LeaseDuration = _options.LeaseDuration,
                     StrictOrder = _options.StrictQueueOrder,
-                }, stoppingToken).WaitAsync(stoppingToken).ConfigureAwait(false);
+                }, stoppingToken);
+                leases = await fetch.WaitAsync(stoppingToken).ConfigureAwait(false);
                 var wasDry = _queuesRanDry;
                 dry = leases.Count == 0 || (leases.Count < wanted && backend.Capabilities.ShortFetchMeansEmpty);
                 _queuesRanDry = dry;
@@ -350,9 +359,13 @@ internal sealed partial class WorkerService(
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
                 // Not waited for: a backend that does not answer would hold up the drain (the client's own time limits,
-                // not the token, end the call there). Had the fetch leased tasks after all, the drain's end hands back
-                // whatever this worker holds.
+                // not the token, end the call there). Had the fetch leased tasks after all, the drain's end waits for it
+                // (within its deadline) and hands back whatever this worker holds.
                 _leftBehind = true;
+                if (fetch is not null)
+                {
+                    _abandonedFetches.Enqueue(fetch);
+                }
                 ReturnSlots(slots, wanted);
                 return;
             }
@@ -1675,6 +1688,7 @@ internal sealed partial class WorkerService(
         {
             return true;
         }
+        await AwaitAbandonedFetchesAsync().ConfigureAwait(false);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopBudget.Token);
         deadline.CancelAfter(LeftoversDeadline);
         LeaseSweep sweep;
@@ -1693,6 +1707,27 @@ internal sealed partial class WorkerService(
         }
         await LeaseHandBack.AnnounceAsync(backend, sweep, status.WorkerId, time, logger, deadline.Token).ConfigureAwait(false);
         return true;
+    }
+
+    /// <summary>Waits, at most <see cref="AbandonedFetchWait"/>, for the fetches the stop did not wait for: whatever they
+    /// leased after all is then this worker's to hand back now, rather than left to run out (the tasks would come back
+    /// only at their leases' end, each counted as a lapse). Their outcome does not matter here.</summary>
+    private async Task AwaitAbandonedFetchesAsync()
+    {
+        if (_abandonedFetches.IsEmpty)
+        {
+            return;
+        }
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopBudget.Token);
+        deadline.CancelAfter(AbandonedFetchWait);
+        try
+        {
+            await Task.WhenAll(_abandonedFetches).WaitAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Failed, cancelled, or still running at the deadline: the hand-back goes ahead with what the backend holds.
+        }
     }
 
     private async Task ReleaseUnstartedAsync()

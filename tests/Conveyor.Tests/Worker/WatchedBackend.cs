@@ -29,17 +29,19 @@ internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue
 }
 
 /// <summary>The queue role as it is, except that each fetch is shown to <c>asked</c> and runs once the task it returns
-/// completes, its leases are shown to <c>fetched</c> once it returns, and, when <c>returning</c> is given, reach the worker
-/// only once the task that <c>returning</c> gives for them completes (the fetch has read the store, its answer is held).</summary>
+/// completes (with no cancellation token when <c>runOn</c> is set, as PostgreSQL's statement runs on once sent), its
+/// leases are shown to <c>fetched</c> once it returns, and, when <c>returning</c> is given, reach the worker only once
+/// the task that <c>returning</c> gives for them completes (the fetch has read the store, its answer is held).</summary>
 public class FetchObserver : DispatchProxy
 {
     private IQueueBackend _inner = null!;
     private Func<FetchRequest, Task>? _asked;
     private Action<IReadOnlyList<Lease>>? _fetched;
     private Func<IReadOnlyList<Lease>, Task>? _returning;
+    private bool _runOn;
 
     internal static IQueueBackend Wrap(IQueueBackend inner, Func<FetchRequest, Task>? asked = null, Action<IReadOnlyList<Lease>>? fetched = null,
-        Func<IReadOnlyList<Lease>, Task>? returning = null)
+        Func<IReadOnlyList<Lease>, Task>? returning = null, bool runOn = false)
     {
         var proxy = Create<IQueueBackend, FetchObserver>();
         var observer = (FetchObserver)(object)proxy;
@@ -47,6 +49,7 @@ public class FetchObserver : DispatchProxy
         observer._asked = asked;
         observer._fetched = fetched;
         observer._returning = returning;
+        observer._runOn = runOn;
         return proxy;
     }
 
@@ -78,7 +81,7 @@ public class FetchObserver : DispatchProxy
     private async Task<IReadOnlyList<Lease>> FetchAfterAsync(Task ready, MethodInfo fetchMethod, object?[] args)
     {
         await ready;
-        var fetch = (Task<IReadOnlyList<Lease>>)Call(fetchMethod, args, isFetch: true)!;
+        var fetch = (Task<IReadOnlyList<Lease>>)Call(fetchMethod, _runOn ? [args[0], CancellationToken.None] : args, isFetch: true)!;
         return _returning is { } returning ? await HoldAnswerAsync(fetch, returning) : await fetch;
     }
 
