@@ -364,7 +364,7 @@ internal sealed partial class WorkerService(
                 _leftBehind = true;
                 if (fetch is not null)
                 {
-                    _abandonedFetches.Enqueue(fetch);
+                    _abandonedFetches.Enqueue(ObserveFailure(fetch));
                 }
                 ReturnSlots(slots, wanted);
                 return;
@@ -1688,7 +1688,7 @@ internal sealed partial class WorkerService(
         {
             return true;
         }
-        await AwaitAbandonedFetchesAsync().ConfigureAwait(false);
+        var fetchesEnded = await AwaitAbandonedFetchesAsync().ConfigureAwait(false);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopBudget.Token);
         deadline.CancelAfter(LeftoversDeadline);
         LeaseSweep sweep;
@@ -1706,28 +1706,47 @@ internal sealed partial class WorkerService(
             LogLeftoversHandedBack(sweep.Count);
         }
         await LeaseHandBack.AnnounceAsync(backend, sweep, status.WorkerId, time, logger, deadline.Token).ConfigureAwait(false);
-        return true;
+        // A fetch still running may lease more after this: not confirmed, so that a supervisor hands back again once this
+        // process has exited (a supervised child then exits with LeasesNotHandedBack).
+        return fetchesEnded;
     }
 
     /// <summary>Waits, at most <see cref="AbandonedFetchWait"/>, for the fetches the stop did not wait for: whatever they
     /// leased after all is then this worker's to hand back now, rather than left to run out (the tasks would come back
-    /// only at their leases' end, each counted as a lapse). Their outcome does not matter here.</summary>
-    private async Task AwaitAbandonedFetchesAsync()
+    /// only at their leases' end, each counted as a lapse). Their outcome does not matter here. True when every one has
+    /// ended.</summary>
+    private async Task<bool> AwaitAbandonedFetchesAsync()
     {
         if (_abandonedFetches.IsEmpty)
         {
-            return;
+            return true;
         }
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopBudget.Token);
         deadline.CancelAfter(AbandonedFetchWait);
+        var fetches = ObserveFailure(Task.WhenAll(_abandonedFetches));
         try
         {
-            await Task.WhenAll(_abandonedFetches).WaitAsync(deadline.Token).ConfigureAwait(false);
+            await fetches.WaitAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            // Still running at the deadline: the hand-back goes ahead with what the backend holds now.
+            LogAbandonedFetchRunning(AbandonedFetchWait);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            // Failed, cancelled, or still running at the deadline: the hand-back goes ahead with what the backend holds.
+            // A fetch that failed or was cancelled leased nothing.
         }
+        return fetches.IsCompleted;
+    }
+
+    /// <summary><paramref name="task"/>, whose failure, whenever it comes, is observed: for a task nothing may await
+    /// to its end (a fetch the stop gave up on), which would otherwise raise an unobserved task exception.</summary>
+    private static T ObserveFailure<T>(T task) where T : Task
+    {
+        _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return task;
     }
 
     private async Task ReleaseUnstartedAsync()
@@ -1882,6 +1901,9 @@ internal sealed partial class WorkerService(
 
     [LoggerMessage(17, LogLevel.Warning, "Worker {WorkerId}: this process's clock differs from {Engine}'s by {SkewSeconds:0.###} s; leases ({LeaseSeconds} s), ETAs and retry times are written with each process's clock, so set every machine's clock by NTP")]
     private partial void LogClockSkew(string workerId, string engine, double skewSeconds, double leaseSeconds);
+
+    [LoggerMessage(19, LogLevel.Warning, "A fetch that the stop gave up on still ran {Wait} after the drain: what it leases after the hand-back runs out and comes back (a supervisor, if any, hands it back once this process exits)")]
+    private partial void LogAbandonedFetchRunning(TimeSpan wait);
 
     [LoggerMessage(13, LogLevel.Warning, "Could not hand back the leases worker {WorkerId} still holds at the end of its drain; its supervisor hands them back, or they run out")]
     private partial void LogLeftoversFailed(Exception exception, string workerId);

@@ -28,25 +28,26 @@ internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue
     }
 }
 
-/// <summary>The queue role as it is, except that each fetch is shown to <c>asked</c> and runs once the task it returns
-/// completes (with no cancellation token when <c>runOn</c> is set, as PostgreSQL's statement runs on once sent), its
+/// <summary>The queue role as it is, except that each fetch is shown to <c>asked</c> (with the fetch's cancellation token:
+/// <c>askedWithToken</c>) and runs once the task it returns completes (with no cancellation token when <c>runOn</c> is
+/// set, as PostgreSQL's statement runs on once sent), its
 /// leases are shown to <c>fetched</c> once it returns, and, when <c>returning</c> is given, reach the worker only once
 /// the task that <c>returning</c> gives for them completes (the fetch has read the store, its answer is held).</summary>
 public class FetchObserver : DispatchProxy
 {
     private IQueueBackend _inner = null!;
-    private Func<FetchRequest, Task>? _asked;
+    private Func<FetchRequest, CancellationToken, Task>? _asked;
     private Action<IReadOnlyList<Lease>>? _fetched;
     private Func<IReadOnlyList<Lease>, Task>? _returning;
     private bool _runOn;
 
     internal static IQueueBackend Wrap(IQueueBackend inner, Func<FetchRequest, Task>? asked = null, Action<IReadOnlyList<Lease>>? fetched = null,
-        Func<IReadOnlyList<Lease>, Task>? returning = null, bool runOn = false)
+        Func<IReadOnlyList<Lease>, Task>? returning = null, bool runOn = false, Func<FetchRequest, CancellationToken, Task>? askedWithToken = null)
     {
         var proxy = Create<IQueueBackend, FetchObserver>();
         var observer = (FetchObserver)(object)proxy;
         observer._inner = inner;
-        observer._asked = asked;
+        observer._asked = askedWithToken ?? (asked is null ? null : (request, _) => asked(request));
         observer._fetched = fetched;
         observer._returning = returning;
         observer._runOn = runOn;
@@ -58,7 +59,7 @@ public class FetchObserver : DispatchProxy
         var isFetch = targetMethod!.Name == nameof(IQueueBackend.FetchAsync);
         if (isFetch && _asked is { } asked && args?[0] is FetchRequest request)
         {
-            var ready = asked(request);
+            var ready = asked(request, args.Length > 1 && args[1] is CancellationToken token ? token : CancellationToken.None);
             if (!ready.IsCompletedSuccessfully)
             {
                 return FetchAfterAsync(ready, targetMethod, args);
