@@ -151,6 +151,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <summary>How many consumer channels this instance opened (tests check that the broker closed none).</summary>
     internal int ConsumerChannelsOpened => _deliveries.ConsumerChannelsOpened;
 
+    /// <summary>The consumer channel now open, if any (tests close it with a channel error).</summary>
+    internal global::RabbitMQ.Client.IChannel? CurrentConsumerChannel => _connection.CurrentConsumer;
+
     /// <summary>
     /// One round trip on the consumer channel as it is (its prefetch set again), never on a new one: the broker handles a
     /// channel's frames in order, so once it answers, every ack sent before on that channel was accepted; an unknown or

@@ -36,6 +36,9 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     private readonly UnsettledTags<IChannel> _unsettled = new();
     private readonly SemaphoreSlim _settling = new(1, 1);
     private readonly ConcurrentDictionary<string, Lazy<Task>> _consumers = new(StringComparer.Ordinal);
+    // The channel the consumers were made on: closed by the broker while the connection lives (a channel error), the
+    // next fetch opens another (RabbitMqConnection.GetAsync), which forgets them, and makes them again.
+    private IChannel? _consumingOn;
     private long _lastSweep = long.MinValue;
     private bool _lastSweepDropped;
     private readonly CancellationTokenSource _stop = new();
@@ -68,18 +71,34 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
         _consumers.Clear();
     }
 
-    /// <summary>Consumes <paramref name="queue"/>'s broker queue unless this channel does already.</summary>
-    public Task EnsureConsumerAsync(string queue, CancellationToken cancellationToken)
+    /// <summary>Consumes <paramref name="queue"/>'s broker queue unless this channel does already. Consumers whose channel
+    /// the broker closed while the connection lives (a channel error) are made again here, on a new channel: otherwise
+    /// only a call that needs a channel would replace it (a worker with nothing to enqueue makes none), and the queue's
+    /// messages would pile up in the broker without a consumer while the worker fetched from the store alone.</summary>
+    public async Task EnsureConsumerAsync(string queue, CancellationToken cancellationToken)
     {
         StartSweeper();
-        return OnceTasks.RunAsync(_consumers, queue, async q =>
+        if (Volatile.Read(ref _consumingOn) is { IsOpen: false })
+        {
+            try
+            {
+                // Opens a consumer channel in place of the closed one (and forgets the consumers) when the connection is
+                // up; while the broker is down, the reconnect does that, and the fetch goes on from the store.
+                await _connection.GetAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (BackendUnavailableException)
+            {
+            }
+        }
+        await OnceTasks.RunAsync(_consumers, queue, async q =>
         {
             await _topology.DeclareQueueAsync(q, CancellationToken.None).ConfigureAwait(false);
             var (_, _, channel) = await _connection.GetAsync(CancellationToken.None).ConfigureAwait(false);
             var consumer = new AsyncEventingBasicConsumer(channel);
             consumer.ReceivedAsync += (_, e) => OnDeliveryAsync(q, channel, e);
             await channel.BasicConsumeAsync(_topology.BrokerQueue(q), autoAck: false, consumer).ConfigureAwait(false);
-        }, cancellationToken);
+            Volatile.Write(ref _consumingOn, channel);
+        }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

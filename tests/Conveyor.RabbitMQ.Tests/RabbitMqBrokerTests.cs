@@ -288,6 +288,47 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         return (backend, queue, held);
     }
 
+    [Fact]
+    public async Task A_consumer_channel_that_the_broker_closes_is_replaced_and_its_queue_consumed_again_at_the_next_fetch()
+    {
+        var backend = await NewBackendAsync();
+        var queue = backend.BrokerQueueName(QueueNames.Default);
+        var request = new FetchRequest { WorkerId = "w", Queues = [new(QueueNames.Default)], MaxCount = 1, LeaseDuration = TimeSpan.FromSeconds(30) };
+        await backend.FetchAsync(request, _timeout.Token);
+        Assert.Equal(1u, await ConsumersReachingAsync(queue, 1));
+
+        // An ack of a tag never delivered: the broker closes the consumer channel (PRECONDITION_FAILED); the connection
+        // lives on, and nothing is enqueued, so no publish asks for a channel.
+        var channel = backend.CurrentConsumerChannel!;
+        await channel.BasicAckAsync(424_242, multiple: false, _timeout.Token);
+        var stopwatch = Stopwatch.StartNew();
+        while (channel.IsOpen && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(20, _timeout.Token);
+        }
+        Assert.False(channel.IsOpen);
+        Assert.Equal(0u, await ConsumersReachingAsync(queue, 0));
+
+        // The next fetch (a worker's fallback poll, when nothing wakes it) consumes the queue again on a new channel.
+        await backend.FetchAsync(request, _timeout.Token);
+
+        Assert.Equal(1u, await ConsumersReachingAsync(queue, 1));
+        Assert.Equal(2, backend.ConsumerChannelsOpened);
+    }
+
+    /// <summary>The queue's consumer count once it reaches <paramref name="expected"/>, or as it is after 10 s.</summary>
+    private async Task<uint> ConsumersReachingAsync(string queue, uint expected)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        uint consumers;
+        while ((consumers = (await _channel!.QueueDeclarePassiveAsync(queue, _timeout.Token)).ConsumerCount) != expected
+            && stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(20, _timeout.Token);
+        }
+        return consumers;
+    }
+
     /// <summary>Closes <paramref name="backend"/> and takes the messages its close sent back to <paramref name="queue"/>.</summary>
     private async Task<List<Guid>> CloseAndTakeWhatCameBackAsync(RabbitMqBackend backend, string queue)
     {

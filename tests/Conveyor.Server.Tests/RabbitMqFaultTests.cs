@@ -160,7 +160,17 @@ public sealed class RabbitMqFaultTests(PrivateBrokerFixture broker) : IClassFixt
             AssertEverySucceeded(acknowledged, tasks);
             var ranTwice = tasks.Values.Count(t => t.Attempts > 1);
             // The consumer is back: the broker queue drains (every delivery acked) and has a consumer.
-            await WaitForBrokerQueueToDrainAsync();
+            try
+            {
+                await WaitForBrokerQueueToDrainAsync();
+            }
+            catch (Xunit.Sdk.XunitException e)
+            {
+                // What the server said of the broker, for the next look at a failure of this step.
+                var said = (server.Process.Output + server.Process.Error).Split('\n')
+                    .Where(line => line.Contains("RabbitMQ", StringComparison.Ordinal) || line.Contains("warn:", StringComparison.Ordinal) || line.Contains("fail:", StringComparison.Ordinal));
+                throw new Xunit.Sdk.XunitException($"{e.Message}\nThe server's lines about the broker, warnings and failures:\n{string.Join('\n', said.TakeLast(60))}");
+            }
 
             // The backend logged the outage once, and its end once; no request failed over it.
             var logs = server.Process.Output + server.Process.Error;
