@@ -19,11 +19,15 @@ public abstract class FetchSharedHeadersConformance<TFactory>() : ConformanceTes
         Assert.All(first, l => AssertSameHeaders(traced[0].Headers, l.Message.Headers));
         Assert.All(first, l => Assert.Same(first[0].Message.Headers, l.Message.Headers));
 
-        // Another enqueue's context, and one task with a header more and one with none, fetched together: whatever the
-        // order the backend reads them in, each reads back its own.
+        // Another enqueue's context, one task with a header more, one with none, and, with that context too, one with
+        // other retry delays and one whose policy lists the exceptions it retries (kept in reserved headers beside the
+        // context), fetched together: whatever the order the backend reads them in, each reads back its own.
         var mixed = Enumerable.Range(0, 3).Select(_ => NewMessage() with { Headers = Trace(otherTraceParent) })
             .Append(NewMessage() with { Headers = new Dictionary<string, string> { ["traceparent"] = otherTraceParent, ["a"] = "1" } })
             .Append(NewMessage())
+            .Append(NewMessage() with { Headers = Trace(otherTraceParent), Retry = new RetryPolicy(TimeSpan.FromSeconds(3), TimeSpan.FromMinutes(7), 0.5) })
+            .Append(NewMessage() with { Headers = Trace(otherTraceParent), Retry = RetryPolicy.Default with { RetryOn = ["System.TimeoutException"] } })
+            .Append(NewMessage() with { Headers = Trace(otherTraceParent) })
             .ToArray();
         await Queue.EnqueueAsync(mixed, Timeout);
 
@@ -32,7 +36,13 @@ public abstract class FetchSharedHeadersConformance<TFactory>() : ConformanceTes
         Assert.Equal(mixed.Length, second.Count);
         foreach (var lease in second)
         {
-            AssertSameHeaders(mixed.Single(m => m.Id == lease.Message.Id).Headers, lease.Message.Headers);
+            var enqueued = mixed.Single(m => m.Id == lease.Message.Id);
+            AssertSameHeaders(enqueued.Headers, lease.Message.Headers);
+            Assert.Equal(enqueued.Retry.BaseDelay, lease.Message.Retry.BaseDelay);
+            Assert.Equal(enqueued.Retry.MaxDelay, lease.Message.Retry.MaxDelay);
+            Assert.Equal(enqueued.Retry.Jitter, lease.Message.Retry.Jitter);
+            Assert.Equal(enqueued.Retry.RetryOn, lease.Message.Retry.RetryOn);
+            Assert.Equal(enqueued.Retry.NeverRetryOn, lease.Message.Retry.NeverRetryOn);
         }
         Assert.DoesNotContain(second, l => ReferenceEquals(l.Message.Headers, first[0].Message.Headers));
 
