@@ -10,15 +10,19 @@ dir=.artifacts/dashboard-screenshot
 rm -rf "$dir" && mkdir -p "$dir"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
-dotnet build src/Conveyor.Server -c Release -v quiet -nologo > "$dir/build.log"
+dotnet build src/Conveyor.Server -c Release -v quiet -nologo > "$dir/build.log" 2>&1 || { cat "$dir/build.log" >&2; exit 1; }
 DATABASE_URL="sqlite:///$PWD/$dir/conveyor.db" HOST=127.0.0.1 PORT="$port" LOG_LEVEL=Warning \
   CONVEYOR_WORKER__QUEUES=default,emails,reports,webhooks,archive CONVEYOR_HTTP__ALLOWED_HOSTS=127.0.0.1 \
-  CONVEYOR_HTTP__ALLOWED_NETWORKS=127.0.0.0/8 \
+  CONVEYOR_HTTP__ALLOWED_NETWORKS=127.0.0.0/8 CONVEYOR_WORKER__SHUTDOWN_TIMEOUT=00:00:03 \
   dotnet src/Conveyor.Server/bin/Release/net10.0/Conveyor.Server.dll > "$dir/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do curl -fs "$url/health/ready" > /dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$url/health/ready" > /dev/null
+for _ in $(seq 1 300); do
+  curl -fs "$url/health/ready" > /dev/null 2>&1 && break
+  kill -0 "$server" 2>/dev/null || break
+  sleep 0.1
+done
+curl -fs "$url/health/ready" > /dev/null || { echo "the server did not become ready:" >&2; cat "$dir/server.log" >&2; exit 1; }
 
 post() { curl -sS --fail-with-body -X POST "$url$1" -H 'content-type: application/json' -d "$2" -o "$dir/last-answer.json" || { cat "$dir/last-answer.json" >&2; return 1; }; }
 task() { printf '{"task":"%s","queue":"%s","args":%s,"maxAttempts":%s}' "$1" "$2" "$3" "${4:-3}"; }
