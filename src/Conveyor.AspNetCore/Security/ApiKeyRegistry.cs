@@ -207,6 +207,9 @@ internal sealed partial class ApiKeyRefresher(ApiKeyRegistry registry, IOptions<
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // The host cancels this token on its own thread: the calls under way must not end there (DetachedCancellation).
+        using var detached = DetachedCancellation.LinkTo(stoppingToken);
+        stoppingToken = detached.Token;
         while (!stoppingToken.IsCancellationRequested)
         {
             try

@@ -48,6 +48,9 @@ internal sealed partial class TaskEventBridge(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // The host cancels this token on its own thread: the calls under way must not end there (DetachedCancellation).
+        using var detached = DetachedCancellation.LinkTo(stoppingToken);
+        stoppingToken = detached.Token;
         await Task.Yield();
         IAsyncDisposable? events = null;
         IAsyncDisposable? wanted = null;

@@ -52,6 +52,9 @@ internal sealed partial class LeaderElector(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // The host cancels this token on its own thread: the calls under way must not end there (DetachedCancellation).
+        using var detached = DetachedCancellation.LinkTo(stoppingToken);
+        stoppingToken = detached.Token;
         if (!options.Value.RunScheduler)
         {
             return;
@@ -189,7 +192,8 @@ internal sealed partial class LeaderElector(
         }
         LogLeadership(Owner, false);
         // Not disposed: leader-only services may still hold its token (a cancelled token stays valid without its source).
-        term.Cancel();
+        // Not on this thread: the leader-only services' calls under way may end inside its callbacks (DetachedCancellation).
+        DetachedCancellation.Cancel(term);
         return true;
     }
 

@@ -35,6 +35,9 @@ public abstract partial class LeaderOnlyService : BackgroundService
     /// <inheritdoc />
     protected sealed override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // The host cancels this token on its own thread: the calls under way must not end there (DetachedCancellation).
+        using var detached = DetachedCancellation.LinkTo(stoppingToken);
+        stoppingToken = detached.Token;
         await Task.Yield();
         while (!stoppingToken.IsCancellationRequested)
         {

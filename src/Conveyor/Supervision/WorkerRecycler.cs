@@ -28,6 +28,9 @@ internal sealed partial class WorkerRecycler(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // The host cancels this token on its own thread: the calls under way must not end there (DetachedCancellation).
+        using var detached = DetachedCancellation.LinkTo(stoppingToken);
+        stoppingToken = detached.Token;
         var worker = options.Value.Worker;
         var maxTasks = worker.MaxTasksPerChild;
         var maxMemory = WorkerProcessOptionsChecks.MaxMemoryBytes(worker);

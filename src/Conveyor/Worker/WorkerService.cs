@@ -157,6 +157,9 @@ internal sealed partial class WorkerService(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // The host cancels this token on its own thread: the calls under way must not end there (DetachedCancellation).
+        using var detached = DetachedCancellation.LinkTo(stoppingToken);
+        stoppingToken = detached.Token;
         if (!options.Value.RunWorker)
         {
             return;
@@ -247,7 +250,9 @@ internal sealed partial class WorkerService(
                 _leftBehind = true;
                 LogStopBudgetSpent("write outcomes");
             }
-            await heartbeatStop.CancelAsync().ConfigureAwait(false);
+            // Not waited for: a call under way may end inside its callback, for as long as the client's own time limits
+            // (DetachedCancellation); the loops are waited for within the stop's budget below.
+            DetachedCancellation.Cancel(heartbeatStop);
             await WithinStopBudgetAsync(Task.WhenAll(heartbeat, leaseWatch, limitReleases, clockCheck)).ConfigureAwait(false);
             var handedBack = await HandBackLeftoversAsync().ConfigureAwait(false);
             if (_limits is not null)
@@ -1392,7 +1397,11 @@ internal sealed partial class WorkerService(
             LogLeaseLost(inFlight.Lease.Message.Id);
             try
             {
-                inFlight.Cancellation?.Cancel();
+                if (inFlight.Cancellation is { } cancellation)
+                {
+                    // The handler's own calls may end inside the token's callbacks: not on this loop (DetachedCancellation).
+                    DetachedCancellation.Cancel(cancellation);
+                }
             }
             catch (ObjectDisposedException)
             {
@@ -1484,14 +1493,16 @@ internal sealed partial class WorkerService(
                         .Select(r => new WorkerTask(r.Lease.Message.Id, r.Lease.Message.Task, r.Lease.Attempt, r.StartedAt))
                         .OrderBy(r => r.StartedAt).ToArray(),
                     MemoryBytes = Environment.WorkingSet,
-                }, stop).ConfigureAwait(false);
+                    // Not waited for once the loop stops: a backend that does not answer ends the call only by the client's
+                    // own time limits.
+                }, stop).WaitAsync(stop).ConfigureAwait(false);
                 await HandBackStaleAsync(stop).ConfigureAwait(false);
                 var held = _inFlight.Values.Where(f => !f.Lost).ToArray();
                 if (held.Length > 0)
                 {
                     var sent = time.GetTimestamp();
                     var extendStarted = System.Diagnostics.Stopwatch.GetTimestamp();
-                    var extension = await backend.Queue.ExtendLeasesAsync(held.Select(f => f.Lease.Ref).ToArray(), _options.LeaseDuration, stop).ConfigureAwait(false);
+                    var extension = await backend.Queue.ExtendLeasesAsync(held.Select(f => f.Lease.Ref).ToArray(), _options.LeaseDuration, stop).WaitAsync(stop).ConfigureAwait(false);
                     metrics.BackendCall("extend", extendStarted);
                     var lostRefs = extension.Lost.Count == 0 ? null : extension.Lost.ToHashSet();
                     foreach (var inFlight in held)
@@ -1525,7 +1536,11 @@ internal sealed partial class WorkerService(
                                 Interlocked.MemoryBarrier();
                                 try
                                 {
-                                    inFlight.Cancellation?.Cancel();
+                                    if (inFlight.Cancellation is { } cancellation)
+                                    {
+                                        // The handler's own calls may end inside the token's callbacks: not on this loop (DetachedCancellation).
+                                        DetachedCancellation.Cancel(cancellation);
+                                    }
                                 }
                                 catch (ObjectDisposedException)
                                 {
@@ -1668,7 +1683,8 @@ internal sealed partial class WorkerService(
         if (finished != all)
         {
             LogShutdownTimeout(status.Running, _options.ShutdownTimeout);
-            await _hardStop.CancelAsync().ConfigureAwait(false);
+            // A handler's own calls may end inside the token's callbacks (DetachedCancellation): not waited for here.
+            DetachedCancellation.Cancel(_hardStop);
             await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(5), time)).ConfigureAwait(false);
         }
         await releasing.ConfigureAwait(false);

@@ -31,6 +31,9 @@ internal sealed partial class WorkflowEndProbe(IConveyorBackend backend, TaskEve
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // The host cancels this token on its own thread: the calls under way must not end there (DetachedCancellation).
+        using var detached = DetachedCancellation.LinkTo(stoppingToken);
+        stoppingToken = detached.Token;
         if (backend.Workflows is not { } store)
         {
             return;

@@ -7,13 +7,13 @@ namespace Conveyor.Tests.Worker;
 /// <summary>A backend's roles as they are, except its queue (observed: <see cref="FetchObserver"/>) and, when given, its
 /// notifier, its capabilities and what its health check answers.</summary>
 internal sealed class WatchedBackend(IConveyorBackend inner, IQueueBackend queue, INotifier? notifier = null, BackendCapabilities? capabilities = null,
-    Func<BackendHealth, BackendHealth>? health = null)
+    Func<BackendHealth, BackendHealth>? health = null, ICoordinationBackend? coordination = null)
     : IConveyorBackend
 {
     public string Name => inner.Name;
     public IQueueBackend Queue => queue;
     public ITaskStore Store => inner.Store;
-    public ICoordinationBackend Coordination => inner.Coordination;
+    public ICoordinationBackend Coordination => coordination ?? inner.Coordination;
     public IScheduleStore Schedules => inner.Schedules;
     public IUniqueKeyStore UniqueKeys => inner.UniqueKeys;
     public INotifier Notifier => notifier ?? inner.Notifier;
