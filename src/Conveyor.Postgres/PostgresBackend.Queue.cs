@@ -466,7 +466,7 @@ public sealed partial class PostgresBackend
     private static Lease ReadLease(NpgsqlDataReader r, long token, long expires, ref SharedFields shared)
     {
         var (retry, headers) = RetryHeaders.FromStored(
-            shared.Retry(TimeSpan.FromMilliseconds(r.GetInt64(10)), TimeSpan.FromMilliseconds(r.GetInt64(11)), r.GetDouble(12)),
+            shared.Retry(r.GetInt64(10), r.GetInt64(11), r.GetDouble(12)),
             shared.Headers(ReadString(r, 15)));
         var message = new TaskMessage
         {
@@ -492,18 +492,11 @@ public sealed partial class PostgresBackend
     /// rather than once per row. Neither is mutable, so messages may share them.</summary>
     private struct SharedFields
     {
-        private RetryPolicy? _retry;
+        private RetryPolicyReuse _retry;
         private string? _headersText;
         private IReadOnlyDictionary<string, string>? _headers;
 
-        public RetryPolicy Retry(TimeSpan baseDelay, TimeSpan maxDelay, double jitter)
-        {
-            if (_retry is null || _retry.BaseDelay != baseDelay || _retry.MaxDelay != maxDelay || !_retry.Jitter.Equals(jitter))
-            {
-                _retry = new RetryPolicy(baseDelay, maxDelay, jitter);
-            }
-            return _retry;
-        }
+        public RetryPolicy Retry(long baseDelayMs, long maxDelayMs, double jitter) => _retry.Get(baseDelayMs, maxDelayMs, jitter);
 
         public IReadOnlyDictionary<string, string>? Headers(string? text)
         {

@@ -88,7 +88,7 @@ internal static class RedisMessageCodec
     {
         private string? _task;
         private string? _queue;
-        private RetryPolicy? _retry;
+        private RetryPolicyReuse _retry;
         // The last headers' text: a range of the blob they were read from.
         private string? _headersBlob;
         private Range _headersRange;
@@ -98,16 +98,7 @@ internal static class RedisMessageCodec
 
         public string Queue(string blob, Range field) => Reuse(blob.AsSpan()[field], ref _queue);
 
-        public RetryPolicy Retry(long baseMs, long maxMs, double jitter)
-        {
-            var baseDelay = TimeSpan.FromMilliseconds(baseMs);
-            var maxDelay = TimeSpan.FromMilliseconds(maxMs);
-            if (_retry is null || _retry.BaseDelay != baseDelay || _retry.MaxDelay != maxDelay || !_retry.Jitter.Equals(jitter))
-            {
-                _retry = new RetryPolicy(baseDelay, maxDelay, jitter);
-            }
-            return _retry;
-        }
+        public RetryPolicy Retry(long baseMs, long maxMs, double jitter) => _retry.Get(baseMs, maxMs, jitter);
 
         public IReadOnlyDictionary<string, string>? Headers(string blob, Range field)
         {

@@ -321,6 +321,9 @@ public sealed partial class SqliteBackend
         private int _headerLength;
         private IReadOnlyDictionary<string, string>? _headers;
 
+        /// <summary>The last row's retry policy, shared by the next rows that store the same one.</summary>
+        public RetryPolicyReuse Retry;
+
         /// <summary>The headers stored as <paramref name="utf8"/>: the last row's instance when its bytes are the same
         /// (headers are read-only, so messages may share them).</summary>
         public IReadOnlyDictionary<string, string>? Headers(ReadOnlySpan<byte> utf8)
@@ -371,15 +374,8 @@ public sealed partial class SqliteBackend
 
     private static Lease ReadLease(PreparedStatement r, long token, long expires, ref NameCache names)
     {
-        var baseMs = r.GetInt64(10);
-        var maxMs = r.GetInt64(11);
-        var jitter = r.GetDouble(12);
-        var defaults = RetryPolicy.Default;
-        // Most tasks use the default policy: share its instance rather than build an equal one per row.
         var (retry, headers) = RetryHeaders.FromStored(
-            baseMs == (long)defaults.BaseDelay.TotalMilliseconds && maxMs == (long)defaults.MaxDelay.TotalMilliseconds && jitter == defaults.Jitter
-                ? defaults
-                : new RetryPolicy(TimeSpan.FromMilliseconds(baseMs), TimeSpan.FromMilliseconds(maxMs), jitter),
+            names.Retry.Get(r.GetInt64(10), r.GetInt64(11), r.GetDouble(12)),
             r.IsNull(15) ? null : names.Headers(r.GetBytes(15)));
         var message = new TaskMessage
         {

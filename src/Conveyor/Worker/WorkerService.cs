@@ -158,6 +158,7 @@ internal sealed partial class WorkerService(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // The host cancels this token on its own thread: the calls under way must not end there (DetachedCancellation).
+        var hostStopping = stoppingToken;
         using var detached = DetachedCancellation.LinkTo(stoppingToken);
         stoppingToken = detached.Token;
         if (!options.Value.RunWorker)
@@ -211,7 +212,9 @@ internal sealed partial class WorkerService(
         // fetch need not wait for. No ready notification is lost meanwhile: once the subscription is in place, the fetch
         // loops are woken and look again, so work made ready before it took effect is found then (SubscribeReadyAsync).
         var subscribing = SubscribeReadyAsync(stoppingToken);
-        using var stopStarting = stoppingToken.Register(() =>
+        // On the host's token itself, not the detached one: handlers must see the stop as soon as it is asked (nothing
+        // here blocks).
+        using var stopStarting = hostStopping.Register(() =>
         {
             _stopping = true;
             BeginStop();

@@ -48,4 +48,19 @@ public abstract class FetchSharedHeadersConformance<TFactory>() : ConformanceTes
 
         static Dictionary<string, string> Trace(string traceParent) => new() { ["traceparent"] = traceParent };
     }
+
+    [Fact]
+    public async Task Tasks_of_one_fetch_with_the_same_retry_policy_share_one_instance_of_it()
+    {
+        // Not the default: an enqueue's own policy, which every task it made stores.
+        var policy = new RetryPolicy(TimeSpan.FromSeconds(3), TimeSpan.FromMinutes(7), 0.5);
+        var messages = Enumerable.Range(0, 4).Select(_ => NewMessage() with { Retry = policy }).ToArray();
+        await Queue.EnqueueAsync(messages, Timeout);
+
+        var leases = await FetchAsync(messages.Length);
+
+        Assert.Equal(messages.Length, leases.Count);
+        Assert.All(leases, l => Assert.Equal((policy.BaseDelay, policy.MaxDelay, policy.Jitter), (l.Message.Retry.BaseDelay, l.Message.Retry.MaxDelay, l.Message.Retry.Jitter)));
+        Assert.All(leases, l => Assert.Same(leases[0].Message.Retry, l.Message.Retry));
+    }
 }

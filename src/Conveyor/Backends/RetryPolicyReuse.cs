@@ -1,0 +1,28 @@
+namespace Conveyor.Backends;
+
+/// <summary>
+/// The retry policy a fetch read last, handed out again while the next tasks it reads store the same delays and jitter:
+/// the tasks of one fetch mostly share a policy (the default, or that of the enqueue that made them), and a
+/// <see cref="RetryPolicy"/> is immutable, so they may share one instance rather than each build an equal one. Starts
+/// from <see cref="RetryPolicy.Default"/>. A mutable struct: keep it in a field or local and call it there, not on a copy.
+/// </summary>
+public struct RetryPolicyReuse
+{
+    private RetryPolicy? _last;
+
+    /// <summary>A policy with these delays and jitter: the last one handed out when it has them.</summary>
+    public RetryPolicy Get(TimeSpan baseDelay, TimeSpan maxDelay, double jitter)
+    {
+        var last = _last ?? RetryPolicy.Default;
+        if (last.BaseDelay != baseDelay || last.MaxDelay != maxDelay || !last.Jitter.Equals(jitter))
+        {
+            last = new RetryPolicy(baseDelay, maxDelay, jitter);
+        }
+        _last = last;
+        return last;
+    }
+
+    /// <summary><see cref="Get(TimeSpan, TimeSpan, double)"/> with the delays in milliseconds, as backends store them.</summary>
+    public RetryPolicy Get(long baseDelayMs, long maxDelayMs, double jitter) =>
+        Get(TimeSpan.FromMilliseconds(baseDelayMs), TimeSpan.FromMilliseconds(maxDelayMs), jitter);
+}
