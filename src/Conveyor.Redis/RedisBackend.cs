@@ -235,13 +235,26 @@ public sealed partial class RedisBackend : IConveyorBackend, IQueueBackend, ITas
 
     private volatile bool _attached;
     private int _down;
+    private long _lossLoggedAt = long.MinValue / 2;
+
+    /// <summary>How long after a loss logged a failure for LOADING is taken for part of the same outage.</summary>
+    private const long LoadingAfterLossMs = 60_000;
 
     // Logged once per outage: StackExchange.Redis raises ConnectionFailed for each of its connections (commands,
-    // pub/sub) and again for each failed reconnect attempt.
+    // pub/sub) and again for each failed reconnect attempt. A restarted Redis answers LOADING while it reads its data
+    // back: each connection it has just restored fails again, once per connection (CI logged 26 of them in one second),
+    // all part of the outage already logged.
     private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs e)
     {
+        var now = Environment.TickCount64;
+        if (e.FailureType == ConnectionFailureType.Loading && now - Interlocked.Read(ref _lossLoggedAt) < LoadingAfterLossMs)
+        {
+            // Not a new outage either: no second "restored" follows.
+            return;
+        }
         if (Interlocked.Exchange(ref _down, 1) == 0)
         {
+            Interlocked.Exchange(ref _lossLoggedAt, now);
             LogConnectionLost(_logger, Endpoint, e.FailureType.ToString(), e.Exception);
         }
     }

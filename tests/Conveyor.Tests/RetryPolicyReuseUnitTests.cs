@@ -19,5 +19,7 @@ public sealed class RetryPolicyReuseUnitTests
         var jittered = reuse.Get(3_000, 420_000, 0.25);
         Assert.NotSame(other, jittered);
         Assert.Equal(0.25, jittered.Jitter);
+        // Back to the default after a policy of their own: the shared instance again.
+        Assert.Same(defaults, reuse.Get((long)defaults.BaseDelay.TotalMilliseconds, (long)defaults.MaxDelay.TotalMilliseconds, defaults.Jitter));
     }
 }

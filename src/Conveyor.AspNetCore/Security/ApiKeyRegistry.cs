@@ -230,7 +230,7 @@ internal sealed partial class ApiKeyRefresher(ApiKeyRegistry registry, IOptions<
     {
         try
         {
-            await registry.RefreshAsync(cancellationToken).ConfigureAwait(false);
+            await registry.RefreshAsync(cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         // A backend outage must not end the refresher: the next round tries again.
         catch (Exception ex) when (ex is not OperationCanceledException)

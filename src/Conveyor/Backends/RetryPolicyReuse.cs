@@ -13,14 +13,18 @@ public struct RetryPolicyReuse
     /// <summary>A policy with these delays and jitter: the last one handed out when it has them.</summary>
     public RetryPolicy Get(TimeSpan baseDelay, TimeSpan maxDelay, double jitter)
     {
-        var last = _last ?? RetryPolicy.Default;
-        if (last.BaseDelay != baseDelay || last.MaxDelay != maxDelay || !last.Jitter.Equals(jitter))
+        if (_last is { } last && Has(last, baseDelay, maxDelay, jitter))
         {
-            last = new RetryPolicy(baseDelay, maxDelay, jitter);
+            return last;
         }
-        _last = last;
-        return last;
+        // The default is shared by every fetch: back to it after a run of tasks with a policy of their own.
+        var policy = Has(RetryPolicy.Default, baseDelay, maxDelay, jitter) ? RetryPolicy.Default : new RetryPolicy(baseDelay, maxDelay, jitter);
+        _last = policy;
+        return policy;
     }
+
+    private static bool Has(RetryPolicy policy, TimeSpan baseDelay, TimeSpan maxDelay, double jitter) =>
+        policy.BaseDelay == baseDelay && policy.MaxDelay == maxDelay && policy.Jitter.Equals(jitter);
 
     /// <summary><see cref="Get(TimeSpan, TimeSpan, double)"/> with the delays in milliseconds, as backends store them.</summary>
     public RetryPolicy Get(long baseDelayMs, long maxDelayMs, double jitter) =>

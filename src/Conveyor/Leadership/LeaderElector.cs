@@ -83,7 +83,8 @@ internal sealed partial class LeaderElector(
                 var heard = _stepDownHeard.Task;
                 try
                 {
-                    var leads = await backend.Coordination.TryAcquireLeadershipAsync(LeadershipName, Owner, _options.LeaderLease, stoppingToken).ConfigureAwait(false);
+                    var leads = await backend.Coordination.TryAcquireLeadershipAsync(LeadershipName, Owner, _options.LeaderLease, stoppingToken)
+                        .WaitAsync(stoppingToken).ConfigureAwait(false);
                     if (leads)
                     {
                         lastRenewal = time.GetUtcNow();

@@ -51,14 +51,16 @@ public abstract partial class LeaderOnlyService : BackgroundService
                 return;
             }
             using var leading = CancellationTokenSource.CreateLinkedTokenSource(term, stoppingToken);
-            await LeadAsync(leading.Token, stoppingToken).ConfigureAwait(false);
+            await LeadAsync(leading.Token, term, stoppingToken).ConfigureAwait(false);
         }
     }
 
-    private async Task LeadAsync(CancellationToken leading, CancellationToken stoppingToken)
+    private async Task LeadAsync(CancellationToken leading, CancellationToken term, CancellationToken stoppingToken)
     {
         var failures = 0;
-        while (!leading.IsCancellationRequested)
+        // The term too: its end reaches the linked token only once its callbacks run, on the thread pool
+        // (DetachedCancellation), while the term reads as ended at once; no pass starts after it.
+        while (!leading.IsCancellationRequested && !term.IsCancellationRequested)
         {
             var wake = WakeSignal;
             TimeSpan pause;

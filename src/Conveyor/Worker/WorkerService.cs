@@ -546,7 +546,8 @@ internal sealed partial class WorkerService(
     {
         try
         {
-            return await _limits!.AdmitAsync(leases, stoppingToken).ConfigureAwait(false);
+            // Not waited for past the stop: a call under way ends only by the client's own time limits then.
+            return await _limits!.AdmitAsync(leases, stoppingToken).WaitAsync(stoppingToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -556,7 +557,8 @@ internal sealed partial class WorkerService(
             }
             try
             {
-                var sweep = await backend.Queue.ReleaseAsync(leases.Select(l => l.Ref).ToArray(), CancellationToken.None).ConfigureAwait(false);
+                // Bounded: the fetch loop waits here, and the stop waits for the fetch loops.
+                var sweep = await backend.Queue.ReleaseAsync(leases.Select(l => l.Ref).ToArray(), CancellationToken.None).WaitAsync(LeftoversDeadline, CancellationToken.None).ConfigureAwait(false);
                 await RaiseHandBackEndsAsync(sweep, stoppingToken).ConfigureAwait(false);
             }
             catch (Exception releaseError) when (releaseError is not OutOfMemoryException)
@@ -1448,7 +1450,7 @@ internal sealed partial class WorkerService(
         {
             // After a heartbeat's interval: not a round trip beside the first fetches, which a worker's start-up waits for.
             await Task.Delay(_options.HeartbeatInterval, time, stop).ConfigureAwait(false);
-            var health = await backend.CheckHealthAsync(stop).ConfigureAwait(false);
+            var health = await backend.CheckHealthAsync(stop).WaitAsync(stop).ConfigureAwait(false);
             if (health.ClockSkew is { } skew && skew.Duration() > BackendHealth.SkewWarning)
             {
                 LogClockSkew(status.WorkerId, backend.Name, skew.TotalSeconds, _options.LeaseDuration.TotalSeconds);
@@ -1499,7 +1501,7 @@ internal sealed partial class WorkerService(
                     // Not waited for once the loop stops: a backend that does not answer ends the call only by the client's
                     // own time limits.
                 }, stop).WaitAsync(stop).ConfigureAwait(false);
-                await HandBackStaleAsync(stop).ConfigureAwait(false);
+                await HandBackStaleAsync(stop).WaitAsync(stop).ConfigureAwait(false);
                 var held = _inFlight.Values.Where(f => !f.Lost).ToArray();
                 if (held.Length > 0)
                 {
@@ -1524,7 +1526,7 @@ internal sealed partial class WorkerService(
                     }
                     if (_limits is not null)
                     {
-                        await _limits.ExtendAsync(stop).ConfigureAwait(false);
+                        await _limits.ExtendAsync(stop).WaitAsync(stop).ConfigureAwait(false);
                     }
                     if (extension.CancelRequested.Count > 0)
                     {
@@ -1686,7 +1688,23 @@ internal sealed partial class WorkerService(
         if (finished != all)
         {
             LogShutdownTimeout(status.Running, _options.ShutdownTimeout);
-            // A handler's own calls may end inside the token's callbacks (DetachedCancellation): not waited for here.
+            // A handler's own calls may end inside its token's callbacks (DetachedCancellation): not waited for here, and
+            // each handler's source is cancelled on its own, so that one held callback does not hold back the others
+            // (a source runs its callbacks one after another).
+            foreach (var inFlight in _inFlight.Values)
+            {
+                if (inFlight.Cancellation is { } cancellation)
+                {
+                    try
+                    {
+                        DetachedCancellation.Cancel(cancellation);
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // The handler has just returned.
+                    }
+                }
+            }
             DetachedCancellation.Cancel(_hardStop);
             await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(5), time)).ConfigureAwait(false);
         }

@@ -81,7 +81,7 @@ internal sealed partial class WorkflowEndProbe(IConveyorBackend backend, TaskEve
         WorkflowSummary? summary;
         try
         {
-            summary = await store.GetWorkflowSummaryAsync(workflowId, stoppingToken).ConfigureAwait(false);
+            summary = await store.GetWorkflowSummaryAsync(workflowId, stoppingToken).WaitAsync(stoppingToken).ConfigureAwait(false);
             _failing = false;
         }
         catch (Exception ex) when (ex is not OperationCanceledException && ex is not OutOfMemoryException)
