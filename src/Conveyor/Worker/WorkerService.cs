@@ -1400,18 +1400,8 @@ internal sealed partial class WorkerService(
             inFlight.Lost = true;
             Interlocked.MemoryBarrier();
             LogLeaseLost(inFlight.Lease.Message.Id);
-            try
-            {
-                if (inFlight.Cancellation is { } cancellation)
-                {
-                    // The handler's own calls may end inside the token's callbacks: not on this loop (DetachedCancellation).
-                    DetachedCancellation.Cancel(cancellation);
-                }
-            }
-            catch (ObjectDisposedException)
-            {
-                // The handler has just returned; its outcome is dropped all the same.
-            }
+            // The handler has just returned if its source is gone; its outcome is dropped all the same.
+            CancelHandler(inFlight);
         }
     }
 
@@ -1539,18 +1529,7 @@ internal sealed partial class WorkerService(
                                 // As in MarkLost: a full fence between the flag and the source (RunOneAsync publishes the
                                 // source, then InvokeAsync reads the flag).
                                 Interlocked.MemoryBarrier();
-                                try
-                                {
-                                    if (inFlight.Cancellation is { } cancellation)
-                                    {
-                                        // The handler's own calls may end inside the token's callbacks: not on this loop (DetachedCancellation).
-                                        DetachedCancellation.Cancel(cancellation);
-                                    }
-                                }
-                                catch (ObjectDisposedException)
-                                {
-                                    // The handler has just returned.
-                                }
+                                CancelHandler(inFlight);
                             }
                         }
                     }
@@ -1693,17 +1672,7 @@ internal sealed partial class WorkerService(
             // (a source runs its callbacks one after another).
             foreach (var inFlight in _inFlight.Values)
             {
-                if (inFlight.Cancellation is { } cancellation)
-                {
-                    try
-                    {
-                        DetachedCancellation.Cancel(cancellation);
-                    }
-                    catch (ObjectDisposedException)
-                    {
-                        // The handler has just returned.
-                    }
-                }
+                CancelHandler(inFlight);
             }
             DetachedCancellation.Cancel(_hardStop);
             await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(5), time)).ConfigureAwait(false);
@@ -1848,6 +1817,24 @@ internal sealed partial class WorkerService(
             {
                 LogBackendError(ex, "read the tasks a hand-back ended");
             }
+        }
+    }
+
+    /// <summary>Cancels the handler running <paramref name="inFlight"/>, if any, without waiting for its token's callbacks:
+    /// the handler's own calls may end inside them, for as long as the client's time limits (DetachedCancellation). A source
+    /// already disposed means the handler has just returned.</summary>
+    private static void CancelHandler(InFlight inFlight)
+    {
+        if (inFlight.Cancellation is not { } cancellation)
+        {
+            return;
+        }
+        try
+        {
+            DetachedCancellation.Cancel(cancellation);
+        }
+        catch (ObjectDisposedException)
+        {
         }
     }
 
