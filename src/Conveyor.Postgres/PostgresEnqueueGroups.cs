@@ -54,6 +54,11 @@ internal sealed class PostgresEnqueueGroups : IAsyncDisposable
         var messages = new List<TaskMessage>();
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
+            if (_abandoned)
+            {
+                FailQueued();
+                return;
+            }
             group.Clear();
             messages.Clear();
             // Peek and read as one step, or the other loop could take the peeked call between them.
@@ -91,6 +96,11 @@ internal sealed class PostgresEnqueueGroups : IAsyncDisposable
                 // Nothing of the group committed (one statement): each call again alone, so each gets its own outcome.
                 foreach (var pending in group)
                 {
+                    if (_abandoned)
+                    {
+                        pending.Result.TrySetException(new ObjectDisposedException(nameof(PostgresEnqueueGroups)));
+                        continue;
+                    }
                     await RunOneAsync(pending).ConfigureAwait(false);
                 }
                 continue;
@@ -120,11 +130,35 @@ internal sealed class PostgresEnqueueGroups : IAsyncDisposable
         }
     }
 
-    /// <summary>Lets queued groups finish, then stops; later calls fail with <see cref="ObjectDisposedException"/>.</summary>
+    /// <summary>Lets queued groups finish, up to <see cref="DisposeWait"/>, then stops; later calls, and calls still queued
+    /// after the wait, fail with <see cref="ObjectDisposedException"/>.</summary>
     public async ValueTask DisposeAsync()
     {
         _pending.Writer.TryComplete();
-        await Task.WhenAll(_loops).ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(_loops).WaitAsync(DisposeWait).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A server that does not answer: an insert in flight ends by Npgsql's own limits and its outcome reaches its
+            // callers then; none starts after this, so that a process stops within its documented bound.
+            _abandoned = true;
+            FailQueued();
+        }
+    }
+
+    /// <summary>Longest a dispose waits for the inserts in flight and those queued behind them.</summary>
+    private static readonly TimeSpan DisposeWait = TimeSpan.FromSeconds(2);
+
+    private volatile bool _abandoned;
+
+    private void FailQueued()
+    {
+        while (_pending.Reader.TryRead(out var pending))
+        {
+            pending.Result.TrySetException(new ObjectDisposedException(nameof(PostgresEnqueueGroups)));
+        }
     }
 
     private sealed class Pending(IReadOnlyList<TaskMessage> messages, CancellationToken cancellationToken)

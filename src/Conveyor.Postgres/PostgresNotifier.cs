@@ -135,7 +135,7 @@ internal sealed partial class PostgresNotifier : INotifier, IAsyncDisposable
         {
             // Requests from here on are covered by the NOTIFY about to be sent, or the next.
             Interlocked.Exchange(ref _state, Sending);
-            while (await SendAsync().ConfigureAwait(false))
+            while (!_disposed && await SendAsync().ConfigureAwait(false))
             {
             }
             if (Interlocked.CompareExchange(ref _state, Idle, Sending) == Sending)
@@ -218,14 +218,26 @@ internal sealed partial class PostgresNotifier : INotifier, IAsyncDisposable
         }
     }
 
-    /// <summary>Waits for the NOTIFY in flight and stops the listener; later publishes are refused.</summary>
+    /// <summary>Waits for the NOTIFY in flight, up to <see cref="DisposeWait"/>, and stops the listener; later publishes
+    /// are refused.</summary>
     public async ValueTask DisposeAsync()
     {
         _disposed = true;
-        await _running.ConfigureAwait(false);
+        try
+        {
+            await _running.WaitAsync(DisposeWait).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A server that does not answer: the NOTIFY ends by Npgsql's own limits (connection and command timeouts, 45 s
+            // by default), past a worker's documented stop. It is a hint: a process that misses it polls.
+        }
         FailPending(new ObjectDisposedException(nameof(PostgresNotifier)));
         await _listener.DisposeAsync().ConfigureAwait(false);
     }
+
+    /// <summary>Longest a dispose waits for the NOTIFY in flight.</summary>
+    private static readonly TimeSpan DisposeWait = TimeSpan.FromSeconds(1);
 
     private readonly record struct Outgoing(string Channel, string Payload, TaskCompletionSource Sent);
 

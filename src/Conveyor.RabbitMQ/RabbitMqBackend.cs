@@ -72,7 +72,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         _topology = new RabbitMqTopology(options, _connection, log);
         _notifier = new RabbitMqNotifier(_connection, _topology);
         _deliveries = new RabbitMqDeliveries(options, _connection, _topology, store,
-            queue => _notifier.Hub.Deliver(new Notification(NotifierChannels.Ready, queue)));
+            queue => _notifier.Hub.Deliver(new Notification(NotifierChannels.Ready, queue)), log);
         _publisher = new RabbitMqPublisher(_connection, _topology, log, options.MaxUnconfirmedPublishes);
     }
 

@@ -260,6 +260,35 @@ internal sealed partial class RabbitMqConnection : IAsyncDisposable
     public BackendUnavailableException Unavailable(Exception? inner) =>
         new("rabbitmq", $"RabbitMQ {EndpointText} is unreachable ({(inner?.Message ?? _lastConnectError)}); reconnecting with backoff", inner);
 
+    /// <summary>Longest a dispose waits for the broker to answer a close, of the connection or of a channel.</summary>
+    internal static readonly TimeSpan CloseWait = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Waits up to <see cref="CloseWait"/> for <paramref name="close"/>; true when it ended in that time. Against a broker
+    /// that no longer answers (a partition, a frozen host) the client waits for the close's answer up to its own time
+    /// limits, which it does not let a caller shorten (a connection's close at least 30 s, an abort 5 s, a channel's
+    /// close its continuation timeout, 20 s), and a dispose of the same object waits again: that held a worker's exit
+    /// for 50 s past its stop. Past the wait the close goes on alone, and <paramref name="closing"/> is disposed when it
+    /// ends; the process may exit first, which closes the socket.
+    /// </summary>
+    internal static async Task<bool> CloseWithinAsync(Task close, IDisposable closing)
+    {
+        try
+        {
+            await close.WaitAsync(CloseWait).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            _ = close.ContinueWith(static (t, c) =>
+            {
+                _ = t.Exception;
+                ((IDisposable)c!).Dispose();
+            }, closing, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            return false;
+        }
+    }
+
     /// <summary>Stops the reconnect loop and closes the connection.</summary>
     public async ValueTask DisposeAsync()
     {
@@ -283,7 +312,13 @@ internal sealed partial class RabbitMqConnection : IAsyncDisposable
         {
             if (_connection is { } connection)
             {
-                await connection.CloseAsync().ConfigureAwait(false);
+                if (!await CloseWithinAsync(connection.CloseAsync(), connection).ConfigureAwait(false))
+                {
+                    // Its channels close with it; disposed now, each would wait for the broker's answer again.
+                    _connectLock.Dispose();
+                    _disposing.Dispose();
+                    return;
+                }
                 connection.Dispose();
             }
         }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Conveyor.Backends;
+using Microsoft.Extensions.Logging;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
 
@@ -23,13 +24,14 @@ internal enum Settle
 /// no longer queued in the store. A delivery that lands in the buffer (or a wake-up message) is this process's ready
 /// signal for its queue.
 /// </summary>
-internal sealed class RabbitMqDeliveries : IAsyncDisposable
+internal sealed partial class RabbitMqDeliveries : IAsyncDisposable
 {
     private readonly RabbitMqBackendOptions _options;
     private readonly RabbitMqConnection _connection;
     private readonly RabbitMqTopology _topology;
     private readonly IConveyorBackend _store;
     private readonly Action<string> _ready;
+    private readonly ILogger _logger;
     private readonly DeliveryLedger _ledger = new();
     // Every delivery from its arrival to its settlement, and one settlement sent at a time, so that an ack can cover a
     // run of deliveries at once (multiple) and none is settled twice.
@@ -50,8 +52,11 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     /// <param name="topology">Declares a queue before it is consumed.</param>
     /// <param name="store">Says which buffered deliveries are stale.</param>
     /// <param name="ready">Called with a queue's name when a delivery of that queue arrived that may be work.</param>
-    public RabbitMqDeliveries(RabbitMqBackendOptions options, RabbitMqConnection connection, RabbitMqTopology topology, IConveyorBackend store, Action<string> ready)
+    /// <param name="logger">Where a consumer the broker cancelled is reported.</param>
+    public RabbitMqDeliveries(RabbitMqBackendOptions options, RabbitMqConnection connection, RabbitMqTopology topology, IConveyorBackend store, Action<string> ready,
+        ILogger logger)
     {
+        _logger = logger;
         _options = options;
         _connection = connection;
         _topology = topology;
@@ -94,12 +99,45 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
         {
             await _topology.DeclareQueueAsync(q, CancellationToken.None).ConfigureAwait(false);
             var (_, _, channel) = await _connection.GetAsync(CancellationToken.None).ConfigureAwait(false);
-            var consumer = new AsyncEventingBasicConsumer(channel);
+            var consumer = new QueueConsumer(channel, () => OnCancelledByBroker(q, channel));
             consumer.ReceivedAsync += (_, e) => OnDeliveryAsync(q, channel, e);
             await channel.BasicConsumeAsync(_topology.BrokerQueue(q), autoAck: false, consumer).ConfigureAwait(false);
             Volatile.Write(ref _consumingOn, channel);
         }, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// The broker cancelled <paramref name="queue"/>'s consumer on a channel it left open: its queue was deleted (by an
+    /// operator, a policy, a test's clean-up), or a cluster moved it. Nothing else would consume it again, since the
+    /// queue reads as consumed here: the worker would fetch from the store alone, at its fallback poll, and other
+    /// processes' publishes would have no queue to reach. The queue is forgotten, declared and consumed again at the next
+    /// fetch, which the ready signal asks for now.
+    /// </summary>
+    private void OnCancelledByBroker(string queue, IChannel channel)
+    {
+        if (_stop.IsCancellationRequested || !ReferenceEquals(Volatile.Read(ref _consumingOn), channel))
+        {
+            return;
+        }
+        LogConsumerCancelled(_logger, _topology.BrokerQueue(queue));
+        _topology.Forget(queue);
+        _consumers.TryRemove(queue, out _);
+        _ready(queue);
+    }
+
+    /// <summary>A consumer that reports a cancel sent by the broker (basic.cancel), which the client otherwise only
+    /// records; a cancel this process asked for, or its channel's close, is not reported.</summary>
+    private sealed class QueueConsumer(IChannel channel, Action cancelledByBroker) : AsyncEventingBasicConsumer(channel)
+    {
+        public override async Task HandleBasicCancelAsync(string consumerTag, CancellationToken cancellationToken = default)
+        {
+            await base.HandleBasicCancelAsync(consumerTag, cancellationToken).ConfigureAwait(false);
+            cancelledByBroker();
+        }
+    }
+
+    [LoggerMessage(EventId = 5013, Level = LogLevel.Warning, Message = "RabbitMQ cancelled the consumer of {BrokerQueue} (the queue was deleted or moved); declaring and consuming it again")]
+    private static partial void LogConsumerCancelled(ILogger logger, string brokerQueue);
 
     /// <summary>
     /// Sweeps every <see cref="RabbitMqBackendOptions.PollInterval"/>, and again at once while sweeps drop stale
@@ -147,10 +185,20 @@ internal sealed class RabbitMqDeliveries : IAsyncDisposable
     /// <summary>Stops the background sweep.</summary>
     public async ValueTask DisposeAsync()
     {
-        await _stop.CancelAsync().ConfigureAwait(false);
+        // Not awaited: the store's call the sweep is in may be an Npgsql command, whose cancel callback waits for a
+        // server that may not answer (up to its connection timeout).
+        DetachedCancellation.Cancel(_stop);
         if (_sweeper is not null)
         {
-            await _sweeper.ConfigureAwait(false);
+            try
+            {
+                await _sweeper.WaitAsync(RabbitMqConnection.CloseWait).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // The sweep ends by the store's own time limits; it is left running, with its token, to the process's end.
+                return;
+            }
         }
         _stop.Dispose();
         // _settling is not disposed: the consumer may still deliver (and ack) until the connection closes after this,

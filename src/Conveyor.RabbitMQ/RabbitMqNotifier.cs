@@ -135,9 +135,10 @@ internal sealed class RabbitMqNotifier : INotifier, IAsyncDisposable
     {
         try
         {
-            if (_channel is { IsOpen: true } channel)
+            if (_channel is { IsOpen: true } channel && !await RabbitMqConnection.CloseWithinAsync(channel.CloseAsync(), channel).ConfigureAwait(false))
             {
-                await channel.CloseAsync().ConfigureAwait(false);
+                _lock.Dispose();
+                return;
             }
         }
         catch (Exception e) when (e is global::RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException or ObjectDisposedException)

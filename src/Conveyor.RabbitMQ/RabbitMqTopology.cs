@@ -41,6 +41,9 @@ internal sealed partial class RabbitMqTopology
     /// <summary>Whether the queues of the current connection are quorum queues (<see cref="UsesQuorumQueues"/>).</summary>
     public bool Quorum => _quorum;
 
+    /// <summary>The broker says <paramref name="queue"/>'s broker queue is gone (deleted): it is declared again on next use.</summary>
+    public void Forget(string queue) => _declared.TryRemove(queue, out _);
+
     /// <summary>A new connection: its broker may have lost the queues, so they are declared again on first use.</summary>
     public void OnConnectionOpened(IConnection connection)
     {

@@ -117,6 +117,27 @@ public sealed class PostgresEnqueueGroupsTests
 
     /// <summary>Puts one call into each loop, one after the other, each stuck in a held insert until
     /// <see cref="HeldInsert.Release"/>; returns (once all loops are held) the task of those calls.</summary>
+    [Fact]
+    public async Task A_dispose_waits_a_bounded_time_for_inserts_that_do_not_end_and_fails_the_calls_queued_behind_them()
+    {
+        var insert = new HeldInsert();
+        var groups = new PostgresEnqueueGroups(insert.InsertAsync);
+        var held = await HoldEveryLoopAsync(groups, insert);
+        var queued = groups.EnqueueAsync([Message()], CancellationToken.None);
+
+        // The held inserts stand for a server that does not answer: they end only when released (or at 10 s).
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await groups.DisposeAsync().AsTask().WaitAsync(Deadline);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(4), $"the dispose took {clock.Elapsed}");
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => queued.WaitAsync(Deadline));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => groups.EnqueueAsync([Message()], CancellationToken.None));
+
+        // The inserts in flight still reach their callers when they end.
+        insert.Release();
+        await held.WaitAsync(Deadline);
+        Assert.Equal(PostgresEnqueueGroups.MaxInFlight, insert.Inserts.Count);
+    }
+
     private static async Task<Task> HoldEveryLoopAsync(PostgresEnqueueGroups groups, HeldInsert insert)
     {
         var calls = new List<Task>();

@@ -316,6 +316,37 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         Assert.Equal(2, backend.ConsumerChannelsOpened);
     }
 
+    [Fact]
+    public async Task A_consumer_the_broker_cancels_as_its_queue_is_deleted_is_made_again_with_the_queue_and_deliveries_resume()
+    {
+        // The consumer sweeps its buffer only every 60 s: only a delivery tells it of new work in time.
+        var consumer = await NewBackendAsync(pollInterval: TimeSpan.FromSeconds(60));
+        var producer = await NewBackendAsync();
+        var queue = consumer.BrokerQueueName(QueueNames.Default);
+        var request = new FetchRequest { WorkerId = "w", Queues = [new(QueueNames.Default)], MaxCount = 10, LeaseDuration = TimeSpan.FromSeconds(30) };
+        await producer.EnqueueAsync([NewMessage()], _timeout.Token);
+        Assert.Single(await consumer.FetchAsync(request, _timeout.Token));
+        Assert.Equal(1u, await ConsumersReachingAsync(queue, 1));
+        var ready = new TaskCompletionSource<Notification>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var subscription = await consumer.Notifier.SubscribeAsync(NotifierChannels.Ready, n => ready.TrySetResult(n), _timeout.Token);
+
+        // An operator deletes the queue: the broker cancels its consumer (basic.cancel) and leaves the channel open.
+        await _channel!.QueueDeleteAsync(queue, ifUnused: false, ifEmpty: false, cancellationToken: _timeout.Token);
+
+        // The cancel asks for a fetch at once, and that fetch declares and consumes the queue again.
+        Assert.Equal(new Notification(NotifierChannels.Ready, QueueNames.Default), await ready.Task.WaitAsync(TimeSpan.FromSeconds(10), _timeout.Token));
+        Assert.Empty(await consumer.FetchAsync(request, _timeout.Token));
+        Assert.Equal(1u, await ConsumersReachingAsync(queue, 1));
+        Assert.Equal(1, consumer.ConsumerChannelsOpened);
+
+        // Another process's enqueue reaches the queue again and its delivery wakes the consumer.
+        ready = new TaskCompletionSource<Notification>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var message = NewMessage();
+        await producer.EnqueueAsync([message], _timeout.Token);
+        await ready.Task.WaitAsync(TimeSpan.FromSeconds(10), _timeout.Token);
+        Assert.Equal(message.Id, Assert.Single(await consumer.FetchAsync(request, _timeout.Token)).Message.Id);
+    }
+
     /// <summary>The queue's consumer count once it reaches <paramref name="expected"/>, or as it is after 10 s.</summary>
     private async Task<uint> ConsumersReachingAsync(string queue, uint expected)
     {

@@ -167,10 +167,12 @@ public sealed class ShutdownTests : IDisposable
     [Theory]
     [InlineData("postgres")]
     [InlineData("redis")]
+    [InlineData("rabbitmq-sqlite")]
     public async Task A_worker_stopped_with_its_backend_not_answering_exits_within_the_documented_bound(string kind)
     {
         var location = TestServers.Fresh(kind, _folder, "shutdown");
-        var server = new Uri(kind == "postgres" ? TestServers.Postgres : TestServers.Redis);
+        // The relay stands in front of the server the backend talks to (for RabbitMQ, the broker; its store stays local).
+        var server = new Uri(kind switch { "postgres" => TestServers.Postgres, "redis" => TestServers.Redis, _ => TestServers.Amqp });
         var direct = location.Create();
         try
         {
@@ -180,6 +182,7 @@ public sealed class ShutdownTests : IDisposable
             {
                 PostgresDatabase postgres => postgres with { ConnectionString = relay.Through(postgres.ConnectionString, server) },
                 RedisKeyspace redis => redis with { Url = relay.Through(redis.Url, server) },
+                RabbitMqBroker broker => broker with { Url = relay.Through(broker.Url, server) },
                 _ => throw new InvalidOperationException(kind),
             };
             var graceful = TimeSpan.FromSeconds(2);

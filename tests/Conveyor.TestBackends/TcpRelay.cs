@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Conveyor.Server.Tests;
+namespace Conveyor.TestBackends;
 
 /// <summary>
 /// A TCP relay on 127.0.0.1 in front of a backend server (the shared test PostgreSQL or Redis), so that a process under
@@ -9,7 +9,7 @@ namespace Conveyor.Server.Tests;
 /// stay open and new ones are accepted, but nothing passes either way any more, as across a network partition or to a
 /// frozen host; a client finds out only by its own time limits.
 /// </summary>
-internal sealed class TcpRelay : IAsyncDisposable
+public sealed class TcpRelay : IAsyncDisposable
 {
     private readonly TcpListener _listener;
     private readonly string _host;
@@ -18,6 +18,7 @@ internal sealed class TcpRelay : IAsyncDisposable
     private readonly List<TcpClient> _connections = [];
     private readonly Task _accepting;
     private volatile bool _cut;
+    private int _disposed;
 
     private TcpRelay(string host, int port)
     {
@@ -114,8 +115,13 @@ internal sealed class TcpRelay : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops listening and closes every connection, so that both sides see them end; a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
         await _stop.CancelAsync();
         _listener.Stop();
         await _accepting;
