@@ -412,7 +412,15 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         var sweep = await _store.Queue.AbandonLeasesAsync(workerId, cancellationToken).ConfigureAwait(false);
         if (sweep.Count > 0)
         {
-            await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The leases are back in the store: a stopping worker whose broker does not answer gives up the wake-up
+                // (workers find the tasks at their fallback poll), not the hand-back it would otherwise report as failed.
+            }
         }
         return sweep;
     }
