@@ -7,6 +7,8 @@
 #             bash scripts/services/rabbitmq.sh restart     (starts the same node again after 'stop', or stops and
 #                                                            starts it: same data, same ports, same URL)
 #             bash scripts/services/rabbitmq.sh queues      (each queue: name, messages (ready + unacked), consumers)
+#             bash scripts/services/rabbitmq.sh delete-queue NAME  (deletes a queue as an operator would, even an
+#                                                            exclusive one, which no other connection may delete)
 # CONVEYOR_RABBITMQ_DIR overrides the folder (a fault test runs a node of its own there).
 # Installs Debian's rabbitmq-server package when it is missing (the system service is not used).
 # The node has a name of its own, listens on 127.0.0.1 on a free port (and a free distribution
@@ -134,7 +136,10 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     restart) _cv_rabbit_restart && echo "$CONVEYOR_TEST_AMQP" ;;
     queues) [ -f "$_cv_rabbit_dir/node" ] || { echo "rabbitmq: no node running in $_cv_rabbit_dir" >&2; exit 1; }
       "$_cv_rabbit_bin/rabbitmqctl" -q -n "$(cat "$_cv_rabbit_dir/node")" list_queues --no-table-headers name messages consumers ;;
-    *) echo "usage: $0 start|stop|kill|restart|queues" >&2; exit 2 ;;
+    delete-queue) [ -f "$_cv_rabbit_dir/node" ] || { echo "rabbitmq: no node running in $_cv_rabbit_dir" >&2; exit 1; }
+      [ -n "${2:-}" ] || { echo "usage: $0 delete-queue NAME" >&2; exit 2; }
+      "$_cv_rabbit_bin/rabbitmqctl" -q -n "$(cat "$_cv_rabbit_dir/node")" delete_queue "$2" ;;
+    *) echo "usage: $0 start|stop|kill|restart|queues|delete-queue NAME" >&2; exit 2 ;;
   esac
 else
   _cv_rabbit_start || return 1

@@ -93,6 +93,7 @@ internal sealed class PostgresEnqueueGroups : IAsyncDisposable
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
+                Interlocked.Increment(ref _insertsEnded);
                 // Nothing of the group committed (one statement): each call again alone, so each gets its own outcome.
                 foreach (var pending in group)
                 {
@@ -105,6 +106,7 @@ internal sealed class PostgresEnqueueGroups : IAsyncDisposable
                 }
                 continue;
             }
+            Interlocked.Increment(ref _insertsEnded);
             var offset = 0;
             foreach (var pending in group)
             {
@@ -118,40 +120,57 @@ internal sealed class PostgresEnqueueGroups : IAsyncDisposable
     {
         try
         {
-            pending.Result.TrySetResult(await _insert(pending.Messages, pending.CancellationToken).ConfigureAwait(false));
+            var results = await _insert(pending.Messages, pending.CancellationToken).ConfigureAwait(false);
+            Interlocked.Increment(ref _insertsEnded);
+            pending.Result.TrySetResult(results);
         }
         catch (OperationCanceledException ex) when (pending.CancellationToken.IsCancellationRequested)
         {
+            Interlocked.Increment(ref _insertsEnded);
             pending.Result.TrySetCanceled(ex.CancellationToken);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            Interlocked.Increment(ref _insertsEnded);
             pending.Result.TrySetException(ex);
         }
     }
 
-    /// <summary>Lets queued groups finish, up to <see cref="DisposeWait"/>, then stops; later calls, and calls still queued
-    /// after the wait, fail with <see cref="ObjectDisposedException"/>.</summary>
+    /// <summary>Lets queued groups finish while inserts keep ending, then stops; later calls fail with
+    /// <see cref="ObjectDisposedException"/>, and so do calls still queued once no insert has ended for
+    /// <see cref="DisposeWait"/>.</summary>
     public async ValueTask DisposeAsync()
     {
         _pending.Writer.TryComplete();
-        try
+        var loops = Task.WhenAll(_loops);
+        while (true)
         {
-            await Task.WhenAll(_loops).WaitAsync(DisposeWait).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            // A server that does not answer: an insert in flight ends by Npgsql's own limits and its outcome reaches its
-            // callers then; none starts after this, so that a process stops within its documented bound.
-            _abandoned = true;
-            FailQueued();
+            var ended = Volatile.Read(ref _insertsEnded);
+            try
+            {
+                await loops.WaitAsync(DisposeWait).ConfigureAwait(false);
+                return;
+            }
+            catch (TimeoutException) when (Volatile.Read(ref _insertsEnded) != ended)
+            {
+                // A backlog on a server that answers: its callers get their outcomes.
+            }
+            catch (TimeoutException)
+            {
+                // A server that does not answer: an insert in flight ends by Npgsql's own limits and its outcome reaches
+                // its callers then; none starts after this, so that a process stops within its documented bound.
+                _abandoned = true;
+                FailQueued();
+                return;
+            }
         }
     }
 
-    /// <summary>Longest a dispose waits for the inserts in flight and those queued behind them.</summary>
+    /// <summary>How long a dispose waits with no insert ending before it gives up the calls still queued.</summary>
     private static readonly TimeSpan DisposeWait = TimeSpan.FromSeconds(2);
 
     private volatile bool _abandoned;
+    private long _insertsEnded;
 
     private void FailQueued()
     {

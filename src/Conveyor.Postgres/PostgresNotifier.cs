@@ -135,7 +135,7 @@ internal sealed partial class PostgresNotifier : INotifier, IAsyncDisposable
         {
             // Requests from here on are covered by the NOTIFY about to be sent, or the next.
             Interlocked.Exchange(ref _state, Sending);
-            while (!_disposed && await SendAsync().ConfigureAwait(false))
+            while (await SendAsync().ConfigureAwait(false))
             {
             }
             if (Interlocked.CompareExchange(ref _state, Idle, Sending) == Sending)

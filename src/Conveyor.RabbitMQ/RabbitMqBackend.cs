@@ -412,15 +412,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         var sweep = await _store.Queue.AbandonLeasesAsync(workerId, cancellationToken).ConfigureAwait(false);
         if (sweep.Count > 0)
         {
-            try
-            {
-                await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                // The leases are back in the store: a stopping worker whose broker does not answer gives up the wake-up
-                // (workers find the tasks at their fallback poll), not the hand-back it would otherwise report as failed.
-            }
+            await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
         }
         return sweep;
     }
@@ -484,7 +476,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// queues by prefix (for tests and teardown).</summary>
     public async Task DeleteBrokerObjectsAsync(IEnumerable<string> queues, CancellationToken cancellationToken)
     {
-        // Let declarations and consumers under way finish first, so that none re-creates what is deleted.
+        // Let declarations and consumers under way finish first, so that none re-creates what is deleted; and the
+        // consumers the deletion cancels are not made again.
+        _deliveries.DeletingBrokerObjects = true;
         await OnceTasks.SettleAllAsync(_topology.Pending.Concat(_deliveries.Pending), cancellationToken).ConfigureAwait(false);
         var (_, publisher, _) = await _connection.GetAsync(cancellationToken).ConfigureAwait(false);
         await _topology.DeleteAsync(publisher, queues, cancellationToken).ConfigureAwait(false);

@@ -283,7 +283,14 @@ internal sealed partial class RabbitMqConnection : IAsyncDisposable
             _ = close.ContinueWith(static (t, c) =>
             {
                 _ = t.Exception;
-                ((IDisposable)c!).Dispose();
+                try
+                {
+                    ((IDisposable)c!).Dispose();
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // Closed or not, the object is let go; the process may be exiting.
+                }
             }, closing, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
             return false;
         }

@@ -99,10 +99,13 @@ internal sealed partial class RabbitMqDeliveries : IAsyncDisposable
         {
             await _topology.DeclareQueueAsync(q, CancellationToken.None).ConfigureAwait(false);
             var (_, _, channel) = await _connection.GetAsync(CancellationToken.None).ConfigureAwait(false);
-            var consumer = new QueueConsumer(channel, () => OnCancelledByBroker(q, channel));
+            // This consumer's entry, for its cancel to forget it and no other (one made since on a new channel).
+            _consumers.TryGetValue(q, out var entry);
+            var consumer = new BrokerCancellableConsumer(channel, () => OnCancelledByBroker(q, channel, entry));
             consumer.ReceivedAsync += (_, e) => OnDeliveryAsync(q, channel, e);
-            await channel.BasicConsumeAsync(_topology.BrokerQueue(q), autoAck: false, consumer).ConfigureAwait(false);
+            // Before the consume: a cancel may come as soon as it is made.
             Volatile.Write(ref _consumingOn, channel);
+            await channel.BasicConsumeAsync(_topology.BrokerQueue(q), autoAck: false, consumer).ConfigureAwait(false);
         }, cancellationToken).ConfigureAwait(false);
     }
 
@@ -113,28 +116,24 @@ internal sealed partial class RabbitMqDeliveries : IAsyncDisposable
     /// processes' publishes would have no queue to reach. The queue is forgotten, declared and consumed again at the next
     /// fetch, which the ready signal asks for now.
     /// </summary>
-    private void OnCancelledByBroker(string queue, IChannel channel)
+    private void OnCancelledByBroker(string queue, IChannel channel, Lazy<Task>? entry)
     {
-        if (_stop.IsCancellationRequested || !ReferenceEquals(Volatile.Read(ref _consumingOn), channel))
+        if (_stop.IsCancellationRequested || DeletingBrokerObjects || !ReferenceEquals(Volatile.Read(ref _consumingOn), channel))
         {
             return;
         }
         LogConsumerCancelled(_logger, _topology.BrokerQueue(queue));
         _topology.Forget(queue);
-        _consumers.TryRemove(queue, out _);
+        if (entry is not null)
+        {
+            _consumers.TryRemove(new KeyValuePair<string, Lazy<Task>>(queue, entry));
+        }
         _ready(queue);
     }
 
-    /// <summary>A consumer that reports a cancel sent by the broker (basic.cancel), which the client otherwise only
-    /// records; a cancel this process asked for, or its channel's close, is not reported.</summary>
-    private sealed class QueueConsumer(IChannel channel, Action cancelledByBroker) : AsyncEventingBasicConsumer(channel)
-    {
-        public override async Task HandleBasicCancelAsync(string consumerTag, CancellationToken cancellationToken = default)
-        {
-            await base.HandleBasicCancelAsync(consumerTag, cancellationToken).ConfigureAwait(false);
-            cancelledByBroker();
-        }
-    }
+    /// <summary>Set while this backend deletes its broker objects (teardown): the cancels of its own consumers that the
+    /// deletion brings are expected, and nothing is declared or consumed again for them.</summary>
+    public bool DeletingBrokerObjects { get; set; }
 
     [LoggerMessage(EventId = 5013, Level = LogLevel.Warning, Message = "RabbitMQ cancelled the consumer of {BrokerQueue} (the queue was deleted or moved); declaring and consuming it again")]
     private static partial void LogConsumerCancelled(ILogger logger, string brokerQueue);
@@ -186,8 +185,9 @@ internal sealed partial class RabbitMqDeliveries : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         // Not awaited: the store's call the sweep is in may be an Npgsql command, whose cancel callback waits for a
-        // server that may not answer (up to its connection timeout).
-        DetachedCancellation.Cancel(_stop);
+        // server that may not answer (up to its connection timeout). A callback's failure is observed there.
+        _ = _stop.CancelAsync().ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         if (_sweeper is not null)
         {
             try

@@ -25,8 +25,9 @@ internal sealed class RabbitMqNotifier : INotifier, IAsyncDisposable
     private readonly SemaphoreSlim _lock = new(1, 1);
     private IChannel? _channel;
     // Whether this instance's queue is bound and consumed on _channel; wanted from the first subscription on.
-    private bool _listening;
+    private volatile bool _listening;
     private volatile bool _wantListening;
+    private volatile bool _disposed;
 
     public RabbitMqNotifier(RabbitMqConnection connection, RabbitMqTopology topology)
     {
@@ -66,7 +67,10 @@ internal sealed class RabbitMqNotifier : INotifier, IAsyncDisposable
     }
 
     /// <summary>A new connection replaced a lost one: listen on it again, and tell subscribers what they may have missed.</summary>
-    public async Task OnConnectionReplacedAsync()
+    public Task OnConnectionReplacedAsync() => ListenAgainAsync();
+
+    /// <summary>Listens again if a subscription wants it, and tells subscribers what they may have missed.</summary>
+    private async Task ListenAgainAsync()
     {
         try
         {
@@ -107,10 +111,12 @@ internal sealed class RabbitMqNotifier : INotifier, IAsyncDisposable
                 // Named by the server; gone with the channel's connection (exclusive) or its consumer (auto-delete).
                 var queue = await _channel.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true, cancellationToken: cancellationToken).ConfigureAwait(false);
                 await _channel.QueueBindAsync(queue.QueueName, _topology.NotifyExchange, "", cancellationToken: cancellationToken).ConfigureAwait(false);
-                var consumer = new AsyncEventingBasicConsumer(_channel);
+                var listeningOn = _channel;
+                var consumer = new BrokerCancellableConsumer(listeningOn, () => OnCancelledByBroker(listeningOn));
                 consumer.ReceivedAsync += OnMessageAsync;
                 await _channel.BasicConsumeAsync(queue.QueueName, autoAck: true, consumer, cancellationToken).ConfigureAwait(false);
                 _listening = true;
+                ListeningQueue = queue.QueueName;
             }
             return _channel;
         }
@@ -118,6 +124,24 @@ internal sealed class RabbitMqNotifier : INotifier, IAsyncDisposable
         {
             _lock.Release();
         }
+    }
+
+    /// <summary>The broker queue this instance listens on (tests delete it).</summary>
+    internal string? ListeningQueue { get; private set; }
+
+    /// <summary>
+    /// The broker cancelled the consumer of this instance's queue (deleted by hand, say) on a channel it left open: other
+    /// instances' notifications no longer reach this one, and nothing else would listen again before a reconnect. A new
+    /// queue is declared, bound and consumed now, and subscribers are told that they may have missed notifications.
+    /// </summary>
+    private void OnCancelledByBroker(IChannel channel)
+    {
+        if (!ReferenceEquals(_channel, channel) || _disposed)
+        {
+            return;
+        }
+        _listening = false;
+        _ = Task.Run(ListenAgainAsync);
     }
 
     private Task OnMessageAsync(object sender, BasicDeliverEventArgs e)
@@ -133,6 +157,7 @@ internal sealed class RabbitMqNotifier : INotifier, IAsyncDisposable
     /// <summary>Closes the notifier's channel (its queue goes with it).</summary>
     public async ValueTask DisposeAsync()
     {
+        _disposed = true;
         try
         {
             if (_channel is { IsOpen: true } channel && !await RabbitMqConnection.CloseWithinAsync(channel.CloseAsync(), channel).ConfigureAwait(false))

@@ -115,8 +115,6 @@ public sealed class PostgresEnqueueGroupsTests
         Assert.Contains(insert.Inserts, ids => ids.Count == big.Length);
     }
 
-    /// <summary>Puts one call into each loop, one after the other, each stuck in a held insert until
-    /// <see cref="HeldInsert.Release"/>; returns (once all loops are held) the task of those calls.</summary>
     [Fact]
     public async Task A_dispose_waits_a_bounded_time_for_inserts_that_do_not_end_and_fails_the_calls_queued_behind_them()
     {
@@ -138,6 +136,31 @@ public sealed class PostgresEnqueueGroupsTests
         Assert.Equal(PostgresEnqueueGroups.MaxInFlight, insert.Inserts.Count);
     }
 
+    [Fact]
+    public async Task A_dispose_waits_for_a_backlog_as_long_as_its_inserts_keep_ending()
+    {
+        // Inserts of 1.2 s each, one call a group (600 rows: two do not fit in one), six calls: three rounds of the two
+        // loops, 3.6 s in all, longer than the dispose's 2 s without an insert ending.
+        var groups = new PostgresEnqueueGroups(async (messages, cancellationToken) =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1.2), cancellationToken);
+            return messages.Select(m => new EnqueueResult(m.Id, true, TaskState.Queued)).ToArray();
+        });
+        var calls = Enumerable.Range(0, 6)
+            .Select(_ => groups.EnqueueAsync(Enumerable.Range(0, 600).Select(_ => Message()).ToArray(), CancellationToken.None))
+            .ToList();
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await groups.DisposeAsync().AsTask().WaitAsync(Deadline);
+        Assert.True(clock.Elapsed > TimeSpan.FromSeconds(2), $"the dispose took {clock.Elapsed}: it did not wait for the backlog");
+        foreach (var call in calls)
+        {
+            Assert.Equal(600, (await call.WaitAsync(Deadline)).Count);
+        }
+    }
+
+    /// <summary>Puts one call into each loop, one after the other, each stuck in a held insert until
+    /// <see cref="HeldInsert.Release"/>; returns (once all loops are held) the task of those calls.</summary>
     private static async Task<Task> HoldEveryLoopAsync(PostgresEnqueueGroups groups, HeldInsert insert)
     {
         var calls = new List<Task>();

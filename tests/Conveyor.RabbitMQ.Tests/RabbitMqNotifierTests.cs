@@ -18,4 +18,24 @@ public sealed partial class RabbitMqNotifierTests
 
         Assert.Equal(["own", "marker"], inbox.Received.Select(n => n.Payload));
     }
+
+    [Fact]
+    public async Task An_instance_whose_queue_the_broker_deletes_listens_again_and_tells_its_subscribers_they_may_have_missed_some()
+    {
+        var peer = await NewPeerAsync();
+        var (inbox, _) = await SubscribeAsync(Notifier, "conformance");
+        await peer.Notifier.PublishAsync("conformance", "before", Timeout);
+        await inbox.WaitForAsync(n => n.Payload == "before", TimeSpan.FromSeconds(5));
+        var rabbit = (RabbitMqNotifier)Notifier;
+        var deleted = rabbit.ListeningQueue!;
+
+        // An operator deletes this instance's queue (rabbitmqctl: an exclusive queue refuses other connections' deletes):
+        // the broker cancels its consumer and leaves the channel open.
+        await Conveyor.TestBackends.ServiceScripts.RunAsync("rabbitmq", ["delete-queue", deleted]);
+
+        await inbox.WaitForAsync(n => n.Missed, TimeSpan.FromSeconds(10));
+        Assert.NotEqual(deleted, rabbit.ListeningQueue);
+        await peer.Notifier.PublishAsync("conformance", "after", Timeout);
+        await inbox.WaitForAsync(n => n.Payload == "after", TimeSpan.FromSeconds(5));
+    }
 }

@@ -47,7 +47,7 @@ public sealed class ConveyorProcess : IDisposable
     public bool HasExited => _process.HasExited;
 
     /// <summary>The repository's root (the folder of Conveyor.slnx) above the test's output folder.</summary>
-    public static string RepositoryRoot { get; } = FindRepositoryRoot();
+    public static string RepositoryRoot => Conveyor.TestBackends.ServiceScripts.RepositoryRoot;
 
     // After RepositoryRoot: static initializers run in the order they are written.
     public static string ServerDll { get; } = FindServerDll();
@@ -235,17 +235,6 @@ public sealed class ConveyorProcess : IDisposable
             _process.WaitForExit();
         }
         _process.Dispose();
-    }
-
-    private static string FindRepositoryRoot()
-    {
-        var root = new DirectoryInfo(AppContext.BaseDirectory);
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Conveyor.slnx")))
-        {
-            root = root.Parent;
-        }
-        Assert.NotNull(root);
-        return root.FullName;
     }
 
     private static string FindServerDll()

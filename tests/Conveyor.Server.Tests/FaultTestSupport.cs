@@ -268,23 +268,6 @@ internal static class FaultTests
 
     /// <summary>Runs <c>scripts/services/{service}.sh {command}</c> with extra environment (a private data folder)
     /// and returns its standard output; fails when it fails.</summary>
-    public static async Task<string> RunServiceScriptAsync(string service, string command, IReadOnlyDictionary<string, string> environment)
-    {
-        var info = new ProcessStartInfo("bash", [Path.Combine(ConveyorProcess.RepositoryRoot, "scripts", "services", service + ".sh"), command])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var (name, value) in environment)
-        {
-            info.Environment[name] = value;
-        }
-        using var process = Process.Start(info)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        await process.WaitForExitAsync(timeout.Token);
-        Assert.True(process.ExitCode == 0, $"{service}.sh {command} failed: {await error}");
-        return await output;
-    }
+    public static Task<string> RunServiceScriptAsync(string service, string command, IReadOnlyDictionary<string, string> environment) =>
+        Conveyor.TestBackends.ServiceScripts.RunAsync(service, [command], environment);
 }

@@ -6,14 +6,13 @@ namespace Conveyor;
 /// server to close it, for up to its connection timeout (15 s by default) when the server does not answer. Whoever
 /// cancels such a token waits that long: the host stopping a service (<c>BackgroundService.StopAsync</c> cancels its
 /// token synchronously), a drain awaiting <see cref="CancellationTokenSource.CancelAsync"/>. The worker's stop is bounded
-/// (docs/operations.md): the tokens its backend calls and its handlers see are cancelled off the stop's path. Public
-/// for backends, whose disposal cancels their own loops' calls the same way.
+/// (docs/operations.md): the tokens its backend calls and its handlers see are cancelled off the stop's path.
 /// </summary>
-public static class DetachedCancellation
+internal static class DetachedCancellation
 {
     /// <summary>A token cancelled as soon as <paramref name="token"/> is (its state at once, its callbacks on the thread
     /// pool), for a service to use in place of the host's stopping token. Dispose it when the service ends.</summary>
-    internal static Link LinkTo(CancellationToken token) => new(token);
+    public static Link LinkTo(CancellationToken token) => new(token);
 
     /// <summary>Cancels <paramref name="source"/> now (its token reads as cancelled on return) and runs its callbacks on
     /// the thread pool, without waiting for them; a callback's failure is observed there.</summary>
