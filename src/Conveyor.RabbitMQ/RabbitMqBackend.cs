@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Conveyor.Backends;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -408,13 +409,45 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public async Task<LeaseSweep> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
     {
         // The gone worker's deliveries went back to the broker with its connection; the rows made ready are woken as the
-        // reaper's are.
+        // reaper's are, but not under the caller's token: its callers (a stopping worker, a hand-back) wait for the call
+        // with that token, so a broker that does not answer made a hand-back that had ended in the store read as failed
+        // ("Could not hand back the leases"), and held the stop to its deadline for a hint.
         var sweep = await _store.Queue.AbandonLeasesAsync(workerId, cancellationToken).ConfigureAwait(false);
         if (sweep.Count > 0)
         {
-            await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
+            WakeInBackground();
         }
         return sweep;
+    }
+
+    /// <summary>Wake-ups under way that no caller waits for; a dispose waits for them, up to <see cref="WakeDisposeWait"/>.</summary>
+    private readonly ConcurrentDictionary<Task, bool> _backgroundWakes = new();
+
+    /// <summary>Longest a background wake-up takes (a store read and a confirmed publish).</summary>
+    private static readonly TimeSpan WakeTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>Longest a dispose waits for the background wake-ups under way: a broker that does not answer would hold it
+    /// to <see cref="WakeTimeout"/>.</summary>
+    private static readonly TimeSpan WakeDisposeWait = TimeSpan.FromSeconds(1);
+
+    private void WakeInBackground()
+    {
+        var wake = Task.Run(async () =>
+        {
+            using var bound = new CancellationTokenSource(WakeTimeout);
+            try
+            {
+                await WakeQueuesAsync(bound.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A failed publish is logged by the publisher (once a streak); whatever failed, workers find the tasks at
+                // their fallback poll.
+            }
+        });
+        _backgroundWakes.TryAdd(wake, true);
+        _ = wake.ContinueWith(static (t, wakes) => ((ConcurrentDictionary<Task, bool>)wakes!).TryRemove(t, out _), _backgroundWakes,
+            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     /// <inheritdoc />
@@ -492,7 +525,9 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
             return;
         }
         _disposed = true;
-        // Enqueued messages still on their way to the broker get there before the connection closes.
+        // Enqueued messages still on their way to the broker get there before the connection closes, and the wake-ups
+        // after hand-backs (bounded themselves).
+        await Task.WhenAll(_backgroundWakes.Keys).WaitAsync(WakeDisposeWait).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         await _publisher.FlushAsync(FlushTimeout).ConfigureAwait(false);
         await _deliveries.DisposeAsync().ConfigureAwait(false);
         await _notifier.DisposeAsync().ConfigureAwait(false);

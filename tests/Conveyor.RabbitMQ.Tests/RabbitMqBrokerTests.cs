@@ -347,6 +347,24 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         Assert.Equal(message.Id, Assert.Single(await consumer.FetchAsync(request, _timeout.Token)).Message.Id);
     }
 
+    [Fact]
+    public async Task A_hand_back_returns_once_the_store_has_the_leases_and_wakes_their_queue_after()
+    {
+        var backend = await NewBackendAsync(pollInterval: TimeSpan.FromSeconds(60));
+        var message = NewMessage();
+        await backend.EnqueueAsync([message], _timeout.Token);
+        var request = new FetchRequest { WorkerId = "w", Queues = [new(QueueNames.Default)], MaxCount = 1, LeaseDuration = TimeSpan.FromSeconds(30) };
+        Assert.Single(await backend.FetchAsync(request, _timeout.Token));
+        var ready = new TaskCompletionSource<Notification>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var subscription = await backend.Notifier.SubscribeAsync(NotifierChannels.Ready, n => ready.TrySetResult(n), _timeout.Token);
+
+        Assert.Equal(1, (await backend.AbandonLeasesAsync("w", _timeout.Token)).Count);
+
+        // The wake-up is sent after the call returns (not under its caller's token), and still comes.
+        Assert.Equal(new Notification(NotifierChannels.Ready, QueueNames.Default), await ready.Task.WaitAsync(TimeSpan.FromSeconds(10), _timeout.Token));
+        Assert.Equal(message.Id, Assert.Single(await backend.FetchAsync(request with { WorkerId = "w2" }, _timeout.Token)).Message.Id);
+    }
+
     /// <summary>The queue's consumer count once it reaches <paramref name="expected"/>, or as it is after 10 s.</summary>
     private async Task<uint> ConsumersReachingAsync(string queue, uint expected)
     {

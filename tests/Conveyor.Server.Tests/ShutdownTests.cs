@@ -215,6 +215,7 @@ public sealed class ShutdownTests : IDisposable
             if (location is RabbitMqBroker)
             {
                 // The store still answers: every lease went back to it, the broker's silence cost only the wake-ups.
+                Assert.DoesNotContain("Could not hand back", worker.Output, StringComparison.Ordinal);
                 var tasks = await Task.WhenAll(messages.Select(m => direct.Store.GetAsync(m.Id, CancellationToken.None)));
                 Assert.All(tasks, t => Assert.Equal(TaskState.Queued, t?.State));
                 Assert.Equal([0, 0, 1], tasks.Select(t => t!.Attempts).Order());
