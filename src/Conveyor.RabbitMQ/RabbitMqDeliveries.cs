@@ -131,8 +131,9 @@ internal sealed partial class RabbitMqDeliveries : IAsyncDisposable
         _ready(queue);
     }
 
-    /// <summary>Set while this backend deletes its broker objects (teardown): the cancels of its own consumers that the
-    /// deletion brings are expected, and nothing is declared or consumed again for them.</summary>
+    /// <summary>Set, for good, once this backend starts deleting its broker objects (teardown): the cancels of its own
+    /// consumers that the deletion brings, which reach the client after the deletion's answer, are expected, and nothing
+    /// is declared or consumed again for them.</summary>
     public bool DeletingBrokerObjects { get; set; }
 
     [LoggerMessage(EventId = 5013, Level = LogLevel.Warning, Message = "RabbitMQ cancelled the consumer of {BrokerQueue} (the queue was deleted or moved); declaring and consuming it again")]
