@@ -397,10 +397,11 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <inheritdoc />
     public async Task<LeaseSweep> RequeueExpiredLeasesAsync(CancellationToken cancellationToken)
     {
+        // Woken in the background, as a hand-back is (below): the reaper's next sweep does not wait on a silent broker.
         var sweep = await _store.Queue.RequeueExpiredLeasesAsync(cancellationToken).ConfigureAwait(false);
         if (sweep.Count > 0)
         {
-            await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
+            WakeInBackground();
         }
         return sweep;
     }
@@ -409,7 +410,7 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     public async Task<LeaseSweep> AbandonLeasesAsync(string workerId, CancellationToken cancellationToken)
     {
         // The gone worker's deliveries went back to the broker with its connection; the rows made ready are woken as the
-        // reaper's are, but not under the caller's token: its callers (a stopping worker, a hand-back) wait for the call
+        // reaper's are, in the background, not under the caller's token: its callers (a stopping worker, a hand-back) wait for the call
         // with that token, so a broker that does not answer made a hand-back that had ended in the store read as failed
         // ("Could not hand back the leases"), and held the stop to its deadline for a hint.
         var sweep = await _store.Queue.AbandonLeasesAsync(workerId, cancellationToken).ConfigureAwait(false);
@@ -453,10 +454,12 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
     /// <inheritdoc />
     public async Task<int> PromoteDueAsync(CancellationToken cancellationToken)
     {
+        // Woken in the background: under the scheduler's token, a broker that took the publish and never confirmed it held
+        // the promotion of every later due task (and the call's count) until the connection's heartbeat gave up on it.
         var count = await _store.Queue.PromoteDueAsync(cancellationToken).ConfigureAwait(false);
         if (count > 0)
         {
-            await WakeQueuesAsync(cancellationToken).ConfigureAwait(false);
+            WakeInBackground();
         }
         return count;
     }

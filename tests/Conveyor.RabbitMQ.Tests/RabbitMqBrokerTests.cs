@@ -365,6 +365,53 @@ public sealed class RabbitMqBrokerTests : IAsyncLifetime, IDisposable
         Assert.Equal(message.Id, Assert.Single(await backend.FetchAsync(request with { WorkerId = "w2" }, _timeout.Token)).Message.Id);
     }
 
+    [Fact]
+    public async Task Promoting_due_tasks_and_requeueing_expired_leases_return_while_the_broker_is_silent()
+    {
+        // The healthy backend shares the store and prefix; it enqueues, fetches afterwards and deletes the broker objects.
+        var healthy = await NewBackendAsync(pollInterval: TimeSpan.FromSeconds(60));
+        var server = new Uri(TestServers.Amqp);
+        await using var relay = TcpRelay.Start(server.Host, server.Port);
+        var store = new SqliteBackend(new SqliteBackendOptions { Path = _path });
+        var silent = new RabbitMqBackend(store, new RabbitMqBackendOptions
+        {
+            Url = relay.Through(TestServers.Amqp, server),
+            Prefix = _prefix,
+            OwnsStore = false,
+            PollInterval = TimeSpan.FromSeconds(60),
+        });
+        var leased = NewMessage();
+        TaskMessage? due = null;
+        try
+        {
+            await silent.MigrateAsync(_timeout.Token);
+            // A task leased through the relay (its connection and consumer up) for 200 ms, and a task due in 300 ms.
+            await healthy.EnqueueAsync([leased], _timeout.Token);
+            var request = new FetchRequest { WorkerId = "w", Queues = [new(QueueNames.Default)], MaxCount = 1, LeaseDuration = TimeSpan.FromMilliseconds(200) };
+            Assert.Equal(leased.Id, Assert.Single(await silent.FetchAsync(request, _timeout.Token)).Message.Id);
+            due = NewMessage() with { NotBefore = DateTimeOffset.UtcNow.AddMilliseconds(300) };
+            Assert.Equal(TaskState.Scheduled, Assert.Single(await healthy.EnqueueAsync([due], _timeout.Token)).State);
+            while (DateTimeOffset.UtcNow < due.NotBefore!.Value.AddMilliseconds(100))
+            {
+                await Task.Delay(20, _timeout.Token);
+            }
+            relay.Cut();
+
+            // Both end in the store and return; the wake-ups they send the broker wait in the background.
+            var stopwatch = Stopwatch.StartNew();
+            Assert.Equal(1, await silent.PromoteDueAsync(_timeout.Token));
+            Assert.Equal(1, (await silent.RequeueExpiredLeasesAsync(_timeout.Token)).Count);
+            Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(3), $"the promotion and the sweep took {stopwatch.Elapsed.TotalSeconds:F1} s with the broker silent");
+        }
+        finally
+        {
+            await silent.DisposeAsync();
+            store.Dispose();
+        }
+        var fetched = await healthy.FetchAsync(new FetchRequest { WorkerId = "w2", Queues = [new(QueueNames.Default)], MaxCount = 10, LeaseDuration = TimeSpan.FromSeconds(30) }, _timeout.Token);
+        Assert.Equal(new[] { leased.Id, due!.Id }.Order(), fetched.Select(l => l.Message.Id).Order());
+    }
+
     /// <summary>The queue's consumer count once it reaches <paramref name="expected"/>, or as it is after 10 s.</summary>
     private async Task<uint> ConsumersReachingAsync(string queue, uint expected)
     {
