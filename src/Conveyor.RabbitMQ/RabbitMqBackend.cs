@@ -421,34 +421,86 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         return sweep;
     }
 
-    /// <summary>Wake-ups under way that no caller waits for; a dispose waits for them, up to <see cref="WakeDisposeWait"/>.</summary>
-    private readonly ConcurrentDictionary<Task, bool> _backgroundWakes = new();
+    /// <summary>The background wake-up under way, or the last one: a dispose waits for it, up to <see cref="WakeDisposeWait"/>.</summary>
+    private Task _backgroundWake = Task.CompletedTask;
+
+    /// <summary>0: no background wake-up runs; 1: one runs; 2: one runs and another was asked for meanwhile.</summary>
+    private int _wakeState;
 
     /// <summary>Longest a background wake-up takes (a store read and a confirmed publish).</summary>
     private static readonly TimeSpan WakeTimeout = TimeSpan.FromSeconds(10);
 
-    /// <summary>Longest a dispose waits for the background wake-ups under way: a broker that does not answer would hold it
+    /// <summary>Longest a dispose waits for the background wake-up under way: a broker that does not answer would hold it
     /// to <see cref="WakeTimeout"/>.</summary>
     private static readonly TimeSpan WakeDisposeWait = TimeSpan.FromSeconds(1);
 
+    /// <summary>Wakes the queues with ready work after the call that asked has returned. One wake-up at a time: one asked
+    /// for while another runs makes that one run again when it ends (reading the queues afresh), so that a promoter
+    /// called many times a second, or a broker that does not confirm, cannot stack them up.</summary>
     private void WakeInBackground()
     {
-        var wake = Task.Run(async () =>
+        while (!Volatile.Read(ref _disposed))
         {
-            using var bound = new CancellationTokenSource(WakeTimeout);
-            try
+            switch (Volatile.Read(ref _wakeState))
             {
-                await WakeQueuesAsync(bound.Token).ConfigureAwait(false);
+                case 0 when Interlocked.CompareExchange(ref _wakeState, 1, 0) == 0:
+                    _backgroundWake = Task.Run(RunBackgroundWakesAsync);
+                    return;
+                case 1 when Interlocked.CompareExchange(ref _wakeState, 2, 1) == 1:
+                case 2:
+                    return;
+                default:
+                    // The state changed between the read and the exchange: read it again.
+                    break;
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+        }
+    }
+
+    private async Task RunBackgroundWakesAsync()
+    {
+        while (true)
+        {
+            if (!Volatile.Read(ref _disposed))
             {
-                // A failed publish is logged by the publisher (once a streak); whatever failed, workers find the tasks at
-                // their fallback poll.
+                await WakeOnceAsync().ConfigureAwait(false);
             }
-        });
-        _backgroundWakes.TryAdd(wake, true);
-        _ = wake.ContinueWith(static (t, wakes) => ((ConcurrentDictionary<Task, bool>)wakes!).TryRemove(t, out _), _backgroundWakes,
-            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            if (Interlocked.CompareExchange(ref _wakeState, 0, 1) == 1)
+            {
+                return;
+            }
+            // Asked for again while it ran.
+            Volatile.Write(ref _wakeState, 1);
+        }
+    }
+
+    /// <summary>Background wake-ups running now (for tests: at most one).</summary>
+    internal int BackgroundWakesRunning => Volatile.Read(ref _wakesRunning);
+
+    private int _wakesRunning;
+
+    private async Task WakeOnceAsync()
+    {
+        using var bound = new CancellationTokenSource(WakeTimeout);
+        Interlocked.Increment(ref _wakesRunning);
+        try
+        {
+            await WakeQueuesAsync(bound.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e) when (bound.IsCancellationRequested)
+        {
+            // The bound, not a caller, ended it: a broker that takes publishes and never confirms them. Logged as a failed
+            // publish is (once a streak); workers find the tasks at their fallback poll.
+            _publisher.Failed("a wake-up", e);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A failed publish is logged by the publisher (once a streak); whatever failed, workers find the tasks at
+            // their fallback poll.
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _wakesRunning);
+        }
     }
 
     /// <inheritdoc />
@@ -527,10 +579,10 @@ public sealed class RabbitMqBackend : IConveyorBackend, IQueueBackend, IAsyncDis
         {
             return;
         }
-        _disposed = true;
-        // Enqueued messages still on their way to the broker get there before the connection closes, and the wake-ups
-        // after hand-backs (bounded themselves).
-        await Task.WhenAll(_backgroundWakes.Keys).WaitAsync(WakeDisposeWait).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        Volatile.Write(ref _disposed, true);
+        // Enqueued messages still on their way to the broker get there before the connection closes, and the background
+        // wake-up after a promotion, a sweep or a hand-back (bounded itself; none starts from now on).
+        await _backgroundWake.WaitAsync(WakeDisposeWait).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         await _publisher.FlushAsync(FlushTimeout).ConfigureAwait(false);
         await _deliveries.DisposeAsync().ConfigureAwait(false);
         await _notifier.DisposeAsync().ConfigureAwait(false);

@@ -204,7 +204,8 @@ internal sealed partial class RabbitMqPublisher
         }
     }
 
-    private void Failed(string operation, Exception e)
+    /// <summary>Records a failed broker step after a store change: logged once per failing streak.</summary>
+    public void Failed(string operation, Exception e)
     {
         if (Interlocked.CompareExchange(ref _publishFailingSince, System.Diagnostics.Stopwatch.GetTimestamp(), 0) == 0)
         {
