@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Conveyor.Backends;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;

@@ -35,9 +35,9 @@ public sealed class ConveyorOptions
     /// OpenTelemetry SDK starts for every span its sampler drops) still writes that context into the messages, so that the
     /// attempts' log lines carry the trace id and a parent-based sampler drops their spans too. False writes the context of
     /// sampled traces only: a message of an unsampled trace then costs no header, and each of its attempts is a root that
-    /// the sampler decides on afresh, run in no activity when dropped (docs/observability.md, Sampling and Cost). Default true. False is recommended,
-    /// with ratio sampling, on a server that runs thousands of short tasks a second; not without a tracer, under which every
-    /// context is unsampled, so none would be written.</summary>
+    /// the sampler decides on afresh, run in no activity when dropped (docs/observability.md, Sampling and Cost).
+    /// Default true. False is recommended, with ratio sampling, on a server that runs thousands of short tasks a second;
+    /// not without a tracer, under which every context is unsampled, so none would be written.</summary>
     public bool PropagateUnsampledTraces { get; set; } = true;
 
     /// <summary>How often, at most, the queue and worker gauges (<see cref="ConveyorMetricNames.QueueDepth"/>, …) read the
